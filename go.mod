@@ -1,0 +1,3 @@
+module github.com/ratelimit-ext/ratelimit-ext
+
+go 1.26.8

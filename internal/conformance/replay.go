@@ -1,0 +1,128 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// Result is the outcome of one suite.
+type Result struct {
+	Suite    string
+	Ops      int
+	Skipped  bool   // a primitive out of scope (throttlekit's lease)
+	Mismatch string // empty when every op matched
+}
+
+// Replay runs every suite of f through engine, with base added to every now and every
+// expected resetAt (SPEC §8). Each suite's keys are prefixed with keyPrefix and the suite
+// index, so suites start cold; pass a fresh prefix per run against a shared store.
+func Replay(ctx context.Context, engine limiter.Engine, f *File, base int64, keyPrefix string) ([]Result, error) {
+	results := make([]Result, 0, len(f.Suites))
+	for i := range f.Suites {
+		s := &f.Suites[i]
+		r := Result{Suite: s.Primitive + " " + s.Name, Ops: len(s.Ops)}
+		limits, err := s.checks(fmt.Sprintf("%s:%d:", keyPrefix, i))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("suite %q: %w", s.Name, err)
+		case limits == nil:
+			r.Skipped = true
+		default:
+			r.Mismatch, err = replaySuite(ctx, engine, s, limits, base)
+			if err != nil {
+				return nil, fmt.Errorf("suite %q: %w", s.Name, err)
+			}
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// checks builds the suite's limits (with cost 0; each op sets its costs). It returns nil
+// for primitives out of scope.
+func (s *Suite) checks(prefix string) ([]limiter.LimitCheck, error) {
+	switch s.Primitive {
+	case "rateLimit":
+		if s.Strategy == nil {
+			return nil, fmt.Errorf("rateLimit suite without strategy")
+		}
+		p, err := Params(s.Strategy.Kind, s.Strategy.Options)
+		if err != nil {
+			return nil, err
+		}
+		return []limiter.LimitCheck{{Key: prefix + s.Key, Params: p}}, nil
+	case "tokenBudget":
+		p, err := Params("tokenBudget", s.Options)
+		if err != nil {
+			return nil, err
+		}
+		return []limiter.LimitCheck{{Key: prefix + "budget", Params: p}}, nil
+	case "request":
+		out := make([]limiter.LimitCheck, len(s.Limits))
+		for i, l := range s.Limits {
+			p, err := Params(l.Kind, l.Options)
+			if err != nil {
+				return nil, fmt.Errorf("limit %d: %w", i, err)
+			}
+			out[i] = limiter.LimitCheck{Key: prefix + l.Key, Params: p, Shadow: l.Shadow}
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
+// replaySuite returns a description of the first mismatch, or "".
+func replaySuite(ctx context.Context, engine limiter.Engine, s *Suite, checks []limiter.LimitCheck, base int64) (string, error) {
+	got := make([]limiter.Decision, len(checks))
+	for n, op := range s.Ops {
+		if err := op.setCosts(checks); err != nil {
+			return "", fmt.Errorf("op %d: %w", n, err)
+		}
+		out, err := engine.Evaluate(ctx, op.Now+base, checks, got)
+		if err != nil {
+			return "", fmt.Errorf("op %d: %w", n, err)
+		}
+		want := op.Expect.Decisions
+		if s.Primitive != "request" {
+			want = []Decision{op.Expect.Decision}
+		} else if out.Allowed != op.Expect.Allowed {
+			return fmt.Sprintf("op %d (now %d): request allowed=%v, want %v", n, op.Now, out.Allowed, op.Expect.Allowed), nil
+		}
+		if len(want) != len(got) {
+			return "", fmt.Errorf("op %d: %d expected decisions for %d limits", n, len(want), len(got))
+		}
+		for i := range got {
+			w := want[i]
+			w.ResetAt += base
+			if g := fromLimiter(got[i]); g != w {
+				return fmt.Sprintf("op %d (now %d) limit %d: got %+v, want %+v", n, op.Now, i, g, w), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+func (op *Op) setCosts(checks []limiter.LimitCheck) error {
+	switch {
+	case op.Costs != nil:
+		if len(op.Costs) != len(checks) {
+			return fmt.Errorf("%d costs for %d limits", len(op.Costs), len(checks))
+		}
+		for i := range checks {
+			checks[i].Cost = op.Costs[i]
+		}
+	case op.Cost != nil:
+		checks[0].Cost = *op.Cost
+	case op.Tokens != nil:
+		checks[0].Cost = *op.Tokens
+	default:
+		return fmt.Errorf("op without cost")
+	}
+	return nil
+}
+
+func fromLimiter(d limiter.Decision) Decision {
+	return Decision{Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining, ResetAt: d.ResetAt, RetryAfterMs: d.RetryAfterMs}
+}

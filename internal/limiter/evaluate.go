@@ -1,0 +1,133 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// LimitCheck is one limit of one request: the storage key it charges, its rule, its
+// cost (0 = check-only) and whether it runs in shadow mode.
+type LimitCheck struct {
+	Key    string
+	Params *Params
+	Cost   int64
+	Shadow bool
+}
+
+// Outcome is the answer to a whole request.
+type Outcome struct {
+	Now     int64 // the single now every limit was evaluated at (the store's clock when 0 was passed)
+	Allowed bool  // false iff some enforced (non-shadow) limit denied
+}
+
+// Engine decides every check of one request at one now, all or nothing (SPEC §5): if
+// every enforced limit allows, every limit consumes its cost; otherwise nothing is
+// consumed. decisions must have len(checks); it receives one Decision per check, with
+// the reporting rule of SPEC §8 (denying limits show their deny decision, the others
+// their q = 0 decision). now = 0 means the engine's clock.
+type Engine interface {
+	Evaluate(ctx context.Context, now int64, checks []LimitCheck, decisions []Decision) (Outcome, error)
+	Close() error
+}
+
+// ErrBadRequest wraps errors caused by the caller's input (a bad now or cost).
+var ErrBadRequest = errors.New("invalid request")
+
+// validateChecks rejects input that would break exactness before any state is touched.
+func validateChecks(now int64, checks []LimitCheck, decisions []Decision) error {
+	if now < 0 || now > MaxNowMs {
+		return fmt.Errorf("%w: now %d outside [0, %d]", ErrBadRequest, now, MaxNowMs)
+	}
+	if len(decisions) != len(checks) {
+		return fmt.Errorf("%w: %d decisions for %d checks", ErrBadRequest, len(decisions), len(checks))
+	}
+	for i := range checks {
+		if c := checks[i].Cost; c < 0 || c > MaxCost {
+			return fmt.Errorf("%w: cost %d outside [0, %d]", ErrBadRequest, c, MaxCost)
+		}
+	}
+	return nil
+}
+
+// StateStore is what evaluateLocked needs from an engine that holds state in process:
+// read a key's state and, on commit, write it.
+type StateStore interface {
+	Load(key string) State
+	Store(key string, st State)
+}
+
+// evaluateLocked runs SPEC §5 over states the caller has locked. Limits are evaluated in
+// request order on working copies, so a key charged by an earlier limit of the same
+// request shows that charge to a later one; the copies are committed only if every
+// enforced limit allowed.
+func evaluateLocked(store StateStore, now int64, checks []LimitCheck, decisions []Decision) bool {
+	work := newWorkingSet(len(checks))
+	allowed := true
+	for i := range checks {
+		c := &checks[i]
+		st := work.get(store, c.Key)
+		d, next, write := Check(c.Params, st, now, c.Cost)
+		decisions[i] = d
+		switch {
+		case !d.Allowed && !c.Shadow:
+			allowed = false
+		case d.Allowed && write:
+			work.set(c.Key, next)
+		}
+	}
+	if allowed {
+		work.commit(store)
+		return true
+	}
+	// Denied: nothing is consumed, and the limits that did not deny report the state as
+	// it stands (their q = 0 decision against the stored, uncharged state).
+	for i := range checks {
+		if decisions[i].Allowed {
+			st := store.Load(checks[i].Key)
+			decisions[i], _, _ = Check(checks[i].Params, &st, now, 0)
+		}
+	}
+	return false
+}
+
+// workingSet holds the states a request has touched so far. Requests carry few limits,
+// so a slice with linear lookup beats a map.
+type workingSet struct {
+	keys   []string
+	states []State
+	dirty  []bool
+}
+
+func newWorkingSet(n int) *workingSet {
+	return &workingSet{keys: make([]string, 0, n), states: make([]State, 0, n), dirty: make([]bool, 0, n)}
+}
+
+func (w *workingSet) get(store StateStore, key string) *State {
+	for i, k := range w.keys {
+		if k == key {
+			return &w.states[i]
+		}
+	}
+	w.keys = append(w.keys, key)
+	w.states = append(w.states, store.Load(key))
+	w.dirty = append(w.dirty, false)
+	return &w.states[len(w.states)-1]
+}
+
+func (w *workingSet) set(key string, st State) {
+	for i, k := range w.keys {
+		if k == key {
+			w.states[i], w.dirty[i] = st, true
+			return
+		}
+	}
+}
+
+func (w *workingSet) commit(store StateStore) {
+	for i, k := range w.keys {
+		if w.dirty[i] {
+			store.Store(k, w.states[i])
+		}
+	}
+}
