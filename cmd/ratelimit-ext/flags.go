@@ -1,0 +1,82 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// envFlags registers flags whose defaults can be set by environment variables, so every
+// setting has a flag and an environment variable (docs/configuration.md lists them).
+// A malformed environment value is reported, not silently ignored.
+type envFlags struct {
+	fs   *flag.FlagSet
+	errs []string
+}
+
+func newEnvFlags(name string) *envFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return &envFlags{fs: fs}
+}
+
+func envName(flagName string) string {
+	return "RATELIMIT_EXT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (e *envFlags) usage(name, usage string) string {
+	return fmt.Sprintf("%s (env %s)", usage, envName(name))
+}
+
+func (e *envFlags) String(name, def, usage string) *string {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
+	}
+	return e.fs.String(name, def, e.usage(name, usage))
+}
+
+func (e *envFlags) Bool(name string, def bool, usage string) *bool {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want true or false", envName(name), v))
+		}
+		def = b
+	}
+	return e.fs.Bool(name, def, e.usage(name, usage))
+}
+
+func (e *envFlags) Int(name string, def int, usage string) *int {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want an integer", envName(name), v))
+		}
+		def = n
+	}
+	return e.fs.Int(name, def, e.usage(name, usage))
+}
+
+func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.Duration {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want a duration such as 10ms", envName(name), v))
+		}
+		def = d
+	}
+	return e.fs.Duration(name, def, e.usage(name, usage))
+}
+
+// parse parses args and reports environment errors together with flag errors.
+func (e *envFlags) parse(args []string) error {
+	if err := e.fs.Parse(args); err != nil {
+		return err
+	}
+	if len(e.errs) > 0 {
+		return fmt.Errorf("bad environment: %s", strings.Join(e.errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/reload"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+type serveConfig struct {
+	grpcAddr, httpAddr, configDir, engine, keyPrefix string
+	logLevel, logFormat                              string
+	memoryMaxKeys, maxKeyLen                         int
+	shadow, retryAfter, watch                        bool
+	shutdownTimeout                                  time.Duration
+	redis                                            func() limiter.RedisOptions
+}
+
+func loadServeConfig(args []string) (*serveConfig, error) {
+	f := newEnvFlags("serve")
+	c := &serveConfig{}
+	grpcAddr := f.String("grpc-addr", "127.0.0.1:8081", "gRPC listen address (RateLimitService)")
+	httpAddr := f.String("http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz)")
+	configDir := f.String("config-dir", "config", "directory of YAML rule files, watched for changes")
+	engine := f.String("engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
+	keyPrefix := f.String("key-prefix", "rlx:", "prefix of every storage key")
+	maxKeyLen := f.Int("max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
+	memKeys := f.Int("memory-max-keys", 1_000_000, "bound on keys held by the memory engine")
+	shadow := f.Bool("shadow-mode", false, "evaluate and count every limit but never deny")
+	retryAfter := f.Bool("retry-after-header", true, "add Retry-After to OVER_LIMIT responses")
+	watch := f.Bool("watch", true, "reload the config dir when files change (SIGHUP always reloads)")
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	logFormat := f.String("log-format", "text", "text or json")
+	shutdown := f.Duration("shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
+	c.redis = redisFlags(f)
+	if err := f.parse(args); err != nil {
+		return nil, err
+	}
+	*c = serveConfig{
+		grpcAddr: *grpcAddr, httpAddr: *httpAddr, configDir: *configDir, engine: *engine,
+		keyPrefix: *keyPrefix, maxKeyLen: *maxKeyLen, memoryMaxKeys: *memKeys,
+		shadow: *shadow, retryAfter: *retryAfter, watch: *watch,
+		logLevel: *logLevel, logFormat: *logFormat, shutdownTimeout: *shutdown, redis: c.redis,
+	}
+	return c, nil
+}
+
+// redisFlags registers the Redis connection flags and returns a getter for the options.
+func redisFlags(f *envFlags) func() limiter.RedisOptions {
+	url := f.String("redis-url", "", "redis://[user:pass@]host:port[/db] or rediss:// for TLS; selects the Redis engine")
+	pool := f.Int("redis-pool-size", 0, "connections per Redis node (0 = 10 per CPU)")
+	dial := f.Duration("redis-dial-timeout", time.Second, "timeout to open a Redis connection")
+	read := f.Duration("redis-read-timeout", 8*time.Millisecond, "timeout to read a Redis reply (keep below Envoy's rate-limit timeout)")
+	write := f.Duration("redis-write-timeout", 8*time.Millisecond, "timeout to write a Redis command")
+	ca := f.String("redis-tls-ca", "", "PEM CA bundle to verify a rediss:// server")
+	cert := f.String("redis-tls-cert", "", "PEM client certificate for rediss:// (mTLS)")
+	key := f.String("redis-tls-key", "", "PEM client key for rediss:// (mTLS)")
+	return func() limiter.RedisOptions {
+		return limiter.RedisOptions{
+			URL: *url, PoolSize: *pool, DialTimeout: *dial, ReadTimeout: *read, WriteTimeout: *write,
+			TLSCAFile: *ca, TLSCertFile: *cert, TLSKeyFile: *key,
+		}
+	}
+}
+
+func newRedisEngine(o limiter.RedisOptions) (limiter.Engine, error) {
+	if o.URL == "" {
+		return nil, errors.New("the redis engine needs --redis-url (env RATELIMIT_EXT_REDIS_URL)")
+	}
+	return limiter.NewRedisEngine(o)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func serve(args []string) int {
+	c, err := loadServeConfig(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "ratelimit-ext:", err)
+		return 2
+	}
+	log, err := newLogger(c.logLevel, c.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext:", err)
+		return 2
+	}
+	if err := runServer(c, log); err != nil {
+		log.Error("exiting", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// runServer wires the engine, rules, gRPC and HTTP servers, and runs until SIGINT/SIGTERM.
+func runServer(c *serveConfig, log *slog.Logger) error {
+	rules, err := descriptors.LoadDir(c.configDir)
+	if err != nil {
+		return fmt.Errorf("loading %s:\n%w", c.configDir, err)
+	}
+	engine, engineName, err := openEngine(c)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	keys := storekey.New(c.keyPrefix, c.maxKeyLen)
+	decider := decide.New(rules, engine, keys, c.shadow)
+
+	grpcLis, err := net.Listen("tcp", c.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", c.httpAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("HTTP listener: %w", err)
+	}
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverInterceptor(log)))
+	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, rls.Options{RetryAfter: c.retryAfter}, nil))
+	api := httpapi.New(decider, log)
+	health := grpchealth.NewServer()
+	healthpb.RegisterHealthServer(gs, health)
+	reflection.Register(gs)
+	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	watcher, err := reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log}, func(rs *descriptors.RuleSet) {
+		decider.SetRules(rs)
+	})
+	if err != nil {
+		return err
+	}
+	defer watcher.Close()
+
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() { errc <- hs.Serve(httpLis) }()
+	log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
+		"engine", engineName, "config_dir", c.configDir, "rules", rules.Summary())
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	return shutdown(gs, hs, c.shutdownTimeout)
+}
+
+func openEngine(c *serveConfig) (limiter.Engine, string, error) {
+	ro := c.redis()
+	name := c.engine
+	if name == "" {
+		name = "memory"
+		if ro.URL != "" {
+			name = "redis"
+		}
+	}
+	switch name {
+	case "memory":
+		return limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: c.memoryMaxKeys}), name, nil
+	case "redis":
+		e, err := newRedisEngine(ro)
+		return e, name, err
+	}
+	return nil, "", fmt.Errorf("--engine %q: want memory or redis", name)
+}
+
+// shutdown stops accepting, lets in-flight RPCs finish within the timeout, then forces.
+func shutdown(gs *grpc.Server, hs *http.Server, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	herr := hs.Shutdown(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		gs.Stop()
+		return errors.New("shutdown deadline passed with RPCs in flight")
+	}
+	if herr != nil && !errors.Is(herr, http.ErrServerClosed) {
+		return herr
+	}
+	return nil
+}
+
+// recoverInterceptor turns a panic in a handler into an Internal error and a log line:
+// no panic reaches a caller or takes the process down.
+func recoverInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in handler", "method", info.FullMethod, "panic", r)
+				err = status.Error(codes.Internal, "internal error in "+info.FullMethod)
+			}
+		}()
+		return h(ctx, req)
+	}
+}

@@ -1,0 +1,150 @@
+// Package decide turns one rate-limit request (a domain and its descriptors) into
+// decisions: it matches the rules, applies `replaces`, overrides and costs (SPEC §5),
+// asks the engine once for the whole request, and picks the limit each descriptor
+// reports. Every door into the service (ShouldRateLimit, ext_authz Check, the JSON
+// decision endpoint) goes through it, so they share rules, keys and state.
+package decide
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+// Descriptor is one request descriptor in transport-neutral form.
+type Descriptor struct {
+	Entries  []descriptors.Entry
+	Cost     *uint64   // the descriptor's own hits_addend; nil = use the request's
+	Override *Override // a per-request limit override, or nil
+}
+
+// Override replaces the configured limits of a descriptor (Envoy's RateLimitOverride).
+type Override struct {
+	RequestsPerUnit int64
+	Unit            string // second..year
+	UnitMultiplier  int64  // 0 = 1
+}
+
+// Request is one rate-limit request.
+type Request struct {
+	Domain      string
+	Descriptors []Descriptor
+	HitsAddend  uint64 // request-wide cost; 0 means 1
+	Now         int64  // 0 = the engine's clock
+}
+
+// Status is the answer for one descriptor.
+type Status struct {
+	OverLimit bool
+	Limit     *descriptors.Limit // the reported limit; nil when no limit applies
+	Decision  limiter.Decision   // the reported limit's decision
+	Checked   []Checked          // every limit evaluated for this descriptor (for metrics)
+}
+
+// Checked is one evaluated limit of a descriptor.
+type Checked struct {
+	Limit    *descriptors.Limit
+	Decision limiter.Decision
+	Shadow   bool
+}
+
+// Result is the answer to a request.
+type Result struct {
+	OverLimit    bool
+	Now          int64
+	Statuses     []Status
+	RetryAfterMs int64 // the longest wait among denying limits; 0 when allowed
+}
+
+// ErrInvalid marks errors caused by the request itself.
+var ErrInvalid = errors.New("invalid rate limit request")
+
+// Decider holds the current rules and the engine.
+type Decider struct {
+	rules  atomic.Pointer[descriptors.RuleSet]
+	engine limiter.Engine
+	keys   *storekey.Builder
+	shadow bool // global shadow mode (SPEC §5.4)
+}
+
+// New returns a Decider serving rules on engine.
+func New(rules *descriptors.RuleSet, engine limiter.Engine, keys *storekey.Builder, globalShadow bool) *Decider {
+	d := &Decider{engine: engine, keys: keys, shadow: globalShadow}
+	d.rules.Store(rules)
+	return d
+}
+
+// SetRules swaps the rule set atomically; requests in flight finish on the old one.
+func (d *Decider) SetRules(rs *descriptors.RuleSet) { d.rules.Store(rs) }
+
+// Rules returns the rule set in use.
+func (d *Decider) Rules() *descriptors.RuleSet { return d.rules.Load() }
+
+// Engine returns the engine decisions are made on.
+func (d *Decider) Engine() limiter.Engine { return d.engine }
+
+// plan is the set of checks of one request and which descriptor each belongs to.
+type plan struct {
+	checks []limiter.LimitCheck
+	limits []*descriptors.Limit
+	owner  []int // descriptor index of each check
+}
+
+// Decide evaluates a request all or nothing.
+func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
+	if req.Domain == "" {
+		return nil, fmt.Errorf("%w: domain is empty", ErrInvalid)
+	}
+	if len(req.Descriptors) == 0 {
+		return nil, fmt.Errorf("%w: no descriptors", ErrInvalid)
+	}
+	p, err := d.plan(req)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Now: req.Now, Statuses: make([]Status, len(req.Descriptors))}
+	if len(p.checks) == 0 {
+		return res, nil
+	}
+	decisions := make([]limiter.Decision, len(p.checks))
+	out, err := d.engine.Evaluate(ctx, req.Now, p.checks, decisions)
+	if err != nil {
+		if errors.Is(err, limiter.ErrBadRequest) {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return nil, err
+	}
+	res.Now, res.OverLimit = out.Now, !out.Allowed
+	d.report(res, p, decisions)
+	return res, nil
+}
+
+// report fills each descriptor's status: the enforced limit that denied, else the one
+// with the lowest remaining (SPEC §5.2). Shadow limits are reported only when a
+// descriptor has no enforced limit, so shadow mode never shows to clients.
+func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
+	reportedShadow := make([]bool, len(res.Statuses))
+	for i := range p.checks {
+		o := p.owner[i]
+		st := &res.Statuses[o]
+		dec, shadow := decisions[i], p.checks[i].Shadow
+		st.Checked = append(st.Checked, Checked{Limit: p.limits[i], Decision: dec, Shadow: shadow})
+		switch {
+		case st.OverLimit:
+		case !dec.Allowed && !shadow:
+			st.OverLimit, st.Limit, st.Decision = true, p.limits[i], dec
+		case st.Limit == nil,
+			reportedShadow[o] && !shadow,
+			reportedShadow[o] == shadow && dec.Remaining < st.Decision.Remaining:
+			st.Limit, st.Decision, reportedShadow[o] = p.limits[i], dec, shadow
+		}
+		if !dec.Allowed && !shadow {
+			res.RetryAfterMs = max(res.RetryAfterMs, dec.RetryAfterMs)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package decide
+
+import (
+	"fmt"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// plan matches every descriptor and builds the request's checks in request order.
+func (d *Decider) plan(req *Request) (*plan, error) {
+	rules := d.rules.Load()
+	cost := int64(req.HitsAddend)
+	if cost == 0 {
+		cost = 1
+	}
+	matched := make([][]*descriptors.Limit, len(req.Descriptors))
+	var replaced map[string]bool
+	for i := range req.Descriptors {
+		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
+		for _, l := range matched[i] {
+			for _, name := range l.Replaces {
+				if replaced == nil {
+					replaced = make(map[string]bool)
+				}
+				replaced[name] = true
+			}
+		}
+	}
+	p := &plan{}
+	for i := range req.Descriptors {
+		desc := &req.Descriptors[i]
+		q := cost
+		if desc.Cost != nil {
+			if *desc.Cost > uint64(limiter.MaxCost) {
+				return nil, fmt.Errorf("%w: descriptor %d: hits_addend %d exceeds %d", ErrInvalid, i, *desc.Cost, limiter.MaxCost)
+			}
+			q = int64(*desc.Cost)
+		}
+		limits, err := applyOverride(filterReplaced(matched[i], replaced), desc.Override)
+		if err != nil {
+			return nil, fmt.Errorf("%w: descriptor %d: %v", ErrInvalid, i, err)
+		}
+		for _, l := range limits {
+			if l.Unlimited {
+				continue
+			}
+			p.checks = append(p.checks, limiter.LimitCheck{
+				Key:    d.keys.Key(req.Domain, l.ID, &l.Params, desc.Entries),
+				Params: &l.Params,
+				Cost:   q,
+				Shadow: l.Shadow || d.shadow,
+			})
+			p.limits = append(p.limits, l)
+			p.owner = append(p.owner, i)
+		}
+	}
+	return p, nil
+}
+
+// filterReplaced drops limits whose name another matched limit replaces. The common
+// case (nothing replaced) returns the matched slice itself without allocating.
+func filterReplaced(limits []*descriptors.Limit, replaced map[string]bool) []*descriptors.Limit {
+	if len(replaced) == 0 {
+		return limits
+	}
+	out := make([]*descriptors.Limit, 0, len(limits))
+	for _, l := range limits {
+		if l.Name == "" || !replaced[l.Name] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// applyOverride replaces a descriptor's matched limits by one limit with the request's
+// rate and unit, keeping the first matched limit's algorithm, name and flags. An
+// override on a descriptor that matches no limit (or only unlimited ones) is ignored:
+// requests cannot create limits the operator did not configure.
+func applyOverride(limits []*descriptors.Limit, o *Override) ([]*descriptors.Limit, error) {
+	if o == nil {
+		return limits, nil
+	}
+	var base *descriptors.Limit
+	for _, l := range limits {
+		if !l.Unlimited {
+			base = l
+			break
+		}
+	}
+	if base == nil {
+		return limits, nil
+	}
+	unitMs, ok := descriptors.UnitMillis(o.Unit)
+	if !ok {
+		return nil, fmt.Errorf("override unit %q is not supported", o.Unit)
+	}
+	mult := max(o.UnitMultiplier, 1)
+	ov := *base
+	ov.ID = base.ID + "!override"
+	ov.Unit, ov.UnitMultiplier, ov.RequestsPerUnit = o.Unit, mult, o.RequestsPerUnit
+	ov.Params = limiter.Params{
+		Algorithm: base.Params.Algorithm,
+		Limit:     o.RequestsPerUnit,
+		PeriodMs:  unitMs * mult,
+		Buckets:   base.Params.Buckets,
+	}
+	if err := ov.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("override: %v", err)
+	}
+	return []*descriptors.Limit{&ov}, nil
+}

@@ -1,0 +1,81 @@
+// Package descriptors loads the YAML rate-limit rules (SPEC §7) and matches request
+// descriptors against them.
+//
+// # Format
+//
+// One domain per file, a superset of the envoyproxy/ratelimit format, so its files load
+// unchanged:
+//
+//	domain: edge                 # required, unique across the loaded directory
+//	algorithm: sliding_window    # optional default for the file (default fixed_window)
+//	descriptors:
+//	  - key: remote_address      # required
+//	    value: "10.*"            # optional: exact value, or a pattern ('*' = any run)
+//	    rate_limit:              # one limit, or rate_limits: [...] for several
+//	      name: per-ip           # optional, unique within the domain
+//	      unit: second           # second|minute|hour|day|week|month(30d)|year(365d), any case
+//	      unit_multiplier: 5     # window = 5 units (default 1)
+//	      requests_per_unit: 100
+//	      algorithm: gcra        # overrides the file default
+//	      burst: 200             # gcra / token_bucket only; default requests_per_unit
+//	      buckets: 10            # sliding_window only; default 10
+//	      unlimited: false
+//	      replaces: [{name: x}]  # envoyproxy/ratelimit's place for replaces
+//	    shadow_mode: false
+//	    detailed_metric: false
+//	    replaces: [{name: x}]    # SPEC §7's place: applies to every limit of the entry
+//	    descriptors: [...]       # nested entries, at most 16 levels
+//
+// # Matching
+//
+// RuleSet.Match walks the request entries level by level and picks one configured
+// entry per level: exact value, else the first matching pattern in file order, else the
+// bare key. There is no backtracking to a less specific sibling. The limits of the entry
+// reached by the last request entry apply; a request with fewer or more entries than
+// the configured path matches nothing.
+//
+// # Decisions where SPEC §7 is silent
+//
+//   - Every problem is a load error "file:line: field: message", and the whole
+//     configuration is rejected; Compile and LoadDir collect all problems of all files.
+//     Problems about a whole file (size, read failure, emptiness) have no line.
+//   - Unknown fields are errors. envoyproxy/ratelimit's quota_mode, value_to_metric,
+//     share_threshold and metadata are rejected as "not supported yet", wherever they
+//     appear. YAML merge keys (<<) are rejected; anchors and aliases work.
+//   - A null value (`value:` or `value: ~`) counts as absent, as in YAML and
+//     envoyproxy/ratelimit; `value: ""` is an error: omit value for a per-value counter.
+//     A `domain:` or `key:` that is null is therefore missing.
+//   - Any '*' in a value makes it a pattern; there is no escape for a literal '*'
+//     (a pattern "a*" also matches the value "a*"). Runs of '*' equal one '*'.
+//     Keys and values with control characters are rejected (typically the trailing
+//     newline of a YAML block scalar).
+//   - Numbers must be YAML integers: quoted numbers and floats are errors, as in
+//     envoyproxy/ratelimit. Booleans accept YAML 1.1 yes/no/on/off, as its loader did.
+//   - Unit and algorithm names are case-insensitive ("SECOND", "Gcra"); Limit.Unit is
+//     lower case.
+//   - requests_per_unit, unit_multiplier, burst and buckets are at least 1 (0 means
+//     nothing sensible: use unlimited: true for no limit). burst is only accepted for
+//     gcra and token_bucket, buckets only for sliding_window, so that a field without
+//     effect is never silently ignored. Magnitudes are checked by limiter.Params.Validate
+//     and its message is reported at the limit's line.
+//   - unlimited: true makes unit and requests_per_unit optional. Rate fields that are
+//     present are still type-checked (a misspelt unit stays an error) but are ignored:
+//     the Limit keeps only its name and replaces, with a zero Params, so a limit can be
+//     switched off and on by toggling one line.
+//   - replaces may sit on the descriptor (SPEC §7, for all its limits) or in a limit
+//     (envoyproxy/ratelimit); the names are merged. Each name must be a limit name of
+//     the same domain, and a limit cannot replace itself. Descriptor-level replaces
+//     without any rate_limit is an error.
+//   - shadow_mode and detailed_metric apply to the entry's own limits, not to nested
+//     entries (as in envoyproxy/ratelimit).
+//   - Limit names are unique within a domain; several unnamed limits are fine.
+//     Duplicate siblings are entries with the same key and the same value (patterns
+//     compared after collapsing "**").
+//   - A file must hold exactly one YAML document; an empty file is an error.
+//   - Bounds: MaxFileSize per file, MaxDepth nesting levels, MaxLimits limits and
+//     MaxEntries descriptor entries per load (the latter also defuses alias bombs);
+//     at most 1000 problems are kept, the rest counted.
+//   - Limit.ID is Path + "#index": reordering a descriptor's rate_limits list or
+//     changing its key/value path changes the ID (and so starts fresh counters);
+//     renaming a limit does not.
+package descriptors

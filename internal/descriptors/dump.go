@@ -1,0 +1,70 @@
+package descriptors
+
+import "github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+
+// The /debug/config view: plain structs with JSON tags, built on demand so the
+// RuleSet itself carries no presentation state.
+
+type dumpRuleSet struct {
+	Hash    string       `json:"hash"`
+	Summary string       `json:"summary"`
+	Domains []dumpDomain `json:"domains"`
+}
+
+type dumpDomain struct {
+	Domain string      `json:"domain"`
+	File   string      `json:"file"`
+	Line   int         `json:"line"`
+	Limits []dumpLimit `json:"limits"`
+}
+
+type dumpLimit struct {
+	ID              string   `json:"id"`
+	Path            string   `json:"path"`
+	Name            string   `json:"name,omitempty"`
+	Unlimited       bool     `json:"unlimited,omitempty"`
+	Unit            string   `json:"unit,omitempty"`
+	UnitMultiplier  int64    `json:"unit_multiplier,omitempty"`
+	RequestsPerUnit int64    `json:"requests_per_unit,omitempty"`
+	Algorithm       string   `json:"algorithm,omitempty"`
+	PeriodMs        int64    `json:"period_ms,omitempty"`
+	Burst           int64    `json:"burst,omitempty"`
+	Buckets         int64    `json:"buckets,omitempty"`
+	Shadow          bool     `json:"shadow_mode,omitempty"`
+	DetailedMetric  bool     `json:"detailed_metric,omitempty"`
+	Replaces        []string `json:"replaces,omitempty"`
+	File            string   `json:"file"`
+	Line            int      `json:"line"`
+}
+
+// Dump returns a JSON-marshalable view of the compiled rules: hash, summary, and per
+// domain (sorted) its limits in file order with their effective parameters.
+func (rs *RuleSet) Dump() any {
+	out := dumpRuleSet{Hash: rs.Hash(), Summary: rs.Summary(), Domains: []dumpDomain{}}
+	for _, name := range rs.Domains() {
+		d := rs.domains[name]
+		dd := dumpDomain{Domain: name, File: d.file, Line: d.line, Limits: make([]dumpLimit, 0, len(d.limits))}
+		for _, l := range d.limits {
+			dd.Limits = append(dd.Limits, dumpOne(l))
+		}
+		out.Domains = append(out.Domains, dd)
+	}
+	return out
+}
+
+func dumpOne(l *Limit) dumpLimit {
+	dl := dumpLimit{
+		ID: l.ID, Path: l.Path, Name: l.Name, Unlimited: l.Unlimited,
+		Shadow: l.Shadow, DetailedMetric: l.DetailedMetric, Replaces: l.Replaces,
+		File: l.File, Line: l.Line,
+	}
+	if !l.Unlimited {
+		dl.Unit, dl.UnitMultiplier, dl.RequestsPerUnit = l.Unit, l.UnitMultiplier, l.RequestsPerUnit
+		dl.Algorithm, dl.PeriodMs = l.Params.Algorithm.String(), l.Params.PeriodMs
+		dl.Buckets = l.Params.Buckets
+		if a := l.Params.Algorithm; a == limiter.GCRA || a == limiter.TokenBucket {
+			dl.Burst = l.Params.Burst // the other algorithms have no burst
+		}
+	}
+	return dl
+}

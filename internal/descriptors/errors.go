@@ -1,0 +1,56 @@
+package descriptors
+
+import (
+	"fmt"
+	"strings"
+)
+
+// maxErrors bounds how many problems one load keeps: past it a broken file (or an alias
+// bomb) would only flood the logs. The rest are counted in LoadError.Omitted.
+const maxErrors = 1000
+
+// ConfigError is one problem in one configuration file.
+type ConfigError struct {
+	File  string // file name relative to the loaded directory (or as given to Parse/Compile)
+	Line  int    // 1-based; 0 when the problem concerns the whole file or directory
+	Field string // where in the file, e.g. "descriptors[0].rate_limit.unit"
+	Msg   string // what is wrong
+}
+
+// Error formats the problem as "file:line: field: message" (without ":line" when Line is 0).
+func (e ConfigError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Field, e.Msg)
+}
+
+// LoadError is every problem found while loading a configuration: files in load order,
+// each file's problems by line. Any problem rejects the whole configuration.
+type LoadError struct {
+	Errors  []ConfigError
+	Omitted int // problems found beyond the first maxErrors, counted but not kept
+}
+
+// Error lists one problem per line.
+func (e *LoadError) Error() string {
+	lines := make([]string, 0, len(e.Errors)+1)
+	for _, ce := range e.Errors {
+		lines = append(lines, ce.Error())
+	}
+	if e.Omitted > 0 {
+		lines = append(lines, fmt.Sprintf("(%d more errors omitted)", e.Omitted))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// add appends a problem, counting instead of keeping it once maxErrors are kept.
+func (e *LoadError) add(ce ConfigError) {
+	if len(e.Errors) >= maxErrors {
+		e.Omitted++
+		return
+	}
+	e.Errors = append(e.Errors, ce)
+}
+
+func (e *LoadError) empty() bool { return len(e.Errors) == 0 && e.Omitted == 0 }

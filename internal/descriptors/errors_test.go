@@ -1,0 +1,418 @@
+package descriptors
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parseErrors parses src as t.yaml and returns the error lines.
+func parseErrors(t *testing.T, src string) []string {
+	t.Helper()
+	rs, err := Parse("t.yaml", []byte(src))
+	if err == nil {
+		t.Fatalf("no error; loaded %s", rs.Summary())
+	}
+	if rs != nil {
+		t.Errorf("a RuleSet came back with the error")
+	}
+	var le *LoadError
+	if !errors.As(err, &le) {
+		t.Fatalf("error %T is not a *LoadError", err)
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+const (
+	head = "domain: d\ndescriptors:\n  - key: k\n" // lines 1-3
+	want = "(want second|minute|hour|day|week|month|year)"
+)
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		{"unknown unit", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: k",
+			"    rate_limit:",
+			"      unit: seconds",
+			"      requests_per_unit: 1",
+		), []string{`t.yaml:5: descriptors[0].rate_limit.unit: unknown unit "seconds" ` + want}},
+		{"missing unit and requests", head + lines(
+			"    rate_limit:",
+			"      name: x",
+		), []string{
+			"t.yaml:5: descriptors[0].rate_limit.unit: missing " + want,
+			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing",
+		}},
+		{"missing domain", lines(
+			"descriptors: []",
+		), []string{"t.yaml:1: domain: missing; every file needs a domain"}},
+		{"empty domain", `domain: ""` + "\n", []string{"t.yaml:1: domain: empty"}},
+		{"domain not a string", "domain: [a]\n", []string{"t.yaml:1: domain: want a string, got a list"}},
+		{"unknown file field", "domain: d\ndescriptor: []\n", []string{
+			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors)"}},
+		{"unknown descriptor field", head + "    rate_limt: {}\n", []string{
+			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, replaces, descriptors)"}},
+		{"unknown limit field", head + lines(
+			"    rate_limit:",
+			"      unit: second",
+			"      requests_per_second: 1",
+		), []string{
+			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing",
+			"t.yaml:6: descriptors[0].rate_limit.requests_per_second: unknown field (want name, unit, unit_multiplier, requests_per_unit, algorithm, burst, buckets, unlimited, replaces)",
+		}},
+		{"unsupported envoyproxy fields", head + lines(
+			"    quota_mode: true",
+			"    value_to_metric: true",
+			"    share_threshold: true",
+			"    rate_limit: {unit: second, requests_per_unit: 1, metadata: {}}",
+		), []string{
+			`t.yaml:4: descriptors[0].quota_mode: not supported yet (envoyproxy/ratelimit field "quota_mode")`,
+			`t.yaml:5: descriptors[0].value_to_metric: not supported yet (envoyproxy/ratelimit field "value_to_metric")`,
+			`t.yaml:6: descriptors[0].share_threshold: not supported yet (envoyproxy/ratelimit field "share_threshold")`,
+			`t.yaml:7: descriptors[0].rate_limit.metadata: not supported yet (envoyproxy/ratelimit field "metadata")`,
+		}},
+		{"field given twice", head + lines(
+			"    key: k2",
+		), []string{"t.yaml:4: descriptors[0].key: field given twice (first at line 3)"}},
+		{"merge key", head + lines(
+			"    <<: {value: v}",
+		), []string{"t.yaml:4: descriptors[0].<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"}},
+		{"rate_limit and rate_limits", head + lines(
+			"    rate_limit: {unit: second, requests_per_unit: 1}",
+			"    rate_limits: [{unit: second, requests_per_unit: 1}]",
+		), []string{"t.yaml:5: descriptors[0].rate_limits: rate_limit and rate_limits are exclusive; list every limit under rate_limits"}},
+		{"duplicate exact sibling", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: k",
+			"    value: v",
+			"  - key: other",
+			"  - key: k",
+			"    value: v",
+		), []string{`t.yaml:6: descriptors[2]: duplicate entry key "k" value "v" (first at line 3)`}},
+		{"duplicate bare sibling, nested", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: a",
+			"    descriptors:",
+			"      - key: b",
+			"      - {key: b}",
+		), []string{`t.yaml:6: descriptors[0].descriptors[1]: duplicate entry key "b" without value (first at line 5)`}},
+		{"duplicate pattern after normalization", lines(
+			"domain: d",
+			"descriptors:",
+			"  - {key: k, value: 'a*'}",
+			"  - {key: k, value: 'a**'}",
+		), []string{`t.yaml:4: descriptors[1]: duplicate entry key "k" value "a**" (first at line 3)`}},
+		{"limit name twice in a domain", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: a",
+			"    rate_limit: {name: n, unit: second, requests_per_unit: 1}",
+			"  - key: b",
+			"    descriptors:",
+			"      - key: c",
+			"        rate_limits:",
+			"          - {unit: second, requests_per_unit: 1}",
+			"          - {name: n, unit: second, requests_per_unit: 1}",
+		), []string{`t.yaml:10: descriptors[1].descriptors[0].rate_limits[1].name: limit name "n" already used at line 4; names are unique within a domain`}},
+		{"replaces unknown name", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: a",
+			"    replaces: [{name: nope}]",
+			"    rate_limit:",
+			"      unit: second",
+			"      requests_per_unit: 1",
+			"      replaces:",
+			"        - name: missing",
+		), []string{
+			`t.yaml:4: descriptors[0].replaces[0].name: no limit named "nope" in domain "d"`,
+			`t.yaml:9: descriptors[0].rate_limit.replaces[0].name: no limit named "missing" in domain "d"`,
+		}},
+		{"replaces itself", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: a",
+			"    rate_limit:",
+			"      name: me",
+			"      unit: second",
+			"      requests_per_unit: 1",
+			"      replaces: [{name: me}]",
+		), []string{`t.yaml:8: descriptors[0].rate_limit.replaces[0].name: limit "me" cannot replace itself`}},
+		{"replaces without limits and malformed entries", head + lines(
+			"    replaces:",
+			"      - name: ''",
+			"      - {}",
+			"      - {name: x, other: y}",
+			"      - just-a-name",
+		), []string{
+			"t.yaml:4: descriptors[0].replaces: descriptor has no rate_limit to carry replaces",
+			"t.yaml:5: descriptors[0].replaces[0].name: empty",
+			"t.yaml:6: descriptors[0].replaces[1].name: missing",
+			"t.yaml:7: descriptors[0].replaces[2].other: unknown field (want name)",
+			`t.yaml:8: descriptors[0].replaces[3]: want a mapping, got the string "just-a-name"`,
+		}},
+		{"empty value", head + `    value: ""` + "\n", []string{
+			"t.yaml:4: descriptors[0].value: empty value; omit value for a per-value counter"}},
+		{"control character in value", head + "    value: |\n      v\n", []string{
+			"t.yaml:4: descriptors[0].value: contains control character U+000A"}},
+		{"missing and empty key", lines(
+			"domain: d",
+			"descriptors:",
+			"  - value: v",
+			"  - key: ''",
+		), []string{
+			"t.yaml:3: descriptors[0].key: missing",
+			"t.yaml:4: descriptors[1].key: empty",
+		}},
+		{"requests_per_unit zero, negative, float, quoted, huge", lines(
+			"domain: d",
+			"descriptors:",
+			"  - {key: a, rate_limit: {unit: second, requests_per_unit: 0}}",
+			"  - {key: b, rate_limit: {unit: second, requests_per_unit: -5}}",
+			"  - {key: c, rate_limit: {unit: second, requests_per_unit: 1.5}}",
+			"  - {key: d, rate_limit: {unit: second, requests_per_unit: '100'}}",
+			"  - {key: e, rate_limit: {unit: second, requests_per_unit: 99999999999999999999}}",
+			"  - {key: f, rate_limit: {unit: second, requests_per_unit: [1]}}",
+		), []string{
+			"t.yaml:3: descriptors[0].rate_limit.requests_per_unit: must be at least 1, got 0 (for no limit use unlimited: true)",
+			"t.yaml:4: descriptors[1].rate_limit.requests_per_unit: must be at least 1, got -5 (for no limit use unlimited: true)",
+			"t.yaml:5: descriptors[2].rate_limit.requests_per_unit: want a whole number, got 1.5",
+			`t.yaml:6: descriptors[3].rate_limit.requests_per_unit: want a whole number, got the string "100"`,
+			"t.yaml:7: descriptors[4].rate_limit.requests_per_unit: number 99999999999999999999 is out of range",
+			"t.yaml:8: descriptors[5].rate_limit.requests_per_unit: want a whole number, got a list",
+		}},
+		{"multiplier, burst and buckets bounds", lines(
+			"domain: d",
+			"descriptors:",
+			"  - {key: a, rate_limit: {unit: second, unit_multiplier: 0, requests_per_unit: 1}}",
+			"  - {key: b, rate_limit: {unit: second, requests_per_unit: 1, algorithm: gcra, burst: 0}}",
+			"  - {key: c, rate_limit: {unit: second, requests_per_unit: 1, algorithm: sliding_window, buckets: -1}}",
+		), []string{
+			"t.yaml:3: descriptors[0].rate_limit.unit_multiplier: must be at least 1, got 0",
+			"t.yaml:4: descriptors[1].rate_limit.burst: must be at least 1, got 0",
+			"t.yaml:5: descriptors[2].rate_limit.buckets: must be at least 1, got -1",
+		}},
+		{"burst and buckets without their algorithm", lines(
+			"domain: d",
+			"algorithm: sliding_window",
+			"descriptors:",
+			"  - {key: a, rate_limit: {unit: second, requests_per_unit: 1, burst: 5}}",
+			"  - {key: b, rate_limit: {unit: second, requests_per_unit: 1, buckets: 5, algorithm: gcra}}",
+		), []string{
+			"t.yaml:4: descriptors[0].rate_limit.burst: applies only to gcra and token_bucket, not sliding_window",
+			"t.yaml:5: descriptors[1].rate_limit.buckets: applies only to sliding_window, not gcra",
+		}},
+		{"unknown algorithms", lines(
+			"domain: d",
+			"algorithm: leaky_bucket",
+			"descriptors:",
+			"  - {key: a, rate_limit: {unit: second, requests_per_unit: 1, algorithm: 5, buckets: 2}}",
+			"  - {key: b, rate_limit: {unit: second, requests_per_unit: 1, burst: 3}}", // no cascade from the unknown default
+		), []string{
+			`t.yaml:2: algorithm: unknown algorithm "leaky_bucket" (want gcra|token_bucket|fixed_window|sliding_window|sliding_window_log|token_budget)`,
+			`t.yaml:4: descriptors[0].rate_limit.algorithm: unknown algorithm "5" (want gcra|token_bucket|fixed_window|sliding_window|sliding_window_log|token_budget)`,
+		}},
+		{"absurd magnitudes via Params.Validate", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: a",
+			"    rate_limit:",
+			"      unit: second",
+			"      requests_per_unit: 5000000000",
+			"  - key: b",
+			"    rate_limit: {unit: year, unit_multiplier: 11, requests_per_unit: 1}",
+			"  - key: c",
+			"    rate_limit: {unit: second, requests_per_unit: 20000, algorithm: sliding_window_log}",
+			"  - key: d",
+			"    rate_limit: {unit: second, requests_per_unit: 1, unit_multiplier: 9223372036854775807}",
+			"  - key: e",
+			"    rate_limit: {unit: day, requests_per_unit: 7, algorithm: sliding_window, buckets: 7}",
+		), []string{
+			"t.yaml:5: descriptors[0].rate_limit: limit 5000000000 out of range [1, 4294967296]",
+			"t.yaml:8: descriptors[1].rate_limit: period 346896000000 ms out of range [1, 315360000000]",
+			"t.yaml:10: descriptors[2].rate_limit: sliding_window_log keeps one entry per admitted unit: limit 20000 exceeds the cap 10000 (use sliding_window)",
+			"t.yaml:12: descriptors[3].rate_limit.unit_multiplier: window of 9223372036854775807 × 1000 ms overflows",
+			"t.yaml:14: descriptors[4].rate_limit: sliding_window: window 86400000 ms is not divisible by buckets 7",
+		}},
+		{"bad booleans", head + lines(
+			"    shadow_mode: maybe",
+			"    detailed_metric: 1",
+			"    rate_limit: {unit: second, requests_per_unit: 1, unlimited: [x]}",
+		), []string{
+			`t.yaml:4: descriptors[0].shadow_mode: want true or false, got the string "maybe"`,
+			"t.yaml:5: descriptors[0].detailed_metric: want true or false, got 1",
+			"t.yaml:6: descriptors[0].rate_limit.unlimited: want true or false, got a list",
+		}},
+		{"unlimited still type-checks its ignored fields", head + lines(
+			"    rate_limit: {unlimited: true, unit: fortnight, requests_per_unit: x}",
+			"  - key: j",
+			"    rate_limit: {unlimited: true, requests_per_unit: -1, burst: 2}",
+		), []string{
+			`t.yaml:4: descriptors[0].rate_limit.unit: unknown unit "fortnight" ` + want,
+			`t.yaml:4: descriptors[0].rate_limit.requests_per_unit: want a whole number, got the string "x"`,
+			"t.yaml:6: descriptors[1].rate_limit.requests_per_unit: must not be negative, got -1",
+		}},
+		{"wrong shapes", lines(
+			"domain: d",
+			"descriptors:",
+			"  - just-a-key",
+			"  - key: k",
+			"    descriptors: {key: x}",
+			"    rate_limits: {unit: second}",
+			"  - key: j",
+			"    rate_limit: [1]",
+		), []string{
+			`t.yaml:3: descriptors[0]: want a mapping, got the string "just-a-key"`,
+			"t.yaml:5: descriptors[1].descriptors: want a list, got a mapping",
+			"t.yaml:6: descriptors[1].rate_limits: want a list, got a mapping",
+			"t.yaml:8: descriptors[2].rate_limit: want a mapping, got a list",
+		}},
+		{"descriptors not a list at the top", "domain: d\ndescriptors: 5\n", []string{
+			"t.yaml:2: descriptors: want a list, got 5"}},
+		{"document not a mapping", "- a\n- b\n", []string{"t.yaml:1: document: want a mapping, got a list"}},
+		{"yaml syntax", "domain: d\ndescriptors:\n  - key: k\n    value: a: b\n", []string{
+			"t.yaml:4: yaml: mapping values are not allowed in this context"}},
+		{"empty file", "# only a comment\n", []string{"t.yaml: file: empty; want a mapping with domain and descriptors"}},
+		{"several documents", "domain: a\n---\ndomain: b\n", []string{
+			"t.yaml:2: file: more than one YAML document; one domain per file"}},
+		{"errors sorted by line across checks", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: a",
+			"    replaces: [{name: ghost}]",
+			"    rate_limit: {unit: lightyear, requests_per_unit: 1}",
+			"  - {key: a}",
+		), []string{
+			`t.yaml:4: descriptors[0].replaces[0].name: no limit named "ghost" in domain "d"`,
+			`t.yaml:5: descriptors[0].rate_limit.unit: unknown unit "lightyear" ` + want,
+			`t.yaml:6: descriptors[1]: duplicate entry key "a" without value (first at line 3)`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseErrors(t, tt.src); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestNestingTooDeep(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n")
+	for i := 0; i <= MaxDepth; i++ { // MaxDepth+1 levels
+		ind := strings.Repeat("    ", i)
+		fmt.Fprintf(&b, "%s  - key: k%d\n", ind, i)
+		if i < MaxDepth {
+			fmt.Fprintf(&b, "%s    descriptors:\n", ind)
+		}
+	}
+	got := parseErrors(t, b.String())
+	field := "descriptors" + strings.Repeat("[0].descriptors", MaxDepth)
+	line := 2 + 2*MaxDepth
+	want := []string{fmt.Sprintf("t.yaml:%d: %s: descriptors nested deeper than 16 levels", line, field)}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	// Exactly MaxDepth levels load.
+	ok := strings.Join(strings.Split(b.String(), "\n")[:2+2*MaxDepth-1], "\n") + "\n"
+	if _, err := Parse("t.yaml", []byte(ok)); err != nil {
+		t.Errorf("%d levels rejected: %v", MaxDepth, err)
+	}
+}
+
+func TestFileTooLarge(t *testing.T) {
+	data := []byte("domain: d\n" + strings.Repeat("#", MaxFileSize))
+	got := parseErrors(t, string(data))
+	want := []string{fmt.Sprintf("t.yaml: file: larger than 4 MiB (%d bytes)", len(data))}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestTooManyLimits(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n  - key: k\n    rate_limits:\n      - &l {unit: second, requests_per_unit: 1}\n")
+	for i := 1; i <= MaxLimits; i++ {
+		b.WriteString("      - *l\n")
+	}
+	got := parseErrors(t, b.String())
+	line := 5 // an aliased node reports the line of its anchor
+	want := []string{fmt.Sprintf("t.yaml:%d: descriptors[0].rate_limits[%d]: more than 100000 limits in total", line, MaxLimits)}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestAliasBomb: aliases can describe a tree exponentially larger than the file. The
+// entry bound must stop it quickly instead of walking a million entries per level.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n  - key: x0\n    descriptors: &l0\n      - {key: y, rate_limit: {unit: second, requests_per_unit: 1}}\n")
+	for lvl := 1; lvl <= 8; lvl++ {
+		fmt.Fprintf(&b, "  - key: x%d\n    descriptors: &l%d\n", lvl, lvl)
+		for i := 0; i < 10; i++ {
+			fmt.Fprintf(&b, "      - {key: k%d, descriptors: *l%d}\n", i, lvl-1)
+		}
+	}
+	start := time.Now()
+	_, err := Parse("t.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "more than 200000 descriptor entries in total") {
+		t.Fatalf("alias bomb not stopped: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("alias bomb took %v", d)
+	}
+}
+
+func TestErrorCap(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n")
+	for i := 0; i < maxErrors+50; i++ {
+		fmt.Fprintf(&b, "  - {key: k%d, bogus: 1}\n", i)
+	}
+	_, err := Parse("t.yaml", []byte(b.String()))
+	var le *LoadError
+	if !errors.As(err, &le) {
+		t.Fatal(err)
+	}
+	if len(le.Errors) != maxErrors || le.Omitted != 50 {
+		t.Errorf("kept %d, omitted %d; want %d and 50", len(le.Errors), le.Omitted, maxErrors)
+	}
+	if !strings.HasSuffix(err.Error(), "\n(50 more errors omitted)") {
+		t.Errorf("Error() does not end with the omitted count")
+	}
+}
+
+func TestErrorsOfSeveralFiles(t *testing.T) {
+	_, err := Compile(
+		File{"a.yaml", []byte("domain: edge\ndescriptors:\n  - {key: k, rate_limit: {unit: sec, requests_per_unit: 1}}\n")},
+		File{"b.yaml", []byte("domain: api\n")},
+		File{"c.yaml", []byte("\ndomain: edge\nfoo: 1\n")},
+		File{"d.yaml", []byte("domain: [\n")},
+		File{"e.yaml", []byte("domain: api2\n")},
+	)
+	want := []string{
+		`a.yaml:3: descriptors[0].rate_limit.unit: unknown unit "sec" ` + want,
+		`c.yaml:2: domain: duplicate domain "edge" (already defined in a.yaml:1)`,
+		"c.yaml:3: foo: unknown field (want domain, algorithm, descriptors)",
+		"d.yaml:1: yaml: did not find expected node content",
+	}
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -1,0 +1,258 @@
+package descriptors
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// descriptorLimits parses rate_limit / rate_limits and the descriptor-level flags and
+// replaces of one descriptor entry.
+func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []*Limit {
+	shadow, _ := p.boolean(f, "shadow_mode")
+	detailed, _ := p.boolean(f, "detailed_metric")
+	var items []*yaml.Node
+	var fieldOf func(i int) string
+	switch {
+	case f.keys["rate_limit"] != nil && f.keys["rate_limits"] != nil:
+		p.errorf(f.keyLine("rate_limits"), f.at("rate_limits"), "rate_limit and rate_limits are exclusive; list every limit under rate_limits")
+		return nil
+	case f.has("rate_limit"):
+		items = []*yaml.Node{f.vals["rate_limit"]}
+		fieldOf = func(int) string { return f.at("rate_limit") }
+	default:
+		items = p.list(f, "rate_limits")
+		fieldOf = func(i int) string { return fmt.Sprintf("%s[%d]", f.at("rate_limits"), i) }
+	}
+	limits := make([]*Limit, 0, len(items))
+	for i, item := range items {
+		l := p.limit(item, fieldOf(i), path, pathStr, i)
+		if l == nil {
+			continue
+		}
+		l.Shadow, l.DetailedMetric = shadow, detailed
+		limits = append(limits, l)
+	}
+	refs := p.replaces(f)
+	if len(refs) > 0 && f.keys["rate_limit"] == nil && f.keys["rate_limits"] == nil {
+		p.errorf(f.keyLine("replaces"), f.at("replaces"), "descriptor has no rate_limit to carry replaces")
+	}
+	p.addReplaces(refs, limits)
+	if len(limits) == 0 {
+		return nil // Match returns nil for an entry without limits
+	}
+	return limits
+}
+
+// limit parses one limit mapping. It returns nil only when the limit cannot be counted.
+func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr string, index int) *Limit {
+	f, ok := p.mapping(item, field, limitFields)
+	if !ok {
+		return nil
+	}
+	if !p.countLimit(f.line, field) {
+		return nil
+	}
+	l := &Limit{Path: pathStr, ID: pathStr + "#" + strconv.Itoa(index), Levels: path, File: p.file, Line: f.line}
+	if p.dom != nil {
+		l.Domain = p.dom.name
+		p.dom.limits = append(p.dom.limits, l)
+	}
+	p.limitName(f, l)
+	before := len(p.errs)
+	l.Unlimited, _ = p.boolean(f, "unlimited")
+	rate := p.rate(f, l.Unlimited)
+	p.addReplaces(p.replaces(f), []*Limit{l})
+	if l.Unlimited || len(p.errs) > before {
+		return l // unlimited ignores the rate fields; broken fields would only cascade
+	}
+	l.Unit, l.UnitMultiplier, l.RequestsPerUnit = rate.unit, rate.multiplier, rate.requests
+	l.Params = limiter.Params{Algorithm: rate.algo, Limit: rate.requests, PeriodMs: rate.periodMs, Burst: rate.burst, Buckets: rate.buckets}
+	if err := l.Params.Validate(); err != nil {
+		p.errorf(f.line, field, "%v", err)
+	}
+	return l
+}
+
+func (p *fileParser) countLimit(line int, field string) bool {
+	b := p.budget
+	if b.limits >= MaxLimits {
+		if !b.limitsHit {
+			b.limitsHit = true
+			p.errorf(line, field, "more than %d limits in total", MaxLimits)
+		}
+		return false
+	}
+	b.limits++
+	return true
+}
+
+// limitName records the limit's name, which must be unique within the domain.
+func (p *fileParser) limitName(f fields, l *Limit) {
+	name, line, ok := p.str(f, "name")
+	if !ok || name == "" {
+		return
+	}
+	l.Name = name
+	if first, dup := p.names[name]; dup {
+		p.errorf(line, f.at("name"), "limit name %q already used at line %d; names are unique within a domain", name, first)
+		return
+	}
+	p.names[name] = line
+}
+
+// rate is the parsed rate fields of one limit.
+type rate struct {
+	unit                 string
+	multiplier, requests int64
+	periodMs             int64
+	burst, buckets       int64
+	algo                 limiter.Algorithm
+}
+
+// rate parses the rate fields. With unlimited: true they are all optional, still
+// type-checked (a typo stays an error) and then ignored.
+func (p *fileParser) rate(f fields, unlimited bool) rate {
+	r := rate{algo: p.algo, multiplier: 1}
+	var unitLen int64
+	r.unit, unitLen = p.unit(f, unlimited)
+	if m, ok := p.integer(f, "unit_multiplier", 1); ok {
+		r.multiplier = m
+	}
+	r.requests = p.requests(f, unlimited)
+	algoOK := p.algoOK
+	if s, line, ok := p.str(f, "algorithm"); ok {
+		r.algo, algoOK = p.algorithm(s, line, f.at("algorithm"))
+	}
+	r.burst, _ = p.integer(f, "burst", 1)
+	r.buckets, _ = p.integer(f, "buckets", 1)
+	if algoOK && !unlimited { // with an unknown algorithm the check would only cascade
+		p.checkAlgorithmFields(f, r.algo)
+	}
+	r.periodMs = p.period(f, unitLen, r.multiplier)
+	return r
+}
+
+// unit returns the lower-case unit and its length in ms (0 if absent or unknown).
+func (p *fileParser) unit(f fields, unlimited bool) (string, int64) {
+	unit, line, ok := p.str(f, "unit")
+	if !ok {
+		if !f.has("unit") && !unlimited {
+			p.errorf(line, f.at("unit"), "missing (want %s)", unitList)
+		}
+		return "", 0
+	}
+	lower := strings.ToLower(unit)
+	ms := unitMs[lower]
+	if ms == 0 {
+		p.errorf(line, f.at("unit"), "unknown unit %q (want %s)", unit, unitList)
+	}
+	return lower, ms
+}
+
+// requests returns requests_per_unit: at least 1, or any non-negative number when
+// unlimited (it is ignored then).
+func (p *fileParser) requests(f fields, unlimited bool) int64 {
+	n, ok := p.integer(f, "requests_per_unit", math.MinInt64)
+	switch {
+	case !ok:
+		if !f.has("requests_per_unit") && !unlimited {
+			p.errorf(f.line, f.at("requests_per_unit"), "missing")
+		}
+	case n < 1 && !unlimited:
+		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "must be at least 1, got %d (for no limit use unlimited: true)", n)
+	case n < 0:
+		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "must not be negative, got %d", n)
+	}
+	return n
+}
+
+// checkAlgorithmFields rejects burst and buckets where the algorithm has no use for
+// them: silently ignoring them would hide a misconfiguration.
+func (p *fileParser) checkAlgorithmFields(f fields, a limiter.Algorithm) {
+	if f.has("burst") && a != limiter.GCRA && a != limiter.TokenBucket {
+		p.errorf(f.keyLine("burst"), f.at("burst"), "applies only to gcra and token_bucket, not %s", a)
+	}
+	if f.has("buckets") && a != limiter.SlidingWindow {
+		p.errorf(f.keyLine("buckets"), f.at("buckets"), "applies only to sliding_window, not %s", a)
+	}
+}
+
+// period is unit × multiplier in ms; an overflowing product is reported here, a merely
+// too long one by Params.Validate.
+func (p *fileParser) period(f fields, unitLen, multiplier int64) int64 {
+	if unitLen == 0 {
+		return 0
+	}
+	if multiplier > math.MaxInt64/unitLen {
+		p.errorf(f.keyLine("unit_multiplier"), f.at("unit_multiplier"), "window of %d × %d ms overflows", multiplier, unitLen)
+		return 0
+	}
+	return unitLen * multiplier
+}
+
+// replaces parses a `replaces: [{name: X}, ...]` field.
+func (p *fileParser) replaces(f fields) []replaceRef {
+	var refs []replaceRef
+	for i, item := range p.list(f, "replaces") {
+		field := fmt.Sprintf("%s[%d]", f.at("replaces"), i)
+		rf, ok := p.mapping(item, field, replaceFields)
+		if !ok {
+			continue
+		}
+		name, line, ok := p.str(rf, "name")
+		switch {
+		case !ok && !rf.has("name"):
+			p.errorf(line, rf.at("name"), "missing")
+		case ok && name == "":
+			p.errorf(line, rf.at("name"), "empty")
+		case ok:
+			refs = append(refs, replaceRef{name: name, line: line, field: rf.at("name")})
+		}
+	}
+	return refs
+}
+
+// addReplaces gives each owner the names and keeps the references for checkReplaces.
+// Without owners (no limit, or limits that failed to parse) the problem is already
+// reported, and checking the names would only add noise.
+func (p *fileParser) addReplaces(refs []replaceRef, owners []*Limit) {
+	if len(owners) == 0 {
+		return
+	}
+	for _, r := range refs {
+		for _, l := range owners {
+			if !slices.Contains(l.Replaces, r.name) {
+				l.Replaces = append(l.Replaces, r.name)
+			}
+		}
+		r.owners = owners
+		p.refs = append(p.refs, r)
+	}
+}
+
+// checkReplaces runs once the whole domain is parsed: every replaced name must exist
+// and must not be the replacing limit's own.
+func (p *fileParser) checkReplaces() {
+	if p.dom == nil {
+		return
+	}
+	for _, r := range p.refs {
+		if _, ok := p.names[r.name]; !ok {
+			p.errorf(r.line, r.field, "no limit named %q in domain %q", r.name, p.dom.name)
+			continue
+		}
+		for _, l := range r.owners {
+			if l.Name == r.name {
+				p.errorf(r.line, r.field, "limit %q cannot replace itself", r.name)
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package descriptors
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// maxDirDepth bounds directory recursion; symlink cycles are caught earlier by the
+// visited set, this only stops absurd trees.
+const maxDirDepth = 32
+
+// LoadDir compiles every *.yaml / *.yml file under dir, recursively, in sorted order.
+// Files and directories whose name starts with "." are skipped, and symlinks are
+// followed with each real file and directory read once: in a Kubernetes ConfigMap
+// mount (foo.yaml -> ..data/foo.yaml, ..data -> ..2024_xx) every file loads once.
+// File names in errors and limits are relative to dir, with "/" separators. An empty
+// dir is a valid, empty RuleSet. Errors are always a *LoadError.
+func LoadDir(dir string) (*RuleSet, error) {
+	c := newCompiler()
+	w := &walker{root: dir, c: c, seen: map[string]bool{}}
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		msg := "not a directory"
+		if err != nil {
+			msg = describeErr(err)
+		}
+		c.fail(ConfigError{File: dir, Field: "dir", Msg: msg})
+		return c.finish()
+	}
+	w.dir("", 0)
+	return c.finish()
+}
+
+type walker struct {
+	root string
+	c    *compiler
+	seen map[string]bool // real paths already read
+}
+
+// firstVisit reports whether the real path behind p has not been seen yet.
+func (w *walker) firstVisit(p string) bool {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return true // reading p will report the problem
+	}
+	if w.seen[real] {
+		return false
+	}
+	w.seen[real] = true
+	return true
+}
+
+func (w *walker) dir(rel string, depth int) {
+	abs := filepath.Join(w.root, filepath.FromSlash(rel))
+	if !w.firstVisit(abs) {
+		return
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		w.c.fail(ConfigError{File: orDot(rel), Field: "dir", Msg: describeErr(err)})
+		return
+	}
+	for _, e := range entries { // sorted by name
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		w.entry(path.Join(rel, name), filepath.Join(abs, name), depth)
+	}
+}
+
+func (w *walker) entry(rel, abs string, depth int) {
+	info, err := os.Stat(abs) // follows symlinks
+	switch {
+	case err != nil:
+		if isYAML(rel) { // e.g. a dangling symlink
+			w.c.fail(ConfigError{File: rel, Field: "file", Msg: describeErr(err)})
+		}
+	case info.IsDir() && depth >= maxDirDepth:
+		w.c.fail(ConfigError{File: rel, Field: "dir", Msg: fmt.Sprintf("nested deeper than %d directories", maxDirDepth)})
+	case info.IsDir():
+		w.dir(rel, depth+1)
+	case isYAML(rel) && w.firstVisit(abs):
+		w.file(rel, abs, info)
+	}
+}
+
+func (w *walker) file(rel, abs string, info fs.FileInfo) {
+	if !info.Mode().IsRegular() {
+		w.c.fail(ConfigError{File: rel, Field: "file", Msg: "not a regular file"})
+		return
+	}
+	if info.Size() > MaxFileSize {
+		w.c.fail(ConfigError{File: rel, Field: "file", Msg: tooLarge(info.Size())})
+		return
+	}
+	data, err := readAtMost(abs, MaxFileSize+1) // a file growing meanwhile: parseFile reports it
+	if err != nil {
+		w.c.fail(ConfigError{File: rel, Field: "file", Msg: describeErr(err)})
+		return
+	}
+	w.c.add(File{Name: rel, Data: data})
+}
+
+func readAtMost(name string, n int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
+}
+
+func isYAML(name string) bool {
+	ext := strings.ToLower(path.Ext(name))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+func orDot(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+// describeErr drops the path from an *fs.PathError: the ConfigError names the file.
+func describeErr(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return "cannot read: " + pe.Err.Error()
+	}
+	return "cannot read: " + err.Error()
+}

@@ -1,0 +1,322 @@
+package descriptors
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// Bounds on what one load accepts. They keep a hostile or broken file (including YAML
+// alias bombs, which expand without costing file size) from exhausting memory or time.
+const (
+	MaxFileSize = 4 << 20 // bytes per file
+	MaxDepth    = 16      // descriptor nesting levels
+	MaxLimits   = 100_000 // limits in all files together
+	MaxEntries  = 200_000 // descriptor entries in all files together
+)
+
+var (
+	fileFields       = []string{"domain", "algorithm", "descriptors"}
+	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "replaces", "descriptors"}
+	limitFields      = []string{"name", "unit", "unit_multiplier", "requests_per_unit", "algorithm", "burst", "buckets", "unlimited", "replaces"}
+	replaceFields    = []string{"name"}
+)
+
+const (
+	second = int64(1000)
+	day    = 86400 * second
+)
+
+var unitMs = map[string]int64{
+	"second": second, "minute": 60 * second, "hour": 3600 * second, "day": day,
+	"week": 7 * day, "month": 30 * day, "year": 365 * day,
+}
+
+const (
+	unitList      = "second|minute|hour|day|week|month|year"
+	algorithmList = "gcra|token_bucket|fixed_window|sliding_window|sliding_window_log|token_budget"
+)
+
+// budget counts what all files of one load have used of the global bounds.
+type budget struct {
+	limits, entries       int
+	limitsHit, entriesHit bool
+}
+
+// fileParser turns one file into a domain, collecting every problem it finds.
+type fileParser struct {
+	file    string
+	errs    []ConfigError
+	omitted int // problems beyond maxErrors
+	budget  *budget
+	algo    limiter.Algorithm // the file's default algorithm
+	algoOK  bool              // false when the file names an unknown algorithm
+	dom     *domain
+	names   map[string]int // limit name -> line of first use
+	refs    []replaceRef
+}
+
+// replaceRef is one `replaces` entry, checked once the whole domain is known.
+type replaceRef struct {
+	name   string
+	line   int
+	field  string
+	owners []*Limit // the limits that carry it
+}
+
+func (p *fileParser) errorf(line int, field, format string, args ...any) {
+	if len(p.errs) >= maxErrors {
+		p.omitted++ // keeps memory bounded however broken the file
+		return
+	}
+	p.errs = append(p.errs, ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// parseFile parses one file. It returns the domain when the file names one (even if
+// the file has errors, so duplicate domains are still found) and the file's parser,
+// whose errs are sorted by line.
+func parseFile(name string, data []byte, b *budget) (*domain, *fileParser) {
+	p := &fileParser{file: name, budget: b, names: map[string]int{}}
+	if len(data) > MaxFileSize {
+		p.errorf(0, "file", "%s", tooLarge(int64(len(data))))
+		return nil, p
+	}
+	if root := p.decode(data); root != nil {
+		p.parseRoot(root)
+		p.checkReplaces()
+	}
+	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
+	return p.dom, p
+}
+
+// decode parses the YAML into a node tree: exactly one document.
+func (p *fileParser) decode(data []byte) (root *yaml.Node) {
+	// The YAML library has panicked on hostile input in the past; a config file must
+	// never take the service down, so a panic becomes a load error.
+	defer func() {
+		if r := recover(); r != nil {
+			p.errorf(0, "yaml", "parser failure: %v", r)
+			root = nil
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errorf(0, "file", "empty; want a mapping with domain and descriptors")
+		} else {
+			p.yamlError(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		p.errorf(extra.Line, "file", "more than one YAML document; one domain per file")
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		p.errorf(0, "file", "empty; want a mapping with domain and descriptors")
+		return nil
+	}
+	return doc.Content[0]
+}
+
+func (p *fileParser) yamlError(err error) {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.errorf(line, "yaml", "%s", m[2])
+		return
+	}
+	p.errorf(0, "yaml", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func (p *fileParser) parseRoot(root *yaml.Node) {
+	f, ok := p.mapping(root, "", fileFields)
+	if !ok {
+		return
+	}
+	name, line, ok := p.str(f, "domain")
+	switch {
+	case !ok && !f.has("domain"):
+		p.errorf(line, "domain", "missing; every file needs a domain")
+	case ok && name == "":
+		p.errorf(line, "domain", "empty")
+	case ok:
+		p.dom = &domain{name: name, file: p.file, line: line, root: &node{}}
+	}
+	p.algoOK = true
+	if s, line, ok := p.str(f, "algorithm"); ok {
+		p.algo, p.algoOK = p.algorithm(s, line, "algorithm")
+	}
+	top := &node{} // without a valid domain the descriptors are still checked
+	if p.dom != nil {
+		top = p.dom.root
+	}
+	p.descriptorList(top, f, "descriptors", 1, nil, "")
+}
+
+func tooLarge(size int64) string {
+	return fmt.Sprintf("larger than %d MiB (%d bytes)", MaxFileSize>>20, size)
+}
+
+func (p *fileParser) algorithm(s string, line int, field string) (limiter.Algorithm, bool) {
+	a, ok := limiter.ParseAlgorithm(strings.ToLower(s))
+	if !ok {
+		p.errorf(line, field, "unknown algorithm %q (want %s)", s, algorithmList)
+	}
+	return a, ok
+}
+
+// siblingKey identifies an entry among its siblings: two entries with the same key
+// and the same (normalized) value would be ambiguous.
+type siblingKey struct {
+	key   string
+	kind  ValueKind
+	value string
+}
+
+// descriptorList parses the list in field name of f as children of parent, at the
+// given depth (1 for top-level descriptors) below the levels in path.
+func (p *fileParser) descriptorList(parent *node, f fields, name string, depth int, path []Level, pathStr string) {
+	items := p.list(f, name)
+	if len(items) > 0 && depth > MaxDepth {
+		p.errorf(f.keyLine(name), f.at(name), "descriptors nested deeper than %d levels", MaxDepth)
+		return
+	}
+	seen := map[siblingKey]int{}
+	for i, item := range items {
+		if !p.countEntry(item.Line, f.at(name)) {
+			return
+		}
+		field := fmt.Sprintf("%s[%d]", f.at(name), i)
+		p.descriptor(parent, item, field, depth, path, pathStr, seen)
+	}
+}
+
+func (p *fileParser) countEntry(line int, field string) bool {
+	b := p.budget
+	if b.entries >= MaxEntries {
+		if !b.entriesHit {
+			b.entriesHit = true
+			p.errorf(line, field, "more than %d descriptor entries in total", MaxEntries)
+		}
+		return false
+	}
+	b.entries++
+	return true
+}
+
+// descriptor parses one descriptor entry and everything below it.
+func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, depth int, path []Level, pathStr string, seen map[siblingKey]int) {
+	f, ok := p.mapping(item, field, descriptorFields)
+	if !ok {
+		return
+	}
+	level, levelOK := p.level(f)
+	child := &node{}
+	if levelOK {
+		sk := siblingKey{level.Key, level.Kind, normalizePattern(level.Value)}
+		if first, dup := seen[sk]; dup {
+			p.errorf(f.line, field, "duplicate entry %s (first at line %d)", describeLevel(level), first)
+		} else {
+			seen[sk] = f.line
+			parent.attach(level, child)
+		}
+	}
+	path = append(path[:len(path):len(path)], level)
+	if pathStr != "" {
+		pathStr += "/"
+	}
+	pathStr += pathPart(level)
+	child.limits = p.descriptorLimits(f, path, pathStr)
+	p.descriptorList(child, f, "descriptors", depth+1, path, pathStr)
+}
+
+func describeLevel(l Level) string {
+	if l.Kind == BareKey {
+		return fmt.Sprintf("key %q without value", l.Key)
+	}
+	return fmt.Sprintf("key %q value %q", l.Key, l.Value)
+}
+
+// level parses key and value of a descriptor entry.
+func (p *fileParser) level(f fields) (Level, bool) {
+	key, line, ok := p.str(f, "key")
+	switch {
+	case !ok && !f.has("key"):
+		p.errorf(line, f.at("key"), "missing")
+		return Level{}, false
+	case !ok:
+		return Level{}, false
+	case key == "":
+		p.errorf(line, f.at("key"), "empty")
+		return Level{}, false
+	case !p.printable(key, line, f.at("key")):
+		return Level{}, false
+	}
+	l := Level{Key: key}
+	value, line, ok := p.str(f, "value")
+	switch {
+	case !ok:
+		return l, !f.has("value")
+	case value == "":
+		p.errorf(line, f.at("value"), "empty value; omit value for a per-value counter")
+		return l, false
+	case !p.printable(value, line, f.at("value")):
+		return l, false
+	}
+	l.Value, l.Kind = value, ExactValue
+	if strings.Contains(value, "*") {
+		l.Kind = PatternValue
+	}
+	return l, true
+}
+
+// printable rejects control characters: request descriptor keys and values cannot hold
+// them, so one in the config is a mistake (often a block scalar's trailing newline).
+func (p *fileParser) printable(s string, line int, field string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			p.errorf(line, field, "contains control character %U", r)
+			return false
+		}
+	}
+	return true
+}
+
+// pathPart renders one level for Limit.Path.
+func pathPart(l Level) string {
+	if l.Kind == BareKey {
+		return escapePart(l.Key)
+	}
+	return escapePart(l.Key) + "=" + escapePart(l.Value)
+}
+
+// escapePart %XX-escapes the bytes that structure Path and ID, so distinct
+// configurations never share an ID.
+func escapePart(s string) string {
+	if !strings.ContainsFunc(s, needsEscape) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; needsEscape(rune(c)) {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return r == '%' || r == '/' || r == '=' || r == '#' || r < 0x20 || r == 0x7f
+}

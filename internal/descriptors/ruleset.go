@@ -1,0 +1,229 @@
+package descriptors
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// Entry is one entry of a request descriptor.
+type Entry struct{ Key, Value string }
+
+// ValueKind says how a configured descriptor entry matches a request value.
+type ValueKind uint8
+
+const (
+	BareKey      ValueKind = iota // no value: any value, one counter per distinct runtime value
+	ExactValue                    // value without '*': equal values only
+	PatternValue                  // value with '*': values the pattern matches
+)
+
+func (k ValueKind) String() string {
+	switch k {
+	case BareKey:
+		return "bare"
+	case ExactValue:
+		return "exact"
+	case PatternValue:
+		return "pattern"
+	}
+	return fmt.Sprintf("ValueKind(%d)", k)
+}
+
+// Level is one configured entry on the path from the domain to a limit.
+type Level struct {
+	Key   string
+	Value string // as configured; "" for a bare key
+	Kind  ValueKind
+}
+
+// Limit is one compiled limit. Limits are shared by every caller of a RuleSet: treat
+// them, and the slices they hold, as read-only.
+type Limit struct {
+	Domain string
+	Name   string // limit name, may be ""
+	// Path is the descriptor path in the config: one part per level, "key" for a bare
+	// key and "key=value" otherwise, joined by "/". '%', '/', '=', '#' and control bytes
+	// in keys and values are %XX-escaped, so Path is unambiguous. For metrics and logs.
+	Path string
+	// ID is Path + "#" + the limit's index in its descriptor's rate_limits list
+	// ("#0" for rate_limit): unique within the domain and stable across reloads
+	// while the file keeps its shape. Used in storage keys.
+	ID              string
+	Levels          []Level // the configured entries from the domain down to this limit
+	Unit            string  // "second".."year", lower case; "" for an unlimited limit
+	UnitMultiplier  int64
+	RequestsPerUnit int64
+	Params          limiter.Params // validated; the zero value for an unlimited limit
+	Unlimited       bool
+	Shadow          bool // the descriptor's shadow_mode
+	DetailedMetric  bool
+	Replaces        []string // names of limits this one replaces (descriptor and limit level merged)
+	Line            int
+	File            string
+}
+
+// node is one configured descriptor entry (or a domain's root) with its children
+// indexed for Match.
+type node struct {
+	keys   map[string]*branch
+	limits []*Limit
+}
+
+// branch holds the children of a node that share one key.
+type branch struct {
+	exact    map[string]*node
+	patterns []patternChild // file order
+	bare     *node
+}
+
+type patternChild struct {
+	pat  pattern
+	node *node
+}
+
+func (n *node) attach(l Level, child *node) {
+	if n.keys == nil {
+		n.keys = make(map[string]*branch)
+	}
+	b := n.keys[l.Key]
+	if b == nil {
+		b = &branch{}
+		n.keys[l.Key] = b
+	}
+	switch l.Kind {
+	case BareKey:
+		b.bare = child
+	case ExactValue:
+		if b.exact == nil {
+			b.exact = make(map[string]*node)
+		}
+		b.exact[l.Value] = child
+	case PatternValue:
+		b.patterns = append(b.patterns, patternChild{compilePattern(l.Value), child})
+	}
+}
+
+// child picks the one child for a request entry: exact value, else the first matching
+// pattern in file order, else the bare key.
+func (n *node) child(e Entry) *node {
+	b := n.keys[e.Key]
+	if b == nil {
+		return nil
+	}
+	if c := b.exact[e.Value]; c != nil {
+		return c
+	}
+	for i := range b.patterns {
+		if b.patterns[i].pat.match(e.Value) {
+			return b.patterns[i].node
+		}
+	}
+	return b.bare
+}
+
+type domain struct {
+	name   string
+	file   string
+	line   int
+	root   *node
+	limits []*Limit // file order
+}
+
+// RuleSet is a compiled configuration. It is immutable and safe for concurrent use;
+// the methods accept a nil *RuleSet as an empty configuration.
+type RuleSet struct {
+	domains map[string]*domain
+	names   []string // sorted
+	count   int
+	hash    string
+}
+
+// Match returns the limits that apply to one request descriptor, or nil. It walks the
+// entries level by level from the domain's top-level descriptors, picking one child per
+// entry (SPEC §7), and returns the limits of the entry reached by the last request entry.
+// The returned slice belongs to the RuleSet: callers must not modify it.
+// Match does not apply replaces (it needs the whole request).
+func (rs *RuleSet) Match(domainName string, entries []Entry) []*Limit {
+	if rs == nil || len(entries) == 0 {
+		return nil
+	}
+	d := rs.domains[domainName]
+	if d == nil {
+		return nil
+	}
+	n := d.root
+	for _, e := range entries {
+		if n = n.child(e); n == nil {
+			return nil
+		}
+	}
+	return n.limits
+}
+
+// Domains returns the configured domains, sorted.
+func (rs *RuleSet) Domains() []string {
+	if rs == nil {
+		return nil
+	}
+	return append([]string(nil), rs.names...)
+}
+
+// Limits returns one domain's limits in file order (nil for an unknown domain). The
+// slice belongs to the RuleSet: callers must not modify it.
+func (rs *RuleSet) Limits(domainName string) []*Limit {
+	if rs == nil || rs.domains[domainName] == nil {
+		return nil
+	}
+	return rs.domains[domainName].limits
+}
+
+// LimitCount is the number of limits in all domains, unlimited ones included.
+func (rs *RuleSet) LimitCount() int {
+	if rs == nil {
+		return 0
+	}
+	return rs.count
+}
+
+// Hash is the hex SHA-256 over the loaded files' names and contents, in load order.
+func (rs *RuleSet) Hash() string {
+	if rs == nil {
+		return ""
+	}
+	return rs.hash
+}
+
+// summaryDomains bounds how many domains Summary names, to keep it one readable line.
+const summaryDomains = 10
+
+// Summary is one line for logs: "3 domains, 17 limits (edge: 9, api: 5, admin: 3)",
+// the domains with most limits first.
+func (rs *RuleSet) Summary() string {
+	names := rs.Domains()
+	s := fmt.Sprintf("%s, %s", plural(len(names), "domain"), plural(rs.LimitCount(), "limit"))
+	if len(names) == 0 {
+		return s
+	}
+	sort.SliceStable(names, func(i, j int) bool {
+		return len(rs.domains[names[i]].limits) > len(rs.domains[names[j]].limits)
+	})
+	parts := make([]string, 0, summaryDomains+1)
+	for i, n := range names {
+		if i == summaryDomains {
+			parts = append(parts, fmt.Sprintf("+%d more", len(names)-i))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d", n, len(rs.domains[n].limits)))
+	}
+	return s + " (" + strings.Join(parts, ", ") + ")"
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

@@ -1,0 +1,207 @@
+package descriptors
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Fields that envoyproxy/ratelimit knows but this service does not implement yet. They
+// are rejected by name wherever they appear, so that a file relying on them fails
+// loudly instead of silently losing their effect.
+var unsupportedFields = []string{"quota_mode", "value_to_metric", "share_threshold", "metadata"}
+
+// fields is one YAML mapping checked against its schema: present, non-null values by
+// field name, with aliases resolved.
+type fields struct {
+	path string // field path of the mapping itself, "" for the document root
+	line int
+	keys map[string]*yaml.Node
+	vals map[string]*yaml.Node
+}
+
+// at is the field path of one field of the mapping.
+func (f fields) at(name string) string {
+	if name == "" {
+		name = `""` // an empty key must still show up in the message
+	}
+	if f.path == "" {
+		return name
+	}
+	return f.path + "." + name
+}
+
+func (f fields) has(name string) bool { _, ok := f.vals[name]; return ok }
+
+// keyLine is the line of a field's key, or of the mapping when the field is absent.
+func (f fields) keyLine(name string) int {
+	if k := f.keys[name]; k != nil {
+		return k.Line
+	}
+	return f.line
+}
+
+// maxAliasHops bounds alias chains; the YAML parser does not produce long ones, but a
+// bound keeps resolve total whatever the input.
+const maxAliasHops = 64
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for i := 0; i < maxAliasHops && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+// kindName describes a node for "want X, got Y" messages.
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch {
+		case isNull(n):
+			return "null"
+		case n.Tag == "!!str":
+			return fmt.Sprintf("the string %q", n.Value)
+		}
+		return n.Value
+	}
+	return "an alias"
+}
+
+// mapping checks that n is a mapping whose fields are all in known, each given once.
+// Null values count as absent, as YAML (and envoyproxy/ratelimit) read them.
+func (p *fileParser) mapping(n *yaml.Node, path string, known []string) (fields, bool) {
+	n = resolve(n)
+	f := fields{path: path, line: n.Line, keys: map[string]*yaml.Node{}, vals: map[string]*yaml.Node{}}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n.Line, orRoot(path), "want a mapping, got %s", kindName(n))
+		return f, false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k.Line, orRoot(path), "field names must be plain strings, got %s", kindName(k))
+			continue
+		}
+		if p.checkFieldName(f, k, known) {
+			f.keys[k.Value] = k
+			if !isNull(v) {
+				f.vals[k.Value] = v
+			}
+		}
+	}
+	return f, true
+}
+
+// checkFieldName reports a repeated, unsupported or unknown field.
+func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool {
+	name, at := k.Value, f.at(k.Value)
+	switch {
+	case f.keys[name] != nil:
+		p.errorf(k.Line, at, "field given twice (first at line %d)", f.keys[name].Line)
+	case slices.Contains(known, name):
+		return true
+	case slices.Contains(unsupportedFields, name):
+		p.errorf(k.Line, at, "not supported yet (envoyproxy/ratelimit field %q)", name)
+	case name == "<<":
+		p.errorf(k.Line, at, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")
+	default:
+		p.errorf(k.Line, at, "unknown field (want %s)", strings.Join(known, ", "))
+	}
+	return false
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "document"
+	}
+	return path
+}
+
+// str returns a scalar field's text. ok is false when the field is absent or not a
+// scalar (the latter is reported). Any scalar is accepted, so `value: 8080` is "8080".
+func (p *fileParser) str(f fields, name string) (s string, line int, ok bool) {
+	v := f.vals[name]
+	if v == nil {
+		return "", f.keyLine(name), false
+	}
+	if v.Kind != yaml.ScalarNode {
+		p.errorf(v.Line, f.at(name), "want a string, got %s", kindName(v))
+		return "", v.Line, false
+	}
+	return v.Value, v.Line, true
+}
+
+var digitsOnly = regexp.MustCompile(`^[-+]?[0-9_]+$`)
+
+// integer returns a whole-number field, at least min. Quoted numbers and floats are
+// rejected: the envoyproxy/ratelimit loader rejects them too.
+func (p *fileParser) integer(f fields, name string, min int64) (n int64, ok bool) {
+	v := f.vals[name]
+	if v == nil {
+		return 0, false
+	}
+	at := f.at(name)
+	if v.Kind != yaml.ScalarNode || (v.Tag != "!!int" && v.Tag != "!!float") {
+		p.errorf(v.Line, at, "want a whole number, got %s", kindName(v))
+		return 0, false
+	}
+	if v.Tag == "!!float" || v.Decode(&n) != nil {
+		if digitsOnly.MatchString(v.Value) {
+			p.errorf(v.Line, at, "number %s is out of range", v.Value)
+		} else {
+			p.errorf(v.Line, at, "want a whole number, got %s", kindName(v))
+		}
+		return 0, false
+	}
+	if n < min {
+		p.errorf(v.Line, at, "must be at least %d, got %d", min, n)
+		return 0, false
+	}
+	return n, true
+}
+
+// boolean returns a true/false field (YAML 1.1 yes/no/on/off included, as
+// envoyproxy/ratelimit's YAML library read them); absent is false.
+func (p *fileParser) boolean(f fields, name string) (b bool, ok bool) {
+	v := f.vals[name]
+	if v == nil {
+		return false, true
+	}
+	if v.Kind != yaml.ScalarNode || (v.Tag != "!!bool" && v.Tag != "!!str") || v.Decode(&b) != nil {
+		p.errorf(v.Line, f.at(name), "want true or false, got %s", kindName(v))
+		return false, false
+	}
+	return b, true
+}
+
+// list returns the items of a sequence field (aliases resolved); nil when absent or
+// not a sequence (the latter is reported).
+func (p *fileParser) list(f fields, name string) []*yaml.Node {
+	v := f.vals[name]
+	if v == nil {
+		return nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		p.errorf(v.Line, f.at(name), "want a list, got %s", kindName(v))
+		return nil
+	}
+	items := make([]*yaml.Node, len(v.Content))
+	for i, it := range v.Content {
+		items[i] = resolve(it)
+	}
+	return items
+}
+
+// yamlLine extracts the line from a yaml.v3 syntax error ("yaml: line 3: ...").
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

@@ -1,0 +1,104 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+)
+
+// maxDecideBody bounds the JSON decision endpoint's request body.
+const maxDecideBody = 1 << 20
+
+type decideRequest struct {
+	Domain      string `json:"domain"`
+	HitsAddend  uint64 `json:"hits_addend"`
+	Descriptors []struct {
+		Entries []struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		} `json:"entries"`
+		HitsAddend *uint64 `json:"hits_addend,omitempty"`
+	} `json:"descriptors"`
+}
+
+type decideStatus struct {
+	Code                 string        `json:"code"`
+	CurrentLimit         *currentLimit `json:"current_limit,omitempty"`
+	LimitRemaining       int64         `json:"limit_remaining"`
+	DurationUntilResetMs int64         `json:"duration_until_reset_ms"`
+}
+
+type currentLimit struct {
+	Name            string `json:"name,omitempty"`
+	RequestsPerUnit int64  `json:"requests_per_unit"`
+	Unit            string `json:"unit"`
+	UnitMultiplier  int64  `json:"unit_multiplier,omitempty"`
+	Algorithm       string `json:"algorithm"`
+}
+
+type decideResponse struct {
+	OverallCode  string         `json:"overall_code"`
+	Statuses     []decideStatus `json:"statuses"`
+	RetryAfterMs int64          `json:"retry_after_ms,omitempty"`
+}
+
+// decideHandler answers POST /v1/decide with the same decision ShouldRateLimit gives
+// (and charges the same state): a way to exercise rules with curl.
+func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
+	var in decideRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDecideBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
+		return
+	}
+	req := &decide.Request{Domain: in.Domain, HitsAddend: in.HitsAddend, Descriptors: make([]decide.Descriptor, len(in.Descriptors))}
+	for i, d := range in.Descriptors {
+		for _, e := range d.Entries {
+			req.Descriptors[i].Entries = append(req.Descriptors[i].Entries, descriptors.Entry{Key: e.Key, Value: e.Value})
+		}
+		req.Descriptors[i].Cost = d.HitsAddend
+	}
+	res, err := a.decider.Decide(r.Context(), req)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, decide.ErrInvalid) {
+			code = http.StatusBadRequest
+		}
+		writeJSON(w, code, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, toDecideResponse(res))
+}
+
+func toDecideResponse(res *decide.Result) decideResponse {
+	out := decideResponse{OverallCode: "OK", Statuses: make([]decideStatus, len(res.Statuses)), RetryAfterMs: res.RetryAfterMs}
+	if res.OverLimit {
+		out.OverallCode = "OVER_LIMIT"
+	}
+	for i, st := range res.Statuses {
+		s := decideStatus{Code: "OK"}
+		if st.OverLimit {
+			s.Code = "OVER_LIMIT"
+		}
+		if l := st.Limit; l != nil {
+			s.CurrentLimit = &currentLimit{Name: l.Name, RequestsPerUnit: l.RequestsPerUnit, Unit: l.Unit,
+				UnitMultiplier: l.UnitMultiplier, Algorithm: l.Params.Algorithm.String()}
+			s.LimitRemaining = st.Decision.Remaining
+			s.DurationUntilResetMs = max(0, st.Decision.ResetAt-res.Now)
+		}
+		out.Statuses[i] = s
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

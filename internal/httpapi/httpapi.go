@@ -1,0 +1,74 @@
+// Package httpapi serves the operator's HTTP port: liveness, readiness and, as they are
+// added, metrics and debug endpoints.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+)
+
+// Pinger is implemented by engines whose store can be unreachable (Redis).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// API holds what the endpoints report on.
+type API struct {
+	decider *decide.Decider
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// New returns the API for decider.
+func New(d *decide.Decider, log *slog.Logger) *API {
+	a := &API{decider: d, log: log, mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.HandleFunc("POST /v1/decide", a.decideHandler)
+	a.mux.HandleFunc("GET /debug/config", a.debugConfig)
+	return a
+}
+
+// Handle adds an endpoint (metrics, debug) to the mux.
+func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
+
+// Handler returns the HTTP handler.
+func (a *API) Handler() http.Handler { return a.mux }
+
+// healthz says the process is alive; it never checks dependencies.
+func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz says the service can decide: rules are loaded and the store answers.
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := a.Ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Ready reports why the service cannot decide, or nil.
+func (a *API) Ready(ctx context.Context) error {
+	if p, ok := a.decider.Engine().(Pinger); ok {
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// debugConfig shows the compiled rules in use.
+func (a *API) debugConfig(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.decider.Rules().Dump())
+}

@@ -1,0 +1,201 @@
+package limiter
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func mustParams(t *testing.T, p Params) *Params {
+	t.Helper()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &p
+}
+
+// Concurrent requests on one key admit exactly the limit, and a request denied by one of
+// its keys charges none of the others, however the goroutines interleave.
+func TestMemoryEngineConcurrentExactness(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{Shards: 8})
+	defer e.Close()
+	fw := mustParams(t, Params{Algorithm: FixedWindow, Limit: 500, PeriodMs: 3_600_000})
+	wide := mustParams(t, Params{Algorithm: FixedWindow, Limit: 1_000_000, PeriodMs: 3_600_000})
+	const now = int64(1_700_000_000_000)
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			checks := []LimitCheck{
+				{Key: fmt.Sprintf("side-%d", g), Params: wide, Cost: 1},
+				{Key: "hot", Params: fw, Cost: 1},
+			}
+			out := make([]Decision, 2)
+			for i := 0; i < 100; i++ {
+				o, err := e.Evaluate(context.Background(), now, checks, out)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if o.Allowed {
+					admitted.Add(1)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != 500 {
+		t.Fatalf("admitted %d requests on a limit of 500", got)
+	}
+	// Each side key was charged only by its admitted requests.
+	var charged int64
+	out := make([]Decision, 1)
+	for g := 0; g < 16; g++ {
+		if _, err := e.Evaluate(context.Background(), now, []LimitCheck{{Key: fmt.Sprintf("side-%d", g), Params: wide}}, out); err != nil {
+			t.Fatal(err)
+		}
+		charged += wide.Limit - out[0].Remaining
+	}
+	if charged != 500 {
+		t.Fatalf("side keys charged %d units, want 500 (denied requests must consume nothing)", charged)
+	}
+}
+
+// The number of stored keys never exceeds MaxKeys; expired state goes before live state.
+func TestMemoryEngineBoundedKeys(t *testing.T) {
+	clock := int64(1_000_000)
+	e := NewMemoryEngine(MemoryOptions{MaxKeys: 1000, Shards: 4, Sweep: -1, Clock: func() int64 { return clock }})
+	defer e.Close()
+	short := mustParams(t, Params{Algorithm: FixedWindow, Limit: 10, PeriodMs: 1000})
+	out := make([]Decision, 1)
+	for i := 0; i < 5000; i++ {
+		if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: fmt.Sprintf("k%d", i), Params: short, Cost: 1}}, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.Keys(); n > 1000 {
+		t.Fatalf("%d keys stored with MaxKeys 1000", n)
+	}
+	if e.Evictions() == 0 {
+		t.Fatal("a full engine evicted nothing")
+	}
+	// Once everything has expired, new keys replace expired ones without evicting live state.
+	clock += 10_000
+	before := e.Evictions()
+	for i := 0; i < 200; i++ {
+		if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: fmt.Sprintf("new%d", i), Params: short, Cost: 1}}, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.Evictions() != before {
+		t.Fatalf("evicted %d live keys while expired ones were available", e.Evictions()-before)
+	}
+}
+
+// The sweeper removes idle state once it reads as cold.
+func TestMemoryEngineSweepsExpiredState(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(5_000)
+	e := NewMemoryEngine(MemoryOptions{Sweep: 5 * time.Millisecond, Clock: clock.Load})
+	defer e.Close()
+	p := mustParams(t, Params{Algorithm: GCRA, Limit: 10, PeriodMs: 1000})
+	out := make([]Decision, 1)
+	if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: "g", Params: p, Cost: 1}}, out); err != nil {
+		t.Fatal(err)
+	}
+	if e.Keys() != 1 {
+		t.Fatalf("keys = %d after one write", e.Keys())
+	}
+	clock.Add(1_000)
+	deadline := time.Now().Add(2 * time.Second)
+	for e.Keys() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if e.Keys() != 0 {
+		t.Fatal("expired state was not swept")
+	}
+}
+
+func TestEvaluateRejectsBadInput(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{Sweep: -1})
+	defer e.Close()
+	p := mustParams(t, Params{Algorithm: FixedWindow, Limit: 1, PeriodMs: 1000})
+	cases := []struct {
+		name string
+		now  int64
+		cost int64
+		out  int
+	}{
+		{"negative now", -1, 1, 1},
+		{"now past 2200", MaxNowMs + 1, 1, 1},
+		{"negative cost", 1000, -1, 1},
+		{"cost above uint32", 1000, MaxCost + 1, 1},
+		{"decisions length", 1000, 1, 2},
+	}
+	for _, c := range cases {
+		_, err := e.Evaluate(context.Background(), c.now, []LimitCheck{{Key: "k", Params: p, Cost: c.cost}}, make([]Decision, c.out))
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
+}
+
+func TestValidateBounds(t *testing.T) {
+	cases := []struct {
+		name string
+		p    Params
+		want string // substring of the error; "" = valid
+	}{
+		{"fixed default", Params{Algorithm: FixedWindow, Limit: 100, PeriodMs: 1000}, ""},
+		{"zero limit", Params{Algorithm: FixedWindow, Limit: 0, PeriodMs: 1000}, "limit 0"},
+		{"limit too large", Params{Algorithm: FixedWindow, Limit: MaxLimit + 1, PeriodMs: 1000}, "out of range"},
+		{"period too long", Params{Algorithm: FixedWindow, Limit: 1, PeriodMs: MaxPeriodMs + 1}, "period"},
+		{"gcra 1000/s reduces to 1 ms", Params{Algorithm: GCRA, Limit: 1000, PeriodMs: 1000}, ""},
+		{"gcra coprime huge limit", Params{Algorithm: GCRA, Limit: 1_234_567, PeriodMs: 86_400_000}, "2^20"},
+		{"gcra tolerance too long", Params{Algorithm: GCRA, Limit: 1, PeriodMs: 86_400_000, Burst: 30}, "2^31 ms"},
+		{"token bucket per day", Params{Algorithm: TokenBucket, Limit: 1000, PeriodMs: 86_400_000}, ""},
+		{"token bucket huge capacity×period", Params{Algorithm: TokenBucket, Limit: 1, PeriodMs: 31_536_000_000, Burst: 1_000_000}, "2^50"},
+		{"sliding window indivisible", Params{Algorithm: SlidingWindow, Limit: 10, PeriodMs: 1000, Buckets: 3}, "divisible"},
+		{"sliding window too many buckets", Params{Algorithm: SlidingWindow, Limit: 10, PeriodMs: 1000, Buckets: 1000}, "buckets"},
+		{"sliding window magnitude", Params{Algorithm: SlidingWindow, Limit: 1 << 31, PeriodMs: 86_400_000 * 30, Buckets: 1}, "2^50"},
+		{"log cap", Params{Algorithm: SlidingWindowLog, Limit: MaxLogLimit + 1, PeriodMs: 1000}, "cap"},
+	}
+	for _, c := range cases {
+		err := c.p.Validate()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: error %v, want one mentioning %q", c.name, err, c.want)
+		}
+	}
+}
+
+// A clock that steps back never earns the same refill twice, and state far ahead of now
+// (a clock jump) is clamped rather than overflowing.
+func TestClockStepsBack(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{Sweep: -1})
+	defer e.Close()
+	tb := mustParams(t, Params{Algorithm: TokenBucket, Limit: 1, PeriodMs: 1000, Burst: 2})
+	out := make([]Decision, 1)
+	eval := func(now, q int64) Decision {
+		t.Helper()
+		if _, err := e.Evaluate(context.Background(), now, []LimitCheck{{Key: "tb", Params: tb, Cost: q}}, out); err != nil {
+			t.Fatal(err)
+		}
+		return out[0]
+	}
+	eval(10_000, 2) // empty at t=10 s
+	if d := eval(9_000, 1); d.Allowed {
+		t.Fatalf("a clock 1 s behind earned a token: %+v", d)
+	}
+	if d := eval(11_000, 1); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("after 1 s of real refill: %+v, want one token admitted", d)
+	}
+}

@@ -1,0 +1,345 @@
+package rls_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+const rules = `
+domain: test
+descriptors:
+  - key: burst
+    rate_limit: {name: five-per-hour, unit: hour, requests_per_unit: 5}
+  - key: pair
+    value: tight
+    rate_limit: {name: tight, unit: hour, requests_per_unit: 1}
+  - key: pair
+    value: loose
+    rate_limit: {name: loose, unit: hour, requests_per_unit: 100}
+  - key: tb
+    rate_limit: {name: bucket, unit: second, requests_per_unit: 2, algorithm: token_bucket, burst: 4}
+  - key: two
+    rate_limits:
+      - {name: two-short, unit: minute, requests_per_unit: 10}
+      - {name: two-long, unit: hour, requests_per_unit: 12}
+  - key: shadowed
+    shadow_mode: true
+    rate_limit: {name: shadow, unit: hour, requests_per_unit: 1}
+  - key: free
+    rate_limit: {unlimited: true}
+  - key: old
+    rate_limit: {name: old-limit, unit: hour, requests_per_unit: 1}
+  - key: new
+    replaces: [{name: old-limit}]
+    rate_limit: {name: new-limit, unit: hour, requests_per_unit: 50}
+  - key: nested
+    value: a
+    descriptors:
+      - key: b
+        rate_limit: {name: nested, unit: minute, unit_multiplier: 5, requests_per_unit: 3}
+`
+
+// now is the engine's fixed clock: 2023-11-14T22:13:20Z, an exact multiple of an hour
+// plus 1,200 s, so window resets are predictable.
+const now = int64(1_700_000_000_000)
+
+type fixture struct {
+	client rlsv3.RateLimitServiceClient
+}
+
+func start(t *testing.T, globalShadow bool) *fixture {
+	t.Helper()
+	rs, err := descriptors.Parse("test.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
+	t.Cleanup(func() { engine.Close() })
+	d := decide.New(rs, engine, storekey.New("t:", 0), globalShadow)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{RetryAfter: true}, nil))
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &fixture{client: rlsv3.NewRateLimitServiceClient(conn)}
+}
+
+func desc(kv ...string) *ratelimitv3.RateLimitDescriptor {
+	d := &ratelimitv3.RateLimitDescriptor{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		d.Entries = append(d.Entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: kv[i], Value: kv[i+1]})
+	}
+	return d
+}
+
+func (f *fixture) call(t *testing.T, domain string, hits uint32, ds ...*ratelimitv3.RateLimitDescriptor) *rlsv3.RateLimitResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := f.client.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: domain, Descriptors: ds, HitsAddend: hits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func codesOf(resp *rlsv3.RateLimitResponse) []rlsv3.RateLimitResponse_Code {
+	out := []rlsv3.RateLimitResponse_Code{}
+	for _, s := range resp.Statuses {
+		out = append(out, s.Code)
+	}
+	return out
+}
+
+const (
+	ok   = rlsv3.RateLimitResponse_OK
+	over = rlsv3.RateLimitResponse_OVER_LIMIT
+)
+
+func header(resp *rlsv3.RateLimitResponse, name string) string {
+	for _, h := range resp.ResponseHeadersToAdd {
+		if h.Key == name {
+			return h.Value
+		}
+	}
+	return ""
+}
+
+func TestColdBurstAdmitsExactlyTheLimit(t *testing.T) {
+	f := start(t, false)
+	for i := 0; i < 5; i++ {
+		resp := f.call(t, "test", 0, desc("burst", "client-1"))
+		if resp.OverallCode != ok {
+			t.Fatalf("request %d denied", i+1)
+		}
+		st := resp.Statuses[0]
+		if st.LimitRemaining != uint32(4-i) || st.CurrentLimit.GetName() != "five-per-hour" ||
+			st.CurrentLimit.GetRequestsPerUnit() != 5 || st.CurrentLimit.GetUnit() != rlsv3.RateLimitResponse_RateLimit_HOUR {
+			t.Fatalf("request %d status %v", i+1, st)
+		}
+		// The hour window ends at the next multiple of 3,600,000 ms after now.
+		if got := st.DurationUntilReset.AsDuration(); got != time.Duration(3_600_000-now%3_600_000)*time.Millisecond {
+			t.Fatalf("duration_until_reset %v", got)
+		}
+		if header(resp, "retry-after") != "" {
+			t.Fatal("Retry-After on an allowed response")
+		}
+	}
+	resp := f.call(t, "test", 0, desc("burst", "client-1"))
+	if resp.OverallCode != over || resp.Statuses[0].Code != over || resp.Statuses[0].LimitRemaining != 0 {
+		t.Fatalf("6th request: %v", resp)
+	}
+	wantRetry := (3_600_000 - now%3_600_000 + 999) / 1000
+	if got := header(resp, "retry-after"); got != itoa(wantRetry) {
+		t.Fatalf("Retry-After %q, want %d", got, wantRetry)
+	}
+	// Another client value has its own counter.
+	if f.call(t, "test", 0, desc("burst", "client-2")).OverallCode != ok {
+		t.Fatal("a different value shared the counter")
+	}
+}
+
+func itoa(n int64) string { return string(appendInt(nil, n)) }
+
+func appendInt(b []byte, n int64) []byte {
+	if n >= 10 {
+		b = appendInt(b, n/10)
+	}
+	return append(b, byte('0'+n%10))
+}
+
+func TestStatusesAreOneToOneInOrder(t *testing.T) {
+	f := start(t, false)
+	f.call(t, "test", 0, desc("pair", "tight")) // spend tight's only unit
+	resp := f.call(t, "test", 0,
+		desc("pair", "loose"), desc("no-such-key", "x"), desc("pair", "tight"), desc("free", "y"))
+	want := []rlsv3.RateLimitResponse_Code{ok, ok, over, ok}
+	got := codesOf(resp)
+	if len(got) != len(want) {
+		t.Fatalf("%d statuses for 4 descriptors", len(got))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("codes %v, want %v", got, want)
+		}
+	}
+	if resp.OverallCode != over {
+		t.Fatal("overall code not OVER_LIMIT")
+	}
+	if resp.Statuses[1].CurrentLimit != nil || resp.Statuses[3].CurrentLimit != nil {
+		t.Fatal("unmatched or unlimited descriptor reported a current_limit")
+	}
+	if resp.Statuses[0].CurrentLimit.GetName() != "loose" || resp.Statuses[2].CurrentLimit.GetName() != "tight" {
+		t.Fatalf("current limits %v / %v", resp.Statuses[0].CurrentLimit, resp.Statuses[2].CurrentLimit)
+	}
+}
+
+func TestUnknownDomainAndUnmatchedAreOK(t *testing.T) {
+	f := start(t, false)
+	for _, resp := range []*rlsv3.RateLimitResponse{
+		f.call(t, "nope", 0, desc("burst", "x")),
+		f.call(t, "test", 0, desc("unknown", "x")),
+		f.call(t, "test", 0, desc("nested", "a")),              // too short: the limit sits one level deeper
+		f.call(t, "test", 0, desc("burst", "x", "extra", "y")), // too long
+	} {
+		if resp.OverallCode != ok || resp.Statuses[0].CurrentLimit != nil {
+			t.Fatalf("%v", resp)
+		}
+	}
+	resp := f.call(t, "test", 0, desc("nested", "a", "b", "anything"))
+	if cl := resp.Statuses[0].CurrentLimit; cl.GetName() != "nested" || cl.GetUnitMultiplier().GetValue() != 5 {
+		t.Fatalf("nested limit %v", cl)
+	}
+}
+
+// A request denied by one descriptor consumes nothing on its siblings.
+func TestDeniedRequestConsumesNothing(t *testing.T) {
+	f := start(t, false)
+	f.call(t, "test", 0, desc("pair", "tight"))
+	for i := 0; i < 3; i++ {
+		resp := f.call(t, "test", 0, desc("pair", "loose"), desc("pair", "tight"))
+		if resp.OverallCode != over {
+			t.Fatal("tight did not deny")
+		}
+		// The loose sibling reports the state as it stands: nothing charged.
+		if resp.Statuses[0].Code != ok || resp.Statuses[0].LimitRemaining != 100 {
+			t.Fatalf("loose sibling %v", resp.Statuses[0])
+		}
+	}
+	if got := f.call(t, "test", 0, desc("pair", "loose")).Statuses[0].LimitRemaining; got != 99 {
+		t.Fatalf("loose remaining %d after its first real charge, want 99", got)
+	}
+}
+
+func TestHitsAddendAndCheckOnly(t *testing.T) {
+	f := start(t, false)
+	// Request-wide hits_addend 3 on a bucket of 4.
+	if r := f.call(t, "test", 3, desc("tb", "a")).Statuses[0]; r.Code != ok || r.LimitRemaining != 1 {
+		t.Fatalf("after cost 3: %v", r)
+	}
+	// The descriptor's own hits_addend overrides the request's.
+	d := desc("tb", "a")
+	d.HitsAddend = wrapperspb.UInt64(2)
+	if r := f.call(t, "test", 1, d); r.OverallCode != over || r.Statuses[0].LimitRemaining != 1 {
+		t.Fatalf("cost 2 with 1 token: %v", r)
+	}
+	// hits_addend 0 on the descriptor is a check-only peek: allowed, nothing written.
+	peek := desc("tb", "a")
+	peek.HitsAddend = wrapperspb.UInt64(0)
+	for i := 0; i < 3; i++ {
+		if r := f.call(t, "test", 0, peek).Statuses[0]; r.Code != ok || r.LimitRemaining != 1 {
+			t.Fatalf("peek %d: %v", i, r)
+		}
+	}
+	if r := f.call(t, "test", 0, desc("tb", "a")).Statuses[0]; r.Code != ok || r.LimitRemaining != 0 {
+		t.Fatalf("last token: %v", r)
+	}
+	// The token bucket refills 2 per second: one token takes 500 ms, so Retry-After is 1.
+	if r := f.call(t, "test", 0, desc("tb", "a")); header(r, "retry-after") != "1" {
+		t.Fatalf("Retry-After %q, want 1", header(r, "retry-after"))
+	}
+}
+
+func TestSeveralLimitsReportTheDenyingOrTightest(t *testing.T) {
+	f := start(t, false)
+	r := f.call(t, "test", 9, desc("two", "x")).Statuses[0]
+	if r.CurrentLimit.GetName() != "two-short" || r.LimitRemaining != 1 {
+		t.Fatalf("after 9: %v (want two-short, 1 left)", r)
+	}
+	r = f.call(t, "test", 2, desc("two", "x")).Statuses[0]
+	if r.Code != over || r.CurrentLimit.GetName() != "two-short" {
+		t.Fatalf("cost 2 with 1 left: %v", r)
+	}
+}
+
+func TestShadowMode(t *testing.T) {
+	f := start(t, false)
+	for i := 0; i < 3; i++ {
+		if f.call(t, "test", 0, desc("shadowed", "x")).OverallCode != ok {
+			t.Fatal("a shadow-mode limit denied")
+		}
+	}
+	g := start(t, true) // global shadow mode
+	for i := 0; i < 3; i++ {
+		if g.call(t, "test", 0, desc("pair", "tight")).OverallCode != ok {
+			t.Fatal("global shadow mode denied")
+		}
+	}
+}
+
+func TestReplaces(t *testing.T) {
+	f := start(t, false)
+	for i := 0; i < 3; i++ {
+		resp := f.call(t, "test", 0, desc("old", "x"), desc("new", "x"))
+		if resp.OverallCode != ok {
+			t.Fatalf("request %d denied: the replaced limit still applied", i)
+		}
+		if resp.Statuses[0].CurrentLimit != nil {
+			t.Fatal("a replaced limit was reported")
+		}
+	}
+	// Without the replacing descriptor the old limit applies.
+	f.call(t, "test", 0, desc("old", "y"))
+	if f.call(t, "test", 0, desc("old", "y")).OverallCode != over {
+		t.Fatal("old-limit not enforced on its own")
+	}
+}
+
+func TestLimitOverride(t *testing.T) {
+	f := start(t, false)
+	d := desc("burst", "ov")
+	d.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 2, Unit: typev3.RateLimitUnit_MINUTE}
+	for i := 0; i < 2; i++ {
+		if r := f.call(t, "test", 0, d); r.OverallCode != ok || r.Statuses[0].CurrentLimit.GetRequestsPerUnit() != 2 {
+			t.Fatalf("override request %d: %v", i, r)
+		}
+	}
+	if f.call(t, "test", 0, d).OverallCode != over {
+		t.Fatal("override limit not enforced")
+	}
+	// An override on an unmatched descriptor creates no limit.
+	u := desc("unknown", "x")
+	u.Limit = d.Limit
+	if r := f.call(t, "test", 0, u); r.Statuses[0].CurrentLimit != nil {
+		t.Fatal("an override created a limit for an unconfigured descriptor")
+	}
+}
+
+func TestInvalidRequests(t *testing.T) {
+	f := start(t, false)
+	for name, req := range map[string]*rlsv3.RateLimitRequest{
+		"empty domain":   {Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}},
+		"no descriptors": {Domain: "test"},
+		"negative hits":  {Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}},
+	} {
+		_, err := f.client.ShouldRateLimit(context.Background(), req)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+}

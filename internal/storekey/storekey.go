@@ -1,0 +1,102 @@
+// Package storekey builds the storage key of one limit for one request descriptor.
+//
+// Encoding (docs/keys.md): a key is the configured prefix followed by length-prefixed
+// parts, each written as <decimal byte length> ":" <bytes>:
+//
+//	<prefix><len:domain><len:limit id><len:algorithm/period><len:key><len:value>...
+//
+// Length prefixes make the encoding injective: `a_b=c` and `a=b_c` can never share a
+// key, whatever bytes the parts contain. On Redis Cluster the domain part can be
+// wrapped in {} so that every key of a domain hashes to one slot (Builder.ClusterTag). A key longer than MaxLen is replaced by the prefix, the
+// domain tag and a SHA-256 of the full encoding, so keys stay bounded however long the
+// runtime values are.
+package storekey
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// DefaultMaxLen bounds key length in bytes.
+const DefaultMaxLen = 512
+
+// Builder encodes keys. The zero value is not usable; use New.
+type Builder struct {
+	prefix string
+	maxLen int
+	// ClusterTag, when true, wraps the domain in a Redis Cluster hash tag so that all
+	// keys of one domain share a slot (one script call per request on a cluster).
+	ClusterTag bool
+}
+
+// New returns a Builder with the given prefix (e.g. "rlx:") and length bound (0 = default).
+func New(prefix string, maxLen int) *Builder {
+	if maxLen <= 0 {
+		maxLen = DefaultMaxLen
+	}
+	return &Builder{prefix: prefix, maxLen: maxLen}
+}
+
+// Key returns the storage key for the limit identified by limitID (unique within the
+// domain), evaluated with params, for the request descriptor entries.
+func (b *Builder) Key(domain, limitID string, p *limiter.Params, entries []descriptors.Entry) string {
+	n := len(b.prefix) + len(domain) + len(limitID) + 48
+	for _, e := range entries {
+		n += len(e.Key) + len(e.Value) + 8
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, b.prefix...)
+	buf = b.appendDomain(buf, domain)
+	buf = appendPart(buf, limitID)
+	buf = appendIdentity(buf, p)
+	for _, e := range entries {
+		buf = appendPart(buf, e.Key)
+		buf = appendPart(buf, e.Value)
+	}
+	if len(buf) <= b.maxLen {
+		return string(buf)
+	}
+	sum := sha256.Sum256(buf)
+	out := make([]byte, 0, len(b.prefix)+len(domain)+80)
+	out = append(out, b.prefix...)
+	out = b.appendDomain(out, domain)
+	out = append(out, "h:"...)
+	out = hex.AppendEncode(out, sum[:])
+	return string(out)
+}
+
+// appendDomain writes the domain part; with ClusterTag it is a {hash tag}. A domain that
+// is length-prefixed inside the braces, so the encoding stays injective whatever bytes it
+// holds, and every key of the domain carries the same tag.
+func (b *Builder) appendDomain(buf []byte, domain string) []byte {
+	if !b.ClusterTag {
+		return appendPart(buf, domain)
+	}
+	buf = append(buf, '{')
+	buf = appendPart(buf, domain)
+	return append(buf, '}')
+}
+
+// appendIdentity encodes what the stored state means: the algorithm and its period.
+// A rule that changes either starts from a cold key instead of misreading old state.
+func appendIdentity(buf []byte, p *limiter.Params) []byte {
+	id := make([]byte, 0, 40)
+	id = append(id, p.Algorithm.String()...)
+	id = append(id, '/')
+	id = strconv.AppendInt(id, p.PeriodMs, 10)
+	if p.Algorithm == limiter.SlidingWindow {
+		id = append(id, '/')
+		id = strconv.AppendInt(id, p.Buckets, 10)
+	}
+	return appendPart(buf, string(id))
+}
+
+func appendPart(buf []byte, s string) []byte {
+	buf = strconv.AppendInt(buf, int64(len(s)), 10)
+	buf = append(buf, ':')
+	return append(buf, s...)
+}
