@@ -61,7 +61,8 @@ func tokenBucket(p *Params, st *State, now, q int64) (Decision, State, bool) {
 		if q == 0 {
 			return d, State{}, false
 		}
-		return d, State{Live: true, A: max(last, now), B: left, ExpireAt: now + max(refill, 1)}, true
+		// The bucket is full again refill ms after its (never rewound) refill time.
+		return d, State{Live: true, A: max(last, now), B: left, ExpireAt: max(last, now) + max(refill, 1)}, true
 	}
 	d.Remaining = tokens / den
 	d.ResetAt = now + ceilDiv(full-tokens, num)

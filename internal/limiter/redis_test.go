@@ -1,0 +1,614 @@
+package limiter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
+)
+
+const (
+	throttlekitVectors = "../../../shared/vectors/throttlekit/throttlekit-py.contract.golden-vectors.json"
+	projectVectors     = "../../testdata/*.json"
+)
+
+// The replay bases of SPEC §8.
+var replayBases = []int64{60_000, 1_700_000_040_000}
+
+var runID atomic.Int64
+
+// uniquePrefix gives every replay its own keys in a shared server.
+func uniquePrefix(t testing.TB) string {
+	return fmt.Sprintf("test:%s:%d:%d", t.Name(), time.Now().UnixNano(), runID.Add(1))
+}
+
+// newRedis starts a private server and an engine on it. Timeouts are generous: tests
+// assert behaviour, not latency, and run under -race on busy machines.
+func newRedis(t testing.TB) (*limiter.RedisEngine, *testredis.Server) {
+	t.Helper()
+	srv := testredis.Start(t)
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{
+		URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e, srv
+}
+
+func params(t testing.TB, p limiter.Params) *limiter.Params {
+	t.Helper()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &p
+}
+
+func replayFile(t *testing.T, e limiter.Engine, path string, requireSuites bool) {
+	t.Helper()
+	f, err := conformance.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range replayBases {
+		results, err := conformance.Replay(context.Background(), e, f, base, uniquePrefix(t))
+		if err != nil {
+			t.Fatalf("%s at base %d: %v", filepath.Base(path), base, err)
+		}
+		replayed, ops := 0, 0
+		for _, r := range results {
+			if r.Skipped {
+				continue
+			}
+			replayed++
+			ops += r.Ops
+			if r.Mismatch != "" {
+				t.Errorf("%s base %d: suite %s: %s", filepath.Base(path), base, r.Suite, r.Mismatch)
+			}
+		}
+		if requireSuites && replayed == 0 {
+			t.Fatalf("%s: no suite replayed", path)
+		}
+		t.Logf("%s base %d: %d suites, %d ops replayed", filepath.Base(path), base, replayed, ops)
+	}
+}
+
+// Every rateLimit and tokenBudget suite of the throttlekit golden vectors replays bit
+// for bit through Redis at both bases (its lease suites are out of scope and skipped).
+func TestRedisConformanceThrottlekit(t *testing.T) {
+	if _, err := os.Stat(throttlekitVectors); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("THROTTLEKIT VECTORS MISSING under CI: %v", err)
+		}
+		t.Skipf("THROTTLEKIT CONFORMANCE SKIPPED: %v (the shared/ folder must sit beside the repo)", err)
+	}
+	e, _ := newRedis(t)
+	replayFile(t, e, throttlekitVectors, true)
+}
+
+// Every project vector file replays bit for bit through Redis at both bases.
+func TestRedisConformanceProjectVectors(t *testing.T) {
+	paths, err := filepath.Glob(projectVectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Fatalf("no project vector files match %s", projectVectors)
+	}
+	e, _ := newRedis(t)
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) { replayFile(t, e, p, true) })
+	}
+}
+
+// The SHA-1 the engine sends with EVALSHA is the one Redis computes.
+func TestRedisScriptSHA(t *testing.T) {
+	_, srv := newRedis(t)
+	sha, err := srv.Client().ScriptLoad(context.Background(), redislua.Request.Source()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha != redislua.Request.SHA1() {
+		t.Errorf("Redis computes %s, the engine sends %s", sha, redislua.Request.SHA1())
+	}
+}
+
+func oneCheck(p *limiter.Params, key string, cost int64) []limiter.LimitCheck {
+	return []limiter.LimitCheck{{Key: key, Params: p, Cost: cost}}
+}
+
+// After SCRIPT FLUSH the next request still succeeds (NOSCRIPT → EVAL), as it does after
+// a Redis restart (a new connection, an empty script cache).
+func TestRedisScriptFlushAndRestart(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 60_000})
+	checks := oneCheck(p, uniquePrefix(t), 1)
+	d := make([]limiter.Decision, 1)
+	const now = 1_700_000_000_000
+	if _, err := e.Evaluate(ctx, now, checks, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client().ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Evaluate(ctx, now, checks, d); err != nil {
+		t.Fatalf("after SCRIPT FLUSH: %v", err)
+	}
+	if d[0].Remaining != 8 {
+		t.Errorf("after SCRIPT FLUSH: remaining %d, want 8 (the second call must run exactly once)", d[0].Remaining)
+	}
+
+	srv.Restart()
+	if _, err := e.Evaluate(ctx, now, checks, d); err != nil {
+		t.Fatalf("first request after restart: %v", err)
+	}
+	if d[0].Remaining != 9 { // a restarted server has no data
+		t.Errorf("after restart: remaining %d, want 9", d[0].Remaining)
+	}
+	if err := e.Ping(ctx); err != nil {
+		t.Errorf("Ping after restart: %v", err)
+	}
+}
+
+// now = 0 uses the Redis clock: Outcome.Now is Redis TIME and resetAt follows it.
+func TestRedisNowZeroUsesRedisTime(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	redisNow := func() int64 {
+		tm, err := srv.Client().Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm.UnixMilli()
+	}
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 5, PeriodMs: 1000})
+	d := make([]limiter.Decision, 1)
+	before := redisNow()
+	out, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := redisNow()
+	if out.Now < before || out.Now > after {
+		t.Errorf("Outcome.Now %d outside Redis TIME [%d, %d]", out.Now, before, after)
+	}
+	if d[0].ResetAt <= out.Now || d[0].ResetAt > out.Now+1000 || d[0].ResetAt%1000 != 0 {
+		t.Errorf("resetAt %d is not the end of the 1 s window holding %d", d[0].ResetAt, out.Now)
+	}
+	if d[0].ResetAt-before > 1000 {
+		t.Errorf("resetAt %d is more than a second after Redis TIME %d", d[0].ResetAt, before)
+	}
+	// No checks with now = 0 still reads the Redis clock.
+	out, err = e.Evaluate(ctx, 0, nil, nil)
+	if err != nil || !out.Allowed || out.Now < before {
+		t.Errorf("empty request at now=0: %+v, %v", out, err)
+	}
+}
+
+type keySnapshot struct {
+	dump string
+	pttl time.Duration
+}
+
+func snapshot(t *testing.T, c *redis.Client, keys []string) []keySnapshot {
+	t.Helper()
+	ctx := context.Background()
+	out := make([]keySnapshot, len(keys))
+	for i, k := range keys {
+		d, err := c.Dump(ctx, k).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			t.Fatal(err)
+		}
+		ttl, err := c.PTTL(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = keySnapshot{d, ttl}
+	}
+	return out
+}
+
+// allAlgorithms returns one limit of each algorithm with distinct keys, each admitting
+// at least 3 units at cost 1.
+func allAlgorithms(t testing.TB, prefix string, periodMs int64) []limiter.LimitCheck {
+	ps := []limiter.Params{
+		{Algorithm: limiter.GCRA, Limit: 10, PeriodMs: periodMs, Burst: 5},
+		{Algorithm: limiter.TokenBucket, Limit: 7, PeriodMs: periodMs, Burst: 5},
+		{Algorithm: limiter.FixedWindow, Limit: 5, PeriodMs: periodMs},
+		{Algorithm: limiter.SlidingWindow, Limit: 5, PeriodMs: periodMs, Buckets: 3},
+		{Algorithm: limiter.SlidingWindowLog, Limit: 5, PeriodMs: periodMs},
+		{Algorithm: limiter.TokenBudget, Limit: 5, PeriodMs: periodMs},
+	}
+	checks := make([]limiter.LimitCheck, len(ps))
+	for i := range ps {
+		checks[i] = limiter.LimitCheck{Key: prefix + ":" + ps[i].Algorithm.String(), Params: params(t, ps[i]), Cost: 1}
+	}
+	return checks
+}
+
+func keysOf(checks []limiter.LimitCheck) []string {
+	keys := make([]string, len(checks))
+	for i, c := range checks {
+		keys[i] = c.Key
+	}
+	return keys
+}
+
+// A denied multi-limit request leaves every key exactly as it was (value and TTL); an
+// allowed one writes every key it charged.
+func TestRedisDeniedRequestWritesNothing(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	c := srv.Client()
+	prefix := uniquePrefix(t)
+	checks := allAlgorithms(t, prefix, 3_600_000)
+	gate := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1, PeriodMs: 3_600_000})
+	checks = append(checks, limiter.LimitCheck{Key: prefix + ":gate", Params: gate, Cost: 1})
+	keys := keysOf(checks)
+	d := make([]limiter.Decision, len(checks))
+	now := time.Now().UnixMilli()
+
+	out, err := e.Evaluate(ctx, now, checks, d)
+	if err != nil || !out.Allowed {
+		t.Fatalf("first request: %+v %v %+v", out, err, d)
+	}
+	first := snapshot(t, c, keys)
+	for i, s := range first {
+		if s.dump == "" || s.pttl <= 0 {
+			t.Errorf("allowed request did not write %s with a TTL: %+v", keys[i], s)
+		}
+	}
+
+	out, err = e.Evaluate(ctx, now+1, checks, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Allowed || d[len(d)-1].Allowed {
+		t.Fatalf("the gate limit should deny: %+v %+v", out, d)
+	}
+	second := snapshot(t, c, keys)
+	for i := range keys {
+		if second[i].dump != first[i].dump {
+			t.Errorf("denied request changed %s", keys[i])
+		}
+		if second[i].pttl > first[i].pttl || first[i].pttl-second[i].pttl > 2*time.Second {
+			t.Errorf("denied request changed the TTL of %s: %v → %v", keys[i], first[i].pttl, second[i].pttl)
+		}
+		if i < len(keys)-1 && (!d[i].Allowed || d[i].Remaining == 0) {
+			t.Errorf("limit %d should report its uncharged q=0 decision: %+v", i, d[i])
+		}
+	}
+
+	// Without the gate every limit allows and every key changes.
+	checks = checks[:len(checks)-1]
+	out, err = e.Evaluate(ctx, now+2, checks, d[:len(checks)])
+	if err != nil || !out.Allowed {
+		t.Fatalf("third request: %+v %v", out, err)
+	}
+	third := snapshot(t, c, keys[:len(checks)])
+	for i := range checks {
+		if third[i].dump == first[i].dump {
+			t.Errorf("allowed request did not write %s", keys[i])
+		}
+	}
+}
+
+// Every written key has a TTL, and once the longest state has gone cold (plus the 1 s
+// floor) nothing is left.
+func TestRedisTTLs(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	c := srv.Client()
+	prefix := uniquePrefix(t)
+	checks := allAlgorithms(t, prefix, 300)
+	d := make([]limiter.Decision, len(checks))
+	for i := range checks {
+		// One algorithm at a time, then all together, with the Redis clock and with an
+		// explicit now.
+		if _, err := e.Evaluate(ctx, 0, checks[i:i+1], d[:1]); err != nil {
+			t.Fatal(err)
+		}
+		ttl, err := c.PTTL(ctx, checks[i].Key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 {
+			t.Errorf("%s: PTTL %v after a write, want > 0", checks[i].Key, ttl)
+		}
+	}
+	if _, err := e.Evaluate(ctx, time.Now().UnixMilli(), checks, d); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keysOf(checks) {
+		if ttl := c.PTTL(ctx, k).Val(); ttl <= 0 || ttl > 1100*time.Millisecond {
+			t.Errorf("%s: PTTL %v, want the 1 s floor", k, ttl)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	left, err := c.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("keys left after every window went idle: %v", left)
+	}
+}
+
+// TTLs follow the state: a long window keeps its key for that window.
+func TestRedisTTLFollowsState(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	p := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: 3, PeriodMs: 3_600_000})
+	key := uniquePrefix(t)
+	d := make([]limiter.Decision, 1)
+	if _, err := e.Evaluate(ctx, 0, oneCheck(p, key, 1), d); err != nil {
+		t.Fatal(err)
+	}
+	ttl := srv.Client().PTTL(ctx, key).Val()
+	if ttl < 3_590*time.Second || ttl > 3_600*time.Second {
+		t.Errorf("log key PTTL %v, want about one hour", ttl)
+	}
+}
+
+// With the server down, Evaluate fails fast with ErrStore (default timeouts).
+func TestRedisDown(t *testing.T) {
+	srv := testredis.Start(t)
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	p := params(t, limiter.Params{Algorithm: limiter.GCRA, Limit: 10, PeriodMs: 1000})
+	checks := oneCheck(p, uniquePrefix(t), 1)
+	d := make([]limiter.Decision, 1)
+	// Warm the pool (retrying: the default 8 ms timeouts may trip on a busy machine).
+	for i := 0; ; i++ {
+		if _, err = e.Evaluate(ctx, 0, checks, d); err == nil || i == 20 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	for range 3 {
+		start := time.Now()
+		_, err := e.Evaluate(ctx, 0, checks, d)
+		took := time.Since(start)
+		if !errors.Is(err, limiter.ErrStore) {
+			t.Fatalf("with Redis down: err %v, want ErrStore", err)
+		}
+		if took > time.Second {
+			t.Errorf("with Redis down Evaluate took %v", took)
+		}
+	}
+	if err := e.Ping(ctx); !errors.Is(err, limiter.ErrStore) {
+		t.Errorf("Ping with Redis down: %v", err)
+	}
+}
+
+// A key of another Redis type, or state written by another algorithm, reads as cold
+// and is overwritten.
+func TestRedisForeignState(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	c := srv.Client()
+	prefix := uniquePrefix(t)
+	const now = 1_700_000_000_000
+	for _, check := range allAlgorithms(t, prefix, 60_000) {
+		for _, setup := range []func(k string) error{
+			func(k string) error { return c.Set(ctx, k, "junk", 0).Err() },
+			func(k string) error { return c.ZAdd(ctx, k, redis.Z{Score: 1, Member: "x"}).Err() },
+			func(k string) error { return c.HSet(ctx, k, "k", "99", "A", "1", "B", "2", "X", "0").Err() },
+			func(k string) error { return c.HSet(ctx, k, "k", "1", "A", "1.5e3").Err() },
+			func(k string) error { return c.HSet(ctx, k, "zzz", "1", "12", "x").Err() },
+			func(k string) error { return c.HSet(ctx, k, "zzz", "1").Err() },
+		} {
+			c.Del(ctx, check.Key)
+			if err := setup(check.Key); err != nil {
+				t.Fatal(err)
+			}
+			d := make([]limiter.Decision, 1)
+			if _, err := e.Evaluate(ctx, now, []limiter.LimitCheck{check}, d); err != nil {
+				t.Fatalf("%s: %v", check.Key, err)
+			}
+			cold := make([]limiter.Decision, 1)
+			m := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+			if _, err := m.Evaluate(ctx, now, []limiter.LimitCheck{check}, cold); err != nil {
+				t.Fatal(err)
+			}
+			m.Close()
+			if d[0] != cold[0] {
+				t.Errorf("%s over foreign state: %+v, want the cold-key decision %+v", check.Key, d[0], cold[0])
+			}
+			if check.Params.Algorithm == limiter.SlidingWindowLog {
+				if typ := c.Type(ctx, check.Key).Val(); typ != "zset" {
+					t.Errorf("%s: type %s after a write, want zset", check.Key, typ)
+				}
+				if members := c.ZRange(ctx, check.Key, 0, -1).Val(); len(members) != 2 || members[0] != "X" {
+					t.Errorf("%s: members %v after one unit on a cold key", check.Key, members)
+				}
+				continue
+			}
+			if typ := c.Type(ctx, check.Key).Val(); typ != "hash" {
+				t.Errorf("%s: type %s after a write, want hash", check.Key, typ)
+			}
+			fields := c.HGetAll(ctx, check.Key).Val()
+			if _, junk := fields["zzz"]; junk {
+				t.Errorf("%s: unknown field kept: %v", check.Key, fields)
+			}
+			if fields["k"] != fmt.Sprint(int(check.Params.Algorithm)) {
+				t.Errorf("%s: algorithm tag %q", check.Key, fields["k"])
+			}
+		}
+	}
+}
+
+// A long sliding_window_log (the 10,000 cap, thousands of distinct stamps) agrees with
+// the memory engine, and its expired stamps are dropped from the ZSET.
+func TestRedisSlidingLogLarge(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	p := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: limiter.MaxLogLimit, PeriodMs: 25_000})
+	key := uniquePrefix(t)
+	m := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer m.Close()
+	const base = 1_700_000_000_000
+	d, want := make([]limiter.Decision, 1), make([]limiter.Decision, 1)
+	var slowest time.Duration
+	denied := 0
+	for i := int64(0); i < 4000; i++ {
+		now := base + 10*i
+		checks := oneCheck(p, key, 1+i%9)
+		start := time.Now()
+		out, err := e.Evaluate(ctx, now, checks, d)
+		if took := time.Since(start); took > slowest {
+			slowest = took
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOut, _ := m.Evaluate(ctx, now, checks, want)
+		if out != wantOut || d[0] != want[0] {
+			t.Fatalf("op %d: redis %+v %+v, memory %+v %+v", i, out, d[0], wantOut, want[0])
+		}
+		if !out.Allowed {
+			denied++
+		}
+	}
+	n := srv.Client().ZCard(ctx, key).Val()
+	if n > limiter.MaxLogLimit+1 || n < limiter.MaxLogLimit/2 {
+		t.Errorf("log has %d members, want at most the limit plus X", n)
+	}
+	if denied == 0 {
+		t.Error("the log never reached its limit")
+	}
+	t.Logf("4,000 requests (%d denied) on a log of up to 10,000 units; slowest call %v", denied, slowest)
+}
+
+func TestNewRedisEngineOptions(t *testing.T) {
+	bad := []limiter.RedisOptions{
+		{},
+		{URL: "http://localhost:6379"},
+		{URL: "redis://localhost:6379", TLSCAFile: "/nonexistent"},
+		{URL: "rediss://localhost:6379", TLSCAFile: "/nonexistent"},
+		{URL: "rediss://localhost:6379", TLSCertFile: "a.pem"},
+		{URL: "redis://localhost:6379", PoolSize: -1},
+	}
+	for _, o := range bad {
+		if e, err := limiter.NewRedisEngine(o); err == nil {
+			e.Close()
+			t.Errorf("%+v: no error", o)
+		}
+	}
+	for _, u := range []string{"redis://localhost:6379", "redis://user:pass@localhost:6379/2", "rediss://localhost:6380/0?read_timeout=20ms"} {
+		e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: u, TLSInsecureSkipVerify: strings.HasPrefix(u, "rediss")})
+		if err != nil {
+			t.Errorf("%s: %v", u, err)
+			continue
+		}
+		e.Close()
+	}
+}
+
+func TestRedisBadRequest(t *testing.T) {
+	e, _ := newRedis(t)
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1, PeriodMs: 1000})
+	d := make([]limiter.Decision, 1)
+	for _, tc := range []struct {
+		now   int64
+		check limiter.LimitCheck
+	}{
+		{-1, limiter.LimitCheck{Key: "k", Params: p, Cost: 1}},
+		{limiter.MaxNowMs + 1, limiter.LimitCheck{Key: "k", Params: p, Cost: 1}},
+		{1, limiter.LimitCheck{Key: "k", Params: p, Cost: -1}},
+		{1, limiter.LimitCheck{Key: "k", Params: p, Cost: limiter.MaxCost + 1}},
+		{1, limiter.LimitCheck{Key: "k", Cost: 1}},
+	} {
+		if _, err := e.Evaluate(context.Background(), tc.now, []limiter.LimitCheck{tc.check}, d); !errors.Is(err, limiter.ErrBadRequest) {
+			t.Errorf("now %d %+v: err %v, want ErrBadRequest", tc.now, tc.check, err)
+		}
+	}
+}
+
+// Concurrent requests on one key admit exactly the limit, and a request denied by its
+// hot key charges none of its other keys, however the calls interleave.
+func TestRedisConcurrentExactness(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	hot := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 300, PeriodMs: 3_600_000})
+	wide := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: 10_000, PeriodMs: 3_600_000})
+	const now = 1_700_000_000_000
+	const workers, each = 8, 60
+	var admitted atomic.Int64
+	errs := make(chan error, workers)
+	for g := range workers {
+		go func() {
+			checks := []limiter.LimitCheck{
+				{Key: fmt.Sprintf("%s:side:%d", prefix, g), Params: wide, Cost: 1},
+				{Key: prefix + ":hot", Params: hot, Cost: 1},
+			}
+			d := make([]limiter.Decision, 2)
+			for range each {
+				out, err := e.Evaluate(ctx, now, checks, d)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if out.Allowed {
+					admitted.Add(1)
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := admitted.Load(); got != 300 {
+		t.Errorf("admitted %d, want exactly 300", got)
+	}
+	var side int64
+	for g := range workers {
+		side += srv.Client().ZCard(ctx, fmt.Sprintf("%s:side:%d", prefix, g)).Val() - 1 // minus X
+	}
+	if side != 300 {
+		t.Errorf("side keys hold %d units, want 300 (denied requests must charge nothing)", side)
+	}
+}
+
+func BenchmarkRedisEvaluate(b *testing.B) {
+	e, _ := newRedis(b)
+	ctx := context.Background()
+	prefix := uniquePrefix(b)
+	checks := []limiter.LimitCheck{
+		{Key: prefix + ":a", Params: params(b, limiter.Params{Algorithm: limiter.GCRA, Limit: 1_000_000, PeriodMs: 1000}), Cost: 1},
+		{Key: prefix + ":b", Params: params(b, limiter.Params{Algorithm: limiter.SlidingWindow, Limit: 1 << 30, PeriodMs: 60_000}), Cost: 1},
+		{Key: prefix + ":c", Params: params(b, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1 << 30, PeriodMs: 60_000}), Cost: 1},
+	}
+	d := make([]limiter.Decision, len(checks))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Evaluate(ctx, 0, checks, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+// Package redislua holds the project's Lua scripts for Redis (SPEC §9): the .lua files
+// embedded in the binary, their manifest (sha256, KEYS/ARGV and reply layouts, the
+// contract version), and a Script type that runs a script by EVALSHA and loads it on
+// NOSCRIPT.
+package redislua
+
+import (
+	"context"
+	"crypto/sha1"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The layout of request.lua's arguments and reply (see manifest.json).
+const (
+	// ArgsHeader is the number of ARGV values before the per-limit groups (now, n).
+	ArgsHeader = 2
+	// ArgsPerLimit is the number of ARGV values per limit.
+	ArgsPerLimit = 10
+	// ReplyHeader is the number of reply integers before the per-limit decisions (now, allowed).
+	ReplyHeader = 2
+	// ReplyPerLimit is the number of reply integers per limit (the five Decision fields).
+	ReplyPerLimit = 5
+)
+
+//go:embed *.lua
+var files embed.FS
+
+//go:embed manifest.json
+var manifestJSON []byte
+
+//go:embed request.lua
+var requestSource string
+
+// Request evaluates every limit of one request atomically (request.lua).
+var Request = NewScript(requestSource)
+
+// Files returns the embedded .lua files (for the drift gate).
+func Files() embed.FS { return files }
+
+// ManifestBytes returns the embedded manifest.json as shipped.
+func ManifestBytes() []byte { return manifestJSON }
+
+// Manifest is manifest.json: the contract between the Go engine and the scripts.
+type Manifest struct {
+	ContractVersion string           `json:"contractVersion"`
+	DecisionFields  []string         `json:"decisionFields"`
+	AlgorithmCodes  map[string]int   `json:"algorithmCodes"`
+	Scripts         []ManifestScript `json:"scripts"`
+}
+
+// ManifestScript describes one script.
+type ManifestScript struct {
+	Name   string          `json:"name"`
+	File   string          `json:"file"`
+	SHA256 string          `json:"sha256"`
+	Keys   string          `json:"keys"`
+	Argv   ManifestArgv    `json:"argv"`
+	Reply  ManifestReply   `json:"reply"`
+	Notes  json.RawMessage `json:"notes,omitempty"`
+}
+
+// ManifestArgv is a script's ARGV layout: a header, then one group per limit.
+type ManifestArgv struct {
+	Header   []string `json:"header"`
+	PerLimit []string `json:"perLimit"`
+}
+
+// ManifestReply is a script's reply layout: a header, then one group per limit.
+type ManifestReply struct {
+	Header   []string `json:"header"`
+	PerLimit []string `json:"perLimit"`
+}
+
+// LoadManifest parses the embedded manifest.
+func LoadManifest() (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(strings.NewReader(string(manifestJSON)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("redislua: manifest.json: %w", err)
+	}
+	return &m, nil
+}
+
+// Script is a Lua script run by EVALSHA with the SHA-1 Redis computes for it; when the
+// server does not have it (NOSCRIPT: a restart, SCRIPT FLUSH, a failover) the call is
+// sent once more as EVAL, which also caches it for the next EVALSHA. Safe for
+// concurrent use.
+type Script struct {
+	src  string
+	hash string
+}
+
+// NewScript returns a Script for src.
+func NewScript(src string) *Script {
+	sum := sha1.Sum([]byte(src))
+	return &Script{src: src, hash: hex.EncodeToString(sum[:])}
+}
+
+// SHA1 is the lowercase hex SHA-1 of the source, as SCRIPT LOAD returns it.
+func (s *Script) SHA1() string { return s.hash }
+
+// Source returns the script's text.
+func (s *Script) Source() string { return s.src }
+
+// Run evaluates the script with EVALSHA, falling back to EVAL on NOSCRIPT. A NOSCRIPT
+// reply means the script did not run, so the fallback cannot apply it twice.
+func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
+	cmd := c.EvalSha(ctx, s.hash, keys, args...)
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return c.Eval(ctx, s.src, keys, args...)
+	}
+	return cmd
+}

@@ -1,0 +1,621 @@
+-- request.lua: every limit of one rate-limit request, evaluated atomically in one round
+-- trip (SPEC §5). This file is the project's own; it mirrors internal/limiter (Check in
+-- decision.go, the algorithms in algorithms.go, evaluateLocked in evaluate.go) line for
+-- line, the log through ZSET queries instead of a slice, and must agree with it bit for
+-- bit (internal/limiter/redis_diff_test.go). manifest.json records its sha256.
+--
+-- Contract (contractVersion 1)
+--   KEYS[i]  storage key of limit i, i = 1..n. Keys may repeat: limits with the same key
+--            share state, and a later limit sees an earlier limit's charge.
+--   ARGV[1]  now in epoch ms; 0 = the Redis clock, TIME as sec*1000 + floor(usec/1000)
+--   ARGV[2]  n, the number of limits (= #KEYS)
+--   then 10 integers per limit; limit i's group starts at ARGV[3 + 10*(i-1)]:
+--     algorithm  0 fixed_window, 1 gcra, 2 token_bucket, 3 sliding_window,
+--                4 sliding_window_log, 5 token_budget
+--     cost       q >= 0 (0 = check-only)
+--     shadow     1 = never denies, 0 = enforced
+--     limit      L (Params.Limit)
+--     periodMs   P (Params.PeriodMs)
+--     burst      gcra burst / token_bucket capacity (Params.Burst, defaults applied)
+--     num, den   reduced rate (Params.Num/Den): gcra T = den/num ms; token_bucket
+--                num/den tokens per ms; 0 for other algorithms
+--     width      sliding_window sub-bucket width w = P/S in ms (Params.Width), else 0
+--     buckets    sliding_window S (Params.Buckets), else 0
+--   Reply: {now, allowed (1/0), then per limit: allowed (1/0), limit, remaining,
+--          resetAt, retryAfterMs}, all integers.
+--
+-- Semantics: limits are checked in order on working copies of their keys' states; the
+-- copies are written only when every non-shadow limit allowed. Otherwise nothing is
+-- written and each limit that allowed reports its cost-0 decision against the stored
+-- state. A check with cost 0 never writes.
+--
+-- Storage. Every key holds one limit's state, a serialization of limiter.State; a key
+-- of another Redis type, or content this script did not write (or that another
+-- algorithm wrote), reads as a cold key and is replaced when written.
+--   gcra, token_bucket, fixed_window, sliding_window, token_budget: a HASH with
+--     k  the algorithm code of the writer (another code reads as cold)
+--     X  State.ExpireAt, epoch ms; from now >= X the state reads as cold
+--     gcra:          A = floor(tat) ms, B = tat's fraction in 1/num ms
+--     token_bucket:  A = last refill ms, B = tokens scaled by den
+--     fixed_window, token_budget: A = window start ms, B = count
+--     sliding_window: one field per sub-bucket index ("%d") = its count (at most S+1)
+--     All values are decimal integers ("%d").
+--   sliding_window_log: a ZSET with one member per admitted unit, "<stamp>:<i>" with
+--     score = stamp (i numbers the units at one stamp), and the member "X" with score
+--     -ExpireAt (negative, so below every stamp). Counting, the oldest and the k-th
+--     oldest live entry and dropping expired stamps are O(log n) Redis operations;
+--     memory is bounded by the limit (validation caps it at 10,000).
+-- Every write sets PEXPIRE max(X - now, 1000): the state reads as cold from X on,
+-- and the one-second floor keeps replays stable when vector time runs ahead of the
+-- wall clock.
+--
+-- Exactness: Lua numbers are doubles. Params.Validate bounds every intermediate value
+-- below 2^53, so integer + - * are exact; every division goes through quo (exact
+-- truncated division with a correction step). Numbers are never turned into text with
+-- tostring or ..; every number given to redis.call goes through string.format('%d')
+-- (Redis's own number-to-text conversion may use exponent notation).
+
+local floor, mmin, mmax = math.floor, math.min, math.max
+local fmt = string.format
+
+local RETRY_CAP = 1099511627776 -- 2^40, limiter.RetryCapMs
+local MAX_AHEAD = 4294967296 -- 2^32, limiter maxAheadMs
+local TTL_FLOOR = 1000
+local MAX_INT = 9007199254740991 -- 2^53 - 1
+local GROUP = 10
+local BATCH = 512 -- fields per HSET/HDEL call (unpack has a stack limit)
+
+local FIXED_WINDOW, GCRA, TOKEN_BUCKET, SLIDING_WINDOW, SLIDING_LOG, TOKEN_BUDGET = 0, 1, 2, 3, 4, 5
+
+-- quo returns a/b truncated toward zero, as Go's integer division, for b > 0 and
+-- |a| < 2^53. The double quotient is off by at most one (and only for |a| near 2^53);
+-- the remainder fixes it.
+local function quo(a, b)
+  if a < 0 then
+    return -quo(-a, b)
+  end
+  local q = floor(a / b)
+  local r = a - q * b
+  if r < 0 then
+    q = q - 1
+  elseif r >= b then
+    q = q + 1
+  end
+  return q
+end
+
+-- ceildiv is limiter.ceilDiv: (a + b - 1) / b in Go's truncated division.
+local function ceildiv(a, b)
+  return quo(a + b - 1, b)
+end
+
+-- floordiv is limiter.floorDiv: floor(a/b) for b > 0 and any a.
+local function floordiv(a, b)
+  local q = quo(a, b)
+  if a < 0 and q * b ~= a then
+    q = q - 1
+  end
+  return q
+end
+
+-- saturated_retry is limiter.saturatedRetry: min(RETRY_CAP, ceil((x + per*m)/div)).
+local function saturated_retry(x, per, m, div)
+  local a = quo(per, div)
+  local b = per - a * div
+  if a > 0 and m > quo(RETRY_CAP, a) then
+    return RETRY_CAP
+  end
+  return mmin(a * m + ceildiv(b * m + x, div), RETRY_CAP)
+end
+
+local NONE = {}
+
+-- Each algorithm returns allowed, limit, remaining, resetAt, retryAfterMs, and the state
+-- to store (nil when nothing is written). Input states are never modified.
+
+local function gcra(p, st, now, q)
+  local num, den, burst = p.num, p.den, p.burst
+  local diff = 0
+  if st.live and st.A >= now then
+    diff = mmin(st.A - now, MAX_AHEAD) * num + st.B
+  end
+  local tau = den * burst
+  if q <= burst and diff + den * q <= tau then
+    local newdiff = diff + den * q
+    local rem = quo(tau - newdiff, den)
+    local ahead = ceildiv(newdiff, num)
+    if q == 0 then
+      return true, burst, rem, now + ahead, 0, nil
+    end
+    local whole = quo(newdiff, num)
+    return true, burst, rem, now + ahead, 0,
+      { live = true, A = now + whole, B = newdiff - whole * num, X = now + mmax(ahead, 1), ats = NONE, ns = NONE }
+  end
+  local rem = quo(mmax(0, tau - diff), den)
+  local retry
+  if q > burst then
+    retry = saturated_retry(diff, den, q - burst, num)
+  else
+    retry = ceildiv(diff + den * q - tau, num)
+  end
+  return false, burst, rem, now + ceildiv(diff, num), retry, nil
+end
+
+local function token_bucket(p, st, now, q)
+  local num, den, cap = p.num, p.den, p.burst
+  local full = cap * den
+  local tokens, last = full, now
+  if st.live then
+    tokens, last = st.B, st.A
+    local elapsed = now - last
+    if elapsed > 0 then
+      if elapsed >= ceildiv(full - tokens, num) then
+        tokens = full
+      else
+        tokens = tokens + elapsed * num
+      end
+    end
+  end
+  if q <= cap and tokens >= q * den then
+    local left = tokens - q * den
+    local refill = ceildiv(full - left, num)
+    local rem = quo(left, den)
+    if q == 0 then
+      return true, cap, rem, now + refill, 0, nil
+    end
+    return true, cap, rem, now + refill, 0,
+      { live = true, A = mmax(last, now), B = left, X = mmax(last, now) + mmax(refill, 1), ats = NONE, ns = NONE }
+  end
+  local retry
+  if q > cap then
+    retry = saturated_retry(full - tokens, den, q - cap, num)
+  else
+    retry = ceildiv(q * den - tokens, num)
+  end
+  return false, cap, quo(tokens, den), now + ceildiv(full - tokens, num), retry, nil
+end
+
+local function window_count(st, ws)
+  if st.live and st.A == ws then
+    return st.B
+  end
+  return 0
+end
+
+local function fixed_window(p, st, now, q)
+  local L, P = p.limit, p.period
+  local ws = floordiv(now, P) * P
+  local count = window_count(st, ws)
+  local reset = ws + P
+  if count + q <= L then
+    local nxt = nil
+    if q > 0 then
+      nxt = { live = true, A = ws, B = count + q, X = reset, ats = NONE, ns = NONE }
+    end
+    return true, L, L - count - q, reset, 0, nxt
+  end
+  return false, L, mmax(0, L - count), reset, reset - now, nil
+end
+
+local function token_budget(p, st, now, q)
+  local L, P = p.limit, p.period
+  local ws = floordiv(now, P) * P
+  local served = window_count(st, ws)
+  local reset = ws + P
+  if served < L then
+    local nxt = nil
+    if q > 0 then
+      nxt = { live = true, A = ws, B = served + q, X = reset, ats = NONE, ns = NONE }
+    end
+    return true, L, mmax(0, L - served - q), reset, 0, nxt
+  end
+  return false, L, 0, reset, reset - now, nil
+end
+
+-- sliding_window works in units of 1/w (see limiter.slidingWindow).
+local function sliding_window(p, st, now, q)
+  local L, w, S = p.limit, p.width, p.buckets
+  local c = floordiv(now, w)
+  local e = now - c * w
+  local ats, ns = st.ats, st.ns
+  local full, oldest, current = 0, 0, 0
+  for i = 1, #ats do
+    local at = ats[i]
+    local n = mmin(ns[i], L)
+    if at == c - S then
+      oldest = n
+    elseif at > c - S and at <= c then
+      full = full + n
+      if at == c then
+        current = n
+      end
+    end
+  end
+  full = mmin(full, L + 1)
+  local est = full * w + oldest * (w - e)
+  local reset = (c + 1) * w + p.period
+  if q <= L and est + q * w <= L * w then
+    local rem = quo(L * w - est - q * w, w)
+    if q == 0 then
+      return true, L, rem, reset, 0, nil
+    end
+    -- limiter.slidingNext: keep sub-buckets in [c-S, c), then set c.
+    local nats, nns = {}, {}
+    for i = 1, #ats do
+      if ats[i] >= c - S and ats[i] < c then
+        nats[#nats + 1] = ats[i]
+        nns[#nns + 1] = ns[i]
+      end
+    end
+    nats[#nats + 1] = c
+    nns[#nns + 1] = current + q
+    return true, L, rem, reset, 0, { live = true, A = 0, B = 0, X = reset, ats = nats, ns = nns }
+  end
+  local rem = 0
+  if L * w > est then
+    rem = quo(L * w - est, w)
+  end
+  local retry = (c + 1) * w - now
+  if q <= L and oldest > 0 then
+    local excess = est + q * w - L * w
+    if excess <= oldest * (w - e) then
+      retry = ceildiv(excess, oldest)
+    end
+  end
+  return false, L, rem, reset, mmax(1, retry), nil
+end
+
+-- The log's state is a ZSET seen through a view (see load): stored entries with a
+-- stamp above lo are live; a working copy adds `added` units at now and drops stamps
+-- <= dropT. Entries are counted and ranked by Redis (ZCOUNT, ZRANGEBYSCORE LIMIT), so
+-- a check costs O(log n), not O(n).
+
+-- log_lo is the exclusive lower bound of the live stored stamps: max(now - P, dropT, 0).
+local function log_lo(st, now, P)
+  local lo = now - P
+  if st.dropT and st.dropT > lo then
+    lo = st.dropT
+  end
+  return '(' .. fmt('%d', mmax(lo, 0))
+end
+
+-- log_stamp returns the stamp of the (i+1)-th oldest live stored entry.
+local function log_stamp(key, lo, i)
+  local r = redis.call('ZRANGEBYSCORE', key, lo, '+inf', 'WITHSCORES', 'LIMIT', fmt('%d', i), '1')
+  return tonumber(r[2])
+end
+
+-- sliding_log is limiter.slidingLog over the merged sequence of live stored entries and
+-- the units added at now.
+local function sliding_log(p, st, now, q, key)
+  local L, P = p.limit, p.period
+  local added = st.added
+  local nst, lo, s1 = 0, nil, nil
+  if st.stored then
+    lo = log_lo(st, now, P)
+    nst = redis.call('ZCOUNT', key, lo, '+inf')
+    if nst > 0 then
+      s1 = log_stamp(key, lo, 0)
+    end
+  end
+  local n = nst + added
+  -- limiter.oldestStamp: the first live entry, or now when the log is empty
+  local oldest = now
+  if s1 and (added == 0 or s1 < now) then
+    oldest = s1
+  end
+  if n + q <= L then
+    if q == 0 then
+      return true, L, L - n - q, oldest + P, 0, nil
+    end
+    -- after limiter.logInsert the first entry is min(s1, now) and the last max(top, now)
+    local first, last = now, now
+    if s1 then
+      first = mmin(s1, now)
+      local r = redis.call('ZRANGE', key, '-1', '-1', 'WITHSCORES')
+      last = mmax(tonumber(r[2]), now)
+    end
+    local dropT = nil
+    if st.stored then
+      dropT = now - P
+      if st.dropT and st.dropT > dropT then
+        dropT = st.dropT
+      end
+    end
+    return true, L, L - n - q, first + P, 0,
+      { kind = 'zset', live = true, X = last + P, stored = st.stored, dropT = dropT, added = added + q }
+  end
+  local retry
+  if n == 0 then
+    retry = P
+  else
+    -- limiter.kthStamp: live stored entries below now, then the ones at now (stored and
+    -- added), then the stored ones above now
+    local k = mmin(mmax(n + q - L, 1), n)
+    local below, at = 0, 0
+    if nst > 0 then
+      below = redis.call('ZCOUNT', key, lo, '(' .. fmt('%d', now))
+    end
+    local stamp
+    if k <= below then
+      stamp = log_stamp(key, lo, k - 1)
+    else
+      if nst > 0 then
+        at = redis.call('ZCOUNT', key, fmt('%d', now), fmt('%d', now))
+      end
+      if k <= below + at + added then
+        stamp = now
+      else
+        stamp = log_stamp(key, lo, k - 1 - added)
+      end
+    end
+    retry = mmax(1, stamp + P - now)
+  end
+  return false, L, mmax(0, L - n), oldest + P, retry, nil
+end
+
+local ALGORITHMS = {
+  [GCRA] = gcra,
+  [TOKEN_BUCKET] = token_bucket,
+  [SLIDING_WINDOW] = sliding_window,
+  [SLIDING_LOG] = sliding_log,
+  [TOKEN_BUDGET] = token_budget,
+}
+
+local HCOLD = { kind = 'hash', live = false, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE }
+local ZCOLD = { kind = 'zset', live = false, X = 0, stored = false, added = 0 }
+
+-- check is limiter.Check. A state of another kind (hash vs zset) or written by another
+-- algorithm reads as cold.
+local function check(p, st, now, q, key)
+  local log = p.algo == SLIDING_LOG
+  local kind = log and 'zset' or 'hash'
+  if st.kind ~= kind or not st.live or (not log and st.k ~= p.algo) or (st.X ~= 0 and now >= st.X) then
+    st = log and ZCOLD or HCOLD
+  end
+  local f = ALGORITHMS[p.algo] or fixed_window
+  local ok, limit, rem, reset, retry, nxt = f(p, st, now, q, key)
+  if nxt and not log then
+    nxt.kind, nxt.k = 'hash', p.algo
+  end
+  return ok, limit, rem, reset, retry, nxt
+end
+
+-- parse_int reads an integer as this script stores it: optional minus, no leading
+-- zeros, below 2^53 in magnitude; anything else is nil.
+local function parse_int(s)
+  if #s > 17 or not (s == '0' or string.find(s, '^%-?[1-9]%d*$')) then
+    return nil
+  end
+  local x = tonumber(s)
+  if x == nil or x > MAX_INT or x < -MAX_INT then
+    return nil
+  end
+  return x
+end
+
+local FOREIGN = { kind = 'none' }
+
+-- load reads a key once per request into an entry: its Redis type, the state it holds
+-- (orig), and for a hash the fields as stored, for the write-back diff. A key of another
+-- type, or content this script did not write, loads as FOREIGN: cold for every
+-- algorithm, and deleted before it is written.
+local function load(key)
+  local t = redis.call('TYPE', key)
+  t = t.ok or t
+  local e = { type = t, valid = false, orig = FOREIGN, runs = {}, scalars = {} }
+  if t == 'none' then
+    e.valid = true
+  elseif t == 'zset' then
+    -- member "X" holds -ExpireAt as its score, below every stamp
+    local x = redis.call('ZSCORE', key, 'X')
+    x = x and tonumber(x)
+    if x and x == floor(x) and x < 0 and x >= -MAX_INT then
+      e.valid = true
+      e.orig = { kind = 'zset', live = true, X = -x, stored = true, added = 0 }
+    end
+  elseif t == 'hash' then
+    local r = redis.call('HGETALL', key)
+    local st = { kind = 'hash', live = true, k = -1, A = 0, B = 0, X = 0 }
+    local ats, cnt = {}, {}
+    for i = 1, #r, 2 do
+      local f, x = r[i], parse_int(r[i + 1])
+      if x == nil then
+        return e
+      end
+      if f == 'k' or f == 'A' or f == 'B' or f == 'X' then
+        st[f] = x
+        e.scalars[f] = x
+      else
+        local at = parse_int(f)
+        if at == nil then
+          e.scalars[f] = x -- not ours: ignored, deleted on write
+        else
+          ats[#ats + 1] = at
+          cnt[at] = x
+        end
+      end
+    end
+    -- limiter keeps runs in index order
+    table.sort(ats)
+    local ns = {}
+    for i = 1, #ats do
+      ns[i] = cnt[ats[i]]
+    end
+    st.ats, st.ns = ats, ns
+    e.runs, e.valid, e.orig = cnt, true, st
+  end
+  return e
+end
+
+local function flush(cmd, key, args)
+  if #args > 0 then
+    redis.call(cmd, key, unpack(args))
+  end
+end
+
+local function expire(key, X, now)
+  redis.call('PEXPIRE', key, fmt('%d', mmax(X - now, TTL_FLOOR)))
+end
+
+-- store_hash writes a hash state: only the fields that differ from what is stored.
+local function store_hash(key, e, st, now)
+  local runs, scalars = e.runs, e.scalars
+  if e.type ~= 'hash' or not e.valid then
+    if e.type ~= 'none' then
+      redis.call('DEL', key)
+    end
+    runs, scalars = {}, {}
+  end
+  local set, del = {}, {}
+  local want = { k = st.k, X = st.X }
+  if #st.ats == 0 then
+    want.A, want.B = st.A, st.B
+  end
+  for f, x in pairs(want) do
+    if scalars[f] ~= x then
+      set[#set + 1] = f
+      set[#set + 1] = fmt('%d', x)
+    end
+  end
+  for f in pairs(scalars) do
+    if want[f] == nil then
+      del[#del + 1] = f
+    end
+  end
+  local keep = {}
+  for i = 1, #st.ats do
+    local at, n = st.ats[i], st.ns[i]
+    keep[at] = true
+    if runs[at] ~= n then
+      set[#set + 1] = fmt('%d', at)
+      set[#set + 1] = fmt('%d', n)
+      if #set >= 2 * BATCH then
+        flush('HSET', key, set)
+        set = {}
+      end
+    end
+  end
+  for at in pairs(runs) do
+    if not keep[at] then
+      del[#del + 1] = fmt('%d', at)
+      if #del >= BATCH then
+        flush('HDEL', key, del)
+        del = {}
+      end
+    end
+  end
+  flush('HDEL', key, del)
+  flush('HSET', key, set)
+  expire(key, st.X, now)
+end
+
+-- store_zset writes a log: drop the stamps the working copy dropped, add its units at
+-- now as members "now:i" (i continues the count already stored at now), set X.
+local function store_zset(key, e, st, now)
+  local base = 0
+  if not st.stored then
+    if e.type ~= 'none' then
+      redis.call('DEL', key)
+    end
+  else
+    if st.dropT and st.dropT >= 1 then
+      redis.call('ZREMRANGEBYSCORE', key, '0', fmt('%d', st.dropT))
+    end
+    base = redis.call('ZCOUNT', key, fmt('%d', now), fmt('%d', now))
+  end
+  local score = fmt('%d', now)
+  local add = {}
+  for i = 1, st.added do
+    add[#add + 1] = score
+    add[#add + 1] = fmt('%d:%d', now, base + i)
+    if #add >= 2 * BATCH then
+      flush('ZADD', key, add)
+      add = {}
+    end
+  end
+  add[#add + 1] = fmt('%d', -st.X)
+  add[#add + 1] = 'X'
+  flush('ZADD', key, add)
+  expire(key, st.X, now)
+end
+
+-- main
+
+local n = tonumber(ARGV[2])
+if n == nil or #KEYS ~= n or #ARGV ~= 2 + GROUP * n then
+  return redis.error_reply('ERR ratelimit request.lua: bad KEYS/ARGV layout')
+end
+local now = tonumber(ARGV[1])
+if now == 0 then
+  if redis.replicate_commands then
+    redis.replicate_commands() -- effects replication (the default from Redis 5 on)
+  end
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + quo(tonumber(t[2]), 1000)
+end
+
+local entries, work, dirty = {}, {}, {}
+local params, decisions = {}, {}
+local allowed = true
+for i = 1, n do
+  local b = 2 + GROUP * (i - 1)
+  local p = {
+    algo = tonumber(ARGV[b + 1]),
+    cost = tonumber(ARGV[b + 2]),
+    shadow = ARGV[b + 3] == '1',
+    limit = tonumber(ARGV[b + 4]),
+    period = tonumber(ARGV[b + 5]),
+    burst = tonumber(ARGV[b + 6]),
+    num = tonumber(ARGV[b + 7]),
+    den = tonumber(ARGV[b + 8]),
+    width = tonumber(ARGV[b + 9]),
+    buckets = tonumber(ARGV[b + 10]),
+  }
+  params[i] = p
+  local key = KEYS[i]
+  if entries[key] == nil then
+    local e = load(key)
+    entries[key] = e
+    work[key] = e.orig
+  end
+  local ok, limit, rem, reset, retry, nxt = check(p, work[key], now, p.cost, key)
+  decisions[i] = { ok, limit, rem, reset, retry }
+  if not ok and not p.shadow then
+    allowed = false
+  elseif ok and nxt then
+    work[key] = nxt
+    dirty[key] = true
+  end
+end
+
+if allowed then
+  for key in pairs(dirty) do
+    local st = work[key]
+    if st.kind == 'zset' then
+      store_zset(key, entries[key], st, now)
+    else
+      store_hash(key, entries[key], st, now)
+    end
+  end
+else
+  -- Denied: nothing is written; the limits that allowed report their cost-0 decision
+  -- against the stored state.
+  for i = 1, n do
+    if decisions[i][1] then
+      local ok, limit, rem, reset, retry = check(params[i], entries[KEYS[i]].orig, now, 0, KEYS[i])
+      decisions[i] = { ok, limit, rem, reset, retry }
+    end
+  end
+end
+
+local reply = { now, allowed and 1 or 0 }
+for i = 1, n do
+  local d = decisions[i]
+  reply[#reply + 1] = d[1] and 1 or 0
+  reply[#reply + 1] = d[2]
+  reply[#reply + 1] = d[3]
+  reply[#reply + 1] = d[4]
+  reply[#reply + 1] = d[5]
+end
+return reply

@@ -1,0 +1,245 @@
+// Package testredis starts a private redis-server for tests: a free 127.0.0.1 port, no
+// persistence, a temporary directory, stopped when the test ends. Tests that need Redis
+// skip loudly when redis-server is not installed, and fail under CI=true.
+package testredis
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const skipMessage = "REDIS SUITE SKIPPED: redis-server not found; install it with apt-get install redis-server or run make test"
+
+// Server is one redis-server process owned by a test.
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	tls  *TLSFiles
+	ctls *tls.Config // for the readiness probe and Client
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	waited chan struct{}
+	log    *bytes.Buffer
+	client *redis.Client
+}
+
+// Start starts redis-server on a free port and waits until it answers PING. It is
+// stopped at t.Cleanup. Without redis-server on PATH the test is skipped, or failed when
+// the environment has CI=true.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, nil, nil)
+}
+
+// TLSFiles are PEM files for a TLS-only server that requires client certificates.
+type TLSFiles struct {
+	CertFile, KeyFile string // the server's certificate and key
+	CAFile            string // the CA that signed the client certificates
+}
+
+// StartTLS starts a server that accepts only TLS connections with a client certificate
+// signed by files.CAFile; URL is then rediss://. client is the TLS configuration the
+// readiness probe and Client use.
+func StartTLS(t testing.TB, files TLSFiles, client *tls.Config) *Server {
+	t.Helper()
+	return start(t, &files, client)
+}
+
+func start(t testing.TB, files *TLSFiles, client *tls.Config) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("REDIS SUITE FAILED: redis-server not found and CI=true: %v (install it with apt-get install redis-server)", err)
+		}
+		t.Skip(skipMessage)
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: files, ctls: client}
+	t.Cleanup(s.cleanup)
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("testredis: no free port: %v", err)
+		}
+		s.port = port
+		if lastErr = s.start(); lastErr == nil {
+			return s
+		}
+	}
+	t.Fatalf("testredis: redis-server did not start: %v", lastErr)
+	return nil
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// URL is redis://127.0.0.1:PORT/0 (rediss:// for a TLS server).
+func (s *Server) URL() string {
+	if s.tls != nil {
+		return "rediss://" + s.Addr() + "/0"
+	}
+	return "redis://" + s.Addr() + "/0"
+}
+
+// Client returns a client for inspecting the server (closed at cleanup). It reconnects
+// by itself after Restart.
+func (s *Server) Client() *redis.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		s.client = redis.NewClient(&redis.Options{Addr: s.Addr(), DisableIdentity: true, MaxRetries: -1, TLSConfig: s.ctls})
+	}
+	return s.client
+}
+
+// Stop terminates the server (SIGTERM, then SIGKILL after 5 s). It is idempotent.
+func (s *Server) Stop() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+// Restart stops the server and starts a new one on the same port (with empty data).
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	s.stopLocked()
+	s.mu.Unlock()
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the port may linger briefly
+	}
+	s.t.Fatalf("testredis: restart on port %d failed: %v", s.port, err)
+}
+
+func (s *Server) start() error {
+	args := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--daemonize", "no",
+		"--logfile", "",
+	}
+	if s.tls != nil {
+		args[1] = "0"
+		args = append(args, "--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", s.tls.CertFile, "--tls-key-file", s.tls.KeyFile,
+			"--tls-ca-cert-file", s.tls.CAFile, "--tls-auth-clients", "yes")
+	}
+	cmd := exec.Command(s.bin, args...)
+	log := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	waited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(waited)
+	}()
+	s.mu.Lock()
+	s.cmd, s.waited, s.log = cmd, waited, log
+	s.mu.Unlock()
+	if err := s.waitReady(waited); err != nil {
+		s.mu.Lock()
+		s.stopLocked()
+		s.mu.Unlock()
+		return fmt.Errorf("%w; server output:\n%s", err, log.String())
+	}
+	return nil
+}
+
+// waitReady polls PING until the server answers or exits.
+func (s *Server) waitReady(exited <-chan struct{}) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server on port %d exited during startup", s.port)
+		default:
+		}
+		if ping(s.Addr(), s.ctls) == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server on port %d did not answer PING within 10 s", s.port)
+}
+
+func ping(addr string, tc *tls.Config) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true, MaxRetries: -1, TLSConfig: tc,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, DialerRetries: 1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	return c.Ping(ctx).Err()
+}
+
+func (s *Server) stopLocked() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.waited:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.waited
+	}
+	s.cmd = nil
+}
+
+func (s *Server) cleanup() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil {
+		_ = s.client.Close()
+		s.client = nil
+	}
+	s.stopLocked()
+	if s.t.Failed() && s.log != nil && s.log.Len() > 0 {
+		s.t.Logf("redis-server (port %d) output:\n%s", s.port, lastLines(s.log.String(), 40))
+	}
+	_ = os.RemoveAll(filepath.Join(s.dir, "dump.rdb"))
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := bytes.Split([]byte(s), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
