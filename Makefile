@@ -1,7 +1,6 @@
 # ratelimit-ext: `make test` provides what the suites need when it can, then runs them.
 #
 #   make test    unit, conformance, Redis and real-Envoy suites (what CI runs)
-#   make build   the binary, built exactly as the Dockerfile builds it
 #
 # Outside CI a suite whose dependency cannot be provided skips with a loud message;
 # with CI=true it fails.
@@ -14,7 +13,7 @@ VENV := $(TOOLS)/venv
 ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: test check deps redis-server envoy compose-tool unit e2e compose-check build clean
+.PHONY: test check deps redis-server envoy compose-tool unit e2e compose-check clean
 
 test: deps check unit e2e compose-check
 
@@ -69,9 +68,5 @@ compose-check:
 	elif [ "$${CI:-}" = true ]; then echo "!!! docker-compose missing: cannot validate docker-compose.yml"; exit 1; \
 	else echo "!!! docker-compose missing: docker-compose.yml NOT validated"; fi
 
-# The binary, built with the Dockerfile's own build command.
-build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/ratelimit-ext ./cmd/ratelimit-ext
-
 clean:
-	rm -rf bin $(TOOLS)
+	rm -rf $(TOOLS)

@@ -80,3 +80,16 @@ func (e *envFlags) parse(args []string) error {
 	}
 	return nil
 }
+
+// rejectUnknownEnv makes a RATELIMIT_EXT_ variable that names no flag an error: a
+// misspelt setting of the server must not be silently ignored. Call before parse.
+func (e *envFlags) rejectUnknownEnv() {
+	known := map[string]bool{}
+	e.fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "RATELIMIT_EXT_") && !known[name] {
+			e.errs = append(e.errs, fmt.Sprintf("%s is not a setting (see ratelimit-ext %s -h)", name, e.fs.Name()))
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpchealth "google.golang.org/grpc/health"
@@ -25,6 +26,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/reload"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
@@ -56,6 +58,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	logFormat := f.String("log-format", "text", "text or json")
 	shutdown := f.Duration("shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
 	c.redis = redisFlags(f)
+	f.rejectUnknownEnv()
 	if err := f.parse(args); err != nil {
 		return nil, err
 	}
@@ -135,13 +138,18 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading %s:\n%w", c.configDir, err)
 	}
+	m := metrics.New()
+	m.ConfigLoaded(rules, nil)
 	engine, engineName, err := openEngine(c)
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
+	if mem, ok := engine.(*limiter.MemoryEngine); ok {
+		m.MemoryEngine(mem)
+	}
 	keys := storekey.New(c.keyPrefix, c.maxKeyLen)
-	decider := decide.New(rules, engine, keys, c.shadow)
+	decider := decide.New(rules, m.Engine(engineName, engine), keys, c.shadow)
 
 	grpcLis, err := net.Listen("tcp", c.grpcAddr)
 	if err != nil {
@@ -153,8 +161,9 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverInterceptor(log)))
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, rls.Options{RetryAfter: c.retryAfter}, nil))
-	api := httpapi.New(decider, log)
+	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, rls.Options{RetryAfter: c.retryAfter}, m))
+	api := httpapi.New(decider, log, m)
+	api.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	health := grpchealth.NewServer()
 	healthpb.RegisterHealthServer(gs, health)
 	reflection.Register(gs)
@@ -162,7 +171,7 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	watcher, err := reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log}, func(rs *descriptors.RuleSet) {
+	watcher, err := reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, OnLoad: m.ConfigLoaded}, func(rs *descriptors.RuleSet) {
 		decider.SetRules(rs)
 	})
 	if err != nil {

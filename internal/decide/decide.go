@@ -124,27 +124,24 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	return res, nil
 }
 
-// report fills each descriptor's status: the enforced limit that denied, else the one
-// with the lowest remaining (SPEC §5.2). Shadow limits are reported only when a
-// descriptor has no enforced limit, so shadow mode never shows to clients.
+// report fills each descriptor's status: the enforced limit that denied, else the
+// enforced limit with the lowest remaining (SPEC §5.2). Shadow-mode limits are never
+// reported, so shadow mode shows nothing to clients (no headers, no remaining count);
+// they appear in Checked for metrics.
 func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
-	reportedShadow := make([]bool, len(res.Statuses))
 	for i := range p.checks {
-		o := p.owner[i]
-		st := &res.Statuses[o]
+		st := &res.Statuses[p.owner[i]]
 		dec, shadow := decisions[i], p.checks[i].Shadow
 		st.Checked = append(st.Checked, Checked{Limit: p.limits[i], Decision: dec, Shadow: shadow})
-		switch {
-		case st.OverLimit:
-		case !dec.Allowed && !shadow:
-			st.OverLimit, st.Limit, st.Decision = true, p.limits[i], dec
-		case st.Limit == nil,
-			reportedShadow[o] && !shadow,
-			reportedShadow[o] == shadow && dec.Remaining < st.Decision.Remaining:
-			st.Limit, st.Decision, reportedShadow[o] = p.limits[i], dec, shadow
-		}
 		if !dec.Allowed && !shadow {
 			res.RetryAfterMs = max(res.RetryAfterMs, dec.RetryAfterMs)
+		}
+		switch {
+		case shadow || st.OverLimit:
+		case !dec.Allowed:
+			st.OverLimit, st.Limit, st.Decision = true, p.limits[i], dec
+		case st.Limit == nil || dec.Remaining < st.Decision.Remaining:
+			st.Limit, st.Decision = p.limits[i], dec
 		}
 	}
 }

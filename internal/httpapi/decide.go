@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -48,6 +49,7 @@ type decideResponse struct {
 // decideHandler answers POST /v1/decide with the same decision ShouldRateLimit gives
 // (and charges the same state): a way to exercise rules with curl.
 func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	var in decideRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDecideBody))
 	dec.DisallowUnknownFields()
@@ -63,6 +65,9 @@ func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
 		req.Descriptors[i].Cost = d.HitsAddend
 	}
 	res, err := a.decider.Decide(r.Context(), req)
+	if a.obs != nil {
+		a.obs.Observe("decide", start, req, res, err)
+	}
 	if err != nil {
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, decide.ErrInvalid) {

@@ -16,16 +16,22 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// Observer sees every decision the JSON endpoint makes (metrics).
+type Observer interface {
+	Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error)
+}
+
 // API holds what the endpoints report on.
 type API struct {
 	decider *decide.Decider
 	log     *slog.Logger
+	obs     Observer // may be nil
 	mux     *http.ServeMux
 }
 
-// New returns the API for decider.
-func New(d *decide.Decider, log *slog.Logger) *API {
-	a := &API{decider: d, log: log, mux: http.NewServeMux()}
+// New returns the API for decider; obs, when not nil, sees every /v1/decide request.
+func New(d *decide.Decider, log *slog.Logger, obs Observer) *API {
+	a := &API{decider: d, log: log, obs: obs, mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.HandleFunc("POST /v1/decide", a.decideHandler)

@@ -28,29 +28,35 @@ type Options struct {
 	RetryAfter bool // Retry-After on OVER_LIMIT (on by default)
 }
 
+// Observer sees every request's outcome (metrics).
+type Observer interface {
+	Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error)
+}
+
 // Server implements rlsv3.RateLimitServiceServer.
 type Server struct {
 	rlsv3.UnimplementedRateLimitServiceServer
 	decider *decide.Decider
 	opts    Options
-	observe func(*decide.Request, *decide.Result, error) // metrics hook; may be nil
+	observe Observer // may be nil
 }
 
-// New returns a Server deciding with d. observe, when set, sees every request's result.
-func New(d *decide.Decider, opts Options, observe func(*decide.Request, *decide.Result, error)) *Server {
-	return &Server{decider: d, opts: opts, observe: observe}
+// New returns a Server deciding with d. obs, when not nil, sees every request.
+func New(d *decide.Decider, opts Options, obs Observer) *Server {
+	return &Server{decider: d, opts: opts, observe: obs}
 }
 
 // ShouldRateLimit implements the RLS. Errors are InvalidArgument for a bad request and
 // Unavailable when the store cannot answer; never UNKNOWN.
 func (s *Server) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	start := time.Now()
 	req, err := fromProto(in)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	res, err := s.decider.Decide(ctx, req)
 	if s.observe != nil {
-		s.observe(req, res, err)
+		s.observe.Observe("rls", start, req, res, err)
 	}
 	if err != nil {
 		return nil, grpcError(err)
@@ -157,7 +163,7 @@ func statusToProto(st *decide.Status, now int64) *rlsv3.RateLimitResponse_Descri
 	l := st.Limit
 	ps.CurrentLimit = &rlsv3.RateLimitResponse_RateLimit{
 		Name:            l.Name,
-		RequestsPerUnit: clampU32(l.RequestsPerUnit),
+		RequestsPerUnit: clampU32(st.Decision.Limit), // the ceiling clients see (SPEC §1)
 		Unit:            unitEnum[l.Unit],
 	}
 	if l.UnitMultiplier > 1 {

@@ -81,18 +81,29 @@ func (b *Builder) appendDomain(buf []byte, domain string) []byte {
 	return append(buf, '}')
 }
 
-// appendIdentity encodes what the stored state means: the algorithm and its period.
-// A rule that changes either starts from a cold key instead of misreading old state.
+// appendIdentity encodes what the stored state means: the algorithm and its period,
+// plus what scales the state (sub-buckets; the reduced rate of gcra and token_bucket,
+// whose stored fractions are in units of that rate). A reload that changes any of these
+// starts from a cold key instead of misreading old state; one that only changes a quota
+// or a burst keeps its counts.
 func appendIdentity(buf []byte, p *limiter.Params) []byte {
-	id := make([]byte, 0, 40)
-	id = append(id, p.Algorithm.String()...)
-	id = append(id, '/')
-	id = strconv.AppendInt(id, p.PeriodMs, 10)
-	if p.Algorithm == limiter.SlidingWindow {
-		id = append(id, '/')
-		id = strconv.AppendInt(id, p.Buckets, 10)
+	var id [64]byte
+	b := append(id[:0], p.Algorithm.String()...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, p.PeriodMs, 10)
+	switch p.Algorithm {
+	case limiter.SlidingWindow:
+		b = append(b, '/')
+		b = strconv.AppendInt(b, p.Buckets, 10)
+	case limiter.GCRA, limiter.TokenBucket:
+		b = append(b, '/')
+		b = strconv.AppendInt(b, p.Num(), 10)
+		b = append(b, '/')
+		b = strconv.AppendInt(b, p.Den(), 10)
 	}
-	return appendPart(buf, string(id))
+	buf = strconv.AppendInt(buf, int64(len(b)), 10)
+	buf = append(buf, ':')
+	return append(buf, b...)
 }
 
 func appendPart(buf []byte, s string) []byte {

@@ -1,0 +1,305 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// composeFile is the part of the Compose format the harness understands. Decoding is
+// strict: a key that is not listed here is an error, because the harness would otherwise
+// silently run something different from what `docker compose up` runs.
+type composeFile struct {
+	Version  string                     `yaml:"version"`
+	Name     string                     `yaml:"name"`
+	Services map[string]*composeService `yaml:"services"`
+}
+
+type composeService struct {
+	Image       string       `yaml:"image"`
+	Build       composeBuild `yaml:"build"`
+	Command     stringList   `yaml:"command"`
+	Environment envMap       `yaml:"environment"`
+	Volumes     []string     `yaml:"volumes"`
+	Ports       []string     `yaml:"ports"`
+	DependsOn   dependsOn    `yaml:"depends_on"`
+	Restart     string       `yaml:"restart"`
+}
+
+// composeBuild is `build: <context>` or `build: {context, dockerfile}`.
+type composeBuild struct {
+	Context    string
+	Dockerfile string
+}
+
+func (b *composeBuild) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		b.Context = n.Value
+		return nil
+	}
+	var m struct {
+		Context    string `yaml:"context"`
+		Dockerfile string `yaml:"dockerfile"`
+	}
+	if err := decodeStrict(n, &m); err != nil {
+		return err
+	}
+	b.Context, b.Dockerfile = m.Context, m.Dockerfile
+	return nil
+}
+
+// stringList is a command: a list, or a string split on blanks as Compose does.
+type stringList []string
+
+func (s *stringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if strings.ContainsAny(n.Value, `"'\`) {
+			return fmt.Errorf("line %d: command %q: write a quoted command as a YAML list", n.Line, n.Value)
+		}
+		*s = strings.Fields(n.Value)
+		return nil
+	}
+	var l []string
+	if err := n.Decode(&l); err != nil {
+		return err
+	}
+	*s = l
+	return nil
+}
+
+// envMap is `environment:` as a mapping or as a list of KEY=VALUE.
+type envMap map[string]string
+
+func (e *envMap) UnmarshalYAML(n *yaml.Node) error {
+	out := envMap{}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+				return fmt.Errorf("line %d: environment %s: want a value (the harness cannot pass through the host's environment)", v.Line, k.Value)
+			}
+			out[k.Value] = v.Value
+		}
+	case yaml.SequenceNode:
+		for _, item := range n.Content {
+			k, v, ok := strings.Cut(item.Value, "=")
+			if !ok {
+				return fmt.Errorf("line %d: environment %q: want KEY=VALUE", item.Line, item.Value)
+			}
+			out[k] = v
+		}
+	default:
+		return fmt.Errorf("line %d: environment: want a mapping or a list", n.Line)
+	}
+	*e = out
+	return nil
+}
+
+// dependsOn is `depends_on:` as a list or as a mapping of service → condition.
+type dependsOn []string
+
+func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var l []string
+		if err := n.Decode(&l); err != nil {
+			return err
+		}
+		*d = l
+	case yaml.MappingNode:
+		for i := 0; i < len(n.Content); i += 2 {
+			*d = append(*d, n.Content[i].Value)
+		}
+	default:
+		return fmt.Errorf("line %d: depends_on: want a list or a mapping", n.Line)
+	}
+	return nil
+}
+
+func decodeStrict(n *yaml.Node, v any) error {
+	// Re-encode the node so the strict decoder can see it; yaml.Node.Decode has no
+	// KnownFields option.
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+func parseCompose(data []byte) (*composeFile, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f composeFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("docker-compose.yml: %w (the e2e harness only maps the keys it knows; teach e2e/compose.go the new one)", err)
+	}
+	if len(f.Services) == 0 {
+		return nil, errors.New("docker-compose.yml: no services")
+	}
+	for name, s := range f.Services {
+		if s == nil {
+			return nil, fmt.Errorf("docker-compose.yml: service %s is empty", name)
+		}
+		for _, dep := range s.DependsOn {
+			if f.Services[dep] == nil {
+				return nil, fmt.Errorf("docker-compose.yml: service %s depends on unknown service %q", name, dep)
+			}
+		}
+	}
+	return &f, nil
+}
+
+func (f *composeFile) serviceNames() []string {
+	names := make([]string, 0, len(f.Services))
+	for n := range f.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// dockerfile is what the harness takes from the Dockerfile.
+type dockerfile struct {
+	BuildCmd   string            // the `go build` RUN command, verbatim
+	OutPath    string            // its -o path inside the build stage
+	BinPath    string            // where the final stage puts the binary
+	Entrypoint []string          // ENTRYPOINT of the final stage (exec form)
+	Cmd        []string          // CMD of the final stage (exec form), if any
+	Env        map[string]string // ENV of the final stage
+	User       string
+}
+
+var outFlag = regexp.MustCompile(`(?:^|\s)-o\s+(\S+)`)
+
+// parseDockerfile extracts the build command and the final stage's runtime settings.
+func parseDockerfile(data []byte) (*dockerfile, error) {
+	type instr struct {
+		op, args string
+		line     int
+		oneLine  bool
+	}
+	var instrs []instr
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		start, one := i+1, true
+		for strings.HasSuffix(l, `\`) && i+1 < len(lines) {
+			one = false
+			i++
+			next := strings.TrimSpace(lines[i])
+			if strings.HasPrefix(next, "#") {
+				continue
+			}
+			l = strings.TrimSuffix(l, `\`) + " " + next
+		}
+		op, args, _ := strings.Cut(l, " ")
+		instrs = append(instrs, instr{strings.ToUpper(op), strings.TrimSpace(args), start, one})
+	}
+	d := &dockerfile{Env: map[string]string{}}
+	finalFrom := -1
+	for i, in := range instrs {
+		if in.op == "FROM" {
+			finalFrom = i
+		}
+	}
+	if finalFrom < 0 {
+		return nil, errors.New("Dockerfile: no FROM")
+	}
+	for i, in := range instrs {
+		final := i > finalFrom
+		switch {
+		case in.op == "RUN" && strings.Contains(in.args, "go build"):
+			if d.BuildCmd != "" {
+				return nil, fmt.Errorf("Dockerfile:%d: a second `go build` RUN line; the e2e harness builds with exactly one", in.line)
+			}
+			if !in.oneLine {
+				return nil, fmt.Errorf("Dockerfile:%d: keep the `go build` RUN on one line (the e2e harness runs it verbatim)", in.line)
+			}
+			if strings.HasPrefix(in.args, "[") {
+				return nil, fmt.Errorf("Dockerfile:%d: write the `go build` RUN in shell form", in.line)
+			}
+			m := outFlag.FindStringSubmatch(in.args)
+			if m == nil {
+				return nil, fmt.Errorf("Dockerfile:%d: the `go build` RUN has no -o <path>", in.line)
+			}
+			d.BuildCmd, d.OutPath = in.args, m[1]
+		case final && in.op == "COPY":
+			f := strings.Fields(in.args)
+			if len(f) == 3 && strings.HasPrefix(f[0], "--from=") && d.OutPath != "" && f[1] == d.OutPath {
+				d.BinPath = f[2]
+				if strings.HasSuffix(d.BinPath, "/") {
+					d.BinPath += pathBase(d.OutPath)
+				}
+			}
+		case final && in.op == "ENTRYPOINT":
+			if err := json.Unmarshal([]byte(in.args), &d.Entrypoint); err != nil {
+				return nil, fmt.Errorf("Dockerfile:%d: ENTRYPOINT: want the exec (JSON) form: %v", in.line, err)
+			}
+		case final && in.op == "CMD":
+			if err := json.Unmarshal([]byte(in.args), &d.Cmd); err != nil {
+				return nil, fmt.Errorf("Dockerfile:%d: CMD: want the exec (JSON) form: %v", in.line, err)
+			}
+		case final && in.op == "ENV":
+			if err := parseEnvInstr(in.args, d.Env); err != nil {
+				return nil, fmt.Errorf("Dockerfile:%d: %v", in.line, err)
+			}
+		case final && in.op == "USER":
+			d.User = in.args
+		}
+	}
+	switch {
+	case d.BuildCmd == "":
+		return nil, errors.New("Dockerfile: no `RUN ... go build ... -o <path>` line")
+	case d.BinPath == "":
+		return nil, fmt.Errorf("Dockerfile: the final stage does not COPY --from=<build stage> %s", d.OutPath)
+	case len(d.Entrypoint) == 0 || d.Entrypoint[0] != d.BinPath:
+		return nil, fmt.Errorf("Dockerfile: ENTRYPOINT %q does not start the built binary %s", d.Entrypoint, d.BinPath)
+	}
+	return d, nil
+}
+
+// parseEnvInstr reads `ENV K=V K2="V 2"` (and the legacy `ENV K V`) into env.
+func parseEnvInstr(args string, env map[string]string) error {
+	if !strings.Contains(strings.SplitN(args, " ", 2)[0], "=") {
+		k, v, _ := strings.Cut(args, " ")
+		env[k] = strings.TrimSpace(v)
+		return nil
+	}
+	for rest := strings.TrimSpace(args); rest != ""; rest = strings.TrimSpace(rest) {
+		k, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return fmt.Errorf("ENV %q: want KEY=VALUE", rest)
+		}
+		var v string
+		if strings.HasPrefix(after, `"`) {
+			end := strings.Index(after[1:], `"`)
+			if end < 0 {
+				return fmt.Errorf("ENV %s: unterminated quote", k)
+			}
+			v, rest = after[1:1+end], after[2+end:]
+		} else {
+			v, rest, _ = strings.Cut(after, " ")
+		}
+		env[k] = v
+	}
+	return nil
+}
+
+func pathBase(p string) string {
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}

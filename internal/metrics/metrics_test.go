@@ -1,0 +1,164 @@
+package metrics
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+const rules = `
+domain: m
+descriptors:
+  - key: ip
+    rate_limit: {name: per-ip, unit: hour, requests_per_unit: 10}
+  - key: user
+    detailed_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: shadow
+    shadow_mode: true
+    rate_limit: {name: shadowed, unit: hour, requests_per_unit: 1}
+`
+
+type fixture struct {
+	m       *Metrics
+	decider *decide.Decider
+	scrape  func() map[string]float64
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	rs, err := descriptors.Parse("m.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New()
+	m.ConfigLoaded(rs, nil)
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	t.Cleanup(func() { mem.Close() })
+	m.MemoryEngine(mem)
+	d := decide.New(rs, m.Engine("memory", mem), storekey.New("m:", 0), false)
+	srv := httptest.NewServer(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	return &fixture{m: m, decider: d, scrape: func() map[string]float64 { return scrape(t, srv.URL) }}
+}
+
+// scrape reads the text exposition into series → value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		fmt.Sscan(line[i+1:], &v)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func (f *fixture) decide(t *testing.T, kv ...string) {
+	t.Helper()
+	req := &decide.Request{Domain: "m", Descriptors: []decide.Descriptor{{}}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		req.Descriptors[0].Entries = append(req.Descriptors[0].Entries, descriptors.Entry{Key: kv[i], Value: kv[i+1]})
+	}
+	start := time.Now()
+	res, err := f.decider.Decide(context.Background(), req)
+	f.m.Observe("rls", start, req, res, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExactCountsPerLimitAndResult(t *testing.T) {
+	f := newFixture(t)
+	for i := 0; i < 12; i++ { // 10 allowed (8 ok, then 2 leave < 20% of 10), 2 denied
+		f.decide(t, "ip", "10.0.0.1")
+	}
+	for i := 0; i < 3; i++ { // shadow: 1 allowed (near: 0 left), 2 would-deny
+		f.decide(t, "shadow", "x")
+	}
+	got := f.scrape()
+	want := map[string]float64{
+		`ratelimit_ext_decisions_total{domain="m",limit="per-ip",result="ok"}`:                  8,
+		`ratelimit_ext_decisions_total{domain="m",limit="per-ip",result="near_limit"}`:          2,
+		`ratelimit_ext_decisions_total{domain="m",limit="per-ip",result="over_limit"}`:          2,
+		`ratelimit_ext_decisions_total{domain="m",limit="shadowed",result="near_limit"}`:        1,
+		`ratelimit_ext_decisions_total{domain="m",limit="shadowed",result="shadow_over_limit"}`: 2,
+		`ratelimit_ext_requests_total{api="rls",outcome="ok"}`:                                  13,
+		`ratelimit_ext_requests_total{api="rls",outcome="over_limit"}`:                          2,
+		`ratelimit_ext_request_duration_seconds_count{api="rls"}`:                               15,
+		`ratelimit_ext_store_duration_seconds_count{engine="memory"}`:                           15,
+		`ratelimit_ext_config_loads_total{result="success"}`:                                    1,
+		`ratelimit_ext_config_limits`:                                                           3,
+		`ratelimit_ext_memory_keys`:                                                             2,
+	}
+	for series, v := range want {
+		if got[series] != v {
+			t.Errorf("%s = %v, want %v", series, got[series], v)
+		}
+	}
+}
+
+// 10,000 distinct runtime values create no new series without detailed_metric; with it,
+// series stop growing at the cap.
+func TestCardinalityIsBounded(t *testing.T) {
+	f := newFixture(t)
+	f.decide(t, "ip", "warm-up")
+	before := len(f.scrape())
+	for i := 0; i < 10_000; i++ {
+		f.decide(t, "ip", fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255))
+	}
+	if after := len(f.scrape()); after != before {
+		t.Fatalf("10,000 client addresses changed the series count from %d to %d", before, after)
+	}
+
+	for i := 0; i < DetailedSeriesCap+500; i++ {
+		f.decide(t, "user", fmt.Sprintf("u%d", i))
+	}
+	detailed, overflow := 0, 0.0
+	for series, v := range f.scrape() {
+		if strings.HasPrefix(series, "ratelimit_ext_detailed_decisions_total") {
+			detailed++
+			if strings.Contains(series, `descriptor="_overflow_"`) {
+				overflow += v
+			}
+		}
+	}
+	if detailed > DetailedSeriesCap+4 { // + one overflow series per result
+		t.Fatalf("%d detailed series, cap %d", detailed, DetailedSeriesCap)
+	}
+	if overflow != 500 {
+		t.Fatalf("%v decisions counted as overflow, want 500", overflow)
+	}
+}
+
+func TestConfigLoadFailureIsCounted(t *testing.T) {
+	f := newFixture(t)
+	f.m.ConfigLoaded(nil, fmt.Errorf("broken"))
+	if got := f.scrape()[`ratelimit_ext_config_loads_total{result="failure"}`]; got != 1 {
+		t.Fatalf("failures = %v", got)
+	}
+}
