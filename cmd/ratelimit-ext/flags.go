@@ -30,14 +30,17 @@ func (e *envFlags) usage(name, usage string) string {
 	return fmt.Sprintf("%s (env %s)", usage, envName(name))
 }
 
-func (e *envFlags) String(name, def, usage string) *string {
+// The Var methods bind a flag to a variable; its default comes from the environment
+// variable when that is set. The non-Var forms return a new variable.
+
+func (e *envFlags) StringVar(p *string, name, def, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		def = v
 	}
-	return e.fs.String(name, def, e.usage(name, usage))
+	e.fs.StringVar(p, name, def, e.usage(name, usage))
 }
 
-func (e *envFlags) Bool(name string, def bool, usage string) *bool {
+func (e *envFlags) BoolVar(p *bool, name string, def bool, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -45,10 +48,10 @@ func (e *envFlags) Bool(name string, def bool, usage string) *bool {
 		}
 		def = b
 	}
-	return e.fs.Bool(name, def, e.usage(name, usage))
+	e.fs.BoolVar(p, name, def, e.usage(name, usage))
 }
 
-func (e *envFlags) Int(name string, def int, usage string) *int {
+func (e *envFlags) IntVar(p *int, name string, def int, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -56,10 +59,10 @@ func (e *envFlags) Int(name string, def int, usage string) *int {
 		}
 		def = n
 	}
-	return e.fs.Int(name, def, e.usage(name, usage))
+	e.fs.IntVar(p, name, def, e.usage(name, usage))
 }
 
-func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.Duration {
+func (e *envFlags) DurationVar(p *time.Duration, name string, def time.Duration, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -67,7 +70,25 @@ func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.
 		}
 		def = d
 	}
-	return e.fs.Duration(name, def, e.usage(name, usage))
+	e.fs.DurationVar(p, name, def, e.usage(name, usage))
+}
+
+func (e *envFlags) String(name, def, usage string) *string {
+	p := new(string)
+	e.StringVar(p, name, def, usage)
+	return p
+}
+
+func (e *envFlags) Int(name string, def int, usage string) *int {
+	p := new(int)
+	e.IntVar(p, name, def, usage)
+	return p
+}
+
+func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.Duration {
+	p := new(time.Duration)
+	e.DurationVar(p, name, def, usage)
+	return p
 }
 
 // parse parses args and reports environment errors together with flag errors.

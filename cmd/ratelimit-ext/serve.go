@@ -32,43 +32,57 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
 
+// serveConfig holds the settings of `ratelimit-ext serve`; every one is a flag with an
+// environment variable (docs/configuration.md).
 type serveConfig struct {
 	grpcAddr, httpAddr, configDir, engine, keyPrefix string
 	logLevel, logFormat                              string
-	memoryMaxKeys, maxKeyLen                         int
+	memoryMaxKeys, maxKeyLen, maxRequestBytes        int
 	shadow, retryAfter, watch                        bool
 	shutdownTimeout                                  time.Duration
+	bounds                                           decide.Bounds
+	maxCost                                          int
+	tls                                              tlsFiles
 	redis                                            func() limiter.RedisOptions
 }
 
 func loadServeConfig(args []string) (*serveConfig, error) {
 	f := newEnvFlags("serve")
-	c := &serveConfig{}
-	grpcAddr := f.String("grpc-addr", "127.0.0.1:8081", "gRPC listen address (RateLimitService)")
-	httpAddr := f.String("http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz)")
-	configDir := f.String("config-dir", "config", "directory of YAML rule files, watched for changes")
-	engine := f.String("engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
-	keyPrefix := f.String("key-prefix", "rlx:", "prefix of every storage key")
-	maxKeyLen := f.Int("max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
-	memKeys := f.Int("memory-max-keys", 1_000_000, "bound on keys held by the memory engine")
-	shadow := f.Bool("shadow-mode", false, "evaluate and count every limit but never deny")
-	retryAfter := f.Bool("retry-after-header", true, "add Retry-After to OVER_LIMIT responses")
-	watch := f.Bool("watch", true, "reload the config dir when files change (SIGHUP always reloads)")
-	logLevel := f.String("log-level", "info", "debug, info, warn or error")
-	logFormat := f.String("log-format", "text", "text or json")
-	shutdown := f.Duration("shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
+	c := &serveConfig{bounds: decide.DefaultBounds}
+	f.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:8081", "gRPC listen address (RateLimitService)")
+	f.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz)")
+	f.StringVar(&c.configDir, "config-dir", "config", "directory of YAML rule files, watched for changes")
+	f.StringVar(&c.engine, "engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
+	f.StringVar(&c.keyPrefix, "key-prefix", "rlx:", "prefix of every storage key")
+	f.IntVar(&c.maxKeyLen, "max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
+	f.IntVar(&c.memoryMaxKeys, "memory-max-keys", 1_000_000, "bound on keys held by the memory engine")
+	f.BoolVar(&c.shadow, "shadow-mode", false, "evaluate and count every limit but never deny")
+	f.BoolVar(&c.retryAfter, "retry-after-header", true, "add Retry-After to OVER_LIMIT responses")
+	f.BoolVar(&c.watch, "watch", true, "reload the config dir when files change (SIGHUP always reloads)")
+	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
+	boundFlags(f, c)
+	tlsFlags(f, &c.tls)
 	c.redis = redisFlags(f)
 	f.rejectUnknownEnv()
 	if err := f.parse(args); err != nil {
 		return nil, err
 	}
-	*c = serveConfig{
-		grpcAddr: *grpcAddr, httpAddr: *httpAddr, configDir: *configDir, engine: *engine,
-		keyPrefix: *keyPrefix, maxKeyLen: *maxKeyLen, memoryMaxKeys: *memKeys,
-		shadow: *shadow, retryAfter: *retryAfter, watch: *watch,
-		logLevel: *logLevel, logFormat: *logFormat, shutdownTimeout: *shutdown, redis: c.redis,
-	}
+	c.bounds.MaxCost = uint64(c.maxCost)
 	return c, nil
+}
+
+// boundFlags registers the request bounds (hostile-input protection).
+func boundFlags(f *envFlags, c *serveConfig) {
+	b := &c.bounds
+	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 64<<10, "largest gRPC request accepted, in bytes")
+	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
+	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
+	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
+	f.IntVar(&b.MaxValueLen, "max-entry-value-bytes", b.MaxValueLen, "bytes of one descriptor entry value")
+	f.IntVar(&b.MaxDomainLen, "max-domain-bytes", b.MaxDomainLen, "bytes of the domain")
+	f.IntVar(&c.maxCost, "max-hits-addend", int(b.MaxCost), "largest hits_addend (cost) of a request or descriptor")
 }
 
 // redisFlags registers the Redis connection flags and returns a getter for the options.
@@ -150,7 +164,16 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	}
 	keys := storekey.New(c.keyPrefix, c.maxKeyLen)
 	decider := decide.New(rules, m.Engine(engineName, engine), keys, c.shadow)
+	decider.SetBounds(c.bounds)
 
+	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)), grpc.MaxRecvMsgSize(c.maxRequestBytes)}
+	creds, err := c.tls.serverOption()
+	if err != nil {
+		return err
+	}
+	if creds != nil {
+		grpcOpts = append(grpcOpts, creds)
+	}
 	grpcLis, err := net.Listen("tcp", c.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("gRPC listener: %w", err)
@@ -160,7 +183,7 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(recoverInterceptor(log)))
+	gs := grpc.NewServer(grpcOpts...)
 	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, rls.Options{RetryAfter: c.retryAfter}, m))
 	api := httpapi.New(decider, log, m)
 	api.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))

@@ -70,14 +70,18 @@ type Decider struct {
 	engine limiter.Engine
 	keys   *storekey.Builder
 	shadow bool // global shadow mode (SPEC §5.4)
+	bounds Bounds
 }
 
 // New returns a Decider serving rules on engine.
 func New(rules *descriptors.RuleSet, engine limiter.Engine, keys *storekey.Builder, globalShadow bool) *Decider {
-	d := &Decider{engine: engine, keys: keys, shadow: globalShadow}
+	d := &Decider{engine: engine, keys: keys, shadow: globalShadow, bounds: DefaultBounds}
 	d.rules.Store(rules)
 	return d
 }
+
+// SetBounds replaces DefaultBounds; call before serving.
+func (d *Decider) SetBounds(b Bounds) { d.bounds = b }
 
 // SetRules swaps the rule set atomically; requests in flight finish on the old one.
 func (d *Decider) SetRules(rs *descriptors.RuleSet) { d.rules.Store(rs) }
@@ -102,6 +106,9 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	}
 	if len(req.Descriptors) == 0 {
 		return nil, fmt.Errorf("%w: no descriptors", ErrInvalid)
+	}
+	if err := d.bounds.check(req); err != nil {
+		return nil, err
 	}
 	p, err := d.plan(req)
 	if err != nil {

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// tlsFiles are the gRPC server's TLS settings.
+type tlsFiles struct {
+	cert, key, clientCA string
+}
+
+func tlsFlags(f *envFlags, t *tlsFiles) {
+	f.StringVar(&t.cert, "grpc-tls-cert", "", "PEM certificate: serve gRPC over TLS (reloaded when the file changes)")
+	f.StringVar(&t.key, "grpc-tls-key", "", "PEM private key of --grpc-tls-cert")
+	f.StringVar(&t.clientCA, "grpc-tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mTLS)")
+}
+
+// serverOption returns the gRPC credentials option, or nil for plaintext.
+func (t tlsFiles) serverOption() (grpc.ServerOption, error) {
+	if t.cert == "" && t.key == "" && t.clientCA == "" {
+		return nil, nil
+	}
+	if t.cert == "" || t.key == "" {
+		return nil, errors.New("--grpc-tls-cert and --grpc-tls-key go together")
+	}
+	kp := &keyPair{certFile: t.cert, keyFile: t.key}
+	if _, err := kp.get(nil); err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
+	if t.clientCA != "" {
+		pem, err := os.ReadFile(t.clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--grpc-tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--grpc-tls-client-ca %s: no PEM certificate found", t.clientCA)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return grpc.Creds(credentials.NewTLS(cfg)), nil
+}
+
+// keyPair serves the certificate from its files and reloads it when they change, so a
+// rotated certificate (cert-manager, a mounted Secret) is used without a restart.
+type keyPair struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	certMod, keyMod   time.Time
+}
+
+func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cs, err1 := os.Stat(k.certFile)
+	ks, err2 := os.Stat(k.keyFile)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("gRPC TLS: %w", err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cert != nil && cs.ModTime().Equal(k.certMod) && ks.ModTime().Equal(k.keyMod) {
+		return k.cert, nil
+	}
+	c, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		if k.cert != nil {
+			return k.cert, nil // a half-written rotation: keep serving the previous pair
+		}
+		return nil, fmt.Errorf("gRPC TLS: %w", err)
+	}
+	k.cert, k.certMod, k.keyMod = &c, cs.ModTime(), ks.ModTime()
+	return k.cert, nil
+}

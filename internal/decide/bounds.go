@@ -1,0 +1,73 @@
+package decide
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// Bounds limit what one request may carry, so a hostile or broken client cannot make
+// the service allocate, hash or store without bound. A violation is an ErrInvalid
+// (gRPC InvalidArgument) whose message names the bound.
+type Bounds struct {
+	MaxDescriptors int    // descriptors per request
+	MaxEntries     int    // entries per descriptor
+	MaxKeyLen      int    // bytes of one entry key
+	MaxValueLen    int    // bytes of one entry value
+	MaxDomainLen   int    // bytes of the domain
+	MaxCost        uint64 // hits_addend, request-wide or per descriptor
+}
+
+// DefaultBounds are generous for every Envoy configuration seen in practice.
+var DefaultBounds = Bounds{
+	MaxDescriptors: 64,
+	MaxEntries:     32,
+	MaxKeyLen:      256,
+	MaxValueLen:    4096,
+	MaxDomainLen:   256,
+	MaxCost:        1<<32 - 1,
+}
+
+// check returns the first bound req violates, or nil. Keys, values and the domain
+// must be valid UTF-8: they become metric labels and log fields.
+func (b *Bounds) check(req *Request) error {
+	if len(req.Domain) > b.MaxDomainLen {
+		return fmt.Errorf("%w: domain is %d bytes, above the bound of %d", ErrInvalid, len(req.Domain), b.MaxDomainLen)
+	}
+	if !utf8.ValidString(req.Domain) {
+		return fmt.Errorf("%w: domain is not valid UTF-8", ErrInvalid)
+	}
+	if len(req.Descriptors) > b.MaxDescriptors {
+		return fmt.Errorf("%w: %d descriptors, above the bound of %d per request", ErrInvalid, len(req.Descriptors), b.MaxDescriptors)
+	}
+	if req.HitsAddend > b.MaxCost {
+		return fmt.Errorf("%w: hits_addend %d above the bound of %d", ErrInvalid, req.HitsAddend, b.MaxCost)
+	}
+	for i := range req.Descriptors {
+		if err := b.checkDescriptor(i, &req.Descriptors[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Bounds) checkDescriptor(i int, d *Descriptor) error {
+	if len(d.Entries) > b.MaxEntries {
+		return fmt.Errorf("%w: descriptor %d has %d entries, above the bound of %d", ErrInvalid, i, len(d.Entries), b.MaxEntries)
+	}
+	if d.Cost != nil && *d.Cost > b.MaxCost {
+		return fmt.Errorf("%w: descriptor %d: hits_addend %d above the bound of %d", ErrInvalid, i, *d.Cost, b.MaxCost)
+	}
+	for j, e := range d.Entries {
+		switch {
+		case e.Key == "":
+			return fmt.Errorf("%w: descriptor %d entry %d: empty key", ErrInvalid, i, j)
+		case len(e.Key) > b.MaxKeyLen:
+			return fmt.Errorf("%w: descriptor %d entry %d: key is %d bytes, above the bound of %d", ErrInvalid, i, j, len(e.Key), b.MaxKeyLen)
+		case len(e.Value) > b.MaxValueLen:
+			return fmt.Errorf("%w: descriptor %d entry %d: value is %d bytes, above the bound of %d", ErrInvalid, i, j, len(e.Value), b.MaxValueLen)
+		case !utf8.ValidString(e.Key) || !utf8.ValidString(e.Value):
+			return fmt.Errorf("%w: descriptor %d entry %d: key or value is not valid UTF-8", ErrInvalid, i, j)
+		}
+	}
+	return nil
+}
