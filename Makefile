@@ -13,7 +13,9 @@ VENV := $(TOOLS)/venv
 ENVOY_BIN ?= $(abspath $(VENV)/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: test check deps redis-server envoy compose-tool unit e2e compose-check clean
+FUZZTIME ?= 60s
+
+.PHONY: fuzz test check deps redis-server envoy compose-tool unit e2e compose-check clean
 
 test: deps check unit e2e compose-check
 
@@ -72,6 +74,17 @@ compose-check:
 	  docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
 	elif [ "$${CI:-}" = true ]; then echo "!!! docker-compose missing: cannot validate docker-compose.yml"; exit 1; \
 	else echo "!!! docker-compose missing: docker-compose.yml NOT validated"; fi
+
+# Every fuzz target for FUZZTIME each (default 60s); not part of `make test`, which runs
+# the seed corpora. A crash leaves its input under the package's testdata/fuzz/: fix the
+# bug and commit the input as a seed.
+FUZZ_TARGETS := internal/descriptors:FuzzParse internal/descriptors:FuzzPattern \
+	internal/storekey:FuzzKeyInjective internal/decide:FuzzDecide
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; echo ">>> $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf $(TOOLS)
