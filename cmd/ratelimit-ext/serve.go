@@ -43,6 +43,7 @@ type serveConfig struct {
 	bounds                                           decide.Bounds
 	maxCost                                          int
 	tls                                              tlsFiles
+	store                                            storeConfig
 	redis                                            func() limiter.RedisOptions
 }
 
@@ -64,6 +65,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
 	boundFlags(f, c)
 	tlsFlags(f, &c.tls)
+	storeFlags(f, &c.store)
 	c.redis = redisFlags(f)
 	f.rejectUnknownEnv()
 	if err := f.parse(args); err != nil {
@@ -158,13 +160,24 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer engine.Close()
+	defer func() { engine.Close() }() // the final engine: the breaker closes what it wraps
 	if mem, ok := engine.(*limiter.MemoryEngine); ok {
 		m.MemoryEngine(mem)
 	}
+	onCircuit, onFallback := m.StoreHealth()
+	policy, err := c.store.failurePolicy(c.memoryMaxKeys)
+	if err != nil {
+		return err
+	}
+	if policy.Local != nil {
+		defer policy.Local.Close()
+	}
+	policy.OnFallback = onFallback
+	engine = guardStore(engine, &c.store, onCircuit, log)
 	keys := storekey.New(c.keyPrefix, c.maxKeyLen)
 	decider := decide.New(rules, m.Engine(engineName, engine), keys, c.shadow)
 	decider.SetBounds(c.bounds)
+	decider.SetFailurePolicy(policy)
 
 	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)), grpc.MaxRecvMsgSize(c.maxRequestBytes)}
 	creds, err := c.tls.serverOption()

@@ -59,6 +59,7 @@ type Result struct {
 	Now          int64
 	Statuses     []Status
 	RetryAfterMs int64 // the longest wait among denying limits; 0 when allowed
+	FailedOpen   bool  // the store failed and the fail_open policy allowed the request
 }
 
 // ErrInvalid marks errors caused by the request itself.
@@ -66,11 +67,12 @@ var ErrInvalid = errors.New("invalid rate limit request")
 
 // Decider holds the current rules and the engine.
 type Decider struct {
-	rules  atomic.Pointer[descriptors.RuleSet]
-	engine limiter.Engine
-	keys   *storekey.Builder
-	shadow bool // global shadow mode (SPEC §5.4)
-	bounds Bounds
+	rules   atomic.Pointer[descriptors.RuleSet]
+	engine  limiter.Engine
+	keys    *storekey.Builder
+	shadow  bool // global shadow mode (SPEC §5.4)
+	bounds  Bounds
+	failure FailurePolicy
 }
 
 // New returns a Decider serving rules on engine.
@@ -119,12 +121,16 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		return res, nil
 	}
 	decisions := make([]limiter.Decision, len(p.checks))
-	out, err := d.engine.Evaluate(ctx, req.Now, p.checks, decisions)
+	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p.checks, decisions)
 	if err != nil {
 		if errors.Is(err, limiter.ErrBadRequest) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		return nil, err
+	}
+	if failedOpen {
+		res.FailedOpen = true
+		return res, nil
 	}
 	res.Now, res.OverLimit = out.Now, !out.Allowed
 	d.report(res, p, decisions)

@@ -199,10 +199,26 @@ func ping(addr string, tc *tls.Config) error {
 	return c.Ping(ctx).Err()
 }
 
+// Pause freezes the server (SIGSTOP): connections stay open but nothing answers, as
+// with a hung or partitioned Redis. Resume undoes it; cleanup resumes a paused server.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
 func (s *Server) stopLocked() {
 	if s.cmd == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot handle SIGTERM
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.waited:

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/breaker"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// storeConfig holds what happens when the store fails (docs/reliability.md).
+type storeConfig struct {
+	policy, domainPolicies string
+	breakerThreshold       int
+	probeInterval          time.Duration
+}
+
+func storeFlags(f *envFlags, s *storeConfig) {
+	f.StringVar(&s.policy, "store-failure-policy", "fail_closed", "when the store fails: fail_closed (UNAVAILABLE; Envoy's failure_mode_deny decides), fail_open (OK) or local (this replica's memory engine)")
+	f.StringVar(&s.domainPolicies, "store-failure-policy-domains", "", "per-domain overrides, e.g. edge=fail_open,billing=fail_closed")
+	f.IntVar(&s.breakerThreshold, "store-breaker-threshold", 3, "consecutive store failures that open the circuit breaker")
+	f.DurationVar(&s.probeInterval, "store-probe-interval", 500*time.Millisecond, "while the circuit is open, how often the store is probed")
+}
+
+// failurePolicy parses the policy flags; local gets its own bounded memory engine.
+func (s *storeConfig) failurePolicy(memoryMaxKeys int) (decide.FailurePolicy, error) {
+	var fp decide.FailurePolicy
+	var err error
+	if fp.Default, err = decide.ParsePolicy(s.policy); err != nil {
+		return fp, fmt.Errorf("--store-failure-policy: %w", err)
+	}
+	for _, item := range strings.Split(s.domainPolicies, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		domain, name, ok := strings.Cut(item, "=")
+		if !ok || domain == "" {
+			return fp, fmt.Errorf("--store-failure-policy-domains: %q is not domain=policy", item)
+		}
+		p, err := decide.ParsePolicy(name)
+		if err != nil {
+			return fp, fmt.Errorf("--store-failure-policy-domains: %s: %w", domain, err)
+		}
+		if fp.PerDomain == nil {
+			fp.PerDomain = map[string]decide.Policy{}
+		}
+		fp.PerDomain[domain] = p
+	}
+	if fp.Validate() != nil { // some policy is local: give it its own bounded engine
+		fp.Local = limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: memoryMaxKeys})
+	}
+	return fp, nil
+}
+
+// guardStore puts the circuit breaker in front of a Redis engine and wires the policy's
+// and breaker's logs and metrics. The memory engine cannot fail and is returned as is.
+func guardStore(engine limiter.Engine, s *storeConfig, onCircuit func(bool, error), log *slog.Logger) limiter.Engine {
+	re, ok := engine.(*limiter.RedisEngine)
+	if !ok {
+		return engine
+	}
+	return breaker.New(re, re, breaker.Options{
+		Threshold:     s.breakerThreshold,
+		ProbeInterval: s.probeInterval,
+		OnChange: func(open bool, cause error) {
+			onCircuit(open, cause)
+			if open {
+				log.Warn("store circuit opened: store calls skipped, the failure policy answers", "policy", s.policy, "cause", cause)
+			} else {
+				log.Info("store circuit closed: the store answers again")
+			}
+		},
+	})
+}

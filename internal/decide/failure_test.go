@@ -1,0 +1,78 @@
+package decide
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+// downEngine is a store that is down: every call fails with ErrStore. (The Redis suites
+// test real outages; this pins the policy logic.)
+type downEngine struct{ calls int }
+
+func (e *downEngine) Evaluate(context.Context, int64, []limiter.LimitCheck, []limiter.Decision) (limiter.Outcome, error) {
+	e.calls++
+	return limiter.Outcome{}, limiter.ErrStore
+}
+func (e *downEngine) Close() error { return nil }
+
+func TestStoreFailurePolicies(t *testing.T) {
+	rs, err := descriptors.Parse("p.yaml", []byte("domain: p\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer local.Close()
+	req := func() *Request {
+		return &Request{Domain: "p", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "v"}}}}}
+	}
+	var fallbacks []Policy
+	for _, c := range []struct {
+		policy Policy
+		// per request: error wanted, over limit wanted
+		wantErr  bool
+		wantOver []bool
+	}{
+		{FailClosed, true, nil},
+		{FailOpen, false, []bool{false, false, false}},
+		{Local, false, []bool{false, true, true}}, // the local engine enforces the limit of 1
+	} {
+		d := New(rs, &downEngine{}, storekey.New("p:", 0), false)
+		d.SetFailurePolicy(FailurePolicy{Default: c.policy, Local: local,
+			OnFallback: func(_ string, p Policy) { fallbacks = append(fallbacks, p) }})
+		for i := 0; i < 3; i++ {
+			res, err := d.Decide(context.Background(), req())
+			if c.wantErr {
+				if !errors.Is(err, limiter.ErrStore) {
+					t.Fatalf("%s: want the store error, got %v", c.policy, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", c.policy, err)
+			}
+			if res.OverLimit != c.wantOver[i] || res.FailedOpen != (c.policy == FailOpen) {
+				t.Fatalf("%s request %d: over=%v failedOpen=%v", c.policy, i, res.OverLimit, res.FailedOpen)
+			}
+		}
+	}
+	if len(fallbacks) != 6 {
+		t.Fatalf("%d fallbacks counted, want 6 (fail_closed is not a fallback)", len(fallbacks))
+	}
+	// A domain override wins over the default.
+	d := New(rs, &downEngine{}, storekey.New("p:", 0), false)
+	d.SetFailurePolicy(FailurePolicy{Default: FailClosed, PerDomain: map[string]Policy{"p": FailOpen}})
+	if res, err := d.Decide(context.Background(), req()); err != nil || !res.FailedOpen {
+		t.Fatalf("per-domain fail_open: %v %v", res, err)
+	}
+	if err := (&FailurePolicy{Default: Local}).Validate(); err == nil {
+		t.Fatal("local policy without an engine validated")
+	}
+	if _, err := ParsePolicy("fail_maybe"); err == nil {
+		t.Fatal("unknown policy parsed")
+	}
+}

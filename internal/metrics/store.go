@@ -1,0 +1,32 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+)
+
+// StoreHealth registers the circuit breaker's state and the store failure policy's
+// fallbacks, and returns the hooks that feed them.
+func (m *Metrics) StoreHealth() (onCircuit func(open bool, cause error), onFallback func(domain string, p decide.Policy)) {
+	open := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "store_circuit_open",
+		Help: "1 while the store circuit breaker is open (store calls are skipped and the failure policy answers).",
+	})
+	fallbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "store_fallbacks_total",
+		Help: "Requests answered by the store failure policy (fail_open, local) instead of the store, by domain and policy.",
+	}, []string{"domain", "policy"})
+	m.Registry.MustRegister(open, fallbacks)
+	onCircuit = func(o bool, _ error) {
+		if o {
+			open.Set(1)
+		} else {
+			open.Set(0)
+		}
+	}
+	onFallback = func(domain string, p decide.Policy) {
+		fallbacks.WithLabelValues(domain, p.String()).Inc()
+	}
+	return onCircuit, onFallback
+}
