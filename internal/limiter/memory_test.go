@@ -3,6 +3,8 @@ package limiter
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,5 +199,49 @@ func TestClockStepsBack(t *testing.T) {
 	}
 	if d := eval(11_000, 1); !d.Allowed || d.Remaining != 0 {
 		t.Fatalf("after 1 s of real refill: %+v, want one token admitted", d)
+	}
+}
+
+// One million distinct keys keep the engine within its configured bound: the key count
+// never exceeds MaxKeys and the heap stays proportional to it, not to the traffic.
+func TestMemoryEngineMillionKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("one million requests")
+	}
+	const maxKeys = 50_000
+	e := NewMemoryEngine(MemoryOptions{MaxKeys: maxKeys, Sweep: -1})
+	defer e.Close()
+	p := mustParams(t, Params{Algorithm: SlidingWindow, Limit: 100, PeriodMs: 3_600_000})
+	checks := []LimitCheck{{Params: p, Cost: 1}}
+	out := make([]Decision, 1)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	key := make([]byte, 0, 32)
+	for i := 0; i < 1_000_000; i++ {
+		key = strconv.AppendInt(append(key[:0], "client-"...), int64(i), 10)
+		checks[0].Key = string(key)
+		if _, err := e.Evaluate(context.Background(), 0, checks, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	grown := int64(ms.HeapAlloc) - int64(base)
+	perKey := grown / maxKeys
+	t.Logf("1,000,000 keys: %d stored (bound %d), %d evictions, heap grew %d MiB (%d bytes per stored key)",
+		e.Keys(), maxKeys, e.Evictions(), grown>>20, perKey)
+	if e.Keys() > maxKeys {
+		t.Fatalf("%d keys stored, bound %d", e.Keys(), maxKeys)
+	}
+	// A sliding-window state with its key is a few hundred bytes; 2 KiB per bounded key
+	// leaves room for map overhead while catching growth with the traffic (which would be
+	// 20× the bound here).
+	if e.Evictions() == 0 {
+		t.Fatal("no live key was evicted: the bound was not exercised")
+	}
+	if perKey > 2048 {
+		t.Fatalf("heap grew %d bytes per stored key", perKey)
 	}
 }
