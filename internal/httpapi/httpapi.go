@@ -1,5 +1,6 @@
-// Package httpapi serves the operator's HTTP port: liveness, readiness and, as they are
-// added, metrics and debug endpoints.
+// Package httpapi serves the operator's HTTP port: liveness (/healthz), readiness
+// (/readyz), the JSON decision endpoint (/v1/decide), the compiled rules
+// (/debug/config), and whatever the server adds with Handle (/metrics).
 package httpapi
 
 import (
@@ -25,7 +26,8 @@ type Observer interface {
 type API struct {
 	decider *decide.Decider
 	log     *slog.Logger
-	obs     Observer // may be nil
+	obs     Observer   // may be nil
+	ready   *Readiness // may be nil: /readyz then pings the store itself
 	mux     *http.ServeMux
 }
 
@@ -39,6 +41,9 @@ func New(d *decide.Decider, log *slog.Logger, obs Observer) *API {
 	return a
 }
 
+// UseReadiness makes /readyz report (and refresh) r, the state grpc.health.v1 follows.
+func (a *API) UseReadiness(r *Readiness) { a.ready = r }
+
 // Handle adds an endpoint (metrics, debug) to the mux.
 func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
 
@@ -51,10 +56,17 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz says the service can decide: rules are loaded and the store answers.
+// readyz says the service can decide: rules are loaded and the store answers. It checks
+// now (a probe right after Redis went away sees it), and the observation updates the
+// shared state, so gRPC health follows at once too.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := a.Ready(r.Context()); err != nil {
+	w.Header().Set("Cache-Control", "no-store")
+	check := a.Ready
+	if a.ready != nil {
+		check = a.ready.Check
+	}
+	if err := check(r.Context()); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
 		return

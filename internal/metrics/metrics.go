@@ -59,6 +59,9 @@ type Metrics struct {
 	loads       *prometheus.CounterVec
 	configInfo  *prometheus.GaugeVec
 	configRules prometheus.Gauge
+	lastLoadOK  prometheus.Gauge
+	lastLoadAt  prometheus.Gauge
+	ready       prometheus.Gauge
 
 	mu          sync.Mutex
 	detailedSet map[string]struct{}
@@ -102,8 +105,20 @@ func New() *Metrics {
 	m.configRules = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "config_limits", Help: "Limits in the loaded rule set.",
 	})
+	m.lastLoadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_last_load_success",
+		Help: "1 if the last rule load succeeded, 0 if it failed (the previous rules keep serving).",
+	})
+	m.lastLoadAt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_last_success_timestamp_seconds",
+		Help: "Unix time of the last successful rule load.",
+	})
+	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "ready",
+		Help: "1 while the service is ready (rules loaded, store reachable), as /readyz and grpc.health.v1 report.",
+	})
 	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.latency, m.storeTime, m.storeErrors,
-		m.loads, m.configInfo, m.configRules,
+		m.loads, m.configInfo, m.configRules, m.lastLoadOK, m.lastLoadAt, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -112,12 +127,24 @@ func New() *Metrics {
 func (m *Metrics) ConfigLoaded(rs *descriptors.RuleSet, err error) {
 	if err != nil {
 		m.loads.WithLabelValues("failure").Inc()
+		m.lastLoadOK.Set(0)
 		return
 	}
 	m.loads.WithLabelValues("success").Inc()
+	m.lastLoadOK.Set(1)
+	m.lastLoadAt.SetToCurrentTime()
 	m.configInfo.Reset()
 	m.configInfo.WithLabelValues(rs.Hash()).Set(1)
 	m.configRules.Set(float64(rs.LimitCount()))
+}
+
+// SetReady records the readiness state (nil = ready); use as a readiness callback.
+func (m *Metrics) SetReady(err error) {
+	if err != nil {
+		m.ready.Set(0)
+		return
+	}
+	m.ready.Set(1)
 }
 
 // Observe records one request: its outcome, latency and every limit's decision.

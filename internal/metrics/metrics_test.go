@@ -162,3 +162,30 @@ func TestConfigLoadFailureIsCounted(t *testing.T) {
 		t.Fatalf("failures = %v", got)
 	}
 }
+
+// The last load's outcome and the readiness state are gauges an alert can test directly.
+func TestLastLoadAndReadyGauges(t *testing.T) {
+	f := newFixture(t)
+	got := f.scrape()
+	if got[`ratelimit_ext_config_last_load_success`] != 1 || got[`ratelimit_ext_config_last_success_timestamp_seconds`] < 1e9 {
+		t.Fatalf("after a good load: %v / %v", got[`ratelimit_ext_config_last_load_success`], got[`ratelimit_ext_config_last_success_timestamp_seconds`])
+	}
+	stamp := got[`ratelimit_ext_config_last_success_timestamp_seconds`]
+	f.m.ConfigLoaded(nil, fmt.Errorf("broken"))
+	got = f.scrape()
+	if got[`ratelimit_ext_config_last_load_success`] != 0 || got[`ratelimit_ext_config_last_success_timestamp_seconds`] != stamp {
+		t.Fatalf("after a failed load: success %v, timestamp %v (was %v)", got[`ratelimit_ext_config_last_load_success`],
+			got[`ratelimit_ext_config_last_success_timestamp_seconds`], stamp)
+	}
+	if got[`ratelimit_ext_ready`] != 0 {
+		t.Fatal("ready before any readiness report")
+	}
+	f.m.SetReady(nil)
+	if f.scrape()[`ratelimit_ext_ready`] != 1 {
+		t.Fatal("not 1 when ready")
+	}
+	f.m.SetReady(fmt.Errorf("store unreachable"))
+	if f.scrape()[`ratelimit_ext_ready`] != 0 {
+		t.Fatal("not 0 when unready")
+	}
+}

@@ -1,14 +1,25 @@
 // Package reload keeps the served rules in step with the config directory: it watches
-// the directory (fsnotify; Kubernetes ConfigMap updates swap a `..data` symlink, which
-// shows as events on the directory itself) and reloads on SIGHUP. Bursts of events are
-// coalesced into one load; the whole new rule set is validated before it is handed
-// over, so a broken file keeps the old rules serving.
+// the directory tree (fsnotify) and reloads on SIGHUP. The whole new rule set is
+// validated before it is handed over, so a broken file keeps the old rules serving.
+//
+// What is watched: the directory itself (following it if it is a symlink), every
+// directory below it (following symlinked directories, as loading does), and its
+// parent, for events that name the directory itself. So these are all picked up:
+//   - edits in place, new and removed files, new subdirectories;
+//   - a Kubernetes ConfigMap update, which writes a new `..2026_…` directory and
+//     atomically renames a `..data` symlink onto it (events on the directory itself);
+//   - the directory replaced by a rename (`mv config.new config`), deleted and
+//     re-created, or a symlinked directory re-pointed (`ln -sfn v2 config`): the
+//     watches move to the new directory.
+//
+// Bursts of events are coalesced: a load runs once events have been quiet for Debounce,
+// and at the latest MaxDelay after the first event of a burst, so a steady trickle of
+// writes cannot postpone a reload forever.
 package reload
 
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -27,31 +38,54 @@ type Options struct {
 	Dir      string
 	Watch    bool          // watch the directory; SIGHUP reloads either way
 	Debounce time.Duration // quiet time before a burst of events is loaded (default 100 ms)
+	MaxDelay time.Duration // longest wait after the first event of a burst (default 1 s)
 	Log      *slog.Logger
+	// Hash is the hash of the rules already serving, so the log can say whether a
+	// reload changed anything.
+	Hash string
 	// OnLoad, when set, is told the outcome of every load attempt (for metrics).
 	OnLoad func(rs *descriptors.RuleSet, err error)
 }
 
+// maxTreeDepth bounds the directories watched below Dir (as loading bounds them).
+const maxTreeDepth = 32
+
+// rewatchEvery is how often a vanished config directory is looked for again.
+const rewatchEvery = 200 * time.Millisecond
+
 // Watcher reloads rules until Close.
 type Watcher struct {
 	opts   Options
+	root   string // absolute Dir
 	apply  func(*descriptors.RuleSet)
 	fsw    *fsnotify.Watcher
 	kick   chan struct{}
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+
+	rewatching chan struct{} // holds a token while a rewatch loop runs
+	lastHash   string        // owned by the loop goroutine
 }
 
-// Start begins watching. apply receives each successfully loaded rule set.
+// Start begins watching. apply receives each successfully loaded rule set; it is
+// called from one goroutine, never concurrently.
 func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*Watcher, error) {
 	if o.Debounce <= 0 {
 		o.Debounce = 100 * time.Millisecond
 	}
+	if o.MaxDelay < o.Debounce {
+		o.MaxDelay = max(time.Second, o.Debounce)
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	root, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &Watcher{opts: o, apply: apply, kick: make(chan struct{}, 1), cancel: cancel}
+	w := &Watcher{opts: o, root: root, apply: apply, kick: make(chan struct{}, 1), cancel: cancel,
+		rewatching: make(chan struct{}, 1), lastHash: o.Hash}
 	if o.Watch {
 		fsw, err := fsnotify.NewWatcher()
 		if err != nil {
@@ -59,10 +93,17 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 			return nil, err
 		}
 		w.fsw = fsw
-		if err := w.addTree(o.Dir); err != nil {
+		if err := w.addTree(root); err != nil {
 			fsw.Close()
 			cancel()
 			return nil, err
+		}
+		// The parent tells us when the directory itself is replaced. Best effort: an
+		// unreadable parent only loses that case (a vanished directory is still polled).
+		if parent := filepath.Dir(root); parent != root {
+			if err := fsw.Add(parent); err != nil {
+				o.Log.Debug("config watcher: not watching the parent directory", "dir", parent, "error", err)
+			}
 		}
 		w.done.Add(1)
 		go w.events(ctx)
@@ -87,18 +128,45 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 	return w, nil
 }
 
-// addTree watches dir and every directory below it (including ConfigMap's dot-dirs,
-// whose changes must trigger a reload even though their files are not loaded directly).
+// addTree watches dir and every directory below it, following symlinks to directories
+// (each real directory once), as loading does. ConfigMap's dot-directories are watched
+// too: their changes must trigger a reload even though loading skips their names.
 func (w *Watcher) addTree(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return w.fsw.Add(path)
-		}
+	return w.addDir(dir, map[string]bool{}, 0)
+}
+
+func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	if seen[real] || depth > maxTreeDepth {
 		return nil
-	})
+	}
+	seen[real] = true
+	if err := w.fsw.Add(dir); err != nil { // Add follows a symlink to its directory
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.Type()&os.ModeSymlink != 0 {
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				continue
+			}
+		} else if !e.IsDir() {
+			continue
+		}
+		// A subdirectory that vanishes meanwhile is not an error: its parent's events
+		// trigger the reload that matters.
+		if err := w.addDir(p, seen, depth+1); err != nil && depth == 0 && !errors.Is(err, os.ErrNotExist) {
+			w.opts.Log.Warn("config watcher: cannot watch a subdirectory", "dir", p, "error", err)
+		}
+	}
+	return nil
 }
 
 // Trigger asks for a reload; triggers that arrive while one is pending are coalesced.
@@ -119,19 +187,66 @@ func (w *Watcher) events(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if ev.Has(fsnotify.Create) {
-				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
-					_ = w.addTree(ev.Name) // a new subdirectory: watch it too
-				}
-			}
-			w.Trigger()
+			w.event(ctx, ev)
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
 			}
-			w.opts.Log.Warn("config watcher error", "error", err)
+			// An overflowed queue lost events: reload to be sure.
+			w.opts.Log.Warn("config watcher error; reloading to be safe", "error", err)
+			w.Trigger()
 		}
 	}
+}
+
+func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
+	name := filepath.Clean(ev.Name)
+	switch {
+	case name == w.root:
+		// The directory itself: replaced, removed, re-created or re-pointed.
+		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+			w.rewatch(ctx)
+		} else if ev.Has(fsnotify.Create) {
+			if err := w.addTree(w.root); err != nil {
+				w.rewatch(ctx)
+			}
+		}
+	case filepath.Dir(name) == filepath.Dir(w.root):
+		return // a sibling of the directory, seen through the parent's watch
+	case ev.Has(fsnotify.Create):
+		if fi, err := os.Stat(name); err == nil && fi.IsDir() {
+			_ = w.addTree(name) // a new subdirectory (or ConfigMap's new data dir): watch it too
+		}
+	}
+	w.Trigger()
+}
+
+// rewatch looks for the directory again until it is back, then watches it and reloads.
+// One loop at a time.
+func (w *Watcher) rewatch(ctx context.Context) {
+	select {
+	case w.rewatching <- struct{}{}:
+	default:
+		return
+	}
+	w.done.Add(1)
+	go func() {
+		defer w.done.Done()
+		defer func() { <-w.rewatching }()
+		t := time.NewTicker(rewatchEvery)
+		defer t.Stop()
+		for {
+			if err := w.addTree(w.root); err == nil {
+				w.Trigger()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }
 
 // loop waits for triggers, lets a burst settle, then loads once.
@@ -143,6 +258,7 @@ func (w *Watcher) loop(ctx context.Context) {
 			return
 		case <-w.kick:
 		}
+		deadline := time.Now().Add(w.opts.MaxDelay)
 		timer := time.NewTimer(w.opts.Debounce)
 	settle:
 		for {
@@ -151,7 +267,7 @@ func (w *Watcher) loop(ctx context.Context) {
 				timer.Stop()
 				return
 			case <-w.kick:
-				timer.Reset(w.opts.Debounce)
+				timer.Reset(max(0, min(w.opts.Debounce, time.Until(deadline))))
 			case <-timer.C:
 				break settle
 			}
@@ -170,7 +286,9 @@ func (w *Watcher) load() {
 		return
 	}
 	w.apply(rs)
-	w.opts.Log.Info("config reloaded", "dir", w.opts.Dir, "rules", rs.Summary(), "hash", rs.Hash())
+	changed := rs.Hash() != w.lastHash
+	w.lastHash = rs.Hash()
+	w.opts.Log.Info("config reloaded", "dir", w.opts.Dir, "changed", changed, "rules", rs.Summary(), "hash", rs.Hash())
 }
 
 // Close stops watching and waits for the goroutines to end.

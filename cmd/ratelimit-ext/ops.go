@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	grpchealth "google.golang.org/grpc/health"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+)
+
+// headerFlags registers the switches of what decisions add to Envoy's answers
+// (SPEC §6; docs/operations.md#headers), all off by default. --retry-after-header (on
+// by default) is registered with the other serve flags, as ext_authz shares it.
+func headerFlags(f *envFlags, o *rls.Options) {
+	f.DurationVar(&o.RetryAfterJitter, "retry-after-jitter", 0, "add a random 0..this to Retry-After's wait before rounding up, to spread retries (0 = exact)")
+	f.BoolVar(&o.RateLimitHeaders, "ratelimit-headers", false, "add the IETF RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers-11) for the most restrictive limit")
+	f.BoolVar(&o.ProblemDetails, "problem-details", false, "on OVER_LIMIT, send an RFC 9457 application/problem+json body naming the violated limit")
+	f.StringVar(&o.UpstreamRemainingHeader, "upstream-remaining-header", "", "request header that tells the upstream the most restrictive limit's remaining quota, e.g. x-ratelimit-remaining-quota (empty = off)")
+}
+
+// checkHeaderFlags validates the header switches after parsing.
+func checkHeaderFlags(o *rls.Options) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("--retry-after-jitter / --upstream-remaining-header: %w", err)
+	}
+	return nil
+}
+
+// startReadiness observes readiness now and then every second until ctx ends, keeping
+// /readyz, grpc.health.v1 (the server, the RateLimitService and any services given)
+// and the ready metric in step, with one log line per change.
+func startReadiness(ctx context.Context, d *decide.Decider, health *grpchealth.Server, m *metrics.Metrics, log *slog.Logger, services ...string) *httpapi.Readiness {
+	report := rls.HealthReporter(health, services...)
+	r := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Interval: time.Second, Log: log, OnChange: func(err error) {
+		report(err)
+		m.SetReady(err)
+	}})
+	r.Check(ctx)
+	go r.Run(ctx)
+	return r
+}
+
+// routeRedisLogs sends go-redis's own log lines (it prints one per failed dial while
+// Redis is down) to slog at debug level: the readiness watcher already logs one line per
+// change of the store's state.
+func routeRedisLogs(log *slog.Logger) { redis.SetLogger(redisLogger{log}) }
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if l.log.Enabled(ctx, slog.LevelDebug) {
+		l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+	}
+}
+
+// closeEngine closes the engine, waiting at most d: after a forced shutdown, calls still
+// blocked in the store (up to --redis-read-timeout) must not hold up the exit.
+func closeEngine(e limiter.Engine, d time.Duration, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.Close(); err != nil {
+			log.Debug("closing the engine", "error", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		log.Warn("the engine did not close in time; exiting anyway", "waited", d)
+	}
+}

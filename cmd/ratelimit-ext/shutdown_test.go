@@ -1,0 +1,373 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
+)
+
+// The graceful-shutdown contract these tests hold the real binary to
+// (docs/operations.md#shutdown):
+//   - on SIGTERM the process stops accepting connections and sends GOAWAY, then lets
+//     every RPC it has already received finish: those get their normal answer;
+//   - an RPC that arrives after shutdown began fails with UNAVAILABLE (connection
+//     refused or refused stream), which Envoy's failure_mode_deny setting decides;
+//     no other error code is ever seen;
+//   - it exits 0 once drained, or 1 ("shutdown deadline passed") if RPCs are still in
+//     flight after --shutdown-timeout, at which point they are cut off.
+
+// buildBinary compiles this command into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go toolchain not on PATH: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "ratelimit-ext")
+	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// server is a running ratelimit-ext process.
+type server struct {
+	cmd      *exec.Cmd
+	grpcAddr string
+	exited   chan struct{}
+	exitErr  error
+	exitedAt time.Time
+
+	mu    sync.Mutex
+	lines []string // stderr, one log line each
+}
+
+func (s *server) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n")
+}
+
+// startBinary runs bin serve with a temporary config (one generous limit on key k) and
+// the given flags, and waits for its "serving" line.
+func startBinary(t *testing.T, bin string, flags ...string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {name: k, unit: hour, requests_per_unit: 1000000000}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--config-dir", dir, "--log-format", "json", "--watch=false"}, flags...)
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() { // the test's own settings must not leak in
+		if !strings.HasPrefix(kv, "RATELIMIT_EXT_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, exited: make(chan struct{})}
+	serving := make(chan string, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.lines = append(s.lines, line)
+			s.mu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				GRPC string `json:"grpc"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+				serving <- rec.GRPC
+			}
+		}
+	}()
+	go func() {
+		<-scanned // Wait after the pipe is drained
+		s.exitErr = cmd.Wait()
+		s.exitedAt = time.Now()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-s.exited
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.log())
+		}
+	})
+	select {
+	case s.grpcAddr = <-serving:
+	case <-s.exited:
+		t.Fatalf("server exited before serving: %v\n%s", s.exitErr, s.log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("server did not log 'serving' within 20 s:\n%s", s.log())
+	}
+	return s
+}
+
+// waitExit waits for the process and returns its exit code and when it exited.
+func (s *server) waitExit(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-s.exited:
+	case <-time.After(within):
+		t.Fatalf("the process did not exit within %v of SIGTERM", within)
+	}
+	var ee *exec.ExitError
+	switch {
+	case s.exitErr == nil:
+		return 0
+	case errors.As(s.exitErr, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait: %v", s.exitErr)
+	return -1
+}
+
+func rlsClient(t *testing.T, addr string) rlsv3.RateLimitServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return rlsv3.NewRateLimitServiceClient(conn)
+}
+
+var shutdownReq = &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{{
+	Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "k", Value: "client"}}}}}
+
+// outcome is one RPC as a client saw it.
+type outcome struct {
+	start, end time.Time
+	code       codes.Code
+}
+
+// SIGTERM under load on the memory engine: no error but UNAVAILABLE, exit 0 in time.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	bin := buildBinary(t)
+	s := startBinary(t, bin, "--shutdown-timeout", "5s")
+	client := rlsClient(t, s.grpcAddr)
+
+	var mu sync.Mutex
+	var outcomes []outcome
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				o := outcome{start: time.Now()}
+				resp, err := client.ShouldRateLimit(ctx, shutdownReq)
+				cancel()
+				o.end, o.code = time.Now(), status.Code(err)
+				if err == nil && resp.OverallCode != rlsv3.RateLimitResponse_OK {
+					o.code = codes.Internal // not expected with a limit of 10^9
+				}
+				mu.Lock()
+				outcomes = append(outcomes, o)
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(10 * time.Millisecond) // the server is going away
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	sigAt := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code := s.waitExit(t, 5*time.Second)
+	time.Sleep(100 * time.Millisecond) // clients now meet a closed port
+	stop.Store(true)
+	wg.Wait()
+
+	if code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	if took := s.exitedAt.Sub(sigAt); took > 2*time.Second {
+		t.Errorf("took %v to drain fast RPCs", took)
+	}
+	okBefore, unavailableAfter := 0, 0
+	for _, o := range outcomes {
+		switch {
+		case o.code == codes.OK && o.start.Before(sigAt):
+			okBefore++
+		case o.code == codes.OK:
+		case o.code == codes.Unavailable:
+			if o.end.Before(sigAt) {
+				t.Errorf("UNAVAILABLE before SIGTERM was sent (%v)", sigAt.Sub(o.end))
+			}
+			unavailableAfter++
+		default:
+			t.Errorf("an RPC failed with %v: only UNAVAILABLE is expected once shutdown began", o.code)
+		}
+	}
+	if okBefore < 100 || unavailableAfter == 0 {
+		t.Fatalf("%d OK before SIGTERM, %d UNAVAILABLE after: the load or the shutdown did not happen", okBefore, unavailableAfter)
+	}
+	log := s.log()
+	if !strings.Contains(log, `"msg":"shutting down"`) || strings.Contains(log, `"level":"ERROR"`) {
+		t.Fatalf("log:\n%s", log)
+	}
+	// No log line per request at the default level: thousands of RPCs, a handful of lines.
+	if n := strings.Count(log, "\n") + 1; n > 10 {
+		t.Errorf("%d log lines for %d RPCs:\n%s", n, len(outcomes), log)
+	}
+	t.Logf("%d RPCs: %d OK before SIGTERM, %d UNAVAILABLE after; exited %v after SIGTERM",
+		len(outcomes), okBefore, unavailableAfter, s.exitedAt.Sub(sigAt).Round(time.Millisecond))
+}
+
+// pauseRedis holds every Redis command for d (CLIENT PAUSE ... ALL): RPCs the server has
+// received then wait inside it, in flight, for as long as we like.
+func pauseRedis(t *testing.T, srv *testredis.Server, d time.Duration) {
+	t.Helper()
+	if err := srv.Client().Do(context.Background(), "CLIENT", "PAUSE", d.Milliseconds(), "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inFlight starts n RPCs and returns their outcomes when all have ended.
+func inFlight(client rlsv3.RateLimitServiceClient, n int) func() []outcome {
+	out := make([]outcome, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out[i].start = time.Now()
+			_, err := client.ShouldRateLimit(ctx, shutdownReq)
+			out[i].end, out[i].code = time.Now(), status.Code(err)
+		}()
+	}
+	return func() []outcome { wg.Wait(); return out }
+}
+
+// RPCs in flight when SIGTERM arrives (held in a paused Redis) complete with their
+// normal answer after it; a new RPC is refused with UNAVAILABLE; the process exits 0
+// once they are done, well within the deadline.
+func TestSIGTERMDrainsInFlightRPCs(t *testing.T) {
+	srv := testredis.Start(t)
+	bin := buildBinary(t)
+	s := startBinary(t, bin, "--redis-url", srv.URL(), "--redis-read-timeout", "5s",
+		"--redis-write-timeout", "5s", "--shutdown-timeout", "5s")
+	client := rlsClient(t, s.grpcAddr)
+	if _, err := client.ShouldRateLimit(context.Background(), shutdownReq); err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
+
+	const pause = 1500 * time.Millisecond
+	pauseRedis(t, srv, pause)
+	pausedAt := time.Now()
+	wait := inFlight(client, 8)
+	time.Sleep(300 * time.Millisecond) // the RPCs reach the server and block in Redis
+	sigAt := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	// Shutdown began: a new RPC is refused.
+	late := inFlight(rlsClient(t, s.grpcAddr), 1)()
+	if late[0].code != codes.Unavailable {
+		t.Errorf("an RPC after SIGTERM got %v, want UNAVAILABLE", late[0].code)
+	}
+
+	outs := wait()
+	code := s.waitExit(t, 6*time.Second)
+	for i, o := range outs {
+		if o.code != codes.OK {
+			t.Errorf("in-flight RPC %d ended with %v, want its normal answer", i, o.code)
+		}
+		if o.end.Before(sigAt) {
+			t.Errorf("in-flight RPC %d ended before SIGTERM: it was not in flight", i)
+		}
+		if o.end.Before(pausedAt.Add(pause - 100*time.Millisecond)) {
+			t.Errorf("in-flight RPC %d ended %v into a %v Redis pause", i, o.end.Sub(pausedAt), pause)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	for i, o := range outs {
+		if s.exitedAt.Before(o.end) {
+			t.Errorf("the process exited before in-flight RPC %d was answered", i)
+		}
+	}
+	if took := s.exitedAt.Sub(sigAt); took > 4*time.Second {
+		t.Errorf("exit %v after SIGTERM: the drain did not end when the RPCs did", took)
+	}
+}
+
+// RPCs still in flight at --shutdown-timeout are cut off: exit 1, promptly.
+func TestSIGTERMDeadlinePassed(t *testing.T) {
+	srv := testredis.Start(t)
+	bin := buildBinary(t)
+	s := startBinary(t, bin, "--redis-url", srv.URL(), "--redis-read-timeout", "10s",
+		"--redis-write-timeout", "10s", "--shutdown-timeout", "500ms")
+	client := rlsClient(t, s.grpcAddr)
+	if _, err := client.ShouldRateLimit(context.Background(), shutdownReq); err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
+	pauseRedis(t, srv, 4*time.Second)
+	wait := inFlight(client, 4)
+	time.Sleep(300 * time.Millisecond)
+	sigAt := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code := s.waitExit(t, 3*time.Second)
+	if code != 1 {
+		t.Fatalf("exit code %d with RPCs stuck past the deadline, want 1", code)
+	}
+	if took := s.exitedAt.Sub(sigAt); took < 500*time.Millisecond || took > 2500*time.Millisecond {
+		t.Errorf("exited %v after SIGTERM with a 500 ms deadline", took)
+	}
+	for i, o := range wait() {
+		if o.code != codes.Unavailable {
+			t.Errorf("cut-off RPC %d ended with %v, want UNAVAILABLE", i, o.code)
+		}
+	}
+	if !strings.Contains(s.log(), "shutdown deadline passed") {
+		t.Fatalf("the forced stop is not logged:\n%s", s.log())
+	}
+}

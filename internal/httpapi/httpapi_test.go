@@ -1,0 +1,158 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+const rules = `
+domain: web
+descriptors:
+  - key: ip
+    rate_limit: {name: per-ip, unit: hour, requests_per_unit: 2}
+`
+
+// now is 800 s into an hour, so the window resets in 2,800,000 ms.
+const now = int64(1_700_000_000_000)
+
+func newDecider(t *testing.T) *decide.Decider {
+	t.Helper()
+	rs, err := descriptors.Parse("web.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
+	t.Cleanup(func() { engine.Close() })
+	return decide.New(rs, engine, storekey.New("h:", 0), false)
+}
+
+func serveAPI(t *testing.T, a *httpapi.API) string {
+	t.Helper()
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func do(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestHealthAndReadinessOnTheMemoryEngine(t *testing.T) {
+	d := newDecider(t)
+	for _, withReadiness := range []bool{false, true} {
+		a := httpapi.New(d, quiet(), nil)
+		if withReadiness {
+			a.UseReadiness(httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet()}))
+		}
+		url := serveAPI(t, a)
+		if code, body := do(t, "GET", url+"/healthz", ""); code != 200 || body != "ok\n" {
+			t.Fatalf("/healthz %d %q", code, body)
+		}
+		if code, body := do(t, "GET", url+"/readyz", ""); code != 200 || body != "ready\n" {
+			t.Fatalf("/readyz %d %q", code, body)
+		}
+		if code, _ := do(t, "POST", url+"/healthz", ""); code != http.StatusMethodNotAllowed {
+			t.Fatalf("POST /healthz %d", code)
+		}
+	}
+}
+
+// POST /v1/decide gives ShouldRateLimit's decision and charges the same state.
+func TestDecideEndpoint(t *testing.T) {
+	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), nil)) + "/v1/decide"
+	req := `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.1"}]},{"entries":[{"key":"other","value":"x"}]}]}`
+	type status struct {
+		Code         string `json:"code"`
+		CurrentLimit *struct {
+			Name            string `json:"name"`
+			RequestsPerUnit int64  `json:"requests_per_unit"`
+			Unit            string `json:"unit"`
+			Algorithm       string `json:"algorithm"`
+		} `json:"current_limit"`
+		LimitRemaining       int64 `json:"limit_remaining"`
+		DurationUntilResetMs int64 `json:"duration_until_reset_ms"`
+	}
+	var out struct {
+		OverallCode  string   `json:"overall_code"`
+		Statuses     []status `json:"statuses"`
+		RetryAfterMs int64    `json:"retry_after_ms"`
+	}
+	for i, want := range []struct {
+		overall   string
+		remaining int64
+		retry     int64
+	}{{"OK", 1, 0}, {"OK", 0, 0}, {"OVER_LIMIT", 0, 2_800_000}} {
+		code, body := do(t, "POST", url, req)
+		if code != 200 {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+		out.Statuses, out.RetryAfterMs = nil, 0
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			t.Fatal(err)
+		}
+		st := out.Statuses[0]
+		if out.OverallCode != want.overall || st.LimitRemaining != want.remaining || out.RetryAfterMs != want.retry ||
+			st.CurrentLimit == nil || st.CurrentLimit.Name != "per-ip" || st.CurrentLimit.Algorithm != "fixed_window" ||
+			st.DurationUntilResetMs != 2_800_000 {
+			t.Fatalf("request %d: %s", i, body)
+		}
+		if len(out.Statuses) != 2 || out.Statuses[1].Code != "OK" || out.Statuses[1].CurrentLimit != nil {
+			t.Fatalf("request %d: the unmatched descriptor: %s", i, body)
+		}
+	}
+	for name, body := range map[string]string{
+		"bad JSON":      `{"domain":`,
+		"unknown field": `{"domain":"web","descriptors":[],"extra":1}`,
+		"empty domain":  `{"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`,
+		"no descriptor": `{"domain":"web","descriptors":[]}`,
+	} {
+		if code, resp := do(t, "POST", url, body); code != http.StatusBadRequest || !strings.Contains(resp, `"error"`) {
+			t.Errorf("%s: %d %s, want 400 with an error", name, code, resp)
+		}
+	}
+}
+
+func TestDebugConfig(t *testing.T) {
+	d := newDecider(t)
+	code, body := do(t, "GET", serveAPI(t, httpapi.New(d, quiet(), nil))+"/debug/config", "")
+	var dump struct {
+		Hash    string `json:"hash"`
+		Domains []struct {
+			Domain string `json:"domain"`
+			Limits []struct {
+				Name string `json:"name"`
+			} `json:"limits"`
+		} `json:"domains"`
+	}
+	if err := json.Unmarshal([]byte(body), &dump); code != 200 || err != nil {
+		t.Fatalf("%d %v %s", code, err, body)
+	}
+	if dump.Hash != d.Rules().Hash() || len(dump.Domains) != 1 || dump.Domains[0].Domain != "web" ||
+		len(dump.Domains[0].Limits) != 1 || dump.Domains[0].Limits[0].Name != "per-ip" {
+		t.Fatalf("dump %s", body)
+	}
+}

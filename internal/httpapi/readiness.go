@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+)
+
+// ReadinessOptions configures a Readiness.
+type ReadinessOptions struct {
+	Interval time.Duration // between background checks (default 1 s)
+	Timeout  time.Duration // of one store ping (default 500 ms)
+	Log      *slog.Logger  // one line per change of state (default slog.Default())
+	// OnChange, when set, is called with the new state (nil = ready) on every change,
+	// and once with the first state: grpc.health.v1 and the ready metric follow it.
+	OnChange func(err error)
+}
+
+// Readiness is the one readiness state the service reports everywhere (/readyz,
+// grpc.health.v1, the ready metric): rules are loaded and the store answers a ping.
+// Check observes it now; Run observes it every Interval in the background, so the state
+// follows a store that goes away and comes back even when nobody asks. Each change is
+// logged once: an unreachable store is a warning, its return an info line with how long
+// it was gone.
+type Readiness struct {
+	decider *decide.Decider
+	opts    ReadinessOptions
+
+	mu    sync.Mutex // serialises checks: states are recorded in the order observed
+	known bool
+	err   error
+	since time.Time // when the current state began
+}
+
+// NewReadiness returns the readiness of d's rules and engine.
+func NewReadiness(d *decide.Decider, o ReadinessOptions) *Readiness {
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 500 * time.Millisecond
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Readiness{decider: d, opts: o}
+}
+
+// errNoRules is the state before any rule set is in place.
+var errNoRules = errors.New("no rules loaded")
+
+// Check observes readiness now, records it and returns it (nil = ready). The caller's
+// cancellation does not count as the store failing.
+func (r *Readiness) Check(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.probe(ctx)
+	r.record(err)
+	return err
+}
+
+func (r *Readiness) probe(ctx context.Context) error {
+	if r.decider.Rules() == nil {
+		return errNoRules
+	}
+	p, ok := r.decider.Engine().(Pinger)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.Timeout)
+	defer cancel()
+	return p.Ping(ctx)
+}
+
+// record stores a state and reports it when it changed. Called with mu held.
+func (r *Readiness) record(err error) {
+	was, wasKnown := r.err, r.known
+	r.err, r.known = err, true
+	if wasKnown && (was == nil) == (err == nil) {
+		return // same state (a different error text is still the same state)
+	}
+	now := time.Now()
+	down := now.Sub(r.since)
+	r.since = now
+	switch {
+	case errors.Is(err, errNoRules):
+		r.opts.Log.Warn("not ready: no rules loaded")
+	case err != nil:
+		r.opts.Log.Warn("not ready: store unreachable", "error", err)
+	case wasKnown:
+		r.opts.Log.Info("ready: store reachable again", "unready_for", down.Round(time.Millisecond))
+	}
+	if r.opts.OnChange != nil {
+		r.opts.OnChange(err)
+	}
+}
+
+// Err is the last observed state (nil = ready); before the first check it checks.
+func (r *Readiness) Err() error {
+	r.mu.Lock()
+	known, err := r.known, r.err
+	r.mu.Unlock()
+	if !known {
+		return r.Check(context.Background())
+	}
+	return err
+}
+
+// Run checks every Interval until ctx ends.
+func (r *Readiness) Run(ctx context.Context) {
+	t := time.NewTicker(r.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Check(ctx)
+		}
+	}
+}

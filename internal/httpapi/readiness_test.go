@@ -1,0 +1,187 @@
+package httpapi_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
+)
+
+// lockedBuffer collects log lines from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// /readyz and grpc.health.v1 follow a real Redis that stops and comes back, and the
+// readiness watcher logs exactly one line per change however often it checks.
+func TestReadinessFollowsRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	engine, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(),
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	rs, err := descriptors.Parse("web.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	d := decide.New(rs, m.Engine("redis", engine), storekey.New("h:", 0), false)
+
+	health := grpchealth.NewServer()
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, health)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	hc := healthpb.NewHealthClient(conn)
+
+	logs := &lockedBuffer{}
+	report := rls.HealthReporter(health)
+	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{
+		Interval: 100 * time.Millisecond,
+		Log:      slog.New(slog.NewTextHandler(logs, nil)),
+		OnChange: func(err error) { report(err); m.SetReady(err) },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := ready.Check(ctx); err != nil {
+		t.Fatalf("not ready with Redis up: %v", err)
+	}
+	go ready.Run(ctx)
+	a := httpapi.New(d, slog.New(slog.NewTextHandler(logs, nil)), nil)
+	a.UseReadiness(ready)
+	url := serveAPI(t, a) + "/readyz"
+
+	// grpcStatus asks grpc.health.v1 about the server and the RLS: the state they report
+	// when they agree, else UNKNOWN (a change can land between the two calls).
+	grpcStatus := func() healthpb.HealthCheckResponse_ServingStatus {
+		var got []healthpb.HealthCheckResponse_ServingStatus
+		for _, svc := range []string{"", "envoy.service.ratelimit.v3.RateLimitService"} {
+			resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+			if err != nil {
+				t.Fatalf("health check %q: %v", svc, err)
+			}
+			got = append(got, resp.Status)
+		}
+		if got[0] != got[1] {
+			return healthpb.HealthCheckResponse_UNKNOWN
+		}
+		return got[0]
+	}
+	waitGRPC := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for grpcStatus() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("gRPC health not %v for both services after 5 s; log:\n%s", want, logs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	if code, body := do(t, "GET", url, ""); code != 200 {
+		t.Fatalf("/readyz %d %q with Redis up", code, body)
+	}
+	if s := grpcStatus(); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC health %v with Redis up", s)
+	}
+
+	srv.Stop()
+	// The background watcher alone moves gRPC health (nobody asked /readyz yet) ...
+	waitGRPC(healthpb.HealthCheckResponse_NOT_SERVING)
+	// ... and /readyz says the same, with the reason.
+	code, body := do(t, "GET", url, "")
+	if code != 503 || !strings.Contains(body, "not ready") {
+		t.Fatalf("/readyz %d %q with Redis stopped", code, body)
+	}
+	time.Sleep(300 * time.Millisecond) // several more failed checks: still one line
+
+	srv.Restart()
+	waitGRPC(healthpb.HealthCheckResponse_SERVING)
+	if code, body := do(t, "GET", url, ""); code != 200 {
+		t.Fatalf("/readyz %d %q after Redis came back", code, body)
+	}
+
+	log := logs.String()
+	if n := strings.Count(log, "not ready: store unreachable"); n != 1 {
+		t.Errorf("%d 'unreachable' lines for one outage, want 1:\n%s", n, log)
+	}
+	if n := strings.Count(log, "ready: store reachable again"); n != 1 {
+		t.Errorf("%d 'reachable again' lines for one recovery, want 1:\n%s", n, log)
+	}
+	if n := strings.Count(log, "\n"); n != 2 {
+		t.Errorf("%d log lines, want exactly 2:\n%s", n, log)
+	}
+}
+
+// /readyz checks at once: a probe right after the store went away sees it, even before
+// the background watcher's next tick, and gRPC health follows that observation.
+func TestReadyzChecksNow(t *testing.T) {
+	srv := testredis.Start(t)
+	engine, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), DialTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	rs, _ := descriptors.Parse("web.yaml", []byte(rules))
+	d := decide.New(rs, engine, storekey.New("h:", 0), false)
+	var changes []bool
+	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Interval: time.Hour, Log: quiet(),
+		OnChange: func(err error) { changes = append(changes, err == nil) }})
+	a := httpapi.New(d, quiet(), nil)
+	a.UseReadiness(ready)
+	url := serveAPI(t, a) + "/readyz"
+	if code, _ := do(t, "GET", url, ""); code != 200 {
+		t.Fatal("not ready with Redis up")
+	}
+	srv.Stop()
+	if code, _ := do(t, "GET", url, ""); code != 503 {
+		t.Fatal("/readyz did not see Redis stop")
+	}
+	if ready.Err() == nil {
+		t.Fatal("the shared state did not follow /readyz")
+	}
+	if len(changes) != 2 || !changes[0] || changes[1] {
+		t.Fatalf("state changes %v, want [ready, not ready]", changes)
+	}
+}

@@ -1,0 +1,469 @@
+package reload_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/reload"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+// rules is a one-limit rule file whose limit name tells which edit is serving.
+func rules(name string) string {
+	return fmt.Sprintf("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {name: %s, unit: hour, requests_per_unit: 1000000}\n", name)
+}
+
+// broken has an unknown unit on line 4.
+const broken = "domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {name: bad, unit: fortnight, requests_per_unit: 5}\n"
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// harness runs a Watcher on dir and records what it applies and every load attempt.
+type harness struct {
+	decider  *decide.Decider
+	loads    atomic.Int64
+	failures atomic.Int64
+	lastErr  atomic.Pointer[error]
+	logs     *syncBuffer
+}
+
+func watch(t *testing.T, dir string, o reload.Options) *harness {
+	t.Helper()
+	rs, err := descriptors.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	t.Cleanup(func() { engine.Close() })
+	h := &harness{decider: decide.New(rs, engine, storekey.New("r:", 0), false), logs: &syncBuffer{}}
+	o.Dir = dir
+	o.Log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o.OnLoad = func(_ *descriptors.RuleSet, err error) {
+		h.loads.Add(1)
+		if err != nil {
+			h.failures.Add(1)
+			h.lastErr.Store(&err)
+		}
+	}
+	w, err := reload.Start(context.Background(), o, h.decider.SetRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
+}
+
+// serving is the name of the limit the rules in use give key k, or "".
+func (h *harness) serving() string {
+	ls := h.decider.Rules().Match("edge", []descriptors.Entry{{Key: "k", Value: "x"}})
+	if len(ls) == 0 {
+		return ""
+	}
+	return ls[0].Name
+}
+
+// waitFor polls until the serving limit is name, failing after within; it returns how
+// long it took.
+func (h *harness) waitFor(t *testing.T, name string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		if h.serving() == name {
+			return time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("rules %q still serving %v after the edit to %q; log:\n%s", h.serving(), within, name, h.logs)
+	return 0
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mkdir(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidEditTakesEffectWithinASecond(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v1"))
+	h := watch(t, dir, reload.Options{Watch: true})
+	if h.serving() != "v1" {
+		t.Fatal("initial rules not served")
+	}
+	time.Sleep(50 * time.Millisecond)
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v2"))
+	if took := h.waitFor(t, "v2", 2*time.Second); took > time.Second {
+		t.Fatalf("the edit took %v to take effect", took)
+	}
+	// A new file in a new subdirectory is picked up too.
+	mkdir(t, filepath.Join(dir, "team"))
+	write(t, filepath.Join(dir, "team", "api.yaml"), "domain: api\ndescriptors: []\n")
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(h.decider.Rules().Summary(), "2 domains") {
+		if time.Now().After(deadline) {
+			t.Fatalf("new subdirectory not loaded: %s", h.decider.Rules().Summary())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(h.logs.String(), "config reloaded") {
+		t.Fatalf("no reload logged:\n%s", h.logs)
+	}
+}
+
+// A broken edit is rejected as a whole: the old rules keep serving (and the service
+// stays ready), the error is logged with file:line and counted.
+func TestBrokenEditKeepsOldRules(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v1"))
+	h := watch(t, dir, reload.Options{Watch: true})
+	api := httpapi.New(h.decider, slog.New(slog.NewTextHandler(h.logs, nil)), nil)
+	api.UseReadiness(httpapi.NewReadiness(h.decider, httpapi.ReadinessOptions{Log: slog.New(slog.NewTextHandler(h.logs, nil))}))
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+
+	write(t, path, broken)
+	deadline := time.Now().Add(2 * time.Second)
+	for h.failures.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broken edit was not loaded; log:\n%s", h.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := h.serving(); got != "v1" {
+		t.Fatalf("serving %q after a broken edit, want the old v1", got)
+	}
+	err := *h.lastErr.Load()
+	if !strings.Contains(err.Error(), "edge.yaml:4:") || !strings.Contains(err.Error(), "fortnight") {
+		t.Fatalf("load error %q does not name file:line and the problem", err)
+	}
+	if log := h.logs.String(); !strings.Contains(log, "config reload failed") || !strings.Contains(log, "edge.yaml:4:") {
+		t.Fatalf("the failure is not logged with file:line:\n%s", log)
+	}
+	resp, rerr := http.Get(srv.URL + "/readyz")
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz %d after a broken edit", resp.StatusCode)
+	}
+
+	// Fixing the file serves the fix.
+	write(t, path, rules("v3"))
+	h.waitFor(t, "v3", 2*time.Second)
+}
+
+// configMap lays out dir as the kubelet does: ..<ts>/edge.yaml, ..data -> ..<ts>,
+// edge.yaml -> ..data/edge.yaml.
+func configMap(t *testing.T, dir, ts, content string) {
+	t.Helper()
+	mkdir(t, filepath.Join(dir, ts))
+	write(t, filepath.Join(dir, ts, "edge.yaml"), content)
+	if err := os.Symlink(ts, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "edge.yaml"), filepath.Join(dir, "edge.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// swapConfigMap does what the kubelet does on an update: a new timestamped directory,
+// a temporary symlink to it renamed over ..data (atomic), then the old directory removed.
+func swapConfigMap(t *testing.T, dir, oldTS, newTS, content string) {
+	t.Helper()
+	mkdir(t, filepath.Join(dir, newTS))
+	write(t, filepath.Join(dir, newTS, "edge.yaml"), content)
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(newTS, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, oldTS)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigMapSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	configMap(t, dir, "..2026_11_22_10_00_00.000000001", rules("v1"))
+	h := watch(t, dir, reload.Options{Watch: true})
+	if h.serving() != "v1" {
+		t.Fatal("initial ConfigMap rules not served")
+	}
+	swapConfigMap(t, dir, "..2026_11_22_10_00_00.000000001", "..2026_11_22_10_05_00.000000002", rules("v2"))
+	h.waitFor(t, "v2", 2*time.Second)
+	// Again: the watches followed the first swap.
+	swapConfigMap(t, dir, "..2026_11_22_10_05_00.000000002", "..2026_11_22_10_10_00.000000003", rules("v3"))
+	h.waitFor(t, "v3", 2*time.Second)
+	if n := h.failures.Load(); n != 0 {
+		t.Fatalf("%d failed loads during ConfigMap swaps; log:\n%s", n, h.logs)
+	}
+}
+
+// The config directory replaced by a rename: the watch moves to the new directory.
+func TestDirReplacedByRename(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "config")
+	mkdir(t, dir)
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v1"))
+	h := watch(t, dir, reload.Options{Watch: true})
+
+	mkdir(t, filepath.Join(base, "config.new"))
+	write(t, filepath.Join(base, "config.new", "edge.yaml"), rules("v2"))
+	if err := os.Rename(dir, filepath.Join(base, "config.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(base, "config.new"), dir); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "v2", 2*time.Second)
+	// Edits in the new directory are seen; the old one is no longer watched.
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v3"))
+	h.waitFor(t, "v3", 2*time.Second)
+	write(t, filepath.Join(base, "config.old", "edge.yaml"), rules("stale"))
+	time.Sleep(400 * time.Millisecond)
+	if got := h.serving(); got != "v3" {
+		t.Fatalf("serving %q: the old directory is still read", got)
+	}
+
+	// Removed and re-created.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // a failed load of the missing directory keeps v3
+	if got := h.serving(); got != "v3" {
+		t.Fatalf("serving %q while the directory is missing", got)
+	}
+	mkdir(t, dir)
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v4"))
+	h.waitFor(t, "v4", 2*time.Second)
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v5"))
+	h.waitFor(t, "v5", 2*time.Second)
+}
+
+// A config directory that is a symlink is watched through it, and re-pointing the
+// symlink (atomically, as `ln -sfn` or a deploy tool does) switches to the new target.
+func TestSymlinkedDir(t *testing.T) {
+	base := t.TempDir()
+	for _, v := range []string{"r1", "r2"} {
+		mkdir(t, filepath.Join(base, v))
+	}
+	write(t, filepath.Join(base, "r1", "edge.yaml"), rules("v1"))
+	write(t, filepath.Join(base, "r2", "edge.yaml"), rules("v2"))
+	dir := filepath.Join(base, "config")
+	if err := os.Symlink("r1", dir); err != nil {
+		t.Fatal(err)
+	}
+	h := watch(t, dir, reload.Options{Watch: true})
+	write(t, filepath.Join(base, "r1", "edge.yaml"), rules("v1b"))
+	h.waitFor(t, "v1b", 2*time.Second)
+
+	tmp := filepath.Join(base, "config.tmp")
+	if err := os.Symlink("r2", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "v2", 2*time.Second)
+	write(t, filepath.Join(base, "r2", "edge.yaml"), rules("v2b"))
+	h.waitFor(t, "v2b", 2*time.Second)
+}
+
+// A symlinked subdirectory (loading follows it) is watched too.
+func TestSymlinkedSubdirectory(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "config")
+	mkdir(t, dir)
+	mkdir(t, filepath.Join(base, "elsewhere"))
+	write(t, filepath.Join(base, "elsewhere", "edge.yaml"), rules("v1"))
+	if err := os.Symlink(filepath.Join(base, "elsewhere"), filepath.Join(dir, "shared")); err != nil {
+		t.Fatal(err)
+	}
+	h := watch(t, dir, reload.Options{Watch: true})
+	if h.serving() != "v1" {
+		t.Fatal("rules behind the symlink not served")
+	}
+	write(t, filepath.Join(base, "elsewhere", "edge.yaml"), rules("v2"))
+	h.waitFor(t, "v2", 2*time.Second)
+}
+
+// A burst of events is one load.
+func TestEventsAreCoalesced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v0"))
+	h := watch(t, dir, reload.Options{Watch: true, Debounce: 150 * time.Millisecond, MaxDelay: 5 * time.Second})
+	for i := 1; i <= 50; i++ {
+		write(t, path, rules(fmt.Sprintf("v%d", i)))
+	}
+	h.waitFor(t, "v50", 2*time.Second)
+	time.Sleep(400 * time.Millisecond)
+	// One load; two if a starved scheduler let the debounce expire mid-burst.
+	if n := h.loads.Load(); n > 2 {
+		t.Fatalf("50 writes in a burst made %d loads, want 1; log:\n%s", n, h.logs)
+	}
+}
+
+// A steady trickle of events closer together than the debounce still reloads within
+// MaxDelay.
+func TestSteadyTrickleStillReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v0"))
+	h := watch(t, dir, reload.Options{Watch: true, Debounce: 100 * time.Millisecond, MaxDelay: 300 * time.Millisecond})
+	stop := time.Now().Add(1200 * time.Millisecond)
+	for i := 1; time.Now().Before(stop); i++ {
+		write(t, path, rules(fmt.Sprintf("v%d", i)))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := h.loads.Load(); n < 2 {
+		t.Fatalf("%d loads during 1.2 s of writes every 20 ms, want one at least every 300 ms", n)
+	}
+}
+
+func TestSIGHUPReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v1"))
+	h := watch(t, dir, reload.Options{Watch: false, Debounce: 20 * time.Millisecond})
+	write(t, path, rules("v2"))
+	time.Sleep(300 * time.Millisecond)
+	if h.serving() != "v1" {
+		t.Fatal("reloaded without watching")
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "v2", 2*time.Second)
+	if !strings.Contains(h.logs.String(), "SIGHUP") {
+		t.Fatalf("SIGHUP not logged:\n%s", h.logs)
+	}
+}
+
+// 100 rapid edits (in place, so some loads see a half-written file) while clients call
+// ShouldRateLimit over a real gRPC connection: no RPC fails, every answer comes from a
+// complete rule set, and the last edit's rules end up serving.
+func TestRapidEditsUnderTraffic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v0"))
+	h := watch(t, dir, reload.Options{Watch: true, Debounce: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(h.decider, rls.Options{RetryAfter: true}, nil))
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client := rlsv3.NewRateLimitServiceClient(conn)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls, failures, unlimited atomic.Int64
+	var firstErr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	var last atomic.Value
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := &rlsv3.RateLimitRequest{Domain: "edge", Descriptors: []*ratelimitv3.RateLimitDescriptor{{
+				Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "k", Value: fmt.Sprint("client-", c)}}}}}
+			for ctx.Err() == nil {
+				resp, err := client.ShouldRateLimit(context.Background(), req)
+				calls.Add(1)
+				switch {
+				case err != nil:
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, &err)
+				case resp.OverallCode != rlsv3.RateLimitResponse_OK || resp.Statuses[0].CurrentLimit == nil:
+					unlimited.Add(1)
+				default:
+					last.Store(resp.Statuses[0].CurrentLimit.Name)
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 100; i++ {
+		write(t, path, rules(fmt.Sprintf("v%d", i)))
+		time.Sleep(2 * time.Millisecond)
+	}
+	h.waitFor(t, "v100", 2*time.Second)
+	time.Sleep(50 * time.Millisecond) // let the clients see it
+	cancel()
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d of %d RPCs failed during the edits, first: %v", n, calls.Load(), *firstErr.Load())
+	}
+	if n := unlimited.Load(); n > 0 {
+		t.Fatalf("%d of %d answers came from an incomplete rule set (no limit or not OK)", n, calls.Load())
+	}
+	if got := last.Load(); got != "v100" {
+		t.Fatalf("clients last saw %v, want v100", got)
+	}
+	if n := h.loads.Load(); n >= 100 {
+		t.Fatalf("%d loads for 100 rapid edits: not coalesced", n)
+	}
+	t.Logf("%d RPCs, %d loads (%d rejected half-written files)", calls.Load(), h.loads.Load(), h.failures.Load())
+}
