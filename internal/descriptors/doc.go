@@ -25,6 +25,37 @@
 //	    detailed_metric: false
 //	    replaces: [{name: x}]    # SPEC §7's place: applies to every limit of the entry
 //	    descriptors: [...]       # nested entries, at most 16 levels
+//	ext_authz: {...}             # optional, see below
+//
+// # ext_authz
+//
+// An optional top-level ext_authz key says how an Envoy ext_authz CheckRequest becomes
+// descriptors of the file's domain (docs/configuration.md has the reference):
+//
+//	ext_authz:
+//	  descriptors:                   # each item builds one descriptor (at most 64)
+//	    - when: {path: {exact: /ip}, headers: [{name: ":method", one_of: [GET]}]}
+//	      entries:                   # 1 to 16, in order
+//	        - remote_address: {xff_num_trusted_hops: 1}
+//	        - request_headers: {header_name: x-api-key, descriptor_key: api_key}
+//	      hits_addend: {request_header: x-cost}
+//
+// Sources: remote_address, masked_remote_address, request_headers, generic_key,
+// header_value_match, path, method, host, principal, context_extension. It compiles into
+// an immutable ExtAuthz (RuleSet.ExtAuthz); package extauthz evaluates it. Decisions
+// where nothing else says:
+//
+//   - Field names follow Envoy's rate-limit actions (header_name, descriptor_key,
+//     descriptor_value, skip_if_absent, expect_match, v4_prefix_mask_len, ...); header
+//     and string matchers are Envoy's HeaderMatcher and StringMatcher, flattened (exact,
+//     prefix, suffix, contains, regex, pattern, one_of; ignore_case; present; invert).
+//   - `source: {}` and a bare `source:` both mean all defaults. Header names are lower
+//     cased. An empty prefix, suffix or contains is an error (it would match anything).
+//   - A descriptor whose entry keys and constant values cannot reach any limit of the
+//     domain is an error, so a typo cannot silently switch limiting off; descriptors
+//     with skip_if_absent entries have several shapes and are not checked.
+//   - Problems inside the section are reported like all others; a file with errors has
+//     no RuleSet, so a broken ext_authz section keeps the previous rules serving.
 //
 // # Matching
 //

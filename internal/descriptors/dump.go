@@ -1,6 +1,10 @@
 package descriptors
 
-import "github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+import (
+	"fmt"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
 
 // The /debug/config view: plain structs with JSON tags, built on demand so the
 // RuleSet itself carries no presentation state.
@@ -12,10 +16,24 @@ type dumpRuleSet struct {
 }
 
 type dumpDomain struct {
-	Domain string      `json:"domain"`
-	File   string      `json:"file"`
-	Line   int         `json:"line"`
-	Limits []dumpLimit `json:"limits"`
+	Domain   string        `json:"domain"`
+	File     string        `json:"file"`
+	Line     int           `json:"line"`
+	Limits   []dumpLimit   `json:"limits"`
+	ExtAuthz *dumpExtAuthz `json:"ext_authz,omitempty"`
+}
+
+// dumpExtAuthz shows each ext_authz descriptor as one readable line per part.
+type dumpExtAuthz struct {
+	Line        int                `json:"line"`
+	Descriptors []dumpExtAuthzDesc `json:"descriptors"`
+}
+
+type dumpExtAuthzDesc struct {
+	Line       int      `json:"line"`
+	When       []string `json:"when,omitempty"`
+	Entries    []string `json:"entries"`
+	HitsAddend string   `json:"hits_addend,omitempty"`
 }
 
 type dumpLimit struct {
@@ -47,6 +65,9 @@ func (rs *RuleSet) Dump() any {
 		for _, l := range d.limits {
 			dd.Limits = append(dd.Limits, dumpOne(l))
 		}
+		if d.extAuthz != nil {
+			dd.ExtAuthz = dumpExtAuthzOf(d.extAuthz)
+		}
 		out.Domains = append(out.Domains, dd)
 	}
 	return out
@@ -67,4 +88,30 @@ func dumpOne(l *Limit) dumpLimit {
 		}
 	}
 	return dl
+}
+
+func dumpExtAuthzOf(x *ExtAuthz) *dumpExtAuthz {
+	out := &dumpExtAuthz{Line: x.Line, Descriptors: make([]dumpExtAuthzDesc, 0, len(x.Descriptors))}
+	for i := range x.Descriptors {
+		d := &x.Descriptors[i]
+		dd := dumpExtAuthzDesc{Line: d.Line}
+		if d.When.Path != nil {
+			dd.When = append(dd.When, "path "+d.When.Path.String())
+		}
+		for j := range d.When.Headers {
+			dd.When = append(dd.When, d.When.Headers[j].String())
+		}
+		for j := range d.Entries {
+			dd.Entries = append(dd.Entries, d.Entries[j].String())
+		}
+		switch {
+		case d.Cost == nil:
+		case d.Cost.Header != "":
+			dd.HitsAddend = "header " + d.Cost.Header
+		default:
+			dd.HitsAddend = fmt.Sprint(d.Cost.Number)
+		}
+		out.Descriptors = append(out.Descriptors, dd)
+	}
+	return out
 }

@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
 
 // parseErrors parses src as t.yaml and returns the error lines.
@@ -58,7 +57,7 @@ func TestLoadErrors(t *testing.T) {
 		{"empty domain", `domain: ""` + "\n", []string{"t.yaml:1: domain: empty"}},
 		{"domain not a string", "domain: [a]\n", []string{"t.yaml:1: domain: want a string, got a list"}},
 		{"unknown file field", "domain: d\ndescriptor: []\n", []string{
-			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors)"}},
+			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors, ext_authz)"}},
 		{"unknown descriptor field", head + "    rate_limt: {}\n", []string{
 			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, replaces, descriptors)"}},
 		{"unknown limit field", head + lines(
@@ -355,8 +354,9 @@ func TestTooManyLimits(t *testing.T) {
 	}
 }
 
-// TestAliasBomb: aliases can describe a tree exponentially larger than the file. The
-// entry bound must stop it quickly instead of walking a million entries per level.
+// TestAliasBomb: aliases can describe a tree exponentially larger than the file (10^8
+// entries here). The entry bound must stop the walk at 200,000 entries; the test's own
+// timeout catches a walk that does not stop.
 func TestAliasBomb(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("domain: d\ndescriptors:\n  - key: x0\n    descriptors: &l0\n      - {key: y, rate_limit: {unit: second, requests_per_unit: 1}}\n")
@@ -366,13 +366,9 @@ func TestAliasBomb(t *testing.T) {
 			fmt.Fprintf(&b, "      - {key: k%d, descriptors: *l%d}\n", i, lvl-1)
 		}
 	}
-	start := time.Now()
 	_, err := Parse("t.yaml", []byte(b.String()))
 	if err == nil || !strings.Contains(err.Error(), "more than 200000 descriptor entries in total") {
 		t.Fatalf("alias bomb not stopped: %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("alias bomb took %v", d)
 	}
 }
 
@@ -406,7 +402,7 @@ func TestErrorsOfSeveralFiles(t *testing.T) {
 	want := []string{
 		`a.yaml:3: descriptors[0].rate_limit.unit: unknown unit "sec" ` + want,
 		`c.yaml:2: domain: duplicate domain "edge" (already defined in a.yaml:1)`,
-		"c.yaml:3: foo: unknown field (want domain, algorithm, descriptors)",
+		"c.yaml:3: foo: unknown field (want domain, algorithm, descriptors, ext_authz)",
 		"d.yaml:1: yaml: did not find expected node content",
 	}
 	if err == nil {

@@ -24,6 +24,11 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("- a\n- b\n"))
 	f.Add([]byte("{domain: [1], descriptors: {a: b}}"))
 	f.Add([]byte("domain: d\n---\ndomain: e\n"))
+	if edge, err := os.ReadFile("../../config/edge.yaml"); err == nil { // has an ext_authz section
+		f.Add(edge)
+	}
+	f.Add([]byte("domain: d\ndescriptors: [{key: k, rate_limit: {unit: second, requests_per_unit: 1}}]\next_authz:\n  descriptors:\n" +
+		"    - when: {path: {regex: 'a(b'}, headers: [{name: ':x', one_of: [a, [b]]}]}\n      entries: [{request_headers: {header_name: x, descriptor_key: k}}, {masked_remote_address: {v4_prefix_mask_len: 40}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := Parse("fuzz.yaml", data)
 		if err == nil {

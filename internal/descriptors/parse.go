@@ -24,7 +24,7 @@ const (
 )
 
 var (
-	fileFields       = []string{"domain", "algorithm", "descriptors"}
+	fileFields       = []string{"domain", "algorithm", "descriptors", "ext_authz"}
 	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "replaces", "descriptors"}
 	limitFields      = []string{"name", "unit", "unit_multiplier", "requests_per_unit", "algorithm", "burst", "buckets", "unlimited", "replaces"}
 	replaceFields    = []string{"name"}
@@ -161,6 +161,7 @@ func (p *fileParser) parseRoot(root *yaml.Node) {
 		top = p.dom.root
 	}
 	p.descriptorList(top, f, "descriptors", 1, nil, "")
+	p.parseExtAuthz(f)
 }
 
 func tooLarge(size int64) string {

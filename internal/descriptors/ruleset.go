@@ -130,6 +130,8 @@ type domain struct {
 	line   int
 	root   *node
 	limits []*Limit // file order
+	// extAuthz is the domain's ext_authz section, nil without one.
+	extAuthz *ExtAuthz
 }
 
 // RuleSet is a compiled configuration. It is immutable and safe for concurrent use;

@@ -1,0 +1,269 @@
+// Package extauthz serves Envoy's external authorization API
+// (envoy.service.auth.v3.Authorization/Check) as a second door into the rate limiter:
+// a CheckRequest becomes a domain and descriptors (the domain's `ext_authz` section of
+// the rules, see descriptors.ExtAuthz), which are decided by the same decide.Decider,
+// rules, storage keys and state as ShouldRateLimit. The answer is rendered as HTTP:
+// allowed checks carry the rate-limit response headers, denied ones become a 429 with
+// Retry-After. Istio reaches it through an AuthorizationPolicy with action CUSTOM and an
+// envoyExtAuthzGrpc extension provider (docs/istio.md); any Envoy through its
+// envoy.filters.http.ext_authz filter (docs/ext_authz.md).
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+)
+
+// DomainExtension is the context extension that names the domain of a check. Envoy sets
+// context extensions per route or virtual host (ExtAuthzPerRoute.check_settings); a
+// check without it uses Options.DefaultDomain. Clients cannot set it.
+const DomainExtension = "domain"
+
+// FailureMode says how a check surfaces a store failure that the store failure policy
+// (decide.FailurePolicy, --store-failure-policy) leaves an error, i.e. under fail_closed.
+// Under fail_open the policy itself allows the check, and under local it is decided by
+// the replica's memory engine: neither reaches the failure mode.
+type FailureMode int
+
+const (
+	// FailEnvoy answers gRPC UNAVAILABLE, like ShouldRateLimit: Envoy's
+	// failure_mode_allow and status_on_error (Istio: failOpen, statusOnError) decide.
+	FailEnvoy FailureMode = iota
+	// FailOpen allows the request, with no rate-limit headers.
+	FailOpen
+	// FailClosed denies it with HTTP 503 (and a problem+json body when enabled).
+	FailClosed
+)
+
+var failureModeNames = [...]string{FailEnvoy: "envoy", FailOpen: "allow", FailClosed: "deny"}
+
+// ParseFailureMode reads --ext-authz-failure-mode: envoy, allow or deny.
+func ParseFailureMode(s string) (FailureMode, error) {
+	for i, n := range failureModeNames {
+		if n == s {
+			return FailureMode(i), nil
+		}
+	}
+	return 0, errors.New("want envoy, allow or deny")
+}
+
+func (m FailureMode) String() string { return failureModeNames[m] }
+
+// Options configures the Authorization server.
+type Options struct {
+	DefaultDomain string      // domain of checks without the domain context extension
+	FailureMode   FailureMode // how a store failure under fail_closed is answered
+	// XRateLimitHeaders adds X-RateLimit-Limit/-Remaining/-Reset (draft 03) to allowed
+	// and denied answers, as Envoy's rate-limit filter does for the RLS door.
+	XRateLimitHeaders bool
+	// Headers are the switches the RLS door renders with too (shared flags): Retry-After
+	// (and its jitter), the IETF RateLimit fields, problem+json bodies (also on a 503),
+	// and the upstream request header with the remaining quota.
+	Headers rls.Options
+	Log     *slog.Logger
+}
+
+// Observer sees every check that reached the decider (metrics); api is "ext_authz".
+type Observer interface {
+	Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error)
+}
+
+// Server implements authv3.AuthorizationServer.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	decider *decide.Decider
+	opts    Options
+	observe Observer // may be nil
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	warned map[string]bool // configuration warnings already logged
+}
+
+// New returns a Server deciding with d. obs, when not nil, sees every decided check.
+func New(d *decide.Decider, opts Options, obs Observer) *Server {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{decider: d, opts: opts, observe: obs, log: log, warned: map[string]bool{}}
+}
+
+// Register adds the server to a gRPC server.
+func (s *Server) Register(gs *grpc.Server) { authv3.RegisterAuthorizationServer(gs, s) }
+
+// APIName labels ext_authz checks in metrics.
+const APIName = "ext_authz"
+
+// Check decides one request. It answers OK (allowed, with rate-limit headers),
+// PERMISSION_DENIED with HTTP 429 (over a limit), or, when the store fails, what the
+// failure mode says. A check that yields no descriptor (no domain, no ext_authz section,
+// or nothing applies to this request) is allowed without touching the store. A check the
+// store failure policy answers with fail_open is allowed without rate-limit headers.
+func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	attrs := in.GetAttributes()
+	domain := attrs.GetContextExtensions()[DomainExtension]
+	if domain == "" {
+		domain = s.opts.DefaultDomain
+	}
+	if domain == "" {
+		s.warnOnce("", "ext_authz check without a domain: set the context extension \"domain\" in Envoy or --ext-authz-default-domain; allowing")
+		return allowed(nil), nil
+	}
+	rules := s.decider.Rules()
+	spec := rules.ExtAuthz(domain)
+	if spec == nil {
+		if rules.Limits(domain) == nil {
+			s.warnOnce(domain, "ext_authz check for an unknown domain; allowing", "domain", domain)
+		} else {
+			s.warnOnce(domain, "ext_authz check for a domain without an ext_authz section; allowing", "domain", domain)
+		}
+		return allowed(nil), nil
+	}
+	descs, skipped := Extract(spec, attrs)
+	if len(skipped) > 0 && s.log.Enabled(ctx, slog.LevelDebug) {
+		for _, sk := range skipped {
+			s.log.Debug("ext_authz descriptor skipped", "domain", domain, "descriptor", sk.Field, "reason", sk.Reason)
+		}
+	}
+	if len(descs) == 0 {
+		return allowed(nil), nil
+	}
+	req := &decide.Request{Domain: domain, Descriptors: descs}
+	res, err := s.decider.Decide(ctx, req)
+	if s.observe != nil {
+		s.observe.Observe(APIName, start, req, res, err)
+	}
+	if err != nil {
+		return s.failure(ctx, err)
+	}
+	return s.respond(res), nil
+}
+
+// respond renders a decision as a CheckResponse: the same fields the RLS door asks
+// Envoy to add (rls.Render), plus draft-03 headers, which Envoy renders itself for the
+// rate-limit filter but not for ext_authz.
+func (s *Server) respond(res *decide.Result) *authv3.CheckResponse {
+	var hs []Header
+	if s.opts.XRateLimitHeaders {
+		hs = Draft03Headers(res)
+	}
+	r := rls.Render(res, &s.opts.Headers)
+	for _, h := range r.Response {
+		hs = append(hs, Header{Name: h.Name, Value: h.Value})
+	}
+	if !res.OverLimit {
+		resp := allowed(hs)
+		for _, h := range r.Request { // to the upstream, e.g. the remaining quota
+			resp.GetOkResponse().Headers = append(resp.GetOkResponse().Headers, headerOption(Header{Name: h.Name, Value: h.Value}))
+		}
+		return resp
+	}
+	return denied(codes.PermissionDenied, "over the rate limit", typev3.StatusCode_TooManyRequests, hs, string(r.Body))
+}
+
+// failure answers a check the decider could not decide.
+func (s *Server) failure(ctx context.Context, err error) (*authv3.CheckResponse, error) {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return nil, status.FromContextError(ctxErr).Err() // Envoy has given up already
+	}
+	if errors.Is(err, decide.ErrInvalid) {
+		// A value over the request bounds (e.g. a huge header): the same InvalidArgument
+		// ShouldRateLimit answers, and Envoy's failure_mode_allow decides.
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.log.Debug("ext_authz check failed", "error", err, "failure_mode", s.opts.FailureMode)
+	switch s.opts.FailureMode {
+	case FailEnvoy:
+		return nil, status.Error(codes.Unavailable, err.Error())
+	case FailOpen:
+		return allowed(nil), nil
+	}
+	var hs []Header
+	var body string
+	if s.opts.Headers.ProblemDetails {
+		hs = append(hs, Header{Name: rls.HeaderContentType, Value: rls.ProblemContentType})
+		body = unavailableBody
+	}
+	return denied(codes.Unavailable, "rate limit store unavailable", typev3.StatusCode_ServiceUnavailable, hs, body), nil
+}
+
+// unavailableBody is the RFC 9457 body of a fail-closed answer.
+var unavailableBody = func() string {
+	b, _ := json.Marshal(map[string]any{
+		"type":   "about:blank",
+		"title":  "Service Unavailable",
+		"status": 503,
+		"detail": "The rate limit cannot be checked right now; retry later.",
+	})
+	return string(b)
+}()
+
+// warnOnce logs a configuration problem once per key (bounded, so a flood of distinct
+// domains cannot grow the set without end).
+func (s *Server) warnOnce(key, msg string, args ...any) {
+	s.mu.Lock()
+	seen := s.warned[key]
+	if !seen && len(s.warned) < 256 {
+		s.warned[key] = true
+	}
+	s.mu.Unlock()
+	if !seen {
+		s.log.Warn(msg, args...)
+	}
+}
+
+func allowed(hs []Header) *authv3.CheckResponse {
+	return &authv3.CheckResponse{
+		Status: status.New(codes.OK, "").Proto(),
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			ResponseHeadersToAdd: headerOptions(hs),
+		}},
+	}
+}
+
+func denied(code codes.Code, msg string, httpCode typev3.StatusCode, hs []Header, body string) *authv3.CheckResponse {
+	return &authv3.CheckResponse{
+		Status: status.New(code, msg).Proto(),
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: httpCode},
+			Headers: headerOptions(hs),
+			Body:    body,
+		}},
+	}
+}
+
+// headerOptions sets each header, replacing any value the upstream response (or Envoy)
+// already has, so a client never sees two X-RateLimit-Remaining values.
+func headerOptions(hs []Header) []*corev3.HeaderValueOption {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		out[i] = headerOption(h)
+	}
+	return out
+}
+
+func headerOption(h Header) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}

@@ -1,0 +1,599 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlssvc "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+// serverRules: the edge-like rules the server tests decide with.
+const serverRules = `domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit: {name: per-ip, unit: minute, requests_per_unit: 3, algorithm: sliding_window_log}
+  - key: api_key
+    rate_limits:
+      - {name: per-key-burst, unit: second, requests_per_unit: 1, algorithm: token_bucket, burst: 3}
+      - {name: per-key-daily, unit: day, requests_per_unit: 10000}
+  - key: generic_key
+    value: pair
+    rate_limit: {name: pair-demo, unit: second, unit_multiplier: 2, requests_per_unit: 2}
+  - key: generic_key
+    value: shadow
+    shadow_mode: true
+    rate_limit: {name: shadow-demo, unit: minute, requests_per_unit: 1}
+  - key: generic_key
+    value: free
+    rate_limit: {unlimited: true}
+ext_authz:
+  descriptors:
+    - when: {path: {exact: /ip}}
+      entries: [{remote_address: {xff_num_trusted_hops: 1}}]
+    - when: {path: {exact: /key}}
+      entries: [{request_headers: {header_name: x-api-key, descriptor_key: api_key}}]
+    - when: {path: {exact: /pair}}
+      entries: [{remote_address: {xff_num_trusted_hops: 1}}]
+    - when: {path: {exact: /pair}}
+      entries: [{generic_key: {descriptor_value: pair}}]
+    - when: {path: {exact: /shadow}}
+      entries: [{generic_key: {descriptor_value: shadow}}]
+    - when: {path: {exact: /free}}
+      entries: [{generic_key: {descriptor_value: free}}]
+`
+
+// base is an epoch-aligned test time (a multiple of every window below).
+const base = int64(1_700_000_040_000)
+
+type env struct {
+	t       *testing.T
+	now     atomic.Int64
+	engine  *countingEngine
+	decider *decide.Decider
+	rls     *rls.Server
+}
+
+// countingEngine counts engine calls and can be made to fail like a store.
+type countingEngine struct {
+	limiter.Engine
+	calls atomic.Int64
+	fail  atomic.Bool
+}
+
+func (e *countingEngine) Evaluate(ctx context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
+	e.calls.Add(1)
+	if e.fail.Load() {
+		return limiter.Outcome{}, fmt.Errorf("%w: redis: connection refused", limiter.ErrStore)
+	}
+	return e.Engine.Evaluate(ctx, now, checks, out)
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{t: t}
+	e.now.Store(base)
+	rs, err := descriptors.Parse("edge.yaml", []byte(serverRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Clock: e.now.Load, Sweep: -1})
+	t.Cleanup(func() { mem.Close() })
+	e.engine = &countingEngine{Engine: mem}
+	e.decider = decide.New(rs, e.engine, storekey.New("rlx:", 0), false)
+	e.rls = rls.New(e.decider, rls.Options{RetryAfter: true}, nil)
+	return e
+}
+
+func (e *env) server(o Options) *Server { return New(e.decider, o, nil) }
+
+var defaultOpts = Options{XRateLimitHeaders: true, Headers: rls.Options{RetryAfter: true}}
+
+// req builds a check for path from client ip (through one load balancer, as
+// envoy/ext_authz.yaml's connection manager sees it), with extra headers.
+func req(path, ip string, hdr ...string) *authv3.CheckRequest {
+	h := map[string]string{":path": path, ":method": "GET", ":authority": "example.com"}
+	if ip != "" {
+		h["x-forwarded-for"] = ip + ",127.0.0.1"
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		h[hdr[i]] = hdr[i+1]
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1"}}}},
+		Request:           &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Headers: h, Path: path, Method: "GET"}},
+		ContextExtensions: map[string]string{DomainExtension: "edge"},
+	}}
+}
+
+// answer is a CheckResponse flattened for assertions.
+type answer struct {
+	grpc    codes.Code
+	http    int // 200 for OK
+	headers map[string]string
+	body    string
+}
+
+func flatten(t *testing.T, r *authv3.CheckResponse, err error) answer {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	a := answer{grpc: codes.Code(r.GetStatus().GetCode()), headers: map[string]string{}}
+	var hs []*corev3.HeaderValueOption
+	switch h := r.GetHttpResponse().(type) {
+	case *authv3.CheckResponse_OkResponse:
+		a.http, hs = 200, h.OkResponse.GetResponseHeadersToAdd()
+		if len(h.OkResponse.GetHeaders()) > 0 || len(h.OkResponse.GetHeadersToRemove()) > 0 {
+			t.Errorf("OK answer changes the upstream request: %v", h.OkResponse)
+		}
+	case *authv3.CheckResponse_DeniedResponse:
+		a.http, hs, a.body = int(h.DeniedResponse.GetStatus().GetCode()), h.DeniedResponse.GetHeaders(), h.DeniedResponse.GetBody()
+	default:
+		t.Fatalf("no http_response: %v", r)
+	}
+	for _, h := range hs {
+		if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+			t.Errorf("header %s: append action %v", h.GetHeader().GetKey(), h.GetAppendAction())
+		}
+		if _, dup := a.headers[h.GetHeader().GetKey()]; dup {
+			t.Errorf("header %s twice", h.GetHeader().GetKey())
+		}
+		a.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	return a
+}
+
+func (e *env) check(s *Server, r *authv3.CheckRequest) answer {
+	e.t.Helper()
+	resp, err := s.Check(context.Background(), r)
+	return flatten(e.t, resp, err)
+}
+
+func wantHeaders(t *testing.T, what string, a answer, want map[string]string) {
+	t.Helper()
+	if fmt.Sprint(a.headers) != fmt.Sprint(want) {
+		t.Errorf("%s: headers\n  %v\nwant\n  %v", what, a.headers, want)
+	}
+}
+
+// Per client address: 3 per minute (sliding_window_log). Allowed answers carry the
+// remaining quota; the 4th is a 429 with Retry-After and the same headers.
+func TestCheckPerIP(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	for i := range 3 {
+		e.now.Store(base + int64(i)*1000)
+		a := e.check(s, req("/ip", "203.0.113.1"))
+		if a.grpc != codes.OK || a.http != 200 {
+			t.Fatalf("request %d: %v %d", i, a.grpc, a.http)
+		}
+		// resetAt = oldest stamp + P = base + 60000; reset = ⌊(resetAt − now)/1000⌋.
+		wantHeaders(t, fmt.Sprint("request ", i), a, map[string]string{
+			"x-ratelimit-limit":     `3, 3;w=60;name="per-ip"`,
+			"x-ratelimit-remaining": fmt.Sprint(2 - i),
+			"x-ratelimit-reset":     fmt.Sprint(60 - i),
+		})
+	}
+	e.now.Store(base + 2500)
+	a := e.check(s, req("/ip", "203.0.113.1"))
+	if a.grpc != codes.PermissionDenied || a.http != 429 || a.body != "" {
+		t.Fatalf("4th: %v %d %q", a.grpc, a.http, a.body)
+	}
+	// retryAfterMs = stamp_1 + P − now = 57500 → Retry-After 58 (rounded up).
+	wantHeaders(t, "4th", a, map[string]string{
+		"x-ratelimit-limit":     `3, 3;w=60;name="per-ip"`,
+		"x-ratelimit-remaining": "0",
+		"x-ratelimit-reset":     "57",
+		"retry-after":           "58",
+	})
+	// Another client is not affected.
+	if a := e.check(s, req("/ip", "203.0.113.2")); a.http != 200 || a.headers["x-ratelimit-remaining"] != "2" {
+		t.Errorf("other client: %+v", a)
+	}
+}
+
+// Per header: the token bucket (capacity 3) reports itself (lowest remaining) with its
+// capacity as the limit; a request without the header is not limited at all.
+func TestCheckPerHeader(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	var got []string
+	for range 4 {
+		a := e.check(s, req("/key", "", "x-api-key", "k1"))
+		got = append(got, fmt.Sprint(a.http, " ", a.headers["x-ratelimit-remaining"], " ", a.headers["retry-after"]))
+	}
+	if want := "[200 2  200 1  200 0  429 0 1]"; fmt.Sprint(got) != want {
+		t.Errorf("answers %v, want %s", got, want)
+	}
+	a := e.check(s, req("/key", "", "x-api-key", "k1"))
+	if a.headers["x-ratelimit-limit"] != `3, 3;w=1;name="per-key-burst"` {
+		t.Errorf("limit header %q", a.headers["x-ratelimit-limit"])
+	}
+	calls := e.engine.calls.Load()
+	for range 10 {
+		if a := e.check(s, req("/key", "")); a.http != 200 || len(a.headers) != 0 {
+			t.Fatalf("without x-api-key: %+v", a)
+		}
+	}
+	if e.engine.calls.Load() != calls {
+		t.Error("a check without descriptors reached the store")
+	}
+}
+
+// Two descriptors in one check are decided all or nothing, and the headers describe
+// every descriptor (as Envoy renders them from the RLS statuses).
+func TestCheckPairAllOrNothing(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	for i := range 2 {
+		if a := e.check(s, req("/pair", "198.51.100.1")); a.http != 200 {
+			t.Fatalf("pair %d: %d", i, a.http)
+		}
+	}
+	a := e.check(s, req("/pair", "198.51.100.2"))
+	if a.http != 429 {
+		t.Fatalf("third pair: %d", a.http)
+	}
+	// Reported: pair-demo (remaining 0, the lowest); policies: per-ip, pair-demo (w = 2 s).
+	wantHeaders(t, "denied pair", a, map[string]string{
+		"x-ratelimit-limit":     `2, 3;w=60;name="per-ip", 2;w=2;name="pair-demo"`,
+		"x-ratelimit-remaining": "0",
+		"x-ratelimit-reset":     "2",
+		"retry-after":           "2",
+	})
+	// The denied check did not charge 198.51.100.2's per-ip limit.
+	if a := e.check(s, req("/ip", "198.51.100.2")); a.headers["x-ratelimit-remaining"] != "2" {
+		t.Errorf("per-ip after a denied pair: %v", a.headers)
+	}
+}
+
+// The same descriptor counts once whichever door it comes through: one storage key.
+func TestCheckSharesStateWithShouldRateLimit(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	rl := func() *rlssvc.RateLimitResponse {
+		t.Helper()
+		r, err := e.rls.ShouldRateLimit(context.Background(), &rlssvc.RateLimitRequest{Domain: "edge",
+			Descriptors: []*rlsv3.RateLimitDescriptor{{Entries: []*rlsv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: "192.0.2.9"}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := rl(); r.GetOverallCode() != rlssvc.RateLimitResponse_OK || r.GetStatuses()[0].GetLimitRemaining() != 2 {
+		t.Fatalf("RLS 1: %v", r)
+	}
+	if a := e.check(s, req("/ip", "192.0.2.9")); a.http != 200 || a.headers["x-ratelimit-remaining"] != "1" {
+		t.Fatalf("ext_authz after RLS: %+v", a)
+	}
+	if r := rl(); r.GetOverallCode() != rlssvc.RateLimitResponse_OK || r.GetStatuses()[0].GetLimitRemaining() != 0 {
+		t.Fatalf("RLS 2: %v", r)
+	}
+	if a := e.check(s, req("/ip", "192.0.2.9")); a.http != 429 {
+		t.Fatalf("ext_authz 4th: %+v", a)
+	}
+	if r := rl(); r.GetOverallCode() != rlssvc.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("RLS 5th: %v", r)
+	}
+}
+
+// Draft-03 headers are the ones Envoy renders from the RLS answer for the same request:
+// compare with the statuses ShouldRateLimit returns for an identical request.
+func TestDraft03MatchesTheRLSStatuses(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	a := e.check(s, req("/pair", "192.0.2.50"))
+	r, err := e.rls.ShouldRateLimit(context.Background(), &rlssvc.RateLimitRequest{Domain: "edge",
+		Descriptors: []*rlsv3.RateLimitDescriptor{
+			{Entries: []*rlsv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: "192.0.2.50"}}},
+			{Entries: []*rlsv3.RateLimitDescriptor_Entry{{Key: "generic_key", Value: "pair"}}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The RLS answer comes one request later: remaining is one lower on each status.
+	st := r.GetStatuses()
+	if st[0].GetLimitRemaining() != 1 || st[1].GetLimitRemaining() != 0 {
+		t.Fatalf("statuses %v", st)
+	}
+	want := fmt.Sprintf("%d, %d;w=60;name=%q, %d;w=2;name=%q", st[1].GetCurrentLimit().GetRequestsPerUnit(),
+		st[0].GetCurrentLimit().GetRequestsPerUnit(), st[0].GetCurrentLimit().GetName(),
+		st[1].GetCurrentLimit().GetRequestsPerUnit(), st[1].GetCurrentLimit().GetName())
+	if a.headers["x-ratelimit-limit"] != want || a.headers["x-ratelimit-remaining"] != "1" {
+		t.Errorf("ext_authz headers %v; the RLS statuses render as %q", a.headers, want)
+	}
+}
+
+func TestCheckHeaderFamiliesAndProblemDetails(t *testing.T) {
+	e := newEnv(t)
+	ietf := e.server(Options{Headers: rls.Options{RetryAfter: true, RateLimitHeaders: true, ProblemDetails: true}})
+	a := e.check(ietf, req("/ip", "192.0.2.60"))
+	wantHeaders(t, "ietf allowed", a, map[string]string{
+		"ratelimit-policy": `"per-ip";q=3;w=60`,
+		"ratelimit":        `"per-ip";r=2;t=60`,
+	})
+	e.check(ietf, req("/ip", "192.0.2.60"))
+	e.check(ietf, req("/ip", "192.0.2.60"))
+	e.now.Store(base + 10_000)
+	a = e.check(ietf, req("/ip", "192.0.2.60"))
+	if a.http != 429 || a.headers["retry-after"] != "50" || a.headers["content-type"] != "application/problem+json" ||
+		a.headers["ratelimit"] != `"per-ip";r=0;t=50` {
+		t.Fatalf("ietf denied: %+v", a)
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(a.body), &body); err != nil {
+		t.Fatalf("body %q: %v", a.body, err)
+	}
+	if body["status"] != float64(429) || body["retry_after"] != float64(50) || body["limit"] != "per-ip" {
+		t.Errorf("problem body %v", body)
+	}
+
+	both := e.server(Options{XRateLimitHeaders: true, Headers: rls.Options{RateLimitHeaders: true}})
+	a = e.check(both, req("/ip", "192.0.2.61"))
+	for _, h := range []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy"} {
+		if a.headers[h] == "" {
+			t.Errorf("both families: no %s in %v", h, a.headers)
+		}
+	}
+	none := e.server(Options{})
+	for range 3 {
+		e.check(none, req("/ip", "192.0.2.62"))
+	}
+	a = e.check(none, req("/ip", "192.0.2.62"))
+	if a.http != 429 || len(a.headers) != 0 || a.body != "" {
+		t.Errorf("no headers at all: %+v", a)
+	}
+}
+
+// The upstream header of the shared switches goes to the upstream request on OK.
+func TestCheckUpstreamRemainingHeader(t *testing.T) {
+	e := newEnv(t)
+	o := defaultOpts
+	o.Headers.UpstreamRemainingHeader = "x-quota-left"
+	r, err := e.server(o).Check(context.Background(), req("/ip", "192.0.2.63"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := r.GetOkResponse().GetHeaders()
+	if len(hs) != 1 || hs[0].GetHeader().GetKey() != "x-quota-left" || hs[0].GetHeader().GetValue() != "2" ||
+		hs[0].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+		t.Errorf("upstream headers %v", hs)
+	}
+}
+
+// Shadow limits never deny and show nothing; unlimited ones never touch the store.
+func TestCheckShadowAndUnlimited(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	for range 3 {
+		if a := e.check(s, req("/shadow", "")); a.http != 200 || len(a.headers) != 0 {
+			t.Fatalf("shadow: %+v", a)
+		}
+	}
+	calls := e.engine.calls.Load()
+	if a := e.check(s, req("/free", "")); a.http != 200 || len(a.headers) != 0 {
+		t.Fatalf("unlimited: %+v", a)
+	}
+	if e.engine.calls.Load() != calls {
+		t.Error("an unlimited descriptor reached the store")
+	}
+}
+
+func TestCheckDomainChoice(t *testing.T) {
+	e := newEnv(t)
+	noDomain := func() *authv3.CheckRequest {
+		r := req("/ip", "192.0.2.70")
+		r.Attributes.ContextExtensions = nil
+		return r
+	}
+	// Without the extension and without a default: allowed, nothing decided.
+	if a := e.check(e.server(defaultOpts), noDomain()); a.http != 200 || len(a.headers) != 0 {
+		t.Errorf("no domain: %+v", a)
+	}
+	if e.engine.calls.Load() != 0 {
+		t.Error("a check without a domain reached the store")
+	}
+	// The default domain applies (Istio sends no context extensions).
+	o := defaultOpts
+	o.DefaultDomain = "edge"
+	if a := e.check(e.server(o), noDomain()); a.headers["x-ratelimit-remaining"] != "2" {
+		t.Errorf("default domain: %+v", a)
+	}
+	// The extension wins over the default.
+	r := req("/ip", "192.0.2.70")
+	r.Attributes.ContextExtensions[DomainExtension] = "unknown"
+	if a := e.check(e.server(o), r); a.http != 200 || len(a.headers) != 0 {
+		t.Errorf("unknown domain: %+v", a)
+	}
+	// An empty extension falls back to the default.
+	r.Attributes.ContextExtensions[DomainExtension] = ""
+	if a := e.check(e.server(o), r); a.headers["x-ratelimit-remaining"] != "1" {
+		t.Errorf("empty extension: %+v", a)
+	}
+	// A nil or empty request is allowed.
+	for _, r := range []*authv3.CheckRequest{nil, {}, {Attributes: &authv3.AttributeContext{}}} {
+		if a := e.check(e.server(o), r); a.http != 200 {
+			t.Errorf("empty request: %+v", a)
+		}
+	}
+}
+
+// A domain without an ext_authz section, and rules swapped by a reload, are honoured.
+func TestCheckFollowsReloads(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	plain, err := descriptors.Parse("edge.yaml", []byte("domain: edge\ndescriptors:\n  - {key: remote_address, rate_limit: {unit: minute, requests_per_unit: 3}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.decider.SetRules(plain)
+	if a := e.check(s, req("/ip", "192.0.2.80")); a.http != 200 || len(a.headers) != 0 {
+		t.Errorf("domain without ext_authz: %+v", a)
+	}
+	if e.engine.calls.Load() != 0 {
+		t.Error("store reached")
+	}
+}
+
+func TestCheckStoreFailure(t *testing.T) {
+	e := newEnv(t)
+	e.engine.fail.Store(true)
+	// envoy: the gRPC error Envoy's failure_mode_allow / status_on_error turn into an answer.
+	_, err := e.server(defaultOpts).Check(context.Background(), req("/ip", "192.0.2.90"))
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("envoy mode: %v", err)
+	}
+	o := defaultOpts
+	o.FailureMode = FailOpen
+	if a := e.check(e.server(o), req("/ip", "192.0.2.90")); a.grpc != codes.OK || a.http != 200 || len(a.headers) != 0 {
+		t.Errorf("allow mode: %+v", a)
+	}
+	o.FailureMode, o.Headers.ProblemDetails = FailClosed, true
+	a := e.check(e.server(o), req("/ip", "192.0.2.90"))
+	if a.grpc != codes.Unavailable || a.http != 503 || a.headers["content-type"] != "application/problem+json" || !strings.Contains(a.body, `"status":503`) {
+		t.Errorf("deny mode: %+v", a)
+	}
+	o.Headers.ProblemDetails = false
+	if a := e.check(e.server(o), req("/ip", "192.0.2.90")); a.http != 503 || a.body != "" || len(a.headers) != 0 {
+		t.Errorf("deny mode without body: %+v", a)
+	}
+	// The shared store failure policy comes first: fail_open allows (no headers)
+	// whatever the ext_authz failure mode.
+	e.decider.SetFailurePolicy(decide.FailurePolicy{Default: decide.FailOpen})
+	if a := e.check(e.server(o), req("/ip", "192.0.2.90")); a.grpc != codes.OK || len(a.headers) != 0 {
+		t.Errorf("fail_open policy: %+v", a)
+	}
+}
+
+func TestCheckInvalidAndCanceled(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	e.decider.SetBounds(decide.Bounds{MaxDescriptors: 64, MaxEntries: 32, MaxKeyLen: 256, MaxValueLen: 8, MaxDomainLen: 256, MaxCost: 1 << 20})
+	_, err := s.Check(context.Background(), req("/key", "", "x-api-key", "a-very-long-api-key"))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("value over the bound: %v", err)
+	}
+	// A store call that fails because Envoy gave up (the context ended) is answered
+	// with the context's code, whatever the failure mode.
+	e.engine.fail.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	o := defaultOpts
+	o.FailureMode = FailOpen
+	_, err = e.server(o).Check(ctx, req("/key", "", "x-api-key", "k"))
+	if status.Code(err) != codes.Canceled {
+		t.Errorf("canceled: %v", err)
+	}
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	apis []string
+}
+
+func (r *recorder) Observe(api string, _ time.Time, _ *decide.Request, _ *decide.Result, _ error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.apis = append(r.apis, api)
+}
+
+func TestCheckObserved(t *testing.T) {
+	e := newEnv(t)
+	rec := &recorder{}
+	s := New(e.decider, defaultOpts, rec)
+	e.check(s, req("/ip", "192.0.2.100"))
+	e.check(s, req("/nothing", "192.0.2.100")) // no descriptor: not decided, not observed
+	if fmt.Sprint(rec.apis) != "[ext_authz]" {
+		t.Errorf("observed %v", rec.apis)
+	}
+}
+
+// Over a real gRPC connection, next to the RLS on the same server (as serve.go does).
+func TestCheckOverGRPC(t *testing.T) {
+	e := newEnv(t)
+	gs := grpc.NewServer()
+	rlssvc.RegisterRateLimitServiceServer(gs, e.rls)
+	e.server(defaultOpts).Register(gs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client := authv3.NewAuthorizationClient(conn)
+	for i := range 4 {
+		r, err := client.Check(context.Background(), req("/ip", "192.0.2.110"))
+		a := flatten(t, r, err)
+		if want := map[bool]int{true: 200, false: 429}[i < 3]; a.http != want {
+			t.Fatalf("check %d: %d, want %d", i, a.http, want)
+		}
+	}
+	r, err := client.Check(context.Background(), req("/ip", "192.0.2.110"))
+	if err != nil || r.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_TooManyRequests {
+		t.Errorf("denied over gRPC: %v %v", r, err)
+	}
+	if _, err := rlssvc.NewRateLimitServiceClient(conn).ShouldRateLimit(context.Background(), &rlssvc.RateLimitRequest{Domain: "edge",
+		Descriptors: []*rlsv3.RateLimitDescriptor{{Entries: []*rlsv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: "1.2.3.4"}}}}}); err != nil {
+		t.Errorf("the RLS on the same server: %v", err)
+	}
+}
+
+// Concurrent checks on one key never admit more than the limit.
+func TestCheckConcurrent(t *testing.T) {
+	e := newEnv(t)
+	s := e.server(defaultOpts)
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.Check(context.Background(), req("/ip", "192.0.2.120"))
+			if err == nil && r.GetOkResponse() != nil {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 3 {
+		t.Errorf("%d checks allowed, want 3", ok.Load())
+	}
+}
+
+func TestParseFailureMode(t *testing.T) {
+	for in, want := range map[string]FailureMode{"envoy": FailEnvoy, "allow": FailOpen, "deny": FailClosed} {
+		if m, err := ParseFailureMode(in); err != nil || m != want || m.String() != in {
+			t.Errorf("ParseFailureMode(%q) = %v, %v", in, m, err)
+		}
+	}
+	if _, err := ParseFailureMode("open"); err == nil {
+		t.Error("ParseFailureMode accepts open")
+	}
+}
