@@ -59,7 +59,7 @@ func runConformance(args []string) int {
 		return 2
 	}
 	defer engine.Close()
-	prefix := fmt.Sprintf("rlx-conformance:%d", os.Getpid())
+	prefix := conformancePrefix(ro())
 	results, err := conformance.Replay(context.Background(), engine, file, *base, prefix)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

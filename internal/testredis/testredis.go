@@ -1,6 +1,7 @@
 // Package testredis starts a private redis-server for tests: a free 127.0.0.1 port, no
-// persistence, a temporary directory, stopped when the test ends. Tests that need Redis
-// skip loudly when redis-server is not installed, and fail under CI=true.
+// persistence, a temporary directory, stopped when the test ends. StartCluster and
+// StartSentinel build a Redis Cluster and a Sentinel setup the same way. Tests that need
+// Redis skip loudly when redis-server is not installed, and fail under CI=true.
 package testredis
 
 import (
@@ -31,6 +32,13 @@ type Server struct {
 	port int
 	tls  *TLSFiles
 	ctls *tls.Config // for the readiness probe and Client
+
+	// Cluster and Sentinel nodes (cluster.go, sentinel.go): a config file given as the
+	// first argument, cluster mode with its bus port, and extra arguments.
+	conf    string
+	cluster bool
+	busPort int
+	extra   []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -63,14 +71,26 @@ func StartTLS(t testing.TB, files TLSFiles, client *tls.Config) *Server {
 
 func start(t testing.TB, files *TLSFiles, client *tls.Config) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return launch(t, &Server{tls: files, ctls: client})
+}
+
+// lookPath finds a Redis binary: the test is skipped without it, or failed under CI=true.
+func lookPath(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("REDIS SUITE FAILED: redis-server not found and CI=true: %v (install it with apt-get install redis-server)", err)
+			t.Fatalf("REDIS SUITE FAILED: %s not found and CI=true: %v (install it with apt-get install redis-server)", name, err)
 		}
 		t.Skip(skipMessage)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: files, ctls: client}
+	return bin
+}
+
+// launch starts s (its options set, the rest zero) on free ports.
+func launch(t testing.TB, s *Server) *Server {
+	t.Helper()
+	s.t, s.bin, s.dir = t, lookPath(t, "redis-server"), t.TempDir()
 	t.Cleanup(s.cleanup)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -79,6 +99,11 @@ func start(t testing.TB, files *TLSFiles, client *tls.Config) *Server {
 			t.Fatalf("testredis: no free port: %v", err)
 		}
 		s.port = port
+		if s.cluster {
+			if s.busPort, err = freePort(); err != nil {
+				t.Fatalf("testredis: no free port: %v", err)
+			}
+		}
 		if lastErr = s.start(); lastErr == nil {
 			return s
 		}
@@ -109,6 +134,27 @@ func (s *Server) Client() *redis.Client {
 	return s.client
 }
 
+// Kill ends the server at once (SIGKILL), as a crash would: no shutdown, no goodbye to
+// replicas or the cluster. It is idempotent.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.waited
+	s.cmd = nil
+}
+
+// Running reports whether the server process is up (started, not stopped or killed).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
 // Stop terminates the server (SIGTERM, then SIGKILL after 5 s). It is idempotent.
 func (s *Server) Stop() {
 	s.t.Helper()
@@ -134,7 +180,11 @@ func (s *Server) Restart() {
 }
 
 func (s *Server) start() error {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf) // a config file must come first
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -142,13 +192,19 @@ func (s *Server) start() error {
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--logfile", "",
-	}
+	)
 	if s.tls != nil {
-		args[1] = "0"
-		args = append(args, "--tls-port", strconv.Itoa(s.port),
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(s.port),
 			"--tls-cert-file", s.tls.CertFile, "--tls-key-file", s.tls.KeyFile,
 			"--tls-ca-cert-file", s.tls.CAFile, "--tls-auth-clients", "yes")
 	}
+	if s.cluster {
+		args = append(args, "--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+			"--cluster-node-timeout", "1000",
+			"--cluster-port", strconv.Itoa(s.busPort))
+	}
+	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
 	log := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log

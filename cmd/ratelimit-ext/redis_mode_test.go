@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
+)
+
+// --redis-mode and --redis-sentinel-master reach the engine options (flag and
+// environment), and cluster mode makes the server's keys hash-tagged by domain.
+func TestRedisModeFlags(t *testing.T) {
+	c, err := loadServeConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.redis(); o.Mode != limiter.RedisSingle || o.SentinelMaster != "" {
+		t.Errorf("defaults: mode %q, sentinel master %q", o.Mode, o.SentinelMaster)
+	}
+	if newKeyBuilder(c).ClusterTag {
+		t.Error("single mode: keys carry a cluster hash tag")
+	}
+
+	c, err = loadServeConfig([]string{"--redis-mode", "cluster", "--redis-url", "redis://a:7000?addr=b:7001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.redis(); o.Mode != limiter.RedisCluster {
+		t.Errorf("--redis-mode cluster: mode %q", o.Mode)
+	}
+	if !newKeyBuilder(c).ClusterTag {
+		t.Error("cluster mode: keys carry no hash tag")
+	}
+	e, name, err := openEngine(c)
+	if err != nil {
+		t.Fatalf("cluster engine: %v", err)
+	}
+	if _, ok := e.(*limiter.RedisEngine); !ok || name != "redis" {
+		t.Errorf("cluster engine: %T %q, want the Redis engine (so the circuit breaker guards it)", e, name)
+	}
+	e.Close()
+
+	t.Setenv("RATELIMIT_EXT_REDIS_MODE", "sentinel")
+	t.Setenv("RATELIMIT_EXT_REDIS_SENTINEL_MASTER", "mymaster")
+	c, err = loadServeConfig([]string{"--redis-url", "redis://s1:26379?addr=s2:26379"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.redis(); o.Mode != limiter.RedisSentinel || o.SentinelMaster != "mymaster" {
+		t.Errorf("environment: mode %q, sentinel master %q", o.Mode, o.SentinelMaster)
+	}
+	if newKeyBuilder(c).ClusterTag {
+		t.Error("sentinel mode: keys carry a cluster hash tag")
+	}
+	if conformancePrefix(c.redis()) == conformancePrefix(limiter.RedisOptions{Mode: limiter.RedisCluster}) {
+		t.Error("the conformance prefix is a hash tag outside cluster mode")
+	}
+}
+
+func TestCheckRedisMode(t *testing.T) {
+	for _, tc := range []struct {
+		o    limiter.RedisOptions
+		want string // "" = valid
+	}{
+		{limiter.RedisOptions{URL: "redis://h:6379"}, ""},
+		{limiter.RedisOptions{URL: "redis://h:6379", Mode: "single"}, ""},
+		{limiter.RedisOptions{URL: "redis://h:1?addr=h:2", Mode: "cluster"}, ""},
+		{limiter.RedisOptions{URL: "redis://s:26379?master_name=m", Mode: "sentinel"}, ""},
+		{limiter.RedisOptions{URL: "redis://s:26379", Mode: "sentinel", SentinelMaster: "m"}, ""},
+		{limiter.RedisOptions{URL: "redis://h:6379", Mode: "mesh"}, "--redis-mode"},
+		{limiter.RedisOptions{URL: "redis://h:6379", SentinelMaster: "m"}, "--redis-sentinel-master"},
+		{limiter.RedisOptions{URL: "redis://h:1", Mode: "cluster", SentinelMaster: "m"}, "--redis-sentinel-master"},
+		{limiter.RedisOptions{URL: "redis://s:26379", Mode: "sentinel"}, "--redis-sentinel-master NAME or master_name"},
+	} {
+		err := checkRedisMode(tc.o)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v: %v", tc.o, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%+v: error %v, want one naming %q", tc.o, err, tc.want)
+		}
+	}
+	if _, err := newRedisEngine(limiter.RedisOptions{URL: "redis://h:6379", Mode: "mesh"}); err == nil ||
+		!strings.Contains(err.Error(), "--redis-mode") {
+		t.Errorf("newRedisEngine with a bad mode: %v", err)
+	}
+}
+
+// The server's wiring on a real cluster: the engine openEngine builds from the flags and
+// the keys newKeyBuilder builds. A request with two descriptors of one domain is one
+// script call on one slot (without the hash tag its keys would span slots and Redis would
+// refuse the call), and it stays all or nothing: a denied request charges neither limit.
+func TestServeOnRedisCluster(t *testing.T) {
+	cl := testredis.StartCluster(t, 3, 0)
+	c, err := loadServeConfig([]string{"--redis-mode", "cluster", "--redis-url", cl.URL(),
+		"--redis-read-timeout", "5s", "--redis-write-timeout", "5s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, _, err := openEngine(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	rules, err := descriptors.Parse("edge.yaml", []byte(`domain: edge
+algorithm: sliding_window_log
+descriptors:
+  - key: user
+    rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: tenant
+    rate_limit: {unit: hour, requests_per_unit: 100}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newKeyBuilder(c)
+	d := decide.New(rules, engine, keys, false)
+	user := "u-" + time.Now().Format("150405.000000000")
+	req := &decide.Request{Domain: "edge", Descriptors: []decide.Descriptor{
+		{Entries: []descriptors.Entry{{Key: "user", Value: user}}},
+		{Entries: []descriptors.Entry{{Key: "tenant", Value: user}}},
+	}}
+	for i, want := range []bool{false, false, true} {
+		res, err := d.Decide(context.Background(), req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if res.OverLimit != want {
+			t.Fatalf("request %d: over limit %v, want %v", i+1, res.OverLimit, want)
+		}
+		if i == 2 {
+			if r := res.Statuses[1].Decision.Remaining; r != 98 {
+				t.Errorf("the denied request charged the tenant limit: remaining %d, want 98", r)
+			}
+		}
+	}
+	// The request's two keys exist, and on one slot.
+	var found []string
+	var mu sync.Mutex
+	err = cl.Client().ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		ks, err := m.Keys(ctx, "*"+user+"*").Result()
+		mu.Lock()
+		found = append(found, ks...)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 2 || cl.Slot(found[0]) != cl.Slot(found[1]) {
+		t.Errorf("the request's keys %q are not two keys on one slot", found)
+	}
+}
