@@ -400,10 +400,26 @@ local FOREIGN = { kind = 'none' }
 -- (orig), and for a hash the fields as stored, for the write-back diff. A key of another
 -- type, or content this script did not write, loads as FOREIGN: cold for every
 -- algorithm, and deleted before it is written.
-local function load(key)
-  local t = redis.call('TYPE', key)
-  t = t.ok or t
-  local e = { type = t, valid = false, orig = FOREIGN, runs = {}, scalars = {} }
+-- A key that should hold a hash is read with HGETALL straight away (Redis has no empty
+-- hashes, so an empty reply means no key): one command instead of TYPE + HGETALL. Only
+-- a WRONGTYPE answer falls back to TYPE.
+local function load(key, want_hash)
+  local r0, t = nil, nil
+  if want_hash then
+    r0 = redis.pcall('HGETALL', key)
+    if r0.err then
+      r0 = nil
+    elseif #r0 == 0 then
+      t = 'none'
+    else
+      t = 'hash'
+    end
+  end
+  if t == nil then
+    t = redis.call('TYPE', key)
+    t = t.ok or t
+  end
+  local e = { type = t, valid = false, orig = FOREIGN, runs = NONE, scalars = {} }
   if t == 'none' then
     e.valid = true
   elseif t == 'zset' then
@@ -415,9 +431,10 @@ local function load(key)
       e.orig = { kind = 'zset', live = true, X = -x, stored = true, added = 0 }
     end
   elseif t == 'hash' then
-    local r = redis.call('HGETALL', key)
-    local st = { kind = 'hash', live = true, k = -1, A = 0, B = 0, X = 0 }
-    local ats, cnt = {}, {}
+    local r = r0 or redis.call('HGETALL', key)
+    local st = { kind = 'hash', live = true, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE }
+    local scalars = e.scalars
+    local ats, cnt = nil, nil -- sub-bucket counts, made only when there are some
     for i = 1, #r, 2 do
       local f, x = r[i], parse_int(r[i + 1])
       if x == nil then
@@ -425,25 +442,33 @@ local function load(key)
       end
       if f == 'k' or f == 'A' or f == 'B' or f == 'X' then
         st[f] = x
-        e.scalars[f] = x
+        scalars[f] = x
       else
         local at = parse_int(f)
         if at == nil then
-          e.scalars[f] = x -- not ours: ignored, deleted on write
+          scalars[f] = x -- not ours: ignored, deleted on write
         else
+          if ats == nil then
+            ats, cnt = {}, {}
+          end
           ats[#ats + 1] = at
           cnt[at] = x
         end
       end
     end
-    -- limiter keeps runs in index order
-    table.sort(ats)
-    local ns = {}
-    for i = 1, #ats do
-      ns[i] = cnt[ats[i]]
+    if ats ~= nil then
+      -- limiter keeps runs in index order
+      if #ats > 1 then
+        table.sort(ats)
+      end
+      local ns = {}
+      for i = 1, #ats do
+        ns[i] = cnt[ats[i]]
+      end
+      st.ats, st.ns = ats, ns
+      e.runs = cnt
     end
-    st.ats, st.ns = ats, ns
-    e.runs, e.valid, e.orig = cnt, true, st
+    e.valid, e.orig = true, st
   end
   return e
 end
@@ -468,20 +493,36 @@ local function store_hash(key, e, st, now)
     runs, scalars = {}, {}
   end
   local set, del = {}, {}
-  local want = { k = st.k, X = st.X }
-  if #st.ats == 0 then
-    want.A, want.B = st.A, st.B
+  -- the scalar fields: k and X always; A and B unless sub-buckets hold the state
+  local plain = #st.ats == 0
+  if scalars.k ~= st.k then
+    set[#set + 1] = 'k'
+    set[#set + 1] = fmt('%d', st.k)
   end
-  for f, x in pairs(want) do
-    if scalars[f] ~= x then
-      set[#set + 1] = f
-      set[#set + 1] = fmt('%d', x)
+  if scalars.X ~= st.X then
+    set[#set + 1] = 'X'
+    set[#set + 1] = fmt('%d', st.X)
+  end
+  if plain then
+    if scalars.A ~= st.A then
+      set[#set + 1] = 'A'
+      set[#set + 1] = fmt('%d', st.A)
+    end
+    if scalars.B ~= st.B then
+      set[#set + 1] = 'B'
+      set[#set + 1] = fmt('%d', st.B)
     end
   end
   for f in pairs(scalars) do
-    if want[f] == nil then
+    if not (f == 'k' or f == 'X' or (plain and (f == 'A' or f == 'B'))) then
       del[#del + 1] = f
     end
+  end
+  if plain and next(runs) == nil then -- nothing sub-bucketed, stored or wanted
+    flush('HDEL', key, del)
+    flush('HSET', key, set)
+    expire(key, st.X, now)
+    return
   end
   local keep = {}
   for i = 1, #st.ats do
@@ -575,7 +616,7 @@ for i = 1, n do
   params[i] = p
   local key = KEYS[i]
   if entries[key] == nil then
-    local e = load(key)
+    local e = load(key, p.algo ~= SLIDING_LOG)
     entries[key] = e
     work[key] = e.orig
   end

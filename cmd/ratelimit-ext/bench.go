@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/loadgen"
+)
+
+// listFlag is a repeatable flag; each value may also hold several items separated by sep.
+type listFlag struct {
+	vals []string
+	sep  string
+	set  bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, l.sep) }
+
+func (l *listFlag) Set(v string) error {
+	if !l.set { // the first explicit value replaces the default
+		l.vals, l.set = nil, true
+	}
+	if l.sep == "" {
+		l.vals = append(l.vals, v)
+		return nil
+	}
+	for _, s := range strings.Split(v, l.sep) {
+		if s = strings.TrimSpace(s); s != "" {
+			l.vals = append(l.vals, s)
+		}
+	}
+	return nil
+}
+
+const benchUsage = `usage: ratelimit-ext bench [flags]
+
+Load generator for any Envoy RateLimitService endpoint (ShouldRateLimit): ours, or any
+other implementation. Closed loop with --workers, or open loop with --rate (latency from
+each request's intended send time; queueing reported separately). Descriptor values may
+use {key} (a number drawn from [0, --keys) per descriptor) and {d} (the descriptor's
+position in the request).
+
+examples:
+  ratelimit-ext bench --target 127.0.0.1:8081 --domain edge --descriptor 'remote_address=10.1.{key}' --keys 100000
+  ratelimit-ext bench --rate 8000 --duration 30s --json
+  ratelimit-ext bench --target a:8081,b:8081 --conns 4 --descriptor 'k=a{key}' --descriptor 'k=b{key}'
+
+flags:
+`
+
+func bench(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	targets := &listFlag{vals: []string{"127.0.0.1:8081"}, sep: ","}
+	fs.Var(targets, "target", "server address host:port; repeat or separate by commas for several (round robin)")
+	descs := &listFlag{vals: []string{"remote_address=10.1.{key}"}}
+	fs.Var(descs, "descriptor", "descriptor template key=value[,key=value...]; repeat for several descriptors")
+	pids := &listFlag{sep: ","}
+	fs.Var(pids, "watch-pid", "name=pid of a local process (the server, Redis) whose CPU to report; repeatable (Linux)")
+	conns := fs.Int("conns", 0, "gRPC connections in total (default one per target)")
+	workers := fs.Int("workers", 32, "closed loop: requests in flight")
+	rate := fs.Float64("rate", 0, "open loop: requests per second (overrides --workers)")
+	maxInFlight := fs.Int("max-in-flight", 1024, "open loop: bound on concurrent requests")
+	duration := fs.Duration("duration", 10*time.Second, "measured phase")
+	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured phase before it")
+	requests := fs.Int64("requests", 0, "end the measured phase after this many requests (0: --duration only)")
+	timeout := fs.Duration("timeout", time.Second, "deadline of each request")
+	domain := fs.String("domain", "edge", "rate-limit domain")
+	perRequest := fs.Int("descriptors-per-request", 0, "descriptors per request, cycling through the templates (default: one per template)")
+	keys := fs.Int("keys", 1000, "distinct {key} values (key cardinality)")
+	cost := fs.Uint("cost", 0, "request hits_addend (0: unset, which servers count as 1)")
+	seed := fs.Uint64("seed", 0, "seed of the key choices (0: fixed default)")
+	jsonOut := fs.Bool("json", false, "print the report as JSON instead of text")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "ratelimit-ext bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg := loadgen.Config{
+		Targets: targets.vals, Conns: *conns, Workers: *workers, Rate: *rate, MaxInFlight: *maxInFlight,
+		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout,
+		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed,
+	}
+	if *cost > 1<<32-1 {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext bench: --cost exceeds 2^32-1")
+		return 2
+	}
+	cfg.Cost = uint32(*cost)
+	for _, d := range descs.vals {
+		t, err := loadgen.ParseTemplate(d)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ratelimit-ext bench: --descriptor %q: %v\n", d, err)
+			return 2
+		}
+		cfg.Descriptors = append(cfg.Descriptors, t)
+	}
+	for _, p := range pids.vals {
+		name, v, ok := strings.Cut(p, "=")
+		pid, err := strconv.Atoi(v)
+		if !ok || err != nil || name == "" {
+			fmt.Fprintf(os.Stderr, "ratelimit-ext bench: --watch-pid %q: want name=pid\n", p)
+			return 2
+		}
+		if cfg.WatchPIDs == nil {
+			cfg.WatchPIDs = map[string]int{}
+		}
+		cfg.WatchPIDs[name] = pid
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := loadgen.Run(ctx, cfg)
+	if rep == nil {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
+		return 1
+	}
+	if *jsonOut {
+		err = rep.JSON(os.Stdout)
+	} else {
+		err = rep.Text(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
+		return 1
+	}
+	return 0
+}

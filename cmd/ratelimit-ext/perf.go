@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
+)
+
+// perfSettings are the performance switches of `serve` (docs/performance.md).
+type perfSettings struct {
+	redisBatch                     bool
+	redisBatchMax, redisBatchLanes int
+	localCache                     bool
+	localCacheSize                 int
+	localCacheMaxAge               time.Duration
+	pprofAddr                      string
+}
+
+func perfFlags(f *envFlags, p *perfSettings) {
+	f.BoolVar(&p.redisBatch, "redis-batch", true, "send Redis script calls that arrive together in one pipeline (each call stays atomic; no added wait when idle)")
+	f.IntVar(&p.redisBatchMax, "redis-batch-size", limiter.DefaultRedisBatchMax, "most script calls per pipeline")
+	f.IntVar(&p.redisBatchLanes, "redis-batch-lanes", limiter.DefaultRedisBatchLanes, "pipelines in flight at once (connections used by batching)")
+	f.BoolVar(&p.localCache, "local-cache", true, "answer requests whose limits are known to deny in a frozen state without a store call (exact; see docs/performance.md)")
+	f.IntVar(&p.localCacheSize, "local-cache-size", overlimit.DefaultMaxEntries, "most keys the local over-limit cache holds")
+	f.DurationVar(&p.localCacheMaxAge, "local-cache-max-age", overlimit.DefaultMaxAge, "longest a remembered denial is trusted without asking the store again")
+	f.StringVar(&p.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty = off; keep it private)")
+}
+
+// applyRedis sets the batching options of the Redis engine.
+func (p *perfSettings) applyRedis(o *limiter.RedisOptions) {
+	o.Batch, o.BatchMax, o.BatchLanes = p.redisBatch, p.redisBatchMax, p.redisBatchLanes
+}
+
+// cache returns the local over-limit cache, or nil when it is off.
+func (p *perfSettings) cache() (*overlimit.Cache, error) {
+	if !p.localCache {
+		return nil, nil
+	}
+	if p.localCacheSize < 0 || p.localCacheMaxAge < 0 {
+		return nil, errors.New("--local-cache-size and --local-cache-max-age must not be negative")
+	}
+	return overlimit.New(overlimit.Options{MaxEntries: p.localCacheSize, MaxAge: p.localCacheMaxAge}), nil
+}
+
+// startPprof serves the profiling endpoints on their own listener, if asked to, for
+// the life of the process.
+func (p *perfSettings) startPprof(log *slog.Logger) error {
+	if p.pprofAddr == "" {
+		return nil
+	}
+	lis, err := net.Listen("tcp", p.pprofAddr)
+	if err != nil {
+		return fmt.Errorf("--pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	log.Info("pprof", "addr", lis.Addr().String())
+	return nil
+}
+
+// usePerf wires the local over-limit cache into the decider and starts pprof.
+func usePerf(c *serveConfig, d *decide.Decider, log *slog.Logger) error {
+	cache, err := c.perf.cache()
+	if err != nil {
+		return err
+	}
+	d.UseOverLimitCache(cache)
+	return c.perf.startPprof(log)
+}

@@ -1,0 +1,52 @@
+package decide
+
+import (
+	"context"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
+)
+
+// UseOverLimitCache turns on the local over-limit cache (package overlimit): requests
+// whose every limit is known to deny in a frozen state are answered without a store call,
+// with the decisions the store would return. nil turns it off. Call before serving.
+func (d *Decider) UseOverLimitCache(c *overlimit.Cache) { d.cache = c }
+
+// OverLimitCache returns the cache in use, or nil.
+func (d *Decider) OverLimitCache() *overlimit.Cache { return d.cache }
+
+// noCacheKey marks, in the context of one request, that its store answer must not be
+// remembered (a request override: requests with different override rates share a key,
+// so a key frozen for one rate is not frozen for another).
+type noCacheKey struct{}
+
+// cachedDenial answers the plan from the cache when it can.
+func (d *Decider) cachedDenial(now int64, p *plan, decisions []limiter.Decision) (int64, bool) {
+	if d.cache == nil || p.override {
+		return 0, false
+	}
+	return d.cache.Lookup(now, p.checks, decisions)
+}
+
+// cacheContext marks a request whose answer must not be remembered.
+func (d *Decider) cacheContext(ctx context.Context, p *plan) context.Context {
+	if d.cache != nil && p.override {
+		return context.WithValue(ctx, noCacheKey{}, true)
+	}
+	return ctx
+}
+
+// storeEvaluate asks the engine, and remembers the denials of its answer that leave
+// their keys frozen. Only the store's own answers are remembered: a store failure
+// policy's local engine never feeds the cache.
+func (d *Decider) storeEvaluate(ctx context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
+	if d.cache == nil {
+		return d.engine.Evaluate(ctx, now, checks, out)
+	}
+	sent := d.cache.Mono()
+	o, err := d.engine.Evaluate(ctx, now, checks, out)
+	if err == nil && !o.Allowed && ctx.Value(noCacheKey{}) == nil {
+		d.cache.Remember(overlimit.Call{Now: now, StoreNow: o.Now, Sent: sent, Recv: d.cache.Mono()}, checks, out)
+	}
+	return o, err
+}

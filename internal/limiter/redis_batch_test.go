@@ -1,0 +1,248 @@
+package limiter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
+)
+
+// newBatchedRedis is newRedis with pipelined batching on (the serving default).
+func newBatchedRedis(t testing.TB, lanes, maxBatch int) (*limiter.RedisEngine, *testredis.Server) {
+	t.Helper()
+	srv := testredis.Start(t)
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{
+		URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		Batch: true, BatchLanes: lanes, BatchMax: maxBatch,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e, srv
+}
+
+// The golden vectors replay bit for bit through the batched engine too.
+func TestRedisBatchConformance(t *testing.T) {
+	e, _ := newBatchedRedis(t, 0, 0)
+	paths, err := filepath.Glob(projectVectors)
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no project vectors: %v", err)
+	}
+	if _, err := os.Stat(throttlekitVectors); err == nil {
+		paths = append(paths, throttlekitVectors)
+	} else if os.Getenv("CI") == "true" {
+		t.Fatalf("THROTTLEKIT VECTORS MISSING under CI: %v", err)
+	}
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) { replayFile(t, e, p, true) })
+	}
+	if s := e.BatchStats(); s.Calls == 0 {
+		t.Errorf("batching was not used: %+v", s)
+	}
+}
+
+// The differential test against the in-memory engine, through the batched engine.
+func TestRedisBatchDifferential(t *testing.T) {
+	e, _ := newBatchedRedis(t, 0, 0)
+	for _, sc := range diffScenarios {
+		t.Run(sc.name, func(t *testing.T) { runDifferential(t, e, sc, 400) })
+	}
+}
+
+// Concurrent requests on a hot key admit exactly its limit through shared pipelines,
+// a denied request charges none of its other keys, and calls really are batched.
+func TestRedisBatchConcurrentExactness(t *testing.T) {
+	e, srv := newBatchedRedis(t, 2, 16)
+	ctx := context.Background()
+	// Load the script first, so that no call meets NOSCRIPT and is sent twice.
+	if err := srv.Client().ScriptLoad(ctx, redislua.Request.Source()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	prefix := uniquePrefix(t)
+	hot := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 500, PeriodMs: 3_600_000})
+	wide := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: 10_000, PeriodMs: 3_600_000})
+	const now = 1_700_000_000_000
+	const workers, each = 32, 40
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			checks := []limiter.LimitCheck{
+				{Key: fmt.Sprintf("%s:side:%d", prefix, g), Params: wide, Cost: 1},
+				{Key: prefix + ":hot", Params: hot, Cost: 1},
+			}
+			d := make([]limiter.Decision, 2)
+			for range each {
+				out, err := e.Evaluate(ctx, now, checks, d)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if out.Allowed {
+					admitted.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := admitted.Load(); got != 500 {
+		t.Errorf("admitted %d, want exactly 500", got)
+	}
+	var side int64
+	for g := range workers {
+		side += srv.Client().ZCard(ctx, fmt.Sprintf("%s:side:%d", prefix, g)).Val() - 1 // minus X
+	}
+	if side != 500 {
+		t.Errorf("side keys hold %d units, want 500 (denied requests must charge nothing)", side)
+	}
+	s := e.BatchStats()
+	if s.Calls != workers*each {
+		t.Errorf("%d script calls sent, want %d (one per request)", s.Calls, workers*each)
+	}
+	if s.Pipelines >= s.Calls {
+		t.Errorf("no batching under 32 concurrent callers: %d calls in %d pipelines", s.Calls, s.Pipelines)
+	}
+	t.Logf("%d calls in %d pipelines (%.1f per round trip)", s.Calls, s.Pipelines, float64(s.Calls)/float64(s.Pipelines))
+}
+
+// After SCRIPT FLUSH, every call of the batches that meet NOSCRIPT is reloaded and run
+// exactly once: the counts stay exact.
+func TestRedisBatchScriptFlush(t *testing.T) {
+	e, srv := newBatchedRedis(t, 2, 32)
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1_000_000, PeriodMs: 3_600_000})
+	const now = 1_700_000_000_000
+	const workers, rounds = 16, 5
+	for round := range rounds {
+		if err := srv.Client().ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		for g := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := make([]limiter.Decision, 1)
+				if _, err := e.Evaluate(ctx, now, oneCheck(p, fmt.Sprintf("%s:%d", prefix, g), 1), d); err != nil {
+					t.Errorf("round %d: %v", round, err)
+					failed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			return
+		}
+	}
+	for g := range workers {
+		d := make([]limiter.Decision, 1)
+		if _, err := e.Evaluate(ctx, now, oneCheck(p, fmt.Sprintf("%s:%d", prefix, g), 0), d); err != nil {
+			t.Fatal(err)
+		}
+		if used := p.Limit - d[0].Remaining; used != rounds {
+			t.Errorf("key %d charged %d times in %d rounds", g, used, rounds)
+		}
+	}
+}
+
+// A caller whose context ends while its call waits gets the context's error, wrapped as
+// a store error; a canceled context is never sent.
+func TestRedisBatchContext(t *testing.T) {
+	e, _ := newBatchedRedis(t, 1, 8)
+	p := params(t, limiter.Params{Algorithm: limiter.GCRA, Limit: 10, PeriodMs: 1000})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d := make([]limiter.Decision, 1)
+	_, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d)
+	if !errors.Is(err, limiter.ErrStore) || !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled context: %v", err)
+	}
+	if s := e.BatchStats(); s.Calls != 0 {
+		t.Errorf("a canceled call was sent: %+v", s)
+	}
+}
+
+// With Redis down, batched calls fail fast with ErrStore, and Close fails queued calls.
+func TestRedisBatchDown(t *testing.T) {
+	srv := testredis.Start(t)
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), Batch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p := params(t, limiter.Params{Algorithm: limiter.GCRA, Limit: 10, PeriodMs: 1000})
+	d := make([]limiter.Decision, 1)
+	for i := 0; ; i++ { // warm the pool (the default 8 ms timeouts may trip on a busy machine)
+		if _, err = e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d); err == nil || i == 20 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := make([]limiter.Decision, 1)
+			start := time.Now()
+			_, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d)
+			if !errors.Is(err, limiter.ErrStore) {
+				t.Errorf("with Redis down: %v, want ErrStore", err)
+			}
+			if took := time.Since(start); took > 2*time.Second {
+				t.Errorf("with Redis down Evaluate took %v", took)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d); !errors.Is(err, limiter.ErrStore) {
+		t.Errorf("after Close: %v, want ErrStore", err)
+	}
+}
+
+func BenchmarkRedisRoundTrip(b *testing.B) {
+	for _, batch := range []bool{false, true} {
+		b.Run(fmt.Sprintf("batch=%v", batch), func(b *testing.B) {
+			var e *limiter.RedisEngine
+			if batch {
+				e, _ = newBatchedRedis(b, 0, 0)
+			} else {
+				e, _ = newRedis(b)
+			}
+			ctx := context.Background()
+			checks := oneCheck(params(b, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1 << 30, PeriodMs: 3_600_000}), uniquePrefix(b), 1)
+			d := make([]limiter.Decision, 1)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Evaluate(ctx, 0, checks, d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

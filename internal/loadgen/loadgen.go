@@ -1,0 +1,477 @@
+// Package loadgen drives load against any Envoy RateLimitService (ShouldRateLimit)
+// endpoint and reports what it saw: requests per second, OK and OVER_LIMIT counts,
+// errors by gRPC code, latency percentiles from an HDR histogram, and the CPU the
+// generator itself used (so that, on a shared machine, its share can be told apart).
+//
+// Two ways to load a server:
+//
+//   - Closed loop (Workers > 0, Rate = 0): N workers each keep one request in flight and
+//     send the next as soon as the answer arrives. It finds the throughput ceiling;
+//     latency then includes queueing inside the server.
+//   - Open loop (Rate > 0): requests are due at a fixed rate whatever the server does.
+//     Latency is measured from each request's intended send time, so a stalled server
+//     is charged for every request that waited behind it (no coordinated omission); the
+//     wait between the intended and the actual send (generator-side queueing) is
+//     reported separately, and so is the service time from the actual send.
+//
+// Requests are built from descriptor templates whose values may hold {key}, a number
+// drawn uniformly from [0, Keys) per descriptor, and {d}, the descriptor's position.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Config describes one load run.
+type Config struct {
+	// Targets are host:port addresses of RateLimitService servers. Connections are
+	// spread over them round robin, and requests over the connections round robin.
+	Targets []string
+	// Conns is the number of gRPC connections in total (default: one per target).
+	Conns int
+	// Workers is the closed-loop concurrency: requests in flight at any time.
+	Workers int
+	// Rate > 0 selects the open loop: requests per second, due at fixed intervals.
+	Rate float64
+	// MaxInFlight bounds the open loop's concurrent requests (default 1024); requests
+	// due beyond it wait, and that wait shows as queueing.
+	MaxInFlight int
+	// Warmup is run first and not measured; Duration is the measured phase
+	// (default 10 s). Requests > 0 ends the measured phase after that many requests.
+	Warmup   time.Duration
+	Duration time.Duration
+	Requests int64
+	// Timeout is each request's deadline (default 1 s).
+	Timeout time.Duration
+	// Domain and Descriptors describe the requests. PerRequest descriptors are sent per
+	// request, cycling through Descriptors (default: len(Descriptors)).
+	Domain      string
+	Descriptors []Template
+	PerRequest  int
+	// Keys is the number of distinct {key} values (default 1).
+	Keys int
+	// Cost is the request's hits_addend; 0 leaves it unset (the server counts 1).
+	Cost uint32
+	// Seed makes key choices reproducible (0: a fixed default).
+	Seed uint64
+	// WatchPIDs are processes (e.g. the server, Redis) whose CPU use over the measured
+	// phase is reported beside the generator's own (Linux only).
+	WatchPIDs map[string]int
+	// Dial, if set, replaces the default insecure dialing (e.g. for TLS).
+	Dial func(target string) (*grpc.ClientConn, error)
+}
+
+// Latency histograms record microseconds from 1 µs to 1 minute with 3 significant
+// digits (about 140 KB each); longer values are recorded as 1 minute.
+const (
+	histMin = 1
+	histMax = int64(time.Minute / time.Microsecond)
+)
+
+// statShards bounds the number of histogram sets: senders share them under a lock.
+const statShards = 16
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, 3) }
+
+func record(h *hdrhistogram.Histogram, d time.Duration) {
+	us := min(max(int64(d/time.Microsecond), histMin), histMax)
+	_ = h.RecordValue(us)
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Targets) == 0 {
+		return errors.New("loadgen: no target address")
+	}
+	if c.Conns <= 0 {
+		c.Conns = len(c.Targets)
+	}
+	if c.Rate < 0 {
+		return errors.New("loadgen: negative rate")
+	}
+	if c.Rate == 0 && c.Workers <= 0 {
+		return errors.New("loadgen: set workers (closed loop) or a rate (open loop)")
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.Duration <= 0 && c.Requests <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = time.Second
+	}
+	if c.Domain == "" {
+		return errors.New("loadgen: no domain")
+	}
+	if len(c.Descriptors) == 0 {
+		return errors.New("loadgen: no descriptor template")
+	}
+	if c.PerRequest <= 0 {
+		c.PerRequest = len(c.Descriptors)
+	}
+	if c.Keys <= 0 {
+		c.Keys = 1
+	}
+	if c.Seed == 0 {
+		c.Seed = 0x6c6f6164
+	}
+	return nil
+}
+
+// Run connects, warms up, measures and reports. It returns early when ctx ends.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	conns, err := dialAll(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	r := &runner{cfg: &cfg, conns: conns}
+	n := statShards
+	if cfg.Rate == 0 {
+		n = min(n, cfg.Workers)
+	}
+	for range n {
+		r.shards = append(r.shards, newStats(cfg.Rate > 0))
+	}
+	return r.run(ctx)
+}
+
+func dialAll(ctx context.Context, cfg *Config) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, 0, cfg.Conns)
+	closeAll := func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
+	for i := 0; i < cfg.Conns; i++ {
+		target := cfg.Targets[i%len(cfg.Targets)]
+		var c *grpc.ClientConn
+		var err error
+		if cfg.Dial != nil {
+			c, err = cfg.Dial(target)
+		} else {
+			c, err = grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("loadgen: %s: %w", target, err)
+		}
+		conns = append(conns, c)
+		if err := waitReady(ctx, c, 5*time.Second); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("loadgen: %s: %w", target, err)
+		}
+	}
+	return conns, nil
+}
+
+func waitReady(ctx context.Context, c *grpc.ClientConn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c.Connect()
+	for {
+		s := c.GetState()
+		if s == connectivity.Ready {
+			return nil
+		}
+		if !c.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("not ready within %v (state %v)", timeout, s)
+		}
+	}
+}
+
+// phases of a run.
+const (
+	phaseWarmup int32 = iota
+	phaseMeasure
+	phaseDone
+)
+
+type runner struct {
+	cfg   *Config
+	conns []*grpc.ClientConn
+	phase atomic.Int32
+	// measured counts requests started in the measured phase (for Config.Requests).
+	measured atomic.Int64
+	doneOnce sync.Once
+	done     chan struct{} // closed when the measured phase ends
+	endAt    atomic.Int64  // unix ns when the measured phase ended
+	connRR   atomic.Uint64
+	shards   []*stats
+}
+
+// stats is what a group of senders records, under mu; merged at the end.
+type stats struct {
+	mu                      sync.Mutex
+	latency, queue, service *hdrhistogram.Histogram
+	ok, over, unknown       int64
+	errs                    [codes.Unauthenticated + 1]int64
+	otherErrs               int64
+}
+
+func newStats(open bool) *stats {
+	s := &stats{latency: newHist()}
+	if open {
+		s.queue, s.service = newHist(), newHist()
+	}
+	return s
+}
+
+// sender owns the buffers of one goroutine that sends requests.
+type sender struct {
+	r    *runner
+	enc  encoder
+	rng  *rand.Rand
+	keys []int
+	buf  []byte
+	req  rawRequest
+	resp rawResponse
+	st   *stats
+}
+
+func (r *runner) newSender(id int) *sender {
+	c := r.cfg
+	return &sender{
+		st: r.shards[id%len(r.shards)],
+		r:  r,
+		enc: encoder{
+			domain: c.Domain, templates: c.Descriptors, perReq: c.PerRequest, cost: c.Cost,
+		},
+		rng:  rand.New(rand.NewPCG(c.Seed, uint64(id)+1)),
+		keys: make([]int, c.PerRequest),
+	}
+}
+
+// call sends one request and returns its service time and outcome.
+func (s *sender) call(ctx context.Context, conn *grpc.ClientConn) (time.Duration, error) {
+	for i := range s.keys {
+		s.keys[i] = s.rng.IntN(s.r.cfg.Keys)
+	}
+	s.buf = s.enc.encode(s.buf[:0], s.keys)
+	s.req.b = s.buf
+	ctx, cancel := context.WithTimeout(ctx, s.r.cfg.Timeout)
+	start := time.Now()
+	err := conn.Invoke(ctx, Method, &s.req, &s.resp, grpc.ForceCodec(rawCodec{}))
+	d := time.Since(start)
+	cancel()
+	return d, err
+}
+
+// record counts one measured answer. latency is the closed loop's service time or the
+// open loop's time from the intended send; queue and service only exist in the open
+// loop. A request cut short because the run was canceled is not counted.
+func (s *sender) record(err error, latency, queue, service time.Duration) {
+	if err != nil && status.Code(err) == codes.Canceled && s.r.phase.Load() == phaseDone {
+		return
+	}
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	record(st.latency, latency)
+	if st.queue != nil {
+		record(st.queue, queue)
+		record(st.service, service)
+	}
+	if err != nil {
+		if c := status.Code(err); int(c) < len(st.errs) {
+			st.errs[c]++
+		} else {
+			st.otherErrs++
+		}
+		return
+	}
+	switch s.resp.code {
+	case codeOK:
+		st.ok++
+	case codeOverLimit:
+		st.over++
+	default:
+		st.unknown++
+	}
+}
+
+func (r *runner) conn() *grpc.ClientConn {
+	return r.conns[int(r.connRR.Add(1)%uint64(len(r.conns)))]
+}
+
+// startMeasuring counts one measured request start; false once the run is over.
+func (r *runner) startMeasuring() bool {
+	if r.cfg.Requests > 0 {
+		n := r.measured.Add(1)
+		if n > r.cfg.Requests {
+			r.finish()
+			return false
+		}
+		if n == r.cfg.Requests {
+			defer r.finish()
+		}
+	}
+	return true
+}
+
+func (r *runner) finish() {
+	r.doneOnce.Do(func() {
+		r.endAt.Store(time.Now().UnixNano())
+		r.phase.Store(phaseDone)
+		close(r.done)
+	})
+}
+
+func (r *runner) run(ctx context.Context) (*Report, error) {
+	cfg := r.cfg
+	r.done = make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		measureStart time.Time
+		cpu0         cpuSample
+		procs0       map[string]procSample
+	)
+	beginMeasure := func() {
+		procs0 = sampleProcs(cfg.WatchPIDs)
+		cpu0 = selfCPU()
+		measureStart = time.Now()
+		r.phase.Store(phaseMeasure)
+	}
+	// The clock: warm-up, then the measured phase, ended by Duration, Requests or ctx.
+	go func() {
+		if cfg.Warmup > 0 {
+			select {
+			case <-time.After(cfg.Warmup):
+			case <-ctx.Done():
+				r.finish()
+				return
+			}
+		}
+		beginMeasure()
+		var timeout <-chan time.Time
+		if cfg.Duration > 0 {
+			t := time.NewTimer(cfg.Duration)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-timeout:
+		case <-ctx.Done():
+		case <-r.done:
+		}
+		r.finish()
+	}()
+
+	var wg sync.WaitGroup
+	if cfg.Rate > 0 {
+		r.openLoop(ctx, &wg)
+	} else {
+		for i := 0; i < cfg.Workers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.closedWorker(ctx, i)
+			}()
+		}
+	}
+	<-r.done
+	end := time.Unix(0, r.endAt.Load())
+	cpu1 := selfCPU()
+	procs1 := sampleProcs(cfg.WatchPIDs)
+	// In-flight requests get their timeout to finish; then they are canceled.
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(cfg.Timeout + time.Second):
+		cancel()
+		<-waited
+	}
+	if measureStart.IsZero() {
+		return nil, errors.New("loadgen: canceled before the measured phase")
+	}
+	return r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1)), ctx.Err()
+}
+
+// closedWorker keeps one request in flight until the run ends.
+func (r *runner) closedWorker(ctx context.Context, id int) {
+	s := r.newSender(id)
+	conn := r.conns[id%len(r.conns)]
+	for {
+		switch r.phase.Load() {
+		case phaseDone:
+			return
+		case phaseWarmup:
+			_, _ = s.call(ctx, conn)
+			continue
+		}
+		if !r.startMeasuring() {
+			return
+		}
+		d, err := s.call(ctx, conn)
+		s.record(err, d, 0, 0)
+	}
+}
+
+// openLoop schedules requests at the configured rate: request k is due at
+// start + k/rate. MaxInFlight senders share the schedule round robin (sender j sends
+// requests j, j+n, j+2n, ...), each sleeping until its next request is due: no
+// dispatcher, no hand-off between goroutines. A sender still busy with an earlier
+// request sends its next one late, and the delay counts as queueing and in latency,
+// both measured from the intended time.
+func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
+	cfg := r.cfg
+	n := cfg.MaxInFlight
+	interval := float64(time.Second) / cfg.Rate
+	start := time.Now()
+	for j := 0; j < n; j++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := r.newSender(j)
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			for k := int64(j); ; k += int64(n) {
+				due := start.Add(time.Duration(float64(k) * interval))
+				if wait := time.Until(due); wait > 0 {
+					timer.Reset(wait)
+					select {
+					case <-timer.C:
+					case <-r.done:
+						return
+					}
+				}
+				ph := r.phase.Load()
+				if ph == phaseDone {
+					return
+				}
+				measured := ph == phaseMeasure
+				if measured && !r.startMeasuring() {
+					return
+				}
+				sent := time.Now()
+				d, err := s.call(ctx, r.conn())
+				if measured {
+					s.record(err, sent.Add(d).Sub(due), sent.Sub(due), d)
+				}
+			}
+		}()
+	}
+}

@@ -1,0 +1,234 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/nooprls"
+)
+
+func mustTemplate(t *testing.T, s string) Template {
+	t.Helper()
+	tp, err := ParseTemplate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+// The hand-written encoding is what the generated proto types decode.
+func TestEncodeMatchesProto(t *testing.T) {
+	e := encoder{
+		domain:    "bench",
+		templates: []Template{mustTemplate(t, "fw=k{key}"), mustTemplate(t, "a=x{d}y,b={key}-{d},c=plain{")},
+		perReq:    3,
+		cost:      7,
+	}
+	b := e.encode(nil, []int{42, 7, 99999})
+	var got rlsv3.RateLimitRequest
+	if err := proto.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Domain != "bench" || got.HitsAddend != 7 || len(got.Descriptors) != 3 {
+		t.Fatalf("decoded %v", &got)
+	}
+	want := [][]string{{"fw", "k42"}, {"a", "x1y", "b", "7-1", "c", "plain{"}, {"fw", "k99999"}}
+	for i, d := range got.Descriptors {
+		var kv []string
+		for _, en := range d.Entries {
+			kv = append(kv, en.Key, en.Value)
+		}
+		if strings.Join(kv, " ") != strings.Join(want[i], " ") {
+			t.Errorf("descriptor %d: %v, want %v", i, kv, want[i])
+		}
+	}
+	if e.cost = 0; bytes.Contains(e.encode(nil, []int{1, 2, 3}), []byte{fieldRequestHitsAddend << 3}) {
+		// cost 0 must leave hits_addend unset; the tag byte 0x18 cannot appear in
+		// these short ASCII strings otherwise.
+		t.Error("cost 0 still encodes hits_addend")
+	}
+}
+
+func TestOverallCode(t *testing.T) {
+	for _, code := range []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_UNKNOWN, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT} {
+		resp := &rlsv3.RateLimitResponse{
+			OverallCode: code,
+			Statuses:    []*rlsv3.RateLimitResponse_DescriptorStatus{{Code: rlsv3.RateLimitResponse_OVER_LIMIT, LimitRemaining: 3}},
+			RawBody:     []byte("body"),
+		}
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := overallCode(b)
+		if err != nil || got != int(code) {
+			t.Errorf("code %v: got %d, %v", code, got, err)
+		}
+	}
+	if _, err := overallCode([]byte{0x08}); err == nil {
+		t.Error("truncated varint accepted")
+	}
+}
+
+func TestParseTemplate(t *testing.T) {
+	for _, bad := range []string{"", "novalue", "=v"} {
+		if _, err := ParseTemplate(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	tp := mustTemplate(t, "remote_address=10.0.{key},path=/p{d}")
+	if tp.String() != "remote_address=10.0.{key},path=/p{d}" || !tp.usesKey() {
+		t.Errorf("round trip: %s", tp)
+	}
+}
+
+// scripted answers OVER_LIMIT for descriptor values ending in "0", fails those
+// ending in "1" with Unavailable, and counts what it saw.
+type scripted struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	calls atomic.Int64
+	mu    sync.Mutex
+	keys  map[string]bool
+	delay time.Duration
+}
+
+func (s *scripted) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	s.calls.Add(1)
+	if s.delay > 0 {
+		time.Sleep(s.delay)
+	}
+	v := in.Descriptors[0].Entries[0].Value
+	s.mu.Lock()
+	s.keys[v] = true
+	s.mu.Unlock()
+	switch v[len(v)-1] {
+	case '0':
+		return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT}, nil
+	case '1':
+		return nil, status.Error(codes.Unavailable, "store down")
+	}
+	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
+}
+
+func serve(t *testing.T, impl rlsv3.RateLimitServiceServer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	rlsv3.RegisterRateLimitServiceServer(gs, impl)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+func TestClosedLoopCountsAndCodes(t *testing.T) {
+	srv := &scripted{keys: map[string]bool{}}
+	a1, a2 := serve(t, srv), serve(t, srv)
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{a1, a2}, Conns: 4, Workers: 8, Requests: 2000, Warmup: 50 * time.Millisecond,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v{key}")}, Keys: 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Requests != 2000 {
+		t.Errorf("measured %d requests, want 2000", rep.Requests)
+	}
+	if sum := rep.OK + rep.OverLimit + rep.Errors["Unavailable"]; sum != rep.Requests || len(rep.Errors) != 1 {
+		t.Errorf("OK %d + OVER_LIMIT %d + errors %v != %d", rep.OK, rep.OverLimit, rep.Errors, rep.Requests)
+	}
+	// 20 keys: 2 end in 0 (over limit), 2 in 1 (errors), so about a tenth each.
+	for name, n := range map[string]int64{"over": rep.OverLimit, "unavailable": rep.Errors["Unavailable"]} {
+		if n < 100 || n > 320 {
+			t.Errorf("%s: %d of 2000, want about 200", name, n)
+		}
+	}
+	if len(srv.keys) != 20 {
+		t.Errorf("server saw %d distinct keys, want 20", len(srv.keys))
+	}
+	if rep.RPS <= 0 || rep.Latency.P50 <= 0 || rep.Latency.Max < rep.Latency.P99 {
+		t.Errorf("latency/rate not filled: %+v", rep)
+	}
+	if rep.ClientCPU.Unsupported || rep.ClientCPU.PerRequestUs <= 0 {
+		t.Errorf("client CPU not measured: %+v", rep.ClientCPU)
+	}
+	var text, js bytes.Buffer
+	if err := rep.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.JSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"requests/s", "OVER_LIMIT", "Unavailable", "p99.9"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
+	}
+	if !strings.Contains(js.String(), `"requestsPerSecond"`) {
+		t.Errorf("JSON report: %s", js.String())
+	}
+}
+
+// The open loop sends at the target rate and charges a slow server's queueing to
+// latency measured from the intended send time.
+func TestOpenLoopRateAndQueueing(t *testing.T) {
+	srv := &scripted{keys: map[string]bool{}, delay: 20 * time.Millisecond}
+	addr := serve(t, srv)
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{addr}, Rate: 400, Duration: 500 * time.Millisecond, MaxInFlight: 2,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v2")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mode != "open" || rep.Queue == nil || rep.Service == nil {
+		t.Fatalf("not an open-loop report: %+v", rep)
+	}
+	// Two senders of 20 ms requests serve at most 100/s: due requests queue up, so
+	// latency from the intended time far exceeds the service time.
+	if rep.Service.P50 < 19 || rep.Latency.P99 < 100 || rep.Queue.P99 < 80 {
+		t.Errorf("queueing not charged: latency %+v queue %+v service %+v", rep.Latency, *rep.Queue, *rep.Service)
+	}
+
+	// A fast server keeps up: the achieved rate is the target rate.
+	fast := serve(t, nooprls.Server{})
+	rep, err = Run(context.Background(), Config{
+		Targets: []string{fast}, Rate: 1000, Duration: time.Second, Warmup: 100 * time.Millisecond,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v{key}")}, Keys: 1000, PerRequest: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RPS < 900 || rep.RPS > 1100 || rep.OK != rep.Requests {
+		t.Errorf("open loop at 1000/s achieved %.0f/s, OK %d of %d", rep.RPS, rep.OK, rep.Requests)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tp := []Template{{}}
+	for _, c := range []Config{
+		{},
+		{Targets: []string{"x"}, Domain: "d", Descriptors: tp},
+		{Targets: []string{"x"}, Workers: 1, Descriptors: tp},
+		{Targets: []string{"x"}, Workers: 1, Domain: "d"},
+		{Targets: []string{"x"}, Rate: -1, Domain: "d", Descriptors: tp},
+	} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"google.golang.org/grpc/codes"
+)
+
+// Report is the outcome of one run. Times are milliseconds; CPU is in seconds and in
+// microseconds per measured request.
+type Report struct {
+	Mode        string   `json:"mode"` // "closed" or "open"
+	Targets     []string `json:"targets"`
+	Conns       int      `json:"conns"`
+	Workers     int      `json:"workers,omitempty"`
+	TargetRate  float64  `json:"targetRate,omitempty"`
+	Domain      string   `json:"domain"`
+	Descriptors []string `json:"descriptors"`
+	PerRequest  int      `json:"descriptorsPerRequest"`
+	Keys        int      `json:"keys"`
+	Cost        uint32   `json:"cost,omitempty"`
+
+	Seconds   float64          `json:"seconds"` // length of the measured phase
+	Requests  int64            `json:"requests"`
+	RPS       float64          `json:"requestsPerSecond"`
+	OK        int64            `json:"ok"`
+	OverLimit int64            `json:"overLimit"`
+	Unknown   int64            `json:"unknown,omitempty"` // answers with overall_code UNKNOWN
+	Errors    map[string]int64 `json:"errors,omitempty"`  // by gRPC code name
+
+	// Latency: closed loop, from send to answer; open loop, from the intended send time.
+	Latency Percentiles `json:"latencyMs"`
+	// Open loop only: intended → actual send (generator-side queueing), and actual
+	// send → answer (service time).
+	Queue   *Percentiles `json:"queueMs,omitempty"`
+	Service *Percentiles `json:"serviceMs,omitempty"`
+
+	ClientCPU CPU            `json:"clientCpu"`
+	Processes map[string]CPU `json:"processCpu,omitempty"` // Config.WatchPIDs
+}
+
+// Percentiles of one histogram, in milliseconds.
+type Percentiles struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// CPU is the processor time one process used during the measured phase.
+type CPU struct {
+	User          float64 `json:"userSeconds"`
+	System        float64 `json:"systemSeconds"`
+	Cores         float64 `json:"cores"`                 // (user+system) / wall time
+	PerRequestUs  float64 `json:"perRequestMicros"`      // (user+system) / measured requests
+	Unsupported   bool    `json:"unsupported,omitempty"` // no CPU accounting on this OS
+	MissingReason string  `json:"missing,omitempty"`
+}
+
+func percentiles(h *hdrhistogram.Histogram) Percentiles {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Percentiles{
+		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)),
+		P99: ms(h.ValueAtQuantile(99)), P999: ms(h.ValueAtQuantile(99.9)),
+		Max: ms(h.Max()), Mean: h.Mean() / 1000,
+	}
+}
+
+func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]procSample) *Report {
+	cfg := r.cfg
+	rep := &Report{
+		Mode: "closed", Targets: cfg.Targets, Conns: cfg.Conns, Workers: cfg.Workers,
+		Domain: cfg.Domain, PerRequest: cfg.PerRequest, Keys: cfg.Keys, Cost: cfg.Cost,
+		Seconds: elapsed.Seconds(),
+	}
+	if cfg.Rate > 0 {
+		rep.Mode, rep.Workers, rep.TargetRate = "open", 0, cfg.Rate
+	}
+	for _, t := range cfg.Descriptors {
+		rep.Descriptors = append(rep.Descriptors, t.String())
+	}
+	lat := newHist()
+	var queue, service *hdrhistogram.Histogram
+	if cfg.Rate > 0 {
+		queue, service = newHist(), newHist()
+	}
+	for _, s := range r.shards {
+		lat.Merge(s.latency)
+		if queue != nil {
+			queue.Merge(s.queue)
+			service.Merge(s.service)
+		}
+		rep.OK += s.ok
+		rep.OverLimit += s.over
+		rep.Unknown += s.unknown
+		for c, n := range s.errs {
+			if n > 0 {
+				if rep.Errors == nil {
+					rep.Errors = map[string]int64{}
+				}
+				rep.Errors[codes.Code(c).String()] += n
+			}
+		}
+		if s.otherErrs > 0 {
+			if rep.Errors == nil {
+				rep.Errors = map[string]int64{}
+			}
+			rep.Errors["Other"] += s.otherErrs
+		}
+	}
+	rep.Requests = lat.TotalCount()
+	if rep.Seconds > 0 {
+		rep.RPS = float64(rep.Requests) / rep.Seconds
+	}
+	rep.Latency = percentiles(lat)
+	if queue != nil {
+		q, sv := percentiles(queue), percentiles(service)
+		rep.Queue, rep.Service = &q, &sv
+	}
+	rep.ClientCPU = self.cpu(elapsed, rep.Requests)
+	if len(procs) > 0 {
+		rep.Processes = map[string]CPU{}
+		for name, p := range procs {
+			rep.Processes[name] = p.cpu(elapsed, rep.Requests)
+		}
+	}
+	return rep
+}
+
+// JSON writes the report as indented JSON.
+func (rep *Report) JSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// Text writes the report for people.
+func (rep *Report) Text(w io.Writer) error {
+	var b strings.Builder
+	load := fmt.Sprintf("%d workers", rep.Workers)
+	if rep.Mode == "open" {
+		load = fmt.Sprintf("open loop at %.0f/s", rep.TargetRate)
+	}
+	fmt.Fprintf(&b, "target     %s (%d conns), %s\n", strings.Join(rep.Targets, ", "), rep.Conns, load)
+	fmt.Fprintf(&b, "requests   domain %s, %d descriptor(s) per request from %s, %d keys",
+		rep.Domain, rep.PerRequest, strings.Join(rep.Descriptors, " | "), rep.Keys)
+	if rep.Cost > 0 {
+		fmt.Fprintf(&b, ", cost %d", rep.Cost)
+	}
+	b.WriteByte('\n')
+	fmt.Fprintf(&b, "measured   %d requests in %.2f s: %.0f requests/s\n", rep.Requests, rep.Seconds, rep.RPS)
+	fmt.Fprintf(&b, "answers    OK %d, OVER_LIMIT %d", rep.OK, rep.OverLimit)
+	if rep.Unknown > 0 {
+		fmt.Fprintf(&b, ", UNKNOWN %d", rep.Unknown)
+	}
+	if len(rep.Errors) > 0 {
+		names := make([]string, 0, len(rep.Errors))
+		for n := range rep.Errors {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		b.WriteString(", errors:")
+		for _, n := range names {
+			fmt.Fprintf(&b, " %s %d", n, rep.Errors[n])
+		}
+	} else {
+		b.WriteString(", errors 0")
+	}
+	b.WriteByte('\n')
+	row := func(name string, p Percentiles) {
+		fmt.Fprintf(&b, "%-10s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
+			name, p.P50, p.P90, p.P99, p.P999, p.Max)
+	}
+	if rep.Mode == "open" {
+		row("latency", rep.Latency)
+		row("queueing", *rep.Queue)
+		row("service", *rep.Service)
+	} else {
+		row("latency", rep.Latency)
+	}
+	cpuRow := func(name string, c CPU) {
+		if c.Unsupported {
+			fmt.Fprintf(&b, "%-10s CPU not measured (%s)\n", name, c.MissingReason)
+			return
+		}
+		fmt.Fprintf(&b, "%-10s CPU %.2f cores, %.1f µs per request\n", name, c.Cores, c.PerRequestUs)
+	}
+	cpuRow("client", rep.ClientCPU)
+	names := make([]string, 0, len(rep.Processes))
+	for n := range rep.Processes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		cpuRow(n, rep.Processes[n])
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,39 @@
+// Package nooprls holds a RateLimitService that answers every request OK and does
+// nothing else: no matching, no keys, no store. It is the throughput ceiling that the
+// benchmarks (`make bench`, docs/performance.md) put beside the service, served with
+// the same gRPC server settings, and a cheap endpoint for tests of load tooling.
+package nooprls
+
+import (
+	"context"
+	"net"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+)
+
+// Server answers OK with one OK status per request descriptor, the smallest valid answer.
+type Server struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+}
+
+// ShouldRateLimit implements rlsv3.RateLimitServiceServer.
+func (Server) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	n := len(in.GetDescriptors())
+	statuses := make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+	all := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
+	for i := range statuses {
+		all[i].Code = rlsv3.RateLimitResponse_OK
+		statuses[i] = &all[i]
+	}
+	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: statuses}, nil
+}
+
+// Serve registers a Server on a new gRPC server built with opts and serves lis until
+// the returned server is stopped.
+func Serve(lis net.Listener, opts ...grpc.ServerOption) *grpc.Server {
+	gs := grpc.NewServer(opts...)
+	rlsv3.RegisterRateLimitServiceServer(gs, Server{})
+	go func() { _ = gs.Serve(lis) }()
+	return gs
+}

@@ -1,0 +1,607 @@
+// Command benchsuite runs the standard benchmark of `make bench` (docs/performance.md):
+// it starts a private redis-server on a free loopback port, the service on the memory
+// engine and on the Redis engine (with and without batching and the local over-limit
+// cache), and the do-nothing ceiling server (internal/nooprls), runs the standard
+// scenarios against each with the load generator (internal/loadgen), and prints one
+// table with every number beside the ceiling of the same run.
+//
+//	go run ./scripts/benchsuite -bin PATH/ratelimit-ext [-duration 10s] [-json out.json] [-profile DIR]
+//
+// Everything runs on this machine and talks only to 127.0.0.1; every process it starts
+// is stopped when it ends.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/grpcopts"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/loadgen"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/nooprls"
+)
+
+// benchRules are the rules every service instance serves: limits that are never hit
+// for the throughput scenarios, and one far exceeded for the hot key.
+const benchRules = `domain: bench
+descriptors:
+  - key: fw
+    rate_limit: {unit: hour, requests_per_unit: 1000000000, algorithm: fixed_window}
+  - key: tb
+    rate_limit: {unit: second, requests_per_unit: 1000000, algorithm: token_bucket}
+  - key: sw
+    rate_limit: {unit: hour, requests_per_unit: 1000000000, algorithm: sliding_window}
+  - key: hot
+    rate_limit: {unit: hour, requests_per_unit: 10, algorithm: fixed_window}
+`
+
+type scenario struct {
+	name    string
+	desc    []string // descriptor templates
+	perReq  int
+	keys    int
+	rate    float64 // > 0: open loop
+	servers []string
+}
+
+// The servers: the ceiling, the memory engine, the Redis engine with the serving
+// defaults (batching and the local cache on), and Redis with each switched off.
+const (
+	srvCeiling = "ceiling"
+	srvMemory  = "memory"
+	srvRedis   = "redis"
+	srvNoBatch = "redis, no batching"
+	srvNoCache = "redis, no local cache"
+	srvUnix    = "redis over a unix socket"
+)
+
+var scenarios = []scenario{
+	{name: "1 descriptor, 100,000 keys (fixed_window)", desc: []string{"fw={key}"}, keys: 100_000,
+		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoBatch, srvUnix}},
+	{name: "1 descriptor, 1,000 keys", desc: []string{"fw={key}"}, keys: 1000,
+		servers: []string{srvMemory, srvRedis}},
+	{name: "3 descriptors per request", desc: []string{"fw={key}"}, perReq: 3, keys: 100_000,
+		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoBatch}},
+	{name: "hot key far over its limit", desc: []string{"hot=1"}, keys: 1,
+		servers: []string{srvMemory, srvRedis, srvNoCache}},
+	{name: "token_bucket, 100,000 keys", desc: []string{"tb={key}"}, keys: 100_000,
+		servers: []string{srvMemory, srvRedis}},
+	{name: "sliding_window, 100,000 keys", desc: []string{"sw={key}"}, keys: 100_000,
+		servers: []string{srvMemory, srvRedis}},
+	{name: "open loop 8,000/s, 1 descriptor, 100,000 keys", desc: []string{"fw={key}"}, keys: 100_000, rate: 8000,
+		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoBatch}},
+}
+
+type proc struct {
+	name  string
+	cmd   *exec.Cmd
+	grpc  string // gRPC address
+	http  string // HTTP address (services)
+	redis bool   // uses the Redis engine
+}
+
+type row struct {
+	Scenario string          `json:"scenario"`
+	Server   string          `json:"server"`
+	Report   *loadgen.Report `json:"report"`
+	Ceiling  float64         `json:"ceilingRequestsPerSecond"`
+	// Redis, over the measured phase: commands and read events (one per batch of
+	// requests the server reads: round trips) per request.
+	RedisCommands   float64 `json:"redisCommandsPerRequest,omitempty"`
+	RedisRoundTrips float64 `json:"redisRoundTripsPerRequest,omitempty"`
+}
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-serve-ceiling" {
+		serveCeiling(os.Args[2])
+		return
+	}
+	bin := flag.String("bin", "", "the ratelimit-ext binary to benchmark (required)")
+	duration := flag.Duration("duration", 10*time.Second, "measured phase of each run")
+	warmup := flag.Duration("warmup", 2*time.Second, "warm-up of each run")
+	workers := flag.Int("workers", 32, "closed-loop workers")
+	conns := flag.Int("conns", 2, "gRPC connections of the load generator")
+	jsonOut := flag.String("json", "", "also write every report to this JSON file")
+	profile := flag.String("profile", "", "write CPU and allocation profiles of the services to this directory")
+	only := flag.String("only", "", "run only scenarios whose name contains this")
+	flag.Parse()
+	if *bin == "" {
+		fmt.Fprintln(os.Stderr, "benchsuite: -bin is required")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bin, *duration, *warmup, *workers, *conns, *jsonOut, *profile, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "benchsuite:", err)
+		os.Exit(1)
+	}
+}
+
+func serveCeiling(addr string) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ceiling:", err)
+		os.Exit(1)
+	}
+	gs := nooprls.Serve(lis, grpcopts.Server()...) // the service's gRPC settings
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	<-ch
+	gs.Stop()
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func run(ctx context.Context, bin string, duration, warmup time.Duration, workers, conns int, jsonOut, profileDir, only string) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "rlx-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfgDir := filepath.Join(dir, "config")
+	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "bench.yaml"), []byte(benchRules), 0o644); err != nil {
+		return err
+	}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			stopProc(p)
+		}
+	}()
+	start := func(p *proc) error {
+		p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := p.cmd.Start(); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		procs = append(procs, p)
+		return nil
+	}
+
+	// Redis, private: no persistence, a temporary directory.
+	redisAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	_, redisPort, _ := net.SplitHostPort(redisAddr)
+	redisBin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return errors.New("redis-server not found (apt-get install redis-server, or make deps)")
+	}
+	// It also listens on a unix socket, for the co-located deployment's row.
+	redisSock := filepath.Join(dir, "redis.sock")
+	rp := &proc{name: "redis-server", cmd: exec.Command(redisBin, "--port", redisPort, "--bind", "127.0.0.1",
+		"--unixsocket", redisSock, "--unixsocketperm", "700",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--logfile", "")}
+	if err := start(rp); err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DisableIdentity: true})
+	defer rdb.Close()
+	if err := waitFor(ctx, func() error { return rdb.Ping(ctx).Err() }); err != nil {
+		return fmt.Errorf("redis-server did not start: %w", err)
+	}
+
+	// The ceiling: this program again, serving nooprls.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	servers := map[string]*proc{}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	servers[srvCeiling] = &proc{name: srvCeiling, grpc: addr, cmd: exec.Command(self, "-serve-ceiling", addr)}
+	if err := start(servers[srvCeiling]); err != nil {
+		return err
+	}
+	service := func(name string, redisURL string, extra ...string) error {
+		redisEngine := redisURL != ""
+		g, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		h, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		args := []string{"serve", "--config-dir", cfgDir, "--grpc-addr", g, "--http-addr", h,
+			"--log-level", "warn", "--watch=false"}
+		if redisEngine {
+			// Generous store timeouts: on a shared 2-core machine a descheduled
+			// redis-server would otherwise trip the 8 ms defaults, open the circuit
+			// breaker and turn the run into a measurement of fast failures.
+			args = append(args, "--redis-url", redisURL, "--redis-read-timeout", "100ms", "--redis-write-timeout", "100ms")
+		} else {
+			args = append(args, "--engine", "memory")
+		}
+		if profileDir != "" {
+			pa, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			args = append(args, "--pprof-addr", pa)
+			extra = append(extra, "pprof="+pa)
+		}
+		p := &proc{name: name, grpc: g, http: h, redis: redisEngine}
+		var pprofAddr string
+		for _, e := range extra {
+			if a, ok := strings.CutPrefix(e, "pprof="); ok {
+				pprofAddr = a
+				continue
+			}
+			args = append(args, e)
+		}
+		p.cmd = exec.Command(bin, args...)
+		p.cmd.Env = cleanEnv()
+		if err := start(p); err != nil {
+			return err
+		}
+		servers[name] = p
+		if pprofAddr != "" {
+			pprofAddrs[name] = pprofAddr
+		}
+		return nil
+	}
+	tcp := "redis://" + redisAddr + "/0"
+	if err := service(srvMemory, ""); err != nil {
+		return err
+	}
+	if err := service(srvRedis, tcp, "--redis-batch=true", "--local-cache=true"); err != nil {
+		return err
+	}
+	if err := service(srvNoBatch, tcp, "--redis-batch=false", "--local-cache=true"); err != nil {
+		return err
+	}
+	if err := service(srvNoCache, tcp, "--redis-batch=true", "--local-cache=false"); err != nil {
+		return err
+	}
+	if err := service(srvUnix, "unix://"+redisSock+"?db=0", "--redis-batch=true", "--local-cache=true"); err != nil {
+		return err
+	}
+	for _, p := range servers {
+		if p.http == "" {
+			continue
+		}
+		url := "http://" + p.http + "/readyz"
+		if err := waitFor(ctx, func() error { return httpOK(url) }); err != nil {
+			return fmt.Errorf("%s did not get ready: %w", p.name, err)
+		}
+	}
+
+	fmt.Printf("# make bench: %s, %d workers closed loop, %v measured after %v warm-up per run, %d connections\n",
+		time.Now().UTC().Format(time.RFC3339), workers, duration, warmup, conns)
+	fmt.Printf("# load average before: %s; %d CPUs\n", loadavg(), runtime.NumCPU())
+	var rows []row
+	ceilings := map[string]float64{}
+	for _, sc := range scenarios {
+		if only != "" && !strings.Contains(sc.name, only) {
+			continue
+		}
+		for _, name := range sc.servers {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p := servers[name]
+			r, err := measure(ctx, sc, p, rdb, rp, duration, warmup, workers, conns, profileDir)
+			if err != nil {
+				return fmt.Errorf("%s on %s: %w", sc.name, name, err)
+			}
+			if name == srvCeiling {
+				ceilings[sc.name] = r.Report.RPS
+				if sc.rate == 0 && sc.perReq <= 1 {
+					ceilings[""] = r.Report.RPS // the single-descriptor closed-loop ceiling
+				}
+			}
+			c := ceilings[sc.name]
+			if c == 0 {
+				c = ceilings[""]
+			}
+			r.Ceiling = c
+			rows = append(rows, *r)
+			fmt.Fprintf(os.Stderr, "  %-48s %-22s %8.0f req/s  p99 %.2f ms\n", sc.name, name, r.Report.RPS, r.Report.Latency.P99)
+		}
+	}
+	fmt.Printf("# load average after: %s\n\n", loadavg())
+	printTable(os.Stdout, rows)
+	if jsonOut != "" {
+		b, err := json.MarshalIndent(rows, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var pprofAddrs = map[string]string{}
+
+// cleanEnv drops RATELIMIT_EXT_ settings of the caller: the services run on flags only.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RATELIMIT_EXT_") && !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func measure(ctx context.Context, sc scenario, p *proc, rdb *redis.Client, rp *proc, duration, warmup time.Duration, workers, conns int, profileDir string) (*row, error) {
+	cfg := loadgen.Config{
+		Targets: []string{p.grpc}, Conns: conns, Workers: workers, Rate: sc.rate,
+		Duration: duration, Warmup: warmup, Domain: "bench", PerRequest: sc.perReq, Keys: sc.keys,
+		WatchPIDs: map[string]int{"server": p.cmd.Process.Pid},
+	}
+	if p.redis {
+		cfg.WatchPIDs["redis"] = rp.cmd.Process.Pid
+	}
+	for _, d := range sc.desc {
+		t, err := loadgen.ParseTemplate(d)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Descriptors = append(cfg.Descriptors, t)
+	}
+	// Redis counters and profiles cover the measured phase: they start after warm-up.
+	startMeasure := make(chan struct{})
+	go func() {
+		select {
+		case <-time.After(warmup):
+		case <-ctx.Done():
+		}
+		close(startMeasure)
+	}()
+	statsCh := make(chan redisStats, 1)
+	go func() {
+		<-startMeasure
+		s, _ := readRedisStats(ctx, rdb)
+		statsCh <- s
+	}()
+	var profDone chan error
+	if a := pprofAddrs[p.name]; a != "" && profileDir != "" {
+		profDone = make(chan error, 1)
+		go func() {
+			<-startMeasure
+			profDone <- captureProfiles(ctx, a, profileDir, sc.name, p.name, duration)
+		}()
+	}
+	rep, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	after, err := readRedisStats(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	before := <-statsCh
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			fmt.Fprintln(os.Stderr, "  profile:", err)
+		}
+	}
+	r := &row{Scenario: sc.name, Server: p.name, Report: rep}
+	if p.redis && rep.Requests > 0 {
+		r.RedisCommands = float64(after.commands-before.commands-1) / float64(rep.Requests) // minus this INFO
+		r.RedisRoundTrips = float64(after.reads-before.reads-1) / float64(rep.Requests)
+	}
+	return r, nil
+}
+
+type redisStats struct{ commands, reads int64 }
+
+func readRedisStats(ctx context.Context, rdb *redis.Client) (redisStats, error) {
+	info, err := rdb.Info(ctx, "stats").Result()
+	if err != nil {
+		return redisStats{}, err
+	}
+	var s redisStats
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "total_commands_processed":
+			s.commands = n
+		case "total_reads_processed":
+			s.reads = n
+		}
+	}
+	return s, nil
+}
+
+// captureProfiles fetches a CPU profile and an allocation profile covering the measured
+// phase from a service's --pprof-addr.
+func captureProfiles(ctx context.Context, addr, dir, scenario, server string, d time.Duration) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	base := filepath.Join(dir, slug(scenario)+"."+slug(server))
+	secs := max(1, int(d/time.Second)-1)
+	errc := make(chan error, 2)
+	for _, kind := range []string{"profile", "allocs"} {
+		go func() {
+			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, secs)
+			name := base + ".cpu.pprof"
+			if kind == "allocs" {
+				name = base + ".allocs.pprof"
+			}
+			errc <- fetch(ctx, url, name)
+		}()
+	}
+	return errors.Join(<-errc, <-errc)
+}
+
+func fetch(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func slug(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+func httpOK(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+func waitFor(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(15 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func stopProc(p *proc) {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func printTable(w io.Writer, rows []row) {
+	fmt.Fprintln(w, "| scenario | server | requests/s | × ceiling | p50 ms | p99 ms | p99.9 ms | OK | OVER_LIMIT | errors | service CPU µs/req | Redis CPU µs/req | Redis cmds/req | Redis round trips/req | client CPU µs/req |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	last := ""
+	for _, r := range rows {
+		rep := r.Report
+		name := r.Scenario
+		if name == last {
+			name = ""
+		}
+		last = r.Scenario
+		ratio := "–"
+		if r.Server != srvCeiling && r.Ceiling > 0 {
+			ratio = fmt.Sprintf("%.2f", rep.RPS/r.Ceiling)
+		} else if r.Server == srvCeiling {
+			ratio = "1.00"
+		}
+		rps := fmt.Sprintf("%.0f", rep.RPS)
+		if rep.Mode == "open" {
+			rps = fmt.Sprintf("%.0f (target %.0f)", rep.RPS, rep.TargetRate)
+		}
+		var errs int64
+		for _, n := range rep.Errors {
+			errs += n
+		}
+		cpu := func(name string) string {
+			c, ok := rep.Processes[name]
+			if !ok || c.Unsupported {
+				return "–"
+			}
+			return fmt.Sprintf("%.1f", c.PerRequestUs)
+		}
+		redisCol := func(v float64) string {
+			if r.Report.Processes["redis"].PerRequestUs == 0 && v == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.3f", v)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.3f | %.3f | %.3f | %d | %d | %d | %s | %s | %s | %s | %.1f |\n",
+			name, r.Server, rps, ratio, rep.Latency.P50, rep.Latency.P99, rep.Latency.P999,
+			rep.OK, rep.OverLimit, errs, cpu("server"), cpu("redis"), redisCol(r.RedisCommands), redisCol(r.RedisRoundTrips),
+			rep.ClientCPU.PerRequestUs)
+	}
+}
