@@ -4,6 +4,8 @@
 #
 # Outside CI a suite whose dependency cannot be provided skips with a loud message;
 # with CI=true it fails.
+#
+#   make bench   the standard benchmark (docs/performance.md); not part of `make test`
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,7 +17,7 @@ export ENVOY_BIN
 
 FUZZTIME ?= 60s
 
-.PHONY: fuzz test check deps redis-server envoy compose-tool unit e2e compose-check clean
+.PHONY: bench fuzz test check deps redis-server envoy compose-tool unit e2e compose-check clean
 
 test: deps check unit e2e compose-check
 
@@ -85,6 +87,14 @@ fuzz:
 	  pkg=$${t%%:*}; name=$${t##*:}; echo ">>> $$name ($$pkg) for $(FUZZTIME)"; \
 	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
+
+# The standard benchmark: a private redis-server, the service on the memory and Redis
+# engines and the do-nothing ceiling, the standard scenarios, one table with ratios
+# (docs/performance.md). BENCH_FLAGS passes flags on, e.g. BENCH_FLAGS='-duration 20s'.
+bench: redis-server
+	$(GO) build -o $(TOOLS)/bench/ratelimit-ext ./cmd/ratelimit-ext
+	$(GO) build -o $(TOOLS)/bench/benchsuite ./scripts/benchsuite
+	$(TOOLS)/bench/benchsuite -bin $(TOOLS)/bench/ratelimit-ext -json $(TOOLS)/bench/results.json $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(TOOLS)

@@ -28,44 +28,11 @@ func needBinary(t *testing.T) string {
 	return bld.Binary
 }
 
-// startRedis starts a private redis-server (REDIS_SERVER, else redis-server on PATH) on a
-// free loopback port, with no persistence, stopped at the end of the test. Without
-// redis-server the test is skipped loudly, or fails when CI=true.
+// startRedis starts a private redis-server on a free loopback port, with no
+// persistence, stopped at the end of the test (see startRestartableRedis).
 func startRedis(t *testing.T) (url string) {
 	t.Helper()
-	bin, err := FindRedis()
-	var missing *ToolMissingError
-	switch {
-	case errors.As(err, &missing) && os.Getenv("CI") != "true":
-		msg := loud("SKIPPED " + t.Name() + ": " + err.Error() + "\nNothing was tested. (With CI=true this is a failure.)")
-		fmt.Fprintln(os.Stderr, msg)
-		t.Skip(msg)
-	case err != nil:
-		t.Fatalf("%v (CI=true: a missing redis-server is a failure)", err)
-	}
-	dir := t.TempDir()
-	var last error
-	for attempt := range 5 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := &Process{Name: "redis-" + strconv.Itoa(attempt), Path: bin,
-			Args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-				"--appendonly", "no", "--dir", dir, "--daemonize", "no", "--logfile", ""},
-			Env:     cleanEnv(),
-			LogPath: filepath.Join(dir, "redis.log")}
-		if last = p.Start(); last != nil {
-			t.Fatal(last)
-		}
-		if last = waitUntil(p, 10*time.Second, func() error { return redisPing(port) }); last == nil {
-			t.Cleanup(func() { stopLogged(t, p) })
-			return "redis://127.0.0.1:" + strconv.Itoa(port) + "/0"
-		}
-		stopLogged(t, p) // most likely the port was taken meanwhile: try another
-	}
-	t.Fatalf("redis-server did not start: %v", last)
-	return ""
+	return startRestartableRedis(t).url()
 }
 
 // replica is one ratelimit-ext process started by a test.

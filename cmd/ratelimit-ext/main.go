@@ -28,6 +28,8 @@ func run(args []string) int {
 		return validate(args)
 	case "conformance":
 		return runConformance(args)
+	case "bench":
+		return bench(args)
 	case "help":
 		fmt.Println("usage: ratelimit-ext [serve|validate|conformance] [flags]; -h on each for flags")
 		return 0

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/grpcopts"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
@@ -39,12 +40,15 @@ type serveConfig struct {
 	logLevel, logFormat                              string
 	memoryMaxKeys, maxKeyLen, maxRequestBytes        int
 	shadow, retryAfter, watch                        bool
+	headers                                          rls.Options // Retry-After is retryAfter
 	shutdownTimeout                                  time.Duration
 	bounds                                           decide.Bounds
 	maxCost                                          int
 	tls                                              tlsFiles
 	store                                            storeConfig
+	extAuthz                                         extAuthzSettings
 	redis                                            func() limiter.RedisOptions
+	perf                                             perfSettings
 }
 
 func loadServeConfig(args []string) (*serveConfig, error) {
@@ -58,20 +62,27 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	f.IntVar(&c.maxKeyLen, "max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
 	f.IntVar(&c.memoryMaxKeys, "memory-max-keys", 1_000_000, "bound on keys held by the memory engine")
 	f.BoolVar(&c.shadow, "shadow-mode", false, "evaluate and count every limit but never deny")
-	f.BoolVar(&c.retryAfter, "retry-after-header", true, "add Retry-After to OVER_LIMIT responses")
+	f.BoolVar(&c.retryAfter, "retry-after-header", true, "add Retry-After (whole seconds, rounded up) to OVER_LIMIT responses")
 	f.BoolVar(&c.watch, "watch", true, "reload the config dir when files change (SIGHUP always reloads)")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
 	boundFlags(f, c)
 	tlsFlags(f, &c.tls)
+	headerFlags(f, &c.headers)
 	storeFlags(f, &c.store)
+	extAuthzFlags(f, &c.extAuthz)
 	c.redis = redisFlags(f)
+	perfFlags(f, &c.perf)
 	f.rejectUnknownEnv()
 	if err := f.parse(args); err != nil {
 		return nil, err
 	}
 	c.bounds.MaxCost = uint64(c.maxCost)
+	c.headers.RetryAfter = c.retryAfter
+	if err := checkHeaderFlags(&c.headers); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -89,7 +100,9 @@ func boundFlags(f *envFlags, c *serveConfig) {
 
 // redisFlags registers the Redis connection flags and returns a getter for the options.
 func redisFlags(f *envFlags) func() limiter.RedisOptions {
-	url := f.String("redis-url", "", "redis://[user:pass@]host:port[/db] or rediss:// for TLS; selects the Redis engine")
+	url := f.String("redis-url", "", "redis://[user:pass@]host:port[/db] or rediss:// for TLS; selects the Redis engine (cluster, sentinel: docs/redis.md)")
+	mode := f.String("redis-mode", string(limiter.RedisSingle), "single, cluster (Redis Cluster: redis://host1:port1?addr=host2:port2&addr=...) or sentinel (redis://sentinel1:26379?addr=sentinel2:26379&master_name=NAME)")
+	master := f.String("redis-sentinel-master", "", "sentinel mode: the master's name (overrides master_name in --redis-url)")
 	pool := f.Int("redis-pool-size", 0, "connections per Redis node (0 = 10 per CPU)")
 	dial := f.Duration("redis-dial-timeout", time.Second, "timeout to open a Redis connection")
 	read := f.Duration("redis-read-timeout", 8*time.Millisecond, "timeout to read a Redis reply (keep below Envoy's rate-limit timeout)")
@@ -99,7 +112,8 @@ func redisFlags(f *envFlags) func() limiter.RedisOptions {
 	key := f.String("redis-tls-key", "", "PEM client key for rediss:// (mTLS)")
 	return func() limiter.RedisOptions {
 		return limiter.RedisOptions{
-			URL: *url, PoolSize: *pool, DialTimeout: *dial, ReadTimeout: *read, WriteTimeout: *write,
+			URL: *url, Mode: limiter.RedisMode(*mode), SentinelMaster: *master,
+			PoolSize: *pool, DialTimeout: *dial, ReadTimeout: *read, WriteTimeout: *write,
 			TLSCAFile: *ca, TLSCertFile: *cert, TLSKeyFile: *key,
 		}
 	}
@@ -108,6 +122,9 @@ func redisFlags(f *envFlags) func() limiter.RedisOptions {
 func newRedisEngine(o limiter.RedisOptions) (limiter.Engine, error) {
 	if o.URL == "" {
 		return nil, errors.New("the redis engine needs --redis-url (env RATELIMIT_EXT_REDIS_URL)")
+	}
+	if err := checkRedisMode(o); err != nil {
+		return nil, err
 	}
 	return limiter.NewRedisEngine(o)
 }
@@ -141,6 +158,7 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext:", err)
 		return 2
 	}
+	routeRedisLogs(log)
 	if err := runServer(c, log); err != nil {
 		log.Error("exiting", "error", err)
 		return 1
@@ -160,7 +178,7 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer func() { engine.Close() }() // the final engine: the breaker closes what it wraps
+	defer func() { closeEngine(engine, time.Second, log) }() // the final engine: the breaker closes what it wraps
 	if mem, ok := engine.(*limiter.MemoryEngine); ok {
 		m.MemoryEngine(mem)
 	}
@@ -174,12 +192,16 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	}
 	policy.OnFallback = onFallback
 	engine = guardStore(engine, &c.store, onCircuit, log)
-	keys := storekey.New(c.keyPrefix, c.maxKeyLen)
+	keys := newKeyBuilder(c) // hash-tagged by domain on Redis Cluster
 	decider := decide.New(rules, m.Engine(engineName, engine), keys, c.shadow)
 	decider.SetBounds(c.bounds)
 	decider.SetFailurePolicy(policy)
+	if err := usePerf(c, decider, log); err != nil {
+		return err
+	}
 
 	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)), grpc.MaxRecvMsgSize(c.maxRequestBytes)}
+	grpcOpts = append(grpcOpts, grpcopts.Server()...) // shared with the benchmark ceiling
 	creds, err := c.tls.serverOption()
 	if err != nil {
 		return err
@@ -197,7 +219,8 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	gs := grpc.NewServer(grpcOpts...)
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, rls.Options{RetryAfter: c.retryAfter}, m))
+	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, c.headers, m))
+	registerExtAuthz(gs, decider, c, m, log) // envoy.service.auth.v3.Authorization, same decider
 	api := httpapi.New(decider, log, m)
 	api.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	health := grpchealth.NewServer()
@@ -207,13 +230,14 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	watcher, err := reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, OnLoad: m.ConfigLoaded}, func(rs *descriptors.RuleSet) {
+	watcher, err := reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Hash: rules.Hash(), OnLoad: m.ConfigLoaded}, func(rs *descriptors.RuleSet) {
 		decider.SetRules(rs)
 	})
 	if err != nil {
 		return err
 	}
 	defer watcher.Close()
+	api.UseReadiness(startReadiness(ctx, decider, health, m, log))
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
@@ -226,12 +250,15 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	case err := <-errc:
 		return err
 	}
+	stop()            // a second SIGTERM or Ctrl-C ends the process at once
+	health.Shutdown() // grpc.health.v1 says NOT_SERVING while in-flight RPCs drain
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(gs, hs, c.shutdownTimeout)
 }
 
 func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 	ro := c.redis()
+	c.perf.applyRedis(&ro)
 	name := c.engine
 	if name == "" {
 		name = "memory"

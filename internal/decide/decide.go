@@ -13,6 +13,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
 
@@ -60,6 +61,7 @@ type Result struct {
 	Statuses     []Status
 	RetryAfterMs int64 // the longest wait among denying limits; 0 when allowed
 	FailedOpen   bool  // the store failed and the fail_open policy allowed the request
+	Cached       bool  // answered by the local over-limit cache, without a store call
 }
 
 // ErrInvalid marks errors caused by the request itself.
@@ -73,6 +75,7 @@ type Decider struct {
 	shadow  bool // global shadow mode (SPEC §5.4)
 	bounds  Bounds
 	failure FailurePolicy
+	cache   *overlimit.Cache // the local over-limit cache, or nil
 }
 
 // New returns a Decider serving rules on engine.
@@ -86,7 +89,12 @@ func New(rules *descriptors.RuleSet, engine limiter.Engine, keys *storekey.Build
 func (d *Decider) SetBounds(b Bounds) { d.bounds = b }
 
 // SetRules swaps the rule set atomically; requests in flight finish on the old one.
-func (d *Decider) SetRules(rs *descriptors.RuleSet) { d.rules.Store(rs) }
+func (d *Decider) SetRules(rs *descriptors.RuleSet) {
+	d.rules.Store(rs)
+	if d.cache != nil {
+		d.cache.Clear()
+	}
+}
 
 // Rules returns the rule set in use.
 func (d *Decider) Rules() *descriptors.RuleSet { return d.rules.Load() }
@@ -96,10 +104,34 @@ func (d *Decider) Engine() limiter.Engine { return d.engine }
 
 // plan is the set of checks of one request and which descriptor each belongs to.
 type plan struct {
-	checks []limiter.LimitCheck
-	limits []*descriptors.Limit
-	owner  []int // descriptor index of each check
+	checks   []limiter.LimitCheck
+	limits   []*descriptors.Limit
+	owner    []int // descriptor index of each check
+	override bool  // some descriptor's limits were replaced by a request override
+
+	// Inline storage: a request with up to inlineChecks checks (nearly all of them)
+	// keeps its working memory here, in the one allocation of requestMemory.
+	checksBuf    [inlineChecks]limiter.LimitCheck
+	limitsBuf    [inlineChecks]*descriptors.Limit
+	ownerBuf     [inlineChecks]int
+	decisionsBuf [inlineChecks]limiter.Decision
+	checkedBuf   [inlineChecks]Checked
 }
+
+// inlineChecks is how many checks and descriptors a request holds without further
+// allocations (docs/performance.md: allocation budgets).
+const inlineChecks = 4
+
+// requestMemory is everything one request needs, allocated at once; the Result handed
+// out points into it.
+type requestMemory struct {
+	res      Result
+	plan     plan
+	statuses [inlineStatuses]Status
+}
+
+// inlineStatuses is how many descriptors a request holds without further allocations.
+const inlineStatuses = 2
 
 // Decide evaluates a request all or nothing.
 func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
@@ -112,16 +144,33 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	if err := d.bounds.check(req); err != nil {
 		return nil, err
 	}
-	p, err := d.plan(req)
-	if err != nil {
+	mem := new(requestMemory)
+	p := &mem.plan
+	if err := d.plan(req, p); err != nil {
 		return nil, err
 	}
-	res := &Result{Now: req.Now, Statuses: make([]Status, len(req.Descriptors))}
+	res := &mem.res
+	res.Now = req.Now
+	if n := len(req.Descriptors); n <= inlineStatuses {
+		res.Statuses = mem.statuses[:n:n]
+	} else {
+		res.Statuses = make([]Status, n)
+	}
 	if len(p.checks) == 0 {
 		return res, nil
 	}
-	decisions := make([]limiter.Decision, len(p.checks))
-	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p.checks, decisions)
+	var decisions []limiter.Decision
+	if n := len(p.checks); n <= inlineChecks {
+		decisions = p.decisionsBuf[:n:n]
+	} else {
+		decisions = make([]limiter.Decision, n)
+	}
+	if now, ok := d.cachedDenial(req.Now, p, decisions); ok {
+		res.Now, res.OverLimit, res.Cached = now, true, true
+		d.report(res, p, decisions)
+		return res, nil
+	}
+	out, failedOpen, err := d.evaluate(d.cacheContext(ctx, p), req.Domain, req.Now, p.checks, decisions)
 	if err != nil {
 		if errors.Is(err, limiter.ErrBadRequest) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -142,10 +191,26 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 // reported, so shadow mode shows nothing to clients (no headers, no remaining count);
 // they appear in Checked for metrics.
 func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
+	// A descriptor's checks are consecutive (plan builds them descriptor by descriptor),
+	// so each status's Checked is a window of one slice.
+	var checked []Checked
+	if n := len(p.checks); n <= inlineChecks {
+		checked = p.checkedBuf[:n:n]
+	} else {
+		checked = make([]Checked, n)
+	}
 	for i := range p.checks {
 		st := &res.Statuses[p.owner[i]]
 		dec, shadow := decisions[i], p.checks[i].Shadow
-		st.Checked = append(st.Checked, Checked{Limit: p.limits[i], Decision: dec, Shadow: shadow})
+		checked[i] = Checked{Limit: p.limits[i], Decision: dec, Shadow: shadow}
+		switch {
+		case len(st.Checked) == 0:
+			st.Checked = checked[i : i+1]
+		case p.owner[i-1] == p.owner[i]: // the window grows over checked[i]
+			st.Checked = st.Checked[:len(st.Checked)+1]
+		default: // not consecutive (plan never does this): copy
+			st.Checked = append(st.Checked[:len(st.Checked):len(st.Checked)], checked[i])
+		}
 		if !dec.Allowed && !shadow {
 			res.RetryAfterMs = max(res.RetryAfterMs, dec.RetryAfterMs)
 		}
@@ -156,5 +221,9 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 		case st.Limit == nil || dec.Remaining < st.Decision.Remaining:
 			st.Limit, st.Decision = p.limits[i], dec
 		}
+	}
+	for i := range res.Statuses { // callers may append: never into a neighbour's window
+		st := &res.Statuses[i]
+		st.Checked = st.Checked[:len(st.Checked):len(st.Checked)]
 	}
 }

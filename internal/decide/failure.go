@@ -72,7 +72,7 @@ func (d *Decider) SetFailurePolicy(f FailurePolicy) { d.failure = f }
 // It returns done = true when the policy answered the request (fail_open) without
 // decisions.
 func (d *Decider) evaluate(ctx context.Context, domain string, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (o limiter.Outcome, failedOpen bool, err error) {
-	o, err = d.engine.Evaluate(ctx, now, checks, out)
+	o, err = d.storeEvaluate(ctx, now, checks, out)
 	if err == nil || !errors.Is(err, limiter.ErrStore) {
 		return o, false, err
 	}

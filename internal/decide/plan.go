@@ -7,14 +7,21 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
-// plan matches every descriptor and builds the request's checks in request order.
-func (d *Decider) plan(req *Request) (*plan, error) {
+// plan matches every descriptor and builds the request's checks in request order, into
+// p (zero, with its inline buffers).
+func (d *Decider) plan(req *Request, p *plan) error {
 	rules := d.rules.Load()
 	cost := int64(req.HitsAddend)
 	if cost == 0 {
 		cost = 1
 	}
-	matched := make([][]*descriptors.Limit, len(req.Descriptors))
+	var matchedBuf [inlineChecks][]*descriptors.Limit
+	var matched [][]*descriptors.Limit
+	if len(req.Descriptors) <= inlineChecks {
+		matched = matchedBuf[:len(req.Descriptors)]
+	} else {
+		matched = make([][]*descriptors.Limit, len(req.Descriptors))
+	}
 	var replaced map[string]bool
 	for i := range req.Descriptors {
 		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
@@ -27,20 +34,21 @@ func (d *Decider) plan(req *Request) (*plan, error) {
 			}
 		}
 	}
-	p := &plan{}
+	p.checks, p.limits, p.owner = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0]
 	for i := range req.Descriptors {
 		desc := &req.Descriptors[i]
 		q := cost
 		if desc.Cost != nil {
 			if *desc.Cost > uint64(limiter.MaxCost) {
-				return nil, fmt.Errorf("%w: descriptor %d: hits_addend %d exceeds %d", ErrInvalid, i, *desc.Cost, limiter.MaxCost)
+				return fmt.Errorf("%w: descriptor %d: hits_addend %d exceeds %d", ErrInvalid, i, *desc.Cost, limiter.MaxCost)
 			}
 			q = int64(*desc.Cost)
 		}
 		limits, err := applyOverride(filterReplaced(matched[i], replaced), desc.Override)
 		if err != nil {
-			return nil, fmt.Errorf("%w: descriptor %d: %v", ErrInvalid, i, err)
+			return fmt.Errorf("%w: descriptor %d: %v", ErrInvalid, i, err)
 		}
+		p.override = p.override || desc.Override != nil
 		for _, l := range limits {
 			if l.Unlimited {
 				continue
@@ -55,7 +63,7 @@ func (d *Decider) plan(req *Request) (*plan, error) {
 			p.owner = append(p.owner, i)
 		}
 	}
-	return p, nil
+	return nil
 }
 
 // filterReplaced drops limits whose name another matched limit replaces. The common

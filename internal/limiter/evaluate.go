@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // LimitCheck is one limit of one request: the storage key it charges, its rule, its
@@ -61,23 +62,43 @@ type StateStore interface {
 // request order on working copies, so a key charged by an earlier limit of the same
 // request shows that charge to a later one; the copies are committed only if every
 // enforced limit allowed.
+//
+// The working set is a few parallel slices with linear lookup (requests carry few
+// limits, so this beats a map), backed by arrays on this function's stack for requests
+// of up to workingInline keys: the whole evaluation then allocates nothing.
 func evaluateLocked(store StateStore, now int64, checks []LimitCheck, decisions []Decision) bool {
-	work := newWorkingSet(len(checks))
+	var (
+		keysBuf   [workingInline]string
+		statesBuf [workingInline]State
+		dirtyBuf  [workingInline]bool
+	)
+	keys, states, dirty := keysBuf[:0], statesBuf[:0], dirtyBuf[:0]
+	if n := len(checks); n > workingInline {
+		keys, states, dirty = make([]string, 0, n), make([]State, 0, n), make([]bool, 0, n)
+	}
 	allowed := true
 	for i := range checks {
 		c := &checks[i]
-		st := work.get(store, c.Key)
-		d, next, write := Check(c.Params, st, now, c.Cost)
+		w := slices.Index(keys, c.Key)
+		if w < 0 {
+			w = len(keys)
+			keys, states, dirty = append(keys, c.Key), append(states, store.Load(c.Key)), append(dirty, false)
+		}
+		d, next, write := Check(c.Params, &states[w], now, c.Cost)
 		decisions[i] = d
 		switch {
 		case !d.Allowed && !c.Shadow:
 			allowed = false
 		case d.Allowed && write:
-			work.set(c.Key, next)
+			states[w], dirty[w] = next, true
 		}
 	}
 	if allowed {
-		work.commit(store)
+		for w, k := range keys {
+			if dirty[w] {
+				store.Store(k, states[w])
+			}
+		}
 		return true
 	}
 	// Denied: nothing is consumed, and the limits that did not deny report the state as
@@ -91,43 +112,5 @@ func evaluateLocked(store StateStore, now int64, checks []LimitCheck, decisions 
 	return false
 }
 
-// workingSet holds the states a request has touched so far. Requests carry few limits,
-// so a slice with linear lookup beats a map.
-type workingSet struct {
-	keys   []string
-	states []State
-	dirty  []bool
-}
-
-func newWorkingSet(n int) *workingSet {
-	return &workingSet{keys: make([]string, 0, n), states: make([]State, 0, n), dirty: make([]bool, 0, n)}
-}
-
-func (w *workingSet) get(store StateStore, key string) *State {
-	for i, k := range w.keys {
-		if k == key {
-			return &w.states[i]
-		}
-	}
-	w.keys = append(w.keys, key)
-	w.states = append(w.states, store.Load(key))
-	w.dirty = append(w.dirty, false)
-	return &w.states[len(w.states)-1]
-}
-
-func (w *workingSet) set(key string, st State) {
-	for i, k := range w.keys {
-		if k == key {
-			w.states[i], w.dirty[i] = st, true
-			return
-		}
-	}
-}
-
-func (w *workingSet) commit(store StateStore) {
-	for i, k := range w.keys {
-		if w.dirty[i] {
-			store.Store(k, w.states[i])
-		}
-	}
-}
+// workingInline is how many distinct keys evaluateLocked keeps on its stack.
+const workingInline = 4

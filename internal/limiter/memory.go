@@ -76,15 +76,16 @@ func (m *MemoryEngine) Evaluate(_ context.Context, now int64, checks []LimitChec
 	if now == 0 {
 		now = m.clock()
 	}
-	locked := m.lock(checks)
+	var buf [8]int
+	locked := m.lock(checks, buf[:0])
 	allowed := evaluateLocked(memView{m}, now, checks, decisions)
 	m.unlock(locked)
 	return Outcome{Now: now, Allowed: allowed}, nil
 }
 
-// lock takes the shard locks of every check's key in ascending shard order.
-func (m *MemoryEngine) lock(checks []LimitCheck) []int {
-	idx := make([]int, 0, len(checks))
+// lock takes the shard locks of every check's key in ascending shard order; idx is
+// scratch space for the shard indexes, returned for unlock.
+func (m *MemoryEngine) lock(checks []LimitCheck, idx []int) []int {
 	for i := range checks {
 		s := m.shardOf(checks[i].Key)
 		pos := 0

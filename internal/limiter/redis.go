@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,8 +32,13 @@ const (
 // RedisOptions configures the Redis engine. Zero fields take the value the URL's query
 // sets (go-redis names such as read_timeout, pool_size), else the defaults above.
 type RedisOptions struct {
-	// URL is redis://[user:pass@]host:port[/db] or rediss://... for TLS.
+	// URL is redis://[user:pass@]host:port[/db] or rediss://... for TLS; in cluster and
+	// sentinel mode, the URL forms of redis_topology.go.
 	URL string
+	// Mode is single (the default), cluster or sentinel (redis_topology.go), and
+	// SentinelMaster, in sentinel mode, the master's name (overrides the URL's master_name).
+	Mode           RedisMode
+	SentinelMaster string
 	// PoolSize is the number of pooled connections (default 10 × GOMAXPROCS).
 	PoolSize     int
 	DialTimeout  time.Duration
@@ -47,6 +51,13 @@ type RedisOptions struct {
 	TLSCertFile           string
 	TLSKeyFile            string
 	TLSInsecureSkipVerify bool
+	// Batch sends script calls that arrive while others are in flight together, as one
+	// pipeline (see redis_batch.go): each call stays its own atomic EVALSHA, only the
+	// round trip is shared. BatchMax bounds calls per pipeline (default 64) and
+	// BatchLanes the pipelines in flight (default 4).
+	Batch      bool
+	BatchMax   int
+	BatchLanes int
 }
 
 // RedisEngine keeps state in Redis and evaluates a whole request with one script call
@@ -56,6 +67,7 @@ type RedisEngine struct {
 	client redis.UniversalClient
 	owned  bool
 	script *redislua.Script
+	batch  *batcher // nil: one round trip per call
 }
 
 var _ Engine = (*RedisEngine)(nil)
@@ -67,6 +79,9 @@ var _ Engine = (*RedisEngine)(nil)
 // unless the URL sets max_retries: a failed call is reported as ErrStore and the
 // server's failure policy decides. A connection that failed is replaced by the pool.
 func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
+	if (o.Mode != "" && o.Mode != RedisSingle) || o.SentinelMaster != "" {
+		return newRedisTopologyEngine(o) // batching too (ownedEngine)
+	}
 	if o.URL == "" {
 		return nil, errors.New("redis: no URL")
 	}
@@ -74,38 +89,59 @@ func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: URL: %w", err)
 	}
-	setDuration(&opt.DialTimeout, o.DialTimeout, DefaultRedisDialTimeout)
-	setDuration(&opt.ReadTimeout, o.ReadTimeout, DefaultRedisReadTimeout)
-	setDuration(&opt.WriteTimeout, o.WriteTimeout, DefaultRedisWriteTimeout)
-	switch {
-	case o.PoolSize > 0:
-		opt.PoolSize = o.PoolSize
-	case o.PoolSize < 0:
-		return nil, fmt.Errorf("redis: pool size %d is negative", o.PoolSize)
-	case opt.PoolSize == 0:
-		opt.PoolSize = 10 * runtime.GOMAXPROCS(0)
-	}
-	if opt.PoolTimeout == 0 {
-		// Waiting for a free connection longer than a call may take is pointless.
-		opt.PoolTimeout = max(opt.ReadTimeout+opt.WriteTimeout, 10*time.Millisecond)
-	}
-	if opt.MaxRetries == 0 {
-		opt.MaxRetries = -1
-	}
-	if opt.DialerRetries == 0 {
-		opt.DialerRetries = 1 // fail fast while Redis is down; the pool redials later
-	}
-	opt.ContextTimeoutEnabled = true // a caller's deadline shortens the socket deadlines
-	opt.DisableIdentity = true       // no CLIENT SETINFO round trips on connect
-	if err := applyTLS(opt, o); err != nil {
+	// The defaults every mode shares (redis_topology.go): timeouts, pool, no retries, TLS.
+	if err := o.applyConn(connFields{
+		dial: &opt.DialTimeout, read: &opt.ReadTimeout, write: &opt.WriteTimeout, poolTimeout: &opt.PoolTimeout,
+		poolSize: &opt.PoolSize, maxRetries: &opt.MaxRetries, dialerRetries: &opt.DialerRetries,
+		contextTimeout: &opt.ContextTimeoutEnabled, disableIdentity: &opt.DisableIdentity, tls: opt.TLSConfig,
+	}); err != nil {
 		return nil, err
 	}
-	return &RedisEngine{client: redis.NewClient(opt), owned: true, script: redislua.Request}, nil
+	if o.BatchMax < 0 || o.BatchLanes < 0 {
+		return nil, fmt.Errorf("redis: batch size %d and lanes %d must not be negative", o.BatchMax, o.BatchLanes)
+	}
+	if o.Batch && opt.PipelinePoolSize >= 0 {
+		// Batches run on go-redis's pipeline pool: one connection per lane.
+		opt.PipelinePoolSize = max(opt.PipelinePoolSize, batchLanes(o))
+	}
+	e := &RedisEngine{client: redis.NewClient(opt), owned: true, script: redislua.Request}
+	if o.Batch {
+		e.EnableBatching(batchLanes(o), o.BatchMax)
+	}
+	return e, nil
+}
+
+func batchLanes(o RedisOptions) int {
+	if o.BatchLanes > 0 {
+		return o.BatchLanes
+	}
+	return DefaultRedisBatchLanes
 }
 
 // NewRedisEngineFromClient runs on a client the caller owns (and closes): Close leaves it open.
 func NewRedisEngineFromClient(c redis.UniversalClient) *RedisEngine {
 	return &RedisEngine{client: c, script: redislua.Request}
+}
+
+// EnableBatching turns on pipelined batching of concurrent calls (RedisOptions.Batch)
+// with the given number of lanes and calls per pipeline (0: the defaults). Call it
+// before the engine serves requests.
+func (e *RedisEngine) EnableBatching(lanes, maxBatch int) {
+	if lanes <= 0 {
+		lanes = DefaultRedisBatchLanes
+	}
+	if maxBatch <= 0 {
+		maxBatch = DefaultRedisBatchMax
+	}
+	e.batch = newBatcher(e.client, e.script, lanes, maxBatch)
+}
+
+// BatchStats reports the pipelines and script calls batching sent (zero when off).
+func (e *RedisEngine) BatchStats() BatchStats {
+	if e.batch == nil {
+		return BatchStats{}
+	}
+	return e.batch.stats()
 }
 
 func setDuration(dst *time.Duration, explicit, def time.Duration) {
@@ -117,15 +153,14 @@ func setDuration(dst *time.Duration, explicit, def time.Duration) {
 	}
 }
 
-func applyTLS(opt *redis.Options, o RedisOptions) error {
+func applyTLS(cfg *tls.Config, o RedisOptions) error {
 	wantsTLS := o.TLSCAFile != "" || o.TLSCertFile != "" || o.TLSKeyFile != "" || o.TLSInsecureSkipVerify
-	if opt.TLSConfig == nil {
+	if cfg == nil {
 		if wantsTLS {
 			return errors.New("redis: TLS options need a rediss:// URL")
 		}
 		return nil
 	}
-	cfg := opt.TLSConfig
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
@@ -165,24 +200,23 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	if n == 0 && now != 0 {
 		return Outcome{Now: now, Allowed: true}, nil
 	}
-	keys := make([]string, n)
-	args := make([]any, 0, redislua.ArgsHeader+redislua.ArgsPerLimit*n)
-	args = append(args, now, n)
 	for i := range checks {
-		c := &checks[i]
-		p := c.Params
-		if p == nil {
+		if checks[i].Params == nil {
 			return Outcome{}, fmt.Errorf("%w: limit %d has no params", ErrBadRequest, i)
 		}
-		keys[i] = c.Key
-		var shadow int64
-		if c.Shadow {
-			shadow = 1
-		}
-		args = append(args, int64(p.Algorithm), c.Cost, shadow, p.Limit, p.PeriodMs, p.Burst,
-			p.num, p.den, p.width, p.Buckets)
 	}
-	reply, err := e.script.Run(ctx, e.client, keys, args...).Slice()
+	var reply []any
+	var err error
+	if e.batch != nil {
+		reply, err = e.batch.do(ctx, e.evalArgs(now, checks))
+	} else {
+		keys := make([]string, n)
+		for i := range checks {
+			keys[i] = checks[i].Key
+		}
+		args := appendScriptArgs(make([]any, 0, redislua.ArgsHeader+redislua.ArgsPerLimit*n), now, checks)
+		reply, err = e.script.Run(ctx, e.client, keys, args...).Slice()
+	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
@@ -212,16 +246,47 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	return out, nil
 }
 
-// Ping checks that Redis answers (readiness).
+// evalArgs builds the whole EVALSHA command of one request: the script's SHA-1, the
+// keys and the ARGV layout of request.lua (manifest.json).
+func (e *RedisEngine) evalArgs(now int64, checks []LimitCheck) []any {
+	n := len(checks)
+	args := make([]any, 0, 3+n+redislua.ArgsHeader+redislua.ArgsPerLimit*n)
+	args = append(args, "evalsha", e.script.SHA1(), n)
+	for i := range checks {
+		args = append(args, checks[i].Key)
+	}
+	return appendScriptArgs(args, now, checks)
+}
+
+// appendScriptArgs appends request.lua's ARGV: now, n, then ten integers per limit.
+func appendScriptArgs(args []any, now int64, checks []LimitCheck) []any {
+	args = append(args, now, len(checks))
+	for i := range checks {
+		c := &checks[i]
+		p := c.Params
+		var shadow int64
+		if c.Shadow {
+			shadow = 1
+		}
+		args = append(args, int64(p.Algorithm), c.Cost, shadow, p.Limit, p.PeriodMs, p.Burst,
+			p.num, p.den, p.width, p.Buckets)
+	}
+	return args
+}
+
+// Ping checks that Redis answers (readiness); on a cluster, every master does.
 func (e *RedisEngine) Ping(ctx context.Context) error {
-	if err := e.client.Ping(ctx).Err(); err != nil {
+	if err := pingStore(ctx, e.client); err != nil {
 		return fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
 	return nil
 }
 
-// Close closes the connection pool if the engine created it.
+// Close stops batching and closes the connection pool if the engine created it.
 func (e *RedisEngine) Close() error {
+	if e.batch != nil {
+		e.batch.close()
+	}
 	if e.owned {
 		return e.client.Close()
 	}

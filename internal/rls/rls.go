@@ -23,11 +23,6 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 )
 
-// Options switches the response headers of SPEC §6.
-type Options struct {
-	RetryAfter bool // Retry-After on OVER_LIMIT (on by default)
-}
-
 // Observer sees every request's outcome (metrics).
 type Observer interface {
 	Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error)
@@ -41,8 +36,12 @@ type Server struct {
 	observe Observer // may be nil
 }
 
-// New returns a Server deciding with d. obs, when not nil, sees every request.
+// New returns a Server deciding with d. obs, when not nil, sees every request. opts
+// must have passed Validate (an invalid upstream header name is dropped here).
 func New(d *decide.Decider, opts Options, obs Observer) *Server {
+	if opts.Validate() != nil {
+		opts.UpstreamRemainingHeader = ""
+	}
 	return &Server{decider: d, opts: opts, observe: obs}
 }
 
@@ -78,25 +77,49 @@ func grpcError(err error) error {
 	}
 }
 
+// requestMemory holds a converted request of up to 2 descriptors and 4 entries in one
+// allocation (docs/performance.md: allocation budgets).
+type requestMemory struct {
+	req     decide.Request
+	descs   [2]decide.Descriptor
+	entries [4]descriptors.Entry
+	costs   [2]uint64
+}
+
 // fromProto converts the proto request. Negative hits (refunds) are not supported.
 func fromProto(in *rlsv3.RateLimitRequest) (*decide.Request, error) {
-	req := &decide.Request{
-		Domain:      in.GetDomain(),
-		HitsAddend:  uint64(in.GetHitsAddend()),
-		Descriptors: make([]decide.Descriptor, len(in.GetDescriptors())),
+	mem := new(requestMemory)
+	req := &mem.req
+	req.Domain, req.HitsAddend = in.GetDomain(), uint64(in.GetHitsAddend())
+	if n := len(in.GetDescriptors()); n <= len(mem.descs) {
+		req.Descriptors = mem.descs[:n:n]
+	} else {
+		req.Descriptors = make([]decide.Descriptor, n)
 	}
+	entries := mem.entries[:0:len(mem.entries)] // carved up while it lasts
 	for i, pd := range in.GetDescriptors() {
 		if pd.GetIsNegativeHits() {
 			return nil, errors.New("descriptor " + strconv.Itoa(i) + ": is_negative_hits is not supported")
 		}
 		d := &req.Descriptors[i]
-		d.Entries = make([]descriptors.Entry, len(pd.GetEntries()))
+		n := len(pd.GetEntries())
+		if n <= cap(entries)-len(entries) {
+			d.Entries = entries[len(entries) : len(entries)+n : len(entries)+n]
+			entries = entries[:len(entries)+n]
+		} else {
+			d.Entries = make([]descriptors.Entry, n)
+		}
 		for j, e := range pd.GetEntries() {
 			d.Entries[j] = descriptors.Entry{Key: e.GetKey(), Value: e.GetValue()}
 		}
 		if h := pd.GetHitsAddend(); h != nil {
 			v := h.GetValue()
-			d.Cost = &v
+			if i < len(mem.costs) {
+				mem.costs[i] = v
+				d.Cost = &mem.costs[i]
+			} else {
+				d.Cost = &v
+			}
 		}
 		if o := pd.GetLimit(); o != nil {
 			d.Override = overrideFromProto(o)
@@ -130,21 +153,52 @@ var unitEnum = map[string]rlsv3.RateLimitResponse_RateLimit_Unit{
 	"year":   rlsv3.RateLimitResponse_RateLimit_YEAR,
 }
 
+// responseMemory holds a response of up to 2 statuses in one allocation; statusMemory
+// holds one status with its limit and reset duration.
+type responseMemory struct {
+	resp     rlsv3.RateLimitResponse
+	ptrs     [2]*rlsv3.RateLimitResponse_DescriptorStatus
+	statuses [2]statusMemory
+}
+
+type statusMemory struct {
+	status rlsv3.RateLimitResponse_DescriptorStatus
+	limit  rlsv3.RateLimitResponse_RateLimit
+	reset  durationpb.Duration
+}
+
 func (s *Server) toProto(res *decide.Result) *rlsv3.RateLimitResponse {
-	out := &rlsv3.RateLimitResponse{
-		OverallCode: rlsv3.RateLimitResponse_OK,
-		Statuses:    make([]*rlsv3.RateLimitResponse_DescriptorStatus, len(res.Statuses)),
+	mem := new(responseMemory)
+	out := &mem.resp
+	out.OverallCode = rlsv3.RateLimitResponse_OK
+	n := len(res.Statuses)
+	sm := mem.statuses[:]
+	if n <= len(mem.ptrs) {
+		out.Statuses = mem.ptrs[:n:n]
+	} else {
+		out.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+		sm = make([]statusMemory, n)
 	}
 	if res.OverLimit {
 		out.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
-		if s.opts.RetryAfter {
-			out.ResponseHeadersToAdd = append(out.ResponseHeadersToAdd, &corev3.HeaderValue{
-				Key: "retry-after", Value: strconv.FormatInt(RetryAfterSeconds(res.RetryAfterMs), 10),
-			})
-		}
 	}
 	for i := range res.Statuses {
-		out.Statuses[i] = statusToProto(&res.Statuses[i], res.Now)
+		out.Statuses[i] = statusInto(&sm[i], &res.Statuses[i], res.Now)
+	}
+	r := Render(res, &s.opts)
+	out.ResponseHeadersToAdd = headersToProto(r.Response)
+	out.RequestHeadersToAdd = headersToProto(r.Request)
+	out.RawBody = r.Body
+	return out
+}
+
+func headersToProto(hs []Header) []*corev3.HeaderValue {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]*corev3.HeaderValue, len(hs))
+	for i, h := range hs {
+		out[i] = &corev3.HeaderValue{Key: h.Name, Value: h.Value}
 	}
 	return out
 }
@@ -152,8 +206,10 @@ func (s *Server) toProto(res *decide.Result) *rlsv3.RateLimitResponse {
 // RetryAfterSeconds rounds a wait up to whole seconds: a client that honours it is never early.
 func RetryAfterSeconds(ms int64) int64 { return (ms + 999) / 1000 }
 
-func statusToProto(st *decide.Status, now int64) *rlsv3.RateLimitResponse_DescriptorStatus {
-	ps := &rlsv3.RateLimitResponse_DescriptorStatus{Code: rlsv3.RateLimitResponse_OK}
+// statusInto fills m with one descriptor's status and returns it.
+func statusInto(m *statusMemory, st *decide.Status, now int64) *rlsv3.RateLimitResponse_DescriptorStatus {
+	ps := &m.status
+	ps.Code = rlsv3.RateLimitResponse_OK
 	if st.OverLimit {
 		ps.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 	}
@@ -161,16 +217,17 @@ func statusToProto(st *decide.Status, now int64) *rlsv3.RateLimitResponse_Descri
 		return ps
 	}
 	l := st.Limit
-	ps.CurrentLimit = &rlsv3.RateLimitResponse_RateLimit{
-		Name:            l.Name,
-		RequestsPerUnit: clampU32(st.Decision.Limit), // the ceiling clients see (SPEC §1)
-		Unit:            unitEnum[l.Unit],
-	}
+	ps.CurrentLimit = &m.limit
+	ps.CurrentLimit.Name = l.Name
+	ps.CurrentLimit.RequestsPerUnit = clampU32(st.Decision.Limit) // the ceiling clients see (SPEC §1)
+	ps.CurrentLimit.Unit = unitEnum[l.Unit]
 	if l.UnitMultiplier > 1 {
 		ps.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(clampU32(l.UnitMultiplier))
 	}
 	ps.LimitRemaining = clampU32(st.Decision.Remaining)
-	ps.DurationUntilReset = durationpb.New(time.Duration(max(0, st.Decision.ResetAt-now)) * time.Millisecond)
+	ms := max(0, st.Decision.ResetAt-now) // what durationpb.New(ms × 1 ms) holds
+	m.reset.Seconds, m.reset.Nanos = ms/1000, int32(ms%1000)*int32(time.Millisecond)
+	ps.DurationUntilReset = &m.reset
 	return ps
 }
 

@@ -48,7 +48,11 @@ func (b *Builder) Key(domain, limitID string, p *limiter.Params, entries []descr
 	for _, e := range entries {
 		n += len(e.Key) + len(e.Value) + 8
 	}
-	buf := make([]byte, 0, n)
+	var stack [256]byte // typical keys are built on the stack: the string is the one allocation
+	buf := stack[:0]
+	if n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
 	buf = append(buf, b.prefix...)
 	buf = b.appendDomain(buf, domain)
 	buf = appendPart(buf, limitID)
