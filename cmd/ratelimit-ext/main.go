@@ -3,6 +3,7 @@
 //	ratelimit-ext [serve] [flags]         serve config/ (the default subcommand)
 //	ratelimit-ext validate DIR            check a rules directory
 //	ratelimit-ext conformance [flags]     replay golden vectors through an engine
+//	ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint (docs/performance.md)
 //
 // Run `ratelimit-ext <subcommand> -h` for flags; every flag has an environment variable.
 package main
@@ -31,10 +32,10 @@ func run(args []string) int {
 	case "bench":
 		return bench(args)
 	case "help":
-		fmt.Println("usage: ratelimit-ext [serve|validate|conformance] [flags]; -h on each for flags")
+		fmt.Println("usage: ratelimit-ext [serve|validate|conformance|bench] [flags]; -h on each for flags")
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "ratelimit-ext: unknown subcommand %q (want serve, validate or conformance)\n", cmd)
+		fmt.Fprintf(os.Stderr, "ratelimit-ext: unknown subcommand %q (want serve, validate, conformance or bench)\n", cmd)
 		return 2
 	}
 }
