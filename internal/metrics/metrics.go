@@ -130,12 +130,14 @@ func (m *Metrics) ConfigLoaded(rs *descriptors.RuleSet, err error) {
 		m.lastLoadOK.Set(0)
 		return
 	}
-	m.loads.WithLabelValues("success").Inc()
-	m.lastLoadOK.Set(1)
-	m.lastLoadAt.SetToCurrentTime()
+	// The rule set's gauges first, the counter last: a scrape that sees the new load
+	// count also sees the new hash.
 	m.configInfo.Reset()
 	m.configInfo.WithLabelValues(rs.Hash()).Set(1)
 	m.configRules.Set(float64(rs.LimitCount()))
+	m.lastLoadOK.Set(1)
+	m.lastLoadAt.SetToCurrentTime()
+	m.loads.WithLabelValues("success").Inc()
 }
 
 // SetReady records the readiness state (nil = ready); use as a readiness callback.

@@ -278,6 +278,9 @@ func (w *Watcher) loop(ctx context.Context) {
 
 func (w *Watcher) load() {
 	rs, err := descriptors.LoadDir(w.opts.Dir)
+	if err == nil {
+		w.apply(rs) // serve the new rules before anything reports them as loaded
+	}
 	if w.opts.OnLoad != nil {
 		w.opts.OnLoad(rs, err)
 	}
@@ -285,7 +288,6 @@ func (w *Watcher) load() {
 		w.opts.Log.Error("config reload failed; the previous rules keep serving", "dir", w.opts.Dir, "error", err)
 		return
 	}
-	w.apply(rs)
 	changed := rs.Hash() != w.lastHash
 	w.lastHash = rs.Hash()
 	w.opts.Log.Info("config reloaded", "dir", w.opts.Dir, "changed", changed, "rules", rs.Summary(), "hash", rs.Hash())
