@@ -11,6 +11,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
 )
 
@@ -73,11 +74,14 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 }
 
 // usePerf wires the local over-limit cache into the decider and starts pprof.
-func usePerf(c *serveConfig, d *decide.Decider, log *slog.Logger) error {
+func usePerf(c *serveConfig, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) error {
 	cache, err := c.perf.cache()
 	if err != nil {
 		return err
 	}
 	d.UseOverLimitCache(cache)
+	if cache != nil {
+		m.OverLimitCache(cache.Stats)
+	}
 	return c.perf.startPprof(log)
 }

@@ -196,7 +196,7 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	decider := decide.New(rules, m.Engine(engineName, engine), keys, c.shadow)
 	decider.SetBounds(c.bounds)
 	decider.SetFailurePolicy(policy)
-	if err := usePerf(c, decider, log); err != nil {
+	if err := usePerf(c, decider, m, log); err != nil {
 		return err
 	}
 

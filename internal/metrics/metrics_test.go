@@ -15,6 +15,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
 
@@ -187,5 +188,21 @@ func TestLastLoadAndReadyGauges(t *testing.T) {
 	f.m.SetReady(fmt.Errorf("store unreachable"))
 	if f.scrape()[`ratelimit_ext_ready`] != 0 {
 		t.Fatal("not 0 when unready")
+	}
+}
+
+func TestOverLimitCacheMetrics(t *testing.T) {
+	f := newFixture(t)
+	stats := overlimit.Stats{Hits: 7, Stores: 3, Entries: 2}
+	f.m.OverLimitCache(func() overlimit.Stats { return stats })
+	got := f.scrape()
+	for series, want := range map[string]float64{
+		"ratelimit_ext_local_cache_hits_total":   7,
+		"ratelimit_ext_local_cache_stores_total": 3,
+		"ratelimit_ext_local_cache_entries":      2,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
 )
 
 // StoreHealth registers the circuit breaker's state and the store failure policy's
@@ -29,4 +30,21 @@ func (m *Metrics) StoreHealth() (onCircuit func(open bool, cause error), onFallb
 		fallbacks.WithLabelValues(domain, p.String()).Inc()
 	}
 	return onCircuit, onFallback
+}
+
+// OverLimitCache exports the local over-limit cache's counters (docs/metrics.md).
+func (m *Metrics) OverLimitCache(stats func() overlimit.Stats) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "local_cache_hits_total",
+			Help: "Requests answered by the local over-limit cache without a store call.",
+		}, func() float64 { return float64(stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "local_cache_stores_total",
+			Help: "Denials remembered by the local over-limit cache.",
+		}, func() float64 { return float64(stats().Stores) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "local_cache_entries", Help: "Keys held by the local over-limit cache.",
+		}, func() float64 { return float64(stats().Entries) }),
+	)
 }
