@@ -54,7 +54,7 @@ compose-tool:
 	@if command -v docker-compose >/dev/null; then exit 0; fi; \
 	if [ -n "$(APT)" ]; then \
 	  echo ">>> installing docker-compose from the OS packages (to validate docker-compose.yml)"; \
-	  DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq docker-compose >/dev/null || true; \
+	  { $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq docker-compose >/dev/null; } || true; \
 	fi
 
 # Unit, conformance and Redis suites (the Redis tests start their own redis-server on a
