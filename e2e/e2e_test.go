@@ -160,26 +160,7 @@ func TestPerClientIP(t *testing.T) {
 		rs = append(rs, get(t, "/ip", xff(ip)...))
 	}
 	wantCodes(t, "6 requests from "+ip, rs, 200, 200, 200, 200, 200, 429)
-	limit := `5, 5;w=60;name="per-ip"`
-	for i, r := range rs[:5] {
-		// SPEC §4.5 allow: remaining = L − n − q.
-		header(t, r, "x-ratelimit-limit", limit)
-		header(t, r, "x-ratelimit-remaining", strconv.Itoa(4-i))
-		if r.h.Get("retry-after") != "" {
-			t.Errorf("request %d: retry-after on an allowed request", i)
-		}
-	}
-	deny := rs[5]
-	// SPEC §4.5 deny: remaining = L − n = 0; with k = 1, retryAfterMs = stamp_1 + P − now,
-	// resetAt = stamp_1 + P, where stamp_1 is the first request's server time.
-	// Retry-After = ⌈retryAfterMs/1000⌉; Envoy's X-RateLimit-Reset is the whole seconds of
-	// duration_until_reset = resetAt − now.
-	loMs := rs[0].sentMs() + 60000 - deny.recvMs()
-	hiMs := rs[0].recvMs() + 60000 - deny.sentMs()
-	header(t, deny, "x-ratelimit-limit", limit)
-	header(t, deny, "x-ratelimit-remaining", "0")
-	headerIn(t, deny, "retry-after", ceilDiv(loMs, 1000), ceilDiv(hiMs, 1000))
-	headerIn(t, deny, "x-ratelimit-reset", loMs/1000, hiMs/1000)
+	wantPerIPHeaders(t, rs)
 
 	other := get(t, "/ip", xff(newIP())...)
 	wantCodes(t, "another address", []reply{other}, 200)
@@ -645,4 +626,31 @@ func TestRedisDown(t *testing.T) {
 			t.Errorf("%s is not running", sp.Name)
 		}
 	}
+}
+
+// wantPerIPHeaders checks the answers to six requests from one address against per-ip
+// (sliding_window_log, 5 per minute): five allowed with remaining 4..0, then a denial.
+// Both doors (the rate-limit filter and ext_authz) must render the same fields.
+func wantPerIPHeaders(t *testing.T, rs []reply) {
+	t.Helper()
+	limit := `5, 5;w=60;name="per-ip"`
+	for i, r := range rs[:5] {
+		// SPEC §4.5 allow: remaining = L − n − q.
+		header(t, r, "x-ratelimit-limit", limit)
+		header(t, r, "x-ratelimit-remaining", strconv.Itoa(4-i))
+		if r.h.Get("retry-after") != "" {
+			t.Errorf("request %d: retry-after on an allowed request", i)
+		}
+	}
+	deny := rs[5]
+	// SPEC §4.5 deny: remaining = L − n = 0; with k = 1, retryAfterMs = stamp_1 + P − now,
+	// resetAt = stamp_1 + P, where stamp_1 is the first request's server time.
+	// Retry-After = ⌈retryAfterMs/1000⌉; X-RateLimit-Reset is the whole seconds of
+	// duration_until_reset = resetAt − now.
+	loMs := rs[0].sentMs() + 60000 - deny.recvMs()
+	hiMs := rs[0].recvMs() + 60000 - deny.sentMs()
+	header(t, deny, "x-ratelimit-limit", limit)
+	header(t, deny, "x-ratelimit-remaining", "0")
+	headerIn(t, deny, "retry-after", ceilDiv(loMs, 1000), ceilDiv(hiMs, 1000))
+	headerIn(t, deny, "x-ratelimit-reset", loMs/1000, hiMs/1000)
 }
