@@ -36,6 +36,7 @@ import (
 // serveConfig holds the settings of `ratelimit-ext serve`; every one is a flag with an
 // environment variable (docs/configuration.md).
 type serveConfig struct {
+	legacy                                           []legacyNote // envoyproxy/ratelimit variables seen
 	grpcAddr, httpAddr, configDir, engine, keyPrefix string
 	logLevel, logFormat                              string
 	memoryMaxKeys, maxKeyLen, maxRequestBytes        int
@@ -52,8 +53,12 @@ type serveConfig struct {
 }
 
 func loadServeConfig(args []string) (*serveConfig, error) {
+	legacy, err := legacyEnvFromOS() // before the flags read their defaults from the environment
+	if err != nil {
+		return nil, err
+	}
 	f := newEnvFlags("serve")
-	c := &serveConfig{bounds: decide.DefaultBounds}
+	c := &serveConfig{bounds: decide.DefaultBounds, legacy: legacy}
 	f.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:8081", "gRPC listen address (RateLimitService)")
 	f.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz)")
 	f.StringVar(&c.configDir, "config-dir", "config", "directory of YAML rule files, watched for changes")
@@ -159,6 +164,9 @@ func serve(args []string) int {
 		return 2
 	}
 	routeRedisLogs(log)
+	for _, n := range c.legacy {
+		log.Info("envoyproxy/ratelimit setting", "variable", n.name, "outcome", n.outcome)
+	}
 	if err := runServer(c, log); err != nil {
 		log.Error("exiting", "error", err)
 		return 1
