@@ -40,7 +40,13 @@ func (r reply) recvMs() int64 { return r.recv.UnixMilli() + 1 }
 
 func send(t *testing.T, method, path string, hdr ...string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, topo.EnvoyURL()+path, nil)
+	return sendTo(t, topo.EnvoyURL(), method, path, hdr...)
+}
+
+// sendTo sends one request to the Envoy listening at base, with header name/value pairs.
+func sendTo(t *testing.T, base, method, path string, hdr ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +56,7 @@ func send(t *testing.T, method, path string, hdr ...string) reply {
 	r := reply{sent: time.Now()}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s%s: %v", method, base, path, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -103,23 +103,7 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 
 func (e *eaEnvoy) send(t *testing.T, method, path string, hdr ...string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, e.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	r := reply{sent: time.Now()}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("ext_authz Envoy: %s %s: %v", method, path, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	r.recv = time.Now()
-	r.code, r.h, r.body = resp.StatusCode, resp.Header, string(body)
-	return r
+	return sendTo(t, e.url, method, path, hdr...)
 }
 
 func (e *eaEnvoy) get(t *testing.T, path string, hdr ...string) reply {

@@ -280,8 +280,13 @@ func TestSeveralLimitsReportTheDenyingOrTightest(t *testing.T) {
 func TestShadowMode(t *testing.T) {
 	f := start(t, false)
 	for i := 0; i < 3; i++ {
-		if f.call(t, "test", 0, desc("shadowed", "x")).OverallCode != ok {
+		resp := f.call(t, "test", 0, desc("shadowed", "x"))
+		if resp.OverallCode != ok {
 			t.Fatal("a shadow-mode limit denied")
+		}
+		// Shadow mode is invisible to clients: no current_limit, so no headers either.
+		if resp.Statuses[0].CurrentLimit != nil || len(resp.ResponseHeadersToAdd) != 0 {
+			t.Fatalf("a shadow-mode limit was reported: %v", resp)
 		}
 	}
 	g := start(t, true) // global shadow mode
