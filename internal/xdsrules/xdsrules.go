@@ -170,7 +170,8 @@ func (s *Subscriber) run(ctx context.Context) {
 			r.reset()
 		}
 		wait := r.next()
-		s.opts.Log.Warn("xDS stream ended; the rules in place keep serving", "server", s.opts.Server,
+		// acked_version says what keeps serving meanwhile ("" before the first config).
+		s.opts.Log.Warn("xDS stream ended; retrying", "server", s.opts.Server,
 			"error", err, "retry_in", wait.Round(time.Millisecond), "acked_version", s.acked)
 		if !sleep(ctx, wait) {
 			return
