@@ -90,7 +90,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			set(legacy, flag, strings.ToLower(v))
 		}
 	}
-	if err := mapLegacyRedis(get, set); err != nil {
+	if err := mapLegacyRedis(m); err != nil {
 		return notes, err
 	}
 	for legacy, why := range ignoredLegacy {
@@ -104,13 +104,19 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 
 // mapLegacyRedis turns REDIS_SOCKET_TYPE, REDIS_URL, REDIS_AUTH, REDIS_TLS and
 // REDIS_TYPE into a Redis URL and mode. envoyproxy/ratelimit's REDIS_URL is host:port
-// (or a socket path, or for Sentinel "master,host:port,host:port").
-func mapLegacyRedis(get func(string) (string, bool), set func(legacy, flag, value string)) error {
+// (or a socket path, or for Sentinel "master,host:port,host:port"). A URL that carries
+// REDIS_AUTH's password is not logged.
+func mapLegacyRedis(m mapper) error {
+	get, set := m.get, m.set
 	addr, ok := get("REDIS_URL")
 	if !ok {
 		return nil
 	}
 	auth, _ := get("REDIS_AUTH")
+	setURL := set
+	if auth != "" {
+		setURL = m.setSecret
+	}
 	tlsOn, _ := get("REDIS_TLS")
 	mode, _ := get("REDIS_TYPE")
 	socket, _ := get("REDIS_SOCKET_TYPE")
@@ -126,7 +132,7 @@ func mapLegacyRedis(get func(string) (string, bool), set func(legacy, flag, valu
 		}
 	}
 	if strings.EqualFold(socket, "unix") {
-		set("REDIS_URL", "redis-url", "unix://"+user+addr)
+		setURL("REDIS_URL", "redis-url", "unix://"+user+addr)
 		return nil
 	}
 	parts := strings.Split(addr, ",")
@@ -152,7 +158,7 @@ func mapLegacyRedis(get func(string) (string, bool), set func(legacy, flag, valu
 		}
 		url += sep + "addr=" + extra
 	}
-	set("REDIS_URL", "redis-url", url)
+	setURL("REDIS_URL", "redis-url", url)
 	return nil
 }
 

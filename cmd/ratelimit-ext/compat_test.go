@@ -93,23 +93,42 @@ func TestLegacyEnvironment(t *testing.T) {
 	}
 }
 
-// The xDS headers may carry a token: the startup notes say they were mapped, not what
-// they hold.
-func TestLegacyXDSHeadersAreNotLogged(t *testing.T) {
-	env := fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS": "authorization:Bearer s3cret"}
-	notes, err := applyLegacyEnv(env.lookup, env.set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := false
-	for _, n := range notes {
-		if strings.Contains(n.outcome, "s3cret") {
-			t.Errorf("%s: %q shows the secret", n.name, n.outcome)
+// Secrets (the xDS headers may carry a token, the Redis URL REDIS_AUTH's password) are
+// mapped, but the startup notes only say so; a URL without a password is still shown.
+func TestLegacySecretsAreNotLogged(t *testing.T) {
+	for _, tc := range []struct {
+		env           fakeEnv
+		legacy, ours  string
+		secret, shown string
+	}{
+		{fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS": "authorization:Bearer s3cret"},
+			"CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "RATELIMIT_EXT_XDS_HEADERS", "s3cret", ""},
+		{fakeEnv{"REDIS_URL": "redis.svc:6379", "REDIS_AUTH": "s3cret"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "s3cret", ""},
+		{fakeEnv{"REDIS_URL": "/run/redis.sock", "REDIS_SOCKET_TYPE": "unix", "REDIS_AUTH": "u:s3cret"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "s3cret", ""},
+		{fakeEnv{"REDIS_URL": "redis.svc:6379"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "", "redis://redis.svc:6379"},
+	} {
+		notes, err := applyLegacyEnv(tc.env.lookup, tc.env.set)
+		if err != nil {
+			t.Fatal(err)
 		}
-		seen = seen || n.name == "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS" && strings.Contains(n.outcome, "RATELIMIT_EXT_XDS_HEADERS")
-	}
-	if !seen {
-		t.Errorf("no note for the headers: %v", notes)
+		if tc.secret != "" && !strings.Contains(tc.env[tc.ours], tc.secret) {
+			t.Errorf("%s = %q: the secret was not mapped", tc.ours, tc.env[tc.ours])
+		}
+		seen := false
+		for _, n := range notes {
+			if tc.secret != "" && strings.Contains(n.outcome, tc.secret) {
+				t.Errorf("%s: %q shows the secret", n.name, n.outcome)
+			}
+			if n.name == tc.legacy && strings.Contains(n.outcome, tc.ours) {
+				seen = true
+				if !strings.Contains(n.outcome, tc.shown) {
+					t.Errorf("%s: %q, want it to show %q", n.name, n.outcome, tc.shown)
+				}
+			}
+		}
+		if !seen {
+			t.Errorf("no note for %s: %v", tc.legacy, notes)
+		}
 	}
 }
 
