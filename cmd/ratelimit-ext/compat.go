@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -198,7 +199,7 @@ func mapLegacyXDS(m mapper) error {
 	xdsVars := []string{"CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
 		"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "CONFIG_GRPC_XDS_SERVER_USE_TLS",
 		"XDS_CLIENT_BACKOFF_JITTER", "XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "FORCE_START_WITHOUT_INITIAL_CONFIG"}
-	for _, v := range append(legacyXDSTLS, legacyXDSSimple...) {
+	for _, v := range slices.Concat(legacyXDSTLS, legacyXDSSimple) {
 		xdsVars = append(xdsVars, v.legacy)
 	}
 	configType, _ := get("CONFIG_TYPE")
