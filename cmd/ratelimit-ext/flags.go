@@ -73,6 +73,17 @@ func (e *envFlags) DurationVar(p *time.Duration, name string, def time.Duration,
 	e.fs.DurationVar(p, name, def, e.usage(name, usage))
 }
 
+func (e *envFlags) Float64Var(p *float64, name string, def float64, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want a number such as 0.5", envName(name), v))
+		}
+		def = x
+	}
+	e.fs.Float64Var(p, name, def, e.usage(name, usage))
+}
+
 func (e *envFlags) String(name, def, usage string) *string {
 	p := new(string)
 	e.StringVar(p, name, def, usage)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/reload"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules"
 )
 
 // serveConfig holds the settings of `ratelimit-ext serve`; every one is a flag with an
@@ -48,6 +50,7 @@ type serveConfig struct {
 	tls                                              tlsFiles
 	store                                            storeConfig
 	extAuthz                                         extAuthzSettings
+	xds                                              xdsSettings
 	redis                                            func() limiter.RedisOptions
 	perf                                             perfSettings
 }
@@ -61,14 +64,14 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	c := &serveConfig{bounds: decide.DefaultBounds, legacy: legacy}
 	f.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:8081", "gRPC listen address (RateLimitService)")
 	f.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz)")
-	f.StringVar(&c.configDir, "config-dir", "config", "directory of YAML rule files, watched for changes")
+	f.StringVar(&c.configDir, "config-dir", "config", "directory of YAML rule files, watched for changes (--config-source=file)")
 	f.StringVar(&c.engine, "engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
 	f.StringVar(&c.keyPrefix, "key-prefix", "rlx:", "prefix of every storage key")
 	f.IntVar(&c.maxKeyLen, "max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
 	f.IntVar(&c.memoryMaxKeys, "memory-max-keys", 1_000_000, "bound on keys held by the memory engine")
 	f.BoolVar(&c.shadow, "shadow-mode", false, "evaluate and count every limit but never deny")
 	f.BoolVar(&c.retryAfter, "retry-after-header", true, "add Retry-After (whole seconds, rounded up) to OVER_LIMIT responses")
-	f.BoolVar(&c.watch, "watch", true, "reload the config dir when files change (SIGHUP always reloads)")
+	f.BoolVar(&c.watch, "watch", true, "reload the config dir when files change (SIGHUP always reloads; --config-source=file)")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
@@ -79,6 +82,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	extAuthzFlags(f, &c.extAuthz)
 	c.redis = redisFlags(f)
 	perfFlags(f, &c.perf)
+	xdsFlags(f, &c.xds)
 	f.rejectUnknownEnv()
 	if err := f.parse(args); err != nil {
 		return nil, err
@@ -86,6 +90,9 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	c.bounds.MaxCost = uint64(c.maxCost)
 	c.headers.RetryAfter = c.retryAfter
 	if err := checkHeaderFlags(&c.headers); err != nil {
+		return nil, err
+	}
+	if err := c.xds.resolve(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -176,12 +183,14 @@ func serve(args []string) int {
 
 // runServer wires the engine, rules, gRPC and HTTP servers, and runs until SIGINT/SIGTERM.
 func runServer(c *serveConfig, log *slog.Logger) error {
-	rules, err := descriptors.LoadDir(c.configDir)
+	rules, err := initialRules(c)
 	if err != nil {
-		return fmt.Errorf("loading %s:\n%w", c.configDir, err)
+		return err
 	}
 	m := metrics.New()
-	m.ConfigLoaded(rules, nil)
+	if c.xds.source == sourceFile {
+		m.ConfigLoaded(rules, nil)
+	}
 	engine, engineName, err := openEngine(c)
 	if err != nil {
 		return err
@@ -238,20 +247,22 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	watcher, err := reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Hash: rules.Hash(), OnLoad: m.ConfigLoaded}, func(rs *descriptors.RuleSet) {
-		decider.SetRules(rs)
-	})
+	follower, err := followRules(ctx, c, rules, decider, m, log)
 	if err != nil {
 		return err
 	}
-	defer watcher.Close()
+	defer follower.Close()
 	api.UseReadiness(startReadiness(ctx, decider, health, m, log))
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
-	log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"engine", engineName, "config_dir", c.configDir, "rules", rules.Summary())
+	from := []any{"config_dir", c.configDir}
+	if c.xds.source == sourceXDS {
+		from = []any{"xds_server", c.xds.server, "xds_node", c.xds.nodeID}
+	}
+	log.Info("serving", append([]any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
+		"engine", engineName, "rules", rules.Summary()}, from...)...)
 
 	select {
 	case <-ctx.Done():
@@ -262,6 +273,44 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	health.Shutdown() // grpc.health.v1 says NOT_SERVING while in-flight RPCs drain
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(gs, hs, c.shutdownTimeout)
+}
+
+// initialRules are the rules to serve from the start: the config directory, loaded
+// before anything listens. Rules from xDS come later; until then there are none (every
+// request UNAVAILABLE, not ready) or, with --xds-start-without-rules, an empty set.
+func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
+	if c.xds.source == sourceXDS {
+		if c.xds.startWithoutRules {
+			return descriptors.Compile()
+		}
+		return nil, nil
+	}
+	rules, err := descriptors.LoadDir(c.configDir)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s:\n%w", c.configDir, err)
+	}
+	return rules, nil
+}
+
+// followRules keeps the decider's rules in step with their source, the config directory
+// or the xDS server, through the same path: each good rule set is handed to the
+// decider (an atomic swap) and every outcome counted in the config_loads metrics; a bad
+// one leaves the rules in place.
+func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
+	apply := func(rs *descriptors.RuleSet) { d.SetRules(rs) }
+	if c.xds.source == sourceFile {
+		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Hash: loaded.Hash(), OnLoad: m.ConfigLoaded}, apply)
+	}
+	o, err := c.xds.options(log, m.ConfigLoaded)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := xdsrules.Start(ctx, o, apply)
+	if err != nil {
+		return nil, err
+	}
+	logSIGHUP(ctx, log)
+	return sub, nil
 }
 
 func openEngine(c *serveConfig) (limiter.Engine, string, error) {

@@ -67,6 +67,11 @@ type Result struct {
 // ErrInvalid marks errors caused by the request itself.
 var ErrInvalid = errors.New("invalid rate limit request")
 
+// ErrNoRules is the answer while no rule set is in place (rules from an xDS server
+// that has not sent any yet). Deciding on no rules would allow everything; an error
+// lets the caller's failure policy (Envoy's failure_mode_deny) decide instead.
+var ErrNoRules = errors.New("no rules loaded yet")
+
 // Decider holds the current rules and the engine.
 type Decider struct {
 	rules   atomic.Pointer[descriptors.RuleSet]
@@ -78,7 +83,8 @@ type Decider struct {
 	cache   *overlimit.Cache // the local over-limit cache, or nil
 }
 
-// New returns a Decider serving rules on engine.
+// New returns a Decider serving rules on engine. rules may be nil until SetRules: every
+// request is then answered with ErrNoRules.
 func New(rules *descriptors.RuleSet, engine limiter.Engine, keys *storekey.Builder, globalShadow bool) *Decider {
 	d := &Decider{engine: engine, keys: keys, shadow: globalShadow, bounds: DefaultBounds}
 	d.rules.Store(rules)
@@ -143,6 +149,9 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	}
 	if err := d.bounds.check(req); err != nil {
 		return nil, err
+	}
+	if d.rules.Load() == nil {
+		return nil, ErrNoRules
 	}
 	mem := new(requestMemory)
 	p := &mem.plan

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules"
+)
+
+// Where rules come from (--config-source).
+const (
+	sourceFile = "file"
+	sourceXDS  = "xds"
+)
+
+// xdsSettings are the settings of rules from an xDS server (docs/configuration.md#xds).
+type xdsSettings struct {
+	source                                string
+	server, nodeID, nodeMetadata, headers string
+	useTLS                                bool
+	tlsCA, tlsCert, tlsKey, tlsServerName string
+	maxMessageBytes                       int
+	backoff                               xdsrules.Backoff
+	startWithoutRules                     bool
+}
+
+func xdsFlags(f *envFlags, x *xdsSettings) {
+	f.StringVar(&x.source, "config-source", "", "where rules come from: file (--config-dir) or xds (an xDS server, --xds-server); default: xds when --xds-server is set, else file")
+	f.StringVar(&x.server, "xds-server", "", "xDS management server (host:port) serving ratelimit.config.ratelimit.v3.RateLimitConfig over ADS")
+	f.StringVar(&x.nodeID, "xds-node-id", "default", "node id sent to the xDS server, which picks the rules it sends by it")
+	f.StringVar(&x.nodeMetadata, "xds-node-metadata", "", "node metadata sent to the xDS server: key=value,key=value")
+	f.StringVar(&x.headers, "xds-headers", "", "gRPC metadata sent when the xDS stream opens: key=value,key=value (e.g. authorization=Bearer ...)")
+	f.BoolVar(&x.useTLS, "xds-tls", false, "connect to the xDS server over TLS (any other --xds-tls-* setting implies it)")
+	f.StringVar(&x.tlsCA, "xds-tls-ca", "", "PEM CA bundle that signs the xDS server's certificate (default: the system roots)")
+	f.StringVar(&x.tlsCert, "xds-tls-cert", "", "PEM client certificate for the xDS server (mTLS; reloaded when the file changes)")
+	f.StringVar(&x.tlsKey, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
+	f.StringVar(&x.tlsServerName, "xds-tls-server-name", "", "name to verify in the xDS server's certificate (default: the host of --xds-server)")
+	f.IntVar(&x.maxMessageBytes, "xds-max-message-bytes", xdsrules.DefaultMaxMessageBytes, "largest xDS response accepted, in bytes")
+	f.DurationVar(&x.backoff.Initial, "xds-backoff-initial", xdsrules.DefaultBackoff.Initial, "wait before reconnecting to the xDS server; doubles after each failed attempt")
+	f.DurationVar(&x.backoff.Max, "xds-backoff-max", xdsrules.DefaultBackoff.Max, "longest wait between attempts to reach the xDS server")
+	f.Float64Var(&x.backoff.Jitter, "xds-backoff-jitter", xdsrules.DefaultBackoff.Jitter, "spread each wait at random by ± this fraction of it (0 to below 1)")
+	f.BoolVar(&x.startWithoutRules, "xds-start-without-rules", false, "until the xDS server sends rules, serve with none (every request OK) and report ready, instead of answering UNAVAILABLE and reporting not ready")
+}
+
+// resolve picks the rule source and checks the settings that only make sense with it.
+func (x *xdsSettings) resolve() error {
+	switch x.source {
+	case "":
+		x.source = sourceFile
+		if x.server != "" {
+			x.source = sourceXDS
+		}
+	case sourceFile:
+		if x.server != "" {
+			return errors.New("--xds-server is set but --config-source is file: set --config-source=xds, or unset --xds-server")
+		}
+	case sourceXDS:
+		if x.server == "" {
+			return errors.New("--config-source=xds needs --xds-server (env RATELIMIT_EXT_XDS_SERVER)")
+		}
+	default:
+		return fmt.Errorf("--config-source %q: want file or xds", x.source)
+	}
+	if x.source == sourceFile {
+		if x.startWithoutRules {
+			return errors.New("--xds-start-without-rules needs --config-source=xds: rules from files are loaded before serving")
+		}
+		return nil
+	}
+	switch {
+	case x.nodeID == "":
+		return errors.New("--xds-node-id is empty: the xDS server picks a node's rules by it")
+	case x.maxMessageBytes <= 0:
+		return fmt.Errorf("--xds-max-message-bytes %d: want a positive size", x.maxMessageBytes)
+	case x.backoff.Initial <= 0:
+		return fmt.Errorf("--xds-backoff-initial %v: want a positive duration", x.backoff.Initial)
+	case x.backoff.Max < x.backoff.Initial:
+		return fmt.Errorf("--xds-backoff-max %v is below --xds-backoff-initial %v", x.backoff.Max, x.backoff.Initial)
+	case !(x.backoff.Jitter >= 0 && x.backoff.Jitter < 1):
+		return fmt.Errorf("--xds-backoff-jitter %v: want at least 0 and below 1", x.backoff.Jitter)
+	}
+	if _, err := pairs("--xds-node-metadata", x.nodeMetadata); err != nil {
+		return err
+	}
+	if _, err := pairs("--xds-headers", x.headers); err != nil {
+		return err
+	}
+	if (x.tlsCert == "") != (x.tlsKey == "") {
+		return errors.New("--xds-tls-cert and --xds-tls-key go together")
+	}
+	return nil
+}
+
+// pairs parses "key=value,key=value"; empty items (a trailing comma) are skipped.
+func pairs(flag, s string) (map[string]string, error) {
+	out := map[string]string{}
+	for item := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		k, v, found := strings.Cut(item, "=")
+		k = strings.TrimSpace(k)
+		if !found || k == "" {
+			return nil, fmt.Errorf("%s: %q is not key=value", flag, item)
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
+
+// options turns the settings into the subscriber's options; it reads the TLS files.
+func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet, error)) (xdsrules.Options, error) {
+	meta, err := pairs("--xds-node-metadata", x.nodeMetadata)
+	if err != nil {
+		return xdsrules.Options{}, err
+	}
+	headers, err := pairs("--xds-headers", x.headers)
+	if err != nil {
+		return xdsrules.Options{}, err
+	}
+	tc, err := x.tlsConfig()
+	if err != nil {
+		return xdsrules.Options{}, err
+	}
+	return xdsrules.Options{
+		Server: x.server, NodeID: x.nodeID, NodeMetadata: meta, Headers: headers, TLS: tc,
+		MaxMessageBytes: x.maxMessageBytes, Backoff: x.backoff, UserAgent: "ratelimit-ext",
+		Log: log.With("component", "xds"), OnLoad: onLoad,
+	}, nil
+}
+
+// tlsConfig returns the client TLS settings, or nil for plaintext.
+func (x *xdsSettings) tlsConfig() (*tls.Config, error) {
+	if !x.useTLS && x.tlsCA == "" && x.tlsCert == "" && x.tlsKey == "" && x.tlsServerName == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: x.tlsServerName}
+	if x.tlsCA != "" {
+		pem, err := os.ReadFile(x.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--xds-tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--xds-tls-ca %s: no PEM certificate found", x.tlsCA)
+		}
+	}
+	if x.tlsCert != "" || x.tlsKey != "" {
+		if x.tlsCert == "" || x.tlsKey == "" {
+			return nil, errors.New("--xds-tls-cert and --xds-tls-key go together")
+		}
+		// Read at every handshake when the files changed, as for the gRPC server: a
+		// rotated certificate (a mounted Secret) is used without a restart.
+		kp := &keyPair{certFile: x.tlsCert, keyFile: x.tlsKey}
+		if _, err := kp.get(nil); err != nil {
+			return nil, fmt.Errorf("--xds-tls-cert/--xds-tls-key: %w", err)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(nil) }
+	}
+	return cfg, nil
+}
+
+// logSIGHUP keeps SIGHUP, which reloads rule files, from ending the process when rules
+// come from xDS (its default action is to terminate); it only says why nothing happens.
+func logSIGHUP(ctx context.Context, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP ignored: rules come from the xDS server, which pushes every change")
+			}
+		}
+	}()
+}

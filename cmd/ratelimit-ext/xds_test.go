@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
+)
+
+func TestConfigSource(t *testing.T) {
+	c, err := loadServeConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.xds.source != sourceFile {
+		t.Errorf("default source %q, want file", c.xds.source)
+	}
+	c, err = loadServeConfig([]string{"--xds-server", "xds.svc:18000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.xds.source != sourceXDS || c.xds.nodeID != "default" || c.xds.backoff != xdsrules.DefaultBackoff ||
+		c.xds.maxMessageBytes != xdsrules.DefaultMaxMessageBytes {
+		t.Errorf("--xds-server alone: %+v; want xds with the defaults", c.xds)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config-source", "xds"}, "needs --xds-server"},
+		{[]string{"--config-source", "file", "--xds-server", "x:1"}, "--config-source is file"},
+		{[]string{"--config-source", "consul"}, `"consul": want file or xds`},
+		{[]string{"--xds-start-without-rules"}, "needs --config-source=xds"},
+		{[]string{"--xds-server", "x:1", "--xds-node-id", ""}, "--xds-node-id is empty"},
+		{[]string{"--xds-server", "x:1", "--xds-node-metadata", "zone"}, `--xds-node-metadata: "zone" is not key=value`},
+		{[]string{"--xds-server", "x:1", "--xds-headers", "=v"}, "--xds-headers"},
+		{[]string{"--xds-server", "x:1", "--xds-backoff-jitter", "1"}, "--xds-backoff-jitter"},
+		{[]string{"--xds-server", "x:1", "--xds-backoff-initial", "0s"}, "--xds-backoff-initial"},
+		{[]string{"--xds-server", "x:1", "--xds-backoff-initial", "2m", "--xds-backoff-max", "1m"}, "--xds-backoff-max 1m0s is below"},
+		{[]string{"--xds-server", "x:1", "--xds-max-message-bytes", "0"}, "--xds-max-message-bytes"},
+		{[]string{"--xds-server", "x:1", "--xds-tls-cert", "c.pem"}, "go together"},
+	} {
+		if _, err := loadServeConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+	t.Setenv("RATELIMIT_EXT_XDS_BACKOFF_JITTER", "lots")
+	if _, err := loadServeConfig(nil); err == nil || !strings.Contains(err.Error(), "RATELIMIT_EXT_XDS_BACKOFF_JITTER") {
+		t.Errorf("a malformed jitter in the environment: %v", err)
+	}
+}
+
+func TestXDSOptions(t *testing.T) {
+	c, err := loadServeConfig([]string{"--xds-server", "xds.svc:18000", "--xds-node-id", "rl-1",
+		"--xds-node-metadata", "zone=eu-1, team = edge,", "--xds-headers", "authorization=Bearer abc=",
+		"--xds-backoff-initial", "2s", "--xds-backoff-max", "30s", "--xds-backoff-jitter", "0.2",
+		"--xds-max-message-bytes", "8388608"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.xds.options(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Server != "xds.svc:18000" || o.NodeID != "rl-1" || o.TLS != nil || o.MaxMessageBytes != 8<<20 ||
+		o.Backoff != (xdsrules.Backoff{Initial: 2 * time.Second, Max: 30 * time.Second, Jitter: 0.2}) {
+		t.Errorf("options %+v", o)
+	}
+	if len(o.NodeMetadata) != 2 || o.NodeMetadata["zone"] != "eu-1" || o.NodeMetadata["team"] != "edge" {
+		t.Errorf("node metadata %v", o.NodeMetadata)
+	}
+	if len(o.Headers) != 1 || o.Headers["authorization"] != "Bearer abc=" {
+		t.Errorf("headers %v", o.Headers)
+	}
+
+	c, err = loadServeConfig([]string{"--xds-server", "x:1", "--xds-tls-ca", "/nonexistent/ca.pem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.xds.options(slog.Default(), nil); err == nil || !strings.Contains(err.Error(), "--xds-tls-ca") {
+		t.Errorf("an unreadable CA: %v", err)
+	}
+}
+
+// The TLS files given as flags secure the subscription: server TLS verified against
+// the CA, and mutual TLS with the server's name given explicitly.
+func TestXDSTLSFromFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutual bool
+		certIn string // the name the server's certificate is for
+		args   func(p *xdstest.PKI) []string
+	}{
+		{"server TLS", false, "127.0.0.1", func(p *xdstest.PKI) []string {
+			return []string{"--xds-tls-ca", p.CA}
+		}},
+		{"mutual TLS and a server name", true, "xds.internal", func(p *xdstest.PKI) []string {
+			return []string{"--xds-tls", "--xds-tls-ca", p.CA, "--xds-tls-cert", p.ClientCert, "--xds-tls-key", p.ClientKey,
+				"--xds-tls-server-name", "xds.internal"}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := xdstest.NewPKI(t, tc.certIn)
+			cp := xdstest.Start(t, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(p.ServerTLS(t, tc.mutual))))
+			cp.Set(t, "default", "v1", &rlsconfv3.RateLimitConfig{Name: "edge", Domain: "edge"})
+			c, err := loadServeConfig(append([]string{"--xds-server", cp.Addr, "--xds-backoff-initial", "20ms"}, tc.args(p)...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := c.xds.options(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			applied := make(chan *descriptors.RuleSet, 1)
+			sub, err := xdsrules.Start(context.Background(), o, func(rs *descriptors.RuleSet) { applied <- rs })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			cp.ACK(t, cp.Response(t, "v1"))
+			if rs := <-applied; len(rs.Domains()) != 1 {
+				t.Fatalf("applied %s", rs.Summary())
+			}
+		})
+	}
+}
+
+// Envoy Gateway's environment for its rate-limit Deployment turns into settings that
+// load: xDS from its server, with mutual TLS from the mounted certificates, serving
+// before the first config.
+func TestEnvoyGatewayEnvironment(t *testing.T) {
+	env := fakeEnv{
+		"CONFIG_TYPE":                        "GRPC_XDS_SOTW",
+		"CONFIG_GRPC_XDS_SERVER_URL":         "envoy-gateway.envoy-gateway-system.svc.cluster.local:18001",
+		"CONFIG_GRPC_XDS_NODE_ID":            "envoy-ratelimit",
+		"CONFIG_GRPC_XDS_SERVER_USE_TLS":     "true",
+		"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":    "/certs/tls.crt",
+		"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":     "/certs/tls.key",
+		"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":  "/certs/ca.crt",
+		"FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
+		"REDIS_SOCKET_TYPE":                  "tcp",
+		"REDIS_URL":                          "redis.redis-system.svc.cluster.local:6379",
+		"RUNTIME_ROOT":                       "/data",
+		"RUNTIME_SUBDIRECTORY":               "ratelimit",
+		"LOG_LEVEL":                          "info",
+		"USE_STATSD":                         "false",
+	}
+	if _, err := applyLegacyEnv(env.lookup, env.set); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range env {
+		if strings.HasPrefix(k, "RATELIMIT_EXT_") {
+			t.Setenv(k, v)
+		}
+	}
+	c, err := loadServeConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := c.xds
+	if x.source != sourceXDS || x.server != "envoy-gateway.envoy-gateway-system.svc.cluster.local:18001" ||
+		x.nodeID != "envoy-ratelimit" || !x.useTLS || x.tlsCA != "/certs/ca.crt" || x.tlsCert != "/certs/tls.crt" ||
+		x.tlsKey != "/certs/tls.key" || !x.startWithoutRules {
+		t.Errorf("settings %+v", x)
+	}
+	if c.redis().URL != "redis://redis.redis-system.svc.cluster.local:6379" {
+		t.Errorf("redis URL %q", c.redis().URL)
+	}
+}

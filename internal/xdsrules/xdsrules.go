@@ -1,0 +1,299 @@
+// Package xdsrules takes the rules from an xDS management server instead of a
+// directory, as envoyproxy/ratelimit does with CONFIG_TYPE=GRPC_XDS_SOTW (Envoy
+// Gateway runs it that way). It subscribes over ADS, state of the world, to every
+// ratelimit.config.ratelimit.v3.RateLimitConfig for its node, compiles each response
+// with the same compiler as rule files (Compile), and then:
+//
+//   - a response that compiles is handed to apply and ACKed (version_info and nonce of
+//     that response);
+//   - one that does not is NACKed, with the compile error in error_detail, and the
+//     rules already in place keep serving. A server that answers a NACK by sending the
+//     same version again (go-control-plane's snapshot cache does, at once) gets its
+//     repeated NACKs paced by the backoff instead of a busy loop;
+//   - when the stream breaks or cannot be opened, the rules in place keep serving and
+//     a new stream is opened after a backoff (Backoff); it announces the last ACKed
+//     version, so a server that has nothing newer need not resend it.
+//
+// One goroutine runs the subscription, so apply is never called concurrently; Close
+// ends it and waits for it.
+package xdsrules
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+)
+
+// DefaultMaxMessageBytes is the largest response accepted by default: gRPC's own
+// default, which envoyproxy/ratelimit keeps unless XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES
+// says otherwise.
+const DefaultMaxMessageBytes = 4 << 20
+
+// maxErrorDetail bounds the NACK's error message: a broken update can produce a
+// thousand problems, and the server only needs enough to point at the cause.
+const maxErrorDetail = 16 << 10
+
+// Options configures a Subscriber.
+type Options struct {
+	// Server is the management server's gRPC target: host:port, or any target gRPC
+	// resolves (dns:///host:port).
+	Server string
+	// NodeID identifies this client to the server, which picks the rules it sends by it.
+	NodeID string
+	// NodeMetadata is sent as the node's metadata (string values).
+	NodeMetadata map[string]string
+	// Headers are sent as gRPC metadata when each stream opens (e.g. authorization).
+	Headers map[string]string
+	// TLS, when set, secures the connection; nil means plaintext.
+	TLS *tls.Config
+	// MaxMessageBytes bounds one response (default DefaultMaxMessageBytes).
+	MaxMessageBytes int
+	// Backoff paces reconnection (default DefaultBackoff).
+	Backoff Backoff
+	// UserAgent names this client in the node (user_agent_name).
+	UserAgent string
+	// Log gets one line per applied or rejected update and per broken stream.
+	Log *slog.Logger
+	// OnLoad, when set, is told the outcome of every update (for metrics), after apply.
+	OnLoad func(rs *descriptors.RuleSet, err error)
+}
+
+// Subscriber keeps the served rules in step with an xDS server until Close.
+type Subscriber struct {
+	opts   Options
+	node   *corev3.Node
+	conn   *grpc.ClientConn
+	apply  func(*descriptors.RuleSet)
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Owned by the subscription goroutine.
+	acked       string  // version_info of the last ACKed response
+	appliedHash string  // hash of the rule set last handed to apply
+	nacked      string  // version_info of the last response, when it was NACKed
+	renacks     retries // paces NACKs of the same version sent again
+}
+
+// Start validates o and begins subscribing in the background. apply receives each rule
+// set that compiled, from one goroutine. Start does not wait for the server: until the
+// first good response apply is not called (the caller decides what serves meanwhile).
+func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*Subscriber, error) {
+	if o.Server == "" {
+		return nil, errors.New("xds: no server address")
+	}
+	if o.NodeID == "" {
+		return nil, errors.New("xds: the node id is empty (the server picks a node's rules by it)")
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxMessageBytes < 0 {
+		return nil, fmt.Errorf("xds: the largest message (%d bytes) must be positive", o.MaxMessageBytes)
+	}
+	if o.Backoff == (Backoff{}) {
+		o.Backoff = DefaultBackoff
+	}
+	if err := o.Backoff.validate(); err != nil {
+		return nil, fmt.Errorf("xds: %w", err)
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS)
+	}
+	conn, err := grpc.NewClient(o.Server,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageBytes)),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: o.Backoff.Initial, Multiplier: 2, Jitter: o.Backoff.Jitter, MaxDelay: o.Backoff.Max},
+			MinConnectTimeout: 20 * time.Second,
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("xds: server %q: %w", o.Server, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Subscriber{opts: o, node: node(o), conn: conn, apply: apply, cancel: cancel, done: make(chan struct{}),
+		renacks: retries{b: o.Backoff}}
+	go s.run(ctx)
+	return s, nil
+}
+
+func node(o Options) *corev3.Node {
+	n := &corev3.Node{Id: o.NodeID, UserAgentName: o.UserAgent}
+	if len(o.NodeMetadata) > 0 {
+		n.Metadata = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		for k, v := range o.NodeMetadata {
+			n.Metadata.Fields[k] = structpb.NewStringValue(v)
+		}
+	}
+	return n
+}
+
+// Close ends the subscription and waits for its goroutine. The rules last applied stay
+// wherever apply put them.
+func (s *Subscriber) Close() error {
+	s.cancel()
+	<-s.done
+	return s.conn.Close()
+}
+
+// run opens streams until ctx ends, waiting a backoff between them.
+func (s *Subscriber) run(ctx context.Context) {
+	defer close(s.done)
+	r := retries{b: s.opts.Backoff}
+	for {
+		responded, err := s.stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if responded {
+			r.reset()
+		}
+		wait := r.next()
+		// acked_version says what keeps serving meanwhile ("" before the first config).
+		s.opts.Log.Warn("xDS stream ended; retrying", "server", s.opts.Server,
+			"error", err, "retry_in", wait.Round(time.Millisecond), "acked_version", s.acked)
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// sleep waits d, or less when ctx ends first; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// stream runs one ADS stream until it breaks or ctx ends. responded says whether the
+// server sent anything on it.
+func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream
+	if len(s.opts.Headers) > 0 {
+		ctx = metadata.NewOutgoingContext(ctx, metadata.New(s.opts.Headers))
+	}
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(s.conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return false, err
+	}
+	// A new stream has no nonce yet; version_info says which version we already serve.
+	if err := send(st, &discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL, VersionInfo: s.acked}); err != nil {
+		return false, err
+	}
+	for {
+		resp, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return responded, errors.New("the server closed the stream")
+		}
+		if err != nil {
+			return responded, err
+		}
+		if !responded {
+			s.opts.Log.Info("xDS stream up", "server", s.opts.Server, "node", s.opts.NodeID)
+			responded = true
+		}
+		if resp.GetTypeUrl() != TypeURL {
+			// Only one type is subscribed to; answering for another would confuse the
+			// server's bookkeeping of that type.
+			s.opts.Log.Warn("xDS response of a type not subscribed to; ignored", "type", resp.GetTypeUrl())
+			continue
+		}
+		reply, delay := s.handle(resp)
+		if delay > 0 && !sleep(ctx, delay) {
+			return responded, ctx.Err()
+		}
+		if err := send(st, reply); err != nil {
+			return responded, err
+		}
+	}
+}
+
+// send sends req; when the stream is already broken, it returns the stream's status
+// rather than the bare io.EOF Send reports then.
+func send(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, req *discoveryv3.DiscoveryRequest) error {
+	err := st.Send(req)
+	if errors.Is(err, io.EOF) {
+		if _, rerr := st.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+			return rerr
+		}
+	}
+	return err
+}
+
+// handle compiles one response, applies it when it compiles, and returns the ACK or
+// NACK to send and how long to wait before sending it.
+func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.DiscoveryRequest, time.Duration) {
+	reply := &discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL, ResponseNonce: resp.GetNonce()}
+	rs, err := Compile(resp.GetResources())
+	if err != nil {
+		if s.opts.OnLoad != nil {
+			s.opts.OnLoad(nil, err)
+		}
+		var delay time.Duration
+		if resp.GetVersionInfo() == s.nacked {
+			delay = s.renacks.next()
+			s.opts.Log.Debug("xDS update rejected again (NACK)", "version", resp.GetVersionInfo(), "nack_in", delay.Round(time.Millisecond))
+		} else {
+			s.renacks.reset()
+			s.nacked = resp.GetVersionInfo()
+			s.opts.Log.Error("xDS update rejected (NACK); the rules in place keep serving",
+				"version", resp.GetVersionInfo(), "acked_version", s.acked, "error", err)
+		}
+		reply.VersionInfo = s.acked
+		reply.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: truncate(err.Error(), maxErrorDetail)}
+		return reply, delay
+	}
+	s.nacked = ""
+	// A reconnect usually brings the same version again: handing over an identical rule
+	// set would only clear state that depends on it (the local over-limit cache).
+	changed := rs.Hash() != s.appliedHash
+	if changed {
+		s.apply(rs) // serve the new rules before anything reports them as loaded
+		s.appliedHash = rs.Hash()
+	}
+	if s.opts.OnLoad != nil {
+		s.opts.OnLoad(rs, nil)
+	}
+	s.acked = resp.GetVersionInfo()
+	s.opts.Log.Info("xDS rules applied (ACK)", "version", s.acked, "changed", changed,
+		"resources", len(resp.GetResources()), "rules", rs.Summary(), "hash", rs.Hash())
+	reply.VersionInfo = s.acked
+	return reply, 0
+}
+
+// truncate cuts s to at most n bytes of valid UTF-8 (a proto string must be), saying so.
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	const more = "\n... (truncated)"
+	return strings.ToValidUTF8(s[:n-len(more)], "") + more
+}

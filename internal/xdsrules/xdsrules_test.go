@@ -1,0 +1,283 @@
+package xdsrules
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
+)
+
+func edgeConfig(perMinute uint32) *cfgT {
+	return &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{
+		{Key: "user", RateLimit: named("per-user", limit(minute, perMinute))},
+	}}
+}
+
+// The contract of the subscription, end to end: a go-control-plane server pushes a
+// config, an update, a broken update and a fix; the subscriber ACKs, applies, NACKs
+// (keeping the last good rules serving) and ACKs again, and ShouldRateLimit through
+// the real RLS server answers by the rules in force at each step.
+func TestConfigUpdateBrokenUpdateAndFix(t *testing.T) {
+	cp := xdstest.Start(t, "127.0.0.1:0")
+	svc := startService(t, cp.Addr, Options{
+		NodeMetadata: map[string]string{"cluster": "edge-pool"},
+		Headers:      map[string]string{"authorization": "Bearer t0ken"},
+		UserAgent:    "ratelimit-ext",
+	})
+
+	// Before any rules arrive the service does not decide: Envoy's failure mode does.
+	if code := svc.rpcError(t, "edge", "user", "alice"); code != codes.Unavailable {
+		t.Fatalf("before the first config: %v, want Unavailable", code)
+	}
+	md, _ := cp.Streams.Next(t, "stream", nil)
+	if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer t0ken" {
+		t.Errorf("stream metadata authorization = %q", got)
+	}
+	sub, _ := cp.Requests.Next(t, "subscription", nil)
+	if sub.GetTypeUrl() != TypeURL || sub.GetVersionInfo() != "" || sub.GetResponseNonce() != "" || sub.GetErrorDetail() != nil {
+		t.Fatalf("first request: %v", sub)
+	}
+	if len(sub.GetResourceNames()) != 0 {
+		t.Errorf("first request names %v; want a wildcard subscription", sub.GetResourceNames())
+	}
+	n := sub.GetNode()
+	if n.GetId() != nodeID || n.GetUserAgentName() != "ratelimit-ext" ||
+		n.GetMetadata().GetFields()["cluster"].GetStringValue() != "edge-pool" {
+		t.Errorf("node %v", n)
+	}
+
+	// (a) A config: ACK with its version and nonce, and the limit holds.
+	cp.Set(t, nodeID, "v1", edgeConfig(2))
+	cp.ACK(t, cp.Response(t, "v1"))
+	svc.decisions(t, "edge", "user", "alice", ok, ok, over)
+
+	// (b) An update: a higher limit and a new domain.
+	cp.Set(t, nodeID, "v2", edgeConfig(3), &cfgT{Name: "api", Domain: "api", Descriptors: []*descT{
+		{Key: "key", RateLimit: limit(hour, 1)}}})
+	cp.ACK(t, cp.Response(t, "v2"))
+	svc.decisions(t, "edge", "user", "bob", ok, ok, ok, over)
+	svc.decisions(t, "api", "key", "k1", ok, over)
+
+	// (c) A broken update (a limit without a unit): NACK naming the problem, with the
+	// version last ACKed; v2 keeps serving.
+	cp.Set(t, nodeID, "v3", &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{
+		{Key: "user", RateLimit: &polT{RequestsPerUnit: 1}}}})
+	bad := cp.Response(t, "v3")
+	nack, _ := cp.Requests.Next(t, "NACK of v3", func(r *discoveryv3.DiscoveryRequest) bool {
+		return r.GetResponseNonce() == bad.GetNonce()
+	})
+	if nack.GetVersionInfo() != "v2" || nack.GetErrorDetail() == nil {
+		t.Fatalf("reply to v3: version %q, error %v; want a NACK keeping v2", nack.GetVersionInfo(), nack.GetErrorDetail())
+	}
+	if d := nack.GetErrorDetail(); codes.Code(d.GetCode()) != codes.InvalidArgument ||
+		!strings.Contains(d.GetMessage(), "xds:edge: descriptors[0].rate_limit.unit: missing") {
+		t.Fatalf("NACK error_detail: %v", d)
+	}
+	svc.decisions(t, "edge", "user", "carol", ok, ok, ok, over)
+	svc.decisions(t, "api", "key", "k2", ok, over)
+
+	// (d) A good version again: ACKed and in force.
+	cp.Set(t, nodeID, "v4", edgeConfig(1))
+	cp.ACK(t, cp.Response(t, "v4"))
+	svc.decisions(t, "edge", "user", "dave", ok, over)
+	svc.decisions(t, "api", "key", "k3", ok) // the api domain is gone from v4: no limit
+
+	if good, rejected := svc.loads.counts(); good != 3 || rejected < 1 {
+		t.Errorf("OnLoad saw %d good and %d rejected updates, want 3 and at least 1", good, rejected)
+	}
+}
+
+// The stream breaks (the server goes away) and comes back: the last good rules keep
+// serving meanwhile, and the new stream announces the version last ACKed.
+func TestReconnectKeepsServingAndResubscribes(t *testing.T) {
+	// Nothing listens yet: the subscriber retries until the server appears.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	svc := startService(t, addr, Options{})
+	svc.log.waitLog(t, "xDS stream ended", "retry_in")
+
+	cp := xdstest.Start(t, addr)
+	cp.Set(t, nodeID, "v1", edgeConfig(2))
+	cp.ACK(t, cp.Response(t, "v1"))
+	svc.decisions(t, "edge", "user", "alice", ok, ok, over)
+
+	cp.Stop() // the stream breaks
+	svc.log.waitLog(t, "xDS stream ended", "acked_version=v1")
+	svc.decisions(t, "edge", "user", "bob", ok, ok, over)
+
+	restarted := xdstest.Start(t, addr)
+	first, _ := restarted.Requests.Next(t, "subscription on the new stream", nil)
+	if first.GetVersionInfo() != "v1" || first.GetResponseNonce() != "" || first.GetNode().GetId() != nodeID {
+		t.Fatalf("resubscription: version %q, nonce %q, node %v; want v1, no nonce, the node",
+			first.GetVersionInfo(), first.GetResponseNonce(), first.GetNode())
+	}
+	restarted.Set(t, nodeID, "v2", edgeConfig(3))
+	restarted.ACK(t, restarted.Response(t, "v2"))
+	svc.decisions(t, "edge", "user", "carol", ok, ok, ok, over)
+}
+
+// A server that answers each NACK by sending the same broken version again (as
+// go-control-plane's snapshot cache does) is answered at the backoff's pace, not in a
+// busy loop.
+func TestRepeatedNACKsArePaced(t *testing.T) {
+	cp := xdstest.Start(t, "127.0.0.1:0")
+	pace := 50 * time.Millisecond
+	startService(t, cp.Addr, Options{Backoff: Backoff{Initial: pace, Max: pace}})
+	cp.Set(t, nodeID, "broken", &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{{Key: "k"}, {Key: "k"}}})
+	isNACK := func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil }
+	_, prev := cp.Requests.Next(t, "first NACK", isNACK)
+	for i := range 3 {
+		_, at := cp.Requests.Next(t, "repeated NACK", isNACK)
+		// Each repeat is caused by the previous NACK reaching the server, so the gap
+		// cannot be shorter than the pause the subscriber takes before answering.
+		if gap := at.Sub(prev); gap < pace {
+			t.Fatalf("NACK %d came %v after the previous one, want at least %v", i+2, gap, pace)
+		}
+		prev = at
+	}
+}
+
+// A response larger than MaxMessageBytes is refused by the transport: the stream ends
+// with that error and nothing is applied.
+func TestMessageSizeBound(t *testing.T) {
+	cp := xdstest.Start(t, "127.0.0.1:0")
+	svc := startService(t, cp.Addr, Options{MaxMessageBytes: 1024})
+	cp.Set(t, nodeID, "big", &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{
+		{Key: "user", Value: strings.Repeat("x", 2048), RateLimit: limit(minute, 1)}}})
+	svc.log.waitLog(t, "xDS stream ended", "ResourceExhausted")
+	if good, rejected := svc.loads.counts(); good != 0 || rejected != 0 {
+		t.Fatalf("OnLoad saw %d good and %d rejected updates; the response should not have been read", good, rejected)
+	}
+	if code := svc.rpcError(t, "edge", "user", "x"); code != codes.Unavailable {
+		t.Fatalf("after an oversized response: %v, want Unavailable (still no rules)", code)
+	}
+}
+
+func TestOptionsAreValidated(t *testing.T) {
+	apply := func(*descriptors.RuleSet) {}
+	for _, c := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no server", Options{NodeID: "n"}, "no server"},
+		{"no node id", Options{Server: "localhost:1"}, "node id"},
+		{"negative message bound", Options{Server: "localhost:1", NodeID: "n", MaxMessageBytes: -1}, "must be positive"},
+		{"zero initial backoff", Options{Server: "localhost:1", NodeID: "n", Backoff: Backoff{Max: time.Second}}, "initial wait"},
+		{"max below initial", Options{Server: "localhost:1", NodeID: "n", Backoff: Backoff{Initial: time.Second, Max: time.Millisecond}}, "longest wait"},
+		{"jitter of 1", Options{Server: "localhost:1", NodeID: "n", Backoff: Backoff{Initial: time.Second, Max: time.Second, Jitter: 1}}, "jitter"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Start(context.Background(), c.o, apply)
+			if err == nil {
+				s.Close()
+				t.Fatal("started")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q, want one mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+// Close ends the subscription whether it is connected, waiting out a backoff, or
+// blocked on a server that never answers, and leaves no goroutine behind.
+func TestCloseLeavesNothingRunning(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		// Connected, with rules.
+		cp := xdstest.Start(t, "127.0.0.1:0")
+		cp.Set(t, nodeID, "v1", edgeConfig(2))
+		connected, err := Start(context.Background(), Options{Server: cp.Addr, NodeID: nodeID, Backoff: fastBackoff, Log: quiet}, func(*descriptors.RuleSet) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp.ACK(t, cp.Response(t, "v1"))
+		// Retrying against nothing, with a long backoff.
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := lis.Addr().String()
+		lis.Close()
+		retrying, err := Start(context.Background(), Options{Server: dead, NodeID: nodeID, Backoff: Backoff{Initial: time.Hour, Max: time.Hour}, Log: quiet}, func(*descriptors.RuleSet) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Connected to a server that accepts the stream and never answers (no snapshot).
+		silent := xdstest.Start(t, "127.0.0.1:0")
+		waiting, err := Start(context.Background(), Options{Server: silent.Addr, NodeID: nodeID, Backoff: fastBackoff, Log: quiet}, func(*descriptors.RuleSet) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent.Requests.Next(t, "subscription", nil)
+		for _, s := range []*Subscriber{connected, retrying, waiting} {
+			done := make(chan error, 1)
+			go func() { done <- s.Close() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			case <-time.After(xdstest.Wait):
+				t.Fatalf("Close did not return within %v", xdstest.Wait)
+			}
+		}
+		cp.Stop()
+		silent.Stop()
+	}()
+	deadline := time.Now().Add(xdstest.Wait)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestBackoffDoublesToMaxAndResets(t *testing.T) {
+	r := retries{b: Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}}
+	var got []time.Duration
+	for range 6 {
+		got = append(got, r.next())
+	}
+	want := []time.Duration{10, 20, 40, 80, 100, 100}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Fatalf("waits %v, want %v ms", got, want)
+		}
+	}
+	r.reset()
+	if d := r.next(); d != 10*time.Millisecond {
+		t.Fatalf("after reset: %v", d)
+	}
+	j := retries{b: Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Jitter: 0.5}}
+	for range 100 {
+		if d := j.next(); d < 50*time.Millisecond || d > 1500*time.Millisecond {
+			t.Fatalf("jittered wait %v out of bounds", d)
+		}
+	}
+	huge := retries{b: Backoff{Initial: time.Nanosecond, Max: 1<<63 - 1}}
+	for range 100 {
+		if d := huge.next(); d <= 0 {
+			t.Fatalf("wait overflowed: %v", d)
+		}
+	}
+}
