@@ -54,7 +54,7 @@ func (d *Decider) plan(req *Request, p *plan) error {
 				continue
 			}
 			p.checks = append(p.checks, limiter.LimitCheck{
-				Key:    d.keys.Key(req.Domain, l.ID, &l.Params, desc.Entries),
+				Key:    d.keys.LimitKey(req.Domain, l, desc.Entries),
 				Params: &l.Params,
 				Cost:   q,
 				Shadow: l.Shadow || d.shadow,

@@ -50,6 +50,7 @@ type dumpLimit struct {
 	Buckets         int64    `json:"buckets,omitempty"`
 	Shadow          bool     `json:"shadow_mode,omitempty"`
 	DetailedMetric  bool     `json:"detailed_metric,omitempty"`
+	ShareThreshold  []string `json:"share_threshold,omitempty"` // the path parts whose values share one counter
 	Replaces        []string `json:"replaces,omitempty"`
 	File            string   `json:"file"`
 	Line            int      `json:"line"`
@@ -79,6 +80,7 @@ func dumpOne(l *Limit) dumpLimit {
 		Shadow: l.Shadow, DetailedMetric: l.DetailedMetric, Replaces: l.Replaces,
 		File: l.File, Line: l.Line,
 	}
+	dl.ShareThreshold = levelsWith(l.Levels, func(lv Level) bool { return lv.Shared })
 	if !l.Unlimited {
 		dl.Unit, dl.UnitMultiplier, dl.RequestsPerUnit = l.Unit, l.UnitMultiplier, l.RequestsPerUnit
 		dl.Algorithm, dl.PeriodMs = l.Params.Algorithm.String(), l.Params.PeriodMs
@@ -88,6 +90,17 @@ func dumpOne(l *Limit) dumpLimit {
 		}
 	}
 	return dl
+}
+
+// levelsWith lists, as Path parts, the levels that set a flag.
+func levelsWith(levels []Level, flag func(Level) bool) []string {
+	var out []string
+	for _, lv := range levels {
+		if flag(lv) {
+			out = append(out, pathPart(lv))
+		}
+	}
+	return out
 }
 
 func dumpExtAuthzOf(x *ExtAuthz) *dumpExtAuthz {

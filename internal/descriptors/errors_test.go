@@ -59,7 +59,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown file field", "domain: d\ndescriptor: []\n", []string{
 			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors, ext_authz)"}},
 		{"unknown descriptor field", head + "    rate_limt: {}\n", []string{
-			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, replaces, descriptors)"}},
+			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, share_threshold, replaces, descriptors)"}},
 		{"unknown limit field", head + lines(
 			"    rate_limit:",
 			"      unit: second",
@@ -71,13 +71,40 @@ func TestLoadErrors(t *testing.T) {
 		{"unsupported envoyproxy fields", head + lines(
 			"    quota_mode: true",
 			"    value_to_metric: true",
-			"    share_threshold: true",
 			"    rate_limit: {unit: second, requests_per_unit: 1, metadata: {}}",
 		), []string{
 			`t.yaml:4: descriptors[0].quota_mode: not supported yet (envoyproxy/ratelimit field "quota_mode")`,
 			`t.yaml:5: descriptors[0].value_to_metric: not supported yet (envoyproxy/ratelimit field "value_to_metric")`,
-			`t.yaml:6: descriptors[0].share_threshold: not supported yet (envoyproxy/ratelimit field "share_threshold")`,
-			`t.yaml:7: descriptors[0].rate_limit.metadata: not supported yet (envoyproxy/ratelimit field "metadata")`,
+			`t.yaml:6: descriptors[0].rate_limit.metadata: not supported yet (envoyproxy/ratelimit field "metadata")`,
+		}},
+		{"share_threshold without a pattern", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: exact",
+			"    value: v",
+			"    share_threshold: true",
+			"  - key: bare",
+			"    share_threshold: yes",
+			"  - key: off",
+			"    value: v",
+			"    share_threshold: false",
+		), []string{
+			`t.yaml:5: descriptors[0].share_threshold: needs a value pattern (with '*'): an exact value already has one counter, and a key without value counts each value on its own`,
+			`t.yaml:7: descriptors[1].share_threshold: needs a value pattern (with '*'): an exact value already has one counter, and a key without value counts each value on its own`,
+		}},
+		{"share_threshold not a boolean", head + lines(
+			"    value: 'a*'",
+			"    share_threshold: [true]",
+		), []string{`t.yaml:5: descriptors[0].share_threshold: want true or false, got a list`}},
+		{"descriptor fields inside a limit", head + lines(
+			"    rate_limit:",
+			"      unit: second",
+			"      requests_per_unit: 1",
+			"      share_threshold: true",
+			"      shadow_mode: true",
+		), []string{
+			`t.yaml:7: descriptors[0].rate_limit.share_threshold: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:8: descriptors[0].rate_limit.shadow_mode: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 		}},
 		{"field given twice", head + lines(
 			"    key: k2",

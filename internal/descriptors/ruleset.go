@@ -32,11 +32,18 @@ func (k ValueKind) String() string {
 	return fmt.Sprintf("ValueKind(%d)", k)
 }
 
-// Level is one configured entry on the path from the domain to a limit.
+// Level is one configured entry on the path from the domain to a limit, with the flags
+// that entry sets for every limit at or below it.
 type Level struct {
 	Key   string
 	Value string // as configured; "" for a bare key
 	Kind  ValueKind
+	// Shared is the entry's share_threshold (patterns only): every value the pattern
+	// matches counts as the pattern itself, so they share one counter (storekey).
+	Shared bool
+	// ValueToMetric is the entry's value_to_metric: per-value metrics show the request's
+	// value at this level instead of the entry as configured (package metrics).
+	ValueToMetric bool
 }
 
 // Limit is one compiled limit. Limits are shared by every caller of a RuleSet: treat
