@@ -23,6 +23,7 @@
 //	      replaces: [{name: x}]  # envoyproxy/ratelimit's place for replaces
 //	    shadow_mode: false
 //	    detailed_metric: false
+//	    value_to_metric: false   # metrics show this level's request value
 //	    share_threshold: false   # patterns only: all matching values share one counter
 //	    replaces: [{name: x}]    # SPEC §7's place: applies to every limit of the entry
 //	    descriptors: [...]       # nested entries, at most 16 levels
@@ -71,11 +72,12 @@
 //   - Every problem is a load error "file:line: field: message", and the whole
 //     configuration is rejected; Compile and LoadDir collect all problems of all files.
 //     Problems about a whole file (size, read failure, emptiness) have no line.
-//   - Unknown fields are errors. envoyproxy/ratelimit's quota_mode, value_to_metric and
-//     metadata are rejected as "not supported yet", wherever they appear. Its loader
-//     accepts its descriptor fields (shadow_mode, detailed_metric, share_threshold) in any
-//     mapping and ignores them outside a descriptor; here that is an error saying where
-//     they belong. YAML merge keys (<<) are rejected; anchors and aliases work.
+//   - Unknown fields are errors. envoyproxy/ratelimit's quota_mode and metadata are
+//     rejected as "not supported yet", wherever they appear. Its loader accepts its
+//     descriptor fields (shadow_mode, detailed_metric, share_threshold,
+//     value_to_metric) in any mapping and ignores them outside a descriptor; here that
+//     is an error saying where they belong. YAML merge keys (<<) are rejected; anchors
+//     and aliases work.
 //   - A null value (`value:` or `value: ~`) counts as absent, as in YAML and
 //     envoyproxy/ratelimit; `value: ""` is an error: omit value for a per-value counter.
 //     A `domain:` or `key:` that is null is therefore missing.
@@ -107,6 +109,9 @@
 //     value at that level (package storekey), so all values the pattern matches share one
 //     counter, while levels without it still count per value. On an entry without a
 //     pattern it is an error, as in envoyproxy/ratelimit.
+//   - value_to_metric is a flag of its level too (Level.ValueToMetric; Limit.ValueToMetric
+//     says some level of the path has it). It changes metrics only: package metrics
+//     labels the limit's per-value series with the request's value at those levels.
 //   - Limit names are unique within a domain; several unnamed limits are fine.
 //     Duplicate siblings are entries with the same key and the same value (patterns
 //     compared after collapsing "**").

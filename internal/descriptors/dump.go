@@ -51,6 +51,7 @@ type dumpLimit struct {
 	Shadow          bool     `json:"shadow_mode,omitempty"`
 	DetailedMetric  bool     `json:"detailed_metric,omitempty"`
 	ShareThreshold  []string `json:"share_threshold,omitempty"` // the path parts whose values share one counter
+	ValueToMetric   []string `json:"value_to_metric,omitempty"` // the path parts whose request values metrics show
 	Replaces        []string `json:"replaces,omitempty"`
 	File            string   `json:"file"`
 	Line            int      `json:"line"`
@@ -81,6 +82,7 @@ func dumpOne(l *Limit) dumpLimit {
 		File: l.File, Line: l.Line,
 	}
 	dl.ShareThreshold = levelsWith(l.Levels, func(lv Level) bool { return lv.Shared })
+	dl.ValueToMetric = levelsWith(l.Levels, func(lv Level) bool { return lv.ValueToMetric })
 	if !l.Unlimited {
 		dl.Unit, dl.UnitMultiplier, dl.RequestsPerUnit = l.Unit, l.UnitMultiplier, l.RequestsPerUnit
 		dl.Algorithm, dl.PeriodMs = l.Params.Algorithm.String(), l.Params.PeriodMs

@@ -26,6 +26,18 @@ func TestParseEnvoyproxyFields(t *testing.T) {
 		"        descriptors:",
 		"          - key: type",
 		"            rate_limit: {unit: minute, requests_per_unit: 120}",
+		"  - key: route",
+		"    value_to_metric: true",
+		"    descriptors:",
+		"      - key: method",
+		"        rate_limit: {unit: minute, requests_per_unit: 60}",
+		"      - key: user",
+		"        value_to_metric: yes",
+		"        detailed_metric: true",
+		"        rate_limit: {unit: minute, requests_per_unit: 60}",
+		"  - key: quiet",
+		"    value_to_metric: false",
+		"    rate_limit: {unit: minute, requests_per_unit: 1}",
 	))
 	tests := []struct {
 		name    string
@@ -36,8 +48,15 @@ func TestParseEnvoyproxyFields(t *testing.T) {
 			return l.Levels[0].Shared && l.Levels[0].Value == "files/*"
 		}},
 		{"share_threshold per level, ancestors included", []Entry{{"path", "path/x"}, {"file", "file/y"}, {"type", "pdf"}}, func(l *Limit) bool {
-			return l.Levels[0].Shared && !l.Levels[1].Shared && !l.Levels[2].Shared
+			return l.Levels[0].Shared && !l.Levels[1].Shared && !l.Levels[2].Shared && !l.ValueToMetric
 		}},
+		{"value_to_metric on an ancestor level", []Entry{{"route", "api"}, {"method", "GET"}}, func(l *Limit) bool {
+			return l.ValueToMetric && l.Levels[0].ValueToMetric && !l.Levels[1].ValueToMetric
+		}},
+		{"value_to_metric next to detailed_metric", []Entry{{"route", "api"}, {"user", "u"}}, func(l *Limit) bool {
+			return l.ValueToMetric && l.DetailedMetric && l.Levels[1].ValueToMetric
+		}},
+		{"value_to_metric: false", []Entry{{"quiet", "q"}}, func(l *Limit) bool { return !l.ValueToMetric }},
 	}
 	for _, tt := range tests {
 		ls := rs.Match("d", tt.entries)
@@ -57,13 +76,14 @@ func TestDumpShowsEnvoyproxyFields(t *testing.T) {
 		"    share_threshold: true",
 		"    descriptors:",
 		"      - key: user",
+		"        value_to_metric: true",
 		"        rate_limit: {unit: minute, requests_per_unit: 1}",
 	))
 	js, err := json.Marshal(rs.Dump())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"share_threshold":["tenant=t-*"]`} {
+	for _, want := range []string{`"share_threshold":["tenant=t-*"]`, `"value_to_metric":["user"]`} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("dump lacks %s:\n%s", want, js)
 		}

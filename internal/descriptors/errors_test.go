@@ -59,7 +59,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown file field", "domain: d\ndescriptor: []\n", []string{
 			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors, ext_authz)"}},
 		{"unknown descriptor field", head + "    rate_limt: {}\n", []string{
-			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, share_threshold, replaces, descriptors)"}},
+			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, share_threshold, value_to_metric, replaces, descriptors)"}},
 		{"unknown limit field", head + lines(
 			"    rate_limit:",
 			"      unit: second",
@@ -70,13 +70,14 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"unsupported envoyproxy fields", head + lines(
 			"    quota_mode: true",
-			"    value_to_metric: true",
 			"    rate_limit: {unit: second, requests_per_unit: 1, metadata: {}}",
 		), []string{
 			`t.yaml:4: descriptors[0].quota_mode: not supported yet (envoyproxy/ratelimit field "quota_mode")`,
-			`t.yaml:5: descriptors[0].value_to_metric: not supported yet (envoyproxy/ratelimit field "value_to_metric")`,
-			`t.yaml:6: descriptors[0].rate_limit.metadata: not supported yet (envoyproxy/ratelimit field "metadata")`,
+			`t.yaml:5: descriptors[0].rate_limit.metadata: not supported yet (envoyproxy/ratelimit field "metadata")`,
 		}},
+		{"value_to_metric not a boolean", head + lines(
+			"    value_to_metric: 1",
+		), []string{`t.yaml:4: descriptors[0].value_to_metric: want true or false, got 1`}},
 		{"share_threshold without a pattern", lines(
 			"domain: d",
 			"descriptors:",
@@ -102,9 +103,11 @@ func TestLoadErrors(t *testing.T) {
 			"      requests_per_unit: 1",
 			"      share_threshold: true",
 			"      shadow_mode: true",
+			"      value_to_metric: true",
 		), []string{
 			`t.yaml:7: descriptors[0].rate_limit.share_threshold: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 			`t.yaml:8: descriptors[0].rate_limit.shadow_mode: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:9: descriptors[0].rate_limit.value_to_metric: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 		}},
 		{"field given twice", head + lines(
 			"    key: k2",

@@ -60,6 +60,7 @@ func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr 
 		return nil
 	}
 	l := &Limit{Path: pathStr, ID: pathStr + "#" + strconv.Itoa(index), Levels: path, File: p.file, Line: f.line}
+	l.ValueToMetric = slices.ContainsFunc(path, func(lv Level) bool { return lv.ValueToMetric })
 	if p.dom != nil {
 		l.Domain = p.dom.name
 		p.dom.limits = append(p.dom.limits, l)

@@ -25,7 +25,7 @@ const (
 
 var (
 	fileFields       = []string{"domain", "algorithm", "descriptors", "ext_authz"}
-	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "share_threshold", "replaces", "descriptors"}
+	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "share_threshold", "value_to_metric", "replaces", "descriptors"}
 	limitFields      = []string{"name", "unit", "unit_multiplier", "requests_per_unit", "algorithm", "burst", "buckets", "unlimited", "replaces"}
 	replaceFields    = []string{"name"}
 )
@@ -291,6 +291,7 @@ func (p *fileParser) levelFlags(f fields, l *Level, levelOK bool) {
 			"needs a value pattern (with '*'): an exact value already has one counter, and a key without value counts each value on its own")
 	}
 	l.Shared = shared && l.Kind == PatternValue
+	l.ValueToMetric, _ = p.boolean(f, "value_to_metric")
 }
 
 // printable rejects control characters: request descriptor keys and values cannot hold

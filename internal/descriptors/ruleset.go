@@ -67,6 +67,7 @@ type Limit struct {
 	Unlimited       bool
 	Shadow          bool // the descriptor's shadow_mode
 	DetailedMetric  bool
+	ValueToMetric   bool     // some level of Levels has value_to_metric
 	Replaces        []string // names of limits this one replaces (descriptor and limit level merged)
 	Line            int
 	File            string

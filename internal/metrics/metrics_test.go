@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,12 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixtureFor(t, rules)
+}
+
+// newFixtureFor serves the rules of one file, domain m.
+func newFixtureFor(t *testing.T, rules string) *fixture {
 	t.Helper()
 	rs, err := descriptors.Parse("m.yaml", []byte(rules))
 	if err != nil {
@@ -204,5 +211,98 @@ func TestOverLimitCacheMetrics(t *testing.T) {
 		if got[series] != want {
 			t.Errorf("%s = %v, want %v", series, got[series], want)
 		}
+	}
+}
+
+// The descriptor label of the per-value series follows envoyproxy/ratelimit's metric
+// keys: value_to_metric shows the request's value at its levels only, a share_threshold
+// level shows its pattern, detailed_metric shows every value. Rules with neither flag
+// create no per-value series.
+func TestValueToMetricSeries(t *testing.T) {
+	f := newFixtureFor(t, `
+domain: m
+descriptors:
+  - key: route
+    value_to_metric: true
+    descriptors:
+      - key: http_method
+        value_to_metric: true
+        descriptors:
+          - key: subject_id
+            rate_limit: {name: per-subject, unit: hour, requests_per_unit: 10}
+  - key: tenant
+    value: "t-*"
+    descriptors:
+      - key: path
+        value_to_metric: true
+        rate_limit: {unit: hour, requests_per_unit: 10}
+  - key: files
+    value: "files/*"
+    share_threshold: true
+    value_to_metric: true
+    rate_limit: {name: files, unit: hour, requests_per_unit: 10}
+  - key: svc
+    value: "svc/*"
+    share_threshold: true
+    descriptors:
+      - key: endpoint
+        detailed_metric: true
+        rate_limit: {name: endpoints, unit: hour, requests_per_unit: 10}
+  - key: plain
+    rate_limit: {name: plain, unit: hour, requests_per_unit: 10}
+`)
+	f.decide(t, "route", "api", "http_method", "GET", "subject_id", "123")
+	f.decide(t, "route", "api", "http_method", "GET", "subject_id", "456")
+	f.decide(t, "route", "web", "http_method", "POST", "subject_id", "123")
+	f.decide(t, "tenant", "t-1", "path", "/a")
+	f.decide(t, "files", "files/a.pdf")
+	f.decide(t, "files", "files/b.csv")
+	f.decide(t, "svc", "svc/x", "endpoint", "/e1")
+	f.decide(t, "svc", "svc/y", "endpoint", "/e1")
+	f.decide(t, "plain", "v1")
+	got := map[string]float64{}
+	for series, v := range f.scrape() {
+		if strings.HasPrefix(series, "ratelimit_ext_detailed_decisions_total") {
+			got[series] = v
+		}
+	}
+	series := func(descriptor, limit string) string {
+		return fmt.Sprintf(`ratelimit_ext_detailed_decisions_total{descriptor=%q,domain="m",limit=%q,result="ok"}`, descriptor, limit)
+	}
+	want := map[string]float64{
+		series("route=api/http_method=GET/subject_id", "per-subject"):  2,
+		series("route=web/http_method=POST/subject_id", "per-subject"): 1,
+		series("tenant=t-*/path=/a", "tenant=t-*/path"):                1,
+		series("files=files/*", "files"):                               2,
+		series("svc=svc/*/endpoint=/e1", "endpoints"):                  2,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("per-value series:\n got %v\nwant %v", got, want)
+	}
+}
+
+// value_to_metric series share detailed_metric's cap.
+func TestValueToMetricIsCapped(t *testing.T) {
+	f := newFixtureFor(t, `
+domain: m
+descriptors:
+  - key: user
+    value_to_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
+`)
+	for i := 0; i < DetailedSeriesCap+300; i++ {
+		f.decide(t, "user", fmt.Sprintf("u%d", i))
+	}
+	series, overflow := 0, 0.0
+	for s, v := range f.scrape() {
+		if strings.HasPrefix(s, "ratelimit_ext_detailed_decisions_total") {
+			series++
+			if strings.Contains(s, `descriptor="_overflow_"`) {
+				overflow += v
+			}
+		}
+	}
+	if series != DetailedSeriesCap+1 || overflow != 300 {
+		t.Fatalf("%d series, %v decisions in overflow; want %d and 300", series, overflow, DetailedSeriesCap+1)
 	}
 }
