@@ -25,6 +25,7 @@
 //	    detailed_metric: false
 //	    value_to_metric: false   # metrics show this level's request value
 //	    share_threshold: false   # patterns only: all matching values share one counter
+//	    metadata: {any: yaml}    # free-form, kept with the entry's limits (Dump)
 //	    replaces: [{name: x}]    # SPEC §7's place: applies to every limit of the entry
 //	    descriptors: [...]       # nested entries, at most 16 levels
 //	ext_authz: {...}             # optional, see below
@@ -72,10 +73,10 @@
 //   - Every problem is a load error "file:line: field: message", and the whole
 //     configuration is rejected; Compile and LoadDir collect all problems of all files.
 //     Problems about a whole file (size, read failure, emptiness) have no line.
-//   - Unknown fields are errors. envoyproxy/ratelimit's quota_mode and metadata are
-//     rejected as "not supported yet", wherever they appear. Its loader accepts its
-//     descriptor fields (shadow_mode, detailed_metric, share_threshold,
-//     value_to_metric) in any mapping and ignores them outside a descriptor; here that
+//   - Unknown fields are errors. envoyproxy/ratelimit's quota_mode is rejected as "not
+//     supported yet", wherever it appears. Its loader accepts its descriptor fields
+//     (shadow_mode, detailed_metric, share_threshold, value_to_metric, metadata) in any
+//     mapping and ignores them outside a descriptor; here that
 //     is an error saying where they belong. YAML merge keys (<<) are rejected; anchors
 //     and aliases work.
 //   - A null value (`value:` or `value: ~`) counts as absent, as in YAML and
@@ -112,12 +113,18 @@
 //   - value_to_metric is a flag of its level too (Level.ValueToMetric; Limit.ValueToMetric
 //     says some level of the path has it). It changes metrics only: package metrics
 //     labels the limit's per-value series with the request's value at those levels.
+//   - metadata is free-form data on the entry's own limits (Limit.Metadata), read as
+//     envoyproxy/ratelimit reads it (YAML 1.1 booleans included) into JSON-ready values;
+//     Dump shows it. It never changes a decision. It must be a mapping with scalar keys,
+//     at most 16 levels deep, without merge keys or non-finite numbers;
+//     MaxMetadataValues bounds the values of a load (aliases counted as expanded).
 //   - Limit names are unique within a domain; several unnamed limits are fine.
 //     Duplicate siblings are entries with the same key and the same value (patterns
 //     compared after collapsing "**").
 //   - A file must hold exactly one YAML document; an empty file is an error.
-//   - Bounds: MaxFileSize per file, MaxDepth nesting levels, MaxLimits limits and
-//     MaxEntries descriptor entries per load (the latter also defuses alias bombs);
+//   - Bounds: MaxFileSize per file, MaxDepth nesting levels, MaxLimits limits,
+//     MaxEntries descriptor entries and MaxMetadataValues metadata values per load (the
+//     last two also defuse alias bombs);
 //     at most 1000 problems are kept, the rest counted.
 //   - Limit.ID is Path + "#index": reordering a descriptor's rate_limits list or
 //     changing its key/value path changes the ID (and so starts fresh counters);

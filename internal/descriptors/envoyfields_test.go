@@ -2,6 +2,7 @@ package descriptors
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -38,6 +39,24 @@ func TestParseEnvoyproxyFields(t *testing.T) {
 		"  - key: quiet",
 		"    value_to_metric: false",
 		"    rate_limit: {unit: minute, requests_per_unit: 1}",
+		"  - key: key1",
+		"    value: value1",
+		"    descriptors:",
+		"      - key: subkey1",
+		"        rate_limit: {unit: second, requests_per_unit: 5}",
+		"        metadata:",
+		"          name: service_1",
+		"  - key: key2",
+		"    rate_limits: [{unit: minute, requests_per_unit: 20}, {unit: hour, requests_per_unit: 100}]",
+		"    metadata:",
+		"      service_with_quota: {name: service_2, weight: 3, share: 0.5, on: yes, quoted: 'yes', none: ~, since: 2026-01-02}",
+		"      backends: [a, {b: 1}]",
+		"    descriptors:",
+		"      - key: below",
+		"        rate_limit: {unit: second, requests_per_unit: 1}",
+		"  - key: key3",
+		"    metadata: {}",
+		"    rate_limit: {unit: second, requests_per_unit: 1}",
 	))
 	tests := []struct {
 		name    string
@@ -57,11 +76,29 @@ func TestParseEnvoyproxyFields(t *testing.T) {
 			return l.ValueToMetric && l.DetailedMetric && l.Levels[1].ValueToMetric
 		}},
 		{"value_to_metric: false", []Entry{{"quiet", "q"}}, func(l *Limit) bool { return !l.ValueToMetric }},
+		{"metadata on a nested entry", []Entry{{"key1", "value1"}, {"subkey1", "x"}}, func(l *Limit) bool {
+			return reflect.DeepEqual(l.Metadata, map[string]any{"name": "service_1"})
+		}},
+		{"metadata keeps YAML's types, text for the rest", []Entry{{"key2", "x"}}, func(l *Limit) bool {
+			return reflect.DeepEqual(l.Metadata, map[string]any{
+				"service_with_quota": map[string]any{"name": "service_2", "weight": int64(3), "share": 0.5, "on": true, "quoted": "yes", "none": nil, "since": "2026-01-02"},
+				"backends":           []any{"a", map[string]any{"b": int64(1)}},
+			})
+		}},
+		{"metadata is the entry's own, not its children's", []Entry{{"key2", "x"}, {"below", "y"}}, func(l *Limit) bool {
+			return l.Metadata == nil
+		}},
+		{"empty metadata is none", []Entry{{"key3", "x"}}, func(l *Limit) bool { return l.Metadata == nil }},
 	}
 	for _, tt := range tests {
 		ls := rs.Match("d", tt.entries)
-		if len(ls) != 1 || !tt.check(ls[0]) {
-			t.Errorf("%s: %v matched %v, failing its check", tt.name, tt.entries, ids(ls))
+		if len(ls) == 0 {
+			t.Errorf("%s: %v matched nothing", tt.name, tt.entries)
+		}
+		for _, l := range ls {
+			if !tt.check(l) {
+				t.Errorf("%s: %v matched %s, failing its check", tt.name, tt.entries, l.ID)
+			}
 		}
 	}
 }
@@ -77,13 +114,14 @@ func TestDumpShowsEnvoyproxyFields(t *testing.T) {
 		"    descriptors:",
 		"      - key: user",
 		"        value_to_metric: true",
+		"        metadata: {backend: {name: b1}}",
 		"        rate_limit: {unit: minute, requests_per_unit: 1}",
 	))
 	js, err := json.Marshal(rs.Dump())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"share_threshold":["tenant=t-*"]`, `"value_to_metric":["user"]`} {
+	for _, want := range []string{`"share_threshold":["tenant=t-*"]`, `"value_to_metric":["user"]`, `"metadata":{"backend":{"name":"b1"}}`} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("dump lacks %s:\n%s", want, js)
 		}

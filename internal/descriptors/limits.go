@@ -17,6 +17,7 @@ import (
 func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []*Limit {
 	shadow, _ := p.boolean(f, "shadow_mode")
 	detailed, _ := p.boolean(f, "detailed_metric")
+	meta := p.metadata(f)
 	var items []*yaml.Node
 	var fieldOf func(i int) string
 	switch {
@@ -36,7 +37,7 @@ func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []
 		if l == nil {
 			continue
 		}
-		l.Shadow, l.DetailedMetric = shadow, detailed
+		l.Shadow, l.DetailedMetric, l.Metadata = shadow, detailed, meta
 		limits = append(limits, l)
 	}
 	refs := p.replaces(f)

@@ -25,7 +25,7 @@ const (
 
 var (
 	fileFields       = []string{"domain", "algorithm", "descriptors", "ext_authz"}
-	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "share_threshold", "value_to_metric", "replaces", "descriptors"}
+	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata", "replaces", "descriptors"}
 	limitFields      = []string{"name", "unit", "unit_multiplier", "requests_per_unit", "algorithm", "burst", "buckets", "unlimited", "replaces"}
 	replaceFields    = []string{"name"}
 )
@@ -47,8 +47,8 @@ const (
 
 // budget counts what all files of one load have used of the global bounds.
 type budget struct {
-	limits, entries       int
-	limitsHit, entriesHit bool
+	limits, entries, metadata          int
+	limitsHit, entriesHit, metadataHit bool
 }
 
 // fileParser turns one file into a domain, collecting every problem it finds.

@@ -69,8 +69,11 @@ type Limit struct {
 	DetailedMetric  bool
 	ValueToMetric   bool     // some level of Levels has value_to_metric
 	Replaces        []string // names of limits this one replaces (descriptor and limit level merged)
-	Line            int
-	File            string
+	// Metadata is the descriptor's metadata (shared by its limits; nil without), JSON-ready.
+	// It is shown by Dump and has no effect on decisions.
+	Metadata map[string]any
+	Line     int
+	File     string
 }
 
 // node is one configured descriptor entry (or a domain's root) with its children

@@ -12,13 +12,13 @@ import (
 // Fields that envoyproxy/ratelimit knows but this service does not implement yet. They
 // are rejected by name wherever they appear, so that a file relying on them fails
 // loudly instead of silently losing their effect.
-var unsupportedFields = []string{"quota_mode", "metadata"}
+var unsupportedFields = []string{"quota_mode"}
 
 // descriptorOnlyFields are envoyproxy/ratelimit's per-descriptor fields. Its loader
 // checks field names against one list for every mapping, so it accepts them anywhere and
 // ignores them outside a descriptor; here they are an error there that says where they
 // take effect.
-var descriptorOnlyFields = []string{"shadow_mode", "detailed_metric", "share_threshold", "value_to_metric"}
+var descriptorOnlyFields = []string{"shadow_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata"}
 
 // fields is one YAML mapping checked against its schema: present, non-null values by
 // field name, with aliases resolved.
