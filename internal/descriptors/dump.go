@@ -49,6 +49,7 @@ type dumpLimit struct {
 	Burst           int64          `json:"burst,omitempty"`
 	Buckets         int64          `json:"buckets,omitempty"`
 	Shadow          bool           `json:"shadow_mode,omitempty"`
+	Quota           bool           `json:"quota_mode,omitempty"`
 	DetailedMetric  bool           `json:"detailed_metric,omitempty"`
 	ShareThreshold  []string       `json:"share_threshold,omitempty"` // the path parts whose values share one counter
 	ValueToMetric   []string       `json:"value_to_metric,omitempty"` // the path parts whose request values metrics show
@@ -79,7 +80,7 @@ func (rs *RuleSet) Dump() any {
 func dumpOne(l *Limit) dumpLimit {
 	dl := dumpLimit{
 		ID: l.ID, Path: l.Path, Name: l.Name, Unlimited: l.Unlimited,
-		Shadow: l.Shadow, DetailedMetric: l.DetailedMetric, Replaces: l.Replaces,
+		Shadow: l.Shadow, Quota: l.Quota, DetailedMetric: l.DetailedMetric, Replaces: l.Replaces,
 		Metadata: l.Metadata, File: l.File, Line: l.Line,
 	}
 	dl.ShareThreshold = levelsWith(l.Levels, func(lv Level) bool { return lv.Shared })

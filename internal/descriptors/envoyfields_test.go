@@ -57,6 +57,13 @@ func TestParseEnvoyproxyFields(t *testing.T) {
 		"  - key: key3",
 		"    metadata: {}",
 		"    rate_limit: {unit: second, requests_per_unit: 1}",
+		"  - key: service",
+		"    value: service_1",
+		"    quota_mode: true",
+		"    rate_limits: [{unit: minute, requests_per_unit: 1}, {unit: hour, requests_per_unit: 10}]",
+		"    descriptors:",
+		"      - key: user",
+		"        rate_limit: {unit: minute, requests_per_unit: 1}",
 	))
 	tests := []struct {
 		name    string
@@ -89,6 +96,11 @@ func TestParseEnvoyproxyFields(t *testing.T) {
 			return l.Metadata == nil
 		}},
 		{"empty metadata is none", []Entry{{"key3", "x"}}, func(l *Limit) bool { return l.Metadata == nil }},
+		{"quota_mode on every limit of the entry", []Entry{{"service", "service_1"}}, func(l *Limit) bool { return l.Quota }},
+		{"quota_mode is the entry's own, not its children's", []Entry{{"service", "service_1"}, {"user", "u"}}, func(l *Limit) bool {
+			return !l.Quota
+		}},
+		{"no quota_mode", []Entry{{"key3", "x"}}, func(l *Limit) bool { return !l.Quota }},
 	}
 	for _, tt := range tests {
 		ls := rs.Match("d", tt.entries)
@@ -108,6 +120,9 @@ func TestDumpShowsEnvoyproxyFields(t *testing.T) {
 	rs := mustParse(t, lines(
 		"domain: d",
 		"descriptors:",
+		"  - key: q",
+		"    quota_mode: true",
+		"    rate_limit: {unit: minute, requests_per_unit: 1}",
 		"  - key: tenant",
 		"    value: 't-*'",
 		"    share_threshold: true",
@@ -121,7 +136,7 @@ func TestDumpShowsEnvoyproxyFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"share_threshold":["tenant=t-*"]`, `"value_to_metric":["user"]`, `"metadata":{"backend":{"name":"b1"}}`} {
+	for _, want := range []string{`"share_threshold":["tenant=t-*"]`, `"value_to_metric":["user"]`, `"metadata":{"backend":{"name":"b1"}}`, `"quota_mode":true`} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("dump lacks %s:\n%s", want, js)
 		}

@@ -59,7 +59,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown file field", "domain: d\ndescriptor: []\n", []string{
 			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors, ext_authz)"}},
 		{"unknown descriptor field", head + "    rate_limt: {}\n", []string{
-			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, share_threshold, value_to_metric, metadata, replaces, descriptors)"}},
+			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, quota_mode, detailed_metric, share_threshold, value_to_metric, metadata, replaces, descriptors)"}},
 		{"unknown limit field", head + lines(
 			"    rate_limit:",
 			"      unit: second",
@@ -68,11 +68,9 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing",
 			"t.yaml:6: descriptors[0].rate_limit.requests_per_second: unknown field (want name, unit, unit_multiplier, requests_per_unit, algorithm, burst, buckets, unlimited, replaces)",
 		}},
-		{"unsupported envoyproxy fields", head + lines(
-			"    quota_mode: true",
-		), []string{
-			`t.yaml:4: descriptors[0].quota_mode: not supported yet (envoyproxy/ratelimit field "quota_mode")`,
-		}},
+		{"quota_mode not a boolean", head + lines(
+			"    quota_mode: soft",
+		), []string{`t.yaml:4: descriptors[0].quota_mode: want true or false, got the string "soft"`}},
 		{"metadata not a mapping", head + lines(
 			"    metadata: service_1",
 			"  - key: k2",
@@ -132,11 +130,13 @@ func TestLoadErrors(t *testing.T) {
 			"      shadow_mode: true",
 			"      value_to_metric: true",
 			"      metadata: {name: x}",
+			"      quota_mode: true",
 		), []string{
 			`t.yaml:7: descriptors[0].rate_limit.share_threshold: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 			`t.yaml:8: descriptors[0].rate_limit.shadow_mode: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 			`t.yaml:9: descriptors[0].rate_limit.value_to_metric: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 			`t.yaml:10: descriptors[0].rate_limit.metadata: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:11: descriptors[0].rate_limit.quota_mode: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 		}},
 		{"field given twice", head + lines(
 			"    key: k2",

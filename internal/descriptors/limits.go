@@ -16,6 +16,7 @@ import (
 // replaces of one descriptor entry.
 func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []*Limit {
 	shadow, _ := p.boolean(f, "shadow_mode")
+	quota, _ := p.boolean(f, "quota_mode")
 	detailed, _ := p.boolean(f, "detailed_metric")
 	meta := p.metadata(f)
 	var items []*yaml.Node
@@ -37,7 +38,7 @@ func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []
 		if l == nil {
 			continue
 		}
-		l.Shadow, l.DetailedMetric, l.Metadata = shadow, detailed, meta
+		l.Shadow, l.Quota, l.DetailedMetric, l.Metadata = shadow, quota, detailed, meta
 		limits = append(limits, l)
 	}
 	refs := p.replaces(f)

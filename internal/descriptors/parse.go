@@ -25,7 +25,7 @@ const (
 
 var (
 	fileFields       = []string{"domain", "algorithm", "descriptors", "ext_authz"}
-	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata", "replaces", "descriptors"}
+	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "quota_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata", "replaces", "descriptors"}
 	limitFields      = []string{"name", "unit", "unit_multiplier", "requests_per_unit", "algorithm", "burst", "buckets", "unlimited", "replaces"}
 	replaceFields    = []string{"name"}
 )

@@ -66,9 +66,12 @@ type Limit struct {
 	Params          limiter.Params // validated; the zero value for an unlimited limit
 	Unlimited       bool
 	Shadow          bool // the descriptor's shadow_mode
-	DetailedMetric  bool
-	ValueToMetric   bool     // some level of Levels has value_to_metric
-	Replaces        []string // names of limits this one replaces (descriptor and limit level merged)
+	// Quota is the descriptor's quota_mode: a soft limit that denies a request only
+	// together with every other quota-mode descriptor of the request (package decide).
+	Quota          bool
+	DetailedMetric bool
+	ValueToMetric  bool     // some level of Levels has value_to_metric
+	Replaces       []string // names of limits this one replaces (descriptor and limit level merged)
 	// Metadata is the descriptor's metadata (shared by its limits; nil without), JSON-ready.
 	// It is shown by Dump and has no effect on decisions.
 	Metadata map[string]any

@@ -306,3 +306,41 @@ descriptors:
 		t.Fatalf("%d series, %v decisions in overflow; want %d and 300", series, overflow, DetailedSeriesCap+1)
 	}
 }
+
+// A quota_mode limit over its limit counts over_limit whether or not the request was
+// denied (its quota descriptors decide that together); the request's outcome says.
+func TestQuotaModeCounts(t *testing.T) {
+	f := newFixtureFor(t, `
+domain: m
+descriptors:
+  - key: backend
+    quota_mode: true
+    rate_limit: {name: per-backend, unit: hour, requests_per_unit: 1}
+`)
+	two := func() {
+		req := &decide.Request{Domain: "m", Descriptors: []decide.Descriptor{
+			{Entries: []descriptors.Entry{{Key: "backend", Value: "a"}}},
+			{Entries: []descriptors.Entry{{Key: "backend", Value: "b"}}},
+		}}
+		start := time.Now()
+		res, err := f.decider.Decide(context.Background(), req)
+		f.m.Observe("rls", start, req, res, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.decide(t, "backend", "a") // a: 1 of 1 used
+	two()                       // a over, b within: allowed
+	two()                       // both over: denied
+	got := f.scrape()
+	for series, want := range map[string]float64{
+		`ratelimit_ext_decisions_total{domain="m",limit="per-backend",result="near_limit"}`: 2,
+		`ratelimit_ext_decisions_total{domain="m",limit="per-backend",result="over_limit"}`: 3,
+		`ratelimit_ext_requests_total{api="rls",outcome="ok"}`:                              2,
+		`ratelimit_ext_requests_total{api="rls",outcome="over_limit"}`:                      1,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
+	}
+}
