@@ -122,6 +122,15 @@ func TestLoadErrors(t *testing.T) {
 			"    value: 'a*'",
 			"    share_threshold: [true]",
 		), []string{`t.yaml:5: descriptors[0].share_threshold: want true or false, got a list`}},
+		{"descriptor fields at the root and in ext_authz", lines(
+			"domain: d",
+			"detailed_metric: true",
+			"ext_authz:",
+			"  shadow_mode: true",
+		), []string{
+			`t.yaml:2: detailed_metric: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:4: ext_authz.shadow_mode: unknown field (want descriptors)`,
+		}},
 		{"descriptor fields inside a limit", head + lines(
 			"    rate_limit:",
 			"      unit: second",
