@@ -1,19 +1,21 @@
 // Package storekey builds the storage key of one limit for one request descriptor.
 //
-// Encoding (docs/keys.md): a key is the configured prefix followed by length-prefixed
-// parts, each written as <decimal byte length> ":" <bytes>:
+// Encoding (docs/redis.md#keys): a key is the configured prefix followed by
+// length-prefixed parts, each written as <decimal byte length> ":" <bytes>:
 //
 //	<prefix><len:domain><len:limit id><len:algorithm/period><len:key><len:value>...
 //
 // Length prefixes make the encoding injective: `a_b=c` and `a=b_c` can never share a
 // key, whatever bytes the parts contain. A level configured with share_threshold
-// (descriptors.Level.Shared) is written with its pattern in place of the request's value,
-// so every value the pattern matches charges one counter. That cannot merge counters
-// that should stay apart: the limit id names the configured path, so every key of that
-// limit has the pattern at that level, and no key of another limit has its id. On Redis Cluster the domain part can be
-// wrapped in {} so that every key of a domain hashes to one slot (Builder.ClusterTag). A key longer than MaxLen is replaced by the prefix, the
-// domain tag and a SHA-256 of the full encoding, so keys stay bounded however long the
-// runtime values are.
+// (descriptors.Level.Shared) is written with its pattern in place of the request's
+// value, so every value the pattern matches charges one counter. That cannot merge
+// counters that should stay apart: the limit id names the configured path, so every key
+// of that limit has the pattern at that level, and no key of another limit has its id.
+//
+// On Redis Cluster the domain part can be wrapped in {} so that every key of a domain
+// hashes to one slot (Builder.ClusterTag). A key longer than MaxLen is replaced by the
+// prefix, the domain tag and a SHA-256 of the full encoding, so keys stay bounded
+// however long the runtime values are.
 package storekey
 
 import (
