@@ -1,7 +1,7 @@
 // Package decide turns one rate-limit request (a domain and its descriptors) into
 // decisions: it matches the rules, applies `replaces`, overrides and costs (SPEC §5),
-// asks the engine once for the whole request, and picks the limit each descriptor
-// reports. Every door into the service (ShouldRateLimit, ext_authz Check, the JSON
+// asks the engine once for the whole request (again only for quota_mode, quota.go),
+// and picks the limit each descriptor reports. Every door into the service (ShouldRateLimit, ext_authz Check, the JSON
 // decision endpoint) goes through it, so they share rules, keys and state.
 package decide
 
@@ -39,7 +39,8 @@ type Request struct {
 	Now         int64  // 0 = the engine's clock
 }
 
-// Status is the answer for one descriptor.
+// Status is the answer for one descriptor. OverLimit can be true in an allowed request:
+// a quota-mode descriptor over its limit (quota.go).
 type Status struct {
 	OverLimit bool
 	Limit     *descriptors.Limit // the reported limit; nil when no limit applies
@@ -114,6 +115,7 @@ type plan struct {
 	limits   []*descriptors.Limit
 	owner    []int // descriptor index of each check
 	override bool  // some descriptor's limits were replaced by a request override
+	quota    bool  // some enforced limit is in quota mode (quota.go)
 
 	// Inline storage: a request with up to inlineChecks checks (nearly all of them)
 	// keeps its working memory here, in the one allocation of requestMemory.
@@ -179,7 +181,11 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		d.report(res, p, decisions)
 		return res, nil
 	}
-	out, failedOpen, err := d.evaluate(d.cacheContext(ctx, p), req.Domain, req.Now, p.checks, decisions)
+	ctx = d.cacheContext(ctx, p)
+	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p.checks, decisions)
+	for err == nil && !failedOpen && !out.Allowed && p.quota && d.softenQuota(p, decisions) {
+		out, failedOpen, err = d.evaluate(ctx, req.Domain, req.Now, p.checks, decisions)
+	}
 	if err != nil {
 		if errors.Is(err, limiter.ErrBadRequest) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -198,7 +204,9 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 // report fills each descriptor's status: the enforced limit that denied, else the
 // enforced limit with the lowest remaining (SPEC §5.2). Shadow-mode limits are never
 // reported, so shadow mode shows nothing to clients (no headers, no remaining count);
-// they appear in Checked for metrics.
+// they appear in Checked for metrics. A quota-mode limit is reported like any enforced
+// one, also when quota.go evaluated it as shadow: a quota descriptor over its limit shows
+// OVER_LIMIT even when the request is allowed.
 func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 	// A descriptor's checks are consecutive (plan builds them descriptor by descriptor),
 	// so each status's Checked is a window of one slice.
@@ -210,7 +218,7 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 	}
 	for i := range p.checks {
 		st := &res.Statuses[p.owner[i]]
-		dec, shadow := decisions[i], p.checks[i].Shadow
+		dec, shadow := decisions[i], p.limits[i].Shadow || d.shadow // as configured, not as quota.go sent it
 		checked[i] = Checked{Limit: p.limits[i], Decision: dec, Shadow: shadow}
 		switch {
 		case len(st.Checked) == 0:
@@ -234,5 +242,11 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 	for i := range res.Statuses { // callers may append: never into a neighbour's window
 		st := &res.Statuses[i]
 		st.Checked = st.Checked[:len(st.Checked):len(st.Checked)]
+	}
+	if p.quota {
+		res.RetryAfterMs = 0
+		if res.OverLimit {
+			res.RetryAfterMs = d.quotaRetryAfter(p, decisions)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -79,6 +80,35 @@ descriptors:
       unit: second
       requests_per_unit: 1
 `,
+		// the newer fields (quota_mode, share_threshold, value_to_metric, metadata), in
+		// the shapes of envoyproxy/ratelimit's examples/ratelimit/config/quota.yaml and
+		// test/config/{share_threshold,metadata}.yaml
+		"newer.yaml": `
+domain: newer
+descriptors:
+  - key: service
+    value: service_1
+    quota_mode: true
+    rate_limit:
+      unit: minute
+      requests_per_unit: 1
+    metadata:
+      service_with_quota:
+        name: service_1
+  - key: service
+    value: service_2
+    quota_mode: true
+    rate_limit:
+      unit: minute
+      requests_per_unit: 2
+  - key: files
+    value: files/*
+    share_threshold: true
+    value_to_metric: true
+    rate_limit:
+      unit: minute
+      requests_per_unit: 2
+`,
 		".hidden.yaml": "this is not YAML the loader should ever read: {",
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -138,6 +168,15 @@ descriptors:
 		// shadow mode never denies
 		{"messaging", [][]string{desc("shadow_test", "x")}, []bool{false}},
 		{"messaging", [][]string{desc("shadow_test", "x")}, []bool{false}},
+		// share_threshold: every file under files/* draws on one counter
+		{"newer", [][]string{desc("files", "files/a.pdf")}, []bool{false}},
+		{"newer", [][]string{desc("files", "files/b.csv")}, []bool{false}},
+		{"newer", [][]string{desc("files", "files/c.txt")}, []bool{true}},
+		// quota_mode: the request is allowed while one quota descriptor has room (the
+		// second, with service_1 over), denied when none has (the third)
+		{"newer", [][]string{desc("service", "service_1"), desc("service", "service_2")}, []bool{false, false}},
+		{"newer", [][]string{desc("service", "service_1"), desc("service", "service_2")}, []bool{true, false}},
+		{"newer", [][]string{desc("service", "service_1"), desc("service", "service_2")}, []bool{true, true}},
 	}
 	for i, c := range calls {
 		req := &Request{Domain: c.domain}
@@ -151,6 +190,15 @@ descriptors:
 		res, err := d.Decide(context.Background(), req)
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)
+		}
+		// Any descriptor over denies the request, except in quota mode, where it takes
+		// all of them (only the service descriptors of "newer" are in quota mode).
+		denied := slices.Contains(c.want, true)
+		if c.domain == "newer" && c.descs[0][0] == "service" {
+			denied = !slices.Contains(c.want, false)
+		}
+		if res.OverLimit != denied {
+			t.Fatalf("call %d (%s %v): request denied = %v, want %v", i, c.domain, c.descs, res.OverLimit, denied)
 		}
 		for j, want := range c.want {
 			if res.Statuses[j].OverLimit != want {

@@ -53,11 +53,13 @@ func (d *Decider) plan(req *Request, p *plan) error {
 			if l.Unlimited {
 				continue
 			}
+			shadow := l.Shadow || d.shadow
+			p.quota = p.quota || (l.Quota && !shadow)
 			p.checks = append(p.checks, limiter.LimitCheck{
-				Key:    d.keys.Key(req.Domain, l.ID, &l.Params, desc.Entries),
+				Key:    d.keys.LimitKey(req.Domain, l, desc.Entries),
 				Params: &l.Params,
 				Cost:   q,
-				Shadow: l.Shadow || d.shadow,
+				Shadow: shadow,
 			})
 			p.limits = append(p.limits, l)
 			p.owner = append(p.owner, i)

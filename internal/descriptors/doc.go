@@ -22,7 +22,11 @@
 //	      unlimited: false
 //	      replaces: [{name: x}]  # envoyproxy/ratelimit's place for replaces
 //	    shadow_mode: false
+//	    quota_mode: false        # soft: denies only with every quota descriptor over
 //	    detailed_metric: false
+//	    value_to_metric: false   # metrics show this level's request value
+//	    share_threshold: false   # patterns only: all matching values share one counter
+//	    metadata: {any: yaml}    # free-form, kept with the entry's limits (Dump)
 //	    replaces: [{name: x}]    # SPEC §7's place: applies to every limit of the entry
 //	    descriptors: [...]       # nested entries, at most 16 levels
 //	ext_authz: {...}             # optional, see below
@@ -70,9 +74,11 @@
 //   - Every problem is a load error "file:line: field: message", and the whole
 //     configuration is rejected; Compile and LoadDir collect all problems of all files.
 //     Problems about a whole file (size, read failure, emptiness) have no line.
-//   - Unknown fields are errors. envoyproxy/ratelimit's quota_mode, value_to_metric,
-//     share_threshold and metadata are rejected as "not supported yet", wherever they
-//     appear. YAML merge keys (<<) are rejected; anchors and aliases work.
+//   - Unknown fields are errors. envoyproxy/ratelimit's loader accepts its descriptor
+//     fields (shadow_mode, quota_mode, detailed_metric, share_threshold,
+//     value_to_metric, metadata) in any mapping and ignores them outside a descriptor;
+//     here that is an error saying where they belong. YAML merge keys (<<) are
+//     rejected; anchors and aliases work.
 //   - A null value (`value:` or `value: ~`) counts as absent, as in YAML and
 //     envoyproxy/ratelimit; `value: ""` is an error: omit value for a per-value counter.
 //     A `domain:` or `key:` that is null is therefore missing.
@@ -97,15 +103,31 @@
 //     (envoyproxy/ratelimit); the names are merged. Each name must be a limit name of
 //     the same domain, and a limit cannot replace itself. Descriptor-level replaces
 //     without any rate_limit is an error.
-//   - shadow_mode and detailed_metric apply to the entry's own limits, not to nested
-//     entries (as in envoyproxy/ratelimit).
+//   - shadow_mode, quota_mode, detailed_metric and metadata apply to the entry's own
+//     limits, not to nested entries (as in envoyproxy/ratelimit). quota_mode
+//     (Limit.Quota) makes them soft limits, whose rule package decide applies;
+//     shadow_mode wins over it.
+//   - share_threshold is a flag of its level (Level.Shared) and so applies to every limit
+//     at or below the entry: the storage key holds the pattern instead of the request's
+//     value at that level (package storekey), so all values the pattern matches share one
+//     counter, while levels without it still count per value. On an entry without a
+//     pattern it is an error, as in envoyproxy/ratelimit.
+//   - value_to_metric is a flag of its level too (Level.ValueToMetric; Limit.ValueToMetric
+//     says some level of the path has it). It changes metrics only: package metrics
+//     labels the limit's per-value series with the request's value at those levels.
+//   - metadata is free-form data (Limit.Metadata), read as envoyproxy/ratelimit reads
+//     it (YAML 1.1 booleans included) into JSON-ready values; Dump shows it. It never
+//     changes a decision. It must be a mapping with scalar keys, at most 16 levels deep,
+//     without merge keys or non-finite numbers; MaxMetadataValues bounds the values of
+//     a load (aliases counted as expanded).
 //   - Limit names are unique within a domain; several unnamed limits are fine.
 //     Duplicate siblings are entries with the same key and the same value (patterns
 //     compared after collapsing "**").
 //   - A file must hold exactly one YAML document; an empty file is an error.
-//   - Bounds: MaxFileSize per file, MaxDepth nesting levels, MaxLimits limits and
-//     MaxEntries descriptor entries per load (the latter also defuses alias bombs);
-//     at most 1000 problems are kept, the rest counted.
+//   - Bounds: MaxFileSize per file, MaxDepth nesting levels, MaxLimits limits,
+//     MaxEntries descriptor entries and MaxMetadataValues metadata values per load (the
+//     last two also defuse alias bombs); at most 1000 problems are kept, the rest
+//     counted.
 //   - Limit.ID is Path + "#index": reordering a descriptor's rate_limits list or
 //     changing its key/value path changes the ID (and so starts fresh counters);
 //     renaming a limit does not.

@@ -37,22 +37,26 @@ type dumpExtAuthzDesc struct {
 }
 
 type dumpLimit struct {
-	ID              string   `json:"id"`
-	Path            string   `json:"path"`
-	Name            string   `json:"name,omitempty"`
-	Unlimited       bool     `json:"unlimited,omitempty"`
-	Unit            string   `json:"unit,omitempty"`
-	UnitMultiplier  int64    `json:"unit_multiplier,omitempty"`
-	RequestsPerUnit int64    `json:"requests_per_unit,omitempty"`
-	Algorithm       string   `json:"algorithm,omitempty"`
-	PeriodMs        int64    `json:"period_ms,omitempty"`
-	Burst           int64    `json:"burst,omitempty"`
-	Buckets         int64    `json:"buckets,omitempty"`
-	Shadow          bool     `json:"shadow_mode,omitempty"`
-	DetailedMetric  bool     `json:"detailed_metric,omitempty"`
-	Replaces        []string `json:"replaces,omitempty"`
-	File            string   `json:"file"`
-	Line            int      `json:"line"`
+	ID              string         `json:"id"`
+	Path            string         `json:"path"`
+	Name            string         `json:"name,omitempty"`
+	Unlimited       bool           `json:"unlimited,omitempty"`
+	Unit            string         `json:"unit,omitempty"`
+	UnitMultiplier  int64          `json:"unit_multiplier,omitempty"`
+	RequestsPerUnit int64          `json:"requests_per_unit,omitempty"`
+	Algorithm       string         `json:"algorithm,omitempty"`
+	PeriodMs        int64          `json:"period_ms,omitempty"`
+	Burst           int64          `json:"burst,omitempty"`
+	Buckets         int64          `json:"buckets,omitempty"`
+	Shadow          bool           `json:"shadow_mode,omitempty"`
+	Quota           bool           `json:"quota_mode,omitempty"`
+	DetailedMetric  bool           `json:"detailed_metric,omitempty"`
+	ShareThreshold  []string       `json:"share_threshold,omitempty"` // the path parts whose values share one counter
+	ValueToMetric   []string       `json:"value_to_metric,omitempty"` // the path parts whose request values metrics show
+	Replaces        []string       `json:"replaces,omitempty"`
+	Metadata        map[string]any `json:"metadata,omitempty"`
+	File            string         `json:"file"`
+	Line            int            `json:"line"`
 }
 
 // Dump returns a JSON-marshalable view of the compiled rules: hash, summary, and per
@@ -76,9 +80,11 @@ func (rs *RuleSet) Dump() any {
 func dumpOne(l *Limit) dumpLimit {
 	dl := dumpLimit{
 		ID: l.ID, Path: l.Path, Name: l.Name, Unlimited: l.Unlimited,
-		Shadow: l.Shadow, DetailedMetric: l.DetailedMetric, Replaces: l.Replaces,
-		File: l.File, Line: l.Line,
+		Shadow: l.Shadow, Quota: l.Quota, DetailedMetric: l.DetailedMetric, Replaces: l.Replaces,
+		Metadata: l.Metadata, File: l.File, Line: l.Line,
 	}
+	dl.ShareThreshold = levelsWith(l.Levels, func(lv Level) bool { return lv.Shared })
+	dl.ValueToMetric = levelsWith(l.Levels, func(lv Level) bool { return lv.ValueToMetric })
 	if !l.Unlimited {
 		dl.Unit, dl.UnitMultiplier, dl.RequestsPerUnit = l.Unit, l.UnitMultiplier, l.RequestsPerUnit
 		dl.Algorithm, dl.PeriodMs = l.Params.Algorithm.String(), l.Params.PeriodMs
@@ -88,6 +94,17 @@ func dumpOne(l *Limit) dumpLimit {
 		}
 	}
 	return dl
+}
+
+// levelsWith lists, as Path parts, the levels that set a flag.
+func levelsWith(levels []Level, flag func(Level) bool) []string {
+	var out []string
+	for _, lv := range levels {
+		if flag(lv) {
+			out = append(out, pathPart(lv))
+		}
+	}
+	return out
 }
 
 func dumpExtAuthzOf(x *ExtAuthz) *dumpExtAuthz {

@@ -59,7 +59,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown file field", "domain: d\ndescriptor: []\n", []string{
 			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors, ext_authz)"}},
 		{"unknown descriptor field", head + "    rate_limt: {}\n", []string{
-			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, detailed_metric, replaces, descriptors)"}},
+			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, quota_mode, detailed_metric, share_threshold, value_to_metric, metadata, replaces, descriptors)"}},
 		{"unknown limit field", head + lines(
 			"    rate_limit:",
 			"      unit: second",
@@ -68,16 +68,84 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing",
 			"t.yaml:6: descriptors[0].rate_limit.requests_per_second: unknown field (want name, unit, unit_multiplier, requests_per_unit, algorithm, burst, buckets, unlimited, replaces)",
 		}},
-		{"unsupported envoyproxy fields", head + lines(
-			"    quota_mode: true",
-			"    value_to_metric: true",
-			"    share_threshold: true",
-			"    rate_limit: {unit: second, requests_per_unit: 1, metadata: {}}",
+		{"quota_mode not a boolean", head + lines(
+			"    quota_mode: soft",
+		), []string{`t.yaml:4: descriptors[0].quota_mode: want true or false, got the string "soft"`}},
+		{"metadata not a mapping", head + lines(
+			"    metadata: service_1",
+			"  - key: k2",
+			"    metadata: [a, b]",
 		), []string{
-			`t.yaml:4: descriptors[0].quota_mode: not supported yet (envoyproxy/ratelimit field "quota_mode")`,
-			`t.yaml:5: descriptors[0].value_to_metric: not supported yet (envoyproxy/ratelimit field "value_to_metric")`,
-			`t.yaml:6: descriptors[0].share_threshold: not supported yet (envoyproxy/ratelimit field "share_threshold")`,
-			`t.yaml:7: descriptors[0].rate_limit.metadata: not supported yet (envoyproxy/ratelimit field "metadata")`,
+			`t.yaml:4: descriptors[0].metadata: want a mapping, got the string "service_1"`,
+			`t.yaml:6: descriptors[1].metadata: want a mapping, got a list`,
+		}},
+		{"metadata keys and numbers", head + lines(
+			"    metadata:",
+			"      routing:",
+			"        [a]: 1",
+			"  - key: k2",
+			"    metadata:",
+			"      name: a",
+			"      name: b",
+			"  - key: k3",
+			"    metadata: {weights: [1, .nan]}",
+			"  - key: k4",
+			"    metadata: {big: !!int 99999999999999999999}",
+			"  - key: k5",
+			"    metadata: {base: &b {x: 1}, <<: *b}",
+		), []string{
+			`t.yaml:6: descriptors[0].metadata.routing: metadata keys must be strings, got a list`,
+			`t.yaml:10: descriptors[1].metadata.name: key given twice (first at line 9)`,
+			`t.yaml:12: descriptors[2].metadata.weights[1]: want a finite number, got .nan`,
+			`t.yaml:14: descriptors[3].metadata.big: number 99999999999999999999 is out of range`,
+			`t.yaml:16: descriptors[4].metadata: YAML merge keys are not supported; repeat the fields or use an alias for the whole value`,
+		}},
+		{"value_to_metric not a boolean", head + lines(
+			"    value_to_metric: 1",
+		), []string{`t.yaml:4: descriptors[0].value_to_metric: want true or false, got 1`}},
+		{"share_threshold without a pattern", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: exact",
+			"    value: v",
+			"    share_threshold: true",
+			"  - key: bare",
+			"    share_threshold: yes",
+			"  - key: off",
+			"    value: v",
+			"    share_threshold: false",
+		), []string{
+			`t.yaml:5: descriptors[0].share_threshold: needs a value pattern (with '*'): an exact value already has one counter, and a key without value counts each value on its own`,
+			`t.yaml:7: descriptors[1].share_threshold: needs a value pattern (with '*'): an exact value already has one counter, and a key without value counts each value on its own`,
+		}},
+		{"share_threshold not a boolean", head + lines(
+			"    value: 'a*'",
+			"    share_threshold: [true]",
+		), []string{`t.yaml:5: descriptors[0].share_threshold: want true or false, got a list`}},
+		{"descriptor fields at the root and in ext_authz", lines(
+			"domain: d",
+			"detailed_metric: true",
+			"ext_authz:",
+			"  shadow_mode: true",
+		), []string{
+			`t.yaml:2: detailed_metric: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:4: ext_authz.shadow_mode: unknown field (want descriptors)`,
+		}},
+		{"descriptor fields inside a limit", head + lines(
+			"    rate_limit:",
+			"      unit: second",
+			"      requests_per_unit: 1",
+			"      share_threshold: true",
+			"      shadow_mode: true",
+			"      value_to_metric: true",
+			"      metadata: {name: x}",
+			"      quota_mode: true",
+		), []string{
+			`t.yaml:7: descriptors[0].rate_limit.share_threshold: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:8: descriptors[0].rate_limit.shadow_mode: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:9: descriptors[0].rate_limit.value_to_metric: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:10: descriptors[0].rate_limit.metadata: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
+			`t.yaml:11: descriptors[0].rate_limit.quota_mode: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 		}},
 		{"field given twice", head + lines(
 			"    key: k2",
@@ -369,6 +437,36 @@ func TestAliasBomb(t *testing.T) {
 	_, err := Parse("t.yaml", []byte(b.String()))
 	if err == nil || !strings.Contains(err.Error(), "more than 200000 descriptor entries in total") {
 		t.Fatalf("alias bomb not stopped: %v", err)
+	}
+}
+
+// Metadata is bounded in depth per entry and in values per load; like entries, an alias
+// bomb (10^8 values here) is stopped by the count, not by the file size.
+func TestMetadataBounds(t *testing.T) {
+	deep := "domain: d\ndescriptors:\n  - key: k\n    metadata: " +
+		strings.Repeat("{a: ", maxMetadataDepth) + "1" + strings.Repeat("}", maxMetadataDepth) + "\n"
+	want := []string{"t.yaml:4: descriptors[0].metadata" + strings.Repeat(".a", maxMetadataDepth) + ": metadata nested deeper than 16 levels"}
+	if got := parseErrors(t, deep); !reflect.DeepEqual(got, want) {
+		t.Errorf("too deep:\n got %q\nwant %q", got, want)
+	}
+	fits := "domain: d\ndescriptors:\n  - key: k\n    metadata: " +
+		strings.Repeat("{a: ", maxMetadataDepth-1) + "1" + strings.Repeat("}", maxMetadataDepth-1) + "\n"
+	if _, err := Parse("t.yaml", []byte(fits)); err != nil {
+		t.Errorf("%d levels rejected: %v", maxMetadataDepth, err)
+	}
+
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n  - key: x0\n    metadata: {l: &m0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\n")
+	for lvl := 1; lvl <= 7; lvl++ {
+		fmt.Fprintf(&b, "  - key: x%d\n    metadata: {l: &m%d [", lvl, lvl)
+		for i := 0; i < 10; i++ {
+			fmt.Fprintf(&b, "*m%d, ", lvl-1)
+		}
+		b.WriteString("0]}\n")
+	}
+	_, err := Parse("t.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "more than 100000 metadata values in total") {
+		t.Fatalf("metadata alias bomb not stopped: %v", err)
 	}
 }
 

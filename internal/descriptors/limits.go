@@ -16,7 +16,9 @@ import (
 // replaces of one descriptor entry.
 func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []*Limit {
 	shadow, _ := p.boolean(f, "shadow_mode")
+	quota, _ := p.boolean(f, "quota_mode")
 	detailed, _ := p.boolean(f, "detailed_metric")
+	meta := p.metadata(f)
 	var items []*yaml.Node
 	var fieldOf func(i int) string
 	switch {
@@ -36,7 +38,7 @@ func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []
 		if l == nil {
 			continue
 		}
-		l.Shadow, l.DetailedMetric = shadow, detailed
+		l.Shadow, l.Quota, l.DetailedMetric, l.Metadata = shadow, quota, detailed, meta
 		limits = append(limits, l)
 	}
 	refs := p.replaces(f)
@@ -60,6 +62,7 @@ func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr 
 		return nil
 	}
 	l := &Limit{Path: pathStr, ID: pathStr + "#" + strconv.Itoa(index), Levels: path, File: p.file, Line: f.line}
+	l.ValueToMetric = slices.ContainsFunc(path, func(lv Level) bool { return lv.ValueToMetric })
 	if p.dom != nil {
 		l.Domain = p.dom.name
 		p.dom.limits = append(p.dom.limits, l)

@@ -25,7 +25,7 @@ const (
 
 var (
 	fileFields       = []string{"domain", "algorithm", "descriptors", "ext_authz"}
-	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "detailed_metric", "replaces", "descriptors"}
+	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "quota_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata", "replaces", "descriptors"}
 	limitFields      = []string{"name", "unit", "unit_multiplier", "requests_per_unit", "algorithm", "burst", "buckets", "unlimited", "replaces"}
 	replaceFields    = []string{"name"}
 )
@@ -47,8 +47,8 @@ const (
 
 // budget counts what all files of one load have used of the global bounds.
 type budget struct {
-	limits, entries       int
-	limitsHit, entriesHit bool
+	limits, entries, metadata          int
+	limitsHit, entriesHit, metadataHit bool
 }
 
 // fileParser turns one file into a domain, collecting every problem it finds.
@@ -222,6 +222,7 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 		return
 	}
 	level, levelOK := p.level(f)
+	p.levelFlags(f, &level, levelOK)
 	child := &node{}
 	if levelOK {
 		sk := siblingKey{level.Key, level.Kind, normalizePattern(level.Value)}
@@ -279,6 +280,18 @@ func (p *fileParser) level(f fields) (Level, bool) {
 		l.Kind = PatternValue
 	}
 	return l, true
+}
+
+// levelFlags reads the flags an entry sets for every limit at or below it.
+func (p *fileParser) levelFlags(f fields, l *Level, levelOK bool) {
+	shared, _ := p.boolean(f, "share_threshold")
+	if shared && levelOK && l.Kind != PatternValue {
+		// As envoyproxy/ratelimit: there is nothing to share without a pattern.
+		p.errorf(f.keyLine("share_threshold"), f.at("share_threshold"),
+			"needs a value pattern (with '*'): an exact value already has one counter, and a key without value counts each value on its own")
+	}
+	l.Shared = shared && l.Kind == PatternValue
+	l.ValueToMetric, _ = p.boolean(f, "value_to_metric")
 }
 
 // printable rejects control characters: request descriptor keys and values cannot hold

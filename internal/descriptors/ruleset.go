@@ -32,11 +32,18 @@ func (k ValueKind) String() string {
 	return fmt.Sprintf("ValueKind(%d)", k)
 }
 
-// Level is one configured entry on the path from the domain to a limit.
+// Level is one configured entry on the path from the domain to a limit, with the flags
+// that entry sets for every limit at or below it.
 type Level struct {
 	Key   string
 	Value string // as configured; "" for a bare key
 	Kind  ValueKind
+	// Shared is the entry's share_threshold (patterns only): every value the pattern
+	// matches counts as the pattern itself, so they share one counter (storekey).
+	Shared bool
+	// ValueToMetric is the entry's value_to_metric: per-value metrics show the request's
+	// value at this level instead of the entry as configured (package metrics).
+	ValueToMetric bool
 }
 
 // Limit is one compiled limit. Limits are shared by every caller of a RuleSet: treat
@@ -59,10 +66,17 @@ type Limit struct {
 	Params          limiter.Params // validated; the zero value for an unlimited limit
 	Unlimited       bool
 	Shadow          bool // the descriptor's shadow_mode
-	DetailedMetric  bool
-	Replaces        []string // names of limits this one replaces (descriptor and limit level merged)
-	Line            int
-	File            string
+	// Quota is the descriptor's quota_mode: a soft limit that denies a request only
+	// together with every other quota-mode descriptor of the request (package decide).
+	Quota          bool
+	DetailedMetric bool
+	ValueToMetric  bool     // some level of Levels has value_to_metric
+	Replaces       []string // names of limits this one replaces (descriptor and limit level merged)
+	// Metadata is the descriptor's metadata (shared by its limits; nil without), JSON-ready.
+	// It is shown by Dump and has no effect on decisions.
+	Metadata map[string]any
+	Line     int
+	File     string
 }
 
 // node is one configured descriptor entry (or a domain's root) with its children

@@ -9,10 +9,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Fields that envoyproxy/ratelimit knows but this service does not implement yet. They
-// are rejected by name wherever they appear, so that a file relying on them fails
-// loudly instead of silently losing their effect.
-var unsupportedFields = []string{"quota_mode", "value_to_metric", "share_threshold", "metadata"}
+// descriptorOnlyFields are envoyproxy/ratelimit's per-descriptor fields. Its loader
+// checks field names against one list for every mapping, so it accepts them anywhere and
+// ignores them outside a descriptor; here they are an error there that says where they
+// take effect (ext_authz, which it does not have, reports them as unknown).
+var descriptorOnlyFields = []string{"shadow_mode", "quota_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata"}
 
 // fields is one YAML mapping checked against its schema: present, non-null values by
 // field name, with aliases resolved.
@@ -103,7 +104,7 @@ func (p *fileParser) mapping(n *yaml.Node, path string, known []string) (fields,
 	return f, true
 }
 
-// checkFieldName reports a repeated, unsupported or unknown field.
+// checkFieldName reports a repeated, misplaced or unknown field.
 func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool {
 	name, at := k.Value, f.at(k.Value)
 	switch {
@@ -111,8 +112,8 @@ func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool
 		p.errorf(k.Line, at, "field given twice (first at line %d)", f.keys[name].Line)
 	case slices.Contains(known, name):
 		return true
-	case slices.Contains(unsupportedFields, name):
-		p.errorf(k.Line, at, "not supported yet (envoyproxy/ratelimit field %q)", name)
+	case slices.Contains(descriptorOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):
+		p.errorf(k.Line, at, "belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect")
 	case name == "<<":
 		p.errorf(k.Line, at, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")
 	default:

@@ -2,8 +2,9 @@
 //
 // Cardinality is bounded by construction: decision labels are the configured domain and
 // limit (its name, else its descriptor path), never runtime values, so a flood of
-// distinct client addresses creates no series. A rule with `detailed_metric: true` adds
-// the runtime descriptor values as a label, capped at DetailedSeriesCap series across the
+// distinct client addresses creates no series. A rule with `detailed_metric: true`, or
+// with `value_to_metric: true` on a level of its path, is also counted per runtime
+// descriptor value (descriptorLabel), capped at DetailedSeriesCap series across the
 // process; past the cap, new values are counted under the value "_overflow_".
 package metrics
 
@@ -160,7 +161,7 @@ func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res 
 		for _, c := range res.Statuses[i].Checked {
 			result := Result(c)
 			m.decisions.WithLabelValues(c.Limit.Domain, LimitLabel(c.Limit), result).Inc()
-			if c.Limit.DetailedMetric {
+			if c.Limit.DetailedMetric || c.Limit.ValueToMetric {
 				m.countDetailed(c.Limit, req.Descriptors[i].Entries, result)
 			}
 		}
@@ -200,19 +201,10 @@ func LimitLabel(l *descriptors.Limit) string {
 	return l.Path
 }
 
-// countDetailed counts a detailed_metric decision under the runtime descriptor value,
-// within the process-wide series cap.
+// countDetailed counts a decision under its descriptor label, within the process-wide
+// series cap.
 func (m *Metrics) countDetailed(l *descriptors.Limit, entries []descriptors.Entry, result string) {
-	var b strings.Builder
-	for i, e := range entries {
-		if i > 0 {
-			b.WriteByte('/')
-		}
-		b.WriteString(e.Key)
-		b.WriteByte('=')
-		b.WriteString(e.Value)
-	}
-	value := b.String()
+	value := descriptorLabel(l, entries)
 	series := l.Domain + "\x00" + LimitLabel(l) + "\x00" + value + "\x00" + result
 	m.mu.Lock()
 	if _, ok := m.detailedSet[series]; !ok {
@@ -224,6 +216,38 @@ func (m *Metrics) countDetailed(l *descriptors.Limit, entries []descriptors.Entr
 	}
 	m.mu.Unlock()
 	m.detailed.WithLabelValues(l.Domain, LimitLabel(l), value, result).Inc()
+}
+
+// descriptorLabel renders a request descriptor as "key=value/key=value", level by level,
+// the way envoyproxy/ratelimit builds its metric keys: detailed_metric shows the
+// request's value at every level; value_to_metric shows it at its own levels and the
+// entry as configured at the others ("key" for a key without value, "key=value" or
+// "key=pattern"). A share_threshold level always shows its pattern: its values share one
+// counter, so they share one series.
+func descriptorLabel(l *descriptors.Limit, entries []descriptors.Entry) string {
+	var b strings.Builder
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(e.Key)
+		var lv descriptors.Level // Match returns limits whose Levels line up with entries
+		if i < len(l.Levels) {
+			lv = l.Levels[i]
+		}
+		switch {
+		case lv.Shared:
+			b.WriteByte('=')
+			b.WriteString(lv.Value)
+		case l.DetailedMetric || lv.ValueToMetric:
+			b.WriteByte('=')
+			b.WriteString(e.Value)
+		case lv.Kind != descriptors.BareKey:
+			b.WriteByte('=')
+			b.WriteString(lv.Value)
+		}
+	}
+	return b.String()
 }
 
 // Engine wraps an engine to time its calls and count its errors.

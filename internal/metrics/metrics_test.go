@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,12 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixtureFor(t, rules)
+}
+
+// newFixtureFor serves the rules of one file, domain m.
+func newFixtureFor(t *testing.T, rules string) *fixture {
 	t.Helper()
 	rs, err := descriptors.Parse("m.yaml", []byte(rules))
 	if err != nil {
@@ -200,6 +207,137 @@ func TestOverLimitCacheMetrics(t *testing.T) {
 		"ratelimit_ext_local_cache_hits_total":   7,
 		"ratelimit_ext_local_cache_stores_total": 3,
 		"ratelimit_ext_local_cache_entries":      2,
+	} {
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
+		}
+	}
+}
+
+// The descriptor label of the per-value series follows envoyproxy/ratelimit's metric
+// keys: value_to_metric shows the request's value at its levels only, a share_threshold
+// level shows its pattern, detailed_metric shows every value. Rules with neither flag
+// create no per-value series.
+func TestValueToMetricSeries(t *testing.T) {
+	f := newFixtureFor(t, `
+domain: m
+descriptors:
+  - key: route
+    value_to_metric: true
+    descriptors:
+      - key: http_method
+        value_to_metric: true
+        descriptors:
+          - key: subject_id
+            rate_limit: {name: per-subject, unit: hour, requests_per_unit: 10}
+  - key: tenant
+    value: "t-*"
+    descriptors:
+      - key: path
+        value_to_metric: true
+        rate_limit: {unit: hour, requests_per_unit: 10}
+  - key: files
+    value: "files/*"
+    share_threshold: true
+    value_to_metric: true
+    rate_limit: {name: files, unit: hour, requests_per_unit: 10}
+  - key: svc
+    value: "svc/*"
+    share_threshold: true
+    descriptors:
+      - key: endpoint
+        detailed_metric: true
+        rate_limit: {name: endpoints, unit: hour, requests_per_unit: 10}
+  - key: plain
+    rate_limit: {name: plain, unit: hour, requests_per_unit: 10}
+`)
+	f.decide(t, "route", "api", "http_method", "GET", "subject_id", "123")
+	f.decide(t, "route", "api", "http_method", "GET", "subject_id", "456")
+	f.decide(t, "route", "web", "http_method", "POST", "subject_id", "123")
+	f.decide(t, "tenant", "t-1", "path", "/a")
+	f.decide(t, "files", "files/a.pdf")
+	f.decide(t, "files", "files/b.csv")
+	f.decide(t, "svc", "svc/x", "endpoint", "/e1")
+	f.decide(t, "svc", "svc/y", "endpoint", "/e1")
+	f.decide(t, "plain", "v1")
+	got := map[string]float64{}
+	for series, v := range f.scrape() {
+		if strings.HasPrefix(series, "ratelimit_ext_detailed_decisions_total") {
+			got[series] = v
+		}
+	}
+	series := func(descriptor, limit string) string {
+		return fmt.Sprintf(`ratelimit_ext_detailed_decisions_total{descriptor=%q,domain="m",limit=%q,result="ok"}`, descriptor, limit)
+	}
+	want := map[string]float64{
+		series("route=api/http_method=GET/subject_id", "per-subject"):  2,
+		series("route=web/http_method=POST/subject_id", "per-subject"): 1,
+		series("tenant=t-*/path=/a", "tenant=t-*/path"):                1,
+		series("files=files/*", "files"):                               2,
+		series("svc=svc/*/endpoint=/e1", "endpoints"):                  2,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("per-value series:\n got %v\nwant %v", got, want)
+	}
+}
+
+// value_to_metric series share detailed_metric's cap.
+func TestValueToMetricIsCapped(t *testing.T) {
+	f := newFixtureFor(t, `
+domain: m
+descriptors:
+  - key: user
+    value_to_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
+`)
+	for i := 0; i < DetailedSeriesCap+300; i++ {
+		f.decide(t, "user", fmt.Sprintf("u%d", i))
+	}
+	series, overflow := 0, 0.0
+	for s, v := range f.scrape() {
+		if strings.HasPrefix(s, "ratelimit_ext_detailed_decisions_total") {
+			series++
+			if strings.Contains(s, `descriptor="_overflow_"`) {
+				overflow += v
+			}
+		}
+	}
+	if series != DetailedSeriesCap+1 || overflow != 300 {
+		t.Fatalf("%d series, %v decisions in overflow; want %d and 300", series, overflow, DetailedSeriesCap+1)
+	}
+}
+
+// A quota_mode limit over its limit counts over_limit whether or not the request was
+// denied (its quota descriptors decide that together); the request's outcome says.
+func TestQuotaModeCounts(t *testing.T) {
+	f := newFixtureFor(t, `
+domain: m
+descriptors:
+  - key: backend
+    quota_mode: true
+    rate_limit: {name: per-backend, unit: hour, requests_per_unit: 1}
+`)
+	two := func() {
+		req := &decide.Request{Domain: "m", Descriptors: []decide.Descriptor{
+			{Entries: []descriptors.Entry{{Key: "backend", Value: "a"}}},
+			{Entries: []descriptors.Entry{{Key: "backend", Value: "b"}}},
+		}}
+		start := time.Now()
+		res, err := f.decider.Decide(context.Background(), req)
+		f.m.Observe("rls", start, req, res, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.decide(t, "backend", "a") // a: 1 of 1 used
+	two()                       // a over, b within: allowed
+	two()                       // both over: denied
+	got := f.scrape()
+	for series, want := range map[string]float64{
+		`ratelimit_ext_decisions_total{domain="m",limit="per-backend",result="near_limit"}`: 2,
+		`ratelimit_ext_decisions_total{domain="m",limit="per-backend",result="over_limit"}`: 3,
+		`ratelimit_ext_requests_total{api="rls",outcome="ok"}`:                              2,
+		`ratelimit_ext_requests_total{api="rls",outcome="over_limit"}`:                      1,
 	} {
 		if got[series] != want {
 			t.Errorf("%s = %v, want %v", series, got[series], want)

@@ -1,15 +1,21 @@
 // Package storekey builds the storage key of one limit for one request descriptor.
 //
-// Encoding (docs/keys.md): a key is the configured prefix followed by length-prefixed
-// parts, each written as <decimal byte length> ":" <bytes>:
+// Encoding (docs/redis.md#keys): a key is the configured prefix followed by
+// length-prefixed parts, each written as <decimal byte length> ":" <bytes>:
 //
 //	<prefix><len:domain><len:limit id><len:algorithm/period><len:key><len:value>...
 //
 // Length prefixes make the encoding injective: `a_b=c` and `a=b_c` can never share a
-// key, whatever bytes the parts contain. On Redis Cluster the domain part can be
-// wrapped in {} so that every key of a domain hashes to one slot (Builder.ClusterTag). A key longer than MaxLen is replaced by the prefix, the
-// domain tag and a SHA-256 of the full encoding, so keys stay bounded however long the
-// runtime values are.
+// key, whatever bytes the parts contain. A level configured with share_threshold
+// (descriptors.Level.Shared) is written with its pattern in place of the request's
+// value, so every value the pattern matches charges one counter. That cannot merge
+// counters that should stay apart: the limit id names the configured path, so every key
+// of that limit has the pattern at that level, and no key of another limit has its id.
+//
+// On Redis Cluster the domain part can be wrapped in {} so that every key of a domain
+// hashes to one slot (Builder.ClusterTag). A key longer than MaxLen is replaced by the
+// prefix, the domain tag and a SHA-256 of the full encoding, so keys stay bounded
+// however long the runtime values are.
 package storekey
 
 import (
@@ -44,9 +50,30 @@ func New(prefix string, maxLen int) *Builder {
 // Key returns the storage key for the limit identified by limitID (unique within the
 // domain), evaluated with params, for the request descriptor entries.
 func (b *Builder) Key(domain, limitID string, p *limiter.Params, entries []descriptors.Entry) string {
+	return b.key(domain, limitID, p, entries, nil)
+}
+
+// LimitKey returns the storage key of a configured limit for the request descriptor
+// entries that matched it: Key with the limit's id and parameters, and the pattern in
+// place of the value at each share_threshold level. For a limit without such a level
+// it equals Key, so counters survive enabling the feature elsewhere.
+func (b *Builder) LimitKey(domain string, l *descriptors.Limit, entries []descriptors.Entry) string {
+	return b.key(domain, l.ID, &l.Params, entries, l.Levels)
+}
+
+// valueAt is the value written for entry i: the pattern of a shared level, else the
+// request's own.
+func valueAt(entries []descriptors.Entry, levels []descriptors.Level, i int) string {
+	if i < len(levels) && levels[i].Shared {
+		return levels[i].Value
+	}
+	return entries[i].Value
+}
+
+func (b *Builder) key(domain, limitID string, p *limiter.Params, entries []descriptors.Entry, levels []descriptors.Level) string {
 	n := len(b.prefix) + len(domain) + len(limitID) + 48
-	for _, e := range entries {
-		n += len(e.Key) + len(e.Value) + 8
+	for i, e := range entries {
+		n += len(e.Key) + len(valueAt(entries, levels, i)) + 8
 	}
 	var stack [256]byte // typical keys are built on the stack: the string is the one allocation
 	buf := stack[:0]
@@ -57,9 +84,9 @@ func (b *Builder) Key(domain, limitID string, p *limiter.Params, entries []descr
 	buf = b.appendDomain(buf, domain)
 	buf = appendPart(buf, limitID)
 	buf = appendIdentity(buf, p)
-	for _, e := range entries {
+	for i, e := range entries {
 		buf = appendPart(buf, e.Key)
-		buf = appendPart(buf, e.Value)
+		buf = appendPart(buf, valueAt(entries, levels, i))
 	}
 	if len(buf) <= b.maxLen {
 		return string(buf)

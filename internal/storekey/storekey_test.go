@@ -98,3 +98,56 @@ func TestIdentityFollowsStateUnits(t *testing.T) {
 		t.Fatal("fixed_window quota change moved the key")
 	}
 }
+
+// share_threshold: values under a shared pattern level get one key per limit; other
+// levels, other limits and limits without the flag keep their keys apart, and a limit
+// without shared levels keeps exactly the key Key gives (existing counters survive).
+func TestLimitKeySharedLevels(t *testing.T) {
+	rs, err := descriptors.Parse("t.yaml", []byte(`
+domain: d
+descriptors:
+  - key: files
+    value: "files/*"
+    share_threshold: true
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: own
+    value: "files/*"
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: tenant
+    value: "t-*"
+    share_threshold: true
+    descriptors:
+      - key: user
+        rate_limit: {unit: minute, requests_per_unit: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := New("rlx:", 0)
+	key := func(e []descriptors.Entry) string {
+		ls := rs.Match("d", e)
+		if len(ls) != 1 {
+			t.Fatalf("%v matched %d limits", e, len(ls))
+		}
+		return b.LimitKey("d", ls[0], e)
+	}
+	if key(entries("files", "files/a.pdf")) != key(entries("files", "files/b.csv")) {
+		t.Error("two values under a shared pattern got different keys")
+	}
+	if key(entries("own", "files/a.pdf")) == key(entries("own", "files/b.csv")) {
+		t.Error("a pattern without share_threshold shares one key")
+	}
+	if key(entries("files", "files/a.pdf")) == key(entries("own", "files/a.pdf")) {
+		t.Error("the shared and the unshared limit share a key")
+	}
+	if key(entries("tenant", "t-1", "user", "u")) != key(entries("tenant", "t-2", "user", "u")) {
+		t.Error("a shared level above the limit does not share")
+	}
+	if key(entries("tenant", "t-1", "user", "u")) == key(entries("tenant", "t-1", "user", "v")) {
+		t.Error("the unshared level below a shared one shares")
+	}
+	own := rs.Match("d", entries("own", "files/a.pdf"))[0]
+	if got, want := b.LimitKey("d", own, entries("own", "files/a.pdf")), b.Key("d", own.ID, &own.Params, entries("own", "files/a.pdf")); got != want {
+		t.Errorf("LimitKey %q, Key %q: a limit without shared levels changed its key", got, want)
+	}
+}

@@ -1,0 +1,226 @@
+package decide
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+)
+
+// fieldsDecider serves one file at a fixed clock on the memory engine.
+func fieldsDecider(t *testing.T, yaml string) *Decider {
+	t.Helper()
+	rs, err := descriptors.Parse("fields.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
+	t.Cleanup(func() { mem.Close() })
+	return New(rs, mem, storekey.New("fields:", 0), false)
+}
+
+// step is one request of a scenario: its descriptors as key/value lists, and what is
+// expected of it.
+type step struct {
+	descs   [][]string
+	denied  bool   // the request's overall answer
+	overLim []bool // per descriptor status; nil = not checked
+	comment string
+}
+
+func runSteps(t *testing.T, d *Decider, steps []step) []*Result {
+	t.Helper()
+	var out []*Result
+	for i, s := range steps {
+		req := &Request{Domain: "d"}
+		for _, kv := range s.descs {
+			var ds Descriptor
+			for j := 0; j+1 < len(kv); j += 2 {
+				ds.Entries = append(ds.Entries, descriptors.Entry{Key: kv[j], Value: kv[j+1]})
+			}
+			req.Descriptors = append(req.Descriptors, ds)
+		}
+		res, err := d.Decide(context.Background(), req)
+		if err != nil {
+			t.Fatalf("step %d (%s): %v", i, s.comment, err)
+		}
+		if res.OverLimit != s.denied {
+			t.Fatalf("step %d (%s) %v: denied = %v, want %v", i, s.comment, s.descs, res.OverLimit, s.denied)
+		}
+		for j, want := range s.overLim {
+			if res.Statuses[j].OverLimit != want {
+				t.Fatalf("step %d (%s) %v: descriptor %d over limit = %v, want %v", i, s.comment, s.descs, j, res.Statuses[j].OverLimit, want)
+			}
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+func kv(pairs ...string) []string { return pairs }
+
+// share_threshold: every value a shared pattern matches draws on one counter; the same
+// pattern without it gives each value its own. Nested under a shared level, the levels
+// below still count per value.
+func TestShareThresholdSharesOneCounter(t *testing.T) {
+	d := fieldsDecider(t, `
+domain: d
+descriptors:
+  - key: files
+    value: "files/*"
+    share_threshold: true
+    rate_limit: {unit: minute, requests_per_unit: 2}
+  - key: own
+    value: "files/*"
+    rate_limit: {unit: minute, requests_per_unit: 2}
+  - key: tenant
+    value: "t-*"
+    share_threshold: true
+    descriptors:
+      - key: user
+        rate_limit: {unit: minute, requests_per_unit: 1}
+`)
+	runSteps(t, d, []step{
+		{descs: [][]string{kv("files", "files/a.pdf")}, comment: "shared: 1st"},
+		{descs: [][]string{kv("files", "files/b.csv")}, comment: "shared: 2nd, another value"},
+		{descs: [][]string{kv("files", "files/c.txt")}, denied: true, comment: "shared: a third value finds the counter spent"},
+		{descs: [][]string{kv("own", "files/a.pdf")}, comment: "unshared: a.pdf 1st"},
+		{descs: [][]string{kv("own", "files/b.csv")}, comment: "unshared: b.csv has its own counter"},
+		{descs: [][]string{kv("own", "files/c.txt")}, comment: "unshared: c.txt too"},
+		{descs: [][]string{kv("own", "files/a.pdf")}, comment: "unshared: a.pdf 2nd"},
+		{descs: [][]string{kv("own", "files/a.pdf")}, denied: true, comment: "unshared: a.pdf 3rd"},
+		{descs: [][]string{kv("tenant", "t-1", "user", "u1")}, comment: "nested: t-1/u1"},
+		{descs: [][]string{kv("tenant", "t-2", "user", "u1")}, denied: true, comment: "nested: t-2/u1 shares t-1/u1's counter"},
+		{descs: [][]string{kv("tenant", "t-2", "user", "u2")}, comment: "nested: u2 has its own"},
+	})
+}
+
+const quotaRules = `
+domain: d
+descriptors:
+  - key: backend            # a soft quota per backend: 1 a minute
+    quota_mode: true
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: pool               # a soft quota per pool: 2 an hour
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: user               # an ordinary limit
+    rate_limit: {unit: minute, requests_per_unit: 2}
+  - key: dry                # quota_mode in shadow mode: never denies
+    quota_mode: true
+    shadow_mode: true
+    rate_limit: {unit: minute, requests_per_unit: 1}
+`
+
+// quota_mode (envoyproxy/ratelimit #1045, #1059): a request is denied when an ordinary
+// limit denies or when every quota descriptor is over; a quota descriptor over its limit
+// alone shows OVER_LIMIT in an allowed answer. Denied requests consume nothing, and a
+// quota descriptor that is over consumes nothing either.
+func TestQuotaModeDecisions(t *testing.T) {
+	t.Run("store", func(t *testing.T) { quotaModeDecisions(t, fieldsDecider(t, quotaRules)) })
+	t.Run("over-limit cache", func(t *testing.T) {
+		// The cache answers only requests whose every limit it holds denying, which for
+		// quota descriptors means all of them are over: the same answers.
+		d := fieldsDecider(t, quotaRules)
+		d.UseOverLimitCache(overlimit.New(overlimit.Options{MaxAge: time.Hour}))
+		quotaModeDecisions(t, d)
+		if d.OverLimitCache().Stats().Hits == 0 {
+			t.Error("the cache answered nothing: the test does not cover it")
+		}
+	})
+}
+
+func quotaModeDecisions(t *testing.T, d *Decider) {
+	runSteps(t, d, []step{
+		{descs: [][]string{kv("backend", "a"), kv("backend", "b")}, overLim: []bool{false, false}, comment: "both within"},
+		{descs: [][]string{kv("backend", "a"), kv("backend", "c")}, overLim: []bool{true, false}, comment: "a over, c within: allowed"},
+		{descs: [][]string{kv("backend", "c")}, denied: true, overLim: []bool{true}, comment: "c was charged by the allowed request"},
+		{descs: [][]string{kv("backend", "a"), kv("backend", "b")}, denied: true, overLim: []bool{true, true}, comment: "every quota descriptor over"},
+		{descs: [][]string{kv("backend", "a")}, denied: true, overLim: []bool{true}, comment: "a single quota descriptor over is all of them"},
+
+		// with an ordinary limit: it is charged only when the request is allowed
+		{descs: [][]string{kv("user", "u1"), kv("backend", "a")}, denied: true, overLim: []bool{false, true}, comment: "the only quota descriptor is over"},
+		{descs: [][]string{kv("user", "u1"), kv("backend", "a"), kv("backend", "d")}, overLim: []bool{false, true, false}, comment: "d within: allowed, u1 charged once"},
+		{descs: [][]string{kv("user", "u1")}, comment: "u1's second (the denied request charged nothing)"},
+		{descs: [][]string{kv("user", "u1"), kv("backend", "e")}, denied: true, overLim: []bool{true, false}, comment: "the ordinary limit denies"},
+		{descs: [][]string{kv("backend", "e")}, comment: "e was not charged by the denied request"},
+
+		// shadow_mode wins: the descriptor never counts as over
+		{descs: [][]string{kv("dry", "x")}},
+		{descs: [][]string{kv("dry", "x")}, overLim: []bool{false}, comment: "shadow quota over: OK, not reported"},
+		{descs: [][]string{kv("dry", "x"), kv("backend", "a")}, denied: true, overLim: []bool{false, true}, comment: "the shadow one is not a quota descriptor"},
+	})
+}
+
+// A denied quota request waits for the first quota descriptor to come back (the
+// shortest wait), an allowed one reports no wait, and a denial by an ordinary limit
+// waits for it.
+func TestQuotaModeRetryAfter(t *testing.T) {
+	d := fieldsDecider(t, quotaRules)
+	res := runSteps(t, d, []step{
+		{descs: [][]string{kv("backend", "a"), kv("pool", "p")}},
+		{descs: [][]string{kv("pool", "p")}},
+		{descs: [][]string{kv("backend", "a"), kv("pool", "p")}, denied: true, overLim: []bool{true, true}},
+		{descs: [][]string{kv("backend", "a"), kv("pool", "q")}, overLim: []bool{true, false}},
+	})
+	denied := res[2]
+	minute, hour := denied.Statuses[0].Decision.RetryAfterMs, denied.Statuses[1].Decision.RetryAfterMs
+	if minute <= 0 || minute >= hour {
+		t.Fatalf("test premise: waits %d (minute) and %d (hour)", minute, hour)
+	}
+	if denied.RetryAfterMs != minute {
+		t.Errorf("RetryAfterMs = %d, want the shorter wait %d", denied.RetryAfterMs, minute)
+	}
+	if res[3].RetryAfterMs != 0 {
+		t.Errorf("allowed request with a quota descriptor over: RetryAfterMs = %d, want 0", res[3].RetryAfterMs)
+	}
+}
+
+// Each round is one engine call. A request without quota descriptors, one whose quota
+// descriptors are all within, and one whose are all over take one round; a request
+// where some are over and some within takes a second, which charges.
+func TestQuotaModeRounds(t *testing.T) {
+	rs, err := descriptors.Parse("fields.yaml", []byte(quotaRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
+	defer mem.Close()
+	calls := &countingEngine{Engine: mem}
+	d := New(rs, calls, storekey.New("fields:", 0), false)
+	for _, tc := range []struct {
+		descs [][]string
+		calls int
+	}{
+		{[][]string{kv("user", "u")}, 1},
+		{[][]string{kv("backend", "a"), kv("backend", "b"), kv("backend", "c")}, 1},
+		{[][]string{kv("backend", "a"), kv("backend", "b"), kv("backend", "d")}, 2}, // a, b over: one more round
+		{[][]string{kv("backend", "a"), kv("backend", "b"), kv("backend", "d")}, 1}, // all over: the first round's denial stands
+	} {
+		calls.n = 0
+		req := &Request{Domain: "d"}
+		for _, kv := range tc.descs {
+			req.Descriptors = append(req.Descriptors, Descriptor{Entries: []descriptors.Entry{{Key: kv[0], Value: kv[1]}}})
+		}
+		if _, err := d.Decide(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if calls.n != tc.calls {
+			t.Errorf("%v: %d engine calls, want %d", tc.descs, calls.n, tc.calls)
+		}
+	}
+}
+
+type countingEngine struct {
+	limiter.Engine
+	n int
+}
+
+func (c *countingEngine) Evaluate(ctx context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
+	c.n++
+	return c.Engine.Evaluate(ctx, now, checks, out)
+}

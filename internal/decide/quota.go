@@ -1,0 +1,105 @@
+package decide
+
+import (
+	"math"
+	"slices"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+)
+
+// quota_mode, as envoyproxy/ratelimit defines it (PRs #1045 and #1059): the limits of a
+// descriptor entry with quota_mode: true are soft. Call a request descriptor whose
+// enforced limits are in quota mode a quota descriptor, and over when one of them denies.
+// The request is denied only if a limit outside quota mode denies, or if every quota
+// descriptor of the request is over. A quota descriptor that is over while the request
+// is allowed reports OVER_LIMIT in its status (as there), and its denying limits consume
+// nothing (a denied check never changes state, SPEC §1).
+//
+// The engine knows only enforced and shadow limits, so the rule is reached in rounds,
+// each one atomic all-or-nothing call (SPEC §5.1): the first with every quota limit
+// enforced (if it allows, no quota descriptor is over, and everything is charged as
+// usual); after a denial, unless it stands, the quota descriptors that are over become
+// shadow (evaluated, never denying, charging only where they allow) and the request is
+// evaluated again. A denied round consumes nothing, so only the last round charges.
+// The first round finds every quota descriptor that is over, so a second round is
+// usually the last; a further one happens only when other traffic exhausts another
+// quota descriptor in between. Each further round makes at least one more quota
+// descriptor shadow, so there are at most one round per quota descriptor plus one, and
+// requests without a quota descriptor over its limit take one round.
+
+// descState is what a round says of one request descriptor.
+type descState uint8
+
+const (
+	notQuota   descState = iota // no enforced quota-mode limit
+	quotaUnder                  // every quota limit allows
+	quotaOver                   // some quota limit denies
+)
+
+// quotaStates classifies the descriptors by the latest round's decisions, and reports
+// whether a limit outside quota mode denied. Shadow checks report their own deny
+// decision (SPEC §8), so a descriptor made shadow in an earlier round that has since
+// come back within its limit counts as under again.
+func (d *Decider) quotaStates(p *plan, decisions []limiter.Decision) (states []descState, enforcedDenied bool) {
+	states = make([]descState, p.owner[len(p.owner)-1]+1) // owners ascend (plan)
+	for i, l := range p.limits {
+		if l.Shadow || d.shadow {
+			continue
+		}
+		o := p.owner[i]
+		switch {
+		case !l.Quota:
+			enforcedDenied = enforcedDenied || !decisions[i].Allowed
+		case !decisions[i].Allowed:
+			states[o] = quotaOver
+		case states[o] == notQuota:
+			states[o] = quotaUnder
+		}
+	}
+	return states, enforcedDenied
+}
+
+// softenQuota looks at a denied round. If the denial stands (a limit outside quota mode
+// denied, or every quota descriptor is over) it returns false; otherwise it makes the
+// quota checks of the descriptors that are over shadow and returns true: evaluate again.
+func (d *Decider) softenQuota(p *plan, decisions []limiter.Decision) bool {
+	states, enforcedDenied := d.quotaStates(p, decisions)
+	if enforcedDenied || !slices.Contains(states, quotaUnder) {
+		return false
+	}
+	for i, l := range p.limits {
+		if l.Quota && states[p.owner[i]] == quotaOver {
+			p.checks[i].Shadow = true
+		}
+	}
+	return true
+}
+
+// quotaRetryAfter is the wait before a denied request could be allowed: the longest
+// wait among the denying limits outside quota mode, and, when every quota descriptor is
+// over, the shortest wait for one of them to come back (its longest denying limit).
+func (d *Decider) quotaRetryAfter(p *plan, decisions []limiter.Decision) int64 {
+	states, _ := d.quotaStates(p, decisions)
+	waits := make([]int64, len(states)) // per quota descriptor
+	var wait int64
+	for i, l := range p.limits {
+		dec := &decisions[i]
+		switch {
+		case l.Shadow || d.shadow || dec.Allowed:
+		case l.Quota:
+			waits[p.owner[i]] = max(waits[p.owner[i]], dec.RetryAfterMs)
+		default:
+			wait = max(wait, dec.RetryAfterMs)
+		}
+	}
+	if slices.Contains(states, quotaUnder) || !slices.Contains(states, quotaOver) {
+		return wait
+	}
+	soonest := int64(math.MaxInt64)
+	for o, s := range states {
+		if s == quotaOver {
+			soonest = min(soonest, waits[o])
+		}
+	}
+	return max(wait, soonest)
+}
