@@ -215,6 +215,7 @@ func TestQuotaModeRounds(t *testing.T) {
 	}
 }
 
+// countingEngine counts the store calls it passes on.
 type countingEngine struct {
 	limiter.Engine
 	n int
