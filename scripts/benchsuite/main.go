@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,6 +122,8 @@ func main() {
 	jsonOut := flag.String("json", "", "also write every report to this JSON file")
 	profile := flag.String("profile", "", "write CPU and allocation profiles of the services to this directory")
 	only := flag.String("only", "", "run only scenarios whose name contains this")
+	onlyServers := flag.String("servers", "", "run only these servers (names separated by \"+\", e.g. ceiling+redis)")
+	redisFlags := flag.String("redis-flags", "", "extra service flags for the \"redis\" server (space-separated), to try settings")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "benchsuite: -bin is required")
@@ -128,7 +131,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *duration, *warmup, *workers, *conns, *jsonOut, *profile, *only); err != nil {
+	if err := run(ctx, *bin, *duration, *warmup, *workers, *conns, *jsonOut, *profile, *only, *onlyServers, strings.Fields(*redisFlags)); err != nil {
 		fmt.Fprintln(os.Stderr, "benchsuite:", err)
 		os.Exit(1)
 	}
@@ -168,7 +171,7 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func run(ctx context.Context, bin string, duration, warmup time.Duration, workers, conns int, jsonOut, profileDir, only string) error {
+func run(ctx context.Context, bin string, duration, warmup time.Duration, workers, conns int, jsonOut, profileDir, only, onlyServers string, redisFlags []string) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -291,7 +294,7 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 	if err := service(srvMemory, ""); err != nil {
 		return err
 	}
-	if err := service(srvRedis, tcp, "--redis-batch=true", "--local-cache=true"); err != nil {
+	if err := service(srvRedis, tcp, append([]string{"--redis-batch=true", "--local-cache=true"}, redisFlags...)...); err != nil {
 		return err
 	}
 	if err := service(srvNoBatch, tcp, "--redis-batch=false", "--local-cache=true"); err != nil {
@@ -323,6 +326,9 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 			continue
 		}
 		for _, name := range sc.servers {
+			if onlyServers != "" && !slices.Contains(strings.Split(onlyServers, "+"), name) {
+				continue
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
