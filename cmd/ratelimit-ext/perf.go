@@ -26,9 +26,9 @@ type perfSettings struct {
 }
 
 func perfFlags(f *envFlags, p *perfSettings) {
-	f.BoolVar(&p.redisBatch, "redis-batch", true, "send Redis script calls that arrive together in one pipeline (each call stays atomic; no added wait when idle)")
-	f.IntVar(&p.redisBatchMax, "redis-batch-size", limiter.DefaultRedisBatchMax, "most script calls per pipeline")
-	f.IntVar(&p.redisBatchLanes, "redis-batch-lanes", limiter.DefaultRedisBatchLanes, "pipelines in flight at once (connections used by batching)")
+	f.BoolVar(&p.redisBatch, "redis-batch", true, "decide Redis requests that arrive together in one script call (each request stays atomic; no added wait when idle)")
+	f.IntVar(&p.redisBatchMax, "redis-batch-size", limiter.DefaultRedisBatchMax, "most requests per script call")
+	f.IntVar(&p.redisBatchLanes, "redis-batch-lanes", limiter.DefaultRedisBatchLanes, "script calls in flight at once (connections used by batching)")
 	f.BoolVar(&p.localCache, "local-cache", true, "answer requests whose limits are known to deny in a frozen state without a store call (exact; see docs/performance.md)")
 	f.IntVar(&p.localCacheSize, "local-cache-size", overlimit.DefaultMaxEntries, "most keys the local over-limit cache holds")
 	f.DurationVar(&p.localCacheMaxAge, "local-cache-max-age", overlimit.DefaultMaxAge, "longest a remembered denial is trusted without asking the store again")

@@ -51,10 +51,10 @@ type RedisOptions struct {
 	TLSCertFile           string
 	TLSKeyFile            string
 	TLSInsecureSkipVerify bool
-	// Batch sends script calls that arrive while others are in flight together, as one
-	// pipeline (see redis_batch.go): each call stays its own atomic EVALSHA, only the
-	// round trip is shared. BatchMax bounds calls per pipeline (default 64) and
-	// BatchLanes the pipelines in flight (default 4).
+	// Batch decides requests that arrive while others are in flight together, in one
+	// script call (see redis_batch.go): each request stays atomic and all or nothing on
+	// its own. BatchMax bounds requests per call (default 64) and BatchLanes the calls
+	// in flight (default 4).
 	Batch      bool
 	BatchMax   int
 	BatchLanes int
@@ -101,7 +101,8 @@ func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 		return nil, fmt.Errorf("redis: batch size %d and lanes %d must not be negative", o.BatchMax, o.BatchLanes)
 	}
 	if o.Batch && opt.PipelinePoolSize >= 0 {
-		// Batches run on go-redis's pipeline pool: one connection per lane.
+		// A batch's script call runs on the main pool, and the pipelines that reload the
+		// script after NOSCRIPT on go-redis's pipeline pool: one connection per lane.
 		opt.PipelinePoolSize = max(opt.PipelinePoolSize, batchLanes(o))
 	}
 	e := &RedisEngine{client: redis.NewClient(opt), owned: true, script: redislua.Request}
@@ -191,7 +192,8 @@ func applyTLS(cfg *tls.Config, o RedisOptions) error {
 	return nil
 }
 
-// Evaluate implements Engine with one EVALSHA of request.lua (SPEC §5).
+// Evaluate implements Engine with request.lua (SPEC §5): one EVALSHA for this request
+// alone, or with batching its share of one.
 func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitCheck, decisions []Decision) (Outcome, error) {
 	if err := validateChecks(now, checks, decisions); err != nil {
 		return Outcome{}, err
@@ -208,19 +210,20 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	var reply []any
 	var err error
 	if e.batch != nil {
-		reply, err = e.batch.do(ctx, e.evalArgs(now, checks))
+		reply, err = e.batch.do(ctx, now, checks)
 	} else {
 		keys := make([]string, n)
 		for i := range checks {
 			keys[i] = checks[i].Key
 		}
-		args := appendScriptArgs(make([]any, 0, redislua.ArgsHeader+redislua.ArgsPerLimit*n), now, checks)
+		args := make([]any, 0, redislua.ArgsHeader+redislua.ArgsPerRequest+redislua.ArgsPerLimit*n)
+		args = appendScriptArgs(append(args, 1), now, checks) // one request
 		reply, err = e.script.Run(ctx, e.client, keys, args...).Slice()
 	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
-	if want := redislua.ReplyHeader + redislua.ReplyPerLimit*n; len(reply) != want {
+	if want := redislua.ReplyPerRequest + redislua.ReplyPerLimit*n; len(reply) != want {
 		return Outcome{}, fmt.Errorf("%w: redis: script reply has %d values, want %d", ErrStore, len(reply), want)
 	}
 	var bad bool
@@ -231,7 +234,7 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	}
 	out := Outcome{Now: num(0), Allowed: num(1) == 1}
 	for i := range decisions {
-		b := redislua.ReplyHeader + redislua.ReplyPerLimit*i
+		b := redislua.ReplyPerRequest + redislua.ReplyPerLimit*i
 		decisions[i] = Decision{
 			Allowed:      num(b) == 1,
 			Limit:        num(b + 1),
@@ -246,19 +249,8 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	return out, nil
 }
 
-// evalArgs builds the whole EVALSHA command of one request: the script's SHA-1, the
-// keys and the ARGV layout of request.lua (manifest.json).
-func (e *RedisEngine) evalArgs(now int64, checks []LimitCheck) []any {
-	n := len(checks)
-	args := make([]any, 0, 3+n+redislua.ArgsHeader+redislua.ArgsPerLimit*n)
-	args = append(args, "evalsha", e.script.SHA1(), n)
-	for i := range checks {
-		args = append(args, checks[i].Key)
-	}
-	return appendScriptArgs(args, now, checks)
-}
-
-// appendScriptArgs appends request.lua's ARGV: now, n, then ten integers per limit.
+// appendScriptArgs appends one request's part of request.lua's ARGV: now, n, then ten
+// integers per limit.
 func appendScriptArgs(args []any, now int64, checks []LimitCheck) []any {
 	args = append(args, now, len(checks))
 	for i := range checks {

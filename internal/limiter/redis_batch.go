@@ -3,7 +3,9 @@ package limiter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -14,34 +16,42 @@ import (
 
 // Batching of concurrent script calls (RedisOptions.Batch).
 //
-// Each request is still its own EVALSHA of request.lua, atomic on its own; batching only
-// lets calls that arrive together share one round trip as a pipeline. At most `lanes`
-// pipelines are in flight. A call that finds a free lane sends at once, from its own
-// goroutine: a lone request pays no hand-off, no timer and no added wait. A call that
-// finds every lane busy queues; when a pipeline comes back, its sender hands the whole
-// queue (up to BatchMax calls) to the oldest queued caller, which sends it as the next
-// pipeline, and then wakes the callers of its own batch. The batch size therefore
-// follows the load by itself: one at low load, many while Redis round trips are the
+// request.lua decides one or more requests per call, in order, each atomically and all
+// or nothing on its own (a later request sees an earlier one's charge). Batching lets
+// requests that arrive together share one script call: one command and one round trip
+// for many requests, which saves Redis the per-command and per-script overhead and the
+// service one encoded command, one reply and one write per request.
+//
+// At most `lanes` calls are in flight. A request that finds a free lane sends at once,
+// from its own goroutine: a lone request pays no hand-off, no timer and no added wait.
+// A request that finds every lane busy queues; when a call comes back, its sender hands
+// the whole queue (up to BatchMax requests) to the oldest queued caller, which sends it
+// as the next call, and then wakes the callers of its own batch. The batch size
+// therefore follows the load by itself: one at low load, many while Redis is the
 // bottleneck.
 //
-// A pipeline is not a transaction: Redis runs each script of the batch atomically, one
-// after the other, interleaved with other clients' commands as usual. NOSCRIPT (after a
-// Redis restart or SCRIPT FLUSH) fails every EVALSHA of a batch without running it; the
-// failed calls are sent again behind a SCRIPT LOAD in one more pipeline, and any that
-// still fail (a flush in between) as EVAL with the source. A call whose caller gave up
-// before its pipeline was sent is not sent.
+// On Redis Cluster a script's keys must share a slot. Keys carry their domain as a hash
+// tag (storekey.Builder.ClusterTag), so a batch is split by hash tag into one script
+// call per tag, sent together as a pipeline (go-redis routes each to its node).
+//
+// NOSCRIPT (after a Redis restart or SCRIPT FLUSH) means a call did not run; the calls
+// that met it are sent again behind a SCRIPT LOAD in one more pipeline, and any that
+// still fail (a flush in between) as EVAL with the source. A request whose caller gave
+// up before its call was sent is not sent. A call that fails (a timeout, a script
+// error) fails every request in it.
 
 // Defaults of the batcher.
 const (
-	DefaultRedisBatchMax   = 64 // calls per pipeline
-	DefaultRedisBatchLanes = 4  // pipelines in flight
+	DefaultRedisBatchMax   = 64 // requests per script call
+	DefaultRedisBatchLanes = 4  // script calls in flight
 )
 
 type batchCall struct {
-	ctx   context.Context
-	args  []any // the whole EVALSHA command: "evalsha", sha, numkeys, keys..., argv...
-	reply []any
-	err   error
+	ctx    context.Context
+	now    int64
+	checks []LimitCheck // the caller's: it waits until the call is done
+	reply  []any        // this request's part of the script's reply
+	err    error
 	// lead, when set as done is signaled, makes this call's goroutine the sender of
 	// that batch (which holds the call itself).
 	lead []*batchCall
@@ -51,10 +61,11 @@ type batchCall struct {
 var callPool = sync.Pool{New: func() any { return &batchCall{done: make(chan struct{}, 1)} }}
 
 type batcher struct {
-	client redis.UniversalClient
-	script *redislua.Script
-	max    int
-	lanes  int
+	client  redis.UniversalClient
+	script  *redislua.Script
+	max     int
+	lanes   int
+	cluster bool // split batches by hash tag
 
 	mu       sync.Mutex
 	pending  []*batchCall // waiting for a lane, oldest first
@@ -63,21 +74,23 @@ type batcher struct {
 
 	pipelines atomic.Uint64 // round trips sent (retries included)
 	calls     atomic.Uint64 // script calls sent (retries included)
+	requests  atomic.Uint64 // requests sent (retries included)
 }
 
 func newBatcher(c redis.UniversalClient, s *redislua.Script, lanes, maxBatch int) *batcher {
-	return &batcher{client: c, script: s, max: maxBatch, lanes: lanes}
+	_, cluster := c.(*redis.ClusterClient)
+	return &batcher{client: c, script: s, max: maxBatch, lanes: lanes, cluster: cluster}
 }
 
 var errEngineClosed = errors.New("engine closed")
 
-// do runs one EVALSHA command (args as built by evalArgs) in the next pipeline.
-func (b *batcher) do(ctx context.Context, args []any) ([]any, error) {
+// do decides one request in the next script call and returns its part of the reply.
+func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	c := callPool.Get().(*batchCall)
-	c.ctx, c.args = ctx, args
+	c.ctx, c.now, c.checks = ctx, now, checks
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -125,7 +138,7 @@ func (b *batcher) result(c *batchCall) ([]any, error) {
 }
 
 func (b *batcher) recycle(c *batchCall) {
-	c.ctx, c.args, c.reply, c.err, c.lead = nil, nil, nil, nil, nil
+	c.ctx, c.checks, c.reply, c.err, c.lead = nil, nil, nil, nil, nil
 	callPool.Put(c)
 }
 
@@ -148,7 +161,7 @@ func (b *batcher) takeLocked(first *batchCall) []*batchCall {
 	return batch
 }
 
-// lead sends batch as one pipeline from the calling goroutine (self's), hands the lane
+// lead sends batch as one script call from the calling goroutine (self's), hands the lane
 // to the oldest waiting call with the next batch, or frees it, and wakes the batch's
 // other callers.
 func (b *batcher) lead(batch []*batchCall, self *batchCall) {
@@ -172,7 +185,7 @@ func (b *batcher) lead(batch []*batchCall, self *batchCall) {
 	}
 }
 
-// close fails the calls still waiting for a lane; pipelines in flight finish.
+// close fails the requests still waiting for a lane; calls in flight finish.
 func (b *batcher) close() {
 	b.mu.Lock()
 	b.closed = true
@@ -185,68 +198,162 @@ func (b *batcher) close() {
 	}
 }
 
-// send runs one batch as a pipeline and stores each call's reply or error.
+// group is one script call: requests whose keys share a slot.
+type group struct {
+	calls []*batchCall
+	cmd   *redis.Cmd
+}
+
+// send decides one batch: one script call (per hash tag on a cluster), and stores each
+// request's part of the reply or the call's error.
 func (b *batcher) send(batch []*batchCall) {
-	pipe := b.client.Pipeline()
-	sent := make([]*batchCall, 0, len(batch))
-	cmds := make([]*redis.Cmd, 0, len(batch))
+	groups := b.group(batch)
+	if len(groups) == 0 {
+		return
+	}
+	for i := range groups {
+		groups[i].cmd = b.command(groups[i].calls, "evalsha", b.script.SHA1())
+	}
+	b.exec(groups)
+	var retry []*group
+	for i := range groups {
+		if err := groups[i].cmd.Err(); err != nil && isNoScript(err) {
+			retry = append(retry, &groups[i])
+			continue
+		}
+		groups[i].split()
+	}
+	if len(retry) > 0 {
+		b.reload(retry)
+	}
+}
+
+// group drops the requests whose callers gave up (they are not charged) and splits the
+// rest into script calls: one, or on a cluster one per hash tag, in arrival order.
+func (b *batcher) group(batch []*batchCall) []group {
+	var groups []group
 	for _, c := range batch {
-		if err := c.ctx.Err(); err != nil { // its caller gave up: do not charge it
+		if err := c.ctx.Err(); err != nil {
 			c.err = err
 			continue
 		}
-		cmd := redis.NewCmd(context.Background(), c.args...)
-		cmd.SetFirstKeyPos(3)
-		_ = pipe.Process(context.Background(), cmd)
-		cmds = append(cmds, cmd)
-		sent = append(sent, c)
+		i := 0
+		if b.cluster {
+			tag := hashTag(firstKey(c.checks))
+			for i < len(groups) && hashTag(firstKey(groups[i].calls[0].checks)) != tag {
+				i++
+			}
+		}
+		if i == len(groups) {
+			groups = append(groups, group{calls: make([]*batchCall, 0, len(batch))})
+		}
+		groups[i].calls = append(groups[i].calls, c)
 	}
-	if len(sent) == 0 {
+	return groups
+}
+
+func firstKey(checks []LimitCheck) string {
+	if len(checks) == 0 {
+		return ""
+	}
+	return checks[0].Key
+}
+
+// hashTag is the part of key Redis Cluster hashes: the text between the first '{' and
+// the next '}' when that is not empty, else the whole key.
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
+// command builds one script call (EVALSHA sha or EVAL source) deciding calls' requests
+// in order, in request.lua's layout (manifest.json).
+func (b *batcher) command(calls []*batchCall, verb, script string) *redis.Cmd {
+	nkeys, nargs := 0, redislua.ArgsHeader
+	for _, c := range calls {
+		nkeys += len(c.checks)
+		nargs += redislua.ArgsPerRequest + redislua.ArgsPerLimit*len(c.checks)
+	}
+	args := make([]any, 0, 3+nkeys+nargs)
+	args = append(args, verb, script, nkeys)
+	for _, c := range calls {
+		for i := range c.checks {
+			args = append(args, c.checks[i].Key)
+		}
+	}
+	args = append(args, len(calls))
+	for _, c := range calls {
+		args = appendScriptArgs(args, c.now, c.checks)
+	}
+	cmd := redis.NewCmd(context.Background(), args...)
+	cmd.SetFirstKeyPos(3)
+	return cmd
+}
+
+// exec sends the groups' commands in one round trip.
+func (b *batcher) exec(groups []group) {
+	b.pipelines.Add(1)
+	b.calls.Add(uint64(len(groups)))
+	for i := range groups {
+		b.requests.Add(uint64(len(groups[i].calls)))
+	}
+	if len(groups) == 1 {
+		_ = b.client.Process(context.Background(), groups[0].cmd)
 		return
 	}
-	b.pipelines.Add(1)
-	b.calls.Add(uint64(len(sent)))
+	pipe := b.client.Pipeline()
+	for i := range groups {
+		_ = pipe.Process(context.Background(), groups[i].cmd)
+	}
 	_, _ = pipe.Exec(context.Background())
-	var retry []int
-	for i, cmd := range cmds {
-		if err := cmd.Err(); err != nil && isNoScript(err) {
-			retry = append(retry, i)
+}
+
+// split hands each request of the group its part of the reply, or the call's error.
+func (g *group) split() {
+	reply, err := g.cmd.Slice()
+	off := 0
+	for _, c := range g.calls {
+		if err != nil {
+			c.err = err
 			continue
 		}
-		sent[i].reply, sent[i].err = cmd.Slice()
-	}
-	if len(retry) > 0 {
-		b.reload(sent, cmds, retry)
+		n := redislua.ReplyPerRequest + redislua.ReplyPerLimit*len(c.checks)
+		if off+n > len(reply) {
+			c.err = fmt.Errorf("script reply has %d values for %d requests", len(reply), len(g.calls))
+			continue
+		}
+		c.reply = reply[off : off+n : off+n]
+		off += n
 	}
 }
 
 // reload sends the calls that failed with NOSCRIPT again, behind a SCRIPT LOAD in the
 // same pipeline; a call that still meets NOSCRIPT (a flush in between) runs as EVAL.
-// NOSCRIPT means the script did not run, so none of them is applied twice.
-func (b *batcher) reload(batch []*batchCall, cmds []*redis.Cmd, retry []int) {
+// NOSCRIPT means the script did not run, so no request is applied twice.
+func (b *batcher) reload(retry []*group) {
 	pipe := b.client.Pipeline()
 	pipe.ScriptLoad(context.Background(), b.script.Source())
-	again := make([]*redis.Cmd, len(retry))
-	for j, i := range retry {
-		again[j] = redis.NewCmd(context.Background(), batch[i].args...)
-		again[j].SetFirstKeyPos(3)
-		_ = pipe.Process(context.Background(), again[j])
+	for _, g := range retry {
+		g.cmd = b.command(g.calls, "evalsha", b.script.SHA1())
+		_ = pipe.Process(context.Background(), g.cmd)
+		b.calls.Add(1)
+		b.requests.Add(uint64(len(g.calls)))
 	}
 	b.pipelines.Add(1)
-	b.calls.Add(uint64(len(retry)))
 	_, _ = pipe.Exec(context.Background())
-	for j, i := range retry {
-		c, cmd := batch[i], again[j]
-		if err := cmd.Err(); err != nil && isNoScript(err) {
-			args := append([]any{"eval", b.script.Source()}, c.args[2:]...)
-			cmd = redis.NewCmd(context.Background(), args...)
-			cmd.SetFirstKeyPos(3)
+	for _, g := range retry {
+		if err := g.cmd.Err(); err != nil && isNoScript(err) {
+			g.cmd = b.command(g.calls, "eval", b.script.Source())
 			b.pipelines.Add(1)
 			b.calls.Add(1)
-			_ = b.client.Process(context.Background(), cmd)
+			b.requests.Add(uint64(len(g.calls)))
+			_ = b.client.Process(context.Background(), g.cmd)
 		}
-		cmds[i] = cmd
-		c.reply, c.err = cmd.Slice()
+		g.split()
 	}
 }
 
@@ -254,12 +361,12 @@ func isNoScript(err error) bool {
 	return errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")
 }
 
-// BatchStats reports what batching did: round trips (pipelines) and script calls sent,
-// retries after NOSCRIPT included. Both are 0 when batching is off.
+// BatchStats reports what batching did: round trips, script calls and requests sent,
+// retries after NOSCRIPT included. All are 0 when batching is off.
 type BatchStats struct {
-	Pipelines, Calls uint64
+	Pipelines, Calls, Requests uint64
 }
 
 func (b *batcher) stats() BatchStats {
-	return BatchStats{Pipelines: b.pipelines.Load(), Calls: b.calls.Load()}
+	return BatchStats{Pipelines: b.pipelines.Load(), Calls: b.calls.Load(), Requests: b.requests.Load()}
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,13 +116,16 @@ func TestRedisBatchConcurrentExactness(t *testing.T) {
 		t.Errorf("side keys hold %d units, want 500 (denied requests must charge nothing)", side)
 	}
 	s := e.BatchStats()
-	if s.Calls != workers*each {
-		t.Errorf("%d script calls sent, want %d (one per request)", s.Calls, workers*each)
+	if s.Requests != workers*each {
+		t.Errorf("%d requests sent, want %d (each exactly once)", s.Requests, workers*each)
 	}
-	if s.Pipelines >= s.Calls {
-		t.Errorf("no batching under 32 concurrent callers: %d calls in %d pipelines", s.Calls, s.Pipelines)
+	if s.Calls >= s.Requests {
+		t.Errorf("no batching under 32 concurrent callers: %d requests in %d script calls", s.Requests, s.Calls)
 	}
-	t.Logf("%d calls in %d pipelines (%.1f per round trip)", s.Calls, s.Pipelines, float64(s.Calls)/float64(s.Pipelines))
+	if s.Pipelines != s.Calls {
+		t.Errorf("%d script calls in %d round trips: a single Redis gets one call per round trip", s.Calls, s.Pipelines)
+	}
+	t.Logf("%d requests in %d script calls (%.1f per call)", s.Requests, s.Calls, float64(s.Requests)/float64(s.Calls))
 }
 
 // After SCRIPT FLUSH, every call of the batches that meet NOSCRIPT is reloaded and run
@@ -245,4 +251,68 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRedisConcurrent is the engine under 32 concurrent callers on distinct keys,
+// as the service sees it under load: one op is one request. It reports how many
+// requests shared a script call.
+func BenchmarkRedisConcurrent(b *testing.B) {
+	for _, lanes := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("lanes=%d", lanes), func(b *testing.B) {
+			e, srv := newBatchedRedis(b, lanes, 0)
+			p := params(b, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1 << 30, PeriodMs: 3_600_000})
+			prefix := uniquePrefix(b)
+			var next atomic.Int64
+			b.SetParallelism(16) // 32 callers on 2 CPUs
+			b.ReportAllocs()
+			redis0, self0 := redisCPU(b, srv), selfCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				d := make([]limiter.Decision, 1)
+				for pb.Next() {
+					checks := oneCheck(p, fmt.Sprintf("%s:%d", prefix, next.Add(1)%100_000), 1)
+					if _, err := e.Evaluate(ctx, 0, checks, d); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			s := e.BatchStats()
+			b.ReportMetric(float64(s.Requests)/float64(max(s.Calls, 1)), "requests/call")
+			n := float64(b.N)
+			b.ReportMetric((redisCPU(b, srv)-redis0).Seconds()*1e6/n, "redis-µs/op")
+			b.ReportMetric((selfCPU()-self0).Seconds()*1e6/n, "go-µs/op")
+		})
+	}
+}
+
+// redisCPU is the CPU time redis-server has used (INFO cpu, user + system).
+func redisCPU(tb testing.TB, srv *testredis.Server) time.Duration {
+	info, err := srv.Client().Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, f := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(line, f); ok {
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				total += x
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

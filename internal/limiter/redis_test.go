@@ -413,6 +413,11 @@ func TestRedisForeignState(t *testing.T) {
 	for _, check := range allAlgorithms(t, prefix, 60_000) {
 		for _, setup := range []func(k string) error{
 			func(k string) error { return c.Set(ctx, k, "junk", 0).Err() },
+			func(k string) error { return c.Set(ctx, k, "9:99999999999999:1:2", 0).Err() },                 // no such algorithm
+			func(k string) error { return c.Set(ctx, k, "1:99999999999999:1.5e3:2", 0).Err() },             // not an integer
+			func(k string) error { return c.Set(ctx, k, "1:99999999999999:1:99999999999999999", 0).Err() }, // above 2^53
+			func(k string) error { return c.Set(ctx, k, "0:99999999999999:0:100", 0).Err() },               // fixed_window's, spent
+			func(k string) error { return c.Set(ctx, k, "5:99999999999999:0:100", 0).Err() },               // token_budget's, spent
 			func(k string) error { return c.ZAdd(ctx, k, redis.Z{Score: 1, Member: "x"}).Err() },
 			func(k string) error { return c.HSet(ctx, k, "k", "99", "A", "1", "B", "2", "X", "0").Err() },
 			func(k string) error { return c.HSet(ctx, k, "k", "1", "A", "1.5e3").Err() },
@@ -445,6 +450,16 @@ func TestRedisForeignState(t *testing.T) {
 				}
 				continue
 			}
+			code := fmt.Sprint(int(check.Params.Algorithm))
+			if check.Params.Algorithm != limiter.SlidingWindow {
+				if typ := c.Type(ctx, check.Key).Val(); typ != "string" {
+					t.Errorf("%s: type %s after a write, want string", check.Key, typ)
+				}
+				if v := c.Get(ctx, check.Key).Val(); !strings.HasPrefix(v, code+":") || strings.Count(v, ":") != 3 {
+					t.Errorf("%s: state %q after a write, want k:X:A:B with k = %s", check.Key, v, code)
+				}
+				continue
+			}
 			if typ := c.Type(ctx, check.Key).Val(); typ != "hash" {
 				t.Errorf("%s: type %s after a write, want hash", check.Key, typ)
 			}
@@ -452,7 +467,7 @@ func TestRedisForeignState(t *testing.T) {
 			if _, junk := fields["zzz"]; junk {
 				t.Errorf("%s: unknown field kept: %v", check.Key, fields)
 			}
-			if fields["k"] != fmt.Sprint(int(check.Params.Algorithm)) {
+			if fields["k"] != code {
 				t.Errorf("%s: algorithm tag %q", check.Key, fields["k"])
 			}
 		}

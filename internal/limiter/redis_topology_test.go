@@ -186,6 +186,17 @@ func clusterExactness(t *testing.T, c *testredis.Cluster) {
 	elapsed := time.Since(start)
 	t.Logf("%d requests over %d engines × %d goroutines in %v (%.0f/s)", total, replicas, workers,
 		elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
+	// Batches mix the three domains' hash tags: each is split into one script call per
+	// tag, and every request is sent exactly once.
+	var sent limiter.BatchStats
+	for _, e := range engines {
+		s := e.BatchStats()
+		sent.Pipelines, sent.Calls, sent.Requests = sent.Pipelines+s.Pipelines, sent.Calls+s.Calls, sent.Requests+s.Requests
+	}
+	if sent.Requests != uint64(total) {
+		t.Errorf("%d requests sent, want %d (each exactly once)", sent.Requests, total)
+	}
+	t.Logf("%d requests in %d script calls in %d round trips", sent.Requests, sent.Calls, sent.Pipelines)
 
 	for ai, a := range algos {
 		var allowed, denied, deniedRemaining int64

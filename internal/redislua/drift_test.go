@@ -157,8 +157,10 @@ func TestManifestLayout(t *testing.T) {
 		want int
 	}{
 		{"argv.header", len(req.Argv.Header), redislua.ArgsHeader},
+		{"argv.perRequest", len(req.Argv.PerRequest), redislua.ArgsPerRequest},
 		{"argv.perLimit", len(req.Argv.PerLimit), redislua.ArgsPerLimit},
 		{"reply.header", len(req.Reply.Header), redislua.ReplyHeader},
+		{"reply.perRequest", len(req.Reply.PerRequest), redislua.ReplyPerRequest},
 		{"reply.perLimit", len(req.Reply.PerLimit), redislua.ReplyPerLimit},
 	}
 	for _, c := range checks {

@@ -16,14 +16,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The layout of request.lua's arguments and reply (see manifest.json).
+// The layout of request.lua's arguments and reply (see manifest.json). One call
+// decides one or more requests.
 const (
-	// ArgsHeader is the number of ARGV values before the per-limit groups (now, n).
-	ArgsHeader = 2
+	// ArgsHeader is the number of ARGV values before the first request (r).
+	ArgsHeader = 1
+	// ArgsPerRequest is the number of ARGV values before a request's limits (now, n).
+	ArgsPerRequest = 2
 	// ArgsPerLimit is the number of ARGV values per limit.
 	ArgsPerLimit = 10
-	// ReplyHeader is the number of reply integers before the per-limit decisions (now, allowed).
-	ReplyHeader = 2
+	// ReplyHeader is the number of reply integers before the first request (none).
+	ReplyHeader = 0
+	// ReplyPerRequest is the number of reply integers before a request's decisions (now, allowed).
+	ReplyPerRequest = 2
 	// ReplyPerLimit is the number of reply integers per limit (the five Decision fields).
 	ReplyPerLimit = 5
 )
@@ -65,16 +70,19 @@ type ManifestScript struct {
 	Notes  json.RawMessage `json:"notes,omitempty"`
 }
 
-// ManifestArgv is a script's ARGV layout: a header, then one group per limit.
+// ManifestArgv is a script's ARGV layout: a header, then per request its own header
+// and one group per limit.
 type ManifestArgv struct {
-	Header   []string `json:"header"`
-	PerLimit []string `json:"perLimit"`
+	Header     []string `json:"header"`
+	PerRequest []string `json:"perRequest"`
+	PerLimit   []string `json:"perLimit"`
 }
 
-// ManifestReply is a script's reply layout: a header, then one group per limit.
+// ManifestReply is a script's reply layout, in the same shape.
 type ManifestReply struct {
-	Header   []string `json:"header"`
-	PerLimit []string `json:"perLimit"`
+	Header     []string `json:"header"`
+	PerRequest []string `json:"perRequest"`
+	PerLimit   []string `json:"perLimit"`
 }
 
 // LoadManifest parses the embedded manifest.

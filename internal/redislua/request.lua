@@ -1,30 +1,38 @@
--- request.lua: every limit of one rate-limit request, evaluated atomically in one round
--- trip (SPEC §5). This file is the project's own; it mirrors internal/limiter (Check in
--- decision.go, the algorithms in algorithms.go, evaluateLocked in evaluate.go) line for
--- line, the log through ZSET queries instead of a slice, and must agree with it bit for
--- bit (internal/limiter/redis_diff_test.go). manifest.json records its sha256.
+-- request.lua: rate-limit requests, each with all of its limits, evaluated atomically in
+-- one script call (SPEC §5). This file is the project's own; it mirrors internal/limiter
+-- (Check in decision.go, the algorithms in algorithms.go, evaluateLocked in evaluate.go)
+-- line for line, the log through ZSET queries instead of a slice, and must agree with it
+-- bit for bit (internal/limiter/redis_diff_test.go). manifest.json records its sha256.
 --
--- Contract (contractVersion 1)
---   KEYS[i]  storage key of limit i, i = 1..n. Keys may repeat: limits with the same key
---            share state, and a later limit sees an earlier limit's charge.
---   ARGV[1]  now in epoch ms; 0 = the Redis clock, TIME as sec*1000 + floor(usec/1000)
---   ARGV[2]  n, the number of limits (= #KEYS)
---   then 10 integers per limit; limit i's group starts at ARGV[3 + 10*(i-1)]:
---     algorithm  0 fixed_window, 1 gcra, 2 token_bucket, 3 sliding_window,
---                4 sliding_window_log, 5 token_budget
---     cost       q >= 0 (0 = check-only)
---     shadow     1 = never denies, 0 = enforced
---     limit      L (Params.Limit)
---     periodMs   P (Params.PeriodMs)
---     burst      gcra burst / token_bucket capacity (Params.Burst, defaults applied)
---     num, den   reduced rate (Params.Num/Den): gcra T = den/num ms; token_bucket
---                num/den tokens per ms; 0 for other algorithms
---     width      sliding_window sub-bucket width w = P/S in ms (Params.Width), else 0
---     buckets    sliding_window S (Params.Buckets), else 0
---   Reply: {now, allowed (1/0), then per limit: allowed (1/0), limit, remaining,
---          resetAt, retryAfterMs}, all integers.
+-- Contract (contractVersion 2)
+--   One call decides r >= 1 requests, one after the other: each is all or nothing on
+--   its own, and a later request sees an earlier one's charge. (The service batches
+--   requests that arrive together into one call: one command and one round trip.)
+--   KEYS     the storage keys of request 1's limits, then request 2's, ...; within a
+--            request keys may repeat: limits with the same key share state, and a later
+--            limit sees an earlier limit's charge.
+--   ARGV[1]  r, the number of requests
+--   then per request:
+--     now    epoch ms; 0 = the Redis clock, TIME as sec*1000 + floor(usec/1000), read
+--            once per call
+--     n      the number of its limits (its next n KEYS)
+--     then 10 integers per limit:
+--       algorithm  0 fixed_window, 1 gcra, 2 token_bucket, 3 sliding_window,
+--                  4 sliding_window_log, 5 token_budget
+--       cost       q >= 0 (0 = check-only)
+--       shadow     1 = never denies, 0 = enforced
+--       limit      L (Params.Limit)
+--       periodMs   P (Params.PeriodMs)
+--       burst      gcra burst / token_bucket capacity (Params.Burst, defaults applied)
+--       num, den   reduced rate (Params.Num/Den): gcra T = den/num ms; token_bucket
+--                  num/den tokens per ms; 0 for other algorithms
+--       width      sliding_window sub-bucket width w = P/S in ms (Params.Width), else 0
+--       buckets    sliding_window S (Params.Buckets), else 0
+--   Reply: per request {now, allowed (1/0), then per limit: allowed (1/0), limit,
+--          remaining, resetAt, retryAfterMs}, all integers, concatenated.
+--   A call whose layout does not add up is refused before anything runs.
 --
--- Semantics: limits are checked in order on working copies of their keys' states; the
+-- Semantics of one request: limits are checked in order on working copies of their keys' states; the
 -- copies are written only when every non-shadow limit allowed. Otherwise nothing is
 -- written and each limit that allowed reports its cost-0 decision against the stored
 -- state. A check with cost 0 never writes.
@@ -32,20 +40,21 @@
 -- Storage. Every key holds one limit's state, a serialization of limiter.State; a key
 -- of another Redis type, or content this script did not write (or that another
 -- algorithm wrote), reads as a cold key and is replaced when written.
---   gcra, token_bucket, fixed_window, sliding_window, token_budget: a HASH with
+--   gcra, token_bucket, fixed_window, token_budget: a STRING "k:X:A:B" of decimal
+--     integers ("%d"), read with one GET and written with one SET ... PX:
 --     k  the algorithm code of the writer (another code reads as cold)
 --     X  State.ExpireAt, epoch ms; from now >= X the state reads as cold
 --     gcra:          A = floor(tat) ms, B = tat's fraction in 1/num ms
 --     token_bucket:  A = last refill ms, B = tokens scaled by den
 --     fixed_window, token_budget: A = window start ms, B = count
---     sliding_window: one field per sub-bucket index ("%d") = its count (at most S+1)
---     All values are decimal integers ("%d").
+--   sliding_window: a HASH with k and X as above and one field per sub-bucket index
+--     ("%d") = its count (at most S+1); all values decimal integers.
 --   sliding_window_log: a ZSET with one member per admitted unit, "<stamp>:<i>" with
 --     score = stamp (i numbers the units at one stamp), and the member "X" with score
 --     -ExpireAt (negative, so below every stamp). Counting, the oldest and the k-th
 --     oldest live entry and dropping expired stamps are O(log n) Redis operations;
 --     memory is bounded by the limit (validation caps it at 10,000).
--- Every write sets PEXPIRE max(X - now, 1000): the state reads as cold from X on,
+-- Every write sets the expiry to max(X - now, 1000) ms: the state reads as cold from X on,
 -- and the one-second floor keeps replays stable when vector time runs ahead of the
 -- wall clock.
 --
@@ -362,21 +371,33 @@ local ALGORITHMS = {
   [TOKEN_BUDGET] = token_budget,
 }
 
-local HCOLD = { kind = 'hash', live = false, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE }
-local ZCOLD = { kind = 'zset', live = false, X = 0, stored = false, added = 0 }
+-- The Redis type each algorithm keeps its state in (see Storage above).
+local function kind_of(algo)
+  if algo == SLIDING_LOG then
+    return 'zset'
+  elseif algo == SLIDING_WINDOW then
+    return 'hash'
+  end
+  return 'string'
+end
 
--- check is limiter.Check. A state of another kind (hash vs zset) or written by another
--- algorithm reads as cold.
+local COLD = {
+  string = { kind = 'string', live = false, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE },
+  hash = { kind = 'hash', live = false, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE },
+  zset = { kind = 'zset', live = false, X = 0, stored = false, added = 0 },
+}
+
+-- check is limiter.Check. A state of another kind (string, hash, zset) or written by
+-- another algorithm reads as cold.
 local function check(p, st, now, q, key)
-  local log = p.algo == SLIDING_LOG
-  local kind = log and 'zset' or 'hash'
-  if st.kind ~= kind or not st.live or (not log and st.k ~= p.algo) or (st.X ~= 0 and now >= st.X) then
-    st = log and ZCOLD or HCOLD
+  local kind = kind_of(p.algo)
+  if st.kind ~= kind or not st.live or (kind ~= 'zset' and st.k ~= p.algo) or (st.X ~= 0 and now >= st.X) then
+    st = COLD[kind]
   end
   local f = ALGORITHMS[p.algo] or fixed_window
   local ok, limit, rem, reset, retry, nxt = f(p, st, now, q, key)
-  if nxt and not log then
-    nxt.kind, nxt.k = 'hash', p.algo
+  if nxt and kind ~= 'zset' then
+    nxt.kind, nxt.k = kind, p.algo
   end
   return ok, limit, rem, reset, retry, nxt
 end
@@ -396,16 +417,37 @@ end
 
 local FOREIGN = { kind = 'none' }
 
+-- parse_string reads a string state "k:X:A:B"; anything else is nil.
+local function parse_string(v)
+  local k, X, A, B = string.match(v, '^(%d):(%d+):(%-?%d+):(%-?%d+)$')
+  if k == nil or #X > 16 or #A > 17 or #B > 17 then
+    return nil
+  end
+  X, A, B = tonumber(X), tonumber(A), tonumber(B)
+  if X > MAX_INT or A > MAX_INT or A < -MAX_INT or B > MAX_INT or B < -MAX_INT then
+    return nil
+  end
+  return { kind = 'string', live = true, k = tonumber(k), A = A, B = B, X = X, ats = NONE, ns = NONE }
+end
+
 -- load reads a key once per request into an entry: its Redis type, the state it holds
 -- (orig), and for a hash the fields as stored, for the write-back diff. A key of another
 -- type, or content this script did not write, loads as FOREIGN: cold for every
--- algorithm, and deleted before it is written.
--- A key that should hold a hash is read with HGETALL straight away (Redis has no empty
--- hashes, so an empty reply means no key): one command instead of TYPE + HGETALL. Only
--- a WRONGTYPE answer falls back to TYPE.
-local function load(key, want_hash)
+-- algorithm, and replaced when it is written.
+-- A key is read straight away with the command its algorithm's type needs (GET,
+-- HGETALL; Redis has no empty hashes, so an empty reply means no key): one command
+-- instead of TYPE + a read. Only a WRONGTYPE answer falls back to TYPE.
+local function load(key, want)
   local r0, t = nil, nil
-  if want_hash then
+  if want == 'string' then
+    local v = redis.pcall('GET', key)
+    if v == false then
+      return { type = 'none', valid = true, orig = FOREIGN, runs = NONE, scalars = NONE }
+    elseif type(v) == 'string' then
+      local st = parse_string(v)
+      return { type = 'string', valid = st ~= nil, orig = st or FOREIGN, runs = NONE, scalars = NONE }
+    end
+  elseif want == 'hash' then
     r0 = redis.pcall('HGETALL', key)
     if r0.err then
       r0 = nil
@@ -551,6 +593,12 @@ local function store_hash(key, e, st, now)
   expire(key, st.X, now)
 end
 
+-- store_string writes a string state: "k:X:A:B" with its expiry, in one command (SET
+-- replaces a key of any type).
+local function store_string(key, st, now)
+  redis.call('SET', key, fmt('%d:%d:%d:%d', st.k, st.X, st.A, st.B), 'PX', fmt('%d', mmax(st.X - now, TTL_FLOOR)))
+end
+
 -- store_zset writes a log: drop the stamps the working copy dropped, add its units at
 -- now as members "now:i" (i continues the count already stored at now), set X.
 local function store_zset(key, e, st, now)
@@ -581,82 +629,123 @@ local function store_zset(key, e, st, now)
   expire(key, st.X, now)
 end
 
--- main
-
-local n = tonumber(ARGV[2])
-if n == nil or #KEYS ~= n or #ARGV ~= 2 + GROUP * n then
-  return redis.error_reply('ERR ratelimit request.lua: bad KEYS/ARGV layout')
-end
-local now = tonumber(ARGV[1])
-if now == 0 then
-  if redis.replicate_commands then
-    redis.replicate_commands() -- effects replication (the default from Redis 5 on)
-  end
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + quo(tonumber(t[2]), 1000)
-end
-
-local entries, work, dirty = {}, {}, {}
-local params, decisions = {}, {}
-local allowed = true
-for i = 1, n do
-  local b = 2 + GROUP * (i - 1)
+-- read_params reads the limit group starting after ARGV[b]. Converting text to a number
+-- is most of the cost of reading it, so only the fields the algorithm uses are read.
+local function read_params(b)
+  local algo = tonumber(ARGV[b + 1])
   local p = {
-    algo = tonumber(ARGV[b + 1]),
+    algo = algo,
     cost = tonumber(ARGV[b + 2]),
     shadow = ARGV[b + 3] == '1',
     limit = tonumber(ARGV[b + 4]),
     period = tonumber(ARGV[b + 5]),
-    burst = tonumber(ARGV[b + 6]),
-    num = tonumber(ARGV[b + 7]),
-    den = tonumber(ARGV[b + 8]),
-    width = tonumber(ARGV[b + 9]),
-    buckets = tonumber(ARGV[b + 10]),
   }
-  params[i] = p
-  local key = KEYS[i]
-  if entries[key] == nil then
-    local e = load(key, p.algo ~= SLIDING_LOG)
-    entries[key] = e
-    work[key] = e.orig
+  if algo == GCRA or algo == TOKEN_BUCKET then
+    p.burst, p.num, p.den = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
+  elseif algo == SLIDING_WINDOW then
+    p.width, p.buckets = tonumber(ARGV[b + 9]), tonumber(ARGV[b + 10])
   end
-  local ok, limit, rem, reset, retry, nxt = check(p, work[key], now, p.cost, key)
-  decisions[i] = { ok, limit, rem, reset, retry }
-  if not ok and not p.shadow then
-    allowed = false
-  elseif ok and nxt then
-    work[key] = nxt
-    dirty[key] = true
-  end
+  return p
 end
 
-if allowed then
-  for key in pairs(dirty) do
-    local st = work[key]
-    if st.kind == 'zset' then
-      store_zset(key, entries[key], st, now)
-    else
-      store_hash(key, entries[key], st, now)
-    end
-  end
-else
-  -- Denied: nothing is written; the limits that allowed report their cost-0 decision
-  -- against the stored state.
+-- decide evaluates one request: its n limits are KEYS[kb + 1 .. kb + n] and their
+-- groups start at ARGV[ab + 1]. It appends {now, allowed, then five integers per
+-- limit} to reply.
+local function decide(kb, ab, now, n, reply)
+  local entries, work, dirty = {}, {}, {}
+  local params, decisions = {}, {}
+  local allowed = true
   for i = 1, n do
-    if decisions[i][1] then
-      local ok, limit, rem, reset, retry = check(params[i], entries[KEYS[i]].orig, now, 0, KEYS[i])
-      decisions[i] = { ok, limit, rem, reset, retry }
+    local p = read_params(ab + GROUP * (i - 1))
+    params[i] = p
+    local key = KEYS[kb + i]
+    if entries[key] == nil then
+      local e = load(key, kind_of(p.algo))
+      entries[key] = e
+      work[key] = e.orig
     end
+    local ok, limit, rem, reset, retry, nxt = check(p, work[key], now, p.cost, key)
+    decisions[i] = { ok, limit, rem, reset, retry }
+    if not ok and not p.shadow then
+      allowed = false
+    elseif ok and nxt then
+      work[key] = nxt
+      dirty[key] = true
+    end
+  end
+
+  if allowed then
+    for key in pairs(dirty) do
+      local st = work[key]
+      if st.kind == 'string' then
+        store_string(key, st, now)
+      elseif st.kind == 'zset' then
+        store_zset(key, entries[key], st, now)
+      else
+        store_hash(key, entries[key], st, now)
+      end
+    end
+  else
+    -- Denied: nothing is written; the limits that allowed report their cost-0 decision
+    -- against the stored state.
+    for i = 1, n do
+      if decisions[i][1] then
+        local key = KEYS[kb + i]
+        local ok, limit, rem, reset, retry = check(params[i], entries[key].orig, now, 0, key)
+        decisions[i] = { ok, limit, rem, reset, retry }
+      end
+    end
+  end
+
+  local m = #reply
+  reply[m + 1] = now
+  reply[m + 2] = allowed and 1 or 0
+  m = m + 2
+  for i = 1, n do
+    local d = decisions[i]
+    reply[m + 1] = d[1] and 1 or 0
+    reply[m + 2] = d[2]
+    reply[m + 3] = d[3]
+    reply[m + 4] = d[4]
+    reply[m + 5] = d[5]
+    m = m + 5
   end
 end
 
-local reply = { now, allowed and 1 or 0 }
-for i = 1, n do
-  local d = decisions[i]
-  reply[#reply + 1] = d[1] and 1 or 0
-  reply[#reply + 1] = d[2]
-  reply[#reply + 1] = d[3]
-  reply[#reply + 1] = d[4]
-  reply[#reply + 1] = d[5]
+-- main
+
+-- The whole layout is checked before anything runs, so a bad call writes nothing.
+local r = tonumber(ARGV[1])
+local bad = r == nil or r < 1 or r ~= floor(r)
+local a, k = 1, 0
+for _ = 1, (bad and 0 or r) do
+  local n = tonumber(ARGV[a + 2])
+  if n == nil or n < 0 or n ~= floor(n) or tonumber(ARGV[a + 1]) == nil then
+    bad = true
+    break
+  end
+  a, k = a + 2 + GROUP * n, k + n
+end
+if bad or a ~= #ARGV or k ~= #KEYS then
+  return redis.error_reply('ERR ratelimit request.lua: bad KEYS/ARGV layout')
+end
+
+local clock = nil -- the Redis clock, read once, when a request asks for it
+local reply = {}
+a, k = 1, 0
+for _ = 1, r do
+  local now, n = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  if now == 0 then
+    if clock == nil then
+      if redis.replicate_commands then
+        redis.replicate_commands() -- effects replication (the default from Redis 5 on)
+      end
+      local t = redis.call('TIME')
+      clock = tonumber(t[1]) * 1000 + quo(tonumber(t[2]), 1000)
+    end
+    now = clock
+  end
+  decide(k, a + 2, now, n, reply)
+  a, k = a + 2 + GROUP * n, k + n
 end
 return reply
