@@ -22,6 +22,11 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ratelimit-ext ./cm
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ratelimit-ext /usr/local/bin/ratelimit-ext
+# envoyproxy/ratelimit's path: Envoy Gateway's rate-limit Deployment runs the command
+# /bin/ratelimit with no arguments, which serves, so switching to this image is a
+# change of image alone (docs/migrating.md#envoy-gateway). A second copy, not a link:
+# this stage has no shell to make one.
+COPY --from=build /out/ratelimit-ext /bin/ratelimit
 # The example rules; mount your own directory over it (docker-compose.yml does). The
 # service watches the directory and reloads on change.
 COPY config/ /etc/ratelimit-ext/config/
@@ -31,6 +36,6 @@ ENV RATELIMIT_EXT_CONFIG_DIR=/etc/ratelimit-ext/config
 ENV RATELIMIT_EXT_GRPC_ADDR=0.0.0.0:8081 \
     RATELIMIT_EXT_HTTP_ADDR=0.0.0.0:8080
 USER nonroot
-# 8080: HTTP (/healthz, /readyz). 8081: gRPC envoy.service.ratelimit.v3.RateLimitService.
+# 8080: HTTP (/healthz, /readyz, /healthcheck). 8081: gRPC envoy.service.ratelimit.v3.RateLimitService.
 EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/ratelimit-ext"]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -171,7 +172,7 @@ func (f *composeFile) serviceNames() []string {
 type dockerfile struct {
 	BuildCmd   string            // the `go build` RUN command, verbatim
 	OutPath    string            // its -o path inside the build stage
-	BinPath    string            // where the final stage puts the binary
+	BinPaths   []string          // where the final stage puts the binary (each copy)
 	Entrypoint []string          // ENTRYPOINT of the final stage (exec form)
 	Cmd        []string          // CMD of the final stage (exec form), if any
 	Env        map[string]string // ENV of the final stage
@@ -238,10 +239,11 @@ func parseDockerfile(data []byte) (*dockerfile, error) {
 		case final && in.op == "COPY":
 			f := strings.Fields(in.args)
 			if len(f) == 3 && strings.HasPrefix(f[0], "--from=") && d.OutPath != "" && f[1] == d.OutPath {
-				d.BinPath = f[2]
-				if strings.HasSuffix(d.BinPath, "/") {
-					d.BinPath += pathBase(d.OutPath)
+				dest := f[2]
+				if strings.HasSuffix(dest, "/") {
+					dest += pathBase(d.OutPath)
 				}
+				d.BinPaths = append(d.BinPaths, dest)
 			}
 		case final && in.op == "ENTRYPOINT":
 			if err := json.Unmarshal([]byte(in.args), &d.Entrypoint); err != nil {
@@ -262,10 +264,10 @@ func parseDockerfile(data []byte) (*dockerfile, error) {
 	switch {
 	case d.BuildCmd == "":
 		return nil, errors.New("Dockerfile: no `RUN ... go build ... -o <path>` line")
-	case d.BinPath == "":
+	case len(d.BinPaths) == 0:
 		return nil, fmt.Errorf("Dockerfile: the final stage does not COPY --from=<build stage> %s", d.OutPath)
-	case len(d.Entrypoint) == 0 || d.Entrypoint[0] != d.BinPath:
-		return nil, fmt.Errorf("Dockerfile: ENTRYPOINT %q does not start the built binary %s", d.Entrypoint, d.BinPath)
+	case len(d.Entrypoint) == 0 || !slices.Contains(d.BinPaths, d.Entrypoint[0]):
+		return nil, fmt.Errorf("Dockerfile: ENTRYPOINT %q does not start the built binary (%s)", d.Entrypoint, strings.Join(d.BinPaths, ", "))
 	}
 	return d, nil
 }

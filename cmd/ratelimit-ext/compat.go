@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -22,8 +24,10 @@ type legacyNote struct {
 
 // ignoredLegacy are variables we do not map, with what to do instead.
 var ignoredLegacy = map[string]string{
-	"USE_PROMETHEUS":                          "metrics are always on, at /metrics on the HTTP port",
 	"USE_STATSD":                              "statsd is not supported; scrape /metrics",
+	"STATSD_HOST":                             "statsd is not supported; scrape /metrics",
+	"STATSD_PORT":                             "statsd is not supported; scrape /metrics",
+	"PROMETHEUS_MAPPER_YAML":                  "the metrics are Prometheus-native, named ratelimit_ext_* (docs/metrics.md): there is no statsd mapping",
 	"NEAR_LIMIT_RATIO":                        "near_limit is counted below 20% of the limit left (docs/metrics.md)",
 	"LIMIT_RESPONSE_HEADERS_ENABLED":          "set Envoy's enable_x_ratelimit_headers: DRAFT_VERSION_03, or --ratelimit-headers for the IETF fields",
 	"LOCAL_CACHE_SIZE_IN_BYTES":               "the local over-limit cache is on by default and sized in entries (--local-cache-size)",
@@ -34,6 +38,18 @@ var ignoredLegacy = map[string]string{
 	"RUNTIME_IGNOREDOTFILES":                  "dot-files are always ignored",
 	"BACKEND_TYPE":                            "the engine is redis when a Redis URL is set, else memory",
 	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "readiness always waits for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, an empty start counts)",
+	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "readiness (/readyz, /healthcheck) always includes a ping of the store",
+	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION":    "the Redis server's certificate is always verified, host name included",
+	// envoyproxy/ratelimit reads its client CA from GRPC_CLIENT_TLS_CACERT; Envoy
+	// Gateway sets this name, which it never reads, so Envoy's client certificate is
+	// not checked there. Requiring it here would be a change the operator did not ask for.
+	"GRPC_SERVER_TLS_CA_CERT":     "envoyproxy/ratelimit does not read it either (its client CA is GRPC_CLIENT_TLS_CACERT): client certificates are not required; set RATELIMIT_EXT_GRPC_TLS_CLIENT_CA to require them",
+	"TRACING_ENABLED":             "tracing is not supported: no spans are exported",
+	"TRACING_SERVICE_NAME":        "tracing is not supported",
+	"TRACING_SERVICE_NAMESPACE":   "tracing is not supported",
+	"TRACING_SERVICE_INSTANCE_ID": "tracing is not supported",
+	"TRACING_SAMPLING_RATE":       "tracing is not supported",
+	"TRACING_EXPORTER_PROTOCOL":   "tracing is not supported",
 }
 
 // applyLegacyEnv maps envoyproxy/ratelimit's variables found by lookup onto our own
@@ -60,13 +76,23 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		v, ok := lookup(name)
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
-	m := mapper{get: get, set: set,
+	note := func(legacy, outcome string) { notes = append(notes, legacyNote{legacy, outcome}) }
+	m := mapper{get: get, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
-		ignore:    func(legacy, why string) { notes = append(notes, legacyNote{legacy, "ignored: " + why}) }}
-	if err := mapLegacyXDS(m); err != nil {
+		ignore:    func(legacy, why string) { note(legacy, "ignored: "+why) }}
+	xds, err := mapLegacyXDS(m)
+	if err != nil {
 		return notes, err
 	}
-	if root, ok := get("RUNTIME_ROOT"); ok {
+	switch root, ok := get("RUNTIME_ROOT"); {
+	case xds:
+		// Envoy Gateway sets them though its rules come over xDS; they are unused there too.
+		for _, v := range []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY"} {
+			if _, ok := get(v); ok {
+				m.ignore(v, "rules come from the xDS server (CONFIG_TYPE=GRPC_XDS_SOTW)")
+			}
+		}
+	case ok:
 		sub, _ := get("RUNTIME_SUBDIRECTORY")
 		set("RUNTIME_ROOT", "config-dir", strings.TrimSuffix(root, "/")+"/"+strings.Trim(sub, "/")+"/config")
 	}
@@ -91,84 +117,296 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			set(legacy, flag, strings.ToLower(v))
 		}
 	}
-	if err := mapLegacyRedis(m); err != nil {
-		return notes, err
+	for _, mapGroup := range []func(mapper) error{mapLegacyRedis, mapLegacyGRPCTLS, mapLegacyMetrics} {
+		if err := mapGroup(m); err != nil {
+			return notes, err
+		}
+	}
+	if _, ok := get("TRACING_ENABLED"); ok {
+		// The exporter's standard variable, which Envoy Gateway sets with tracing on.
+		if _, ok := get("OTEL_EXPORTER_OTLP_ENDPOINT"); ok {
+			m.ignore("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing is not supported: no spans are exported")
+		}
 	}
 	for legacy, why := range ignoredLegacy {
 		if _, ok := get(legacy); ok {
 			notes = append(notes, legacyNote{legacy, "ignored: " + why})
 		}
 	}
-	sort.Slice(notes, func(i, j int) bool { return notes[i].name < notes[j].name })
+	sort.SliceStable(notes, func(i, j int) bool { return notes[i].name < notes[j].name })
 	return notes, nil
 }
 
 // mapLegacyRedis turns REDIS_SOCKET_TYPE, REDIS_URL, REDIS_AUTH, REDIS_TLS and
-// REDIS_TYPE into a Redis URL and mode. envoyproxy/ratelimit's REDIS_URL is host:port
-// (or a socket path, or for Sentinel "master,host:port,host:port"). A URL that carries
-// REDIS_AUTH's password is not logged.
+// REDIS_TYPE into a Redis URL and mode, and REDIS_TLS_* into our TLS files.
+// envoyproxy/ratelimit's REDIS_URL is host:port (or a socket path, or for Sentinel
+// "master,host:port,host:port"); each address may also be a redis:// URL. A URL that
+// carries a password is not logged.
 func mapLegacyRedis(m mapper) error {
-	get, set := m.get, m.set
+	get := m.get
+	tlsOn := false
+	if v, ok := get("REDIS_TLS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("REDIS_TLS=%q: want true or false", v)
+		}
+		tlsOn = b
+	}
 	addr, ok := get("REDIS_URL")
 	if !ok {
+		for _, v := range []string{"REDIS_TLS", "REDIS_SOCKET_TYPE", "REDIS_AUTH", "REDIS_TYPE"} {
+			if _, ok := get(v); ok {
+				m.ignore(v, "REDIS_URL is not set")
+			}
+		}
+		mapRedisTLSFiles(m, false, "REDIS_URL is not set")
 		return nil
 	}
-	auth, _ := get("REDIS_AUTH")
-	setURL := set
-	if auth != "" {
-		setURL = m.setSecret
-	}
-	tlsOn, _ := get("REDIS_TLS")
-	mode, _ := get("REDIS_TYPE")
-	socket, _ := get("REDIS_SOCKET_TYPE")
-	scheme := "redis"
-	if b, _ := strconv.ParseBool(tlsOn); b {
-		scheme = "rediss"
-	}
-	user := ""
-	if auth != "" {
-		user = ":" + auth + "@"
-		if u, p, found := strings.Cut(auth, ":"); found {
-			user = u + ":" + p + "@"
+	// The variables below only shape the URL: each says so in the startup notes.
+	used := func(legacy, how string) {
+		if _, ok := get(legacy); ok {
+			m.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
 		}
 	}
-	if strings.EqualFold(socket, "unix") {
-		setURL("REDIS_URL", "redis-url", "unix://"+user+addr)
+	auth, _ := get("REDIS_AUTH")
+	if socket, _ := get("REDIS_SOCKET_TYPE"); strings.EqualFold(socket, "unix") {
+		setRedisURL(m, "unix://", redisUserinfo(auth), addr, "", nil)
+		used("REDIS_SOCKET_TYPE", "a unix:// socket")
+		used("REDIS_AUTH", "the password in the Redis URL")
+		mapRedisTLSFiles(m, false, "REDIS_SOCKET_TYPE is unix")
 		return nil
 	}
+	used("REDIS_SOCKET_TYPE", "a TCP address")
 	parts := strings.Split(addr, ",")
+	mode, _ := get("REDIS_TYPE")
 	switch strings.ToLower(mode) {
 	case "", "single":
+		used("REDIS_TYPE", "one Redis server")
 	case "cluster":
-		set("REDIS_TYPE", "redis-mode", "cluster")
+		m.set("REDIS_TYPE", "redis-mode", "cluster")
 	case "sentinel":
 		if len(parts) < 2 {
 			return fmt.Errorf("REDIS_TYPE=sentinel wants REDIS_URL=master,host:port[,host:port...]")
 		}
-		set("REDIS_TYPE", "redis-mode", "sentinel")
-		set("REDIS_TYPE", "redis-sentinel-master", parts[0])
+		m.set("REDIS_TYPE", "redis-mode", "sentinel")
+		m.set("REDIS_TYPE", "redis-sentinel-master", parts[0])
 		parts = parts[1:]
 	default:
 		return fmt.Errorf("REDIS_TYPE=%s: want single, cluster or sentinel", mode)
 	}
-	url := scheme + "://" + user + parts[0]
-	for i, extra := range parts[1:] {
+	hosts := make([]string, len(parts))
+	var first redisAddr
+	for i, p := range parts {
+		a, err := parseRedisAddr(strings.TrimSpace(p))
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: address %d: %w", i+1, err)
+		}
+		if i == 0 {
+			first = a
+		}
+		hosts[i] = a.host
+		tlsOn = tlsOn || a.tls
+	}
+	userinfo := redisUserinfo(auth)
+	if first.user != "" {
+		if auth != "" {
+			m.ignore("REDIS_AUTH", "REDIS_URL carries its own credentials")
+		}
+		userinfo = first.user + "@"
+	} else {
+		used("REDIS_AUTH", "the password in the Redis URL")
+	}
+	scheme, how := "redis://", "redis://, plaintext"
+	if tlsOn {
+		scheme, how = "rediss://", "rediss://, TLS"
+	}
+	used("REDIS_TLS", how)
+	setRedisURL(m, scheme, userinfo, hosts[0], first.db, hosts[1:])
+	mapRedisTLSFiles(m, tlsOn, "REDIS_TLS is not true")
+	return nil
+}
+
+// setRedisURL sets our Redis URL; with credentials in it the startup notes do not show it.
+func setRedisURL(m mapper, scheme, userinfo, host, db string, more []string) {
+	u := scheme + userinfo + host
+	if db != "" {
+		u += "/" + db
+	}
+	for i, extra := range more {
 		sep := "&"
 		if i == 0 {
 			sep = "?"
 		}
-		url += sep + "addr=" + extra
+		u += sep + "addr=" + extra
 	}
-	setURL("REDIS_URL", "redis-url", url)
+	if userinfo != "" {
+		m.setSecret("REDIS_URL", "redis-url", u)
+	} else {
+		m.set("REDIS_URL", "redis-url", u)
+	}
+}
+
+// redisUserinfo is REDIS_AUTH ("password" or "user:password") as a URL's userinfo.
+func redisUserinfo(auth string) string {
+	if auth == "" {
+		return ""
+	}
+	user, pass, found := strings.Cut(auth, ":")
+	if !found {
+		user, pass = "", auth
+	}
+	return url.UserPassword(user, pass).String() + "@"
+}
+
+// redisAddr is one address of REDIS_URL.
+type redisAddr struct {
+	host, user, db string // user: the userinfo as written, if any
+	tls            bool
+}
+
+// parseRedisAddr reads host:port, or redis[s]://[user:password@]host:port[/db], which
+// envoyproxy/ratelimit's Redis client also accepts and Envoy Gateway passes on as its
+// EnvoyGateway resource gives it. Errors never repeat the address: it may hold a password.
+func parseRedisAddr(s string) (redisAddr, error) {
+	scheme, _, found := strings.Cut(s, "://")
+	if !found {
+		return redisAddr{host: s}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return redisAddr{}, errors.New("not host:port nor a redis:// URL with a host")
+	}
+	a := redisAddr{host: u.Host, db: strings.Trim(u.Path, "/"), user: u.User.String()}
+	switch scheme {
+	case "redis":
+	case "rediss":
+		a.tls = true
+	default:
+		return redisAddr{}, fmt.Errorf("scheme %q: want redis or rediss", scheme)
+	}
+	return a, nil
+}
+
+// legacyRedisTLSFiles are used, as there, only with TLS to Redis (REDIS_TLS=true).
+var legacyRedisTLSFiles = []struct{ legacy, flag string }{
+	{"REDIS_TLS_CLIENT_CERT", "redis-tls-cert"},
+	{"REDIS_TLS_CLIENT_KEY", "redis-tls-key"},
+	{"REDIS_TLS_CACERT", "redis-tls-ca"},
+}
+
+// mapRedisTLSFiles maps the Redis TLS files when on, else reports them ignored with why.
+func mapRedisTLSFiles(m mapper, on bool, why string) {
+	for _, x := range legacyRedisTLSFiles {
+		if v, ok := m.get(x.legacy); ok {
+			if on {
+				m.set(x.legacy, x.flag, v)
+			} else {
+				m.ignore(x.legacy, why)
+			}
+		}
+	}
+}
+
+// legacyGRPCTLS are the gRPC server's TLS variables, used (as there) only with
+// GRPC_SERVER_USE_TLS=true. Envoy Gateway sets the first two, with the certificate it
+// mounts at /certs, and has Envoy call the service over TLS.
+var legacyGRPCTLS = []struct{ legacy, flag string }{
+	{"GRPC_SERVER_TLS_CERT", "grpc-tls-cert"},
+	{"GRPC_SERVER_TLS_KEY", "grpc-tls-key"},
+	{"GRPC_CLIENT_TLS_CACERT", "grpc-tls-client-ca"},
+	{"GRPC_CLIENT_TLS_SAN", "grpc-tls-client-san"},
+}
+
+// mapLegacyGRPCTLS maps GRPC_SERVER_USE_TLS and the files it turns on. TLS asked for
+// without a certificate is an error: serving plaintext instead would break every call.
+func mapLegacyGRPCTLS(m mapper) error {
+	useTLS := false
+	if v, ok := m.get("GRPC_SERVER_USE_TLS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("GRPC_SERVER_USE_TLS=%q: want true or false", v)
+		}
+		useTLS = b
+		if b {
+			m.note("GRPC_SERVER_USE_TLS", "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)")
+		} else {
+			m.ignore("GRPC_SERVER_USE_TLS", "gRPC is served in plaintext, the default")
+		}
+	}
+	if !useTLS {
+		for _, x := range legacyGRPCTLS {
+			if _, ok := m.get(x.legacy); ok {
+				m.ignore(x.legacy, "GRPC_SERVER_USE_TLS is not true")
+			}
+		}
+		return nil
+	}
+	_, cert := m.get("GRPC_SERVER_TLS_CERT")
+	_, ours := m.get(envName("grpc-tls-cert"))
+	if !cert && !ours {
+		return errors.New("GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY")
+	}
+	_, ca := m.get("GRPC_CLIENT_TLS_CACERT")
+	_, ourCA := m.get(envName("grpc-tls-client-ca"))
+	for _, x := range legacyGRPCTLS {
+		v, ok := m.get(x.legacy)
+		switch {
+		case !ok:
+		case x.legacy == "GRPC_CLIENT_TLS_SAN" && !ca && !ourCA:
+			// There, without a client CA no client certificate is asked for.
+			m.ignore(x.legacy, "no client CA (GRPC_CLIENT_TLS_CACERT): client certificates are not asked for")
+		default:
+			m.set(x.legacy, x.flag, v)
+		}
+	}
+	return nil
+}
+
+// mapLegacyMetrics gives metrics the port of their own that USE_PROMETHEUS=true opens
+// there (PROMETHEUS_ADDR, default :9090). /metrics stays on the HTTP port as well.
+func mapLegacyMetrics(m mapper) error {
+	on := false
+	if v, ok := m.get("USE_PROMETHEUS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("USE_PROMETHEUS=%q: want true or false", v)
+		}
+		on = b
+		if !b {
+			m.ignore("USE_PROMETHEUS", "metrics are always on, at /metrics on the HTTP port")
+		}
+	}
+	for _, v := range []string{"PROMETHEUS_ADDR", "PROMETHEUS_PATH"} {
+		if _, ok := m.get(v); ok && !on {
+			m.ignore(v, "USE_PROMETHEUS is not true")
+		}
+	}
+	if !on {
+		return nil
+	}
+	if addr, ok := m.get("PROMETHEUS_ADDR"); ok {
+		m.set("PROMETHEUS_ADDR", "metrics-addr", addr)
+		m.note("USE_PROMETHEUS", "used: /metrics also gets a port of its own (PROMETHEUS_ADDR)")
+	} else {
+		m.set("USE_PROMETHEUS", "metrics-addr", ":9090") // their default
+	}
+	if p, ok := m.get("PROMETHEUS_PATH"); ok {
+		if p == "/metrics" {
+			m.note("PROMETHEUS_PATH", "used: /metrics")
+		} else {
+			m.ignore("PROMETHEUS_PATH", "the path is always /metrics")
+		}
+	}
 	return nil
 }
 
 // mapper is what a group of legacy variables is mapped with: read one, set one of ours
-// (setSecret for values that must not reach the log), or report one ignored.
+// (setSecret for values that must not reach the log), report one ignored, or say what
+// became of one that sets nothing itself (a switch for others).
 type mapper struct {
 	get            func(string) (string, bool)
 	set, setSecret func(legacy, flag, value string)
-	ignore         func(legacy, why string)
+	ignore, note   func(legacy, outcome string)
 }
 
 // xdsServerDefault is envoyproxy/ratelimit's CONFIG_GRPC_XDS_SERVER_URL when unset.
@@ -193,8 +431,9 @@ var legacyXDSSimple = []struct{ legacy, flag string }{
 }
 
 // mapLegacyXDS maps CONFIG_TYPE and, when it is GRPC_XDS_SOTW, the xDS client's
-// variables. With any other CONFIG_TYPE those variables are ignored, as they are there.
-func mapLegacyXDS(m mapper) error {
+// variables, and says whether rules come from xDS. With any other CONFIG_TYPE those
+// variables are ignored, as they are there.
+func mapLegacyXDS(m mapper) (bool, error) {
 	get, set, ignore := m.get, m.set, m.ignore
 	xdsVars := []string{"CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
 		"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "CONFIG_GRPC_XDS_SERVER_USE_TLS",
@@ -210,10 +449,10 @@ func mapLegacyXDS(m mapper) error {
 				ignore(v, "CONFIG_TYPE is not GRPC_XDS_SOTW")
 			}
 		}
-		return nil
+		return false, nil
 	case "GRPC_XDS_SOTW":
 	default:
-		return fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
+		return false, fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
 	}
 	set("CONFIG_TYPE", "config-source", sourceXDS)
 	server, ok := get("CONFIG_GRPC_XDS_SERVER_URL")
@@ -238,7 +477,7 @@ func mapLegacyXDS(m mapper) error {
 	if v, ok := get("XDS_CLIENT_BACKOFF_JITTER"); ok {
 		on, err := strconv.ParseBool(v)
 		if err != nil {
-			return fmt.Errorf("XDS_CLIENT_BACKOFF_JITTER=%q: want true or false", v)
+			return true, fmt.Errorf("XDS_CLIENT_BACKOFF_JITTER=%q: want true or false", v)
 		}
 		jitter = on
 		if on {
@@ -262,7 +501,7 @@ func mapLegacyXDS(m mapper) error {
 			if k, val, found := strings.Cut(item, ":"); found {
 				kv = append(kv, strings.TrimSpace(k)+"="+strings.TrimSpace(val))
 			} else if strings.TrimSpace(item) != "" {
-				return fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: %q is not key:value", item)
+				return true, fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: %q is not key:value", item)
 			}
 		}
 		m.setSecret("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "xds-headers", strings.Join(kv, ","))
@@ -271,7 +510,7 @@ func mapLegacyXDS(m mapper) error {
 	if v, ok := get("CONFIG_GRPC_XDS_SERVER_USE_TLS"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return fmt.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=%q: want true or false", v)
+			return true, fmt.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=%q: want true or false", v)
 		}
 		useTLS = b
 		if b {
@@ -290,11 +529,11 @@ func mapLegacyXDS(m mapper) error {
 	if v, ok := get("FORCE_START_WITHOUT_INITIAL_CONFIG"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return fmt.Errorf("FORCE_START_WITHOUT_INITIAL_CONFIG=%q: want true or false", v)
+			return true, fmt.Errorf("FORCE_START_WITHOUT_INITIAL_CONFIG=%q: want true or false", v)
 		}
 		set("FORCE_START_WITHOUT_INITIAL_CONFIG", "xds-start-without-rules", strconv.FormatBool(b))
 	}
-	return nil
+	return true, nil
 }
 
 // legacyEnvFromOS applies the legacy variables of the process environment.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"strings"
 	"testing"
 )
@@ -66,7 +67,48 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_CONFIG_SOURCE": "", "RATELIMIT_EXT_XDS_SERVER": "", "RATELIMIT_EXT_XDS_START_WITHOUT_RULES": ""}, ""},
 		{"our own xDS variable wins", fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "theirs:1",
 			"RATELIMIT_EXT_XDS_SERVER": "ours:1"}, map[string]string{"RATELIMIT_EXT_XDS_SERVER": "ours:1"}, ""},
+		{"rule files are not looked for with xDS, as there", fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "RUNTIME_ROOT": "/data", "RUNTIME_SUBDIRECTORY": "ratelimit"},
+			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": ""}, ""},
+		{"gRPC server over mutual TLS", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/certs/tls.crt", "GRPC_SERVER_TLS_KEY": "/certs/tls.key",
+			"GRPC_CLIENT_TLS_CACERT": "/certs/clients.crt", "GRPC_CLIENT_TLS_SAN": "envoy.internal"},
+			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "/certs/tls.crt", "RATELIMIT_EXT_GRPC_TLS_KEY": "/certs/tls.key",
+				"RATELIMIT_EXT_GRPC_TLS_CLIENT_CA": "/certs/clients.crt", "RATELIMIT_EXT_GRPC_TLS_CLIENT_SAN": "envoy.internal"}, ""},
+		{"gRPC TLS files without USE_TLS are not used, as there", fakeEnv{"GRPC_SERVER_TLS_CERT": "/certs/tls.crt", "GRPC_SERVER_TLS_KEY": "/certs/tls.key"},
+			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "", "RATELIMIT_EXT_GRPC_TLS_KEY": ""}, ""},
+		{"Envoy Gateway's GRPC_SERVER_TLS_CA_CERT is not a client CA, as there", fakeEnv{"GRPC_SERVER_USE_TLS": "true",
+			"GRPC_SERVER_TLS_CERT": "/certs/tls.crt", "GRPC_SERVER_TLS_KEY": "/certs/tls.key", "GRPC_SERVER_TLS_CA_CERT": "/certs/ca.crt"},
+			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "/certs/tls.crt", "RATELIMIT_EXT_GRPC_TLS_CLIENT_CA": ""}, ""},
+		{"a client SAN without a client CA checks nothing, as there", fakeEnv{"GRPC_SERVER_USE_TLS": "true",
+			"GRPC_SERVER_TLS_CERT": "/certs/tls.crt", "GRPC_SERVER_TLS_KEY": "/certs/tls.key", "GRPC_CLIENT_TLS_SAN": "envoy.internal"},
+			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CLIENT_SAN": ""}, ""},
+		{"our own gRPC certificate wins", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt",
+			"GRPC_SERVER_TLS_KEY": "/theirs.key", "RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt"},
+			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt", "RATELIMIT_EXT_GRPC_TLS_KEY": "/theirs.key"}, ""},
+		{"Prometheus on its own port", fakeEnv{"USE_PROMETHEUS": "true", "PROMETHEUS_ADDR": ":19001"},
+			map[string]string{"RATELIMIT_EXT_METRICS_ADDR": ":19001"}, ""},
+		{"Prometheus on their default port", fakeEnv{"USE_PROMETHEUS": "TRUE"},
+			map[string]string{"RATELIMIT_EXT_METRICS_ADDR": ":9090"}, ""},
+		{"a Prometheus address without USE_PROMETHEUS is not used, as there", fakeEnv{"PROMETHEUS_ADDR": ":19001"},
+			map[string]string{"RATELIMIT_EXT_METRICS_ADDR": ""}, ""},
+		{"Redis URL with credentials and a database", fakeEnv{"REDIS_URL": "redis://user:p%40ss@redis.svc:6379/2"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://user:p%40ss@redis.svc:6379/2"}, ""},
+		{"rediss URLs in a cluster", fakeEnv{"REDIS_URL": "rediss://a:6379,rediss://b:6379", "REDIS_TYPE": "cluster"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "rediss://a:6379?addr=b:6379", "RATELIMIT_EXT_REDIS_MODE": "cluster"}, ""},
+		{"a password with URL characters", fakeEnv{"REDIS_URL": "redis.svc:6379", "REDIS_AUTH": "p@ss/word"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://:p%40ss%2Fword@redis.svc:6379"}, ""},
+		{"Redis over mutual TLS", fakeEnv{"REDIS_URL": "redis.svc:6380", "REDIS_TLS": "true", "REDIS_TLS_CLIENT_CERT": "/redis-certs/tls.crt",
+			"REDIS_TLS_CLIENT_KEY": "/redis-certs/tls.key", "REDIS_TLS_CACERT": "/redis-certs/ca.crt"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "rediss://redis.svc:6380", "RATELIMIT_EXT_REDIS_TLS_CERT": "/redis-certs/tls.crt",
+				"RATELIMIT_EXT_REDIS_TLS_KEY": "/redis-certs/tls.key", "RATELIMIT_EXT_REDIS_TLS_CA": "/redis-certs/ca.crt"}, ""},
+		{"Redis TLS files without REDIS_TLS are not used, as there", fakeEnv{"REDIS_URL": "redis.svc:6379", "REDIS_TLS_CLIENT_CERT": "/redis-certs/tls.crt"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://redis.svc:6379", "RATELIMIT_EXT_REDIS_TLS_CERT": ""}, ""},
 		{"unknown config type", fakeEnv{"CONFIG_TYPE": "GRPC_XDS_DELTA"}, nil, "CONFIG_TYPE=GRPC_XDS_DELTA: want FILE or GRPC_XDS_SOTW"},
+		{"bad GRPC_SERVER_USE_TLS", fakeEnv{"GRPC_SERVER_USE_TLS": "on"}, nil, `GRPC_SERVER_USE_TLS="on"`},
+		{"gRPC TLS without a certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true"}, nil, "needs GRPC_SERVER_TLS_CERT"},
+		{"bad USE_PROMETHEUS", fakeEnv{"USE_PROMETHEUS": "yes please"}, nil, "USE_PROMETHEUS"},
+		{"bad REDIS_TLS", fakeEnv{"REDIS_URL": "a:1", "REDIS_TLS": "yes"}, nil, `REDIS_TLS="yes"`},
+		{"Redis URL of another scheme", fakeEnv{"REDIS_URL": "memcache://a:1"}, nil, `scheme "memcache"`},
+		{"Redis URL without a host", fakeEnv{"REDIS_URL": "redis://"}, nil, "REDIS_URL: address 1"},
 		{"bad USE_TLS", fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_USE_TLS": "yes please"}, nil, "CONFIG_GRPC_XDS_SERVER_USE_TLS"},
 		{"bad headers", fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS": "token"}, nil, "is not key:value"},
 		{"bad port", fakeEnv{"PORT": "http"}, nil, "not a port"},
@@ -105,6 +147,7 @@ func TestLegacySecretsAreNotLogged(t *testing.T) {
 			"CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "RATELIMIT_EXT_XDS_HEADERS", "s3cret", ""},
 		{fakeEnv{"REDIS_URL": "redis.svc:6379", "REDIS_AUTH": "s3cret"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "s3cret", ""},
 		{fakeEnv{"REDIS_URL": "/run/redis.sock", "REDIS_SOCKET_TYPE": "unix", "REDIS_AUTH": "u:s3cret"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "s3cret", ""},
+		{fakeEnv{"REDIS_URL": "redis://user:s3cret@redis.svc:6379"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "s3cret", ""},
 		{fakeEnv{"REDIS_URL": "redis.svc:6379"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "", "redis://redis.svc:6379"},
 	} {
 		notes, err := applyLegacyEnv(tc.env.lookup, tc.env.set)
@@ -134,7 +177,7 @@ func TestLegacySecretsAreNotLogged(t *testing.T) {
 
 // Variables we do not map are reported, with what to use instead.
 func TestLegacyEnvironmentReportsIgnored(t *testing.T) {
-	env := fakeEnv{"USE_PROMETHEUS": "true", "NEAR_LIMIT_RATIO": "0.9", "LOCAL_CACHE_SIZE_IN_BYTES": "1000000"}
+	env := fakeEnv{"USE_STATSD": "true", "NEAR_LIMIT_RATIO": "0.9", "LOCAL_CACHE_SIZE_IN_BYTES": "1000000"}
 	notes, err := applyLegacyEnv(env.lookup, env.set)
 	if err != nil {
 		t.Fatal(err)
@@ -151,5 +194,135 @@ func TestLegacyEnvironmentReportsIgnored(t *testing.T) {
 		if strings.HasPrefix(k, "RATELIMIT_EXT_") {
 			t.Errorf("an ignored variable set %s", k)
 		}
+	}
+}
+
+// A password in an address that cannot be read must not reach the error message.
+func TestLegacyRedisErrorsHideTheAddress(t *testing.T) {
+	env := fakeEnv{"REDIS_URL": "redis://user:s3cret@[bad"}
+	_, err := applyLegacyEnv(env.lookup, env.set)
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("error %v: want one that does not show the password", err)
+	}
+}
+
+// envoyGatewayEnv is the environment Envoy Gateway gives its rate-limit container
+// (envoyproxy/gateway, internal/infrastructure/kubernetes/ratelimit), with every
+// optional part on: Redis over mutual TLS, Prometheus on port 19001 (its default) and
+// tracing. Paths are its mounts: /certs (Secret envoy-rate-limit), /redis-certs.
+func envoyGatewayEnv() fakeEnv {
+	return fakeEnv{
+		"RUNTIME_ROOT":                       "/data",
+		"RUNTIME_SUBDIRECTORY":               "ratelimit",
+		"RUNTIME_IGNOREDOTFILES":             "true",
+		"RUNTIME_WATCH_ROOT":                 "false",
+		"LOG_LEVEL":                          "info",
+		"USE_STATSD":                         "false",
+		"CONFIG_TYPE":                        "GRPC_XDS_SOTW",
+		"CONFIG_GRPC_XDS_SERVER_URL":         "envoy-gateway:18001",
+		"CONFIG_GRPC_XDS_NODE_ID":            "envoy-ratelimit",
+		"GRPC_SERVER_USE_TLS":                "true",
+		"GRPC_SERVER_TLS_CERT":               "/certs/tls.crt",
+		"GRPC_SERVER_TLS_KEY":                "/certs/tls.key",
+		"GRPC_SERVER_TLS_CA_CERT":            "/certs/ca.crt",
+		"CONFIG_GRPC_XDS_SERVER_USE_TLS":     "true",
+		"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":    "/certs/tls.crt",
+		"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":     "/certs/tls.key",
+		"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":  "/certs/ca.crt",
+		"FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
+		"REDIS_SOCKET_TYPE":                  "tcp",
+		"REDIS_URL":                          "redis.redis-system.svc.cluster.local:6379",
+		"REDIS_TLS":                          "true",
+		"REDIS_TLS_CLIENT_CERT":              "/redis-certs/tls.crt",
+		"REDIS_TLS_CLIENT_KEY":               "/redis-certs/tls.key",
+		"USE_PROMETHEUS":                     "true",
+		"PROMETHEUS_ADDR":                    ":19001",
+		"PROMETHEUS_MAPPER_YAML":             "/etc/statsd-exporter/conf.yaml",
+		"TRACING_ENABLED":                    "true",
+		"TRACING_SERVICE_NAME":               "envoy-ratelimit",
+		"TRACING_SERVICE_NAMESPACE":          "envoy-gateway-system",
+		"TRACING_SERVICE_INSTANCE_ID":        "envoy-ratelimit-5c8f7b9d4-x2x7k",
+		"TRACING_SAMPLING_RATE":              "1.0",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":        "http://otel-collector.monitoring.svc.cluster.local:4318",
+	}
+}
+
+// envoyGatewayStatsdEnv is what older Envoy Gateway releases set instead of the
+// Prometheus and tracing variables, next to a prom/statsd-exporter sidecar.
+func envoyGatewayStatsdEnv() fakeEnv {
+	env := envoyGatewayEnv()
+	for k := range env {
+		if strings.HasPrefix(k, "PROMETHEUS_") || strings.HasPrefix(k, "TRACING_") || strings.HasPrefix(k, "REDIS_TLS") ||
+			k == "USE_PROMETHEUS" || k == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+			delete(env, k)
+		}
+	}
+	env["USE_STATSD"], env["STATSD_PORT"] = "true", "9125"
+	return env
+}
+
+// Envoy Gateway's environment turns into settings that load: xDS from its server and
+// gRPC served over TLS, both with the certificate it mounts, serving before the first
+// config, Redis and metrics where it expects them. Every variable it sets is reported,
+// and what cannot be honoured is reported ignored.
+func TestEnvoyGatewayEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		env                   fakeEnv
+		redisURL, metricsAddr string
+		redisTLS              bool
+	}{
+		{"with Prometheus, tracing and Redis over mutual TLS", envoyGatewayEnv(), "rediss://redis.redis-system.svc.cluster.local:6379", ":19001", true},
+		{"older, with a statsd exporter beside it", envoyGatewayStatsdEnv(), "redis://redis.redis-system.svc.cluster.local:6379", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			theirs := maps.Clone(tc.env)
+			notes, err := applyLegacyEnv(tc.env.lookup, tc.env.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outcome := map[string]string{}
+			for _, n := range notes {
+				outcome[n.name] += n.outcome + "; "
+			}
+			for k := range theirs {
+				if outcome[k] == "" {
+					t.Errorf("%s is set by Envoy Gateway but not reported", k)
+				}
+			}
+			for _, k := range []string{"GRPC_SERVER_TLS_CA_CERT", "RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "USE_STATSD", "STATSD_PORT",
+				"PROMETHEUS_MAPPER_YAML", "TRACING_ENABLED", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+				if _, set := theirs[k]; set && !strings.HasPrefix(outcome[k], "ignored: ") {
+					t.Errorf("%s: %q, want it reported ignored", k, outcome[k])
+				}
+			}
+			for k, v := range tc.env {
+				if strings.HasPrefix(k, "RATELIMIT_EXT_") {
+					t.Setenv(k, v)
+				}
+			}
+			c, err := loadServeConfig(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := c.xds
+			if x.source != sourceXDS || x.server != "envoy-gateway:18001" || x.nodeID != "envoy-ratelimit" || !x.useTLS ||
+				x.tlsCA != "/certs/ca.crt" || x.tlsCert != "/certs/tls.crt" || x.tlsKey != "/certs/tls.key" || !x.startWithoutRules {
+				t.Errorf("xDS settings %+v", x)
+			}
+			if c.tls != (tlsFiles{cert: "/certs/tls.crt", key: "/certs/tls.key"}) {
+				t.Errorf("gRPC TLS %+v, want the mounted pair and no client CA", c.tls)
+			}
+			if c.metricsAddr != tc.metricsAddr || c.logLevel != "info" {
+				t.Errorf("metrics address %q, log level %q", c.metricsAddr, c.logLevel)
+			}
+			r := c.redis()
+			if r.URL != tc.redisURL {
+				t.Errorf("Redis URL %q, want %q", r.URL, tc.redisURL)
+			}
+			if tc.redisTLS && (r.TLSCertFile != "/redis-certs/tls.crt" || r.TLSKeyFile != "/redis-certs/tls.key") {
+				t.Errorf("Redis client certificate %q %q", r.TLSCertFile, r.TLSKeyFile)
+			}
+		})
 	}
 }

@@ -40,6 +40,7 @@ import (
 type serveConfig struct {
 	legacy                                           []legacyNote // envoyproxy/ratelimit variables seen
 	grpcAddr, httpAddr, configDir, engine, keyPrefix string
+	metricsAddr                                      string
 	logLevel, logFormat                              string
 	memoryMaxKeys, maxKeyLen, maxRequestBytes        int
 	shadow, retryAfter, watch                        bool
@@ -64,6 +65,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	c := &serveConfig{bounds: decide.DefaultBounds, legacy: legacy}
 	f.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:8081", "gRPC listen address (RateLimitService)")
 	f.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz)")
+	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve /metrics alone on this address, e.g. 0.0.0.0:19001 (empty = only on --http-addr)")
 	f.StringVar(&c.configDir, "config-dir", "config", "directory of YAML rule files, watched for changes (--config-source=file)")
 	f.StringVar(&c.engine, "engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
 	f.StringVar(&c.keyPrefix, "key-prefix", "rlx:", "prefix of every storage key")
@@ -235,11 +237,20 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 		grpcLis.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
+	var metricsLis net.Listener
+	if c.metricsAddr != "" {
+		if metricsLis, err = net.Listen("tcp", c.metricsAddr); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("metrics listener (--metrics-addr): %w", err)
+		}
+	}
 	gs := grpc.NewServer(grpcOpts...)
 	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, c.headers, m))
 	registerExtAuthz(gs, decider, c, m, log) // envoy.service.auth.v3.Authorization, same decider
 	api := httpapi.New(decider, log, m)
-	api.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	api.Handle("GET /metrics", metricsHandler)
 	health := grpchealth.NewServer()
 	healthpb.RegisterHealthServer(gs, health)
 	reflection.Register(gs)
@@ -254,12 +265,16 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	defer follower.Close()
 	api.UseReadiness(startReadiness(ctx, decider, health, m, log))
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
 	from := []any{"config_dir", c.configDir}
 	if c.xds.source == sourceXDS {
 		from = []any{"xds_server", c.xds.server, "xds_node", c.xds.nodeID}
+	}
+	if metricsLis != nil {
+		defer serveMetrics(metricsLis, metricsHandler, errc).Close()
+		from = append(from, "metrics", metricsLis.Addr().String())
 	}
 	log.Info("serving", append([]any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
 		"engine", engineName, "rules", rules.Summary()}, from...)...)
@@ -273,6 +288,18 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	health.Shutdown() // grpc.health.v1 says NOT_SERVING while in-flight RPCs drain
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(gs, hs, c.shutdownTimeout)
+}
+
+// serveMetrics serves /metrics alone on lis, for scrapers pointed at a port of its own:
+// Envoy Gateway's rate-limit Deployment, Service and scrape annotations name 19001,
+// where envoyproxy/ratelimit serves Prometheus (PROMETHEUS_ADDR). A failure to serve
+// goes to errc, as for the other listeners.
+func serveMetrics(lis net.Listener, h http.Handler, errc chan<- error) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { errc <- srv.Serve(lis) }()
+	return srv
 }
 
 // initialRules are the rules to serve from the start: the config directory, loaded

@@ -54,11 +54,11 @@ func buildBinary(t *testing.T) string {
 
 // server is a running ratelimit-ext process.
 type server struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	exited   chan struct{}
-	exitErr  error
-	exitedAt time.Time
+	cmd                             *exec.Cmd
+	grpcAddr, httpAddr, metricsAddr string // from its "serving" line
+	exited                          chan struct{}
+	exitErr                         error
+	exitedAt                        time.Time
 
 	mu    sync.Mutex
 	lines []string // stderr, one log line each
@@ -80,12 +80,21 @@ func startBinary(t *testing.T, bin string, flags ...string) *server {
 	}
 	args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--config-dir", dir, "--log-format", "json", "--watch=false"}, flags...)
-	cmd := exec.Command(bin, args...)
+	var env []string
 	for _, kv := range os.Environ() { // the test's own settings must not leak in
 		if !strings.HasPrefix(kv, "RATELIMIT_EXT_") {
-			cmd.Env = append(cmd.Env, kv)
+			env = append(env, kv)
 		}
 	}
+	return startProcess(t, bin, env, args...)
+}
+
+// startProcess runs bin with args and exactly env (logging JSON), and waits for its
+// "serving" line.
+func startProcess(t *testing.T, bin string, env []string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +103,13 @@ func startBinary(t *testing.T, bin string, flags ...string) *server {
 		t.Fatal(err)
 	}
 	s := &server{cmd: cmd, exited: make(chan struct{})}
-	serving := make(chan string, 1)
+	type servingLine struct {
+		Msg     string `json:"msg"`
+		GRPC    string `json:"grpc"`
+		HTTP    string `json:"http"`
+		Metrics string `json:"metrics"`
+	}
+	serving := make(chan servingLine, 1)
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -104,12 +119,9 @@ func startBinary(t *testing.T, bin string, flags ...string) *server {
 			s.mu.Lock()
 			s.lines = append(s.lines, line)
 			s.mu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				GRPC string `json:"grpc"`
-			}
+			var rec servingLine
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-				serving <- rec.GRPC
+				serving <- rec
 			}
 		}
 	}()
@@ -131,7 +143,8 @@ func startBinary(t *testing.T, bin string, flags ...string) *server {
 		}
 	})
 	select {
-	case s.grpcAddr = <-serving:
+	case rec := <-serving:
+		s.grpcAddr, s.httpAddr, s.metricsAddr = rec.GRPC, rec.HTTP, rec.Metrics
 	case <-s.exited:
 		t.Fatalf("server exited before serving: %v\n%s", s.exitErr, s.log())
 	case <-time.After(20 * time.Second):

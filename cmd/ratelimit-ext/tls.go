@@ -15,22 +15,27 @@ import (
 
 // tlsFiles are the gRPC server's TLS settings.
 type tlsFiles struct {
-	cert, key, clientCA string
+	cert, key, clientCA, clientSAN string
 }
 
 func tlsFlags(f *envFlags, t *tlsFiles) {
 	f.StringVar(&t.cert, "grpc-tls-cert", "", "PEM certificate: serve gRPC over TLS (reloaded when the file changes)")
 	f.StringVar(&t.key, "grpc-tls-key", "", "PEM private key of --grpc-tls-cert")
 	f.StringVar(&t.clientCA, "grpc-tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mTLS)")
+	f.StringVar(&t.clientSAN, "grpc-tls-client-san", "", "with --grpc-tls-client-ca: also require this DNS name (or IP address) among the client certificate's SANs")
 }
 
 // serverOption returns the gRPC credentials option, or nil for plaintext.
 func (t tlsFiles) serverOption() (grpc.ServerOption, error) {
-	if t.cert == "" && t.key == "" && t.clientCA == "" {
+	if t.cert == "" && t.key == "" && t.clientCA == "" && t.clientSAN == "" {
 		return nil, nil
 	}
 	if t.cert == "" || t.key == "" {
 		return nil, errors.New("--grpc-tls-cert and --grpc-tls-key go together")
+	}
+	if t.clientSAN != "" && t.clientCA == "" {
+		// Without a CA no client certificate is asked for, so there is no name to check.
+		return nil, errors.New("--grpc-tls-client-san needs --grpc-tls-client-ca")
 	}
 	kp := &keyPair{certFile: t.cert, keyFile: t.key}
 	if _, err := kp.get(nil); err != nil {
@@ -47,8 +52,25 @@ func (t tlsFiles) serverOption() (grpc.ServerOption, error) {
 			return nil, fmt.Errorf("--grpc-tls-client-ca %s: no PEM certificate found", t.clientCA)
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		if t.clientSAN != "" {
+			cfg.VerifyPeerCertificate = requireSAN(t.clientSAN)
+		}
 	}
 	return grpc.Creds(credentials.NewTLS(cfg)), nil
+}
+
+// requireSAN accepts a client whose verified certificate names san: any certificate
+// the CA signed is not enough when several clients share the CA.
+func requireSAN(san string) func([][]byte, [][]*x509.Certificate) error {
+	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+		if len(chains) == 0 || len(chains[0]) == 0 {
+			return errors.New("no verified client certificate")
+		}
+		if err := chains[0][0].VerifyHostname(san); err != nil {
+			return fmt.Errorf("client certificate: %w (--grpc-tls-client-san)", err)
+		}
+		return nil
+	}
 }
 
 // keyPair serves the certificate from its files and reloads it when they change, so a

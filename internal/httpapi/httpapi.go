@@ -1,6 +1,7 @@
 // Package httpapi serves the operator's HTTP port: liveness (/healthz), readiness
-// (/readyz), the JSON decision endpoint (/v1/decide), the compiled rules
-// (/debug/config), and whatever the server adds with Handle (/metrics).
+// (/readyz, and /healthcheck as envoyproxy/ratelimit answers it), the JSON decision
+// endpoint (/v1/decide), the compiled rules (/debug/config), and whatever the server
+// adds with Handle (/metrics).
 package httpapi
 
 import (
@@ -36,6 +37,9 @@ func New(d *decide.Decider, log *slog.Logger, obs Observer) *API {
 	a := &API{decider: d, log: log, obs: obs, mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
+	// No method in the pattern: envoyproxy/ratelimit answers /healthcheck whatever the
+	// method, and probes written for it keep working.
+	a.mux.HandleFunc("/healthcheck", a.healthcheck)
 	a.mux.HandleFunc("POST /v1/decide", a.decideHandler)
 	a.mux.HandleFunc("GET /debug/config", a.debugConfig)
 	return a
@@ -60,18 +64,42 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 // now (a probe right after Redis went away sees it), and the observation updates the
 // shared state, so gRPC health follows at once too.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	check := a.Ready
-	if a.ready != nil {
-		check = a.ready.Check
-	}
-	if err := check(r.Context()); err != nil {
+	noCache(w)
+	if err := a.check(r.Context()); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// healthcheck is envoyproxy/ratelimit's health endpoint, which Envoy Gateway's
+// rate-limit Deployment probes: there it answers 200 with the body "OK" when healthy and
+// 500 when not. Here it reports the same readiness as /readyz, so a deployment that
+// switches images is taken out of service exactly when /readyz would say so. The
+// failure body carries the reason, which probes ignore and people read.
+func (a *API) healthcheck(w http.ResponseWriter, r *http.Request) {
+	noCache(w)
+	if err := a.check(r.Context()); err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("OK"))
+}
+
+// check observes readiness now: the shared state when the server set one, else a ping.
+func (a *API) check(ctx context.Context) error {
+	if a.ready != nil {
+		return a.ready.Check(ctx)
+	}
+	return a.Ready(ctx)
+}
+
+// noCache marks a plain-text answer that describes this instant.
+func noCache(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
 }
 
 // Ready reports why the service cannot decide, or nil.

@@ -81,6 +81,37 @@ func TestHealthAndReadinessOnTheMemoryEngine(t *testing.T) {
 	}
 }
 
+// /healthcheck answers as envoyproxy/ratelimit's does (200 "OK", else 500) for any
+// method, and says what /readyz says: here, ready with rules and not ready before any.
+func TestHealthcheckFollowsReadiness(t *testing.T) {
+	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	t.Cleanup(func() { engine.Close() })
+	d := decide.New(nil, engine, storekey.New("h:", 0), false)
+	a := httpapi.New(d, quiet(), nil)
+	a.UseReadiness(httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet()}))
+	url := serveAPI(t, a)
+
+	code, body := do(t, "GET", url+"/healthcheck", "")
+	if code != http.StatusInternalServerError || !strings.Contains(body, "no rules loaded") {
+		t.Fatalf("/healthcheck without rules: %d %q, want 500 with the reason", code, body)
+	}
+	if code, _ := do(t, "GET", url+"/readyz", ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz without rules: %d", code)
+	}
+
+	d.SetRules(newDecider(t).Rules())
+	for _, method := range []string{"GET", "POST", "HEAD"} {
+		code, body := do(t, method, url+"/healthcheck", "")
+		want := "OK"
+		if method == "HEAD" {
+			want = ""
+		}
+		if code != http.StatusOK || body != want {
+			t.Errorf("%s /healthcheck with rules: %d %q, want 200 %q", method, code, body, want)
+		}
+	}
+}
+
 // POST /v1/decide gives ShouldRateLimit's decision and charges the same state.
 func TestDecideEndpoint(t *testing.T) {
 	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), nil)) + "/v1/decide"

@@ -184,4 +184,16 @@ func TestReadyzChecksNow(t *testing.T) {
 	if len(changes) != 2 || !changes[0] || changes[1] {
 		t.Fatalf("state changes %v, want [ready, not ready]", changes)
 	}
+	// envoyproxy/ratelimit's endpoint, which Envoy Gateway probes, says the same.
+	healthcheck := strings.TrimSuffix(url, "/readyz") + "/healthcheck"
+	if code, body := do(t, "GET", healthcheck, ""); code != 500 || !strings.Contains(body, "not ready") {
+		t.Fatalf("/healthcheck with Redis stopped: %d %q", code, body)
+	}
+	srv.Restart()
+	if code, body := do(t, "GET", healthcheck, ""); code != 200 || body != "OK" {
+		t.Fatalf("/healthcheck after Redis came back: %d %q", code, body)
+	}
+	if len(changes) != 3 || !changes[2] {
+		t.Fatalf("state changes %v, want /healthcheck's observation recorded", changes)
+	}
 }
