@@ -648,6 +648,38 @@ local function read_params(b)
   return p
 end
 
+-- store writes a key's new state in its Redis type.
+local function store(key, e, st, now)
+  if st.kind == 'string' then
+    store_string(key, st, now)
+  elseif st.kind == 'zset' then
+    store_zset(key, e, st, now)
+  else
+    store_hash(key, e, st, now)
+  end
+end
+
+-- decide_one is decide for a request with one limit, the common case, without the
+-- bookkeeping several limits need: the limit's own decision is the request's, and a
+-- denial leaves nothing to write and nothing to check again.
+local function decide_one(kb, ab, now, reply)
+  local p = read_params(ab)
+  local key = KEYS[kb + 1]
+  local e = load(key, kind_of(p.algo))
+  local ok, limit, rem, reset, retry, nxt = check(p, e.orig, now, p.cost, key)
+  if ok and nxt then
+    store(key, e, nxt, now)
+  end
+  local m = #reply
+  reply[m + 1] = now
+  reply[m + 2] = (ok or p.shadow) and 1 or 0
+  reply[m + 3] = ok and 1 or 0
+  reply[m + 4] = limit
+  reply[m + 5] = rem
+  reply[m + 6] = reset
+  reply[m + 7] = retry
+end
+
 -- decide evaluates one request: its n limits are KEYS[kb + 1 .. kb + n] and their
 -- groups start at ARGV[ab + 1]. It appends {now, allowed, then five integers per
 -- limit} to reply.
@@ -676,14 +708,7 @@ local function decide(kb, ab, now, n, reply)
 
   if allowed then
     for key in pairs(dirty) do
-      local st = work[key]
-      if st.kind == 'string' then
-        store_string(key, st, now)
-      elseif st.kind == 'zset' then
-        store_zset(key, entries[key], st, now)
-      else
-        store_hash(key, entries[key], st, now)
-      end
+      store(key, entries[key], work[key], now)
     end
   else
     -- Denied: nothing is written; the limits that allowed report their cost-0 decision
@@ -745,7 +770,11 @@ for _ = 1, r do
     end
     now = clock
   end
-  decide(k, a + 2, now, n, reply)
+  if n == 1 then
+    decide_one(k, a + 2, now, reply)
+  else
+    decide(k, a + 2, now, n, reply)
+  end
   a, k = a + 2 + GROUP * n, k + n
 end
 return reply
