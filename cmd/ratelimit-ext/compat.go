@@ -15,7 +15,8 @@ import (
 // envoyproxy/ratelimit's environment variables, so a deployment can switch by changing
 // its image (docs/migrating.md). Each one is mapped onto our own RATELIMIT_EXT_ variable
 // when that is not set, or reported at startup as ignored, with the reason. Precedence:
-// a flag, then RATELIMIT_EXT_*, then these.
+// a flag, then RATELIMIT_EXT_*, then these, then the defaults (the container image's
+// are built in, serve.go, so that these still win over them).
 
 // legacyNote is what happened to one legacy variable.
 type legacyNote struct {
