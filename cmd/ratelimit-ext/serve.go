@@ -299,6 +299,7 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	}
 	stop()            // a second SIGTERM or Ctrl-C ends the process at once
 	health.Shutdown() // grpc.health.v1 says NOT_SERVING while in-flight RPCs drain
+	api.Shutdown()    // and so do /readyz and /healthcheck, to whoever still asks
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(gs, hs, c.shutdownTimeout)
 }
