@@ -112,6 +112,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	simple := map[string]string{
 		"LOG_LEVEL": "log-level", "LOG_FORMAT": "log-format", "SHADOW_MODE": "shadow-mode",
 		"CACHE_KEY_PREFIX": "key-prefix", "REDIS_POOL_SIZE": "redis-pool-size",
+		"RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
 	}
 	for legacy, flag := range simple {
 		if v, ok := get(legacy); ok {

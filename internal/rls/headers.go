@@ -50,6 +50,11 @@ type Options struct {
 	// UpstreamRemainingHeader, when not empty, names a request header added (on OK
 	// answers) for the upstream with the remaining quota of the most restrictive limit.
 	UpstreamRemainingHeader string
+	// DynamicMetadata sets the dynamic_metadata of ShouldRateLimit's answers as
+	// envoyproxy/ratelimit does with RESPONSE_DYNAMIC_METADATA=true (metadata.go): the
+	// request's descriptors, quota_mode violations and the rules' metadata of the
+	// descriptors within their limits. The ext_authz door ignores it.
+	DynamicMetadata bool
 	// Rand returns a uniform random integer in [0, n); nil uses math/rand/v2 (tests
 	// inject a fixed source).
 	Rand func(n int64) int64

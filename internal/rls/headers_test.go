@@ -61,7 +61,13 @@ type hfixture struct {
 
 func startHeaders(t *testing.T, opts rls.Options) *hfixture {
 	t.Helper()
-	rs, err := descriptors.Parse("h.yaml", []byte(headerRules))
+	return startRules(t, headerRules, opts)
+}
+
+// startRules serves rules (of domain h) over gRPC with opts, on a clock the test moves.
+func startRules(t *testing.T, rules string, opts rls.Options) *hfixture {
+	t.Helper()
+	rs, err := descriptors.Parse("h.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
