@@ -11,6 +11,12 @@
 # The e2e suite (e2e/) runs the `go build` line of the build stage below verbatim on the host
 # to build the binary it tests, so keep that command on one RUN line and its output at
 # /out/ratelimit-ext.
+#
+# Where the image listens (0.0.0.0:8081 gRPC, 0.0.0.0:8080 HTTP) and reads its rules
+# (/etc/ratelimit-ext/config) are built into the binary as its defaults (-X below), not
+# set with ENV: an ENV RATELIMIT_EXT_* line would outrank envoyproxy/ratelimit's PORT,
+# GRPC_PORT and RUNTIME_ROOT, so a deployment that switches images would lose its own.
+# Defaults rank below every variable and flag. `ratelimit-ext serve -h` shows them.
 
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -18,7 +24,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ratelimit-ext ./cmd/ratelimit-ext
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.defaultGRPCAddr=0.0.0.0:8081 -X main.defaultHTTPAddr=0.0.0.0:8080 -X main.defaultConfigDir=/etc/ratelimit-ext/config" -o /out/ratelimit-ext ./cmd/ratelimit-ext
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ratelimit-ext /usr/local/bin/ratelimit-ext
@@ -27,14 +33,9 @@ COPY --from=build /out/ratelimit-ext /usr/local/bin/ratelimit-ext
 # change of image alone (docs/migrating.md#envoy-gateway). A second copy, not a link:
 # this stage has no shell to make one.
 COPY --from=build /out/ratelimit-ext /bin/ratelimit
-# The example rules; mount your own directory over it (docker-compose.yml does). The
-# service watches the directory and reloads on change.
+# The example rules, at the binary's default config directory; mount your own directory
+# over it (docker-compose.yml does). The service watches the directory and reloads on change.
 COPY config/ /etc/ratelimit-ext/config/
-ENV RATELIMIT_EXT_CONFIG_DIR=/etc/ratelimit-ext/config
-# The binary listens on 127.0.0.1 by default, which nothing outside a container can reach;
-# in the image both ports listen on all interfaces.
-ENV RATELIMIT_EXT_GRPC_ADDR=0.0.0.0:8081 \
-    RATELIMIT_EXT_HTTP_ADDR=0.0.0.0:8080
 USER nonroot
 # 8080: HTTP (/healthz, /readyz, /healthcheck). 8081: gRPC envoy.service.ratelimit.v3.RateLimitService.
 EXPOSE 8080 8081

@@ -9,7 +9,9 @@
 //     --port <free> --bind 127.0.0.1.
 //   - services with `build: .` → the binary the Dockerfile builds (its `go build` RUN line
 //     is run verbatim, with only the output path changed), the image's ENTRYPOINT arguments
-//     and ENV, then the service's `command` and `environment`.
+//     and ENV, then the service's `command` and `environment`. The binary's built-in
+//     defaults that name an address or a path (the image's listen addresses and rules
+//     directory, set with -X in that line; read from `serve -h`) are mapped like variables.
 //   - envoy (image envoyproxy/envoy:*) → $ENVOY_BIN -c <envoy.yaml rewritten to loopback>.
 //   - hashicorp/http-echo → an in-process HTTP server answering the configured text.
 //

@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func readDockerfile(t *testing.T) string {
@@ -48,5 +55,112 @@ func TestDockerfileEntrypointMustStartTheBinary(t *testing.T) {
 	_, err := parseDockerfile([]byte(strings.Replace(df, entry, `ENTRYPOINT ["/usr/bin/ratelimit"]`, 1)))
 	if err == nil || !strings.Contains(err.Error(), "does not start the built binary") {
 		t.Fatalf("error %v, want one saying the ENTRYPOINT starts no copy of the binary", err)
+	}
+}
+
+// imageDefaults are where the image listens and reads its rules.
+var imageDefaults = map[string]string{
+	"RATELIMIT_EXT_GRPC_ADDR":  "0.0.0.0:8081",
+	"RATELIMIT_EXT_HTTP_ADDR":  "0.0.0.0:8080",
+	"RATELIMIT_EXT_CONFIG_DIR": "/etc/ratelimit-ext/config",
+}
+
+// The image's listen addresses and rules directory are defaults built into the binary by
+// the `go build` line (-X), not ENV lines: those would be RATELIMIT_EXT_* variables,
+// which outrank envoyproxy/ratelimit's, so a deployment switching images would lose its
+// PORT, GRPC_PORT and RUNTIME_ROOT. The example rules are copied where the binary looks.
+func TestDockerfileBuildsTheContainerDefaultsIn(t *testing.T) {
+	df := readDockerfile(t)
+	d, err := parseDockerfile([]byte(df))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range d.Env {
+		if strings.HasPrefix(k, "RATELIMIT_EXT_") {
+			t.Errorf("the image sets %s with ENV, which outranks envoyproxy/ratelimit's variables: build it in as a default (-X)", k)
+		}
+	}
+	in := needInputs(t) // built with the Dockerfile's command
+	for k, want := range imageDefaults {
+		if got := in.Defaults[k]; got != want {
+			t.Errorf("serve -h of the Dockerfile's build: %s defaults to %q, want %q", k, got, want)
+		}
+	}
+	copyRules := regexp.MustCompile(`(?m)^COPY config/ ` + regexp.QuoteMeta(imageDefaults["RATELIMIT_EXT_CONFIG_DIR"]) + `/?$`)
+	if !copyRules.MatchString(df) {
+		t.Errorf("the final stage does not COPY config/ to the default config directory %s", imageDefaults["RATELIMIT_EXT_CONFIG_DIR"])
+	}
+}
+
+// A plain file-mode deployment of envoyproxy/ratelimit switches to the image keeping its
+// environment: RUNTIME_ROOT/RUNTIME_SUBDIRECTORY, HOST/PORT and GRPC_HOST/GRPC_PORT win
+// over what the image sets, so the binary the Dockerfile builds, run with the image's
+// ENV as Docker runs it, serves the deployment's own rules on its own ports.
+func TestDockerfileBinaryTakesEnvoyproxyRatelimitsVariables(t *testing.T) {
+	needInputs(t)
+	d, err := parseDockerfile([]byte(readDockerfile(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	rules := filepath.Join(root, "ratelimit", "config")
+	if err := os.MkdirAll(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "domain: mine\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"
+	if err := os.WriteFile(filepath.Join(rules, "mine.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ports := make([]int, 2)
+	for i := range ports {
+		var err error
+		if ports[i], err = freePort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"RUNTIME_ROOT=" + root, "RUNTIME_SUBDIRECTORY=ratelimit", "HOST=127.0.0.1",
+		"PORT=" + strconv.Itoa(ports[0]), "GRPC_HOST=127.0.0.1", "GRPC_PORT=" + strconv.Itoa(ports[1]), "LOG_FORMAT=json"}
+	for k, v := range d.Env {
+		env = append(env, k+"="+v)
+	}
+	p := &Process{Name: "legacy", Path: bld.Binary, Env: env, LogPath: filepath.Join(t.TempDir(), "legacy.log")}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	logs := func() string { b, _ := os.ReadFile(p.LogPath); return string(b) }
+
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/config", ports[0])
+	var body []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if !p.Running() || time.Now().After(deadline) {
+			t.Fatalf("no answer on PORT=%d (running: %v):\n%s", ports[0], p.Running(), logs())
+		}
+		resp, err := readyClient.Get(url)
+		if err != nil {
+			continue
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /debug/config: %s\n%s", resp.Status, body)
+		}
+		break
+	}
+	var cfg struct{ Domains []struct{ Domain string } }
+	if err := json.Unmarshal(body, &cfg); err != nil {
+		t.Fatalf("/debug/config: %v\n%s", err, body)
+	}
+	if len(cfg.Domains) != 1 || cfg.Domains[0].Domain != "mine" {
+		t.Errorf("serving domains %+v, want only mine, from RUNTIME_ROOT", cfg.Domains)
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])), time.Second)
+	if err != nil {
+		t.Errorf("nothing listens on GRPC_PORT=%d: %v", ports[1], err)
+	} else {
+		c.Close()
+	}
+	if strings.Contains(logs(), "ignored") {
+		t.Errorf("a variable was reported ignored:\n%s", logs())
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,6 +83,7 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	type edit struct{ file, old, new string }
+	const redisURL = "      RATELIMIT_EXT_REDIS_URL: redis://redis:6379\n" // a line of each replica's environment
 	cases := []struct {
 		name  string
 		edits []edit
@@ -91,8 +93,8 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		{"variable of another program", []edit{{"compose", "RATELIMIT_EXT_REDIS_URL:", "REDIS_URL:"}}, "only RATELIMIT_EXT_"},
 		{"unknown host", []edit{{"compose", "redis://redis:6379", "redis://cache:6379"}}, `"cache" is not a compose service`},
 		{"wrong port", []edit{{"compose", "redis://redis:6379", "redis://redis:6380"}}, "does not listen on port 6380"},
-		{"listening on the container's loopback", []edit{{"compose", "RATELIMIT_EXT_GRPC_ADDR: 0.0.0.0:8081", "RATELIMIT_EXT_GRPC_ADDR: 127.0.0.1:8081"}}, "own loopback"},
-		{"path outside the mounts", []edit{{"compose", "RATELIMIT_EXT_CONFIG_DIR: /etc/ratelimit-ext/config", "RATELIMIT_EXT_CONFIG_DIR: /etc/rules"}}, "not inside a volume"},
+		{"listening on the container's loopback", []edit{{"compose", redisURL, redisURL + "      RATELIMIT_EXT_GRPC_ADDR: 127.0.0.1:8081\n"}}, "own loopback"},
+		{"path outside the mounts", []edit{{"compose", redisURL, redisURL + "      RATELIMIT_EXT_CONFIG_DIR: /etc/rules\n"}}, "not inside a volume"},
 		{"unknown image", []edit{{"compose", "\nservices:\n", "\nservices:\n  web:\n    image: nginx:1\n"}}, "no local stand-in"},
 		{"unknown key", []edit{{"compose", "    restart: unless-stopped\n", "    restart: unless-stopped\n    healthcheck: {test: [CMD, true]}\n"}}, "healthcheck"},
 		{"named volume", []edit{{"compose", "./config:/etc/ratelimit-ext/config:ro", "rules:/etc/ratelimit-ext/config:ro"}}, "named volumes"},
@@ -130,5 +132,25 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 				t.Fatalf("error does not mention %q:\n%v", tc.want, err)
 			}
 		})
+	}
+}
+
+// The replicas listen where the image's built-in defaults say (docker-compose.yml sets
+// no address): the harness maps them like variables of the service. A binary built
+// without them would listen on the container's loopback, where Envoy cannot reach it.
+func TestComposeMapsTheImagesBuiltInDefaults(t *testing.T) {
+	in := needInputs(t)
+	plan, err := MakePlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp := plan.Service("ratelimit-1"); sp.GRPC != 8081 || sp.HTTP != 8080 {
+		t.Errorf("ratelimit-1 serves gRPC on %d and HTTP on %d, want the image's 8081 and 8080", sp.GRPC, sp.HTTP)
+	}
+	plain := maps.Clone(in.Defaults)
+	plain["RATELIMIT_EXT_GRPC_ADDR"], plain["RATELIMIT_EXT_HTTP_ADDR"] = "127.0.0.1:8081", "127.0.0.1:8080"
+	in.Defaults = plain
+	if _, err := MakePlan(in); err == nil || !strings.Contains(err.Error(), "own loopback") {
+		t.Fatalf("a plain build's defaults mapped with error %v, want one about the container's own loopback", err)
 	}
 }

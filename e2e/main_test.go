@@ -96,7 +96,7 @@ func setup(work string) error {
 		return err
 	}
 	inputs = Inputs{Root: root, Compose: compose, Dockerfile: dockerfile, KnownEnv: bld.KnownEnv,
-		ReadFile: os.ReadFile, Pin: pin, WorkDir: work,
+		Defaults: bld.Defaults, ReadFile: os.ReadFile, Pin: pin, WorkDir: work,
 		Binaries: map[string]string{kindRatelimit: bld.Binary}}
 	if testing.Short() {
 		skipMsg = "-short: the end-to-end topology is not started"

@@ -24,10 +24,11 @@ const (
 
 // Inputs is everything the mapping reads. Tests of the harness itself pass modified copies.
 type Inputs struct {
-	Root       string          // repository root; compose paths are relative to it
-	Compose    []byte          // docker-compose.yml
-	Dockerfile []byte          // Dockerfile
-	KnownEnv   map[string]bool // environment variables the ratelimit-ext binary reads
+	Root       string            // repository root; compose paths are relative to it
+	Compose    []byte            // docker-compose.yml
+	Dockerfile []byte            // Dockerfile
+	KnownEnv   map[string]bool   // environment variables the ratelimit-ext binary reads
+	Defaults   map[string]string // the binary's defaults by variable (Build.Defaults)
 	ReadFile   func(string) ([]byte, error)
 	Pin        string            // the Envoy version of e2e/requirements.txt
 	WorkDir    string            // where copies and rewritten files go
@@ -379,7 +380,7 @@ func (p *planner) declare(sp *ServicePlan, s *composeService) {
 			}
 		}
 		if !loopback && (sp.HTTP == 0 || sp.GRPC == 0) {
-			p.errorf("service %s: set RATELIMIT_EXT_GRPC_ADDR and RATELIMIT_EXT_HTTP_ADDR to 0.0.0.0:<port> (in the image or the service): the binary's 127.0.0.1 defaults are unreachable from other containers", sp.Name)
+			p.errorf("service %s: want the gRPC and HTTP listen addresses as 0.0.0.0:<port>, from the image's built-in defaults (the Dockerfile's -X main.defaultGRPCAddr, main.defaultHTTPAddr) or RATELIMIT_EXT_GRPC_ADDR and RATELIMIT_EXT_HTTP_ADDR in the service", sp.Name)
 		}
 	case kindEnvoy:
 		cfg, ok := p.envoyConfigPath(sp.Name, s)
@@ -410,9 +411,19 @@ func (p *planner) declare(sp *ServicePlan, s *composeService) {
 	}
 }
 
-// ratelimitEnv is the image's ENV overlaid with the service's environment, as Docker does.
+// ratelimitEnv is the service's environment as the binary sees it in the container:
+// the defaults built into the binary that name a container address or path, then the
+// image's ENV, then the service's environment, as Docker overlays them. Such a default
+// is passed on as a variable, mapped like one: run on the host as it is, the binary
+// would listen on (or read) the host's. That a default then ranks as a variable does
+// not matter here: the harness passes no envoyproxy/ratelimit variables.
 func (p *planner) ratelimitEnv(s *composeService) map[string]string {
 	env := map[string]string{}
+	for k, v := range p.in.Defaults {
+		if containerSpecific(v) {
+			env[k] = v
+		}
+	}
 	for k, v := range p.df.Env {
 		env[k] = v
 	}
@@ -550,6 +561,12 @@ func (p *planner) resolve(sp *ServicePlan, s *composeService) {
 }
 
 var hostPort = regexp.MustCompile(`^([A-Za-z0-9_.-]*):(\d+)$`)
+
+// containerSpecific reports whether mapValue would rewrite v: an address, a URL or an
+// absolute path, which mean something else inside the container than on the host.
+func containerSpecific(v string) bool {
+	return hostPort.MatchString(v) || strings.HasPrefix(v, "/") || strings.Contains(v, "://")
+}
 
 // mapValue rewrites one environment value or argument: container paths through mounts,
 // <service>:<port> (also inside a URL) to the service's local port, listen addresses to

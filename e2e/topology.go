@@ -31,6 +31,9 @@ type Build struct {
 	WorkDir  string
 	Binary   string
 	KnownEnv map[string]bool
+	// Defaults are the binary's defaults by environment variable, as `serve -h` prints
+	// them: the image sets where it listens and reads its rules there, at link time.
+	Defaults map[string]string
 	Command  string // the command that was run
 }
 
@@ -53,7 +56,8 @@ func RepoRoot() (string, error) {
 }
 
 // BuildService runs the Dockerfile's `go build` line in the repository root with the
-// output redirected into workDir, then asks the binary which environment variables it reads.
+// output redirected into workDir, then asks the binary which environment variables it
+// reads and what their defaults are.
 func BuildService(root, workDir string) (*Build, error) {
 	data, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
@@ -79,14 +83,36 @@ func BuildService(root, workDir string) (*Build, error) {
 	help := exec.Command(bin, "serve", "-h")
 	help.Env = []string{}
 	hout, _ := help.CombinedOutput()
-	known := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\(env (RATELIMIT_EXT_[A-Z0-9_]+)\)`).FindAllStringSubmatch(string(hout), -1) {
+	known, defaults, err := parseServeHelp(string(hout))
+	if err != nil {
+		return nil, err
+	}
+	return &Build{Root: root, WorkDir: workDir, Binary: bin, KnownEnv: known, Defaults: defaults, Command: cmdline}, nil
+}
+
+var (
+	helpEnv     = regexp.MustCompile(`\(env (RATELIMIT_EXT_[A-Z0-9_]+)\)`)
+	helpDefault = regexp.MustCompile(`\(env (RATELIMIT_EXT_[A-Z0-9_]+)\) \(default ("(?:[^"\\]|\\.)*")\)`)
+)
+
+// parseServeHelp reads `serve -h`: every environment variable, and the default of each
+// string flag that has one (the flag package prints it quoted after the variable).
+func parseServeHelp(help string) (known map[string]bool, defaults map[string]string, err error) {
+	known, defaults = map[string]bool{}, map[string]string{}
+	for _, m := range helpEnv.FindAllStringSubmatch(help, -1) {
 		known[m[1]] = true
 	}
 	if len(known) == 0 {
-		return nil, fmt.Errorf("`ratelimit-ext serve -h` lists no environment variables:\n%s", hout)
+		return nil, nil, fmt.Errorf("`ratelimit-ext serve -h` lists no environment variables:\n%s", help)
 	}
-	return &Build{Root: root, WorkDir: workDir, Binary: bin, KnownEnv: known, Command: cmdline}, nil
+	for _, m := range helpDefault.FindAllStringSubmatch(help, -1) {
+		v, err := strconv.Unquote(m[2])
+		if err != nil {
+			return nil, nil, fmt.Errorf("`ratelimit-ext serve -h`: default of %s: %v", m[1], err)
+		}
+		defaults[m[1]] = v
+	}
+	return known, defaults, nil
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -15,7 +15,8 @@ import (
 // envoyproxy/ratelimit's environment variables, so a deployment can switch by changing
 // its image (docs/migrating.md). Each one is mapped onto our own RATELIMIT_EXT_ variable
 // when that is not set, or reported at startup as ignored, with the reason. Precedence:
-// a flag, then RATELIMIT_EXT_*, then these.
+// a flag, then RATELIMIT_EXT_*, then these, then the defaults (the container image's
+// are built in, serve.go, so that these still win over them).
 
 // legacyNote is what happened to one legacy variable.
 type legacyNote struct {
@@ -37,8 +38,8 @@ var ignoredLegacy = map[string]string{
 	"RUNTIME_WATCH_ROOT":                      "the config directory is always watched (--watch)",
 	"RUNTIME_IGNOREDOTFILES":                  "dot-files are always ignored",
 	"BACKEND_TYPE":                            "the engine is redis when a Redis URL is set, else memory",
-	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "readiness always waits for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, an empty start counts)",
-	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "readiness (/readyz, /healthcheck) always includes a ping of the store",
+	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "/healthcheck and readiness always wait for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, the empty start counts)",
+	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "/healthcheck never follows the store (as with this off); /readyz and grpc.health.v1 always do: probe /readyz for readiness that includes Redis",
 	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION":    "the Redis server's certificate is always verified, host name included",
 	// envoyproxy/ratelimit reads its client CA from GRPC_CLIENT_TLS_CACERT; Envoy
 	// Gateway sets this name, which it never reads, so Envoy's client certificate is
@@ -111,6 +112,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	simple := map[string]string{
 		"LOG_LEVEL": "log-level", "LOG_FORMAT": "log-format", "SHADOW_MODE": "shadow-mode",
 		"CACHE_KEY_PREFIX": "key-prefix", "REDIS_POOL_SIZE": "redis-pool-size",
+		"RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
 	}
 	for legacy, flag := range simple {
 		if v, ok := get(legacy); ok {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"os"
 	"strings"
 	"testing"
 )
@@ -33,6 +34,8 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://s1:26379?addr=s2:26379", "RATELIMIT_EXT_REDIS_MODE": "sentinel", "RATELIMIT_EXT_REDIS_SENTINEL_MASTER": "mymaster"}, ""},
 		{"unix socket", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_SOCKET_TYPE": "unix"},
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "unix:///var/run/redis.sock"}, ""},
+		{"dynamic metadata", fakeEnv{"RESPONSE_DYNAMIC_METADATA": "True"},
+			map[string]string{"RATELIMIT_EXT_RESPONSE_DYNAMIC_METADATA": "true"}, ""},
 		{"our own variable wins", fakeEnv{"SHADOW_MODE": "true", "RATELIMIT_EXT_SHADOW_MODE": "false"},
 			map[string]string{"RATELIMIT_EXT_SHADOW_MODE": "false"}, ""},
 		{"xDS with their default server", fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW"},
@@ -324,5 +327,52 @@ func TestEnvoyGatewayEnvironment(t *testing.T) {
 				t.Errorf("Redis client certificate %q %q", r.TLSCertFile, r.TLSKeyFile)
 			}
 		})
+	}
+}
+
+// The image sets where it listens and reads its rules as the binary's defaults (the
+// Dockerfile's -X flags), so envoyproxy/ratelimit's PORT, GRPC_PORT and RUNTIME_ROOT
+// still take effect in it: a file-mode deployment that switches images serves its own
+// rules on its own ports, and nothing of it is reported ignored.
+func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
+	for p, v := range map[*string]string{&defaultGRPCAddr: "0.0.0.0:8081", &defaultHTTPAddr: "0.0.0.0:8080",
+		&defaultConfigDir: "/etc/ratelimit-ext/config"} {
+		was := *p
+		*p = v
+		t.Cleanup(func() { *p = was })
+	}
+	// The mapping sets our variables with os.Setenv: t.Setenv first, so they are
+	// restored (unset) after the test.
+	for _, f := range []string{"grpc-addr", "http-addr", "config-dir"} {
+		t.Setenv(envName(f), "")
+		os.Unsetenv(envName(f))
+	}
+
+	c, err := loadServeConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.grpcAddr != "0.0.0.0:8081" || c.httpAddr != "0.0.0.0:8080" || c.configDir != "/etc/ratelimit-ext/config" {
+		t.Fatalf("nothing set: %s, %s, %s; want the image's defaults", c.grpcAddr, c.httpAddr, c.configDir)
+	}
+
+	t.Setenv("RUNTIME_ROOT", "/data")
+	t.Setenv("RUNTIME_SUBDIRECTORY", "ratelimit")
+	t.Setenv("PORT", "9080")
+	t.Setenv("GRPC_PORT", "9081")
+	c, err = loadServeConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.grpcAddr != "0.0.0.0:9081" || c.httpAddr != "0.0.0.0:9080" || c.configDir != "/data/ratelimit/config" {
+		t.Errorf("with envoyproxy/ratelimit's variables: %s, %s, %s; want theirs", c.grpcAddr, c.httpAddr, c.configDir)
+	}
+	for _, n := range c.legacy {
+		if !strings.HasPrefix(n.outcome, "mapped to ") {
+			t.Errorf("%s: %s, want it mapped", n.name, n.outcome)
+		}
+	}
+	if len(c.legacy) != 3 { // RUNTIME_SUBDIRECTORY is part of RUNTIME_ROOT's note
+		t.Errorf("notes %v, want one each for RUNTIME_ROOT, PORT and GRPC_PORT", c.legacy)
 	}
 }

@@ -24,6 +24,7 @@ func headerFlags(f *envFlags, o *rls.Options) {
 	f.BoolVar(&o.RateLimitHeaders, "ratelimit-headers", false, "add the IETF RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers-11) for the most restrictive limit")
 	f.BoolVar(&o.ProblemDetails, "problem-details", false, "on OVER_LIMIT, send an RFC 9457 application/problem+json body naming the violated limit")
 	f.StringVar(&o.UpstreamRemainingHeader, "upstream-remaining-header", "", "request header that tells the upstream the most restrictive limit's remaining quota, e.g. x-ratelimit-remaining-quota (empty = off)")
+	f.BoolVar(&o.DynamicMetadata, "response-dynamic-metadata", false, "set ShouldRateLimit's dynamic_metadata as envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA=true does: the descriptors, quota_mode violations and the rules' metadata of the descriptors within their limits")
 }
 
 // checkHeaderFlags validates the header switches after parsing.

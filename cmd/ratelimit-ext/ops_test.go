@@ -15,20 +15,20 @@ func TestHeaderFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := c.headers
-	if !h.RetryAfter || h.RetryAfterJitter != 0 || h.RateLimitHeaders || h.ProblemDetails || h.UpstreamRemainingHeader != "" {
+	if !h.RetryAfter || h.RetryAfterJitter != 0 || h.RateLimitHeaders || h.ProblemDetails || h.UpstreamRemainingHeader != "" || h.DynamicMetadata {
 		t.Fatalf("defaults %+v: only Retry-After may be on", h)
 	}
 
 	t.Setenv("RATELIMIT_EXT_RATELIMIT_HEADERS", "true")
 	t.Setenv("RATELIMIT_EXT_RETRY_AFTER_JITTER", "2s")
 	c, err = loadServeConfig([]string{"--problem-details", "--retry-after-header=false",
-		"--upstream-remaining-header", "X-RateLimit-Remaining-Quota"})
+		"--upstream-remaining-header", "X-RateLimit-Remaining-Quota", "--response-dynamic-metadata"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h = c.headers
 	if h.RetryAfter || h.RetryAfterJitter != 2*time.Second || !h.RateLimitHeaders || !h.ProblemDetails ||
-		h.UpstreamRemainingHeader != "x-ratelimit-remaining-quota" {
+		h.UpstreamRemainingHeader != "x-ratelimit-remaining-quota" || !h.DynamicMetadata {
 		t.Fatalf("flags and environment not applied: %+v", h)
 	}
 

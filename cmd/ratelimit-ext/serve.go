@@ -56,6 +56,19 @@ type serveConfig struct {
 	perf                                             perfSettings
 }
 
+// The defaults of where serve listens and reads its rules. A plain build keeps to
+// loopback and ./config, for a process run by hand. The container image sets its own at
+// link time (the Dockerfile's `go build -ldflags "-X main.defaultGRPCAddr=..."`) rather
+// than with ENV lines: an ENV line would be one of our RATELIMIT_EXT_* variables, which
+// outrank envoyproxy/ratelimit's (compat.go), so PORT, GRPC_PORT and RUNTIME_ROOT would
+// lose to the image. As defaults they rank below every setting the operator makes.
+// Variables, not constants, so that -X can set them.
+var (
+	defaultGRPCAddr  = "127.0.0.1:8081"
+	defaultHTTPAddr  = "127.0.0.1:8080"
+	defaultConfigDir = "config"
+)
+
 func loadServeConfig(args []string) (*serveConfig, error) {
 	legacy, err := legacyEnvFromOS() // before the flags read their defaults from the environment
 	if err != nil {
@@ -63,10 +76,10 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	}
 	f := newEnvFlags("serve")
 	c := &serveConfig{bounds: decide.DefaultBounds, legacy: legacy}
-	f.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:8081", "gRPC listen address (RateLimitService)")
-	f.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address (/healthz, /readyz)")
+	f.StringVar(&c.grpcAddr, "grpc-addr", defaultGRPCAddr, "gRPC listen address (RateLimitService)")
+	f.StringVar(&c.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (/healthz, /readyz)")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve /metrics alone on this address, e.g. 0.0.0.0:19001 (empty = only on --http-addr)")
-	f.StringVar(&c.configDir, "config-dir", "config", "directory of YAML rule files, watched for changes (--config-source=file)")
+	f.StringVar(&c.configDir, "config-dir", defaultConfigDir, "directory of YAML rule files, watched for changes (--config-source=file)")
 	f.StringVar(&c.engine, "engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
 	f.StringVar(&c.keyPrefix, "key-prefix", "rlx:", "prefix of every storage key")
 	f.IntVar(&c.maxKeyLen, "max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
@@ -286,6 +299,7 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	}
 	stop()            // a second SIGTERM or Ctrl-C ends the process at once
 	health.Shutdown() // grpc.health.v1 says NOT_SERVING while in-flight RPCs drain
+	api.Shutdown()    // and so do /readyz and /healthcheck, to whoever still asks
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(gs, hs, c.shutdownTimeout)
 }

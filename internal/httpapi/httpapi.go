@@ -1,13 +1,15 @@
 // Package httpapi serves the operator's HTTP port: liveness (/healthz), readiness
-// (/readyz, and /healthcheck as envoyproxy/ratelimit answers it), the JSON decision
+// (/readyz), envoyproxy/ratelimit's health endpoint (/healthcheck), the JSON decision
 // endpoint (/v1/decide), the compiled rules (/debug/config), and whatever the server
 // adds with Handle (/metrics).
 package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
@@ -30,6 +32,8 @@ type API struct {
 	obs     Observer   // may be nil
 	ready   *Readiness // may be nil: /readyz then pings the store itself
 	mux     *http.ServeMux
+	// stopping is set when shutdown begins (Shutdown).
+	stopping atomic.Bool
 }
 
 // New returns the API for decider; obs, when not nil, sees every /v1/decide request.
@@ -48,6 +52,13 @@ func New(d *decide.Decider, log *slog.Logger, obs Observer) *API {
 // UseReadiness makes /readyz report (and refresh) r, the state grpc.health.v1 follows.
 func (a *API) UseReadiness(r *Readiness) { a.ready = r }
 
+// Shutdown marks the start of shutdown: from now on /healthcheck and /readyz fail, as
+// envoyproxy/ratelimit's health check does on SIGTERM, while in-flight work drains.
+func (a *API) Shutdown() { a.stopping.Store(true) }
+
+// errShuttingDown is the state once Shutdown was called.
+var errShuttingDown = errors.New("shutting down")
+
 // Handle adds an endpoint (metrics, debug) to the mux.
 func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
 
@@ -65,7 +76,11 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 // shared state, so gRPC health follows at once too.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	noCache(w)
-	if err := a.check(r.Context()); err != nil {
+	err := errShuttingDown
+	if !a.stopping.Load() {
+		err = a.check(r.Context())
+	}
+	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
 		return
@@ -74,18 +89,34 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // healthcheck is envoyproxy/ratelimit's health endpoint, which Envoy Gateway's
-// rate-limit Deployment probes: there it answers 200 with the body "OK" when healthy and
-// 500 when not. Here it reports the same readiness as /readyz, so a deployment that
-// switches images is taken out of service exactly when /readyz would say so. The
-// failure body carries the reason, which probes ignore and people read.
-func (a *API) healthcheck(w http.ResponseWriter, r *http.Request) {
+// rate-limit Deployment probes for readiness and, in recent releases, for liveness: 200
+// with the body "OK" while serving, 500 when not. It answers as envoyproxy/ratelimit's
+// defaults do: not serving before the first rules (xDS) and once shutdown began, and
+// regardless of the store. There Redis counts only with the opt-in
+// REDIS_HEALTH_CHECK_ACTIVE_CONNECTION, and as a liveness probe a check of Redis would
+// restart every pod during an outage, which helps nothing; /readyz checks the store.
+// The failure body carries the reason, which probes ignore and people read.
+func (a *API) healthcheck(w http.ResponseWriter, _ *http.Request) {
 	noCache(w)
-	if err := a.check(r.Context()); err != nil {
+	if err := a.serving(); err != nil {
 		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+		_, _ = w.Write([]byte("not serving: " + err.Error() + "\n"))
 		return
 	}
 	_, _ = w.Write([]byte("OK"))
+}
+
+// serving says why the service is not serving, or nil: shutdown began, or no rule set
+// is in place yet (an xDS server has not sent one). An empty rule set, as
+// --xds-start-without-rules starts with, is serving.
+func (a *API) serving() error {
+	if a.stopping.Load() {
+		return errShuttingDown
+	}
+	if a.decider.Rules() == nil {
+		return errNoRules
+	}
+	return nil
 }
 
 // check observes readiness now: the shared state when the server set one, else a ping.

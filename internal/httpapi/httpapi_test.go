@@ -81,9 +81,10 @@ func TestHealthAndReadinessOnTheMemoryEngine(t *testing.T) {
 	}
 }
 
-// /healthcheck answers as envoyproxy/ratelimit's does (200 "OK", else 500) for any
-// method, and says what /readyz says: here, ready with rules and not ready before any.
-func TestHealthcheckFollowsReadiness(t *testing.T) {
+// /healthcheck answers as envoyproxy/ratelimit's does by default (200 "OK", else 500)
+// for any method: not serving before any rules and once shutdown began, serving in
+// between. /readyz fails in both states too.
+func TestHealthcheckAnswersAsEnvoyproxyRatelimit(t *testing.T) {
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { engine.Close() })
 	d := decide.New(nil, engine, storekey.New("h:", 0), false)
@@ -92,7 +93,7 @@ func TestHealthcheckFollowsReadiness(t *testing.T) {
 	url := serveAPI(t, a)
 
 	code, body := do(t, "GET", url+"/healthcheck", "")
-	if code != http.StatusInternalServerError || !strings.Contains(body, "no rules loaded") {
+	if code != http.StatusInternalServerError || body != "not serving: no rules loaded\n" {
 		t.Fatalf("/healthcheck without rules: %d %q, want 500 with the reason", code, body)
 	}
 	if code, _ := do(t, "GET", url+"/readyz", ""); code != http.StatusServiceUnavailable {
@@ -109,6 +110,17 @@ func TestHealthcheckFollowsReadiness(t *testing.T) {
 		if code != http.StatusOK || body != want {
 			t.Errorf("%s /healthcheck with rules: %d %q, want 200 %q", method, code, body, want)
 		}
+	}
+
+	a.Shutdown()
+	if code, body := do(t, "GET", url+"/healthcheck", ""); code != http.StatusInternalServerError || body != "not serving: shutting down\n" {
+		t.Errorf("/healthcheck once shutdown began: %d %q, want 500", code, body)
+	}
+	if code, body := do(t, "GET", url+"/readyz", ""); code != http.StatusServiceUnavailable || body != "not ready: shutting down\n" {
+		t.Errorf("/readyz once shutdown began: %d %q, want 503", code, body)
+	}
+	if code, _ := do(t, "GET", url+"/healthz", ""); code != http.StatusOK {
+		t.Errorf("/healthz once shutdown began: %d, want 200 (the process still runs)", code)
 	}
 }
 

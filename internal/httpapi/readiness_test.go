@@ -184,16 +184,14 @@ func TestReadyzChecksNow(t *testing.T) {
 	if len(changes) != 2 || !changes[0] || changes[1] {
 		t.Fatalf("state changes %v, want [ready, not ready]", changes)
 	}
-	// envoyproxy/ratelimit's endpoint, which Envoy Gateway probes, says the same.
+	// envoyproxy/ratelimit's endpoint, which Envoy Gateway probes for liveness too, does
+	// not follow the store (as there by default): a Redis outage restarts no pod. It
+	// observes nothing either: the shared state stays as /readyz left it.
 	healthcheck := strings.TrimSuffix(url, "/readyz") + "/healthcheck"
-	if code, body := do(t, "GET", healthcheck, ""); code != 500 || !strings.Contains(body, "not ready") {
-		t.Fatalf("/healthcheck with Redis stopped: %d %q", code, body)
-	}
-	srv.Restart()
 	if code, body := do(t, "GET", healthcheck, ""); code != 200 || body != "OK" {
-		t.Fatalf("/healthcheck after Redis came back: %d %q", code, body)
+		t.Fatalf("/healthcheck with Redis stopped: %d %q, want 200 OK", code, body)
 	}
-	if len(changes) != 3 || !changes[2] {
-		t.Fatalf("state changes %v, want /healthcheck's observation recorded", changes)
+	if len(changes) != 2 || ready.Err() == nil {
+		t.Fatalf("state changes %v after /healthcheck, want it to record nothing", changes)
 	}
 }

@@ -50,6 +50,11 @@ type Options struct {
 	// UpstreamRemainingHeader, when not empty, names a request header added (on OK
 	// answers) for the upstream with the remaining quota of the most restrictive limit.
 	UpstreamRemainingHeader string
+	// DynamicMetadata sets the dynamic_metadata of ShouldRateLimit's answers as
+	// envoyproxy/ratelimit does with RESPONSE_DYNAMIC_METADATA=true (metadata.go): the
+	// request's descriptors, quota_mode violations and the rules' metadata of the
+	// descriptors within their limits. The ext_authz door ignores it.
+	DynamicMetadata bool
 	// Rand returns a uniform random integer in [0, n); nil uses math/rand/v2 (tests
 	// inject a fixed source).
 	Rand func(n int64) int64
@@ -145,32 +150,73 @@ func (o *Options) retryAfterSeconds(ms int64) int64 {
 	return RetryAfterSeconds(ms)
 }
 
-// MostRestrictive picks the enforced limit a request's headers describe: among the
-// limits that denied, the one with the longest wait (the one Retry-After reports);
-// when nothing denied, the one with the least remaining. Ties go to the first in
-// request order. Shadow-mode limits are never reported. nil when no enforced limit
-// applied (no match, unlimited, or everything in shadow mode).
+// MostRestrictive picks the enforced limit a request's headers describe: on a denial,
+// the limit whose wait Retry-After reports; on an allowed request, the one with the
+// least remaining among the limits that constrain it. Ties go to the first in request
+// order. Shadow-mode limits are never reported. nil when no enforced limit applied (no
+// match, unlimited, or everything in shadow mode).
+//
+// quota_mode (decide/quota.go) shapes both: in an allowed request a quota descriptor
+// over its limit did not limit it (its status says OVER_LIMIT, its limits were not in
+// force), so none of its limits is reported, or the headers would show nothing left of
+// a quota the request did not need. A denial waits for every denying limit outside
+// quota mode, and, when every quota descriptor is over, for the first of them to come
+// back, as decide's RetryAfterMs does.
 func MostRestrictive(res *decide.Result) *decide.Checked {
+	if res.OverLimit {
+		return denying(res)
+	}
 	var top *decide.Checked
 	for i := range res.Statuses {
+		if res.Statuses[i].OverLimit {
+			continue // a quota descriptor over its limit, in an allowed request
+		}
 		for j := range res.Statuses[i].Checked {
 			c := &res.Statuses[i].Checked[j]
-			if c.Shadow {
-				continue
-			}
-			switch {
-			case top == nil:
-				top = c
-			case !c.Decision.Allowed:
-				if top.Decision.Allowed || c.Decision.RetryAfterMs > top.Decision.RetryAfterMs {
-					top = c
-				}
-			case top.Decision.Allowed && c.Decision.Remaining < top.Decision.Remaining:
+			if !c.Shadow && (top == nil || c.Decision.Remaining < top.Decision.Remaining) {
 				top = c
 			}
 		}
 	}
 	return top
+}
+
+// denying is the limit a denied request waits for: the longest wait among the denying
+// limits outside quota mode, and, when every quota descriptor is over, the longer of
+// that and the soonest any quota descriptor comes back (its own longest denying wait).
+func denying(res *decide.Result) *decide.Checked {
+	var hard, soonest *decide.Checked
+	quotaUnder := false // some quota descriptor has every quota limit allowing
+	for i := range res.Statuses {
+		var longest *decide.Checked // this descriptor's longest denying quota limit
+		quota := false
+		for j := range res.Statuses[i].Checked {
+			c := &res.Statuses[i].Checked[j]
+			switch {
+			case c.Shadow:
+			case !c.Limit.Quota:
+				if !c.Decision.Allowed && (hard == nil || c.Decision.RetryAfterMs > hard.Decision.RetryAfterMs) {
+					hard = c
+				}
+			default:
+				quota = true
+				if !c.Decision.Allowed && (longest == nil || c.Decision.RetryAfterMs > longest.Decision.RetryAfterMs) {
+					longest = c
+				}
+			}
+		}
+		switch {
+		case !quota:
+		case longest == nil:
+			quotaUnder = true
+		case soonest == nil || longest.Decision.RetryAfterMs < soonest.Decision.RetryAfterMs:
+			soonest = longest
+		}
+	}
+	if quotaUnder || soonest == nil || (hard != nil && hard.Decision.RetryAfterMs >= soonest.Decision.RetryAfterMs) {
+		return hard
+	}
+	return soonest
 }
 
 // PolicyName is the limit's identifier in RateLimit fields and problem bodies: its

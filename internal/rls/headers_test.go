@@ -46,6 +46,12 @@ descriptors:
     rate_limit: {unlimited: true}
   - key: quote
     rate_limit: {name: 'a "q" \ b', unit: hour, requests_per_unit: 2}
+  - key: qmin               # quota_mode: soft, 1 a minute
+    quota_mode: true
+    rate_limit: {name: qmin, unit: minute, requests_per_unit: 1}
+  - key: qhour              # quota_mode: soft, 2 an hour
+    quota_mode: true
+    rate_limit: {name: qhour, unit: hour, requests_per_unit: 2}
 `
 
 type hfixture struct {
@@ -55,7 +61,13 @@ type hfixture struct {
 
 func startHeaders(t *testing.T, opts rls.Options) *hfixture {
 	t.Helper()
-	rs, err := descriptors.Parse("h.yaml", []byte(headerRules))
+	return startRules(t, headerRules, opts)
+}
+
+// startRules serves rules (of domain h) over gRPC with opts, on a clock the test moves.
+func startRules(t *testing.T, rules string, opts rls.Options) *hfixture {
+	t.Helper()
+	rs, err := descriptors.Parse("h.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +256,60 @@ func TestRateLimitHeaders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			startHeaders(t, rls.Options{RetryAfter: true, RateLimitHeaders: true}).run(t, tc.steps)
 		})
+	}
+}
+
+// quota_mode (decide/quota.go): the fields describe what limits the request. An allowed
+// request is not limited by a quota descriptor over its limit; a denied one waits for
+// every ordinary limit that denies and, when every quota descriptor is over, for the
+// first of them to come back: the limit whose wait Retry-After carries.
+func TestRateLimitHeadersInQuotaMode(t *testing.T) {
+	rl := func(policy, limit string) map[string]string {
+		return map[string]string{"ratelimit-policy": policy, "ratelimit": limit}
+	}
+	withRetry := func(m map[string]string, s string) map[string]string {
+		m["retry-after"] = s
+		return m
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"an allowed request is not described by a quota descriptor over its limit", concat(
+			fill(1, "qmin", "a"),
+			// qmin a is over (its status says OVER_LIMIT), qhour b has room: allowed, and
+			// qhour b is charged, 2 − 1 = 1 left, resetAt − now = 2,800,000 → t = 2800.
+			[]step{{descs: [][]string{{"qmin", "a"}, {"qhour", "b"}}, want: rl(`"qhour";q=2;w=3600`, `"qhour";r=1;t=2800`)}},
+		)},
+		{"every quota descriptor over: the first to come back", concat(
+			fill(1, "qmin", "c"),
+			fill(2, "qhour", "c"),
+			// qmin waits 60,000 − 20,000 = 40,000 ms, qhour 2,800,000: the request can pass
+			// once qmin comes back, Retry-After 40, and the fields report qmin, t = 40.
+			[]step{{descs: [][]string{{"qmin", "c"}, {"qhour", "c"}}, want: withRetry(rl(`"qmin";q=1;w=60`, `"qmin";r=0;t=40`), "40")}},
+		)},
+		{"an ordinary limit denies: it, not a quota descriptor that did not count", concat(
+			fill(4, "tb", "d"),
+			fill(2, "qhour", "d"),
+			// qmin e has room, so qhour d being over (a 2800 s wait) does not deny; tb at
+			// 0 tokens does, waiting 500 ms: Retry-After 1, t = 1 (as in token_bucket above).
+			[]step{{descs: [][]string{{"tb", "d"}, {"qhour", "d"}, {"qmin", "e"}}, want: withRetry(rl(`"tb";q=4;w=1`, `"tb";r=0;t=1`), "1")}},
+		)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			startHeaders(t, rls.Options{RetryAfter: true, RateLimitHeaders: true}).run(t, tc.steps)
+		})
+	}
+
+	// The upstream header likewise tells the quota the request used, not one it did not.
+	f := startHeaders(t, rls.Options{UpstreamRemainingHeader: "x-quota"})
+	f.call(t, 0, desc("qmin", "u"))
+	resp := f.call(t, 0, desc("qmin", "u"), desc("qhour", "u"))
+	if resp.OverallCode != ok || resp.Statuses[0].Code != over {
+		t.Fatalf("test premise: overall %v, qmin %v; want OK with qmin over", resp.OverallCode, resp.Statuses[0].Code)
+	}
+	if got := requestHeaders(resp)["x-quota"]; got != "1" {
+		t.Errorf("x-quota %q, want qhour's 1", got)
 	}
 }
 

@@ -60,7 +60,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return s.toProto(res), nil
+	return s.toProto(in, res), nil
 }
 
 // grpcError maps decide/engine errors onto gRPC codes.
@@ -167,7 +167,7 @@ type statusMemory struct {
 	reset  durationpb.Duration
 }
 
-func (s *Server) toProto(res *decide.Result) *rlsv3.RateLimitResponse {
+func (s *Server) toProto(in *rlsv3.RateLimitRequest, res *decide.Result) *rlsv3.RateLimitResponse {
 	mem := new(responseMemory)
 	out := &mem.resp
 	out.OverallCode = rlsv3.RateLimitResponse_OK
@@ -189,6 +189,9 @@ func (s *Server) toProto(res *decide.Result) *rlsv3.RateLimitResponse {
 	out.ResponseHeadersToAdd = headersToProto(r.Response)
 	out.RequestHeadersToAdd = headersToProto(r.Request)
 	out.RawBody = r.Body
+	if s.opts.DynamicMetadata {
+		out.DynamicMetadata = dynamicMetadata(in, res)
+	}
 	return out
 }
 
