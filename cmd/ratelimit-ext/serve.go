@@ -77,7 +77,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	f := newEnvFlags("serve")
 	c := &serveConfig{bounds: decide.DefaultBounds, legacy: legacy}
 	f.StringVar(&c.grpcAddr, "grpc-addr", defaultGRPCAddr, "gRPC listen address (RateLimitService)")
-	f.StringVar(&c.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (/healthz, /readyz)")
+	f.StringVar(&c.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (/healthz, /readyz, /healthcheck, /metrics, /v1/decide, /debug/config)")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve /metrics alone on this address, e.g. 0.0.0.0:19001 (empty = only on --http-addr)")
 	f.StringVar(&c.configDir, "config-dir", defaultConfigDir, "directory of YAML rule files, watched for changes (--config-source=file)")
 	f.StringVar(&c.engine, "engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
