@@ -207,18 +207,12 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 			return Outcome{}, fmt.Errorf("%w: limit %d has no params", ErrBadRequest, i)
 		}
 	}
-	var reply []any
+	var reply []int64
 	var err error
 	if e.batch != nil {
 		reply, err = e.batch.do(ctx, now, checks)
 	} else {
-		keys := make([]string, n)
-		for i := range checks {
-			keys[i] = checks[i].Key
-		}
-		args := make([]any, 0, redislua.ArgsHeader+redislua.ArgsPerRequest+redislua.ArgsPerLimit*n)
-		args = appendScriptArgs(append(args, 1), now, checks) // one request
-		reply, err = e.script.Run(ctx, e.client, keys, args...).Slice()
+		reply, err = e.call(ctx, now, checks)
 	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("%w: redis: %w", ErrStore, err)
@@ -226,27 +220,24 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	if want := redislua.ReplyPerRequest + redislua.ReplyPerLimit*n; len(reply) != want {
 		return Outcome{}, fmt.Errorf("%w: redis: script reply has %d values, want %d", ErrStore, len(reply), want)
 	}
-	var bad bool
-	num := func(i int) int64 {
-		v, ok := reply[i].(int64)
-		bad = bad || !ok
-		return v
-	}
-	out := Outcome{Now: num(0), Allowed: num(1) == 1}
+	out := Outcome{Now: reply[0], Allowed: reply[1] == 1}
 	for i := range decisions {
-		b := redislua.ReplyPerRequest + redislua.ReplyPerLimit*i
-		decisions[i] = Decision{
-			Allowed:      num(b) == 1,
-			Limit:        num(b + 1),
-			Remaining:    num(b + 2),
-			ResetAt:      num(b + 3),
-			RetryAfterMs: num(b + 4),
-		}
-	}
-	if bad {
-		return Outcome{}, fmt.Errorf("%w: redis: script reply holds a non-integer", ErrStore)
+		d := reply[redislua.ReplyPerRequest+redislua.ReplyPerLimit*i:]
+		decisions[i] = Decision{Allowed: d[0] == 1, Limit: d[1], Remaining: d[2], ResetAt: d[3], RetryAfterMs: d[4]}
 	}
 	return out, nil
+}
+
+// call decides one request alone with one script call.
+func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) ([]int64, error) {
+	n := len(checks)
+	args := make([]any, 0, 3+n+redislua.ArgsHeader+redislua.ArgsPerRequest+redislua.ArgsPerLimit*n)
+	args = append(args, nil, nil, n) // the verb and the script: Script.Command fills them
+	for i := range checks {
+		args = append(args, checks[i].Key)
+	}
+	args = appendScriptArgs(append(args, 1), now, checks) // one request
+	return e.script.Run(ctx, e.client, args)
 }
 
 // appendScriptArgs appends one request's part of request.lua's ARGV: now, n, then ten

@@ -50,7 +50,7 @@ type batchCall struct {
 	ctx    context.Context
 	now    int64
 	checks []LimitCheck // the caller's: it waits until the call is done
-	reply  []any        // this request's part of the script's reply
+	reply  []int64      // this request's part of the script's reply
 	err    error
 	// lead, when set as done is signaled, makes this call's goroutine the sender of
 	// that batch (which holds the call itself).
@@ -85,7 +85,7 @@ func newBatcher(c redis.UniversalClient, s *redislua.Script, lanes, maxBatch int
 var errEngineClosed = errors.New("engine closed")
 
 // do decides one request in the next script call and returns its part of the reply.
-func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]any, error) {
+func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]any
 	return b.result(c)
 }
 
-func (b *batcher) result(c *batchCall) ([]any, error) {
+func (b *batcher) result(c *batchCall) ([]int64, error) {
 	reply, err := c.reply, c.err
 	b.recycle(c)
 	return reply, err
@@ -201,7 +201,7 @@ func (b *batcher) close() {
 // group is one script call: requests whose keys share a slot.
 type group struct {
 	calls []*batchCall
-	cmd   *redis.Cmd
+	cmd   *redis.IntSliceCmd
 }
 
 // send decides one batch: one script call (per hash tag on a cluster), and stores each
@@ -212,12 +212,12 @@ func (b *batcher) send(batch []*batchCall) {
 		return
 	}
 	for i := range groups {
-		groups[i].cmd = b.command(groups[i].calls, "evalsha", b.script.SHA1())
+		groups[i].cmd = b.command(groups[i].calls, false)
 	}
 	b.exec(groups)
 	var retry []*group
 	for i := range groups {
-		if err := groups[i].cmd.Err(); err != nil && isNoScript(err) {
+		if err := groups[i].cmd.Err(); err != nil && redislua.IsNoScript(err) {
 			retry = append(retry, &groups[i])
 			continue
 		}
@@ -270,16 +270,16 @@ func hashTag(key string) string {
 	return key
 }
 
-// command builds one script call (EVALSHA sha or EVAL source) deciding calls' requests
-// in order, in request.lua's layout (manifest.json).
-func (b *batcher) command(calls []*batchCall, verb, script string) *redis.Cmd {
+// command builds one script call (EVALSHA, or EVAL with the source) deciding calls'
+// requests in order, in request.lua's layout (manifest.json).
+func (b *batcher) command(calls []*batchCall, withSource bool) *redis.IntSliceCmd {
 	nkeys, nargs := 0, redislua.ArgsHeader
 	for _, c := range calls {
 		nkeys += len(c.checks)
 		nargs += redislua.ArgsPerRequest + redislua.ArgsPerLimit*len(c.checks)
 	}
 	args := make([]any, 0, 3+nkeys+nargs)
-	args = append(args, verb, script, nkeys)
+	args = append(args, nil, nil, nkeys) // the verb and the script: Script.Command fills them
 	for _, c := range calls {
 		for i := range c.checks {
 			args = append(args, c.checks[i].Key)
@@ -289,9 +289,7 @@ func (b *batcher) command(calls []*batchCall, verb, script string) *redis.Cmd {
 	for _, c := range calls {
 		args = appendScriptArgs(args, c.now, c.checks)
 	}
-	cmd := redis.NewCmd(context.Background(), args...)
-	cmd.SetFirstKeyPos(3)
-	return cmd
+	return b.script.Command(context.Background(), args, withSource)
 }
 
 // exec sends the groups' commands in one round trip.
@@ -314,7 +312,7 @@ func (b *batcher) exec(groups []group) {
 
 // split hands each request of the group its part of the reply, or the call's error.
 func (g *group) split() {
-	reply, err := g.cmd.Slice()
+	reply, err := g.cmd.Result()
 	off := 0
 	for _, c := range g.calls {
 		if err != nil {
@@ -338,7 +336,7 @@ func (b *batcher) reload(retry []*group) {
 	pipe := b.client.Pipeline()
 	pipe.ScriptLoad(context.Background(), b.script.Source())
 	for _, g := range retry {
-		g.cmd = b.command(g.calls, "evalsha", b.script.SHA1())
+		g.cmd = b.command(g.calls, false)
 		_ = pipe.Process(context.Background(), g.cmd)
 		b.calls.Add(1)
 		b.requests.Add(uint64(len(g.calls)))
@@ -346,8 +344,8 @@ func (b *batcher) reload(retry []*group) {
 	b.pipelines.Add(1)
 	_, _ = pipe.Exec(context.Background())
 	for _, g := range retry {
-		if err := g.cmd.Err(); err != nil && isNoScript(err) {
-			g.cmd = b.command(g.calls, "eval", b.script.Source())
+		if err := g.cmd.Err(); err != nil && redislua.IsNoScript(err) {
+			g.cmd = b.command(g.calls, true)
 			b.pipelines.Add(1)
 			b.calls.Add(1)
 			b.requests.Add(uint64(len(g.calls)))
@@ -355,10 +353,6 @@ func (b *batcher) reload(retry []*group) {
 		}
 		g.split()
 	}
-}
-
-func isNoScript(err error) bool {
-	return errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")
 }
 
 // BatchStats reports what batching did: round trips, script calls and requests sent,

@@ -204,8 +204,8 @@ type clusterGuard struct {
 }
 
 // noRetryCmd is a script call go-redis must not send twice. It embeds the caller's
-// command, so the reply lands there.
-type noRetryCmd struct{ *redis.Cmd }
+// command (of any reply type), so the reply lands there.
+type noRetryCmd struct{ redis.Cmder }
 
 func (noRetryCmd) NoRetry() bool { return true }
 
@@ -213,13 +213,9 @@ func (g clusterGuard) wrap(cmd redis.Cmder) redis.Cmder {
 	if !g.noRetry {
 		return cmd
 	}
-	c, ok := cmd.(*redis.Cmd)
-	if !ok {
-		return cmd
-	}
-	switch c.Name() {
+	switch cmd.Name() {
 	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
-		return noRetryCmd{c}
+		return noRetryCmd{cmd}
 	}
 	return cmd
 }

@@ -187,14 +187,15 @@ func clusterExactness(t *testing.T, c *testredis.Cluster) {
 	t.Logf("%d requests over %d engines × %d goroutines in %v (%.0f/s)", total, replicas, workers,
 		elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
 	// Batches mix the three domains' hash tags: each is split into one script call per
-	// tag, and every request is sent exactly once.
+	// tag. (A master that has not seen the script yet answers NOSCRIPT and its calls are
+	// sent again, which the counts include; the exact totals below show none ran twice.)
 	var sent limiter.BatchStats
 	for _, e := range engines {
 		s := e.BatchStats()
 		sent.Pipelines, sent.Calls, sent.Requests = sent.Pipelines+s.Pipelines, sent.Calls+s.Calls, sent.Requests+s.Requests
 	}
-	if sent.Requests != uint64(total) {
-		t.Errorf("%d requests sent, want %d (each exactly once)", sent.Requests, total)
+	if sent.Requests < uint64(total) {
+		t.Errorf("%d requests sent, want at least %d", sent.Requests, total)
 	}
 	t.Logf("%d requests in %d script calls in %d round trips", sent.Requests, sent.Calls, sent.Pipelines)
 

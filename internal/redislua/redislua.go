@@ -1,7 +1,7 @@
 // Package redislua holds the project's Lua scripts for Redis (SPEC §9): the .lua files
 // embedded in the binary, their manifest (sha256, KEYS/ARGV and reply layouts, the
-// contract version), and a Script type that runs a script by EVALSHA and loads it on
-// NOSCRIPT.
+// contract version), and a Script type that runs a script by EVALSHA and sends its
+// source on NOSCRIPT.
 package redislua
 
 import (
@@ -10,6 +10,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -98,7 +99,7 @@ func LoadManifest() (*Manifest, error) {
 
 // Script is a Lua script run by EVALSHA with the SHA-1 Redis computes for it; when the
 // server does not have it (NOSCRIPT: a restart, SCRIPT FLUSH, a failover) the call is
-// sent once more as EVAL, which also caches it for the next EVALSHA. Safe for
+// sent once more with its source, which also caches it for the next EVALSHA. Safe for
 // concurrent use.
 type Script struct {
 	src  string
@@ -117,12 +118,36 @@ func (s *Script) SHA1() string { return s.hash }
 // Source returns the script's text.
 func (s *Script) Source() string { return s.src }
 
-// Run evaluates the script with EVALSHA, falling back to EVAL on NOSCRIPT. A NOSCRIPT
-// reply means the script did not run, so the fallback cannot apply it twice.
-func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
-	cmd := c.EvalSha(ctx, s.hash, keys, args...)
-	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		return c.Eval(ctx, s.src, keys, args...)
+// Command returns a call of the script whose reply, an array of integers, is read
+// straight into an []int64. args is the whole command: its first two slots are filled
+// here (EVALSHA and the SHA-1, or EVAL and the source with withSource), then the number
+// of keys, the keys (from position 3, which a cluster client routes by) and ARGV.
+func (s *Script) Command(ctx context.Context, args []any, withSource bool) *redis.IntSliceCmd {
+	args[0], args[1] = "evalsha", s.hash
+	if withSource {
+		args[0], args[1] = "eval", s.src
 	}
+	cmd := redis.NewIntSliceCmd(ctx, args...)
+	cmd.SetFirstKeyPos(3)
 	return cmd
+}
+
+// Run sends the script call args (as for Command) by EVALSHA and, on NOSCRIPT, once
+// more with its source. A NOSCRIPT reply means the script did not run, so the second
+// call cannot apply it twice.
+func (s *Script) Run(ctx context.Context, c interface {
+	Process(context.Context, redis.Cmder) error
+}, args []any) ([]int64, error) {
+	cmd := s.Command(ctx, args, false)
+	if err := c.Process(ctx, cmd); err != nil && IsNoScript(err) {
+		cmd = s.Command(ctx, args, true)
+		_ = c.Process(ctx, cmd)
+	}
+	return cmd.Result()
+}
+
+// IsNoScript reports whether err is Redis's NOSCRIPT: the server does not have the
+// script (a restart, SCRIPT FLUSH, a failover), and the call did not run.
+func IsNoScript(err error) bool {
+	return errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")
 }
