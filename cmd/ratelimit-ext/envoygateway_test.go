@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testpki"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
 )
@@ -40,16 +41,11 @@ func TestServeAsEnvoyGatewayRunsIt(t *testing.T) {
 	// One CA signs everything, as Envoy Gateway's certgen does: the service's
 	// certificate (its Secret envoy-rate-limit, mounted at /certs) serves gRPC and is
 	// the client certificate towards the xDS server.
-	ca := newTestCA(t)
-	rlCert, rlKey := ca.issue(t, "envoy-ratelimit", []string{"127.0.0.1", "envoy-ratelimit.envoy-gateway-system.svc.cluster.local"},
+	ca := testpki.New(t)
+	rl := ca.Issue(t, "envoy-ratelimit", []string{"127.0.0.1", "envoy-ratelimit.envoy-gateway-system.svc.cluster.local"},
 		x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-	xdsCert, xdsKey := ca.issue(t, "envoy-gateway", []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
-	xdsPair, err := tls.LoadX509KeyPair(xdsCert, xdsKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := xdstest.Start(t, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12,
-		Certificates: []tls.Certificate{xdsPair}, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert})))
+	xds := ca.Issue(t, "envoy-gateway", []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
+	cp := xdstest.Start(t, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(ca.ServerTLS(xds, true))))
 	const domain = "default/eg/http"
 	cp.Set(t, "envoy-ratelimit", "v1", &rlsconfv3.RateLimitConfig{Name: domain, Domain: domain, Descriptors: []*rlsconfv3.RateLimitDescriptor{
 		{Key: "user", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_HOUR, RequestsPerUnit: 2}}}})
@@ -59,7 +55,7 @@ func TestServeAsEnvoyGatewayRunsIt(t *testing.T) {
 	for _, k := range []string{"REDIS_TLS", "REDIS_TLS_CLIENT_CERT", "REDIS_TLS_CLIENT_KEY"} {
 		delete(eg, k) // the test's Redis speaks plaintext
 	}
-	files := map[string]string{"/certs/tls.crt": rlCert, "/certs/tls.key": rlKey, "/certs/ca.crt": ca.file}
+	files := map[string]string{"/certs/tls.crt": rl.CertFile, "/certs/tls.key": rl.KeyFile, "/certs/ca.crt": ca.File}
 	for k, v := range eg {
 		if f, ok := files[v]; ok {
 			eg[k] = f
@@ -96,9 +92,9 @@ func TestServeAsEnvoyGatewayRunsIt(t *testing.T) {
 	// The rules arrive over mutual TLS and are ACKed once in use.
 	cp.ACK(t, cp.Response(t, "v1"))
 
-	envoyCert := ca.clientCert(t, "envoy", "envoy")
+	envoy := ca.Issue(t, "envoy", []string{"envoy"}, x509.ExtKeyUsageClientAuth)
 	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-		RootCAs: ca.pool, Certificates: []tls.Certificate{envoyCert}, MinVersion: tls.VersionTLS12})))
+		RootCAs: ca.Pool, Certificates: []tls.Certificate{envoy.TLS}, MinVersion: tls.VersionTLS12})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testpki"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
 )
@@ -100,21 +102,23 @@ func TestXDSTLSFromFiles(t *testing.T) {
 		name   string
 		mutual bool
 		certIn string // the name the server's certificate is for
-		args   func(p *xdstest.PKI) []string
+		args   func(ca *testpki.CA, client testpki.Cert) []string
 	}{
-		{"server TLS", false, "127.0.0.1", func(p *xdstest.PKI) []string {
-			return []string{"--xds-tls-ca", p.CA}
+		{"server TLS", false, "127.0.0.1", func(ca *testpki.CA, _ testpki.Cert) []string {
+			return []string{"--xds-tls-ca", ca.File}
 		}},
-		{"mutual TLS and a server name", true, "xds.internal", func(p *xdstest.PKI) []string {
-			return []string{"--xds-tls", "--xds-tls-ca", p.CA, "--xds-tls-cert", p.ClientCert, "--xds-tls-key", p.ClientKey,
+		{"mutual TLS and a server name", true, "xds.internal", func(ca *testpki.CA, client testpki.Cert) []string {
+			return []string{"--xds-tls", "--xds-tls-ca", ca.File, "--xds-tls-cert", client.CertFile, "--xds-tls-key", client.KeyFile,
 				"--xds-tls-server-name", "xds.internal"}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := xdstest.NewPKI(t, tc.certIn)
-			cp := xdstest.Start(t, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(p.ServerTLS(t, tc.mutual))))
+			ca := testpki.New(t)
+			server := ca.Issue(t, "server", []string{tc.certIn}, x509.ExtKeyUsageServerAuth)
+			client := ca.Issue(t, "client", nil, x509.ExtKeyUsageClientAuth)
+			cp := xdstest.Start(t, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(ca.ServerTLS(server, tc.mutual))))
 			cp.Set(t, "default", "v1", &rlsconfv3.RateLimitConfig{Name: "edge", Domain: "edge"})
-			c, err := loadServeConfig(append([]string{"--xds-server", cp.Addr, "--xds-backoff-initial", "20ms"}, tc.args(p)...))
+			c, err := loadServeConfig(append([]string{"--xds-server", cp.Addr, "--xds-backoff-initial", "20ms"}, tc.args(ca, client)...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 // Package xdstest runs a real xDS management server for tests: go-control-plane's ADS
 // server and snapshot cache on a loopback port, recording every request it receives,
-// every response it sends and the metadata each stream opened with. It also makes a
-// throwaway PKI for TLS tests.
+// every response it sends and the metadata each stream opened with.
 package xdstest
 
 import (

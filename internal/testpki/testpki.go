@@ -1,0 +1,149 @@
+// Package testpki is a throwaway certificate authority for TLS tests: made at test
+// time, so no certificate is checked in and none can expire between runs. It issues
+// server and client certificates, writes them as PEM files into the test's temporary
+// directory for code that takes file names, and hands out the same pairs loaded as
+// tls.Certificate for code that takes a tls.Config.
+package testpki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// validity is how long before and after its making a certificate is valid: backdated
+// so that it holds at once whatever the rounding of its times, and short so that no
+// certificate stays good for long; no fixed date, so nothing expires between runs.
+const validity = time.Hour
+
+// CA is a certificate authority whose certificate and issued pairs live in one
+// temporary directory of the test that made it.
+type CA struct {
+	File string         // the CA certificate, PEM
+	Pool *x509.CertPool // holds only the CA certificate
+
+	dir    string
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	serial atomic.Int64 // the last serial issued; the CA's own is 1
+}
+
+// Cert is an issued certificate and its key, as files and loaded.
+type Cert struct {
+	CertFile, KeyFile string // PEM: the certificate and its EC private key
+	TLS               tls.Certificate
+}
+
+// New makes a CA with an ECDSA P-256 key in a new temporary directory of t.
+func New(t testing.TB) *CA {
+	t.Helper()
+	key := newKey(t)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "testpki CA"},
+		NotBefore: now.Add(-validity), NotAfter: now.Add(validity),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &CA{dir: t.TempDir(), Pool: x509.NewCertPool(), cert: cert, key: key}
+	ca.serial.Store(1)
+	ca.Pool.AddCert(cert)
+	ca.File = filepath.Join(ca.dir, "ca.pem")
+	writeFile(t, ca.File, pemBlock("CERTIFICATE", der))
+	return ca
+}
+
+// Issue signs a certificate for sans (each a DNS name or an IP address) with the
+// extended key usages given (x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth or
+// both) and writes it as NAME.pem and NAME-key.pem; name is also its common name. A
+// name is issued once per CA: files already written are never replaced.
+func (ca *CA) Issue(t testing.TB, name string, sans []string, usages ...x509.ExtKeyUsage) Cert {
+	t.Helper()
+	key := newKey(t)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-validity), NotAfter: now.Add(validity),
+		// Signing the handshake is the one use an ECDSA leaf key has in TLS. Go does not
+		// check KeyUsage; OpenSSL (redis-server) does, so it must not name less.
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usages}
+	for _, n := range sans {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM := pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", kder)
+	c := Cert{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
+	writeFile(t, c.CertFile, certPEM)
+	writeFile(t, c.KeyFile, keyPEM)
+	// Loaded from the very bytes written, so the files and TLS are one pair.
+	if c.TLS, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ServerTLS is a server's configuration presenting c; with requireClient, clients must
+// present a certificate this CA signed (mutual TLS).
+func (ca *CA) ServerTLS(c Cert, requireClient bool) *tls.Config {
+	cfg := &tls.Config{Certificates: []tls.Certificate{c.TLS}, MinVersion: tls.VersionTLS12}
+	if requireClient {
+		cfg.ClientCAs, cfg.ClientAuth = ca.Pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// writeFile creates path, failing if it exists: a second Issue of a name would
+// otherwise swap the files under a Cert handed out earlier.
+func writeFile(t testing.TB, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,112 @@
+package testpki
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"os"
+	"testing"
+)
+
+// An issued certificate verifies against the CA, read from its file, for exactly its
+// names and usages, and its files hold the same pair as TLS.
+func TestIssue(t *testing.T) {
+	ca := New(t)
+	c := ca.Issue(t, "server", []string{"svc.internal", "127.0.0.1"}, x509.ExtKeyUsageServerAuth)
+
+	caPEM, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("%s holds no certificate", ca.File)
+	}
+	leaf := c.TLS.Leaf
+	for _, name := range []string{"svc.internal", "127.0.0.1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: name}); err != nil {
+			t.Errorf("for %s: %v", name, err)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool, DNSName: name}); err != nil {
+			t.Errorf("against Pool, for %s: %v", name, err)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "other.internal"}); err == nil {
+		t.Error("verified for a name it was not issued for")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Error("a server certificate verified as a client's")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: New(t).Pool}); err == nil {
+		t.Error("verified against another CA")
+	}
+
+	loaded, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(loaded.Certificate[0], c.TLS.Certificate[0]) {
+		t.Error("the certificate file and TLS differ")
+	}
+}
+
+// ServerTLS serves c; with requireClient it admits only clients this CA certified.
+func TestServerTLS(t *testing.T) {
+	ca := New(t)
+	server := ca.Issue(t, "server", []string{"svc.internal"}, x509.ExtKeyUsageServerAuth)
+	client := ca.Issue(t, "client", nil, x509.ExtKeyUsageClientAuth)
+	stranger := New(t).Issue(t, "client", nil, x509.ExtKeyUsageClientAuth)
+	for _, tc := range []struct {
+		name          string
+		requireClient bool
+		certs         []tls.Certificate
+		ok            bool
+	}{
+		{"server TLS", false, nil, true},
+		{"mutual TLS", true, []tls.Certificate{client.TLS}, true},
+		{"mutual TLS without a client certificate", true, nil, false},
+		{"mutual TLS with another CA's certificate", true, []tls.Certificate{stranger.TLS}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := handshake(ca.ServerTLS(server, tc.requireClient),
+				&tls.Config{RootCAs: ca.Pool, ServerName: "svc.internal", Certificates: tc.certs})
+			if (err == nil) != tc.ok {
+				t.Fatalf("handshake: %v, want success %v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// handshake runs both sides over an in-memory connection and returns the server's
+// error, or else the client's: either side may be the one to refuse.
+func handshake(server, client *tls.Config) error {
+	sc, cc := net.Pipe()
+	// Closing the pipe, not the TLS connections: their close_notify writes would wait
+	// on each other over an unbuffered pipe.
+	defer cc.Close()
+	done := make(chan error, 1)
+	go func() {
+		defer sc.Close()
+		s := tls.Server(sc, server)
+		err := s.Handshake()
+		if err == nil {
+			_, err = s.Write([]byte{1})
+		}
+		done <- err
+	}()
+	// In TLS 1.3 the client's handshake ends before the server has checked the
+	// client's certificate: the server's refusal arrives as the error of a read.
+	c := tls.Client(cc, client)
+	cerr := c.Handshake()
+	if cerr == nil {
+		_, cerr = c.Read(make([]byte, 1))
+	}
+	if cerr != nil {
+		cc.Close() // a server still waiting to read the handshake gives up too
+	}
+	if serr := <-done; serr != nil {
+		return serr
+	}
+	return cerr
+}
