@@ -54,7 +54,7 @@ type RedisOptions struct {
 	// Batch decides requests that arrive while others are in flight together, in one
 	// script call (see redis_batch.go): each request stays atomic and all or nothing on
 	// its own. BatchMax bounds requests per call (default 64) and BatchLanes the calls
-	// in flight (default 4).
+	// in flight (default 2).
 	Batch      bool
 	BatchMax   int
 	BatchLanes int

@@ -43,7 +43,7 @@ import (
 // Defaults of the batcher.
 const (
 	DefaultRedisBatchMax   = 64 // requests per script call
-	DefaultRedisBatchLanes = 4  // script calls in flight
+	DefaultRedisBatchLanes = 2  // script calls in flight (see docs/performance.md#batching)
 )
 
 type batchCall struct {
