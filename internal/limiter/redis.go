@@ -79,6 +79,9 @@ var _ Engine = (*RedisEngine)(nil)
 // unless the URL sets max_retries: a failed call is reported as ErrStore and the
 // server's failure policy decides. A connection that failed is replaced by the pool.
 func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
+	if o.BatchMax < 0 || o.BatchLanes < 0 {
+		return nil, fmt.Errorf("redis: batch size %d and lanes %d must not be negative", o.BatchMax, o.BatchLanes)
+	}
 	if (o.Mode != "" && o.Mode != RedisSingle) || o.SentinelMaster != "" {
 		return newRedisTopologyEngine(o) // batching too (ownedEngine)
 	}
@@ -96,9 +99,6 @@ func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 		contextTimeout: &opt.ContextTimeoutEnabled, disableIdentity: &opt.DisableIdentity, tls: opt.TLSConfig,
 	}); err != nil {
 		return nil, err
-	}
-	if o.BatchMax < 0 || o.BatchLanes < 0 {
-		return nil, fmt.Errorf("redis: batch size %d and lanes %d must not be negative", o.BatchMax, o.BatchLanes)
 	}
 	if o.Batch && opt.PipelinePoolSize >= 0 {
 		// A batch's script call runs on the main pool, and the pipelines that reload the

@@ -200,6 +200,7 @@ func (b *batcher) close() {
 
 // group is one script call: requests whose keys share a slot.
 type group struct {
+	tag   string // the hash tag its keys share (cluster only)
 	calls []*batchCall
 	cmd   *redis.IntSliceCmd
 }
@@ -237,15 +238,16 @@ func (b *batcher) group(batch []*batchCall) []group {
 			c.err = err
 			continue
 		}
-		i := 0
+		var tag string
 		if b.cluster {
-			tag := hashTag(firstKey(c.checks))
-			for i < len(groups) && hashTag(firstKey(groups[i].calls[0].checks)) != tag {
-				i++
-			}
+			tag = hashTag(firstKey(c.checks))
+		}
+		i := 0
+		for i < len(groups) && groups[i].tag != tag {
+			i++
 		}
 		if i == len(groups) {
-			groups = append(groups, group{calls: make([]*batchCall, 0, len(batch))})
+			groups = append(groups, group{tag: tag, calls: make([]*batchCall, 0, len(batch))})
 		}
 		groups[i].calls = append(groups[i].calls, c)
 	}
@@ -310,9 +312,17 @@ func (b *batcher) exec(groups []group) {
 	_, _ = pipe.Exec(context.Background())
 }
 
-// split hands each request of the group its part of the reply, or the call's error.
+// split hands each request of the group its part of the reply, or the call's error (a
+// reply whose length does not add up is an error for all).
 func (g *group) split() {
 	reply, err := g.cmd.Result()
+	want := 0
+	for _, c := range g.calls {
+		want += redislua.ReplyPerRequest + redislua.ReplyPerLimit*len(c.checks)
+	}
+	if err == nil && len(reply) != want {
+		err = fmt.Errorf("script reply has %d values for %d requests, want %d", len(reply), len(g.calls), want)
+	}
 	off := 0
 	for _, c := range g.calls {
 		if err != nil {
@@ -320,10 +330,6 @@ func (g *group) split() {
 			continue
 		}
 		n := redislua.ReplyPerRequest + redislua.ReplyPerLimit*len(c.checks)
-		if off+n > len(reply) {
-			c.err = fmt.Errorf("script reply has %d values for %d requests", len(reply), len(g.calls))
-			continue
-		}
 		c.reply = reply[off : off+n : off+n]
 		off += n
 	}

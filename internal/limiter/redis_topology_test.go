@@ -532,6 +532,9 @@ func TestRedisTopologyOptions(t *testing.T) {
 		{URL: "redis://h:26379?master_name=m&bogus=1", Mode: limiter.RedisSentinel},
 		{URL: "redis://h:26379/x?master_name=m", Mode: limiter.RedisSentinel},
 		{URL: "redis://h:26379?master_name=m", Mode: limiter.RedisSentinel, TLSCertFile: "c.pem"},
+		{URL: "redis://h:1", Batch: true, BatchLanes: -1},
+		{URL: "redis://h1:7000", Mode: limiter.RedisCluster, Batch: true, BatchMax: -1},
+		{URL: "redis://s1:26379?master_name=m", Mode: limiter.RedisSentinel, BatchLanes: -2},
 	}
 	for _, o := range bad {
 		if e, err := limiter.NewRedisEngine(o); err == nil {

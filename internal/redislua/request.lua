@@ -482,7 +482,7 @@ local function load(key, want)
       if x == nil then
         return e
       end
-      if f == 'k' or f == 'A' or f == 'B' or f == 'X' then
+      if f == 'k' or f == 'X' then
         st[f] = x
         scalars[f] = x
       else
@@ -525,7 +525,8 @@ local function expire(key, X, now)
   redis.call('PEXPIRE', key, fmt('%d', mmax(X - now, TTL_FLOOR)))
 end
 
--- store_hash writes a hash state: only the fields that differ from what is stored.
+-- store_hash writes a sliding_window state (the only hash): only the fields that differ
+-- from what is stored.
 local function store_hash(key, e, st, now)
   local runs, scalars = e.runs, e.scalars
   if e.type ~= 'hash' or not e.valid then
@@ -535,8 +536,7 @@ local function store_hash(key, e, st, now)
     runs, scalars = {}, {}
   end
   local set, del = {}, {}
-  -- the scalar fields: k and X always; A and B unless sub-buckets hold the state
-  local plain = #st.ats == 0
+  -- k and X, then the sub-buckets; every other field (another writer's) is dropped
   if scalars.k ~= st.k then
     set[#set + 1] = 'k'
     set[#set + 1] = fmt('%d', st.k)
@@ -545,26 +545,10 @@ local function store_hash(key, e, st, now)
     set[#set + 1] = 'X'
     set[#set + 1] = fmt('%d', st.X)
   end
-  if plain then
-    if scalars.A ~= st.A then
-      set[#set + 1] = 'A'
-      set[#set + 1] = fmt('%d', st.A)
-    end
-    if scalars.B ~= st.B then
-      set[#set + 1] = 'B'
-      set[#set + 1] = fmt('%d', st.B)
-    end
-  end
   for f in pairs(scalars) do
-    if not (f == 'k' or f == 'X' or (plain and (f == 'A' or f == 'B'))) then
+    if f ~= 'k' and f ~= 'X' then
       del[#del + 1] = f
     end
-  end
-  if plain and next(runs) == nil then -- nothing sub-bucketed, stored or wanted
-    flush('HDEL', key, del)
-    flush('HSET', key, set)
-    expire(key, st.X, now)
-    return
   end
   local keep = {}
   for i = 1, #st.ats do
