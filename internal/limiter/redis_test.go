@@ -630,3 +630,43 @@ func BenchmarkRedisEvaluate(b *testing.B) {
 		}
 	}
 }
+
+// A script call whose layout does not add up is refused before anything runs: a first
+// request that is well formed is not charged when a later one is broken.
+func TestRedisScriptRefusesBadLayout(t *testing.T) {
+	_, srv := newRedis(t)
+	ctx := context.Background()
+	c := srv.Client()
+	key := uniquePrefix(t) + ":k"
+	one := []any{"0", "1", "0", "100", "60000", "0", "0", "0", "0", "0"} // fixed_window, cost 1, limit 100
+	call := func(nkeys int, keys []string, argv ...any) error {
+		args := []any{nil, nil, nkeys}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		_, err := redislua.Request.Run(ctx, c, append(args, argv...))
+		return err
+	}
+	good := append([]any{1, 0, 1}, one...)
+	if err := call(1, []string{key}, good...); err != nil {
+		t.Fatalf("a well-formed call: %v", err)
+	}
+	c.Del(ctx, key)
+	for name, argv := range map[string][]any{
+		"second request missing":      append(append([]any{2, 0, 1}, one...), 0),
+		"one limit short":             append([]any{1, 0, 1}, one[:9]...),
+		"more keys than limits":       append([]any{1, 0, 0}, one...),
+		"no requests":                 {0},
+		"request count not a number":  append([]any{"x", 0, 1}, one...),
+		"limit count not an integer":  append([]any{1, 0, "1.5"}, one...),
+		"second request's now broken": append(append(append([]any{2, 0, 1}, one...), "now", 1), one...),
+	} {
+		err := call(1, []string{key}, argv...)
+		if err == nil || !strings.Contains(err.Error(), "bad KEYS/ARGV layout") {
+			t.Errorf("%s: %v, want the layout refused", name, err)
+		}
+		if n := c.Exists(ctx, key).Val(); n != 0 {
+			t.Fatalf("%s: the key was written before the layout was refused", name)
+		}
+	}
+}
