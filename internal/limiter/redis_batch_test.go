@@ -62,7 +62,7 @@ func TestRedisBatchDifferential(t *testing.T) {
 	}
 }
 
-// Concurrent requests on a hot key admit exactly its limit through shared pipelines,
+// Concurrent requests on a hot key admit exactly its limit through shared script calls,
 // a denied request charges none of its other keys, and calls really are batched.
 func TestRedisBatchConcurrentExactness(t *testing.T) {
 	e, srv := newBatchedRedis(t, 2, 16)
@@ -71,50 +71,8 @@ func TestRedisBatchConcurrentExactness(t *testing.T) {
 	if err := srv.Client().ScriptLoad(ctx, redislua.Request.Source()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	prefix := uniquePrefix(t)
-	hot := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 500, PeriodMs: 3_600_000})
-	wide := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: 10_000, PeriodMs: 3_600_000})
-	const now = 1_700_000_000_000
 	const workers, each = 32, 40
-	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for g := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			checks := []limiter.LimitCheck{
-				{Key: fmt.Sprintf("%s:side:%d", prefix, g), Params: wide, Cost: 1},
-				{Key: prefix + ":hot", Params: hot, Cost: 1},
-			}
-			d := make([]limiter.Decision, 2)
-			for range each {
-				out, err := e.Evaluate(ctx, now, checks, d)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if out.Allowed {
-					admitted.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if got := admitted.Load(); got != 500 {
-		t.Errorf("admitted %d, want exactly 500", got)
-	}
-	var side int64
-	for g := range workers {
-		side += srv.Client().ZCard(ctx, fmt.Sprintf("%s:side:%d", prefix, g)).Val() - 1 // minus X
-	}
-	if side != 500 {
-		t.Errorf("side keys hold %d units, want 500 (denied requests must charge nothing)", side)
-	}
+	concurrentExactness(t, e, srv, workers, each, 500)
 	s := e.BatchStats()
 	if s.Requests != workers*each {
 		t.Errorf("%d requests sent, want %d (each exactly once)", s.Requests, workers*each)

@@ -568,12 +568,20 @@ func TestRedisBadRequest(t *testing.T) {
 // hot key charges none of its other keys, however the calls interleave.
 func TestRedisConcurrentExactness(t *testing.T) {
 	e, srv := newRedis(t)
+	concurrentExactness(t, e, srv, 8, 60, 300)
+}
+
+// concurrentExactness has workers goroutines send each requests of two limits: a
+// sliding_window_log side key of their own and one fixed_window hot key of the given
+// limit. Exactly limit requests are admitted, and the side keys hold exactly limit
+// units: a request denied by the hot key charged nothing.
+func concurrentExactness(t *testing.T, e *limiter.RedisEngine, srv *testredis.Server, workers, each int, limit int64) {
+	t.Helper()
 	ctx := context.Background()
 	prefix := uniquePrefix(t)
-	hot := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 300, PeriodMs: 3_600_000})
+	hot := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: limit, PeriodMs: 3_600_000})
 	wide := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: 10_000, PeriodMs: 3_600_000})
 	const now = 1_700_000_000_000
-	const workers, each = 8, 60
 	var admitted atomic.Int64
 	errs := make(chan error, workers)
 	for g := range workers {
@@ -601,15 +609,15 @@ func TestRedisConcurrentExactness(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := admitted.Load(); got != 300 {
-		t.Errorf("admitted %d, want exactly 300", got)
+	if got := admitted.Load(); got != limit {
+		t.Errorf("admitted %d, want exactly %d", got, limit)
 	}
 	var side int64
 	for g := range workers {
 		side += srv.Client().ZCard(ctx, fmt.Sprintf("%s:side:%d", prefix, g)).Val() - 1 // minus X
 	}
-	if side != 300 {
-		t.Errorf("side keys hold %d units, want 300 (denied requests must charge nothing)", side)
+	if side != limit {
+		t.Errorf("side keys hold %d units, want %d (denied requests must charge nothing)", side, limit)
 	}
 }
 
