@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,26 +20,9 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testlog"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
-
-// lockedBuffer collects log lines from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // /readyz and grpc.health.v1 follow a real Redis that stops and comes back, and the
 // readiness watcher logs exactly one line per change however often it checks.
@@ -75,7 +57,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 	hc := healthpb.NewHealthClient(conn)
 
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	report := rls.HealthReporter(health)
 	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{
 		Interval: 100 * time.Millisecond,

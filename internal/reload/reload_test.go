@@ -1,7 +1,6 @@
 package reload_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/reload"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testlog"
 )
 
 // rules is a one-limit rule file whose limit name tells which edit is serving.
@@ -39,31 +39,13 @@ func rules(name string) string {
 // broken has an unknown unit on line 4.
 const broken = "domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {name: bad, unit: fortnight, requests_per_unit: 5}\n"
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness runs a Watcher on dir and records what it applies and every load attempt.
 type harness struct {
 	decider  *decide.Decider
 	loads    atomic.Int64
 	failures atomic.Int64
 	lastErr  atomic.Pointer[error]
-	logs     *syncBuffer
+	logs     *testlog.Buffer
 }
 
 func watch(t *testing.T, dir string, o reload.Options) *harness {
@@ -74,7 +56,7 @@ func watch(t *testing.T, dir string, o reload.Options) *harness {
 	}
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { engine.Close() })
-	h := &harness{decider: decide.New(rs, engine, storekey.New("r:", 0), false), logs: &syncBuffer{}}
+	h := &harness{decider: decide.New(rs, engine, storekey.New("r:", 0), false), logs: &testlog.Buffer{}}
 	o.Dir = dir
 	o.Log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.OnLoad = func(_ *descriptors.RuleSet, err error) {

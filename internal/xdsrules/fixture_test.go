@@ -1,11 +1,9 @@
 package xdsrules
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,47 +20,11 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testlog"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
 )
 
 const nodeID = "test-node"
-
-// logBuffer collects the subscriber's log lines; a test can wait for one.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// waitLog waits for a log line containing all of parts.
-func (l *logBuffer) waitLog(t *testing.T, parts ...string) {
-	t.Helper()
-	deadline := time.Now().Add(xdstest.Wait)
-	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(l.String(), "\n") {
-			found := true
-			for _, p := range parts {
-				found = found && strings.Contains(line, p)
-			}
-			if found {
-				return
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no log line with %q within %v:\n%s", parts, xdstest.Wait, l.String())
-}
 
 // loads records OnLoad outcomes.
 type loads struct {
@@ -91,7 +53,7 @@ func (l *loads) counts() (good, rejected int) {
 type service struct {
 	sub    *Subscriber
 	client rlsv3.RateLimitServiceClient
-	log    *logBuffer
+	log    *testlog.Buffer
 	loads  *loads
 }
 
@@ -121,7 +83,7 @@ func startService(t *testing.T, server string, o Options) *service {
 	}
 	t.Cleanup(func() { conn.Close() })
 
-	s := &service{client: rlsv3.NewRateLimitServiceClient(conn), log: &logBuffer{}, loads: &loads{}}
+	s := &service{client: rlsv3.NewRateLimitServiceClient(conn), log: &testlog.Buffer{}, loads: &loads{}}
 	if o.Server == "" {
 		o.Server = server
 	}

@@ -34,7 +34,7 @@ func TestUntrustedServerIsRefused(t *testing.T) {
 	cp := xdstest.Start(t, "127.0.0.1:0", grpc.Creds(credentials.NewTLS(ca.ServerTLS(server, false))))
 	cp.Set(t, nodeID, "v1", edgeConfig(2))
 	svc := startService(t, cp.Addr, Options{TLS: &tls.Config{RootCAs: x509.NewCertPool()}})
-	svc.log.waitLog(t, "xDS stream ended", "certificate")
+	svc.log.WaitLine(t, xdstest.Wait, "xDS stream ended", "certificate")
 	if good, rejected := svc.loads.counts(); good+rejected != 0 {
 		t.Fatalf("an untrusted server delivered %d updates", good+rejected)
 	}

@@ -108,7 +108,7 @@ func TestReconnectKeepsServingAndResubscribes(t *testing.T) {
 	addr := lis.Addr().String()
 	lis.Close()
 	svc := startService(t, addr, Options{})
-	svc.log.waitLog(t, "xDS stream ended", "retry_in")
+	svc.log.WaitLine(t, xdstest.Wait, "xDS stream ended", "retry_in")
 
 	cp := xdstest.Start(t, addr)
 	cp.Set(t, nodeID, "v1", edgeConfig(2))
@@ -116,7 +116,7 @@ func TestReconnectKeepsServingAndResubscribes(t *testing.T) {
 	svc.decisions(t, "edge", "user", "alice", ok, ok, over)
 
 	cp.Stop() // the stream breaks
-	svc.log.waitLog(t, "xDS stream ended", "acked_version=v1")
+	svc.log.WaitLine(t, xdstest.Wait, "xDS stream ended", "acked_version=v1")
 	svc.decisions(t, "edge", "user", "bob", ok, ok, over)
 
 	restarted := xdstest.Start(t, addr)
@@ -158,7 +158,7 @@ func TestMessageSizeBound(t *testing.T) {
 	svc := startService(t, cp.Addr, Options{MaxMessageBytes: 1024})
 	cp.Set(t, nodeID, "big", &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{
 		{Key: "user", Value: strings.Repeat("x", 2048), RateLimit: limit(minute, 1)}}})
-	svc.log.waitLog(t, "xDS stream ended", "ResourceExhausted")
+	svc.log.WaitLine(t, xdstest.Wait, "xDS stream ended", "ResourceExhausted")
 	if good, rejected := svc.loads.counts(); good != 0 || rejected != 0 {
 		t.Fatalf("OnLoad saw %d good and %d rejected updates; the response should not have been read", good, rejected)
 	}
