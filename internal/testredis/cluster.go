@@ -120,6 +120,13 @@ func nodeClient(addr string) *redis.Client {
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 }
 
+// dialNode is nodeClient with a context that bounds one check to 3 s; done releases both.
+func dialNode(addr string) (*redis.Client, context.Context, func()) {
+	nc := nodeClient(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	return nc, ctx, func() { cancel(); nc.Close() }
+}
+
 // onLiveNode runs fn against the running nodes in turn until one succeeds.
 func (c *Cluster) onLiveNode(fn func(ctx context.Context, n *redis.Client) error) error {
 	err := errors.New("no node is running")
@@ -178,10 +185,8 @@ func (c *Cluster) MasterOf(slot int) (*Server, error) {
 }
 
 func slotMaster(nodeAddr string, slot int) (string, error) {
-	nc := nodeClient(nodeAddr)
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
+	nc, ctx, done := dialNode(nodeAddr)
+	defer done()
 	slots, err := nc.ClusterSlots(ctx).Result()
 	if err != nil {
 		return "", err
@@ -236,10 +241,8 @@ func (c *Cluster) healthy() error {
 }
 
 func nodeHealthy(addr string) error {
-	nc := nodeClient(addr)
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
+	nc, ctx, done := dialNode(addr)
+	defer done()
 	info, err := nc.ClusterInfo(ctx).Result()
 	if err != nil {
 		return err
@@ -261,10 +264,8 @@ func nodeHealthy(addr string) error {
 
 // slotView renders CLUSTER SLOTS as "start-end:master" ranges in order.
 func slotView(addr string) (string, error) {
-	nc := nodeClient(addr)
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
+	nc, ctx, done := dialNode(addr)
+	defer done()
 	slots, err := nc.ClusterSlots(ctx).Result()
 	if err != nil {
 		return "", err

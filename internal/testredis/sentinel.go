@@ -157,10 +157,8 @@ func replicaSynced(addr string) error {
 	if err := hasRole(addr, "slave"); err != nil {
 		return err
 	}
-	nc := nodeClient(addr)
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
+	nc, ctx, done := dialNode(addr)
+	defer done()
 	info, err := nc.Info(ctx, "replication").Result()
 	if err != nil {
 		return err
@@ -172,10 +170,8 @@ func replicaSynced(addr string) error {
 }
 
 func hasRole(addr, role string) error {
-	nc := nodeClient(addr)
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
+	nc, ctx, done := dialNode(addr)
+	defer done()
 	info, err := nc.Info(ctx, "replication").Result()
 	if err != nil {
 		return err
