@@ -230,31 +230,8 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 
 // call decides one request alone with one script call.
 func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) ([]int64, error) {
-	n := len(checks)
-	args := make([]any, 0, 3+n+redislua.ArgsHeader+redislua.ArgsPerRequest+redislua.ArgsPerLimit*n)
-	args = append(args, nil, nil, n) // the verb and the script: Script.Command fills them
-	for i := range checks {
-		args = append(args, checks[i].Key)
-	}
-	args = appendScriptArgs(append(args, 1), now, checks) // one request
+	args := scriptArgs(1, func(int) (int64, []LimitCheck) { return now, checks })
 	return e.script.Run(ctx, e.client, args)
-}
-
-// appendScriptArgs appends one request's part of request.lua's ARGV: now, n, then ten
-// integers per limit.
-func appendScriptArgs(args []any, now int64, checks []LimitCheck) []any {
-	args = append(args, now, len(checks))
-	for i := range checks {
-		c := &checks[i]
-		p := c.Params
-		var shadow int64
-		if c.Shadow {
-			shadow = 1
-		}
-		args = append(args, int64(p.Algorithm), c.Cost, shadow, p.Limit, p.PeriodMs, p.Burst,
-			p.num, p.den, p.width, p.Buckets)
-	}
-	return args
 }
 
 // Ping checks that Redis answers (readiness); on a cluster, every master does.

@@ -275,22 +275,7 @@ func hashTag(key string) string {
 // command builds one script call (EVALSHA, or EVAL with the source) deciding calls'
 // requests in order, in request.lua's layout (manifest.json).
 func (b *batcher) command(calls []*batchCall, withSource bool) *redis.IntSliceCmd {
-	nkeys, nargs := 0, redislua.ArgsHeader
-	for _, c := range calls {
-		nkeys += len(c.checks)
-		nargs += redislua.ArgsPerRequest + redislua.ArgsPerLimit*len(c.checks)
-	}
-	args := make([]any, 0, 3+nkeys+nargs)
-	args = append(args, nil, nil, nkeys) // the verb and the script: Script.Command fills them
-	for _, c := range calls {
-		for i := range c.checks {
-			args = append(args, c.checks[i].Key)
-		}
-	}
-	args = append(args, len(calls))
-	for _, c := range calls {
-		args = appendScriptArgs(args, c.now, c.checks)
-	}
+	args := scriptArgs(len(calls), func(i int) (int64, []LimitCheck) { return calls[i].now, calls[i].checks })
 	return b.script.Command(context.Background(), args, withSource)
 }
 

@@ -646,35 +646,52 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 	ctx := context.Background()
 	c := srv.Client()
 	key := uniquePrefix(t) + ":k"
-	one := []any{"0", "1", "0", "100", "60000", "0", "0", "0", "0", "0"} // fixed_window, cost 1, limit 100
-	call := func(nkeys int, keys []string, argv ...any) error {
-		args := []any{nil, nil, nkeys}
+	keys := []string{key, key + "2"}
+	group := []any{"0", "0", "100", "60000", "0", "0", "0", "0", "0"} // fixed_window, enforced, limit 100 per minute
+	cat := func(parts ...[]any) []any {
+		var out []any
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	req := []any{0, 1, 1, 1} // now 0, one limit: group 1, cost 1
+	call := func(keys []string, argv ...any) error {
+		args := []any{nil, nil, len(keys)}
 		for _, k := range keys {
 			args = append(args, k)
 		}
 		_, err := redislua.Request.Run(ctx, c, append(args, argv...))
 		return err
 	}
-	good := append([]any{1, 0, 1}, one...)
-	if err := call(1, []string{key}, good...); err != nil {
+	if err := call(keys, cat([]any{2, 1}, group, req, req)...); err != nil {
 		t.Fatalf("a well-formed call: %v", err)
 	}
-	c.Del(ctx, key)
-	for name, argv := range map[string][]any{
-		"second request missing":      append(append([]any{2, 0, 1}, one...), 0),
-		"one limit short":             append([]any{1, 0, 1}, one[:9]...),
-		"more keys than limits":       append([]any{1, 0, 0}, one...),
-		"no requests":                 {0},
-		"request count not a number":  append([]any{"x", 0, 1}, one...),
-		"limit count not an integer":  append([]any{1, 0, "1.5"}, one...),
-		"second request's now broken": append(append(append([]any{2, 0, 1}, one...), "now", 1), one...),
+	c.Del(ctx, keys...)
+	for name, tc := range map[string]struct {
+		keys []string
+		argv []any
+	}{
+		"second request missing":      {keys, cat([]any{2, 1}, group, req)},
+		"one limit short":             {keys[:1], cat([]any{1, 1}, group, req[:3])},
+		"more keys than limits":       {keys[:1], cat([]any{1, 1}, group, []any{0, 0})},
+		"no requests":                 {nil, []any{0, 0}},
+		"request count not a number":  {keys[:1], cat([]any{"x", 1}, group, req)},
+		"limit count not an integer":  {keys[:1], cat([]any{1, 1}, group, []any{0, "1.5", 1, 1})},
+		"second request's now broken": {keys, cat([]any{2, 1}, group, req, []any{"now", 1, 1, 1})},
+		"group beyond g":              {keys, cat([]any{2, 1}, group, req, []any{0, 1, 2, 1})},
+		"group 0":                     {keys, cat([]any{2, 1}, group, req, []any{0, 1, 0, 1})},
+		"group fraction":              {keys, cat([]any{2, 1}, group, req, []any{0, 1, "1.5", 1})},
+		"fewer groups than g":         {keys, cat([]any{2, 2}, group, req, req)},
+		"group value not a number":    {keys[:1], cat([]any{1, 1}, group[:8], []any{"x"}, req)},
+		"second request's cost gone":  {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "q"})},
 	} {
-		err := call(1, []string{key}, argv...)
+		err := call(tc.keys, tc.argv...)
 		if err == nil || !strings.Contains(err.Error(), "bad KEYS/ARGV layout") {
 			t.Errorf("%s: %v, want the layout refused", name, err)
 		}
-		if n := c.Exists(ctx, key).Val(); n != 0 {
-			t.Fatalf("%s: the key was written before the layout was refused", name)
+		if n := c.Exists(ctx, keys...).Val(); n != 0 {
+			t.Fatalf("%s: a key was written before the layout was refused", name)
 		}
 	}
 }

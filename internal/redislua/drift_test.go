@@ -157,6 +157,7 @@ func TestManifestLayout(t *testing.T) {
 		want int
 	}{
 		{"argv.header", len(req.Argv.Header), redislua.ArgsHeader},
+		{"argv.perGroup", len(req.Argv.PerGroup), redislua.ArgsPerGroup},
 		{"argv.perRequest", len(req.Argv.PerRequest), redislua.ArgsPerRequest},
 		{"argv.perLimit", len(req.Argv.PerLimit), redislua.ArgsPerLimit},
 		{"reply.header", len(req.Reply.Header), redislua.ReplyHeader},
@@ -168,9 +169,11 @@ func TestManifestLayout(t *testing.T) {
 			t.Errorf("manifest %s has %d entries, the Go engine uses %d", c.what, c.got, c.want)
 		}
 	}
-	// The header comment of the script states the same group width.
-	if !strings.Contains(redislua.Request.Source(), "then 10 integers per limit") {
-		t.Error("request.lua's header comment no longer states the 10-integer group")
+	// The header comment of the script states the same widths.
+	for _, phrase := range []string{"of 9 integers each", "then 2 integers per limit", "local GROUP = 9 "} {
+		if !strings.Contains(redislua.Request.Source(), phrase) {
+			t.Errorf("request.lua no longer says %q: the script and the Go engine disagree on the ARGV layout", phrase)
+		}
 	}
 	if len(m.AlgorithmCodes) != 6 {
 		t.Errorf("algorithmCodes has %d entries, want 6", len(m.AlgorithmCodes))

@@ -20,12 +20,14 @@ import (
 // The layout of request.lua's arguments and reply (see manifest.json). One call
 // decides one or more requests.
 const (
-	// ArgsHeader is the number of ARGV values before the first request (r).
-	ArgsHeader = 1
+	// ArgsHeader is the number of ARGV values before the parameter groups (r, g).
+	ArgsHeader = 2
+	// ArgsPerGroup is the number of ARGV values per parameter group.
+	ArgsPerGroup = 9
 	// ArgsPerRequest is the number of ARGV values before a request's limits (now, n).
 	ArgsPerRequest = 2
-	// ArgsPerLimit is the number of ARGV values per limit.
-	ArgsPerLimit = 10
+	// ArgsPerLimit is the number of ARGV values per limit (group, cost).
+	ArgsPerLimit = 2
 	// ReplyHeader is the number of reply integers before the first request (none).
 	ReplyHeader = 0
 	// ReplyPerRequest is the number of reply integers before a request's decisions (now, allowed).
@@ -71,10 +73,11 @@ type ManifestScript struct {
 	Notes  json.RawMessage `json:"notes,omitempty"`
 }
 
-// ManifestArgv is a script's ARGV layout: a header, then per request its own header
-// and one group per limit.
+// ManifestArgv is a script's ARGV layout: a header, the parameter groups, then per
+// request its own header and a few values per limit.
 type ManifestArgv struct {
 	Header     []string `json:"header"`
+	PerGroup   []string `json:"perGroup"`
 	PerRequest []string `json:"perRequest"`
 	PerLimit   []string `json:"perLimit"`
 }

@@ -4,7 +4,7 @@
 -- line for line, the log through ZSET queries instead of a slice, and must agree with it
 -- bit for bit (internal/limiter/redis_diff_test.go). manifest.json records its sha256.
 --
--- Contract (contractVersion 2)
+-- Contract (contractVersion 3)
 --   One call decides r >= 1 requests, one after the other: each is all or nothing on
 --   its own, and a later request sees an earlier one's charge. (The service batches
 --   requests that arrive together into one call: one command and one round trip.)
@@ -12,14 +12,12 @@
 --            request keys may repeat: limits with the same key share state, and a later
 --            limit sees an earlier limit's charge.
 --   ARGV[1]  r, the number of requests
---   then per request:
---     now    epoch ms; 0 = the Redis clock, TIME as sec*1000 + floor(usec/1000), read
---            once per call
---     n      the number of its limits (its next n KEYS)
---     then 10 integers per limit:
+--   ARGV[2]  g, the number of parameter groups
+--   then g parameter groups, numbered 1..g, of 9 integers each (the limits of one rule
+--   share a group, so a call carries a rule's parameters once however many of its
+--   requests use it):
 --       algorithm  0 fixed_window, 1 gcra, 2 token_bucket, 3 sliding_window,
 --                  4 sliding_window_log, 5 token_budget
---       cost       q >= 0 (0 = check-only)
 --       shadow     1 = never denies, 0 = enforced
 --       limit      L (Params.Limit)
 --       periodMs   P (Params.PeriodMs)
@@ -28,6 +26,13 @@
 --                  num/den tokens per ms; 0 for other algorithms
 --       width      sliding_window sub-bucket width w = P/S in ms (Params.Width), else 0
 --       buckets    sliding_window S (Params.Buckets), else 0
+--   then per request:
+--     now    epoch ms; 0 = the Redis clock, TIME as sec*1000 + floor(usec/1000), read
+--            once per call
+--     n      the number of its limits (its next n KEYS)
+--     then 2 integers per limit:
+--       group      its parameter group, 1..g
+--       cost       q >= 0 (0 = check-only)
 --   Reply: per request {now, allowed (1/0), then per limit: allowed (1/0), limit,
 --          remaining, resetAt, retryAfterMs}, all integers, concatenated.
 --   A call whose layout does not add up is refused before anything runs.
@@ -71,7 +76,7 @@ local RETRY_CAP = 1099511627776 -- 2^40, limiter.RetryCapMs
 local MAX_AHEAD = 4294967296 -- 2^32, limiter maxAheadMs
 local TTL_FLOOR = 1000
 local MAX_INT = 9007199254740991 -- 2^53 - 1
-local GROUP = 10
+local GROUP = 9 -- integers per parameter group
 local BATCH = 512 -- fields per HSET/HDEL call (unpack has a stack limit)
 
 local FIXED_WINDOW, GCRA, TOKEN_BUCKET, SLIDING_WINDOW, SLIDING_LOG, TOKEN_BUDGET = 0, 1, 2, 3, 4, 5
@@ -613,23 +618,20 @@ local function store_zset(key, e, st, now)
   expire(key, st.X, now)
 end
 
--- read_params reads the limit group starting after ARGV[b]. Converting text to a number
--- is most of the cost of reading it, so only the fields the algorithm uses are read.
-local function read_params(b)
-  local algo = tonumber(ARGV[b + 1])
-  local p = {
-    algo = algo,
-    cost = tonumber(ARGV[b + 2]),
-    shadow = ARGV[b + 3] == '1',
-    limit = tonumber(ARGV[b + 4]),
-    period = tonumber(ARGV[b + 5]),
+-- read_group reads the parameter group whose first integer is v[b + 1] (v: ARGV as
+-- numbers). A call reads each group once, however many limits use it.
+local function read_group(v, b)
+  return {
+    algo = v[b + 1],
+    shadow = v[b + 2] == 1,
+    limit = v[b + 3],
+    period = v[b + 4],
+    burst = v[b + 5],
+    num = v[b + 6],
+    den = v[b + 7],
+    width = v[b + 8],
+    buckets = v[b + 9],
   }
-  if algo == GCRA or algo == TOKEN_BUCKET then
-    p.burst, p.num, p.den = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
-  elseif algo == SLIDING_WINDOW then
-    p.width, p.buckets = tonumber(ARGV[b + 9]), tonumber(ARGV[b + 10])
-  end
-  return p
 end
 
 -- store writes a key's new state in its Redis type.
@@ -646,11 +648,10 @@ end
 -- decide_one is decide for a request with one limit, the common case, without the
 -- bookkeeping several limits need: the limit's own decision is the request's, and a
 -- denial leaves nothing to write and nothing to check again.
-local function decide_one(kb, ab, now, reply)
-  local p = read_params(ab)
+local function decide_one(kb, p, cost, now, reply)
   local key = KEYS[kb + 1]
   local e = load(key, kind_of(p.algo))
-  local ok, limit, rem, reset, retry, nxt = check(p, e.orig, now, p.cost, key)
+  local ok, limit, rem, reset, retry, nxt = check(p, e.orig, now, cost, key)
   if ok and nxt then
     store(key, e, nxt, now)
   end
@@ -664,15 +665,15 @@ local function decide_one(kb, ab, now, reply)
   reply[m + 7] = retry
 end
 
--- decide evaluates one request: its n limits are KEYS[kb + 1 .. kb + n] and their
--- groups start at ARGV[ab + 1]. It appends {now, allowed, then five integers per
--- limit} to reply.
-local function decide(kb, ab, now, n, reply)
+-- decide evaluates one request: its n limits are KEYS[kb + 1 .. kb + n], their groups
+-- and costs are v[ab + 1], v[ab + 2], v[ab + 3], ... It appends {now, allowed, then five
+-- integers per limit} to reply.
+local function decide(kb, v, ab, groups, now, n, reply)
   local entries, work, dirty = {}, {}, {}
   local params, decisions = {}, {}
   local allowed = true
   for i = 1, n do
-    local p = read_params(ab + GROUP * (i - 1))
+    local p = groups[v[ab + 2 * i - 1]]
     params[i] = p
     local key = KEYS[kb + i]
     if entries[key] == nil then
@@ -680,7 +681,7 @@ local function decide(kb, ab, now, n, reply)
       entries[key] = e
       work[key] = e.orig
     end
-    local ok, limit, rem, reset, retry, nxt = check(p, work[key], now, p.cost, key)
+    local ok, limit, rem, reset, retry, nxt = check(p, work[key], now, v[ab + 2 * i], key)
     decisions[i] = { ok, limit, rem, reset, retry }
     if not ok and not p.shadow then
       allowed = false
@@ -723,27 +724,64 @@ end
 
 -- main
 
--- The whole layout is checked before anything runs, so a bad call writes nothing.
-local r = tonumber(ARGV[1])
-local bad = r == nil or r < 1 or r ~= floor(r)
-local a, k = 1, 0
-for _ = 1, (bad and 0 or r) do
-  local n = tonumber(ARGV[a + 2])
-  if n == nil or n < 0 or n ~= floor(n) or tonumber(ARGV[a + 1]) == nil then
-    bad = true
-    break
-  end
-  a, k = a + 2 + GROUP * n, k + n
+-- is_count says whether x is a whole number >= 0.
+local function is_count(x)
+  return x ~= nil and x >= 0 and x == floor(x)
 end
-if bad or a ~= #ARGV or k ~= #KEYS then
+
+-- Every value of ARGV is an integer: each is converted once, here.
+local v = {}
+for i = 1, #ARGV do
+  v[i] = tonumber(ARGV[i])
+end
+
+-- layout checks the whole call before anything runs, so a bad call writes nothing. It
+-- returns r and g, or nil.
+local function layout()
+  local r, g = v[1], v[2]
+  if not is_count(r) or r < 1 or not is_count(g) then
+    return nil
+  end
+  local a, k = 2 + GROUP * g, 0
+  for i = 3, a do
+    if v[i] == nil then
+      return nil
+    end
+  end
+  for _ = 1, r do
+    local n = v[a + 2]
+    if v[a + 1] == nil or not is_count(n) then
+      return nil
+    end
+    for j = a + 3, a + 2 + 2 * n, 2 do
+      local gi = v[j]
+      if not is_count(gi) or gi < 1 or gi > g or v[j + 1] == nil then
+        return nil
+      end
+    end
+    a, k = a + 2 + 2 * n, k + n
+  end
+  if a ~= #ARGV or k ~= #KEYS then
+    return nil
+  end
+  return r, g
+end
+
+local r, g = layout()
+if r == nil then
   return redis.error_reply('ERR ratelimit request.lua: bad KEYS/ARGV layout')
+end
+
+local groups = {}
+for i = 1, g do
+  groups[i] = read_group(v, 2 + GROUP * (i - 1))
 end
 
 local clock = nil -- the Redis clock, read once, when a request asks for it
 local reply = {}
-a, k = 1, 0
+local a, k = 2 + GROUP * g, 0
 for _ = 1, r do
-  local now, n = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local now, n = v[a + 1], v[a + 2]
   if now == 0 then
     if clock == nil then
       if redis.replicate_commands then
@@ -755,10 +793,10 @@ for _ = 1, r do
     now = clock
   end
   if n == 1 then
-    decide_one(k, a + 2, now, reply)
+    decide_one(k, groups[v[a + 3]], v[a + 4], now, reply)
   else
-    decide(k, a + 2, now, n, reply)
+    decide(k, v, a + 2, groups, now, n, reply)
   end
-  a, k = a + 2 + GROUP * n, k + n
+  a, k = a + 2 + 2 * n, k + n
 end
 return reply

@@ -1,0 +1,64 @@
+package limiter
+
+import (
+	"slices"
+	"testing"
+)
+
+// The script call for a batch carries each rule's parameters once: limits that share
+// a *Params and a shadow flag share a group, a shadow limit of the same rule gets its
+// own, and every limit names its group in ARGV next to its own cost.
+func TestScriptArgsSharesParameterGroups(t *testing.T) {
+	fw := &Params{Algorithm: FixedWindow, Limit: 100, PeriodMs: 60_000}
+	tb := &Params{Algorithm: TokenBucket, Limit: 5, PeriodMs: 1000, Burst: 5, num: 1, den: 200}
+	reqs := []struct {
+		now    int64
+		checks []LimitCheck
+	}{
+		{0, []LimitCheck{{Key: "a", Params: fw, Cost: 1}}},
+		{7, []LimitCheck{{Key: "b", Params: tb, Cost: 2}, {Key: "c", Params: fw, Cost: 3}}},
+		{0, []LimitCheck{{Key: "d", Params: fw, Cost: 4, Shadow: true}}},
+	}
+	args := scriptArgs(len(reqs), func(i int) (int64, []LimitCheck) { return reqs[i].now, reqs[i].checks })
+	want := []any{nil, nil, 4, "a", "b", "c", "d",
+		3, 3, // r, g
+		int64(FixedWindow), int64(0), int64(100), int64(60_000), int64(0), int64(0), int64(0), int64(0), int64(0),
+		int64(TokenBucket), int64(0), int64(5), int64(1000), int64(5), int64(1), int64(200), int64(0), int64(0),
+		int64(FixedWindow), int64(1), int64(100), int64(60_000), int64(0), int64(0), int64(0), int64(0), int64(0),
+		int64(0), 1, 1, int64(1),
+		int64(7), 2, 2, int64(2), 1, int64(3),
+		int64(0), 1, 3, int64(4),
+	}
+	if !slices.Equal(args, want) {
+		t.Errorf("scriptArgs:\n got %v\nwant %v", args, want)
+	}
+}
+
+// Past linearGroups distinct groups the index switches to a map; the numbers it gave
+// out before stay the same and new ones continue the count.
+func TestGroupIndexKeepsNumbersAcrossTheSwitchToAMap(t *testing.T) {
+	var x groupIndex
+	ps := make([]*Params, 3*linearGroups)
+	for i := range ps {
+		ps[i] = &Params{Algorithm: FixedWindow, Limit: int64(i + 1), PeriodMs: 1000}
+	}
+	for round := range 2 {
+		for i, p := range ps {
+			for _, shadow := range []bool{false, true} {
+				want := 2*i + 1
+				if shadow {
+					want++
+				}
+				if got := x.of(&LimitCheck{Params: p, Shadow: shadow}); got != want {
+					t.Fatalf("round %d: group of limit %d (shadow %v) = %d, want %d", round, i, shadow, got, want)
+				}
+			}
+		}
+	}
+	if got, want := len(x.groups), 2*len(ps); got != want {
+		t.Errorf("%d groups, want %d", got, want)
+	}
+	if x.byKey == nil {
+		t.Errorf("no map after %d groups", len(x.groups))
+	}
+}
