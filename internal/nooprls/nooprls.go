@@ -15,10 +15,18 @@ import (
 // Server answers OK with one OK status per request descriptor, the smallest valid answer.
 type Server struct {
 	rlsv3.UnimplementedRateLimitServiceServer
+	// Before, when set, runs first and its error is the answer. The benchmark puts one
+	// trivial store round trip here, to measure what waiting on a store costs by itself.
+	Before func(context.Context) error
 }
 
 // ShouldRateLimit implements rlsv3.RateLimitServiceServer.
-func (Server) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+func (s Server) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	if s.Before != nil {
+		if err := s.Before(ctx); err != nil {
+			return nil, err
+		}
+	}
 	n := len(in.GetDescriptors())
 	statuses := make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
 	all := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
@@ -32,8 +40,13 @@ func (Server) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*r
 // Serve registers a Server on a new gRPC server built with opts and serves lis until
 // the returned server is stopped.
 func Serve(lis net.Listener, opts ...grpc.ServerOption) *grpc.Server {
+	return ServeWith(lis, Server{}, opts...)
+}
+
+// ServeWith is Serve with a Server of the caller's.
+func ServeWith(lis net.Listener, s Server, opts ...grpc.ServerOption) *grpc.Server {
 	gs := grpc.NewServer(opts...)
-	rlsv3.RegisterRateLimitServiceServer(gs, Server{})
+	rlsv3.RegisterRateLimitServiceServer(gs, s)
 	go func() { _ = gs.Serve(lis) }()
 	return gs
 }

@@ -66,16 +66,19 @@ type scenario struct {
 // defaults (batching and the local cache on), and Redis with each switched off.
 const (
 	srvCeiling = "ceiling"
-	srvMemory  = "memory"
-	srvRedis   = "redis"
-	srvNoBatch = "redis, no batching"
-	srvNoCache = "redis, no local cache"
-	srvUnix    = "redis over a unix socket"
+	// The ceiling that also waits for one trivial Redis script call (return 1) per
+	// request, unbatched: what a store round trip costs before any rate limiting.
+	srvRoundTrip = "ceiling with a Redis round trip"
+	srvMemory    = "memory"
+	srvRedis     = "redis"
+	srvNoBatch   = "redis, no batching"
+	srvNoCache   = "redis, no local cache"
+	srvUnix      = "redis over a unix socket"
 )
 
 var scenarios = []scenario{
 	{name: "1 descriptor, 100,000 keys (fixed_window)", desc: []string{"fw={key}"}, keys: 100_000,
-		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoBatch, srvUnix}},
+		servers: []string{srvCeiling, srvRoundTrip, srvMemory, srvRedis, srvNoBatch, srvUnix}},
 	{name: "1 descriptor, 1,000 keys", desc: []string{"fw={key}"}, keys: 1000,
 		servers: []string{srvMemory, srvRedis}},
 	{name: "3 descriptors per request", desc: []string{"fw={key}"}, perReq: 3, keys: 100_000,
@@ -87,7 +90,7 @@ var scenarios = []scenario{
 	{name: "sliding_window, 100,000 keys", desc: []string{"sw={key}"}, keys: 100_000,
 		servers: []string{srvMemory, srvRedis}},
 	{name: "open loop 8,000/s, 1 descriptor, 100,000 keys", desc: []string{"fw={key}"}, keys: 100_000, rate: 8000,
-		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoBatch}},
+		servers: []string{srvCeiling, srvRoundTrip, srvMemory, srvRedis, srvNoBatch}},
 }
 
 type proc struct {
@@ -110,8 +113,8 @@ type row struct {
 }
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "-serve-ceiling" {
-		serveCeiling(os.Args[2])
+	if len(os.Args) >= 3 && len(os.Args) <= 4 && os.Args[1] == "-serve-ceiling" {
+		serveCeiling(os.Args[2], os.Args[3:]...)
 		return
 	}
 	bin := flag.String("bin", "", "the ratelimit-ext binary to benchmark (required)")
@@ -137,13 +140,23 @@ func main() {
 	}
 }
 
-func serveCeiling(addr string) {
+// serveCeiling serves nooprls on addr; with a Redis address, every request first waits
+// for one script call that does nothing (EVALSHA of "return 1"), sent the way the
+// service's unbatched engine sends its own (go-redis, the service's timeouts).
+func serveCeiling(addr string, redisAddr ...string) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ceiling:", err)
 		os.Exit(1)
 	}
-	gs := nooprls.Serve(lis, grpcopts.Server()...) // the service's gRPC settings
+	var s nooprls.Server
+	if len(redisAddr) == 1 {
+		rdb := redis.NewClient(&redis.Options{Addr: redisAddr[0], DisableIdentity: true,
+			ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
+		nothing := redis.NewScript("return 1")
+		s.Before = func(ctx context.Context) error { return nothing.Run(ctx, rdb, nil).Err() }
+	}
+	gs := nooprls.ServeWith(lis, s, grpcopts.Server()...) // the service's gRPC settings
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	<-ch
@@ -240,6 +253,14 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 	}
 	servers[srvCeiling] = &proc{name: srvCeiling, grpc: addr, cmd: exec.Command(self, "-serve-ceiling", addr)}
 	if err := start(servers[srvCeiling]); err != nil {
+		return err
+	}
+	if addr, err = freeAddr(); err != nil {
+		return err
+	}
+	servers[srvRoundTrip] = &proc{name: srvRoundTrip, grpc: addr, redis: true,
+		cmd: exec.Command(self, "-serve-ceiling", addr, redisAddr)}
+	if err := start(servers[srvRoundTrip]); err != nil {
 		return err
 	}
 	service := func(name string, redisURL string, extra ...string) error {
