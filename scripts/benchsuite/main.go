@@ -34,9 +34,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/ratelimit-ext/ratelimit-ext/internal/grpcopts"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/loadgen"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/nooprls"
 )
 
 // benchRules are the rules every service instance serves: limits that are never hit
@@ -66,19 +64,21 @@ type scenario struct {
 // defaults (batching and the local cache on), and Redis with each switched off.
 const (
 	srvCeiling = "ceiling"
-	// The ceiling that also waits for one trivial Redis script call (return 1) per
-	// request, unbatched: what a store round trip costs before any rate limiting.
-	srvRoundTrip = "ceiling with a Redis round trip"
-	srvMemory    = "memory"
-	srvRedis     = "redis"
-	srvNoBatch   = "redis, no batching"
-	srvNoCache   = "redis, no local cache"
-	srvUnix      = "redis over a unix socket"
+	// The ceiling that also waits for a Redis script call that does nothing (return
+	// 1): one per request, or shared by the requests that arrive together the way the
+	// engine batches. What waiting on Redis costs before any rate limiting.
+	srvRoundTrip   = "ceiling with a Redis round trip"
+	srvBatchedTrip = "ceiling with batched Redis round trips"
+	srvMemory      = "memory"
+	srvRedis       = "redis"
+	srvNoBatch     = "redis, no batching"
+	srvNoCache     = "redis, no local cache"
+	srvUnix        = "redis over a unix socket"
 )
 
 var scenarios = []scenario{
 	{name: "1 descriptor, 100,000 keys (fixed_window)", desc: []string{"fw={key}"}, keys: 100_000,
-		servers: []string{srvCeiling, srvRoundTrip, srvMemory, srvRedis, srvNoBatch, srvUnix}},
+		servers: []string{srvCeiling, srvRoundTrip, srvBatchedTrip, srvMemory, srvRedis, srvNoBatch, srvUnix}},
 	{name: "1 descriptor, 1,000 keys", desc: []string{"fw={key}"}, keys: 1000,
 		servers: []string{srvMemory, srvRedis}},
 	{name: "3 descriptors per request", desc: []string{"fw={key}"}, perReq: 3, keys: 100_000,
@@ -90,7 +90,7 @@ var scenarios = []scenario{
 	{name: "sliding_window, 100,000 keys", desc: []string{"sw={key}"}, keys: 100_000,
 		servers: []string{srvMemory, srvRedis}},
 	{name: "open loop 8,000/s, 1 descriptor, 100,000 keys", desc: []string{"fw={key}"}, keys: 100_000, rate: 8000,
-		servers: []string{srvCeiling, srvRoundTrip, srvMemory, srvRedis, srvNoBatch}},
+		servers: []string{srvCeiling, srvRoundTrip, srvBatchedTrip, srvMemory, srvRedis, srvNoBatch}},
 }
 
 type proc struct {
@@ -113,7 +113,7 @@ type row struct {
 }
 
 func main() {
-	if len(os.Args) >= 3 && len(os.Args) <= 4 && os.Args[1] == "-serve-ceiling" {
+	if len(os.Args) >= 3 && os.Args[1] == "-serve-ceiling" {
 		serveCeiling(os.Args[2], os.Args[3:]...)
 		return
 	}
@@ -138,29 +138,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchsuite:", err)
 		os.Exit(1)
 	}
-}
-
-// serveCeiling serves nooprls on addr; with a Redis address, every request first waits
-// for one script call that does nothing (EVALSHA of "return 1"), sent the way the
-// service's unbatched engine sends its own (go-redis, the service's timeouts).
-func serveCeiling(addr string, redisAddr ...string) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ceiling:", err)
-		os.Exit(1)
-	}
-	var s nooprls.Server
-	if len(redisAddr) == 1 {
-		rdb := redis.NewClient(&redis.Options{Addr: redisAddr[0], DisableIdentity: true,
-			ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond})
-		nothing := redis.NewScript("return 1")
-		s.Before = func(ctx context.Context) error { return nothing.Run(ctx, rdb, nil).Err() }
-	}
-	gs := nooprls.ServeWith(lis, s, grpcopts.Server()...) // the service's gRPC settings
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	<-ch
-	gs.Stop()
 }
 
 func freeAddr() (string, error) {
@@ -255,13 +232,15 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 	if err := start(servers[srvCeiling]); err != nil {
 		return err
 	}
-	if addr, err = freeAddr(); err != nil {
-		return err
-	}
-	servers[srvRoundTrip] = &proc{name: srvRoundTrip, grpc: addr, redis: true,
-		cmd: exec.Command(self, "-serve-ceiling", addr, redisAddr)}
-	if err := start(servers[srvRoundTrip]); err != nil {
-		return err
+	for name, mode := range map[string]string{srvRoundTrip: "each", srvBatchedTrip: "batched"} {
+		if addr, err = freeAddr(); err != nil {
+			return err
+		}
+		servers[name] = &proc{name: name, grpc: addr, redis: true,
+			cmd: exec.Command(self, "-serve-ceiling", addr, mode, redisAddr)}
+		if err := start(servers[name]); err != nil {
+			return err
+		}
 	}
 	service := func(name string, redisURL string, extra ...string) error {
 		redisEngine := redisURL != ""
