@@ -16,34 +16,47 @@ type paramGroup struct {
 // distinct rules must not cost a quadratic scan.
 const linearGroups = 8
 
-// groupIndex numbers the parameter groups of one script call from 1, in first-use order.
+// groupIndex numbers the parameter groups of one script call from 1, in first-use
+// order. The first linearGroups live in an array (a call's usual groups cost no
+// allocation); the rest, if a call has that many, in a slice and a map.
 type groupIndex struct {
-	groups []paramGroup
-	byKey  map[paramGroup]int
+	first [linearGroups]paramGroup
+	n     int // groups numbered so far
+	rest  []paramGroup
+	byKey map[paramGroup]int // the numbers of rest's groups
 }
 
 // of returns c's group number, adding the group on first use.
 func (x *groupIndex) of(c *LimitCheck) int {
 	k := paramGroup{c.Params, c.Shadow}
-	if x.byKey == nil {
-		for i := range x.groups {
-			if x.groups[i] == k {
-				return i + 1
-			}
+	for i := range min(x.n, linearGroups) {
+		if x.first[i] == k {
+			return i + 1
 		}
-	} else if i, ok := x.byKey[k]; ok {
+	}
+	if x.n < linearGroups {
+		x.first[x.n] = k
+		x.n++
+		return x.n
+	}
+	if i, ok := x.byKey[k]; ok {
 		return i
 	}
-	x.groups = append(x.groups, k)
-	if x.byKey != nil {
-		x.byKey[k] = len(x.groups)
-	} else if len(x.groups) > linearGroups {
-		x.byKey = make(map[paramGroup]int, 2*len(x.groups))
-		for i, g := range x.groups {
-			x.byKey[g] = i + 1
-		}
+	if x.byKey == nil {
+		x.byKey = make(map[paramGroup]int)
 	}
-	return len(x.groups)
+	x.rest = append(x.rest, k)
+	x.n++
+	x.byKey[k] = x.n
+	return x.n
+}
+
+// group returns group number i (from 1).
+func (x *groupIndex) group(i int) paramGroup {
+	if i <= linearGroups {
+		return x.first[i-1]
+	}
+	return x.rest[i-linearGroups-1]
 }
 
 // scriptArgs builds one request.lua call deciding n requests in order; request(i)
@@ -60,7 +73,7 @@ func scriptArgs(n int, request func(i int) (int64, []LimitCheck)) []any {
 			idx.of(&checks[j])
 		}
 	}
-	size := 3 + nkeys + redislua.ArgsHeader + redislua.ArgsPerGroup*len(idx.groups) +
+	size := 3 + nkeys + redislua.ArgsHeader + redislua.ArgsPerGroup*idx.n +
 		redislua.ArgsPerRequest*n + redislua.ArgsPerLimit*nkeys
 	args := make([]any, 0, size)
 	args = append(args, nil, nil, nkeys)
@@ -70,8 +83,9 @@ func scriptArgs(n int, request func(i int) (int64, []LimitCheck)) []any {
 			args = append(args, checks[j].Key)
 		}
 	}
-	args = append(args, n, len(idx.groups))
-	for _, g := range idx.groups {
+	args = append(args, n, idx.n)
+	for i := 1; i <= idx.n; i++ {
+		g := idx.group(i)
 		p := g.params
 		var shadow int64
 		if g.shadow {

@@ -55,10 +55,15 @@ func TestGroupIndexKeepsNumbersAcrossTheSwitchToAMap(t *testing.T) {
 			}
 		}
 	}
-	if got, want := len(x.groups), 2*len(ps); got != want {
+	if got, want := x.n, 2*len(ps); got != want {
 		t.Errorf("%d groups, want %d", got, want)
 	}
+	for i := 1; i <= x.n; i++ {
+		if g := x.group(i); x.of(&LimitCheck{Params: g.params, Shadow: g.shadow}) != i {
+			t.Errorf("group(%d) is not the group numbered %d", i, i)
+		}
+	}
 	if x.byKey == nil {
-		t.Errorf("no map after %d groups", len(x.groups))
+		t.Errorf("no map after %d groups", x.n)
 	}
 }

@@ -695,3 +695,41 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 		}
 	}
 }
+
+// Within one call, a request reads what an earlier request of the call wrote, even
+// when that write changed the key's type: a fixed_window count left under a key that a
+// sliding_window limit then rewrote as a hash must not be read back (a script that
+// reads keys ahead, or caches what it read, would).
+func TestRedisScriptReadsWritesOfTheSameCall(t *testing.T) {
+	_, srv := newRedis(t)
+	ctx := context.Background()
+	c := srv.Client()
+	key := uniquePrefix(t) + ":k"
+	const now, period = int64(1_700_000_040_000), int64(60_000)
+	ws := now / period * period
+	if err := c.Set(ctx, key, fmt.Sprintf("0:%d:%d:5", ws+period, ws), 0).Err(); err != nil { // fixed_window, count 5
+		t.Fatal(err)
+	}
+	sliding := []any{3, 0, 100, period, 0, 0, 0, period / 10, 10}
+	fixed := []any{0, 0, 5, period, 0, 0, 0, 0, 0}
+	args := []any{nil, nil, 2, key, key, 2, 2}
+	args = append(append(append(args, sliding...), fixed...), now, 1, 1, 1, now, 1, 2, 1)
+	reply, err := redislua.Request.Run(ctx, c, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reply) != 14 {
+		t.Fatalf("reply %v, want 14 values", reply)
+	}
+	if reply[1] != 1 {
+		t.Fatalf("the sliding_window request was denied: %v", reply)
+	}
+	// The hash replaced the string, so the fixed_window limit finds no count of its own
+	// and admits (a stale read of count 5 against limit 5 would deny).
+	if reply[8] != 1 || reply[11] != 4 {
+		t.Errorf("fixed_window after the hash write: allowed %d remaining %d, want 1 and 4 (reply %v)", reply[8], reply[11], reply)
+	}
+	if typ := c.Type(ctx, key).Val(); typ != "string" {
+		t.Errorf("key type %s after the call, want string (the later SET replaces the hash)", typ)
+	}
+}
