@@ -685,6 +685,10 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 		"fewer groups than g":         {keys, cat([]any{2, 2}, group, req, req)},
 		"group value not a number":    {keys[:1], cat([]any{1, 1}, group[:8], []any{"x"}, req)},
 		"second request's cost gone":  {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "q"})},
+		"second request's cost 1.5":   {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "1.5"})},
+		"second request's cost inf":   {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "inf"})},
+		"second request's now nan":    {keys, cat([]any{2, 1}, group, req, []any{"nan", 1, 1, 1})},
+		"second request's now < 0":    {keys, cat([]any{2, 1}, group, req, []any{-5, 1, 1, 1})},
 	} {
 		err := call(tc.keys, tc.argv...)
 		if err == nil || !strings.Contains(err.Error(), "bad KEYS/ARGV layout") {

@@ -724,12 +724,14 @@ end
 
 -- main
 
--- is_count says whether x is a whole number >= 0.
+-- is_count says whether x is a whole number in [0, 2^53).
 local function is_count(x)
-  return x ~= nil and x >= 0 and x == floor(x)
+  return x ~= nil and x >= 0 and x <= MAX_INT and x == floor(x)
 end
 
--- Every value of ARGV is an integer: each is converted once, here.
+-- Every value of ARGV is an integer: each is converted once, here. (now and the costs
+-- are whole numbers >= 0; the layout check below refuses anything else, "nan" and
+-- "inf" included.)
 local v = {}
 for i = 1, #ARGV do
   v[i] = tonumber(ARGV[i])
@@ -750,12 +752,12 @@ local function layout()
   end
   for _ = 1, r do
     local n = v[a + 2]
-    if v[a + 1] == nil or not is_count(n) then
+    if not is_count(v[a + 1]) or not is_count(n) then
       return nil
     end
     for j = a + 3, a + 2 + 2 * n, 2 do
       local gi = v[j]
-      if not is_count(gi) or gi < 1 or gi > g or v[j + 1] == nil then
+      if not is_count(gi) or gi < 1 or gi > g or not is_count(v[j + 1]) then
         return nil
       end
     end
