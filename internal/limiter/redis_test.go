@@ -412,7 +412,7 @@ func TestRedisForeignState(t *testing.T) {
 	prefix := uniquePrefix(t)
 	const now = 1_700_000_000_000
 	for _, check := range allAlgorithms(t, prefix, 60_000) {
-		for _, setup := range []func(k string) error{
+		setups := []func(k string) error{
 			func(k string) error { return c.Set(ctx, k, "junk", 0).Err() },
 			func(k string) error { return c.Set(ctx, k, "9:99999999999999:1:2", 0).Err() },                 // no such algorithm
 			func(k string) error { return c.Set(ctx, k, "1:99999999999999:1.5e3:2", 0).Err() },             // not an integer
@@ -424,7 +424,30 @@ func TestRedisForeignState(t *testing.T) {
 			func(k string) error { return c.HSet(ctx, k, "k", "1", "A", "1.5e3").Err() },
 			func(k string) error { return c.HSet(ctx, k, "zzz", "1", "12", "x").Err() },
 			func(k string) error { return c.HSet(ctx, k, "zzz", "1").Err() },
+		}
+		// Another string algorithm's state that denies everything now under its own
+		// algorithm (a rule whose algorithm changed keeps its key): cold for every other.
+		for code, v := range map[limiter.Algorithm]string{
+			limiter.FixedWindow: "0:1700000040000:1699999980000:1000000", // this window, far over
+			limiter.TokenBudget: "5:1700000040000:1699999980000:1000000",
+			limiter.GCRA:        "1:1700000100000:1700000100000:0", // TAT 100 s ahead
+			limiter.TokenBucket: "2:1700000100000:1700000000000:0", // empty now
 		} {
+			if code != check.Params.Algorithm {
+				setups = append(setups, func(k string) error { return c.Set(ctx, k, v, 0).Err() })
+				continue
+			}
+			// Control: under its own algorithm the same state is live and denies.
+			c.Set(ctx, check.Key, v, 0)
+			d := make([]limiter.Decision, 1)
+			if _, err := e.Evaluate(ctx, now, []limiter.LimitCheck{check}, d); err != nil {
+				t.Fatal(err)
+			}
+			if d[0].Allowed {
+				t.Errorf("%s: its own algorithm's spent state %q allowed: %+v", check.Key, v, d[0])
+			}
+		}
+		for _, setup := range setups {
 			c.Del(ctx, check.Key)
 			if err := setup(check.Key); err != nil {
 				t.Fatal(err)
@@ -684,6 +707,7 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 		"group fraction":              {keys, cat([]any{2, 1}, group, req, []any{0, 1, "1.5", 1})},
 		"fewer groups than g":         {keys, cat([]any{2, 2}, group, req, req)},
 		"group value not a number":    {keys[:1], cat([]any{1, 1}, group[:8], []any{"x"}, req)},
+		"unknown algorithm":           {keys, cat([]any{2, 2}, group, []any{6}, group[1:], req, []any{0, 1, 2, 1})},
 		"second request's cost gone":  {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "q"})},
 		"second request's cost 1.5":   {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "1.5"})},
 		"second request's cost inf":   {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "inf"})},

@@ -35,7 +35,9 @@
 --       cost       q >= 0 (0 = check-only)
 --   Reply: per request {now, allowed (1/0), then per limit: allowed (1/0), limit,
 --          remaining, resetAt, retryAfterMs}, all integers, concatenated.
---   A call whose layout does not add up is refused before anything runs.
+--   A call whose layout does not add up, that names a group outside 1..g or an
+--   algorithm code above 5, or whose now or a cost is not a whole number in [0, 2^53),
+--   is refused before anything runs.
 --
 -- Semantics of one request: limits are checked in order on working copies of their keys' states; the
 -- copies are written only when every non-shadow limit allowed. Otherwise nothing is
@@ -124,14 +126,18 @@ end
 
 local NONE = {}
 
--- Each algorithm returns allowed, limit, remaining, resetAt, retryAfterMs, and the state
--- to store (nil when nothing is written). Input states are never modified.
+-- Each algorithm returns allowed, limit, remaining, resetAt, retryAfterMs, then the
+-- state to store (nothing when nothing is written). Input states are never modified.
+-- The four string-state algorithms (gcra, token_bucket, fixed_window, token_budget)
+-- take their state as scalars, live, A and B (live false: cold), and return the new
+-- one as A, B, X: a one-limit request then reads, decides and writes without building
+-- a table (decide_one).
 
-local function gcra(p, st, now, q)
+local function gcra(p, live, A, B, now, q)
   local num, den, burst = p.num, p.den, p.burst
   local diff = 0
-  if st.live and st.A >= now then
-    diff = mmin(st.A - now, MAX_AHEAD) * num + st.B
+  if live and A >= now then
+    diff = mmin(A - now, MAX_AHEAD) * num + B
   end
   local tau = den * burst
   if q <= burst and diff + den * q <= tau then
@@ -142,8 +148,7 @@ local function gcra(p, st, now, q)
       return true, burst, rem, now + ahead, 0, nil
     end
     local whole = quo(newdiff, num)
-    return true, burst, rem, now + ahead, 0,
-      { live = true, A = now + whole, B = newdiff - whole * num, X = now + mmax(ahead, 1), ats = NONE, ns = NONE }
+    return true, burst, rem, now + ahead, 0, now + whole, newdiff - whole * num, now + mmax(ahead, 1)
   end
   local rem = quo(mmax(0, tau - diff), den)
   local retry
@@ -152,15 +157,15 @@ local function gcra(p, st, now, q)
   else
     retry = ceildiv(diff + den * q - tau, num)
   end
-  return false, burst, rem, now + ceildiv(diff, num), retry, nil
+  return false, burst, rem, now + ceildiv(diff, num), retry
 end
 
-local function token_bucket(p, st, now, q)
+local function token_bucket(p, live, A, B, now, q)
   local num, den, cap = p.num, p.den, p.burst
   local full = cap * den
   local tokens, last = full, now
-  if st.live then
-    tokens, last = st.B, st.A
+  if live then
+    tokens, last = B, A
     local elapsed = now - last
     if elapsed > 0 then
       if elapsed >= ceildiv(full - tokens, num) then
@@ -175,10 +180,9 @@ local function token_bucket(p, st, now, q)
     local refill = ceildiv(full - left, num)
     local rem = quo(left, den)
     if q == 0 then
-      return true, cap, rem, now + refill, 0, nil
+      return true, cap, rem, now + refill, 0
     end
-    return true, cap, rem, now + refill, 0,
-      { live = true, A = mmax(last, now), B = left, X = mmax(last, now) + mmax(refill, 1), ats = NONE, ns = NONE }
+    return true, cap, rem, now + refill, 0, mmax(last, now), left, mmax(last, now) + mmax(refill, 1)
   end
   local retry
   if q > cap then
@@ -186,44 +190,43 @@ local function token_bucket(p, st, now, q)
   else
     retry = ceildiv(q * den - tokens, num)
   end
-  return false, cap, quo(tokens, den), now + ceildiv(full - tokens, num), retry, nil
+  return false, cap, quo(tokens, den), now + ceildiv(full - tokens, num), retry
 end
 
-local function window_count(st, ws)
-  if st.live and st.A == ws then
-    return st.B
+-- window_count is the count a window state holds for the window starting at ws.
+local function window_count(live, A, B, ws)
+  if live and A == ws then
+    return B
   end
   return 0
 end
 
-local function fixed_window(p, st, now, q)
+local function fixed_window(p, live, A, B, now, q)
   local L, P = p.limit, p.period
   local ws = floordiv(now, P) * P
-  local count = window_count(st, ws)
+  local count = window_count(live, A, B, ws)
   local reset = ws + P
   if count + q <= L then
-    local nxt = nil
     if q > 0 then
-      nxt = { live = true, A = ws, B = count + q, X = reset, ats = NONE, ns = NONE }
+      return true, L, L - count - q, reset, 0, ws, count + q, reset
     end
-    return true, L, L - count - q, reset, 0, nxt
+    return true, L, L - count - q, reset, 0
   end
-  return false, L, mmax(0, L - count), reset, reset - now, nil
+  return false, L, mmax(0, L - count), reset, reset - now
 end
 
-local function token_budget(p, st, now, q)
+local function token_budget(p, live, A, B, now, q)
   local L, P = p.limit, p.period
   local ws = floordiv(now, P) * P
-  local served = window_count(st, ws)
+  local served = window_count(live, A, B, ws)
   local reset = ws + P
   if served < L then
-    local nxt = nil
     if q > 0 then
-      nxt = { live = true, A = ws, B = served + q, X = reset, ats = NONE, ns = NONE }
+      return true, L, mmax(0, L - served - q), reset, 0, ws, served + q, reset
     end
-    return true, L, mmax(0, L - served - q), reset, 0, nxt
+    return true, L, mmax(0, L - served - q), reset, 0
   end
-  return false, L, 0, reset, reset - now, nil
+  return false, L, 0, reset, reset - now
 end
 
 -- sliding_window works in units of 1/w (see limiter.slidingWindow).
@@ -368,11 +371,11 @@ local function sliding_log(p, st, now, q, key)
   return false, L, mmax(0, L - n), oldest + P, retry, nil
 end
 
-local ALGORITHMS = {
+-- The string-state algorithms, by code (scalar state); the other two take tables.
+local SCALAR = {
+  [FIXED_WINDOW] = fixed_window,
   [GCRA] = gcra,
   [TOKEN_BUCKET] = token_bucket,
-  [SLIDING_WINDOW] = sliding_window,
-  [SLIDING_LOG] = sliding_log,
   [TOKEN_BUDGET] = token_budget,
 }
 
@@ -392,14 +395,28 @@ local COLD = {
   zset = { kind = 'zset', live = false, X = 0, stored = false, added = 0 },
 }
 
+-- expired says whether a state with expiry X reads as cold at now (X = 0: never).
+local function expired(X, now)
+  return X ~= 0 and now >= X
+end
+
 -- check is limiter.Check. A state of another kind (string, hash, zset) or written by
 -- another algorithm reads as cold.
 local function check(p, st, now, q, key)
   local kind = kind_of(p.algo)
-  if st.kind ~= kind or not st.live or (kind ~= 'zset' and st.k ~= p.algo) or (st.X ~= 0 and now >= st.X) then
+  if st.kind ~= kind or not st.live or (kind ~= 'zset' and st.k ~= p.algo) or expired(st.X, now) then
     st = COLD[kind]
   end
-  local f = ALGORITHMS[p.algo] or fixed_window
+  local scalar = SCALAR[p.algo]
+  if scalar then
+    local ok, limit, rem, reset, retry, A, B, X = scalar(p, st.live, st.A, st.B, now, q)
+    local nxt = nil
+    if A then
+      nxt = { kind = 'string', live = true, k = p.algo, A = A, B = B, X = X, ats = NONE, ns = NONE }
+    end
+    return ok, limit, rem, reset, retry, nxt
+  end
+  local f = p.algo == SLIDING_WINDOW and sliding_window or sliding_log
   local ok, limit, rem, reset, retry, nxt = f(p, st, now, q, key)
   if nxt and kind ~= 'zset' then
     nxt.kind, nxt.k = kind, p.algo
@@ -422,8 +439,9 @@ end
 
 local FOREIGN = { kind = 'none' }
 
--- parse_string reads a string state "k:X:A:B"; anything else is nil.
-local function parse_string(v)
+-- parse_fields reads a string state "k:X:A:B" into its four numbers; anything else is
+-- nil.
+local function parse_fields(v)
   local k, X, A, B = string.match(v, '^(%d):(%d+):(%-?%d+):(%-?%d+)$')
   if k == nil or #X > 16 or #A > 17 or #B > 17 then
     return nil
@@ -432,7 +450,16 @@ local function parse_string(v)
   if X > MAX_INT or A > MAX_INT or A < -MAX_INT or B > MAX_INT or B < -MAX_INT then
     return nil
   end
-  return { kind = 'string', live = true, k = tonumber(k), A = A, B = B, X = X, ats = NONE, ns = NONE }
+  return tonumber(k), X, A, B
+end
+
+-- parse_string reads a string state as a state table; anything else is nil.
+local function parse_string(v)
+  local k, X, A, B = parse_fields(v)
+  if k == nil then
+    return nil
+  end
+  return { kind = 'string', live = true, k = k, A = A, B = B, X = X, ats = NONE, ns = NONE }
 end
 
 -- load reads a key once per request into an entry: its Redis type, the state it holds
@@ -584,8 +611,8 @@ end
 
 -- store_string writes a string state: "k:X:A:B" with its expiry, in one command (SET
 -- replaces a key of any type).
-local function store_string(key, st, now)
-  redis.call('SET', key, fmt('%d:%d:%d:%d', st.k, st.X, st.A, st.B), 'PX', fmt('%d', mmax(st.X - now, TTL_FLOOR)))
+local function store_string(key, k, X, A, B, now)
+  redis.call('SET', key, fmt('%d:%d:%d:%d', k, X, A, B), 'PX', fmt('%d', mmax(X - now, TTL_FLOOR)))
 end
 
 -- store_zset writes a log: drop the stamps the working copy dropped, add its units at
@@ -637,7 +664,7 @@ end
 -- store writes a key's new state in its Redis type.
 local function store(key, e, st, now)
   if st.kind == 'string' then
-    store_string(key, st, now)
+    store_string(key, st.k, st.X, st.A, st.B, now)
   elseif st.kind == 'zset' then
     store_zset(key, e, st, now)
   else
@@ -650,10 +677,32 @@ end
 -- denial leaves nothing to write and nothing to check again.
 local function decide_one(kb, p, cost, now, reply)
   local key = KEYS[kb + 1]
-  local e = load(key, kind_of(p.algo))
-  local ok, limit, rem, reset, retry, nxt = check(p, e.orig, now, cost, key)
-  if ok and nxt then
-    store(key, e, nxt, now)
+  local scalar = SCALAR[p.algo]
+  local ok, limit, rem, reset, retry
+  if scalar then
+    -- A string state, read, decided and written as scalars (load, check and store
+    -- without their tables): another type (GET's error), another writer's content or
+    -- algorithm, or an expired state reads as cold.
+    local v = redis.pcall('GET', key)
+    local live, A, B = false, 0, 0
+    if type(v) == 'string' then
+      local k, X, a, b = parse_fields(v)
+      if k == p.algo and not expired(X, now) then
+        live, A, B = true, a, b
+      end
+    end
+    local nA, nB, nX
+    ok, limit, rem, reset, retry, nA, nB, nX = scalar(p, live, A, B, now, cost)
+    if ok and nA then
+      store_string(key, p.algo, nX, nA, nB, now)
+    end
+  else
+    local e = load(key, kind_of(p.algo))
+    local nxt
+    ok, limit, rem, reset, retry, nxt = check(p, e.orig, now, cost, key)
+    if ok and nxt then
+      store(key, e, nxt, now)
+    end
   end
   local m = #reply
   reply[m + 1] = now
@@ -748,6 +797,12 @@ local function layout()
   for i = 3, a do
     if v[i] == nil then
       return nil
+    end
+  end
+  for b = 2, a - 1, GROUP do
+    local algo = v[b + 1]
+    if not is_count(algo) or algo > TOKEN_BUDGET then
+      return nil -- an algorithm this script does not know
     end
   end
   for _ = 1, r do
