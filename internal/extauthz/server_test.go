@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -18,7 +19,6 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
@@ -533,20 +533,10 @@ func TestCheckObserved(t *testing.T) {
 // Over a real gRPC connection, next to the RLS on the same server (as serve.go does).
 func TestCheckOverGRPC(t *testing.T) {
 	e := newEnv(t)
-	gs := grpc.NewServer()
-	rlssvc.RegisterRateLimitServiceServer(gs, e.rls)
-	e.server(defaultOpts).Register(gs)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
+		rlssvc.RegisterRateLimitServiceServer(gs, e.rls)
+		e.server(defaultOpts).Register(gs)
+	})
 	client := authv3.NewAuthorizationClient(conn)
 	for i := range 4 {
 		r, err := client.Check(context.Background(), req("/ip", "192.0.2.110"))

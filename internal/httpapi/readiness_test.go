@@ -3,13 +3,13 @@ package httpapi_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
+
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -42,19 +42,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	d := decide.New(rs, m.Engine("redis", engine), storekey.New("h:", 0), false)
 
 	health := grpchealth.NewServer()
-	gs := grpc.NewServer()
-	healthpb.RegisterHealthServer(gs, health)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testgrpc.Serve(t, func(gs *grpc.Server) { healthpb.RegisterHealthServer(gs, health) })
 	hc := healthpb.NewHealthClient(conn)
 
 	logs := &testlog.Buffer{}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,10 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
+
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -386,19 +386,9 @@ func TestRapidEditsUnderTraffic(t *testing.T) {
 	write(t, path, rules("v0"))
 	h := watch(t, dir, reload.Options{Watch: true, Debounce: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(h.decider, rls.Options{RetryAfter: true}, nil))
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(h.decider, rls.Options{RetryAfter: true}, nil))
+	})
 	client := rlsv3.NewRateLimitServiceClient(conn)
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -3,16 +3,16 @@ package rls_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
+
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -79,19 +79,9 @@ func startRules(t *testing.T, rules string, opts rls.Options) *hfixture {
 	if err := opts.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, opts, nil))
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, opts, nil))
+	})
 	return &hfixture{client: rlsv3.NewRateLimitServiceClient(conn), clock: clock}
 }
 

@@ -2,16 +2,16 @@ package rls_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -73,19 +73,9 @@ func start(t *testing.T, globalShadow bool) *fixture {
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
 	t.Cleanup(func() { engine.Close() })
 	d := decide.New(rs, engine, storekey.New("t:", 0), globalShadow)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{RetryAfter: true}, nil))
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{RetryAfter: true}, nil))
+	})
 	return &fixture{client: rlsv3.NewRateLimitServiceClient(conn)}
 }
 

@@ -3,16 +3,16 @@ package xdsrules
 import (
 	"context"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
@@ -69,19 +69,9 @@ func startService(t *testing.T, server string, o Options) *service {
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_040_000 }})
 	t.Cleanup(func() { engine.Close() })
 	d := decide.New(nil, engine, storekey.New("t:", 0), false)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{}, nil))
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{}, nil))
+	})
 
 	s := &service{client: rlsv3.NewRateLimitServiceClient(conn), log: &testlog.Buffer{}, loads: &loads{}}
 	if o.Server == "" {
@@ -95,6 +85,7 @@ func startService(t *testing.T, server string, o Options) *service {
 	}
 	o.Log = slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.OnLoad = s.loads.onLoad
+	var err error
 	s.sub, err = Start(context.Background(), o, d.SetRules)
 	if err != nil {
 		t.Fatal(err)
