@@ -109,15 +109,19 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			set(legacy, flag, net.JoinHostPort(host, v))
 		}
 	}
-	simple := map[string]string{
+	// Words (levels, formats, booleans) are matched in any case; a key prefix is data
+	// and passes unchanged ("App_" and "app_" are different keys).
+	words := map[string]string{
 		"LOG_LEVEL": "log-level", "LOG_FORMAT": "log-format", "SHADOW_MODE": "shadow-mode",
-		"CACHE_KEY_PREFIX": "key-prefix", "REDIS_POOL_SIZE": "redis-pool-size",
-		"RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
+		"REDIS_POOL_SIZE": "redis-pool-size", "RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
 	}
-	for legacy, flag := range simple {
+	for legacy, flag := range words {
 		if v, ok := get(legacy); ok {
 			set(legacy, flag, strings.ToLower(v))
 		}
+	}
+	if v, ok := get("CACHE_KEY_PREFIX"); ok {
+		set("CACHE_KEY_PREFIX", "key-prefix", v)
 	}
 	for _, mapGroup := range []func(mapper) error{mapLegacyRedis, mapLegacyGRPCTLS, mapLegacyMetrics} {
 		if err := mapGroup(m); err != nil {

@@ -34,6 +34,8 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://s1:26379?addr=s2:26379", "RATELIMIT_EXT_REDIS_MODE": "sentinel", "RATELIMIT_EXT_REDIS_SENTINEL_MASTER": "mymaster"}, ""},
 		{"unix socket", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_SOCKET_TYPE": "unix"},
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "unix:///var/run/redis.sock"}, ""},
+		{"key prefix kept as written", fakeEnv{"CACHE_KEY_PREFIX": "Edge_RL:"},
+			map[string]string{"RATELIMIT_EXT_KEY_PREFIX": "Edge_RL:"}, ""},
 		{"dynamic metadata", fakeEnv{"RESPONSE_DYNAMIC_METADATA": "True"},
 			map[string]string{"RATELIMIT_EXT_RESPONSE_DYNAMIC_METADATA": "true"}, ""},
 		{"our own variable wins", fakeEnv{"SHADOW_MODE": "true", "RATELIMIT_EXT_SHADOW_MODE": "false"},
