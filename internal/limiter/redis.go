@@ -61,7 +61,8 @@ type RedisOptions struct {
 }
 
 // RedisEngine keeps state in Redis and evaluates a whole request with one script call
-// (internal/redislua/request.lua): one round trip, atomic on a single Redis. With Redis
+// (internal/redislua/request.lua), alone or batched with concurrent requests into one
+// call (redis_batch.go): atomic on a single Redis either way. With Redis
 // Cluster every key of one request must hash to one slot (the script is one command).
 type RedisEngine struct {
 	client redis.UniversalClient

@@ -13,8 +13,8 @@ import (
 
 // Redis deployments other than a single server: Redis Cluster (go-redis's cluster client)
 // and a master found through Redis Sentinel (go-redis's failover client). Both run the
-// same engine, one EVALSHA of request.lua per request, with the connection defaults of
-// the single-server engine (applyConn).
+// same engine (request.lua by EVALSHA, batched or one call per request), with the
+// connection defaults of the single-server engine (applyConn).
 //
 // Cluster. A script call is one command, so every key of a request must hash to one slot
 // (else Redis answers CROSSSLOT and nothing runs). The server builds keys with
@@ -157,8 +157,9 @@ type connFields struct {
 // the defaults: short read and write deadlines, 10 connections per CPU and node, no
 // command retries (a script call that may have run must not be sent again: it could
 // charge twice), one dial attempt (fail fast while Redis is down; the pool redials
-// later), the caller's deadline shortening the socket deadlines, no CLIENT SETINFO round
-// trips on connect, and the TLS files.
+// later), the caller's deadline shortening the socket deadlines of a call made for it
+// alone (a batched call serves several callers and keeps the read and write timeouts),
+// no CLIENT SETINFO round trips on connect, and the TLS files.
 func (o RedisOptions) applyConn(f connFields) error {
 	setDuration(f.dial, o.DialTimeout, DefaultRedisDialTimeout)
 	setDuration(f.read, o.ReadTimeout, DefaultRedisReadTimeout)

@@ -70,8 +70,6 @@ type Config struct {
 	// WatchPIDs are processes (e.g. the server, Redis) whose CPU use over the measured
 	// phase is reported beside the generator's own (Linux only).
 	WatchPIDs map[string]int
-	// Dial, if set, replaces the default insecure dialing (e.g. for TLS).
-	Dial func(target string) (*grpc.ClientConn, error)
 }
 
 // Latency histograms record microseconds from 1 µs to 1 minute with 3 significant
@@ -165,13 +163,7 @@ func dialAll(ctx context.Context, cfg *Config) ([]*grpc.ClientConn, error) {
 	}
 	for i := 0; i < cfg.Conns; i++ {
 		target := cfg.Targets[i%len(cfg.Targets)]
-		var c *grpc.ClientConn
-		var err error
-		if cfg.Dial != nil {
-			c, err = cfg.Dial(target)
-		} else {
-			c, err = grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		}
+		c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("loadgen: %s: %w", target, err)

@@ -37,14 +37,9 @@ func (s Server) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest)
 	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: statuses}, nil
 }
 
-// Serve registers a Server on a new gRPC server built with opts and serves lis until
-// the returned server is stopped.
-func Serve(lis net.Listener, opts ...grpc.ServerOption) *grpc.Server {
-	return ServeWith(lis, Server{}, opts...)
-}
-
-// ServeWith is Serve with a Server of the caller's.
-func ServeWith(lis net.Listener, s Server, opts ...grpc.ServerOption) *grpc.Server {
+// Serve registers s on a new gRPC server built with opts and serves lis until the
+// returned server is stopped.
+func Serve(lis net.Listener, s Server, opts ...grpc.ServerOption) *grpc.Server {
 	gs := grpc.NewServer(opts...)
 	rlsv3.RegisterRateLimitServiceServer(gs, s)
 	go func() { _ = gs.Serve(lis) }()

@@ -119,18 +119,17 @@ type shard struct {
 
 // entry is one frozen denial.
 type entry struct {
-	params   limiter.Params
-	cost     int64 // the observed cost; anyCost: every cost ≥ 1 is answered
-	anyCost  bool
-	t0       int64 // the store's now of the observed denial
-	limit    int64
-	resetAt  int64
-	retryAt  int64 // t0 + retryAfterMs
-	until    int64 // the state is frozen for store times < until
-	clock    bool  // t0 was the store's clock (the request passed now = 0)
-	sent     int64 // local monotonic ms before the store call
-	recv     int64 // local monotonic ms after its answer
-	lastSeen int64 // local monotonic ms when stored (MaxAge)
+	params  limiter.Params
+	cost    int64 // the observed cost; anyCost: every cost ≥ 1 is answered
+	anyCost bool
+	t0      int64 // the store's now of the observed denial
+	limit   int64
+	resetAt int64
+	retryAt int64 // t0 + retryAfterMs
+	until   int64 // the state is frozen for store times < until
+	clock   bool  // t0 was the store's clock (the request passed now = 0)
+	sent    int64 // local monotonic ms before the store call
+	recv    int64 // local monotonic ms after its answer; MaxAge counts from it
 }
 
 // New returns an empty cache.
@@ -212,7 +211,7 @@ func (c *Cache) Lookup(now int64, checks []limiter.LimitCheck, decisions []limit
 		if at < e.t0 || at >= e.until || at-e.t0 > c.maxAge {
 			return 0, false
 		}
-		if now == 0 && m-e.lastSeen > c.maxAge {
+		if now == 0 && m-e.recv > c.maxAge {
 			return 0, false
 		}
 	}
@@ -258,7 +257,7 @@ func (c *Cache) Remember(call Call, checks []limiter.LimitCheck, decisions []lim
 		c.put(ch.Key, entry{
 			params: *ch.Params, cost: ch.Cost, anyCost: anyCost,
 			t0: call.StoreNow, limit: d.Limit, resetAt: d.ResetAt, retryAt: call.StoreNow + d.RetryAfterMs,
-			until: until, clock: call.Now == 0, sent: call.Sent, recv: call.Recv, lastSeen: call.Recv,
+			until: until, clock: call.Now == 0, sent: call.Sent, recv: call.Recv,
 		})
 	}
 }
@@ -309,7 +308,7 @@ func (c *Cache) put(key string, e entry) {
 	sh.mu.Lock()
 	if _, ok := sh.m[key]; !ok {
 		if len(sh.m) >= c.perShard {
-			c.evictLocked(sh, e.lastSeen)
+			c.evictLocked(sh, e.recv)
 		}
 		c.size.Add(1)
 	}
@@ -325,11 +324,11 @@ func (c *Cache) evictLocked(sh *shard, nowMono int64) {
 	oldest := int64(-1)
 	seen, dropped := 0, 0
 	for k, e := range sh.m {
-		if nowMono-e.lastSeen > c.maxAge {
+		if nowMono-e.recv > c.maxAge {
 			delete(sh.m, k)
 			dropped++
-		} else if oldest < 0 || e.lastSeen < oldest {
-			victim, oldest = k, e.lastSeen
+		} else if oldest < 0 || e.recv < oldest {
+			victim, oldest = k, e.recv
 		}
 		if seen++; seen >= 16 {
 			break

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/grpcopts"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/nooprls"
 	"github.com/redis/go-redis/v9"
 )
@@ -36,13 +37,13 @@ func serveCeiling(addr string, modeAndRedis ...string) {
 		case "each":
 			s.Before = call
 		case "batched":
-			s.Before = (&sharedCall{free: 2, call: call}).wait
+			s.Before = (&sharedCall{free: limiter.DefaultRedisBatchLanes, call: call}).wait
 		default:
 			fmt.Fprintln(os.Stderr, "ceiling: unknown mode", modeAndRedis[0])
 			os.Exit(2)
 		}
 	}
-	gs := nooprls.ServeWith(lis, s, grpcopts.Server()...)
+	gs := nooprls.Serve(lis, s, grpcopts.Server()...)
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	<-ch
@@ -66,7 +67,7 @@ type sharedCall struct {
 // A waiter receives nil when its request is answered, or a batch to send, itself first.
 type waiter chan []waiter
 
-const maxShared = 64 // --redis-batch-size's default
+const maxShared = limiter.DefaultRedisBatchMax
 
 func (s *sharedCall) wait(ctx context.Context) error {
 	s.mu.Lock()
