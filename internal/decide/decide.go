@@ -96,9 +96,11 @@ func New(rules *descriptors.RuleSet, engine limiter.Engine, keys *storekey.Build
 func (d *Decider) SetBounds(b Bounds) { d.bounds = b }
 
 // SetRules swaps the rule set atomically; requests in flight finish on the old one.
+// The local over-limit cache is cleared when the rules changed; a rule set identical to
+// the one serving (a reload that changed nothing, an xDS reconnect) keeps it.
 func (d *Decider) SetRules(rs *descriptors.RuleSet) {
-	d.rules.Store(rs)
-	if d.cache != nil {
+	old := d.rules.Swap(rs)
+	if d.cache != nil && (old == nil || rs == nil || old.Hash() != rs.Hash()) {
 		d.cache.Clear()
 	}
 }

@@ -408,6 +408,11 @@ func TestOverLimitCacheClearedOnReload(t *testing.T) {
 			t.Fatalf("request %d: over %v cached %v", i, res.OverLimit, res.Cached)
 		}
 	}
+	// The same rules again (a reload that changed nothing) keep what the cache knows.
+	d.SetRules(rules(1))
+	if res := decideOK(t, d, req()); !res.OverLimit || !res.Cached {
+		t.Fatalf("after reloading the same rules: over %v cached %v, want the cached denial", res.OverLimit, res.Cached)
+	}
 	d.SetRules(rules(5))
 	if res := decideOK(t, d, req()); res.OverLimit || res.Cached {
 		t.Fatalf("after raising the limit: over %v cached %v", res.OverLimit, res.Cached)

@@ -87,7 +87,7 @@ type Subscriber struct {
 
 	// Owned by the subscription goroutine.
 	acked       string  // version_info of the last ACKed response
-	appliedHash string  // hash of the rule set last handed to apply
+	appliedHash string  // hash of the rule set last handed to apply (for the log)
 	nacked      string  // version_info of the last response, when it was NACKed
 	renacks     retries // paces NACKs of the same version sent again
 }
@@ -271,13 +271,11 @@ func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.D
 		return reply, delay
 	}
 	s.nacked = ""
-	// A reconnect usually brings the same version again: handing over an identical rule
-	// set would only clear state that depends on it (the local over-limit cache).
+	// A reconnect usually brings the same version again; the decider keeps what
+	// depends on the rules (the local over-limit cache) when they did not change.
 	changed := rs.Hash() != s.appliedHash
-	if changed {
-		s.apply(rs) // serve the new rules before anything reports them as loaded
-		s.appliedHash = rs.Hash()
-	}
+	s.apply(rs) // serve the new rules before anything reports them as loaded
+	s.appliedHash = rs.Hash()
 	if s.opts.OnLoad != nil {
 		s.opts.OnLoad(rs, nil)
 	}
