@@ -77,11 +77,11 @@ func New() *Metrics {
 	}, []string{"domain", "limit", "result"})
 	m.detailed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "detailed_decisions_total",
-		Help: "Decisions of detailed_metric limits per runtime descriptor value (capped; see docs/metrics.md).",
+		Help: "Decisions of detailed_metric and value_to_metric limits per runtime descriptor value (capped; see docs/metrics.md).",
 	}, []string{"domain", "limit", "descriptor", "result"})
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "requests_total",
-		Help: "Requests by API (rls, decide) and outcome (ok, over_limit, invalid, unavailable).",
+		Help: "Requests by API (rls, ext_authz, decide) and outcome (ok, over_limit, invalid, unavailable).",
 	}, []string{"api", "outcome"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "request_duration_seconds",
@@ -89,7 +89,7 @@ func New() *Metrics {
 	}, []string{"api"})
 	m.storeTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "store_duration_seconds",
-		Help: "Time of one engine call (one Redis round trip on the redis engine).", Buckets: latencyBuckets,
+		Help: "Time of one engine call per request (on the redis engine its script call, or its share of a batched one, waiting included).", Buckets: latencyBuckets,
 	}, []string{"engine"})
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "store_errors_total",
