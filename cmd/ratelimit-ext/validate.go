@@ -12,6 +12,10 @@ import (
 
 // validate loads a rules directory and prints every error, or a one-line summary.
 func validate(args []string) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Println("usage: ratelimit-ext validate DIR (no flags): checks every rule file below DIR, exit 1 with every error")
+		return 0
+	}
 	if len(args) != 1 {
 		fmt.Fprintln(os.Stderr, "usage: ratelimit-ext validate DIR")
 		return 2
