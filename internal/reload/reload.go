@@ -161,8 +161,9 @@ func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
 			continue
 		}
 		// A subdirectory that vanishes meanwhile is not an error: its parent's events
-		// trigger the reload that matters.
-		if err := w.addDir(p, seen, depth+1); err != nil && depth == 0 && !errors.Is(err, os.ErrNotExist) {
+		// trigger the reload that matters. Any other failure (e.g. the inotify watch
+		// limit) is logged at whatever depth, since changes there would go unseen.
+		if err := w.addDir(p, seen, depth+1); err != nil && !errors.Is(err, os.ErrNotExist) {
 			w.opts.Log.Warn("config watcher: cannot watch a subdirectory", "dir", p, "error", err)
 		}
 	}
