@@ -183,10 +183,9 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		d.report(res, p, decisions)
 		return res, nil
 	}
-	ctx = d.cacheContext(ctx, p)
-	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p.checks, decisions)
+	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p, decisions)
 	for err == nil && !failedOpen && !out.Allowed && p.quota && d.softenQuota(p, decisions) {
-		out, failedOpen, err = d.evaluate(ctx, req.Domain, req.Now, p.checks, decisions)
+		out, failedOpen, err = d.evaluate(ctx, req.Domain, req.Now, p, decisions)
 	}
 	if err != nil {
 		if errors.Is(err, limiter.ErrBadRequest) {

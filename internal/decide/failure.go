@@ -68,23 +68,24 @@ func (f *FailurePolicy) Validate() error {
 // SetFailurePolicy replaces the default (fail_closed everywhere); call before serving.
 func (d *Decider) SetFailurePolicy(f FailurePolicy) { d.failure = f }
 
-// evaluate runs the checks on the engine, and on a store failure applies the policy.
+// evaluate runs the plan's checks on the engine, and on a store failure applies the
+// policy.
 // It returns done = true when the policy answered the request (fail_open) without
 // decisions.
-func (d *Decider) evaluate(ctx context.Context, domain string, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (o limiter.Outcome, failedOpen bool, err error) {
-	o, err = d.storeEvaluate(ctx, now, checks, out)
+func (d *Decider) evaluate(ctx context.Context, domain string, now int64, p *plan, out []limiter.Decision) (o limiter.Outcome, failedOpen bool, err error) {
+	o, err = d.storeEvaluate(ctx, now, p, out)
 	if err == nil || !errors.Is(err, limiter.ErrStore) {
 		return o, false, err
 	}
-	p := d.failure.policyFor(domain)
-	if d.failure.OnFallback != nil && p != FailClosed {
-		d.failure.OnFallback(domain, p)
+	policy := d.failure.policyFor(domain)
+	if d.failure.OnFallback != nil && policy != FailClosed {
+		d.failure.OnFallback(domain, policy)
 	}
-	switch p {
+	switch policy {
 	case FailOpen:
 		return limiter.Outcome{Now: now, Allowed: true}, true, nil
 	case Local:
-		o, err = d.failure.Local.Evaluate(ctx, now, checks, out)
+		o, err = d.failure.Local.Evaluate(ctx, now, p.checks, out)
 		return o, false, err
 	}
 	return o, false, err

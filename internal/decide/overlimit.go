@@ -15,11 +15,6 @@ func (d *Decider) UseOverLimitCache(c *overlimit.Cache) { d.cache = c }
 // OverLimitCache returns the cache in use, or nil.
 func (d *Decider) OverLimitCache() *overlimit.Cache { return d.cache }
 
-// noCacheKey marks, in the context of one request, that its store answer must not be
-// remembered (a request override: requests with different override rates share a key,
-// so a key frozen for one rate is not frozen for another).
-type noCacheKey struct{}
-
 // cachedDenial answers the plan from the cache when it can.
 func (d *Decider) cachedDenial(now int64, p *plan, decisions []limiter.Decision) (int64, bool) {
 	if d.cache == nil || p.override {
@@ -28,25 +23,19 @@ func (d *Decider) cachedDenial(now int64, p *plan, decisions []limiter.Decision)
 	return d.cache.Lookup(now, p.checks, decisions)
 }
 
-// cacheContext marks a request whose answer must not be remembered.
-func (d *Decider) cacheContext(ctx context.Context, p *plan) context.Context {
-	if d.cache != nil && p.override {
-		return context.WithValue(ctx, noCacheKey{}, true)
-	}
-	return ctx
-}
-
 // storeEvaluate asks the engine, and remembers the denials of its answer that leave
 // their keys frozen. Only the store's own answers are remembered: a store failure
-// policy's local engine never feeds the cache.
-func (d *Decider) storeEvaluate(ctx context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
-	if d.cache == nil {
-		return d.engine.Evaluate(ctx, now, checks, out)
+// policy's local engine never feeds the cache. Nor are a request override's (requests
+// with different override rates share a key, so a key frozen for one rate is not
+// frozen for another).
+func (d *Decider) storeEvaluate(ctx context.Context, now int64, p *plan, out []limiter.Decision) (limiter.Outcome, error) {
+	if d.cache == nil || p.override {
+		return d.engine.Evaluate(ctx, now, p.checks, out)
 	}
 	sent := d.cache.Mono()
-	o, err := d.engine.Evaluate(ctx, now, checks, out)
-	if err == nil && !o.Allowed && ctx.Value(noCacheKey{}) == nil {
-		d.cache.Remember(overlimit.Call{Now: now, StoreNow: o.Now, Sent: sent, Recv: d.cache.Mono()}, checks, out)
+	o, err := d.engine.Evaluate(ctx, now, p.checks, out)
+	if err == nil && !o.Allowed {
+		d.cache.Remember(overlimit.Call{Now: now, StoreNow: o.Now, Sent: sent, Recv: d.cache.Mono()}, p.checks, out)
 	}
 	return o, err
 }

@@ -418,3 +418,28 @@ func TestOverLimitCacheClearedOnReload(t *testing.T) {
 		t.Fatalf("after raising the limit: over %v cached %v", res.OverLimit, res.Cached)
 	}
 }
+
+// A request override's denial is not remembered: requests with other override rates
+// share its key and may still change the state, so it is never frozen for the cache.
+func TestOverLimitCacheSkipsOverrides(t *testing.T) {
+	rs, err := descriptors.Parse("r.yaml", []byte("domain: r\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 100, algorithm: gcra}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer mem.Close()
+	d := New(rs, mem, storekey.New("r:", 0), false)
+	d.UseOverLimitCache(overlimit.New(overlimit.Options{}))
+	req := func() *Request {
+		return &Request{Domain: "r", Descriptors: []Descriptor{{
+			Entries:  []descriptors.Entry{{Key: "k", Value: "v"}},
+			Override: &Override{RequestsPerUnit: 1, Unit: "hour"},
+		}}}
+	}
+	for i, over := range []bool{false, true, true, true} {
+		res := decideOK(t, d, req())
+		if res.OverLimit != over || res.Cached {
+			t.Fatalf("request %d: over %v cached %v, want over %v from the store", i, res.OverLimit, res.Cached, over)
+		}
+	}
+}
