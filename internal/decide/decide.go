@@ -154,12 +154,13 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	if err := d.bounds.check(req); err != nil {
 		return nil, err
 	}
-	if d.rules.Load() == nil {
+	rules := d.rules.Load() // one rule set for the whole request, even across a swap
+	if rules == nil {
 		return nil, ErrNoRules
 	}
 	mem := new(requestMemory)
 	p := &mem.plan
-	if err := d.plan(req, p); err != nil {
+	if err := d.plan(rules, req, p); err != nil {
 		return nil, err
 	}
 	res := &mem.res

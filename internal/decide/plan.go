@@ -7,10 +7,9 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
-// plan matches every descriptor and builds the request's checks in request order, into
-// p (zero, with its inline buffers).
-func (d *Decider) plan(req *Request, p *plan) error {
-	rules := d.rules.Load()
+// plan matches every descriptor against rules and builds the request's checks in
+// request order, into p (zero, with its inline buffers).
+func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error {
 	cost := int64(req.HitsAddend)
 	if cost == 0 {
 		cost = 1
