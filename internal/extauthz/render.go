@@ -1,15 +1,15 @@
 package extauthz
 
 import (
-	"math"
 	"strconv"
 	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 )
 
-// Header is one HTTP header to send.
-type Header struct{ Name, Value string }
+// Header is one HTTP header to send, as the RLS door renders them.
+type Header = rls.Header
 
 // Draft-03 header names, lower case as HTTP/2 carries them.
 const (
@@ -41,7 +41,7 @@ func Draft03Headers(res *decide.Result) []Header {
 		if st.Limit == nil {
 			continue
 		}
-		if top == nil || clampU32(st.Decision.Remaining) < clampU32(top.Decision.Remaining) {
+		if top == nil || rls.ClampU32(st.Decision.Remaining) < rls.ClampU32(top.Decision.Remaining) {
 			top = st
 		}
 	}
@@ -49,18 +49,18 @@ func Draft03Headers(res *decide.Result) []Header {
 		return nil
 	}
 	var b strings.Builder
-	b.WriteString(strconv.FormatUint(uint64(clampU32(top.Decision.Limit)), 10))
+	b.WriteString(strconv.FormatUint(uint64(rls.ClampU32(top.Decision.Limit)), 10))
 	for i := range res.Statuses {
 		st := &res.Statuses[i]
 		if st.Limit == nil {
 			continue
 		}
-		w := windowSeconds(st.Limit.Unit, st.Limit.UnitMultiplier)
+		w := st.Limit.Params.PeriodMs / 1000 // the unit times the multiplier, as Envoy 1.40 writes w=
 		if w == 0 {
 			continue
 		}
 		b.WriteString(", ")
-		b.WriteString(strconv.FormatUint(uint64(clampU32(st.Decision.Limit)), 10))
+		b.WriteString(strconv.FormatUint(uint64(rls.ClampU32(st.Decision.Limit)), 10))
 		b.WriteString(";w=")
 		b.WriteString(strconv.FormatInt(w, 10))
 		if st.Limit.Name != "" {
@@ -72,23 +72,10 @@ func Draft03Headers(res *decide.Result) []Header {
 	reset := max(0, top.Decision.ResetAt-res.Now) / 1000
 	return []Header{
 		{Name: HeaderXRateLimitLimit, Value: b.String()},
-		{Name: HeaderXRateLimitRemaining, Value: strconv.FormatUint(uint64(clampU32(top.Decision.Remaining)), 10)},
+		{Name: HeaderXRateLimitRemaining, Value: strconv.FormatUint(uint64(rls.ClampU32(top.Decision.Remaining)), 10)},
 		{Name: HeaderXRateLimitReset, Value: strconv.FormatInt(reset, 10)},
 	}
 }
-
-// unitSeconds is Envoy's unit → window table for the quota policy.
-var unitSeconds = map[string]int64{
-	"second": 1, "minute": 60, "hour": 3600, "day": 86400,
-	"week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400,
-}
-
-// windowSeconds is the window Envoy 1.40 writes as w=: the unit times the multiplier.
-func windowSeconds(unit string, multiplier int64) int64 {
-	return unitSeconds[unit] * max(multiplier, 1)
-}
-
-func clampU32(v int64) uint32 { return uint32(min(max(v, 0), math.MaxUint32)) }
 
 // quotedText makes a limit name safe inside a quoted-string: `"` and `\` escaped, and
 // control characters (which no header value may carry) replaced by '?'.

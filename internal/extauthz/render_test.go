@@ -10,9 +10,14 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
+// unitSeconds is the window of each unit, as the rule compiler makes it (SPEC §7).
+var unitSeconds = map[string]int64{"second": 1, "minute": 60, "hour": 3600, "day": 86400,
+	"week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400}
+
 func mkStatus(name, unit string, mult, limit, remaining, resetAt int64) decide.Status {
 	return decide.Status{
-		Limit:    &descriptors.Limit{Name: name, Unit: unit, UnitMultiplier: mult},
+		Limit: &descriptors.Limit{Name: name, Unit: unit, UnitMultiplier: mult,
+			Params: limiter.Params{PeriodMs: unitSeconds[unit] * mult * 1000}},
 		Decision: limiter.Decision{Allowed: true, Limit: limit, Remaining: remaining, ResetAt: resetAt},
 	}
 }

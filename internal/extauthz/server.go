@@ -164,13 +164,11 @@ func (s *Server) respond(res *decide.Result) *authv3.CheckResponse {
 		hs = Draft03Headers(res)
 	}
 	r := rls.Render(res, &s.opts.Headers)
-	for _, h := range r.Response {
-		hs = append(hs, Header{Name: h.Name, Value: h.Value})
-	}
+	hs = append(hs, r.Response...)
 	if !res.OverLimit {
 		resp := allowed(hs)
 		for _, h := range r.Request { // to the upstream, e.g. the remaining quota
-			resp.GetOkResponse().Headers = append(resp.GetOkResponse().Headers, headerOption(Header{Name: h.Name, Value: h.Value}))
+			resp.GetOkResponse().Headers = append(resp.GetOkResponse().Headers, headerOption(h))
 		}
 		return resp
 	}

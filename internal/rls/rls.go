@@ -222,18 +222,19 @@ func statusInto(m *statusMemory, st *decide.Status, now int64) *rlsv3.RateLimitR
 	l := st.Limit
 	ps.CurrentLimit = &m.limit
 	ps.CurrentLimit.Name = l.Name
-	ps.CurrentLimit.RequestsPerUnit = clampU32(st.Decision.Limit) // the ceiling clients see (SPEC §1)
+	ps.CurrentLimit.RequestsPerUnit = ClampU32(st.Decision.Limit) // the ceiling clients see (SPEC §1)
 	ps.CurrentLimit.Unit = unitEnum[l.Unit]
 	if l.UnitMultiplier > 1 {
-		ps.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(clampU32(l.UnitMultiplier))
+		ps.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(ClampU32(l.UnitMultiplier))
 	}
-	ps.LimitRemaining = clampU32(st.Decision.Remaining)
+	ps.LimitRemaining = ClampU32(st.Decision.Remaining)
 	ms := max(0, st.Decision.ResetAt-now) // what durationpb.New(ms × 1 ms) holds
 	m.reset.Seconds, m.reset.Nanos = ms/1000, int32(ms%1000)*int32(time.Millisecond)
 	ps.DurationUntilReset = &m.reset
 	return ps
 }
 
-func clampU32(v int64) uint32 {
+// ClampU32 is v as Envoy's uint32 proto fields carry it: below 0 is 0, above is the max.
+func ClampU32(v int64) uint32 {
 	return uint32(min(max(v, 0), math.MaxUint32))
 }
