@@ -43,13 +43,9 @@ func (t tlsFiles) serverOption() (grpc.ServerOption, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
 	if t.clientCA != "" {
-		pem, err := os.ReadFile(t.clientCA)
+		pool, err := loadCertPool("--grpc-tls-client-ca", t.clientCA)
 		if err != nil {
-			return nil, fmt.Errorf("--grpc-tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--grpc-tls-client-ca %s: no PEM certificate found", t.clientCA)
+			return nil, err
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 		if t.clientSAN != "" {
@@ -102,4 +98,17 @@ func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	k.cert, k.certMod, k.keyMod = &c, cs.ModTime(), ks.ModTime()
 	return k.cert, nil
+}
+
+// loadCertPool reads the PEM certificates of path, which flag names, into a pool.
+func loadCertPool(flag, path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate found", flag, path)
+	}
+	return pool, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,14 +144,11 @@ func (x *xdsSettings) tlsConfig() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: x.tlsServerName}
 	if x.tlsCA != "" {
-		pem, err := os.ReadFile(x.tlsCA)
+		pool, err := loadCertPool("--xds-tls-ca", x.tlsCA)
 		if err != nil {
-			return nil, fmt.Errorf("--xds-tls-ca: %w", err)
+			return nil, err
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--xds-tls-ca %s: no PEM certificate found", x.tlsCA)
-		}
+		cfg.RootCAs = pool
 	}
 	if x.tlsCert != "" || x.tlsKey != "" {
 		if x.tlsCert == "" || x.tlsKey == "" {
