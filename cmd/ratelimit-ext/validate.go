@@ -91,5 +91,9 @@ func printResults(results []conformance.Result) int {
 	if failed > 0 {
 		return 1
 	}
+	if passed == 0 {
+		fmt.Fprintln(os.Stderr, "conformance: no suite was replayed")
+		return 1
+	}
 	return 0
 }

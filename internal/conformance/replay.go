@@ -41,7 +41,7 @@ func Replay(ctx context.Context, engine limiter.Engine, f *File, base int64, key
 }
 
 // checks builds the suite's limits (with cost 0; each op sets its costs). It returns nil
-// for primitives out of scope.
+// for the primitive out of scope (lease) and an error for one it does not know.
 func (s *Suite) checks(prefix string) ([]limiter.LimitCheck, error) {
 	switch s.Primitive {
 	case "rateLimit":
@@ -69,8 +69,11 @@ func (s *Suite) checks(prefix string) ([]limiter.LimitCheck, error) {
 			out[i] = limiter.LimitCheck{Key: prefix + l.Key, Params: p, Shadow: l.Shadow}
 		}
 		return out, nil
+	case "lease":
+		return nil, nil // out of scope: no lease primitive here
 	}
-	return nil, nil
+	// A misspelt or new primitive must not pass as "skipped": it would replay nothing.
+	return nil, fmt.Errorf("unknown primitive %q (want rateLimit, tokenBudget, request or lease)", s.Primitive)
 }
 
 // replaySuite returns a description of the first mismatch, or "".

@@ -20,8 +20,8 @@ type File struct {
 	Suites          []Suite  `json:"suites"`
 }
 
-// Suite is a rateLimit, tokenBudget or request suite. Other primitives (throttlekit's
-// lease) are skipped by Replay.
+// Suite is a rateLimit, tokenBudget or request suite. Throttlekit's lease suites are
+// skipped by Replay; any other primitive is an error.
 type Suite struct {
 	Primitive string     `json:"primitive"`
 	Name      string     `json:"name"`

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// conformance exits 0 when every suite replays and matches, 1 on a mismatch, 1 when
+// nothing was replayed (only lease suites), and 1 on a primitive it does not know,
+// which must never pass as skipped.
+func TestConformanceExitCodes(t *testing.T) {
+	raw, err := os.ReadFile("../../testdata/request-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	variant := func(name string, edit func(f map[string]any)) string {
+		var f map[string]any
+		if err := json.Unmarshal(raw, &f); err != nil {
+			t.Fatal(err)
+		}
+		edit(f)
+		b, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), name+".json")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	suites := func(f map[string]any) []any { return f["suites"].([]any) }
+	firstDecision := func(f map[string]any) map[string]any {
+		op := suites(f)[0].(map[string]any)["ops"].([]any)[0].(map[string]any)
+		return op["expect"].(map[string]any)["decisions"].([]any)[0].(map[string]any)
+	}
+	cases := []struct {
+		name string
+		edit func(f map[string]any)
+		want int
+	}{
+		{"as shipped", func(map[string]any) {}, 0},
+		{"a wrong expectation", func(f map[string]any) { firstDecision(f)["remaining"] = 99.0 }, 1},
+		{"only lease suites", func(f map[string]any) {
+			for _, s := range suites(f) {
+				s.(map[string]any)["primitive"] = "lease"
+			}
+		}, 1},
+		{"an unknown primitive", func(f map[string]any) { suites(f)[0].(map[string]any)["primitive"] = "Request" }, 1},
+	}
+	for _, tc := range cases {
+		p := variant(tc.name, tc.edit)
+		if got := run([]string{"conformance", "--vectors", p}); got != tc.want {
+			t.Errorf("%s: exit %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
