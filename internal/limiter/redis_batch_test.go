@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,16 +36,7 @@ func newBatchedRedis(t testing.TB, lanes, maxBatch int) (*limiter.RedisEngine, *
 // The golden vectors replay bit for bit through the batched engine too.
 func TestRedisBatchConformance(t *testing.T) {
 	e, _ := newBatchedRedis(t, 0, 0)
-	paths, err := filepath.Glob(projectVectors)
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no project vectors: %v", err)
-	}
-	if _, err := os.Stat(throttlekitVectors); err == nil {
-		paths = append(paths, throttlekitVectors)
-	} else if os.Getenv("CI") == "true" {
-		t.Fatalf("THROTTLEKIT VECTORS MISSING under CI: %v", err)
-	}
-	for _, p := range paths {
+	for _, p := range vectorFiles(t) {
 		t.Run(filepath.Base(p), func(t *testing.T) { replayFile(t, e, p, true) })
 	}
 	if s := e.BatchStats(); s.Calls == 0 {

@@ -87,6 +87,25 @@ func replayFile(t *testing.T, e limiter.Engine, path string, requireSuites bool)
 	}
 }
 
+// vectorFiles returns the project's vector files and, when ../shared sits beside the
+// repository, throttlekit's. Without them a CI run fails; any other run says so loudly
+// and replays the project's only.
+func vectorFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(projectVectors)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no project vectors at %s: %v", projectVectors, err)
+	}
+	if _, err := os.Stat(throttlekitVectors); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("THROTTLEKIT VECTORS MISSING under CI: %v", err)
+		}
+		fmt.Fprintf(os.Stderr, "!!! %s: THROTTLEKIT VECTORS NOT FOUND at %s: replaying the project vectors only\n", t.Name(), throttlekitVectors)
+		return files
+	}
+	return append([]string{throttlekitVectors}, files...)
+}
+
 // Every rateLimit and tokenBudget suite of the throttlekit golden vectors replays bit
 // for bit through Redis at both bases (its lease suites are out of scope and skipped).
 func TestRedisConformanceThrottlekit(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -77,17 +76,7 @@ func TestRedisCluster(t *testing.T) {
 func clusterConformance(t *testing.T, c *testredis.Cluster, batch bool) {
 	e := newTopologyEngine(t, limiter.RedisOptions{URL: c.URL(), Mode: limiter.RedisCluster, Batch: batch,
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
-	files, err := filepath.Glob(projectVectors)
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no project vectors at %s: %v", projectVectors, err)
-	}
-	if _, err := os.Stat(throttlekitVectors); err == nil {
-		files = append([]string{throttlekitVectors}, files...)
-	} else if os.Getenv("CI") == "true" {
-		t.Fatalf("THROTTLEKIT VECTORS MISSING under CI: %v", err)
-	} else {
-		t.Logf("!!! THROTTLEKIT VECTORS NOT FOUND at %s: replaying the project vectors only", throttlekitVectors)
-	}
+	files := vectorFiles(t)
 	masters := map[string]bool{}
 	for _, path := range files {
 		f, err := conformance.Load(path)
