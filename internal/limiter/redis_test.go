@@ -184,6 +184,47 @@ func TestRedisScriptFlushAndRestart(t *testing.T) {
 	}
 }
 
+// Requests run by EVALSHA (SPEC §9); only after NOSCRIPT is the source sent, once.
+func TestRedisRunsByEVALSHA(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx := context.Background()
+	c := srv.Client()
+	calls := func(cmd string) int {
+		info := c.Info(ctx, "commandstats").Val()
+		_, rest, ok := strings.Cut(info, "cmdstat_"+cmd+":calls=")
+		if !ok {
+			return 0
+		}
+		n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 100, PeriodMs: 60_000})
+	d := make([]limiter.Decision, 1)
+	evaluate := func() {
+		if _, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evaluate() // loads the script on first use
+	c.ConfigResetStat(ctx)
+	for range 5 {
+		evaluate()
+	}
+	if sha, src := calls("evalsha"), calls("eval"); sha != 5 || src != 0 {
+		t.Errorf("5 requests: %d EVALSHA and %d EVAL, want 5 and 0", sha, src)
+	}
+	c.ScriptFlush(ctx)
+	c.ConfigResetStat(ctx)
+	evaluate()
+	evaluate()
+	if sha, src := calls("evalsha"), calls("eval"); sha != 2 || src != 1 {
+		t.Errorf("after SCRIPT FLUSH, 2 requests: %d EVALSHA and %d EVAL, want 2 (one refused) and 1", sha, src)
+	}
+}
+
 // now = 0 uses the Redis clock: Outcome.Now is Redis TIME and resetAt follows it.
 func TestRedisNowZeroUsesRedisTime(t *testing.T) {
 	e, srv := newRedis(t)

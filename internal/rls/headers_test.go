@@ -494,3 +494,15 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// Retry-After is the wait in whole seconds rounded up (SPEC §6): never early, and
+// exact multiples of a second stay as they are.
+func TestRetryAfterSecondsRoundsUp(t *testing.T) {
+	for _, tc := range []struct{ ms, want int64 }{
+		{0, 0}, {1, 1}, {334, 1}, {999, 1}, {1000, 1}, {1001, 2}, {1500, 2}, {2_800_000, 2800}, {2_800_001, 2801},
+	} {
+		if got := rls.RetryAfterSeconds(tc.ms); got != tc.want {
+			t.Errorf("RetryAfterSeconds(%d) = %d, want %d", tc.ms, got, tc.want)
+		}
+	}
+}
