@@ -3,7 +3,9 @@ package metrics
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -342,5 +344,63 @@ descriptors:
 		if got[series] != want {
 			t.Errorf("%s = %v, want %v", series, got[series], want)
 		}
+	}
+}
+
+// failingEngine fails every call with err.
+type failingEngine struct {
+	limiter.Engine
+	err error
+}
+
+func (f failingEngine) Evaluate(context.Context, int64, []limiter.LimitCheck, []limiter.Decision) (limiter.Outcome, error) {
+	return limiter.Outcome{}, f.err
+}
+
+// Every store failure is counted by kind, whatever the failure policy answers (SPEC §6):
+// under fail_closed the request fails, under fail_open and local it is answered, and
+// the counter rises alike. A malformed request is not a store failure.
+func TestStoreErrorsAreCounted(t *testing.T) {
+	rs, err := descriptors.Parse("m.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New()
+	srv := httptest.NewServer(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	local := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	t.Cleanup(func() { local.Close() })
+	series := func(kind string) string {
+		return `ratelimit_ext_store_errors_total{engine="redis",kind="` + kind + `"}`
+	}
+
+	refused := fmt.Errorf("%w: %w", limiter.ErrStore, &net.OpError{Op: "dial", Err: errors.New("connection refused")})
+	for i, p := range []decide.Policy{decide.FailClosed, decide.FailOpen, decide.Local} {
+		d := decide.New(rs, m.Engine("redis", failingEngine{err: refused}), storekey.New("m:", 0), false)
+		d.SetFailurePolicy(decide.FailurePolicy{Default: p, Local: local})
+		req := &decide.Request{Domain: "m", Descriptors: []decide.Descriptor{{Entries: []descriptors.Entry{{Key: "ip", Value: "10.0.0.1"}}}}}
+		_, err := d.Decide(context.Background(), req)
+		if (err != nil) != (p == decide.FailClosed) {
+			t.Errorf("%v: error %v", p, err)
+		}
+		if got := scrape(t, srv.URL)[series("unreachable")]; got != float64(i+1) {
+			t.Errorf("after %v: %s = %v, want %d", p, series("unreachable"), got, i+1)
+		}
+	}
+
+	for kind, err := range map[string]error{
+		"timeout":  fmt.Errorf("%w: %w", limiter.ErrStore, context.DeadlineExceeded),
+		"canceled": fmt.Errorf("%w: %w", limiter.ErrStore, context.Canceled),
+		"other":    fmt.Errorf("%w: NOSCRIPT twice", limiter.ErrStore),
+	} {
+		e := m.Engine("redis", failingEngine{err: err})
+		e.Evaluate(context.Background(), 0, nil, nil)
+		if got := scrape(t, srv.URL)[series(kind)]; got != 1 {
+			t.Errorf("%s = %v, want 1", series(kind), got)
+		}
+	}
+	m.Engine("redis", failingEngine{err: fmt.Errorf("%w: cost too large", limiter.ErrBadRequest)}).Evaluate(context.Background(), 0, nil, nil)
+	if got := scrape(t, srv.URL)[series("other")]; got != 1 {
+		t.Errorf("a bad request was counted as a store error: %s = %v", series("other"), got)
 	}
 }
