@@ -32,9 +32,8 @@ import (
 // served over TLS to a client holding a certificate as Envoy does, /healthcheck for the
 // probes (which a Redis outage does not fail), and /metrics on the Prometheus port.
 func TestServeAsEnvoyGatewayRunsIt(t *testing.T) {
-	built := buildBinary(t)
-	bin := filepath.Join(filepath.Dir(built), "ratelimit") // the Deployment's command is /bin/ratelimit
-	if err := os.Rename(built, bin); err != nil {
+	bin := filepath.Join(t.TempDir(), "ratelimit") // the Deployment's command is /bin/ratelimit
+	if err := os.Symlink(buildBinary(t), bin); err != nil {
 		t.Fatal(err)
 	}
 

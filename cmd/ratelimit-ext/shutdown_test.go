@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,19 +39,43 @@ import (
 //   - it exits 0 once drained, or 1 ("shutdown deadline passed") if RPCs are still in
 //     flight after --shutdown-timeout, at which point they are cut off.
 
-// buildBinary compiles this command into a temporary directory.
+// built is this command compiled once for the tests that run it as a process.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// buildBinary compiles this command on first use (into a directory TestMain removes)
+// and returns its path; callers must not move or change it.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go") // the toolchain running this test
+	built.once.Do(func() {
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go") // the toolchain running this test
+		}
+		if built.dir, built.err = os.MkdirTemp("", "rlx-cmd-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "ratelimit-ext")
+		if out, err := exec.Command(gobin, "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	bin := filepath.Join(t.TempDir(), "ratelimit-ext")
-	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	return built.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
 	}
-	return bin
+	os.Exit(code)
 }
 
 // server is a running ratelimit-ext process.
