@@ -69,22 +69,29 @@ func replayFile(t *testing.T, e limiter.Engine, path string, requireSuites bool)
 		if err != nil {
 			t.Fatalf("%s at base %d: %v", filepath.Base(path), base, err)
 		}
-		replayed, ops := 0, 0
-		for _, r := range results {
-			if r.Skipped {
-				continue
-			}
-			replayed++
-			ops += r.Ops
-			if r.Mismatch != "" {
-				t.Errorf("%s base %d: suite %s: %s", filepath.Base(path), base, r.Suite, r.Mismatch)
-			}
-		}
-		if requireSuites && replayed == 0 {
-			t.Fatalf("%s: no suite replayed", path)
-		}
-		t.Logf("%s base %d: %d suites, %d ops replayed", filepath.Base(path), base, replayed, ops)
+		checkReplay(t, path, base, results, requireSuites)
 	}
+}
+
+// checkReplay reports every mismatch of one replay and fails one that replayed nothing
+// when suites are required.
+func checkReplay(t *testing.T, path string, base int64, results []conformance.Result, requireSuites bool) {
+	t.Helper()
+	replayed, ops := 0, 0
+	for _, r := range results {
+		if r.Skipped {
+			continue
+		}
+		replayed++
+		ops += r.Ops
+		if r.Mismatch != "" {
+			t.Errorf("%s base %d: suite %s: %s", filepath.Base(path), base, r.Suite, r.Mismatch)
+		}
+	}
+	if requireSuites && replayed == 0 {
+		t.Fatalf("%s: no suite replayed", path)
+	}
+	t.Logf("%s base %d: %d suites, %d ops replayed", filepath.Base(path), base, replayed, ops)
 }
 
 // vectorFiles returns the project's vector files and, when ../shared sits beside the
