@@ -115,7 +115,10 @@ type Rendered struct {
 // neutral: ShouldRateLimit maps it onto the RLS proto, other doors may reuse it.
 func Render(res *decide.Result, o *Options) Rendered {
 	var out Rendered
-	top := MostRestrictive(res)
+	var top *decide.Checked
+	if o.RateLimitHeaders || o.ProblemDetails || o.UpstreamRemainingHeader != "" {
+		top = MostRestrictive(res) // only these describe one limit; Retry-After does not
+	}
 	var retrySec int64
 	if res.OverLimit {
 		retrySec = o.retryAfterSeconds(res.RetryAfterMs)
