@@ -30,7 +30,7 @@ type API struct {
 	decider *decide.Decider
 	log     *slog.Logger
 	obs     Observer   // may be nil
-	ready   *Readiness // may be nil: /readyz then pings the store itself
+	ready   *Readiness // what /readyz reports: its own, or the server's (UseReadiness)
 	mux     *http.ServeMux
 	// stopping is set when shutdown begins (Shutdown).
 	stopping atomic.Bool
@@ -38,7 +38,7 @@ type API struct {
 
 // New returns the API for decider; obs, when not nil, sees every /v1/decide request.
 func New(d *decide.Decider, log *slog.Logger, obs Observer) *API {
-	a := &API{decider: d, log: log, obs: obs, mux: http.NewServeMux()}
+	a := &API{decider: d, log: log, obs: obs, mux: http.NewServeMux(), ready: NewReadiness(d, ReadinessOptions{Log: log})}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	// No method in the pattern: envoyproxy/ratelimit answers /healthcheck whatever the
@@ -49,7 +49,8 @@ func New(d *decide.Decider, log *slog.Logger, obs Observer) *API {
 	return a
 }
 
-// UseReadiness makes /readyz report (and refresh) r, the state grpc.health.v1 follows.
+// UseReadiness makes /readyz report (and refresh) r, the state grpc.health.v1 follows,
+// in place of the API's own.
 func (a *API) UseReadiness(r *Readiness) { a.ready = r }
 
 // Shutdown marks the start of shutdown: from now on /healthcheck and /readyz fail, as
@@ -78,7 +79,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	noCache(w)
 	err := errShuttingDown
 	if !a.stopping.Load() {
-		err = a.check(r.Context())
+		err = a.ready.Check(r.Context())
 	}
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -119,30 +120,10 @@ func (a *API) serving() error {
 	return nil
 }
 
-// check observes readiness now: the shared state when the server set one, else a ping.
-func (a *API) check(ctx context.Context) error {
-	if a.ready != nil {
-		return a.ready.Check(ctx)
-	}
-	return a.Ready(ctx)
-}
-
 // noCache marks a plain-text answer that describes this instant.
 func noCache(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-}
-
-// Ready reports why the service cannot decide, or nil.
-func (a *API) Ready(ctx context.Context) error {
-	if p, ok := a.decider.Engine().(Pinger); ok {
-		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer cancel()
-		if err := p.Ping(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // debugConfig shows the compiled rules in use.
