@@ -121,7 +121,7 @@ var sourceFields = map[SourceKind][]string{
 	SourceRequestHeaders:      {"header_name", "descriptor_key", "skip_if_absent"},
 	SourceGenericKey:          {"descriptor_value", "descriptor_key"},
 	SourceHeaderValueMatch:    {"descriptor_value", "descriptor_key", "expect_match", "headers"},
-	SourcePath:                append([]string{"descriptor_key", "descriptor_value"}, append(stringMatchKinds, "ignore_case")...),
+	SourcePath:                append([]string{"descriptor_key", "descriptor_value"}, stringMatchFields...),
 	SourceMethod:              {"descriptor_key"},
 	SourceHost:                {"descriptor_key"},
 	SourcePrincipal:           {"descriptor_key"},
@@ -230,7 +230,7 @@ func (p *fileParser) condition(f fields) (Condition, bool) {
 	var c Condition
 	fine := true
 	if pv := f.vals["path"]; pv != nil {
-		pf, ok := p.mapping(pv, f.at("path"), append(stringMatchKinds, "ignore_case"))
+		pf, ok := p.mapping(pv, f.at("path"), stringMatchFields)
 		if ok {
 			c.Path, ok = p.stringMatch(pf, true)
 		}

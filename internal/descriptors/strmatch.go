@@ -34,6 +34,9 @@ const (
 // stringMatchKinds are the exclusive fields of a string match; ignore_case may go with any.
 var stringMatchKinds = []string{"exact", "prefix", "suffix", "contains", "regex", "pattern", "one_of"}
 
+// stringMatchFields are the fields of a string matcher: one kind, and ignore_case.
+var stringMatchFields = append(slices.Clip(stringMatchKinds), "ignore_case")
+
 // Match reports whether s matches.
 func (m *StringMatcher) Match(s string) bool {
 	if m.ignoreCase && m.kind != "regex" {
@@ -202,7 +205,7 @@ func (m *StringMatcher) withCase() *StringMatcher {
 }
 
 // headerMatcherFields are the fields of one header condition.
-var headerMatcherFields = append([]string{"name", "present", "invert"}, append(stringMatchKinds, "ignore_case")...)
+var headerMatcherFields = append([]string{"name", "present", "invert"}, stringMatchFields...)
 
 // headerMatchers parses a list of header conditions (Envoy's HeaderMatcher list). An
 // absent list is fine unless required.
@@ -257,7 +260,7 @@ func (p *fileParser) headerMatcher(f fields) (HeaderMatcher, bool) {
 	}
 	h.Invert = inv
 	if f.has("present") {
-		for _, k := range append(stringMatchKinds, "ignore_case") {
+		for _, k := range stringMatchFields {
 			if f.has(k) {
 				p.errorf(f.keyLine(k), f.at(k), "present and %s are exclusive", k)
 				return h, false
