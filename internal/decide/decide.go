@@ -204,7 +204,9 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 }
 
 // report fills each descriptor's status: the enforced limit that denied, else the
-// enforced limit with the lowest remaining (SPEC §5.2). Shadow-mode limits are never
+// enforced limit with the lowest remaining (SPEC §5.2). Of several limits that denied,
+// the one with the longest wait (the first of equals), so the status's reset and the
+// request's Retry-After name the same moment. Shadow-mode limits are never
 // reported, so shadow mode shows nothing to clients (no headers, no remaining count);
 // they appear in Checked for metrics. A quota-mode limit is reported like any enforced
 // one, also when quota.go evaluated it as shadow: a quota descriptor over its limit shows
@@ -234,9 +236,12 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 			res.RetryAfterMs = max(res.RetryAfterMs, dec.RetryAfterMs)
 		}
 		switch {
-		case shadow || st.OverLimit:
+		case shadow:
 		case !dec.Allowed:
-			st.OverLimit, st.Limit, st.Decision = true, p.limits[i], dec
+			if !st.OverLimit || dec.RetryAfterMs > st.Decision.RetryAfterMs {
+				st.OverLimit, st.Limit, st.Decision = true, p.limits[i], dec
+			}
+		case st.OverLimit:
 		case st.Limit == nil || dec.Remaining < st.Decision.Remaining:
 			st.Limit, st.Decision = p.limits[i], dec
 		}

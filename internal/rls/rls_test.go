@@ -267,6 +267,27 @@ func TestSeveralLimitsReportTheDenyingOrTightest(t *testing.T) {
 	}
 }
 
+// When both limits of a descriptor deny, the status reports the one the request waits
+// for longest, so that Envoy's X-RateLimit-Reset (from duration_until_reset) and
+// Retry-After name the same moment: a client told to come back when the minute ends
+// would be denied again by the hour.
+func TestTwoDenialsReportTheLongestWait(t *testing.T) {
+	f := start(t, false)
+	f.call(t, "test", 10, desc("two", "y")) // two-short 10/10 spent, two-long 10/12
+	resp := f.call(t, "test", 3, desc("two", "y"))
+	r := resp.Statuses[0]
+	// now is 20 s into its minute and 800 s into its hour.
+	if r.Code != over || r.CurrentLimit.GetName() != "two-long" {
+		t.Fatalf("both limits deny: reported %v, want two-long (the longer wait)", r)
+	}
+	if got := r.DurationUntilReset.AsDuration(); got != 2800*time.Second {
+		t.Errorf("duration_until_reset %v, want 2800s (the hour's end)", got)
+	}
+	if got := header(resp, "retry-after"); got != "2800" {
+		t.Errorf("Retry-After %q, want 2800", got)
+	}
+}
+
 func TestShadowMode(t *testing.T) {
 	f := start(t, false)
 	for i := 0; i < 3; i++ {
