@@ -226,6 +226,30 @@ func TestDeniedRequestConsumesNothing(t *testing.T) {
 	}
 }
 
+// Two identical descriptors in one request are charged twice, the second seeing the
+// first's charge (SPEC §5.1); a request of two that finds one unit left is denied and
+// consumes nothing.
+func TestIdenticalDescriptorsCountTwice(t *testing.T) {
+	f := start(t, false)
+	for i, want := range [][2]uint32{{4, 3}, {2, 1}} {
+		resp := f.call(t, "test", 0, desc("burst", "dup"), desc("burst", "dup"))
+		if resp.OverallCode != ok || resp.Statuses[0].LimitRemaining != want[0] || resp.Statuses[1].LimitRemaining != want[1] {
+			t.Fatalf("request %d of two: %v, want OK with %d then %d remaining", i+1, resp, want[0], want[1])
+		}
+	}
+	resp := f.call(t, "test", 0, desc("burst", "dup"), desc("burst", "dup"))
+	if resp.OverallCode != over || resp.Statuses[1].Code != over {
+		t.Fatalf("two more with one unit left: %v, want the second OVER_LIMIT", resp)
+	}
+	// The denied request charged neither: exactly one unit is left.
+	if r := f.call(t, "test", 0, desc("burst", "dup")); r.OverallCode != ok || r.Statuses[0].LimitRemaining != 0 {
+		t.Fatalf("the last unit: %v", r)
+	}
+	if f.call(t, "test", 0, desc("burst", "dup")).OverallCode != over {
+		t.Fatal("a sixth unit was allowed")
+	}
+}
+
 func TestHitsAddendAndCheckOnly(t *testing.T) {
 	f := start(t, false)
 	// Request-wide hits_addend 3 on a bucket of 4.
