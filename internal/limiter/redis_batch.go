@@ -25,10 +25,12 @@ import (
 // At most `lanes` calls are in flight. A request that finds a free lane sends at once,
 // from its own goroutine: a lone request pays no hand-off, no timer and no added wait.
 // A request that finds every lane busy queues; when a call comes back, its sender hands
-// the whole queue (up to BatchMax requests) to the oldest queued caller, which sends it
-// as the next call, and then wakes the callers of its own batch. The batch size
-// therefore follows the load by itself: one at low load, many while Redis is the
-// bottleneck.
+// the lane to the oldest queued caller and then wakes the callers of its own batch. The
+// new sender takes the queue (up to BatchMax requests) when it runs, so requests that
+// queue in between still make this call: in BenchmarkRedisConcurrent that is 10% more
+// requests per call and 15% less Go CPU per request than taking the queue at hand-off.
+// The batch size therefore follows the load by itself: one at low load, many while
+// Redis is the bottleneck.
 //
 // On Redis Cluster a script's keys must share a slot. Keys carry their domain as a hash
 // tag (storekey.Builder.ClusterTag), so a batch is split by hash tag into one script
@@ -52,10 +54,10 @@ type batchCall struct {
 	checks []LimitCheck // the caller's: it waits until the call is done
 	reply  []int64      // this request's part of the script's reply
 	err    error
-	// lead, when set as done is signaled, makes this call's goroutine the sender of
-	// that batch (which holds the call itself).
-	lead []*batchCall
-	done chan struct{} // signaled once: the result is in, or lead is set
+	// leads, when set as done is signaled, hands this call's goroutine a lane: it takes
+	// the next batch (itself first) and sends it.
+	leads bool
+	done  chan struct{} // signaled once: the result is in, or leads is set
 }
 
 var callPool = sync.Pool{New: func() any { return &batchCall{done: make(chan struct{}, 1)} }}
@@ -117,11 +119,13 @@ func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]int
 			return nil, ctx.Err()
 		}
 		b.mu.Unlock()
-		<-c.done // taken into a batch: its sender signals soon (socket timeouts bound it)
+		<-c.done // taken into a batch or handed a lane: signaled soon (socket timeouts bound it)
 	}
-	if c.lead != nil {
-		batch := c.lead
-		c.lead = nil
+	if c.leads {
+		c.leads = false
+		b.mu.Lock()
+		batch := b.takeLocked(c)
+		b.mu.Unlock()
 		b.lead(batch, c)
 	}
 	if err := ctx.Err(); err != nil {
@@ -138,20 +142,15 @@ func (b *batcher) result(c *batchCall) ([]int64, error) {
 }
 
 func (b *batcher) recycle(c *batchCall) {
-	c.ctx, c.checks, c.reply, c.err, c.lead = nil, nil, nil, nil, nil
+	c.ctx, c.checks, c.reply, c.err, c.leads = nil, nil, nil, nil, false
 	callPool.Put(c)
 }
 
-// takeLocked returns a batch: first (if not nil), then the oldest pending calls, up to max.
+// takeLocked returns a batch: first, then the oldest pending calls, up to max in all.
 func (b *batcher) takeLocked(first *batchCall) []*batchCall {
-	n := min(len(b.pending), b.max)
-	if first != nil {
-		n = min(len(b.pending), b.max-1)
-	}
+	n := min(len(b.pending), b.max-1)
 	batch := make([]*batchCall, 0, n+1)
-	if first != nil {
-		batch = append(batch, first)
-	}
+	batch = append(batch, first)
 	batch = append(batch, b.pending[:n]...)
 	clear(b.pending[:n])
 	b.pending = b.pending[n:]
@@ -162,21 +161,23 @@ func (b *batcher) takeLocked(first *batchCall) []*batchCall {
 }
 
 // lead sends batch as one script call from the calling goroutine (self's), hands the lane
-// to the oldest waiting call with the next batch, or frees it, and wakes the batch's
-// other callers.
+// to the oldest waiting call (which takes the next batch when it runs), or frees it, and
+// wakes the batch's other callers.
 func (b *batcher) lead(batch []*batchCall, self *batchCall) {
 	b.send(batch)
 	b.mu.Lock()
-	var next []*batchCall
+	var next *batchCall
 	if len(b.pending) > 0 && !b.closed {
-		next = b.takeLocked(nil)
+		next = b.pending[0]
+		b.pending[0] = nil
+		b.pending = b.pending[1:]
 	} else {
 		b.inflight--
 	}
 	b.mu.Unlock()
 	if next != nil {
-		next[0].lead = next
-		next[0].done <- struct{}{}
+		next.leads = true
+		next.done <- struct{}{}
 	}
 	for _, c := range batch {
 		if c != self {

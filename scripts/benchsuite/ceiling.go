@@ -53,10 +53,10 @@ func serveCeiling(addr string, modeAndRedis ...string) {
 // sharedCall lets concurrent requests share calls with the engine's batching shape
 // (internal/limiter/redis_batch.go, its defaults): at most free calls in flight; a
 // request that finds a free lane sends at once; the others queue, and when a call
-// comes back its sender hands the queue (up to maxShared requests) to the oldest
-// waiter, which sends it as one call. Only the call's content differs: it does
-// nothing, so the Redis engine's row beside it shows what deciding costs on top of
-// waiting.
+// comes back its sender hands the lane to the oldest waiter, which takes the queue (up
+// to maxShared requests, itself first) when it runs and sends it as one call. Only the
+// call's content differs: it does nothing, so the Redis engine's row beside it shows
+// what deciding costs on top of waiting.
 type sharedCall struct {
 	mu    sync.Mutex
 	free  int
@@ -64,8 +64,9 @@ type sharedCall struct {
 	call  func(context.Context) error
 }
 
-// A waiter receives nil when its request is answered, or a batch to send, itself first.
-type waiter chan []waiter
+// A waiter receives false when its request is answered, or true when it is handed a
+// lane and sends the next call.
+type waiter chan bool
 
 const maxShared = limiter.DefaultRedisBatchMax
 
@@ -79,20 +80,24 @@ func (s *sharedCall) wait(ctx context.Context) error {
 	me := make(waiter, 1)
 	s.queue = append(s.queue, me)
 	s.mu.Unlock()
-	batch := <-me
-	if batch == nil {
+	if !<-me {
 		return nil
 	}
-	return s.send(ctx, batch[1:])
+	s.mu.Lock()
+	n := min(len(s.queue), maxShared-1)
+	others := append([]waiter(nil), s.queue[:n]...)
+	s.queue = append(s.queue[:0], s.queue[n:]...)
+	s.mu.Unlock()
+	return s.send(ctx, others)
 }
 
 // send makes one call for this request and others, answers them, then hands the lane
-// to the oldest waiter with the queue, or frees it. The others are answered OK whatever
-// the call returns (a failed call is the sender's error only): this is a ceiling.
+// to the oldest waiter, or frees it. The others are answered OK whatever the call
+// returns (a failed call is the sender's error only): this is a ceiling.
 func (s *sharedCall) send(ctx context.Context, others []waiter) error {
 	err := s.call(ctx)
 	for _, o := range others {
-		o <- nil
+		o <- false
 	}
 	s.mu.Lock()
 	if len(s.queue) == 0 {
@@ -100,10 +105,9 @@ func (s *sharedCall) send(ctx context.Context, others []waiter) error {
 		s.mu.Unlock()
 		return err
 	}
-	n := min(len(s.queue), maxShared)
-	batch := append([]waiter(nil), s.queue[:n]...)
-	s.queue = append(s.queue[:0], s.queue[n:]...)
+	next := s.queue[0]
+	s.queue = append(s.queue[:0], s.queue[1:]...)
 	s.mu.Unlock()
-	batch[0] <- batch
+	next <- true
 	return err
 }
