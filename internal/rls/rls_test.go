@@ -2,6 +2,8 @@ package rls_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
@@ -64,17 +67,26 @@ type fixture struct {
 	client rlsv3.RateLimitServiceClient
 }
 
-func start(t *testing.T, globalShadow bool) *fixture {
+func start(t *testing.T, globalShadow bool) *fixture { return startWith(t, globalShadow, nil) }
+
+// startWith is start with metrics, when m is not nil: the engine timed and every
+// request observed, as the service wires them.
+func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics) *fixture {
 	t.Helper()
 	rs, err := descriptors.Parse("test.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
-	t.Cleanup(func() { engine.Close() })
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
+	t.Cleanup(func() { mem.Close() })
+	var engine limiter.Engine = mem
+	var obs rls.Observer
+	if m != nil {
+		engine, obs = m.Engine("memory", mem), m
+	}
 	d := decide.New(rs, engine, storekey.New("t:", 0), globalShadow)
 	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
-		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{RetryAfter: true}, nil))
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{RetryAfter: true}, obs))
 	})
 	return &fixture{client: rlsv3.NewRateLimitServiceClient(conn)}
 }
@@ -368,6 +380,77 @@ func TestLimitOverride(t *testing.T) {
 	if r := f.call(t, "test", 0, u); r.Statuses[0].CurrentLimit != nil {
 		t.Fatal("an override created a limit for an unconfigured descriptor")
 	}
+}
+
+// Request overrides are counted under the configured limit they replace: many distinct
+// rates and units create no series beyond those of the first override (SPEC §6:
+// bounded metrics cardinality).
+func TestLimitOverrideCreatesNoSeries(t *testing.T) {
+	m := metrics.New()
+	f := startWith(t, false, m)
+	units := []typev3.RateLimitUnit{typev3.RateLimitUnit_SECOND, typev3.RateLimitUnit_MINUTE,
+		typev3.RateLimitUnit_HOUR, typev3.RateLimitUnit_DAY, typev3.RateLimitUnit_MONTH, typev3.RateLimitUnit_YEAR}
+	override := func(i int) {
+		t.Helper()
+		d := desc("burst", "ov")
+		// Rates of 1000 and more: 61 requests leave every one OK, not near its limit.
+		d.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{
+			RequestsPerUnit: uint32(1000 + i), Unit: units[i%len(units)], UnitMultiplier: wrapperspb.UInt32(uint32(1 + i%3)),
+		}
+		if r := f.call(t, "test", 0, d); r.OverallCode != ok || r.Statuses[0].CurrentLimit.GetRequestsPerUnit() != uint32(1000+i) {
+			t.Fatalf("override %d: %v", i, r)
+		}
+	}
+	override(0)
+	first, _ := gatherSeries(t, m)
+	for i := 1; i <= 60; i++ {
+		override(i)
+	}
+	after, counts := gatherSeries(t, m)
+	for s := range after {
+		if !first[s] {
+			t.Errorf("new series after 60 distinct overrides: %s", s)
+		}
+	}
+	if len(after) != len(first) {
+		t.Errorf("%d series after the first override, %d after 60 more", len(first), len(after))
+	}
+	// The overrides were counted, under the configured limit's name.
+	const series = `ratelimit_ext_decisions_total{domain="test",limit="five-per-hour",result="ok"}`
+	if counts[series] != 61 {
+		t.Errorf("%s = %v, want 61", series, counts[series])
+	}
+}
+
+// gatherSeries lists the service's series (metric name and label values) and the
+// counters' values.
+func gatherSeries(t *testing.T, m *metrics.Metrics) (series map[string]bool, counters map[string]float64) {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series, counters = map[string]bool{}, map[string]float64{}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "ratelimit_ext_") {
+			continue // the Go runtime and process collectors
+		}
+		for _, mt := range mf.GetMetric() {
+			var labels []string
+			for _, lp := range mt.GetLabel() {
+				labels = append(labels, lp.GetName()+"="+strconv.Quote(lp.GetValue()))
+			}
+			s := mf.GetName()
+			if len(labels) > 0 {
+				s += "{" + strings.Join(labels, ",") + "}"
+			}
+			series[s] = true
+			if c := mt.GetCounter(); c != nil {
+				counters[s] = c.GetValue()
+			}
+		}
+	}
+	return series, counters
 }
 
 func TestInvalidRequests(t *testing.T) {
