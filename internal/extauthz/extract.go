@@ -22,18 +22,23 @@ type Skipped struct {
 
 // Extract builds the request descriptors of spec from a check's attributes, in spec
 // order. A descriptor whose condition does not hold, or one of whose entries cannot be
-// built (missing header, failed match, no usable address, malformed cost), is left out
-// and reported in skipped; it is never an error. attrs may be nil or partly empty.
-func Extract(spec *descriptors.ExtAuthz, attrs *authv3.AttributeContext) (out []decide.Descriptor, skipped []Skipped) {
+// built (missing header, failed match, no usable address, malformed cost), is left out;
+// it is never an error. With explain (debug logging on) it is reported in skipped;
+// without, skipped is nil and no reason is built, since most checks skip most
+// descriptors. attrs may be nil or partly empty.
+func Extract(spec *descriptors.ExtAuthz, attrs *authv3.AttributeContext, explain bool) (out []decide.Descriptor, skipped []Skipped) {
 	if spec == nil {
 		return nil, nil
 	}
 	r := newRequest(attrs)
+	r.explain = explain
 	for i := range spec.Descriptors {
 		d := &spec.Descriptors[i]
 		desc, reason := r.build(d)
 		if reason != "" {
-			skipped = append(skipped, Skipped{Field: d.Field, Reason: reason})
+			if explain {
+				skipped = append(skipped, Skipped{Field: d.Field, Reason: reason})
+			}
 			continue
 		}
 		out = append(out, desc)
@@ -47,6 +52,7 @@ type request struct {
 	http    *authv3.AttributeContext_HttpRequest
 	headers map[string]string
 	path    string // without query string and fragment
+	explain bool   // build skip reasons (see why)
 }
 
 func newRequest(attrs *authv3.AttributeContext) *request {
@@ -104,6 +110,16 @@ func (r *request) header(name string) (string, bool) {
 	return v, v != ""
 }
 
+// why is a skip reason: f's text when the request explains its skips, else a
+// placeholder that only says "skipped" (any non-empty reason skips), so that f's
+// concatenations run only for debug logs.
+func (r *request) why(f func() string) string {
+	if r.explain {
+		return f()
+	}
+	return "skipped"
+}
+
 // build returns the descriptor d builds for the request, or the reason it is skipped.
 func (r *request) build(d *descriptors.ExtAuthzDescriptor) (decide.Descriptor, string) {
 	var out decide.Descriptor
@@ -116,7 +132,7 @@ func (r *request) build(d *descriptors.ExtAuthzDescriptor) (decide.Descriptor, s
 		v, ok, reason := r.value(s)
 		switch {
 		case reason != "":
-			return out, string(s.Kind) + ": " + reason
+			return out, r.why(func() string { return string(s.Kind) + ": " + reason })
 		case !ok:
 			continue // skip_if_absent
 		}
@@ -128,7 +144,7 @@ func (r *request) build(d *descriptors.ExtAuthzDescriptor) (decide.Descriptor, s
 	if d.Cost != nil {
 		q, reason := r.cost(d.Cost)
 		if reason != "" {
-			return out, "hits_addend: " + reason
+			return out, r.why(func() string { return "hits_addend: " + reason })
 		}
 		out.Cost = &q
 	}
@@ -138,12 +154,12 @@ func (r *request) build(d *descriptors.ExtAuthzDescriptor) (decide.Descriptor, s
 // holds checks a descriptor's condition; "" when it holds.
 func (r *request) holds(c *descriptors.Condition) string {
 	if c.Path != nil && !c.Path.Match(r.path) {
-		return "when.path: " + c.Path.String() + " does not match"
+		return r.why(func() string { return "when.path: " + c.Path.String() + " does not match" })
 	}
 	for i := range c.Headers {
 		h := &c.Headers[i]
 		if v, ok := r.header(h.Name); !h.Match(v, ok) {
-			return "when.headers: " + h.String() + " does not hold"
+			return r.why(func() string { return "when.headers: " + h.String() + " does not hold" })
 		}
 	}
 	return ""
@@ -181,7 +197,7 @@ func (r *request) value(s *descriptors.Source) (v string, ok bool, reason string
 		case s.SkipIfAbsent:
 			return "", false, ""
 		}
-		return "", false, "header " + s.Header + " is missing"
+		return "", false, r.why(func() string { return "header " + s.Header + " is missing" })
 	case descriptors.SourceGenericKey:
 		return s.DescriptorValue, true, ""
 	case descriptors.SourceHeaderValueMatch:
@@ -202,7 +218,7 @@ func (r *request) value(s *descriptors.Source) (v string, ok bool, reason string
 		case r.path == "":
 			return "", false, "no request path"
 		case s.Match != nil && !s.Match.Match(r.path):
-			return "", false, s.Match.String() + " does not match"
+			return "", false, r.why(func() string { return s.Match.String() + " does not match" })
 		case s.DescriptorValue != "":
 			return s.DescriptorValue, true, ""
 		}
@@ -220,9 +236,9 @@ func (r *request) value(s *descriptors.Source) (v string, ok bool, reason string
 		if v, ok := r.attrs.GetContextExtensions()[s.Key]; ok {
 			return v, true, ""
 		}
-		return "", false, "context extension " + strconv.Quote(s.Key) + " is not set"
+		return "", false, r.why(func() string { return "context extension " + strconv.Quote(s.Key) + " is not set" })
 	}
-	return "", false, "unknown source " + string(s.Kind)
+	return "", false, r.why(func() string { return "unknown source " + string(s.Kind) })
 }
 
 func (r *request) nonEmpty(header, reason string) (string, bool, string) {
@@ -258,7 +274,7 @@ func (r *request) remoteAddress(s *descriptors.Source) (netip.Addr, string) {
 	}
 	a, err := netip.ParseAddr(sa.GetAddress())
 	if err != nil {
-		return netip.Addr{}, "source address " + strconv.Quote(sa.GetAddress()) + " is not an IP address"
+		return netip.Addr{}, r.why(func() string { return "source address " + strconv.Quote(sa.GetAddress()) + " is not an IP address" })
 	}
 	return a.WithZone(""), ""
 }
@@ -270,11 +286,13 @@ func (r *request) cost(c *descriptors.Cost) (uint64, string) {
 	}
 	v, ok := r.header(c.Header)
 	if !ok {
-		return 0, "header " + c.Header + " is missing"
+		return 0, r.why(func() string { return "header " + c.Header + " is missing" })
 	}
 	q, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 	if err != nil || q > uint64(limiter.MaxCost) {
-		return 0, "header " + c.Header + " is not an integer in [0, " + strconv.FormatInt(limiter.MaxCost, 10) + "]"
+		return 0, r.why(func() string {
+			return "header " + c.Header + " is not an integer in [0, " + strconv.FormatInt(limiter.MaxCost, 10) + "]"
+		})
 	}
 	return q, ""
 }

@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 )
 
@@ -81,13 +82,22 @@ func (c check) attrs() *authv3.AttributeContext {
 	return a
 }
 
-// show renders extracted descriptors as "k=v,k=v[;cost]" joined by " | ".
+// show renders extracted descriptors as "k=v,k=v[;cost]" joined by " | ". Extraction
+// without explanations must build the same descriptors and report no skips.
 func show(t *testing.T, x *descriptors.ExtAuthz, a *authv3.AttributeContext) string {
 	t.Helper()
-	ds, skipped := Extract(x, a)
+	ds, skipped := Extract(x, a, true)
 	if len(ds)+len(skipped) != len(x.Descriptors) {
 		t.Fatalf("%d descriptors + %d skipped != %d configured", len(ds), len(skipped), len(x.Descriptors))
 	}
+	quiet, none := Extract(x, a, false)
+	if got, want := render(quiet), render(ds); got != want || none != nil {
+		t.Fatalf("without explain: %q and skipped %+v, with: %q", got, none, want)
+	}
+	return render(ds)
+}
+
+func render(ds []decide.Descriptor) string {
 	var parts []string
 	for _, d := range ds {
 		var es []string
@@ -135,10 +145,10 @@ func TestRemoteAddress(t *testing.T) {
 	if got := show(t, x, nil); got != "" {
 		t.Errorf("nil attributes: %q", got)
 	}
-	if _, skipped := Extract(x, &authv3.AttributeContext{}); len(skipped) != 1 || !strings.Contains(skipped[0].Reason, "no source IP address") {
+	if _, skipped := Extract(x, &authv3.AttributeContext{}, true); len(skipped) != 1 || !strings.Contains(skipped[0].Reason, "no source IP address") {
 		t.Errorf("skipped: %+v", skipped)
 	}
-	if ds, sk := Extract(nil, check{source: "10.0.0.1"}.attrs()); ds != nil || sk != nil {
+	if ds, sk := Extract(nil, check{source: "10.0.0.1"}.attrs(), true); ds != nil || sk != nil {
 		t.Error("a nil spec builds nothing")
 	}
 }
@@ -232,7 +242,7 @@ func TestRequestHeaders(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	_, skipped := Extract(x, check{}.attrs())
+	_, skipped := Extract(x, check{}.attrs(), true)
 	if len(skipped) != 2 || skipped[0].Field != "ext_authz.descriptors[0]" || skipped[0].Reason != "request_headers: header x-api-key is missing" ||
 		skipped[1].Reason != "every entry was absent" {
 		t.Errorf("skipped: %+v", skipped)
@@ -317,7 +327,7 @@ func TestMethodHostPrincipalContextExtension(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	_, skipped := Extract(x, check{}.attrs())
+	_, skipped := Extract(x, check{}.attrs(), true)
 	reasons := make([]string, len(skipped))
 	for i, s := range skipped {
 		reasons[i] = s.Reason
@@ -356,7 +366,7 @@ func TestWhen(t *testing.T) {
 		{"inverted, same value", check{path: "/a", headers: map[string]string{"x-env": "prod"}}, 0},
 	}
 	for _, tc := range cases {
-		ds, _ := Extract(x, tc.c.attrs())
+		ds, _ := Extract(x, tc.c.attrs(), false)
 		if len(ds) != tc.want {
 			t.Errorf("%s: %d descriptors, want %d", tc.name, len(ds), tc.want)
 		}
@@ -407,5 +417,30 @@ func TestExtractOrderAndIndependence(t *testing.T) {
 	got := show(t, x, check{source: "10.0.0.1", headers: map[string]string{"x-tenant": "acme"}}.attrs())
 	if got != "remote_address=10.0.0.1 | generic_key=llm,tenant=acme" {
 		t.Errorf("%q", got)
+	}
+}
+
+// Without explain, skipping builds no reason: a check that skips a descriptor for each
+// kind of reason below allocates no more than against a section without descriptors,
+// plus what building the descriptors takes before they fail.
+func TestExtractWithoutExplainBuildsNoReasons(t *testing.T) {
+	x := spec(t,
+		"{when: {path: {exact: /ip}}, entries: [{generic_key: {descriptor_value: llm}}]}",
+		"{when: {headers: [{name: x-env, exact: prod}]}, entries: [{generic_key: {descriptor_value: llm}}]}",
+		"entries: [{request_headers: {header_name: x-api-key, descriptor_key: api_key}}]",
+		"entries: [{path: {prefix: /api/}}]",
+		"entries: [{context_extension: {key: tenant}}]",
+		"{entries: [{generic_key: {descriptor_value: llm}}], hits_addend: {request_header: x-cost}}",
+	)
+	const building = 5 // the entries of the 4 descriptors without a condition, and the last one's cost
+	a := check{path: "/other"}.attrs()
+	ds, skipped := Extract(x, a, true)
+	if len(ds) != 0 || len(skipped) != len(x.Descriptors) {
+		t.Fatalf("%d descriptors built, %d skipped: every one should skip", len(ds), len(skipped))
+	}
+	empty := &descriptors.ExtAuthz{}
+	base := testing.AllocsPerRun(100, func() { Extract(empty, a, false) })
+	if allocs := testing.AllocsPerRun(100, func() { Extract(x, a, false) }); allocs > base+building {
+		t.Errorf("%v allocations to skip %d descriptors without explain, want at most %v", allocs, len(x.Descriptors), base+building)
 	}
 }

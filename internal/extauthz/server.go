@@ -135,11 +135,9 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 		}
 		return allowed(nil), nil
 	}
-	descs, skipped := Extract(spec, attrs)
-	if len(skipped) > 0 && s.log.Enabled(ctx, slog.LevelDebug) {
-		for _, sk := range skipped {
-			s.log.Debug("ext_authz descriptor skipped", "domain", domain, "descriptor", sk.Field, "reason", sk.Reason)
-		}
+	descs, skipped := Extract(spec, attrs, s.log.Enabled(ctx, slog.LevelDebug))
+	for _, sk := range skipped {
+		s.log.Debug("ext_authz descriptor skipped", "domain", domain, "descriptor", sk.Field, "reason", sk.Reason)
 	}
 	if len(descs) == 0 {
 		return allowed(nil), nil

@@ -1,9 +1,11 @@
 package extauthz
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -454,6 +456,40 @@ func TestCheckFollowsReloads(t *testing.T) {
 	}
 	if e.engine.calls.Load() != 0 {
 		t.Error("store reached")
+	}
+}
+
+// With debug logging on, every skipped descriptor is logged with its reason, one line
+// each; with it off, nothing is.
+func TestSkippedDescriptorsAreDebugLogged(t *testing.T) {
+	e := newEnv(t)
+	logged := func(level slog.Level) string {
+		var buf bytes.Buffer
+		o := defaultOpts
+		o.Log = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			}}))
+		if a := e.check(e.server(o), req("/key", "192.0.2.90")); a.http != 200 {
+			t.Fatalf("a check that builds no descriptor: %+v", a)
+		}
+		return buf.String()
+	}
+	want := `level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[0] reason="when.path: exact \"/ip\" does not match"
+level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[1] reason="request_headers: header x-api-key is missing"
+level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[2] reason="when.path: exact \"/pair\" does not match"
+level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[3] reason="when.path: exact \"/pair\" does not match"
+level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[4] reason="when.path: exact \"/shadow\" does not match"
+level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[5] reason="when.path: exact \"/free\" does not match"
+`
+	if got := logged(slog.LevelDebug); got != want {
+		t.Errorf("debug log:\n%s\nwant\n%s", got, want)
+	}
+	if got := logged(slog.LevelInfo); got != "" {
+		t.Errorf("info log: %q", got)
 	}
 }
 
