@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/gcfloor"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
@@ -23,6 +24,7 @@ type perfSettings struct {
 	localCacheSize                 int
 	localCacheMaxAge               time.Duration
 	pprofAddr                      string
+	gcFloorMiB                     int
 }
 
 func perfFlags(f *envFlags, p *perfSettings) {
@@ -33,6 +35,18 @@ func perfFlags(f *envFlags, p *perfSettings) {
 	f.IntVar(&p.localCacheSize, "local-cache-size", overlimit.DefaultMaxEntries, "most keys the local over-limit cache holds")
 	f.DurationVar(&p.localCacheMaxAge, "local-cache-max-age", overlimit.DefaultMaxAge, "longest a remembered denial is trusted without asking the store again")
 	f.StringVar(&p.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (empty = off; keep it private)")
+	f.IntVar(&p.gcFloorMiB, "gc-floor-mib", gcfloor.DefaultBytes>>20, "let the heap grow at least this many MiB over the live heap between garbage collections (0 = Go's default; a GOGC environment variable also switches it off)")
+}
+
+// startGCFloor keeps the garbage collector's floor for the life of the process.
+func (p *perfSettings) startGCFloor(log *slog.Logger) error {
+	if p.gcFloorMiB < 0 || p.gcFloorMiB > 1<<20 {
+		return fmt.Errorf("--gc-floor-mib %d: want 0 (off) to 1048576", p.gcFloorMiB)
+	}
+	if _, started := gcfloor.Start(uint64(p.gcFloorMiB) << 20); started {
+		log.Info("gc floor", "mib", p.gcFloorMiB)
+	}
+	return nil
 }
 
 // applyRedis sets the batching options of the Redis engine.
@@ -82,6 +96,9 @@ func usePerf(c *serveConfig, d *decide.Decider, m *metrics.Metrics, log *slog.Lo
 	d.UseOverLimitCache(cache)
 	if cache != nil {
 		m.OverLimitCache(cache.Stats)
+	}
+	if err := c.perf.startGCFloor(log); err != nil {
+		return err
 	}
 	return c.perf.startPprof(log)
 }

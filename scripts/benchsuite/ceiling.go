@@ -10,13 +10,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/gcfloor"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/grpcopts"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/nooprls"
 	"github.com/redis/go-redis/v9"
 )
 
-// serveCeiling serves nooprls on addr with the service's gRPC settings. With a mode
+// serveCeiling serves nooprls on addr with the service's gRPC settings and its garbage
+// collector floor (internal/gcfloor, the default of --gc-floor-mib). With a mode
 // and a Redis address, every request first waits for a script call that does nothing
 // (EVALSHA of "return 1") sent with go-redis and the service's benchmark timeouts:
 // "each" sends one per request, like the engine without batching; "batched" lets the
@@ -27,6 +29,7 @@ func serveCeiling(addr string, modeAndRedis ...string) {
 		fmt.Fprintln(os.Stderr, "ceiling:", err)
 		os.Exit(1)
 	}
+	gcfloor.Start(gcfloor.DefaultBytes)
 	var s nooprls.Server
 	if len(modeAndRedis) == 2 {
 		rdb := redis.NewClient(&redis.Options{Addr: modeAndRedis[1], DisableIdentity: true,
