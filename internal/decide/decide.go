@@ -205,8 +205,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 
 // report fills each descriptor's status: the enforced limit that denied, else the
 // enforced limit with the lowest remaining (SPEC §5.2). Of several limits that denied,
-// the one with the longest wait (the first of equals), so the status's reset and the
-// request's Retry-After name the same moment. Shadow-mode limits are never
+// see tighterDenial. Shadow-mode limits are never
 // reported, so shadow mode shows nothing to clients (no headers, no remaining count);
 // they appear in Checked for metrics. A quota-mode limit is reported like any enforced
 // one, also when quota.go evaluated it as shadow: a quota descriptor over its limit shows
@@ -238,7 +237,7 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 		switch {
 		case shadow:
 		case !dec.Allowed:
-			if !st.OverLimit || dec.RetryAfterMs > st.Decision.RetryAfterMs {
+			if !st.OverLimit || tighterDenial(dec, st.Decision) {
 				st.OverLimit, st.Limit, st.Decision = true, p.limits[i], dec
 			}
 		case st.OverLimit:
@@ -256,4 +255,16 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 			res.RetryAfterMs = d.quotaRetryAfter(p, decisions)
 		}
 	}
+}
+
+// tighterDenial says whether denial a is reported before denial b (of one descriptor):
+// the lower remaining, as for allowed limits, so a denied status shows its tightest
+// limit (Envoy's X-RateLimit headers show the status with the lowest remaining); of
+// equal remaining, the longer wait, so when both are spent the status's reset and the
+// request's Retry-After (the longest wait) name the same moment. Of equals, the first.
+func tighterDenial(a, b limiter.Decision) bool {
+	if a.Remaining != b.Remaining {
+		return a.Remaining < b.Remaining
+	}
+	return a.RetryAfterMs > b.RetryAfterMs
 }

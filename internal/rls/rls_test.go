@@ -42,6 +42,10 @@ descriptors:
     rate_limits:
       - {name: two-short, unit: minute, requests_per_unit: 10}
       - {name: two-long, unit: hour, requests_per_unit: 12}
+  - key: both
+    rate_limits:
+      - {name: both-minute, unit: minute, requests_per_unit: 3}
+      - {name: both-hour, unit: hour, requests_per_unit: 3}
   - key: shadowed
     shadow_mode: true
     rate_limit: {name: shadow, unit: hour, requests_per_unit: 1}
@@ -303,24 +307,38 @@ func TestSeveralLimitsReportTheDenyingOrTightest(t *testing.T) {
 	}
 }
 
-// When both limits of a descriptor deny, the status reports the one the request waits
-// for longest, so that Envoy's X-RateLimit-Reset (from duration_until_reset) and
-// Retry-After name the same moment: a client told to come back when the minute ends
-// would be denied again by the hour.
-func TestTwoDenialsReportTheLongestWait(t *testing.T) {
+// When several limits of a descriptor deny, the status reports the lowest remaining,
+// as for allowed limits, and of equal remaining the longest wait: with both spent,
+// Envoy's X-RateLimit-Reset (from duration_until_reset) and Retry-After name the same
+// moment, where a client told to come back when the minute ends would be denied again
+// by the hour. (now is 20 s into its minute and 800 s into its hour.)
+func TestSeveralDenialsReportTheTightest(t *testing.T) {
 	f := start(t, false)
-	f.call(t, "test", 10, desc("two", "y")) // two-short 10/10 spent, two-long 10/12
-	resp := f.call(t, "test", 3, desc("two", "y"))
+	for range 3 {
+		f.call(t, "test", 0, desc("both", "y")) // both 3/minute and 3/hour spent
+	}
+	resp := f.call(t, "test", 0, desc("both", "y"))
 	r := resp.Statuses[0]
-	// now is 20 s into its minute and 800 s into its hour.
-	if r.Code != over || r.CurrentLimit.GetName() != "two-long" {
-		t.Fatalf("both limits deny: reported %v, want two-long (the longer wait)", r)
+	if r.Code != over || r.CurrentLimit.GetName() != "both-hour" || r.LimitRemaining != 0 {
+		t.Fatalf("both limits spent: reported %v, want both-hour (the longer wait), 0 left", r)
 	}
 	if got := r.DurationUntilReset.AsDuration(); got != 2800*time.Second {
 		t.Errorf("duration_until_reset %v, want 2800s (the hour's end)", got)
 	}
 	if got := header(resp, "retry-after"); got != "2800" {
 		t.Errorf("Retry-After %q, want 2800", got)
+	}
+
+	// Unequal remaining: two-short has none left, two-long 2 but the request costs 3.
+	// The status shows the one with nothing left; Retry-After still waits for the hour.
+	f.call(t, "test", 10, desc("two", "y"))
+	resp = f.call(t, "test", 3, desc("two", "y"))
+	r = resp.Statuses[0]
+	if r.Code != over || r.CurrentLimit.GetName() != "two-short" || r.LimitRemaining != 0 {
+		t.Fatalf("two-short spent, two-long short of 3: reported %v, want two-short, 0 left", r)
+	}
+	if got := header(resp, "retry-after"); got != "2800" {
+		t.Errorf("Retry-After %q, want 2800 (two-long's wait)", got)
 	}
 }
 
