@@ -323,10 +323,17 @@ func (g *group) split() {
 
 // reload sends the calls that failed with NOSCRIPT again, behind a SCRIPT LOAD in the
 // same pipeline; a call that still meets NOSCRIPT (a flush in between) runs as EVAL.
-// NOSCRIPT means the script did not run, so no request is applied twice.
+// NOSCRIPT means the script did not run, so no request is applied twice. On a cluster
+// a pipelined SCRIPT LOAD reaches one node, so the script is loaded on every master
+// first (go-redis's ClusterClient.ScriptLoad), one round trip more.
 func (b *batcher) reload(retry []*group) {
 	pipe := b.client.Pipeline()
-	pipe.ScriptLoad(context.Background(), b.script.Source())
+	if b.cluster {
+		b.pipelines.Add(1)
+		_ = b.client.ScriptLoad(context.Background(), b.script.Source()).Err() // a failure shows in the calls
+	} else {
+		pipe.ScriptLoad(context.Background(), b.script.Source())
+	}
 	for _, g := range retry {
 		g.cmd = b.command(g.calls, false)
 		_ = pipe.Process(context.Background(), g.cmd)

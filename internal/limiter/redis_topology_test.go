@@ -61,6 +61,7 @@ func TestRedisCluster(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		t.Run(fmt.Sprintf("no_resend_after_timeout/batch=%v", batch), func(t *testing.T) { clusterNoResend(t, c, batch) })
 	}
+	t.Run("reload_on_every_master", func(t *testing.T) { clusterReload(t, c) })
 	t.Run("ping", func(t *testing.T) {
 		e := newTopologyEngine(t, limiter.RedisOptions{URL: c.URL(), Mode: limiter.RedisCluster, ReadTimeout: 5 * time.Second})
 		if err := e.Ping(context.Background()); err != nil {
@@ -208,6 +209,79 @@ func clusterExactness(t *testing.T, c *testredis.Cluster) {
 			t.Errorf("%s: %d denied requests report remaining ≠ 0", a, deniedRemaining)
 		}
 	}
+}
+
+// After SCRIPT FLUSH on every master, the batched engine's first call meets NOSCRIPT and
+// loads the script on every master (a pipelined SCRIPT LOAD reaches one node): calls on
+// the other masters then run by EVALSHA, and none falls back to EVAL with the source.
+func clusterReload(t *testing.T, c *testredis.Cluster) {
+	ctx := context.Background()
+	e := newTopologyEngine(t, limiter.RedisOptions{URL: c.URL(), Mode: limiter.RedisCluster, Batch: true,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1 << 30, PeriodMs: 3_600_000})
+	var tags []string // one hash tag on each master
+	seen := map[string]bool{}
+	for i := 0; len(tags) < 3 && i < 1000; i++ {
+		tag := fmt.Sprintf("{%s-%d}", uniquePrefix(t), i)
+		m, err := c.MasterForKey(tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !seen[m.Addr()] {
+			seen[m.Addr()] = true
+			tags = append(tags, tag)
+		}
+	}
+	if len(tags) < 3 {
+		t.Fatalf("found hash tags on %d masters, want 3", len(tags))
+	}
+	if err := c.Client().ScriptFlush(ctx).Err(); err != nil { // every master
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes() {
+		if err := n.Client().ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := make([]limiter.Decision, 1)
+	for _, tag := range tags {
+		if out, err := e.Evaluate(ctx, 0, oneCheck(p, tag+":k", 1), d); err != nil || !out.Allowed {
+			t.Fatalf("%s: %+v, %v", tag, out, err)
+		}
+	}
+	var evals, evalshas int
+	for _, n := range c.Nodes() {
+		evals += commandCalls(t, n, "eval")
+		evalshas += commandCalls(t, n, "evalsha")
+	}
+	if evals != 0 {
+		t.Errorf("%d calls fell back to EVAL with the source: the reload did not reach every master", evals)
+	}
+	if evalshas < len(tags)+1 { // the first call twice (NOSCRIPT, then after the load)
+		t.Errorf("%d EVALSHA calls, want at least %d", evalshas, len(tags)+1)
+	}
+}
+
+// commandCalls is how many times node ran cmd since its stats were reset (INFO
+// commandstats).
+func commandCalls(t *testing.T, node *testredis.Server, cmd string) int {
+	t.Helper()
+	info, err := node.Client().Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls=")
+		if !ok {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscanf(rest, "%d", &n); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		return n
+	}
+	return 0
 }
 
 // Keys on two slots cannot share one script call: Redis refuses it (CROSSSLOT) before
