@@ -258,13 +258,11 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 }
 
 // tighterDenial says whether denial a is reported before denial b (of one descriptor):
-// the lower remaining, as for allowed limits, so a denied status shows its tightest
-// limit (Envoy's X-RateLimit headers show the status with the lowest remaining); of
-// equal remaining, the longer wait, so when both are spent the status's reset and the
-// request's Retry-After (the longest wait) name the same moment. Of equals, the first.
+// the longer wait, the first of equals, as the request's Retry-After (the longest wait
+// of all denials) and rls's RateLimit headers choose, so the status's reset names the
+// moment Retry-After names. Its remaining may be above 0 (a cost above what is left);
+// Envoy's X-RateLimit headers, which show the status with the lowest remaining, may
+// then describe another descriptor of the request.
 func tighterDenial(a, b limiter.Decision) bool {
-	if a.Remaining != b.Remaining {
-		return a.Remaining < b.Remaining
-	}
 	return a.RetryAfterMs > b.RetryAfterMs
 }

@@ -71,11 +71,13 @@ type fixture struct {
 	client rlsv3.RateLimitServiceClient
 }
 
-func start(t *testing.T, globalShadow bool) *fixture { return startWith(t, globalShadow, nil) }
+func start(t *testing.T, globalShadow bool) *fixture {
+	return startWith(t, globalShadow, nil, rls.Options{RetryAfter: true})
+}
 
-// startWith is start with metrics, when m is not nil: the engine timed and every
-// request observed, as the service wires them.
-func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics) *fixture {
+// startWith is start with metrics, when m is not nil (the engine timed and every
+// request observed, as the service wires them), and the given rendering options.
+func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics, o rls.Options) *fixture {
 	t.Helper()
 	rs, err := descriptors.Parse("test.yaml", []byte(rules))
 	if err != nil {
@@ -90,7 +92,7 @@ func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics) *fixture {
 	}
 	d := decide.New(rs, engine, storekey.New("t:", 0), globalShadow)
 	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
-		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{RetryAfter: true}, obs))
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, o, obs))
 	})
 	return &fixture{client: rlsv3.NewRateLimitServiceClient(conn)}
 }
@@ -307,39 +309,37 @@ func TestSeveralLimitsReportTheDenyingOrTightest(t *testing.T) {
 	}
 }
 
-// When several limits of a descriptor deny, the status reports the lowest remaining,
-// as for allowed limits, and of equal remaining the longest wait: with both spent,
-// Envoy's X-RateLimit-Reset (from duration_until_reset) and Retry-After name the same
-// moment, where a client told to come back when the minute ends would be denied again
-// by the hour. (now is 20 s into its minute and 800 s into its hour.)
-func TestSeveralDenialsReportTheTightest(t *testing.T) {
-	f := start(t, false)
+// When several limits of a descriptor deny, the status reports the one with the
+// longest wait, so that Envoy's X-RateLimit-Reset (from duration_until_reset), the
+// RateLimit header and Retry-After name the same moment: a client told to come back when
+// the minute ends would be denied again by the hour. (now is 20 s into its minute and
+// 800 s into its hour.)
+func TestSeveralDenialsReportTheLongestWait(t *testing.T) {
+	f := startWith(t, false, nil, rls.Options{RetryAfter: true, RateLimitHeaders: true})
 	for range 3 {
 		f.call(t, "test", 0, desc("both", "y")) // both 3/minute and 3/hour spent
 	}
-	resp := f.call(t, "test", 0, desc("both", "y"))
-	r := resp.Statuses[0]
-	if r.Code != over || r.CurrentLimit.GetName() != "both-hour" || r.LimitRemaining != 0 {
-		t.Fatalf("both limits spent: reported %v, want both-hour (the longer wait), 0 left", r)
+	check := func(what string, resp *rlsv3.RateLimitResponse, name string, remaining uint32) {
+		t.Helper()
+		r := resp.Statuses[0]
+		if r.Code != over || r.CurrentLimit.GetName() != name || r.LimitRemaining != remaining {
+			t.Fatalf("%s: reported %v, want %s with %d left", what, r, name, remaining)
+		}
+		if got := r.DurationUntilReset.AsDuration(); got != 2800*time.Second {
+			t.Errorf("%s: duration_until_reset %v, want 2800s (the hour's end)", what, got)
+		}
+		if got := header(resp, "retry-after"); got != "2800" {
+			t.Errorf("%s: Retry-After %q, want 2800", what, got)
+		}
+		if got := header(resp, "ratelimit"); !strings.Contains(got, "t=2800") {
+			t.Errorf("%s: RateLimit %q, want the hour's t=2800", what, got)
+		}
 	}
-	if got := r.DurationUntilReset.AsDuration(); got != 2800*time.Second {
-		t.Errorf("duration_until_reset %v, want 2800s (the hour's end)", got)
-	}
-	if got := header(resp, "retry-after"); got != "2800" {
-		t.Errorf("Retry-After %q, want 2800", got)
-	}
-
-	// Unequal remaining: two-short has none left, two-long 2 but the request costs 3.
-	// The status shows the one with nothing left; Retry-After still waits for the hour.
+	check("both spent", f.call(t, "test", 0, desc("both", "y")), "both-hour", 0)
+	// two-short has none left and resets in 40 s; two-long has 2, short of the cost 3,
+	// until the hour's end. The status shows the hour, with the 2 it has.
 	f.call(t, "test", 10, desc("two", "y"))
-	resp = f.call(t, "test", 3, desc("two", "y"))
-	r = resp.Statuses[0]
-	if r.Code != over || r.CurrentLimit.GetName() != "two-short" || r.LimitRemaining != 0 {
-		t.Fatalf("two-short spent, two-long short of 3: reported %v, want two-short, 0 left", r)
-	}
-	if got := header(resp, "retry-after"); got != "2800" {
-		t.Errorf("Retry-After %q, want 2800 (two-long's wait)", got)
-	}
+	check("unequal remaining", f.call(t, "test", 3, desc("two", "y")), "two-long", 2)
 }
 
 func TestShadowMode(t *testing.T) {
@@ -405,7 +405,7 @@ func TestLimitOverride(t *testing.T) {
 // bounded metrics cardinality).
 func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 	m := metrics.New()
-	f := startWith(t, false, m)
+	f := startWith(t, false, m, rls.Options{RetryAfter: true})
 	units := []typev3.RateLimitUnit{typev3.RateLimitUnit_SECOND, typev3.RateLimitUnit_MINUTE,
 		typev3.RateLimitUnit_HOUR, typev3.RateLimitUnit_DAY, typev3.RateLimitUnit_MONTH, typev3.RateLimitUnit_YEAR}
 	override := func(i int) {
