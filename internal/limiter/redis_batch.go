@@ -325,12 +325,12 @@ func (g *group) split() {
 // same pipeline; a call that still meets NOSCRIPT (a flush in between) runs as EVAL.
 // NOSCRIPT means the script did not run, so no request is applied twice. On a cluster
 // a pipelined SCRIPT LOAD reaches one node, so the script is loaded on every master
-// first (go-redis's ClusterClient.ScriptLoad), one round trip more.
+// first (loadOnMasters), one round trip more.
 func (b *batcher) reload(retry []*group) {
 	pipe := b.client.Pipeline()
-	if b.cluster {
+	if cc, ok := b.client.(*redis.ClusterClient); ok {
 		b.pipelines.Add(1)
-		_ = b.client.ScriptLoad(context.Background(), b.script.Source()).Err() // a failure shows in the calls
+		b.loadOnMasters(cc)
 	} else {
 		pipe.ScriptLoad(context.Background(), b.script.Source())
 	}
@@ -352,6 +352,19 @@ func (b *batcher) reload(retry []*group) {
 		}
 		g.split()
 	}
+}
+
+// loadOnMasters loads the script on every master at once, within the client's read and
+// write timeouts: a master that is down or slow (NOSCRIPT often follows a failover)
+// holds the retried calls no longer than a call would wait for it. A master that
+// missed the load answers NOSCRIPT again, and its calls run as EVAL.
+func (b *batcher) loadOnMasters(cc *redis.ClusterClient) {
+	o := cc.Options()
+	ctx, cancel := context.WithTimeout(context.Background(), o.ReadTimeout+o.WriteTimeout)
+	defer cancel()
+	_ = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		return m.ScriptLoad(ctx, b.script.Source()).Err()
+	})
 }
 
 // BatchStats reports what batching did: round trips, script calls and requests sent,

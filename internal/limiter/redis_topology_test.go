@@ -15,6 +15,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
@@ -244,9 +245,27 @@ func clusterReload(t *testing.T, c *testredis.Cluster) {
 		}
 	}
 	d := make([]limiter.Decision, 1)
-	for _, tag := range tags {
+	for i, tag := range tags {
 		if out, err := e.Evaluate(ctx, 0, oneCheck(p, tag+":k", 1), d); err != nil || !out.Allowed {
 			t.Fatalf("%s: %+v, %v", tag, out, err)
+		}
+		if i > 0 {
+			continue
+		}
+		// The first call's reload put the script on every master, not only on the
+		// node a pipelined SCRIPT LOAD reaches and the master the call ran on.
+		for _, tag := range tags {
+			m, err := c.MasterForKey(tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok, err := m.Client().ScriptExists(ctx, redislua.Request.SHA1()).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok[0] {
+				t.Errorf("after the first reload, master %s has no script", m.Addr())
+			}
 		}
 	}
 	var evals, evalshas int
