@@ -11,7 +11,8 @@
 //
 // A floor gives every cycle at least Floor bytes of room: the heap goal is live +
 // max(roots, Floor), where roots is what Go's default counts (live heap, stacks and
-// globals, at least 4 MiB). On a small heap that is a collection every Floor bytes
+// globals); while roots are under 4 MiB, the goal is about Floor. On a small heap that
+// is a collection every Floor bytes
 // allocated; on a large one (the memory engine holding many keys) the floor fades and
 // Go's default applies. GOGC is set again after every collection, from what that
 // collection found; the runtime has by then set the next goal with the previous GOGC,

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"testing"
 	"time"
 )
@@ -67,6 +68,7 @@ func TestStartFollowsTheLiveHeap(t *testing.T) {
 	if !started {
 		t.Fatal("not started")
 	}
+	t.Cleanup(func() { stop(); debug.SetGCPercent(before) })                                  // also when a check fails
 	near := func(got, want uint64) bool { return got >= want-want/25 && got <= want+want/25 } // 4%
 	untilGoal(t, "small heap", func(live, goal uint64) bool { return live < minRoots && near(goal, floor) })
 	keep := make([]byte, 48<<20) // 48 MiB live, no pointers
@@ -97,4 +99,42 @@ func TestAnOperatorsGOGCWins(t *testing.T) {
 	if p := debug.SetGCPercent(150); p != 150 {
 		t.Errorf("GOGC = %d, want the operator's 150", p)
 	}
+}
+
+// Goroutine stacks count as roots, as the runtime's pacer counts them: 1,000 goroutines
+// holding ~32 KiB of stack each next to a small heap get a goal of live + floor, not the
+// floor's GOGC for a tiny heap applied to 32 MiB of stacks (half a GiB).
+func TestStacksCountAsRoots(t *testing.T) {
+	t.Setenv("GOGC", "")
+	const floor = 64 << 20
+	before := debug.SetGCPercent(100)
+	stop, started := Start(floor)
+	if !started {
+		t.Fatal("not started")
+	}
+	t.Cleanup(func() { stop(); debug.SetGCPercent(before) })
+	release := make(chan struct{})
+	var ready sync.WaitGroup
+	for range 1000 {
+		ready.Add(1)
+		go deep(32, &ready, release)
+	}
+	ready.Wait()
+	defer close(release)
+	untilGoal(t, "1,000 deep stacks", func(live, goal uint64) bool {
+		stacks := readUint("/gc/scan/stack:bytes")
+		return stacks > 24<<20 && goal <= live+floor+floor/10 && goal+goal/25 >= live+floor
+	})
+}
+
+// deep recurses depth frames of 1 KiB, says it is there, and waits for release.
+func deep(depth int, ready *sync.WaitGroup, release <-chan struct{}) byte {
+	var frame [1024]byte
+	frame[depth%len(frame)] = byte(depth)
+	if depth == 0 {
+		ready.Done()
+		<-release
+		return frame[0]
+	}
+	return deep(depth-1, ready, release) + frame[depth%len(frame)]
 }
