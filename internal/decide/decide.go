@@ -60,9 +60,13 @@ type Result struct {
 	OverLimit    bool
 	Now          int64
 	Statuses     []Status
-	RetryAfterMs int64 // the longest wait among denying limits; 0 when allowed
-	FailedOpen   bool  // the store failed and the fail_open policy allowed the request
-	Cached       bool  // answered by the local over-limit cache, without a store call
+	RetryAfterMs int64 // how long a denied request waits: WaitFor's; 0 when allowed
+	// WaitFor is, on a denial, the limit the request waits for: the enforced limit with
+	// the longest wait, or in quota mode the one quota.go's rule names (quotaWaitFor).
+	// nil when allowed. It points into a status's Checked.
+	WaitFor    *Checked
+	FailedOpen bool // the store failed and the fail_open policy allowed the request
+	Cached     bool // answered by the local over-limit cache, without a store call
 }
 
 // ErrInvalid marks errors caused by the request itself.
@@ -219,6 +223,7 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 	} else {
 		checked = make([]Checked, n)
 	}
+	wait := -1 // the check the request waits for
 	for i := range p.checks {
 		st := &res.Statuses[p.owner[i]]
 		dec, shadow := decisions[i], p.limits[i].Shadow || d.shadow // as configured, not as quota.go sent it
@@ -231,8 +236,8 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 		default: // not consecutive (plan never does this): copy
 			st.Checked = append(st.Checked[:len(st.Checked):len(st.Checked)], checked[i])
 		}
-		if !dec.Allowed && !shadow {
-			res.RetryAfterMs = max(res.RetryAfterMs, dec.RetryAfterMs)
+		if !dec.Allowed && !shadow && (wait < 0 || tighterDenial(dec, decisions[wait])) {
+			wait = i
 		}
 		switch {
 		case shadow:
@@ -250,10 +255,13 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 		st.Checked = st.Checked[:len(st.Checked):len(st.Checked)]
 	}
 	if p.quota {
-		res.RetryAfterMs = 0
+		wait = -1
 		if res.OverLimit {
-			res.RetryAfterMs = d.quotaRetryAfter(p, decisions)
+			wait = d.quotaWaitFor(p, decisions)
 		}
+	}
+	if wait >= 0 {
+		res.WaitFor, res.RetryAfterMs = &checked[wait], decisions[wait].RetryAfterMs
 	}
 }
 

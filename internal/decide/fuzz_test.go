@@ -58,13 +58,26 @@ func FuzzDecide(f *testing.F) {
 		if len(res.Statuses) != 2 {
 			t.Fatalf("%d statuses for 2 descriptors", len(res.Statuses))
 		}
+		var longest int64 // the longest wait of an enforced denial
 		for _, st := range res.Statuses {
 			for _, c := range st.Checked {
 				dec := c.Decision
 				if dec.Remaining < 0 || (dec.RetryAfterMs == 0) != dec.Allowed || dec.RetryAfterMs < 0 {
 					t.Fatalf("broken decision %+v", dec)
 				}
+				if !c.Shadow {
+					longest = max(longest, dec.RetryAfterMs)
+				}
 			}
+		}
+		// A denial waits for the enforced limit with the longest wait, and names it.
+		switch {
+		case res.OverLimit != (res.WaitFor != nil):
+			t.Fatalf("over limit %v, waits for %v", res.OverLimit, res.WaitFor)
+		case res.WaitFor != nil && (res.RetryAfterMs != longest || res.WaitFor.Decision.RetryAfterMs != longest):
+			t.Fatalf("retry after %d, waits for %+v; the longest wait is %d", res.RetryAfterMs, res.WaitFor, longest)
+		case res.WaitFor == nil && res.RetryAfterMs != 0:
+			t.Fatalf("allowed with retry after %d", res.RetryAfterMs)
 		}
 	})
 }

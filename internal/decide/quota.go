@@ -1,7 +1,6 @@
 package decide
 
 import (
-	"math"
 	"slices"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -75,31 +74,37 @@ func (d *Decider) softenQuota(p *plan, decisions []limiter.Decision) bool {
 	return true
 }
 
-// quotaRetryAfter is the wait before a denied request could be allowed: the longest
-// wait among the denying limits outside quota mode, and, when every quota descriptor is
-// over, the shortest wait for one of them to come back (its longest denying limit).
-func (d *Decider) quotaRetryAfter(p *plan, decisions []limiter.Decision) int64 {
+// quotaWaitFor is the check a denied request waits for (-1: none): the denying limit
+// outside quota mode with the longest wait, and, when every quota descriptor is over,
+// the longer of that and the soonest one of them comes back (its denying limit with the
+// longest wait). Ties go to the first, and to the limit outside quota mode.
+func (d *Decider) quotaWaitFor(p *plan, decisions []limiter.Decision) int {
 	states, _ := d.quotaStates(p, decisions)
-	waits := make([]int64, len(states)) // per quota descriptor
-	var wait int64
+	longest := make([]int, len(states)) // per quota descriptor over: its longest wait
+	hard := -1
 	for i, l := range p.limits {
-		dec := &decisions[i]
+		dec := decisions[i]
 		switch {
 		case l.Shadow || d.shadow || dec.Allowed:
 		case l.Quota:
-			waits[p.owner[i]] = max(waits[p.owner[i]], dec.RetryAfterMs)
-		default:
-			wait = max(wait, dec.RetryAfterMs)
+			if o := p.owner[i]; longest[o] == 0 || tighterDenial(dec, decisions[longest[o]-1]) {
+				longest[o] = i + 1 // +1: 0 is none
+			}
+		case hard < 0 || tighterDenial(dec, decisions[hard]):
+			hard = i
 		}
 	}
 	if slices.Contains(states, quotaUnder) || !slices.Contains(states, quotaOver) {
-		return wait
+		return hard
 	}
-	soonest := int64(math.MaxInt64)
+	soonest := -1
 	for o, s := range states {
-		if s == quotaOver {
-			soonest = min(soonest, waits[o])
+		if s == quotaOver && (soonest < 0 || decisions[longest[o]-1].RetryAfterMs < decisions[soonest].RetryAfterMs) {
+			soonest = longest[o] - 1
 		}
 	}
-	return max(wait, soonest)
+	if hard >= 0 && decisions[hard].RetryAfterMs >= decisions[soonest].RetryAfterMs {
+		return hard
+	}
+	return soonest
 }

@@ -162,12 +162,12 @@ func (o *Options) retryAfterSeconds(ms int64) int64 {
 // quota_mode (decide/quota.go) shapes both: in an allowed request a quota descriptor
 // over its limit did not limit it (its status says OVER_LIMIT, its limits were not in
 // force), so none of its limits is reported, or the headers would show nothing left of
-// a quota the request did not need. A denial waits for every denying limit outside
-// quota mode, and, when every quota descriptor is over, for the first of them to come
-// back, as decide's RetryAfterMs does.
+// a quota the request did not need. A denial describes the limit the request waits
+// for (decide's WaitFor: every denying limit outside quota mode, and, when every quota
+// descriptor is over, the first of them to come back).
 func MostRestrictive(res *decide.Result) *decide.Checked {
 	if res.OverLimit {
-		return denying(res)
+		return res.WaitFor
 	}
 	var top *decide.Checked
 	for i := range res.Statuses {
@@ -182,44 +182,6 @@ func MostRestrictive(res *decide.Result) *decide.Checked {
 		}
 	}
 	return top
-}
-
-// denying is the limit a denied request waits for: the longest wait among the denying
-// limits outside quota mode, and, when every quota descriptor is over, the longer of
-// that and the soonest any quota descriptor comes back (its own longest denying wait).
-func denying(res *decide.Result) *decide.Checked {
-	var hard, soonest *decide.Checked
-	quotaUnder := false // some quota descriptor has every quota limit allowing
-	for i := range res.Statuses {
-		var longest *decide.Checked // this descriptor's longest denying quota limit
-		quota := false
-		for j := range res.Statuses[i].Checked {
-			c := &res.Statuses[i].Checked[j]
-			switch {
-			case c.Shadow:
-			case !c.Limit.Quota:
-				if !c.Decision.Allowed && (hard == nil || c.Decision.RetryAfterMs > hard.Decision.RetryAfterMs) {
-					hard = c
-				}
-			default:
-				quota = true
-				if !c.Decision.Allowed && (longest == nil || c.Decision.RetryAfterMs > longest.Decision.RetryAfterMs) {
-					longest = c
-				}
-			}
-		}
-		switch {
-		case !quota:
-		case longest == nil:
-			quotaUnder = true
-		case soonest == nil || longest.Decision.RetryAfterMs < soonest.Decision.RetryAfterMs:
-			soonest = longest
-		}
-	}
-	if quotaUnder || soonest == nil || (hard != nil && hard.Decision.RetryAfterMs >= soonest.Decision.RetryAfterMs) {
-		return hard
-	}
-	return soonest
 }
 
 // PolicyName is the limit's identifier in RateLimit fields and problem bodies: its
