@@ -97,7 +97,7 @@ func TestDockerfileBuildsTheContainerDefaultsIn(t *testing.T) {
 // over what the image sets, so the binary the Dockerfile builds, run with the image's
 // ENV as Docker runs it, serves the deployment's own rules on its own ports.
 func TestDockerfileBinaryTakesEnvoyproxyRatelimitsVariables(t *testing.T) {
-	needInputs(t)
+	bin := needBinary(t)
 	d, err := parseDockerfile([]byte(readDockerfile(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -123,29 +123,25 @@ func TestDockerfileBinaryTakesEnvoyproxyRatelimitsVariables(t *testing.T) {
 	for k, v := range d.Env {
 		env = append(env, k+"="+v)
 	}
-	p := &Process{Name: "legacy", Path: bld.Binary, Env: env, LogPath: filepath.Join(t.TempDir(), "legacy.log")}
+	p := &Process{Name: "legacy", Path: bin, Env: env, LogPath: filepath.Join(t.TempDir(), "legacy.log")}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	t.Cleanup(func() { stopLogged(t, p) })
 	logs := func() string { b, _ := os.ReadFile(p.LogPath); return string(b) }
 
-	url := fmt.Sprintf("http://127.0.0.1:%d/debug/config", ports[0])
-	var body []byte
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if !p.Running() || time.Now().After(deadline) {
-			t.Fatalf("no answer on PORT=%d (running: %v):\n%s", ports[0], p.Running(), logs())
-		}
-		resp, err := readyClient.Get(url)
-		if err != nil {
-			continue
-		}
-		body, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("GET /debug/config: %s\n%s", resp.Status, body)
-		}
-		break
+	base := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	if err := waitUntil(p, 10*time.Second, func() error { return httpOK(base + "/readyz") }); err != nil {
+		t.Fatalf("no answer on PORT=%d: %v", ports[0], err)
+	}
+	resp, err := readyClient.Get(base + "/debug/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /debug/config: %s\n%s", resp.Status, body)
 	}
 	var cfg struct{ Domains []struct{ Domain string } }
 	if err := json.Unmarshal(body, &cfg); err != nil {

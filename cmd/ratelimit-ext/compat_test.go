@@ -349,6 +349,11 @@ func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
 		t.Setenv(envName(f), "")
 		os.Unsetenv(envName(f))
 	}
+	// envoyproxy/ratelimit's own, as the machine running the test may have them (an
+	// empty value counts as unset).
+	for _, v := range []string{"PORT", "GRPC_PORT", "HOST", "GRPC_HOST", "RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "CONFIG_TYPE"} {
+		t.Setenv(v, "")
+	}
 
 	c, err := loadServeConfig(nil)
 	if err != nil {

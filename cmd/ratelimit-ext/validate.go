@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 
@@ -12,15 +14,21 @@ import (
 
 // validate loads a rules directory and prints every error, or a one-line summary.
 func validate(args []string) int {
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-		fmt.Println("usage: ratelimit-ext validate DIR (no flags): checks every rule file below DIR, exit 1 with every error")
-		return 0
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ratelimit-ext validate DIR (no flags): checks every rule file below DIR, exit 1 with every error")
 	}
-	if len(args) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: ratelimit-ext validate DIR")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
-	rs, err := descriptors.LoadDir(args[0])
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	rs, err := descriptors.LoadDir(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
