@@ -126,7 +126,6 @@ func (r *request) build(d *descriptors.ExtAuthzDescriptor) (decide.Descriptor, s
 	if reason := r.holds(&d.When); reason != "" {
 		return out, reason
 	}
-	out.Entries = make([]descriptors.Entry, 0, len(d.Entries))
 	for i := range d.Entries {
 		s := &d.Entries[i]
 		v, ok, reason := r.value(s)
@@ -135,6 +134,9 @@ func (r *request) build(d *descriptors.ExtAuthzDescriptor) (decide.Descriptor, s
 			return out, r.why(func() string { return string(s.Kind) + ": " + reason })
 		case !ok:
 			continue // skip_if_absent
+		}
+		if out.Entries == nil { // allocated at the first kept entry: most descriptors skip before
+			out.Entries = make([]descriptors.Entry, 0, len(d.Entries)-i)
 		}
 		out.Entries = append(out.Entries, descriptors.Entry{Key: s.DescriptorKey, Value: v})
 	}
@@ -146,7 +148,8 @@ func (r *request) build(d *descriptors.ExtAuthzDescriptor) (decide.Descriptor, s
 		if reason != "" {
 			return out, r.why(func() string { return "hits_addend: " + reason })
 		}
-		out.Cost = &q
+		out.Cost = new(uint64) // not &q, which would put q on the heap before the check
+		*out.Cost = q
 	}
 	return out, ""
 }
