@@ -104,7 +104,7 @@ func (d *Decider) SetBounds(b Bounds) { d.bounds = b }
 // the one serving (a reload that changed nothing, an xDS reconnect) keeps it.
 func (d *Decider) SetRules(rs *descriptors.RuleSet) {
 	old := d.rules.Swap(rs)
-	if d.cache != nil && (old == nil || rs == nil || old.Hash() != rs.Hash()) {
+	if d.cache != nil && old.Hash() != rs.Hash() { // a nil set hashes to ""
 		d.cache.Clear()
 	}
 }
@@ -265,12 +265,13 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 	}
 }
 
-// tighterDenial says whether denial a is reported before denial b (of one descriptor):
-// the longer wait, the first of equals, as the request's Retry-After (the longest wait
-// of all denials) and rls's RateLimit headers choose, so the status's reset names the
-// moment Retry-After names. Its remaining may be above 0 (a cost above what is left);
-// Envoy's X-RateLimit headers, which show the status with the lowest remaining, may
-// then describe another descriptor of the request.
+// tighterDenial says whether denial a goes before denial b: the longer wait, the first
+// of equals. It picks a descriptor's reported denial (so the status's reset names the
+// moment the request's Retry-After names, outside quota mode the longest wait of all
+// denials) and the limit the request waits for (WaitFor, quotaWaitFor). A reported
+// denial's remaining may be above 0 (a cost above what is left); Envoy's X-RateLimit
+// headers, which show the status with the lowest remaining, may then describe another
+// descriptor of the request.
 func tighterDenial(a, b limiter.Decision) bool {
 	return a.RetryAfterMs > b.RetryAfterMs
 }

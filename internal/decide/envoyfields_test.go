@@ -175,8 +175,56 @@ func TestQuotaModeRetryAfter(t *testing.T) {
 	if denied.RetryAfterMs != minute {
 		t.Errorf("RetryAfterMs = %d, want the shorter wait %d", denied.RetryAfterMs, minute)
 	}
-	if res[3].RetryAfterMs != 0 {
-		t.Errorf("allowed request with a quota descriptor over: RetryAfterMs = %d, want 0", res[3].RetryAfterMs)
+	if res[3].RetryAfterMs != 0 || res[3].WaitFor != nil {
+		t.Errorf("allowed request with a quota descriptor over: RetryAfterMs = %d, WaitFor %v; want 0, none", res[3].RetryAfterMs, res[3].WaitFor)
+	}
+}
+
+const quotaWaitRules = `
+domain: d
+descriptors:
+  - key: minute-quota
+    quota_mode: true
+    rate_limit: {name: mq, unit: minute, requests_per_unit: 1}
+  - key: hour-quota
+    quota_mode: true
+    rate_limit: {name: hq, unit: hour, requests_per_unit: 1}
+  - key: twin-quota           # two quota limits on one descriptor
+    quota_mode: true
+    rate_limits:
+      - {name: twin-minute, unit: minute, requests_per_unit: 1}
+      - {name: twin-hour, unit: hour, requests_per_unit: 1}
+  - key: minute
+    rate_limit: {name: m, unit: minute, requests_per_unit: 1}
+  - key: hour
+    rate_limit: {name: h, unit: hour, requests_per_unit: 1}
+`
+
+// Which limit a denied request in quota mode waits for (Result.WaitFor, whose wait is
+// RetryAfterMs): an ordinary limit's longest wait, and when every quota descriptor is
+// over, the longer of that and the soonest a quota descriptor comes back; a quota
+// descriptor comes back when its longest-waiting limit does. The clock is 20 s into a
+// minute and 800 s into an hour: minute waits 40 s, hour waits 2800 s.
+func TestQuotaModeWaitsFor(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		descs [][]string
+		want  string // the limit waited for
+		ms    int64
+	}{
+		{"an ordinary limit waits longer than the quota", [][]string{kv("hour", "x"), kv("minute-quota", "x")}, "h", 2_800_000},
+		{"the quota comes back later than the ordinary limit", [][]string{kv("minute", "x"), kv("hour-quota", "x")}, "hq", 2_800_000},
+		{"the soonest of two quota descriptors", [][]string{kv("hour-quota", "x"), kv("minute-quota", "x")}, "mq", 40_000},
+		{"a quota descriptor with two limits comes back with its later one", [][]string{kv("twin-quota", "x")}, "twin-hour", 2_800_000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := fieldsDecider(t, quotaWaitRules)
+			spend := step{descs: c.descs, comment: "spend every limit"}
+			res := runSteps(t, d, []step{spend, {descs: c.descs, denied: true}})[1]
+			if res.WaitFor == nil || res.WaitFor.Limit.Name != c.want || res.RetryAfterMs != c.ms {
+				t.Fatalf("waits for %+v, %d ms; want %s, %d ms", res.WaitFor, res.RetryAfterMs, c.want, c.ms)
+			}
+		})
 	}
 }
 

@@ -442,4 +442,7 @@ func TestOverLimitCacheSkipsOverrides(t *testing.T) {
 			t.Fatalf("request %d: over %v cached %v, want over %v from the store", i, res.OverLimit, res.Cached, over)
 		}
 	}
+	if s := d.OverLimitCache().Stats(); s.Stores != 0 || s.Entries != 0 {
+		t.Errorf("the override's denials were remembered: %+v", s)
+	}
 }

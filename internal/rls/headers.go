@@ -163,8 +163,9 @@ func (o *Options) retryAfterSeconds(ms int64) int64 {
 // over its limit did not limit it (its status says OVER_LIMIT, its limits were not in
 // force), so none of its limits is reported, or the headers would show nothing left of
 // a quota the request did not need. A denial describes the limit the request waits
-// for (decide's WaitFor: every denying limit outside quota mode, and, when every quota
-// descriptor is over, the first of them to come back).
+// for (decide's WaitFor: the denying limit outside quota mode with the longest wait,
+// and, when every quota descriptor is over, the later of that and the first quota
+// descriptor to come back).
 func MostRestrictive(res *decide.Result) *decide.Checked {
 	if res.OverLimit {
 		return res.WaitFor
