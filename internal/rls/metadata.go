@@ -49,9 +49,12 @@ func dynamicMetadata(in *rlsv3.RateLimitRequest, res *decide.Result) *structpb.S
 		st := &res.Statuses[i]
 		for _, c := range st.Checked {
 			quota = quota || c.Limit.Quota
-			if !st.OverLimit {
-				mergeMetadata(merged, c.Limit.Metadata)
-			}
+		}
+		// A descriptor's limits all carry its rule's metadata (descriptors.Limit: one
+		// map shared by the rule's limits; replaces only drops limits, and an override
+		// copies its base limit), so the first checked limit's is the descriptor's.
+		if !st.OverLimit && len(st.Checked) > 0 {
+			mergeMetadata(merged, st.Checked[0].Limit.Metadata)
 		}
 		if st.OverLimit && st.Limit.Quota {
 			violations = append(violations, structpb.NewNumberValue(float64(i)))
