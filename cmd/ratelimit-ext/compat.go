@@ -109,7 +109,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			set(legacy, flag, net.JoinHostPort(host, v))
 		}
 	}
-	// Words (levels, formats, booleans) are matched in any case; a key prefix is data
+	// Words (levels, formats, booleans, and the pool size) are matched in any case; a key prefix is data
 	// and passes unchanged ("App_" and "app_" are different keys).
 	words := map[string]string{
 		"LOG_LEVEL": "log-level", "LOG_FORMAT": "log-format", "SHADOW_MODE": "shadow-mode",

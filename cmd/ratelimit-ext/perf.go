@@ -87,7 +87,8 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 	return nil
 }
 
-// usePerf wires the local over-limit cache into the decider and starts pprof.
+// usePerf wires the local over-limit cache into the decider, starts the garbage
+// collector floor and pprof.
 func usePerf(c *serveConfig, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) error {
 	cache, err := c.perf.cache()
 	if err != nil {

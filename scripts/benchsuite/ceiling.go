@@ -17,13 +17,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// serveCeiling serves nooprls on addr with the service's gRPC settings and its garbage
-// collector floor (internal/gcfloor, the default of --gc-floor-mib). With a mode
-// and a Redis address, every request first waits for a script call that does nothing
-// (EVALSHA of "return 1") sent with go-redis and the service's benchmark timeouts:
-// "each" sends one per request, like the engine without batching; "batched" lets the
-// requests that arrive together share one, the way the engine batches (below).
-func serveCeiling(addr string, modeAndRedis ...string) {
+// serveCeiling serves nooprls with the service's gRPC settings and its garbage
+// collector floor (internal/gcfloor, the default of --gc-floor-mib). args are the
+// address, then optionally a mode and a Redis address: every request then first waits
+// for a script call that does nothing (EVALSHA of "return 1") sent with go-redis and
+// the service's benchmark timeouts: "each" sends one per request, like the engine
+// without batching; "batched" lets the requests that arrive together share one, the way
+// the engine batches (below).
+func serveCeiling(args []string) {
+	if len(args) != 1 && len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: benchsuite -serve-ceiling ADDR [each|batched REDIS-ADDR]")
+		os.Exit(2)
+	}
+	addr, modeAndRedis := args[0], args[1:]
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ceiling:", err)

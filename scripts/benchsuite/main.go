@@ -1,7 +1,8 @@
 // Command benchsuite runs the standard benchmark of `make bench` (docs/performance.md):
 // it starts a private redis-server on a free loopback port, the service on the memory
 // engine and on the Redis engine (with and without batching and the local over-limit
-// cache), and the do-nothing ceiling server (internal/nooprls), runs the standard
+// cache), the do-nothing ceiling server (internal/nooprls) and two ceilings that wait
+// on a do-nothing Redis script (ceiling.go), runs the standard
 // scenarios against each with the load generator (internal/loadgen), and prints one
 // table with every number beside the ceiling of the same run.
 //
@@ -98,7 +99,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	grpc  string // gRPC address
 	http  string // HTTP address (services)
-	redis bool   // uses the Redis engine
+	redis bool   // talks to Redis (the Redis engine, or a ceiling waiting on it): its CPU is measured
 }
 
 type row struct {
@@ -114,7 +115,7 @@ type row struct {
 
 func main() {
 	if len(os.Args) >= 3 && os.Args[1] == "-serve-ceiling" {
-		serveCeiling(os.Args[2], os.Args[3:]...)
+		serveCeiling(os.Args[2:])
 		return
 	}
 	bin := flag.String("bin", "", "the ratelimit-ext binary to benchmark (required)")
