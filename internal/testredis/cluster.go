@@ -121,7 +121,7 @@ func nodeClient(addr string) *redis.Client {
 }
 
 // dialNode is nodeClient with a context that bounds one check to 3 s; done releases both.
-func dialNode(addr string) (*redis.Client, context.Context, func()) {
+func checkClient(addr string) (*redis.Client, context.Context, func()) {
 	nc := nodeClient(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	return nc, ctx, func() { cancel(); nc.Close() }
@@ -134,11 +134,9 @@ func (c *Cluster) onLiveNode(fn func(ctx context.Context, n *redis.Client) error
 		if !s.Running() {
 			continue
 		}
-		nc := nodeClient(s.Addr())
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		nc, ctx, done := checkClient(s.Addr())
 		err = fn(ctx, nc)
-		cancel()
-		_ = nc.Close()
+		done()
 		if err == nil {
 			return nil
 		}
@@ -185,7 +183,7 @@ func (c *Cluster) MasterOf(slot int) (*Server, error) {
 }
 
 func slotMaster(nodeAddr string, slot int) (string, error) {
-	nc, ctx, done := dialNode(nodeAddr)
+	nc, ctx, done := checkClient(nodeAddr)
 	defer done()
 	slots, err := nc.ClusterSlots(ctx).Result()
 	if err != nil {
@@ -241,7 +239,7 @@ func (c *Cluster) healthy() error {
 }
 
 func nodeHealthy(addr string) error {
-	nc, ctx, done := dialNode(addr)
+	nc, ctx, done := checkClient(addr)
 	defer done()
 	info, err := nc.ClusterInfo(ctx).Result()
 	if err != nil {
@@ -264,7 +262,7 @@ func nodeHealthy(addr string) error {
 
 // slotView renders CLUSTER SLOTS as "start-end:master" ranges in order.
 func slotView(addr string) (string, error) {
-	nc, ctx, done := dialNode(addr)
+	nc, ctx, done := checkClient(addr)
 	defer done()
 	slots, err := nc.ClusterSlots(ctx).Result()
 	if err != nil {

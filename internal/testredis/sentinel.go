@@ -157,7 +157,7 @@ func replicaSynced(addr string) error {
 	if err := hasRole(addr, "slave"); err != nil {
 		return err
 	}
-	nc, ctx, done := dialNode(addr)
+	nc, ctx, done := checkClient(addr)
 	defer done()
 	info, err := nc.Info(ctx, "replication").Result()
 	if err != nil {
@@ -170,7 +170,7 @@ func replicaSynced(addr string) error {
 }
 
 func hasRole(addr, role string) error {
-	nc, ctx, done := dialNode(addr)
+	nc, ctx, done := checkClient(addr)
 	defer done()
 	info, err := nc.Info(ctx, "replication").Result()
 	if err != nil {
