@@ -71,7 +71,8 @@ const (
 )
 
 // Params is one limit's configuration. Build it with the fields set, then call
-// Validate, which also derives the reduced integers the algorithms run on.
+// Validate, which also derives the reduced integers the algorithms run on. Do not
+// change it while an engine uses it: the Redis engine sends its fields by pointer.
 type Params struct {
 	Algorithm Algorithm
 	Limit     int64 // L: requests per period (gcra rate, token_bucket refill, window quota, budget)

@@ -91,8 +91,14 @@ func scriptArgs(n int, request func(i int) (int64, []LimitCheck)) []any {
 		if g.shadow {
 			shadow = 1
 		}
-		args = append(args, int64(p.Algorithm), shadow, p.Limit, p.PeriodMs, p.Burst,
-			p.num, p.den, p.width, p.Buckets)
+		// The parameters go by pointer into the rule's Params: go-redis writes a *int64
+		// as its number, and a pointer in an interface costs no allocation, where an
+		// int64 above 255 costs one per value and call. A validated Params does not
+		// change, so the pointers read what a copy would (the command's String shows
+		// them as addresses). The algorithm and the shadow flag are below 256 and box
+		// without allocating.
+		args = append(args, int64(p.Algorithm), shadow, &p.Limit, &p.PeriodMs, &p.Burst,
+			&p.num, &p.den, &p.width, &p.Buckets)
 	}
 	for i := range n {
 		now, checks := request(i)
