@@ -191,44 +191,52 @@ func TestRedisScriptFlushAndRestart(t *testing.T) {
 	}
 }
 
-// Requests run by EVALSHA (SPEC §9); only after NOSCRIPT is the source sent, once.
+// Requests run by EVALSHA (SPEC §9), batched or not. After NOSCRIPT the unbatched
+// engine sends the source once (EVAL); the batcher loads the script and sends the
+// refused call again by EVALSHA.
 func TestRedisRunsByEVALSHA(t *testing.T) {
-	e, srv := newRedis(t)
-	ctx := context.Background()
-	c := srv.Client()
-	calls := func(cmd string) int {
-		info := c.Info(ctx, "commandstats").Val()
-		_, rest, ok := strings.Cut(info, "cmdstat_"+cmd+":calls=")
-		if !ok {
-			return 0
-		}
-		n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 100, PeriodMs: 60_000})
-	d := make([]limiter.Decision, 1)
-	evaluate := func() {
-		if _, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	evaluate() // loads the script on first use
-	c.ConfigResetStat(ctx)
-	for range 5 {
-		evaluate()
-	}
-	if sha, src := calls("evalsha"), calls("eval"); sha != 5 || src != 0 {
-		t.Errorf("5 requests: %d EVALSHA and %d EVAL, want 5 and 0", sha, src)
-	}
-	c.ScriptFlush(ctx)
-	c.ConfigResetStat(ctx)
-	evaluate()
-	evaluate()
-	if sha, src := calls("evalsha"), calls("eval"); sha != 2 || src != 1 {
-		t.Errorf("after SCRIPT FLUSH, 2 requests: %d EVALSHA and %d EVAL, want 2 (one refused) and 1", sha, src)
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			var e *limiter.RedisEngine
+			var srv *testredis.Server
+			// After a flush, 2 requests: one EVALSHA refused, then the source once, or
+			// a SCRIPT LOAD and the refused call again by EVALSHA.
+			flushSHA, flushEval, flushLoad := 2, 1, 0
+			if batch {
+				e, srv = newBatchedRedis(t, 0, 0)
+				flushSHA, flushEval, flushLoad = 3, 0, 1
+			} else {
+				e, srv = newRedis(t)
+			}
+			ctx := context.Background()
+			c := srv.Client()
+			calls := func() (sha, src, load int) {
+				return commandCalls(t, srv, "evalsha"), commandCalls(t, srv, "eval"), commandCalls(t, srv, "script|load")
+			}
+			p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 100, PeriodMs: 60_000})
+			d := make([]limiter.Decision, 1)
+			evaluate := func() {
+				if _, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			evaluate() // loads the script on first use
+			c.ConfigResetStat(ctx)
+			for range 5 {
+				evaluate()
+			}
+			if sha, src, load := calls(); sha != 5 || src != 0 || load != 0 {
+				t.Errorf("5 requests: %d EVALSHA, %d EVAL and %d SCRIPT LOAD, want 5, 0 and 0", sha, src, load)
+			}
+			c.ScriptFlush(ctx)
+			c.ConfigResetStat(ctx)
+			evaluate()
+			evaluate()
+			if sha, src, load := calls(); sha != flushSHA || src != flushEval || load != flushLoad {
+				t.Errorf("after SCRIPT FLUSH, 2 requests: %d EVALSHA, %d EVAL and %d SCRIPT LOAD, want %d (one refused), %d and %d",
+					sha, src, load, flushSHA, flushEval, flushLoad)
+			}
+		})
 	}
 }
 
