@@ -215,11 +215,8 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	} else {
 		reply, err = e.call(ctx, now, checks)
 	}
-	if err != nil {
+	if err != nil { // a reply of the wrong length too: call and the batcher check it
 		return Outcome{}, fmt.Errorf("%w: redis: %w", ErrStore, err)
-	}
-	if want := redislua.ReplyPerRequest + redislua.ReplyPerLimit*n; len(reply) != want {
-		return Outcome{}, fmt.Errorf("%w: redis: script reply has %d values, want %d", ErrStore, len(reply), want)
 	}
 	out := Outcome{Now: reply[0], Allowed: reply[1] == 1}
 	for i := range decisions {
@@ -229,10 +226,18 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 	return out, nil
 }
 
-// call decides one request alone with one script call.
+// call decides one request alone with one script call; a reply whose length does not
+// fit the request is an error.
 func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) ([]int64, error) {
 	args := scriptArgs(1, func(int) (int64, []LimitCheck) { return now, checks })
-	return e.script.Run(ctx, e.client, args)
+	reply, err := e.script.Run(ctx, e.client, args)
+	if err != nil {
+		return nil, err
+	}
+	if want := redislua.ReplyPerRequest + redislua.ReplyPerLimit*len(checks); len(reply) != want {
+		return nil, fmt.Errorf("script reply has %d values for %d limits, want %d", len(reply), len(checks), want)
+	}
+	return reply, nil
 }
 
 // Ping checks that Redis answers (readiness); on a cluster, every master does.

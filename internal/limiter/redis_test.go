@@ -240,6 +240,59 @@ func TestRedisRunsByEVALSHA(t *testing.T) {
 	}
 }
 
+// shortReply drops the last value of every script reply, as a script that does not
+// match the engine's layout would answer.
+type shortReply struct{}
+
+func (shortReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (shortReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if c, ok := cmd.(*redis.IntSliceCmd); ok && err == nil && len(c.Val()) > 0 {
+			c.SetVal(c.Val()[:len(c.Val())-1])
+		}
+		return err
+	}
+}
+
+func (shortReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A reply whose length does not fit the request is a store error, batched or not (each
+// path checks it once), and says how many values came.
+func TestRedisShortReplyIsAStoreError(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			srv := testredis.Start(t)
+			opt, err := redis.ParseURL(srv.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := redis.NewClient(opt)
+			t.Cleanup(func() { _ = c.Close() })
+			if err := c.ScriptLoad(context.Background(), redislua.Request.Source()).Err(); err != nil {
+				t.Fatal(err) // loaded: the call goes by Process, not the reload's pipeline
+			}
+			c.AddHook(shortReply{})
+			e := limiter.NewRedisEngineFromClient(c)
+			if batch {
+				e.EnableBatching(0, 0)
+			}
+			t.Cleanup(func() { _ = e.Close() })
+			p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 60_000})
+			checks := oneCheck(p, uniquePrefix(t), 1)
+			checks = append(checks, oneCheck(p, uniquePrefix(t), 1)...)
+			d := make([]limiter.Decision, len(checks))
+			_, err = e.Evaluate(context.Background(), 0, checks, d)
+			if !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), "script reply has 11 values") {
+				t.Errorf("a reply one value short: %v, want ErrStore naming 11 values", err)
+			}
+		})
+	}
+}
+
 // now = 0 uses the Redis clock: Outcome.Now is Redis TIME and resetAt follows it.
 func TestRedisNowZeroUsesRedisTime(t *testing.T) {
 	e, srv := newRedis(t)
