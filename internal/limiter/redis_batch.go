@@ -36,11 +36,12 @@ import (
 // tag (storekey.Builder.ClusterTag), so a batch is split by hash tag into one script
 // call per tag, sent together as a pipeline (go-redis routes each to its node).
 //
-// NOSCRIPT (after a Redis restart or SCRIPT FLUSH) means a call did not run; the calls
-// that met it are sent again behind a SCRIPT LOAD in one more pipeline, and any that
-// still fail (a flush in between) as EVAL with the source. A request whose caller gave
-// up before its call was sent is not sent. A call that fails (a timeout, a script
-// error) fails every request in it.
+// NOSCRIPT (after a Redis restart, SCRIPT FLUSH or a failover) means a call did not run;
+// the calls that met it are sent again in one more pipeline, behind a SCRIPT LOAD on a
+// single server, while on a cluster the script is first loaded on every master (a
+// pipelined SCRIPT LOAD reaches one node); any that still fail (a flush in between) go
+// as EVAL with the source. A request whose caller gave up before its call was sent is
+// not sent. A call that fails (a timeout, a script error) fails every request in it.
 
 // Defaults of the batcher.
 const (
@@ -63,11 +64,11 @@ type batchCall struct {
 var callPool = sync.Pool{New: func() any { return &batchCall{done: make(chan struct{}, 1)} }}
 
 type batcher struct {
-	client  redis.UniversalClient
-	script  *redislua.Script
-	max     int
-	lanes   int
-	cluster bool // split batches by hash tag
+	client redis.UniversalClient
+	cc     *redis.ClusterClient // client on Redis Cluster (split batches by hash tag), else nil
+	script *redislua.Script
+	max    int
+	lanes  int
 
 	mu       sync.Mutex
 	pending  []*batchCall // waiting for a lane, oldest first
@@ -80,8 +81,8 @@ type batcher struct {
 }
 
 func newBatcher(c redis.UniversalClient, s *redislua.Script, lanes, maxBatch int) *batcher {
-	_, cluster := c.(*redis.ClusterClient)
-	return &batcher{client: c, script: s, max: maxBatch, lanes: lanes, cluster: cluster}
+	cc, _ := c.(*redis.ClusterClient)
+	return &batcher{client: c, cc: cc, script: s, max: maxBatch, lanes: lanes}
 }
 
 var errEngineClosed = errors.New("engine closed")
@@ -240,7 +241,7 @@ func (b *batcher) group(batch []*batchCall) []group {
 			continue
 		}
 		var tag string
-		if b.cluster {
+		if b.cc != nil {
 			tag = hashTag(firstKey(c.checks))
 		}
 		i := 0
@@ -328,9 +329,9 @@ func (g *group) split() {
 // first (loadOnMasters), one round trip more.
 func (b *batcher) reload(retry []*group) {
 	pipe := b.client.Pipeline()
-	if cc, ok := b.client.(*redis.ClusterClient); ok {
+	if b.cc != nil {
 		b.pipelines.Add(1)
-		b.loadOnMasters(cc)
+		b.loadOnMasters()
 	} else {
 		pipe.ScriptLoad(context.Background(), b.script.Source())
 	}
@@ -358,11 +359,11 @@ func (b *batcher) reload(retry []*group) {
 // write timeouts: a master that is down or slow (NOSCRIPT often follows a failover)
 // holds the retried calls no longer than a call would wait for it. A master that
 // missed the load answers NOSCRIPT again, and its calls run as EVAL.
-func (b *batcher) loadOnMasters(cc *redis.ClusterClient) {
-	o := cc.Options()
+func (b *batcher) loadOnMasters() {
+	o := b.cc.Options()
 	ctx, cancel := context.WithTimeout(context.Background(), o.ReadTimeout+o.WriteTimeout)
 	defer cancel()
-	_ = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+	_ = b.cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		return m.ScriptLoad(ctx, b.script.Source()).Err()
 	})
 }
