@@ -12,12 +12,13 @@
 // A floor gives every cycle at least Floor bytes of room: the heap goal is live +
 // max(roots, Floor), where roots is what Go's default counts (live heap, stacks and
 // globals); while roots are under 4 MiB, the goal is about Floor. On a small heap that
-// is a collection every Floor bytes
-// allocated; on a large one (the memory engine holding many keys) the floor fades and
-// Go's default applies. GOGC is set again after every collection, from what that
-// collection found; the runtime has by then set the next goal with the previous GOGC,
-// so a heap that grows fast gets one cycle with too much room. A memory limit
-// (GOMEMLIMIT) applies on top: near it the collector runs as often as it must.
+// is a collection every Floor bytes allocated; on a large one (the memory engine
+// holding many keys) the floor fades and Go's default applies. GOGC is set again after
+// every collection, from what that collection found, by a finalizer that runs soon
+// after it; debug.SetGCPercent recomputes the current goal at once, so the previous
+// GOGC applies only between the end of a collection and the finalizer running. A
+// memory limit (GOMEMLIMIT) applies on top: near it the collector runs as often as it
+// must.
 package gcfloor
 
 import (
