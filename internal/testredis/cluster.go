@@ -120,7 +120,8 @@ func nodeClient(addr string) *redis.Client {
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 }
 
-// dialNode is nodeClient with a context that bounds one check to 3 s; done releases both.
+// checkClient is nodeClient (it dials lazily) with a context that bounds one check to
+// 3 s; done releases both.
 func checkClient(addr string) (*redis.Client, context.Context, func()) {
 	nc := nodeClient(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
