@@ -3,6 +3,7 @@ package limiter
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,9 +26,6 @@ import (
 //   - get+set: a script that only runs one GET and one SET ... PX per request;
 //   - script: the whole script.
 func BenchmarkScriptParts(b *testing.B) {
-	srv := testredis.Start(b)
-	c := srv.Client()
-	ctx := context.Background()
 	src := redislua.Request.Source()
 	cut := func(marker string) string {
 		i := strings.Index(src, marker)
@@ -49,19 +47,70 @@ end
 return reply`},
 		{"script", src},
 	}
-	scripts := make([]*redislua.Script, len(variants))
+	names := make([]string, len(variants))
+	srcs := make([]string, len(variants))
 	for i, v := range variants {
-		scripts[i] = redislua.NewScript(v.src)
-		if err := c.ScriptLoad(ctx, v.src).Err(); err != nil {
-			b.Fatal(v.name, err)
-		}
+		names[i], srcs[i] = v.name, v.src
 	}
 	p := &Params{Algorithm: FixedWindow, Limit: 1 << 30, PeriodMs: 3_600_000}
 	if err := p.Validate(); err != nil {
 		b.Fatal(err)
 	}
+	interleaveScripts(b, testredis.Start(b).Client(), names, srcs, []*Params{p})
+}
+
+// BenchmarkScriptCompare measures Redis's time per call of the embedded request.lua
+// against other versions of it, interleaved as in BenchmarkScriptParts, for calls of
+// requests with one limit and with three (fixed_window, gcra, token_bucket on three
+// keys). RATELIMIT_BENCH_SCRIPTS names the other versions' files, comma-separated;
+// without it only the embedded script runs. To compare a change with the committed
+// script:
+//
+//	git show HEAD:internal/redislua/request.lua > /tmp/before.lua
+//	RATELIMIT_BENCH_SCRIPTS=/tmp/before.lua go test -run XXX -bench ScriptCompare \
+//	    -benchtime 30x -count 5 ./internal/limiter/
+func BenchmarkScriptCompare(b *testing.B) {
+	names, srcs := []string{"embedded"}, []string{redislua.Request.Source()}
+	if env := os.Getenv("RATELIMIT_BENCH_SCRIPTS"); env != "" {
+		for i, path := range strings.Split(env, ",") {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			names, srcs = append(names, fmt.Sprintf("file%d", i+1)), append(srcs, string(src))
+		}
+	}
+	var params []*Params
+	for _, alg := range []Algorithm{FixedWindow, GCRA, TokenBucket} {
+		p := &Params{Algorithm: alg, Limit: 1 << 20, PeriodMs: 1000}
+		if err := p.Validate(); err != nil {
+			b.Fatal(err)
+		}
+		params = append(params, p)
+	}
+	for _, limits := range []int{1, 3} {
+		b.Run(fmt.Sprintf("limits=%d", limits), func(b *testing.B) {
+			srv := testredis.Start(b)
+			interleaveScripts(b, srv.Client(), names, srcs, params[:limits])
+		})
+	}
+}
+
+// interleaveScripts runs each script in turn for scriptPartsCalls calls of
+// scriptPartsRequests requests, every round, so that the machine's drift hits every
+// script alike, and reports Redis's own time per call of each (INFO commandstats).
+// Every request has one limit per params, cost 1, on keys cycling through 100,000.
+func interleaveScripts(b *testing.B, c *redis.Client, names, srcs []string, params []*Params) {
+	ctx := context.Background()
+	scripts := make([]*redislua.Script, len(srcs))
+	for i, src := range srcs {
+		scripts[i] = redislua.NewScript(src)
+		if err := c.ScriptLoad(ctx, src).Err(); err != nil {
+			b.Fatal(names[i], err)
+		}
+	}
 	checks := make([][]LimitCheck, scriptPartsRequests)
-	usec := make([]float64, len(variants))
+	usec := make([]float64, len(scripts))
 	next := 0
 	for b.Loop() {
 		for i, s := range scripts {
@@ -69,19 +118,23 @@ return reply`},
 			for range scriptPartsCalls {
 				for j := range checks {
 					next++
-					checks[j] = []LimitCheck{{Key: fmt.Sprintf("parts:%d", next%100_000), Params: p, Cost: 1}}
+					cs := make([]LimitCheck, len(params))
+					for l, p := range params {
+						cs[l] = LimitCheck{Key: fmt.Sprintf("parts:%d:%d", l, next%100_000), Params: p, Cost: 1}
+					}
+					checks[j] = cs
 				}
 				args := scriptArgs(len(checks), func(j int) (int64, []LimitCheck) { return 0, checks[j] })
 				if err := c.Process(ctx, s.Command(ctx, args, false)); err != nil {
-					b.Fatal(variants[i].name, err)
+					b.Fatal(names[i], err)
 				}
 			}
 			usec[i] += evalshaMicros(b, c) - before
 		}
 	}
 	calls := float64(b.N * scriptPartsCalls)
-	for i, v := range variants {
-		b.ReportMetric(usec[i]/calls, v.name+"-µs/call")
+	for i, name := range names {
+		b.ReportMetric(usec[i]/calls, name+"-µs/call")
 	}
 }
 

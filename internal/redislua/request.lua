@@ -130,8 +130,8 @@ local NONE = {}
 -- state to store (nothing when nothing is written). Input states are never modified.
 -- The four string-state algorithms (gcra, token_bucket, fixed_window, token_budget)
 -- take their state as scalars, live, A and B (live false: cold), and return the new
--- one as A, B, X: a one-limit request then reads, decides and writes without building
--- a table (decide_one).
+-- one as A, B, X: a request whose limits all keep string states then reads, decides
+-- and writes without building a table per limit (decide_one, decide_strings).
 
 local function gcra(p, live, A, B, now, q)
   local num, den, burst = p.num, p.den, p.burst
@@ -266,7 +266,7 @@ local function sliding_window(p, st, now, q)
     end
     nats[#nats + 1] = c
     nns[#nns + 1] = current + q
-    return true, L, rem, reset, 0, { live = true, A = 0, B = 0, X = reset, ats = nats, ns = nns }
+    return true, L, rem, reset, 0, { live = true, X = reset, ats = nats, ns = nns }
   end
   local rem = 0
   if L * w > est then
@@ -390,8 +390,8 @@ local function kind_of(algo)
 end
 
 local COLD = {
-  string = { kind = 'string', live = false, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE },
-  hash = { kind = 'hash', live = false, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE },
+  string = { kind = 'string', live = false, k = -1, A = 0, B = 0, X = 0 },
+  hash = { kind = 'hash', live = false, k = -1, X = 0, ats = NONE, ns = NONE },
   zset = { kind = 'zset', live = false, X = 0, stored = false, added = 0 },
 }
 
@@ -407,12 +407,11 @@ local function check(p, st, now, q, key)
   if st.kind ~= kind or not st.live or (kind ~= 'zset' and st.k ~= p.algo) or expired(st.X, now) then
     st = COLD[kind]
   end
-  local scalar = SCALAR[p.algo]
-  if scalar then
-    local ok, limit, rem, reset, retry, A, B, X = scalar(p, st.live, st.A, st.B, now, q)
+  if p.scalar then
+    local ok, limit, rem, reset, retry, A, B, X = p.scalar(p, st.live, st.A, st.B, now, q)
     local nxt = nil
     if A then
-      nxt = { kind = 'string', live = true, k = p.algo, A = A, B = B, X = X, ats = NONE, ns = NONE }
+      nxt = { kind = 'string', live = true, k = p.algo, A = A, B = B, X = X }
     end
     return ok, limit, rem, reset, retry, nxt
   end
@@ -459,7 +458,7 @@ local function parse_string(v)
   if k == nil then
     return nil
   end
-  return { kind = 'string', live = true, k = k, A = A, B = B, X = X, ats = NONE, ns = NONE }
+  return { kind = 'string', live = true, k = k, A = A, B = B, X = X }
 end
 
 -- load reads a key once per request into an entry: its Redis type, the state it holds
@@ -506,7 +505,7 @@ local function load(key, want)
     end
   elseif t == 'hash' then
     local r = r0 or redis.call('HGETALL', key)
-    local st = { kind = 'hash', live = true, k = -1, A = 0, B = 0, X = 0, ats = NONE, ns = NONE }
+    local st = { kind = 'hash', live = true, k = -1, X = 0, ats = NONE, ns = NONE }
     local scalars = e.scalars
     local ats, cnt = nil, nil -- sub-bucket counts, made only when there are some
     for i = 1, #r, 2 do
@@ -658,6 +657,7 @@ local function read_group(v, b)
     den = v[b + 7],
     width = v[b + 8],
     buckets = v[b + 9],
+    scalar = SCALAR[v[b + 1]], -- the algorithm's function when it keeps a string state
   }
 end
 
@@ -672,27 +672,38 @@ local function store(key, e, st, now)
   end
 end
 
+-- read_string reads a key's string state as k, X, A, B; a missing key, a key of
+-- another type (GET's error) or content this script did not write gives k = -1.
+local function read_string(key)
+  local s = redis.pcall('GET', key)
+  if type(s) == 'string' then
+    local k, X, A, B = parse_fields(s)
+    if k ~= nil then
+      return k, X, A, B
+    end
+  end
+  return -1, 0, 0, 0
+end
+
+-- check_scalar decides one string-state limit against the state k, X, A, B: a state
+-- another algorithm wrote, or that expired, reads as cold.
+local function check_scalar(p, k, X, A, B, now, q)
+  local live = k == p.algo and not expired(X, now)
+  return p.scalar(p, live, A, B, now, q)
+end
+
 -- decide_one is decide for a request with one limit, the common case, without the
 -- bookkeeping several limits need: the limit's own decision is the request's, and a
 -- denial leaves nothing to write and nothing to check again.
 local function decide_one(kb, p, cost, now, reply)
   local key = KEYS[kb + 1]
-  local scalar = SCALAR[p.algo]
   local ok, limit, rem, reset, retry
-  if scalar then
+  if p.scalar then
     -- A string state, read, decided and written as scalars (load, check and store
-    -- without their tables): another type (GET's error), another writer's content or
-    -- algorithm, or an expired state reads as cold.
-    local v = redis.pcall('GET', key)
-    local live, A, B = false, 0, 0
-    if type(v) == 'string' then
-      local k, X, a, b = parse_fields(v)
-      if k == p.algo and not expired(X, now) then
-        live, A, B = true, a, b
-      end
-    end
+    -- without their tables).
+    local k, X, A, B = read_string(key)
     local nA, nB, nX
-    ok, limit, rem, reset, retry, nA, nB, nX = scalar(p, live, A, B, now, cost)
+    ok, limit, rem, reset, retry, nA, nB, nX = check_scalar(p, k, X, A, B, now, cost)
     if ok and nA then
       store_string(key, p.algo, nX, nA, nB, now)
     end
@@ -712,6 +723,91 @@ local function decide_one(kb, p, cost, now, reply)
   reply[m + 5] = rem
   reply[m + 6] = reset
   reply[m + 7] = retry
+end
+
+-- Requests whose limits all keep string states (gcra, token_bucket, fixed_window,
+-- token_budget: the common case) are decided on scalars, without a table per limit:
+-- a call keeps every such request's key states in the flat arrays below, reused
+-- from one request to the next. A request's keys get slots 1..s (a key that repeats
+-- within the request shares its slot); slot j holds SLOT numbers from 1 + (j-1)*SLOT:
+-- the stored state k, X, A, B (k = -1: none of ours, which reads as cold), then the
+-- working copy k, X, A, B, then dirty (1: the working copy is to be written).
+local SLOT = 9
+local slots, slot_of = {}, {}
+local slot_keys = {}
+
+-- decide_strings evaluates a request whose n limits (KEYS[kb + 1 .. kb + n], groups
+-- and costs v[ab + 1], v[ab + 2], ...) all keep string states, with decide's
+-- semantics, and appends {now, allowed, then five integers per limit} to reply.
+local function decide_strings(kb, v, ab, groups, now, n, reply)
+  local m = #reply
+  reply[m + 1] = now
+  reply[m + 2] = 1 -- allowed; set below (filled now so that reply stays a sequence)
+  local s, allowed = 0, true
+  for i = 1, n do
+    local key = KEYS[kb + i]
+    local j = 0
+    for c = 1, s do
+      if slot_keys[c] == key then
+        j = c
+        break
+      end
+    end
+    local b
+    if j == 0 then
+      s = s + 1
+      j, b = s, (s - 1) * SLOT
+      slot_keys[j] = key
+      local k, X, A, B = read_string(key)
+      slots[b + 1], slots[b + 2], slots[b + 3], slots[b + 4] = k, X, A, B
+      slots[b + 5], slots[b + 6], slots[b + 7], slots[b + 8] = k, X, A, B
+      slots[b + 9] = 0
+    else
+      b = (j - 1) * SLOT
+    end
+    slot_of[i] = j
+    local p = groups[v[ab + 2 * i - 1]]
+    local ok, limit, rem, reset, retry, nA, nB, nX =
+      check_scalar(p, slots[b + 5], slots[b + 6], slots[b + 7], slots[b + 8], now, v[ab + 2 * i])
+    if not ok and not p.shadow then
+      allowed = false
+    elseif ok and nA then
+      slots[b + 5], slots[b + 6], slots[b + 7], slots[b + 8] = p.algo, nX, nA, nB
+      slots[b + 9] = 1
+    end
+    local r = m + 2 + 5 * (i - 1)
+    reply[r + 1] = ok and 1 or 0
+    reply[r + 2] = limit
+    reply[r + 3] = rem
+    reply[r + 4] = reset
+    reply[r + 5] = retry
+  end
+
+  if allowed then
+    for j = 1, s do
+      local b = (j - 1) * SLOT
+      if slots[b + 9] == 1 then
+        store_string(slot_keys[j], slots[b + 5], slots[b + 6], slots[b + 7], slots[b + 8], now)
+      end
+    end
+  else
+    -- Denied: nothing is written; the limits that allowed report their cost-0 decision
+    -- against the stored state.
+    reply[m + 2] = 0
+    for i = 1, n do
+      local r = m + 2 + 5 * (i - 1)
+      if reply[r + 1] == 1 then
+        local b = (slot_of[i] - 1) * SLOT
+        local ok, limit, rem, reset, retry = check_scalar(groups[v[ab + 2 * i - 1]],
+          slots[b + 1], slots[b + 2], slots[b + 3], slots[b + 4], now, 0)
+        reply[r + 1] = ok and 1 or 0
+        reply[r + 2] = limit
+        reply[r + 3] = rem
+        reply[r + 4] = reset
+        reply[r + 5] = retry
+      end
+    end
+  end
 end
 
 -- decide evaluates one request: its n limits are KEYS[kb + 1 .. kb + n], their groups
@@ -834,6 +930,17 @@ for i = 1, g do
   groups[i] = read_group(v, 2 + GROUP * (i - 1))
 end
 
+-- all_strings says whether all n limits whose groups are v[ab + 1], v[ab + 3], ... keep
+-- string states.
+local function all_strings(v, ab, groups, n)
+  for i = 1, n do
+    if not groups[v[ab + 2 * i - 1]].scalar then
+      return false
+    end
+  end
+  return true
+end
+
 local clock = nil -- the Redis clock, read once, when a request asks for it
 local reply = {}
 local a, k = 2 + GROUP * g, 0
@@ -851,6 +958,8 @@ for _ = 1, r do
   end
   if n == 1 then
     decide_one(k, groups[v[a + 3]], v[a + 4], now, reply)
+  elseif all_strings(v, a + 2, groups, n) then
+    decide_strings(k, v, a + 2, groups, now, n, reply)
   else
     decide(k, v, a + 2, groups, now, n, reply)
   end
