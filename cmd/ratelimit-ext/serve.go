@@ -223,9 +223,9 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 		defer policy.Local.Close()
 	}
 	policy.OnFallback = onFallback
-	engine = guardStore(engine, &c.store, onCircuit, log)
+	engine = guardStore(engine, engineName, m, &c.store, onCircuit, log)
 	keys := newKeyBuilder(c) // hash-tagged by domain on Redis Cluster
-	decider := decide.New(rules, m.Engine(engineName, engine), keys, c.shadow)
+	decider := decide.New(rules, engine, keys, c.shadow)
 	decider.SetBounds(c.bounds)
 	decider.SetFailurePolicy(policy)
 	if err := usePerf(c, decider, m, log); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/breaker"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 )
 
 // storeConfig holds what happens when the store fails (docs/reliability.md).
@@ -55,14 +56,17 @@ func (s *storeConfig) failurePolicy(memoryMaxKeys int) (decide.FailurePolicy, er
 	return fp, nil
 }
 
-// guardStore puts the circuit breaker in front of a Redis engine and wires the policy's
-// and breaker's logs and metrics. The memory engine cannot fail and is returned as is.
-func guardStore(engine limiter.Engine, s *storeConfig, onCircuit func(bool, error), log *slog.Logger) limiter.Engine {
+// guardStore times and counts the engine's calls in m (store_duration_seconds,
+// store_errors_total) and, for a Redis engine, puts the circuit breaker in front of
+// that, with the breaker's logs and metrics: the calls the open circuit answers never
+// reach the store, and are not counted as its calls. The memory engine cannot fail.
+func guardStore(engine limiter.Engine, name string, m *metrics.Metrics, s *storeConfig, onCircuit func(bool, error), log *slog.Logger) limiter.Engine {
+	timed := m.Engine(name, engine)
 	re, ok := engine.(*limiter.RedisEngine)
 	if !ok {
-		return engine
+		return timed
 	}
-	return breaker.New(re, re, breaker.Options{
+	return breaker.New(timed, re, breaker.Options{
 		Threshold:     s.breakerThreshold,
 		ProbeInterval: s.probeInterval,
 		OnChange: func(open bool, cause error) {

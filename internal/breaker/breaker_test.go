@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"net"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,4 +154,107 @@ func TestBadRequestsDoNotTrip(t *testing.T) {
 	if e.Open() {
 		t.Fatal("bad requests opened the circuit")
 	}
+}
+
+// deadHost returns the address of a host that never answers a connection attempt: a
+// listening socket whose accept queue (backlog 0: one connection) is full and never
+// drained, so the kernel drops every further SYN and a dial waits until it times out,
+// as with a Redis host that died or is cut off by a partition.
+func deadHost(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	filler, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+	if c, err := net.DialTimeout("tcp", addr, 50*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("the full accept queue still took a connection")
+	}
+	return addr
+}
+
+// A Redis host that drops connection attempts, with callers whose deadline (Envoy's
+// 20 ms) ends every call before the 1 s dial timeout: the calls that waited count as
+// failures, so the circuit opens after the threshold and later calls fail at once
+// instead of each waiting for its deadline.
+func TestDeadHostOpensTheCircuit(t *testing.T) {
+	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: "redis://" + deadHost(t), ReadTimeout: readTimeout, WriteTimeout: readTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour})
+	defer e.Close()
+	checks, out := oneCheck(t), make([]limiter.Decision, 1)
+	var kinds []string
+	for range 6 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := e.Evaluate(ctx, 0, checks, out)
+		cancel()
+		switch {
+		case errors.Is(err, ErrOpen):
+			kinds = append(kinds, "open")
+		case errors.Is(err, limiter.ErrStore):
+			kinds = append(kinds, "store")
+		default:
+			t.Fatalf("want a store error, got %v", err)
+		}
+	}
+	if want := "store store store open open open"; strings.Join(kinds, " ") != want {
+		t.Errorf("calls: %s, want %s", strings.Join(kinds, " "), want)
+	}
+}
+
+// Callers that give up sooner than SlowCall do not open the circuit: a store that was
+// not given the time to answer is not known to be failing.
+func TestImpatientCallersDoNotTrip(t *testing.T) {
+	srv := testredis.Start(t)
+	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: time.Second, WriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour, SlowCall: 500 * time.Millisecond})
+	defer e.Close()
+	checks, out := oneCheck(t), make([]limiter.Decision, 1)
+	if _, err := e.Evaluate(context.Background(), 0, checks, out); err != nil {
+		t.Fatal(err) // a pooled connection, so that the calls below wait on Redis, not on a dial
+	}
+	srv.Pause()
+	defer srv.Resume()
+	for range 6 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		_, err := e.Evaluate(ctx, 0, checks, out)
+		cancel()
+		if !errors.Is(err, limiter.ErrStore) || errors.Is(err, ErrOpen) {
+			t.Fatalf("want a store error from the call, got %v", err)
+		}
+	}
+	if e.Open() {
+		t.Fatal("callers that gave up after 10 ms opened the circuit (SlowCall 500 ms)")
+	}
+}
+
+func oneCheck(t *testing.T) []limiter.LimitCheck {
+	t.Helper()
+	p := &limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1 << 30, PeriodMs: 3_600_000}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return []limiter.LimitCheck{{Key: "breaker:slow", Params: p, Cost: 1}}
 }
