@@ -44,7 +44,7 @@ func (p *perfSettings) startGCFloor(log *slog.Logger) error {
 		return fmt.Errorf("--gc-floor-mib %d: want 0 (off) to 1048576", p.gcFloorMiB)
 	}
 	if _, started := gcfloor.Start(uint64(p.gcFloorMiB) << 20); started {
-		log.Info("gc floor", "mib", p.gcFloorMiB)
+		log.Debug("garbage-collection floor on", "mib", p.gcFloorMiB)
 	}
 	return nil
 }

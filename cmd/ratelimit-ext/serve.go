@@ -102,6 +102,9 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	if err := f.parse(args); err != nil {
 		return nil, err
 	}
+	if err := checkCounts(c); err != nil {
+		return nil, err
+	}
 	c.bounds.MaxCost = uint64(c.maxCost)
 	c.headers.RetryAfter = c.retryAfter
 	if err := checkHeaderFlags(&c.headers); err != nil {
@@ -123,6 +126,46 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	f.IntVar(&b.MaxValueLen, "max-entry-value-bytes", b.MaxValueLen, "bytes of one descriptor entry value")
 	f.IntVar(&b.MaxDomainLen, "max-domain-bytes", b.MaxDomainLen, "bytes of the domain")
 	f.IntVar(&c.maxCost, "max-hits-addend", int(b.MaxCost), "largest hits_addend (cost) of a request or descriptor")
+}
+
+// checkCounts refuses bounds, sizes and intervals below 1: a request bound of 0 would
+// refuse every request, and the packages below would take 0 for their default.
+func checkCounts(c *serveConfig) error {
+	for _, n := range []struct {
+		flag  string
+		value int
+	}{
+		{"max-request-bytes", c.maxRequestBytes},
+		{"max-descriptors", c.bounds.MaxDescriptors},
+		{"max-entries", c.bounds.MaxEntries},
+		{"max-entry-key-bytes", c.bounds.MaxKeyLen},
+		{"max-entry-value-bytes", c.bounds.MaxValueLen},
+		{"max-domain-bytes", c.bounds.MaxDomainLen},
+		{"max-hits-addend", c.maxCost},
+		{"max-key-length", c.maxKeyLen},
+		{"memory-max-keys", c.memoryMaxKeys},
+		{"store-breaker-threshold", c.store.breakerThreshold},
+		{"redis-batch-size", c.perf.redisBatchMax},
+		{"redis-batch-lanes", c.perf.redisBatchLanes},
+		{"local-cache-size", c.perf.localCacheSize},
+		{"xds-max-message-bytes", c.xds.maxMessageBytes},
+	} {
+		if n.value < 1 {
+			return fmt.Errorf("--%s %d: want at least 1", n.flag, n.value)
+		}
+	}
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{
+		{"store-probe-interval", c.store.probeInterval},
+		{"local-cache-max-age", c.perf.localCacheMaxAge},
+	} {
+		if d.value <= 0 {
+			return fmt.Errorf("--%s %v: want a positive duration", d.flag, d.value)
+		}
+	}
+	return nil
 }
 
 // redisFlags registers the Redis connection flags and returns a getter for the options.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,4 +81,25 @@ func storeCounts(t *testing.T, m *metrics.Metrics) (errs, calls float64) {
 		}
 	}
 	return errs, calls
+}
+
+// A bound, size or interval below 1 is refused at start, naming the flag, instead of
+// refusing every request later or silently becoming a default.
+func TestCountsBelowOneAreRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max-descriptors", "-1"}, {"--max-descriptors", "0"}, {"--max-entries", "0"},
+		{"--max-entry-key-bytes", "0"}, {"--max-entry-value-bytes", "-5"}, {"--max-domain-bytes", "0"},
+		{"--max-hits-addend", "0"}, {"--max-request-bytes", "0"}, {"--max-key-length", "0"},
+		{"--memory-max-keys", "0"}, {"--store-breaker-threshold", "-3"}, {"--redis-batch-size", "0"},
+		{"--redis-batch-lanes", "0"}, {"--local-cache-size", "0"}, {"--xds-max-message-bytes", "0"},
+		{"--store-probe-interval", "0s"}, {"--local-cache-max-age", "-1s"},
+	} {
+		_, err := loadServeConfig(args)
+		if err == nil || !strings.Contains(err.Error(), args[0]+" ") {
+			t.Errorf("%v: got %v, want an error naming %s", args, err, args[0])
+		}
+	}
+	if _, err := loadServeConfig([]string{"--max-descriptors", "1", "--memory-max-keys", "1"}); err != nil {
+		t.Errorf("the smallest valid values: %v", err)
+	}
 }

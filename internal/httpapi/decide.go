@@ -3,6 +3,8 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -32,6 +34,9 @@ type decideStatus struct {
 	DurationUntilResetMs int64         `json:"duration_until_reset_ms"`
 }
 
+// currentLimit is the limit a status reports, as ShouldRateLimit reports it:
+// requests_per_unit is the decision's limit, the ceiling clients see (SPEC §1): a
+// gcra rule's burst, a token_bucket's capacity, else the rule's requests_per_unit.
 type currentLimit struct {
 	Name            string `json:"name,omitempty"`
 	RequestsPerUnit int64  `json:"requests_per_unit"`
@@ -51,10 +56,11 @@ type decideResponse struct {
 func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var in decideRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDecideBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
+	if code, err := readDecideRequest(w, r, &in); err != nil {
+		if a.obs != nil { // counted as an invalid request, as a bad decide.Request is
+			a.obs.Observe("decide", start, nil, nil, fmt.Errorf("%w: %w", decide.ErrInvalid, err))
+		}
+		writeJSON(w, code, map[string]string{"error": err.Error()})
 		return
 	}
 	req := &decide.Request{Domain: in.Domain, HitsAddend: in.HitsAddend, Descriptors: make([]decide.Descriptor, len(in.Descriptors))}
@@ -79,6 +85,25 @@ func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toDecideResponse(res))
 }
 
+// readDecideRequest decodes the body, one JSON object and nothing after it, into in; on
+// failure it returns the HTTP status to answer with.
+func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest) (int, error) {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDecideBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(in)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("data after the request object")
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", tooLarge.Limit)
+	case err != nil:
+		return http.StatusBadRequest, fmt.Errorf("bad JSON: %w", err)
+	}
+	return 0, nil
+}
+
 func toDecideResponse(res *decide.Result) decideResponse {
 	out := decideResponse{OverallCode: "OK", Statuses: make([]decideStatus, len(res.Statuses)), RetryAfterMs: res.RetryAfterMs}
 	if res.OverLimit {
@@ -90,7 +115,7 @@ func toDecideResponse(res *decide.Result) decideResponse {
 			s.Code = "OVER_LIMIT"
 		}
 		if l := st.Limit; l != nil {
-			s.CurrentLimit = &currentLimit{Name: l.Name, RequestsPerUnit: l.RequestsPerUnit, Unit: l.Unit,
+			s.CurrentLimit = &currentLimit{Name: l.Name, RequestsPerUnit: st.Decision.Limit, Unit: l.Unit,
 				UnitMultiplier: l.UnitMultiplier, Algorithm: l.Params.Algorithm.String()}
 			s.LimitRemaining = st.Decision.Remaining
 			s.DurationUntilResetMs = max(0, st.Decision.ResetAt-res.Now)

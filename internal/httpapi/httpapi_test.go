@@ -2,12 +2,14 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -167,15 +169,80 @@ func TestDecideEndpoint(t *testing.T) {
 			t.Fatalf("request %d: the unmatched descriptor: %s", i, body)
 		}
 	}
-	for name, body := range map[string]string{
-		"bad JSON":      `{"domain":`,
-		"unknown field": `{"domain":"web","descriptors":[],"extra":1}`,
-		"empty domain":  `{"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`,
-		"no descriptor": `{"domain":"web","descriptors":[]}`,
-	} {
-		if code, resp := do(t, "POST", url, body); code != http.StatusBadRequest || !strings.Contains(resp, `"error"`) {
-			t.Errorf("%s: %d %s, want 400 with an error", name, code, resp)
+}
+
+// Every bad request is answered with an error and counted as invalid, whether the JSON
+// or the request it holds is wrong; a body above the bound is 413.
+func TestDecideRefusesBadRequests(t *testing.T) {
+	obs := &invalidCounter{}
+	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), obs)) + "/v1/decide"
+	cases := []struct {
+		name, body string
+		code       int
+	}{
+		{"bad JSON", `{"domain":`, http.StatusBadRequest},
+		{"unknown field", `{"domain":"web","descriptors":[],"extra":1}`, http.StatusBadRequest},
+		{"camelCase field", `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}],"hitsAddend":2}]}`, http.StatusBadRequest},
+		{"data after the object", `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}]}]} trailing`, http.StatusBadRequest},
+		{"two objects", `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}{}`, http.StatusBadRequest},
+		{"empty domain", `{"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, http.StatusBadRequest},
+		{"no descriptor", `{"domain":"web","descriptors":[]}`, http.StatusBadRequest},
+		{"body too large", `{"domain":"` + strings.Repeat("x", 1<<20) + `"}`, http.StatusRequestEntityTooLarge},
+	}
+	for _, c := range cases {
+		if code, resp := do(t, "POST", url, c.body); code != c.code || !strings.Contains(resp, `"error"`) {
+			t.Errorf("%s: %d %.200s, want %d with an error", c.name, code, resp, c.code)
 		}
+	}
+	if obs.invalid != len(cases) || obs.other != 0 {
+		t.Errorf("observed %d invalid and %d other requests, want %d invalid", obs.invalid, obs.other, len(cases))
+	}
+}
+
+// invalidCounter counts the requests it observes that failed as invalid, and the others.
+type invalidCounter struct{ invalid, other int }
+
+func (c *invalidCounter) Observe(_ string, _ time.Time, _ *decide.Request, _ *decide.Result, err error) {
+	if errors.Is(err, decide.ErrInvalid) {
+		c.invalid++
+	} else {
+		c.other++
+	}
+}
+
+// current_limit reports the limit ShouldRateLimit reports: the decision's ceiling (a
+// token_bucket's capacity, a gcra's burst), not the rule's refill rate.
+func TestDecideReportsTheCeiling(t *testing.T) {
+	rs, err := descriptors.Parse("web.yaml", []byte(`
+domain: web
+descriptors:
+  - key: api_key
+    rate_limits:
+      - {name: bucket, unit: second, requests_per_unit: 1, algorithm: token_bucket, burst: 3}
+      - {name: cell, unit: minute, requests_per_unit: 600, algorithm: gcra, burst: 20}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
+	t.Cleanup(func() { engine.Close() })
+	url := serveAPI(t, httpapi.New(decide.New(rs, engine, storekey.New("h:", 0), false), quiet(), nil)) + "/v1/decide"
+	code, body := do(t, "POST", url, `{"domain":"web","descriptors":[{"entries":[{"key":"api_key","value":"k"}]}]}`)
+	var out struct {
+		Statuses []struct {
+			CurrentLimit struct {
+				Name            string `json:"name"`
+				RequestsPerUnit int64  `json:"requests_per_unit"`
+			} `json:"current_limit"`
+			LimitRemaining int64 `json:"limit_remaining"`
+		} `json:"statuses"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); code != 200 || err != nil || len(out.Statuses) != 1 {
+		t.Fatalf("%d %s (%v)", code, body, err)
+	}
+	// The status is the limit with the least remaining: the bucket, 2 of 3 left.
+	if got := out.Statuses[0]; got.CurrentLimit.Name != "bucket" || got.CurrentLimit.RequestsPerUnit != 3 || got.LimitRemaining != 2 {
+		t.Errorf("got %s, want the bucket's capacity 3 with 2 remaining", body)
 	}
 }
 
