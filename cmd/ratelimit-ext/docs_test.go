@@ -10,20 +10,32 @@ import (
 // serveHelp returns `ratelimit-ext serve -h` as printed.
 func serveHelp(t *testing.T) string {
 	t.Helper()
+	code, out := runStderr(t, "serve", "-h")
+	if code != 0 {
+		t.Fatalf("serve -h exited %d:\n%s", code, out)
+	}
+	return out
+}
+
+// runStderr runs the command line args and returns its exit code and what it printed
+// on stderr.
+func runStderr(t *testing.T, args ...string) (int, string) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	stderr := os.Stderr
 	os.Stderr = w
-	code := run([]string{"serve", "-h"})
+	read := make(chan string)
+	go func() {
+		out, _ := readAll(r)
+		read <- out
+	}()
+	code := run(args)
 	os.Stderr = stderr
 	w.Close()
-	out, _ := readAll(r)
-	if code != 0 {
-		t.Fatalf("serve -h exited %d:\n%s", code, out)
-	}
-	return out
+	return code, <-read
 }
 
 func readAll(f *os.File) (string, error) {

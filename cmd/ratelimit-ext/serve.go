@@ -334,6 +334,9 @@ func runServer(c *serveConfig, log *slog.Logger) error {
 	}
 	log.Info("serving", append([]any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
 		"engine", engineName, "rules", rules.Summary()}, from...)...)
+	if c.xds.source == sourceFile && rules.LimitCount() == 0 {
+		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -383,7 +386,7 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) { d.SetRules(rs) }
 	if c.xds.source == sourceFile {
-		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Hash: loaded.Hash(), OnLoad: m.ConfigLoaded}, apply)
+		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)
 	}
 	o, err := c.xds.options(log, m.ConfigLoaded)
 	if err != nil {

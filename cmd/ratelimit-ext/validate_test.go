@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +27,17 @@ func TestValidateExitCodes(t *testing.T) {
 		if got := run(tc.args); got != tc.want {
 			t.Errorf("%v: exit %d, want %d", tc.args, got, tc.want)
 		}
+	}
+}
+
+// Rules without any limit validate, with a warning that they would allow everything.
+func TestValidateWarnsOfNoLimits(t *testing.T) {
+	empty := t.TempDir()
+	code, out := runStderr(t, "validate", empty)
+	if code != 0 || !strings.Contains(out, "warning: no limits") {
+		t.Errorf("validate on an empty directory: exit %d, stderr %q; want 0 and a warning", code, out)
+	}
+	if code, out := runStderr(t, "validate", "../../config"); code != 0 || out != "" {
+		t.Errorf("validate config/: exit %d, stderr %q; want 0 and nothing", code, out)
 	}
 }

@@ -1,6 +1,7 @@
 // Package reload keeps the served rules in step with the config directory: it watches
 // the directory tree (fsnotify) and reloads on SIGHUP. The whole new rule set is
-// validated before it is handed over, so a broken file keeps the old rules serving.
+// validated before it is handed over, so a broken file keeps the old rules serving, and
+// so does a directory left without any limit (ErrNoLimits).
 //
 // What is watched: the directory itself (following it if it is a symlink), every
 // directory below it (following symlinked directories, as loading does), and its
@@ -20,6 +21,7 @@ package reload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -40,9 +42,9 @@ type Options struct {
 	Debounce time.Duration // quiet time before a burst of events is loaded (default 100 ms)
 	MaxDelay time.Duration // longest wait after the first event of a burst (default 1 s)
 	Log      *slog.Logger
-	// Hash is the hash of the rules already serving, so the log can say whether a
-	// reload changed anything.
-	Hash string
+	// Serving is the rule set already serving (nil: none): the log says whether a
+	// reload changed it, and a reload to no limits at all is refused while it has some.
+	Serving *descriptors.RuleSet
 	// OnLoad, when set, is told the outcome of every load attempt (for metrics).
 	OnLoad func(rs *descriptors.RuleSet, err error)
 }
@@ -63,8 +65,8 @@ type Watcher struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
-	rewatching chan struct{} // holds a token while a rewatch loop runs
-	lastHash   string        // owned by the loop goroutine
+	rewatching chan struct{}        // holds a token while a rewatch loop runs
+	serving    *descriptors.RuleSet // the last rules applied; owned by the loop goroutine
 }
 
 // Start begins watching. apply receives each successfully loaded rule set; it is
@@ -85,7 +87,7 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watcher{opts: o, root: root, apply: apply, kick: make(chan struct{}, 1), cancel: cancel,
-		rewatching: make(chan struct{}, 1), lastHash: o.Hash}
+		rewatching: make(chan struct{}, 1), serving: o.Serving}
 	if o.Watch {
 		fsw, err := fsnotify.NewWatcher()
 		if err != nil {
@@ -277,8 +279,15 @@ func (w *Watcher) loop(ctx context.Context) {
 	}
 }
 
+// ErrNoLimits refuses a reload that would lift every limit: a directory emptied by
+// mistake, or caught between removing the old files and writing the new ones.
+var ErrNoLimits = errors.New("the new rules have no limits at all, which would lift every limit: refused (to serve without limits, restart on the empty rules)")
+
 func (w *Watcher) load() {
 	rs, err := descriptors.LoadDir(w.opts.Dir)
+	if err == nil && rs.LimitCount() == 0 && w.serving.LimitCount() > 0 {
+		rs, err = nil, fmt.Errorf("%s: %w", w.opts.Dir, ErrNoLimits)
+	}
 	if err == nil {
 		w.apply(rs) // serve the new rules before anything reports them as loaded
 	}
@@ -289,8 +298,8 @@ func (w *Watcher) load() {
 		w.opts.Log.Error("config reload failed; the previous rules keep serving", "dir", w.opts.Dir, "error", err)
 		return
 	}
-	changed := rs.Hash() != w.lastHash
-	w.lastHash = rs.Hash()
+	changed := rs.Hash() != w.serving.Hash()
+	w.serving = rs
 	w.opts.Log.Info("config reloaded", "dir", w.opts.Dir, "changed", changed, "rules", rs.Summary(), "hash", rs.Hash())
 }
 

@@ -2,6 +2,7 @@ package reload_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -57,7 +58,7 @@ func watch(t *testing.T, dir string, o reload.Options) *harness {
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { engine.Close() })
 	h := &harness{decider: decide.New(rs, engine, storekey.New("r:", 0), false), logs: &testlog.Buffer{}}
-	o.Dir = dir
+	o.Dir, o.Serving = dir, rs
 	o.Log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.OnLoad = func(_ *descriptors.RuleSet, err error) {
 		h.loads.Add(1)
@@ -185,6 +186,59 @@ func TestBrokenEditKeepsOldRules(t *testing.T) {
 	// Fixing the file serves the fix.
 	write(t, path, rules("v3"))
 	h.waitFor(t, "v3", 2*time.Second)
+}
+
+// A directory left without any limit (its files removed, or caught between removing
+// the old files and writing the new ones) would lift every limit: the reload is refused
+// and counted as failed, the old rules keep serving, and the next reload with limits
+// serves them.
+func TestEmptiedDirKeepsOldRules(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v1"))
+	h := watch(t, dir, reload.Options{Watch: true})
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "other.yaml"), "domain: other\ndescriptors: []\n") // a domain, no limits
+	deadline := time.Now().Add(2 * time.Second)
+	for h.failures.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the emptied directory was not refused; serving %q; log:\n%s", h.serving(), h.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := *h.lastErr.Load(); !errors.Is(err, reload.ErrNoLimits) {
+		t.Fatalf("load error %v, want ErrNoLimits", err)
+	}
+	if got := h.serving(); got != "v1" {
+		t.Fatalf("serving %q after the directory was emptied, want the old v1", got)
+	}
+	if log := h.logs.String(); !strings.Contains(log, "config reload failed") || !strings.Contains(log, "no limits") {
+		t.Fatalf("the refusal is not logged:\n%s", log)
+	}
+	write(t, path, rules("v2"))
+	h.waitFor(t, "v2", 2*time.Second)
+}
+
+// Rules that start empty may gain limits; once they have some, emptying them again is
+// refused.
+func TestEmptyStartTakesRules(t *testing.T) {
+	dir := t.TempDir()
+	h := watch(t, dir, reload.Options{Watch: true})
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v1"))
+	h.waitFor(t, "v1", 2*time.Second)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for h.failures.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h.failures.Load() == 0 || h.serving() != "v1" {
+		t.Fatalf("emptying the rules again: %d failed loads, serving %q; want refused, v1", h.failures.Load(), h.serving())
+	}
 }
 
 // configMap lays out dir as the kubelet does: ..<ts>/edge.yaml, ..data -> ..<ts>,
