@@ -4,6 +4,7 @@
 //	ratelimit-ext validate DIR            check a rules directory
 //	ratelimit-ext conformance [flags]     replay golden vectors through an engine
 //	ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint (docs/performance.md)
+//	ratelimit-ext version                 the build's version (also --version)
 //
 // Run `ratelimit-ext <subcommand> -h` for flags; every flag has an environment variable.
 package main
@@ -11,6 +12,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
+	"strings"
 )
 
 func main() {
@@ -21,8 +24,13 @@ func run(args []string) int {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		cmd = "version"
 	}
 	switch cmd {
+	case "version":
+		fmt.Println(version())
+		return 0
 	case "serve":
 		return serve(args)
 	case "validate":
@@ -32,10 +40,36 @@ func run(args []string) int {
 	case "bench":
 		return bench(args)
 	case "help":
-		fmt.Println("usage: ratelimit-ext [serve|validate|conformance|bench] [flags]; -h on each for flags")
+		fmt.Println("usage: ratelimit-ext [serve|validate|conformance|bench|version] [flags]; -h on each for flags")
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "ratelimit-ext: unknown subcommand %q (want serve, validate, conformance or bench)\n", cmd)
+		fmt.Fprintf(os.Stderr, "ratelimit-ext: unknown subcommand %q (want serve, validate, conformance, bench or version)\n", cmd)
 		return 2
 	}
+}
+
+// version is the build's module version, VCS revision and Go version, as the Go
+// toolchain recorded them: "ratelimit-ext v1.2.3 rev 0123456789ab go1.26.0"; "(devel)"
+// for a build from a working tree, "+dirty" when it had uncommitted changes, and no rev
+// when the build did not record one (-buildvcs=false, or no .git, as in a container
+// build).
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "ratelimit-ext (unknown build)"
+	}
+	v := "ratelimit-ext " + bi.Main.Version
+	rev, dirty := "", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value[:min(12, len(s.Value))]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	if rev != "" && !strings.Contains(bi.Main.Version, rev) { // a pseudo-version names it
+		v += " rev " + rev + dirty
+	}
+	return v + " " + bi.GoVersion
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
@@ -12,9 +13,12 @@ import (
 
 // Redis deployment modes (--redis-mode single|cluster|sentinel, docs/redis.md).
 
-// checkRedisMode reports flag mistakes of --redis-mode and --redis-sentinel-master in
-// the flags' own words, before the engine is built.
+// checkRedisMode reports flag mistakes of --redis-url (a bare host:port), --redis-mode
+// and --redis-sentinel-master in the flags' own words, before the engine is built.
 func checkRedisMode(o limiter.RedisOptions) error {
+	if o.URL != "" && !strings.Contains(o.URL, "://") {
+		return fmt.Errorf("--redis-url %q: want a URL: redis://%s (rediss:// for TLS)", o.URL, o.URL)
+	}
 	mode, err := limiter.ParseRedisMode(string(o.Mode))
 	if err != nil {
 		return fmt.Errorf("--redis-mode: %w", err)

@@ -79,6 +79,8 @@ func TestCheckRedisMode(t *testing.T) {
 		{limiter.RedisOptions{URL: "redis://h:6379", SentinelMaster: "m"}, "--redis-sentinel-master"},
 		{limiter.RedisOptions{URL: "redis://h:1", Mode: "cluster", SentinelMaster: "m"}, "--redis-sentinel-master"},
 		{limiter.RedisOptions{URL: "redis://s:26379", Mode: "sentinel"}, "--redis-sentinel-master NAME or master_name"},
+		{limiter.RedisOptions{URL: "127.0.0.1:6379"}, `--redis-url "127.0.0.1:6379": want a URL: redis://127.0.0.1:6379`},
+		{limiter.RedisOptions{URL: "rediss://h:6380"}, ""},
 	} {
 		err := checkRedisMode(tc.o)
 		switch {

@@ -209,9 +209,19 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 	case "json":
+		opts.ReplaceAttr = durationText
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// durationText writes durations in JSON logs as the text logs do ("10s"), not as
+// nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func serve(args []string) int {
@@ -232,19 +242,23 @@ func serve(args []string) int {
 	for _, n := range c.legacy {
 		log.Info("envoyproxy/ratelimit setting", "variable", n.name, "outcome", n.outcome)
 	}
-	if err := runServer(c, log); err != nil {
+	rules, err := initialRules(c)
+	if err != nil {
+		// Printed as is, one problem per line, like validate's output: nothing has
+		// started yet.
+		fmt.Fprintln(os.Stderr, "ratelimit-ext:", err)
+		return 1
+	}
+	if err := runServer(c, rules, log); err != nil {
 		log.Error("exiting", "error", err)
 		return 1
 	}
 	return 0
 }
 
-// runServer wires the engine, rules, gRPC and HTTP servers, and runs until SIGINT/SIGTERM.
-func runServer(c *serveConfig, log *slog.Logger) error {
-	rules, err := initialRules(c)
-	if err != nil {
-		return err
-	}
+// runServer wires the engine, the rules, the gRPC and HTTP servers, and runs until
+// SIGINT/SIGTERM.
+func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) error {
 	m := metrics.New()
 	if c.xds.source == sourceFile {
 		m.ConfigLoaded(rules, nil)
@@ -374,7 +388,7 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 	}
 	rules, err := descriptors.LoadDir(c.configDir)
 	if err != nil {
-		return nil, fmt.Errorf("loading %s:\n%w", c.configDir, err)
+		return nil, fmt.Errorf("loading the rules of --config-dir %s:\n%w", c.configDir, err)
 	}
 	return rules, nil
 }

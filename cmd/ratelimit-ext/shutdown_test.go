@@ -284,7 +284,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Fatalf("%d OK before SIGTERM, %d UNAVAILABLE after: the load or the shutdown did not happen", okBefore, unavailableAfter)
 	}
 	log := s.log()
-	if !strings.Contains(log, `"msg":"shutting down"`) || strings.Contains(log, `"level":"ERROR"`) {
+	// (durations as text, "10s", as in the text logs, not nanoseconds)
+	if !strings.Contains(log, `"msg":"shutting down","timeout":"`) || strings.Contains(log, `"level":"ERROR"`) {
 		t.Fatalf("log:\n%s", log)
 	}
 	// No log line per request at the default level: thousands of RPCs, a handful of lines.

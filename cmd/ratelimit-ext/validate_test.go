@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,24 @@ func TestValidateWarnsOfNoLimits(t *testing.T) {
 	}
 	if code, out := runStderr(t, "validate", "../../config"); code != 0 || out != "" {
 		t.Errorf("validate config/: exit %d, stderr %q; want 0 and nothing", code, out)
+	}
+}
+
+// version and --version print one line naming the build's Go version.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout := os.Stdout
+		os.Stdout = w
+		code := run(args)
+		os.Stdout = stdout
+		w.Close()
+		out, _ := readAll(r)
+		if code != 0 || !strings.HasPrefix(out, "ratelimit-ext ") || !strings.HasSuffix(out, runtime.Version()+"\n") {
+			t.Errorf("%v: exit %d, %q", args, code, out)
+		}
 	}
 }
