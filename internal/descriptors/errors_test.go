@@ -290,7 +290,7 @@ func TestLoadErrors(t *testing.T) {
 			`t.yaml:2: algorithm: unknown algorithm "leaky_bucket" (want gcra|token_bucket|fixed_window|sliding_window|sliding_window_log|token_budget)`,
 			`t.yaml:4: descriptors[0].rate_limit.algorithm: unknown algorithm "5" (want gcra|token_bucket|fixed_window|sliding_window|sliding_window_log|token_budget)`,
 		}},
-		{"absurd magnitudes via Params.Validate", lines(
+		{"absurd magnitudes, naming the field", lines(
 			"domain: d",
 			"descriptors:",
 			"  - key: a",
@@ -305,12 +305,15 @@ func TestLoadErrors(t *testing.T) {
 			"    rate_limit: {unit: second, requests_per_unit: 1, unit_multiplier: 9223372036854775807}",
 			"  - key: e",
 			"    rate_limit: {unit: day, requests_per_unit: 7, algorithm: sliding_window, buckets: 7}",
+			"  - key: f",
+			"    rate_limit: {unit: second, requests_per_unit: 1, algorithm: gcra, burst: 4294967297}",
 		), []string{
-			"t.yaml:5: descriptors[0].rate_limit: limit 5000000000 out of range [1, 4294967296]",
-			"t.yaml:8: descriptors[1].rate_limit: period 346896000000 ms out of range [1, 315360000000]",
+			"t.yaml:6: descriptors[0].rate_limit.requests_per_unit: 5000000000 is above the largest limit, 4294967296 (2^32)",
+			"t.yaml:8: descriptors[1].rate_limit.unit_multiplier: 11 × year is longer than the longest window, 10 years (315360000000 ms)",
 			"t.yaml:10: descriptors[2].rate_limit: sliding_window_log keeps one entry per admitted unit: limit 20000 exceeds the cap 10000 (use sliding_window)",
-			"t.yaml:12: descriptors[3].rate_limit.unit_multiplier: window of 9223372036854775807 × 1000 ms overflows",
+			"t.yaml:12: descriptors[3].rate_limit.unit_multiplier: 9223372036854775807 × second is longer than the longest window, 10 years (315360000000 ms)",
 			"t.yaml:14: descriptors[4].rate_limit: sliding_window: window 86400000 ms is not divisible by buckets 7",
+			"t.yaml:16: descriptors[5].rate_limit.burst: 4294967297 is above the largest burst, 4294967296 (2^32)",
 		}},
 		{"bad booleans", head + lines(
 			"    shadow_mode: maybe",

@@ -134,6 +134,9 @@ func (p *fileParser) rate(f fields, unlimited bool) rate {
 		r.algo, algoOK = p.algorithm(s, line, f.at("algorithm"))
 	}
 	r.burst, _ = p.integer(f, "burst", 1)
+	if r.burst > limiter.MaxLimit {
+		p.errorf(f.keyLine("burst"), f.at("burst"), "%d is above the largest burst, %d (2^32)", r.burst, limiter.MaxLimit)
+	}
 	r.buckets, _ = p.integer(f, "buckets", 1)
 	if algoOK && !unlimited { // with an unknown algorithm the check would only cascade
 		p.checkAlgorithmFields(f, r.algo)
@@ -172,6 +175,8 @@ func (p *fileParser) requests(f fields, unlimited bool) int64 {
 		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "must be at least 1, got %d (for no limit use unlimited: true)", n)
 	case n < 0:
 		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "must not be negative, got %d", n)
+	case n > limiter.MaxLimit && !unlimited:
+		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "%d is above the largest limit, %d (2^32)", n, limiter.MaxLimit)
 	}
 	return n
 }
@@ -187,14 +192,14 @@ func (p *fileParser) checkAlgorithmFields(f fields, a limiter.Algorithm) {
 	}
 }
 
-// period is unit × multiplier in ms; an overflowing product is reported here, a merely
-// too long one by Params.Validate.
+// period is unit × multiplier in ms, at most limiter.MaxPeriodMs (10 years).
 func (p *fileParser) period(f fields, unitLen, multiplier int64) int64 {
 	if unitLen == 0 {
 		return 0
 	}
-	if multiplier > math.MaxInt64/unitLen {
-		p.errorf(f.keyLine("unit_multiplier"), f.at("unit_multiplier"), "window of %d × %d ms overflows", multiplier, unitLen)
+	if multiplier > limiter.MaxPeriodMs/unitLen {
+		p.errorf(f.keyLine("unit_multiplier"), f.at("unit_multiplier"), "%d × %s is longer than the longest window, 10 years (%d ms)",
+			multiplier, f.vals["unit"].Value, limiter.MaxPeriodMs)
 		return 0
 	}
 	return unitLen * multiplier
