@@ -102,7 +102,7 @@ func applyOverride(limits []*descriptors.Limit, o *Override) ([]*descriptors.Lim
 	}
 	unitMs, ok := descriptors.UnitMillis(o.Unit)
 	if !ok {
-		return nil, fmt.Errorf("override unit %q is not supported", o.Unit)
+		return nil, fmt.Errorf("override unit %q is not supported (want second, minute, hour, day, month or year)", o.Unit)
 	}
 	mult := max(o.UnitMultiplier, 1)
 	ov := *base

@@ -177,6 +177,9 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 		}
 		re, err := regexp.Compile(expr)
 		if err != nil {
+			if _, own := regexp.Compile(s); own != nil {
+				err = own // quote the pattern as written, not our anchored copy
+			}
 			p.errorf(line, f.at(kind), "bad regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
 			return nil, false
 		}

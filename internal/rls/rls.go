@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -135,10 +136,16 @@ var unitNames = map[typev3.RateLimitUnit]string{
 	typev3.RateLimitUnit_MONTH: "month", typev3.RateLimitUnit_YEAR: "year",
 }
 
+// overrideFromProto converts a limit override; a unit it has no name for (UNKNOWN, or
+// a value newer than this build) keeps Envoy's name, for decide's error to quote.
 func overrideFromProto(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride) *decide.Override {
+	unit, ok := unitNames[o.GetUnit()]
+	if !ok {
+		unit = strings.ToLower(o.GetUnit().String())
+	}
 	return &decide.Override{
 		RequestsPerUnit: int64(o.GetRequestsPerUnit()),
-		Unit:            unitNames[o.GetUnit()],
+		Unit:            unit,
 		UnitMultiplier:  int64(o.GetUnitMultiplier().GetValue()),
 	}
 }

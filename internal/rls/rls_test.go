@@ -473,14 +473,21 @@ func gatherSeries(t *testing.T, m *metrics.Metrics) (series map[string]bool, cou
 
 func TestInvalidRequests(t *testing.T) {
 	f := start(t, false)
-	for name, req := range map[string]*rlsv3.RateLimitRequest{
-		"empty domain":   {Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}},
-		"no descriptors": {Domain: "test"},
-		"negative hits":  {Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}},
+	unknownUnit := desc("burst", "x")
+	unknownUnit.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 2, Unit: typev3.RateLimitUnit_UNKNOWN}
+	for _, tc := range []struct {
+		name string
+		req  *rlsv3.RateLimitRequest
+		says string // in the error
+	}{
+		{"empty domain", &rlsv3.RateLimitRequest{Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}}, "domain"},
+		{"no descriptors", &rlsv3.RateLimitRequest{Domain: "test"}, "descriptor"},
+		{"negative hits", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}}, "is_negative_hits"},
+		{"override unit UNKNOWN", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{unknownUnit}}, `override unit "unknown"`},
 	} {
-		_, err := f.client.ShouldRateLimit(context.Background(), req)
-		if status.Code(err) != codes.InvalidArgument {
-			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		_, err := f.client.ShouldRateLimit(context.Background(), tc.req)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want InvalidArgument saying %q", tc.name, err, tc.says)
 		}
 	}
 }
