@@ -102,10 +102,14 @@ func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.
 	return p
 }
 
-// parse parses args and reports environment errors together with flag errors.
+// parse parses args, which must all be flags, and reports environment errors together
+// with flag errors.
 func (e *envFlags) parse(args []string) error {
 	if err := e.fs.Parse(args); err != nil {
 		return err
+	}
+	if e.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: %s takes only flags (see ratelimit-ext %s -h)", e.fs.Arg(0), e.fs.Name(), e.fs.Name())
 	}
 	if len(e.errs) > 0 {
 		return fmt.Errorf("bad environment: %s", strings.Join(e.errs, "; "))

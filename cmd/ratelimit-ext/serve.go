@@ -424,6 +424,9 @@ func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 			name = "redis"
 		}
 	}
+	if name == "memory" && ro.URL != "" {
+		return nil, "", fmt.Errorf("--redis-url is set but --engine is memory: drop one of them")
+	}
 	switch name {
 	case "memory":
 		return limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: c.memoryMaxKeys}), name, nil

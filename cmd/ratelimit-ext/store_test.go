@@ -103,3 +103,21 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 		t.Errorf("the smallest valid values: %v", err)
 	}
 }
+
+// Settings that would be silently ignored are refused: arguments that are not flags,
+// and a Redis URL with the memory engine.
+func TestIgnoredSettingsAreRefused(t *testing.T) {
+	if _, err := loadServeConfig([]string{"--max-descriptors", "3", "config/"}); err == nil || !strings.Contains(err.Error(), `unexpected argument "config/"`) {
+		t.Errorf("a positional argument: %v", err)
+	}
+	c, err := loadServeConfig([]string{"--engine", "memory", "--redis-url", "redis://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _, err := openEngine(c); err == nil || !strings.Contains(err.Error(), "--redis-url is set but --engine is memory") {
+		if e != nil {
+			e.Close()
+		}
+		t.Errorf("--engine memory with --redis-url: %v", err)
+	}
+}
