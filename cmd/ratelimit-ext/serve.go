@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -321,7 +320,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	api := httpapi.New(decider, log, m)
 	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
 	api.Handle("GET /metrics", metricsHandler)
-	health := grpchealth.NewServer()
+	health := newHealthServer()
 	healthpb.RegisterHealthServer(gs, health)
 	reflection.Register(gs)
 	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -333,7 +332,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		return err
 	}
 	defer follower.Close()
-	api.UseReadiness(startReadiness(ctx, decider, health, m, log))
+	api.UseReadiness(startReadiness(ctx, decider, health.Server, m, log))
 
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()

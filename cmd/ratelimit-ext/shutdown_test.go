@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
@@ -409,5 +410,41 @@ func TestSIGTERMDeadlinePassed(t *testing.T) {
 	}
 	if !strings.Contains(s.log(), "shutdown deadline passed") {
 		t.Fatalf("the forced stop is not logged:\n%s", s.log())
+	}
+}
+
+// A client watching grpc.health.v1 does not hold the shutdown: its Watch sees
+// NOT_SERVING and ends, and the process exits 0 without waiting for the deadline.
+func TestSIGTERMEndsHealthWatches(t *testing.T) {
+	bin := buildBinary(t)
+	s := startBinary(t, bin, "--shutdown-timeout", "20s")
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	watch, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first status: %v %v, want SERVING", r, err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var seen []healthpb.HealthCheckResponse_ServingStatus
+	for {
+		r, err := watch.Recv()
+		if err != nil {
+			break
+		}
+		seen = append(seen, r.Status)
+	}
+	if len(seen) == 0 || seen[len(seen)-1] != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("statuses after SIGTERM: %v, want NOT_SERVING last", seen)
+	}
+	if code := s.waitExit(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d with a health Watch open, want 0", code)
 	}
 }
