@@ -23,6 +23,20 @@ type legacyNote struct {
 	name, outcome string
 }
 
+// legacyVariables maps each of our variables that an envoyproxy/ratelimit variable was
+// mapped onto to that variable's name.
+func legacyVariables(notes []legacyNote) map[string]string {
+	m := map[string]string{}
+	for _, n := range notes {
+		if rest, ok := strings.CutPrefix(n.outcome, "mapped to "); ok {
+			ours, _, _ := strings.Cut(rest, "=")
+			ours, _, _ = strings.Cut(ours, " ")
+			m[ours] = n.name
+		}
+	}
+	return m
+}
+
 // ignoredLegacy are variables we do not map, with what to do instead.
 var ignoredLegacy = map[string]string{
 	"USE_STATSD":                              "statsd is not supported; scrape /metrics",

@@ -15,6 +15,7 @@ import (
 type envFlags struct {
 	fs   *flag.FlagSet
 	errs []string
+	env  []string // the flags whose environment variable is set
 }
 
 func newEnvFlags(name string) *envFlags {
@@ -35,6 +36,7 @@ func (e *envFlags) usage(name, usage string) string {
 
 func (e *envFlags) StringVar(p *string, name, def, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
+		e.env = append(e.env, name)
 		def = v
 	}
 	e.fs.StringVar(p, name, def, e.usage(name, usage))
@@ -42,6 +44,7 @@ func (e *envFlags) StringVar(p *string, name, def, usage string) {
 
 func (e *envFlags) BoolVar(p *bool, name string, def bool, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
+		e.env = append(e.env, name)
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want true or false", envName(name), v))
@@ -53,6 +56,7 @@ func (e *envFlags) BoolVar(p *bool, name string, def bool, usage string) {
 
 func (e *envFlags) IntVar(p *int, name string, def int, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
+		e.env = append(e.env, name)
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want an integer", envName(name), v))
@@ -64,6 +68,7 @@ func (e *envFlags) IntVar(p *int, name string, def int, usage string) {
 
 func (e *envFlags) DurationVar(p *time.Duration, name string, def time.Duration, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
+		e.env = append(e.env, name)
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want a duration such as 10ms", envName(name), v))
@@ -75,6 +80,7 @@ func (e *envFlags) DurationVar(p *time.Duration, name string, def time.Duration,
 
 func (e *envFlags) Float64Var(p *float64, name string, def float64, usage string) {
 	if v, ok := os.LookupEnv(envName(name)); ok {
+		e.env = append(e.env, name)
 		x, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want a number such as 0.5", envName(name), v))
@@ -126,6 +132,47 @@ func (e *envFlags) rejectUnknownEnv() {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, "RATELIMIT_EXT_") && !known[name] {
 			e.errs = append(e.errs, fmt.Sprintf("%s is not a setting (see ratelimit-ext %s -h)", name, e.fs.Name()))
+		}
+	}
+}
+
+// explain adds to an error about flags which of them the environment set (not the
+// command line): an operator who never typed --log-level learns that
+// RATELIMIT_EXT_LOG_LEVEL, or the envoyproxy/ratelimit variable mapped onto it
+// (legacy: our variable -> theirs), holds the value.
+func (e *envFlags) explain(err error, legacy map[string]string) error {
+	if err == nil {
+		return nil
+	}
+	given := map[string]bool{}
+	e.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var from []string
+	for _, name := range e.env {
+		if given[name] || !mentionsFlag(err.Error(), name) {
+			continue
+		}
+		src := envName(name)
+		if l, ok := legacy[src]; ok {
+			src = l + ", mapped to " + src
+		}
+		from = append(from, "--"+name+" is set by "+src)
+	}
+	if len(from) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(from, "; "))
+}
+
+// mentionsFlag says whether text names --name, not merely a longer flag it begins.
+func mentionsFlag(text, name string) bool {
+	for rest := text; ; {
+		i := strings.Index(rest, "--"+name)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+2+len(name):]
+		if rest == "" || !(rest[0] == '-' || rest[0] >= 'a' && rest[0] <= 'z' || rest[0] >= '0' && rest[0] <= '9') {
+			return true
 		}
 	}
 }

@@ -29,8 +29,12 @@ func headerFlags(f *envFlags, o *rls.Options) {
 
 // checkHeaderFlags validates the header switches after parsing.
 func checkHeaderFlags(o *rls.Options) error {
+	jitter := rls.Options{RetryAfterJitter: o.RetryAfterJitter}
+	if err := jitter.Validate(); err != nil {
+		return fmt.Errorf("--retry-after-jitter: %w", err)
+	}
 	if err := o.Validate(); err != nil {
-		return fmt.Errorf("--retry-after-jitter / --upstream-remaining-header: %w", err)
+		return fmt.Errorf("--upstream-remaining-header: %w", err)
 	}
 	return nil
 }

@@ -101,18 +101,27 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	if err := f.parse(args); err != nil {
 		return nil, err
 	}
+	if err := c.check(); err != nil {
+		return nil, f.explain(err, legacyVariables(legacy))
+	}
+	return c, nil
+}
+
+// check validates the settings together and completes the derived ones; its errors
+// name the flags.
+func (c *serveConfig) check() error {
 	if err := checkCounts(c); err != nil {
-		return nil, err
+		return err
+	}
+	if _, err := newLogger(c.logLevel, c.logFormat); err != nil {
+		return err
 	}
 	c.bounds.MaxCost = uint64(c.maxCost)
 	c.headers.RetryAfter = c.retryAfter
 	if err := checkHeaderFlags(&c.headers); err != nil {
-		return nil, err
+		return err
 	}
-	if err := c.xds.resolve(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c.xds.resolve()
 }
 
 // boundFlags registers the request bounds (hostile-input protection).

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,60 @@ func TestIgnoredSettingsAreRefused(t *testing.T) {
 			e.Close()
 		}
 		t.Errorf("--engine memory with --redis-url: %v", err)
+	}
+}
+
+// An error about a flag the environment set says which variable set it, including an
+// envoyproxy/ratelimit variable mapped onto ours; a flag given on the command line is
+// not explained.
+func TestFlagErrorsNameTheirEnvironmentVariable(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("RATELIMIT_EXT_MAX_DESCRIPTORS", "0")
+	_, err := loadServeConfig(nil)
+	if err == nil || !strings.Contains(err.Error(), "--max-descriptors 0: want at least 1 (--max-descriptors is set by RATELIMIT_EXT_MAX_DESCRIPTORS)") {
+		t.Errorf("from our variable: %v", err)
+	}
+	_, err = loadServeConfig([]string{"--max-descriptors", "-2"})
+	if err == nil || strings.Contains(err.Error(), "set by") {
+		t.Errorf("from the command line: %v", err)
+	}
+
+	clearEnv(t)
+	t.Setenv("LOG_LEVEL", "trace")
+	_, err = loadServeConfig(nil)
+	if err == nil || !strings.Contains(err.Error(), "--log-level is set by LOG_LEVEL, mapped to RATELIMIT_EXT_LOG_LEVEL") {
+		t.Errorf("from envoyproxy/ratelimit's variable: %v", err)
+	}
+
+	clearEnv(t)
+	if _, err = loadServeConfig([]string{"--retry-after-jitter", "2h"}); err == nil || !strings.HasPrefix(err.Error(), "--retry-after-jitter: ") {
+		t.Errorf("jitter: %v, want an error naming only --retry-after-jitter", err)
+	}
+}
+
+// mentionsFlag finds a flag's name, not a longer flag's.
+func TestMentionsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		text, name string
+		want       bool
+	}{
+		{"--local-cache-size 0: want at least 1", "local-cache-size", true},
+		{"--local-cache-size 0: want at least 1", "local-cache", false},
+		{"--log-level \"trace\": want debug", "log-level", true},
+		{"bad --redis-url", "redis-url", true},
+		{"--redis-url2", "redis-url", false},
+	} {
+		if got := mentionsFlag(tc.text, tc.name); got != tc.want {
+			t.Errorf("mentionsFlag(%q, %q) = %v", tc.text, tc.name, got)
+		}
+	}
+}
+
+// clearEnv unsets the variables TestFlagErrorsNameTheirEnvironmentVariable sets, and
+// restores them after the test (the legacy mapping sets ours with os.Setenv).
+func clearEnv(t *testing.T) {
+	for _, v := range []string{"RATELIMIT_EXT_MAX_DESCRIPTORS", "RATELIMIT_EXT_LOG_LEVEL", "LOG_LEVEL"} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
 	}
 }
