@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -94,5 +95,20 @@ func TestParamsReadsDecimalsExactly(t *testing.T) {
 	}
 	if _, err := Params("nope", Options{}); err == nil {
 		t.Fatal("unknown kind accepted")
+	}
+}
+
+// A base that would move epoch-aligned windows is refused before anything replays,
+// naming the window, instead of reporting mismatches that are the base's.
+func TestReplayRefusesAMisalignedBase(t *testing.T) {
+	f, err := Load("../../testdata/request-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer engine.Close()
+	_, err = Replay(context.Background(), engine, f, 1234, "m")
+	if err == nil || !strings.Contains(err.Error(), "base 1234 ms is not a multiple of the") {
+		t.Fatalf("base 1234: %v, want a refusal naming the window", err)
 	}
 }

@@ -30,6 +30,9 @@ func Replay(ctx context.Context, engine limiter.Engine, f *File, base int64, key
 		case limits == nil:
 			r.Skipped = true
 		default:
+			if err := alignedBase(base, limits); err != nil {
+				return nil, fmt.Errorf("suite %q: %w", s.Name, err)
+			}
 			r.Mismatch, err = replaySuite(ctx, engine, s, limits, base)
 			if err != nil {
 				return nil, fmt.Errorf("suite %q: %w", s.Name, err)
@@ -38,6 +41,21 @@ func Replay(ctx context.Context, engine limiter.Engine, f *File, base int64, key
 		results = append(results, r)
 	}
 	return results, nil
+}
+
+// alignedBase refuses a base that is not a multiple of an epoch-aligned window (SPEC
+// §8): the replay would move the windows' edges and every expected resetAt would be
+// off, and report mismatches that are the base's, not the engine's.
+func alignedBase(base int64, checks []limiter.LimitCheck) error {
+	for _, c := range checks {
+		switch c.Params.Algorithm {
+		case limiter.FixedWindow, limiter.SlidingWindow, limiter.TokenBudget:
+			if base%c.Params.PeriodMs != 0 {
+				return fmt.Errorf("base %d ms is not a multiple of the %s window of %d ms", base, c.Params.Algorithm, c.Params.PeriodMs)
+			}
+		}
+	}
+	return nil
 }
 
 // checks builds the suite's limits (with cost 0; each op sets its costs). It returns nil
