@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -30,7 +31,7 @@ func validate(args []string) int {
 	}
 	rs, err := descriptors.LoadDir(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, fromWorkingDir(err, fs.Arg(0)))
 		return 1
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
@@ -107,4 +108,20 @@ func printResults(results []conformance.Result) int {
 		return 1
 	}
 	return 0
+}
+
+// fromWorkingDir makes the file names of a load error relative to the working
+// directory, as the directory was given, so that "config/edge.yaml:4" opens from where
+// validate ran; the loader names files relative to the directory it loads.
+func fromWorkingDir(err error, dir string) error {
+	var le *descriptors.LoadError
+	if !errors.As(err, &le) {
+		return err
+	}
+	for i := range le.Errors {
+		if e := &le.Errors[i]; e.Field != "dir" {
+			e.File = filepath.Join(dir, e.File)
+		}
+	}
+	return le
 }

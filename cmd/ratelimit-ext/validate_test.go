@@ -61,3 +61,19 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// validate names a broken file as a path from the working directory, the directory as
+// given joined with the file, so that the location opens from where validate ran.
+func TestValidateNamesFilesFromTheWorkingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rules")
+	if err := os.MkdirAll(filepath.Join(dir, "team"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "team", "api.yaml"), []byte("domain: api\ndescriptors:\n  - key: k\n    rate_limit: {unit: seconds, requests_per_unit: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runStderr(t, "validate", dir)
+	if want := filepath.Join(dir, "team", "api.yaml") + ":4: "; code != 1 || !strings.HasPrefix(out, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and a line starting %q", code, out, want)
+	}
+}
