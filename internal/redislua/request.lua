@@ -745,6 +745,15 @@ local SLOT = 9
 local slots, slot_of = {}, {}
 local slot_keys = {}
 
+-- put_decision writes one limit's five reply integers from reply[r + 1] on.
+local function put_decision(reply, r, ok, limit, rem, reset, retry)
+  reply[r + 1] = ok and 1 or 0
+  reply[r + 2] = limit
+  reply[r + 3] = rem
+  reply[r + 4] = reset
+  reply[r + 5] = retry
+end
+
 -- decide_strings evaluates a request whose n limits (KEYS[kb + 1 .. kb + n], groups
 -- and costs v[ab + 1], v[ab + 2], ...) all keep string states, with decide's
 -- semantics, and appends {now, allowed, then five integers per limit} to reply.
@@ -784,12 +793,7 @@ local function decide_strings(kb, v, ab, groups, now, n, reply)
       slots[b + 5], slots[b + 6], slots[b + 7], slots[b + 8] = p.algo, nX, nA, nB
       slots[b + 9] = 1
     end
-    local r = m + 2 + 5 * (i - 1)
-    reply[r + 1] = ok and 1 or 0
-    reply[r + 2] = limit
-    reply[r + 3] = rem
-    reply[r + 4] = reset
-    reply[r + 5] = retry
+    put_decision(reply, m + 2 + 5 * (i - 1), ok, limit, rem, reset, retry)
   end
 
   if allowed then
@@ -807,13 +811,8 @@ local function decide_strings(kb, v, ab, groups, now, n, reply)
       local r = m + 2 + 5 * (i - 1)
       if reply[r + 1] == 1 then
         local b = (slot_of[i] - 1) * SLOT
-        local ok, limit, rem, reset, retry = check_scalar(groups[v[ab + 2 * i - 1]],
-          slots[b + 1], slots[b + 2], slots[b + 3], slots[b + 4], now, 0)
-        reply[r + 1] = ok and 1 or 0
-        reply[r + 2] = limit
-        reply[r + 3] = rem
-        reply[r + 4] = reset
-        reply[r + 5] = retry
+        put_decision(reply, r, check_scalar(groups[v[ab + 2 * i - 1]],
+          slots[b + 1], slots[b + 2], slots[b + 3], slots[b + 4], now, 0))
       end
     end
   end
@@ -867,11 +866,7 @@ local function decide(kb, v, ab, groups, now, n, reply)
   m = m + 2
   for i = 1, n do
     local d = decisions[i]
-    reply[m + 1] = d[1] and 1 or 0
-    reply[m + 2] = d[2]
-    reply[m + 3] = d[3]
-    reply[m + 4] = d[4]
-    reply[m + 5] = d[5]
+    put_decision(reply, m, d[1], d[2], d[3], d[4], d[5])
     m = m + 5
   end
 end
