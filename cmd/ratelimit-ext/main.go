@@ -51,8 +51,7 @@ func run(args []string) int {
 // version is the build's module version, VCS revision and Go version, as the Go
 // toolchain recorded them: "ratelimit-ext v1.2.3 rev 0123456789ab go1.26.0"; "(devel)"
 // for a build from a working tree, "+dirty" when it had uncommitted changes, and no rev
-// when the build did not record one (-buildvcs=false, or no .git, as in a container
-// build).
+// when the build did not record one (-buildvcs=false, or no .git in the build context).
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,11 +37,16 @@ func perfFlags(f *envFlags, p *perfSettings) {
 	f.IntVar(&p.gcFloorMiB, "gc-floor-mib", gcfloor.DefaultBytes>>20, "let the heap grow at least this many MiB over the live heap between garbage collections (0 = Go's default; a GOGC environment variable also switches it off)")
 }
 
-// startGCFloor keeps the garbage collector's floor for the life of the process.
-func (p *perfSettings) startGCFloor(log *slog.Logger) error {
+// check refuses settings that cannot work (serveConfig.check runs it with the others).
+func (p *perfSettings) check() error {
 	if p.gcFloorMiB < 0 || p.gcFloorMiB > 1<<20 {
 		return fmt.Errorf("--gc-floor-mib %d: want 0 (off) to 1048576", p.gcFloorMiB)
 	}
+	return nil
+}
+
+// startGCFloor keeps the garbage collector's floor for the life of the process.
+func (p *perfSettings) startGCFloor(log *slog.Logger) error {
 	if _, started := gcfloor.Start(uint64(p.gcFloorMiB) << 20); started {
 		log.Debug("garbage-collection floor on", "mib", p.gcFloorMiB)
 	}
@@ -58,9 +62,6 @@ func (p *perfSettings) applyRedis(o *limiter.RedisOptions) {
 func (p *perfSettings) cache() (*overlimit.Cache, error) {
 	if !p.localCache {
 		return nil, nil
-	}
-	if p.localCacheSize < 0 || p.localCacheMaxAge < 0 {
-		return nil, errors.New("--local-cache-size and --local-cache-max-age must not be negative")
 	}
 	return overlimit.New(overlimit.Options{MaxEntries: p.localCacheSize, MaxAge: p.localCacheMaxAge}), nil
 }

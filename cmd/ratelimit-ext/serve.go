@@ -113,8 +113,19 @@ func (c *serveConfig) check() error {
 	if err := checkCounts(c); err != nil {
 		return err
 	}
+	if err := c.perf.check(); err != nil {
+		return err
+	}
 	if _, err := newLogger(c.logLevel, c.logFormat); err != nil {
 		return err
+	}
+	if ro := c.redis(); ro.URL != "" {
+		if c.engine == "memory" {
+			return errors.New("--redis-url is set but --engine is memory: drop one of them")
+		}
+		if err := checkRedisMode(ro); err != nil {
+			return err
+		}
 	}
 	c.bounds.MaxCost = uint64(c.maxCost)
 	c.headers.RetryAfter = c.retryAfter
@@ -431,9 +442,6 @@ func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 		if ro.URL != "" {
 			name = "redis"
 		}
-	}
-	if name == "memory" && ro.URL != "" {
-		return nil, "", fmt.Errorf("--redis-url is set but --engine is memory: drop one of them")
 	}
 	switch name {
 	case "memory":

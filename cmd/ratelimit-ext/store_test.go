@@ -87,6 +87,7 @@ func storeCounts(t *testing.T, m *metrics.Metrics) (errs, calls float64) {
 // A bound, size or interval below 1 is refused at start, naming the flag, instead of
 // refusing every request later or silently becoming a default.
 func TestCountsBelowOneAreRefused(t *testing.T) {
+	isolateEnv(t)
 	for _, args := range [][]string{
 		{"--max-descriptors", "-1"}, {"--max-descriptors", "0"}, {"--max-entries", "0"},
 		{"--max-entry-key-bytes", "0"}, {"--max-entry-value-bytes", "-5"}, {"--max-domain-bytes", "0"},
@@ -108,17 +109,12 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 // Settings that would be silently ignored are refused: arguments that are not flags,
 // and a Redis URL with the memory engine.
 func TestIgnoredSettingsAreRefused(t *testing.T) {
+	isolateEnv(t)
 	if _, err := loadServeConfig([]string{"--max-descriptors", "3", "config/"}); err == nil || !strings.Contains(err.Error(), `unexpected argument "config/"`) {
 		t.Errorf("a positional argument: %v", err)
 	}
-	c, err := loadServeConfig([]string{"--engine", "memory", "--redis-url", "redis://127.0.0.1:1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, _, err := openEngine(c); err == nil || !strings.Contains(err.Error(), "--redis-url is set but --engine is memory") {
-		if e != nil {
-			e.Close()
-		}
+	_, err := loadServeConfig([]string{"--engine", "memory", "--redis-url", "redis://127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "--redis-url is set but --engine is memory") {
 		t.Errorf("--engine memory with --redis-url: %v", err)
 	}
 }
@@ -127,26 +123,38 @@ func TestIgnoredSettingsAreRefused(t *testing.T) {
 // envoyproxy/ratelimit variable mapped onto ours; a flag given on the command line is
 // not explained.
 func TestFlagErrorsNameTheirEnvironmentVariable(t *testing.T) {
-	clearEnv(t)
-	t.Setenv("RATELIMIT_EXT_MAX_DESCRIPTORS", "0")
-	_, err := loadServeConfig(nil)
-	if err == nil || !strings.Contains(err.Error(), "--max-descriptors 0: want at least 1 (--max-descriptors is set by RATELIMIT_EXT_MAX_DESCRIPTORS)") {
-		t.Errorf("from our variable: %v", err)
+	isolateEnv(t)
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want string // in the error; "" = no explanation
+	}{
+		{map[string]string{"RATELIMIT_EXT_MAX_DESCRIPTORS": "0"}, nil,
+			"--max-descriptors 0: want at least 1 (--max-descriptors is set by RATELIMIT_EXT_MAX_DESCRIPTORS)"},
+		{map[string]string{"RATELIMIT_EXT_REDIS_URL": "127.0.0.1:6399"}, nil,
+			"(--redis-url is set by RATELIMIT_EXT_REDIS_URL)"},
+		{map[string]string{"LOG_LEVEL": "trace"}, nil,
+			"(--log-level is set by LOG_LEVEL, mapped to RATELIMIT_EXT_LOG_LEVEL)"},
+		{map[string]string{"RATELIMIT_EXT_MAX_DESCRIPTORS": "5"}, []string{"--max-descriptors", "-2"}, ""},
+	} {
+		for k, v := range tc.env {
+			os.Setenv(k, v)
+		}
+		_, err := loadServeConfig(tc.args)
+		switch {
+		case err == nil:
+			t.Errorf("%v %v: no error", tc.env, tc.args)
+		case tc.want == "" && strings.Contains(err.Error(), "set by"):
+			t.Errorf("%v %v: %v, want no explanation (the command line set the flag)", tc.env, tc.args, err)
+		case !strings.Contains(err.Error(), tc.want):
+			t.Errorf("%v %v: %v, want %q", tc.env, tc.args, err, tc.want)
+		}
+		for k := range tc.env {
+			os.Unsetenv(k)
+		}
+		os.Unsetenv("RATELIMIT_EXT_LOG_LEVEL") // set by the legacy mapping
 	}
-	_, err = loadServeConfig([]string{"--max-descriptors", "-2"})
-	if err == nil || strings.Contains(err.Error(), "set by") {
-		t.Errorf("from the command line: %v", err)
-	}
-
-	clearEnv(t)
-	t.Setenv("LOG_LEVEL", "trace")
-	_, err = loadServeConfig(nil)
-	if err == nil || !strings.Contains(err.Error(), "--log-level is set by LOG_LEVEL, mapped to RATELIMIT_EXT_LOG_LEVEL") {
-		t.Errorf("from envoyproxy/ratelimit's variable: %v", err)
-	}
-
-	clearEnv(t)
-	if _, err = loadServeConfig([]string{"--retry-after-jitter", "2h"}); err == nil || !strings.HasPrefix(err.Error(), "--retry-after-jitter: ") {
+	if _, err := loadServeConfig([]string{"--retry-after-jitter", "2h"}); err == nil || !strings.HasPrefix(err.Error(), "--retry-after-jitter: ") {
 		t.Errorf("jitter: %v, want an error naming only --retry-after-jitter", err)
 	}
 }
@@ -169,11 +177,23 @@ func TestMentionsFlag(t *testing.T) {
 	}
 }
 
-// clearEnv unsets the variables TestFlagErrorsNameTheirEnvironmentVariable sets, and
-// restores them after the test (the legacy mapping sets ours with os.Setenv).
-func clearEnv(t *testing.T) {
-	for _, v := range []string{"RATELIMIT_EXT_MAX_DESCRIPTORS", "RATELIMIT_EXT_LOG_LEVEL", "LOG_LEVEL"} {
-		t.Setenv(v, "")
-		os.Unsetenv(v)
+// isolateEnv runs a test on an environment without any setting of ours or of
+// envoyproxy/ratelimit's, whatever the machine has: every variable but the few a Go
+// process needs is unset, and the whole environment is restored after the test,
+// including the variables the legacy mapping sets with os.Setenv. Not for parallel tests.
+func isolateEnv(t *testing.T) {
+	before := os.Environ()
+	for _, kv := range before {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "PATH" && k != "HOME" && k != "TMPDIR" && !strings.HasPrefix(k, "GO") {
+			os.Unsetenv(k)
+		}
 	}
+	t.Cleanup(func() {
+		os.Clearenv()
+		for _, kv := range before {
+			k, v, _ := strings.Cut(kv, "=")
+			os.Setenv(k, v)
+		}
+	})
 }

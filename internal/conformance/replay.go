@@ -19,21 +19,29 @@ type Result struct {
 // expected resetAt (SPEC §8). Each suite's keys are prefixed with keyPrefix and the suite
 // index, so suites start cold; pass a fresh prefix per run against a shared store.
 func Replay(ctx context.Context, engine limiter.Engine, f *File, base int64, keyPrefix string) ([]Result, error) {
+	// Every suite's limits first: a bad suite or base stops the replay before any
+	// state is written.
+	checks := make([][]limiter.LimitCheck, len(f.Suites))
+	for i := range f.Suites {
+		s := &f.Suites[i]
+		limits, err := s.checks(fmt.Sprintf("%s:%d:", keyPrefix, i))
+		if err == nil {
+			err = alignedBase(base, limits)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("suite %q: %w", s.Name, err)
+		}
+		checks[i] = limits
+	}
 	results := make([]Result, 0, len(f.Suites))
 	for i := range f.Suites {
 		s := &f.Suites[i]
 		r := Result{Suite: s.Primitive + " " + s.Name, Ops: len(s.Ops)}
-		limits, err := s.checks(fmt.Sprintf("%s:%d:", keyPrefix, i))
-		switch {
-		case err != nil:
-			return nil, fmt.Errorf("suite %q: %w", s.Name, err)
-		case limits == nil:
+		if checks[i] == nil {
 			r.Skipped = true
-		default:
-			if err := alignedBase(base, limits); err != nil {
-				return nil, fmt.Errorf("suite %q: %w", s.Name, err)
-			}
-			r.Mismatch, err = replaySuite(ctx, engine, s, limits, base)
+		} else {
+			var err error
+			r.Mismatch, err = replaySuite(ctx, engine, s, checks[i], base)
 			if err != nil {
 				return nil, fmt.Errorf("suite %q: %w", s.Name, err)
 			}

@@ -328,6 +328,8 @@ func TestLoadErrors(t *testing.T) {
 			"    rate_limit: {unlimited: true, unit: fortnight, requests_per_unit: x}",
 			"  - key: j",
 			"    rate_limit: {unlimited: true, requests_per_unit: -1, burst: 2}",
+			"  - key: u",
+			"    rate_limit: {unlimited: true, unit: year, unit_multiplier: 20, requests_per_unit: 5000000000, algorithm: gcra, burst: 5000000000}",
 		), []string{
 			`t.yaml:4: descriptors[0].rate_limit.unit: unknown unit "fortnight" ` + want,
 			`t.yaml:4: descriptors[0].rate_limit.requests_per_unit: want a whole number, got the string "x"`,

@@ -134,14 +134,16 @@ func (p *fileParser) rate(f fields, unlimited bool) rate {
 		r.algo, algoOK = p.algorithm(s, line, f.at("algorithm"))
 	}
 	r.burst, _ = p.integer(f, "burst", 1)
-	if r.burst > limiter.MaxLimit {
+	if r.burst > limiter.MaxLimit && !unlimited && (r.algo == limiter.GCRA || r.algo == limiter.TokenBucket) {
 		p.errorf(f.keyLine("burst"), f.at("burst"), "%d is above the largest burst, %d (2^32)", r.burst, limiter.MaxLimit)
 	}
 	r.buckets, _ = p.integer(f, "buckets", 1)
 	if algoOK && !unlimited { // with an unknown algorithm the check would only cascade
 		p.checkAlgorithmFields(f, r.algo)
 	}
-	r.periodMs = p.period(f, unitLen, r.multiplier)
+	if !unlimited {
+		r.periodMs = p.period(f, unitLen, r.multiplier)
+	}
 	return r
 }
 

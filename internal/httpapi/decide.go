@@ -91,8 +91,13 @@ func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDecideBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(in)
-	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("data after the request object")
+	if err == nil {
+		switch rest := dec.Decode(&struct{}{}); {
+		case errors.As(rest, new(*http.MaxBytesError)):
+			err = rest // a first object that fits, in a body that does not
+		case rest != io.EOF:
+			err = errors.New("data after the request object")
+		}
 	}
 	var tooLarge *http.MaxBytesError
 	switch {

@@ -188,6 +188,7 @@ func TestDecideRefusesBadRequests(t *testing.T) {
 		{"empty domain", `{"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, http.StatusBadRequest},
 		{"no descriptor", `{"domain":"web","descriptors":[]}`, http.StatusBadRequest},
 		{"body too large", `{"domain":"` + strings.Repeat("x", 1<<20) + `"}`, http.StatusRequestEntityTooLarge},
+		{"body too large after the object", `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}` + strings.Repeat(" ", 1<<20) + "{}", http.StatusRequestEntityTooLarge},
 	}
 	for _, c := range cases {
 		if code, resp := do(t, "POST", url, c.body); code != c.code || !strings.Contains(resp, `"error"`) {
