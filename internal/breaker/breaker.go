@@ -4,7 +4,7 @@
 // circuit opens: calls fail at once with limiter.ErrStore (and the store failure policy
 // answers them) while a background probe pings the store every ProbeInterval; the first
 // successful ping closes the circuit. A call counts as failed when the store failed it,
-// or when its caller gave up after waiting at least SlowCall (see DefaultSlowCall).
+// not when its caller gave up.
 package breaker
 
 import (
@@ -17,15 +17,6 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
-
-// DefaultSlowCall is Options.SlowCall's default. A healthy Redis answers a call in well
-// under a millisecond. Envoy gives a rate-limit call 20 ms and ends it when they pass,
-// so while Redis cannot be reached (a dead host drops the connection attempts: the dial
-// waits) every call would end by its caller's deadline, before any store timeout; were
-// such calls not counted, the circuit would never open and every request would wait
-// the full 20 ms for as long as the outage lasts. A caller that gives up sooner than
-// this is not the store's fault.
-const DefaultSlowCall = 2 * time.Millisecond
 
 // ErrOpen is returned, wrapped with limiter.ErrStore, while the circuit is open.
 var ErrOpen = errors.New("circuit open: the store failed recently and is being probed")
@@ -40,10 +31,6 @@ type Options struct {
 	Threshold     int           // consecutive store failures that open the circuit (default 3)
 	ProbeInterval time.Duration // time between probes while open (default 500 ms)
 	ProbeTimeout  time.Duration // timeout of one probe (default 250 ms)
-	// SlowCall (default 2 ms, DefaultSlowCall): a failed call whose caller gave up (its
-	// deadline passed or it cancelled) counts as a store failure when it had waited at
-	// least this long, and not when it had waited less.
-	SlowCall time.Duration
 	// OnChange, when set, is called on every state change (open true/false).
 	OnChange func(open bool, cause error)
 }
@@ -72,9 +59,6 @@ func New(inner limiter.Engine, pinger Pinger, o Options) *Engine {
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = 250 * time.Millisecond
 	}
-	if o.SlowCall <= 0 {
-		o.SlowCall = DefaultSlowCall
-	}
 	return &Engine{inner: inner, pinger: pinger, opts: o, stop: make(chan struct{})}
 }
 
@@ -83,30 +67,29 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 	if e.open.Load() {
 		return limiter.Outcome{}, fmt.Errorf("%w: %w", limiter.ErrStore, ErrOpen)
 	}
-	start := time.Now()
 	o, err := e.inner.Evaluate(ctx, now, checks, out)
 	switch {
 	case err == nil:
 		e.failures.Store(0)
-	case errors.Is(err, limiter.ErrStore):
-		if end := time.Now(); !gaveUp(ctx, end) || end.Sub(start) >= e.opts.SlowCall {
-			if e.failures.Add(1) >= int64(e.opts.Threshold) {
-				e.trip(err)
-			}
+	case errors.Is(err, limiter.ErrStore) && !gaveUp(ctx):
+		// A caller that gave up is not the store's fault (the store's own timeouts,
+		// shorter than Envoy's deadline, fail a call first); anything else counts.
+		if e.failures.Add(1) >= int64(e.opts.Threshold) {
+			e.trip(err)
 		}
 	}
 	return o, err
 }
 
-// gaveUp says whether ctx's caller had given up at end: cancelled, or its deadline
-// passed. (A call whose socket deadlines the caller's deadline set may fail an instant
-// before ctx says it is done.)
-func gaveUp(ctx context.Context, end time.Time) bool {
+// gaveUp says whether ctx's caller has given up: cancelled, or its deadline passed. (A
+// call whose socket deadlines the caller's deadline set may fail an instant before ctx
+// says it is done.)
+func gaveUp(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return true
 	}
 	d, ok := ctx.Deadline()
-	return ok && !end.Before(d)
+	return ok && !time.Now().Before(d)
 }
 
 // Open reports whether the circuit is open.

@@ -191,45 +191,52 @@ func deadHost(t *testing.T) string {
 }
 
 // A Redis host that drops connection attempts, with callers whose deadline (Envoy's
-// 20 ms) ends every call before the 1 s dial timeout: the calls that waited count as
-// failures, so the circuit opens after the threshold and later calls fail at once
-// instead of each waiting for its deadline.
+// 20 ms) is shorter than the 1 s dial timeout: each call fails at the engine's budget
+// (its read and write timeouts, 5 + 5 ms here), before its caller gives up, so the
+// failures count, the circuit opens after the threshold and later calls fail at once
+// instead of each waiting for its deadline. Batched or not.
 func TestDeadHostOpensTheCircuit(t *testing.T) {
-	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: "redis://" + deadHost(t), ReadTimeout: readTimeout, WriteTimeout: readTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour})
-	defer e.Close()
-	checks, out := oneCheck(t), make([]limiter.Decision, 1)
-	var kinds []string
-	for range 6 {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		_, err := e.Evaluate(ctx, 0, checks, out)
-		cancel()
-		switch {
-		case errors.Is(err, ErrOpen):
-			kinds = append(kinds, "open")
-		case errors.Is(err, limiter.ErrStore):
-			kinds = append(kinds, "store")
-		default:
-			t.Fatalf("want a store error, got %v", err)
-		}
-	}
-	if want := "store store store open open open"; strings.Join(kinds, " ") != want {
-		t.Errorf("calls: %s, want %s", strings.Join(kinds, " "), want)
+	addr := deadHost(t)
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: "redis://" + addr, Batch: batch,
+				ReadTimeout: 5 * time.Millisecond, WriteTimeout: 5 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour})
+			defer e.Close()
+			checks, out := oneCheck(t), make([]limiter.Decision, 1)
+			var kinds []string
+			for range 6 {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+				_, err := e.Evaluate(ctx, 0, checks, out)
+				cancel()
+				switch {
+				case errors.Is(err, ErrOpen):
+					kinds = append(kinds, "open")
+				case errors.Is(err, limiter.ErrStore) && errors.Is(err, context.DeadlineExceeded):
+					kinds = append(kinds, "store")
+				default:
+					t.Fatalf("want the budget's deadline, got %v", err)
+				}
+			}
+			if want := "store store store open open open"; strings.Join(kinds, " ") != want {
+				t.Errorf("calls: %s, want %s", strings.Join(kinds, " "), want)
+			}
+		})
 	}
 }
 
-// Callers that give up sooner than SlowCall do not open the circuit: a store that was
-// not given the time to answer is not known to be failing.
+// Callers that give up before the store's own timeouts do not open the circuit: a
+// store that was not given the time to answer is not known to be failing.
 func TestImpatientCallersDoNotTrip(t *testing.T) {
 	srv := testredis.Start(t)
 	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: time.Second, WriteTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour, SlowCall: 500 * time.Millisecond})
+	e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour})
 	defer e.Close()
 	checks, out := oneCheck(t), make([]limiter.Decision, 1)
 	if _, err := e.Evaluate(context.Background(), 0, checks, out); err != nil {
@@ -246,7 +253,7 @@ func TestImpatientCallersDoNotTrip(t *testing.T) {
 		}
 	}
 	if e.Open() {
-		t.Fatal("callers that gave up after 10 ms opened the circuit (SlowCall 500 ms)")
+		t.Fatal("callers that gave up after 10 ms opened the circuit (store timeouts 1 s)")
 	}
 }
 

@@ -20,9 +20,10 @@ var ErrStore = errors.New("store unavailable")
 
 // Defaults of RedisOptions. Envoy's rate-limit filter gives the whole call 20 ms by
 // default, and a healthy Redis answers a script in well under a millisecond: a read and
-// a write deadline of 8 ms each keep a stuck store below Envoy's deadline, so this
-// service answers UNAVAILABLE (and counts it) itself instead of Envoy timing out. Dialing
-// happens off the hot path of warm pools, so it gets a second.
+// a write deadline of 8 ms each, which together bound a whole script call, a dial
+// included (callBudget), keep a stuck or unreachable store below Envoy's deadline, so
+// this service answers UNAVAILABLE (and counts it) itself instead of Envoy timing out.
+// Dials outside a script call (a readiness or breaker probe) get a second.
 const (
 	DefaultRedisDialTimeout  = time.Second
 	DefaultRedisReadTimeout  = 8 * time.Millisecond
@@ -68,7 +69,8 @@ type RedisEngine struct {
 	client redis.UniversalClient
 	owned  bool
 	script *redislua.Script
-	batch  *batcher // nil: one round trip per call
+	batch  *batcher      // nil: one round trip per call
+	budget time.Duration // how long a script call may take in all (callBudget)
 }
 
 var _ Engine = (*RedisEngine)(nil)
@@ -106,7 +108,8 @@ func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 		// script after NOSCRIPT on go-redis's pipeline pool: one connection per lane.
 		opt.PipelinePoolSize = max(opt.PipelinePoolSize, batchLanes(o))
 	}
-	e := &RedisEngine{client: redis.NewClient(opt), owned: true, script: redislua.Request}
+	e := NewRedisEngineFromClient(redis.NewClient(opt))
+	e.owned = true
 	if o.Batch {
 		e.EnableBatching(batchLanes(o), o.BatchMax)
 	}
@@ -122,7 +125,28 @@ func batchLanes(o RedisOptions) int {
 
 // NewRedisEngineFromClient runs on a client the caller owns (and closes): Close leaves it open.
 func NewRedisEngineFromClient(c redis.UniversalClient) *RedisEngine {
-	return &RedisEngine{client: c, script: redislua.Request}
+	return &RedisEngine{client: c, script: redislua.Request, budget: callBudget(c)}
+}
+
+// callBudget is how long one script call may take in all, a dial included: the
+// client's write and read timeouts together (16 ms by default). The socket timeouts
+// bound a call on an open connection, not the dial of a new one (DialTimeout, 1 s):
+// against a host that drops connection attempts every call would last until its
+// caller's deadline (Envoy's 20 ms), the breaker would take each failure for the
+// caller giving up, and the circuit would never open. 0 (no bound) when either
+// timeout is off.
+func callBudget(c redis.UniversalClient) time.Duration {
+	var read, write time.Duration
+	switch c := c.(type) {
+	case *redis.Client: // a single server, or the master Sentinel names
+		read, write = c.Options().ReadTimeout, c.Options().WriteTimeout
+	case *redis.ClusterClient:
+		read, write = c.Options().ReadTimeout, c.Options().WriteTimeout
+	}
+	if read <= 0 || write <= 0 {
+		return 0
+	}
+	return read + write
 }
 
 // EnableBatching turns on pipelined batching of concurrent calls (RedisOptions.Batch)
@@ -135,7 +159,7 @@ func (e *RedisEngine) EnableBatching(lanes, maxBatch int) {
 	if maxBatch <= 0 {
 		maxBatch = DefaultRedisBatchMax
 	}
-	e.batch = newBatcher(e.client, e.script, lanes, maxBatch)
+	e.batch = newBatcher(e.client, e.script, lanes, maxBatch, e.budget)
 }
 
 // BatchStats reports the pipelines and script calls batching sent (zero when off).
@@ -229,6 +253,11 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 // call decides one request alone with one script call; a reply whose length does not
 // fit the request is an error.
 func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) ([]int64, error) {
+	if e.budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.budget)
+		defer cancel()
+	}
 	args := scriptArgs(1, func(int) (int64, []LimitCheck) { return now, checks })
 	reply, err := e.script.Run(ctx, e.client, args)
 	if err != nil {

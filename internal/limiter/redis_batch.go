@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -41,7 +42,9 @@ import (
 // single server, while on a cluster the script is first loaded on every master (a
 // pipelined SCRIPT LOAD reaches one node); any that still fail (a flush in between) go
 // as EVAL with the source. A request whose caller gave up before its call was sent is
-// not sent. A call that fails (a timeout, a script error) fails every request in it.
+// not sent. A batch's calls, the NOSCRIPT retry included, take at most the engine's
+// budget (callBudget), whatever its callers' deadlines. A call that fails (a timeout, a
+// script error) fails every request in it.
 
 // Defaults of the batcher.
 const (
@@ -69,6 +72,7 @@ type batcher struct {
 	script *redislua.Script
 	max    int
 	lanes  int
+	budget time.Duration // how long one batch's calls may take in all (callBudget; 0: no bound)
 
 	mu       sync.Mutex
 	pending  []*batchCall // waiting for a lane, oldest first
@@ -80,9 +84,9 @@ type batcher struct {
 	requests  atomic.Uint64 // requests sent (retries included)
 }
 
-func newBatcher(c redis.UniversalClient, s *redislua.Script, lanes, maxBatch int) *batcher {
+func newBatcher(c redis.UniversalClient, s *redislua.Script, lanes, maxBatch int, budget time.Duration) *batcher {
 	cc, _ := c.(*redis.ClusterClient)
-	return &batcher{client: c, cc: cc, script: s, max: maxBatch, lanes: lanes}
+	return &batcher{client: c, cc: cc, script: s, max: maxBatch, lanes: lanes, budget: budget}
 }
 
 var errEngineClosed = errors.New("engine closed")
@@ -214,10 +218,18 @@ func (b *batcher) send(batch []*batchCall) {
 	if len(groups) == 0 {
 		return
 	}
-	for i := range groups {
-		groups[i].cmd = b.command(groups[i].calls, false)
+	// The batch's callers may have deadlines of their own; the call keeps to the
+	// engine's budget, which is shorter than Envoy's deadline by default.
+	ctx := context.Background()
+	if b.budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.budget)
+		defer cancel()
 	}
-	b.exec(groups)
+	for i := range groups {
+		groups[i].cmd = b.command(ctx, groups[i].calls, false)
+	}
+	b.exec(ctx, groups)
 	var retry []*group
 	for i := range groups {
 		if err := groups[i].cmd.Err(); err != nil && redislua.IsNoScript(err) {
@@ -227,7 +239,7 @@ func (b *batcher) send(batch []*batchCall) {
 		groups[i].split()
 	}
 	if len(retry) > 0 {
-		b.reload(retry)
+		b.reload(ctx, retry)
 	}
 }
 
@@ -276,27 +288,27 @@ func hashTag(key string) string {
 
 // command builds one script call (EVALSHA, or EVAL with the source) deciding calls'
 // requests in order, in request.lua's layout (manifest.json).
-func (b *batcher) command(calls []*batchCall, withSource bool) *redis.IntSliceCmd {
+func (b *batcher) command(ctx context.Context, calls []*batchCall, withSource bool) *redis.IntSliceCmd {
 	args := scriptArgs(len(calls), func(i int) (int64, []LimitCheck) { return calls[i].now, calls[i].checks })
-	return b.script.Command(context.Background(), args, withSource)
+	return b.script.Command(ctx, args, withSource)
 }
 
 // exec sends the groups' commands in one round trip.
-func (b *batcher) exec(groups []group) {
+func (b *batcher) exec(ctx context.Context, groups []group) {
 	b.pipelines.Add(1)
 	b.calls.Add(uint64(len(groups)))
 	for i := range groups {
 		b.requests.Add(uint64(len(groups[i].calls)))
 	}
 	if len(groups) == 1 {
-		_ = b.client.Process(context.Background(), groups[0].cmd)
+		_ = b.client.Process(ctx, groups[0].cmd)
 		return
 	}
 	pipe := b.client.Pipeline()
 	for i := range groups {
-		_ = pipe.Process(context.Background(), groups[i].cmd)
+		_ = pipe.Process(ctx, groups[i].cmd)
 	}
-	_, _ = pipe.Exec(context.Background())
+	_, _ = pipe.Exec(ctx)
 }
 
 // split hands each request of the group its part of the reply, or the call's error (a
@@ -327,29 +339,29 @@ func (g *group) split() {
 // NOSCRIPT means the script did not run, so no request is applied twice. On a cluster
 // a pipelined SCRIPT LOAD reaches one node, so the script is loaded on every master
 // first (loadOnMasters), one round trip more.
-func (b *batcher) reload(retry []*group) {
+func (b *batcher) reload(ctx context.Context, retry []*group) {
 	pipe := b.client.Pipeline()
 	if b.cc != nil {
 		b.pipelines.Add(1)
 		b.loadOnMasters()
 	} else {
-		pipe.ScriptLoad(context.Background(), b.script.Source())
+		pipe.ScriptLoad(ctx, b.script.Source())
 	}
 	for _, g := range retry {
-		g.cmd = b.command(g.calls, false)
-		_ = pipe.Process(context.Background(), g.cmd)
+		g.cmd = b.command(ctx, g.calls, false)
+		_ = pipe.Process(ctx, g.cmd)
 		b.calls.Add(1)
 		b.requests.Add(uint64(len(g.calls)))
 	}
 	b.pipelines.Add(1)
-	_, _ = pipe.Exec(context.Background())
+	_, _ = pipe.Exec(ctx)
 	for _, g := range retry {
 		if err := g.cmd.Err(); err != nil && redislua.IsNoScript(err) {
-			g.cmd = b.command(g.calls, true)
+			g.cmd = b.command(ctx, g.calls, true)
 			b.pipelines.Add(1)
 			b.calls.Add(1)
 			b.requests.Add(uint64(len(g.calls)))
-			_ = b.client.Process(context.Background(), g.cmd)
+			_ = b.client.Process(ctx, g.cmd)
 		}
 		g.split()
 	}
