@@ -436,6 +436,7 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 	ro := c.redis()
 	c.perf.applyRedis(&ro)
+	ro.ProbeKey = c.keyPrefix + "probe" // no storage key: a digit follows the prefix there
 	name := c.engine
 	if name == "" {
 		name = "memory"

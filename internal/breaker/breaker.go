@@ -2,9 +2,9 @@
 // outage costs at most one store timeout per request in flight when it starts, not one
 // per request for as long as it lasts. After Threshold consecutive store failures the
 // circuit opens: calls fail at once with limiter.ErrStore (and the store failure policy
-// answers them) while a background probe pings the store every ProbeInterval; the first
-// successful ping closes the circuit. A call counts as failed when the store failed it,
-// not when its caller gave up.
+// answers them) while a background probe pings the store, FirstProbe after opening and
+// then every ProbeInterval; the first successful ping closes the circuit. A call counts
+// as failed when the store failed it, not when its caller gave up.
 package breaker
 
 import (
@@ -112,16 +112,23 @@ func (e *Engine) trip(cause error) {
 	go e.probe()
 }
 
+// FirstProbe is how soon after opening the circuit the store is probed the first time
+// (at most ProbeInterval); later probes follow every ProbeInterval. A stall of a few
+// tens of milliseconds (a slow fork, a long command) opens the circuit too, and should
+// not cost a whole interval of answers from the failure policy.
+const FirstProbe = 50 * time.Millisecond
+
 // probe pings the store until it answers, then closes the circuit.
 func (e *Engine) probe() {
 	defer e.probing.Done()
-	t := time.NewTicker(e.opts.ProbeInterval)
+	t := time.NewTimer(min(FirstProbe, e.opts.ProbeInterval))
 	defer t.Stop()
 	for {
 		select {
 		case <-e.stop:
 			return
 		case <-t.C:
+			t.Reset(e.opts.ProbeInterval)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.ProbeTimeout)
 		err := e.pinger.Ping(ctx)

@@ -265,3 +265,31 @@ func oneCheck(t *testing.T) []limiter.LimitCheck {
 	}
 	return []limiter.LimitCheck{{Key: "breaker:slow", Params: p, Cost: 1}}
 }
+
+// A short stall opens the circuit, and the first probe, FirstProbe after it opened,
+// closes it again: with an hour between later probes the circuit would otherwise stay
+// open for the hour.
+func TestFirstProbeComesSoon(t *testing.T) {
+	srv := testredis.Start(t)
+	// Timeouts a busy machine cannot trip by accident: only the frozen Redis fails a call.
+	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(re, re, Options{Threshold: 1, ProbeInterval: time.Hour, ProbeTimeout: time.Second})
+	defer e.Close()
+	checks, out := oneCheck(t), make([]limiter.Decision, 1)
+	srv.Pause()
+	_, err = e.Evaluate(context.Background(), 0, checks, out)
+	srv.Resume()
+	if !e.Open() {
+		t.Fatalf("a call to a frozen Redis (%v) did not open the circuit", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Open() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if e.Open() {
+		t.Fatal("the circuit is still open 5 s after Redis resumed: no early probe")
+	}
+}

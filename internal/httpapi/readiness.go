@@ -90,9 +90,9 @@ func (r *Readiness) record(err error) {
 	case errors.Is(err, errNoRules):
 		r.opts.Log.Warn("not ready: no rules loaded")
 	case err != nil:
-		r.opts.Log.Warn("not ready: store unreachable", "error", err)
+		r.opts.Log.Warn("not ready: the store check failed", "error", err)
 	case wasKnown:
-		r.opts.Log.Info("ready: store reachable again", "unready_for", down.Round(time.Millisecond))
+		r.opts.Log.Info("ready: the store answers again", "unready_for", down.Round(time.Millisecond))
 	}
 	if r.opts.OnChange != nil {
 		r.opts.OnChange(err)

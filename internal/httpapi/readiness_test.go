@@ -113,10 +113,10 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	}
 
 	log := logs.String()
-	if n := strings.Count(log, "not ready: store unreachable"); n != 1 {
+	if n := strings.Count(log, "not ready: the store check failed"); n != 1 {
 		t.Errorf("%d 'unreachable' lines for one outage, want 1:\n%s", n, log)
 	}
-	if n := strings.Count(log, "ready: store reachable again"); n != 1 {
+	if n := strings.Count(log, "ready: the store answers again"); n != 1 {
 		t.Errorf("%d 'reachable again' lines for one recovery, want 1:\n%s", n, log)
 	}
 	if n := strings.Count(log, "\n"); n != 2 {

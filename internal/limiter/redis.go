@@ -59,6 +59,11 @@ type RedisOptions struct {
 	Batch      bool
 	BatchMax   int
 	BatchLanes int
+	// ProbeKey, when set, is a key Ping writes (SET ... PX 1000) after PING: a replica
+	// (READONLY) or a Redis out of memory under noeviction (OOM) answers PING but
+	// refuses every script call, and readiness and the circuit breaker's probe must
+	// see that. It must not be a storage key (the server uses its key prefix + "probe").
+	ProbeKey string
 }
 
 // RedisEngine keeps state in Redis and evaluates a whole request with one script call
@@ -69,8 +74,9 @@ type RedisEngine struct {
 	client redis.UniversalClient
 	owned  bool
 	script *redislua.Script
-	batch  *batcher      // nil: one round trip per call
-	budget time.Duration // how long a script call may take in all (callBudget)
+	batch    *batcher      // nil: one round trip per call
+	budget   time.Duration // how long a script call may take in all (callBudget)
+	probeKey string        // RedisOptions.ProbeKey
 }
 
 var _ Engine = (*RedisEngine)(nil)
@@ -109,7 +115,7 @@ func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 		opt.PipelinePoolSize = max(opt.PipelinePoolSize, batchLanes(o))
 	}
 	e := NewRedisEngineFromClient(redis.NewClient(opt))
-	e.owned = true
+	e.owned, e.probeKey = true, o.ProbeKey
 	if o.Batch {
 		e.EnableBatching(batchLanes(o), o.BatchMax)
 	}
@@ -269,10 +275,16 @@ func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) 
 	return reply, nil
 }
 
-// Ping checks that Redis answers (readiness); on a cluster, every master does.
+// Ping checks that Redis answers (readiness, and the circuit breaker's probe); on a
+// cluster, every master does. With a ProbeKey it also checks that Redis takes writes.
 func (e *RedisEngine) Ping(ctx context.Context) error {
 	if err := pingStore(ctx, e.client); err != nil {
 		return fmt.Errorf("%w: redis: %w", ErrStore, err)
+	}
+	if e.probeKey != "" {
+		if err := e.client.Set(ctx, e.probeKey, "1", time.Second).Err(); err != nil {
+			return fmt.Errorf("%w: redis: a write (SET %s) failed: %w", ErrStore, e.probeKey, err)
+		}
 	}
 	return nil
 }

@@ -531,6 +531,64 @@ func TestRedisDown(t *testing.T) {
 	}
 }
 
+// A Redis that answers PING but refuses writes, out of memory under noeviction or a
+// replica, refuses every script call: with a ProbeKey, Ping fails too (readiness and the
+// breaker's probe see the outage), naming the refusal; without one it passes.
+func TestRedisPingChecksWrites(t *testing.T) {
+	srv := testredis.Start(t)
+	c, ctx := srv.Client(), context.Background()
+	probing, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ProbeKey: "rlx:probe",
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probing.Close()
+	plain, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := probing.Ping(ctx); err != nil {
+		t.Fatalf("a healthy Redis: %v", err)
+	}
+	if ttl := c.PTTL(ctx, "rlx:probe").Val(); ttl <= 0 || ttl > time.Second {
+		t.Errorf("the probe key's TTL is %v, want at most 1 s", ttl)
+	}
+	checks := oneCheck(params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 1000}), uniquePrefix(t), 1)
+	for _, tc := range []struct {
+		name          string
+		breaks, mends [][]any
+		refusal       string
+	}{
+		{"out of memory", [][]any{{"CONFIG", "SET", "maxmemory-policy", "noeviction"}, {"CONFIG", "SET", "maxmemory", "1"}},
+			[][]any{{"CONFIG", "SET", "maxmemory", "0"}}, "OOM"},
+		{"a replica", [][]any{{"REPLICAOF", "127.0.0.1", "1"}}, [][]any{{"REPLICAOF", "NO", "ONE"}}, "READONLY"},
+	} {
+		for _, cmd := range tc.breaks {
+			if err := c.Do(ctx, cmd...).Err(); err != nil {
+				t.Fatal(tc.name, cmd, err)
+			}
+		}
+		if _, err := probing.Evaluate(ctx, 0, checks, make([]limiter.Decision, 1)); err == nil || !strings.Contains(err.Error(), tc.refusal) {
+			t.Errorf("%s: a script call: %v, want the %s refusal", tc.name, err, tc.refusal)
+		}
+		if err := probing.Ping(ctx); !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), tc.refusal) {
+			t.Errorf("%s: Ping with a ProbeKey: %v, want ErrStore naming %s", tc.name, err, tc.refusal)
+		}
+		if err := plain.Ping(ctx); err != nil {
+			t.Errorf("%s: Ping without a ProbeKey: %v, want nil (PING answers)", tc.name, err)
+		}
+		for _, cmd := range tc.mends {
+			if err := c.Do(ctx, cmd...).Err(); err != nil {
+				t.Fatal(tc.name, cmd, err)
+			}
+		}
+		if err := probing.Ping(ctx); err != nil {
+			t.Errorf("%s mended: %v", tc.name, err)
+		}
+	}
+}
+
 // A key of another Redis type, or state written by another algorithm, reads as cold
 // and is overwritten.
 func TestRedisForeignState(t *testing.T) {

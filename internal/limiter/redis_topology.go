@@ -121,7 +121,7 @@ func newRedisSentinelEngine(o RedisOptions) (*RedisEngine, error) {
 // options ask for.
 func ownedEngine(c redis.UniversalClient, o RedisOptions) *RedisEngine {
 	e := NewRedisEngineFromClient(c)
-	e.owned = true
+	e.owned, e.probeKey = true, o.ProbeKey
 	if o.Batch {
 		e.EnableBatching(o.BatchLanes, o.BatchMax)
 	}

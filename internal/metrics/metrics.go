@@ -11,6 +11,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -289,7 +290,7 @@ func errorKind(err error) string {
 		return "canceled"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	case errors.As(err, new(*net.OpError)):
+	case errors.As(err, new(*net.OpError)), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "unreachable"
 	}
 	return "other"

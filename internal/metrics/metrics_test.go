@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -398,6 +399,12 @@ func TestStoreErrorsAreCounted(t *testing.T) {
 		if got := scrape(t, srv.URL)[series(kind)]; got != 1 {
 			t.Errorf("%s = %v, want 1", series(kind), got)
 		}
+	}
+	// A pooled connection that Redis closed (a restart, CLIENT KILL) ends in EOF.
+	before := scrape(t, srv.URL)[series("unreachable")]
+	m.Engine("redis", failingEngine{err: fmt.Errorf("%w: redis: %w", limiter.ErrStore, io.EOF)}).Evaluate(context.Background(), 0, nil, nil)
+	if got := scrape(t, srv.URL)[series("unreachable")]; got != before+1 {
+		t.Errorf("a closed connection (EOF): %s = %v, want %v", series("unreachable"), got, before+1)
 	}
 	m.Engine("redis", failingEngine{err: fmt.Errorf("%w: cost too large", limiter.ErrBadRequest)}).Evaluate(context.Background(), 0, nil, nil)
 	if got := scrape(t, srv.URL)[series("other")]; got != 1 {
