@@ -71,9 +71,9 @@ type RedisOptions struct {
 // call (redis_batch.go): atomic on a single Redis either way. With Redis
 // Cluster every key of one request must hash to one slot (the script is one command).
 type RedisEngine struct {
-	client redis.UniversalClient
-	owned  bool
-	script *redislua.Script
+	client   redis.UniversalClient
+	owned    bool
+	script   *redislua.Script
 	batch    *batcher      // nil: one round trip per call
 	budget   time.Duration // how long a script call may take in all (callBudget)
 	probeKey string        // RedisOptions.ProbeKey
