@@ -124,7 +124,7 @@ func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]int
 			return nil, ctx.Err()
 		}
 		b.mu.Unlock()
-		<-c.done // taken into a batch or handed a lane: signaled soon (socket timeouts bound it)
+		<-c.done // taken into a batch or handed a lane: signaled soon (the call budget bounds it)
 	}
 	if c.leads {
 		c.leads = false
