@@ -436,7 +436,7 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 	ro := c.redis()
 	c.perf.applyRedis(&ro)
-	ro.ProbeKey = c.keyPrefix + "probe" // no storage key: a digit follows the prefix there
+	ro.ProbeKey = probeKey(c.keyPrefix)
 	name := c.engine
 	if name == "" {
 		name = "memory"
@@ -485,4 +485,15 @@ func recoverInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}()
 		return h(ctx, req)
 	}
+}
+
+// probeKey is the key readiness writes to check that Redis takes writes: the key
+// prefix + "probe", never a storage key (a digit or, on a cluster, "{" follows the
+// prefix there); without a prefix a name of its own, not a bare "probe" that another
+// application sharing the database might use.
+func probeKey(prefix string) string {
+	if prefix == "" {
+		return "ratelimit-ext:probe"
+	}
+	return prefix + "probe"
 }

@@ -119,7 +119,7 @@ func fromWorkingDir(err error, dir string) error {
 		return err
 	}
 	for i := range le.Errors {
-		if e := &le.Errors[i]; e.File != dir { // the directory itself is named as given
+		if e := &le.Errors[i]; e.Field != "dir" || e.File != dir { // the directory itself is named as given
 			e.File = filepath.Join(dir, e.File)
 		}
 	}

@@ -42,6 +42,7 @@ type Engine struct {
 	opts     Options
 	open     atomic.Bool
 	failures atomic.Int64
+	closedAt time.Time  // when the circuit last closed (under mu)
 	mu       sync.Mutex // serialises opening and closing
 	stop     chan struct{}
 	probing  sync.WaitGroup
@@ -108,8 +109,15 @@ func (e *Engine) trip(cause error) {
 	if e.opts.OnChange != nil {
 		e.opts.OnChange(true, cause)
 	}
+	// The first probe comes soon, unless the circuit reopens within ProbeInterval of
+	// closing: a store that answers the probe but fails calls would otherwise make
+	// the circuit flap every FirstProbe.
+	first := min(FirstProbe, e.opts.ProbeInterval)
+	if !e.closedAt.IsZero() && time.Since(e.closedAt) < e.opts.ProbeInterval {
+		first = e.opts.ProbeInterval
+	}
 	e.probing.Add(1)
-	go e.probe()
+	go e.probe(first)
 }
 
 // FirstProbe is how soon after opening the circuit the store is probed the first time
@@ -118,10 +126,11 @@ func (e *Engine) trip(cause error) {
 // not cost a whole interval of answers from the failure policy.
 const FirstProbe = 50 * time.Millisecond
 
-// probe pings the store until it answers, then closes the circuit.
-func (e *Engine) probe() {
+// probe pings the store, first after first and then every ProbeInterval, until it
+// answers; then it closes the circuit.
+func (e *Engine) probe(first time.Duration) {
 	defer e.probing.Done()
-	t := time.NewTimer(min(FirstProbe, e.opts.ProbeInterval))
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
@@ -137,6 +146,7 @@ func (e *Engine) probe() {
 			e.mu.Lock()
 			e.failures.Store(0)
 			e.open.Store(false)
+			e.closedAt = time.Now()
 			if e.opts.OnChange != nil {
 				e.opts.OnChange(false, nil)
 			}

@@ -190,7 +190,7 @@ func deadHost(t *testing.T) string {
 	return addr
 }
 
-// A Redis host that drops connection attempts, with callers whose deadline (Envoy's
+// A Redis host that drops connection attempts, with callers whose deadline (Envoy's is
 // 20 ms) is shorter than the 1 s dial timeout: each call fails at the engine's budget
 // (its read and write timeouts, 5 + 5 ms here), before its caller gives up, so the
 // failures count, the circuit opens after the threshold and later calls fail at once
@@ -209,7 +209,9 @@ func TestDeadHostOpensTheCircuit(t *testing.T) {
 			checks, out := oneCheck(t), make([]limiter.Decision, 1)
 			var kinds []string
 			for range 6 {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+				// Any caller deadline between the budget and the dial timeout; a roomy
+				// one, so that a busy machine cannot end the call before the budget.
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 				_, err := e.Evaluate(ctx, 0, checks, out)
 				cancel()
 				switch {
@@ -291,5 +293,45 @@ func TestFirstProbeComesSoon(t *testing.T) {
 	}
 	if e.Open() {
 		t.Fatal("the circuit is still open 5 s after Redis resumed: no early probe")
+	}
+}
+
+// A store that answers the probe but fails every call (here an ACL that forbids
+// scripts) must not make the circuit flap every FirstProbe: after a reopen within
+// ProbeInterval of closing, the next probe waits the whole interval.
+func TestNoFlappingWhenProbesPassAndCallsFail(t *testing.T) {
+	srv := testredis.Start(t)
+	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: time.Second, WriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closes atomic.Int32
+	e := New(re, re, Options{Threshold: 1, ProbeInterval: 2 * time.Second, OnChange: func(open bool, _ error) {
+		if !open {
+			closes.Add(1)
+		}
+	}})
+	defer e.Close()
+	ctx := context.Background()
+	if err := srv.Client().Do(ctx, "ACL", "SETUSER", "default", "-evalsha", "-eval").Err(); err != nil {
+		t.Fatal(err)
+	}
+	checks, out := oneCheck(t), make([]limiter.Decision, 1)
+	if _, err := e.Evaluate(ctx, 0, checks, out); err == nil || !e.Open() {
+		t.Fatalf("a forbidden script call: %v, circuit open %v", err, e.Open())
+	}
+	deadline := time.Now().Add(time.Second)
+	for e.Open() && time.Now().Before(deadline) { // the first probe, FirstProbe after opening
+		time.Sleep(5 * time.Millisecond)
+	}
+	if e.Open() {
+		t.Fatal("the first probe did not close the circuit")
+	}
+	if _, err := e.Evaluate(ctx, 0, checks, out); err == nil || !e.Open() {
+		t.Fatalf("again: %v, circuit open %v", err, e.Open())
+	}
+	time.Sleep(500 * time.Millisecond) // well past FirstProbe, well before ProbeInterval
+	if !e.Open() || closes.Load() != 1 {
+		t.Fatalf("reopened within ProbeInterval of closing, the circuit closed again after %d ms (closes: %d): it flaps", 500, closes.Load())
 	}
 }

@@ -59,7 +59,7 @@ type RedisOptions struct {
 	Batch      bool
 	BatchMax   int
 	BatchLanes int
-	// ProbeKey, when set, is a key Ping writes (SET ... PX 1000) after PING: a replica
+	// ProbeKey, when set, is a key Ping writes (SET with a 1 s expiry) after PING: a replica
 	// (READONLY) or a Redis out of memory under noeviction (OOM) answers PING but
 	// refuses every script call, and readiness and the circuit breaker's probe must
 	// see that. It must not be a storage key (the server uses its key prefix + "probe").
@@ -134,13 +134,20 @@ func NewRedisEngineFromClient(c redis.UniversalClient) *RedisEngine {
 	return &RedisEngine{client: c, script: redislua.Request, budget: callBudget(c)}
 }
 
+// errCallBudget is the cause of a call's context that ran out of its budget, as opposed
+// to its caller's deadline (the cluster guard reloads the slot map after the one, not
+// after the other).
+var errCallBudget = errors.New("redis: the call's read + write timeouts ran out")
+
 // callBudget is how long one script call may take in all, a dial included: the
 // client's write and read timeouts together (16 ms by default). The socket timeouts
 // bound a call on an open connection, not the dial of a new one (DialTimeout, 1 s):
 // against a host that drops connection attempts every call would last until its
 // caller's deadline (Envoy's 20 ms), the breaker would take each failure for the
 // caller giving up, and the circuit would never open. 0 (no bound) when either
-// timeout is off.
+// timeout is off. (A client given to NewRedisEngineFromClient without
+// ContextTimeoutEnabled takes its socket deadlines from its timeouts alone: there the
+// budget bounds the wait for a connection and a dial.)
 func callBudget(c redis.UniversalClient) time.Duration {
 	var read, write time.Duration
 	switch c := c.(type) {
@@ -261,7 +268,7 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) ([]int64, error) {
 	if e.budget > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.budget)
+		ctx, cancel = context.WithTimeoutCause(ctx, e.budget, errCallBudget)
 		defer cancel()
 	}
 	args := scriptArgs(1, func(int) (int64, []LimitCheck) { return now, checks })

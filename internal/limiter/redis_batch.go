@@ -223,7 +223,7 @@ func (b *batcher) send(batch []*batchCall) {
 	ctx := context.Background()
 	if b.budget > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.budget)
+		ctx, cancel = context.WithTimeoutCause(ctx, b.budget, errCallBudget)
 		defer cancel()
 	}
 	for i := range groups {
@@ -343,7 +343,7 @@ func (b *batcher) reload(ctx context.Context, retry []*group) {
 	pipe := b.client.Pipeline()
 	if b.cc != nil {
 		b.pipelines.Add(1)
-		b.loadOnMasters()
+		b.loadOnMasters(ctx)
 	} else {
 		pipe.ScriptLoad(ctx, b.script.Source())
 	}
@@ -367,14 +367,11 @@ func (b *batcher) reload(ctx context.Context, retry []*group) {
 	}
 }
 
-// loadOnMasters loads the script on every master at once, within the client's read and
-// write timeouts: a master that is down or slow (NOSCRIPT often follows a failover)
-// holds the retried calls no longer than a call would wait for it. A master that
-// missed the load answers NOSCRIPT again, and its calls run as EVAL.
-func (b *batcher) loadOnMasters() {
-	o := b.cc.Options()
-	ctx, cancel := context.WithTimeout(context.Background(), o.ReadTimeout+o.WriteTimeout)
-	defer cancel()
+// loadOnMasters loads the script on every master at once, within the batch's budget
+// (ctx): a master that is down or slow (NOSCRIPT often follows a failover) holds the
+// retried calls no longer than a call would wait for it. A master that missed the load
+// answers NOSCRIPT again, and its calls run as EVAL.
+func (b *batcher) loadOnMasters(ctx context.Context) {
 	_ = b.cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		return m.ScriptLoad(ctx, b.script.Source()).Err()
 	})

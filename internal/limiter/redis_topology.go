@@ -85,6 +85,13 @@ func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if opt.MinRetryBackoff == 0 {
+		// Follow MOVED and ASK at once. A pipeline (a batch of several hash tags) waits
+		// the backoff, 10–30 ms by default, before following a redirect: past the call
+		// budget, whose expiry then fails the batch's other calls too, although they ran
+		// (go-redis sets the pipeline's error on every command).
+		opt.MinRetryBackoff = -1
+	}
 	c := redis.NewClusterClient(opt)
 	// max_retries in the URL turns retries on, as it does for a single server.
 	c.AddHook(clusterGuard{client: c, noRetry: opt.MaxRetries <= 0})
@@ -222,10 +229,11 @@ func (g clusterGuard) wrap(cmd redis.Cmder) redis.Cmder {
 }
 
 // reloadAfter asks for a slot map reload after a failure that may mean a node is gone:
-// a network error, a timeout or CLUSTERDOWN (not a Redis error such as NOSCRIPT, and
-// not a caller that gave up).
+// a network error, a timeout (the call's budget running out included) or CLUSTERDOWN
+// (not a Redis error such as NOSCRIPT, and not a caller that gave up).
 func (g clusterGuard) reloadAfter(ctx context.Context, err error) bool {
-	if err == nil || ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+	gaveUp := ctx.Err() != nil && !errors.Is(context.Cause(ctx), errCallBudget)
+	if err == nil || gaveUp || errors.Is(err, redis.ErrClosed) {
 		return false
 	}
 	var rerr redis.Error
