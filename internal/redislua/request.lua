@@ -724,7 +724,7 @@ local function decide_one(kb, p, cost, now, reply)
       store(key, e, nxt, now)
     end
   end
-  local m = #reply
+  local m = #reply -- then put_decision, written out as the read above is
   reply[m + 1] = now
   reply[m + 2] = (ok or p.shadow) and 1 or 0
   reply[m + 3] = ok and 1 or 0
