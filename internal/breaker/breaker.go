@@ -42,6 +42,7 @@ type Engine struct {
 	opts     Options
 	open     atomic.Bool
 	failures atomic.Int64
+	lastCall atomic.Uint64 // the batched call whose failure was counted last (limiter.FailedCall)
 	closedAt time.Time  // when the circuit last closed (under mu)
 	mu       sync.Mutex // serialises opening and closing
 	stop     chan struct{}
@@ -74,7 +75,11 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 		e.failures.Store(0)
 	case errors.Is(err, limiter.ErrStore) && !gaveUp(ctx):
 		// A caller that gave up is not the store's fault (the store's own timeouts,
-		// shorter than Envoy's deadline, fail a call first); anything else counts.
+		// shorter than Envoy's deadline, fail a call first); anything else counts,
+		// a batched call once, not once per request it carried.
+		if call, ok := limiter.FailedCall(err); ok && e.lastCall.Swap(call) == call {
+			break
+		}
 		if e.failures.Add(1) >= int64(e.opts.Threshold) {
 			e.trip(err)
 		}

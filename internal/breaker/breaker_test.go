@@ -335,3 +335,51 @@ func TestNoFlappingWhenProbesPassAndCallsFail(t *testing.T) {
 		t.Fatalf("reopened within ProbeInterval of closing, the circuit closed again after %d ms (closes: %d): it flaps", 500, closes.Load())
 	}
 }
+
+// A batched call that fails fails every request it carried; the breaker counts it once,
+// so --store-breaker-threshold counts failed store calls, not the requests that
+// happened to share one. With one lane and Redis frozen, ten concurrent requests make
+// two calls (one alone, then the nine that queued meanwhile): two failures, below the
+// threshold of three; a third failed call opens the circuit.
+func TestBatchedCallCountsOnce(t *testing.T) {
+	srv := testredis.Start(t)
+	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), Batch: true, BatchLanes: 1,
+		ReadTimeout: 150 * time.Millisecond, WriteTimeout: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour})
+	defer e.Close()
+	checks := oneCheck(t)
+	if _, err := e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1)); err != nil {
+		t.Fatal(err) // a pooled connection: the calls below wait on Redis, not on a dial
+	}
+	srv.Pause()
+	defer srv.Resume()
+	before := re.BatchStats()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1)); errors.Is(err, limiter.ErrStore) && !errors.Is(err, ErrOpen) {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	calls := re.BatchStats().Calls - before.Calls
+	if failed.Load() != 10 || calls > 2 {
+		t.Fatalf("%d of 10 requests failed in %d calls, want 10 in at most 2", failed.Load(), calls)
+	}
+	if e.Open() {
+		t.Fatalf("%d failed calls of 10 requests opened the circuit (threshold 3 calls)", calls)
+	}
+	for i := uint64(0); i < 3-calls; i++ {
+		e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1))
+	}
+	if !e.Open() {
+		t.Fatal("3 failed calls did not open the circuit")
+	}
+}

@@ -79,6 +79,7 @@ type batcher struct {
 	inflight int          // lanes in use
 	closed   bool
 
+	seq       atomic.Uint64 // numbers the script calls (BatchCallError)
 	pipelines atomic.Uint64 // round trips sent (retries included)
 	calls     atomic.Uint64 // script calls sent (retries included)
 	requests  atomic.Uint64 // requests sent (retries included)
@@ -209,6 +210,28 @@ type group struct {
 	tag   string // the hash tag its keys share (cluster only)
 	calls []*batchCall
 	cmd   *redis.IntSliceCmd
+	id    uint64 // this call's number, for BatchCallError
+}
+
+// BatchCallError is the error of one batched script call, which every request in the
+// call gets: Call tells the failures of different calls apart (the circuit breaker
+// counts one failed call once, however many requests it carried).
+type BatchCallError struct {
+	Call uint64
+	Err  error
+}
+
+func (e *BatchCallError) Error() string { return e.Err.Error() }
+func (e *BatchCallError) Unwrap() error { return e.Err }
+
+// FailedCall returns the number of the batched script call whose failure err is, if it
+// is one.
+func FailedCall(err error) (uint64, bool) {
+	var ce *BatchCallError
+	if errors.As(err, &ce) {
+		return ce.Call, true
+	}
+	return 0, false
 }
 
 // send decides one batch: one script call (per hash tag on a cluster), and stores each
@@ -228,6 +251,7 @@ func (b *batcher) send(batch []*batchCall) {
 	}
 	for i := range groups {
 		groups[i].cmd = b.command(ctx, groups[i].calls, false)
+		groups[i].id = b.seq.Add(1)
 	}
 	b.exec(ctx, groups)
 	var retry []*group
@@ -321,6 +345,9 @@ func (g *group) split() {
 	}
 	if err == nil && len(reply) != want {
 		err = fmt.Errorf("script reply has %d values for %d requests, want %d", len(reply), len(g.calls), want)
+	}
+	if err != nil {
+		err = &BatchCallError{Call: g.id, Err: err}
 	}
 	off := 0
 	for _, c := range g.calls {
