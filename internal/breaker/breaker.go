@@ -43,8 +43,8 @@ type Engine struct {
 	open     atomic.Bool
 	failures atomic.Int64
 	lastCall atomic.Uint64 // the batched call whose failure was counted last (limiter.FailedCall)
-	closedAt time.Time  // when the circuit last closed (under mu)
-	mu       sync.Mutex // serialises opening and closing
+	closedAt time.Time     // when the circuit last closed (under mu)
+	mu       sync.Mutex    // serialises opening and closing
 	stop     chan struct{}
 	probing  sync.WaitGroup
 	closed   atomic.Bool
