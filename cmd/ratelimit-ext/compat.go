@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -55,6 +56,32 @@ var ignoredLegacy = map[string]string{
 	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "/healthcheck and readiness always wait for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, the empty start counts)",
 	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "/healthcheck never follows the store (as with this off); /readyz and grpc.health.v1 always do: probe /readyz for readiness that includes Redis",
 	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION":    "the Redis server's certificate is always verified, host name included",
+	"MERGE_DOMAIN_CONFIG":                     "each domain must be in one file: a second file with the same domain is an error",
+	"GRPC_UDS":                                "the gRPC server listens on TCP (--grpc-addr)",
+	"DEBUG_HOST":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
+	"DEBUG_PORT":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
+	"GRPC_MAX_CONNECTION_AGE":                 "gRPC connections are not aged out",
+	"GRPC_MAX_CONNECTION_AGE_GRACE":           "gRPC connections are not aged out",
+	"STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT": "a denied request never consumes anything here",
+	"LIMIT_LIMIT_HEADER":                      "set Envoy's enable_x_ratelimit_headers: DRAFT_VERSION_03, or --ratelimit-headers for the IETF fields",
+	"LIMIT_REMAINING_HEADER":                  "set Envoy's enable_x_ratelimit_headers: DRAFT_VERSION_03, or --ratelimit-headers for the IETF fields",
+	"LIMIT_RESET_HEADER":                      "set Envoy's enable_x_ratelimit_headers: DRAFT_VERSION_03, or --ratelimit-headers for the IETF fields",
+	"USE_DOG_STATSD":                          "statsd is not supported; scrape /metrics",
+	"USE_DOG_STATSD_MOGRIFIERS":               "statsd is not supported; scrape /metrics",
+	"EXTRA_TAGS":                              "statsd is not supported; scrape /metrics",
+	"MEMCACHE_HOST_PORT":                      "memcached is not supported: use Redis (--redis-url)",
+	"MEMCACHE_SRV":                            "memcached is not supported: use Redis (--redis-url)",
+	"MEMCACHE_SRV_REFRESH":                    "memcached is not supported: use Redis (--redis-url)",
+	"MEMCACHE_MAX_IDLE_CONNS":                 "memcached is not supported: use Redis (--redis-url)",
+	"REDIS_PERSECOND":                         "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_URL":                     "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_SOCKET_TYPE":             "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_TYPE":                    "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_AUTH":                    "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_TLS":                     "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_POOL_SIZE":               "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_PIPELINE_WINDOW":         "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_PIPELINE_LIMIT":          "one Redis holds every limit: per-second limits are not split out",
 	// envoyproxy/ratelimit reads its client CA from GRPC_CLIENT_TLS_CACERT; Envoy
 	// Gateway sets this name, which it never reads, so Envoy's client certificate is
 	// not checked there. Requiring it here would be a change the operator did not ask for.
@@ -99,17 +126,30 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	if err != nil {
 		return notes, err
 	}
-	switch root, ok := get("RUNTIME_ROOT"); {
+	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
+	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := get(v); return ok })
+	switch {
 	case xds:
 		// Envoy Gateway sets them though its rules come over xDS; they are unused there too.
-		for _, v := range []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY"} {
+		for _, v := range runtimeVars {
 			if _, ok := get(v); ok {
 				m.ignore(v, "rules come from the xDS server (CONFIG_TYPE=GRPC_XDS_SOTW)")
 			}
 		}
-	case ok:
+	case firstRuntime >= 0:
+		// envoyproxy/ratelimit reads ROOT/SUBDIRECTORY/APPDIRECTORY, with its defaults
+		// for the parts not set; one note, under the first of them that is set.
+		root, ok := get("RUNTIME_ROOT")
+		if !ok {
+			root = "/srv/runtime_data/current"
+		}
 		sub, _ := get("RUNTIME_SUBDIRECTORY")
-		set("RUNTIME_ROOT", "config-dir", strings.TrimSuffix(root, "/")+"/"+strings.Trim(sub, "/")+"/config")
+		app, ok := get("RUNTIME_APPDIRECTORY")
+		if !ok {
+			app = "config"
+		}
+		dir := strings.TrimSuffix(root, "/") + "/" + strings.Trim(sub, "/") + "/" + strings.Trim(app, "/")
+		set(runtimeVars[firstRuntime], "config-dir", path.Clean(dir))
 	}
 	for legacy, flag := range map[string]string{"PORT": "http-addr", "GRPC_PORT": "grpc-addr"} {
 		if v, ok := get(legacy); ok {
@@ -189,7 +229,10 @@ func mapLegacyRedis(m mapper) error {
 		}
 	}
 	auth, _ := get("REDIS_AUTH")
-	if socket, _ := get("REDIS_SOCKET_TYPE"); strings.EqualFold(socket, "unix") {
+	// envoyproxy/ratelimit's default socket type is unix; a TCP address without it set
+	// is far more common here, so an unset type means TCP unless the URL is a path.
+	socket, set := get("REDIS_SOCKET_TYPE")
+	if strings.EqualFold(socket, "unix") || (!set && strings.HasPrefix(addr, "/")) {
 		setRedisURL(m, "unix://", redisUserinfo(auth), addr, "", nil)
 		used("REDIS_SOCKET_TYPE", "a unix:// socket")
 		used("REDIS_AUTH", "the password in the Redis URL")
