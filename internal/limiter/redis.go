@@ -288,10 +288,17 @@ func (e *RedisEngine) Ping(ctx context.Context) error {
 	if err := pingStore(ctx, e.client); err != nil {
 		return fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
-	if e.probeKey != "" {
-		if err := e.client.Set(ctx, e.probeKey, "1", time.Second).Err(); err != nil {
-			return fmt.Errorf("%w: redis: a write (SET %s) failed: %w", ErrStore, e.probeKey, err)
+	if e.probeKey == "" {
+		return nil
+	}
+	if cc, ok := e.client.(*redis.ClusterClient); ok {
+		if err := writeEveryMaster(ctx, cc, e.probeKey); err != nil {
+			return fmt.Errorf("%w: redis: %w", ErrStore, err)
 		}
+		return nil
+	}
+	if err := e.client.Set(ctx, e.probeKey, "1", time.Second).Err(); err != nil {
+		return fmt.Errorf("%w: redis: a write (SET %s) failed: %w", ErrStore, e.probeKey, err)
 	}
 	return nil
 }

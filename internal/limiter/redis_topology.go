@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -149,6 +150,58 @@ func pingStore(ctx context.Context, c redis.UniversalClient) error {
 		}
 		return nil
 	})
+}
+
+// writeEveryMaster writes a key with a 1 s expiry on every master of the cluster: key
+// behind a hash tag that puts it in a slot the master serves, so that a master that
+// refuses writes (out of memory, or a replica that still holds slots) is seen
+// whichever master it is.
+func writeEveryMaster(ctx context.Context, cc *redis.ClusterClient, key string) error {
+	slots, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, s := range slots {
+		if len(s.Nodes) == 0 || seen[s.Nodes[0].Addr] {
+			continue
+		}
+		seen[s.Nodes[0].Addr] = true
+		k := "{" + tagInSlots(s.Start, s.End) + "}" + key
+		if err := cc.Set(ctx, k, "1", time.Second).Err(); err != nil {
+			return fmt.Errorf("master %s: a write (SET %s) failed: %w", s.Nodes[0].Addr, k, err)
+		}
+	}
+	return nil
+}
+
+// tagInSlots returns a hash tag whose slot is in [start, end]: the first of "0", "1",
+// ... that falls there (a few tries for a master's usual range of thousands of slots,
+// at most tens of thousands for a single slot, each a CRC16 of a few bytes).
+func tagInSlots(start, end int) string {
+	for i := 0; i < 1<<22; i++ { // ample: a slot is missed by 2^22 tries with odds e^-256
+		tag := strconv.Itoa(i)
+		if s := int(keySlot(tag)); s >= start && s <= end {
+			return tag
+		}
+	}
+	return strconv.Itoa(start) // not reached for a valid range
+}
+
+// keySlot is Redis Cluster's slot of a hash tag: CRC16 (XMODEM) mod 16384.
+func keySlot(tag string) uint16 {
+	var crc uint16
+	for i := 0; i < len(tag); i++ {
+		crc ^= uint16(tag[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc & 16383
 }
 
 // connFields points at the connection settings go-redis's Options, ClusterOptions and

@@ -710,3 +710,33 @@ func TestRedisClusterBatchFollowsMOVED(t *testing.T) {
 		t.Fatalf("%d of 16 requests failed after a slot moved", failed.Load())
 	}
 }
+
+// On Redis Cluster, Ping's write check reaches every master: a master out of memory is
+// seen whichever slots it serves (a single probe key would reach one master only).
+func TestRedisClusterPingWritesEveryMaster(t *testing.T) {
+	c := testredis.StartCluster(t, 3, 0)
+	ctx := context.Background()
+	e := newTopologyEngine(t, limiter.RedisOptions{URL: c.URL(), Mode: limiter.RedisCluster, ProbeKey: "rlx:probe",
+		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	if err := e.Ping(ctx); err != nil {
+		t.Fatalf("a healthy cluster: %v", err)
+	}
+	for _, m := range c.Nodes() {
+		mc := m.Client()
+		for _, cmd := range [][]any{{"CONFIG", "SET", "maxmemory-policy", "noeviction"}, {"CONFIG", "SET", "maxmemory", "1"}} {
+			if err := mc.Do(ctx, cmd...).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := e.Ping(ctx)
+		if err := mc.Do(ctx, "CONFIG", "SET", "maxmemory", "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), "OOM") || !strings.Contains(err.Error(), m.Addr()) {
+			t.Errorf("master %s out of memory: Ping %v, want ErrStore naming it and OOM", m.Addr(), err)
+		}
+		if err := e.Ping(ctx); err != nil {
+			t.Errorf("master %s mended: %v", m.Addr(), err)
+		}
+	}
+}
