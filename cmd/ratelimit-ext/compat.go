@@ -24,6 +24,12 @@ type legacyNote struct {
 	name, outcome string
 }
 
+// dirExists says whether a directory exists (a variable, for tests).
+var dirExists = func(dir string) bool {
+	info, err := os.Stat(dir)
+	return err == nil && info.IsDir()
+}
+
 // legacyVariables maps each of our variables that an envoyproxy/ratelimit variable was
 // mapped onto to that variable's name.
 func legacyVariables(notes []legacyNote) map[string]string {
@@ -57,7 +63,6 @@ var ignoredLegacy = map[string]string{
 	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "/healthcheck never follows the store (as with this off); /readyz and grpc.health.v1 always do: probe /readyz for readiness that includes Redis",
 	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION":    "the Redis server's certificate is always verified, host name included",
 	"MERGE_DOMAIN_CONFIG":                     "each domain must be in one file: a second file with the same domain is an error",
-	"GRPC_UDS":                                "the gRPC server listens on TCP (--grpc-addr)",
 	"DEBUG_HOST":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"DEBUG_PORT":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"GRPC_MAX_CONNECTION_AGE":                 "gRPC connections are not aged out",
@@ -126,6 +131,11 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	if err != nil {
 		return notes, err
 	}
+	if uds, ok := get("GRPC_UDS"); ok {
+		// Envoy would be pointed at a socket nobody listens on: stop, as for TLS
+		// without a certificate.
+		return notes, fmt.Errorf("GRPC_UDS=%q: a unix-socket gRPC listener is not supported; listen on TCP (--grpc-addr, or GRPC_PORT) and point Envoy's cluster at it", uds)
+	}
 	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
 	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := get(v); return ok })
 	switch {
@@ -139,8 +149,8 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	case firstRuntime >= 0:
 		// envoyproxy/ratelimit reads ROOT/SUBDIRECTORY/APPDIRECTORY, with its defaults
 		// for the parts not set; one note, under the first of them that is set.
-		root, ok := get("RUNTIME_ROOT")
-		if !ok {
+		root, rootSet := get("RUNTIME_ROOT")
+		if !rootSet {
 			root = "/srv/runtime_data/current"
 		}
 		sub, _ := get("RUNTIME_SUBDIRECTORY")
@@ -149,7 +159,14 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			app = "config"
 		}
 		dir := strings.TrimSuffix(root, "/") + "/" + strings.Trim(sub, "/") + "/" + strings.Trim(app, "/")
-		set(runtimeVars[firstRuntime], "config-dir", path.Clean(dir))
+		dir = path.Clean(dir)
+		if !rootSet && !dirExists(dir) {
+			// A subdirectory left set from envoyproxy/ratelimit's examples, with the
+			// rules mounted where this image reads them: keep that, and say so.
+			m.ignore(runtimeVars[firstRuntime], dir+" (under envoyproxy/ratelimit's default RUNTIME_ROOT) does not exist; the rules directory stays --config-dir's")
+			break
+		}
+		set(runtimeVars[firstRuntime], "config-dir", dir)
 	}
 	for legacy, flag := range map[string]string{"PORT": "http-addr", "GRPC_PORT": "grpc-addr"} {
 		if v, ok := get(legacy); ok {

@@ -14,6 +14,10 @@ func (e fakeEnv) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
 func (e fakeEnv) set(k, v string) error          { e[k] = v; return nil }
 
 func TestLegacyEnvironment(t *testing.T) {
+	// The directories under envoyproxy/ratelimit's default RUNTIME_ROOT that "exist".
+	was := dirExists
+	dirExists = func(dir string) bool { return dir == "/srv/runtime_data/current/ratelimit/config" }
+	t.Cleanup(func() { dirExists = was })
 	cases := []struct {
 		name string
 		in   fakeEnv
@@ -28,6 +32,9 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/data/ratelimit/config"}, ""},
 		{"runtime layout: their default root", fakeEnv{"RUNTIME_SUBDIRECTORY": "ratelimit"},
 			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/srv/runtime_data/current/ratelimit/config"}, ""},
+		{"runtime layout: their default root, where nothing is", fakeEnv{"RUNTIME_SUBDIRECTORY": "elsewhere"},
+			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": ""}, ""},
+		{"a unix-socket gRPC listener stops the process", fakeEnv{"GRPC_UDS": "/var/run/rl.sock"}, nil, "GRPC_UDS"},
 		{"runtime layout: another app directory", fakeEnv{"RUNTIME_ROOT": "/data/", "RUNTIME_APPDIRECTORY": "rules"},
 			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/data/rules"}, ""},
 		{"single redis with auth and TLS", fakeEnv{"REDIS_URL": "redis.svc:6379", "REDIS_AUTH": "s3cret", "REDIS_TLS": "true"},

@@ -42,9 +42,8 @@ type Engine struct {
 	opts     Options
 	open     atomic.Bool
 	failures atomic.Int64
-	lastCall atomic.Uint64 // the batched call whose failure was counted last (limiter.FailedCall)
-	closedAt time.Time     // when the circuit last closed (under mu)
-	mu       sync.Mutex    // serialises opening and closing
+	closedAt time.Time  // when the circuit last closed (under mu)
+	mu       sync.Mutex // serialises opening and closing
 	stop     chan struct{}
 	probing  sync.WaitGroup
 	closed   atomic.Bool
@@ -77,7 +76,7 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 		// A caller that gave up is not the store's fault (the store's own timeouts,
 		// shorter than Envoy's deadline, fail a call first); anything else counts,
 		// a batched call once, not once per request it carried.
-		if call, ok := limiter.FailedCall(err); ok && e.lastCall.Swap(call) == call {
+		if call, ok := limiter.FailedCall(err); ok && !call.CountOnce() {
 			break
 		}
 		if e.failures.Add(1) >= int64(e.opts.Threshold) {

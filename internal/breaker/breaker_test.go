@@ -338,48 +338,57 @@ func TestNoFlappingWhenProbesPassAndCallsFail(t *testing.T) {
 
 // A batched call that fails fails every request it carried; the breaker counts it once,
 // so --store-breaker-threshold counts failed store calls, not the requests that
-// happened to share one. With one lane and Redis frozen, ten concurrent requests make
-// two calls (one alone, then the nine that queued meanwhile): two failures, below the
-// threshold of three; a third failed call opens the circuit.
+// happened to share one, also when the callers of two failed calls wake interleaved
+// (two lanes). With Redis frozen, 20 concurrent requests make at most 2 calls per lane
+// (one alone, then the ones that queued meanwhile): below a threshold of 2 × lanes + 1,
+// which one more failed call then reaches.
 func TestBatchedCallCountsOnce(t *testing.T) {
-	srv := testredis.Start(t)
-	re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), Batch: true, BatchLanes: 1,
-		ReadTimeout: 150 * time.Millisecond, WriteTimeout: 150 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := New(re, re, Options{Threshold: 3, ProbeInterval: time.Hour})
-	defer e.Close()
-	checks := oneCheck(t)
-	if _, err := e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1)); err != nil {
-		t.Fatal(err) // a pooled connection: the calls below wait on Redis, not on a dial
-	}
-	srv.Pause()
-	defer srv.Resume()
-	before := re.BatchStats()
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1)); errors.Is(err, limiter.ErrStore) && !errors.Is(err, ErrOpen) {
-				failed.Add(1)
+	for _, lanes := range []int{1, 2} {
+		t.Run(fmt.Sprintf("lanes=%d", lanes), func(t *testing.T) {
+			srv := testredis.Start(t)
+			re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), Batch: true, BatchLanes: lanes,
+				ReadTimeout: 150 * time.Millisecond, WriteTimeout: 150 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}()
-	}
-	wg.Wait()
-	calls := re.BatchStats().Calls - before.Calls
-	if failed.Load() != 10 || calls > 2 {
-		t.Fatalf("%d of 10 requests failed in %d calls, want 10 in at most 2", failed.Load(), calls)
-	}
-	if e.Open() {
-		t.Fatalf("%d failed calls of 10 requests opened the circuit (threshold 3 calls)", calls)
-	}
-	for i := uint64(0); i < 3-calls; i++ {
-		e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1))
-	}
-	if !e.Open() {
-		t.Fatal("3 failed calls did not open the circuit")
+			threshold := 2*lanes + 1
+			e := New(re, re, Options{Threshold: threshold, ProbeInterval: time.Hour})
+			defer e.Close()
+			checks := oneCheck(t)
+			for range lanes { // pooled connections: the calls below wait on Redis, not on a dial
+				if _, err := e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			srv.Pause()
+			defer srv.Resume()
+			before := re.BatchStats()
+			var wg sync.WaitGroup
+			var failed atomic.Int32
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1))
+					if errors.Is(err, limiter.ErrStore) && !errors.Is(err, ErrOpen) {
+						failed.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			calls := int(re.BatchStats().Calls - before.Calls)
+			if failed.Load() != 20 || calls >= threshold {
+				t.Fatalf("%d of 20 requests failed in %d calls, want 20 in fewer than %d", failed.Load(), calls, threshold)
+			}
+			if e.Open() {
+				t.Fatalf("%d failed calls of 20 requests opened the circuit (threshold %d calls)", calls, threshold)
+			}
+			for range threshold - calls {
+				e.Evaluate(context.Background(), 0, checks, make([]limiter.Decision, 1))
+			}
+			if !e.Open() {
+				t.Fatalf("%d failed calls did not open the circuit", threshold)
+			}
+		})
 	}
 }

@@ -35,7 +35,8 @@ import (
 //
 // On Redis Cluster a script's keys must share a slot. Keys carry their domain as a hash
 // tag (storekey.Builder.ClusterTag), so a batch is split by hash tag into one script
-// call per tag, sent together as a pipeline (go-redis routes each to its node).
+// call per tag, all sent at once, each its own command (go-redis routes each to its
+// node; see exec).
 //
 // NOSCRIPT (after a Redis restart, SCRIPT FLUSH or a failover) means a call did not run;
 // the calls that met it are sent again in one more pipeline, behind a SCRIPT LOAD on a
@@ -217,21 +218,22 @@ type group struct {
 // call gets: Call tells the failures of different calls apart (the circuit breaker
 // counts one failed call once, however many requests it carried).
 type BatchCallError struct {
-	Call uint64
-	Err  error
+	Call    uint64
+	Err     error
+	counted atomic.Bool // set by the first CountOnce
 }
+
+// CountOnce reports true to the first of the call's requests that asks, and false to
+// the others, however their callers interleave.
+func (e *BatchCallError) CountOnce() bool { return e.counted.CompareAndSwap(false, true) }
 
 func (e *BatchCallError) Error() string { return e.Err.Error() }
 func (e *BatchCallError) Unwrap() error { return e.Err }
 
-// FailedCall returns the number of the batched script call whose failure err is, if it
-// is one.
-func FailedCall(err error) (uint64, bool) {
+// FailedCall returns the batched script call whose failure err is, if it is one.
+func FailedCall(err error) (*BatchCallError, bool) {
 	var ce *BatchCallError
-	if errors.As(err, &ce) {
-		return ce.Call, true
-	}
-	return 0, false
+	return ce, errors.As(err, &ce)
 }
 
 // send decides one batch: one script call (per hash tag on a cluster), and stores each
@@ -319,7 +321,7 @@ func (b *batcher) command(ctx context.Context, calls []*batchCall, withSource bo
 
 // exec sends the groups' commands in one round trip.
 func (b *batcher) exec(ctx context.Context, groups []group) {
-	b.pipelines.Add(1)
+	b.pipelines.Add(uint64(len(groups))) // round trips, in parallel on a cluster
 	b.calls.Add(uint64(len(groups)))
 	for i := range groups {
 		b.requests.Add(uint64(len(groups[i].calls)))
@@ -328,11 +330,20 @@ func (b *batcher) exec(ctx context.Context, groups []group) {
 		_ = b.client.Process(ctx, groups[0].cmd)
 		return
 	}
-	pipe := b.client.Pipeline()
-	for i := range groups {
-		_ = pipe.Process(ctx, groups[i].cmd)
+	// One command per hash tag (a cluster), sent at once but not as one pipeline:
+	// go-redis's cluster pipeline waits a backoff before following MOVED or ASK, and a
+	// failure it meets then (the budget running out) is set on every command of the
+	// pipeline, although the others ran and charged.
+	var wg sync.WaitGroup
+	for i := 1; i < len(groups); i++ {
+		wg.Add(1)
+		go func(g *group) {
+			defer wg.Done()
+			_ = b.client.Process(ctx, g.cmd)
+		}(&groups[i])
 	}
-	_, _ = pipe.Exec(ctx)
+	_ = b.client.Process(ctx, groups[0].cmd)
+	wg.Wait()
 }
 
 // split hands each request of the group its part of the reply, or the call's error (a

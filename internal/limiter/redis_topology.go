@@ -86,13 +86,6 @@ func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if opt.MinRetryBackoff == 0 {
-		// Follow MOVED and ASK at once. A pipeline (a batch of several hash tags) waits
-		// the backoff, 10–30 ms by default, before following a redirect: past the call
-		// budget, whose expiry then fails the batch's other calls too, although they ran
-		// (go-redis sets the pipeline's error on every command).
-		opt.MinRetryBackoff = -1
-	}
 	c := redis.NewClusterClient(opt)
 	// max_retries in the URL turns retries on, as it does for a single server.
 	c.AddHook(clusterGuard{client: c, noRetry: opt.MaxRetries <= 0})
@@ -153,23 +146,35 @@ func pingStore(ctx context.Context, c redis.UniversalClient) error {
 }
 
 // writeEveryMaster writes a key with a 1 s expiry on every master of the cluster: key
-// behind a hash tag that puts it in a slot the master serves, so that a master that
-// refuses writes (out of memory, or a replica that still holds slots) is seen
-// whichever master it is.
+// followed by a hash tag that puts it in a slot the master serves (key stays the key's
+// start, for ACL key patterns such as ~rlx:*), so that a master that refuses writes (out
+// of memory, or a replica that still holds slots) is seen whichever master it is. Each
+// master is written in the widest of its slot ranges.
 func writeEveryMaster(ctx context.Context, cc *redis.ClusterClient, key string) error {
 	slots, err := cc.ClusterSlots(ctx).Result()
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
+	widest := map[string]redis.ClusterSlot{}
+	var masters []string
 	for _, s := range slots {
-		if len(s.Nodes) == 0 || seen[s.Nodes[0].Addr] {
+		if len(s.Nodes) == 0 {
 			continue
 		}
-		seen[s.Nodes[0].Addr] = true
-		k := "{" + tagInSlots(s.Start, s.End) + "}" + key
+		addr := s.Nodes[0].Addr
+		w, ok := widest[addr]
+		if !ok {
+			masters = append(masters, addr)
+		}
+		if !ok || s.End-s.Start > w.End-w.Start {
+			widest[addr] = s
+		}
+	}
+	for _, addr := range masters {
+		s := widest[addr]
+		k := key + "{" + tagInSlots(s.Start, s.End) + "}"
 		if err := cc.Set(ctx, k, "1", time.Second).Err(); err != nil {
-			return fmt.Errorf("master %s: a write (SET %s) failed: %w", s.Nodes[0].Addr, k, err)
+			return fmt.Errorf("master %s: a write (SET %s) failed: %w", addr, k, err)
 		}
 	}
 	return nil
