@@ -71,7 +71,9 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 	o, err := e.inner.Evaluate(ctx, now, checks, out)
 	switch {
 	case err == nil:
-		e.failures.Store(0)
+		if e.failures.Load() != 0 { // a read, not a write, on every healthy call
+			e.failures.Store(0)
+		}
 	case errors.Is(err, limiter.ErrStore) && !gaveUp(ctx):
 		// A caller that gave up is not the store's fault (the store's own timeouts,
 		// shorter than Envoy's deadline, fail a call first); anything else counts,

@@ -80,7 +80,6 @@ type batcher struct {
 	inflight int          // lanes in use
 	closed   bool
 
-	seq       atomic.Uint64 // numbers the script calls (BatchCallError)
 	pipelines atomic.Uint64 // round trips sent (retries included)
 	calls     atomic.Uint64 // script calls sent (retries included)
 	requests  atomic.Uint64 // requests sent (retries included)
@@ -211,14 +210,12 @@ type group struct {
 	tag   string // the hash tag its keys share (cluster only)
 	calls []*batchCall
 	cmd   *redis.IntSliceCmd
-	id    uint64 // this call's number, for BatchCallError
 }
 
-// BatchCallError is the error of one batched script call, which every request in the
-// call gets: Call tells the failures of different calls apart (the circuit breaker
-// counts one failed call once, however many requests it carried).
+// BatchCallError is the error of one batched script call, one value shared by every
+// request in the call, so that the circuit breaker counts the call once, however many
+// requests it carried (CountOnce).
 type BatchCallError struct {
-	Call    uint64
 	Err     error
 	counted atomic.Bool // set by the first CountOnce
 }
@@ -253,7 +250,6 @@ func (b *batcher) send(batch []*batchCall) {
 	}
 	for i := range groups {
 		groups[i].cmd = b.command(ctx, groups[i].calls, false)
-		groups[i].id = b.seq.Add(1)
 	}
 	b.exec(ctx, groups)
 	var retry []*group
@@ -358,7 +354,7 @@ func (g *group) split() {
 		err = fmt.Errorf("script reply has %d values for %d requests, want %d", len(reply), len(g.calls), want)
 	}
 	if err != nil {
-		err = &BatchCallError{Call: g.id, Err: err}
+		err = &BatchCallError{Err: err}
 	}
 	off := 0
 	for _, c := range g.calls {
