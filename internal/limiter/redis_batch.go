@@ -315,30 +315,40 @@ func (b *batcher) command(ctx context.Context, calls []*batchCall, withSource bo
 	return b.script.Command(ctx, args, withSource)
 }
 
-// exec sends the groups' commands in one round trip.
+// exec sends the groups' commands: one round trip on a single server; on a cluster one
+// command per hash tag, all at once (sendEach).
 func (b *batcher) exec(ctx context.Context, groups []group) {
-	b.pipelines.Add(uint64(len(groups))) // round trips, in parallel on a cluster
 	b.calls.Add(uint64(len(groups)))
 	for i := range groups {
 		b.requests.Add(uint64(len(groups[i].calls)))
 	}
 	if len(groups) == 1 {
+		b.pipelines.Add(1)
 		_ = b.client.Process(ctx, groups[0].cmd)
 		return
 	}
-	// One command per hash tag (a cluster), sent at once but not as one pipeline:
-	// go-redis's cluster pipeline waits a backoff before following MOVED or ASK, and a
-	// failure it meets then (the budget running out) is set on every command of the
-	// pipeline, although the others ran and charged.
-	var wg sync.WaitGroup
-	for i := 1; i < len(groups); i++ {
-		wg.Add(1)
-		go func(g *group) {
-			defer wg.Done()
-			_ = b.client.Process(ctx, g.cmd)
-		}(&groups[i])
+	cmds := make([]redis.Cmder, len(groups))
+	for i := range groups {
+		cmds[i] = groups[i].cmd
 	}
-	_ = b.client.Process(ctx, groups[0].cmd)
+	b.sendEach(ctx, cmds)
+}
+
+// sendEach sends the commands at once, each on its own (a goroutine each but the
+// first), not as a go-redis cluster pipeline: that waits a backoff before following
+// MOVED or ASK, and sets a failure it meets then (the budget running out) on every
+// command in it, although the others ran and charged.
+func (b *batcher) sendEach(ctx context.Context, cmds []redis.Cmder) {
+	b.pipelines.Add(uint64(len(cmds)))
+	var wg sync.WaitGroup
+	for _, cmd := range cmds[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = b.client.Process(ctx, cmd)
+		}()
+	}
+	_ = b.client.Process(ctx, cmds[0])
 	wg.Wait()
 }
 
@@ -369,34 +379,43 @@ func (g *group) split() {
 }
 
 // reload sends the calls that failed with NOSCRIPT again, behind a SCRIPT LOAD in the
-// same pipeline; a call that still meets NOSCRIPT (a flush in between) runs as EVAL.
-// NOSCRIPT means the script did not run, so no request is applied twice. On a cluster
-// a pipelined SCRIPT LOAD reaches one node, so the script is loaded on every master
-// first (loadOnMasters), one round trip more.
+// same pipeline on a single server; on a cluster (where a pipelined SCRIPT LOAD reaches
+// one node) after loading the script on every master (loadOnMasters), each call on its
+// own as exec sends them. A call that still meets NOSCRIPT (a flush in between) runs as
+// EVAL. NOSCRIPT means the script did not run, so no request is applied twice.
 func (b *batcher) reload(ctx context.Context, retry []*group) {
-	pipe := b.client.Pipeline()
-	if b.cc != nil {
-		b.pipelines.Add(1)
-		b.loadOnMasters(ctx)
-	} else {
-		pipe.ScriptLoad(ctx, b.script.Source())
-	}
-	for _, g := range retry {
+	cmds := make([]redis.Cmder, len(retry))
+	for i, g := range retry {
 		g.cmd = b.command(ctx, g.calls, false)
-		_ = pipe.Process(ctx, g.cmd)
+		cmds[i] = g.cmd
 		b.calls.Add(1)
 		b.requests.Add(uint64(len(g.calls)))
 	}
-	b.pipelines.Add(1)
-	_, _ = pipe.Exec(ctx)
+	if b.cc != nil {
+		b.loadOnMasters(ctx)
+		b.sendEach(ctx, cmds)
+	} else {
+		pipe := b.client.Pipeline()
+		pipe.ScriptLoad(ctx, b.script.Source())
+		for _, cmd := range cmds {
+			_ = pipe.Process(ctx, cmd)
+		}
+		b.pipelines.Add(1)
+		_, _ = pipe.Exec(ctx)
+	}
+	var again []redis.Cmder // a flush in between: EVAL with the source
 	for _, g := range retry {
 		if err := g.cmd.Err(); err != nil && redislua.IsNoScript(err) {
 			g.cmd = b.command(ctx, g.calls, true)
-			b.pipelines.Add(1)
+			again = append(again, g.cmd)
 			b.calls.Add(1)
 			b.requests.Add(uint64(len(g.calls)))
-			_ = b.client.Process(ctx, g.cmd)
 		}
+	}
+	if len(again) > 0 {
+		b.sendEach(ctx, again)
+	}
+	for _, g := range retry {
 		g.split()
 	}
 }
@@ -407,6 +426,7 @@ func (b *batcher) reload(ctx context.Context, retry []*group) {
 // answers NOSCRIPT again, and its calls run as EVAL.
 func (b *batcher) loadOnMasters(ctx context.Context) {
 	_ = b.cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		b.pipelines.Add(1)
 		return m.ScriptLoad(ctx, b.script.Source()).Err()
 	})
 }
