@@ -2,7 +2,6 @@ package main
 
 import (
 	"maps"
-	"os"
 	"strings"
 	"testing"
 )
@@ -358,17 +357,7 @@ func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
 		*p = v
 		t.Cleanup(func() { *p = was })
 	}
-	// The mapping sets our variables with os.Setenv: t.Setenv first, so they are
-	// restored (unset) after the test.
-	for _, f := range []string{"grpc-addr", "http-addr", "config-dir"} {
-		t.Setenv(envName(f), "")
-		os.Unsetenv(envName(f))
-	}
-	// envoyproxy/ratelimit's own, as the machine running the test may have them (an
-	// empty value counts as unset).
-	for _, v := range []string{"PORT", "GRPC_PORT", "HOST", "GRPC_HOST", "RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "CONFIG_TYPE"} {
-		t.Setenv(v, "")
-	}
+	isolateEnv(t) // none of the machine's settings; the mapping's os.Setenv undone after
 
 	c, err := loadServeConfig(nil)
 	if err != nil {

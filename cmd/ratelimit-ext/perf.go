@@ -46,11 +46,10 @@ func (p *perfSettings) check() error {
 }
 
 // startGCFloor keeps the garbage collector's floor for the life of the process.
-func (p *perfSettings) startGCFloor(log *slog.Logger) error {
+func (p *perfSettings) startGCFloor(log *slog.Logger) {
 	if _, started := gcfloor.Start(uint64(p.gcFloorMiB) << 20); started {
 		log.Debug("garbage-collection floor on", "mib", p.gcFloorMiB)
 	}
-	return nil
 }
 
 // applyRedis sets the batching options of the Redis engine.
@@ -59,11 +58,11 @@ func (p *perfSettings) applyRedis(o *limiter.RedisOptions) {
 }
 
 // cache returns the local over-limit cache, or nil when it is off.
-func (p *perfSettings) cache() (*overlimit.Cache, error) {
+func (p *perfSettings) cache() *overlimit.Cache {
 	if !p.localCache {
-		return nil, nil
+		return nil
 	}
-	return overlimit.New(overlimit.Options{MaxEntries: p.localCacheSize, MaxAge: p.localCacheMaxAge}), nil
+	return overlimit.New(overlimit.Options{MaxEntries: p.localCacheSize, MaxAge: p.localCacheMaxAge})
 }
 
 // startPprof serves the profiling endpoints on their own listener, if asked to, for
@@ -91,16 +90,11 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 // usePerf wires the local over-limit cache into the decider, starts the garbage
 // collector floor and pprof.
 func usePerf(c *serveConfig, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) error {
-	cache, err := c.perf.cache()
-	if err != nil {
-		return err
-	}
+	cache := c.perf.cache()
 	d.UseOverLimitCache(cache)
 	if cache != nil {
 		m.OverLimitCache(cache.Stats)
 	}
-	if err := c.perf.startGCFloor(log); err != nil {
-		return err
-	}
+	c.perf.startGCFloor(log)
 	return c.perf.startPprof(log)
 }

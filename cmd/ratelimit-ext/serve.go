@@ -41,6 +41,7 @@ type serveConfig struct {
 	grpcAddr, httpAddr, configDir, engine, keyPrefix string
 	metricsAddr                                      string
 	logLevel, logFormat                              string
+	log                                              *slog.Logger // built by check from the two above
 	memoryMaxKeys, maxKeyLen, maxRequestBytes        int
 	shadow, retryAfter, watch                        bool
 	headers                                          rls.Options // Retry-After is retryAfter
@@ -116,9 +117,11 @@ func (c *serveConfig) check() error {
 	if err := c.perf.check(); err != nil {
 		return err
 	}
-	if _, err := newLogger(c.logLevel, c.logFormat); err != nil {
+	log, err := newLogger(c.logLevel, c.logFormat)
+	if err != nil {
 		return err
 	}
+	c.log = log
 	if ro := c.redis(); ro.URL != "" {
 		if c.engine == "memory" {
 			return errors.New("--redis-url is set but --engine is memory: drop one of them")
@@ -179,6 +182,12 @@ func checkCounts(c *serveConfig) error {
 	}{
 		{"store-probe-interval", c.store.probeInterval},
 		{"local-cache-max-age", c.perf.localCacheMaxAge},
+		// A negative Redis timeout would mean "none" to go-redis, and lift the bound on
+		// a script call (limiter.callBudget) with it.
+		{"redis-dial-timeout", c.redis().DialTimeout},
+		{"redis-read-timeout", c.redis().ReadTimeout},
+		{"redis-write-timeout", c.redis().WriteTimeout},
+		{"shutdown-timeout", c.shutdownTimeout},
 	} {
 		if d.value <= 0 {
 			return fmt.Errorf("--%s %v: want a positive duration", d.flag, d.value)
@@ -252,11 +261,7 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext:", err)
 		return 2
 	}
-	log, err := newLogger(c.logLevel, c.logFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ratelimit-ext:", err)
-		return 2
-	}
+	log := c.log
 	routeRedisLogs(log)
 	for _, n := range c.legacy {
 		log.Info("envoyproxy/ratelimit setting", "variable", n.name, "outcome", n.outcome)

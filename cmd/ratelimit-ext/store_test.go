@@ -95,6 +95,8 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 		{"--memory-max-keys", "0"}, {"--store-breaker-threshold", "-3"}, {"--redis-batch-size", "0"},
 		{"--redis-batch-lanes", "0"}, {"--local-cache-size", "0"}, {"--xds-max-message-bytes", "0"},
 		{"--store-probe-interval", "0s"}, {"--local-cache-max-age", "-1s"},
+		{"--redis-read-timeout", "-1ms"}, {"--redis-write-timeout", "0s"}, {"--redis-dial-timeout", "-1s"},
+		{"--shutdown-timeout", "0s"},
 	} {
 		_, err := loadServeConfig(args)
 		if err == nil || !strings.Contains(err.Error(), args[0]+" ") {

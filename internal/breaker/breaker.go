@@ -2,7 +2,7 @@
 // outage costs at most one store timeout per request in flight when it starts, not one
 // per request for as long as it lasts. After Threshold consecutive store failures the
 // circuit opens: calls fail at once with limiter.ErrStore (and the store failure policy
-// answers them) while a background probe pings the store, FirstProbe after opening and
+// answers them) while a background probe pings the store, firstProbe after opening and
 // then every ProbeInterval; the first successful ping closes the circuit. A call counts
 // as failed when the store failed it, not when its caller gave up.
 package breaker
@@ -117,8 +117,8 @@ func (e *Engine) trip(cause error) {
 	}
 	// The first probe comes soon, unless the circuit reopens within ProbeInterval of
 	// closing: a store that answers the probe but fails calls would otherwise make
-	// the circuit flap every FirstProbe.
-	first := min(FirstProbe, e.opts.ProbeInterval)
+	// the circuit flap every firstProbe.
+	first := min(firstProbe, e.opts.ProbeInterval)
 	if !e.closedAt.IsZero() && time.Since(e.closedAt) < e.opts.ProbeInterval {
 		first = e.opts.ProbeInterval
 	}
@@ -126,11 +126,11 @@ func (e *Engine) trip(cause error) {
 	go e.probe(first)
 }
 
-// FirstProbe is how soon after opening the circuit the store is probed the first time
+// firstProbe is how soon after opening the circuit the store is probed the first time
 // (at most ProbeInterval); later probes follow every ProbeInterval. A stall of a few
 // tens of milliseconds (a slow fork, a long command) opens the circuit too, and should
 // not cost a whole interval of answers from the failure policy.
-const FirstProbe = 50 * time.Millisecond
+const firstProbe = 50 * time.Millisecond
 
 // probe pings the store, first after first and then every ProbeInterval, until it
 // answers; then it closes the circuit.

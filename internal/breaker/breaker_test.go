@@ -268,7 +268,7 @@ func oneCheck(t *testing.T) []limiter.LimitCheck {
 	return []limiter.LimitCheck{{Key: "breaker:slow", Params: p, Cost: 1}}
 }
 
-// A short stall opens the circuit, and the first probe, FirstProbe after it opened,
+// A short stall opens the circuit, and the first probe, firstProbe after it opened,
 // closes it again: with an hour between later probes the circuit would otherwise stay
 // open for the hour.
 func TestFirstProbeComesSoon(t *testing.T) {
@@ -297,7 +297,7 @@ func TestFirstProbeComesSoon(t *testing.T) {
 }
 
 // A store that answers the probe but fails every call (here an ACL that forbids
-// scripts) must not make the circuit flap every FirstProbe: after a reopen within
+// scripts) must not make the circuit flap every firstProbe: after a reopen within
 // ProbeInterval of closing, the next probe waits the whole interval.
 func TestNoFlappingWhenProbesPassAndCallsFail(t *testing.T) {
 	srv := testredis.Start(t)
@@ -321,7 +321,7 @@ func TestNoFlappingWhenProbesPassAndCallsFail(t *testing.T) {
 		t.Fatalf("a forbidden script call: %v, circuit open %v", err, e.Open())
 	}
 	deadline := time.Now().Add(time.Second)
-	for e.Open() && time.Now().Before(deadline) { // the first probe, FirstProbe after opening
+	for e.Open() && time.Now().Before(deadline) { // the first probe, firstProbe after opening
 		time.Sleep(5 * time.Millisecond)
 	}
 	if e.Open() {
@@ -330,7 +330,7 @@ func TestNoFlappingWhenProbesPassAndCallsFail(t *testing.T) {
 	if _, err := e.Evaluate(ctx, 0, checks, out); err == nil || !e.Open() {
 		t.Fatalf("again: %v, circuit open %v", err, e.Open())
 	}
-	time.Sleep(500 * time.Millisecond) // well past FirstProbe, well before ProbeInterval
+	time.Sleep(500 * time.Millisecond) // well past firstProbe, well before ProbeInterval
 	if !e.Open() || closes.Load() != 1 {
 		t.Fatalf("reopened within ProbeInterval of closing, the circuit closed again after %d ms (closes: %d): it flaps", 500, closes.Load())
 	}

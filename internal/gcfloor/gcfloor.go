@@ -39,10 +39,10 @@ const DefaultBytes = 32 << 20
 // and a first goal of hundreds of MiB.
 const minRoots = 4 << 20
 
-// Percent is the GOGC that gives a collection floor bytes of room over the live heap
+// percent is the GOGC that gives a collection floor bytes of room over the live heap
 // when roots (live heap, goroutine stacks and globals, as the runtime's pacer counts
 // them) are smaller than floor, and Go's default (100) otherwise.
-func Percent(roots, floor uint64) int {
+func percent(roots, floor uint64) int {
 	roots = max(roots, minRoots)
 	if roots >= floor {
 		return 100
@@ -102,7 +102,7 @@ func (f *tuner) adjust() bool {
 			roots += s.Value.Uint64()
 		}
 	}
-	debug.SetGCPercent(Percent(roots, f.floor))
+	debug.SetGCPercent(percent(roots, f.floor))
 	return true
 }
 

@@ -27,8 +27,8 @@ func TestPercent(t *testing.T) {
 		{roots: 2 * mib, floor: 0, want: 100},  // off
 		{roots: 2 * mib, floor: 3 * mib, want: 100},
 	} {
-		if got := Percent(c.roots, c.floor); got != c.want {
-			t.Errorf("Percent(roots %d, floor %d) = %d, want %d", c.roots, c.floor, got, c.want)
+		if got := percent(c.roots, c.floor); got != c.want {
+			t.Errorf("percent(roots %d, floor %d) = %d, want %d", c.roots, c.floor, got, c.want)
 		}
 	}
 }
