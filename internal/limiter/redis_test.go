@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -945,5 +946,102 @@ func TestRedisScriptReadsWritesOfTheSameCall(t *testing.T) {
 	}
 	if typ := c.Type(ctx, key).Val(); typ != "string" {
 		t.Errorf("key type %s after the call, want string (the later SET replaces the hash)", typ)
+	}
+}
+
+// Requests whose limits all keep string states take the script's scalar path
+// (decide_strings). Over foreign or expired state it must agree with the memory engine
+// (read as cold, replaced when written; SPEC §5, §9), and with two algorithms sharing
+// one key in a request it must agree with the script's general path, which a request
+// takes when it also has a sliding_window limit (there the later limit reads the
+// earlier one's state as another algorithm's: cold). The memory engine does not tag a
+// state with its algorithm, so it differs there; storage keys name the algorithm, so no
+// rule set can make two algorithms share a key.
+func TestRedisStringPathAgreesWithMemory(t *testing.T) {
+	e, srv := newRedis(t)
+	ctx, c := context.Background(), srv.Client()
+	const now = 1_700_000_000_000
+	var strs []limiter.LimitCheck
+	for _, ch := range allAlgorithms(t, uniquePrefix(t), 60_000) {
+		if a := ch.Params.Algorithm; a != limiter.SlidingWindow && a != limiter.SlidingWindowLog {
+			strs = append(strs, ch)
+		}
+	}
+	compare := func(name string, steps [][]limiter.LimitCheck, nows []int64) {
+		t.Helper()
+		m := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+		defer m.Close()
+		for i, checks := range steps {
+			got, want := make([]limiter.Decision, len(checks)), make([]limiter.Decision, len(checks))
+			gotOut, err := e.Evaluate(ctx, nows[i], checks, got)
+			if err != nil {
+				t.Fatal(name, err)
+			}
+			wantOut, err := m.Evaluate(ctx, nows[i], checks, want)
+			if err != nil {
+				t.Fatal(name, err)
+			}
+			if gotOut != wantOut || !slices.Equal(got, want) {
+				t.Errorf("%s, request %d: redis %+v %+v, memory %+v %+v", name, i, gotOut, got, wantOut, want)
+			}
+		}
+	}
+	// Foreign state under the first limit of a two-limit request.
+	for _, ch := range strs {
+		other := ch
+		other.Key = ch.Key + ":other"
+		for i, setup := range []func(k string) error{
+			func(k string) error { return c.Set(ctx, k, "junk", 0).Err() },
+			func(k string) error { return c.HSet(ctx, k, "k", "1").Err() },
+			func(k string) error { return c.ZAdd(ctx, k, redis.Z{Score: 1, Member: "x"}).Err() },
+			func(k string) error { return c.Set(ctx, k, "9:99999999999999:1:2", 0).Err() },
+			func(k string) error {
+				return c.Set(ctx, k, fmt.Sprintf("%d:%d:0:0", ch.Params.Algorithm, now), 0).Err()
+			}, // expired at now
+		} {
+			c.Del(ctx, ch.Key, other.Key)
+			if err := setup(ch.Key); err != nil {
+				t.Fatal(err)
+			}
+			compare(fmt.Sprintf("%s over foreign state %d", ch.Key, i), [][]limiter.LimitCheck{{ch, other}}, []int64{now})
+			if v := c.Get(ctx, ch.Key).Val(); !strings.HasPrefix(v, fmt.Sprintf("%d:", ch.Params.Algorithm)) {
+				t.Errorf("%s over foreign state %d: %q after the write, want its own state", ch.Key, i, v)
+			}
+		}
+	}
+	// Two string algorithms on one key, in either order, and one algorithm twice: the
+	// scalar path (on keys under "s") against the general path (under "g", each request
+	// with a sliding_window limit that always allows).
+	sw := limiter.LimitCheck{Key: uniquePrefix(t) + ":sw", Cost: 1,
+		Params: params(t, limiter.Params{Algorithm: limiter.SlidingWindow, Limit: 1 << 20, PeriodMs: 60_000, Buckets: 3})}
+	for i, a := range strs {
+		for _, b := range strs[i:] {
+			steps := [][]int{{0, 1}, {1, 0}, {0, 1}, {0, 0}, {1, 1, 0}, {0, 1}, {1, 0}}
+			nows := []int64{now, now, now + 1, now + 1, now + 2, now + 30_000, now + 30_001}
+			for s, step := range steps {
+				var scalar, general []limiter.LimitCheck
+				for _, w := range step {
+					ch := []limiter.LimitCheck{a, b}[w]
+					ch.Key = fmt.Sprintf("%s:%s:shared", a.Key, b.Params.Algorithm)
+					scalar = append(scalar, ch)
+					ch.Key += ":g"
+					general = append(general, ch)
+				}
+				general = append(general, sw)
+				got, want := make([]limiter.Decision, len(scalar)), make([]limiter.Decision, len(general))
+				gotOut, err := e.Evaluate(ctx, nows[s], scalar, got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantOut, err := e.Evaluate(ctx, nows[s], general, want)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if gotOut != wantOut || !slices.Equal(got, want[:len(got)]) {
+					t.Errorf("%s and %s on one key, request %d: scalar path %+v %+v, general path %+v %+v",
+						a.Params.Algorithm, b.Params.Algorithm, s, gotOut, got, wantOut, want[:len(got)])
+				}
+			}
+		}
 	}
 }
