@@ -91,10 +91,18 @@ fuzz:
 # The standard benchmark: a private redis-server, the service on the memory and Redis
 # engines and the do-nothing ceiling, the standard scenarios, one table with ratios
 # (docs/performance.md). BENCH_FLAGS passes flags on, e.g. BENCH_FLAGS='-duration 20s'.
+# envoyproxy/ratelimit, pinned, is built from the Go module proxy and measured beside
+# the service on the same Redis; without it (no proxy) its rows are left out, loudly.
+REFERENCE_VERSION := v1.4.1-0.20260122083618-3fb702589d36
 bench: redis-server
 	$(GO) build -o $(TOOLS)/bench/ratelimit-ext ./cmd/ratelimit-ext
 	$(GO) build -o $(TOOLS)/bench/benchsuite ./scripts/benchsuite
-	$(TOOLS)/bench/benchsuite -bin $(TOOLS)/bench/ratelimit-ext -json $(TOOLS)/bench/results.json $(BENCH_FLAGS)
+	@GOBIN=$(abspath $(TOOLS))/bench/reference-$(REFERENCE_VERSION) \
+	  $(GO) install github.com/envoyproxy/ratelimit/src/service_cmd@$(REFERENCE_VERSION) || \
+	  echo ">>> could not build envoyproxy/ratelimit $(REFERENCE_VERSION): its rows are left out"
+	$(TOOLS)/bench/benchsuite -bin $(TOOLS)/bench/ratelimit-ext \
+	  -reference $(TOOLS)/bench/reference-$(REFERENCE_VERSION)/service_cmd \
+	  -json $(TOOLS)/bench/results.json $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(TOOLS)

@@ -2,6 +2,7 @@ package rls_test
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,6 +57,8 @@ descriptors:
   - key: new
     replaces: [{name: old-limit}]
     rate_limit: {name: new-limit, unit: hour, requests_per_unit: 50}
+  - key: huge
+    rate_limit: {name: huge, unit: hour, requests_per_unit: 4294967296}
   - key: nested
     value: a
     descriptors:
@@ -294,6 +297,21 @@ func TestHitsAddendAndCheckOnly(t *testing.T) {
 	// The token bucket refills 2 per second: one token takes 500 ms, so Retry-After is 1.
 	if r := f.call(t, "test", 0, desc("tb", "a")); header(r, "retry-after") != "1" {
 		t.Fatalf("Retry-After %q, want 1", header(r, "retry-after"))
+	}
+}
+
+// Envoy's limit_remaining and requests_per_unit are uint32; a limit may be 2^32 (the
+// largest the rules accept), so both are clamped to 2^32−1 (SPEC §6), never wrapped.
+func TestRemainingAndLimitClampToUint32(t *testing.T) {
+	f := start(t, false)
+	peek := desc("huge", "a")
+	peek.HitsAddend = wrapperspb.UInt64(0)
+	r := f.call(t, "test", 0, peek).Statuses[0]
+	if r.Code != ok || r.LimitRemaining != math.MaxUint32 || r.CurrentLimit.GetRequestsPerUnit() != math.MaxUint32 {
+		t.Fatalf("remaining 2^32 of 2^32: %v", r)
+	}
+	if r := f.call(t, "test", 2, desc("huge", "a")).Statuses[0]; r.Code != ok || r.LimitRemaining != math.MaxUint32-1 {
+		t.Fatalf("remaining after cost 2: %v, want 2^32-2", r)
 	}
 }
 

@@ -1,12 +1,13 @@
 // Command benchsuite runs the standard benchmark of `make bench` (docs/performance.md):
 // it starts a private redis-server on a free loopback port, the service on the memory
 // engine and on the Redis engine (with and without batching and the local over-limit
-// cache), the do-nothing ceiling server (internal/nooprls) and two ceilings that wait
-// on a do-nothing Redis script (ceiling.go), runs the standard
-// scenarios against each with the load generator (internal/loadgen), and prints one
-// table with every number beside the ceiling of the same run.
+// cache), the do-nothing ceiling server (internal/nooprls), two ceilings that wait
+// on a do-nothing Redis script (ceiling.go) and, when given its binary, envoyproxy/ratelimit
+// on the same Redis (reference.go); runs the standard scenarios against each with the
+// load generator (internal/loadgen), and prints one table with every number beside the
+// ceiling of the same run.
 //
-//	go run ./scripts/benchsuite -bin PATH/ratelimit-ext [-duration 10s] [-json out.json] [-profile DIR]
+//	go run ./scripts/benchsuite -bin PATH/ratelimit-ext [-reference PATH/service_cmd] [-duration 10s] [-json out.json] [-profile DIR]
 //
 // Everything runs on this machine and talks only to 127.0.0.1; every process it starts
 // is stopped when it ends.
@@ -75,30 +76,33 @@ const (
 	srvNoBatch     = "redis, no batching"
 	srvNoCache     = "redis, no local cache"
 	srvUnix        = "redis over a unix socket"
+	// envoyproxy/ratelimit with its default settings on the same Redis: the project
+	// issue 7 measures this one against. Fixed windows only (its one algorithm).
+	srvReference = "envoyproxy/ratelimit"
 )
 
 var scenarios = []scenario{
 	{name: "1 descriptor, 100,000 keys (fixed_window)", desc: []string{"fw={key}"}, keys: 100_000,
-		servers: []string{srvCeiling, srvRoundTrip, srvBatchedTrip, srvMemory, srvRedis, srvNoBatch, srvUnix}},
+		servers: []string{srvCeiling, srvRoundTrip, srvBatchedTrip, srvMemory, srvRedis, srvNoBatch, srvUnix, srvReference}},
 	{name: "1 descriptor, 1,000 keys", desc: []string{"fw={key}"}, keys: 1000,
 		servers: []string{srvCeiling, srvMemory, srvRedis}},
 	{name: "3 descriptors per request", desc: []string{"fw={key}"}, perReq: 3, keys: 100_000,
-		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoBatch}},
+		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoBatch, srvReference}},
 	{name: "hot key far over its limit", desc: []string{"hot=1"}, keys: 1,
-		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoCache}},
+		servers: []string{srvCeiling, srvMemory, srvRedis, srvNoCache, srvReference}},
 	{name: "token_bucket, 100,000 keys", desc: []string{"tb={key}"}, keys: 100_000,
 		servers: []string{srvCeiling, srvMemory, srvRedis}},
 	{name: "sliding_window, 100,000 keys", desc: []string{"sw={key}"}, keys: 100_000,
 		servers: []string{srvCeiling, srvMemory, srvRedis}},
 	{name: "open loop 8,000/s, 1 descriptor, 100,000 keys", desc: []string{"fw={key}"}, keys: 100_000, rate: 8000,
-		servers: []string{srvCeiling, srvRoundTrip, srvBatchedTrip, srvMemory, srvRedis, srvNoBatch}},
+		servers: []string{srvCeiling, srvRoundTrip, srvBatchedTrip, srvMemory, srvRedis, srvNoBatch, srvReference}},
 }
 
 type proc struct {
 	name  string
 	cmd   *exec.Cmd
 	grpc  string // gRPC address
-	http  string // HTTP address (services)
+	ready string // URL that answers 200 once it serves (services)
 	redis bool   // talks to Redis (the Redis engine, or a ceiling waiting on it): its CPU is measured
 }
 
@@ -119,6 +123,7 @@ func main() {
 		return
 	}
 	bin := flag.String("bin", "", "the ratelimit-ext binary to benchmark (required)")
+	reference := flag.String("reference", "", "envoyproxy/ratelimit's service_cmd binary, to measure it beside this project (rows left out without it)")
 	duration := flag.Duration("duration", 10*time.Second, "measured phase of each run")
 	warmup := flag.Duration("warmup", 2*time.Second, "warm-up of each run")
 	workers := flag.Int("workers", 32, "closed-loop workers")
@@ -135,7 +140,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *duration, *warmup, *workers, *conns, *jsonOut, *profile, *only, *onlyServers, strings.Fields(*redisFlags)); err != nil {
+	if err := run(ctx, *bin, *reference, *duration, *warmup, *workers, *conns, *jsonOut, *profile, *only, *onlyServers, strings.Fields(*redisFlags)); err != nil {
 		fmt.Fprintln(os.Stderr, "benchsuite:", err)
 		os.Exit(1)
 	}
@@ -162,7 +167,7 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func run(ctx context.Context, bin string, duration, warmup time.Duration, workers, conns int, jsonOut, profileDir, only, onlyServers string, redisFlags []string) error {
+func run(ctx context.Context, bin, reference string, duration, warmup time.Duration, workers, conns int, jsonOut, profileDir, only, onlyServers string, redisFlags []string) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -186,7 +191,9 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 		}
 	}()
 	start := func(p *proc) error {
-		p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+		if p.cmd.Stderr == nil {
+			p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+		}
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := p.cmd.Start(); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
@@ -271,7 +278,7 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 			args = append(args, "--pprof-addr", pa)
 			extra = append(extra, "pprof="+pa)
 		}
-		p := &proc{name: name, grpc: g, http: h, redis: redisEngine}
+		p := &proc{name: name, grpc: g, ready: "http://" + h + "/readyz", redis: redisEngine}
 		var pprofAddr string
 		for _, e := range extra {
 			if a, ok := strings.CutPrefix(e, "pprof="); ok {
@@ -307,12 +314,28 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 	if err := service(srvUnix, "unix://"+redisSock+"?db=0", "--redis-batch=true", "--local-cache=true"); err != nil {
 		return err
 	}
+	if reference == "" {
+		fmt.Fprintf(os.Stderr, "benchsuite: no -reference binary: the %s rows are left out\n", srvReference)
+	} else if p, err := referenceProc(reference, dir, redisAddr); err != nil {
+		fmt.Fprintf(os.Stderr, "benchsuite: %v: the %s rows are left out\n", err, srvReference)
+	} else {
+		if err := start(p); err != nil {
+			return err
+		}
+		servers[srvReference] = p
+	}
 	for _, p := range servers {
-		if p.http == "" {
+		if p.ready == "" {
 			continue
 		}
-		url := "http://" + p.http + "/readyz"
-		if err := waitFor(ctx, func() error { return httpOK(url) }); err != nil {
+		err := waitFor(ctx, func() error { return httpOK(p.ready) })
+		if err != nil && p.name == srvReference {
+			log, _ := os.ReadFile(filepath.Join(dir, "reference.log"))
+			fmt.Fprintf(os.Stderr, "benchsuite: %s did not get ready (%v): its rows are left out; its log:\n%s\n", p.name, err, log)
+			delete(servers, p.name)
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("%s did not get ready: %w", p.name, err)
 		}
 	}
@@ -334,6 +357,9 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 				return ctx.Err()
 			}
 			p := servers[name]
+			if p == nil {
+				continue // the reference, when it is not there
+			}
 			r, err := measure(ctx, sc, p, rdb, rp, duration, warmup, workers, conns, profileDir)
 			if err != nil {
 				return fmt.Errorf("%s on %s: %w", sc.name, name, err)
@@ -355,6 +381,7 @@ func run(ctx context.Context, bin string, duration, warmup time.Duration, worker
 	}
 	fmt.Printf("# load average after: %s\n\n", loadavg())
 	printTable(os.Stdout, rows)
+	printAgainstReference(os.Stdout, rows)
 	if jsonOut != "" {
 		b, err := json.MarshalIndent(rows, "", "  ")
 		if err != nil {
