@@ -57,16 +57,23 @@ type Checked struct {
 
 // Result is the answer to a request.
 type Result struct {
-	OverLimit    bool
-	Now          int64
-	Statuses     []Status
-	RetryAfterMs int64 // how long a denied request waits: WaitFor's; 0 when allowed
+	OverLimit bool
+	Now       int64
+	Statuses  []Status
 	// WaitFor is, on a denial, the limit the request waits for: the enforced limit with
 	// the longest wait, or in quota mode the one quota.go's rule names (quotaWaitFor).
 	// nil when allowed. It points into a status's Checked.
 	WaitFor    *Checked
 	FailedOpen bool // the store failed and the fail_open policy allowed the request
 	Cached     bool // answered by the local over-limit cache, without a store call
+}
+
+// RetryAfterMs is how long a denied request waits: WaitFor's wait; 0 when allowed.
+func (r *Result) RetryAfterMs() int64 {
+	if r.WaitFor == nil {
+		return 0
+	}
+	return r.WaitFor.Decision.RetryAfterMs
 }
 
 // ErrInvalid marks errors caused by the request itself.
@@ -261,7 +268,7 @@ func (d *Decider) report(res *Result, p *plan, decisions []limiter.Decision) {
 		}
 	}
 	if wait >= 0 {
-		res.WaitFor, res.RetryAfterMs = &checked[wait], decisions[wait].RetryAfterMs
+		res.WaitFor = &checked[wait]
 	}
 }
 

@@ -172,11 +172,11 @@ func TestQuotaModeRetryAfter(t *testing.T) {
 	if minute <= 0 || minute >= hour {
 		t.Fatalf("test premise: waits %d (minute) and %d (hour)", minute, hour)
 	}
-	if denied.RetryAfterMs != minute {
-		t.Errorf("RetryAfterMs = %d, want the shorter wait %d", denied.RetryAfterMs, minute)
+	if denied.RetryAfterMs() != minute {
+		t.Errorf("RetryAfterMs = %d, want the shorter wait %d", denied.RetryAfterMs(), minute)
 	}
-	if res[3].RetryAfterMs != 0 || res[3].WaitFor != nil {
-		t.Errorf("allowed request with a quota descriptor over: RetryAfterMs = %d, WaitFor %v; want 0, none", res[3].RetryAfterMs, res[3].WaitFor)
+	if res[3].RetryAfterMs() != 0 || res[3].WaitFor != nil {
+		t.Errorf("allowed request with a quota descriptor over: RetryAfterMs = %d, WaitFor %v; want 0, none", res[3].RetryAfterMs(), res[3].WaitFor)
 	}
 }
 
@@ -221,8 +221,8 @@ func TestQuotaModeWaitsFor(t *testing.T) {
 			d := fieldsDecider(t, quotaWaitRules)
 			spend := step{descs: c.descs, comment: "spend every limit"}
 			res := runSteps(t, d, []step{spend, {descs: c.descs, denied: true}})[1]
-			if res.WaitFor == nil || res.WaitFor.Limit.Name != c.want || res.RetryAfterMs != c.ms {
-				t.Fatalf("waits for %+v, %d ms; want %s, %d ms", res.WaitFor, res.RetryAfterMs, c.want, c.ms)
+			if res.WaitFor == nil || res.WaitFor.Limit.Name != c.want || res.RetryAfterMs() != c.ms {
+				t.Fatalf("waits for %+v, %d ms; want %s, %d ms", res.WaitFor, res.RetryAfterMs(), c.want, c.ms)
 			}
 		})
 	}

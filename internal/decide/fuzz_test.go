@@ -74,10 +74,10 @@ func FuzzDecide(f *testing.F) {
 		switch {
 		case res.OverLimit != (res.WaitFor != nil):
 			t.Fatalf("over limit %v, waits for %v", res.OverLimit, res.WaitFor)
-		case res.WaitFor != nil && (res.RetryAfterMs != longest || res.WaitFor.Decision.RetryAfterMs != longest):
-			t.Fatalf("retry after %d, waits for %+v; the longest wait is %d", res.RetryAfterMs, res.WaitFor, longest)
-		case res.WaitFor == nil && res.RetryAfterMs != 0:
-			t.Fatalf("allowed with retry after %d", res.RetryAfterMs)
+		case res.WaitFor != nil && (res.RetryAfterMs() != longest || res.WaitFor.Decision.RetryAfterMs != longest):
+			t.Fatalf("retry after %d, waits for %+v; the longest wait is %d", res.RetryAfterMs(), res.WaitFor, longest)
+		case res.WaitFor == nil && res.RetryAfterMs() != 0:
+			t.Fatalf("allowed with retry after %d", res.RetryAfterMs())
 		}
 	})
 }

@@ -126,7 +126,7 @@ type statusSummary struct {
 }
 
 func summarize(res *Result) summary {
-	s := summary{OverLimit: res.OverLimit, Now: res.Now, RetryAfterMs: res.RetryAfterMs}
+	s := summary{OverLimit: res.OverLimit, Now: res.Now, RetryAfterMs: res.RetryAfterMs()}
 	for _, st := range res.Statuses {
 		ss := statusSummary{OverLimit: st.OverLimit, Decision: st.Decision}
 		if st.Limit != nil {

@@ -80,15 +80,18 @@ func (d *Decider) softenQuota(p *plan, decisions []limiter.Decision) bool {
 // longest wait). Ties go to the first, and to the limit outside quota mode.
 func (d *Decider) quotaWaitFor(p *plan, decisions []limiter.Decision) int {
 	states, _ := d.quotaStates(p, decisions)
-	longest := make([]int, len(states)) // per quota descriptor over: its longest wait
+	longest := make([]int, len(states)) // per quota descriptor over: its longest wait (-1: none)
+	for o := range longest {
+		longest[o] = -1
+	}
 	hard := -1
 	for i, l := range p.limits {
 		dec := decisions[i]
 		switch {
 		case l.Shadow || d.shadow || dec.Allowed:
 		case l.Quota:
-			if o := p.owner[i]; longest[o] == 0 || tighterDenial(dec, decisions[longest[o]-1]) {
-				longest[o] = i + 1 // +1: 0 is none
+			if o := p.owner[i]; longest[o] < 0 || tighterDenial(dec, decisions[longest[o]]) {
+				longest[o] = i
 			}
 		case hard < 0 || tighterDenial(dec, decisions[hard]):
 			hard = i
@@ -99,8 +102,8 @@ func (d *Decider) quotaWaitFor(p *plan, decisions []limiter.Decision) int {
 	}
 	soonest := -1
 	for o, s := range states {
-		if s == quotaOver && (soonest < 0 || decisions[longest[o]-1].RetryAfterMs < decisions[soonest].RetryAfterMs) {
-			soonest = longest[o] - 1
+		if s == quotaOver && (soonest < 0 || decisions[longest[o]].RetryAfterMs < decisions[soonest].RetryAfterMs) {
+			soonest = longest[o]
 		}
 	}
 	if hard >= 0 && decisions[hard].RetryAfterMs >= decisions[soonest].RetryAfterMs {

@@ -110,7 +110,7 @@ func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest
 }
 
 func toDecideResponse(res *decide.Result) decideResponse {
-	out := decideResponse{OverallCode: "OK", Statuses: make([]decideStatus, len(res.Statuses)), RetryAfterMs: res.RetryAfterMs}
+	out := decideResponse{OverallCode: "OK", Statuses: make([]decideStatus, len(res.Statuses)), RetryAfterMs: res.RetryAfterMs()}
 	if res.OverLimit {
 		out.OverallCode = "OVER_LIMIT"
 	}

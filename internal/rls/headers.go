@@ -121,7 +121,7 @@ func Render(res *decide.Result, o *Options) Rendered {
 	}
 	var retrySec int64
 	if res.OverLimit {
-		retrySec = o.retryAfterSeconds(res.RetryAfterMs)
+		retrySec = o.retryAfterSeconds(res.RetryAfterMs())
 		if o.RetryAfter {
 			out.Response = append(out.Response, Header{HeaderRetryAfter, strconv.FormatInt(retrySec, 10)})
 		}
