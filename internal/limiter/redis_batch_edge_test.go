@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,6 +233,7 @@ func TestRedisBatchEdgeMaxBound(t *testing.T) {
 	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: limit, PeriodMs: 60_000})
 	key := uniquePrefix(t)
 	before := e.BatchStats()
+	logEveryCommand(t, srv)
 
 	first := stallLane(t, e, srv, oneCheck(p, key+":other", 1))
 	base := queuedInBatcher()
@@ -279,7 +281,58 @@ func TestRedisBatchEdgeMaxBound(t *testing.T) {
 	if want := uint64((total + maxBatch - 1) / maxBatch); calls < want {
 		t.Errorf("%d queued requests in %d script calls, want at least %d with BatchMax %d", total, calls, want, maxBatch)
 	}
-	t.Logf("%d queued requests in %d script calls, %d allowed", requests, calls, n)
+	// Each call's own size, as Redis saw it: the counts above bound only the average.
+	sizes := scriptCallKeys(t, srv)
+	sent := 0
+	for _, k := range sizes {
+		if k > maxBatch {
+			t.Errorf("a script call with %d one-key requests, more than BatchMax %d (calls: %v)", k, maxBatch, sizes)
+		}
+		sent += k
+	}
+	if sent != total+1 { // and the stalled one
+		t.Errorf("Redis saw script calls for %d requests %v, want %d", sent, sizes, total+1)
+	}
+	t.Logf("%d queued requests in %d script calls %v, %d allowed", requests, calls, sizes, n)
+}
+
+// logEveryCommand makes srv keep every command from now on in its slow log (a private
+// test server: nobody else reads it).
+func logEveryCommand(t *testing.T, srv *testredis.Server) {
+	t.Helper()
+	ctx := context.Background()
+	c := srv.Client()
+	for _, kv := range [][2]string{{"slowlog-log-slower-than", "0"}, {"slowlog-max-len", "10000"}} {
+		if err := c.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Do(ctx, "SLOWLOG", "RESET").Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scriptCallKeys returns, oldest first, the number of KEYS of every EVALSHA or EVAL in
+// srv's slow log: with one-key requests, each script call's number of requests.
+func scriptCallKeys(t *testing.T, srv *testredis.Server) []int {
+	t.Helper()
+	log, err := srv.Client().SlowLogGet(context.Background(), -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for i := len(log) - 1; i >= 0; i-- { // the log is newest first
+		args := log[i].Args
+		if len(args) < 3 || (!strings.EqualFold(args[0], "evalsha") && !strings.EqualFold(args[0], "eval")) {
+			continue
+		}
+		n, err := strconv.Atoi(args[2])
+		if err != nil {
+			t.Fatalf("slow log entry %v: %v", args, err)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
 }
 
 // tripContext is a context that ends the first time the batcher consults it (Err) after
