@@ -15,8 +15,9 @@ type ReadinessOptions struct {
 	Interval time.Duration // between background checks (default 1 s)
 	Timeout  time.Duration // of one store ping (default 500 ms)
 	Log      *slog.Logger  // one line per change of state (default slog.Default())
-	// OnChange, when set, is called with the new state (nil = ready) on every change,
-	// and once with the first state: grpc.health.v1 and the ready metric follow it.
+	// OnChange, when set, is called with the new state (nil = ready) on every change
+	// (of readiness, or of the reason for not being ready), and once with the first
+	// state: grpc.health.v1 and the ready metric follow it.
 	OnChange func(err error)
 }
 
@@ -80,22 +81,47 @@ func (r *Readiness) probe(ctx context.Context) error {
 func (r *Readiness) record(err error) {
 	was, wasKnown := r.err, r.known
 	r.err, r.known = err, true
-	if wasKnown && (was == nil) == (err == nil) {
-		return // same state (a different error text is still the same state)
+	if wasKnown && reasonOf(was) == reasonOf(err) {
+		return // the same state (a different error text is still the same state)
 	}
 	now := time.Now()
-	down := now.Sub(r.since)
+	since := now.Sub(r.since)
 	r.since = now
 	switch {
 	case errors.Is(err, errNoRules):
 		r.opts.Log.Warn("not ready: no rules loaded")
 	case err != nil:
 		r.opts.Log.Warn("not ready: the store check failed", "error", err)
-	case wasKnown:
-		r.opts.Log.Info("ready: the store answers again", "unready_for", down.Round(time.Millisecond))
+	case !wasKnown:
+	case errors.Is(was, errNoRules):
+		r.opts.Log.Info("ready: rules loaded", "unready_for", since.Round(time.Millisecond))
+	default:
+		r.opts.Log.Info("ready: the store answers again", "unready_for", since.Round(time.Millisecond))
 	}
 	if r.opts.OnChange != nil {
 		r.opts.OnChange(err)
+	}
+}
+
+// reason is why the service is not ready, or that it is.
+type reason uint8
+
+const (
+	isReady reason = iota
+	noRules
+	storeFailed
+)
+
+// reasonOf classifies a state: a change of reason is logged (rules gone while the store
+// was failing, or the other way round), a change of error text within one is not.
+func reasonOf(err error) reason {
+	switch {
+	case err == nil:
+		return isReady
+	case errors.Is(err, errNoRules):
+		return noRules
+	default:
+		return storeFailed
 	}
 }
 

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +165,70 @@ func TestReadyzChecksNow(t *testing.T) {
 	if len(changes) != 2 || ready.Err() == nil {
 		t.Fatalf("state changes %v after /healthcheck, want it to record nothing", changes)
 	}
+}
+
+// Each change of the reason for not being ready is logged once, with the reason that
+// holds now: no rules, then rules but a store that fails, then ready; and a service
+// without a store that gets its rules says so, not that a store came back.
+func TestReadinessLogsEachReason(t *testing.T) {
+	rs, err := descriptors.Parse("web.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(ready *httpapi.Readiness, wantErr bool) {
+		t.Helper()
+		if err := ready.Check(context.Background()); (err != nil) != wantErr {
+			t.Fatalf("readiness %v, want an error: %v", err, wantErr)
+		}
+	}
+
+	srv := testredis.Start(t)
+	engine, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(),
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	srv.Stop()
+	d := decide.New(nil, engine, storekey.New("h:", 0), false)
+	logs := &testlog.Buffer{}
+	var changes int
+	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{
+		Log: slog.New(slog.NewTextHandler(logs, nil)), OnChange: func(error) { changes++ }})
+	check(ready, true)
+	check(ready, true)
+	d.SetRules(rs)
+	check(ready, true)
+	check(ready, true)
+	srv.Restart()
+	check(ready, false)
+	want := []string{"not ready: no rules loaded", "not ready: the store check failed", "ready: the store answers again"}
+	if got := logMessages(logs.String()); !slices.Equal(got, want) || changes != 3 {
+		t.Errorf("log %q and %d changes, want %q and 3", got, changes, want)
+	}
+
+	memory := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	t.Cleanup(func() { memory.Close() })
+	d = decide.New(nil, memory, storekey.New("h:", 0), false)
+	logs = &testlog.Buffer{}
+	ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: slog.New(slog.NewTextHandler(logs, nil))})
+	check(ready, true)
+	d.SetRules(rs)
+	check(ready, false)
+	want = []string{"not ready: no rules loaded", "ready: rules loaded"}
+	if got := logMessages(logs.String()); !slices.Equal(got, want) {
+		t.Errorf("log %q, want %q", got, want)
+	}
+}
+
+// logMessages returns the msg of every line slog's text handler wrote.
+func logMessages(log string) []string {
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		if _, rest, ok := strings.Cut(line, `msg="`); ok {
+			msg, _, _ := strings.Cut(rest, `"`)
+			msgs = append(msgs, msg)
+		}
+	}
+	return msgs
 }
