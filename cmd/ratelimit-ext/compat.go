@@ -22,6 +22,7 @@ import (
 // legacyNote is what happened to one legacy variable.
 type legacyNote struct {
 	name, outcome string
+	mappedTo      string // our variable it was mapped onto, if it was
 }
 
 // dirExists says whether a directory exists (a variable, for tests).
@@ -35,10 +36,8 @@ var dirExists = func(dir string) bool {
 func legacyVariables(notes []legacyNote) map[string]string {
 	m := map[string]string{}
 	for _, n := range notes {
-		if rest, ok := strings.CutPrefix(n.outcome, "mapped to "); ok {
-			ours, _, _ := strings.Cut(rest, "=")
-			ours, _, _ = strings.Cut(ours, " ")
-			m[ours] = n.name
+		if n.mappedTo != "" {
+			m[n.mappedTo] = n.name
 		}
 	}
 	return m
@@ -107,7 +106,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	assign := func(legacy, flag, value string, show bool) {
 		ours := envName(flag)
 		if _, taken := lookup(ours); taken {
-			notes = append(notes, legacyNote{legacy, "ignored: " + ours + " is set"})
+			notes = append(notes, legacyNote{name: legacy, outcome: "ignored: " + ours + " is set"})
 			return
 		}
 		shown := ours + "=" + value
@@ -115,7 +114,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			shown = ours + " (the value is not logged)"
 		}
 		if err := setenv(ours, value); err == nil {
-			notes = append(notes, legacyNote{legacy, "mapped to " + shown})
+			notes = append(notes, legacyNote{name: legacy, outcome: "mapped to " + shown, mappedTo: ours})
 		}
 	}
 	set := func(legacy, flag, value string) { assign(legacy, flag, value, true) }
@@ -123,7 +122,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		v, ok := lookup(name)
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
-	note := func(legacy, outcome string) { notes = append(notes, legacyNote{legacy, outcome}) }
+	note := func(legacy, outcome string) { notes = append(notes, legacyNote{name: legacy, outcome: outcome}) }
 	m := mapper{get: get, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
 		ignore:    func(legacy, why string) { note(legacy, "ignored: "+why) }}
@@ -207,7 +206,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	}
 	for legacy, why := range ignoredLegacy {
 		if _, ok := get(legacy); ok {
-			notes = append(notes, legacyNote{legacy, "ignored: " + why})
+			notes = append(notes, legacyNote{name: legacy, outcome: "ignored: " + why})
 		}
 	}
 	sort.SliceStable(notes, func(i, j int) bool { return notes[i].name < notes[j].name })
