@@ -86,6 +86,18 @@ var ignoredLegacy = map[string]string{
 	"REDIS_PERSECOND_POOL_SIZE":               "one Redis holds every limit: per-second limits are not split out",
 	"REDIS_PERSECOND_PIPELINE_WINDOW":         "one Redis holds every limit: per-second limits are not split out",
 	"REDIS_PERSECOND_PIPELINE_LIMIT":          "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_SENTINEL_AUTH":           "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_TIMEOUT":                 "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_PERSECOND_POOL_ON_EMPTY_BEHAVIOR":  "one Redis holds every limit: per-second limits are not split out",
+	"REDIS_TIMEOUT":                           "a script call is bounded by --redis-write-timeout plus --redis-read-timeout (8 ms each by default, under Envoy's 20 ms), a dial by --redis-dial-timeout",
+	"REDIS_POOL_ON_EMPTY_BEHAVIOR":            "a call waits for a free connection within its time budget (--redis-pool-size sets the pool)",
+	"MEMCACHE_TLS":                            "memcached is not supported: use Redis (--redis-url)",
+	"MEMCACHE_TLS_CACERT":                     "memcached is not supported: use Redis (--redis-url)",
+	"MEMCACHE_TLS_CLIENT_CERT":                "memcached is not supported: use Redis (--redis-url)",
+	"MEMCACHE_TLS_CLIENT_KEY":                 "memcached is not supported: use Redis (--redis-url)",
+	"MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION": "memcached is not supported: use Redis (--redis-url)",
+	"DISABLE_STATS":                           "statsd is not supported; scrape /metrics",
+	"STATS_FLUSH_INTERVAL":                    "statsd is not supported; scrape /metrics",
 	// envoyproxy/ratelimit reads its client CA from GRPC_CLIENT_TLS_CACERT; Envoy
 	// Gateway sets this name, which it never reads, so Envoy's client certificate is
 	// not checked there. Requiring it here would be a change the operator did not ask for.
@@ -135,6 +147,9 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		// without a certificate.
 		return notes, fmt.Errorf("GRPC_UDS=%q: a unix-socket gRPC listener is not supported; listen on TCP (--grpc-addr, or GRPC_PORT) and point Envoy's cluster at it", uds)
 	}
+	if err := mapQuotaMode(m); err != nil {
+		return notes, err
+	}
 	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
 	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := get(v); return ok })
 	switch {
@@ -167,16 +182,30 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		}
 		set(runtimeVars[firstRuntime], "config-dir", dir)
 	}
-	for legacy, flag := range map[string]string{"PORT": "http-addr", "GRPC_PORT": "grpc-addr"} {
-		if v, ok := get(legacy); ok {
-			host, _ := get(strings.TrimSuffix(legacy, "PORT") + "HOST")
-			if host == "" {
-				host = "0.0.0.0"
-			}
-			if _, err := strconv.Atoi(v); err != nil {
-				return notes, fmt.Errorf("%s=%q is not a port number", legacy, v)
-			}
-			set(legacy, flag, net.JoinHostPort(host, v))
+	// A listener from its HOST and PORT variables, either one defaulting as there.
+	for _, l := range []struct{ portVar, hostVar, flag, defaultPort string }{
+		{"PORT", "HOST", "http-addr", "8080"}, {"GRPC_PORT", "GRPC_HOST", "grpc-addr", "8081"},
+	} {
+		port, portSet := get(l.portVar)
+		host, hostSet := get(l.hostVar)
+		switch {
+		case !portSet && !hostSet:
+			continue
+		case !portSet:
+			port = l.defaultPort
+		case !hostSet:
+			host = "0.0.0.0"
+		}
+		if _, err := strconv.Atoi(port); err != nil {
+			return notes, fmt.Errorf("%s=%q is not a port number", l.portVar, port)
+		}
+		if !portSet {
+			set(l.hostVar, l.flag, net.JoinHostPort(host, port))
+			continue
+		}
+		set(l.portVar, l.flag, net.JoinHostPort(host, port))
+		if hostSet {
+			note(l.hostVar, "used: the host of "+envName(l.flag))
 		}
 	}
 	// Words (levels, formats, booleans, and the pool size) are matched in any case; a key prefix is data
@@ -230,7 +259,7 @@ func mapLegacyRedis(m mapper) error {
 	}
 	addr, ok := get("REDIS_URL")
 	if !ok {
-		for _, v := range []string{"REDIS_TLS", "REDIS_SOCKET_TYPE", "REDIS_AUTH", "REDIS_TYPE"} {
+		for _, v := range []string{"REDIS_TLS", "REDIS_SOCKET_TYPE", "REDIS_AUTH", "REDIS_SENTINEL_AUTH", "REDIS_TYPE"} {
 			if _, ok := get(v); ok {
 				m.ignore(v, "REDIS_URL is not set")
 			}
@@ -252,6 +281,7 @@ func mapLegacyRedis(m mapper) error {
 		setRedisURL(m, "unix://", redisUserinfo(auth), addr, "", nil)
 		used("REDIS_SOCKET_TYPE", "a unix:// socket")
 		used("REDIS_AUTH", "the password in the Redis URL")
+		ignoreSentinelAuth(m, "REDIS_SOCKET_TYPE is unix")
 		mapRedisTLSFiles(m, false, "REDIS_SOCKET_TYPE is unix")
 		return nil
 	}
@@ -286,43 +316,117 @@ func mapLegacyRedis(m mapper) error {
 		hosts[i] = a.host
 		tlsOn = tlsOn || a.tls
 	}
-	userinfo := redisUserinfo(auth)
-	if first.user != "" {
+	params := make([]string, 0, len(hosts)+1)
+	for _, h := range hosts[1:] {
+		params = append(params, "addr="+h)
+	}
+	var userinfo string
+	if strings.EqualFold(mode, "sentinel") {
+		// There REDIS_AUTH is the master's and REDIS_SENTINEL_AUTH the sentinels'; in
+		// go-redis's failover URL the userinfo is the sentinels' and the master's
+		// credentials are the username= and password= parameters.
+		userinfo = sentinelUserinfo(m, first)
 		if auth != "" {
-			m.ignore("REDIS_AUTH", "REDIS_URL carries its own credentials")
+			params = append(params, masterCredentials(auth)...)
+			used("REDIS_AUTH", "the master's username= and password= in the Redis URL")
 		}
-		userinfo = first.user + "@"
 	} else {
-		used("REDIS_AUTH", "the password in the Redis URL")
+		ignoreSentinelAuth(m, "REDIS_TYPE is not sentinel")
+		userinfo = redisUserinfo(auth)
+		if first.user != "" {
+			if auth != "" {
+				m.ignore("REDIS_AUTH", "REDIS_URL carries its own credentials")
+			}
+			userinfo = first.user + "@"
+		} else {
+			used("REDIS_AUTH", "the password in the Redis URL")
+		}
 	}
 	scheme, how := "redis://", "redis://, plaintext"
 	if tlsOn {
 		scheme, how = "rediss://", "rediss://, TLS"
 	}
 	used("REDIS_TLS", how)
-	setRedisURL(m, scheme, userinfo, hosts[0], first.db, hosts[1:])
+	setRedisURL(m, scheme, userinfo, hosts[0], first.db, params)
 	mapRedisTLSFiles(m, tlsOn, "REDIS_TLS is not true")
 	return nil
 }
 
-// setRedisURL sets our Redis URL; with credentials in it the startup notes do not show it.
-func setRedisURL(m mapper, scheme, userinfo, host, db string, more []string) {
+// mapQuotaMode handles QUOTA_MODE, envoyproxy/ratelimit's quota mode for every limit.
+// There is no such switch here (quota_mode is a rule's), and serving its limits as hard
+// limits would deny requests it allowed: true stops the process.
+func mapQuotaMode(m mapper) error {
+	v, ok := m.get("QUOTA_MODE")
+	if !ok {
+		return nil
+	}
+	on, err := strconv.ParseBool(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("QUOTA_MODE=%q: want true or false", v)
+	case on:
+		return errors.New("QUOTA_MODE=true: quota mode for every limit is not supported; set quota_mode: true on the rule entries that should be soft limits (docs/configuration.md)")
+	}
+	m.ignore("QUOTA_MODE", "false is the default")
+	return nil
+}
+
+// setRedisURL sets our Redis URL, with params (encoded key=value pairs) as its query;
+// with credentials in it the startup notes do not show it.
+func setRedisURL(m mapper, scheme, userinfo, host, db string, params []string) {
 	u := scheme + userinfo + host
 	if db != "" {
 		u += "/" + db
 	}
-	for i, extra := range more {
-		sep := "&"
-		if i == 0 {
-			sep = "?"
-		}
-		u += sep + "addr=" + extra
+	if len(params) > 0 {
+		u += "?" + strings.Join(params, "&")
 	}
-	if userinfo != "" {
+	secret := userinfo != ""
+	for _, p := range params {
+		secret = secret || strings.HasPrefix(p, "password=")
+	}
+	if secret {
 		m.setSecret("REDIS_URL", "redis-url", u)
 	} else {
 		m.set("REDIS_URL", "redis-url", u)
 	}
+}
+
+// sentinelUserinfo is the sentinels' credentials as a URL's userinfo: the first
+// sentinel's address's own, else REDIS_SENTINEL_AUTH's.
+func sentinelUserinfo(m mapper, first redisAddr) string {
+	auth, set := m.get("REDIS_SENTINEL_AUTH")
+	if first.user != "" {
+		if set {
+			m.ignore("REDIS_SENTINEL_AUTH", "REDIS_URL carries the sentinels' credentials")
+		}
+		return first.user + "@"
+	}
+	if set {
+		m.note("REDIS_SENTINEL_AUTH", "used: the sentinels' password in the Redis URL (RATELIMIT_EXT_REDIS_URL)")
+	}
+	return redisUserinfo(auth)
+}
+
+// ignoreSentinelAuth reports REDIS_SENTINEL_AUTH unused, when set.
+func ignoreSentinelAuth(m mapper, why string) {
+	if _, ok := m.get("REDIS_SENTINEL_AUTH"); ok {
+		m.ignore("REDIS_SENTINEL_AUTH", why)
+	}
+}
+
+// masterCredentials is REDIS_AUTH ("password" or "user:password") as the username= and
+// password= parameters of go-redis's failover URL.
+func masterCredentials(auth string) []string {
+	user, pass, found := strings.Cut(auth, ":")
+	if !found {
+		user, pass = "", auth
+	}
+	var params []string
+	if user != "" {
+		params = append(params, "username="+url.QueryEscape(user))
+	}
+	return append(params, "password="+url.QueryEscape(pass))
 }
 
 // redisUserinfo is REDIS_AUTH ("password" or "user:password") as a URL's userinfo.

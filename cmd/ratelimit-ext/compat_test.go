@@ -2,8 +2,11 @@ package main
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // fakeEnv is a process environment for applyLegacyEnv.
@@ -27,6 +30,8 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_HTTP_ADDR": "0.0.0.0:8080", "RATELIMIT_EXT_GRPC_ADDR": "0.0.0.0:8081", "RATELIMIT_EXT_LOG_LEVEL": "debug"}, ""},
 		{"hosts", fakeEnv{"GRPC_HOST": "127.0.0.1", "GRPC_PORT": "9000"},
 			map[string]string{"RATELIMIT_EXT_GRPC_ADDR": "127.0.0.1:9000"}, ""},
+		{"hosts without ports: their default ports", fakeEnv{"GRPC_HOST": "10.0.0.5", "HOST": "10.0.0.6"},
+			map[string]string{"RATELIMIT_EXT_GRPC_ADDR": "10.0.0.5:8081", "RATELIMIT_EXT_HTTP_ADDR": "10.0.0.6:8080"}, ""},
 		{"runtime layout", fakeEnv{"RUNTIME_ROOT": "/data", "RUNTIME_SUBDIRECTORY": "ratelimit"},
 			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/data/ratelimit/config"}, ""},
 		{"runtime layout: their default root", fakeEnv{"RUNTIME_SUBDIRECTORY": "ratelimit"},
@@ -42,6 +47,13 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://a:6379?addr=b:6379&addr=c:6379", "RATELIMIT_EXT_REDIS_MODE": "cluster"}, ""},
 		{"sentinel", fakeEnv{"REDIS_URL": "mymaster,s1:26379,s2:26379", "REDIS_TYPE": "sentinel"},
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://s1:26379?addr=s2:26379", "RATELIMIT_EXT_REDIS_MODE": "sentinel", "RATELIMIT_EXT_REDIS_SENTINEL_MASTER": "mymaster"}, ""},
+		{"sentinel: REDIS_AUTH is the master's, REDIS_SENTINEL_AUTH the sentinels'", fakeEnv{"REDIS_URL": "mymaster,s1:26379,s2:26379",
+			"REDIS_TYPE": "sentinel", "REDIS_AUTH": "app:p@ss", "REDIS_SENTINEL_AUTH": "s3nt"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://:s3nt@s1:26379?addr=s2:26379&username=app&password=p%40ss"}, ""},
+		{"sentinel: the master's password alone", fakeEnv{"REDIS_URL": "mymaster,s1:26379", "REDIS_TYPE": "sentinel", "REDIS_AUTH": "pw"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://s1:26379?password=pw"}, ""},
+		{"REDIS_SENTINEL_AUTH without sentinels is not used", fakeEnv{"REDIS_URL": "redis.svc:6379", "REDIS_SENTINEL_AUTH": "s3nt"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://redis.svc:6379"}, ""},
 		{"unix socket", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_SOCKET_TYPE": "unix"},
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "unix:///var/run/redis.sock"}, ""},
 		{"a socket path without a socket type (their default is unix)", fakeEnv{"REDIS_URL": "/var/run/redis.sock"},
@@ -132,6 +144,10 @@ func TestLegacyEnvironment(t *testing.T) {
 		{"bad headers", fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS": "token"}, nil, "is not key:value"},
 		{"bad port", fakeEnv{"PORT": "http"}, nil, "not a port"},
 		{"bad redis type", fakeEnv{"REDIS_URL": "a:1", "REDIS_TYPE": "ring"}, nil, "REDIS_TYPE=ring"},
+		{"quota mode for every limit stops the process", fakeEnv{"QUOTA_MODE": "true"}, nil, "set quota_mode: true on the rule entries"},
+		{"bad QUOTA_MODE", fakeEnv{"QUOTA_MODE": "soft"}, nil, `QUOTA_MODE="soft"`},
+		{"QUOTA_MODE=false changes nothing", fakeEnv{"QUOTA_MODE": "false", "LOG_LEVEL": "warn"},
+			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -385,5 +401,85 @@ func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
 	}
 	if len(c.legacy) != 3 { // RUNTIME_SUBDIRECTORY is part of RUNTIME_ROOT's note
 		t.Errorf("notes %v, want one each for RUNTIME_ROOT, PORT and GRPC_PORT", c.legacy)
+	}
+}
+
+// The sentinel URL the mapping builds means to go-redis what the variables meant to
+// envoyproxy/ratelimit: REDIS_AUTH authenticates to the master, REDIS_SENTINEL_AUTH to
+// the sentinels.
+func TestLegacySentinelCredentials(t *testing.T) {
+	env := fakeEnv{"REDIS_URL": "mymaster,s1:26379,s2:26379", "REDIS_TYPE": "sentinel",
+		"REDIS_AUTH": "app:p@ss:word", "REDIS_SENTINEL_AUTH": "s3nt&x"}
+	notes, err := applyLegacyEnv(env.lookup, env.set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := redis.ParseFailoverURL(env["RATELIMIT_EXT_REDIS_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Username != "app" || o.Password != "p@ss:word" || o.SentinelUsername != "" || o.SentinelPassword != "s3nt&x" ||
+		!slices.Equal(o.SentinelAddrs, []string{"s1:26379", "s2:26379"}) {
+		t.Errorf("master %q/%q, sentinels %q/%q at %v", o.Username, o.Password, o.SentinelUsername, o.SentinelPassword, o.SentinelAddrs)
+	}
+	for _, n := range notes {
+		if strings.Contains(n.outcome, "p@ss") || strings.Contains(n.outcome, "s3nt") {
+			t.Errorf("a startup note shows a password: %s: %s", n.name, n.outcome)
+		}
+	}
+}
+
+// theirVariables are the settings envoyproxy/ratelimit reads (src/settings/settings.go,
+// the version make bench pins).
+var theirVariables = []string{
+	"BACKEND_TYPE", "CACHE_KEY_PREFIX", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
+	"CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY", "CONFIG_GRPC_XDS_NODE_ID",
+	"CONFIG_GRPC_XDS_NODE_METADATA", "CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL",
+	"CONFIG_GRPC_XDS_SERVER_TLS_CACERT", "CONFIG_GRPC_XDS_SERVER_TLS_SAN",
+	"CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_SERVER_USE_TLS", "CONFIG_TYPE", "DEBUG_HOST",
+	"DEBUG_PORT", "DISABLE_STATS", "EXPIRATION_JITTER_MAX_SECONDS", "EXTRA_TAGS",
+	"FORCE_START_WITHOUT_INITIAL_CONFIG", "GRPC_CLIENT_TLS_CACERT", "GRPC_CLIENT_TLS_SAN",
+	"GRPC_HOST", "GRPC_MAX_CONNECTION_AGE", "GRPC_MAX_CONNECTION_AGE_GRACE", "GRPC_PORT",
+	"GRPC_SERVER_TLS_CERT", "GRPC_SERVER_TLS_KEY", "GRPC_SERVER_USE_TLS", "GRPC_UDS",
+	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED", "HOST", "LIMIT_LIMIT_HEADER", "LIMIT_REMAINING_HEADER",
+	"LIMIT_RESET_HEADER", "LIMIT_RESPONSE_HEADERS_ENABLED", "LOCAL_CACHE_SIZE_IN_BYTES", "LOG_FORMAT",
+	"LOG_LEVEL", "MEMCACHE_HOST_PORT", "MEMCACHE_MAX_IDLE_CONNS", "MEMCACHE_SRV",
+	"MEMCACHE_SRV_REFRESH", "MEMCACHE_TLS", "MEMCACHE_TLS_CACERT", "MEMCACHE_TLS_CLIENT_CERT",
+	"MEMCACHE_TLS_CLIENT_KEY", "MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION", "MERGE_DOMAIN_CONFIG",
+	"NEAR_LIMIT_RATIO", "PORT", "PROMETHEUS_ADDR", "PROMETHEUS_MAPPER_YAML", "PROMETHEUS_PATH",
+	"QUOTA_MODE", "REDIS_AUTH", "REDIS_HEALTH_CHECK_ACTIVE_CONNECTION", "REDIS_PERSECOND",
+	"REDIS_PERSECOND_AUTH", "REDIS_PERSECOND_PIPELINE_LIMIT", "REDIS_PERSECOND_PIPELINE_WINDOW",
+	"REDIS_PERSECOND_POOL_ON_EMPTY_BEHAVIOR", "REDIS_PERSECOND_POOL_SIZE",
+	"REDIS_PERSECOND_SENTINEL_AUTH", "REDIS_PERSECOND_SOCKET_TYPE", "REDIS_PERSECOND_TIMEOUT",
+	"REDIS_PERSECOND_TLS", "REDIS_PERSECOND_TYPE", "REDIS_PERSECOND_URL", "REDIS_PIPELINE_LIMIT",
+	"REDIS_PIPELINE_WINDOW", "REDIS_POOL_ON_EMPTY_BEHAVIOR", "REDIS_POOL_SIZE", "REDIS_SENTINEL_AUTH",
+	"REDIS_SOCKET_TYPE", "REDIS_TIMEOUT", "REDIS_TLS", "REDIS_TLS_CACERT", "REDIS_TLS_CLIENT_CERT",
+	"REDIS_TLS_CLIENT_KEY", "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "REDIS_TYPE", "REDIS_URL",
+	"RESPONSE_DYNAMIC_METADATA", "RUNTIME_APPDIRECTORY", "RUNTIME_IGNOREDOTFILES", "RUNTIME_ROOT",
+	"RUNTIME_SUBDIRECTORY", "RUNTIME_WATCH_ROOT", "SHADOW_MODE", "STATSD_HOST", "STATSD_PORT",
+	"STATS_FLUSH_INTERVAL", "STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT", "TRACING_ENABLED",
+	"TRACING_EXPORTER_PROTOCOL", "TRACING_SAMPLING_RATE", "TRACING_SERVICE_INSTANCE_ID",
+	"TRACING_SERVICE_NAME", "TRACING_SERVICE_NAMESPACE", "USE_DOG_STATSD",
+	"USE_DOG_STATSD_MOGRIFIERS", "USE_PROMETHEUS", "USE_STATSD",
+	"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL", "XDS_CLIENT_BACKOFF_JITTER",
+	"XDS_CLIENT_BACKOFF_MAX_INTERVAL", "XDS_CLIENT_BACKOFF_RANDOM_FACTOR",
+	"XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES",
+}
+
+// Every envoyproxy/ratelimit variable, set alone, is mapped or reported with a note, or
+// stops the process with an error that names it: none is silently dropped.
+func TestEveryLegacyVariableIsReported(t *testing.T) {
+	for _, v := range theirVariables {
+		env := fakeEnv{v: "true"}
+		notes, err := applyLegacyEnv(env.lookup, env.set)
+		if err != nil {
+			if !strings.Contains(err.Error(), v) {
+				t.Errorf("%s=true: the error does not name it: %v", v, err)
+			}
+			continue
+		}
+		if !slices.ContainsFunc(notes, func(n legacyNote) bool { return n.name == v }) {
+			t.Errorf("%s=true: no note says what became of it", v)
+		}
 	}
 }
