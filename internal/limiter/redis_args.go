@@ -61,8 +61,9 @@ func (x *groupIndex) group(i int) paramGroup {
 
 // scriptArgs builds one request.lua call deciding n requests in order; request(i)
 // gives request i's now and checks. The first two slots (the verb and the script) are
-// left for Script.Command; then come the number of keys, the keys, and ARGV: r, g, the
-// g parameter groups, and per request now, n and each limit's group and cost.
+// left for Script.Command; then come the number of keys, the keys, and ARGV: one string
+// holding r, g, the g parameter groups, and per request now, n and each limit's group
+// and cost, each as the 8 bytes of redislua.AppendArg.
 func scriptArgs(n int, request func(i int) (int64, []LimitCheck)) []any {
 	var idx groupIndex
 	nkeys := 0
@@ -73,9 +74,9 @@ func scriptArgs(n int, request func(i int) (int64, []LimitCheck)) []any {
 			idx.of(&checks[j])
 		}
 	}
-	size := 3 + nkeys + redislua.ArgsHeader + redislua.ArgsPerGroup*idx.n +
+	values := redislua.ArgsHeader + redislua.ArgsPerGroup*idx.n +
 		redislua.ArgsPerRequest*n + redislua.ArgsPerLimit*nkeys
-	args := make([]any, 0, size)
+	args := make([]any, 0, 4+nkeys)
 	args = append(args, nil, nil, nkeys)
 	for i := range n {
 		_, checks := request(i)
@@ -83,7 +84,9 @@ func scriptArgs(n int, request func(i int) (int64, []LimitCheck)) []any {
 			args = append(args, checks[j].Key)
 		}
 	}
-	args = append(args, n, idx.n)
+	argv := make([]byte, 0, 8*values)
+	argv = redislua.AppendArg(argv, int64(n))
+	argv = redislua.AppendArg(argv, int64(idx.n))
 	for i := 1; i <= idx.n; i++ {
 		g := idx.group(i)
 		p := g.params
@@ -91,21 +94,18 @@ func scriptArgs(n int, request func(i int) (int64, []LimitCheck)) []any {
 		if g.shadow {
 			shadow = 1
 		}
-		// The parameters go by pointer into the rule's Params: go-redis writes a *int64
-		// as its number, and a pointer in an interface costs no allocation, where an
-		// int64 above 255 costs one per value and call. A validated Params does not
-		// change, so the pointers read what a copy would (the command's String shows
-		// them as addresses). The algorithm and the shadow flag are below 256 and box
-		// without allocating.
-		args = append(args, int64(p.Algorithm), shadow, &p.Limit, &p.PeriodMs, &p.Burst,
-			&p.num, &p.den, &p.width, &p.Buckets)
+		for _, x := range [...]int64{int64(p.Algorithm), shadow, p.Limit, p.PeriodMs, p.Burst, p.num, p.den, p.width, p.Buckets} {
+			argv = redislua.AppendArg(argv, x)
+		}
 	}
 	for i := range n {
 		now, checks := request(i)
-		args = append(args, now, len(checks))
+		argv = redislua.AppendArg(argv, now)
+		argv = redislua.AppendArg(argv, int64(len(checks)))
 		for j := range checks {
-			args = append(args, idx.of(&checks[j]), checks[j].Cost)
+			argv = redislua.AppendArg(argv, int64(idx.of(&checks[j])))
+			argv = redislua.AppendArg(argv, checks[j].Cost)
 		}
 	}
-	return args
+	return append(args, argv)
 }

@@ -1,6 +1,8 @@
 package limiter
 
 import (
+	"encoding/binary"
+	"math"
 	"slices"
 	"testing"
 )
@@ -20,22 +22,29 @@ func TestScriptArgsSharesParameterGroups(t *testing.T) {
 		{0, []LimitCheck{{Key: "d", Params: fw, Cost: 4, Shadow: true}}},
 	}
 	args := scriptArgs(len(reqs), func(i int) (int64, []LimitCheck) { return reqs[i].now, reqs[i].checks })
-	for i, a := range args {
-		if p, ok := a.(*int64); ok { // the parameters go by pointer (go-redis writes the number)
-			args[i] = *p
-		}
+	if want := []any{nil, nil, 4, "a", "b", "c", "d"}; len(args) != len(want)+1 || !slices.Equal(args[:len(want)], want) {
+		t.Fatalf("scriptArgs: %v, want %v and ARGV", args, want)
 	}
-	want := []any{nil, nil, 4, "a", "b", "c", "d",
+	argv, ok := args[len(args)-1].([]byte)
+	if !ok || len(argv)%8 != 0 {
+		t.Fatalf("ARGV %T of %d bytes, want 8-byte values", args[len(args)-1], len(argv))
+	}
+	var got []int64
+	for i := 0; i < len(argv); i += 8 {
+		f := math.Float64frombits(binary.LittleEndian.Uint64(argv[i:]))
+		got = append(got, int64(f))
+	}
+	want := []int64{
 		3, 3, // r, g
-		int64(FixedWindow), int64(0), int64(100), int64(60_000), int64(0), int64(0), int64(0), int64(0), int64(0),
-		int64(TokenBucket), int64(0), int64(5), int64(1000), int64(5), int64(1), int64(200), int64(0), int64(0),
-		int64(FixedWindow), int64(1), int64(100), int64(60_000), int64(0), int64(0), int64(0), int64(0), int64(0),
-		int64(0), 1, 1, int64(1),
-		int64(7), 2, 2, int64(2), 1, int64(3),
-		int64(0), 1, 3, int64(4),
+		int64(FixedWindow), 0, 100, 60_000, 0, 0, 0, 0, 0,
+		int64(TokenBucket), 0, 5, 1000, 5, 1, 200, 0, 0,
+		int64(FixedWindow), 1, 100, 60_000, 0, 0, 0, 0, 0,
+		0, 1, 1, 1,
+		7, 2, 2, 2, 1, 3,
+		0, 1, 3, 4,
 	}
-	if !slices.Equal(args, want) {
-		t.Errorf("scriptArgs:\n got %v\nwant %v", args, want)
+	if !slices.Equal(got, want) {
+		t.Errorf("ARGV values:\n got %v\nwant %v", got, want)
 	}
 }
 

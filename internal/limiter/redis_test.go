@@ -2,8 +2,10 @@ package limiter_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -857,16 +859,16 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 	c := srv.Client()
 	key := uniquePrefix(t) + ":k"
 	keys := []string{key, key + "2"}
-	group := []any{"0", "0", "100", "60000", "0", "0", "0", "0", "0"} // fixed_window, enforced, limit 100 per minute
-	cat := func(parts ...[]any) []any {
-		var out []any
+	group := []float64{0, 0, 100, 60000, 0, 0, 0, 0, 0} // fixed_window, enforced, limit 100 per minute
+	cat := func(parts ...[]float64) []float64 {
+		var out []float64
 		for _, p := range parts {
 			out = append(out, p...)
 		}
 		return out
 	}
-	req := []any{0, 1, 1, 1} // now 0, one limit: group 1, cost 1
-	call := func(keys []string, argv ...any) error {
+	req := []float64{0, 1, 1, 1} // now 0, one limit: group 1, cost 1
+	callRaw := func(keys []string, argv ...any) error {
 		args := []any{nil, nil, len(keys)}
 		for _, k := range keys {
 			args = append(args, k)
@@ -874,34 +876,14 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 		_, err := redislua.Request.Run(ctx, c, append(args, argv...))
 		return err
 	}
-	if err := call(keys, cat([]any{2, 1}, group, req, req)...); err != nil {
+	call := func(keys []string, values ...float64) error { return callRaw(keys, packArgv(values...)) }
+	if err := call(keys, cat([]float64{2, 1}, group, req, req)...); err != nil {
 		t.Fatalf("a well-formed call: %v", err)
 	}
 	c.Del(ctx, keys...)
-	for name, tc := range map[string]struct {
-		keys []string
-		argv []any
-	}{
-		"second request missing":      {keys, cat([]any{2, 1}, group, req)},
-		"one limit short":             {keys[:1], cat([]any{1, 1}, group, req[:3])},
-		"more keys than limits":       {keys[:1], cat([]any{1, 1}, group, []any{0, 0})},
-		"no requests":                 {nil, []any{0, 0}},
-		"request count not a number":  {keys[:1], cat([]any{"x", 1}, group, req)},
-		"limit count not an integer":  {keys[:1], cat([]any{1, 1}, group, []any{0, "1.5", 1, 1})},
-		"second request's now broken": {keys, cat([]any{2, 1}, group, req, []any{"now", 1, 1, 1})},
-		"group beyond g":              {keys, cat([]any{2, 1}, group, req, []any{0, 1, 2, 1})},
-		"group 0":                     {keys, cat([]any{2, 1}, group, req, []any{0, 1, 0, 1})},
-		"group fraction":              {keys, cat([]any{2, 1}, group, req, []any{0, 1, "1.5", 1})},
-		"fewer groups than g":         {keys, cat([]any{2, 2}, group, req, req)},
-		"group value not a number":    {keys[:1], cat([]any{1, 1}, group[:8], []any{"x"}, req)},
-		"unknown algorithm":           {keys, cat([]any{2, 2}, group, []any{6}, group[1:], req, []any{0, 1, 2, 1})},
-		"second request's cost gone":  {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "q"})},
-		"second request's cost 1.5":   {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "1.5"})},
-		"second request's cost inf":   {keys, cat([]any{2, 1}, group, req, []any{0, 1, 1, "inf"})},
-		"second request's now nan":    {keys, cat([]any{2, 1}, group, req, []any{"nan", 1, 1, 1})},
-		"second request's now < 0":    {keys, cat([]any{2, 1}, group, req, []any{-5, 1, 1, 1})},
-	} {
-		err := call(tc.keys, tc.argv...)
+	nan, inf := math.NaN(), math.Inf(1)
+	refused := func(name string, err error) {
+		t.Helper()
 		if err == nil || !strings.Contains(err.Error(), "bad KEYS/ARGV layout") {
 			t.Errorf("%s: %v, want the layout refused", name, err)
 		}
@@ -909,6 +891,78 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 			t.Fatalf("%s: a key was written before the layout was refused", name)
 		}
 	}
+	for name, tc := range map[string]struct {
+		keys []string
+		argv []float64
+	}{
+		"second request missing":      {keys, cat([]float64{2, 1}, group, req)},
+		"one limit short":             {keys[:1], cat([]float64{1, 1}, group, req[:3])},
+		"more keys than limits":       {keys[:1], cat([]float64{1, 1}, group, []float64{0, 0})},
+		"no requests":                 {nil, []float64{0, 0}},
+		"no values":                   {nil, nil},
+		"request count not a number":  {keys[:1], cat([]float64{nan, 1}, group, req)},
+		"limit count not an integer":  {keys[:1], cat([]float64{1, 1}, group, []float64{0, 1.5, 1, 1})},
+		"second request's now broken": {keys, cat([]float64{2, 1}, group, req, []float64{inf, 1, 1, 1})},
+		"group beyond g":              {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 2, 1})},
+		"group 0":                     {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 0, 1})},
+		"group fraction":              {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1.5, 1})},
+		"fewer groups than g":         {keys, cat([]float64{2, 2}, group, req, req)},
+		"group value not a number":    {keys[:1], cat([]float64{1, 1}, group[:8], []float64{nan}, req)},
+		"group value negative":        {keys[:1], cat([]float64{1, 1}, group[:2], []float64{-100}, group[3:], req)},
+		"unknown algorithm":           {keys, cat([]float64{2, 2}, group, []float64{6}, group[1:], req, []float64{0, 1, 2, 1})},
+		"second request's cost gone":  {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, nan})},
+		"second request's cost 1.5":   {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, 1.5})},
+		"second request's cost inf":   {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, inf})},
+		"second request's cost 2^53":  {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, 1 << 53})},
+		"second request's now nan":    {keys, cat([]float64{2, 1}, group, req, []float64{nan, 1, 1, 1})},
+		"second request's now < 0":    {keys, cat([]float64{2, 1}, group, req, []float64{-5, 1, 1, 1})},
+	} {
+		refused(name, call(tc.keys, tc.argv...))
+	}
+	good := packArgv(cat([]float64{2, 1}, group, req, req)...)
+	refused("a value cut short", callRaw(keys, good[:len(good)-3]))
+	refused("two ARGV strings", callRaw(keys, good[:16], good[16:]))
+	refused("decimal arguments (contract 3)", callRaw(keys, "2", "1", "0", "0", "100", "60000", "0", "0", "0", "0", "0", "0", "1", "1", "1", "0", "1", "1", "1"))
+	refused("no ARGV", callRaw(keys))
+}
+
+// A call with more values than struct.unpack returns at once (4,000 a chunk) reads
+// every value in its place: each request's own cost comes back in its remaining.
+func TestRedisScriptReadsLongCallsInChunks(t *testing.T) {
+	_, srv := newRedis(t)
+	ctx := context.Background()
+	c := srv.Client()
+	prefix := uniquePrefix(t)
+	const r = 2100 // 2 + 9 + 4*2100 = 8,411 values: three chunks, more than one unpack returns
+	args := []any{nil, nil, r}
+	values := []float64{r, 1, 0, 0, 100, 60000, 0, 0, 0, 0, 0}
+	for i := range r {
+		args = append(args, fmt.Sprintf("%s:%d", prefix, i))
+		values = append(values, 0, 1, 1, float64(i%7))
+	}
+	reply, err := redislua.Request.Run(ctx, c, append(args, packArgv(values...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reply) != r*7 {
+		t.Fatalf("%d reply values, want %d", len(reply), r*7)
+	}
+	for i := range r {
+		d := reply[7*i:]
+		if d[1] != 1 || d[2] != 1 || d[3] != 100 || d[4] != int64(100-i%7) {
+			t.Fatalf("request %d (cost %d): %v, want allowed with %d remaining", i, i%7, d[:7], 100-i%7)
+		}
+	}
+}
+
+// packArgv is request.lua's ARGV string holding values (redislua.AppendArg, but any
+// double: broken calls too).
+func packArgv(values ...float64) []byte {
+	b := make([]byte, 0, 8*len(values))
+	for _, v := range values {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return b
 }
 
 // Within one call, a request reads what an earlier request of the call wrote, even
@@ -925,11 +979,11 @@ func TestRedisScriptReadsWritesOfTheSameCall(t *testing.T) {
 	if err := c.Set(ctx, key, fmt.Sprintf("0:%d:%d:5", ws+period, ws), 0).Err(); err != nil { // fixed_window, count 5
 		t.Fatal(err)
 	}
-	sliding := []any{3, 0, 100, period, 0, 0, 0, period / 10, 10}
-	fixed := []any{0, 0, 5, period, 0, 0, 0, 0, 0}
-	args := []any{nil, nil, 2, key, key, 2, 2}
-	args = append(append(append(args, sliding...), fixed...), now, 1, 1, 1, now, 1, 2, 1)
-	reply, err := redislua.Request.Run(ctx, c, args)
+	const fnow, fperiod = float64(now), float64(period)
+	sliding := []float64{3, 0, 100, fperiod, 0, 0, 0, fperiod / 10, 10}
+	fixed := []float64{0, 0, 5, fperiod, 0, 0, 0, 0, 0}
+	values := append(append(append([]float64{2, 2}, sliding...), fixed...), fnow, 1, 1, 1, fnow, 1, 2, 1)
+	reply, err := redislua.Request.Run(ctx, c, []any{nil, nil, 2, key, key, packArgv(values...)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,17 +8,26 @@ import (
 	"context"
 	"crypto/sha1"
 	"embed"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
+// AppendArg appends v to a request.lua ARGV string as the script reads it: an 8-byte
+// little-endian IEEE-754 double, exact for |v| < 2^53 (every value the engine sends:
+// Params.Validate bounds them).
+func AppendArg(b []byte, v int64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
+}
+
 // The layout of request.lua's arguments and reply (see manifest.json). One call
-// decides one or more requests.
+// decides one or more requests; the Args counts are values in ARGV[1].
 const (
 	// ArgsHeader is the number of ARGV values before the parameter groups (r, g).
 	ArgsHeader = 2

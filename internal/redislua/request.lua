@@ -4,15 +4,18 @@
 -- line for line, the log through ZSET queries instead of a slice, and must agree with it
 -- bit for bit (internal/limiter/redis_diff_test.go). manifest.json records its sha256.
 --
--- Contract (contractVersion 3)
+-- Contract (contractVersion 4)
 --   One call decides r >= 1 requests, one after the other: each is all or nothing on
 --   its own, and a later request sees an earlier one's charge. (The service batches
 --   requests that arrive together into one call: one command and one round trip.)
 --   KEYS     the storage keys of request 1's limits, then request 2's, ...; within a
 --            request keys may repeat: limits with the same key share state, and a later
 --            limit sees an earlier limit's charge.
---   ARGV[1]  r, the number of requests
---   ARGV[2]  g, the number of parameter groups
+--   ARGV[1]  every integer of the call below, in order, each as an 8-byte little-endian
+--            IEEE-754 double (exact below 2^53): read with struct.unpack in one go,
+--            where a decimal argument each cost a tonumber and Redis an object.
+--   r, the number of requests
+--   g, the number of parameter groups
 --   then g parameter groups, numbered 1..g, of 9 integers each (the limits of one rule
 --   share a group, so a call carries a rule's parameters once however many of its
 --   requests use it):
@@ -35,9 +38,9 @@
 --       cost       q >= 0 (0 = check-only)
 --   Reply: per request {now, allowed (1/0), then per limit: allowed (1/0), limit,
 --          remaining, resetAt, retryAfterMs}, all integers, concatenated.
---   A call whose layout does not add up, that names a group outside 1..g or an
---   algorithm code above 5, or whose now or a cost is not a whole number in [0, 2^53),
---   is refused before anything runs.
+--   A call whose ARGV is not one string of whole 8-byte values, whose layout does not
+--   add up, that names a group outside 1..g or an algorithm code above 5, or whose now or
+--   a cost is not a whole number in [0, 2^53), is refused before anything runs.
 --
 -- Semantics of one request: limits are checked in order on working copies of their keys' states; the
 -- copies are written only when every non-shadow limit allowed. Otherwise nothing is
@@ -878,25 +881,47 @@ local function is_count(x)
   return x ~= nil and x >= 0 and x <= MAX_INT and x == floor(x)
 end
 
--- Every value of ARGV is an integer: each is converted once, here. (now and the costs
--- are whole numbers >= 0; the layout check below refuses anything else, "nan" and
--- "inf" included.)
-local v = {}
-for i = 1, #ARGV do
-  v[i] = tonumber(ARGV[i])
+-- The call's integers, unpacked from ARGV[1] at once (values v[1..nv]; nil if ARGV is
+-- not one string of whole 8-byte values). The layout check below refuses any value that
+-- is not what its place wants: fractions, NaN and infinities included. struct.unpack
+-- returns its values on the Lua stack (at most 8000 slots), so a long call is read in
+-- chunks; its last return value is the position after them, not a value.
+local UNPACK_CHUNK = 4000
+local v, nv = nil, 0
+do
+  local s = ARGV[1]
+  if #ARGV == 1 and #s % 8 == 0 then
+    nv = #s / 8
+    if nv <= UNPACK_CHUNK then
+      v = { struct.unpack('<' .. string.rep('d', nv), s) }
+      v[nv + 1] = nil
+    else
+      v = {}
+      for at = 0, nv - 1, UNPACK_CHUNK do
+        local k = mmin(UNPACK_CHUNK, nv - at)
+        local t = { struct.unpack('<' .. string.rep('d', k), s, 8 * at + 1) }
+        for j = 1, k do
+          v[at + j] = t[j]
+        end
+      end
+    end
+  end
 end
 
 -- layout checks the whole call before anything runs, so a bad call writes nothing. It
 -- returns r and g, or nil.
 local function layout()
+  if v == nil then
+    return nil
+  end
   local r, g = v[1], v[2]
   if not is_count(r) or r < 1 or not is_count(g) then
     return nil
   end
   local a, k = 2 + GROUP * g, 0
   for i = 3, a do
-    if v[i] == nil then
-      return nil
+    if not is_count(v[i]) then
+      return nil -- every parameter is a whole number >= 0
     end
   end
   for b = 2, a - 1, GROUP do
@@ -918,7 +943,7 @@ local function layout()
     end
     a, k = a + 2 + 2 * n, k + n
   end
-  if a ~= #ARGV or k ~= #KEYS then
+  if a ~= nv or k ~= #KEYS then
     return nil
   end
   return r, g
