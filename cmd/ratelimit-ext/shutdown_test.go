@@ -366,13 +366,11 @@ func TestSIGTERMDrainsInFlightRPCs(t *testing.T) {
 			t.Errorf("in-flight RPC %d ended %v into a %v Redis pause", i, o.end.Sub(pausedAt), pause)
 		}
 	}
+	// Each RPC's OK (above) shows the process answered it before exiting: one that
+	// exited first would have left it UNAVAILABLE. (Comparing when this test saw the
+	// exit with when a client goroutine saw its answer only measures the scheduler.)
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
-	}
-	for i, o := range outs {
-		if s.exitedAt.Before(o.end) {
-			t.Errorf("the process exited before in-flight RPC %d was answered", i)
-		}
 	}
 	if took := s.exitedAt.Sub(sigAt); took > 4*time.Second {
 		t.Errorf("exit %v after SIGTERM: the drain did not end when the RPCs did", took)

@@ -25,16 +25,23 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
-// /readyz and grpc.health.v1 follow a real Redis that stops and comes back, and the
-// readiness watcher logs exactly one line per change however often it checks.
-func TestReadinessFollowsRedis(t *testing.T) {
-	srv := testredis.Start(t)
+// quickRedisEngine is a Redis engine on srv whose calls give up after 200 ms.
+func quickRedisEngine(t *testing.T, srv *testredis.Server) *limiter.RedisEngine {
+	t.Helper()
 	engine, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(),
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { engine.Close() })
+	return engine
+}
+
+// /readyz and grpc.health.v1 follow a real Redis that stops and comes back, and the
+// readiness watcher logs exactly one line per change however often it checks.
+func TestReadinessFollowsRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	engine := quickRedisEngine(t, srv)
 	rs, err := descriptors.Parse("web.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
@@ -183,12 +190,7 @@ func TestReadinessLogsEachReason(t *testing.T) {
 	}
 
 	srv := testredis.Start(t)
-	engine, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(),
-		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { engine.Close() })
+	engine := quickRedisEngine(t, srv)
 	srv.Stop()
 	d := decide.New(nil, engine, storekey.New("h:", 0), false)
 	logs := &testlog.Buffer{}
