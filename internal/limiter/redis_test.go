@@ -859,7 +859,7 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 	c := srv.Client()
 	key := uniquePrefix(t) + ":k"
 	keys := []string{key, key + "2"}
-	group := []float64{0, 0, 100, 60000, 0, 0, 0, 0, 0} // fixed_window, enforced, limit 100 per minute
+	group := []float64{0, 0, 100, 60000, 100, 0, 0, 0, 0} // fixed_window, enforced, limit 100 per minute (burst = limit)
 	cat := func(parts ...[]float64) []float64 {
 		var out []float64
 		for _, p := range parts {
@@ -895,27 +895,38 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 		keys []string
 		argv []float64
 	}{
-		"second request missing":      {keys, cat([]float64{2, 1}, group, req)},
-		"one limit short":             {keys[:1], cat([]float64{1, 1}, group, req[:3])},
-		"more keys than limits":       {keys[:1], cat([]float64{1, 1}, group, []float64{0, 0})},
-		"no requests":                 {nil, []float64{0, 0}},
-		"no values":                   {nil, nil},
-		"request count not a number":  {keys[:1], cat([]float64{nan, 1}, group, req)},
-		"limit count not an integer":  {keys[:1], cat([]float64{1, 1}, group, []float64{0, 1.5, 1, 1})},
-		"second request's now broken": {keys, cat([]float64{2, 1}, group, req, []float64{inf, 1, 1, 1})},
-		"group beyond g":              {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 2, 1})},
-		"group 0":                     {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 0, 1})},
-		"group fraction":              {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1.5, 1})},
-		"fewer groups than g":         {keys, cat([]float64{2, 2}, group, req, req)},
-		"group value not a number":    {keys[:1], cat([]float64{1, 1}, group[:8], []float64{nan}, req)},
-		"group value negative":        {keys[:1], cat([]float64{1, 1}, group[:2], []float64{-100}, group[3:], req)},
-		"unknown algorithm":           {keys, cat([]float64{2, 2}, group, []float64{6}, group[1:], req, []float64{0, 1, 2, 1})},
-		"second request's cost gone":  {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, nan})},
-		"second request's cost 1.5":   {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, 1.5})},
-		"second request's cost inf":   {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, inf})},
-		"second request's cost 2^53":  {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, 1 << 53})},
-		"second request's now nan":    {keys, cat([]float64{2, 1}, group, req, []float64{nan, 1, 1, 1})},
-		"second request's now < 0":    {keys, cat([]float64{2, 1}, group, req, []float64{-5, 1, 1, 1})},
+		"second request missing":       {keys, cat([]float64{2, 1}, group, req)},
+		"one limit short":              {keys[:1], cat([]float64{1, 1}, group, req[:3])},
+		"more keys than limits":        {keys[:1], cat([]float64{1, 1}, group, []float64{0, 0})},
+		"no requests":                  {nil, []float64{0, 0}},
+		"no values":                    {nil, nil},
+		"request count not a number":   {keys[:1], cat([]float64{nan, 1}, group, req)},
+		"limit count not an integer":   {keys[:1], cat([]float64{1, 1}, group, []float64{0, 1.5, 1, 1})},
+		"second request's now broken":  {keys, cat([]float64{2, 1}, group, req, []float64{inf, 1, 1, 1})},
+		"group beyond g":               {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 2, 1})},
+		"group 0":                      {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 0, 1})},
+		"group fraction":               {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1.5, 1})},
+		"fewer groups than g":          {keys, cat([]float64{2, 2}, group, req, req)},
+		"group value not a number":     {keys[:1], cat([]float64{1, 1}, group[:8], []float64{nan}, req)},
+		"group value negative":         {keys[:1], cat([]float64{1, 1}, group[:2], []float64{-100}, group[3:], req)},
+		"unknown algorithm":            {keys, cat([]float64{2, 2}, group, []float64{6}, group[1:], req, []float64{0, 1, 2, 1})},
+		"second request's cost gone":   {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, nan})},
+		"second request's cost 1.5":    {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, 1.5})},
+		"second request's cost inf":    {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, inf})},
+		"second request's cost 2^53":   {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, 1 << 53})},
+		"second request's now nan":     {keys, cat([]float64{2, 1}, group, req, []float64{nan, 1, 1, 1})},
+		"second request's now < 0":     {keys, cat([]float64{2, 1}, group, req, []float64{-5, 1, 1, 1})},
+		"second request's now too far": {keys, cat([]float64{2, 1}, group, req, []float64{7258118400001, 1, 1, 1})},
+		"second request's cost 2^32":   {keys, cat([]float64{2, 1}, group, req, []float64{0, 1, 1, 1 << 32})},
+		"shadow flag 7":                {keys[:1], cat([]float64{1, 1}, group[:1], []float64{7}, group[2:], req)},
+		"limit 0":                      {keys[:1], cat([]float64{1, 1}, group[:2], []float64{0}, group[3:], req)},
+		"limit above 2^32":             {keys[:1], cat([]float64{1, 1}, group[:2], []float64{1<<32 + 1}, group[3:], req)},
+		"period 0":                     {keys[:1], cat([]float64{1, 1}, group[:3], []float64{0}, group[4:], req)},
+		"burst 0":                      {keys[:1], cat([]float64{1, 1}, group[:4], []float64{0}, group[5:], req)},
+		"gcra without a rate":          {keys[:1], cat([]float64{1, 1}, []float64{1, 0, 10, 1000, 10, 0, 100, 0, 0}, req)},
+		"token_bucket without a rate":  {keys[:1], cat([]float64{1, 1}, []float64{2, 0, 10, 1000, 10, 1, 0, 0, 0}, req)},
+		"sliding_window of width 0":    {keys[:1], cat([]float64{1, 1}, []float64{3, 0, 10, 1000, 10, 0, 0, 0, 10}, req)},
+		"sliding_window_log over cap":  {keys[:1], cat([]float64{1, 1}, []float64{4, 0, 10001, 1000, 10001, 0, 0, 0, 0}, req)},
 	} {
 		refused(name, call(tc.keys, tc.argv...))
 	}
@@ -927,30 +938,38 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 }
 
 // A call with more values than struct.unpack returns at once (4,000 a chunk) reads
-// every value in its place: each request's own cost comes back in its remaining.
+// every value in its place: each request's own cost comes back in its remaining. The
+// calls hold 4,000 values (one chunk), 4,001 (one value over), 7,997 (the most one
+// unpack can return) and 8,411 (three chunks).
 func TestRedisScriptReadsLongCallsInChunks(t *testing.T) {
 	_, srv := newRedis(t)
 	ctx := context.Background()
 	c := srv.Client()
-	prefix := uniquePrefix(t)
-	const r = 2100 // 2 + 9 + 4*2100 = 8,411 values: three chunks, more than one unpack returns
-	args := []any{nil, nil, r}
-	values := []float64{r, 1, 0, 0, 100, 60000, 0, 0, 0, 0, 0}
-	for i := range r {
-		args = append(args, fmt.Sprintf("%s:%d", prefix, i))
-		values = append(values, 0, 1, 1, float64(i%7))
-	}
-	reply, err := redislua.Request.Run(ctx, c, append(args, packArgv(values...)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(reply) != r*7 {
-		t.Fatalf("%d reply values, want %d", len(reply), r*7)
-	}
-	for i := range r {
-		d := reply[7*i:]
-		if d[1] != 1 || d[2] != 1 || d[3] != 100 || d[4] != int64(100-i%7) {
-			t.Fatalf("request %d (cost %d): %v, want allowed with %d remaining", i, i%7, d[:7], 100-i%7)
+	const limit = 1 << 20
+	for _, tc := range []struct{ groups, requests int }{{2, 995}, {3, 993}, {3, 1992}, {1, 2100}} {
+		prefix := fmt.Sprintf("%s:%d", uniquePrefix(t), tc.requests)
+		args := []any{nil, nil, tc.requests}
+		values := []float64{float64(tc.requests), float64(tc.groups)}
+		for range tc.groups {
+			values = append(values, 0, 0, limit, 60000, limit, 0, 0, 0, 0)
+		}
+		for i := range tc.requests {
+			args = append(args, fmt.Sprintf("%s:%d", prefix, i))
+			values = append(values, 0, 1, float64(1+i%tc.groups), float64(i+1)) // cost i+1: every value differs
+		}
+		n := len(values)
+		reply, err := redislua.Request.Run(ctx, c, append(args, packArgv(values...)))
+		if err != nil {
+			t.Fatalf("%d values: %v", n, err)
+		}
+		if len(reply) != tc.requests*7 {
+			t.Fatalf("%d values: %d reply values, want %d", n, len(reply), tc.requests*7)
+		}
+		for i := range tc.requests {
+			d := reply[7*i:]
+			if d[1] != 1 || d[2] != 1 || d[3] != limit || d[4] != int64(limit-i-1) {
+				t.Fatalf("%d values: request %d (cost %d): %v, want allowed with %d remaining", n, i, i+1, d[:7], limit-i-1)
+			}
 		}
 	}
 }
@@ -980,8 +999,8 @@ func TestRedisScriptReadsWritesOfTheSameCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	const fnow, fperiod = float64(now), float64(period)
-	sliding := []float64{3, 0, 100, fperiod, 0, 0, 0, fperiod / 10, 10}
-	fixed := []float64{0, 0, 5, fperiod, 0, 0, 0, 0, 0}
+	sliding := []float64{3, 0, 100, fperiod, 100, 0, 0, fperiod / 10, 10}
+	fixed := []float64{0, 0, 5, fperiod, 5, 0, 0, 0, 0}
 	values := append(append(append([]float64{2, 2}, sliding...), fixed...), fnow, 1, 1, 1, fnow, 1, 2, 1)
 	reply, err := redislua.Request.Run(ctx, c, []any{nil, nil, 2, key, key, packArgv(values...)})
 	if err != nil {

@@ -12,8 +12,9 @@
 --            request keys may repeat: limits with the same key share state, and a later
 --            limit sees an earlier limit's charge.
 --   ARGV[1]  every integer of the call below, in order, each as an 8-byte little-endian
---            IEEE-754 double (exact below 2^53): read with struct.unpack in one go,
---            where a decimal argument each cost a tonumber and Redis an object.
+--            IEEE-754 double (exact below 2^53): read with struct.unpack (one call up
+--            to 4,000 values), where a decimal argument each cost a tonumber and Redis
+--            an object.
 --   r, the number of requests
 --   g, the number of parameter groups
 --   then g parameter groups, numbered 1..g, of 9 integers each (the limits of one rule
@@ -39,8 +40,11 @@
 --   Reply: per request {now, allowed (1/0), then per limit: allowed (1/0), limit,
 --          remaining, resetAt, retryAfterMs}, all integers, concatenated.
 --   A call whose ARGV is not one string of whole 8-byte values, whose layout does not
---   add up, that names a group outside 1..g or an algorithm code above 5, or whose now or
---   a cost is not a whole number in [0, 2^53), is refused before anything runs.
+--   add up, whose parameters are not whole numbers within limiter.Params' bounds (an
+--   algorithm code above 5, a limit, burst or period out of range, a zero rate or
+--   sub-bucket, a log over its cap), that names a group outside 1..g, or whose now or a
+--   cost is not a whole number within limiter's bounds (MaxNowMs, MaxCost) is refused
+--   before anything runs.
 --
 -- Semantics of one request: limits are checked in order on working copies of their keys' states; the
 -- copies are written only when every non-shadow limit allowed. Otherwise nothing is
@@ -81,6 +85,11 @@ local RETRY_CAP = 1099511627776 -- 2^40, limiter.RetryCapMs
 local MAX_AHEAD = 4294967296 -- 2^32, limiter maxAheadMs
 local TTL_FLOOR = 1000
 local MAX_INT = 9007199254740991 -- 2^53 - 1
+local MAX_LIMIT = 4294967296 -- 2^32, limiter.MaxLimit (limits and bursts)
+local MAX_COST = 4294967295 -- 2^32 - 1, limiter.MaxCost
+local MAX_PERIOD = 315360000000 -- ten years in ms, limiter.MaxPeriodMs
+local MAX_LOG_LIMIT = 10000 -- limiter.MaxLogLimit: the log keeps one entry per unit
+local MAX_NOW = 7258118400000 -- limiter.MaxNowMs
 local GROUP = 9 -- integers per parameter group
 local BATCH = 512 -- fields per HSET/HDEL call (unpack has a stack limit)
 
@@ -884,8 +893,8 @@ end
 -- The call's integers, unpacked from ARGV[1] at once (values v[1..nv]; nil if ARGV is
 -- not one string of whole 8-byte values). The layout check below refuses any value that
 -- is not what its place wants: fractions, NaN and infinities included. struct.unpack
--- returns its values on the Lua stack (at most 8000 slots), so a long call is read in
--- chunks; its last return value is the position after them, not a value.
+-- returns its values on the Lua stack (Redis 7's takes 7,997 at most), so a long call
+-- is read in chunks; its last return value is the position after them, not a value.
 local UNPACK_CHUNK = 4000
 local v, nv = nil, 0
 do
@@ -908,6 +917,26 @@ do
   end
 end
 
+-- group_in_range says whether the parameter group at v[b + 1 ..] (whole numbers, checked
+-- before) is within the bounds limiter.Params.Validate holds rules to, as far as the
+-- script needs them to run safely: a known algorithm, no division by zero, no log longer
+-- than its cap. (The finer exact-arithmetic bounds of Validate are the engine's to keep.)
+local function group_in_range(v, b)
+  local algo, shadow, limit, period, burst = v[b + 1], v[b + 2], v[b + 3], v[b + 4], v[b + 5]
+  if algo > TOKEN_BUDGET or shadow > 1 or limit < 1 or limit > MAX_LIMIT or period < 1
+      or period > MAX_PERIOD or burst < 1 or burst > MAX_LIMIT then
+    return false
+  end
+  if algo == GCRA or algo == TOKEN_BUCKET then
+    return v[b + 6] >= 1 and v[b + 7] >= 1 -- num, den
+  elseif algo == SLIDING_WINDOW then
+    return v[b + 8] >= 1 and v[b + 9] >= 1 -- width, buckets
+  elseif algo == SLIDING_LOG then
+    return limit <= MAX_LOG_LIMIT
+  end
+  return true
+end
+
 -- layout checks the whole call before anything runs, so a bad call writes nothing. It
 -- returns r and g, or nil.
 local function layout()
@@ -925,19 +954,18 @@ local function layout()
     end
   end
   for b = 2, a - 1, GROUP do
-    local algo = v[b + 1]
-    if not is_count(algo) or algo > TOKEN_BUDGET then
-      return nil -- an algorithm this script does not know
+    if not group_in_range(v, b) then
+      return nil
     end
   end
   for _ = 1, r do
     local n = v[a + 2]
-    if not is_count(v[a + 1]) or not is_count(n) then
+    if not is_count(v[a + 1]) or v[a + 1] > MAX_NOW or not is_count(n) then
       return nil
     end
     for j = a + 3, a + 2 + 2 * n, 2 do
-      local gi = v[j]
-      if not is_count(gi) or gi < 1 or gi > g or not is_count(v[j + 1]) then
+      local gi, q = v[j], v[j + 1]
+      if not is_count(gi) or gi < 1 or gi > g or not is_count(q) or q > MAX_COST then
         return nil
       end
     end
