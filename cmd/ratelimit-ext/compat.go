@@ -135,7 +135,8 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
 	note := func(legacy, outcome string) { notes = append(notes, legacyNote{name: legacy, outcome: outcome}) }
-	m := mapper{get: get, set: set, note: note,
+	taken := func(flag string) bool { _, ok := lookup(envName(flag)); return ok }
+	m := mapper{get: get, taken: taken, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
 		ignore:    func(legacy, why string) { note(legacy, "ignored: "+why) }}
 	xds, err := mapLegacyXDS(m)
@@ -204,7 +205,11 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			continue
 		}
 		set(l.portVar, l.flag, net.JoinHostPort(host, port))
-		if hostSet {
+		switch {
+		case !hostSet:
+		case taken(l.flag):
+			note(l.hostVar, "ignored: "+envName(l.flag)+" is set")
+		default:
 			note(l.hostVar, "used: the host of "+envName(l.flag))
 		}
 	}
@@ -267,11 +272,18 @@ func mapLegacyRedis(m mapper) error {
 		mapRedisTLSFiles(m, false, "REDIS_URL is not set")
 		return nil
 	}
-	// The variables below only shape the URL: each says so in the startup notes.
+	// The variables below only shape the URL: each says so in the startup notes, or that
+	// it is not used when our own URL is set (REDIS_URL's own note says so too).
+	urlTaken := m.taken("redis-url")
 	used := func(legacy, how string) {
-		if _, ok := get(legacy); ok {
-			m.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
+		if _, ok := get(legacy); !ok {
+			return
 		}
+		if urlTaken {
+			m.ignore(legacy, envName("redis-url")+" is set")
+			return
+		}
+		m.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
 	}
 	auth, _ := get("REDIS_AUTH")
 	// envoyproxy/ratelimit's default socket type is unix; a TCP address without it set
@@ -325,7 +337,7 @@ func mapLegacyRedis(m mapper) error {
 		// There REDIS_AUTH is the master's and REDIS_SENTINEL_AUTH the sentinels'; in
 		// go-redis's failover URL the userinfo is the sentinels' and the master's
 		// credentials are the username= and password= parameters.
-		userinfo = sentinelUserinfo(m, first)
+		userinfo = sentinelUserinfo(m, first, used)
 		if auth != "" {
 			params = append(params, masterCredentials(auth)...)
 			used("REDIS_AUTH", "the master's username= and password= in the Redis URL")
@@ -393,8 +405,8 @@ func setRedisURL(m mapper, scheme, userinfo, host, db string, params []string) {
 }
 
 // sentinelUserinfo is the sentinels' credentials as a URL's userinfo: the first
-// sentinel's address's own, else REDIS_SENTINEL_AUTH's.
-func sentinelUserinfo(m mapper, first redisAddr) string {
+// sentinel's address's own, else REDIS_SENTINEL_AUTH's (noted through used).
+func sentinelUserinfo(m mapper, first redisAddr, used func(legacy, how string)) string {
 	auth, set := m.get("REDIS_SENTINEL_AUTH")
 	if first.user != "" {
 		if set {
@@ -402,9 +414,7 @@ func sentinelUserinfo(m mapper, first redisAddr) string {
 		}
 		return first.user + "@"
 	}
-	if set {
-		m.note("REDIS_SENTINEL_AUTH", "used: the sentinels' password in the Redis URL (RATELIMIT_EXT_REDIS_URL)")
-	}
+	used("REDIS_SENTINEL_AUTH", "the sentinels' password in the Redis URL")
 	return redisUserinfo(auth)
 }
 
@@ -453,6 +463,9 @@ type redisAddr struct {
 func parseRedisAddr(s string) (redisAddr, error) {
 	scheme, _, found := strings.Cut(s, "://")
 	if !found {
+		if u, err := url.Parse("redis://" + s); err != nil || u.Host != s || u.User != nil {
+			return redisAddr{}, errors.New("not host:port nor a redis:// URL with a host")
+		}
 		return redisAddr{host: s}, nil
 	}
 	u, err := url.Parse(s)
@@ -588,6 +601,7 @@ func mapLegacyMetrics(m mapper) error {
 // became of one that sets nothing itself (a switch for others).
 type mapper struct {
 	get            func(string) (string, bool)
+	taken          func(flag string) bool // our variable for flag is set: it wins
 	set, setSecret func(legacy, flag, value string)
 	ignore, note   func(legacy, outcome string)
 }

@@ -234,10 +234,45 @@ func TestLegacyEnvironmentReportsIgnored(t *testing.T) {
 
 // A password in an address that cannot be read must not reach the error message.
 func TestLegacyRedisErrorsHideTheAddress(t *testing.T) {
-	env := fakeEnv{"REDIS_URL": "redis://user:s3cret@[bad"}
-	_, err := applyLegacyEnv(env.lookup, env.set)
-	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Fatalf("error %v: want one that does not show the password", err)
+	for _, env := range []fakeEnv{
+		{"REDIS_URL": "redis://user:s3cret@[bad"},
+		// A plain address that is not host:port is refused here, before it reaches a
+		// URL that carries REDIS_AUTH (whose parse error would quote it whole).
+		{"REDIS_URL": "mymaster,s1 :26379,s2:26379", "REDIS_TYPE": "sentinel", "REDIS_AUTH": "s3cret"},
+		{"REDIS_URL": "h%:6379", "REDIS_AUTH": "s3cret"},
+	} {
+		_, err := applyLegacyEnv(env.lookup, env.set)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%v: error %v: want one that does not show the password", env["REDIS_URL"], err)
+		}
+	}
+}
+
+// When our own variable is set, the legacy variables that would have shaped it are
+// reported ignored, not used: the notes are the record of what is in effect.
+func TestLegacyNotesDoNotClaimOverriddenVariables(t *testing.T) {
+	for _, tc := range []struct {
+		env     fakeEnv
+		ignored []string
+	}{
+		{fakeEnv{"HOST": "10.0.0.6", "PORT": "8080", "RATELIMIT_EXT_HTTP_ADDR": "127.0.0.1:9"}, []string{"HOST", "PORT"}},
+		{fakeEnv{"REDIS_URL": "mymaster,s1:26379", "REDIS_TYPE": "sentinel", "REDIS_AUTH": "pw", "REDIS_SENTINEL_AUTH": "sp",
+			"RATELIMIT_EXT_REDIS_URL": "redis://mine:26379"}, []string{"REDIS_URL", "REDIS_AUTH", "REDIS_SENTINEL_AUTH"}},
+		{fakeEnv{"REDIS_URL": "h:6379", "REDIS_AUTH": "pw", "REDIS_TLS": "true", "REDIS_SOCKET_TYPE": "tcp",
+			"RATELIMIT_EXT_REDIS_URL": "redis://mine:6379"}, []string{"REDIS_URL", "REDIS_AUTH", "REDIS_TLS", "REDIS_SOCKET_TYPE"}},
+		{fakeEnv{"REDIS_URL": "/run/redis.sock", "REDIS_AUTH": "pw", "RATELIMIT_EXT_REDIS_URL": "redis://mine:6379"},
+			[]string{"REDIS_URL", "REDIS_AUTH"}},
+	} {
+		notes, err := applyLegacyEnv(tc.env.lookup, tc.env.set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range tc.ignored {
+			i := slices.IndexFunc(notes, func(n legacyNote) bool { return n.name == name })
+			if i < 0 || !strings.HasPrefix(notes[i].outcome, "ignored: ") {
+				t.Errorf("%v: %s: %v, want it reported ignored", tc.env, name, notes)
+			}
+		}
 	}
 }
 

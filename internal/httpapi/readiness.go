@@ -31,10 +31,10 @@ type Readiness struct {
 	decider *decide.Decider
 	opts    ReadinessOptions
 
-	mu    sync.Mutex // serialises checks: states are recorded in the order observed
-	known bool
-	err   error
-	since time.Time // when the current state began
+	mu           sync.Mutex // serialises checks: states are recorded in the order observed
+	known        bool
+	err          error
+	unreadySince time.Time // when the service last went from ready (or unknown) to not ready
 }
 
 // NewReadiness returns the readiness of d's rules and engine.
@@ -84,9 +84,10 @@ func (r *Readiness) record(err error) {
 	if wasKnown && reasonOf(was) == reasonOf(err) {
 		return // the same state (a different error text is still the same state)
 	}
-	now := time.Now()
-	since := now.Sub(r.since)
-	r.since = now
+	if err != nil && was == nil {
+		r.unreadySince = time.Now()
+	}
+	since := time.Since(r.unreadySince) // all of the time unready, whatever the reasons
 	switch {
 	case errors.Is(err, errNoRules):
 		r.opts.Log.Warn("not ready: no rules loaded")

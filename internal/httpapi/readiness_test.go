@@ -199,6 +199,8 @@ func TestReadinessLogsEachReason(t *testing.T) {
 		Log: slog.New(slog.NewTextHandler(logs, nil)), OnChange: func(error) { changes++ }})
 	check(ready, true)
 	check(ready, true)
+	const beforeRules = 100 * time.Millisecond
+	time.Sleep(beforeRules)
 	d.SetRules(rs)
 	check(ready, true)
 	check(ready, true)
@@ -207,6 +209,12 @@ func TestReadinessLogsEachReason(t *testing.T) {
 	want := []string{"not ready: no rules loaded", "not ready: the store check failed", "ready: the store answers again"}
 	if got := logMessages(logs.String()); !slices.Equal(got, want) || changes != 3 {
 		t.Errorf("log %q and %d changes, want %q and 3", got, changes, want)
+	}
+	// unready_for counts from the first unready check, across the change of reason.
+	_, after, _ := strings.Cut(logs.String(), "unready_for=")
+	field, _, _ := strings.Cut(after, "\n")
+	if d, err := time.ParseDuration(field); err != nil || d < beforeRules {
+		t.Errorf("unready_for=%q, want at least the %v without rules", field, beforeRules)
 	}
 
 	memory := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})

@@ -756,6 +756,26 @@ func TestNewRedisEngineOptions(t *testing.T) {
 	}
 }
 
+// A malformed URL is refused without repeating it: it may carry a password, and the
+// error is logged.
+func TestRedisURLErrorsHideTheURL(t *testing.T) {
+	for _, o := range []limiter.RedisOptions{
+		{URL: "redis://user:TOPSECRET@h%:6379"},
+		{URL: "redis://user:TOPSECRET@h%:6379", Mode: limiter.RedisCluster},
+		{URL: "redis://s1 :26379?password=TOPSECRET", Mode: limiter.RedisSentinel, SentinelMaster: "m"},
+	} {
+		e, err := limiter.NewRedisEngine(o)
+		if err == nil {
+			e.Close()
+			t.Errorf("%s (%s): no error", o.URL, o.Mode)
+			continue
+		}
+		if strings.Contains(err.Error(), "TOPSECRET") {
+			t.Errorf("%s mode: the error shows the password: %v", o.Mode, err)
+		}
+	}
+}
+
 func TestRedisBadRequest(t *testing.T) {
 	e, _ := newRedis(t)
 	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1, PeriodMs: 1000})

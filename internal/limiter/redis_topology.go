@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/url"
 	"runtime"
 	"strconv"
 	"time"
@@ -77,7 +78,7 @@ func newRedisTopologyEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseClusterURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis: cluster URL: %w", err)
+		return nil, fmt.Errorf("redis: cluster URL: %w", redactURL(err))
 	}
 	if err := o.applyConn(connFields{
 		dial: &opt.DialTimeout, read: &opt.ReadTimeout, write: &opt.WriteTimeout, poolTimeout: &opt.PoolTimeout,
@@ -100,7 +101,7 @@ func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisSentinelEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseFailoverURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis: sentinel URL: %w", err)
+		return nil, fmt.Errorf("redis: sentinel URL: %w", redactURL(err))
 	}
 	if o.SentinelMaster != "" {
 		opt.MasterName = o.SentinelMaster
@@ -331,4 +332,14 @@ func (g clusterGuard) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		}
 		return err
 	}
+}
+
+// redactURL drops the URL from a URL parse error, which quotes it whole: it may carry a
+// password, and the error ends up in the log.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }

@@ -146,13 +146,25 @@ func main() {
 	}
 }
 
+// handedOut are the addresses freeAddr has given: the kernel may offer a closed port
+// again, and two of the suite's servers must never be told to listen on one port.
+var handedOut = map[string]bool{}
+
+// freeAddr returns a loopback address that was free a moment ago and that this run
+// has not handed out before.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func loadavg() string {
@@ -314,11 +326,16 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 	if err := service(srvUnix, "unix://"+redisSock+"?db=0", "--redis-batch=true", "--local-cache=true"); err != nil {
 		return err
 	}
-	if reference == "" {
+	switch {
+	case !selected(srvReference, only, onlyServers):
+	case reference == "":
 		fmt.Fprintf(os.Stderr, "benchsuite: no -reference binary: the %s rows are left out\n", srvReference)
-	} else if p, err := referenceProc(reference, dir, redisAddr); err != nil {
-		fmt.Fprintf(os.Stderr, "benchsuite: %v: the %s rows are left out\n", err, srvReference)
-	} else {
+	default:
+		p, err := referenceProc(reference, dir, redisAddr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchsuite: %v: the %s rows are left out\n", err, srvReference)
+			break
+		}
 		if err := start(p); err != nil {
 			return err
 		}
@@ -395,6 +412,19 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 }
 
 var pprofAddrs = map[string]string{}
+
+// selected says whether server runs in some scenario that -only and -servers select.
+func selected(server, only, onlyServers string) bool {
+	if onlyServers != "" && !slices.Contains(strings.Split(onlyServers, "+"), server) {
+		return false
+	}
+	for _, sc := range scenarios {
+		if (only == "" || strings.Contains(sc.name, only)) && slices.Contains(sc.servers, server) {
+			return true
+		}
+	}
+	return false
+}
 
 // cleanEnv drops RATELIMIT_EXT_ settings of the caller: the services run on flags only.
 func cleanEnv() []string {

@@ -48,7 +48,9 @@ func referenceProc(bin, dir, redisAddr string) (*proc, error) {
 	port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
 	grpcAddr, httpAddr, debugAddr := addrs[0], addrs[1], addrs[2]
 	cmd := exec.Command(bin)
-	cmd.Env = append(cleanEnv(),
+	// Only these settings: a variable of its own left in the caller's shell (REDIS_AUTH,
+	// LOCAL_CACHE_SIZE_IN_BYTES, ...) would change the defaults it is measured with.
+	cmd.Env = append(minimalEnv(),
 		"USE_STATSD=false", "LOG_LEVEL=warn",
 		"REDIS_SOCKET_TYPE=tcp", "REDIS_URL="+redisAddr,
 		"RUNTIME_ROOT="+root, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false",
@@ -64,6 +66,17 @@ func referenceProc(bin, dir, redisAddr string) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = log, log
 	return &proc{name: srvReference, cmd: cmd, grpc: grpcAddr, redis: true,
 		ready: "http://" + httpAddr + "/healthcheck"}, nil
+}
+
+// minimalEnv is the caller's PATH, HOME and TMPDIR, and nothing else.
+func minimalEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // printAgainstReference prints, for each scenario envoyproxy/ratelimit ran in, every
