@@ -324,6 +324,8 @@ func mapLegacyRedis(m mapper) error {
 		}
 		if i == 0 {
 			first = a
+		} else if a.user != "" {
+			m.note("REDIS_URL", fmt.Sprintf("the credentials in address %d are not used: every node gets the first address's (or REDIS_AUTH)", i+1))
 		}
 		hosts[i] = a.host
 		tlsOn = tlsOn || a.tls

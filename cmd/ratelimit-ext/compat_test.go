@@ -248,6 +248,24 @@ func TestLegacyRedisErrorsHideTheAddress(t *testing.T) {
 	}
 }
 
+// Credentials on a cluster's or Sentinel's later addresses are not used, and a note
+// says so (without showing them).
+func TestLegacyLaterAddressCredentialsAreReported(t *testing.T) {
+	env := fakeEnv{"REDIS_URL": "redis://a:6379,redis://u:s3cret@b:6379", "REDIS_TYPE": "cluster"}
+	notes, err := applyLegacyEnv(env.lookup, env.set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(env["RATELIMIT_EXT_REDIS_URL"], "s3cret") {
+		t.Errorf("URL %q carries the second address's password", env["RATELIMIT_EXT_REDIS_URL"])
+	}
+	if !slices.ContainsFunc(notes, func(n legacyNote) bool {
+		return n.name == "REDIS_URL" && strings.Contains(n.outcome, "address 2 are not used") && !strings.Contains(n.outcome, "s3cret")
+	}) {
+		t.Errorf("no note says address 2's credentials are not used: %v", notes)
+	}
+}
+
 // When our own variable is set, the legacy variables that would have shaped it are
 // reported ignored, not used: the notes are the record of what is in effect.
 func TestLegacyNotesDoNotClaimOverriddenVariables(t *testing.T) {
