@@ -204,10 +204,11 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 			set(l.hostVar, l.flag, net.JoinHostPort(host, port))
 			continue
 		}
+		ours := taken(l.flag) // before set, which takes it
 		set(l.portVar, l.flag, net.JoinHostPort(host, port))
 		switch {
 		case !hostSet:
-		case taken(l.flag):
+		case ours:
 			note(l.hostVar, "ignored: "+envName(l.flag)+" is set")
 		default:
 			note(l.hostVar, "used: the host of "+envName(l.flag))

@@ -266,6 +266,20 @@ func TestLegacyLaterAddressCredentialsAreReported(t *testing.T) {
 	}
 }
 
+// HOST and GRPC_HOST that shaped a listener say so.
+func TestLegacyHostNotes(t *testing.T) {
+	env := fakeEnv{"HOST": "127.0.0.1", "PORT": "8080", "GRPC_HOST": "127.0.0.2"}
+	notes, err := applyLegacyEnv(env.lookup, env.set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"HOST": "used: the host of RATELIMIT_EXT_HTTP_ADDR", "GRPC_HOST": "mapped to RATELIMIT_EXT_GRPC_ADDR=127.0.0.2:8081"} {
+		if !slices.ContainsFunc(notes, func(n legacyNote) bool { return n.name == name && n.outcome == want }) {
+			t.Errorf("no note %s: %q in %v", name, want, notes)
+		}
+	}
+}
+
 // When our own variable is set, the legacy variables that would have shaped it are
 // reported ignored, not used: the notes are the record of what is in effect.
 func TestLegacyNotesDoNotClaimOverriddenVariables(t *testing.T) {
