@@ -55,7 +55,7 @@ var ignoredLegacy = map[string]string{
 	"REDIS_PIPELINE_WINDOW":                   "script calls are batched automatically (--redis-batch)",
 	"REDIS_PIPELINE_LIMIT":                    "script calls are batched automatically (--redis-batch-size)",
 	"EXPIRATION_JITTER_MAX_SECONDS":           "keys expire exactly when their state is cold",
-	"RUNTIME_WATCH_ROOT":                      "the config directory is always watched (--watch)",
+	"RUNTIME_WATCH_ROOT":                      "the config directory is watched unless --watch=false",
 	"RUNTIME_IGNOREDOTFILES":                  "dot-files are always ignored",
 	"BACKEND_TYPE":                            "the engine is redis when a Redis URL is set, else memory",
 	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "/healthcheck and readiness always wait for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, the empty start counts)",
