@@ -17,7 +17,20 @@ import (
 // and --redis-sentinel-master in the flags' own words, before the engine is built.
 func checkRedisMode(o limiter.RedisOptions) error {
 	if o.URL != "" && !strings.Contains(o.URL, "://") {
+		if strings.Contains(o.URL, "@") { // it may hold a password: do not repeat it
+			return errors.New("--redis-url: want a URL: redis://[user:password@]host:port (rediss:// for TLS)")
+		}
 		return fmt.Errorf("--redis-url %q: want a URL: redis://%s (rediss:// for TLS)", o.URL, o.URL)
+	}
+	if u, err := url.Parse(o.URL); err == nil {
+		// go-redis reads these from the URL, but the flags (and their defaults) always
+		// set them: say so rather than let the URL's value pass unused.
+		for opt, flag := range map[string]string{"dial_timeout": "--redis-dial-timeout",
+			"read_timeout": "--redis-read-timeout", "write_timeout": "--redis-write-timeout"} {
+			if u.Query().Has(opt) {
+				return fmt.Errorf("--redis-url: %s in the URL is not used: set %s instead", opt, flag)
+			}
+		}
 	}
 	mode, err := limiter.ParseRedisMode(string(o.Mode))
 	if err != nil {

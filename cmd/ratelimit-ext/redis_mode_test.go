@@ -81,6 +81,11 @@ func TestCheckRedisMode(t *testing.T) {
 		{limiter.RedisOptions{URL: "redis://s:26379", Mode: "sentinel"}, "--redis-sentinel-master NAME or master_name"},
 		{limiter.RedisOptions{URL: "127.0.0.1:6379"}, `--redis-url "127.0.0.1:6379": want a URL: redis://127.0.0.1:6379`},
 		{limiter.RedisOptions{URL: "rediss://h:6380"}, ""},
+		{limiter.RedisOptions{URL: "user:s3cret@h:6379"}, "--redis-url: want a URL: redis://[user:password@]host:port"},
+		{limiter.RedisOptions{URL: "redis://h:6379?read_timeout=50ms"}, "read_timeout in the URL is not used: set --redis-read-timeout"},
+		{limiter.RedisOptions{URL: "redis://h:1?addr=h:2&dial_timeout=2s", Mode: "cluster"}, "set --redis-dial-timeout"},
+		{limiter.RedisOptions{URL: "redis://h:6379?pool_size=50&write_timeout=1s"}, "set --redis-write-timeout"},
+		{limiter.RedisOptions{URL: "redis://h:6379?pool_size=50"}, ""},
 	} {
 		err := checkRedisMode(tc.o)
 		switch {
@@ -88,6 +93,8 @@ func TestCheckRedisMode(t *testing.T) {
 			t.Errorf("%+v: %v", tc.o, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%+v: error %v, want one naming %q", tc.o, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "s3cret"):
+			t.Errorf("%+v: the error repeats the password: %v", tc.o, err)
 		}
 	}
 	if _, err := newRedisEngine(limiter.RedisOptions{URL: "redis://h:6379", Mode: "mesh"}); err == nil ||

@@ -739,6 +739,8 @@ func TestNewRedisEngineOptions(t *testing.T) {
 		{URL: "rediss://localhost:6379", TLSCAFile: "/nonexistent"},
 		{URL: "rediss://localhost:6379", TLSCertFile: "a.pem"},
 		{URL: "redis://localhost:6379", PoolSize: -1},
+		{URL: "redis://localhost:6379?max_retries=2"}, // a retried script call could charge twice
+		{URL: "redis://localhost:6379?addr=localhost:6380&max_retries=2", Mode: limiter.RedisCluster},
 	}
 	for _, o := range bad {
 		if e, err := limiter.NewRedisEngine(o); err == nil {

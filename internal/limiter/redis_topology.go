@@ -242,7 +242,11 @@ func (o RedisOptions) applyConn(f connFields) error {
 		// Waiting for a free connection longer than a call may take is pointless.
 		*f.poolTimeout = max(*f.read+*f.write, 10*time.Millisecond)
 	}
-	if *f.maxRetries == 0 {
+	switch {
+	case *f.maxRetries > 0:
+		// A script call that may have run must not be sent again: it could charge twice.
+		return errors.New("redis: max_retries in the URL: retries are not allowed (a script call that may have run must not be sent twice)")
+	case *f.maxRetries == 0:
 		*f.maxRetries = -1
 	}
 	if *f.dialerRetries == 0 {
