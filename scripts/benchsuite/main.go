@@ -99,11 +99,12 @@ var scenarios = []scenario{
 }
 
 type proc struct {
-	name  string
-	cmd   *exec.Cmd
-	grpc  string // gRPC address
-	ready string // URL that answers 200 once it serves (services)
-	redis bool   // talks to Redis (the Redis engine, or a ceiling waiting on it): its CPU is measured
+	name   string
+	cmd    *exec.Cmd
+	grpc   string        // gRPC address
+	ready  string        // URL that answers 200 once it serves (services)
+	redis  bool          // talks to Redis (the Redis engine, or a ceiling waiting on it): its CPU is measured
+	exited chan struct{} // closed when the process has ended (start waits for it)
 }
 
 type row struct {
@@ -210,6 +211,8 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 		if err := p.cmd.Start(); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
+		p.exited = make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(p.exited) }()
 		procs = append(procs, p)
 		return nil
 	}
@@ -234,7 +237,7 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DisableIdentity: true})
 	defer rdb.Close()
-	if err := waitFor(ctx, func() error { return rdb.Ping(ctx).Err() }); err != nil {
+	if err := waitFor(ctx, rp, func() error { return rdb.Ping(ctx).Err() }); err != nil {
 		return fmt.Errorf("redis-server did not start: %w", err)
 	}
 
@@ -345,7 +348,7 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 		if p.ready == "" {
 			continue
 		}
-		err := waitFor(ctx, func() error { return httpOK(p.ready) })
+		err := waitFor(ctx, p, func() error { return httpOK(p.ready) })
 		if err != nil && p.name == srvReference {
 			log, _ := os.ReadFile(filepath.Join(dir, "reference.log"))
 			fmt.Fprintf(os.Stderr, "benchsuite: %s did not get ready (%v): its rows are left out; its log:\n%s\n", p.name, err, log)
@@ -594,7 +597,8 @@ func httpOK(url string) error {
 	return nil
 }
 
-func waitFor(ctx context.Context, f func() error) error {
+// waitFor polls f until it succeeds, for 15 s at most, or until p's process ends.
+func waitFor(ctx context.Context, p *proc, f func() error) error {
 	deadline := time.Now().Add(15 * time.Second)
 	var err error
 	for time.Now().Before(deadline) {
@@ -604,6 +608,8 @@ func waitFor(ctx context.Context, f func() error) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.exited:
+			return fmt.Errorf("the process exited (%v): %w", p.cmd.ProcessState, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -615,13 +621,11 @@ func stopProc(p *proc) {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(5 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
 }
 
