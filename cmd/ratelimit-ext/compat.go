@@ -115,9 +115,11 @@ var ignoredLegacy = map[string]string{
 // would change behaviour silently (an unknown CONFIG_TYPE) is an error.
 func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, string) error) ([]legacyNote, error) {
 	var notes []legacyNote
+	// taken says whether our own variable for flag is set: it wins over theirs.
+	taken := func(flag string) bool { _, ok := lookup(envName(flag)); return ok }
 	assign := func(legacy, flag, value string, show bool) {
 		ours := envName(flag)
-		if _, taken := lookup(ours); taken {
+		if taken(flag) {
 			notes = append(notes, legacyNote{name: legacy, outcome: "ignored: " + ours + " is set"})
 			return
 		}
@@ -135,7 +137,6 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
 	note := func(legacy, outcome string) { notes = append(notes, legacyNote{name: legacy, outcome: outcome}) }
-	taken := func(flag string) bool { _, ok := lookup(envName(flag)); return ok }
 	m := mapper{get: get, taken: taken, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
 		ignore:    func(legacy, why string) { note(legacy, "ignored: "+why) }}

@@ -3,7 +3,7 @@ package limiter
 import "github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
 
 // paramGroup is what request.lua's ARGV carries once per call for every limit that
-// shares it (contract 3, manifest.json): a rule's parameters and its shadow flag. The
+// shares it (since contract 3; manifest.json): a rule's parameters and its shadow flag. The
 // compiled rules hand every request of a rule the same *Params, so pointer equality
 // finds the sharing; equal parameters behind different pointers just make two groups.
 type paramGroup struct {

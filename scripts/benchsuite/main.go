@@ -366,11 +366,11 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 	var rows []row
 	ceilings := map[string]float64{}
 	for _, sc := range scenarios {
-		if only != "" && !strings.Contains(sc.name, only) {
+		if !scenarioSelected(sc, only) {
 			continue
 		}
 		for _, name := range sc.servers {
-			if onlyServers != "" && !slices.Contains(strings.Split(onlyServers, "+"), name) {
+			if !serverSelected(name, onlyServers) {
 				continue
 			}
 			if ctx.Err() != nil {
@@ -416,17 +416,23 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 
 var pprofAddrs = map[string]string{}
 
+// scenarioSelected and serverSelected apply -only and -servers.
+func scenarioSelected(sc scenario, only string) bool {
+	return only == "" || strings.Contains(sc.name, only)
+}
+
+func serverSelected(name, onlyServers string) bool {
+	return onlyServers == "" || slices.Contains(strings.Split(onlyServers, "+"), name)
+}
+
 // selected says whether server runs in some scenario that -only and -servers select.
 func selected(server, only, onlyServers string) bool {
-	if onlyServers != "" && !slices.Contains(strings.Split(onlyServers, "+"), server) {
+	if !serverSelected(server, onlyServers) {
 		return false
 	}
-	for _, sc := range scenarios {
-		if (only == "" || strings.Contains(sc.name, only)) && slices.Contains(sc.servers, server) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(scenarios, func(sc scenario) bool {
+		return scenarioSelected(sc, only) && slices.Contains(sc.servers, server)
+	})
 }
 
 // cleanEnv drops RATELIMIT_EXT_ settings of the caller: the services run on flags only.
