@@ -917,11 +917,16 @@ do
   end
 end
 
--- group_in_range says whether the parameter group at v[b + 1 ..] (whole numbers, checked
--- before) is within the bounds limiter.Params.Validate holds rules to, as far as the
--- script needs them to run safely: a known algorithm, no division by zero, no log longer
--- than its cap. (The finer exact-arithmetic bounds of Validate are the engine's to keep.)
+-- group_in_range says whether the parameter group at v[b + 1 ..] holds whole numbers
+-- within the bounds limiter.Params.Validate holds rules to, as far as the script needs
+-- them to run safely: a known algorithm, no division by zero, no log longer than its
+-- cap. (The finer exact-arithmetic bounds of Validate are the engine's to keep.)
 local function group_in_range(v, b)
+  for i = b + 1, b + GROUP do
+    if not is_count(v[i]) then
+      return false
+    end
+  end
   local algo, shadow, limit, period, burst = v[b + 1], v[b + 2], v[b + 3], v[b + 4], v[b + 5]
   if algo > TOKEN_BUDGET or shadow > 1 or limit < 1 or limit > MAX_LIMIT or period < 1
       or period > MAX_PERIOD or burst < 1 or burst > MAX_LIMIT then
@@ -948,11 +953,6 @@ local function layout()
     return nil
   end
   local a, k = 2 + GROUP * g, 0
-  for i = 3, a do
-    if not is_count(v[i]) then
-      return nil -- every parameter is a whole number >= 0
-    end
-  end
   for b = 2, a - 1, GROUP do
     if not group_in_range(v, b) then
       return nil
