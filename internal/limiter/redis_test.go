@@ -949,6 +949,7 @@ func TestRedisScriptRefusesBadLayout(t *testing.T) {
 		"token_bucket without a rate":  {keys[:1], cat([]float64{1, 1}, []float64{2, 0, 10, 1000, 10, 1, 0, 0, 0}, req)},
 		"sliding_window of width 0":    {keys[:1], cat([]float64{1, 1}, []float64{3, 0, 10, 1000, 10, 0, 0, 0, 10}, req)},
 		"sliding_window_log over cap":  {keys[:1], cat([]float64{1, 1}, []float64{4, 0, 10001, 1000, 10001, 0, 0, 0, 0}, req)},
+		"sliding_window over buckets":  {keys[:1], cat([]float64{1, 1}, []float64{3, 0, 10, 101, 10, 0, 0, 1, 101}, req)},
 	} {
 		refused(name, call(tc.keys, tc.argv...))
 	}

@@ -89,6 +89,7 @@ local MAX_LIMIT = 4294967296 -- 2^32, limiter.MaxLimit (limits and bursts)
 local MAX_COST = 4294967295 -- 2^32 - 1, limiter.MaxCost
 local MAX_PERIOD = 315360000000 -- ten years in ms, limiter.MaxPeriodMs
 local MAX_LOG_LIMIT = 10000 -- limiter.MaxLogLimit: the log keeps one entry per unit
+local MAX_BUCKETS = 100 -- limiter.MaxBuckets: a sliding_window keeps up to one field per bucket
 local MAX_NOW = 7258118400000 -- limiter.MaxNowMs
 local GROUP = 9 -- integers per parameter group
 local BATCH = 512 -- fields per HSET/HDEL call (unpack has a stack limit)
@@ -935,7 +936,7 @@ local function group_in_range(v, b)
   if algo == GCRA or algo == TOKEN_BUCKET then
     return v[b + 6] >= 1 and v[b + 7] >= 1 -- num, den
   elseif algo == SLIDING_WINDOW then
-    return v[b + 8] >= 1 and v[b + 9] >= 1 -- width, buckets
+    return v[b + 8] >= 1 and v[b + 9] >= 1 and v[b + 9] <= MAX_BUCKETS -- width, buckets
   elseif algo == SLIDING_LOG then
     return limit <= MAX_LOG_LIMIT
   end
