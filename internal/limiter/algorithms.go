@@ -42,7 +42,9 @@ func tokenBucket(p *Params, st *State, now, q int64) (Decision, State, bool) {
 	full := p.Burst * den
 	tokens, last := full, now
 	if st.Live {
-		tokens, last = st.B, st.A
+		// min: a bucket whose capacity was lowered (a rule change keeps the key) holds
+		// at most the new capacity, even before any time has passed.
+		tokens, last = min(st.B, full), st.A
 		if elapsed := now - last; elapsed > 0 {
 			if elapsed >= ceilDiv(full-tokens, num) {
 				tokens = full

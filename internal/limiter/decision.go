@@ -13,6 +13,10 @@ type Decision struct {
 // the zero State with Live false is a cold key.
 type State struct {
 	Live bool
+	// Algo is the algorithm that wrote the state. Another algorithm reads it as a cold
+	// key, as request.lua does (limits of different algorithms may share a key in
+	// vectors; the service's keys name the algorithm).
+	Algo Algorithm
 	// gcra: A = floor(tat) in ms, B = the fraction of tat in units of 1/num ms.
 	// token_bucket: A = last refill time in ms, B = tokens scaled by den.
 	// fixed_window, token_budget: A = window start in ms, B = count.
@@ -41,23 +45,25 @@ func (s State) clone() State {
 // Check evaluates one limit at now with cost q against st without modifying st. When
 // the check allows with q > 0 it returns the state to store (write true).
 func Check(p *Params, st *State, now, q int64) (d Decision, next State, write bool) {
-	if !st.Live || (st.ExpireAt != 0 && now >= st.ExpireAt) {
+	if !st.Live || st.Algo != p.Algorithm || (st.ExpireAt != 0 && now >= st.ExpireAt) {
 		st = &State{}
 	}
 	switch p.Algorithm {
 	case GCRA:
-		return gcra(p, st, now, q)
+		d, next, write = gcra(p, st, now, q)
 	case TokenBucket:
-		return tokenBucket(p, st, now, q)
+		d, next, write = tokenBucket(p, st, now, q)
 	case SlidingWindow:
-		return slidingWindow(p, st, now, q)
+		d, next, write = slidingWindow(p, st, now, q)
 	case SlidingWindowLog:
-		return slidingLog(p, st, now, q)
+		d, next, write = slidingLog(p, st, now, q)
 	case TokenBudget:
-		return tokenBudget(p, st, now, q)
+		d, next, write = tokenBudget(p, st, now, q)
 	default:
-		return fixedWindow(p, st, now, q)
+		d, next, write = fixedWindow(p, st, now, q)
 	}
+	next.Algo = p.Algorithm
+	return d, next, write
 }
 
 // ceilDiv returns ⌈a/b⌉ for a ≥ 0, b > 0.

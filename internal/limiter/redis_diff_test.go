@@ -31,6 +31,9 @@ type diffScenario struct {
 	dense   bool
 	alg     limiter.Algorithm
 	bigJump bool // the clock sometimes jumps by 2^31..2^34 ms, both ways
+	// mixed gives each key's variants random algorithms, so limits of different
+	// algorithms share state: each must read the others' state as a cold key.
+	mixed bool
 }
 
 var diffScenarios = []diffScenario{
@@ -43,6 +46,7 @@ var diffScenarios = []diffScenario{
 	{name: "clock-steps-back", seed: 7, start: 1_750_000_000_000, variants: 1, stepBack: true},
 	{name: "rule-changes-steps-back-7e12", seed: 8, start: 7_000_000_000_000, variants: 2, stepBack: true},
 	{name: "big-clock-jumps", seed: 9, start: 7_000_000_000_000, variants: 1, stepBack: true, bigJump: true},
+	{name: "algorithms-share-keys", seed: 10, start: 1_700_000_000_000, variants: 4, stepBack: true, dense: true, mixed: true},
 }
 
 func init() {
@@ -119,8 +123,15 @@ func runDifferential(t *testing.T, e *limiter.RedisEngine, sc diffScenario, ops 
 		if sc.dense {
 			alg = sc.alg
 		}
-		keys[i].key = fmt.Sprintf("%s:%d:%s", prefix, i, alg)
+		name := alg.String()
+		if sc.mixed {
+			name = "mixed"
+		}
+		keys[i].key = fmt.Sprintf("%s:%d:%s", prefix, i, name)
 		for range sc.variants {
+			if sc.mixed {
+				alg = algs[r.IntN(len(algs))]
+			}
 			if sc.dense {
 				keys[i].variants = append(keys[i].variants, denseParams(r, alg))
 			} else {

@@ -178,7 +178,7 @@ local function token_bucket(p, live, A, B, now, q)
   local full = cap * den
   local tokens, last = full, now
   if live then
-    tokens, last = B, A
+    tokens, last = mmin(B, full), A -- a lowered capacity caps the stored tokens at once
     local elapsed = now - last
     if elapsed > 0 then
       if elapsed >= ceildiv(full - tokens, num) then
@@ -508,6 +508,11 @@ local function load(key, want)
   local e = { type = t, valid = false, orig = FOREIGN, runs = NONE, scalars = {} }
   if t == 'none' then
     e.valid = true
+  elseif t == 'string' then
+    -- a string state read for a limit of another kind: kept as what it is, so that a
+    -- later limit of the request with the state's own algorithm still sees it
+    local st = parse_string(redis.call('GET', key))
+    e.valid, e.orig = st ~= nil, st or FOREIGN
   elseif t == 'zset' then
     -- member "X" holds -ExpireAt as its score, below every stamp
     local x = redis.call('ZSCORE', key, 'X')
