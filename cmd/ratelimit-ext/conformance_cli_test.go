@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,5 +56,36 @@ func TestConformanceExitCodes(t *testing.T) {
 		if got := run([]string{"conformance", "--vectors", p}); got != tc.want {
 			t.Errorf("%s: exit %d, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A Redis URL selects the Redis engine, as it does for serve: with nothing listening
+// there the run must fail, never pass on the memory engine; beside an explicit
+// --engine memory it is refused.
+func TestConformanceRedisURLSelectsRedis(t *testing.T) {
+	vectors := "../../testdata/request-vectors.json"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "redis://" + l.Addr().String()
+	l.Close() // nothing listens there: a Redis engine cannot connect
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--redis-url", closed}, 1},
+		{[]string{"--redis-url", closed, "--engine", "memory"}, 2},
+		{[]string{"--engine", "memory"}, 0},
+		{[]string{"--engine", "memcached"}, 2},
+	} {
+		args := append([]string{"conformance", "--vectors", vectors, "--redis-dial-timeout", "200ms"}, tc.args...)
+		if got := run(args); got != tc.want {
+			t.Errorf("%v: exit %d, want %d", tc.args, got, tc.want)
+		}
+	}
+	t.Setenv("RATELIMIT_EXT_REDIS_URL", closed)
+	if got := run([]string{"conformance", "--vectors", vectors, "--redis-dial-timeout", "200ms"}); got != 1 {
+		t.Errorf("RATELIMIT_EXT_REDIS_URL set: exit %d, want 1 (the Redis engine, which cannot connect)", got)
 	}
 }

@@ -45,7 +45,7 @@ func validate(args []string) int {
 func runConformance(args []string) int {
 	f := newEnvFlags("conformance")
 	vectors := f.fs.String("vectors", "", "golden-vector JSON file to replay (required)")
-	engineName := f.fs.String("engine", "memory", "memory or redis")
+	engineName := f.fs.String("engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
 	base := f.fs.Int64("base", 60000, "ms added to every now and expected resetAt; a multiple of every window in the file")
 	ro := redisFlags(f)
 	if err := f.parse(args); err != nil {
@@ -61,8 +61,13 @@ func runConformance(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	name, err := conformanceEngine(*engineName, ro().URL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "conformance:", err)
+		return 2
+	}
 	var engine limiter.Engine
-	switch *engineName {
+	switch name {
 	case "memory":
 		engine = limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	case "redis":
@@ -70,11 +75,9 @@ func runConformance(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-	default:
-		fmt.Fprintf(os.Stderr, "conformance: unknown engine %q (want memory or redis)\n", *engineName)
-		return 2
 	}
 	defer engine.Close()
+	fmt.Printf("engine: %s\n", name) // a pass must say what it passed on
 	prefix := conformancePrefix(ro())
 	results, err := conformance.Replay(context.Background(), engine, file, *base, prefix)
 	if err != nil {
@@ -82,6 +85,27 @@ func runConformance(args []string) int {
 		return 1
 	}
 	return printResults(results)
+}
+
+// conformanceEngine picks the engine as serve does: the one named, else redis when a
+// Redis URL is set. A Redis URL beside --engine memory is refused, so that a run meant
+// to check a store can never pass on the memory engine.
+func conformanceEngine(name, redisURL string) (string, error) {
+	switch name {
+	case "":
+		if redisURL != "" {
+			return "redis", nil
+		}
+		return "memory", nil
+	case "memory":
+		if redisURL != "" {
+			return "", errors.New("--redis-url is set but --engine is memory: drop one of them")
+		}
+		return name, nil
+	case "redis":
+		return name, nil
+	}
+	return "", fmt.Errorf("unknown engine %q (want memory or redis)", name)
 }
 
 func printResults(results []conformance.Result) int {
