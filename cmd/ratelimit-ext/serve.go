@@ -375,6 +375,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if c.xds.source == sourceFile && rules.LimitCount() == 0 {
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
 	}
+	warnUnruledPolicyDomains(log, c.store.policyDomains(), rules)
 
 	select {
 	case <-ctx.Done():
@@ -422,7 +423,11 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 // decider (an atomic swap) and every outcome counted in the config_loads metrics; a bad
 // one leaves the rules in place.
 func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
-	apply := func(rs *descriptors.RuleSet) { d.SetRules(rs) }
+	policyDomains := c.store.policyDomains()
+	apply := func(rs *descriptors.RuleSet) {
+		d.SetRules(rs)
+		warnUnruledPolicyDomains(log, policyDomains, rs)
+	}
 	if c.xds.source == sourceFile {
 		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)
 	}

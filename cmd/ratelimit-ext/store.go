@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/breaker"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 )
@@ -54,6 +56,33 @@ func (s *storeConfig) failurePolicy(memoryMaxKeys int) (decide.FailurePolicy, er
 		fp.Local = limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: memoryMaxKeys})
 	}
 	return fp, nil
+}
+
+// policyDomains returns the domains --store-failure-policy-domains names, in its order.
+func (s *storeConfig) policyDomains() []string {
+	var out []string
+	for _, item := range strings.Split(s.domainPolicies, ",") {
+		if domain, _, ok := strings.Cut(strings.TrimSpace(item), "="); ok && domain != "" {
+			out = append(out, domain)
+		}
+	}
+	return out
+}
+
+// warnUnruledPolicyDomains logs each domain a per-domain failure policy names that the
+// rules do not define: a misspelt domain would otherwise leave the real one on the
+// default policy without a word. A later rule set may add the domain, so this is a
+// warning, checked again for every rule set applied.
+func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptors.RuleSet) {
+	if rs == nil {
+		return
+	}
+	defined := rs.Domains()
+	for _, d := range domains {
+		if !slices.Contains(defined, d) {
+			log.Warn("--store-failure-policy-domains names a domain the rules do not define", "domain", d, "rules", rs.Summary())
+		}
+	}
 }
 
 // guardStore times and counts the engine's calls in m (store_duration_seconds,

@@ -199,3 +199,23 @@ func isolateEnv(t *testing.T) {
 		}
 	})
 }
+
+// A per-domain failure policy for a domain the rules do not define (a typo) is named
+// in a warning at start; a domain the rules define is not (it comes first, so its
+// warning, were there one, would be logged before the other).
+func TestUnruledPolicyDomainIsWarned(t *testing.T) {
+	s := startBinary(t, buildBinary(t), "--store-failure-policy-domains", "edge=fail_closed,egde=fail_open")
+	warned := func(domain string) bool {
+		return strings.Contains(s.log(), `"msg":"--store-failure-policy-domains names a domain the rules do not define","domain":"`+domain+`"`)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !warned("egde") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !warned("egde") {
+		t.Errorf("no warning for the undefined domain egde:\n%s", s.log())
+	}
+	if warned("edge") {
+		t.Errorf("a warning for edge, which the rules define:\n%s", s.log())
+	}
+}
