@@ -176,6 +176,9 @@ func checkCounts(c *serveConfig) error {
 			return fmt.Errorf("--%s %d: want at least 1", n.flag, n.value)
 		}
 	}
+	if int64(c.maxCost) > limiter.MaxCost { // a larger bound would admit costs no limit takes
+		return fmt.Errorf("--max-hits-addend %d: want at most %d (Envoy's hits_addend is a uint32)", c.maxCost, limiter.MaxCost)
+	}
 	for _, d := range []struct {
 		flag  string
 		value time.Duration

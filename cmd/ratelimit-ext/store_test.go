@@ -84,8 +84,9 @@ func storeCounts(t *testing.T, m *metrics.Metrics) (errs, calls float64) {
 	return errs, calls
 }
 
-// A bound, size or interval below 1 is refused at start, naming the flag, instead of
-// refusing every request later or silently becoming a default.
+// A bound, size or interval below 1 (or a hits_addend bound above what any limit
+// takes) is refused at start, naming the flag, instead of refusing every request later
+// or silently becoming a default.
 func TestCountsBelowOneAreRefused(t *testing.T) {
 	isolateEnv(t)
 	for _, args := range [][]string{
@@ -97,6 +98,7 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 		{"--store-probe-interval", "0s"}, {"--local-cache-max-age", "-1s"},
 		{"--redis-read-timeout", "-1ms"}, {"--redis-write-timeout", "0s"}, {"--redis-dial-timeout", "-1s"},
 		{"--shutdown-timeout", "0s"},
+		{"--max-hits-addend", "4294967296"}, // above Envoy's uint32 and limiter.MaxCost
 	} {
 		_, err := loadServeConfig(args)
 		if err == nil || !strings.Contains(err.Error(), args[0]+" ") {
@@ -105,6 +107,9 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 	}
 	if _, err := loadServeConfig([]string{"--max-descriptors", "1", "--memory-max-keys", "1"}); err != nil {
 		t.Errorf("the smallest valid values: %v", err)
+	}
+	if _, err := loadServeConfig([]string{"--max-hits-addend", "4294967295"}); err != nil {
+		t.Errorf("the largest hits_addend Envoy can send: %v", err)
 	}
 }
 
