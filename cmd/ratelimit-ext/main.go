@@ -16,6 +16,18 @@ import (
 	"strings"
 )
 
+// subcommands is the usage summary of `ratelimit-ext help`, also printed above serve's
+// flags by `ratelimit-ext -h`.
+const subcommands = `usage:
+  ratelimit-ext [serve] [flags]         serve the rules of --config-dir (the default subcommand)
+  ratelimit-ext validate DIR            check a rules directory
+  ratelimit-ext conformance [flags]     replay golden vectors through an engine
+  ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint
+  ratelimit-ext version                 the build's version (also --version)
+  ratelimit-ext help                    this summary
+Run 'ratelimit-ext <subcommand> -h' for its flags; every flag has an environment variable.
+`
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
@@ -40,7 +52,7 @@ func run(args []string) int {
 	case "bench":
 		return bench(args)
 	case "help":
-		fmt.Println("usage: ratelimit-ext [serve|validate|conformance|bench|version] [flags]; -h on each for flags")
+		fmt.Print(subcommands)
 		return 0
 	default:
 		fmt.Fprintf(os.Stderr, "ratelimit-ext: unknown subcommand %q (want serve, validate, conformance, bench or version)\n", cmd)

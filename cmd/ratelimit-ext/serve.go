@@ -75,6 +75,10 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	f := newEnvFlags("serve")
+	f.fs.Usage = func() { // serve is the default subcommand: -h alone lands here
+		fmt.Fprint(f.fs.Output(), subcommands, "\nFlags of serve:\n")
+		f.fs.PrintDefaults()
+	}
 	c := &serveConfig{bounds: decide.DefaultBounds, legacy: legacy}
 	f.StringVar(&c.grpcAddr, "grpc-addr", defaultGRPCAddr, "gRPC listen address (RateLimitService)")
 	f.StringVar(&c.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (/healthz, /readyz, /healthcheck, /metrics, /v1/decide, /debug/config)")
