@@ -346,6 +346,11 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		measureStart = time.Now()
 		r.phase.Store(phaseMeasure)
 	}
+	// Without a warm-up the measured phase begins before any request is sent, so that
+	// Requests counts every request the run sends.
+	if cfg.Warmup <= 0 {
+		beginMeasure()
+	}
 	// The clock: warm-up, then the measured phase, ended by Duration, Requests or ctx.
 	go func() {
 		if cfg.Warmup > 0 {
@@ -355,8 +360,8 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 				r.finish()
 				return
 			}
+			beginMeasure()
 		}
-		beginMeasure()
 		var timeout <-chan time.Time
 		if cfg.Duration > 0 {
 			t := time.NewTimer(cfg.Duration)

@@ -232,3 +232,26 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// Without a warm-up, Requests is every request the run sends: an operator who sends
+// 5 requests against a limit of 5 must not spend a sixth (workers used to start before
+// the measured phase and send warm-up requests).
+func TestRequestsWithoutWarmupSendsExactlyThatMany(t *testing.T) {
+	for _, cfg := range []Config{
+		{Workers: 8, Requests: 5},
+		{Workers: 1, Requests: 1},
+		{Rate: 1000, Requests: 7},
+	} {
+		srv := &scripted{keys: map[string]bool{}}
+		cfg.Targets = []string{serve(t, srv)}
+		cfg.Domain, cfg.Descriptors, cfg.Keys = "d", []Template{mustTemplate(t, "k=v{key}")}, 3
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.calls.Load(); got != cfg.Requests || rep.Requests != cfg.Requests {
+			t.Errorf("workers %d rate %v requests %d: the server got %d, the report counts %d",
+				cfg.Workers, cfg.Rate, cfg.Requests, got, rep.Requests)
+		}
+	}
+}
