@@ -31,6 +31,9 @@ func (t tlsFiles) serverOption() (grpc.ServerOption, error) {
 		return nil, nil
 	}
 	if t.cert == "" || t.key == "" {
+		if t.cert == "" && t.key == "" { // only client-certificate settings
+			return nil, errors.New("--grpc-tls-client-ca and --grpc-tls-client-san need the server's own certificate: --grpc-tls-cert and --grpc-tls-key")
+		}
 		return nil, errors.New("--grpc-tls-cert and --grpc-tls-key go together")
 	}
 	if t.clientSAN != "" && t.clientCA == "" {
@@ -81,6 +84,12 @@ type keyPair struct {
 func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cs, err1 := os.Stat(k.certFile)
 	ks, err2 := os.Stat(k.keyFile)
+	if err1 != nil {
+		err1 = fmt.Errorf("--grpc-tls-cert: %w", err1)
+	}
+	if err2 != nil {
+		err2 = fmt.Errorf("--grpc-tls-key: %w", err2)
+	}
 	if err := errors.Join(err1, err2); err != nil {
 		return nil, fmt.Errorf("gRPC TLS: %w", err)
 	}

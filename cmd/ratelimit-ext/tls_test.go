@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,15 +95,28 @@ func TestGRPCServerClientSAN(t *testing.T) {
 
 func TestTLSSettingsAreValidated(t *testing.T) {
 	ca, server, _ := newPKI(t)
-	for name, f := range map[string]tlsFiles{
-		"cert without key":    {cert: "x.pem"},
-		"missing files":       {cert: "/nonexistent/c.pem", key: "/nonexistent/k.pem"},
-		"key of another pair": {cert: server.CertFile, key: ca.File},
-		"missing CA":          {cert: server.CertFile, key: server.KeyFile, clientCA: "/nonexistent/ca.pem"},
-		"SAN without a CA":    {cert: server.CertFile, key: server.KeyFile, clientSAN: "envoy.edge.internal"},
+	// Each error names the flag to fix.
+	for name, tc := range map[string]struct {
+		f     tlsFiles
+		names []string
+	}{
+		"cert without key":    {tlsFiles{cert: "x.pem"}, []string{"--grpc-tls-key"}},
+		"missing files":       {tlsFiles{cert: "/nonexistent/c.pem", key: "/nonexistent/k.pem"}, []string{"--grpc-tls-cert: ", "--grpc-tls-key: "}},
+		"missing key file":    {tlsFiles{cert: server.CertFile, key: "/nonexistent/k.pem"}, []string{"--grpc-tls-key: "}},
+		"key of another pair": {tlsFiles{cert: server.CertFile, key: ca.File}, nil},
+		"missing CA":          {tlsFiles{cert: server.CertFile, key: server.KeyFile, clientCA: "/nonexistent/ca.pem"}, []string{"--grpc-tls-client-ca"}},
+		"SAN without a CA":    {tlsFiles{cert: server.CertFile, key: server.KeyFile, clientSAN: "envoy.edge.internal"}, []string{"--grpc-tls-client-ca"}},
+		"client CA alone":     {tlsFiles{clientCA: ca.File}, []string{"server's own certificate", "--grpc-tls-cert"}},
 	} {
-		if _, err := f.serverOption(); err == nil {
+		_, err := tc.f.serverOption()
+		if err == nil {
 			t.Errorf("%s: accepted", name)
+			continue
+		}
+		for _, n := range tc.names {
+			if !strings.Contains(err.Error(), n) {
+				t.Errorf("%s: %v, want it to name %q", name, err, n)
+			}
 		}
 	}
 	if opt, err := (tlsFiles{}).serverOption(); opt != nil || err != nil {
