@@ -105,6 +105,9 @@ func applyOverride(limits []*descriptors.Limit, o *Override) ([]*descriptors.Lim
 		return nil, fmt.Errorf("override unit %q is not supported (want second, minute, hour, day, month or year)", o.Unit)
 	}
 	mult := max(o.UnitMultiplier, 1)
+	if mult > limiter.MaxPeriodMs/unitMs { // unitMs*mult would wrap past int64 into a "valid" window
+		return nil, fmt.Errorf("override: %d × %s is longer than the longest window (%d ms)", mult, o.Unit, limiter.MaxPeriodMs)
+	}
 	ov := *base
 	ov.ID = base.ID + "!override"
 	ov.Unit, ov.UnitMultiplier, ov.RequestsPerUnit = o.Unit, mult, o.RequestsPerUnit

@@ -493,6 +493,10 @@ func TestInvalidRequests(t *testing.T) {
 	f := start(t, false)
 	unknownUnit := desc("burst", "x")
 	unknownUnit.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 2, Unit: typev3.RateLimitUnit_UNKNOWN}
+	// 584942418 years of ms wrap int64 to about 235 days: refused, not served as that.
+	wrapping := desc("burst", "x")
+	wrapping.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 1, Unit: typev3.RateLimitUnit_YEAR,
+		UnitMultiplier: wrapperspb.UInt32(584942418)}
 	for _, tc := range []struct {
 		name string
 		req  *rlsv3.RateLimitRequest
@@ -502,6 +506,7 @@ func TestInvalidRequests(t *testing.T) {
 		{"no descriptors", &rlsv3.RateLimitRequest{Domain: "test"}, "descriptor"},
 		{"negative hits", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}}, "is_negative_hits"},
 		{"override unit UNKNOWN", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{unknownUnit}}, `override unit "unknown"`},
+		{"override multiplier past int64", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{wrapping}}, "longer than the longest window"},
 	} {
 		_, err := f.client.ShouldRateLimit(context.Background(), tc.req)
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.says) {
