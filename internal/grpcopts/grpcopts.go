@@ -6,6 +6,7 @@ package grpcopts
 import (
 	"runtime"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/utf8codec"
 	"google.golang.org/grpc"
 )
 
@@ -18,8 +19,12 @@ import (
 // RPC that finds every worker busy (they block while a request waits on the store) gets
 // its own goroutine as before, so the pool never queues requests: it is sized for the
 // usual concurrency, 16 per CPU.
+//
+// Codec: utf8codec reads a request whose strings are not UTF-8 instead of failing it
+// (a failed call lets Envoy pass the request unlimited); it costs nothing otherwise.
 func Server() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),
+		grpc.ForceServerCodecV2(utf8codec.Codec{}),
 	}
 }
