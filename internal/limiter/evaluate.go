@@ -48,7 +48,24 @@ func validateChecks(now int64, checks []LimitCheck, decisions []Decision) error 
 			return fmt.Errorf("%w: cost %d outside [0, %d]", ErrBadRequest, c, MaxCost)
 		}
 	}
+	if n := logEntries(checks); n > MaxLogEntriesPerRequest {
+		return fmt.Errorf("%w: the sliding_window_log limits' costs add up to %d, above %d per request (each unit admitted is a log entry)",
+			ErrBadRequest, n, MaxLogEntriesPerRequest)
+	}
 	return nil
+}
+
+// logEntries is the most log entries checks can write: the sum of the costs of its
+// sliding_window_log limits, leaving out costs above a limit (never admitted, so never
+// written: SPEC §4.5 denies them, and so do we).
+func logEntries(checks []LimitCheck) int64 {
+	var n int64
+	for i := range checks {
+		if p := checks[i].Params; p != nil && p.Algorithm == SlidingWindowLog && checks[i].Cost <= p.Limit {
+			n += checks[i].Cost // each at most MaxLogLimit: no overflow
+		}
+	}
+	return n
 }
 
 // StateStore is what evaluateLocked needs from an engine that holds state in process:

@@ -57,6 +57,7 @@ type batchCall struct {
 	ctx    context.Context
 	now    int64
 	checks []LimitCheck // the caller's: it waits until the call is done
+	logs   int64        // logEntries(checks): the log entries it may write
 	reply  []int64      // this request's part of the script's reply
 	err    error
 	// leads, when set as done is signaled, hands this call's goroutine a lane: it takes
@@ -98,7 +99,7 @@ func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]int
 		return nil, err
 	}
 	c := callPool.Get().(*batchCall)
-	c.ctx, c.now, c.checks = ctx, now, checks
+	c.ctx, c.now, c.checks, c.logs = ctx, now, checks, logEntries(checks)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -148,13 +149,20 @@ func (b *batcher) result(c *batchCall) ([]int64, error) {
 }
 
 func (b *batcher) recycle(c *batchCall) {
-	c.ctx, c.checks, c.reply, c.err, c.leads = nil, nil, nil, nil, false
+	c.ctx, c.checks, c.reply, c.err, c.leads, c.logs = nil, nil, nil, nil, false, 0
 	callPool.Put(c)
 }
 
-// takeLocked returns a batch: first, then the oldest pending calls, up to max in all.
+// takeLocked returns a batch: first, then the oldest pending calls, up to max in all,
+// and, in order, only as many as keep the call's sliding_window_log entries within
+// what one request may write: each entry costs Redis about a microsecond, and Redis
+// runs a call without serving anyone else.
 func (b *batcher) takeLocked(first *batchCall) []*batchCall {
-	n := min(len(b.pending), b.max-1)
+	n, logs := 0, first.logs
+	for n < min(len(b.pending), b.max-1) && logs+b.pending[n].logs <= MaxLogEntriesPerRequest {
+		logs += b.pending[n].logs
+		n++
+	}
 	batch := make([]*batchCall, 0, n+1)
 	batch = append(batch, first)
 	batch = append(batch, b.pending[:n]...)

@@ -798,6 +798,52 @@ func TestRedisBadRequest(t *testing.T) {
 	}
 }
 
+// A request whose sliding_window_log limits ask for more than MaxLogEntriesPerRequest
+// entries in all is refused by both engines, before anything is written: in Redis each
+// entry is a ZSET member, and one request could otherwise hold Redis for as long as it
+// takes to write ten thousand of them per limit.
+func TestLogEntriesPerRequestAreBounded(t *testing.T) {
+	re, srv := newRedis(t)
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer mem.Close()
+	log := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: limiter.MaxLogLimit, PeriodMs: 60_000})
+	fw := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1 << 32, PeriodMs: 60_000})
+	prefix := uniquePrefix(t)
+	max := limiter.MaxLogEntriesPerRequest
+	for _, tc := range []struct {
+		name  string
+		costs []int64 // of log limits on keys a, b; then a fixed_window limit's
+		fw    int64
+		ok    bool
+	}{
+		{"one log limit at the bound", []int64{max}, 1, true},
+		{"one log limit past it", []int64{max + 1}, 1, false},
+		{"two log limits past it together", []int64{max/2 + 1, max / 2}, 1, false},
+		{"two log limits at it together", []int64{max / 2, max / 2}, 1, true},
+		{"other algorithms do not count", []int64{max}, limiter.MaxCost, true},
+		{"a cost above the log's limit is denied, not refused", []int64{max, limiter.MaxLogLimit + 1}, 1, true},
+	} {
+		for _, e := range []limiter.Engine{mem, re} {
+			var checks []limiter.LimitCheck
+			for i, c := range tc.costs {
+				checks = append(checks, limiter.LimitCheck{Key: fmt.Sprintf("%s:%s:%d", prefix, tc.name, i), Params: log, Cost: c})
+			}
+			checks = append(checks, limiter.LimitCheck{Key: prefix + ":fw:" + tc.name, Params: fw, Cost: tc.fw})
+			d := make([]limiter.Decision, len(checks))
+			_, err := e.Evaluate(context.Background(), 1_700_000_000_000, checks, d)
+			if tc.ok && err != nil {
+				t.Errorf("%s (%T): %v", tc.name, e, err)
+			}
+			if !tc.ok && !errors.Is(err, limiter.ErrBadRequest) {
+				t.Errorf("%s (%T): err %v, want ErrBadRequest", tc.name, e, err)
+			}
+		}
+	}
+	if n := srv.Client().Exists(context.Background(), prefix+":fw:two log limits past it together").Val(); n != 0 {
+		t.Error("a refused request wrote its fixed_window key")
+	}
+}
+
 // Concurrent requests on one key admit exactly the limit, and a request denied by its
 // hot key charges none of its other keys, however the calls interleave.
 func TestRedisConcurrentExactness(t *testing.T) {
