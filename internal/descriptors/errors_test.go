@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -442,6 +443,36 @@ func TestAliasBomb(t *testing.T) {
 	_, err := Parse("t.yaml", []byte(b.String()))
 	if err == nil || !strings.Contains(err.Error(), "more than 200000 descriptor entries in total") {
 		t.Fatalf("alias bomb not stopped: %v", err)
+	}
+}
+
+// TestAliasBombOfLongKeys: a tree of few entries but long keys, repeated by aliases at
+// every level, builds paths far larger than the file (2^15 paths of up to 15 KB from a
+// 31 KB file here, 2.5 GB before the bound). The path bound stops it, naming the file
+// and line, while the memory the walk took stays near the bound.
+func TestAliasBombOfLongKeys(t *testing.T) {
+	key := func(c string) string { return strings.Repeat(c, 1000) }
+	var b strings.Builder
+	fmt.Fprintf(&b, "domain: d\ndescriptors:\n  - key: l0\n    descriptors: &a0\n")
+	for _, c := range []string{"a", "b"} {
+		fmt.Fprintf(&b, "      - key: %s\n        rate_limit: {unit: second, requests_per_unit: 1}\n", key(c))
+	}
+	for i := 1; i < 15; i++ {
+		fmt.Fprintf(&b, "  - key: l%d\n    descriptors: &a%d\n", i, i)
+		for _, c := range []string{"a", "b"} {
+			fmt.Fprintf(&b, "      - key: %s\n        descriptors: *a%d\n", key(c), i-1)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Parse("t.yaml", []byte(b.String()))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:") || !strings.Contains(err.Error(), "descriptor paths add up to more than 32 MiB") {
+		t.Fatalf("long-key alias bomb not stopped: %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4*MaxPathBytes {
+		t.Errorf("the walk allocated %d MiB, want it bounded near %d MiB", grew>>20, MaxPathBytes>>20)
 	}
 }
 

@@ -61,7 +61,11 @@ func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr 
 	if !p.countLimit(f.line, field) {
 		return nil
 	}
-	l := &Limit{Path: pathStr, ID: pathStr + "#" + strconv.Itoa(index), Levels: path, File: p.file, Line: f.line}
+	id := "#" + strconv.Itoa(index)
+	if !p.countPath(f.line, field, len(pathStr)+len(id)) {
+		return nil
+	}
+	l := &Limit{Path: pathStr, ID: pathStr + id, Levels: path, File: p.file, Line: f.line}
 	l.ValueToMetric = slices.ContainsFunc(path, func(lv Level) bool { return lv.ValueToMetric })
 	if p.dom != nil {
 		l.Domain = p.dom.name

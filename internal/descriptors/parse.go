@@ -21,6 +21,10 @@ const (
 	MaxDepth    = 16      // descriptor nesting levels
 	MaxLimits   = 100_000 // limits in all files together
 	MaxEntries  = 200_000 // descriptor entries in all files together
+	// MaxPathBytes bounds the descriptor paths a load builds (each entry's and each
+	// limit's id): counts alone do not bound them, since aliases can repeat a tree of
+	// long keys at every level (a 31 KB file once took 2.5 GB).
+	MaxPathBytes = 32 << 20
 )
 
 var (
@@ -47,8 +51,8 @@ const (
 
 // budget counts what all files of one load have used of the global bounds.
 type budget struct {
-	limits, entries, metadata          int
-	limitsHit, entriesHit, metadataHit bool
+	limits, entries, metadata, pathBytes         int
+	limitsHit, entriesHit, metadataHit, pathsHit bool
 }
 
 // fileParser turns one file into a domain, collecting every problem it finds.
@@ -215,6 +219,20 @@ func (p *fileParser) countEntry(line int, field string) bool {
 	return true
 }
 
+// countPath counts n bytes of descriptor path against MaxPathBytes; false once over.
+func (p *fileParser) countPath(line int, field string, n int) bool {
+	b := p.budget
+	if b.pathBytes+n > MaxPathBytes {
+		if !b.pathsHit {
+			b.pathsHit = true
+			p.errorf(line, field, "the descriptor paths add up to more than %d MiB (YAML aliases repeating a tree of long keys?)", MaxPathBytes>>20)
+		}
+		return false
+	}
+	b.pathBytes += n
+	return true
+}
+
 // descriptor parses one descriptor entry and everything below it.
 func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, depth int, path []Level, pathStr string, seen map[siblingKey]int) {
 	f, ok := p.mapping(item, field, descriptorFields)
@@ -233,11 +251,15 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 			parent.attach(level, child)
 		}
 	}
+	part := pathPart(level)
+	if !p.countPath(f.line, field, len(pathStr)+1+len(part)) {
+		return
+	}
 	path = append(path[:len(path):len(path)], level)
 	if pathStr != "" {
 		pathStr += "/"
 	}
-	pathStr += pathPart(level)
+	pathStr += part
 	child.limits = p.descriptorLimits(f, path, pathStr)
 	p.descriptorList(child, f, "descriptors", depth+1, path, pathStr)
 }
