@@ -234,6 +234,8 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml:4: descriptors[0].value: empty value; omit value for a per-value counter"}},
 		{"control character in value", head + "    value: |\n      v\n", []string{
 			"t.yaml:4: descriptors[0].value: contains control character U+000A"}},
+		{"control character in the domain", "domain: \"a\\nb\"\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n", []string{
+			"t.yaml:1: domain: contains control character U+000A"}},
 		{"missing and empty key", lines(
 			"domain: d",
 			"descriptors:",

@@ -153,6 +153,7 @@ func (p *fileParser) parseRoot(root *yaml.Node) {
 		p.errorf(line, "domain", "missing; every file needs a domain")
 	case ok && name == "":
 		p.errorf(line, "domain", "empty")
+	case ok && !p.printable(name, line, "domain"): // the request's domain is as printable
 	case ok:
 		p.dom = &domain{name: name, file: p.file, line: line, root: &node{}}
 	}

@@ -45,6 +45,9 @@ func NewMemoryEngine(o MemoryOptions) *MemoryEngine {
 	if o.Shards <= 0 {
 		o.Shards = 64
 	}
+	// Each shard holds at least one key, so more shards than keys would hold more than
+	// MaxKeys in all.
+	o.Shards = min(o.Shards, o.MaxKeys)
 	if o.Clock == nil {
 		o.Clock = func() int64 { return time.Now().UnixMilli() }
 	}

@@ -69,6 +69,22 @@ func TestMemoryEngineConcurrentExactness(t *testing.T) {
 	}
 }
 
+// A bound below the number of shards holds too: each shard keeps at least one key.
+func TestMemoryEngineFewerKeysThanShards(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{MaxKeys: 10, Sweep: -1}) // 64 shards by default
+	defer e.Close()
+	p := mustParams(t, Params{Algorithm: FixedWindow, Limit: 10, PeriodMs: 60_000})
+	out := make([]Decision, 1)
+	for i := 0; i < 1000; i++ {
+		if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: fmt.Sprintf("k%d", i), Params: p, Cost: 1}}, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.Keys(); n > 10 {
+		t.Errorf("%d keys stored with MaxKeys 10", n)
+	}
+}
+
 // The number of stored keys never exceeds MaxKeys; expired state goes before live state.
 func TestMemoryEngineBoundedKeys(t *testing.T) {
 	clock := int64(1_000_000)
