@@ -145,6 +145,9 @@ func fromWorkingDir(err error, dir string) error {
 	for i := range le.Errors {
 		if e := &le.Errors[i]; e.Field != "dir" || e.File != dir { // the directory itself is named as given
 			e.File = filepath.Join(dir, e.File)
+			if e.DefinedIn != "" {
+				e.DefinedIn = filepath.Join(dir, e.DefinedIn)
+			}
 		}
 	}
 	return le

@@ -77,3 +77,23 @@ func TestValidateNamesFilesFromTheWorkingDirectory(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 1 and a line starting %q", code, out, want)
 	}
 }
+
+// A duplicate domain names both files from the working directory, not one of them
+// relative to the rules directory.
+func TestValidateNamesBothFilesOfADuplicateDomain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rules")
+	if err := os.MkdirAll(filepath.Join(dir, "team"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rule := []byte("domain: api\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n")
+	for _, f := range []string{"a.yaml", filepath.Join("team", "b.yaml")} {
+		if err := os.WriteFile(filepath.Join(dir, f), rule, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out := runStderr(t, "validate", dir)
+	want := filepath.Join(dir, "team", "b.yaml") + `:1: domain: duplicate domain "api" (already defined in ` + filepath.Join(dir, "a.yaml") + ":1)"
+	if code != 1 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, out, want)
+	}
+}

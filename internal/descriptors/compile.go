@@ -49,7 +49,7 @@ func (c *compiler) add(f File) {
 	if d != nil {
 		if prev := c.rs.domains[d.name]; prev != nil {
 			errs = append(errs, ConfigError{File: f.Name, Line: d.line, Field: "domain",
-				Msg: fmt.Sprintf("duplicate domain %q (already defined in %s:%d)", d.name, prev.file, prev.line)})
+				Msg: fmt.Sprintf("duplicate domain %q", d.name), DefinedIn: prev.file, DefinedLine: prev.line})
 			sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 		} else {
 			c.rs.domains[d.name] = d

@@ -15,14 +15,24 @@ type ConfigError struct {
 	Line  int    // 1-based; 0 when the problem concerns the whole file or directory
 	Field string // where in the file, e.g. "descriptors[0].rate_limit.unit"
 	Msg   string // what is wrong
+	// DefinedIn and DefinedLine name where what the problem repeats was first defined
+	// (a duplicate domain), kept apart from Msg so that its file name is relative to
+	// the same directory as File.
+	DefinedIn   string
+	DefinedLine int
 }
 
-// Error formats the problem as "file:line: field: message" (without ":line" when Line is 0).
+// Error formats the problem as "file:line: field: message" (without ":line" when Line is
+// 0), followed by " (already defined in file:line)" when DefinedIn is set.
 func (e ConfigError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg)
+	msg := e.Msg
+	if e.DefinedIn != "" {
+		msg += fmt.Sprintf(" (already defined in %s:%d)", e.DefinedIn, e.DefinedLine)
 	}
-	return fmt.Sprintf("%s: %s: %s", e.File, e.Field, e.Msg)
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Field, msg)
 }
 
 // LoadError is every problem found while loading a configuration: files in load order,

@@ -180,10 +180,14 @@ func withoutLines(err error) error {
 	}
 	lines := make([]string, 0, len(le.Errors)+1)
 	for _, ce := range le.Errors {
+		msg := ce.Msg
+		if ce.DefinedIn != "" {
+			msg += " (already defined in " + ce.DefinedIn + ")"
+		}
 		if ce.Field == "" {
-			lines = append(lines, ce.File+": "+ce.Msg)
+			lines = append(lines, ce.File+": "+msg)
 		} else {
-			lines = append(lines, ce.File+": "+ce.Field+": "+ce.Msg)
+			lines = append(lines, ce.File+": "+ce.Field+": "+msg)
 		}
 	}
 	if le.Omitted > 0 {
