@@ -57,6 +57,24 @@ examples:
 flags:
 `
 
+// checkBenchSettings refuses values the load generator would otherwise replace by a
+// default without a word (0 keys as 1, a zero duration as 10 s).
+func checkBenchSettings(c loadgen.Config) error {
+	switch {
+	case c.Keys < 1:
+		return fmt.Errorf("--keys %d: want at least 1", c.Keys)
+	case c.Rate == 0 && c.Workers < 1:
+		return fmt.Errorf("--workers %d: want at least 1 (or an open loop with --rate)", c.Workers)
+	case c.Requests < 0:
+		return fmt.Errorf("--requests %d: want 0 (none) or more", c.Requests)
+	case c.Duration < 0 || c.Warmup < 0 || c.Timeout <= 0:
+		return errors.New("--duration and --warmup want 0 or more, --timeout more than 0")
+	case c.Duration == 0 && c.Requests == 0:
+		return errors.New("--duration 0 without --requests: the run would never end")
+	}
+	return nil
+}
+
 func bench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -101,6 +119,10 @@ func bench(args []string) int {
 	}
 	if *cost > 1<<32-1 {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext bench: --cost exceeds 2^32-1")
+		return 2
+	}
+	if err := checkBenchSettings(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
 		return 2
 	}
 	cfg.Cost = uint32(*cost)
