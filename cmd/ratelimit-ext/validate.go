@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -71,6 +72,8 @@ func runConformance(args []string) int {
 	case "memory":
 		engine = limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	case "redis":
+		// go-redis's own lines (a failed dial, say) repeat the error printed below
+		routeRedisLogs(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		if engine, err = newRedisEngine(ro()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
