@@ -313,7 +313,7 @@ func TestLoadErrors(t *testing.T) {
 		), []string{
 			"t.yaml:6: descriptors[0].rate_limit.requests_per_unit: 5000000000 is above the largest limit, 4294967296 (2^32)",
 			"t.yaml:8: descriptors[1].rate_limit.unit_multiplier: 11 × year is longer than the longest window, 10 years (315360000000 ms)",
-			"t.yaml:10: descriptors[2].rate_limit: sliding_window_log keeps one entry per admitted unit: limit 20000 exceeds the cap 10000 (use sliding_window)",
+			"t.yaml:10: descriptors[2].rate_limit: sliding_window_log keeps one entry per admitted unit: limit 20000 exceeds the cap 1000 (use sliding_window)",
 			"t.yaml:12: descriptors[3].rate_limit.unit_multiplier: 9223372036854775807 × second is longer than the longest window, 10 years (315360000000 ms)",
 			"t.yaml:14: descriptors[4].rate_limit: sliding_window: window 86400000 ms is not divisible by buckets 7",
 			"t.yaml:16: descriptors[5].rate_limit.burst: 4294967297 is above the largest burst, 4294967296 (2^32)",

@@ -48,16 +48,12 @@ func validateChecks(now int64, checks []LimitCheck, decisions []Decision) error 
 			return fmt.Errorf("%w: cost %d outside [0, %d]", ErrBadRequest, c, MaxCost)
 		}
 	}
-	if n := logEntries(checks); n > MaxLogEntriesPerRequest {
-		return fmt.Errorf("%w: the sliding_window_log limits' costs add up to %d, above %d per request (each unit admitted is a log entry)",
-			ErrBadRequest, n, MaxLogEntriesPerRequest)
-	}
 	return nil
 }
 
 // logEntries is the most log entries checks can write: the sum of the costs of its
 // sliding_window_log limits, leaving out costs above a limit (never admitted, so never
-// written: SPEC §4.5 denies them, and so do we).
+// written).
 func logEntries(checks []LimitCheck) int64 {
 	var n int64
 	for i := range checks {

@@ -272,9 +272,6 @@ func TestEngineMatchesExactModel(t *testing.T) {
 		for step := 0; step < 60; step++ {
 			now += []int64{0, 0, 1, 3, 17, 99, 250, 1000, p.PeriodMs / 3, p.PeriodMs}[rng.IntN(10)]
 			q := rng.Int64N(p.Ceiling() + 3)
-			if a == SlidingWindowLog && q <= p.Limit {
-				q = min(q, MaxLogEntriesPerRequest) // a request may not ask a log for more (validateChecks)
-			}
 			if rng.IntN(40) == 0 {
 				q = MaxCost
 			}

@@ -3,10 +3,10 @@ package limiter
 import "testing"
 
 // A batch takes waiting requests in order while the call's sliding_window_log entries
-// stay within what one request may write; the first request always goes, and requests
+// stay within what one limit may admit; the first request always goes, and requests
 // without log entries are not held back by the bound when they come first.
 func TestBatchKeepsLogEntriesWithinABound(t *testing.T) {
-	max := MaxLogEntriesPerRequest
+	max := MaxLogLimit
 	for _, tc := range []struct {
 		name    string
 		first   int64
