@@ -145,7 +145,10 @@ func (c *serveConfig) check() error {
 // boundFlags registers the request bounds (hostile-input protection).
 func boundFlags(f *envFlags, c *serveConfig) {
 	b := &c.bounds
-	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 64<<10, "largest gRPC request accepted, in bytes")
+	// 256 KiB: an ext_authz CheckRequest carries every header, the path twice (path and
+	// :path), within Envoy's default 60 KiB of headers; a refused message is an error
+	// Envoy answers with its failure mode, by default letting the request through.
+	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 256<<10, "largest gRPC request accepted, in bytes (keep above twice Envoy's max_request_headers_kb)")
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
 	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
 	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")

@@ -1,13 +1,16 @@
 package decide
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"unicode/utf8"
 )
 
 // Bounds limit what one request may carry, so a hostile or broken client cannot make
 // the service allocate, hash or store without bound. A violation is an ErrInvalid
-// (gRPC InvalidArgument) whose message names the bound.
+// (gRPC InvalidArgument) whose message names the bound, except for a value longer than
+// MaxValueLen, which is replaced by its digest (valueDigest).
 type Bounds struct {
 	MaxDescriptors int    // descriptors per request
 	MaxEntries     int    // entries per descriptor
@@ -58,16 +61,29 @@ func (b *Bounds) checkDescriptor(i int, d *Descriptor) error {
 		return fmt.Errorf("%w: descriptor %d: hits_addend %d above the bound of %d", ErrInvalid, i, *d.Cost, b.MaxCost)
 	}
 	for j, e := range d.Entries {
+		if len(e.Value) > b.MaxValueLen {
+			// Values come from clients (a header, an API key). Refusing the request would
+			// be an error that Envoy answers with its failure mode, by default letting the
+			// request through past every other limit too; the digest keeps the value's
+			// own counter in bounded bytes.
+			e.Value = valueDigest(e.Value)
+			d.Entries[j].Value = e.Value
+		}
 		switch {
 		case e.Key == "":
 			return fmt.Errorf("%w: descriptor %d entry %d: empty key", ErrInvalid, i, j)
 		case len(e.Key) > b.MaxKeyLen:
 			return fmt.Errorf("%w: descriptor %d entry %d: key is %d bytes, above the bound of %d", ErrInvalid, i, j, len(e.Key), b.MaxKeyLen)
-		case len(e.Value) > b.MaxValueLen:
-			return fmt.Errorf("%w: descriptor %d entry %d: value is %d bytes, above the bound of %d", ErrInvalid, i, j, len(e.Value), b.MaxValueLen)
 		case !utf8.ValidString(e.Key) || !utf8.ValidString(e.Value):
 			return fmt.Errorf("%w: descriptor %d entry %d: key or value is not valid UTF-8", ErrInvalid, i, j)
 		}
 	}
 	return nil
+}
+
+// valueDigest stands for a value longer than MaxValueLen: "sha256:" and the hex SHA-256
+// of its bytes, 71 bytes whatever the value's length, distinct for distinct values.
+func valueDigest(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
