@@ -6,6 +6,7 @@ package rls
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -52,6 +53,9 @@ func (s *Server) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest
 	start := time.Now()
 	req, err := fromProto(in)
 	if err != nil {
+		if s.observe != nil { // counted as invalid, like the requests the decider refuses
+			s.observe.Observe("rls", start, nil, nil, fmt.Errorf("%w: %w", decide.ErrInvalid, err))
+		}
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	res, err := s.decider.Decide(ctx, req)

@@ -458,6 +458,25 @@ func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 	}
 }
 
+// Every request answered INVALID_ARGUMENT counts as invalid, the ones refused while
+// converting the request (negative hits) as well as the ones the decider refuses.
+func TestInvalidRequestsAreCounted(t *testing.T) {
+	m := metrics.New()
+	f := startWith(t, false, m, rls.Options{RetryAfter: true})
+	for _, req := range []*rlsv3.RateLimitRequest{
+		{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}},
+		{Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}},
+	} {
+		if _, err := f.client.ShouldRateLimit(context.Background(), req); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("%v: %v, want InvalidArgument", req, err)
+		}
+	}
+	_, counts := gatherSeries(t, m)
+	if got := counts[`ratelimit_ext_requests_total{api="rls",outcome="invalid"}`]; got != 2 {
+		t.Errorf("requests_total{outcome=invalid} = %v, want 2", got)
+	}
+}
+
 // gatherSeries lists the service's series (metric name and label values) and the
 // counters' values.
 func gatherSeries(t *testing.T, m *metrics.Metrics) (series map[string]bool, counters map[string]float64) {
