@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -83,5 +84,20 @@ func closeEngine(e limiter.Engine, d time.Duration, log *slog.Logger) {
 	case <-done:
 	case <-time.After(d):
 		log.Warn("the engine did not close in time; exiting anyway", "waited", d)
+	}
+}
+
+// httpReadTimeout bounds reading one HTTP request, body included: a client that sends
+// headers and then trickles (or never sends) its body must not hold a connection and
+// its goroutine for good. /v1/decide bodies are at most 1 MiB.
+const httpReadTimeout = 10 * time.Second
+
+// newHTTPServer is the settings every HTTP listener of the service shares.
+func newHTTPServer(h http.Handler, readTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       2 * time.Minute,
 	}
 }

@@ -81,7 +81,7 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(mux, httpReadTimeout)
 	go func() { _ = srv.Serve(lis) }()
 	log.Info("pprof", "addr", lis.Addr().String())
 	return nil

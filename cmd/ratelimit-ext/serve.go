@@ -358,7 +358,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	health := newHealthServer()
 	healthpb.RegisterHealthServer(gs, health)
 	reflection.Register(gs)
-	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	hs := newHTTPServer(api.Handler(), httpReadTimeout)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -406,7 +406,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 func serveMetrics(lis net.Listener, h http.Handler, errc chan<- error) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(mux, httpReadTimeout)
 	go func() { errc <- srv.Serve(lis) }()
 	return srv
 }
