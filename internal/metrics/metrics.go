@@ -10,12 +10,15 @@ package metrics
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -205,7 +208,7 @@ func LimitLabel(l *descriptors.Limit) string {
 // countDetailed counts a decision under its descriptor label, within the process-wide
 // series cap.
 func (m *Metrics) countDetailed(l *descriptors.Limit, entries []descriptors.Entry, result string) {
-	value := descriptorLabel(l, entries)
+	value := boundLabel(descriptorLabel(l, entries))
 	series := l.Domain + "\x00" + LimitLabel(l) + "\x00" + value + "\x00" + result
 	m.mu.Lock()
 	if _, ok := m.detailedSet[series]; !ok {
@@ -249,6 +252,26 @@ func descriptorLabel(l *descriptors.Limit, entries []descriptors.Entry) string {
 		}
 	}
 	return b.String()
+}
+
+// maxDescriptorLabel bounds the bytes of one descriptor label: values come from
+// clients, and the series cap alone would let 10,000 series of 4 KB values each (with
+// several levels) take hundreds of megabytes and as much per scrape.
+const maxDescriptorLabel = 256
+
+// boundLabel returns s, or, when it is longer than maxDescriptorLabel, its start and a
+// digest of the whole: still one series per distinct label, in bounded bytes.
+func boundLabel(s string) string {
+	if len(s) <= maxDescriptorLabel {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	suffix := "…sha256:" + hex.EncodeToString(sum[:8])
+	cut := maxDescriptorLabel - len(suffix)
+	for cut > 0 && !utf8.RuneStart(s[cut]) { // a label must stay valid UTF-8
+		cut--
+	}
+	return s[:cut] + suffix
 }
 
 // Engine wraps an engine to time its calls and count its errors.

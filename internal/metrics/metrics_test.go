@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -307,6 +308,36 @@ descriptors:
 	}
 	if series != DetailedSeriesCap+1 || overflow != 300 {
 		t.Fatalf("%d series, %v decisions in overflow; want %d and 300", series, overflow, DetailedSeriesCap+1)
+	}
+}
+
+// Client values are long at will: a descriptor label is bounded in bytes, and long
+// labels that differ only past the cut stay distinct series.
+func TestDescriptorLabelsAreBoundedInBytes(t *testing.T) {
+	f := newFixtureFor(t, `
+domain: m
+descriptors:
+  - key: user
+    value_to_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
+`)
+	long := strings.Repeat("é", 2000) // 2-byte runes: the cut must keep UTF-8 whole
+	f.decide(t, "user", long+"1")
+	f.decide(t, "user", long+"2")
+	labels := map[string]bool{}
+	for s := range f.scrape() {
+		if !strings.HasPrefix(s, "ratelimit_ext_detailed_decisions_total") {
+			continue
+		}
+		_, rest, _ := strings.Cut(s, `descriptor="`)
+		label, _, _ := strings.Cut(rest, `"`)
+		labels[label] = true
+		if len(label) > maxDescriptorLabel || !utf8.ValidString(label) || !strings.HasPrefix(label, "user=éé") {
+			t.Errorf("label of %d bytes (valid UTF-8: %v): %.40q…", len(label), utf8.ValidString(label), label)
+		}
+	}
+	if len(labels) != 2 {
+		t.Errorf("%d distinct labels for two distinct long values, want 2", len(labels))
 	}
 }
 
