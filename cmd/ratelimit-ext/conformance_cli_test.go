@@ -63,6 +63,7 @@ func TestConformanceExitCodes(t *testing.T) {
 // there the run must fail, never pass on the memory engine; beside an explicit
 // --engine memory it is refused.
 func TestConformanceRedisURLSelectsRedis(t *testing.T) {
+	isolateEnv(t) // a RATELIMIT_EXT_REDIS_URL of the developer's shell must not count
 	vectors := "../../testdata/request-vectors.json"
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

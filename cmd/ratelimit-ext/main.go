@@ -6,7 +6,8 @@
 //	ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint (docs/performance.md)
 //	ratelimit-ext version                 the build's version (also --version)
 //
-// Run `ratelimit-ext <subcommand> -h` for flags; every flag has an environment variable.
+// Run `ratelimit-ext <subcommand> -h` for flags; serve's and conformance's have environment
+// variables.
 package main
 
 import (
@@ -25,7 +26,7 @@ const subcommands = `usage:
   ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint
   ratelimit-ext version                 the build's version (also --version)
   ratelimit-ext help                    this summary
-Run 'ratelimit-ext <subcommand> -h' for its flags; every flag has an environment variable.
+Run 'ratelimit-ext <subcommand> -h' for its flags; serve's and conformance's have environment variables.
 `
 
 func main() {

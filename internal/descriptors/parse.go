@@ -23,8 +23,9 @@ const (
 	MaxEntries  = 200_000 // descriptor entries in all files together
 	// MaxPathBytes bounds the descriptor paths a load builds (each entry's and each
 	// limit's id): counts alone do not bound them, since aliases can repeat a tree of
-	// long keys at every level (a 31 KB file once took 2.5 GB).
-	MaxPathBytes = 32 << 20
+	// long keys at every level (a 31 KB file once took 2.5 GB). 128 MiB leaves room for
+	// the largest configurations the counts allow, with paths of several hundred bytes.
+	MaxPathBytes = 128 << 20
 )
 
 var (
@@ -226,7 +227,7 @@ func (p *fileParser) countPath(line int, field string, n int) bool {
 	if b.pathBytes+n > MaxPathBytes {
 		if !b.pathsHit {
 			b.pathsHit = true
-			p.errorf(line, field, "the descriptor paths add up to more than %d MiB (YAML aliases repeating a tree of long keys?)", MaxPathBytes>>20)
+			p.errorf(line, field, "the descriptor paths (every entry's keys and values from the top) add up to more than %d MiB; YAML aliases repeating a tree of long keys multiply them", MaxPathBytes>>20)
 		}
 		return false
 	}

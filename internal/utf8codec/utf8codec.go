@@ -24,9 +24,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// maxDepth bounds the nesting the repair walks (a request is three levels deep); a
-// deeper message keeps the original error.
-const maxDepth = 32
+// maxDepth bounds the nesting the repair walks: a RateLimitRequest's strings are three
+// levels deep, a CheckRequest's headers four, and its metadata_context (JSON values)
+// three more per level of JSON. A deeper message keeps the original error; protobuf
+// itself refuses nesting beyond 10,000.
+const maxDepth = 100
 
 // Codec is the codec; pass it to grpc.ForceServerCodecV2.
 type Codec struct{}
