@@ -63,8 +63,11 @@ var errShuttingDown = errors.New("shutting down")
 // Handle adds an endpoint (metrics, debug) to the mux.
 func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) }
 
-// Handler returns the HTTP handler.
-func (a *API) Handler() http.Handler { return a.mux }
+// Handler returns the HTTP handler. A browser's cross-origin POST (a page on another
+// site aiming at a service it can reach) is refused: /v1/decide charges quota and, as a
+// form post, would need no CORS preflight. Clients that are not browsers (curl, the
+// service's users) send no Sec-Fetch-Site or Origin header and pass.
+func (a *API) Handler() http.Handler { return http.NewCrossOriginProtection().Handler(a.mux) }
 
 // healthz says the process is alive; it never checks dependencies.
 func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -171,6 +171,42 @@ func TestDecideEndpoint(t *testing.T) {
 	}
 }
 
+// A browser's cross-origin POST (a form on another site) is refused before it charges
+// anything; a same-origin one and a client that is not a browser are decided.
+func TestDecideRefusesCrossOriginBrowsers(t *testing.T) {
+	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), nil)) + "/v1/decide"
+	body := `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.9"}]}]}`
+	post := func(headers map[string]string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("POST", url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain") // a "simple" request: no preflight
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, h := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}} {
+		if code, _ := post(h); code != http.StatusForbidden {
+			t.Errorf("cross-origin %v: %d, want 403", h, code)
+		}
+	}
+	// per-ip allows 2 per hour: the refused posts charged nothing, so two are OK now.
+	for _, h := range []map[string]string{nil, {"Sec-Fetch-Site": "same-origin"}} {
+		if code, body := post(h); code != http.StatusOK || !strings.Contains(body, `"overall_code": "OK"`) {
+			t.Errorf("%v: %d %s, want 200 and OK", h, code, body)
+		}
+	}
+}
+
 // Every bad request is answered with an error and counted as invalid, whether the JSON
 // or the request it holds is wrong; a body above the bound is 413.
 func TestDecideRefusesBadRequests(t *testing.T) {
