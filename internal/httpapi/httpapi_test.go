@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -48,9 +49,18 @@ func serveAPI(t *testing.T, a *httpapi.API) string {
 
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
+	return doWith(t, method, url, body, nil)
+}
+
+// doWith is do with request headers.
+func doWith(t *testing.T, method, url, body string, headers map[string]string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -178,21 +188,9 @@ func TestDecideRefusesCrossOriginBrowsers(t *testing.T) {
 	body := `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.9"}]}]}`
 	post := func(headers map[string]string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest("POST", url, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "text/plain") // a "simple" request: no preflight
-		for k, v := range headers {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		h := map[string]string{"Content-Type": "text/plain"} // a "simple" request: no preflight
+		maps.Copy(h, headers)
+		return doWith(t, "POST", url, body, h)
 	}
 	for _, h := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}} {
 		if code, _ := post(h); code != http.StatusForbidden {
