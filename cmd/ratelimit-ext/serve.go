@@ -152,7 +152,9 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
 	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
 	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
-	f.IntVar(&b.MaxValueLen, "max-entry-value-bytes", b.MaxValueLen, "bytes of one descriptor entry value")
+	// Kept so that deployments that set it still start; values have no bound of their
+	// own (decide.Bounds says why).
+	f.IntVar(new(int), "max-entry-value-bytes", 4096, "deprecated, no effect: a long value is matched as it is and stored under a hashed key; --max-request-bytes bounds requests")
 	f.IntVar(&b.MaxDomainLen, "max-domain-bytes", b.MaxDomainLen, "bytes of the domain")
 	f.IntVar(&c.maxCost, "max-hits-addend", int(b.MaxCost), "largest hits_addend (cost) of a request or descriptor")
 }
@@ -168,7 +170,6 @@ func checkCounts(c *serveConfig) error {
 		{"max-descriptors", c.bounds.MaxDescriptors},
 		{"max-entries", c.bounds.MaxEntries},
 		{"max-entry-key-bytes", c.bounds.MaxKeyLen},
-		{"max-entry-value-bytes", c.bounds.MaxValueLen},
 		{"max-domain-bytes", c.bounds.MaxDomainLen},
 		{"max-hits-addend", c.maxCost},
 		{"max-key-length", c.maxKeyLen},

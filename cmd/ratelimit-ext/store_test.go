@@ -91,7 +91,7 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 	isolateEnv(t)
 	for _, args := range [][]string{
 		{"--max-descriptors", "-1"}, {"--max-descriptors", "0"}, {"--max-entries", "0"},
-		{"--max-entry-key-bytes", "0"}, {"--max-entry-value-bytes", "-5"}, {"--max-domain-bytes", "0"},
+		{"--max-entry-key-bytes", "0"}, {"--max-domain-bytes", "0"},
 		{"--max-hits-addend", "0"}, {"--max-request-bytes", "0"}, {"--max-key-length", "0"},
 		{"--memory-max-keys", "0"}, {"--store-breaker-threshold", "-3"}, {"--redis-batch-size", "0"},
 		{"--redis-batch-lanes", "0"}, {"--local-cache-size", "0"}, {"--xds-max-message-bytes", "0"},

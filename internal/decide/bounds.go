@@ -1,21 +1,23 @@
 package decide
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"unicode/utf8"
 )
 
 // Bounds limit what one request may carry, so a hostile or broken client cannot make
 // the service allocate, hash or store without bound. A violation is an ErrInvalid
-// (gRPC InvalidArgument) whose message names the bound, except for a value longer than
-// MaxValueLen, which is replaced by its digest (valueDigest).
+// (gRPC InvalidArgument) whose message names the bound.
+//
+// Entry values have no bound of their own: they come from clients (a header, an API
+// key), and refusing a request for one would be an error that Envoy answers with its
+// failure mode, by default letting the request through past every limit. The gRPC
+// message size bounds them; a long value is matched as it is, and the storage key that
+// holds it is hashed past --max-key-length.
 type Bounds struct {
 	MaxDescriptors int    // descriptors per request
 	MaxEntries     int    // entries per descriptor
 	MaxKeyLen      int    // bytes of one entry key
-	MaxValueLen    int    // bytes of one entry value
 	MaxDomainLen   int    // bytes of the domain
 	MaxCost        uint64 // hits_addend, request-wide or per descriptor
 }
@@ -25,7 +27,6 @@ var DefaultBounds = Bounds{
 	MaxDescriptors: 64,
 	MaxEntries:     32,
 	MaxKeyLen:      256,
-	MaxValueLen:    4096,
 	MaxDomainLen:   256,
 	MaxCost:        1<<32 - 1,
 }
@@ -61,14 +62,6 @@ func (b *Bounds) checkDescriptor(i int, d *Descriptor) error {
 		return fmt.Errorf("%w: descriptor %d: hits_addend %d above the bound of %d", ErrInvalid, i, *d.Cost, b.MaxCost)
 	}
 	for j, e := range d.Entries {
-		if len(e.Value) > b.MaxValueLen {
-			// Values come from clients (a header, an API key). Refusing the request would
-			// be an error that Envoy answers with its failure mode, by default letting the
-			// request through past every other limit too; the digest keeps the value's
-			// own counter in bounded bytes.
-			e.Value = valueDigest(e.Value)
-			d.Entries[j].Value = e.Value
-		}
 		switch {
 		case e.Key == "":
 			return fmt.Errorf("%w: descriptor %d entry %d: empty key", ErrInvalid, i, j)
@@ -79,11 +72,4 @@ func (b *Bounds) checkDescriptor(i int, d *Descriptor) error {
 		}
 	}
 	return nil
-}
-
-// valueDigest stands for a value longer than MaxValueLen: "sha256:" and the hex SHA-256
-// of its bytes, 71 bytes whatever the value's length, distinct for distinct values.
-func valueDigest(v string) string {
-	sum := sha256.Sum256([]byte(v))
-	return "sha256:" + hex.EncodeToString(sum[:])
 }

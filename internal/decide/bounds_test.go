@@ -19,7 +19,7 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	defer mem.Close()
 	d := New(rs, mem, storekey.New("b:", 0), false)
-	d.SetBounds(Bounds{MaxDescriptors: 2, MaxEntries: 2, MaxKeyLen: 8, MaxValueLen: 16, MaxDomainLen: 4, MaxCost: 100})
+	d.SetBounds(Bounds{MaxDescriptors: 2, MaxEntries: 2, MaxKeyLen: 8, MaxDomainLen: 4, MaxCost: 100})
 	one := func(kv ...string) Descriptor {
 		var ds Descriptor
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -55,40 +55,45 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 	}
 }
 
-// A value longer than the bound is not refused (an error lets Envoy pass the request
-// past every limit by default) but stands in as its digest: each long value keeps a
-// counter of its own, and the same long value shares it.
-func TestLongValuesAreLimitedByTheirDigest(t *testing.T) {
-	rs, err := descriptors.Parse("b.yaml", []byte("domain: b\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"))
+// A long value (a client's header) is neither refused (an error lets Envoy pass the
+// request past every limit by default) nor altered: it matches a pattern rule as it is,
+// each long value keeps a counter of its own, and the same long value shares it.
+func TestLongValuesAreMatchedAndLimited(t *testing.T) {
+	rs, err := descriptors.Parse("b.yaml", []byte(`domain: b
+descriptors:
+  - key: path
+    value: "/api/*"
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: user
+    rate_limit: {unit: hour, requests_per_unit: 1}
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	defer mem.Close()
 	d := New(rs, mem, storekey.New("b:", 0), false)
-	b := DefaultBounds
-	b.MaxValueLen = 16
-	d.SetBounds(b)
-	decide := func(v string) bool {
+	allowed := func(key, v string) bool {
 		t.Helper()
-		req := Request{Domain: "b", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: v}}}}}
+		req := Request{Domain: "b", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: key, Value: v}}}}}
 		res, err := d.Decide(context.Background(), &req)
 		if err != nil {
 			t.Fatalf("a %d-byte value: %v", len(v), err)
 		}
-		if got := req.Descriptors[0].Entries[0].Value; len(v) > 16 && got != valueDigest(v) {
-			t.Errorf("the request holds %q, want the digest", got)
+		if len(res.Statuses[0].Checked) != 1 {
+			t.Fatalf("a %d-byte %s value matched %d limits, want 1", len(v), key, len(res.Statuses[0].Checked))
 		}
 		return !res.OverLimit
 	}
-	long1, long2 := strings.Repeat("a", 5000), strings.Repeat("a", 4999)+"b"
-	if !decide(long1) || decide(long1) {
+	tail := strings.Repeat("x", 20_000)
+	if !allowed("path", "/api/a?"+tail) || allowed("path", "/api/a?"+tail) {
+		t.Error("a long path was not limited by the pattern rule: want allowed once, then denied")
+	}
+	long1, long2 := strings.Repeat("a", 20_000), strings.Repeat("a", 19_999)+"b"
+	if !allowed("user", long1) || allowed("user", long1) {
 		t.Error("a long value was not limited: want allowed once, then denied")
 	}
-	if !decide(long2) {
+	if !allowed("user", long2) {
 		t.Error("a different long value shared the first one's counter")
-	}
-	if !decide("short") {
-		t.Error("a short value shared a long one's counter")
 	}
 }

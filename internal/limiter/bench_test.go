@@ -14,7 +14,7 @@ func BenchmarkMemoryAlgorithms(b *testing.B) {
 		{Algorithm: GCRA, Limit: 1 << 20, PeriodMs: 1000},
 		{Algorithm: TokenBucket, Limit: 1 << 20, PeriodMs: 1000},
 		{Algorithm: SlidingWindow, Limit: 1 << 30, PeriodMs: 3_600_000},
-		{Algorithm: SlidingWindowLog, Limit: 10_000, PeriodMs: 1000},
+		{Algorithm: SlidingWindowLog, Limit: MaxLogLimit, PeriodMs: 1000},
 		{Algorithm: TokenBudget, Limit: 1 << 30, PeriodMs: 3_600_000},
 	} {
 		if err := p.Validate(); err != nil {

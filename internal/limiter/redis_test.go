@@ -689,12 +689,12 @@ func TestRedisForeignState(t *testing.T) {
 	}
 }
 
-// A long sliding_window_log (the 10,000 cap, thousands of distinct stamps) agrees with
+// A long sliding_window_log (the 1,000 cap, hundreds of distinct stamps) agrees with
 // the memory engine, and its expired stamps are dropped from the ZSET.
 func TestRedisSlidingLogLarge(t *testing.T) {
 	e, srv := newRedis(t)
 	ctx := context.Background()
-	p := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: limiter.MaxLogLimit, PeriodMs: 25_000})
+	p := params(t, limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: limiter.MaxLogLimit, PeriodMs: 2_500}) // ~500 units/s fill it in 2 s
 	key := uniquePrefix(t)
 	m := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	defer m.Close()
@@ -728,7 +728,7 @@ func TestRedisSlidingLogLarge(t *testing.T) {
 	if denied == 0 {
 		t.Error("the log never reached its limit")
 	}
-	t.Logf("4,000 requests (%d denied) on a log of up to 10,000 units; slowest call %v", denied, slowest)
+	t.Logf("4,000 requests (%d denied) on a log of up to %d units; slowest call %v", denied, limiter.MaxLogLimit, slowest)
 }
 
 func TestNewRedisEngineOptions(t *testing.T) {

@@ -67,7 +67,7 @@
 --     score = stamp (i numbers the units at one stamp), and the member "X" with score
 --     -ExpireAt (negative, so below every stamp). Counting, the oldest and the k-th
 --     oldest live entry and dropping expired stamps are O(log n) Redis operations;
---     memory is bounded by the limit (validation caps it at 10,000).
+--     memory is bounded by the limit (validation caps it at 1,000).
 -- Every write sets the expiry to max(X - now, 1000) ms: the state reads as cold from X on,
 -- and the one-second floor keeps replays stable when vector time runs ahead of the
 -- wall clock.
