@@ -155,11 +155,12 @@ func (b *batcher) recycle(c *batchCall) {
 
 // takeLocked returns a batch: first, then the oldest pending calls, up to max in all,
 // and, in order, only as many as keep the call's sliding_window_log entries within
-// what one limit may admit (MaxLogLimit): each entry costs Redis about a microsecond,
-// and Redis runs a call without serving anyone else.
+// what one limit may admit (MaxLogLimit; requests without log entries always fit):
+// each entry costs Redis about a microsecond, and Redis runs a call without serving
+// anyone else.
 func (b *batcher) takeLocked(first *batchCall) []*batchCall {
 	n, logs := 0, first.logs
-	for n < min(len(b.pending), b.max-1) && logs+b.pending[n].logs <= MaxLogLimit {
+	for n < min(len(b.pending), b.max-1) && (b.pending[n].logs == 0 || logs+b.pending[n].logs <= MaxLogLimit) {
 		logs += b.pending[n].logs
 		n++
 	}

@@ -16,6 +16,7 @@ func TestBatchKeepsLogEntriesWithinABound(t *testing.T) {
 		{"no log entries", 0, []int64{0, 0, 0}, 4},
 		{"up to the bound", 100, []int64{max - 300, 200, 1, 0}, 3},
 		{"a first request at the bound", max, []int64{0, 0, 1}, 3},
+		{"a first request past the bound still takes requests without log entries", 2 * max, []int64{0, 0, 1, 0}, 3},
 		{"stops at the first that does not fit, in order", 0, []int64{max, 1, 0}, 2},
 		{"the batch size still bounds", 0, []int64{0, 0, 0, 0, 0}, 3},
 	} {
@@ -35,7 +36,7 @@ func TestBatchKeepsLogEntriesWithinABound(t *testing.T) {
 		if len(batch) != tc.want || batch[0] != first || len(b.pending) != len(tc.pending)-(tc.want-1) {
 			t.Errorf("%s: took %d (left %d), want %d", tc.name, len(batch), len(b.pending), tc.want)
 		}
-		if logs > max && len(batch) > 1 {
+		if logs > max && logs != batch[0].logs {
 			t.Errorf("%s: %d log entries in one call", tc.name, logs)
 		}
 	}
