@@ -56,7 +56,7 @@ func run(args []string) int {
 		fmt.Print(subcommands)
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "ratelimit-ext: unknown subcommand %q (want serve, validate, conformance, bench or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "ratelimit-ext: unknown subcommand %q (want serve, validate, conformance, bench, version or help)\n", cmd)
 		return 2
 	}
 }
