@@ -5,7 +5,7 @@
 #   docker build -t ratelimit-ext .
 #   docker run --rm -p 8081:8081 -p 8080:8080 -v "$PWD/config:/etc/ratelimit-ext/config:ro" ratelimit-ext
 #
-# Every flag has an environment variable (RATELIMIT_EXT_<FLAG>); e.g. add
+# Every serve flag has an environment variable (RATELIMIT_EXT_<FLAG>); e.g. add
 # -e RATELIMIT_EXT_REDIS_URL=redis://redis:6379 to share state between replicas.
 #
 # The e2e suite (e2e/) runs the `go build` line of the build stage below verbatim on the host
@@ -18,7 +18,9 @@
 # GRPC_PORT and RUNTIME_ROOT, so a deployment that switches images would lose its own.
 # Defaults rank below every variable and flag. `ratelimit-ext serve -h` shows them.
 
-FROM golang:1.26 AS build
+# The Go of go.mod: the official image sets GOTOOLCHAIN=local, so an older 1.26.x base
+# would refuse the module.
+FROM golang:1.26.8 AS build
 WORKDIR /src
 # Dependencies first, so editing the code does not re-download modules.
 COPY go.mod go.sum ./

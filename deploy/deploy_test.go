@@ -60,7 +60,8 @@ type deploymentSpec struct {
 }
 
 type podSpec struct {
-	TerminationGracePeriodSeconds *int `yaml:"terminationGracePeriodSeconds"`
+	TerminationGracePeriodSeconds *int  `yaml:"terminationGracePeriodSeconds"`
+	EnableServiceLinks            *bool `yaml:"enableServiceLinks"`
 	SecurityContext               struct {
 		RunAsNonRoot *bool  `yaml:"runAsNonRoot"`
 		RunAsUser    *int64 `yaml:"runAsUser"`
@@ -288,6 +289,17 @@ func TestServiceDeployment(t *testing.T) {
 		if c.Resources.Requests[r] == "" || c.Resources.Limits[r] == "" {
 			t.Errorf("resources: want requests and limits for %s, got %+v", r, c.Resources)
 		}
+	}
+	// GOMEMLIMIT below the memory limit: the runtime does not count all of the pod's
+	// memory (socket buffers, kernel memory), so a GC goal at the limit meets the OOM
+	// killer first.
+	if lim, goal := mebibytes(t, c.Resources.Limits["memory"]), mebibytes(t, env["GOMEMLIMIT"]); goal <= 0 || goal > lim*95/100 {
+		t.Errorf("GOMEMLIMIT %q: want at most 95%% of the memory limit %q", env["GOMEMLIMIT"], c.Resources.Limits["memory"])
+	}
+	// Service links would put RATELIMIT_EXT_SERVICE_HOST and the like, from the Service
+	// of the same name, into the settings' namespace.
+	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Errorf("enableServiceLinks: want false")
 	}
 
 	// Shutdown: preStop sleeps (the kubelet's sleep action: distroless has no `sleep`
@@ -699,4 +711,20 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("panel %v: duplicate refId", p["title"])
 		}
 	}
+}
+
+// mebibytes reads a Kubernetes quantity in Mi ("256Mi") or a Go GOMEMLIMIT in MiB
+// ("230MiB"); anything else fails the test.
+func mebibytes(t *testing.T, q string) int {
+	t.Helper()
+	for _, unit := range []string{"MiB", "Mi"} {
+		if n, ok := strings.CutSuffix(q, unit); ok {
+			v, err := strconv.Atoi(n)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	t.Fatalf("%q: want a whole number of Mi or MiB", q)
+	return 0
 }

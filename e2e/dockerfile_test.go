@@ -160,3 +160,25 @@ func TestDockerfileBinaryTakesEnvoyproxyRatelimitsVariables(t *testing.T) {
 		t.Errorf("a variable was reported ignored:\n%s", logs())
 	}
 }
+
+// The build stage's Go is go.mod's: the official golang image sets GOTOOLCHAIN=local,
+// so a base image older than go.mod's go line refuses to build the module, and a
+// floating tag turns into that after a go.mod bump.
+func TestDockerfileBuildsWithGoModsGo(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	from := regexp.MustCompile(`(?m)^FROM golang:(\S+) AS build$`).FindStringSubmatch(readDockerfile(t))
+	if from == nil || from[1] != string(m[1]) {
+		t.Errorf("Dockerfile build stage: FROM golang:%v, want golang:%s (go.mod's go line)", from, m[1])
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -129,11 +130,30 @@ func (e *envFlags) rejectUnknownEnv() {
 	known := map[string]bool{}
 	e.fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
 	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "RATELIMIT_EXT_") && !known[name] {
+		name, value, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "RATELIMIT_EXT_") && !known[name] && !serviceLink(name, value) {
 			e.errs = append(e.errs, fmt.Sprintf("%s is not a setting (see ratelimit-ext %s -h)", name, e.fs.Name()))
 		}
 	}
+}
+
+// serviceLinkPort matches the per-port variables Kubernetes adds for a Service:
+// <SERVICE>_PORT_<port>_<protocol>[_PROTO|_PORT|_ADDR].
+var serviceLinkPort = regexp.MustCompile(`_PORT_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$`)
+
+// serviceLink says whether a variable is one Kubernetes sets in every pod for each
+// Service of its namespace (service links, on by default): a Service named
+// ratelimit-ext gives RATELIMIT_EXT_SERVICE_HOST, RATELIMIT_EXT_PORT=tcp://… and more.
+// They are not settings, and refusing them would stop every pod from starting.
+func serviceLink(name, value string) bool {
+	switch {
+	case strings.HasSuffix(name, "_SERVICE_HOST"), strings.Contains(name, "_SERVICE_PORT"):
+		return true
+	case strings.HasSuffix(name, "_PORT") && (strings.HasPrefix(value, "tcp://") ||
+		strings.HasPrefix(value, "udp://") || strings.HasPrefix(value, "sctp://")):
+		return true
+	}
+	return serviceLinkPort.MatchString(name)
 }
 
 // explain adds to an error about flags which of them the environment set (not the

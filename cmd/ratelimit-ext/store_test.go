@@ -224,3 +224,35 @@ func TestUnruledPolicyDomainIsWarned(t *testing.T) {
 		t.Errorf("a warning for edge, which the rules define:\n%s", s.log())
 	}
 }
+
+// A misspelt RATELIMIT_EXT_ variable is refused, but not the variables Kubernetes puts
+// in every pod for a Service named ratelimit-ext (or ratelimit-ext-anything): they would
+// otherwise stop every pod of the shipped Deployment from starting.
+func TestUnknownVariablesAreRefusedButNotServiceLinks(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("RATELIMIT_EXT_LOG_LEVL", "debug")
+	if _, err := loadServeConfig(nil); err == nil || !strings.Contains(err.Error(), "RATELIMIT_EXT_LOG_LEVL is not a setting") {
+		t.Errorf("a misspelt variable: %v", err)
+	}
+	os.Unsetenv("RATELIMIT_EXT_LOG_LEVL")
+	for k, v := range map[string]string{
+		"RATELIMIT_EXT_SERVICE_HOST":           "10.96.0.12",
+		"RATELIMIT_EXT_SERVICE_PORT":           "8081",
+		"RATELIMIT_EXT_SERVICE_PORT_GRPC":      "8081",
+		"RATELIMIT_EXT_SERVICE_PORT_HTTP":      "8080",
+		"RATELIMIT_EXT_PORT":                   "tcp://10.96.0.12:8081",
+		"RATELIMIT_EXT_PORT_8081_TCP":          "tcp://10.96.0.12:8081",
+		"RATELIMIT_EXT_PORT_8081_TCP_PROTO":    "tcp",
+		"RATELIMIT_EXT_PORT_8081_TCP_PORT":     "8081",
+		"RATELIMIT_EXT_PORT_8081_TCP_ADDR":     "10.96.0.12",
+		"RATELIMIT_EXT_METRICS_SERVICE_HOST":   "10.96.0.13",
+		"RATELIMIT_EXT_METRICS_PORT":           "tcp://10.96.0.13:9090",
+		"RATELIMIT_EXT_METRICS_PORT_9090_TCP":  "tcp://10.96.0.13:9090",
+		"RATELIMIT_EXT_METRICS_SERVICE_PORT_M": "9090",
+	} {
+		t.Setenv(k, v)
+	}
+	if _, err := loadServeConfig(nil); err != nil {
+		t.Errorf("Kubernetes service-link variables: %v", err)
+	}
+}
