@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -431,8 +432,14 @@ func TestStoreErrorsAreCounted(t *testing.T) {
 			t.Errorf("%s = %v, want 1", series(kind), got)
 		}
 	}
+	// Every pooled connection stuck (dialing a host that drops packets): a timeout too.
+	before := scrape(t, srv.URL)[series("timeout")]
+	m.Engine("redis", failingEngine{err: fmt.Errorf("%w: redis: %w", limiter.ErrStore, redis.ErrPoolTimeout)}).Evaluate(context.Background(), 0, nil, nil)
+	if got := scrape(t, srv.URL)[series("timeout")]; got != before+1 {
+		t.Errorf("a pool timeout: %s = %v, want %v", series("timeout"), got, before+1)
+	}
 	// A pooled connection that Redis closed (a restart, CLIENT KILL) ends in EOF.
-	before := scrape(t, srv.URL)[series("unreachable")]
+	before = scrape(t, srv.URL)[series("unreachable")]
 	m.Engine("redis", failingEngine{err: fmt.Errorf("%w: redis: %w", limiter.ErrStore, io.EOF)}).Evaluate(context.Background(), 0, nil, nil)
 	if got := scrape(t, srv.URL)[series("unreachable")]; got != before+1 {
 		t.Errorf("a closed connection (EOF): %s = %v, want %v", series("unreachable"), got, before+1)

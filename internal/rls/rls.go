@@ -63,20 +63,20 @@ func (s *Server) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest
 		s.observe.Observe("rls", start, req, res, err)
 	}
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, grpcError(ctx, err)
 	}
 	return s.toProto(in, res), nil
 }
 
-// grpcError maps decide/engine errors onto gRPC codes.
-func grpcError(err error) error {
+// grpcError maps decide/engine errors onto gRPC codes. Canceled and DeadlineExceeded
+// are the caller's own context ending; the store's time budget running out (also a
+// context deadline, inside the engine) is the store failing: Unavailable.
+func grpcError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, decide.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+	case ctx.Err() != nil:
+		return status.Error(status.FromContextError(ctx.Err()).Code(), err.Error())
 	default:
 		return status.Error(codes.Unavailable, err.Error())
 	}
