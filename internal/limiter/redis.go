@@ -282,10 +282,14 @@ func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) 
 	return reply, nil
 }
 
-// Ping checks that Redis answers (readiness, and the circuit breaker's probe); on a
-// cluster, every master does. With a ProbeKey it also checks that Redis takes writes.
+// Ping checks that Redis answers and runs the script (readiness, and the circuit
+// breaker's probe); on a cluster, every master does. With a ProbeKey it also checks
+// that Redis takes writes.
 func (e *RedisEngine) Ping(ctx context.Context) error {
 	if err := pingStore(ctx, e.client); err != nil {
+		return fmt.Errorf("%w: redis: %w", ErrStore, err)
+	}
+	if err := runsScript(ctx, e.client, e.script); err != nil {
 		return fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
 	if e.probeKey == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -589,6 +590,40 @@ func TestRedisPingChecksWrites(t *testing.T) {
 		if err := probing.Ping(ctx); err != nil {
 			t.Errorf("%s mended: %v", tc.name, err)
 		}
+	}
+}
+
+// A store that answers PING and takes writes but cannot run the script (an ACL user
+// without EVALSHA, a renamed command) fails every call; Ping must say so, or readiness
+// says ready and the circuit breaker closes on every probe, only to open again.
+func TestRedisPingChecksTheScriptRuns(t *testing.T) {
+	srv := testredis.Start(t)
+	c, ctx := srv.Client(), context.Background()
+	if err := c.Do(ctx, "ACL", "SETUSER", "noscript", "on", ">pw", "~*", "+@read", "+@write", "+@connection").Err(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("noscript", "pw")
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: u.String(), ProbeKey: "rlx:probe", ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	checks := oneCheck(params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 1000}), uniquePrefix(t), 1)
+	if _, err := e.Evaluate(ctx, 0, checks, make([]limiter.Decision, 1)); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("a script call as the user: %v, want NOPERM", err)
+	}
+	if err := e.Ping(ctx); !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), "script does not run") {
+		t.Errorf("Ping: %v, want ErrStore saying the script does not run", err)
+	}
+	if err := c.Do(ctx, "ACL", "SETUSER", "noscript", "+evalsha", "+eval").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ping(ctx); err != nil {
+		t.Errorf("Ping once the user may run scripts: %v", err)
 	}
 }
 

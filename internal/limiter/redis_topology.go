@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -140,6 +142,33 @@ func pingStore(ctx context.Context, c redis.UniversalClient) error {
 	}
 	return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		if err := m.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("master %s: %w", m.Options().Addr, err)
+		}
+		return nil
+	})
+}
+
+// runsScript checks that Redis runs the engine's script: a call carrying no request,
+// which the script refuses as a bad layout before it reads or writes anything. A user
+// whose ACL lacks EVALSHA, or a Redis with the command renamed, fails here as every
+// real call would: PING and SET alone would call such a store healthy. On a cluster,
+// every master is checked (a NOSCRIPT on one also loads the script there).
+func runsScript(ctx context.Context, c redis.UniversalClient, s *redislua.Script) error {
+	check := func(ctx context.Context, c interface {
+		Process(context.Context, redis.Cmder) error
+	}) error {
+		_, err := s.Run(ctx, c, []any{nil, nil, 0})
+		if err == nil || strings.Contains(err.Error(), "bad KEYS/ARGV layout") {
+			return nil
+		}
+		return fmt.Errorf("the rate-limit script does not run: %w", err)
+	}
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		return check(ctx, c)
+	}
+	return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		if err := check(ctx, m); err != nil {
 			return fmt.Errorf("master %s: %w", m.Options().Addr, err)
 		}
 		return nil
