@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -541,4 +543,69 @@ func TestRedisBatchEdgeNoLaneLeak(t *testing.T) {
 	}
 	t.Logf("storm: %d requests, %d answered, %d expired; %d sent in %d calls, %d charged",
 		rounds*perRound, answered, expired, sent, storm.Calls-before.Calls, charged)
+}
+
+// A request queued behind a call that uses up the engine's budget (a dial to a host
+// that drops connection attempts, which only the budget ends) keeps to the budget from
+// its own arrival: it fails when that ends, not one budget after the call ahead of it
+// failed (docs/reliability.md: a request takes at most read + write timeout).
+func TestRedisBatchEdgeQueuedRequestKeepsItsBudget(t *testing.T) {
+	addr := unansweredAddr(t)
+	const timeout = 200 * time.Millisecond // read and write: a budget of 400 ms
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{
+		URL: "redis://" + addr, ReadTimeout: timeout, WriteTimeout: timeout, DialTimeout: time.Minute,
+		Batch: true, BatchLanes: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 60_000})
+	ahead := evaluateAsync(context.Background(), e, oneCheck(p, "a", 1))
+	waitEdge(t, "the first request to be sent", func() bool { return e.BatchStats().Calls > 0 })
+	start := time.Now()
+	queued := enqueue(t, context.Background(), e, oneCheck(p, "b", 1))
+	r := awaitResult(t, "the queued request", queued)
+	took := time.Since(start)
+	if !errors.Is(r.err, limiter.ErrStore) {
+		t.Errorf("the queued request: %v, want a store error", r.err)
+	}
+	// Its own budget is 400 ms; waiting out the call ahead (400 ms) and then dialing for
+	// a call of its own would take 800 ms. The margin is for a loaded machine.
+	if took > 650*time.Millisecond {
+		t.Errorf("the queued request took %v, more than its budget of %v (plus a margin)", took, 2*timeout)
+	}
+	awaitResult(t, "the request ahead", ahead)
+}
+
+// unansweredAddr returns a loopback address whose listener never accepts and whose
+// accept queue is full, so that a new connection attempt hangs (its SYN is dropped),
+// like a host that died without closing anything.
+func unansweredAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 16 { // fill the accept queue until a connection attempt hangs
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatal("could not fill the accept queue of a loopback listener")
+	return ""
 }
