@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -156,47 +154,13 @@ func TestBadRequestsDoNotTrip(t *testing.T) {
 	}
 }
 
-// deadHost returns the address of a host that never answers a connection attempt: a
-// listening socket whose accept queue (backlog 0: one connection) is full and never
-// drained, so the kernel drops every further SYN and a dial waits until it times out,
-// as with a Redis host that died or is cut off by a partition.
-func deadHost(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	filler, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { filler.Close() })
-	if c, err := net.DialTimeout("tcp", addr, 50*time.Millisecond); err == nil {
-		c.Close()
-		t.Fatal("the full accept queue still took a connection")
-	}
-	return addr
-}
-
 // A Redis host that drops connection attempts, with callers whose deadline (Envoy's is
 // 20 ms) is shorter than the 1 s dial timeout: each call fails at the engine's budget
 // (its read and write timeouts, 5 + 5 ms here), before its caller gives up, so the
 // failures count, the circuit opens after the threshold and later calls fail at once
 // instead of each waiting for its deadline. Batched or not.
 func TestDeadHostOpensTheCircuit(t *testing.T) {
-	addr := deadHost(t)
+	addr := testredis.DeadHost(t)
 	for _, batch := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
 			re, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: "redis://" + addr, Batch: batch,

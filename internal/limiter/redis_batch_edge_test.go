@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -550,7 +548,7 @@ func TestRedisBatchEdgeNoLaneLeak(t *testing.T) {
 // its own arrival: it fails when that ends, not one budget after the call ahead of it
 // failed (docs/reliability.md: a request takes at most read + write timeout).
 func TestRedisBatchEdgeQueuedRequestKeepsItsBudget(t *testing.T) {
-	addr := unansweredAddr(t)
+	addr := testredis.DeadHost(t)
 	const timeout = 200 * time.Millisecond // read and write: a budget of 400 ms
 	e, err := limiter.NewRedisEngine(limiter.RedisOptions{
 		URL: "redis://" + addr, ReadTimeout: timeout, WriteTimeout: timeout, DialTimeout: time.Minute,
@@ -576,36 +574,4 @@ func TestRedisBatchEdgeQueuedRequestKeepsItsBudget(t *testing.T) {
 		t.Errorf("the queued request took %v, more than its budget of %v (plus a margin)", took, 2*timeout)
 	}
 	awaitResult(t, "the request ahead", ahead)
-}
-
-// unansweredAddr returns a loopback address whose listener never accepts and whose
-// accept queue is full, so that a new connection attempt hangs (its SYN is dropped),
-// like a host that died without closing anything.
-func unansweredAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	for range 16 { // fill the accept queue until a connection attempt hangs
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("could not fill the accept queue of a loopback listener")
-	return ""
 }
