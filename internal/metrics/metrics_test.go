@@ -286,15 +286,18 @@ descriptors:
 	}
 }
 
-// value_to_metric series share detailed_metric's cap.
-func TestValueToMetricIsCapped(t *testing.T) {
-	f := newFixtureFor(t, `
+// perUserValueRules count each user's decisions in a series of its own.
+const perUserValueRules = `
 domain: m
 descriptors:
   - key: user
     value_to_metric: true
     rate_limit: {unit: hour, requests_per_unit: 1}
-`)
+`
+
+// value_to_metric series share detailed_metric's cap.
+func TestValueToMetricIsCapped(t *testing.T) {
+	f := newFixtureFor(t, perUserValueRules)
 	for i := 0; i < DetailedSeriesCap+300; i++ {
 		f.decide(t, "user", fmt.Sprintf("u%d", i))
 	}
@@ -315,13 +318,7 @@ descriptors:
 // Client values are long at will: a descriptor label is bounded in bytes, and long
 // labels that differ only past the cut stay distinct series.
 func TestDescriptorLabelsAreBoundedInBytes(t *testing.T) {
-	f := newFixtureFor(t, `
-domain: m
-descriptors:
-  - key: user
-    value_to_metric: true
-    rate_limit: {unit: hour, requests_per_unit: 1}
-`)
+	f := newFixtureFor(t, perUserValueRules)
 	long := strings.Repeat("é", 2000) // 2-byte runes: the cut must keep UTF-8 whole
 	f.decide(t, "user", long+"1")
 	f.decide(t, "user", long+"2")
