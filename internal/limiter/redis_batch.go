@@ -295,14 +295,31 @@ func earliestDue(groups []group) time.Time {
 	return due
 }
 
-// group drops the requests whose callers gave up (they are not charged) and splits the
-// rest into script calls: one, or on a cluster one per hash tag, in arrival order.
+// group drops the requests whose callers gave up (they are not charged) and those that
+// spent their whole budget waiting for a lane (a timeout: the calls ahead held Redis
+// that long), and splits the rest into script calls: one, or on a cluster one per hash
+// tag, in arrival order. Dropping the expired ones keeps their deadline from cutting
+// short the call of the fresher requests of the batch.
 func (b *batcher) group(batch []*batchCall) []group {
 	var groups []group
+	var now time.Time
+	var expired *BatchCallError // one error for them all: the breaker counts it once
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
 			continue
+		}
+		if !c.due.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if !now.Before(c.due) {
+				if expired == nil {
+					expired = &BatchCallError{Err: fmt.Errorf("%w: %w (waiting for a batch lane)", context.DeadlineExceeded, errCallBudget)}
+				}
+				c.err = expired
+				continue
+			}
 		}
 		var tag string
 		if b.cc != nil {
