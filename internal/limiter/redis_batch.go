@@ -43,10 +43,9 @@ import (
 // single server, while on a cluster the script is first loaded on every master (a
 // pipelined SCRIPT LOAD reaches one node); any that still fail (a flush in between) go
 // as EVAL with the source. A request whose caller gave up before its call was sent is
-// not sent. A request, its wait for a lane included, takes at most the engine's budget
-// (callBudget) from its arrival, whatever its caller's deadline: a batch's calls, the
-// NOSCRIPT retry included, end when the budget of its oldest request does. A call that
-// fails (a timeout, a script error) fails every request in it.
+// not sent. A batch's calls, the NOSCRIPT retry included, take at most the engine's
+// budget (callBudget), whatever its callers' deadlines. A call that fails (a timeout, a
+// script error) fails every request in it.
 
 // Defaults of the batcher.
 const (
@@ -59,7 +58,6 @@ type batchCall struct {
 	now    int64
 	checks []LimitCheck // the caller's: it waits until the call is done
 	logs   int64        // logEntries(checks): the log entries it may write
-	due    time.Time    // when the engine's budget for this request ends (zero: no budget)
 	reply  []int64      // this request's part of the script's reply
 	err    error
 	// leads, when set as done is signaled, hands this call's goroutine a lane: it takes
@@ -76,7 +74,7 @@ type batcher struct {
 	script *redislua.Script
 	max    int
 	lanes  int
-	budget time.Duration // how long a request may take from its arrival (callBudget; 0: no bound)
+	budget time.Duration // how long one batch's calls may take in all (callBudget; 0: no bound)
 
 	mu       sync.Mutex
 	pending  []*batchCall // waiting for a lane, oldest first
@@ -102,11 +100,6 @@ func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]int
 	}
 	c := callPool.Get().(*batchCall)
 	c.ctx, c.now, c.checks, c.logs = ctx, now, checks, logEntries(checks)
-	if b.budget > 0 {
-		// The budget counts from the request's arrival, not from its call's start, so
-		// that a request queued behind a call that times out does not wait two budgets.
-		c.due = time.Now().Add(b.budget)
-	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -156,7 +149,7 @@ func (b *batcher) result(c *batchCall) ([]int64, error) {
 }
 
 func (b *batcher) recycle(c *batchCall) {
-	c.ctx, c.checks, c.reply, c.err, c.leads, c.logs, c.due = nil, nil, nil, nil, false, 0, time.Time{}
+	c.ctx, c.checks, c.reply, c.err, c.leads, c.logs = nil, nil, nil, nil, false, 0
 	callPool.Put(c)
 }
 
@@ -257,12 +250,11 @@ func (b *batcher) send(batch []*batchCall) {
 		return
 	}
 	// The batch's callers may have deadlines of their own; the call keeps to the
-	// engine's budget, which is shorter than Envoy's deadline by default, counted from
-	// the arrival of the batch's oldest request.
+	// engine's budget, which is shorter than Envoy's deadline by default.
 	ctx := context.Background()
-	if due := earliestDue(groups); !due.IsZero() {
+	if b.budget > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadlineCause(ctx, due, errCallBudget)
+		ctx, cancel = context.WithTimeoutCause(ctx, b.budget, errCallBudget)
 		defer cancel()
 	}
 	for i := range groups {
@@ -282,44 +274,14 @@ func (b *batcher) send(batch []*batchCall) {
 	}
 }
 
-// earliestDue is the earliest due time of the groups' requests, or zero.
-func earliestDue(groups []group) time.Time {
-	var due time.Time
-	for i := range groups {
-		for _, c := range groups[i].calls {
-			if due.IsZero() || (!c.due.IsZero() && c.due.Before(due)) {
-				due = c.due
-			}
-		}
-	}
-	return due
-}
-
-// group drops the requests whose callers gave up (they are not charged) and those that
-// spent their whole budget waiting for a lane (a timeout: the calls ahead held Redis
-// that long), and splits the rest into script calls: one, or on a cluster one per hash
-// tag, in arrival order. Dropping the expired ones keeps their deadline from cutting
-// short the call of the fresher requests of the batch.
+// group drops the requests whose callers gave up (they are not charged) and splits the
+// rest into script calls: one, or on a cluster one per hash tag, in arrival order.
 func (b *batcher) group(batch []*batchCall) []group {
 	var groups []group
-	var now time.Time
-	var expired *BatchCallError // one error for them all: the breaker counts it once
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
 			continue
-		}
-		if !c.due.IsZero() {
-			if now.IsZero() {
-				now = time.Now()
-			}
-			if !now.Before(c.due) {
-				if expired == nil {
-					expired = &BatchCallError{Err: fmt.Errorf("%w: %w (waiting for a batch lane)", context.DeadlineExceeded, errCallBudget)}
-				}
-				c.err = expired
-				continue
-			}
 		}
 		var tag string
 		if b.cc != nil {

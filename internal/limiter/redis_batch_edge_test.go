@@ -542,36 +542,3 @@ func TestRedisBatchEdgeNoLaneLeak(t *testing.T) {
 	t.Logf("storm: %d requests, %d answered, %d expired; %d sent in %d calls, %d charged",
 		rounds*perRound, answered, expired, sent, storm.Calls-before.Calls, charged)
 }
-
-// A request queued behind a call that uses up the engine's budget (a dial to a host
-// that drops connection attempts, which only the budget ends) keeps to the budget from
-// its own arrival: it fails when that ends, not one budget after the call ahead of it
-// failed (docs/reliability.md: a request takes at most read + write timeout).
-func TestRedisBatchEdgeQueuedRequestKeepsItsBudget(t *testing.T) {
-	addr := testredis.DeadHost(t)
-	const timeout = 200 * time.Millisecond // read and write: a budget of 400 ms
-	e, err := limiter.NewRedisEngine(limiter.RedisOptions{
-		URL: "redis://" + addr, ReadTimeout: timeout, WriteTimeout: timeout, DialTimeout: time.Minute,
-		Batch: true, BatchLanes: 1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close() })
-	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 60_000})
-	ahead := evaluateAsync(context.Background(), e, oneCheck(p, "a", 1))
-	waitEdge(t, "the first request to be sent", func() bool { return e.BatchStats().Calls > 0 })
-	start := time.Now()
-	queued := enqueue(t, context.Background(), e, oneCheck(p, "b", 1))
-	r := awaitResult(t, "the queued request", queued)
-	took := time.Since(start)
-	if !errors.Is(r.err, limiter.ErrStore) {
-		t.Errorf("the queued request: %v, want a store error", r.err)
-	}
-	// Its own budget is 400 ms; waiting out the call ahead (400 ms) and then dialing for
-	// a call of its own would take 800 ms. The margin is for a loaded machine.
-	if took > 650*time.Millisecond {
-		t.Errorf("the queued request took %v, more than its budget of %v (plus a margin)", took, 2*timeout)
-	}
-	awaitResult(t, "the request ahead", ahead)
-}

@@ -1,14 +1,7 @@
 package limiter
 
 import (
-	"context"
-	"errors"
 	"testing"
-	"time"
-
-	"github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
-	"github.com/redis/go-redis/v9"
 )
 
 // A batch takes waiting requests in order while the call's sliding_window_log entries
@@ -48,33 +41,5 @@ func TestBatchKeepsLogEntriesWithinABound(t *testing.T) {
 		if logs > max && logs != batch[0].logs {
 			t.Errorf("%s: %d log entries in one call", tc.name, logs)
 		}
-	}
-}
-
-// A request that spent its whole budget waiting for a lane fails as a timeout without
-// being sent, and does not cut short the call of the fresher requests of its batch.
-func TestBatchSendsFreshRequestsPastAnExpiredOne(t *testing.T) {
-	srv := testredis.Start(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { _ = c.Close() })
-	b := newBatcher(c, redislua.Request, 1, 64, time.Second)
-	p := &Params{Algorithm: FixedWindow, Limit: 10, PeriodMs: 60_000}
-	if err := p.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	call := func(key string, due time.Time) *batchCall {
-		return &batchCall{ctx: context.Background(), now: 1_700_000_000_000, due: due,
-			checks: []LimitCheck{{Key: key, Params: p, Cost: 1}}, done: make(chan struct{}, 1)}
-	}
-	expired, fresh := call("expired", time.Now().Add(-time.Millisecond)), call("fresh", time.Now().Add(time.Second))
-	b.send([]*batchCall{expired, fresh})
-	if !errors.Is(expired.err, context.DeadlineExceeded) {
-		t.Errorf("the expired request: %v, want a timeout", expired.err)
-	}
-	if fresh.err != nil || len(fresh.reply) == 0 || fresh.reply[1] != 1 {
-		t.Errorf("the fresh request: reply %v, error %v; want it decided (allowed)", fresh.reply, fresh.err)
-	}
-	if n := c.Exists(context.Background(), "expired").Val(); n != 0 {
-		t.Error("the expired request was sent (its key was written)")
 	}
 }
