@@ -189,6 +189,12 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		{"PORT", "HOST", "http-addr", "8080"}, {"GRPC_PORT", "GRPC_HOST", "grpc-addr", "8081"},
 	} {
 		port, portSet := get(l.portVar)
+		if portSet && serviceLinkURL(port) {
+			// Kubernetes sets <SERVICE>_PORT=tcp://ip:port for a Service named "grpc" (or
+			// "port"'s kin) in the namespace: not a setting, and not worth refusing to start.
+			m.ignore(l.portVar, "a Kubernetes service link ("+port+"), not a port number")
+			port, portSet = "", false
+		}
 		host, hostSet := get(l.hostVar)
 		switch {
 		case !portSet && !hostSet:

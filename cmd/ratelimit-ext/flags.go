@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -137,23 +138,44 @@ func (e *envFlags) rejectUnknownEnv() {
 	}
 }
 
-// serviceLinkPort matches the per-port variables Kubernetes adds for a Service:
+// serviceLinkName matches the names of the variables Kubernetes adds to every pod for
+// each Service of its namespace (service links): <SERVICE>_SERVICE_HOST,
+// <SERVICE>_SERVICE_PORT[_<PORT NAME>], <SERVICE>_PORT and
 // <SERVICE>_PORT_<port>_<protocol>[_PROTO|_PORT|_ADDR].
-var serviceLinkPort = regexp.MustCompile(`_PORT_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$`)
+var serviceLinkName = regexp.MustCompile(`_SERVICE_HOST$|_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT$|_PORT_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$`)
 
-// serviceLink says whether a variable is one Kubernetes sets in every pod for each
-// Service of its namespace (service links, on by default): a Service named
-// ratelimit-ext gives RATELIMIT_EXT_SERVICE_HOST, RATELIMIT_EXT_PORT=tcp://… and more.
-// They are not settings, and refusing them would stop every pod from starting.
+// serviceLink says whether a variable is one of those service links, by its name and
+// its value (an address, a port number, a protocol or a proto://address:port URL).
+// A Service named ratelimit-ext gives RATELIMIT_EXT_SERVICE_HOST, RATELIMIT_EXT_PORT=
+// tcp://… and more; they are not settings, and refusing them would stop every pod from
+// starting. A misspelt setting whose value is none of those is still refused.
 func serviceLink(name, value string) bool {
-	switch {
-	case strings.HasSuffix(name, "_SERVICE_HOST"), strings.Contains(name, "_SERVICE_PORT"):
-		return true
-	case strings.HasSuffix(name, "_PORT") && (strings.HasPrefix(value, "tcp://") ||
-		strings.HasPrefix(value, "udp://") || strings.HasPrefix(value, "sctp://")):
-		return true
+	m := serviceLinkName.FindStringSubmatch(name)
+	if m == nil {
+		return false
 	}
-	return serviceLinkPort.MatchString(name)
+	switch {
+	case strings.HasSuffix(name, "_SERVICE_HOST"), strings.HasSuffix(name, "_ADDR"):
+		_, err := netip.ParseAddr(value)
+		return err == nil
+	case strings.HasSuffix(name, "_PROTO"):
+		return value == "tcp" || value == "udp" || value == "sctp"
+	case strings.Contains(name, "_SERVICE_PORT"), m[2] != "" && strings.HasSuffix(name, "_PORT"):
+		_, err := strconv.ParseUint(value, 10, 16)
+		return err == nil
+	}
+	return serviceLinkURL(value) // <SERVICE>_PORT and <SERVICE>_PORT_<port>_<protocol>
+}
+
+// serviceLinkURL says whether value is a service link's proto://address:port.
+func serviceLinkURL(value string) bool {
+	for _, scheme := range []string{"tcp://", "udp://", "sctp://"} {
+		if rest, ok := strings.CutPrefix(value, scheme); ok {
+			_, err := netip.ParseAddrPort(rest)
+			return err == nil
+		}
+	}
+	return false
 }
 
 // explain adds to an error about flags which of them the environment set (not the

@@ -235,6 +235,19 @@ func TestUnknownVariablesAreRefusedButNotServiceLinks(t *testing.T) {
 		t.Errorf("a misspelt variable: %v", err)
 	}
 	os.Unsetenv("RATELIMIT_EXT_LOG_LEVL")
+	// Names shaped like service links, but values that are not: settings gone wrong.
+	for k, v := range map[string]string{
+		"RATELIMIT_EXT_REDIS_SERVICE_HOST":     "redis",
+		"RATELIMIT_EXT_LOG_LEVEL_SERVICE_PORT": "debug",
+		"RATELIMIT_EXT_GRPC_PORT":              "8081",
+		"RATELIMIT_EXT_PORT_1_TCP_ADDR":        "anything",
+	} {
+		t.Setenv(k, v)
+		if _, err := loadServeConfig(nil); err == nil || !strings.Contains(err.Error(), k+" is not a setting") {
+			t.Errorf("%s=%s: %v, want it refused", k, v, err)
+		}
+		os.Unsetenv(k)
+	}
 	for k, v := range map[string]string{
 		"RATELIMIT_EXT_SERVICE_HOST":           "10.96.0.12",
 		"RATELIMIT_EXT_SERVICE_PORT":           "8081",
