@@ -126,10 +126,10 @@ func (c *serveConfig) check() error {
 		return err
 	}
 	c.log = log
+	if _, err := chooseEngine(c.engine, c.redis().URL); err != nil {
+		return err
+	}
 	if ro := c.redis(); ro.URL != "" {
-		if c.engine == "memory" {
-			return errors.New("--redis-url is set but --engine is memory: drop one of them")
-		}
 		if err := checkRedisMode(ro); err != nil {
 			return err
 		}
@@ -458,21 +458,37 @@ func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 	ro := c.redis()
 	c.perf.applyRedis(&ro)
 	ro.ProbeKey = probeKey(c.keyPrefix)
-	name := c.engine
-	if name == "" {
-		name = "memory"
-		if ro.URL != "" {
-			name = "redis"
-		}
+	name, err := chooseEngine(c.engine, ro.URL)
+	if err != nil {
+		return nil, "", err
 	}
-	switch name {
-	case "memory":
-		return limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: c.memoryMaxKeys}), name, nil
-	case "redis":
+	if name == "redis" {
 		e, err := newRedisEngine(ro)
 		return e, name, err
 	}
-	return nil, "", fmt.Errorf("--engine %q: want memory or redis", name)
+	return limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: c.memoryMaxKeys}), name, nil
+}
+
+// chooseEngine picks the engine, for serve and conformance alike: the one --engine
+// names, else redis when a Redis URL is set. A Redis URL beside --engine memory is
+// refused: one of them is a mistake, and a conformance run meant to check a store must
+// never pass on the memory engine.
+func chooseEngine(name, redisURL string) (string, error) {
+	switch name {
+	case "":
+		if redisURL != "" {
+			return "redis", nil
+		}
+		return "memory", nil
+	case "memory":
+		if redisURL != "" {
+			return "", errors.New("--redis-url is set but --engine is memory: drop one of them")
+		}
+		return name, nil
+	case "redis":
+		return name, nil
+	}
+	return "", fmt.Errorf("--engine %q: want memory or redis", name)
 }
 
 // shutdown stops accepting, lets in-flight RPCs finish within the timeout, then forces.

@@ -124,6 +124,9 @@ func TestIgnoredSettingsAreRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--redis-url is set but --engine is memory") {
 		t.Errorf("--engine memory with --redis-url: %v", err)
 	}
+	if _, err := loadServeConfig([]string{"--engine", "memcached"}); err == nil || !strings.Contains(err.Error(), `--engine "memcached"`) {
+		t.Errorf("an unknown engine: %v, want it refused with the flags", err)
+	}
 }
 
 // An error about a flag the environment set says which variable set it, including an

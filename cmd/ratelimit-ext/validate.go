@@ -62,7 +62,7 @@ func runConformance(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	name, err := conformanceEngine(*engineName, ro().URL)
+	name, err := chooseEngine(*engineName, ro().URL)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		return 2
@@ -88,27 +88,6 @@ func runConformance(args []string) int {
 		return 1
 	}
 	return printResults(results)
-}
-
-// conformanceEngine picks the engine as serve does: the one named, else redis when a
-// Redis URL is set. A Redis URL beside --engine memory is refused, so that a run meant
-// to check a store can never pass on the memory engine.
-func conformanceEngine(name, redisURL string) (string, error) {
-	switch name {
-	case "":
-		if redisURL != "" {
-			return "redis", nil
-		}
-		return "memory", nil
-	case "memory":
-		if redisURL != "" {
-			return "", errors.New("--redis-url is set but --engine is memory: drop one of them")
-		}
-		return name, nil
-	case "redis":
-		return name, nil
-	}
-	return "", fmt.Errorf("unknown engine %q (want memory or redis)", name)
 }
 
 func printResults(results []conformance.Result) int {
