@@ -4,13 +4,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/utf8codec"
 )
 
 // Skipped says why one configured descriptor was not built for a request (for debug
@@ -70,7 +70,7 @@ func newRequest(attrs *authv3.AttributeContext) *request {
 				if v == "" {
 					v = h.GetValue()
 				}
-				v = sanitizeUTF8(v)
+				v = utf8codec.Sanitize(v)
 				if old, ok := r.headers[k]; ok {
 					v = old + "," + v
 				}
@@ -298,23 +298,4 @@ func (r *request) cost(c *descriptors.Cost) (uint64, string) {
 		})
 	}
 	return q, ""
-}
-
-// sanitizeUTF8 replaces each byte that is not part of valid UTF-8 with '!', as Envoy
-// sanitizes the header values of the headers map.
-func sanitizeUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			b.WriteByte('!')
-		} else {
-			b.WriteString(s[i : i+n])
-		}
-		i += n
-	}
-	return b.String()
 }

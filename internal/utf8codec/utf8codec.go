@@ -14,6 +14,7 @@
 package utf8codec
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/encoding"
@@ -102,7 +103,7 @@ func repair(b []byte, md protoreflect.MessageDescriptor, depth int) ([]byte, boo
 			switch fd.Kind() {
 			case protoreflect.StringKind:
 				if !utf8.Valid(v) {
-					v, changed = bang(v), true
+					v, changed = []byte(Sanitize(string(v))), true
 				}
 			case protoreflect.MessageKind: // map entries included
 				inner, ch, ok := repair(v, fd.Message(), depth+1)
@@ -119,17 +120,23 @@ func repair(b []byte, md protoreflect.MessageDescriptor, depth int) ([]byte, boo
 	return out, changed, true
 }
 
-// bang replaces each byte of s that is not part of valid UTF-8 with '!'.
-func bang(s []byte) []byte {
-	out := make([]byte, 0, len(s))
-	for len(s) > 0 {
-		r, n := utf8.DecodeRune(s)
-		if r == utf8.RuneError && n == 1 {
-			out = append(out, '!')
-		} else {
-			out = append(out, s[:n]...)
-		}
-		s = s[n:]
+// Sanitize replaces each byte of s that is not part of valid UTF-8 with '!', as Envoy
+// does for the header values of ext_authz's headers map. Distinct values stay distinct
+// unless they differ only in such bytes.
+func Sanitize(s string) string {
+	if utf8.ValidString(s) {
+		return s
 	}
-	return out
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteByte('!')
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
