@@ -34,14 +34,6 @@ type Run struct {
 	At, N int64
 }
 
-// clone returns a State whose Runs can be modified without touching s.
-func (s State) clone() State {
-	if s.Runs != nil {
-		s.Runs = append([]Run(nil), s.Runs...)
-	}
-	return s
-}
-
 // Check evaluates one limit at now with cost q against st without modifying st. When
 // the check allows with q > 0 it returns the state to store (write true).
 func Check(p *Params, st *State, now, q int64) (d Decision, next State, write bool) {

@@ -62,12 +62,6 @@ func (s *Sentinel) MasterName() string { return SentinelMasterName }
 // SentinelAddr is the sentinel's host:port.
 func (s *Sentinel) SentinelAddr() string { return s.monitor.Addr() }
 
-// URL is the failover URL go-redis's ParseFailoverURL reads:
-// redis://SENTINEL?master_name=mymaster.
-func (s *Sentinel) URL() string {
-	return "redis://" + s.monitor.Addr() + "?master_name=" + SentinelMasterName
-}
-
 // Nodes returns the data nodes: the first master, then the replica.
 func (s *Sentinel) Nodes() []*Server { return s.nodes }
 
