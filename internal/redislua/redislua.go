@@ -60,7 +60,6 @@ var Request = NewScript(requestSource)
 // Files returns the embedded .lua files (for the drift gate).
 func Files() embed.FS { return files }
 
-
 // Manifest is manifest.json: the contract between the Go engine and the scripts.
 type Manifest struct {
 	ContractVersion string           `json:"contractVersion"`
