@@ -51,19 +51,6 @@ func validateChecks(now int64, checks []LimitCheck, decisions []Decision) error 
 	return nil
 }
 
-// logEntries is the most log entries checks can write: the sum of the costs of its
-// sliding_window_log limits, leaving out costs above a limit (never admitted, so never
-// written).
-func logEntries(checks []LimitCheck) int64 {
-	var n int64
-	for i := range checks {
-		if p := checks[i].Params; p != nil && p.Algorithm == SlidingWindowLog && checks[i].Cost <= p.Limit {
-			n += checks[i].Cost // each at most MaxLogLimit: no overflow
-		}
-	}
-	return n
-}
-
 // StateStore is what evaluateLocked needs from an engine that holds state in process:
 // read a key's state and, on commit, write it.
 type StateStore interface {

@@ -153,6 +153,19 @@ func (b *batcher) recycle(c *batchCall) {
 	callPool.Put(c)
 }
 
+// logEntries is the most log entries checks can write: the sum of the costs of its
+// sliding_window_log limits, leaving out costs above a limit (never admitted, so never
+// written).
+func logEntries(checks []LimitCheck) int64 {
+	var n int64
+	for i := range checks {
+		if p := checks[i].Params; p != nil && p.Algorithm == SlidingWindowLog && checks[i].Cost <= p.Limit {
+			n += checks[i].Cost // each at most MaxLogLimit: no overflow
+		}
+	}
+	return n
+}
+
 // takeLocked returns a batch: first, then the oldest pending calls, up to max in all,
 // and, in order, only as many as keep the call's sliding_window_log entries within
 // what one limit may admit (MaxLogLimit; requests without log entries always fit):
