@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -311,6 +313,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
+	policyDomains := slices.Sorted(maps.Keys(policy.PerDomain)) // checked against every rule set
 	if policy.Local != nil {
 		defer policy.Local.Close()
 	}
@@ -363,7 +366,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	follower, err := followRules(ctx, c, rules, decider, m, log)
+	follower, err := followRules(ctx, c, rules, decider, policyDomains, m, log)
 	if err != nil {
 		return err
 	}
@@ -386,7 +389,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if c.xds.source == sourceFile && rules.LimitCount() == 0 {
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
 	}
-	warnUnruledPolicyDomains(log, c.store.policyDomains(), rules)
+	warnUnruledPolicyDomains(log, policyDomains, rules)
 
 	select {
 	case <-ctx.Done():
@@ -433,8 +436,7 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 // or the xDS server, through the same path: each good rule set is handed to the
 // decider (an atomic swap) and every outcome counted in the config_loads metrics; a bad
 // one leaves the rules in place.
-func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
-	policyDomains := c.store.policyDomains()
+func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, policyDomains []string, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) {
 		d.SetRules(rs)
 		warnUnruledPolicyDomains(log, policyDomains, rs)

@@ -58,17 +58,6 @@ func (s *storeConfig) failurePolicy(memoryMaxKeys int) (decide.FailurePolicy, er
 	return fp, nil
 }
 
-// policyDomains returns the domains --store-failure-policy-domains names, in its order.
-func (s *storeConfig) policyDomains() []string {
-	var out []string
-	for _, item := range strings.Split(s.domainPolicies, ",") {
-		if domain, _, ok := strings.Cut(strings.TrimSpace(item), "="); ok && domain != "" {
-			out = append(out, domain)
-		}
-	}
-	return out
-}
-
 // warnUnruledPolicyDomains logs each domain a per-domain failure policy names that the
 // rules do not define: a misspelt domain would otherwise leave the real one on the
 // default policy without a word. A later rule set may add the domain, so this is a
