@@ -358,6 +358,11 @@ func TestLoadErrors(t *testing.T) {
 		{"document not a mapping", "- a\n- b\n", []string{"t.yaml:1: document: want a mapping, got a list"}},
 		{"yaml syntax", "domain: d\ndescriptors:\n  - key: k\n    value: a: b\n", []string{
 			"t.yaml:4: yaml: mapping values are not allowed in this context"}},
+		// yaml.v3 names the key's line before a tab in indentation; the error points at the tab.
+		{"tab in indentation", "domain: d\ndescriptors:\n  - key: k\n\trate_limit:\n      unit: second\n", []string{
+			"t.yaml:4: yaml: found a tab character that violates indentation"}},
+		{"tab in indentation of a nested key", "domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: second\n \t requests_per_unit: 1\n", []string{
+			"t.yaml:6: yaml: found a tab character that violates indentation"}},
 		{"empty file", "# only a comment\n", []string{"t.yaml: file: empty; want a mapping with domain and descriptors"}},
 		{"several documents", "domain: a\n---\ndomain: b\n", []string{
 			"t.yaml:2: file: more than one YAML document; one domain per file"}},

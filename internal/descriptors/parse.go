@@ -118,7 +118,7 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 		if errors.Is(err, io.EOF) {
 			p.errorf(0, "file", "empty; want a mapping with domain and descriptors")
 		} else {
-			p.yamlError(err)
+			p.yamlError(err, data)
 		}
 		return nil
 	}
@@ -134,9 +134,12 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 	return doc.Content[0]
 }
 
-func (p *fileParser) yamlError(err error) {
+func (p *fileParser) yamlError(err error, data []byte) {
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		if m[2] == tabIndentMessage {
+			line = tabIndentLine(data, line)
+		}
 		p.errorf(line, "yaml", "%s", m[2])
 		return
 	}
@@ -357,4 +360,21 @@ func escapePart(s string) string {
 
 func needsEscape(r rune) bool {
 	return r == '%' || r == '/' || r == '=' || r == '#' || r < 0x20 || r == 0x7f
+}
+
+// tabIndentMessage is yaml.v3's error for a tab in indentation. It names the line of
+// the key before the tab (where its scanner's context starts), not the tab's own line.
+const tabIndentMessage = "found a tab character that violates indentation"
+
+// tabIndentLine is the first line from line on whose indentation holds a tab, so the
+// error points at the line to fix; line itself when none does.
+func tabIndentLine(data []byte, line int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	for i := line - 1; i >= 0 && i < len(lines); i++ {
+		indent := lines[i][:len(lines[i])-len(bytes.TrimLeft(lines[i], " \t"))]
+		if bytes.IndexByte(indent, '\t') >= 0 {
+			return i + 1
+		}
+	}
+	return line
 }
