@@ -1,7 +1,7 @@
 // Command ratelimit-ext is a rate-limit service for Envoy.
 //
 //	ratelimit-ext [serve] [flags]         serve config/ (the default subcommand)
-//	ratelimit-ext validate DIR            check a rules directory
+//	ratelimit-ext validate DIR|FILE...    check a rules directory, or rule files
 //	ratelimit-ext conformance [flags]     replay golden vectors through an engine
 //	ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint (docs/performance.md)
 //	ratelimit-ext version                 the build's version (also --version)
@@ -21,7 +21,7 @@ import (
 // flags by `ratelimit-ext -h`.
 const subcommands = `usage:
   ratelimit-ext [serve] [flags]         serve the rules of --config-dir (the default subcommand)
-  ratelimit-ext validate DIR            check a rules directory
+  ratelimit-ext validate DIR|FILE...    check a rules directory, or rule files
   ratelimit-ext conformance [flags]     replay golden vectors through an engine
   ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint
   ratelimit-ext version                 the build's version (also --version)

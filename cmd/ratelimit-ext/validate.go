@@ -14,11 +14,12 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
-// validate loads a rules directory and prints every error, or a one-line summary.
+// validate loads a rules directory, or rule files, and prints every error or a one-line
+// summary.
 func validate(args []string) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ratelimit-ext validate DIR (no flags): checks every rule file below DIR, exit 1 with every error")
+		fmt.Fprintln(fs.Output(), "usage: ratelimit-ext validate DIR | FILE... (no flags): checks every rule file below DIR as the server loads it, or the files given as one rule set; exit 1 with every error")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -26,13 +27,18 @@ func validate(args []string) int {
 		}
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() == 0 {
 		fs.Usage()
 		return 2
 	}
-	rs, err := descriptors.LoadDir(fs.Arg(0))
+	rs, err := loadForValidate(fs.Args())
+	var usage usageError
+	if errors.As(err, &usage) {
+		fmt.Fprintln(os.Stderr, "validate:", err)
+		return 2
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, fromWorkingDir(err, fs.Arg(0)))
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
@@ -41,6 +47,33 @@ func validate(args []string) int {
 	}
 	return 0
 }
+
+// loadForValidate loads one directory the way the server does, or files (a pre-commit
+// hook's list, say) compiled together, so a domain defined twice among them is caught.
+// A usageError says the arguments mix the two or name several directories.
+func loadForValidate(paths []string) (*descriptors.RuleSet, error) {
+	if info, err := os.Stat(paths[0]); len(paths) == 1 && (err != nil || info.IsDir()) {
+		rs, err := descriptors.LoadDir(paths[0])
+		return rs, fromWorkingDir(err, paths[0])
+	}
+	files := make([]descriptors.File, 0, len(paths))
+	for _, p := range paths {
+		if info, err := os.Stat(p); err == nil && info.IsDir() {
+			return nil, usageError(p + " is a directory; give one directory, or rule files")
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, descriptors.File{Name: p, Data: data})
+	}
+	return descriptors.Compile(files...)
+}
+
+// usageError is a validate command line that names no loadable set of rules.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
 
 // conformance replays a golden-vector file through the chosen engine (SPEC §8).
 func runConformance(args []string) int {

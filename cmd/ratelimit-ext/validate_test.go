@@ -22,12 +22,35 @@ func TestValidateExitCodes(t *testing.T) {
 		{[]string{"validate", "../../config"}, 0},
 		{[]string{"validate", broken}, 1},
 		{[]string{"validate"}, 2},
-		{[]string{"validate", "a", "b"}, 2},
+		{[]string{"validate", "../../config", "../../config/edge.yaml"}, 2},
+		{[]string{"validate", "../../config/edge.yaml"}, 0},
+		{[]string{"validate", filepath.Join(broken, "edge.yaml")}, 1},
+		{[]string{"validate", "../../config/edge.yaml", filepath.Join(broken, "missing.yaml")}, 1},
 		{[]string{"validate", "-h"}, 0},
 	} {
 		if got := run(tc.args); got != tc.want {
 			t.Errorf("%v: exit %d, want %d", tc.args, got, tc.want)
 		}
+	}
+}
+
+// Files given to validate are compiled as one rule set: a domain that two of them define
+// is an error naming both, and the error names the files as given.
+func TestValidateFilesAsOneRuleSet(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yml")
+	rule := []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n")
+	for _, f := range []string{a, b} {
+		if err := os.WriteFile(f, rule, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out := runStderr(t, "validate", a); code != 0 || out != "" {
+		t.Errorf("validate %s: exit %d, stderr %q; want 0", a, code, out)
+	}
+	code, out := runStderr(t, "validate", a, b)
+	if code != 1 || !strings.Contains(out, b+":1: ") || !strings.Contains(out, a) {
+		t.Errorf("validate two files of one domain: exit %d, stderr %q; want 1 and an error naming %s and %s", code, out, a, b)
 	}
 }
 
