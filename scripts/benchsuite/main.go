@@ -104,6 +104,7 @@ type proc struct {
 	grpc   string        // gRPC address
 	ready  string        // URL that answers 200 once it serves (services)
 	redis  bool          // talks to Redis (the Redis engine, or a ceiling waiting on it): its CPU is measured
+	pprof  string        // --pprof-addr of a service when profiles are taken
 	exited chan struct{} // closed when the process has ended (start waits for it)
 }
 
@@ -141,7 +142,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *reference, *duration, *warmup, *workers, *conns, *jsonOut, *profile, *only, *onlyServers, strings.Fields(*redisFlags)); err != nil {
+	o := options{bin: *bin, reference: *reference, duration: *duration, warmup: *warmup, workers: *workers, conns: *conns,
+		jsonOut: *jsonOut, profileDir: *profile, only: *only, onlyServers: *onlyServers, redisFlags: strings.Fields(*redisFlags)}
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchsuite:", err)
 		os.Exit(1)
 	}
@@ -180,209 +183,291 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func run(ctx context.Context, bin, reference string, duration, warmup time.Duration, workers, conns int, jsonOut, profileDir, only, onlyServers string, redisFlags []string) error {
-	bin, err := filepath.Abs(bin)
+// options are the command line's settings.
+type options struct {
+	bin, reference      string
+	duration, warmup    time.Duration
+	workers, conns      int
+	jsonOut, profileDir string
+	only, onlyServers   string
+	redisFlags          []string
+}
+
+// suite is one run: its temporary directory, the processes it started (all stopped by
+// close) and the servers under test by name.
+type suite struct {
+	opts      options
+	dir       string // temporary; holds the rules, Redis's socket and the reference's files
+	cfgDir    string
+	procs     []*proc
+	servers   map[string]*proc
+	redis     *proc
+	redisAddr string
+	redisSock string
+	rdb       *redis.Client
+}
+
+func run(ctx context.Context, o options) error {
+	s, err := newSuite(o)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "rlx-bench-")
+	defer s.close()
+	if err := s.startRedis(ctx); err != nil {
+		return err
+	}
+	if err := s.startCeilings(); err != nil {
+		return err
+	}
+	if err := s.startServices(); err != nil {
+		return err
+	}
+	if err := s.startReference(); err != nil {
+		return err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return err
+	}
+	rows, err := s.measureAll(ctx)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	cfgDir := filepath.Join(dir, "config")
-	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(cfgDir, "bench.yaml"), []byte(benchRules), 0o644); err != nil {
-		return err
-	}
-	var procs []*proc
-	defer func() {
-		for _, p := range procs {
-			stopProc(p)
-		}
-	}()
-	start := func(p *proc) error {
-		if p.cmd.Stderr == nil {
-			p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
-		}
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := p.cmd.Start(); err != nil {
-			return fmt.Errorf("%s: %w", p.name, err)
-		}
-		p.exited = make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(p.exited) }()
-		procs = append(procs, p)
+	printTable(os.Stdout, rows)
+	printAgainstReference(os.Stdout, rows)
+	if o.jsonOut == "" {
 		return nil
 	}
+	b, err := json.MarshalIndent(rows, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(o.jsonOut, b, 0o644)
+}
 
-	// Redis, private: no persistence, a temporary directory.
-	redisAddr, err := freeAddr()
+// newSuite makes the run's directory and writes the rules every service serves.
+func newSuite(o options) (*suite, error) {
+	bin, err := filepath.Abs(o.bin)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, redisPort, _ := net.SplitHostPort(redisAddr)
-	redisBin, err := exec.LookPath("redis-server")
+	o.bin = bin
+	dir, err := os.MkdirTemp("", "rlx-bench-")
 	if err != nil {
-		return errors.New("redis-server not found (apt-get install redis-server, or make deps)")
+		return nil, err
 	}
-	// It also listens on a unix socket, for the co-located deployment's row.
-	redisSock := filepath.Join(dir, "redis.sock")
-	rp := &proc{name: "redis-server", cmd: exec.Command(redisBin, "--port", redisPort, "--bind", "127.0.0.1",
-		"--unixsocket", redisSock, "--unixsocketperm", "700",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--logfile", "")}
-	if err := start(rp); err != nil {
-		return err
+	s := &suite{opts: o, dir: dir, cfgDir: filepath.Join(dir, "config"), servers: map[string]*proc{}}
+	if err := os.MkdirAll(s.cfgDir, 0o755); err != nil {
+		s.close()
+		return nil, err
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DisableIdentity: true})
-	defer rdb.Close()
-	if err := waitFor(ctx, rp, func() error { return rdb.Ping(ctx).Err() }); err != nil {
-		return fmt.Errorf("redis-server did not start: %w", err)
+	if err := os.WriteFile(filepath.Join(s.cfgDir, "bench.yaml"), []byte(benchRules), 0o644); err != nil {
+		s.close()
+		return nil, err
 	}
+	return s, nil
+}
 
-	// The ceiling: this program again, serving nooprls.
-	self, err := os.Executable()
-	if err != nil {
-		return err
+// close stops every process the run started and removes its directory.
+func (s *suite) close() {
+	if s.rdb != nil {
+		s.rdb.Close()
 	}
-	servers := map[string]*proc{}
+	for _, p := range s.procs {
+		stopProc(p)
+	}
+	os.RemoveAll(s.dir)
+}
+
+// start starts p, killed with this program (Pdeathsig) and stopped by close.
+func (s *suite) start(p *proc) error {
+	if p.cmd.Stderr == nil {
+		p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+	}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	p.exited = make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	s.procs = append(s.procs, p)
+	return nil
+}
+
+// startRedis starts a private redis-server: no persistence, a free loopback port, and
+// a unix socket for the co-located deployment's row.
+func (s *suite) startRedis(ctx context.Context) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	servers[srvCeiling] = &proc{name: srvCeiling, grpc: addr, cmd: exec.Command(self, "-serve-ceiling", addr)}
-	if err := start(servers[srvCeiling]); err != nil {
+	_, port, _ := net.SplitHostPort(addr)
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return errors.New("redis-server not found (apt-get install redis-server, or make deps)")
+	}
+	s.redisAddr, s.redisSock = addr, filepath.Join(s.dir, "redis.sock")
+	s.redis = &proc{name: "redis-server", cmd: exec.Command(bin, "--port", port, "--bind", "127.0.0.1",
+		"--unixsocket", s.redisSock, "--unixsocketperm", "700",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no", "--logfile", "")}
+	if err := s.start(s.redis); err != nil {
 		return err
 	}
-	for name, mode := range map[string]string{srvRoundTrip: "each", srvBatchedTrip: "batched"} {
-		if addr, err = freeAddr(); err != nil {
+	s.rdb = redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	if err := waitFor(ctx, s.redis, func() error { return s.rdb.Ping(ctx).Err() }); err != nil {
+		return fmt.Errorf("redis-server did not start: %w", err)
+	}
+	return nil
+}
+
+// startCeilings starts the do-nothing ceiling (this program again, serving nooprls) and
+// the two ceilings that wait on a do-nothing Redis script.
+func (s *suite) startCeilings() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	for _, c := range []struct{ name, mode string }{{srvCeiling, ""}, {srvRoundTrip, "each"}, {srvBatchedTrip, "batched"}} {
+		addr, err := freeAddr()
+		if err != nil {
 			return err
 		}
-		servers[name] = &proc{name: name, grpc: addr, redis: true,
-			cmd: exec.Command(self, "-serve-ceiling", addr, mode, redisAddr)}
-		if err := start(servers[name]); err != nil {
+		p := &proc{name: c.name, grpc: addr, cmd: exec.Command(self, "-serve-ceiling", addr)}
+		if c.mode != "" {
+			p.redis = true
+			p.cmd = exec.Command(self, "-serve-ceiling", addr, c.mode, s.redisAddr)
+		}
+		if err := s.start(p); err != nil {
+			return err
+		}
+		s.servers[c.name] = p
+	}
+	return nil
+}
+
+// startServices starts the service under test: the memory engine, the Redis engine with
+// the serving defaults (plus -redis-flags), and the Redis engine with batching off, with
+// the local cache off and over the unix socket.
+func (s *suite) startServices() error {
+	tcp := "redis://" + s.redisAddr + "/0"
+	for _, v := range []struct {
+		name, redisURL string
+		flags          []string
+	}{
+		{srvMemory, "", nil},
+		{srvRedis, tcp, append([]string{"--redis-batch=true", "--local-cache=true"}, s.opts.redisFlags...)},
+		{srvNoBatch, tcp, []string{"--redis-batch=false", "--local-cache=true"}},
+		{srvNoCache, tcp, []string{"--redis-batch=true", "--local-cache=false"}},
+		{srvUnix, "unix://" + s.redisSock + "?db=0", []string{"--redis-batch=true", "--local-cache=true"}},
+	} {
+		if err := s.startService(v.name, v.redisURL, v.flags); err != nil {
 			return err
 		}
 	}
-	service := func(name string, redisURL string, extra ...string) error {
-		redisEngine := redisURL != ""
-		g, err := freeAddr()
-		if err != nil {
+	return nil
+}
+
+func (s *suite) startService(name, redisURL string, extra []string) error {
+	g, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	h, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	args := []string{"serve", "--config-dir", s.cfgDir, "--grpc-addr", g, "--http-addr", h,
+		"--log-level", "warn", "--watch=false"}
+	if redisURL != "" {
+		// Generous store timeouts: on a shared 2-core machine a descheduled
+		// redis-server would otherwise trip the 8 ms defaults, open the circuit
+		// breaker and turn the run into a measurement of fast failures.
+		args = append(args, "--redis-url", redisURL, "--redis-read-timeout", "100ms", "--redis-write-timeout", "100ms")
+	} else {
+		args = append(args, "--engine", "memory")
+	}
+	p := &proc{name: name, grpc: g, ready: "http://" + h + "/readyz", redis: redisURL != ""}
+	if s.opts.profileDir != "" {
+		if p.pprof, err = freeAddr(); err != nil {
 			return err
 		}
-		h, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		args := []string{"serve", "--config-dir", cfgDir, "--grpc-addr", g, "--http-addr", h,
-			"--log-level", "warn", "--watch=false"}
-		if redisEngine {
-			// Generous store timeouts: on a shared 2-core machine a descheduled
-			// redis-server would otherwise trip the 8 ms defaults, open the circuit
-			// breaker and turn the run into a measurement of fast failures.
-			args = append(args, "--redis-url", redisURL, "--redis-read-timeout", "100ms", "--redis-write-timeout", "100ms")
-		} else {
-			args = append(args, "--engine", "memory")
-		}
-		if profileDir != "" {
-			pa, err := freeAddr()
-			if err != nil {
-				return err
-			}
-			args = append(args, "--pprof-addr", pa)
-			extra = append(extra, "pprof="+pa)
-		}
-		p := &proc{name: name, grpc: g, ready: "http://" + h + "/readyz", redis: redisEngine}
-		var pprofAddr string
-		for _, e := range extra {
-			if a, ok := strings.CutPrefix(e, "pprof="); ok {
-				pprofAddr = a
-				continue
-			}
-			args = append(args, e)
-		}
-		p.cmd = exec.Command(bin, args...)
-		p.cmd.Env = cleanEnv()
-		if err := start(p); err != nil {
-			return err
-		}
-		servers[name] = p
-		if pprofAddr != "" {
-			pprofAddrs[name] = pprofAddr
-		}
+		args = append(args, "--pprof-addr", p.pprof)
+	}
+	p.cmd = exec.Command(s.opts.bin, append(args, extra...)...)
+	p.cmd.Env = cleanEnv()
+	if err := s.start(p); err != nil {
+		return err
+	}
+	s.servers[name] = p
+	return nil
+}
+
+// startReference starts envoyproxy/ratelimit on the same Redis when its rows are
+// selected and its binary given; without it, its rows are left out with a message.
+func (s *suite) startReference() error {
+	switch {
+	case !selected(srvReference, s.opts.only, s.opts.onlyServers):
+		return nil
+	case s.opts.reference == "":
+		fmt.Fprintf(os.Stderr, "benchsuite: no -reference binary: the %s rows are left out\n", srvReference)
 		return nil
 	}
-	tcp := "redis://" + redisAddr + "/0"
-	if err := service(srvMemory, ""); err != nil {
+	p, err := referenceProc(s.opts.reference, s.dir, s.redisAddr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchsuite: %v: the %s rows are left out\n", err, srvReference)
+		return nil
+	}
+	if err := s.start(p); err != nil {
 		return err
 	}
-	if err := service(srvRedis, tcp, append([]string{"--redis-batch=true", "--local-cache=true"}, redisFlags...)...); err != nil {
-		return err
-	}
-	if err := service(srvNoBatch, tcp, "--redis-batch=false", "--local-cache=true"); err != nil {
-		return err
-	}
-	if err := service(srvNoCache, tcp, "--redis-batch=true", "--local-cache=false"); err != nil {
-		return err
-	}
-	if err := service(srvUnix, "unix://"+redisSock+"?db=0", "--redis-batch=true", "--local-cache=true"); err != nil {
-		return err
-	}
-	switch {
-	case !selected(srvReference, only, onlyServers):
-	case reference == "":
-		fmt.Fprintf(os.Stderr, "benchsuite: no -reference binary: the %s rows are left out\n", srvReference)
-	default:
-		p, err := referenceProc(reference, dir, redisAddr)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "benchsuite: %v: the %s rows are left out\n", err, srvReference)
-			break
-		}
-		if err := start(p); err != nil {
-			return err
-		}
-		servers[srvReference] = p
-	}
-	for _, p := range servers {
+	s.servers[srvReference] = p
+	return nil
+}
+
+// waitReady waits for every service's readiness endpoint. A reference that does not get
+// ready is left out with its log; any other server failing ends the run.
+func (s *suite) waitReady(ctx context.Context) error {
+	for name, p := range s.servers {
 		if p.ready == "" {
 			continue
 		}
 		err := waitFor(ctx, p, func() error { return httpOK(p.ready) })
-		if err != nil && p.name == srvReference {
-			log, _ := os.ReadFile(filepath.Join(dir, "reference.log"))
-			fmt.Fprintf(os.Stderr, "benchsuite: %s did not get ready (%v): its rows are left out; its log:\n%s\n", p.name, err, log)
-			delete(servers, p.name)
+		if err != nil && name == srvReference {
+			log, _ := os.ReadFile(filepath.Join(s.dir, "reference.log"))
+			fmt.Fprintf(os.Stderr, "benchsuite: %s did not get ready (%v): its rows are left out; its log:\n%s\n", name, err, log)
+			delete(s.servers, name)
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s did not get ready: %w", p.name, err)
+			return fmt.Errorf("%s did not get ready: %w", name, err)
 		}
 	}
+	return nil
+}
 
+// measureAll runs every selected scenario on every selected server, in order, each row
+// beside its scenario's ceiling (or the single-descriptor closed-loop one).
+func (s *suite) measureAll(ctx context.Context) ([]row, error) {
+	o := s.opts
 	fmt.Printf("# make bench: %s, %d workers closed loop, %v measured after %v warm-up per run, %d connections\n",
-		time.Now().UTC().Format(time.RFC3339), workers, duration, warmup, conns)
+		time.Now().UTC().Format(time.RFC3339), o.workers, o.duration, o.warmup, o.conns)
 	fmt.Printf("# load average before: %s; %d CPUs\n", loadavg(), runtime.NumCPU())
 	var rows []row
 	ceilings := map[string]float64{}
 	for _, sc := range scenarios {
-		if !scenarioSelected(sc, only) {
+		if !scenarioSelected(sc, o.only) {
 			continue
 		}
 		for _, name := range sc.servers {
-			if !serverSelected(name, onlyServers) {
+			p := s.servers[name]
+			if !serverSelected(name, o.onlyServers) || p == nil { // nil: the reference, when it is not there
 				continue
 			}
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
-			p := servers[name]
-			if p == nil {
-				continue // the reference, when it is not there
-			}
-			r, err := measure(ctx, sc, p, rdb, rp, duration, warmup, workers, conns, profileDir)
+			r, err := s.measure(ctx, sc, p)
 			if err != nil {
-				return fmt.Errorf("%s on %s: %w", sc.name, name, err)
+				return nil, fmt.Errorf("%s on %s: %w", sc.name, name, err)
 			}
 			if name == srvCeiling {
 				ceilings[sc.name] = r.Report.RPS
@@ -390,31 +475,16 @@ func run(ctx context.Context, bin, reference string, duration, warmup time.Durat
 					ceilings[""] = r.Report.RPS // the single-descriptor closed-loop ceiling
 				}
 			}
-			c := ceilings[sc.name]
-			if c == 0 {
-				c = ceilings[""]
+			if r.Ceiling = ceilings[sc.name]; r.Ceiling == 0 {
+				r.Ceiling = ceilings[""]
 			}
-			r.Ceiling = c
 			rows = append(rows, *r)
 			fmt.Fprintf(os.Stderr, "  %-48s %-22s %8.0f req/s  p99 %.2f ms\n", sc.name, name, r.Report.RPS, r.Report.Latency.P99)
 		}
 	}
 	fmt.Printf("# load average after: %s\n\n", loadavg())
-	printTable(os.Stdout, rows)
-	printAgainstReference(os.Stdout, rows)
-	if jsonOut != "" {
-		b, err := json.MarshalIndent(rows, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return rows, nil
 }
-
-var pprofAddrs = map[string]string{}
 
 // scenarioSelected and serverSelected apply -only and -servers.
 func scenarioSelected(sc scenario, only string) bool {
@@ -446,14 +516,17 @@ func cleanEnv() []string {
 	return env
 }
 
-func measure(ctx context.Context, sc scenario, p *proc, rdb *redis.Client, rp *proc, duration, warmup time.Duration, workers, conns int, profileDir string) (*row, error) {
+// measure runs one scenario on one server, with Redis's counters and, when asked, the
+// server's profiles over the measured phase.
+func (s *suite) measure(ctx context.Context, sc scenario, p *proc) (*row, error) {
+	o := s.opts
 	cfg := loadgen.Config{
-		Targets: []string{p.grpc}, Conns: conns, Workers: workers, Rate: sc.rate,
-		Duration: duration, Warmup: warmup, Domain: "bench", PerRequest: sc.perReq, Keys: sc.keys,
+		Targets: []string{p.grpc}, Conns: o.conns, Workers: o.workers, Rate: sc.rate,
+		Duration: o.duration, Warmup: o.warmup, Domain: "bench", PerRequest: sc.perReq, Keys: sc.keys,
 		WatchPIDs: map[string]int{"server": p.cmd.Process.Pid},
 	}
 	if p.redis {
-		cfg.WatchPIDs["redis"] = rp.cmd.Process.Pid
+		cfg.WatchPIDs["redis"] = s.redis.cmd.Process.Pid
 	}
 	for _, d := range sc.desc {
 		t, err := loadgen.ParseTemplate(d)
@@ -466,7 +539,7 @@ func measure(ctx context.Context, sc scenario, p *proc, rdb *redis.Client, rp *p
 	startMeasure := make(chan struct{})
 	go func() {
 		select {
-		case <-time.After(warmup):
+		case <-time.After(o.warmup):
 		case <-ctx.Done():
 		}
 		close(startMeasure)
@@ -474,22 +547,22 @@ func measure(ctx context.Context, sc scenario, p *proc, rdb *redis.Client, rp *p
 	statsCh := make(chan redisStats, 1)
 	go func() {
 		<-startMeasure
-		s, _ := readRedisStats(ctx, rdb)
-		statsCh <- s
+		st, _ := readRedisStats(ctx, s.rdb)
+		statsCh <- st
 	}()
 	var profDone chan error
-	if a := pprofAddrs[p.name]; a != "" && profileDir != "" {
+	if p.pprof != "" {
 		profDone = make(chan error, 1)
 		go func() {
 			<-startMeasure
-			profDone <- captureProfiles(ctx, a, profileDir, sc.name, p.name, duration)
+			profDone <- captureProfiles(ctx, p.pprof, o.profileDir, sc.name, p.name, o.duration)
 		}()
 	}
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	after, err := readRedisStats(ctx, rdb)
+	after, err := readRedisStats(ctx, s.rdb)
 	if err != nil {
 		return nil, err
 	}
