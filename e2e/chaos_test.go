@@ -233,7 +233,7 @@ func TestChaos(t *testing.T) {
 		{"a YAML syntax error", "burst: 50", "burst: [50"},
 		{"an unknown algorithm", "algorithm: sliding_window_log", "algorithm: sliding_window_logx"},
 		{"an unknown unit", "unit: second", "unit: fortnight"},
-		{"the exact limit set to 0", "requests_per_unit: " + strconv.Itoa(exact), "requests_per_unit: 0"},
+		{"the exact limit set negative", "requests_per_unit: " + strconv.Itoa(exact), "requests_per_unit: -1"},
 		{"the exact limit not a number", "requests_per_unit: " + strconv.Itoa(exact), "requests_per_unit: three hundred"},
 	}
 

@@ -87,10 +87,10 @@ func TestServeRulesFromXDS(t *testing.T) {
 	}
 
 	cp.Set(t, "rl-test", "v2", &rlsconfv3.RateLimitConfig{Name: "edge", Domain: "edge", Descriptors: []*rlsconfv3.RateLimitDescriptor{
-		{Key: "user", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_HOUR}}}})
+		{Key: "user", RateLimit: &rlsconfv3.RateLimitPolicy{RequestsPerUnit: 5}}}}) // no unit
 	bad := cp.Response(t, "v2")
 	nack, _ := cp.Requests.Next(t, "NACK of v2", func(r *discoveryv3.DiscoveryRequest) bool { return r.GetResponseNonce() == bad.GetNonce() })
-	if nack.GetVersionInfo() != "v1" || !strings.Contains(nack.GetErrorDetail().GetMessage(), "xds:edge: descriptors[0].rate_limit.requests_per_unit") {
+	if nack.GetVersionInfo() != "v1" || !strings.Contains(nack.GetErrorDetail().GetMessage(), "xds:edge: descriptors[0].rate_limit.unit: missing") {
 		t.Fatalf("reply to v2: version %q, error %v; want a NACK keeping v1", nack.GetVersionInfo(), nack.GetErrorDetail())
 	}
 	expect("alice", rlsv3.RateLimitResponse_OVER_LIMIT)

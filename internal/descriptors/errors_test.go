@@ -50,7 +50,7 @@ func TestLoadErrors(t *testing.T) {
 			"      name: x",
 		), []string{
 			"t.yaml:5: descriptors[0].rate_limit.unit: missing " + want,
-			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing",
+			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing (to block every request write 0; for no limit, unlimited: true)",
 		}},
 		{"missing domain", lines(
 			"descriptors: []",
@@ -66,7 +66,7 @@ func TestLoadErrors(t *testing.T) {
 			"      unit: second",
 			"      requests_per_second: 1",
 		), []string{
-			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing",
+			"t.yaml:5: descriptors[0].rate_limit.requests_per_unit: missing (to block every request write 0; for no limit, unlimited: true)",
 			"t.yaml:6: descriptors[0].rate_limit.requests_per_second: unknown field (want name, unit, unit_multiplier, requests_per_unit, algorithm, burst, buckets, unlimited, replaces)",
 		}},
 		{"quota_mode not a boolean", head + lines(
@@ -230,8 +230,8 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml:7: descriptors[0].replaces[2].other: unknown field (want name)",
 			`t.yaml:8: descriptors[0].replaces[3]: want a mapping, got the string "just-a-name"`,
 		}},
-		{"empty value", head + `    value: ""` + "\n", []string{
-			"t.yaml:4: descriptors[0].value: empty value; omit value for a per-value counter"}},
+		{"empty value is no value: a duplicate of the bare key", head + "  - key: k\n    value: \"\"\n", []string{
+			`t.yaml:4: descriptors[1]: duplicate entry key "k" without value (first at line 3)`}},
 		{"control character in value", head + "    value: |\n      v\n", []string{
 			"t.yaml:4: descriptors[0].value: contains control character U+000A"}},
 		{"control character in the domain", "domain: \"a\\nb\"\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n", []string{
@@ -245,18 +245,18 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml:3: descriptors[0].key: missing",
 			"t.yaml:4: descriptors[1].key: empty",
 		}},
-		{"requests_per_unit zero, negative, float, quoted, huge", lines(
+		{"requests_per_unit negative, float, quoted, huge; burst on a limit of 0", lines(
 			"domain: d",
 			"descriptors:",
-			"  - {key: a, rate_limit: {unit: second, requests_per_unit: 0}}",
+			"  - {key: a, rate_limit: {unit: second, requests_per_unit: 0, algorithm: gcra, burst: 5}}",
 			"  - {key: b, rate_limit: {unit: second, requests_per_unit: -5}}",
 			"  - {key: c, rate_limit: {unit: second, requests_per_unit: 1.5}}",
 			"  - {key: d, rate_limit: {unit: second, requests_per_unit: '100'}}",
 			"  - {key: e, rate_limit: {unit: second, requests_per_unit: 99999999999999999999}}",
 			"  - {key: f, rate_limit: {unit: second, requests_per_unit: [1]}}",
 		), []string{
-			"t.yaml:3: descriptors[0].rate_limit.requests_per_unit: must be at least 1, got 0 (for no limit use unlimited: true)",
-			"t.yaml:4: descriptors[1].rate_limit.requests_per_unit: must be at least 1, got -5 (for no limit use unlimited: true)",
+			"t.yaml:3: descriptors[0].rate_limit.burst: has no meaning on requests_per_unit: 0, which blocks every request",
+			"t.yaml:4: descriptors[1].rate_limit.requests_per_unit: must not be negative, got -5",
 			"t.yaml:5: descriptors[2].rate_limit.requests_per_unit: want a whole number, got 1.5",
 			`t.yaml:6: descriptors[3].rate_limit.requests_per_unit: want a whole number, got the string "100"`,
 			"t.yaml:7: descriptors[4].rate_limit.requests_per_unit: number 99999999999999999999 is out of range",

@@ -142,7 +142,11 @@ func (p *fileParser) rate(f fields, unlimited bool) rate {
 		p.errorf(f.keyLine("burst"), f.at("burst"), "%d is above the largest burst, %d (2^32)", r.burst, limiter.MaxLimit)
 	}
 	r.buckets, _ = p.integer(f, "buckets", 1)
-	if algoOK && !unlimited { // with an unknown algorithm the check would only cascade
+	switch {
+	case unlimited:
+	case r.requests == 0 && f.has("requests_per_unit"):
+		p.checkBlockingFields(f) // runs as fixed_window whatever the algorithm (limiter.Params.Validate)
+	case algoOK: // with an unknown algorithm the check would only cascade
 		p.checkAlgorithmFields(f, r.algo)
 	}
 	if !unlimited {
@@ -168,17 +172,17 @@ func (p *fileParser) unit(f fields, unlimited bool) (string, int64) {
 	return lower, ms
 }
 
-// requests returns requests_per_unit: at least 1, or any non-negative number when
-// unlimited (it is ignored then).
+// requests returns requests_per_unit: any non-negative number (0 blocks every request,
+// as in envoyproxy/ratelimit; ignored when unlimited).
 func (p *fileParser) requests(f fields, unlimited bool) int64 {
 	n, ok := p.integer(f, "requests_per_unit", math.MinInt64)
 	switch {
 	case !ok:
 		if !f.has("requests_per_unit") && !unlimited {
-			p.errorf(f.line, f.at("requests_per_unit"), "missing")
+			// envoyproxy/ratelimit reads a missing value as 0, which blocks: too easy
+			// to get by mistake to take silently.
+			p.errorf(f.line, f.at("requests_per_unit"), "missing (to block every request write 0; for no limit, unlimited: true)")
 		}
-	case n < 1 && !unlimited:
-		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "must be at least 1, got %d (for no limit use unlimited: true)", n)
 	case n < 0:
 		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "must not be negative, got %d", n)
 	case n > limiter.MaxLimit && !unlimited:
@@ -195,6 +199,16 @@ func (p *fileParser) checkAlgorithmFields(f fields, a limiter.Algorithm) {
 	}
 	if f.has("buckets") && a != limiter.SlidingWindow {
 		p.errorf(f.keyLine("buckets"), f.at("buckets"), "applies only to sliding_window, not %s", a)
+	}
+}
+
+// checkBlockingFields rejects burst and buckets on a limit of 0, which blocks every
+// request: a burst there would read as an allowance that it never grants.
+func (p *fileParser) checkBlockingFields(f fields) {
+	for _, name := range []string{"burst", "buckets"} {
+		if f.has(name) {
+			p.errorf(f.keyLine(name), f.at(name), "has no meaning on requests_per_unit: 0, which blocks every request")
+		}
 	}
 }
 

@@ -121,7 +121,7 @@ func TestLoadDirEmpty(t *testing.T) {
 
 func TestLoadDirCollectsAllErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a.yaml"), "domain: edge\ndescriptors:\n  - key: k\n    value: \"\"\n")
+	writeFile(t, filepath.Join(dir, "a.yaml"), "domain: edge\ndescriptors:\n  - key: k\n    value: \"*\"\n    share_threshold: 3\n")
 	writeFile(t, filepath.Join(dir, "b", "b.yaml"), "domain: edge\n")
 	writeFile(t, filepath.Join(dir, "c.yaml"), "domain: c\nalgorithm: nope\n")
 	symlink(t, "gone.yaml", filepath.Join(dir, "d.yaml"))
@@ -132,7 +132,7 @@ func TestLoadDirCollectsAllErrors(t *testing.T) {
 		t.Fatalf("error %v is not a *LoadError", err)
 	}
 	want := []string{
-		"a.yaml:4: descriptors[0].value: empty value; omit value for a per-value counter",
+		"a.yaml:5: descriptors[0].share_threshold: want true or false, got 3",
 		`b/b.yaml:1: domain: duplicate domain "edge" (already defined in a.yaml:1)`,
 		`c.yaml:2: algorithm: unknown algorithm "nope" (want gcra|token_bucket|fixed_window|sliding_window|sliding_window_log|token_budget)`,
 		"d.yaml: file: cannot read: no such file or directory",

@@ -122,10 +122,17 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 		}
 		return nil
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		p.errorf(extra.Line, "file", "more than one YAML document; one domain per file")
-		return nil
+	// A trailing "---" starts an empty document, which is no second domain.
+	for {
+		var extra yaml.Node
+		err := dec.Decode(&extra)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if !emptyDocument(&extra, err) {
+			p.errorf(extra.Line, "file", "more than one YAML document; one domain per file")
+			return nil
+		}
 	}
 	if len(doc.Content) == 0 {
 		p.errorf(0, "file", "empty; want a mapping with domain and descriptors")
@@ -297,8 +304,7 @@ func (p *fileParser) level(f fields) (Level, bool) {
 	case !ok:
 		return l, !f.has("value")
 	case value == "":
-		p.errorf(line, f.at("value"), "empty value; omit value for a per-value counter")
-		return l, false
+		return l, true // no value, as envoyproxy/ratelimit reads it (Envoy Gateway writes value: "")
 	case !p.printable(value, line, f.at("value")):
 		return l, false
 	}
@@ -377,4 +383,9 @@ func tabIndentLine(data []byte, line int) int {
 		}
 	}
 	return line
+}
+
+// emptyDocument says whether a decoded document holds nothing (a trailing "---").
+func emptyDocument(doc *yaml.Node, err error) bool {
+	return err == nil && (len(doc.Content) == 0 || isNull(doc.Content[0]))
 }

@@ -98,6 +98,10 @@ func TestParseDefaults(t *testing.T) {
 		"    rate_limit: {unit: minute, requests_per_unit: 60, algorithm: gcra}",
 		"  - key: sliding",
 		"    rate_limit: {unit: minute, requests_per_unit: 60, algorithm: sliding_window}",
+		"  - key: blocked", // envoyproxy/ratelimit's way to deny a value outright
+		"    rate_limit: {unit: second, requests_per_unit: 0}",
+		"  - key: blocked-log",
+		"    rate_limit: {unit: minute, requests_per_unit: 0, algorithm: sliding_window_log}",
 	))
 	tests := []struct {
 		key  string
@@ -106,6 +110,8 @@ func TestParseDefaults(t *testing.T) {
 		{"plain", limiter.Params{Algorithm: limiter.FixedWindow, Limit: 5, PeriodMs: 1000, Burst: 5}},
 		{"gcra", limiter.Params{Algorithm: limiter.GCRA, Limit: 60, PeriodMs: minuteMs, Burst: 60}},
 		{"sliding", limiter.Params{Algorithm: limiter.SlidingWindow, Limit: 60, PeriodMs: minuteMs, Burst: 60, Buckets: 10}},
+		{"blocked", limiter.Params{Algorithm: limiter.FixedWindow, Limit: 0, PeriodMs: 1000, Burst: 1}},
+		{"blocked-log", limiter.Params{Algorithm: limiter.FixedWindow, Limit: 0, PeriodMs: minuteMs, Burst: 1}},
 	}
 	for _, tt := range tests {
 		ls := rs.Match("d", []Entry{{tt.key, "x"}})
@@ -120,6 +126,30 @@ func TestParseDefaults(t *testing.T) {
 		if ls[0].UnitMultiplier != 1 || ls[0].Shadow || ls[0].DetailedMetric || ls[0].Replaces != nil || ls[0].Name != "" {
 			t.Errorf("%s: defaults not applied: %+v", tt.key, *ls[0])
 		}
+	}
+}
+
+// What envoyproxy/ratelimit accepts in files seen in the wild loads here too, meaning
+// the same: Envoy Gateway's rendered rules (a top-level name, value: "" for a key
+// without value, a trailing "---") and a name on a descriptor entry, all ignored there.
+func TestParseUpstreamLeniencies(t *testing.T) {
+	rs := mustParse(t, lines(
+		"name: first-listener",
+		"domain: d",
+		"descriptors:",
+		"  - name: ignored",
+		"    key: route",
+		`    value: ""`,
+		"    rate_limit: {unit: minute, requests_per_unit: 3}",
+		"---",
+	))
+	ls := rs.Match("d", []Entry{{"route", "any-value"}})
+	if len(ls) != 1 || ls[0].Params.Limit != 3 || ls[0].Levels[0].Kind != BareKey {
+		t.Fatalf("value \"\" should be a key without value: %+v", ls)
+	}
+	if _, err := Parse("t.yaml", []byte("domain: a\n---\n---\ndomain: b\n")); err == nil ||
+		!strings.Contains(err.Error(), "more than one YAML document") {
+		t.Errorf("a second domain after an empty document: %v", err)
 	}
 }
 

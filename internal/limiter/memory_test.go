@@ -171,7 +171,9 @@ func TestValidateBounds(t *testing.T) {
 		want string // substring of the error; "" = valid
 	}{
 		{"fixed default", Params{Algorithm: FixedWindow, Limit: 100, PeriodMs: 1000}, ""},
-		{"zero limit", Params{Algorithm: FixedWindow, Limit: 0, PeriodMs: 1000}, "limit 0"},
+		{"zero limit blocks", Params{Algorithm: FixedWindow, Limit: 0, PeriodMs: 1000}, ""},
+		{"zero limit of any algorithm blocks", Params{Algorithm: GCRA, Limit: 0, PeriodMs: 1000}, ""},
+		{"negative limit", Params{Algorithm: FixedWindow, Limit: -1, PeriodMs: 1000}, "limit -1"},
 		{"limit too large", Params{Algorithm: FixedWindow, Limit: MaxLimit + 1, PeriodMs: 1000}, "out of range"},
 		{"period too long", Params{Algorithm: FixedWindow, Limit: 1, PeriodMs: MaxPeriodMs + 1}, "period"},
 		{"gcra 1000/s reduces to 1 ms", Params{Algorithm: GCRA, Limit: 1000, PeriodMs: 1000}, ""},

@@ -108,9 +108,18 @@ func (p *Params) Ceiling() int64 {
 
 // Validate checks that the rule can be computed exactly (SPEC §3), fills defaults and
 // derives the reduced integers. The error names the bound that was exceeded.
+//
+// A limit of 0 blocks, as in envoyproxy/ratelimit (`requests_per_unit: 0` is its way to
+// deny a value outright): it runs as fixed_window with L = 0, whatever the algorithm
+// asked, since gcra and token_bucket would divide by zero. Every request that costs
+// anything is denied until the window's end (its Retry-After), a cost-0 check is
+// allowed, and nothing is ever written.
 func (p *Params) Validate() error {
-	if p.Limit < 1 || p.Limit > MaxLimit {
-		return fmt.Errorf("limit %d out of range [1, %d]", p.Limit, MaxLimit)
+	if p.Limit == 0 {
+		*p = Params{Algorithm: FixedWindow, PeriodMs: p.PeriodMs, Burst: 1}
+	}
+	if p.Limit < 0 || p.Limit > MaxLimit {
+		return fmt.Errorf("limit %d out of range [0, %d]", p.Limit, MaxLimit)
 	}
 	if p.PeriodMs < 1 || p.PeriodMs > MaxPeriodMs {
 		return fmt.Errorf("period %d ms out of range [1, %d]", p.PeriodMs, MaxPeriodMs)

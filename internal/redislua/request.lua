@@ -934,7 +934,9 @@ local function group_in_range(v, b)
     end
   end
   local algo, shadow, limit, period, burst = v[b + 1], v[b + 2], v[b + 3], v[b + 4], v[b + 5]
-  if algo > TOKEN_BUDGET or shadow > 1 or limit < 1 or limit > MAX_LIMIT or period < 1
+  -- a limit of 0 (it blocks) runs only as fixed_window, as limiter.Params.Validate makes it
+  local least = algo == FIXED_WINDOW and 0 or 1
+  if algo > TOKEN_BUDGET or shadow > 1 or limit < least or limit > MAX_LIMIT or period < 1
       or period > MAX_PERIOD or burst < 1 or burst > MAX_LIMIT then
     return false
   end

@@ -59,6 +59,9 @@ descriptors:
     rate_limit: {name: new-limit, unit: hour, requests_per_unit: 50}
   - key: huge
     rate_limit: {name: huge, unit: hour, requests_per_unit: 4294967296}
+  - key: remote_address
+    value: 50.0.0.5
+    rate_limit: {name: blocked, unit: second, requests_per_unit: 0}
   - key: nested
     value: a
     descriptors:
@@ -244,6 +247,34 @@ func TestDeniedRequestConsumesNothing(t *testing.T) {
 	}
 	if got := f.call(t, "test", 0, desc("pair", "loose")).Statuses[0].LimitRemaining; got != 99 {
 		t.Fatalf("loose remaining %d after its first real charge, want 99", got)
+	}
+}
+
+// requests_per_unit: 0 denies every request for its value, as envoyproxy/ratelimit's
+// blocklist examples expect: OVER_LIMIT until the end of the unit's window, that limit
+// reported, and nothing charged on the request's other descriptors.
+func TestZeroLimitBlocks(t *testing.T) {
+	f := start(t, false)
+	for i := 0; i < 3; i++ {
+		resp := f.call(t, "test", 0, desc("pair", "loose"), desc("remote_address", "50.0.0.5"))
+		st := resp.Statuses[1]
+		if resp.OverallCode != over || st.Code != over || st.CurrentLimit.GetName() != "blocked" ||
+			st.CurrentLimit.GetRequestsPerUnit() != 0 || st.CurrentLimit.GetUnit() != rlsv3.RateLimitResponse_RateLimit_SECOND ||
+			st.LimitRemaining != 0 || st.DurationUntilReset.AsDuration() != time.Second {
+			t.Fatalf("request %d: %v", i, resp)
+		}
+		if got := header(resp, "retry-after"); got != "1" {
+			t.Fatalf("request %d: retry-after %q, want 1 (the rest of the second)", i, got)
+		}
+		if resp.Statuses[0].Code != ok || resp.Statuses[0].LimitRemaining != 100 {
+			t.Fatalf("request %d: sibling %v charged or denied", i, resp.Statuses[0])
+		}
+	}
+	if resp := f.call(t, "test", 0, desc("remote_address", "50.0.0.6")); resp.OverallCode != ok {
+		t.Fatalf("another address: %v", resp)
+	}
+	if resp := f.call(t, "test", 0, desc("pair", "loose")); resp.Statuses[0].LimitRemaining != 99 {
+		t.Fatalf("loose remaining after its first real charge: %v", resp)
 	}
 }
 

@@ -95,7 +95,8 @@ func decode(res *anypb.Any) (*rlsconfv3.RateLimitConfig, error) {
 // The YAML documents ToYAML writes: the rule format's fields (SPEC §7) that a
 // RateLimitConfig can carry. Proto3 cannot tell an unset scalar from its zero value,
 // so zero values are left out, which is what absent means in the YAML format too:
-// e.g. an unset unit is reported as missing, not as a unit named "UNKNOWN".
+// e.g. an unset unit is reported as missing, not as a unit named "UNKNOWN". The one
+// exception is requests_per_unit, where 0 is a limit (it blocks).
 type (
 	yamlFile struct {
 		Domain      string           `yaml:"domain"`
@@ -112,7 +113,7 @@ type (
 	yamlLimit struct {
 		Name            string        `yaml:"name,omitempty"`
 		Unit            string        `yaml:"unit,omitempty"`
-		RequestsPerUnit uint32        `yaml:"requests_per_unit,omitempty"`
+		RequestsPerUnit *uint32       `yaml:"requests_per_unit,omitempty"` // nil only when unlimited
 		Unlimited       bool          `yaml:"unlimited,omitempty"`
 		Replaces        []yamlReplace `yaml:"replaces,omitempty"`
 	}
@@ -160,7 +161,12 @@ func toYAMLLimit(p *rlsconfv3.RateLimitPolicy) *yamlLimit {
 	if p == nil {
 		return nil
 	}
-	l := &yamlLimit{Name: p.GetName(), RequestsPerUnit: p.GetRequestsPerUnit(), Unlimited: p.GetUnlimited()}
+	l := &yamlLimit{Name: p.GetName(), Unlimited: p.GetUnlimited()}
+	if n := p.GetRequestsPerUnit(); n != 0 || !l.Unlimited {
+		// Written even when 0: that is a limit here, one that blocks every request
+		// (as envoyproxy/ratelimit reads it), not an absent field.
+		l.RequestsPerUnit = &n
+	}
 	if p.GetUnit() != rlsconfv3.RateLimitUnit_UNKNOWN {
 		l.Unit = p.GetUnit().String()
 	}

@@ -189,6 +189,7 @@ func TestCompileMatchesTheFileFormat(t *testing.T) {
 		{Key: "path", Value: "/login", RateLimit: named("login", limit(minute, 5)), ShadowMode: true},
 		{Key: "path", Value: "/admin*", RateLimit: replacing(named("admin", limit(hour, 50)), "login")},
 		{Key: "tenant", Value: "internal", RateLimit: &polT{Unlimited: true}},
+		{Key: "tenant", Value: "banned", RateLimit: named("banned", limit(second, 0))}, // blocks, as upstream reads it
 		{Key: "tenant", Descriptors: []*descT{
 			{Key: "user", RateLimit: named("per-user", limit(day, 1000))},
 		}},
@@ -210,6 +211,9 @@ descriptors:
     value: internal
     rate_limit: {unlimited: true}
   - key: tenant
+    value: banned
+    rate_limit: {name: banned, unit: second, requests_per_unit: 0}
+  - key: tenant
     descriptors:
       - key: user
         rate_limit: {name: per-user, unit: day, requests_per_unit: 1000}
@@ -223,8 +227,8 @@ descriptors:
 		t.Fatal(err)
 	}
 	got, want := fromXDS.Limits("edge"), fromFile.Limits("edge")
-	if len(got) != len(want) || len(got) != 5 {
-		t.Fatalf("%d limits from xDS, %d from the file, want 5 each", len(got), len(want))
+	if len(got) != len(want) || len(got) != 6 {
+		t.Fatalf("%d limits from xDS, %d from the file, want 6 each", len(got), len(want))
 	}
 	for i := range got {
 		g, w := *got[i], *want[i]
@@ -304,9 +308,6 @@ func TestCompileErrors(t *testing.T) {
 		{"no unit", []*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
 			{Key: "k", RateLimit: &polT{RequestsPerUnit: 3}}}})},
 			[]string{"xds:r1: descriptors[0].rate_limit.unit: missing"}},
-		{"no rate", []*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
-			{Key: "k", RateLimit: &polT{Unit: second}}}})},
-			[]string{"xds:r1: descriptors[0].rate_limit.requests_per_unit: missing"}},
 		{"unknown unit number", []*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
 			{Key: "k", RateLimit: limit(rlsconfv3.RateLimitUnit(9), 1)}}})},
 			[]string{"xds:r1: descriptors[0].rate_limit.unit", `"9"`}},
