@@ -43,6 +43,7 @@ type Request struct {
 // a quota-mode descriptor over its limit (quota.go).
 type Status struct {
 	OverLimit bool
+	Unlimited bool               // the descriptor matched only unlimited limits (Limit is nil)
 	Limit     *descriptors.Limit // the reported limit; nil when no limit applies
 	Decision  limiter.Decision   // the reported limit's decision
 	Checked   []Checked          // every limit evaluated for this descriptor (for metrics)
@@ -129,6 +130,8 @@ type plan struct {
 	owner    []int // descriptor index of each check
 	override bool  // some descriptor's limits were replaced by a request override
 	quota    bool  // some enforced limit is in quota mode (quota.go)
+	// unlimited are the descriptors that matched only unlimited limits.
+	unlimited []int
 
 	// Inline storage: a request with up to inlineChecks checks (nearly all of them)
 	// keeps its working memory here, in the one allocation of requestMemory.
@@ -137,6 +140,7 @@ type plan struct {
 	ownerBuf     [inlineChecks]int
 	decisionsBuf [inlineChecks]limiter.Decision
 	checkedBuf   [inlineChecks]Checked
+	unlimitedBuf [inlineStatuses]int
 }
 
 // inlineChecks is how many checks and descriptors a request holds without further
@@ -180,6 +184,9 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		res.Statuses = mem.statuses[:n:n]
 	} else {
 		res.Statuses = make([]Status, n)
+	}
+	for _, i := range p.unlimited {
+		res.Statuses[i].Unlimited = true
 	}
 	if len(p.checks) == 0 {
 		return res, nil

@@ -2,6 +2,7 @@ package decide
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -33,7 +34,7 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 			}
 		}
 	}
-	p.checks, p.limits, p.owner = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0]
+	p.checks, p.limits, p.owner, p.unlimited = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0], p.unlimitedBuf[:0]
 	for i := range req.Descriptors {
 		desc := &req.Descriptors[i]
 		q := cost
@@ -48,6 +49,9 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 			return fmt.Errorf("%w: descriptor %d: %v", ErrInvalid, i, err)
 		}
 		p.override = p.override || desc.Override != nil
+		if len(limits) > 0 && !slices.ContainsFunc(limits, func(l *descriptors.Limit) bool { return !l.Unlimited }) {
+			p.unlimited = append(p.unlimited, i)
+		}
 		for _, l := range limits {
 			if l.Unlimited {
 				continue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"time"
 
@@ -124,6 +125,8 @@ func toDecideResponse(res *decide.Result) decideResponse {
 				UnitMultiplier: l.UnitMultiplier, Algorithm: l.Params.Algorithm.String()}
 			s.LimitRemaining = st.Decision.Remaining
 			s.DurationUntilResetMs = max(0, st.Decision.ResetAt-res.Now)
+		} else if st.Unlimited {
+			s.LimitRemaining = math.MaxUint32 // as ShouldRateLimit answers
 		}
 		out.Statuses[i] = s
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,6 +25,8 @@ domain: web
 descriptors:
   - key: ip
     rate_limit: {name: per-ip, unit: hour, requests_per_unit: 2}
+  - key: internal
+    rate_limit: {unlimited: true}
 `
 
 // now is 800 s into an hour, so the window resets in 2,800,000 ms.
@@ -139,7 +142,7 @@ func TestHealthcheckAnswersAsEnvoyproxyRatelimit(t *testing.T) {
 // POST /v1/decide gives ShouldRateLimit's decision and charges the same state.
 func TestDecideEndpoint(t *testing.T) {
 	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), nil)) + "/v1/decide"
-	req := `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.1"}]},{"entries":[{"key":"other","value":"x"}]}]}`
+	req := `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.1"}]},{"entries":[{"key":"other","value":"x"}]},{"entries":[{"key":"internal","value":"y"}]}]}`
 	type status struct {
 		Code         string `json:"code"`
 		CurrentLimit *struct {
@@ -175,8 +178,11 @@ func TestDecideEndpoint(t *testing.T) {
 			st.DurationUntilResetMs != 2_800_000 {
 			t.Fatalf("request %d: %s", i, body)
 		}
-		if len(out.Statuses) != 2 || out.Statuses[1].Code != "OK" || out.Statuses[1].CurrentLimit != nil {
+		if len(out.Statuses) != 3 || out.Statuses[1].Code != "OK" || out.Statuses[1].CurrentLimit != nil || out.Statuses[1].LimitRemaining != 0 {
 			t.Fatalf("request %d: the unmatched descriptor: %s", i, body)
+		}
+		if un := out.Statuses[2]; un.Code != "OK" || un.CurrentLimit != nil || un.LimitRemaining != math.MaxUint32 {
+			t.Fatalf("request %d: the unlimited descriptor (limit_remaining the uint32 maximum, as gRPC): %s", i, body)
 		}
 	}
 }
@@ -297,7 +303,7 @@ func TestDebugConfig(t *testing.T) {
 		t.Fatalf("%d %v %s", code, err, body)
 	}
 	if dump.Hash != d.Rules().Hash() || len(dump.Domains) != 1 || dump.Domains[0].Domain != "web" ||
-		len(dump.Domains[0].Limits) != 1 || dump.Domains[0].Limits[0].Name != "per-ip" {
+		len(dump.Domains[0].Limits) != 2 || dump.Domains[0].Limits[0].Name != "per-ip" {
 		t.Fatalf("dump %s", body)
 	}
 }

@@ -228,6 +228,9 @@ func statusInto(m *statusMemory, st *decide.Status, now int64) *rlsv3.RateLimitR
 		ps.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 	}
 	if st.Limit == nil {
+		if st.Unlimited {
+			ps.LimitRemaining = math.MaxUint32 // nothing limits it, as envoyproxy/ratelimit answers
+		}
 		return ps
 	}
 	l := st.Limit

@@ -208,6 +208,12 @@ func TestStatusesAreOneToOneInOrder(t *testing.T) {
 	if resp.Statuses[1].CurrentLimit != nil || resp.Statuses[3].CurrentLimit != nil {
 		t.Fatal("unmatched or unlimited descriptor reported a current_limit")
 	}
+	// As envoyproxy/ratelimit: an unlimited descriptor has all the room there is, an
+	// unmatched one reports nothing.
+	if resp.Statuses[3].LimitRemaining != math.MaxUint32 || resp.Statuses[1].LimitRemaining != 0 {
+		t.Fatalf("limit_remaining of the unlimited and the unmatched descriptors: %d, %d; want %d, 0",
+			resp.Statuses[3].LimitRemaining, resp.Statuses[1].LimitRemaining, uint32(math.MaxUint32))
+	}
 	if resp.Statuses[0].CurrentLimit.GetName() != "loose" || resp.Statuses[2].CurrentLimit.GetName() != "tight" {
 		t.Fatalf("current limits %v / %v", resp.Statuses[0].CurrentLimit, resp.Statuses[2].CurrentLimit)
 	}
