@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -216,12 +217,28 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 		}
 	case filepath.Dir(name) == filepath.Dir(w.root):
 		return // a sibling of the directory, seen through the parent's watch
+	case !mayHoldRules(name):
+		return // e.g. a log written into the directory: reloading on it would feed itself
 	case ev.Has(fsnotify.Create):
 		if fi, err := os.Stat(name); err == nil && fi.IsDir() {
 			_ = w.addTree(name) // a new subdirectory (or ConfigMap's new data dir): watch it too
 		}
 	}
 	w.Trigger()
+}
+
+// mayHoldRules says whether a change to name can change what loading reads: a rule
+// file, a directory (or a name without extension, which may have been one), or an
+// entry of a ConfigMap's symlink swap ("..data"). Other files (a log, an editor's swap
+// file) are never read.
+func mayHoldRules(name string) bool {
+	base := filepath.Base(name)
+	ext := strings.ToLower(filepath.Ext(base))
+	if ext == "" || ext == ".yaml" || ext == ".yml" || strings.HasPrefix(base, "..") {
+		return true
+	}
+	fi, err := os.Stat(name)
+	return err == nil && fi.IsDir()
 }
 
 // rewatch looks for the directory again until it is back, then watches it and reloads.

@@ -395,6 +395,24 @@ func TestEventsAreCoalesced(t *testing.T) {
 	}
 }
 
+// Files that loading never reads do not reload: a log written into the directory would
+// otherwise reload on every line, each reload writing another line.
+func TestOtherFilesDoNotReload(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v0"))
+	h := watch(t, dir, reload.Options{Watch: true, Debounce: 30 * time.Millisecond, MaxDelay: time.Second})
+	for i := range 8 {
+		write(t, filepath.Join(dir, "server.log"), strings.Repeat("a log line\n", i+1))
+		write(t, filepath.Join(dir, ".edge.yaml.swp"), "swap")
+		time.Sleep(80 * time.Millisecond) // past the debounce: each would be its own load
+	}
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v1"))
+	h.waitFor(t, "v1", 2*time.Second)
+	if n := h.loads.Load(); n > 2 {
+		t.Fatalf("%d loads for one rule edit among writes to other files, want 1; log:\n%s", n, h.logs)
+	}
+}
+
 // A steady trickle of events closer together than the debounce still reloads within
 // MaxDelay.
 func TestSteadyTrickleStillReloads(t *testing.T) {
