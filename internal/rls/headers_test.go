@@ -230,6 +230,12 @@ func TestRateLimitHeaders(t *testing.T) {
 		{"least remaining across descriptors", []step{
 			{descs: [][]string{{"five", "b"}, {"fw", "b"}}, want: rl(`"fw";q=5;w=3600`, `"fw";r=4;t=2800`)},
 		}},
+		// After three hits fw has 1 left after a fourth, as quote after its first: the
+		// first in request order wins the tie.
+		{"the first of equals in request order", concat(
+			fill(3, "fw", "t"),
+			[]step{{descs: [][]string{{"quote", "t"}, {"fw", "t"}}, want: rl(`"a \"q\" \\ b";q=2;w=3600`, `"a \"q\" \\ b";r=1;t=2800`)}},
+		)},
 		{"the longest wait among denying limits", concat(
 			fill(5, "fw", "c"),
 			fill(10, "gcra", "c"),

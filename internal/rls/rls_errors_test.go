@@ -8,7 +8,6 @@ import (
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 )
 
 // timingOutStore fails every call the way the Redis engine does when its own time
@@ -36,30 +34,39 @@ func (s timingOutStore) Evaluate(ctx context.Context, _ int64, _ []limiter.Limit
 func (timingOutStore) Close() error { return nil }
 
 // The store's own timeout is the store failing (UNAVAILABLE, what Envoy's failure mode
-// expects), not the caller's deadline; the caller's deadline ending is DEADLINE_EXCEEDED.
+// expects), not the caller's deadline; the caller's deadline ending is DEADLINE_EXCEEDED
+// and its cancelling CANCELED. The server is called in process: over gRPC the client
+// reports its own deadline whatever the server answers, which would hide the mapping.
 func TestStoreTimeoutIsUnavailable(t *testing.T) {
 	rs, err := descriptors.Parse("test.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req := &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}}
 	for _, tc := range []struct {
-		store    timingOutStore
-		deadline time.Duration
-		want     codes.Code
+		name  string
+		store timingOutStore
+		ctx   func() (context.Context, context.CancelFunc)
+		want  codes.Code
 	}{
-		{timingOutStore{}, time.Minute, codes.Unavailable},
-		{timingOutStore{waitForCaller: true}, 50 * time.Millisecond, codes.DeadlineExceeded},
+		{"store timeout", timingOutStore{}, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), time.Minute)
+		}, codes.Unavailable},
+		{"caller deadline", timingOutStore{waitForCaller: true}, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 20*time.Millisecond)
+		}, codes.DeadlineExceeded},
+		{"caller cancelled", timingOutStore{waitForCaller: true}, func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(20*time.Millisecond, cancel)
+			return ctx, cancel
+		}, codes.Canceled},
 	} {
-		d := decide.New(rs, tc.store, storekey.New("t:", 0), false)
-		conn := testgrpc.Serve(t, func(gs *grpc.Server) {
-			rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{}, nil))
-		})
-		ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
-		_, err := rlsv3.NewRateLimitServiceClient(conn).ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{
-			Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}})
+		srv := rls.New(decide.New(rs, tc.store, storekey.New("t:", 0), false), rls.Options{}, nil)
+		ctx, cancel := tc.ctx()
+		_, err := srv.ShouldRateLimit(ctx, req)
 		cancel()
 		if got := status.Code(err); got != tc.want {
-			t.Errorf("waitForCaller %v: %v (%v), want %v", tc.store.waitForCaller, got, err, tc.want)
+			t.Errorf("%s: %v (%v), want %v", tc.name, got, err, tc.want)
 		}
 	}
 }

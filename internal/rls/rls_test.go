@@ -59,6 +59,8 @@ descriptors:
     rate_limit: {name: new-limit, unit: hour, requests_per_unit: 50}
   - key: huge
     rate_limit: {name: huge, unit: hour, requests_per_unit: 4294967296}
+  - key: twice
+    rate_limit: {name: two-minutes, unit: minute, unit_multiplier: 2, requests_per_unit: 3}
   - key: remote_address
     value: 50.0.0.5
     rate_limit: {name: blocked, unit: second, requests_per_unit: 0}
@@ -310,9 +312,11 @@ func TestIdenticalDescriptorsCountTwice(t *testing.T) {
 
 func TestHitsAddendAndCheckOnly(t *testing.T) {
 	f := start(t, false)
-	// Request-wide hits_addend 3 on a bucket of 4.
-	if r := f.call(t, "test", 3, desc("tb", "a")).Statuses[0]; r.Code != ok || r.LimitRemaining != 1 {
-		t.Fatalf("after cost 3: %v", r)
+	// Request-wide hits_addend 3 on a bucket of 4, refilled 2 per second: full again in
+	// 1.5 s, a reset with a fraction of a second.
+	if r := f.call(t, "test", 3, desc("tb", "a")).Statuses[0]; r.Code != ok || r.LimitRemaining != 1 ||
+		r.DurationUntilReset.AsDuration() != 1500*time.Millisecond {
+		t.Fatalf("after cost 3: %v, want 1 remaining and a reset in 1.5 s", r)
 	}
 	// The descriptor's own hits_addend overrides the request's.
 	d := desc("tb", "a")
@@ -334,6 +338,34 @@ func TestHitsAddendAndCheckOnly(t *testing.T) {
 	// The token bucket refills 2 per second: one token takes 500 ms, so Retry-After is 1.
 	if r := f.call(t, "test", 0, desc("tb", "a")); header(r, "retry-after") != "1" {
 		t.Fatalf("Retry-After %q, want 1", header(r, "retry-after"))
+	}
+}
+
+// Each descriptor's own hits_addend is charged to that descriptor alone, whether the
+// request's descriptors fit the converted request's inline memory (2) or not.
+func TestPerDescriptorHitsAddends(t *testing.T) {
+	f := start(t, false)
+	ds := []*ratelimitv3.RateLimitDescriptor{desc("tb", "p"), desc("tb", "q"), desc("tb", "r")}
+	for i, h := range []uint64{3, 1, 2} {
+		ds[i].HitsAddend = wrapperspb.UInt64(h)
+	}
+	resp := f.call(t, "test", 0, ds...)
+	for i, want := range []uint32{1, 3, 2} { // a bucket of 4 each
+		if st := resp.Statuses[i]; st.Code != ok || st.LimitRemaining != want {
+			t.Fatalf("descriptor %d: %v, want %d remaining; response %v", i, st, want, resp)
+		}
+	}
+}
+
+// current_limit carries a unit multiplier above 1, and none for 1.
+func TestUnitMultiplier(t *testing.T) {
+	f := start(t, false)
+	resp := f.call(t, "test", 0, desc("twice", "a"), desc("burst", "m"))
+	if m := resp.Statuses[0].CurrentLimit.GetUnitMultiplier(); m.GetValue() != 2 {
+		t.Fatalf("unit_multiplier 2: %v", resp.Statuses[0].CurrentLimit)
+	}
+	if m := resp.Statuses[1].CurrentLimit.GetUnitMultiplier(); m != nil {
+		t.Fatalf("unit_multiplier 1 sent as %v", m)
 	}
 }
 
