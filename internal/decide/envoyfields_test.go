@@ -273,3 +273,50 @@ func (c *countingEngine) Evaluate(ctx context.Context, now int64, checks []limit
 	c.n++
 	return c.Engine.Evaluate(ctx, now, checks, out)
 }
+
+const tieRules = `
+domain: d
+descriptors:
+  - key: a
+    rate_limit: {name: a1, unit: minute, requests_per_unit: 2}
+  - key: b
+    rate_limit: {name: b1, unit: minute, requests_per_unit: 2}
+  - key: pair
+    rate_limits:
+      - {name: first, unit: minute, requests_per_unit: 3}
+      - {name: second, unit: minute, requests_per_unit: 3}
+  - key: quota
+    quota_mode: true
+    rate_limit: {name: soft, unit: minute, requests_per_unit: 1}
+  - key: hard
+    rate_limit: {name: hard, unit: minute, requests_per_unit: 1}
+`
+
+// Ties go to the first: of a descriptor's limits with equal remaining, the first is
+// reported; of denials with equal waits, the first (a descriptor's reported denial and
+// the request's WaitFor); in quota mode an ordinary limit's wait equal to the soonest
+// quota descriptor's is the one waited for.
+func TestTiesGoToTheFirst(t *testing.T) {
+	d := fieldsDecider(t, tieRules)
+	res := runSteps(t, d, []step{{descs: [][]string{kv("pair", "x")}}})[0]
+	if got := res.Statuses[0].Limit.Name; got != "first" {
+		t.Errorf("equal remaining: reported %s, want first", got)
+	}
+	res = runSteps(t, d, []step{
+		{descs: [][]string{kv("pair", "x")}}, {descs: [][]string{kv("pair", "x")}},
+		{descs: [][]string{kv("pair", "x")}, denied: true},
+	})[2]
+	if got := res.Statuses[0].Limit.Name; got != "first" || res.WaitFor.Limit.Name != "first" {
+		t.Errorf("equal waits on one descriptor: reported %s, waits for %s; want first for both", got, res.WaitFor.Limit.Name)
+	}
+	both := [][]string{kv("a", "x"), kv("b", "x")}
+	res = runSteps(t, d, []step{{descs: both}, {descs: both}, {descs: both, denied: true}})[2]
+	if got := res.WaitFor.Limit.Name; got != "a1" {
+		t.Errorf("equal waits on two descriptors: waits for %s, want a1", got)
+	}
+	mixed := [][]string{kv("quota", "x"), kv("hard", "x")}
+	res = runSteps(t, d, []step{{descs: mixed}, {descs: mixed, denied: true}})[1]
+	if got := res.WaitFor.Limit.Name; got != "hard" {
+		t.Errorf("quota mode, an ordinary wait equal to the quota's: waits for %s, want hard", got)
+	}
+}

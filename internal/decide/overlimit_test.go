@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -388,8 +389,8 @@ func TestOverLimitCacheMatchesRedis(t *testing.T) {
 // A rule reload clears the cache: a key frozen under the old limit is decided by the
 // store under the new one.
 func TestOverLimitCacheClearedOnReload(t *testing.T) {
-	rules := func(n int) *descriptors.RuleSet {
-		rs, err := descriptors.Parse("r.yaml", fmt.Appendf(nil, "domain: r\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: %d}\n", n))
+	rules := func(n int, extra ...string) *descriptors.RuleSet {
+		rs, err := descriptors.Parse("r.yaml", fmt.Appendf(nil, "domain: r\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: %d}\n%s", n, strings.Join(extra, "")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,6 +413,12 @@ func TestOverLimitCacheClearedOnReload(t *testing.T) {
 	d.SetRules(rules(1))
 	if res := decideOK(t, d, req()); !res.OverLimit || !res.Cached {
 		t.Fatalf("after reloading the same rules: over %v cached %v, want the cached denial", res.OverLimit, res.Cached)
+	}
+	// Any change clears it, even one that leaves this limit as it was: the store
+	// decides again (and denies again).
+	d.SetRules(rules(1, "  - key: other\n    rate_limit: {unit: hour, requests_per_unit: 9}\n"))
+	if res := decideOK(t, d, req()); !res.OverLimit || res.Cached {
+		t.Fatalf("after a reload that changed another limit: over %v cached %v, want the store's denial", res.OverLimit, res.Cached)
 	}
 	d.SetRules(rules(5))
 	if res := decideOK(t, d, req()); res.OverLimit || res.Cached {
