@@ -21,7 +21,6 @@ var (
 	inputs   Inputs
 	setupErr error
 	skipMsg  string
-	envoyVer string
 )
 
 func TestMain(m *testing.M) {
@@ -115,8 +114,7 @@ func setup(work string) error {
 	if err != nil {
 		return err
 	}
-	envoyVer = line
-	fmt.Println("e2e: envoy --version:", line)
+	fmt.Println("e2e: envoy --version:", line) // a version other than the pin: below
 	if ver != pin {
 		msg := fmt.Sprintf("%s is Envoy %s but e2e/requirements.txt pins %s", envoy, ver, pin)
 		if os.Getenv("CI") == "true" {
@@ -142,12 +140,4 @@ func needTopology(t *testing.T) *Topology {
 		t.Fatalf("setup failed: %v", setupErr)
 	}
 	return topo
-}
-
-func TestEnvoyVersion(t *testing.T) {
-	needTopology(t)
-	t.Log("envoy --version:", envoyVer)
-	if !strings.Contains(envoyVer, "/"+inputs.Pin+"/") {
-		t.Logf("WARNING: the Envoy under test is not the pinned %s", inputs.Pin)
-	}
 }

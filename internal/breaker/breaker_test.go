@@ -110,8 +110,10 @@ func TestOutageUnderLoad(t *testing.T) {
 	p99 := outageLatencies[len(outageLatencies)*99/100]
 	t.Logf("outage: %d calls, p99 %v, max %v; %d store timeouts, %d answered by the open circuit",
 		len(outageLatencies), p99, outageLatencies[len(outageLatencies)-1], storeErrors.Load(), fastFails.Load())
-	if p99 > readTimeout+5*time.Millisecond {
-		t.Errorf("p99 during the outage %v exceeds the store timeout %v + 5 ms", p99, readTimeout)
+	// A bound against calls hanging for the outage (700 ms), not a latency target: the
+	// slack absorbs a descheduled test on a busy machine.
+	if p99 > readTimeout+100*time.Millisecond {
+		t.Errorf("p99 during the outage %v: calls wait past the store timeout %v (+ 100 ms)", p99, readTimeout)
 	}
 	if fastFails.Load() == 0 || storeErrors.Load() > fastFails.Load() {
 		t.Errorf("the circuit did not spare the store: %d timeouts, %d fast answers", storeErrors.Load(), fastFails.Load())
@@ -119,8 +121,8 @@ func TestOutageUnderLoad(t *testing.T) {
 	if resumedAt.Load() == 0 {
 		t.Fatal("decisions did not resume after Redis returned")
 	}
-	if took := time.Unix(0, resumedAt.Load()).Sub(back); took > time.Second {
-		t.Errorf("decisions resumed %v after Redis returned, want < 1 s", took)
+	if took := time.Unix(0, resumedAt.Load()).Sub(back); took > 2*time.Second {
+		t.Errorf("decisions resumed %v after Redis returned, want within a few probe intervals (< 2 s)", took)
 	}
 	if opened.Load() < 1 || closed.Load() < 1 {
 		t.Errorf("state changes: opened %d, closed %d", opened.Load(), closed.Load())

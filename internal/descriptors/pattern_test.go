@@ -70,7 +70,9 @@ func TestPatternPathological(t *testing.T) {
 			t.Errorf("%q matched a string without its last literal", s)
 		}
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	// A bound against exponential backtracking, which would take years here; the
+	// linear matcher takes milliseconds, so the bound leaves a busy machine room.
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("pathological matching took %v", d)
 	}
 }

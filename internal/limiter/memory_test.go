@@ -220,6 +220,38 @@ func TestClockStepsBack(t *testing.T) {
 	}
 }
 
+// A sliding_window whose limit was lowered reads each sub-bucket count above the new
+// limit as the limit (docs/algorithms.md, lowered limits; it keeps the arithmetic
+// bounded) and the window's sum as at most the limit + 1: one sub-bucket over the new
+// limit reads as a full window (a cost-0 check allowed, a cost of 1 denied), two that
+// add up to more than it read as over (a cost-0 check denied, as SPEC §4.4's formula
+// says).
+func TestSlidingWindowLoweredLimit(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{Sweep: -1})
+	defer e.Close()
+	out := make([]Decision, 1)
+	eval := func(key string, now, limit, q int64) Decision {
+		t.Helper()
+		p := mustParams(t, Params{Algorithm: SlidingWindow, Limit: limit, PeriodMs: 1000, Buckets: 10})
+		if _, err := e.Evaluate(context.Background(), now, []LimitCheck{{Key: key, Params: p, Cost: q}}, out); err != nil {
+			t.Fatal(err)
+		}
+		return out[0]
+	}
+	eval("one", 10_000, 10, 10) // 10 in one sub-bucket
+	if d := eval("one", 10_000, 5, 0); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("one sub-bucket of 10 under a limit of 5, cost 0: %+v, want allowed with 0 left", d)
+	}
+	if d := eval("one", 10_000, 5, 1); d.Allowed {
+		t.Fatalf("one sub-bucket of 10 under a limit of 5, cost 1: %+v, want denied", d)
+	}
+	eval("two", 10_000, 10, 5) // 5 in one sub-bucket ...
+	eval("two", 10_100, 10, 5) // ... and 5 in the next
+	if d := eval("two", 10_100, 5, 0); d.Allowed || d.Remaining != 0 {
+		t.Fatalf("two sub-buckets of 5 under a limit of 5, cost 0: %+v, want denied", d)
+	}
+}
+
 // One million distinct keys keep the engine within its configured bound: the key count
 // never exceeds MaxKeys and the heap stays proportional to it, not to the traffic.
 func TestMemoryEngineMillionKeys(t *testing.T) {
