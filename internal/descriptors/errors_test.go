@@ -254,6 +254,7 @@ func TestLoadErrors(t *testing.T) {
 			"  - {key: d, rate_limit: {unit: second, requests_per_unit: '100'}}",
 			"  - {key: e, rate_limit: {unit: second, requests_per_unit: 99999999999999999999}}",
 			"  - {key: f, rate_limit: {unit: second, requests_per_unit: [1]}}",
+			"  - {key: g, rate_limit: {unit: second, requests_per_unit: '1', algorithm: gcra, burst: 5}}",
 		), []string{
 			"t.yaml:3: descriptors[0].rate_limit.burst: has no meaning on requests_per_unit: 0, which blocks every request",
 			"t.yaml:4: descriptors[1].rate_limit.requests_per_unit: must not be negative, got -5",
@@ -261,6 +262,7 @@ func TestLoadErrors(t *testing.T) {
 			`t.yaml:6: descriptors[3].rate_limit.requests_per_unit: want a whole number, got the string "100"`,
 			"t.yaml:7: descriptors[4].rate_limit.requests_per_unit: number 99999999999999999999 is out of range",
 			"t.yaml:8: descriptors[5].rate_limit.requests_per_unit: want a whole number, got a list",
+			`t.yaml:9: descriptors[6].rate_limit.requests_per_unit: want a whole number, got the string "1"`,
 		}},
 		{"multiplier, burst and buckets bounds", lines(
 			"domain: d",

@@ -132,7 +132,8 @@ func (p *fileParser) rate(f fields, unlimited bool) rate {
 	if m, ok := p.integer(f, "unit_multiplier", 1); ok {
 		r.multiplier = m
 	}
-	r.requests = p.requests(f, unlimited)
+	var requestsOK bool
+	r.requests, requestsOK = p.requests(f, unlimited)
 	algoOK := p.algoOK
 	if s, line, ok := p.str(f, "algorithm"); ok {
 		r.algo, algoOK = p.algorithm(s, line, f.at("algorithm"))
@@ -144,7 +145,7 @@ func (p *fileParser) rate(f fields, unlimited bool) rate {
 	r.buckets, _ = p.integer(f, "buckets", 1)
 	switch {
 	case unlimited:
-	case r.requests == 0 && f.has("requests_per_unit"):
+	case requestsOK && r.requests == 0:
 		p.checkBlockingFields(f) // runs as fixed_window whatever the algorithm (limiter.Params.Validate)
 	case algoOK: // with an unknown algorithm the check would only cascade
 		p.checkAlgorithmFields(f, r.algo)
@@ -173,8 +174,9 @@ func (p *fileParser) unit(f fields, unlimited bool) (string, int64) {
 }
 
 // requests returns requests_per_unit: any non-negative number (0 blocks every request,
-// as in envoyproxy/ratelimit; ignored when unlimited).
-func (p *fileParser) requests(f fields, unlimited bool) int64 {
+// as in envoyproxy/ratelimit; ignored when unlimited), and whether it was a whole
+// number at all.
+func (p *fileParser) requests(f fields, unlimited bool) (int64, bool) {
 	n, ok := p.integer(f, "requests_per_unit", math.MinInt64)
 	switch {
 	case !ok:
@@ -188,7 +190,7 @@ func (p *fileParser) requests(f fields, unlimited bool) int64 {
 	case n > limiter.MaxLimit && !unlimited:
 		p.errorf(f.vals["requests_per_unit"].Line, f.at("requests_per_unit"), "%d is above the largest limit, %d (2^32)", n, limiter.MaxLimit)
 	}
-	return n
+	return n, ok
 }
 
 // checkAlgorithmFields rejects burst and buckets where the algorithm has no use for
