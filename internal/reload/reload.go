@@ -227,18 +227,18 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 	w.Trigger()
 }
 
-// mayHoldRules says whether a change to name can change what loading reads: a rule
-// file, a directory (or a name without extension, which may have been one), or an
-// entry of a ConfigMap's symlink swap ("..data"). Other files (a log, an editor's swap
-// file) are never read.
+// mayHoldRules says whether a change to name can change what loading reads. Only an
+// existing regular file that loading never reads (a log written into the directory,
+// an editor's swap file: an extension other than .yaml/.yml) is ruled out. A name that
+// is gone may have been a directory of rules (renamed or moved away, whatever its
+// name), and a ConfigMap's "..data" swap is a symlink.
 func mayHoldRules(name string) bool {
-	base := filepath.Base(name)
-	ext := strings.ToLower(filepath.Ext(base))
-	if ext == "" || ext == ".yaml" || ext == ".yml" || strings.HasPrefix(base, "..") {
+	ext := strings.ToLower(filepath.Ext(name))
+	if ext == ".yaml" || ext == ".yml" {
 		return true
 	}
-	fi, err := os.Stat(name)
-	return err == nil && fi.IsDir()
+	fi, err := os.Lstat(name)
+	return err != nil || !fi.Mode().IsRegular()
 }
 
 // rewatch looks for the directory again until it is back, then watches it and reloads.

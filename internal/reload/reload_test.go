@@ -410,6 +410,27 @@ func TestOtherFilesDoNotReload(t *testing.T) {
 	}
 }
 
+// A subdirectory moved out of the tree takes its rules with it, whatever its name (one
+// with a dot in it looks like a file with an extension once it is gone).
+func TestSubdirectoryMovedAway(t *testing.T) {
+	dir, away := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v1"))
+	mkdir(t, filepath.Join(dir, "team.d"))
+	write(t, filepath.Join(dir, "team.d", "api.yaml"), "domain: api\ndescriptors: []\n")
+	h := watch(t, dir, reload.Options{Watch: true})
+	if !strings.Contains(h.decider.Rules().Summary(), "2 domains") {
+		t.Fatalf("not both domains at the start: %s", h.decider.Rules().Summary())
+	}
+	if err := os.Rename(filepath.Join(dir, "team.d"), filepath.Join(away, "team.d")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(h.decider.Rules().Summary(), "1 domain"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the moved-away directory's rules still serve: %s; log:\n%s", h.decider.Rules().Summary(), h.logs)
+		}
+	}
+}
+
 // A steady trickle of events closer together than the debounce still reloads within
 // MaxDelay.
 func TestSteadyTrickleStillReloads(t *testing.T) {
