@@ -22,9 +22,15 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 	} else {
 		matched = make([][]*descriptors.Limit, len(req.Descriptors))
 	}
+	// An override (Envoy's per-descriptor limit) in a domain the rules know stands in
+	// for whatever the descriptor matched, replaces included (applyOverride).
+	overriding := func(i int) bool { return req.Descriptors[i].Override != nil && rules.HasDomain(req.Domain) }
 	var replaced map[string]bool
 	for i := range req.Descriptors {
 		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
+		if overriding(i) {
+			continue
+		}
 		for _, l := range matched[i] {
 			for _, name := range l.Replaces {
 				if replaced == nil {
@@ -44,12 +50,16 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 			}
 			q = int64(*desc.Cost)
 		}
-		limits, err := applyOverride(filterReplaced(matched[i], replaced), desc.Override)
-		if err != nil {
-			return fmt.Errorf("%w: descriptor %d: %v", ErrInvalid, i, err)
-		}
-		p.override = p.override || desc.Override != nil
-		if len(limits) > 0 && !slices.ContainsFunc(limits, func(l *descriptors.Limit) bool { return !l.Unlimited }) {
+		limits := filterReplaced(matched[i], replaced)
+		if overriding(i) {
+			ov, err := applyOverride(req.Domain, matched[i], desc.Override)
+			if err != nil {
+				return fmt.Errorf("%w: descriptor %d: %v", ErrInvalid, i, err)
+			}
+			limits, p.override = ov, true
+		} else if slices.ContainsFunc(matched[i], func(l *descriptors.Limit) bool { return l.Unlimited }) {
+			// As envoyproxy/ratelimit: unlimited even when replaced or beside a shadow
+			// limit; the status shows it when no enforced limit is reported.
 			p.unlimited = append(p.unlimited, i)
 		}
 		for _, l := range limits {
@@ -86,24 +96,15 @@ func filterReplaced(limits []*descriptors.Limit, replaced map[string]bool) []*de
 	return out
 }
 
-// applyOverride replaces a descriptor's matched limits by one limit with the request's
-// rate and unit, keeping the first matched limit's algorithm, name and flags. An
-// override on a descriptor that matches no limit (or only unlimited ones) is ignored:
-// requests cannot create limits the operator did not configure.
-func applyOverride(limits []*descriptors.Limit, o *Override) ([]*descriptors.Limit, error) {
-	if o == nil {
-		return limits, nil
-	}
-	var base *descriptors.Limit
-	for _, l := range limits {
-		if !l.Unlimited {
-			base = l
-			break
-		}
-	}
-	if base == nil {
-		return limits, nil
-	}
+// applyOverride is the one limit a descriptor's override stands for, as
+// envoyproxy/ratelimit applies it in a domain it knows: the override's rate and unit,
+// enforced whatever the descriptor matched (a limit, only unlimited ones, or none), and
+// without the matched entry's name, replaces, shadow_mode or quota_mode. It keeps the
+// first matched limit's algorithm and metrics path where there is one (its storage key
+// is that limit's, marked as an override); a descriptor that matched nothing counts
+// under a per-domain "#override" path (bounded metrics) with fixed_window, the
+// algorithm envoyproxy/ratelimit has.
+func applyOverride(domain string, matched []*descriptors.Limit, o *Override) ([]*descriptors.Limit, error) {
 	unitMs, ok := descriptors.UnitMillis(o.Unit)
 	if !ok {
 		return nil, fmt.Errorf("override unit %q is not supported (want second, minute, hour, day, month or year)", o.Unit)
@@ -112,17 +113,20 @@ func applyOverride(limits []*descriptors.Limit, o *Override) ([]*descriptors.Lim
 	if mult > limiter.MaxPeriodMs/unitMs { // unitMs*mult would wrap past int64 into a "valid" window
 		return nil, fmt.Errorf("override: %d × %s is longer than the longest window (%d ms)", mult, o.Unit, limiter.MaxPeriodMs)
 	}
-	ov := *base
-	ov.ID = base.ID + "!override"
-	ov.Unit, ov.UnitMultiplier, ov.RequestsPerUnit = o.Unit, mult, o.RequestsPerUnit
-	ov.Params = limiter.Params{
-		Algorithm: base.Params.Algorithm,
-		Limit:     o.RequestsPerUnit,
-		PeriodMs:  unitMs * mult,
-		Buckets:   base.Params.Buckets,
+	ov := descriptors.Limit{Domain: domain, Path: overridePath, ID: overridePath,
+		Unit: o.Unit, UnitMultiplier: mult, RequestsPerUnit: o.RequestsPerUnit}
+	ov.Params = limiter.Params{Algorithm: limiter.FixedWindow, Limit: o.RequestsPerUnit, PeriodMs: unitMs * mult}
+	if i := slices.IndexFunc(matched, func(l *descriptors.Limit) bool { return !l.Unlimited }); i >= 0 {
+		base := matched[i]
+		ov.Path, ov.ID, ov.Levels, ov.File, ov.Line = base.Path, base.ID+"!override", base.Levels, base.File, base.Line
+		ov.Params.Algorithm, ov.Params.Buckets = base.Params.Algorithm, base.Params.Buckets
 	}
 	if err := ov.Params.Validate(); err != nil {
 		return nil, fmt.Errorf("override: %v", err)
 	}
 	return []*descriptors.Limit{&ov}, nil
 }
+
+// overridePath names the limit of an override on a descriptor that matched none: '#'
+// is escaped in every configured path, so it names no configured limit or key.
+const overridePath = "#override"

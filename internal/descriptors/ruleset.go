@@ -179,6 +179,11 @@ func (rs *RuleSet) Match(domainName string, entries []Entry) []*Limit {
 	return n.limits
 }
 
+// HasDomain says whether the rules define the domain (with or without limits).
+func (rs *RuleSet) HasDomain(name string) bool {
+	return rs != nil && rs.domains[name] != nil
+}
+
 // Domains returns the configured domains, sorted.
 func (rs *RuleSet) Domains() []string {
 	if rs == nil {

@@ -59,6 +59,16 @@ descriptors:
     rate_limit: {name: new-limit, unit: hour, requests_per_unit: 50}
   - key: huge
     rate_limit: {name: huge, unit: hour, requests_per_unit: 4294967296}
+  - key: free-shadowed          # an unlimited limit beside a shadow-mode one
+    shadow_mode: true
+    rate_limits:
+      - {unlimited: true}
+      - {name: free-shadow, unit: minute, requests_per_unit: 5}
+  - key: free-named
+    rate_limit: {name: free-named, unlimited: true}
+  - key: free-replacer
+    replaces: [{name: free-named}]
+    rate_limit: {name: free-replacer, unit: hour, requests_per_unit: 50}
   - key: twice
     rate_limit: {name: two-minutes, unit: minute, unit_multiplier: 2, requests_per_unit: 3}
   - key: remote_address
@@ -341,6 +351,19 @@ func TestHitsAddendAndCheckOnly(t *testing.T) {
 	}
 }
 
+// A descriptor that matched an unlimited limit answers limit_remaining 2^32−1 when no
+// enforced limit is reported for it, as envoyproxy/ratelimit does (which applies
+// unlimited before replaces): beside a shadow-mode limit, and when replaced.
+func TestUnlimitedBesideShadowOrReplaced(t *testing.T) {
+	f := start(t, false)
+	resp := f.call(t, "test", 0, desc("free-shadowed", "x"), desc("free-named", "x"), desc("free-replacer", "x"))
+	for i, st := range resp.Statuses[:2] {
+		if st.Code != ok || st.CurrentLimit != nil || st.LimitRemaining != math.MaxUint32 {
+			t.Errorf("descriptor %d: %v, want OK without a limit and %d remaining", i, st, uint32(math.MaxUint32))
+		}
+	}
+}
+
 // Each descriptor's own hits_addend is charged to that descriptor alone, whether the
 // request's descriptors fit the converted request's inline memory (2) or not.
 func TestPerDescriptorHitsAddends(t *testing.T) {
@@ -469,27 +492,44 @@ func TestReplaces(t *testing.T) {
 
 func TestLimitOverride(t *testing.T) {
 	f := start(t, false)
-	d := desc("burst", "ov")
-	d.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 2, Unit: typev3.RateLimitUnit_MINUTE}
-	for i := 0; i < 2; i++ {
-		if r := f.call(t, "test", 0, d); r.OverallCode != ok || r.Statuses[0].CurrentLimit.GetRequestsPerUnit() != 2 {
-			t.Fatalf("override request %d: %v", i, r)
+	override := &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 2, Unit: typev3.RateLimitUnit_MINUTE}
+	// As envoyproxy/ratelimit in a domain it knows: the override's rate, enforced and
+	// unnamed, whatever the descriptor matched: a named limit, an unlimited one, a
+	// shadow-mode one, one that another descriptor's limit replaces, or nothing at all.
+	for _, kv := range [][]string{{"burst", "ov"}, {"free", "ov"}, {"shadowed", "ov"}, {"old", "ov"}, {"unknown", "x"}} {
+		d := desc(kv...)
+		d.Limit = override
+		for i := 0; i < 3; i++ {
+			r := f.call(t, "test", 0, d, desc("new", "ov")) // new-limit replaces old-limit
+			st := r.Statuses[0]
+			want := ok
+			if i == 2 {
+				want = over
+			}
+			if st.Code != want || st.CurrentLimit.GetRequestsPerUnit() != 2 || st.CurrentLimit.GetName() != "" ||
+				st.LimitRemaining != uint32(max(0, 1-i)) {
+				t.Fatalf("%v with an override of 2 a minute, request %d: %v", kv, i+1, r)
+			}
 		}
 	}
-	if f.call(t, "test", 0, d).OverallCode != over {
-		t.Fatal("override limit not enforced")
-	}
-	// An override on an unmatched descriptor creates no limit.
+	// In a domain the rules do not know, nothing is limited, override or not.
 	u := desc("unknown", "x")
-	u.Limit = d.Limit
-	if r := f.call(t, "test", 0, u); r.Statuses[0].CurrentLimit != nil {
-		t.Fatal("an override created a limit for an unconfigured descriptor")
+	u.Limit = override
+	if r := f.call(t, "nope", 0, u); r.OverallCode != ok || r.Statuses[0].CurrentLimit != nil {
+		t.Fatalf("an override in an unknown domain: %v", r)
+	}
+	// A request_per_unit of 0 blocks, as in a rule.
+	b := desc("burst", "zero")
+	b.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 0, Unit: typev3.RateLimitUnit_MINUTE}
+	if r := f.call(t, "test", 0, b); r.OverallCode != over {
+		t.Fatalf("an override of 0: %v, want OVER_LIMIT", r)
 	}
 }
 
-// Request overrides are counted under the configured limit they replace: many distinct
-// rates and units create no series beyond those of the first override (SPEC §6:
-// bounded metrics cardinality).
+// Request overrides are counted under the path of the configured limit they replace
+// (their own name is empty), or under one "#override" path per domain when the
+// descriptor matched none: many distinct rates, units and values create no series
+// beyond those of the first overrides (SPEC §6: bounded metrics cardinality).
 func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 	m := metrics.New()
 	f := startWith(t, false, m, rls.Options{RetryAfter: true})
@@ -498,6 +538,11 @@ func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 	override := func(i int) {
 		t.Helper()
 		d := desc("burst", "ov")
+		u := desc("unknown", strconv.Itoa(i)) // a descriptor no rule matches, a new value each time
+		u.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 5000, Unit: typev3.RateLimitUnit_HOUR}
+		if r := f.call(t, "test", 0, u); r.OverallCode != ok || r.Statuses[0].CurrentLimit.GetRequestsPerUnit() != 5000 {
+			t.Fatalf("override %d of an unmatched descriptor: %v", i, r)
+		}
 		// Rates of 1000 and more: 61 requests leave every one OK, not near its limit.
 		d.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{
 			RequestsPerUnit: uint32(1000 + i), Unit: units[i%len(units)], UnitMultiplier: wrapperspb.UInt32(uint32(1 + i%3)),
@@ -520,10 +565,12 @@ func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 	if len(after) != len(first) {
 		t.Errorf("%d series after the first override, %d after 60 more", len(first), len(after))
 	}
-	// The overrides were counted, under the configured limit's name.
-	const series = `ratelimit_ext_decisions_total{domain="test",limit="five-per-hour",result="ok"}`
-	if counts[series] != 61 {
-		t.Errorf("%s = %v, want 61", series, counts[series])
+	// The overrides were counted, under the configured limit's path and "#override".
+	for _, series := range []string{`ratelimit_ext_decisions_total{domain="test",limit="burst",result="ok"}`,
+		`ratelimit_ext_decisions_total{domain="test",limit="#override",result="ok"}`} {
+		if counts[series] != 61 {
+			t.Errorf("%s = %v, want 61", series, counts[series])
+		}
 	}
 }
 
