@@ -80,8 +80,11 @@
 //     here that is an error saying where they belong. YAML merge keys (<<) are
 //     rejected; anchors and aliases work.
 //   - A null value (`value:` or `value: ~`) counts as absent, as in YAML and
-//     envoyproxy/ratelimit; `value: ""` is an error: omit value for a per-value counter.
-//     A `domain:` or `key:` that is null is therefore missing.
+//     envoyproxy/ratelimit, and so does `value: ""` (Envoy Gateway writes it). A
+//     `domain:` or `key:` that is null is therefore missing.
+//   - `name` at the top of a file or on a descriptor entry is accepted and ignored, as
+//     envoyproxy/ratelimit does (a limit's own name is rate_limit.name), and empty YAML
+//     documents after the first (a trailing "---") are no second domain.
 //   - Any '*' in a value makes it a pattern; there is no escape for a literal '*'
 //     (a pattern "a*" also matches the value "a*"). Runs of '*' equal one '*'.
 //     Keys and values with control characters are rejected (typically the trailing
@@ -90,8 +93,9 @@
 //     envoyproxy/ratelimit. Booleans accept YAML 1.1 yes/no/on/off, as its loader did.
 //   - Unit and algorithm names are case-insensitive ("SECOND", "Gcra"); Limit.Unit is
 //     lower case.
-//   - requests_per_unit, unit_multiplier, burst and buckets are at least 1 (0 means
-//     nothing sensible: use unlimited: true for no limit). burst is only accepted for
+//   - requests_per_unit: 0 blocks every request, as in envoyproxy/ratelimit (it runs as
+//     fixed_window with L = 0, see limiter.Params.Validate; burst and buckets on it are
+//     errors). unit_multiplier, burst and buckets are at least 1. burst is only accepted for
 //     gcra and token_bucket, buckets only for sliding_window, so that a field without
 //     effect is never silently ignored. Magnitudes are checked by limiter.Params.Validate
 //     and its message is reported at the limit's line.

@@ -129,7 +129,11 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if !emptyDocument(&extra, err) {
+		if err != nil {
+			p.yamlError(err, data)
+			return nil
+		}
+		if !emptyDocument(&extra) {
 			p.errorf(extra.Line, "file", "more than one YAML document; one domain per file")
 			return nil
 		}
@@ -386,6 +390,6 @@ func tabIndentLine(data []byte, line int) int {
 }
 
 // emptyDocument says whether a decoded document holds nothing (a trailing "---").
-func emptyDocument(doc *yaml.Node, err error) bool {
-	return err == nil && (len(doc.Content) == 0 || isNull(doc.Content[0]))
+func emptyDocument(doc *yaml.Node) bool {
+	return len(doc.Content) == 0 || isNull(doc.Content[0])
 }

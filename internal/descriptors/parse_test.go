@@ -151,6 +151,10 @@ func TestParseUpstreamLeniencies(t *testing.T) {
 		!strings.Contains(err.Error(), "more than one YAML document") {
 		t.Errorf("a second domain after an empty document: %v", err)
 	}
+	if _, err := Parse("t.yaml", []byte("domain: a\n---\nkey: [bad\n")); err == nil ||
+		!strings.Contains(err.Error(), ": yaml: did not find expected") {
+		t.Errorf("a syntax error in a later document: %v, want the YAML error", err)
+	}
 }
 
 func TestParseFileAlgorithmDefault(t *testing.T) {
