@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -52,22 +53,19 @@ func validate(args []string) int {
 // hook's list, say) compiled together, so a domain defined twice among them is caught.
 // A usageError says the arguments mix the two or name several directories.
 func loadForValidate(paths []string) (*descriptors.RuleSet, error) {
-	if info, err := os.Stat(paths[0]); len(paths) == 1 && (err != nil || info.IsDir()) {
+	if info, err := os.Stat(paths[0]); len(paths) == 1 && err == nil && info.IsDir() {
 		rs, err := descriptors.LoadDir(paths[0])
 		return rs, fromWorkingDir(err, paths[0])
 	}
-	files := make([]descriptors.File, 0, len(paths))
 	for _, p := range paths {
 		if info, err := os.Stat(p); err == nil && info.IsDir() {
 			return nil, usageError(p + " is a directory; give one directory, or rule files")
 		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
+		if ext := strings.ToLower(filepath.Ext(p)); ext != ".yaml" && ext != ".yml" || strings.HasPrefix(filepath.Base(p), ".") {
+			fmt.Fprintf(os.Stderr, "warning: %s: the server reads only *.yaml and *.yml files that are not dot-files\n", p)
 		}
-		files = append(files, descriptors.File{Name: p, Data: data})
 	}
-	return descriptors.Compile(files...)
+	return descriptors.LoadFiles(paths...)
 }
 
 // usageError is a validate command line that names no loadable set of rules.

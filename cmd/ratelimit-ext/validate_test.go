@@ -54,6 +54,18 @@ func TestValidateFilesAsOneRuleSet(t *testing.T) {
 	}
 }
 
+// A file the server would never read (not *.yaml/*.yml) validates with a warning saying
+// so: a check that passes on rules the server skips would mislead.
+func TestValidateWarnsOfFilesTheServerSkips(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "edge.conf")
+	if err := os.WriteFile(f, []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runStderr(t, "validate", f); code != 0 || !strings.Contains(out, "warning: "+f+": the server reads only *.yaml and *.yml") {
+		t.Errorf("validate %s: exit %d, stderr %q; want 0 and a warning", f, code, out)
+	}
+}
+
 // Rules without any limit validate, with a warning that they would allow everything.
 func TestValidateWarnsOfNoLimits(t *testing.T) {
 	empty := t.TempDir()

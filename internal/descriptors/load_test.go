@@ -159,3 +159,26 @@ func TestLoadDirTooLarge(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// LoadFiles reads each real file once, however it is named (a relative and an absolute
+// path, a ConfigMap's ..data link), and refuses what LoadDir refuses: a file that is not
+// regular, a directory named as a file, a file that cannot be read.
+func TestLoadFiles(t *testing.T) {
+	dir := t.TempDir()
+	edge := filepath.Join(dir, "..2026", "edge.yaml")
+	writeFile(t, edge, "domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n")
+	symlink(t, "..2026", filepath.Join(dir, "..data"))
+	rs, err := LoadFiles(edge, filepath.Join(dir, "..data", "edge.yaml"), filepath.Join(dir, "..2026", ".", "edge.yaml"))
+	if err != nil || rs.LimitCount() != 1 {
+		t.Fatalf("one file named three ways: %v, %s", err, rs.Summary())
+	}
+	_, err = LoadFiles(edge, "/dev/null", dir, filepath.Join(dir, "gone.yaml"))
+	want := []string{
+		"/dev/null: file: not a regular file",
+		dir + ": file: is a directory",
+		filepath.Join(dir, "gone.yaml") + ": file: cannot read: no such file or directory",
+	}
+	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
+		t.Fatalf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
