@@ -107,6 +107,9 @@ func New(rules *descriptors.RuleSet, engine limiter.Engine, keys *storekey.Build
 // SetBounds replaces DefaultBounds; call before serving.
 func (d *Decider) SetBounds(b Bounds) { d.bounds = b }
 
+// Bounds returns the bounds requests are held to.
+func (d *Decider) Bounds() Bounds { return d.bounds }
+
 // SetRules swaps the rule set atomically; requests in flight finish on the old one.
 // The local over-limit cache is cleared when the rules changed; a rule set identical to
 // the one serving (a reload that changed nothing, an xDS reconnect) keeps it.

@@ -25,13 +25,15 @@ type Skipped struct {
 // built (missing header, failed match, no usable address, malformed cost), is left out;
 // it is never an error. With explain (debug logging on) it is reported in skipped;
 // without, skipped is nil and no reason is built, since most checks skip most
-// descriptors. attrs may be nil or partly empty.
-func Extract(spec *descriptors.ExtAuthz, attrs *authv3.AttributeContext, explain bool) (out []decide.Descriptor, skipped []Skipped) {
+// descriptors. attrs may be nil or partly empty. A cost above maxCost (the decider's
+// bound, --max-hits-addend) leaves its descriptor out too: refusing the whole check
+// would be an error that Envoy's failure_mode_allow lets through past every limit.
+func Extract(spec *descriptors.ExtAuthz, attrs *authv3.AttributeContext, maxCost uint64, explain bool) (out []decide.Descriptor, skipped []Skipped) {
 	if spec == nil {
 		return nil, nil
 	}
 	r := newRequest(attrs)
-	r.explain = explain
+	r.explain, r.maxCost = explain, min(maxCost, uint64(limiter.MaxCost))
 	for i := range spec.Descriptors {
 		d := &spec.Descriptors[i]
 		desc, reason := r.build(d)
@@ -53,6 +55,7 @@ type request struct {
 	headers map[string]string
 	path    string // without query string and fragment
 	explain bool   // build skip reasons (see why)
+	maxCost uint64 // the largest cost a descriptor may carry
 }
 
 func newRequest(attrs *authv3.AttributeContext) *request {
@@ -285,6 +288,11 @@ func (r *request) remoteAddress(s *descriptors.Source) (netip.Addr, string) {
 // cost reads a descriptor's hits_addend.
 func (r *request) cost(c *descriptors.Cost) (uint64, string) {
 	if c.Header == "" {
+		if uint64(c.Number) > r.maxCost {
+			return 0, r.why(func() string {
+				return "cost " + strconv.FormatInt(c.Number, 10) + " is above --max-hits-addend " + strconv.FormatUint(r.maxCost, 10)
+			})
+		}
 		return uint64(c.Number), ""
 	}
 	v, ok := r.header(c.Header)
@@ -292,9 +300,9 @@ func (r *request) cost(c *descriptors.Cost) (uint64, string) {
 		return 0, r.why(func() string { return "header " + c.Header + " is missing" })
 	}
 	q, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-	if err != nil || q > uint64(limiter.MaxCost) {
+	if err != nil || q > r.maxCost {
 		return 0, r.why(func() string {
-			return "header " + c.Header + " is not an integer in [0, " + strconv.FormatInt(limiter.MaxCost, 10) + "]"
+			return "header " + c.Header + " is not an integer in [0, " + strconv.FormatUint(r.maxCost, 10) + "] (--max-hits-addend)"
 		})
 	}
 	return q, ""

@@ -135,7 +135,7 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 		}
 		return allowed(nil), nil
 	}
-	descs, skipped := Extract(spec, attrs, s.log.Enabled(ctx, slog.LevelDebug))
+	descs, skipped := Extract(spec, attrs, s.decider.Bounds().MaxCost, s.log.Enabled(ctx, slog.LevelDebug))
 	for _, sk := range skipped {
 		s.log.Debug("ext_authz descriptor skipped", "domain", domain, "descriptor", sk.Field, "reason", sk.Reason)
 	}

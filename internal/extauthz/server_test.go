@@ -49,6 +49,9 @@ descriptors:
   - key: generic_key
     value: free
     rate_limit: {unlimited: true}
+  - key: generic_key
+    value: costly
+    rate_limit: {name: costly, unit: minute, requests_per_unit: 1000000}
 ext_authz:
   descriptors:
     - when: {path: {exact: /ip}}
@@ -63,6 +66,11 @@ ext_authz:
       entries: [{generic_key: {descriptor_value: shadow}}]
     - when: {path: {exact: /free}}
       entries: [{generic_key: {descriptor_value: free}}]
+    - when: {path: {exact: /costly}}
+      entries: [{remote_address: {xff_num_trusted_hops: 1}}]
+    - when: {path: {exact: /costly}}
+      entries: [{generic_key: {descriptor_value: costly}}]
+      hits_addend: {request_header: x-cost}
 `
 
 // base is an epoch-aligned test time (a multiple of every window below).
@@ -484,6 +492,8 @@ level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.
 level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[3] reason="when.path: exact \"/pair\" does not match"
 level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[4] reason="when.path: exact \"/shadow\" does not match"
 level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[5] reason="when.path: exact \"/free\" does not match"
+level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[6] reason="when.path: exact \"/costly\" does not match"
+level=DEBUG msg="ext_authz descriptor skipped" domain=edge descriptor=ext_authz.descriptors[7] reason="when.path: exact \"/costly\" does not match"
 `
 	if got := logged(slog.LevelDebug); got != want {
 		t.Errorf("debug log:\n%s\nwant\n%s", got, want)
@@ -532,6 +542,22 @@ func TestCheckInvalidAndCanceled(t *testing.T) {
 	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 		t.Errorf("a 20,000-byte value: %v, %v", resp, err)
 	}
+	// A client's cost above --max-hits-addend drops its descriptor, as a malformed one
+	// does: refusing the check would let Envoy pass it past the per-IP limit too.
+	bounds := decide.DefaultBounds
+	bounds.MaxCost = 10_000
+	e.decider.SetBounds(bounds)
+	for range 3 {
+		e.check(s, req("/ip", "192.0.2.91"))
+	}
+	resp, err = s.Check(context.Background(), req("/costly", "192.0.2.91", "x-cost", "20000"))
+	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.PermissionDenied {
+		t.Errorf("a cost above the bound from a client over its per-IP limit: %v, %v; want PERMISSION_DENIED", resp, err)
+	}
+	if a := e.check(s, req("/costly", "192.0.2.92", "x-cost", "20000")); a.grpc != codes.OK {
+		t.Errorf("a cost above the bound from a client within its limits: %+v, want allowed (the cost descriptor dropped)", a)
+	}
+	e.decider.SetBounds(decide.DefaultBounds)
 	// A store call that fails because Envoy gave up (the context ended) is answered
 	// with the context's code, whatever the failure mode.
 	e.engine.fail.Store(true)
