@@ -45,6 +45,7 @@ type serveConfig struct {
 	logLevel, logFormat                              string
 	log                                              *slog.Logger // built by check from the two above
 	memoryMaxKeys, maxKeyLen, maxRequestBytes        int
+	memoryMaxMiB                                     int
 	shadow, retryAfter, watch                        bool
 	headers                                          rls.Options // Retry-After is retryAfter
 	shutdownTimeout                                  time.Duration
@@ -90,6 +91,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	f.StringVar(&c.keyPrefix, "key-prefix", "rlx:", "prefix of every storage key")
 	f.IntVar(&c.maxKeyLen, "max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
 	f.IntVar(&c.memoryMaxKeys, "memory-max-keys", 1_000_000, "bound on keys held by the memory engine")
+	f.IntVar(&c.memoryMaxMiB, "memory-max-mib", 0, "bound on the memory engine's state in MiB, approximate (0: half of GOMEMLIMIT when set, else 1024)")
 	f.BoolVar(&c.shadow, "shadow-mode", false, "evaluate and count every limit but never deny")
 	f.BoolVar(&c.retryAfter, "retry-after-header", true, "add Retry-After (whole seconds, rounded up) to OVER_LIMIT responses")
 	f.BoolVar(&c.watch, "watch", true, "reload the config dir when files change (SIGHUP always reloads; --config-source=file)")
@@ -185,6 +187,9 @@ func checkCounts(c *serveConfig) error {
 		if n.value < 1 {
 			return fmt.Errorf("--%s %d: want at least 1", n.flag, n.value)
 		}
+	}
+	if c.memoryMaxMiB < 0 {
+		return fmt.Errorf("--memory-max-mib %d: want 0 (automatic) or more", c.memoryMaxMiB)
 	}
 	if int64(c.maxCost) > limiter.MaxCost { // a larger bound would admit costs no limit takes
 		return fmt.Errorf("--max-hits-addend %d: want at most %d (Envoy's hits_addend is a uint32)", c.maxCost, limiter.MaxCost)
@@ -309,7 +314,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		m.MemoryEngine(mem)
 	}
 	onCircuit, onFallback := m.StoreHealth()
-	policy, err := c.store.failurePolicy(c.memoryMaxKeys)
+	policy, err := c.store.failurePolicy(c.memoryOptions())
 	if err != nil {
 		return err
 	}
@@ -468,7 +473,12 @@ func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 		e, err := newRedisEngine(ro)
 		return e, name, err
 	}
-	return limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: c.memoryMaxKeys}), name, nil
+	return limiter.NewMemoryEngine(c.memoryOptions()), name, nil
+}
+
+// memoryOptions are the memory engine's bounds (the engine, or the local fallback's).
+func (c *serveConfig) memoryOptions() limiter.MemoryOptions {
+	return limiter.MemoryOptions{MaxKeys: c.memoryMaxKeys, MaxBytes: int64(c.memoryMaxMiB) << 20}
 }
 
 // chooseEngine picks the engine, for serve and conformance alike: the one --engine

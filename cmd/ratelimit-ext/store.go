@@ -29,7 +29,7 @@ func storeFlags(f *envFlags, s *storeConfig) {
 }
 
 // failurePolicy parses the policy flags; local gets its own bounded memory engine.
-func (s *storeConfig) failurePolicy(memoryMaxKeys int) (decide.FailurePolicy, error) {
+func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) (decide.FailurePolicy, error) {
 	var fp decide.FailurePolicy
 	var err error
 	if fp.Default, err = decide.ParsePolicy(s.policy); err != nil {
@@ -53,7 +53,7 @@ func (s *storeConfig) failurePolicy(memoryMaxKeys int) (decide.FailurePolicy, er
 		fp.PerDomain[domain] = p
 	}
 	if fp.Validate() != nil { // some policy is local: give it its own bounded engine
-		fp.Local = limiter.NewMemoryEngine(limiter.MemoryOptions{MaxKeys: memoryMaxKeys})
+		fp.Local = limiter.NewMemoryEngine(memory)
 	}
 	return fp, nil
 }

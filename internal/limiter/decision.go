@@ -26,6 +26,10 @@ type State struct {
 	Runs []Run
 	// ExpireAt is the epoch ms after which this state reads as a cold key (SPEC §9).
 	ExpireAt int64
+	// Fill is how much of its limit the state holds, in 1/65535 of it (the decision
+	// that wrote it: limit − remaining), for the memory engine's eviction: dropping the
+	// least filled state forgives the fewest units. Not part of the state's meaning.
+	Fill uint16
 }
 
 // Run is a (position, count) pair: a sub-bucket index and its count, or a log stamp and
@@ -55,7 +59,19 @@ func Check(p *Params, st *State, now, q int64) (d Decision, next State, write bo
 		d, next, write = fixedWindow(p, st, now, q)
 	}
 	next.Algo = p.Algorithm
+	if write {
+		next.Fill = fillOf(d)
+	}
 	return d, next, write
+}
+
+// fillOf is the share of d's limit in use, in 1/65535 of it.
+func fillOf(d Decision) uint16 {
+	if d.Limit <= 0 {
+		return 1<<16 - 1
+	}
+	used := min(max(d.Limit-d.Remaining, 0), d.Limit)
+	return uint16(used * (1<<16 - 1) / d.Limit) // used, Limit ≤ 2^32: no overflow
 }
 
 // ceilDiv returns ⌈a/b⌉ for a ≥ 0, b > 0.

@@ -3,6 +3,8 @@ package limiter
 import (
 	"context"
 	"hash/maphash"
+	"math"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,19 +12,25 @@ import (
 
 // MemoryOptions configures the embedded in-memory engine.
 type MemoryOptions struct {
-	MaxKeys int           // bound on stored keys across all shards (default 1,000,000)
-	Shards  int           // number of independently locked shards (default 64)
-	Clock   func() int64  // epoch ms used when a request passes now = 0 (default wall clock)
-	Sweep   time.Duration // how often idle state is swept (default 1 s; < 0 disables)
+	MaxKeys int // bound on stored keys across all shards (default 1,000,000)
+	// MaxBytes bounds the memory the stored state takes, approximately (keys, states,
+	// sub-buckets and log entries; entrySize). Default: half of the Go memory limit
+	// (GOMEMLIMIT) when one is set, else 1 GiB.
+	MaxBytes int64
+	Shards   int           // number of independently locked shards (default 64)
+	Clock    func() int64  // epoch ms used when a request passes now = 0 (default wall clock)
+	Sweep    time.Duration // how often idle state is swept (default 1 s; < 0 disables)
 }
 
 // MemoryEngine keeps state in process. Keys are spread over shards so that unrelated
 // keys do not contend; a request locks the shards of its keys in index order, which
-// makes it atomic and deadlock-free. Memory is bounded by MaxKeys: when a shard is full,
-// expired state is dropped first, then the state that expires soonest among a sample.
+// makes it atomic and deadlock-free. Memory is bounded by MaxKeys and MaxBytes, per
+// shard: when a shard is full, expired state is dropped first, then, among a sample, the
+// state that holds the least of its limit (see evict).
 type MemoryEngine struct {
 	shards    []memShard
 	perShard  int
+	shardMax  int64 // bytes per shard
 	seed      maphash.Seed
 	clock     func() int64
 	evictions atomic.Uint64
@@ -32,9 +40,30 @@ type MemoryEngine struct {
 }
 
 type memShard struct {
-	mu   sync.Mutex
-	data map[string]State
-	_    [40]byte // keep shards on separate cache lines
+	mu    sync.Mutex
+	data  map[string]State
+	bytes int64    // entrySize of every entry in data
+	_     [40]byte // 24 bytes above + 40: one shard per 64-byte cache line
+}
+
+// entrySize approximates what one entry costs the heap: the key's bytes, the map slot
+// with its State, and the Runs (sub-buckets or log entries) behind it. Measured with
+// runtime.MemStats in TestMemoryEngineBytesBound.
+func entrySize(key string, st State) int64 {
+	return int64(len(key)) + entryOverhead + int64(cap(st.Runs))*runSize
+}
+
+const (
+	entryOverhead = 160 // map slot, string header, State, allocation rounding
+	runSize       = 16  // one Run
+)
+
+// defaultMaxBytes is half the Go memory limit when one is set (GOMEMLIMIT), else 1 GiB.
+func defaultMaxBytes() int64 {
+	if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
+		return max(limit/2, 1<<20)
+	}
+	return 1 << 30
 }
 
 // NewMemoryEngine starts an in-memory engine (and its sweeper, unless disabled).
@@ -54,9 +83,13 @@ func NewMemoryEngine(o MemoryOptions) *MemoryEngine {
 	if o.Sweep == 0 {
 		o.Sweep = time.Second
 	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = defaultMaxBytes()
+	}
 	m := &MemoryEngine{
 		shards:   make([]memShard, o.Shards),
 		perShard: max(1, o.MaxKeys/o.Shards),
+		shardMax: max(1, o.MaxBytes/int64(o.Shards)),
 		seed:     maphash.MakeSeed(),
 		clock:    o.Clock,
 		stop:     make(chan struct{}),
@@ -81,7 +114,7 @@ func (m *MemoryEngine) Evaluate(_ context.Context, now int64, checks []LimitChec
 	}
 	var buf [8]int
 	locked := m.lock(checks, buf[:0])
-	allowed := evaluateLocked(memView{m}, now, checks, decisions)
+	allowed := evaluateLocked(memView{m, now, checks}, now, checks, decisions)
 	m.unlock(locked)
 	return Outcome{Now: now, Allowed: allowed}, nil
 }
@@ -118,45 +151,80 @@ func (m *MemoryEngine) shardOf(key string) int {
 	return int(maphash.String(m.seed, key) % uint64(len(m.shards)))
 }
 
-// memView is the StateStore over shards the caller has locked.
-type memView struct{ m *MemoryEngine }
+// memView is the StateStore over shards the caller has locked, for one request: its
+// clock and its checks, whose keys eviction never drops (a commit must not evict a key
+// it has just charged).
+type memView struct {
+	m      *MemoryEngine
+	now    int64
+	checks []LimitCheck
+}
 
 func (v memView) Load(key string) State {
 	return v.m.shards[v.m.shardOf(key)].data[key]
 }
 
+// Store writes st, first making room in a full shard. When every sampled key is the
+// request's own (a shard smaller than the request), the shard goes over its bound by
+// at most the request's keys until the next eviction or sweep.
 func (v memView) Store(key string, st State) {
 	sh := &v.m.shards[v.m.shardOf(key)]
-	if _, ok := sh.data[key]; !ok && len(sh.data) >= v.m.perShard {
-		v.m.evict(sh)
+	old, exists := sh.data[key]
+	if exists {
+		sh.bytes -= entrySize(key, old)
 	}
-	sh.data[key] = st
-}
-
-// evict makes room for one key in a full shard: it drops every expired entry among a
-// sample, or else the sampled entry that expires soonest. Map iteration order is random,
-// so the sample is too.
-func (m *MemoryEngine) evict(sh *memShard) {
-	const sample = 32
-	var victim string
-	victimAt := int64(-1)
-	seen, dropped := 0, 0
-	nowMs := m.clock()
-	for k, st := range sh.data {
-		if st.ExpireAt <= nowMs {
-			delete(sh.data, k)
-			dropped++
-		} else if victimAt < 0 || st.ExpireAt < victimAt {
-			victim, victimAt = k, st.ExpireAt
-		}
-		if seen++; seen >= sample {
+	size := entrySize(key, st)
+	for (!exists && len(sh.data) >= v.m.perShard) || sh.bytes+size > v.m.shardMax {
+		if !v.evict(sh) {
 			break
 		}
 	}
-	if dropped == 0 && victimAt >= 0 {
-		delete(sh.data, victim)
-		m.evictions.Add(1)
+	sh.data[key] = st
+	sh.bytes += size
+}
+
+// evict makes room in a full shard and reports whether it freed any. Among a sample
+// (map iteration order is random) it drops every expired entry, or else one live
+// entry: the least filled (State.Fill), then the soonest to expire. Dropping live state
+// forgives what it holds, so the least filled forgives the fewest units: a flood of new
+// keys, each holding one unit, evicts its own kind before a counter that a client has
+// used up, which stays denied.
+func (v memView) evict(sh *memShard) bool {
+	const sample = 32
+	var victim string
+	var vst State
+	found, dropped, seen := false, false, 0
+	for k, st := range sh.data {
+		if seen++; seen > sample {
+			break
+		}
+		switch {
+		case v.own(k):
+		case st.ExpireAt <= v.now:
+			delete(sh.data, k)
+			sh.bytes -= entrySize(k, st)
+			dropped = true
+		case !found || st.Fill < vst.Fill || st.Fill == vst.Fill && st.ExpireAt < vst.ExpireAt:
+			victim, vst, found = k, st, true
+		}
 	}
+	if dropped || !found {
+		return dropped
+	}
+	delete(sh.data, victim)
+	sh.bytes -= entrySize(victim, vst)
+	v.m.evictions.Add(1)
+	return true
+}
+
+// own says whether key is one of the request's.
+func (v memView) own(key string) bool {
+	for i := range v.checks {
+		if v.checks[i].Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // Keys reports how many keys are stored (expired ones not yet swept included).
@@ -171,7 +239,20 @@ func (m *MemoryEngine) Keys() int {
 	return n
 }
 
-// Evictions reports how many live keys were evicted to respect MaxKeys.
+// Bytes reports the approximate memory the stored state takes (entrySize), the
+// quantity MaxBytes bounds.
+func (m *MemoryEngine) Bytes() int64 {
+	var n int64
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += sh.bytes
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Evictions reports how many live keys were evicted to respect MaxKeys and MaxBytes.
 func (m *MemoryEngine) Evictions() uint64 { return m.evictions.Load() }
 
 func (m *MemoryEngine) sweepLoop(every time.Duration) {
@@ -196,6 +277,7 @@ func (m *MemoryEngine) sweep(now int64) {
 		for k, st := range sh.data {
 			if st.ExpireAt <= now {
 				delete(sh.data, k)
+				sh.bytes -= entrySize(k, st)
 			}
 		}
 		sh.mu.Unlock()

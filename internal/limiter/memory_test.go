@@ -295,3 +295,103 @@ func TestMemoryEngineMillionKeys(t *testing.T) {
 		t.Fatalf("heap grew %d bytes per stored key", perKey)
 	}
 }
+
+// A flood of distinct keys cannot reset a counter a client has used up: eviction drops
+// the least filled state first, and each flood key holds one unit of its limit.
+func TestMemoryEvictionKeepsUsedUpCounters(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{MaxKeys: 640, Sweep: -1}) // 10 keys per shard
+	defer e.Close()
+	login := mustParams(t, Params{Algorithm: FixedWindow, Limit: 5, PeriodMs: 3_600_000})
+	daily := mustParams(t, Params{Algorithm: FixedWindow, Limit: 1000, PeriodMs: 86_400_000})
+	out := make([]Decision, 1)
+	eval := func(key string, p *Params) Decision {
+		t.Helper()
+		if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: key, Params: p, Cost: 1}}, out); err != nil {
+			t.Fatal(err)
+		}
+		return out[0]
+	}
+	for range 5 {
+		eval("victim", login)
+	}
+	for i := range 20_000 { // longer-lived keys: the victim expires sooner than any of them
+		eval(fmt.Sprintf("flood%d", i), daily)
+	}
+	if e.Evictions() == 0 {
+		t.Fatal("the flood evicted nothing")
+	}
+	if d := eval("victim", login); d.Allowed {
+		t.Fatalf("the used-up counter was evicted by the flood: %+v", d)
+	}
+}
+
+// A request's commit never evicts a key the same request charged: all or nothing holds
+// even in a shard smaller than the request.
+func TestMemoryCommitKeepsItsOwnKeys(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{MaxKeys: 1, Sweep: -1})
+	defer e.Close()
+	p := mustParams(t, Params{Algorithm: FixedWindow, Limit: 1, PeriodMs: 3_600_000})
+	out := make([]Decision, 2)
+	if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: "a", Params: p, Cost: 1}, {Key: "b", Params: p, Cost: 1}}, out); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b"} {
+		if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: k, Params: p, Cost: 1}}, out[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Allowed {
+			t.Fatalf("key %s charged by the first request was lost", k)
+		}
+	}
+}
+
+// MaxBytes bounds the state's memory, whatever the keys and states weigh, and
+// entrySize is a fair estimate of what an entry costs the heap.
+func TestMemoryEngineBytesBound(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		p      Params
+		key    int // key length
+		writes int // admissions per key, at distinct times (log entries)
+	}{
+		{"fixed_window, short keys", Params{Algorithm: FixedWindow, Limit: 10, PeriodMs: 3_600_000}, 40, 1},
+		{"fixed_window, 512-byte keys", Params{Algorithm: FixedWindow, Limit: 10, PeriodMs: 3_600_000}, 512, 1},
+		{"sliding_window_log, 200 entries", Params{Algorithm: SlidingWindowLog, Limit: 1000, PeriodMs: 3_600_000}, 40, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const maxBytes = 8 << 20
+			clock := int64(1_000_000)
+			e := NewMemoryEngine(MemoryOptions{MaxBytes: maxBytes, Shards: 8, Sweep: -1, Clock: func() int64 { return clock }})
+			defer e.Close()
+			p := mustParams(t, tc.p)
+			out := make([]Decision, 1)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			pad := strings.Repeat("k", tc.key-8)
+			for i := range 200_000 {
+				key := fmt.Sprintf("%s%08d", pad, i)
+				for range tc.writes {
+					clock++
+					if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: key, Params: p, Cost: 1}}, out); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if e.Evictions() > 1000 { // well past full
+					break
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			if b := e.Bytes(); b > maxBytes+maxBytes/100 {
+				t.Fatalf("%d bytes accounted with MaxBytes %d", b, maxBytes)
+			}
+			heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			ratio := float64(heap) / float64(e.Bytes())
+			t.Logf("%d keys, %d bytes accounted, %d bytes of heap (%.2f×)", e.Keys(), e.Bytes(), heap, ratio)
+			if ratio < 0.5 || ratio > 1.5 {
+				t.Errorf("the heap holds %.2f× the accounted bytes: entrySize is off", ratio)
+			}
+		})
+	}
+}

@@ -327,9 +327,13 @@ func (m *Metrics) MemoryEngine(e *limiter.MemoryEngine) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "memory_keys", Help: "Keys held by the in-memory engine.",
 		}, func() float64 { return float64(e.Keys()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "memory_bytes",
+			Help: "Approximate memory of the in-memory engine's state, which --memory-max-mib bounds.",
+		}, func() float64 { return float64(e.Bytes()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: namespace, Name: "memory_evictions_total",
-			Help: "Live keys evicted to keep the in-memory engine within --memory-max-keys.",
+			Help: "Live keys evicted to keep the in-memory engine within --memory-max-keys and --memory-max-mib.",
 		}, func() float64 { return float64(e.Evictions()) }),
 	)
 }
