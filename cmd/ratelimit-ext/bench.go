@@ -87,7 +87,7 @@ func bench(args []string) int {
 	fs.Var(descs, "descriptor", "descriptor template key=value[,key=value...]; repeat for several descriptors")
 	pids := &listFlag{sep: ","}
 	fs.Var(pids, "watch-pid", "name=pid of a local process (the server, Redis) whose CPU to report; repeatable (Linux)")
-	conns := fs.Int("conns", 0, "gRPC connections in total (default one per target)")
+	conns := fs.Int("conns", 0, "gRPC connections in total, a multiple of the targets (default one per target)")
 	workers := fs.Int("workers", 32, "closed loop: requests in flight")
 	rate := fs.Float64("rate", 0, "open loop: requests per second (overrides --workers)")
 	maxInFlight := fs.Int("max-in-flight", 1024, "open loop: bound on concurrent requests")

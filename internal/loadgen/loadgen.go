@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -40,14 +41,16 @@ type Config struct {
 	// Targets are host:port addresses of RateLimitService servers. Connections are
 	// spread over them round robin, and requests over the connections round robin.
 	Targets []string
-	// Conns is the number of gRPC connections in total (default: one per target).
+	// Conns is the number of gRPC connections in total (default: one per target); a
+	// multiple of the targets, so that each target gets the same share.
 	Conns int
-	// Workers is the closed-loop concurrency: requests in flight at any time.
+	// Workers is the closed-loop concurrency: requests in flight at any time (at least
+	// one per connection).
 	Workers int
 	// Rate > 0 selects the open loop: requests per second, due at fixed intervals.
 	Rate float64
-	// MaxInFlight bounds the open loop's concurrent requests (default 1024); requests
-	// due beyond it wait, and that wait shows as queueing.
+	// MaxInFlight bounds the open loop's concurrent requests (default 1024); a request
+	// due while all are in flight waits, and that wait shows as queueing.
 	MaxInFlight int
 	// Warmup is run first and not measured; Duration is the measured phase
 	// (default 10 s). Requests > 0 ends the measured phase after that many requests.
@@ -96,11 +99,17 @@ func (c *Config) setDefaults() error {
 	if c.Conns <= 0 {
 		c.Conns = len(c.Targets)
 	}
+	if c.Conns%len(c.Targets) != 0 {
+		return fmt.Errorf("loadgen: %d connections for %d targets: want a multiple, so that each target gets the same share", c.Conns, len(c.Targets))
+	}
 	if c.Rate < 0 {
 		return errors.New("loadgen: negative rate")
 	}
 	if c.Rate == 0 && c.Workers <= 0 {
 		return errors.New("loadgen: set workers (closed loop) or a rate (open loop)")
+	}
+	if c.Rate == 0 && c.Workers < c.Conns {
+		return fmt.Errorf("loadgen: %d workers for %d connections: want at least one per connection, or connections (and targets) sit idle", c.Workers, c.Conns)
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
@@ -210,6 +219,11 @@ type runner struct {
 	endAt    atomic.Int64  // unix ns when the measured phase ended
 	connRR   atomic.Uint64
 	shards   []*stats
+	// measureAt is the unix ns at which the measured phase began (0 before).
+	measureAt atomic.Int64
+	// The open loop's schedule: request k is due at openStart + k × interval.
+	openStart time.Time
+	interval  float64 // ns
 }
 
 // stats is what a group of senders records, under mu; merged at the end.
@@ -266,14 +280,19 @@ func (s *sender) call(ctx context.Context, conn *grpc.ClientConn) (time.Duration
 	err := conn.Invoke(ctx, Method, &s.req, &s.resp, grpc.ForceCodec(rawCodec{}))
 	d := time.Since(start)
 	cancel()
+	if err != nil {
+		// gRPC may still hold the request's bytes (a deadline with the write queued):
+		// the next request encodes into a buffer of its own.
+		s.buf = nil
+	}
 	return d, err
 }
 
 // record counts one measured answer. latency is the closed loop's service time or the
 // open loop's time from the intended send; queue and service only exist in the open
-// loop. A request cut short because the run was canceled is not counted.
-func (s *sender) record(err error, latency, queue, service time.Duration) {
-	if err != nil && status.Code(err) == codes.Canceled && s.r.phase.Load() == phaseDone {
+// loop. A request cut short because the run ended or was canceled is not counted.
+func (s *sender) record(ctx context.Context, err error, latency, queue, service time.Duration) {
+	if err != nil && status.Code(err) == codes.Canceled && (s.r.phase.Load() == phaseDone || ctx.Err() != nil) {
 		return
 	}
 	st := s.st
@@ -344,6 +363,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		procs0 = sampleProcs(cfg.WatchPIDs)
 		cpu0 = selfCPU()
 		measureStart = time.Now()
+		r.measureAt.Store(measureStart.UnixNano())
 		r.phase.Store(phaseMeasure)
 	}
 	// Without a warm-up the measured phase begins before any request is sent, so that
@@ -404,7 +424,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	if measureStart.IsZero() {
 		return nil, errors.New("loadgen: canceled before the measured phase")
 	}
-	return r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1)), ctx.Err()
+	rep := r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1))
+	rep.Unsent = r.unsent(measureStart, end, rep.Requests)
+	return rep, ctx.Err()
 }
 
 // closedWorker keeps one request in flight until the run ends.
@@ -423,30 +445,29 @@ func (r *runner) closedWorker(ctx context.Context, id int) {
 			return
 		}
 		d, err := s.call(ctx, conn)
-		s.record(err, d, 0, 0)
+		s.record(ctx, err, d, 0, 0)
 	}
 }
 
 // openLoop schedules requests at the configured rate: request k is due at
-// start + k/rate. MaxInFlight senders share the schedule round robin (sender j sends
-// requests j, j+n, j+2n, ...), each sleeping until its next request is due: no
-// dispatcher, no hand-off between goroutines. A sender still busy with an earlier
-// request sends its next one late, and the delay counts as queueing and in latency,
-// both measured from the intended time.
+// start + k/rate. MaxInFlight senders take the schedule's requests in order from one
+// counter, each sleeping until the request it took is due: an idle sender always takes
+// the next one, so a request waits (queueing, and latency from its due time) only
+// while every sender is busy. A request is measured when it is due in the measured
+// phase, whenever it is sent; one due there and never sent (the target rate was not
+// sustained) is counted in the report as unsent.
 func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
-	cfg := r.cfg
-	n := cfg.MaxInFlight
-	interval := float64(time.Second) / cfg.Rate
-	start := time.Now()
-	for j := 0; j < n; j++ {
+	r.openStart, r.interval = time.Now(), float64(time.Second)/r.cfg.Rate
+	var next atomic.Int64
+	for j := 0; j < r.cfg.MaxInFlight; j++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s := r.newSender(j)
 			timer := time.NewTimer(time.Hour)
 			defer timer.Stop()
-			for k := int64(j); ; k += int64(n) {
-				due := start.Add(time.Duration(float64(k) * interval))
+			for {
+				due := r.openStart.Add(time.Duration(float64(next.Add(1)-1) * r.interval))
 				if wait := time.Until(due); wait > 0 {
 					timer.Reset(wait)
 					select {
@@ -455,20 +476,42 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 						return
 					}
 				}
-				ph := r.phase.Load()
-				if ph == phaseDone {
+				if r.phase.Load() == phaseDone {
 					return
 				}
-				measured := ph == phaseMeasure
+				// Measured iff due once the measured phase had begun: a sender wakes
+				// at or after due, so a phase beginning later found due before it.
+				at := r.measureAt.Load()
+				measured := at != 0 && due.UnixNano() >= at
 				if measured && !r.startMeasuring() {
 					return
 				}
 				sent := time.Now()
-				d, err := s.call(ctx, r.conn())
+				_, err := s.call(ctx, r.conn())
+				answered := time.Now()
 				if measured {
-					s.record(err, sent.Add(d).Sub(due), sent.Sub(due), d)
+					s.record(ctx, err, answered.Sub(due), sent.Sub(due), answered.Sub(sent))
 				}
 			}
 		}()
 	}
 }
+
+// unsent is how many requests of the open loop's schedule were due in the measured
+// phase, but for its first and last unsentGrace, without an answer recorded for them.
+func (r *runner) unsent(measureStart, end time.Time, answered int64) int64 {
+	if r.cfg.Rate == 0 || r.cfg.Requests > 0 {
+		return 0
+	}
+	dueBy := func(t time.Time) int64 { // requests due before t
+		return int64(math.Ceil(float64(t.Sub(r.openStart)) / r.interval))
+	}
+	due := dueBy(end.Add(-unsentGrace)) - dueBy(measureStart.Add(unsentGrace))
+	return max(0, due-answered)
+}
+
+// unsentGrace leaves the requests due in the measured phase's first and last moments
+// out of the unsent count: a sender whose timer wakes a millisecond late finds the
+// phase over (or, at the start, not yet begun), which says nothing of whether the
+// rate was sustained.
+const unsentGrace = 10 * time.Millisecond

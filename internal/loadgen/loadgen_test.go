@@ -203,6 +203,15 @@ func TestOpenLoopRateAndQueueing(t *testing.T) {
 	if rep.Service.P50 < 19 || rep.Latency.P99 < 100 || rep.Queue.P99 < 80 {
 		t.Errorf("queueing not charged: latency %+v queue %+v service %+v", rep.Latency, *rep.Queue, *rep.Service)
 	}
+	// The requests due and never sent are reported: 200 were due in 0.5 s, 192 outside
+	// the phase's first and last 10 ms.
+	if rep.Unsent < 100 || rep.Requests+rep.Unsent < 185 || rep.Requests+rep.Unsent > 205 { // 10 ms at each end are not counted
+		t.Errorf("%d answered and %d unsent of the 200 due", rep.Requests, rep.Unsent)
+	}
+	var text bytes.Buffer
+	if err := rep.Text(&text); err != nil || !strings.Contains(text.String(), "NOT SUSTAINED") {
+		t.Errorf("the text report does not say the rate was not sustained: %v\n%s", err, text.String())
+	}
 
 	// A fast server keeps up: the achieved rate is the target rate.
 	fast := serve(t, nooprls.Server{})
@@ -218,6 +227,55 @@ func TestOpenLoopRateAndQueueing(t *testing.T) {
 	}
 }
 
+// slowValue answers one descriptor value after a delay, every other at once.
+type slowValue struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	value string
+	delay time.Duration
+}
+
+func (s slowValue) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	if in.Descriptors[0].Entries[0].Value == s.value {
+		time.Sleep(s.delay)
+	}
+	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
+}
+
+// In the open loop a slow answer delays no other request while senders are free: one
+// request in 20 takes 100 ms, and the others' latency stays their own service time
+// (requests used to belong to one sender each, and a slow one delayed the requests
+// queued behind it on that sender).
+func TestOpenLoopSlowAnswersDelayNoOthers(t *testing.T) {
+	addr := serve(t, slowValue{value: "v7", delay: 100 * time.Millisecond})
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{addr}, Rate: 1000, Duration: time.Second, MaxInFlight: 32,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v{key}")}, Keys: 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Latency.P90 > 20 {
+		t.Errorf("latency p90 %.1f ms with 5%% of answers slow: fast requests waited behind slow ones (queueing %+v)", rep.Latency.P90, *rep.Queue)
+	}
+}
+
+// A request is measured when it is due in the measured phase: a backlog built in the
+// warm-up and sent during the measured phase is not measured (its latency would be
+// longer than the phase).
+func TestOpenLoopMeasuresByDueTime(t *testing.T) {
+	addr := serve(t, &scripted{keys: map[string]bool{}, delay: 20 * time.Millisecond})
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{addr}, Rate: 400, Warmup: 500 * time.Millisecond, Duration: 500 * time.Millisecond, MaxInFlight: 2,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v2")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Latency.Max > 600 || rep.Unsent < 150 {
+		t.Errorf("latency max %.0f ms, %d unsent: requests due in the warm-up were measured", rep.Latency.Max, rep.Unsent)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tp := []Template{{}}
 	for _, c := range []Config{
@@ -226,6 +284,8 @@ func TestConfigErrors(t *testing.T) {
 		{Targets: []string{"x"}, Workers: 1, Descriptors: tp},
 		{Targets: []string{"x"}, Workers: 1, Domain: "d"},
 		{Targets: []string{"x"}, Rate: -1, Domain: "d", Descriptors: tp},
+		{Targets: []string{"x", "y"}, Conns: 3, Workers: 3, Domain: "d", Descriptors: tp}, // an uneven share
+		{Targets: []string{"x"}, Conns: 4, Workers: 2, Domain: "d", Descriptors: tp},      // idle connections
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%+v accepted", c)

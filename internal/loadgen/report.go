@@ -29,6 +29,10 @@ type Report struct {
 	Seconds   float64          `json:"seconds"` // length of the measured phase
 	Requests  int64            `json:"requests"`
 	RPS       float64          `json:"requestsPerSecond"`
+	// Open loop: requests due in the measured phase that were never sent (or not
+	// answered by its end): the target rate was not sustained. Latency percentiles
+	// cover only the requests that were answered.
+	Unsent int64 `json:"unsent,omitempty"`
 	OK        int64            `json:"ok"`
 	OverLimit int64            `json:"overLimit"`
 	Unknown   int64            `json:"unknown,omitempty"` // answers with overall_code UNKNOWN
@@ -157,6 +161,9 @@ func (rep *Report) Text(w io.Writer) error {
 	}
 	b.WriteByte('\n')
 	fmt.Fprintf(&b, "measured   %d requests in %.2f s: %.0f requests/s\n", rep.Requests, rep.Seconds, rep.RPS)
+	if rep.Unsent > 0 {
+		fmt.Fprintf(&b, "NOT SUSTAINED: %d requests due in the measured phase were never sent; the latencies cover only the others\n", rep.Unsent)
+	}
 	fmt.Fprintf(&b, "answers    OK %d, OVER_LIMIT %d", rep.OK, rep.OverLimit)
 	if rep.Unknown > 0 {
 		fmt.Fprintf(&b, ", UNKNOWN %d", rep.Unknown)
