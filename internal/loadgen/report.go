@@ -26,13 +26,13 @@ type Report struct {
 	Keys        int      `json:"keys"`
 	Cost        uint32   `json:"cost,omitempty"`
 
-	Seconds   float64          `json:"seconds"` // length of the measured phase
-	Requests  int64            `json:"requests"`
-	RPS       float64          `json:"requestsPerSecond"`
+	Seconds  float64 `json:"seconds"` // length of the measured phase
+	Requests int64   `json:"requests"`
+	RPS      float64 `json:"requestsPerSecond"`
 	// Open loop: requests due in the measured phase that were never sent (or not
 	// answered by its end): the target rate was not sustained. Latency percentiles
 	// cover only the requests that were answered.
-	Unsent int64 `json:"unsent,omitempty"`
+	Unsent    int64            `json:"unsent,omitempty"`
 	OK        int64            `json:"ok"`
 	OverLimit int64            `json:"overLimit"`
 	Unknown   int64            `json:"unknown,omitempty"` // answers with overall_code UNKNOWN
