@@ -17,6 +17,11 @@ type State struct {
 	// key, as request.lua does (limits of different algorithms may share a key in
 	// vectors; the service's keys name the algorithm).
 	Algo Algorithm
+	// Fill is how much of its limit the state holds, in 1/65535 of it (the decision
+	// that wrote it: limit − remaining), for the memory engine's eviction: dropping the
+	// least filled state forgives the fewest units. Not part of the state's meaning;
+	// beside Live and Algo it takes no room of its own.
+	Fill uint16
 	// gcra: A = floor(tat) in ms, B = the fraction of tat in units of 1/num ms.
 	// token_bucket: A = last refill time in ms, B = tokens scaled by den.
 	// fixed_window, token_budget: A = window start in ms, B = count.
@@ -26,10 +31,6 @@ type State struct {
 	Runs []Run
 	// ExpireAt is the epoch ms after which this state reads as a cold key (SPEC §9).
 	ExpireAt int64
-	// Fill is how much of its limit the state holds, in 1/65535 of it (the decision
-	// that wrote it: limit − remaining), for the memory engine's eviction: dropping the
-	// least filled state forgives the fewest units. Not part of the state's meaning.
-	Fill uint16
 }
 
 // Run is a (position, count) pair: a sub-bucket index and its count, or a log stamp and

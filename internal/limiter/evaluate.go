@@ -65,8 +65,10 @@ type StateStore interface {
 //
 // The working set is a few parallel slices with linear lookup (requests carry few
 // limits, so this beats a map), backed by arrays on this function's stack for requests
-// of up to workingInline keys: the whole evaluation then allocates nothing.
-func evaluateLocked(store StateStore, now int64, checks []LimitCheck, decisions []Decision) bool {
+// of up to workingInline keys: the whole evaluation then allocates nothing. (The store
+// is a type parameter, not an interface value: a memView boxed in an interface cost an
+// allocation per request.)
+func evaluateLocked[S StateStore](store S, now int64, checks []LimitCheck, decisions []Decision) bool {
 	var (
 		keysBuf   [workingInline]string
 		statesBuf [workingInline]State

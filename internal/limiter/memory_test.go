@@ -395,3 +395,24 @@ func TestMemoryEngineBytesBound(t *testing.T) {
 		})
 	}
 }
+
+// Deciding on the memory engine allocates nothing for the one-key algorithms, one or
+// several checks (docs/performance.md, allocation budgets): a StateStore boxed in an
+// interface once cost an allocation per request.
+func TestMemoryEngineAllocatesNothing(t *testing.T) {
+	e := NewMemoryEngine(MemoryOptions{Sweep: -1})
+	defer e.Close()
+	fw := mustParams(t, Params{Algorithm: FixedWindow, Limit: 1 << 30, PeriodMs: 3_600_000})
+	gc := mustParams(t, Params{Algorithm: GCRA, Limit: 1000, PeriodMs: 1000, Burst: 1 << 20})
+	checks := []LimitCheck{{Key: "a", Params: fw, Cost: 1}, {Key: "b", Params: gc, Cost: 1}, {Key: "a", Params: fw, Cost: 1}}
+	out := make([]Decision, len(checks))
+	ctx := context.Background()
+	for _, n := range []int{1, 3} {
+		if _, err := e.Evaluate(ctx, 0, checks[:n], out[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if allocs := testing.AllocsPerRun(200, func() { _, _ = e.Evaluate(ctx, 0, checks[:n], out[:n]) }); allocs != 0 {
+			t.Errorf("%d checks: %.1f allocations per request, want 0", n, allocs)
+		}
+	}
+}
