@@ -24,7 +24,8 @@ type Descriptor struct {
 	Override *Override // a per-request limit override, or nil
 }
 
-// Override replaces the configured limits of a descriptor (Envoy's RateLimitOverride).
+// Override is Envoy's RateLimitOverride: in a domain the rules define, the one limit of
+// its descriptor, whatever the descriptor matched (see applyOverride).
 type Override struct {
 	RequestsPerUnit int64
 	Unit            string // second..year
@@ -43,7 +44,7 @@ type Request struct {
 // a quota-mode descriptor over its limit (quota.go).
 type Status struct {
 	OverLimit bool
-	Unlimited bool               // the descriptor matched only unlimited limits (Limit is nil)
+	Unlimited bool               // the descriptor matched an unlimited limit; with no reported limit (Limit nil) it answers 2^32−1 remaining
 	Limit     *descriptors.Limit // the reported limit; nil when no limit applies
 	Decision  limiter.Decision   // the reported limit's decision
 	Checked   []Checked          // every limit evaluated for this descriptor (for metrics)
@@ -133,7 +134,7 @@ type plan struct {
 	owner    []int // descriptor index of each check
 	override bool  // some descriptor's limits were replaced by a request override
 	quota    bool  // some enforced limit is in quota mode (quota.go)
-	// unlimited are the descriptors that matched only unlimited limits.
+	// unlimited are the descriptors that matched an unlimited limit (without override).
 	unlimited []int
 
 	// Inline storage: a request with up to inlineChecks checks (nearly all of them)

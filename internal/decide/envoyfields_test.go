@@ -320,3 +320,32 @@ func TestTiesGoToTheFirst(t *testing.T) {
 		t.Errorf("quota mode, an ordinary wait equal to the quota's: waits for %s, want hard", got)
 	}
 }
+
+// A request override is enforced: the entry's quota_mode does not soften it (beside
+// another quota descriptor still within its quota, a quota descriptor over its limit
+// would be allowed), while --shadow-mode, which covers every limit, still applies.
+func TestOverrideIsEnforced(t *testing.T) {
+	override := func(d *Decider, want bool) {
+		t.Helper()
+		for i, w := range []bool{false, want} {
+			res, err := d.Decide(context.Background(), &Request{Domain: "d", Descriptors: []Descriptor{
+				{Entries: []descriptors.Entry{{Key: "backend", Value: "b"}}, Override: &Override{RequestsPerUnit: 1, Unit: "minute"}},
+				{Entries: []descriptors.Entry{{Key: "pool", Value: "p"}}}, // quota 2 an hour: within twice
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OverLimit != w {
+				t.Fatalf("request %d with an override of 1 a minute: denied = %v, want %v", i+1, res.OverLimit, w)
+			}
+		}
+	}
+	override(fieldsDecider(t, quotaRules), true)
+	rs, err := descriptors.Parse("fields.yaml", []byte(quotaRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	t.Cleanup(func() { mem.Close() })
+	override(New(rs, mem, storekey.New("shadow:", 0), true), false) // --shadow-mode
+}
