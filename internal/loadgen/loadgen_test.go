@@ -178,7 +178,7 @@ func TestClosedLoopCountsAndCodes(t *testing.T) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}
 	}
-	if !strings.Contains(js.String(), `"requestsPerSecond"`) {
+	if !strings.Contains(js.String(), `"requestsPerSecond"`) || !strings.Contains(js.String(), `"warmupSeconds": 0.05`) {
 		t.Errorf("JSON report: %s", js.String())
 	}
 }

@@ -20,6 +20,10 @@ type Report struct {
 	Conns       int      `json:"conns"`
 	Workers     int      `json:"workers,omitempty"`
 	TargetRate  float64  `json:"targetRate,omitempty"`
+	MaxInFlight int      `json:"maxInFlight,omitempty"` // open loop
+	Warmup      float64  `json:"warmupSeconds"`
+	TimeoutMs   float64  `json:"timeoutMs"`
+	Seed        uint64   `json:"seed"`
 	Domain      string   `json:"domain"`
 	Descriptors []string `json:"descriptors"`
 	PerRequest  int      `json:"descriptorsPerRequest"`
@@ -83,10 +87,11 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 	rep := &Report{
 		Mode: "closed", Targets: cfg.Targets, Conns: cfg.Conns, Workers: cfg.Workers,
 		Domain: cfg.Domain, PerRequest: cfg.PerRequest, Keys: cfg.Keys, Cost: cfg.Cost,
-		Seconds: elapsed.Seconds(),
+		Seconds: elapsed.Seconds(), Warmup: cfg.Warmup.Seconds(),
+		TimeoutMs: float64(cfg.Timeout) / float64(time.Millisecond), Seed: cfg.Seed,
 	}
 	if cfg.Rate > 0 {
-		rep.Mode, rep.Workers, rep.TargetRate = "open", 0, cfg.Rate
+		rep.Mode, rep.Workers, rep.TargetRate, rep.MaxInFlight = "open", 0, cfg.Rate, cfg.MaxInFlight
 	}
 	for _, t := range cfg.Descriptors {
 		rep.Descriptors = append(rep.Descriptors, t.String())
