@@ -10,6 +10,7 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"gopkg.in/yaml.v3"
@@ -107,6 +108,7 @@ type (
 		Value          string           `yaml:"value,omitempty"`
 		RateLimit      *yamlLimit       `yaml:"rate_limit,omitempty"`
 		ShadowMode     bool             `yaml:"shadow_mode,omitempty"`
+		QuotaMode      bool             `yaml:"quota_mode,omitempty"`
 		DetailedMetric bool             `yaml:"detailed_metric,omitempty"`
 		Descriptors    []yamlDescriptor `yaml:"descriptors,omitempty"`
 	}
@@ -151,7 +153,7 @@ func toYAMLDescriptors(in []*rlsconfv3.RateLimitDescriptor, field string, depth 
 		}
 		out[i] = yamlDescriptor{
 			Key: d.GetKey(), Value: d.GetValue(), RateLimit: toYAMLLimit(d.GetRateLimit()),
-			ShadowMode: d.GetShadowMode(), DetailedMetric: d.GetDetailedMetric(), Descriptors: nested,
+			ShadowMode: d.GetShadowMode(), QuotaMode: quotaMode(d), DetailedMetric: d.GetDetailedMetric(), Descriptors: nested,
 		}
 	}
 	return out, nil
@@ -167,13 +169,54 @@ func toYAMLLimit(p *rlsconfv3.RateLimitPolicy) *yamlLimit {
 		// (as envoyproxy/ratelimit reads it), not an absent field.
 		l.RequestsPerUnit = &n
 	}
-	if p.GetUnit() != rlsconfv3.RateLimitUnit_UNKNOWN {
-		l.Unit = p.GetUnit().String()
+	if u := p.GetUnit(); u != rlsconfv3.RateLimitUnit_UNKNOWN {
+		l.Unit = unitNames[u]
+		if l.Unit == "" {
+			l.Unit = strconv.Itoa(int(u)) // reported as an unknown unit
+		}
 	}
 	for _, r := range p.GetReplaces() {
 		l.Replaces = append(l.Replaces, yamlReplace{Name: r.GetName()})
 	}
 	return l
+}
+
+// unitNames are RateLimitUnit's values by number. The proto module at hand
+// (go-control-plane/ratelimit v0.1.0, its only release) stops at DAY; the current proto
+// adds MONTH (5), YEAR (6) and WEEK (7), which Envoy Gateway sends.
+var unitNames = map[rlsconfv3.RateLimitUnit]string{
+	1: "SECOND", 2: "MINUTE", 3: "HOUR", 4: "DAY", 5: "MONTH", 6: "YEAR", 7: "WEEK",
+}
+
+// quotaModeField is RateLimitDescriptor.quota_mode in the current proto (after the
+// module at hand): it arrives as an unknown field, read here. Other unknown fields
+// (such as newer metadata) are ignored; none of them changes a decision.
+const quotaModeField = 7
+
+func quotaMode(d *rlsconfv3.RateLimitDescriptor) bool {
+	b := d.ProtoReflect().GetUnknown()
+	on := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return on
+		}
+		b = b[n:]
+		if num == quotaModeField && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return on
+			}
+			on, b = v != 0, b[m:]
+			continue
+		}
+		if m := protowire.ConsumeFieldValue(num, typ, b); m >= 0 {
+			b = b[m:]
+		} else {
+			return on
+		}
+	}
+	return on
 }
 
 // withoutLines rewrites a load error without line numbers: they count lines of the

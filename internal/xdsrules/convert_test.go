@@ -8,6 +8,7 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"gopkg.in/yaml.v3"
@@ -368,3 +369,30 @@ func TestTruncate(t *testing.T) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "") == s }
+
+// What the current RateLimitConfig proto adds over the module this project builds
+// with, and Envoy Gateway sends: the units MONTH (5), YEAR (6) and WEEK (7), and the
+// descriptor's quota_mode (field 7), which arrives as an unknown field.
+func TestCompileNewerProtoFields(t *testing.T) {
+	quota := &descT{Key: "tenant", RateLimit: limit(minute, 3)}
+	quota.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 7, protowire.VarintType), 1))
+	cfg := &cfgT{Name: "eg", Domain: "eg", Descriptors: []*descT{
+		{Key: "m", RateLimit: limit(rlsconfv3.RateLimitUnit(5), 100)},
+		{Key: "y", RateLimit: limit(rlsconfv3.RateLimitUnit(6), 1000)},
+		{Key: "w", RateLimit: limit(rlsconfv3.RateLimitUnit(7), 10)},
+		quota,
+	}}
+	rs, err := Compile([]*anypb.Any{mustAny(t, cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := int64(86_400_000)
+	for key, want := range map[string]int64{"m": 30 * day, "y": 365 * day, "w": 7 * day} {
+		if ls := rs.Match("eg", []descriptors.Entry{{Key: key, Value: "x"}}); len(ls) != 1 || ls[0].Params.PeriodMs != want {
+			t.Errorf("unit of %s: %+v, want a window of %d ms", key, ls, want)
+		}
+	}
+	if ls := rs.Match("eg", []descriptors.Entry{{Key: "tenant", Value: "x"}}); len(ls) != 1 || !ls[0].Quota {
+		t.Errorf("quota_mode from the newer proto's field 7 was dropped: %+v", ls)
+	}
+}
