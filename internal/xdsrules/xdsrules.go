@@ -203,8 +203,11 @@ func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	// A new stream has no nonce yet; version_info says which version we already serve.
-	if err := send(st, &discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL, VersionInfo: s.acked}); err != nil {
+	// A new stream has no nonce yet, and asks with an empty version_info for whatever the
+	// server has: a server that restarted may count its versions from 1 again, and one
+	// that landed on the version we serve with other content would send nothing (a
+	// resent identical rule set changes nothing here: same hash).
+	if err := send(st, &discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL}); err != nil {
 		return false, err
 	}
 	for {
