@@ -61,7 +61,7 @@ var ignoredLegacy = map[string]string{
 	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "/healthcheck and readiness always wait for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, the empty start counts)",
 	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "/healthcheck never follows the store (as with this off); /readyz and grpc.health.v1 always do: probe /readyz for readiness that includes Redis",
 	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION":    "the Redis server's certificate is always verified, host name included",
-	"MERGE_DOMAIN_CONFIG":                     "each domain must be in one file: a second file with the same domain is an error",
+	"MERGE_DOMAIN_CONFIG":                     "each domain must be in one file or xDS resource: a second one with the same domain is an error (over xDS the update is NACKed)",
 	"DEBUG_HOST":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"DEBUG_PORT":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"GRPC_MAX_CONNECTION_AGE":                 "gRPC connections are not aged out",
