@@ -395,6 +395,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
 	}
 	warnUnruledPolicyDomains(log, policyDomains, rules)
+	warnExtAuthzOverBound(log, rules, c.bounds.MaxDescriptors)
 
 	select {
 	case <-ctx.Done():
@@ -445,6 +446,7 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 	apply := func(rs *descriptors.RuleSet) {
 		d.SetRules(rs)
 		warnUnruledPolicyDomains(log, policyDomains, rs)
+		warnExtAuthzOverBound(log, rs, c.bounds.MaxDescriptors)
 	}
 	if c.xds.source == sourceFile {
 		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)

@@ -74,6 +74,18 @@ func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptor
 	}
 }
 
+// warnExtAuthzOverBound logs each domain whose ext_authz section can build more
+// descriptors than --max-descriptors: a check that builds more is refused with
+// InvalidArgument, which Envoy's failure_mode_allow lets past every limit of the check.
+func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, maxDescriptors int) {
+	for _, d := range rs.Domains() {
+		if spec := rs.ExtAuthz(d); spec != nil && len(spec.Descriptors) > maxDescriptors {
+			log.Warn("an ext_authz section can build more descriptors than --max-descriptors; a check that does is refused, and Envoy's failure mode decides it",
+				"domain", d, "descriptors", len(spec.Descriptors), "max_descriptors", maxDescriptors)
+		}
+	}
+}
+
 // guardStore times and counts the engine's calls in m (store_duration_seconds,
 // store_errors_total) and, for a Redis engine, puts the circuit breaker in front of
 // that, with the breaker's logs and metrics: the calls the open circuit answers never

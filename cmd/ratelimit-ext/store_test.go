@@ -228,6 +228,20 @@ func TestUnruledPolicyDomainIsWarned(t *testing.T) {
 	}
 }
 
+// An ext_authz section that can build more descriptors than --max-descriptors is named
+// in a warning at start.
+func TestExtAuthzSectionOverTheBoundIsWarned(t *testing.T) {
+	s := startBinary(t, buildBinary(t), "--max-descriptors", "2", "--config-dir", "../../config")
+	const warning = `"msg":"an ext_authz section can build more descriptors than --max-descriptors; a check that does is refused, and Envoy's failure mode decides it","domain":"edge"`
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.log(), warning) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(s.log(), warning) {
+		t.Errorf("no warning for edge's ext_authz section:\n%s", s.log())
+	}
+}
+
 // A misspelt RATELIMIT_EXT_ variable is refused, but not the variables Kubernetes puts
 // in every pod for a Service named ratelimit-ext (or ratelimit-ext-anything): they would
 // otherwise stop every pod of the shipped Deployment from starting.
