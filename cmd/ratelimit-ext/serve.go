@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -188,8 +189,8 @@ func checkCounts(c *serveConfig) error {
 			return fmt.Errorf("--%s %d: want at least 1", n.flag, n.value)
 		}
 	}
-	if c.memoryMaxMiB < 0 {
-		return fmt.Errorf("--memory-max-mib %d: want 0 (automatic) or more", c.memoryMaxMiB)
+	if c.memoryMaxMiB < 0 || int64(c.memoryMaxMiB) > math.MaxInt64>>20 {
+		return fmt.Errorf("--memory-max-mib %d: want 0 (automatic) to %d", c.memoryMaxMiB, int64(math.MaxInt64>>20))
 	}
 	if int64(c.maxCost) > limiter.MaxCost { // a larger bound would admit costs no limit takes
 		return fmt.Errorf("--max-hits-addend %d: want at most %d (Envoy's hits_addend is a uint32)", c.maxCost, limiter.MaxCost)

@@ -286,3 +286,17 @@ func TestUnknownVariablesAreRefusedButNotServiceLinks(t *testing.T) {
 		t.Errorf("Kubernetes service-link variables: %v", err)
 	}
 }
+
+// --memory-max-mib takes 0 (automatic) up to what fits in int64 bytes; a larger value
+// would wrap to the automatic bound without a word.
+func TestMemoryMaxMiBRange(t *testing.T) {
+	isolateEnv(t)
+	for _, v := range []string{"-1", "8796093022208"} { // 2^43 MiB = 2^63 bytes
+		if _, err := loadServeConfig([]string{"--memory-max-mib", v}); err == nil || !strings.Contains(err.Error(), "--memory-max-mib") {
+			t.Errorf("--memory-max-mib %s: %v, want an error naming the flag", v, err)
+		}
+	}
+	if _, err := loadServeConfig([]string{"--memory-max-mib", "8796093022207"}); err != nil {
+		t.Errorf("the largest --memory-max-mib: %v", err)
+	}
+}

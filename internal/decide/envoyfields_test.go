@@ -349,3 +349,44 @@ func TestOverrideIsEnforced(t *testing.T) {
 	t.Cleanup(func() { mem.Close() })
 	override(New(rs, mem, storekey.New("shadow:", 0), true), false) // --shadow-mode
 }
+
+// An override that the matched limit's algorithm cannot take exactly runs as
+// fixed_window, envoyproxy/ratelimit's algorithm, and the request is decided: a
+// refused request would let Envoy pass it past every limit, the other descriptor's
+// used-up one included.
+func TestOverrideOutsideTheAlgorithmsBoundsRunsAsFixedWindow(t *testing.T) {
+	d := fieldsDecider(t, `
+domain: d
+descriptors:
+  - key: log
+    rate_limit: {unit: minute, requests_per_unit: 10, algorithm: sliding_window_log}
+  - key: smooth
+    rate_limit: {unit: second, requests_per_unit: 10, algorithm: gcra}
+  - key: user
+    rate_limit: {unit: minute, requests_per_unit: 1}
+`)
+	for _, c := range []struct {
+		key string
+		o   Override
+	}{
+		{"log", Override{RequestsPerUnit: 2000, Unit: "minute"}},       // over the log's cap of 1,000
+		{"smooth", Override{RequestsPerUnit: 1048583, Unit: "second"}}, // a gcra denominator above 2^20
+	} {
+		req := func() *Request {
+			return &Request{Domain: "d", Descriptors: []Descriptor{
+				{Entries: []descriptors.Entry{{Key: c.key, Value: "x"}}, Override: &c.o},
+				{Entries: []descriptors.Entry{{Key: "user", Value: c.key}}},
+			}}
+		}
+		for i, denied := range []bool{false, true} { // user allows one a minute
+			res, err := d.Decide(context.Background(), req())
+			if err != nil {
+				t.Fatalf("%s, request %d: %v", c.key, i+1, err)
+			}
+			st := res.Statuses[0]
+			if res.OverLimit != denied || st.Limit == nil || st.Limit.Params.Algorithm != limiter.FixedWindow || st.Decision.Limit != c.o.RequestsPerUnit {
+				t.Fatalf("%s, request %d: denied %v, override limit %+v %+v", c.key, i+1, res.OverLimit, st.Limit, st.Decision)
+			}
+		}
+	}
+}

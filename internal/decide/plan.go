@@ -22,14 +22,16 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 	} else {
 		matched = make([][]*descriptors.Limit, len(req.Descriptors))
 	}
-	// An override (Envoy's per-descriptor limit) in a domain the rules know stands in
-	// for whatever the descriptor matched, replaces included (applyOverride).
-	overriding := func(i int) bool { return req.Descriptors[i].Override != nil && rules.HasDomain(req.Domain) }
 	var replaced map[string]bool
 	for i := range req.Descriptors {
 		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
-		if overriding(i) {
-			continue
+		// An override (Envoy's per-descriptor limit) in a domain the rules know stands
+		// in for whatever the descriptor matched (applyOverride): its one limit has no
+		// name and no replaces, so replaces neither removes it nor comes from it.
+		if o := req.Descriptors[i].Override; o != nil && rules.HasDomain(req.Domain) {
+			if ov := applyOverride(req.Domain, matched[i], o); ov != nil {
+				matched[i], p.override = ov, true
+			}
 		}
 		for _, l := range matched[i] {
 			for _, name := range l.Replaces {
@@ -51,13 +53,7 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 			q = int64(*desc.Cost)
 		}
 		limits := filterReplaced(matched[i], replaced)
-		if overriding(i) {
-			ov, err := applyOverride(req.Domain, matched[i], desc.Override)
-			if err != nil {
-				return fmt.Errorf("%w: descriptor %d: %v", ErrInvalid, i, err)
-			}
-			limits, p.override = ov, true
-		} else if slices.ContainsFunc(matched[i], func(l *descriptors.Limit) bool { return l.Unlimited }) {
+		if slices.ContainsFunc(matched[i], func(l *descriptors.Limit) bool { return l.Unlimited }) {
 			// As envoyproxy/ratelimit: unlimited even when replaced or beside a shadow
 			// limit; the status shows it when no enforced limit is reported.
 			p.unlimited = append(p.unlimited, i)
@@ -101,30 +97,37 @@ func filterReplaced(limits []*descriptors.Limit, replaced map[string]bool) []*de
 // enforced whatever the descriptor matched (a limit, only unlimited ones, or none), and
 // without the matched entry's name, replaces, shadow_mode or quota_mode. It keeps the
 // first matched limit's algorithm and metrics path where there is one (its storage key
-// is that limit's, marked as an override); a descriptor that matched nothing counts
-// under a per-domain "#override" path (bounded metrics) with fixed_window, the
-// algorithm envoyproxy/ratelimit has.
-func applyOverride(domain string, matched []*descriptors.Limit, o *Override) ([]*descriptors.Limit, error) {
+// is derived from that limit's), or fixed_window, envoyproxy/ratelimit's algorithm,
+// when that algorithm cannot take the rate exactly (a sliding_window_log over its cap,
+// a gcra rate with a large denominator); a descriptor that matched nothing counts under
+// a per-domain "#override" path (bounded metrics) with fixed_window.
+//
+// An override the service cannot apply at all (an unknown unit, a window past 10
+// years) is ignored, and the configured limits apply: refusing the request would be an
+// error that Envoy's failure mode lets past every limit of the request. It returns nil
+// then.
+func applyOverride(domain string, matched []*descriptors.Limit, o *Override) []*descriptors.Limit {
 	unitMs, ok := descriptors.UnitMillis(o.Unit)
-	if !ok {
-		return nil, fmt.Errorf("override unit %q is not supported (want second, minute, hour, day, month or year)", o.Unit)
-	}
 	mult := max(o.UnitMultiplier, 1)
-	if mult > limiter.MaxPeriodMs/unitMs { // unitMs*mult would wrap past int64 into a "valid" window
-		return nil, fmt.Errorf("override: %d × %s is longer than the longest window (%d ms)", mult, o.Unit, limiter.MaxPeriodMs)
+	if !ok || mult > limiter.MaxPeriodMs/unitMs { // unitMs*mult would wrap past int64 into a "valid" window
+		return nil
 	}
 	ov := descriptors.Limit{Domain: domain, Path: overridePath, ID: overridePath,
 		Unit: o.Unit, UnitMultiplier: mult, RequestsPerUnit: o.RequestsPerUnit}
-	ov.Params = limiter.Params{Algorithm: limiter.FixedWindow, Limit: o.RequestsPerUnit, PeriodMs: unitMs * mult}
+	fixed := limiter.Params{Algorithm: limiter.FixedWindow, Limit: o.RequestsPerUnit, PeriodMs: unitMs * mult}
+	ov.Params = fixed
 	if i := slices.IndexFunc(matched, func(l *descriptors.Limit) bool { return !l.Unlimited }); i >= 0 {
 		base := matched[i]
 		ov.Path, ov.ID, ov.Levels, ov.File, ov.Line = base.Path, base.ID+"!override", base.Levels, base.File, base.Line
 		ov.Params.Algorithm, ov.Params.Buckets = base.Params.Algorithm, base.Params.Buckets
 	}
-	if err := ov.Params.Validate(); err != nil {
-		return nil, fmt.Errorf("override: %v", err)
+	if ov.Params.Validate() != nil {
+		ov.Params = fixed // the key names the algorithm: no state is shared with the other
+		if ov.Params.Validate() != nil {
+			return nil
+		}
 	}
-	return []*descriptors.Limit{&ov}, nil
+	return []*descriptors.Limit{&ov}
 }
 
 // overridePath names the limit of an override on a descriptor that matched none: '#'

@@ -221,6 +221,8 @@ type runner struct {
 	shards   []*stats
 	// measureAt is the unix ns at which the measured phase began (0 before).
 	measureAt atomic.Int64
+	// sent counts the open loop's measured requests sent (answered or not).
+	sent atomic.Int64
 	// The open loop's schedule: request k is due at openStart + k × interval.
 	openStart time.Time
 	interval  float64 // ns
@@ -425,7 +427,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		return nil, errors.New("loadgen: canceled before the measured phase")
 	}
 	rep := r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1))
-	rep.Unsent = r.unsent(measureStart, end, rep.Requests)
+	rep.Unsent = r.unsent(measureStart, end)
 	return rep, ctx.Err()
 }
 
@@ -486,6 +488,9 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 				if measured && !r.startMeasuring() {
 					return
 				}
+				if measured {
+					r.sent.Add(1)
+				}
 				sent := time.Now()
 				_, err := s.call(ctx, r.conn())
 				answered := time.Now()
@@ -498,8 +503,9 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 // unsent is how many requests of the open loop's schedule were due in the measured
-// phase, but for its first and last unsentGrace, without an answer recorded for them.
-func (r *runner) unsent(measureStart, end time.Time, answered int64) int64 {
+// phase, but for its first and last unsentGrace, and never sent (a request sent and
+// cut short by the end of an interrupted run was sent).
+func (r *runner) unsent(measureStart, end time.Time) int64 {
 	if r.cfg.Rate == 0 || r.cfg.Requests > 0 {
 		return 0
 	}
@@ -507,7 +513,7 @@ func (r *runner) unsent(measureStart, end time.Time, answered int64) int64 {
 		return int64(math.Ceil(float64(t.Sub(r.openStart)) / r.interval))
 	}
 	due := dueBy(end.Add(-unsentGrace)) - dueBy(measureStart.Add(unsentGrace))
-	return max(0, due-answered)
+	return max(0, due-r.sent.Load())
 }
 
 // unsentGrace leaves the requests due in the measured phase's first and last moments

@@ -33,9 +33,8 @@ type Report struct {
 	Seconds  float64 `json:"seconds"` // length of the measured phase
 	Requests int64   `json:"requests"`
 	RPS      float64 `json:"requestsPerSecond"`
-	// Open loop: requests due in the measured phase that were never sent (or not
-	// answered by its end): the target rate was not sustained. Latency percentiles
-	// cover only the requests that were answered.
+	// Open loop: requests due in the measured phase that were never sent: the target
+	// rate was not sustained. Latency percentiles cover only the requests answered.
 	Unsent    int64            `json:"unsent,omitempty"`
 	OK        int64            `json:"ok"`
 	OverLimit int64            `json:"overLimit"`

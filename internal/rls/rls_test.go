@@ -624,14 +624,27 @@ func gatherSeries(t *testing.T, m *metrics.Metrics) (series map[string]bool, cou
 	return series, counters
 }
 
-func TestInvalidRequests(t *testing.T) {
+// An override the service cannot apply (Envoy's UNKNOWN unit; a multiplier whose
+// window, 584942418 years of ms, would wrap int64 to about 235 days) is ignored and the
+// configured limit applies: refusing the request would let Envoy pass it past every
+// limit.
+func TestUnusableOverridesAreIgnored(t *testing.T) {
 	f := start(t, false)
-	unknownUnit := desc("burst", "x")
+	unknownUnit := desc("burst", "u")
 	unknownUnit.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 2, Unit: typev3.RateLimitUnit_UNKNOWN}
-	// 584942418 years of ms wrap int64 to about 235 days: refused, not served as that.
-	wrapping := desc("burst", "x")
+	wrapping := desc("burst", "w")
 	wrapping.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 1, Unit: typev3.RateLimitUnit_YEAR,
 		UnitMultiplier: wrapperspb.UInt32(584942418)}
+	for _, d := range []*ratelimitv3.RateLimitDescriptor{unknownUnit, wrapping} {
+		r := f.call(t, "test", 0, d)
+		if st := r.Statuses[0]; r.OverallCode != ok || st.CurrentLimit.GetName() != "five-per-hour" || st.LimitRemaining != 4 {
+			t.Errorf("override %v: %v, want the configured five-per-hour with 4 left", d.Limit, r)
+		}
+	}
+}
+
+func TestInvalidRequests(t *testing.T) {
+	f := start(t, false)
 	for _, tc := range []struct {
 		name string
 		req  *rlsv3.RateLimitRequest
@@ -640,8 +653,6 @@ func TestInvalidRequests(t *testing.T) {
 		{"empty domain", &rlsv3.RateLimitRequest{Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}}, "domain"},
 		{"no descriptors", &rlsv3.RateLimitRequest{Domain: "test"}, "descriptor"},
 		{"negative hits", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}}, "is_negative_hits"},
-		{"override unit UNKNOWN", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{unknownUnit}}, `override unit "unknown"`},
-		{"override multiplier past int64", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{wrapping}}, "longer than the longest window"},
 	} {
 		_, err := f.client.ShouldRateLimit(context.Background(), tc.req)
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.says) {
