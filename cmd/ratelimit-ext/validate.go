@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -61,7 +60,7 @@ func loadForValidate(paths []string) (*descriptors.RuleSet, error) {
 		if info, err := os.Stat(p); err == nil && info.IsDir() {
 			return nil, usageError(p + " is a directory; give one directory, or rule files")
 		}
-		if ext := strings.ToLower(filepath.Ext(p)); ext != ".yaml" && ext != ".yml" || strings.HasPrefix(filepath.Base(p), ".") {
+		if !descriptors.IsRuleFile(p) {
 			fmt.Fprintf(os.Stderr, "warning: %s: the server reads only *.yaml and *.yml files that are not dot-files\n", p)
 		}
 	}

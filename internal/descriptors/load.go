@@ -146,6 +146,12 @@ func isYAML(name string) bool {
 	return ext == ".yaml" || ext == ".yml"
 }
 
+// IsRuleFile says whether LoadDir reads a file of this name (a path or a base name):
+// *.yaml or *.yml, and not a dot-file.
+func IsRuleFile(name string) bool {
+	return isYAML(name) && !strings.HasPrefix(filepath.Base(name), ".")
+}
+
 func orDot(rel string) string {
 	if rel == "" {
 		return "."

@@ -26,7 +26,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -229,12 +228,11 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 
 // mayHoldRules says whether a change to name can change what loading reads. Only an
 // existing regular file that loading never reads (a log written into the directory,
-// an editor's swap file: an extension other than .yaml/.yml) is ruled out. A name that
-// is gone may have been a directory of rules (renamed or moved away, whatever its
-// name), and a ConfigMap's "..data" swap is a symlink.
+// an editor's swap file) is ruled out. A name that is gone may have been a directory
+// of rules (renamed or moved away, whatever its name), and a ConfigMap's "..data" swap
+// is a symlink.
 func mayHoldRules(name string) bool {
-	ext := strings.ToLower(filepath.Ext(name))
-	if ext == ".yaml" || ext == ".yml" {
+	if descriptors.IsRuleFile(name) {
 		return true
 	}
 	fi, err := os.Lstat(name)
