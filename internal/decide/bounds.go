@@ -58,7 +58,7 @@ func (b *Bounds) checkDescriptor(i int, d *Descriptor) error {
 	if len(d.Entries) > b.MaxEntries {
 		return fmt.Errorf("%w: descriptor %d has %d entries, above the bound of %d", ErrInvalid, i, len(d.Entries), b.MaxEntries)
 	}
-	if d.Cost != nil && *d.Cost > b.MaxCost {
+	if d.Cost != nil && *d.Cost > b.MaxCost && !d.Refund { // a refund's cost is not used
 		return fmt.Errorf("%w: descriptor %d: hits_addend %d above the bound of %d", ErrInvalid, i, *d.Cost, b.MaxCost)
 	}
 	for j, e := range d.Entries {

@@ -22,6 +22,11 @@ type Descriptor struct {
 	Entries  []descriptors.Entry
 	Cost     *uint64   // the descriptor's own hits_addend; nil = use the request's
 	Override *Override // a per-request limit override, or nil
+	// Refund is Envoy's is_negative_hits: give back earlier hits. SPEC's algorithms only
+	// consume (cost ≥ 0), so such a descriptor matches nothing: OK, and no state changes.
+	// Refusing the request instead would have Envoy let its other descriptors past every
+	// limit (failure_mode_deny is off by default).
+	Refund bool
 }
 
 // Override is Envoy's RateLimitOverride: in a domain the rules define, the one limit of

@@ -24,6 +24,9 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 	}
 	var replaced map[string]bool
 	for i := range req.Descriptors {
+		if req.Descriptors[i].Refund {
+			continue // matches nothing (see Descriptor.Refund)
+		}
 		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
 		// An override (Envoy's per-descriptor limit) in a domain the rules know stands
 		// in for whatever the descriptor matched (applyOverride): its one limit has no
@@ -45,6 +48,9 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 	p.checks, p.limits, p.owner, p.unlimited = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0], p.unlimitedBuf[:0]
 	for i := range req.Descriptors {
 		desc := &req.Descriptors[i]
+		if desc.Refund {
+			continue
+		}
 		q := cost
 		if desc.Cost != nil {
 			if *desc.Cost > uint64(limiter.MaxCost) {

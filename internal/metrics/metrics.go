@@ -59,6 +59,7 @@ type Metrics struct {
 	decisions   *prometheus.CounterVec
 	detailed    *prometheus.CounterVec
 	requests    *prometheus.CounterVec
+	refunds     prometheus.Counter
 	latency     *prometheus.HistogramVec
 	storeTime   *prometheus.HistogramVec
 	storeErrors *prometheus.CounterVec
@@ -88,6 +89,10 @@ func New() *Metrics {
 		Namespace: namespace, Name: "requests_total",
 		Help: "Requests by API (rls, ext_authz, decide) and outcome (ok, over_limit, invalid, unavailable).",
 	}, []string{"api", "outcome"})
+	m.refunds = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "refunds_ignored_total",
+		Help: "Descriptors with Envoy's is_negative_hits (a refund), answered OK without changing any state: refunds are not supported.",
+	})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "request_duration_seconds",
 		Help: "Time to answer one request, by API.", Buckets: latencyBuckets,
@@ -123,7 +128,7 @@ func New() *Metrics {
 		Namespace: namespace, Name: "ready",
 		Help: "1 while the service is ready (rules loaded, store reachable), as /readyz and grpc.health.v1 report.",
 	})
-	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.latency, m.storeTime, m.storeErrors,
+	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.refunds, m.latency, m.storeTime, m.storeErrors,
 		m.loads, m.configInfo, m.configRules, m.lastLoadOK, m.lastLoadAt, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -161,6 +166,11 @@ func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res 
 	m.requests.WithLabelValues(api, outcome(res, err)).Inc()
 	if res == nil {
 		return
+	}
+	for i := range req.Descriptors {
+		if req.Descriptors[i].Refund {
+			m.refunds.Inc()
+		}
 	}
 	for i := range res.Statuses {
 		for _, c := range res.Statuses[i].Checked {

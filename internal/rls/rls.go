@@ -6,9 +6,7 @@ package rls
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -51,13 +49,7 @@ func New(d *decide.Decider, opts Options, obs Observer) *Server {
 // Unavailable when the store cannot answer; never UNKNOWN.
 func (s *Server) ShouldRateLimit(ctx context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
 	start := time.Now()
-	req, err := fromProto(in)
-	if err != nil {
-		if s.observe != nil { // counted as invalid, like the requests the decider refuses
-			s.observe.Observe("rls", start, nil, nil, fmt.Errorf("%w: %w", decide.ErrInvalid, err))
-		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
+	req := fromProto(in)
 	res, err := s.decider.Decide(ctx, req)
 	if s.observe != nil {
 		s.observe.Observe("rls", start, req, res, err)
@@ -91,8 +83,9 @@ type requestMemory struct {
 	costs   [2]uint64
 }
 
-// fromProto converts the proto request. Negative hits (refunds) are not supported.
-func fromProto(in *rlsv3.RateLimitRequest) (*decide.Request, error) {
+// fromProto converts the proto request. A descriptor with negative hits (a refund) is
+// converted as such and matches nothing (decide.Descriptor.Refund).
+func fromProto(in *rlsv3.RateLimitRequest) *decide.Request {
 	mem := new(requestMemory)
 	req := &mem.req
 	req.Domain, req.HitsAddend = in.GetDomain(), uint64(in.GetHitsAddend())
@@ -103,10 +96,8 @@ func fromProto(in *rlsv3.RateLimitRequest) (*decide.Request, error) {
 	}
 	entries := mem.entries[:0:len(mem.entries)] // carved up while it lasts
 	for i, pd := range in.GetDescriptors() {
-		if pd.GetIsNegativeHits() {
-			return nil, errors.New("descriptor " + strconv.Itoa(i) + ": is_negative_hits is not supported")
-		}
 		d := &req.Descriptors[i]
+		d.Refund = pd.GetIsNegativeHits()
 		n := len(pd.GetEntries())
 		if n <= cap(entries)-len(entries) {
 			d.Entries = entries[len(entries) : len(entries)+n : len(entries)+n]
@@ -130,7 +121,7 @@ func fromProto(in *rlsv3.RateLimitRequest) (*decide.Request, error) {
 			d.Override = overrideFromProto(o)
 		}
 	}
-	return req, nil
+	return req
 }
 
 // unitNames maps Envoy's override units onto rule units.

@@ -574,13 +574,12 @@ func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 	}
 }
 
-// Every request answered INVALID_ARGUMENT counts as invalid, the ones refused while
-// converting the request (negative hits) as well as the ones the decider refuses.
+// Every request answered INVALID_ARGUMENT counts as invalid.
 func TestInvalidRequestsAreCounted(t *testing.T) {
 	m := metrics.New()
 	f := startWith(t, false, m, rls.Options{RetryAfter: true})
 	for _, req := range []*rlsv3.RateLimitRequest{
-		{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}},
+		{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("", "x")}}, // an empty key
 		{Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}},
 	} {
 		if _, err := f.client.ShouldRateLimit(context.Background(), req); status.Code(err) != codes.InvalidArgument {
@@ -590,6 +589,49 @@ func TestInvalidRequestsAreCounted(t *testing.T) {
 	_, counts := gatherSeries(t, m)
 	if got := counts[`ratelimit_ext_requests_total{api="rls",outcome="invalid"}`]; got != 2 {
 		t.Errorf("requests_total{outcome=invalid} = %v, want 2", got)
+	}
+}
+
+// A descriptor with Envoy's is_negative_hits (a refund) is answered OK and changes no
+// state; the request's other descriptors are decided as without it, so a refund beside a
+// used-up limit cannot turn the request into an error that Envoy would let past.
+func TestRefundsAreIgnored(t *testing.T) {
+	m := metrics.New()
+	f := startWith(t, false, m, rls.Options{RetryAfter: true})
+	refund := func(hits uint64) *ratelimitv3.RateLimitDescriptor {
+		d := desc("burst", "refund")
+		d.IsNegativeHits, d.HitsAddend = true, wrapperspb.UInt64(hits)
+		return d
+	}
+	f.call(t, "test", 0, desc("burst", "refund"))
+	f.call(t, "test", 0, desc("burst", "refund"))
+	// 2 of five-per-hour used: the refund neither gives them back nor takes one, even with
+	// a cost no limit could take.
+	r := f.call(t, "test", 0, refund(2), desc("burst", "refund"), refund(1<<40))
+	if r.OverallCode != ok || r.Statuses[1].LimitRemaining != 2 {
+		t.Fatalf("refund beside a fresh limit: %v, want OK with 2 left on the charged descriptor", r)
+	}
+	for _, i := range []int{0, 2} {
+		if st := r.Statuses[i]; st.Code != ok || st.CurrentLimit != nil || st.LimitRemaining != 0 {
+			t.Errorf("refund status %d: %v, want OK without a limit", i, st)
+		}
+	}
+	f.call(t, "test", 0, desc("burst", "refund"))
+	f.call(t, "test", 0, desc("burst", "refund"))
+	if r := f.call(t, "test", 0, refund(5), desc("burst", "refund")); r.OverallCode != over || r.Statuses[0].Code != ok {
+		t.Fatalf("refund beside a used-up limit: %v, want OVER_LIMIT overall, the refund's status OK", r)
+	}
+	// A refund matches nothing, so it replaces nothing either: old-limit (1/hour) still
+	// applies beside a refund of new-limit, which replaces it.
+	replacer := desc("new", "x")
+	replacer.IsNegativeHits = true
+	f.call(t, "test", 0, desc("old", "refund"))
+	if r := f.call(t, "test", 0, replacer, desc("old", "refund")); r.OverallCode != over {
+		t.Fatalf("refund of a replacing limit: %v, want old-limit to deny", r)
+	}
+	_, counts := gatherSeries(t, m)
+	if got := counts[`ratelimit_ext_refunds_ignored_total`]; got != 4 {
+		t.Errorf("refunds_ignored_total = %v, want 4", got)
 	}
 }
 
@@ -652,7 +694,6 @@ func TestInvalidRequests(t *testing.T) {
 	}{
 		{"empty domain", &rlsv3.RateLimitRequest{Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}}, "domain"},
 		{"no descriptors", &rlsv3.RateLimitRequest{Domain: "test"}, "descriptor"},
-		{"negative hits", &rlsv3.RateLimitRequest{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: desc("burst", "x").Entries, IsNegativeHits: true}}}, "is_negative_hits"},
 	} {
 		_, err := f.client.ShouldRateLimit(context.Background(), tc.req)
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.says) {
