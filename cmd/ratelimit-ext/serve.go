@@ -192,6 +192,11 @@ func checkCounts(c *serveConfig) error {
 	if c.memoryMaxMiB < 0 || int64(c.memoryMaxMiB) > math.MaxInt64>>20 {
 		return fmt.Errorf("--memory-max-mib %d: want 0 (automatic) to %d", c.memoryMaxMiB, int64(math.MaxInt64>>20))
 	}
+	// Keys past the bound are hashed, so a larger one buys nothing but memory per key
+	// (and Redis memory) for values a client chooses.
+	if c.maxKeyLen > storekey.MaxMaxLen {
+		return fmt.Errorf("--max-key-length %d: want at most %d (longer keys are hashed)", c.maxKeyLen, storekey.MaxMaxLen)
+	}
 	if int64(c.maxCost) > limiter.MaxCost { // a larger bound would admit costs no limit takes
 		return fmt.Errorf("--max-hits-addend %d: want at most %d (Envoy's hits_addend is a uint32)", c.maxCost, limiter.MaxCost)
 	}

@@ -300,3 +300,17 @@ func TestMemoryMaxMiBRange(t *testing.T) {
 		t.Errorf("the largest --memory-max-mib: %v", err)
 	}
 }
+
+// --max-key-length is bounded too: a key past it is hashed, so a larger bound only lets
+// clients' values take more memory per key.
+func TestMaxKeyLengthRange(t *testing.T) {
+	isolateEnv(t)
+	for _, v := range []string{"0", "65537"} {
+		if _, err := loadServeConfig([]string{"--max-key-length", v}); err == nil || !strings.Contains(err.Error(), "--max-key-length") {
+			t.Errorf("--max-key-length %s: %v, want an error naming the flag", v, err)
+		}
+	}
+	if _, err := loadServeConfig([]string{"--max-key-length", "65536"}); err != nil {
+		t.Errorf("the largest --max-key-length: %v", err)
+	}
+}

@@ -27,8 +27,11 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
-// DefaultMaxLen bounds key length in bytes.
-const DefaultMaxLen = 512
+// DefaultMaxLen bounds key length in bytes; MaxMaxLen is the largest bound accepted.
+const (
+	DefaultMaxLen = 512
+	MaxMaxLen     = 64 << 10
+)
 
 // Builder encodes keys. The zero value is not usable; use New.
 type Builder struct {
