@@ -87,9 +87,12 @@ const statShards = 16
 
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, 3) }
 
-func record(h *hdrhistogram.Histogram, d time.Duration) {
-	us := min(max(int64(d/time.Microsecond), histMin), histMax)
-	_ = h.RecordValue(us)
+// record adds d to h; a duration above the histogram's minute is recorded as a minute,
+// and record reports that it was.
+func record(h *hdrhistogram.Histogram, d time.Duration) (clamped bool) {
+	us := int64(d / time.Microsecond)
+	_ = h.RecordValue(min(max(us, histMin), histMax))
+	return us > histMax
 }
 
 func (c *Config) setDefaults() error {
@@ -233,6 +236,7 @@ type stats struct {
 	mu                      sync.Mutex
 	latency, queue, service *hdrhistogram.Histogram
 	ok, over, unknown       int64
+	clamped                 int64 // latencies above the histograms' minute
 	errs                    [codes.Unauthenticated + 1]int64
 	otherErrs               int64
 }
@@ -300,7 +304,9 @@ func (s *sender) record(ctx context.Context, err error, latency, queue, service 
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	record(st.latency, latency)
+	if record(st.latency, latency) {
+		st.clamped++
+	}
 	if st.queue != nil {
 		record(st.queue, queue)
 		record(st.service, service)

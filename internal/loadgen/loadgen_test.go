@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -163,6 +164,11 @@ func TestClosedLoopCountsAndCodes(t *testing.T) {
 	if rep.RPS <= 0 || rep.Latency.P50 <= 0 || rep.Latency.Max < rep.Latency.P99 {
 		t.Errorf("latency/rate not filled: %+v", rep)
 	}
+	// The answered rate leaves the errors out; the request rate counts them.
+	answered := float64(rep.OK+rep.OverLimit) / float64(rep.Requests) * rep.RPS
+	if math.Abs(rep.Answered-answered) > 1e-6*answered || rep.Answered >= rep.RPS {
+		t.Errorf("answered %.1f/s of %.1f/s, want %.1f/s", rep.Answered, rep.RPS, answered)
+	}
 	if rep.ClientCPU.Unsupported || rep.ClientCPU.PerRequestUs <= 0 {
 		t.Errorf("client CPU not measured: %+v", rep.ClientCPU)
 	}
@@ -173,12 +179,12 @@ func TestClosedLoopCountsAndCodes(t *testing.T) {
 	if err := rep.JSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"requests/s", "OVER_LIMIT", "Unavailable", "p99.9"} {
+	for _, want := range []string{"requests/s", "answered (the rest errors)", "OVER_LIMIT", "Unavailable", "p99.9"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}
 	}
-	if !strings.Contains(js.String(), `"requestsPerSecond"`) || !strings.Contains(js.String(), `"warmupSeconds": 0.05`) {
+	if !strings.Contains(js.String(), `"requestsPerSecond"`) || !strings.Contains(js.String(), `"answeredPerSecond"`) || !strings.Contains(js.String(), `"warmupSeconds": 0.05`) {
 		t.Errorf("JSON report: %s", js.String())
 	}
 }
@@ -313,5 +319,26 @@ func TestRequestsWithoutWarmupSendsExactlyThatMany(t *testing.T) {
 			t.Errorf("workers %d rate %v requests %d: the server got %d, the report counts %d",
 				cfg.Workers, cfg.Rate, cfg.Requests, got, rep.Requests)
 		}
+	}
+}
+
+// A latency above the histograms' minute is recorded as a minute, and counted and
+// reported as clamped rather than passed off as a minute.
+func TestClampedLatenciesAreReported(t *testing.T) {
+	st := newStats(false)
+	s := &sender{r: &runner{}, st: st}
+	s.record(context.Background(), nil, 90*time.Second, 0, 0)
+	s.record(context.Background(), nil, time.Millisecond, 0, 0)
+	r := &runner{shards: []*stats{st}, cfg: &Config{}}
+	rep := r.report(time.Second, cpuSample{}, nil)
+	if rep.Clamped != 1 || rep.Latency.Max < 59_000 || rep.Latency.Max > 61_000 {
+		t.Fatalf("clamped %d, max %.0f ms; want 1 clamped at about a minute", rep.Clamped, rep.Latency.Max)
+	}
+	var text bytes.Buffer
+	if err := rep.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "CLAMPED: 1 latencies above a minute") {
+		t.Errorf("text report does not say so:\n%s", text.String())
 	}
 }

@@ -32,7 +32,8 @@ type Report struct {
 
 	Seconds  float64 `json:"seconds"` // length of the measured phase
 	Requests int64   `json:"requests"`
-	RPS      float64 `json:"requestsPerSecond"`
+	RPS      float64 `json:"requestsPerSecond"` // errors included
+	Answered float64 `json:"answeredPerSecond"` // OK, OVER_LIMIT and UNKNOWN answers only
 	// Open loop: requests due in the measured phase that were never sent: the target
 	// rate was not sustained. Latency percentiles cover only the requests answered.
 	Unsent    int64            `json:"unsent,omitempty"`
@@ -42,7 +43,10 @@ type Report struct {
 	Errors    map[string]int64 `json:"errors,omitempty"`  // by gRPC code name
 
 	// Latency: closed loop, from send to answer; open loop, from the intended send time.
+	// Errors are included. Latencies above a minute are recorded as a minute and counted
+	// in Clamped.
 	Latency Percentiles `json:"latencyMs"`
+	Clamped int64       `json:"latenciesAboveAMinute,omitempty"`
 	// Open loop only: intended → actual send (generator-side queueing), and actual
 	// send → answer (service time).
 	Queue   *Percentiles `json:"queueMs,omitempty"`
@@ -109,6 +113,7 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 		rep.OK += s.ok
 		rep.OverLimit += s.over
 		rep.Unknown += s.unknown
+		rep.Clamped += s.clamped
 		for c, n := range s.errs {
 			if n > 0 {
 				if rep.Errors == nil {
@@ -127,6 +132,7 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 	rep.Requests = lat.TotalCount()
 	if rep.Seconds > 0 {
 		rep.RPS = float64(rep.Requests) / rep.Seconds
+		rep.Answered = float64(rep.OK+rep.OverLimit+rep.Unknown) / rep.Seconds
 	}
 	rep.Latency = percentiles(lat)
 	if queue != nil {
@@ -164,7 +170,11 @@ func (rep *Report) Text(w io.Writer) error {
 		fmt.Fprintf(&b, ", cost %d", rep.Cost)
 	}
 	b.WriteByte('\n')
-	fmt.Fprintf(&b, "measured   %d requests in %.2f s: %.0f requests/s\n", rep.Requests, rep.Seconds, rep.RPS)
+	fmt.Fprintf(&b, "measured   %d requests in %.2f s: %.0f requests/s", rep.Requests, rep.Seconds, rep.RPS)
+	if len(rep.Errors) > 0 {
+		fmt.Fprintf(&b, ", of which %.0f/s answered (the rest errors)", rep.Answered)
+	}
+	b.WriteByte('\n')
 	if rep.Unsent > 0 {
 		fmt.Fprintf(&b, "NOT SUSTAINED: %d requests due in the measured phase were never sent; the latencies cover only the others\n", rep.Unsent)
 	}
@@ -189,6 +199,9 @@ func (rep *Report) Text(w io.Writer) error {
 	row := func(name string, p Percentiles) {
 		fmt.Fprintf(&b, "%-10s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
 			name, p.P50, p.P90, p.P99, p.P999, p.Max)
+	}
+	if rep.Clamped > 0 {
+		fmt.Fprintf(&b, "CLAMPED: %d latencies above a minute were recorded as a minute\n", rep.Clamped)
 	}
 	if rep.Mode == "open" {
 		row("latency", rep.Latency)
