@@ -15,11 +15,13 @@ import (
 // message size bounds them; a long value is matched as it is, and the storage key that
 // holds it is hashed past --max-key-length.
 type Bounds struct {
-	MaxDescriptors int    // descriptors per request
-	MaxEntries     int    // entries per descriptor
-	MaxKeyLen      int    // bytes of one entry key
-	MaxDomainLen   int    // bytes of the domain
-	MaxCost        uint64 // hits_addend, request-wide or per descriptor
+	MaxDescriptors int // descriptors per request
+	MaxEntries     int // entries per descriptor
+	MaxKeyLen      int // bytes of one entry key
+	MaxDomainLen   int // bytes of the domain
+	// MaxCost bounds hits_addend: a request-wide one above it is refused, a descriptor
+	// whose own is above it is left out (Decider.ignored).
+	MaxCost uint64
 }
 
 // DefaultBounds are generous for every Envoy configuration seen in practice.
@@ -57,9 +59,6 @@ func (b *Bounds) check(req *Request) error {
 func (b *Bounds) checkDescriptor(i int, d *Descriptor) error {
 	if len(d.Entries) > b.MaxEntries {
 		return fmt.Errorf("%w: descriptor %d has %d entries, above the bound of %d", ErrInvalid, i, len(d.Entries), b.MaxEntries)
-	}
-	if d.Cost != nil && *d.Cost > b.MaxCost && !d.Refund { // a refund's cost is not used
-		return fmt.Errorf("%w: descriptor %d: hits_addend %d above the bound of %d", ErrInvalid, i, *d.Cost, b.MaxCost)
 	}
 	for j, e := range d.Entries {
 		switch {

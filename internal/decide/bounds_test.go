@@ -42,7 +42,7 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 		{"invalid UTF-8 value", Request{Domain: "b", Descriptors: []Descriptor{one("k", "\xff\xfe")}}, "UTF-8"},
 		{"invalid UTF-8 domain", Request{Domain: "\xc3", Descriptors: []Descriptor{one("k", "v")}}, "UTF-8"},
 		{"request cost", Request{Domain: "b", HitsAddend: 101, Descriptors: []Descriptor{one("k", "v")}}, "hits_addend 101"},
-		{"descriptor cost", Request{Domain: "b", Descriptors: []Descriptor{cost(one("k", "v"), 1<<40)}}, "hits_addend 1099511627776"},
+		{"descriptor cost: left out, not refused", Request{Domain: "b", Descriptors: []Descriptor{cost(one("k", "v"), 1<<40)}}, ""},
 	}
 	for _, c := range cases {
 		_, err := d.Decide(context.Background(), &c.req)
@@ -52,6 +52,50 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 		case c.want != "" && (err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%s: error %v, want an ErrInvalid naming %q", c.name, err, c.want)
 		}
+	}
+}
+
+// A descriptor whose own hits_addend is above the bound is left out (as Envoy leaves out
+// a hits_addend format above 10^9): OK with no limit, nothing charged, and the request's
+// other descriptors decided as without it. Refusing the request would have Envoy let it
+// past every limit. The bound itself is a cost like any other.
+func TestDescriptorCostAboveTheBoundIsLeftOut(t *testing.T) {
+	rs, err := descriptors.Parse("b.yaml", []byte("domain: b\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 150}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
+	defer mem.Close()
+	d := New(rs, mem, storekey.New("b:", 0), false)
+	d.SetBounds(Bounds{MaxDescriptors: 4, MaxEntries: 2, MaxKeyLen: 8, MaxDomainLen: 4, MaxCost: 100})
+	desc := func(v string, c uint64) Descriptor {
+		return Descriptor{Entries: []descriptors.Entry{{Key: "k", Value: v}}, Cost: &c}
+	}
+	decide := func(ds ...Descriptor) *Result {
+		t.Helper()
+		res, err := d.Decide(context.Background(), &Request{Domain: "b", Descriptors: ds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := decide(desc("x", 101), desc("y", 100))
+	if st := res.Statuses[0]; res.OverLimit || st.Limit != nil || st.Ignored != IgnoredCost {
+		t.Fatalf("cost 101 over a bound of 100: %+v, want left out", st)
+	}
+	if st := res.Statuses[1]; st.Ignored != "" || st.Decision.Remaining != 50 {
+		t.Fatalf("cost 100 at the bound: %+v, want charged, 50 left", st)
+	}
+	if res := decide(desc("x", 1)); res.Statuses[0].Decision.Remaining != 149 {
+		t.Errorf("the left-out descriptor was charged: %+v", res.Statuses[0])
+	}
+	// y has 50 left: a cost of 51 beside a left-out one is denied as it would be alone.
+	if res := decide(desc("y", 51), desc("x", 1<<40)); !res.OverLimit || res.Statuses[1].Ignored != IgnoredCost {
+		t.Errorf("cost 51 with 50 left beside a left-out descriptor: %+v, want OVER_LIMIT", res)
+	}
+	d.SetBounds(DefaultBounds) // a cost no limit can take is left out at the default bound too
+	if res := decide(desc("z", 1<<32)); res.Statuses[0].Ignored != IgnoredCost {
+		t.Errorf("cost 2^32 at the default bound: %+v, want left out", res.Statuses[0])
 	}
 }
 

@@ -29,6 +29,12 @@ type Descriptor struct {
 	Refund bool
 }
 
+// Reasons a descriptor is left out of a request (Status.Ignored).
+const (
+	IgnoredRefund = "refund"           // Descriptor.Refund
+	IgnoredCost   = "cost_above_bound" // its own hits_addend above Bounds.MaxCost
+)
+
 // Override is Envoy's RateLimitOverride: in a domain the rules define, the one limit of
 // its descriptor, whatever the descriptor matched (see applyOverride).
 type Override struct {
@@ -53,6 +59,7 @@ type Status struct {
 	Limit     *descriptors.Limit // the reported limit; nil when no limit applies
 	Decision  limiter.Decision   // the reported limit's decision
 	Checked   []Checked          // every limit evaluated for this descriptor (for metrics)
+	Ignored   string             // why the descriptor matched nothing (IgnoredRefund, IgnoredCost), or ""
 }
 
 // Checked is one evaluated limit of a descriptor.
@@ -184,9 +191,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	}
 	mem := new(requestMemory)
 	p := &mem.plan
-	if err := d.plan(rules, req, p); err != nil {
-		return nil, err
-	}
+	d.plan(rules, req, p)
 	res := &mem.res
 	res.Now = req.Now
 	if n := len(req.Descriptors); n <= inlineStatuses {
@@ -196,6 +201,9 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	}
 	for _, i := range p.unlimited {
 		res.Statuses[i].Unlimited = true
+	}
+	for i := range req.Descriptors {
+		res.Statuses[i].Ignored = d.ignored(&req.Descriptors[i])
 	}
 	if len(p.checks) == 0 {
 		return res, nil

@@ -1,7 +1,6 @@
 package decide
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -10,7 +9,7 @@ import (
 
 // plan matches every descriptor against rules and builds the request's checks in
 // request order, into p (zero, with its inline buffers).
-func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error {
+func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 	cost := int64(req.HitsAddend)
 	if cost == 0 {
 		cost = 1
@@ -24,8 +23,8 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 	}
 	var replaced map[string]bool
 	for i := range req.Descriptors {
-		if req.Descriptors[i].Refund {
-			continue // matches nothing (see Descriptor.Refund)
+		if d.ignored(&req.Descriptors[i]) != "" {
+			continue
 		}
 		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
 		// An override (Envoy's per-descriptor limit) in a domain the rules know stands
@@ -48,15 +47,12 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 	p.checks, p.limits, p.owner, p.unlimited = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0], p.unlimitedBuf[:0]
 	for i := range req.Descriptors {
 		desc := &req.Descriptors[i]
-		if desc.Refund {
+		if d.ignored(desc) != "" {
 			continue
 		}
 		q := cost
 		if desc.Cost != nil {
-			if *desc.Cost > uint64(limiter.MaxCost) {
-				return fmt.Errorf("%w: descriptor %d: hits_addend %d exceeds %d", ErrInvalid, i, *desc.Cost, limiter.MaxCost)
-			}
-			q = int64(*desc.Cost)
+			q = int64(*desc.Cost) // at most limiter.MaxCost (ignored)
 		}
 		limits := filterReplaced(matched[i], replaced)
 		if slices.ContainsFunc(matched[i], func(l *descriptors.Limit) bool { return l.Unlimited }) {
@@ -80,7 +76,21 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) error 
 			p.owner = append(p.owner, i)
 		}
 	}
-	return nil
+}
+
+// ignored says why a descriptor matches nothing, or "". A refund is not applied
+// (Descriptor.Refund). A descriptor's own hits_addend above the bound leaves it out, as
+// Envoy leaves out one whose hits_addend format yields more than 10^9, and as the
+// ext_authz door leaves out a cost header above the bound: that cost can come from a
+// client's header, and refusing the request would have Envoy let it past every limit.
+func (d *Decider) ignored(desc *Descriptor) string {
+	switch {
+	case desc.Refund:
+		return IgnoredRefund
+	case desc.Cost != nil && *desc.Cost > min(d.bounds.MaxCost, uint64(limiter.MaxCost)):
+		return IgnoredCost
+	}
+	return ""
 }
 
 // filterReplaced drops limits whose name another matched limit replaces. The common

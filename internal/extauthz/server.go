@@ -179,9 +179,10 @@ func (s *Server) failure(ctx context.Context, err error) (*authv3.CheckResponse,
 		return nil, status.FromContextError(ctxErr).Err() // Envoy has given up already
 	}
 	if errors.Is(err, decide.ErrInvalid) {
-		// A request over the bounds (too many descriptors or entries, a cost above
-		// --max-hits-addend): the same InvalidArgument ShouldRateLimit answers, and
-		// Envoy's failure_mode_allow decides. Values have no bound (decide.Bounds).
+		// A request over the bounds (too many descriptors or entries; Extract has left
+		// out descriptors whose cost is above --max-hits-addend): the same
+		// InvalidArgument ShouldRateLimit answers, and Envoy's failure_mode_allow
+		// decides. Values have no bound (decide.Bounds).
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.log.Debug("ext_authz check failed", "error", err, "failure_mode", s.opts.FailureMode)

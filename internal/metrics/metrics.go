@@ -59,7 +59,7 @@ type Metrics struct {
 	decisions   *prometheus.CounterVec
 	detailed    *prometheus.CounterVec
 	requests    *prometheus.CounterVec
-	refunds     prometheus.Counter
+	ignored     *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	storeTime   *prometheus.HistogramVec
 	storeErrors *prometheus.CounterVec
@@ -89,10 +89,10 @@ func New() *Metrics {
 		Namespace: namespace, Name: "requests_total",
 		Help: "Requests by API (rls, ext_authz, decide) and outcome (ok, over_limit, invalid, unavailable).",
 	}, []string{"api", "outcome"})
-	m.refunds = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: namespace, Name: "refunds_ignored_total",
-		Help: "Descriptors with Envoy's is_negative_hits (a refund), answered OK without changing any state: refunds are not supported.",
-	})
+	m.ignored = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "descriptors_ignored_total",
+		Help: "Descriptors answered OK without a limit or any state change, by reason: refund (Envoy's is_negative_hits; refunds are not supported), cost_above_bound (its own hits_addend above --max-hits-addend).",
+	}, []string{"reason"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "request_duration_seconds",
 		Help: "Time to answer one request, by API.", Buckets: latencyBuckets,
@@ -128,7 +128,7 @@ func New() *Metrics {
 		Namespace: namespace, Name: "ready",
 		Help: "1 while the service is ready (rules loaded, store reachable), as /readyz and grpc.health.v1 report.",
 	})
-	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.refunds, m.latency, m.storeTime, m.storeErrors,
+	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.ignored, m.latency, m.storeTime, m.storeErrors,
 		m.loads, m.configInfo, m.configRules, m.lastLoadOK, m.lastLoadAt, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -167,12 +167,10 @@ func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res 
 	if res == nil {
 		return
 	}
-	for i := range req.Descriptors {
-		if req.Descriptors[i].Refund {
-			m.refunds.Inc()
-		}
-	}
 	for i := range res.Statuses {
+		if r := res.Statuses[i].Ignored; r != "" {
+			m.ignored.WithLabelValues(r).Inc()
+		}
 		for _, c := range res.Statuses[i].Checked {
 			result := Result(c)
 			m.decisions.WithLabelValues(c.Limit.Domain, LimitLabel(c.Limit), result).Inc()
