@@ -150,10 +150,12 @@ func (c *serveConfig) check() error {
 // boundFlags registers the request bounds (hostile-input protection).
 func boundFlags(f *envFlags, c *serveConfig) {
 	b := &c.bounds
-	// 256 KiB: an ext_authz CheckRequest carries every header, the path twice (path and
-	// :path), within Envoy's default 60 KiB of headers; a refused message is an error
-	// Envoy answers with its failure mode, by default letting the request through.
-	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 256<<10, "largest gRPC request accepted, in bytes (keep above twice Envoy's max_request_headers_kb)")
+	// 4 MiB (gRPC's own default): Envoy copies a header's value into every descriptor
+	// that reads it, so a client's header at Envoy's default 60 KiB in each of 64
+	// descriptors (--max-descriptors) is 3.75 MiB; an ext_authz check carries every
+	// header and the path twice. A refused message is an error Envoy answers with its
+	// failure mode, by default letting the request past every limit.
+	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 4<<20, "largest gRPC request accepted, in bytes (keep above max_request_headers_kb × the descriptors of one Envoy call that copy a client's header, and twice it for ext_authz)")
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
 	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
 	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
