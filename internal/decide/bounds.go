@@ -19,8 +19,8 @@ type Bounds struct {
 	MaxEntries     int // entries per descriptor
 	MaxKeyLen      int // bytes of one entry key
 	MaxDomainLen   int // bytes of the domain
-	// MaxCost bounds hits_addend: a request-wide one above it is refused, a descriptor
-	// whose own is above it is left out (Decider.ignored).
+	// MaxCost bounds hits_addend: a descriptor whose cost (its own, else the
+	// request's) is above it is left out (Decider.ignored), not refused.
 	MaxCost uint64
 }
 
@@ -44,9 +44,6 @@ func (b *Bounds) check(req *Request) error {
 	}
 	if len(req.Descriptors) > b.MaxDescriptors {
 		return fmt.Errorf("%w: %d descriptors, above the bound of %d per request", ErrInvalid, len(req.Descriptors), b.MaxDescriptors)
-	}
-	if req.HitsAddend > b.MaxCost {
-		return fmt.Errorf("%w: hits_addend %d above the bound of %d", ErrInvalid, req.HitsAddend, b.MaxCost)
 	}
 	for i := range req.Descriptors {
 		if err := b.checkDescriptor(i, &req.Descriptors[i]); err != nil {

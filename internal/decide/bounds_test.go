@@ -41,7 +41,7 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 		{"empty key", Request{Domain: "b", Descriptors: []Descriptor{one("", "v")}}, "empty key"},
 		{"invalid UTF-8 value", Request{Domain: "b", Descriptors: []Descriptor{one("k", "\xff\xfe")}}, "UTF-8"},
 		{"invalid UTF-8 domain", Request{Domain: "\xc3", Descriptors: []Descriptor{one("k", "v")}}, "UTF-8"},
-		{"request cost", Request{Domain: "b", HitsAddend: 101, Descriptors: []Descriptor{one("k", "v")}}, "hits_addend 101"},
+		{"request cost: left out, not refused", Request{Domain: "b", HitsAddend: 101, Descriptors: []Descriptor{one("k", "v")}}, ""},
 		{"descriptor cost: left out, not refused", Request{Domain: "b", Descriptors: []Descriptor{cost(one("k", "v"), 1<<40)}}, ""},
 	}
 	for _, c := range cases {
@@ -55,7 +55,7 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 	}
 }
 
-// A descriptor whose own hits_addend is above the bound is left out (as Envoy leaves out
+// A descriptor whose cost is above the bound is left out (as Envoy leaves out
 // a hits_addend format above 10^9): OK with no limit, nothing charged, and the request's
 // other descriptors decided as without it. Refusing the request would have Envoy let it
 // past every limit. The bound itself is a cost like any other.
@@ -92,6 +92,12 @@ func TestDescriptorCostAboveTheBoundIsLeftOut(t *testing.T) {
 	// y has 50 left: a cost of 51 beside a left-out one is denied as it would be alone.
 	if res := decide(desc("y", 51), desc("x", 1<<40)); !res.OverLimit || res.Statuses[1].Ignored != IgnoredCost {
 		t.Errorf("cost 51 with 50 left beside a left-out descriptor: %+v, want OVER_LIMIT", res)
+	}
+	// A request-wide cost above the bound leaves out the descriptors without a cost of
+	// their own; y's own cost of 1 is still charged.
+	req := &Request{Domain: "b", HitsAddend: 101, Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "w"}}}, desc("y", 1)}}
+	if res, err := d.Decide(context.Background(), req); err != nil || res.Statuses[0].Ignored != IgnoredCost || res.Statuses[1].Decision.Remaining != 49 {
+		t.Errorf("request-wide cost 101 over a bound of 100: %+v, %v; want w left out, y charged 1", res, err)
 	}
 	d.SetBounds(DefaultBounds) // a cost no limit can take is left out at the default bound too
 	if res := decide(desc("z", 1<<32)); res.Statuses[0].Ignored != IgnoredCost {

@@ -32,7 +32,7 @@ type Descriptor struct {
 // Reasons a descriptor is left out of a request (Status.Ignored).
 const (
 	IgnoredRefund = "refund"           // Descriptor.Refund
-	IgnoredCost   = "cost_above_bound" // its own hits_addend above Bounds.MaxCost
+	IgnoredCost   = "cost_above_bound" // its cost above Bounds.MaxCost
 )
 
 // Override is Envoy's RateLimitOverride: in a domain the rules define, the one limit of
@@ -203,7 +203,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		res.Statuses[i].Unlimited = true
 	}
 	for i := range req.Descriptors {
-		res.Statuses[i].Ignored = d.ignored(&req.Descriptors[i])
+		res.Statuses[i].Ignored = d.ignored(req, &req.Descriptors[i])
 	}
 	if len(p.checks) == 0 {
 		return res, nil

@@ -23,7 +23,7 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 	}
 	var replaced map[string]bool
 	for i := range req.Descriptors {
-		if d.ignored(&req.Descriptors[i]) != "" {
+		if d.ignored(req, &req.Descriptors[i]) != "" {
 			continue
 		}
 		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
@@ -47,7 +47,7 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 	p.checks, p.limits, p.owner, p.unlimited = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0], p.unlimitedBuf[:0]
 	for i := range req.Descriptors {
 		desc := &req.Descriptors[i]
-		if d.ignored(desc) != "" {
+		if d.ignored(req, desc) != "" {
 			continue
 		}
 		q := cost
@@ -78,16 +78,22 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 	}
 }
 
-// ignored says why a descriptor matches nothing, or "". A refund is not applied
-// (Descriptor.Refund). A descriptor's own hits_addend above the bound leaves it out, as
-// Envoy leaves out one whose hits_addend format yields more than 10^9, and as the
-// ext_authz door leaves out a cost header above the bound: that cost can come from a
-// client's header, and refusing the request would have Envoy let it past every limit.
-func (d *Decider) ignored(desc *Descriptor) string {
+// ignored says why a descriptor of req matches nothing, or "". A refund is not applied
+// (Descriptor.Refund). A cost (the descriptor's own hits_addend, else the request's)
+// above the bound leaves the descriptor out, as Envoy leaves out one whose hits_addend
+// format yields more than 10^9, and as the ext_authz door leaves out a cost header
+// above the bound: a cost can come from a client's header (or, request-wide, from
+// filter state set from one), and refusing the request would have Envoy let it past
+// every limit.
+func (d *Decider) ignored(req *Request, desc *Descriptor) string {
+	cost := req.HitsAddend
+	if desc.Cost != nil {
+		cost = *desc.Cost
+	}
 	switch {
 	case desc.Refund:
 		return IgnoredRefund
-	case desc.Cost != nil && *desc.Cost > min(d.bounds.MaxCost, uint64(limiter.MaxCost)):
+	case cost > min(d.bounds.MaxCost, uint64(limiter.MaxCost)):
 		return IgnoredCost
 	}
 	return ""

@@ -33,6 +33,7 @@ type decideStatus struct {
 	CurrentLimit         *currentLimit `json:"current_limit,omitempty"`
 	LimitRemaining       int64         `json:"limit_remaining"`
 	DurationUntilResetMs int64         `json:"duration_until_reset_ms"`
+	Ignored              string        `json:"ignored,omitempty"` // why the descriptor was left out (decide.Status.Ignored)
 }
 
 // currentLimit is the limit a status reports, as ShouldRateLimit reports it:
@@ -116,7 +117,7 @@ func toDecideResponse(res *decide.Result) decideResponse {
 		out.OverallCode = "OVER_LIMIT"
 	}
 	for i, st := range res.Statuses {
-		s := decideStatus{Code: "OK"}
+		s := decideStatus{Code: "OK", Ignored: st.Ignored}
 		if st.OverLimit {
 			s.Code = "OVER_LIMIT"
 		}

@@ -187,6 +187,29 @@ func TestDecideEndpoint(t *testing.T) {
 	}
 }
 
+// A descriptor whose cost is above --max-hits-addend is left out, and the answer says
+// why; the request's other descriptors are decided.
+func TestDecideSaysWhyADescriptorIsLeftOut(t *testing.T) {
+	d := newDecider(t)
+	b := decide.DefaultBounds
+	b.MaxCost = 10
+	d.SetBounds(b)
+	url := serveAPI(t, httpapi.New(d, quiet(), nil)) + "/v1/decide"
+	code, body := do(t, "POST", url, `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.9"}],"hits_addend":11},{"entries":[{"key":"ip","value":"10.0.0.8"}]}]}`)
+	var out struct {
+		Statuses []struct {
+			Code    string `json:"code"`
+			Ignored string `json:"ignored"`
+		} `json:"statuses"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil || code != 200 || len(out.Statuses) != 2 {
+		t.Fatalf("%d %s (%v)", code, body, err)
+	}
+	if out.Statuses[0].Ignored != "cost_above_bound" || out.Statuses[1].Ignored != "" || !strings.Contains(body, "per-ip") {
+		t.Errorf("want the first descriptor left out with its reason, the second decided: %s", body)
+	}
+}
+
 // A browser's cross-origin POST (a form on another site) is refused before it charges
 // anything; a same-origin one and a client that is not a browser are decided.
 func TestDecideRefusesCrossOriginBrowsers(t *testing.T) {
