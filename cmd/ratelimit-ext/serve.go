@@ -403,7 +403,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
 	}
 	warnUnruledPolicyDomains(log, policyDomains, rules)
-	warnExtAuthzOverBound(log, rules, c.bounds.MaxDescriptors)
+	warnExtAuthzOverBound(log, rules, c.bounds)
 
 	select {
 	case <-ctx.Done():
@@ -454,7 +454,7 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 	apply := func(rs *descriptors.RuleSet) {
 		d.SetRules(rs)
 		warnUnruledPolicyDomains(log, policyDomains, rs)
-		warnExtAuthzOverBound(log, rs, c.bounds.MaxDescriptors)
+		warnExtAuthzOverBound(log, rs, c.bounds)
 	}
 	if c.xds.source == sourceFile {
 		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)

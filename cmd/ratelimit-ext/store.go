@@ -74,14 +74,36 @@ func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptor
 	}
 }
 
-// warnExtAuthzOverBound logs each domain whose ext_authz section can build more
-// descriptors than --max-descriptors: a check that builds more is refused with
-// InvalidArgument, which Envoy's failure_mode_allow lets past every limit of the check.
-func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, maxDescriptors int) {
+// warnExtAuthzOverBound logs each bound of b that a domain's ext_authz section can
+// build checks beyond (more descriptors, more entries in one, a longer entry key or
+// domain): such a check is refused with InvalidArgument, which Envoy's
+// failure_mode_allow lets past every limit of the check.
+func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, b decide.Bounds) {
 	for _, d := range rs.Domains() {
-		if spec := rs.ExtAuthz(d); spec != nil && len(spec.Descriptors) > maxDescriptors {
-			log.Warn("an ext_authz section can build more descriptors than --max-descriptors; a check that does is refused, and Envoy's failure mode decides it",
-				"domain", d, "descriptors", len(spec.Descriptors), "max_descriptors", maxDescriptors)
+		spec := rs.ExtAuthz(d)
+		if spec == nil {
+			continue
+		}
+		entries, keyLen := 0, 0
+		for _, ds := range spec.Descriptors {
+			entries = max(entries, len(ds.Entries))
+			for _, e := range ds.Entries {
+				keyLen = max(keyLen, len(e.DescriptorKey))
+			}
+		}
+		for _, over := range []struct {
+			flag       string
+			has, bound int
+		}{
+			{"max-descriptors", len(spec.Descriptors), b.MaxDescriptors},
+			{"max-entries", entries, b.MaxEntries},
+			{"max-entry-key-bytes", keyLen, b.MaxKeyLen},
+			{"max-domain-bytes", len(d), b.MaxDomainLen},
+		} {
+			if over.has > over.bound {
+				log.Warn("an ext_authz section can build checks over a request bound; such a check is refused, and Envoy's failure mode decides it",
+					"domain", d, "bound", "--"+over.flag, "value", over.bound, "section", over.has)
+			}
 		}
 	}
 }

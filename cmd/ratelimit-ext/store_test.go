@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/breaker"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 )
@@ -232,13 +235,52 @@ func TestUnruledPolicyDomainIsWarned(t *testing.T) {
 // in a warning at start.
 func TestExtAuthzSectionOverTheBoundIsWarned(t *testing.T) {
 	s := startBinary(t, buildBinary(t), "--max-descriptors", "2", "--config-dir", "../../config")
-	const warning = `"msg":"an ext_authz section can build more descriptors than --max-descriptors; a check that does is refused, and Envoy's failure mode decides it","domain":"edge"`
+	const warning = `"msg":"an ext_authz section can build checks over a request bound; such a check is refused, and Envoy's failure mode decides it","domain":"edge","bound":"--max-descriptors"`
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(s.log(), warning) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if !strings.Contains(s.log(), warning) {
 		t.Errorf("no warning for edge's ext_authz section:\n%s", s.log())
+	}
+}
+
+// Every request bound an ext_authz section can build checks beyond is named: more
+// entries in one descriptor, a longer entry key, a longer domain.
+func TestExtAuthzSectionOverEachBoundIsWarned(t *testing.T) {
+	rs, err := descriptors.Parse("edge.yaml", []byte(`domain: edge
+descriptors:
+  - key: generic_key
+    value: a
+    descriptors:
+      - key: a_rather_long_key
+        descriptors:
+          - key: remote_address
+            rate_limit: {unit: second, requests_per_unit: 1}
+ext_authz:
+  descriptors:
+    - entries:
+        - generic_key: {descriptor_value: a}
+        - generic_key: {descriptor_value: b, descriptor_key: a_rather_long_key}
+        - remote_address: {}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	warnExtAuthzOverBound(log, rs, decide.DefaultBounds)
+	if buf.Len() != 0 {
+		t.Errorf("warnings within the default bounds:\n%s", buf.String())
+	}
+	warnExtAuthzOverBound(log, rs, decide.Bounds{MaxDescriptors: 1, MaxEntries: 2, MaxKeyLen: 16, MaxDomainLen: 3})
+	for _, want := range []string{"bound=--max-entries value=2 section=3", "bound=--max-entry-key-bytes value=16 section=17", "bound=--max-domain-bytes value=3 section=4"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no warning with %q:\n%s", want, buf.String())
+		}
+	}
+	if strings.Contains(buf.String(), "--max-descriptors") {
+		t.Errorf("a warning for --max-descriptors, which one descriptor does not exceed:\n%s", buf.String())
 	}
 }
 
