@@ -141,7 +141,8 @@ func TestClosedLoopCountsAndCodes(t *testing.T) {
 	a1, a2 := serve(t, srv), serve(t, srv)
 	rep, err := Run(context.Background(), Config{
 		Targets: []string{a1, a2}, Conns: 4, Workers: 8, Requests: 2000, Warmup: 50 * time.Millisecond,
-		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v{key}")}, Keys: 20,
+		Timeout: 30 * time.Second, // the test counts answers by code; a deadline would add one
+		Domain:  "d", Descriptors: []Template{mustTemplate(t, "k=v{key}")}, Keys: 20,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -219,17 +220,18 @@ func TestOpenLoopRateAndQueueing(t *testing.T) {
 		t.Errorf("the text report does not say the rate was not sustained: %v\n%s", err, text.String())
 	}
 
-	// A fast server keeps up: the achieved rate is the target rate.
+	// A fast server keeps up: the achieved rate is the target rate (one a loaded test
+	// machine sustains; the deadline only guards against a hang).
 	fast := serve(t, nooprls.Server{})
 	rep, err = Run(context.Background(), Config{
-		Targets: []string{fast}, Rate: 1000, Duration: time.Second, Warmup: 100 * time.Millisecond,
+		Targets: []string{fast}, Rate: 200, Duration: time.Second, Warmup: 100 * time.Millisecond, Timeout: 10 * time.Second,
 		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v{key}")}, Keys: 1000, PerRequest: 3,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.RPS < 900 || rep.RPS > 1100 || rep.OK != rep.Requests {
-		t.Errorf("open loop at 1000/s achieved %.0f/s, OK %d of %d", rep.RPS, rep.OK, rep.Requests)
+	if rep.RPS < 180 || rep.RPS > 220 || rep.OK != rep.Requests {
+		t.Errorf("open loop at 200/s achieved %.0f/s, OK %d of %d, errors %v, unsent %d", rep.RPS, rep.OK, rep.Requests, rep.Errors, rep.Unsent)
 	}
 }
 
@@ -248,19 +250,20 @@ func (s slowValue) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest
 }
 
 // In the open loop a slow answer delays no other request while senders are free: one
-// request in 20 takes 100 ms, and the others' latency stays their own service time
+// request in 20 takes a second, and the others' latency stays their own service time
 // (requests used to belong to one sender each, and a slow one delayed the requests
-// queued behind it on that sender).
+// queued behind it on that sender: about six of them at this rate, a third of all
+// requests). The rate and the margin leave room for a loaded test machine.
 func TestOpenLoopSlowAnswersDelayNoOthers(t *testing.T) {
-	addr := serve(t, slowValue{value: "v7", delay: 100 * time.Millisecond})
+	addr := serve(t, slowValue{value: "v7", delay: time.Second})
 	rep, err := Run(context.Background(), Config{
-		Targets: []string{addr}, Rate: 1000, Duration: time.Second, MaxInFlight: 32,
+		Targets: []string{addr}, Rate: 200, Duration: 2 * time.Second, MaxInFlight: 32, Timeout: 10 * time.Second,
 		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v{key}")}, Keys: 20,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Latency.P90 > 20 {
+	if rep.Latency.P90 > 200 {
 		t.Errorf("latency p90 %.1f ms with 5%% of answers slow: fast requests waited behind slow ones (queueing %+v)", rep.Latency.P90, *rep.Queue)
 	}
 }
