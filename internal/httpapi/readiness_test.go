@@ -136,7 +136,10 @@ func TestReadinessFollowsRedis(t *testing.T) {
 // the background watcher's next tick, and gRPC health follows that observation.
 func TestReadyzChecksNow(t *testing.T) {
 	srv := testredis.Start(t)
-	engine, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), DialTimeout: 200 * time.Millisecond})
+	// Timeouts a loaded test machine meets (the 8 ms defaults are not the subject); a
+	// stopped Redis refuses the connection at once.
+	engine, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
