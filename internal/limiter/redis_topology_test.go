@@ -366,6 +366,18 @@ func clusterNoResend(t *testing.T, c *testredis.Cluster, batch bool) {
 		})
 	}
 	wg.Wait()
+	// What the warm-up charged: once, or more if a call that timed out on a loaded
+	// machine had run all the same (reads charge nothing, so they are tried again).
+	var before int64 = -1
+	for range 20 {
+		if d, err := check(0); err == nil {
+			before = 1000 - d.Remaining
+			break
+		}
+	}
+	if before < 1 {
+		t.Fatal("no read of the warmed-up key succeeded")
+	}
 	m, err := c.MasterForKey(key)
 	if err != nil {
 		t.Fatal(err)
@@ -384,7 +396,7 @@ func clusterNoResend(t *testing.T, c *testredis.Cluster, batch bool) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		d, err = check(0)
-		if err == nil && d.Remaining <= 998 || time.Now().After(deadline) {
+		if err == nil && d.Remaining <= 999-before || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -392,8 +404,8 @@ func clusterNoResend(t *testing.T, c *testredis.Cluster, batch bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if charged := 1000 - d.Remaining; charged != 2 {
-		t.Errorf("charged %d units, want 2 (the warm-up and one send of the timed-out call)", charged)
+	if charged := 1000 - d.Remaining - before; charged != 1 {
+		t.Errorf("the timed-out call charged %d units, want 1 (one send)", charged)
 	}
 }
 
