@@ -313,7 +313,12 @@ func outageFailures(calls []call, replica int, stopAt, goneAt time.Time, skip fu
 
 // metrics scrapes a replica's /metrics into "name{labels}" → value.
 func metrics(r *replica) (map[string]float64, error) {
-	resp, err := readyClient.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", r.httpPort))
+	return metricsOn(r.httpPort)
+}
+
+// metricsOn reads the metrics a service serves on an HTTP port of this host.
+func metricsOn(port int) (map[string]float64, error) {
+	resp, err := readyClient.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +357,11 @@ type configState struct {
 }
 
 func readConfigState(r *replica) (configState, error) {
-	m, err := metrics(r)
+	return configStateOn(r.httpPort)
+}
+
+func configStateOn(port int) (configState, error) {
+	m, err := metricsOn(port)
 	if err != nil {
 		return configState{}, err
 	}

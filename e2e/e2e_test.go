@@ -425,6 +425,39 @@ func TestWritesAndHealth(t *testing.T) {
 
 // Hot reload: editing the mounted config directory changes the enforced limit within
 // a second, with no process restarted.
+// ruleHashes returns the hash of the rules each ratelimit service serves.
+func ruleHashes(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, sp := range topo.Services(kindRatelimit) {
+		s, err := configStateOn(sp.Ports[sp.HTTP])
+		if err != nil {
+			t.Fatalf("%s: %v", sp.Name, err)
+		}
+		out[sp.Name] = s.hash
+	}
+	return out
+}
+
+// waitReloaded waits until every ratelimit service serves rules other than before's.
+func waitReloaded(t *testing.T, before map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for name, hash := range before {
+		sp := topo.Plan.Service(name)
+		for {
+			s, err := configStateOn(sp.Ports[sp.HTTP])
+			if err == nil && s.hash != "" && s.hash != hash {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still serves rules %s 10 s after the edit (%v)", name, hash, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 func TestHotReload(t *testing.T) {
 	needTopology(t)
 	pids := map[string]int{}
@@ -442,10 +475,11 @@ func TestHotReload(t *testing.T) {
 		t.Fatalf("config/edge.yaml no longer has %q; update this test", from)
 	}
 	t.Cleanup(func() {
+		hashes := ruleHashes(t)
 		if err := replaceFile(file, orig); err != nil {
 			t.Error(err)
 		}
-		time.Sleep(time.Second)
+		waitReloaded(t, hashes)
 	})
 	windowRoom(t, time.Minute, 10*time.Second)
 	// Use up strict-demo under the old limit (TestShadowVersusStrict may have already).
@@ -457,10 +491,11 @@ func TestHotReload(t *testing.T) {
 			t.Fatal("strict-demo (2/min) admitted 3 requests")
 		}
 	}
+	hashes := ruleHashes(t)
 	if err := replaceFile(file, []byte(strings.Replace(string(orig), from, to, 1))); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	waitReloaded(t, hashes)
 	// The counter (2 in this minute) is kept across the reload (same algorithm and
 	// window), so exactly 2 more pass under the new limit of 4.
 	var rs []reply
