@@ -89,8 +89,30 @@ func wantCodes(t *testing.T, what string, rs []reply, want ...int) {
 	t.Helper()
 	got := codes(rs)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("%s: status codes %v, want %v", what, got, want)
+		t.Fatalf("%s: status codes %v, want %v%s", what, got, want, undecided())
 	}
+}
+
+// undecided names Envoy's counters of calls the service did not decide (an error or a
+// timeout, which Envoy let through), for a failure message: a non-zero count means a
+// 200 may be a store timeout, not a wrong decision.
+func undecided() string {
+	resp, err := client.Get(topo.AdminURL() + `/stats?filter=(ratelimit|ext_authz)\.(error|failure_mode_allowed)$`)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var nonzero []string
+	for line := range strings.SplitSeq(strings.TrimSpace(string(body)), "\n") {
+		if line != "" && !strings.HasSuffix(line, ": 0") {
+			nonzero = append(nonzero, line)
+		}
+	}
+	if len(nonzero) == 0 {
+		return ""
+	}
+	return "\n(Envoy counted calls the service did not decide, which it let through: " + strings.Join(nonzero, ", ") + ")"
 }
 
 func repeat(code, n int) []int {
@@ -104,7 +126,7 @@ func repeat(code, n int) []int {
 func header(t *testing.T, r reply, name, want string) {
 	t.Helper()
 	if got := r.h.Get(name); got != want {
-		t.Errorf("%s: %q, want %q (all headers: %v)", name, got, want, r.h)
+		t.Errorf("%s: %q, want %q (all headers: %v)%s", name, got, want, r.h, undecided())
 	}
 }
 
