@@ -19,8 +19,8 @@ type Bounds struct {
 	MaxEntries     int // entries per descriptor
 	MaxKeyLen      int // bytes of one entry key
 	MaxDomainLen   int // bytes of the domain
-	// MaxCost bounds hits_addend: a descriptor whose cost (its own, else the
-	// request's) is above it is left out (Decider.ignored), not refused.
+	// MaxCost bounds hits_addend: a larger cost (a descriptor's own, else the
+	// request's) counts as MaxCost (Decider.cost); it is not refused.
 	MaxCost uint64
 }
 

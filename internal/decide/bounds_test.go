@@ -41,8 +41,8 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 		{"empty key", Request{Domain: "b", Descriptors: []Descriptor{one("", "v")}}, "empty key"},
 		{"invalid UTF-8 value", Request{Domain: "b", Descriptors: []Descriptor{one("k", "\xff\xfe")}}, "UTF-8"},
 		{"invalid UTF-8 domain", Request{Domain: "\xc3", Descriptors: []Descriptor{one("k", "v")}}, "UTF-8"},
-		{"request cost: left out, not refused", Request{Domain: "b", HitsAddend: 101, Descriptors: []Descriptor{one("k", "v")}}, ""},
-		{"descriptor cost: left out, not refused", Request{Domain: "b", Descriptors: []Descriptor{cost(one("k", "v"), 1<<40)}}, ""},
+		{"request cost: counted as the bound, not refused", Request{Domain: "b", HitsAddend: 101, Descriptors: []Descriptor{one("k", "v")}}, ""},
+		{"descriptor cost: counted as the bound, not refused", Request{Domain: "b", Descriptors: []Descriptor{cost(one("k", "v"), 1<<40)}}, ""},
 	}
 	for _, c := range cases {
 		_, err := d.Decide(context.Background(), &c.req)
@@ -55,11 +55,10 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 	}
 }
 
-// A descriptor whose cost is above the bound is left out (as Envoy leaves out
-// a hits_addend format above 10^9): OK with no limit, nothing charged, and the request's
-// other descriptors decided as without it. Refusing the request would have Envoy let it
-// past every limit. The bound itself is a cost like any other.
-func TestDescriptorCostAboveTheBoundIsLeftOut(t *testing.T) {
+// A cost above the bound (a descriptor's own, else the request's) counts as the bound:
+// not refused (Envoy would let the request past every limit), not free (a client that
+// sets its cost could skip the limit). The bound itself is a cost like any other.
+func TestCostAboveTheBoundCountsAsTheBound(t *testing.T) {
 	rs, err := descriptors.Parse("b.yaml", []byte("domain: b\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 150}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,37 +70,35 @@ func TestDescriptorCostAboveTheBoundIsLeftOut(t *testing.T) {
 	desc := func(v string, c uint64) Descriptor {
 		return Descriptor{Entries: []descriptors.Entry{{Key: "k", Value: v}}, Cost: &c}
 	}
-	decide := func(ds ...Descriptor) *Result {
+	decide := func(req *Request) *Result {
 		t.Helper()
-		res, err := d.Decide(context.Background(), &Request{Domain: "b", Descriptors: ds})
+		req.Domain = "b"
+		res, err := d.Decide(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res
 	}
-	res := decide(desc("x", 101), desc("y", 100))
-	if st := res.Statuses[0]; res.OverLimit || st.Limit != nil || st.Ignored != IgnoredCost {
-		t.Fatalf("cost 101 over a bound of 100: %+v, want left out", st)
+	res := decide(&Request{Descriptors: []Descriptor{desc("x", 101), desc("y", 100)}})
+	if st := res.Statuses[0]; !st.CostClamped || st.Decision.Remaining != 50 {
+		t.Fatalf("cost 101 over a bound of 100: %+v, want charged 100, 50 left", st)
 	}
-	if st := res.Statuses[1]; st.Ignored != "" || st.Decision.Remaining != 50 {
-		t.Fatalf("cost 100 at the bound: %+v, want charged, 50 left", st)
+	if st := res.Statuses[1]; st.CostClamped || st.Decision.Remaining != 50 {
+		t.Fatalf("cost 100 at the bound: %+v, want charged 100 unclamped", st)
 	}
-	if res := decide(desc("x", 1)); res.Statuses[0].Decision.Remaining != 149 {
-		t.Errorf("the left-out descriptor was charged: %+v", res.Statuses[0])
+	// x has 50 left: any cost above the bound is denied, and charges nothing.
+	if res := decide(&Request{Descriptors: []Descriptor{desc("x", 1<<40)}}); !res.OverLimit || res.Statuses[0].Decision.Remaining != 50 {
+		t.Errorf("cost 2^40 with 50 left: %+v, want OVER_LIMIT", res.Statuses[0])
 	}
-	// y has 50 left: a cost of 51 beside a left-out one is denied as it would be alone.
-	if res := decide(desc("y", 51), desc("x", 1<<40)); !res.OverLimit || res.Statuses[1].Ignored != IgnoredCost {
-		t.Errorf("cost 51 with 50 left beside a left-out descriptor: %+v, want OVER_LIMIT", res)
+	// A request-wide cost above the bound counts as the bound for the descriptors
+	// without a cost of their own; y's own cost of 1 is its own.
+	res = decide(&Request{HitsAddend: 1 << 63, Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "w"}}}, desc("y", 1)}})
+	if st := res.Statuses[0]; !st.CostClamped || st.Decision.Remaining != 50 || res.Statuses[1].CostClamped || res.Statuses[1].Decision.Remaining != 49 {
+		t.Errorf("request-wide cost 2^63 over a bound of 100: %+v, want w charged 100, y charged 1", res.Statuses)
 	}
-	// A request-wide cost above the bound leaves out the descriptors without a cost of
-	// their own; y's own cost of 1 is still charged.
-	req := &Request{Domain: "b", HitsAddend: 101, Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "w"}}}, desc("y", 1)}}
-	if res, err := d.Decide(context.Background(), req); err != nil || res.Statuses[0].Ignored != IgnoredCost || res.Statuses[1].Decision.Remaining != 49 {
-		t.Errorf("request-wide cost 101 over a bound of 100: %+v, %v; want w left out, y charged 1", res, err)
-	}
-	d.SetBounds(DefaultBounds) // a cost no limit can take is left out at the default bound too
-	if res := decide(desc("z", 1<<32)); res.Statuses[0].Ignored != IgnoredCost {
-		t.Errorf("cost 2^32 at the default bound: %+v, want left out", res.Statuses[0])
+	d.SetBounds(DefaultBounds) // a cost no limit can take counts as 2^32-1 at the default bound
+	if res := decide(&Request{Descriptors: []Descriptor{desc("z", 1<<32)}}); !res.Statuses[0].CostClamped || !res.OverLimit {
+		t.Errorf("cost 2^32 at the default bound: %+v, want clamped and denied", res.Statuses[0])
 	}
 }
 

@@ -29,12 +29,6 @@ type Descriptor struct {
 	Refund bool
 }
 
-// Reasons a descriptor is left out of a request (Status.Ignored).
-const (
-	IgnoredRefund = "refund"           // Descriptor.Refund
-	IgnoredCost   = "cost_above_bound" // its cost above Bounds.MaxCost
-)
-
 // Override is Envoy's RateLimitOverride: in a domain the rules define, the one limit of
 // its descriptor, whatever the descriptor matched (see applyOverride).
 type Override struct {
@@ -54,12 +48,13 @@ type Request struct {
 // Status is the answer for one descriptor. OverLimit can be true in an allowed request:
 // a quota-mode descriptor over its limit (quota.go).
 type Status struct {
-	OverLimit bool
-	Unlimited bool               // the descriptor matched an unlimited limit; with no reported limit (Limit nil) it answers 2^32−1 remaining
-	Limit     *descriptors.Limit // the reported limit; nil when no limit applies
-	Decision  limiter.Decision   // the reported limit's decision
-	Checked   []Checked          // every limit evaluated for this descriptor (for metrics)
-	Ignored   string             // why the descriptor matched nothing (IgnoredRefund, IgnoredCost), or ""
+	OverLimit   bool
+	Unlimited   bool               // the descriptor matched an unlimited limit; with no reported limit (Limit nil) it answers 2^32−1 remaining
+	Limit       *descriptors.Limit // the reported limit; nil when no limit applies
+	Decision    limiter.Decision   // the reported limit's decision
+	Checked     []Checked          // every limit evaluated for this descriptor (for metrics)
+	Refund      bool               // a refund, not applied (Descriptor.Refund)
+	CostClamped bool               // its cost was above Bounds.MaxCost and counted as the bound
 }
 
 // Checked is one evaluated limit of a descriptor.
@@ -203,7 +198,10 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		res.Statuses[i].Unlimited = true
 	}
 	for i := range req.Descriptors {
-		res.Statuses[i].Ignored = d.ignored(req, &req.Descriptors[i])
+		st, desc := &res.Statuses[i], &req.Descriptors[i]
+		if st.Refund = desc.Refund; !st.Refund {
+			_, st.CostClamped = d.cost(req, desc)
+		}
 	}
 	if len(p.checks) == 0 {
 		return res, nil

@@ -10,10 +10,6 @@ import (
 // plan matches every descriptor against rules and builds the request's checks in
 // request order, into p (zero, with its inline buffers).
 func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
-	cost := int64(req.HitsAddend)
-	if cost == 0 {
-		cost = 1
-	}
 	var matchedBuf [inlineChecks][]*descriptors.Limit
 	var matched [][]*descriptors.Limit
 	if len(req.Descriptors) <= inlineChecks {
@@ -23,8 +19,8 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 	}
 	var replaced map[string]bool
 	for i := range req.Descriptors {
-		if d.ignored(req, &req.Descriptors[i]) != "" {
-			continue
+		if req.Descriptors[i].Refund {
+			continue // matches nothing (Descriptor.Refund)
 		}
 		matched[i] = rules.Match(req.Domain, req.Descriptors[i].Entries)
 		// An override (Envoy's per-descriptor limit) in a domain the rules know stands
@@ -47,13 +43,10 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 	p.checks, p.limits, p.owner, p.unlimited = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0], p.unlimitedBuf[:0]
 	for i := range req.Descriptors {
 		desc := &req.Descriptors[i]
-		if d.ignored(req, desc) != "" {
+		if desc.Refund {
 			continue
 		}
-		q := cost
-		if desc.Cost != nil {
-			q = int64(*desc.Cost) // at most limiter.MaxCost (ignored)
-		}
+		q, _ := d.cost(req, desc)
 		limits := filterReplaced(matched[i], replaced)
 		if slices.ContainsFunc(matched[i], func(l *descriptors.Limit) bool { return l.Unlimited }) {
 			// As envoyproxy/ratelimit: unlimited even when replaced or beside a shadow
@@ -78,25 +71,20 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 	}
 }
 
-// ignored says why a descriptor of req matches nothing, or "". A refund is not applied
-// (Descriptor.Refund). A cost (the descriptor's own hits_addend, else the request's)
-// above the bound leaves the descriptor out, as Envoy leaves out one whose hits_addend
-// format yields more than 10^9, and as the ext_authz door leaves out a cost header
-// above the bound: a cost can come from a client's header (or, request-wide, from
-// filter state set from one), and refusing the request would have Envoy let it past
-// every limit.
-func (d *Decider) ignored(req *Request, desc *Descriptor) string {
-	cost := req.HitsAddend
+// cost is the cost desc is charged in req: its own hits_addend, else the request's (0
+// means 1), at most the bound; clamped says the bound cut it. A cost can come from a
+// client's header (Envoy's hits_addend format, or filter state set from one): refusing
+// the request would have Envoy let it past every limit, and leaving the descriptor out
+// would make any cost above the bound free, so a larger cost counts as the bound.
+func (d *Decider) cost(req *Request, desc *Descriptor) (q int64, clamped bool) {
+	c := req.HitsAddend
 	if desc.Cost != nil {
-		cost = *desc.Cost
+		c = *desc.Cost
+	} else if c == 0 {
+		c = 1
 	}
-	switch {
-	case desc.Refund:
-		return IgnoredRefund
-	case cost > min(d.bounds.MaxCost, uint64(limiter.MaxCost)):
-		return IgnoredCost
-	}
-	return ""
+	bound := min(d.bounds.MaxCost, uint64(limiter.MaxCost))
+	return int64(min(c, bound)), c > bound
 }
 
 // filterReplaced drops limits whose name another matched limit replaces. The common

@@ -1,6 +1,8 @@
 package extauthz
 
 import (
+	"errors"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -9,7 +11,6 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/utf8codec"
 )
 
@@ -25,15 +26,14 @@ type Skipped struct {
 // built (missing header, failed match, no usable address, malformed cost), is left out;
 // it is never an error. With explain (debug logging on) it is reported in skipped;
 // without, skipped is nil and no reason is built, since most checks skip most
-// descriptors. attrs may be nil or partly empty. A cost above maxCost (the decider's
-// bound, --max-hits-addend) leaves its descriptor out too: refusing the whole check
-// would be an error that Envoy's failure_mode_allow lets through past every limit.
-func Extract(spec *descriptors.ExtAuthz, attrs *authv3.AttributeContext, maxCost uint64, explain bool) (out []decide.Descriptor, skipped []Skipped) {
+// descriptors. attrs may be nil or partly empty. A cost above --max-hits-addend is
+// passed on: the decider counts it as the bound (decide.Decider.cost).
+func Extract(spec *descriptors.ExtAuthz, attrs *authv3.AttributeContext, explain bool) (out []decide.Descriptor, skipped []Skipped) {
 	if spec == nil {
 		return nil, nil
 	}
 	r := newRequest(attrs)
-	r.explain, r.maxCost = explain, min(maxCost, uint64(limiter.MaxCost))
+	r.explain = explain
 	for i := range spec.Descriptors {
 		d := &spec.Descriptors[i]
 		desc, reason := r.build(d)
@@ -55,7 +55,6 @@ type request struct {
 	headers map[string]string
 	path    string // without query string and fragment
 	explain bool   // build skip reasons (see why)
-	maxCost uint64 // the largest cost a descriptor may carry
 }
 
 func newRequest(attrs *authv3.AttributeContext) *request {
@@ -288,22 +287,18 @@ func (r *request) remoteAddress(s *descriptors.Source) (netip.Addr, string) {
 // cost reads a descriptor's hits_addend.
 func (r *request) cost(c *descriptors.Cost) (uint64, string) {
 	if c.Header == "" {
-		if uint64(c.Number) > r.maxCost {
-			return 0, r.why(func() string {
-				return "cost " + strconv.FormatInt(c.Number, 10) + " is above --max-hits-addend " + strconv.FormatUint(r.maxCost, 10)
-			})
-		}
-		return uint64(c.Number), ""
+		return uint64(c.Number), "" // validated at load: 0 to 2^32-1
 	}
 	v, ok := r.header(c.Header)
 	if !ok {
 		return 0, r.why(func() string { return "header " + c.Header + " is missing" })
 	}
 	q, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-	if err != nil || q > r.maxCost {
-		return 0, r.why(func() string {
-			return "header " + c.Header + " is not an integer in [0, " + strconv.FormatUint(r.maxCost, 10) + "] (--max-hits-addend)"
-		})
+	if errors.Is(err, strconv.ErrRange) {
+		q, err = math.MaxUint64, nil // digits past 2^64-1: a cost above any bound, not a malformed one
+	}
+	if err != nil {
+		return 0, r.why(func() string { return "header " + c.Header + " is not a non-negative integer" })
 	}
 	return q, ""
 }

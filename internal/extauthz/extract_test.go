@@ -10,7 +10,6 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
 // rules are limits for every descriptor shape the sections below build; the loader
@@ -87,11 +86,11 @@ func (c check) attrs() *authv3.AttributeContext {
 // without explanations must build the same descriptors and report no skips.
 func show(t *testing.T, x *descriptors.ExtAuthz, a *authv3.AttributeContext) string {
 	t.Helper()
-	ds, skipped := Extract(x, a, anyCost, true)
+	ds, skipped := Extract(x, a, true)
 	if len(ds)+len(skipped) != len(x.Descriptors) {
 		t.Fatalf("%d descriptors + %d skipped != %d configured", len(ds), len(skipped), len(x.Descriptors))
 	}
-	quiet, none := Extract(x, a, anyCost, false)
+	quiet, none := Extract(x, a, false)
 	if got, want := render(quiet), render(ds); got != want || none != nil {
 		t.Fatalf("without explain: %q and skipped %+v, with: %q", got, none, want)
 	}
@@ -146,10 +145,10 @@ func TestRemoteAddress(t *testing.T) {
 	if got := show(t, x, nil); got != "" {
 		t.Errorf("nil attributes: %q", got)
 	}
-	if _, skipped := Extract(x, &authv3.AttributeContext{}, anyCost, true); len(skipped) != 1 || !strings.Contains(skipped[0].Reason, "no source IP address") {
+	if _, skipped := Extract(x, &authv3.AttributeContext{}, true); len(skipped) != 1 || !strings.Contains(skipped[0].Reason, "no source IP address") {
 		t.Errorf("skipped: %+v", skipped)
 	}
-	if ds, sk := Extract(nil, check{source: "10.0.0.1"}.attrs(), anyCost, true); ds != nil || sk != nil {
+	if ds, sk := Extract(nil, check{source: "10.0.0.1"}.attrs(), true); ds != nil || sk != nil {
 		t.Error("a nil spec builds nothing")
 	}
 }
@@ -243,7 +242,7 @@ func TestRequestHeaders(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	_, skipped := Extract(x, check{}.attrs(), anyCost, true)
+	_, skipped := Extract(x, check{}.attrs(), true)
 	if len(skipped) != 2 || skipped[0].Field != "ext_authz.descriptors[0]" || skipped[0].Reason != "request_headers: header x-api-key is missing" ||
 		skipped[1].Reason != "every entry was absent" {
 		t.Errorf("skipped: %+v", skipped)
@@ -328,7 +327,7 @@ func TestMethodHostPrincipalContextExtension(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	_, skipped := Extract(x, check{}.attrs(), anyCost, true)
+	_, skipped := Extract(x, check{}.attrs(), true)
 	reasons := make([]string, len(skipped))
 	for i, s := range skipped {
 		reasons[i] = s.Reason
@@ -367,7 +366,7 @@ func TestWhen(t *testing.T) {
 		{"inverted, same value", check{path: "/a", headers: map[string]string{"x-env": "prod"}}, 0},
 	}
 	for _, tc := range cases {
-		ds, _ := Extract(x, tc.c.attrs(), anyCost, false)
+		ds, _ := Extract(x, tc.c.attrs(), false)
 		if len(ds) != tc.want {
 			t.Errorf("%s: %d descriptors, want %d", tc.name, len(ds), tc.want)
 		}
@@ -394,8 +393,9 @@ func TestHitsAddend(t *testing.T) {
 		{"-1", "generic_key=llm;cost=7 | generic_key=llm;cost=0"},
 		{"1.5", "generic_key=llm;cost=7 | generic_key=llm;cost=0"},
 		{"ten", "generic_key=llm;cost=7 | generic_key=llm;cost=0"},
-		{"4294967296", "generic_key=llm;cost=7 | generic_key=llm;cost=0"},
-		{"99999999999999999999999", "generic_key=llm;cost=7 | generic_key=llm;cost=0"},
+		// A cost above any bound is passed on (the decider counts it as the bound).
+		{"4294967296", "generic_key=llm;cost=4294967296 | generic_key=llm;cost=7 | generic_key=llm;cost=0"},
+		{"99999999999999999999999", "generic_key=llm;cost=18446744073709551615 | generic_key=llm;cost=7 | generic_key=llm;cost=0"},
 	}
 	for _, tc := range cases {
 		c := check{headers: map[string]string{}}
@@ -409,8 +409,6 @@ func TestHitsAddend(t *testing.T) {
 }
 
 // Descriptors come out in configuration order, each independently skipped.
-// anyCost is the widest cost bound, the default of --max-hits-addend.
-const anyCost = uint64(limiter.MaxCost)
 
 func TestExtractOrderAndIndependence(t *testing.T) {
 	x := spec(t,
@@ -438,13 +436,13 @@ func TestExtractWithoutExplainBuildsNoReasons(t *testing.T) {
 	)
 	const building = 1 // the entries of the last one, kept until its cost fails
 	a := check{path: "/other"}.attrs()
-	ds, skipped := Extract(x, a, anyCost, true)
+	ds, skipped := Extract(x, a, true)
 	if len(ds) != 0 || len(skipped) != len(x.Descriptors) {
 		t.Fatalf("%d descriptors built, %d skipped: every one should skip", len(ds), len(skipped))
 	}
 	empty := &descriptors.ExtAuthz{}
-	base := testing.AllocsPerRun(100, func() { Extract(empty, a, anyCost, false) })
-	if allocs := testing.AllocsPerRun(100, func() { Extract(x, a, anyCost, false) }); allocs > base+building {
+	base := testing.AllocsPerRun(100, func() { Extract(empty, a, false) })
+	if allocs := testing.AllocsPerRun(100, func() { Extract(x, a, false) }); allocs > base+building {
 		t.Errorf("%v allocations to skip %d descriptors without explain, want at most %v", allocs, len(x.Descriptors), base+building)
 	}
 }

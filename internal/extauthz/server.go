@@ -135,7 +135,7 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 		}
 		return allowed(nil), nil
 	}
-	descs, skipped := Extract(spec, attrs, s.decider.Bounds().MaxCost, s.log.Enabled(ctx, slog.LevelDebug))
+	descs, skipped := Extract(spec, attrs, s.log.Enabled(ctx, slog.LevelDebug))
 	for _, sk := range skipped {
 		s.log.Debug("ext_authz descriptor skipped", "domain", domain, "descriptor", sk.Field, "reason", sk.Reason)
 	}
@@ -179,8 +179,7 @@ func (s *Server) failure(ctx context.Context, err error) (*authv3.CheckResponse,
 		return nil, status.FromContextError(ctxErr).Err() // Envoy has given up already
 	}
 	if errors.Is(err, decide.ErrInvalid) {
-		// A request over the bounds (too many descriptors or entries; Extract has left
-		// out descriptors whose cost is above --max-hits-addend): the same
+		// A request over the bounds (too many descriptors or entries): the same
 		// InvalidArgument ShouldRateLimit answers, and Envoy's failure_mode_allow
 		// decides. Values have no bound (decide.Bounds).
 		return nil, status.Error(codes.InvalidArgument, err.Error())

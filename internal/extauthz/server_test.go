@@ -542,20 +542,17 @@ func TestCheckInvalidAndCanceled(t *testing.T) {
 	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 		t.Errorf("a 20,000-byte value: %v, %v", resp, err)
 	}
-	// A client's cost above --max-hits-addend drops its descriptor, as a malformed one
-	// does: refusing the check would let Envoy pass it past the per-IP limit too.
+	// A client's cost above --max-hits-addend counts as the bound: neither refused
+	// (Envoy would pass the check past the per-IP limit too) nor free. costly allows
+	// 1,000,000 a minute: 100 checks costing 20,000 each, charged 10,000, use it up.
 	bounds := decide.DefaultBounds
 	bounds.MaxCost = 10_000
 	e.decider.SetBounds(bounds)
-	for range 3 {
-		e.check(s, req("/ip", "192.0.2.91"))
-	}
-	resp, err = s.Check(context.Background(), req("/costly", "192.0.2.91", "x-cost", "20000"))
-	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.PermissionDenied {
-		t.Errorf("a cost above the bound from a client over its per-IP limit: %v, %v; want PERMISSION_DENIED", resp, err)
-	}
-	if a := e.check(s, req("/costly", "192.0.2.92", "x-cost", "20000")); a.grpc != codes.OK {
-		t.Errorf("a cost above the bound from a client within its limits: %+v, want allowed (the cost descriptor dropped)", a)
+	for i := range 101 {
+		a := e.check(s, req("/costly", fmt.Sprintf("10.9.%d.%d", i/200, i%200+1), "x-cost", "20000"))
+		if want := i < 100; (a.grpc == codes.OK) != want {
+			t.Fatalf("check %d costing 20,000 over a bound of 10,000: %+v, want allowed %v", i+1, a, want)
+		}
 	}
 	e.decider.SetBounds(decide.DefaultBounds)
 	// A store call that fails because Envoy gave up (the context ended) is answered

@@ -33,7 +33,7 @@ type decideStatus struct {
 	CurrentLimit         *currentLimit `json:"current_limit,omitempty"`
 	LimitRemaining       int64         `json:"limit_remaining"`
 	DurationUntilResetMs int64         `json:"duration_until_reset_ms"`
-	Ignored              string        `json:"ignored,omitempty"` // why the descriptor was left out (decide.Status.Ignored)
+	CostClamped          bool          `json:"cost_clamped,omitempty"` // its cost was above --max-hits-addend and counted as that
 }
 
 // currentLimit is the limit a status reports, as ShouldRateLimit reports it:
@@ -117,7 +117,7 @@ func toDecideResponse(res *decide.Result) decideResponse {
 		out.OverallCode = "OVER_LIMIT"
 	}
 	for i, st := range res.Statuses {
-		s := decideStatus{Code: "OK", Ignored: st.Ignored}
+		s := decideStatus{Code: "OK", CostClamped: st.CostClamped}
 		if st.OverLimit {
 			s.Code = "OVER_LIMIT"
 		}

@@ -187,9 +187,9 @@ func TestDecideEndpoint(t *testing.T) {
 	}
 }
 
-// A descriptor whose cost is above --max-hits-addend is left out, and the answer says
-// why; the request's other descriptors are decided.
-func TestDecideSaysWhyADescriptorIsLeftOut(t *testing.T) {
+// A descriptor whose cost is above --max-hits-addend is charged the bound, and the
+// answer says so.
+func TestDecideSaysACostWasClamped(t *testing.T) {
 	d := newDecider(t)
 	b := decide.DefaultBounds
 	b.MaxCost = 10
@@ -198,15 +198,14 @@ func TestDecideSaysWhyADescriptorIsLeftOut(t *testing.T) {
 	code, body := do(t, "POST", url, `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.9"}],"hits_addend":11},{"entries":[{"key":"ip","value":"10.0.0.8"}]}]}`)
 	var out struct {
 		Statuses []struct {
-			Code    string `json:"code"`
-			Ignored string `json:"ignored"`
+			CostClamped bool `json:"cost_clamped"`
 		} `json:"statuses"`
 	}
 	if err := json.Unmarshal([]byte(body), &out); err != nil || code != 200 || len(out.Statuses) != 2 {
 		t.Fatalf("%d %s (%v)", code, body, err)
 	}
-	if out.Statuses[0].Ignored != "cost_above_bound" || out.Statuses[1].Ignored != "" || !strings.Contains(body, "per-ip") {
-		t.Errorf("want the first descriptor left out with its reason, the second decided: %s", body)
+	if !out.Statuses[0].CostClamped || out.Statuses[1].CostClamped || strings.Count(body, "cost_clamped") != 1 {
+		t.Errorf("want the first status marked cost_clamped, the second not: %s", body)
 	}
 }
 

@@ -59,7 +59,8 @@ type Metrics struct {
 	decisions   *prometheus.CounterVec
 	detailed    *prometheus.CounterVec
 	requests    *prometheus.CounterVec
-	ignored     *prometheus.CounterVec
+	refunds     prometheus.Counter
+	clamped     prometheus.Counter
 	latency     *prometheus.HistogramVec
 	storeTime   *prometheus.HistogramVec
 	storeErrors *prometheus.CounterVec
@@ -89,10 +90,14 @@ func New() *Metrics {
 		Namespace: namespace, Name: "requests_total",
 		Help: "Requests by API (rls, ext_authz, decide) and outcome (ok, over_limit, invalid, unavailable).",
 	}, []string{"api", "outcome"})
-	m.ignored = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "descriptors_ignored_total",
-		Help: "Descriptors answered OK without a limit or any state change, by reason: refund (Envoy's is_negative_hits; refunds are not supported), cost_above_bound (its own hits_addend above --max-hits-addend).",
-	}, []string{"reason"})
+	m.refunds = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "refunds_ignored_total",
+		Help: "Descriptors with Envoy's is_negative_hits (a refund), answered OK without changing any state: refunds are not supported.",
+	})
+	m.clamped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "costs_clamped_total",
+		Help: "Descriptors whose cost (hits_addend) was above --max-hits-addend and was charged as --max-hits-addend.",
+	})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "request_duration_seconds",
 		Help: "Time to answer one request, by API.", Buckets: latencyBuckets,
@@ -128,7 +133,7 @@ func New() *Metrics {
 		Namespace: namespace, Name: "ready",
 		Help: "1 while the service is ready (rules loaded, store reachable), as /readyz and grpc.health.v1 report.",
 	})
-	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.ignored, m.latency, m.storeTime, m.storeErrors,
+	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.refunds, m.clamped, m.latency, m.storeTime, m.storeErrors,
 		m.loads, m.configInfo, m.configRules, m.lastLoadOK, m.lastLoadAt, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -168,8 +173,11 @@ func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res 
 		return
 	}
 	for i := range res.Statuses {
-		if r := res.Statuses[i].Ignored; r != "" {
-			m.ignored.WithLabelValues(r).Inc()
+		if res.Statuses[i].Refund {
+			m.refunds.Inc()
+		}
+		if res.Statuses[i].CostClamped {
+			m.clamped.Inc()
 		}
 		for _, c := range res.Statuses[i].Checked {
 			result := Result(c)

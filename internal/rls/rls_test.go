@@ -629,18 +629,19 @@ func TestRefundsAreIgnored(t *testing.T) {
 	if r := f.call(t, "test", 0, replacer, desc("old", "refund")); r.OverallCode != over {
 		t.Fatalf("refund of a replacing limit: %v, want old-limit to deny", r)
 	}
-	// A cost no limit can take (above --max-hits-addend) is left out too, and counted apart.
+	// A cost above --max-hits-addend counts as the bound (2^32-1 here: above any limit of
+	// burst, so denied) and is counted.
 	huge := desc("burst", "huge")
 	huge.HitsAddend = wrapperspb.UInt64(1 << 40)
-	if r := f.call(t, "test", 0, huge); r.OverallCode != ok || r.Statuses[0].CurrentLimit != nil {
-		t.Fatalf("a cost above the bound: %v, want OK without a limit", r)
+	if r := f.call(t, "test", 0, huge); r.OverallCode != over {
+		t.Fatalf("a cost above the bound: %v, want OVER_LIMIT", r)
 	}
 	_, counts := gatherSeries(t, m)
-	if got := counts[`ratelimit_ext_descriptors_ignored_total{reason="cost_above_bound"}`]; got != 1 {
-		t.Errorf("descriptors_ignored_total{reason=cost_above_bound} = %v, want 1", got)
+	if got := counts[`ratelimit_ext_costs_clamped_total`]; got != 1 {
+		t.Errorf("costs_clamped_total = %v, want 1", got)
 	}
-	if got := counts[`ratelimit_ext_descriptors_ignored_total{reason="refund"}`]; got != 4 {
-		t.Errorf("descriptors_ignored_total{reason=refund} = %v, want 4", got)
+	if got := counts[`ratelimit_ext_refunds_ignored_total`]; got != 4 {
+		t.Errorf("refunds_ignored_total = %v, want 4", got)
 	}
 }
 
