@@ -393,7 +393,8 @@ func TestRedisDeniedRequestWritesNothing(t *testing.T) {
 	checks = append(checks, limiter.LimitCheck{Key: prefix + ":gate", Params: gate, Cost: 1})
 	keys := keysOf(checks)
 	d := make([]limiter.Decision, len(checks))
-	now := time.Now().UnixMilli()
+	// A second into an hour: now+1 below must fall in the gate's window too.
+	now := time.Now().UnixMilli()/3_600_000*3_600_000 + 1000
 
 	out, err := e.Evaluate(ctx, now, checks, d)
 	if err != nil || !out.Allowed {
