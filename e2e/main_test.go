@@ -139,5 +139,6 @@ func needTopology(t *testing.T) *Topology {
 	if setupErr != nil {
 		t.Fatalf("setup failed: %v", setupErr)
 	}
+	undecidedAtStart = undecidedCounts() // undecided reports what this test adds
 	return topo
 }

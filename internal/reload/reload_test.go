@@ -523,6 +523,15 @@ func TestRapidEditsUnderTraffic(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	h.waitFor(t, "v100", 2*time.Second)
+	// The clients under traffic come to see the last rules. (The answer a client stores
+	// last is up to the scheduler, so the test waits for v100 rather than reading it
+	// after the clients stop.)
+	for start := time.Now(); last.Load() != "v100"; time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > 2*time.Second {
+			cancel()
+			t.Fatalf("clients still see %v 2 s after v100 was served", last.Load())
+		}
+	}
 	cancel()
 	wg.Wait()
 	if n := failures.Load(); n > 0 {
@@ -530,16 +539,6 @@ func TestRapidEditsUnderTraffic(t *testing.T) {
 	}
 	if n := unlimited.Load(); n > 0 {
 		t.Fatalf("%d of %d answers came from an incomplete rule set (no limit or not OK)", n, calls.Load())
-	}
-	// The edits have settled: a request now is answered by the last rules. (Which answer
-	// a client stored last is up to the scheduler, so the check is a request of its own.)
-	resp, err := client.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "edge",
-		Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "k", Value: "after"}}}}})
-	if err != nil || resp.Statuses[0].CurrentLimit.GetName() != "v100" {
-		t.Fatalf("after the edits: %v, %v; want v100's limit", resp, err)
-	}
-	if last.Load() == nil {
-		t.Fatal("no client got an answer during the edits")
 	}
 	if n := h.loads.Load(); n >= 100 {
 		t.Fatalf("%d loads for 100 rapid edits: not coalesced", n)
