@@ -155,7 +155,7 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	// descriptors (--max-descriptors) is 3.75 MiB; an ext_authz check carries every
 	// header and the path twice. A refused message is an error Envoy answers with its
 	// failure mode, by default letting the request past every limit.
-	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 4<<20, "largest gRPC request accepted, in bytes (keep above max_request_headers_kb × the descriptors of one Envoy call that copy a client's header, and twice it for ext_authz)")
+	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 4<<20, "largest gRPC request accepted, in bytes (keep above max_request_headers_kb × the descriptor entries of one Envoy call that copy a client's header, and twice it for ext_authz)")
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
 	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
 	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
