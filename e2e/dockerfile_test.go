@@ -111,29 +111,38 @@ func TestDockerfileBinaryTakesEnvoyproxyRatelimitsVariables(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rules, "mine.yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ports := make([]int, 2)
-	for i := range ports {
-		var err error
-		if ports[i], err = freePort(); err != nil {
+	// Up to 5 tries: a port freePort found may be taken before the process binds it.
+	var p *Process
+	var ports [2]int
+	for attempt := 1; ; attempt++ {
+		for i := range ports {
+			var err error
+			if ports[i], err = freePort(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		env := []string{"RUNTIME_ROOT=" + root, "RUNTIME_SUBDIRECTORY=ratelimit", "HOST=127.0.0.1",
+			"PORT=" + strconv.Itoa(ports[0]), "GRPC_HOST=127.0.0.1", "GRPC_PORT=" + strconv.Itoa(ports[1]), "LOG_FORMAT=json"}
+		for k, v := range d.Env {
+			env = append(env, k+"="+v)
+		}
+		p = &Process{Name: "legacy", Path: bin, Env: env, LogPath: filepath.Join(t.TempDir(), "legacy.log")}
+		if err := p.Start(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	env := []string{"RUNTIME_ROOT=" + root, "RUNTIME_SUBDIRECTORY=ratelimit", "HOST=127.0.0.1",
-		"PORT=" + strconv.Itoa(ports[0]), "GRPC_HOST=127.0.0.1", "GRPC_PORT=" + strconv.Itoa(ports[1]), "LOG_FORMAT=json"}
-	for k, v := range d.Env {
-		env = append(env, k+"="+v)
-	}
-	p := &Process{Name: "legacy", Path: bin, Env: env, LogPath: filepath.Join(t.TempDir(), "legacy.log")}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
+		err := waitUntil(p, 10*time.Second, func() error { return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[0])) })
+		if err == nil {
+			break
+		}
+		stopLogged(t, p)
+		if attempt == 5 {
+			t.Fatalf("no answer on PORT=%d: %v", ports[0], err)
+		}
+		t.Logf("attempt %d: no answer on PORT=%d: %v", attempt, ports[0], err)
 	}
 	t.Cleanup(func() { stopLogged(t, p) })
 	logs := func() string { b, _ := os.ReadFile(p.LogPath); return string(b) }
-
 	base := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	if err := waitUntil(p, 10*time.Second, func() error { return httpOK(base + "/readyz") }); err != nil {
-		t.Fatalf("no answer on PORT=%d: %v", ports[0], err)
-	}
 	resp, err := readyClient.Get(base + "/debug/config")
 	if err != nil {
 		t.Fatal(err)
