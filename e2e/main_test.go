@@ -122,12 +122,21 @@ func setup(work string) error {
 		}
 		fmt.Fprintln(os.Stderr, loud("WARNING: "+msg+"; results may differ from CI"))
 	}
-	plan, err := MakePlan(inputs)
-	if err != nil {
-		return err
+	// Up to 3 tries, each with ports of its own and a fresh copy of the mounts: a port
+	// MakePlan found free may be taken before its service binds it.
+	for attempt := 1; ; attempt++ {
+		plan, err := MakePlan(inputs)
+		if err != nil {
+			return err
+		}
+		if topo, err = Start(plan, inputs.WorkDir); err == nil || attempt == 3 {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "e2e: starting the topology failed (attempt %d), trying other ports: %v\n", attempt, err)
+		topo.DumpLogs(os.Stderr)
+		topo.Close()
+		topo, inputs.WorkDir = nil, filepath.Join(work, fmt.Sprintf("attempt-%d", attempt+1))
 	}
-	topo, err = Start(plan, work)
-	return err
 }
 
 // needTopology skips or fails a test that needs the running topology.
