@@ -38,6 +38,24 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 	if err != nil || len(listeners) != 1 {
 		t.Fatalf("envoy/ext_authz.yaml: admin %d, listeners %v, %v (want one listener)", admin, listeners, err)
 	}
+	// Up to 3 tries, each with ports of its own: a port found free may be taken before
+	// Envoy binds it.
+	for attempt := 1; ; attempt++ {
+		e, err := tryExtAuthzEnvoy(t, data, admin, listeners[0], attempt)
+		if err == nil {
+			return e
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; trying other ports", attempt, err)
+	}
+}
+
+// tryExtAuthzEnvoy starts one Envoy on envoy/ext_authz.yaml (data) with fresh listen
+// ports and waits until it is ready.
+func tryExtAuthzEnvoy(t *testing.T, data []byte, admin, listener, attempt int) (*eaEnvoy, error) {
+	t.Helper()
 	local := map[int]int{}
 	cfg, err := rewriteEnvoy(data, func(host string, port int) (string, int, error) {
 		if host == "0.0.0.0" {
@@ -58,7 +76,7 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 	if err != nil {
 		t.Fatalf("envoy/ext_authz.yaml: %v", err)
 	}
-	dir := filepath.Join(topo.WorkDir, "envoy-ext-authz")
+	dir := filepath.Join(topo.WorkDir, "envoy-ext-authz-"+strconv.Itoa(attempt))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +85,7 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 		t.Fatal(err)
 	}
 	e := &eaEnvoy{
-		url:   "http://127.0.0.1:" + strconv.Itoa(local[listeners[0]]),
+		url:   "http://127.0.0.1:" + strconv.Itoa(local[listener]),
 		admin: "http://127.0.0.1:" + strconv.Itoa(local[admin]),
 		proc: &Process{Name: "envoy-ext-authz", Path: inputs.Binaries[kindEnvoy],
 			Args:    []string{"-c", path, "--use-dynamic-base-id", "--log-level", "info"},
@@ -88,17 +106,17 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if !e.proc.Running() {
-			t.Fatalf("envoy-ext-authz exited during startup (log: %s)", e.proc.LogPath)
+			return nil, fmt.Errorf("envoy-ext-authz exited during startup (log: %s)", e.proc.LogPath)
 		}
 		if err = httpOK(e.admin + "/ready"); err == nil {
-			break
+			return e, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("envoy-ext-authz not ready: %v", err)
+			_ = e.proc.Stop(10 * time.Second)
+			return nil, fmt.Errorf("envoy-ext-authz not ready: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return e
 }
 
 func (e *eaEnvoy) send(t *testing.T, method, path string, hdr ...string) reply {
