@@ -50,11 +50,11 @@ type Request struct {
 type Status struct {
 	OverLimit   bool
 	Unlimited   bool               // the descriptor matched an unlimited limit; with no reported limit (Limit nil) it answers 2^32−1 remaining
+	Refund      bool               // a refund, not applied (Descriptor.Refund)
+	CostClamped bool               // its cost was above Bounds.MaxCost and counted as the bound
 	Limit       *descriptors.Limit // the reported limit; nil when no limit applies
 	Decision    limiter.Decision   // the reported limit's decision
 	Checked     []Checked          // every limit evaluated for this descriptor (for metrics)
-	Refund      bool               // a refund, not applied (Descriptor.Refund)
-	CostClamped bool               // its cost was above Bounds.MaxCost and counted as the bound
 }
 
 // Checked is one evaluated limit of a descriptor.
