@@ -367,7 +367,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		}
 	}
 	gs := grpc.NewServer(grpcOpts...)
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, c.headers, m))
+	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, c.headers, &refundWarner{next: m, log: log}))
 	registerExtAuthz(gs, decider, c, m, log) // envoy.service.auth.v3.Authorization, same decider
 	api := httpapi.New(decider, log, m)
 	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
