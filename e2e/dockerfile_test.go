@@ -134,11 +134,12 @@ func TestDockerfileBinaryTakesEnvoyproxyRatelimitsVariables(t *testing.T) {
 		if err == nil {
 			break
 		}
-		stopLogged(t, p)
-		if attempt == 5 {
-			t.Fatalf("no answer on PORT=%d: %v", ports[0], err)
+		_ = p.Stop(10 * time.Second)
+		log, _ := os.ReadFile(p.LogPath)
+		if attempt == 5 || !portTaken(err, p.LogPath) {
+			t.Fatalf("no answer on PORT=%d: %v; log:\n%s", ports[0], err, log)
 		}
-		t.Logf("attempt %d: no answer on PORT=%d: %v", attempt, ports[0], err)
+		t.Logf("attempt %d: a port was taken (%v); trying others", attempt, err)
 	}
 	t.Cleanup(func() { stopLogged(t, p) })
 	logs := func() string { b, _ := os.ReadFile(p.LogPath); return string(b) }

@@ -38,14 +38,14 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 	if err != nil || len(listeners) != 1 {
 		t.Fatalf("envoy/ext_authz.yaml: admin %d, listeners %v, %v (want one listener)", admin, listeners, err)
 	}
-	// Up to 3 tries, each with ports of its own: a port found free may be taken before
-	// Envoy binds it.
+	// Up to 3 tries, each with ports of its own, when a port found free was taken
+	// before Envoy bound it.
 	for attempt := 1; ; attempt++ {
-		e, err := tryExtAuthzEnvoy(t, data, admin, listeners[0], attempt)
+		e, logPath, err := tryExtAuthzEnvoy(t, data, admin, listeners[0], attempt)
 		if err == nil {
 			return e
 		}
-		if attempt == 3 {
+		if attempt == 3 || !portTaken(err, logPath) {
 			t.Fatal(err)
 		}
 		t.Logf("attempt %d: %v; trying other ports", attempt, err)
@@ -54,7 +54,7 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 
 // tryExtAuthzEnvoy starts one Envoy on envoy/ext_authz.yaml (data) with fresh listen
 // ports and waits until it is ready.
-func tryExtAuthzEnvoy(t *testing.T, data []byte, admin, listener, attempt int) (*eaEnvoy, error) {
+func tryExtAuthzEnvoy(t *testing.T, data []byte, admin, listener, attempt int) (_ *eaEnvoy, logPath string, _ error) {
 	t.Helper()
 	local := map[int]int{}
 	cfg, err := rewriteEnvoy(data, func(host string, port int) (string, int, error) {
@@ -106,14 +106,14 @@ func tryExtAuthzEnvoy(t *testing.T, data []byte, admin, listener, attempt int) (
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if !e.proc.Running() {
-			return nil, fmt.Errorf("envoy-ext-authz exited during startup (log: %s)", e.proc.LogPath)
+			return nil, e.proc.LogPath, fmt.Errorf("envoy-ext-authz exited during startup (log: %s)", e.proc.LogPath)
 		}
 		if err = httpOK(e.admin + "/ready"); err == nil {
-			return e, nil
+			return e, e.proc.LogPath, nil
 		}
 		if time.Now().After(deadline) {
 			_ = e.proc.Stop(10 * time.Second)
-			return nil, fmt.Errorf("envoy-ext-authz not ready: %v", err)
+			return nil, e.proc.LogPath, fmt.Errorf("envoy-ext-authz not ready: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -122,14 +122,14 @@ func setup(work string) error {
 		}
 		fmt.Fprintln(os.Stderr, loud("WARNING: "+msg+"; results may differ from CI"))
 	}
-	// Up to 3 tries, each with ports of its own and a fresh copy of the mounts: a port
-	// MakePlan found free may be taken before its service binds it.
+	// Up to 3 tries, each with ports of its own and a fresh copy of the mounts, when a
+	// port MakePlan found free was taken before its service bound it.
 	for attempt := 1; ; attempt++ {
 		plan, err := MakePlan(inputs)
 		if err != nil {
 			return err
 		}
-		if topo, err = Start(plan, inputs.WorkDir); err == nil || attempt == 3 {
+		if topo, err = Start(plan, inputs.WorkDir); err == nil || attempt == 3 || !portTaken(err, topo.logPaths()...) {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "e2e: starting the topology failed (attempt %d), trying other ports: %v\n", attempt, err)

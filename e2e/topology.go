@@ -412,3 +412,28 @@ func copyTree(src, dst string) error {
 		return os.WriteFile(target, data, 0o644)
 	})
 }
+
+// portTaken reports whether a failed start was a port race: a port found free was taken
+// before the service bound it (the error or one of the logs says so). Only such a
+// failure is worth another try with other ports.
+func portTaken(err error, logPaths ...string) bool {
+	const msg = "address already in use"
+	if err != nil && strings.Contains(strings.ToLower(err.Error()), msg) {
+		return true
+	}
+	for _, p := range logPaths {
+		if data, rerr := os.ReadFile(p); rerr == nil && strings.Contains(strings.ToLower(string(data)), msg) {
+			return true
+		}
+	}
+	return false
+}
+
+// logPaths lists the log files of the topology's processes.
+func (t *Topology) logPaths() []string {
+	var out []string
+	for _, name := range t.order {
+		out = append(out, t.procs[name].LogPath)
+	}
+	return out
+}

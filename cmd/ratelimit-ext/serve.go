@@ -163,7 +163,7 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	// own (decide.Bounds says why).
 	f.IntVar(new(int), "max-entry-value-bytes", 4096, "deprecated, no effect: a long value is matched as it is and stored under a hashed key; --max-request-bytes bounds requests")
 	f.IntVar(&b.MaxDomainLen, "max-domain-bytes", b.MaxDomainLen, "bytes of the domain")
-	f.IntVar(&c.maxCost, "max-hits-addend", int(b.MaxCost), "largest hits_addend (cost) of a request or descriptor")
+	f.IntVar(&c.maxCost, "max-hits-addend", int(b.MaxCost), "largest hits_addend (cost) of a request or descriptor; a larger cost counts as this")
 }
 
 // checkCounts refuses bounds, sizes and intervals below 1: a request bound of 0 would

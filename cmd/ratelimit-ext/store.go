@@ -90,6 +90,10 @@ func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, b decide.B
 			for _, e := range ds.Entries {
 				keyLen = max(keyLen, len(e.DescriptorKey))
 			}
+			if c := ds.Cost; c != nil && c.Header == "" && uint64(c.Number) > b.MaxCost {
+				log.Warn("an ext_authz descriptor's hits_addend is above --max-hits-addend; it counts as the bound",
+					"domain", d, "descriptor", ds.Field, "hits_addend", c.Number, "max_hits_addend", b.MaxCost)
+			}
 		}
 		for _, over := range []struct {
 			flag       string

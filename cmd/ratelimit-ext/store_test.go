@@ -263,6 +263,7 @@ ext_authz:
         - generic_key: {descriptor_value: a}
         - generic_key: {descriptor_value: b, descriptor_key: a_rather_long_key}
         - remote_address: {}
+      hits_addend: {number: 500}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -273,8 +274,9 @@ ext_authz:
 	if buf.Len() != 0 {
 		t.Errorf("warnings within the default bounds:\n%s", buf.String())
 	}
-	warnExtAuthzOverBound(log, rs, decide.Bounds{MaxDescriptors: 1, MaxEntries: 2, MaxKeyLen: 16, MaxDomainLen: 3})
-	for _, want := range []string{"bound=--max-entries value=2 section=3", "bound=--max-entry-key-bytes value=16 section=17", "bound=--max-domain-bytes value=3 section=4"} {
+	warnExtAuthzOverBound(log, rs, decide.Bounds{MaxDescriptors: 1, MaxEntries: 2, MaxKeyLen: 16, MaxDomainLen: 3, MaxCost: 499})
+	for _, want := range []string{"bound=--max-entries value=2 section=3", "bound=--max-entry-key-bytes value=16 section=17", "bound=--max-domain-bytes value=3 section=4",
+		"hits_addend is above --max-hits-addend; it counts as the bound\" domain=edge descriptor=ext_authz.descriptors[0] hits_addend=500 max_hits_addend=499"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("no warning with %q:\n%s", want, buf.String())
 		}

@@ -294,11 +294,20 @@ func (r *request) cost(c *descriptors.Cost) (uint64, string) {
 		return 0, r.why(func() string { return "header " + c.Header + " is missing" })
 	}
 	q, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
+	if errors.Is(err, strconv.ErrRange) && allDigits(strings.TrimSpace(v)) {
 		q, err = math.MaxUint64, nil // digits past 2^64-1: a cost above any bound, not a malformed one
 	}
 	if err != nil {
 		return 0, r.why(func() string { return "header " + c.Header + " is not a non-negative integer" })
 	}
 	return q, ""
+}
+
+func allDigits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

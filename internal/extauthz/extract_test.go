@@ -396,6 +396,7 @@ func TestHitsAddend(t *testing.T) {
 		// A cost above any bound is passed on (the decider counts it as the bound).
 		{"4294967296", "generic_key=llm;cost=4294967296 | generic_key=llm;cost=7 | generic_key=llm;cost=0"},
 		{"99999999999999999999999", "generic_key=llm;cost=18446744073709551615 | generic_key=llm;cost=7 | generic_key=llm;cost=0"},
+		{"99999999999999999999999abc", "generic_key=llm;cost=7 | generic_key=llm;cost=0"}, // malformed, however long
 	}
 	for _, tc := range cases {
 		c := check{headers: map[string]string{}}

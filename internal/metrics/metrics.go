@@ -96,7 +96,7 @@ func New() *Metrics {
 	})
 	m.clamped = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "costs_clamped_total",
-		Help: "Descriptors whose cost (hits_addend) was above --max-hits-addend and was charged as --max-hits-addend.",
+		Help: "Descriptors whose cost (hits_addend) was above --max-hits-addend; where a limit applies it was decided and charged as --max-hits-addend.",
 	})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "request_duration_seconds",
