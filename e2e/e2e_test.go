@@ -98,19 +98,28 @@ func wantCodes(t *testing.T, what string, rs []reply, want ...int) {
 // (needTopology): earlier tests that stopped Redis leave them above zero.
 var undecidedAtStart map[string]int
 
+// extAuthzAdmin is the admin URL of the ext_authz Envoy while a test runs one
+// (startExtAuthzEnvoy): its counters go into undecidedCounts too.
+var extAuthzAdmin string
+
 // undecidedCounts reads Envoy's counters of calls the service did not decide: an error
 // or a timeout, which Envoy let through.
 func undecidedCounts() map[string]int {
 	out := map[string]int{}
-	resp, err := client.Get(topo.AdminURL() + `/stats?filter=(ratelimit|ext_authz)\.(error|failure_mode_allowed)$`)
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.SplitSeq(strings.TrimSpace(string(body)), "\n") {
-		if name, v, ok := strings.Cut(line, ": "); ok {
-			out[name], _ = strconv.Atoi(v)
+	for _, admin := range []string{topo.AdminURL(), extAuthzAdmin} {
+		if admin == "" {
+			continue
+		}
+		resp, err := client.Get(admin + `/stats?filter=(ratelimit|ext_authz)\.(error|failure_mode_allowed)$`)
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for line := range strings.SplitSeq(strings.TrimSpace(string(body)), "\n") {
+			if name, v, ok := strings.Cut(line, ": "); ok {
+				out[admin+" "+name], _ = strconv.Atoi(v)
+			}
 		}
 	}
 	return out

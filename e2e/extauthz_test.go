@@ -43,6 +43,8 @@ func startExtAuthzEnvoy(t *testing.T) *eaEnvoy {
 	for attempt := 1; ; attempt++ {
 		e, logPath, err := tryExtAuthzEnvoy(t, data, admin, listeners[0], attempt)
 		if err == nil {
+			extAuthzAdmin = e.admin // its counters start at 0, below any baseline
+			t.Cleanup(func() { extAuthzAdmin = "" })
 			return e
 		}
 		if attempt == 3 || !portTaken(err, logPath) {
