@@ -311,12 +311,8 @@ func outageFailures(calls []call, replica int, stopAt, goneAt time.Time, skip fu
 	return r
 }
 
-// metrics scrapes a replica's /metrics into "name{labels}" → value.
-func metrics(r *replica) (map[string]float64, error) {
-	return metricsOn(r.httpPort)
-}
-
-// metricsOn reads the metrics a service serves on an HTTP port of this host.
+// metricsOn scrapes the /metrics a service serves on an HTTP port of this host into
+// "name{labels}" → value.
 func metricsOn(port int) (map[string]float64, error) {
 	resp, err := readyClient.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
