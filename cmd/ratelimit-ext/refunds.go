@@ -21,11 +21,11 @@ type refundWarner struct {
 
 func (w *refundWarner) Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error) {
 	w.next.Observe(api, start, req, res, err)
-	if res == nil {
+	if req == nil {
 		return
 	}
-	for i := range res.Statuses {
-		if res.Statuses[i].Refund {
+	for i := range req.Descriptors {
+		if req.Descriptors[i].Refund {
 			w.once.Do(func() {
 				w.log.Warn("a descriptor with Envoy's is_negative_hits (a refund) was answered OK and changed nothing: refunds are not supported; ratelimit_ext_refunds_ignored_total counts them",
 					"domain", req.Domain)

@@ -19,16 +19,16 @@ func TestRefundWarnerLogsOnce(t *testing.T) {
 	var buf bytes.Buffer
 	next := &countingObserver{}
 	w := &refundWarner{next: next, log: slog.New(slog.NewTextHandler(&buf, nil))}
-	req := &decide.Request{Domain: "edge"}
-	plain := &decide.Result{Statuses: []decide.Status{{}}}
-	refund := &decide.Result{Statuses: []decide.Status{{}, {Refund: true}}}
-	w.Observe("rls", time.Now(), req, plain, nil)
-	w.Observe("rls", time.Now(), req, nil, nil)
+	plain := &decide.Request{Domain: "edge", Descriptors: []decide.Descriptor{{}}}
+	refund := &decide.Request{Domain: "edge", Descriptors: []decide.Descriptor{{}, {Refund: true}}}
+	res := &decide.Result{}
+	w.Observe("rls", time.Now(), plain, res, nil)
+	w.Observe("rls", time.Now(), nil, nil, nil)
 	if buf.Len() != 0 {
 		t.Fatalf("a warning without a refund:\n%s", buf.String())
 	}
 	for range 3 {
-		w.Observe("rls", time.Now(), req, refund, nil)
+		w.Observe("rls", time.Now(), refund, res, nil)
 	}
 	if n := strings.Count(buf.String(), "is_negative_hits"); n != 1 || !strings.Contains(buf.String(), "domain=edge") {
 		t.Errorf("%d warnings, want 1 naming the domain:\n%s", n, buf.String())

@@ -96,6 +96,11 @@ func TestCostAboveTheBoundCountsAsTheBound(t *testing.T) {
 	if st := res.Statuses[0]; !st.CostClamped || st.Decision.Remaining != 50 || res.Statuses[1].CostClamped || res.Statuses[1].Decision.Remaining != 49 {
 		t.Errorf("request-wide cost 2^63 over a bound of 100: %+v, want w charged 100, y charged 1", res.Statuses)
 	}
+	// A descriptor that matches no limit is charged nothing, so nothing was clamped.
+	c := uint64(1 << 40)
+	if res := decide(&Request{Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "other", Value: "v"}}, Cost: &c}}}); res.Statuses[0].CostClamped {
+		t.Errorf("a cost above the bound on an unmatched descriptor: %+v, want not marked clamped", res.Statuses[0])
+	}
 	d.SetBounds(DefaultBounds) // a cost no limit can take counts as 2^32-1 at the default bound
 	if res := decide(&Request{Descriptors: []Descriptor{desc("z", 1<<32)}}); !res.Statuses[0].CostClamped || !res.OverLimit {
 		t.Errorf("cost 2^32 at the default bound: %+v, want clamped and denied", res.Statuses[0])

@@ -50,8 +50,7 @@ type Request struct {
 type Status struct {
 	OverLimit   bool
 	Unlimited   bool               // the descriptor matched an unlimited limit; with no reported limit (Limit nil) it answers 2^32−1 remaining
-	Refund      bool               // a refund, not applied (Descriptor.Refund)
-	CostClamped bool               // its cost was above Bounds.MaxCost and counted as the bound
+	CostClamped bool               // its limits were charged Bounds.MaxCost for a larger cost
 	Limit       *descriptors.Limit // the reported limit; nil when no limit applies
 	Decision    limiter.Decision   // the reported limit's decision
 	Checked     []Checked          // every limit evaluated for this descriptor (for metrics)
@@ -141,8 +140,9 @@ type plan struct {
 	owner    []int // descriptor index of each check
 	override bool  // some descriptor's limits were replaced by a request override
 	quota    bool  // some enforced limit is in quota mode (quota.go)
-	// unlimited are the descriptors that matched an unlimited limit (without override).
-	unlimited []int
+	// unlimited are the descriptors that matched an unlimited limit (without override),
+	// clamped the ones whose limits are charged the bound for a larger cost (Decider.cost).
+	unlimited, clamped []int
 
 	// Inline storage: a request with up to inlineChecks checks (nearly all of them)
 	// keeps its working memory here, in the one allocation of requestMemory.
@@ -152,6 +152,7 @@ type plan struct {
 	decisionsBuf [inlineChecks]limiter.Decision
 	checkedBuf   [inlineChecks]Checked
 	unlimitedBuf [inlineStatuses]int
+	clampedBuf   [inlineStatuses]int
 }
 
 // inlineChecks is how many checks and descriptors a request holds without further
@@ -197,11 +198,8 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	for _, i := range p.unlimited {
 		res.Statuses[i].Unlimited = true
 	}
-	for i := range req.Descriptors {
-		st, desc := &res.Statuses[i], &req.Descriptors[i]
-		if st.Refund = desc.Refund; !st.Refund {
-			_, st.CostClamped = d.cost(req, desc)
-		}
+	for _, i := range p.clamped {
+		res.Statuses[i].CostClamped = true
 	}
 	if len(p.checks) == 0 {
 		return res, nil

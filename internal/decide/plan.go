@@ -40,13 +40,14 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 			}
 		}
 	}
-	p.checks, p.limits, p.owner, p.unlimited = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0], p.unlimitedBuf[:0]
+	p.checks, p.limits, p.owner = p.checksBuf[:0], p.limitsBuf[:0], p.ownerBuf[:0]
+	p.unlimited, p.clamped = p.unlimitedBuf[:0], p.clampedBuf[:0]
 	for i := range req.Descriptors {
 		desc := &req.Descriptors[i]
 		if desc.Refund {
 			continue
 		}
-		q, _ := d.cost(req, desc)
+		q, clamped := d.cost(req, desc)
 		limits := filterReplaced(matched[i], replaced)
 		if slices.ContainsFunc(matched[i], func(l *descriptors.Limit) bool { return l.Unlimited }) {
 			// As envoyproxy/ratelimit: unlimited even when replaced or beside a shadow
@@ -67,6 +68,9 @@ func (d *Decider) plan(rules *descriptors.RuleSet, req *Request, p *plan) {
 			})
 			p.limits = append(p.limits, l)
 			p.owner = append(p.owner, i)
+		}
+		if clamped && len(p.owner) > 0 && p.owner[len(p.owner)-1] == i {
+			p.clamped = append(p.clamped, i)
 		}
 	}
 }

@@ -410,7 +410,6 @@ func TestHitsAddend(t *testing.T) {
 }
 
 // Descriptors come out in configuration order, each independently skipped.
-
 func TestExtractOrderAndIndependence(t *testing.T) {
 	x := spec(t,
 		"entries: [{remote_address: {}}]",

@@ -96,7 +96,7 @@ func New() *Metrics {
 	})
 	m.clamped = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "costs_clamped_total",
-		Help: "Descriptors whose cost (hits_addend) was above --max-hits-addend; where a limit applies it was decided and charged as --max-hits-addend.",
+		Help: "Descriptors whose cost (hits_addend) was above --max-hits-addend and whose limits were decided and charged as --max-hits-addend.",
 	})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "request_duration_seconds",
@@ -173,7 +173,7 @@ func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res 
 		return
 	}
 	for i := range res.Statuses {
-		if res.Statuses[i].Refund {
+		if req.Descriptors[i].Refund {
 			m.refunds.Inc()
 		}
 		if res.Statuses[i].CostClamped {
