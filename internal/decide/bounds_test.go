@@ -59,13 +59,7 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 // not refused (Envoy would let the request past every limit), not free (a client that
 // sets its cost could skip the limit). The bound itself is a cost like any other.
 func TestCostAboveTheBoundCountsAsTheBound(t *testing.T) {
-	rs, err := descriptors.Parse("b.yaml", []byte("domain: b\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 150}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
-	defer mem.Close()
-	d := New(rs, mem, storekey.New("b:", 0), false)
+	d := fieldsDecider(t, "domain: b\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 150}\n")
 	d.SetBounds(Bounds{MaxDescriptors: 4, MaxEntries: 2, MaxKeyLen: 8, MaxDomainLen: 4, MaxCost: 100})
 	desc := func(v string, c uint64) Descriptor {
 		return Descriptor{Entries: []descriptors.Entry{{Key: "k", Value: v}}, Cost: &c}
