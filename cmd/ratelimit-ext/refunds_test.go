@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ func TestRefundWarnerLogsOnce(t *testing.T) {
 	res := &decide.Result{}
 	w.Observe("rls", time.Now(), plain, res, nil)
 	w.Observe("rls", time.Now(), nil, nil, nil)
+	w.Observe("rls", time.Now(), refund, nil, errors.New("store down")) // not answered OK
 	if buf.Len() != 0 {
 		t.Fatalf("a warning without a refund:\n%s", buf.String())
 	}
@@ -33,7 +35,7 @@ func TestRefundWarnerLogsOnce(t *testing.T) {
 	if n := strings.Count(buf.String(), "is_negative_hits"); n != 1 || !strings.Contains(buf.String(), "domain=edge") {
 		t.Errorf("%d warnings, want 1 naming the domain:\n%s", n, buf.String())
 	}
-	if next.n != 5 {
-		t.Errorf("metrics saw %d outcomes, want 5", next.n)
+	if next.n != 6 {
+		t.Errorf("metrics saw %d outcomes, want 6", next.n)
 	}
 }
