@@ -139,10 +139,10 @@ func (e *envFlags) rejectUnknownEnv() {
 }
 
 // serviceLinkName matches the names of the variables Kubernetes adds to every pod for
-// each Service of its namespace (service links): <SERVICE>_SERVICE_HOST,
-// <SERVICE>_SERVICE_PORT[_<PORT NAME>], <SERVICE>_PORT and
-// <SERVICE>_PORT_<port>_<protocol>[_PROTO|_PORT|_ADDR].
-var serviceLinkName = regexp.MustCompile(`_SERVICE_HOST$|_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT$|_PORT_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$`)
+// each Service of its namespace (service links), one named group per form:
+// <SERVICE>_SERVICE_HOST, <SERVICE>_SERVICE_PORT[_<PORT NAME>], <SERVICE>_PORT,
+// <SERVICE>_PORT_<port>_<protocol> and <SERVICE>_PORT_<port>_<protocol>_<field>.
+var serviceLinkName = regexp.MustCompile(`(?P<host>_SERVICE_HOST)$|(?P<port>_SERVICE_PORT(_[A-Z0-9_]+)?)$|(?P<url>_PORT|_PORT_[0-9]+_(TCP|UDP|SCTP))$|_PORT_[0-9]+_(TCP|UDP|SCTP)_(?P<field>PROTO|PORT|ADDR)$`)
 
 // serviceLink says whether a variable is one of those service links, by its name and
 // its value (an address, a port number, a protocol or a proto://address:port URL).
@@ -154,13 +154,14 @@ func serviceLink(name, value string) bool {
 	if m == nil {
 		return false
 	}
+	group := func(g string) string { return m[serviceLinkName.SubexpIndex(g)] }
 	switch {
-	case strings.HasSuffix(name, "_SERVICE_HOST"), strings.HasSuffix(name, "_ADDR"):
+	case group("host") != "", group("field") == "ADDR":
 		_, err := netip.ParseAddr(value)
 		return err == nil
-	case strings.HasSuffix(name, "_PROTO"):
+	case group("field") == "PROTO":
 		return value == "tcp" || value == "udp" || value == "sctp"
-	case strings.Contains(name, "_SERVICE_PORT"), m[2] != "" && strings.HasSuffix(name, "_PORT"):
+	case group("port") != "", group("field") == "PORT":
 		_, err := strconv.ParseUint(value, 10, 16)
 		return err == nil
 	}
