@@ -215,7 +215,8 @@ type runner struct {
 	cfg   *Config
 	conns []*grpc.ClientConn
 	phase atomic.Int32
-	// measured counts requests started in the measured phase (for Config.Requests).
+	// measured counts requests started in the measured phase (for Config.Requests, and
+	// in the open loop the ones sent, answered or not, for unsent).
 	measured atomic.Int64
 	doneOnce sync.Once
 	done     chan struct{} // closed when the measured phase ends
@@ -224,8 +225,6 @@ type runner struct {
 	shards   []*stats
 	// measureAt is the unix ns at which the measured phase began (0 before).
 	measureAt atomic.Int64
-	// sent counts the open loop's measured requests sent (answered or not).
-	sent atomic.Int64
 	// The open loop's schedule: request k is due at openStart + k × interval.
 	openStart time.Time
 	interval  float64 // ns
@@ -335,8 +334,7 @@ func (r *runner) conn() *grpc.ClientConn {
 
 // startMeasuring counts one measured request start; false once the run is over.
 func (r *runner) startMeasuring() bool {
-	if r.cfg.Requests > 0 {
-		n := r.measured.Add(1)
+	if n := r.measured.Add(1); r.cfg.Requests > 0 {
 		if n > r.cfg.Requests {
 			r.finish()
 			return false
@@ -494,9 +492,6 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 				if measured && !r.startMeasuring() {
 					return
 				}
-				if measured {
-					r.sent.Add(1)
-				}
 				sent := time.Now()
 				_, err := s.call(ctx, r.conn())
 				answered := time.Now()
@@ -508,9 +503,9 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// unsent is how many requests of the open loop's schedule were due in the measured
-// phase, but for its first and last unsentGrace, and never sent (a request sent and
-// cut short by the end of an interrupted run was sent).
+// unsent is how many fewer requests of the open loop were sent in the measured phase
+// than were due in it, less the ones due in its first and last unsentGrace (a request
+// sent and cut short by the end of an interrupted run was sent).
 func (r *runner) unsent(measureStart, end time.Time) int64 {
 	if r.cfg.Rate == 0 || r.cfg.Requests > 0 {
 		return 0
@@ -519,7 +514,7 @@ func (r *runner) unsent(measureStart, end time.Time) int64 {
 		return int64(math.Ceil(float64(t.Sub(r.openStart)) / r.interval))
 	}
 	due := dueBy(end.Add(-unsentGrace)) - dueBy(measureStart.Add(unsentGrace))
-	return max(0, due-r.sent.Load())
+	return max(0, due-r.measured.Load())
 }
 
 // unsentGrace leaves the requests due in the measured phase's first and last moments
