@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -66,9 +65,8 @@ func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptor
 	if rs == nil {
 		return
 	}
-	defined := rs.Domains()
 	for _, d := range domains {
-		if !slices.Contains(defined, d) {
+		if !rs.HasDomain(d) {
 			log.Warn("--store-failure-policy-domains names a domain the rules do not define", "domain", d, "rules", rs.Summary())
 		}
 	}
@@ -77,7 +75,8 @@ func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptor
 // warnExtAuthzOverBound logs each bound of b that a domain's ext_authz section can
 // build checks beyond (more descriptors, more entries in one, a longer entry key or
 // domain): such a check is refused with InvalidArgument, which Envoy's
-// failure_mode_allow lets past every limit of the check.
+// failure_mode_allow lets past every limit of the check. It also names a fixed
+// hits_addend above b.MaxCost, which every check then charges as the bound.
 func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, b decide.Bounds) {
 	for _, d := range rs.Domains() {
 		spec := rs.ExtAuthz(d)
