@@ -58,9 +58,9 @@ func TestLoadErrors(t *testing.T) {
 		{"empty domain", `domain: ""` + "\n", []string{"t.yaml:1: domain: empty"}},
 		{"domain not a string", "domain: [a]\n", []string{"t.yaml:1: domain: want a string, got a list"}},
 		{"unknown file field", "domain: d\ndescriptor: []\n", []string{
-			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors, ext_authz)"}},
+			"t.yaml:2: descriptor: unknown field (want domain, algorithm, descriptors, ext_authz, name)"}},
 		{"unknown descriptor field", head + "    rate_limt: {}\n", []string{
-			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, quota_mode, detailed_metric, share_threshold, value_to_metric, metadata, replaces, descriptors)"}},
+			"t.yaml:4: descriptors[0].rate_limt: unknown field (want key, value, rate_limit, rate_limits, shadow_mode, quota_mode, detailed_metric, share_threshold, value_to_metric, metadata, replaces, descriptors, name)"}},
 		{"unknown limit field", head + lines(
 			"    rate_limit:",
 			"      unit: second",
@@ -545,7 +545,7 @@ func TestErrorsOfSeveralFiles(t *testing.T) {
 	want := []string{
 		`a.yaml:3: descriptors[0].rate_limit.unit: unknown unit "sec" ` + want,
 		`c.yaml:2: domain: duplicate domain "edge" (already defined in a.yaml:1)`,
-		"c.yaml:3: foo: unknown field (want domain, algorithm, descriptors, ext_authz)",
+		"c.yaml:3: foo: unknown field (want domain, algorithm, descriptors, ext_authz, name)",
 		"d.yaml:1: yaml: did not find expected node content",
 	}
 	if err == nil {

@@ -29,8 +29,11 @@ const (
 )
 
 var (
-	fileFields       = []string{"domain", "algorithm", "descriptors", "ext_authz"}
-	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "quota_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata", "replaces", "descriptors"}
+	// `name` at the top of a file and on a descriptor entry is accepted and ignored, as
+	// envoyproxy/ratelimit does (it checks known keys without regard to level); Envoy
+	// Gateway's rendered rules carry one at the top. A limit's own name is in limitFields.
+	fileFields       = []string{"domain", "algorithm", "descriptors", "ext_authz", "name"}
+	descriptorFields = []string{"key", "value", "rate_limit", "rate_limits", "shadow_mode", "quota_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata", "replaces", "descriptors", "name"}
 	limitFields      = []string{"name", "unit", "unit_multiplier", "requests_per_unit", "algorithm", "burst", "buckets", "unlimited", "replaces"}
 	replaceFields    = []string{"name"}
 )

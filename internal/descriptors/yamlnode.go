@@ -104,14 +104,6 @@ func (p *fileParser) mapping(n *yaml.Node, path string, known []string) (fields,
 	return f, true
 }
 
-// ignoredName says whether name is a `name` field at the top of a file or on a
-// descriptor entry, which is accepted and ignored, as envoyproxy/ratelimit does: `name`
-// is in its list of known keys, checked without regard to level, and Envoy Gateway's
-// rendered rules carry one at the top. (A limit's own name is in limitFields.)
-func ignoredName(name string, known []string) bool {
-	return name == "name" && (slices.Equal(known, fileFields) || slices.Equal(known, descriptorFields))
-}
-
 // checkFieldName reports a repeated, misplaced or unknown field.
 func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool {
 	name, at := k.Value, f.at(k.Value)
@@ -120,8 +112,6 @@ func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool
 		p.errorf(k.Line, at, "field given twice (first at line %d)", f.keys[name].Line)
 	case slices.Contains(known, name):
 		return true
-	case ignoredName(name, known):
-		return false
 	case slices.Contains(descriptorOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):
 		p.errorf(k.Line, at, "belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect")
 	case name == "<<":
