@@ -40,24 +40,25 @@ import (
 // serveConfig holds the settings of `ratelimit-ext serve`; every one is a flag with an
 // environment variable (docs/configuration.md).
 type serveConfig struct {
-	legacy                                           []legacyNote // envoyproxy/ratelimit variables seen
-	grpcAddr, httpAddr, configDir, engine, keyPrefix string
-	metricsAddr                                      string
-	logLevel, logFormat                              string
-	log                                              *slog.Logger // built by check from the two above
-	memoryMaxKeys, maxKeyLen, maxRequestBytes        int
-	memoryMaxMiB                                     int
-	shadow, retryAfter, watch                        bool
-	headers                                          rls.Options // Retry-After is retryAfter
-	shutdownTimeout                                  time.Duration
-	bounds                                           decide.Bounds
-	maxCost                                          int
-	tls                                              tlsFiles
-	store                                            storeConfig
-	extAuthz                                         extAuthzSettings
-	xds                                              xdsSettings
-	redis                                            func() limiter.RedisOptions
-	perf                                             perfSettings
+	legacy                                    []legacyNote // envoyproxy/ratelimit variables seen
+	grpcAddr, httpAddr, configDir, keyPrefix  string
+	engine                                    string // as given; check resolves it to memory or redis
+	metricsAddr                               string
+	logLevel, logFormat                       string
+	log                                       *slog.Logger // built by check from the two above
+	memoryMaxKeys, maxKeyLen, maxRequestBytes int
+	memoryMaxMiB                              int
+	shadow, retryAfter, watch                 bool
+	headers                                   rls.Options // Retry-After is retryAfter
+	shutdownTimeout                           time.Duration
+	bounds                                    decide.Bounds
+	maxCost                                   int
+	tls                                       tlsFiles
+	store                                     storeConfig
+	extAuthz                                  extAuthzSettings
+	xds                                       xdsSettings
+	redis                                     func() limiter.RedisOptions
+	perf                                      perfSettings
 }
 
 // The defaults of where serve listens and reads its rules. A plain build keeps to
@@ -131,7 +132,7 @@ func (c *serveConfig) check() error {
 		return err
 	}
 	c.log = log
-	if _, err := chooseEngine(c.engine, c.redis().URL); err != nil {
+	if c.engine, err = chooseEngine(c.engine, c.redis().URL); err != nil {
 		return err
 	}
 	if ro := c.redis(); ro.URL != "" {
@@ -402,8 +403,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if c.xds.source == sourceFile && rules.LimitCount() == 0 {
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
 	}
-	warnUnruledPolicyDomains(log, policyDomains, rules)
-	warnExtAuthzOverBound(log, rules, c.bounds)
+	warnRules(log, rules, policyDomains, c.bounds)
 
 	select {
 	case <-ctx.Done():
@@ -453,8 +453,7 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, policyDomains []string, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) {
 		d.SetRules(rs)
-		warnUnruledPolicyDomains(log, policyDomains, rs)
-		warnExtAuthzOverBound(log, rs, c.bounds)
+		warnRules(log, rs, policyDomains, c.bounds)
 	}
 	if c.xds.source == sourceFile {
 		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)
@@ -471,19 +470,16 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 	return sub, nil
 }
 
+// openEngine opens the engine that check chose.
 func openEngine(c *serveConfig) (limiter.Engine, string, error) {
 	ro := c.redis()
 	c.perf.applyRedis(&ro)
 	ro.ProbeKey = probeKey(c.keyPrefix)
-	name, err := chooseEngine(c.engine, ro.URL)
-	if err != nil {
-		return nil, "", err
-	}
-	if name == "redis" {
+	if c.engine == "redis" { // chosen by check
 		e, err := newRedisEngine(ro)
-		return e, name, err
+		return e, c.engine, err
 	}
-	return limiter.NewMemoryEngine(c.memoryOptions()), name, nil
+	return limiter.NewMemoryEngine(c.memoryOptions()), c.engine, nil
 }
 
 // memoryOptions are the memory engine's bounds (the engine, or the local fallback's).

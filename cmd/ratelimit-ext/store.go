@@ -57,6 +57,13 @@ func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) (decide.Failur
 	return fp, nil
 }
 
+// warnRules logs what a rule set leaves a setting unable to do. It runs for the rules
+// served at start and again for every rule set applied later.
+func warnRules(log *slog.Logger, rs *descriptors.RuleSet, policyDomains []string, b decide.Bounds) {
+	warnUnruledPolicyDomains(log, policyDomains, rs)
+	warnExtAuthzOverBound(log, rs, b)
+}
+
 // warnUnruledPolicyDomains logs each domain a per-domain failure policy names that the
 // rules do not define: a misspelt domain would otherwise leave the real one on the
 // default policy without a word. A later rule set may add the domain, so this is a

@@ -52,13 +52,13 @@ func validate(args []string) int {
 // hook's list, say) compiled together, so a domain defined twice among them is caught.
 // A usageError says the arguments mix the two or name several directories.
 func loadForValidate(paths []string) (*descriptors.RuleSet, error) {
-	if info, err := os.Stat(paths[0]); len(paths) == 1 && err == nil && info.IsDir() {
-		rs, err := descriptors.LoadDir(paths[0])
-		return rs, fromWorkingDir(err, paths[0])
-	}
 	for _, p := range paths {
 		if info, err := os.Stat(p); err == nil && info.IsDir() {
-			return nil, usageError(p + " is a directory; give one directory, or rule files")
+			if len(paths) > 1 {
+				return nil, usageError(p + " is a directory; give one directory, or rule files")
+			}
+			rs, err := descriptors.LoadDir(p)
+			return rs, fromWorkingDir(err, p)
 		}
 		if !descriptors.IsRuleFile(p) {
 			fmt.Fprintf(os.Stderr, "warning: %s: the server reads only *.yaml and *.yml files that are not dot-files\n", p)

@@ -23,6 +23,7 @@ func TestValidateExitCodes(t *testing.T) {
 		{[]string{"validate", broken}, 1},
 		{[]string{"validate"}, 2},
 		{[]string{"validate", "../../config", "../../config/edge.yaml"}, 2},
+		{[]string{"validate", "../../config/edge.yaml", "../../config"}, 2},
 		{[]string{"validate", "../../config/edge.yaml"}, 0},
 		{[]string{"validate", filepath.Join(broken, "edge.yaml")}, 1},
 		{[]string{"validate", "../../config/edge.yaml", filepath.Join(broken, "missing.yaml")}, 1},

@@ -331,11 +331,11 @@ func (s *suite) startCeilings() error {
 		if err != nil {
 			return err
 		}
-		p := &proc{name: c.name, grpc: addr, cmd: exec.Command(self, "-serve-ceiling", addr)}
+		args := []string{"-serve-ceiling", addr}
 		if c.mode != "" {
-			p.redis = true
-			p.cmd = exec.Command(self, "-serve-ceiling", addr, c.mode, s.redisAddr)
+			args = append(args, c.mode, s.redisAddr)
 		}
+		p := &proc{name: c.name, grpc: addr, redis: c.mode != "", cmd: exec.Command(self, args...)}
 		if err := s.start(p); err != nil {
 			return err
 		}
