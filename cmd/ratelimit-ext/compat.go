@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -23,6 +26,22 @@ import (
 type legacyNote struct {
 	name, outcome string
 	mappedTo      string // our variable it was mapped onto, if it was
+}
+
+// ignored says whether the variable had no effect (each such outcome begins so).
+func (n legacyNote) ignored() bool { return strings.HasPrefix(n.outcome, "ignored") }
+
+// logLegacy logs what became of each envoyproxy/ratelimit variable: a variable that had
+// no effect as a warning, so that it shows at --log-level warn (that service's default
+// level is WARN), the others as information.
+func logLegacy(log *slog.Logger, notes []legacyNote) {
+	for _, n := range notes {
+		level := slog.LevelInfo
+		if n.ignored() {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "envoyproxy/ratelimit setting", "variable", n.name, "outcome", n.outcome)
+	}
 }
 
 // dirExists says whether a directory exists (a variable, for tests).
@@ -224,14 +243,15 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	// Words (levels, formats, booleans, and the pool size) are matched in any case; a key prefix is data
 	// and passes unchanged ("App_" and "app_" are different keys).
 	words := map[string]string{
-		"LOG_LEVEL": "log-level", "LOG_FORMAT": "log-format", "SHADOW_MODE": "shadow-mode",
-		"REDIS_POOL_SIZE": "redis-pool-size", "RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
+		"SHADOW_MODE": "shadow-mode", "REDIS_POOL_SIZE": "redis-pool-size",
+		"RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
 	}
 	for legacy, flag := range words {
 		if v, ok := get(legacy); ok {
 			set(legacy, flag, strings.ToLower(v))
 		}
 	}
+	mapLegacyLogging(m)
 	if v, ok := get("CACHE_KEY_PREFIX"); ok {
 		set("CACHE_KEY_PREFIX", "key-prefix", v)
 	}
@@ -253,6 +273,28 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	}
 	sort.SliceStable(notes, func(i, j int) bool { return notes[i].name < notes[j].name })
 	return notes, nil
+}
+
+// logrusLevels are the levels of envoyproxy/ratelimit's logger (logrus) that slog does
+// not spell the same way, as the nearest of ours.
+var logrusLevels = map[string]string{"warning": "warn", "trace": "debug", "fatal": "error", "panic": "error"}
+
+// mapLegacyLogging maps LOG_LEVEL and LOG_FORMAT as envoyproxy/ratelimit reads them, so
+// that an environment it started with starts this service too: LOG_LEVEL in logrus's
+// words (a level logrus does not know stops both), and LOG_FORMAT json or, for any other
+// value, text.
+func mapLegacyLogging(m mapper) {
+	if v, ok := m.get("LOG_LEVEL"); ok {
+		v = strings.ToLower(v)
+		m.set("LOG_LEVEL", "log-level", cmp.Or(logrusLevels[v], v))
+	}
+	if v, ok := m.get("LOG_FORMAT"); ok {
+		format := "text"
+		if strings.EqualFold(v, "json") {
+			format = "json"
+		}
+		m.set("LOG_FORMAT", "log-format", format)
+	}
 }
 
 // mapLegacyRedis turns REDIS_SOCKET_TYPE, REDIS_URL, REDIS_AUTH, REDIS_TLS and

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -28,6 +30,12 @@ func TestLegacyEnvironment(t *testing.T) {
 	}{
 		{"ports and log level", fakeEnv{"PORT": "8080", "GRPC_PORT": "8081", "LOG_LEVEL": "DEBUG"},
 			map[string]string{"RATELIMIT_EXT_HTTP_ADDR": "0.0.0.0:8080", "RATELIMIT_EXT_GRPC_ADDR": "0.0.0.0:8081", "RATELIMIT_EXT_LOG_LEVEL": "debug"}, ""},
+		{"logrus's level words", fakeEnv{"LOG_LEVEL": "Warning"},
+			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
+		{"logrus's trace is our debug", fakeEnv{"LOG_LEVEL": "TRACE", "LOG_FORMAT": "JSON"},
+			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "debug", "RATELIMIT_EXT_LOG_FORMAT": "json"}, ""},
+		{"logrus's fatal is our error; a format other than json is text", fakeEnv{"LOG_LEVEL": "fatal", "LOG_FORMAT": "logfmt"},
+			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "error", "RATELIMIT_EXT_LOG_FORMAT": "text"}, ""},
 		{"hosts", fakeEnv{"GRPC_HOST": "127.0.0.1", "GRPC_PORT": "9000"},
 			map[string]string{"RATELIMIT_EXT_GRPC_ADDR": "127.0.0.1:9000"}, ""},
 		{"hosts without ports: their default ports", fakeEnv{"GRPC_HOST": "10.0.0.5", "HOST": "10.0.0.6"},
@@ -551,5 +559,20 @@ func TestEveryLegacyVariableIsReported(t *testing.T) {
 		if !slices.ContainsFunc(notes, func(n legacyNote) bool { return n.name == v }) {
 			t.Errorf("%s=true: no note says what became of it", v)
 		}
+	}
+}
+
+// A variable that had no effect is logged as a warning, so that it shows at
+// envoyproxy/ratelimit's default level (WARN); a mapped one is information.
+func TestLegacyIgnoredVariablesAreWarnings(t *testing.T) {
+	env := fakeEnv{"USE_STATSD": "true", "LOG_LEVEL": "warning"}
+	notes, err := applyLegacyEnv(env.lookup, env.set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	logLegacy(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})), notes)
+	if !strings.Contains(out.String(), "variable=USE_STATSD") || strings.Contains(out.String(), "LOG_LEVEL") {
+		t.Errorf("at level warn the log reads:\n%s\nwant USE_STATSD (ignored) and not LOG_LEVEL (mapped)", out.String())
 	}
 }

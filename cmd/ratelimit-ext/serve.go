@@ -290,9 +290,7 @@ func serve(args []string) int {
 	}
 	log := c.log
 	routeRedisLogs(log)
-	for _, n := range c.legacy {
-		log.Info("envoyproxy/ratelimit setting", "variable", n.name, "outcome", n.outcome)
-	}
+	logLegacy(log, c.legacy)
 	rules, err := initialRules(c)
 	if err != nil {
 		// Printed as is, one problem per line, like validate's output: nothing has

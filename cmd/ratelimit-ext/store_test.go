@@ -146,7 +146,7 @@ func TestFlagErrorsNameTheirEnvironmentVariable(t *testing.T) {
 			"--max-descriptors 0: want at least 1 (--max-descriptors is set by RATELIMIT_EXT_MAX_DESCRIPTORS)"},
 		{map[string]string{"RATELIMIT_EXT_REDIS_URL": "127.0.0.1:6399"}, nil,
 			"(--redis-url is set by RATELIMIT_EXT_REDIS_URL)"},
-		{map[string]string{"LOG_LEVEL": "trace"}, nil,
+		{map[string]string{"LOG_LEVEL": "verbose"}, nil, // not a logrus level either
 			"(--log-level is set by LOG_LEVEL, mapped to RATELIMIT_EXT_LOG_LEVEL)"},
 		{map[string]string{"RATELIMIT_EXT_MAX_DESCRIPTORS": "5"}, []string{"--max-descriptors", "-2"}, ""},
 	} {
