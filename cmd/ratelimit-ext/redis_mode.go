@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -12,6 +13,31 @@ import (
 )
 
 // Redis deployment modes (--redis-mode single|cluster|sentinel, docs/redis.md).
+
+// checkRedisOptions reports mistakes in the Redis flags in their own words with the
+// other settings, before anything starts: a negative pool size, and with a URL those
+// of checkRedisMode and TLS files beside a URL that is not rediss://.
+func checkRedisOptions(o limiter.RedisOptions) error {
+	if o.PoolSize < 0 {
+		return fmt.Errorf("--redis-pool-size %d: want 0 (10 per CPU) or more", o.PoolSize)
+	}
+	if o.URL == "" {
+		return nil
+	}
+	if err := checkRedisMode(o); err != nil {
+		return err
+	}
+	if u, err := url.Parse(o.URL); err == nil && u.Scheme != "rediss" {
+		for _, f := range []struct{ flag, value string }{
+			{"--redis-tls-ca", o.TLSCAFile}, {"--redis-tls-cert", o.TLSCertFile}, {"--redis-tls-key", o.TLSKeyFile},
+		} {
+			if f.value != "" {
+				return fmt.Errorf("%s is for a rediss:// --redis-url, not %s://", f.flag, u.Scheme)
+			}
+		}
+	}
+	return nil
+}
 
 // checkRedisMode reports flag mistakes of --redis-url (a bare host:port), --redis-mode
 // and --redis-sentinel-master in the flags' own words, before the engine is built.
@@ -30,6 +56,10 @@ func checkRedisMode(o limiter.RedisOptions) error {
 			if u.Query().Has(opt) {
 				return fmt.Errorf("--redis-url: %s in the URL is not used: set %s instead", opt, flag)
 			}
+		}
+		if n, err := strconv.Atoi(u.Query().Get("max_retries")); err == nil && n > 0 {
+			// A script call that may have run must not be sent again: it could charge twice.
+			return fmt.Errorf("--redis-url: max_retries=%d in the URL: retries are not allowed (a script call that may have run must not be sent twice)", n)
 		}
 	}
 	mode, err := limiter.ParseRedisMode(string(o.Mode))

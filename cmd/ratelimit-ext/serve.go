@@ -135,10 +135,11 @@ func (c *serveConfig) check() error {
 	if c.engine, err = chooseEngine(c.engine, c.redis().URL); err != nil {
 		return err
 	}
-	if ro := c.redis(); ro.URL != "" {
-		if err := checkRedisMode(ro); err != nil {
-			return err
-		}
+	if err := c.store.check(); err != nil {
+		return err
+	}
+	if err := checkRedisOptions(c.redis()); err != nil {
+		return err
 	}
 	c.bounds.MaxCost = uint64(c.maxCost)
 	c.headers.RetryAfter = c.retryAfter
@@ -321,10 +322,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		m.MemoryEngine(mem)
 	}
 	onCircuit, onFallback := m.StoreHealth()
-	policy, err := c.store.failurePolicy(c.memoryOptions())
-	if err != nil {
-		return err
-	}
+	policy := c.store.failurePolicy(c.memoryOptions())
 	policyDomains := slices.Sorted(maps.Keys(policy.PerDomain)) // checked against every rule set
 	if policy.Local != nil {
 		defer policy.Local.Close()

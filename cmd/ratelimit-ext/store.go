@@ -18,6 +18,7 @@ type storeConfig struct {
 	policy, domainPolicies string
 	breakerThreshold       int
 	probeInterval          time.Duration
+	parsed                 decide.FailurePolicy // the two above, by check; no local engine yet
 }
 
 func storeFlags(f *envFlags, s *storeConfig) {
@@ -27,12 +28,12 @@ func storeFlags(f *envFlags, s *storeConfig) {
 	f.DurationVar(&s.probeInterval, "store-probe-interval", 500*time.Millisecond, "while the circuit is open, how often the store is probed")
 }
 
-// failurePolicy parses the policy flags; local gets its own bounded memory engine.
-func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) (decide.FailurePolicy, error) {
-	var fp decide.FailurePolicy
+// check parses the policy flags with the other settings, so that a mistake in them stops
+// the start in the flags' words, whichever engine serves.
+func (s *storeConfig) check() error {
 	var err error
-	if fp.Default, err = decide.ParsePolicy(s.policy); err != nil {
-		return fp, fmt.Errorf("--store-failure-policy: %w", err)
+	if s.parsed.Default, err = decide.ParsePolicy(s.policy); err != nil {
+		return fmt.Errorf("--store-failure-policy: %w", err)
 	}
 	for _, item := range strings.Split(s.domainPolicies, ",") {
 		if item = strings.TrimSpace(item); item == "" {
@@ -40,21 +41,27 @@ func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) (decide.Failur
 		}
 		domain, name, ok := strings.Cut(item, "=")
 		if !ok || domain == "" {
-			return fp, fmt.Errorf("--store-failure-policy-domains: %q is not domain=policy", item)
+			return fmt.Errorf("--store-failure-policy-domains: %q is not domain=policy", item)
 		}
 		p, err := decide.ParsePolicy(name)
 		if err != nil {
-			return fp, fmt.Errorf("--store-failure-policy-domains: %s: %w", domain, err)
+			return fmt.Errorf("--store-failure-policy-domains: %s: %w", domain, err)
 		}
-		if fp.PerDomain == nil {
-			fp.PerDomain = map[string]decide.Policy{}
+		if s.parsed.PerDomain == nil {
+			s.parsed.PerDomain = map[string]decide.Policy{}
 		}
-		fp.PerDomain[domain] = p
+		s.parsed.PerDomain[domain] = p
 	}
+	return nil
+}
+
+// failurePolicy is the policy check parsed; local gets its own bounded memory engine.
+func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) decide.FailurePolicy {
+	fp := s.parsed
 	if fp.Validate() != nil { // some policy is local: give it its own bounded engine
 		fp.Local = limiter.NewMemoryEngine(memory)
 	}
-	return fp, nil
+	return fp
 }
 
 // warnRules logs what a rule set leaves a setting unable to do. It runs for the rules
@@ -118,6 +125,16 @@ func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, b decide.B
 	}
 }
 
+// policyAttrs are log attributes naming the failure policies in force, the per-domain
+// ones too, followed by more.
+func (s *storeConfig) policyAttrs(more ...any) []any {
+	attrs := []any{"policy", s.policy}
+	if len(s.parsed.PerDomain) > 0 {
+		attrs = append(attrs, "domain_policies", s.domainPolicies)
+	}
+	return append(attrs, more...)
+}
+
 // guardStore times and counts the engine's calls in m (store_duration_seconds,
 // store_errors_total) and, for a Redis engine, puts the circuit breaker in front of
 // that, with the breaker's logs and metrics: the calls the open circuit answers never
@@ -134,7 +151,7 @@ func guardStore(engine limiter.Engine, name string, m *metrics.Metrics, s *store
 		OnChange: func(open bool, cause error) {
 			onCircuit(open, cause)
 			if open {
-				log.Warn("store circuit opened: store calls skipped, the failure policy answers", "policy", s.policy, "cause", cause)
+				log.Warn("store circuit opened: store calls skipped, the failure policy answers", s.policyAttrs("cause", cause)...)
 			} else {
 				log.Info("store circuit closed: the store answers again")
 			}

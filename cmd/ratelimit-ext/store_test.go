@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -116,6 +117,63 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 	}
 }
 
+// Mistakes in the store and Redis settings stop the start with the other settings'
+// errors, in the flags' words, whichever engine the settings pick; before, they
+// surfaced later as the serving error (exit 1, in the log's format) or, for the Redis
+// ones, only once the Redis engine was built.
+func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
+	isolateEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--store-failure-policy", "open"}, `--store-failure-policy: unknown store failure policy "open"`},
+		{[]string{"--store-failure-policy-domains", "edge=bogus"}, "--store-failure-policy-domains: edge: unknown"},
+		{[]string{"--store-failure-policy-domains", "edge"}, `--store-failure-policy-domains: "edge" is not domain=policy`},
+		{[]string{"--redis-pool-size", "-1"}, "--redis-pool-size -1: want 0"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-tls-ca", "ca.pem"}, "--redis-tls-ca is for a rediss:// --redis-url, not redis://"},
+		{[]string{"--redis-url", "unix:///tmp/r.sock", "--redis-tls-key", "k.pem"}, "--redis-tls-key is for a rediss:// --redis-url, not unix://"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1?max_retries=2"}, "--redis-url: max_retries=2 in the URL: retries are not allowed"},
+	} {
+		if _, err := loadServeConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	for _, ok := range [][]string{
+		{"--store-failure-policy", "local", "--store-failure-policy-domains", "edge=fail_open, billing=fail_closed"},
+		{"--redis-url", "rediss://127.0.0.1:1", "--redis-tls-ca", "ca.pem"},
+		{"--redis-url", "redis://127.0.0.1:1?max_retries=-1", "--redis-pool-size", "0"},
+	} {
+		c, err := loadServeConfig(ok)
+		if err != nil {
+			t.Errorf("%v: %v", ok, err)
+			continue
+		}
+		if ok[0] == "--store-failure-policy" && (c.store.parsed.Default != decide.Local || c.store.parsed.PerDomain["billing"] != decide.FailClosed) {
+			t.Errorf("%v: parsed %+v", ok, c.store.parsed)
+		}
+	}
+}
+
+// The circuit breaker's log line names the per-domain policies beside the default, so
+// that a domain answered fail_open does not read as answered by the default.
+func TestCircuitLogNamesDomainPolicies(t *testing.T) {
+	s := storeConfig{policy: "fail_closed", domainPolicies: "edge=fail_open"}
+	if err := s.check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(s.policyAttrs("cause", "x")); got != "[policy fail_closed domain_policies edge=fail_open cause x]" {
+		t.Errorf("attributes %s", got)
+	}
+	s = storeConfig{policy: "fail_open"}
+	if err := s.check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(s.policyAttrs()); got != "[policy fail_open]" {
+		t.Errorf("attributes without per-domain policies: %s", got)
+	}
+}
+
 // Settings that would be silently ignored are refused: arguments that are not flags,
 // and a Redis URL with the memory engine.
 func TestIgnoredSettingsAreRefused(t *testing.T) {
@@ -144,6 +202,8 @@ func TestFlagErrorsNameTheirEnvironmentVariable(t *testing.T) {
 	}{
 		{map[string]string{"RATELIMIT_EXT_MAX_DESCRIPTORS": "0"}, nil,
 			"--max-descriptors 0: want at least 1 (--max-descriptors is set by RATELIMIT_EXT_MAX_DESCRIPTORS)"},
+		{map[string]string{"RATELIMIT_EXT_STORE_FAILURE_POLICY": "open"}, nil,
+			"(--store-failure-policy is set by RATELIMIT_EXT_STORE_FAILURE_POLICY)"},
 		{map[string]string{"RATELIMIT_EXT_REDIS_URL": "127.0.0.1:6399"}, nil,
 			"(--redis-url is set by RATELIMIT_EXT_REDIS_URL)"},
 		{map[string]string{"LOG_LEVEL": "verbose"}, nil, // not a logrus level either
