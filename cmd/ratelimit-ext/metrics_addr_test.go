@@ -39,3 +39,29 @@ func TestMetricsAddrServesOnlyMetrics(t *testing.T) {
 		}
 	}
 }
+
+// The memory_* series follow the engine that holds state in this process: the memory
+// engine, or on Redis the local store failure policy's engine (bounded by the same
+// flags, and filling up during an outage); on Redis without it there is none.
+func TestMemoryMetricsFollowTheLocalPolicy(t *testing.T) {
+	bin := buildBinary(t)
+	for _, tc := range []struct {
+		flags []string
+		want  bool
+	}{
+		{nil, true},
+		{[]string{"--redis-url", "redis://127.0.0.1:1"}, false},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--store-failure-policy-domains", "edge=local"}, true},
+	} {
+		s := startBinary(t, bin, append([]string{"--metrics-addr", "127.0.0.1:0"}, tc.flags...)...)
+		resp, err := http.Get("http://" + s.metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := strings.Contains(string(body), "\nratelimit_ext_memory_bytes "); got != tc.want {
+			t.Errorf("%v: ratelimit_ext_memory_bytes exported: %v, want %v", tc.flags, got, tc.want)
+		}
+	}
+}

@@ -318,11 +318,15 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		return err
 	}
 	defer func() { closeEngine(engine, time.Second, log) }() // the final engine: the breaker closes what it wraps
-	if mem, ok := engine.(*limiter.MemoryEngine); ok {
-		m.MemoryEngine(mem)
-	}
 	onCircuit, onFallback := m.StoreHealth()
 	policy := c.store.failurePolicy(c.memoryOptions())
+	// The memory_* series: the memory engine's, or else the local policy's engine's
+	// (bounded by the same flags).
+	if mem, ok := engine.(*limiter.MemoryEngine); ok {
+		m.MemoryEngine(mem)
+	} else if mem, ok := policy.Local.(*limiter.MemoryEngine); ok {
+		m.MemoryEngine(mem)
+	}
 	policyDomains := slices.Sorted(maps.Keys(policy.PerDomain)) // checked against every rule set
 	if policy.Local != nil {
 		defer policy.Local.Close()

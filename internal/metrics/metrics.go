@@ -123,7 +123,7 @@ func New() *Metrics {
 	})
 	m.lastLoadOK = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "config_last_load_success",
-		Help: "1 if the last rule load succeeded, 0 if it failed (the previous rules keep serving).",
+		Help: "0 if the last rule load failed (the previous rules keep serving), else 1 (also before the first load).",
 	})
 	m.lastLoadAt = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "config_last_success_timestamp_seconds",
@@ -133,6 +133,9 @@ func New() *Metrics {
 		Namespace: namespace, Name: "ready",
 		Help: "1 while the service is ready (rules loaded, store reachable), as /readyz and grpc.health.v1 report.",
 	})
+	// No load has failed yet: an xDS start waiting for its first rules must not read as
+	// a rejected edit (the alert on 0); ready says whether rules are loaded.
+	m.lastLoadOK.Set(1)
 	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.refunds, m.clamped, m.latency, m.storeTime, m.storeErrors,
 		m.loads, m.configInfo, m.configRules, m.lastLoadOK, m.lastLoadAt, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

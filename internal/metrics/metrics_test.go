@@ -176,6 +176,29 @@ func TestConfigLoadFailureIsCounted(t *testing.T) {
 	}
 }
 
+// Before the first load (an xDS start waiting for its server) no load has failed: the
+// alert on config_last_load_success == 0 ("a rules edit was rejected") stays quiet, and
+// no success time is claimed.
+func TestNoLoadYetIsNotAFailedLoad(t *testing.T) {
+	m := New()
+	var out strings.Builder
+	srv := httptest.NewServer(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(&out, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nratelimit_ext_config_last_load_success 1\n", "\nratelimit_ext_config_last_success_timestamp_seconds 0\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("before any load, want %q in:\n%.2000s", strings.TrimSpace(want), out.String())
+		}
+	}
+}
+
 // The last load's outcome and the readiness state are gauges an alert can test directly.
 func TestLastLoadAndReadyGauges(t *testing.T) {
 	f := newFixture(t)
