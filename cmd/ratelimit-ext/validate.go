@@ -53,14 +53,15 @@ func validate(args []string) int {
 // A usageError says the arguments mix the two or name several directories.
 func loadForValidate(paths []string) (*descriptors.RuleSet, error) {
 	for _, p := range paths {
-		if info, err := os.Stat(p); err == nil && info.IsDir() {
+		info, err := os.Stat(p)
+		if err == nil && info.IsDir() {
 			if len(paths) > 1 {
 				return nil, usageError(p + " is a directory; give one directory, or rule files")
 			}
 			rs, err := descriptors.LoadDir(p)
 			return rs, fromWorkingDir(err, p)
 		}
-		if !descriptors.IsRuleFile(p) {
+		if err == nil && !descriptors.IsRuleFile(p) { // a missing file gets its own error
 			fmt.Fprintf(os.Stderr, "warning: %s: the server reads only *.yaml and *.yml files that are not dot-files\n", p)
 		}
 	}

@@ -65,6 +65,11 @@ func TestValidateWarnsOfFilesTheServerSkips(t *testing.T) {
 	if code, out := runStderr(t, "validate", f); code != 0 || !strings.Contains(out, "warning: "+f+": the server reads only *.yaml and *.yml") {
 		t.Errorf("validate %s: exit %d, stderr %q; want 0 and a warning", f, code, out)
 	}
+	// A missing file is an error of its own, not a file the server would skip.
+	missing := filepath.Join(t.TempDir(), "missing")
+	if code, out := runStderr(t, "validate", missing); code != 1 || strings.Contains(out, "warning") {
+		t.Errorf("validate %s: exit %d, stderr %q; want 1 and no warning", missing, code, out)
+	}
 }
 
 // Rules without any limit validate, with a warning that they would allow everything.
