@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -77,6 +79,7 @@ type RedisEngine struct {
 	batch    *batcher      // nil: one round trip per call
 	budget   time.Duration // how long a script call may take in all (callBudget)
 	probeKey string        // RedisOptions.ProbeKey
+	tls      bool          // a rediss:// URL: Ping explains a timeout
 }
 
 var _ Engine = (*RedisEngine)(nil)
@@ -115,7 +118,7 @@ func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 		opt.PipelinePoolSize = max(opt.PipelinePoolSize, batchLanes(o))
 	}
 	e := NewRedisEngineFromClient(redis.NewClient(opt))
-	e.owned, e.probeKey = true, o.ProbeKey
+	e.owned, e.probeKey, e.tls = true, o.ProbeKey, o.usesTLS()
 	if o.Batch {
 		e.EnableBatching(batchLanes(o), o.BatchMax)
 	}
@@ -287,7 +290,7 @@ func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) 
 // that Redis takes writes.
 func (e *RedisEngine) Ping(ctx context.Context) error {
 	if err := pingStore(ctx, e.client); err != nil {
-		return fmt.Errorf("%w: redis: %w", ErrStore, err)
+		return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
 	}
 	if err := runsScript(ctx, e.client, e.script); err != nil {
 		return fmt.Errorf("%w: redis: %w", ErrStore, err)
@@ -306,6 +309,20 @@ func (e *RedisEngine) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// timeoutHint explains a timed-out PING over TLS: a port that does not speak TLS never
+// answers the handshake, so a rediss:// URL pointed at a plain Redis would otherwise
+// read as a slow network.
+func (e *RedisEngine) timeoutHint(err error) string {
+	var ne net.Error
+	if !e.tls || !(errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
+		return ""
+	}
+	return " (the URL is rediss://: a Redis port without TLS leaves the TLS handshake unanswered until the timeout)"
+}
+
+// usesTLS says whether the URL asks for TLS.
+func (o RedisOptions) usesTLS() bool { return strings.HasPrefix(strings.ToLower(o.URL), "rediss://") }
 
 // Close stops batching and closes the connection pool if the engine created it.
 func (e *RedisEngine) Close() error {

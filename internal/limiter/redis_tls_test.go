@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,5 +51,38 @@ func TestRedisTLS(t *testing.T) {
 	}
 	if err := try(limiter.RedisOptions{TLSCertFile: client.CertFile, TLSKeyFile: client.KeyFile, TLSInsecureSkipVerify: true}); err != nil {
 		t.Errorf("skipping verification: %v", err)
+	}
+}
+
+// A rediss:// URL pointed at a Redis without TLS times out in the handshake; the
+// readiness error says that TLS may be why, instead of reading as a slow network. A
+// plain URL's timeout gets no such note.
+func TestRedisTLSAgainstAPlainPortIsExplained(t *testing.T) {
+	srv := testredis.Start(t)
+	for _, tc := range []struct {
+		scheme string
+		hint   bool
+	}{{"rediss://", true}, {"redis://", false}} {
+		url := tc.scheme + strings.TrimPrefix(srv.URL(), "redis://")
+		e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: url, DialTimeout: 200 * time.Millisecond, TLSInsecureSkipVerify: tc.hint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		if tc.hint {
+			err = e.Ping(ctx)
+		} else {
+			// A plain port answers plain PINGs: time one out by asking for less time than a
+			// call can take.
+			ctx2, cancel2 := context.WithTimeout(ctx, time.Nanosecond)
+			time.Sleep(time.Millisecond)
+			err = e.Ping(ctx2)
+			cancel2()
+		}
+		cancel()
+		e.Close()
+		if !errors.Is(err, limiter.ErrStore) || strings.Contains(err.Error(), "TLS handshake") != tc.hint {
+			t.Errorf("%s: %v; want ErrStore, with the TLS note: %v", tc.scheme, err, tc.hint)
+		}
 	}
 }

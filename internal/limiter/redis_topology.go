@@ -125,7 +125,7 @@ func newRedisSentinelEngine(o RedisOptions) (*RedisEngine, error) {
 // options ask for.
 func ownedEngine(c redis.UniversalClient, o RedisOptions) *RedisEngine {
 	e := NewRedisEngineFromClient(c)
-	e.owned, e.probeKey = true, o.ProbeKey
+	e.owned, e.probeKey, e.tls = true, o.ProbeKey, o.usesTLS()
 	if o.Batch {
 		e.EnableBatching(o.BatchLanes, o.BatchMax)
 	}
