@@ -120,7 +120,12 @@ func (m *model) tokenBucket(now, q int64) Decision {
 	}
 	d.Remaining = floorRat(tokens)
 	d.ResetAt = now + ceilRat(quo(sub(C, tokens), rate))
-	d.RetryAfterMs = capRetry(quo(sub(r(q), tokens), rate))
+	wait := quo(sub(r(q), tokens), rate)
+	if q > m.p.Burst { // never admitted: the wait saturates
+		d.RetryAfterMs = capRetry(wait)
+	} else { // an admissible wait is exact, even past the cap (up to 2^50 ms)
+		d.RetryAfterMs = ceilRat(wait)
+	}
 	return d
 }
 
