@@ -45,7 +45,9 @@ func checkHeaderFlags(o *rls.Options) error {
 // and the ready metric in step, with one log line per change.
 func startReadiness(ctx context.Context, d *decide.Decider, health *grpchealth.Server, m *metrics.Metrics, log *slog.Logger, services ...string) *httpapi.Readiness {
 	report := rls.HealthReporter(health, services...)
-	r := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Interval: time.Second, Log: log, OnChange: func(err error) {
+	// A /readyz within 100 ms of an observation gets that one: at most ten probes a
+	// second reach the store however many requests come.
+	r := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Interval: time.Second, MaxAge: 100 * time.Millisecond, Log: log, OnChange: func(err error) {
 		report(err)
 		m.SetReady(err)
 	}})

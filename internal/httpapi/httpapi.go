@@ -76,8 +76,8 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz says the service can decide: rules are loaded and the store answers. It checks
-// now (a probe right after Redis went away sees it), and the observation updates the
-// shared state, so gRPC health follows at once too.
+// now, or takes a check under way or just made (Readiness.Check), and the observation
+// updates the shared state, so gRPC health follows at once too.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	noCache(w)
 	err := errShuttingDown

@@ -14,7 +14,11 @@ import (
 type ReadinessOptions struct {
 	Interval time.Duration // between background checks (default 1 s)
 	Timeout  time.Duration // of one store ping (default 500 ms)
-	Log      *slog.Logger  // one line per change of state (default slog.Default())
+	// MaxAge is how long an observation answers Check without a new probe (default 0:
+	// every Check probes, unless another is running). It bounds the probes a flood of
+	// /readyz requests sends the store.
+	MaxAge time.Duration
+	Log    *slog.Logger // one line per change of state (default slog.Default())
 	// OnChange, when set, is called with the new state (nil = ready) on every change
 	// (of readiness, or of the reason for not being ready), and once with the first
 	// state: grpc.health.v1 and the ready metric follow it.
@@ -31,10 +35,18 @@ type Readiness struct {
 	decider *decide.Decider
 	opts    ReadinessOptions
 
-	mu           sync.Mutex // serialises checks: states are recorded in the order observed
+	mu           sync.Mutex // guards the fields below
 	known        bool
 	err          error
+	observed     time.Time // when the probe that found err started
 	unreadySince time.Time // when the service last went from ready (or unknown) to not ready
+	running      *probeRun // the probe under way, whose result every Check meanwhile shares
+}
+
+// probeRun is one probe, shared by the Checks made while it runs.
+type probeRun struct {
+	done chan struct{} // closed when err is set
+	err  error
 }
 
 // NewReadiness returns the readiness of d's rules and engine.
@@ -54,14 +66,42 @@ func NewReadiness(d *decide.Decider, o ReadinessOptions) *Readiness {
 // errNoRules is the state before any rule set is in place.
 var errNoRules = errors.New("no rules loaded")
 
-// Check observes readiness now, records it and returns it (nil = ready). The caller's
-// cancellation does not count as the store failing.
+// Check observes readiness now, records it and returns it (nil = ready). Checks made
+// while a probe runs share its result instead of queueing probes of their own, and an
+// observation younger than MaxAge is returned as is: a flood of /readyz requests cannot
+// line probes up until they time out, which would report a healthy store as failed and,
+// across a fleet, take every replica out of service (Envoy then lets requests past every
+// limit). Only one probe runs at a time, so states are recorded in the order observed.
+// The caller's cancellation does not count as the store failing: a caller that gives up
+// gets its context's error, and the probe carries on for the others.
 func (r *Readiness) Check(ctx context.Context) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	err := r.probe(ctx)
-	r.record(err)
-	return err
+	if r.known && r.opts.MaxAge > 0 && time.Since(r.observed) < r.opts.MaxAge {
+		err := r.err
+		r.mu.Unlock()
+		return err
+	}
+	run := r.running
+	if run == nil {
+		run = &probeRun{done: make(chan struct{})}
+		r.running = run
+		r.mu.Unlock()
+		started := time.Now()
+		run.err = r.probe(ctx)
+		r.mu.Lock()
+		r.record(run.err)
+		r.observed, r.running = started, nil
+		r.mu.Unlock()
+		close(run.done)
+		return run.err
+	}
+	r.mu.Unlock()
+	select {
+	case <-run.done:
+		return run.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (r *Readiness) probe(ctx context.Context) error {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,4 +246,66 @@ func logMessages(log string) []string {
 		}
 	}
 	return msgs
+}
+
+// slowPinger is a memory engine whose Ping takes a while and counts its calls.
+type slowPinger struct {
+	*limiter.MemoryEngine
+	took  time.Duration
+	pings atomic.Int64
+}
+
+func (p *slowPinger) Ping(context.Context) error {
+	p.pings.Add(1)
+	time.Sleep(p.took)
+	return nil
+}
+
+// A flood of readiness checks neither queues probes behind each other (a 20 ms probe
+// taken 200 times in a row would keep a caller waiting 4 s, past any probe's timeout)
+// nor sends the store a probe per request: checks made while a probe runs share it, and
+// with MaxAge an observation that young answers alone. Without MaxAge every check after
+// a probe ended observes anew.
+func TestReadinessChecksShareProbes(t *testing.T) {
+	rs, err := descriptors.Parse("web.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := &slowPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1}), took: 20 * time.Millisecond}
+	t.Cleanup(func() { engine.Close() })
+	d := decide.New(rs, engine, storekey.New("h:", 0), false)
+	flood := func(ready *httpapi.Readiness) time.Duration {
+		var wg sync.WaitGroup
+		var slowest atomic.Int64
+		for range 200 {
+			wg.Go(func() {
+				start := time.Now()
+				if err := ready.Check(context.Background()); err != nil {
+					t.Errorf("check: %v", err)
+				}
+				slowest.Store(max(slowest.Load(), int64(time.Since(start))))
+			})
+		}
+		wg.Wait()
+		return time.Duration(slowest.Load())
+	}
+	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), MaxAge: time.Hour})
+	if slowest := flood(ready); engine.pings.Load() != 1 || slowest > 2*time.Second {
+		t.Errorf("200 concurrent checks with MaxAge: %d probes, the slowest took %v; want 1 probe", engine.pings.Load(), slowest)
+	}
+	flood(ready)
+	if n := engine.pings.Load(); n != 1 {
+		t.Errorf("a second flood within MaxAge: %d probes in all, want still 1", n)
+	}
+
+	engine.pings.Store(0)
+	ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet()})
+	if flood(ready); engine.pings.Load() >= 200 {
+		t.Errorf("200 concurrent checks without MaxAge: %d probes, want them shared", engine.pings.Load())
+	}
+	before := engine.pings.Load()
+	ready.Check(context.Background())
+	if engine.pings.Load() != before+1 {
+		t.Error("a check after the flood did not probe anew (no MaxAge)")
+	}
 }
