@@ -52,7 +52,7 @@ func sendTo(t *testing.T, base, method, path string, hdr ...string) reply {
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+		req.Header.Add(hdr[i], hdr[i+1]) // a name given twice is sent twice
 	}
 	r := reply{sent: time.Now()}
 	resp, err := client.Do(req)

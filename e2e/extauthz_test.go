@@ -252,6 +252,14 @@ func TestExtAuthz(t *testing.T) {
 			wantCodes(t, "without x-api-key", []reply{r}, 200)
 			noRateLimitHeaders(t, "without x-api-key", r)
 		}
+		// A second x-api-key line, different every time, does not make a fresh counter:
+		// the first line counts (encode_raw_headers: true), as in the rate-limit filter.
+		key2 := key + "-twice"
+		var twice []reply
+		for i := range 4 {
+			twice = append(twice, ea.get(t, "/key", "x-api-key", key2, "x-api-key", "made-up-"+strconv.Itoa(i)))
+		}
+		wantCodes(t, "4 requests with one key and a made-up second line", twice, 200, 200, 200, 429)
 		// A premium key reaches per-premium-key (gcra, burst 20).
 		prem := ea.get(t, "/key", "x-api-key", "premium-"+key)
 		header(t, prem, "x-ratelimit-limit", `20, 20;w=60;name="per-premium-key"`)

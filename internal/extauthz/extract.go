@@ -61,22 +61,25 @@ func newRequest(attrs *authv3.AttributeContext) *request {
 	r := &request{attrs: attrs, http: attrs.GetRequest().GetHttp()}
 	r.headers = r.http.GetHeaders()
 	if len(r.headers) == 0 {
-		// encode_raw_headers: true sends header_map instead: merge repeated headers
-		// with "," and replace invalid UTF-8 with '!', as Envoy does for the headers map
-		// (descriptor values must be UTF-8).
+		// encode_raw_headers: true sends header_map instead, a repeated header once per
+		// line. Take its first line, as Envoy's rate-limit filter does: joining them as
+		// the headers map does would let a client that adds a second x-api-key line
+		// count under a fresh value while the upstream reads the first. Invalid UTF-8
+		// becomes '!', as Envoy does for the headers map (descriptor values must be
+		// UTF-8). Envoy itself joins the lines of the headers it folds into one
+		// (X-Forwarded-For among them), which arrive here as one line.
 		if hm := r.http.GetHeaderMap().GetHeaders(); len(hm) > 0 {
 			r.headers = make(map[string]string, len(hm))
 			for _, h := range hm {
 				k := strings.ToLower(h.GetKey())
+				if _, seen := r.headers[k]; seen {
+					continue
+				}
 				v := string(h.GetRawValue())
 				if v == "" {
 					v = h.GetValue()
 				}
-				v = utf8codec.Sanitize(v)
-				if old, ok := r.headers[k]; ok {
-					v = old + "," + v
-				}
-				r.headers[k] = v
+				r.headers[k] = utf8codec.Sanitize(v)
 			}
 		}
 	}
