@@ -215,6 +215,11 @@ func TestPerClientIP(t *testing.T) {
 	}
 	wantCodes(t, "6 requests from "+ip, rs, 200, 200, 200, 200, 200, 429)
 	wantPerIPHeaders(t, rs)
+	// The same path spelt otherwise is the same route (normalize_path, merge_slashes):
+	// it does not slip past the limit.
+	for _, p := range []string{"//ip", "/./ip", "/x/../ip"} {
+		wantCodes(t, p+" from "+ip, []reply{get(t, p, xff(ip)...)}, 429)
+	}
 
 	other := get(t, "/ip", xff(newIP())...)
 	wantCodes(t, "another address", []reply{other}, 200)

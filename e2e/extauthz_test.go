@@ -260,6 +260,11 @@ func TestExtAuthz(t *testing.T) {
 			twice = append(twice, ea.get(t, "/key", "x-api-key", key2, "x-api-key", "made-up-"+strconv.Itoa(i)))
 		}
 		wantCodes(t, "4 requests with one key and a made-up second line", twice, 200, 200, 200, 429)
+		// The same path spelt otherwise meets the same `when.path` (normalize_path,
+		// merge_slashes in envoy/ext_authz.yaml).
+		for _, p := range []string{"//key", "/./key", "/x/../key"} {
+			wantCodes(t, p+" with the spent key", []reply{ea.get(t, p, "x-api-key", key2)}, 429)
+		}
 		// A premium key reaches per-premium-key (gcra, burst 20).
 		prem := ea.get(t, "/key", "x-api-key", "premium-"+key)
 		header(t, prem, "x-ratelimit-limit", `20, 20;w=60;name="per-premium-key"`)
