@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -35,5 +37,51 @@ func TestDefaultRequestBoundTakesAHeaderInEveryDescriptor(t *testing.T) {
 	}
 	if _, err := call(startBinary(t, bin, "--max-request-bytes", "262144")); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("the same above --max-request-bytes 262144: %v, want ResourceExhausted", err)
+	}
+}
+
+// Each gRPC connection may carry at most --grpc-max-concurrent-streams RPCs at once:
+// the server says so in its HTTP/2 SETTINGS (so Envoy opens another connection rather
+// than exceed it), 1024 by default. Without it one connection could hold any number of
+// unfinished requests, each with its goroutine and buffer.
+func TestServerAdvertisesItsStreamBound(t *testing.T) {
+	bin := buildBinary(t)
+	for _, tc := range []struct {
+		flags []string
+		want  uint32
+	}{{nil, 1024}, {[]string{"--grpc-max-concurrent-streams", "3"}, 3}} {
+		s := startBinary(t, bin, tc.flags...)
+		if got := maxConcurrentStreamsOf(t, s.grpcAddr); got != tc.want {
+			t.Errorf("%v: SETTINGS_MAX_CONCURRENT_STREAMS %d, want %d", tc.flags, got, tc.want)
+		}
+	}
+}
+
+// maxConcurrentStreamsOf opens a plaintext HTTP/2 connection to addr and returns the
+// SETTINGS_MAX_CONCURRENT_STREAMS of the server's first SETTINGS frame (0: not sent).
+func maxConcurrentStreamsOf(t *testing.T, addr string) uint32 {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the server's SETTINGS: %v", err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			v, _ := sf.Value(http2.SettingMaxConcurrentStreams)
+			return v
+		}
 	}
 }

@@ -47,6 +47,7 @@ type serveConfig struct {
 	logLevel, logFormat                       string
 	log                                       *slog.Logger // built by check from the two above
 	memoryMaxKeys, maxKeyLen, maxRequestBytes int
+	maxStreams                                int // per gRPC connection
 	memoryMaxMiB                              int
 	shadow, retryAfter, watch                 bool
 	headers                                   rls.Options // Retry-After is retryAfter
@@ -149,6 +150,10 @@ func (c *serveConfig) check() error {
 	return c.xds.resolve()
 }
 
+// maxConcurrentStreams is the largest --grpc-max-concurrent-streams: more than any
+// client multiplexes, far below HTTP/2's 2^31−1.
+const maxConcurrentStreams = 1 << 20
+
 // boundFlags registers the request bounds (hostile-input protection).
 func boundFlags(f *envFlags, c *serveConfig) {
 	b := &c.bounds
@@ -158,6 +163,11 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	// header and the path twice. A refused message is an error Envoy answers with its
 	// failure mode, by default letting the request past every limit.
 	f.IntVar(&c.maxRequestBytes, "max-request-bytes", 4<<20, "largest gRPC request accepted, in bytes (keep above max_request_headers_kb × the descriptor entries of one Envoy call that copy a client's header, and twice it for ext_authz)")
+	// Each RPC holds a goroutine and its request's buffer (up to --max-request-bytes)
+	// until it ends, and one connection can open any number unless told otherwise: a
+	// client that opens thousands of streams and never finishes their messages holds
+	// all of that. Envoy opens another connection when it reaches the bound.
+	f.IntVar(&c.maxStreams, "grpc-max-concurrent-streams", 1024, "RPCs one gRPC connection may have in flight (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); Envoy opens more connections when it needs more")
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
 	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
 	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
@@ -176,6 +186,7 @@ func checkCounts(c *serveConfig) error {
 		value int
 	}{
 		{"max-request-bytes", c.maxRequestBytes},
+		{"grpc-max-concurrent-streams", c.maxStreams},
 		{"max-descriptors", c.bounds.MaxDescriptors},
 		{"max-entries", c.bounds.MaxEntries},
 		{"max-entry-key-bytes", c.bounds.MaxKeyLen},
@@ -195,6 +206,9 @@ func checkCounts(c *serveConfig) error {
 	}
 	if c.memoryMaxMiB < 0 || int64(c.memoryMaxMiB) > math.MaxInt64>>20 {
 		return fmt.Errorf("--memory-max-mib %d: want 0 (automatic) to %d", c.memoryMaxMiB, int64(math.MaxInt64>>20))
+	}
+	if c.maxStreams > maxConcurrentStreams {
+		return fmt.Errorf("--grpc-max-concurrent-streams %d: want at most %d", c.maxStreams, maxConcurrentStreams)
 	}
 	// Keys past the bound are hashed, so a larger one buys nothing but memory per key
 	// (and Redis memory) for values a client chooses.
@@ -341,7 +355,8 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		return err
 	}
 
-	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)), grpc.MaxRecvMsgSize(c.maxRequestBytes)}
+	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)),
+		grpc.MaxRecvMsgSize(c.maxRequestBytes), grpc.MaxConcurrentStreams(uint32(c.maxStreams))}
 	grpcOpts = append(grpcOpts, grpcopts.Server()...) // shared with the benchmark ceiling
 	creds, err := c.tls.serverOption()
 	if err != nil {

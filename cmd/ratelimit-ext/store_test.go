@@ -103,6 +103,7 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 		{"--redis-read-timeout", "-1ms"}, {"--redis-write-timeout", "0s"}, {"--redis-dial-timeout", "-1s"},
 		{"--shutdown-timeout", "0s"},
 		{"--max-hits-addend", "4294967296"}, // above Envoy's uint32 and limiter.MaxCost
+		{"--grpc-max-concurrent-streams", "0"}, {"--grpc-max-concurrent-streams", "1048577"},
 	} {
 		_, err := loadServeConfig(args)
 		if err == nil || !strings.Contains(err.Error(), args[0]+" ") {
