@@ -99,17 +99,21 @@ func (x *xdsSettings) resolve() error {
 	return nil
 }
 
-// pairs parses "key=value,key=value"; empty items (a trailing comma) are skipped.
+// pairs parses "key=value,key=value"; empty items (a trailing comma) are skipped. The
+// error names a malformed item by its place, not its text: --xds-headers carries
+// tokens ("authorization:Bearer ..." with a colon for the '=').
 func pairs(flag, s string) (map[string]string, error) {
 	out := map[string]string{}
+	n := 0
 	for item := range strings.SplitSeq(s, ",") {
 		if strings.TrimSpace(item) == "" {
 			continue
 		}
+		n++
 		k, v, found := strings.Cut(item, "=")
 		k = strings.TrimSpace(k)
 		if !found || k == "" {
-			return nil, fmt.Errorf("%s: %q is not key=value", flag, item)
+			return nil, fmt.Errorf("%s: item %d is not key=value (its text is not shown: it may hold a secret)", flag, n)
 		}
 		out[k] = strings.TrimSpace(v)
 	}
@@ -129,6 +133,9 @@ func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet
 	tc, err := x.tlsConfig()
 	if err != nil {
 		return xdsrules.Options{}, err
+	}
+	if tc == nil && len(headers) > 0 {
+		log.Warn("--xds-headers are sent to the xDS server in plaintext (no --xds-tls): a token among them can be read on the network, and so can the rules, which nothing authenticates", "server", x.server)
 	}
 	return xdsrules.Options{
 		Server: x.server, NodeID: x.nodeID, NodeMetadata: meta, Headers: headers, TLS: tc,

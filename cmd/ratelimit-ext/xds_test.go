@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"io"
@@ -45,7 +46,7 @@ func TestConfigSource(t *testing.T) {
 		{[]string{"--config-source", "consul"}, `"consul": want file or xds`},
 		{[]string{"--xds-start-without-rules"}, "needs --config-source=xds"},
 		{[]string{"--xds-server", "x:1", "--xds-node-id", ""}, "--xds-node-id is empty"},
-		{[]string{"--xds-server", "x:1", "--xds-node-metadata", "zone"}, `--xds-node-metadata: "zone" is not key=value`},
+		{[]string{"--xds-server", "x:1", "--xds-node-metadata", "zone=eu, team"}, "--xds-node-metadata: item 2 is not key=value"},
 		{[]string{"--xds-server", "x:1", "--xds-headers", "=v"}, "--xds-headers"},
 		{[]string{"--xds-server", "x:1", "--xds-backoff-jitter", "1"}, "--xds-backoff-jitter"},
 		{[]string{"--xds-server", "x:1", "--xds-backoff-initial", "0s"}, "--xds-backoff-initial"},
@@ -56,6 +57,10 @@ func TestConfigSource(t *testing.T) {
 		if _, err := loadServeConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
 		}
+	}
+	// A malformed header item is not repeated: it may be a token.
+	if _, err := loadServeConfig([]string{"--xds-server", "x:1", "--xds-headers", "authorization:Bearer SECRET"}); err == nil || strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("a malformed --xds-headers item: %v, want an error without its text", err)
 	}
 	t.Setenv("RATELIMIT_EXT_XDS_BACKOFF_JITTER", "lots")
 	if _, err := loadServeConfig(nil); err == nil || !strings.Contains(err.Error(), "RATELIMIT_EXT_XDS_BACKOFF_JITTER") {
@@ -84,6 +89,24 @@ func TestXDSOptions(t *testing.T) {
 	}
 	if len(o.Headers) != 1 || o.Headers["authorization"] != "Bearer abc=" {
 		t.Errorf("headers %v", o.Headers)
+	}
+	// Headers over a plaintext connection are worth a warning: a token in them travels
+	// in the clear; with TLS there is none.
+	for _, tc := range []struct {
+		tls  []string
+		warn bool
+	}{{nil, true}, {[]string{"--xds-tls"}, false}} {
+		c, err := loadServeConfig(append([]string{"--xds-server", "x:1", "--xds-headers", "authorization=Bearer abc"}, tc.tls...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		if _, err := c.xds.options(slog.New(slog.NewTextHandler(&logs, nil)), nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "plaintext"); got != tc.warn || strings.Contains(logs.String(), "abc") {
+			t.Errorf("headers with %v: log %q, want a warning: %v (and never the value)", tc.tls, logs.String(), tc.warn)
+		}
 	}
 
 	c, err = loadServeConfig([]string{"--xds-server", "x:1", "--xds-tls-ca", "/nonexistent/ca.pem"})
