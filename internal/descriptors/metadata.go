@@ -41,7 +41,7 @@ func (p *fileParser) metadata(f fields) map[string]any {
 
 // metaValue converts one node; ok is false when a problem was reported.
 func (p *fileParser) metaValue(n *yaml.Node, field string, depth int) (v any, ok bool) {
-	n = p.follow(n, field)
+	n = resolve(n)
 	b := p.budget
 	if b.metadata >= MaxMetadataValues {
 		if !b.metadataHit {
@@ -79,7 +79,7 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 	out := make(map[string]any, len(n.Content)/2)
 	first := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := p.follow(n.Content[i], field)
+		k := resolve(n.Content[i])
 		switch {
 		case k.Kind != yaml.ScalarNode || isNull(k):
 			p.errorf(k.Line, field, "metadata keys must be strings, got %s", kindName(k))

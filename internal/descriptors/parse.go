@@ -26,12 +26,6 @@ const (
 	// long keys at every level (a 31 KB file once took 2.5 GB). 128 MiB leaves room for
 	// the largest configurations the counts allow, with paths of several hundred bytes.
 	MaxPathBytes = 128 << 20
-	// MaxAliasBytes bounds what YAML aliases repeat in one load: each alias followed
-	// counts the text under its anchor (and one per node) again. Files are read whole,
-	// so only aliases make the walk longer than the files, and aliases of aliases
-	// multiply: a 71 KB file of ext_authz matchers once took 14 GB, and a 532 KB one of
-	// metadata a /debug/config of gigabytes. 16 MiB is four times the largest file.
-	MaxAliasBytes = 16 << 20
 )
 
 var (
@@ -61,9 +55,8 @@ const (
 
 // budget counts what all files of one load have used of the global bounds.
 type budget struct {
-	limits, entries, metadata, pathBytes, aliasBytes       int
-	limitsHit, entriesHit, metadataHit, pathsHit, aliasHit bool
-	expanded                                               map[*yaml.Node]int // expandedSize's memo
+	limits, entries, metadata, pathBytes         int
+	limitsHit, entriesHit, metadataHit, pathsHit bool
 }
 
 // fileParser turns one file into a domain, collecting every problem it finds.
@@ -88,9 +81,6 @@ type replaceRef struct {
 }
 
 func (p *fileParser) errorf(line int, field, format string, args ...any) {
-	if p.budget.aliasHit {
-		return // the walk past the alias bound reads null nodes: its problems are not the file's
-	}
 	if len(p.errs) >= maxErrors {
 		p.omitted++ // keeps memory bounded however broken the file
 		return

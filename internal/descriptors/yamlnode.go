@@ -56,57 +56,6 @@ func resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// follow resolves n like resolve, counting what an alias repeats against
-// MaxAliasBytes. Past the bound it reports the load once and returns a null node, which
-// ends the walk below: the bound's point is not to make the copies. The problems those
-// null nodes cause are not reported (errorf).
-func (p *fileParser) follow(n *yaml.Node, field string) *yaml.Node {
-	if n.Kind != yaml.AliasNode {
-		return n
-	}
-	b := p.budget
-	if !b.aliasHit {
-		b.aliasBytes += b.expandedSize(n, 0)
-		if b.aliasBytes <= MaxAliasBytes {
-			return resolve(n)
-		}
-		p.errorf(n.Line, field, "YAML aliases repeat more than %d MiB in all (each use of an alias counts what its anchor holds again); repeat less through aliases", MaxAliasBytes>>20)
-		b.aliasHit = true // after the report: errorf drops what follows
-	}
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
-}
-
-// maxExpandDepth bounds the nesting expandedSize walks; deeper counts as too much.
-const maxExpandDepth = 1000
-
-// expandedSize is what walking n costs with its aliases followed: one per node plus the
-// text of its scalars, saturating just past MaxAliasBytes. It is memoized, so that
-// aliases nested in aliases cost linear time, not what they expand to.
-func (b *budget) expandedSize(n *yaml.Node, depth int) int {
-	if size, ok := b.expanded[n]; ok {
-		return size
-	}
-	size := 1 + len(n.Value)
-	switch {
-	case depth > maxExpandDepth:
-		size = MaxAliasBytes + 1
-	case n.Kind == yaml.AliasNode && n.Alias != nil:
-		size += b.expandedSize(n.Alias, depth+1)
-	default:
-		for _, c := range n.Content {
-			if size += b.expandedSize(c, depth+1); size > MaxAliasBytes {
-				break
-			}
-		}
-	}
-	size = min(size, MaxAliasBytes+1)
-	if b.expanded == nil {
-		b.expanded = map[*yaml.Node]int{}
-	}
-	b.expanded[n] = size
-	return size
-}
-
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
@@ -133,14 +82,14 @@ func kindName(n *yaml.Node) string {
 // mapping checks that n is a mapping whose fields are all in known, each given once.
 // Null values count as absent, as YAML (and envoyproxy/ratelimit) read them.
 func (p *fileParser) mapping(n *yaml.Node, path string, known []string) (fields, bool) {
-	n = p.follow(n, orRoot(path))
+	n = resolve(n)
 	f := fields{path: path, line: n.Line, keys: map[string]*yaml.Node{}, vals: map[string]*yaml.Node{}}
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n.Line, orRoot(path), "want a mapping, got %s", kindName(n))
 		return f, false
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := p.follow(n.Content[i], orRoot(path)), p.follow(n.Content[i+1], orRoot(path))
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
 			p.errorf(k.Line, orRoot(path), "field names must be plain strings, got %s", kindName(k))
 			continue
@@ -250,7 +199,7 @@ func (p *fileParser) list(f fields, name string) []*yaml.Node {
 	}
 	items := make([]*yaml.Node, len(v.Content))
 	for i, it := range v.Content {
-		items[i] = p.follow(it, f.at(name))
+		items[i] = resolve(it)
 	}
 	return items
 }
