@@ -129,9 +129,11 @@
 //     compared after collapsing "**").
 //   - A file must hold exactly one YAML document; an empty file is an error.
 //   - Bounds: MaxFileSize per file, MaxDepth nesting levels, MaxLimits limits,
-//     MaxEntries descriptor entries, MaxPathBytes of descriptor paths and
-//     MaxMetadataValues metadata values per load (the last three also defuse alias
-//     bombs); at most 1000 problems are kept, the rest counted.
+//     MaxEntries descriptor entries, MaxPathBytes of descriptor paths,
+//     MaxMetadataValues metadata values, MaxMetadataBytes of metadata text and
+//     MaxMatcherBytes of ext_authz string-match text per load (all but the first two
+//     also defuse alias bombs: they count what aliases repeat at every use); at most
+//     1000 problems are kept, the rest counted.
 //   - Limit.ID is Path + "#index": reordering a descriptor's rate_limits list or
 //     changing its key/value path changes the ID (and so starts fresh counters);
 //     renaming a limit does not.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -553,5 +554,71 @@ func TestErrorsOfSeveralFiles(t *testing.T) {
 	}
 	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Text that YAML aliases repeat is bounded where it is copied: in ext_authz string
+// matches (each one_of item was copied and folded for every use; a 71 KB file once took
+// 102 s and 14 GB) and in metadata (a long string used a few hundred times, which
+// /debug/config then wrote out in full). Each load stops at its bound with one error,
+// quickly and in little memory; the same aliases used a few times load, and so does a
+// rule tree that repeats a template under thousands of aliases (which only the entry
+// and path bounds limit).
+func TestAliasedTextIsBoundedWhereItIsCopied(t *testing.T) {
+	long := strings.Repeat("A", 1000)
+	var items strings.Builder
+	for i := range 1024 {
+		fmt.Fprintf(&items, "%q, ", long+strconv.Itoa(i))
+	}
+	matchers := func(uses int) string {
+		var b strings.Builder
+		b.WriteString("domain: d\ndescriptors:\n  - {key: generic_key, value: k, rate_limit: {unit: second, requests_per_unit: 1}}\n")
+		b.WriteString("ext_authz:\n  descriptors:\n    - when:\n        headers:\n")
+		fmt.Fprintf(&b, "          - {name: x-a, one_of: &O [%s]}\n", strings.TrimSuffix(items.String(), ", "))
+		for range uses {
+			b.WriteString("          - {name: x-a, one_of: *O}\n")
+		}
+		b.WriteString("      entries: [{generic_key: {descriptor_value: k}}]\n")
+		return b.String()
+	}
+	metadata := func(uses int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n    metadata:\n      big: &S %q\n      list: [", strings.Repeat("B", 200_000))
+		for range uses {
+			b.WriteString("*S, ")
+		}
+		b.WriteString("0]\n")
+		return b.String()
+	}
+	for _, tc := range []struct{ name, file, want string }{
+		{"one_of lists", matchers(31), "the ext_authz string matches add up to more than 16 MiB in total"},
+		{"metadata strings", metadata(400), "the metadata text adds up to more than 64 MiB in total"},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		got := parseErrors(t, tc.file)
+		runtime.ReadMemStats(&after)
+		if len(got) != 1 || !strings.HasPrefix(got[0], "t.yaml:") || !strings.Contains(got[0], tc.want) {
+			t.Errorf("%s: %q, want one error: %s", tc.name, got, tc.want)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<20 {
+			t.Errorf("%s: the load allocated %d MiB, want it bounded", tc.name, grew>>20)
+		}
+	}
+
+	var tenants strings.Builder
+	tenants.WriteString("domain: d\ndescriptors:\n  - key: template\n    descriptors: &t\n")
+	for j := range 20 {
+		fmt.Fprintf(&tenants, "      - {key: path, value: /api/v1/collection-%04d/items/with/a/longer/suffix, rate_limit: {unit: minute, requests_per_unit: 100}}\n", j)
+	}
+	for i := range 2000 {
+		fmt.Fprintf(&tenants, "  - {key: tenant, value: tenant-%05d, descriptors: *t}\n", i)
+	}
+	for name, file := range map[string]string{"one_of lists used a few times": matchers(3),
+		"metadata used a few times": metadata(100), "a template under 2,000 tenants": tenants.String()} {
+		if _, err := Parse("t.yaml", []byte(file)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

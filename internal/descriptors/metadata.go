@@ -12,7 +12,12 @@ import (
 // entries, and every value visited counts, aliases included.
 const (
 	MaxMetadataValues = 100_000 // mappings, lists and scalars in all metadata of a load
-	maxMetadataDepth  = 16      // nesting levels within one entry's metadata
+	// MaxMetadataBytes bounds the text (keys and scalars) of all metadata of a load,
+	// counted at every use: YAML aliases repeat a long string at no cost to the file,
+	// and /debug/config and dynamic metadata write every copy out (a 532 KB file once
+	// made a /debug/config of gigabytes).
+	MaxMetadataBytes = 64 << 20
+	maxMetadataDepth = 16 // nesting levels within one entry's metadata
 )
 
 // metadata parses an entry's metadata: free-form YAML (mappings with scalar keys, lists,
@@ -51,6 +56,9 @@ func (p *fileParser) metaValue(n *yaml.Node, field string, depth int) (v any, ok
 		return nil, false
 	}
 	b.metadata++
+	if !p.countMetadataText(n.Line, field, len(n.Value)) {
+		return nil, false
+	}
 	if depth > maxMetadataDepth {
 		p.errorf(n.Line, field, "metadata nested deeper than %d levels", maxMetadataDepth)
 		return nil, false
@@ -88,6 +96,9 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 			p.errorf(k.Line, field, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")
 			return nil, false
 		}
+		if !p.countMetadataText(k.Line, field, len(k.Value)) {
+			return nil, false
+		}
 		at := field + "." + k.Value
 		if line, dup := first[k.Value]; dup {
 			p.errorf(k.Line, at, "key given twice (first at line %d)", line)
@@ -101,6 +112,21 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 		out[k.Value] = v
 	}
 	return out, true
+}
+
+// countMetadataText counts n bytes of metadata text against MaxMetadataBytes; false
+// once over, which the first time over is reported.
+func (p *fileParser) countMetadataText(line int, field string, n int) bool {
+	b := p.budget
+	if b.metadataBytes+n > MaxMetadataBytes {
+		if !b.metadataBytesHit {
+			b.metadataBytesHit = true
+			p.errorf(line, field, "the metadata text adds up to more than %d MiB in total (YAML aliases count at every use)", MaxMetadataBytes>>20)
+		}
+		return false
+	}
+	b.metadataBytes += n
+	return true
 }
 
 // yaml11Bools are the plain words YAML 1.1, and so envoyproxy/ratelimit's loader, reads

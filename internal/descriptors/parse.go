@@ -55,8 +55,9 @@ const (
 
 // budget counts what all files of one load have used of the global bounds.
 type budget struct {
-	limits, entries, metadata, pathBytes         int
-	limitsHit, entriesHit, metadataHit, pathsHit bool
+	limits, entries, metadata, pathBytes, metadataBytes, matcherBytes int
+	limitsHit, entriesHit, metadataHit, pathsHit                      bool
+	metadataBytesHit, matcherBytesHit                                 bool
 }
 
 // fileParser turns one file into a domain, collecting every problem it finds.

@@ -29,6 +29,11 @@ type StringMatcher struct {
 const (
 	maxHeaderConditions = 32   // per list of header conditions
 	maxOneOf            = 1024 // values of one one_of
+	// MaxMatcherBytes bounds the text of all ext_authz string matches of a load,
+	// counted at every use: YAML aliases repeat a list of long one_of values at no cost
+	// to the file, and each use is copied and compiled (a 71 KB file once took 102 s
+	// and 14 GB). Four files full of matches fit.
+	MaxMatcherBytes = 16 << 20
 )
 
 // stringMatchKinds are the exclusive fields of a string match; ignore_case may go with any.
@@ -105,6 +110,21 @@ func (h *HeaderMatcher) String() string {
 	return s
 }
 
+// countMatcherText counts n bytes of string-match text against MaxMatcherBytes; false
+// once over, which the first time over is reported.
+func (p *fileParser) countMatcherText(line int, field string, n int) bool {
+	b := p.budget
+	if b.matcherBytes+n > MaxMatcherBytes {
+		if !b.matcherBytesHit {
+			b.matcherBytesHit = true
+			p.errorf(line, field, "the ext_authz string matches add up to more than %d MiB in total (YAML aliases count at every use)", MaxMatcherBytes>>20)
+		}
+		return false
+	}
+	b.matcherBytes += n
+	return true
+}
+
 // stringMatch parses the string-match fields of f. required says that one of them must
 // be present; without it, a mapping with none of them yields (nil, true).
 func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool) {
@@ -158,6 +178,9 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 				p.errorf(it.Line, fmt.Sprintf("%s[%d]", f.at(kind), i), "want a string, got %s", kindName(it))
 				return nil, false
 			}
+			if !p.countMatcherText(it.Line, f.at(kind), len(it.Value)) {
+				return nil, false
+			}
 			m.values = append(m.values, fold(it.Value))
 			quoted = append(quoted, fmt.Sprintf("%q", it.Value))
 		}
@@ -165,7 +188,7 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 		return m.withCase(), true
 	}
 	s, line, ok := p.str(f, kind)
-	if !ok {
+	if !ok || !p.countMatcherText(line, f.at(kind), len(s)) {
 		return nil, false
 	}
 	m.text = fmt.Sprintf("%s %q", kind, s)
