@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"net/netip"
@@ -53,8 +54,9 @@ type request struct {
 	attrs   *authv3.AttributeContext
 	http    *authv3.AttributeContext_HttpRequest
 	headers map[string]string
-	path    string // without query string and fragment
-	explain bool   // build skip reasons (see why)
+	joined  map[string]string // header_map only: every line of a repeated header, joined
+	path    string            // without query string and fragment
+	explain bool              // build skip reasons (see why)
 }
 
 func newRequest(attrs *authv3.AttributeContext) *request {
@@ -62,24 +64,30 @@ func newRequest(attrs *authv3.AttributeContext) *request {
 	r.headers = r.http.GetHeaders()
 	if len(r.headers) == 0 {
 		// encode_raw_headers: true sends header_map instead, a repeated header once per
-		// line. Take its first line, as Envoy's rate-limit filter does: joining them as
-		// the headers map does would let a client that adds a second x-api-key line
-		// count under a fresh value while the upstream reads the first. Invalid UTF-8
-		// becomes '!', as Envoy does for the headers map (descriptor values must be
-		// UTF-8). Envoy itself joins the lines of the headers it folds into one
-		// (X-Forwarded-For among them), which arrive here as one line.
+		// line. An entry's value is the first line, as in Envoy's request_headers
+		// action: joining them as the headers map does would let a client that adds a
+		// second x-api-key line count under a fresh value while the upstream reads the
+		// first. Conditions see every line joined with ",", as Envoy's header matchers
+		// do (allLines). Invalid UTF-8 becomes '!', as Envoy does for the headers map
+		// (descriptor values must be UTF-8).
 		if hm := r.http.GetHeaderMap().GetHeaders(); len(hm) > 0 {
 			r.headers = make(map[string]string, len(hm))
 			for _, h := range hm {
 				k := strings.ToLower(h.GetKey())
-				if _, seen := r.headers[k]; seen {
-					continue
-				}
 				v := string(h.GetRawValue())
 				if v == "" {
 					v = h.GetValue()
 				}
-				r.headers[k] = utf8codec.Sanitize(v)
+				v = utf8codec.Sanitize(v)
+				first, seen := r.headers[k]
+				switch {
+				case !seen:
+					r.headers[k] = v
+				case r.joined == nil:
+					r.joined = map[string]string{k: first + "," + v}
+				default:
+					r.joined[k] = cmp.Or(r.joined[k], first) + "," + v
+				}
 			}
 		}
 	}
@@ -113,6 +121,15 @@ func (r *request) header(name string) (string, bool) {
 		v = r.http.GetScheme()
 	}
 	return v, v != ""
+}
+
+// allLines returns a header with every line joined by ",", as Envoy's header matchers
+// and the headers map read a repeated header; header returns its first line.
+func (r *request) allLines(name string) (string, bool) {
+	if v, ok := r.joined[name]; ok {
+		return v, true
+	}
+	return r.header(name)
 }
 
 // why is a skip reason: f's text when the request explains its skips, else a
@@ -166,7 +183,7 @@ func (r *request) holds(c *descriptors.Condition) string {
 	}
 	for i := range c.Headers {
 		h := &c.Headers[i]
-		if v, ok := r.header(h.Name); !h.Match(v, ok) {
+		if v, ok := r.allLines(h.Name); !h.Match(v, ok) {
 			return r.why(func() string { return "when.headers: " + h.String() + " does not hold" })
 		}
 	}
@@ -212,7 +229,7 @@ func (r *request) value(s *descriptors.Source) (v string, ok bool, reason string
 		matched := true
 		for i := range s.Headers {
 			h := &s.Headers[i]
-			if v, ok := r.header(h.Name); !h.Match(v, ok) {
+			if v, ok := r.allLines(h.Name); !h.Match(v, ok) {
 				matched = false
 				break
 			}
@@ -267,7 +284,7 @@ func (r *request) nonEmpty(header, reason string) (string, bool, string) {
 // back to the connection's address, and so does this.
 func (r *request) remoteAddress(s *descriptors.Source) (netip.Addr, string) {
 	if s.UseXFF {
-		if xff, ok := r.header("x-forwarded-for"); ok {
+		if xff, ok := r.allLines("x-forwarded-for"); ok { // a list: every line counts
 			parts := strings.Split(xff, ",")
 			if i := len(parts) - 1 - s.XFFTrustedHops; i >= 0 {
 				if a, err := netip.ParseAddr(strings.TrimSpace(parts[i])); err == nil {

@@ -448,3 +448,43 @@ func TestExtractWithoutExplainBuildsNoReasons(t *testing.T) {
 		t.Errorf("%v allocations to skip %d descriptors without explain, want at most %v", allocs, len(x.Descriptors), base+building)
 	}
 }
+
+// With header_map (encode_raw_headers: true) a repeated header keeps its lines apart,
+// and each reader takes them as Envoy's own would: an entry's value is the first line
+// (the request_headers action), a condition sees every line joined with "," (Envoy's
+// header matchers), and so does X-Forwarded-For, a list whose right-hand entries are the
+// trusted ones.
+func TestRepeatedHeaderLines(t *testing.T) {
+	x := spec(t,
+		"entries: [{request_headers: {header_name: x-plan, descriptor_key: tenant}}]",
+		"{when: {headers: [{name: x-plan, exact: free}]}, entries: [{generic_key: {descriptor_value: llm}}]}",
+		"entries: [{header_value_match: {descriptor_value: free-match, headers: [{name: x-plan, exact: free}]}}]",
+		"entries: [{remote_address: {xff_num_trusted_hops: 1}}]",
+	)
+	lines := func(kv ...string) check {
+		c := check{source: "127.0.0.1"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			c.raw = append(c.raw, [2]string{kv[i], kv[i+1]})
+		}
+		return c
+	}
+	cases := []struct {
+		name string
+		c    check
+		want string
+	}{
+		{"one line", lines("x-plan", "free"),
+			"tenant=free | generic_key=llm | header_match=free-match | remote_address=127.0.0.1"},
+		{"two lines: the entry takes the first, conditions see both", lines("x-plan", "free", "X-Plan", "premium"),
+			"tenant=free | remote_address=127.0.0.1"},
+		{"three lines", lines("x-plan", "free", "x-plan", "a", "x-plan", "b"),
+			"tenant=free | remote_address=127.0.0.1"},
+		{"X-Forwarded-For over two lines", lines("x-forwarded-for", "198.51.100.9, 203.0.113.5", "x-forwarded-for", "127.0.0.1"),
+			"remote_address=203.0.113.5"},
+	}
+	for _, tc := range cases {
+		if got := show(t, x, tc.c.attrs()); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
