@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -87,7 +88,7 @@ func (r *Readiness) Check(ctx context.Context) error {
 		r.running = run
 		r.mu.Unlock()
 		started := time.Now()
-		run.err = r.probe(ctx)
+		run.err = r.probeSafely(ctx)
 		r.mu.Lock()
 		r.record(run.err)
 		r.observed, r.running = started, nil
@@ -102,6 +103,17 @@ func (r *Readiness) Check(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// probeSafely is probe with a panic (a bug in an engine's Ping) turned into the state
+// it reports: a probe that never finished would leave every later Check waiting on it.
+func (r *Readiness) probeSafely(ctx context.Context) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("the store check panicked: %v", v)
+		}
+	}()
+	return r.probe(ctx)
 }
 
 func (r *Readiness) probe(ctx context.Context) error {

@@ -309,3 +309,32 @@ func TestReadinessChecksShareProbes(t *testing.T) {
 		t.Error("a check after the flood did not probe anew (no MaxAge)")
 	}
 }
+
+// panickyPinger is a memory engine whose Ping panics (a bug in an engine).
+type panickyPinger struct{ *limiter.MemoryEngine }
+
+func (panickyPinger) Ping(context.Context) error { panic("engine bug") }
+
+// A probe that panics reports not ready and leaves readiness working: later checks do
+// not wait for a probe that never finished.
+func TestReadinessSurvivesAPanickingProbe(t *testing.T) {
+	rs, err := descriptors.Parse("web.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := panickyPinger{limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})}
+	t.Cleanup(func() { engine.Close() })
+	ready := httpapi.NewReadiness(decide.New(rs, engine, storekey.New("h:", 0), false), httpapi.ReadinessOptions{Log: quiet()})
+	for i := range 2 {
+		done := make(chan error, 1)
+		go func() { done <- ready.Check(context.Background()) }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "panicked") {
+				t.Fatalf("check %d: %v, want the panic as not ready", i+1, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("check %d did not return: readiness is stuck behind the panicked probe", i+1)
+		}
+	}
+}

@@ -310,15 +310,15 @@ func (e *RedisEngine) Ping(ctx context.Context) error {
 	return nil
 }
 
-// timeoutHint explains a timed-out PING over TLS: a port that does not speak TLS never
-// answers the handshake, so a rediss:// URL pointed at a plain Redis would otherwise
-// read as a slow network.
+// timeoutHint adds a possible cause to a timed-out PING over TLS: a port that does not
+// speak TLS never answers the handshake, so a rediss:// URL pointed at a plain Redis
+// would otherwise read as a slow network. It says "if": a slow TLS Redis times out too.
 func (e *RedisEngine) timeoutHint(err error) string {
 	var ne net.Error
 	if !e.tls || !(errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
 		return ""
 	}
-	return " (the URL is rediss://: a Redis port without TLS leaves the TLS handshake unanswered until the timeout)"
+	return " (the URL is rediss://: if that port does not speak TLS, the handshake waits unanswered until the timeout)"
 }
 
 // usesTLS says whether the URL asks for TLS.

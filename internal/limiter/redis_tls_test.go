@@ -81,7 +81,7 @@ func TestRedisTLSAgainstAPlainPortIsExplained(t *testing.T) {
 		}
 		cancel()
 		e.Close()
-		if !errors.Is(err, limiter.ErrStore) || strings.Contains(err.Error(), "TLS handshake") != tc.hint {
+		if !errors.Is(err, limiter.ErrStore) || strings.Contains(err.Error(), "does not speak TLS") != tc.hint {
 			t.Errorf("%s: %v; want ErrStore, with the TLS note: %v", tc.scheme, err, tc.hint)
 		}
 	}
