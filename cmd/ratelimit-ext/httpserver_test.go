@@ -17,7 +17,7 @@ func TestHTTPServerDropsAStalledBody(t *testing.T) {
 	}
 	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadAll(r.Body)
-	}), 200*time.Millisecond)
+	}), 200*time.Millisecond, 0)
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Close()
 	c, err := net.Dial("tcp", lis.Addr().String())
@@ -32,5 +32,41 @@ func TestHTTPServerDropsAStalledBody(t *testing.T) {
 	_, err = io.ReadAll(c)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("the server still held the connection after 5 s")
+	}
+}
+
+// A client that asks for a response and then stops reading it is cut off after the
+// write timeout instead of holding the handler for good.
+func TestHTTPServerDropsAStalledReader(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan error, 1)
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 1<<20)
+		var err error
+		for i := 0; i < 1024 && err == nil; i++ { // up to 1 GiB: far more than socket buffers hold
+			_, err = w.Write(chunk)
+		}
+		finished <- err
+	}), time.Second, 300*time.Millisecond)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Close()
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select { // never read the response
+	case err := <-finished:
+		if err == nil {
+			t.Fatal("the handler wrote 1 GiB to a client that read nothing")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler still writes to a stalled client after 10 s")
 	}
 }

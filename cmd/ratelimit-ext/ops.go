@@ -94,12 +94,18 @@ func closeEngine(e limiter.Engine, d time.Duration, log *slog.Logger) {
 // its goroutine for good. /v1/decide bodies are at most 1 MiB.
 const httpReadTimeout = 10 * time.Second
 
-// newHTTPServer is the settings every HTTP listener of the service shares.
-func newHTTPServer(h http.Handler, readTimeout time.Duration) *http.Server {
+// httpWriteTimeout bounds writing one HTTP response: a client that stops reading (a
+// scrape of /metrics or /debug/config that stalls) must not hold its handler for good.
+const httpWriteTimeout = time.Minute
+
+// newHTTPServer is the settings every HTTP listener of the service shares; a write
+// timeout of 0 leaves responses unbounded (pprof's, which last as long as asked).
+func newHTTPServer(h http.Handler, readTimeout, writeTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       2 * time.Minute,
 	}
 }

@@ -81,7 +81,7 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := newHTTPServer(mux, httpReadTimeout)
+	srv := newHTTPServer(mux, httpReadTimeout, 0) // a profile takes as long as asked
 	go func() { _ = srv.Serve(lis) }()
 	log.Info("pprof", "addr", lis.Addr().String())
 	return nil

@@ -391,7 +391,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	health := newHealthServer()
 	healthpb.RegisterHealthServer(gs, health)
 	reflection.Register(gs)
-	hs := newHTTPServer(api.Handler(), httpReadTimeout)
+	hs := newHTTPServer(api.Handler(), httpReadTimeout, httpWriteTimeout)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -439,7 +439,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 func serveMetrics(lis net.Listener, h http.Handler, errc chan<- error) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
-	srv := newHTTPServer(mux, httpReadTimeout)
+	srv := newHTTPServer(mux, httpReadTimeout, httpWriteTimeout)
 	go func() { errc <- srv.Serve(lis) }()
 	return srv
 }
