@@ -155,6 +155,17 @@ func TestLoadErrors(t *testing.T) {
 		{"merge key", head + lines(
 			"    <<: {value: v}",
 		), []string{"t.yaml:4: descriptors[0].<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"}},
+		// The fields a merge key would bring are not reported missing as well.
+		{"merge key bringing required fields", lines(
+			"domain: d",
+			"descriptors:",
+			"  - <<: {key: k}",
+			"    rate_limit:",
+			"      <<: {unit: second, requests_per_unit: 1}",
+		), []string{
+			"t.yaml:3: descriptors[0].<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value",
+			"t.yaml:5: descriptors[0].rate_limit.<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value",
+		}},
 		{"rate_limit and rate_limits", head + lines(
 			"    rate_limit: {unit: second, requests_per_unit: 1}",
 			"    rate_limits: [{unit: second, requests_per_unit: 1}]",

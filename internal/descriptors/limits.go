@@ -76,8 +76,8 @@ func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr 
 	l.Unlimited, _ = p.boolean(f, "unlimited")
 	rate := p.rate(f, l.Unlimited)
 	p.addReplaces(p.replaces(f), []*Limit{l})
-	if l.Unlimited || len(p.errs) > before {
-		return l // unlimited ignores the rate fields; broken fields would only cascade
+	if l.Unlimited || len(p.errs) > before || f.merged {
+		return l // unlimited ignores the rate fields; broken (or merged) fields would only cascade
 	}
 	l.Unit, l.UnitMultiplier, l.RequestsPerUnit = rate.unit, rate.multiplier, rate.requests
 	l.Params = limiter.Params{Algorithm: rate.algo, Limit: rate.requests, PeriodMs: rate.periodMs, Burst: rate.burst, Buckets: rate.buckets}
@@ -160,7 +160,7 @@ func (p *fileParser) rate(f fields, unlimited bool) rate {
 func (p *fileParser) unit(f fields, unlimited bool) (string, int64) {
 	unit, line, ok := p.str(f, "unit")
 	if !ok {
-		if !f.has("unit") && !unlimited {
+		if f.missing("unit") && !unlimited {
 			p.errorf(line, f.at("unit"), "missing (want %s)", unitList)
 		}
 		return "", 0
@@ -180,7 +180,7 @@ func (p *fileParser) requests(f fields, unlimited bool) (int64, bool) {
 	n, ok := p.integer(f, "requests_per_unit", math.MinInt64)
 	switch {
 	case !ok:
-		if !f.has("requests_per_unit") && !unlimited {
+		if f.missing("requests_per_unit") && !unlimited {
 			// envoyproxy/ratelimit reads a missing value as 0, which blocks: too easy
 			// to get by mistake to take silently.
 			p.errorf(f.line, f.at("requests_per_unit"), "missing (to block every request write 0; for no limit, unlimited: true)")

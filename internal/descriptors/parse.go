@@ -168,7 +168,7 @@ func (p *fileParser) parseRoot(root *yaml.Node) {
 	}
 	name, line, ok := p.str(f, "domain")
 	switch {
-	case !ok && !f.has("domain"):
+	case !ok && f.missing("domain"):
 		p.errorf(line, "domain", "missing; every file needs a domain")
 	case ok && name == "":
 		p.errorf(line, "domain", "empty")
@@ -295,7 +295,7 @@ func describeLevel(l Level) string {
 func (p *fileParser) level(f fields) (Level, bool) {
 	key, line, ok := p.str(f, "key")
 	switch {
-	case !ok && !f.has("key"):
+	case !ok && f.missing("key"):
 		p.errorf(line, f.at("key"), "missing")
 		return Level{}, false
 	case !ok:

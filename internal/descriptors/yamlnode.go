@@ -22,6 +22,9 @@ type fields struct {
 	line int
 	keys map[string]*yaml.Node
 	vals map[string]*yaml.Node
+	// merged: the mapping has a YAML merge key (refused), so fields it lacks may be in
+	// the merged mapping: not worth a "missing" error of their own.
+	merged bool
 }
 
 // at is the field path of one field of the mapping.
@@ -36,6 +39,9 @@ func (f fields) at(name string) string {
 }
 
 func (f fields) has(name string) bool { _, ok := f.vals[name]; return ok }
+
+// missing says whether a required field is absent and worth reporting so.
+func (f fields) missing(name string) bool { return !f.has(name) && !f.merged }
 
 // keyLine is the line of a field's key, or of the mapping when the field is absent.
 func (f fields) keyLine(name string) int {
@@ -99,6 +105,8 @@ func (p *fileParser) mapping(n *yaml.Node, path string, known []string) (fields,
 			if !isNull(v) {
 				f.vals[k.Value] = v
 			}
+		} else if k.Value == "<<" {
+			f.merged = true
 		}
 	}
 	return f, true
