@@ -33,6 +33,7 @@ type MemoryEngine struct {
 	shardMax  int64 // bytes per shard
 	seed      maphash.Seed
 	clock     func() int64
+	latest    atomic.Int64 // the latest now handed out for now = 0 (see storeNow)
 	evictions atomic.Uint64
 	stop      chan struct{}
 	done      sync.WaitGroup
@@ -109,14 +110,33 @@ func (m *MemoryEngine) Evaluate(_ context.Context, now int64, checks []LimitChec
 	if err := validateChecks(now, checks, decisions); err != nil {
 		return Outcome{}, err
 	}
-	if now == 0 {
-		now = m.clock()
-	}
 	var buf [8]int
 	locked := m.lock(checks, buf[:0])
+	if now == 0 {
+		now = m.storeNow()
+	}
 	allowed := evaluateLocked(memView{m, now, checks}, now, checks, decisions)
 	m.unlock(locked)
 	return Outcome{Now: now, Allowed: allowed}, nil
+}
+
+// storeNow reads the engine's clock for a request that passes now = 0, with the request's
+// shard locks held: two requests on one key then see the clock in the order they
+// decide, as Redis's single thread sees its TIME. (Read before the locks, a request
+// that read 999 could decide after one that read 1000 and write its older window over
+// the newer one's count: 200 of 201 fixed windows admitted past their limit under 32
+// goroutines.) It never goes back, even when the wall clock steps back.
+func (m *MemoryEngine) storeNow() int64 {
+	t := m.clock()
+	for {
+		last := m.latest.Load()
+		if t <= last {
+			return last
+		}
+		if m.latest.CompareAndSwap(last, t) {
+			return t
+		}
+	}
 }
 
 // lock takes the shard locks of every check's key in ascending shard order; idx is
