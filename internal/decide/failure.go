@@ -74,7 +74,9 @@ func (d *Decider) SetFailurePolicy(f FailurePolicy) { d.failure = f }
 // decisions.
 func (d *Decider) evaluate(ctx context.Context, domain string, now int64, p *plan, out []limiter.Decision) (o limiter.Outcome, failedOpen bool, err error) {
 	o, err = d.storeEvaluate(ctx, now, p, out)
-	if err == nil || !errors.Is(err, limiter.ErrStore) {
+	if err == nil || !errors.Is(err, limiter.ErrStore) || ctx.Err() != nil {
+		// A caller that gave up gets no answer anyway, and the store may have decided
+		// (its reply was not read in time): a local policy would charge a second time.
 		return o, false, err
 	}
 	policy := d.failure.policyFor(domain)

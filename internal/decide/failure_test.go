@@ -76,3 +76,37 @@ func TestStoreFailurePolicies(t *testing.T) {
 		t.Fatal("unknown policy parsed")
 	}
 }
+
+// givingUpEngine fails with ErrStore after its caller gave up (its context was
+// canceled during the call), as a Redis call does whose reply came too late.
+type givingUpEngine struct{ cancel context.CancelFunc }
+
+func (e givingUpEngine) Evaluate(context.Context, int64, []limiter.LimitCheck, []limiter.Decision) (limiter.Outcome, error) {
+	e.cancel()
+	return limiter.Outcome{}, limiter.ErrStore
+}
+func (givingUpEngine) Close() error { return nil }
+
+// A caller that gave up while its store call failed gets the store's error, not the
+// failure policy's answer: nobody reads it, and the store may have charged (a reply
+// that came too late), so the local policy would charge a second time and a fallback
+// would be counted for a request no policy answered.
+func TestNoFailurePolicyForACallerThatGaveUp(t *testing.T) {
+	rs, err := descriptors.Parse("p.yaml", []byte("domain: p\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer local.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	fallbacks := 0
+	d := New(rs, givingUpEngine{cancel}, storekey.New("p:", 0), false)
+	d.SetFailurePolicy(FailurePolicy{Default: Local, Local: local, OnFallback: func(string, Policy) { fallbacks++ }})
+	req := &Request{Domain: "p", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "v"}}}}}
+	if _, err := d.Decide(ctx, req); !errors.Is(err, limiter.ErrStore) {
+		t.Fatalf("a caller that gave up: %v, want the store error", err)
+	}
+	if fallbacks != 0 || local.Keys() != 0 {
+		t.Errorf("%d fallbacks counted and %d keys charged on the local engine, want none", fallbacks, local.Keys())
+	}
+}

@@ -135,7 +135,10 @@ func (b *batcher) do(ctx context.Context, now int64, checks []LimitCheck) ([]int
 		b.mu.Unlock()
 		b.lead(batch, c)
 	}
-	if err := ctx.Err(); err != nil {
+	// A caller that gave up while its call was out still gets a reply that came: the
+	// script charged, and an error would have the failure policy answer (the local one
+	// charging again) for a request the store decided.
+	if err := ctx.Err(); err != nil && c.reply == nil {
 		b.recycle(c)
 		return nil, err
 	}
