@@ -3,10 +3,17 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
 // --metrics-addr serves /metrics and nothing else: a port opened for scrapers must not
@@ -62,6 +69,46 @@ func TestMemoryMetricsFollowTheLocalPolicy(t *testing.T) {
 		resp.Body.Close()
 		if got := strings.Contains(string(body), "\nratelimit_ext_memory_bytes "); got != tc.want {
 			t.Errorf("%v: ratelimit_ext_memory_bytes exported: %v, want %v", tc.flags, got, tc.want)
+		}
+	}
+}
+
+// The local over-limit cache serves the Redis engine: a key far over its limit is
+// answered from it (its hits counted); the memory engine, which decides in-process and
+// evicts keys under its bound, runs without it (no cache series at all).
+func TestLocalCacheServesTheRedisEngineOnly(t *testing.T) {
+	bin := buildBinary(t)
+	rules := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rules, "edge.yaml"), []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := testredis.Start(t)
+	for _, tc := range []struct {
+		engine []string
+		hits   bool
+	}{{nil, false}, {[]string{"--redis-url", srv.URL()}, true}} {
+		s := startBinary(t, bin, append([]string{"--config-dir", rules, "--metrics-addr", "127.0.0.1:0"}, tc.engine...)...)
+		client := rlsClient(t, s.grpcAddr)
+		for range 20 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := client.ShouldRateLimit(ctx, shutdownReq)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := http.Get("http://" + s.metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		hits := regexp.MustCompile(`(?m)^ratelimit_ext_local_cache_hits_total (\d+)`).FindStringSubmatch(string(body))
+		switch {
+		case tc.hits && (hits == nil || hits[1] == "0"):
+			t.Errorf("%v: 19 denials of one key and no cache hit counted: %v", tc.engine, hits)
+		case !tc.hits && hits != nil:
+			t.Errorf("%v: the memory engine has a local cache (%s)", tc.engine, hits[0])
 		}
 	}
 }

@@ -87,10 +87,15 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 	return nil
 }
 
-// usePerf wires the local over-limit cache into the decider, starts the garbage
-// collector floor and pprof.
+// usePerf wires the local over-limit cache into the decider (the Redis engine's only:
+// the memory engine decides in-process, so a cached answer saves little, and it drops
+// keys to stay within its memory bound, after which a remembered denial would no longer
+// be its answer), starts the garbage collector floor and pprof.
 func usePerf(c *serveConfig, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) error {
-	cache := c.perf.cache()
+	var cache *overlimit.Cache
+	if c.engine == "redis" {
+		cache = c.perf.cache()
+	}
 	d.UseOverLimitCache(cache)
 	if cache != nil {
 		m.OverLimitCache(cache.Stats)
