@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +54,7 @@ examples:
   ratelimit-ext bench --target 127.0.0.1:8081 --domain edge --descriptor 'remote_address=10.1.{key}' --keys 100000
   ratelimit-ext bench --rate 8000 --duration 30s --json
   ratelimit-ext bench --target a:8081,b:8081 --conns 4 --descriptor 'k=a{key}' --descriptor 'k=b{key}'
+  ratelimit-ext bench --target rls.example:8081 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem
 
 flags:
 `
@@ -102,6 +104,13 @@ func bench(args []string) int {
 	seed := fs.Uint64("seed", 0, "seed of the key choices (0: fixed default)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of text")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
+	var tlsFlags benchTLS
+	fs.BoolVar(&tlsFlags.on, "tls", false, "connect over TLS, verifying the server against the system roots (any other --tls-* implies it)")
+	fs.StringVar(&tlsFlags.ca, "tls-ca", "", "PEM CA bundle to verify the server with instead of the system roots")
+	fs.StringVar(&tlsFlags.cert, "tls-cert", "", "PEM client certificate, for servers that require one (mTLS)")
+	fs.StringVar(&tlsFlags.key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&tlsFlags.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: the target's host)")
+	authority := fs.String("authority", "", "the :authority to send (default: the target's host:port), e.g. a mesh's routing name")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -115,8 +124,14 @@ func bench(args []string) int {
 	cfg := loadgen.Config{
 		Targets: targets.vals, Conns: *conns, Workers: *workers, Rate: *rate, MaxInFlight: *maxInFlight,
 		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout,
-		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed,
+		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed, Authority: *authority,
 	}
+	tc, err := tlsFlags.config()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
+		return 2
+	}
+	cfg.TLS = tc
 	if *cost > 1<<32-1 {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext bench: --cost exceeds 2^32-1")
 		return 2
@@ -176,4 +191,36 @@ func bench(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// benchTLS are the load generator's TLS settings.
+type benchTLS struct {
+	on                        bool
+	ca, cert, key, serverName string
+}
+
+// config is the client TLS configuration, or nil for plaintext.
+func (b benchTLS) config() (*tls.Config, error) {
+	if !b.on && b.ca == "" && b.cert == "" && b.key == "" && b.serverName == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: b.serverName}
+	if b.ca != "" {
+		pool, err := loadCertPool("--tls-ca", b.ca)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if (b.cert == "") != (b.key == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if b.cert != "" {
+		pair, err := tls.LoadX509KeyPair(b.cert, b.key)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }

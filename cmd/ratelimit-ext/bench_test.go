@@ -26,3 +26,26 @@ func TestBenchRefusesSettingsItWouldReplace(t *testing.T) {
 		}
 	}
 }
+
+// Against a service that serves gRPC over mutual TLS, the load generator connects with
+// --tls-ca and a client certificate and reports answers; without the certificate it
+// cannot connect, and says so.
+func TestBenchOverMutualTLS(t *testing.T) {
+	ca, server, client := newPKI(t)
+	s := startBinary(t, buildBinary(t), "--grpc-tls-cert", server.CertFile, "--grpc-tls-key", server.KeyFile, "--grpc-tls-client-ca", ca.File)
+	bench := func(extra ...string) (int, string) {
+		args := append([]string{"bench", "--target", s.grpcAddr, "--descriptor", "k=v{key}", "--workers", "2",
+			"--warmup", "0s", "--duration", "0s", "--requests", "50", "--json"}, extra...)
+		return runStdout(t, args...)
+	}
+	code, out := bench("--tls-ca", ca.File, "--tls-cert", client.CertFile, "--tls-key", client.KeyFile)
+	if code != 0 || !strings.Contains(out, `"ok": 50`) {
+		t.Errorf("over mutual TLS: exit %d\n%.1500s", code, out)
+	}
+	if code, out := bench("--tls-ca", ca.File); code == 0 {
+		t.Errorf("without a client certificate: exit 0\n%.1500s", out)
+	}
+	if code, out := runStderr(t, "bench", "--target", s.grpcAddr, "--tls-cert", client.CertFile); code != 2 || !strings.Contains(out, "--tls-cert and --tls-key go together") {
+		t.Errorf("a certificate without its key: exit %d, %q", code, out)
+	}
+}

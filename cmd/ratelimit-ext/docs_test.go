@@ -21,19 +21,33 @@ func serveHelp(t *testing.T) string {
 // on stderr.
 func runStderr(t *testing.T, args ...string) (int, string) {
 	t.Helper()
+	return runCapturing(t, &os.Stderr, args)
+}
+
+// runStdout runs the command line args and returns its exit code and what it printed
+// on stdout.
+func runStdout(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	return runCapturing(t, &os.Stdout, args)
+}
+
+// runCapturing runs args with *stream replaced by a pipe, and returns the exit code and
+// what went through the pipe.
+func runCapturing(t *testing.T, stream **os.File, args []string) (int, string) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := os.Stderr
-	os.Stderr = w
+	saved := *stream
+	*stream = w
 	read := make(chan string)
 	go func() {
 		out, _ := readAll(r)
 		read <- out
 	}()
 	code := run(args)
-	os.Stderr = stderr
+	*stream = saved
 	w.Close()
 	return code, <-read
 }
