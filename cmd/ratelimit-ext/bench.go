@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -104,7 +103,7 @@ func bench(args []string) int {
 	seed := fs.Uint64("seed", 0, "seed of the key choices (0: fixed default)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of text")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
-	var tlsFlags benchTLS
+	tlsFlags := clientTLS{prefix: "--"}
 	fs.BoolVar(&tlsFlags.on, "tls", false, "connect over TLS, verifying the server against the system roots (any other --tls-* implies it)")
 	fs.StringVar(&tlsFlags.ca, "tls-ca", "", "PEM CA bundle to verify the server with instead of the system roots")
 	fs.StringVar(&tlsFlags.cert, "tls-cert", "", "PEM client certificate, for servers that require one (mTLS)")
@@ -191,36 +190,4 @@ func bench(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// benchTLS are the load generator's TLS settings.
-type benchTLS struct {
-	on                        bool
-	ca, cert, key, serverName string
-}
-
-// config is the client TLS configuration, or nil for plaintext.
-func (b benchTLS) config() (*tls.Config, error) {
-	if !b.on && b.ca == "" && b.cert == "" && b.key == "" && b.serverName == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: b.serverName}
-	if b.ca != "" {
-		pool, err := loadCertPool("--tls-ca", b.ca)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
-	}
-	if (b.cert == "") != (b.key == "") {
-		return nil, errors.New("--tls-cert and --tls-key go together")
-	}
-	if b.cert != "" {
-		pair, err := tls.LoadX509KeyPair(b.cert, b.key)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return cfg, nil
 }

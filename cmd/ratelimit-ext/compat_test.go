@@ -419,8 +419,8 @@ func TestEnvoyGatewayEnvironment(t *testing.T) {
 				t.Fatal(err)
 			}
 			x := c.xds
-			if x.source != sourceXDS || x.server != "envoy-gateway:18001" || x.nodeID != "envoy-ratelimit" || !x.useTLS ||
-				x.tlsCA != "/certs/ca.crt" || x.tlsCert != "/certs/tls.crt" || x.tlsKey != "/certs/tls.key" || !x.startWithoutRules {
+			if x.source != sourceXDS || x.server != "envoy-gateway:18001" || x.nodeID != "envoy-ratelimit" || !x.tls.on ||
+				x.tls.ca != "/certs/ca.crt" || x.tls.cert != "/certs/tls.crt" || x.tls.key != "/certs/tls.key" || !x.startWithoutRules {
 				t.Errorf("xDS settings %+v", x)
 			}
 			if c.tls != (tlsFiles{cert: "/certs/tls.crt", key: "/certs/tls.key"}) {

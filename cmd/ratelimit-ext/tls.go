@@ -121,3 +121,48 @@ func loadCertPool(flag, path string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// clientTLS are a client's TLS settings from the flags prefix+"tls", prefix+"tls-ca"
+// and so on: the xDS subscription's ("--xds-") and the load generator's ("--").
+type clientTLS struct {
+	prefix                    string
+	on                        bool
+	ca, cert, key, serverName string
+}
+
+// config returns the client TLS configuration, or nil for plaintext when no setting is
+// given. The client certificate is read again at a handshake when its files changed,
+// as for the gRPC server: a rotated certificate (a mounted Secret) is used without a
+// restart.
+func (c clientTLS) config() (*tls.Config, error) {
+	if !c.on && c.ca == "" && c.cert == "" && c.key == "" && c.serverName == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.serverName}
+	if c.ca != "" {
+		pool, err := loadCertPool(c.prefix+"tls-ca", c.ca)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if err := c.pairGiven(); err != nil {
+		return nil, err
+	}
+	if c.cert != "" {
+		kp := &keyPair{certFile: c.cert, keyFile: c.key}
+		if _, err := kp.get(nil); err != nil {
+			return nil, fmt.Errorf("%stls-cert/%stls-key: %w", c.prefix, c.prefix, err)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(nil) }
+	}
+	return cfg, nil
+}
+
+// pairGiven refuses a client certificate without its key, or a key without it.
+func (c clientTLS) pairGiven() error {
+	if (c.cert == "") != (c.key == "") {
+		return fmt.Errorf("%stls-cert and %stls-key go together", c.prefix, c.prefix)
+	}
+	return nil
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,8 +24,7 @@ const (
 type xdsSettings struct {
 	source                                string
 	server, nodeID, nodeMetadata, headers string
-	useTLS                                bool
-	tlsCA, tlsCert, tlsKey, tlsServerName string
+	tls                                   clientTLS
 	maxMessageBytes                       int
 	backoff                               xdsrules.Backoff
 	startWithoutRules                     bool
@@ -38,11 +36,12 @@ func xdsFlags(f *envFlags, x *xdsSettings) {
 	f.StringVar(&x.nodeID, "xds-node-id", "default", "node id sent to the xDS server, which picks the rules it sends by it")
 	f.StringVar(&x.nodeMetadata, "xds-node-metadata", "", "node metadata sent to the xDS server: key=value,key=value")
 	f.StringVar(&x.headers, "xds-headers", "", "gRPC metadata sent when the xDS stream opens: key=value,key=value (e.g. authorization=Bearer ...)")
-	f.BoolVar(&x.useTLS, "xds-tls", false, "connect to the xDS server over TLS (any other --xds-tls-* setting implies it)")
-	f.StringVar(&x.tlsCA, "xds-tls-ca", "", "PEM CA bundle that signs the xDS server's certificate (default: the system roots)")
-	f.StringVar(&x.tlsCert, "xds-tls-cert", "", "PEM client certificate for the xDS server (mTLS; reloaded when the file changes)")
-	f.StringVar(&x.tlsKey, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
-	f.StringVar(&x.tlsServerName, "xds-tls-server-name", "", "name to verify in the xDS server's certificate (default: the host of --xds-server)")
+	x.tls.prefix = "--xds-"
+	f.BoolVar(&x.tls.on, "xds-tls", false, "connect to the xDS server over TLS (any other --xds-tls-* setting implies it)")
+	f.StringVar(&x.tls.ca, "xds-tls-ca", "", "PEM CA bundle that signs the xDS server's certificate (default: the system roots)")
+	f.StringVar(&x.tls.cert, "xds-tls-cert", "", "PEM client certificate for the xDS server (mTLS; reloaded when the file changes)")
+	f.StringVar(&x.tls.key, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
+	f.StringVar(&x.tls.serverName, "xds-tls-server-name", "", "name to verify in the xDS server's certificate (default: the host of --xds-server)")
 	f.IntVar(&x.maxMessageBytes, "xds-max-message-bytes", xdsrules.DefaultMaxMessageBytes, "largest xDS response accepted, in bytes")
 	f.DurationVar(&x.backoff.Initial, "xds-backoff-initial", xdsrules.DefaultBackoff.Initial, "wait before reconnecting to the xDS server; doubles after each failed attempt")
 	f.DurationVar(&x.backoff.Max, "xds-backoff-max", xdsrules.DefaultBackoff.Max, "longest wait between attempts to reach the xDS server")
@@ -93,10 +92,7 @@ func (x *xdsSettings) resolve() error {
 	if _, err := pairs("--xds-headers", x.headers); err != nil {
 		return err
 	}
-	if (x.tlsCert == "") != (x.tlsKey == "") {
-		return errors.New("--xds-tls-cert and --xds-tls-key go together")
-	}
-	return nil
+	return x.tls.pairGiven()
 }
 
 // pairs parses "key=value,key=value"; empty items (a trailing comma) are skipped. The
@@ -130,7 +126,7 @@ func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet
 	if err != nil {
 		return xdsrules.Options{}, err
 	}
-	tc, err := x.tlsConfig()
+	tc, err := x.tls.config()
 	if err != nil {
 		return xdsrules.Options{}, err
 	}
@@ -142,34 +138,6 @@ func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet
 		MaxMessageBytes: x.maxMessageBytes, Backoff: x.backoff, UserAgent: "ratelimit-ext",
 		Log: log.With("component", "xds"), OnLoad: onLoad,
 	}, nil
-}
-
-// tlsConfig returns the client TLS settings, or nil for plaintext.
-func (x *xdsSettings) tlsConfig() (*tls.Config, error) {
-	if !x.useTLS && x.tlsCA == "" && x.tlsCert == "" && x.tlsKey == "" && x.tlsServerName == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: x.tlsServerName}
-	if x.tlsCA != "" {
-		pool, err := loadCertPool("--xds-tls-ca", x.tlsCA)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
-	}
-	if x.tlsCert != "" || x.tlsKey != "" {
-		if x.tlsCert == "" || x.tlsKey == "" {
-			return nil, errors.New("--xds-tls-cert and --xds-tls-key go together")
-		}
-		// Read at every handshake when the files changed, as for the gRPC server: a
-		// rotated certificate (a mounted Secret) is used without a restart.
-		kp := &keyPair{certFile: x.tlsCert, keyFile: x.tlsKey}
-		if _, err := kp.get(nil); err != nil {
-			return nil, fmt.Errorf("--xds-tls-cert/--xds-tls-key: %w", err)
-		}
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get(nil) }
-	}
-	return cfg, nil
 }
 
 // logSIGHUP keeps SIGHUP, which reloads rule files, from ending the process when rules

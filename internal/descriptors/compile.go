@@ -39,7 +39,7 @@ type compiler struct {
 }
 
 func newCompiler() *compiler {
-	return &compiler{rs: &RuleSet{domains: map[string]*domain{}}, hash: sha256.New()}
+	return &compiler{rs: &RuleSet{domains: map[string]*domain{}}, budget: newBudget(), hash: sha256.New()}
 }
 
 func (c *compiler) add(f File) {

@@ -58,11 +58,11 @@ func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr 
 	if !ok {
 		return nil
 	}
-	if !p.countLimit(f.line, field) {
+	if !p.spend(&p.budget.limits, 1, f.line, field) {
 		return nil
 	}
 	id := "#" + strconv.Itoa(index)
-	if !p.countPath(f.line, field, len(pathStr)+len(id)) {
+	if !p.spend(&p.budget.pathBytes, len(pathStr)+len(id), f.line, field) {
 		return nil
 	}
 	l := &Limit{Path: pathStr, ID: pathStr + id, Levels: path, File: p.file, Line: f.line}
@@ -85,19 +85,6 @@ func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr 
 		p.errorf(f.line, field, "%v", err)
 	}
 	return l
-}
-
-func (p *fileParser) countLimit(line int, field string) bool {
-	b := p.budget
-	if b.limits >= MaxLimits {
-		if !b.limitsHit {
-			b.limitsHit = true
-			p.errorf(line, field, "more than %d limits in total", MaxLimits)
-		}
-		return false
-	}
-	b.limits++
-	return true
 }
 
 // limitName records the limit's name, which must be unique within the domain.

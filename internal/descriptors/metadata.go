@@ -47,16 +47,7 @@ func (p *fileParser) metadata(f fields) map[string]any {
 // metaValue converts one node; ok is false when a problem was reported.
 func (p *fileParser) metaValue(n *yaml.Node, field string, depth int) (v any, ok bool) {
 	n = resolve(n)
-	b := p.budget
-	if b.metadata >= MaxMetadataValues {
-		if !b.metadataHit {
-			b.metadataHit = true
-			p.errorf(n.Line, field, "more than %d metadata values in total", MaxMetadataValues)
-		}
-		return nil, false
-	}
-	b.metadata++
-	if !p.countMetadataText(n.Line, field, len(n.Value)) {
+	if !p.spend(&p.budget.metadata, 1, n.Line, field) || !p.spend(&p.budget.metadataBytes, len(n.Value), n.Line, field) {
 		return nil, false
 	}
 	if depth > maxMetadataDepth {
@@ -96,7 +87,7 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 			p.errorf(k.Line, field, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")
 			return nil, false
 		}
-		if !p.countMetadataText(k.Line, field, len(k.Value)) {
+		if !p.spend(&p.budget.metadataBytes, len(k.Value), k.Line, field) {
 			return nil, false
 		}
 		at := field + "." + k.Value
@@ -112,21 +103,6 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 		out[k.Value] = v
 	}
 	return out, true
-}
-
-// countMetadataText counts n bytes of metadata text against MaxMetadataBytes; false
-// once over, which the first time over is reported.
-func (p *fileParser) countMetadataText(line int, field string, n int) bool {
-	b := p.budget
-	if b.metadataBytes+n > MaxMetadataBytes {
-		if !b.metadataBytesHit {
-			b.metadataBytesHit = true
-			p.errorf(line, field, "the metadata text adds up to more than %d MiB in total (YAML aliases count at every use)", MaxMetadataBytes>>20)
-		}
-		return false
-	}
-	b.metadataBytes += n
-	return true
 }
 
 // yaml11Bools are the plain words YAML 1.1, and so envoyproxy/ratelimit's loader, reads

@@ -55,9 +55,40 @@ const (
 
 // budget counts what all files of one load have used of the global bounds.
 type budget struct {
-	limits, entries, metadata, pathBytes, metadataBytes, matcherBytes int
-	limitsHit, entriesHit, metadataHit, pathsHit                      bool
-	metadataBytesHit, matcherBytesHit                                 bool
+	limits, entries, pathBytes, metadata, metadataBytes, matcherBytes allowance
+}
+
+// allowance is one per-load bound: what the load has used of it, and whether it went
+// over (reported once, with msg).
+type allowance struct {
+	used, bound int
+	over        bool
+	msg         string
+}
+
+func newBudget() budget {
+	return budget{
+		limits:        allowance{bound: MaxLimits, msg: fmt.Sprintf("more than %d limits in total", MaxLimits)},
+		entries:       allowance{bound: MaxEntries, msg: fmt.Sprintf("more than %d descriptor entries in total", MaxEntries)},
+		pathBytes:     allowance{bound: MaxPathBytes, msg: fmt.Sprintf("the descriptor paths (every entry's keys and values from the top) add up to more than %d MiB; YAML aliases repeating a tree of long keys multiply them", MaxPathBytes>>20)},
+		metadata:      allowance{bound: MaxMetadataValues, msg: fmt.Sprintf("more than %d metadata values in total", MaxMetadataValues)},
+		metadataBytes: allowance{bound: MaxMetadataBytes, msg: fmt.Sprintf("the metadata text adds up to more than %d MiB in total (YAML aliases count at every use)", MaxMetadataBytes>>20)},
+		matcherBytes:  allowance{bound: MaxMatcherBytes, msg: fmt.Sprintf("the ext_authz string matches add up to more than %d MiB in total (YAML aliases count at every use)", MaxMatcherBytes>>20)},
+	}
+}
+
+// spend counts n against a; false once the load is over it, which the first time is
+// reported at line and field.
+func (p *fileParser) spend(a *allowance, n, line int, field string) bool {
+	if a.used+n > a.bound {
+		if !a.over {
+			a.over = true
+			p.errorf(line, field, "%s", a.msg)
+		}
+		return false
+	}
+	a.used += n
+	return true
 }
 
 // fileParser turns one file into a domain, collecting every problem it finds.
@@ -218,39 +249,12 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 	}
 	seen := map[siblingKey]int{}
 	for i, item := range items {
-		if !p.countEntry(item.Line, f.at(name)) {
+		if !p.spend(&p.budget.entries, 1, item.Line, f.at(name)) {
 			return
 		}
 		field := fmt.Sprintf("%s[%d]", f.at(name), i)
 		p.descriptor(parent, item, field, depth, path, pathStr, seen)
 	}
-}
-
-func (p *fileParser) countEntry(line int, field string) bool {
-	b := p.budget
-	if b.entries >= MaxEntries {
-		if !b.entriesHit {
-			b.entriesHit = true
-			p.errorf(line, field, "more than %d descriptor entries in total", MaxEntries)
-		}
-		return false
-	}
-	b.entries++
-	return true
-}
-
-// countPath counts n bytes of descriptor path against MaxPathBytes; false once over.
-func (p *fileParser) countPath(line int, field string, n int) bool {
-	b := p.budget
-	if b.pathBytes+n > MaxPathBytes {
-		if !b.pathsHit {
-			b.pathsHit = true
-			p.errorf(line, field, "the descriptor paths (every entry's keys and values from the top) add up to more than %d MiB; YAML aliases repeating a tree of long keys multiply them", MaxPathBytes>>20)
-		}
-		return false
-	}
-	b.pathBytes += n
-	return true
 }
 
 // descriptor parses one descriptor entry and everything below it.
@@ -272,7 +276,7 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 		}
 	}
 	part := pathPart(level)
-	if !p.countPath(f.line, field, len(pathStr)+1+len(part)) {
+	if !p.spend(&p.budget.pathBytes, len(pathStr)+1+len(part), f.line, field) {
 		return
 	}
 	path = append(path[:len(path):len(path)], level)

@@ -110,21 +110,6 @@ func (h *HeaderMatcher) String() string {
 	return s
 }
 
-// countMatcherText counts n bytes of string-match text against MaxMatcherBytes; false
-// once over, which the first time over is reported.
-func (p *fileParser) countMatcherText(line int, field string, n int) bool {
-	b := p.budget
-	if b.matcherBytes+n > MaxMatcherBytes {
-		if !b.matcherBytesHit {
-			b.matcherBytesHit = true
-			p.errorf(line, field, "the ext_authz string matches add up to more than %d MiB in total (YAML aliases count at every use)", MaxMatcherBytes>>20)
-		}
-		return false
-	}
-	b.matcherBytes += n
-	return true
-}
-
 // stringMatch parses the string-match fields of f. required says that one of them must
 // be present; without it, a mapping with none of them yields (nil, true).
 func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool) {
@@ -178,7 +163,7 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 				p.errorf(it.Line, fmt.Sprintf("%s[%d]", f.at(kind), i), "want a string, got %s", kindName(it))
 				return nil, false
 			}
-			if !p.countMatcherText(it.Line, f.at(kind), len(it.Value)) {
+			if !p.spend(&p.budget.matcherBytes, len(it.Value), it.Line, f.at(kind)) {
 				return nil, false
 			}
 			m.values = append(m.values, fold(it.Value))
@@ -188,7 +173,7 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 		return m.withCase(), true
 	}
 	s, line, ok := p.str(f, kind)
-	if !ok || !p.countMatcherText(line, f.at(kind), len(s)) {
+	if !ok || !p.spend(&p.budget.matcherBytes, len(s), line, f.at(kind)) {
 		return nil, false
 	}
 	m.text = fmt.Sprintf("%s %q", kind, s)
