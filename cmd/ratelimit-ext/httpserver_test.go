@@ -11,25 +11,11 @@ import (
 // A client that sends a request's headers and then never its whole body is cut off
 // after the read timeout instead of holding the connection for good.
 func TestHTTPServerDropsAStalledBody(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := sendRaw(t, newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadAll(r.Body)
-	}), 200*time.Millisecond, 0)
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Close()
-	c, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, "POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"); err != nil {
-		t.Fatal(err)
-	}
+	}), 200*time.Millisecond, 0), "POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second)) // the test's own bound, far above the server's
-	_, err = io.ReadAll(c)
+	_, err := io.ReadAll(c)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("the server still held the connection after 5 s")
 	}
@@ -38,10 +24,6 @@ func TestHTTPServerDropsAStalledBody(t *testing.T) {
 // A client that asks for a response and then stops reading it is cut off after the
 // write timeout instead of holding the handler for good.
 func TestHTTPServerDropsAStalledReader(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	finished := make(chan error, 1)
 	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := make([]byte, 1<<20)
@@ -51,16 +33,7 @@ func TestHTTPServerDropsAStalledReader(t *testing.T) {
 		}
 		finished <- err
 	}), time.Second, 300*time.Millisecond)
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Close()
-	c, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	sendRaw(t, srv, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
 	select { // never read the response
 	case err := <-finished:
 		if err == nil {
@@ -69,4 +42,25 @@ func TestHTTPServerDropsAStalledReader(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler still writes to a stalled client after 10 s")
 	}
+}
+
+// sendRaw serves srv on a loopback port, writes raw to a connection of its own and
+// returns the connection; both end with the test.
+func sendRaw(t *testing.T, srv *http.Server, raw string) net.Conn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

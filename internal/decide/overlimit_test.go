@@ -270,13 +270,20 @@ func trafficMixes() (names []string, keys [][]string) {
 // With explicit nows that move forward (Options.ExplicitNow), every answer with the
 // cache on equals the store's, field for field.
 func TestOverLimitCacheMatchesStore(t *testing.T) {
+	explicitNowMixes(t, 1, 11, 3000, func(int) *cachePair { return memoryPair(t, nil) })
+}
+
+// explicitNowMixes runs every traffic mix (seeds from seedBase, ops requests each) with
+// explicit nows on the pair pairFor makes for it, and demands that the cache answered
+// a fair share of each and every algorithm in all.
+func explicitNowMixes(t *testing.T, seedBase, stream uint64, ops int, pairFor func(mix int) *cachePair) {
 	names, keys := trafficMixes()
 	all := &cachePair{}
 	for i, name := range names {
-		seed := cacheSeed(t, uint64(1+i))
+		seed := cacheSeed(t, seedBase+uint64(i))
 		t.Run(fmt.Sprintf("%s/seed=%d", name, seed), func(t *testing.T) {
-			p := memoryPair(t, nil)
-			p.explicitNow(t, &cacheTraffic{r: rand.New(rand.NewPCG(seed, 11)), keys: keys[i]}, 3000, always)
+			p := pairFor(i)
+			p.explicitNow(t, &cacheTraffic{r: rand.New(rand.NewPCG(seed, stream)), keys: keys[i]}, ops, always)
 			// (two limits on one descriptor must both be frozen: rarer, so not counted)
 			if p.answered < p.total/25 && name != "hot-multi" {
 				t.Errorf("the cache answered %d of %d requests: the test does not exercise it", p.answered, p.total)
@@ -385,21 +392,9 @@ func batchedRedis(t *testing.T) (*limiter.RedisEngine, *testredis.Server) {
 // two key prefixes on one Redis are the two stores, each traffic mix on keys of its own.
 func TestOverLimitCacheMatchesRedis(t *testing.T) {
 	e, _ := batchedRedis(t)
-	names, keys := trafficMixes()
-	all := &cachePair{}
-	for i, name := range names {
-		seed := cacheSeed(t, uint64(21+i))
-		t.Run(fmt.Sprintf("%s/seed=%d", name, seed), func(t *testing.T) {
-			p := newCachePair(t, e, e, fmt.Sprintf("a%d:", i), fmt.Sprintf("b%d:", i), nil)
-			p.explicitNow(t, &cacheTraffic{r: rand.New(rand.NewPCG(seed, 14)), keys: keys[i]}, 1500, always)
-			if p.answered < p.total/25 && name != "hot-multi" {
-				t.Errorf("the cache answered %d of %d requests: the test does not exercise it", p.answered, p.total)
-			}
-			t.Logf("cache answered %d of %d requests %v", p.answered, p.total, p.algorithms)
-			all.merge(p)
-		})
-	}
-	all.allAlgorithms(t)
+	explicitNowMixes(t, 21, 14, 1500, func(mix int) *cachePair {
+		return newCachePair(t, e, e, fmt.Sprintf("a%d:", mix), fmt.Sprintf("b%d:", mix), nil)
+	})
 }
 
 // Requests with now = 0 on Redis, as Envoy sends them: the store's clock is Redis's own
