@@ -108,7 +108,7 @@ func bench(args []string) int {
 	fs.StringVar(&tlsFlags.ca, "tls-ca", "", "PEM CA bundle to verify the server with instead of the system roots")
 	fs.StringVar(&tlsFlags.cert, "tls-cert", "", "PEM client certificate, for servers that require one (mTLS)")
 	fs.StringVar(&tlsFlags.key, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&tlsFlags.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: the target's host)")
+	fs.StringVar(&tlsFlags.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: --authority when set, else the target's host)")
 	authority := fs.String("authority", "", "the :authority to send (default: the target's host:port), e.g. a mesh's routing name")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -33,7 +33,6 @@ type MemoryEngine struct {
 	shardMax  int64 // bytes per shard
 	seed      maphash.Seed
 	clock     func() int64
-	latest    atomic.Int64 // the latest now handed out for now = 0 (see storeNow)
 	evictions atomic.Uint64
 	stop      chan struct{}
 	done      sync.WaitGroup
@@ -79,7 +78,7 @@ func NewMemoryEngine(o MemoryOptions) *MemoryEngine {
 	// MaxKeys in all.
 	o.Shards = min(o.Shards, o.MaxKeys)
 	if o.Clock == nil {
-		o.Clock = func() int64 { return time.Now().UnixMilli() }
+		o.Clock = monotonicEpochMs()
 	}
 	if o.Sweep == 0 {
 		o.Sweep = time.Second
@@ -113,30 +112,25 @@ func (m *MemoryEngine) Evaluate(_ context.Context, now int64, checks []LimitChec
 	var buf [8]int
 	locked := m.lock(checks, buf[:0])
 	if now == 0 {
-		now = m.storeNow()
+		// Read with the request's shard locks held: two requests on one key then see the
+		// clock in the order they decide, as Redis's single thread sees its TIME. (Read
+		// before the locks, a request that read 999 could decide after one that read
+		// 1000 and write its older window over the newer one's count: 200 of 201 fixed
+		// windows admitted past their limit under 32 goroutines.)
+		now = m.clock()
 	}
 	allowed := evaluateLocked(memView{m, now, checks}, now, checks, decisions)
 	m.unlock(locked)
 	return Outcome{Now: now, Allowed: allowed}, nil
 }
 
-// storeNow reads the engine's clock for a request that passes now = 0, with the request's
-// shard locks held: two requests on one key then see the clock in the order they
-// decide, as Redis's single thread sees its TIME. (Read before the locks, a request
-// that read 999 could decide after one that read 1000 and write its older window over
-// the newer one's count: 200 of 201 fixed windows admitted past their limit under 32
-// goroutines.) It never goes back, even when the wall clock steps back.
-func (m *MemoryEngine) storeNow() int64 {
-	t := m.clock()
-	for {
-		last := m.latest.Load()
-		if t <= last {
-			return last
-		}
-		if m.latest.CompareAndSwap(last, t) {
-			return t
-		}
-	}
+// monotonicEpochMs is the engine's default clock: epoch milliseconds that follow Go's
+// monotonic clock from the engine's start, so a step of the wall clock (NTP, a restored
+// VM) neither rewinds it (requests decided later would see an earlier now) nor stops it.
+func monotonicEpochMs() func() int64 {
+	start := time.Now()
+	base := start.UnixMilli()
+	return func() int64 { return base + time.Since(start).Milliseconds() }
 }
 
 // lock takes the shard locks of every check's key in ascending shard order; idx is

@@ -21,57 +21,51 @@ func mustParams(t *testing.T, p Params) *Params {
 }
 
 // Requests that take the engine's clock (now = 0) see it in the order they decide, even
-// when a goroutine is preempted right after reading it, and even when the clock steps
-// back: no fixed window admits past its limit, and a goroutine's nows never decrease.
-// (With the clock read before the shard locks, a request that read the end of a window
-// could decide after one that opened the next and write its old window over the new
-// one's count: 19 to 24 admitted on a limit of 5 here.)
+// when a goroutine is preempted right after reading it: no fixed window admits past its
+// limit, and a goroutine's nows never decrease. (With the clock read before the shard
+// locks, a request that read the end of a window could decide after one that opened the
+// next and write its old window over the new one's count: 19 to 24 admitted on a limit
+// of 5 here.)
 func TestMemoryEngineClockFollowsDecisionOrder(t *testing.T) {
-	for _, stepBack := range []bool{false, true} {
-		var ticks atomic.Int64
-		clock := func() int64 {
-			n := ticks.Add(1)
-			now := 1_700_000_000_000 + n/40 // one ms per 40 reads
-			if stepBack && n%97 == 0 {
-				now -= 25 // the wall clock stepped back
-			}
-			runtime.Gosched() // preempted between reading the clock and deciding
-			return now
-		}
-		e := NewMemoryEngine(MemoryOptions{Clock: clock, Sweep: -1})
-		fw := mustParams(t, Params{Algorithm: FixedWindow, Limit: 5, PeriodMs: 10})
-		var mu sync.Mutex
-		perWindow := map[int64]int64{}
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(func() {
-				out := make([]Decision, 1)
-				last := int64(0)
-				for range 4000 {
-					o, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: "hot", Params: fw, Cost: 1}}, out)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if o.Now < last {
-						t.Errorf("step back %v: now went from %d to %d", stepBack, last, o.Now)
-						return
-					}
-					last = o.Now
-					if o.Allowed {
-						mu.Lock()
-						perWindow[o.Now/10]++
-						mu.Unlock()
-					}
+	var ticks atomic.Int64
+	clock := func() int64 {
+		now := 1_700_000_000_000 + ticks.Add(1)/40 // one ms per 40 reads
+		runtime.Gosched()                          // preempted between reading the clock and deciding
+		return now
+	}
+	e := NewMemoryEngine(MemoryOptions{Clock: clock, Sweep: -1})
+	fw := mustParams(t, Params{Algorithm: FixedWindow, Limit: 5, PeriodMs: 10})
+	var mu sync.Mutex
+	perWindow := map[int64]int64{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			out := make([]Decision, 1)
+			last := int64(0)
+			for range 4000 {
+				o, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: "hot", Params: fw, Cost: 1}}, out)
+				if err != nil {
+					t.Error(err)
+					return
 				}
-			})
-		}
-		wg.Wait()
-		e.Close()
-		for w, n := range perWindow {
-			if n > 5 {
-				t.Errorf("step back %v: window %d admitted %d on a limit of 5", stepBack, w, n)
+				if o.Now < last {
+					t.Errorf("now went from %d to %d", last, o.Now)
+					return
+				}
+				last = o.Now
+				if o.Allowed {
+					mu.Lock()
+					perWindow[o.Now/10]++
+					mu.Unlock()
+				}
 			}
+		})
+	}
+	wg.Wait()
+	e.Close()
+	for w, n := range perWindow {
+		if n > 5 {
+			t.Errorf("window %d admitted %d on a limit of 5", w, n)
 		}
 	}
 }
@@ -470,5 +464,24 @@ func TestMemoryEngineAllocatesNothing(t *testing.T) {
 		if allocs := testing.AllocsPerRun(200, func() { _, _ = e.Evaluate(ctx, 0, checks[:n], out[:n]) }); allocs != 0 {
 			t.Errorf("%d checks: %.1f allocations per request, want 0", n, allocs)
 		}
+	}
+}
+
+// The default clock reads epoch milliseconds, the wall clock's at the start, and never
+// goes back between readings (it follows Go's monotonic clock, which a wall-clock step
+// does not move).
+func TestMemoryEngineDefaultClock(t *testing.T) {
+	clock := monotonicEpochMs()
+	first := clock()
+	if wall := time.Now().UnixMilli(); first < wall-1000 || first > wall+1000 {
+		t.Fatalf("clock %d, wall clock %d", first, wall)
+	}
+	last := first
+	for range 100_000 {
+		now := clock()
+		if now < last {
+			t.Fatalf("the clock went back from %d to %d", last, now)
+		}
+		last = now
 	}
 }
