@@ -467,6 +467,7 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 // one leaves the rules in place.
 func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, policyDomains []string, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) {
+		warnVanishedDomains(log, d.Rules(), rs)
 		d.SetRules(rs)
 		warnRules(log, rs, policyDomains, c.bounds)
 	}

@@ -71,6 +71,18 @@ func warnRules(log *slog.Logger, rs *descriptors.RuleSet, policyDomains []string
 	warnExtAuthzOverBound(log, rs, b)
 }
 
+// warnVanishedDomains logs each domain the serving rules define and the next ones do
+// not: its requests are no longer limited. A file deleted or cut short by mistake does
+// that to one domain, which the reload accepts (only a rule set without any limit is
+// refused), so it gets a warning.
+func warnVanishedDomains(log *slog.Logger, serving, next *descriptors.RuleSet) {
+	for _, d := range serving.Domains() {
+		if !next.HasDomain(d) {
+			log.Warn("a domain's rules are gone: its requests are no longer limited", "domain", d, "rules", next.Summary())
+		}
+	}
+}
+
 // warnUnruledPolicyDomains logs each domain a per-domain failure policy names that the
 // rules do not define: a misspelt domain would otherwise leave the real one on the
 // default policy without a word. A later rule set may add the domain, so this is a

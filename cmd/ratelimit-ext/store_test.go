@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -419,5 +420,60 @@ func TestMaxKeyLengthRange(t *testing.T) {
 	}
 	if _, err := loadServeConfig([]string{"--max-key-length", "65536"}); err != nil {
 		t.Errorf("the largest --max-key-length: %v", err)
+	}
+}
+
+// A reload that drops a domain the serving rules define (its file deleted, or cut
+// before its domain line) lifts that domain's limits: each such domain is named in a
+// warning; domains that stay, or come new, are not.
+func TestVanishedDomainIsWarned(t *testing.T) {
+	parse := func(files ...string) *descriptors.RuleSet {
+		t.Helper()
+		var fs []descriptors.File
+		for i, f := range files {
+			fs = append(fs, descriptors.File{Name: fmt.Sprintf("f%d.yaml", i), Data: []byte(f)})
+		}
+		rs, err := descriptors.Compile(fs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	rule := func(domain string) string {
+		return "domain: " + domain + "\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	warnVanishedDomains(log, parse(rule("edge"), rule("billing")), parse(rule("edge"), rule("new")))
+	if out := logs.String(); !strings.Contains(out, "domain=billing") || strings.Contains(out, "domain=edge") || strings.Contains(out, "domain=new") {
+		t.Errorf("log:\n%s\nwant a warning naming billing only", out)
+	}
+	logs.Reset()
+	warnVanishedDomains(log, nil, parse(rule("edge"))) // the first rules (xDS): nothing vanished
+	if logs.Len() != 0 {
+		t.Errorf("a warning with no rules serving before:\n%s", logs.String())
+	}
+}
+
+// The running service warns when a reload drops a domain: billing.yaml deleted while
+// edge.yaml stays.
+func TestReloadWarnsOfAVanishedDomain(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"edge", "billing"} {
+		rule := "domain: " + d + "\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"
+		if err := os.WriteFile(filepath.Join(dir, d+".yaml"), []byte(rule), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startBinary(t, buildBinary(t), "--config-dir", dir, "--watch=true")
+	if err := os.Remove(filepath.Join(dir, "billing.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	want := `"msg":"a domain's rules are gone: its requests are no longer limited","domain":"billing"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.log(), want) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(s.log(), want) {
+		t.Errorf("no warning for the dropped domain:\n%s", s.log())
 	}
 }
