@@ -181,7 +181,7 @@ func TestClosedLoopCountsAndCodes(t *testing.T) {
 	if err := rep.JSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"requests/s", "answered (the rest errors)", "OVER_LIMIT", "Unavailable", "p99.9"} {
+	for _, want := range []string{"requests/s", "answered (the rest errors)", "OVER_LIMIT", "Unavailable", "p99.9", "20 keys"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}
@@ -344,5 +344,25 @@ func TestClampedLatenciesAreReported(t *testing.T) {
 	}
 	if !strings.Contains(text.String(), "CLAMPED: 1 latencies above a minute") {
 		t.Errorf("text report does not say so:\n%s", text.String())
+	}
+}
+
+// Templates without {key} send the same values every request, whatever --keys says:
+// the report says so instead of claiming the key count.
+func TestReportWithoutKeyPlaceholder(t *testing.T) {
+	addr := serve(t, &scripted{keys: map[string]bool{}})
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{addr}, Workers: 2, Requests: 20, Timeout: 30 * time.Second,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=hot")}, Keys: 1000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := rep.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Keys != 0 || !strings.Contains(text.String(), "no {key}") || strings.Contains(text.String(), "1000 keys") {
+		t.Errorf("keys %d, text:\n%s", rep.Keys, text.String())
 	}
 }

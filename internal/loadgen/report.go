@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,7 +28,7 @@ type Report struct {
 	Domain      string   `json:"domain"`
 	Descriptors []string `json:"descriptors"`
 	PerRequest  int      `json:"descriptorsPerRequest"`
-	Keys        int      `json:"keys"`
+	Keys        int      `json:"keys"` // 0: no template holds {key}
 	Cost        uint32   `json:"cost,omitempty"`
 
 	Seconds  float64 `json:"seconds"` // length of the measured phase
@@ -92,6 +93,9 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 		Domain: cfg.Domain, PerRequest: cfg.PerRequest, Keys: cfg.Keys, Cost: cfg.Cost,
 		Seconds: elapsed.Seconds(), Warmup: cfg.Warmup.Seconds(),
 		TimeoutMs: float64(cfg.Timeout) / float64(time.Millisecond), Seed: cfg.Seed,
+	}
+	if !slices.ContainsFunc(cfg.Descriptors, Template.usesKey) {
+		rep.Keys = 0 // --keys draws nothing: every request carries the same values
 	}
 	if cfg.Rate > 0 {
 		rep.Mode, rep.Workers, rep.TargetRate, rep.MaxInFlight = "open", 0, cfg.Rate, cfg.MaxInFlight
@@ -164,8 +168,12 @@ func (rep *Report) Text(w io.Writer) error {
 		load = fmt.Sprintf("open loop at %.0f/s", rep.TargetRate)
 	}
 	fmt.Fprintf(&b, "target     %s (%d conns), %s\n", strings.Join(rep.Targets, ", "), rep.Conns, load)
-	fmt.Fprintf(&b, "requests   domain %s, %d descriptor(s) per request from %s, %d keys",
-		rep.Domain, rep.PerRequest, strings.Join(rep.Descriptors, " | "), rep.Keys)
+	keys := fmt.Sprintf("%d keys", rep.Keys)
+	if rep.Keys == 0 {
+		keys = "no {key} (the same values every request)"
+	}
+	fmt.Fprintf(&b, "requests   domain %s, %d descriptor(s) per request from %s, %s",
+		rep.Domain, rep.PerRequest, strings.Join(rep.Descriptors, " | "), keys)
 	if rep.Cost > 0 {
 		fmt.Fprintf(&b, ", cost %d", rep.Cost)
 	}
