@@ -26,10 +26,13 @@ import (
 type legacyNote struct {
 	name, outcome string
 	mappedTo      string // our variable it was mapped onto, if it was
+	ignored       bool   // it had no effect
 }
 
-// ignored says whether the variable had no effect (each such outcome begins so).
-func (n legacyNote) ignored() bool { return strings.HasPrefix(n.outcome, "ignored") }
+// ignoredNote is the note of a variable that had no effect, and why.
+func ignoredNote(name, why string) legacyNote {
+	return legacyNote{name: name, outcome: "ignored: " + why, ignored: true}
+}
 
 // logLegacy logs what became of each envoyproxy/ratelimit variable: a variable that had
 // no effect as a warning, so that it shows at --log-level warn (that service's default
@@ -37,7 +40,7 @@ func (n legacyNote) ignored() bool { return strings.HasPrefix(n.outcome, "ignore
 func logLegacy(log *slog.Logger, notes []legacyNote) {
 	for _, n := range notes {
 		level := slog.LevelInfo
-		if n.ignored() {
+		if n.ignored {
 			level = slog.LevelWarn
 		}
 		log.Log(context.Background(), level, "envoyproxy/ratelimit setting", "variable", n.name, "outcome", n.outcome)
@@ -139,7 +142,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	assign := func(legacy, flag, value string, show bool) {
 		ours := envName(flag)
 		if taken(flag) {
-			notes = append(notes, legacyNote{name: legacy, outcome: "ignored: " + ours + " is set"})
+			notes = append(notes, ignoredNote(legacy, ours+" is set"))
 			return
 		}
 		shown := ours + "=" + value
@@ -158,7 +161,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	note := func(legacy, outcome string) { notes = append(notes, legacyNote{name: legacy, outcome: outcome}) }
 	m := mapper{get: get, taken: taken, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
-		ignore:    func(legacy, why string) { note(legacy, "ignored: "+why) }}
+		ignore:    func(legacy, why string) { notes = append(notes, ignoredNote(legacy, why)) }}
 	xds, err := mapLegacyXDS(m)
 	if err != nil {
 		return notes, err
@@ -235,7 +238,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		switch {
 		case !hostSet:
 		case ours:
-			note(l.hostVar, "ignored: "+envName(l.flag)+" is set")
+			m.ignore(l.hostVar, envName(l.flag)+" is set")
 		default:
 			note(l.hostVar, "used: the host of "+envName(l.flag))
 		}
@@ -268,7 +271,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	}
 	for legacy, why := range ignoredLegacy {
 		if _, ok := get(legacy); ok {
-			notes = append(notes, legacyNote{name: legacy, outcome: "ignored: " + why})
+			notes = append(notes, ignoredNote(legacy, why))
 		}
 	}
 	sort.SliceStable(notes, func(i, j int) bool { return notes[i].name < notes[j].name })
