@@ -125,7 +125,7 @@ func bench(args []string) int {
 		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout,
 		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed, Authority: *authority,
 	}
-	tc, err := tlsFlags.config()
+	tc, err := tlsFlags.config(nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
 		return 2

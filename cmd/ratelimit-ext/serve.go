@@ -247,8 +247,8 @@ func redisFlags(f *envFlags) func() limiter.RedisOptions {
 	dial := f.Duration("redis-dial-timeout", time.Second, "timeout to open a Redis connection")
 	read := f.Duration("redis-read-timeout", 8*time.Millisecond, "timeout to read a Redis reply (keep below Envoy's rate-limit timeout)")
 	write := f.Duration("redis-write-timeout", 8*time.Millisecond, "timeout to write a Redis command")
-	ca := f.String("redis-tls-ca", "", "PEM CA bundle to verify a rediss:// server")
-	cert := f.String("redis-tls-cert", "", "PEM client certificate for rediss:// (mTLS)")
+	ca := f.String("redis-tls-ca", "", "PEM CA bundle to verify a rediss:// server (reloaded when the file changes)")
+	cert := f.String("redis-tls-cert", "", "PEM client certificate for rediss:// (mTLS; reloaded when the file changes)")
 	key := f.String("redis-tls-key", "", "PEM client key for rediss:// (mTLS)")
 	return func() limiter.RedisOptions {
 		return limiter.RedisOptions{
@@ -327,7 +327,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if c.xds.source == sourceFile {
 		m.ConfigLoaded(rules, nil)
 	}
-	engine, engineName, err := openEngine(c)
+	engine, engineName, err := openEngine(c, log)
 	if err != nil {
 		return err
 	}
@@ -358,7 +358,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)),
 		grpc.MaxRecvMsgSize(c.maxRequestBytes), grpc.MaxConcurrentStreams(uint32(c.maxStreams))}
 	grpcOpts = append(grpcOpts, grpcopts.Server()...) // shared with the benchmark ceiling
-	creds, err := c.tls.serverOption()
+	creds, err := c.tls.serverOption(log)
 	if err != nil {
 		return err
 	}
@@ -486,11 +486,12 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 	return sub, nil
 }
 
-// openEngine opens the engine that check chose.
-func openEngine(c *serveConfig) (limiter.Engine, string, error) {
+// openEngine opens the engine that check chose; log hears what the engine reports
+// later (a rotated TLS file that did not load).
+func openEngine(c *serveConfig, log *slog.Logger) (limiter.Engine, string, error) {
 	ro := c.redis()
 	c.perf.applyRedis(&ro)
-	ro.ProbeKey = probeKey(c.keyPrefix)
+	ro.ProbeKey, ro.Log = probeKey(c.keyPrefix), log
 	if c.engine == "redis" { // chosen by check
 		e, err := newRedisEngine(ro)
 		return e, c.engine, err

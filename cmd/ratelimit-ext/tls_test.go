@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func newPKI(t *testing.T) (ca *testpki.CA, server, client testpki.Cert) {
 // serveHealth starts a gRPC server with the given TLS settings and returns its address.
 func serveHealth(t *testing.T, files tlsFiles) string {
 	t.Helper()
-	opt, err := files.serverOption()
+	opt, err := files.serverOption(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestTLSSettingsAreValidated(t *testing.T) {
 		"SAN without a CA":    {tlsFiles{cert: server.CertFile, key: server.KeyFile, clientSAN: "envoy.edge.internal"}, []string{"--grpc-tls-client-ca"}},
 		"client CA alone":     {tlsFiles{clientCA: ca.File}, []string{"server's own certificate", "--grpc-tls-cert"}},
 	} {
-		_, err := tc.f.serverOption()
+		_, err := tc.f.serverOption(nil)
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue
@@ -119,7 +120,52 @@ func TestTLSSettingsAreValidated(t *testing.T) {
 			}
 		}
 	}
-	if opt, err := (tlsFiles{}).serverOption(); opt != nil || err != nil {
+	if opt, err := (tlsFiles{}).serverOption(nil); opt != nil || err != nil {
 		t.Fatalf("no TLS settings gave %v, %v", opt, err)
+	}
+}
+
+// The server's certificate and the client CA are read again when their files change,
+// as a rotated Kubernetes Secret changes them: the next connection gets the new
+// certificate and is held to the new CA.
+func TestGRPCServerTLSFilesAreReadAgain(t *testing.T) {
+	oldCA, oldServer, oldClient := newPKI(t)
+	newCA, newServer, newClient := newPKI(t)
+	dir := t.TempDir()
+	files := tlsFiles{cert: dir + "/tls.crt", key: dir + "/tls.key", clientCA: dir + "/ca.crt"}
+	rotate := func(step int, cert testpki.Cert, ca *testpki.CA) {
+		t.Helper()
+		for dst, src := range map[string]string{files.cert: cert.CertFile, files.key: cert.KeyFile, files.clientCA: ca.File} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			at := time.Now().Add(time.Duration(step) * time.Second) // seen whatever the timestamp granularity
+			if err := os.Chtimes(dst, at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rotate(1, oldServer, oldCA)
+	addr := serveHealth(t, files)
+	client := func(ca *testpki.CA, c testpki.Cert) *tls.Config {
+		return &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{c.TLS}}
+	}
+	if err := healthCheck(addr, client(oldCA, oldClient)); err != nil {
+		t.Fatalf("before rotation: %v", err)
+	}
+
+	rotate(2, newServer, newCA)
+	if err := healthCheck(addr, client(newCA, newClient)); err != nil {
+		t.Fatalf("after rotation, a client of the new CA: %v", err)
+	}
+	if err := healthCheck(addr, client(oldCA, newClient)); err == nil {
+		t.Error("after rotation, the server still presented the old certificate")
+	}
+	if err := healthCheck(addr, client(newCA, oldClient)); err == nil {
+		t.Error("after rotation, a client certificate of the old CA still passed")
 	}
 }

@@ -126,7 +126,7 @@ func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet
 	if err != nil {
 		return xdsrules.Options{}, err
 	}
-	tc, err := x.tls.config()
+	tc, err := x.tls.config(log)
 	if err != nil {
 		return xdsrules.Options{}, err
 	}

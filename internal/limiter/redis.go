@@ -3,17 +3,17 @@ package limiter
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/tlsfiles"
 )
 
 // ErrStore wraps every error caused by the store (unreachable, timed out, a bad reply);
@@ -49,11 +49,15 @@ type RedisOptions struct {
 	WriteTimeout time.Duration
 	// TLS settings, for rediss:// URLs only: a PEM CA bundle to verify the server with
 	// (default: the system roots), a client certificate and key for mutual TLS, and
-	// skipping verification (testing only).
+	// skipping verification (testing only). The files are read again at a handshake
+	// when they have changed (internal/tlsfiles).
 	TLSCAFile             string
 	TLSCertFile           string
 	TLSKeyFile            string
 	TLSInsecureSkipVerify bool
+	// Log hears what the engine cannot return as an error: a rotated TLS file that did
+	// not load (the files are read again when they change). Nil: not reported.
+	Log *slog.Logger
 	// Batch decides requests that arrive while others are in flight together, in one
 	// script call (see redis_batch.go): each request stays atomic and all or nothing on
 	// its own. BatchMax bounds requests per call (default 64) and BatchLanes the calls
@@ -206,29 +210,27 @@ func applyTLS(cfg *tls.Config, o RedisOptions) error {
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
-	if o.TLSCAFile != "" {
-		pem, err := os.ReadFile(o.TLSCAFile)
-		if err != nil {
-			return fmt.Errorf("redis: TLS CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("redis: TLS CA file %s holds no PEM certificate", o.TLSCAFile)
-		}
-		cfg.RootCAs = pool
-	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return errors.New("redis: a TLS client certificate needs both a cert file and a key file")
 	}
 	if o.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile)
+		kp, err := tlsfiles.LoadKeyPair(o.TLSCertFile, o.TLSKeyFile, o.Log)
 		if err != nil {
 			return fmt.Errorf("redis: TLS client certificate: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = kp.ForClient
 	}
 	if o.TLSInsecureSkipVerify {
 		cfg.InsecureSkipVerify = true
+	}
+	if o.TLSCAFile != "" {
+		pool, err := tlsfiles.LoadPool(o.TLSCAFile, o.Log)
+		if err != nil {
+			return fmt.Errorf("redis: TLS CA file: %w", err)
+		}
+		// go-redis names the server in cfg (the URL's host), so the bundle can be read
+		// again at each handshake.
+		tlsfiles.VerifyServers(cfg, pool)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,75 @@ func TestRedisTLSAgainstAPlainPortIsExplained(t *testing.T) {
 		if !errors.Is(err, limiter.ErrStore) || strings.Contains(err.Error(), "does not speak TLS") != tc.hint {
 			t.Errorf("%s: %v; want ErrStore, with the TLS note: %v", tc.scheme, err, tc.hint)
 		}
+	}
+}
+
+// The CA bundle and the client certificate are read again when their files change:
+// after Redis moves to a certificate from a new CA and trusts only client certificates
+// of that CA, an engine whose files were rotated the same way reconnects without a
+// restart.
+func TestRedisTLSFilesAreReadAgain(t *testing.T) {
+	oldCA, newCA := testpki.New(t), testpki.New(t)
+	oldSrv := oldCA.Issue(t, "redis", []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
+	newSrv := newCA.Issue(t, "redis", []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
+	oldClient := oldCA.Issue(t, "ratelimit-ext", nil, x509.ExtKeyUsageClientAuth)
+	newClient := newCA.Issue(t, "ratelimit-ext", nil, x509.ExtKeyUsageClientAuth)
+	admin := oldCA.Issue(t, "admin", nil, x509.ExtKeyUsageClientAuth)
+	srv := testredis.StartTLS(t, testredis.TLSFiles{CertFile: oldSrv.CertFile, KeyFile: oldSrv.KeyFile, CAFile: oldCA.File},
+		&tls.Config{RootCAs: oldCA.Pool, Certificates: []tls.Certificate{admin.TLS}, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+
+	dir := t.TempDir()
+	caFile, certFile, keyFile := dir+"/ca.crt", dir+"/tls.crt", dir+"/tls.key"
+	rotate := func(step int, files map[string]string) {
+		for dst, src := range files {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			at := time.Now().Add(time.Duration(step) * time.Second) // seen whatever the timestamp granularity
+			if err := os.Chtimes(dst, at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rotate(1, map[string]string{caFile: oldCA.File, certFile: oldClient.CertFile, keyFile: oldClient.KeyFile})
+
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := params(t, limiter.Params{Algorithm: limiter.GCRA, Limit: 10, PeriodMs: 1000})
+	d := make([]limiter.Decision, 1)
+	ctx := context.Background()
+	if _, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d); err != nil {
+		t.Fatalf("before rotation: %v", err)
+	}
+
+	// Redis moves to the new CA for both sides; the connections made before are cut.
+	rc := srv.Client()
+	if err := rc.Do(ctx, "CONFIG", "SET", "tls-cert-file", newSrv.CertFile, "tls-key-file", newSrv.KeyFile,
+		"tls-ca-cert-file", newCA.File).Err(); err != nil {
+		t.Fatalf("CONFIG SET: %v", err)
+	}
+	if err := rc.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rotate(2, map[string]string{caFile: newCA.File, certFile: newClient.CertFile, keyFile: newClient.KeyFile})
+
+	// A call on a connection that was cut may fail once per pooled connection; a fresh
+	// connection must succeed.
+	var last error
+	for range 20 {
+		if _, last = e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d); last == nil {
+			break
+		}
+	}
+	if last != nil {
+		t.Fatalf("after rotating the files the way Redis was rotated: %v", last)
 	}
 }

@@ -1,0 +1,218 @@
+// Package tlsfiles serves TLS material from PEM files and reads a file again when it
+// changes, so that a rotated certificate or CA bundle (cert-manager, a mounted
+// Kubernetes Secret) is used at the next handshake without a restart.
+//
+// A file is looked at (one stat) at each handshake, which long-lived gRPC and Redis
+// connections make rare. A change that does not load (a half-written file, a key that
+// does not match its certificate) is reported once and the previous material is kept:
+// a bad rotation must not take a working service down.
+package tlsfiles
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+)
+
+// watched remembers which version of some files is in use, and which version failed
+// to load, so that a failed change is reported once rather than at every handshake.
+type watched struct {
+	mu             sync.Mutex
+	loaded, failed string // versions, as version names them
+	log            *slog.Logger
+}
+
+// version names the files' state by their sizes and modification times, or says why
+// one cannot be read (err is then that reason).
+func version(files ...string) (string, error) {
+	var b strings.Builder
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return "unreadable: " + err.Error(), err
+		}
+		fmt.Fprintf(&b, "%d@%d;", st.Size(), st.ModTime().UnixNano())
+	}
+	return b.String(), nil
+}
+
+// due reports whether version v is worth loading: not the one in use, and not one that
+// failed already. Callers hold mu.
+func (w *watched) due(v string) bool { return v != w.loaded && v != w.failed }
+
+// fail reports that version v of the files named by what did not load. Callers hold mu.
+func (w *watched) fail(v, what string, err error) {
+	w.failed = v
+	if w.log != nil {
+		w.log.Warn("a changed TLS file did not load; the previous one stays in use", "files", what, "error", err)
+	}
+}
+
+// use records that version v is in use. Callers hold mu.
+func (w *watched) use(v string) { w.loaded, w.failed = v, "" }
+
+// KeyPair is a certificate and its private key, each in a PEM file.
+type KeyPair struct {
+	certFile, keyFile string
+	w                 watched
+	cert              *tls.Certificate
+}
+
+// LoadKeyPair reads the pair; log (may be nil) hears of later changes that fail to
+// load.
+func LoadKeyPair(certFile, keyFile string, log *slog.Logger) (*KeyPair, error) {
+	k := &KeyPair{certFile: certFile, keyFile: keyFile, w: watched{log: log}}
+	v, err := version(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	k.cert = &c
+	k.w.use(v)
+	return k, nil
+}
+
+// Certificate returns the pair as the files now hold it, or the last pair that loaded.
+func (k *KeyPair) Certificate() *tls.Certificate {
+	v, err := version(k.certFile, k.keyFile)
+	k.w.mu.Lock()
+	defer k.w.mu.Unlock()
+	if !k.w.due(v) {
+		return k.cert
+	}
+	var c tls.Certificate
+	if err == nil {
+		c, err = tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	}
+	if err != nil {
+		k.w.fail(v, k.certFile+", "+k.keyFile, err)
+		return k.cert
+	}
+	k.cert = &c
+	k.w.use(v)
+	return k.cert
+}
+
+// ForServer is a tls.Config's GetCertificate.
+func (k *KeyPair) ForServer(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return k.Certificate(), nil
+}
+
+// ForClient is a tls.Config's GetClientCertificate.
+func (k *KeyPair) ForClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return k.Certificate(), nil
+}
+
+// Pool is a bundle of CA certificates in a PEM file.
+type Pool struct {
+	file string
+	w    watched
+	pool *x509.CertPool
+}
+
+// LoadPool reads the bundle; log (may be nil) hears of later changes that fail to
+// load.
+func LoadPool(file string, log *slog.Logger) (*Pool, error) {
+	p := &Pool{file: file, w: watched{log: log}}
+	v, err := version(file)
+	if err != nil {
+		return nil, err
+	}
+	if p.pool, err = readPool(file); err != nil {
+		return nil, err
+	}
+	p.w.use(v)
+	return p, nil
+}
+
+func readPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return pool, nil
+}
+
+// Current returns the bundle as the file now holds it, or the last one that loaded.
+func (p *Pool) Current() *x509.CertPool {
+	v, err := version(p.file)
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	if !p.w.due(v) {
+		return p.pool
+	}
+	var pool *x509.CertPool
+	if err == nil {
+		pool, err = readPool(p.file)
+	}
+	if err != nil {
+		p.w.fail(v, p.file, err)
+		return p.pool
+	}
+	p.pool = pool
+	p.w.use(v)
+	return p.pool
+}
+
+// VerifyClients makes the server configuration cfg require a client certificate
+// signed by a CA of p as the file holds it at each handshake. cfg must not be changed
+// afterwards.
+func VerifyClients(cfg *tls.Config, p *Pool) {
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.ClientCAs = p.Current()
+	base := cfg.Clone()
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := base.Clone()
+		c.ClientCAs = p.Current()
+		return c, nil
+	}
+}
+
+// VerifyServers makes the client configuration cfg verify servers against p as the
+// file holds it at each handshake, the way crypto/tls verifies against RootCAs: the
+// chain up to a CA of p, for server authentication, naming cfg.ServerName (or, when
+// that is empty, the name the handshake sent). crypto/tls has no hook that supplies
+// roots per handshake, so its own check is turned off and this one takes its place.
+// It does nothing to a configuration that skips verification.
+func VerifyServers(cfg *tls.Config, p *Pool) {
+	if cfg.InsecureSkipVerify {
+		return
+	}
+	cfg.RootCAs = p.Current()
+	name := cfg.ServerName
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		return verifyServer(cs, p.Current(), name)
+	}
+}
+
+func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, name string) error {
+	if name == "" {
+		name = cs.ServerName
+	}
+	if name == "" {
+		// x509 skips the name check for an empty name: never accept that silently.
+		return errors.New("tls: no server name to verify the server's certificate against")
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("tls: the server sent no certificate")
+	}
+	opts := x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: x509.NewCertPool()}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(opts)
+	return err
+}
