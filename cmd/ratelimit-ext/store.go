@@ -69,6 +69,24 @@ func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) decide.Failure
 func warnRules(log *slog.Logger, rs *descriptors.RuleSet, policyDomains []string, b decide.Bounds) {
 	warnUnruledPolicyDomains(log, policyDomains, rs)
 	warnExtAuthzOverBound(log, rs, b)
+	if note := skippedNote(rs); note != "" {
+		log.Warn(note)
+	}
+}
+
+// skippedNote says which files of the config directory were not read for their names,
+// or is empty: envoyproxy/ratelimit reads every file, so a rule file named without
+// .yaml (a ConfigMap key such as "config") would otherwise be dropped without a word.
+func skippedNote(rs *descriptors.RuleSet) string {
+	names, total := rs.SkippedFiles()
+	if total == 0 {
+		return ""
+	}
+	list := strings.Join(names, ", ")
+	if more := total - len(names); more > 0 {
+		list += fmt.Sprintf(" and %d more", more)
+	}
+	return fmt.Sprintf("not read, as the names do not end in .yaml or .yml: %s (envoyproxy/ratelimit reads every file; rename a rule file to load it here)", list)
 }
 
 // warnVanishedDomains logs each domain the serving rules define and the next ones do

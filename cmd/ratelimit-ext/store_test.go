@@ -477,3 +477,36 @@ func TestReloadWarnsOfAVanishedDomain(t *testing.T) {
 		t.Errorf("no warning for the dropped domain:\n%s", s.log())
 	}
 }
+
+// The service names, at start, a file of its config directory it does not read for
+// its name: envoyproxy/ratelimit would have read it. A long list is cut at ten names.
+func TestServeWarnsOfSkippedFiles(t *testing.T) {
+	dir := t.TempDir()
+	rule := "domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"
+	for name, body := range map[string]string{"edge.yaml": rule, "config": strings.Replace(rule, "edge", "cm", 1)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startBinary(t, buildBinary(t), "--config-dir", dir)
+	want := `"msg":"not read, as the names do not end in .yaml or .yml: config (`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.log(), want) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(s.log(), want) {
+		t.Errorf("no warning naming the skipped file:\n%s", s.log())
+	}
+
+	for i := range 12 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("n%02d.txt", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := descriptors.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note := skippedNote(rs); !strings.Contains(note, ": config, n00.txt, ") || !strings.Contains(note, "n08.txt and 3 more (") {
+		t.Errorf("note for 13 skipped files: %q", note)
+	}
+}

@@ -42,6 +42,9 @@ func validate(args []string) int {
 		return 1
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
+	if note := skippedNote(rs); note != "" {
+		fmt.Fprintln(os.Stderr, "warning:", note)
+	}
 	if rs.LimitCount() == 0 {
 		fmt.Fprintln(os.Stderr, "warning: no limits: every request would be allowed")
 	}

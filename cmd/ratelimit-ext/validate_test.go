@@ -72,6 +72,20 @@ func TestValidateWarnsOfFilesTheServerSkips(t *testing.T) {
 	}
 }
 
+// A directory holding a file the server passes over for its name (a ConfigMap key
+// without .yaml, which envoyproxy/ratelimit would read) validates with a warning
+// naming it.
+func TestValidateWarnsOfDirectoryFilesTheServerSkips(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runStderr(t, "validate", dir)
+	if code != 0 || !strings.Contains(out, "warning: not read, as the names do not end in .yaml or .yml: config (") {
+		t.Errorf("validate %s: exit %d, stderr %q; want 0 and a warning naming the file", dir, code, out)
+	}
+}
+
 // Rules without any limit validate, with a warning that they would allow everything.
 func TestValidateWarnsOfNoLimits(t *testing.T) {
 	empty := t.TempDir()

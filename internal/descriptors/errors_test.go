@@ -149,6 +149,20 @@ func TestLoadErrors(t *testing.T) {
 			`t.yaml:10: descriptors[0].rate_limit.metadata: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 			`t.yaml:11: descriptors[0].rate_limit.quota_mode: belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect`,
 		}},
+		{"limit fields on the descriptor entry", lines(
+			"domain: d",
+			"unit: second",
+			"descriptors:",
+			"  - key: user",
+			"    unit: second",
+			"    requests_per_unit: 5",
+			"    unlimited: true",
+		), []string{
+			`t.yaml:2: unit: belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect`,
+			`t.yaml:5: descriptors[0].unit: belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect`,
+			`t.yaml:6: descriptors[0].requests_per_unit: belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect`,
+			`t.yaml:7: descriptors[0].unlimited: belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect`,
+		}},
 		{"field given twice", head + lines(
 			"    key: k2",
 		), []string{"t.yaml:4: descriptors[0].key: field given twice (first at line 3)"}},
@@ -165,6 +179,16 @@ func TestLoadErrors(t *testing.T) {
 		), []string{
 			"t.yaml:3: descriptors[0].<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value",
 			"t.yaml:5: descriptors[0].rate_limit.<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value",
+		}},
+		{"merge key bringing a replaces name", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: k",
+			"    rate_limit: {name: a, unit: second, requests_per_unit: 1}",
+			"  - key: j",
+			"    rate_limit: {unit: second, requests_per_unit: 1, replaces: [{<<: {name: a}}]}",
+		), []string{
+			"t.yaml:6: descriptors[1].rate_limit.replaces[0].<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value",
 		}},
 		{"rate_limit and rate_limits", head + lines(
 			"    rate_limit: {unit: second, requests_per_unit: 1}",

@@ -367,7 +367,9 @@ func (p *fileParser) source(ef fields, kind SourceKind) (Source, bool) {
 		s.Header = h
 		fine = fine && ok
 		if !f.has("descriptor_key") {
-			p.errorf(f.line, f.at("descriptor_key"), "missing (Envoy's request_headers action requires it too)")
+			if f.missing("descriptor_key") {
+				p.errorf(f.line, f.at("descriptor_key"), "missing (Envoy's request_headers action requires it too)")
+			}
 			fine = false
 		}
 		s.SkipIfAbsent, ok = p.boolean(f, "skip_if_absent")
@@ -394,7 +396,7 @@ func (p *fileParser) source(ef fields, kind SourceKind) (Source, bool) {
 	case SourceContextExtension:
 		key, ok := p.descriptorText(f, "key")
 		if !ok {
-			if !f.has("key") {
+			if f.missing("key") {
 				p.errorf(f.line, f.at("key"), "missing; name the context extension")
 			}
 			return s, false
@@ -418,7 +420,7 @@ func (p *fileParser) atMost(f fields, name string, n, most int64) bool {
 func (p *fileParser) requiredValue(f fields, s *Source) bool {
 	v, ok := p.descriptorText(f, "descriptor_value")
 	if !ok {
-		if !f.has("descriptor_value") {
+		if f.missing("descriptor_value") {
 			p.errorf(f.line, f.at("descriptor_value"), "missing")
 		}
 		return false

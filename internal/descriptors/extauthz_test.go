@@ -287,6 +287,18 @@ func TestExtAuthzErrors(t *testing.T) {
 			`t.yaml:7: ext_authz.descriptors[0]: the descriptor [apikey=<request_headers>] matches no limit of domain "d"; check the descriptor keys against the rules' keys and nesting`},
 		{"unreachable constant", one("generic_key: {descriptor_value: other}"),
 			`t.yaml:7: ext_authz.descriptors[0]: the descriptor [generic_key=other] matches no limit of domain "d"; check the descriptor keys against the rules' keys and nesting`},
+		// A merge key is refused on its own: the fields it would bring are not also
+		// reported missing.
+		{"merge key bringing descriptor_key", one("request_headers: {header_name: x-api-key, <<: {descriptor_key: k}}"),
+			"t.yaml:8: ext_authz.descriptors[0].entries[0].request_headers.<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"},
+		{"merge key bringing descriptor_value", one("generic_key: {<<: {descriptor_value: c}}"),
+			"t.yaml:8: ext_authz.descriptors[0].entries[0].generic_key.<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"},
+		{"merge key bringing a context extension's key", one("context_extension: {<<: {key: tenant}}"),
+			"t.yaml:8: ext_authz.descriptors[0].entries[0].context_extension.<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"},
+		{"merge key bringing a header match", one("header_value_match: {descriptor_value: c, headers: [{name: x, <<: {exact: y}}]}"),
+			"t.yaml:8: ext_authz.descriptors[0].entries[0].header_value_match.headers[0].<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"},
+		{"merge key bringing a path match", sec("  descriptors:", "    - when: {path: {<<: {exact: /}}}", "      entries: [{generic_key: {descriptor_value: c}}]"),
+			"t.yaml:7: ext_authz.descriptors[0].when.path.<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"},
 		{"too deep for the rules", sec("  descriptors:", "    - entries: [{generic_key: {descriptor_value: c}}, {method: {}}]"),
 			`t.yaml:7: ext_authz.descriptors[0]: the descriptor [generic_key=c, method=<method>] matches no limit of domain "d"; check the descriptor keys against the rules' keys and nesting`},
 	}

@@ -225,7 +225,7 @@ func (p *fileParser) replaces(f fields) []replaceRef {
 		}
 		name, line, ok := p.str(rf, "name")
 		switch {
-		case !ok && !rf.has("name"):
+		case !ok && rf.missing("name"):
 			p.errorf(line, rf.at("name"), "missing")
 		case ok && name == "":
 			p.errorf(line, rf.at("name"), "empty")

@@ -19,6 +19,7 @@ const maxDirDepth = 32
 // Files and directories whose name starts with "." are skipped, and symlinks are
 // followed with each real file and directory read once: in a Kubernetes ConfigMap
 // mount (foo.yaml -> ..data/foo.yaml, ..data -> ..2024_xx) every file loads once.
+// Other regular files are passed over and named by the RuleSet's SkippedFiles.
 // File names in errors and limits are relative to dir, with "/" separators. An empty
 // dir is a valid, empty RuleSet. Errors are always a *LoadError.
 func LoadDir(dir string) (*RuleSet, error) {
@@ -110,7 +111,11 @@ func (w *walker) entry(rel, abs string, depth int) {
 		w.c.fail(ConfigError{File: rel, Field: "dir", Msg: fmt.Sprintf("nested deeper than %d directories", maxDirDepth)})
 	case info.IsDir():
 		w.dir(rel, depth+1)
-	case isYAML(rel) && w.firstVisit(abs):
+	case !isYAML(rel):
+		if info.Mode().IsRegular() {
+			w.c.rs.skip(rel)
+		}
+	case w.firstVisit(abs):
 		w.file(rel, abs, info)
 	}
 }

@@ -2,6 +2,7 @@ package descriptors
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -48,6 +49,10 @@ func TestLoadDirRecursive(t *testing.T) {
 	}
 	if f := rs.Limits("c")[0].File; f != "sub/deeper/c.YAML" {
 		t.Errorf("File = %q, want the path relative to the dir", f)
+	}
+	// Files passed over for their names are named; dot-files and directories are not.
+	if names, total := rs.SkippedFiles(); !reflect.DeepEqual(names, []string{"notes.txt"}) || total != 1 {
+		t.Errorf("SkippedFiles = %v, %d; want [notes.txt], 1", names, total)
 	}
 	// The hash covers names and contents in sorted order, so it equals Compile's.
 	want := mustCompile(t,
@@ -180,5 +185,26 @@ func TestLoadFiles(t *testing.T) {
 	}
 	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
 		t.Fatalf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// SkippedFiles names at most ten files and counts all of them, so that a directory of
+// thousands of other files costs a bounded warning.
+func TestLoadDirSkippedFilesAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "rules.yaml"), domainFile("a"))
+	for i := range 25 {
+		writeFile(t, filepath.Join(dir, "cm", fmt.Sprintf("key%02d", i)), domainFile(fmt.Sprint("d", i)))
+	}
+	rs, err := LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, total := rs.SkippedFiles()
+	if total != 25 || len(names) != 10 || names[0] != "cm/key00" || names[9] != "cm/key09" {
+		t.Errorf("SkippedFiles = %v, %d; want cm/key00..cm/key09 and 25", names, total)
+	}
+	if _, total := mustCompile(t, File{"a.yaml", []byte(domainFile("a"))}).SkippedFiles(); total != 0 {
+		t.Errorf("Compile skipped %d files", total)
 	}
 }

@@ -155,6 +155,31 @@ type RuleSet struct {
 	names   []string // sorted
 	count   int
 	hash    string
+	// Files LoadDir passed over (SkippedFiles): the first maxSkippedNames, and how many.
+	skipped      []string
+	skippedTotal int
+}
+
+// maxSkippedNames bounds the skipped files a RuleSet remembers by name.
+const maxSkippedNames = 10
+
+// SkippedFiles returns files under LoadDir's directory that it did not read because
+// their names do not end in .yaml or .yml (dot-files aside), at most ten of them, and
+// how many there were in all. envoyproxy/ratelimit reads every file of its directory,
+// so a rule file named without the extension is a migration trap worth a warning.
+func (rs *RuleSet) SkippedFiles() (names []string, total int) {
+	if rs == nil {
+		return nil, 0
+	}
+	return rs.skipped, rs.skippedTotal
+}
+
+// skip records a file LoadDir passed over.
+func (rs *RuleSet) skip(name string) {
+	if rs.skippedTotal < maxSkippedNames {
+		rs.skipped = append(rs.skipped, name)
+	}
+	rs.skippedTotal++
 }
 
 // Match returns the limits that apply to one request descriptor, or nil. It walks the

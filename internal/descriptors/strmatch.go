@@ -124,7 +124,9 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 		p.errorf(f.keyLine(kinds[1]), f.at(kinds[1]), "%s and %s are exclusive; give one match", kinds[0], kinds[1])
 		return nil, false
 	case len(kinds) == 0 && required:
-		p.errorf(f.line, orRoot(f.path), "want one of %s", strings.Join(stringMatchKinds, ", "))
+		if !f.merged { // else the match may be in the merged mapping, refused already
+			p.errorf(f.line, orRoot(f.path), "want one of %s", strings.Join(stringMatchKinds, ", "))
+		}
 		return nil, false
 	case len(kinds) == 0 && f.has("ignore_case"):
 		p.errorf(f.keyLine("ignore_case"), f.at("ignore_case"), "ignore_case without a match (want one of %s)", strings.Join(stringMatchKinds, ", "))
@@ -285,6 +287,9 @@ func (p *fileParser) headerMatcher(f fields) (HeaderMatcher, bool) {
 		return h, false
 	}
 	if m == nil {
+		if f.merged { // the match may be in the merged mapping, refused already
+			return h, false
+		}
 		p.errorf(f.line, orRoot(f.path), "want a match (one of %s) or present", strings.Join(stringMatchKinds, ", "))
 		return h, false
 	}

@@ -15,6 +15,11 @@ import (
 // take effect (ext_authz, which it does not have, reports them as unknown).
 var descriptorOnlyFields = []string{"shadow_mode", "quota_mode", "detailed_metric", "share_threshold", "value_to_metric", "metadata"}
 
+// limitOnlyFields are envoyproxy/ratelimit's rate_limit fields that it accepts, and
+// ignores, anywhere else for the same reason (name and replaces mean something on a
+// descriptor entry here, so they are not among them).
+var limitOnlyFields = []string{"unit", "requests_per_unit", "unlimited", "unit_multiplier"}
+
 // fields is one YAML mapping checked against its schema: present, non-null values by
 // field name, with aliases resolved.
 type fields struct {
@@ -122,6 +127,8 @@ func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool
 		return true
 	case slices.Contains(descriptorOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):
 		p.errorf(k.Line, at, "belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect")
+	case slices.Contains(limitOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):
+		p.errorf(k.Line, at, "belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect")
 	case name == "<<":
 		p.errorf(k.Line, at, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")
 	default:
