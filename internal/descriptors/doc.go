@@ -28,7 +28,7 @@
 //	    share_threshold: false   # patterns only: all matching values share one counter
 //	    metadata: {any: yaml}    # free-form, kept with the entry's limits (Dump)
 //	    replaces: [{name: x}]    # SPEC §7's place: applies to every limit of the entry
-//	    descriptors: [...]       # nested entries, at most 16 levels
+//	    descriptors: [...]       # nested entries, at most 32 levels
 //	ext_authz: {...}             # optional, see below
 //
 // # ext_authz

@@ -439,7 +439,7 @@ func TestNestingTooDeep(t *testing.T) {
 	got := parseErrors(t, b.String())
 	field := "descriptors" + strings.Repeat("[0].descriptors", MaxDepth)
 	line := 2 + 2*MaxDepth
-	want := []string{fmt.Sprintf("t.yaml:%d: %s: descriptors nested deeper than 16 levels", line, field)}
+	want := []string{fmt.Sprintf("t.yaml:%d: %s: descriptors nested deeper than %d levels", line, field, MaxDepth)}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}

@@ -18,7 +18,7 @@ import (
 // alias bombs, which expand without costing file size) from exhausting memory or time.
 const (
 	MaxFileSize = 4 << 20 // bytes per file
-	MaxDepth    = 16      // descriptor nesting levels
+	MaxDepth    = 32      // descriptor nesting levels: Envoy Gateway renders one per match, and 16 header matches are allowed per rule
 	MaxLimits   = 100_000 // limits in all files together
 	MaxEntries  = 200_000 // descriptor entries in all files together
 	// MaxPathBytes bounds the descriptor paths a load builds (each entry's and each

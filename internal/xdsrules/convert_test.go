@@ -1,6 +1,7 @@
 package xdsrules
 
 import (
+	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
@@ -297,8 +298,8 @@ var lineNumber = regexp.MustCompile(`xds:[^:\s]*:\d+:`)
 // Broken resources are errors naming the resource and the field, with no line numbers
 // (they would count lines of a document nobody sees).
 func TestCompileErrors(t *testing.T) {
-	deep := &descT{Key: "k17", RateLimit: limit(second, 1)}
-	for i := 16; i >= 1; i-- {
+	deep := &descT{Key: "last", RateLimit: limit(second, 1)}
+	for i := descriptors.MaxDepth; i >= 1; i-- { // MaxDepth+1 levels
 		deep = &descT{Key: "k", Descriptors: []*descT{deep}}
 	}
 	cases := []struct {
@@ -327,7 +328,7 @@ func TestCompileErrors(t *testing.T) {
 			mustAny(t, &cfgT{Name: "same", Domain: "a"}), mustAny(t, &cfgT{Name: "same", Domain: "b"})},
 			[]string{"resources 0 and 1", `"same"`}},
 		{"nested too deep", []*anypb.Any{mustAny(t, &cfgT{Name: "deep", Domain: "d", Descriptors: []*descT{deep}})},
-			[]string{"xds:deep:", "deeper than 16"}},
+			[]string{"xds:deep:", fmt.Sprintf("deeper than %d", descriptors.MaxDepth)}},
 		{"a resource of another type", []*anypb.Any{mustAny(t, &discoveryv3.DiscoveryRequest{})},
 			[]string{"resource 0", "DiscoveryRequest", TypeURL}},
 		{"undecodable bytes", []*anypb.Any{{TypeUrl: TypeURL, Value: []byte{0xff, 0xff}}},
