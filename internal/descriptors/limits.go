@@ -154,7 +154,12 @@ func (p *fileParser) unit(f fields, unlimited bool) (string, int64) {
 	}
 	lower := strings.ToLower(unit)
 	ms := unitMs[lower]
-	if ms == 0 {
+	switch {
+	case unit == "" && unlimited:
+		// No unit, as generators write it beside unlimited; envoyproxy/ratelimit loads
+		// it. A misspelt unit is still refused: it suggests a limit was meant.
+		return "", 0
+	case ms == 0:
 		p.errorf(line, f.at("unit"), "unknown unit %q (want %s)", unit, unitList)
 	}
 	return lower, ms

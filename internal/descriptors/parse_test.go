@@ -356,3 +356,19 @@ func ids(ls []*Limit) []string {
 	}
 	return out
 }
+
+// An unlimited limit loads with unit: "" (as generators write it, and as
+// envoyproxy/ratelimit loads it) or with no unit at all.
+func TestUnlimitedWithoutAUnit(t *testing.T) {
+	rs := mustParse(t, lines(
+		"domain: d",
+		"descriptors:",
+		`  - {key: a, rate_limit: {unlimited: true, unit: ""}}`,
+		"  - {key: b, rate_limit: {unlimited: true}}",
+	))
+	for _, k := range []string{"a", "b"} {
+		if ls := rs.Match("d", []Entry{{k, "1"}}); len(ls) != 1 || !ls[0].Unlimited {
+			t.Errorf("%s: %v, want one unlimited limit", k, ids(ls))
+		}
+	}
+}
