@@ -355,32 +355,13 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		return err
 	}
 
-	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)),
-		grpc.MaxRecvMsgSize(c.maxRequestBytes), grpc.MaxConcurrentStreams(uint32(c.maxStreams))}
-	grpcOpts = append(grpcOpts, grpcopts.Server()...) // shared with the benchmark ceiling
-	creds, err := c.tls.serverOption(log)
+	grpcOpts, err := grpcServerOptions(c, log)
 	if err != nil {
 		return err
 	}
-	if creds != nil {
-		grpcOpts = append(grpcOpts, creds)
-	}
-	grpcLis, err := net.Listen("tcp", c.grpcAddr)
+	grpcLis, httpLis, metricsLis, err := listen(c)
 	if err != nil {
-		return fmt.Errorf("gRPC listener: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", c.httpAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("HTTP listener: %w", err)
-	}
-	var metricsLis net.Listener
-	if c.metricsAddr != "" {
-		if metricsLis, err = net.Listen("tcp", c.metricsAddr); err != nil {
-			grpcLis.Close()
-			httpLis.Close()
-			return fmt.Errorf("metrics listener (--metrics-addr): %w", err)
-		}
+		return err
 	}
 	gs := grpc.NewServer(grpcOpts...)
 	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, c.headers, &refundWarner{next: m, log: log}))
@@ -430,6 +411,43 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	api.Shutdown()    // and so do /readyz and /healthcheck, to whoever still asks
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(gs, hs, c.shutdownTimeout)
+}
+
+// grpcServerOptions are the gRPC server's settings: panics answered as errors, the
+// request and stream bounds, stream workers and keepalive (grpcopts, shared with the
+// benchmark ceiling) and TLS when configured.
+func grpcServerOptions(c *serveConfig, log *slog.Logger) ([]grpc.ServerOption, error) {
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)),
+		grpc.MaxRecvMsgSize(c.maxRequestBytes), grpc.MaxConcurrentStreams(uint32(c.maxStreams))}
+	opts = append(opts, grpcopts.Server()...)
+	creds, err := c.tls.serverOption(log)
+	if err != nil {
+		return nil, err
+	}
+	if creds != nil {
+		opts = append(opts, creds)
+	}
+	return opts, nil
+}
+
+// listen opens the gRPC and HTTP listeners, and the metrics one when --metrics-addr
+// is set (else nil); on an error none is left open.
+func listen(c *serveConfig) (grpcLis, httpLis, metricsLis net.Listener, err error) {
+	if grpcLis, err = net.Listen("tcp", c.grpcAddr); err != nil {
+		return nil, nil, nil, fmt.Errorf("gRPC listener: %w", err)
+	}
+	if httpLis, err = net.Listen("tcp", c.httpAddr); err != nil {
+		grpcLis.Close()
+		return nil, nil, nil, fmt.Errorf("HTTP listener: %w", err)
+	}
+	if c.metricsAddr != "" {
+		if metricsLis, err = net.Listen("tcp", c.metricsAddr); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return nil, nil, nil, fmt.Errorf("metrics listener (--metrics-addr): %w", err)
+		}
+	}
+	return grpcLis, httpLis, metricsLis, nil
 }
 
 // serveMetrics serves /metrics alone on lis, for scrapers pointed at a port of its own:
