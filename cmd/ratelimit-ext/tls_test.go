@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -134,20 +133,7 @@ func TestGRPCServerTLSFilesAreReadAgain(t *testing.T) {
 	dir := t.TempDir()
 	files := tlsFiles{cert: dir + "/tls.crt", key: dir + "/tls.key", clientCA: dir + "/ca.crt"}
 	rotate := func(step int, cert testpki.Cert, ca *testpki.CA) {
-		t.Helper()
-		for dst, src := range map[string]string{files.cert: cert.CertFile, files.key: cert.KeyFile, files.clientCA: ca.File} {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			at := time.Now().Add(time.Duration(step) * time.Second) // seen whatever the timestamp granularity
-			if err := os.Chtimes(dst, at, at); err != nil {
-				t.Fatal(err)
-			}
-		}
+		testpki.Rotate(t, step, map[string]string{files.cert: cert.CertFile, files.key: cert.KeyFile, files.clientCA: ca.File})
 	}
 	rotate(1, oldServer, oldCA)
 	addr := serveHealth(t, files)

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -136,22 +135,7 @@ func TestRedisTLSFilesAreReadAgain(t *testing.T) {
 
 	dir := t.TempDir()
 	caFile, certFile, keyFile := dir+"/ca.crt", dir+"/tls.crt", dir+"/tls.key"
-	rotate := func(step int, files map[string]string) {
-		for dst, src := range files {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			at := time.Now().Add(time.Duration(step) * time.Second) // seen whatever the timestamp granularity
-			if err := os.Chtimes(dst, at, at); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	rotate(1, map[string]string{caFile: oldCA.File, certFile: oldClient.CertFile, keyFile: oldClient.KeyFile})
+	testpki.Rotate(t, 1, map[string]string{caFile: oldCA.File, certFile: oldClient.CertFile, keyFile: oldClient.KeyFile})
 
 	e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile})
@@ -175,7 +159,7 @@ func TestRedisTLSFilesAreReadAgain(t *testing.T) {
 	if err := rc.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rotate(2, map[string]string{caFile: newCA.File, certFile: newClient.CertFile, keyFile: newClient.KeyFile})
+	testpki.Rotate(t, 2, map[string]string{caFile: newCA.File, certFile: newClient.CertFile, keyFile: newClient.KeyFile})
 
 	// A call on a connection that was cut may fail once per pooled connection; a fresh
 	// connection must succeed.

@@ -147,3 +147,24 @@ func writeFile(t testing.TB, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// Rotate copies each source file over its destination (dst → src in files), as a
+// certificate rotation rewrites a mounted Secret, and sets the copies' modification
+// time step seconds ahead: a later step is seen as a change whatever the
+// filesystem's timestamp granularity.
+func Rotate(t testing.TB, step int, files map[string]string) {
+	t.Helper()
+	at := time.Now().Add(time.Duration(step) * time.Second)
+	for dst, src := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dst, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

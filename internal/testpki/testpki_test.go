@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // An issued certificate verifies against the CA, read from its file, for exactly its
@@ -109,4 +111,24 @@ func handshake(server, client *tls.Config) error {
 		return serr
 	}
 	return cerr
+}
+
+// Rotate copies the files and dates them step seconds ahead.
+func TestRotate(t *testing.T) {
+	ca := New(t)
+	c := ca.Issue(t, "c", nil, x509.ExtKeyUsageClientAuth)
+	dst := filepath.Join(t.TempDir(), "tls.crt")
+	Rotate(t, 5, map[string]string{dst: c.CertFile})
+	got, err := os.ReadFile(dst)
+	want, _ := os.ReadFile(c.CertFile)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("copy: %v, equal %v", err, bytes.Equal(got, want))
+	}
+	st, err := os.Stat(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ahead := time.Until(st.ModTime()); ahead < 4*time.Second || ahead > 6*time.Second {
+		t.Errorf("modification time %v ahead, want about 5s", ahead)
+	}
 }

@@ -16,15 +16,10 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/tlsfiles"
 )
 
-// place copies src over dst as a rotation does, and moves its modification time on by
-// step, so that the change is seen whatever the filesystem's timestamp granularity.
+// place copies src over dst as a rotation does (testpki.Rotate).
 func place(t *testing.T, dst, src string, step int) {
 	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeAt(t, dst, b, step)
+	testpki.Rotate(t, step, map[string]string{dst: src})
 }
 
 func writeAt(t *testing.T, path string, b []byte, step int) {
