@@ -376,7 +376,8 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	follower, err := followRules(ctx, c, rules, decider, policyDomains, m, log)
+	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds}
+	follower, err := followRules(ctx, c, rules, decider, warner, m, log)
 	if err != nil {
 		return err
 	}
@@ -399,7 +400,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if c.xds.source == sourceFile && rules.LimitCount() == 0 {
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
 	}
-	warnRules(log, rules, policyDomains, c.bounds)
+	warner.warn(rules)
 
 	select {
 	case <-ctx.Done():
@@ -483,11 +484,11 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 // or the xDS server, through the same path: each good rule set is handed to the
 // decider (an atomic swap) and every outcome counted in the config_loads metrics; a bad
 // one leaves the rules in place.
-func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, policyDomains []string, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
+func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, warner *ruleWarner, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) {
 		warnVanishedDomains(log, d.Rules(), rs)
 		d.SetRules(rs)
-		warnRules(log, rs, policyDomains, c.bounds)
+		warner.warn(rs)
 	}
 	if c.xds.source == sourceFile {
 		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)

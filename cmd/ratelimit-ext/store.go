@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/breaker"
@@ -64,13 +65,27 @@ func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) decide.Failure
 	return fp
 }
 
-// warnRules logs what a rule set leaves a setting unable to do. It runs for the rules
-// served at start and again for every rule set applied later.
-func warnRules(log *slog.Logger, rs *descriptors.RuleSet, policyDomains []string, b decide.Bounds) {
-	warnUnruledPolicyDomains(log, policyDomains, rs)
-	warnExtAuthzOverBound(log, rs, b)
-	if note := skippedNote(rs); note != "" {
-		log.Warn(note)
+// ruleWarner logs what a rule set leaves a setting unable to do, and which files of
+// the config directory were not read. warn runs for the rules served at start and
+// again for every rule set applied later (from the reload goroutine, hence the lock).
+type ruleWarner struct {
+	log           *slog.Logger
+	policyDomains []string
+	bounds        decide.Bounds
+	mu            sync.Mutex
+	skipped       string // the last note on skipped files: repeated only when it changes
+}
+
+func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
+	warnUnruledPolicyDomains(w.log, w.policyDomains, rs)
+	warnExtAuthzOverBound(w.log, rs, w.bounds)
+	note := skippedNote(rs)
+	w.mu.Lock()
+	changed := note != w.skipped
+	w.skipped = note
+	w.mu.Unlock()
+	if changed && note != "" {
+		w.log.Warn(note)
 	}
 }
 

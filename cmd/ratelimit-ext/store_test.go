@@ -479,34 +479,51 @@ func TestReloadWarnsOfAVanishedDomain(t *testing.T) {
 }
 
 // The service names, at start, a file of its config directory it does not read for
-// its name: envoyproxy/ratelimit would have read it. A long list is cut at ten names.
+// its name: envoyproxy/ratelimit would have read it. A reload says it again only when
+// the list changed. A long list is cut at ten names.
 func TestServeWarnsOfSkippedFiles(t *testing.T) {
 	dir := t.TempDir()
-	rule := "domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"
-	for name, body := range map[string]string{"edge.yaml": rule, "config": strings.Replace(rule, "edge", "cm", 1)} {
+	rule := func(n int) string {
+		return fmt.Sprintf("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: %d}\n", n)
+	}
+	write := func(name, body string) {
+		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s := startBinary(t, buildBinary(t), "--config-dir", dir)
-	want := `"msg":"not read, as the names do not end in .yaml or .yml: config (`
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.log(), want) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
+	write("edge.yaml", rule(1))
+	write("config", strings.Replace(rule(1), "edge", "cm", 1))
+	s := startBinary(t, buildBinary(t), "--config-dir", dir, "--watch=true")
+	note := `"msg":"not read, as the names do not end in .yaml or .yml: config`
+	waitCount := func(what string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(s.log(), what) < n && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := strings.Count(s.log(), what); got != n {
+			t.Fatalf("%d lines with %s, want %d:\n%s", got, what, n, s.log())
+		}
 	}
-	if !strings.Contains(s.log(), want) {
-		t.Errorf("no warning naming the skipped file:\n%s", s.log())
-	}
+	waitCount(note+" (", 1)
+
+	write("edge.yaml", rule(2)) // a reload, the same files skipped: no second warning
+	waitCount(`"msg":"config reloaded"`, 1)
+	waitCount(note, 1)
+
+	write("notes.txt", "")
+	write("edge.yaml", rule(3)) // a reload with one more skipped file: warned again
+	waitCount(`"msg":"config reloaded"`, 2)
+	waitCount(note+", notes.txt (", 1)
 
 	for i := range 12 {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("n%02d.txt", i)), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		write(fmt.Sprintf("n%02d.txt", i), "")
 	}
 	rs, err := descriptors.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if note := skippedNote(rs); !strings.Contains(note, ": config, n00.txt, ") || !strings.Contains(note, "n08.txt and 3 more (") {
-		t.Errorf("note for 13 skipped files: %q", note)
+	if got := skippedNote(rs); !strings.Contains(got, ": config, n00.txt, ") || !strings.Contains(got, "n08.txt and 4 more (") {
+		t.Errorf("note for 14 skipped files: %q", got)
 	}
 }
