@@ -39,7 +39,7 @@
 //	ext_authz:
 //	  descriptors:                   # each item builds one descriptor (at most 64)
 //	    - when: {path: {exact: /ip}, headers: [{name: ":method", one_of: [GET]}]}
-//	      entries:                   # 1 to 16, in order
+//	      entries:                   # 1 to 32, in order
 //	        - remote_address: {xff_num_trusted_hops: 1}
 //	        - request_headers: {header_name: x-api-key, descriptor_key: api_key}
 //	      hits_addend: {request_header: x-cost}

@@ -163,6 +163,12 @@ func TestLoadErrors(t *testing.T) {
 			`t.yaml:6: descriptors[0].requests_per_unit: belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect`,
 			`t.yaml:7: descriptors[0].unlimited: belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect`,
 		}},
+		{"a limit field inside rate_limit, in the wrong mapping", head + lines(
+			"    rate_limit: {unit: second, requests_per_unit: 1, replaces: [{name: a, unit: second}]}",
+		), []string{
+			`t.yaml:4: descriptors[0].rate_limit.replaces[0].unit: unknown field (want name)`,
+			`t.yaml:4: descriptors[0].rate_limit.replaces[0].name: no limit named "a" in domain "d"`,
+		}},
 		{"field given twice", head + lines(
 			"    key: k2",
 		), []string{"t.yaml:4: descriptors[0].key: field given twice (first at line 3)"}},

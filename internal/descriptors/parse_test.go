@@ -2,6 +2,7 @@ package descriptors
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -370,5 +371,28 @@ func TestUnlimitedWithoutAUnit(t *testing.T) {
 		if ls := rs.Match("d", []Entry{{k, "1"}}); len(ls) != 1 || !ls[0].Unlimited {
 			t.Errorf("%s: %v, want one unlimited limit", k, ids(ls))
 		}
+	}
+}
+
+// Descriptors nest 32 levels, as Envoy Gateway renders a rule with 16 header matches
+// and its other selectors (one level each); a 32-entry request reaches the deepest
+// limit.
+func TestThirtyTwoLevels(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n")
+	entries := make([]Entry, 32)
+	for i := range 32 {
+		ind := strings.Repeat("    ", i)
+		fmt.Fprintf(&b, "%s  - key: k%d\n", ind, i)
+		if i < 31 {
+			fmt.Fprintf(&b, "%s    descriptors:\n", ind)
+		} else {
+			fmt.Fprintf(&b, "%s    rate_limit: {unit: second, requests_per_unit: 1}\n", ind)
+		}
+		entries[i] = Entry{fmt.Sprint("k", i), "v"}
+	}
+	rs := mustParse(t, b.String())
+	if ls := rs.Match("d", entries); len(ls) != 1 {
+		t.Fatalf("a 32-entry request matched %d limits, want the deepest one", len(ls))
 	}
 }

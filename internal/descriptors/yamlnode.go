@@ -127,7 +127,8 @@ func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool
 		return true
 	case slices.Contains(descriptorOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):
 		p.errorf(k.Line, at, "belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect")
-	case slices.Contains(limitOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):
+	case slices.Contains(limitOnlyFields, name) && (f.path == "" || slices.Contains(known, "rate_limit")):
+		// At the top of a file or on a descriptor entry: beside rate_limit.
 		p.errorf(k.Line, at, "belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect")
 	case name == "<<":
 		p.errorf(k.Line, at, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")

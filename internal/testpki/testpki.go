@@ -37,6 +37,7 @@ type CA struct {
 	cert   *x509.Certificate
 	key    *ecdsa.PrivateKey
 	serial atomic.Int64 // the last serial issued; the CA's own is 1
+	chain  [][]byte     // DER of the intermediates above an issued leaf, nearest first
 }
 
 // Cert is an issued certificate and its key, as files and loaded.
@@ -98,6 +99,9 @@ func (ca *CA) Issue(t testing.TB, name string, sans []string, usages ...x509.Ext
 		t.Fatal(err)
 	}
 	certPEM, keyPEM := pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", kder)
+	for _, ic := range ca.chain { // a server sends its chain up to the root
+		certPEM = append(certPEM, pemBlock("CERTIFICATE", ic)...)
+	}
 	c := Cert{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
 	writeFile(t, c.CertFile, certPEM)
 	writeFile(t, c.KeyFile, keyPEM)
@@ -106,6 +110,30 @@ func (ca *CA) Issue(t testing.TB, name string, sans []string, usages ...x509.Ext
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Intermediate makes a CA whose certificate this CA signs. Its File and Pool hold the
+// root (this CA), as a client's trust bundle would, and the pairs it issues carry the
+// intermediate's certificate after their own, as a server sends its chain.
+func (ca *CA) Intermediate(t testing.TB, name string) *CA {
+	t.Helper()
+	key := newKey(t)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-validity), NotAfter: now.Add(validity),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &CA{File: ca.File, Pool: ca.Pool, dir: t.TempDir(), cert: cert, key: key,
+		chain: append([][]byte{der}, ca.chain...)}
+	sub.serial.Store(1)
+	return sub
 }
 
 // ServerTLS is a server's configuration presenting c; with requireClient, clients must

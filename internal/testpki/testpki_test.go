@@ -132,3 +132,31 @@ func TestRotate(t *testing.T) {
 		t.Errorf("modification time %v ahead, want about 5s", ahead)
 	}
 }
+
+// A leaf of an intermediate carries the intermediate after it, in its file and in TLS,
+// and verifies against the root only with it.
+func TestIntermediate(t *testing.T) {
+	root := New(t)
+	mid := root.Intermediate(t, "mid")
+	leaf := mid.Issue(t, "leaf", []string{"svc.internal"}, x509.ExtKeyUsageServerAuth)
+	if len(leaf.TLS.Certificate) != 2 {
+		t.Fatalf("TLS chain of %d certificates, want the leaf and the intermediate", len(leaf.TLS.Certificate))
+	}
+	cert, err := x509.ParseCertificate(leaf.TLS.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := x509.ParseCertificate(leaf.TLS.Certificate[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := x509.VerifyOptions{Roots: mid.Pool, DNSName: "svc.internal"}
+	if _, err := cert.Verify(opts); err == nil {
+		t.Error("the leaf verified against the root without its intermediate")
+	}
+	opts.Intermediates = x509.NewCertPool()
+	opts.Intermediates.AddCert(inter)
+	if _, err := cert.Verify(opts); err != nil {
+		t.Errorf("with the intermediate: %v", err)
+	}
+}

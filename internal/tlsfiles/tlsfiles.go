@@ -3,9 +3,10 @@
 // Kubernetes Secret) is used at the next handshake without a restart.
 //
 // A file is looked at (one stat) at each handshake, which long-lived gRPC and Redis
-// connections make rare. A change that does not load (a half-written file, a key that
-// does not match its certificate) is reported once and the previous material is kept:
-// a bad rotation must not take a working service down.
+// connections make rare; a change is a new size or modification time. A change that
+// does not load (a half-written file, a key that does not match its certificate) is
+// reported once and the previous material is kept, so that a bad rotation does not
+// take a working service down; it is tried again every ten seconds.
 package tlsfiles
 
 import (
@@ -17,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // watched remembers which version of some files is in use, and which version failed
@@ -24,8 +26,14 @@ import (
 type watched struct {
 	mu             sync.Mutex
 	loaded, failed string // versions, as version names them
+	failedAt       time.Time
 	log            *slog.Logger
 }
+
+// retryFailed is how long a version that failed to load is left alone before it is
+// tried again: a repair that changes neither a file's size nor its time (a chmod, a
+// fixed mount) is seen then. A variable for tests.
+var retryFailed = 10 * time.Second
 
 // version names the files' state by their sizes and modification times, or says why
 // one cannot be read (err is then that reason).
@@ -42,15 +50,18 @@ func version(files ...string) (string, error) {
 }
 
 // due reports whether version v is worth loading: not the one in use, and not one that
-// failed already. Callers hold mu.
-func (w *watched) due(v string) bool { return v != w.loaded && v != w.failed }
+// failed lately. Callers hold mu.
+func (w *watched) due(v string) bool {
+	return v != w.loaded && (v != w.failed || time.Since(w.failedAt) >= retryFailed)
+}
 
-// fail reports that version v of the files named by what did not load. Callers hold mu.
+// fail records that version v of the files named by what did not load, and reports
+// it the first time. Callers hold mu.
 func (w *watched) fail(v, what string, err error) {
-	w.failed = v
-	if w.log != nil {
+	if v != w.failed && w.log != nil {
 		w.log.Warn("a changed TLS file did not load; the previous one stays in use", "files", what, "error", err)
 	}
+	w.failed, w.failedAt = v, time.Now()
 }
 
 // use records that version v is in use. Callers hold mu.

@@ -258,3 +258,110 @@ func TestVerifyClientsFollowsTheBundle(t *testing.T) {
 	writeAt(t, bundle, []byte("not PEM"), 3)
 	check("after a broken rotation, the last bundle's client", &newClient, true)
 }
+
+// A server whose certificate an intermediate signed is verified through the chain it
+// sends, as crypto/tls does; the bundle holds the root only.
+func TestVerifyServersFollowsAnIntermediate(t *testing.T) {
+	root := testpki.New(t)
+	srv := root.Intermediate(t, "issuer").Issue(t, "srv", []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
+	pool, err := tlsfiles.LoadPool(root.File, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{ServerName: "127.0.0.1"}
+	tlsfiles.VerifyServers(cfg, pool)
+	if err, _ := handshake(t, cfg, root.ServerTLS(srv, false)); err != nil {
+		t.Errorf("a chain through an intermediate: %v", err)
+	}
+}
+
+// Without a name in the configuration, the name the handshake sent (tls.Dial fills it
+// in from the address) is checked.
+func TestVerifyServersChecksTheDialledName(t *testing.T) {
+	ca := testpki.New(t)
+	named := ca.Issue(t, "named", []string{"localhost"}, x509.ExtKeyUsageServerAuth)
+	other := ca.Issue(t, "other", []string{"other.internal"}, x509.ExtKeyUsageServerAuth)
+	pool, err := tlsfiles.LoadPool(ca.File, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cert testpki.Cert
+		ok   bool
+	}{{named, true}, {other, false}} {
+		lis, err := tls.Listen("tcp", "127.0.0.1:0", ca.ServerTLS(tc.cert, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if c, err := lis.Accept(); err == nil {
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		cfg := &tls.Config{}
+		tlsfiles.VerifyServers(cfg, pool)
+		_, port, _ := net.SplitHostPort(lis.Addr().String())
+		conn, err := tls.Dial("tcp", net.JoinHostPort("localhost", port), cfg)
+		if conn != nil {
+			conn.Close()
+		}
+		lis.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("a certificate for %v dialled as localhost: %v, want ok=%v", tc.cert.TLS.Leaf.DNSNames, err, tc.ok)
+		}
+	}
+}
+
+// A version that failed to load is tried again after a while, so that a repair that
+// keeps the file's size and time is seen; it is reported once however often it fails.
+func TestFailedVersionIsTriedAgain(t *testing.T) {
+	ca := testpki.New(t)
+	bundle := filepath.Join(t.TempDir(), "ca.crt")
+	place(t, bundle, ca.File, 1)
+	log, logged := logBuffer()
+	pool, err := tlsfiles.LoadPool(bundle, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := pool.Current()
+
+	// The next CA bundle arrives damaged, then is repaired in place with the same size
+	// and time.
+	other := testpki.New(t)
+	next, err := os.ReadFile(other.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, bundle, bytes.Repeat([]byte("x"), len(next)), 2)
+	st, err := os.Stat(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pool.Current() != first {
+		t.Fatal("a damaged bundle replaced the loaded one")
+	}
+	restore := tlsfiles.SetRetryFailed(0)
+	for range 3 {
+		if pool.Current() != first {
+			t.Fatal("a damaged bundle replaced the loaded one when tried again")
+		}
+	}
+	restore()
+	if err := os.WriteFile(bundle, next, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(bundle, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if pool.Current() != first {
+		t.Fatal("a version that failed was tried again at once")
+	}
+	defer tlsfiles.SetRetryFailed(0)()
+	if pool.Current() == first {
+		t.Fatal("the repaired bundle was never tried again")
+	}
+	if n := strings.Count(logged.String(), "did not load"); n != 1 {
+		t.Errorf("the failure was reported %d times, want once:\n%s", n, logged)
+	}
+}
