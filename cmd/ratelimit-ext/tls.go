@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/tlsfiles"
 	"google.golang.org/grpc"
@@ -84,12 +87,17 @@ type clientTLS struct {
 	prefix                    string
 	on                        bool
 	ca, cert, key, serverName string
+	// defaultName is the name gRPC verifies when serverName is empty, when the caller
+	// knows it (the xDS server's host): with a name the CA bundle is read again when it
+	// changes, as tlsfiles.VerifyServers needs one.
+	defaultName string
 }
 
 // config returns the client TLS configuration, or nil for plaintext when no setting is
 // given. The client certificate is read again at a handshake when its files changed,
 // as for the gRPC server: a rotated certificate (a mounted Secret) is used without a
-// restart; log hears of a change that does not load. The CA bundle is read here only.
+// restart; log hears of a change that does not load. So is the CA bundle when the
+// server's name is known (serverName or defaultName); else it is read here only.
 func (c clientTLS) config(log *slog.Logger) (*tls.Config, error) {
 	if !c.on && c.ca == "" && c.cert == "" && c.key == "" && c.serverName == "" {
 		return nil, nil
@@ -113,11 +121,36 @@ func (c clientTLS) config(log *slog.Logger) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%stls-ca: %w", c.prefix, err)
 		}
-		// Read once: gRPC names the server on its own copy of cfg (from the target),
-		// which a check that re-reads the bundle (tlsfiles.VerifyServers) cannot see.
-		cfg.RootCAs = pool.Current()
+		name := cmp.Or(c.serverName, c.defaultName)
+		if name == "" {
+			// Read once: gRPC names the server on its own copy of cfg (from the target),
+			// which a check that re-reads the bundle (tlsfiles.VerifyServers) cannot see.
+			cfg.RootCAs = pool.Current()
+		} else {
+			cfg.ServerName = name
+			tlsfiles.VerifyServers(cfg, pool)
+		}
 	}
 	return cfg, nil
+}
+
+// targetHost is the host of a gRPC target ("host:port", "dns:///host:port",
+// "passthrough:///host:port"), the name gRPC verifies the server's certificate
+// against, or "" for other forms.
+func targetHost(target string) string {
+	if scheme, rest, ok := strings.Cut(target, "://"); ok {
+		if scheme != "dns" && scheme != "passthrough" {
+			return ""
+		}
+		if _, target, ok = strings.Cut(rest, "/"); !ok { // after the resolver's authority
+			return ""
+		}
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 // flagFile is a file and the flag that named it.

@@ -155,3 +155,75 @@ func TestGRPCServerTLSFilesAreReadAgain(t *testing.T) {
 		t.Error("after rotation, a client certificate of the old CA still passed")
 	}
 }
+
+func TestTargetHost(t *testing.T) {
+	for target, want := range map[string]string{
+		"xds.internal:18000":                   "xds.internal",
+		"10.0.0.7:18000":                       "10.0.0.7",
+		"[::1]:18000":                          "::1",
+		"dns:///eg.envoy-gateway-system:18000": "eg.envoy-gateway-system",
+		"dns://8.8.8.8:53/xds.internal:18000":  "xds.internal",
+		"passthrough:///10.0.0.7:18000":        "10.0.0.7",
+		"unix:///var/run/xds.sock":             "",
+		"xds.internal":                         "",
+	} {
+		if got := targetHost(target); got != want {
+			t.Errorf("targetHost(%q) = %q, want %q", target, got, want)
+		}
+	}
+}
+
+// With the xDS server's name known (here its host, an IP address), the client's CA
+// bundle is read again when it changes; without one it is read once.
+func TestClientTLSFollowsTheCABundle(t *testing.T) {
+	oldCA, oldServer, _ := newPKI(t)
+	newCA, newServer, _ := newPKI(t)
+	bundle := t.TempDir() + "/ca.crt"
+	testpki.Rotate(t, 1, map[string]string{bundle: oldCA.File})
+	followed, err := clientTLS{prefix: "--xds-", ca: bundle, defaultName: "127.0.0.1"}.config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnce, err := clientTLS{prefix: "--xds-", ca: bundle}.config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnce.ServerName = "127.0.0.1" // as gRPC sets it on its copy
+	testpki.Rotate(t, 2, map[string]string{bundle: newCA.File})
+
+	serve := func(c testpki.Cert, ca *testpki.CA) string {
+		lis, err := tls.Listen("tcp", "127.0.0.1:0", ca.ServerTLS(c, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lis.Close() })
+		go func() {
+			for {
+				conn, err := lis.Accept()
+				if err != nil {
+					return
+				}
+				conn.(*tls.Conn).Handshake()
+				conn.Close()
+			}
+		}()
+		return lis.Addr().String()
+	}
+	dial := func(addr string, cfg *tls.Config) error {
+		conn, err := tls.Dial("tcp", addr, cfg)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	newAddr, oldAddr := serve(newServer, newCA), serve(oldServer, oldCA)
+	if err := dial(newAddr, followed); err != nil {
+		t.Errorf("with a name, after rotation, the new CA's server: %v", err)
+	}
+	if err := dial(oldAddr, followed); err == nil {
+		t.Error("with a name, after rotation, the old CA's server was still trusted")
+	}
+	if err := dial(oldAddr, readOnce); err != nil {
+		t.Errorf("without a name, the bundle read at start: %v", err)
+	}
+}

@@ -38,7 +38,7 @@ func xdsFlags(f *envFlags, x *xdsSettings) {
 	f.StringVar(&x.headers, "xds-headers", "", "gRPC metadata sent when the xDS stream opens: key=value,key=value (e.g. authorization=Bearer ...)")
 	x.tls.prefix = "--xds-"
 	f.BoolVar(&x.tls.on, "xds-tls", false, "connect to the xDS server over TLS (any other --xds-tls-* setting implies it)")
-	f.StringVar(&x.tls.ca, "xds-tls-ca", "", "PEM CA bundle that signs the xDS server's certificate (default: the system roots)")
+	f.StringVar(&x.tls.ca, "xds-tls-ca", "", "PEM CA bundle that signs the xDS server's certificate (default: the system roots; reloaded when the file changes)")
 	f.StringVar(&x.tls.cert, "xds-tls-cert", "", "PEM client certificate for the xDS server (mTLS; reloaded when the file changes)")
 	f.StringVar(&x.tls.key, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
 	f.StringVar(&x.tls.serverName, "xds-tls-server-name", "", "name to verify in the xDS server's certificate (default: the host of --xds-server)")
@@ -126,6 +126,7 @@ func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet
 	if err != nil {
 		return xdsrules.Options{}, err
 	}
+	x.tls.defaultName = targetHost(x.server)
 	tc, err := x.tls.config(log)
 	if err != nil {
 		return xdsrules.Options{}, err
