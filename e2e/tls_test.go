@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testpki"
+)
+
+// tlsEnvoyConfig is an Envoy whose rate-limit filter reaches the service over mutual
+// TLS, as an Istio or Envoy Gateway deployment may: the cluster's UpstreamTlsContext
+// presents a client certificate and verifies the service's, with no ALPN setting of
+// its own (Envoy offers h2 to an HTTP/2 cluster; gRPC servers refuse a TLS client that
+// negotiates none). failure_mode_deny turns a failed call into a 500, so a broken TLS
+// path cannot pass as "allowed".
+const tlsEnvoyConfig = `admin: {address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_tls
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                route:
+                  cluster: upstream
+                  rate_limits:
+                  - actions: [{generic_key: {descriptor_value: over-tls}}]
+          http_filters:
+          - name: envoy.filters.http.ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+              domain: tls
+              failure_mode_deny: true
+              timeout: 2s
+              rate_limit_service:
+                transport_api_version: V3
+                grpc_service: {envoy_grpc: {cluster_name: ratelimit}}
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: upstream
+    type: STATIC
+    load_assignment: {cluster_name: upstream, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[3]d}}}}]}]}
+  - name: ratelimit
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment: {cluster_name: ratelimit, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[4]d}}}}]}]}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: ratelimit.internal
+        common_tls_context:
+          tls_certificates: [{certificate_chain: {filename: %[5]q}, private_key: {filename: %[6]q}}]
+          validation_context:
+            trusted_ca: {filename: %[7]q}
+            match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: ratelimit.internal}}]
+`
+
+// Envoy's rate-limit filter reaches the service over mutual TLS: the service presents
+// its certificate and requires Envoy's, narrowed to Envoy's name (--grpc-tls-client-san),
+// and decisions come back (two allowed, then 429). An Envoy whose certificate the
+// service's CA did not sign gets no decision (500 with failure_mode_deny).
+func TestEnvoyOverMutualTLS(t *testing.T) {
+	needTopology(t)
+	ca := testpki.New(t)
+	server := ca.Issue(t, "ratelimit", []string{"ratelimit.internal"}, x509.ExtKeyUsageServerAuth)
+	envoyCert := ca.Issue(t, "envoy", []string{"envoy.internal"}, x509.ExtKeyUsageClientAuth)
+	stranger := testpki.New(t).Issue(t, "stranger", []string{"envoy.internal"}, x509.ExtKeyUsageClientAuth)
+
+	rules := t.TempDir()
+	rule := "domain: tls\ndescriptors:\n  - key: generic_key\n    value: over-tls\n    rate_limit: {unit: minute, requests_per_unit: 2}\n"
+	if err := os.WriteFile(filepath.Join(rules, "tls.yaml"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := startReplicas(t, 1, "--config-dir", rules, "--grpc-tls-cert", server.CertFile, "--grpc-tls-key", server.KeyFile,
+		"--grpc-tls-client-ca", ca.File, "--grpc-tls-client-san", "envoy.internal")[0]
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	t.Cleanup(upstream.Close)
+	upPort, err := strconv.Atoi(upstream.URL[strings.LastIndex(upstream.URL, ":")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	get := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	t.Run("trusted", func(t *testing.T) {
+		url := startTLSEnvoy(t, "trusted", svc.grpcPort, upPort, envoyCert, ca)
+		var codes []int
+		for range 3 {
+			codes = append(codes, get(url))
+		}
+		if fmt.Sprint(codes) != "[200 200 429]" {
+			t.Errorf("3 requests on a limit of 2 per minute over mTLS: %v, want [200 200 429]", codes)
+		}
+	})
+	t.Run("untrusted client certificate", func(t *testing.T) {
+		url := startTLSEnvoy(t, "untrusted", svc.grpcPort, upPort, stranger, ca)
+		if code := get(url); code != http.StatusInternalServerError {
+			t.Errorf("an Envoy with a certificate of another CA: %d, want 500 (no decision, failure_mode_deny)", code)
+		}
+	})
+}
+
+// startTLSEnvoy starts an Envoy on tlsEnvoyConfig presenting cert and trusting ca, and
+// returns its listener's URL once it is ready.
+func startTLSEnvoy(t *testing.T, name string, rlsPort, upPort int, cert testpki.Cert, ca *testpki.CA) string {
+	t.Helper()
+	dir := t.TempDir()
+	for attempt := 1; ; attempt++ {
+		admin, err1 := freePort()
+		listen, err2 := freePort()
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("envoy-%d.yaml", attempt))
+		cfg := fmt.Sprintf(tlsEnvoyConfig, admin, listen, upPort, rlsPort, cert.CertFile, cert.KeyFile, ca.File)
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := &Process{Name: "envoy-tls-" + name, Path: inputs.Binaries[kindEnvoy],
+			Args:    []string{"-c", path, "--use-dynamic-base-id", "--log-level", "info"},
+			LogPath: filepath.Join(dir, fmt.Sprintf("envoy-%d.log", attempt))}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		adminURL := "http://127.0.0.1:" + strconv.Itoa(admin)
+		err := waitUntil(p, 30*time.Second, func() error { return httpOK(adminURL + "/ready") })
+		if err == nil {
+			t.Cleanup(func() { stopLogged(t, p) })
+			return "http://127.0.0.1:" + strconv.Itoa(listen) + "/"
+		}
+		stopLogged(t, p)
+		if attempt == 3 || !portTaken(err, p.LogPath) {
+			t.Fatal(err)
+		}
+	}
+}
