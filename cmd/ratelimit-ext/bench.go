@@ -77,6 +77,29 @@ func checkBenchSettings(c loadgen.Config) error {
 }
 
 func bench(args []string) int {
+	b, code := parseBench(args)
+	if b == nil {
+		return code
+	}
+	return b.run()
+}
+
+// benchCommand is a parsed `ratelimit-ext bench` command line.
+type benchCommand struct {
+	cfg        loadgen.Config
+	json       bool   // print the report as JSON
+	cpuProfile string // the load generator's own CPU profile, when set
+}
+
+// benchFail reports a command-line mistake and returns bench's exit code for it.
+func benchFail(format string, a ...any) (*benchCommand, int) {
+	fmt.Fprintf(os.Stderr, "ratelimit-ext bench: "+format+"\n", a...)
+	return nil, 2
+}
+
+// parseBench reads the flags into a load generator configuration: nil and the exit
+// code when they are wrong (2) or only asked for help (0).
+func parseBench(args []string) (*benchCommand, int) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), benchUsage)
@@ -101,8 +124,9 @@ func bench(args []string) int {
 	keys := fs.Int("keys", 1000, "distinct {key} values (key cardinality)")
 	cost := fs.Uint("cost", 0, "request hits_addend (0: unset, which servers count as 1)")
 	seed := fs.Uint64("seed", 0, "seed of the key choices (0: fixed default)")
-	jsonOut := fs.Bool("json", false, "print the report as JSON instead of text")
-	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
+	b := &benchCommand{}
+	fs.BoolVar(&b.json, "json", false, "print the report as JSON instead of text")
+	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	tlsFlags := clientTLS{prefix: "--"}
 	fs.BoolVar(&tlsFlags.on, "tls", false, "connect over TLS, verifying the server against the system roots (any other --tls-* implies it)")
 	fs.StringVar(&tlsFlags.ca, "tls-ca", "", "PEM CA bundle to verify the server with instead of the system roots")
@@ -112,82 +136,81 @@ func bench(args []string) int {
 	authority := fs.String("authority", "", "the :authority to send (default: the target's host:port), e.g. a mesh's routing name")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return nil, 0
 		}
-		return 2
+		return nil, 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "ratelimit-ext bench: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return benchFail("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := loadgen.Config{
+	b.cfg = loadgen.Config{
 		Targets: targets.vals, Conns: *conns, Workers: *workers, Rate: *rate, MaxInFlight: *maxInFlight,
 		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout,
 		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed, Authority: *authority,
 	}
 	tc, err := tlsFlags.config(nil)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
-		return 2
+		return benchFail("%v", err)
 	}
-	cfg.TLS = tc
+	b.cfg.TLS = tc
 	if *cost > 1<<32-1 {
-		fmt.Fprintln(os.Stderr, "ratelimit-ext bench: --cost exceeds 2^32-1")
-		return 2
+		return benchFail("--cost exceeds 2^32-1")
 	}
-	if err := checkBenchSettings(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
-		return 2
+	if err := checkBenchSettings(b.cfg); err != nil {
+		return benchFail("%v", err)
 	}
-	cfg.Cost = uint32(*cost)
+	b.cfg.Cost = uint32(*cost)
 	for _, d := range descs.vals {
 		t, err := loadgen.ParseTemplate(d)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "ratelimit-ext bench: --descriptor %q: %v\n", d, err)
-			return 2
+			return benchFail("--descriptor %q: %v", d, err)
 		}
-		cfg.Descriptors = append(cfg.Descriptors, t)
+		b.cfg.Descriptors = append(b.cfg.Descriptors, t)
 	}
 	for _, p := range pids.vals {
 		name, v, ok := strings.Cut(p, "=")
 		pid, err := strconv.Atoi(v)
 		if !ok || err != nil || name == "" {
-			fmt.Fprintf(os.Stderr, "ratelimit-ext bench: --watch-pid %q: want name=pid\n", p)
-			return 2
+			return benchFail("--watch-pid %q: want name=pid", p)
 		}
-		if cfg.WatchPIDs == nil {
-			cfg.WatchPIDs = map[string]int{}
+		if b.cfg.WatchPIDs == nil {
+			b.cfg.WatchPIDs = map[string]int{}
 		}
-		cfg.WatchPIDs[name] = pid
+		b.cfg.WatchPIDs[name] = pid
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	return b, 0
+}
+
+// run generates the load and prints the report; 1 when it could not.
+func (b *benchCommand) run() int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
+		return 1
+	}
+	if b.cpuProfile != "" {
+		f, err := os.Create(b.cpuProfile)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
-			return 1
+			return fail(err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
-			return 1
+			return fail(err)
 		}
 		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := loadgen.Run(ctx, cfg)
+	rep, err := loadgen.Run(ctx, b.cfg)
 	if rep == nil {
-		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
-		return 1
+		return fail(err)
 	}
-	if *jsonOut {
+	if b.json {
 		err = rep.JSON(os.Stdout)
 	} else {
 		err = rep.Text(os.Stdout)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
-		return 1
+		return fail(err)
 	}
 	return 0
 }
