@@ -174,74 +174,9 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	if err := mapQuotaMode(m); err != nil {
 		return notes, err
 	}
-	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
-	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := get(v); return ok })
-	switch {
-	case xds:
-		// Envoy Gateway sets them though its rules come over xDS; they are unused there too.
-		for _, v := range runtimeVars {
-			if _, ok := get(v); ok {
-				m.ignore(v, "rules come from the xDS server (CONFIG_TYPE=GRPC_XDS_SOTW)")
-			}
-		}
-	case firstRuntime >= 0:
-		// envoyproxy/ratelimit reads ROOT/SUBDIRECTORY/APPDIRECTORY, with its defaults
-		// for the parts not set; one note, under the first of them that is set.
-		root, rootSet := get("RUNTIME_ROOT")
-		if !rootSet {
-			root = "/srv/runtime_data/current"
-		}
-		sub, _ := get("RUNTIME_SUBDIRECTORY")
-		app, ok := get("RUNTIME_APPDIRECTORY")
-		if !ok {
-			app = "config"
-		}
-		dir := strings.TrimSuffix(root, "/") + "/" + strings.Trim(sub, "/") + "/" + strings.Trim(app, "/")
-		dir = path.Clean(dir)
-		if !rootSet && !dirExists(dir) {
-			// A subdirectory left set from envoyproxy/ratelimit's examples, with the
-			// rules mounted where this image reads them: keep that, and say so.
-			m.ignore(runtimeVars[firstRuntime], dir+" (under envoyproxy/ratelimit's default RUNTIME_ROOT) does not exist; the rules directory stays --config-dir's")
-			break
-		}
-		set(runtimeVars[firstRuntime], "config-dir", dir)
-	}
-	// A listener from its HOST and PORT variables, either one defaulting as there.
-	for _, l := range []struct{ portVar, hostVar, flag, defaultPort string }{
-		{"PORT", "HOST", "http-addr", "8080"}, {"GRPC_PORT", "GRPC_HOST", "grpc-addr", "8081"},
-	} {
-		port, portSet := get(l.portVar)
-		if portSet && serviceLinkURL(port) {
-			// Kubernetes sets <SERVICE>_PORT=tcp://ip:port for a Service named "grpc" (or
-			// "port"'s kin) in the namespace: not a setting, and not worth refusing to start.
-			m.ignore(l.portVar, "a Kubernetes service link ("+port+"), not a port number")
-			port, portSet = "", false
-		}
-		host, hostSet := get(l.hostVar)
-		switch {
-		case !portSet && !hostSet:
-			continue
-		case !portSet:
-			port = l.defaultPort
-		case !hostSet:
-			host = "0.0.0.0"
-		}
-		if _, err := strconv.Atoi(port); err != nil {
-			return notes, fmt.Errorf("%s=%q is not a port number", l.portVar, port)
-		}
-		if !portSet {
-			set(l.hostVar, l.flag, net.JoinHostPort(host, port))
-			continue
-		}
-		ours := taken(l.flag) // before set, which takes it
-		set(l.portVar, l.flag, net.JoinHostPort(host, port))
-		switch {
-		case !hostSet:
-		case ours:
-			m.ignore(l.hostVar, envName(l.flag)+" is set")
-		default:
-			note(l.hostVar, "used: the host of "+envName(l.flag))
-		}
+	mapLegacyRuntime(m, xds)
+	if err := mapLegacyListeners(m); err != nil {
+		return notes, err
 	}
 	// Words (levels, formats, booleans, and the pool size) are matched in any case; a key prefix is data
 	// and passes unchanged ("App_" and "app_" are different keys).
@@ -276,6 +211,86 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	}
 	sort.SliceStable(notes, func(i, j int) bool { return notes[i].name < notes[j].name })
 	return notes, nil
+}
+
+// mapLegacyRuntime maps RUNTIME_ROOT, RUNTIME_SUBDIRECTORY and RUNTIME_APPDIRECTORY to
+// --config-dir, or says why they are ignored (rules from xDS, a directory that is not
+// there).
+func mapLegacyRuntime(m mapper, xds bool) {
+	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
+	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := m.get(v); return ok })
+	switch {
+	case xds:
+		// Envoy Gateway sets them though its rules come over xDS; they are unused there too.
+		for _, v := range runtimeVars {
+			if _, ok := m.get(v); ok {
+				m.ignore(v, "rules come from the xDS server (CONFIG_TYPE=GRPC_XDS_SOTW)")
+			}
+		}
+	case firstRuntime >= 0:
+		// envoyproxy/ratelimit reads ROOT/SUBDIRECTORY/APPDIRECTORY, with its defaults
+		// for the parts not set; one note, under the first of them that is set.
+		root, rootSet := m.get("RUNTIME_ROOT")
+		if !rootSet {
+			root = "/srv/runtime_data/current"
+		}
+		sub, _ := m.get("RUNTIME_SUBDIRECTORY")
+		app, ok := m.get("RUNTIME_APPDIRECTORY")
+		if !ok {
+			app = "config"
+		}
+		dir := strings.TrimSuffix(root, "/") + "/" + strings.Trim(sub, "/") + "/" + strings.Trim(app, "/")
+		dir = path.Clean(dir)
+		if !rootSet && !dirExists(dir) {
+			// A subdirectory left set from envoyproxy/ratelimit's examples, with the
+			// rules mounted where this image reads them: keep that, and say so.
+			m.ignore(runtimeVars[firstRuntime], dir+" (under envoyproxy/ratelimit's default RUNTIME_ROOT) does not exist; the rules directory stays --config-dir's")
+			break
+		}
+		m.set(runtimeVars[firstRuntime], "config-dir", dir)
+	}
+}
+
+// mapLegacyListeners maps the listeners' HOST and PORT variables (and GRPC_HOST,
+// GRPC_PORT) to --http-addr and --grpc-addr, either one defaulting as there.
+func mapLegacyListeners(m mapper) error {
+	for _, l := range []struct{ portVar, hostVar, flag, defaultPort string }{
+		{"PORT", "HOST", "http-addr", "8080"}, {"GRPC_PORT", "GRPC_HOST", "grpc-addr", "8081"},
+	} {
+		port, portSet := m.get(l.portVar)
+		if portSet && serviceLinkURL(port) {
+			// Kubernetes sets <SERVICE>_PORT=tcp://ip:port for a Service named "grpc" (or
+			// "port"'s kin) in the namespace: not a setting, and not worth refusing to start.
+			m.ignore(l.portVar, "a Kubernetes service link ("+port+"), not a port number")
+			port, portSet = "", false
+		}
+		host, hostSet := m.get(l.hostVar)
+		switch {
+		case !portSet && !hostSet:
+			continue
+		case !portSet:
+			port = l.defaultPort
+		case !hostSet:
+			host = "0.0.0.0"
+		}
+		if _, err := strconv.Atoi(port); err != nil {
+			return fmt.Errorf("%s=%q is not a port number", l.portVar, port)
+		}
+		if !portSet {
+			m.set(l.hostVar, l.flag, net.JoinHostPort(host, port))
+			continue
+		}
+		ours := m.taken(l.flag) // before set, which takes it
+		m.set(l.portVar, l.flag, net.JoinHostPort(host, port))
+		switch {
+		case !hostSet:
+		case ours:
+			m.ignore(l.hostVar, envName(l.flag)+" is set")
+		default:
+			m.note(l.hostVar, "used: the host of "+envName(l.flag))
+		}
+	}
+	return nil
 }
 
 // logrusLevels are the levels of envoyproxy/ratelimit's logger (logrus) that slog does
