@@ -64,3 +64,33 @@ func sendRaw(t *testing.T, srv *http.Server, raw string) net.Conn {
 	}
 	return c
 }
+
+// The running service on loopback refuses a request that names it by another host (a
+// DNS-rebinding page), on the HTTP port, the metrics port and pprof alike, and answers
+// localhost.
+func TestLoopbackListenersRefuseOtherHostNames(t *testing.T) {
+	pprofLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr := pprofLis.Addr().String()
+	pprofLis.Close()
+	s := startBinary(t, buildBinary(t), "--metrics-addr", "127.0.0.1:0", "--pprof-addr", pprofAddr)
+	for _, u := range []string{"http://" + s.httpAddr + "/healthcheck", "http://" + s.metricsAddr + "/metrics", "http://" + pprofAddr + "/debug/pprof/"} {
+		for host, want := range map[string]int{"localhost": http.StatusOK, "rebind.attacker.example": http.StatusForbidden} {
+			req, err := http.NewRequest(http.MethodGet, u, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", u, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%s with Host %s: %d, want %d", u, host, resp.StatusCode, want)
+			}
+		}
+	}
+}

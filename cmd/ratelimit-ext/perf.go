@@ -10,6 +10,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/gcfloor"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
@@ -81,7 +82,7 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := newHTTPServer(mux, httpReadTimeout, 0) // a profile takes as long as asked
+	srv := newHTTPServer(httpapi.GuardLoopback(lis, mux), httpReadTimeout, 0) // a profile takes as long as asked
 	go func() { _ = srv.Serve(lis) }()
 	log.Info("pprof", "addr", lis.Addr().String())
 	return nil

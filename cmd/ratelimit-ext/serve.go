@@ -372,7 +372,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	health := newHealthServer()
 	healthpb.RegisterHealthServer(gs, health)
 	reflection.Register(gs)
-	hs := newHTTPServer(api.Handler(), httpReadTimeout, httpWriteTimeout)
+	hs := newHTTPServer(httpapi.GuardLoopback(httpLis, api.Handler()), httpReadTimeout, httpWriteTimeout)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -458,7 +458,7 @@ func listen(c *serveConfig) (grpcLis, httpLis, metricsLis net.Listener, err erro
 func serveMetrics(lis net.Listener, h http.Handler, errc chan<- error) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
-	srv := newHTTPServer(mux, httpReadTimeout, httpWriteTimeout)
+	srv := newHTTPServer(httpapi.GuardLoopback(lis, mux), httpReadTimeout, httpWriteTimeout)
 	go func() { errc <- srv.Serve(lis) }()
 	return srv
 }
