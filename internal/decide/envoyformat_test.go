@@ -109,6 +109,22 @@ descriptors:
       unit: minute
       requests_per_unit: 2
 `,
+		// one name on two limits, as envoyproxy/ratelimit allows: separate counters, and
+		// replaces removes both
+		"shared.yaml": `
+domain: shared
+descriptors:
+  - key: user
+    rate_limit: {name: default, unit: day, requests_per_unit: 1}
+  - key: api_key
+    rate_limit: {name: default, unit: day, requests_per_unit: 1}
+  - key: plan
+    value: premium
+    rate_limit:
+      unit: day
+      requests_per_unit: 100
+      replaces: [{name: default}]
+`,
 		".hidden.yaml": "this is not YAML the loader should ever read: {",
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -177,6 +193,12 @@ descriptors:
 		{"newer", [][]string{desc("service", "service_1"), desc("service", "service_2")}, []bool{false, false}},
 		{"newer", [][]string{desc("service", "service_1"), desc("service", "service_2")}, []bool{true, false}},
 		{"newer", [][]string{desc("service", "service_1"), desc("service", "service_2")}, []bool{true, true}},
+		// a shared name: each limit counts on its own; a premium plan replaces both
+		{"shared", [][]string{desc("user", "u1")}, []bool{false}},
+		{"shared", [][]string{desc("user", "u1")}, []bool{true}},
+		{"shared", [][]string{desc("api_key", "k1")}, []bool{false}},
+		{"shared", [][]string{desc("api_key", "k1")}, []bool{true}},
+		{"shared", [][]string{desc("user", "u1"), desc("api_key", "k1"), desc("plan", "premium")}, []bool{false, false, false}},
 	}
 	for i, c := range calls {
 		req := &Request{Domain: c.domain}

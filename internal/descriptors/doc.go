@@ -124,7 +124,7 @@
 //     changes a decision. It must be a mapping with scalar keys, at most 16 levels deep,
 //     without merge keys or non-finite numbers; MaxMetadataValues bounds the values of
 //     a load (aliases counted as expanded).
-//   - Limit names are unique within a domain; several unnamed limits are fine.
+//   - Several limits of a domain may share a name (replaces removes them all).
 //     Duplicate siblings are entries with the same key and the same value (patterns
 //     compared after collapsing "**").
 //   - A file must hold exactly one YAML document; an empty file is an error.

@@ -223,18 +223,6 @@ func TestLoadErrors(t *testing.T) {
 			"  - {key: k, value: 'a*'}",
 			"  - {key: k, value: 'a**'}",
 		), []string{`t.yaml:4: descriptors[1]: duplicate entry key "k" value "a**" (first at line 3)`}},
-		{"limit name twice in a domain", lines(
-			"domain: d",
-			"descriptors:",
-			"  - key: a",
-			"    rate_limit: {name: n, unit: second, requests_per_unit: 1}",
-			"  - key: b",
-			"    descriptors:",
-			"      - key: c",
-			"        rate_limits:",
-			"          - {unit: second, requests_per_unit: 1}",
-			"          - {name: n, unit: second, requests_per_unit: 1}",
-		), []string{`t.yaml:10: descriptors[1].descriptors[0].rate_limits[1].name: limit name "n" already used at line 4; names are unique within a domain`}},
 		{"replaces unknown name", lines(
 			"domain: d",
 			"descriptors:",

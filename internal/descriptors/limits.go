@@ -87,18 +87,18 @@ func (p *fileParser) limit(item *yaml.Node, field string, path []Level, pathStr 
 	return l
 }
 
-// limitName records the limit's name, which must be unique within the domain.
+// limitName records the limit's name. Several limits of a domain may share one, as in
+// envoyproxy/ratelimit: replaces then removes all of them (their counters stay apart,
+// as keys are built from descriptor paths, not names).
 func (p *fileParser) limitName(f fields, l *Limit) {
 	name, line, ok := p.str(f, "name")
 	if !ok || name == "" {
 		return
 	}
 	l.Name = name
-	if first, dup := p.names[name]; dup {
-		p.errorf(line, f.at("name"), "limit name %q already used at line %d; names are unique within a domain", name, first)
-		return
+	if _, seen := p.names[name]; !seen {
+		p.names[name] = line
 	}
-	p.names[name] = line
 }
 
 // rate is the parsed rate fields of one limit.
