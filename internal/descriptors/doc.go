@@ -12,7 +12,7 @@
 //	  - key: remote_address      # required
 //	    value: "10.*"            # optional: exact value, or a pattern ('*' = any run)
 //	    rate_limit:              # one limit, or rate_limits: [...] for several
-//	      name: per-ip           # optional, unique within the domain
+//	      name: per-ip           # optional; replaces names it (several limits may share one)
 //	      unit: second           # second|minute|hour|day|week|month(30d)|year(365d), any case
 //	      unit_multiplier: 5     # window = 5 units (default 1)
 //	      requests_per_unit: 100
