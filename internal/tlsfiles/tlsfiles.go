@@ -109,6 +109,10 @@ func (k *KeyPair) Certificate() *tls.Certificate {
 	}
 	k.cert = &c
 	k.w.use(v)
+	if k.w.log != nil && c.Leaf != nil {
+		k.w.log.Info("a changed TLS certificate was loaded", "files", k.certFile+", "+k.keyFile,
+			"subject", c.Leaf.Subject.String(), "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 	return k.cert
 }
 
@@ -174,6 +178,9 @@ func (p *Pool) Current() *x509.CertPool {
 	}
 	p.pool = pool
 	p.w.use(v)
+	if p.w.log != nil {
+		p.w.log.Info("a changed CA bundle was loaded", "file", p.file)
+	}
 	return p.pool
 }
 

@@ -72,6 +72,10 @@ func TestKeyPairFollowsItsFiles(t *testing.T) {
 	if got := commonName(kp.Certificate()); got != "second" {
 		t.Fatalf("after rotation: %q, want second", got)
 	}
+	if !strings.Contains(logged.String(), "a changed TLS certificate was loaded") || !strings.Contains(logged.String(), "CN=second") ||
+		!strings.Contains(logged.String(), "not_after=") {
+		t.Errorf("no line saying which certificate a rotation loaded:\n%s", logged)
+	}
 
 	// Half a rotation: the new certificate beside the old key does not load.
 	place(t, cert, first.CertFile, 3)
