@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,30 +69,60 @@ func sendRaw(t *testing.T, srv *http.Server, raw string) net.Conn {
 
 // The running service on loopback refuses a request that names it by another host (a
 // DNS-rebinding page), on the HTTP port, the metrics port and pprof alike, and answers
-// localhost.
-func TestLoopbackListenersRefuseOtherHostNames(t *testing.T) {
-	pprofLis, err := net.Listen("tcp", "127.0.0.1:0")
+// localhost. With --http-allowed-hosts, a listener on every interface checks too.
+func TestHTTPListenersRefuseOtherHostNames(t *testing.T) {
+	bin := buildBinary(t)
+	s := startBinary(t, bin, "--metrics-addr", "127.0.0.1:0", "--pprof-addr", "127.0.0.1:0")
+	pprofAddr := loggedAddr(t, s, "pprof")
+	urls := []string{"http://" + s.httpAddr + "/healthcheck", "http://" + s.metricsAddr + "/metrics", "http://" + pprofAddr + "/debug/pprof/"}
+	for _, u := range urls {
+		wantStatus(t, u, map[string]int{"localhost": http.StatusOK, "rebind.attacker.example": http.StatusForbidden})
+	}
+
+	open := startBinary(t, bin, "--http-addr", "0.0.0.0:0", "--http-allowed-hosts", "ratelimit.internal, other.internal")
+	_, port, err := net.SplitHostPort(open.httpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pprofAddr := pprofLis.Addr().String()
-	pprofLis.Close()
-	s := startBinary(t, buildBinary(t), "--metrics-addr", "127.0.0.1:0", "--pprof-addr", pprofAddr)
-	for _, u := range []string{"http://" + s.httpAddr + "/healthcheck", "http://" + s.metricsAddr + "/metrics", "http://" + pprofAddr + "/debug/pprof/"} {
-		for host, want := range map[string]int{"localhost": http.StatusOK, "rebind.attacker.example": http.StatusForbidden} {
-			req, err := http.NewRequest(http.MethodGet, u, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Host = host
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatalf("%s: %v", u, err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != want {
-				t.Errorf("%s with Host %s: %d, want %d", u, host, resp.StatusCode, want)
-			}
+	wantStatus(t, "http://127.0.0.1:"+port+"/healthcheck", map[string]int{
+		"ratelimit.internal": http.StatusOK, "other.internal": http.StatusOK, "127.0.0.1": http.StatusOK,
+		"rebind.attacker.example": http.StatusForbidden})
+
+	if code, out := runStderr(t, "serve", "--http-allowed-hosts", "ratelimit.internal:8080"); code != 2 || !strings.Contains(out, "--http-allowed-hosts") {
+		t.Errorf("a host with a port: exit %d, %q; want 2 naming the flag", code, out)
+	}
+}
+
+// wantStatus requests u with each Host and checks the status.
+func wantStatus(t *testing.T, u string, byHost map[string]int) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	for host, want := range byHost {
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s with Host %s: %d, want %d", u, host, resp.StatusCode, want)
 		}
 	}
+}
+
+// loggedAddr is the addr of the server's first JSON log line with message msg.
+func loggedAddr(t *testing.T, s *server, msg string) string {
+	t.Helper()
+	for _, line := range strings.Split(s.log(), "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg && rec.Addr != "" {
+			return rec.Addr
+		}
+	}
+	t.Fatalf("no %q line with an addr in the log:\n%s", msg, s.log())
+	return ""
 }

@@ -68,7 +68,7 @@ func (p *perfSettings) cache() *overlimit.Cache {
 
 // startPprof serves the profiling endpoints on their own listener, if asked to, for
 // the life of the process.
-func (p *perfSettings) startPprof(log *slog.Logger) error {
+func (p *perfSettings) startPprof(guard httpapi.HostGuard, log *slog.Logger) error {
 	if p.pprofAddr == "" {
 		return nil
 	}
@@ -82,7 +82,7 @@ func (p *perfSettings) startPprof(log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := newHTTPServer(httpapi.GuardLoopback(lis, mux), httpReadTimeout, 0) // a profile takes as long as asked
+	srv := newHTTPServer(guard.Wrap(lis, mux), httpReadTimeout, 0) // a profile takes as long as asked
 	go func() { _ = srv.Serve(lis) }()
 	log.Info("pprof", "addr", lis.Addr().String())
 	return nil
@@ -102,5 +102,6 @@ func usePerf(c *serveConfig, d *decide.Decider, m *metrics.Metrics, log *slog.Lo
 		m.OverLimitCache(cache.Stats)
 	}
 	c.perf.startGCFloor(log)
-	return c.perf.startPprof(log)
+	guard, _ := c.hostGuard() // checked at start
+	return c.perf.startPprof(guard, log)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,7 @@ type serveConfig struct {
 	grpcAddr, httpAddr, configDir, keyPrefix  string
 	engine                                    string // as given; check resolves it to memory or redis
 	metricsAddr                               string
+	httpAllowedHosts                          string // comma-separated; hostGuard reads it
 	logLevel, logFormat                       string
 	log                                       *slog.Logger // built by check from the two above
 	memoryMaxKeys, maxKeyLen, maxRequestBytes int
@@ -89,6 +91,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	f.StringVar(&c.grpcAddr, "grpc-addr", defaultGRPCAddr, "gRPC listen address (RateLimitService)")
 	f.StringVar(&c.httpAddr, "http-addr", defaultHTTPAddr, "HTTP listen address (/healthz, /readyz, /healthcheck, /metrics, /v1/decide, /debug/config)")
 	f.StringVar(&c.metricsAddr, "metrics-addr", "", "also serve /metrics alone on this address, e.g. 0.0.0.0:19001 (empty = only on --http-addr)")
+	f.StringVar(&c.httpAllowedHosts, "http-allowed-hosts", "", "comma-separated host names HTTP callers may use besides localhost and IP addresses; when set, every HTTP listener refuses other names (DNS rebinding), else only loopback ones do")
 	f.StringVar(&c.configDir, "config-dir", defaultConfigDir, "directory of YAML rule files, watched for changes (--config-source=file)")
 	f.StringVar(&c.engine, "engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
 	f.StringVar(&c.keyPrefix, "key-prefix", "rlx:", "prefix of every storage key")
@@ -123,6 +126,9 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 // name the flags.
 func (c *serveConfig) check() error {
 	if err := checkCounts(c); err != nil {
+		return err
+	}
+	if _, err := c.hostGuard(); err != nil {
 		return err
 	}
 	if err := c.perf.check(); err != nil {
@@ -372,11 +378,13 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	health := newHealthServer()
 	healthpb.RegisterHealthServer(gs, health)
 	reflection.Register(gs)
-	hs := newHTTPServer(httpapi.GuardLoopback(httpLis, api.Handler()), httpReadTimeout, httpWriteTimeout)
+	guard, _ := c.hostGuard() // checked at start
+	hs := newHTTPServer(guard.Wrap(httpLis, api.Handler()), httpReadTimeout, httpWriteTimeout)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds}
+	warner.warn(rules) // before any reload can report a newer rule set
 	follower, err := followRules(ctx, c, rules, decider, warner, m, log)
 	if err != nil {
 		return err
@@ -392,7 +400,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		from = []any{"xds_server", c.xds.server, "xds_node", c.xds.nodeID}
 	}
 	if metricsLis != nil {
-		defer serveMetrics(metricsLis, metricsHandler, errc).Close()
+		defer serveMetrics(metricsLis, guard, metricsHandler, errc).Close()
 		from = append(from, "metrics", metricsLis.Addr().String())
 	}
 	log.Info("serving", append([]any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
@@ -400,7 +408,6 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if c.xds.source == sourceFile && rules.LimitCount() == 0 {
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
 	}
-	warner.warn(rules)
 
 	select {
 	case <-ctx.Done():
@@ -412,6 +419,23 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	api.Shutdown()    // and so do /readyz and /healthcheck, to whoever still asks
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(gs, hs, c.shutdownTimeout)
+}
+
+// hostGuard is the check of HTTP callers' Host names (httpapi.HostGuard) that
+// --http-allowed-hosts asks for; an entry that is not a bare host name is an error.
+func (c *serveConfig) hostGuard() (httpapi.HostGuard, error) {
+	var g httpapi.HostGuard
+	for _, h := range strings.Split(c.httpAllowedHosts, ",") {
+		h = strings.TrimSpace(h)
+		switch {
+		case h == "":
+		case strings.ContainsAny(h, ":/ *"):
+			return g, fmt.Errorf("--http-allowed-hosts: %q: want a host name without scheme, port or wildcard", h)
+		default:
+			g.Allowed = append(g.Allowed, h)
+		}
+	}
+	return g, nil
 }
 
 // grpcServerOptions are the gRPC server's settings: panics answered as errors, the
@@ -455,10 +479,10 @@ func listen(c *serveConfig) (grpcLis, httpLis, metricsLis net.Listener, err erro
 // Envoy Gateway's rate-limit Deployment, Service and scrape annotations name 19001,
 // where envoyproxy/ratelimit serves Prometheus (PROMETHEUS_ADDR). A failure to serve
 // goes to errc, as for the other listeners.
-func serveMetrics(lis net.Listener, h http.Handler, errc chan<- error) *http.Server {
+func serveMetrics(lis net.Listener, guard httpapi.HostGuard, h http.Handler, errc chan<- error) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
-	srv := newHTTPServer(httpapi.GuardLoopback(lis, mux), httpReadTimeout, httpWriteTimeout)
+	srv := newHTTPServer(guard.Wrap(lis, mux), httpReadTimeout, httpWriteTimeout)
 	go func() { errc <- srv.Serve(lis) }()
 	return srv
 }
