@@ -79,17 +79,20 @@ static_resources:
 
 // Envoy's rate-limit filter reaches the service over mutual TLS: the service presents
 // its certificate and requires Envoy's, narrowed to Envoy's name (--grpc-tls-client-san),
-// and decisions come back (two allowed, then 429). An Envoy whose certificate the
-// service's CA did not sign gets no decision (500 with failure_mode_deny).
+// and decisions come back (two allowed, then 429). An Envoy whose certificate another
+// CA signed, or the same CA for another name, gets no decision (500 with
+// failure_mode_deny) while the trusted Envoy still gets its answers.
 func TestEnvoyOverMutualTLS(t *testing.T) {
 	needTopology(t)
 	ca := testpki.New(t)
 	server := ca.Issue(t, "ratelimit", []string{"ratelimit.internal"}, x509.ExtKeyUsageServerAuth)
 	envoyCert := ca.Issue(t, "envoy", []string{"envoy.internal"}, x509.ExtKeyUsageClientAuth)
+	otherName := ca.Issue(t, "other", []string{"other.internal"}, x509.ExtKeyUsageClientAuth)
 	stranger := testpki.New(t).Issue(t, "stranger", []string{"envoy.internal"}, x509.ExtKeyUsageClientAuth)
 
 	rules := t.TempDir()
-	rule := "domain: tls\ndescriptors:\n  - key: generic_key\n    value: over-tls\n    rate_limit: {unit: minute, requests_per_unit: 2}\n"
+	// An hour's window: three requests never straddle a window's end.
+	rule := "domain: tls\ndescriptors:\n  - key: generic_key\n    value: over-tls\n    rate_limit: {unit: hour, requests_per_unit: 2}\n"
 	if err := os.WriteFile(filepath.Join(rules, "tls.yaml"), []byte(rule), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -102,31 +105,36 @@ func TestEnvoyOverMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	client := &http.Client{Timeout: 10 * time.Second}
 	get := func(url string) int {
 		t.Helper()
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	t.Run("trusted", func(t *testing.T) {
-		url := startTLSEnvoy(t, "trusted", svc.grpcPort, upPort, envoyCert, ca)
-		var codes []int
-		for range 3 {
-			codes = append(codes, get(url))
-		}
-		if fmt.Sprint(codes) != "[200 200 429]" {
-			t.Errorf("3 requests on a limit of 2 per minute over mTLS: %v, want [200 200 429]", codes)
-		}
-	})
-	t.Run("untrusted client certificate", func(t *testing.T) {
-		url := startTLSEnvoy(t, "untrusted", svc.grpcPort, upPort, stranger, ca)
+	trusted := startTLSEnvoy(t, "trusted", svc.grpcPort, upPort, envoyCert, ca)
+	var codes []int
+	for range 3 {
+		codes = append(codes, get(trusted))
+	}
+	if fmt.Sprint(codes) != "[200 200 429]" {
+		t.Fatalf("3 requests on a limit of 2 per hour over mTLS: %v, want [200 200 429]", codes)
+	}
+	for _, tc := range []struct {
+		name string
+		cert testpki.Cert
+	}{{"another CA", stranger}, {"another name", otherName}} {
+		url := startTLSEnvoy(t, strings.ReplaceAll(tc.name, " ", "-"), svc.grpcPort, upPort, tc.cert, ca)
 		if code := get(url); code != http.StatusInternalServerError {
-			t.Errorf("an Envoy with a certificate of another CA: %d, want 500 (no decision, failure_mode_deny)", code)
+			t.Errorf("an Envoy with a certificate of %s: %d, want 500 (no decision, failure_mode_deny)", tc.name, code)
 		}
-	})
+		if code := get(trusted); code != http.StatusTooManyRequests {
+			t.Errorf("the trusted Envoy after the %s one: %d, want 429 (the service still deciding)", tc.name, code)
+		}
+	}
 }
 
 // startTLSEnvoy starts an Envoy on tlsEnvoyConfig presenting cert and trusting ca, and
