@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -121,32 +122,34 @@ func (c clientTLS) config(log *slog.Logger) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%stls-ca: %w", c.prefix, err)
 		}
-		name := cmp.Or(c.serverName, c.defaultName)
-		if name == "" {
+		if name := cmp.Or(c.serverName, c.defaultName); name != "" {
+			// cfg.ServerName stays as given: set, it would also become gRPC's :authority.
+			tlsfiles.VerifyServers(cfg, pool, name)
+		} else {
 			// Read once: gRPC names the server on its own copy of cfg (from the target),
 			// which a check that re-reads the bundle (tlsfiles.VerifyServers) cannot see.
 			cfg.RootCAs = pool.Current()
-		} else {
-			cfg.ServerName = name
-			tlsfiles.VerifyServers(cfg, pool)
 		}
 	}
 	return cfg, nil
 }
 
-// targetHost is the host of a gRPC target ("host:port", "dns:///host:port",
-// "passthrough:///host:port"), the name gRPC verifies the server's certificate
-// against, or "" for other forms.
+// targetHost is the name gRPC verifies the server's certificate against for a target
+// ("host:port", "dns:///host:port", "dns:host:port", "passthrough:///host:port"): the
+// host of its endpoint, parsed as gRPC parses it (a scheme gRPC has no resolver for is
+// part of a host:port, and the endpoint is URL-decoded). "" for sockets and other
+// resolvers.
 func targetHost(target string) string {
-	if scheme, rest, ok := strings.Cut(target, "://"); ok {
-		if scheme != "dns" && scheme != "passthrough" {
-			return ""
-		}
-		if _, target, ok = strings.Cut(rest, "/"); !ok { // after the resolver's authority
+	endpoint := target
+	if u, err := url.Parse(target); err == nil && u.Scheme != "" {
+		switch strings.ToLower(u.Scheme) {
+		case "dns", "passthrough":
+			endpoint = cmp.Or(strings.TrimPrefix(u.Path, "/"), u.Opaque)
+		case "unix", "unix-abstract", "vsock", "xds", "google-c2p":
 			return ""
 		}
 	}
-	host, _, err := net.SplitHostPort(target)
+	host, _, err := net.SplitHostPort(endpoint)
 	if err != nil {
 		return ""
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -166,6 +167,9 @@ func TestTargetHost(t *testing.T) {
 		"passthrough:///10.0.0.7:18000":        "10.0.0.7",
 		"unix:///var/run/xds.sock":             "",
 		"xds.internal":                         "",
+		"dns:///local%68ost:18000":             "localhost",
+		"DNS:///xds.internal:18000":            "xds.internal",
+		"dns:xds.internal:18000":               "xds.internal",
 	} {
 		if got := targetHost(target); got != want {
 			t.Errorf("targetHost(%q) = %q, want %q", target, got, want)
@@ -173,17 +177,19 @@ func TestTargetHost(t *testing.T) {
 	}
 }
 
-// With the xDS server's name known (here its host, an IP address), the client's CA
-// bundle is read again when it changes; without one it is read once.
+// With the xDS server's name known (here the host of --xds-server, an IP address), the
+// client's CA bundle is read again when it changes; without one it is read once.
 func TestClientTLSFollowsTheCABundle(t *testing.T) {
 	oldCA, oldServer, _ := newPKI(t)
 	newCA, newServer, _ := newPKI(t)
 	bundle := t.TempDir() + "/ca.crt"
 	testpki.Rotate(t, 1, map[string]string{bundle: oldCA.File})
-	followed, err := clientTLS{prefix: "--xds-", ca: bundle, defaultName: "127.0.0.1"}.config(nil)
+	x := &xdsSettings{server: "127.0.0.1:18000", tls: clientTLS{prefix: "--xds-", ca: bundle}}
+	opts, err := x.options(slog.New(slog.DiscardHandler), nil) // the name comes from --xds-server
 	if err != nil {
 		t.Fatal(err)
 	}
+	followed := opts.TLS
 	readOnce, err := clientTLS{prefix: "--xds-", ca: bundle}.config(nil)
 	if err != nil {
 		t.Fatal(err)

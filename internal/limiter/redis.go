@@ -230,7 +230,7 @@ func applyTLS(cfg *tls.Config, o RedisOptions) error {
 		}
 		// go-redis names the server in cfg (the URL's host), so the bundle can be read
 		// again at each handshake.
-		tlsfiles.VerifyServers(cfg, pool)
+		tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)
 	}
 	return nil
 }

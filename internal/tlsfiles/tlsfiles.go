@@ -200,16 +200,17 @@ func VerifyClients(cfg *tls.Config, p *Pool) {
 
 // VerifyServers makes the client configuration cfg verify servers against p as the
 // file holds it at each handshake, the way crypto/tls verifies against RootCAs: the
-// chain up to a CA of p, for server authentication, naming cfg.ServerName (or, when
-// that is empty, the name the handshake sent). crypto/tls has no hook that supplies
-// roots per handshake, so its own check is turned off and this one takes its place.
-// It does nothing to a configuration that skips verification.
-func VerifyServers(cfg *tls.Config, p *Pool) {
+// chain up to a CA of p, for server authentication, naming name (normally
+// cfg.ServerName; a client that fills ServerName in on its own copy of cfg, as gRPC
+// does from its target, passes the name it will use), or, when that is empty, the name
+// the handshake sent. crypto/tls has no hook that supplies roots per handshake, so its
+// own check is turned off and this one takes its place. It does nothing to a
+// configuration that skips verification.
+func VerifyServers(cfg *tls.Config, p *Pool, name string) {
 	if cfg.InsecureSkipVerify {
 		return
 	}
 	cfg.RootCAs = p.Current()
-	name := cfg.ServerName
 	cfg.InsecureSkipVerify = true
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		return verifyServer(cs, p.Current(), name)

@@ -172,7 +172,7 @@ func TestVerifyServersFollowsTheBundle(t *testing.T) {
 	}
 	client := func(name string) *tls.Config {
 		cfg := &tls.Config{ServerName: name, MinVersion: tls.VersionTLS12}
-		tlsfiles.VerifyServers(cfg, pool)
+		tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)
 		return cfg
 	}
 
@@ -216,7 +216,7 @@ func TestVerifyServersLeavesInsecureAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{InsecureSkipVerify: true}
-	tlsfiles.VerifyServers(cfg, pool)
+	tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)
 	if err, _ := handshake(t, cfg, ca.ServerTLS(srv, false)); err != nil {
 		t.Errorf("skip-verify client: %v", err)
 	}
@@ -273,7 +273,7 @@ func TestVerifyServersFollowsAnIntermediate(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{ServerName: "127.0.0.1"}
-	tlsfiles.VerifyServers(cfg, pool)
+	tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)
 	if err, _ := handshake(t, cfg, root.ServerTLS(srv, false)); err != nil {
 		t.Errorf("a chain through an intermediate: %v", err)
 	}
@@ -304,7 +304,7 @@ func TestVerifyServersChecksTheDialledName(t *testing.T) {
 			}
 		}()
 		cfg := &tls.Config{}
-		tlsfiles.VerifyServers(cfg, pool)
+		tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)
 		_, port, _ := net.SplitHostPort(lis.Addr().String())
 		conn, err := tls.Dial("tcp", net.JoinHostPort("localhost", port), cfg)
 		if conn != nil {
