@@ -246,7 +246,7 @@ func TestLoadErrors(t *testing.T) {
 			"      unit: second",
 			"      requests_per_unit: 1",
 			"      replaces: [{name: me}]",
-		), []string{`t.yaml:8: descriptors[0].rate_limit.replaces[0].name: limit "me" cannot replace itself`}},
+		), []string{`t.yaml:8: descriptors[0].rate_limit.replaces[0].name: names this limit's own name "me": it would replace itself (replaces removes every limit of that name)`}},
 		{"replaces without limits and malformed entries", head + lines(
 			"    replaces:",
 			"      - name: ''",

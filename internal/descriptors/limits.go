@@ -272,7 +272,7 @@ func (p *fileParser) checkReplaces() {
 		}
 		for _, l := range r.owners {
 			if l.Name == r.name {
-				p.errorf(r.line, r.field, "limit %q cannot replace itself", r.name)
+				p.errorf(r.line, r.field, "names this limit's own name %q: it would replace itself (replaces removes every limit of that name)", r.name)
 				break
 			}
 		}
