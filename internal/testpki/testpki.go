@@ -49,19 +49,7 @@ type Cert struct {
 // New makes a CA with an ECDSA P-256 key in a new temporary directory of t.
 func New(t testing.TB) *CA {
 	t.Helper()
-	key := newKey(t)
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "testpki CA"},
-		NotBefore: now.Add(-validity), NotAfter: now.Add(validity),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der, cert, key := caCert(t, 1, "testpki CA", nil)
 	ca := &CA{dir: t.TempDir(), Pool: x509.NewCertPool(), cert: cert, key: key}
 	ca.serial.Store(1)
 	ca.Pool.AddCert(cert)
@@ -117,19 +105,7 @@ func (ca *CA) Issue(t testing.TB, name string, sans []string, usages ...x509.Ext
 // intermediate's certificate after their own, as a server sends its chain.
 func (ca *CA) Intermediate(t testing.TB, name string) *CA {
 	t.Helper()
-	key := newKey(t)
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: now.Add(-validity), NotAfter: now.Add(validity),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der, cert, key := caCert(t, ca.serial.Add(1), name, ca)
 	sub := &CA{File: ca.File, Pool: ca.Pool, dir: t.TempDir(), cert: cert, key: key,
 		chain: append([][]byte{der}, ca.chain...)}
 	sub.serial.Store(1)
@@ -144,6 +120,29 @@ func (ca *CA) ServerTLS(c Cert, requireClient bool) *tls.Config {
 		cfg.ClientCAs, cfg.ClientAuth = ca.Pool, tls.RequireAndVerifyClientCert
 	}
 	return cfg
+}
+
+// caCert makes a CA certificate and its key, signed by parent, or self-signed when
+// parent is nil.
+func caCert(t testing.TB, serial int64, name string, parent *CA) (der []byte, cert *x509.Certificate, key *ecdsa.PrivateKey) {
+	t.Helper()
+	key = newKey(t)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-validity), NotAfter: now.Add(validity),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert, err = x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	return der, cert, key
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
