@@ -338,75 +338,111 @@ func (p *fileParser) source(ef fields, kind SourceKind) (Source, bool) {
 	} else if f.has("descriptor_key") {
 		fine = false
 	}
+	var ok bool
 	switch kind {
 	case SourceRemoteAddress, SourceMaskedRemoteAddress:
-		if f.has("xff_num_trusted_hops") {
-			n, ok := p.integer(f, "xff_num_trusted_hops", 0)
-			if ok && n > maxTrustedHops {
-				p.errorf(f.keyLine("xff_num_trusted_hops"), f.at("xff_num_trusted_hops"), "must be at most %d, got %d", maxTrustedHops, n)
-				ok = false
-			}
-			s.UseXFF, s.XFFTrustedHops = true, int(n)
-			fine = fine && ok
-		}
-		if kind == SourceMaskedRemoteAddress {
-			s.V4Prefix, s.V6Prefix = 32, 128
-			if n, ok := p.integer(f, "v4_prefix_mask_len", 0); ok {
-				s.V4Prefix, fine = int(n), fine && p.atMost(f, "v4_prefix_mask_len", n, 32)
-			} else if f.has("v4_prefix_mask_len") {
-				fine = false
-			}
-			if n, ok := p.integer(f, "v6_prefix_mask_len", 0); ok {
-				s.V6Prefix, fine = int(n), fine && p.atMost(f, "v6_prefix_mask_len", n, 128)
-			} else if f.has("v6_prefix_mask_len") {
-				fine = false
-			}
-		}
+		ok = p.addressSource(f, &s)
 	case SourceRequestHeaders:
-		h, ok := p.headerName(f, "header_name")
-		s.Header = h
-		fine = fine && ok
-		if !f.has("descriptor_key") {
-			if f.missing("descriptor_key") {
-				p.errorf(f.line, f.at("descriptor_key"), "missing (Envoy's request_headers action requires it too)")
-			}
-			fine = false
-		}
-		s.SkipIfAbsent, ok = p.boolean(f, "skip_if_absent")
-		fine = fine && ok
+		ok = p.requestHeadersSource(f, &s)
 	case SourceGenericKey:
-		fine = p.requiredValue(f, &s) && fine
+		ok = p.requiredValue(f, &s)
 	case SourceHeaderValueMatch:
-		fine = p.requiredValue(f, &s) && fine
-		s.ExpectMatch = true
-		if f.has("expect_match") {
-			b, ok := p.boolean(f, "expect_match")
-			s.ExpectMatch, fine = b, fine && ok
-		}
-		hs, ok := p.headerMatchers(f, "headers", true)
-		s.Headers, fine = hs, fine && ok
+		ok = p.headerValueMatchSource(f, &s)
 	case SourcePath:
-		if v, ok := p.descriptorText(f, "descriptor_value"); ok {
-			s.DescriptorValue = v
-		} else if f.has("descriptor_value") {
-			fine = false
-		}
-		m, ok := p.stringMatch(f, false)
-		s.Match, fine = m, fine && ok
+		ok = p.pathSource(f, &s)
 	case SourceContextExtension:
-		key, ok := p.descriptorText(f, "key")
-		if !ok {
-			if f.missing("key") {
-				p.errorf(f.line, f.at("key"), "missing; name the context extension")
-			}
-			return s, false
-		}
-		s.Key = key
-		if !f.has("descriptor_key") {
-			s.DescriptorKey = key
-		}
+		ok = p.contextExtensionSource(f, &s)
+	default:
+		ok = true
 	}
-	return s, fine
+	return s, fine && ok
+}
+
+// addressSource reads remote_address's and masked_remote_address's fields into s.
+func (p *fileParser) addressSource(f fields, s *Source) bool {
+	fine := true
+	if f.has("xff_num_trusted_hops") {
+		n, ok := p.integer(f, "xff_num_trusted_hops", 0)
+		if ok && n > maxTrustedHops {
+			p.errorf(f.keyLine("xff_num_trusted_hops"), f.at("xff_num_trusted_hops"), "must be at most %d, got %d", maxTrustedHops, n)
+			ok = false
+		}
+		s.UseXFF, s.XFFTrustedHops = true, int(n)
+		fine = ok
+	}
+	if s.Kind != SourceMaskedRemoteAddress {
+		return fine
+	}
+	s.V4Prefix, s.V6Prefix = 32, 128
+	if n, ok := p.integer(f, "v4_prefix_mask_len", 0); ok {
+		s.V4Prefix, fine = int(n), fine && p.atMost(f, "v4_prefix_mask_len", n, 32)
+	} else if f.has("v4_prefix_mask_len") {
+		fine = false
+	}
+	if n, ok := p.integer(f, "v6_prefix_mask_len", 0); ok {
+		s.V6Prefix, fine = int(n), fine && p.atMost(f, "v6_prefix_mask_len", n, 128)
+	} else if f.has("v6_prefix_mask_len") {
+		fine = false
+	}
+	return fine
+}
+
+// requestHeadersSource reads request_headers' fields into s.
+func (p *fileParser) requestHeadersSource(f fields, s *Source) bool {
+	h, fine := p.headerName(f, "header_name")
+	s.Header = h
+	if !f.has("descriptor_key") {
+		if f.missing("descriptor_key") {
+			p.errorf(f.line, f.at("descriptor_key"), "missing (Envoy's request_headers action requires it too)")
+		}
+		fine = false
+	}
+	skip, ok := p.boolean(f, "skip_if_absent")
+	s.SkipIfAbsent = skip
+	return fine && ok
+}
+
+// headerValueMatchSource reads header_value_match's fields into s.
+func (p *fileParser) headerValueMatchSource(f fields, s *Source) bool {
+	fine := p.requiredValue(f, s)
+	s.ExpectMatch = true
+	if f.has("expect_match") {
+		b, ok := p.boolean(f, "expect_match")
+		s.ExpectMatch, fine = b, fine && ok
+	}
+	hs, ok := p.headerMatchers(f, "headers", true)
+	s.Headers = hs
+	return fine && ok
+}
+
+// pathSource reads path's fields into s.
+func (p *fileParser) pathSource(f fields, s *Source) bool {
+	fine := true
+	if v, ok := p.descriptorText(f, "descriptor_value"); ok {
+		s.DescriptorValue = v
+	} else if f.has("descriptor_value") {
+		fine = false
+	}
+	m, ok := p.stringMatch(f, false)
+	s.Match = m
+	return fine && ok
+}
+
+// contextExtensionSource reads context_extension's fields into s; its key is also the
+// descriptor key unless one is given.
+func (p *fileParser) contextExtensionSource(f fields, s *Source) bool {
+	key, ok := p.descriptorText(f, "key")
+	if !ok {
+		if f.missing("key") {
+			p.errorf(f.line, f.at("key"), "missing; name the context extension")
+		}
+		return false
+	}
+	s.Key = key
+	if !f.has("descriptor_key") {
+		s.DescriptorKey = key
+	}
+	return true
 }
 
 func (p *fileParser) atMost(f fields, name string, n, most int64) bool {
