@@ -138,51 +138,69 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 	if !ok {
 		return nil, false
 	}
-	kind := kinds[0]
-	m := &StringMatcher{kind: kind, ignoreCase: ignoreCase}
-	fold := func(s string) string {
-		if ignoreCase {
-			return strings.ToLower(s)
-		}
-		return s
+	m := &StringMatcher{kind: kinds[0], ignoreCase: ignoreCase}
+	if m.kind == "one_of" {
+		ok = p.oneOf(f, m)
+	} else {
+		ok = p.singleMatch(f, m)
 	}
-	if kind == "one_of" {
-		items := p.list(f, kind)
-		if f.vals[kind].Kind != yaml.SequenceNode {
-			return nil, false // reported by list
-		}
-		if len(items) == 0 {
-			p.errorf(f.keyLine(kind), f.at(kind), "empty list; want at least one value")
-			return nil, false
-		}
-		if len(items) > maxOneOf {
-			p.errorf(f.keyLine(kind), f.at(kind), "%d values; at most %d (use a pattern or regex)", len(items), maxOneOf)
-			return nil, false
-		}
-		quoted := make([]string, 0, len(items))
-		for i, it := range items {
-			if it.Kind != yaml.ScalarNode || isNull(it) {
-				p.errorf(it.Line, fmt.Sprintf("%s[%d]", f.at(kind), i), "want a string, got %s", kindName(it))
-				return nil, false
-			}
-			if !p.spend(&p.budget.matcherBytes, len(it.Value), it.Line, f.at(kind)) {
-				return nil, false
-			}
-			m.values = append(m.values, fold(it.Value))
-			quoted = append(quoted, fmt.Sprintf("%q", it.Value))
-		}
-		m.text = "one_of [" + strings.Join(quoted, ", ") + "]"
-		return m.withCase(), true
+	if !ok {
+		return nil, false
 	}
+	return m.withCase(), true
+}
+
+// fold is s as m compares it: lower-cased when it ignores case.
+func (m *StringMatcher) fold(s string) string {
+	if m.ignoreCase {
+		return strings.ToLower(s)
+	}
+	return s
+}
+
+// oneOf reads a one_of list into m.
+func (p *fileParser) oneOf(f fields, m *StringMatcher) bool {
+	kind := m.kind
+	items := p.list(f, kind)
+	if f.vals[kind].Kind != yaml.SequenceNode {
+		return false // reported by list
+	}
+	if len(items) == 0 {
+		p.errorf(f.keyLine(kind), f.at(kind), "empty list; want at least one value")
+		return false
+	}
+	if len(items) > maxOneOf {
+		p.errorf(f.keyLine(kind), f.at(kind), "%d values; at most %d (use a pattern or regex)", len(items), maxOneOf)
+		return false
+	}
+	quoted := make([]string, 0, len(items))
+	for i, it := range items {
+		if it.Kind != yaml.ScalarNode || isNull(it) {
+			p.errorf(it.Line, fmt.Sprintf("%s[%d]", f.at(kind), i), "want a string, got %s", kindName(it))
+			return false
+		}
+		if !p.spend(&p.budget.matcherBytes, len(it.Value), it.Line, f.at(kind)) {
+			return false
+		}
+		m.values = append(m.values, m.fold(it.Value))
+		quoted = append(quoted, fmt.Sprintf("%q", it.Value))
+	}
+	m.text = "one_of [" + strings.Join(quoted, ", ") + "]"
+	return true
+}
+
+// singleMatch reads an exact, prefix, suffix, contains, regex or pattern match into m.
+func (p *fileParser) singleMatch(f fields, m *StringMatcher) bool {
+	kind := m.kind
 	s, line, ok := p.str(f, kind)
 	if !ok || !p.spend(&p.budget.matcherBytes, len(s), line, f.at(kind)) {
-		return nil, false
+		return false
 	}
 	m.text = fmt.Sprintf("%s %q", kind, s)
 	switch kind {
 	case "regex":
 		expr := "^(?:" + s + ")$"
-		if ignoreCase {
+		if m.ignoreCase {
 			expr = "(?i)" + expr
 		}
 		re, err := regexp.Compile(expr)
@@ -191,23 +209,23 @@ func (p *fileParser) stringMatch(f fields, required bool) (*StringMatcher, bool)
 				err = own // quote the pattern as written, not our anchored copy
 			}
 			p.errorf(line, f.at(kind), "bad regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
-			return nil, false
+			return false
 		}
 		m.re = re
 	case "pattern":
 		if s == "" {
 			p.errorf(line, f.at(kind), "empty pattern")
-			return nil, false
+			return false
 		}
-		m.pat = compilePattern(normalizePattern(fold(s)))
+		m.pat = compilePattern(normalizePattern(m.fold(s)))
 	default:
 		if s == "" && kind != "exact" {
 			p.errorf(line, f.at(kind), "empty %s matches everything; drop the condition instead", kind)
-			return nil, false
+			return false
 		}
-		m.value = fold(s)
+		m.value = m.fold(s)
 	}
-	return m.withCase(), true
+	return true
 }
 
 func (m *StringMatcher) withCase() *StringMatcher {
