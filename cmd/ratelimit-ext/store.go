@@ -74,18 +74,40 @@ type ruleWarner struct {
 	bounds        decide.Bounds
 	mu            sync.Mutex
 	skipped       string // the last note on skipped files: repeated only when it changes
+	warned        string // the last rule warnings, likewise
+}
+
+// maxRuleWarningsShown is how many of a rule set's warnings are printed or logged.
+const maxRuleWarningsShown = 10
+
+// ruleWarnings are the first warnings of rs (descriptors.RuleSet.Warnings), at most
+// maxRuleWarningsShown.
+func ruleWarnings(rs *descriptors.RuleSet) []descriptors.ConfigError {
+	ws, _ := rs.Warnings()
+	return ws[:min(len(ws), maxRuleWarningsShown)]
 }
 
 func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 	warnUnruledPolicyDomains(w.log, w.policyDomains, rs)
 	warnExtAuthzOverBound(w.log, rs, w.bounds)
 	note := skippedNote(rs)
+	var warned []string
+	for _, cw := range ruleWarnings(rs) {
+		warned = append(warned, cw.Error())
+	}
 	w.mu.Lock()
 	changed := note != w.skipped
 	w.skipped = note
+	warnedChanged := strings.Join(warned, "\n") != w.warned
+	w.warned = strings.Join(warned, "\n")
 	w.mu.Unlock()
 	if changed && note != "" {
 		w.log.Warn(note)
+	}
+	if warnedChanged {
+		for _, text := range warned {
+			w.log.Warn("the rules load, but most likely not as meant", "warning", text)
+		}
 	}
 }
 

@@ -31,7 +31,7 @@ func validate(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	rs, err := loadForValidate(fs.Args())
+	rs, dir, err := loadForValidate(fs.Args())
 	var usage usageError
 	if errors.As(err, &usage) {
 		fmt.Fprintln(os.Stderr, "validate:", err)
@@ -42,6 +42,15 @@ func validate(args []string) int {
 		return 1
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
+	for _, w := range ruleWarnings(rs) {
+		if dir != "" {
+			w.File = filepath.Join(dir, w.File)
+		}
+		fmt.Fprintln(os.Stderr, "warning:", w.Error())
+	}
+	if _, total := rs.Warnings(); total > maxRuleWarningsShown {
+		fmt.Fprintf(os.Stderr, "warning: (%d more)\n", total-maxRuleWarningsShown)
+	}
 	if note := skippedNote(rs); note != "" {
 		fmt.Fprintln(os.Stderr, "warning:", note)
 	}
@@ -51,24 +60,26 @@ func validate(args []string) int {
 	return 0
 }
 
-// loadForValidate loads one directory the way the server does, or files (a pre-commit
-// hook's list, say) compiled together, so a domain defined twice among them is caught.
-// A usageError says the arguments mix the two or name several directories.
-func loadForValidate(paths []string) (*descriptors.RuleSet, error) {
+// loadForValidate loads one directory the way the server does (dir is then its
+// name), or files (a pre-commit hook's list, say) compiled together, so a domain defined
+// twice among them is caught. A usageError says the arguments mix the two or name
+// several directories.
+func loadForValidate(paths []string) (rs *descriptors.RuleSet, dir string, err error) {
 	for _, p := range paths {
 		info, err := os.Stat(p)
 		if err == nil && info.IsDir() {
 			if len(paths) > 1 {
-				return nil, usageError(p + " is a directory; give one directory, or rule files")
+				return nil, "", usageError(p + " is a directory; give one directory, or rule files")
 			}
 			rs, err := descriptors.LoadDir(p)
-			return rs, fromWorkingDir(err, p)
+			return rs, p, fromWorkingDir(err, p)
 		}
 		if err == nil && !descriptors.IsRuleFile(p) { // a missing file gets its own error
 			fmt.Fprintf(os.Stderr, "warning: %s: the server reads only *.yaml and *.yml files that are not dot-files\n", p)
 		}
 	}
-	return descriptors.LoadFiles(paths...)
+	rs, err = descriptors.LoadFiles(paths...)
+	return rs, "", err
 }
 
 // usageError is a validate command line that names no loadable set of rules.

@@ -152,3 +152,21 @@ func TestValidateNamesBothFilesOfADuplicateDomain(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 1 and %q", code, out, want)
 	}
 }
+
+// A rule that loads but most likely is not what was meant (a replaces naming no limit)
+// validates with a warning naming it by file and line; the service logs it at start.
+func TestValidateAndServeWarnOfReplacesOfNoLimit(t *testing.T) {
+	dir := t.TempDir()
+	rule := "domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1, replaces: [{name: ghost}]}\n"
+	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "edge.yaml") + `:4: descriptors[0].rate_limit.replaces[0].name: no limit named "ghost" in domain "edge": this replaces nothing`
+	if code, out := runStderr(t, "validate", dir); code != 0 || !strings.Contains(out, "warning: "+want) {
+		t.Errorf("validate: exit %d, stderr %q; want 0 and the warning %q", code, out, want)
+	}
+	s := startBinary(t, buildBinary(t), "--config-dir", dir)
+	if log := s.log(); !strings.Contains(log, `"msg":"the rules load, but most likely not as meant","warning":"edge.yaml:4: `) {
+		t.Errorf("no warning in the service's log:\n%s", log)
+	}
+}

@@ -60,6 +60,9 @@ func (c *compiler) add(f File) {
 		c.errs.add(e)
 	}
 	c.errs.Omitted += p.omitted
+	for _, w := range p.warns {
+		c.rs.warn(w)
+	}
 }
 
 // hashFile feeds a length-prefixed name and content, so that moving bytes between

@@ -104,9 +104,10 @@
 //     the Limit keeps only its name and replaces, with a zero Params, so a limit can be
 //     switched off and on by toggling one line.
 //   - replaces may sit on the descriptor (SPEC §7, for all its limits) or in a limit
-//     (envoyproxy/ratelimit); the names are merged. Each name must be a limit name of
-//     the same domain, and a limit cannot replace itself. Descriptor-level replaces
-//     without any rate_limit is an error.
+//     (envoyproxy/ratelimit); the names are merged. A name that no limit of the domain
+//     has loads with a warning (RuleSet.Warnings), as envoyproxy/ratelimit loads it; a
+//     limit cannot replace itself. Descriptor-level replaces without any rate_limit is
+//     an error.
 //   - shadow_mode, quota_mode, detailed_metric and metadata apply to the entry's own
 //     limits, not to nested entries (as in envoyproxy/ratelimit). quota_mode
 //     (Limit.Quota) makes them soft limits, whose rule package decide applies;

@@ -167,7 +167,6 @@ func TestLoadErrors(t *testing.T) {
 			"    rate_limit: {unit: second, requests_per_unit: 1, replaces: [{name: a, unit: second}]}",
 		), []string{
 			`t.yaml:4: descriptors[0].rate_limit.replaces[0].unit: unknown field (want name)`,
-			`t.yaml:4: descriptors[0].rate_limit.replaces[0].name: no limit named "a" in domain "d"`,
 		}},
 		{"field given twice", head + lines(
 			"    key: k2",
@@ -223,20 +222,6 @@ func TestLoadErrors(t *testing.T) {
 			"  - {key: k, value: 'a*'}",
 			"  - {key: k, value: 'a**'}",
 		), []string{`t.yaml:4: descriptors[1]: duplicate entry key "k" value "a**" (first at line 3)`}},
-		{"replaces unknown name", lines(
-			"domain: d",
-			"descriptors:",
-			"  - key: a",
-			"    replaces: [{name: nope}]",
-			"    rate_limit:",
-			"      unit: second",
-			"      requests_per_unit: 1",
-			"      replaces:",
-			"        - name: missing",
-		), []string{
-			`t.yaml:4: descriptors[0].replaces[0].name: no limit named "nope" in domain "d"`,
-			`t.yaml:9: descriptors[0].rate_limit.replaces[0].name: no limit named "missing" in domain "d"`,
-		}},
 		{"replaces itself", lines(
 			"domain: d",
 			"descriptors:",
@@ -406,7 +391,6 @@ func TestLoadErrors(t *testing.T) {
 			"    rate_limit: {unit: lightyear, requests_per_unit: 1}",
 			"  - {key: a}",
 		), []string{
-			`t.yaml:4: descriptors[0].replaces[0].name: no limit named "ghost" in domain "d"`,
 			`t.yaml:5: descriptors[0].rate_limit.unit: unknown unit "lightyear" ` + want,
 			`t.yaml:6: descriptors[1]: duplicate entry key "a" without value (first at line 3)`,
 		}},

@@ -267,7 +267,9 @@ func (p *fileParser) checkReplaces() {
 	}
 	for _, r := range p.refs {
 		if _, ok := p.names[r.name]; !ok {
-			p.errorf(r.line, r.field, "no limit named %q in domain %q", r.name, p.dom.name)
+			// envoyproxy/ratelimit loads it; it removes nothing, so the replaced limit
+			// (renamed, or deleted meanwhile) would apply unless it is gone too.
+			p.warnf(r.line, r.field, "no limit named %q in domain %q: this replaces nothing", r.name, p.dom.name)
 			continue
 		}
 		for _, l := range r.owners {

@@ -95,7 +95,8 @@ func (p *fileParser) spend(a *allowance, n, line int, field string) bool {
 type fileParser struct {
 	file    string
 	errs    []ConfigError
-	omitted int // problems beyond maxErrors
+	warns   []ConfigError // accepted, but worth telling (RuleSet.Warnings)
+	omitted int           // problems beyond maxErrors
 	budget  *budget
 	algo    limiter.Algorithm // the file's default algorithm
 	algoOK  bool              // false when the file names an unknown algorithm
@@ -120,6 +121,12 @@ func (p *fileParser) errorf(line int, field, format string, args ...any) {
 	p.errs = append(p.errs, ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
+// warnf records something that loads, as in envoyproxy/ratelimit, but most likely is
+// not what was meant.
+func (p *fileParser) warnf(line int, field, format string, args ...any) {
+	p.warns = append(p.warns, ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
 // parseFile parses one file. It returns the domain when the file names one (even if
 // the file has errors, so duplicate domains are still found) and the file's parser,
 // whose errs are sorted by line.
@@ -134,6 +141,7 @@ func parseFile(name string, data []byte, b *budget) (*domain, *fileParser) {
 		p.checkReplaces()
 	}
 	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
+	sort.SliceStable(p.warns, func(i, j int) bool { return p.warns[i].Line < p.warns[j].Line })
 	return p.dom, p
 }
 

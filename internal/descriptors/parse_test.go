@@ -396,3 +396,46 @@ func TestThirtyTwoLevels(t *testing.T) {
 		t.Fatalf("a 32-entry request matched %d limits, want the deepest one", len(ls))
 	}
 }
+
+// A replaces naming no limit loads, as in envoyproxy/ratelimit, with a warning for each;
+// warnings are bounded.
+func TestReplacesOfNoLimitWarns(t *testing.T) {
+	rs := mustParse(t, lines(
+		"domain: d",
+		"descriptors:",
+		"  - key: a",
+		"    replaces: [{name: nope}]",
+		"    rate_limit:",
+		"      unit: second",
+		"      requests_per_unit: 1",
+		"      replaces:",
+		"        - name: missing",
+	))
+	ws, total := rs.Warnings()
+	var got []string
+	for _, w := range ws {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`t.yaml:4: descriptors[0].replaces[0].name: no limit named "nope" in domain "d": this replaces nothing`,
+		`t.yaml:9: descriptors[0].rate_limit.replaces[0].name: no limit named "missing" in domain "d": this replaces nothing`,
+	}
+	if total != 2 || !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings (%d):\n%s\nwant:\n%s", total, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if ls := rs.Match("d", []Entry{{"a", "x"}}); len(ls) != 1 {
+		t.Errorf("the limit did not load: %v", ids(ls))
+	}
+
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n")
+	for i := range 25 {
+		fmt.Fprintf(&b, "  - {key: k%d, rate_limit: {unit: second, requests_per_unit: 1, replaces: [{name: ghost%d}]}}\n", i, i)
+	}
+	if ws, total := mustParse(t, b.String()).Warnings(); len(ws) != 20 || total != 25 {
+		t.Errorf("25 warnings kept %d, counted %d; want 20 and 25", len(ws), total)
+	}
+	if ws, total := mustParse(t, "domain: d\n").Warnings(); ws != nil || total != 0 {
+		t.Errorf("a clean file warns: %v", ws)
+	}
+}

@@ -158,6 +158,30 @@ type RuleSet struct {
 	// Files LoadDir passed over (SkippedFiles): the first maxSkippedNames, and how many.
 	skipped      []string
 	skippedTotal int
+	// What loaded but most likely is not what was meant (Warnings): the first
+	// maxWarnings, and how many.
+	warnings      []ConfigError
+	warningsTotal int
+}
+
+// maxWarnings bounds the warnings a RuleSet keeps.
+const maxWarnings = 20
+
+// Warnings returns what the rules hold that loads, as in envoyproxy/ratelimit, but is
+// most likely a mistake (a replaces naming no limit): at most maxWarnings of them, in
+// load order, and how many there were in all.
+func (rs *RuleSet) Warnings() (warnings []ConfigError, total int) {
+	if rs == nil {
+		return nil, 0
+	}
+	return rs.warnings, rs.warningsTotal
+}
+
+func (rs *RuleSet) warn(w ConfigError) {
+	if rs.warningsTotal < maxWarnings {
+		rs.warnings = append(rs.warnings, w)
+	}
+	rs.warningsTotal++
 }
 
 // maxSkippedNames bounds the skipped files a RuleSet remembers by name.

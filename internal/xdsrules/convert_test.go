@@ -316,9 +316,6 @@ func TestCompileErrors(t *testing.T) {
 		{"duplicate descriptor", []*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
 			{Key: "k", Value: "v", RateLimit: limit(second, 1)}, {Key: "k", Value: "v", RateLimit: limit(second, 2)}}})},
 			[]string{"xds:r1: descriptors[1]", "duplicate"}},
-		{"replaces an unknown limit", []*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
-			{Key: "k", RateLimit: replacing(limit(second, 1), "ghost")}}})},
-			[]string{"xds:r1: descriptors[0].rate_limit.replaces[0].name", `"ghost"`}},
 		{"no domain", []*anypb.Any{mustAny(t, &cfgT{Name: "r1"})},
 			[]string{"xds:r1: domain"}},
 		{"one domain in two resources", []*anypb.Any{
