@@ -61,7 +61,7 @@ func (c *compiler) add(f File) {
 	}
 	c.errs.Omitted += p.omitted
 	for _, w := range p.warns {
-		c.rs.warn(w)
+		c.rs.warnings.add(w, maxWarnings)
 	}
 }
 

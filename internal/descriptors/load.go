@@ -113,7 +113,7 @@ func (w *walker) entry(rel, abs string, depth int) {
 		w.dir(rel, depth+1)
 	case !isYAML(rel):
 		if info.Mode().IsRegular() {
-			w.c.rs.skip(rel)
+			w.c.rs.skipped.add(rel, maxSkippedNames)
 		}
 	case w.firstVisit(abs):
 		w.file(rel, abs, info)

@@ -155,17 +155,28 @@ type RuleSet struct {
 	names   []string // sorted
 	count   int
 	hash    string
-	// Files LoadDir passed over (SkippedFiles): the first maxSkippedNames, and how many.
-	skipped      []string
-	skippedTotal int
-	// What loaded but most likely is not what was meant (Warnings): the first
-	// maxWarnings, and how many.
-	warnings      []ConfigError
-	warningsTotal int
+	skipped  capped[string]      // files LoadDir passed over (SkippedFiles)
+	warnings capped[ConfigError] // what loaded but most likely is not what was meant (Warnings)
 }
 
-// maxWarnings bounds the warnings a RuleSet keeps.
-const maxWarnings = 20
+// capped keeps the first items added, up to a bound, and counts them all.
+type capped[T any] struct {
+	items []T
+	total int
+}
+
+func (c *capped[T]) add(v T, most int) {
+	if c.total < most {
+		c.items = append(c.items, v)
+	}
+	c.total++
+}
+
+// maxWarnings bounds the warnings a RuleSet keeps, maxSkippedNames the skipped files.
+const (
+	maxWarnings     = 20
+	maxSkippedNames = 10
+)
 
 // Warnings returns what the rules hold that loads, as in envoyproxy/ratelimit, but is
 // most likely a mistake (a replaces naming no limit): at most maxWarnings of them, in
@@ -174,18 +185,8 @@ func (rs *RuleSet) Warnings() (warnings []ConfigError, total int) {
 	if rs == nil {
 		return nil, 0
 	}
-	return rs.warnings, rs.warningsTotal
+	return rs.warnings.items, rs.warnings.total
 }
-
-func (rs *RuleSet) warn(w ConfigError) {
-	if rs.warningsTotal < maxWarnings {
-		rs.warnings = append(rs.warnings, w)
-	}
-	rs.warningsTotal++
-}
-
-// maxSkippedNames bounds the skipped files a RuleSet remembers by name.
-const maxSkippedNames = 10
 
 // SkippedFiles returns files under LoadDir's directory that it did not read because
 // their names do not end in .yaml or .yml (dot-files aside), at most ten of them, and
@@ -195,15 +196,7 @@ func (rs *RuleSet) SkippedFiles() (names []string, total int) {
 	if rs == nil {
 		return nil, 0
 	}
-	return rs.skipped, rs.skippedTotal
-}
-
-// skip records a file LoadDir passed over.
-func (rs *RuleSet) skip(name string) {
-	if rs.skippedTotal < maxSkippedNames {
-		rs.skipped = append(rs.skipped, name)
-	}
-	rs.skippedTotal++
+	return rs.skipped.items, rs.skipped.total
 }
 
 // Match returns the limits that apply to one request descriptor, or nil. It walks the
