@@ -151,10 +151,10 @@ type domain struct {
 // RuleSet is a compiled configuration. It is immutable and safe for concurrent use;
 // the methods accept a nil *RuleSet as an empty configuration.
 type RuleSet struct {
-	domains map[string]*domain
-	names   []string // sorted
-	count   int
-	hash    string
+	domains  map[string]*domain
+	names    []string // sorted
+	count    int
+	hash     string
 	skipped  capped[string]      // files LoadDir passed over (SkippedFiles)
 	warnings capped[ConfigError] // what loaded but most likely is not what was meant (Warnings)
 }
