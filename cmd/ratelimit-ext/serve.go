@@ -384,6 +384,9 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds}
+	if c.xds.source == sourceFile {
+		warner.dir = c.configDir
+	}
 	warner.warn(rules) // before any reload can report a newer rule set
 	follower, err := followRules(ctx, c, rules, decider, warner, m, log)
 	if err != nil {
@@ -429,13 +432,17 @@ func (c *serveConfig) hostGuard() (httpapi.HostGuard, error) {
 		h = strings.TrimSpace(h)
 		switch {
 		case h == "":
-		case strings.ContainsAny(h, ":/ *"):
-			return g, fmt.Errorf("--http-allowed-hosts: %q: want a host name without scheme, port or wildcard", h)
+		case strings.IndexFunc(h, func(r rune) bool { return !isHostNameRune(r) }) >= 0:
+			return g, fmt.Errorf("--http-allowed-hosts: %q: want a host name (letters, digits, '-', '.', '_'), without scheme, port or wildcard", h)
 		default:
 			g.Allowed = append(g.Allowed, h)
 		}
 	}
 	return g, nil
+}
+
+func isHostNameRune(r rune) bool {
+	return r == '-' || r == '.' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
 }
 
 // grpcServerOptions are the gRPC server's settings: panics answered as errors, the

@@ -72,6 +72,7 @@ type ruleWarner struct {
 	log           *slog.Logger
 	policyDomains []string
 	bounds        decide.Bounds
+	dir           string // the config directory the warnings' file names are relative to, or ""
 	mu            sync.Mutex
 	skipped       string // the last note on skipped files: repeated only when it changes
 	warned        string // the last rule warnings, likewise
@@ -106,7 +107,10 @@ func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 	}
 	if warnedChanged {
 		for _, text := range warned {
-			w.log.Warn("the rules load, but most likely not as meant", "warning", text)
+			w.log.Warn("the rules load, but most likely not as meant", "warning", text, "dir", w.dir)
+		}
+		if _, total := rs.Warnings(); total > len(warned) {
+			w.log.Warn("the rules load, but most likely not as meant", "more_warnings", total-len(warned), "dir", w.dir)
 		}
 	}
 }

@@ -136,19 +136,27 @@ func (c clientTLS) config(log *slog.Logger) (*tls.Config, error) {
 
 // targetHost is the name gRPC verifies the server's certificate against for a target
 // ("host:port", "dns:///host:port", "dns:host:port", "passthrough:///host:port"): the
-// host of its endpoint, parsed as gRPC parses it (a scheme gRPC has no resolver for is
-// part of a host:port, and the endpoint is URL-decoded). "" for sockets and other
-// resolvers.
+// host of its endpoint, parsed as grpc-go parses it (a target without a scheme it has
+// a resolver for is read as "dns:///" + target, and the endpoint is URL-decoded). ""
+// for sockets and endpoints without a port.
 func targetHost(target string) string {
-	endpoint := target
-	if u, err := url.Parse(target); err == nil && u.Scheme != "" {
+	if u, err := url.Parse(target); err == nil {
 		switch strings.ToLower(u.Scheme) {
 		case "dns", "passthrough":
-			endpoint = cmp.Or(strings.TrimPrefix(u.Path, "/"), u.Opaque)
-		case "unix", "unix-abstract", "vsock", "xds", "google-c2p":
+			return endpointHost(cmp.Or(strings.TrimPrefix(u.Path, "/"), u.Opaque))
+		case "unix", "unix-abstract":
 			return ""
 		}
 	}
+	u, err := url.Parse("dns:///" + target)
+	if err != nil {
+		return ""
+	}
+	return endpointHost(strings.TrimPrefix(u.Path, "/"))
+}
+
+// endpointHost is the host of a host:port endpoint, or "" without a port.
+func endpointHost(endpoint string) string {
 	host, _, err := net.SplitHostPort(endpoint)
 	if err != nil {
 		return ""

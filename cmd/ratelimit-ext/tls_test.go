@@ -170,6 +170,8 @@ func TestTargetHost(t *testing.T) {
 		"dns:///local%68ost:18000":             "localhost",
 		"DNS:///xds.internal:18000":            "xds.internal",
 		"dns:xds.internal:18000":               "xds.internal",
+		"[fe80::1%25eth0]:18000":               "fe80::1%eth0",
+		"xds:18000":                            "xds",
 	} {
 		if got := targetHost(target); got != want {
 			t.Errorf("targetHost(%q) = %q, want %q", target, got, want)

@@ -63,6 +63,7 @@ func (c *compiler) add(f File) {
 	for _, w := range p.warns {
 		c.rs.warnings.add(w, maxWarnings)
 	}
+	c.rs.warnings.total += p.warnsOmitted
 }
 
 // hashFile feeds a length-prefixed name and content, so that moving bytes between

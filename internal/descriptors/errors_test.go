@@ -635,3 +635,24 @@ func TestAliasedTextIsBoundedWhereItIsCopied(t *testing.T) {
 		}
 	}
 }
+
+// A replaces list that an alias repeats on many limits is bounded: the load is refused
+// with the bound's message instead of building every name for every limit.
+func TestReplacesAliasBombIsBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("domain: d\ndescriptors:\n  - key: k0\n    rate_limit: {unit: second, requests_per_unit: 1, replaces: &r [")
+	for i := range 200 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "{name: n%d}", i)
+	}
+	b.WriteString("]}\n")
+	for i := 1; i < 600; i++ {
+		fmt.Fprintf(&b, "  - {key: k%d, rate_limit: {unit: second, requests_per_unit: 1, replaces: *r}}\n", i)
+	}
+	_, err := Parse("t.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d replaced names in total", MaxReplaces)) {
+		t.Fatalf("120,000 replaced names: %v, want the bound's error", err)
+	}
+}

@@ -374,13 +374,17 @@ func (p *fileParser) addressSource(f fields, s *Source) bool {
 		return fine
 	}
 	s.V4Prefix, s.V6Prefix = 32, 128
+	// Each field is checked whatever became of the others, so that every mistake is
+	// reported at once.
 	if n, ok := p.integer(f, "v4_prefix_mask_len", 0); ok {
-		s.V4Prefix, fine = int(n), fine && p.atMost(f, "v4_prefix_mask_len", n, 32)
+		s.V4Prefix = int(n)
+		fine = p.atMost(f, "v4_prefix_mask_len", n, 32) && fine
 	} else if f.has("v4_prefix_mask_len") {
 		fine = false
 	}
 	if n, ok := p.integer(f, "v6_prefix_mask_len", 0); ok {
-		s.V6Prefix, fine = int(n), fine && p.atMost(f, "v6_prefix_mask_len", n, 128)
+		s.V6Prefix = int(n)
+		fine = p.atMost(f, "v6_prefix_mask_len", n, 128) && fine
 	} else if f.has("v6_prefix_mask_len") {
 		fine = false
 	}

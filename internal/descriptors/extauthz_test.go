@@ -299,6 +299,9 @@ func TestExtAuthzErrors(t *testing.T) {
 			"t.yaml:8: ext_authz.descriptors[0].entries[0].header_value_match.headers[0].<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"},
 		{"merge key bringing a path match", sec("  descriptors:", "    - when: {path: {<<: {exact: /}}}", "      entries: [{generic_key: {descriptor_value: c}}]"),
 			"t.yaml:7: ext_authz.descriptors[0].when.path.<<: YAML merge keys are not supported; repeat the fields or use an alias for the whole value"},
+		{"every prefix length checked", one("masked_remote_address: {v4_prefix_mask_len: 40, v6_prefix_mask_len: 200}"),
+			"t.yaml:8: ext_authz.descriptors[0].entries[0].masked_remote_address.v4_prefix_mask_len: must be at most 32, got 40\n" +
+				"t.yaml:8: ext_authz.descriptors[0].entries[0].masked_remote_address.v6_prefix_mask_len: must be at most 128, got 200"},
 		{"too deep for the rules", sec("  descriptors:", "    - entries: [{generic_key: {descriptor_value: c}}, {method: {}}]"),
 			`t.yaml:7: ext_authz.descriptors[0]: the descriptor [generic_key=c, method=<method>] matches no limit of domain "d"; check the descriptor keys against the rules' keys and nesting`},
 	}

@@ -221,6 +221,9 @@ func (p *fileParser) period(f fields, unitLen, multiplier int64) int64 {
 
 // replaces parses a `replaces: [{name: X}, ...]` field.
 func (p *fileParser) replaces(f fields) []replaceRef {
+	if p.budget.replaces.over {
+		return nil // the load is refused already: reading more names would only cost time
+	}
 	var refs []replaceRef
 	for i, item := range p.list(f, "replaces") {
 		field := fmt.Sprintf("%s[%d]", f.at("replaces"), i)
@@ -245,22 +248,32 @@ func (p *fileParser) replaces(f fields) []replaceRef {
 // Without owners (no limit, or limits that failed to parse) the problem is already
 // reported, and checking the names would only add noise.
 func (p *fileParser) addReplaces(refs []replaceRef, owners []*Limit) {
-	if len(owners) == 0 {
+	if len(owners) == 0 || len(refs) == 0 {
 		return
 	}
-	for _, r := range refs {
-		for _, l := range owners {
-			if !slices.Contains(l.Replaces, r.name) {
+	if !p.spend(&p.budget.replaces, len(refs)*len(owners), refs[0].line, refs[0].field) {
+		return
+	}
+	for _, l := range owners {
+		have := make(map[string]bool, len(l.Replaces)+len(refs))
+		for _, n := range l.Replaces {
+			have[n] = true
+		}
+		for _, r := range refs {
+			if !have[r.name] {
+				have[r.name] = true
 				l.Replaces = append(l.Replaces, r.name)
 			}
 		}
+	}
+	for _, r := range refs {
 		r.owners = owners
 		p.refs = append(p.refs, r)
 	}
 }
 
-// checkReplaces runs once the whole domain is parsed: every replaced name must exist
-// and must not be the replacing limit's own.
+// checkReplaces runs once the whole domain is parsed: a replaced name that no limit
+// has gets a warning, and one that is the replacing limit's own an error.
 func (p *fileParser) checkReplaces() {
 	if p.dom == nil {
 		return

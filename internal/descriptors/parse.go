@@ -26,6 +26,9 @@ const (
 	// long keys at every level (a 31 KB file once took 2.5 GB). 128 MiB leaves room for
 	// the largest configurations the counts allow, with paths of several hundred bytes.
 	MaxPathBytes = 128 << 20
+	// MaxReplaces bounds the names limits replace, summed over the limits that carry
+	// them: a replaces list an alias repeats on thousands of limits is cheap to write.
+	MaxReplaces = 100_000
 )
 
 var (
@@ -55,7 +58,7 @@ const (
 
 // budget counts what all files of one load have used of the global bounds.
 type budget struct {
-	limits, entries, pathBytes, metadata, metadataBytes, matcherBytes allowance
+	limits, entries, pathBytes, metadata, metadataBytes, matcherBytes, replaces allowance
 }
 
 // allowance is one per-load bound: what the load has used of it, and whether it went
@@ -74,6 +77,7 @@ func newBudget() budget {
 		metadata:      allowance{bound: MaxMetadataValues, msg: fmt.Sprintf("more than %d metadata values in total", MaxMetadataValues)},
 		metadataBytes: allowance{bound: MaxMetadataBytes, msg: fmt.Sprintf("the metadata text adds up to more than %d MiB in total (YAML aliases count at every use)", MaxMetadataBytes>>20)},
 		matcherBytes:  allowance{bound: MaxMatcherBytes, msg: fmt.Sprintf("the ext_authz string matches add up to more than %d MiB in total (YAML aliases count at every use)", MaxMatcherBytes>>20)},
+		replaces:      allowance{bound: MaxReplaces, msg: fmt.Sprintf("more than %d replaced names in total, counted per limit that carries them (YAML aliases count at every use)", MaxReplaces)},
 	}
 }
 
@@ -93,16 +97,17 @@ func (p *fileParser) spend(a *allowance, n, line int, field string) bool {
 
 // fileParser turns one file into a domain, collecting every problem it finds.
 type fileParser struct {
-	file    string
-	errs    []ConfigError
-	warns   []ConfigError // accepted, but worth telling (RuleSet.Warnings)
-	omitted int           // problems beyond maxErrors
-	budget  *budget
-	algo    limiter.Algorithm // the file's default algorithm
-	algoOK  bool              // false when the file names an unknown algorithm
-	dom     *domain
-	names   map[string]int // limit name -> line of first use
-	refs    []replaceRef
+	file         string
+	errs         []ConfigError
+	warns        []ConfigError // accepted, but worth telling (RuleSet.Warnings)
+	warnsOmitted int           // warnings beyond maxWarnings, counted only
+	omitted      int           // problems beyond maxErrors
+	budget       *budget
+	algo         limiter.Algorithm // the file's default algorithm
+	algoOK       bool              // false when the file names an unknown algorithm
+	dom          *domain
+	names        map[string]int // limit name -> line of first use
+	refs         []replaceRef
 }
 
 // replaceRef is one `replaces` entry, checked once the whole domain is known.
@@ -122,8 +127,12 @@ func (p *fileParser) errorf(line int, field, format string, args ...any) {
 }
 
 // warnf records something that loads, as in envoyproxy/ratelimit, but most likely is
-// not what was meant.
+// not what was meant. Past maxWarnings a file's warnings are only counted.
 func (p *fileParser) warnf(line int, field, format string, args ...any) {
+	if len(p.warns) >= maxWarnings {
+		p.warnsOmitted++
+		return
+	}
 	p.warns = append(p.warns, ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
