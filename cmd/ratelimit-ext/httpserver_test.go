@@ -88,8 +88,10 @@ func TestHTTPListenersRefuseOtherHostNames(t *testing.T) {
 		"ratelimit.internal": http.StatusOK, "other.internal": http.StatusOK, "127.0.0.1": http.StatusOK,
 		"rebind.attacker.example": http.StatusForbidden})
 
-	if code, out := runStderr(t, "serve", "--http-allowed-hosts", "ratelimit.internal:8080"); code != 2 || !strings.Contains(out, "--http-allowed-hosts") {
-		t.Errorf("a host with a port: exit %d, %q; want 2 naming the flag", code, out)
+	for _, bad := range []string{"ratelimit.internal:8080", "a?b", "*.internal", "http://x"} {
+		if code, out := runStderr(t, "serve", "--http-allowed-hosts", bad); code != 2 || !strings.Contains(out, "--http-allowed-hosts") {
+			t.Errorf("--http-allowed-hosts %q: exit %d, %q; want 2 naming the flag", bad, code, out)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -165,8 +166,20 @@ func TestValidateAndServeWarnOfReplacesOfNoLimit(t *testing.T) {
 	if code, out := runStderr(t, "validate", dir); code != 0 || !strings.Contains(out, "warning: "+want) {
 		t.Errorf("validate: exit %d, stderr %q; want 0 and the warning %q", code, out, want)
 	}
+	var many strings.Builder
+	many.WriteString("domain: many\ndescriptors:\n")
+	for i := range 12 {
+		fmt.Fprintf(&many, "  - {key: k%d, rate_limit: {unit: second, requests_per_unit: 1, replaces: [{name: ghost%d}]}}\n", i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "many.yaml"), []byte(many.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s := startBinary(t, buildBinary(t), "--config-dir", dir)
-	if log := s.log(); !strings.Contains(log, `"msg":"the rules load, but most likely not as meant","warning":"edge.yaml:4: `) {
+	log := s.log()
+	if !strings.Contains(log, `"msg":"the rules load, but most likely not as meant","warning":"edge.yaml:4: `) {
 		t.Errorf("no warning in the service's log:\n%s", log)
+	}
+	if n := strings.Count(log, `"warning":`); n != 10 || !strings.Contains(log, `"more_warnings":3`) {
+		t.Errorf("13 warnings logged as %d lines, want 10 and a count of 3 more:\n%s", n, log)
 	}
 }
