@@ -435,11 +435,8 @@ func (p *fileParser) pathSource(f fields, s *Source) bool {
 // contextExtensionSource reads context_extension's fields into s; its key is also the
 // descriptor key unless one is given.
 func (p *fileParser) contextExtensionSource(f fields, s *Source) bool {
-	key, ok := p.descriptorText(f, "key")
+	key, ok := p.requiredText(f, "key", "missing; name the context extension")
 	if !ok {
-		if f.missing("key") {
-			p.errorf(f.line, f.at("key"), "missing; name the context extension")
-		}
 		return false
 	}
 	s.Key = key
@@ -458,15 +455,19 @@ func (p *fileParser) atMost(f fields, name string, n, most int64) bool {
 }
 
 func (p *fileParser) requiredValue(f fields, s *Source) bool {
-	v, ok := p.descriptorText(f, "descriptor_value")
-	if !ok {
-		if f.missing("descriptor_value") {
-			p.errorf(f.line, f.at("descriptor_value"), "missing")
-		}
-		return false
-	}
+	v, ok := p.requiredText(f, "descriptor_value", "missing")
 	s.DescriptorValue = v
-	return true
+	return ok
+}
+
+// requiredText reads the descriptor text of field name, reporting missing when it is
+// absent (and no merge key may hold it).
+func (p *fileParser) requiredText(f fields, name, missing string) (string, bool) {
+	v, ok := p.descriptorText(f, name)
+	if !ok && f.missing(name) {
+		p.errorf(f.line, f.at(name), "%s", missing)
+	}
+	return v, ok
 }
 
 // descriptorText reads a descriptor key or value: a non-empty string without control
