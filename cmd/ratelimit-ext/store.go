@@ -78,29 +78,21 @@ type ruleWarner struct {
 	warned        string // the last rule warnings, likewise
 }
 
-// maxRuleWarningsShown is how many of a rule set's warnings are printed or logged.
-const maxRuleWarningsShown = 10
-
-// ruleWarnings are the first warnings of rs (descriptors.RuleSet.Warnings), at most
-// maxRuleWarningsShown.
-func ruleWarnings(rs *descriptors.RuleSet) []descriptors.ConfigError {
-	ws, _ := rs.Warnings()
-	return ws[:min(len(ws), maxRuleWarningsShown)]
-}
-
 func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 	warnUnruledPolicyDomains(w.log, w.policyDomains, rs)
 	warnExtAuthzOverBound(w.log, rs, w.bounds)
 	note := skippedNote(rs)
-	var warned []string
-	for _, cw := range ruleWarnings(rs) {
-		warned = append(warned, cw.Error())
+	ws, total := rs.Warnings()
+	warned := make([]string, len(ws))
+	for i, cw := range ws {
+		warned[i] = cw.Error()
 	}
+	joined := strings.Join(warned, "\n")
 	w.mu.Lock()
 	changed := note != w.skipped
 	w.skipped = note
-	warnedChanged := strings.Join(warned, "\n") != w.warned
-	w.warned = strings.Join(warned, "\n")
+	warnedChanged := joined != w.warned
+	w.warned = joined
 	w.mu.Unlock()
 	if changed && note != "" {
 		w.log.Warn(note)
@@ -109,7 +101,7 @@ func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 		for _, text := range warned {
 			w.log.Warn("the rules load, but most likely not as meant", "warning", text, "dir", w.dir)
 		}
-		if _, total := rs.Warnings(); total > len(warned) {
+		if total > len(warned) {
 			w.log.Warn("the rules load, but most likely not as meant", "more_warnings", total-len(warned), "dir", w.dir)
 		}
 	}

@@ -42,14 +42,15 @@ func validate(args []string) int {
 		return 1
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
-	for _, w := range ruleWarnings(rs) {
+	ws, total := rs.Warnings()
+	for _, w := range ws {
 		if dir != "" {
 			w.File = filepath.Join(dir, w.File)
 		}
 		fmt.Fprintln(os.Stderr, "warning:", w.Error())
 	}
-	if _, total := rs.Warnings(); total > maxRuleWarningsShown {
-		fmt.Fprintf(os.Stderr, "warning: (%d more)\n", total-maxRuleWarningsShown)
+	if total > len(ws) {
+		fmt.Fprintf(os.Stderr, "warning: (%d more)\n", total-len(ws))
 	}
 	if note := skippedNote(rs); note != "" {
 		fmt.Fprintln(os.Stderr, "warning:", note)

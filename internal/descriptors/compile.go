@@ -60,10 +60,10 @@ func (c *compiler) add(f File) {
 		c.errs.add(e)
 	}
 	c.errs.Omitted += p.omitted
-	for _, w := range p.warns {
+	for _, w := range p.warns.items {
 		c.rs.warnings.add(w, maxWarnings)
 	}
-	c.rs.warnings.total += p.warnsOmitted
+	c.rs.warnings.total += p.warns.total - len(p.warns.items)
 }
 
 // hashFile feeds a length-prefixed name and content, so that moving bytes between

@@ -97,17 +97,16 @@ func (p *fileParser) spend(a *allowance, n, line int, field string) bool {
 
 // fileParser turns one file into a domain, collecting every problem it finds.
 type fileParser struct {
-	file         string
-	errs         []ConfigError
-	warns        []ConfigError // accepted, but worth telling (RuleSet.Warnings)
-	warnsOmitted int           // warnings beyond maxWarnings, counted only
-	omitted      int           // problems beyond maxErrors
-	budget       *budget
-	algo         limiter.Algorithm // the file's default algorithm
-	algoOK       bool              // false when the file names an unknown algorithm
-	dom          *domain
-	names        map[string]int // limit name -> line of first use
-	refs         []replaceRef
+	file    string
+	errs    []ConfigError
+	warns   capped[ConfigError] // accepted, but worth telling (RuleSet.Warnings)
+	omitted int                 // problems beyond maxErrors
+	budget  *budget
+	algo    limiter.Algorithm // the file's default algorithm
+	algoOK  bool              // false when the file names an unknown algorithm
+	dom     *domain
+	names   map[string]int // limit name -> line of first use
+	refs    []replaceRef
 }
 
 // replaceRef is one `replaces` entry, checked once the whole domain is known.
@@ -129,11 +128,11 @@ func (p *fileParser) errorf(line int, field, format string, args ...any) {
 // warnf records something that loads, as in envoyproxy/ratelimit, but most likely is
 // not what was meant. Past maxWarnings a file's warnings are only counted.
 func (p *fileParser) warnf(line int, field, format string, args ...any) {
-	if len(p.warns) >= maxWarnings {
-		p.warnsOmitted++
+	if p.warns.total >= maxWarnings {
+		p.warns.total++ // counted only: keeps memory bounded, as errorf does
 		return
 	}
-	p.warns = append(p.warns, ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	p.warns.add(ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}, maxWarnings)
 }
 
 // parseFile parses one file. It returns the domain when the file names one (even if
@@ -150,7 +149,7 @@ func parseFile(name string, data []byte, b *budget) (*domain, *fileParser) {
 		p.checkReplaces()
 	}
 	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
-	sort.SliceStable(p.warns, func(i, j int) bool { return p.warns[i].Line < p.warns[j].Line })
+	sort.SliceStable(p.warns.items, func(i, j int) bool { return p.warns.items[i].Line < p.warns.items[j].Line })
 	return p.dom, p
 }
 

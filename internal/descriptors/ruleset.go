@@ -174,7 +174,7 @@ func (c *capped[T]) add(v T, most int) {
 
 // maxWarnings bounds the warnings a RuleSet keeps, maxSkippedNames the skipped files.
 const (
-	maxWarnings     = 20
+	maxWarnings     = 10
 	maxSkippedNames = 10
 )
 
