@@ -148,7 +148,7 @@ func parseBench(args []string) (*benchCommand, int) {
 		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout,
 		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed, Authority: *authority,
 	}
-	tc, err := tlsFlags.config(nil)
+	tc, err := tlsFlags.config(nil, nil)
 	if err != nil {
 		return benchFail("%v", err)
 	}

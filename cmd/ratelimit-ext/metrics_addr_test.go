@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +113,50 @@ func TestLocalCacheServesTheRedisEngineOnly(t *testing.T) {
 			t.Errorf("%v: the memory engine has a local cache (%s)", tc.engine, hits[0])
 		}
 	}
+}
+
+// Every TLS file the service reads is reported under its use: the gRPC server's
+// certificate and client CA, and the Redis client's (the engine is built at start,
+// before Redis answers).
+func TestTLSFilesAreReportedByUse(t *testing.T) {
+	ca, server, client := newPKI(t)
+	s := startBinary(t, buildBinary(t), "--metrics-addr", "127.0.0.1:0",
+		"--grpc-tls-cert", server.CertFile, "--grpc-tls-key", server.KeyFile, "--grpc-tls-client-ca", ca.File,
+		"--redis-url", "rediss://127.0.0.1:1", "--redis-tls-ca", ca.File,
+		"--redis-tls-cert", client.CertFile, "--redis-tls-key", client.KeyFile)
+	resp, err := http.Get("http://" + s.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`ratelimit_ext_tls_certificate_expiry_timestamp_seconds{files="grpc_server"} %d`, server.TLS.Leaf.NotAfter.Unix()),
+		fmt.Sprintf(`ratelimit_ext_tls_certificate_expiry_timestamp_seconds{files="redis_client"} %d`, client.TLS.Leaf.NotAfter.Unix()),
+		`ratelimit_ext_tls_reload_failing{files="grpc_server"} 0`,
+		`ratelimit_ext_tls_reload_failing{files="grpc_client_ca"} 0`,
+		`ratelimit_ext_tls_reload_failing{files="redis_client"} 0`,
+		`ratelimit_ext_tls_reload_failing{files="redis_ca"} 0`,
+	} {
+		// Prometheus writes large values in exponent notation: compare as numbers.
+		if !hasSeries(string(body), want) {
+			t.Errorf("no %s in /metrics", want)
+		}
+	}
+}
+
+// hasSeries reports whether the exposition holds the series of want ("name{labels}
+// value") with that value.
+func hasSeries(exposition, want string) bool {
+	name, value, _ := strings.Cut(want, "} ")
+	for _, line := range strings.Split(exposition, "\n") {
+		got, v, ok := strings.Cut(line, "} ")
+		if !ok || got != name {
+			continue
+		}
+		a, errA := strconv.ParseFloat(v, 64)
+		b, errB := strconv.ParseFloat(value, 64)
+		return errA == nil && errB == nil && a == b
+	}
+	return false
 }

@@ -39,7 +39,7 @@ func TestRedisModeFlags(t *testing.T) {
 	if !newKeyBuilder(c).ClusterTag {
 		t.Error("cluster mode: keys carry no hash tag")
 	}
-	e, name, err := openEngine(c, nil)
+	e, name, err := openEngine(c, nil, nil)
 	if err != nil {
 		t.Fatalf("cluster engine: %v", err)
 	}
@@ -114,7 +114,7 @@ func TestServeOnRedisCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, _, err := openEngine(c, nil)
+	engine, _, err := openEngine(c, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

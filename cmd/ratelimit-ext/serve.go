@@ -35,6 +35,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/reload"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/tlsfiles"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules"
 )
 
@@ -330,10 +331,12 @@ func serve(args []string) int {
 // SIGINT/SIGTERM.
 func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) error {
 	m := metrics.New()
+	tlsInUse := new(tlsfiles.Registry) // every TLS file the process reads, for metrics
+	m.TLSFiles(tlsInUse)
 	if c.xds.source == sourceFile {
 		m.ConfigLoaded(rules, nil)
 	}
-	engine, engineName, err := openEngine(c, log)
+	engine, engineName, err := openEngine(c, log, tlsInUse)
 	if err != nil {
 		return err
 	}
@@ -361,7 +364,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		return err
 	}
 
-	grpcOpts, err := grpcServerOptions(c, log)
+	grpcOpts, err := grpcServerOptions(c, log, tlsInUse)
 	if err != nil {
 		return err
 	}
@@ -388,7 +391,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		warner.dir = c.configDir
 	}
 	warner.warn(rules) // before any reload can report a newer rule set
-	follower, err := followRules(ctx, c, rules, decider, warner, m, log)
+	follower, err := followRules(ctx, c, rules, decider, warner, m, tlsInUse, log)
 	if err != nil {
 		return err
 	}
@@ -448,11 +451,11 @@ func isHostNameRune(r rune) bool {
 // grpcServerOptions are the gRPC server's settings: panics answered as errors, the
 // request and stream bounds, stream workers and keepalive (grpcopts, shared with the
 // benchmark ceiling) and TLS when configured.
-func grpcServerOptions(c *serveConfig, log *slog.Logger) ([]grpc.ServerOption, error) {
+func grpcServerOptions(c *serveConfig, log *slog.Logger, tlsInUse *tlsfiles.Registry) ([]grpc.ServerOption, error) {
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)),
 		grpc.MaxRecvMsgSize(c.maxRequestBytes), grpc.MaxConcurrentStreams(uint32(c.maxStreams))}
 	opts = append(opts, grpcopts.Server()...)
-	creds, err := c.tls.serverOption(log)
+	creds, err := c.tls.serverOption(log, tlsInUse)
 	if err != nil {
 		return nil, err
 	}
@@ -515,7 +518,7 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 // or the xDS server, through the same path: each good rule set is handed to the
 // decider (an atomic swap) and every outcome counted in the config_loads metrics; a bad
 // one leaves the rules in place.
-func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, warner *ruleWarner, m *metrics.Metrics, log *slog.Logger) (io.Closer, error) {
+func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, warner *ruleWarner, m *metrics.Metrics, tlsInUse *tlsfiles.Registry, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) {
 		warnVanishedDomains(log, d.Rules(), rs)
 		d.SetRules(rs)
@@ -524,7 +527,7 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 	if c.xds.source == sourceFile {
 		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)
 	}
-	o, err := c.xds.options(log, m.ConfigLoaded)
+	o, err := c.xds.options(log, tlsInUse, m.ConfigLoaded)
 	if err != nil {
 		return nil, err
 	}
@@ -537,11 +540,11 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 }
 
 // openEngine opens the engine that check chose; log hears what the engine reports
-// later (a rotated TLS file that did not load).
-func openEngine(c *serveConfig, log *slog.Logger) (limiter.Engine, string, error) {
+// later (a rotated TLS file that did not load), and tlsInUse lists its TLS files.
+func openEngine(c *serveConfig, log *slog.Logger, tlsInUse *tlsfiles.Registry) (limiter.Engine, string, error) {
 	ro := c.redis()
 	c.perf.applyRedis(&ro)
-	ro.ProbeKey, ro.Log = probeKey(c.keyPrefix), log
+	ro.ProbeKey, ro.Log, ro.TLSInUse = probeKey(c.keyPrefix), log, tlsInUse
 	if c.engine == "redis" { // chosen by check
 		e, err := newRedisEngine(ro)
 		return e, c.engine, err

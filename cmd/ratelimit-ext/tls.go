@@ -32,8 +32,8 @@ func tlsFlags(f *envFlags, t *tlsFiles) {
 // serverOption returns the gRPC credentials option, or nil for plaintext.
 //
 // The files are read again when they change (internal/tlsfiles); log hears of a change
-// that does not load.
-func (t tlsFiles) serverOption(log *slog.Logger) (grpc.ServerOption, error) {
+// that does not load, and inUse (may be nil) lists them for metrics.
+func (t tlsFiles) serverOption(log *slog.Logger, inUse *tlsfiles.Registry) (grpc.ServerOption, error) {
 	if t.cert == "" && t.key == "" && t.clientCA == "" && t.clientSAN == "" {
 		return nil, nil
 	}
@@ -54,6 +54,7 @@ func (t tlsFiles) serverOption(log *slog.Logger) (grpc.ServerOption, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gRPC TLS: --grpc-tls-cert/--grpc-tls-key: %w", err)
 	}
+	inUse.Add("grpc_server", kp)
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.ForServer}
 	if t.clientCA != "" {
 		if t.clientSAN != "" {
@@ -63,6 +64,7 @@ func (t tlsFiles) serverOption(log *slog.Logger) (grpc.ServerOption, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--grpc-tls-client-ca: %w", err)
 		}
+		inUse.Add("grpc_client_ca", pool)
 		tlsfiles.VerifyClients(cfg, pool)
 	}
 	return grpc.Creds(credentials.NewTLS(cfg)), nil
@@ -86,6 +88,7 @@ func requireSAN(san string) func([][]byte, [][]*x509.Certificate) error {
 // and so on: the xDS subscription's ("--xds-") and the load generator's ("--").
 type clientTLS struct {
 	prefix                    string
+	use                       string // names the files for metrics: use+"_client", use+"_ca"
 	on                        bool
 	ca, cert, key, serverName string
 	// defaultName is the name gRPC verifies when serverName is empty, when the caller
@@ -97,9 +100,10 @@ type clientTLS struct {
 // config returns the client TLS configuration, or nil for plaintext when no setting is
 // given. The client certificate is read again at a handshake when its files changed,
 // as for the gRPC server: a rotated certificate (a mounted Secret) is used without a
-// restart; log hears of a change that does not load. So is the CA bundle when the
-// server's name is known (serverName or defaultName); else it is read here only.
-func (c clientTLS) config(log *slog.Logger) (*tls.Config, error) {
+// restart; log hears of a change that does not load, and inUse (may be nil) lists the
+// files for metrics. So is the CA bundle when the server's name is known (serverName
+// or defaultName); else it is read here only.
+func (c clientTLS) config(log *slog.Logger, inUse *tlsfiles.Registry) (*tls.Config, error) {
 	if !c.on && c.ca == "" && c.cert == "" && c.key == "" && c.serverName == "" {
 		return nil, nil
 	}
@@ -115,6 +119,7 @@ func (c clientTLS) config(log *slog.Logger) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%stls-cert/%stls-key: %w", c.prefix, c.prefix, err)
 		}
+		inUse.Add(c.use+"_client", kp)
 		cfg.GetClientCertificate = kp.ForClient
 	}
 	if c.ca != "" {
@@ -125,6 +130,7 @@ func (c clientTLS) config(log *slog.Logger) (*tls.Config, error) {
 		if name := cmp.Or(c.serverName, c.defaultName); name != "" {
 			// cfg.ServerName stays as given: set, it would also become gRPC's :authority.
 			tlsfiles.VerifyServers(cfg, pool, name)
+			inUse.Add(c.use+"_ca", pool) // only a bundle that is followed has news to report
 		} else {
 			// Read once: gRPC names the server on its own copy of cfg (from the target),
 			// which a check that re-reads the bundle (tlsfiles.VerifyServers) cannot see.

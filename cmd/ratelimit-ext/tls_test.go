@@ -31,7 +31,7 @@ func newPKI(t *testing.T) (ca *testpki.CA, server, client testpki.Cert) {
 // serveHealth starts a gRPC server with the given TLS settings and returns its address.
 func serveHealth(t *testing.T, files tlsFiles) string {
 	t.Helper()
-	opt, err := files.serverOption(nil)
+	opt, err := files.serverOption(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestTLSSettingsAreValidated(t *testing.T) {
 		"SAN without a CA":    {tlsFiles{cert: server.CertFile, key: server.KeyFile, clientSAN: "envoy.edge.internal"}, []string{"--grpc-tls-client-ca"}},
 		"client CA alone":     {tlsFiles{clientCA: ca.File}, []string{"server's own certificate", "--grpc-tls-cert"}},
 	} {
-		_, err := tc.f.serverOption(nil)
+		_, err := tc.f.serverOption(nil, nil)
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue
@@ -120,7 +120,7 @@ func TestTLSSettingsAreValidated(t *testing.T) {
 			}
 		}
 	}
-	if opt, err := (tlsFiles{}).serverOption(nil); opt != nil || err != nil {
+	if opt, err := (tlsFiles{}).serverOption(nil, nil); opt != nil || err != nil {
 		t.Fatalf("no TLS settings gave %v, %v", opt, err)
 	}
 }
@@ -187,12 +187,12 @@ func TestClientTLSFollowsTheCABundle(t *testing.T) {
 	bundle := t.TempDir() + "/ca.crt"
 	testpki.Rotate(t, 1, map[string]string{bundle: oldCA.File})
 	x := &xdsSettings{server: "127.0.0.1:18000", tls: clientTLS{prefix: "--xds-", ca: bundle}}
-	opts, err := x.options(slog.New(slog.DiscardHandler), nil) // the name comes from --xds-server
+	opts, err := x.options(slog.New(slog.DiscardHandler), nil, nil) // the name comes from --xds-server
 	if err != nil {
 		t.Fatal(err)
 	}
 	followed := opts.TLS
-	readOnce, err := clientTLS{prefix: "--xds-", ca: bundle}.config(nil)
+	readOnce, err := clientTLS{prefix: "--xds-", ca: bundle}.config(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

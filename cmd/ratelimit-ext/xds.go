@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/tlsfiles"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules"
 )
 
@@ -36,7 +37,7 @@ func xdsFlags(f *envFlags, x *xdsSettings) {
 	f.StringVar(&x.nodeID, "xds-node-id", "default", "node id sent to the xDS server, which picks the rules it sends by it")
 	f.StringVar(&x.nodeMetadata, "xds-node-metadata", "", "node metadata sent to the xDS server: key=value,key=value")
 	f.StringVar(&x.headers, "xds-headers", "", "gRPC metadata sent when the xDS stream opens: key=value,key=value (e.g. authorization=Bearer ...)")
-	x.tls.prefix = "--xds-"
+	x.tls.prefix, x.tls.use = "--xds-", "xds"
 	f.BoolVar(&x.tls.on, "xds-tls", false, "connect to the xDS server over TLS (any other --xds-tls-* setting implies it)")
 	f.StringVar(&x.tls.ca, "xds-tls-ca", "", "PEM CA bundle that signs the xDS server's certificate (default: the system roots; reloaded when the file changes)")
 	f.StringVar(&x.tls.cert, "xds-tls-cert", "", "PEM client certificate for the xDS server (mTLS; reloaded when the file changes)")
@@ -117,7 +118,7 @@ func pairs(flag, s string) (map[string]string, error) {
 }
 
 // options turns the settings into the subscriber's options; it reads the TLS files.
-func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet, error)) (xdsrules.Options, error) {
+func (x *xdsSettings) options(log *slog.Logger, inUse *tlsfiles.Registry, onLoad func(*descriptors.RuleSet, error)) (xdsrules.Options, error) {
 	meta, err := pairs("--xds-node-metadata", x.nodeMetadata)
 	if err != nil {
 		return xdsrules.Options{}, err
@@ -127,7 +128,7 @@ func (x *xdsSettings) options(log *slog.Logger, onLoad func(*descriptors.RuleSet
 		return xdsrules.Options{}, err
 	}
 	x.tls.defaultName = targetHost(x.server)
-	tc, err := x.tls.config(log)
+	tc, err := x.tls.config(log, inUse)
 	if err != nil {
 		return xdsrules.Options{}, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testpki"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/tlsfiles"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
 )
@@ -76,7 +77,7 @@ func TestXDSOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := c.xds.options(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	o, err := c.xds.options(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestXDSOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 		var logs bytes.Buffer
-		if _, err := c.xds.options(slog.New(slog.NewTextHandler(&logs, nil)), nil); err != nil {
+		if _, err := c.xds.options(slog.New(slog.NewTextHandler(&logs, nil)), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := strings.Contains(logs.String(), "plaintext"); got != tc.warn || strings.Contains(logs.String(), "abc") {
@@ -113,7 +114,7 @@ func TestXDSOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.xds.options(slog.Default(), nil); err == nil || !strings.Contains(err.Error(), "--xds-tls-ca") {
+	if _, err := c.xds.options(slog.Default(), nil, nil); err == nil || !strings.Contains(err.Error(), "--xds-tls-ca") {
 		t.Errorf("an unreadable CA: %v", err)
 	}
 }
@@ -145,7 +146,7 @@ func TestXDSTLSFromFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			o, err := c.xds.options(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			o, err := c.xds.options(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,5 +161,24 @@ func TestXDSTLSFromFiles(t *testing.T) {
 				t.Fatalf("applied %s", rs.Summary())
 			}
 		})
+	}
+}
+
+// The xDS client's TLS files are listed for metrics as xds_client and xds_ca.
+func TestXDSTLSFilesAreListed(t *testing.T) {
+	ca, _, client := newPKI(t)
+	c, err := loadServeConfig([]string{"--xds-server", "127.0.0.1:18000", "--xds-tls-ca", ca.File,
+		"--xds-tls-cert", client.CertFile, "--xds-tls-key", client.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inUse tlsfiles.Registry
+	if _, err := c.xds.options(slog.New(slog.DiscardHandler), &inUse, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]tlsfiles.Status{}
+	inUse.Each(func(use string, s tlsfiles.Status) { got[use] = s })
+	if len(got) != 2 || got["xds_client"].NotAfter != client.TLS.Leaf.NotAfter || got["xds_ca"] != (tlsfiles.Status{}) {
+		t.Errorf("listed %+v, want xds_client (expiring %v) and xds_ca", got, client.TLS.Leaf.NotAfter)
 	}
 }

@@ -58,6 +58,9 @@ type RedisOptions struct {
 	// Log hears what the engine cannot return as an error: a rotated TLS file that did
 	// not load (the files are read again when they change). Nil: not reported.
 	Log *slog.Logger
+	// TLSInUse, when set, lists the TLS files the engine reads ("redis_client",
+	// "redis_ca"), for metrics.
+	TLSInUse *tlsfiles.Registry
 	// Batch decides requests that arrive while others are in flight together, in one
 	// script call (see redis_batch.go): each request stays atomic and all or nothing on
 	// its own. BatchMax bounds requests per call (default 64) and BatchLanes the calls
@@ -218,6 +221,7 @@ func applyTLS(cfg *tls.Config, o RedisOptions) error {
 		if err != nil {
 			return fmt.Errorf("redis: TLS client certificate: %w", err)
 		}
+		o.TLSInUse.Add("redis_client", kp)
 		cfg.GetClientCertificate = kp.ForClient
 	}
 	if o.TLSInsecureSkipVerify {
@@ -228,6 +232,7 @@ func applyTLS(cfg *tls.Config, o RedisOptions) error {
 		if err != nil {
 			return fmt.Errorf("redis: TLS CA file: %w", err)
 		}
+		o.TLSInUse.Add("redis_ca", pool)
 		// go-redis names the server in cfg (the URL's host), so the bundle can be read
 		// again at each handshake.
 		tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)

@@ -3,7 +3,8 @@
 // Kubernetes Secret) is used at the next handshake without a restart.
 //
 // A file is looked at (one stat) at each handshake, which long-lived gRPC and Redis
-// connections make rare; a change is a new size or modification time. A change that
+// connections make rare, and at each Status, which a Registry's metrics ask for at
+// every scrape; a change is a new size or modification time. A change that
 // does not load (a half-written file, a key that does not match its certificate) is
 // reported once and the previous material is kept, so that a bad rotation does not
 // take a working service down; it is tried again every ten seconds.
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,9 +52,14 @@ func version(files ...string) (string, error) {
 }
 
 // due reports whether version v is worth loading: not the one in use, and not one that
-// failed lately. Callers hold mu.
+// failed lately. The files being back at the version in use (a bad change undone)
+// ends a failure. Callers hold mu.
 func (w *watched) due(v string) bool {
-	return v != w.loaded && (v != w.failed || time.Since(w.failedAt) >= retryFailed)
+	if v == w.loaded {
+		w.failed = ""
+		return false
+	}
+	return v != w.failed || time.Since(w.failedAt) >= retryFailed
 }
 
 // fail records that version v of the files named by what did not load, and reports
@@ -66,6 +73,15 @@ func (w *watched) fail(v, what string, err error) {
 
 // use records that version v is in use. Callers hold mu.
 func (w *watched) use(v string) { w.loaded, w.failed = v, "" }
+
+// Status is what an operator is told about files in use (see Registry).
+type Status struct {
+	// Failing is true while the files have changed and do not load, so that the
+	// previous material is still in use.
+	Failing bool
+	// NotAfter is when the certificate in use expires; zero for a CA bundle.
+	NotAfter time.Time
+}
 
 // KeyPair is a certificate and its private key, each in a PEM file.
 type KeyPair struct {
@@ -114,6 +130,19 @@ func (k *KeyPair) Certificate() *tls.Certificate {
 			"subject", c.Leaf.Subject.String(), "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return k.cert
+}
+
+// Status looks at the files, loading them if they changed, and reports on the pair in
+// use.
+func (k *KeyPair) Status() Status {
+	c := k.Certificate()
+	k.w.mu.Lock()
+	defer k.w.mu.Unlock()
+	s := Status{Failing: k.w.failed != ""}
+	if c.Leaf != nil {
+		s.NotAfter = c.Leaf.NotAfter
+	}
+	return s
 }
 
 // ForServer is a tls.Config's GetCertificate.
@@ -182,6 +211,57 @@ func (p *Pool) Current() *x509.CertPool {
 		p.w.log.Info("a changed CA bundle was loaded", "file", p.file)
 	}
 	return p.pool
+}
+
+// Status looks at the file, loading it if it changed, and reports on the bundle.
+func (p *Pool) Status() Status {
+	p.Current()
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	return Status{Failing: p.w.failed != ""}
+}
+
+// Registry lists the TLS files a process uses, each under the name of its use
+// ("grpc_server", "redis_ca"), so that metrics can report them. The zero value is
+// ready; a nil *Registry takes nothing.
+type Registry struct {
+	mu      sync.Mutex
+	entries []entry
+}
+
+type entry struct {
+	use   string
+	files interface{ Status() Status }
+}
+
+// Add lists files (a *KeyPair or a *Pool) under use, in place of what use listed.
+func (r *Registry) Add(use string, files interface{ Status() Status }) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.entries {
+		if r.entries[i].use == use {
+			r.entries[i].files = files
+			return
+		}
+	}
+	r.entries = append(r.entries, entry{use, files})
+}
+
+// Each calls f with every use and its files' status, looking at the files (see
+// KeyPair.Status), in the order they were added.
+func (r *Registry) Each(f func(use string, s Status)) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	entries := slices.Clone(r.entries)
+	r.mu.Unlock()
+	for _, e := range entries {
+		f(e.use, e.files.Status())
+	}
 }
 
 // VerifyClients makes the server configuration cfg require a client certificate

@@ -369,3 +369,118 @@ func TestFailedVersionIsTriedAgain(t *testing.T) {
 		t.Errorf("the failure was reported %d times, want once:\n%s", n, logged)
 	}
 }
+
+// Status reports the certificate in use and whether the files on disk fail to load;
+// undoing a bad change ends the failure, as a good one does.
+func TestStatusReportsTheFilesInUse(t *testing.T) {
+	ca := testpki.New(t)
+	first := ca.Issue(t, "first", []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
+	second := ca.Issue(t, "second", []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
+	dir := t.TempDir()
+	cert, key, bundle := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	place(t, cert, first.CertFile, 1)
+	place(t, key, first.KeyFile, 1)
+	place(t, bundle, ca.File, 1)
+	certAt, bundleAt := modTime(t, cert), modTime(t, bundle)
+	kp, err := tlsfiles.LoadKeyPair(cert, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := tlsfiles.LoadPool(bundle, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := new(tlsfiles.Registry)
+	reg.Add("server", kp)
+	reg.Add("ca", pool)
+	status := func() map[string]tlsfiles.Status {
+		got := map[string]tlsfiles.Status{}
+		reg.Each(func(use string, s tlsfiles.Status) { got[use] = s })
+		return got
+	}
+	want := func(step string, server, ca tlsfiles.Status) {
+		t.Helper()
+		if got := status(); len(got) != 2 || got["server"] != server || got["ca"] != ca {
+			t.Fatalf("%s: %+v, want server %+v and ca %+v", step, got, server, ca)
+		}
+	}
+	ok := tlsfiles.Status{NotAfter: first.TLS.Leaf.NotAfter}
+	want("loaded", ok, tlsfiles.Status{})
+
+	// Half a rotation (the next certificate beside the old key) and a damaged bundle:
+	// both fail, and what was loaded stays in use.
+	place(t, cert, second.CertFile, 2)
+	writeAt(t, bundle, []byte("not PEM"), 2)
+	want("a change that does not load", tlsfiles.Status{Failing: true, NotAfter: first.TLS.Leaf.NotAfter}, tlsfiles.Status{Failing: true})
+
+	// Undone: the files are back at the version in use, times included (a backup
+	// moved back into place).
+	restore(t, cert, first.CertFile, certAt)
+	restore(t, bundle, ca.File, bundleAt)
+	want("the change undone", ok, tlsfiles.Status{})
+
+	place(t, cert, second.CertFile, 3)
+	place(t, key, second.KeyFile, 3)
+	want("rotated", tlsfiles.Status{NotAfter: second.TLS.Leaf.NotAfter}, tlsfiles.Status{})
+	if got := commonName(kp.Certificate()); got != "second" {
+		t.Fatalf("after rotation: %q, want second", got)
+	}
+}
+
+func modTime(t *testing.T, path string) time.Time {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.ModTime()
+}
+
+// restore writes src's bytes to dst with the modification time at.
+func restore(t *testing.T, dst, src string, at time.Time) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(dst, at, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A use added again names the new files; a nil registry takes nothing.
+func TestRegistryKeepsOneEntryPerUse(t *testing.T) {
+	ca := testpki.New(t)
+	a, err := tlsfiles.LoadPool(ca.File, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tlsfiles.LoadPool(ca.File, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ca.Issue(t, "c", nil, x509.ExtKeyUsageClientAuth)
+	kp, err := tlsfiles.LoadKeyPair(c.CertFile, c.KeyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg tlsfiles.Registry
+	reg.Add("ca", a)
+	reg.Add("client", kp)
+	reg.Add("ca", b)
+	var uses []string
+	reg.Each(func(use string, s tlsfiles.Status) {
+		uses = append(uses, use)
+		if use == "client" && s.NotAfter.IsZero() {
+			t.Error("the key pair reported no expiry")
+		}
+	})
+	if strings.Join(uses, ",") != "ca,client" {
+		t.Errorf("uses %v, want [ca client]", uses)
+	}
+	var none *tlsfiles.Registry
+	none.Add("ca", a) // must not panic
+}
