@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -49,6 +50,10 @@ each request's intended send time; queueing reported separately). Descriptor val
 use {key} (a number drawn from [0, --keys) per descriptor) and {d} (the descriptor's
 position in the request).
 
+Exit status: 0 after a clean run; 1 when the run could not start or, after the report,
+when it was interrupted, measured nothing, had failed requests or (open loop) did not
+sustain the rate; 2 for a mistake in the flags.
+
 examples:
   ratelimit-ext bench --target 127.0.0.1:8081 --domain edge --descriptor 'remote_address=10.1.{key}' --keys 100000
   ratelimit-ext bench --rate 8000 --duration 30s --json
@@ -59,17 +64,25 @@ flags:
 `
 
 // checkBenchSettings refuses values the load generator would otherwise replace by a
-// default without a word (0 keys as 1, a zero duration as 10 s).
+// default without a word (0 keys as 1, a zero duration as 10 s), or could not use.
 func checkBenchSettings(c loadgen.Config) error {
 	switch {
+	case len(c.Targets) == 0:
+		return errors.New("--target: want host:port")
 	case c.Keys < 1:
 		return fmt.Errorf("--keys %d: want at least 1", c.Keys)
+	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
+		return fmt.Errorf("--rate %v: want requests per second (0: closed loop)", c.Rate)
 	case c.Rate == 0 && c.Workers < 1:
 		return fmt.Errorf("--workers %d: want at least 1 (or an open loop with --rate)", c.Workers)
+	case c.MaxInFlight < 1 || c.MaxInFlight > loadgen.MaxInFlightLimit:
+		return fmt.Errorf("--max-in-flight %d: want 1 to %d", c.MaxInFlight, loadgen.MaxInFlightLimit)
+	case c.Conns < 0 || c.PerRequest < 0:
+		return errors.New("--conns and --descriptors-per-request want 0 (the default) or more")
 	case c.Requests < 0:
 		return fmt.Errorf("--requests %d: want 0 (none) or more", c.Requests)
-	case c.Duration < 0 || c.Warmup < 0 || c.Timeout <= 0:
-		return errors.New("--duration and --warmup want 0 or more, --timeout more than 0")
+	case c.Duration < 0 || c.Warmup < 0 || c.Timeout <= 0 || c.ConnectTimeout <= 0:
+		return errors.New("--duration and --warmup want 0 or more, --timeout and --connect-timeout more than 0")
 	case c.Duration == 0 && c.Requests == 0:
 		return errors.New("--duration 0 without --requests: the run would never end")
 	}
@@ -115,12 +128,13 @@ func parseBench(args []string) (*benchCommand, int) {
 	workers := fs.Int("workers", 32, "closed loop: requests in flight")
 	rate := fs.Float64("rate", 0, "open loop: requests per second (overrides --workers)")
 	maxInFlight := fs.Int("max-in-flight", 1024, "open loop: bound on concurrent requests")
-	duration := fs.Duration("duration", 10*time.Second, "measured phase")
+	duration := fs.Duration("duration", 10*time.Second, "measured phase (not applied with --requests unless given)")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured phase before it")
-	requests := fs.Int64("requests", 0, "end the measured phase after this many requests (0: --duration only)")
+	requests := fs.Int64("requests", 0, "end the measured phase when this many requests are answered (0: --duration only)")
 	timeout := fs.Duration("timeout", time.Second, "deadline of each request")
+	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "how long each connection may take to become ready at the start")
 	domain := fs.String("domain", "edge", "rate-limit domain")
-	perRequest := fs.Int("descriptors-per-request", 0, "descriptors per request, cycling through the templates (default: one per template)")
+	perRequest := fs.Int("descriptors-per-request", 0, "descriptors per request, taking the templates in turn from one request to the next (default: one per template)")
 	keys := fs.Int("keys", 1000, "distinct {key} values (key cardinality)")
 	cost := fs.Uint("cost", 0, "request hits_addend (0: unset, which servers count as 1)")
 	seed := fs.Uint64("seed", 0, "seed of the key choices (0: fixed default)")
@@ -143,9 +157,12 @@ func parseBench(args []string) (*benchCommand, int) {
 	if fs.NArg() > 0 {
 		return benchFail("unexpected argument %q", fs.Arg(0))
 	}
+	if *requests > 0 && !flagGiven(fs, "duration") {
+		*duration = 0 // a request count alone ends the run
+	}
 	b.cfg = loadgen.Config{
 		Targets: targets.vals, Conns: *conns, Workers: *workers, Rate: *rate, MaxInFlight: *maxInFlight,
-		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout,
+		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout, ConnectTimeout: *connectTimeout,
 		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed, Authority: *authority,
 	}
 	tc, err := tlsFlags.config(nil, nil)
@@ -181,7 +198,14 @@ func parseBench(args []string) (*benchCommand, int) {
 	return b, 0
 }
 
-// run generates the load and prints the report; 1 when it could not.
+// flagGiven reports whether the command line set the flag.
+func flagGiven(fs *flag.FlagSet, name string) (given bool) {
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// run generates the load and prints the report. It returns 1 when it could not, and
+// after the report when the run is not a clean measurement (see incomplete).
 func (b *benchCommand) run() int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
@@ -204,6 +228,7 @@ func (b *benchCommand) run() int {
 	if rep == nil {
 		return fail(err)
 	}
+	// An interrupted run still reports what it measured; rep says it was interrupted.
 	if b.json {
 		err = rep.JSON(os.Stdout)
 	} else {
@@ -212,5 +237,29 @@ func (b *benchCommand) run() int {
 	if err != nil {
 		return fail(err)
 	}
+	if why := incomplete(rep); why != "" {
+		fmt.Fprintln(os.Stderr, "ratelimit-ext bench: exit 1:", why)
+		return 1
+	}
 	return 0
+}
+
+// incomplete says why a finished run's numbers are not a clean measurement, for the
+// exit status: scripts that gate on a load test must not pass a run that failed.
+func incomplete(rep *loadgen.Report) string {
+	switch {
+	case rep.Interrupted:
+		return "the run was interrupted"
+	case rep.Requests == 0:
+		return "no request was measured"
+	case len(rep.Errors) > 0:
+		var n int64
+		for _, c := range rep.Errors {
+			n += c
+		}
+		return fmt.Sprintf("%d of %d requests failed", n, rep.Requests)
+	case rep.Unsent > 0:
+		return fmt.Sprintf("the target rate was not sustained (%d requests unsent)", rep.Unsent)
+	}
+	return ""
 }

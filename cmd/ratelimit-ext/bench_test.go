@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Settings the load generator would quietly replace by a default are refused, naming
@@ -18,8 +19,20 @@ func TestBenchRefusesSettingsItWouldReplace(t *testing.T) {
 		{[]string{"--duration", "-1s"}, "--duration"},
 		{[]string{"--timeout", "0s"}, "--timeout"},
 		{[]string{"--duration", "0s"}, "never end"},
+		{[]string{"--rate", "NaN"}, "--rate NaN"},
+		{[]string{"--rate", "+Inf"}, "--rate +Inf"},
+		{[]string{"--rate", "-5"}, "--rate -5"},
+		{[]string{"--rate", "100", "--max-in-flight", "0"}, "--max-in-flight 0"},
+		{[]string{"--rate", "100", "--max-in-flight", "100001"}, "--max-in-flight 100001"},
+		{[]string{"--conns", "-1"}, "--conns"},
+		{[]string{"--descriptors-per-request", "-1"}, "--descriptors-per-request"},
+		{[]string{"--connect-timeout", "0s"}, "--connect-timeout"},
+		{[]string{"--target", ""}, "--target"},
 	} {
 		args := append([]string{"bench", "--target", "127.0.0.1:1"}, tc.args...)
+		if tc.args[0] == "--target" {
+			args = append([]string{"bench"}, tc.args...)
+		}
 		code, out := runStderr(t, args...)
 		if code != 2 || !strings.Contains(out, tc.says) {
 			t.Errorf("%v: exit %d, %q; want 2 and %q", tc.args, code, out, tc.says)
@@ -47,5 +60,47 @@ func TestBenchOverMutualTLS(t *testing.T) {
 	}
 	if code, out := runStderr(t, "bench", "--target", s.grpcAddr, "--tls-cert", client.CertFile); code != 2 || !strings.Contains(out, "--tls-cert and --tls-key go together") {
 		t.Errorf("a certificate without its key: exit %d, %q", code, out)
+	}
+}
+
+// --requests alone ends the run by its count; the default --duration applies only when
+// given (it used to cut a long request count short at 10 s).
+func TestBenchRequestsAloneHasNoDuration(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"--requests", "100000"}, 0},
+		{[]string{"--requests", "100000", "--duration", "3s"}, 3 * time.Second},
+		{nil, 10 * time.Second},
+	} {
+		b, code := parseBench(tc.args)
+		if b == nil {
+			t.Fatalf("%v: exit %d", tc.args, code)
+		}
+		if b.cfg.Duration != tc.want {
+			t.Errorf("%v: duration %v, want %v", tc.args, b.cfg.Duration, tc.want)
+		}
+	}
+}
+
+// The exit status tells a script whether the run measured cleanly: requests that all
+// failed (a deadline no answer can meet) exit 1 after the report; a clean run exits 0
+// and warns when no answer named a limit (a domain that no rule has).
+func TestBenchExitStatus(t *testing.T) {
+	s := startBinary(t, buildBinary(t))
+	bench := func(extra ...string) (int, string) {
+		args := append([]string{"bench", "--target", s.grpcAddr, "--descriptor", "k=v{key}", "--workers", "2",
+			"--warmup", "0s", "--requests", "20"}, extra...)
+		return runStdout(t, args...)
+	}
+	if code, out := bench("--domain", "edge"); code != 0 || strings.Contains(out, "NO LIMIT MATCHED") {
+		t.Errorf("a clean run: exit %d\n%s", code, out)
+	}
+	if code, out := bench("--domain", "nosuch"); code != 0 || !strings.Contains(out, "NO LIMIT MATCHED") {
+		t.Errorf("a domain without rules: exit %d\n%s", code, out)
+	}
+	if code, out := bench("--domain", "edge", "--timeout", "1ns"); code != 1 || !strings.Contains(out, "DeadlineExceeded 20") {
+		t.Errorf("every request past its deadline: exit %d\n%s", code, out)
 	}
 }

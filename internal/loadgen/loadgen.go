@@ -55,14 +55,19 @@ type Config struct {
 	// due while all are in flight waits, and that wait shows as queueing.
 	MaxInFlight int
 	// Warmup is run first and not measured; Duration is the measured phase
-	// (default 10 s). Requests > 0 ends the measured phase after that many requests.
+	// (default 10 s without Requests). Requests > 0 ends the measured phase once that
+	// many requests have been answered (or failed), or at Duration when that is set
+	// and comes first.
 	Warmup   time.Duration
 	Duration time.Duration
 	Requests int64
-	// Timeout is each request's deadline (default 1 s).
-	Timeout time.Duration
+	// Timeout is each request's deadline (default 1 s); ConnectTimeout how long a
+	// connection may take to become ready at the start (default 5 s).
+	Timeout        time.Duration
+	ConnectTimeout time.Duration
 	// Domain and Descriptors describe the requests. PerRequest descriptors are sent per
-	// request, cycling through Descriptors (default: len(Descriptors)).
+	// request (default: len(Descriptors)), cycling through Descriptors from one request
+	// to the next: with 2 templates and 1 per request, requests alternate between them.
 	Domain      string
 	Descriptors []Template
 	PerRequest  int
@@ -105,6 +110,15 @@ const (
 // statShards bounds the number of histogram sets: senders share them under a lock.
 const statShards = 16
 
+// MaxInFlightLimit bounds Config.MaxInFlight.
+const MaxInFlightLimit = 100_000
+
+// errorPause is how long a closed-loop worker waits after a request fails other than by
+// its deadline: a target that refuses connections fails requests in microseconds, and
+// workers that retried at once would spin the generator's CPU (starving the servers
+// that still answer, on a shared machine) and fill the report with failures.
+const errorPause = 10 * time.Millisecond
+
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, 3) }
 
 // record adds d to h; a duration above the histogram's minute is recorded as a minute,
@@ -137,11 +151,20 @@ func (c *Config) setDefaults() error {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
 	}
+	if c.MaxInFlight > MaxInFlightLimit {
+		return fmt.Errorf("loadgen: %d requests in flight: at most %d (each is a goroutine with its own buffers)", c.MaxInFlight, MaxInFlightLimit)
+	}
+	if math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+		return fmt.Errorf("loadgen: rate %v: want a number of requests per second", c.Rate)
+	}
 	if c.Duration <= 0 && c.Requests <= 0 {
 		c.Duration = 10 * time.Second
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = time.Second
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 5 * time.Second
 	}
 	if c.Domain == "" {
 		return errors.New("loadgen: no domain")
@@ -201,9 +224,11 @@ func dialAll(ctx context.Context, cfg *Config) ([]*grpc.ClientConn, error) {
 			return nil, fmt.Errorf("loadgen: %s: %w", target, err)
 		}
 		conns = append(conns, c)
-		if err := waitReady(ctx, c, 5*time.Second); err != nil {
+		if err := waitReady(ctx, c, cfg.ConnectTimeout); err != nil {
+			err = fmt.Errorf("loadgen: %s: %w%s", target, err, lastError(ctx, c, cfg))
+			_ = c.Close()
 			closeAll()
-			return nil, fmt.Errorf("loadgen: %s: %w", target, err)
+			return nil, err
 		}
 	}
 	return conns, nil
@@ -224,6 +249,21 @@ func waitReady(ctx context.Context, c *grpc.ClientConn, timeout time.Duration) e
 	}
 }
 
+// lastError is why a connection is not ready, as a request on it fails: gRPC gives the
+// last connection error (refused, a certificate not trusted, a name not matched) to
+// requests, not to the connection's state.
+func lastError(ctx context.Context, c *grpc.ClientConn, cfg *Config) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	enc := encoder{domain: cfg.Domain, templates: cfg.Descriptors, perReq: 1}
+	var resp rawResponse
+	err := c.Invoke(ctx, Method, &rawRequest{b: enc.encode(nil, []int{0}, 0)}, &resp, grpc.ForceCodec(rawCodec{}))
+	if err == nil {
+		return ""
+	}
+	return ": " + status.Convert(err).Message()
+}
+
 // phases of a run.
 const (
 	phaseWarmup int32 = iota
@@ -236,13 +276,14 @@ type runner struct {
 	conns []*grpc.ClientConn
 	phase atomic.Int32
 	// measured counts requests started in the measured phase (for Config.Requests, and
-	// in the open loop the ones sent, answered or not, for unsent).
-	measured atomic.Int64
-	doneOnce sync.Once
-	done     chan struct{} // closed when the measured phase ends
-	endAt    atomic.Int64  // unix ns when the measured phase ended
-	connRR   atomic.Uint64
-	shards   []*stats
+	// in the open loop the ones sent, answered or not, for unsent); completed the ones
+	// of them answered or failed (Config.Requests ends the phase on the last).
+	measured, completed atomic.Int64
+	doneOnce            sync.Once
+	done                chan struct{} // closed when the measured phase ends
+	endAt               atomic.Int64  // unix ns when the measured phase ended
+	connRR              atomic.Uint64
+	shards              []*stats
 	// measureAt is the unix ns at which the measured phase began (0 before).
 	measureAt atomic.Int64
 	// The open loop's schedule: request k is due at openStart + k × interval.
@@ -254,14 +295,16 @@ type runner struct {
 type stats struct {
 	mu                      sync.Mutex
 	latency, queue, service *hdrhistogram.Histogram
+	answered                *hdrhistogram.Histogram // latency of the requests answered
 	ok, over, unknown       int64
+	noLimit                 int64 // answers whose statuses named no limit
 	clamped                 int64 // latencies above the histograms' minute
 	errs                    [codes.Unauthenticated + 1]int64
 	otherErrs               int64
 }
 
 func newStats(open bool) *stats {
-	s := &stats{latency: newHist()}
+	s := &stats{latency: newHist(), answered: newHist()}
 	if open {
 		s.queue, s.service = newHist(), newHist()
 	}
@@ -270,14 +313,15 @@ func newStats(open bool) *stats {
 
 // sender owns the buffers of one goroutine that sends requests.
 type sender struct {
-	r    *runner
-	enc  encoder
-	rng  *rand.Rand
-	keys []int
-	buf  []byte
-	req  rawRequest
-	resp rawResponse
-	st   *stats
+	r     *runner
+	enc   encoder
+	rng   *rand.Rand
+	keys  []int
+	first int // the template of the next request's first descriptor
+	buf   []byte
+	req   rawRequest
+	resp  rawResponse
+	st    *stats
 }
 
 func (r *runner) newSender(id int) *sender {
@@ -298,7 +342,8 @@ func (s *sender) call(ctx context.Context, conn *grpc.ClientConn) (time.Duration
 	for i := range s.keys {
 		s.keys[i] = s.rng.IntN(s.r.cfg.Keys)
 	}
-	s.buf = s.enc.encode(s.buf[:0], s.keys)
+	s.buf = s.enc.encode(s.buf[:0], s.keys, s.first)
+	s.first = (s.first + len(s.keys)) % len(s.enc.templates)
 	s.req.b = s.buf
 	ctx, cancel := context.WithTimeout(ctx, s.r.cfg.Timeout)
 	start := time.Now()
@@ -338,6 +383,10 @@ func (s *sender) record(ctx context.Context, err error, latency, queue, service 
 		}
 		return
 	}
+	record(st.answered, latency)
+	if !s.resp.limited {
+		st.noLimit++
+	}
 	switch s.resp.code {
 	case codeOK:
 		st.ok++
@@ -352,18 +401,19 @@ func (r *runner) conn() *grpc.ClientConn {
 	return r.conns[int(r.connRR.Add(1)%uint64(len(r.conns)))]
 }
 
-// startMeasuring counts one measured request start; false once the run is over.
+// startMeasuring counts one measured request start; false once Config.Requests have
+// been started.
 func (r *runner) startMeasuring() bool {
-	if n := r.measured.Add(1); r.cfg.Requests > 0 {
-		if n > r.cfg.Requests {
-			r.finish()
-			return false
-		}
-		if n == r.cfg.Requests {
-			defer r.finish()
-		}
+	n := r.measured.Add(1)
+	return r.cfg.Requests <= 0 || n <= r.cfg.Requests
+}
+
+// complete counts one measured request answered or failed; the last of
+// Config.Requests ends the measured phase, so that its time covers every answer.
+func (r *runner) complete() {
+	if n := r.completed.Add(1); r.cfg.Requests > 0 && n >= r.cfg.Requests {
+		r.finish()
 	}
-	return true
 }
 
 func (r *runner) finish() {
@@ -374,10 +424,10 @@ func (r *runner) finish() {
 	})
 }
 
-func (r *runner) run(ctx context.Context) (*Report, error) {
+func (r *runner) run(parent context.Context) (*Report, error) {
 	cfg := r.cfg
 	r.done = make(chan struct{})
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
 	var (
@@ -452,26 +502,37 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	}
 	rep := r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1))
 	rep.Unsent = r.unsent(measureStart, end)
-	return rep, ctx.Err()
+	rep.Interrupted = parent.Err() != nil
+	return rep, parent.Err()
 }
 
-// closedWorker keeps one request in flight until the run ends.
+// closedWorker keeps one request in flight until the run ends, pausing after a
+// failure (errorPause).
 func (r *runner) closedWorker(ctx context.Context, id int) {
 	s := r.newSender(id)
 	conn := r.conns[id%len(r.conns)]
 	for {
+		var err error
 		switch r.phase.Load() {
 		case phaseDone:
 			return
 		case phaseWarmup:
-			_, _ = s.call(ctx, conn)
-			continue
+			_, err = s.call(ctx, conn)
+		default:
+			if !r.startMeasuring() {
+				return
+			}
+			var d time.Duration
+			d, err = s.call(ctx, conn)
+			s.record(ctx, err, d, 0, 0)
+			r.complete()
 		}
-		if !r.startMeasuring() {
-			return
+		if err != nil && status.Code(err) != codes.DeadlineExceeded {
+			select {
+			case <-time.After(errorPause):
+			case <-r.done:
+			}
 		}
-		d, err := s.call(ctx, conn)
-		s.record(ctx, err, d, 0, 0)
 	}
 }
 
@@ -517,6 +578,7 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 				answered := time.Now()
 				if measured {
 					s.record(ctx, err, answered.Sub(due), sent.Sub(due), answered.Sub(sent))
+					r.complete()
 				}
 			}
 		}()

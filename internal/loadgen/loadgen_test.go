@@ -37,7 +37,7 @@ func TestEncodeMatchesProto(t *testing.T) {
 		perReq:    3,
 		cost:      7,
 	}
-	b := e.encode(nil, []int{42, 7, 99999})
+	b := e.encode(nil, []int{42, 7, 99999}, 0)
 	var got rlsv3.RateLimitRequest
 	if err := proto.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
@@ -55,31 +55,39 @@ func TestEncodeMatchesProto(t *testing.T) {
 			t.Errorf("descriptor %d: %v, want %v", i, kv, want[i])
 		}
 	}
-	if e.cost = 0; bytes.Contains(e.encode(nil, []int{1, 2, 3}), []byte{fieldRequestHitsAddend << 3}) {
+	if e.cost = 0; bytes.Contains(e.encode(nil, []int{1, 2, 3}, 0), []byte{fieldRequestHitsAddend << 3}) {
 		// cost 0 must leave hits_addend unset; the tag byte 0x18 cannot appear in
 		// these short ASCII strings otherwise.
 		t.Error("cost 0 still encodes hits_addend")
 	}
 }
 
-func TestOverallCode(t *testing.T) {
+// The reply's overall code is read, and whether any status names a limit.
+func TestReadResponse(t *testing.T) {
+	limit := &rlsv3.RateLimitResponse_RateLimit{RequestsPerUnit: 5, Unit: rlsv3.RateLimitResponse_RateLimit_MINUTE}
 	for _, code := range []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_UNKNOWN, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT} {
-		resp := &rlsv3.RateLimitResponse{
-			OverallCode: code,
-			Statuses:    []*rlsv3.RateLimitResponse_DescriptorStatus{{Code: rlsv3.RateLimitResponse_OVER_LIMIT, LimitRemaining: 3}},
-			RawBody:     []byte("body"),
-		}
-		b, err := proto.Marshal(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := overallCode(b)
-		if err != nil || got != int(code) {
-			t.Errorf("code %v: got %d, %v", code, got, err)
+		for _, statuses := range [][]*rlsv3.RateLimitResponse_DescriptorStatus{
+			nil,
+			{{Code: rlsv3.RateLimitResponse_OK, LimitRemaining: 3}},
+			{{Code: rlsv3.RateLimitResponse_OK}, {Code: rlsv3.RateLimitResponse_OVER_LIMIT, CurrentLimit: limit}},
+		} {
+			resp := &rlsv3.RateLimitResponse{OverallCode: code, Statuses: statuses, RawBody: []byte("body")}
+			b, err := proto.Marshal(resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLimited := len(statuses) == 2
+			got, limited, err := readResponse(b)
+			if err != nil || got != int(code) || limited != wantLimited {
+				t.Errorf("code %v, %d statuses: got %d, limited %v, %v; want limited %v", code, len(statuses), got, limited, err, wantLimited)
+			}
 		}
 	}
-	if _, err := overallCode([]byte{0x08}); err == nil {
+	if _, _, err := readResponse([]byte{0x08}); err == nil {
 		t.Error("truncated varint accepted")
+	}
+	if _, _, err := readResponse([]byte{0x12, 0x02, 0x12}); err == nil {
+		t.Error("a truncated status accepted")
 	}
 }
 
@@ -296,6 +304,9 @@ func TestConfigErrors(t *testing.T) {
 		{Targets: []string{"x"}, Rate: -1, Domain: "d", Descriptors: tp},
 		{Targets: []string{"x", "y"}, Conns: 3, Workers: 3, Domain: "d", Descriptors: tp}, // an uneven share
 		{Targets: []string{"x"}, Conns: 4, Workers: 2, Domain: "d", Descriptors: tp},      // idle connections
+		{Targets: []string{"x"}, Rate: math.NaN(), Domain: "d", Descriptors: tp},
+		{Targets: []string{"x"}, Rate: math.Inf(1), Domain: "d", Descriptors: tp},
+		{Targets: []string{"x"}, Rate: 10, MaxInFlight: MaxInFlightLimit + 1, Domain: "d", Descriptors: tp},
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%+v accepted", c)
@@ -364,5 +375,155 @@ func TestReportWithoutKeyPlaceholder(t *testing.T) {
 	}
 	if rep.Keys != 0 || !strings.Contains(text.String(), "no {key}") || strings.Contains(text.String(), "1000 keys") {
 		t.Errorf("keys %d, text:\n%s", rep.Keys, text.String())
+	}
+}
+
+// templateCounter counts requests by their first descriptor's key and answers OK,
+// naming a limit when limited is set.
+type templateCounter struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	mu      sync.Mutex
+	byKey   map[string]int
+	limited bool
+	delay   time.Duration
+}
+
+func (s *templateCounter) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	time.Sleep(s.delay)
+	s.mu.Lock()
+	s.byKey[in.Descriptors[0].Entries[0].Key]++
+	s.mu.Unlock()
+	st := &rlsv3.RateLimitResponse_DescriptorStatus{Code: rlsv3.RateLimitResponse_OK}
+	if s.limited {
+		st.CurrentLimit = &rlsv3.RateLimitResponse_RateLimit{RequestsPerUnit: 10, Unit: rlsv3.RateLimitResponse_RateLimit_SECOND}
+	}
+	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{st}}, nil
+}
+
+// Fewer descriptors per request than templates: requests take the templates in turn,
+// so every template is sent (requests used to start at the first template each time,
+// and the second was never sent).
+func TestTemplatesTakeTurnsAcrossRequests(t *testing.T) {
+	srv := &templateCounter{byKey: map[string]int{}, limited: true}
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{serve(t, srv)}, Workers: 1, Requests: 100, Timeout: 30 * time.Second,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "a=1"), mustTemplate(t, "b=2")}, PerRequest: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.byKey["a"] != 50 || srv.byKey["b"] != 50 || rep.NoLimit != 0 {
+		t.Errorf("first descriptors %v (want 50 each), %d answers naming no limit (want 0)", srv.byKey, rep.NoLimit)
+	}
+}
+
+// A run whose answers never name a limit says so: the domain or the descriptors match
+// no rule, and the server allows everything.
+func TestAnswersNamingNoLimitAreReported(t *testing.T) {
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{serve(t, nooprls.Server{})}, Workers: 2, Requests: 20, Timeout: 30 * time.Second,
+		Domain: "nosuch", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := rep.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if rep.NoLimit != 20 || !strings.Contains(text.String(), "NO LIMIT MATCHED") {
+		t.Errorf("%d of 20 answers naming no limit; text:\n%s", rep.NoLimit, text.String())
+	}
+}
+
+// With Requests, the measured phase lasts until the last of them is answered, not
+// until it is sent: its time covers every answer.
+func TestRequestsPhaseEndsAtTheLastAnswer(t *testing.T) {
+	srv := &templateCounter{byKey: map[string]int{}, delay: 100 * time.Millisecond}
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{serve(t, srv)}, Workers: 4, Requests: 4, Timeout: 30 * time.Second,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Requests != 4 || rep.Seconds < 0.09 {
+		t.Errorf("%d requests in %.3f s; want 4 in at least the server's 0.1 s", rep.Requests, rep.Seconds)
+	}
+}
+
+// refuser fails every request at once.
+type refuser struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	calls atomic.Int64
+}
+
+func (s *refuser) ShouldRateLimit(context.Context, *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	s.calls.Add(1)
+	return nil, status.Error(codes.Unavailable, "down")
+}
+
+// A closed-loop worker pauses after a failure instead of retrying at once, and the
+// report gives the answers' latency apart from the failures'.
+func TestClosedLoopPausesAfterFailures(t *testing.T) {
+	srv := &refuser{}
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{serve(t, srv)}, Workers: 2, Duration: 300 * time.Millisecond, Timeout: 30 * time.Second,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each worker sends at most one request per errorPause: 2 × (300 / 10 + 1).
+	if n := srv.calls.Load(); n > 62 || rep.Errors["Unavailable"] != rep.Requests || rep.Requests == 0 {
+		t.Errorf("the server got %d calls in 0.3 s from 2 workers (want at most 62); errors %v of %d", n, rep.Errors, rep.Requests)
+	}
+	if rep.AnsweredLatency == nil {
+		t.Error("no answered latency beside the errors")
+	}
+
+	ok, err := Run(context.Background(), Config{
+		Targets: []string{serve(t, nooprls.Server{})}, Workers: 1, Requests: 5, Timeout: 30 * time.Second,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok.AnsweredLatency != nil || len(ok.Errors) != 0 {
+		t.Errorf("without errors: answered latency %+v, errors %v", ok.AnsweredLatency, ok.Errors)
+	}
+}
+
+// A run stopped from outside reports what it measured, marked as interrupted.
+func TestInterruptedRunIsMarked(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	rep, err := Run(ctx, Config{
+		Targets: []string{serve(t, nooprls.Server{})}, Workers: 1, Duration: time.Minute, Timeout: 30 * time.Second,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err == nil || rep == nil || !rep.Interrupted {
+		t.Fatalf("report %v, error %v: want an interrupted report", rep, err)
+	}
+	var text bytes.Buffer
+	if err := rep.Text(&text); err != nil || !strings.Contains(text.String(), "INTERRUPTED") {
+		t.Errorf("text report: %v\n%s", err, text.String())
+	}
+}
+
+// A target that is not ready is reported with gRPC's reason, not only its state.
+func TestUnreadyTargetSaysWhy(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	_, err = Run(context.Background(), Config{
+		Targets: []string{addr}, Workers: 1, Requests: 1, ConnectTimeout: 300 * time.Millisecond,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("error %v: want the reason, connection refused", err)
 	}
 }

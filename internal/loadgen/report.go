@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ type Report struct {
 	TargetRate  float64  `json:"targetRate,omitempty"`
 	MaxInFlight int      `json:"maxInFlight,omitempty"` // open loop
 	Warmup      float64  `json:"warmupSeconds"`
+	Duration    float64  `json:"durationSeconds"` // asked for; 0: none (RequestLimit)
+	Limit       int64    `json:"requestLimit"`    // asked for; 0: none (Duration)
 	TimeoutMs   float64  `json:"timeoutMs"`
 	Seed        uint64   `json:"seed"`
 	Domain      string   `json:"domain"`
@@ -31,23 +34,30 @@ type Report struct {
 	Keys        int      `json:"keys"` // 0: no template holds {key}
 	Cost        uint32   `json:"cost,omitempty"`
 
-	Seconds  float64 `json:"seconds"` // length of the measured phase
-	Requests int64   `json:"requests"`
-	RPS      float64 `json:"requestsPerSecond"` // errors included
-	Answered float64 `json:"answeredPerSecond"` // OK, OVER_LIMIT and UNKNOWN answers only
+	Seconds float64 `json:"seconds"` // length of the measured phase
+	// Interrupted: the run was stopped (Ctrl-C, SIGTERM) before its end.
+	Interrupted bool    `json:"interrupted"`
+	Requests    int64   `json:"requests"`
+	RPS         float64 `json:"requestsPerSecond"` // errors included
+	Answered    float64 `json:"answeredPerSecond"` // OK, OVER_LIMIT and UNKNOWN answers only
 	// Open loop: requests due in the measured phase that were never sent: the target
-	// rate was not sustained. Latency percentiles cover only the requests answered.
-	Unsent    int64            `json:"unsent,omitempty"`
-	OK        int64            `json:"ok"`
-	OverLimit int64            `json:"overLimit"`
-	Unknown   int64            `json:"unknown,omitempty"` // answers with overall_code UNKNOWN
-	Errors    map[string]int64 `json:"errors,omitempty"`  // by gRPC code name
+	// rate was not sustained. Latency percentiles cover only the requests sent.
+	Unsent    int64 `json:"unsent"`
+	OK        int64 `json:"ok"`
+	OverLimit int64 `json:"overLimit"`
+	Unknown   int64 `json:"unknown"` // answers with overall_code UNKNOWN
+	// NoLimit counts answers whose descriptor statuses named no limit: servers answer
+	// OK without one when no rule matches (a wrong domain or descriptor).
+	NoLimit int64            `json:"answersNamingNoLimit"`
+	Errors  map[string]int64 `json:"errors"` // by gRPC code name
 
 	// Latency: closed loop, from send to answer; open loop, from the intended send time.
-	// Errors are included. Latencies above a minute are recorded as a minute and counted
-	// in Clamped.
-	Latency Percentiles `json:"latencyMs"`
-	Clamped int64       `json:"latenciesAboveAMinute,omitempty"`
+	// Errors are included; AnsweredLatency leaves them out (set when there were errors,
+	// which are often much faster or slower than answers). Latencies above a minute are
+	// recorded as a minute and counted in Clamped.
+	Latency         Percentiles  `json:"latencyMs"`
+	AnsweredLatency *Percentiles `json:"answeredLatencyMs,omitempty"`
+	Clamped         int64        `json:"latenciesAboveAMinute"`
 	// Open loop only: intended → actual send (generator-side queueing), and actual
 	// send → answer (service time).
 	Queue   *Percentiles `json:"queueMs,omitempty"`
@@ -91,7 +101,8 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 	rep := &Report{
 		Mode: "closed", Targets: cfg.Targets, Conns: cfg.Conns, Workers: cfg.Workers,
 		Domain: cfg.Domain, PerRequest: cfg.PerRequest, Keys: cfg.Keys, Cost: cfg.Cost,
-		Seconds: elapsed.Seconds(), Warmup: cfg.Warmup.Seconds(),
+		Seconds: elapsed.Seconds(), Warmup: cfg.Warmup.Seconds(), Duration: cfg.Duration.Seconds(), Limit: cfg.Requests,
+		Errors:    map[string]int64{},
 		TimeoutMs: float64(cfg.Timeout) / float64(time.Millisecond), Seed: cfg.Seed,
 	}
 	if !slices.ContainsFunc(cfg.Descriptors, Template.usesKey) {
@@ -103,13 +114,15 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 	for _, t := range cfg.Descriptors {
 		rep.Descriptors = append(rep.Descriptors, t.String())
 	}
-	lat := newHist()
+	lat, answered := newHist(), newHist()
 	var queue, service *hdrhistogram.Histogram
 	if cfg.Rate > 0 {
 		queue, service = newHist(), newHist()
 	}
 	for _, s := range r.shards {
 		lat.Merge(s.latency)
+		answered.Merge(s.answered)
+		rep.NoLimit += s.noLimit
 		if queue != nil {
 			queue.Merge(s.queue)
 			service.Merge(s.service)
@@ -120,16 +133,10 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 		rep.Clamped += s.clamped
 		for c, n := range s.errs {
 			if n > 0 {
-				if rep.Errors == nil {
-					rep.Errors = map[string]int64{}
-				}
 				rep.Errors[codes.Code(c).String()] += n
 			}
 		}
 		if s.otherErrs > 0 {
-			if rep.Errors == nil {
-				rep.Errors = map[string]int64{}
-			}
 			rep.Errors["Other"] += s.otherErrs
 		}
 	}
@@ -139,6 +146,10 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 		rep.Answered = float64(rep.OK+rep.OverLimit+rep.Unknown) / rep.Seconds
 	}
 	rep.Latency = percentiles(lat)
+	if len(rep.Errors) > 0 {
+		a := percentiles(answered)
+		rep.AnsweredLatency = &a
+	}
 	if queue != nil {
 		q, sv := percentiles(queue), percentiles(service)
 		rep.Queue, rep.Service = &q, &sv
@@ -165,7 +176,7 @@ func (rep *Report) Text(w io.Writer) error {
 	var b strings.Builder
 	load := fmt.Sprintf("%d workers", rep.Workers)
 	if rep.Mode == "open" {
-		load = fmt.Sprintf("open loop at %.0f/s", rep.TargetRate)
+		load = fmt.Sprintf("open loop at %s/s", strconv.FormatFloat(rep.TargetRate, 'f', -1, 64))
 	}
 	fmt.Fprintf(&b, "target     %s (%d conns), %s\n", strings.Join(rep.Targets, ", "), rep.Conns, load)
 	keys := fmt.Sprintf("%d keys", rep.Keys)
@@ -183,12 +194,18 @@ func (rep *Report) Text(w io.Writer) error {
 		fmt.Fprintf(&b, ", of which %.0f/s answered (the rest errors)", rep.Answered)
 	}
 	b.WriteByte('\n')
+	if rep.Interrupted {
+		fmt.Fprintf(&b, "INTERRUPTED: the run was stopped after %.2f s of its measured phase\n", rep.Seconds)
+	}
 	if rep.Unsent > 0 {
 		fmt.Fprintf(&b, "NOT SUSTAINED: %d requests due in the measured phase were never sent; the latencies cover only the others\n", rep.Unsent)
 	}
 	fmt.Fprintf(&b, "answers    OK %d, OVER_LIMIT %d", rep.OK, rep.OverLimit)
 	if rep.Unknown > 0 {
 		fmt.Fprintf(&b, ", UNKNOWN %d", rep.Unknown)
+	}
+	if rep.NoLimit > 0 {
+		fmt.Fprintf(&b, " (%d naming no limit)", rep.NoLimit)
 	}
 	if len(rep.Errors) > 0 {
 		names := make([]string, 0, len(rep.Errors))
@@ -204,6 +221,9 @@ func (rep *Report) Text(w io.Writer) error {
 		b.WriteString(", errors 0")
 	}
 	b.WriteByte('\n')
+	if answers := rep.OK + rep.OverLimit + rep.Unknown; answers > 0 && rep.NoLimit == answers {
+		b.WriteString("NO LIMIT MATCHED: no answer named a limit; check --domain and --descriptor against the server's rules (servers allow what no rule matches)\n")
+	}
 	row := func(name string, p Percentiles) {
 		fmt.Fprintf(&b, "%-10s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
 			name, p.P50, p.P90, p.P99, p.P999, p.Max)
@@ -211,12 +231,13 @@ func (rep *Report) Text(w io.Writer) error {
 	if rep.Clamped > 0 {
 		fmt.Fprintf(&b, "CLAMPED: %d latencies above a minute were recorded as a minute\n", rep.Clamped)
 	}
+	row("latency", rep.Latency)
+	if rep.AnsweredLatency != nil {
+		row("answered", *rep.AnsweredLatency)
+	}
 	if rep.Mode == "open" {
-		row("latency", rep.Latency)
 		row("queueing", *rep.Queue)
 		row("service", *rep.Service)
-	} else {
-		row("latency", rep.Latency)
 	}
 	cpuRow := func(name string, c CPU) {
 		if c.Unsupported {

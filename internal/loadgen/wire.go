@@ -25,6 +25,8 @@ const (
 	fieldEntryKey           = 1 // Entry.key
 	fieldEntryValue         = 2 // Entry.value
 	fieldResponseCode       = 1 // RateLimitResponse.overall_code
+	fieldResponseStatuses   = 2 // RateLimitResponse.statuses
+	fieldStatusCurrentLimit = 2 // RateLimitResponse.DescriptorStatus.current_limit
 )
 
 // Overall codes of RateLimitResponse.
@@ -153,12 +155,13 @@ type encoder struct {
 	val       []byte // scratch: one value
 }
 
-// encode appends the request whose descriptor i uses key number keys[i].
-func (e *encoder) encode(buf []byte, keys []int) []byte {
+// encode appends the request whose descriptor i uses key number keys[i] and template
+// first+i (cycling through the templates).
+func (e *encoder) encode(buf []byte, keys []int, first int) []byte {
 	buf = protowire.AppendTag(buf, fieldRequestDomain, protowire.BytesType)
 	buf = protowire.AppendString(buf, e.domain)
 	for d := 0; d < e.perReq; d++ {
-		t := &e.templates[d%len(e.templates)]
+		t := &e.templates[(first+d)%len(e.templates)]
 		e.desc = e.desc[:0]
 		for j := range t.Entries {
 			te := &t.Entries[j]
@@ -181,36 +184,72 @@ func (e *encoder) encode(buf []byte, keys []int) []byte {
 	return buf
 }
 
-// overallCode reads RateLimitResponse.overall_code from an encoded response without
-// decoding the rest (statuses, headers).
-func overallCode(b []byte) (int, error) {
-	code := codeUnknown
+// readResponse reads RateLimitResponse.overall_code from an encoded response, and
+// whether any descriptor status names a limit (current_limit), without decoding the
+// rest. A server answers OK, naming no limit, for descriptors no rule matches: a load
+// run whose answers never name one is not exercising any limit.
+func readResponse(b []byte) (code int, limited bool, err error) {
+	code = codeUnknown
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return 0, protowire.ParseError(n)
+			return 0, false, protowire.ParseError(n)
 		}
 		b = b[n:]
-		if num == fieldResponseCode && typ == protowire.VarintType {
+		switch {
+		case num == fieldResponseCode && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
-				return 0, protowire.ParseError(n)
+				return 0, false, protowire.ParseError(n)
 			}
 			code, b = int(v), b[n:]
+			continue
+		case num == fieldResponseStatuses && typ == protowire.BytesType && !limited:
+			st, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return 0, false, protowire.ParseError(n)
+			}
+			if limited, err = hasField(st, fieldStatusCurrentLimit); err != nil {
+				return 0, false, err
+			}
+			b = b[n:]
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
-			return 0, protowire.ParseError(n)
+			return 0, false, protowire.ParseError(n)
 		}
 		b = b[n:]
 	}
-	return code, nil
+	return code, limited, nil
 }
 
-// rawRequest is an encoded request; rawResponse receives the overall code of a reply.
+// hasField reports whether the encoded message b holds field num.
+func hasField(b []byte, num protowire.Number) (bool, error) {
+	for len(b) > 0 {
+		got, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false, protowire.ParseError(n)
+		}
+		if got == num {
+			return true, nil
+		}
+		b = b[n:]
+		if n = protowire.ConsumeFieldValue(got, typ, b); n < 0 {
+			return false, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return false, nil
+}
+
+// rawRequest is an encoded request; rawResponse receives the overall code of a reply
+// and whether it named a limit.
 type rawRequest struct{ b []byte }
-type rawResponse struct{ code int }
+type rawResponse struct {
+	code    int
+	limited bool
+}
 
 // rawCodec passes encoded requests through and reads only the overall code of replies.
 // It is named "proto": the bytes on the wire are protobuf.
@@ -231,8 +270,8 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 	if !ok {
 		return fmt.Errorf("loadgen codec: cannot unmarshal into %T", v)
 	}
-	code, err := overallCode(data)
-	r.code = code
+	var err error
+	r.code, r.limited, err = readResponse(data)
 	return err
 }
 
