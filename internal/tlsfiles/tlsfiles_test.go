@@ -22,12 +22,17 @@ func place(t *testing.T, dst, src string, step int) {
 	testpki.Rotate(t, step, map[string]string{dst: src})
 }
 
+// writeAt writes b to path with a modification time step seconds ahead.
 func writeAt(t *testing.T, path string, b []byte, step int) {
+	t.Helper()
+	writeWithTime(t, path, b, time.Now().Add(time.Duration(step)*time.Second))
+}
+
+func writeWithTime(t *testing.T, path string, b []byte, at time.Time) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now().Add(time.Duration(step) * time.Second)
 	if err := os.Chtimes(path, at, at); err != nil {
 		t.Fatal(err)
 	}
@@ -443,12 +448,7 @@ func restore(t *testing.T, dst, src string, at time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dst, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(dst, at, at); err != nil {
-		t.Fatal(err)
-	}
+	writeWithTime(t, dst, b, at)
 }
 
 // A use added again names the new files; a nil registry takes nothing.
