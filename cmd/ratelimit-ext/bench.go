@@ -75,7 +75,7 @@ func checkBenchSettings(c loadgen.Config) error {
 		return fmt.Errorf("--rate %v: want requests per second (0: closed loop)", c.Rate)
 	case c.Rate == 0 && c.Workers < 1:
 		return fmt.Errorf("--workers %d: want at least 1 (or an open loop with --rate)", c.Workers)
-	case c.MaxInFlight < 1 || c.MaxInFlight > loadgen.MaxInFlightLimit:
+	case c.Rate > 0 && (c.MaxInFlight < 1 || c.MaxInFlight > loadgen.MaxInFlightLimit):
 		return fmt.Errorf("--max-in-flight %d: want 1 to %d", c.MaxInFlight, loadgen.MaxInFlightLimit)
 	case c.Conns < 0 || c.PerRequest < 0:
 		return errors.New("--conns and --descriptors-per-request want 0 (the default) or more")

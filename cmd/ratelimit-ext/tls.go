@@ -129,8 +129,9 @@ func (c clientTLS) config(log *slog.Logger, inUse *tlsfiles.Registry) (*tls.Conf
 		}
 		if name := cmp.Or(c.serverName, c.defaultName); name != "" {
 			// cfg.ServerName stays as given: set, it would also become gRPC's :authority.
-			tlsfiles.VerifyServers(cfg, pool, name)
-			inUse.Add(c.use+"_ca", pool) // only a bundle that is followed has news to report
+			if tlsfiles.VerifyServers(cfg, pool, name) { // only a bundle that is followed has news to report
+				inUse.Add(c.use+"_ca", pool)
+			}
 		} else {
 			// Read once: gRPC names the server on its own copy of cfg (from the target),
 			// which a check that re-reads the bundle (tlsfiles.VerifyServers) cannot see.

@@ -225,8 +225,7 @@ func dialAll(ctx context.Context, cfg *Config) ([]*grpc.ClientConn, error) {
 		}
 		conns = append(conns, c)
 		if err := waitReady(ctx, c, cfg.ConnectTimeout); err != nil {
-			err = fmt.Errorf("loadgen: %s: %w%s", target, err, lastError(ctx, c, cfg))
-			_ = c.Close()
+			err = fmt.Errorf("loadgen: %s: %w%s", target, err, lastError(ctx, c))
 			closeAll()
 			return nil, err
 		}
@@ -249,16 +248,20 @@ func waitReady(ctx context.Context, c *grpc.ClientConn, timeout time.Duration) e
 	}
 }
 
-// lastError is why a connection is not ready, as a request on it fails: gRPC gives the
+// probeMethod is a method no server has: a call to it learns why a connection fails
+// without charging any limit should the connection come up meanwhile (the server then
+// answers Unimplemented).
+const probeMethod = "/ratelimit_ext.loadgen.v1.Probe/WhyNotReady"
+
+// lastError is why a connection is not ready, as a call on it fails: gRPC gives the
 // last connection error (refused, a certificate not trusted, a name not matched) to
-// requests, not to the connection's state.
-func lastError(ctx context.Context, c *grpc.ClientConn, cfg *Config) string {
+// calls, not to the connection's state. "" when the call does not say.
+func lastError(ctx context.Context, c *grpc.ClientConn) string {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	enc := encoder{domain: cfg.Domain, templates: cfg.Descriptors, perReq: 1}
 	var resp rawResponse
-	err := c.Invoke(ctx, Method, &rawRequest{b: enc.encode(nil, []int{0}, 0)}, &resp, grpc.ForceCodec(rawCodec{}))
-	if err == nil {
+	err := c.Invoke(ctx, probeMethod, &rawRequest{}, &resp, grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.Unavailable {
 		return ""
 	}
 	return ": " + status.Convert(err).Message()
@@ -279,6 +282,9 @@ type runner struct {
 	// in the open loop the ones sent, answered or not, for unsent); completed the ones
 	// of them answered or failed (Config.Requests ends the phase on the last).
 	measured, completed atomic.Int64
+	interrupted         atomic.Bool // the caller ended the run before its end
+	countReached        atomic.Bool // the last of Config.Requests ended it
+	templateRR          atomic.Uint64
 	doneOnce            sync.Once
 	done                chan struct{} // closed when the measured phase ends
 	endAt               atomic.Int64  // unix ns when the measured phase ended
@@ -313,15 +319,14 @@ func newStats(open bool) *stats {
 
 // sender owns the buffers of one goroutine that sends requests.
 type sender struct {
-	r     *runner
-	enc   encoder
-	rng   *rand.Rand
-	keys  []int
-	first int // the template of the next request's first descriptor
-	buf   []byte
-	req   rawRequest
-	resp  rawResponse
-	st    *stats
+	r    *runner
+	enc  encoder
+	rng  *rand.Rand
+	keys []int
+	buf  []byte
+	req  rawRequest
+	resp rawResponse
+	st   *stats
 }
 
 func (r *runner) newSender(id int) *sender {
@@ -342,8 +347,10 @@ func (s *sender) call(ctx context.Context, conn *grpc.ClientConn) (time.Duration
 	for i := range s.keys {
 		s.keys[i] = s.rng.IntN(s.r.cfg.Keys)
 	}
-	s.buf = s.enc.encode(s.buf[:0], s.keys, s.first)
-	s.first = (s.first + len(s.keys)) % len(s.enc.templates)
+	// Requests take the templates in turn across senders: one counter for the run.
+	n := uint64(len(s.keys))
+	first := int((s.r.templateRR.Add(n) - n) % uint64(len(s.enc.templates)))
+	s.buf = s.enc.encode(s.buf[:0], s.keys, first)
 	s.req.b = s.buf
 	ctx, cancel := context.WithTimeout(ctx, s.r.cfg.Timeout)
 	start := time.Now()
@@ -412,6 +419,7 @@ func (r *runner) startMeasuring() bool {
 // Config.Requests ends the measured phase, so that its time covers every answer.
 func (r *runner) complete() {
 	if n := r.completed.Add(1); r.cfg.Requests > 0 && n >= r.cfg.Requests {
+		r.countReached.Store(true)
 		r.finish()
 	}
 }
@@ -453,6 +461,7 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 			select {
 			case <-time.After(cfg.Warmup):
 			case <-ctx.Done():
+				r.interrupted.Store(parent.Err() != nil)
 				r.finish()
 				return
 			}
@@ -467,6 +476,7 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 		select {
 		case <-timeout:
 		case <-ctx.Done():
+			r.interrupted.Store(parent.Err() != nil)
 		case <-r.done:
 		}
 		r.finish()
@@ -502,8 +512,10 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 	}
 	rep := r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1))
 	rep.Unsent = r.unsent(measureStart, end)
-	rep.Interrupted = parent.Err() != nil
-	return rep, parent.Err()
+	if rep.Interrupted = r.interrupted.Load(); rep.Interrupted {
+		return rep, parent.Err()
+	}
+	return rep, nil
 }
 
 // closedWorker keeps one request in flight until the run ends, pausing after a
@@ -589,7 +601,7 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 // than were due in it, less the ones due in its first and last unsentGrace (a request
 // sent and cut short by the end of an interrupted run was sent).
 func (r *runner) unsent(measureStart, end time.Time) int64 {
-	if r.cfg.Rate == 0 || r.cfg.Requests > 0 {
+	if r.cfg.Rate == 0 || r.countReached.Load() {
 		return 0
 	}
 	dueBy := func(t time.Time) int64 { // requests due before t

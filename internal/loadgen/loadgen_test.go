@@ -401,19 +401,23 @@ func (s *templateCounter) ShouldRateLimit(_ context.Context, in *rlsv3.RateLimit
 }
 
 // Fewer descriptors per request than templates: requests take the templates in turn,
-// so every template is sent (requests used to start at the first template each time,
-// and the second was never sent).
+// whichever worker or sender sends them, so every template is sent (requests used to
+// start at the first template each time, and the others were never sent).
 func TestTemplatesTakeTurnsAcrossRequests(t *testing.T) {
-	srv := &templateCounter{byKey: map[string]int{}, limited: true}
-	rep, err := Run(context.Background(), Config{
-		Targets: []string{serve(t, srv)}, Workers: 1, Requests: 100, Timeout: 30 * time.Second,
-		Domain: "d", Descriptors: []Template{mustTemplate(t, "a=1"), mustTemplate(t, "b=2")}, PerRequest: 1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if srv.byKey["a"] != 50 || srv.byKey["b"] != 50 || rep.NoLimit != 0 {
-		t.Errorf("first descriptors %v (want 50 each), %d answers naming no limit (want 0)", srv.byKey, rep.NoLimit)
+	for _, load := range []Config{{Workers: 8}, {Rate: 2000, MaxInFlight: 64}} {
+		srv := &templateCounter{byKey: map[string]int{}, limited: true}
+		cfg := load
+		cfg.Targets, cfg.Requests, cfg.Timeout = []string{serve(t, srv)}, 90, 30*time.Second
+		cfg.Domain, cfg.PerRequest = "d", 1
+		cfg.Descriptors = []Template{mustTemplate(t, "a=1"), mustTemplate(t, "b=2"), mustTemplate(t, "c=3")}
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv.byKey["a"] != 30 || srv.byKey["b"] != 30 || srv.byKey["c"] != 30 || rep.NoLimit != 0 {
+			t.Errorf("workers %d rate %v: first descriptors %v (want 30 each), %d answers naming no limit (want 0)",
+				load.Workers, load.Rate, srv.byKey, rep.NoLimit)
+		}
 	}
 }
 
@@ -494,12 +498,27 @@ func TestClosedLoopPausesAfterFailures(t *testing.T) {
 	}
 }
 
-// A run stopped from outside reports what it measured, marked as interrupted.
+// canceler answers OK and cancels the run's context at its tenth request.
+type canceler struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	calls  atomic.Int64
+	cancel func()
+}
+
+func (s *canceler) ShouldRateLimit(context.Context, *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	if s.calls.Add(1) == 10 {
+		s.cancel()
+	}
+	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
+}
+
+// A run stopped from outside reports what it measured, marked as interrupted; a run
+// that ends by itself is not.
 func TestInterruptedRunIsMarked(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
+	defer cancel()
 	rep, err := Run(ctx, Config{
-		Targets: []string{serve(t, nooprls.Server{})}, Workers: 1, Duration: time.Minute, Timeout: 30 * time.Second,
+		Targets: []string{serve(t, &canceler{cancel: cancel})}, Workers: 1, Duration: time.Minute, Timeout: 30 * time.Second,
 		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
 	})
 	if err == nil || rep == nil || !rep.Interrupted {
@@ -508,6 +527,33 @@ func TestInterruptedRunIsMarked(t *testing.T) {
 	var text bytes.Buffer
 	if err := rep.Text(&text); err != nil || !strings.Contains(text.String(), "INTERRUPTED") {
 		t.Errorf("text report: %v\n%s", err, text.String())
+	}
+	done, err := Run(context.Background(), Config{
+		Targets: []string{serve(t, nooprls.Server{})}, Workers: 1, Requests: 10, Timeout: 30 * time.Second,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err != nil || done.Interrupted {
+		t.Errorf("a run that ended by itself: error %v, interrupted %v", err, done.Interrupted)
+	}
+}
+
+// An open loop given a request count that its duration cuts short still reports the
+// requests due and never sent, and says the count was not reached.
+func TestDurationBeforeRequestsStillReportsUnsent(t *testing.T) {
+	addr := serve(t, &scripted{keys: map[string]bool{}, delay: 20 * time.Millisecond})
+	rep, err := Run(context.Background(), Config{
+		Targets: []string{addr}, Rate: 400, Requests: 10_000, Duration: 500 * time.Millisecond, MaxInFlight: 2,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v2")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := rep.Text(&text); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unsent < 100 || !strings.Contains(text.String(), "the duration ended the run after") {
+		t.Errorf("%d unsent (want 100 or more of the 200 due); text:\n%s", rep.Unsent, text.String())
 	}
 }
 

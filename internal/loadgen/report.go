@@ -196,6 +196,8 @@ func (rep *Report) Text(w io.Writer) error {
 	b.WriteByte('\n')
 	if rep.Interrupted {
 		fmt.Fprintf(&b, "INTERRUPTED: the run was stopped after %.2f s of its measured phase\n", rep.Seconds)
+	} else if rep.Limit > 0 && rep.Requests < rep.Limit {
+		fmt.Fprintf(&b, "the duration ended the run after %d of the %d requests asked for\n", rep.Requests, rep.Limit)
 	}
 	if rep.Unsent > 0 {
 		fmt.Fprintf(&b, "NOT SUSTAINED: %d requests due in the measured phase were never sent; the latencies cover only the others\n", rep.Unsent)

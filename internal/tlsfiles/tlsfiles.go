@@ -109,11 +109,17 @@ func LoadKeyPair(certFile, keyFile string, log *slog.Logger) (*KeyPair, error) {
 
 // Certificate returns the pair as the files now hold it, or the last pair that loaded.
 func (k *KeyPair) Certificate() *tls.Certificate {
+	c, _ := k.current()
+	return c
+}
+
+// current is Certificate, and whether changed files failed to load, as one snapshot.
+func (k *KeyPair) current() (cert *tls.Certificate, failing bool) {
 	v, err := version(k.certFile, k.keyFile)
 	k.w.mu.Lock()
 	defer k.w.mu.Unlock()
 	if !k.w.due(v) {
-		return k.cert
+		return k.cert, k.w.failed != ""
 	}
 	var c tls.Certificate
 	if err == nil {
@@ -121,7 +127,7 @@ func (k *KeyPair) Certificate() *tls.Certificate {
 	}
 	if err != nil {
 		k.w.fail(v, k.certFile+", "+k.keyFile, err)
-		return k.cert
+		return k.cert, true
 	}
 	k.cert = &c
 	k.w.use(v)
@@ -129,16 +135,14 @@ func (k *KeyPair) Certificate() *tls.Certificate {
 		k.w.log.Info("a changed TLS certificate was loaded", "files", k.certFile+", "+k.keyFile,
 			"subject", c.Leaf.Subject.String(), "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	return k.cert
+	return k.cert, false
 }
 
 // Status looks at the files, loading them if they changed, and reports on the pair in
 // use.
 func (k *KeyPair) Status() Status {
-	c := k.Certificate()
-	k.w.mu.Lock()
-	defer k.w.mu.Unlock()
-	s := Status{Failing: k.w.failed != ""}
+	c, failing := k.current()
+	s := Status{Failing: failing}
 	if c.Leaf != nil {
 		s.NotAfter = c.Leaf.NotAfter
 	}
@@ -191,11 +195,17 @@ func readPool(file string) (*x509.CertPool, error) {
 
 // Current returns the bundle as the file now holds it, or the last one that loaded.
 func (p *Pool) Current() *x509.CertPool {
+	pool, _ := p.current()
+	return pool
+}
+
+// current is Current, and whether a changed file failed to load, as one snapshot.
+func (p *Pool) current() (_ *x509.CertPool, failing bool) {
 	v, err := version(p.file)
 	p.w.mu.Lock()
 	defer p.w.mu.Unlock()
 	if !p.w.due(v) {
-		return p.pool
+		return p.pool, p.w.failed != ""
 	}
 	var pool *x509.CertPool
 	if err == nil {
@@ -203,22 +213,20 @@ func (p *Pool) Current() *x509.CertPool {
 	}
 	if err != nil {
 		p.w.fail(v, p.file, err)
-		return p.pool
+		return p.pool, true
 	}
 	p.pool = pool
 	p.w.use(v)
 	if p.w.log != nil {
 		p.w.log.Info("a changed CA bundle was loaded", "file", p.file)
 	}
-	return p.pool
+	return p.pool, false
 }
 
 // Status looks at the file, loading it if it changed, and reports on the bundle.
 func (p *Pool) Status() Status {
-	p.Current()
-	p.w.mu.Lock()
-	defer p.w.mu.Unlock()
-	return Status{Failing: p.w.failed != ""}
+	_, failing := p.current()
+	return Status{Failing: failing}
 }
 
 // Registry lists the TLS files a process uses, each under the name of its use
@@ -285,15 +293,16 @@ func VerifyClients(cfg *tls.Config, p *Pool) {
 // does from its target, passes the name it will use), or, when that is empty, the name
 // the handshake sent. crypto/tls has no hook that supplies roots per handshake, so its
 // own check is turned off and this one takes its place. It does nothing to a
-// configuration that skips verification.
-func VerifyServers(cfg *tls.Config, p *Pool, name string) {
+// configuration that skips verification, and reports whether it took effect.
+func VerifyServers(cfg *tls.Config, p *Pool, name string) bool {
 	if cfg.InsecureSkipVerify {
-		return
+		return false
 	}
 	cfg.InsecureSkipVerify = true // crypto/tls would read RootCAs once; the check below reads p
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		return verifyServer(cs, p.Current(), name)
 	}
+	return true
 }
 
 func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, name string) error {

@@ -221,7 +221,12 @@ func TestVerifyServersLeavesInsecureAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{InsecureSkipVerify: true}
-	tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)
+	if tlsfiles.VerifyServers(cfg, pool, cfg.ServerName) {
+		t.Error("VerifyServers says it took effect on a skip-verify configuration")
+	}
+	if !tlsfiles.VerifyServers(&tls.Config{}, pool, "127.0.0.1") {
+		t.Error("VerifyServers says it did not take effect on a verifying configuration")
+	}
 	if err, _ := handshake(t, cfg, ca.ServerTLS(srv, false)); err != nil {
 		t.Errorf("skip-verify client: %v", err)
 	}
