@@ -282,8 +282,6 @@ type runner struct {
 	// in the open loop the ones sent, answered or not, for unsent); completed the ones
 	// of them answered or failed (Config.Requests ends the phase on the last).
 	measured, completed atomic.Int64
-	interrupted         atomic.Bool // the caller ended the run before its end
-	countReached        atomic.Bool // the last of Config.Requests ended it
 	templateRR          atomic.Uint64
 	doneOnce            sync.Once
 	done                chan struct{} // closed when the measured phase ends
@@ -418,10 +416,15 @@ func (r *runner) startMeasuring() bool {
 // complete counts one measured request answered or failed; the last of
 // Config.Requests ends the measured phase, so that its time covers every answer.
 func (r *runner) complete() {
-	if n := r.completed.Add(1); r.cfg.Requests > 0 && n >= r.cfg.Requests {
-		r.countReached.Store(true)
+	r.completed.Add(1)
+	if r.countReached() {
 		r.finish()
 	}
+}
+
+// countReached reports whether Config.Requests were all answered or failed.
+func (r *runner) countReached() bool {
+	return r.cfg.Requests > 0 && r.completed.Load() >= r.cfg.Requests
 }
 
 func (r *runner) finish() {
@@ -461,7 +464,6 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 			select {
 			case <-time.After(cfg.Warmup):
 			case <-ctx.Done():
-				r.interrupted.Store(parent.Err() != nil)
 				r.finish()
 				return
 			}
@@ -476,7 +478,6 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 		select {
 		case <-timeout:
 		case <-ctx.Done():
-			r.interrupted.Store(parent.Err() != nil)
 		case <-r.done:
 		}
 		r.finish()
@@ -495,6 +496,9 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 		}
 	}
 	<-r.done
+	// Interrupted: the caller ended the run (checked now, not after the drain below,
+	// when a late Ctrl-C would mark a finished run).
+	interrupted := parent.Err() != nil
 	end := time.Unix(0, r.endAt.Load())
 	cpu1 := selfCPU()
 	procs1 := sampleProcs(cfg.WatchPIDs)
@@ -512,7 +516,7 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 	}
 	rep := r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1))
 	rep.Unsent = r.unsent(measureStart, end)
-	if rep.Interrupted = r.interrupted.Load(); rep.Interrupted {
+	if rep.Interrupted = interrupted; interrupted {
 		return rep, parent.Err()
 	}
 	return rep, nil
@@ -601,7 +605,7 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 // than were due in it, less the ones due in its first and last unsentGrace (a request
 // sent and cut short by the end of an interrupted run was sent).
 func (r *runner) unsent(measureStart, end time.Time) int64 {
-	if r.cfg.Rate == 0 || r.countReached.Load() {
+	if r.cfg.Rate == 0 || r.countReached() {
 		return 0
 	}
 	dueBy := func(t time.Time) int64 { // requests due before t
