@@ -242,8 +242,9 @@ func TestPerAPIKey(t *testing.T) {
 	// The descriptor reports the limit with the lowest remaining: per-key-burst.
 	// SPEC §4.2 allow: remaining = ⌊tokens − q⌋ = 2, 1, 0 (refill during the burst < 1).
 	// current_limit carries the ceiling clients can use (SPEC §1: the bucket's capacity
-	// of 3), with the rule's unit, so clients see "limit 3, remaining 2".
-	limit := `3, 3;w=1;name="per-key-burst"`
+	// of 3) over the 3 s it takes to refill at 1 per second, so clients see "limit 3,
+	// remaining 2" and a policy of the rule's rate, 3 per 3 s.
+	limit := `3, 3;w=3;name="per-key-burst"`
 	for i, r := range rs[:3] {
 		header(t, r, "x-ratelimit-limit", limit)
 		header(t, r, "x-ratelimit-remaining", strconv.Itoa(2-i))
@@ -276,8 +277,9 @@ func TestPerAPIKey(t *testing.T) {
 		prem = append(prem, get(t, "/key", "x-api-key", "premium-"+key))
 	}
 	wantCodes(t, "20 requests with a premium key", prem, repeat(200, 20)...)
-	// GCRA reports its burst (SPEC §1) as the limit.
-	header(t, prem[0], "x-ratelimit-limit", `20, 20;w=60;name="per-premium-key"`)
+	// GCRA reports its burst (SPEC §1) as the limit, over the 2 s the burst takes to
+	// refill at 600 per minute (Envoy renders current_limit's SECOND × 2 as w=2).
+	header(t, prem[0], "x-ratelimit-limit", `20, 20;w=2;name="per-premium-key"`)
 	header(t, prem[0], "x-ratelimit-remaining", "19")
 }
 

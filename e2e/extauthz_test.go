@@ -257,7 +257,7 @@ func TestExtAuthz(t *testing.T) {
 		if e := rs[3].recv.Sub(rs[0].sent); e >= time.Second {
 			t.Fatalf("the burst took %v; the bucket refilled a token meanwhile (machine too slow for this test)", e)
 		}
-		limit := `3, 3;w=1;name="per-key-burst"`
+		limit := `3, 3;w=3;name="per-key-burst"`
 		for i, r := range rs[:3] {
 			header(t, r, "x-ratelimit-limit", limit)
 			header(t, r, "x-ratelimit-remaining", strconv.Itoa(2-i))
@@ -272,7 +272,7 @@ func TestExtAuthz(t *testing.T) {
 		}
 		// A premium key reaches per-premium-key (gcra, burst 20).
 		prem := ea.get(t, "/key", "x-api-key", "premium-"+key)
-		header(t, prem, "x-ratelimit-limit", `20, 20;w=60;name="per-premium-key"`)
+		header(t, prem, "x-ratelimit-limit", `20, 20;w=2;name="per-premium-key"`)
 		header(t, prem, "x-ratelimit-remaining", "19")
 	})
 

@@ -2,6 +2,7 @@ package descriptors
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -77,6 +78,29 @@ type Limit struct {
 	Metadata map[string]any
 	Line     int
 	File     string
+}
+
+// Window is the period a limit's ceiling (limiter.Params.Ceiling, SPEC §1) is reported
+// over: a unit ("second".."year") times a multiplier, and the same in whole seconds.
+type Window struct {
+	Unit       string
+	Multiplier int64 // at least 1
+	Seconds    int64
+}
+
+// ReportedWindow is the window clients are told the ceiling stands for (current_limit's
+// unit, the quota policies' w=): the rule's own unit and multiplier when the ceiling is
+// the quota of its period (the window algorithms, and gcra or token_bucket with the
+// burst equal to the rate), else the time the burst or capacity takes to refill at the
+// rule's rate, in seconds rounded up, so that a client pacing itself at the reported
+// quota is never faster than the rule: 600 per minute with a burst of 20 is 20 per 2
+// seconds, where 20 per minute would understate it 30 times.
+func (l *Limit) ReportedWindow() Window {
+	ms := l.Params.CeilingWindowMs()
+	if s := max(1, (ms+999)/1000); ms != l.Params.PeriodMs && s <= math.MaxUint32 {
+		return Window{Unit: "second", Multiplier: s, Seconds: s}
+	}
+	return Window{Unit: l.Unit, Multiplier: max(1, l.UnitMultiplier), Seconds: max(1, (l.Params.PeriodMs+999)/1000)}
 }
 
 // node is one configured descriptor entry (or a domain's root) with its children

@@ -55,10 +55,7 @@ func Draft03Headers(res *decide.Result) []Header {
 		if st.Limit == nil {
 			continue
 		}
-		w := st.Limit.Params.PeriodMs / 1000 // the unit times the multiplier, as Envoy 1.40 writes w=
-		if w == 0 {
-			continue
-		}
+		w := st.Limit.ReportedWindow().Seconds // the unit times the multiplier, as Envoy 1.40 writes w=
 		b.WriteString(", ")
 		b.WriteString(strconv.FormatUint(uint64(rls.ClampU32(st.Decision.Limit)), 10))
 		b.WriteString(";w=")

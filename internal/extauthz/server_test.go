@@ -238,7 +238,7 @@ func TestCheckPerHeader(t *testing.T) {
 		t.Errorf("answers %v, want %s", got, want)
 	}
 	a := e.check(s, req("/key", "", "x-api-key", "k1"))
-	if a.headers["x-ratelimit-limit"] != `3, 3;w=1;name="per-key-burst"` {
+	if a.headers["x-ratelimit-limit"] != `3, 3;w=3;name="per-key-burst"` {
 		t.Errorf("limit header %q", a.headers["x-ratelimit-limit"])
 	}
 	calls := e.engine.calls.Load()

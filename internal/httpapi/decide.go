@@ -38,7 +38,8 @@ type decideStatus struct {
 
 // currentLimit is the limit a status reports, as ShouldRateLimit reports it:
 // requests_per_unit is the decision's limit, the ceiling clients see (SPEC §1): a
-// gcra rule's burst, a token_bucket's capacity, else the rule's requests_per_unit.
+// gcra rule's burst, a token_bucket's capacity, else the rule's requests_per_unit, over
+// the window it stands for (descriptors.Limit.ReportedWindow).
 type currentLimit struct {
 	Name            string `json:"name,omitempty"`
 	RequestsPerUnit int64  `json:"requests_per_unit"`
@@ -122,8 +123,9 @@ func toDecideResponse(res *decide.Result) decideResponse {
 			s.Code = "OVER_LIMIT"
 		}
 		if l := st.Limit; l != nil {
-			s.CurrentLimit = &currentLimit{Name: l.Name, RequestsPerUnit: st.Decision.Limit, Unit: l.Unit,
-				UnitMultiplier: l.UnitMultiplier, Algorithm: l.Params.Algorithm.String()}
+			w := l.ReportedWindow()
+			s.CurrentLimit = &currentLimit{Name: l.Name, RequestsPerUnit: st.Decision.Limit, Unit: w.Unit,
+				UnitMultiplier: w.Multiplier, Algorithm: l.Params.Algorithm.String()}
 			s.LimitRemaining = st.Decision.Remaining
 			s.DurationUntilResetMs = max(0, st.Decision.ResetAt-res.Now)
 		} else if st.Unlimited {

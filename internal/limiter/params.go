@@ -106,6 +106,20 @@ func (p *Params) Ceiling() int64 {
 	return p.Limit
 }
 
+// CeilingWindowMs is the time the ceiling stands for when it is reported as a quota per
+// window (SPEC §6's current_limit pairs it with a unit): the window of the window
+// algorithms and token_budget; for gcra and token_bucket the time the burst or capacity
+// takes to refill from empty at the rule's rate, B·P/L, rounded up to whole ms. The
+// ceiling per this window is the rule's rate, where the burst per the rule's period
+// would misstate it (600 per minute with a burst of 20 is 20 per 2 s, not 20 per
+// minute). Call it on validated Params.
+func (p *Params) CeilingWindowMs() int64 {
+	if (p.Algorithm == GCRA || p.Algorithm == TokenBucket) && p.num > 0 {
+		return (p.Burst*p.den + p.num - 1) / p.num // B·den ≤ 2^50 (Validate)
+	}
+	return p.PeriodMs
+}
+
 // Validate checks that the rule can be computed exactly (SPEC §3), fills defaults and
 // derives the reduced integers. The error names the bound that was exceeded.
 //

@@ -196,11 +196,11 @@ func TestRateLimitHeaders(t *testing.T) {
 		)},
 		{"token_bucket", concat(
 			// Cold (4, now), cost 1: remaining ⌊3⌋ = 3, resetAt = now + ⌈(4 − 3)/(2/1000)⌉ = now + 500 → t = 1.
-			one(rl(`"tb";q=4;w=1`, `"tb";r=3;t=1`), "tb", "a"),
+			one(rl(`"tb";q=4;w=2`, `"tb";r=3;t=1`), "tb", "a"),
 			fill(3, "tb", "a"),
 			// Denied at 0 tokens: retryAfterMs = ⌈1/(2/1000)⌉ = 500 → Retry-After 1;
 			// resetAt − now = ⌈4/(2/1000)⌉ = 2000, capped by the wait → t = ⌈500/1000⌉ = 1.
-			one(withRetry(rl(`"tb";q=4;w=1`, `"tb";r=0;t=1`), "1"), "tb", "a"),
+			one(withRetry(rl(`"tb";q=4;w=2`, `"tb";r=0;t=1`), "1"), "tb", "a"),
 		)},
 		{"gcra", concat(
 			// T = 6000, τ = 60,000. First: newTat = now + 6000, remaining ⌊(60,000 − 6000)/6000⌋ = 9,
@@ -289,7 +289,7 @@ func TestRateLimitHeadersInQuotaMode(t *testing.T) {
 			fill(2, "qhour", "d"),
 			// qmin e has room, so qhour d being over (a 2800 s wait) does not deny; tb at
 			// 0 tokens does, waiting 500 ms: Retry-After 1, t = 1 (as in token_bucket above).
-			[]step{{descs: [][]string{{"tb", "d"}, {"qhour", "d"}, {"qmin", "e"}}, want: withRetry(rl(`"tb";q=4;w=1`, `"tb";r=0;t=1`), "1")}},
+			[]step{{descs: [][]string{{"tb", "d"}, {"qhour", "d"}, {"qmin", "e"}}, want: withRetry(rl(`"tb";q=4;w=2`, `"tb";r=0;t=1`), "1")}},
 		)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -228,9 +228,10 @@ func statusInto(m *statusMemory, st *decide.Status, now int64) *rlsv3.RateLimitR
 	ps.CurrentLimit = &m.limit
 	ps.CurrentLimit.Name = l.Name
 	ps.CurrentLimit.RequestsPerUnit = ClampU32(st.Decision.Limit) // the ceiling clients see (SPEC §1)
-	ps.CurrentLimit.Unit = unitEnum[l.Unit]
-	if l.UnitMultiplier > 1 {
-		ps.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(ClampU32(l.UnitMultiplier))
+	w := l.ReportedWindow()
+	ps.CurrentLimit.Unit = unitEnum[w.Unit]
+	if w.Multiplier > 1 {
+		ps.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(ClampU32(w.Multiplier))
 	}
 	ps.LimitRemaining = ClampU32(st.Decision.Remaining)
 	ms := max(0, st.Decision.ResetAt-now) // what durationpb.New(ms × 1 ms) holds

@@ -711,3 +711,51 @@ func TestInvalidRequests(t *testing.T) {
 		}
 	}
 }
+
+// current_limit states the ceiling (SPEC §1) over the window it stands for: the rule's
+// own unit for window algorithms and for a burst equal to the rate, else the time the
+// burst or capacity takes to refill at the rule's rate, in seconds rounded up, so the
+// quota per window a client reads is never above the rule's rate.
+func TestReportedWindow(t *testing.T) {
+	const (
+		sec  = "second"
+		min  = "minute"
+		hour = "hour"
+	)
+	for _, c := range []struct {
+		name  string
+		rule  string
+		want  descriptors.Window
+		quota int64 // the ceiling requests_per_unit carries
+	}{
+		{"fixed_window: the rule's window", "{unit: minute, requests_per_unit: 100}", descriptors.Window{Unit: min, Multiplier: 1, Seconds: 60}, 100},
+		{"a window of 2 seconds", "{unit: second, unit_multiplier: 2, requests_per_unit: 4, algorithm: sliding_window, buckets: 4}", descriptors.Window{Unit: sec, Multiplier: 2, Seconds: 2}, 4},
+		{"gcra with burst = rate: the rule's unit", "{unit: minute, requests_per_unit: 600, algorithm: gcra}", descriptors.Window{Unit: min, Multiplier: 1, Seconds: 60}, 600},
+		{"gcra 600/min, burst 20: 20 per 2 s", "{unit: minute, requests_per_unit: 600, algorithm: gcra, burst: 20}", descriptors.Window{Unit: sec, Multiplier: 2, Seconds: 2}, 20},
+		{"token_bucket 1/s, capacity 3: 3 per 3 s", "{unit: second, requests_per_unit: 1, algorithm: token_bucket, burst: 3}", descriptors.Window{Unit: sec, Multiplier: 3, Seconds: 3}, 3},
+		{"token_bucket 100/min, capacity 7: 4.2 s rounds up to 5", "{unit: minute, requests_per_unit: 100, algorithm: token_bucket, burst: 7}", descriptors.Window{Unit: sec, Multiplier: 5, Seconds: 5}, 7},
+		{"gcra 1000/s, burst 20: 20 ms rounds up to 1 s", "{unit: second, requests_per_unit: 1000, algorithm: gcra, burst: 20}", descriptors.Window{Unit: sec, Multiplier: 1, Seconds: 1}, 20},
+		{"gcra 10/hour, burst 30: 3 hours", "{unit: hour, requests_per_unit: 10, algorithm: gcra, burst: 30}", descriptors.Window{Unit: sec, Multiplier: 10800, Seconds: 10800}, 30},
+		{"gcra 2/hour over 2 hours, burst 2: the rule's unit", "{unit: hour, unit_multiplier: 2, requests_per_unit: 2, algorithm: gcra}", descriptors.Window{Unit: hour, Multiplier: 2, Seconds: 7200}, 2},
+		{"a limit of 0 blocks: the rule's unit", "{unit: minute, requests_per_unit: 0, algorithm: gcra}", descriptors.Window{Unit: min, Multiplier: 1, Seconds: 60}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rules := "domain: h\ndescriptors:\n  - key: k\n    rate_limit: " + c.rule + "\n"
+			rs, err := descriptors.Parse("t.yaml", []byte(rules))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rs.Limits("h")[0].ReportedWindow(); got != c.want {
+				t.Errorf("ReportedWindow = %+v, want %+v", got, c.want)
+			}
+			cl := startRules(t, rules, rls.Options{}).call(t, 0, desc("k", "v")).Statuses[0].GetCurrentLimit()
+			mult := int64(1)
+			if m := cl.GetUnitMultiplier(); m != nil {
+				mult = int64(m.GetValue())
+			}
+			if !strings.EqualFold(cl.GetUnit().String(), c.want.Unit) || mult != c.want.Multiplier || int64(cl.GetRequestsPerUnit()) != c.quota {
+				t.Errorf("current_limit %v, want %d per %s × %d", cl, c.quota, c.want.Unit, c.want.Multiplier)
+			}
+		})
+	}
+}
