@@ -385,6 +385,59 @@ func TestSymlinkedSubdirectory(t *testing.T) {
 	h.waitFor(t, "v2", 2*time.Second)
 }
 
+// A rule file that is a symlink to a file outside the directory (one a deploy tool or a
+// git checkout manages) is watched through its target: edits in place, a new file
+// renamed onto it, and a re-pointed link all reload; other files beside the target do
+// not.
+func TestSymlinkedFileOutsideTheDir(t *testing.T) {
+	base := t.TempDir()
+	dir, srv, srv2 := filepath.Join(base, "config"), filepath.Join(base, "srv"), filepath.Join(base, "srv2")
+	for _, d := range []string{dir, srv, srv2} {
+		mkdir(t, d)
+	}
+	target := filepath.Join(srv, "edge.yaml")
+	write(t, target, rules("v1"))
+	link := filepath.Join(dir, "edge.yaml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	h := watch(t, dir, reload.Options{Watch: true})
+	if h.serving() != "v1" {
+		t.Fatal("rules behind the link not served")
+	}
+	write(t, target, rules("v2")) // in place
+	h.waitFor(t, "v2", 2*time.Second)
+
+	tmp := filepath.Join(srv, ".edge.yaml.tmp") // replaced by a rename, as editors do
+	write(t, tmp, rules("v3"))
+	if err := os.Rename(tmp, target); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "v3", 2*time.Second)
+
+	// Neighbours of the target are not rules: no load (a broken one would say so).
+	loads := h.loads.Load()
+	write(t, filepath.Join(srv, "other.yaml"), broken)
+	time.Sleep(300 * time.Millisecond)
+	if n := h.loads.Load(); n != loads {
+		t.Fatalf("%d loads after a write beside the linked file; log:\n%s", n-loads, h.logs)
+	}
+
+	// The link re-pointed (atomically, as ln -sf does): the new target is watched.
+	target2 := filepath.Join(srv2, "edge.yaml")
+	write(t, target2, rules("v4"))
+	tmpLink := filepath.Join(dir, ".edge.yaml.new")
+	if err := os.Symlink(target2, tmpLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmpLink, link); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "v4", 2*time.Second)
+	write(t, target2, rules("v5"))
+	h.waitFor(t, "v5", 2*time.Second)
+}
+
 // A burst of events is one load.
 func TestEventsAreCoalesced(t *testing.T) {
 	dir := t.TempDir()
