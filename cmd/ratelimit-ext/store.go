@@ -109,17 +109,26 @@ func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 
 // skippedNote says which files of the config directory were not read for their names,
 // or is empty: envoyproxy/ratelimit reads every file, so a rule file named without
-// .yaml (a ConfigMap key such as "config") would otherwise be dropped without a word.
+// .yaml (a ConfigMap key such as "config") would otherwise be dropped without a word,
+// and so would a rule file hidden by a leading dot.
 func skippedNote(rs *descriptors.RuleSet) string {
-	names, total := rs.SkippedFiles()
-	if total == 0 {
-		return ""
+	var notes []string
+	if names, total := rs.SkippedFiles(); total > 0 {
+		notes = append(notes, fmt.Sprintf("not read, as the names do not end in .yaml or .yml: %s (envoyproxy/ratelimit reads every file; rename a rule file to load it here)", nameList(names, total)))
 	}
+	if names, total := rs.HiddenFiles(); total > 0 {
+		notes = append(notes, fmt.Sprintf("not read, as dot-files are skipped: %s (rename a rule file without the leading dot to load it)", nameList(names, total)))
+	}
+	return strings.Join(notes, "; ")
+}
+
+// nameList is names, and how many more of total it leaves out.
+func nameList(names []string, total int) string {
 	list := strings.Join(names, ", ")
 	if more := total - len(names); more > 0 {
 		list += fmt.Sprintf(" and %d more", more)
 	}
-	return fmt.Sprintf("not read, as the names do not end in .yaml or .yml: %s (envoyproxy/ratelimit reads every file; rename a rule file to load it here)", list)
+	return list
 }
 
 // warnVanishedDomains logs each domain the serving rules define and the next ones do

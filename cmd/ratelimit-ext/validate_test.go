@@ -87,6 +87,25 @@ func TestValidateWarnsOfDirectoryFilesTheServerSkips(t *testing.T) {
 	}
 }
 
+// A rule file hidden by a leading dot is named in a warning: the server skips it.
+func TestValidateWarnsOfHiddenRuleFiles(t *testing.T) {
+	dir := t.TempDir()
+	rule := []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n")
+	for _, name := range []string{".edge.yaml", "ok.yaml", ".notes.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), rule, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "..data"), 0o755); err != nil { // a ConfigMap's: not named
+		t.Fatal(err)
+	}
+	code, out := runStderr(t, "validate", dir)
+	if code != 0 || !strings.Contains(out, "warning: not read, as dot-files are skipped: .edge.yaml (") ||
+		strings.Contains(out, ".notes.txt") || strings.Contains(out, "..data") {
+		t.Errorf("validate %s: exit %d, stderr %q; want 0 and a warning naming .edge.yaml alone", dir, code, out)
+	}
+}
+
 // Rules without any limit validate, with a warning that they would allow everything.
 func TestValidateWarnsOfNoLimits(t *testing.T) {
 	empty := t.TempDir()

@@ -94,6 +94,9 @@ func (w *walker) dir(rel string, depth int) {
 	for _, e := range entries { // sorted by name
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
+			if info, err := os.Stat(filepath.Join(abs, name)); err == nil && info.Mode().IsRegular() && isYAML(name) {
+				w.c.rs.hidden.add(path.Join(rel, name), maxSkippedNames)
+			}
 			continue
 		}
 		w.entry(path.Join(rel, name), filepath.Join(abs, name), depth)

@@ -180,6 +180,7 @@ type RuleSet struct {
 	count    int
 	hash     string
 	skipped  capped[string]      // files LoadDir passed over (SkippedFiles)
+	hidden   capped[string]      // dot-files named like rule files that LoadDir passed over (HiddenFiles)
 	warnings capped[ConfigError] // what loaded but most likely is not what was meant (Warnings)
 }
 
@@ -221,6 +222,17 @@ func (rs *RuleSet) SkippedFiles() (names []string, total int) {
 		return nil, 0
 	}
 	return rs.skipped.items, rs.skipped.total
+}
+
+// HiddenFiles returns the dot-files under LoadDir's directory named like rule files
+// (".edge.yaml"), which it did not read, at most ten of them, and how many there were
+// in all: dot-files are skipped so that a ConfigMap's "..data" and editors' files are
+// not loaded, but a rule file hidden by mistake is worth a warning.
+func (rs *RuleSet) HiddenFiles() (names []string, total int) {
+	if rs == nil {
+		return nil, 0
+	}
+	return rs.hidden.items, rs.hidden.total
 }
 
 // Match returns the limits that apply to one request descriptor, or nil. It walks the
