@@ -38,7 +38,14 @@ func run(args []string) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	} else if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
-		cmd = "version"
+		cmd, args = "version", nil
+	}
+	switch cmd {
+	case "version", "help":
+		if len(args) > 0 {
+			fmt.Fprintf(os.Stderr, "ratelimit-ext: %s takes no arguments, got %q\n", cmd, args)
+			return 2
+		}
 	}
 	switch cmd {
 	case "version":

@@ -135,6 +135,11 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, %q", args, code, out)
 		}
 	}
+	for _, args := range [][]string{{"version", "extra"}, {"help", "serve"}} {
+		if code, out := runStderr(t, args...); code != 2 || !strings.Contains(out, "takes no arguments") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and an error", args, code, out)
+		}
+	}
 }
 
 // validate names a broken file as a path from the working directory, the directory as
