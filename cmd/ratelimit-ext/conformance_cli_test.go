@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -88,5 +89,17 @@ func TestConformanceRedisURLSelectsRedis(t *testing.T) {
 	t.Setenv("RATELIMIT_EXT_REDIS_URL", closed)
 	if got := run([]string{"conformance", "--vectors", vectors, "--redis-dial-timeout", "200ms"}); got != 1 {
 		t.Errorf("RATELIMIT_EXT_REDIS_URL set: exit %d, want 1 (the Redis engine, which cannot connect)", got)
+	}
+}
+
+// A conformance replay waits up to a second for each Redis reply, where serving gives
+// up after 8 ms: a slow store must not be reported as a failed suite.
+func TestConformanceWaitsForASlowStore(t *testing.T) {
+	for _, c := range []struct{ cmd, want string }{{"conformance", "(default 1s)"}, {"serve", "(default 8ms)"}} {
+		_, out := runStderr(t, c.cmd, "-h")
+		i := strings.Index(out, "-redis-read-timeout")
+		if i < 0 || !strings.Contains(strings.SplitN(out[i:], "\n  -", 2)[0], c.want) {
+			t.Errorf("%s -h: --redis-read-timeout not %s:\n%s", c.cmd, c.want, out)
+		}
 	}
 }

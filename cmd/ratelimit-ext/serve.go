@@ -110,7 +110,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	headerFlags(f, &c.headers)
 	storeFlags(f, &c.store)
 	extAuthzFlags(f, &c.extAuthz)
-	c.redis = redisFlags(f)
+	c.redis = redisFlags(f, 8*time.Millisecond)
 	perfFlags(f, &c.perf)
 	xdsFlags(f, &c.xds)
 	f.rejectUnknownEnv()
@@ -246,14 +246,16 @@ func checkCounts(c *serveConfig) error {
 }
 
 // redisFlags registers the Redis connection flags and returns a getter for the options.
-func redisFlags(f *envFlags) func() limiter.RedisOptions {
+// ioTimeout is the default of the read and write timeouts: serving keeps a call inside
+// Envoy's 20 ms, a conformance replay waits for a slow store rather than report it.
+func redisFlags(f *envFlags, ioTimeout time.Duration) func() limiter.RedisOptions {
 	url := f.String("redis-url", "", "redis://[user:pass@]host:port[/db] or rediss:// for TLS; selects the Redis engine (cluster, sentinel: docs/redis.md)")
 	mode := f.String("redis-mode", string(limiter.RedisSingle), "single, cluster (Redis Cluster: redis://host1:port1?addr=host2:port2&addr=...) or sentinel (redis://sentinel1:26379?addr=sentinel2:26379&master_name=NAME)")
 	master := f.String("redis-sentinel-master", "", "sentinel mode: the master's name (overrides master_name in --redis-url)")
 	pool := f.Int("redis-pool-size", 0, "connections per Redis node (0 = 10 per CPU)")
 	dial := f.Duration("redis-dial-timeout", time.Second, "timeout to open a Redis connection")
-	read := f.Duration("redis-read-timeout", 8*time.Millisecond, "timeout to read a Redis reply (keep below Envoy's rate-limit timeout)")
-	write := f.Duration("redis-write-timeout", 8*time.Millisecond, "timeout to write a Redis command")
+	read := f.Duration("redis-read-timeout", ioTimeout, "timeout to read a Redis reply (keep below Envoy's rate-limit timeout)")
+	write := f.Duration("redis-write-timeout", ioTimeout, "timeout to write a Redis command")
 	ca := f.String("redis-tls-ca", "", "PEM CA bundle to verify a rediss:// server (reloaded when the file changes)")
 	cert := f.String("redis-tls-cert", "", "PEM client certificate for rediss:// (mTLS; reloaded when the file changes)")
 	key := f.String("redis-tls-key", "", "PEM client key for rediss:// (mTLS)")
