@@ -673,10 +673,13 @@ func outageRequests(t *testing.T, what, ip string, n int) {
 
 // When Redis stops answering the service fails the check (UNAVAILABLE, or Envoy's own
 // timeout when Redis hangs) and Envoy (failure_mode_deny: false) lets traffic through,
-// quickly; when Redis is back, limiting resumes without restarting anything. Runs last:
-// the restart wipes every counter (Redis keeps nothing across a restart here).
+// quickly; when Redis is back, limiting resumes without restarting anything. The
+// ext_authz door fails the same way: its check errs and Envoy's failure_mode_allow
+// lets the request through. Runs last: the restart wipes every counter (Redis keeps
+// nothing across a restart here).
 func TestRedisDown(t *testing.T) {
 	needTopology(t)
+	ea := startExtAuthzEnvoy(t)
 	redis := topo.Services(kindRedis)
 	if len(redis) == 0 {
 		// docker-compose.yml ships Redis: without it this suite would prove nothing.
@@ -724,6 +727,17 @@ func TestRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	outageRequests(t, "Redis stopped", newIP(), 10)
+	// Through ext_authz (the service's default --ext-authz-failure-mode envoy): the
+	// check fails, and envoy/ext_authz.yaml's failure_mode_allow: true passes it.
+	allowed := ea.stat(t, extAuthzStats+"failure_mode_allowed")
+	for i := range 5 {
+		if r := ea.get(t, "/ip", xff(newIP())...); r.code != 200 {
+			t.Errorf("ext_authz with Redis stopped: request %d: %d, want 200 (fail open)", i, r.code)
+		}
+	}
+	if n := ea.stat(t, extAuthzStats+"failure_mode_allowed") - allowed; n != 5 {
+		t.Errorf("ext_authz with Redis stopped: Envoy let %d requests through on a failed check, want 5", n)
+	}
 	for _, sp := range topo.Services(kindRatelimit) {
 		// /readyz may answer from an observation up to 100 ms old.
 		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", sp.Ports[sp.HTTP])

@@ -19,6 +19,9 @@ import (
 // descriptors come from the ext_authz section of config/edge.yaml. Expectations follow
 // SPEC §4 and the rules, as in e2e_test.go.
 
+// extAuthzStats prefixes the ext_authz filter's counters in envoy/ext_authz.yaml.
+const extAuthzStats = "http.ingress_ext_authz.ext_authz."
+
 // eaEnvoy is the running ext_authz Envoy.
 type eaEnvoy struct {
 	proc       *Process
@@ -199,7 +202,7 @@ func TestExtAuthz(t *testing.T) {
 	}
 	waitDeciding(t)
 	ea := startExtAuthzEnvoy(t)
-	const prefix = "http.ingress_ext_authz.ext_authz."
+	const prefix = extAuthzStats
 	errorsBefore := ea.stat(t, prefix+"error") + ea.stat(t, prefix+"failure_mode_allowed")
 
 	// Per client address through ext_authz: per-ip, sliding_window_log, 5 per 60 s. The
