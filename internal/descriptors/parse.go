@@ -263,7 +263,7 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 		p.errorf(f.keyLine(name), f.at(name), "descriptors nested deeper than %d levels", MaxDepth)
 		return
 	}
-	seen := map[siblingKey]int{}
+	seen := map[siblingKey]sibling{}
 	for i, item := range items {
 		if !p.spend(&p.budget.entries, 1, item.Line, f.at(name)) {
 			return
@@ -274,7 +274,7 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 }
 
 // descriptor parses one descriptor entry and everything below it.
-func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, depth int, path []Level, pathStr string, seen map[siblingKey]int) {
+func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, depth int, path []Level, pathStr string, seen map[siblingKey]sibling) {
 	f, ok := p.mapping(item, field, descriptorFields)
 	if !ok {
 		return
@@ -285,10 +285,11 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 	if levelOK {
 		sk := siblingKey{level.Key, level.Kind, normalizePattern(level.Value)}
 		if first, dup := seen[sk]; dup {
-			p.errorf(f.line, field, "duplicate entry %s (first at line %d)", describeLevel(level), first)
+			p.errorf(f.line, field, "duplicate entry %s (first at line %d)", describeLevel(level), first.line)
 		} else {
-			seen[sk] = f.line
+			seen[sk] = sibling{f.line, field}
 			parent.attach(level, child)
+			p.warnHidden(level, sibling{f.line, field}, seen)
 		}
 	}
 	part := pathPart(level)
@@ -302,6 +303,33 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 	pathStr += part
 	child.limits = p.descriptorLimits(f, path, pathStr)
 	p.descriptorList(child, f, "descriptors", depth+1, path, pathStr)
+}
+
+// sibling is where an entry was defined among its siblings.
+type sibling struct {
+	line  int
+	field string
+}
+
+// warnHidden warns of an entry that can never match because a sibling "*" pattern
+// matches every value before it: Match tries patterns in file order, then the bare key,
+// so the "*" hides the bare key wherever it is and every pattern after it. Such rules
+// load (they do in envoyproxy/ratelimit) but most likely do not do what was meant.
+func (p *fileParser) warnHidden(l Level, at sibling, seen map[siblingKey]sibling) {
+	all, hasAll := seen[siblingKey{l.Key, PatternValue, "*"}]
+	hide := func(hidden sibling, what string) {
+		p.warnf(hidden.line, hidden.field, "%s never matches: the value pattern \"*\" at line %d matches every value first", what, all.line)
+	}
+	switch {
+	case l.Kind == PatternValue && normalizePattern(l.Value) == "*":
+		if bare, ok := seen[siblingKey{l.Key, BareKey, ""}]; ok {
+			all = at
+			hide(bare, describeLevel(Level{Key: l.Key, Kind: BareKey}))
+		}
+	case !hasAll:
+	case l.Kind == BareKey, l.Kind == PatternValue:
+		hide(at, describeLevel(l))
+	}
 }
 
 func describeLevel(l Level) string {

@@ -439,3 +439,50 @@ func TestReplacesOfNoLimitWarns(t *testing.T) {
 		t.Errorf("a clean file warns: %v", ws)
 	}
 }
+
+// A value pattern "*" matches every value before the bare key and every later pattern:
+// those siblings load, with a warning each, whichever comes first in the file. Exact
+// values, earlier patterns and other keys are not hidden.
+func TestEntriesHiddenByAStarWarn(t *testing.T) {
+	rs := mustParse(t, lines(
+		"domain: d",
+		"descriptors:",
+		"  - key: k", // 3: bare key, before the star
+		"    rate_limit: {unit: second, requests_per_unit: 1}",
+		"  - key: k", // 5: an earlier pattern: reachable
+		"    value: 'a*'",
+		"    rate_limit: {unit: second, requests_per_unit: 2}",
+		"  - key: k", // 8: the star
+		"    value: '*'",
+		"    rate_limit: {unit: second, requests_per_unit: 3}",
+		"  - key: k", // 11: a later pattern
+		"    value: 'b*'",
+		"    rate_limit: {unit: second, requests_per_unit: 4}",
+		"  - key: k", // 14: exact: tried before patterns
+		"    value: x",
+		"    rate_limit: {unit: second, requests_per_unit: 5}",
+		"  - key: j", // 17: another key, bare
+		"    rate_limit: {unit: second, requests_per_unit: 6}",
+		"  - key: j", // 19: a star after the bare key
+		"    value: '**'",
+		"    rate_limit: {unit: second, requests_per_unit: 7}",
+	))
+	ws, total := rs.Warnings()
+	var got []string
+	for _, w := range ws {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`t.yaml:3: descriptors[0]: key "k" without value never matches: the value pattern "*" at line 8 matches every value first`,
+		`t.yaml:11: descriptors[3]: key "k" value "b*" never matches: the value pattern "*" at line 8 matches every value first`,
+		`t.yaml:17: descriptors[5]: key "j" without value never matches: the value pattern "*" at line 19 matches every value first`,
+	}
+	if total != len(want) || !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings (%d):\n%s\nwant:\n%s", total, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for v, rpu := range map[string]int64{"x": 5, "a1": 2, "b1": 3, "zzz": 3} {
+		if ls := rs.Match("d", []Entry{{"k", v}}); len(ls) != 1 || ls[0].RequestsPerUnit != rpu {
+			t.Errorf("k=%s matched %v, want the limit of %d", v, ids(ls), rpu)
+		}
+	}
+}
