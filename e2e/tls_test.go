@@ -141,6 +141,15 @@ func TestEnvoyOverMutualTLS(t *testing.T) {
 // returns its listener's URL once it is ready.
 func startTLSEnvoy(t *testing.T, name string, rlsPort, upPort int, cert testpki.Cert, ca *testpki.CA) string {
 	t.Helper()
+	return startEnvoyOn(t, "envoy-tls-"+name, func(admin, listen int) string {
+		return fmt.Sprintf(tlsEnvoyConfig, admin, listen, upPort, rlsPort, cert.CertFile, cert.KeyFile, ca.File)
+	})
+}
+
+// startEnvoyOn starts an Envoy on the configuration config writes for its admin and
+// listener ports, and returns the listener's URL once it is ready.
+func startEnvoyOn(t *testing.T, name string, config func(admin, listen int) string) string {
+	t.Helper()
 	dir := t.TempDir()
 	for attempt := 1; ; attempt++ {
 		admin, err1 := freePort()
@@ -149,11 +158,10 @@ func startTLSEnvoy(t *testing.T, name string, rlsPort, upPort int, cert testpki.
 			t.Fatal(err1, err2)
 		}
 		path := filepath.Join(dir, fmt.Sprintf("envoy-%d.yaml", attempt))
-		cfg := fmt.Sprintf(tlsEnvoyConfig, admin, listen, upPort, rlsPort, cert.CertFile, cert.KeyFile, ca.File)
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(config(admin, listen)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		p := &Process{Name: "envoy-tls-" + name, Path: inputs.Binaries[kindEnvoy],
+		p := &Process{Name: name, Path: inputs.Binaries[kindEnvoy],
 			Args:    []string{"-c", path, "--use-dynamic-base-id", "--log-level", "info"},
 			LogPath: filepath.Join(dir, fmt.Sprintf("envoy-%d.log", attempt))}
 		if err := p.Start(); err != nil {

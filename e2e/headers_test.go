@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// headersEnvoyConfig is a plaintext Envoy whose rate-limit filter renders the draft-03
+// X-RateLimit-* headers itself, beside whatever headers and body the service adds.
+const headersEnvoyConfig = `admin: {address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_headers
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                route:
+                  cluster: upstream
+                  rate_limits:
+                  - actions: [{generic_key: {descriptor_value: headers}}]
+          http_filters:
+          - name: envoy.filters.http.ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
+              domain: hdr
+              failure_mode_deny: true
+              timeout: 2s
+              enable_x_ratelimit_headers: DRAFT_VERSION_03
+              rate_limit_service:
+                transport_api_version: V3
+                grpc_service: {envoy_grpc: {cluster_name: ratelimit}}
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: upstream
+    type: STATIC
+    load_assignment: {cluster_name: upstream, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[3]d}}}}]}]}
+  - name: ratelimit
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment: {cluster_name: ratelimit, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[4]d}}}}]}]}
+`
+
+// The header flags through a real Envoy's rate-limit filter (docs/operations.md,
+// Headers): the IETF RateLimit fields reach the client on allowed and denied answers
+// beside Envoy's own X-RateLimit-*; the upstream gets the remaining quota in its
+// request header (appended after a value the client sent); a denial is Envoy's 429 with
+// Retry-After and the problem+json body and content type the service supplied.
+func TestHeaderFlagsThroughEnvoy(t *testing.T) {
+	needTopology(t)
+	rules := t.TempDir()
+	// An hour's window: three requests never straddle a window's end.
+	rule := "domain: hdr\ndescriptors:\n  - key: generic_key\n    value: headers\n    rate_limit: {name: hdr, unit: hour, requests_per_unit: 2}\n"
+	if err := os.WriteFile(filepath.Join(rules, "hdr.yaml"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := startReplicas(t, 1, "--config-dir", rules, "--ratelimit-headers", "--problem-details",
+		"--upstream-remaining-header", "x-quota-left")[0]
+
+	var mu sync.Mutex
+	var seen [][]string // the x-quota-left values of each request the upstream got
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Values("x-quota-left"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(upstream.Close)
+	upPort, err := strconv.Atoi(upstream.URL[strings.LastIndex(upstream.URL, ":")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := startEnvoyOn(t, "envoy-headers", func(admin, listen int) string {
+		return fmt.Sprintf(headersEnvoyConfig, admin, listen, upPort, svc.grpcPort)
+	})
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(hdr ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Add(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, body
+	}
+	want := func(resp *http.Response, name, pattern string) {
+		t.Helper()
+		if v := resp.Header.Values(name); len(v) != 1 || !regexp.MustCompile("^"+pattern+"$").MatchString(v[0]) {
+			t.Errorf("%s: %q, want one value matching %s", name, v, pattern)
+		}
+	}
+
+	for i, forged := range []string{"", "999"} {
+		var resp *http.Response
+		if forged == "" {
+			resp, _ = get()
+		} else {
+			resp, _ = get("x-quota-left", forged) // Envoy appends the service's value
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %d, want 200", i+1, resp.StatusCode)
+		}
+		left := strconv.Itoa(1 - i)
+		want(resp, "ratelimit-policy", regexp.QuoteMeta(`"hdr";q=2;w=3600`))
+		want(resp, "ratelimit", regexp.QuoteMeta(`"hdr";r=`+left+`;t=`)+`[0-9]+`)
+		want(resp, "x-ratelimit-limit", regexp.QuoteMeta(`2, 2;w=3600;name="hdr"`))
+		want(resp, "x-ratelimit-remaining", left)
+		mu.Lock()
+		got := seen[len(seen)-1]
+		mu.Unlock()
+		if wantSeen := slices.DeleteFunc([]string{forged, left}, func(s string) bool { return s == "" }); !slices.Equal(got, wantSeen) {
+			t.Errorf("request %d: the upstream got x-quota-left %q, want %q", i+1, got, wantSeen)
+		}
+	}
+
+	resp, body := get()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("request 3: %d, want 429", resp.StatusCode)
+	}
+	want(resp, "retry-after", `[1-9][0-9]*`)
+	want(resp, "x-envoy-ratelimited", "true")
+	want(resp, "content-type", regexp.QuoteMeta("application/problem+json"))
+	want(resp, "ratelimit-policy", regexp.QuoteMeta(`"hdr";q=2;w=3600`))
+	want(resp, "ratelimit", regexp.QuoteMeta(`"hdr";r=0;t=`)+`[0-9]+`)
+	var problem struct {
+		Status           int      `json:"status"`
+		ViolatedPolicies []string `json:"violated-policies"`
+		RetryAfter       int64    `json:"retry_after"`
+	}
+	if err := json.Unmarshal(body, &problem); err != nil {
+		t.Fatalf("the 429's body is not the problem JSON: %v: %q", err, body)
+	}
+	if problem.Status != 429 || !slices.Equal(problem.ViolatedPolicies, []string{"hdr"}) ||
+		strconv.FormatInt(problem.RetryAfter, 10) != resp.Header.Get("retry-after") {
+		t.Errorf("problem %+v beside Retry-After %q", problem, resp.Header.Get("retry-after"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Errorf("the upstream got %d requests, want the 2 allowed", len(seen))
+	}
+}
