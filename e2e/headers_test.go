@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,55 +15,6 @@ import (
 	"testing"
 	"time"
 )
-
-// headersEnvoyConfig is a plaintext Envoy whose rate-limit filter renders the draft-03
-// X-RateLimit-* headers itself, beside whatever headers and body the service adds.
-const headersEnvoyConfig = `admin: {address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}}
-static_resources:
-  listeners:
-  - name: ingress
-    address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_headers
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {prefix: "/"}
-                route:
-                  cluster: upstream
-                  rate_limits:
-                  - actions: [{generic_key: {descriptor_value: headers}}]
-          http_filters:
-          - name: envoy.filters.http.ratelimit
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
-              domain: hdr
-              failure_mode_deny: true
-              timeout: 2s
-              enable_x_ratelimit_headers: DRAFT_VERSION_03
-              rate_limit_service:
-                transport_api_version: V3
-                grpc_service: {envoy_grpc: {cluster_name: ratelimit}}
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-  clusters:
-  - name: upstream
-    type: STATIC
-    load_assignment: {cluster_name: upstream, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[3]d}}}}]}]}
-  - name: ratelimit
-    type: STATIC
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment: {cluster_name: ratelimit, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[4]d}}}}]}]}
-`
 
 // The header flags through a real Envoy's rate-limit filter (docs/operations.md,
 // Headers): the IETF RateLimit fields reach the client on allowed and denied answers
@@ -96,7 +46,9 @@ func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := startEnvoyOn(t, "envoy-headers", func(admin, listen int) string {
-		return fmt.Sprintf(headersEnvoyConfig, admin, listen, upPort, svc.grpcPort)
+		// Envoy renders the draft-03 X-RateLimit-* headers itself, beside the service's.
+		return rlsEnvoyConfig(admin, listen, upPort, svc.grpcPort, "hdr", "headers",
+			"              enable_x_ratelimit_headers: DRAFT_VERSION_03\n", "")
 	})
 
 	client := &http.Client{Timeout: 10 * time.Second}

@@ -15,13 +15,30 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testpki"
 )
 
-// tlsEnvoyConfig is an Envoy whose rate-limit filter reaches the service over mutual
-// TLS, as an Istio or Envoy Gateway deployment may: the cluster's UpstreamTlsContext
+// tlsEnvoyConfig has an Envoy's rate-limit filter reach the service over mutual TLS, as
+// an Istio or Envoy Gateway deployment may: the service cluster's UpstreamTlsContext
 // presents a client certificate and verifies the service's, with no ALPN setting of
 // its own (Envoy offers h2 to an HTTP/2 cluster; gRPC servers refuse a TLS client that
-// negotiates none). failure_mode_deny turns a failed call into a 500, so a broken TLS
-// path cannot pass as "allowed".
-const tlsEnvoyConfig = `admin: {address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}}
+// negotiates none). Certificate, key and CA files fill it in.
+const tlsEnvoyConfig = `    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: ratelimit.internal
+        common_tls_context:
+          tls_certificates: [{certificate_chain: {filename: %[1]q}, private_key: {filename: %[2]q}}]
+          validation_context:
+            trusted_ca: {filename: %[3]q}
+            match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: ratelimit.internal}}]
+`
+
+// rlsEnvoyConfig is an Envoy whose rate-limit filter sends every request as the
+// descriptor [generic_key=value] of domain to the service on 127.0.0.1:rlsPort.
+// failure_mode_deny turns a failed call into a 500, so a broken path to the service
+// cannot pass as "allowed". filterExtra is added to the filter's settings and
+// clusterExtra to the service's cluster (indented to match).
+func rlsEnvoyConfig(admin, listen, upPort, rlsPort int, domain, value, filterExtra, clusterExtra string) string {
+	return fmt.Sprintf(`admin: {address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}}
 static_resources:
   listeners:
   - name: ingress
@@ -31,7 +48,7 @@ static_resources:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_tls
+          stat_prefix: ingress_%[5]s
           route_config:
             virtual_hosts:
             - name: all
@@ -41,15 +58,15 @@ static_resources:
                 route:
                   cluster: upstream
                   rate_limits:
-                  - actions: [{generic_key: {descriptor_value: over-tls}}]
+                  - actions: [{generic_key: {descriptor_value: %[6]s}}]
           http_filters:
           - name: envoy.filters.http.ratelimit
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
-              domain: tls
+              domain: %[5]s
               failure_mode_deny: true
               timeout: 2s
-              rate_limit_service:
+%[7]s              rate_limit_service:
                 transport_api_version: V3
                 grpc_service: {envoy_grpc: {cluster_name: ratelimit}}
           - name: envoy.filters.http.router
@@ -65,17 +82,8 @@ static_resources:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http2_protocol_options: {}}
     load_assignment: {cluster_name: ratelimit, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[4]d}}}}]}]}
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: ratelimit.internal
-        common_tls_context:
-          tls_certificates: [{certificate_chain: {filename: %[5]q}, private_key: {filename: %[6]q}}]
-          validation_context:
-            trusted_ca: {filename: %[7]q}
-            match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: ratelimit.internal}}]
-`
+%[8]s`, admin, listen, upPort, rlsPort, domain, value, filterExtra, clusterExtra)
+}
 
 // Envoy's rate-limit filter reaches the service over mutual TLS: the service presents
 // its certificate and requires Envoy's, narrowed to Envoy's name (--grpc-tls-client-san),
@@ -142,7 +150,8 @@ func TestEnvoyOverMutualTLS(t *testing.T) {
 func startTLSEnvoy(t *testing.T, name string, rlsPort, upPort int, cert testpki.Cert, ca *testpki.CA) string {
 	t.Helper()
 	return startEnvoyOn(t, "envoy-tls-"+name, func(admin, listen int) string {
-		return fmt.Sprintf(tlsEnvoyConfig, admin, listen, upPort, rlsPort, cert.CertFile, cert.KeyFile, ca.File)
+		return rlsEnvoyConfig(admin, listen, upPort, rlsPort, "tls", "over-tls", "",
+			fmt.Sprintf(tlsEnvoyConfig, cert.CertFile, cert.KeyFile, ca.File))
 	})
 }
 
