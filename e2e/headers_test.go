@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,18 +20,20 @@ import (
 // The header flags through a real Envoy's rate-limit filter (docs/operations.md,
 // Headers): the IETF RateLimit fields reach the client on allowed and denied answers
 // beside Envoy's own X-RateLimit-*; the upstream gets the remaining quota in its
-// request header (appended after a value the client sent); a denial is Envoy's 429 with
+// request header (appended after a value the client sent); Envoy's access log sees the
+// answers' dynamic metadata; a denial is Envoy's 429 with
 // Retry-After and the problem+json body and content type the service supplied.
 func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 	needTopology(t)
 	rules := t.TempDir()
 	// An hour's window: three requests never straddle a window's end.
-	rule := "domain: hdr\ndescriptors:\n  - key: generic_key\n    value: headers\n    rate_limit: {name: hdr, unit: hour, requests_per_unit: 2}\n"
+	rule := "domain: hdr\ndescriptors:\n  - key: generic_key\n    value: headers\n    metadata: {team: e2e}\n    rate_limit: {name: hdr, unit: hour, requests_per_unit: 2}\n"
 	if err := os.WriteFile(filepath.Join(rules, "hdr.yaml"), []byte(rule), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	svc := startReplicas(t, 1, "--config-dir", rules, "--ratelimit-headers", "--problem-details",
-		"--upstream-remaining-header", "x-quota-left")[0]
+		"--upstream-remaining-header", "x-quota-left", "--response-dynamic-metadata")[0]
+	accessLog := filepath.Join(t.TempDir(), "access.log")
 
 	var mu sync.Mutex
 	var seen [][]string // the x-quota-left values of each request the upstream got
@@ -46,9 +49,11 @@ func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := startEnvoyOn(t, "envoy-headers", func(admin, listen int) string {
-		// Envoy renders the draft-03 X-RateLimit-* headers itself, beside the service's.
-		return rlsEnvoyConfig(admin, listen, upPort, svc.grpcPort, "hdr", "headers",
-			"              enable_x_ratelimit_headers: DRAFT_VERSION_03\n", "")
+		// Envoy renders the draft-03 X-RateLimit-* headers itself, beside the service's,
+		// and logs the answer's dynamic metadata.
+		return rlsEnvoy{UpPort: upPort, RLSPort: svc.grpcPort, Domain: "hdr", Value: "headers",
+			FilterExtra:  "              enable_x_ratelimit_headers: DRAFT_VERSION_03\n",
+			ManagerExtra: fmt.Sprintf(metadataLog, accessLog)}.config(admin, listen)
 	})
 
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -121,8 +126,32 @@ func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 		t.Errorf("problem %+v beside Retry-After %q", problem, resp.Header.Get("retry-after"))
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	if len(seen) != 2 {
 		t.Errorf("the upstream got %d requests, want the 2 allowed", len(seen))
 	}
+	mu.Unlock()
+
+	// --response-dynamic-metadata: Envoy keeps the answer's dynamic_metadata under the
+	// filter's namespace, where its access log reads it. The rule's metadata is there
+	// for the descriptors within their limits only (docs/operations.md).
+	allowed := `{"descriptors":[{"entries":["generic_key=headers"]}],"domain":"hdr","metadata":{"team":"e2e"},"quotaModeEnabled":false}`
+	denied := `{"descriptors":[{"entries":["generic_key=headers"]}],"domain":"hdr","quotaModeEnabled":false}`
+	var lines []string
+	for deadline := time.Now().Add(10 * time.Second); len(lines) < 3 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		data, _ := os.ReadFile(accessLog)
+		lines = strings.Fields(string(data))
+	}
+	if want := []string{allowed, allowed, denied}; !slices.Equal(lines, want) {
+		t.Errorf("access log of the dynamic metadata:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
 }
+
+// metadataLog is an access log of the rate-limit filter's dynamic metadata, one JSON
+// object per request, written to the file it is given.
+const metadataLog = `          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: %q
+              log_format: {text_format_source: {inline_string: "%%DYNAMIC_METADATA(envoy.filters.http.ratelimit)%%\n"}}
+`

@@ -32,12 +32,20 @@ const tlsEnvoyConfig = `    transport_socket:
             match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: ratelimit.internal}}]
 `
 
-// rlsEnvoyConfig is an Envoy whose rate-limit filter sends every request as the
-// descriptor [generic_key=value] of domain to the service on 127.0.0.1:rlsPort.
-// failure_mode_deny turns a failed call into a 500, so a broken path to the service
-// cannot pass as "allowed". filterExtra is added to the filter's settings and
-// clusterExtra to the service's cluster (indented to match).
-func rlsEnvoyConfig(admin, listen, upPort, rlsPort int, domain, value, filterExtra, clusterExtra string) string {
+// rlsEnvoy describes an Envoy whose rate-limit filter sends every request as the
+// descriptor [generic_key=Value] of Domain to the service on 127.0.0.1:RLSPort, and
+// passes allowed requests to 127.0.0.1:UpPort. failure_mode_deny turns a failed call
+// into a 500, so a broken path to the service cannot pass as "allowed".
+type rlsEnvoy struct {
+	UpPort, RLSPort int
+	Domain, Value   string
+	// Added, indented to match, to the connection manager's settings, the filter's
+	// settings and the service's cluster.
+	ManagerExtra, FilterExtra, ClusterExtra string
+}
+
+// config is the Envoy configuration with its admin and listener ports.
+func (e rlsEnvoy) config(admin, listen int) string {
 	return fmt.Sprintf(`admin: {address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}}
 static_resources:
   listeners:
@@ -49,7 +57,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress_%[5]s
-          route_config:
+%[9]s          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]
@@ -82,7 +90,7 @@ static_resources:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http2_protocol_options: {}}
     load_assignment: {cluster_name: ratelimit, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[4]d}}}}]}]}
-%[8]s`, admin, listen, upPort, rlsPort, domain, value, filterExtra, clusterExtra)
+%[8]s`, admin, listen, e.UpPort, e.RLSPort, e.Domain, e.Value, e.FilterExtra, e.ClusterExtra, e.ManagerExtra)
 }
 
 // Envoy's rate-limit filter reaches the service over mutual TLS: the service presents
@@ -150,8 +158,8 @@ func TestEnvoyOverMutualTLS(t *testing.T) {
 func startTLSEnvoy(t *testing.T, name string, rlsPort, upPort int, cert testpki.Cert, ca *testpki.CA) string {
 	t.Helper()
 	return startEnvoyOn(t, "envoy-tls-"+name, func(admin, listen int) string {
-		return rlsEnvoyConfig(admin, listen, upPort, rlsPort, "tls", "over-tls", "",
-			fmt.Sprintf(tlsEnvoyConfig, cert.CertFile, cert.KeyFile, ca.File))
+		return rlsEnvoy{UpPort: upPort, RLSPort: rlsPort, Domain: "tls", Value: "over-tls",
+			ClusterExtra: fmt.Sprintf(tlsEnvoyConfig, cert.CertFile, cert.KeyFile, ca.File)}.config(admin, listen)
 	})
 }
 
@@ -171,7 +179,8 @@ func startEnvoyOn(t *testing.T, name string, config func(admin, listen int) stri
 			t.Fatal(err)
 		}
 		p := &Process{Name: name, Path: inputs.Binaries[kindEnvoy],
-			Args:    []string{"-c", path, "--use-dynamic-base-id", "--log-level", "info"},
+			// Access logs reach their files within 100 ms, not Envoy's default 10 s.
+			Args:    []string{"-c", path, "--use-dynamic-base-id", "--log-level", "info", "--file-flush-interval-msec", "100"},
 			LogPath: filepath.Join(dir, fmt.Sprintf("envoy-%d.log", attempt))}
 		if err := p.Start(); err != nil {
 			t.Fatal(err)
