@@ -21,8 +21,8 @@ import (
 // Headers): the IETF RateLimit fields reach the client on allowed and denied answers
 // beside Envoy's own X-RateLimit-*; the upstream gets the remaining quota in its
 // request header (appended after a value the client sent); Envoy's access log sees the
-// answers' dynamic metadata; a denial is Envoy's 429 with
-// Retry-After and the problem+json body and content type the service supplied.
+// answers' dynamic metadata; a denial is Envoy's 429 with Retry-After and the
+// problem+json body and content type the service supplied.
 func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 	needTopology(t)
 	rules := t.TempDir()
