@@ -22,9 +22,12 @@ import (
 //
 // Codec: utf8codec reads a request whose strings are not UTF-8 instead of failing it
 // (a failed call lets Envoy pass the request unlimited); it costs nothing otherwise.
+//
+// Call time: at most MaxCallTime per unary call (BoundCallTime).
 func Server() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),
 		grpc.ForceServerCodecV2(utf8codec.Codec{}),
+		BoundCallTime(MaxCallTime),
 	}
 }
