@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,8 +91,9 @@ type Server struct {
 	observe Observer // may be nil
 	log     *slog.Logger
 
-	mu     sync.Mutex
-	warned map[string]bool // configuration warnings already logged
+	mu         sync.Mutex
+	warned     map[string]bool // configuration warnings already logged (at most maxWarned)
+	warnedFull bool            // the set is full, and that was logged
 }
 
 // New returns a Server deciding with d. obs, when not nil, sees every decided check.
@@ -129,7 +131,7 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 	spec := rules.ExtAuthz(domain)
 	if spec == nil {
 		if rules.Limits(domain) == nil {
-			s.warnOnce(domain, "ext_authz check for an unknown domain; allowing", "domain", domain)
+			s.warnOnce(logged(domain), "ext_authz check for an unknown domain; allowing", "domain", logged(domain))
 		} else {
 			s.warnOnce(domain, "ext_authz check for a domain without an ext_authz section; allowing", "domain", domain)
 		}
@@ -211,18 +213,39 @@ var unavailableBody = func() string {
 	return string(b)
 }()
 
-// warnOnce logs a configuration problem once per key (bounded, so a flood of distinct
-// domains cannot grow the set without end).
+// maxWarned bounds the keys warnOnce remembers: past it, one more line says that
+// further warnings are left out, so a flood of distinct domains (a context extension a
+// client can set) neither grows the set nor the log without end.
+const maxWarned = 256
+
+// warnOnce logs a configuration problem once per key.
 func (s *Server) warnOnce(key, msg string, args ...any) {
 	s.mu.Lock()
-	seen := s.warned[key]
-	if !seen && len(s.warned) < 256 {
+	seen, full := s.warned[key], len(s.warned) >= maxWarned
+	if !seen && !full {
 		s.warned[key] = true
 	}
+	announce := full && !s.warnedFull
+	s.warnedFull = s.warnedFull || full
 	s.mu.Unlock()
-	if !seen {
+	switch {
+	case announce:
+		s.log.Warn("ext_authz: further configuration warnings are left out until restart", "warned", maxWarned)
+	case !seen && !full:
 		s.log.Warn(msg, args...)
 	}
+}
+
+// loggedDomainBytes bounds a domain named in a log line: one the rules do not define
+// comes from the check as it is, up to the request's size.
+const loggedDomainBytes = 256
+
+// logged is domain cut to loggedDomainBytes, marked when cut.
+func logged(domain string) string {
+	if len(domain) <= loggedDomainBytes {
+		return domain
+	}
+	return strings.ToValidUTF8(domain[:loggedDomainBytes], "") + "…"
 }
 
 func allowed(hs []Header) *authv3.CheckResponse {

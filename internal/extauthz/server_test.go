@@ -28,6 +28,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testlog"
 )
 
 // serverRules: the edge-like rules the server tests decide with.
@@ -645,5 +646,44 @@ func TestParseFailureMode(t *testing.T) {
 	}
 	if _, err := ParseFailureMode("open"); err == nil {
 		t.Error("ParseFailureMode accepts open")
+	}
+}
+
+// Checks naming domains the rules do not define are allowed with a warning per domain,
+// up to maxWarned of them; then one line says the rest are left out, and nothing more
+// is logged however many follow. A domain is logged cut to loggedDomainBytes.
+func TestUnknownDomainWarningsAreBounded(t *testing.T) {
+	e := newEnv(t)
+	logs := &testlog.Buffer{}
+	o := defaultOpts
+	o.Log = slog.New(slog.NewTextHandler(logs, nil))
+	s := e.server(o)
+	check := func(domain string) {
+		t.Helper()
+		r := req("/ip", "192.0.2.80")
+		r.Attributes.ContextExtensions[DomainExtension] = domain
+		if a := e.check(s, r); a.http != 200 {
+			t.Fatalf("domain %.20q: %+v, want allowed", domain, a)
+		}
+	}
+	long := strings.Repeat("d", 100_000)
+	check(long)
+	check(long) // once per domain
+	for i := range 2 * maxWarned {
+		check(fmt.Sprintf("unknown-%d", i))
+	}
+	check(long + "x") // past the bound: not logged
+	out := logs.String()
+	if n := strings.Count(out, "unknown domain"); n != maxWarned {
+		t.Errorf("%d unknown-domain warnings, want %d (one per domain, up to the bound)", n, maxWarned)
+	}
+	if n := strings.Count(out, "further configuration warnings are left out"); n != 1 {
+		t.Errorf("%d lines saying the rest are left out, want 1", n)
+	}
+	if !strings.Contains(out, strings.Repeat("d", loggedDomainBytes)+"…") || strings.Contains(out, strings.Repeat("d", loggedDomainBytes+1)) {
+		t.Errorf("the long domain not logged cut to %d bytes", loggedDomainBytes)
+	}
+	if len(out) > 100_000 {
+		t.Errorf("%d bytes of log for %d checks", len(out), 2*maxWarned+3)
 	}
 }
