@@ -71,7 +71,9 @@ type RedisOptions struct {
 	// ProbeKey, when set, is a key Ping writes (SET with a 1 s expiry) after PING: a replica
 	// (READONLY) or a Redis out of memory under noeviction (OOM) answers PING but
 	// refuses every script call, and readiness and the circuit breaker's probe must
-	// see that. It must not be a storage key (the server uses its key prefix + "probe").
+	// see that. Ping also has the script decide a request of one limit per algorithm
+	// on keys that start with it (probeChecks). It must not be a storage key (the
+	// server uses its key prefix + "probe").
 	ProbeKey string
 }
 
@@ -295,28 +297,84 @@ func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) 
 
 // Ping checks that Redis answers and runs the script (readiness, and the circuit
 // breaker's probe); on a cluster, every master does. With a ProbeKey it also checks
-// that Redis takes writes.
+// that Redis takes writes and that the script decides a request of every algorithm:
+// a user whose ACL lets it run the script but not a command inside it (TIME, GET, ...)
+// fails every decision, and would pass a script call that carries no request.
 func (e *RedisEngine) Ping(ctx context.Context) error {
 	if err := pingStore(ctx, e.client); err != nil {
 		return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
 	}
-	if err := runsScript(ctx, e.client, e.script); err != nil {
-		return fmt.Errorf("%w: redis: %w", ErrStore, err)
-	}
 	if e.probeKey == "" {
-		return nil
-	}
-	if cc, ok := e.client.(*redis.ClusterClient); ok {
-		if err := writeEveryMaster(ctx, cc, e.probeKey); err != nil {
+		if err := runsScript(ctx, e.client, e.script); err != nil {
 			return fmt.Errorf("%w: redis: %w", ErrStore, err)
 		}
 		return nil
 	}
-	if err := e.client.Set(ctx, e.probeKey, "1", time.Second).Err(); err != nil {
-		return fmt.Errorf("%w: redis: a write (SET %s) failed: %w", ErrStore, e.probeKey, err)
+	targets := []masterTag{{}}
+	if cc, ok := e.client.(*redis.ClusterClient); ok {
+		var err error
+		if targets, err = masterTags(ctx, cc); err != nil {
+			return fmt.Errorf("%w: redis: %w", ErrStore, err)
+		}
+	}
+	for _, t := range targets {
+		if err := e.probeWrites(ctx, t.tag); err != nil {
+			if t.addr != "" {
+				err = fmt.Errorf("master %s: %w", t.addr, err)
+			}
+			return fmt.Errorf("%w: redis: %w", ErrStore, err)
+		}
 	}
 	return nil
 }
+
+// probeWrites checks that the store takes a write, and decides a request (probeDecide),
+// on keys ending in tag.
+func (e *RedisEngine) probeWrites(ctx context.Context, tag string) error {
+	if err := e.client.Set(ctx, e.probeKey+tag, "1", time.Second).Err(); err != nil {
+		return fmt.Errorf("a write (SET %s) failed: %w", e.probeKey+tag, err)
+	}
+	return e.probeDecide(ctx, tag)
+}
+
+// probeDecide has the script decide, at the store's clock, a request of one limit per
+// algorithm on keys ProbeKey:<algorithm>, each followed by tag (a hash tag on a
+// cluster), so that every command the script may call for a request runs.
+func (e *RedisEngine) probeDecide(ctx context.Context, tag string) error {
+	var checks [len(probeParams)]LimitCheck
+	for i := range probeParams {
+		checks[i] = LimitCheck{Key: e.probeKey + ":" + probeParams[i].Algorithm.String() + tag, Params: &probeParams[i], Cost: 1}
+	}
+	reply, err := e.call(ctx, 0, checks[:])
+	switch {
+	case err != nil:
+		return fmt.Errorf("the rate-limit script does not run: %w", err)
+	case reply[1] != 1:
+		// Denied: nothing was written, so the write commands went unchecked. Only
+		// probes far more frequent than readiness makes can get here.
+		return errors.New("the probe request was denied: its limits are too low for the probes")
+	}
+	return nil
+}
+
+// probeParams are limits that probes never reach (at most 1,000 a second on the
+// log, whose 10 ms window keeps it small).
+var probeParams = func() [6]Params {
+	ps := [6]Params{
+		{Algorithm: FixedWindow, Limit: MaxLimit, PeriodMs: 1000},
+		{Algorithm: GCRA, Limit: 1_000_000, PeriodMs: 1000},
+		{Algorithm: TokenBucket, Limit: 1_000_000, PeriodMs: 1000},
+		{Algorithm: SlidingWindow, Limit: 1_000_000, PeriodMs: 1000},
+		{Algorithm: SlidingWindowLog, Limit: MaxLogLimit, PeriodMs: 10},
+		{Algorithm: TokenBudget, Limit: MaxLimit, PeriodMs: 1000},
+	}
+	for i := range ps {
+		if err := ps[i].Validate(); err != nil {
+			panic(err) // constants: a mistake here fails every test
+		}
+	}
+	return ps
+}()
 
 // timeoutHint adds a possible cause to a timed-out PING over TLS: a port that does not
 // speak TLS never answers the handshake, so a rediss:// URL pointed at a plain Redis

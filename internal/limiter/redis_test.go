@@ -595,8 +595,9 @@ func TestRedisPingChecksWrites(t *testing.T) {
 }
 
 // A store that answers PING and takes writes but cannot run the script (an ACL user
-// without EVALSHA, a renamed command) fails every call; Ping must say so, or readiness
-// says ready and the circuit breaker closes on every probe, only to open again.
+// without EVALSHA, a renamed command), or a command inside it, fails every call; Ping
+// must say so, or readiness says ready and the circuit breaker closes on every probe,
+// only to open again.
 func TestRedisPingChecksTheScriptRuns(t *testing.T) {
 	srv := testredis.Start(t)
 	c, ctx := srv.Client(), context.Background()
@@ -620,11 +621,26 @@ func TestRedisPingChecksTheScriptRuns(t *testing.T) {
 	if err := e.Ping(ctx); !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), "script does not run") {
 		t.Errorf("Ping: %v, want ErrStore saying the script does not run", err)
 	}
+	// Allowed to run the script but not TIME, which the script calls for the store's
+	// clock: every decision fails, and so must Ping (a script call without a request
+	// would not reach TIME).
 	if err := c.Do(ctx, "ACL", "SETUSER", "noscript", "+evalsha", "+eval").Err(); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := e.Evaluate(ctx, 0, checks, make([]limiter.Decision, 1)); err == nil {
+		t.Fatal("a decision by a user without TIME succeeded")
+	}
+	if err := e.Ping(ctx); !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), "script does not run") {
+		t.Errorf("Ping by a user without TIME: %v, want ErrStore saying the script does not run", err)
+	}
+	if err := c.Do(ctx, "ACL", "SETUSER", "noscript", "+time").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Evaluate(ctx, 0, checks, make([]limiter.Decision, 1)); err != nil {
+		t.Errorf("a decision once the user may run scripts and TIME: %v", err)
+	}
 	if err := e.Ping(ctx); err != nil {
-		t.Errorf("Ping once the user may run scripts: %v", err)
+		t.Errorf("Ping once the user may run scripts and TIME: %v", err)
 	}
 }
 

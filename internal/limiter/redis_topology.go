@@ -175,15 +175,14 @@ func runsScript(ctx context.Context, c redis.UniversalClient, s *redislua.Script
 	})
 }
 
-// writeEveryMaster writes a key with a 1 s expiry on every master of the cluster: key
-// followed by a hash tag that puts it in a slot the master serves (key stays the key's
-// start, for ACL key patterns such as ~rlx:*), so that a master that refuses writes (out
-// of memory, or a replica that still holds slots) is seen whichever master it is. Each
-// master is written in the widest of its slot ranges.
-func writeEveryMaster(ctx context.Context, cc *redis.ClusterClient, key string) error {
+// masterTags returns one hash tag per master of the cluster, each in a slot the master
+// serves (in the widest of its slot ranges), so that keys ending in it reach every
+// master: Ping writes and decides there, so that a master that refuses writes (out of
+// memory, or a replica that still holds slots) is seen whichever master it is.
+func masterTags(ctx context.Context, cc *redis.ClusterClient) ([]masterTag, error) {
 	slots, err := cc.ClusterSlots(ctx).Result()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	widest := map[string]redis.ClusterSlot{}
 	var masters []string
@@ -200,15 +199,16 @@ func writeEveryMaster(ctx context.Context, cc *redis.ClusterClient, key string) 
 			widest[addr] = s
 		}
 	}
-	for _, addr := range masters {
+	tags := make([]masterTag, len(masters))
+	for i, addr := range masters {
 		s := widest[addr]
-		k := key + "{" + tagInSlots(s.Start, s.End) + "}"
-		if err := cc.Set(ctx, k, "1", time.Second).Err(); err != nil {
-			return fmt.Errorf("master %s: a write (SET %s) failed: %w", addr, k, err)
-		}
+		tags[i] = masterTag{addr, "{" + tagInSlots(s.Start, s.End) + "}"}
 	}
-	return nil
+	return tags, nil
 }
+
+// masterTag is a hash tag in the slots of the master at addr.
+type masterTag struct{ addr, tag string }
 
 // tagInSlots returns a hash tag whose slot is in [start, end]: the first of "0", "1",
 // ... that falls there (a few tries for a master's usual range of thousands of slots,

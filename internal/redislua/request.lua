@@ -474,6 +474,17 @@ local function parse_string(v)
   return { kind = 'string', live = true, k = k, A = A, B = B, X = X }
 end
 
+-- read_reply passes on the reply of a read made with redis.pcall, so that a key of
+-- another type (WRONGTYPE) reads as foreign, and fails the call on any other error (an
+-- ACL without the command, say): read as no state, a counter would let the request
+-- past its limit and be overwritten.
+local function read_reply(v)
+  if type(v) == 'table' and v.err and string.sub(v.err, 1, 9) ~= 'WRONGTYPE' then
+    error(v)
+  end
+  return v
+end
+
 -- load reads a key once per request into an entry: its Redis type, the state it holds
 -- (orig), and for a hash the fields as stored, for the write-back diff. A key of another
 -- type, or content this script did not write, loads as FOREIGN: cold for every
@@ -484,7 +495,7 @@ end
 local function load(key, want)
   local r0, t = nil, nil
   if want == 'string' then
-    local v = redis.pcall('GET', key)
+    local v = read_reply(redis.pcall('GET', key))
     if v == false then
       return { type = 'none', valid = true, orig = FOREIGN, runs = NONE, scalars = NONE }
     elseif type(v) == 'string' then
@@ -492,7 +503,7 @@ local function load(key, want)
       return { type = 'string', valid = st ~= nil, orig = st or FOREIGN, runs = NONE, scalars = NONE }
     end
   elseif want == 'hash' then
-    r0 = redis.pcall('HGETALL', key)
+    r0 = read_reply(redis.pcall('HGETALL', key))
     if r0.err then
       r0 = nil
     elseif #r0 == 0 then
@@ -693,7 +704,7 @@ end
 -- read_string reads a key's string state as k, X, A, B; a missing key, a key of
 -- another type (GET's error) or content this script did not write gives k = -1.
 local function read_string(key)
-  local s = redis.pcall('GET', key)
+  local s = read_reply(redis.pcall('GET', key))
   if type(s) == 'string' then
     local k, X, A, B = parse_fields(s)
     if k ~= nil then
@@ -722,6 +733,9 @@ local function decide_one(kb, p, cost, now, reply)
     -- the most common path the two calls cost about 3% of a call's Redis time
     -- (BenchmarkScriptCompare, limits=1, 2026-11-22).
     local v = redis.pcall('GET', key)
+    if type(v) == 'table' then
+      v = read_reply(v)
+    end
     local live, A, B = false, 0, 0
     if type(v) == 'string' then
       local k, X, a, b = parse_fields(v)

@@ -1,0 +1,98 @@
+package limiter_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
+)
+
+// documentedACL is the least-privilege user docs/redis.md gives, as ACL SETUSER
+// arguments after the user name, with its password and key pattern set for the test.
+func documentedACL(t *testing.T, prefix string) []string {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/redis.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^ACL SETUSER ratelimit (.*)$`).FindSubmatch(doc)
+	if line == nil {
+		t.Fatal("docs/redis.md gives no ACL SETUSER ratelimit line")
+	}
+	var args []string
+	for _, a := range strings.Fields(string(line[1])) {
+		switch {
+		case a == ">PASSWORD":
+			a = ">pw"
+		case a == "~rlx:*":
+			a = "~" + prefix + "*"
+		}
+		args = append(args, a)
+	}
+	return args
+}
+
+// The ACL user docs/redis.md documents is enough to decide every algorithm, with the
+// store's clock and the script loaded again after a SCRIPT FLUSH, and to be ready;
+// without any one of the commands a decision needs, decisions fail and so does Ping
+// (readiness), which decides a request of every algorithm on its probe keys.
+func TestDocumentedACLDecidesAndIsReady(t *testing.T) {
+	srv := testredis.Start(t)
+	c, ctx := srv.Client(), context.Background()
+	const prefix = "acl:"
+	acl := documentedACL(t, prefix)
+	u, err := url.Parse(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("ratelimit", "pw")
+	e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: u.String(), ProbeKey: prefix + "probe",
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	decide := func() error {
+		checks := allAlgorithms(t, prefix+uniquePrefix(t), 60_000)
+		_, err := e.Evaluate(ctx, 0, checks, make([]limiter.Decision, len(checks)))
+		return err
+	}
+	setUser := func(args []string) {
+		t.Helper()
+		cmd := []any{"ACL", "SETUSER", "ratelimit", "reset"}
+		for _, a := range args {
+			cmd = append(cmd, a)
+		}
+		if err := c.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	setUser(acl)
+	if err := c.Do(ctx, "SCRIPT", "FLUSH").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := decide(); err != nil {
+		t.Fatalf("a decision of every algorithm as the documented user, after SCRIPT FLUSH: %v", err)
+	}
+	if err := e.Ping(ctx); err != nil {
+		t.Fatalf("Ping as the documented user: %v", err)
+	}
+	for _, cmd := range []string{"+time", "+get", "+set", "+hgetall", "+hset", "+zadd"} {
+		setUser(slices.DeleteFunc(slices.Clone(acl), func(a string) bool { return a == cmd }))
+		if err := decide(); err == nil {
+			t.Errorf("without %s: a decision of every algorithm succeeded", cmd)
+		}
+		if err := e.Ping(ctx); !errors.Is(err, limiter.ErrStore) {
+			t.Errorf("without %s: Ping %v, want ErrStore", cmd, err)
+		}
+	}
+}
