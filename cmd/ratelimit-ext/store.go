@@ -220,12 +220,17 @@ func guardStore(engine limiter.Engine, name string, m *metrics.Metrics, s *store
 	return breaker.New(timed, re, breaker.Options{
 		Threshold:     s.breakerThreshold,
 		ProbeInterval: s.probeInterval,
-		OnChange: func(open bool, cause error) {
+		Partitioner:   re, // on a cluster, a circuit per domain's hash tag (its master)
+		OnChange: func(open bool, part string, cause error) {
 			onCircuit(open, cause)
+			var where []any
+			if part != "" {
+				where = []any{"hash_tag", part}
+			}
 			if open {
-				log.Warn("store circuit opened: store calls skipped, the failure policy answers", s.policyAttrs("cause", cause)...)
+				log.Warn("store circuit opened: store calls skipped, the failure policy answers", s.policyAttrs(append(where, "cause", cause)...)...)
 			} else {
-				log.Info("store circuit closed: the store answers again")
+				log.Info("store circuit closed: the store answers again", where...)
 			}
 		},
 	})

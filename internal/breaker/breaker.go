@@ -5,6 +5,11 @@
 // answers them) while a background probe pings the store, firstProbe after opening and
 // then every ProbeInterval; the first successful ping closes the circuit. A call counts
 // as failed when the store failed it, not when its caller gave up.
+//
+// A store whose parts fail on their own (the masters of a Redis Cluster) names a part
+// per request (Partitioner): each part has a circuit of its own, opened by its own
+// failures and closed by its own probe, so one failed master does not stop the
+// requests that go to the others.
 package breaker
 
 import (
@@ -26,27 +31,51 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// Partitioner splits the store into parts that fail on their own.
+type Partitioner interface {
+	// Partition names the part a request's checks go to; "" is the whole store.
+	Partition(checks []limiter.LimitCheck) string
+	// PingPartition checks one part.
+	PingPartition(ctx context.Context, part string) error
+}
+
 // Options configures an Engine.
 type Options struct {
-	Threshold     int           // consecutive store failures that open the circuit (default 3)
+	Threshold     int           // consecutive store failures that open a circuit (default 3)
 	ProbeInterval time.Duration // time between probes while open (default 500 ms)
 	ProbeTimeout  time.Duration // timeout of one probe (default 250 ms)
-	// OnChange, when set, is called on every state change (open true/false).
-	OnChange func(open bool, cause error)
+	// Partitioner, when set, gives each part of the store a circuit of its own.
+	Partitioner Partitioner
+	// OnChange, when set, is called on every state change of a circuit (open true or
+	// false); part names the part ("" for the whole store).
+	OnChange func(open bool, part string, cause error)
 }
+
+// maxParts bounds the circuits of parts (a part is a domain's hash tag on a Redis
+// Cluster, so rules with more domains share the whole store's circuit past it).
+const maxParts = 4096
 
 // Engine wraps a limiter.Engine whose store can fail.
 type Engine struct {
-	inner    limiter.Engine
-	pinger   Pinger
-	opts     Options
+	inner   limiter.Engine
+	pinger  Pinger
+	opts    Options
+	whole   circuit  // the whole store's, and the parts' past maxParts
+	parts   sync.Map // part name -> *circuit
+	nParts  atomic.Int64
+	nOpen   atomic.Int64
+	mu      sync.Mutex // serialises opening and closing, and adding parts
+	stop    chan struct{}
+	probing sync.WaitGroup
+	closed  atomic.Bool
+}
+
+// circuit is the state of one part's breaker.
+type circuit struct {
+	part     string
 	open     atomic.Bool
 	failures atomic.Int64
-	closedAt time.Time  // when the circuit last closed (under mu)
-	mu       sync.Mutex // serialises opening and closing
-	stop     chan struct{}
-	probing  sync.WaitGroup
-	closed   atomic.Bool
+	closedAt time.Time // when the circuit last closed (under Engine.mu)
 }
 
 // New wraps inner; pinger probes the store while the circuit is open.
@@ -63,16 +92,43 @@ func New(inner limiter.Engine, pinger Pinger, o Options) *Engine {
 	return &Engine{inner: inner, pinger: pinger, opts: o, stop: make(chan struct{})}
 }
 
+// circuitFor returns the circuit of the part checks go to.
+func (e *Engine) circuitFor(checks []limiter.LimitCheck) *circuit {
+	if e.opts.Partitioner == nil {
+		return &e.whole
+	}
+	part := e.opts.Partitioner.Partition(checks)
+	if part == "" {
+		return &e.whole
+	}
+	if c, ok := e.parts.Load(part); ok {
+		return c.(*circuit)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.parts.Load(part); ok {
+		return c.(*circuit)
+	}
+	if e.nParts.Load() >= maxParts {
+		return &e.whole
+	}
+	c := &circuit{part: part}
+	e.parts.Store(part, c)
+	e.nParts.Add(1)
+	return c
+}
+
 // Evaluate implements limiter.Engine.
 func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
-	if e.open.Load() {
+	c := e.circuitFor(checks)
+	if c.open.Load() {
 		return limiter.Outcome{}, fmt.Errorf("%w: %w", limiter.ErrStore, ErrOpen)
 	}
 	o, err := e.inner.Evaluate(ctx, now, checks, out)
 	switch {
 	case err == nil:
-		if e.failures.Load() != 0 { // a read, not a write, on every healthy call
-			e.failures.Store(0)
+		if c.failures.Load() != 0 { // a read, not a write, on every healthy call
+			c.failures.Store(0)
 		}
 	case errors.Is(err, limiter.ErrStore) && !gaveUp(ctx):
 		// A caller that gave up is not the store's fault (the store's own timeouts,
@@ -81,8 +137,8 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 		if call, ok := limiter.FailedCall(err); ok && !call.CountOnce() {
 			break
 		}
-		if e.failures.Add(1) >= int64(e.opts.Threshold) {
-			e.trip(err)
+		if c.failures.Add(1) >= int64(e.opts.Threshold) {
+			e.trip(c, err)
 		}
 	}
 	return o, err
@@ -99,31 +155,32 @@ func gaveUp(ctx context.Context) bool {
 	return ok && !time.Now().Before(d)
 }
 
-// Open reports whether the circuit is open.
-func (e *Engine) Open() bool { return e.open.Load() }
+// Open reports whether a circuit is open (the whole store's, or a part's).
+func (e *Engine) Open() bool { return e.nOpen.Load() > 0 }
 
 // Ping checks the store directly (readiness), whatever the circuit's state.
 func (e *Engine) Ping(ctx context.Context) error { return e.pinger.Ping(ctx) }
 
-func (e *Engine) trip(cause error) {
+func (e *Engine) trip(c *circuit, cause error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.open.Load() || e.closed.Load() {
+	if c.open.Load() || e.closed.Load() {
 		return
 	}
-	e.open.Store(true)
+	c.open.Store(true)
+	e.nOpen.Add(1)
 	if e.opts.OnChange != nil {
-		e.opts.OnChange(true, cause)
+		e.opts.OnChange(true, c.part, cause)
 	}
 	// The first probe comes soon, unless the circuit reopens within ProbeInterval of
 	// closing: a store that answers the probe but fails calls would otherwise make
 	// the circuit flap every firstProbe.
 	first := min(firstProbe, e.opts.ProbeInterval)
-	if !e.closedAt.IsZero() && time.Since(e.closedAt) < e.opts.ProbeInterval {
+	if !c.closedAt.IsZero() && time.Since(c.closedAt) < e.opts.ProbeInterval {
 		first = e.opts.ProbeInterval
 	}
 	e.probing.Add(1)
-	go e.probe(first)
+	go e.probe(c, first)
 }
 
 // firstProbe is how soon after opening the circuit the store is probed the first time
@@ -134,7 +191,7 @@ const firstProbe = 50 * time.Millisecond
 
 // probe pings the store, first after first and then every ProbeInterval, until it
 // answers; then it closes the circuit.
-func (e *Engine) probe(first time.Duration) {
+func (e *Engine) probe(c *circuit, first time.Duration) {
 	defer e.probing.Done()
 	t := time.NewTimer(first)
 	defer t.Stop()
@@ -146,20 +203,29 @@ func (e *Engine) probe(first time.Duration) {
 			t.Reset(e.opts.ProbeInterval)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.ProbeTimeout)
-		err := e.pinger.Ping(ctx)
+		err := e.ping(ctx, c)
 		cancel()
 		if err == nil {
 			e.mu.Lock()
-			e.failures.Store(0)
-			e.open.Store(false)
-			e.closedAt = time.Now()
+			c.failures.Store(0)
+			c.open.Store(false)
+			e.nOpen.Add(-1)
+			c.closedAt = time.Now()
 			if e.opts.OnChange != nil {
-				e.opts.OnChange(false, nil)
+				e.opts.OnChange(false, c.part, nil)
 			}
 			e.mu.Unlock()
 			return
 		}
 	}
+}
+
+// ping checks the store behind c: its part, or the whole store.
+func (e *Engine) ping(ctx context.Context, c *circuit) error {
+	if c.part != "" {
+		return e.opts.Partitioner.PingPartition(ctx, c.part)
+	}
+	return e.pinger.Ping(ctx)
 }
 
 // Close stops probing and closes the wrapped engine.

@@ -25,7 +25,11 @@ func newEngine(t *testing.T, srv *testredis.Server, onChange func(bool, error)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(re, re, Options{Threshold: 3, ProbeInterval: 100 * time.Millisecond, OnChange: onChange})
+	o := Options{Threshold: 3, ProbeInterval: 100 * time.Millisecond}
+	if onChange != nil {
+		o.OnChange = func(open bool, _ string, cause error) { onChange(open, cause) }
+	}
+	return New(re, re, o)
 }
 
 // Redis made unreachable under load: every call is answered within the store timeout
@@ -274,7 +278,7 @@ func TestNoFlappingWhenProbesPassAndCallsFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	var closes atomic.Int32
-	e := New(re, re, Options{Threshold: 1, ProbeInterval: 2 * time.Second, OnChange: func(open bool, _ error) {
+	e := New(re, re, Options{Threshold: 1, ProbeInterval: 2 * time.Second, OnChange: func(open bool, _ string, _ error) {
 		if !open {
 			closes.Add(1)
 		}

@@ -296,11 +296,14 @@ func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) 
 }
 
 // Ping checks that Redis answers and runs the script (readiness, and the circuit
-// breaker's probe); on a cluster, every master does. With a ProbeKey it also checks
+// breaker's probe); on a cluster, pingCluster. With a ProbeKey it also checks
 // that Redis takes writes and that the script decides a request of every algorithm:
 // a user whose ACL lets it run the script but not a command inside it (TIME, GET, ...)
 // fails every decision, and would pass a script call that carries no request.
 func (e *RedisEngine) Ping(ctx context.Context) error {
+	if cc, ok := e.client.(*redis.ClusterClient); ok {
+		return e.pingCluster(ctx, cc)
+	}
 	if err := pingStore(ctx, e.client); err != nil {
 		return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
 	}
@@ -310,20 +313,81 @@ func (e *RedisEngine) Ping(ctx context.Context) error {
 		}
 		return nil
 	}
-	targets := []masterTag{{}}
-	if cc, ok := e.client.(*redis.ClusterClient); ok {
-		var err error
-		if targets, err = masterTags(ctx, cc); err != nil {
+	if err := e.probeWrites(ctx, ""); err != nil {
+		return fmt.Errorf("%w: redis: %w", ErrStore, err)
+	}
+	return nil
+}
+
+// pingCluster is Ping on a cluster: the slot map reloaded, and every master pinged,
+// written to and made to decide the probe request, each on keys with a hash tag in its
+// slots. Without a ProbeKey every master must answer and run the script. With one the
+// store is usable while some master is: a failed master's domains are answered by
+// their own circuits (breaker, Partition), and taking every replica of the service out
+// of its load balancer for one master would stop the domains of the others too.
+func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) error {
+	if e.probeKey == "" {
+		if err := pingStore(ctx, cc); err != nil {
+			return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
+		}
+		if err := runsScript(ctx, cc, e.script); err != nil {
 			return fmt.Errorf("%w: redis: %w", ErrStore, err)
 		}
+		return nil
 	}
+	_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil }) // reloads the slot map
+	targets, err := masterTags(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
+	}
+	var failed error
+	usable := false
 	for _, t := range targets {
 		if err := e.probeWrites(ctx, t.tag); err != nil {
-			if t.addr != "" {
-				err = fmt.Errorf("master %s: %w", t.addr, err)
-			}
+			failed = errors.Join(failed, fmt.Errorf("master %s: %w", t.addr, err))
+		} else {
+			usable = true
+		}
+	}
+	switch {
+	case usable:
+		return nil
+	case failed == nil:
+		failed = errors.New("the cluster has no master")
+	}
+	return fmt.Errorf("%w: redis: no master takes the probe: %w%s", ErrStore, failed, e.timeoutHint(failed))
+}
+
+// Partition names the part of the store a request's checks go to (breaker.Partitioner):
+// on a cluster the hash tag of their keys, the domain's, so one master; else "", the
+// whole store.
+func (e *RedisEngine) Partition(checks []LimitCheck) string {
+	if _, ok := e.client.(*redis.ClusterClient); !ok || len(checks) == 0 {
+		return ""
+	}
+	return hashTag(checks[0].Key)
+}
+
+// PingPartition checks the master of one hash tag (Partition): with a ProbeKey it is
+// written to and decides the probe request there, else it is pinged.
+func (e *RedisEngine) PingPartition(ctx context.Context, part string) error {
+	tag := "{" + part + "}"
+	if e.probeKey != "" {
+		if err := e.probeWrites(ctx, tag); err != nil {
 			return fmt.Errorf("%w: redis: %w", ErrStore, err)
 		}
+		return nil
+	}
+	cc, ok := e.client.(*redis.ClusterClient)
+	if !ok {
+		return e.Ping(ctx)
+	}
+	m, err := cc.MasterForKey(ctx, tag)
+	if err == nil {
+		err = m.Ping(ctx).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
 	return nil
 }

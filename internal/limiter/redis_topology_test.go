@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -718,9 +719,12 @@ func TestRedisClusterBatchFollowsMOVED(t *testing.T) {
 	}
 }
 
-// On Redis Cluster, Ping's write check reaches every master: a master out of memory is
-// seen whichever slots it serves (a single probe key would reach one master only).
-func TestRedisClusterPingWritesEveryMaster(t *testing.T) {
+// On Redis Cluster, Ping's probe reaches every master (a single probe key would reach
+// one): the store is usable, so ready, while some master takes it, and unusable when
+// none does. A master that refuses writes (out of memory) is seen by the probe of its
+// own part (PingPartition, the circuit breaker's probe of its domains), whichever
+// slots it serves.
+func TestRedisClusterPingProbesEveryMaster(t *testing.T) {
 	c := testredis.StartCluster(t, 3, 0)
 	ctx := context.Background()
 	e := newTopologyEngine(t, limiter.RedisOptions{URL: c.URL(), Mode: limiter.RedisCluster, ProbeKey: "rlx:probe",
@@ -735,22 +739,70 @@ func TestRedisClusterPingWritesEveryMaster(t *testing.T) {
 			t.Errorf("master %s holds probe keys %v (%v), want one rlx:probe{tag}", m.Addr(), keys, err)
 		}
 	}
-	for _, m := range c.Nodes() {
-		mc := m.Client()
-		for _, cmd := range [][]any{{"CONFIG", "SET", "maxmemory-policy", "noeviction"}, {"CONFIG", "SET", "maxmemory", "1"}} {
-			if err := mc.Do(ctx, cmd...).Err(); err != nil {
+	oom := func(m *testredis.Server, on bool) {
+		t.Helper()
+		cmds := [][]any{{"CONFIG", "SET", "maxmemory-policy", "noeviction"}, {"CONFIG", "SET", "maxmemory", "1"}}
+		if !on {
+			cmds = [][]any{{"CONFIG", "SET", "maxmemory", "0"}}
+		}
+		for _, cmd := range cmds {
+			if err := m.Client().Do(ctx, cmd...).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		err := e.Ping(ctx)
-		if err := mc.Do(ctx, "CONFIG", "SET", "maxmemory", "0").Err(); err != nil {
-			t.Fatal(err)
+	}
+	for _, m := range c.Nodes() {
+		tag := tagOn(t, c, m)
+		oom(m, true)
+		errAll, errPart, errOther := e.Ping(ctx), e.PingPartition(ctx, tag), e.PingPartition(ctx, tagOn(t, c, otherNode(c, m)))
+		oom(m, false)
+		if errAll != nil {
+			t.Errorf("master %s out of memory, the others not: Ping %v, want usable", m.Addr(), errAll)
 		}
-		if !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), "OOM") || !strings.Contains(err.Error(), m.Addr()) {
-			t.Errorf("master %s out of memory: Ping %v, want ErrStore naming it and OOM", m.Addr(), err)
+		if !errors.Is(errPart, limiter.ErrStore) || !strings.Contains(errPart.Error(), "OOM") {
+			t.Errorf("master %s out of memory: PingPartition of its tag %q: %v, want ErrStore and OOM", m.Addr(), tag, errPart)
 		}
-		if err := e.Ping(ctx); err != nil {
+		if errOther != nil {
+			t.Errorf("master %s out of memory: PingPartition of another master's tag: %v", m.Addr(), errOther)
+		}
+		if err := e.PingPartition(ctx, tag); err != nil {
 			t.Errorf("master %s mended: %v", m.Addr(), err)
 		}
 	}
+	for _, m := range c.Nodes() {
+		oom(m, true)
+	}
+	err := e.Ping(ctx)
+	for _, m := range c.Nodes() {
+		oom(m, false)
+	}
+	if !errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), "OOM") {
+		t.Errorf("every master out of memory: Ping %v, want ErrStore and OOM", err)
+	}
+	if err := e.Ping(ctx); err != nil {
+		t.Errorf("every master mended: %v", err)
+	}
+}
+
+// tagOn returns a hash tag whose slot master m serves.
+func tagOn(t *testing.T, c *testredis.Cluster, m *testredis.Server) string {
+	t.Helper()
+	for i := 0; i < 100_000; i++ {
+		tag := strconv.Itoa(i)
+		if owner, err := c.MasterForKey("{" + tag + "}"); err == nil && owner.Addr() == m.Addr() {
+			return tag
+		}
+	}
+	t.Fatalf("no hash tag found on master %s", m.Addr())
+	return ""
+}
+
+// otherNode returns a node of c other than m.
+func otherNode(c *testredis.Cluster, m *testredis.Server) *testredis.Server {
+	for _, n := range c.Nodes() {
+		if n.Addr() != m.Addr() {
+			return n
+		}
+	}
+	return m
 }

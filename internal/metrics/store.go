@@ -12,7 +12,7 @@ import (
 func (m *Metrics) StoreHealth() (onCircuit func(open bool, cause error), onFallback func(domain string, p decide.Policy)) {
 	open := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "store_circuit_open",
-		Help: "1 while the store circuit breaker is open (store calls are skipped and the failure policy answers).",
+		Help: "Store circuit breakers open (store calls are skipped and the failure policy answers): 0 or 1, or on Redis Cluster one per domain whose master fails.",
 	})
 	fallbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "store_fallbacks_total",
@@ -21,9 +21,9 @@ func (m *Metrics) StoreHealth() (onCircuit func(open bool, cause error), onFallb
 	m.Registry.MustRegister(open, fallbacks)
 	onCircuit = func(o bool, _ error) {
 		if o {
-			open.Set(1)
+			open.Inc()
 		} else {
-			open.Set(0)
+			open.Dec()
 		}
 	}
 	onFallback = func(domain string, p decide.Policy) {
