@@ -5,12 +5,13 @@
 //
 // What is watched: the directory itself (following it if it is a symlink), every
 // directory below it (following symlinked directories, as loading does), and its
-// parent, for events that name the directory itself, and the directory of every file
-// outside the tree that a symlinked rule file in it points at, for events that name
-// that file. So these are all picked up:
+// parent, for events that name the directory itself. Rule files that are links to files
+// outside the tree (`edge.yaml -> /srv/rules/edge.yaml`, a file a deploy tool or a git
+// checkout manages) are looked at again every linkPollEvery instead (links.go). So
+// these are all picked up:
 //   - edits in place, new and removed files, new subdirectories;
-//   - edits of a file a rule file links to elsewhere (`edge.yaml -> /srv/rules/edge.yaml`,
-//     a file a deploy tool or a git checkout manages), in place or replaced by a rename;
+//   - a linked file outside the tree edited, replaced, or reached through a re-pointed
+//     link anywhere along its chain of links, within about a second;
 //   - a Kubernetes ConfigMap update, which writes a new `..2026_…` directory and
 //     atomically renames a `..data` symlink onto it (events on the directory itself);
 //   - the directory replaced by a rename (`mv config.new config`), deleted and
@@ -30,7 +31,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -57,10 +57,6 @@ type Options struct {
 // maxTreeDepth bounds the directories watched below Dir (as loading bounds them).
 const maxTreeDepth = 32
 
-// maxTargets bounds the files outside the tree watched for symlinked rule files (each
-// re-pointed link can add one).
-const maxTargets = 1000
-
 // rewatchEvery is how often a vanished config directory is looked for again.
 const rewatchEvery = 200 * time.Millisecond
 
@@ -76,10 +72,6 @@ type Watcher struct {
 
 	rewatching chan struct{}        // holds a token while a rewatch loop runs
 	serving    *descriptors.RuleSet // the last rules applied; owned by the loop goroutine
-
-	mu         sync.Mutex
-	targets    map[string]bool // real paths of rule files outside the tree that links in it point at
-	targetDirs map[string]bool // their directories, watched for them alone
 }
 
 // Start begins watching. apply receives each successfully loaded rule set; it is
@@ -100,8 +92,7 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watcher{opts: o, root: root, apply: apply, kick: make(chan struct{}, 1), cancel: cancel,
-		rewatching: make(chan struct{}, 1), serving: o.Serving,
-		targets: map[string]bool{}, targetDirs: map[string]bool{}}
+		rewatching: make(chan struct{}, 1), serving: o.Serving}
 	if o.Watch {
 		fsw, err := fsnotify.NewWatcher()
 		if err != nil {
@@ -121,8 +112,9 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 				o.Log.Debug("config watcher: not watching the parent directory", "dir", parent, "error", err)
 			}
 		}
-		w.done.Add(1)
+		w.done.Add(2)
 		go w.events(ctx)
+		go w.pollLinks(ctx, w.outsideLinks())
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -170,12 +162,7 @@ func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		if e.Type()&os.ModeSymlink != 0 {
-			fi, err := os.Stat(p)
-			if err != nil {
-				continue
-			}
-			if !fi.IsDir() {
-				w.watchTarget(p)
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
 				continue
 			}
 		} else if !e.IsDir() {
@@ -189,59 +176,6 @@ func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
 		}
 	}
 	return nil
-}
-
-// watchTarget watches the file a symlinked rule file points at, when it lies outside
-// the tree: an edit there changes what loading reads, and no watch on the tree sees it.
-// Its directory is watched, as editors and deploy tools replace a file by renaming a
-// new one onto it; only events that name the file itself count (event).
-func (w *Watcher) watchTarget(link string) {
-	if !descriptors.IsRuleFile(link) {
-		return
-	}
-	real, err := filepath.EvalSymlinks(link)
-	if err != nil {
-		return
-	}
-	if root, err := filepath.EvalSymlinks(w.root); err == nil && within(root, real) {
-		return // a ConfigMap's ..data/edge.yaml: the tree's watches see it
-	}
-	dir := filepath.Dir(real)
-	w.mu.Lock()
-	known, full := w.targets[real], len(w.targets) >= maxTargets
-	if !known && !full {
-		w.targets[real] = true
-	}
-	newDir := !known && !full && !w.targetDirs[dir]
-	if newDir {
-		w.targetDirs[dir] = true
-	}
-	w.mu.Unlock()
-	switch {
-	case full && !known:
-		w.opts.Log.Warn("config watcher: too many linked rule files outside the directory; edits of this one need SIGHUP", "file", link, "target", real)
-	case newDir:
-		if err := w.fsw.Add(dir); err != nil {
-			w.opts.Log.Warn("config watcher: cannot watch the directory of a linked rule file; edits of it need SIGHUP", "file", link, "dir", dir, "error", err)
-		}
-	}
-}
-
-// within reports whether path is dir or below it.
-func within(dir, path string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
-}
-
-// linked classifies an event's name: a file a symlinked rule file points at (target),
-// or another name in a directory watched only for such files (other).
-func (w *Watcher) linked(name string) (target, other bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.targets[name] {
-		return true, false
-	}
-	return false, w.targetDirs[filepath.Dir(name)]
 }
 
 // Trigger asks for a reload; triggers that arrive while one is pending are coalesced.
@@ -276,12 +210,7 @@ func (w *Watcher) events(ctx context.Context) {
 
 func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 	name := filepath.Clean(ev.Name)
-	target, other := w.linked(name)
 	switch {
-	case target:
-		// A linked rule file outside the tree: reload below.
-	case other && !within(w.root, name):
-		return // beside a linked rule file, in a directory watched only for it
 	case name == w.root:
 		// The directory itself: replaced, removed, re-created or re-pointed.
 		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
@@ -298,8 +227,6 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 	case ev.Has(fsnotify.Create):
 		if fi, err := os.Stat(name); err == nil && fi.IsDir() {
 			_ = w.addTree(name) // a new subdirectory (or ConfigMap's new data dir): watch it too
-		} else if fi, err := os.Lstat(name); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-			w.watchTarget(name) // a new or re-pointed link to a rule file
 		}
 	}
 	w.Trigger()

@@ -386,56 +386,79 @@ func TestSymlinkedSubdirectory(t *testing.T) {
 }
 
 // A rule file that is a symlink to a file outside the directory (one a deploy tool or a
-// git checkout manages) is watched through its target: edits in place, a new file
-// renamed onto it, and a re-pointed link all reload; other files beside the target do
-// not.
+// git checkout manages) is followed: edits in place, a new file renamed onto it, a
+// re-pointed link, a link re-pointed further along its chain (a git deploy's
+// `current -> rev2`), and the target's directory deleted and made again all reload
+// (within the poll, about a second); other files beside the target do not.
 func TestSymlinkedFileOutsideTheDir(t *testing.T) {
 	base := t.TempDir()
 	dir, srv, srv2 := filepath.Join(base, "config"), filepath.Join(base, "srv"), filepath.Join(base, "srv2")
 	for _, d := range []string{dir, srv, srv2} {
 		mkdir(t, d)
 	}
+	symlink := func(target, link string) { // atomically, as ln -sf and deploy tools do
+		t.Helper()
+		tmp := link + ".new"
+		if err := os.Symlink(target, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const within = 5 * time.Second
 	target := filepath.Join(srv, "edge.yaml")
 	write(t, target, rules("v1"))
 	link := filepath.Join(dir, "edge.yaml")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
+	symlink(target, link)
 	h := watch(t, dir, reload.Options{Watch: true})
 	if h.serving() != "v1" {
 		t.Fatal("rules behind the link not served")
 	}
 	write(t, target, rules("v2")) // in place
-	h.waitFor(t, "v2", 2*time.Second)
+	h.waitFor(t, "v2", within)
 
 	tmp := filepath.Join(srv, ".edge.yaml.tmp") // replaced by a rename, as editors do
 	write(t, tmp, rules("v3"))
 	if err := os.Rename(tmp, target); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor(t, "v3", 2*time.Second)
+	h.waitFor(t, "v3", within)
 
 	// Neighbours of the target are not rules: no load (a broken one would say so).
 	loads := h.loads.Load()
 	write(t, filepath.Join(srv, "other.yaml"), broken)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(2 * time.Second) // two polls
 	if n := h.loads.Load(); n != loads {
 		t.Fatalf("%d loads after a write beside the linked file; log:\n%s", n-loads, h.logs)
 	}
 
-	// The link re-pointed (atomically, as ln -sf does): the new target is watched.
-	target2 := filepath.Join(srv2, "edge.yaml")
-	write(t, target2, rules("v4"))
-	tmpLink := filepath.Join(dir, ".edge.yaml.new")
-	if err := os.Symlink(target2, tmpLink); err != nil {
+	// The link re-pointed.
+	write(t, filepath.Join(srv2, "edge.yaml"), rules("v4"))
+	symlink(filepath.Join(srv2, "edge.yaml"), link)
+	h.waitFor(t, "v4", within)
+	write(t, filepath.Join(srv2, "edge.yaml"), rules("v5"))
+	h.waitFor(t, "v5", within)
+
+	// A chain: the link names a path through another link, re-pointed from rev1 to rev2.
+	for _, rev := range []string{"rev1", "rev2"} {
+		mkdir(t, filepath.Join(base, rev))
+		write(t, filepath.Join(base, rev, "edge.yaml"), rules(rev))
+	}
+	current := filepath.Join(base, "current")
+	symlink(filepath.Join(base, "rev1"), current)
+	symlink(filepath.Join(current, "edge.yaml"), link)
+	h.waitFor(t, "rev1", within)
+	symlink(filepath.Join(base, "rev2"), current)
+	h.waitFor(t, "rev2", within)
+
+	// The target's directory deleted and made again.
+	if err := os.RemoveAll(filepath.Join(base, "rev2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmpLink, link); err != nil {
-		t.Fatal(err)
-	}
-	h.waitFor(t, "v4", 2*time.Second)
-	write(t, target2, rules("v5"))
-	h.waitFor(t, "v5", 2*time.Second)
+	mkdir(t, filepath.Join(base, "rev2"))
+	write(t, filepath.Join(base, "rev2", "edge.yaml"), rules("rev2b"))
+	h.waitFor(t, "rev2b", within)
 }
 
 // A burst of events is one load.

@@ -1,0 +1,137 @@
+package reload
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+)
+
+// Rule files that are links to files outside the config directory are not seen by the
+// directory's watches: an edit of the target, a new file renamed onto it, or a link
+// re-pointed anywhere along the chain (a `current -> rev2` of a git deploy) changes
+// what loading reads without an event in the tree. Such links are polled: every
+// linkPollEvery the tree's links are resolved again and their targets' identity, size
+// and time compared with the last look; any change triggers a reload. Polling, unlike
+// watching the targets' directories, also follows a target directory deleted and made
+// again, and needs no watch to be added or dropped as the links change.
+
+// linkPollEvery is how often linked rule files are looked at again.
+const linkPollEvery = time.Second
+
+// maxLinks bounds the linked rule files polled (the rest need SIGHUP).
+const maxLinks = 1000
+
+// linkState is what a linked rule file resolves to: the target's path and its file
+// information (nil while it does not resolve).
+type linkState struct {
+	target string
+	info   os.FileInfo
+}
+
+// same reports whether a and b show the same version of the same file.
+func (a linkState) same(b linkState) bool {
+	if a.target != b.target || (a.info == nil) != (b.info == nil) {
+		return false
+	}
+	return a.info == nil || os.SameFile(a.info, b.info) && a.info.Size() == b.info.Size() &&
+		a.info.ModTime().Equal(b.info.ModTime())
+}
+
+// pollLinks triggers a reload whenever the tree's linked rule files resolve to
+// something other than at the last look (last: at Start).
+func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState) {
+	defer w.done.Done()
+	t := time.NewTicker(linkPollEvery)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := w.outsideLinks()
+		if !sameLinks(last, now) {
+			w.Trigger()
+		}
+		if len(now) >= maxLinks && !warned {
+			warned = true
+			w.opts.Log.Warn("config watcher: too many rule files linked to files outside the directory; changes of the ones past the bound need SIGHUP", "polled", maxLinks)
+		}
+		last = now
+	}
+}
+
+func sameLinks(a, b map[string]linkState) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for link, s := range a {
+		if t, ok := b[link]; !ok || !s.same(t) {
+			return false
+		}
+	}
+	return true
+}
+
+// outsideLinks returns the rule files of the tree, walked as loading walks it (dot
+// names skipped, linked directories followed), that are links to files outside it or
+// that do not resolve, with what they resolve to: at most maxLinks of them.
+func (w *Watcher) outsideLinks() map[string]linkState {
+	root, err := filepath.EvalSymlinks(w.root)
+	if err != nil {
+		return nil
+	}
+	out := map[string]linkState{}
+	seen := map[string]bool{}
+	var walk func(dir string, depth int)
+	walk = func(dir string, depth int) {
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil || seen[real] || depth > maxTreeDepth {
+			return
+		}
+		seen[real] = true
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if strings.HasPrefix(e.Name(), ".") || len(out) >= maxLinks {
+				continue
+			}
+			if e.IsDir() {
+				walk(p, depth+1)
+				continue
+			}
+			if e.Type()&os.ModeSymlink == 0 {
+				continue
+			}
+			info, err := os.Stat(p)
+			if err == nil && info.IsDir() {
+				walk(p, depth+1)
+				continue
+			}
+			if !descriptors.IsRuleFile(p) {
+				continue
+			}
+			target, err := filepath.EvalSymlinks(p)
+			if err == nil && within(root, target) {
+				continue // a ConfigMap's ..data/edge.yaml: the tree's watches see it
+			}
+			out[p] = linkState{target: target, info: info}
+		}
+	}
+	walk(w.root, 0)
+	return out
+}
+
+// within reports whether path is dir or below it.
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
