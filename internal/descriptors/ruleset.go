@@ -95,13 +95,32 @@ type Window struct {
 // rule's rate, in seconds rounded up, so that a client pacing itself at the reported
 // quota is never faster than the rule: 600 per minute with a burst of 20 is 20 per 2
 // seconds, where 20 per minute would understate it 30 times.
+//
+// The time is written in the largest unit that divides it (3 hours as HOUR × 3, not
+// SECOND × 10800), so that an Envoy that ignores unit_multiplier misreads it the least;
+// past 2^32 − 1 of any unit, in years rounded up.
 func (l *Limit) ReportedWindow() Window {
 	ms := l.Params.CeilingWindowMs()
-	if s := max(1, (ms+999)/1000); ms != l.Params.PeriodMs && s <= math.MaxUint32 {
-		return Window{Unit: "second", Multiplier: s, Seconds: s}
+	if ms == l.Params.PeriodMs { // the window algorithms, and a burst of the rate
+		return Window{Unit: l.Unit, Multiplier: max(1, l.UnitMultiplier), Seconds: max(1, (l.Params.PeriodMs+999)/1000)}
 	}
-	return Window{Unit: l.Unit, Multiplier: max(1, l.UnitMultiplier), Seconds: max(1, (l.Params.PeriodMs+999)/1000)}
+	s := max(1, (ms+999)/1000)
+	for _, u := range reportUnits {
+		if s%u.seconds == 0 && s/u.seconds <= math.MaxUint32 {
+			return Window{Unit: u.name, Multiplier: s / u.seconds, Seconds: s}
+		}
+	}
+	const year = 365 * 86400
+	n := (s + year - 1) / year
+	return Window{Unit: "year", Multiplier: n, Seconds: n * year}
 }
+
+// reportUnits are the units a reported window is written in, largest first, in the
+// seconds Envoy counts them (a month is 30 days, a year 365).
+var reportUnits = [...]struct {
+	name    string
+	seconds int64
+}{{"year", 365 * 86400}, {"month", 30 * 86400}, {"week", 7 * 86400}, {"day", 86400}, {"hour", 3600}, {"minute", 60}, {"second", 1}}
 
 // node is one configured descriptor entry (or a domain's root) with its children
 // indexed for Match.

@@ -735,7 +735,11 @@ func TestReportedWindow(t *testing.T) {
 		{"token_bucket 1/s, capacity 3: 3 per 3 s", "{unit: second, requests_per_unit: 1, algorithm: token_bucket, burst: 3}", descriptors.Window{Unit: sec, Multiplier: 3, Seconds: 3}, 3},
 		{"token_bucket 100/min, capacity 7: 4.2 s rounds up to 5", "{unit: minute, requests_per_unit: 100, algorithm: token_bucket, burst: 7}", descriptors.Window{Unit: sec, Multiplier: 5, Seconds: 5}, 7},
 		{"gcra 1000/s, burst 20: 20 ms rounds up to 1 s", "{unit: second, requests_per_unit: 1000, algorithm: gcra, burst: 20}", descriptors.Window{Unit: sec, Multiplier: 1, Seconds: 1}, 20},
-		{"gcra 10/hour, burst 30: 3 hours", "{unit: hour, requests_per_unit: 10, algorithm: gcra, burst: 30}", descriptors.Window{Unit: sec, Multiplier: 10800, Seconds: 10800}, 30},
+		{"gcra 10/hour, burst 30: 3 hours, in hours", "{unit: hour, requests_per_unit: 10, algorithm: gcra, burst: 30}", descriptors.Window{Unit: hour, Multiplier: 3, Seconds: 10800}, 30},
+		{"token_bucket 1/s, capacity 120: 2 minutes, in minutes", "{unit: second, requests_per_unit: 1, algorithm: token_bucket, burst: 120}", descriptors.Window{Unit: min, Multiplier: 2, Seconds: 120}, 120},
+		{"token_bucket 1/year, capacity 200: 200 years", "{unit: year, requests_per_unit: 1, algorithm: token_bucket, burst: 200}", descriptors.Window{Unit: "year", Multiplier: 200, Seconds: 200 * 31_536_000}, 200},
+		{"token_bucket 3/year, capacity 1000: 333⅓ years, in hours", "{unit: year, requests_per_unit: 3, algorithm: token_bucket, burst: 1000}", descriptors.Window{Unit: hour, Multiplier: 2_920_000, Seconds: 10_512_000_000}, 1000},
+		{"token_bucket 54/year, capacity 2^20: over 19,418 years, past 2^32 seconds, in years rounded up", "{unit: year, requests_per_unit: 54, algorithm: token_bucket, burst: 1048576}", descriptors.Window{Unit: "year", Multiplier: 19_419, Seconds: 19_419 * 31_536_000}, 1 << 20},
 		{"gcra 2/hour over 2 hours, burst 2: the rule's unit", "{unit: hour, unit_multiplier: 2, requests_per_unit: 2, algorithm: gcra}", descriptors.Window{Unit: hour, Multiplier: 2, Seconds: 7200}, 2},
 		{"a limit of 0 blocks: the rule's unit", "{unit: minute, requests_per_unit: 0, algorithm: gcra}", descriptors.Window{Unit: min, Multiplier: 1, Seconds: 60}, 0},
 	} {
