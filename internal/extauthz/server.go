@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -91,9 +92,10 @@ type Server struct {
 	observe Observer // may be nil
 	log     *slog.Logger
 
-	mu         sync.Mutex
-	warned     map[string]bool // configuration warnings already logged (at most maxWarned)
-	warnedFull bool            // the set is full, and that was logged
+	mu            sync.Mutex
+	warned        map[string]bool // configuration warnings already logged
+	warnedUnknown map[string]bool // unknown domains already warned of (at most maxWarned)
+	warnedFull    bool            // that set is full, and that was logged
 }
 
 // New returns a Server deciding with d. obs, when not nil, sees every decided check.
@@ -102,7 +104,8 @@ func New(d *decide.Decider, opts Options, obs Observer) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{decider: d, opts: opts, observe: obs, log: log, warned: map[string]bool{}}
+	return &Server{decider: d, opts: opts, observe: obs, log: log,
+		warned: map[string]bool{}, warnedUnknown: map[string]bool{}}
 }
 
 // Register adds the server to a gRPC server.
@@ -124,16 +127,16 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 		domain = s.opts.DefaultDomain
 	}
 	if domain == "" {
-		s.warnOnce("", "ext_authz check without a domain: set the context extension \"domain\" in Envoy or --ext-authz-default-domain; allowing")
+		s.warnOnce("", false, "ext_authz check without a domain: set the context extension \"domain\" in Envoy or --ext-authz-default-domain; allowing")
 		return allowed(nil), nil
 	}
 	rules := s.decider.Rules()
 	spec := rules.ExtAuthz(domain)
 	if spec == nil {
 		if rules.Limits(domain) == nil {
-			s.warnOnce(logged(domain), "ext_authz check for an unknown domain; allowing", "domain", logged(domain))
+			s.warnOnce(logged(domain), true, "ext_authz check for an unknown domain; allowing", "domain", logged(domain))
 		} else {
-			s.warnOnce(domain, "ext_authz check for a domain without an ext_authz section; allowing", "domain", domain)
+			s.warnOnce(domain, false, "ext_authz check for a domain without an ext_authz section; allowing", "domain", domain)
 		}
 		return allowed(nil), nil
 	}
@@ -213,24 +216,30 @@ var unavailableBody = func() string {
 	return string(b)
 }()
 
-// maxWarned bounds the keys warnOnce remembers: past it, one more line says that
-// further warnings are left out, so a flood of distinct domains (a context extension a
-// client can set) neither grows the set nor the log without end.
+// maxWarned bounds the unknown domains warnOnce remembers: past it, one more line says
+// that further ones are left out, so a flood of distinct domains (a context extension
+// a client can set) neither grows the set nor the log without end. Other keys (no
+// domain, the rules' own domains) are bounded by the rules and always warned of.
 const maxWarned = 256
 
-// warnOnce logs a configuration problem once per key.
-func (s *Server) warnOnce(key, msg string, args ...any) {
+// warnOnce logs a configuration problem once per key; capped keys count toward
+// maxWarned.
+func (s *Server) warnOnce(key string, capped bool, msg string, args ...any) {
 	s.mu.Lock()
-	seen, full := s.warned[key], len(s.warned) >= maxWarned
+	set := s.warned
+	if capped {
+		set = s.warnedUnknown
+	}
+	seen, full := set[key], capped && len(set) >= maxWarned
 	if !seen && !full {
-		s.warned[key] = true
+		set[key] = true
 	}
 	announce := full && !s.warnedFull
 	s.warnedFull = s.warnedFull || full
 	s.mu.Unlock()
 	switch {
 	case announce:
-		s.log.Warn("ext_authz: further configuration warnings are left out until restart", "warned", maxWarned)
+		s.log.Warn("ext_authz: further unknown domains are left out of the log until restart", "warned", maxWarned)
 	case !seen && !full:
 		s.log.Warn(msg, args...)
 	}
@@ -240,12 +249,17 @@ func (s *Server) warnOnce(key, msg string, args ...any) {
 // comes from the check as it is, up to the request's size.
 const loggedDomainBytes = 256
 
-// logged is domain cut to loggedDomainBytes, marked when cut.
+// logged is domain as a log shows it: bytes that are not UTF-8 as U+FFFD, cut at a
+// character boundary to at most loggedDomainBytes, marked when cut.
 func logged(domain string) string {
-	if len(domain) <= loggedDomainBytes {
-		return domain
+	if len(domain) > loggedDomainBytes {
+		cut := loggedDomainBytes
+		for i := 1; i < utf8.UTFMax && !utf8.RuneStart(domain[cut]); i++ {
+			cut-- // not inside a character
+		}
+		return strings.ToValidUTF8(domain[:cut], "\uFFFD") + "…"
 	}
-	return strings.ToValidUTF8(domain[:loggedDomainBytes], "") + "…"
+	return strings.ToValidUTF8(domain, "\uFFFD")
 }
 
 func allowed(hs []Header) *authv3.CheckResponse {

@@ -674,10 +674,10 @@ func TestUnknownDomainWarningsAreBounded(t *testing.T) {
 	}
 	check(long + "x") // past the bound: not logged
 	out := logs.String()
-	if n := strings.Count(out, "unknown domain"); n != maxWarned {
+	if n := strings.Count(out, "check for an unknown domain"); n != maxWarned {
 		t.Errorf("%d unknown-domain warnings, want %d (one per domain, up to the bound)", n, maxWarned)
 	}
-	if n := strings.Count(out, "further configuration warnings are left out"); n != 1 {
+	if n := strings.Count(out, "further unknown domains are left out"); n != 1 {
 		t.Errorf("%d lines saying the rest are left out, want 1", n)
 	}
 	if !strings.Contains(out, strings.Repeat("d", loggedDomainBytes)+"…") || strings.Contains(out, strings.Repeat("d", loggedDomainBytes+1)) {
@@ -685,5 +685,35 @@ func TestUnknownDomainWarningsAreBounded(t *testing.T) {
 	}
 	if len(out) > 100_000 {
 		t.Errorf("%d bytes of log for %d checks", len(out), 2*maxWarned+3)
+	}
+	// Past the bound, a domain the rules define without an ext_authz section is still
+	// warned of: the flood of unknown domains does not hide it.
+	other, err := descriptors.Parse("n.yaml", []byte("domain: noauthz\ndescriptors:\n  - {key: k, rate_limit: {unit: minute, requests_per_unit: 3}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.decider.SetRules(other)
+	r := req("/ip", "192.0.2.81")
+	r.Attributes.ContextExtensions[DomainExtension] = "noauthz"
+	if a := e.check(s, r); a.http != 200 {
+		t.Fatalf("a domain without an ext_authz section: %+v, want allowed", a)
+	}
+	if out := logs.String(); !strings.Contains(out, "without an ext_authz section") {
+		t.Error("a domain without an ext_authz section was not warned of after the unknown-domain bound")
+	}
+}
+
+// A domain is logged as valid UTF-8 (other bytes as U+FFFD), cut at a character
+// boundary.
+func TestLoggedDomain(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"edge", "edge"},
+		{"a\xffb", "a\uFFFDb"},
+		{strings.Repeat("a", loggedDomainBytes-1) + "é" + "tail", strings.Repeat("a", loggedDomainBytes-1) + "…"},
+		{strings.Repeat("a", loggedDomainBytes) + "tail", strings.Repeat("a", loggedDomainBytes) + "…"},
+	} {
+		if got := logged(c.in); got != c.want {
+			t.Errorf("logged(%.20q…) = %.30q…, want %.30q…", c.in, got, c.want)
+		}
 	}
 }
