@@ -25,13 +25,16 @@ const subcommands = `usage:
   ratelimit-ext conformance [flags]     replay golden vectors through an engine
   ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint
   ratelimit-ext version                 the build's version (also --version)
-  ratelimit-ext help                    this summary
+  ratelimit-ext help [subcommand]       this summary, or a subcommand's flags
 Run 'ratelimit-ext <subcommand> -h' for its flags; serve's and conformance's have environment variables.
 `
 
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
+
+// withFlags are the subcommands `help NAME` shows the flags of.
+var withFlags = map[string]bool{"serve": true, "validate": true, "conformance": true, "bench": true}
 
 func run(args []string) int {
 	cmd := "serve"
@@ -40,12 +43,12 @@ func run(args []string) int {
 	} else if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
 		cmd, args = "version", nil
 	}
-	switch cmd {
-	case "version", "help":
-		if len(args) > 0 {
-			fmt.Fprintf(os.Stderr, "ratelimit-ext: %s takes no arguments, got %q\n", cmd, args)
-			return 2
-		}
+	switch {
+	case cmd == "help" && len(args) == 1 && withFlags[args[0]]:
+		return run([]string{args[0], "-h"}) // help serve: serve's flags
+	case (cmd == "version" || cmd == "help") && len(args) > 0:
+		fmt.Fprintf(os.Stderr, "ratelimit-ext: %s takes no arguments, got %q (help takes a subcommand: help serve)\n", cmd, args)
+		return 2
 	}
 	switch cmd {
 	case "version":

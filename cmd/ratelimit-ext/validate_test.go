@@ -135,10 +135,14 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, %q", args, code, out)
 		}
 	}
-	for _, args := range [][]string{{"version", "extra"}, {"help", "serve"}} {
+	for _, args := range [][]string{{"version", "extra"}, {"help", "serve", "extra"}, {"help", "version"}} {
 		if code, out := runStderr(t, args...); code != 2 || !strings.Contains(out, "takes no arguments") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and an error", args, code, out)
 		}
+	}
+	// help NAME shows NAME's flags.
+	if code, out := runStderr(t, "help", "serve"); code != 0 || !strings.Contains(out, "-redis-url") {
+		t.Errorf("help serve: exit %d, stderr %.200q; want 0 and serve's flags", code, out)
 	}
 }
 

@@ -23,7 +23,8 @@ import (
 // Codec: utf8codec reads a request whose strings are not UTF-8 instead of failing it
 // (a failed call lets Envoy pass the request unlimited); it costs nothing otherwise.
 //
-// Call time: at most MaxCallTime per unary call (BoundCallTime).
+// Call time: at most MaxCallTime per unary call (BoundCallTime, the server's one
+// InTapHandle: grpc-go takes only one).
 func Server() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),

@@ -478,6 +478,8 @@ end
 -- another type (WRONGTYPE) reads as foreign, and fails the call on any other error (an
 -- ACL without the command, say): read as no state, a counter would let the request
 -- past its limit and be overwritten.
+-- In a batched call the requests before this one have been written already; their
+-- callers get the call's error all the same (as for any failed call, docs/redis.md).
 local function read_reply(v)
   if type(v) == 'table' and v.err and string.sub(v.err, 1, 9) ~= 'WRONGTYPE' then
     error(v)
