@@ -101,7 +101,7 @@ type Window struct {
 // past 2^32 − 1 of any unit, in years rounded up.
 func (l *Limit) ReportedWindow() Window {
 	ms := l.Params.CeilingWindowMs()
-	if ms == l.Params.PeriodMs { // the window algorithms, and a burst of the rate
+	if ms == l.Params.PeriodMs { // the window algorithms, and a burst that refills in the period
 		return Window{Unit: l.Unit, Multiplier: max(1, l.UnitMultiplier), Seconds: max(1, (l.Params.PeriodMs+999)/1000)}
 	}
 	s := max(1, (ms+999)/1000)
