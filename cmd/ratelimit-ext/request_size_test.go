@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 )
 
 // Envoy copies a header's value into every descriptor that reads it, so a client's
@@ -61,19 +62,7 @@ func TestServerAdvertisesItsStreamBound(t *testing.T) {
 // SETTINGS_MAX_CONCURRENT_STREAMS of the server's first SETTINGS frame (0: not sent).
 func maxConcurrentStreamsOf(t *testing.T, addr string) uint32 {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(conn, conn)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
+	fr := testgrpc.RawHTTP2(t, addr)
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/nooprls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 )
 
 // A client that sends the start of a ShouldRateLimit request and never the rest is cut
@@ -41,19 +42,7 @@ func TestUnfinishedRequestIsCutOff(t *testing.T) {
 // sends 10, and returns the grpc-status the server ends the call with.
 func unfinishedCall(t *testing.T, addr, timeout string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(conn, conn)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
+	fr := testgrpc.RawHTTP2(t, addr)
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
 	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", addr},

@@ -4,7 +4,9 @@ package testgrpc
 import (
 	"net"
 	"testing"
+	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -28,4 +30,26 @@ func Serve(t testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// RawHTTP2 opens a plaintext HTTP/2 connection to addr, as a gRPC client's first bytes
+// (the preface and an empty SETTINGS frame), for tests that speak to a server below
+// gRPC: its frames, or requests no gRPC client would send. Reads and writes fail after
+// 10 s; the connection closes when the test ends.
+func RawHTTP2(t testing.TB, addr string) *http2.Framer {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return fr
 }
