@@ -217,15 +217,14 @@ func guardStore(engine limiter.Engine, name string, m *metrics.Metrics, s *store
 	if !ok {
 		return timed
 	}
-	return breaker.New(timed, re, breaker.Options{
+	o := breaker.Options{
 		Threshold:     s.breakerThreshold,
 		ProbeInterval: s.probeInterval,
-		Partitioner:   re, // on a cluster, a circuit per domain's hash tag (its master)
 		OnChange: func(open bool, part string, cause error) {
 			onCircuit(open, cause)
 			var where []any
 			if part != "" {
-				where = []any{"hash_tag", part}
+				where = []any{"part", part}
 			}
 			if open {
 				log.Warn("store circuit opened: store calls skipped, the failure policy answers", s.policyAttrs(append(where, "cause", cause)...)...)
@@ -233,5 +232,9 @@ func guardStore(engine limiter.Engine, name string, m *metrics.Metrics, s *store
 				log.Info("store circuit closed: the store answers again", where...)
 			}
 		},
-	})
+	}
+	if re.Cluster() {
+		o.Partitioner = re // a circuit per hash slot, so per master
+	}
+	return breaker.New(timed, re, o)
 }

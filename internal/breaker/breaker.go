@@ -6,16 +6,17 @@
 // then every ProbeInterval; the first successful ping closes the circuit. A call counts
 // as failed when the store failed it, not when its caller gave up.
 //
-// A store whose parts fail on their own (the masters of a Redis Cluster) names a part
-// per request (Partitioner): each part has a circuit of its own, opened by its own
-// failures and closed by its own probe, so one failed master does not stop the
-// requests that go to the others.
+// A store whose parts fail on their own (the hash slots of a Redis Cluster, each on one
+// master) names a part per request (Partitioner): each part has a circuit of its own,
+// opened by its own failures and closed by its own probe, so one failed master does
+// not stop the requests that go to the others.
 package breaker
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,13 +32,17 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Partitioner splits the store into parts that fail on their own.
+// Partitioner splits the store into at most MaxParts parts that fail on their own.
 type Partitioner interface {
-	// Partition names the part a request's checks go to; "" is the whole store.
-	Partition(checks []limiter.LimitCheck) string
-	// PingPartition checks one part.
-	PingPartition(ctx context.Context, part string) error
+	// Partition numbers the part a request's checks go to, from 0 (below 0: the whole
+	// store), with what PingPartition needs to check it.
+	Partition(checks []limiter.LimitCheck) (part int, probe string)
+	// PingPartition checks a part, named by its probe.
+	PingPartition(ctx context.Context, probe string) error
 }
+
+// MaxParts bounds the parts a Partitioner names: Redis Cluster's hash slots.
+const MaxParts = 16384
 
 // Options configures an Engine.
 type Options struct {
@@ -51,20 +56,15 @@ type Options struct {
 	OnChange func(open bool, part string, cause error)
 }
 
-// maxParts bounds the circuits of parts (a part is a domain's hash tag on a Redis
-// Cluster, so rules with more domains share the whole store's circuit past it).
-const maxParts = 4096
-
 // Engine wraps a limiter.Engine whose store can fail.
 type Engine struct {
 	inner   limiter.Engine
 	pinger  Pinger
 	opts    Options
-	whole   circuit  // the whole store's, and the parts' past maxParts
-	parts   sync.Map // part name -> *circuit
-	nParts  atomic.Int64
+	whole   circuit
+	parts   []atomic.Pointer[circuit] // MaxParts of them with a Partitioner, made on first use
 	nOpen   atomic.Int64
-	mu      sync.Mutex // serialises opening and closing, and adding parts
+	mu      sync.Mutex // serialises opening and closing, and making parts' circuits
 	stop    chan struct{}
 	probing sync.WaitGroup
 	closed  atomic.Bool
@@ -72,7 +72,8 @@ type Engine struct {
 
 // circuit is the state of one part's breaker.
 type circuit struct {
-	part     string
+	name     string // for logs: "" for the whole store
+	probe    string // PingPartition's argument
 	open     atomic.Bool
 	failures atomic.Int64
 	closedAt time.Time // when the circuit last closed (under Engine.mu)
@@ -89,7 +90,11 @@ func New(inner limiter.Engine, pinger Pinger, o Options) *Engine {
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = 250 * time.Millisecond
 	}
-	return &Engine{inner: inner, pinger: pinger, opts: o, stop: make(chan struct{})}
+	e := &Engine{inner: inner, pinger: pinger, opts: o, stop: make(chan struct{})}
+	if o.Partitioner != nil {
+		e.parts = make([]atomic.Pointer[circuit], MaxParts)
+	}
+	return e
 }
 
 // circuitFor returns the circuit of the part checks go to.
@@ -97,24 +102,20 @@ func (e *Engine) circuitFor(checks []limiter.LimitCheck) *circuit {
 	if e.opts.Partitioner == nil {
 		return &e.whole
 	}
-	part := e.opts.Partitioner.Partition(checks)
-	if part == "" {
+	part, probe := e.opts.Partitioner.Partition(checks)
+	if part < 0 || part >= MaxParts {
 		return &e.whole
 	}
-	if c, ok := e.parts.Load(part); ok {
-		return c.(*circuit)
+	if c := e.parts[part].Load(); c != nil {
+		return c
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if c, ok := e.parts.Load(part); ok {
-		return c.(*circuit)
+	if c := e.parts[part].Load(); c != nil {
+		return c
 	}
-	if e.nParts.Load() >= maxParts {
-		return &e.whole
-	}
-	c := &circuit{part: part}
-	e.parts.Store(part, c)
-	e.nParts.Add(1)
+	c := &circuit{name: fmt.Sprintf("slot %d (hash tag %s)", part, probe), probe: strings.Clone(probe)}
+	e.parts[part].Store(c)
 	return c
 }
 
@@ -170,7 +171,7 @@ func (e *Engine) trip(c *circuit, cause error) {
 	c.open.Store(true)
 	e.nOpen.Add(1)
 	if e.opts.OnChange != nil {
-		e.opts.OnChange(true, c.part, cause)
+		e.opts.OnChange(true, c.name, cause)
 	}
 	// The first probe comes soon, unless the circuit reopens within ProbeInterval of
 	// closing: a store that answers the probe but fails calls would otherwise make
@@ -212,7 +213,7 @@ func (e *Engine) probe(c *circuit, first time.Duration) {
 			e.nOpen.Add(-1)
 			c.closedAt = time.Now()
 			if e.opts.OnChange != nil {
-				e.opts.OnChange(false, c.part, nil)
+				e.opts.OnChange(false, c.name, nil)
 			}
 			e.mu.Unlock()
 			return
@@ -222,8 +223,8 @@ func (e *Engine) probe(c *circuit, first time.Duration) {
 
 // ping checks the store behind c: its part, or the whole store.
 func (e *Engine) ping(ctx context.Context, c *circuit) error {
-	if c.part != "" {
-		return e.opts.Partitioner.PingPartition(ctx, c.part)
+	if c != &e.whole {
+		return e.opts.Partitioner.PingPartition(ctx, c.probe)
 	}
 	return e.pinger.Ping(ctx)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,15 +14,18 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
-// partStore is a store of parts named by the first byte of a request's first key; the
-// parts in down fail every call and every probe.
+// partStore is a store of parts named by the first byte of a request's first key (part
+// 'a' is 0, 'b' 1, ...; the byte is the probe too); the parts in down fail every call
+// and every probe.
 type partStore struct {
 	mu    sync.Mutex
 	down  map[string]bool
 	calls map[string]int
 }
 
-func (s *partStore) Partition(checks []limiter.LimitCheck) string { return checks[0].Key[:1] }
+func (s *partStore) Partition(checks []limiter.LimitCheck) (int, string) {
+	return int(checks[0].Key[0] - 'a'), checks[0].Key[:1]
+}
 
 func (s *partStore) PingPartition(_ context.Context, part string) error {
 	s.mu.Lock()
@@ -35,7 +39,7 @@ func (s *partStore) PingPartition(_ context.Context, part string) error {
 func (s *partStore) Ping(context.Context) error { return nil }
 
 func (s *partStore) Evaluate(_ context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
-	part := s.Partition(checks)
+	_, part := s.Partition(checks)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[part]++
@@ -106,35 +110,34 @@ func TestPartsHaveCircuitsOfTheirOwn(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got := strings.Join(changes, " "); got != "a:true a:false" {
+	if got := strings.Join(changes, " "); got != "slot 0 (hash tag a):true slot 0 (hash tag a):false" {
 		t.Errorf("circuit changes %q, want part a opening and closing only", got)
 	}
 }
 
-// Past maxParts, further parts share the whole store's circuit (its probe pings the
-// whole store), so a flood of parts cannot grow the set of circuits without end.
-func TestPartsAreBounded(t *testing.T) {
-	s := &partStore{down: map[string]bool{}, calls: map[string]int{}}
-	e := New(s, s, Options{Partitioner: keyParts{}})
+// A part outside 0..MaxParts-1 gets the whole store's circuit, probed by pinging the
+// whole store.
+func TestPartsOutOfRangeShareTheWholeCircuit(t *testing.T) {
+	e := New(&partStore{}, &partStore{}, Options{Partitioner: keyParts{}})
 	defer e.Close()
-	for i := range maxParts + 10 {
-		if _, err := e.Evaluate(context.Background(), 1, []limiter.LimitCheck{{Key: fmt.Sprint(i)}}, make([]limiter.Decision, 1)); err != nil {
-			t.Fatal(err)
+	for _, part := range []int{-1, MaxParts, MaxParts + 1} {
+		if c := e.circuitFor([]limiter.LimitCheck{{Key: fmt.Sprint(part)}}); c != &e.whole {
+			t.Errorf("part %d did not get the whole store's circuit", part)
 		}
 	}
-	if n := e.nParts.Load(); n != maxParts {
-		t.Errorf("%d circuits of parts, want %d", n, maxParts)
-	}
-	if c := e.circuitFor([]limiter.LimitCheck{{Key: "one more"}}); c != &e.whole {
-		t.Error("a part past the bound did not get the whole store's circuit")
+	if c := e.circuitFor([]limiter.LimitCheck{{Key: fmt.Sprint(MaxParts - 1)}}); c == &e.whole || c.probe != fmt.Sprint(MaxParts-1) {
+		t.Errorf("the last part got %+v", c)
 	}
 }
 
-// keyParts makes every key a part of its own.
+// keyParts makes a request's first key, a number, its part and its probe.
 type keyParts struct{}
 
-func (keyParts) Partition(checks []limiter.LimitCheck) string { return checks[0].Key }
-func (keyParts) PingPartition(context.Context, string) error  { return nil }
+func (keyParts) Partition(checks []limiter.LimitCheck) (int, string) {
+	n, _ := strconv.Atoi(checks[0].Key)
+	return n, checks[0].Key
+}
+func (keyParts) PingPartition(context.Context, string) error { return nil }
 
 // On a real Redis Cluster: one master stops answering (paused); the domains on it get
 // their circuits opened and are answered at once, while a domain on another master is

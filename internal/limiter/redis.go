@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,6 +89,7 @@ type RedisEngine struct {
 	batch    *batcher      // nil: one round trip per call
 	budget   time.Duration // how long a script call may take in all (callBudget)
 	probeKey string        // RedisOptions.ProbeKey
+	probes   probeResults  // PingPartition's recent results, by master
 	tls      bool          // a rediss:// URL: Ping explains a timeout
 }
 
@@ -279,13 +281,18 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 // call decides one request alone with one script call; a reply whose length does not
 // fit the request is an error.
 func (e *RedisEngine) call(ctx context.Context, now int64, checks []LimitCheck) ([]int64, error) {
+	return e.callOn(ctx, e.client, now, checks)
+}
+
+// callOn is call on client c (a cluster's master, for Ping).
+func (e *RedisEngine) callOn(ctx context.Context, c redisProcessor, now int64, checks []LimitCheck) ([]int64, error) {
 	if e.budget > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, e.budget, errCallBudget)
 		defer cancel()
 	}
 	args := scriptArgs(1, func(int) (int64, []LimitCheck) { return now, checks })
-	reply, err := e.script.Run(ctx, e.client, args)
+	reply, err := e.script.Run(ctx, c, args)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +320,7 @@ func (e *RedisEngine) Ping(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := e.probeWrites(ctx, ""); err != nil {
+	if err := e.probeWrites(ctx, e.client, ""); err != nil {
 		return fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
 	return nil
@@ -335,81 +342,137 @@ func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) 
 		}
 		return nil
 	}
-	_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil }) // reloads the slot map
-	targets, err := masterTags(ctx, cc)
-	if err != nil {
-		return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
-	}
+	// Every master at once, each on its own: one that does not answer (a host gone,
+	// whose connection attempts hang) must not use up the time of the others.
+	var mu sync.Mutex
 	var failed error
 	usable := false
-	for _, t := range targets {
-		if err := e.probeWrites(ctx, t.tag); err != nil {
-			failed = errors.Join(failed, fmt.Errorf("master %s: %w", t.addr, err))
+	// ForEachMaster reloads the slot map first, from one node after another: a node that
+	// does not answer may hold that for its timeouts, so it gets slotMapBudget, and the
+	// map known before serves past it.
+	reload, cancel := context.WithTimeout(ctx, slotMapBudget)
+	defer cancel()
+	err := cc.ForEachMaster(reload, func(_ context.Context, m *redis.Client) error {
+		err := e.probeMaster(ctx, m)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed = errors.Join(failed, fmt.Errorf("master %s: %w", m.Options().Addr, err))
 		} else {
 			usable = true
 		}
-	}
+		return nil
+	})
 	switch {
 	case usable:
 		return nil
+	case err != nil:
+		failed = err
 	case failed == nil:
 		failed = errors.New("the cluster has no master")
 	}
 	return fmt.Errorf("%w: redis: no master takes the probe: %w%s", ErrStore, failed, e.timeoutHint(failed))
 }
 
-// Partition names the part of the store a request's checks go to (breaker.Partitioner):
-// on a cluster the hash tag of their keys, the domain's, so one master; else "", the
-// whole store.
-func (e *RedisEngine) Partition(checks []LimitCheck) string {
-	if _, ok := e.client.(*redis.ClusterClient); !ok || len(checks) == 0 {
-		return ""
+// probeMaster takes a write and decides the probe request on the master m itself, on
+// keys with a hash tag in the widest of the slot ranges m says it serves.
+func (e *RedisEngine) probeMaster(ctx context.Context, m *redis.Client) error {
+	slots, err := m.ClusterSlots(ctx).Result()
+	if err != nil {
+		return err
 	}
-	return hashTag(checks[0].Key)
+	var widest *redis.ClusterSlot
+	for i, s := range slots {
+		if len(s.Nodes) > 0 && s.Nodes[0].Addr == m.Options().Addr && (widest == nil || s.End-s.Start > widest.End-widest.Start) {
+			widest = &slots[i]
+		}
+	}
+	if widest == nil {
+		return errors.New("serves no slot")
+	}
+	return e.probeWrites(ctx, m, "{"+tagInSlots(widest.Start, widest.End)+"}")
 }
 
-// PingPartition checks the master of one hash tag (Partition): with a ProbeKey it is
-// written to and decides the probe request there, else it is pinged.
-func (e *RedisEngine) PingPartition(ctx context.Context, part string) error {
-	tag := "{" + part + "}"
-	if e.probeKey != "" {
-		if err := e.probeWrites(ctx, tag); err != nil {
-			return fmt.Errorf("%w: redis: %w", ErrStore, err)
-		}
-		return nil
+// Partition names the part of the store a request's checks go to (breaker.Partitioner):
+// on a cluster the hash slot of their keys (all of a request's share one: its domain's
+// hash tag's), and that tag, for PingPartition; else -1, the whole store.
+func (e *RedisEngine) Partition(checks []LimitCheck) (slot int, tag string) {
+	if _, ok := e.client.(*redis.ClusterClient); !ok || len(checks) == 0 {
+		return -1, ""
 	}
+	tag = hashTag(checks[0].Key)
+	return int(keySlot(tag)), tag
+}
+
+// Cluster reports whether the engine runs on a Redis Cluster (whose parts fail on their
+// own: Partition).
+func (e *RedisEngine) Cluster() bool {
+	_, ok := e.client.(*redis.ClusterClient)
+	return ok
+}
+
+// PingPartition checks the master of one hash tag (Partition), through the cluster
+// client, so a failover's new master is found: with a ProbeKey it is written to and
+// decides the probe request there, else a key of the tag is read. Circuits of slots on
+// one master share a result for ProbeShare, so that many open circuits probe a
+// struggling master about once per interval, not once each.
+func (e *RedisEngine) PingPartition(ctx context.Context, tag string) error {
 	cc, ok := e.client.(*redis.ClusterClient)
 	if !ok {
 		return e.Ping(ctx)
 	}
-	m, err := cc.MasterForKey(ctx, tag)
-	if err == nil {
-		err = m.Ping(ctx).Err()
+	key := "{" + tag + "}"
+	var addr string
+	if m, err := cc.MasterForKey(ctx, key); err == nil {
+		addr = m.Options().Addr
+		if err, ok := e.probes.recent(addr); ok {
+			return err
+		}
+	}
+	var err error
+	if e.probeKey != "" {
+		err = e.probeWrites(ctx, cc, key)
+	} else if err = cc.Get(ctx, "ratelimit-ext:probe"+key).Err(); errors.Is(err, redis.Nil) {
+		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("%w: redis: %w", ErrStore, err)
+		err = fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
-	return nil
+	if addr != "" {
+		e.probes.put(addr, err)
+	}
+	return err
 }
 
-// probeWrites checks that the store takes a write, and decides a request (probeDecide),
-// on keys ending in tag.
-func (e *RedisEngine) probeWrites(ctx context.Context, tag string) error {
-	if err := e.client.Set(ctx, e.probeKey+tag, "1", time.Second).Err(); err != nil {
+// probeWrites checks that the store (c) takes a write, and decides a request
+// (probeDecide), on keys ending in tag.
+func (e *RedisEngine) probeWrites(ctx context.Context, c redisClient, tag string) error {
+	if err := c.Set(ctx, e.probeKey+tag, "1", time.Second).Err(); err != nil {
 		return fmt.Errorf("a write (SET %s) failed: %w", e.probeKey+tag, err)
 	}
-	return e.probeDecide(ctx, tag)
+	return e.probeDecide(ctx, c, tag)
 }
+
+// redisProcessor runs commands (a client of any kind); redisClient also builds them.
+type (
+	redisProcessor interface {
+		Process(context.Context, redis.Cmder) error
+	}
+	redisClient interface {
+		redisProcessor
+		Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
+	}
+)
 
 // probeDecide has the script decide, at the store's clock, a request of one limit per
 // algorithm on keys ProbeKey:<algorithm>, each followed by tag (a hash tag on a
 // cluster), so that every command the script may call for a request runs.
-func (e *RedisEngine) probeDecide(ctx context.Context, tag string) error {
+func (e *RedisEngine) probeDecide(ctx context.Context, c redisProcessor, tag string) error {
 	var checks [len(probeParams)]LimitCheck
 	for i := range probeParams {
 		checks[i] = LimitCheck{Key: e.probeKey + ":" + probeParams[i].Algorithm.String() + tag, Params: &probeParams[i], Cost: 1}
 	}
-	reply, err := e.call(ctx, 0, checks[:])
+	reply, err := e.callOn(ctx, c, 0, checks[:])
 	switch {
 	case err != nil:
 		return fmt.Errorf("the rate-limit script does not run: %w", err)

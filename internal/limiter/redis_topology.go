@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/redislua"
@@ -175,41 +176,6 @@ func runsScript(ctx context.Context, c redis.UniversalClient, s *redislua.Script
 	})
 }
 
-// masterTags returns one hash tag per master of the cluster, each in a slot the master
-// serves (in the widest of its slot ranges), so that keys ending in it reach every
-// master: Ping writes and decides there, so that a master that refuses writes (out of
-// memory, or a replica that still holds slots) is seen whichever master it is.
-func masterTags(ctx context.Context, cc *redis.ClusterClient) ([]masterTag, error) {
-	slots, err := cc.ClusterSlots(ctx).Result()
-	if err != nil {
-		return nil, err
-	}
-	widest := map[string]redis.ClusterSlot{}
-	var masters []string
-	for _, s := range slots {
-		if len(s.Nodes) == 0 {
-			continue
-		}
-		addr := s.Nodes[0].Addr
-		w, ok := widest[addr]
-		if !ok {
-			masters = append(masters, addr)
-		}
-		if !ok || s.End-s.Start > w.End-w.Start {
-			widest[addr] = s
-		}
-	}
-	tags := make([]masterTag, len(masters))
-	for i, addr := range masters {
-		s := widest[addr]
-		tags[i] = masterTag{addr, "{" + tagInSlots(s.Start, s.End) + "}"}
-	}
-	return tags, nil
-}
-
-// masterTag is a hash tag in the slots of the master at addr.
-type masterTag struct{ addr, tag string }
-
 // tagInSlots returns a hash tag whose slot is in [start, end]: the first of "0", "1",
 // ... that falls there (a few tries for a master's usual range of thousands of slots,
 // at most tens of thousands for a single slot, each a CRC16 of a few bytes).
@@ -375,4 +341,43 @@ func redactURL(err error) error {
 		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
 	}
 	return err
+}
+
+// slotMapBudget bounds the reload of the slot map that Ping starts with.
+const slotMapBudget = 100 * time.Millisecond
+
+// ProbeShare is how long a master's probe result answers the probes of the other
+// circuits on that master (PingPartition).
+const ProbeShare = 200 * time.Millisecond
+
+// probeResults keeps the last probe result of each master (bounded by the cluster's
+// masters, which the addresses name).
+type probeResults struct {
+	mu   sync.Mutex
+	last map[string]probeResult
+}
+
+type probeResult struct {
+	at  time.Time
+	err error
+}
+
+// recent returns the result of addr's probe if it is younger than ProbeShare.
+func (p *probeResults) recent(addr string) (error, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.last[addr]
+	if !ok || time.Since(r.at) >= ProbeShare {
+		return nil, false
+	}
+	return r.err, true
+}
+
+func (p *probeResults) put(addr string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil || len(p.last) >= 1024 { // nodes come and go: start again past a bound
+		p.last = map[string]probeResult{}
+	}
+	p.last[addr] = probeResult{time.Now(), err}
 }

@@ -751,11 +751,15 @@ func TestRedisClusterPingProbesEveryMaster(t *testing.T) {
 			}
 		}
 	}
+	// PingPartition shares a master's result for ProbeShare: wait it out around changes.
+	settle := func() { time.Sleep(limiter.ProbeShare + 50*time.Millisecond) }
 	for _, m := range c.Nodes() {
 		tag := tagOn(t, c, m)
 		oom(m, true)
+		settle()
 		errAll, errPart, errOther := e.Ping(ctx), e.PingPartition(ctx, tag), e.PingPartition(ctx, tagOn(t, c, otherNode(c, m)))
 		oom(m, false)
+		settle()
 		if errAll != nil {
 			t.Errorf("master %s out of memory, the others not: Ping %v, want usable", m.Addr(), errAll)
 		}
@@ -805,4 +809,26 @@ func otherNode(c *testredis.Cluster, m *testredis.Server) *testredis.Server {
 		}
 	}
 	return m
+}
+
+// A master that stops answering (paused: its connections hang) does not make a cluster
+// whose other masters answer unready, whichever master it is: the masters are probed at
+// once, each on its own, within Ping's time.
+func TestRedisClusterPingWithAHungMaster(t *testing.T) {
+	c := testredis.StartCluster(t, 3, 0)
+	e := newTopologyEngine(t, limiter.RedisOptions{URL: c.URL(), Mode: limiter.RedisCluster, ProbeKey: "rlx:probe",
+		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	if err := e.Ping(context.Background()); err != nil {
+		t.Fatalf("a healthy cluster: %v", err)
+	}
+	for _, m := range c.Nodes() {
+		m.Pause()
+		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		err := e.Ping(ctx)
+		cancel()
+		m.Resume()
+		if err != nil {
+			t.Errorf("master %s hung, the others not: Ping %v, want usable", m.Addr(), err)
+		}
+	}
 }
