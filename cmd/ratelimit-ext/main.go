@@ -46,8 +46,15 @@ func run(args []string) int {
 	switch {
 	case cmd == "help" && len(args) == 1 && withFlags[args[0]]:
 		return run([]string{args[0], "-h"}) // help serve: serve's flags
-	case (cmd == "version" || cmd == "help") && len(args) > 0:
-		fmt.Fprintf(os.Stderr, "ratelimit-ext: %s takes no arguments, got %q (help takes a subcommand: help serve)\n", cmd, args)
+	case cmd == "help" && len(args) == 1 && (args[0] == "version" || args[0] == "help"):
+		args = nil // no flags of their own: the summary says what they do
+	case cmd == "help" && len(args) == 1:
+		cmd = args[0] // an unknown subcommand, named as such below
+	case cmd == "help" && len(args) > 1:
+		fmt.Fprintf(os.Stderr, "ratelimit-ext: help takes one subcommand, got %q\n", args)
+		return 2
+	case cmd == "version" && len(args) > 0:
+		fmt.Fprintf(os.Stderr, "ratelimit-ext: version takes no arguments, got %q\n", args)
 		return 2
 	}
 	switch cmd {

@@ -149,6 +149,11 @@ func (c *serveConfig) check() error {
 	if err := checkRedisOptions(c.redis()); err != nil {
 		return err
 	}
+	if isCluster(c.redis()) && strings.ContainsAny(c.keyPrefix, "{}") {
+		// The server puts each domain in braces after the prefix, so that its keys share
+		// one slot; braces in the prefix would pick the slot instead, the same for all.
+		return fmt.Errorf("--key-prefix %q: no braces on Redis Cluster (each domain's keys get their hash tag after the prefix)", c.keyPrefix)
+	}
 	c.bounds.MaxCost = uint64(c.maxCost)
 	c.headers.RetryAfter = c.retryAfter
 	if err := checkHeaderFlags(&c.headers); err != nil {

@@ -133,6 +133,7 @@ func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
 		{[]string{"--store-failure-policy-domains", "edge=bogus"}, "--store-failure-policy-domains: edge: unknown"},
 		{[]string{"--store-failure-policy-domains", "edge"}, `--store-failure-policy-domains: "edge" is not domain=policy`},
 		{[]string{"--redis-pool-size", "-1"}, "--redis-pool-size -1: want 0"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-mode", "cluster", "--key-prefix", "app{1}:"}, `--key-prefix "app{1}:": no braces on Redis Cluster`},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-tls-ca", "ca.pem"}, "--redis-tls-ca is for a rediss:// --redis-url, not redis://"},
 		{[]string{"--redis-url", "unix:///tmp/r.sock", "--redis-tls-key", "k.pem"}, "--redis-tls-key is for a rediss:// --redis-url, not unix://"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1?max_retries=2"}, "--redis-url: max_retries=2 in the URL: retries are not allowed"},

@@ -135,9 +135,13 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, %q", args, code, out)
 		}
 	}
-	for _, args := range [][]string{{"version", "extra"}, {"help", "serve", "extra"}, {"help", "version"}} {
-		if code, out := runStderr(t, args...); code != 2 || !strings.Contains(out, "takes no arguments") {
-			t.Errorf("%v: exit %d, stderr %q; want 2 and an error", args, code, out)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{{[]string{"version", "extra"}, "version takes no arguments"}, {[]string{"help", "serve", "extra"}, "help takes one subcommand"},
+		{[]string{"help", "bogus"}, `unknown subcommand "bogus"`}} {
+		if code, out := runStderr(t, c.args...); code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, out, c.want)
 		}
 	}
 	// help NAME shows NAME's flags.

@@ -116,11 +116,12 @@ func (l *Limit) ReportedWindow() Window {
 }
 
 // reportUnits are the units a reported window is written in, largest first, in the
-// seconds Envoy counts them (a month is 30 days, a year 365).
+// seconds Envoy counts them (a month is 30 days, a year 365). Not WEEK, which Envoy's
+// rate-limit response gained later than the others: seven days are DAY × 7.
 var reportUnits = [...]struct {
 	name    string
 	seconds int64
-}{{"year", 365 * 86400}, {"month", 30 * 86400}, {"week", 7 * 86400}, {"day", 86400}, {"hour", 3600}, {"minute", 60}, {"second", 1}}
+}{{"year", 365 * 86400}, {"month", 30 * 86400}, {"day", 86400}, {"hour", 3600}, {"minute", 60}, {"second", 1}}
 
 // node is one configured descriptor entry (or a domain's root) with its children
 // indexed for Match.

@@ -42,11 +42,14 @@ func (a linkState) same(b linkState) bool {
 }
 
 // pollLinks triggers a reload whenever the tree's linked rule files resolve to
-// something other than at the last look (last: at Start).
-func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState) {
+// something other than at the last look. The first look finds them all new, and
+// reloads once if there are any: the rules were loaded before the watcher started, and
+// a target may have changed in between.
+func (w *Watcher) pollLinks(ctx context.Context) {
 	defer w.done.Done()
 	t := time.NewTicker(linkPollEvery)
 	defer t.Stop()
+	var last map[string]linkState
 	warned := false
 	for {
 		select {
@@ -54,11 +57,11 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState) {
 			return
 		case <-t.C:
 		}
-		now := w.outsideLinks()
+		now, cut := w.outsideLinks()
 		if !sameLinks(last, now) {
 			w.Trigger()
 		}
-		if len(now) >= maxLinks && !warned {
+		if cut && !warned {
 			warned = true
 			w.opts.Log.Warn("config watcher: too many rule files linked to files outside the directory; changes of the ones past the bound need SIGHUP", "polled", maxLinks)
 		}
@@ -80,11 +83,12 @@ func sameLinks(a, b map[string]linkState) bool {
 
 // outsideLinks returns the rule files of the tree, walked as loading walks it (dot
 // names skipped, linked directories followed), that are links to files outside it or
-// that do not resolve, with what they resolve to: at most maxLinks of them.
-func (w *Watcher) outsideLinks() map[string]linkState {
+// that do not resolve, with what they resolve to: at most maxLinks of them (cut says
+// there were more).
+func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
 	root, err := filepath.EvalSymlinks(w.root)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	out := map[string]linkState{}
 	seen := map[string]bool{}
@@ -101,7 +105,7 @@ func (w *Watcher) outsideLinks() map[string]linkState {
 		}
 		for _, e := range entries {
 			p := filepath.Join(dir, e.Name())
-			if strings.HasPrefix(e.Name(), ".") || len(out) >= maxLinks {
+			if strings.HasPrefix(e.Name(), ".") {
 				continue
 			}
 			if e.IsDir() {
@@ -123,11 +127,15 @@ func (w *Watcher) outsideLinks() map[string]linkState {
 			if err == nil && within(root, target) {
 				continue // a ConfigMap's ..data/edge.yaml: the tree's watches see it
 			}
+			if len(out) >= maxLinks {
+				cut = true
+				continue
+			}
 			out[p] = linkState{target: target, info: info}
 		}
 	}
 	walk(w.root, 0)
-	return out
+	return out, cut
 }
 
 // within reports whether path is dir or below it.

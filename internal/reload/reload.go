@@ -114,7 +114,7 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 		}
 		w.done.Add(2)
 		go w.events(ctx)
-		go w.pollLinks(ctx, w.outsideLinks())
+		go w.pollLinks(ctx)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -52,10 +52,18 @@ type harness struct {
 
 func watch(t *testing.T, dir string, o reload.Options) *harness {
 	t.Helper()
+	return watchAfter(t, dir, o, func() {})
+}
+
+// watchAfter is watch with between run after the rules are loaded and before the
+// watcher starts, as the server loads its rules first.
+func watchAfter(t *testing.T, dir string, o reload.Options, between func()) *harness {
+	t.Helper()
 	rs, err := descriptors.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	between()
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { engine.Close() })
 	h := &harness{decider: decide.New(rs, engine, storekey.New("r:", 0), false), logs: &testlog.Buffer{}}
@@ -459,6 +467,22 @@ func TestSymlinkedFileOutsideTheDir(t *testing.T) {
 	mkdir(t, filepath.Join(base, "rev2"))
 	write(t, filepath.Join(base, "rev2", "edge.yaml"), rules("rev2b"))
 	h.waitFor(t, "rev2b", within)
+}
+
+// A linked file changed after the rules were loaded and before the watcher started is
+// picked up: the first look at the links reloads once.
+func TestLinkedFileChangedBeforeTheWatchStarts(t *testing.T) {
+	base := t.TempDir()
+	dir, srv := filepath.Join(base, "config"), filepath.Join(base, "srv")
+	mkdir(t, dir)
+	mkdir(t, srv)
+	target := filepath.Join(srv, "edge.yaml")
+	write(t, target, rules("v1"))
+	if err := os.Symlink(target, filepath.Join(dir, "edge.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h := watchAfter(t, dir, reload.Options{Watch: true}, func() { write(t, target, rules("v2")) })
+	h.waitFor(t, "v2", 5*time.Second)
 }
 
 // A burst of events is one load.
