@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -90,7 +92,9 @@ type RedisEngine struct {
 	budget   time.Duration // how long a script call may take in all (callBudget)
 	probeKey string        // RedisOptions.ProbeKey
 	probes   probeResults  // PingPartition's recent results, by master
-	tls      bool          // a rediss:// URL: Ping explains a timeout
+	// slotMapLoaded: a cluster's slot map has been loaded once (pingCluster).
+	slotMapLoaded atomic.Bool
+	tls           bool // a rediss:// URL: Ping explains a timeout
 }
 
 var _ Engine = (*RedisEngine)(nil)
@@ -350,10 +354,14 @@ func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) 
 	// ForEachMaster reloads the slot map first, from one node after another: a node that
 	// does not answer may hold that for its timeouts, so it gets slotMapBudget, and the
 	// map known before serves past it.
-	reload, cancel := context.WithTimeout(ctx, slotMapBudget)
+	// Until a map has been loaded, the reload may take Ping's whole time.
+	reload, cancel := ctx, context.CancelFunc(func() {})
+	if e.slotMapLoaded.Load() {
+		reload, cancel = context.WithTimeout(ctx, slotMapBudget)
+	}
 	defer cancel()
 	err := cc.ForEachMaster(reload, func(_ context.Context, m *redis.Client) error {
-		err := e.probeMaster(ctx, m)
+		err := e.probeMaster(ctx, cc, m)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -363,6 +371,9 @@ func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) 
 		}
 		return nil
 	})
+	if err == nil {
+		e.slotMapLoaded.Store(true)
+	}
 	switch {
 	case usable:
 		return nil
@@ -376,21 +387,30 @@ func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) 
 
 // probeMaster takes a write and decides the probe request on the master m itself, on
 // keys with a hash tag in the widest of the slot ranges m says it serves.
-func (e *RedisEngine) probeMaster(ctx context.Context, m *redis.Client) error {
-	slots, err := m.ClusterSlots(ctx).Result()
+func (e *RedisEngine) probeMaster(ctx context.Context, cc *redis.ClusterClient, m *redis.Client) error {
+	tag, err := tagOfMaster(ctx, cc, m)
 	if err != nil {
 		return err
 	}
-	var widest *redis.ClusterSlot
-	for i, s := range slots {
-		if len(s.Nodes) > 0 && s.Nodes[0].Addr == m.Options().Addr && (widest == nil || s.End-s.Start > widest.End-widest.Start) {
-			widest = &slots[i]
+	return e.probeWrites(ctx, m, tag)
+}
+
+// tagOfMaster returns a hash tag of a slot that m serves in the cluster client's own
+// slot map, whose addresses are the ones the client dials (go-redis rewrites what
+// CLUSTER SLOTS says, e.g. a loopback address to the host the client was given), so
+// they compare equal to m's.
+func tagOfMaster(ctx context.Context, cc *redis.ClusterClient, m *redis.Client) (string, error) {
+	for i := 0; i < 1<<17; i++ { // a master of thousands of slots is found in a few tries
+		tag := "{" + strconv.Itoa(i) + "}"
+		owner, err := cc.MasterForKey(ctx, tag)
+		if err != nil {
+			return "", err
+		}
+		if owner.Options().Addr == m.Options().Addr {
+			return tag, nil
 		}
 	}
-	if widest == nil {
-		return errors.New("serves no slot")
-	}
-	return e.probeWrites(ctx, m, "{"+tagInSlots(widest.Start, widest.End)+"}")
+	return "", errors.New("serves no slot in the slot map")
 }
 
 // Partition names the part of the store a request's checks go to (breaker.Partitioner):
@@ -422,13 +442,22 @@ func (e *RedisEngine) PingPartition(ctx context.Context, tag string) error {
 		return e.Ping(ctx)
 	}
 	key := "{" + tag + "}"
-	var addr string
-	if m, err := cc.MasterForKey(ctx, key); err == nil {
-		addr = m.Options().Addr
-		if err, ok := e.probes.recent(addr); ok {
-			return err
-		}
+	m, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return e.probeSlot(ctx, cc, key)
 	}
+	done, shared, err := e.probes.join(ctx, m.Options().Addr)
+	if shared {
+		return err
+	}
+	err = e.probeSlot(ctx, cc, key)
+	done(err)
+	return err
+}
+
+// probeSlot checks the master of key's slot through the cluster client: with a ProbeKey
+// it takes a write and decides the probe request, else key is read.
+func (e *RedisEngine) probeSlot(ctx context.Context, cc *redis.ClusterClient, key string) error {
 	var err error
 	if e.probeKey != "" {
 		err = e.probeWrites(ctx, cc, key)
@@ -436,12 +465,9 @@ func (e *RedisEngine) PingPartition(ctx context.Context, tag string) error {
 		err = nil
 	}
 	if err != nil {
-		err = fmt.Errorf("%w: redis: %w", ErrStore, err)
+		return fmt.Errorf("%w: redis: %w", ErrStore, err)
 	}
-	if addr != "" {
-		e.probes.put(addr, err)
-	}
-	return err
+	return nil
 }
 
 // probeWrites checks that the store (c) takes a write, and decides a request

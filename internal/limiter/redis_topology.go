@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -176,19 +175,6 @@ func runsScript(ctx context.Context, c redis.UniversalClient, s *redislua.Script
 	})
 }
 
-// tagInSlots returns a hash tag whose slot is in [start, end]: the first of "0", "1",
-// ... that falls there (a few tries for a master's usual range of thousands of slots,
-// at most tens of thousands for a single slot, each a CRC16 of a few bytes).
-func tagInSlots(start, end int) string {
-	for i := 0; i < 1<<22; i++ { // ample: a slot is missed by 2^22 tries with odds e^-256
-		tag := strconv.Itoa(i)
-		if s := int(keySlot(tag)); s >= start && s <= end {
-			return tag
-		}
-	}
-	return strconv.Itoa(start) // not reached for a valid range
-}
-
 // keySlot is Redis Cluster's slot of a hash tag: CRC16 (XMODEM) mod 16384.
 func keySlot(tag string) uint16 {
 	var crc uint16
@@ -350,34 +336,52 @@ const slotMapBudget = 100 * time.Millisecond
 // circuits on that master (PingPartition).
 const ProbeShare = 200 * time.Millisecond
 
-// probeResults keeps the last probe result of each master (bounded by the cluster's
-// masters, which the addresses name).
+// probeResults shares probes of one master among the circuits of its slots: a probe
+// in flight is joined, and a finished one answers for ProbeShare. Bounded by the
+// addresses the slot map names (reset past 1,024, as nodes come and go).
 type probeResults struct {
 	mu   sync.Mutex
-	last map[string]probeResult
+	last map[string]*probeFlight
 }
 
-type probeResult struct {
-	at  time.Time
-	err error
+type probeFlight struct {
+	done chan struct{} // closed when err is set
+	at   time.Time
+	err  error
 }
 
-// recent returns the result of addr's probe if it is younger than ProbeShare.
-func (p *probeResults) recent(addr string) (error, bool) {
+// join returns the result of addr's probe in flight or younger than ProbeShare
+// (shared true), waiting for one in flight; else it registers the caller's probe,
+// whose result the caller passes to done.
+func (p *probeResults) join(ctx context.Context, addr string) (done func(error), shared bool, err error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	r, ok := p.last[addr]
-	if !ok || time.Since(r.at) >= ProbeShare {
-		return nil, false
+	if f, ok := p.last[addr]; ok {
+		select {
+		case <-f.done:
+			if time.Since(f.at) < ProbeShare {
+				p.mu.Unlock()
+				return nil, true, f.err
+			}
+		default:
+			p.mu.Unlock()
+			select {
+			case <-f.done:
+				return nil, true, f.err
+			case <-ctx.Done():
+				return nil, true, fmt.Errorf("%w: redis: %w", ErrStore, ctx.Err())
+			}
+		}
 	}
-	return r.err, true
-}
-
-func (p *probeResults) put(addr string, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.last == nil || len(p.last) >= 1024 { // nodes come and go: start again past a bound
-		p.last = map[string]probeResult{}
+	if p.last == nil || len(p.last) >= 1024 {
+		p.last = map[string]*probeFlight{}
 	}
-	p.last[addr] = probeResult{time.Now(), err}
+	f := &probeFlight{done: make(chan struct{})}
+	p.last[addr] = f
+	p.mu.Unlock()
+	return func(err error) {
+		p.mu.Lock()
+		f.at, f.err = time.Now(), err
+		p.mu.Unlock()
+		close(f.done)
+	}, false, nil
 }
