@@ -34,10 +34,8 @@ func BoundCallTime(limit time.Duration) grpc.ServerOption {
 }
 
 func boundCall(ctx context.Context, method string, limit time.Duration) context.Context {
-	if !boundedMethods[method] {
-		return ctx
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= limit {
+	// The deadline first: Envoy's calls stop here, without the method's lookup.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= limit || !boundedMethods[method] {
 		return ctx
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)

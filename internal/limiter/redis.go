@@ -75,7 +75,7 @@ type RedisOptions struct {
 	// (READONLY) or a Redis out of memory under noeviction (OOM) answers PING but
 	// refuses every script call, and readiness and the circuit breaker's probe must
 	// see that. Ping also has the script decide a request of one limit per algorithm
-	// on keys that start with it (probeChecks). It must not be a storage key (the
+	// on keys that start with it (probeDecide). It must not be a storage key (the
 	// server uses its key prefix + "probe").
 	ProbeKey string
 }
@@ -352,9 +352,9 @@ func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) 
 	var failed error
 	usable := false
 	// ForEachMaster reloads the slot map first, from one node after another: a node that
-	// does not answer may hold that for its timeouts, so it gets slotMapBudget, and the
-	// map known before serves past it.
-	// Until a map has been loaded, the reload may take Ping's whole time.
+	// does not answer may hold that for its timeouts, so once a map has loaded the
+	// reload gets slotMapBudget and the map known before serves past it; the first load
+	// may take Ping's whole time.
 	reload, cancel := ctx, context.CancelFunc(func() {})
 	if e.slotMapLoaded.Load() {
 		reload, cancel = context.WithTimeout(ctx, slotMapBudget)
@@ -386,7 +386,7 @@ func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) 
 }
 
 // probeMaster takes a write and decides the probe request on the master m itself, on
-// keys with a hash tag in the widest of the slot ranges m says it serves.
+// keys with a hash tag of a slot m serves (tagOfMaster).
 func (e *RedisEngine) probeMaster(ctx context.Context, cc *redis.ClusterClient, m *redis.Client) error {
 	tag, err := tagOfMaster(ctx, cc, m)
 	if err != nil {

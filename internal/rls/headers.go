@@ -201,11 +201,11 @@ func PolicyName(c *decide.Checked) string {
 //	RateLimit:        "<name>";r=<remaining>;t=<s>
 //
 // q is the ceiling SPEC §1 reports (burst for gcra, capacity for token_bucket, the
-// window quota otherwise), w the window it stands for in seconds (Limit.ReportedWindow), r
-// the remaining units. t is
-// ⌈(resetAt − now)/1000⌉ on an allowed decision; on a denied one it is capped by the
-// wait, ⌈min(resetAt − now, retryAfterMs)/1000⌉, so Retry-After (which is at least the
-// wait, rounded up) never points before the end of the effective window (draft §6).
+// window quota otherwise), w the window it stands for in seconds
+// (Limit.ReportedWindow), r the remaining units. t is ⌈(resetAt − now)/1000⌉ on an
+// allowed decision; on a denied one it is capped by the wait,
+// ⌈min(resetAt − now, retryAfterMs)/1000⌉, so Retry-After (which is at least the wait,
+// rounded up) never points before the end of the effective window (draft §6).
 func RateLimitFields(c *decide.Checked, now int64) (policy, limit string) {
 	name := sfString(PolicyName(c))
 	d := c.Decision
