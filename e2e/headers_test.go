@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -56,40 +55,22 @@ func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 			ManagerExtra: fmt.Sprintf(metadataLog, accessLog)}.config(admin, listen)
 	})
 
-	client := &http.Client{Timeout: 10 * time.Second}
-	get := func(hdr ...string) (*http.Response, []byte) {
+	get := func(hdr ...string) reply { t.Helper(); return sendTo(t, url, http.MethodGet, "", hdr...) }
+	want := func(r reply, name, pattern string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Add(hdr[i], hdr[i+1])
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp, body
-	}
-	want := func(resp *http.Response, name, pattern string) {
-		t.Helper()
-		if v := resp.Header.Values(name); len(v) != 1 || !regexp.MustCompile("^"+pattern+"$").MatchString(v[0]) {
+		if v := r.h.Values(name); len(v) != 1 || !regexp.MustCompile("^"+pattern+"$").MatchString(v[0]) {
 			t.Errorf("%s: %q, want one value matching %s", name, v, pattern)
 		}
 	}
 
 	for i, forged := range []string{"", "999"} {
-		var resp *http.Response
-		if forged == "" {
-			resp, _ = get()
-		} else {
-			resp, _ = get("x-quota-left", forged) // Envoy appends the service's value
+		var hdr []string
+		if forged != "" {
+			hdr = []string{"x-quota-left", forged} // Envoy appends the service's value
 		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("request %d: %d, want 200", i+1, resp.StatusCode)
+		resp := get(hdr...)
+		if resp.code != http.StatusOK {
+			t.Fatalf("request %d: %d, want 200", i+1, resp.code)
 		}
 		left := strconv.Itoa(1 - i)
 		want(resp, "ratelimit-policy", regexp.QuoteMeta(`"hdr";q=2;w=3600`))
@@ -104,9 +85,9 @@ func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 		}
 	}
 
-	resp, body := get()
-	if resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("request 3: %d, want 429", resp.StatusCode)
+	resp := get()
+	if resp.code != http.StatusTooManyRequests {
+		t.Fatalf("request 3: %d, want 429", resp.code)
 	}
 	want(resp, "retry-after", `[1-9][0-9]*`)
 	want(resp, "x-envoy-ratelimited", "true")
@@ -118,12 +99,12 @@ func TestHeaderFlagsThroughEnvoy(t *testing.T) {
 		ViolatedPolicies []string `json:"violated-policies"`
 		RetryAfter       int64    `json:"retry_after"`
 	}
-	if err := json.Unmarshal(body, &problem); err != nil {
-		t.Fatalf("the 429's body is not the problem JSON: %v: %q", err, body)
+	if err := json.Unmarshal([]byte(resp.body), &problem); err != nil {
+		t.Fatalf("the 429's body is not the problem JSON: %v: %q", err, resp.body)
 	}
 	if problem.Status != 429 || !slices.Equal(problem.ViolatedPolicies, []string{"hdr"}) ||
-		strconv.FormatInt(problem.RetryAfter, 10) != resp.Header.Get("retry-after") {
-		t.Errorf("problem %+v beside Retry-After %q", problem, resp.Header.Get("retry-after"))
+		strconv.FormatInt(problem.RetryAfter, 10) != resp.h.Get("retry-after") {
+		t.Errorf("problem %+v beside Retry-After %q", problem, resp.h.Get("retry-after"))
 	}
 	mu.Lock()
 	if len(seen) != 2 {
