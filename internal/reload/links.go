@@ -50,12 +50,17 @@ func (w *Watcher) pollLinks(ctx context.Context) {
 	t := time.NewTicker(linkPollEvery)
 	defer t.Stop()
 	var last map[string]linkState
+	lastReal, _ := filepath.EvalSymlinks(w.root)
 	warned := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if real, err := filepath.EvalSymlinks(w.root); err == nil && real != lastReal {
+			w.followMovedRoot(lastReal, real)
+			lastReal = real
 		}
 		now, cut := w.outsideLinks()
 		if !sameLinks(last, now) {
@@ -67,6 +72,22 @@ func (w *Watcher) pollLinks(ctx context.Context) {
 		}
 		last = now
 	}
+}
+
+// followMovedRoot handles the config directory resolving to another directory through
+// a link above it: envoyproxy/ratelimit's RUNTIME_ROOT layout reads `current/config`,
+// and a deploy swaps `current -> v2`. The swap is an event in the directory holding
+// `current`, which is not watched, and the watches still hold the old directories:
+// watch the new tree (and its parent) and reload.
+func (w *Watcher) followMovedRoot(from, to string) {
+	w.opts.Log.Info("config watcher: the config directory now resolves elsewhere (a link above it was re-pointed); reloading", "dir", w.opts.Dir, "from", from, "to", to)
+	if err := w.addTree(w.root); err != nil {
+		w.opts.Log.Warn("config watcher: cannot watch the re-pointed config directory; edits there need SIGHUP until it moves again", "dir", w.opts.Dir, "error", err)
+	}
+	if parent := filepath.Dir(w.root); parent != w.root {
+		_ = w.fsw.Add(parent) // best effort, as at start
+	}
+	w.Trigger()
 }
 
 func sameLinks(a, b map[string]linkState) bool {

@@ -16,7 +16,10 @@
 //     atomically renames a `..data` symlink onto it (events on the directory itself);
 //   - the directory replaced by a rename (`mv config.new config`), deleted and
 //     re-created, or a symlinked directory re-pointed (`ln -sfn v2 config`): the
-//     watches move to the new directory.
+//     watches move to the new directory;
+//   - a link further above it re-pointed (envoyproxy/ratelimit's RUNTIME_ROOT swap,
+//     `current -> v2` with the rules in current/config), within about a second: the
+//     directory's resolved path is polled with the links (links.go).
 //
 // Bursts of events are coalesced: a load runs once events have been quiet for Debounce,
 // and at the latest MaxDelay after the first event of a burst, so a steady trickle of

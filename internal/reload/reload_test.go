@@ -375,6 +375,32 @@ func TestSymlinkedDir(t *testing.T) {
 	h.waitFor(t, "v2b", 2*time.Second)
 }
 
+// A link above the config directory re-pointed (envoyproxy/ratelimit's RUNTIME_ROOT
+// layout: the rules in current/config, and a deploy swaps current -> v2) switches to
+// the new target within about a second, and edits there are watched from then on.
+func TestLinkAboveTheDirRepointed(t *testing.T) {
+	base := t.TempDir()
+	for _, v := range []string{"v1", "v2"} {
+		mkdir(t, filepath.Join(base, v, "config"))
+		write(t, filepath.Join(base, v, "config", "edge.yaml"), rules(v))
+	}
+	if err := os.Symlink("v1", filepath.Join(base, "current")); err != nil {
+		t.Fatal(err)
+	}
+	h := watch(t, filepath.Join(base, "current", "config"), reload.Options{Watch: true})
+	tmp := filepath.Join(base, "current.tmp")
+	if err := os.Symlink("v2", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(base, "current")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "v2", 5*time.Second)
+	h.waitLog(t, "the re-pointed link", "resolves elsewhere", "v2")
+	write(t, filepath.Join(base, "v2", "config", "edge.yaml"), rules("v2b"))
+	h.waitFor(t, "v2b", 5*time.Second)
+}
+
 // A symlinked subdirectory (loading follows it) is watched too.
 func TestSymlinkedSubdirectory(t *testing.T) {
 	base := t.TempDir()
