@@ -76,10 +76,12 @@ var ignoredLegacy = map[string]string{
 	"LOCAL_CACHE_SIZE_IN_BYTES":               "the local over-limit cache is on by default and sized in entries (--local-cache-size)",
 	"REDIS_PIPELINE_WINDOW":                   "script calls are batched automatically (--redis-batch)",
 	"REDIS_PIPELINE_LIMIT":                    "script calls are batched automatically (--redis-batch-size)",
+	"REDIS_USE_EXPLICIT_PIPELINE":             "script calls are batched automatically (--redis-batch)",
+	"REDIS_PERSECOND_USE_EXPLICIT_PIPELINE":   "one Redis holds every limit: per-second limits are not split out",
+	"DETAILED_METRICS_MODE":                   "set detailed_metric: true on the rule entries whose values should have series of their own (docs/metrics.md)",
 	"EXPIRATION_JITTER_MAX_SECONDS":           "keys expire exactly when their state is cold",
 	"RUNTIME_WATCH_ROOT":                      "the config directory is watched unless --watch=false",
 	"RUNTIME_IGNOREDOTFILES":                  "dot-files are always ignored",
-	"BACKEND_TYPE":                            "the engine is redis when a Redis URL is set, else memory",
 	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "/healthcheck and readiness always wait for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, the empty start counts)",
 	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "/healthcheck never follows the store (as with this off); /readyz and grpc.health.v1 always do: probe /readyz for readiness that includes Redis",
 	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION":    "the Redis server's certificate is always verified, host name included",
@@ -172,6 +174,12 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		return notes, fmt.Errorf("GRPC_UDS=%q: a unix-socket gRPC listener is not supported; listen on TCP (--grpc-addr, or GRPC_PORT) and point Envoy's cluster at it", uds)
 	}
 	if err := mapQuotaMode(m); err != nil {
+		return notes, err
+	}
+	if err := mapCalendarMonth(m); err != nil {
+		return notes, err
+	}
+	if err := mapLegacyBackend(m); err != nil {
 		return notes, err
 	}
 	mapLegacyRuntime(m, xds)
@@ -450,6 +458,53 @@ func mapQuotaMode(m mapper) error {
 		return errors.New("QUOTA_MODE=true: quota mode for every limit is not supported; set quota_mode: true on the rule entries that should be soft limits (docs/configuration.md)")
 	}
 	m.ignore("QUOTA_MODE", "false is the default")
+	return nil
+}
+
+// mapCalendarMonth handles USE_CALENDAR_MONTH_RATE_LIMIT, with which envoyproxy/ratelimit
+// counts `unit: month` per calendar month. A month here is always 30 days from the
+// epoch (SPEC §7), so monthly quotas would reset on other days: true stops the process.
+func mapCalendarMonth(m mapper) error {
+	const name = "USE_CALENDAR_MONTH_RATE_LIMIT"
+	v, ok := m.get(name)
+	if !ok {
+		return nil
+	}
+	on, err := strconv.ParseBool(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s=%q: want true or false", name, v)
+	case on:
+		return errors.New(name + "=true: calendar months are not supported; unit: month is 30 days counted from the Unix epoch here, so monthly quotas would reset on other days (use unit: day with unit_multiplier: 30, or keep envoyproxy/ratelimit for them)")
+	}
+	m.ignore(name, "false is the default: a month is 30 days")
+	return nil
+}
+
+// mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not
+// mapped here. Running on without it would put each replica on its own memory, and N
+// replicas would allow N times every limit without a word.
+func mapLegacyBackend(m mapper) error {
+	backend, set := m.get("BACKEND_TYPE")
+	if set && !strings.EqualFold(backend, "redis") {
+		if strings.EqualFold(backend, "memcache") {
+			return errors.New("BACKEND_TYPE=memcache: memcached is not supported; use Redis (REDIS_URL, or RATELIMIT_EXT_REDIS_URL), or unset BACKEND_TYPE to count on each replica's own memory")
+		}
+		return fmt.Errorf("BACKEND_TYPE=%s: want redis (memcache is not supported)", backend)
+	}
+	if _, ok := m.get("REDIS_URL"); ok || m.taken("redis-url") || m.taken("engine") {
+		if set {
+			m.ignore("BACKEND_TYPE", "the engine is redis when a Redis URL is set (--engine says otherwise)")
+		}
+		return nil
+	}
+	// Their REDIS_URL defaults to a twemproxy socket: settings for that Redis without
+	// an address of ours would silently mean no shared store at all.
+	for _, v := range []string{"BACKEND_TYPE", "REDIS_SOCKET_TYPE", "REDIS_TYPE", "REDIS_AUTH", "REDIS_TLS", "REDIS_SENTINEL_AUTH"} {
+		if _, ok := m.get(v); ok {
+			return fmt.Errorf("%s is set but REDIS_URL is not: envoyproxy/ratelimit would use its default Redis (the socket /var/run/nutcracker/ratelimit.sock); set REDIS_URL (or RATELIMIT_EXT_REDIS_URL) to your Redis, or unset %s to count on each replica's own memory (RATELIMIT_EXT_ENGINE=memory says so explicitly)", v, v)
+		}
+	}
 	return nil
 }
 

@@ -159,6 +159,20 @@ func TestLegacyEnvironment(t *testing.T) {
 		{"bad QUOTA_MODE", fakeEnv{"QUOTA_MODE": "soft"}, nil, `QUOTA_MODE="soft"`},
 		{"QUOTA_MODE=false changes nothing", fakeEnv{"QUOTA_MODE": "false", "LOG_LEVEL": "warn"},
 			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
+		{"memcached stops the process", fakeEnv{"BACKEND_TYPE": "memcache", "MEMCACHE_HOST_PORT": "m:11211"}, nil, "BACKEND_TYPE=memcache"},
+		{"another backend stops the process", fakeEnv{"BACKEND_TYPE": "dynamodb"}, nil, "BACKEND_TYPE=dynamodb"},
+		{"BACKEND_TYPE=redis without an address stops the process", fakeEnv{"BACKEND_TYPE": "redis"}, nil, "set REDIS_URL"},
+		{"Redis settings without an address stop the process", fakeEnv{"REDIS_SOCKET_TYPE": "tcp", "REDIS_AUTH": "pw"}, nil, "REDIS_URL is not"},
+		{"Redis settings beside our own URL", fakeEnv{"REDIS_AUTH": "pw", "BACKEND_TYPE": "redis", "RATELIMIT_EXT_REDIS_URL": "redis://r:6379"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://r:6379"}, ""},
+		{"Redis settings with the memory engine chosen", fakeEnv{"REDIS_SOCKET_TYPE": "tcp", "RATELIMIT_EXT_ENGINE": "memory"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": ""}, ""},
+		{"BACKEND_TYPE=redis with an address", fakeEnv{"BACKEND_TYPE": "Redis", "REDIS_URL": "r:6379"},
+			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://r:6379"}, ""},
+		{"calendar months stop the process", fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "true"}, nil, "calendar months are not supported"},
+		{"bad USE_CALENDAR_MONTH_RATE_LIMIT", fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "yes please"}, nil, "USE_CALENDAR_MONTH_RATE_LIMIT"},
+		{"USE_CALENDAR_MONTH_RATE_LIMIT=false changes nothing", fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "false", "LOG_LEVEL": "warn"},
+			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -508,8 +522,10 @@ func TestLegacySentinelCredentials(t *testing.T) {
 }
 
 // theirVariables are the settings envoyproxy/ratelimit reads (src/settings/settings.go,
-// the version make bench pins).
+// the version make bench pins, and four that later versions added).
 var theirVariables = []string{
+	"USE_CALENDAR_MONTH_RATE_LIMIT", "DETAILED_METRICS_MODE", "REDIS_USE_EXPLICIT_PIPELINE",
+	"REDIS_PERSECOND_USE_EXPLICIT_PIPELINE",
 	"BACKEND_TYPE", "CACHE_KEY_PREFIX", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
 	"CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY", "CONFIG_GRPC_XDS_NODE_ID",
 	"CONFIG_GRPC_XDS_NODE_METADATA", "CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL",

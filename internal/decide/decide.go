@@ -74,6 +74,10 @@ type Result struct {
 	WaitFor    *Checked
 	FailedOpen bool // the store failed and the fail_open policy allowed the request
 	Cached     bool // answered by the local over-limit cache, without a store call
+	// UnknownDomain: the rules do not define the request's domain, so nothing was
+	// decided (allowed, as with no match; worth a metric: a misspelt domain in Envoy
+	// lifts every limit).
+	UnknownDomain bool
 }
 
 // RetryAfterMs is how long a denied request waits: WaitFor's wait; 0 when allowed.
@@ -202,6 +206,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		res.Statuses[i].CostClamped = true
 	}
 	if len(p.checks) == 0 {
+		res.UnknownDomain = !rules.HasDomain(req.Domain) // checks imply a known domain
 		return res, nil
 	}
 	var decisions []limiter.Decision

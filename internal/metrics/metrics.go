@@ -60,6 +60,7 @@ type Metrics struct {
 	detailed    *prometheus.CounterVec
 	requests    *prometheus.CounterVec
 	refunds     prometheus.Counter
+	unknown     *prometheus.CounterVec
 	clamped     prometheus.Counter
 	latency     *prometheus.HistogramVec
 	storeTime   *prometheus.HistogramVec
@@ -94,6 +95,10 @@ func New() *Metrics {
 		Namespace: namespace, Name: "refunds_ignored_total",
 		Help: "Descriptors with Envoy's is_negative_hits (a refund), answered OK without changing any state: refunds are not supported.",
 	})
+	m.unknown = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "unknown_domain_requests_total",
+		Help: "Requests for a domain the rules do not define, answered OK without a decision: a domain misspelt in Envoy's filter, or rules not mounted.",
+	}, []string{"api"})
 	m.clamped = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "costs_clamped_total",
 		Help: "Descriptors whose cost (hits_addend) was above --max-hits-addend and whose limits were decided and charged as --max-hits-addend.",
@@ -136,7 +141,7 @@ func New() *Metrics {
 	// No load has failed yet: an xDS start waiting for its first rules must not read as
 	// a rejected edit (the alert on 0); ready says whether rules are loaded.
 	m.lastLoadOK.Set(1)
-	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.refunds, m.clamped, m.latency, m.storeTime, m.storeErrors,
+	m.Registry.MustRegister(m.decisions, m.detailed, m.requests, m.refunds, m.unknown, m.clamped, m.latency, m.storeTime, m.storeErrors,
 		m.loads, m.configInfo, m.configRules, m.lastLoadOK, m.lastLoadAt, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -174,6 +179,9 @@ func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res 
 	m.requests.WithLabelValues(api, outcome(res, err)).Inc()
 	if res == nil {
 		return
+	}
+	if res.UnknownDomain {
+		m.unknown.WithLabelValues(api).Inc()
 	}
 	for i := range res.Statuses {
 		if req.Descriptors[i].Refund {

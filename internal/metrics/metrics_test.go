@@ -135,6 +135,28 @@ func TestExactCountsPerLimitAndResult(t *testing.T) {
 	}
 }
 
+// A request for a domain the rules do not define is counted as such (it is allowed
+// without a decision); one in the rules' domain that matches nothing is not.
+func TestUnknownDomainIsCounted(t *testing.T) {
+	f := newFixture(t)
+	for _, domain := range []string{"edge", "edge", "m"} {
+		req := &decide.Request{Domain: domain, Descriptors: []decide.Descriptor{{Entries: []descriptors.Entry{{Key: "nomatch", Value: "x"}}}}}
+		res, err := f.decider.Decide(context.Background(), req)
+		f.m.Observe("rls", time.Now(), req, res, err)
+		if err != nil || res.OverLimit {
+			t.Fatalf("domain %s: %+v, %v; want allowed", domain, res, err)
+		}
+	}
+	f.decide(t, "ip", "10.0.0.1")
+	got := f.scrape()
+	if v := got[`ratelimit_ext_unknown_domain_requests_total{api="rls"}`]; v != 2 {
+		t.Errorf("unknown_domain_requests_total = %v, want 2 (the two requests for edge)", v)
+	}
+	if v := got[`ratelimit_ext_requests_total{api="rls",outcome="ok"}`]; v != 4 {
+		t.Errorf("requests_total ok = %v, want 4", v)
+	}
+}
+
 // 10,000 distinct runtime values create no new series without detailed_metric; with it,
 // series stop growing at the cap.
 func TestCardinalityIsBounded(t *testing.T) {
