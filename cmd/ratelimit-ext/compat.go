@@ -163,7 +163,14 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	note := func(legacy, outcome string) { notes = append(notes, legacyNote{name: legacy, outcome: outcome}) }
 	m := mapper{get: get, taken: taken, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
-		ignore:    func(legacy, why string) { notes = append(notes, ignoredNote(legacy, why)) }}
+		ignore:    func(legacy, why string) { notes = append(notes, ignoredNote(legacy, why)) },
+		setDefault: func(legacy, flag, value string) {
+			ours := envName(flag)
+			if err := setenv(ours, value); err == nil {
+				notes = append(notes, legacyNote{name: legacy, mappedTo: ours,
+					outcome: "not set: envoyproxy/ratelimit's default, " + value + ", exists and is read (" + ours + "=" + value + ")"})
+			}
+		}}
 	xds, err := mapLegacyXDS(m)
 	if err != nil {
 		return notes, err
@@ -182,7 +189,9 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 	if err := mapLegacyBackend(m); err != nil {
 		return notes, err
 	}
-	mapLegacyRuntime(m, xds)
+	if err := mapLegacyRuntime(m, xds); err != nil {
+		return notes, err
+	}
 	if err := mapLegacyListeners(m); err != nil {
 		return notes, err
 	}
@@ -222,9 +231,10 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 }
 
 // mapLegacyRuntime maps RUNTIME_ROOT, RUNTIME_SUBDIRECTORY and RUNTIME_APPDIRECTORY to
-// --config-dir, or says why they are ignored (rules from xDS, a directory that is not
-// there).
-func mapLegacyRuntime(m mapper, xds bool) {
+// --config-dir, or says why they are ignored (rules from xDS). A directory they name
+// under the default root that is not there is an error; with none of them set,
+// envoyproxy/ratelimit's default directory is read when it exists.
+func mapLegacyRuntime(m mapper, xds bool) error {
 	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
 	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := m.get(v); return ok })
 	switch {
@@ -249,15 +259,23 @@ func mapLegacyRuntime(m mapper, xds bool) {
 		}
 		dir := strings.TrimSuffix(root, "/") + "/" + strings.Trim(sub, "/") + "/" + strings.Trim(app, "/")
 		dir = path.Clean(dir)
-		if !rootSet && !dirExists(dir) {
-			// A subdirectory left set from envoyproxy/ratelimit's examples, with the
-			// rules mounted where this image reads them: keep that, and say so.
-			m.ignore(runtimeVars[firstRuntime], dir+" (under envoyproxy/ratelimit's default RUNTIME_ROOT) does not exist; the rules directory stays --config-dir's")
-			break
+		if !rootSet && !dirExists(dir) && !m.taken("config-dir") {
+			// Reading --config-dir instead would serve whatever is there (the image's
+			// example rules): every other domain would go unlimited without a word.
+			return fmt.Errorf("%s: the rules directory it names, %s (under envoyproxy/ratelimit's default RUNTIME_ROOT), does not exist: mount the rules there, set RUNTIME_ROOT, or unset %[1]s to read --config-dir", runtimeVars[firstRuntime], dir)
 		}
 		m.set(runtimeVars[firstRuntime], "config-dir", dir)
+	case !m.taken("config-dir") && dirExists(legacyRulesDir):
+		// envoyproxy/ratelimit's rules directory when nothing is set: an image swapped
+		// in beside rules mounted there reads them, as the one before did.
+		m.setDefault("RUNTIME_ROOT", "config-dir", legacyRulesDir)
 	}
+	return nil
 }
+
+// legacyRulesDir is where envoyproxy/ratelimit reads its rules with none of the
+// RUNTIME_* variables set.
+const legacyRulesDir = "/srv/runtime_data/current/config"
 
 // mapLegacyListeners maps the listeners' HOST and PORT variables (and GRPC_HOST,
 // GRPC_PORT) to --http-addr and --grpc-addr, either one defaulting as there.
@@ -728,7 +746,9 @@ type mapper struct {
 	get            func(string) (string, bool)
 	taken          func(flag string) bool // our variable for flag is set: it wins
 	set, setSecret func(legacy, flag, value string)
-	ignore, note   func(legacy, outcome string)
+	// setDefault sets flag to envoyproxy/ratelimit's default for legacy, which is unset.
+	setDefault   func(legacy, flag, value string)
+	ignore, note func(legacy, outcome string)
 }
 
 // xdsServerDefault is envoyproxy/ratelimit's CONFIG_GRPC_XDS_SERVER_URL when unset.

@@ -44,8 +44,10 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/data/ratelimit/config"}, ""},
 		{"runtime layout: their default root", fakeEnv{"RUNTIME_SUBDIRECTORY": "ratelimit"},
 			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/srv/runtime_data/current/ratelimit/config"}, ""},
-		{"runtime layout: their default root, where nothing is", fakeEnv{"RUNTIME_SUBDIRECTORY": "elsewhere"},
-			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": ""}, ""},
+		{"runtime layout: their default root, where nothing is, stops the process", fakeEnv{"RUNTIME_SUBDIRECTORY": "elsewhere"},
+			nil, "RUNTIME_SUBDIRECTORY: the rules directory it names, /srv/runtime_data/current/elsewhere/config"},
+		{"runtime layout: their default root, where nothing is, beside our own directory", fakeEnv{"RUNTIME_SUBDIRECTORY": "elsewhere",
+			"RATELIMIT_EXT_CONFIG_DIR": "/rules"}, map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/rules"}, ""},
 		{"a unix-socket gRPC listener stops the process", fakeEnv{"GRPC_UDS": "/var/run/rl.sock"}, nil, "GRPC_UDS"},
 		{"runtime layout: another app directory", fakeEnv{"RUNTIME_ROOT": "/data/", "RUNTIME_APPDIRECTORY": "rules"},
 			map[string]string{"RATELIMIT_EXT_CONFIG_DIR": "/data/rules"}, ""},
@@ -190,6 +192,42 @@ func TestLegacyEnvironment(t *testing.T) {
 				if c.in[k] != v {
 					t.Errorf("%s = %q, want %q", k, c.in[k], v)
 				}
+			}
+		})
+	}
+}
+
+// With no RUNTIME_* variable set, envoyproxy/ratelimit's own rules directory is read
+// when it exists (rules mounted where the image swapped out read them), and not over
+// our own setting; where it does not exist, nothing changes.
+func TestLegacyDefaultRulesDirectory(t *testing.T) {
+	was := dirExists
+	t.Cleanup(func() { dirExists = was })
+	for _, c := range []struct {
+		name   string
+		exists bool
+		in     fakeEnv
+		want   string
+	}{
+		{"their directory exists", true, fakeEnv{}, "/srv/runtime_data/current/config"},
+		{"our setting wins", true, fakeEnv{"RATELIMIT_EXT_CONFIG_DIR": "/rules"}, "/rules"},
+		{"their directory does not exist", false, fakeEnv{}, ""},
+		{"rules from xDS", true, fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dirExists = func(dir string) bool { return c.exists && dir == "/srv/runtime_data/current/config" }
+			notes, err := applyLegacyEnv(c.in.lookup, c.in.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.in["RATELIMIT_EXT_CONFIG_DIR"]; got != c.want {
+				t.Errorf("RATELIMIT_EXT_CONFIG_DIR = %q, want %q", got, c.want)
+			}
+			said := slices.ContainsFunc(notes, func(n legacyNote) bool {
+				return strings.Contains(n.outcome, "default, /srv/runtime_data/current/config")
+			})
+			if said != (c.want == "/srv/runtime_data/current/config") {
+				t.Errorf("notes %v: a note on the default directory %v, want %v", notes, said, !said)
 			}
 		})
 	}
