@@ -75,6 +75,9 @@ type Watcher struct {
 
 	rewatching chan struct{}        // holds a token while a rewatch loop runs
 	serving    *descriptors.RuleSet // the last rules applied; owned by the loop goroutine
+	// catchUp marks the first load, which looks for edits made between the caller's
+	// load and the watches: it stays silent when it finds the rules unchanged.
+	catchUp bool
 }
 
 // Start begins watching. apply receives each successfully loaded rule set; it is
@@ -118,6 +121,10 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 		w.done.Add(2)
 		go w.events(ctx)
 		go w.pollLinks(ctx)
+		// The caller loaded the rules before the watches existed: an edit in between
+		// made no event. Load once more to catch it.
+		w.catchUp = true
+		w.Trigger()
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -311,6 +318,11 @@ func (w *Watcher) load() {
 	rs, err := descriptors.LoadDir(w.opts.Dir)
 	if err == nil && rs.LimitCount() == 0 && w.serving.LimitCount() > 0 {
 		rs, err = nil, fmt.Errorf("%s: %w", w.opts.Dir, ErrNoLimits)
+	}
+	catchUp := w.catchUp
+	w.catchUp = false
+	if catchUp && err == nil && rs.Hash() == w.serving.Hash() {
+		return // nothing changed before the watches started: not a reload
 	}
 	if err == nil {
 		w.apply(rs) // serve the new rules before anything reports them as loaded

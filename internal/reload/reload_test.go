@@ -511,6 +511,30 @@ func TestLinkedFileChangedBeforeTheWatchStarts(t *testing.T) {
 	h.waitFor(t, "v2", 5*time.Second)
 }
 
+// An edit between the caller's load and the start of the watches (the server loads
+// its rules, then sets up the engine and listeners) is picked up, and a start with
+// nothing changed is not a reload.
+func TestEditBeforeTheWatchStarts(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v1"))
+	h := watchAfter(t, dir, reload.Options{Watch: true}, func() {
+		write(t, filepath.Join(dir, "edge.yaml"), rules("v2"))
+	})
+	h.waitFor(t, "v2", 5*time.Second)
+
+	quiet := t.TempDir()
+	write(t, filepath.Join(quiet, "edge.yaml"), rules("v1"))
+	q := watch(t, quiet, reload.Options{Watch: true})
+	// Past the catch-up's debounce, so that it runs on its own (on a slow machine it may
+	// still merge with the edit's load, and the count below holds either way).
+	time.Sleep(300 * time.Millisecond)
+	write(t, filepath.Join(quiet, "edge.yaml"), rules("v3"))
+	q.waitFor(t, "v3", 5*time.Second)
+	if n := q.loads.Load(); n != 1 {
+		t.Errorf("%d loads for one edit after an unchanged start, want 1; log:\n%s", n, q.logs)
+	}
+}
+
 // A burst of events is one load.
 func TestEventsAreCoalesced(t *testing.T) {
 	dir := t.TempDir()
