@@ -44,13 +44,13 @@ func (a linkState) same(b linkState) bool {
 // pollLinks triggers a reload whenever the tree's linked rule files resolve to
 // something other than at the last look. The first look finds them all new, and
 // reloads once if there are any: the rules were loaded before the watcher started, and
-// a target may have changed in between.
-func (w *Watcher) pollLinks(ctx context.Context) {
+// a target may have changed in between. It also follows the config directory itself
+// to wherever links above it lead (lastReal: where it led when its watches were added).
+func (w *Watcher) pollLinks(ctx context.Context, lastReal string) {
 	defer w.done.Done()
 	t := time.NewTicker(linkPollEvery)
 	defer t.Stop()
 	var last map[string]linkState
-	lastReal, _ := filepath.EvalSymlinks(w.root)
 	warned := false
 	for {
 		select {
