@@ -17,11 +17,12 @@ type State struct {
 	// key, as request.lua does (limits of different algorithms may share a key in
 	// vectors; the service's keys name the algorithm).
 	Algo Algorithm
-	// Fill is how much of its limit the state holds, in 1/65535 of it (the decision
-	// that wrote it: limit − remaining), for the memory engine's eviction: dropping the
-	// least filled state forgives the fewest units. Not part of the state's meaning;
-	// beside Live and Algo it takes no room of its own.
-	Fill uint16
+	// Held is how many units the state holds (the decision that wrote it: limit −
+	// remaining), for the memory engine's eviction: dropping the state that holds
+	// the fewest forgives the fewest. Units, not a share of the limit: a key of a
+	// limit of 1 used once is full, yet forgives one unit. Not part of the state's
+	// meaning; beside Live and Algo it takes no room of its own.
+	Held uint32
 	// gcra: A = floor(tat) in ms, B = the fraction of tat in units of 1/num ms.
 	// token_bucket: A = last refill time in ms, B = tokens scaled by den.
 	// fixed_window, token_budget: A = window start in ms, B = count.
@@ -61,18 +62,14 @@ func Check(p *Params, st *State, now, q int64) (d Decision, next State, write bo
 	}
 	next.Algo = p.Algorithm
 	if write {
-		next.Fill = fillOf(d)
+		next.Held = heldBy(d)
 	}
 	return d, next, write
 }
 
-// fillOf is the share of d's limit in use, in 1/65535 of it.
-func fillOf(d Decision) uint16 {
-	if d.Limit <= 0 {
-		return 1<<16 - 1
-	}
-	used := min(max(d.Limit-d.Remaining, 0), d.Limit)
-	return uint16(used * (1<<16 - 1) / d.Limit) // used, Limit ≤ 2^32: no overflow
+// heldBy is how many units d's limit has in use, up to 2^32−1.
+func heldBy(d Decision) uint32 {
+	return uint32(min(max(d.Limit-d.Remaining, 0), 1<<32-1))
 }
 
 // ceilDiv returns ⌈a/b⌉ for a ≥ 0, b > 0.

@@ -34,6 +34,7 @@ type MemoryEngine struct {
 	seed      maphash.Seed
 	clock     func() int64
 	evictions atomic.Uint64
+	forgiven  atomic.Uint64 // units the evicted live states held
 	stop      chan struct{}
 	done      sync.WaitGroup
 	closeOnce sync.Once
@@ -199,10 +200,11 @@ func (v memView) Store(key string, st State) {
 
 // evict makes room in a full shard and reports whether it freed any. Among a sample
 // (map iteration order is random) it drops every expired entry, or else one live
-// entry: the least filled (State.Fill), then the soonest to expire. Dropping live state
-// forgives what it holds, so the least filled forgives the fewest units: a flood of new
-// keys, each holding one unit, evicts its own kind before a counter that a client has
-// used up, which stays denied.
+// entry: the one holding the fewest units (State.Held), then the soonest to expire.
+// Dropping live state forgives what it holds, so this forgives the fewest units: a
+// flood of new keys, each holding one unit, evicts its own kind before a counter a
+// client has used up or a quota part spent, whatever the limits of either (a flood
+// on a limit of 1 makes every key "full", but each still holds one unit).
 func (v memView) evict(sh *memShard) bool {
 	const sample = 32
 	var victim string
@@ -218,7 +220,7 @@ func (v memView) evict(sh *memShard) bool {
 			delete(sh.data, k)
 			sh.bytes -= entrySize(k, st)
 			dropped = true
-		case !found || st.Fill < vst.Fill || st.Fill == vst.Fill && st.ExpireAt < vst.ExpireAt:
+		case !found || st.Held < vst.Held || st.Held == vst.Held && st.ExpireAt < vst.ExpireAt:
 			victim, vst, found = k, st, true
 		}
 	}
@@ -228,6 +230,7 @@ func (v memView) evict(sh *memShard) bool {
 	delete(sh.data, victim)
 	sh.bytes -= entrySize(victim, vst)
 	v.m.evictions.Add(1)
+	v.m.forgiven.Add(uint64(vst.Held))
 	return true
 }
 
@@ -268,6 +271,10 @@ func (m *MemoryEngine) Bytes() int64 {
 
 // Evictions reports how many live keys were evicted to respect MaxKeys and MaxBytes.
 func (m *MemoryEngine) Evictions() uint64 { return m.evictions.Load() }
+
+// EvictedUnits reports how many units the evicted live keys held when last written:
+// what eviction forgave (at most; gcra and token_bucket state refills after its write).
+func (m *MemoryEngine) EvictedUnits() uint64 { return m.forgiven.Load() }
 
 func (m *MemoryEngine) sweepLoop(every time.Duration) {
 	defer m.done.Done()

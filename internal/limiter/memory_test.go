@@ -346,32 +346,55 @@ func TestMemoryEngineMillionKeys(t *testing.T) {
 	}
 }
 
-// A flood of distinct keys cannot reset a counter a client has used up: eviction drops
-// the least filled state first, and each flood key holds one unit of its limit.
+// A flood of distinct keys cannot reset a counter a client has used up, nor forgive a
+// quota's spent units: eviction drops the state holding the fewest units first, and
+// each flood key holds one, whatever its limit (on a limit of 1 each flood key is as
+// "full" as the used-up counter, and was evicted after it when eviction ranked by the
+// share of the limit in use).
 func TestMemoryEvictionKeepsUsedUpCounters(t *testing.T) {
-	e := NewMemoryEngine(MemoryOptions{MaxKeys: 640, Sweep: -1}) // 10 keys per shard
-	defer e.Close()
 	login := mustParams(t, Params{Algorithm: FixedWindow, Limit: 5, PeriodMs: 3_600_000})
-	daily := mustParams(t, Params{Algorithm: FixedWindow, Limit: 1000, PeriodMs: 86_400_000})
-	out := make([]Decision, 1)
-	eval := func(key string, p *Params) Decision {
-		t.Helper()
-		if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: key, Params: p, Cost: 1}}, out); err != nil {
-			t.Fatal(err)
-		}
-		return out[0]
-	}
-	for range 5 {
-		eval("victim", login)
-	}
-	for i := range 20_000 { // longer-lived keys: the victim expires sooner than any of them
-		eval(fmt.Sprintf("flood%d", i), daily)
-	}
-	if e.Evictions() == 0 {
-		t.Fatal("the flood evicted nothing")
-	}
-	if d := eval("victim", login); d.Allowed {
-		t.Fatalf("the used-up counter was evicted by the flood: %+v", d)
+	tenant := mustParams(t, Params{Algorithm: FixedWindow, Limit: 10_000, PeriodMs: 86_400_000})
+	for _, flood := range []struct {
+		name string
+		p    Params
+	}{
+		{"a longer-lived limit of 1000", Params{Algorithm: FixedWindow, Limit: 1000, PeriodMs: 86_400_000}},
+		{"a limit of 1, each key used up", Params{Algorithm: FixedWindow, Limit: 1, PeriodMs: 7_200_000}},
+		{"a limit of 5, each key a fifth used", Params{Algorithm: FixedWindow, Limit: 5, PeriodMs: 7_200_000}},
+		{"gcra, a limit of 1", Params{Algorithm: GCRA, Limit: 1, PeriodMs: 7_200_000, Burst: 1}},
+	} {
+		t.Run(flood.name, func(t *testing.T) {
+			e := NewMemoryEngine(MemoryOptions{MaxKeys: 640, Sweep: -1}) // 10 keys per shard
+			defer e.Close()
+			fp := mustParams(t, flood.p)
+			out := make([]Decision, 1)
+			eval := func(key string, p *Params, cost int64) Decision {
+				t.Helper()
+				if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: key, Params: p, Cost: cost}}, out); err != nil {
+					t.Fatal(err)
+				}
+				return out[0]
+			}
+			for range 5 {
+				eval("login", login, 1)
+			}
+			eval("tenant", tenant, 1000)
+			for i := range 20_000 {
+				eval(fmt.Sprintf("flood%d", i), fp, 1)
+			}
+			if e.Evictions() == 0 {
+				t.Fatal("the flood evicted nothing")
+			}
+			if e.EvictedUnits() != e.Evictions() {
+				t.Errorf("%d units forgiven by %d evictions of one-unit flood keys, want one each", e.EvictedUnits(), e.Evictions())
+			}
+			if d := eval("login", login, 0); d.Remaining != 0 {
+				t.Errorf("the used-up counter was evicted by the flood: %+v", d)
+			}
+			if d := eval("tenant", tenant, 0); d.Remaining != 9000 {
+				t.Errorf("the tenant's 1000 spent units were forgiven by the flood: %+v", d)
+			}
+		})
 	}
 }
 

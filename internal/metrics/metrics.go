@@ -348,7 +348,7 @@ func errorKind(err error) string {
 	return "other"
 }
 
-// MemoryEngine adds the memory engine's key count and evictions.
+// MemoryEngine adds the memory engine's key count, bytes and evictions.
 func (m *Metrics) MemoryEngine(e *limiter.MemoryEngine) {
 	m.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -362,5 +362,9 @@ func (m *Metrics) MemoryEngine(e *limiter.MemoryEngine) {
 			Namespace: namespace, Name: "memory_evictions_total",
 			Help: "Live keys evicted to keep the in-memory engine within --memory-max-keys and --memory-max-mib.",
 		}, func() float64 { return float64(e.Evictions()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "memory_evicted_units_total",
+			Help: "Units the evicted live keys held when last written: what eviction forgave, at most.",
+		}, func() float64 { return float64(e.EvictedUnits()) }),
 	)
 }
