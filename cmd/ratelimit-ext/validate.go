@@ -97,6 +97,9 @@ func runConformance(args []string) int {
 	base := f.fs.Int64("base", 60000, "ms added to every now and expected resetAt; a multiple of every window in the file")
 	ro := redisFlags(f, time.Second) // a timeout there would fail the replay, not the engine
 	if err := f.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h: the flags are printed, as asked
+		}
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}

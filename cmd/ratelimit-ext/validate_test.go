@@ -144,9 +144,12 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, out, c.want)
 		}
 	}
-	// help NAME shows NAME's flags.
-	if code, out := runStderr(t, "help", "serve"); code != 0 || !strings.Contains(out, "-redis-url") {
-		t.Errorf("help serve: exit %d, stderr %.200q; want 0 and serve's flags", code, out)
+	// help NAME and NAME -h show NAME's flags, and exit 0.
+	for _, args := range [][]string{{"help", "serve"}, {"serve", "-h"}, {"help", "conformance"}, {"conformance", "-h"},
+		{"help", "validate"}, {"help", "bench"}, {"bench", "-h"}} {
+		if code, out := runStderr(t, args...); code != 0 || !strings.Contains(out, "-") || strings.Contains(out, "help requested") {
+			t.Errorf("%v: exit %d, stderr %.200q; want 0 and the flags", args, code, out)
+		}
 	}
 }
 

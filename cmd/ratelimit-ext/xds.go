@@ -69,15 +69,9 @@ func (x *xdsSettings) resolve() error {
 	default:
 		return fmt.Errorf("--config-source %q: want file or xds", x.source)
 	}
-	if x.source == sourceFile {
-		if x.startWithoutRules {
-			return errors.New("--xds-start-without-rules needs --config-source=xds: rules from files are loaded before serving")
-		}
-		return nil
-	}
+	// Out-of-range numbers are refused whatever the source, as every bad setting is;
+	// the settings that only make sense with a server are checked with one.
 	switch {
-	case x.nodeID == "":
-		return errors.New("--xds-node-id is empty: the xDS server picks a node's rules by it")
 	case x.maxMessageBytes <= 0:
 		return fmt.Errorf("--xds-max-message-bytes %d: want a positive size", x.maxMessageBytes)
 	case x.backoff.Initial <= 0:
@@ -86,6 +80,15 @@ func (x *xdsSettings) resolve() error {
 		return fmt.Errorf("--xds-backoff-max %v is below --xds-backoff-initial %v", x.backoff.Max, x.backoff.Initial)
 	case !(x.backoff.Jitter >= 0 && x.backoff.Jitter < 1):
 		return fmt.Errorf("--xds-backoff-jitter %v: want at least 0 and below 1", x.backoff.Jitter)
+	}
+	if x.source == sourceFile {
+		if x.startWithoutRules {
+			return errors.New("--xds-start-without-rules needs --config-source=xds: rules from files are loaded before serving")
+		}
+		return nil
+	}
+	if x.nodeID == "" {
+		return errors.New("--xds-node-id is empty: the xDS server picks a node's rules by it")
 	}
 	if _, err := pairs("--xds-node-metadata", x.nodeMetadata); err != nil {
 		return err

@@ -50,6 +50,7 @@ func TestConfigSource(t *testing.T) {
 		{[]string{"--xds-server", "x:1", "--xds-node-metadata", "zone=eu, team"}, "--xds-node-metadata: item 2 is not key=value"},
 		{[]string{"--xds-server", "x:1", "--xds-headers", "=v"}, "--xds-headers"},
 		{[]string{"--xds-server", "x:1", "--xds-backoff-jitter", "1"}, "--xds-backoff-jitter"},
+		{[]string{"--xds-backoff-jitter", "5"}, "--xds-backoff-jitter"}, // refused with file rules too
 		{[]string{"--xds-server", "x:1", "--xds-backoff-initial", "0s"}, "--xds-backoff-initial"},
 		{[]string{"--xds-server", "x:1", "--xds-backoff-initial", "2m", "--xds-backoff-max", "1m"}, "--xds-backoff-max 1m0s is below"},
 		{[]string{"--xds-server", "x:1", "--xds-max-message-bytes", "0"}, "--xds-max-message-bytes"},
