@@ -5,9 +5,10 @@
 //	ratelimit-ext conformance [flags]     replay golden vectors through an engine
 //	ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint (docs/performance.md)
 //	ratelimit-ext version                 the build's version (also --version)
+//	ratelimit-ext help [SUBCOMMAND]       the subcommands, or one's flags
 //
-// Run `ratelimit-ext <subcommand> -h` for flags; serve's and conformance's have environment
-// variables.
+// Run `ratelimit-ext <subcommand> -h` for flags; serve's have environment variables
+// (RATELIMIT_EXT_*), and so do conformance's Redis flags.
 package main
 
 import (
@@ -26,7 +27,8 @@ const subcommands = `usage:
   ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint
   ratelimit-ext version                 the build's version (also --version)
   ratelimit-ext help [subcommand]       this summary, or a subcommand's flags
-Run 'ratelimit-ext <subcommand> -h' for its flags; serve's and conformance's have environment variables.
+Run 'ratelimit-ext <subcommand> -h' for its flags; serve's have environment variables
+(RATELIMIT_EXT_*), and so do conformance's Redis flags.
 `
 
 func main() {

@@ -25,8 +25,8 @@ type storeConfig struct {
 func storeFlags(f *envFlags, s *storeConfig) {
 	f.StringVar(&s.policy, "store-failure-policy", "fail_closed", "when the store fails: fail_closed (UNAVAILABLE; Envoy's failure_mode_deny decides), fail_open (OK) or local (this replica's memory engine)")
 	f.StringVar(&s.domainPolicies, "store-failure-policy-domains", "", "per-domain overrides, e.g. edge=fail_open,billing=fail_closed")
-	f.IntVar(&s.breakerThreshold, "store-breaker-threshold", 3, "consecutive store failures that open the circuit breaker")
-	f.DurationVar(&s.probeInterval, "store-probe-interval", 500*time.Millisecond, "while the circuit is open, how often the store is probed")
+	f.IntVar(&s.breakerThreshold, "store-breaker-threshold", breaker.DefaultThreshold, "consecutive store failures that open the circuit breaker")
+	f.DurationVar(&s.probeInterval, "store-probe-interval", breaker.DefaultProbeInterval, "while the circuit is open, how often the store is probed")
 }
 
 // check parses the policy flags with the other settings, so that a mistake in them stops

@@ -79,13 +79,20 @@ type circuit struct {
 	closedAt time.Time // when the circuit last closed (under Engine.mu)
 }
 
+// The defaults of Options.Threshold and Options.ProbeInterval (the service's flags
+// default to them too).
+const (
+	DefaultThreshold     = 3
+	DefaultProbeInterval = 500 * time.Millisecond
+)
+
 // New wraps inner; pinger probes the store while the circuit is open.
 func New(inner limiter.Engine, pinger Pinger, o Options) *Engine {
 	if o.Threshold <= 0 {
-		o.Threshold = 3
+		o.Threshold = DefaultThreshold
 	}
 	if o.ProbeInterval <= 0 {
-		o.ProbeInterval = 500 * time.Millisecond
+		o.ProbeInterval = DefaultProbeInterval
 	}
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = 250 * time.Millisecond
@@ -239,6 +246,3 @@ func (e *Engine) Close() error {
 	e.probing.Wait()
 	return e.inner.Close()
 }
-
-// Unwrap returns the wrapped engine.
-func (e *Engine) Unwrap() limiter.Engine { return e.inner }

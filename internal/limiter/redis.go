@@ -103,8 +103,8 @@ var _ Engine = (*RedisEngine)(nil)
 // does not dial (use Ping for readiness).
 //
 // A script call is not idempotent (it charges), so go-redis's command retries are off
-// unless the URL sets max_retries: a failed call is reported as ErrStore and the
-// server's failure policy decides. A connection that failed is replaced by the pool.
+// (a URL's max_retries above 0 is refused): a failed call is reported as ErrStore and
+// the server's failure policy decides. A connection that failed is replaced by the pool.
 func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 	if o.BatchMax < 0 || o.BatchLanes < 0 {
 		return nil, fmt.Errorf("redis: batch size %d and lanes %d must not be negative", o.BatchMax, o.BatchLanes)

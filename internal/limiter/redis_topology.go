@@ -90,8 +90,7 @@ func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 		return nil, err
 	}
 	c := redis.NewClusterClient(opt)
-	// max_retries in the URL turns retries on, as it does for a single server.
-	c.AddHook(clusterGuard{client: c, noRetry: opt.MaxRetries <= 0})
+	c.AddHook(clusterGuard{client: c})
 	return ownedEngine(c, o), nil
 }
 
@@ -251,8 +250,7 @@ func (o RedisOptions) applyConn(f connFields) error {
 // such a failure the guard asks for a reload (go-redis runs at most one at a time): once
 // the cluster has promoted a replica, the next call goes to it.
 type clusterGuard struct {
-	client  *redis.ClusterClient
-	noRetry bool
+	client *redis.ClusterClient
 }
 
 // noRetryCmd is a script call go-redis must not send twice. It embeds the caller's
@@ -262,9 +260,6 @@ type noRetryCmd struct{ redis.Cmder }
 func (noRetryCmd) NoRetry() bool { return true }
 
 func (g clusterGuard) wrap(cmd redis.Cmder) redis.Cmder {
-	if !g.noRetry {
-		return cmd
-	}
 	switch cmd.Name() {
 	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
 		return noRetryCmd{cmd}

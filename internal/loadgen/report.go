@@ -24,8 +24,8 @@ type Report struct {
 	TargetRate  float64  `json:"targetRate,omitempty"`
 	MaxInFlight int      `json:"maxInFlight,omitempty"` // open loop
 	Warmup      float64  `json:"warmupSeconds"`
-	Duration    float64  `json:"durationSeconds"` // asked for; 0: none (RequestLimit)
-	Limit       int64    `json:"requestLimit"`    // asked for; 0: none (Duration)
+	Duration    float64  `json:"durationSeconds"` // asked for; 0: none (the run ends at Limit)
+	Limit       int64    `json:"requestLimit"`    // asked for; 0: none (the run ends at Duration)
 	TimeoutMs   float64  `json:"timeoutMs"`
 	Seed        uint64   `json:"seed"`
 	Domain      string   `json:"domain"`

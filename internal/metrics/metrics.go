@@ -35,8 +35,8 @@ const (
 	DetailedSeriesCap = 10_000
 	// overflowValue labels detailed series past the cap.
 	overflowValue = "_overflow_"
-	// nearLimitRatio: an allowed decision that leaves less than this share of the
-	// ceiling is counted as near_limit.
+	// nearLimitPercent: an allowed decision that leaves less than this percentage of
+	// the ceiling is counted as near_limit.
 	nearLimitPercent = 20
 )
 
@@ -330,9 +330,6 @@ func (i *instrumented) Ping(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Unwrap returns the instrumented engine.
-func (i *instrumented) Unwrap() limiter.Engine { return i.Engine }
 
 func errorKind(err error) string {
 	var ne net.Error
