@@ -44,7 +44,7 @@ func (e *envFlags) parsedVar(name, def, usage string, set func(string) error) {
 // registerExtAuthz serves the ext_authz door on the RLS's gRPC server, deciding with the
 // same decider (rules, engine, keys, store failure policy) and rendering with the same
 // header switches as ShouldRateLimit.
-func registerExtAuthz(gs *grpc.Server, d *decide.Decider, c *serveConfig, obs extauthz.Observer, log *slog.Logger) {
+func registerExtAuthz(gs *grpc.Server, d *decide.Decider, c *serveConfig, obs decide.Observer, log *slog.Logger) {
 	o := c.extAuthz
 	o.Headers, o.Log = c.headers, log
 	extauthz.New(d, o, obs).Register(gs)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 )
 
 // refundWarner passes every ShouldRateLimit outcome on to next (the metrics) and logs,
@@ -14,7 +13,7 @@ import (
 // an error, and an operator who configured refunds would otherwise only see them fail
 // to happen (ratelimit_ext_refunds_ignored_total counts every one).
 type refundWarner struct {
-	next   rls.Observer
+	next   decide.Observer
 	log    *slog.Logger
 	warned atomic.Bool // once set, requests are no longer scanned
 }

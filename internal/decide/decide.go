@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -86,6 +87,12 @@ func (r *Result) RetryAfterMs() int64 {
 		return 0
 	}
 	return r.WaitFor.Decision.RetryAfterMs
+}
+
+// Observer sees every request a door decided, or failed to (metrics); api names the
+// door: "rls", "ext_authz" or "decide" (the JSON endpoint).
+type Observer interface {
+	Observe(api string, start time.Time, req *Request, res *Result, err error)
 }
 
 // ErrInvalid marks errors caused by the request itself.

@@ -79,17 +79,12 @@ type Options struct {
 	Log     *slog.Logger
 }
 
-// Observer sees every check that reached the decider (metrics); api is "ext_authz".
-type Observer interface {
-	Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error)
-}
-
 // Server implements authv3.AuthorizationServer.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	decider *decide.Decider
 	opts    Options
-	observe Observer // may be nil
+	observe decide.Observer // may be nil
 	log     *slog.Logger
 
 	mu            sync.Mutex
@@ -99,7 +94,7 @@ type Server struct {
 }
 
 // New returns a Server deciding with d. obs, when not nil, sees every decided check.
-func New(d *decide.Decider, opts Options, obs Observer) *Server {
+func New(d *decide.Decider, opts Options, obs decide.Observer) *Server {
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 )
@@ -20,24 +19,19 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Observer sees every decision the JSON endpoint makes (metrics).
-type Observer interface {
-	Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error)
-}
-
 // API holds what the endpoints report on.
 type API struct {
 	decider *decide.Decider
 	log     *slog.Logger
-	obs     Observer   // may be nil
-	ready   *Readiness // what /readyz reports: its own, or the server's (UseReadiness)
+	obs     decide.Observer // may be nil
+	ready   *Readiness      // what /readyz reports: its own, or the server's (UseReadiness)
 	mux     *http.ServeMux
 	// stopping is set when shutdown begins (Shutdown).
 	stopping atomic.Bool
 }
 
 // New returns the API for decider; obs, when not nil, sees every /v1/decide request.
-func New(d *decide.Decider, log *slog.Logger, obs Observer) *API {
+func New(d *decide.Decider, log *slog.Logger, obs decide.Observer) *API {
 	a := &API{decider: d, log: log, obs: obs, mux: http.NewServeMux(), ready: NewReadiness(d, ReadinessOptions{Log: log})}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)

@@ -23,22 +23,17 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 )
 
-// Observer sees every request's outcome (metrics).
-type Observer interface {
-	Observe(api string, start time.Time, req *decide.Request, res *decide.Result, err error)
-}
-
 // Server implements rlsv3.RateLimitServiceServer.
 type Server struct {
 	rlsv3.UnimplementedRateLimitServiceServer
 	decider *decide.Decider
 	opts    Options
-	observe Observer // may be nil
+	observe decide.Observer // may be nil
 }
 
 // New returns a Server deciding with d. obs, when not nil, sees every request. opts
 // must have passed Validate (an invalid upstream header name is dropped here).
-func New(d *decide.Decider, opts Options, obs Observer) *Server {
+func New(d *decide.Decider, opts Options, obs decide.Observer) *Server {
 	if opts.Validate() != nil {
 		opts.UpstreamRemainingHeader = ""
 	}

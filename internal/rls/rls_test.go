@@ -104,7 +104,7 @@ func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics, o rls.Option
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
 	t.Cleanup(func() { mem.Close() })
 	var engine limiter.Engine = mem
-	var obs rls.Observer
+	var obs decide.Observer
 	if m != nil {
 		engine, obs = m.Engine("memory", mem), m
 	}
