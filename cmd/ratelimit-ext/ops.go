@@ -14,13 +14,14 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 )
 
 // headerFlags registers the switches of what decisions add to Envoy's answers
 // (SPEC §6; docs/operations.md#headers), all off by default. --retry-after-header (on
 // by default) is registered with the other serve flags, as ext_authz shares it.
-func headerFlags(f *envFlags, o *rls.Options) {
+func headerFlags(f *envFlags, o *ratelimitheaders.Options) {
 	f.DurationVar(&o.RetryAfterJitter, "retry-after-jitter", 0, "add a random 0..this to Retry-After's wait before rounding up, to spread retries (0 = exact)")
 	f.BoolVar(&o.RateLimitHeaders, "ratelimit-headers", false, "add the IETF RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers-11) for the most restrictive limit")
 	f.BoolVar(&o.ProblemDetails, "problem-details", false, "on OVER_LIMIT, send an RFC 9457 application/problem+json body naming the violated limit")
@@ -29,8 +30,8 @@ func headerFlags(f *envFlags, o *rls.Options) {
 }
 
 // checkHeaderFlags validates the header switches after parsing.
-func checkHeaderFlags(o *rls.Options) error {
-	jitter := rls.Options{RetryAfterJitter: o.RetryAfterJitter}
+func checkHeaderFlags(o *ratelimitheaders.Options) error {
+	jitter := ratelimitheaders.Options{RetryAfterJitter: o.RetryAfterJitter}
 	if err := jitter.Validate(); err != nil {
 		return fmt.Errorf("--retry-after-jitter: %w", err)
 	}

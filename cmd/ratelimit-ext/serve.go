@@ -32,6 +32,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/reload"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
@@ -53,7 +54,7 @@ type serveConfig struct {
 	maxStreams                                int // per gRPC connection
 	memoryMaxMiB                              int
 	shadow, retryAfter, watch                 bool
-	headers                                   rls.Options // Retry-After is retryAfter
+	headers                                   ratelimitheaders.Options // Retry-After is retryAfter
 	shutdownTimeout                           time.Duration
 	bounds                                    decide.Bounds
 	maxCost                                   int

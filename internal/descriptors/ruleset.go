@@ -277,6 +277,15 @@ func (rs *RuleSet) Match(domainName string, entries []Entry) []*Limit {
 	return n.limits
 }
 
+// Label names the limit to people (metrics, RateLimit fields, problem bodies): its
+// name, else its descriptor path.
+func (l *Limit) Label() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.Path
+}
+
 // HasDomain says whether the rules define the domain (with or without limits).
 func (rs *RuleSet) HasDomain(name string) bool {
 	return rs != nil && rs.domains[name] != nil

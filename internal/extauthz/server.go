@@ -27,7 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 )
 
 // DomainExtension is the context extension that names the domain of a check. Envoy sets
@@ -75,7 +75,7 @@ type Options struct {
 	// Headers are the switches the RLS door renders with too (shared flags): Retry-After
 	// (and its jitter), the IETF RateLimit fields, problem+json bodies (also on a 503),
 	// and the upstream request header with the remaining quota.
-	Headers rls.Options
+	Headers ratelimitheaders.Options
 	Log     *slog.Logger
 }
 
@@ -154,14 +154,14 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 }
 
 // respond renders a decision as a CheckResponse: the same fields the RLS door asks
-// Envoy to add (rls.Render), plus draft-03 headers, which Envoy renders itself for the
+// Envoy to add (ratelimitheaders.Render), plus draft-03 headers, which Envoy renders itself for the
 // rate-limit filter but not for ext_authz.
 func (s *Server) respond(res *decide.Result) *authv3.CheckResponse {
-	var hs []Header
+	var hs []ratelimitheaders.Header
 	if s.opts.XRateLimitHeaders {
-		hs = Draft03Headers(res)
+		hs = ratelimitheaders.Draft03Headers(res)
 	}
-	r := rls.Render(res, &s.opts.Headers)
+	r := ratelimitheaders.Render(res, &s.opts.Headers)
 	hs = append(hs, r.Response...)
 	if !res.OverLimit {
 		resp := allowed(hs)
@@ -191,10 +191,10 @@ func (s *Server) failure(ctx context.Context, err error) (*authv3.CheckResponse,
 	case FailOpen:
 		return allowed(nil), nil
 	}
-	var hs []Header
+	var hs []ratelimitheaders.Header
 	var body string
 	if s.opts.Headers.ProblemDetails {
-		hs = append(hs, Header{Name: rls.HeaderContentType, Value: rls.ProblemContentType})
+		hs = append(hs, ratelimitheaders.Header{Name: ratelimitheaders.HeaderContentType, Value: ratelimitheaders.ProblemContentType})
 		body = unavailableBody
 	}
 	return denied(codes.Unavailable, "rate limit store unavailable", typev3.StatusCode_ServiceUnavailable, hs, body), nil
@@ -257,7 +257,7 @@ func logged(domain string) string {
 	return strings.ToValidUTF8(domain, "\uFFFD")
 }
 
-func allowed(hs []Header) *authv3.CheckResponse {
+func allowed(hs []ratelimitheaders.Header) *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status: status.New(codes.OK, "").Proto(),
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
@@ -266,7 +266,7 @@ func allowed(hs []Header) *authv3.CheckResponse {
 	}
 }
 
-func denied(code codes.Code, msg string, httpCode typev3.StatusCode, hs []Header, body string) *authv3.CheckResponse {
+func denied(code codes.Code, msg string, httpCode typev3.StatusCode, hs []ratelimitheaders.Header, body string) *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status: status.New(code, msg).Proto(),
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
@@ -279,7 +279,7 @@ func denied(code codes.Code, msg string, httpCode typev3.StatusCode, hs []Header
 
 // headerOptions sets each header, replacing any value the upstream response (or Envoy)
 // already has, so a client never sees two X-RateLimit-Remaining values.
-func headerOptions(hs []Header) []*corev3.HeaderValueOption {
+func headerOptions(hs []ratelimitheaders.Header) []*corev3.HeaderValueOption {
 	if len(hs) == 0 {
 		return nil
 	}
@@ -290,7 +290,7 @@ func headerOptions(hs []Header) []*corev3.HeaderValueOption {
 	return out
 }
 
-func headerOption(h Header) *corev3.HeaderValueOption {
+func headerOption(h ratelimitheaders.Header) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
 		Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,

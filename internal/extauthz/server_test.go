@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -112,13 +113,13 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { mem.Close() })
 	e.engine = &countingEngine{Engine: mem}
 	e.decider = decide.New(rs, e.engine, storekey.New("rlx:", 0), false)
-	e.rls = rls.New(e.decider, rls.Options{RetryAfter: true}, nil)
+	e.rls = rls.New(e.decider, ratelimitheaders.Options{RetryAfter: true}, nil)
 	return e
 }
 
 func (e *env) server(o Options) *Server { return New(e.decider, o, nil) }
 
-var defaultOpts = Options{XRateLimitHeaders: true, Headers: rls.Options{RetryAfter: true}}
+var defaultOpts = Options{XRateLimitHeaders: true, Headers: ratelimitheaders.Options{RetryAfter: true}}
 
 // req builds a check for path from client ip (through one load balancer, as
 // envoy/ext_authz.yaml's connection manager sees it), with extra headers.
@@ -339,7 +340,7 @@ func TestDraft03MatchesTheRLSStatuses(t *testing.T) {
 
 func TestCheckHeaderFamiliesAndProblemDetails(t *testing.T) {
 	e := newEnv(t)
-	ietf := e.server(Options{Headers: rls.Options{RetryAfter: true, RateLimitHeaders: true, ProblemDetails: true}})
+	ietf := e.server(Options{Headers: ratelimitheaders.Options{RetryAfter: true, RateLimitHeaders: true, ProblemDetails: true}})
 	a := e.check(ietf, req("/ip", "192.0.2.60"))
 	wantHeaders(t, "ietf allowed", a, map[string]string{
 		"ratelimit-policy": `"per-ip";q=3;w=60`,
@@ -361,7 +362,7 @@ func TestCheckHeaderFamiliesAndProblemDetails(t *testing.T) {
 		t.Errorf("problem body %v", body)
 	}
 
-	both := e.server(Options{XRateLimitHeaders: true, Headers: rls.Options{RateLimitHeaders: true}})
+	both := e.server(Options{XRateLimitHeaders: true, Headers: ratelimitheaders.Options{RateLimitHeaders: true}})
 	a = e.check(both, req("/ip", "192.0.2.61"))
 	for _, h := range []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy"} {
 		if a.headers[h] == "" {

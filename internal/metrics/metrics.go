@@ -192,7 +192,7 @@ func (m *Metrics) Observe(api string, start time.Time, req *decide.Request, res 
 		}
 		for _, c := range res.Statuses[i].Checked {
 			result := Result(c)
-			m.decisions.WithLabelValues(c.Limit.Domain, LimitLabel(c.Limit), result).Inc()
+			m.decisions.WithLabelValues(c.Limit.Domain, c.Limit.Label(), result).Inc()
 			if c.Limit.DetailedMetric || c.Limit.ValueToMetric {
 				m.countDetailed(c.Limit, req.Descriptors[i].Entries, result)
 			}
@@ -225,19 +225,11 @@ func Result(c decide.Checked) string {
 	return ResultOK
 }
 
-// LimitLabel names a limit in metrics: its name, else its descriptor path.
-func LimitLabel(l *descriptors.Limit) string {
-	if l.Name != "" {
-		return l.Name
-	}
-	return l.Path
-}
-
 // countDetailed counts a decision under its descriptor label, within the process-wide
 // series cap.
 func (m *Metrics) countDetailed(l *descriptors.Limit, entries []descriptors.Entry, result string) {
 	value := boundLabel(descriptorLabel(l, entries))
-	series := l.Domain + "\x00" + LimitLabel(l) + "\x00" + value + "\x00" + result
+	series := l.Domain + "\x00" + l.Label() + "\x00" + value + "\x00" + result
 	m.mu.Lock()
 	if _, ok := m.detailedSet[series]; !ok {
 		if len(m.detailedSet) >= DetailedSeriesCap {
@@ -247,7 +239,7 @@ func (m *Metrics) countDetailed(l *descriptors.Limit, entries []descriptors.Entr
 		}
 	}
 	m.mu.Unlock()
-	m.detailed.WithLabelValues(l.Domain, LimitLabel(l), value, result).Inc()
+	m.detailed.WithLabelValues(l.Domain, l.Label(), value, result).Inc()
 }
 
 // descriptorLabel renders a request descriptor as "key=value/key=value", level by level,

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -637,7 +638,7 @@ func TestRapidEditsUnderTraffic(t *testing.T) {
 	h := watch(t, dir, reload.Options{Watch: true, Debounce: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
 
 	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
-		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(h.decider, rls.Options{RetryAfter: true}, nil))
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(h.decider, ratelimitheaders.Options{RetryAfter: true}, nil))
 	})
 	client := rlsv3.NewRateLimitServiceClient(conn)
 

@@ -12,6 +12,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
@@ -36,7 +37,7 @@ descriptors:
 			defer engine.Close()
 			m := metrics.New()
 			d := decide.New(rs, m.Engine("memory", engine), storekey.New("rlx:", 0), false)
-			s := rls.New(d, rls.Options{RetryAfter: true}, m)
+			s := rls.New(d, ratelimitheaders.Options{RetryAfter: true}, m)
 			reqs := make([]*rlsv3.RateLimitRequest, 1024)
 			for i := range reqs {
 				r := &rlsv3.RateLimitRequest{Domain: "bench"}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -59,13 +60,13 @@ type hfixture struct {
 	clock  *atomic.Int64
 }
 
-func startHeaders(t *testing.T, opts rls.Options) *hfixture {
+func startHeaders(t *testing.T, opts ratelimitheaders.Options) *hfixture {
 	t.Helper()
 	return startRules(t, headerRules, opts)
 }
 
 // startRules serves rules (of domain h) over gRPC with opts, on a clock the test moves.
-func startRules(t *testing.T, rules string, opts rls.Options) *hfixture {
+func startRules(t *testing.T, rules string, opts ratelimitheaders.Options) *hfixture {
 	t.Helper()
 	rs, err := descriptors.Parse("h.yaml", []byte(rules))
 	if err != nil {
@@ -250,7 +251,7 @@ func TestRateLimitHeaders(t *testing.T) {
 		)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			startHeaders(t, rls.Options{RetryAfter: true, RateLimitHeaders: true}).run(t, tc.steps)
+			startHeaders(t, ratelimitheaders.Options{RetryAfter: true, RateLimitHeaders: true}).run(t, tc.steps)
 		})
 	}
 }
@@ -293,12 +294,12 @@ func TestRateLimitHeadersInQuotaMode(t *testing.T) {
 		)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			startHeaders(t, rls.Options{RetryAfter: true, RateLimitHeaders: true}).run(t, tc.steps)
+			startHeaders(t, ratelimitheaders.Options{RetryAfter: true, RateLimitHeaders: true}).run(t, tc.steps)
 		})
 	}
 
 	// The upstream header likewise tells the quota the request used, not one it did not.
-	f := startHeaders(t, rls.Options{UpstreamRemainingHeader: "x-quota"})
+	f := startHeaders(t, ratelimitheaders.Options{UpstreamRemainingHeader: "x-quota"})
 	f.call(t, 0, desc("qmin", "u"))
 	resp := f.call(t, 0, desc("qmin", "u"), desc("qhour", "u"))
 	if resp.OverallCode != ok || resp.Statuses[0].Code != over {
@@ -316,20 +317,20 @@ func TestEachHeaderSwitch(t *testing.T) {
 	problemCT := map[string]string{"content-type": "application/problem+json"}
 	for _, tc := range []struct {
 		name                 string
-		opts                 rls.Options
+		opts                 ratelimitheaders.Options
 		allowed, denied      map[string]string // response headers
 		upAllowed, upDenied  map[string]string // request headers to the upstream
 		bodyAllowed, bodyDen bool
 	}{
-		{name: "all off", opts: rls.Options{}},
-		{name: "default: Retry-After only", opts: rls.Options{RetryAfter: true},
+		{name: "all off", opts: ratelimitheaders.Options{}},
+		{name: "default: Retry-After only", opts: ratelimitheaders.Options{RetryAfter: true},
 			denied: map[string]string{"retry-after": "2800"}},
-		{name: "RateLimit fields", opts: rls.Options{RateLimitHeaders: true},
+		{name: "RateLimit fields", opts: ratelimitheaders.Options{RateLimitHeaders: true},
 			allowed: map[string]string{"ratelimit-policy": `"fw";q=5;w=3600`, "ratelimit": `"fw";r=4;t=2800`},
 			denied:  map[string]string{"ratelimit-policy": `"fw";q=5;w=3600`, "ratelimit": `"fw";r=0;t=2800`}},
-		{name: "problem details", opts: rls.Options{ProblemDetails: true},
+		{name: "problem details", opts: ratelimitheaders.Options{ProblemDetails: true},
 			denied: problemCT, bodyDen: true},
-		{name: "upstream remaining", opts: rls.Options{UpstreamRemainingHeader: "X-RateLimit-Remaining-Quota"},
+		{name: "upstream remaining", opts: ratelimitheaders.Options{UpstreamRemainingHeader: "X-RateLimit-Remaining-Quota"},
 			upAllowed: map[string]string{"x-ratelimit-remaining-quota": "4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -367,7 +368,7 @@ func TestEachHeaderSwitch(t *testing.T) {
 
 // The RFC 9457 body names the violated limit; retry_after equals Retry-After.
 func TestProblemDetailsBody(t *testing.T) {
-	f := startHeaders(t, rls.Options{RetryAfter: true, ProblemDetails: true})
+	f := startHeaders(t, ratelimitheaders.Options{RetryAfter: true, ProblemDetails: true})
 	for range 10 {
 		f.call(t, 0, desc("gcra", "p"))
 	}
@@ -399,7 +400,7 @@ func TestProblemDetailsBody(t *testing.T) {
 		t.Fatalf("headers %v", h)
 	}
 	// A unit_multiplier reads as "per 5 minutes"; one second is singular.
-	f2 := startHeaders(t, rls.Options{ProblemDetails: true})
+	f2 := startHeaders(t, ratelimitheaders.Options{ProblemDetails: true})
 	for range 4 {
 		f2.call(t, 0, desc("tb", "p"))
 	}
@@ -424,7 +425,7 @@ func mustJSON(t *testing.T, v any) string {
 // The upstream header carries the least remaining of the request's limits, on allowed
 // answers only (Envoy forwards nothing on OVER_LIMIT).
 func TestUpstreamRemainingHeader(t *testing.T) {
-	f := startHeaders(t, rls.Options{UpstreamRemainingHeader: "x-quota"})
+	f := startHeaders(t, ratelimitheaders.Options{UpstreamRemainingHeader: "x-quota"})
 	for i, want := range []string{"4", "3", "2", "1", "0", ""} {
 		resp := f.call(t, 0, desc("five", "u"), desc("fw", "u"), desc("nope", "u"))
 		if got := requestHeaders(resp)["x-quota"]; got != want {
@@ -453,7 +454,7 @@ func TestRetryAfterJitter(t *testing.T) {
 		{"random", 5 * time.Second, nil, 2800, 2805},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startHeaders(t, rls.Options{RetryAfter: true, RetryAfterJitter: tc.jitter, Rand: tc.rand})
+			f := startHeaders(t, ratelimitheaders.Options{RetryAfter: true, RetryAfterJitter: tc.jitter, Rand: tc.rand})
 			for range 5 {
 				f.call(t, 0, desc("fw", "j"))
 			}
@@ -474,21 +475,21 @@ func TestRetryAfterJitter(t *testing.T) {
 
 func TestOptionsValidate(t *testing.T) {
 	for _, tc := range []struct {
-		opts rls.Options
+		opts ratelimitheaders.Options
 		ok   bool
 		name string // the normalised header name
 	}{
-		{rls.Options{}, true, ""},
-		{rls.Options{UpstreamRemainingHeader: "X-RateLimit-Remaining-Quota"}, true, "x-ratelimit-remaining-quota"},
-		{rls.Options{UpstreamRemainingHeader: "x_quota.v1"}, true, "x_quota.v1"},
-		{rls.Options{UpstreamRemainingHeader: "bad name"}, false, ""},
-		{rls.Options{UpstreamRemainingHeader: ":authority"}, false, ""},
-		{rls.Options{UpstreamRemainingHeader: "x-ü"}, false, ""},
-		{rls.Options{UpstreamRemainingHeader: "Host"}, false, ""},
-		{rls.Options{UpstreamRemainingHeader: "content-length"}, false, ""},
-		{rls.Options{RetryAfterJitter: -time.Second}, false, ""},
-		{rls.Options{RetryAfterJitter: 2 * time.Hour}, false, ""},
-		{rls.Options{RetryAfterJitter: time.Hour}, true, ""},
+		{ratelimitheaders.Options{}, true, ""},
+		{ratelimitheaders.Options{UpstreamRemainingHeader: "X-RateLimit-Remaining-Quota"}, true, "x-ratelimit-remaining-quota"},
+		{ratelimitheaders.Options{UpstreamRemainingHeader: "x_quota.v1"}, true, "x_quota.v1"},
+		{ratelimitheaders.Options{UpstreamRemainingHeader: "bad name"}, false, ""},
+		{ratelimitheaders.Options{UpstreamRemainingHeader: ":authority"}, false, ""},
+		{ratelimitheaders.Options{UpstreamRemainingHeader: "x-ü"}, false, ""},
+		{ratelimitheaders.Options{UpstreamRemainingHeader: "Host"}, false, ""},
+		{ratelimitheaders.Options{UpstreamRemainingHeader: "content-length"}, false, ""},
+		{ratelimitheaders.Options{RetryAfterJitter: -time.Second}, false, ""},
+		{ratelimitheaders.Options{RetryAfterJitter: 2 * time.Hour}, false, ""},
+		{ratelimitheaders.Options{RetryAfterJitter: time.Hour}, true, ""},
 	} {
 		o := tc.opts
 		err := o.Validate()
@@ -507,7 +508,7 @@ func TestRetryAfterSecondsRoundsUp(t *testing.T) {
 	for _, tc := range []struct{ ms, want int64 }{
 		{0, 0}, {1, 1}, {334, 1}, {999, 1}, {1000, 1}, {1001, 2}, {1500, 2}, {2_800_000, 2800}, {2_800_001, 2801},
 	} {
-		if got := rls.RetryAfterSeconds(tc.ms); got != tc.want {
+		if got := ratelimitheaders.RetryAfterSeconds(tc.ms); got != tc.want {
 			t.Errorf("RetryAfterSeconds(%d) = %d, want %d", tc.ms, got, tc.want)
 		}
 	}

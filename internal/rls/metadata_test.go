@@ -4,12 +4,11 @@ import (
 	"testing"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-
-	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 )
 
 // Soft quotas with metadata to route on (a and b: one a minute), an ordinary limit with
@@ -47,7 +46,7 @@ descriptors:
 // ShouldRateLimit's answer carries its dynamic_metadata: the request, the quota
 // descriptors over their limit, and the metadata of the descriptors within theirs.
 func TestResponseDynamicMetadata(t *testing.T) {
-	f := startRules(t, metadataRules, rls.Options{DynamicMetadata: true})
+	f := startRules(t, metadataRules, ratelimitheaders.Options{DynamicMetadata: true})
 	withCost := func(d *ratelimitv3.RateLimitDescriptor, hits uint64) *ratelimitv3.RateLimitDescriptor {
 		d.HitsAddend = wrapperspb.UInt64(hits)
 		return d
@@ -104,7 +103,7 @@ func TestResponseDynamicMetadata(t *testing.T) {
 	}
 
 	// Off by default, as there: no dynamic_metadata at all.
-	off := startRules(t, metadataRules, rls.Options{})
+	off := startRules(t, metadataRules, ratelimitheaders.Options{})
 	if resp := off.call(t, 0, desc("backend", "b")); resp.DynamicMetadata != nil {
 		t.Errorf("without the option: dynamic_metadata %v", protojson.Format(resp.DynamicMetadata))
 	}

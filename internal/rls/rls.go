@@ -21,19 +21,20 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 )
 
 // Server implements rlsv3.RateLimitServiceServer.
 type Server struct {
 	rlsv3.UnimplementedRateLimitServiceServer
 	decider *decide.Decider
-	opts    Options
+	opts    ratelimitheaders.Options
 	observe decide.Observer // may be nil
 }
 
 // New returns a Server deciding with d. obs, when not nil, sees every request. opts
 // must have passed Validate (an invalid upstream header name is dropped here).
-func New(d *decide.Decider, opts Options, obs decide.Observer) *Server {
+func New(d *decide.Decider, opts ratelimitheaders.Options, obs decide.Observer) *Server {
 	if opts.Validate() != nil {
 		opts.UpstreamRemainingHeader = ""
 	}
@@ -182,7 +183,7 @@ func (s *Server) toProto(in *rlsv3.RateLimitRequest, res *decide.Result) *rlsv3.
 	for i := range res.Statuses {
 		out.Statuses[i] = statusInto(&sm[i], &res.Statuses[i], res.Now)
 	}
-	r := Render(res, &s.opts)
+	r := ratelimitheaders.Render(res, &s.opts)
 	out.ResponseHeadersToAdd = headersToProto(r.Response)
 	out.RequestHeadersToAdd = headersToProto(r.Request)
 	out.RawBody = r.Body
@@ -192,7 +193,7 @@ func (s *Server) toProto(in *rlsv3.RateLimitRequest, res *decide.Result) *rlsv3.
 	return out
 }
 
-func headersToProto(hs []Header) []*corev3.HeaderValue {
+func headersToProto(hs []ratelimitheaders.Header) []*corev3.HeaderValue {
 	if len(hs) == 0 {
 		return nil
 	}
@@ -202,9 +203,6 @@ func headersToProto(hs []Header) []*corev3.HeaderValue {
 	}
 	return out
 }
-
-// RetryAfterSeconds rounds a wait up to whole seconds: a client that honours it is never early.
-func RetryAfterSeconds(ms int64) int64 { return (ms + 999) / 1000 }
 
 // statusInto fills m with one descriptor's status and returns it.
 func statusInto(m *statusMemory, st *decide.Status, now int64) *rlsv3.RateLimitResponse_DescriptorStatus {
@@ -222,20 +220,15 @@ func statusInto(m *statusMemory, st *decide.Status, now int64) *rlsv3.RateLimitR
 	l := st.Limit
 	ps.CurrentLimit = &m.limit
 	ps.CurrentLimit.Name = l.Name
-	ps.CurrentLimit.RequestsPerUnit = ClampU32(st.Decision.Limit) // the ceiling clients see (SPEC §1)
+	ps.CurrentLimit.RequestsPerUnit = ratelimitheaders.ClampU32(st.Decision.Limit) // the ceiling clients see (SPEC §1)
 	w := l.ReportedWindow()
 	ps.CurrentLimit.Unit = unitEnum[w.Unit]
 	if w.Multiplier > 1 {
-		ps.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(ClampU32(w.Multiplier))
+		ps.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(ratelimitheaders.ClampU32(w.Multiplier))
 	}
-	ps.LimitRemaining = ClampU32(st.Decision.Remaining)
+	ps.LimitRemaining = ratelimitheaders.ClampU32(st.Decision.Remaining)
 	ms := max(0, st.Decision.ResetAt-now) // what durationpb.New(ms × 1 ms) holds
 	m.reset.Seconds, m.reset.Nanos = ms/1000, int32(ms%1000)*int32(time.Millisecond)
 	ps.DurationUntilReset = &m.reset
 	return ps
-}
-
-// ClampU32 is v as Envoy's uint32 proto fields carry it: below 0 is 0, above is the max.
-func ClampU32(v int64) uint32 {
-	return uint32(min(max(v, 0), math.MaxUint32))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
@@ -61,7 +62,7 @@ func TestStoreTimeoutIsUnavailable(t *testing.T) {
 			return ctx, cancel
 		}, codes.Canceled},
 	} {
-		srv := rls.New(decide.New(rs, tc.store, storekey.New("t:", 0), false), rls.Options{}, nil)
+		srv := rls.New(decide.New(rs, tc.store, storekey.New("t:", 0), false), ratelimitheaders.Options{}, nil)
 		ctx, cancel := tc.ctx()
 		_, err := srv.ShouldRateLimit(ctx, req)
 		cancel()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -90,12 +91,12 @@ type fixture struct {
 }
 
 func start(t *testing.T, globalShadow bool) *fixture {
-	return startWith(t, globalShadow, nil, rls.Options{RetryAfter: true})
+	return startWith(t, globalShadow, nil, ratelimitheaders.Options{RetryAfter: true})
 }
 
 // startWith is start with metrics, when m is not nil (the engine timed and every
 // request observed, as the service wires them), and the given rendering options.
-func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics, o rls.Options) *fixture {
+func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics, o ratelimitheaders.Options) *fixture {
 	t.Helper()
 	rs, err := descriptors.Parse("test.yaml", []byte(rules))
 	if err != nil {
@@ -425,7 +426,7 @@ func TestSeveralLimitsReportTheDenyingOrTightest(t *testing.T) {
 // the minute ends would be denied again by the hour. (now is 20 s into its minute and
 // 800 s into its hour.)
 func TestSeveralDenialsReportTheLongestWait(t *testing.T) {
-	f := startWith(t, false, nil, rls.Options{RetryAfter: true, RateLimitHeaders: true})
+	f := startWith(t, false, nil, ratelimitheaders.Options{RetryAfter: true, RateLimitHeaders: true})
 	for range 3 {
 		f.call(t, "test", 0, desc("both", "y")) // both 3/minute and 3/hour spent
 	}
@@ -532,7 +533,7 @@ func TestLimitOverride(t *testing.T) {
 // beyond those of the first overrides (SPEC §6: bounded metrics cardinality).
 func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 	m := metrics.New()
-	f := startWith(t, false, m, rls.Options{RetryAfter: true})
+	f := startWith(t, false, m, ratelimitheaders.Options{RetryAfter: true})
 	units := []typev3.RateLimitUnit{typev3.RateLimitUnit_SECOND, typev3.RateLimitUnit_MINUTE,
 		typev3.RateLimitUnit_HOUR, typev3.RateLimitUnit_DAY, typev3.RateLimitUnit_MONTH, typev3.RateLimitUnit_YEAR}
 	override := func(i int) {
@@ -577,7 +578,7 @@ func TestLimitOverrideCreatesNoSeries(t *testing.T) {
 // Every request answered INVALID_ARGUMENT counts as invalid.
 func TestInvalidRequestsAreCounted(t *testing.T) {
 	m := metrics.New()
-	f := startWith(t, false, m, rls.Options{RetryAfter: true})
+	f := startWith(t, false, m, ratelimitheaders.Options{RetryAfter: true})
 	for _, req := range []*rlsv3.RateLimitRequest{
 		{Domain: "test", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("", "x")}}, // an empty key
 		{Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}},
@@ -597,7 +598,7 @@ func TestInvalidRequestsAreCounted(t *testing.T) {
 // used-up limit cannot turn the request into an error that Envoy would let past.
 func TestRefundsAreIgnored(t *testing.T) {
 	m := metrics.New()
-	f := startWith(t, false, m, rls.Options{RetryAfter: true})
+	f := startWith(t, false, m, ratelimitheaders.Options{RetryAfter: true})
 	refund := func(hits uint64) *ratelimitv3.RateLimitDescriptor {
 		d := desc("burst", "refund")
 		d.IsNegativeHits, d.HitsAddend = true, wrapperspb.UInt64(hits)
@@ -752,7 +753,7 @@ func TestReportedWindow(t *testing.T) {
 			if got := rs.Limits("h")[0].ReportedWindow(); got != c.want {
 				t.Errorf("ReportedWindow = %+v, want %+v", got, c.want)
 			}
-			cl := startRules(t, rules, rls.Options{}).call(t, 0, desc("k", "v")).Statuses[0].GetCurrentLimit()
+			cl := startRules(t, rules, ratelimitheaders.Options{}).call(t, 0, desc("k", "v")).Statuses[0].GetCurrentLimit()
 			mult := int64(1)
 			if m := cl.GetUnitMultiplier(); m != nil {
 				mult = int64(m.GetValue())

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -70,7 +71,7 @@ func startService(t *testing.T, server string, o Options) *service {
 	t.Cleanup(func() { engine.Close() })
 	d := decide.New(nil, engine, storekey.New("t:", 0), false)
 	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
-		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, rls.Options{}, nil))
+		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, ratelimitheaders.Options{}, nil))
 	})
 
 	s := &service{client: rlsv3.NewRateLimitServiceClient(conn), log: &testlog.Buffer{}, loads: &loads{}}

@@ -1,15 +1,11 @@
-package extauthz
+package ratelimitheaders
 
 import (
 	"strconv"
 	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/rls"
 )
-
-// Header is one HTTP header to send, as the RLS door renders them.
-type Header = rls.Header
 
 // Draft-03 header names, lower case as HTTP/2 carries them.
 const (
@@ -41,7 +37,7 @@ func Draft03Headers(res *decide.Result) []Header {
 		if st.Limit == nil {
 			continue
 		}
-		if top == nil || rls.ClampU32(st.Decision.Remaining) < rls.ClampU32(top.Decision.Remaining) {
+		if top == nil || ClampU32(st.Decision.Remaining) < ClampU32(top.Decision.Remaining) {
 			top = st
 		}
 	}
@@ -49,7 +45,7 @@ func Draft03Headers(res *decide.Result) []Header {
 		return nil
 	}
 	var b strings.Builder
-	b.WriteString(strconv.FormatUint(uint64(rls.ClampU32(top.Decision.Limit)), 10))
+	b.WriteString(strconv.FormatUint(uint64(ClampU32(top.Decision.Limit)), 10))
 	for i := range res.Statuses {
 		st := &res.Statuses[i]
 		if st.Limit == nil {
@@ -57,7 +53,7 @@ func Draft03Headers(res *decide.Result) []Header {
 		}
 		w := st.Limit.ReportedWindow().Seconds // the unit times the multiplier, as Envoy 1.40 writes w=
 		b.WriteString(", ")
-		b.WriteString(strconv.FormatUint(uint64(rls.ClampU32(st.Decision.Limit)), 10))
+		b.WriteString(strconv.FormatUint(uint64(ClampU32(st.Decision.Limit)), 10))
 		b.WriteString(";w=")
 		b.WriteString(strconv.FormatInt(w, 10))
 		if st.Limit.Name != "" {
@@ -69,7 +65,7 @@ func Draft03Headers(res *decide.Result) []Header {
 	reset := max(0, top.Decision.ResetAt-res.Now) / 1000
 	return []Header{
 		{Name: HeaderXRateLimitLimit, Value: b.String()},
-		{Name: HeaderXRateLimitRemaining, Value: strconv.FormatUint(uint64(rls.ClampU32(top.Decision.Remaining)), 10)},
+		{Name: HeaderXRateLimitRemaining, Value: strconv.FormatUint(uint64(ClampU32(top.Decision.Remaining)), 10)},
 		{Name: HeaderXRateLimitReset, Value: strconv.FormatInt(reset, 10)},
 	}
 }

@@ -1,9 +1,16 @@
-package rls
+// Package ratelimitheaders renders what a client is told about a decision, the same
+// whichever door decided: Retry-After, the IETF RateLimit and RateLimit-Policy fields,
+// the problem+json body of a denial, the remaining-quota header for the upstream, and
+// the X-RateLimit-* fields (draft 03) as Envoy renders them from a ShouldRateLimit
+// answer. The RLS door (internal/rls) sends them in response_headers_to_add, the
+// ext_authz door (internal/extauthz) in its check response.
+package ratelimitheaders
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -117,7 +124,7 @@ func Render(res *decide.Result, o *Options) Rendered {
 	var out Rendered
 	var top *decide.Checked
 	if o.RateLimitHeaders || o.ProblemDetails || o.UpstreamRemainingHeader != "" {
-		top = MostRestrictive(res) // only these describe one limit; Retry-After does not
+		top = mostRestrictive(res) // only these describe one limit; Retry-After does not
 	}
 	var retrySec int64
 	if res.OverLimit {
@@ -127,7 +134,7 @@ func Render(res *decide.Result, o *Options) Rendered {
 		}
 	}
 	if o.RateLimitHeaders && top != nil {
-		policy, limit := RateLimitFields(top, res.Now)
+		policy, limit := rateLimitFields(top, res.Now)
 		out.Response = append(out.Response, Header{HeaderRateLimitPolicy, policy}, Header{HeaderRateLimit, limit})
 	}
 	if o.ProblemDetails && res.OverLimit && top != nil {
@@ -153,7 +160,7 @@ func (o *Options) retryAfterSeconds(ms int64) int64 {
 	return RetryAfterSeconds(ms)
 }
 
-// MostRestrictive picks the enforced limit a request's headers describe: on a denial,
+// mostRestrictive picks the enforced limit a request's headers describe: on a denial,
 // the limit whose wait Retry-After reports; on an allowed request, the one with the
 // least remaining among the limits that constrain it. Ties go to the first in request
 // order. Shadow-mode limits are never reported. nil when no enforced limit applied (no
@@ -166,7 +173,7 @@ func (o *Options) retryAfterSeconds(ms int64) int64 {
 // for (decide's WaitFor: the denying limit outside quota mode with the longest wait,
 // and, when every quota descriptor is over, the later of that and the first quota
 // descriptor to come back).
-func MostRestrictive(res *decide.Result) *decide.Checked {
+func mostRestrictive(res *decide.Result) *decide.Checked {
 	if res.OverLimit {
 		return res.WaitFor
 	}
@@ -185,16 +192,7 @@ func MostRestrictive(res *decide.Result) *decide.Checked {
 	return top
 }
 
-// PolicyName is the limit's identifier in RateLimit fields and problem bodies: its
-// name, else its descriptor path (as in metrics).
-func PolicyName(c *decide.Checked) string {
-	if c.Limit.Name != "" {
-		return c.Limit.Name
-	}
-	return c.Limit.Path
-}
-
-// RateLimitFields renders RateLimit-Policy and RateLimit for one limit decided at now
+// rateLimitFields renders RateLimit-Policy and RateLimit for one limit decided at now
 // (draft-ietf-httpapi-ratelimit-headers-11 §3 and §4):
 //
 //	RateLimit-Policy: "<name>";q=<limit>;w=<window s>
@@ -206,8 +204,8 @@ func PolicyName(c *decide.Checked) string {
 // allowed decision; on a denied one it is capped by the wait,
 // ⌈min(resetAt − now, retryAfterMs)/1000⌉, so Retry-After (which is at least the wait,
 // rounded up) never points before the end of the effective window (draft §6).
-func RateLimitFields(c *decide.Checked, now int64) (policy, limit string) {
-	name := sfString(PolicyName(c))
+func rateLimitFields(c *decide.Checked, now int64) (policy, limit string) {
+	name := sfString(c.Limit.Label())
 	d := c.Decision
 	window := c.Limit.ReportedWindow().Seconds
 	untilMs := max(0, d.ResetAt-now)
@@ -237,13 +235,13 @@ func problemBody(res *decide.Result, top *decide.Checked, retrySec int64) []byte
 		Type:       ProblemType,
 		Title:      "Rate limit exceeded",
 		Status:     429,
-		Limit:      PolicyName(top),
+		Limit:      top.Limit.Label(),
 		RetryAfter: retrySec,
 	}
 	seen := map[string]bool{}
 	for i := range res.Statuses {
 		for _, c := range res.Statuses[i].Checked {
-			if name := PolicyName(&c); !c.Shadow && !c.Decision.Allowed && !seen[name] {
+			if name := c.Limit.Label(); !c.Shadow && !c.Decision.Allowed && !seen[name] {
 				seen[name] = true
 				p.ViolatedPolicies = append(p.ViolatedPolicies, name)
 			}
@@ -301,3 +299,11 @@ func sfString(s string) string {
 func sfInt(v int64) string { return strconv.FormatInt(min(max(v, 0), sfIntegerMax), 10) }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// ClampU32 is v as Envoy's uint32 proto fields carry it: below 0 is 0, above is the max.
+func ClampU32(v int64) uint32 {
+	return uint32(min(max(v, 0), math.MaxUint32))
+}
+
+// RetryAfterSeconds rounds a wait up to whole seconds: a client that honours it is never early.
+func RetryAfterSeconds(ms int64) int64 { return (ms + 999) / 1000 }
