@@ -27,11 +27,6 @@ import (
 // ErrOpen is returned, wrapped with limiter.ErrStore, while the circuit is open.
 var ErrOpen = errors.New("circuit open: the store failed recently and is being probed")
 
-// Pinger is the store's health check (the Redis engine has one).
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
 // Partitioner splits the store into at most MaxParts parts that fail on their own.
 type Partitioner interface {
 	// Partition numbers the part a request's checks go to, from 0 (below 0: the whole
@@ -59,7 +54,7 @@ type Options struct {
 // Engine wraps a limiter.Engine whose store can fail.
 type Engine struct {
 	inner   limiter.Engine
-	pinger  Pinger
+	pinger  limiter.Pinger
 	opts    Options
 	whole   circuit
 	parts   []atomic.Pointer[circuit] // MaxParts of them with a Partitioner, made on first use
@@ -87,7 +82,7 @@ const (
 )
 
 // New wraps inner; pinger probes the store while the circuit is open.
-func New(inner limiter.Engine, pinger Pinger, o Options) *Engine {
+func New(inner limiter.Engine, pinger limiter.Pinger, o Options) *Engine {
 	if o.Threshold <= 0 {
 		o.Threshold = DefaultThreshold
 	}

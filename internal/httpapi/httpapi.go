@@ -5,7 +5,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -13,11 +12,6 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 )
-
-// Pinger is implemented by engines whose store can be unreachable (Redis).
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
 
 // API holds what the endpoints report on.
 type API struct {

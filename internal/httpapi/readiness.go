@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
 // ReadinessOptions configures a Readiness.
@@ -120,7 +121,7 @@ func (r *Readiness) probe(ctx context.Context) error {
 	if r.decider.Rules() == nil {
 		return errNoRules
 	}
-	p, ok := r.decider.Engine().(Pinger)
+	p, ok := r.decider.Engine().(limiter.Pinger)
 	if !ok {
 		return nil
 	}

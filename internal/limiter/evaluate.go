@@ -32,6 +32,12 @@ type Engine interface {
 	Close() error
 }
 
+// Pinger is implemented by engines whose store can be unreachable (Redis): Ping checks
+// that the store answers and takes a decision (readiness, the circuit breaker's probe).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // ErrBadRequest wraps errors caused by the caller's input (a bad now or cost).
 var ErrBadRequest = errors.New("invalid request")
 

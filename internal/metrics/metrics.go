@@ -317,7 +317,7 @@ func (i *instrumented) Evaluate(ctx context.Context, now int64, checks []limiter
 
 // Ping forwards readiness checks to engines that have a store.
 func (i *instrumented) Ping(ctx context.Context) error {
-	if p, ok := i.Engine.(interface{ Ping(context.Context) error }); ok {
+	if p, ok := i.Engine.(limiter.Pinger); ok {
 		return p.Ping(ctx)
 	}
 	return nil
