@@ -20,7 +20,7 @@ type extAuthzSettings = extauthz.Options
 // flags; see registerExtAuthz. Malformed values, on the command line or in the
 // environment, fail parsing like every other flag.
 func extAuthzFlags(f *envFlags, o *extAuthzSettings) {
-	o.FailureMode = extauthz.FailEnvoy
+	o.FailureMode = extauthz.ModeEnvoy
 	f.StringVar(&o.DefaultDomain, "ext-authz-default-domain", "",
 		`domain of ext_authz checks without a "domain" context extension (e.g. checks from Istio)`)
 	f.parsedVar("ext-authz-failure-mode", o.FailureMode.String(),

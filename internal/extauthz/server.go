@@ -42,16 +42,16 @@ const DomainExtension = "domain"
 type FailureMode int
 
 const (
-	// FailEnvoy answers gRPC UNAVAILABLE, like ShouldRateLimit: Envoy's
+	// ModeEnvoy answers gRPC UNAVAILABLE, like ShouldRateLimit: Envoy's
 	// failure_mode_allow and status_on_error (Istio: failOpen, statusOnError) decide.
-	FailEnvoy FailureMode = iota
-	// FailOpen allows the request, with no rate-limit headers.
-	FailOpen
-	// FailClosed denies it with HTTP 503 (and a problem+json body when enabled).
-	FailClosed
+	ModeEnvoy FailureMode = iota
+	// ModeAllow allows the request, with no rate-limit headers.
+	ModeAllow
+	// ModeDeny denies it with HTTP 503 (and a problem+json body when enabled).
+	ModeDeny
 )
 
-var failureModeNames = [...]string{FailEnvoy: "envoy", FailOpen: "allow", FailClosed: "deny"}
+var failureModeNames = [...]string{ModeEnvoy: "envoy", ModeAllow: "allow", ModeDeny: "deny"}
 
 // ParseFailureMode reads --ext-authz-failure-mode: envoy, allow or deny.
 func ParseFailureMode(s string) (FailureMode, error) {
@@ -186,9 +186,9 @@ func (s *Server) failure(ctx context.Context, err error) (*authv3.CheckResponse,
 	}
 	s.log.Debug("ext_authz check failed", "error", err, "failure_mode", s.opts.FailureMode)
 	switch s.opts.FailureMode {
-	case FailEnvoy:
+	case ModeEnvoy:
 		return nil, status.Error(codes.Unavailable, err.Error())
-	case FailOpen:
+	case ModeAllow:
 		return allowed(nil), nil
 	}
 	var hs []ratelimitheaders.Header

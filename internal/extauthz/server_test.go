@@ -514,11 +514,11 @@ func TestCheckStoreFailure(t *testing.T) {
 		t.Errorf("envoy mode: %v", err)
 	}
 	o := defaultOpts
-	o.FailureMode = FailOpen
+	o.FailureMode = ModeAllow
 	if a := e.check(e.server(o), req("/ip", "192.0.2.90")); a.grpc != codes.OK || a.http != 200 || len(a.headers) != 0 {
 		t.Errorf("allow mode: %+v", a)
 	}
-	o.FailureMode, o.Headers.ProblemDetails = FailClosed, true
+	o.FailureMode, o.Headers.ProblemDetails = ModeDeny, true
 	a := e.check(e.server(o), req("/ip", "192.0.2.90"))
 	if a.grpc != codes.Unavailable || a.http != 503 || a.headers["content-type"] != "application/problem+json" || !strings.Contains(a.body, `"status":503`) {
 		t.Errorf("deny mode: %+v", a)
@@ -563,7 +563,7 @@ func TestCheckInvalidAndCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	o := defaultOpts
-	o.FailureMode = FailOpen
+	o.FailureMode = ModeAllow
 	_, err = e.server(o).Check(ctx, req("/key", "", "x-api-key", "k"))
 	if status.Code(err) != codes.Canceled {
 		t.Errorf("canceled: %v", err)
@@ -640,7 +640,7 @@ func TestCheckConcurrent(t *testing.T) {
 }
 
 func TestParseFailureMode(t *testing.T) {
-	for in, want := range map[string]FailureMode{"envoy": FailEnvoy, "allow": FailOpen, "deny": FailClosed} {
+	for in, want := range map[string]FailureMode{"envoy": ModeEnvoy, "allow": ModeAllow, "deny": ModeDeny} {
 		if m, err := ParseFailureMode(in); err != nil || m != want || m.String() != in {
 			t.Errorf("ParseFailureMode(%q) = %v, %v", in, m, err)
 		}
