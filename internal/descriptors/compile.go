@@ -13,6 +13,10 @@ import (
 type File struct {
 	Name string
 	Data []byte
+	// Generated marks Data made from input bounded elsewhere (YAML written from an
+	// xDS resource, whose message size --xds-max-message-bytes bounds): MaxFileSize,
+	// a bound on what an operator writes by hand, does not apply to it.
+	Generated bool
 }
 
 // Parse compiles a single file.
@@ -44,7 +48,7 @@ func newCompiler() *compiler {
 
 func (c *compiler) add(f File) {
 	c.hashFile(f)
-	d, p := parseFile(f.Name, f.Data, &c.budget)
+	d, p := parseFile(f, &c.budget)
 	errs := p.errs
 	if d != nil {
 		if prev := c.rs.domains[d.name]; prev != nil {

@@ -550,11 +550,11 @@ func TestErrorCap(t *testing.T) {
 
 func TestErrorsOfSeveralFiles(t *testing.T) {
 	_, err := Compile(
-		File{"a.yaml", []byte("domain: edge\ndescriptors:\n  - {key: k, rate_limit: {unit: sec, requests_per_unit: 1}}\n")},
-		File{"b.yaml", []byte("domain: api\n")},
-		File{"c.yaml", []byte("\ndomain: edge\nfoo: 1\n")},
-		File{"d.yaml", []byte("domain: [\n")},
-		File{"e.yaml", []byte("domain: api2\n")},
+		File{Name: "a.yaml", Data: []byte("domain: edge\ndescriptors:\n  - {key: k, rate_limit: {unit: sec, requests_per_unit: 1}}\n")},
+		File{Name: "b.yaml", Data: []byte("domain: api\n")},
+		File{Name: "c.yaml", Data: []byte("\ndomain: edge\nfoo: 1\n")},
+		File{Name: "d.yaml", Data: []byte("domain: [\n")},
+		File{Name: "e.yaml", Data: []byte("domain: api2\n")},
 	)
 	want := []string{
 		`a.yaml:3: descriptors[0].rate_limit.unit: unknown unit "sec" ` + want,

@@ -56,9 +56,9 @@ func TestLoadDirRecursive(t *testing.T) {
 	}
 	// The hash covers names and contents in sorted order, so it equals Compile's.
 	want := mustCompile(t,
-		File{"a.yml", []byte(domainFile("a"))},
-		File{"b.yaml", []byte(domainFile("b"))},
-		File{"sub/deeper/c.YAML", []byte(domainFile("c"))},
+		File{Name: "a.yml", Data: []byte(domainFile("a"))},
+		File{Name: "b.yaml", Data: []byte(domainFile("b"))},
+		File{Name: "sub/deeper/c.YAML", Data: []byte(domainFile("c"))},
 	)
 	if rs.Hash() != want.Hash() {
 		t.Error("LoadDir hash differs from Compile of the same files")
@@ -204,7 +204,7 @@ func TestLoadDirSkippedFilesAreBounded(t *testing.T) {
 	if total != 25 || len(names) != 10 || names[0] != "cm/key00" || names[9] != "cm/key09" {
 		t.Errorf("SkippedFiles = %v, %d; want cm/key00..cm/key09 and 25", names, total)
 	}
-	if _, total := mustCompile(t, File{"a.yaml", []byte(domainFile("a"))}).SkippedFiles(); total != 0 {
+	if _, total := mustCompile(t, File{Name: "a.yaml", Data: []byte(domainFile("a"))}).SkippedFiles(); total != 0 {
 		t.Errorf("Compile skipped %d files", total)
 	}
 }

@@ -138,9 +138,10 @@ func (p *fileParser) warnf(line int, field, format string, args ...any) {
 // parseFile parses one file. It returns the domain when the file names one (even if
 // the file has errors, so duplicate domains are still found) and the file's parser,
 // whose errs are sorted by line.
-func parseFile(name string, data []byte, b *budget) (*domain, *fileParser) {
-	p := &fileParser{file: name, budget: b, names: map[string]int{}}
-	if len(data) > MaxFileSize {
+func parseFile(f File, b *budget) (*domain, *fileParser) {
+	p := &fileParser{file: f.Name, budget: b, names: map[string]int{}}
+	data := f.Data
+	if len(data) > MaxFileSize && !f.Generated {
 		p.errorf(0, "file", "%s", tooLarge(int64(len(data))))
 		return nil, p
 	}

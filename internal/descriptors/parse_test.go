@@ -276,14 +276,14 @@ func TestPathEscaping(t *testing.T) {
 
 func TestRuleSetViews(t *testing.T) {
 	rs, err := Compile(
-		File{"a.yaml", []byte("domain: api\ndescriptors: [{key: k, rate_limit: {unit: second, requests_per_unit: 1}}]\n")},
-		File{"b.yaml", []byte(lines(
+		File{Name: "a.yaml", Data: []byte("domain: api\ndescriptors: [{key: k, rate_limit: {unit: second, requests_per_unit: 1}}]\n")},
+		File{Name: "b.yaml", Data: []byte(lines(
 			"domain: edge",
 			"descriptors:",
 			"  - key: k",
 			"    rate_limits: [{unit: second, requests_per_unit: 1}, {unit: hour, requests_per_unit: 9, algorithm: gcra}]",
 		))},
-		File{"c.yaml", []byte("domain: empty\n")},
+		File{Name: "c.yaml", Data: []byte("domain: empty\n")},
 	)
 	if err != nil {
 		t.Fatal(err)

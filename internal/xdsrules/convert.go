@@ -55,7 +55,7 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sourceName(cfg), err)
 		}
-		files = append(files, descriptors.File{Name: sourceName(cfg), Data: data})
+		files = append(files, descriptors.File{Name: sourceName(cfg), Data: data, Generated: true})
 	}
 	rs, err := descriptors.Compile(files...)
 	if err != nil {

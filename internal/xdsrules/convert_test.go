@@ -276,6 +276,35 @@ func TestCompileEmpty(t *testing.T) {
 	}
 }
 
+// A resource within the xDS message bound compiles whatever the size of the YAML it
+// is turned into: the 4 MiB bound on a rule file does not apply (the YAML is about
+// twice the proto; Envoy Gateway's rules for ~8,400 routes passed 4 MiB of it).
+func TestCompileLargeResource(t *testing.T) {
+	cfg := &cfgT{Name: "eg/https", Domain: "envoy-gateway"}
+	for i := range 30_000 {
+		cfg.Descriptors = append(cfg.Descriptors, &descT{Key: "route", Value: fmt.Sprintf("httproute/default/r%05d/rule/0/match/0/%s", i, strings.Repeat("x", 60)),
+			RateLimit: limit(minute, 10)})
+	}
+	res := mustAny(t, cfg)
+	if proto.Size(res) > DefaultMaxMessageBytes {
+		t.Fatalf("the resource is %d bytes, past the message bound: the test would not show the point", proto.Size(res))
+	}
+	data, err := ToYAML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) <= descriptors.MaxFileSize {
+		t.Fatalf("the YAML is %d bytes, within a file's bound: the test would not show the point", len(data))
+	}
+	rs, err := Compile([]*anypb.Any{res})
+	if err != nil {
+		t.Fatalf("%d bytes of resource, %d of YAML: %v", proto.Size(res), len(data), err)
+	}
+	if n := rs.LimitCount(); n != 30_000 {
+		t.Errorf("%d limits, want 30,000", n)
+	}
+}
+
 // A resource wrapped in discovery.v3.Resource (go-control-plane wraps resources that
 // have a TTL) is unwrapped; a wrapper without a resource (a TTL heartbeat) is refused.
 func TestCompileUnwrapsResources(t *testing.T) {

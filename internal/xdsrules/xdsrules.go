@@ -9,10 +9,13 @@
 //   - one that does not is NACKed, with the compile error in error_detail, and the
 //     rules already in place keep serving. A server that answers a NACK by sending the
 //     same version again (go-control-plane's snapshot cache does, at once) gets its
-//     repeated NACKs paced by the backoff instead of a busy loop;
+//     repeated NACKs paced by the backoff instead of a busy loop, the pause capped at
+//     maxRenackWait: such a server sends its next version (the fix) only once it has
+//     the NACK;
 //   - when the stream breaks or cannot be opened, the rules in place keep serving and
-//     a new stream is opened after a backoff (Backoff); it announces the last ACKed
-//     version, so a server that has nothing newer need not resend it.
+//     a new stream is opened after a backoff (Backoff); it asks with an empty version
+//     for whatever the server has (a restarted server may count its versions from 1
+//     again).
 //
 // One goroutine runs the subscription, so apply is never called concurrently; Close
 // ends it and waits for it.
@@ -46,6 +49,17 @@ import (
 // default, which envoyproxy/ratelimit keeps unless XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES
 // says otherwise.
 const DefaultMaxMessageBytes = 4 << 20
+
+// maxRenackWait caps the pause before a NACK of a version already NACKed: the server
+// sends a fix only after it has the NACK, so the pause delays the fix by as much.
+const maxRenackWait = 5 * time.Second
+
+// renackBackoff paces repeated NACKs: the stream's backoff, capped at maxRenackWait.
+func renackBackoff(b Backoff) Backoff {
+	b.Initial = min(b.Initial, maxRenackWait)
+	b.Max = min(b.Max, maxRenackWait)
+	return b
+}
 
 // maxErrorDetail bounds the NACK's error message: a broken update can produce a
 // thousand problems, and the server only needs enough to point at the cause.
@@ -133,7 +147,7 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*S
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscriber{opts: o, node: node(o), conn: conn, apply: apply, cancel: cancel, done: make(chan struct{}),
-		renacks: retries{b: o.Backoff}}
+		renacks: retries{b: renackBackoff(o.Backoff)}}
 	go s.run(ctx)
 	return s, nil
 }
@@ -203,6 +217,8 @@ func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// A NACK on a new stream goes at once, even of the version last NACKed.
+	s.nacked = ""
 	// A new stream has no nonce yet, and asks with an empty version_info for whatever the
 	// server has: a server that restarted may count its versions from 1 again, and one
 	// that landed on the version we serve with other content would send nothing (a
@@ -256,14 +272,14 @@ func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.D
 	reply := &discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL, ResponseNonce: resp.GetNonce()}
 	rs, err := Compile(resp.GetResources())
 	if err != nil {
-		if s.opts.OnLoad != nil {
-			s.opts.OnLoad(nil, err)
-		}
 		var delay time.Duration
 		if resp.GetVersionInfo() == s.nacked {
 			delay = s.renacks.next()
 			s.opts.Log.Debug("xDS update rejected again (NACK)", "version", resp.GetVersionInfo(), "nack_in", delay.Round(time.Millisecond))
 		} else {
+			if s.opts.OnLoad != nil { // once per version, not per copy sent again
+				s.opts.OnLoad(nil, err)
+			}
 			s.renacks.reset()
 			s.nacked = resp.GetVersionInfo()
 			s.opts.Log.Error("xDS update rejected (NACK); the rules in place keep serving",

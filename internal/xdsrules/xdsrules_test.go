@@ -138,7 +138,7 @@ func TestReconnectKeepsServingAndResubscribes(t *testing.T) {
 func TestRepeatedNACKsArePaced(t *testing.T) {
 	cp := xdstest.Start(t, "127.0.0.1:0")
 	pace := 50 * time.Millisecond
-	startService(t, cp.Addr, Options{Backoff: Backoff{Initial: pace, Max: pace}})
+	svc := startService(t, cp.Addr, Options{Backoff: Backoff{Initial: pace, Max: pace}})
 	cp.Set(t, nodeID, "broken", &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{{Key: "k"}, {Key: "k"}}})
 	isNACK := func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil }
 	_, prev := cp.Requests.Next(t, "first NACK", isNACK)
@@ -150,6 +150,27 @@ func TestRepeatedNACKsArePaced(t *testing.T) {
 			t.Fatalf("NACK %d came %v after the previous one, want at least %v", i+2, gap, pace)
 		}
 		prev = at
+	}
+	// One rejected update, however often the server sent it (config_loads_total).
+	if good, rejected := svc.loads.counts(); good != 0 || rejected != 1 {
+		t.Errorf("OnLoad saw %d good and %d rejected updates, want 0 and 1", good, rejected)
+	}
+}
+
+// The pause before a repeated NACK follows the stream's backoff but never passes
+// maxRenackWait: the server sends the fix only once it has the NACK, so a pause of the
+// stream's longest backoff (a minute by default) would hold the fix back as long.
+func TestRenackPauseIsCapped(t *testing.T) {
+	for _, b := range []Backoff{DefaultBackoff, {Initial: 10 * time.Second, Max: time.Hour, Jitter: 0.5}} {
+		r := retries{b: renackBackoff(b)}
+		for i := range 20 {
+			if d := r.next(); d > time.Duration(float64(maxRenackWait)*(1+b.Jitter)) {
+				t.Fatalf("backoff %+v: repeat %d waits %v, past %v", b, i+1, d, maxRenackWait)
+			}
+		}
+	}
+	if r := (retries{b: renackBackoff(Backoff{Initial: 50 * time.Millisecond, Max: time.Hour})}); r.next() != 50*time.Millisecond {
+		t.Errorf("a short initial backoff is not kept for the first repeat")
 	}
 }
 
