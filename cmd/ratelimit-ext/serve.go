@@ -539,6 +539,7 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 	if err != nil {
 		return nil, err
 	}
+	o.OnStream = m.XDS()
 	sub, err := xdsrules.Start(ctx, o, apply)
 	if err != nil {
 		return nil, err

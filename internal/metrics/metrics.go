@@ -147,6 +147,22 @@ func New() *Metrics {
 	return m
 }
 
+// XDS adds the xDS link's gauge and returns what the subscriber reports it through.
+func (m *Metrics) XDS() (onStream func(up bool)) {
+	connected := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "xds_connected",
+		Help: "1 while a stream to the xDS server is up and has answered, else 0: the rules in place serve on, but no longer follow the server.",
+	})
+	m.Registry.MustRegister(connected)
+	return func(up bool) {
+		if up {
+			connected.Set(1)
+		} else {
+			connected.Set(0)
+		}
+	}
+}
+
 // ConfigLoaded records a load attempt and, on success, the rule set now served.
 func (m *Metrics) ConfigLoaded(rs *descriptors.RuleSet, err error) {
 	if err != nil {

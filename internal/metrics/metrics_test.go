@@ -135,6 +135,24 @@ func TestExactCountsPerLimitAndResult(t *testing.T) {
 	}
 }
 
+// The xDS link's gauge follows what the subscriber reports.
+func TestXDSConnected(t *testing.T) {
+	f := newFixture(t)
+	onStream := f.m.XDS()
+	const series = "ratelimit_ext_xds_connected"
+	if v, ok := f.scrape()[series]; !ok || v != 0 {
+		t.Fatalf("%s = %v (present %v) before any stream, want 0", series, v, ok)
+	}
+	onStream(true)
+	if v := f.scrape()[series]; v != 1 {
+		t.Fatalf("%s = %v with a stream up, want 1", series, v)
+	}
+	onStream(false)
+	if v := f.scrape()[series]; v != 0 {
+		t.Fatalf("%s = %v after the stream ended, want 0", series, v)
+	}
+}
+
 // A request for a domain the rules do not define is counted as such (it is allowed
 // without a decision); one in the rules' domain that matches nothing is not.
 func TestUnknownDomainIsCounted(t *testing.T) {

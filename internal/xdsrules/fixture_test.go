@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +57,8 @@ type service struct {
 	client rlsv3.RateLimitServiceClient
 	log    *testlog.Buffer
 	loads  *loads
+	up     atomic.Int32 // OnStream: 1 while a stream is up
+	ups    atomic.Int32 // OnStream(true) calls
 }
 
 // fastBackoff keeps reconnects and repeated NACKs quick in tests.
@@ -86,6 +89,14 @@ func startService(t *testing.T, server string, o Options) *service {
 	}
 	o.Log = slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.OnLoad = s.loads.onLoad
+	o.OnStream = func(up bool) {
+		if up {
+			s.ups.Add(1)
+			s.up.Store(1)
+		} else {
+			s.up.Store(0)
+		}
+	}
 	var err error
 	s.sub, err = Start(context.Background(), o, d.SetRules)
 	if err != nil {

@@ -88,6 +88,10 @@ type Options struct {
 	Log *slog.Logger
 	// OnLoad, when set, is told the outcome of every update (for metrics), after apply.
 	OnLoad func(rs *descriptors.RuleSet, err error)
+	// OnStream, when set, is told when a stream comes up (its first response: the
+	// server answers) and when it ends (for metrics: rules that stopped following the
+	// server serve on, so the break must show somewhere).
+	OnStream func(up bool)
 }
 
 // Subscriber keeps the served rules in step with an xDS server until Close.
@@ -237,6 +241,10 @@ func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
 		if !responded {
 			s.opts.Log.Info("xDS stream up", "server", s.opts.Server, "node", s.opts.NodeID)
 			responded = true
+			if s.opts.OnStream != nil {
+				s.opts.OnStream(true)
+				defer s.opts.OnStream(false)
+			}
 		}
 		if resp.GetTypeUrl() != TypeURL {
 			// Only one type is subscribed to; answering for another would confuse the

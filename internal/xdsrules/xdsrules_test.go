@@ -111,14 +111,23 @@ func TestReconnectKeepsServingAndResubscribes(t *testing.T) {
 	lis.Close()
 	svc := startService(t, addr, Options{})
 	svc.log.WaitLine(t, xdstest.Wait, "xDS stream ended", "retry_in")
+	if svc.up.Load() != 0 || svc.ups.Load() != 0 {
+		t.Fatal("OnStream reported a stream up while nothing listens")
+	}
 
 	cp := xdstest.Start(t, addr)
 	cp.Set(t, nodeID, "v1", edgeConfig(2))
 	cp.ACK(t, cp.Response(t, "v1"))
 	svc.decisions(t, "edge", "user", "alice", ok, ok, over)
 
+	if svc.up.Load() != 1 {
+		t.Fatal("OnStream did not report the stream up after its first response")
+	}
 	cp.Stop() // the stream breaks
 	svc.log.WaitLine(t, xdstest.Wait, "xDS stream ended", "acked_version=v1")
+	if svc.up.Load() != 0 {
+		t.Fatal("OnStream did not report the stream down when it broke")
+	}
 	svc.decisions(t, "edge", "user", "bob", ok, ok, over)
 
 	restarted := xdstest.Start(t, addr)
