@@ -43,8 +43,85 @@ func TestKeysAreInjective(t *testing.T) {
 		}
 		seen[k] = i
 	}
-	if b.Key("d", "id", fixed, entries("a", "x")) != b.Key("d", "id", fixed, entries("a", "x")) {
-		t.Fatal("the same inputs gave different keys")
+	// Two Builders made alike give one key: nothing but the inputs goes into it.
+	if k1, k2 := New("rlx:", 0).Key("d", "id", fixed, entries("a", "x")), New("rlx:", 0).Key("d", "id", fixed, entries("a", "x")); k1 != k2 {
+		t.Fatalf("two Builders gave %q and %q for the same inputs", k1, k2)
+	}
+}
+
+// Keys persist in Redis across releases: a change to the encoding resets every counter
+// (or, worse, merges some). These are written out by hand from docs/redis.md#keys:
+// <prefix>, then each part as <byte length>:<bytes> (domain, limit id,
+// algorithm/period[/sub-buckets or reduced rate], then each entry's key and value), the
+// domain part in {} with ClusterTag, and a key over the length bound replaced by
+// <prefix><domain part>h:<sha256 hex of the whole key>. The hashes were computed apart
+// from this code (Python's hashlib over the key spelled out in each case's comment).
+func TestGoldenKeys(t *testing.T) {
+	mk := func(p limiter.Params) *limiter.Params {
+		t.Helper()
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+	swLog := mk(limiter.Params{Algorithm: limiter.SlidingWindowLog, Limit: 100, PeriodMs: 60_000})
+	gcra := mk(limiter.Params{Algorithm: limiter.GCRA, Limit: 10, PeriodMs: 1000})         // 10 per 1000 ms: 1/100
+	bucket := mk(limiter.Params{Algorithm: limiter.TokenBucket, Limit: 5, PeriodMs: 2000}) // 5 per 2000 ms: 1/400
+	sw := mk(limiter.Params{Algorithm: limiter.SlidingWindow, Limit: 100, PeriodMs: 60_000, Buckets: 6})
+	fw := mk(limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 1000})
+	for _, tc := range []struct {
+		name    string
+		prefix  string
+		maxLen  int
+		cluster bool
+		domain  string
+		id      string
+		p       *limiter.Params
+		entries []descriptors.Entry
+		want    string
+	}{
+		{name: "docs/redis.md's example", prefix: "rlx:", domain: "edge", id: "remote_address#0", p: swLog,
+			entries: entries("remote_address", "10.0.0.1"),
+			want:    "rlx:4:edge16:remote_address#024:sliding_window_log/6000014:remote_address8:10.0.0.1"},
+		{name: "the example with a cluster tag", prefix: "rlx:", cluster: true, domain: "edge", id: "remote_address#0", p: swLog,
+			entries: entries("remote_address", "10.0.0.1"),
+			want:    "rlx:{4:edge}16:remote_address#024:sliding_window_log/6000014:remote_address8:10.0.0.1"},
+		{name: "separators, digits and an empty value inside parts; lengths in bytes", prefix: "rlx:", domain: "d", id: "a#1", p: fw,
+			entries: entries("a:b", "", "1:x", "é", "{t}", "x_y"),
+			want:    "rlx:1:d3:a#117:fixed_window/10003:a:b0:3:1:x2:é3:{t}3:x_y"},
+		{name: "gcra carries its reduced rate", prefix: "rlx:", domain: "edge", id: "g#0", p: gcra,
+			entries: entries("k", "v"),
+			want:    "rlx:4:edge3:g#015:gcra/1000/1/1001:k1:v"},
+		{name: "token_bucket carries its reduced rate", prefix: "rlx:", domain: "edge", id: "t#0", p: bucket,
+			entries: entries("k", "v"),
+			want:    "rlx:4:edge3:t#023:token_bucket/2000/1/4001:k1:v"},
+		{name: "sliding_window carries its sub-buckets", prefix: "rlx:", domain: "edge", id: "s#0", p: sw,
+			entries: entries("ip", "10.0.0.1"),
+			want:    "rlx:4:edge3:s#022:sliding_window/60000/62:ip8:10.0.0.1"},
+		{name: "another prefix, no entries", prefix: "prod:", domain: "api", id: "x#2", p: fw,
+			want: "prod:3:api3:x#217:fixed_window/1000"},
+		// rlx:1:d2:id17:fixed_window/10001:k27:vvv…: 64 bytes, the bound.
+		{name: "a key at the bound is kept", prefix: "rlx:", maxLen: 64, domain: "d", id: "id", p: fw,
+			entries: entries("k", strings.Repeat("v", 27)),
+			want:    "rlx:1:d2:id17:fixed_window/10001:k27:" + strings.Repeat("v", 27)},
+		// sha256("rlx:1:d2:id17:fixed_window/10001:k28:" + 28 × "v"): 65 bytes.
+		{name: "a byte over the bound is hashed", prefix: "rlx:", maxLen: 64, domain: "d", id: "id", p: fw,
+			entries: entries("k", strings.Repeat("v", 28)),
+			want:    "rlx:1:dh:31388fb71231fe1ba311fbf8237b40737a7cef3132390261da1b692414837bb3"},
+		// sha256("rlx:4:edge2:id17:fixed_window/10001:k600:" + 600 × "v").
+		{name: "an over-long value is hashed", prefix: "rlx:", maxLen: 128, domain: "edge", id: "id", p: fw,
+			entries: entries("k", strings.Repeat("v", 600)),
+			want:    "rlx:4:edgeh:abfbc0f6fd1032aa22e8fd0c31eaddce3ff14cbcf7ce9d7cb6f35b3959427f8e"},
+		// sha256("rlx:{4:edge}2:id17:fixed_window/10001:k600:" + 600 × "v"): the tag is hashed too.
+		{name: "a hashed key keeps its cluster tag", prefix: "rlx:", maxLen: 128, cluster: true, domain: "edge", id: "id", p: fw,
+			entries: entries("k", strings.Repeat("v", 600)),
+			want:    "rlx:{4:edge}h:72c2cc57729d2c6271c363341cede5e1f006278f8af6e51f63b122aaba4a8920"},
+	} {
+		b := New(tc.prefix, tc.maxLen)
+		b.ClusterTag = tc.cluster
+		if got := b.Key(tc.domain, tc.id, tc.p, tc.entries); got != tc.want {
+			t.Errorf("%s:\n got  %q\n want %q", tc.name, got, tc.want)
+		}
 	}
 }
 
