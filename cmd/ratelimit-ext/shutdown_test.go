@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,9 +52,11 @@ var built struct {
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	built.once.Do(func() {
+		// go test puts the toolchain running this test first on PATH (Go 1.19 and later).
 		gobin, err := exec.LookPath("go")
 		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go") // the toolchain running this test
+			built.err = fmt.Errorf("no go command on PATH to build the binary with: %v", err)
+			return
 		}
 		if built.dir, built.err = os.MkdirTemp("", "rlx-cmd-test-"); built.err != nil {
 			return
