@@ -49,6 +49,9 @@ type Readiness struct {
 type probeRun struct {
 	done chan struct{} // closed when err is set
 	err  error
+	// waiters counts the Checks that wait on it (under Readiness.mu): for tests, to
+	// know that the callers of a flood joined it before it ends.
+	waiters int
 }
 
 // NewReadiness returns the readiness of d's rules and engine.
@@ -97,6 +100,7 @@ func (r *Readiness) Check(ctx context.Context) error {
 		close(run.done)
 		return run.err
 	}
+	run.waiters++
 	r.mu.Unlock()
 	select {
 	case <-run.done:

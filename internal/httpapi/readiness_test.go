@@ -248,16 +248,17 @@ func logMessages(log string) []string {
 	return msgs
 }
 
-// slowPinger is a memory engine whose Ping takes a while and counts its calls.
-type slowPinger struct {
+// gatedPinger is a memory engine whose Ping waits until release is closed, and counts
+// its calls.
+type gatedPinger struct {
 	*limiter.MemoryEngine
-	took  time.Duration
-	pings atomic.Int64
+	release chan struct{}
+	pings   atomic.Int64
 }
 
-func (p *slowPinger) Ping(context.Context) error {
+func (p *gatedPinger) Ping(context.Context) error {
 	p.pings.Add(1)
-	time.Sleep(p.took)
+	<-p.release
 	return nil
 }
 
@@ -265,43 +266,67 @@ func (p *slowPinger) Ping(context.Context) error {
 // taken 200 times in a row would keep a caller waiting 4 s, past any probe's timeout)
 // nor sends the store a probe per request: checks made while a probe runs share it, and
 // with MaxAge an observation that young answers alone. Without MaxAge every check after
-// a probe ended observes anew.
+// a probe ended observes anew. The probe is held until all 200 checks are under way
+// and every one but its own waits on it: they run at once, on one probe, by
+// construction rather than by how fast the machine is.
 func TestReadinessChecksShareProbes(t *testing.T) {
 	rs, err := descriptors.Parse("web.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := &slowPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1}), took: 20 * time.Millisecond}
+	engine := &gatedPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})}
 	t.Cleanup(func() { engine.Close() })
 	d := decide.New(rs, engine, storekey.New("h:", 0), false)
-	flood := func(ready *httpapi.Readiness) time.Duration {
+	const checks = 200
+	// flood makes 200 concurrent checks. held: the store's probe is held until one
+	// check probes and the other 199 wait on that probe, none having returned.
+	flood := func(ready *httpapi.Readiness, held bool) {
+		t.Helper()
+		if held {
+			engine.release = make(chan struct{})
+		}
+		pingsBefore := engine.pings.Load()
 		var wg sync.WaitGroup
-		var slowest atomic.Int64
-		for range 200 {
+		var returned atomic.Int64
+		for range checks {
 			wg.Go(func() {
-				start := time.Now()
 				if err := ready.Check(context.Background()); err != nil {
 					t.Errorf("check: %v", err)
 				}
-				slowest.Store(max(slowest.Load(), int64(time.Since(start))))
+				returned.Add(1)
 			})
 		}
+		if held {
+			deadline := time.Now().Add(10 * time.Second)
+			for engine.pings.Load() != pingsBefore+1 || ready.ProbeWaiters() != checks-1 {
+				if time.Now().After(deadline) {
+					close(engine.release)
+					wg.Wait()
+					t.Fatalf("probes %d, checks waiting on the one under way %d, after 10 s; want 1 probe and %d waiting",
+						engine.pings.Load()-pingsBefore, ready.ProbeWaiters(), checks-1)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if n := returned.Load(); n != 0 {
+				t.Errorf("%d checks returned while the probe was held", n)
+			}
+			close(engine.release)
+		}
 		wg.Wait()
-		return time.Duration(slowest.Load())
 	}
-	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), MaxAge: time.Hour})
-	if slowest := flood(ready); engine.pings.Load() != 1 || slowest > 2*time.Second {
-		t.Errorf("200 concurrent checks with MaxAge: %d probes, the slowest took %v; want 1 probe", engine.pings.Load(), slowest)
+	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), MaxAge: time.Hour, Timeout: time.Minute})
+	if flood(ready, true); engine.pings.Load() != 1 {
+		t.Errorf("200 concurrent checks with MaxAge: %d probes, want 1", engine.pings.Load())
 	}
-	flood(ready)
+	flood(ready, false)
 	if n := engine.pings.Load(); n != 1 {
 		t.Errorf("a second flood within MaxAge: %d probes in all, want still 1", n)
 	}
 
 	engine.pings.Store(0)
-	ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet()})
-	if flood(ready); engine.pings.Load() >= 200 {
-		t.Errorf("200 concurrent checks without MaxAge: %d probes, want them shared", engine.pings.Load())
+	ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), Timeout: time.Minute})
+	if flood(ready, true); engine.pings.Load() != 1 {
+		t.Errorf("200 concurrent checks without MaxAge: %d probes, want them to share 1", engine.pings.Load())
 	}
 	before := engine.pings.Load()
 	ready.Check(context.Background())
