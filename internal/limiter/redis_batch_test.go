@@ -160,13 +160,10 @@ func TestRedisBatchDown(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			d := make([]limiter.Decision, 1)
-			start := time.Now()
+			// Fast: the refused connection itself ends the call, not a timeout run out.
 			_, err := e.Evaluate(ctx, 0, oneCheck(p, uniquePrefix(t), 1), d)
-			if !errors.Is(err, limiter.ErrStore) {
-				t.Errorf("with Redis down: %v, want ErrStore", err)
-			}
-			if took := time.Since(start); took > 2*time.Second {
-				t.Errorf("with Redis down Evaluate took %v", took)
+			if !errors.Is(err, limiter.ErrStore) || !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("with Redis down: %v, want ErrStore from the refused connection", err)
 			}
 		}()
 	}
