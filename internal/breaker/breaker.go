@@ -63,6 +63,9 @@ type Engine struct {
 	stop    chan struct{}
 	probing sync.WaitGroup
 	closed  atomic.Bool
+	// after is time.After; tests replace it (before the first call) to see and step
+	// the probes' schedule.
+	after func(time.Duration) <-chan time.Time
 }
 
 // circuit is the state of one part's breaker.
@@ -92,7 +95,7 @@ func New(inner limiter.Engine, pinger limiter.Pinger, o Options) *Engine {
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = 250 * time.Millisecond
 	}
-	e := &Engine{inner: inner, pinger: pinger, opts: o, stop: make(chan struct{})}
+	e := &Engine{inner: inner, pinger: pinger, opts: o, stop: make(chan struct{}), after: time.After}
 	if o.Partitioner != nil {
 		e.parts = make([]atomic.Pointer[circuit], MaxParts)
 	}
@@ -196,14 +199,13 @@ const firstProbe = 50 * time.Millisecond
 // answers; then it closes the circuit.
 func (e *Engine) probe(c *circuit, first time.Duration) {
 	defer e.probing.Done()
-	t := time.NewTimer(first)
-	defer t.Stop()
+	tick := e.after(first)
 	for {
 		select {
 		case <-e.stop:
 			return
-		case <-t.C:
-			t.Reset(e.opts.ProbeInterval)
+		case <-tick:
+			tick = e.after(e.opts.ProbeInterval)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.ProbeTimeout)
 		err := e.ping(ctx, c)
