@@ -85,7 +85,38 @@ type Config struct {
 	// name, say).
 	TLS       *tls.Config
 	Authority string
+
+	// clock, when set, replaces the system clock for the open loop's schedule and its
+	// timestamps, the phases and the wait for requests in flight at the end: for tests,
+	// which step it. Request deadlines and the closed loop stay on the system clock.
+	clock clock
 }
+
+// clock is the time a run is scheduled and measured by.
+type clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) timer
+}
+
+// timer is a *time.Timer behind an interface (its channel from C); ResetAt rearms it
+// for a moment rather than a duration, so that a stepped clock cannot move between the
+// reading of the time and the rearming.
+type timer interface {
+	C() <-chan time.Time
+	ResetAt(at time.Time)
+	Stop() bool
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                 { return time.Now() }
+func (systemClock) NewTimer(d time.Duration) timer { return systemTimer{time.NewTimer(d)} }
+
+type systemTimer struct{ t *time.Timer }
+
+func (t systemTimer) C() <-chan time.Time  { return t.t.C }
+func (t systemTimer) ResetAt(at time.Time) { t.t.Reset(time.Until(at)) }
+func (t systemTimer) Stop() bool           { return t.t.Stop() }
 
 // dialOptions are the connections' credentials and authority.
 func dialOptions(cfg *Config) []grpc.DialOption {
@@ -198,7 +229,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			_ = c.Close()
 		}
 	}()
-	r := &runner{cfg: &cfg, conns: conns}
+	r := &runner{cfg: &cfg, conns: conns, clock: cfg.clock}
+	if r.clock == nil {
+		r.clock = systemClock{}
+	}
 	n := statShards
 	if cfg.Rate == 0 {
 		n = min(n, cfg.Workers)
@@ -277,6 +311,7 @@ const (
 type runner struct {
 	cfg   *Config
 	conns []*grpc.ClientConn
+	clock clock
 	phase atomic.Int32
 	// measured counts requests started in the measured phase (for Config.Requests, and
 	// in the open loop the ones sent, answered or not, for unsent); completed the ones
@@ -429,7 +464,7 @@ func (r *runner) countReached() bool {
 
 func (r *runner) finish() {
 	r.doneOnce.Do(func() {
-		r.endAt.Store(time.Now().UnixNano())
+		r.endAt.Store(r.clock.Now().UnixNano())
 		r.phase.Store(phaseDone)
 		close(r.done)
 	})
@@ -449,7 +484,7 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 	beginMeasure := func() {
 		procs0 = sampleProcs(cfg.WatchPIDs)
 		cpu0 = selfCPU()
-		measureStart = time.Now()
+		measureStart = r.clock.Now()
 		r.measureAt.Store(measureStart.UnixNano())
 		r.phase.Store(phaseMeasure)
 	}
@@ -461,9 +496,11 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 	// The clock: warm-up, then the measured phase, ended by Duration, Requests or ctx.
 	go func() {
 		if cfg.Warmup > 0 {
+			w := r.clock.NewTimer(cfg.Warmup)
 			select {
-			case <-time.After(cfg.Warmup):
+			case <-w.C():
 			case <-ctx.Done():
+				w.Stop()
 				r.finish()
 				return
 			}
@@ -471,9 +508,9 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 		}
 		var timeout <-chan time.Time
 		if cfg.Duration > 0 {
-			t := time.NewTimer(cfg.Duration)
+			t := r.clock.NewTimer(cfg.Duration)
 			defer t.Stop()
-			timeout = t.C
+			timeout = t.C()
 		}
 		select {
 		case <-timeout:
@@ -505,9 +542,11 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 	// In-flight requests get their timeout to finish; then they are canceled.
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()
+	drain := r.clock.NewTimer(cfg.Timeout + time.Second)
 	select {
 	case <-waited:
-	case <-time.After(cfg.Timeout + time.Second):
+		drain.Stop()
+	case <-drain.C():
 		cancel()
 		<-waited
 	}
@@ -560,21 +599,21 @@ func (r *runner) closedWorker(ctx context.Context, id int) {
 // phase, whenever it is sent; one due there and never sent (the target rate was not
 // sustained) is counted in the report as unsent.
 func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
-	r.openStart, r.interval = time.Now(), float64(time.Second)/r.cfg.Rate
+	r.openStart, r.interval = r.clock.Now(), float64(time.Second)/r.cfg.Rate
 	var next atomic.Int64
 	for j := 0; j < r.cfg.MaxInFlight; j++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s := r.newSender(j)
-			timer := time.NewTimer(time.Hour)
+			timer := r.clock.NewTimer(time.Hour)
 			defer timer.Stop()
 			for {
 				due := r.openStart.Add(time.Duration(float64(next.Add(1)-1) * r.interval))
-				if wait := time.Until(due); wait > 0 {
-					timer.Reset(wait)
+				if r.clock.Now().Before(due) {
+					timer.ResetAt(due)
 					select {
-					case <-timer.C:
+					case <-timer.C():
 					case <-r.done:
 						return
 					}
@@ -589,9 +628,9 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 				if measured && !r.startMeasuring() {
 					return
 				}
-				sent := time.Now()
+				sent := r.clock.Now()
 				_, err := s.call(ctx, r.conn())
-				answered := time.Now()
+				answered := r.clock.Now()
 				if measured {
 					s.record(ctx, err, answered.Sub(due), sent.Sub(due), answered.Sub(sent))
 					r.complete()
