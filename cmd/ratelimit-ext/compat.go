@@ -88,8 +88,6 @@ var ignoredLegacy = map[string]string{
 	"MERGE_DOMAIN_CONFIG":                     "each domain must be in one file or xDS resource: a second one with the same domain is an error (over xDS the update is NACKed)",
 	"DEBUG_HOST":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"DEBUG_PORT":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
-	"GRPC_MAX_CONNECTION_AGE":                 "gRPC connections are not aged out",
-	"GRPC_MAX_CONNECTION_AGE_GRACE":           "gRPC connections are not aged out",
 	"STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT": "a denied request never consumes anything here",
 	"LIMIT_LIMIT_HEADER":                      "set Envoy's enable_x_ratelimit_headers: DRAFT_VERSION_03, or --ratelimit-headers for the IETF fields",
 	"LIMIT_REMAINING_HEADER":                  "set Envoy's enable_x_ratelimit_headers: DRAFT_VERSION_03, or --ratelimit-headers for the IETF fields",
@@ -207,6 +205,13 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		}
 	}
 	mapLegacyLogging(m)
+	// Go durations there too (envconfig's time.Duration).
+	for legacy, flag := range map[string]string{"GRPC_MAX_CONNECTION_AGE": "grpc-max-connection-age",
+		"GRPC_MAX_CONNECTION_AGE_GRACE": "grpc-max-connection-age-grace"} {
+		if v, ok := get(legacy); ok {
+			set(legacy, flag, v)
+		}
+	}
 	if v, ok := get("CACHE_KEY_PREFIX"); ok {
 		set("CACHE_KEY_PREFIX", "key-prefix", v)
 	}

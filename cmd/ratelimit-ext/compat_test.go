@@ -161,6 +161,8 @@ func TestLegacyEnvironment(t *testing.T) {
 		{"bad QUOTA_MODE", fakeEnv{"QUOTA_MODE": "soft"}, nil, `QUOTA_MODE="soft"`},
 		{"QUOTA_MODE=false changes nothing", fakeEnv{"QUOTA_MODE": "false", "LOG_LEVEL": "warn"},
 			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
+		{"connection age", fakeEnv{"GRPC_MAX_CONNECTION_AGE": "12h", "GRPC_MAX_CONNECTION_AGE_GRACE": "5m"},
+			map[string]string{"RATELIMIT_EXT_GRPC_MAX_CONNECTION_AGE": "12h", "RATELIMIT_EXT_GRPC_MAX_CONNECTION_AGE_GRACE": "5m"}, ""},
 		{"memcached stops the process", fakeEnv{"BACKEND_TYPE": "memcache", "MEMCACHE_HOST_PORT": "m:11211"}, nil, "BACKEND_TYPE=memcache"},
 		{"another backend stops the process", fakeEnv{"BACKEND_TYPE": "dynamodb"}, nil, "BACKEND_TYPE=dynamodb"},
 		{"BACKEND_TYPE=redis without an address stops the process", fakeEnv{"BACKEND_TYPE": "redis"}, nil, "set REDIS_URL"},

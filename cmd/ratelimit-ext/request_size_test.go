@@ -58,6 +58,27 @@ func TestServerAdvertisesItsStreamBound(t *testing.T) {
 	}
 }
 
+// A connection is aged out after --grpc-max-connection-age (±10%): the server sends a
+// GOAWAY, so that Envoy opens a new connection, which may reach a replica added since.
+func TestConnectionsAreAgedOut(t *testing.T) {
+	s := startBinary(t, buildBinary(t), "--grpc-max-connection-age", "500ms", "--grpc-max-connection-age-grace", "100ms")
+	fr := testgrpc.RawHTTP2(t, s.grpcAddr) // reads fail after 10 s
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY on a connection older than --grpc-max-connection-age: %v", err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			if err := fr.WriteSettingsAck(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, ok := f.(*http2.GoAwayFrame); ok {
+			return
+		}
+	}
+}
+
 // maxConcurrentStreamsOf opens a plaintext HTTP/2 connection to addr and returns the
 // SETTINGS_MAX_CONCURRENT_STREAMS of the server's first SETTINGS frame (0: not sent).
 func maxConcurrentStreamsOf(t *testing.T, addr string) uint32 {

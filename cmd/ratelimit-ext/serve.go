@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -52,6 +53,7 @@ type serveConfig struct {
 	log                                       *slog.Logger // built by check from the two above
 	memoryMaxKeys, maxKeyLen, maxRequestBytes int
 	maxStreams                                int // per gRPC connection
+	connAge, connAgeGrace                     time.Duration
 	memoryMaxMiB                              int
 	shadow, retryAfter, watch                 bool
 	headers                                   ratelimitheaders.Options // Retry-After is retryAfter
@@ -181,6 +183,11 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	// client that opens thousands of streams and never finishes their messages holds
 	// all of that. Envoy opens another connection when it reaches the bound.
 	f.IntVar(&c.maxStreams, "grpc-max-concurrent-streams", 1024, "RPCs one gRPC connection may have in flight (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); Envoy opens more connections when it needs more")
+	// Envoy keeps its connections to the service for as long as they last, so replicas
+	// added later get none of the existing ones' traffic: ageing them out spreads it
+	// again. envoyproxy/ratelimit's defaults (GRPC_MAX_CONNECTION_AGE, _GRACE).
+	f.DurationVar(&c.connAge, "grpc-max-connection-age", 24*time.Hour, "close a gRPC connection after this long (±10%; GOAWAY: the client opens another, RPCs in flight finish), so traffic spreads over replicas added since; 0: never")
+	f.DurationVar(&c.connAgeGrace, "grpc-max-connection-age-grace", time.Hour, "after --grpc-max-connection-age, how long RPCs in flight on the connection may still run before it is closed")
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
 	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
 	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
@@ -219,6 +226,9 @@ func checkCounts(c *serveConfig) error {
 	}
 	if c.memoryMaxMiB < 0 || int64(c.memoryMaxMiB) > math.MaxInt64>>20 {
 		return fmt.Errorf("--memory-max-mib %d: want 0 (automatic) to %d", c.memoryMaxMiB, int64(math.MaxInt64>>20))
+	}
+	if c.connAge < 0 || c.connAgeGrace < 0 {
+		return fmt.Errorf("--grpc-max-connection-age %v, --grpc-max-connection-age-grace %v: want 0 (never) or a positive duration", c.connAge, c.connAgeGrace)
 	}
 	if c.maxStreams > maxConcurrentStreams {
 		return fmt.Errorf("--grpc-max-concurrent-streams %d: want at most %d", c.maxStreams, maxConcurrentStreams)
@@ -463,6 +473,9 @@ func grpcServerOptions(c *serveConfig, log *slog.Logger, tlsInUse *tlsfiles.Regi
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)),
 		grpc.MaxRecvMsgSize(c.maxRequestBytes), grpc.MaxConcurrentStreams(uint32(c.maxStreams))}
 	opts = append(opts, grpcopts.Server()...)
+	if c.connAge > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.connAge, MaxConnectionAgeGrace: c.connAgeGrace}))
+	}
 	creds, err := c.tls.serverOption(log, tlsInUse)
 	if err != nil {
 		return nil, err

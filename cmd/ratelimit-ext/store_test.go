@@ -105,6 +105,7 @@ func TestCountsBelowOneAreRefused(t *testing.T) {
 		{"--shutdown-timeout", "0s"},
 		{"--max-hits-addend", "4294967296"}, // above Envoy's uint32 and limiter.MaxCost
 		{"--grpc-max-concurrent-streams", "0"}, {"--grpc-max-concurrent-streams", "1048577"},
+		{"--grpc-max-connection-age", "-1s"}, {"--grpc-max-connection-age-grace", "-1s"},
 	} {
 		_, err := loadServeConfig(args)
 		if err == nil || !strings.Contains(err.Error(), args[0]+" ") {
