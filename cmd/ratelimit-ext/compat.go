@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 )
 
 // envoyproxy/ratelimit's environment variables, so a deployment can switch by changing
@@ -136,13 +138,29 @@ var ignoredLegacy = map[string]string{
 // (through setenv) and returns a note per variable seen. A value we cannot honour that
 // would change behaviour silently (an unknown CONFIG_TYPE) is an error.
 func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, string) error) ([]legacyNote, error) {
+	return applyLegacyEnvBeside(nil, lookup, setenv)
+}
+
+// applyLegacyEnvBeside is applyLegacyEnv for a command line that gives the flags in
+// given: a flag wins over their variables as our own variable does.
+func applyLegacyEnvBeside(given map[string]bool, lookup func(string) (string, bool), setenv func(string, string) error) ([]legacyNote, error) {
 	var notes []legacyNote
-	// taken says whether our own variable for flag is set: it wins over theirs.
-	taken := func(flag string) bool { _, ok := lookup(envName(flag)); return ok }
+	// takenBy says what of ours sets flag, winning over theirs: the flag on the
+	// command line, or our variable ("" when neither).
+	takenBy := func(flag string) string {
+		if given[flag] {
+			return "--" + flag + " is given"
+		}
+		if _, ok := lookup(envName(flag)); ok {
+			return envName(flag) + " is set"
+		}
+		return ""
+	}
+	taken := func(flag string) bool { return takenBy(flag) != "" }
 	assign := func(legacy, flag, value string, show bool) {
 		ours := envName(flag)
-		if taken(flag) {
-			notes = append(notes, ignoredNote(legacy, ours+" is set"))
+		if by := takenBy(flag); by != "" {
+			notes = append(notes, ignoredNote(legacy, by))
 			return
 		}
 		shown := ours + "=" + value
@@ -159,7 +177,7 @@ func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, stri
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
 	note := func(legacy, outcome string) { notes = append(notes, legacyNote{name: legacy, outcome: outcome}) }
-	m := mapper{get: get, taken: taken, set: set, note: note,
+	m := mapper{get: get, taken: taken, takenBy: takenBy, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
 		ignore:    func(legacy, why string) { notes = append(notes, ignoredNote(legacy, why)) },
 		setDefault: func(legacy, flag, value string) {
@@ -316,7 +334,7 @@ func mapLegacyListeners(m mapper) error {
 		switch {
 		case !hostSet:
 		case ours:
-			m.ignore(l.hostVar, envName(l.flag)+" is set")
+			m.ignore(l.hostVar, m.takenBy(l.flag))
 		default:
 			m.note(l.hostVar, "used: the host of "+envName(l.flag))
 		}
@@ -379,7 +397,7 @@ func mapLegacyRedis(m mapper) error {
 			return
 		}
 		if urlTaken {
-			m.ignore(legacy, envName("redis-url")+" is set")
+			m.ignore(legacy, m.takenBy("redis-url"))
 			return
 		}
 		m.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
@@ -484,24 +502,55 @@ func mapQuotaMode(m mapper) error {
 	return nil
 }
 
-// mapCalendarMonth handles USE_CALENDAR_MONTH_RATE_LIMIT, with which envoyproxy/ratelimit
-// counts `unit: month` per calendar month. A month here is always 30 days from the
-// epoch (SPEC §7), so monthly quotas would reset on other days: true stops the process.
+// calendarMonthsVar is envoyproxy/ratelimit's switch to count `unit: month` per calendar
+// month. A month here is always 30 days from the epoch (SPEC §7), so monthly quotas
+// would reset on other days: with it on, rules with a month limit stop the start and
+// are logged as errors when they arrive later (monthLimitsRefused); others serve.
+const calendarMonthsVar = "USE_CALENDAR_MONTH_RATE_LIMIT"
+
+// mapCalendarMonth reports USE_CALENDAR_MONTH_RATE_LIMIT; serve acts on it with the rules.
 func mapCalendarMonth(m mapper) error {
-	const name = "USE_CALENDAR_MONTH_RATE_LIMIT"
-	v, ok := m.get(name)
+	v, ok := m.get(calendarMonthsVar)
 	if !ok {
 		return nil
 	}
 	on, err := strconv.ParseBool(v)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%s=%q: want true or false", name, v)
+		return fmt.Errorf("%s=%q: want true or false", calendarMonthsVar, v)
 	case on:
-		return errors.New(name + "=true: calendar months are not supported; unit: month is 30 days counted from the Unix epoch here, so monthly quotas would reset on other days (use unit: day with unit_multiplier: 30, or keep envoyproxy/ratelimit for them)")
+		m.ignore(calendarMonthsVar, "calendar months are not supported: unit: month counts 30 days from the Unix epoch here, so rules with a month limit are refused (unset it, or set it false, to accept 30-day months)")
+	default:
+		m.ignore(calendarMonthsVar, "false is the default: a month is 30 days")
 	}
-	m.ignore(name, "false is the default: a month is 30 days")
 	return nil
+}
+
+// calendarMonthsAsked says whether the environment turns envoyproxy/ratelimit's
+// calendar months on (mapCalendarMonth has refused any other value).
+func calendarMonthsAsked() bool {
+	on, err := strconv.ParseBool(strings.TrimSpace(os.Getenv(calendarMonthsVar)))
+	return err == nil && on
+}
+
+// monthLimitsRefused is the error for rules with month limits while calendar months
+// are asked for, nil when there are none (or they are not asked for).
+func monthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
+	if !asked || rs == nil {
+		return nil
+	}
+	var paths []string
+	for _, d := range rs.Domains() {
+		for _, l := range rs.Limits(d) {
+			if l.Unit == "month" {
+				paths = append(paths, d+": "+l.Path)
+			}
+		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s=true, and %d limits have unit: month (%s): they would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), strings.Join(paths[:min(len(paths), 5)], ", "))
 }
 
 // mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not
@@ -509,15 +558,24 @@ func mapCalendarMonth(m mapper) error {
 // replicas would allow N times every limit without a word.
 func mapLegacyBackend(m mapper) error {
 	backend, set := m.get("BACKEND_TYPE")
+	// Our own choice of store (a Redis URL, or an engine) settles it, whatever theirs.
+	for _, flag := range []string{"redis-url", "engine"} {
+		if by := m.takenBy(flag); by != "" {
+			if set {
+				m.ignore("BACKEND_TYPE", by)
+			}
+			return nil
+		}
+	}
 	if set && !strings.EqualFold(backend, "redis") {
 		if strings.EqualFold(backend, "memcache") {
-			return errors.New("BACKEND_TYPE=memcache: memcached is not supported; use Redis (REDIS_URL, or RATELIMIT_EXT_REDIS_URL), or unset BACKEND_TYPE to count on each replica's own memory")
+			return errors.New("BACKEND_TYPE=memcache: memcached is not supported; use Redis (REDIS_URL, or --redis-url), or set RATELIMIT_EXT_ENGINE=memory to count on each replica's own memory")
 		}
 		return fmt.Errorf("BACKEND_TYPE=%s: want redis (memcache is not supported)", backend)
 	}
-	if _, ok := m.get("REDIS_URL"); ok || m.taken("redis-url") || m.taken("engine") {
+	if _, ok := m.get("REDIS_URL"); ok {
 		if set {
-			m.ignore("BACKEND_TYPE", "the engine is redis when a Redis URL is set (--engine says otherwise)")
+			m.ignore("BACKEND_TYPE", "the engine is redis when a Redis URL is set")
 		}
 		return nil
 	}
@@ -525,7 +583,7 @@ func mapLegacyBackend(m mapper) error {
 	// an address of ours would silently mean no shared store at all.
 	for _, v := range []string{"BACKEND_TYPE", "REDIS_SOCKET_TYPE", "REDIS_TYPE", "REDIS_AUTH", "REDIS_TLS", "REDIS_SENTINEL_AUTH"} {
 		if _, ok := m.get(v); ok {
-			return fmt.Errorf("%s is set but REDIS_URL is not: envoyproxy/ratelimit would use its default Redis (the socket /var/run/nutcracker/ratelimit.sock); set REDIS_URL (or RATELIMIT_EXT_REDIS_URL) to your Redis, or unset %s to count on each replica's own memory (RATELIMIT_EXT_ENGINE=memory says so explicitly)", v, v)
+			return fmt.Errorf("%s is set but REDIS_URL is not: envoyproxy/ratelimit would use its default Redis (the socket /var/run/nutcracker/ratelimit.sock); set REDIS_URL (or --redis-url) to your Redis, or unset %s, or set RATELIMIT_EXT_ENGINE=memory to count on each replica's own memory", v, v)
 		}
 	}
 	return nil
@@ -749,7 +807,8 @@ func mapLegacyMetrics(m mapper) error {
 // became of one that sets nothing itself (a switch for others).
 type mapper struct {
 	get            func(string) (string, bool)
-	taken          func(flag string) bool // our variable for flag is set: it wins
+	taken          func(flag string) bool   // our flag or variable for flag is set: it wins
+	takenBy        func(flag string) string // what of ours sets flag, or ""
 	set, setSecret func(legacy, flag, value string)
 	// setDefault sets flag to envoyproxy/ratelimit's default for legacy, which is unset.
 	setDefault   func(legacy, flag, value string)
@@ -883,7 +942,25 @@ func mapLegacyXDS(m mapper) (bool, error) {
 	return true, nil
 }
 
-// legacyEnvFromOS applies the legacy variables of the process environment.
-func legacyEnvFromOS() ([]legacyNote, error) {
-	return applyLegacyEnv(os.LookupEnv, os.Setenv)
+// legacyEnvFromOS applies the legacy variables of the process environment, beside the
+// flags args gives.
+func legacyEnvFromOS(args []string) ([]legacyNote, error) {
+	return applyLegacyEnvBeside(flagsGiven(args), os.LookupEnv, os.Setenv)
+}
+
+// flagsGiven names the flags a command line gives (-name, --name, with =value or not),
+// before they are parsed: a value that looks like a flag only adds a name no mapping
+// asks about.
+func flagsGiven(args []string) map[string]bool {
+	given := map[string]bool{}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if name, ok := strings.CutPrefix(a, "-"); ok {
+			name, _, _ = strings.Cut(strings.TrimPrefix(name, "-"), "=")
+			given[name] = true
+		}
+	}
+	return given
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -173,7 +176,8 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": ""}, ""},
 		{"BACKEND_TYPE=redis with an address", fakeEnv{"BACKEND_TYPE": "Redis", "REDIS_URL": "r:6379"},
 			map[string]string{"RATELIMIT_EXT_REDIS_URL": "redis://r:6379"}, ""},
-		{"calendar months stop the process", fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "true"}, nil, "calendar months are not supported"},
+		{"calendar months are reported (the rules decide)", fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "true", "LOG_LEVEL": "warn"},
+			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
 		{"bad USE_CALENDAR_MONTH_RATE_LIMIT", fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "yes please"}, nil, "USE_CALENDAR_MONTH_RATE_LIMIT"},
 		{"USE_CALENDAR_MONTH_RATE_LIMIT=false changes nothing", fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "false", "LOG_LEVEL": "warn"},
 			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
@@ -196,6 +200,69 @@ func TestLegacyEnvironment(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With envoyproxy/ratelimit's USE_CALENDAR_MONTH_RATE_LIMIT=true, rules with a month
+// limit stop the start (here it counts 30 days from the epoch, not calendar months);
+// rules without one, or the switch off, serve.
+func TestCalendarMonthsRefuseMonthRules(t *testing.T) {
+	month, err := descriptors.Parse("q.yaml", []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	day, err := descriptors.Parse("q.yaml", []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: day, requests_per_unit: 1000}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := monthLimitsRefused(true, month); err == nil || !strings.Contains(err.Error(), "q: org") {
+		t.Errorf("a month limit with calendar months asked for: %v, want an error naming it", err)
+	}
+	if err := monthLimitsRefused(true, day); err != nil {
+		t.Errorf("no month limit: %v", err)
+	}
+	if err := monthLimitsRefused(false, month); err != nil {
+		t.Errorf("calendar months not asked for: %v", err)
+	}
+
+	isolateEnv(t)
+	t.Setenv("USE_CALENDAR_MONTH_RATE_LIMIT", "true")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "q.yaml"), []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(out, "unit: month") {
+		t.Errorf("serve with a month limit and calendar months asked for: exit %d, stderr %.300q; want 1 and the reason", code, out)
+	}
+}
+
+// A flag on the command line wins over envoyproxy/ratelimit's variables as our own
+// variable does: Redis settings beside --redis-url, a RUNTIME_* directory that does not
+// exist beside --config-dir, and memcached beside --engine start as they did.
+func TestLegacyVariablesBesideFlags(t *testing.T) {
+	for _, c := range []struct {
+		env  fakeEnv
+		args []string
+	}{
+		{fakeEnv{"REDIS_SOCKET_TYPE": "tcp", "REDIS_AUTH": "pw"}, []string{"--redis-url", "redis://r:6379"}},
+		{fakeEnv{"REDIS_SOCKET_TYPE": "tcp"}, []string{"--engine=memory"}},
+		{fakeEnv{"BACKEND_TYPE": "memcache"}, []string{"-redis-url=redis://r:6379"}},
+		{fakeEnv{"RUNTIME_SUBDIRECTORY": "nowhere"}, []string{"--config-dir", "/rules"}},
+	} {
+		notes, err := applyLegacyEnvBeside(flagsGiven(c.args), c.env.lookup, c.env.set)
+		if err != nil {
+			t.Errorf("%v beside %v: %v", c.env, c.args, err)
+			continue
+		}
+		for _, n := range notes {
+			if strings.HasPrefix(n.outcome, "mapped to ") {
+				t.Errorf("%v beside %v: %s %s, want it ignored for the flag", c.env, c.args, n.name, n.outcome)
+			}
+		}
+	}
+	if _, err := applyLegacyEnvBeside(flagsGiven([]string{"--log-level", "debug"}), fakeEnv{"REDIS_SOCKET_TYPE": "tcp"}.lookup, fakeEnv{}.set); err == nil {
+		t.Error("Redis settings without any address of ours: started, want refused")
 	}
 }
 

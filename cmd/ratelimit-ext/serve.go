@@ -82,7 +82,7 @@ var (
 )
 
 func loadServeConfig(args []string) (*serveConfig, error) {
-	legacy, err := legacyEnvFromOS() // before the flags read their defaults from the environment
+	legacy, err := legacyEnvFromOS(args) // before the flags read their defaults from the environment
 	if err != nil {
 		return nil, err
 	}
@@ -332,6 +332,9 @@ func serve(args []string) int {
 	routeRedisLogs(log)
 	logLegacy(log, c.legacy)
 	rules, err := initialRules(c)
+	if err == nil {
+		err = monthLimitsRefused(calendarMonthsAsked(), rules)
+	}
 	if err != nil {
 		// Printed as is, one problem per line, like validate's output: nothing has
 		// started yet.
@@ -404,7 +407,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds}
+	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds, calendarMonths: calendarMonthsAsked()}
 	if c.xds.source == sourceFile {
 		warner.dir = c.configDir
 	}

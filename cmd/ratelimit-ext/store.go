@@ -73,12 +73,18 @@ type ruleWarner struct {
 	policyDomains []string
 	bounds        decide.Bounds
 	dir           string // the config directory the warnings' file names are relative to, or ""
-	mu            sync.Mutex
-	skipped       string // the last note on skipped files: repeated only when it changes
-	warned        string // the last rule warnings, likewise
+	// calendarMonths: envoyproxy/ratelimit's USE_CALENDAR_MONTH_RATE_LIMIT is on, so
+	// month limits are an error (monthLimitsRefused).
+	calendarMonths bool
+	mu             sync.Mutex
+	skipped        string // the last note on skipped files: repeated only when it changes
+	warned         string // the last rule warnings, likewise
 }
 
 func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
+	if err := monthLimitsRefused(w.calendarMonths, rs); err != nil {
+		w.log.Error("rules applied with month limits that do not count calendar months", "error", err)
+	}
 	warnUnruledPolicyDomains(w.log, w.policyDomains, rs)
 	warnExtAuthzOverBound(w.log, rs, w.bounds)
 	note := skippedNote(rs)
