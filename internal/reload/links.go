@@ -42,15 +42,15 @@ func (a linkState) same(b linkState) bool {
 }
 
 // pollLinks triggers a reload whenever the tree's linked rule files resolve to
-// something other than at the last look. The first look finds them all new, and
-// reloads once if there are any: the rules were loaded before the watcher started, and
-// a target may have changed in between. It also follows the config directory itself
-// to wherever links above it lead (lastReal: where it led when its watches were added).
-func (w *Watcher) pollLinks(ctx context.Context, lastReal string) {
+// something other than at the last look (last: as they resolved when the watches were
+// added; Start's catch-up load covers changes before that). It also follows the config
+// directory to wherever links above it lead: lastParent is where its parent directory
+// led then. (The directory itself re-pointed, `ln -sfn v2 config`, is an event in its
+// parent, which the watches see.)
+func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, lastParent string) {
 	defer w.done.Done()
 	t := time.NewTicker(linkPollEvery)
 	defer t.Stop()
-	var last map[string]linkState
 	warned := false
 	for {
 		select {
@@ -58,9 +58,9 @@ func (w *Watcher) pollLinks(ctx context.Context, lastReal string) {
 			return
 		case <-t.C:
 		}
-		if real, err := filepath.EvalSymlinks(w.root); err == nil && real != lastReal {
-			w.followMovedRoot(lastReal, real)
-			lastReal = real
+		if parent, err := filepath.EvalSymlinks(filepath.Dir(w.root)); err == nil && parent != lastParent {
+			w.followMovedRoot(lastParent, parent)
+			lastParent = parent
 		}
 		now, cut := w.outsideLinks()
 		if !sameLinks(last, now) {
@@ -74,13 +74,13 @@ func (w *Watcher) pollLinks(ctx context.Context, lastReal string) {
 	}
 }
 
-// followMovedRoot handles the config directory resolving to another directory through
-// a link above it: envoyproxy/ratelimit's RUNTIME_ROOT layout reads `current/config`,
+// followMovedRoot handles the config directory's parent resolving to another directory
+// through a link above it: envoyproxy/ratelimit's RUNTIME_ROOT layout reads `current/config`,
 // and a deploy swaps `current -> v2`. The swap is an event in the directory holding
 // `current`, which is not watched, and the watches still hold the old directories:
 // watch the new tree (and its parent) and reload.
 func (w *Watcher) followMovedRoot(from, to string) {
-	w.opts.Log.Info("config watcher: the config directory now resolves elsewhere (a link above it was re-pointed); reloading", "dir", w.opts.Dir, "from", from, "to", to)
+	w.opts.Log.Info("config watcher: the config directory now resolves elsewhere (a link above it was re-pointed); reloading", "dir", w.opts.Dir, "parent_from", from, "parent_to", to)
 	if err := w.addTree(w.root); err != nil {
 		w.opts.Log.Warn("config watcher: cannot watch the re-pointed config directory; edits there need SIGHUP until it moves again", "dir", w.opts.Dir, "error", err)
 	}

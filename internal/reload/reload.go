@@ -106,9 +106,10 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 			return nil, err
 		}
 		w.fsw = fsw
-		// Where the directory leads before its watches are added: a link above it
-		// re-pointed from here on is found by the poll (followMovedRoot).
-		realRoot, _ := filepath.EvalSymlinks(root)
+		// Where the directory's parent and its linked rule files lead before the
+		// watches are added: what changes from here on is found by the poll.
+		realParent, _ := filepath.EvalSymlinks(filepath.Dir(root))
+		links, _ := w.outsideLinks()
 		if err := w.addTree(root); err != nil {
 			fsw.Close()
 			cancel()
@@ -123,7 +124,7 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 		}
 		w.done.Add(2)
 		go w.events(ctx)
-		go w.pollLinks(ctx, realRoot)
+		go w.pollLinks(ctx, links, realParent)
 		// The caller loaded the rules before the watches existed: an edit in between
 		// made no event. Load once more to catch it.
 		w.catchUp = true
