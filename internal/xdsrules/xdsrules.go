@@ -54,7 +54,8 @@ const DefaultMaxMessageBytes = 4 << 20
 // sends a fix only after it has the NACK, so the pause delays the fix by as much.
 const maxRenackWait = 5 * time.Second
 
-// renackBackoff paces repeated NACKs: the stream's backoff, capped at maxRenackWait.
+// renackBackoff paces repeated NACKs: the stream's backoff, capped at maxRenackWait
+// (and each wait, jitter included, is cut to it).
 func renackBackoff(b Backoff) Backoff {
 	b.Initial = min(b.Initial, maxRenackWait)
 	b.Max = min(b.Max, maxRenackWait)
@@ -106,7 +107,8 @@ type Subscriber struct {
 	// Owned by the subscription goroutine.
 	acked       string  // version_info of the last ACKed response
 	appliedHash string  // hash of the rule set last handed to apply (for the log)
-	nacked      string  // version_info of the last response, when it was NACKed
+	nacked      string  // version_info of the last response, when it was NACKed (logged and counted once)
+	streamNack  string  // the same, on the current stream (its repeats are paced)
 	renacks     retries // paces NACKs of the same version sent again
 }
 
@@ -222,7 +224,7 @@ func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
 		return false, err
 	}
 	// A NACK on a new stream goes at once, even of the version last NACKed.
-	s.nacked = ""
+	s.streamNack = ""
 	// A new stream has no nonce yet, and asks with an empty version_info for whatever the
 	// server has: a server that restarted may count its versions from 1 again, and one
 	// that landed on the version we serve with other content would send nothing (a
@@ -281,23 +283,28 @@ func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.D
 	rs, err := Compile(resp.GetResources())
 	if err != nil {
 		var delay time.Duration
-		if resp.GetVersionInfo() == s.nacked {
-			delay = s.renacks.next()
-			s.opts.Log.Debug("xDS update rejected again (NACK)", "version", resp.GetVersionInfo(), "nack_in", delay.Round(time.Millisecond))
+		version := resp.GetVersionInfo()
+		if version == s.streamNack {
+			delay = min(s.renacks.next(), maxRenackWait) // jitter included
+		} else {
+			s.renacks.reset()
+			s.streamNack = version
+		}
+		if version == s.nacked {
+			s.opts.Log.Debug("xDS update rejected again (NACK)", "version", version, "nack_in", delay.Round(time.Millisecond))
 		} else {
 			if s.opts.OnLoad != nil { // once per version, not per copy sent again
 				s.opts.OnLoad(nil, err)
 			}
-			s.renacks.reset()
-			s.nacked = resp.GetVersionInfo()
+			s.nacked = version
 			s.opts.Log.Error("xDS update rejected (NACK); the rules in place keep serving",
-				"version", resp.GetVersionInfo(), "acked_version", s.acked, "error", err)
+				"version", version, "acked_version", s.acked, "error", err)
 		}
 		reply.VersionInfo = s.acked
 		reply.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: truncate(err.Error(), maxErrorDetail)}
 		return reply, delay
 	}
-	s.nacked = ""
+	s.nacked, s.streamNack = "", ""
 	// A reconnect usually brings the same version again; the decider keeps what
 	// depends on the rules (the local over-limit cache) when they did not change.
 	changed := rs.Hash() != s.appliedHash

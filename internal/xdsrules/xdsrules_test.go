@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
@@ -163,6 +165,32 @@ func TestRepeatedNACKsArePaced(t *testing.T) {
 	// One rejected update, however often the server sent it (config_loads_total).
 	if good, rejected := svc.loads.counts(); good != 0 || rejected != 1 {
 		t.Errorf("OnLoad saw %d good and %d rejected updates, want 0 and 1", good, rejected)
+	}
+}
+
+// A broken version is logged and counted once however often it comes, on its stream
+// or on a new one after a reconnect; its repeats on a stream wait at most
+// maxRenackWait, jitter included, and the first NACK on a new stream goes at once.
+func TestNACKsCountedOncePerVersion(t *testing.T) {
+	l := &loads{}
+	s := &Subscriber{opts: Options{Log: quiet, OnLoad: l.onLoad}, node: &corev3.Node{Id: nodeID},
+		renacks: retries{b: renackBackoff(Backoff{Initial: time.Hour, Max: time.Hour, Jitter: 0.9})}}
+	broken := &discoveryv3.DiscoveryResponse{VersionInfo: "v2", TypeUrl: TypeURL,
+		Resources: []*anypb.Any{mustAny(t, &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{{Key: "k"}, {Key: "k"}}})}}
+	if _, d := s.handle(broken); d != 0 {
+		t.Fatalf("the first NACK waits %v, want none", d)
+	}
+	for range 5 {
+		if _, d := s.handle(broken); d <= 0 || d > maxRenackWait {
+			t.Fatalf("a repeated NACK waits %v, want more than 0 and at most %v", d, maxRenackWait)
+		}
+	}
+	s.streamNack = "" // a new stream (Subscriber.stream)
+	if _, d := s.handle(broken); d != 0 {
+		t.Fatalf("the first NACK on a new stream waits %v, want none", d)
+	}
+	if good, rejected := l.counts(); good != 0 || rejected != 1 {
+		t.Errorf("OnLoad saw %d good and %d rejected, want one rejected version", good, rejected)
 	}
 }
 
