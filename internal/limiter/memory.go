@@ -26,7 +26,7 @@ type MemoryOptions struct {
 // keys do not contend; a request locks the shards of its keys in index order, which
 // makes it atomic and deadlock-free. Memory is bounded by MaxKeys and MaxBytes, per
 // shard: when a shard is full, expired state is dropped first, then, among a sample, the
-// state that holds the least of its limit (see evict).
+// state that holds the fewest units (see evict).
 type MemoryEngine struct {
 	shards    []memShard
 	perShard  int
