@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 )
 
@@ -46,6 +47,9 @@ func run(args []string) int {
 		cmd, args = "version", nil
 	}
 	switch {
+	case (cmd == "version" || cmd == "help") && len(args) == 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[0]):
+		fmt.Print(subcommands) // no flags of their own: the summary says what they do
+		return 0
 	case cmd == "help" && len(args) == 1 && withFlags[args[0]]:
 		return run([]string{args[0], "-h"}) // help serve: serve's flags
 	case cmd == "help" && len(args) == 1 && (args[0] == "version" || args[0] == "help"):

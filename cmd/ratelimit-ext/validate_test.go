@@ -151,6 +151,12 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %.200q; want 0 and the flags", args, code, out)
 		}
 	}
+	// Subcommands without flags answer -h with the summary, as help does.
+	for _, args := range [][]string{{"version", "-h"}, {"help", "--help"}} {
+		if code, out := runStdout(t, args...); code != 0 || !strings.Contains(out, "usage:") {
+			t.Errorf("%v: exit %d, stdout %.200q; want 0 and the summary", args, code, out)
+		}
+	}
 }
 
 // validate names a broken file as a path from the working directory, the directory as
