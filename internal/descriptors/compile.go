@@ -13,10 +13,6 @@ import (
 type File struct {
 	Name string
 	Data []byte
-	// Generated marks Data made from input bounded elsewhere (YAML written from an
-	// xDS resource, whose message size --xds-max-message-bytes bounds): MaxFileSize,
-	// a bound on what an operator writes by hand, does not apply to it.
-	Generated bool
 }
 
 // Parse compiles a single file.

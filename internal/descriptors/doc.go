@@ -129,7 +129,7 @@
 //     Duplicate siblings are entries with the same key and the same value (patterns
 //     compared after collapsing "**").
 //   - A file must hold exactly one YAML document; an empty file is an error.
-//   - Bounds: MaxFileSize per file, MaxDepth nesting levels, MaxLimits limits,
+//   - Bounds: MaxFileSize per file read from disk, MaxDepth nesting levels, MaxLimits limits,
 //     MaxEntries descriptor entries, MaxPathBytes of descriptor paths,
 //     MaxMetadataValues metadata values, MaxMetadataBytes of metadata text and
 //     MaxMatcherBytes of ext_authz string-match text per load (all but the first two

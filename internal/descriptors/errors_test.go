@@ -428,15 +428,6 @@ func TestNestingTooDeep(t *testing.T) {
 	}
 }
 
-func TestFileTooLarge(t *testing.T) {
-	data := []byte("domain: d\n" + strings.Repeat("#", MaxFileSize))
-	got := parseErrors(t, string(data))
-	want := []string{fmt.Sprintf("t.yaml: file: larger than 4 MiB (%d bytes)", len(data))}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %q, want %q", got, want)
-	}
-}
-
 func TestTooManyLimits(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("domain: d\ndescriptors:\n  - key: k\n    rate_limits:\n      - &l {unit: second, requests_per_unit: 1}\n")

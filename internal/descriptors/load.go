@@ -132,9 +132,13 @@ func (w *walker) file(rel, abs string, info fs.FileInfo) {
 		w.c.fail(ConfigError{File: rel, Field: "file", Msg: tooLarge(info.Size())})
 		return
 	}
-	data, err := readAtMost(abs, MaxFileSize+1) // a file growing meanwhile: parseFile reports it
-	if err != nil {
+	data, err := readAtMost(abs, MaxFileSize+1)
+	switch {
+	case err != nil:
 		w.c.fail(ConfigError{File: rel, Field: "file", Msg: describeErr(err)})
+		return
+	case len(data) > MaxFileSize: // it grew since the Stat
+		w.c.fail(ConfigError{File: rel, Field: "file", Msg: tooLarge(int64(len(data)))})
 		return
 	}
 	w.c.add(File{Name: rel, Data: data})

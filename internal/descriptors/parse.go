@@ -17,7 +17,7 @@ import (
 // Bounds on what one load accepts. They keep a hostile or broken file (including YAML
 // alias bombs, which expand without costing file size) from exhausting memory or time.
 const (
-	MaxFileSize = 4 << 20 // bytes per file
+	MaxFileSize = 4 << 20 // bytes per file read from disk (LoadDir, LoadFiles); data handed to Compile is the caller's to bound
 	MaxDepth    = 32      // descriptor nesting levels: Envoy Gateway renders one per match, and 16 header matches are allowed per rule
 	MaxLimits   = 100_000 // limits in all files together
 	MaxEntries  = 200_000 // descriptor entries in all files together
@@ -140,12 +140,7 @@ func (p *fileParser) warnf(line int, field, format string, args ...any) {
 // whose errs are sorted by line.
 func parseFile(f File, b *budget) (*domain, *fileParser) {
 	p := &fileParser{file: f.Name, budget: b, names: map[string]int{}}
-	data := f.Data
-	if len(data) > MaxFileSize && !f.Generated {
-		p.errorf(0, "file", "%s", tooLarge(int64(len(data))))
-		return nil, p
-	}
-	if root := p.decode(data); root != nil {
+	if root := p.decode(f.Data); root != nil {
 		p.parseRoot(root)
 		p.checkReplaces()
 	}

@@ -55,7 +55,7 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sourceName(cfg), err)
 		}
-		files = append(files, descriptors.File{Name: sourceName(cfg), Data: data, Generated: true})
+		files = append(files, descriptors.File{Name: sourceName(cfg), Data: data}) // bounded by --xds-max-message-bytes, not MaxFileSize
 	}
 	rs, err := descriptors.Compile(files...)
 	if err != nil {
