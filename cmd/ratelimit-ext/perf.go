@@ -8,7 +8,6 @@ import (
 	"net/http/pprof"
 	"time"
 
-	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/gcfloor"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -88,19 +87,23 @@ func (p *perfSettings) startPprof(guard httpapi.HostGuard, log *slog.Logger) err
 	return nil
 }
 
-// usePerf wires the local over-limit cache into the decider (the Redis engine's only:
-// the memory engine decides in-process, so a cached answer saves little, and it drops
-// keys to stay within its memory bound, after which a remembered denial would no longer
-// be its answer), starts the garbage collector floor and pprof.
-func usePerf(c *serveConfig, d *decide.Decider, m *metrics.Metrics, log *slog.Logger) error {
-	var cache *overlimit.Cache
-	if c.engine == "redis" {
-		cache = c.perf.cache()
+// overLimitCache is the decider's local over-limit cache, or nil: the Redis engine's
+// only (the memory engine decides in-process, so a cached answer saves little, and it
+// drops keys to stay within its memory bound, after which a remembered denial would no
+// longer be its answer).
+func overLimitCache(c *serveConfig, m *metrics.Metrics) *overlimit.Cache {
+	if c.engine != "redis" {
+		return nil
 	}
-	d.UseOverLimitCache(cache)
+	cache := c.perf.cache()
 	if cache != nil {
 		m.OverLimitCache(cache.Stats)
 	}
+	return cache
+}
+
+// startPerf starts the garbage collector floor and pprof.
+func startPerf(c *serveConfig, log *slog.Logger) error {
 	c.perf.startGCFloor(log)
 	guard, _ := c.hostGuard() // checked at start
 	return c.perf.startPprof(guard, log)

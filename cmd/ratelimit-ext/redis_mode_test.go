@@ -131,7 +131,7 @@ descriptors:
 		t.Fatal(err)
 	}
 	keys := newKeyBuilder(c)
-	d := decide.New(rules, engine, keys, false)
+	d := decide.New(rules, engine, decide.Options{Keys: keys})
 	user := "u-" + time.Now().Format("150405.000000000")
 	req := &decide.Request{Domain: "edge", Descriptors: []decide.Descriptor{
 		{Entries: []descriptors.Entry{{Key: "user", Value: user}}},

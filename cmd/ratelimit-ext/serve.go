@@ -378,10 +378,9 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	policy.OnFallback = onFallback
 	engine = guardStore(engine, engineName, m, &c.store, onCircuit, log)
 	keys := newKeyBuilder(c) // hash-tagged by domain on Redis Cluster
-	decider := decide.New(rules, engine, keys, c.shadow)
-	decider.SetBounds(c.bounds)
-	decider.SetFailurePolicy(policy)
-	if err := usePerf(c, decider, m, log); err != nil {
+	decider := decide.New(rules, engine, decide.Options{Keys: keys, Shadow: c.shadow,
+		Bounds: c.bounds, Failure: policy, OverLimit: overLimitCache(c, m)})
+	if err := startPerf(c, log); err != nil {
 		return err
 	}
 

@@ -18,8 +18,8 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	defer mem.Close()
-	d := New(rs, mem, storekey.New("b:", 0), false)
-	d.SetBounds(Bounds{MaxDescriptors: 2, MaxEntries: 2, MaxKeyLen: 8, MaxDomainLen: 4, MaxCost: 100})
+	d := New(rs, mem, Options{Keys: storekey.New("b:", 0),
+		Bounds: Bounds{MaxDescriptors: 2, MaxEntries: 2, MaxKeyLen: 8, MaxDomainLen: 4, MaxCost: 100}})
 	one := func(kv ...string) Descriptor {
 		var ds Descriptor
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -60,7 +60,9 @@ func TestBoundsRejectHostileRequests(t *testing.T) {
 // sets its cost could skip the limit). The bound itself is a cost like any other.
 func TestCostAboveTheBoundCountsAsTheBound(t *testing.T) {
 	d := fieldsDecider(t, "domain: b\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 150}\n")
-	d.SetBounds(Bounds{MaxDescriptors: 4, MaxEntries: 2, MaxKeyLen: 8, MaxDomainLen: 4, MaxCost: 100})
+	d = reconfigured(d, func(o *Options) {
+		o.Bounds = Bounds{MaxDescriptors: 4, MaxEntries: 2, MaxKeyLen: 8, MaxDomainLen: 4, MaxCost: 100}
+	})
 	desc := func(v string, c uint64) Descriptor {
 		return Descriptor{Entries: []descriptors.Entry{{Key: "k", Value: v}}, Cost: &c}
 	}
@@ -95,7 +97,8 @@ func TestCostAboveTheBoundCountsAsTheBound(t *testing.T) {
 	if res := decide(&Request{Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "other", Value: "v"}}, Cost: &c}}}); res.Statuses[0].CostClamped {
 		t.Errorf("a cost above the bound on an unmatched descriptor: %+v, want not marked clamped", res.Statuses[0])
 	}
-	d.SetBounds(DefaultBounds) // a cost no limit can take counts as 2^32-1 at the default bound
+	// A cost no limit can take counts as 2^32-1 at the default bound.
+	d = reconfigured(d, func(o *Options) { o.Bounds = DefaultBounds })
 	if res := decide(&Request{Descriptors: []Descriptor{desc("z", 1<<32)}}); !res.Statuses[0].CostClamped || !res.OverLimit {
 		t.Errorf("cost 2^32 at the default bound: %+v, want clamped and denied", res.Statuses[0])
 	}
@@ -118,7 +121,7 @@ descriptors:
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	defer mem.Close()
-	d := New(rs, mem, storekey.New("b:", 0), false)
+	d := New(rs, mem, Options{Keys: storekey.New("b:", 0)})
 	allowed := func(key, v string) bool {
 		t.Helper()
 		req := Request{Domain: "b", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: key, Value: v}}}}}

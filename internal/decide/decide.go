@@ -114,16 +114,35 @@ type Decider struct {
 	cache   *overlimit.Cache // the local over-limit cache, or nil
 }
 
+// Options are a Decider's settings besides its rules and engine. They are fixed for
+// its life: only the rules change while it serves.
+type Options struct {
+	// Keys builds the storage keys; required.
+	Keys *storekey.Builder
+	// Shadow is the global shadow mode (SPEC §5.4): every limit decides and counts, and
+	// every request is allowed.
+	Shadow bool
+	// Bounds are what one request may carry; the zero value means DefaultBounds.
+	Bounds Bounds
+	// Failure is the store failure policy; the zero value fails closed everywhere.
+	Failure FailurePolicy
+	// OverLimit is the local over-limit cache (package overlimit), or nil for none:
+	// requests whose every limit is known to deny in a frozen state are answered
+	// without a store call, with the decisions the store would return.
+	OverLimit *overlimit.Cache
+}
+
 // New returns a Decider serving rules on engine. rules may be nil until SetRules: every
 // request is then answered with ErrNoRules.
-func New(rules *descriptors.RuleSet, engine limiter.Engine, keys *storekey.Builder, globalShadow bool) *Decider {
-	d := &Decider{engine: engine, keys: keys, shadow: globalShadow, bounds: DefaultBounds}
+func New(rules *descriptors.RuleSet, engine limiter.Engine, o Options) *Decider {
+	if o.Bounds == (Bounds{}) {
+		o.Bounds = DefaultBounds
+	}
+	d := &Decider{engine: engine, keys: o.Keys, shadow: o.Shadow, bounds: o.Bounds,
+		failure: o.Failure, cache: o.OverLimit}
 	d.rules.Store(rules)
 	return d
 }
-
-// SetBounds replaces DefaultBounds; call before serving.
-func (d *Decider) SetBounds(b Bounds) { d.bounds = b }
 
 // Bounds returns the bounds requests are held to.
 func (d *Decider) Bounds() Bounds { return d.bounds }

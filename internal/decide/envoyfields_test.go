@@ -20,7 +20,15 @@ func fieldsDecider(t *testing.T, yaml string) *Decider {
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
 	t.Cleanup(func() { mem.Close() })
-	return New(rs, mem, storekey.New("fields:", 0), false)
+	return New(rs, mem, Options{Keys: storekey.New("fields:", 0)})
+}
+
+// reconfigured is a Decider on d's rules, engine and state with d's options changed by
+// set (options are fixed for a Decider's life).
+func reconfigured(d *Decider, set func(*Options)) *Decider {
+	o := Options{Keys: d.keys, Shadow: d.shadow, Bounds: d.bounds, Failure: d.failure, OverLimit: d.cache}
+	set(&o)
+	return New(d.Rules(), d.engine, o)
 }
 
 // step is one request of a scenario: its descriptors as key/value lists, and what is
@@ -126,7 +134,7 @@ func TestQuotaModeDecisions(t *testing.T) {
 		// The cache answers only requests whose every limit it holds denying, which for
 		// quota descriptors means all of them are over: the same answers.
 		d := fieldsDecider(t, quotaRules)
-		d.UseOverLimitCache(overlimit.New(overlimit.Options{MaxAge: time.Hour}))
+		d = reconfigured(d, func(o *Options) { o.OverLimit = overlimit.New(overlimit.Options{MaxAge: time.Hour}) })
 		quotaModeDecisions(t, d)
 		if d.OverLimitCache().Stats().Hits == 0 {
 			t.Error("the cache answered nothing: the test does not cover it")
@@ -239,7 +247,7 @@ func TestQuotaModeRounds(t *testing.T) {
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
 	defer mem.Close()
 	calls := &countingEngine{Engine: mem}
-	d := New(rs, calls, storekey.New("fields:", 0), false)
+	d := New(rs, calls, Options{Keys: storekey.New("fields:", 0)})
 	for _, tc := range []struct {
 		descs [][]string
 		calls int
@@ -347,7 +355,7 @@ func TestOverrideIsEnforced(t *testing.T) {
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { mem.Close() })
-	override(New(rs, mem, storekey.New("shadow:", 0), true), false) // --shadow-mode
+	override(New(rs, mem, Options{Keys: storekey.New("shadow:", 0), Shadow: true}), false) // --shadow-mode
 }
 
 // An override that the matched limit's algorithm cannot take exactly runs as

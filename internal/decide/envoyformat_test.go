@@ -141,7 +141,7 @@ descriptors:
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
 	defer mem.Close()
-	d := New(rs, mem, storekey.New("compat:", 0), false)
+	d := New(rs, mem, Options{Keys: storekey.New("compat:", 0)})
 
 	type call struct {
 		domain string

@@ -65,9 +65,6 @@ func (f *FailurePolicy) Validate() error {
 	return nil
 }
 
-// SetFailurePolicy replaces the default (fail_closed everywhere); call before serving.
-func (d *Decider) SetFailurePolicy(f FailurePolicy) { d.failure = f }
-
 // evaluate runs the plan's checks on the engine, and on a store failure applies the
 // policy.
 // It returns done = true when the policy answered the request (fail_open) without

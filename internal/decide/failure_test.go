@@ -41,9 +41,8 @@ func TestStoreFailurePolicies(t *testing.T) {
 		{FailOpen, false, []bool{false, false, false}},
 		{Local, false, []bool{false, true, true}}, // the local engine enforces the limit of 1
 	} {
-		d := New(rs, &downEngine{}, storekey.New("p:", 0), false)
-		d.SetFailurePolicy(FailurePolicy{Default: c.policy, Local: local,
-			OnFallback: func(_ string, p Policy) { fallbacks = append(fallbacks, p) }})
+		d := New(rs, &downEngine{}, Options{Keys: storekey.New("p:", 0), Failure: FailurePolicy{Default: c.policy, Local: local,
+			OnFallback: func(_ string, p Policy) { fallbacks = append(fallbacks, p) }}})
 		for i := 0; i < 3; i++ {
 			res, err := d.Decide(context.Background(), req())
 			if c.wantErr {
@@ -64,8 +63,8 @@ func TestStoreFailurePolicies(t *testing.T) {
 		t.Fatalf("%d fallbacks counted, want 6 (fail_closed is not a fallback)", len(fallbacks))
 	}
 	// A domain override wins over the default.
-	d := New(rs, &downEngine{}, storekey.New("p:", 0), false)
-	d.SetFailurePolicy(FailurePolicy{Default: FailClosed, PerDomain: map[string]Policy{"p": FailOpen}})
+	d := New(rs, &downEngine{}, Options{Keys: storekey.New("p:", 0),
+		Failure: FailurePolicy{Default: FailClosed, PerDomain: map[string]Policy{"p": FailOpen}}})
 	if res, err := d.Decide(context.Background(), req()); err != nil || !res.FailedOpen {
 		t.Fatalf("per-domain fail_open: %v %v", res, err)
 	}
@@ -100,8 +99,8 @@ func TestNoFailurePolicyForACallerThatGaveUp(t *testing.T) {
 	defer local.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	fallbacks := 0
-	d := New(rs, givingUpEngine{cancel}, storekey.New("p:", 0), false)
-	d.SetFailurePolicy(FailurePolicy{Default: Local, Local: local, OnFallback: func(string, Policy) { fallbacks++ }})
+	d := New(rs, givingUpEngine{cancel}, Options{Keys: storekey.New("p:", 0),
+		Failure: FailurePolicy{Default: Local, Local: local, OnFallback: func(string, Policy) { fallbacks++ }}})
 	req := &Request{Domain: "p", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "v"}}}}}
 	if _, err := d.Decide(ctx, req); !errors.Is(err, limiter.ErrStore) {
 		t.Fatalf("a caller that gave up: %v, want the store error", err)

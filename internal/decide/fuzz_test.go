@@ -37,7 +37,7 @@ func FuzzDecide(f *testing.F) {
 		f.Fatal(err)
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, MaxKeys: 10_000})
-	d := New(rs, mem, storekey.New("f:", 128), false)
+	d := New(rs, mem, Options{Keys: storekey.New("f:", 128)})
 	f.Add("f", "a", "1", "b", "xzy", uint64(1), uint64(2), int64(1_700_000_000_000), true)
 	f.Add("f", "c", "1", "d", "2", uint64(0), uint64(0), int64(60_000), false)
 	f.Add("f", "e", "\xff", "e", "", uint64(1<<40), uint64(3), int64(0), true)

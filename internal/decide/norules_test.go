@@ -15,7 +15,7 @@ import (
 func TestNoRulesUntilSet(t *testing.T) {
 	engine := &countingEngine{Engine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})}
 	defer engine.Close()
-	d := New(nil, engine, storekey.New("t:", 0), false)
+	d := New(nil, engine, Options{Keys: storekey.New("t:", 0)})
 	req := &Request{Domain: "p", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "v"}}}}}
 	if _, err := d.Decide(context.Background(), req); !errors.Is(err, ErrNoRules) {
 		t.Fatalf("Decide without rules: %v, want ErrNoRules", err)
@@ -42,7 +42,7 @@ func TestNoRulesUntilSet(t *testing.T) {
 // An invalid request is still reported as invalid when no rules are loaded: the
 // caller's mistake is not hidden behind the service's state.
 func TestNoRulesKeepsInvalidRequestsInvalid(t *testing.T) {
-	d := New(nil, &countingEngine{}, storekey.New("t:", 0), false)
+	d := New(nil, &countingEngine{}, Options{Keys: storekey.New("t:", 0)})
 	if _, err := d.Decide(context.Background(), &Request{Domain: "p"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a request without descriptors: %v, want ErrInvalid", err)
 	}

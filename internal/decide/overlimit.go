@@ -7,11 +7,6 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/overlimit"
 )
 
-// UseOverLimitCache turns on the local over-limit cache (package overlimit): requests
-// whose every limit is known to deny in a frozen state are answered without a store call,
-// with the decisions the store would return. nil turns it off. Call before serving.
-func (d *Decider) UseOverLimitCache(c *overlimit.Cache) { d.cache = c }
-
 // OverLimitCache returns the cache in use, or nil.
 func (d *Decider) OverLimitCache() *overlimit.Cache { return d.cache }
 

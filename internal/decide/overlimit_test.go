@@ -167,13 +167,13 @@ func newCachePair(t *testing.T, engA, engB limiter.Engine, prefixA, prefixB stri
 		t.Fatal(err)
 	}
 	p := &cachePair{
-		cached: New(rs, engA, storekey.New(prefixA, 0), false),
-		plain:  New(rs, engB, storekey.New(prefixB, 0), false),
-		otherA: New(rs, engA, storekey.New(prefixA, 0), false),
-		otherB: New(rs, engB, storekey.New(prefixB, 0), false),
+		cached: New(rs, engA, Options{Keys: storekey.New(prefixA, 0)}),
+		plain:  New(rs, engB, Options{Keys: storekey.New(prefixB, 0)}),
+		otherA: New(rs, engA, Options{Keys: storekey.New(prefixA, 0)}),
+		otherB: New(rs, engB, Options{Keys: storekey.New(prefixB, 0)}),
 		cache:  overlimit.New(overlimit.Options{MaxAge: time.Hour, Mono: mono, ExplicitNow: mono == nil}),
 	}
-	p.cached.UseOverLimitCache(p.cache)
+	p.cached = reconfigured(p.cached, func(o *Options) { o.OverLimit = p.cache })
 	return p
 }
 
@@ -303,7 +303,7 @@ func TestOverLimitCacheIgnoresExplicitNow(t *testing.T) {
 		seed := cacheSeed(t, 100+s)
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			p := memoryPair(t, nil)
-			p.cached.UseOverLimitCache(overlimit.New(overlimit.Options{}))
+			p.cached = reconfigured(p.cached, func(o *Options) { o.OverLimit = overlimit.New(overlimit.Options{}) })
 			p.explicitNow(t, &cacheTraffic{r: rand.New(rand.NewPCG(seed, 12)), stepBack: true}, 2000, always)
 			if p.answered != 0 {
 				t.Errorf("the cache answered %d requests with explicit nows", p.answered)
@@ -412,7 +412,7 @@ func TestOverLimitCacheStoreClockOnRedis(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/seed=%d", name, seed), func(t *testing.T) {
 			p := newCachePair(t, e, e, fmt.Sprintf("clk%d:", i), "unused:", nil)
 			p.cache = overlimit.New(overlimit.Options{MaxAge: time.Second})
-			p.cached.UseOverLimitCache(p.cache)
+			p.cached = reconfigured(p.cached, func(o *Options) { o.OverLimit = p.cache })
 			g := &cacheTraffic{r: rand.New(rand.NewPCG(seed, 15)), keys: keys[i]}
 			for op := 0; op < 800; op++ {
 				if g.r.IntN(4) == 0 { // another replica
@@ -460,8 +460,7 @@ func TestOverLimitCacheClearedOnReload(t *testing.T) {
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	defer mem.Close()
-	d := New(rules(1), mem, storekey.New("r:", 0), false)
-	d.UseOverLimitCache(overlimit.New(overlimit.Options{}))
+	d := New(rules(1), mem, Options{Keys: storekey.New("r:", 0), OverLimit: overlimit.New(overlimit.Options{})})
 	req := func() *Request {
 		return &Request{Domain: "r", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "v"}}}}}
 	}
@@ -497,8 +496,7 @@ func TestOverLimitCacheSkipsOverrides(t *testing.T) {
 	}
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	defer mem.Close()
-	d := New(rs, mem, storekey.New("r:", 0), false)
-	d.UseOverLimitCache(overlimit.New(overlimit.Options{}))
+	d := New(rs, mem, Options{Keys: storekey.New("r:", 0), OverLimit: overlimit.New(overlimit.Options{})})
 	req := func() *Request {
 		return &Request{Domain: "r", Descriptors: []Descriptor{{
 			Entries:  []descriptors.Entry{{Key: "k", Value: "v"}},

@@ -112,12 +112,19 @@ func newEnv(t *testing.T) *env {
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Clock: e.now.Load, Sweep: -1})
 	t.Cleanup(func() { mem.Close() })
 	e.engine = &countingEngine{Engine: mem}
-	e.decider = decide.New(rs, e.engine, storekey.New("rlx:", 0), false)
+	e.decider = decide.New(rs, e.engine, decide.Options{Keys: storekey.New("rlx:", 0)})
 	e.rls = rls.New(e.decider, ratelimitheaders.Options{RetryAfter: true}, nil)
 	return e
 }
 
 func (e *env) server(o Options) *Server { return New(e.decider, o, nil) }
+
+// reconfigure replaces e.decider by one on the same rules, engine and keys with other
+// options; servers made before keep the old one.
+func (e *env) reconfigure(o decide.Options) {
+	o.Keys = storekey.New("rlx:", 0)
+	e.decider = decide.New(e.decider.Rules(), e.engine, o)
+}
 
 var defaultOpts = Options{XRateLimitHeaders: true, Headers: ratelimitheaders.Options{RetryAfter: true}}
 
@@ -529,7 +536,7 @@ func TestCheckStoreFailure(t *testing.T) {
 	}
 	// The shared store failure policy comes first: fail_open allows (no headers)
 	// whatever the ext_authz failure mode.
-	e.decider.SetFailurePolicy(decide.FailurePolicy{Default: decide.FailOpen})
+	e.reconfigure(decide.Options{Failure: decide.FailurePolicy{Default: decide.FailOpen}})
 	if a := e.check(e.server(o), req("/ip", "192.0.2.90")); a.grpc != codes.OK || len(a.headers) != 0 {
 		t.Errorf("fail_open policy: %+v", a)
 	}
@@ -549,14 +556,14 @@ func TestCheckInvalidAndCanceled(t *testing.T) {
 	// 1,000,000 a minute: 100 checks costing 20,000 each, charged 10,000, use it up.
 	bounds := decide.DefaultBounds
 	bounds.MaxCost = 10_000
-	e.decider.SetBounds(bounds)
+	e.reconfigure(decide.Options{Bounds: bounds})
+	s = e.server(defaultOpts)
 	for i := range 101 {
 		a := e.check(s, req("/costly", fmt.Sprintf("10.9.%d.%d", i/200, i%200+1), "x-cost", "20000"))
 		if want := i < 100; (a.grpc == codes.OK) != want {
 			t.Fatalf("check %d costing 20,000 over a bound of 10,000: %+v, want allowed %v", i+1, a, want)
 		}
 	}
-	e.decider.SetBounds(decide.DefaultBounds)
 	// A store call that fails because Envoy gave up (the context ended) is answered
 	// with the context's code, whatever the failure mode.
 	e.engine.fail.Store(true)

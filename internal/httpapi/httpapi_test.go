@@ -32,7 +32,7 @@ descriptors:
 // now is 800 s into an hour, so the window resets in 2,800,000 ms.
 const now = int64(1_700_000_000_000)
 
-func newDecider(t *testing.T) *decide.Decider {
+func newDecider(t *testing.T, o decide.Options) *decide.Decider {
 	t.Helper()
 	rs, err := descriptors.Parse("web.yaml", []byte(rules))
 	if err != nil {
@@ -40,7 +40,8 @@ func newDecider(t *testing.T) *decide.Decider {
 	}
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
 	t.Cleanup(func() { engine.Close() })
-	return decide.New(rs, engine, storekey.New("h:", 0), false)
+	o.Keys = storekey.New("h:", 0)
+	return decide.New(rs, engine, o)
 }
 
 func serveAPI(t *testing.T, a *httpapi.API) string {
@@ -77,7 +78,7 @@ func doWith(t *testing.T, method, url, body string, headers map[string]string) (
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestHealthAndReadinessOnTheMemoryEngine(t *testing.T) {
-	d := newDecider(t)
+	d := newDecider(t, decide.Options{})
 	for _, withReadiness := range []bool{false, true} {
 		a := httpapi.New(d, quiet(), nil)
 		if withReadiness {
@@ -102,7 +103,7 @@ func TestHealthAndReadinessOnTheMemoryEngine(t *testing.T) {
 func TestHealthcheckAnswersAsEnvoyproxyRatelimit(t *testing.T) {
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { engine.Close() })
-	d := decide.New(nil, engine, storekey.New("h:", 0), false)
+	d := decide.New(nil, engine, decide.Options{Keys: storekey.New("h:", 0)})
 	a := httpapi.New(d, quiet(), nil)
 	a.UseReadiness(httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet()}))
 	url := serveAPI(t, a)
@@ -115,7 +116,7 @@ func TestHealthcheckAnswersAsEnvoyproxyRatelimit(t *testing.T) {
 		t.Fatalf("/readyz without rules: %d", code)
 	}
 
-	d.SetRules(newDecider(t).Rules())
+	d.SetRules(newDecider(t, decide.Options{}).Rules())
 	for _, method := range []string{"GET", "POST", "HEAD"} {
 		code, body := do(t, method, url+"/healthcheck", "")
 		want := "OK"
@@ -141,7 +142,7 @@ func TestHealthcheckAnswersAsEnvoyproxyRatelimit(t *testing.T) {
 
 // POST /v1/decide gives ShouldRateLimit's decision and charges the same state.
 func TestDecideEndpoint(t *testing.T) {
-	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), nil)) + "/v1/decide"
+	url := serveAPI(t, httpapi.New(newDecider(t, decide.Options{}), quiet(), nil)) + "/v1/decide"
 	req := `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.1"}]},{"entries":[{"key":"other","value":"x"}]},{"entries":[{"key":"internal","value":"y"}]}]}`
 	type status struct {
 		Code         string `json:"code"`
@@ -190,10 +191,9 @@ func TestDecideEndpoint(t *testing.T) {
 // A descriptor whose cost is above --max-hits-addend is charged the bound, and the
 // answer says so.
 func TestDecideSaysACostWasClamped(t *testing.T) {
-	d := newDecider(t)
 	b := decide.DefaultBounds
 	b.MaxCost = 10
-	d.SetBounds(b)
+	d := newDecider(t, decide.Options{Bounds: b})
 	url := serveAPI(t, httpapi.New(d, quiet(), nil)) + "/v1/decide"
 	code, body := do(t, "POST", url, `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.9"}],"hits_addend":11},{"entries":[{"key":"ip","value":"10.0.0.8"}]}]}`)
 	var out struct {
@@ -212,7 +212,7 @@ func TestDecideSaysACostWasClamped(t *testing.T) {
 // A browser's cross-origin POST (a form on another site) is refused before it charges
 // anything; a same-origin one and a client that is not a browser are decided.
 func TestDecideRefusesCrossOriginBrowsers(t *testing.T) {
-	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), nil)) + "/v1/decide"
+	url := serveAPI(t, httpapi.New(newDecider(t, decide.Options{}), quiet(), nil)) + "/v1/decide"
 	body := `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.9"}]}]}`
 	post := func(headers map[string]string) (int, string) {
 		t.Helper()
@@ -237,7 +237,7 @@ func TestDecideRefusesCrossOriginBrowsers(t *testing.T) {
 // or the request it holds is wrong; a body above the bound is 413.
 func TestDecideRefusesBadRequests(t *testing.T) {
 	obs := &invalidCounter{}
-	url := serveAPI(t, httpapi.New(newDecider(t), quiet(), obs)) + "/v1/decide"
+	url := serveAPI(t, httpapi.New(newDecider(t, decide.Options{}), quiet(), obs)) + "/v1/decide"
 	cases := []struct {
 		name, body string
 		code       int
@@ -289,7 +289,7 @@ descriptors:
 	}
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
 	t.Cleanup(func() { engine.Close() })
-	url := serveAPI(t, httpapi.New(decide.New(rs, engine, storekey.New("h:", 0), false), quiet(), nil)) + "/v1/decide"
+	url := serveAPI(t, httpapi.New(decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)}), quiet(), nil)) + "/v1/decide"
 	code, body := do(t, "POST", url, `{"domain":"web","descriptors":[{"entries":[{"key":"api_key","value":"k"}]}]}`)
 	var out struct {
 		Statuses []struct {
@@ -310,7 +310,7 @@ descriptors:
 }
 
 func TestDebugConfig(t *testing.T) {
-	d := newDecider(t)
+	d := newDecider(t, decide.Options{})
 	code, body := do(t, "GET", serveAPI(t, httpapi.New(d, quiet(), nil))+"/debug/config", "")
 	var dump struct {
 		Hash    string `json:"hash"`

@@ -49,7 +49,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New()
-	d := decide.New(rs, m.Engine("redis", engine), storekey.New("h:", 0), false)
+	d := decide.New(rs, m.Engine("redis", engine), decide.Options{Keys: storekey.New("h:", 0)})
 
 	health := grpchealth.NewServer()
 	conn := testgrpc.Serve(t, func(gs *grpc.Server) { healthpb.RegisterHealthServer(gs, health) })
@@ -147,7 +147,7 @@ func TestReadyzChecksNow(t *testing.T) {
 	}
 	t.Cleanup(func() { engine.Close() })
 	rs, _ := descriptors.Parse("web.yaml", []byte(rules))
-	d := decide.New(rs, engine, storekey.New("h:", 0), false)
+	d := decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)})
 	var changes []bool
 	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Interval: time.Hour, Log: quiet(),
 		OnChange: func(err error) { changes = append(changes, err == nil) }})
@@ -197,7 +197,7 @@ func TestReadinessLogsEachReason(t *testing.T) {
 	srv := testredis.Start(t)
 	engine := quickRedisEngine(t, srv)
 	srv.Stop()
-	d := decide.New(nil, engine, storekey.New("h:", 0), false)
+	d := decide.New(nil, engine, decide.Options{Keys: storekey.New("h:", 0)})
 	logs := &testlog.Buffer{}
 	var changes int
 	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{
@@ -224,7 +224,7 @@ func TestReadinessLogsEachReason(t *testing.T) {
 
 	memory := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { memory.Close() })
-	d = decide.New(nil, memory, storekey.New("h:", 0), false)
+	d = decide.New(nil, memory, decide.Options{Keys: storekey.New("h:", 0)})
 	logs = &testlog.Buffer{}
 	ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: slog.New(slog.NewTextHandler(logs, nil))})
 	check(ready, true)
@@ -276,7 +276,7 @@ func TestReadinessChecksShareProbes(t *testing.T) {
 	}
 	engine := &gatedPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})}
 	t.Cleanup(func() { engine.Close() })
-	d := decide.New(rs, engine, storekey.New("h:", 0), false)
+	d := decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)})
 	const checks = 200
 	// flood makes 200 concurrent checks. held: the store's probe is held until one
 	// check probes and the other 199 wait on that probe, none having returned.
@@ -349,7 +349,7 @@ func TestReadinessSurvivesAPanickingProbe(t *testing.T) {
 	}
 	engine := panickyPinger{limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})}
 	t.Cleanup(func() { engine.Close() })
-	ready := httpapi.NewReadiness(decide.New(rs, engine, storekey.New("h:", 0), false), httpapi.ReadinessOptions{Log: quiet()})
+	ready := httpapi.NewReadiness(decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)}), httpapi.ReadinessOptions{Log: quiet()})
 	for i := range 2 {
 		done := make(chan error, 1)
 		go func() { done <- ready.Check(context.Background()) }()

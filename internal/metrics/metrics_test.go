@@ -61,7 +61,7 @@ func newFixtureFor(t *testing.T, rules string) *fixture {
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { mem.Close() })
 	m.MemoryEngine(mem)
-	d := decide.New(rs, m.Engine("memory", mem), storekey.New("m:", 0), false)
+	d := decide.New(rs, m.Engine("memory", mem), decide.Options{Keys: storekey.New("m:", 0)})
 	srv := httptest.NewServer(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	t.Cleanup(srv.Close)
 	return &fixture{m: m, decider: d, scrape: func() map[string]float64 { return scrape(t, srv.URL) }}
@@ -469,8 +469,8 @@ func TestStoreErrorsAreCounted(t *testing.T) {
 
 	refused := fmt.Errorf("%w: %w", limiter.ErrStore, &net.OpError{Op: "dial", Err: errors.New("connection refused")})
 	for i, p := range []decide.Policy{decide.FailClosed, decide.FailOpen, decide.Local} {
-		d := decide.New(rs, m.Engine("redis", failingEngine{err: refused}), storekey.New("m:", 0), false)
-		d.SetFailurePolicy(decide.FailurePolicy{Default: p, Local: local})
+		d := decide.New(rs, m.Engine("redis", failingEngine{err: refused}), decide.Options{Keys: storekey.New("m:", 0),
+			Failure: decide.FailurePolicy{Default: p, Local: local}})
 		req := &decide.Request{Domain: "m", Descriptors: []decide.Descriptor{{Entries: []descriptors.Entry{{Key: "ip", Value: "10.0.0.1"}}}}}
 		_, err := d.Decide(context.Background(), req)
 		if (err != nil) != (p == decide.FailClosed) {

@@ -67,7 +67,7 @@ func watchAfter(t *testing.T, dir string, o reload.Options, between func()) *har
 	between()
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { engine.Close() })
-	h := &harness{decider: decide.New(rs, engine, storekey.New("r:", 0), false), logs: &testlog.Buffer{}}
+	h := &harness{decider: decide.New(rs, engine, decide.Options{Keys: storekey.New("r:", 0)}), logs: &testlog.Buffer{}}
 	o.Dir, o.Serving = dir, rs
 	o.Log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.OnLoad = func(_ *descriptors.RuleSet, err error) {

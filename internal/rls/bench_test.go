@@ -36,7 +36,7 @@ descriptors:
 			engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 			defer engine.Close()
 			m := metrics.New()
-			d := decide.New(rs, m.Engine("memory", engine), storekey.New("rlx:", 0), false)
+			d := decide.New(rs, m.Engine("memory", engine), decide.Options{Keys: storekey.New("rlx:", 0)})
 			s := rls.New(d, ratelimitheaders.Options{RetryAfter: true}, m)
 			reqs := make([]*rlsv3.RateLimitRequest, 1024)
 			for i := range reqs {

@@ -76,7 +76,7 @@ func startRules(t *testing.T, rules string, opts ratelimitheaders.Options) *hfix
 	clock.Store(now)
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: clock.Load})
 	t.Cleanup(func() { engine.Close() })
-	d := decide.New(rs, engine, storekey.New("h:", 0), false)
+	d := decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)})
 	if err := opts.Validate(); err != nil {
 		t.Fatal(err)
 	}

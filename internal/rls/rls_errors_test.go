@@ -62,7 +62,7 @@ func TestStoreTimeoutIsUnavailable(t *testing.T) {
 			return ctx, cancel
 		}, codes.Canceled},
 	} {
-		srv := rls.New(decide.New(rs, tc.store, storekey.New("t:", 0), false), ratelimitheaders.Options{}, nil)
+		srv := rls.New(decide.New(rs, tc.store, decide.Options{Keys: storekey.New("t:", 0)}), ratelimitheaders.Options{}, nil)
 		ctx, cancel := tc.ctx()
 		_, err := srv.ShouldRateLimit(ctx, req)
 		cancel()

@@ -109,7 +109,7 @@ func startWith(t *testing.T, globalShadow bool, m *metrics.Metrics, o ratelimith
 	if m != nil {
 		engine, obs = m.Engine("memory", mem), m
 	}
-	d := decide.New(rs, engine, storekey.New("t:", 0), globalShadow)
+	d := decide.New(rs, engine, decide.Options{Keys: storekey.New("t:", 0), Shadow: globalShadow})
 	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
 		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, o, obs))
 	})

@@ -72,7 +72,7 @@ func startService(t *testing.T, server string, o Options) *service {
 	// minute boundary between two calls of one assertion.
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_040_000 }})
 	t.Cleanup(func() { engine.Close() })
-	d := decide.New(nil, engine, storekey.New("t:", 0), false)
+	d := decide.New(nil, engine, decide.Options{Keys: storekey.New("t:", 0)})
 	conn := testgrpc.Serve(t, func(gs *grpc.Server) {
 		rlsv3.RegisterRateLimitServiceServer(gs, rls.New(d, ratelimitheaders.Options{}, nil))
 	})
