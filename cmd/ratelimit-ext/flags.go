@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/legacyenv"
 )
 
 // envFlags registers flags whose defaults can be set by environment variables, so every
@@ -165,18 +167,7 @@ func serviceLink(name, value string) bool {
 		_, err := strconv.ParseUint(value, 10, 16)
 		return err == nil
 	}
-	return serviceLinkURL(value) // <SERVICE>_PORT and <SERVICE>_PORT_<port>_<protocol>
-}
-
-// serviceLinkURL says whether value is a service link's proto://address:port.
-func serviceLinkURL(value string) bool {
-	for _, scheme := range []string{"tcp://", "udp://", "sctp://"} {
-		if rest, ok := strings.CutPrefix(value, scheme); ok {
-			_, err := netip.ParseAddrPort(rest)
-			return err == nil
-		}
-	}
-	return false
+	return legacyenv.IsServiceLinkURL(value) // <SERVICE>_PORT and <SERVICE>_PORT_<port>_<protocol>
 }
 
 // explain adds to an error about flags which of them the environment set (not the

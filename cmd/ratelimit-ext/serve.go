@@ -31,6 +31,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/grpcopts"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/legacyenv"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
@@ -44,7 +45,7 @@ import (
 // serveConfig holds the settings of `ratelimit-ext serve`; every one is a flag with an
 // environment variable (docs/configuration.md).
 type serveConfig struct {
-	legacy                                    []legacyNote // envoyproxy/ratelimit variables seen
+	legacy                                    []legacyenv.Note // envoyproxy/ratelimit variables seen
 	grpcAddr, httpAddr, configDir, keyPrefix  string
 	engine                                    string // as given; check resolves it to memory or redis
 	metricsAddr                               string
@@ -72,7 +73,7 @@ type serveConfig struct {
 // loopback and ./config, for a process run by hand. The container image sets its own at
 // link time (the Dockerfile's `go build -ldflags "-X main.defaultGRPCAddr=..."`) rather
 // than with ENV lines: an ENV line would be one of our RATELIMIT_EXT_* variables, which
-// outrank envoyproxy/ratelimit's (compat.go), so PORT, GRPC_PORT and RUNTIME_ROOT would
+// outrank envoyproxy/ratelimit's (internal/legacyenv), so PORT, GRPC_PORT and RUNTIME_ROOT would
 // lose to the image. As defaults they rank below every setting the operator makes.
 // Variables, not constants, so that -X can set them.
 var (
@@ -82,7 +83,7 @@ var (
 )
 
 func loadServeConfig(args []string) (*serveConfig, error) {
-	legacy, err := legacyEnvFromOS(args) // before the flags read their defaults from the environment
+	legacy, err := legacyenv.FromOS(args, envName) // before the flags read their defaults from the environment
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +122,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := c.check(); err != nil {
-		return nil, f.explain(err, legacyVariables(legacy))
+		return nil, f.explain(err, legacyenv.Variables(legacy))
 	}
 	return c, nil
 }
@@ -330,10 +331,10 @@ func serve(args []string) int {
 	}
 	log := c.log
 	routeRedisLogs(log)
-	logLegacy(log, c.legacy)
+	legacyenv.Log(log, c.legacy)
 	rules, err := initialRules(c)
 	if err == nil {
-		err = monthLimitsRefused(calendarMonthsAsked(), rules)
+		err = legacyenv.MonthLimitsRefused(legacyenv.CalendarMonthsAsked(), rules)
 	}
 	if err != nil {
 		// Printed as is, one problem per line, like validate's output: nothing has
@@ -406,7 +407,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds, calendarMonths: calendarMonthsAsked()}
+	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds, calendarMonths: legacyenv.CalendarMonthsAsked()}
 	if c.xds.source == sourceFile {
 		warner.dir = c.configDir
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/breaker"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/legacyenv"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/metrics"
 )
@@ -74,7 +75,7 @@ type ruleWarner struct {
 	bounds        decide.Bounds
 	dir           string // the config directory the warnings' file names are relative to, or ""
 	// calendarMonths: envoyproxy/ratelimit's USE_CALENDAR_MONTH_RATE_LIMIT is on, so
-	// month limits are an error (monthLimitsRefused).
+	// month limits are an error (legacyenv.MonthLimitsRefused).
 	calendarMonths bool
 	mu             sync.Mutex
 	skipped        string // the last note on skipped files: repeated only when it changes
@@ -82,7 +83,7 @@ type ruleWarner struct {
 }
 
 func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
-	if err := monthLimitsRefused(w.calendarMonths, rs); err != nil {
+	if err := legacyenv.MonthLimitsRefused(w.calendarMonths, rs); err != nil {
 		w.log.Error("rules applied with month limits that do not count calendar months", "error", err)
 	}
 	warnUnruledPolicyDomains(w.log, w.policyDomains, rs)

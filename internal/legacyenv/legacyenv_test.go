@@ -1,11 +1,8 @@
-package main
+package legacyenv
 
 import (
 	"bytes"
 	"log/slog"
-	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,11 +11,25 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// fakeEnv is a process environment for applyLegacyEnv.
+// fakeEnv is a process environment for Apply.
 type fakeEnv map[string]string
 
 func (e fakeEnv) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
 func (e fakeEnv) set(k, v string) error          { e[k] = v; return nil }
+
+// env is e as the mapping's environment, beside a command line that gives the flags in
+// given.
+func (e fakeEnv) env(given map[string]bool) Env {
+	return Env{Lookup: e.lookup, Set: e.set, Ours: ours, Given: given}
+}
+
+// ours is the service's naming of its variables (cmd/ratelimit-ext's envName).
+func ours(flag string) string {
+	return "RATELIMIT_EXT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// apply maps e with no flags on the command line.
+func apply(e fakeEnv) ([]Note, error) { return Apply(e.env(nil)) }
 
 func TestLegacyEnvironment(t *testing.T) {
 	// The directories under envoyproxy/ratelimit's default RUNTIME_ROOT that "exist".
@@ -184,7 +195,7 @@ func TestLegacyEnvironment(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := applyLegacyEnv(c.in.lookup, c.in.set)
+			_, err := apply(c.in)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want one containing %q", err, c.err)
@@ -215,25 +226,14 @@ func TestCalendarMonthsRefuseMonthRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := monthLimitsRefused(true, month); err == nil || !strings.Contains(err.Error(), "q: org") {
+	if err := MonthLimitsRefused(true, month); err == nil || !strings.Contains(err.Error(), "q: org") {
 		t.Errorf("a month limit with calendar months asked for: %v, want an error naming it", err)
 	}
-	if err := monthLimitsRefused(true, day); err != nil {
+	if err := MonthLimitsRefused(true, day); err != nil {
 		t.Errorf("no month limit: %v", err)
 	}
-	if err := monthLimitsRefused(false, month); err != nil {
+	if err := MonthLimitsRefused(false, month); err != nil {
 		t.Errorf("calendar months not asked for: %v", err)
-	}
-
-	isolateEnv(t)
-	t.Setenv("USE_CALENDAR_MONTH_RATE_LIMIT", "true")
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "q.yaml"), []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
-	if code != 1 || !strings.Contains(out, "unit: month") {
-		t.Errorf("serve with a month limit and calendar months asked for: exit %d, stderr %.300q; want 1 and the reason", code, out)
 	}
 }
 
@@ -250,18 +250,18 @@ func TestLegacyVariablesBesideFlags(t *testing.T) {
 		{fakeEnv{"BACKEND_TYPE": "memcache"}, []string{"-redis-url=redis://r:6379"}},
 		{fakeEnv{"RUNTIME_SUBDIRECTORY": "nowhere"}, []string{"--config-dir", "/rules"}},
 	} {
-		notes, err := applyLegacyEnvBeside(flagsGiven(c.args), c.env.lookup, c.env.set)
+		notes, err := Apply(c.env.env(flagsGiven(c.args)))
 		if err != nil {
 			t.Errorf("%v beside %v: %v", c.env, c.args, err)
 			continue
 		}
 		for _, n := range notes {
-			if strings.HasPrefix(n.outcome, "mapped to ") {
-				t.Errorf("%v beside %v: %s %s, want it ignored for the flag", c.env, c.args, n.name, n.outcome)
+			if strings.HasPrefix(n.Outcome, "mapped to ") {
+				t.Errorf("%v beside %v: %s %s, want it ignored for the flag", c.env, c.args, n.Name, n.Outcome)
 			}
 		}
 	}
-	if _, err := applyLegacyEnvBeside(flagsGiven([]string{"--log-level", "debug"}), fakeEnv{"REDIS_SOCKET_TYPE": "tcp"}.lookup, fakeEnv{}.set); err == nil {
+	if _, err := Apply(fakeEnv{"REDIS_SOCKET_TYPE": "tcp"}.env(flagsGiven([]string{"--log-level", "debug"}))); err == nil {
 		t.Error("Redis settings without any address of ours: started, want refused")
 	}
 }
@@ -285,15 +285,15 @@ func TestLegacyDefaultRulesDirectory(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dirExists = func(dir string) bool { return c.exists && dir == "/srv/runtime_data/current/config" }
-			notes, err := applyLegacyEnv(c.in.lookup, c.in.set)
+			notes, err := apply(c.in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := c.in["RATELIMIT_EXT_CONFIG_DIR"]; got != c.want {
 				t.Errorf("RATELIMIT_EXT_CONFIG_DIR = %q, want %q", got, c.want)
 			}
-			said := slices.ContainsFunc(notes, func(n legacyNote) bool {
-				return strings.Contains(n.outcome, "default, /srv/runtime_data/current/config")
+			said := slices.ContainsFunc(notes, func(n Note) bool {
+				return strings.Contains(n.Outcome, "default, /srv/runtime_data/current/config")
 			})
 			if said != (c.want == "/srv/runtime_data/current/config") {
 				t.Errorf("notes %v: a note on the default directory %v, want %v", notes, said, !said)
@@ -317,7 +317,7 @@ func TestLegacySecretsAreNotLogged(t *testing.T) {
 		{fakeEnv{"REDIS_URL": "redis://user:s3cret@redis.svc:6379"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "s3cret", ""},
 		{fakeEnv{"REDIS_URL": "redis.svc:6379"}, "REDIS_URL", "RATELIMIT_EXT_REDIS_URL", "", "redis://redis.svc:6379"},
 	} {
-		notes, err := applyLegacyEnv(tc.env.lookup, tc.env.set)
+		notes, err := apply(tc.env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,13 +326,13 @@ func TestLegacySecretsAreNotLogged(t *testing.T) {
 		}
 		seen := false
 		for _, n := range notes {
-			if tc.secret != "" && strings.Contains(n.outcome, tc.secret) {
-				t.Errorf("%s: %q shows the secret", n.name, n.outcome)
+			if tc.secret != "" && strings.Contains(n.Outcome, tc.secret) {
+				t.Errorf("%s: %q shows the secret", n.Name, n.Outcome)
 			}
-			if n.name == tc.legacy && strings.Contains(n.outcome, tc.ours) {
+			if n.Name == tc.legacy && strings.Contains(n.Outcome, tc.ours) {
 				seen = true
-				if !strings.Contains(n.outcome, tc.shown) {
-					t.Errorf("%s: %q, want it to show %q", n.name, n.outcome, tc.shown)
+				if !strings.Contains(n.Outcome, tc.shown) {
+					t.Errorf("%s: %q, want it to show %q", n.Name, n.Outcome, tc.shown)
 				}
 			}
 		}
@@ -345,7 +345,7 @@ func TestLegacySecretsAreNotLogged(t *testing.T) {
 // Variables we do not map are reported, with what to use instead.
 func TestLegacyEnvironmentReportsIgnored(t *testing.T) {
 	env := fakeEnv{"USE_STATSD": "true", "NEAR_LIMIT_RATIO": "0.9", "LOCAL_CACHE_SIZE_IN_BYTES": "1000000"}
-	notes, err := applyLegacyEnv(env.lookup, env.set)
+	notes, err := apply(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,8 +353,8 @@ func TestLegacyEnvironmentReportsIgnored(t *testing.T) {
 		t.Fatalf("notes %v, want one per variable", notes)
 	}
 	for _, n := range notes {
-		if !strings.HasPrefix(n.outcome, "ignored: ") {
-			t.Errorf("%s: %q", n.name, n.outcome)
+		if !strings.HasPrefix(n.Outcome, "ignored: ") {
+			t.Errorf("%s: %q", n.Name, n.Outcome)
 		}
 	}
 	for k := range env {
@@ -373,7 +373,7 @@ func TestLegacyRedisErrorsHideTheAddress(t *testing.T) {
 		{"REDIS_URL": "mymaster,s1 :26379,s2:26379", "REDIS_TYPE": "sentinel", "REDIS_AUTH": "s3cret"},
 		{"REDIS_URL": "h%:6379", "REDIS_AUTH": "s3cret"},
 	} {
-		_, err := applyLegacyEnv(env.lookup, env.set)
+		_, err := apply(env)
 		if err == nil || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("%v: error %v: want one that does not show the password", env["REDIS_URL"], err)
 		}
@@ -384,15 +384,15 @@ func TestLegacyRedisErrorsHideTheAddress(t *testing.T) {
 // says so (without showing them).
 func TestLegacyLaterAddressCredentialsAreReported(t *testing.T) {
 	env := fakeEnv{"REDIS_URL": "redis://a:6379,redis://u:s3cret@b:6379", "REDIS_TYPE": "cluster"}
-	notes, err := applyLegacyEnv(env.lookup, env.set)
+	notes, err := apply(env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(env["RATELIMIT_EXT_REDIS_URL"], "s3cret") {
 		t.Errorf("URL %q carries the second address's password", env["RATELIMIT_EXT_REDIS_URL"])
 	}
-	if !slices.ContainsFunc(notes, func(n legacyNote) bool {
-		return n.name == "REDIS_URL" && strings.Contains(n.outcome, "address 2 are not used") && !strings.Contains(n.outcome, "s3cret")
+	if !slices.ContainsFunc(notes, func(n Note) bool {
+		return n.Name == "REDIS_URL" && strings.Contains(n.Outcome, "address 2 are not used") && !strings.Contains(n.Outcome, "s3cret")
 	}) {
 		t.Errorf("no note says address 2's credentials are not used: %v", notes)
 	}
@@ -401,12 +401,12 @@ func TestLegacyLaterAddressCredentialsAreReported(t *testing.T) {
 // HOST and GRPC_HOST that shaped a listener say so.
 func TestLegacyHostNotes(t *testing.T) {
 	env := fakeEnv{"HOST": "127.0.0.1", "PORT": "8080", "GRPC_HOST": "127.0.0.2"}
-	notes, err := applyLegacyEnv(env.lookup, env.set)
+	notes, err := apply(env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"HOST": "used: the host of RATELIMIT_EXT_HTTP_ADDR", "GRPC_HOST": "mapped to RATELIMIT_EXT_GRPC_ADDR=127.0.0.2:8081"} {
-		if !slices.ContainsFunc(notes, func(n legacyNote) bool { return n.name == name && n.outcome == want }) {
+		if !slices.ContainsFunc(notes, func(n Note) bool { return n.Name == name && n.Outcome == want }) {
 			t.Errorf("no note %s: %q in %v", name, want, notes)
 		}
 	}
@@ -427,179 +427,16 @@ func TestLegacyNotesDoNotClaimOverriddenVariables(t *testing.T) {
 		{fakeEnv{"REDIS_URL": "/run/redis.sock", "REDIS_AUTH": "pw", "RATELIMIT_EXT_REDIS_URL": "redis://mine:6379"},
 			[]string{"REDIS_URL", "REDIS_AUTH"}},
 	} {
-		notes, err := applyLegacyEnv(tc.env.lookup, tc.env.set)
+		notes, err := apply(tc.env)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, name := range tc.ignored {
-			i := slices.IndexFunc(notes, func(n legacyNote) bool { return n.name == name })
-			if i < 0 || !strings.HasPrefix(notes[i].outcome, "ignored: ") {
+			i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == name })
+			if i < 0 || !strings.HasPrefix(notes[i].Outcome, "ignored: ") {
 				t.Errorf("%v: %s: %v, want it reported ignored", tc.env, name, notes)
 			}
 		}
-	}
-}
-
-// envoyGatewayEnv is the environment Envoy Gateway gives its rate-limit container
-// (envoyproxy/gateway, internal/infrastructure/kubernetes/ratelimit), with every
-// optional part on: Redis over mutual TLS, Prometheus on port 19001 (its default) and
-// tracing. Paths are its mounts: /certs (Secret envoy-rate-limit), /redis-certs.
-func envoyGatewayEnv() fakeEnv {
-	return fakeEnv{
-		"RUNTIME_ROOT":                       "/data",
-		"RUNTIME_SUBDIRECTORY":               "ratelimit",
-		"RUNTIME_IGNOREDOTFILES":             "true",
-		"RUNTIME_WATCH_ROOT":                 "false",
-		"LOG_LEVEL":                          "info",
-		"USE_STATSD":                         "false",
-		"CONFIG_TYPE":                        "GRPC_XDS_SOTW",
-		"CONFIG_GRPC_XDS_SERVER_URL":         "envoy-gateway:18001",
-		"CONFIG_GRPC_XDS_NODE_ID":            "envoy-ratelimit",
-		"GRPC_SERVER_USE_TLS":                "true",
-		"GRPC_SERVER_TLS_CERT":               "/certs/tls.crt",
-		"GRPC_SERVER_TLS_KEY":                "/certs/tls.key",
-		"GRPC_SERVER_TLS_CA_CERT":            "/certs/ca.crt",
-		"CONFIG_GRPC_XDS_SERVER_USE_TLS":     "true",
-		"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":    "/certs/tls.crt",
-		"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":     "/certs/tls.key",
-		"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":  "/certs/ca.crt",
-		"FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
-		"REDIS_SOCKET_TYPE":                  "tcp",
-		"REDIS_URL":                          "redis.redis-system.svc.cluster.local:6379",
-		"REDIS_TLS":                          "true",
-		"REDIS_TLS_CLIENT_CERT":              "/redis-certs/tls.crt",
-		"REDIS_TLS_CLIENT_KEY":               "/redis-certs/tls.key",
-		"USE_PROMETHEUS":                     "true",
-		"PROMETHEUS_ADDR":                    ":19001",
-		"PROMETHEUS_MAPPER_YAML":             "/etc/statsd-exporter/conf.yaml",
-		"TRACING_ENABLED":                    "true",
-		"TRACING_SERVICE_NAME":               "envoy-ratelimit",
-		"TRACING_SERVICE_NAMESPACE":          "envoy-gateway-system",
-		"TRACING_SERVICE_INSTANCE_ID":        "envoy-ratelimit-5c8f7b9d4-x2x7k",
-		"TRACING_SAMPLING_RATE":              "1.0",
-		"OTEL_EXPORTER_OTLP_ENDPOINT":        "http://otel-collector.monitoring.svc.cluster.local:4318",
-	}
-}
-
-// envoyGatewayStatsdEnv is what older Envoy Gateway releases set instead of the
-// Prometheus and tracing variables, next to a prom/statsd-exporter sidecar.
-func envoyGatewayStatsdEnv() fakeEnv {
-	env := envoyGatewayEnv()
-	for k := range env {
-		if strings.HasPrefix(k, "PROMETHEUS_") || strings.HasPrefix(k, "TRACING_") || strings.HasPrefix(k, "REDIS_TLS") ||
-			k == "USE_PROMETHEUS" || k == "OTEL_EXPORTER_OTLP_ENDPOINT" {
-			delete(env, k)
-		}
-	}
-	env["USE_STATSD"], env["STATSD_PORT"] = "true", "9125"
-	return env
-}
-
-// Envoy Gateway's environment turns into settings that load: xDS from its server and
-// gRPC served over TLS, both with the certificate it mounts, serving before the first
-// config, Redis and metrics where it expects them. Every variable it sets is reported,
-// and what cannot be honoured is reported ignored.
-func TestEnvoyGatewayEnvironment(t *testing.T) {
-	for _, tc := range []struct {
-		name                  string
-		env                   fakeEnv
-		redisURL, metricsAddr string
-		redisTLS              bool
-	}{
-		{"with Prometheus, tracing and Redis over mutual TLS", envoyGatewayEnv(), "rediss://redis.redis-system.svc.cluster.local:6379", ":19001", true},
-		{"older, with a statsd exporter beside it", envoyGatewayStatsdEnv(), "redis://redis.redis-system.svc.cluster.local:6379", "", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			theirs := maps.Clone(tc.env)
-			notes, err := applyLegacyEnv(tc.env.lookup, tc.env.set)
-			if err != nil {
-				t.Fatal(err)
-			}
-			outcome := map[string]string{}
-			for _, n := range notes {
-				outcome[n.name] += n.outcome + "; "
-			}
-			for k := range theirs {
-				if outcome[k] == "" {
-					t.Errorf("%s is set by Envoy Gateway but not reported", k)
-				}
-			}
-			for _, k := range []string{"GRPC_SERVER_TLS_CA_CERT", "RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "USE_STATSD", "STATSD_PORT",
-				"PROMETHEUS_MAPPER_YAML", "TRACING_ENABLED", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
-				if _, set := theirs[k]; set && !strings.HasPrefix(outcome[k], "ignored: ") {
-					t.Errorf("%s: %q, want it reported ignored", k, outcome[k])
-				}
-			}
-			for k, v := range tc.env {
-				if strings.HasPrefix(k, "RATELIMIT_EXT_") {
-					t.Setenv(k, v)
-				}
-			}
-			c, err := loadServeConfig(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			x := c.xds
-			if x.source != sourceXDS || x.server != "envoy-gateway:18001" || x.nodeID != "envoy-ratelimit" || !x.tls.on ||
-				x.tls.ca != "/certs/ca.crt" || x.tls.cert != "/certs/tls.crt" || x.tls.key != "/certs/tls.key" || !x.startWithoutRules {
-				t.Errorf("xDS settings %+v", x)
-			}
-			if c.tls != (tlsFiles{cert: "/certs/tls.crt", key: "/certs/tls.key"}) {
-				t.Errorf("gRPC TLS %+v, want the mounted pair and no client CA", c.tls)
-			}
-			if c.metricsAddr != tc.metricsAddr || c.logLevel != "info" {
-				t.Errorf("metrics address %q, log level %q", c.metricsAddr, c.logLevel)
-			}
-			r := c.redis()
-			if r.URL != tc.redisURL {
-				t.Errorf("Redis URL %q, want %q", r.URL, tc.redisURL)
-			}
-			if tc.redisTLS && (r.TLSCertFile != "/redis-certs/tls.crt" || r.TLSKeyFile != "/redis-certs/tls.key") {
-				t.Errorf("Redis client certificate %q %q", r.TLSCertFile, r.TLSKeyFile)
-			}
-		})
-	}
-}
-
-// The image sets where it listens and reads its rules as the binary's defaults (the
-// Dockerfile's -X flags), so envoyproxy/ratelimit's PORT, GRPC_PORT and RUNTIME_ROOT
-// still take effect in it: a file-mode deployment that switches images serves its own
-// rules on its own ports, and nothing of it is reported ignored.
-func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
-	for p, v := range map[*string]string{&defaultGRPCAddr: "0.0.0.0:8081", &defaultHTTPAddr: "0.0.0.0:8080",
-		&defaultConfigDir: "/etc/ratelimit-ext/config"} {
-		was := *p
-		*p = v
-		t.Cleanup(func() { *p = was })
-	}
-	isolateEnv(t) // none of the machine's settings; the mapping's os.Setenv undone after
-
-	c, err := loadServeConfig(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.grpcAddr != "0.0.0.0:8081" || c.httpAddr != "0.0.0.0:8080" || c.configDir != "/etc/ratelimit-ext/config" {
-		t.Fatalf("nothing set: %s, %s, %s; want the image's defaults", c.grpcAddr, c.httpAddr, c.configDir)
-	}
-
-	t.Setenv("RUNTIME_ROOT", "/data")
-	t.Setenv("RUNTIME_SUBDIRECTORY", "ratelimit")
-	t.Setenv("PORT", "9080")
-	t.Setenv("GRPC_PORT", "9081")
-	c, err = loadServeConfig(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.grpcAddr != "0.0.0.0:9081" || c.httpAddr != "0.0.0.0:9080" || c.configDir != "/data/ratelimit/config" {
-		t.Errorf("with envoyproxy/ratelimit's variables: %s, %s, %s; want theirs", c.grpcAddr, c.httpAddr, c.configDir)
-	}
-	for _, n := range c.legacy {
-		if !strings.HasPrefix(n.outcome, "mapped to ") {
-			t.Errorf("%s: %s, want it mapped", n.name, n.outcome)
-		}
-	}
-	if len(c.legacy) != 3 { // RUNTIME_SUBDIRECTORY is part of RUNTIME_ROOT's note
-		t.Errorf("notes %v, want one each for RUNTIME_ROOT, PORT and GRPC_PORT", c.legacy)
 	}
 }
 
@@ -609,7 +446,7 @@ func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
 func TestLegacySentinelCredentials(t *testing.T) {
 	env := fakeEnv{"REDIS_URL": "mymaster,s1:26379,s2:26379", "REDIS_TYPE": "sentinel",
 		"REDIS_AUTH": "app:p@ss:word", "REDIS_SENTINEL_AUTH": "s3nt&x"}
-	notes, err := applyLegacyEnv(env.lookup, env.set)
+	notes, err := apply(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,8 +459,8 @@ func TestLegacySentinelCredentials(t *testing.T) {
 		t.Errorf("master %q/%q, sentinels %q/%q at %v", o.Username, o.Password, o.SentinelUsername, o.SentinelPassword, o.SentinelAddrs)
 	}
 	for _, n := range notes {
-		if strings.Contains(n.outcome, "p@ss") || strings.Contains(n.outcome, "s3nt") {
-			t.Errorf("a startup note shows a password: %s: %s", n.name, n.outcome)
+		if strings.Contains(n.Outcome, "p@ss") || strings.Contains(n.Outcome, "s3nt") {
+			t.Errorf("a startup note shows a password: %s: %s", n.Name, n.Outcome)
 		}
 	}
 }
@@ -672,14 +509,14 @@ var theirVariables = []string{
 func TestEveryLegacyVariableIsReported(t *testing.T) {
 	for _, v := range theirVariables {
 		env := fakeEnv{v: "true"}
-		notes, err := applyLegacyEnv(env.lookup, env.set)
+		notes, err := apply(env)
 		if err != nil {
 			if !strings.Contains(err.Error(), v) {
 				t.Errorf("%s=true: the error does not name it: %v", v, err)
 			}
 			continue
 		}
-		if !slices.ContainsFunc(notes, func(n legacyNote) bool { return n.name == v }) {
+		if !slices.ContainsFunc(notes, func(n Note) bool { return n.Name == v }) {
 			t.Errorf("%s=true: no note says what became of it", v)
 		}
 	}
@@ -689,12 +526,12 @@ func TestEveryLegacyVariableIsReported(t *testing.T) {
 // envoyproxy/ratelimit's default level (WARN); a mapped one is information.
 func TestLegacyIgnoredVariablesAreWarnings(t *testing.T) {
 	env := fakeEnv{"USE_STATSD": "true", "LOG_LEVEL": "warning"}
-	notes, err := applyLegacyEnv(env.lookup, env.set)
+	notes, err := apply(env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	logLegacy(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})), notes)
+	Log(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn})), notes)
 	if !strings.Contains(out.String(), "variable=USE_STATSD") || strings.Contains(out.String(), "LOG_LEVEL") {
 		t.Errorf("at level warn the log reads:\n%s\nwant USE_STATSD (ignored) and not LOG_LEVEL (mapped)", out.String())
 	}

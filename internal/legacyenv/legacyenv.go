@@ -1,4 +1,10 @@
-package main
+// Package legacyenv maps envoyproxy/ratelimit's environment variables onto ours, so a
+// deployment can switch by changing its image (docs/migrating.md). Each one is mapped
+// onto our own RATELIMIT_EXT_ variable when that is not set, or reported at startup as
+// ignored, with the reason. Precedence: a flag, then RATELIMIT_EXT_*, then these, then
+// the defaults (the container image's are built into the binary, so that these still
+// win over them).
+package legacyenv
 
 import (
 	"cmp"
@@ -7,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -18,34 +25,28 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 )
 
-// envoyproxy/ratelimit's environment variables, so a deployment can switch by changing
-// its image (docs/migrating.md). Each one is mapped onto our own RATELIMIT_EXT_ variable
-// when that is not set, or reported at startup as ignored, with the reason. Precedence:
-// a flag, then RATELIMIT_EXT_*, then these, then the defaults (the container image's
-// are built in, serve.go, so that these still win over them).
-
-// legacyNote is what happened to one legacy variable.
-type legacyNote struct {
-	name, outcome string
-	mappedTo      string // our variable it was mapped onto, if it was
-	ignored       bool   // it had no effect
+// Note is what happened to one legacy variable.
+type Note struct {
+	Name, Outcome string
+	MappedTo      string // our variable it was mapped onto, if it was
+	Ignored       bool   // it had no effect
 }
 
 // ignoredNote is the note of a variable that had no effect, and why.
-func ignoredNote(name, why string) legacyNote {
-	return legacyNote{name: name, outcome: "ignored: " + why, ignored: true}
+func ignoredNote(name, why string) Note {
+	return Note{Name: name, Outcome: "ignored: " + why, Ignored: true}
 }
 
-// logLegacy logs what became of each envoyproxy/ratelimit variable: a variable that had
+// Log logs what became of each envoyproxy/ratelimit variable: a variable that had
 // no effect as a warning, so that it shows at --log-level warn (that service's default
 // level is WARN), the others as information.
-func logLegacy(log *slog.Logger, notes []legacyNote) {
+func Log(log *slog.Logger, notes []Note) {
 	for _, n := range notes {
 		level := slog.LevelInfo
-		if n.ignored {
+		if n.Ignored {
 			level = slog.LevelWarn
 		}
-		log.Log(context.Background(), level, "envoyproxy/ratelimit setting", "variable", n.name, "outcome", n.outcome)
+		log.Log(context.Background(), level, "envoyproxy/ratelimit setting", "variable", n.Name, "outcome", n.Outcome)
 	}
 }
 
@@ -55,13 +56,13 @@ var dirExists = func(dir string) bool {
 	return err == nil && info.IsDir()
 }
 
-// legacyVariables maps each of our variables that an envoyproxy/ratelimit variable was
+// Variables maps each of our variables that an envoyproxy/ratelimit variable was
 // mapped onto to that variable's name.
-func legacyVariables(notes []legacyNote) map[string]string {
+func Variables(notes []Note) map[string]string {
 	m := map[string]string{}
 	for _, n := range notes {
-		if n.mappedTo != "" {
-			m[n.mappedTo] = n.name
+		if n.MappedTo != "" {
+			m[n.MappedTo] = n.Name
 		}
 	}
 	return m
@@ -134,17 +135,29 @@ var ignoredLegacy = map[string]string{
 	"TRACING_EXPORTER_PROTOCOL":   "tracing is not supported",
 }
 
-// applyLegacyEnv maps envoyproxy/ratelimit's variables found by lookup onto our own
-// (through setenv) and returns a note per variable seen. A value we cannot honour that
-// would change behaviour silently (an unknown CONFIG_TYPE) is an error.
-func applyLegacyEnv(lookup func(string) (string, bool), setenv func(string, string) error) ([]legacyNote, error) {
-	return applyLegacyEnvBeside(nil, lookup, setenv)
+// Env is the environment the mapping reads and writes, and what of ours it yields to.
+type Env struct {
+	Lookup func(string) (string, bool)
+	Set    func(string, string) error
+	// Ours names the variable of ours that sets a flag (RATELIMIT_EXT_...).
+	Ours func(flag string) string
+	// Given names the flags the command line gives: a flag wins over their variables as
+	// our own variable does.
+	Given map[string]bool
 }
 
-// applyLegacyEnvBeside is applyLegacyEnv for a command line that gives the flags in
-// given: a flag wins over their variables as our own variable does.
-func applyLegacyEnvBeside(given map[string]bool, lookup func(string) (string, bool), setenv func(string, string) error) ([]legacyNote, error) {
-	var notes []legacyNote
+// FromOS applies the legacy variables of the process environment, beside the flags
+// args gives; ours names the variable of ours that sets a flag.
+func FromOS(args []string, ours func(flag string) string) ([]Note, error) {
+	return Apply(Env{Lookup: os.LookupEnv, Set: os.Setenv, Ours: ours, Given: flagsGiven(args)})
+}
+
+// Apply maps envoyproxy/ratelimit's variables found in e onto our own and returns a
+// note per variable seen. A value we cannot honour that would change behaviour
+// silently (an unknown CONFIG_TYPE) is an error.
+func Apply(e Env) ([]Note, error) {
+	given, lookup, setenv, envName := e.Given, e.Lookup, e.Set, e.Ours
+	var notes []Note
 	// takenBy says what of ours sets flag, winning over theirs: the flag on the
 	// command line, or our variable ("" when neither).
 	takenBy := func(flag string) string {
@@ -168,7 +181,7 @@ func applyLegacyEnvBeside(given map[string]bool, lookup func(string) (string, bo
 			shown = ours + " (the value is not logged)"
 		}
 		if err := setenv(ours, value); err == nil {
-			notes = append(notes, legacyNote{name: legacy, outcome: "mapped to " + shown, mappedTo: ours})
+			notes = append(notes, Note{Name: legacy, Outcome: "mapped to " + shown, MappedTo: ours})
 		}
 	}
 	set := func(legacy, flag, value string) { assign(legacy, flag, value, true) }
@@ -176,15 +189,15 @@ func applyLegacyEnvBeside(given map[string]bool, lookup func(string) (string, bo
 		v, ok := lookup(name)
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
-	note := func(legacy, outcome string) { notes = append(notes, legacyNote{name: legacy, outcome: outcome}) }
-	m := mapper{get: get, taken: taken, takenBy: takenBy, set: set, note: note,
+	note := func(legacy, outcome string) { notes = append(notes, Note{Name: legacy, Outcome: outcome}) }
+	m := mapper{get: get, ours: envName, taken: taken, takenBy: takenBy, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
 		ignore:    func(legacy, why string) { notes = append(notes, ignoredNote(legacy, why)) },
 		setDefault: func(legacy, flag, value string) {
 			ours := envName(flag)
 			if err := setenv(ours, value); err == nil {
-				notes = append(notes, legacyNote{name: legacy, mappedTo: ours,
-					outcome: "not set: envoyproxy/ratelimit's default, " + value + ", exists and is read (" + ours + "=" + value + ")"})
+				notes = append(notes, Note{Name: legacy, MappedTo: ours,
+					Outcome: "not set: envoyproxy/ratelimit's default, " + value + ", exists and is read (" + ours + "=" + value + ")"})
 			}
 		}}
 	xds, err := mapLegacyXDS(m)
@@ -249,7 +262,7 @@ func applyLegacyEnvBeside(given map[string]bool, lookup func(string) (string, bo
 			notes = append(notes, ignoredNote(legacy, why))
 		}
 	}
-	sort.SliceStable(notes, func(i, j int) bool { return notes[i].name < notes[j].name })
+	sort.SliceStable(notes, func(i, j int) bool { return notes[i].Name < notes[j].Name })
 	return notes, nil
 }
 
@@ -307,7 +320,7 @@ func mapLegacyListeners(m mapper) error {
 		{"PORT", "HOST", "http-addr", "8080"}, {"GRPC_PORT", "GRPC_HOST", "grpc-addr", "8081"},
 	} {
 		port, portSet := m.get(l.portVar)
-		if portSet && serviceLinkURL(port) {
+		if portSet && IsServiceLinkURL(port) {
 			// Kubernetes sets <SERVICE>_PORT=tcp://ip:port for a Service named "grpc" (or
 			// "port"'s kin) in the namespace: not a setting, and not worth refusing to start.
 			m.ignore(l.portVar, "a Kubernetes service link ("+port+"), not a port number")
@@ -336,7 +349,7 @@ func mapLegacyListeners(m mapper) error {
 		case ours:
 			m.ignore(l.hostVar, m.takenBy(l.flag))
 		default:
-			m.note(l.hostVar, "used: the host of "+envName(l.flag))
+			m.note(l.hostVar, "used: the host of "+m.ours(l.flag))
 		}
 	}
 	return nil
@@ -505,7 +518,7 @@ func mapQuotaMode(m mapper) error {
 // calendarMonthsVar is envoyproxy/ratelimit's switch to count `unit: month` per calendar
 // month. A month here is always 30 days from the epoch (SPEC §7), so monthly quotas
 // would reset on other days: with it on, rules with a month limit stop the start and
-// are logged as errors when they arrive later (monthLimitsRefused); others serve.
+// are logged as errors when they arrive later (MonthLimitsRefused); others serve.
 const calendarMonthsVar = "USE_CALENDAR_MONTH_RATE_LIMIT"
 
 // mapCalendarMonth reports USE_CALENDAR_MONTH_RATE_LIMIT; serve acts on it with the rules.
@@ -526,16 +539,16 @@ func mapCalendarMonth(m mapper) error {
 	return nil
 }
 
-// calendarMonthsAsked says whether the environment turns envoyproxy/ratelimit's
+// CalendarMonthsAsked says whether the environment turns envoyproxy/ratelimit's
 // calendar months on (mapCalendarMonth has refused any other value).
-func calendarMonthsAsked() bool {
+func CalendarMonthsAsked() bool {
 	on, err := strconv.ParseBool(strings.TrimSpace(os.Getenv(calendarMonthsVar)))
 	return err == nil && on
 }
 
-// monthLimitsRefused is the error for rules with month limits while calendar months
+// MonthLimitsRefused is the error for rules with month limits while calendar months
 // are asked for, nil when there are none (or they are not asked for).
-func monthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
+func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 	if !asked || rs == nil {
 		return nil
 	}
@@ -744,12 +757,12 @@ func mapLegacyGRPCTLS(m mapper) error {
 		return nil
 	}
 	_, cert := m.get("GRPC_SERVER_TLS_CERT")
-	_, ours := m.get(envName("grpc-tls-cert"))
+	_, ours := m.get(m.ours("grpc-tls-cert"))
 	if !cert && !ours {
 		return errors.New("GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY")
 	}
 	_, ca := m.get("GRPC_CLIENT_TLS_CACERT")
-	_, ourCA := m.get(envName("grpc-tls-client-ca"))
+	_, ourCA := m.get(m.ours("grpc-tls-client-ca"))
 	for _, x := range legacyGRPCTLS {
 		v, ok := m.get(x.legacy)
 		switch {
@@ -807,6 +820,7 @@ func mapLegacyMetrics(m mapper) error {
 // became of one that sets nothing itself (a switch for others).
 type mapper struct {
 	get            func(string) (string, bool)
+	ours           func(flag string) string // our variable that sets flag
 	taken          func(flag string) bool   // our flag or variable for flag is set: it wins
 	takenBy        func(flag string) string // what of ours sets flag, or ""
 	set, setSecret func(legacy, flag, value string)
@@ -860,7 +874,7 @@ func mapLegacyXDS(m mapper) (bool, error) {
 	default:
 		return false, fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
 	}
-	set("CONFIG_TYPE", "config-source", sourceXDS)
+	set("CONFIG_TYPE", "config-source", "xds") // --config-source's value for rules from xDS
 	server, ok := get("CONFIG_GRPC_XDS_SERVER_URL")
 	if !ok {
 		set("CONFIG_TYPE", "xds-server", xdsServerDefault) // their default
@@ -942,12 +956,6 @@ func mapLegacyXDS(m mapper) (bool, error) {
 	return true, nil
 }
 
-// legacyEnvFromOS applies the legacy variables of the process environment, beside the
-// flags args gives.
-func legacyEnvFromOS(args []string) ([]legacyNote, error) {
-	return applyLegacyEnvBeside(flagsGiven(args), os.LookupEnv, os.Setenv)
-}
-
 // flagsGiven names the flags a command line gives (-name, --name, with =value or not),
 // before they are parsed: a value that looks like a flag only adds a name no mapping
 // asks about.
@@ -963,4 +971,16 @@ func flagsGiven(args []string) map[string]bool {
 		}
 	}
 	return given
+}
+
+// IsServiceLinkURL says whether value is a Kubernetes service link's
+// proto://address:port (what <SERVICE>_PORT holds for a Service in the namespace).
+func IsServiceLinkURL(value string) bool {
+	for _, scheme := range []string{"tcp://", "udp://", "sctp://"} {
+		if rest, ok := strings.CutPrefix(value, scheme); ok {
+			_, err := netip.ParseAddrPort(rest)
+			return err == nil
+		}
+	}
+	return false
 }

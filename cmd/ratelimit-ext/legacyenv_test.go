@@ -1,0 +1,195 @@
+package main
+
+import (
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/legacyenv"
+)
+
+// fakeEnv is a process environment for legacyenv.Apply.
+type fakeEnv map[string]string
+
+func (e fakeEnv) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
+func (e fakeEnv) set(k, v string) error          { e[k] = v; return nil }
+
+// With USE_CALENDAR_MONTH_RATE_LIMIT=true, serve refuses to start on rules with a
+// month limit, and says why.
+func TestCalendarMonthsRefuseMonthRulesAtStart(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("USE_CALENDAR_MONTH_RATE_LIMIT", "true")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "q.yaml"), []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(out, "unit: month") {
+		t.Errorf("serve with a month limit and calendar months asked for: exit %d, stderr %.300q; want 1 and the reason", code, out)
+	}
+}
+
+// envoyGatewayEnv is the environment Envoy Gateway gives its rate-limit container
+// (envoyproxy/gateway, internal/infrastructure/kubernetes/ratelimit), with every
+// optional part on: Redis over mutual TLS, Prometheus on port 19001 (its default) and
+// tracing. Paths are its mounts: /certs (Secret envoy-rate-limit), /redis-certs.
+func envoyGatewayEnv() fakeEnv {
+	return fakeEnv{
+		"RUNTIME_ROOT":                       "/data",
+		"RUNTIME_SUBDIRECTORY":               "ratelimit",
+		"RUNTIME_IGNOREDOTFILES":             "true",
+		"RUNTIME_WATCH_ROOT":                 "false",
+		"LOG_LEVEL":                          "info",
+		"USE_STATSD":                         "false",
+		"CONFIG_TYPE":                        "GRPC_XDS_SOTW",
+		"CONFIG_GRPC_XDS_SERVER_URL":         "envoy-gateway:18001",
+		"CONFIG_GRPC_XDS_NODE_ID":            "envoy-ratelimit",
+		"GRPC_SERVER_USE_TLS":                "true",
+		"GRPC_SERVER_TLS_CERT":               "/certs/tls.crt",
+		"GRPC_SERVER_TLS_KEY":                "/certs/tls.key",
+		"GRPC_SERVER_TLS_CA_CERT":            "/certs/ca.crt",
+		"CONFIG_GRPC_XDS_SERVER_USE_TLS":     "true",
+		"CONFIG_GRPC_XDS_CLIENT_TLS_CERT":    "/certs/tls.crt",
+		"CONFIG_GRPC_XDS_CLIENT_TLS_KEY":     "/certs/tls.key",
+		"CONFIG_GRPC_XDS_SERVER_TLS_CACERT":  "/certs/ca.crt",
+		"FORCE_START_WITHOUT_INITIAL_CONFIG": "true",
+		"REDIS_SOCKET_TYPE":                  "tcp",
+		"REDIS_URL":                          "redis.redis-system.svc.cluster.local:6379",
+		"REDIS_TLS":                          "true",
+		"REDIS_TLS_CLIENT_CERT":              "/redis-certs/tls.crt",
+		"REDIS_TLS_CLIENT_KEY":               "/redis-certs/tls.key",
+		"USE_PROMETHEUS":                     "true",
+		"PROMETHEUS_ADDR":                    ":19001",
+		"PROMETHEUS_MAPPER_YAML":             "/etc/statsd-exporter/conf.yaml",
+		"TRACING_ENABLED":                    "true",
+		"TRACING_SERVICE_NAME":               "envoy-ratelimit",
+		"TRACING_SERVICE_NAMESPACE":          "envoy-gateway-system",
+		"TRACING_SERVICE_INSTANCE_ID":        "envoy-ratelimit-5c8f7b9d4-x2x7k",
+		"TRACING_SAMPLING_RATE":              "1.0",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":        "http://otel-collector.monitoring.svc.cluster.local:4318",
+	}
+}
+
+// envoyGatewayStatsdEnv is what older Envoy Gateway releases set instead of the
+// Prometheus and tracing variables, next to a prom/statsd-exporter sidecar.
+func envoyGatewayStatsdEnv() fakeEnv {
+	env := envoyGatewayEnv()
+	for k := range env {
+		if strings.HasPrefix(k, "PROMETHEUS_") || strings.HasPrefix(k, "TRACING_") || strings.HasPrefix(k, "REDIS_TLS") ||
+			k == "USE_PROMETHEUS" || k == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+			delete(env, k)
+		}
+	}
+	env["USE_STATSD"], env["STATSD_PORT"] = "true", "9125"
+	return env
+}
+
+// Envoy Gateway's environment turns into settings that load: xDS from its server and
+// gRPC served over TLS, both with the certificate it mounts, serving before the first
+// config, Redis and metrics where it expects them. Every variable it sets is reported,
+// and what cannot be honoured is reported ignored.
+func TestEnvoyGatewayEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		env                   fakeEnv
+		redisURL, metricsAddr string
+		redisTLS              bool
+	}{
+		{"with Prometheus, tracing and Redis over mutual TLS", envoyGatewayEnv(), "rediss://redis.redis-system.svc.cluster.local:6379", ":19001", true},
+		{"older, with a statsd exporter beside it", envoyGatewayStatsdEnv(), "redis://redis.redis-system.svc.cluster.local:6379", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			theirs := maps.Clone(tc.env)
+			notes, err := legacyenv.Apply(legacyenv.Env{Lookup: tc.env.lookup, Set: tc.env.set, Ours: envName})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outcome := map[string]string{}
+			for _, n := range notes {
+				outcome[n.Name] += n.Outcome + "; "
+			}
+			for k := range theirs {
+				if outcome[k] == "" {
+					t.Errorf("%s is set by Envoy Gateway but not reported", k)
+				}
+			}
+			for _, k := range []string{"GRPC_SERVER_TLS_CA_CERT", "RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "USE_STATSD", "STATSD_PORT",
+				"PROMETHEUS_MAPPER_YAML", "TRACING_ENABLED", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+				if _, set := theirs[k]; set && !strings.HasPrefix(outcome[k], "ignored: ") {
+					t.Errorf("%s: %q, want it reported ignored", k, outcome[k])
+				}
+			}
+			for k, v := range tc.env {
+				if strings.HasPrefix(k, "RATELIMIT_EXT_") {
+					t.Setenv(k, v)
+				}
+			}
+			c, err := loadServeConfig(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := c.xds
+			if x.source != sourceXDS || x.server != "envoy-gateway:18001" || x.nodeID != "envoy-ratelimit" || !x.tls.on ||
+				x.tls.ca != "/certs/ca.crt" || x.tls.cert != "/certs/tls.crt" || x.tls.key != "/certs/tls.key" || !x.startWithoutRules {
+				t.Errorf("xDS settings %+v", x)
+			}
+			if c.tls != (tlsFiles{cert: "/certs/tls.crt", key: "/certs/tls.key"}) {
+				t.Errorf("gRPC TLS %+v, want the mounted pair and no client CA", c.tls)
+			}
+			if c.metricsAddr != tc.metricsAddr || c.logLevel != "info" {
+				t.Errorf("metrics address %q, log level %q", c.metricsAddr, c.logLevel)
+			}
+			r := c.redis()
+			if r.URL != tc.redisURL {
+				t.Errorf("Redis URL %q, want %q", r.URL, tc.redisURL)
+			}
+			if tc.redisTLS && (r.TLSCertFile != "/redis-certs/tls.crt" || r.TLSKeyFile != "/redis-certs/tls.key") {
+				t.Errorf("Redis client certificate %q %q", r.TLSCertFile, r.TLSKeyFile)
+			}
+		})
+	}
+}
+
+// The image sets where it listens and reads its rules as the binary's defaults (the
+// Dockerfile's -X flags), so envoyproxy/ratelimit's PORT, GRPC_PORT and RUNTIME_ROOT
+// still take effect in it: a file-mode deployment that switches images serves its own
+// rules on its own ports, and nothing of it is reported ignored.
+func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
+	for p, v := range map[*string]string{&defaultGRPCAddr: "0.0.0.0:8081", &defaultHTTPAddr: "0.0.0.0:8080",
+		&defaultConfigDir: "/etc/ratelimit-ext/config"} {
+		was := *p
+		*p = v
+		t.Cleanup(func() { *p = was })
+	}
+	isolateEnv(t) // none of the machine's settings; the mapping's os.Setenv undone after
+
+	c, err := loadServeConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.grpcAddr != "0.0.0.0:8081" || c.httpAddr != "0.0.0.0:8080" || c.configDir != "/etc/ratelimit-ext/config" {
+		t.Fatalf("nothing set: %s, %s, %s; want the image's defaults", c.grpcAddr, c.httpAddr, c.configDir)
+	}
+
+	t.Setenv("RUNTIME_ROOT", "/data")
+	t.Setenv("RUNTIME_SUBDIRECTORY", "ratelimit")
+	t.Setenv("PORT", "9080")
+	t.Setenv("GRPC_PORT", "9081")
+	c, err = loadServeConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.grpcAddr != "0.0.0.0:9081" || c.httpAddr != "0.0.0.0:9080" || c.configDir != "/data/ratelimit/config" {
+		t.Errorf("with envoyproxy/ratelimit's variables: %s, %s, %s; want theirs", c.grpcAddr, c.httpAddr, c.configDir)
+	}
+	for _, n := range c.legacy {
+		if !strings.HasPrefix(n.Outcome, "mapped to ") {
+			t.Errorf("%s: %s, want it mapped", n.Name, n.Outcome)
+		}
+	}
+	if len(c.legacy) != 3 { // RUNTIME_SUBDIRECTORY is part of RUNTIME_ROOT's note
+		t.Errorf("notes %v, want one each for RUNTIME_ROOT, PORT and GRPC_PORT", c.legacy)
+	}
+}
