@@ -25,8 +25,10 @@ func TestCalendarMonthsRefuseMonthRulesAtStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "q.yaml"), []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
-	if code != 1 || !strings.Contains(out, "unit: month") {
+	// An address nothing can listen on (TEST-NET-1): were the rules not refused, serve
+	// would stop at its listener instead of serving, and the test fail, not hang.
+	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", "192.0.2.1:0", "--http-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(out, "have unit: month (q: org)") {
 		t.Errorf("serve with a month limit and calendar months asked for: exit %d, stderr %.300q; want 1 and the reason", code, out)
 	}
 }
