@@ -112,3 +112,22 @@ func TestReplayRefusesAMisalignedBase(t *testing.T) {
 		t.Fatalf("base 1234: %v, want a refusal naming the window", err)
 	}
 }
+
+// A timeline that reaches now 0 (every vector file starts there) is refused with base
+// 0 before anything replays: 0 is the store-clock sentinel, and the engine would decide
+// at its own clock, which the replay would report as the engine's mismatches.
+func TestReplayRefusesTheClockSentinel(t *testing.T) {
+	f, err := Load("../../testdata/request-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer engine.Close()
+	_, err = Replay(context.Background(), engine, f, 0, "m")
+	if err == nil || !strings.Contains(err.Error(), "store-clock sentinel") {
+		t.Fatalf("base 0: %v, want a refusal naming the sentinel", err)
+	}
+	if n := engine.Keys(); n != 0 {
+		t.Errorf("%d keys written before the refusal, want none", n)
+	}
+}

@@ -25,6 +25,9 @@ func Replay(ctx context.Context, engine limiter.Engine, f *File, base int64, key
 	for i := range f.Suites {
 		s := &f.Suites[i]
 		limits, err := s.checks(fmt.Sprintf("%s:%d:", keyPrefix, i))
+		if err == nil && limits != nil {
+			err = replayableNows(s, base)
+		}
 		if err == nil {
 			err = alignedBase(base, limits)
 		}
@@ -49,6 +52,18 @@ func Replay(ctx context.Context, engine limiter.Engine, f *File, base int64, key
 		results = append(results, r)
 	}
 	return results, nil
+}
+
+// replayableNows refuses a suite with an op at now + base = 0: 0 is the store-clock
+// sentinel (SPEC §2), so the engine would decide it at its own clock and every mismatch
+// would be the replay's. The throttlekit timelines start at 0 and need a base (SPEC §8).
+func replayableNows(s *Suite, base int64) error {
+	for i, op := range s.Ops {
+		if op.Now+base == 0 {
+			return fmt.Errorf("op %d: now %d + base %d is 0, the store-clock sentinel (SPEC §2): replay with a base (--base) that moves the timeline off 0", i, op.Now, base)
+		}
+	}
+	return nil
 }
 
 // alignedBase refuses a base that is not a multiple of an epoch-aligned window (SPEC

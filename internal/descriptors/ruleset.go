@@ -117,7 +117,9 @@ func (l *Limit) ReportedWindow() Window {
 
 // reportUnits are the units a reported window is written in, largest first, in the
 // seconds Envoy counts them (a month is 30 days, a year 365). Not WEEK, which Envoy's
-// rate-limit response gained later than the others: seven days are DAY × 7.
+// rate-limit response gained later than the others: a derived seven days are DAY × 7.
+// A rule written in weeks keeps its own unit (the branch above), as
+// envoyproxy/ratelimit reports it: its operator chose WEEK, and their Envoy reads it.
 var reportUnits = [...]struct {
 	name    string
 	seconds int64

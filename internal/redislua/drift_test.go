@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -116,6 +117,25 @@ func TestDriftContractVersion(t *testing.T) {
 		}
 		if f.DecisionFields != nil && !slices.Equal(f.DecisionFields, m.DecisionFields) {
 			t.Errorf("%s has decisionFields %v, manifest %v", p, f.DecisionFields, m.DecisionFields)
+		}
+	}
+}
+
+// TestDriftScriptNamesItsContract fails when a script's header names a contract version
+// other than the manifest's: a reader of the script trusts its header.
+func TestDriftScriptNamesItsContract(t *testing.T) {
+	m := loadManifest(t)
+	src, err := os.ReadFile("request.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile(`contractVersion (\w+)`).FindAllSubmatch(src, -1)
+	if len(named) == 0 {
+		t.Fatal("request.lua does not name its contract version")
+	}
+	for _, v := range named {
+		if string(v[1]) != m.ContractVersion {
+			t.Errorf("request.lua names contractVersion %s, manifest.json %s", v[1], m.ContractVersion)
 		}
 	}
 }

@@ -4,7 +4,7 @@
 -- line for line, the log through ZSET queries instead of a slice, and must agree with it
 -- bit for bit (internal/limiter/redis_diff_test.go). manifest.json records its sha256.
 --
--- Contract (contractVersion 4)
+-- Contract (contractVersion 5)
 --   One call decides r >= 1 requests, one after the other: each is all or nothing on
 --   its own, and a later request sees an earlier one's charge. (The service batches
 --   requests that arrive together into one call: one command and one round trip.)

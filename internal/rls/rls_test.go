@@ -743,6 +743,11 @@ func TestReportedWindow(t *testing.T) {
 		{"token_bucket 54/year, capacity 2^20: over 19,418 years, past 2^32 seconds, in years rounded up", "{unit: year, requests_per_unit: 54, algorithm: token_bucket, burst: 1048576}", descriptors.Window{Unit: "year", Multiplier: 19_419, Seconds: 19_419 * 31_536_000}, 1 << 20},
 		{"gcra 2/hour over 2 hours, burst 2: the rule's unit", "{unit: hour, unit_multiplier: 2, requests_per_unit: 2, algorithm: gcra}", descriptors.Window{Unit: hour, Multiplier: 2, Seconds: 7200}, 2},
 		{"a limit of 0 blocks: the rule's unit", "{unit: minute, requests_per_unit: 0, algorithm: gcra}", descriptors.Window{Unit: min, Multiplier: 1, Seconds: 60}, 0},
+		{"a rule in days: DAY", "{unit: day, unit_multiplier: 2, requests_per_unit: 3}", descriptors.Window{Unit: "day", Multiplier: 2, Seconds: 172_800}, 3},
+		{"a rule in weeks: WEEK, as written", "{unit: week, requests_per_unit: 3}", descriptors.Window{Unit: "week", Multiplier: 1, Seconds: 604_800}, 3},
+		{"a rule in months: MONTH", "{unit: month, requests_per_unit: 3}", descriptors.Window{Unit: "month", Multiplier: 1, Seconds: 2_592_000}, 3},
+		{"a rule in years: YEAR", "{unit: year, requests_per_unit: 3}", descriptors.Window{Unit: "year", Multiplier: 1, Seconds: 31_536_000}, 3},
+		{"token_bucket 1/day, capacity 7: a derived week is DAY × 7", "{unit: day, requests_per_unit: 1, algorithm: token_bucket, burst: 7}", descriptors.Window{Unit: "day", Multiplier: 7, Seconds: 604_800}, 7},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rules := "domain: h\ndescriptors:\n  - key: k\n    rate_limit: " + c.rule + "\n"
@@ -762,5 +767,47 @@ func TestReportedWindow(t *testing.T) {
 				t.Errorf("current_limit %v, want %d per %s × %d", cl, c.quota, c.want.Unit, c.want.Multiplier)
 			}
 		})
+	}
+}
+
+// Envoy reads UNKNOWN as an error (SPEC §6): every answer, whatever the request meets
+// (an unknown domain, no match, unlimited, shadow mode, replaced limits, a zero limit,
+// a limit used up, global shadow mode), says OK or OVER_LIMIT, overall and for each of
+// its descriptors, one status per descriptor.
+func TestNoAnswerIsUnknown(t *testing.T) {
+	requests := []struct {
+		domain string
+		ds     []*ratelimitv3.RateLimitDescriptor
+	}{
+		{"nope", []*ratelimitv3.RateLimitDescriptor{desc("burst", "x")}},
+		{"test", []*ratelimitv3.RateLimitDescriptor{desc("unknown", "x"), desc("nested", "a")}},
+		{"test", []*ratelimitv3.RateLimitDescriptor{desc("free", "x"), desc("free-shadowed", "y"), desc("free-named", "z")}},
+		{"test", []*ratelimitv3.RateLimitDescriptor{desc("shadowed", "x"), desc("old", "x"), desc("new", "x")}},
+		{"test", []*ratelimitv3.RateLimitDescriptor{desc("remote_address", "50.0.0.5")}},
+		{"test", []*ratelimitv3.RateLimitDescriptor{desc("pair", "tight"), desc("pair", "loose"), desc("huge", "h")}},
+		{"test", []*ratelimitv3.RateLimitDescriptor{desc("nested", "a", "b", "c"), desc("twice", "t"), desc("tb", "b")}},
+	}
+	valid := map[rlsv3.RateLimitResponse_Code]bool{rlsv3.RateLimitResponse_OK: true, rlsv3.RateLimitResponse_OVER_LIMIT: true}
+	for _, globalShadow := range []bool{false, true} {
+		f := start(t, globalShadow)
+		seen := map[rlsv3.RateLimitResponse_Code]bool{}
+		for round := range 3 { // the second and third rounds meet used-up limits
+			for _, r := range requests {
+				resp := f.call(t, r.domain, 0, r.ds...)
+				if !valid[resp.OverallCode] || len(resp.Statuses) != len(r.ds) {
+					t.Fatalf("shadow %v, round %d, %s %v: overall %v with %d statuses", globalShadow, round, r.domain, r.ds, resp.OverallCode, len(resp.Statuses))
+				}
+				seen[resp.OverallCode] = true
+				for i, st := range resp.Statuses {
+					if !valid[st.Code] {
+						t.Errorf("shadow %v, round %d, %s: status %d is %v", globalShadow, round, r.ds[i], i, st.Code)
+					}
+					seen[st.Code] = true
+				}
+			}
+		}
+		if !seen[rlsv3.RateLimitResponse_OVER_LIMIT] && !globalShadow {
+			t.Error("no request was denied: the sweep does not cover OVER_LIMIT")
+		}
 	}
 }
