@@ -140,6 +140,27 @@ func TestDriftScriptNamesItsContract(t *testing.T) {
 	}
 }
 
+// TestScriptFormatsNoNumberByConcatenation holds request.lua to SPEC §9: tostring and
+// .. write numbers with 14 significant digits (an epoch time in ms loses its last
+// digits), so the script has no tostring, and every .. joins a string literal to a
+// string.format('%d') or a string.rep of one.
+func TestScriptFormatsNoNumberByConcatenation(t *testing.T) {
+	src, err := os.ReadFile("request.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := regexp.MustCompile(`'[^']*' \.\. (fmt\('%d', |string\.rep\('d', )`)
+	for i, line := range strings.Split(string(src), "\n") {
+		code, _, _ := strings.Cut(line, "--")
+		if strings.Contains(code, "tostring") {
+			t.Errorf("request.lua:%d uses tostring: %s", i+1, strings.TrimSpace(line))
+		}
+		if n := strings.Count(code, ".."); n != len(allowed.FindAllString(code, -1)) {
+			t.Errorf("request.lua:%d concatenates something other than a literal and a %%d format: %s", i+1, strings.TrimSpace(line))
+		}
+	}
+}
+
 // TestScriptSHA1 checks that EVALSHA uses the SHA-1 of the exact embedded bytes.
 func TestScriptSHA1(t *testing.T) {
 	src, err := os.ReadFile("request.lua")
