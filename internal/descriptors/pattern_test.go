@@ -107,3 +107,26 @@ func referenceMatch(p, v string) bool {
 	}
 	return row[len(v)]
 }
+
+// Each literal run between '*'s matches its own characters: two middle runs never share
+// one occurrence, and a middle run never borrows the suffix's characters.
+func TestPatternMiddleRunsDoNotOverlap(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, value string
+		want           bool
+	}{
+		{"*ab*ab*", "xaby", false}, // one "ab" for two runs
+		{"*ab*ab*", "xabab", true},
+		{"*aa*aa*", "aaa", false},
+		{"*aa*aa*", "aaaa", true},
+		{"a*c*c", "abc", false}, // the middle "c" is the suffix's
+		{"a*c*c", "acc", true},
+		{"x*y*yz", "xyz", false},
+		{"x*y*yz", "xyyz", true},
+	} {
+		p := compilePattern(tt.pattern)
+		if got := p.match(tt.value); got != tt.want {
+			t.Errorf("%q matches %q = %v, want %v", tt.pattern, tt.value, got, tt.want)
+		}
+	}
+}
