@@ -1,6 +1,7 @@
 package overlimit
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -114,5 +115,34 @@ func TestMaxAgeIsInclusive(t *testing.T) {
 				t.Errorf("answered %v, want %v", ok, tc.hit)
 			}
 		})
+	}
+}
+
+// A full shard makes room by dropping the entry stored longest ago (evictLocked), not
+// a newer one: three keys of one shard that holds two, stored 100 ms apart, all within
+// MaxAge.
+func TestFullShardDropsTheOldestEntry(t *testing.T) {
+	const t0 = int64(1_700_000_001_000)
+	fw := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 3, PeriodMs: 10_000})
+	deny := []limiter.Decision{{Limit: 3, ResetAt: 1_700_000_010_000, RetryAfterMs: 9000}}
+	mono := int64(1000)
+	// Two entries per shard, and three keys of one shard.
+	c := New(Options{MaxEntries: 2 * shardCount, Mono: func() int64 { return mono }})
+	var keys []string
+	for i := 0; len(keys) < 3; i++ {
+		if k := fmt.Sprint("k", i); len(keys) == 0 || c.shard(k) == c.shard(keys[0]) {
+			keys = append(keys, k)
+		}
+	}
+	for i, k := range keys {
+		mono = 1000 + 100*int64(i)
+		c.Remember(Call{StoreNow: t0, Sent: mono, Recv: mono}, []limiter.LimitCheck{{Key: k, Params: fw, Cost: 1}}, deny)
+	}
+	d := make([]limiter.Decision, 1)
+	for i, k := range keys {
+		_, hit := c.Lookup(0, []limiter.LimitCheck{{Key: k, Params: fw, Cost: 1}}, d)
+		if want := i > 0; hit != want {
+			t.Errorf("%s, stored at %d ms: answered %v, want %v (the oldest is dropped)", k, 1000+100*i, hit, want)
+		}
 	}
 }
