@@ -27,9 +27,9 @@ func newEnvFlags(name string) *envFlags {
 	return &envFlags{fs: fs}
 }
 
-func envName(flagName string) string {
-	return "RATELIMIT_EXT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// envName is the environment variable that sets a flag; legacyenv owns the naming, as it
+// maps envoyproxy/ratelimit's variables onto these.
+func envName(flagName string) string { return legacyenv.VarName(flagName) }
 
 func (e *envFlags) usage(name, usage string) string {
 	return fmt.Sprintf("%s (env %s)", usage, envName(name))

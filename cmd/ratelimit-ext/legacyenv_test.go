@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,9 +26,14 @@ func TestCalendarMonthsRefuseMonthRulesAtStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "q.yaml"), []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// An address nothing can listen on (TEST-NET-1): were the rules not refused, serve
-	// would stop at its listener instead of serving, and the test fail, not hang.
-	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", "192.0.2.1:0", "--http-addr", "127.0.0.1:0")
+	// An address the test holds: were the rules not refused, serve would stop at its
+	// listener instead of serving, and the test fail, not hang.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", held.Addr().String(), "--http-addr", "127.0.0.1:0")
 	if code != 1 || !strings.Contains(out, "have unit: month (q: org)") {
 		t.Errorf("serve with a month limit and calendar months asked for: exit %d, stderr %.300q; want 1 and the reason", code, out)
 	}
@@ -104,7 +110,7 @@ func TestEnvoyGatewayEnvironment(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			theirs := maps.Clone(tc.env)
-			notes, err := legacyenv.Apply(legacyenv.Env{Lookup: tc.env.lookup, Set: tc.env.set, Ours: envName})
+			notes, err := legacyenv.Apply(legacyenv.Env{Lookup: tc.env.lookup, Set: tc.env.set})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,5 +199,26 @@ func TestLegacyVariablesWinOverTheImagesDefaults(t *testing.T) {
 	}
 	if len(c.legacy) != 3 { // RUNTIME_SUBDIRECTORY is part of RUNTIME_ROOT's note
 		t.Errorf("notes %v, want one each for RUNTIME_ROOT, PORT and GRPC_PORT", c.legacy)
+	}
+}
+
+// A flag on serve's command line wins over envoyproxy/ratelimit's variables as our own
+// variable does: Redis settings beside --redis-url are reported ignored, and do not stop
+// the start for want of a REDIS_URL.
+func TestLegacyVariablesYieldToServeFlags(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("REDIS_SOCKET_TYPE", "tcp")
+	t.Setenv("REDIS_AUTH", "pw")
+	c, err := loadServeConfig([]string{"--redis-url", "redis://r:6379"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.redis().URL != "redis://r:6379" || len(c.legacy) == 0 {
+		t.Fatalf("Redis URL %q, notes %v", c.redis().URL, c.legacy)
+	}
+	for _, n := range c.legacy {
+		if !n.Ignored {
+			t.Errorf("%s: %s, want it ignored for --redis-url", n.Name, n.Outcome)
+		}
 	}
 }

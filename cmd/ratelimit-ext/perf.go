@@ -87,11 +87,11 @@ func (p *perfSettings) startPprof(guard httpapi.HostGuard, log *slog.Logger) err
 	return nil
 }
 
-// overLimitCache is the decider's local over-limit cache, or nil: the Redis engine's
-// only (the memory engine decides in-process, so a cached answer saves little, and it
-// drops keys to stay within its memory bound, after which a remembered denial would no
-// longer be its answer).
-func overLimitCache(c *serveConfig, m *metrics.Metrics) *overlimit.Cache {
+// newOverLimitCache makes the decider's local over-limit cache and registers its
+// metrics, or returns nil: the Redis engine's only (the memory engine decides
+// in-process, so a cached answer saves little, and it drops keys to stay within its
+// memory bound, after which a remembered denial would no longer be its answer).
+func newOverLimitCache(c *serveConfig, m *metrics.Metrics) *overlimit.Cache {
 	if c.engine != "redis" {
 		return nil
 	}

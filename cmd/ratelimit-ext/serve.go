@@ -83,7 +83,7 @@ var (
 )
 
 func loadServeConfig(args []string) (*serveConfig, error) {
-	legacy, err := legacyenv.FromOS(args, envName) // before the flags read their defaults from the environment
+	legacy, err := legacyenv.FromOS(args) // before the flags read their defaults from the environment
 	if err != nil {
 		return nil, err
 	}
@@ -380,7 +380,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	engine = guardStore(engine, engineName, m, &c.store, onCircuit, log)
 	keys := newKeyBuilder(c) // hash-tagged by domain on Redis Cluster
 	decider := decide.New(rules, engine, decide.Options{Keys: keys, Shadow: c.shadow,
-		Bounds: c.bounds, Failure: policy, OverLimit: overLimitCache(c, m)})
+		Bounds: c.bounds, Failure: policy, OverLimit: newOverLimitCache(c, m)})
 	if err := startPerf(c, log); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,36 +99,38 @@ func TestParamsReadsDecimalsExactly(t *testing.T) {
 	}
 }
 
-// A base that would move epoch-aligned windows is refused before anything replays,
-// naming the window, instead of reporting mismatches that are the base's.
-func TestReplayRefusesAMisalignedBase(t *testing.T) {
-	f, err := Load("../../testdata/request-vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
-	defer engine.Close()
-	_, err = Replay(context.Background(), engine, f, 1234, "m")
-	if err == nil || !strings.Contains(err.Error(), "base 1234 ms is not a multiple of the") {
-		t.Fatalf("base 1234: %v, want a refusal naming the window", err)
-	}
-}
-
-// A timeline that reaches now 0 (every vector file starts there) is refused with base
-// 0 before anything replays: 0 is the store-clock sentinel, and the engine would decide
-// at its own clock, which the replay would report as the engine's mismatches.
-func TestReplayRefusesTheClockSentinel(t *testing.T) {
-	f, err := Load("../../testdata/request-vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
-	defer engine.Close()
-	_, err = Replay(context.Background(), engine, f, 0, "m")
-	if err == nil || !strings.Contains(err.Error(), "store-clock sentinel") {
-		t.Fatalf("base 0: %v, want a refusal naming the sentinel", err)
-	}
-	if n := engine.Keys(); n != 0 {
-		t.Errorf("%d keys written before the refusal, want none", n)
+// A bad base is refused before anything replays, instead of being reported as the
+// engine's mismatches: one that would move epoch-aligned windows (naming the window),
+// and one that puts an op at now 0, the store-clock sentinel (the engine would decide
+// at its own clock; most vector timelines start at 0).
+func TestReplayRefusesABadBase(t *testing.T) {
+	for _, tc := range []struct {
+		base int64
+		want string
+	}{
+		{1234, "base 1234 ms is not a multiple of the"},
+		{0, "store-clock sentinel"},
+	} {
+		f, err := Load("../../testdata/request-vectors.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A suite that never reaches now 0 first: the refusal must come before it runs too.
+		first := slices.IndexFunc(f.Suites, func(s Suite) bool {
+			return !slices.ContainsFunc(s.Ops, func(op Op) bool { return op.Now == 0 })
+		})
+		if first < 0 {
+			t.Fatal("every suite reaches now 0: the test needs one that does not")
+		}
+		f.Suites = []Suite{f.Suites[first], f.Suites[0]}
+		engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+		defer engine.Close()
+		_, err = Replay(context.Background(), engine, f, tc.base, "m")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("base %d: %v, want a refusal saying %q", tc.base, err, tc.want)
+		}
+		if n := engine.Keys(); n != 0 {
+			t.Errorf("base %d: %d keys written before the refusal, want none", tc.base, n)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package decide
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -144,5 +145,22 @@ descriptors:
 	}
 	if !allowed("user", long2) {
 		t.Error("a different long value shared the first one's counter")
+	}
+}
+
+// The descriptor bound is inclusive: a request of exactly MaxDescriptors descriptors is
+// decided, one more is refused.
+func TestDescriptorBoundIsInclusive(t *testing.T) {
+	d := fieldsDecider(t, shadowRules)
+	req := &Request{Domain: "d"}
+	for i := range DefaultBounds.MaxDescriptors {
+		req.Descriptors = append(req.Descriptors, Descriptor{Entries: []descriptors.Entry{{Key: "k", Value: fmt.Sprint(i)}}})
+	}
+	if _, err := d.Decide(context.Background(), req); err != nil {
+		t.Fatalf("%d descriptors: %v", len(req.Descriptors), err)
+	}
+	req.Descriptors = append(req.Descriptors, req.Descriptors[0])
+	if _, err := d.Decide(context.Background(), req); err == nil {
+		t.Fatalf("%d descriptors accepted", len(req.Descriptors))
 	}
 }

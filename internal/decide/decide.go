@@ -123,6 +123,8 @@ type Options struct {
 	// every request is allowed.
 	Shadow bool
 	// Bounds are what one request may carry; the zero value means DefaultBounds.
+	// Otherwise every field counts (a zero field refuses everything it bounds): start
+	// from DefaultBounds and change what differs.
 	Bounds Bounds
 	// Failure is the store failure policy; the zero value fails closed everywhere.
 	Failure FailurePolicy

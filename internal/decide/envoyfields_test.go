@@ -24,7 +24,8 @@ func fieldsDecider(t *testing.T, yaml string) *Decider {
 }
 
 // reconfigured is a Decider on d's rules, engine and state with d's options changed by
-// set (options are fixed for a Decider's life).
+// set (options are fixed for a Decider's life). It copies Options field by field: a new
+// field must be added here.
 func reconfigured(d *Decider, set func(*Options)) *Decider {
 	o := Options{Keys: d.keys, Shadow: d.shadow, Bounds: d.bounds, Failure: d.failure, OverLimit: d.cache}
 	set(&o)

@@ -2,15 +2,14 @@ package decide
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
-	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
 
 // fieldsDecider's clock, 1_700_000_000_000, is 20 s into its minute and on a second.
+// slow's denial would wait 40 s, to the end of its minute; fast's 1 s.
 const shadowRules = `
 domain: d
 descriptors:
@@ -40,13 +39,7 @@ func TestShadowLimitsAreNeverReported(t *testing.T) {
 		{"global shadow mode", true, [][]string{kv("fast", "x")}, false, "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rs, err := descriptors.Parse("fields.yaml", []byte(shadowRules))
-			if err != nil {
-				t.Fatal(err)
-			}
-			mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return 1_700_000_000_000 }})
-			t.Cleanup(func() { mem.Close() })
-			d := New(rs, mem, Options{Keys: storekey.New("shadow:", 0), Shadow: tc.global})
+			d := reconfigured(fieldsDecider(t, shadowRules), func(o *Options) { o.Shadow = tc.global })
 			res := runSteps(t, d, []step{{descs: tc.descs}, {descs: tc.descs, denied: tc.denied}})[1]
 			for i, st := range res.Statuses {
 				if shadow := tc.global || tc.descs[i][0] == "slow"; shadow && (st.OverLimit || st.Limit != nil) {
@@ -111,21 +104,5 @@ descriptors:
 				t.Fatalf("third request: denied %v, limit %+v, decision %+v; want %s, %+v", res.OverLimit, st.Limit, st.Decision, tc.algo, tc.third)
 			}
 		})
-	}
-}
-
-// The bounds are inclusive: a request of exactly MaxDescriptors descriptors is decided.
-func TestBoundsAreInclusive(t *testing.T) {
-	d := fieldsDecider(t, shadowRules)
-	req := &Request{Domain: "d"}
-	for i := range DefaultBounds.MaxDescriptors {
-		req.Descriptors = append(req.Descriptors, Descriptor{Entries: []descriptors.Entry{{Key: "k", Value: fmt.Sprint(i)}}})
-	}
-	if _, err := d.Decide(context.Background(), req); err != nil {
-		t.Fatalf("%d descriptors: %v", len(req.Descriptors), err)
-	}
-	req.Descriptors = append(req.Descriptors, req.Descriptors[0])
-	if _, err := d.Decide(context.Background(), req); err == nil {
-		t.Fatalf("%d descriptors accepted", len(req.Descriptors))
 	}
 }

@@ -112,17 +112,20 @@ func newEnv(t *testing.T) *env {
 	mem := limiter.NewMemoryEngine(limiter.MemoryOptions{Clock: e.now.Load, Sweep: -1})
 	t.Cleanup(func() { mem.Close() })
 	e.engine = &countingEngine{Engine: mem}
-	e.decider = decide.New(rs, e.engine, decide.Options{Keys: storekey.New("rlx:", 0)})
+	e.decider = decide.New(rs, e.engine, decide.Options{Keys: storekey.New(keyPrefix, 0)})
 	e.rls = rls.New(e.decider, ratelimitheaders.Options{RetryAfter: true}, nil)
 	return e
 }
 
 func (e *env) server(o Options) *Server { return New(e.decider, o, nil) }
 
+// keyPrefix is the prefix of the storage keys both doors' decider uses.
+const keyPrefix = "rlx:"
+
 // reconfigure replaces e.decider by one on the same rules, engine and keys with other
-// options; servers made before keep the old one.
+// options; servers made before, and e.rls, keep the old one.
 func (e *env) reconfigure(o decide.Options) {
-	o.Keys = storekey.New("rlx:", 0)
+	o.Keys = storekey.New(keyPrefix, 0)
 	e.decider = decide.New(e.decider.Rules(), e.engine, o)
 }
 

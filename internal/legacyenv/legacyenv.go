@@ -139,24 +139,28 @@ var ignoredLegacy = map[string]string{
 type Env struct {
 	Lookup func(string) (string, bool)
 	Set    func(string, string) error
-	// Ours names the variable of ours that sets a flag (RATELIMIT_EXT_...).
-	Ours func(flag string) string
 	// Given names the flags the command line gives: a flag wins over their variables as
 	// our own variable does.
 	Given map[string]bool
 }
 
 // FromOS applies the legacy variables of the process environment, beside the flags
-// args gives; ours names the variable of ours that sets a flag.
-func FromOS(args []string, ours func(flag string) string) ([]Note, error) {
-	return Apply(Env{Lookup: os.LookupEnv, Set: os.Setenv, Ours: ours, Given: flagsGiven(args)})
+// args gives.
+func FromOS(args []string) ([]Note, error) {
+	return Apply(Env{Lookup: os.LookupEnv, Set: os.Setenv, Given: flagsGiven(args)})
+}
+
+// VarName is the variable of ours that sets a flag: RATELIMIT_EXT_ and the flag's name
+// in upper case, - as _ (--redis-url: RATELIMIT_EXT_REDIS_URL).
+func VarName(flag string) string {
+	return "RATELIMIT_EXT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // Apply maps envoyproxy/ratelimit's variables found in e onto our own and returns a
 // note per variable seen. A value we cannot honour that would change behaviour
 // silently (an unknown CONFIG_TYPE) is an error.
 func Apply(e Env) ([]Note, error) {
-	given, lookup, setenv, envName := e.Given, e.Lookup, e.Set, e.Ours
+	given, lookup, setenv := e.Given, e.Lookup, e.Set
 	var notes []Note
 	// takenBy says what of ours sets flag, winning over theirs: the flag on the
 	// command line, or our variable ("" when neither).
@@ -164,14 +168,14 @@ func Apply(e Env) ([]Note, error) {
 		if given[flag] {
 			return "--" + flag + " is given"
 		}
-		if _, ok := lookup(envName(flag)); ok {
-			return envName(flag) + " is set"
+		if _, ok := lookup(VarName(flag)); ok {
+			return VarName(flag) + " is set"
 		}
 		return ""
 	}
 	taken := func(flag string) bool { return takenBy(flag) != "" }
 	assign := func(legacy, flag, value string, show bool) {
-		ours := envName(flag)
+		ours := VarName(flag)
 		if by := takenBy(flag); by != "" {
 			notes = append(notes, ignoredNote(legacy, by))
 			return
@@ -190,11 +194,11 @@ func Apply(e Env) ([]Note, error) {
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
 	note := func(legacy, outcome string) { notes = append(notes, Note{Name: legacy, Outcome: outcome}) }
-	m := mapper{get: get, ours: envName, taken: taken, takenBy: takenBy, set: set, note: note,
+	m := mapper{get: get, taken: taken, takenBy: takenBy, set: set, note: note,
 		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
 		ignore:    func(legacy, why string) { notes = append(notes, ignoredNote(legacy, why)) },
 		setDefault: func(legacy, flag, value string) {
-			ours := envName(flag)
+			ours := VarName(flag)
 			if err := setenv(ours, value); err == nil {
 				notes = append(notes, Note{Name: legacy, MappedTo: ours,
 					Outcome: "not set: envoyproxy/ratelimit's default, " + value + ", exists and is read (" + ours + "=" + value + ")"})
@@ -349,7 +353,7 @@ func mapLegacyListeners(m mapper) error {
 		case ours:
 			m.ignore(l.hostVar, m.takenBy(l.flag))
 		default:
-			m.note(l.hostVar, "used: the host of "+m.ours(l.flag))
+			m.note(l.hostVar, "used: the host of "+VarName(l.flag))
 		}
 	}
 	return nil
@@ -757,12 +761,12 @@ func mapLegacyGRPCTLS(m mapper) error {
 		return nil
 	}
 	_, cert := m.get("GRPC_SERVER_TLS_CERT")
-	_, ours := m.get(m.ours("grpc-tls-cert"))
+	_, ours := m.get(VarName("grpc-tls-cert"))
 	if !cert && !ours {
 		return errors.New("GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY")
 	}
 	_, ca := m.get("GRPC_CLIENT_TLS_CACERT")
-	_, ourCA := m.get(m.ours("grpc-tls-client-ca"))
+	_, ourCA := m.get(VarName("grpc-tls-client-ca"))
 	for _, x := range legacyGRPCTLS {
 		v, ok := m.get(x.legacy)
 		switch {
@@ -820,7 +824,6 @@ func mapLegacyMetrics(m mapper) error {
 // became of one that sets nothing itself (a switch for others).
 type mapper struct {
 	get            func(string) (string, bool)
-	ours           func(flag string) string // our variable that sets flag
 	taken          func(flag string) bool   // our flag or variable for flag is set: it wins
 	takenBy        func(flag string) string // what of ours sets flag, or ""
 	set, setSecret func(legacy, flag, value string)

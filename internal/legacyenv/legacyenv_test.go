@@ -20,12 +20,7 @@ func (e fakeEnv) set(k, v string) error          { e[k] = v; return nil }
 // env is e as the mapping's environment, beside a command line that gives the flags in
 // given.
 func (e fakeEnv) env(given map[string]bool) Env {
-	return Env{Lookup: e.lookup, Set: e.set, Ours: ours, Given: given}
-}
-
-// ours is the service's naming of its variables (cmd/ratelimit-ext's envName).
-func ours(flag string) string {
-	return "RATELIMIT_EXT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	return Env{Lookup: e.lookup, Set: e.set, Given: given}
 }
 
 // apply maps e with no flags on the command line.
@@ -215,8 +210,9 @@ func TestLegacyEnvironment(t *testing.T) {
 }
 
 // With envoyproxy/ratelimit's USE_CALENDAR_MONTH_RATE_LIMIT=true, rules with a month
-// limit stop the start (here it counts 30 days from the epoch, not calendar months);
-// rules without one, or the switch off, serve.
+// limit are refused, naming the limit (here a month is 30 days from the epoch, not a
+// calendar month); rules without one, or the switch off, are not. (That serve stops on
+// the refusal is cmd/ratelimit-ext's test.)
 func TestCalendarMonthsRefuseMonthRules(t *testing.T) {
 	month, err := descriptors.Parse("q.yaml", []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"))
 	if err != nil {

@@ -137,15 +137,23 @@ func boundStep(rng *rand.Rand, p *Params, now int64, st State) int64 {
 	return logUniform(rng, 1, max(2, p.PeriodMs))
 }
 
-func TestEnginesAgreeAtTheBounds(t *testing.T) {
+// bothEngines is a memory engine and a Redis engine on a private redis-server (also
+// returned), closed when the test ends.
+func bothEngines(t *testing.T) (*MemoryEngine, *RedisEngine, *testredis.Server) {
+	t.Helper()
 	srv := testredis.Start(t)
 	re, err := NewRedisEngine(RedisOptions{URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer re.Close()
+	t.Cleanup(func() { re.Close() })
 	mem := NewMemoryEngine(MemoryOptions{Sweep: -1})
-	defer mem.Close()
+	t.Cleanup(func() { mem.Close() })
+	return mem, re, srv
+}
+
+func TestEnginesAgreeAtTheBounds(t *testing.T) {
+	mem, re, srv := bothEngines(t)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 99))
 	starts := []int64{1, 60_000, 1_700_000_000_000, 1_712_345_678_901, MaxNowMs - 1_000_000, MaxNowMs - 5}

@@ -3,9 +3,6 @@ package limiter
 import (
 	"context"
 	"testing"
-	"time"
-
-	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
 // A cost above the burst or capacity can never be admitted, and its wait saturates at
@@ -13,14 +10,7 @@ import (
 // integral T the exact wait, m·T, sits just under the cap: it must be reported as is,
 // by both engines and the exact model, not rounded up to the cap.
 func TestSaturatedRetryJustBelowTheCap(t *testing.T) {
-	srv := testredis.Start(t)
-	re, err := NewRedisEngine(RedisOptions{URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer re.Close()
-	mem := NewMemoryEngine(MemoryOptions{Sweep: -1})
-	defer mem.Close()
+	mem, re, _ := bothEngines(t)
 	const now = int64(1_700_000_000_000)
 	m := RetryCapMs / 1000 // T = 1000 ms: m·T = 1,099,511,627,000 < 2^40
 	for _, tc := range []struct {
@@ -165,8 +155,9 @@ func TestMemoryBytesBoundIsInclusive(t *testing.T) {
 	}
 }
 
-// CeilingWindowMs rounds up (params.go): 1002 per 1001/s is 1000.999 ms, reported as 2 s,
-// never as a window that a client pacing at the ceiling would run faster than the rule.
+// CeilingWindowMs rounds up (params.go): a burst of 1002 at 1001/s refills in 1000.999 ms,
+// which is 1001 ms, never a shorter window, which a client pacing itself at the ceiling
+// would run faster than the rule.
 func TestCeilingWindowRoundsUp(t *testing.T) {
 	for _, tc := range []struct {
 		p    Params

@@ -140,20 +140,28 @@ func TestDriftScriptNamesItsContract(t *testing.T) {
 	}
 }
 
-// TestScriptFormatsNoNumberByConcatenation holds request.lua to SPEC §9: tostring and
-// .. write numbers with 14 significant digits (an epoch time in ms loses its last
-// digits), so the script has no tostring, and every .. joins a string literal to a
-// string.format('%d') or a string.rep of one.
+// TestScriptFormatsNoNumberByConcatenation holds request.lua to SPEC §9: tostring, ..
+// and string.format's %s and %g write numbers with 14 significant digits (an epoch time
+// in ms loses its last digits), so the script has no tostring, formats with %d only,
+// and every .. joins a string literal to a %d format or to a string.rep (the pattern
+// of a struct.unpack).
 func TestScriptFormatsNoNumberByConcatenation(t *testing.T) {
 	src, err := os.ReadFile("request.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
 	allowed := regexp.MustCompile(`'[^']*' \.\. (fmt\('%d', |string\.rep\('d', )`)
+	format := regexp.MustCompile(`(?:fmt|string\.format)\('([^']*)'`)
+	verb := regexp.MustCompile(`%[^d]`)
 	for i, line := range strings.Split(string(src), "\n") {
 		code, _, _ := strings.Cut(line, "--")
 		if strings.Contains(code, "tostring") {
 			t.Errorf("request.lua:%d uses tostring: %s", i+1, strings.TrimSpace(line))
+		}
+		for _, f := range format.FindAllStringSubmatch(code, -1) {
+			if verb.MatchString(f[1]) {
+				t.Errorf("request.lua:%d formats with %q: only %%d keeps every digit", i+1, f[1])
+			}
 		}
 		if n := strings.Count(code, ".."); n != len(allowed.FindAllString(code, -1)) {
 			t.Errorf("request.lua:%d concatenates something other than a literal and a %%d format: %s", i+1, strings.TrimSpace(line))
