@@ -228,3 +228,32 @@ descriptors:
 		t.Errorf("LimitKey %q, Key %q: a limit without shared levels changed its key", got, want)
 	}
 }
+
+// A shared level's part is the configured pattern, spelled out here from docs/redis.md
+// ("the key holds the pattern instead of the value"): keys persist across releases, so
+// writing anything else there (the level's key, an empty part) would reset, on upgrade,
+// every counter of every share_threshold limit. The limit id is the configured path.
+func TestGoldenLimitKeySharedLevel(t *testing.T) {
+	rs, err := descriptors.Parse("t.yaml", []byte(`
+domain: d
+descriptors:
+  - key: tenant
+    value: "t-*"
+    share_threshold: true
+    descriptors:
+      - key: user
+        rate_limit: {unit: minute, requests_per_unit: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := entries("tenant", "t-1", "user", "u")
+	ls := rs.Match("d", e)
+	if len(ls) != 1 || ls[0].ID != "tenant=t-*/user#0" {
+		t.Fatalf("matched %d limits (want the one with id tenant=t-*/user#0)", len(ls))
+	}
+	const want = "rlx:1:d17:tenant=t-*/user#018:fixed_window/600006:tenant3:t-*4:user1:u"
+	if got := New("rlx:", 0).LimitKey("d", ls[0], e); got != want {
+		t.Errorf("LimitKey\n got  %q\n want %q", got, want)
+	}
+}
