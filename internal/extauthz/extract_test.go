@@ -179,6 +179,8 @@ func TestRemoteAddressFromXFF(t *testing.T) {
 		{"no header: the peer", x1, check{source: "127.0.0.1"}, "remote_address=127.0.0.1"},
 		{"no header, no peer", x1, check{}, ""},
 		{"zero hops: the last entry", x0, xff("203.0.113.5, 198.51.100.2"), "remote_address=198.51.100.2"},
+		// A zone would make one client address count under as many values as zones.
+		{"ipv6 entry with a zone: the address without it", x1, xff("fe80::7%eth0, 127.0.0.1"), "remote_address=fe80::7"},
 	}
 	for _, tc := range cases {
 		if got := show(t, tc.x, tc.c.attrs()); got != tc.want {
@@ -294,6 +296,7 @@ func TestPath(t *testing.T) {
 		{"other path", check{path: "/health"}, "path=/health"},
 		{"empty path", check{}, ""},
 		{"only a query", check{path: "?x=1"}, ""},
+		{"fragment without a query", check{path: "/api/v1#top"}, "path=/api/v1 | path=/api/v1 | route=v1"},
 		{"pattern, any case", check{path: "/FILES/a/b.PNG"}, "path=/FILES/a/b.PNG | route=/FILES/a/b.PNG"},
 		{"unicode", check{path: "/api/ünï/☃"}, "path=/api/ünï/☃ | path=/api/ünï/☃"},
 	}
@@ -323,6 +326,8 @@ func TestMethodHostPrincipalContextExtension(t *testing.T) {
 		{"pseudo-headers", check{headers: map[string]string{":method": "PUT", ":authority": "h:8080"}}, "method=PUT | host=h:8080"},
 		{"nothing", check{}, ""},
 		{"empty extension is a value", check{extensions: map[string]string{"tenant": ""}}, "tenant="},
+		// Unlike a request header, an empty method or host is no value: no descriptor.
+		{"empty pseudo-headers", check{headers: map[string]string{":method": "", ":authority": ""}}, ""},
 	}
 	for _, tc := range cases {
 		if got := show(t, x, tc.c.attrs()); got != tc.want {
@@ -481,10 +486,33 @@ func TestRepeatedHeaderLines(t *testing.T) {
 			"tenant=free | remote_address=127.0.0.1"},
 		{"X-Forwarded-For over two lines", lines("x-forwarded-for", "198.51.100.9, 203.0.113.5", "x-forwarded-for", "127.0.0.1"),
 			"remote_address=203.0.113.5"},
+		// Every line counts, not the first and the last: the second from the right here is
+		// the middle line.
+		{"X-Forwarded-For over three lines", lines("x-forwarded-for", "198.51.100.9", "x-forwarded-for", "203.0.113.5", "x-forwarded-for", "127.0.0.1"),
+			"remote_address=203.0.113.5"},
 	}
 	for _, tc := range cases {
 		if got := show(t, x, tc.c.attrs()); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A header_map line may carry its value in value instead of raw_value; either is read.
+// Pseudo-headers follow the first-line rule too: the host entry is the first
+// :authority line.
+func TestHeaderMapValueFields(t *testing.T) {
+	x := spec(t,
+		"entries: [{request_headers: {header_name: x-api-key, descriptor_key: api_key}}]",
+		"entries: [{host: {}}]",
+	)
+	a := check{}.attrs()
+	a.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: "x-api-key", Value: "k1"},
+		{Key: ":authority", RawValue: []byte("a.example")},
+		{Key: ":authority", RawValue: []byte("b.example")},
+	}}
+	if got, want := show(t, x, a), "api_key=k1 | host=a.example"; got != want {
+		t.Errorf("%q, want %q", got, want)
 	}
 }
