@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -583,12 +584,14 @@ func TestCheckInvalidAndCanceled(t *testing.T) {
 type recorder struct {
 	mu   sync.Mutex
 	apis []string
+	errs []error
 }
 
-func (r *recorder) Observe(api string, _ time.Time, _ *decide.Request, _ *decide.Result, _ error) {
+func (r *recorder) Observe(api string, _ time.Time, _ *decide.Request, _ *decide.Result, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.apis = append(r.apis, api)
+	r.errs = append(r.errs, err)
 }
 
 func TestCheckObserved(t *testing.T) {
@@ -599,6 +602,44 @@ func TestCheckObserved(t *testing.T) {
 	e.check(s, req("/nothing", "192.0.2.100")) // no descriptor: not decided, not observed
 	if fmt.Sprint(rec.apis) != "[ext_authz]" {
 		t.Errorf("observed %v", rec.apis)
+	}
+}
+
+// A check the store fails is observed too, with its error (the store-error metrics),
+// whatever the failure mode answers.
+func TestCheckObservedOnStoreFailure(t *testing.T) {
+	e := newEnv(t)
+	e.engine.fail.Store(true)
+	rec := &recorder{}
+	o := defaultOpts
+	o.FailureMode = ModeAllow
+	if a := e.check(New(e.decider, o, rec), req("/ip", "192.0.2.101")); a.http != 200 {
+		t.Fatalf("allow mode: %+v", a)
+	}
+	if len(rec.errs) != 1 || !errors.Is(rec.errs[0], limiter.ErrStore) {
+		t.Errorf("observed %v with errors %v, want one check with the store's error", rec.apis, rec.errs)
+	}
+}
+
+// A check over the request bounds is refused with InvalidArgument, as ShouldRateLimit
+// refuses it, in every failure mode: it is not a store failure, so neither allowed
+// (ModeAllow) nor a 503 (ModeDeny) nor UNAVAILABLE (ModeEnvoy); and the store is not
+// called.
+func TestCheckOverTheBoundsIsInvalidInEveryFailureMode(t *testing.T) {
+	e := newEnv(t)
+	bounds := decide.DefaultBounds
+	bounds.MaxDescriptors = 1
+	e.reconfigure(decide.Options{Bounds: bounds})
+	for _, mode := range []FailureMode{ModeEnvoy, ModeAllow, ModeDeny} {
+		o := defaultOpts
+		o.FailureMode = mode
+		resp, err := e.server(o).Check(context.Background(), req("/pair", "192.0.2.102")) // 2 descriptors
+		if status.Code(err) != codes.InvalidArgument || resp != nil {
+			t.Errorf("%v mode: %v, %v; want InvalidArgument", mode, resp, err)
+		}
+	}
+	if n := e.engine.calls.Load(); n != 0 {
+		t.Errorf("%d store calls for checks over the bounds", n)
 	}
 }
 
