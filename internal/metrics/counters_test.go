@@ -82,11 +82,11 @@ func TestRequestOutcomesOnErrors(t *testing.T) {
 		t.Fatal("a failing store answered")
 	}
 	got := scrapeNow()
-	for outcome, want := range map[string]float64{"invalid": 1, "unavailable": 1, "ok": 0} {
-		if s := `ratelimit_ext_requests_total{api="rls",outcome="` + outcome + `"}`; got[s] != want {
-			t.Errorf("%s = %v, want %v", s, got[s], want)
-		}
-	}
+	wantSeries(t, got, map[string]float64{
+		`ratelimit_ext_requests_total{api="rls",outcome="invalid"}`:     1,
+		`ratelimit_ext_requests_total{api="rls",outcome="unavailable"}`: 1,
+		`ratelimit_ext_requests_total{api="rls",outcome="ok"}`:          0,
+	})
 }
 
 // The detailed series cap counts series, and a value seen with several results is a
@@ -164,15 +164,11 @@ func TestStoreHealthMetrics(t *testing.T) {
 	onFallback("m", decide.Local)
 	onFallback("m", decide.Local)
 	got := scrapeNow()
-	for s, want := range map[string]float64{
+	wantSeries(t, got, map[string]float64{
 		"ratelimit_ext_store_circuit_open":                                   1,
 		`ratelimit_ext_store_fallbacks_total{domain="m",policy="fail_open"}`: 1,
 		`ratelimit_ext_store_fallbacks_total{domain="m",policy="local"}`:     2,
-	} {
-		if got[s] != want {
-			t.Errorf("%s = %v, want %v", s, got[s], want)
-		}
-	}
+	})
 }
 
 // pingEngine is an engine whose store answers a ping with err.

@@ -91,6 +91,17 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
+// wantSeries reports every series of want whose scraped value differs; a series the
+// scrape lacks reads 0.
+func wantSeries(t *testing.T, got, want map[string]float64) {
+	t.Helper()
+	for series, v := range want {
+		if got[series] != v {
+			t.Errorf("%s = %v, want %v", series, got[series], v)
+		}
+	}
+}
+
 func (f *fixture) decide(t *testing.T, kv ...string) {
 	t.Helper()
 	req := &decide.Request{Domain: "m", Descriptors: []decide.Descriptor{{}}}
@@ -128,11 +139,7 @@ func TestExactCountsPerLimitAndResult(t *testing.T) {
 		`ratelimit_ext_config_limits`:                                                           3,
 		`ratelimit_ext_memory_keys`:                                                             2,
 	}
-	for series, v := range want {
-		if got[series] != v {
-			t.Errorf("%s = %v, want %v", series, got[series], v)
-		}
-	}
+	wantSeries(t, got, want)
 }
 
 // The xDS link's gauge follows what the subscriber reports.
@@ -271,15 +278,11 @@ func TestOverLimitCacheMetrics(t *testing.T) {
 	stats := overlimit.Stats{Hits: 7, Stores: 3, Entries: 2}
 	f.m.OverLimitCache(func() overlimit.Stats { return stats })
 	got := f.scrape()
-	for series, want := range map[string]float64{
+	wantSeries(t, got, map[string]float64{
 		"ratelimit_ext_local_cache_hits_total":   7,
 		"ratelimit_ext_local_cache_stores_total": 3,
 		"ratelimit_ext_local_cache_entries":      2,
-	} {
-		if got[series] != want {
-			t.Errorf("%s = %v, want %v", series, got[series], want)
-		}
-	}
+	})
 }
 
 // The descriptor label of the per-value series follows envoyproxy/ratelimit's metric
@@ -428,16 +431,12 @@ descriptors:
 	two()                       // a over, b within: allowed
 	two()                       // both over: denied
 	got := f.scrape()
-	for series, want := range map[string]float64{
+	wantSeries(t, got, map[string]float64{
 		`ratelimit_ext_decisions_total{domain="m",limit="per-backend",result="near_limit"}`: 2,
 		`ratelimit_ext_decisions_total{domain="m",limit="per-backend",result="over_limit"}`: 3,
 		`ratelimit_ext_requests_total{api="rls",outcome="ok"}`:                              2,
 		`ratelimit_ext_requests_total{api="rls",outcome="over_limit"}`:                      1,
-	} {
-		if got[series] != want {
-			t.Errorf("%s = %v, want %v", series, got[series], want)
-		}
-	}
+	})
 }
 
 // failingEngine fails every call with err.
