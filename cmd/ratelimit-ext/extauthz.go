@@ -26,7 +26,9 @@ func extAuthzFlags(f *envFlags, o *extAuthzSettings) {
 	f.parsedVar("ext-authz-failure-mode", o.FailureMode.String(),
 		"ext_authz answer when the store fails under the fail_closed policy: envoy (UNAVAILABLE; Envoy's failure_mode_allow and status_on_error decide), allow, or deny (HTTP 503)",
 		func(s string) (err error) { o.FailureMode, err = extauthz.ParseFailureMode(s); return err })
-	f.BoolVar(&o.XRateLimitHeaders, "ext-authz-x-ratelimit-headers", true,
+	// Off by default, like every header but Retry-After (SPEC §6) and like Envoy's
+	// own enable_x_ratelimit_headers, which this renders for the ext_authz door.
+	f.BoolVar(&o.XRateLimitHeaders, "ext-authz-x-ratelimit-headers", false,
 		"add X-RateLimit-Limit/-Remaining/-Reset (draft 03) to ext_authz answers, as Envoy's rate-limit filter does with enable_x_ratelimit_headers")
 }
 

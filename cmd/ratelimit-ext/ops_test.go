@@ -18,6 +18,9 @@ func TestHeaderFlags(t *testing.T) {
 	if !h.RetryAfter || h.RetryAfterJitter != 0 || h.RateLimitHeaders || h.ProblemDetails || h.UpstreamRemainingHeader != "" || h.DynamicMetadata {
 		t.Fatalf("defaults %+v: only Retry-After may be on", h)
 	}
+	if c.extAuthz.XRateLimitHeaders {
+		t.Fatal("ext_authz X-RateLimit-* headers on by default: only Retry-After may be on (SPEC §6)")
+	}
 
 	t.Setenv("RATELIMIT_EXT_RATELIMIT_HEADERS", "true")
 	t.Setenv("RATELIMIT_EXT_RETRY_AFTER_JITTER", "2s")
@@ -30,6 +33,10 @@ func TestHeaderFlags(t *testing.T) {
 	if h.RetryAfter || h.RetryAfterJitter != 2*time.Second || !h.RateLimitHeaders || !h.ProblemDetails ||
 		h.UpstreamRemainingHeader != "x-ratelimit-remaining-quota" || !h.DynamicMetadata {
 		t.Fatalf("flags and environment not applied: %+v", h)
+	}
+	t.Setenv("RATELIMIT_EXT_EXT_AUTHZ_X_RATELIMIT_HEADERS", "true")
+	if c, err = loadServeConfig(nil); err != nil || !c.extAuthz.XRateLimitHeaders {
+		t.Fatalf("RATELIMIT_EXT_EXT_AUTHZ_X_RATELIMIT_HEADERS=true not applied (%v)", err)
 	}
 
 	for _, args := range [][]string{
