@@ -2,12 +2,14 @@ package httpapi_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
@@ -181,59 +183,63 @@ func TestReadyzChecksNow(t *testing.T) {
 
 // Each change of the reason for not being ready is logged once, with the reason that
 // holds now: no rules, then rules but a store that fails, then ready; and a service
-// without a store that gets its rules says so, not that a store came back.
+// without a store that gets its rules says so, not that a store came back. The line that
+// says it is ready again tells how long it was not (unready_for): since the first unready
+// check, across changes of reason. The bubble's fake clock makes that duration exact.
 func TestReadinessLogsEachReason(t *testing.T) {
 	rs, err := descriptors.Parse("web.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(ready *httpapi.Readiness, wantErr bool) {
-		t.Helper()
-		if err := ready.Check(context.Background()); (err != nil) != wantErr {
-			t.Fatalf("readiness %v, want an error: %v", err, wantErr)
+	synctest.Test(t, func(t *testing.T) {
+		check := func(ready *httpapi.Readiness, wantErr bool) {
+			t.Helper()
+			if err := ready.Check(context.Background()); (err != nil) != wantErr {
+				t.Fatalf("readiness %v, want an error: %v", err, wantErr)
+			}
 		}
-	}
 
-	srv := testredis.Start(t)
-	engine := quickRedisEngine(t, srv)
-	srv.Stop()
-	d := decide.New(nil, engine, decide.Options{Keys: storekey.New("h:", 0)})
-	logs := &testlog.Buffer{}
-	var changes int
-	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{
-		Log: slog.New(slog.NewTextHandler(logs, nil)), OnChange: func(error) { changes++ }})
-	check(ready, true)
-	check(ready, true)
-	const beforeRules = 100 * time.Millisecond
-	time.Sleep(beforeRules)
-	d.SetRules(rs)
-	check(ready, true)
-	check(ready, true)
-	srv.Restart()
-	check(ready, false)
-	want := []string{"not ready: no rules loaded", "not ready: the store check failed", "ready: the store answers again"}
-	if got := logMessages(logs.String()); !slices.Equal(got, want) || changes != 3 {
-		t.Errorf("log %q and %d changes, want %q and 3", got, changes, want)
-	}
-	// unready_for counts from the first unready check, across the change of reason.
-	_, after, _ := strings.Cut(logs.String(), "unready_for=")
-	field, _, _ := strings.Cut(after, "\n")
-	if d, err := time.ParseDuration(field); err != nil || d < beforeRules {
-		t.Errorf("unready_for=%q, want at least the %v without rules", field, beforeRules)
-	}
+		store := &stubPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1}), err: errStoreDown}
+		t.Cleanup(func() { store.Close() })
+		d := decide.New(nil, store, decide.Options{Keys: storekey.New("h:", 0)})
+		logs := &testlog.Buffer{}
+		var changes int
+		ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{
+			Log: slog.New(slog.NewTextHandler(logs, nil)), OnChange: func(error) { changes++ }})
+		check(ready, true) // unready from here on
+		time.Sleep(3 * time.Second)
+		check(ready, true)
+		d.SetRules(rs)
+		check(ready, true) // another reason: the store fails
+		time.Sleep(2 * time.Second)
+		check(ready, true)
+		store.err = nil
+		check(ready, false)
+		want := []string{"not ready: no rules loaded", "not ready: the store check failed", "ready: the store answers again"}
+		if got := logMessages(logs.String()); !slices.Equal(got, want) || changes != 3 {
+			t.Errorf("log %q and %d changes, want %q and 3", got, changes, want)
+		}
+		if got, want := logAttr(logs.String(), "unready_for"), []string{"", "", "5s"}; !slices.Equal(got, want) {
+			t.Errorf("unready_for per line %q, want %q: the 3 s without rules and the 2 s with a failing store", got, want)
+		}
 
-	memory := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
-	t.Cleanup(func() { memory.Close() })
-	d = decide.New(nil, memory, decide.Options{Keys: storekey.New("h:", 0)})
-	logs = &testlog.Buffer{}
-	ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: slog.New(slog.NewTextHandler(logs, nil))})
-	check(ready, true)
-	d.SetRules(rs)
-	check(ready, false)
-	want = []string{"not ready: no rules loaded", "ready: rules loaded"}
-	if got := logMessages(logs.String()); !slices.Equal(got, want) {
-		t.Errorf("log %q, want %q", got, want)
-	}
+		memory := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+		t.Cleanup(func() { memory.Close() })
+		d = decide.New(nil, memory, decide.Options{Keys: storekey.New("h:", 0)})
+		logs = &testlog.Buffer{}
+		ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: slog.New(slog.NewTextHandler(logs, nil))})
+		check(ready, true)
+		time.Sleep(1500 * time.Millisecond)
+		d.SetRules(rs)
+		check(ready, false)
+		want = []string{"not ready: no rules loaded", "ready: rules loaded"}
+		if got := logMessages(logs.String()); !slices.Equal(got, want) {
+			t.Errorf("log %q, want %q", got, want)
+		}
+		if got, want := logAttr(logs.String(), "unready_for"), []string{"", "1.5s"}; !slices.Equal(got, want) {
+			t.Errorf("unready_for per line %q, want %q", got, want)
+		}
+	})
 }
 
 // logMessages returns the msg of every line slog's text handler wrote.
@@ -246,6 +252,34 @@ func logMessages(log string) []string {
 		}
 	}
 	return msgs
+}
+
+// logAttr returns, for every line slog's text handler wrote, the value of its attribute
+// key ("" in a line without it).
+func logAttr(log, key string) []string {
+	var vals []string
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		_, rest, _ := strings.Cut(line, " "+key+"=")
+		val, _, _ := strings.Cut(rest, " ")
+		vals = append(vals, val)
+	}
+	return vals
+}
+
+// stubPinger is a memory engine whose Ping takes the time takes and answers err,
+// counting its calls; for one goroutine at a time. In a synctest bubble, takes passes
+// on the bubble's fake clock, at once.
+type stubPinger struct {
+	*limiter.MemoryEngine
+	takes time.Duration
+	err   error
+	pings int
+}
+
+func (p *stubPinger) Ping(context.Context) error {
+	p.pings++
+	time.Sleep(p.takes)
+	return p.err
 }
 
 // gatedPinger is a memory engine whose Ping waits until release is closed, and counts
@@ -333,6 +367,39 @@ func TestReadinessChecksShareProbes(t *testing.T) {
 	if engine.pings.Load() != before+1 {
 		t.Error("a check after the flood did not probe anew (no MaxAge)")
 	}
+}
+
+// MaxAge counts from when the probe that made an observation started, not from when it
+// ended: a slow store does not keep its answer in the cache for longer. The first probe
+// takes 0.8 s of a 1 s MaxAge; its observation answers until 1 s after it started, and
+// a check then probes anew and sees that the store has failed meanwhile.
+func TestMaxAgeCountsFromTheProbesStart(t *testing.T) {
+	rs, err := descriptors.Parse("web.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		const maxAge, takes = time.Second, 800 * time.Millisecond
+		store := &stubPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1}), takes: takes}
+		t.Cleanup(func() { store.Close() })
+		ready := httpapi.NewReadiness(decide.New(rs, store, decide.Options{Keys: storekey.New("h:", 0)}),
+			httpapi.ReadinessOptions{Log: quiet(), MaxAge: maxAge, Timeout: time.Minute})
+		start := time.Now()
+		if err := ready.Check(context.Background()); err != nil {
+			t.Fatalf("first check: %v, want ready", err)
+		}
+		store.err = errStoreDown
+		time.Sleep(maxAge - takes - time.Millisecond)
+		if err := ready.Check(context.Background()); err != nil || store.pings != 1 {
+			t.Errorf("a check %v after the first probe started: %v after %d probes, want the cached ready after 1",
+				time.Since(start), err, store.pings)
+		}
+		time.Sleep(time.Millisecond)
+		if err := ready.Check(context.Background()); !errors.Is(err, errStoreDown) || store.pings != 2 {
+			t.Errorf("a check %v after the first probe started: %v after %d probes, want a new probe's %v",
+				time.Since(start), err, store.pings, errStoreDown)
+		}
+	})
 }
 
 // panickyPinger is a memory engine whose Ping panics (a bug in an engine).
