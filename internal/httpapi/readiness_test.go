@@ -59,10 +59,18 @@ func TestReadinessFollowsRedis(t *testing.T) {
 
 	logs := &testlog.Buffer{}
 	report := rls.HealthReporter(health)
+	changes := make(chan error, 8) // the states OnChange reports, 3 if all goes well
 	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{
 		Interval: 100 * time.Millisecond,
 		Log:      slog.New(slog.NewTextHandler(logs, nil)),
-		OnChange: func(err error) { report(err); m.SetReady(err) },
+		OnChange: func(err error) {
+			report(err)
+			m.SetReady(err)
+			select {
+			case changes <- err:
+			default: // a flapping state; the count of log lines fails the test
+			}
+		},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -90,17 +98,21 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		}
 		return got[0]
 	}
-	waitGRPC := func(want healthpb.HealthCheckResponse_ServingStatus) {
+	// nextChange waits for the next change of state and checks that gRPC health reports
+	// it (OnChange has told the health server before the change reaches the channel).
+	nextChange := func(want healthpb.HealthCheckResponse_ServingStatus) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for grpcStatus() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("gRPC health not %v for both services after 5 s; log:\n%s", want, logs)
+		select {
+		case err := <-changes:
+			if s := grpcStatus(); s != want {
+				t.Fatalf("gRPC health %v after a change to %v, want %v; log:\n%s", s, err, want, logs)
 			}
-			time.Sleep(20 * time.Millisecond)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no change of readiness within 5 s, want one to %v; log:\n%s", want, logs)
 		}
 	}
 
+	nextChange(healthpb.HealthCheckResponse_SERVING) // the first check's
 	if code, body := do(t, "GET", url, ""); code != 200 {
 		t.Fatalf("/readyz %d %q with Redis up", code, body)
 	}
@@ -110,16 +122,20 @@ func TestReadinessFollowsRedis(t *testing.T) {
 
 	srv.Stop()
 	// The background watcher alone moves gRPC health (nobody asked /readyz yet) ...
-	waitGRPC(healthpb.HealthCheckResponse_NOT_SERVING)
+	nextChange(healthpb.HealthCheckResponse_NOT_SERVING)
 	// ... and /readyz says the same, with the reason.
 	code, body := do(t, "GET", url, "")
 	if code != 503 || !strings.Contains(body, "not ready") {
 		t.Fatalf("/readyz %d %q with Redis stopped", code, body)
 	}
-	time.Sleep(300 * time.Millisecond) // several more failed checks: still one line
+	for range 3 { // several more failed checks, besides the watcher's: still one line
+		if err := ready.Check(ctx); err == nil {
+			t.Fatal("ready with Redis stopped")
+		}
+	}
 
 	srv.Restart()
-	waitGRPC(healthpb.HealthCheckResponse_SERVING)
+	nextChange(healthpb.HealthCheckResponse_SERVING)
 	if code, body := do(t, "GET", url, ""); code != 200 {
 		t.Fatalf("/readyz %d %q after Redis came back", code, body)
 	}
