@@ -49,9 +49,6 @@ type Readiness struct {
 type probeRun struct {
 	done chan struct{} // closed when err is set
 	err  error
-	// waiters counts the Checks that wait on it (under Readiness.mu): for tests, to
-	// know that the callers of a flood joined it before it ends.
-	waiters int
 }
 
 // NewReadiness returns the readiness of d's rules and engine.
@@ -100,7 +97,6 @@ func (r *Readiness) Check(ctx context.Context) error {
 		close(run.done)
 		return run.err
 	}
-	run.waiters++
 	r.mu.Unlock()
 	select {
 	case <-run.done:

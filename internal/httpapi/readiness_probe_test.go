@@ -3,8 +3,8 @@ package httpapi_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
@@ -54,51 +54,54 @@ func checkAsync(ready *httpapi.Readiness, ctx context.Context) <-chan error {
 	return done
 }
 
-// awaitWaiters returns once n checks wait on the probe under way.
-func awaitWaiters(ready *httpapi.Readiness, n int) {
-	for ready.ProbeWaiters() != n {
-		runtime.Gosched()
-	}
-}
-
 var errStoreDown = errors.New("store down")
 
 // A check that joins a probe under way shares its answer, a failure included: it does
-// not report ready while the store check it waited on failed.
+// not report ready while the store check it waited on failed. The probe is let go
+// only once the second check has blocked (synctest.Wait) without probing itself.
 func TestAJoinedCheckSharesTheProbesFailure(t *testing.T) {
-	ready, engine := heldReadiness(t, errStoreDown)
-	first := checkAsync(ready, context.Background())
-	<-engine.entered
-	second := checkAsync(ready, context.Background())
-	awaitWaiters(ready, 1)
-	close(engine.release)
-	for i, done := range []<-chan error{first, second} {
-		if err := <-done; !errors.Is(err, errStoreDown) {
-			t.Errorf("check %d: %v, want the probe's %v", i+1, err, errStoreDown)
+	synctest.Test(t, func(t *testing.T) {
+		ready, engine := heldReadiness(t, errStoreDown)
+		first := checkAsync(ready, context.Background())
+		<-engine.entered
+		second := checkAsync(ready, context.Background())
+		synctest.Wait()
+		select {
+		case <-engine.entered:
+			t.Error("the second check probed the store instead of joining the probe under way")
+		default:
 		}
-	}
+		close(engine.release)
+		for i, done := range []<-chan error{first, second} {
+			if err := <-done; !errors.Is(err, errStoreDown) {
+				t.Errorf("check %d: %v, want the probe's %v", i+1, err, errStoreDown)
+			}
+		}
+	})
 }
 
 // A check that gives up while waiting on another's probe gets its context's error, not
 // a "ready" the probe never found; the probe carries on and its answer is recorded.
 func TestACheckThatGivesUpGetsItsContextsError(t *testing.T) {
-	ready, engine := heldReadiness(t, errStoreDown)
-	first := checkAsync(ready, context.Background())
-	<-engine.entered
-	ctx, cancel := context.WithCancel(context.Background())
-	second := checkAsync(ready, ctx)
-	awaitWaiters(ready, 1)
-	cancel()
-	if err := <-second; !errors.Is(err, context.Canceled) {
-		t.Errorf("a check whose caller gave up: %v, want %v", err, context.Canceled)
-	}
-	close(engine.release)
-	if err := <-first; !errors.Is(err, errStoreDown) {
-		t.Errorf("the probing check: %v, want %v", err, errStoreDown)
-	}
-	if err := ready.Err(); !errors.Is(err, errStoreDown) {
-		t.Errorf("recorded state %v, want %v", err, errStoreDown)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ready, engine := heldReadiness(t, errStoreDown)
+		first := checkAsync(ready, context.Background())
+		<-engine.entered
+		ctx, cancel := context.WithCancel(context.Background())
+		second := checkAsync(ready, ctx)
+		synctest.Wait() // the second check waits on the first's probe
+		cancel()
+		if err := <-second; !errors.Is(err, context.Canceled) {
+			t.Errorf("a check whose caller gave up: %v, want %v", err, context.Canceled)
+		}
+		close(engine.release)
+		if err := <-first; !errors.Is(err, errStoreDown) {
+			t.Errorf("the probing check: %v, want %v", err, errStoreDown)
+		}
+		if err := ready.Err(); !errors.Is(err, errStoreDown) {
+			t.Errorf("recorded state %v, want %v", err, errStoreDown)
+		}
+	})
 }
 
 // The probing caller's cancellation does not count as the store failing: the store

@@ -316,73 +316,72 @@ func (p *gatedPinger) Ping(context.Context) error {
 // taken 200 times in a row would keep a caller waiting 4 s, past any probe's timeout)
 // nor sends the store a probe per request: checks made while a probe runs share it, and
 // with MaxAge an observation that young answers alone. Without MaxAge every check after
-// a probe ended observes anew. The probe is held until all 200 checks are under way
-// and every one but its own waits on it: they run at once, on one probe, by
-// construction rather than by how fast the machine is.
+// a probe ended observes anew. The probe is held until each of the 200 checks has
+// either returned or blocked (synctest.Wait): with one probe and none returned, every
+// check but the probing one waits on that probe, by construction rather than by how
+// fast the machine is. (Checks queued on a mutex never count as blocked: were probes
+// serialized under a lock, the test would hang until go test's -timeout, whose
+// goroutine dump shows them in Check.)
 func TestReadinessChecksShareProbes(t *testing.T) {
 	rs, err := descriptors.Parse("web.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := &gatedPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})}
-	t.Cleanup(func() { engine.Close() })
-	d := decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)})
-	const checks = 200
-	// flood makes 200 concurrent checks. held: the store's probe is held until one
-	// check probes and the other 199 wait on that probe, none having returned.
-	flood := func(ready *httpapi.Readiness, held bool) {
-		t.Helper()
-		if held {
-			engine.release = make(chan struct{})
-		}
-		pingsBefore := engine.pings.Load()
-		var wg sync.WaitGroup
-		var returned atomic.Int64
-		for range checks {
-			wg.Go(func() {
-				if err := ready.Check(context.Background()); err != nil {
-					t.Errorf("check: %v", err)
-				}
-				returned.Add(1)
-			})
-		}
-		if held {
-			deadline := time.Now().Add(10 * time.Second)
-			for engine.pings.Load() != pingsBefore+1 || ready.ProbeWaiters() != checks-1 {
-				if time.Now().After(deadline) {
-					close(engine.release)
-					wg.Wait()
-					t.Fatalf("probes %d, checks waiting on the one under way %d, after 10 s; want 1 probe and %d waiting",
-						engine.pings.Load()-pingsBefore, ready.ProbeWaiters(), checks-1)
-				}
-				time.Sleep(time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		engine := &gatedPinger{MemoryEngine: limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})}
+		t.Cleanup(func() { engine.Close() })
+		d := decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)})
+		const checks = 200
+		// flood makes 200 concurrent checks. held: the store's probe is held until every
+		// check has blocked, and must then be the only one, with no check returned.
+		flood := func(ready *httpapi.Readiness, held bool) {
+			t.Helper()
+			if held {
+				engine.release = make(chan struct{})
 			}
-			if n := returned.Load(); n != 0 {
-				t.Errorf("%d checks returned while the probe was held", n)
+			pingsBefore := engine.pings.Load()
+			var wg sync.WaitGroup
+			var returned atomic.Int64
+			for range checks {
+				wg.Go(func() {
+					if err := ready.Check(context.Background()); err != nil {
+						t.Errorf("check: %v", err)
+					}
+					returned.Add(1)
+				})
 			}
-			close(engine.release)
+			if held {
+				synctest.Wait()
+				if n := engine.pings.Load() - pingsBefore; n != 1 {
+					t.Errorf("%d probes under way with every check blocked, want 1", n)
+				}
+				if n := returned.Load(); n != 0 {
+					t.Errorf("%d checks returned while the probe was held", n)
+				}
+				close(engine.release)
+			}
+			wg.Wait()
 		}
-		wg.Wait()
-	}
-	ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), MaxAge: time.Hour, Timeout: time.Minute})
-	if flood(ready, true); engine.pings.Load() != 1 {
-		t.Errorf("200 concurrent checks with MaxAge: %d probes, want 1", engine.pings.Load())
-	}
-	flood(ready, false)
-	if n := engine.pings.Load(); n != 1 {
-		t.Errorf("a second flood within MaxAge: %d probes in all, want still 1", n)
-	}
+		ready := httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), MaxAge: time.Hour, Timeout: time.Minute})
+		if flood(ready, true); engine.pings.Load() != 1 {
+			t.Errorf("200 concurrent checks with MaxAge: %d probes, want 1", engine.pings.Load())
+		}
+		flood(ready, false)
+		if n := engine.pings.Load(); n != 1 {
+			t.Errorf("a second flood within MaxAge: %d probes in all, want still 1", n)
+		}
 
-	engine.pings.Store(0)
-	ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), Timeout: time.Minute})
-	if flood(ready, true); engine.pings.Load() != 1 {
-		t.Errorf("200 concurrent checks without MaxAge: %d probes, want them to share 1", engine.pings.Load())
-	}
-	before := engine.pings.Load()
-	ready.Check(context.Background())
-	if engine.pings.Load() != before+1 {
-		t.Error("a check after the flood did not probe anew (no MaxAge)")
-	}
+		engine.pings.Store(0)
+		ready = httpapi.NewReadiness(d, httpapi.ReadinessOptions{Log: quiet(), Timeout: time.Minute})
+		if flood(ready, true); engine.pings.Load() != 1 {
+			t.Errorf("200 concurrent checks without MaxAge: %d probes, want them to share 1", engine.pings.Load())
+		}
+		before := engine.pings.Load()
+		ready.Check(context.Background())
+		if engine.pings.Load() != before+1 {
+			t.Error("a check after the flood did not probe anew (no MaxAge)")
+		}
+	})
 }
 
 // MaxAge counts from when the probe that made an observation started, not from when it
