@@ -282,7 +282,7 @@ func logAttr(log, key string) []string {
 	return vals
 }
 
-// stubPinger is a memory engine whose Ping takes the time takes and answers err,
+// stubPinger is a memory engine whose Ping lasts p.takes and answers p.err,
 // counting its calls; for one goroutine at a time. In a synctest bubble, takes passes
 // on the bubble's fake clock, at once.
 type stubPinger struct {
