@@ -445,3 +445,61 @@ func TestReadinessSurvivesAPanickingProbe(t *testing.T) {
 		}
 	}
 }
+
+// Run observes readiness every Interval with nobody asking: a store that fails is
+// noticed at the next tick, one that answers again at the tick after that, and Run
+// returns when its context ends. On the bubble's fake clock the ticks are exact.
+func TestRunObservesEveryInterval(t *testing.T) {
+	rs, err := descriptors.Parse("web.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		memory := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+		t.Cleanup(func() { memory.Close() })
+		var failing atomic.Bool
+		var mu sync.Mutex
+		var states []bool // ready per change OnChange reported
+		ready := httpapi.NewReadiness(decide.New(rs, pingFunc{memory, func() error {
+			if failing.Load() {
+				return errStoreDown
+			}
+			return nil
+		}}, decide.Options{Keys: storekey.New("h:", 0)}), httpapi.ReadinessOptions{
+			Interval: time.Second, Log: quiet(),
+			OnChange: func(err error) { mu.Lock(); states = append(states, err == nil); mu.Unlock() },
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan struct{})
+		go func() { ready.Run(ctx); close(stopped) }()
+		expect := func(at string, want ...bool) {
+			t.Helper()
+			synctest.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(states, want) {
+				t.Errorf("%s: changes (ready?) %v, want %v", at, states, want)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+		expect("before the first tick")
+		time.Sleep(time.Second)
+		expect("after the first tick", true)
+		failing.Store(true)
+		time.Sleep(time.Second)
+		expect("a tick after the store failed", true, false)
+		failing.Store(false)
+		time.Sleep(time.Second)
+		expect("a tick after it came back", true, false, true)
+		cancel()
+		<-stopped
+	})
+}
+
+// pingFunc is an engine whose store answers a ping with ping().
+type pingFunc struct {
+	limiter.Engine
+	ping func() error
+}
+
+func (p pingFunc) Ping(context.Context) error { return p.ping() }
