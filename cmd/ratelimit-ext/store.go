@@ -90,6 +90,8 @@ func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 	warnExtAuthzOverBound(w.log, rs, w.bounds)
 	note := skippedNote(rs)
 	ws, total := rs.Warnings()
+	over, overTotal := rulesOverBound(rs, w.bounds)
+	ws, total = append(ws, over...), total+overTotal
 	warned := make([]string, len(ws))
 	for i, cw := range ws {
 		warned[i] = cw.Error()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
@@ -44,6 +45,8 @@ func validate(args []string) int {
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
 	ws, total := rs.Warnings()
+	over, overTotal := rulesOverBound(rs, decide.DefaultBounds) // serve's defaults: validate has no flags
+	ws, total = append(ws, over...), total+overTotal
 	for _, w := range ws {
 		if dir != "" {
 			w.File = filepath.Join(dir, w.File)

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+)
+
+// rulesOverBound lists what in the rules only a request over one of b's bounds could
+// reach: a domain longer than --max-domain-bytes, a descriptor key longer than
+// --max-entry-key-bytes, a limit nested deeper than --max-entries. Such a request is
+// refused with InvalidArgument and Envoy's failure mode decides it (by default it passes),
+// so those limits are never enforced. The rules load anyway: the bounds are the
+// server's flags, not part of the rules, and another replica may run with others.
+// Each domain and each over-long key is named once, at its first limit; at most
+// maxOverBound are listed, of total.
+func rulesOverBound(rs *descriptors.RuleSet, b decide.Bounds) (list []descriptors.ConfigError, total int) {
+	var out []descriptors.ConfigError
+	for _, d := range rs.Domains() {
+		limits := rs.Limits(d)
+		if len(limits) == 0 {
+			continue
+		}
+		if len(d) > b.MaxDomainLen {
+			e := overBound(limits[0], "domain", fmt.Sprintf("the domain is %d bytes", len(d)), "--max-domain-bytes", b.MaxDomainLen)
+			e.Line = 0 // the whole file's
+			out = append(out, e)
+		}
+		named := map[string]bool{}
+		for _, l := range limits {
+			if len(l.Levels) > b.MaxEntries {
+				out = append(out, overBound(l, "descriptors", fmt.Sprintf("the limit is %d levels deep", len(l.Levels)), "--max-entries", b.MaxEntries))
+			}
+			for _, lv := range l.Levels {
+				if len(lv.Key) > b.MaxKeyLen && !named[lv.Key] {
+					named[lv.Key] = true
+					out = append(out, overBound(l, "key", fmt.Sprintf("the key %s is %d bytes", abbrev(lv.Key), len(lv.Key)), "--max-entry-key-bytes", b.MaxKeyLen))
+				}
+			}
+		}
+	}
+	return out[:min(len(out), maxOverBound)], len(out)
+}
+
+// maxOverBound bounds the lines rulesOverBound's caller prints.
+const maxOverBound = 10
+
+func overBound(l *descriptors.Limit, field, what, flag string, bound int) descriptors.ConfigError {
+	return descriptors.ConfigError{File: l.File, Line: l.Line, Field: field,
+		Msg: fmt.Sprintf("%s, above %s (%d): requests that would match are refused and Envoy's failure mode decides them, so these limits are never enforced", what, flag, bound)}
+}
+
+// abbrev quotes s, cut to its first 32 bytes when longer than 40.
+func abbrev(s string) string {
+	if len(s) <= 40 {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q…", s[:32])
+}
