@@ -536,7 +536,8 @@ func mapCalendarMonth(m mapper) error {
 	case err != nil:
 		return fmt.Errorf("%s=%q: want true or false", calendarMonthsVar, v)
 	case on:
-		m.ignore(calendarMonthsVar, "calendar months are not supported: unit: month counts 30 days from the Unix epoch here, so rules with a month limit are refused (unset it, or set it false, to accept 30-day months)")
+		// Not ignored: it refuses month limits (serve, with the rules; MonthLimitsRefused).
+		m.note(calendarMonthsVar, "rules with a month limit are refused: calendar months are not supported, and unit: month counts 30 days from the Unix epoch here (unset it, or set it false, to accept 30-day months)")
 	default:
 		m.ignore(calendarMonthsVar, "false is the default: a month is 30 days")
 	}
@@ -567,7 +568,11 @@ func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 	if len(paths) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s=true, and %d limits have unit: month (%s): they would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), strings.Join(paths[:min(len(paths), 5)], ", "))
+	limits := "limits have"
+	if len(paths) == 1 {
+		limits = "limit has"
+	}
+	return fmt.Errorf("%s=true, and %d %s unit: month (%s): they would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), limits, strings.Join(paths[:min(len(paths), 5)], ", "))
 }
 
 // mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not
