@@ -380,6 +380,18 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml:4: yaml: found a tab character that violates indentation"}},
 		{"tab in indentation of a nested key", "domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: second\n \t requests_per_unit: 1\n", []string{
 			"t.yaml:6: yaml: found a tab character that violates indentation"}},
+		// A tab that starts a line's token is another of yaml.v3's errors; it is named.
+		{"tab before a list item", "domain: d\ndescriptors:\n\t- key: k\n", []string{
+			"t.yaml:3: yaml: found character that cannot start any token: a tab in the indentation; YAML indents with spaces"}},
+		{"no token, no tab", "domain: d\ndescriptors:\n  - key: @k\n", []string{
+			"t.yaml:3: yaml: found character that cannot start any token"}},
+		// yaml.v3 gives no position for a control character; the error finds it.
+		{"control character", "domain: d\ndescriptors:\n  - key: k\x01\n", []string{
+			"t.yaml:3: yaml: control character U+0001 at column 11; YAML allows only tabs, line breaks and printable characters"}},
+		{"DEL after a multi-byte character", "domain: dé\x7f\n", []string{
+			"t.yaml:1: yaml: control character U+007F at column 11; YAML allows only tabs, line breaks and printable characters"}},
+		{"C1 control character", "domain: d\u0080\n", []string{
+			"t.yaml:1: yaml: control character U+0080 at column 10; YAML allows only tabs, line breaks and printable characters"}},
 		{"empty file", "# only a comment\n", []string{"t.yaml: file: empty; want a mapping with domain and descriptors"}},
 		{"several documents", "domain: a\n---\ndomain: b\n", []string{
 			"t.yaml:2: file: more than one YAML document; one domain per file"}},

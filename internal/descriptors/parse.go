@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -195,13 +196,57 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 func (p *fileParser) yamlError(err error, data []byte) {
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		if m[2] == tabIndentMessage {
+		msg := m[2]
+		switch {
+		case msg == tabIndentMessage:
 			line = tabIndentLine(data, line)
+		case msg == noTokenMessage && lineHasTabIndent(data, line):
+			msg += ": a tab in the indentation; YAML indents with spaces"
 		}
-		p.errorf(line, "yaml", "%s", m[2])
+		p.errorf(line, "yaml", "%s", msg)
 		return
 	}
-	p.errorf(0, "yaml", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if line, col, r, ok := firstControl(data); ok && msg == controlMessage {
+		// yaml.v3 names no position for this one: find it.
+		p.errorf(line, "yaml", "control character %U at column %d; YAML allows only tabs, line breaks and printable characters", r, col)
+		return
+	}
+	p.errorf(0, "yaml", "%s", msg)
+}
+
+// yaml.v3's errors for a character no token starts with (a tab at the start of a
+// line, among others), and for a control character, which it reports without a line.
+const (
+	noTokenMessage = "found character that cannot start any token"
+	controlMessage = "control characters are not allowed"
+)
+
+// lineHasTabIndent says whether line's indentation holds a tab.
+func lineHasTabIndent(data []byte, line int) bool {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return false
+	}
+	l := lines[line-1]
+	return bytes.IndexByte(l[:len(l)-len(bytes.TrimLeft(l, " \t"))], '\t') >= 0
+}
+
+// firstControl finds the first character YAML does not allow (YAML 1.2's c-printable,
+// as yaml.v3 checks it): its 1-based line and column (in characters), and itself.
+func firstControl(data []byte) (line, col int, char rune, ok bool) {
+	line = 1
+	for _, r := range string(data) {
+		col++
+		switch {
+		case r == '\n':
+			line, col = line+1, 0
+		case r == '\t' || r == '\r' || r == 0x85 || r == 0xFEFF || r == utf8.RuneError:
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0xfffe || r == 0xffff:
+			return line, col, r, true
+		}
+	}
+	return 0, 0, 0, false
 }
 
 func (p *fileParser) parseRoot(root *yaml.Node) {
