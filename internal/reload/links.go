@@ -58,12 +58,14 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, last
 			return
 		case <-t.C:
 		}
+		moved := false
 		if parent, err := filepath.EvalSymlinks(filepath.Dir(w.root)); err == nil && parent != lastParent {
 			w.followMovedRoot(lastParent, parent)
-			lastParent = parent
+			lastParent, moved = parent, true
 		}
 		now, cut := w.outsideLinks()
-		if !sameLinks(last, now) {
+		reload := moved || !sameLinks(last, now)
+		if reload {
 			w.Trigger()
 		}
 		if cut && !warned {
@@ -71,6 +73,7 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, last
 			w.opts.Log.Warn("config watcher: too many rule files linked to files outside the directory; changes of the ones past the bound need SIGHUP", "polled", maxLinks)
 		}
 		last = now
+		w.opts.hooks.polled(reload)
 	}
 }
 
@@ -78,7 +81,7 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, last
 // through a link above it: envoyproxy/ratelimit's RUNTIME_ROOT layout reads `current/config`,
 // and a deploy swaps `current -> v2`. The swap is an event in the directory holding
 // `current`, which is not watched, and the watches still hold the old directories:
-// watch the new tree (and its parent) and reload.
+// watch the new tree (and its parent); the poll then reloads.
 func (w *Watcher) followMovedRoot(from, to string) {
 	w.opts.Log.Info("config watcher: the config directory now resolves elsewhere (a link above it was re-pointed); reloading", "dir", w.opts.Dir, "parent_from", from, "parent_to", to)
 	if err := w.addTree(w.root); err != nil {
@@ -87,7 +90,6 @@ func (w *Watcher) followMovedRoot(from, to string) {
 	if parent := filepath.Dir(w.root); parent != w.root {
 		_ = w.fsw.Add(parent) // best effort, as at start
 	}
-	w.Trigger()
 }
 
 func sameLinks(a, b map[string]linkState) bool {

@@ -48,13 +48,42 @@ type Options struct {
 	Dir      string
 	Watch    bool          // watch the directory; SIGHUP reloads either way
 	Debounce time.Duration // quiet time before a burst of events is loaded (default 100 ms)
-	MaxDelay time.Duration // longest wait after the first event of a burst (default 1 s)
+	// MaxDelay is the longest wait after the first event of a burst (default, and when
+	// set below Debounce: 1 s, or Debounce if that is longer).
+	MaxDelay time.Duration
 	Log      *slog.Logger
 	// Serving is the rule set already serving (nil: none): the log says whether a
 	// reload changed it, and a reload to no limits at all is refused while it has some.
 	Serving *descriptors.RuleSet
 	// OnLoad, when set, is told the outcome of every load attempt (for metrics).
 	OnLoad func(rs *descriptors.RuleSet, err error)
+
+	hooks hooks // for tests only (export_test.go)
+}
+
+// hooks let tests know what the watcher's goroutines have done, and step its waits, so
+// that they can tell that nothing happened without sleeping for a while. The zero value
+// is production: Start sets the ones left nil to time.After and to no-ops.
+type hooks struct {
+	after   func(time.Duration) <-chan time.Time // the Debounce and MaxDelay waits
+	handled func(path string, reload bool)       // an event handled; did it ask for a reload
+	polled  func(reload bool)                    // a poll of the links done; did it ask
+	loaded  func()                               // a load done, even a catch-up reporting nothing
+}
+
+func (h *hooks) setDefaults() {
+	if h.after == nil {
+		h.after = time.After
+	}
+	if h.handled == nil {
+		h.handled = func(string, bool) {}
+	}
+	if h.polled == nil {
+		h.polled = func(bool) {}
+	}
+	if h.loaded == nil {
+		h.loaded = func() {}
+	}
 }
 
 // maxTreeDepth bounds the directories watched below Dir (as loading bounds them).
@@ -92,6 +121,7 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	o.hooks.setDefaults()
 	root, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return nil, err
@@ -210,7 +240,11 @@ func (w *Watcher) events(ctx context.Context) {
 			if !ok {
 				return
 			}
-			w.event(ctx, ev)
+			reload := w.event(ctx, ev)
+			if reload {
+				w.Trigger()
+			}
+			w.opts.hooks.handled(ev.Name, reload)
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
@@ -222,7 +256,9 @@ func (w *Watcher) events(ctx context.Context) {
 	}
 }
 
-func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
+// event handles one event: it follows the directory and new subdirectories, and says
+// whether the event may have changed the rules.
+func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) (reload bool) {
 	name := filepath.Clean(ev.Name)
 	switch {
 	case name == w.root:
@@ -235,15 +271,15 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 			}
 		}
 	case filepath.Dir(name) == filepath.Dir(w.root):
-		return // a sibling of the directory, seen through the parent's watch
+		return false // a sibling of the directory, seen through the parent's watch
 	case !mayHoldRules(name):
-		return // e.g. a log written into the directory: reloading on it would feed itself
+		return false // e.g. a log written into the directory: reloading on it would feed itself
 	case ev.Has(fsnotify.Create):
 		if fi, err := os.Stat(name); err == nil && fi.IsDir() {
 			_ = w.addTree(name) // a new subdirectory (or ConfigMap's new data dir): watch it too
 		}
 	}
-	w.Trigger()
+	return true
 }
 
 // mayHoldRules says whether a change to name can change what loading reads. Only an
@@ -296,21 +332,31 @@ func (w *Watcher) loop(ctx context.Context) {
 			return
 		case <-w.kick:
 		}
-		deadline := time.Now().Add(w.opts.MaxDelay)
-		timer := time.NewTimer(w.opts.Debounce)
-	settle:
-		for {
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return
-			case <-w.kick:
-				timer.Reset(max(0, min(w.opts.Debounce, time.Until(deadline))))
-			case <-timer.C:
-				break settle
-			}
+		if !w.settle(ctx) {
+			return
 		}
 		w.load()
+		w.opts.hooks.loaded()
+	}
+}
+
+// settle waits until triggers have been quiet for Debounce, or MaxDelay has passed since
+// the first one, so that a steady trickle cannot postpone the load forever; false if
+// ctx ends first.
+func (w *Watcher) settle(ctx context.Context) bool {
+	after := w.opts.hooks.after
+	latest, quiet := after(w.opts.MaxDelay), after(w.opts.Debounce)
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-w.kick:
+			quiet = after(w.opts.Debounce) // the previous timer, unreferenced, is collected (Go 1.23+)
+		case <-quiet:
+			return true
+		case <-latest:
+			return true
+		}
 	}
 }
 

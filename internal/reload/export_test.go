@@ -1,0 +1,19 @@
+package reload
+
+import "time"
+
+// Hooks are a Watcher's test hooks (see hooks): After stands in for time.After in the
+// Debounce and MaxDelay waits; Handled, Polled and Loaded are told of each event
+// handled, poll of the links done and load done. A nil one is as in production.
+type Hooks struct {
+	After   func(time.Duration) <-chan time.Time
+	Handled func(path string, reload bool)
+	Polled  func(reload bool)
+	Loaded  func()
+}
+
+// WithHooks returns o with its Watcher's test hooks set to h.
+func WithHooks(o Options, h Hooks) Options {
+	o.hooks = hooks{after: h.After, handled: h.Handled, polled: h.Polled, loaded: h.Loaded}
+	return o
+}
