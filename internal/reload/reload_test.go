@@ -42,13 +42,91 @@ func rules(name string) string {
 // broken has an unknown unit on line 4.
 const broken = "domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {name: bad, unit: fortnight, requests_per_unit: 5}\n"
 
-// harness runs a Watcher on dir and records what it applies and every load attempt.
+// harness runs a Watcher on dir and records what it applies, every load attempt, and
+// every step its goroutines report through the test hooks.
 type harness struct {
 	decider  *decide.Decider
 	loads    atomic.Int64
 	failures atomic.Int64
 	lastErr  atomic.Pointer[error]
 	logs     *testlog.Buffer
+
+	mu      sync.Mutex
+	steps   []step
+	stepped chan struct{} // holds a token once a step is recorded
+}
+
+// step is what the watcher reports having done: handled an event on path, polled the
+// links (poll), or loaded (load; a catch-up that found nothing changed too); reload says
+// whether the event or poll asked for a reload.
+type step struct {
+	path               string
+	poll, load, reload bool
+}
+
+func (h *harness) record(s step) {
+	h.mu.Lock()
+	h.steps = append(h.steps, s)
+	h.mu.Unlock()
+	select {
+	case h.stepped <- struct{}{}:
+	default:
+	}
+}
+
+// mark is where the steps the watcher reports from now on start.
+func (h *harness) mark() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.steps)
+}
+
+// since returns the steps reported from mark on.
+func (h *harness) since(mark int) []step {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.steps[mark:])
+}
+
+// until waits for cond, looking again after each step the watcher reports (the rules,
+// the counts and the log change only in a load, which is a step), and says whether it
+// came before within passed.
+func (h *harness) until(within time.Duration, cond func() bool) bool {
+	timeout := time.After(within)
+	for !cond() {
+		select {
+		case <-h.stepped:
+		case <-timeout:
+			return cond()
+		}
+	}
+	return true
+}
+
+// waitSteps waits until the steps reported from mark on hold one that ok accepts for
+// each of wants, and returns them all; it fails the test after 10 s.
+func (h *harness) waitSteps(t *testing.T, mark int, what string, wants ...func(step) bool) []step {
+	t.Helper()
+	var got []step
+	if !h.until(10*time.Second, func() bool {
+		got = h.since(mark)
+		return !slices.ContainsFunc(wants, func(ok func(step) bool) bool { return !slices.ContainsFunc(got, ok) })
+	}) {
+		t.Fatalf("the watcher did not report %s; it reported %+v; log:\n%s", what, got, h.logs)
+	}
+	return got
+}
+
+// waitCatchUp waits for the start's catch-up load, the first load of a watching
+// Watcher (it reports nothing when it finds the rules unchanged).
+func (h *harness) waitCatchUp(t *testing.T) {
+	t.Helper()
+	h.waitSteps(t, 0, "the start's catch-up load", func(s step) bool { return s.load })
+}
+
+// handledEvent accepts a handled event on path.
+func handledEvent(path string) func(step) bool {
+	return func(s step) bool { return !s.poll && !s.load && filepath.Clean(s.path) == path }
 }
 
 func watch(t *testing.T, dir string, o reload.Options) *harness {
@@ -67,7 +145,8 @@ func watchAfter(t *testing.T, dir string, o reload.Options, between func()) *har
 	between()
 	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
 	t.Cleanup(func() { engine.Close() })
-	h := &harness{decider: decide.New(rs, engine, decide.Options{Keys: storekey.New("r:", 0)}), logs: &testlog.Buffer{}}
+	h := &harness{decider: decide.New(rs, engine, decide.Options{Keys: storekey.New("r:", 0)}), logs: &testlog.Buffer{},
+		stepped: make(chan struct{}, 1)}
 	o.Dir, o.Serving = dir, rs
 	o.Log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.OnLoad = func(_ *descriptors.RuleSet, err error) {
@@ -77,6 +156,11 @@ func watchAfter(t *testing.T, dir string, o reload.Options, between func()) *har
 			h.failures.Add(1)
 		}
 	}
+	o = reload.WithHooks(o, reload.Hooks{
+		Handled: func(path string, reload bool) { h.record(step{path: path, reload: reload}) },
+		Polled:  func(reload bool) { h.record(step{poll: true, reload: reload}) },
+		Loaded:  func() { h.record(step{load: true}) },
+	})
 	w, err := reload.Start(context.Background(), o, h.decider.SetRules)
 	if err != nil {
 		t.Fatal(err)
