@@ -64,6 +64,16 @@ type step struct {
 	poll, load, reload bool
 }
 
+func (s step) String() string {
+	switch {
+	case s.load:
+		return "a load"
+	case s.poll:
+		return fmt.Sprintf("a poll (reload %v)", s.reload)
+	}
+	return fmt.Sprintf("an event on %s (reload %v)", s.path, s.reload)
+}
+
 func (h *harness) record(s step) {
 	h.mu.Lock()
 	h.steps = append(h.steps, s)
@@ -112,7 +122,7 @@ func (h *harness) waitSteps(t *testing.T, mark int, what string, wants ...func(s
 		got = h.since(mark)
 		return !slices.ContainsFunc(wants, func(ok func(step) bool) bool { return !slices.ContainsFunc(got, ok) })
 	}) {
-		t.Fatalf("the watcher did not report %s; it reported %+v; log:\n%s", what, got, h.logs)
+		t.Fatalf("the watcher did not report %s; it reported %v; log:\n%s", what, got, h.logs)
 	}
 	return got
 }
@@ -122,6 +132,17 @@ func (h *harness) waitSteps(t *testing.T, mark int, what string, wants ...func(s
 func (h *harness) waitCatchUp(t *testing.T) {
 	t.Helper()
 	h.waitSteps(t, 0, "the start's catch-up load", func(s step) bool { return s.load })
+}
+
+// askedReload returns the events and polls among steps that asked for a reload.
+func askedReload(steps []step) []step {
+	var asked []step
+	for _, s := range steps {
+		if s.reload {
+			asked = append(asked, s)
+		}
+	}
+	return asked
 }
 
 // handledEvent accepts a handled event on path.
@@ -230,7 +251,7 @@ func TestValidEditTakesEffect(t *testing.T) {
 	if h.serving() != "v1" {
 		t.Fatal("initial rules not served")
 	}
-	time.Sleep(50 * time.Millisecond)
+	h.waitCatchUp(t) // so that only the watches can see the edit
 	write(t, filepath.Join(dir, "edge.yaml"), rules("v2"))
 	h.waitFor(t, "v2", 2*time.Second)
 	// A new file in a new subdirectory is picked up too.
@@ -407,28 +428,31 @@ func TestDirReplacedByRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitFor(t, "v2", 2*time.Second)
-	// Edits in the new directory are seen; the old one is no longer watched.
+	// Edits in the new directory are seen; the old one is no longer read: after an edit
+	// there, the next load serves the new directory's edit.
 	write(t, filepath.Join(dir, "edge.yaml"), rules("v3"))
 	h.waitFor(t, "v3", 2*time.Second)
 	write(t, filepath.Join(base, "config.old", "edge.yaml"), rules("stale"))
-	time.Sleep(400 * time.Millisecond)
-	if got := h.serving(); got != "v3" {
-		t.Fatalf("serving %q: the old directory is still read", got)
-	}
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v4"))
+	h.waitFor(t, "v4", 2*time.Second)
 
-	// Removed and re-created.
+	// Removed and re-created: the load of the missing directory fails and v4 keeps
+	// serving.
+	failures := h.failures.Load()
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // a failed load of the missing directory keeps v3
-	if got := h.serving(); got != "v3" {
+	if !h.until(2*time.Second, func() bool { return h.failures.Load() > failures }) {
+		t.Fatalf("no failed load of the missing directory; log:\n%s", h.logs)
+	}
+	if got := h.serving(); got != "v4" {
 		t.Fatalf("serving %q while the directory is missing", got)
 	}
 	mkdir(t, dir)
-	write(t, filepath.Join(dir, "edge.yaml"), rules("v4"))
-	h.waitFor(t, "v4", 2*time.Second)
 	write(t, filepath.Join(dir, "edge.yaml"), rules("v5"))
 	h.waitFor(t, "v5", 2*time.Second)
+	write(t, filepath.Join(dir, "edge.yaml"), rules("v6"))
+	h.waitFor(t, "v6", 2*time.Second)
 }
 
 // A config directory that is a symlink is watched through it, and re-pointing the
@@ -473,8 +497,7 @@ func TestLinkAboveTheDirRepointed(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := watch(t, filepath.Join(base, "current", "config"), reload.Options{Watch: true})
-	// Past the start's catch-up load, so that only following the link can find v2.
-	time.Sleep(300 * time.Millisecond)
+	h.waitCatchUp(t) // so that only following the link can find v2
 	tmp := filepath.Join(base, "current.tmp")
 	if err := os.Symlink("v2", tmp); err != nil {
 		t.Fatal(err)
@@ -536,6 +559,9 @@ func TestSymlinkedFileOutsideTheDir(t *testing.T) {
 	if h.serving() != "v1" {
 		t.Fatal("rules behind the link not served")
 	}
+	// Past the start's catch-up load, which could find the first edit: from here on
+	// only the poll can.
+	h.waitCatchUp(t)
 	write(t, target, rules("v2")) // in place
 	h.waitFor(t, "v2", within)
 
@@ -546,12 +572,11 @@ func TestSymlinkedFileOutsideTheDir(t *testing.T) {
 	}
 	h.waitFor(t, "v3", within)
 
-	// Neighbours of the target are not rules: no load (a broken one would say so).
-	loads := h.loads.Load()
+	// Neighbours of the target are not rules: neither the poll that looks after the
+	// write nor anything else asks for a reload.
 	write(t, filepath.Join(srv, "other.yaml"), broken)
-	time.Sleep(2 * time.Second) // two polls
-	if n := h.loads.Load(); n != loads {
-		t.Fatalf("%d loads after a write beside the linked file; log:\n%s", n-loads, h.logs)
+	if asked := askedReload(h.waitPolls(t, 2)); len(asked) > 0 {
+		t.Fatalf("%d steps asked for a reload after a write beside the linked file, the first %v; log:\n%s", len(asked), asked[0], h.logs)
 	}
 
 	// The link re-pointed.
@@ -612,11 +637,9 @@ func TestEditBeforeTheWatchStarts(t *testing.T) {
 	quiet := t.TempDir()
 	write(t, filepath.Join(quiet, "edge.yaml"), rules("v1"))
 	q := watch(t, quiet, reload.Options{Watch: true})
-	// Past the catch-up's debounce: a catch-up that found nothing changed reported no
-	// load (on a slow machine it may not have run yet, and the check holds as well).
-	time.Sleep(300 * time.Millisecond)
+	q.waitCatchUp(t)
 	if n := q.loads.Load(); n != 0 {
-		t.Errorf("%d loads after an unchanged start, want none; log:\n%s", n, q.logs)
+		t.Errorf("the catch-up load of an unchanged start reported %d loads, want none; log:\n%s", n, q.logs)
 	}
 	write(t, filepath.Join(quiet, "edge.yaml"), rules("v3"))
 	q.waitFor(t, "v3", 5*time.Second)
@@ -645,10 +668,18 @@ func TestOtherFilesDoNotReload(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "edge.yaml"), rules("v0"))
 	h := watch(t, dir, reload.Options{Watch: true, Debounce: 30 * time.Millisecond, MaxDelay: time.Second})
+	mark := h.mark()
+	logFile, swap := filepath.Join(dir, "server.log"), filepath.Join(dir, ".edge.yaml.swp")
 	for i := range 8 {
-		write(t, filepath.Join(dir, "server.log"), strings.Repeat("a log line\n", i+1))
-		write(t, filepath.Join(dir, ".edge.yaml.swp"), "swap")
-		time.Sleep(80 * time.Millisecond) // past the debounce: each would be its own load
+		write(t, logFile, strings.Repeat("a log line\n", i+1))
+		write(t, swap, "swap")
+	}
+	// Events come in order: once the last is handled, so are the others.
+	last := filepath.Join(dir, "done.log")
+	write(t, last, "")
+	steps := h.waitSteps(t, mark, "the writes to other files", handledEvent(logFile), handledEvent(swap), handledEvent(last))
+	if asked := askedReload(steps); len(asked) > 0 {
+		t.Fatalf("%d steps asked for a reload on writes to files that loading never reads, the first %v; log:\n%s", len(asked), asked[0], h.logs)
 	}
 	write(t, filepath.Join(dir, "edge.yaml"), rules("v1"))
 	h.waitFor(t, "v1", 2*time.Second)
