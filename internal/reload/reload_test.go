@@ -203,13 +203,11 @@ func (h *harness) serving() string {
 	return ls[0].Name
 }
 
-// waitFor polls until the serving limit is name, failing after within.
+// waitFor waits until the serving limit is name, failing after within.
 func (h *harness) waitFor(t *testing.T, name string, within time.Duration) {
 	t.Helper()
-	for start := time.Now(); time.Since(start) < within; time.Sleep(5 * time.Millisecond) {
-		if h.serving() == name {
-			return
-		}
+	if h.until(within, func() bool { return h.serving() == name }) {
+		return
 	}
 	t.Fatalf("rules %q still serving %v after the edit to %q; log:\n%s", h.serving(), within, name, h.logs)
 }
@@ -218,12 +216,12 @@ func (h *harness) waitFor(t *testing.T, name string, within time.Duration) {
 // load after it has reported it to OnLoad.
 func (h *harness) waitLog(t *testing.T, what string, parts ...string) {
 	t.Helper()
-	for start := time.Now(); time.Since(start) < 2*time.Second; time.Sleep(5 * time.Millisecond) {
-		for _, line := range strings.Split(h.logs.String(), "\n") {
-			if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
-				return
-			}
-		}
+	if h.until(2*time.Second, func() bool {
+		return slices.ContainsFunc(strings.Split(h.logs.String(), "\n"), func(line string) bool {
+			return !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) })
+		})
+	}) {
+		return
 	}
 	t.Fatalf("%s is not logged:\n%s", what, h.logs)
 }
@@ -257,12 +255,8 @@ func TestValidEditTakesEffect(t *testing.T) {
 	// A new file in a new subdirectory is picked up too.
 	mkdir(t, filepath.Join(dir, "team"))
 	write(t, filepath.Join(dir, "team", "api.yaml"), "domain: api\ndescriptors: []\n")
-	deadline := time.Now().Add(2 * time.Second)
-	for !strings.Contains(h.decider.Rules().Summary(), "2 domains") {
-		if time.Now().After(deadline) {
-			t.Fatalf("new subdirectory not loaded: %s", h.decider.Rules().Summary())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !h.until(2*time.Second, func() bool { return strings.Contains(h.decider.Rules().Summary(), "2 domains") }) {
+		t.Fatalf("new subdirectory not loaded: %s", h.decider.Rules().Summary())
 	}
 	if !strings.Contains(h.logs.String(), "config reloaded") {
 		t.Fatalf("no reload logged:\n%s", h.logs)
@@ -282,12 +276,8 @@ func TestBrokenEditKeepsOldRules(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	write(t, path, broken)
-	deadline := time.Now().Add(2 * time.Second)
-	for h.failures.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the broken edit was not loaded; log:\n%s", h.logs)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !h.until(2*time.Second, func() bool { return h.failures.Load() > 0 }) {
+		t.Fatalf("the broken edit was not loaded; log:\n%s", h.logs)
 	}
 	if got := h.serving(); got != "v1" {
 		t.Fatalf("serving %q after a broken edit, want the old v1", got)
@@ -324,12 +314,8 @@ func TestEmptiedDirKeepsOldRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(dir, "other.yaml"), "domain: other\ndescriptors: []\n") // a domain, no limits
-	deadline := time.Now().Add(2 * time.Second)
-	for h.failures.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the emptied directory was not refused; serving %q; log:\n%s", h.serving(), h.logs)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !h.until(2*time.Second, func() bool { return h.failures.Load() > 0 }) {
+		t.Fatalf("the emptied directory was not refused; serving %q; log:\n%s", h.serving(), h.logs)
 	}
 	if err := *h.lastErr.Load(); !errors.Is(err, reload.ErrNoLimits) {
 		t.Fatalf("load error %v, want ErrNoLimits", err)
@@ -353,11 +339,7 @@ func TestEmptyStartTakesRules(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for h.failures.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if h.failures.Load() == 0 || h.serving() != "v1" {
+	if !h.until(2*time.Second, func() bool { return h.failures.Load() > 0 }) || h.serving() != "v1" {
 		t.Fatalf("emptying the rules again: %d failed loads, serving %q; want refused, v1", h.failures.Load(), h.serving())
 	}
 }
@@ -702,10 +684,8 @@ func TestSubdirectoryMovedAway(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "team.d"), filepath.Join(away, "team.d")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(h.decider.Rules().Summary(), "1 domain"); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the moved-away directory's rules still serve: %s; log:\n%s", h.decider.Rules().Summary(), h.logs)
-		}
+	if !h.until(2*time.Second, func() bool { return strings.Contains(h.decider.Rules().Summary(), "1 domain") }) {
+		t.Fatalf("the moved-away directory's rules still serve: %s; log:\n%s", h.decider.Rules().Summary(), h.logs)
 	}
 }
 
