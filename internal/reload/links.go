@@ -19,8 +19,9 @@ import (
 // watching the targets' directories, also follows a target directory deleted and made
 // again, and needs no watch to be added or dropped as the links change.
 
-// linkPollEvery is how often linked rule files are looked at again.
-const linkPollEvery = time.Second
+// linkPollEvery is how often linked rule files are looked at again. (A variable only
+// so that the package's tests can poll faster: export_test.go.)
+var linkPollEvery = time.Second
 
 // maxLinks bounds the linked rule files polled (the rest need SIGHUP).
 const maxLinks = 1000
