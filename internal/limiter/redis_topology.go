@@ -337,24 +337,12 @@ const ProbeShare = 200 * time.Millisecond
 type probeResults struct {
 	mu   sync.Mutex
 	last map[string]*probeFlight
-	// now, when set, replaces time.Now: for tests, which step past ProbeShare.
-	now func() time.Time
 }
 
 type probeFlight struct {
 	done chan struct{} // closed when err is set
 	at   time.Time
 	err  error
-	// joined counts the callers that waited on this probe in flight (under
-	// probeResults.mu): for tests, to know a caller joined before the probe ended.
-	joined int
-}
-
-func (p *probeResults) clock() time.Time {
-	if p.now != nil {
-		return p.now()
-	}
-	return time.Now()
 }
 
 // join returns the result of addr's probe in flight or younger than ProbeShare
@@ -365,12 +353,11 @@ func (p *probeResults) join(ctx context.Context, addr string) (done func(error),
 	if f, ok := p.last[addr]; ok {
 		select {
 		case <-f.done:
-			if p.clock().Sub(f.at) < ProbeShare {
+			if time.Since(f.at) < ProbeShare {
 				p.mu.Unlock()
 				return nil, true, f.err
 			}
 		default:
-			f.joined++
 			p.mu.Unlock()
 			select {
 			case <-f.done:
@@ -388,7 +375,7 @@ func (p *probeResults) join(ctx context.Context, addr string) (done func(error),
 	p.mu.Unlock()
 	return func(err error) {
 		p.mu.Lock()
-		f.at, f.err = p.clock(), err
+		f.at, f.err = time.Now(), err
 		p.mu.Unlock()
 		close(f.done)
 	}, false, nil
