@@ -148,11 +148,11 @@ func parseBench(args []string) (*benchCommand, int) {
 	fs.StringVar(&tlsFlags.key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&tlsFlags.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: --authority when set, else the target's host)")
 	authority := fs.String("authority", "", "the :authority to send (default: the target's host:port), e.g. a mesh's routing name")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, fs.Parse, seeHelp("bench")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
 		}
-		return nil, 2
+		return benchFail("%v", err)
 	}
 	if fs.NArg() > 0 {
 		return benchFail("unexpected argument %q", fs.Arg(0))

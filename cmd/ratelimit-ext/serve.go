@@ -118,7 +118,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	perfFlags(f, &c.perf)
 	xdsFlags(f, &c.xds)
 	f.rejectUnknownEnv()
-	if err := f.parse(args); err != nil {
+	if err := parseFlags(f.fs, args, f.parse, seeHelp("serve")); err != nil {
 		return nil, err
 	}
 	if err := c.check(); err != nil {

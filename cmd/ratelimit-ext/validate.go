@@ -23,10 +23,11 @@ func validate(args []string) int {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: ratelimit-ext validate DIR | FILE... (no flags): checks every rule file below DIR as the server loads it, or the files given as one rule set; exit 1 with every error")
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, fs.Parse, "validate takes no flags, only DIR or FILE..."); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintln(os.Stderr, "ratelimit-ext validate:", err)
 		return 2
 	}
 	if fs.NArg() == 0 {
@@ -36,7 +37,7 @@ func validate(args []string) int {
 	rs, dir, err := loadForValidate(fs.Args())
 	var usage usageError
 	if errors.As(err, &usage) {
-		fmt.Fprintln(os.Stderr, "validate:", err)
+		fmt.Fprintln(os.Stderr, "ratelimit-ext validate:", err)
 		return 2
 	}
 	if err != nil {
@@ -99,11 +100,11 @@ func runConformance(args []string) int {
 	engineName := f.fs.String("engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
 	base := f.fs.Int64("base", 60000, "ms added to every now and expected resetAt; a multiple of every window in the file")
 	ro := redisFlags(f, time.Second) // a timeout there would fail the replay, not the engine
-	if err := f.parse(args); err != nil {
+	if err := parseFlags(f.fs, args, f.parse, seeHelp("conformance")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // -h: the flags are printed, as asked
 		}
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "ratelimit-ext conformance:", err)
 		return 2
 	}
 	if *vectors == "" {

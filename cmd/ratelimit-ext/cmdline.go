@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// parseFlags runs parse (fs.Parse, or a method that calls it) on a subcommand's
+// command line. -h prints the usage as ever; but a mistake is not followed by the whole
+// usage, which would bury it: the flag package's report of it is replaced by the error
+// flagError returns, for the caller to print as its one line. hint ends the line of a
+// flag the subcommand does not have, e.g. "see ratelimit-ext serve -h".
+func parseFlags(fs *flag.FlagSet, args []string, parse func([]string) error, hint string) error {
+	out := fs.Output()
+	var held bytes.Buffer // the flag package prints a mistake and the usage here
+	fs.SetOutput(&held)
+	err := parse(args)
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		out.Write(held.Bytes())
+		return err
+	}
+	return flagError(fs, err, hint)
+}
+
+// The flag package's errors, which say -name where the documentation says --name and,
+// for a value of the wrong form, only "parse error".
+var (
+	flagUndefined = regexp.MustCompile(`^flag provided but not defined: -(.*)$`)
+	flagNoValue   = regexp.MustCompile(`^flag needs an argument: -(.*)$`)
+	flagBadValue  = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]*): (.*)$`)
+	flagBadSyntax = regexp.MustCompile(`^bad flag syntax: (.*)$`)
+)
+
+// flagError rewrites an error of the flag package in the words of the other settings
+// errors: `--redis-read-timeout "5": want a duration such as 10ms`, `unknown flag --x
+// (see ratelimit-ext serve -h)`. Other errors are returned as they are.
+func flagError(fs *flag.FlagSet, err error, hint string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if m := flagUndefined.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("unknown flag --%s (%s)", m[1], hint)
+	}
+	if m := flagNoValue.FindStringSubmatch(msg); m != nil {
+		if want := flagWants(fs.Lookup(m[1])); want != "" {
+			return fmt.Errorf("--%s needs a value: %s", m[1], want)
+		}
+		return fmt.Errorf("--%s needs a value", m[1])
+	}
+	if m := flagBadValue.FindStringSubmatch(msg); m != nil {
+		why := m[3]
+		if want := flagWants(fs.Lookup(m[2])); want != "" && why == "parse error" {
+			why = want
+		}
+		return fmt.Errorf("--%s %s: %s", m[2], m[1], why)
+	}
+	if m := flagBadSyntax.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("bad flag syntax: %s (%s)", m[1], hint)
+	}
+	return err
+}
+
+// flagWants says what form a flag's value takes, as the errors about environment
+// variables do (envFlags); "" for a flag that takes any string.
+func flagWants(f *flag.Flag) string {
+	if f == nil {
+		return ""
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return ""
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "want a duration such as 10ms"
+	case bool:
+		return "want true or false"
+	case int, int64:
+		return "want an integer"
+	case uint, uint64:
+		return "want an integer, 0 or more"
+	case float64:
+		return "want a number such as 0.5"
+	}
+	return ""
+}
+
+// seeHelp is the hint for a flag sub does not have.
+func seeHelp(sub string) string { return "see ratelimit-ext " + sub + " -h" }
