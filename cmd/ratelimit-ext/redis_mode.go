@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
@@ -66,6 +68,9 @@ func checkRedisMode(o limiter.RedisOptions) error {
 	if err != nil {
 		return fmt.Errorf("--redis-mode: %w", err)
 	}
+	if err := parseRedisURL(o.URL, mode); err != nil {
+		return err
+	}
 	if o.SentinelMaster != "" && mode != limiter.RedisSentinel {
 		return fmt.Errorf("--redis-sentinel-master is for --redis-mode sentinel, not %s", mode)
 	}
@@ -75,6 +80,44 @@ func checkRedisMode(o limiter.RedisOptions) error {
 		}
 	}
 	return nil
+}
+
+// parseRedisURL reads a --redis-url with go-redis's parser for the mode, the one the
+// engine will use, so that a URL it refuses (another scheme, an option it does not
+// know, a database that is not a number) is a mistake in the settings, said before
+// anything starts, rather than the engine's error at start. The URL is quoted unless it
+// holds a password.
+func parseRedisURL(raw string, mode limiter.RedisMode) error {
+	if raw == "" {
+		return nil
+	}
+	var err error
+	switch mode {
+	case limiter.RedisCluster:
+		_, err = redis.ParseClusterURL(raw)
+	case limiter.RedisSentinel:
+		_, err = redis.ParseFailoverURL(raw)
+	default:
+		_, err = redis.ParseURL(raw)
+	}
+	if err == nil {
+		return nil
+	}
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err // a url.Error quotes the URL whole, password and all
+	}
+	why := strings.TrimPrefix(err.Error(), "redis: ") // go-redis's errors begin so
+	if u, perr := url.Parse(raw); perr == nil && !hasPassword(u) {
+		return fmt.Errorf("--redis-url %q: %s", raw, why)
+	}
+	return fmt.Errorf("--redis-url: %s", why) // it may hold a password: do not repeat it
+}
+
+// hasPassword says whether a Redis URL holds a password: in its user information, or
+// (sentinel mode's, for the master) in its query.
+func hasPassword(u *url.URL) bool {
+	_, set := u.User.Password()
+	return set || u.Query().Has("password")
 }
 
 // isCluster reports whether the Redis options select Redis Cluster.

@@ -168,3 +168,45 @@ descriptors:
 		t.Errorf("the request's keys %q are not two keys on one slot", found)
 	}
 }
+
+// A Redis URL that go-redis's parser for the mode refuses is a mistake in the settings,
+// reported as one plain line and exit 2 before anything starts, like a bare host:port;
+// it used to be the engine's error at start ("level=ERROR msg=exiting error="redis: URL:
+// redis: invalid URL scheme: http"", exit 1). A URL holding a password is not repeated.
+func TestRedisURLsGoRedisRefusesAreSettingsErrors(t *testing.T) {
+	isolateEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--redis-url", "127.0.0.1:6379"}, `--redis-url "127.0.0.1:6379": want a URL: redis://127.0.0.1:6379 (rediss:// for TLS)`},
+		{[]string{"--redis-url", "http://127.0.0.1:6379"}, `--redis-url "http://127.0.0.1:6379": invalid URL scheme: http`},
+		{[]string{"--redis-url", "redis://127.0.0.1:6379?bogus=1"}, `--redis-url "redis://127.0.0.1:6379?bogus=1": unexpected option: bogus`},
+		{[]string{"--redis-url", "redis://127.0.0.1:6379/x"}, `--redis-url "redis://127.0.0.1:6379/x": invalid database number: "x"`},
+		{[]string{"--redis-url", "redis://u:s3cret@127.0.0.1:6379?bogus=1"}, "--redis-url: unexpected option: bogus"},
+		{[]string{"--redis-url", "redis://u:s3cret@127.0.0.1:x"}, `--redis-url: invalid port ":x" after host`},
+		{[]string{"--redis-mode", "cluster", "--redis-url", "redis://h1:7000?master_name=m"}, `--redis-url "redis://h1:7000?master_name=m": unexpected option: master_name`},
+		{[]string{"--redis-mode", "cluster", "--redis-url", "unix:///tmp/redis.sock"}, `--redis-url "unix:///tmp/redis.sock": invalid URL scheme: unix`},
+		{[]string{"--redis-mode", "sentinel", "--redis-url", "redis://s1:26379?master_name=m&bogus=1"}, `--redis-url "redis://s1:26379?master_name=m&bogus=1": unexpected option: bogus`},
+		{[]string{"--redis-mode", "sentinel", "--redis-url", "redis://s1:26379?master_name=m&password=s3cret&bogus=1"}, "--redis-url: unexpected option: bogus"},
+	} {
+		// A config directory that does not exist: should the URL pass, serve stops at
+		// the rules (exit 1) instead of serving.
+		args := append([]string{"--config-dir", t.TempDir() + "/none", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, tc.args...)
+		code, out := runStderr(t, args...)
+		if code != 2 || out != "ratelimit-ext: "+tc.want+"\n" {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit 2 and the one line:\nratelimit-ext: %s", tc.args, code, out, tc.want)
+		}
+	}
+	for _, ok := range []limiter.RedisOptions{ // and the forms of docs/redis.md pass
+		{URL: "redis://u:p@h:6379/2?pool_size=50"},
+		{URL: "rediss://h:6380"},
+		{URL: "unix:///tmp/redis.sock"},
+		{URL: "redis://h1:7000?addr=h2:7001&addr=h3:7002", Mode: limiter.RedisCluster},
+		{URL: "redis://s1:26379?addr=s2:26379&master_name=m&password=p", Mode: limiter.RedisSentinel},
+	} {
+		if err := checkRedisMode(ok); err != nil {
+			t.Errorf("%+v: %v", ok, err)
+		}
+	}
+}

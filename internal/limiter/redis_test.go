@@ -834,6 +834,34 @@ func TestRedisURLErrorsHideTheURL(t *testing.T) {
 	}
 }
 
+// A URL go-redis refuses is reported with one "redis: " and go-redis's reason, not
+// "redis: URL: redis: invalid URL scheme: http".
+func TestRedisURLErrorsSayRedisOnce(t *testing.T) {
+	for _, tc := range []struct {
+		o    limiter.RedisOptions
+		want string
+	}{
+		{limiter.RedisOptions{URL: "http://h:6379"}, "redis: URL: invalid URL scheme: http"},
+		{limiter.RedisOptions{URL: "redis://h:6379?bogus=1"}, "redis: URL: unexpected option: bogus"},
+		{limiter.RedisOptions{URL: "redis://h:6379/x"}, `redis: URL: invalid database number: "x"`},
+		{limiter.RedisOptions{URL: "redis://user:TOPSECRET@h:x"}, `redis: URL: parse: invalid port ":x" after host`},
+		{limiter.RedisOptions{URL: "http://h:1", Mode: limiter.RedisCluster}, "redis: cluster URL: invalid URL scheme: http"},
+		{limiter.RedisOptions{URL: "redis://h:1?bogus=1", Mode: limiter.RedisCluster}, "redis: cluster URL: unexpected option: bogus"},
+		{limiter.RedisOptions{URL: "http://h:26379?master_name=m", Mode: limiter.RedisSentinel}, "redis: sentinel URL: invalid URL scheme: http"},
+		{limiter.RedisOptions{URL: "redis://h:26379?master_name=m&bogus=1", Mode: limiter.RedisSentinel}, "redis: sentinel URL: unexpected option: bogus"},
+	} {
+		e, err := limiter.NewRedisEngine(tc.o)
+		if err == nil {
+			e.Close()
+			t.Errorf("%s (%s): no error", tc.o.URL, tc.o.Mode)
+			continue
+		}
+		if err.Error() != tc.want {
+			t.Errorf("%s (%s): error %q, want %q", tc.o.URL, tc.o.Mode, err, tc.want)
+		}
+	}
+}
+
 func TestRedisBadRequest(t *testing.T) {
 	e, _ := newRedis(t)
 	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1, PeriodMs: 1000})

@@ -80,7 +80,7 @@ func newRedisTopologyEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseClusterURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis: cluster URL: %w", redactURL(err))
+		return nil, urlError("cluster URL", err)
 	}
 	if err := o.applyConn(connFields{
 		dial: &opt.DialTimeout, read: &opt.ReadTimeout, write: &opt.WriteTimeout, poolTimeout: &opt.PoolTimeout,
@@ -102,7 +102,7 @@ func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisSentinelEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseFailoverURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis: sentinel URL: %w", redactURL(err))
+		return nil, urlError("sentinel URL", err)
 	}
 	if o.SentinelMaster != "" {
 		opt.MasterName = o.SentinelMaster
@@ -323,6 +323,27 @@ func redactURL(err error) error {
 	}
 	return err
 }
+
+// urlError is go-redis's refusal of a URL, as "redis: URL: why" (kind "URL", "cluster
+// URL" or "sentinel URL"): without the URL (redactURL), and without the "redis: " that
+// go-redis's own errors begin with, which would say it twice ("redis: URL: redis:
+// invalid URL scheme: http").
+func urlError(kind string, err error) error {
+	err = redactURL(err)
+	if why, ok := strings.CutPrefix(err.Error(), "redis: "); ok {
+		err = reworded{why, err}
+	}
+	return fmt.Errorf("redis: %s: %w", kind, err)
+}
+
+// reworded is an error under another message; it still unwraps to the error.
+type reworded struct {
+	msg string
+	err error
+}
+
+func (e reworded) Error() string { return e.msg }
+func (e reworded) Unwrap() error { return e.err }
 
 // slotMapBudget bounds the reload of the slot map that Ping starts with.
 const slotMapBudget = 100 * time.Millisecond
