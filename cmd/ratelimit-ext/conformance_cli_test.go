@@ -93,13 +93,64 @@ func TestConformanceRedisURLSelectsRedis(t *testing.T) {
 }
 
 // A conformance replay waits up to a second for each Redis reply, where serving gives
-// up after 8 ms: a slow store must not be reported as a failed suite.
+// up after 8 ms: a slow store must not be reported as a failed suite. The flag's help
+// says what matters for each: Envoy's timeout for serve, not for conformance.
 func TestConformanceWaitsForASlowStore(t *testing.T) {
-	for _, c := range []struct{ cmd, want string }{{"conformance", "(default 1s)"}, {"serve", "(default 8ms)"}} {
+	for _, c := range []struct{ cmd, want, note string }{
+		{"conformance", "(default 1s)", "timeout to read a Redis reply (a slower reply fails the run)"},
+		{"serve", "(default 8ms)", "timeout to read a Redis reply (keep below Envoy's rate-limit timeout)"},
+	} {
 		_, out := runStderr(t, c.cmd, "-h")
 		i := strings.Index(out, "-redis-read-timeout")
 		if i < 0 || !strings.Contains(strings.SplitN(out[i:], "\n  -", 2)[0], c.want) {
 			t.Errorf("%s -h: --redis-read-timeout not %s:\n%s", c.cmd, c.want, out)
+		}
+		if i < 0 || !strings.Contains(strings.SplitN(out[i:], "\n  -", 2)[0], c.note) {
+			t.Errorf("%s -h: --redis-read-timeout's help is not %q:\n%s", c.cmd, c.note, out)
+		}
+	}
+}
+
+// Every message of conformance on stderr begins "ratelimit-ext conformance: ", as bench's
+// begin "ratelimit-ext bench: "; a mistake in the command line exits 2 (--engine redis
+// without a URL too, as --engine foo does), a file that does not load exits 1, and a
+// JSON syntax error is placed by line and column.
+func TestConformanceErrors(t *testing.T) {
+	isolateEnv(t)
+	vectors := "../../testdata/request-vectors.json"
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	comment := file("comment.json", "# vectors\n{}\n")
+	// the column counts characters: é is two bytes
+	comma := file("comma.json", "{\n  \"suites\": [\n    {\"name\": \"é\",}\n  ]\n}\n")
+	lease := file("lease.json", `{"suites": [{"primitive": "lease", "name": "l", "ops": []}]}`)
+	missing := filepath.Join(dir, "missing.json")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--vectors", vectors, "--engine", "redis"}, 2, "--engine redis needs --redis-url (env RATELIMIT_EXT_REDIS_URL)"},
+		{[]string{"--vectors", vectors, "--engine", "foo"}, 2, `--engine "foo": want memory or redis`},
+		{nil, 2, "--vectors FILE is required"},
+		{[]string{"--vectors", vectors, "--redis-url", "http://127.0.0.1:6379"}, 2, `--redis-url "http://127.0.0.1:6379": invalid URL scheme: http`},
+		{[]string{"--vectors", vectors, "--redis-url", "redis://127.0.0.1:6379?bogus=1"}, 2, `--redis-url "redis://127.0.0.1:6379?bogus=1": unexpected option: bogus`},
+		{[]string{"--vectors", vectors, "--redis-url", "127.0.0.1:6379"}, 2, `--redis-url "127.0.0.1:6379": want a URL: redis://127.0.0.1:6379 (rediss:// for TLS)`},
+		{[]string{"--vectors", vectors, "--redis-url", "redis://127.0.0.1:1", "--redis-pool-size", "-1"}, 2, "--redis-pool-size -1: want 0 (10 per CPU) or more"},
+		{[]string{"--vectors", missing}, 1, "open " + missing + ": no such file or directory"},
+		{[]string{"--vectors", comment}, 1, comment + ":1:1: invalid character '#' looking for beginning of value"},
+		{[]string{"--vectors", comma}, 1, comma + ":3:18: invalid character '}' looking for beginning of object key string"},
+		{[]string{"--vectors", lease}, 1, "no suite was replayed"},
+	} {
+		code, out := runStderr(t, append([]string{"conformance"}, tc.args...)...)
+		if code != tc.code || out != "ratelimit-ext conformance: "+tc.want+"\n" {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit %d and the one line:\nratelimit-ext conformance: %s", tc.args, code, out, tc.code, tc.want)
 		}
 	}
 }

@@ -173,12 +173,14 @@ descriptors:
 // reported as one plain line and exit 2 before anything starts, like a bare host:port;
 // it used to be the engine's error at start ("level=ERROR msg=exiting error="redis: URL:
 // redis: invalid URL scheme: http"", exit 1). A URL holding a password is not repeated.
+// So is --engine redis without a URL.
 func TestRedisURLsGoRedisRefusesAreSettingsErrors(t *testing.T) {
 	isolateEnv(t)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--engine", "redis"}, "--engine redis needs --redis-url (env RATELIMIT_EXT_REDIS_URL)"},
 		{[]string{"--redis-url", "127.0.0.1:6379"}, `--redis-url "127.0.0.1:6379": want a URL: redis://127.0.0.1:6379 (rediss:// for TLS)`},
 		{[]string{"--redis-url", "http://127.0.0.1:6379"}, `--redis-url "http://127.0.0.1:6379": invalid URL scheme: http`},
 		{[]string{"--redis-url", "redis://127.0.0.1:6379?bogus=1"}, `--redis-url "redis://127.0.0.1:6379?bogus=1": unexpected option: bogus`},

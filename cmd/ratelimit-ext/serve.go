@@ -114,7 +114,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	headerFlags(f, &c.headers)
 	storeFlags(f, &c.store)
 	extAuthzFlags(f, &c.extAuthz)
-	c.redis = redisFlags(f, limiter.DefaultRedisReadTimeout)
+	c.redis = redisFlags(f, limiter.DefaultRedisReadTimeout, "keep below Envoy's rate-limit timeout")
 	perfFlags(f, &c.perf)
 	xdsFlags(f, &c.xds)
 	f.rejectUnknownEnv()
@@ -265,13 +265,14 @@ func checkCounts(c *serveConfig) error {
 // redisFlags registers the Redis connection flags and returns a getter for the options.
 // ioTimeout is the default of the read and write timeouts: serving keeps a call inside
 // Envoy's 20 ms, a conformance replay waits for a slow store rather than report it.
-func redisFlags(f *envFlags, ioTimeout time.Duration) func() limiter.RedisOptions {
+// readNote ends the usage of --redis-read-timeout: what to mind in choosing it.
+func redisFlags(f *envFlags, ioTimeout time.Duration, readNote string) func() limiter.RedisOptions {
 	url := f.String("redis-url", "", "redis://[user:pass@]host:port[/db] or rediss:// for TLS; selects the Redis engine (cluster, sentinel: docs/redis.md)")
 	mode := f.String("redis-mode", string(limiter.RedisSingle), "single, cluster (Redis Cluster: redis://host1:port1?addr=host2:port2&addr=...) or sentinel (redis://sentinel1:26379?addr=sentinel2:26379&master_name=NAME)")
 	master := f.String("redis-sentinel-master", "", "sentinel mode: the master's name (overrides master_name in --redis-url)")
 	pool := f.Int("redis-pool-size", 0, "connections per Redis node (0 = 10 per CPU)")
 	dial := f.Duration("redis-dial-timeout", limiter.DefaultRedisDialTimeout, "timeout to open a Redis connection")
-	read := f.Duration("redis-read-timeout", ioTimeout, "timeout to read a Redis reply (keep below Envoy's rate-limit timeout)")
+	read := f.Duration("redis-read-timeout", ioTimeout, "timeout to read a Redis reply ("+readNote+")")
 	write := f.Duration("redis-write-timeout", ioTimeout, "timeout to write a Redis command")
 	ca := f.String("redis-tls-ca", "", "PEM CA bundle to verify a rediss:// server (reloaded when the file changes)")
 	cert := f.String("redis-tls-cert", "", "PEM client certificate for rediss:// (mTLS; reloaded when the file changes)")
@@ -585,7 +586,8 @@ func (c *serveConfig) memoryOptions() limiter.MemoryOptions {
 // chooseEngine picks the engine, for serve and conformance alike: the one --engine
 // names, else redis when a Redis URL is set. A Redis URL beside --engine memory is
 // refused: one of them is a mistake, and a conformance run meant to check a store must
-// never pass on the memory engine.
+// never pass on the memory engine. --engine redis without a URL is refused here, with
+// the other settings, rather than when the engine is built.
 func chooseEngine(name, redisURL string) (string, error) {
 	switch name {
 	case "":
@@ -599,6 +601,9 @@ func chooseEngine(name, redisURL string) (string, error) {
 		}
 		return name, nil
 	case "redis":
+		if redisURL == "" {
+			return "", errors.New("--engine redis needs --redis-url (env RATELIMIT_EXT_REDIS_URL)")
+		}
 		return name, nil
 	}
 	return "", fmt.Errorf("--engine %q: want memory or redis", name)

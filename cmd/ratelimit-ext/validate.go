@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
@@ -93,33 +96,39 @@ type usageError string
 
 func (e usageError) Error() string { return string(e) }
 
-// conformance replays a golden-vector file through the chosen engine (SPEC §8).
+// conformance replays a golden-vector file through the chosen engine (SPEC §8). Every
+// message on stderr begins "ratelimit-ext conformance: "; a mistake in the command line
+// exits 2, a file or an engine that fails exits 1, as a mismatch does.
 func runConformance(args []string) int {
+	fail := func(code int, err error) int {
+		fmt.Fprintln(os.Stderr, conformanceSays+err.Error())
+		return code
+	}
 	f := newEnvFlags("conformance")
 	vectors := f.fs.String("vectors", "", "golden-vector JSON file to replay (required)")
 	engineName := f.fs.String("engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
 	base := f.fs.Int64("base", 60000, "ms added to every now and expected resetAt; a multiple of every window in the file")
-	ro := redisFlags(f, time.Second) // a timeout there would fail the replay, not the engine
+	// A timeout there would fail the replay, not the engine: the default is 1s.
+	ro := redisFlags(f, time.Second, "a slower reply fails the run")
 	if err := parseFlags(f.fs, args, f.parse, seeHelp("conformance")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // -h: the flags are printed, as asked
 		}
-		fmt.Fprintln(os.Stderr, "ratelimit-ext conformance:", err)
-		return 2
+		return fail(2, err)
 	}
 	if *vectors == "" {
-		fmt.Fprintln(os.Stderr, "conformance: --vectors FILE is required")
-		return 2
-	}
-	file, err := conformance.Load(*vectors)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(2, errors.New("--vectors FILE is required"))
 	}
 	name, err := chooseEngine(*engineName, ro().URL)
+	if err == nil && name == "redis" {
+		err = checkRedisOptions(ro())
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "conformance:", err)
-		return 2
+		return fail(2, err)
+	}
+	file, err := loadVectors(*vectors)
+	if err != nil {
+		return fail(1, err)
 	}
 	var engine limiter.Engine
 	switch name {
@@ -129,8 +138,7 @@ func runConformance(args []string) int {
 		// go-redis's own lines (a failed dial, say) repeat the error printed below
 		routeRedisLogs(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		if engine, err = newRedisEngine(ro()); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return fail(1, err)
 		}
 	}
 	defer engine.Close()
@@ -138,10 +146,31 @@ func runConformance(args []string) int {
 	prefix := conformancePrefix(ro())
 	results, err := conformance.Replay(context.Background(), engine, file, *base, prefix)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(1, err)
 	}
 	return printResults(results)
+}
+
+// conformanceSays begins every message of conformance on stderr.
+const conformanceSays = "ratelimit-ext conformance: "
+
+// loadVectors is conformance.Load, with the line and column of a JSON syntax error in
+// front of it (encoding/json gives only a byte offset): "FILE:3:17: invalid character
+// '}' looking for beginning of object key string".
+func loadVectors(path string) (*conformance.File, error) {
+	file, err := conformance.Load(path)
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return file, err
+	}
+	data, rerr := os.ReadFile(path)
+	if rerr != nil || se.Offset < 1 || se.Offset > int64(len(data)) {
+		return nil, err
+	}
+	before := data[:se.Offset-1] // the offset counts the byte refused
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return nil, fmt.Errorf("%s:%d:%d: %w", path, line, col, se)
 }
 
 func printResults(results []conformance.Result) int {
@@ -164,7 +193,7 @@ func printResults(results []conformance.Result) int {
 		return 1
 	}
 	if passed == 0 {
-		fmt.Fprintln(os.Stderr, "conformance: no suite was replayed")
+		fmt.Fprintln(os.Stderr, conformanceSays+"no suite was replayed")
 		return 1
 	}
 	return 0
