@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
 // conformance exits 0 when every suite replays and matches, 1 on a mismatch, 1 when
@@ -152,5 +156,32 @@ func TestConformanceErrors(t *testing.T) {
 		if code != tc.code || out != "ratelimit-ext conformance: "+tc.want+"\n" {
 			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit %d and the one line:\nratelimit-ext conformance: %s", tc.args, code, out, tc.code, tc.want)
 		}
+	}
+}
+
+// conformance checks a store as the least-privilege ACL user docs/redis.md gives: its
+// keys live under --key-prefix (rlx: by default, the user's pattern), and a prefix the
+// user may not write is refused by Redis, not silently replayed elsewhere.
+func TestConformanceAsTheDocumentedACLUser(t *testing.T) {
+	srv := testredis.Start(t)
+	cmd := []any{"ACL", "SETUSER", "ratelimit", "reset"}
+	for _, a := range testredis.DocumentedACL(t, "../../docs/redis.md", "rlx:") {
+		cmd = append(cmd, a)
+	}
+	if err := srv.Client().Do(context.Background(), cmd...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("ratelimit", "pw")
+	args := []string{"conformance", "--vectors", "../../testdata/request-vectors.json", "--redis-url", u.String()}
+	if code, out := runStdout(t, args...); code != 0 || !strings.Contains(out, " 0 failed") {
+		t.Errorf("conformance as the documented ACL user: exit %d\n%s", code, out)
+	}
+	code, out := runStderr(t, append(args, "--key-prefix", "other:")...)
+	if code != 1 || !strings.Contains(out, "NOPERM") {
+		t.Errorf("conformance under a prefix the user may not write: exit %d, stderr %q; want 1 and Redis's NOPERM", code, out)
 	}
 }

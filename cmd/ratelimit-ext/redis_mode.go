@@ -132,12 +132,29 @@ func newKeyBuilder(c *serveConfig) *storekey.Builder {
 	return keys
 }
 
-// conformancePrefix is the key prefix of a conformance replay; on Redis Cluster it is a
-// hash tag, so the keys of each multi-limit suite share a slot.
-func conformancePrefix(o limiter.RedisOptions) string {
-	p := fmt.Sprintf("rlx-conformance:%d", os.Getpid())
-	if isCluster(o) {
-		return "{" + p + "}"
+// keyPrefixFlag registers --key-prefix, which serve and conformance share.
+func keyPrefixFlag(f *envFlags, p *string) {
+	f.StringVar(p, "key-prefix", "rlx:", "prefix of every storage key")
+}
+
+// checkKeyPrefix refuses braces in the prefix on Redis Cluster: each domain's keys (a
+// conformance run's too) get a hash tag after the prefix, so that they share one slot;
+// braces in the prefix would pick the slot instead, the same for all.
+func checkKeyPrefix(prefix string, o limiter.RedisOptions) error {
+	if isCluster(o) && strings.ContainsAny(prefix, "{}") {
+		return fmt.Errorf("--key-prefix %q: no braces on Redis Cluster (each domain's keys get their hash tag after the prefix)", prefix)
 	}
-	return p
+	return nil
+}
+
+// conformancePrefix is the key prefix of a conformance replay: under the service's
+// --key-prefix, so that the least-privilege ACL user of docs/redis.md may write its keys,
+// then "conformance:<pid>"; on Redis Cluster that part is a hash tag, so the keys of each
+// multi-limit suite share a slot.
+func conformancePrefix(o limiter.RedisOptions, keyPrefix string) string {
+	p := fmt.Sprintf("conformance:%d", os.Getpid())
+	if isCluster(o) {
+		return keyPrefix + "{" + p + "}"
+	}
+	return keyPrefix + p
 }

@@ -60,7 +60,7 @@ func TestRedisModeFlags(t *testing.T) {
 	if newKeyBuilder(c).ClusterTag {
 		t.Error("sentinel mode: keys carry a cluster hash tag")
 	}
-	if conformancePrefix(c.redis()) == conformancePrefix(limiter.RedisOptions{Mode: limiter.RedisCluster}) {
+	if conformancePrefix(c.redis(), "rlx:") == conformancePrefix(limiter.RedisOptions{Mode: limiter.RedisCluster}, "rlx:") {
 		t.Error("the conformance prefix is a hash tag outside cluster mode")
 	}
 }

@@ -99,7 +99,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	f.StringVar(&c.httpAllowedHosts, "http-allowed-hosts", "", "comma-separated host names HTTP callers may use besides localhost and IP addresses; when set, every HTTP listener refuses other names (DNS rebinding), else only loopback ones do")
 	f.StringVar(&c.configDir, "config-dir", defaultConfigDir, "directory of YAML rule files, watched for changes (--config-source=file)")
 	f.StringVar(&c.engine, "engine", "", "memory or redis (default: redis when --redis-url is set, else memory)")
-	f.StringVar(&c.keyPrefix, "key-prefix", "rlx:", "prefix of every storage key")
+	keyPrefixFlag(f, &c.keyPrefix)
 	f.IntVar(&c.maxKeyLen, "max-key-length", storekey.DefaultMaxLen, "storage keys longer than this are hashed")
 	f.IntVar(&c.memoryMaxKeys, "memory-max-keys", 1_000_000, "bound on keys held by the memory engine")
 	f.IntVar(&c.memoryMaxMiB, "memory-max-mib", 0, "bound on the memory engine's state in MiB, approximate (0: half of GOMEMLIMIT when set, else 1024)")
@@ -153,10 +153,8 @@ func (c *serveConfig) check() error {
 	if err := checkRedisOptions(c.redis()); err != nil {
 		return err
 	}
-	if isCluster(c.redis()) && strings.ContainsAny(c.keyPrefix, "{}") {
-		// The server puts each domain in braces after the prefix, so that its keys share
-		// one slot; braces in the prefix would pick the slot instead, the same for all.
-		return fmt.Errorf("--key-prefix %q: no braces on Redis Cluster (each domain's keys get their hash tag after the prefix)", c.keyPrefix)
+	if err := checkKeyPrefix(c.keyPrefix, c.redis()); err != nil {
+		return err
 	}
 	c.bounds.MaxCost = uint64(c.maxCost)
 	c.headers.RetryAfter = c.retryAfter

@@ -110,6 +110,8 @@ func runConformance(args []string) int {
 	base := f.fs.Int64("base", 60000, "ms added to every now and expected resetAt; a multiple of every window in the file")
 	// A timeout there would fail the replay, not the engine: the default is 1s.
 	ro := redisFlags(f, time.Second, "a slower reply fails the run")
+	var keyPrefix string
+	keyPrefixFlag(f, &keyPrefix)
 	if err := parseFlags(f.fs, args, f.parse, seeHelp("conformance")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // -h: the flags are printed, as asked
@@ -122,6 +124,9 @@ func runConformance(args []string) int {
 	name, err := chooseEngine(*engineName, ro().URL)
 	if err == nil && name == "redis" {
 		err = checkRedisOptions(ro())
+	}
+	if err == nil && name == "redis" {
+		err = checkKeyPrefix(keyPrefix, ro())
 	}
 	if err != nil {
 		return fail(2, err)
@@ -143,7 +148,7 @@ func runConformance(args []string) int {
 	}
 	defer engine.Close()
 	fmt.Printf("engine: %s\n", name) // a pass must say what it passed on
-	prefix := conformancePrefix(ro())
+	prefix := conformancePrefix(ro(), keyPrefix)
 	results, err := conformance.Replay(context.Background(), engine, file, *base, prefix)
 	if err != nil {
 		return fail(1, err)

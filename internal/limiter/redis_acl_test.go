@@ -16,29 +16,10 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
-// documentedACL is the least-privilege user docs/redis.md gives, as ACL SETUSER
-// arguments after the user name, with its password and key pattern set for the test.
+// documentedACL is the least-privilege user docs/redis.md gives, with its password
+// and key pattern set for the test.
 func documentedACL(t *testing.T, prefix string) []string {
-	t.Helper()
-	doc, err := os.ReadFile("../../docs/redis.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := regexp.MustCompile(`(?m)^ACL SETUSER ratelimit (.*)$`).FindSubmatch(doc)
-	if line == nil {
-		t.Fatal("docs/redis.md gives no ACL SETUSER ratelimit line")
-	}
-	var args []string
-	for _, a := range strings.Fields(string(line[1])) {
-		switch {
-		case a == ">PASSWORD":
-			a = ">pw"
-		case a == "~rlx:*":
-			a = "~" + prefix + "*"
-		}
-		args = append(args, a)
-	}
-	return args
+	return testredis.DocumentedACL(t, "../../docs/redis.md", prefix)
 }
 
 // The ACL user docs/redis.md documents is enough to decide every algorithm, with the
