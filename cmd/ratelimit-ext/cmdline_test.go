@@ -73,6 +73,7 @@ func TestUsageErrorsNameTheSubcommand(t *testing.T) {
 	}{
 		{[]string{"validate", "../../config", "../../config/edge.yaml"}, "ratelimit-ext validate: ../../config is a directory; give one directory, or rule files", 2},
 		{[]string{"bench", "--keys", "0"}, "ratelimit-ext bench: --keys 0: want at least 1", 2},
+		{[]string{"bench", "x"}, `ratelimit-ext bench: unexpected argument "x": bench takes only flags (see ratelimit-ext bench -h)`, 2},
 	} {
 		code, out := runStderr(t, tc.args...)
 		if code != tc.code || out != tc.want+"\n" {
