@@ -147,6 +147,8 @@ func TestConformanceErrors(t *testing.T) {
 		{[]string{"--vectors", vectors, "--redis-url", "redis://127.0.0.1:6379?bogus=1"}, 2, `--redis-url "redis://127.0.0.1:6379?bogus=1": unexpected option: bogus`},
 		{[]string{"--vectors", vectors, "--redis-url", "127.0.0.1:6379"}, 2, `--redis-url "127.0.0.1:6379": want a URL: redis://127.0.0.1:6379 (rediss:// for TLS)`},
 		{[]string{"--vectors", vectors, "--redis-url", "redis://127.0.0.1:1", "--redis-pool-size", "-1"}, 2, "--redis-pool-size -1: want 0 (10 per CPU) or more"},
+		{[]string{"--vectors", vectors, "--redis-url", "redis://127.0.0.1:1", "--redis-read-timeout", "0s"}, 2, "--redis-read-timeout 0s: want a positive duration"},
+		{[]string{"--vectors", vectors, "--redis-url", "redis://127.0.0.1:1", "--redis-write-timeout", "-1s"}, 2, "--redis-write-timeout -1s: want a positive duration"},
 		{[]string{"--vectors", missing}, 1, "open " + missing + ": no such file or directory"},
 		{[]string{"--vectors", comment}, 1, comment + ":1:1: invalid character '#' looking for beginning of value"},
 		{[]string{"--vectors", comma}, 1, comma + ":3:18: invalid character '}' looking for beginning of object key string"},

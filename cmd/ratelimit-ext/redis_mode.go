@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,6 +23,20 @@ import (
 func checkRedisOptions(o limiter.RedisOptions) error {
 	if o.PoolSize < 0 {
 		return fmt.Errorf("--redis-pool-size %d: want 0 (10 per CPU) or more", o.PoolSize)
+	}
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{
+		// A negative Redis timeout would mean "none" to go-redis, and lift the bound on
+		// a script call (limiter.callBudget) with it; 0 would mean its default.
+		{"redis-dial-timeout", o.DialTimeout},
+		{"redis-read-timeout", o.ReadTimeout},
+		{"redis-write-timeout", o.WriteTimeout},
+	} {
+		if d.value <= 0 {
+			return fmt.Errorf("--%s %v: want a positive duration", d.flag, d.value)
+		}
 	}
 	if o.URL == "" {
 		return nil

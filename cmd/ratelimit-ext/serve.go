@@ -246,11 +246,6 @@ func checkCounts(c *serveConfig) error {
 	}{
 		{"store-probe-interval", c.store.probeInterval},
 		{"local-cache-max-age", c.perf.localCacheMaxAge},
-		// A negative Redis timeout would mean "none" to go-redis, and lift the bound on
-		// a script call (limiter.callBudget) with it.
-		{"redis-dial-timeout", c.redis().DialTimeout},
-		{"redis-read-timeout", c.redis().ReadTimeout},
-		{"redis-write-timeout", c.redis().WriteTimeout},
 		{"shutdown-timeout", c.shutdownTimeout},
 	} {
 		if d.value <= 0 {
