@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
 )
@@ -101,38 +99,19 @@ func checkRedisMode(o limiter.RedisOptions) error {
 // engine will use, so that a URL it refuses (another scheme, an option it does not
 // know, a database that is not a number) is a mistake in the settings, said before
 // anything starts, rather than the engine's error at start. The URL is quoted unless it
-// holds a password.
+// may hold a secret, and the reason never holds one (limiter.CheckURL).
 func parseRedisURL(raw string, mode limiter.RedisMode) error {
 	if raw == "" {
 		return nil
 	}
-	var err error
-	switch mode {
-	case limiter.RedisCluster:
-		_, err = redis.ParseClusterURL(raw)
-	case limiter.RedisSentinel:
-		_, err = redis.ParseFailoverURL(raw)
-	default:
-		_, err = redis.ParseURL(raw)
-	}
-	if err == nil {
+	err := limiter.CheckURL(raw, mode)
+	switch {
+	case err == nil:
 		return nil
+	case limiter.HasSecret(raw):
+		return fmt.Errorf("--redis-url: %w", err)
 	}
-	if ue := (*url.Error)(nil); errors.As(err, &ue) {
-		err = ue.Err // a url.Error quotes the URL whole, password and all
-	}
-	why := strings.TrimPrefix(err.Error(), "redis: ") // go-redis's errors begin so
-	if u, perr := url.Parse(raw); perr == nil && !hasPassword(u) {
-		return fmt.Errorf("--redis-url %q: %s", raw, why)
-	}
-	return fmt.Errorf("--redis-url: %s", why) // it may hold a password: do not repeat it
-}
-
-// hasPassword says whether a Redis URL holds a password: in its user information, or
-// (sentinel mode's, for the master) in its query.
-func hasPassword(u *url.URL) bool {
-	_, set := u.User.Password()
-	return set || u.Query().Has("password")
+	return fmt.Errorf("--redis-url %q: %w", raw, err)
 }
 
 // isCluster reports whether the Redis options select Redis Cluster.

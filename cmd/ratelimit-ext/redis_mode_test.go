@@ -187,6 +187,7 @@ func TestRedisURLsGoRedisRefusesAreSettingsErrors(t *testing.T) {
 		{[]string{"--redis-url", "redis://127.0.0.1:6379/x"}, `--redis-url "redis://127.0.0.1:6379/x": invalid database number: "x"`},
 		{[]string{"--redis-url", "redis://u:s3cret@127.0.0.1:6379?bogus=1"}, "--redis-url: unexpected option: bogus"},
 		{[]string{"--redis-url", "redis://u:s3cret@127.0.0.1:x"}, `--redis-url: invalid port ":x" after host`},
+		{[]string{"--redis-url", "redis://u:Xy9/s3cret@127.0.0.1:6379"}, "--redis-url: the user information does not parse: percent-encode / # ? @ : and % in the user name and password"},
 		{[]string{"--redis-mode", "cluster", "--redis-url", "redis://h1:7000?master_name=m"}, `--redis-url "redis://h1:7000?master_name=m": unexpected option: master_name`},
 		{[]string{"--redis-mode", "cluster", "--redis-url", "unix:///tmp/redis.sock"}, `--redis-url "unix:///tmp/redis.sock": invalid URL scheme: unix`},
 		{[]string{"--redis-mode", "sentinel", "--redis-url", "redis://s1:26379?master_name=m&bogus=1"}, `--redis-url "redis://s1:26379?master_name=m&bogus=1": unexpected option: bogus`},

@@ -844,7 +844,7 @@ func TestRedisURLErrorsSayRedisOnce(t *testing.T) {
 		{limiter.RedisOptions{URL: "http://h:6379"}, "redis: URL: invalid URL scheme: http"},
 		{limiter.RedisOptions{URL: "redis://h:6379?bogus=1"}, "redis: URL: unexpected option: bogus"},
 		{limiter.RedisOptions{URL: "redis://h:6379/x"}, `redis: URL: invalid database number: "x"`},
-		{limiter.RedisOptions{URL: "redis://user:TOPSECRET@h:x"}, `redis: URL: parse: invalid port ":x" after host`},
+		{limiter.RedisOptions{URL: "redis://user:TOPSECRET@h:x"}, `redis: URL: invalid port ":x" after host`},
 		{limiter.RedisOptions{URL: "http://h:1", Mode: limiter.RedisCluster}, "redis: cluster URL: invalid URL scheme: http"},
 		{limiter.RedisOptions{URL: "redis://h:1?bogus=1", Mode: limiter.RedisCluster}, "redis: cluster URL: unexpected option: bogus"},
 		{limiter.RedisOptions{URL: "http://h:26379?master_name=m", Mode: limiter.RedisSentinel}, "redis: sentinel URL: invalid URL scheme: http"},
@@ -859,6 +859,45 @@ func TestRedisURLErrorsSayRedisOnce(t *testing.T) {
 		if err.Error() != tc.want {
 			t.Errorf("%s (%s): error %q, want %q", tc.o.URL, tc.o.Mode, err, tc.want)
 		}
+	}
+}
+
+// A refused URL's reason never quotes its password, even when an unescaped / # ? or @
+// in the password splits the URL at the wrong place and the parser's own reason
+// would quote part of it; the engine's error and CheckURL's say the same.
+func TestRedisURLErrorsHoldNoSecret(t *testing.T) {
+	const encode = "the user information does not parse: percent-encode / # ? @ : and % in the user name and password"
+	for _, tc := range []struct {
+		url, mode, want string
+	}{
+		{"redis://app:Xy9/Qk7+SECRET@redis:6379", "", encode},
+		{"redis://app:ab#SECRET@redis:6379", "", encode},
+		{"redis://app:p@ss/SECRET@redis:6379", "", encode},
+		{"redis://app:pa%zzSECRET@redis:6379", "", encode},
+		{"redis://SECRET/x@redis:6379", "", encode},
+		{"redis://app:SECRET@redis:x", "", `invalid port ":x" after host`},
+		{"redis://app:SECRET@redis:6379/x", "", `invalid database number: "x"`},
+		{"redis://a:1?addr=b:2&password=SE/CRET&bogus=1", "cluster", "unexpected option: bogus, password"},
+		{"redis://s:1?master_name=m&password=SECRET&sentinel_password=SECRET2&bogus=1", "sentinel", "unexpected option: bogus, sentinel_password"},
+	} {
+		mode := limiter.RedisMode(tc.mode)
+		err := limiter.CheckURL(tc.url, mode)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.url, err, tc.want)
+		}
+		if !limiter.HasSecret(tc.url) {
+			t.Errorf("%s: no secret seen", tc.url)
+		}
+		e, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: tc.url, Mode: mode})
+		if err == nil {
+			e.Close()
+			t.Errorf("%s: the engine accepts it", tc.url)
+		} else if strings.Contains(err.Error(), "SE") {
+			t.Errorf("%s: the engine's error %q holds the secret", tc.url, err)
+		}
+	}
+	if limiter.HasSecret("redis://h:6379/0") || limiter.CheckURL("rediss://u:p%2Fw@h:6379/1", "") != nil {
+		t.Error("a URL without a secret seen as one, or a percent-encoded password refused")
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -80,7 +79,7 @@ func newRedisTopologyEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseClusterURL(o.URL)
 	if err != nil {
-		return nil, urlError("cluster URL", err)
+		return nil, urlError("cluster URL", o.URL, RedisCluster, err)
 	}
 	if err := o.applyConn(connFields{
 		dial: &opt.DialTimeout, read: &opt.ReadTimeout, write: &opt.WriteTimeout, poolTimeout: &opt.PoolTimeout,
@@ -102,7 +101,7 @@ func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisSentinelEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseFailoverURL(o.URL)
 	if err != nil {
-		return nil, urlError("sentinel URL", err)
+		return nil, urlError("sentinel URL", o.URL, RedisSentinel, err)
 	}
 	if o.SentinelMaster != "" {
 		opt.MasterName = o.SentinelMaster
@@ -312,28 +311,6 @@ func (g clusterGuard) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		}
 		return err
 	}
-}
-
-// redactURL drops the URL from a URL parse error, which quotes it whole: it may carry a
-// password, and the error ends up in the log.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
-}
-
-// urlError is go-redis's refusal of a URL, as "redis: URL: why" (kind "URL", "cluster
-// URL" or "sentinel URL"): without the URL (redactURL), and without the "redis: " that
-// go-redis's own errors begin with, which would say it twice ("redis: URL: redis:
-// invalid URL scheme: http").
-func urlError(kind string, err error) error {
-	err = redactURL(err)
-	if why, ok := strings.CutPrefix(err.Error(), "redis: "); ok {
-		err = reworded{why, err}
-	}
-	return fmt.Errorf("redis: %s: %w", kind, err)
 }
 
 // reworded is an error under another message; it still unwraps to the error.
