@@ -537,7 +537,7 @@ func mapCalendarMonth(m mapper) error {
 		return fmt.Errorf("%s=%q: want true or false", calendarMonthsVar, v)
 	case on:
 		// Not ignored: it refuses month limits (serve, with the rules; MonthLimitsRefused).
-		m.note(calendarMonthsVar, "rules with a month limit are refused: calendar months are not supported, and unit: month counts 30 days from the Unix epoch here (unset it, or set it false, to accept 30-day months)")
+		m.note(calendarMonthsVar, "rules with a month limit stop the start, and such rules loaded later are applied and logged as errors: calendar months are not supported, and unit: month counts 30 days from the Unix epoch here (unset it, or set it false, to accept 30-day months)")
 	default:
 		m.ignore(calendarMonthsVar, "false is the default: a month is 30 days")
 	}
@@ -568,11 +568,11 @@ func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 	if len(paths) == 0 {
 		return nil
 	}
-	limits := "limits have"
+	limits, they := "limits have", "they"
 	if len(paths) == 1 {
-		limits = "limit has"
+		limits, they = "limit has", "it"
 	}
-	return fmt.Errorf("%s=true, and %d %s unit: month (%s): they would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), limits, strings.Join(paths[:min(len(paths), 5)], ", "))
+	return fmt.Errorf("%s=true, and %d %s unit: month (%s): %s would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), limits, strings.Join(paths[:min(len(paths), 5)], ", "), they)
 }
 
 // mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not

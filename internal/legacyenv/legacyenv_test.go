@@ -216,7 +216,7 @@ func TestLegacyEnvironment(t *testing.T) {
 func TestCalendarMonthsRefuseMonthRules(t *testing.T) {
 	// The note says what it does: not "ignored", as it refuses month limits.
 	notes, err := apply(fakeEnv{"USE_CALENDAR_MONTH_RATE_LIMIT": "true"})
-	if err != nil || len(notes) != 1 || notes[0].Ignored || !strings.HasPrefix(notes[0].Outcome, "rules with a month limit are refused") {
+	if err != nil || len(notes) != 1 || notes[0].Ignored || !strings.HasPrefix(notes[0].Outcome, "rules with a month limit stop the start") {
 		t.Errorf("USE_CALENDAR_MONTH_RATE_LIMIT=true: notes %+v (%v), want one, not ignored, saying month limits are refused", notes, err)
 	}
 	month, err := descriptors.Parse("q.yaml", []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limit: {unit: month, requests_per_unit: 1000}\n"))
@@ -227,14 +227,14 @@ func TestCalendarMonthsRefuseMonthRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := MonthLimitsRefused(true, month); err == nil || !strings.Contains(err.Error(), "=true, and 1 limit has unit: month (q: org)") {
+	if err := MonthLimitsRefused(true, month); err == nil || !strings.Contains(err.Error(), "=true, and 1 limit has unit: month (q: org): it would count") {
 		t.Errorf("a month limit with calendar months asked for: %v, want an error naming it", err)
 	}
 	two, err := descriptors.Parse("q.yaml", []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limits: [{unit: month, requests_per_unit: 1000}, {unit: month, requests_per_unit: 9}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := MonthLimitsRefused(true, two); err == nil || !strings.Contains(err.Error(), "=true, and 2 limits have unit: month") {
+	if err := MonthLimitsRefused(true, two); err == nil || !strings.Contains(err.Error(), "=true, and 2 limits have unit: month (q: org, q: org): they would count") {
 		t.Errorf("two month limits with calendar months asked for: %v", err)
 	}
 	if err := MonthLimitsRefused(true, day); err != nil {
