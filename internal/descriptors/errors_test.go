@@ -392,6 +392,17 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml:1: yaml: control character U+007F at column 11; YAML allows only tabs, line breaks and printable characters"}},
 		{"C1 control character", "domain: d\u0080\n", []string{
 			"t.yaml:1: yaml: control character U+0080 at column 10; YAML allows only tabs, line breaks and printable characters"}},
+		{"control character after a byte-order mark", "\ufeffdomain: d\x01\n", []string{
+			"t.yaml:1: yaml: control character U+0001 at column 10; YAML allows only tabs, line breaks and printable characters"}},
+		{"control character after lone CRs", "domain: d\rdescriptors:\r  - key: k\x01\r", []string{
+			"t.yaml:3: yaml: control character U+0001 at column 11; YAML allows only tabs, line breaks and printable characters"}},
+		{"control character after CR LFs", "domain: d\r\ndescriptors:\r\n  - key: k\x01\r\n", []string{
+			"t.yaml:3: yaml: control character U+0001 at column 11; YAML allows only tabs, line breaks and printable characters"}},
+		{"control character in UTF-16: no position", "\xff\xfed\x00:\x00 \x00\x01\x00\n\x00", []string{
+			"t.yaml: yaml: control characters are not allowed"}},
+		// A tab may indent a line in a flow collection: there the error is another's.
+		{"tab in a flow collection", "domain: d\ndescriptors: [\n\t{key: @k}\n]\n", []string{
+			"t.yaml:3: yaml: found character that cannot start any token"}},
 		{"empty file", "# only a comment\n", []string{"t.yaml: file: empty; want a mapping with domain and descriptors"}},
 		{"several documents", "domain: a\n---\ndomain: b\n", []string{
 			"t.yaml:2: file: more than one YAML document; one domain per file"}},

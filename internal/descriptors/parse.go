@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,17 +201,19 @@ func (p *fileParser) yamlError(err error, data []byte) {
 		switch {
 		case msg == tabIndentMessage:
 			line = tabIndentLine(data, line)
-		case msg == noTokenMessage && lineHasTabIndent(data, line):
+		case msg == noTokenMessage && tabIsTheCause(data, line, err):
 			msg += ": a tab in the indentation; YAML indents with spaces"
 		}
 		p.errorf(line, "yaml", "%s", msg)
 		return
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if line, col, r, ok := firstControl(data); ok && msg == controlMessage {
-		// yaml.v3 names no position for this one: find it.
-		p.errorf(line, "yaml", "control character %U at column %d; YAML allows only tabs, line breaks and printable characters", r, col)
-		return
+	if msg == controlMessage {
+		if line, col, r, ok := firstControl(data); ok {
+			// yaml.v3 names no position for this one: find it.
+			p.errorf(line, "yaml", "control character %U at column %d; YAML allows only tabs, line breaks and printable characters", r, col)
+			return
+		}
 	}
 	p.errorf(0, "yaml", "%s", msg)
 }
@@ -222,24 +225,41 @@ const (
 	controlMessage = "control characters are not allowed"
 )
 
-// lineHasTabIndent says whether line's indentation holds a tab.
-func lineHasTabIndent(data []byte, line int) bool {
+// tabIsTheCause says whether err, yaml.v3's noTokenMessage at line, is a tab in that
+// line's indentation: the line is indented with a tab, and with spaces in its place the
+// file parses, or fails elsewhere. (A tab may indent a line inside a flow collection,
+// where the error is another character's.)
+func tabIsTheCause(data []byte, line int, err error) bool {
 	lines := bytes.Split(data, []byte("\n"))
 	if line < 1 || line > len(lines) {
 		return false
 	}
 	l := lines[line-1]
-	return bytes.IndexByte(l[:len(l)-len(bytes.TrimLeft(l, " \t"))], '\t') >= 0
+	indent := len(l) - len(bytes.TrimLeft(l, " \t"))
+	if bytes.IndexByte(l[:indent], '\t') < 0 {
+		return false
+	}
+	fixed := slices.Clone(lines)
+	fixed[line-1] = append(bytes.ReplaceAll(l[:indent], []byte("\t"), []byte(" ")), l[indent:]...)
+	var doc yaml.Node
+	again := yaml.Unmarshal(bytes.Join(fixed, []byte("\n")), &doc)
+	return again == nil || again.Error() != err.Error()
 }
 
 // firstControl finds the first character YAML does not allow (YAML 1.2's c-printable,
-// as yaml.v3 checks it): its 1-based line and column (in characters), and itself.
+// as yaml.v3 checks it): its 1-based line and column (in characters, a leading
+// byte-order mark not counted; CR LF, LF and a lone CR each end a line), and itself.
+// A UTF-16 file (yaml.v3 reads those too) gets no position: ok is false.
 func firstControl(data []byte) (line, col int, char rune, ok bool) {
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return 0, 0, 0, false
+	}
+	text := strings.TrimPrefix(string(data), "\ufeff")
 	line = 1
-	for _, r := range string(data) {
+	for i, r := range text {
 		col++
 		switch {
-		case r == '\n':
+		case r == '\n' || r == '\r' && !strings.HasPrefix(text[i+1:], "\n"):
 			line, col = line+1, 0
 		case r == '\t' || r == '\r' || r == 0x85 || r == 0xFEFF || r == utf8.RuneError:
 		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0xfffe || r == 0xffff:
