@@ -165,6 +165,7 @@ func TestConformanceErrors(t *testing.T) {
 // keys live under --key-prefix (rlx: by default, the user's pattern), and a prefix the
 // user may not write is refused by Redis, not silently replayed elsewhere.
 func TestConformanceAsTheDocumentedACLUser(t *testing.T) {
+	isolateEnv(t)
 	srv := testredis.Start(t)
 	cmd := []any{"ACL", "SETUSER", "ratelimit", "reset"}
 	for _, a := range testredis.DocumentedACL(t, "../../docs/redis.md", "rlx:") {

@@ -51,10 +51,10 @@ func overBound(l *descriptors.Limit, field, what, flag string, bound int) descri
 		Msg: fmt.Sprintf("%s, above %s (%d): requests that would match are refused and Envoy's failure mode decides them, so these limits are never enforced", what, flag, bound)}
 }
 
-// abbrev quotes s, cut to its first 32 bytes when longer than 40.
+// abbrev quotes s, cut to its first 32 characters when longer than 40 bytes.
 func abbrev(s string) string {
 	if len(s) <= 40 {
 		return fmt.Sprintf("%q", s)
 	}
-	return fmt.Sprintf("%q…", s[:32])
+	return fmt.Sprintf("%.32q…", s) // the precision counts runes: no character is split
 }

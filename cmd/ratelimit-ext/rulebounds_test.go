@@ -93,3 +93,10 @@ func TestValidateAndServeWarnOfRulesOverABound(t *testing.T) {
 		t.Errorf("no warning in the service's log:\n%s", log)
 	}
 }
+
+// A long key is cut between characters, never inside one.
+func TestAbbrevKeepsCharactersWhole(t *testing.T) {
+	if got, want := abbrev(strings.Repeat("€", 50)), `"`+strings.Repeat("€", 32)+`"…`; got != want {
+		t.Errorf("abbrev = %s, want %s", got, want)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -91,7 +92,7 @@ func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 	note := skippedNote(rs)
 	ws, total := rs.Warnings()
 	over, overTotal := rulesOverBound(rs, w.bounds)
-	ws, total = append(ws, over...), total+overTotal
+	ws, total = slices.Concat(ws, over), total+overTotal // ws is the rule set's own
 	warned := make([]string, len(ws))
 	for i, cw := range ws {
 		warned[i] = cw.Error()

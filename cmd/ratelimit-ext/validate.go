@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -50,7 +51,7 @@ func validate(args []string) int {
 	fmt.Printf("ok: %s\n", rs.Summary())
 	ws, total := rs.Warnings()
 	over, overTotal := rulesOverBound(rs, decide.DefaultBounds) // serve's defaults: validate has no flags
-	ws, total = append(ws, over...), total+overTotal
+	ws, total = slices.Concat(ws, over), total+overTotal        // ws is the rule set's own
 	for _, w := range ws {
 		if dir != "" {
 			w.File = filepath.Join(dir, w.File)
