@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -30,10 +31,10 @@ func parseFlags(fs *flag.FlagSet, args []string, parse func([]string) error, hin
 // The flag package's errors, which say -name where the documentation says --name and,
 // for a value of the wrong form, only "parse error".
 var (
-	flagUndefined = regexp.MustCompile(`^flag provided but not defined: -(.*)$`)
-	flagNoValue   = regexp.MustCompile(`^flag needs an argument: -(.*)$`)
-	flagBadValue  = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]*): (.*)$`)
-	flagBadSyntax = regexp.MustCompile(`^bad flag syntax: (.*)$`)
+	flagUndefined = regexp.MustCompile(`(?s)^flag provided but not defined: -(.*)$`)
+	flagNoValue   = regexp.MustCompile(`(?s)^flag needs an argument: -(.*)$`)
+	flagBadValue  = regexp.MustCompile(`(?s)^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]*): (.*)$`)
+	flagBadSyntax = regexp.MustCompile(`(?s)^bad flag syntax: (.*)$`)
 )
 
 // flagError rewrites an error of the flag package in the words of the other settings
@@ -45,6 +46,9 @@ func flagError(fs *flag.FlagSet, err error, hint string) error {
 	}
 	msg := err.Error()
 	if m := flagUndefined.FindStringSubmatch(msg); m != nil {
+		if name := m[1]; strconv.Quote(name) != `"`+name+`"` { // a newline, say: keep one line
+			return fmt.Errorf("unknown flag %q (%s)", "--"+name, hint)
+		}
 		return fmt.Errorf("unknown flag --%s (%s)", m[1], hint)
 	}
 	if m := flagNoValue.FindStringSubmatch(msg); m != nil {

@@ -16,6 +16,8 @@ func TestBadFlagsAreOneLine(t *testing.T) {
 	}{
 		{[]string{"--redis-read-timeout", "5"}, `ratelimit-ext: --redis-read-timeout "5": want a duration such as 10ms`},
 		{[]string{"--unknown-flag"}, "ratelimit-ext: unknown flag --unknown-flag (see ratelimit-ext serve -h)"},
+		{[]string{"--un\nknown"}, `ratelimit-ext: unknown flag "--un\nknown" (see ratelimit-ext serve -h)`},
+		{[]string{"--shutdown-timeout", "5\nx"}, `ratelimit-ext: --shutdown-timeout "5\nx": want a duration such as 10ms`},
 		{[]string{"serve", "-unknown-flag=1"}, "ratelimit-ext: unknown flag --unknown-flag (see ratelimit-ext serve -h)"},
 		{[]string{"serve", "--shadow-mode=maybe"}, `ratelimit-ext: --shadow-mode "maybe": want true or false`},
 		{[]string{"serve", "--max-descriptors", "many"}, `ratelimit-ext: --max-descriptors "many": want an integer`},
