@@ -272,7 +272,7 @@ func (e *RedisEngine) Evaluate(ctx context.Context, now int64, checks []LimitChe
 		reply, err = e.call(ctx, now, checks)
 	}
 	if err != nil { // a reply of the wrong length too: call and the batcher check it
-		return Outcome{}, fmt.Errorf("%w: redis: %w", ErrStore, err)
+		return Outcome{}, storeError(err, "")
 	}
 	out := Outcome{Now: reply[0], Allowed: reply[1] == 1}
 	for i := range decisions {
@@ -316,16 +316,16 @@ func (e *RedisEngine) Ping(ctx context.Context) error {
 		return e.pingCluster(ctx, cc)
 	}
 	if err := pingStore(ctx, e.client); err != nil {
-		return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
+		return storeError(err, e.timeoutHint(err))
 	}
 	if e.probeKey == "" {
 		if err := runsScript(ctx, e.client, e.script); err != nil {
-			return fmt.Errorf("%w: redis: %w", ErrStore, err)
+			return storeError(err, "")
 		}
 		return nil
 	}
 	if err := e.probeWrites(ctx, e.client, ""); err != nil {
-		return fmt.Errorf("%w: redis: %w", ErrStore, err)
+		return storeError(err, "")
 	}
 	return nil
 }
@@ -339,10 +339,10 @@ func (e *RedisEngine) Ping(ctx context.Context) error {
 func (e *RedisEngine) pingCluster(ctx context.Context, cc *redis.ClusterClient) error {
 	if e.probeKey == "" {
 		if err := pingStore(ctx, cc); err != nil {
-			return fmt.Errorf("%w: redis: %w%s", ErrStore, err, e.timeoutHint(err))
+			return storeError(err, e.timeoutHint(err))
 		}
 		if err := runsScript(ctx, cc, e.script); err != nil {
-			return fmt.Errorf("%w: redis: %w", ErrStore, err)
+			return storeError(err, "")
 		}
 		return nil
 	}
@@ -465,7 +465,7 @@ func (e *RedisEngine) probeSlot(ctx context.Context, cc *redis.ClusterClient, ke
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("%w: redis: %w", ErrStore, err)
+		return storeError(err, "")
 	}
 	return nil
 }

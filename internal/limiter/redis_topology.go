@@ -313,15 +313,6 @@ func (g clusterGuard) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
-// reworded is an error under another message; it still unwraps to the error.
-type reworded struct {
-	msg string
-	err error
-}
-
-func (e reworded) Error() string { return e.msg }
-func (e reworded) Unwrap() error { return e.err }
-
 // slotMapBudget bounds the reload of the slot map that Ping starts with.
 const slotMapBudget = 100 * time.Millisecond
 
