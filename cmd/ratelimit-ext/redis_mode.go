@@ -57,7 +57,8 @@ func checkRedisOptions(o limiter.RedisOptions) error {
 // checkRedisMode reports flag mistakes of --redis-url (a bare host:port), --redis-mode
 // and --redis-sentinel-master in the flags' own words, before the engine is built.
 func checkRedisMode(o limiter.RedisOptions) error {
-	if o.URL != "" && !strings.Contains(o.URL, "://") {
+	// A bare host:port is the likely mistake; unix:/path is a URL go-redis reads.
+	if o.URL != "" && !strings.Contains(o.URL, "://") && !strings.HasPrefix(o.URL, "unix:") {
 		if strings.Contains(o.URL, "@") { // it may hold a password: do not repeat it
 			return errors.New("--redis-url: want a URL: redis://[user:password@]host:port (rediss:// for TLS)")
 		}

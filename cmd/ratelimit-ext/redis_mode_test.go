@@ -205,6 +205,7 @@ func TestRedisURLsGoRedisRefusesAreSettingsErrors(t *testing.T) {
 		{URL: "redis://u:p@h:6379/2?pool_size=50"},
 		{URL: "rediss://h:6380"},
 		{URL: "unix:///tmp/redis.sock"},
+		{URL: "unix:/tmp/redis.sock"},
 		{URL: "redis://h1:7000?addr=h2:7001&addr=h3:7002", Mode: limiter.RedisCluster},
 		{URL: "redis://s1:26379?addr=s2:26379&master_name=m&password=p", Mode: limiter.RedisSentinel},
 	} {

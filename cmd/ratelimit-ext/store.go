@@ -169,8 +169,8 @@ func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptor
 }
 
 // warnExtAuthzOverBound logs each bound of b that a domain's ext_authz section can
-// build checks beyond (more descriptors, more entries in one, a longer entry key or
-// domain): such a check is refused with InvalidArgument, which Envoy's
+// build checks beyond (more descriptors, more entries in one, a longer entry key; a
+// longer domain is rulesOverBound's): such a check is refused with InvalidArgument, which Envoy's
 // failure_mode_allow lets past every limit of the check. It also names a fixed
 // hits_addend above b.MaxCost, which every check then charges as the bound.
 func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, b decide.Bounds) {
@@ -197,7 +197,7 @@ func warnExtAuthzOverBound(log *slog.Logger, rs *descriptors.RuleSet, b decide.B
 			{"max-descriptors", len(spec.Descriptors), b.MaxDescriptors},
 			{"max-entries", entries, b.MaxEntries},
 			{"max-entry-key-bytes", keyLen, b.MaxKeyLen},
-			{"max-domain-bytes", len(d), b.MaxDomainLen},
+			// A domain over its bound is named by rulesOverBound, with its limits.
 		} {
 			if over.has > over.bound {
 				log.Warn("an ext_authz section can build checks over a request bound; such a check is refused, and Envoy's failure mode decides it",
