@@ -383,6 +383,7 @@ func TestConfigMapSymlinkSwap(t *testing.T) {
 	if h.serving() != "v1" {
 		t.Fatal("initial ConfigMap rules not served")
 	}
+	h.waitCatchUp(t) // so that only the watches can find the swap
 	swapConfigMap(t, dir, "..2026_11_22_10_00_00.000000001", "..2026_11_22_10_05_00.000000002", rules("v2"))
 	h.waitFor(t, "v2", 2*time.Second)
 	// Again: the watches followed the first swap.
@@ -451,6 +452,7 @@ func TestSymlinkedDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := watch(t, dir, reload.Options{Watch: true})
+	h.waitCatchUp(t) // so that only the watches can find the edit
 	write(t, filepath.Join(base, "r1", "edge.yaml"), rules("v1b"))
 	h.waitFor(t, "v1b", 2*time.Second)
 
@@ -507,6 +509,7 @@ func TestSymlinkedSubdirectory(t *testing.T) {
 	if h.serving() != "v1" {
 		t.Fatal("rules behind the symlink not served")
 	}
+	h.waitCatchUp(t) // so that only the watches can find the edit
 	write(t, filepath.Join(base, "elsewhere", "edge.yaml"), rules("v2"))
 	h.waitFor(t, "v2", 2*time.Second)
 }
