@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -45,6 +46,14 @@ func rulesOverBound(rs *descriptors.RuleSet, b decide.Bounds) (list []descriptor
 
 // maxOverBound bounds the lines rulesOverBound's caller prints.
 const maxOverBound = 10
+
+// ruleWarnings are the rule set's own warnings followed by rulesOverBound's for b: at
+// most the first of each, and how many there are in all.
+func ruleWarnings(rs *descriptors.RuleSet, b decide.Bounds) ([]descriptors.ConfigError, int) {
+	ws, total := rs.Warnings()
+	over, overTotal := rulesOverBound(rs, b)
+	return slices.Concat(ws, over), total + overTotal // a new slice: ws is the rule set's
+}
 
 func overBound(l *descriptors.Limit, field, what, flag string, bound int) descriptors.ConfigError {
 	return descriptors.ConfigError{File: l.File, Line: l.Line, Field: field,

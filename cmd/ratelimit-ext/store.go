@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -90,9 +89,7 @@ func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 	warnUnruledPolicyDomains(w.log, w.policyDomains, rs)
 	warnExtAuthzOverBound(w.log, rs, w.bounds)
 	note := skippedNote(rs)
-	ws, total := rs.Warnings()
-	over, overTotal := rulesOverBound(rs, w.bounds)
-	ws, total = slices.Concat(ws, over), total+overTotal // ws is the rule set's own
+	ws, total := ruleWarnings(rs, w.bounds)
 	warned := make([]string, len(ws))
 	for i, cw := range ws {
 		warned[i] = cw.Error()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -49,9 +49,7 @@ func validate(args []string) int {
 		return 1
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
-	ws, total := rs.Warnings()
-	over, overTotal := rulesOverBound(rs, decide.DefaultBounds) // serve's defaults: validate has no flags
-	ws, total = slices.Concat(ws, over), total+overTotal        // ws is the rule set's own
+	ws, total := ruleWarnings(rs, decide.DefaultBounds) // serve's defaults: validate has no flags
 	for _, w := range ws {
 		if dir != "" {
 			w.File = filepath.Join(dir, w.File)
@@ -124,10 +122,7 @@ func runConformance(args []string) int {
 	}
 	name, err := chooseEngine(*engineName, ro().URL)
 	if err == nil && name == "redis" {
-		err = checkRedisOptions(ro())
-	}
-	if err == nil && name == "redis" {
-		err = checkKeyPrefix(keyPrefix, ro())
+		err = cmp.Or(checkRedisOptions(ro()), checkKeyPrefix(keyPrefix, ro()))
 	}
 	if err != nil {
 		return fail(2, err)
