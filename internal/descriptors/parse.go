@@ -235,12 +235,12 @@ func tabIsTheCause(data []byte, line int, err error) bool {
 		return false
 	}
 	l := lines[line-1]
-	indent := len(l) - len(bytes.TrimLeft(l, " \t"))
-	if bytes.IndexByte(l[:indent], '\t') < 0 {
+	in := indentation(l)
+	if bytes.IndexByte(in, '\t') < 0 {
 		return false
 	}
 	fixed := slices.Clone(lines)
-	fixed[line-1] = append(bytes.ReplaceAll(l[:indent], []byte("\t"), []byte(" ")), l[indent:]...)
+	fixed[line-1] = append(bytes.ReplaceAll(in, []byte("\t"), []byte(" ")), l[len(in):]...)
 	var doc yaml.Node
 	again := yaml.Unmarshal(bytes.Join(fixed, []byte("\n")), &doc)
 	return again == nil || again.Error() != err.Error()
@@ -489,13 +489,17 @@ func needsEscape(r rune) bool {
 // the key before the tab (where its scanner's context starts), not the tab's own line.
 const tabIndentMessage = "found a tab character that violates indentation"
 
+// indentation is the spaces and tabs that begin a line.
+func indentation(line []byte) []byte {
+	return line[:len(line)-len(bytes.TrimLeft(line, " \t"))]
+}
+
 // tabIndentLine is the first line from line on whose indentation holds a tab, so the
 // error points at the line to fix; line itself when none does.
 func tabIndentLine(data []byte, line int) int {
 	lines := bytes.Split(data, []byte("\n"))
 	for i := line - 1; i >= 0 && i < len(lines); i++ {
-		indent := lines[i][:len(lines[i])-len(bytes.TrimLeft(lines[i], " \t"))]
-		if bytes.IndexByte(indent, '\t') >= 0 {
+		if bytes.IndexByte(indentation(lines[i]), '\t') >= 0 {
 			return i + 1
 		}
 	}

@@ -117,7 +117,7 @@ func NewRedisEngine(o RedisOptions) (*RedisEngine, error) {
 	}
 	opt, err := redis.ParseURL(o.URL)
 	if err != nil {
-		return nil, urlError("URL", o.URL, RedisSingle, err)
+		return nil, urlError(RedisSingle, o.URL, err)
 	}
 	// The defaults every mode shares (redis_topology.go): timeouts, pool, no retries, TLS.
 	if err := o.applyConn(connFields{

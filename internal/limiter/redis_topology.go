@@ -79,7 +79,7 @@ func newRedisTopologyEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseClusterURL(o.URL)
 	if err != nil {
-		return nil, urlError("cluster URL", o.URL, RedisCluster, err)
+		return nil, urlError(RedisCluster, o.URL, err)
 	}
 	if err := o.applyConn(connFields{
 		dial: &opt.DialTimeout, read: &opt.ReadTimeout, write: &opt.WriteTimeout, poolTimeout: &opt.PoolTimeout,
@@ -101,7 +101,7 @@ func newRedisClusterEngine(o RedisOptions) (*RedisEngine, error) {
 func newRedisSentinelEngine(o RedisOptions) (*RedisEngine, error) {
 	opt, err := redis.ParseFailoverURL(o.URL)
 	if err != nil {
-		return nil, urlError("sentinel URL", o.URL, RedisSentinel, err)
+		return nil, urlError(RedisSentinel, o.URL, err)
 	}
 	if o.SentinelMaster != "" {
 		opt.MasterName = o.SentinelMaster

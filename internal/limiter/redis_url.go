@@ -32,9 +32,14 @@ func urlParser(mode RedisMode) func(string) error {
 	return func(s string) error { _, err := redis.ParseURL(s); return err }
 }
 
-// urlError is go-redis's refusal of a URL, as "redis: URL: why" (kind "URL", "cluster
-// URL" or "sentinel URL"), why as urlReason gives it; it unwraps to go-redis's error.
-func urlError(kind, raw string, mode RedisMode, err error) error {
+// urlError is go-redis's refusal of a mode's URL, as "redis: URL: why" ("cluster
+// URL", "sentinel URL" in those modes), why as urlReason gives it; it unwraps to
+// go-redis's error.
+func urlError(mode RedisMode, raw string, err error) error {
+	kind := "URL"
+	if mode == RedisCluster || mode == RedisSentinel {
+		kind = string(mode) + " URL"
+	}
 	return fmt.Errorf("redis: %s: %w", kind, reworded{urlReason(raw, urlParser(mode), err), err})
 }
 
