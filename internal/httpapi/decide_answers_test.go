@@ -72,18 +72,13 @@ func TestDecideChargesTheRequestsHitsAddend(t *testing.T) {
 // ShouldRateLimit does (descriptors.Limit.ReportedWindow): a gcra rule of 600 a minute
 // with a burst of 20 is 20 per 2 seconds, not 20 per minute.
 func TestDecideReportsTheCeilingsWindow(t *testing.T) {
-	rs, err := descriptors.Parse("web.yaml", []byte(`
+	d := newDeciderFor(t, `
 domain: web
 descriptors:
   - key: api_key
     rate_limit: {name: cell, unit: minute, requests_per_unit: 600, algorithm: gcra, burst: 20}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
-	t.Cleanup(func() { engine.Close() })
-	url := serveAPI(t, httpapi.New(decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)}), quiet(), nil)) + "/v1/decide"
+`, decide.Options{})
+	url := serveAPI(t, httpapi.New(d, quiet(), nil)) + "/v1/decide"
 	out := postDecide(t, url, `{"domain":"web","descriptors":[{"entries":[{"key":"api_key","value":"k"}]}]}`)
 	if cl := out.Statuses[0].CurrentLimit; cl == nil || cl.RequestsPerUnit != 20 || cl.Unit != "second" || cl.UnitMultiplier != 2 {
 		t.Errorf("current_limit %+v, want 20 per second × 2", cl)

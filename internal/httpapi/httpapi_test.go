@@ -34,6 +34,12 @@ const now = int64(1_700_000_000_000)
 
 func newDecider(t *testing.T, o decide.Options) *decide.Decider {
 	t.Helper()
+	return newDeciderFor(t, rules, o)
+}
+
+// newDeciderFor decides the rules given on a memory engine whose clock stands at now.
+func newDeciderFor(t *testing.T, rules string, o decide.Options) *decide.Decider {
+	t.Helper()
 	rs, err := descriptors.Parse("web.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
@@ -276,20 +282,15 @@ func (c *invalidCounter) Observe(_ string, _ time.Time, _ *decide.Request, _ *de
 // current_limit reports the limit ShouldRateLimit reports: the decision's ceiling (a
 // token_bucket's capacity, a gcra's burst), not the rule's refill rate.
 func TestDecideReportsTheCeiling(t *testing.T) {
-	rs, err := descriptors.Parse("web.yaml", []byte(`
+	d := newDeciderFor(t, `
 domain: web
 descriptors:
   - key: api_key
     rate_limits:
       - {name: bucket, unit: second, requests_per_unit: 1, algorithm: token_bucket, burst: 3}
       - {name: cell, unit: minute, requests_per_unit: 600, algorithm: gcra, burst: 20}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1, Clock: func() int64 { return now }})
-	t.Cleanup(func() { engine.Close() })
-	url := serveAPI(t, httpapi.New(decide.New(rs, engine, decide.Options{Keys: storekey.New("h:", 0)}), quiet(), nil)) + "/v1/decide"
+`, decide.Options{})
+	url := serveAPI(t, httpapi.New(d, quiet(), nil)) + "/v1/decide"
 	code, body := do(t, "POST", url, `{"domain":"web","descriptors":[{"entries":[{"key":"api_key","value":"k"}]}]}`)
 	var out struct {
 		Statuses []struct {
