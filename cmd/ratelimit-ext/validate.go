@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
@@ -127,7 +124,7 @@ func runConformance(args []string) int {
 	if err != nil {
 		return fail(2, err)
 	}
-	file, err := loadVectors(*vectors)
+	file, err := conformance.Load(*vectors) // a JSON error says FILE:LINE:COL
 	if err != nil {
 		return fail(1, err)
 	}
@@ -154,25 +151,6 @@ func runConformance(args []string) int {
 
 // conformanceSays begins every message of conformance on stderr.
 const conformanceSays = "ratelimit-ext conformance: "
-
-// loadVectors is conformance.Load, with the line and column of a JSON syntax error in
-// front of it (encoding/json gives only a byte offset): "FILE:3:17: invalid character
-// '}' looking for beginning of object key string".
-func loadVectors(path string) (*conformance.File, error) {
-	file, err := conformance.Load(path)
-	var se *json.SyntaxError
-	if !errors.As(err, &se) {
-		return file, err
-	}
-	data, rerr := os.ReadFile(path)
-	if rerr != nil || se.Offset < 1 || se.Offset > int64(len(data)) {
-		return nil, err
-	}
-	before := data[:se.Offset-1] // the offset counts the byte refused
-	line := bytes.Count(before, []byte("\n")) + 1
-	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
-	return nil, fmt.Errorf("%s:%d:%d: %w", path, line, col, se)
-}
 
 func printResults(results []conformance.Result) int {
 	passed, failed, skipped := 0, 0, 0

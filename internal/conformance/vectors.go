@@ -4,11 +4,11 @@
 package conformance
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/big"
 	"os"
-	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
@@ -73,17 +73,17 @@ type Decision struct {
 	RetryAfterMs int64 `json:"retryAfterMs"`
 }
 
-// Load reads and parses a vector file.
+// Load reads and parses a vector file. A JSON error says FILE:LINE:COL.
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var f File
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, decodeError(path, data, err)
 	}
 	return &f, nil
 }

@@ -1,0 +1,131 @@
+package conformance
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+)
+
+// decodeError puts the position of a JSON error in front of it: encoding/json reports a
+// byte offset, which nobody can find in an editor.
+func decodeError(path string, data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) && se.Offset >= 1 && se.Offset <= int64(len(data)) {
+		// The offset counts the byte refused.
+		return fmt.Errorf("%s:%s: %w", path, position(data, se.Offset-1), err)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Offset >= 1 && te.Offset <= int64(len(data)) {
+		return fmt.Errorf("%s:%s: %s: a JSON %s where %s belongs", path,
+			position(data, valueStart(data, te.Offset)), jsonPath(te.Field), te.Value, jsonKind(te.Type))
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// position is the 1-based line and column (in characters) of data[off].
+func position(data []byte, off int64) string {
+	before := data[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf("%d:%d", line, col)
+}
+
+// valueStart finds where the value a type error refused begins. encoding/json's offset
+// is just past a scalar (a string, number or literal) and just past the opening
+// bracket of an object or array.
+func valueStart(data []byte, end int64) int64 {
+	last := end - 1
+	switch data[last] {
+	case '{', '[':
+		return last
+	case '"':
+		for i := last - 1; i >= 0; i-- {
+			if data[i] == '"' && !escaped(data, i) {
+				return i
+			}
+		}
+		return last
+	}
+	i := last
+	for i > 0 && isLiteralByte(data[i-1]) {
+		i--
+	}
+	return i
+}
+
+// escaped reports whether data[i] follows an odd number of backslashes.
+func escaped(data []byte, i int64) bool {
+	n := 0
+	for j := i - 1; j >= 0 && data[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// isLiteralByte reports whether b can be part of a JSON number, true, false or null.
+func isLiteralByte(b byte) bool {
+	return b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b == '-' || b == '+' || b == '.' || b == 'E'
+}
+
+// jsonKind says in JSON's words what a Go type accepts.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		if t == reflect.TypeFor[json.Number]() {
+			return "a number"
+		}
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "a " + t.String()
+}
+
+// jsonPath is a type error's field path as the file spells it: encoding/json also
+// names an embedded struct (Expect's Decision), whose fields sit in the parent's object.
+func jsonPath(field string) string {
+	t := reflect.TypeFor[File]()
+	var kept []string
+	for _, name := range strings.Split(field, ".") {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice) {
+			t = t.Elem()
+		}
+		if t != nil && t.Kind() == reflect.Struct {
+			if f, ok := t.FieldByName(name); ok && f.Anonymous {
+				t = f.Type
+				continue
+			}
+		}
+		kept = append(kept, name)
+		t = fieldTagged(t, name)
+	}
+	return strings.Join(kept, ".")
+}
+
+// fieldTagged is the type of struct t's field whose JSON name is name, or nil.
+func fieldTagged(t reflect.Type, name string) reflect.Type {
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	for f := range t.Fields() {
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == name {
+			return f.Type
+		}
+	}
+	return nil
+}
