@@ -470,95 +470,131 @@ func (r *runner) finish() {
 	})
 }
 
+// run sends the load through the run's phases (warm-up, measured, drain) and reports
+// the measured phase.
 func (r *runner) run(parent context.Context) (*Report, error) {
-	cfg := r.cfg
 	r.done = make(chan struct{})
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
-	var (
-		measureStart time.Time
-		cpu0         cpuSample
-		procs0       map[string]procSample
-	)
-	beginMeasure := func() {
-		procs0 = sampleProcs(cfg.WatchPIDs)
-		cpu0 = selfCPU()
-		measureStart = r.clock.Now()
-		r.measureAt.Store(measureStart.UnixNano())
-		r.phase.Store(phaseMeasure)
-	}
+	// start is written by beginMeasure, here or in timePhases, and read once r.done is
+	// closed: by then the measured phase has begun, or never will (start.at is zero:
+	// the run was canceled in its warm-up).
+	var start phaseEdge
 	// Without a warm-up the measured phase begins before any request is sent, so that
 	// Requests counts every request the run sends.
-	if cfg.Warmup <= 0 {
-		beginMeasure()
+	if r.cfg.Warmup <= 0 {
+		r.beginMeasure(&start)
 	}
-	// The clock: warm-up, then the measured phase, ended by Duration, Requests or ctx.
-	go func() {
-		if cfg.Warmup > 0 {
-			w := r.clock.NewTimer(cfg.Warmup)
-			select {
-			case <-w.C():
-			case <-ctx.Done():
-				w.Stop()
-				r.finish()
-				return
-			}
-			beginMeasure()
-		}
-		var timeout <-chan time.Time
-		if cfg.Duration > 0 {
-			t := r.clock.NewTimer(cfg.Duration)
-			defer t.Stop()
-			timeout = t.C()
-		}
-		select {
-		case <-timeout:
-		case <-ctx.Done():
-		case <-r.done:
-		}
-		r.finish()
-	}()
+	go r.timePhases(ctx, &start)
 
 	var wg sync.WaitGroup
-	if cfg.Rate > 0 {
-		r.openLoop(ctx, &wg)
-	} else {
-		for i := 0; i < cfg.Workers; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r.closedWorker(ctx, i)
-			}()
-		}
-	}
+	r.startLoad(ctx, &wg)
 	<-r.done
 	// Interrupted: the caller ended the run (checked now, not after the drain below,
 	// when a late Ctrl-C would mark a finished run).
 	interrupted := parent.Err() != nil
-	end := time.Unix(0, r.endAt.Load())
-	cpu1 := selfCPU()
-	procs1 := sampleProcs(cfg.WatchPIDs)
-	// In-flight requests get their timeout to finish; then they are canceled.
-	waited := make(chan struct{})
-	go func() { wg.Wait(); close(waited) }()
-	drain := r.clock.NewTimer(cfg.Timeout + time.Second)
-	select {
-	case <-waited:
-		drain.Stop()
-	case <-drain.C():
-		cancel()
-		<-waited
-	}
-	if measureStart.IsZero() {
+	end := r.endMeasure()
+	r.drain(&wg, cancel)
+	if start.at.IsZero() {
 		return nil, errors.New("loadgen: canceled before the measured phase")
 	}
-	rep := r.report(end.Sub(measureStart), cpu1.sub(cpu0), procDelta(procs0, procs1))
-	rep.Unsent = r.unsent(measureStart, end)
+	rep := r.report(end.at.Sub(start.at), end.self.sub(start.self), procDelta(start.procs, end.procs))
+	rep.Unsent = r.unsent(start.at, end.at)
 	if rep.Interrupted = interrupted; interrupted {
 		return rep, parent.Err()
 	}
 	return rep, nil
+}
+
+// phaseEdge is one end of the measured phase: when it was, and the CPU time used by
+// then by the generator (self) and by the watched processes (procs). The report's CPU
+// is the difference between the two ends.
+type phaseEdge struct {
+	at    time.Time
+	self  cpuSample
+	procs map[string]procSample
+}
+
+// beginMeasure samples the start of the measured phase into start, then begins it.
+// The watched processes are sampled first (and last in endMeasure), so that reading
+// /proc falls outside both the phase's time and the generator's CPU.
+func (r *runner) beginMeasure(start *phaseEdge) {
+	start.procs = sampleProcs(r.cfg.WatchPIDs)
+	start.self = selfCPU()
+	start.at = r.clock.Now()
+	r.measureAt.Store(start.at.UnixNano())
+	r.phase.Store(phaseMeasure)
+}
+
+// endMeasure samples the end of the measured phase, once finish has ended it: the
+// time finish read, then the CPU counters in the reverse order of beginMeasure's.
+func (r *runner) endMeasure() phaseEdge {
+	end := phaseEdge{at: time.Unix(0, r.endAt.Load())}
+	end.self = selfCPU()
+	end.procs = sampleProcs(r.cfg.WatchPIDs)
+	return end
+}
+
+// timePhases keeps the run's time: the warm-up (after which it begins the measured
+// phase into start), then the measured phase, ended by Duration, by ctx, or by
+// Requests (r.done already closed by complete).
+func (r *runner) timePhases(ctx context.Context, start *phaseEdge) {
+	if r.cfg.Warmup > 0 {
+		w := r.clock.NewTimer(r.cfg.Warmup)
+		select {
+		case <-w.C():
+		case <-ctx.Done():
+			w.Stop()
+			r.finish()
+			return
+		}
+		r.beginMeasure(start)
+	}
+	var timeout <-chan time.Time // nil without Duration: never ready
+	if r.cfg.Duration > 0 {
+		t := r.clock.NewTimer(r.cfg.Duration)
+		defer t.Stop()
+		timeout = t.C()
+	}
+	select {
+	case <-timeout:
+	case <-ctx.Done():
+	case <-r.done:
+	}
+	r.finish()
+}
+
+// startLoad starts the goroutines that send requests, each added to wg: the open
+// loop's senders at Rate, or Workers closed-loop workers.
+func (r *runner) startLoad(ctx context.Context, wg *sync.WaitGroup) {
+	if r.cfg.Rate > 0 {
+		r.openLoop(ctx, wg)
+		return
+	}
+	for i := 0; i < r.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.closedWorker(ctx, i)
+		}()
+	}
+}
+
+// drain waits for the requests still in flight when the measured phase ended: they
+// get their Timeout and a second more to finish (so that late answers are counted),
+// then cancel cancels them. It returns once every sender in wg has returned.
+func (r *runner) drain(wg *sync.WaitGroup, cancel context.CancelFunc) {
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	t := r.clock.NewTimer(r.cfg.Timeout + time.Second)
+	select {
+	case <-waited:
+		t.Stop()
+	case <-t.C():
+		cancel()
+		<-waited
+	}
 }
 
 // closedWorker keeps one request in flight until the run ends, pausing after a
