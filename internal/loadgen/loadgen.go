@@ -330,7 +330,7 @@ type runner struct {
 	interval  float64 // ns
 }
 
-// stats is what a group of senders records, under mu; merged at the end.
+// stats is what a group of senders records, under mu; added up at the end (add).
 type stats struct {
 	mu                      sync.Mutex
 	latency, queue, service *hdrhistogram.Histogram

@@ -96,12 +96,47 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 	}
 }
 
+// report is the report of the measured phase, elapsed long, from every shard's stats
+// (read without their locks: the senders have returned) and the CPU used over it by
+// the generator (self) and the watched processes (procs).
 func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]procSample) *Report {
-	cfg := r.cfg
+	rep := describeRun(r.cfg)
+	rep.Seconds = elapsed.Seconds()
+	all := newStats(r.cfg.Rate > 0)
+	for _, s := range r.shards {
+		all.add(s)
+	}
+	rep.count(all)
+	rep.Requests = all.latency.TotalCount()
+	if rep.Seconds > 0 {
+		rep.RPS = float64(rep.Requests) / rep.Seconds
+		rep.Answered = float64(rep.OK+rep.OverLimit+rep.Unknown) / rep.Seconds
+	}
+	rep.Latency = percentiles(all.latency)
+	if len(rep.Errors) > 0 {
+		a := percentiles(all.answered)
+		rep.AnsweredLatency = &a
+	}
+	if all.queue != nil {
+		q, sv := percentiles(all.queue), percentiles(all.service)
+		rep.Queue, rep.Service = &q, &sv
+	}
+	rep.ClientCPU = self.cpu(elapsed, rep.Requests)
+	if len(procs) > 0 {
+		rep.Processes = map[string]CPU{}
+		for name, p := range procs {
+			rep.Processes[name] = p.cpu(elapsed, rep.Requests)
+		}
+	}
+	return rep
+}
+
+// describeRun is a report of what cfg asked for, with nothing measured yet.
+func describeRun(cfg *Config) *Report {
 	rep := &Report{
 		Mode: "closed", Targets: cfg.Targets, Conns: cfg.Conns, Workers: cfg.Workers,
 		Domain: cfg.Domain, PerRequest: cfg.PerRequest, Keys: cfg.Keys, Cost: cfg.Cost,
-		Seconds: elapsed.Seconds(), Warmup: cfg.Warmup.Seconds(), Duration: cfg.Duration.Seconds(), Limit: cfg.Requests,
+		Warmup: cfg.Warmup.Seconds(), Duration: cfg.Duration.Seconds(), Limit: cfg.Requests,
 		Errors:    map[string]int64{},
 		TimeoutMs: float64(cfg.Timeout) / float64(time.Millisecond), Seed: cfg.Seed,
 	}
@@ -114,54 +149,41 @@ func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]
 	for _, t := range cfg.Descriptors {
 		rep.Descriptors = append(rep.Descriptors, t.String())
 	}
-	lat, answered := newHist(), newHist()
-	var queue, service *hdrhistogram.Histogram
-	if cfg.Rate > 0 {
-		queue, service = newHist(), newHist()
-	}
-	for _, s := range r.shards {
-		lat.Merge(s.latency)
-		answered.Merge(s.answered)
-		rep.NoLimit += s.noLimit
-		if queue != nil {
-			queue.Merge(s.queue)
-			service.Merge(s.service)
-		}
-		rep.OK += s.ok
-		rep.OverLimit += s.over
-		rep.Unknown += s.unknown
-		rep.Clamped += s.clamped
-		for c, n := range s.errs {
-			if n > 0 {
-				rep.Errors[codes.Code(c).String()] += n
-			}
-		}
-		if s.otherErrs > 0 {
-			rep.Errors["Other"] += s.otherErrs
-		}
-	}
-	rep.Requests = lat.TotalCount()
-	if rep.Seconds > 0 {
-		rep.RPS = float64(rep.Requests) / rep.Seconds
-		rep.Answered = float64(rep.OK+rep.OverLimit+rep.Unknown) / rep.Seconds
-	}
-	rep.Latency = percentiles(lat)
-	if len(rep.Errors) > 0 {
-		a := percentiles(answered)
-		rep.AnsweredLatency = &a
-	}
-	if queue != nil {
-		q, sv := percentiles(queue), percentiles(service)
-		rep.Queue, rep.Service = &q, &sv
-	}
-	rep.ClientCPU = self.cpu(elapsed, rep.Requests)
-	if len(procs) > 0 {
-		rep.Processes = map[string]CPU{}
-		for name, p := range procs {
-			rep.Processes[name] = p.cpu(elapsed, rep.Requests)
-		}
-	}
 	return rep
+}
+
+// add adds s's histograms and counts to st's (the shards' stats into the run's).
+func (st *stats) add(s *stats) {
+	st.latency.Merge(s.latency)
+	st.answered.Merge(s.answered)
+	if st.queue != nil {
+		st.queue.Merge(s.queue)
+		st.service.Merge(s.service)
+	}
+	st.ok += s.ok
+	st.over += s.over
+	st.unknown += s.unknown
+	st.noLimit += s.noLimit
+	st.clamped += s.clamped
+	for c, n := range s.errs {
+		st.errs[c] += n
+	}
+	st.otherErrs += s.otherErrs
+}
+
+// count copies st's counts of answers and errors into the report; errors by their
+// gRPC code's name, and only the codes that occurred.
+func (rep *Report) count(st *stats) {
+	rep.OK, rep.OverLimit, rep.Unknown = st.ok, st.over, st.unknown
+	rep.NoLimit, rep.Clamped = st.noLimit, st.clamped
+	for c, n := range st.errs {
+		if n > 0 {
+			rep.Errors[codes.Code(c).String()] = n
+		}
+	}
+	if st.otherErrs > 0 {
+		rep.Errors["Other"] = st.otherErrs
+	}
 }
 
 // JSON writes the report as indented JSON.
