@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -193,53 +193,72 @@ func (rep *Report) JSON(w io.Writer) error {
 	return enc.Encode(rep)
 }
 
-// Text writes the report for people.
+// Text writes the report for people: what was sent, how much of it in how long, the
+// answers, the latencies and the CPU used, each section in lines of its own.
 func (rep *Report) Text(w io.Writer) error {
 	var b strings.Builder
+	rep.writeLoad(&b)
+	rep.writeThroughput(&b)
+	rep.writeAnswers(&b)
+	rep.writeLatencies(&b)
+	rep.writeCPU(&b)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeLoad writes the load asked for: the targets and the loop, then the requests.
+func (rep *Report) writeLoad(b *strings.Builder) {
 	load := fmt.Sprintf("%d workers", rep.Workers)
 	if rep.Mode == "open" {
 		load = fmt.Sprintf("open loop at %s/s", strconv.FormatFloat(rep.TargetRate, 'f', -1, 64))
 	}
-	fmt.Fprintf(&b, "target     %s (%d conns), %s\n", strings.Join(rep.Targets, ", "), rep.Conns, load)
+	fmt.Fprintf(b, "target     %s (%d conns), %s\n", strings.Join(rep.Targets, ", "), rep.Conns, load)
 	keys := fmt.Sprintf("%d keys", rep.Keys)
 	if rep.Keys == 0 {
 		keys = "no {key} (the same values every request)"
 	}
-	fmt.Fprintf(&b, "requests   domain %s, %d descriptor(s) per request from %s, %s",
+	fmt.Fprintf(b, "requests   domain %s, %d descriptor(s) per request from %s, %s",
 		rep.Domain, rep.PerRequest, strings.Join(rep.Descriptors, " | "), keys)
 	if rep.Cost > 0 {
-		fmt.Fprintf(&b, ", cost %d", rep.Cost)
+		fmt.Fprintf(b, ", cost %d", rep.Cost)
 	}
 	b.WriteByte('\n')
-	fmt.Fprintf(&b, "measured   %d requests in %.2f s: %.0f requests/s", rep.Requests, rep.Seconds, rep.RPS)
+}
+
+// writeThroughput writes the requests measured and their rate, and what makes the
+// measured phase other than asked for: interrupted, ended by the duration before the
+// request count, or short of the open loop's rate.
+func (rep *Report) writeThroughput(b *strings.Builder) {
+	fmt.Fprintf(b, "measured   %d requests in %.2f s: %.0f requests/s", rep.Requests, rep.Seconds, rep.RPS)
 	if len(rep.Errors) > 0 {
-		fmt.Fprintf(&b, ", of which %.0f/s answered (the rest errors)", rep.Answered)
+		fmt.Fprintf(b, ", of which %.0f/s answered (the rest errors)", rep.Answered)
 	}
 	b.WriteByte('\n')
 	if rep.Interrupted {
-		fmt.Fprintf(&b, "INTERRUPTED: the run was stopped after %.2f s of its measured phase\n", rep.Seconds)
+		fmt.Fprintf(b, "INTERRUPTED: the run was stopped after %.2f s of its measured phase\n", rep.Seconds)
 	} else if rep.Limit > 0 && rep.Requests < rep.Limit {
-		fmt.Fprintf(&b, "the duration ended the run after %d of the %d requests asked for\n", rep.Requests, rep.Limit)
+		fmt.Fprintf(b, "the duration ended the run after %d of the %d requests asked for\n", rep.Requests, rep.Limit)
 	}
 	if rep.Unsent > 0 {
-		fmt.Fprintf(&b, "NOT SUSTAINED: %d requests due in the measured phase were never sent; the latencies cover only the others\n", rep.Unsent)
+		fmt.Fprintf(b, "NOT SUSTAINED: %d requests due in the measured phase were never sent; the latencies cover only the others\n", rep.Unsent)
 	}
-	fmt.Fprintf(&b, "answers    OK %d, OVER_LIMIT %d", rep.OK, rep.OverLimit)
+}
+
+// writeAnswers writes the answers by overall code and the errors by gRPC code (in
+// name order), and a warning when no answer named a limit: the requests then most
+// likely match none of the server's rules.
+func (rep *Report) writeAnswers(b *strings.Builder) {
+	fmt.Fprintf(b, "answers    OK %d, OVER_LIMIT %d", rep.OK, rep.OverLimit)
 	if rep.Unknown > 0 {
-		fmt.Fprintf(&b, ", UNKNOWN %d", rep.Unknown)
+		fmt.Fprintf(b, ", UNKNOWN %d", rep.Unknown)
 	}
 	if rep.NoLimit > 0 {
-		fmt.Fprintf(&b, " (%d naming no limit)", rep.NoLimit)
+		fmt.Fprintf(b, " (%d naming no limit)", rep.NoLimit)
 	}
 	if len(rep.Errors) > 0 {
-		names := make([]string, 0, len(rep.Errors))
-		for n := range rep.Errors {
-			names = append(names, n)
-		}
-		sort.Strings(names)
 		b.WriteString(", errors:")
-		for _, n := range names {
-			fmt.Fprintf(&b, " %s %d", n, rep.Errors[n])
+		for _, n := range slices.Sorted(maps.Keys(rep.Errors)) {
+			fmt.Fprintf(b, " %s %d", n, rep.Errors[n])
 		}
 	} else {
 		b.WriteString(", errors 0")
@@ -248,37 +267,43 @@ func (rep *Report) Text(w io.Writer) error {
 	if answers := rep.OK + rep.OverLimit + rep.Unknown; answers > 0 && rep.NoLimit == answers {
 		b.WriteString("NO LIMIT MATCHED: no answer named a limit; check --domain and --descriptor against the server's rules (servers allow what no rule matches)\n")
 	}
-	row := func(name string, p Percentiles) {
-		fmt.Fprintf(&b, "%-10s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
-			name, p.P50, p.P90, p.P99, p.P999, p.Max)
-	}
+}
+
+// writeLatencies writes a row of percentiles per histogram, after a warning when some
+// latencies were clamped to the histograms' minute (the maximum then understates).
+func (rep *Report) writeLatencies(b *strings.Builder) {
 	if rep.Clamped > 0 {
-		fmt.Fprintf(&b, "CLAMPED: %d latencies above a minute were recorded as a minute\n", rep.Clamped)
+		fmt.Fprintf(b, "CLAMPED: %d latencies above a minute were recorded as a minute\n", rep.Clamped)
 	}
-	row("latency", rep.Latency)
+	latencyRow(b, "latency", rep.Latency)
 	if rep.AnsweredLatency != nil {
-		row("answered", *rep.AnsweredLatency)
+		latencyRow(b, "answered", *rep.AnsweredLatency)
 	}
 	if rep.Mode == "open" {
-		row("queueing", *rep.Queue)
-		row("service", *rep.Service)
+		latencyRow(b, "queueing", *rep.Queue)
+		latencyRow(b, "service", *rep.Service)
 	}
-	cpuRow := func(name string, c CPU) {
-		if c.Unsupported {
-			fmt.Fprintf(&b, "%-10s CPU not measured (%s)\n", name, c.MissingReason)
-			return
-		}
-		fmt.Fprintf(&b, "%-10s CPU %.2f cores, %.1f µs per request\n", name, c.Cores, c.PerRequestUs)
+}
+
+// latencyRow writes one histogram's percentiles, in milliseconds.
+func latencyRow(b *strings.Builder, name string, p Percentiles) {
+	fmt.Fprintf(b, "%-10s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms\n",
+		name, p.P50, p.P90, p.P99, p.P999, p.Max)
+}
+
+// writeCPU writes the generator's CPU, then each watched process's in name order.
+func (rep *Report) writeCPU(b *strings.Builder) {
+	cpuRow(b, "client", rep.ClientCPU)
+	for _, n := range slices.Sorted(maps.Keys(rep.Processes)) {
+		cpuRow(b, n, rep.Processes[n])
 	}
-	cpuRow("client", rep.ClientCPU)
-	names := make([]string, 0, len(rep.Processes))
-	for n := range rep.Processes {
-		names = append(names, n)
+}
+
+// cpuRow writes one process's CPU, or why it was not measured.
+func cpuRow(b *strings.Builder, name string, c CPU) {
+	if c.Unsupported {
+		fmt.Fprintf(b, "%-10s CPU not measured (%s)\n", name, c.MissingReason)
+		return
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		cpuRow(n, rep.Processes[n])
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	fmt.Fprintf(b, "%-10s CPU %.2f cores, %.1f µs per request\n", name, c.Cores, c.PerRequestUs)
 }
