@@ -325,9 +325,14 @@ type runner struct {
 	shards              []*stats
 	// measureAt is the unix ns at which the measured phase began (0 before).
 	measureAt atomic.Int64
-	// The open loop's schedule: request k is due at openStart + k × interval.
+	// The open loop's schedule: request k is due at openStart + k × interval; next
+	// is the first request no sender has taken yet, dropped the requests taken and
+	// never sent because the run was over (for unsent).
 	openStart time.Time
 	interval  float64 // ns
+	next      atomic.Int64
+	droppedMu sync.Mutex
+	dropped   []int64
 }
 
 // stats is what a group of senders records, under mu; added up at the end (add).
@@ -636,7 +641,6 @@ func (r *runner) closedWorker(ctx context.Context, id int) {
 // sustained) is counted in the report as unsent.
 func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 	r.openStart, r.interval = r.clock.Now(), float64(time.Second)/r.cfg.Rate
-	var next atomic.Int64
 	for j := 0; j < r.cfg.MaxInFlight; j++ {
 		wg.Add(1)
 		go func() {
@@ -645,16 +649,19 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 			timer := r.clock.NewTimer(time.Hour)
 			defer timer.Stop()
 			for {
-				due := r.openStart.Add(time.Duration(float64(next.Add(1)-1) * r.interval))
+				k := r.next.Add(1) - 1
+				due := r.openStart.Add(time.Duration(float64(k) * r.interval))
 				if r.clock.Now().Before(due) {
 					timer.ResetAt(due)
 					select {
 					case <-timer.C():
 					case <-r.done:
+						r.drop(k)
 						return
 					}
 				}
 				if r.phase.Load() == phaseDone {
+					r.drop(k)
 					return
 				}
 				// Measured iff due once the measured phase had begun: a sender wakes
@@ -676,9 +683,11 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// unsent is how many fewer requests of the open loop were sent in the measured phase
-// than were due in it, less the ones due in its first and last unsentGrace (a request
-// sent and cut short by the end of an interrupted run was sent).
+// unsent is how many of the open loop's requests due in the measured phase were never
+// sent, leaving out those due in its first and last unsentGrace (a request sent and cut
+// short by the end of an interrupted run was sent). Senders take the schedule's
+// requests in order, so a request was never sent if no sender took it before the run
+// ended, or if the one that took it found the run over (dropped).
 func (r *runner) unsent(measureStart, end time.Time) int64 {
 	if r.cfg.Rate == 0 || r.countReached() {
 		return 0
@@ -686,8 +695,25 @@ func (r *runner) unsent(measureStart, end time.Time) int64 {
 	dueBy := func(t time.Time) int64 { // requests due before t
 		return int64(math.Ceil(float64(t.Sub(r.openStart)) / r.interval))
 	}
-	due := dueBy(end.Add(-unsentGrace)) - dueBy(measureStart.Add(unsentGrace))
-	return max(0, due-r.measured.Load())
+	lo, hi := dueBy(measureStart.Add(unsentGrace)), dueBy(end.Add(-unsentGrace))
+	if hi <= lo {
+		return 0
+	}
+	never := max(0, hi-max(lo, r.next.Load()))
+	for _, k := range r.dropped {
+		if lo <= k && k < hi {
+			never++
+		}
+	}
+	return never
+}
+
+// drop records that the sender holding request k found the run over and never
+// sent it (each sender drops at most one, when it returns).
+func (r *runner) drop(k int64) {
+	r.droppedMu.Lock()
+	r.dropped = append(r.dropped, k)
+	r.droppedMu.Unlock()
 }
 
 // unsentGrace leaves the requests due in the measured phase's first and last moments

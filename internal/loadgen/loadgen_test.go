@@ -434,11 +434,13 @@ func TestOpenLoopChargesLatencyFromTheIntendedSendTime(t *testing.T) {
 	}
 }
 
-// Requests due in the measured phase and never sent are reported as unsent: the phase's
-// requests outside its first and last 10 ms (unsentGrace) less the ones sent, answered
-// or not. On a stepped clock: 400/s for 50 ms, 2 senders; requests 0 and 1 are answered
-// at 10 ms, 2 and 3 (sent then) are still held when the phase ends and are cut off at
-// its end. Due from 10 to 40 ms: 12 (requests 4 to 15); sent: 4; unsent: 8.
+// Requests due in the measured phase and never sent are reported as unsent, leaving
+// out those due in its first and last 10 ms (unsentGrace). On a stepped clock: 400/s
+// for 50 ms, 2 senders; requests 0 and 1 are answered at 10 ms, 2 and 3 (due at 5 and
+// 7.5 ms, sent late at 10 ms) are still held when the phase ends and are cut off at
+// its end. Due from 10 to 40 ms: 12 (requests 4 to 15), none of them sent: 12 unsent.
+// (The count once subtracted every request sent, 2 and 3 too, which were due in the
+// first 10 ms, and said 8.)
 func TestOpenLoopReportsUnsent(t *testing.T) {
 	srv, clk := newGate(nil), newFakeClock()
 	wait := runAsync(t, Config{
@@ -458,12 +460,12 @@ func TestOpenLoopReportsUnsent(t *testing.T) {
 	clk.Set(50*time.Millisecond + time.Minute + time.Second)
 	rep := wait()
 
-	if rep.Requests != 2 || rep.Unsent != 8 || !near(rep.Seconds, 0.05) {
-		t.Errorf("%d answered, %d unsent in %.3f s; want 2 answered and 8 unsent of the 12 due inside the phase's grace, in 0.05 s",
+	if rep.Requests != 2 || rep.Unsent != 12 || !near(rep.Seconds, 0.05) {
+		t.Errorf("%d answered, %d unsent in %.3f s; want 2 answered and the 12 due inside the phase's grace unsent, in 0.05 s",
 			rep.Requests, rep.Unsent, rep.Seconds)
 	}
 	var text bytes.Buffer
-	if err := rep.Text(&text); err != nil || !strings.Contains(text.String(), "NOT SUSTAINED: 8 requests") {
+	if err := rep.Text(&text); err != nil || !strings.Contains(text.String(), "NOT SUSTAINED: 12 requests") {
 		t.Errorf("the text report does not say the rate was not sustained: %v\n%s", err, text.String())
 	}
 }

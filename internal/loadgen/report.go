@@ -279,7 +279,7 @@ func (rep *Report) writeLatencies(b *strings.Builder) {
 	if rep.AnsweredLatency != nil {
 		latencyRow(b, "answered", *rep.AnsweredLatency)
 	}
-	if rep.Mode == "open" {
+	if rep.Queue != nil && rep.Service != nil { // the open loop's (Run sets both)
 		latencyRow(b, "queueing", *rep.Queue)
 		latencyRow(b, "service", *rep.Service)
 	}
