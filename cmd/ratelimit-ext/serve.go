@@ -344,7 +344,11 @@ func serve(args []string) int {
 }
 
 // runServer wires the engine, the rules, the gRPC and HTTP servers, and runs until
-// SIGINT/SIGTERM.
+// SIGINT/SIGTERM. It reads as its steps: the store and the decider, the servers, the
+// rules' follower, then serving until a signal. What it opens is closed on the way out,
+// after the servers have drained (or one failed), in reverse: the /metrics listener
+// (serveUntilSignal's own), the follower, the signal watch, the local policy's engine,
+// and last the engine (closeEngine waits at most a second for it).
 func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) error {
 	m := metrics.New()
 	tlsInUse := new(tlsfiles.Registry) // every TLS file the process reads, for metrics
@@ -352,11 +356,54 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	if c.xds.source == sourceFile {
 		m.ConfigLoaded(rules, nil)
 	}
-	engine, engineName, err := openEngine(c, log, tlsInUse)
+	st, err := openStore(c, m, tlsInUse, log)
 	if err != nil {
 		return err
 	}
-	defer func() { closeEngine(engine, time.Second, log) }() // the final engine: the breaker closes what it wraps
+	defer closeEngine(st.engine, time.Second, log) // the breaker closes what it wraps
+	if st.policy.Local != nil {
+		defer st.policy.Local.Close()
+	}
+	keys := newKeyBuilder(c) // hash-tagged by domain on Redis Cluster
+	decider := decide.New(rules, st.engine, decide.Options{Keys: keys, Shadow: c.shadow,
+		Bounds: c.bounds, Failure: st.policy, OverLimit: newOverLimitCache(c, m)})
+	if err := startPerf(c, log); err != nil {
+		return err
+	}
+	srv, err := newServers(c, decider, m, tlsInUse, log)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	warner := newRuleWarner(c, st.policyDomains, log)
+	warner.warn(rules) // before any reload can report a newer rule set
+	follower, err := followRules(ctx, c, rules, decider, warner, m, tlsInUse, log)
+	if err != nil {
+		return err
+	}
+	defer follower.Close()
+	srv.api.UseReadiness(startReadiness(ctx, decider, srv.health.Server, m, log))
+	return srv.serveUntilSignal(ctx, stop, c, st.engineName, rules, log)
+}
+
+// servingStore is what the decider counts in: the engine, behind its metrics and (for
+// Redis) the circuit breaker, and the failure policy that answers when it fails.
+type servingStore struct {
+	engine        limiter.Engine // the outermost wrapper: closing it closes what it wraps
+	engineName    string         // memory or redis
+	policy        decide.FailurePolicy
+	policyDomains []string // the domains with a policy of their own, checked against every rule set
+}
+
+// openStore opens the engine check chose and puts the failure policy and the breaker
+// around it. Only opening the engine can fail; the caller closes the rest.
+func openStore(c *serveConfig, m *metrics.Metrics, tlsInUse *tlsfiles.Registry, log *slog.Logger) (*servingStore, error) {
+	engine, engineName, err := openEngine(c, log, tlsInUse)
+	if err != nil {
+		return nil, err
+	}
 	onCircuit, onFallback := m.StoreHealth()
 	policy := c.store.failurePolicy(c.memoryOptions())
 	// The memory_* series: the memory engine's, or else the local policy's engine's
@@ -366,65 +413,79 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	} else if mem, ok := policy.Local.(*limiter.MemoryEngine); ok {
 		m.MemoryEngine(mem)
 	}
-	policyDomains := slices.Sorted(maps.Keys(policy.PerDomain)) // checked against every rule set
-	if policy.Local != nil {
-		defer policy.Local.Close()
-	}
+	policyDomains := slices.Sorted(maps.Keys(policy.PerDomain))
 	policy.OnFallback = onFallback
-	engine = guardStore(engine, engineName, m, &c.store, onCircuit, log)
-	keys := newKeyBuilder(c) // hash-tagged by domain on Redis Cluster
-	decider := decide.New(rules, engine, decide.Options{Keys: keys, Shadow: c.shadow,
-		Bounds: c.bounds, Failure: policy, OverLimit: newOverLimitCache(c, m)})
-	if err := startPerf(c, log); err != nil {
-		return err
-	}
+	return &servingStore{
+		engine:        guardStore(engine, engineName, m, &c.store, onCircuit, log),
+		engineName:    engineName,
+		policy:        policy,
+		policyDomains: policyDomains,
+	}, nil
+}
 
+// servers are the gRPC and HTTP servers with their listeners open, built but not yet
+// serving: serveUntilSignal starts them.
+type servers struct {
+	grpc                         *grpc.Server
+	http                         *http.Server
+	grpcLis, httpLis, metricsLis net.Listener // metricsLis: nil without --metrics-addr
+	api                          *httpapi.API
+	health                       *healthServer
+	metricsHandler               http.Handler // served on the HTTP listener and on metricsLis
+	guard                        httpapi.HostGuard
+}
+
+// newServers opens the listeners and registers every service on them: on gRPC the
+// RateLimitService, ext_authz (same decider), grpc.health.v1 and reflection; on HTTP
+// the API and /metrics.
+func newServers(c *serveConfig, decider *decide.Decider, m *metrics.Metrics, tlsInUse *tlsfiles.Registry, log *slog.Logger) (*servers, error) {
 	grpcOpts, err := grpcServerOptions(c, log, tlsInUse)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	grpcLis, httpLis, metricsLis, err := listen(c)
-	if err != nil {
-		return err
+	s := &servers{}
+	if s.grpcLis, s.httpLis, s.metricsLis, err = listen(c); err != nil {
+		return nil, err
 	}
-	gs := grpc.NewServer(grpcOpts...)
-	rlsv3.RegisterRateLimitServiceServer(gs, rls.New(decider, c.headers, &refundWarner{next: m, log: log}))
-	registerExtAuthz(gs, decider, c, m, log) // envoy.service.auth.v3.Authorization, same decider
-	api := httpapi.New(decider, log, m)
-	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
-	api.Handle("GET /metrics", metricsHandler)
-	health := newHealthServer()
-	healthpb.RegisterHealthServer(gs, health)
-	reflection.Register(gs)
-	guard, _ := c.hostGuard() // checked at start
-	hs := newHTTPServer(guard.Wrap(httpLis, api.Handler()), httpReadTimeout, httpWriteTimeout)
+	s.grpc = grpc.NewServer(grpcOpts...)
+	rlsv3.RegisterRateLimitServiceServer(s.grpc, rls.New(decider, c.headers, &refundWarner{next: m, log: log}))
+	registerExtAuthz(s.grpc, decider, c, m, log) // envoy.service.auth.v3.Authorization, same decider
+	s.api = httpapi.New(decider, log, m)
+	s.metricsHandler = promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	s.api.Handle("GET /metrics", s.metricsHandler)
+	s.health = newHealthServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.guard, _ = c.hostGuard() // checked at start
+	s.http = newHTTPServer(s.guard.Wrap(s.httpLis, s.api.Handler()), httpReadTimeout, httpWriteTimeout)
+	return s, nil
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	warner := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds, calendarMonths: legacyenv.CalendarMonthsAsked()}
+// newRuleWarner is the warner of every rule set served: at start and at each reload.
+func newRuleWarner(c *serveConfig, policyDomains []string, log *slog.Logger) *ruleWarner {
+	w := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds, calendarMonths: legacyenv.CalendarMonthsAsked()}
 	if c.xds.source == sourceFile {
-		warner.dir = c.configDir
+		w.dir = c.configDir
 	}
-	warner.warn(rules) // before any reload can report a newer rule set
-	follower, err := followRules(ctx, c, rules, decider, warner, m, tlsInUse, log)
-	if err != nil {
-		return err
-	}
-	defer follower.Close()
-	api.UseReadiness(startReadiness(ctx, decider, health.Server, m, log))
+	return w
+}
 
-	errc := make(chan error, 3)
-	go func() { errc <- gs.Serve(grpcLis) }()
-	go func() { errc <- hs.Serve(httpLis) }()
+// serveUntilSignal serves until ctx ends (SIGINT or SIGTERM) or a server fails. Then it
+// drains: the health checks say NOT_SERVING first, so that balancers move away while
+// the RPCs in flight get --shutdown-timeout to finish.
+func (s *servers) serveUntilSignal(ctx context.Context, stop context.CancelFunc, c *serveConfig, engineName string, rules *descriptors.RuleSet, log *slog.Logger) error {
+	errc := make(chan error, 3) // one per server: gRPC, HTTP, /metrics
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() { errc <- s.http.Serve(s.httpLis) }()
 	from := []any{"config_dir", c.configDir}
 	if c.xds.source == sourceXDS {
 		from = []any{"xds_server", c.xds.server, "xds_node", c.xds.nodeID}
 	}
-	if metricsLis != nil {
-		defer serveMetrics(metricsLis, guard, metricsHandler, errc).Close()
-		from = append(from, "metrics", metricsLis.Addr().String())
+	if s.metricsLis != nil {
+		defer serveMetrics(s.metricsLis, s.guard, s.metricsHandler, errc).Close()
+		from = append(from, "metrics", s.metricsLis.Addr().String())
 	}
-	log.Info("serving", append([]any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
+	log.Info("serving", append([]any{"grpc", s.grpcLis.Addr().String(), "http", s.httpLis.Addr().String(),
 		"engine", engineName, "rules", rules.Summary()}, from...)...)
 	if c.xds.source == sourceFile && rules.LimitCount() == 0 {
 		log.Warn("the rules have no limits: every request is allowed", "config_dir", c.configDir)
@@ -435,11 +496,11 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	case err := <-errc:
 		return err
 	}
-	stop()            // a second SIGTERM or Ctrl-C ends the process at once
-	health.Shutdown() // grpc.health.v1 says NOT_SERVING while in-flight RPCs drain
-	api.Shutdown()    // and so do /readyz and /healthcheck, to whoever still asks
+	stop()              // a second SIGTERM or Ctrl-C ends the process at once
+	s.health.Shutdown() // grpc.health.v1 says NOT_SERVING while in-flight RPCs drain
+	s.api.Shutdown()    // and so do /readyz and /healthcheck, to whoever still asks
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
-	return shutdown(gs, hs, c.shutdownTimeout)
+	return shutdown(s.grpc, s.http, c.shutdownTimeout)
 }
 
 // hostGuard is the check of HTTP callers' Host names (httpapi.HostGuard) that
