@@ -130,7 +130,7 @@ func MakePlan(in Inputs) (*Plan, error) {
 	for _, n := range names {
 		p.kinds[n] = p.classify(n, cf.Services[n])
 	}
-	if len(p.errs) > 0 {
+	if len(p.errs) > 0 { // the steps below go by kind
 		return nil, p.err()
 	}
 	p.requireCount(kindEnvoy, 1, 1)
@@ -138,21 +138,39 @@ func MakePlan(in Inputs) (*Plan, error) {
 	for _, n := range names {
 		p.parseMounts(n, cf.Services[n])
 	}
-	// Pass 1: what each service listens on (container ports).
+	// Two passes, as a service's command may name another's port: first every service's
+	// ports, then everything that refers to them.
+	plans := p.declareAll(names)
+	if len(p.errs) > 0 {
+		return nil, p.err()
+	}
+	p.resolveAll(names, plans)
+	if len(p.errs) > 0 {
+		return nil, p.err()
+	}
+	return p.plan(names, plans), nil
+}
+
+// declareAll is pass 1: what each service listens on (container ports), each given a
+// local port.
+func (p *planner) declareAll(names []string) map[string]*ServicePlan {
 	plans := map[string]*ServicePlan{}
 	for _, n := range names {
 		sp := &ServicePlan{Name: n, Kind: p.kinds[n], Ports: map[int]int{}, Files: map[string][]byte{}}
 		plans[n] = sp
 		p.ports[n] = sp.Ports
-		p.declare(sp, cf.Services[n])
+		p.declare(sp, p.cf.Services[n])
 	}
-	if len(p.errs) > 0 {
-		return nil, p.err()
-	}
-	// Pass 2: commands, environments and config files, with references rewritten.
+	return plans
+}
+
+// resolveAll is pass 2: commands, environments and config files, with references
+// rewritten. A mount that nothing refers to is an error: the service would not see
+// the files there.
+func (p *planner) resolveAll(names []string, plans map[string]*ServicePlan) {
 	for _, n := range names {
-		p.resolve(plans[n], cf.Services[n])
-		p.checkPorts(plans[n], cf.Services[n])
+		p.resolve(plans[n], p.cf.Services[n])
+		p.checkPorts(plans[n], p.cf.Services[n])
 	}
 	for _, n := range names {
 		for _, m := range p.mounts[n] {
@@ -161,9 +179,12 @@ func MakePlan(in Inputs) (*Plan, error) {
 			}
 		}
 	}
-	if len(p.errs) > 0 {
-		return nil, p.err()
-	}
+}
+
+// plan is the mapped topology: the services in start order (each kind after those it
+// may need: redis and the upstream before ratelimit-ext, Envoy last), and the copied
+// directories.
+func (p *planner) plan(names []string, plans map[string]*ServicePlan) *Plan {
 	plan := &Plan{ports: p.ports}
 	order := map[string]int{kindRedis: 0, kindEcho: 1, kindRatelimit: 2, kindEnvoy: 3}
 	for _, n := range names {
@@ -178,7 +199,7 @@ func MakePlan(in Inputs) (*Plan, error) {
 		}
 	}
 	sort.Slice(plan.Mounts, func(i, j int) bool { return plan.Mounts[i].Rel < plan.Mounts[j].Rel })
-	return plan, nil
+	return plan
 }
 
 func (p *planner) err() error {
@@ -292,122 +313,152 @@ var listenValue = regexp.MustCompile(`^(0\.0\.0\.0|\[::\]|):(\d+)$`)
 
 // declare finds the ports a service listens on and allocates a local port for each.
 func (p *planner) declare(sp *ServicePlan, s *composeService) {
-	alloc := func(cport int) {
-		if _, ok := sp.Ports[cport]; ok {
-			return
-		}
-		for {
-			lp, err := freePort()
-			if err != nil {
-				p.errorf("service %s: %v", sp.Name, err)
-				return
-			}
-			if !p.taken[lp] {
-				p.taken[lp] = true
-				sp.Ports[cport] = lp
-				return
-			}
-		}
-	}
 	switch sp.Kind {
 	case kindRedis:
-		sp.RedisPt = 6379
-		args := []string(s.Command)
-		for i := 0; i+1 < len(args); i++ {
-			if args[i] == "--port" {
-				n, err := strconv.Atoi(args[i+1])
-				if err != nil {
-					p.errorf("service %s: --port %q", sp.Name, args[i+1])
-				}
-				sp.RedisPt = n
-			}
-		}
-		alloc(sp.RedisPt)
+		p.declareRedis(sp, s)
 	case kindEcho:
-		sp.Echo = &echoPlan{Status: 200}
-		listen := ":5678" // http-echo's default
-		for _, a := range s.Command {
-			k, v, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-			switch k {
-			case "listen":
-				listen = v
-			case "text":
-				sp.Echo.Text = v
-			case "status-code":
-				n, err := strconv.Atoi(v)
-				if err != nil {
-					p.errorf("service %s: %s: want a number", sp.Name, a)
-				}
-				sp.Echo.Status = n
-			default:
-				p.errorf("service %s: http-echo argument %q: the in-process stand-in does not implement it (use -listen=:PORT -text=TEXT)", sp.Name, a)
-			}
-		}
-		m := listenValue.FindStringSubmatch(listen)
-		if m == nil {
-			p.errorf("service %s: -listen=%s: want :PORT", sp.Name, listen)
-			return
-		}
-		n, _ := strconv.Atoi(m[2])
-		alloc(n)
+		p.declareEcho(sp, s)
 	case kindRatelimit:
-		values := append(append([]string{}, p.df.Entrypoint[1:]...), s.Command...)
-		env := p.ratelimitEnv(s)
-		for _, k := range sortedKeys(env) {
-			values = append(values, env[k])
-			if m := listenValue.FindStringSubmatch(env[k]); m != nil {
-				n, _ := strconv.Atoi(m[2])
-				switch k {
-				case "RATELIMIT_EXT_HTTP_ADDR":
-					sp.HTTP = n
-				case "RATELIMIT_EXT_GRPC_ADDR":
-					sp.GRPC = n
-				}
-			}
-		}
-		loopback := false
-		for _, v := range values {
-			if strings.HasPrefix(v, "-") && strings.Contains(v, "=") {
-				_, v, _ = strings.Cut(v, "=")
-			}
-			if m := listenValue.FindStringSubmatch(v); m != nil {
-				n, _ := strconv.Atoi(m[2])
-				alloc(n)
-			}
-			if m := hostPort.FindStringSubmatch(v); m != nil && (m[1] == "127.0.0.1" || m[1] == "localhost") {
-				p.errorf("service %s: %s listens on the container's own loopback; other containers cannot reach it (use 0.0.0.0)", sp.Name, v)
-				loopback = true
-			}
-		}
-		if !loopback && (sp.HTTP == 0 || sp.GRPC == 0) {
-			p.errorf("service %s: want the gRPC and HTTP listen addresses as 0.0.0.0:<port>, from the image's built-in defaults (the Dockerfile's -X main.defaultGRPCAddr, main.defaultHTTPAddr) or RATELIMIT_EXT_GRPC_ADDR and RATELIMIT_EXT_HTTP_ADDR in the service", sp.Name)
-		}
+		p.declareRatelimit(sp, s)
 	case kindEnvoy:
-		cfg, ok := p.envoyConfigPath(sp.Name, s)
-		if !ok {
-			return
-		}
-		host, ok := p.hostPath(sp.Name, cfg)
-		if !ok {
-			p.errorf("service %s: -c %s is not inside a volume of the service", sp.Name, cfg)
-			return
-		}
-		data, err := p.in.ReadFile(host)
+		p.declareEnvoy(sp, s)
+	}
+}
+
+// allocPort gives the service's container port cport a free local port, once. freePort
+// closes its listener, so the kernel may hand out the same port again: p.taken keeps
+// each local port to one container port of the plan.
+func (p *planner) allocPort(sp *ServicePlan, cport int) {
+	if _, ok := sp.Ports[cport]; ok {
+		return
+	}
+	for {
+		lp, err := freePort()
 		if err != nil {
 			p.errorf("service %s: %v", sp.Name, err)
 			return
 		}
-		p.envoyYML[sp.Name] = data
-		admin, listeners, err := envoyListenPorts(data)
-		if err != nil {
-			p.errorf("service %s: %s: %v", sp.Name, cfg, err)
+		if !p.taken[lp] {
+			p.taken[lp] = true
+			sp.Ports[cport] = lp
 			return
 		}
-		sp.Admin, sp.Listen = admin, listeners
-		alloc(admin)
-		for _, l := range listeners {
-			alloc(l)
+	}
+}
+
+// declareRedis: redis-server listens on 6379 unless the command says --port.
+func (p *planner) declareRedis(sp *ServicePlan, s *composeService) {
+	sp.RedisPt = 6379
+	args := []string(s.Command)
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--port" {
+			n, err := strconv.Atoi(args[i+1])
+			if err != nil {
+				p.errorf("service %s: --port %q", sp.Name, args[i+1])
+			}
+			sp.RedisPt = n
 		}
+	}
+	p.allocPort(sp, sp.RedisPt)
+}
+
+// declareEcho reads http-echo's arguments for the in-process stand-in: the port, the
+// text and the status it answers with. An argument the stand-in would ignore is an
+// error.
+func (p *planner) declareEcho(sp *ServicePlan, s *composeService) {
+	sp.Echo = &echoPlan{Status: 200}
+	listen := ":5678" // http-echo's default
+	for _, a := range s.Command {
+		k, v, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch k {
+		case "listen":
+			listen = v
+		case "text":
+			sp.Echo.Text = v
+		case "status-code":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				p.errorf("service %s: %s: want a number", sp.Name, a)
+			}
+			sp.Echo.Status = n
+		default:
+			p.errorf("service %s: http-echo argument %q: the in-process stand-in does not implement it (use -listen=:PORT -text=TEXT)", sp.Name, a)
+		}
+	}
+	m := listenValue.FindStringSubmatch(listen)
+	if m == nil {
+		p.errorf("service %s: -listen=%s: want :PORT", sp.Name, listen)
+		return
+	}
+	n, _ := strconv.Atoi(m[2])
+	p.allocPort(sp, n)
+}
+
+// declareRatelimit allocates a port for every listen address (0.0.0.0:<port>) among
+// the entrypoint's and command's arguments and the environment, and notes which ones
+// are the gRPC and HTTP listeners, which the harness waits on.
+func (p *planner) declareRatelimit(sp *ServicePlan, s *composeService) {
+	values := append(append([]string{}, p.df.Entrypoint[1:]...), s.Command...)
+	env := p.ratelimitEnv(s)
+	for _, k := range sortedKeys(env) {
+		values = append(values, env[k])
+		if m := listenValue.FindStringSubmatch(env[k]); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			switch k {
+			case "RATELIMIT_EXT_HTTP_ADDR":
+				sp.HTTP = n
+			case "RATELIMIT_EXT_GRPC_ADDR":
+				sp.GRPC = n
+			}
+		}
+	}
+	loopback := false
+	for _, v := range values {
+		if strings.HasPrefix(v, "-") && strings.Contains(v, "=") {
+			_, v, _ = strings.Cut(v, "=")
+		}
+		if m := listenValue.FindStringSubmatch(v); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			p.allocPort(sp, n)
+		}
+		if m := hostPort.FindStringSubmatch(v); m != nil && (m[1] == "127.0.0.1" || m[1] == "localhost") {
+			p.errorf("service %s: %s listens on the container's own loopback; other containers cannot reach it (use 0.0.0.0)", sp.Name, v)
+			loopback = true
+		}
+	}
+	if !loopback && (sp.HTTP == 0 || sp.GRPC == 0) { // else the loopback error says it
+		p.errorf("service %s: want the gRPC and HTTP listen addresses as 0.0.0.0:<port>, from the image's built-in defaults (the Dockerfile's -X main.defaultGRPCAddr, main.defaultHTTPAddr) or RATELIMIT_EXT_GRPC_ADDR and RATELIMIT_EXT_HTTP_ADDR in the service", sp.Name)
+	}
+}
+
+// declareEnvoy reads the Envoy config the command names, through the service's
+// mounts, and allocates its admin and listener ports. resolve rewrites the config
+// kept in p.envoyYML.
+func (p *planner) declareEnvoy(sp *ServicePlan, s *composeService) {
+	cfg, ok := p.envoyConfigPath(sp.Name, s)
+	if !ok {
+		return
+	}
+	host, ok := p.hostPath(sp.Name, cfg)
+	if !ok {
+		p.errorf("service %s: -c %s is not inside a volume of the service", sp.Name, cfg)
+		return
+	}
+	data, err := p.in.ReadFile(host)
+	if err != nil {
+		p.errorf("service %s: %v", sp.Name, err)
+		return
+	}
+	p.envoyYML[sp.Name] = data
+	admin, listeners, err := envoyListenPorts(data)
+	if err != nil {
+		p.errorf("service %s: %s: %v", sp.Name, cfg, err)
+		return
+	}
+	sp.Admin, sp.Listen = admin, listeners
+	p.allocPort(sp, admin)
+	for _, l := range listeners {
+		p.allocPort(sp, l)
 	}
 }
 
@@ -470,93 +521,118 @@ func (p *planner) envoyConfigPath(name string, s *composeService) (string, bool)
 func (p *planner) resolve(sp *ServicePlan, s *composeService) {
 	switch sp.Kind {
 	case kindRedis:
-		if len(s.Environment) > 0 {
-			p.errorf("service %s: environment is not mapped for redis", sp.Name)
-		}
-		args := []string(s.Command)
-		if len(args) == 0 {
-			args = []string{"redis-server"}
-		}
-		if args[0] != "redis-server" {
-			p.errorf("service %s: command %q: want [redis-server, ...]", sp.Name, args)
-			return
-		}
-		for _, a := range args[1:] {
-			if strings.HasPrefix(a, "/") || strings.HasSuffix(a, ".conf") {
-				p.errorf("service %s: redis argument %q: files are not mapped; pass settings as --option value", sp.Name, a)
-			}
-		}
-		sp.Path = p.in.Binaries[kindRedis]
-		sp.Args = append(append([]string{}, args[1:]...),
-			"--port", strconv.Itoa(sp.Ports[sp.RedisPt]), "--bind", "127.0.0.1",
-			"--dir", filepath.Join(p.in.WorkDir, sp.Name))
+		p.resolveRedis(sp, s)
 	case kindEcho:
 		if len(s.Environment) > 0 {
 			p.errorf("service %s: environment is not mapped for http-echo", sp.Name)
 		}
 	case kindRatelimit:
-		sp.Path = p.in.Binaries[kindRatelimit]
-		args := append(append([]string{}, p.df.Entrypoint[1:]...), s.Command...)
-		if len(s.Command) == 0 {
-			args = append(args, p.df.Cmd...)
-		}
-		for _, a := range args {
-			sp.Args = append(sp.Args, p.mapValue(sp.Name, "argument "+strconv.Quote(a), a))
-		}
-		env := p.ratelimitEnv(s)
-		for _, k := range sortedKeys(env) {
-			if !strings.HasPrefix(k, "RATELIMIT_EXT_") {
-				p.errorf("service %s: environment %s: ratelimit-ext reads only RATELIMIT_EXT_* variables", sp.Name, k)
-				continue
-			}
-			if p.in.KnownEnv != nil && !p.in.KnownEnv[k] {
-				p.errorf("service %s: environment %s: `ratelimit-ext serve -h` lists no such variable (typo?)", sp.Name, k)
-				continue
-			}
-			sp.Env = append(sp.Env, k+"="+p.mapValue(sp.Name, "environment "+k, env[k]))
-		}
+		p.resolveRatelimit(sp, s)
 	case kindEnvoy:
-		if len(s.Environment) > 0 {
-			p.errorf("service %s: environment is not mapped for envoy", sp.Name)
+		p.resolveEnvoy(sp, s)
+	}
+}
+
+// resolveRedis runs redis-server with the command's settings, then the local port,
+// loopback and a data directory of its own under the work directory.
+func (p *planner) resolveRedis(sp *ServicePlan, s *composeService) {
+	if len(s.Environment) > 0 {
+		p.errorf("service %s: environment is not mapped for redis", sp.Name)
+	}
+	args := []string(s.Command)
+	if len(args) == 0 {
+		args = []string{"redis-server"}
+	}
+	if args[0] != "redis-server" {
+		p.errorf("service %s: command %q: want [redis-server, ...]", sp.Name, args)
+		return
+	}
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "/") || strings.HasSuffix(a, ".conf") {
+			p.errorf("service %s: redis argument %q: files are not mapped; pass settings as --option value", sp.Name, a)
 		}
-		data, ok := p.envoyYML[sp.Name]
-		if !ok {
-			return
+	}
+	sp.Path = p.in.Binaries[kindRedis]
+	sp.Args = append(append([]string{}, args[1:]...),
+		"--port", strconv.Itoa(sp.Ports[sp.RedisPt]), "--bind", "127.0.0.1",
+		"--dir", filepath.Join(p.in.WorkDir, sp.Name))
+}
+
+// resolveRatelimit passes the image's entrypoint arguments, then the command (or the
+// image's CMD without one), and the environment, each value mapped. A variable the
+// binary does not read is an error: a typo, most likely.
+func (p *planner) resolveRatelimit(sp *ServicePlan, s *composeService) {
+	sp.Path = p.in.Binaries[kindRatelimit]
+	args := append(append([]string{}, p.df.Entrypoint[1:]...), s.Command...)
+	if len(s.Command) == 0 {
+		args = append(args, p.df.Cmd...)
+	}
+	for _, a := range args {
+		sp.Args = append(sp.Args, p.mapValue(sp.Name, "argument "+strconv.Quote(a), a))
+	}
+	env := p.ratelimitEnv(s)
+	for _, k := range sortedKeys(env) {
+		if !strings.HasPrefix(k, "RATELIMIT_EXT_") {
+			p.errorf("service %s: environment %s: ratelimit-ext reads only RATELIMIT_EXT_* variables", sp.Name, k)
+			continue
 		}
-		out, err := rewriteEnvoy(data, func(host string, port int) (string, int, error) {
-			switch host {
-			case "0.0.0.0", "::", "":
-				return "127.0.0.1", sp.Ports[port], nil
-			}
-			if _, ok := p.kinds[host]; !ok {
-				return "", 0, fmt.Errorf("address %s:%d: %q is not a compose service", host, port, host)
-			}
-			lp := p.ports[host][port]
-			if lp == 0 {
-				return "", 0, fmt.Errorf("address %s:%d: service %s does not listen on %d", host, port, host, port)
-			}
-			return "127.0.0.1", lp, nil
-		})
-		if err != nil {
-			p.errorf("service %s: envoy config: %v", sp.Name, err)
-			return
+		if p.in.KnownEnv != nil && !p.in.KnownEnv[k] {
+			p.errorf("service %s: environment %s: `ratelimit-ext serve -h` lists no such variable (typo?)", sp.Name, k)
+			continue
 		}
-		cfgFile := filepath.Join(p.in.WorkDir, sp.Name, "envoy.yaml")
-		sp.Files[cfgFile] = out
-		sp.Path = p.in.Binaries[kindEnvoy]
-		args := []string(s.Command)
-		if len(args) == 0 {
-			args = []string{"envoy", "-c", "/etc/envoy/envoy.yaml"}
+		sp.Env = append(sp.Env, k+"="+p.mapValue(sp.Name, "environment "+k, env[k]))
+	}
+}
+
+// resolveEnvoy writes the service's Envoy config with every address mapped to a local
+// port, and runs Envoy on that copy with the command's other arguments.
+func (p *planner) resolveEnvoy(sp *ServicePlan, s *composeService) {
+	if len(s.Environment) > 0 {
+		p.errorf("service %s: environment is not mapped for envoy", sp.Name)
+	}
+	data, ok := p.envoyYML[sp.Name]
+	if !ok { // declareEnvoy could not read it, and said why
+		return
+	}
+	out, err := rewriteEnvoy(data, p.envoyAddress(sp))
+	if err != nil {
+		p.errorf("service %s: envoy config: %v", sp.Name, err)
+		return
+	}
+	cfgFile := filepath.Join(p.in.WorkDir, sp.Name, "envoy.yaml")
+	sp.Files[cfgFile] = out
+	sp.Path = p.in.Binaries[kindEnvoy]
+	args := []string(s.Command)
+	if len(args) == 0 {
+		args = []string{"envoy", "-c", "/etc/envoy/envoy.yaml"}
+	}
+	for i := 1; i < len(args); i++ {
+		switch args[i] {
+		case "-c", "--config-path":
+			sp.Args = append(sp.Args, "-c", cfgFile)
+			i++
+		default:
+			sp.Args = append(sp.Args, args[i])
 		}
-		for i := 1; i < len(args); i++ {
-			switch args[i] {
-			case "-c", "--config-path":
-				sp.Args = append(sp.Args, "-c", cfgFile)
-				i++
-			default:
-				sp.Args = append(sp.Args, args[i])
-			}
+	}
+}
+
+// envoyAddress maps an address of the Envoy config of sp: its own listeners to their
+// local ports, a compose service's host:port to that service's local port.
+func (p *planner) envoyAddress(sp *ServicePlan) func(host string, port int) (string, int, error) {
+	return func(host string, port int) (string, int, error) {
+		switch host {
+		case "0.0.0.0", "::", "":
+			return "127.0.0.1", sp.Ports[port], nil
 		}
+		if _, ok := p.kinds[host]; !ok {
+			return "", 0, fmt.Errorf("address %s:%d: %q is not a compose service", host, port, host)
+		}
+		lp := p.ports[host][port]
+		if lp == 0 {
+			return "", 0, fmt.Errorf("address %s:%d: service %s does not listen on %d", host, port, host, port)
+		}
+		return "127.0.0.1", lp, nil
 	}
 }
 
