@@ -183,12 +183,39 @@ var outFlag = regexp.MustCompile(`(?:^|\s)-o\s+(\S+)`)
 
 // parseDockerfile extracts the build command and the final stage's runtime settings.
 func parseDockerfile(data []byte) (*dockerfile, error) {
-	type instr struct {
-		op, args string
-		line     int
-		oneLine  bool
+	instrs := dockerInstrs(data)
+	finalFrom := -1 // the final stage is what follows the last FROM
+	for i, in := range instrs {
+		if in.op == "FROM" {
+			finalFrom = i
+		}
 	}
-	var instrs []instr
+	if finalFrom < 0 {
+		return nil, errors.New("Dockerfile: no FROM")
+	}
+	d := &dockerfile{Env: map[string]string{}}
+	for i, in := range instrs {
+		if err := d.read(in, i > finalFrom); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// dockerInstr is one instruction of a Dockerfile, its continuation lines joined.
+type dockerInstr struct {
+	op, args string // op in upper case
+	line     int    // where it starts, from 1
+	oneLine  bool   // not continued on the next line
+}
+
+// dockerInstrs splits a Dockerfile into instructions, skipping blank lines and
+// comments, also between continuation lines.
+func dockerInstrs(data []byte) []dockerInstr {
+	var instrs []dockerInstr
 	lines := strings.Split(string(data), "\n")
 	for i := 0; i < len(lines); i++ {
 		l := strings.TrimSpace(lines[i])
@@ -206,70 +233,76 @@ func parseDockerfile(data []byte) (*dockerfile, error) {
 			l = strings.TrimSuffix(l, `\`) + " " + next
 		}
 		op, args, _ := strings.Cut(l, " ")
-		instrs = append(instrs, instr{strings.ToUpper(op), strings.TrimSpace(args), start, one})
+		instrs = append(instrs, dockerInstr{strings.ToUpper(op), strings.TrimSpace(args), start, one})
 	}
-	d := &dockerfile{Env: map[string]string{}}
-	finalFrom := -1
-	for i, in := range instrs {
-		if in.op == "FROM" {
-			finalFrom = i
+	return instrs
+}
+
+// read takes what the harness needs from one instruction: the `go build` RUN from any
+// stage, the runtime settings only from the final stage.
+func (d *dockerfile) read(in dockerInstr, final bool) error {
+	switch {
+	case in.op == "RUN" && strings.Contains(in.args, "go build"):
+		return d.readBuild(in)
+	case final && in.op == "COPY":
+		f := strings.Fields(in.args)
+		if len(f) == 3 && strings.HasPrefix(f[0], "--from=") && d.OutPath != "" && f[1] == d.OutPath {
+			dest := f[2]
+			if strings.HasSuffix(dest, "/") {
+				dest += pathBase(d.OutPath)
+			}
+			d.BinPaths = append(d.BinPaths, dest)
 		}
-	}
-	if finalFrom < 0 {
-		return nil, errors.New("Dockerfile: no FROM")
-	}
-	for i, in := range instrs {
-		final := i > finalFrom
-		switch {
-		case in.op == "RUN" && strings.Contains(in.args, "go build"):
-			if d.BuildCmd != "" {
-				return nil, fmt.Errorf("Dockerfile:%d: a second `go build` RUN line; the e2e harness builds with exactly one", in.line)
-			}
-			if !in.oneLine {
-				return nil, fmt.Errorf("Dockerfile:%d: keep the `go build` RUN on one line (the e2e harness runs it verbatim)", in.line)
-			}
-			if strings.HasPrefix(in.args, "[") {
-				return nil, fmt.Errorf("Dockerfile:%d: write the `go build` RUN in shell form", in.line)
-			}
-			m := outFlag.FindStringSubmatch(in.args)
-			if m == nil {
-				return nil, fmt.Errorf("Dockerfile:%d: the `go build` RUN has no -o <path>", in.line)
-			}
-			d.BuildCmd, d.OutPath = in.args, m[1]
-		case final && in.op == "COPY":
-			f := strings.Fields(in.args)
-			if len(f) == 3 && strings.HasPrefix(f[0], "--from=") && d.OutPath != "" && f[1] == d.OutPath {
-				dest := f[2]
-				if strings.HasSuffix(dest, "/") {
-					dest += pathBase(d.OutPath)
-				}
-				d.BinPaths = append(d.BinPaths, dest)
-			}
-		case final && in.op == "ENTRYPOINT":
-			if err := json.Unmarshal([]byte(in.args), &d.Entrypoint); err != nil {
-				return nil, fmt.Errorf("Dockerfile:%d: ENTRYPOINT: want the exec (JSON) form: %v", in.line, err)
-			}
-		case final && in.op == "CMD":
-			if err := json.Unmarshal([]byte(in.args), &d.Cmd); err != nil {
-				return nil, fmt.Errorf("Dockerfile:%d: CMD: want the exec (JSON) form: %v", in.line, err)
-			}
-		case final && in.op == "ENV":
-			if err := parseEnvInstr(in.args, d.Env); err != nil {
-				return nil, fmt.Errorf("Dockerfile:%d: %v", in.line, err)
-			}
-		case final && in.op == "USER":
-			d.User = in.args
+	case final && in.op == "ENTRYPOINT":
+		if err := json.Unmarshal([]byte(in.args), &d.Entrypoint); err != nil {
+			return fmt.Errorf("Dockerfile:%d: ENTRYPOINT: want the exec (JSON) form: %v", in.line, err)
 		}
+	case final && in.op == "CMD":
+		if err := json.Unmarshal([]byte(in.args), &d.Cmd); err != nil {
+			return fmt.Errorf("Dockerfile:%d: CMD: want the exec (JSON) form: %v", in.line, err)
+		}
+	case final && in.op == "ENV":
+		if err := parseEnvInstr(in.args, d.Env); err != nil {
+			return fmt.Errorf("Dockerfile:%d: %v", in.line, err)
+		}
+	case final && in.op == "USER":
+		d.User = in.args
 	}
+	return nil
+}
+
+// readBuild takes the `go build` RUN, which BuildService runs with sh -c, only its -o
+// path replaced: hence one of them, on one line, in shell form, with an -o to replace.
+func (d *dockerfile) readBuild(in dockerInstr) error {
+	if d.BuildCmd != "" {
+		return fmt.Errorf("Dockerfile:%d: a second `go build` RUN line; the e2e harness builds with exactly one", in.line)
+	}
+	if !in.oneLine {
+		return fmt.Errorf("Dockerfile:%d: keep the `go build` RUN on one line (the e2e harness runs it verbatim)", in.line)
+	}
+	if strings.HasPrefix(in.args, "[") {
+		return fmt.Errorf("Dockerfile:%d: write the `go build` RUN in shell form", in.line)
+	}
+	m := outFlag.FindStringSubmatch(in.args)
+	if m == nil {
+		return fmt.Errorf("Dockerfile:%d: the `go build` RUN has no -o <path>", in.line)
+	}
+	d.BuildCmd, d.OutPath = in.args, m[1]
+	return nil
+}
+
+// check makes sure the image runs what the harness builds: a build, the final stage's
+// copy of its output, and an ENTRYPOINT that starts that copy.
+func (d *dockerfile) check() error {
 	switch {
 	case d.BuildCmd == "":
-		return nil, errors.New("Dockerfile: no `RUN ... go build ... -o <path>` line")
+		return errors.New("Dockerfile: no `RUN ... go build ... -o <path>` line")
 	case len(d.BinPaths) == 0:
-		return nil, fmt.Errorf("Dockerfile: the final stage does not COPY --from=<build stage> %s", d.OutPath)
+		return fmt.Errorf("Dockerfile: the final stage does not COPY --from=<build stage> %s", d.OutPath)
 	case len(d.Entrypoint) == 0 || !slices.Contains(d.BinPaths, d.Entrypoint[0]):
-		return nil, fmt.Errorf("Dockerfile: ENTRYPOINT %q does not start the built binary (%s)", d.Entrypoint, strings.Join(d.BinPaths, ", "))
+		return fmt.Errorf("Dockerfile: ENTRYPOINT %q does not start the built binary (%s)", d.Entrypoint, strings.Join(d.BinPaths, ", "))
 	}
-	return d, nil
+	return nil
 }
 
 // parseEnvInstr reads `ENV K=V K2="V 2"` (and the legacy `ENV K V`) into env.
