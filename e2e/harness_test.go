@@ -104,6 +104,8 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		{"echo on its default port", []edit{{"compose", `command: ["-listen=:8080", "-text=ok"]`, `command: ["-text=ok"]`}}, "upstream does not listen on 8080"},
 		{"envoy points at a port nobody serves", []edit{{"envoy", "port_value: 8081", "port_value: 9091"}}, "does not listen on 9091"},
 		{"envoy points at an unknown host", []edit{{"envoy", "address: ratelimit-2,", "address: ratelimit-3,"}}, `"ratelimit-3" is not a compose service`},
+		{"a flag moves a replica's gRPC port", []edit{{"compose", "  ratelimit-1:\n    build: .\n", "  ratelimit-1:\n    build: .\n    command: [\"--grpc-addr=0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
+		{"the image's CMD moves the gRPC port", []edit{{"dockerfile", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\n", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\nCMD [\"--grpc-addr\", \"0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
 		{"build line split", []edit{{"dockerfile", "RUN CGO_ENABLED=0 go build", "RUN CGO_ENABLED=0 \\\n    go build"}}, "one line"},
 	}
 	for _, tc := range cases {
@@ -152,5 +154,42 @@ func TestComposeMapsTheImagesBuiltInDefaults(t *testing.T) {
 	in.Defaults = plain
 	if _, err := MakePlan(in); err == nil || !strings.Contains(err.Error(), "own loopback") {
 		t.Fatalf("a plain build's defaults mapped with error %v, want one about the container's own loopback", err)
+	}
+}
+
+// A replica listens where its command line says, over its variables, as the binary
+// does: the harness maps the flag's address and leaves out the variable it overrides.
+func TestComposeFollowsTheReplicasFlags(t *testing.T) {
+	in := needInputs(t)
+	envoyYAML, err := os.ReadFile(filepath.Join(in.Root, "envoy", "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const service, upstream = "  ratelimit-1:\n    build: .\n", "address: ratelimit-1, port_value: 8081"
+	if !strings.Contains(string(in.Compose), service) || !strings.Contains(string(envoyYAML), upstream) {
+		t.Fatal("docker-compose.yml or envoy/envoy.yaml changed; update this test")
+	}
+	in.Compose = []byte(strings.Replace(string(in.Compose), service, service+`    command: ["--grpc-addr", "0.0.0.0:9000"]`+"\n", 1))
+	moved := []byte(strings.Replace(string(envoyYAML), upstream, "address: ratelimit-1, port_value: 9000", 1))
+	in.ReadFile = func(p string) ([]byte, error) {
+		if filepath.Base(p) == "envoy.yaml" {
+			return moved, nil
+		}
+		return os.ReadFile(p)
+	}
+	plan, err := MakePlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := plan.Service("ratelimit-1")
+	if sp.GRPC != 9000 || sp.Ports[9000] == 0 || sp.Ports[8081] != 0 {
+		t.Errorf("gRPC on %d, ports %v; want 9000, mapped, and nothing on 8081", sp.GRPC, sp.Ports)
+	}
+	args, env := strings.Join(sp.Args, " "), strings.Join(sp.Env, "\n")
+	if want := "--grpc-addr 127.0.0.1:" + strconv.Itoa(sp.Ports[9000]); !strings.Contains(args, want) {
+		t.Errorf("arguments %q lack %q", args, want)
+	}
+	if strings.Contains(env, "RATELIMIT_EXT_GRPC_ADDR") || !strings.Contains(env, "RATELIMIT_EXT_HTTP_ADDR") {
+		t.Errorf("environment keeps the address the flag overrides, or lost the HTTP one:\n%s", env)
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -394,32 +395,23 @@ func (p *planner) declareEcho(sp *ServicePlan, s *composeService) {
 	p.allocPort(sp, n)
 }
 
-// declareRatelimit allocates a port for every listen address (0.0.0.0:<port>) among
-// the entrypoint's and command's arguments and the environment, and notes which ones
-// are the gRPC and HTTP listeners, which the harness waits on.
+// declareRatelimit allocates the ports a replica listens on: the listen addresses among
+// its effective settings (a flag wins over its variable, as in the binary), and finds
+// its gRPC and HTTP ports among them.
 func (p *planner) declareRatelimit(sp *ServicePlan, s *composeService) {
-	values := append(append([]string{}, p.df.Entrypoint[1:]...), s.Command...)
-	env := p.ratelimitEnv(s)
-	for _, k := range sortedKeys(env) {
-		values = append(values, env[k])
-		if m := listenValue.FindStringSubmatch(env[k]); m != nil {
-			n, _ := strconv.Atoi(m[2])
-			switch k {
-			case "RATELIMIT_EXT_HTTP_ADDR":
-				sp.HTTP = n
-			case "RATELIMIT_EXT_GRPC_ADDR":
-				sp.GRPC = n
-			}
-		}
-	}
+	settings := p.ratelimitSettings(s)
 	loopback := false
-	for _, v := range values {
-		if strings.HasPrefix(v, "-") && strings.Contains(v, "=") {
-			_, v, _ = strings.Cut(v, "=")
-		}
+	for _, name := range sortedKeys(settings) {
+		v := settings[name]
 		if m := listenValue.FindStringSubmatch(v); m != nil {
 			n, _ := strconv.Atoi(m[2])
 			p.allocPort(sp, n)
+			switch name {
+			case "http-addr":
+				sp.HTTP = n
+			case "grpc-addr":
+				sp.GRPC = n
+			}
 		}
 		if m := hostPort.FindStringSubmatch(v); m != nil && (m[1] == "127.0.0.1" || m[1] == "localhost") {
 			p.errorf("service %s: %s listens on the container's own loopback; other containers cannot reach it (use 0.0.0.0)", sp.Name, v)
@@ -429,6 +421,57 @@ func (p *planner) declareRatelimit(sp *ServicePlan, s *composeService) {
 	if !loopback && (sp.HTTP == 0 || sp.GRPC == 0) { // else the loopback error says it
 		p.errorf("service %s: want the gRPC and HTTP listen addresses as 0.0.0.0:<port>, from the image's built-in defaults (the Dockerfile's -X main.defaultGRPCAddr, main.defaultHTTPAddr) or RATELIMIT_EXT_GRPC_ADDR and RATELIMIT_EXT_HTTP_ADDR in the service", sp.Name)
 	}
+}
+
+// ratelimitArgs is a replica's command line after the binary, as Docker builds it: the
+// ENTRYPOINT's arguments, then the service's command or else the image's CMD.
+func (p *planner) ratelimitArgs(s *composeService) []string {
+	args := append([]string{}, p.df.Entrypoint[1:]...)
+	if len(s.Command) == 0 {
+		return append(args, p.df.Cmd...)
+	}
+	return append(args, s.Command...)
+}
+
+// ratelimitSettings is what a replica is set to, by flag name: its variables, then its
+// command line's flags, which win over them as they do in the binary.
+func (p *planner) ratelimitSettings(s *composeService) map[string]string {
+	settings := map[string]string{}
+	for k, v := range p.ratelimitEnv(s) {
+		if name, ok := variableFlag(k); ok {
+			settings[name] = v
+		}
+	}
+	maps.Copy(settings, commandFlags(p.ratelimitArgs(s)))
+	return settings
+}
+
+// variableFlag is the flag a variable of the binary stands for: RATELIMIT_EXT_GRPC_ADDR
+// is grpc-addr.
+func variableFlag(k string) (string, bool) {
+	name, ok := strings.CutPrefix(k, "RATELIMIT_EXT_")
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-"), ok
+}
+
+// commandFlags is the flags of a command line by name, the last of each winning:
+// "-name=value", "--name=value", and "--name value" when the next argument is not a
+// flag (serve takes no positional arguments, so that is a value).
+func commandFlags(args []string) map[string]string {
+	flags := map[string]string{}
+	for i := 0; i < len(args); i++ {
+		name, ok := strings.CutPrefix(args[i], "-")
+		if !ok {
+			continue
+		}
+		name = strings.TrimPrefix(name, "-")
+		if n, v, ok := strings.Cut(name, "="); ok {
+			flags[n] = v
+		} else if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			flags[name] = args[i+1]
+			i++
+		}
+	}
+	return flags
 }
 
 // declareEnvoy reads the Envoy config the command names, through the service's
@@ -563,15 +606,17 @@ func (p *planner) resolveRedis(sp *ServicePlan, s *composeService) {
 // binary does not read is an error: a typo, most likely.
 func (p *planner) resolveRatelimit(sp *ServicePlan, s *composeService) {
 	sp.Path = p.in.Binaries[kindRatelimit]
-	args := append(append([]string{}, p.df.Entrypoint[1:]...), s.Command...)
-	if len(s.Command) == 0 {
-		args = append(args, p.df.Cmd...)
-	}
-	for _, a := range args {
+	for _, a := range p.ratelimitArgs(s) {
 		sp.Args = append(sp.Args, p.mapValue(sp.Name, "argument "+strconv.Quote(a), a))
 	}
 	env := p.ratelimitEnv(s)
+	given := commandFlags(p.ratelimitArgs(s))
 	for _, k := range sortedKeys(env) {
+		if name, ok := variableFlag(k); ok {
+			if _, set := given[name]; set {
+				continue // a flag sets it: the binary ignores the variable
+			}
+		}
 		if !strings.HasPrefix(k, "RATELIMIT_EXT_") {
 			p.errorf("service %s: environment %s: ratelimit-ext reads only RATELIMIT_EXT_* variables", sp.Name, k)
 			continue
@@ -688,7 +733,11 @@ func (p *planner) mapValue(svc, what, v string) string {
 func (p *planner) mapHost(svc, what, host string, port int) (string, int) {
 	switch host {
 	case "0.0.0.0", "", "::", "[::]":
-		return "127.0.0.1", p.ports[svc][port]
+		lp := p.ports[svc][port]
+		if lp == 0 {
+			p.errorf("service %s: %s: listens on %d, which the harness did not find among the service's listeners", svc, what, port)
+		}
+		return "127.0.0.1", lp
 	case "127.0.0.1", "localhost", "::1":
 		p.errorf("service %s: %s: %s:%d is the container's own loopback; other containers cannot reach it", svc, what, host, port)
 		return host, port
