@@ -160,73 +160,30 @@ func VarName(flag string) string {
 // note per variable seen. A value we cannot honour that would change behaviour
 // silently (an unknown CONFIG_TYPE) is an error.
 func Apply(e Env) ([]Note, error) {
-	given, lookup, setenv := e.Given, e.Lookup, e.Set
-	var notes []Note
-	// takenBy says what of ours sets flag, winning over theirs: the flag on the
-	// command line, or our variable ("" when neither).
-	takenBy := func(flag string) string {
-		if given[flag] {
-			return "--" + flag + " is given"
-		}
-		if _, ok := lookup(VarName(flag)); ok {
-			return VarName(flag) + " is set"
-		}
-		return ""
-	}
-	taken := func(flag string) bool { return takenBy(flag) != "" }
-	assign := func(legacy, flag, value string, show bool) {
-		ours := VarName(flag)
-		if by := takenBy(flag); by != "" {
-			notes = append(notes, ignoredNote(legacy, by))
-			return
-		}
-		shown := ours + "=" + value
-		if !show {
-			shown = ours + " (the value is not logged)"
-		}
-		if err := setenv(ours, value); err == nil {
-			notes = append(notes, Note{Name: legacy, Outcome: "mapped to " + shown, MappedTo: ours})
-		}
-	}
-	set := func(legacy, flag, value string) { assign(legacy, flag, value, true) }
-	get := func(name string) (string, bool) {
-		v, ok := lookup(name)
-		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
-	}
-	note := func(legacy, outcome string) { notes = append(notes, Note{Name: legacy, Outcome: outcome}) }
-	m := mapper{get: get, taken: taken, takenBy: takenBy, set: set, note: note,
-		setSecret: func(legacy, flag, value string) { assign(legacy, flag, value, false) },
-		ignore:    func(legacy, why string) { notes = append(notes, ignoredNote(legacy, why)) },
-		setDefault: func(legacy, flag, value string) {
-			ours := VarName(flag)
-			if err := setenv(ours, value); err == nil {
-				notes = append(notes, Note{Name: legacy, MappedTo: ours,
-					Outcome: "not set: envoyproxy/ratelimit's default, " + value + ", exists and is read (" + ours + "=" + value + ")"})
-			}
-		}}
+	m := &mapping{env: e}
 	xds, err := mapLegacyXDS(m)
 	if err != nil {
-		return notes, err
+		return m.notes, err
 	}
-	if uds, ok := get("GRPC_UDS"); ok {
+	if uds, ok := m.get("GRPC_UDS"); ok {
 		// Envoy would be pointed at a socket nobody listens on: stop, as for TLS
 		// without a certificate.
-		return notes, fmt.Errorf("GRPC_UDS=%q: a unix-socket gRPC listener is not supported; listen on TCP (--grpc-addr, or GRPC_PORT) and point Envoy's cluster at it", uds)
+		return m.notes, fmt.Errorf("GRPC_UDS=%q: a unix-socket gRPC listener is not supported; listen on TCP (--grpc-addr, or GRPC_PORT) and point Envoy's cluster at it", uds)
 	}
 	if err := mapQuotaMode(m); err != nil {
-		return notes, err
+		return m.notes, err
 	}
 	if err := mapCalendarMonth(m); err != nil {
-		return notes, err
+		return m.notes, err
 	}
 	if err := mapLegacyBackend(m); err != nil {
-		return notes, err
+		return m.notes, err
 	}
 	if err := mapLegacyRuntime(m, xds); err != nil {
-		return notes, err
+		return m.notes, err
 	}
 	if err := mapLegacyListeners(m); err != nil {
-		return notes, err
+		return m.notes, err
 	}
 	// Words (levels, formats, booleans, and the pool size) are matched in any case; a key prefix is data
 	// and passes unchanged ("App_" and "app_" are different keys).
@@ -235,46 +192,118 @@ func Apply(e Env) ([]Note, error) {
 		"RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
 	}
 	for legacy, flag := range words {
-		if v, ok := get(legacy); ok {
-			set(legacy, flag, strings.ToLower(v))
+		if v, ok := m.get(legacy); ok {
+			m.set(legacy, flag, strings.ToLower(v))
 		}
 	}
 	mapLegacyLogging(m)
 	// Go durations there too (envconfig's time.Duration).
 	for legacy, flag := range map[string]string{"GRPC_MAX_CONNECTION_AGE": "grpc-max-connection-age",
 		"GRPC_MAX_CONNECTION_AGE_GRACE": "grpc-max-connection-age-grace"} {
-		if v, ok := get(legacy); ok {
-			set(legacy, flag, v)
+		if v, ok := m.get(legacy); ok {
+			m.set(legacy, flag, v)
 		}
 	}
-	if v, ok := get("CACHE_KEY_PREFIX"); ok {
-		set("CACHE_KEY_PREFIX", "key-prefix", v)
+	if v, ok := m.get("CACHE_KEY_PREFIX"); ok {
+		m.set("CACHE_KEY_PREFIX", "key-prefix", v)
 	}
-	for _, mapGroup := range []func(mapper) error{mapLegacyRedis, mapLegacyGRPCTLS, mapLegacyMetrics} {
+	for _, mapGroup := range []func(*mapping) error{mapLegacyRedis, mapLegacyGRPCTLS, mapLegacyMetrics} {
 		if err := mapGroup(m); err != nil {
-			return notes, err
+			return m.notes, err
 		}
 	}
-	if _, ok := get("TRACING_ENABLED"); ok {
+	if _, ok := m.get("TRACING_ENABLED"); ok {
 		// The exporter's standard variable, which Envoy Gateway sets with tracing on.
-		if _, ok := get("OTEL_EXPORTER_OTLP_ENDPOINT"); ok {
+		if _, ok := m.get("OTEL_EXPORTER_OTLP_ENDPOINT"); ok {
 			m.ignore("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing is not supported: no spans are exported")
 		}
 	}
 	for legacy, why := range ignoredLegacy {
-		if _, ok := get(legacy); ok {
-			notes = append(notes, ignoredNote(legacy, why))
+		if _, ok := m.get(legacy); ok {
+			m.ignore(legacy, why)
 		}
 	}
-	sort.SliceStable(notes, func(i, j int) bool { return notes[i].Name < notes[j].Name })
-	return notes, nil
+	sort.SliceStable(m.notes, func(i, j int) bool { return m.notes[i].Name < m.notes[j].Name })
+	return m.notes, nil
+}
+
+// mapping is one run of Apply: the environment it reads and writes, and the notes so
+// far. A group of legacy variables is mapped with its methods: read one (get), set one
+// of ours (set; setSecret for a value that must not reach the log), report one
+// ignored, or say what became of one that sets nothing itself (note: a switch for others).
+type mapping struct {
+	env   Env
+	notes []Note
+}
+
+// get reads a legacy variable, without surrounding spaces: one that is blank counts as
+// not set.
+func (m *mapping) get(name string) (string, bool) {
+	v, ok := m.env.Lookup(name)
+	return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
+}
+
+// takenBy says what of ours sets flag, winning over theirs: the flag on the command
+// line, or our variable ("" when neither).
+func (m *mapping) takenBy(flag string) string {
+	if m.env.Given[flag] {
+		return "--" + flag + " is given"
+	}
+	if _, ok := m.env.Lookup(VarName(flag)); ok {
+		return VarName(flag) + " is set"
+	}
+	return ""
+}
+
+// taken says whether our flag or variable for flag is set: it wins over theirs.
+func (m *mapping) taken(flag string) bool { return m.takenBy(flag) != "" }
+
+// set maps legacy onto our variable for flag, with value, unless ours is taken (then
+// legacy is ignored, and the note says by what).
+func (m *mapping) set(legacy, flag, value string) { m.assign(legacy, flag, value, true) }
+
+// setSecret is set for a value that must not reach the log (a password, a token).
+func (m *mapping) setSecret(legacy, flag, value string) { m.assign(legacy, flag, value, false) }
+
+// assign is set (show) and setSecret (not show). A variable Env.Set refuses gets no note.
+func (m *mapping) assign(legacy, flag, value string, show bool) {
+	ours := VarName(flag)
+	if by := m.takenBy(flag); by != "" {
+		m.ignore(legacy, by)
+		return
+	}
+	shown := ours + "=" + value
+	if !show {
+		shown = ours + " (the value is not logged)"
+	}
+	if err := m.env.Set(ours, value); err == nil {
+		m.notes = append(m.notes, Note{Name: legacy, Outcome: "mapped to " + shown, MappedTo: ours})
+	}
+}
+
+// setDefault sets flag to envoyproxy/ratelimit's default for legacy, which is unset.
+// It does not check that ours is free: the caller has.
+func (m *mapping) setDefault(legacy, flag, value string) {
+	ours := VarName(flag)
+	if err := m.env.Set(ours, value); err == nil {
+		m.notes = append(m.notes, Note{Name: legacy, MappedTo: ours,
+			Outcome: "not set: envoyproxy/ratelimit's default, " + value + ", exists and is read (" + ours + "=" + value + ")"})
+	}
+}
+
+// ignore reports legacy as having no effect, and why.
+func (m *mapping) ignore(legacy, why string) { m.notes = append(m.notes, ignoredNote(legacy, why)) }
+
+// note says what became of legacy when it sets nothing of ours itself.
+func (m *mapping) note(legacy, outcome string) {
+	m.notes = append(m.notes, Note{Name: legacy, Outcome: outcome})
 }
 
 // mapLegacyRuntime maps RUNTIME_ROOT, RUNTIME_SUBDIRECTORY and RUNTIME_APPDIRECTORY to
 // --config-dir, or says why they are ignored (rules from xDS). A directory they name
 // under the default root that is not there is an error; with none of them set,
 // envoyproxy/ratelimit's default directory is read when it exists.
-func mapLegacyRuntime(m mapper, xds bool) error {
+func mapLegacyRuntime(m *mapping, xds bool) error {
 	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
 	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := m.get(v); return ok })
 	switch {
@@ -319,7 +348,7 @@ const legacyRulesDir = "/srv/runtime_data/current/config"
 
 // mapLegacyListeners maps the listeners' HOST and PORT variables (and GRPC_HOST,
 // GRPC_PORT) to --http-addr and --grpc-addr, either one defaulting as there.
-func mapLegacyListeners(m mapper) error {
+func mapLegacyListeners(m *mapping) error {
 	for _, l := range []struct{ portVar, hostVar, flag, defaultPort string }{
 		{"PORT", "HOST", "http-addr", "8080"}, {"GRPC_PORT", "GRPC_HOST", "grpc-addr", "8081"},
 	} {
@@ -367,7 +396,7 @@ var logrusLevels = map[string]string{"warning": "warn", "trace": "debug", "fatal
 // that an environment it started with starts this service too: LOG_LEVEL in logrus's
 // words (a level logrus does not know stops both), and LOG_FORMAT json or, for any other
 // value, text.
-func mapLegacyLogging(m mapper) {
+func mapLegacyLogging(m *mapping) {
 	if v, ok := m.get("LOG_LEVEL"); ok {
 		v = strings.ToLower(v)
 		m.set("LOG_LEVEL", "log-level", cmp.Or(logrusLevels[v], v))
@@ -386,7 +415,7 @@ func mapLegacyLogging(m mapper) {
 // envoyproxy/ratelimit's REDIS_URL is host:port (or a socket path, or for Sentinel
 // "master,host:port,host:port"); each address may also be a redis:// URL. A URL that
 // carries a password is not logged.
-func mapLegacyRedis(m mapper) error {
+func mapLegacyRedis(m *mapping) error {
 	get := m.get
 	tlsOn := false
 	if v, ok := get("REDIS_TLS"); ok {
@@ -503,7 +532,7 @@ func mapLegacyRedis(m mapper) error {
 // mapQuotaMode handles QUOTA_MODE, envoyproxy/ratelimit's quota mode for every limit.
 // There is no such switch here (quota_mode is a rule's), and serving its limits as hard
 // limits would deny requests it allowed: true stops the process.
-func mapQuotaMode(m mapper) error {
+func mapQuotaMode(m *mapping) error {
 	v, ok := m.get("QUOTA_MODE")
 	if !ok {
 		return nil
@@ -526,7 +555,7 @@ func mapQuotaMode(m mapper) error {
 const calendarMonthsVar = "USE_CALENDAR_MONTH_RATE_LIMIT"
 
 // mapCalendarMonth reports USE_CALENDAR_MONTH_RATE_LIMIT; serve acts on it with the rules.
-func mapCalendarMonth(m mapper) error {
+func mapCalendarMonth(m *mapping) error {
 	v, ok := m.get(calendarMonthsVar)
 	if !ok {
 		return nil
@@ -578,7 +607,7 @@ func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 // mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not
 // mapped here. Running on without it would put each replica on its own memory, and N
 // replicas would allow N times every limit without a word.
-func mapLegacyBackend(m mapper) error {
+func mapLegacyBackend(m *mapping) error {
 	backend, set := m.get("BACKEND_TYPE")
 	// Our own choice of store (a Redis URL, or an engine) settles it, whatever theirs.
 	for _, flag := range []string{"redis-url", "engine"} {
@@ -613,7 +642,7 @@ func mapLegacyBackend(m mapper) error {
 
 // setRedisURL sets our Redis URL, with params (encoded key=value pairs) as its query;
 // with credentials in it the startup notes do not show it.
-func setRedisURL(m mapper, scheme, userinfo, host, db string, params []string) {
+func setRedisURL(m *mapping, scheme, userinfo, host, db string, params []string) {
 	u := scheme + userinfo + host
 	if db != "" {
 		u += "/" + db
@@ -634,7 +663,7 @@ func setRedisURL(m mapper, scheme, userinfo, host, db string, params []string) {
 
 // sentinelUserinfo is the sentinels' credentials as a URL's userinfo: the first
 // sentinel's address's own, else REDIS_SENTINEL_AUTH's (noted through used).
-func sentinelUserinfo(m mapper, first redisAddr, used func(legacy, how string)) string {
+func sentinelUserinfo(m *mapping, first redisAddr, used func(legacy, how string)) string {
 	auth, set := m.get("REDIS_SENTINEL_AUTH")
 	if first.user != "" {
 		if set {
@@ -647,7 +676,7 @@ func sentinelUserinfo(m mapper, first redisAddr, used func(legacy, how string)) 
 }
 
 // ignoreSentinelAuth reports REDIS_SENTINEL_AUTH unused, when set.
-func ignoreSentinelAuth(m mapper, why string) {
+func ignoreSentinelAuth(m *mapping, why string) {
 	if _, ok := m.get("REDIS_SENTINEL_AUTH"); ok {
 		m.ignore("REDIS_SENTINEL_AUTH", why)
 	}
@@ -719,7 +748,7 @@ var legacyRedisTLSFiles = []struct{ legacy, flag string }{
 }
 
 // mapRedisTLSFiles maps the Redis TLS files when on, else reports them ignored with why.
-func mapRedisTLSFiles(m mapper, on bool, why string) {
+func mapRedisTLSFiles(m *mapping, on bool, why string) {
 	for _, x := range legacyRedisTLSFiles {
 		if v, ok := m.get(x.legacy); ok {
 			if on {
@@ -743,7 +772,7 @@ var legacyGRPCTLS = []struct{ legacy, flag string }{
 
 // mapLegacyGRPCTLS maps GRPC_SERVER_USE_TLS and the files it turns on. TLS asked for
 // without a certificate is an error: serving plaintext instead would break every call.
-func mapLegacyGRPCTLS(m mapper) error {
+func mapLegacyGRPCTLS(m *mapping) error {
 	useTLS := false
 	if v, ok := m.get("GRPC_SERVER_USE_TLS"); ok {
 		b, err := strconv.ParseBool(v)
@@ -788,7 +817,7 @@ func mapLegacyGRPCTLS(m mapper) error {
 
 // mapLegacyMetrics gives metrics the port of their own that USE_PROMETHEUS=true opens
 // there (PROMETHEUS_ADDR, default :9090). /metrics stays on the HTTP port as well.
-func mapLegacyMetrics(m mapper) error {
+func mapLegacyMetrics(m *mapping) error {
 	on := false
 	if v, ok := m.get("USE_PROMETHEUS"); ok {
 		b, err := strconv.ParseBool(v)
@@ -824,19 +853,6 @@ func mapLegacyMetrics(m mapper) error {
 	return nil
 }
 
-// mapper is what a group of legacy variables is mapped with: read one, set one of ours
-// (setSecret for values that must not reach the log), report one ignored, or say what
-// became of one that sets nothing itself (a switch for others).
-type mapper struct {
-	get            func(string) (string, bool)
-	taken          func(flag string) bool   // our flag or variable for flag is set: it wins
-	takenBy        func(flag string) string // what of ours sets flag, or ""
-	set, setSecret func(legacy, flag, value string)
-	// setDefault sets flag to envoyproxy/ratelimit's default for legacy, which is unset.
-	setDefault   func(legacy, flag, value string)
-	ignore, note func(legacy, outcome string)
-}
-
 // xdsServerDefault is envoyproxy/ratelimit's CONFIG_GRPC_XDS_SERVER_URL when unset.
 const xdsServerDefault = "localhost:18000"
 
@@ -861,7 +877,7 @@ var legacyXDSSimple = []struct{ legacy, flag string }{
 // mapLegacyXDS maps CONFIG_TYPE and, when it is GRPC_XDS_SOTW, the xDS client's
 // variables, and says whether rules come from xDS. With any other CONFIG_TYPE those
 // variables are ignored, as they are there.
-func mapLegacyXDS(m mapper) (bool, error) {
+func mapLegacyXDS(m *mapping) (bool, error) {
 	get, set, ignore := m.get, m.set, m.ignore
 	xdsVars := []string{"CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
 		"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "CONFIG_GRPC_XDS_SERVER_USE_TLS",
