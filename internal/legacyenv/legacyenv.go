@@ -158,71 +158,32 @@ func VarName(flag string) string {
 
 // Apply maps envoyproxy/ratelimit's variables found in e onto our own and returns a
 // note per variable seen. A value we cannot honour that would change behaviour
-// silently (an unknown CONFIG_TYPE) is an error.
+// silently (an unknown CONFIG_TYPE) is an error; the notes returned with it are those
+// made so far.
 func Apply(e Env) ([]Note, error) {
 	m := &mapping{env: e}
 	xds, err := mapLegacyXDS(m)
 	if err != nil {
 		return m.notes, err
 	}
-	if uds, ok := m.get("GRPC_UDS"); ok {
-		// Envoy would be pointed at a socket nobody listens on: stop, as for TLS
-		// without a certificate.
-		return m.notes, fmt.Errorf("GRPC_UDS=%q: a unix-socket gRPC listener is not supported; listen on TCP (--grpc-addr, or GRPC_PORT) and point Envoy's cluster at it", uds)
-	}
-	if err := mapQuotaMode(m); err != nil {
-		return m.notes, err
-	}
-	if err := mapCalendarMonth(m); err != nil {
-		return m.notes, err
-	}
-	if err := mapLegacyBackend(m); err != nil {
-		return m.notes, err
-	}
-	if err := mapLegacyRuntime(m, xds); err != nil {
-		return m.notes, err
-	}
-	if err := mapLegacyListeners(m); err != nil {
-		return m.notes, err
-	}
-	// Words (levels, formats, booleans, and the pool size) are matched in any case; a key prefix is data
-	// and passes unchanged ("App_" and "app_" are different keys).
-	words := map[string]string{
-		"SHADOW_MODE": "shadow-mode", "REDIS_POOL_SIZE": "redis-pool-size",
-		"RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
-	}
-	for legacy, flag := range words {
-		if v, ok := m.get(legacy); ok {
-			m.set(legacy, flag, strings.ToLower(v))
+	mapRuntime := func(m *mapping) error { return mapLegacyRuntime(m, xds) }
+	for _, mapGroup := range []func(*mapping) error{
+		refuseGRPCUDS, mapQuotaMode, mapCalendarMonth, mapLegacyBackend, mapRuntime, mapLegacyListeners,
+	} {
+		if err := mapGroup(m); err != nil {
+			return m.notes, err
 		}
 	}
+	mapLegacyWords(m)
 	mapLegacyLogging(m)
-	// Go durations there too (envconfig's time.Duration).
-	for legacy, flag := range map[string]string{"GRPC_MAX_CONNECTION_AGE": "grpc-max-connection-age",
-		"GRPC_MAX_CONNECTION_AGE_GRACE": "grpc-max-connection-age-grace"} {
-		if v, ok := m.get(legacy); ok {
-			m.set(legacy, flag, v)
-		}
-	}
-	if v, ok := m.get("CACHE_KEY_PREFIX"); ok {
-		m.set("CACHE_KEY_PREFIX", "key-prefix", v)
-	}
+	mapLegacyVerbatim(m)
 	for _, mapGroup := range []func(*mapping) error{mapLegacyRedis, mapLegacyGRPCTLS, mapLegacyMetrics} {
 		if err := mapGroup(m); err != nil {
 			return m.notes, err
 		}
 	}
-	if _, ok := m.get("TRACING_ENABLED"); ok {
-		// The exporter's standard variable, which Envoy Gateway sets with tracing on.
-		if _, ok := m.get("OTEL_EXPORTER_OTLP_ENDPOINT"); ok {
-			m.ignore("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing is not supported: no spans are exported")
-		}
-	}
-	for legacy, why := range ignoredLegacy {
-		if _, ok := m.get(legacy); ok {
-			m.ignore(legacy, why)
-		}
-	}
+	ignoreTracingExporter(m)
+	ignoreUnmapped(m)
 	sort.SliceStable(m.notes, func(i, j int) bool { return m.notes[i].Name < m.notes[j].Name })
 	return m.notes, nil
 }
@@ -297,6 +258,67 @@ func (m *mapping) ignore(legacy, why string) { m.notes = append(m.notes, ignored
 // note says what became of legacy when it sets nothing of ours itself.
 func (m *mapping) note(legacy, outcome string) {
 	m.notes = append(m.notes, Note{Name: legacy, Outcome: outcome})
+}
+
+// refuseGRPCUDS stops the start when GRPC_UDS is set: Envoy would be pointed at a
+// socket nobody listens on, so stop, as for TLS without a certificate.
+func refuseGRPCUDS(m *mapping) error {
+	if uds, ok := m.get("GRPC_UDS"); ok {
+		return fmt.Errorf("GRPC_UDS=%q: a unix-socket gRPC listener is not supported; listen on TCP (--grpc-addr, or GRPC_PORT) and point Envoy's cluster at it", uds)
+	}
+	return nil
+}
+
+// legacyWords are the variables whose values are words (booleans, and the pool size):
+// words are matched in any case, so they are passed on in lower case.
+var legacyWords = map[string]string{
+	"SHADOW_MODE": "shadow-mode", "REDIS_POOL_SIZE": "redis-pool-size",
+	"RESPONSE_DYNAMIC_METADATA": "response-dynamic-metadata",
+}
+
+// mapLegacyWords maps legacyWords, in lower case.
+func mapLegacyWords(m *mapping) {
+	for legacy, flag := range legacyWords {
+		if v, ok := m.get(legacy); ok {
+			m.set(legacy, flag, strings.ToLower(v))
+		}
+	}
+}
+
+// mapLegacyVerbatim maps the variables whose values pass unchanged: Go durations there
+// too (envconfig's time.Duration), and the key prefix, which is data, not a word
+// ("App_" and "app_" are different keys).
+func mapLegacyVerbatim(m *mapping) {
+	for legacy, flag := range map[string]string{"GRPC_MAX_CONNECTION_AGE": "grpc-max-connection-age",
+		"GRPC_MAX_CONNECTION_AGE_GRACE": "grpc-max-connection-age-grace"} {
+		if v, ok := m.get(legacy); ok {
+			m.set(legacy, flag, v)
+		}
+	}
+	if v, ok := m.get("CACHE_KEY_PREFIX"); ok {
+		m.set("CACHE_KEY_PREFIX", "key-prefix", v)
+	}
+}
+
+// ignoreTracingExporter reports OTEL_EXPORTER_OTLP_ENDPOINT, the exporter's standard
+// variable, which Envoy Gateway sets with tracing on. It is not envoyproxy/ratelimit's
+// own, so it is reported only beside TRACING_ENABLED.
+func ignoreTracingExporter(m *mapping) {
+	if _, ok := m.get("TRACING_ENABLED"); ok {
+		if _, ok := m.get("OTEL_EXPORTER_OTLP_ENDPOINT"); ok {
+			m.ignore("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing is not supported: no spans are exported")
+		}
+	}
+}
+
+// ignoreUnmapped reports each variable of ignoredLegacy that is set, with what to do
+// instead.
+func ignoreUnmapped(m *mapping) {
+	for legacy, why := range ignoredLegacy {
+		if _, ok := m.get(legacy); ok {
+			m.ignore(legacy, why)
+		}
+	}
 }
 
 // mapLegacyRuntime maps RUNTIME_ROOT, RUNTIME_SUBDIRECTORY and RUNTIME_APPDIRECTORY to
