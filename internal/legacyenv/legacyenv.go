@@ -438,117 +438,178 @@ func mapLegacyLogging(m *mapping) {
 // "master,host:port,host:port"); each address may also be a redis:// URL. A URL that
 // carries a password is not logged.
 func mapLegacyRedis(m *mapping) error {
-	get := m.get
 	tlsOn := false
-	if v, ok := get("REDIS_TLS"); ok {
+	if v, ok := m.get("REDIS_TLS"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return fmt.Errorf("REDIS_TLS=%q: want true or false", v)
 		}
 		tlsOn = b
 	}
-	addr, ok := get("REDIS_URL")
+	addr, ok := m.get("REDIS_URL")
 	if !ok {
-		for _, v := range []string{"REDIS_TLS", "REDIS_SOCKET_TYPE", "REDIS_AUTH", "REDIS_SENTINEL_AUTH", "REDIS_TYPE"} {
-			if _, ok := get(v); ok {
-				m.ignore(v, "REDIS_URL is not set")
-			}
-		}
-		mapRedisTLSFiles(m, false, "REDIS_URL is not set")
+		ignoreRedisWithoutURL(m)
 		return nil
 	}
-	// The variables below only shape the URL: each says so in the startup notes, or that
-	// it is not used when our own URL is set (REDIS_URL's own note says so too).
-	urlTaken := m.taken("redis-url")
-	used := func(legacy, how string) {
-		if _, ok := get(legacy); !ok {
-			return
-		}
-		if urlTaken {
-			m.ignore(legacy, m.takenBy("redis-url"))
-			return
-		}
-		m.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
-	}
-	auth, _ := get("REDIS_AUTH")
+	r := redisMapping{mapping: m, urlTaken: m.taken("redis-url")}
+	r.auth, _ = m.get("REDIS_AUTH")
 	// envoyproxy/ratelimit's default socket type is unix; a TCP address without it set
 	// is far more common here, so an unset type means TCP unless the URL is a path.
-	socket, set := get("REDIS_SOCKET_TYPE")
+	socket, set := m.get("REDIS_SOCKET_TYPE")
 	if strings.EqualFold(socket, "unix") || (!set && strings.HasPrefix(addr, "/")) {
-		setRedisURL(m, "unix://", redisUserinfo(auth), addr, "", nil)
-		used("REDIS_SOCKET_TYPE", "a unix:// socket")
-		used("REDIS_AUTH", "the password in the Redis URL")
-		ignoreSentinelAuth(m, "REDIS_SOCKET_TYPE is unix")
-		mapRedisTLSFiles(m, false, "REDIS_SOCKET_TYPE is unix")
+		r.mapSocket(addr)
 		return nil
 	}
-	used("REDIS_SOCKET_TYPE", "a TCP address")
-	parts := strings.Split(addr, ",")
-	mode, _ := get("REDIS_TYPE")
-	switch strings.ToLower(mode) {
-	case "", "single":
-		used("REDIS_TYPE", "one Redis server")
-	case "cluster":
-		m.set("REDIS_TYPE", "redis-mode", "cluster")
-	case "sentinel":
-		if len(parts) < 2 {
-			return fmt.Errorf("REDIS_TYPE=sentinel wants REDIS_URL=master,host:port[,host:port...]")
+	return r.mapTCP(addr, tlsOn)
+}
+
+// ignoreRedisWithoutURL reports the variables that would shape REDIS_URL, when it is
+// not set.
+func ignoreRedisWithoutURL(m *mapping) {
+	for _, v := range []string{"REDIS_TLS", "REDIS_SOCKET_TYPE", "REDIS_AUTH", "REDIS_SENTINEL_AUTH", "REDIS_TYPE"} {
+		if _, ok := m.get(v); ok {
+			m.ignore(v, "REDIS_URL is not set")
 		}
-		m.set("REDIS_TYPE", "redis-mode", "sentinel")
-		m.set("REDIS_TYPE", "redis-sentinel-master", parts[0])
-		parts = parts[1:]
-	default:
-		return fmt.Errorf("REDIS_TYPE=%s: want single, cluster or sentinel", mode)
 	}
-	hosts := make([]string, len(parts))
-	var first redisAddr
-	for i, p := range parts {
-		a, err := parseRedisAddr(strings.TrimSpace(p))
-		if err != nil {
-			return fmt.Errorf("REDIS_URL: address %d: %w", i+1, err)
+	mapRedisTLSFiles(m, false, "REDIS_URL is not set")
+}
+
+// redisMapping maps REDIS_URL, with the variables that only shape it (REDIS_AUTH,
+// REDIS_SOCKET_TYPE, REDIS_TYPE, REDIS_TLS, REDIS_SENTINEL_AUTH), onto our Redis URL.
+type redisMapping struct {
+	*mapping
+	// urlTaken says that our own Redis URL wins. It is read before this mapping sets
+	// one, which would take it too.
+	urlTaken bool
+	auth     string // REDIS_AUTH: "password" or "user:password"
+}
+
+// used notes how legacy, when set, shaped the Redis URL; or, when our own URL wins,
+// that it is not used (REDIS_URL's own note says so too).
+func (r redisMapping) used(legacy, how string) {
+	if _, ok := r.get(legacy); !ok {
+		return
+	}
+	if r.urlTaken {
+		r.ignore(legacy, r.takenBy("redis-url"))
+		return
+	}
+	r.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
+}
+
+// mapSocket maps a unix socket's path: one server, without TLS.
+func (r redisMapping) mapSocket(path string) {
+	setRedisURL(r.mapping, "unix://", redisUserinfo(r.auth), path, "", nil)
+	r.used("REDIS_SOCKET_TYPE", "a unix:// socket")
+	r.used("REDIS_AUTH", "the password in the Redis URL")
+	ignoreSentinelAuth(r.mapping, "REDIS_SOCKET_TYPE is unix")
+	mapRedisTLSFiles(r.mapping, false, "REDIS_SOCKET_TYPE is unix")
+}
+
+// mapTCP maps TCP addresses: one server's, a cluster's nodes', or a Sentinel master's
+// name and its sentinels'. The first address is the URL's host; the others are its
+// addr= parameters. tlsOn is REDIS_TLS; a rediss:// address turns TLS on as well.
+func (r redisMapping) mapTCP(addr string, tlsOn bool) error {
+	r.used("REDIS_SOCKET_TYPE", "a TCP address")
+	mode, _ := r.get("REDIS_TYPE")
+	parts, err := r.mapMode(mode, strings.Split(addr, ","))
+	if err != nil {
+		return err
+	}
+	addrs, err := parseRedisAddrs(r.mapping, parts)
+	if err != nil {
+		return err
+	}
+	first := addrs[0]
+	params := make([]string, 0, len(addrs)+1)
+	for i, a := range addrs {
+		if i > 0 {
+			params = append(params, "addr="+a.host)
 		}
-		if i == 0 {
-			first = a
-		} else if a.user != "" {
-			m.note("REDIS_URL", fmt.Sprintf("the credentials in address %d are not used: every node gets the first address's (or REDIS_AUTH)", i+1))
-		}
-		hosts[i] = a.host
 		tlsOn = tlsOn || a.tls
-	}
-	params := make([]string, 0, len(hosts)+1)
-	for _, h := range hosts[1:] {
-		params = append(params, "addr="+h)
 	}
 	var userinfo string
 	if strings.EqualFold(mode, "sentinel") {
-		// There REDIS_AUTH is the master's and REDIS_SENTINEL_AUTH the sentinels'; in
-		// go-redis's failover URL the userinfo is the sentinels' and the master's
-		// credentials are the username= and password= parameters.
-		userinfo = sentinelUserinfo(m, first, used)
-		if auth != "" {
-			params = append(params, masterCredentials(auth)...)
-			used("REDIS_AUTH", "the master's username= and password= in the Redis URL")
-		}
+		var credentials []string
+		userinfo, credentials = r.sentinelCredentials(first)
+		params = append(params, credentials...)
 	} else {
-		ignoreSentinelAuth(m, "REDIS_TYPE is not sentinel")
-		userinfo = redisUserinfo(auth)
-		if first.user != "" {
-			if auth != "" {
-				m.ignore("REDIS_AUTH", "REDIS_URL carries its own credentials")
-			}
-			userinfo = first.user + "@"
-		} else {
-			used("REDIS_AUTH", "the password in the Redis URL")
-		}
+		userinfo = r.serverCredentials(first)
 	}
 	scheme, how := "redis://", "redis://, plaintext"
 	if tlsOn {
 		scheme, how = "rediss://", "rediss://, TLS"
 	}
-	used("REDIS_TLS", how)
-	setRedisURL(m, scheme, userinfo, hosts[0], first.db, params)
-	mapRedisTLSFiles(m, tlsOn, "REDIS_TLS is not true")
+	r.used("REDIS_TLS", how)
+	setRedisURL(r.mapping, scheme, userinfo, first.host, first.db, params)
+	mapRedisTLSFiles(r.mapping, tlsOn, "REDIS_TLS is not true")
 	return nil
+}
+
+// mapMode maps REDIS_TYPE (mode) and returns the addresses among parts, REDIS_URL's
+// comma-separated items: with Sentinel, the first item is the master's name.
+func (r redisMapping) mapMode(mode string, parts []string) ([]string, error) {
+	switch strings.ToLower(mode) {
+	case "", "single":
+		r.used("REDIS_TYPE", "one Redis server")
+	case "cluster":
+		r.set("REDIS_TYPE", "redis-mode", "cluster")
+	case "sentinel":
+		if len(parts) < 2 {
+			return nil, fmt.Errorf("REDIS_TYPE=sentinel wants REDIS_URL=master,host:port[,host:port...]")
+		}
+		r.set("REDIS_TYPE", "redis-mode", "sentinel")
+		r.set("REDIS_TYPE", "redis-sentinel-master", parts[0])
+		return parts[1:], nil
+	default:
+		return nil, fmt.Errorf("REDIS_TYPE=%s: want single, cluster or sentinel", mode)
+	}
+	return parts, nil
+}
+
+// parseRedisAddrs parses REDIS_URL's addresses. The URL has one userinfo for every
+// node, the first address's: credentials in the others are noted as not used.
+func parseRedisAddrs(m *mapping, parts []string) ([]redisAddr, error) {
+	addrs := make([]redisAddr, len(parts))
+	for i, p := range parts {
+		a, err := parseRedisAddr(strings.TrimSpace(p))
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: address %d: %w", i+1, err)
+		}
+		if i > 0 && a.user != "" {
+			m.note("REDIS_URL", fmt.Sprintf("the credentials in address %d are not used: every node gets the first address's (or REDIS_AUTH)", i+1))
+		}
+		addrs[i] = a
+	}
+	return addrs, nil
+}
+
+// sentinelCredentials is the userinfo and the parameters of a Sentinel URL. There
+// REDIS_AUTH is the master's and REDIS_SENTINEL_AUTH the sentinels'; in go-redis's
+// failover URL the userinfo is the sentinels' and the master's credentials are the
+// username= and password= parameters.
+func (r redisMapping) sentinelCredentials(first redisAddr) (string, []string) {
+	userinfo := r.sentinelUserinfo(first)
+	if r.auth == "" {
+		return userinfo, nil
+	}
+	params := masterCredentials(r.auth)
+	r.used("REDIS_AUTH", "the master's username= and password= in the Redis URL")
+	return userinfo, params
+}
+
+// serverCredentials is the userinfo of a single server's or a cluster's URL: the first
+// address's own, else REDIS_AUTH's.
+func (r redisMapping) serverCredentials(first redisAddr) string {
+	ignoreSentinelAuth(r.mapping, "REDIS_TYPE is not sentinel")
+	if first.user == "" {
+		r.used("REDIS_AUTH", "the password in the Redis URL")
+		return redisUserinfo(r.auth)
+	}
+	if r.auth != "" {
+		r.ignore("REDIS_AUTH", "REDIS_URL carries its own credentials")
+	}
+	return first.user + "@"
 }
 
 // mapQuotaMode handles QUOTA_MODE, envoyproxy/ratelimit's quota mode for every limit.
@@ -684,16 +745,16 @@ func setRedisURL(m *mapping, scheme, userinfo, host, db string, params []string)
 }
 
 // sentinelUserinfo is the sentinels' credentials as a URL's userinfo: the first
-// sentinel's address's own, else REDIS_SENTINEL_AUTH's (noted through used).
-func sentinelUserinfo(m *mapping, first redisAddr, used func(legacy, how string)) string {
-	auth, set := m.get("REDIS_SENTINEL_AUTH")
+// sentinel's address's own, else REDIS_SENTINEL_AUTH's.
+func (r redisMapping) sentinelUserinfo(first redisAddr) string {
+	auth, set := r.get("REDIS_SENTINEL_AUTH")
 	if first.user != "" {
 		if set {
-			m.ignore("REDIS_SENTINEL_AUTH", "REDIS_URL carries the sentinels' credentials")
+			r.ignore("REDIS_SENTINEL_AUTH", "REDIS_URL carries the sentinels' credentials")
 		}
 		return first.user + "@"
 	}
-	used("REDIS_SENTINEL_AUTH", "the sentinels' password in the Redis URL")
+	r.used("REDIS_SENTINEL_AUTH", "the sentinels' password in the Redis URL")
 	return redisUserinfo(auth)
 }
 
