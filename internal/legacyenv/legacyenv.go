@@ -961,106 +961,145 @@ var legacyXDSSimple = []struct{ legacy, flag string }{
 // variables, and says whether rules come from xDS. With any other CONFIG_TYPE those
 // variables are ignored, as they are there.
 func mapLegacyXDS(m *mapping) (bool, error) {
-	get, set, ignore := m.get, m.set, m.ignore
+	configType, _ := m.get("CONFIG_TYPE")
+	switch strings.ToUpper(configType) {
+	case "", "FILE":
+		ignoreLegacyXDS(m)
+		return false, nil
+	case "GRPC_XDS_SOTW":
+	default:
+		return false, fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
+	}
+	m.set("CONFIG_TYPE", "config-source", "xds") // --config-source's value for rules from xDS
+	server, ok := m.get("CONFIG_GRPC_XDS_SERVER_URL")
+	if !ok {
+		m.set("CONFIG_TYPE", "xds-server", xdsServerDefault) // their default
+	} else {
+		m.set("CONFIG_GRPC_XDS_SERVER_URL", "xds-server", server)
+	}
+	for _, x := range legacyXDSSimple {
+		if v, ok := m.get(x.legacy); ok {
+			m.set(x.legacy, x.flag, v)
+		}
+	}
+	for _, mapGroup := range []func(*mapping) error{mapXDSBackoff, mapXDSHeaders, mapXDSTLS, mapXDSStartWithoutRules} {
+		if err := mapGroup(m); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// ignoreLegacyXDS reports every xDS client variable that is set as ignored: rules do
+// not come from xDS.
+func ignoreLegacyXDS(m *mapping) {
 	xdsVars := []string{"CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
 		"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "CONFIG_GRPC_XDS_SERVER_USE_TLS",
 		"XDS_CLIENT_BACKOFF_JITTER", "XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "FORCE_START_WITHOUT_INITIAL_CONFIG"}
 	for _, v := range slices.Concat(legacyXDSTLS, legacyXDSSimple) {
 		xdsVars = append(xdsVars, v.legacy)
 	}
-	configType, _ := get("CONFIG_TYPE")
-	switch strings.ToUpper(configType) {
-	case "", "FILE":
-		for _, v := range xdsVars {
-			if _, ok := get(v); ok {
-				ignore(v, "CONFIG_TYPE is not GRPC_XDS_SOTW")
-			}
-		}
-		return false, nil
-	case "GRPC_XDS_SOTW":
-	default:
-		return false, fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
-	}
-	set("CONFIG_TYPE", "config-source", "xds") // --config-source's value for rules from xDS
-	server, ok := get("CONFIG_GRPC_XDS_SERVER_URL")
-	if !ok {
-		set("CONFIG_TYPE", "xds-server", xdsServerDefault) // their default
-	} else {
-		set("CONFIG_GRPC_XDS_SERVER_URL", "xds-server", server)
-	}
-	for _, x := range legacyXDSSimple {
-		if v, ok := get(x.legacy); ok {
-			set(x.legacy, x.flag, v)
+	for _, v := range xdsVars {
+		if _, ok := m.get(v); ok {
+			m.ignore(v, "CONFIG_TYPE is not GRPC_XDS_SOTW")
 		}
 	}
-	if v, ok := get("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL"); ok {
-		if _, both := get("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL"); both {
-			ignore("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "XDS_CLIENT_BACKOFF_INITIAL_INTERVAL sets the first wait")
+}
+
+// mapXDSBackoff maps the waits between the xDS client's attempts to connect: the first
+// (CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL, unless XDS_CLIENT_BACKOFF_INITIAL_INTERVAL
+// sets it), and their jitter. XDS_CLIENT_BACKOFF_JITTER=false turns jitter off (a
+// fraction of 0); otherwise XDS_CLIENT_BACKOFF_RANDOM_FACTOR is the fraction.
+func mapXDSBackoff(m *mapping) error {
+	if v, ok := m.get("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL"); ok {
+		if _, both := m.get("XDS_CLIENT_BACKOFF_INITIAL_INTERVAL"); both {
+			m.ignore("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "XDS_CLIENT_BACKOFF_INITIAL_INTERVAL sets the first wait")
 		} else {
-			set("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "xds-backoff-initial", v)
+			m.set("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "xds-backoff-initial", v)
 		}
 	}
 	jitter := true
-	if v, ok := get("XDS_CLIENT_BACKOFF_JITTER"); ok {
+	if v, ok := m.get("XDS_CLIENT_BACKOFF_JITTER"); ok {
 		on, err := strconv.ParseBool(v)
 		if err != nil {
-			return true, fmt.Errorf("XDS_CLIENT_BACKOFF_JITTER=%q: want true or false", v)
+			return fmt.Errorf("XDS_CLIENT_BACKOFF_JITTER=%q: want true or false", v)
 		}
 		jitter = on
 		if on {
-			ignore("XDS_CLIENT_BACKOFF_JITTER", "jitter is on by default; XDS_CLIENT_BACKOFF_RANDOM_FACTOR sets how much")
+			m.ignore("XDS_CLIENT_BACKOFF_JITTER", "jitter is on by default; XDS_CLIENT_BACKOFF_RANDOM_FACTOR sets how much")
 		} else {
-			set("XDS_CLIENT_BACKOFF_JITTER", "xds-backoff-jitter", "0")
+			m.set("XDS_CLIENT_BACKOFF_JITTER", "xds-backoff-jitter", "0")
 		}
 	}
-	if v, ok := get("XDS_CLIENT_BACKOFF_RANDOM_FACTOR"); ok {
+	if v, ok := m.get("XDS_CLIENT_BACKOFF_RANDOM_FACTOR"); ok {
 		if jitter {
-			set("XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "xds-backoff-jitter", v)
+			m.set("XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "xds-backoff-jitter", v)
 		} else {
-			ignore("XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "XDS_CLIENT_BACKOFF_JITTER=false turns jitter off")
+			m.ignore("XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "XDS_CLIENT_BACKOFF_JITTER=false turns jitter off")
 		}
 	}
-	if v, ok := get("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS"); ok {
-		// Their format is key:value,key:value; ours key=value. Values may be secrets
-		// (tokens): they are not logged.
-		var kv []string
-		for item := range strings.SplitSeq(v, ",") {
-			if k, val, found := strings.Cut(item, ":"); found {
-				kv = append(kv, strings.TrimSpace(k)+"="+strings.TrimSpace(val))
-			} else if strings.TrimSpace(item) != "" {
-				return true, fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: %q is not key:value", item)
-			}
-		}
-		m.setSecret("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "xds-headers", strings.Join(kv, ","))
+	return nil
+}
+
+// mapXDSHeaders maps CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS, the gRPC metadata the
+// xDS client sends. Their format is key:value,key:value; ours key=value. Values may be
+// secrets (tokens): they are not logged.
+func mapXDSHeaders(m *mapping) error {
+	v, ok := m.get("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS")
+	if !ok {
+		return nil
 	}
+	var kv []string
+	for item := range strings.SplitSeq(v, ",") {
+		if k, val, found := strings.Cut(item, ":"); found {
+			kv = append(kv, strings.TrimSpace(k)+"="+strings.TrimSpace(val))
+		} else if strings.TrimSpace(item) != "" {
+			return fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: %q is not key:value", item)
+		}
+	}
+	m.setSecret("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "xds-headers", strings.Join(kv, ","))
+	return nil
+}
+
+// mapXDSTLS maps CONFIG_GRPC_XDS_SERVER_USE_TLS and the TLS files it turns on
+// (legacyXDSTLS): without it they are ignored, as there.
+func mapXDSTLS(m *mapping) error {
 	useTLS := false
-	if v, ok := get("CONFIG_GRPC_XDS_SERVER_USE_TLS"); ok {
+	if v, ok := m.get("CONFIG_GRPC_XDS_SERVER_USE_TLS"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return true, fmt.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=%q: want true or false", v)
+			return fmt.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=%q: want true or false", v)
 		}
 		useTLS = b
 		if b {
-			set("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls", "true")
+			m.set("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls", "true")
 		}
 	}
 	for _, x := range legacyXDSTLS {
-		if v, ok := get(x.legacy); ok {
+		if v, ok := m.get(x.legacy); ok {
 			if useTLS {
-				set(x.legacy, x.flag, v)
+				m.set(x.legacy, x.flag, v)
 			} else {
-				ignore(x.legacy, "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true")
+				m.ignore(x.legacy, "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true")
 			}
 		}
 	}
-	if v, ok := get("FORCE_START_WITHOUT_INITIAL_CONFIG"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return true, fmt.Errorf("FORCE_START_WITHOUT_INITIAL_CONFIG=%q: want true or false", v)
-		}
-		set("FORCE_START_WITHOUT_INITIAL_CONFIG", "xds-start-without-rules", strconv.FormatBool(b))
+	return nil
+}
+
+// mapXDSStartWithoutRules maps FORCE_START_WITHOUT_INITIAL_CONFIG: whether to serve
+// with no rules (and report ready) until the xDS server sends some.
+func mapXDSStartWithoutRules(m *mapping) error {
+	v, ok := m.get("FORCE_START_WITHOUT_INITIAL_CONFIG")
+	if !ok {
+		return nil
 	}
-	return true, nil
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("FORCE_START_WITHOUT_INITIAL_CONFIG=%q: want true or false", v)
+	}
+	m.set("FORCE_START_WITHOUT_INITIAL_CONFIG", "xds-start-without-rules", strconv.FormatBool(b))
+	return nil
 }
 
 // flagsGiven names the flags a command line gives (-name, --name, with =value or not),
