@@ -432,6 +432,117 @@ func mapLegacyLogging(m *mapping) {
 	}
 }
 
+// mapQuotaMode handles QUOTA_MODE, envoyproxy/ratelimit's quota mode for every limit.
+// There is no such switch here (quota_mode is a rule's), and serving its limits as hard
+// limits would deny requests it allowed: true stops the process.
+func mapQuotaMode(m *mapping) error {
+	v, ok := m.get("QUOTA_MODE")
+	if !ok {
+		return nil
+	}
+	on, err := strconv.ParseBool(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("QUOTA_MODE=%q: want true or false", v)
+	case on:
+		return errors.New("QUOTA_MODE=true: quota mode for every limit is not supported; set quota_mode: true on the rule entries that should be soft limits (docs/configuration.md)")
+	}
+	m.ignore("QUOTA_MODE", "false is the default")
+	return nil
+}
+
+// calendarMonthsVar is envoyproxy/ratelimit's switch to count `unit: month` per calendar
+// month. A month here is always 30 days from the epoch (SPEC §7), so monthly quotas
+// would reset on other days: with it on, rules with a month limit stop the start and
+// are logged as errors when they arrive later (MonthLimitsRefused); others serve.
+const calendarMonthsVar = "USE_CALENDAR_MONTH_RATE_LIMIT"
+
+// mapCalendarMonth reports USE_CALENDAR_MONTH_RATE_LIMIT; serve acts on it with the rules.
+func mapCalendarMonth(m *mapping) error {
+	v, ok := m.get(calendarMonthsVar)
+	if !ok {
+		return nil
+	}
+	on, err := strconv.ParseBool(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s=%q: want true or false", calendarMonthsVar, v)
+	case on:
+		// Not ignored: it refuses month limits (serve, with the rules; MonthLimitsRefused).
+		m.note(calendarMonthsVar, "rules with a month limit stop the start, and such rules loaded later are applied and logged as errors: calendar months are not supported, and unit: month counts 30 days from the Unix epoch here (unset it, or set it false, to accept 30-day months)")
+	default:
+		m.ignore(calendarMonthsVar, "false is the default: a month is 30 days")
+	}
+	return nil
+}
+
+// CalendarMonthsAsked says whether the environment turns envoyproxy/ratelimit's
+// calendar months on (mapCalendarMonth has refused any other value).
+func CalendarMonthsAsked() bool {
+	on, err := strconv.ParseBool(strings.TrimSpace(os.Getenv(calendarMonthsVar)))
+	return err == nil && on
+}
+
+// MonthLimitsRefused is the error for rules with month limits while calendar months
+// are asked for, nil when there are none (or they are not asked for).
+func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
+	if !asked || rs == nil {
+		return nil
+	}
+	var paths []string
+	for _, d := range rs.Domains() {
+		for _, l := range rs.Limits(d) {
+			if l.Unit == "month" {
+				paths = append(paths, d+": "+l.Path)
+			}
+		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	limits, they := "limits have", "they"
+	if len(paths) == 1 {
+		limits, they = "limit has", "it"
+	}
+	return fmt.Errorf("%s=true, and %d %s unit: month (%s): %s would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), limits, strings.Join(paths[:min(len(paths), 5)], ", "), they)
+}
+
+// mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not
+// mapped here. Running on without it would put each replica on its own memory, and N
+// replicas would allow N times every limit without a word.
+func mapLegacyBackend(m *mapping) error {
+	backend, set := m.get("BACKEND_TYPE")
+	// Our own choice of store (a Redis URL, or an engine) settles it, whatever theirs.
+	for _, flag := range []string{"redis-url", "engine"} {
+		if by := m.takenBy(flag); by != "" {
+			if set {
+				m.ignore("BACKEND_TYPE", by)
+			}
+			return nil
+		}
+	}
+	if set && !strings.EqualFold(backend, "redis") {
+		if strings.EqualFold(backend, "memcache") {
+			return errors.New("BACKEND_TYPE=memcache: memcached is not supported; use Redis (REDIS_URL, or --redis-url), or set RATELIMIT_EXT_ENGINE=memory to count on each replica's own memory")
+		}
+		return fmt.Errorf("BACKEND_TYPE=%s: want redis (memcache is not supported)", backend)
+	}
+	if _, ok := m.get("REDIS_URL"); ok {
+		if set {
+			m.ignore("BACKEND_TYPE", "the engine is redis when a Redis URL is set")
+		}
+		return nil
+	}
+	// Their REDIS_URL defaults to a twemproxy socket: settings for that Redis without
+	// an address of ours would silently mean no shared store at all.
+	for _, v := range []string{"BACKEND_TYPE", "REDIS_SOCKET_TYPE", "REDIS_TYPE", "REDIS_AUTH", "REDIS_TLS", "REDIS_SENTINEL_AUTH"} {
+		if _, ok := m.get(v); ok {
+			return fmt.Errorf("%s is set but REDIS_URL is not: envoyproxy/ratelimit would use its default Redis (the socket /var/run/nutcracker/ratelimit.sock); set REDIS_URL (or --redis-url) to your Redis, or unset %s, or set RATELIMIT_EXT_ENGINE=memory to count on each replica's own memory", v, v)
+		}
+	}
+	return nil
+}
+
 // mapLegacyRedis turns REDIS_SOCKET_TYPE, REDIS_URL, REDIS_AUTH, REDIS_TLS and
 // REDIS_TYPE into a Redis URL and mode, and REDIS_TLS_* into our TLS files.
 // envoyproxy/ratelimit's REDIS_URL is host:port (or a socket path, or for Sentinel
@@ -598,6 +709,20 @@ func (r redisMapping) sentinelCredentials(first redisAddr) (string, []string) {
 	return userinfo, params
 }
 
+// sentinelUserinfo is the sentinels' credentials as a URL's userinfo: the first
+// sentinel's address's own, else REDIS_SENTINEL_AUTH's.
+func (r redisMapping) sentinelUserinfo(first redisAddr) string {
+	auth, set := r.get("REDIS_SENTINEL_AUTH")
+	if first.user != "" {
+		if set {
+			r.ignore("REDIS_SENTINEL_AUTH", "REDIS_URL carries the sentinels' credentials")
+		}
+		return first.user + "@"
+	}
+	r.used("REDIS_SENTINEL_AUTH", "the sentinels' password in the Redis URL")
+	return redisUserinfo(auth)
+}
+
 // serverCredentials is the userinfo of a single server's or a cluster's URL: the first
 // address's own, else REDIS_AUTH's.
 func (r redisMapping) serverCredentials(first redisAddr) string {
@@ -610,117 +735,6 @@ func (r redisMapping) serverCredentials(first redisAddr) string {
 		r.ignore("REDIS_AUTH", "REDIS_URL carries its own credentials")
 	}
 	return first.user + "@"
-}
-
-// mapQuotaMode handles QUOTA_MODE, envoyproxy/ratelimit's quota mode for every limit.
-// There is no such switch here (quota_mode is a rule's), and serving its limits as hard
-// limits would deny requests it allowed: true stops the process.
-func mapQuotaMode(m *mapping) error {
-	v, ok := m.get("QUOTA_MODE")
-	if !ok {
-		return nil
-	}
-	on, err := strconv.ParseBool(v)
-	switch {
-	case err != nil:
-		return fmt.Errorf("QUOTA_MODE=%q: want true or false", v)
-	case on:
-		return errors.New("QUOTA_MODE=true: quota mode for every limit is not supported; set quota_mode: true on the rule entries that should be soft limits (docs/configuration.md)")
-	}
-	m.ignore("QUOTA_MODE", "false is the default")
-	return nil
-}
-
-// calendarMonthsVar is envoyproxy/ratelimit's switch to count `unit: month` per calendar
-// month. A month here is always 30 days from the epoch (SPEC §7), so monthly quotas
-// would reset on other days: with it on, rules with a month limit stop the start and
-// are logged as errors when they arrive later (MonthLimitsRefused); others serve.
-const calendarMonthsVar = "USE_CALENDAR_MONTH_RATE_LIMIT"
-
-// mapCalendarMonth reports USE_CALENDAR_MONTH_RATE_LIMIT; serve acts on it with the rules.
-func mapCalendarMonth(m *mapping) error {
-	v, ok := m.get(calendarMonthsVar)
-	if !ok {
-		return nil
-	}
-	on, err := strconv.ParseBool(v)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%s=%q: want true or false", calendarMonthsVar, v)
-	case on:
-		// Not ignored: it refuses month limits (serve, with the rules; MonthLimitsRefused).
-		m.note(calendarMonthsVar, "rules with a month limit stop the start, and such rules loaded later are applied and logged as errors: calendar months are not supported, and unit: month counts 30 days from the Unix epoch here (unset it, or set it false, to accept 30-day months)")
-	default:
-		m.ignore(calendarMonthsVar, "false is the default: a month is 30 days")
-	}
-	return nil
-}
-
-// CalendarMonthsAsked says whether the environment turns envoyproxy/ratelimit's
-// calendar months on (mapCalendarMonth has refused any other value).
-func CalendarMonthsAsked() bool {
-	on, err := strconv.ParseBool(strings.TrimSpace(os.Getenv(calendarMonthsVar)))
-	return err == nil && on
-}
-
-// MonthLimitsRefused is the error for rules with month limits while calendar months
-// are asked for, nil when there are none (or they are not asked for).
-func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
-	if !asked || rs == nil {
-		return nil
-	}
-	var paths []string
-	for _, d := range rs.Domains() {
-		for _, l := range rs.Limits(d) {
-			if l.Unit == "month" {
-				paths = append(paths, d+": "+l.Path)
-			}
-		}
-	}
-	if len(paths) == 0 {
-		return nil
-	}
-	limits, they := "limits have", "they"
-	if len(paths) == 1 {
-		limits, they = "limit has", "it"
-	}
-	return fmt.Errorf("%s=true, and %d %s unit: month (%s): %s would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), limits, strings.Join(paths[:min(len(paths), 5)], ", "), they)
-}
-
-// mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not
-// mapped here. Running on without it would put each replica on its own memory, and N
-// replicas would allow N times every limit without a word.
-func mapLegacyBackend(m *mapping) error {
-	backend, set := m.get("BACKEND_TYPE")
-	// Our own choice of store (a Redis URL, or an engine) settles it, whatever theirs.
-	for _, flag := range []string{"redis-url", "engine"} {
-		if by := m.takenBy(flag); by != "" {
-			if set {
-				m.ignore("BACKEND_TYPE", by)
-			}
-			return nil
-		}
-	}
-	if set && !strings.EqualFold(backend, "redis") {
-		if strings.EqualFold(backend, "memcache") {
-			return errors.New("BACKEND_TYPE=memcache: memcached is not supported; use Redis (REDIS_URL, or --redis-url), or set RATELIMIT_EXT_ENGINE=memory to count on each replica's own memory")
-		}
-		return fmt.Errorf("BACKEND_TYPE=%s: want redis (memcache is not supported)", backend)
-	}
-	if _, ok := m.get("REDIS_URL"); ok {
-		if set {
-			m.ignore("BACKEND_TYPE", "the engine is redis when a Redis URL is set")
-		}
-		return nil
-	}
-	// Their REDIS_URL defaults to a twemproxy socket: settings for that Redis without
-	// an address of ours would silently mean no shared store at all.
-	for _, v := range []string{"BACKEND_TYPE", "REDIS_SOCKET_TYPE", "REDIS_TYPE", "REDIS_AUTH", "REDIS_TLS", "REDIS_SENTINEL_AUTH"} {
-		if _, ok := m.get(v); ok {
-			return fmt.Errorf("%s is set but REDIS_URL is not: envoyproxy/ratelimit would use its default Redis (the socket /var/run/nutcracker/ratelimit.sock); set REDIS_URL (or --redis-url) to your Redis, or unset %s, or set RATELIMIT_EXT_ENGINE=memory to count on each replica's own memory", v, v)
-		}
-	}
-	return nil
 }
 
 // setRedisURL sets our Redis URL, with params (encoded key=value pairs) as its query;
@@ -742,20 +756,6 @@ func setRedisURL(m *mapping, scheme, userinfo, host, db string, params []string)
 	} else {
 		m.set("REDIS_URL", "redis-url", u)
 	}
-}
-
-// sentinelUserinfo is the sentinels' credentials as a URL's userinfo: the first
-// sentinel's address's own, else REDIS_SENTINEL_AUTH's.
-func (r redisMapping) sentinelUserinfo(first redisAddr) string {
-	auth, set := r.get("REDIS_SENTINEL_AUTH")
-	if first.user != "" {
-		if set {
-			r.ignore("REDIS_SENTINEL_AUTH", "REDIS_URL carries the sentinels' credentials")
-		}
-		return first.user + "@"
-	}
-	r.used("REDIS_SENTINEL_AUTH", "the sentinels' password in the Redis URL")
-	return redisUserinfo(auth)
 }
 
 // ignoreSentinelAuth reports REDIS_SENTINEL_AUTH unused, when set.
