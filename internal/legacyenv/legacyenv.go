@@ -166,7 +166,10 @@ func Apply(e Env) ([]Note, error) {
 	if err != nil {
 		return m.notes, err
 	}
-	mapRuntime := func(m *mapping) error { return mapLegacyRuntime(m, xds) }
+	// The order matters. A group sees what the groups before it set (mapLegacyBackend
+	// must look for our own Redis URL before mapLegacyRedis sets one), and the first
+	// error stops the rest.
+	mapRuntime := func(m *mapping) error { return mapLegacyRuntime(m, xds) } // needs xds
 	for _, mapGroup := range []func(*mapping) error{
 		refuseGRPCUDS, mapQuotaMode, mapCalendarMonth, mapLegacyBackend, mapRuntime, mapLegacyListeners,
 	} {
