@@ -227,8 +227,8 @@ func dockerInstrs(data []byte) []dockerInstr {
 			one = false
 			i++
 			next := strings.TrimSpace(lines[i])
-			if strings.HasPrefix(next, "#") {
-				continue
+			if next == "" || strings.HasPrefix(next, "#") {
+				continue // Docker skips both inside an instruction
 			}
 			l = strings.TrimSuffix(l, `\`) + " " + next
 		}

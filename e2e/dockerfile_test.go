@@ -192,3 +192,17 @@ func TestDockerfileBuildsWithGoModsGo(t *testing.T) {
 		t.Errorf("Dockerfile build stage: FROM golang:%v, want golang:%s (go.mod's go line)", from, m[1])
 	}
 }
+
+// Blank lines and comments inside a continued instruction are skipped, as Docker skips
+// them, instead of ending it.
+func TestDockerfileContinuationSkipsBlankLinesAndComments(t *testing.T) {
+	got := dockerInstrs([]byte("FROM x AS build\nRUN go build \\\n\n    # a note\n    -o /out/a ./cmd/a\nENTRYPOINT [\"/a\"]\n"))
+	want := []dockerInstr{
+		{op: "FROM", args: "x AS build", line: 1, oneLine: true},
+		{op: "RUN", args: "go build  -o /out/a ./cmd/a", line: 2},
+		{op: "ENTRYPOINT", args: `["/a"]`, line: 6, oneLine: true},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("instructions %+v, want %+v", got, want)
+	}
+}
