@@ -570,11 +570,27 @@ func mapLegacyRedis(m *mapping) error {
 	// envoyproxy/ratelimit's default socket type is unix; a TCP address without it set
 	// is far more common here, so an unset type means TCP unless the URL is a path.
 	socket, set := m.get("REDIS_SOCKET_TYPE")
-	if strings.EqualFold(socket, "unix") || (!set && strings.HasPrefix(addr, "/")) {
-		r.mapSocket(addr)
-		return nil
+	mode, _ := m.get("REDIS_TYPE")
+	unix := strings.EqualFold(socket, "unix") || (!set && strings.HasPrefix(addr, "/"))
+	switch {
+	case !unix:
+		r.used("REDIS_SOCKET_TYPE", "a TCP address")
+		return r.mapTCP(addr, mode, tlsOn)
+	case !strings.EqualFold(mode, "cluster") && !strings.EqualFold(mode, "sentinel"):
+		return r.mapSocket(addr, mode, tlsOn)
+	case slices.ContainsFunc(strings.Split(addr, ","), func(a string) bool { return strings.HasPrefix(strings.TrimSpace(a), "/") }):
+		// There a cluster's nodes and the sentinels are dialled over TCP whatever
+		// REDIS_SOCKET_TYPE says: a path is no address of theirs, and it does not start.
+		return fmt.Errorf("REDIS_TYPE=%s with a unix socket (a path in REDIS_URL): envoyproxy/ratelimit reaches a cluster's nodes and the sentinels over TCP only, and would not start; set REDIS_URL to their host:port addresses, or REDIS_TYPE=single for the one server on the socket", mode)
 	}
-	return r.mapTCP(addr, tlsOn)
+	// A cluster or Sentinel beside REDIS_SOCKET_TYPE=unix: TCP, as there.
+	r.ignore("REDIS_SOCKET_TYPE", "REDIS_TYPE="+mode+": its servers are reached over TCP, as there")
+	return r.mapTCP(addr, mode, tlsOn)
+}
+
+// badRedisType is the error for a REDIS_TYPE envoyproxy/ratelimit does not know.
+func badRedisType(mode string) error {
+	return fmt.Errorf("REDIS_TYPE=%s: want single, cluster or sentinel", mode)
 }
 
 // ignoreRedisWithoutURL reports the variables that would shape REDIS_URL, when it is
@@ -611,21 +627,32 @@ func (r redisMapping) used(legacy, how string) {
 	r.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
 }
 
-// mapSocket maps a unix socket's path: one server, without TLS.
-func (r redisMapping) mapSocket(path string) {
+// mapSocket maps a unix socket's path: one standalone server (mode, REDIS_TYPE, can
+// only be single), without TLS (tlsOn is REDIS_TLS; Redis serves TLS on TCP only, and
+// a unix:// URL has none).
+func (r redisMapping) mapSocket(path, mode string, tlsOn bool) error {
+	if !strings.EqualFold(mode, "single") && mode != "" {
+		return badRedisType(mode)
+	}
 	setRedisURL(r.mapping, "unix://", redisUserinfo(r.auth), path, "", nil)
 	r.used("REDIS_SOCKET_TYPE", "a unix:// socket")
+	r.used("REDIS_TYPE", "one Redis server")
 	r.used("REDIS_AUTH", "the password in the Redis URL")
+	if tlsOn && !r.urlTaken {
+		r.ignore("REDIS_TLS", "REDIS_SOCKET_TYPE is unix: the socket is used without TLS")
+	} else {
+		r.used("REDIS_TLS", "a unix:// socket, plaintext")
+	}
 	ignoreSentinelAuth(r.mapping, "REDIS_SOCKET_TYPE is unix")
 	mapRedisTLSFiles(r.mapping, false, "REDIS_SOCKET_TYPE is unix")
+	return nil
 }
 
 // mapTCP maps TCP addresses: one server's, a cluster's nodes', or a Sentinel master's
-// name and its sentinels'. The first address is the URL's host; the others are its
-// addr= parameters. tlsOn is REDIS_TLS; a rediss:// address turns TLS on as well.
-func (r redisMapping) mapTCP(addr string, tlsOn bool) error {
-	r.used("REDIS_SOCKET_TYPE", "a TCP address")
-	mode, _ := r.get("REDIS_TYPE")
+// name and its sentinels'; mode is REDIS_TYPE. The first address is the URL's host;
+// the others are its addr= parameters. tlsOn is REDIS_TLS; a rediss:// address turns
+// TLS on as well.
+func (r redisMapping) mapTCP(addr, mode string, tlsOn bool) error {
 	parts, err := r.mapMode(mode, strings.Split(addr, ","))
 	if err != nil {
 		return err
@@ -676,7 +703,7 @@ func (r redisMapping) mapMode(mode string, parts []string) ([]string, error) {
 		r.set("REDIS_TYPE", "redis-sentinel-master", parts[0])
 		return parts[1:], nil
 	default:
-		return nil, fmt.Errorf("REDIS_TYPE=%s: want single, cluster or sentinel", mode)
+		return nil, badRedisType(mode)
 	}
 	return parts, nil
 }

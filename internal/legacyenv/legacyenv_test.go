@@ -544,3 +544,58 @@ func TestLegacyIgnoredVariablesAreWarnings(t *testing.T) {
 		t.Errorf("at level warn the log reads:\n%s\nwant USE_STATSD (ignored) and not LOG_LEVEL (mapped)", out.String())
 	}
 }
+
+// With a unix-socket Redis address every Redis variable set still gets a note: a socket
+// is one standalone server reached without TLS. A cluster or Sentinel on a socket is
+// refused, as envoyproxy/ratelimit reaches those over TCP only and would not start; with
+// REDIS_SOCKET_TYPE=unix beside host:port addresses they are reached over TCP, as there.
+func TestLegacyRedisSocketNotesEveryVariable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     fakeEnv
+		url     string            // RATELIMIT_EXT_REDIS_URL afterwards
+		outcome map[string]string // the start of a variable's note
+		err     string
+	}{
+		{"TLS asked for on a socket", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_TLS": "true", "REDIS_TLS_CACERT": "/ca.crt"},
+			"unix:///var/run/redis.sock", map[string]string{"REDIS_TLS": "ignored: ", "REDIS_TLS_CACERT": "ignored: "}, ""},
+		{"plaintext and single on a socket", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_SOCKET_TYPE": "unix",
+			"REDIS_TLS": "false", "REDIS_TYPE": "SINGLE"}, "unix:///var/run/redis.sock",
+			map[string]string{"REDIS_TLS": "used: ", "REDIS_TYPE": "used: one Redis server", "REDIS_SOCKET_TYPE": "used: a unix:// socket"}, ""},
+		{"a cluster on a socket", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_TYPE": "cluster"}, "", nil, "REDIS_TYPE=cluster with a unix socket"},
+		{"a cluster on a socket, the type given", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_SOCKET_TYPE": "unix", "REDIS_TYPE": "CLUSTER"},
+			"", nil, "REDIS_TYPE=CLUSTER with a unix socket"},
+		{"sentinels on a socket", fakeEnv{"REDIS_URL": "mymaster,/var/run/sentinel.sock", "REDIS_SOCKET_TYPE": "unix", "REDIS_TYPE": "sentinel"},
+			"", nil, "REDIS_TYPE=sentinel with a unix socket"},
+		{"an unknown type on a socket", fakeEnv{"REDIS_URL": "/var/run/redis.sock", "REDIS_TYPE": "ring"}, "", nil, "REDIS_TYPE=ring: want single, cluster or sentinel"},
+		{"a cluster beside REDIS_SOCKET_TYPE=unix is reached over TCP, as there",
+			fakeEnv{"REDIS_URL": "a:6379,b:6379", "REDIS_SOCKET_TYPE": "unix", "REDIS_TYPE": "cluster"}, "redis://a:6379?addr=b:6379",
+			map[string]string{"REDIS_SOCKET_TYPE": "ignored: REDIS_TYPE=cluster", "REDIS_TYPE": "mapped to RATELIMIT_EXT_REDIS_MODE=cluster"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			notes, err := apply(tc.env)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.env["RATELIMIT_EXT_REDIS_URL"]; got != tc.url {
+				t.Errorf("RATELIMIT_EXT_REDIS_URL = %q, want %q", got, tc.url)
+			}
+			for k := range tc.env {
+				if !strings.HasPrefix(k, "RATELIMIT_EXT_") && !slices.ContainsFunc(notes, func(n Note) bool { return n.Name == k }) {
+					t.Errorf("%s: no note in %v", k, notes)
+				}
+			}
+			for k, want := range tc.outcome {
+				if !slices.ContainsFunc(notes, func(n Note) bool { return n.Name == k && strings.HasPrefix(n.Outcome, want) }) {
+					t.Errorf("%s: want a note starting %q in %v", k, want, notes)
+				}
+			}
+		})
+	}
+}
