@@ -546,12 +546,26 @@ func mapLegacyBackend(m *mapping) error {
 	return nil
 }
 
+// legacyRedisConnection are the variables that say how to reach Redis: with our own
+// Redis URL, none of them is used (or checked).
+var legacyRedisConnection = []string{"REDIS_URL", "REDIS_SOCKET_TYPE", "REDIS_TYPE", "REDIS_AUTH",
+	"REDIS_SENTINEL_AUTH", "REDIS_TLS", "REDIS_TLS_CLIENT_CERT", "REDIS_TLS_CLIENT_KEY", "REDIS_TLS_CACERT"}
+
 // mapLegacyRedis turns REDIS_SOCKET_TYPE, REDIS_URL, REDIS_AUTH, REDIS_TLS and
 // REDIS_TYPE into a Redis URL and mode, and REDIS_TLS_* into our TLS files.
 // envoyproxy/ratelimit's REDIS_URL is host:port (or a socket path, or for Sentinel
 // "master,host:port,host:port"); each address may also be a redis:// URL. A URL that
-// carries a password is not logged.
+// carries a password is not logged. With our own Redis URL (flag or variable), they
+// are all reported ignored, as a whole: a mode or TLS file of theirs would not fit ours.
 func mapLegacyRedis(m *mapping) error {
+	if by := m.takenBy("redis-url"); by != "" {
+		for _, v := range legacyRedisConnection {
+			if _, ok := m.get(v); ok {
+				m.ignore(v, by)
+			}
+		}
+		return nil
+	}
 	tlsOn := false
 	if v, ok := m.get("REDIS_TLS"); ok {
 		b, err := strconv.ParseBool(v)
@@ -565,7 +579,7 @@ func mapLegacyRedis(m *mapping) error {
 		ignoreRedisWithoutURL(m)
 		return nil
 	}
-	r := redisMapping{mapping: m, urlTaken: m.taken("redis-url")}
+	r := redisMapping{mapping: m}
 	r.auth, _ = m.get("REDIS_AUTH")
 	// envoyproxy/ratelimit's default socket type is unix; a TCP address without it set
 	// is far more common here, so an unset type means TCP unless the URL is a path.
@@ -608,23 +622,14 @@ func ignoreRedisWithoutURL(m *mapping) {
 // REDIS_SOCKET_TYPE, REDIS_TYPE, REDIS_TLS, REDIS_SENTINEL_AUTH), onto our Redis URL.
 type redisMapping struct {
 	*mapping
-	// urlTaken says that our own Redis URL wins. It is read before this mapping sets
-	// one, which would take it too.
-	urlTaken bool
-	auth     string // REDIS_AUTH: "password" or "user:password"
+	auth string // REDIS_AUTH: "password" or "user:password"
 }
 
-// used notes how legacy, when set, shaped the Redis URL; or, when our own URL wins,
-// that it is not used (REDIS_URL's own note says so too).
+// used notes how legacy, when set, shaped the Redis URL.
 func (r redisMapping) used(legacy, how string) {
-	if _, ok := r.get(legacy); !ok {
-		return
+	if _, ok := r.get(legacy); ok {
+		r.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
 	}
-	if r.urlTaken {
-		r.ignore(legacy, r.takenBy("redis-url"))
-		return
-	}
-	r.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
 }
 
 // mapSocket maps a unix socket's path: one standalone server (mode, REDIS_TYPE, can
@@ -638,7 +643,7 @@ func (r redisMapping) mapSocket(path, mode string, tlsOn bool) error {
 	r.used("REDIS_SOCKET_TYPE", "a unix:// socket")
 	r.used("REDIS_TYPE", "one Redis server")
 	r.used("REDIS_AUTH", "the password in the Redis URL")
-	if tlsOn && !r.urlTaken {
+	if tlsOn {
 		r.ignore("REDIS_TLS", "REDIS_SOCKET_TYPE is unix: the socket is used without TLS")
 	} else {
 		r.used("REDIS_TLS", "a unix:// socket, plaintext")

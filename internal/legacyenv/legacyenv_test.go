@@ -3,6 +3,7 @@ package legacyenv
 import (
 	"bytes"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -597,5 +598,55 @@ func TestLegacyRedisSocketNotesEveryVariable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With our own Redis URL (variable or flag), envoyproxy/ratelimit's Redis connection
+// settings are each reported ignored for it, and none of them is applied or checked: no
+// mode, master or TLS file of theirs is set, and a value that would be refused without
+// our URL does not stop the start. REDIS_POOL_SIZE, not part of the connection, is
+// still mapped.
+func TestLegacyRedisConnectionBesideOurURL(t *testing.T) {
+	theirs := []fakeEnv{
+		{"REDIS_URL": "a:6379,b:6379", "REDIS_TYPE": "cluster", "REDIS_POOL_SIZE": "20"},
+		{"REDIS_URL": "mymaster,s1:26379", "REDIS_TYPE": "sentinel", "REDIS_AUTH": "pw", "REDIS_SENTINEL_AUTH": "sp"},
+		{"REDIS_URL": "h:6380", "REDIS_TLS": "true", "REDIS_TLS_CLIENT_CERT": "/c.crt", "REDIS_TLS_CLIENT_KEY": "/c.key", "REDIS_TLS_CACERT": "/ca.crt"},
+		{"REDIS_URL": "redis://", "REDIS_SOCKET_TYPE": "tcp"},
+		{"REDIS_URL": "h:6379", "REDIS_TYPE": "ring"},
+		{"REDIS_URL": "h:6379", "REDIS_TLS": "yes"},
+		{"REDIS_URL": "/var/run/redis.sock", "REDIS_TYPE": "cluster"},
+		{"REDIS_AUTH": "pw", "REDIS_TLS": "true", "REDIS_TLS_CACERT": "/ca.crt"}, // no REDIS_URL of theirs
+	}
+	for _, ours := range []struct {
+		env  fakeEnv
+		args []string
+		by   string
+	}{
+		{fakeEnv{"RATELIMIT_EXT_REDIS_URL": "redis://mine:6379"}, nil, "RATELIMIT_EXT_REDIS_URL is set"},
+		{fakeEnv{}, []string{"--redis-url", "redis://mine:6379"}, "--redis-url is given"},
+	} {
+		for _, legacy := range theirs {
+			env := maps.Clone(legacy)
+			maps.Copy(env, ours.env)
+			notes, err := Apply(env.env(flagsGiven(ours.args)))
+			if err != nil {
+				t.Errorf("%v beside %s: %v", legacy, ours.by, err)
+				continue
+			}
+			for k := range legacy {
+				want := "ignored: " + ours.by
+				if k == "REDIS_POOL_SIZE" {
+					want = "mapped to RATELIMIT_EXT_REDIS_POOL_SIZE=20"
+				}
+				if i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == k }); i < 0 || notes[i].Outcome != want {
+					t.Errorf("%v beside %s: %s: want the note %q in %v", legacy, ours.by, k, want, notes)
+				}
+			}
+			for k, v := range env {
+				if strings.HasPrefix(k, "RATELIMIT_EXT_REDIS_") && k != "RATELIMIT_EXT_REDIS_POOL_SIZE" && ours.env[k] != v {
+					t.Errorf("%v beside %s: %s=%s set", legacy, ours.by, k, v)
+				}
+			}
+		}
 	}
 }
