@@ -889,7 +889,8 @@ var legacyGRPCTLS = []struct{ legacy, flag string }{
 }
 
 // mapLegacyGRPCTLS maps GRPC_SERVER_USE_TLS and the files it turns on. TLS asked for
-// without a certificate is an error: serving plaintext instead would break every call.
+// without a certificate and a key (theirs or ours) is an error: serving plaintext
+// instead would break every call.
 func mapLegacyGRPCTLS(m *mapping) error {
 	useTLS := false
 	if v, ok := m.get("GRPC_SERVER_USE_TLS"); ok {
@@ -912,18 +913,17 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		}
 		return nil
 	}
-	_, cert := m.get("GRPC_SERVER_TLS_CERT")
-	_, ours := m.get(VarName("grpc-tls-cert"))
-	if !cert && !ours {
+	// Each of the pair from their variable or our own (flag or variable).
+	has := func(legacy, flag string) bool { _, ok := m.get(legacy); return ok || m.taken(flag) }
+	if !has("GRPC_SERVER_TLS_CERT", "grpc-tls-cert") || !has("GRPC_SERVER_TLS_KEY", "grpc-tls-key") {
 		return errors.New("GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY")
 	}
-	_, ca := m.get("GRPC_CLIENT_TLS_CACERT")
-	_, ourCA := m.get(VarName("grpc-tls-client-ca"))
+	clientCA := has("GRPC_CLIENT_TLS_CACERT", "grpc-tls-client-ca")
 	for _, x := range legacyGRPCTLS {
 		v, ok := m.get(x.legacy)
 		switch {
 		case !ok:
-		case x.legacy == "GRPC_CLIENT_TLS_SAN" && !ca && !ourCA:
+		case x.legacy == "GRPC_CLIENT_TLS_SAN" && !clientCA:
 			// There, without a client CA no client certificate is asked for.
 			m.ignore(x.legacy, "no client CA (GRPC_CLIENT_TLS_CACERT): client certificates are not asked for")
 		default:

@@ -650,3 +650,50 @@ func TestLegacyRedisConnectionBesideOurURL(t *testing.T) {
 		}
 	}
 }
+
+// GRPC_SERVER_USE_TLS=true needs a certificate and a key, from their variables or from
+// ours, flags on the command line included; a client CA of ours, flag or variable, is
+// one for GRPC_CLIENT_TLS_SAN.
+func TestLegacyGRPCTLSBesideOurs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  fakeEnv
+		args []string
+		want map[string]string // our variables afterwards
+		err  string
+	}{
+		{"our certificate flag, their key", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_KEY": "/theirs.key"},
+			[]string{"--grpc-tls-cert", "/ours.crt"}, map[string]string{"RATELIMIT_EXT_GRPC_TLS_KEY": "/theirs.key"}, ""},
+		{"our certificate and key flags", fakeEnv{"GRPC_SERVER_USE_TLS": "true"},
+			[]string{"--grpc-tls-cert=/ours.crt", "--grpc-tls-key=/ours.key"}, map[string]string{}, ""},
+		{"our key variable, their certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt",
+			"RATELIMIT_EXT_GRPC_TLS_KEY": "/ours.key"}, nil, map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "/theirs.crt"}, ""},
+		{"a certificate without a key", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt"},
+			nil, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
+		{"our certificate flag without a key", fakeEnv{"GRPC_SERVER_USE_TLS": "true"},
+			[]string{"--grpc-tls-cert", "/ours.crt"}, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
+		{"a key without a certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_KEY": "/theirs.key"},
+			nil, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
+		{"their client SAN beside our client CA flag", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt",
+			"GRPC_SERVER_TLS_KEY": "/theirs.key", "GRPC_CLIENT_TLS_SAN": "envoy.internal"}, []string{"--grpc-tls-client-ca", "/ca.crt"},
+			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CLIENT_SAN": "envoy.internal"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Apply(tc.env.env(flagsGiven(tc.args)))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.want {
+				if tc.env[k] != v {
+					t.Errorf("%s = %q, want %q", k, tc.env[k], v)
+				}
+			}
+		})
+	}
+}
