@@ -1106,8 +1106,13 @@ func mapXDSTLS(m *mapping) error {
 			return fmt.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=%q: want true or false", v)
 		}
 		useTLS = b
-		if b {
+		switch by := m.takenBy("xds-tls"); {
+		case b:
 			m.set("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls", "true")
+		case by != "":
+			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", by)
+		default:
+			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", "false is the default")
 		}
 	}
 	for _, x := range legacyXDSTLS {

@@ -697,3 +697,35 @@ func TestLegacyGRPCTLSBesideOurs(t *testing.T) {
 		})
 	}
 }
+
+// Every envoyproxy/ratelimit variable set to false, alone or with rules from xDS (where
+// the xDS client's switches are read), gets a note too, or an error that names it.
+func TestEveryLegacyVariableSetFalseIsReported(t *testing.T) {
+	for _, base := range []fakeEnv{{}, {"CONFIG_TYPE": "GRPC_XDS_SOTW"}} {
+		for _, v := range theirVariables {
+			if _, ok := base[v]; ok {
+				continue
+			}
+			env := maps.Clone(base)
+			env[v] = "false"
+			notes, err := apply(env)
+			if err != nil {
+				if !strings.Contains(err.Error(), v) {
+					t.Errorf("%v: the error does not name %s: %v", env, v, err)
+				}
+				continue
+			}
+			if !slices.ContainsFunc(notes, func(n Note) bool { return n.Name == v }) {
+				t.Errorf("%v: no note says what became of %s", env, v)
+			}
+		}
+	}
+	// Beside our own switch, the note says that it wins.
+	notes, err := apply(fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_USE_TLS": "false", "RATELIMIT_EXT_XDS_TLS": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(notes, ignoredNote("CONFIG_GRPC_XDS_SERVER_USE_TLS", "RATELIMIT_EXT_XDS_TLS is set")) {
+		t.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=false beside RATELIMIT_EXT_XDS_TLS: notes %v", notes)
+	}
+}
