@@ -656,7 +656,7 @@ func (r redisMapping) mapSocket(path, mode string, tlsOn bool) error {
 // mapTCP maps TCP addresses: one server's, a cluster's nodes', or a Sentinel master's
 // name and its sentinels'; mode is REDIS_TYPE. The first address is the URL's host;
 // the others are its addr= parameters. tlsOn is REDIS_TLS; a rediss:// address turns
-// TLS on as well.
+// TLS on whatever it says.
 func (r redisMapping) mapTCP(addr, mode string, tlsOn bool) error {
 	parts, err := r.mapMode(mode, strings.Split(addr, ","))
 	if err != nil {
@@ -668,11 +668,12 @@ func (r redisMapping) mapTCP(addr, mode string, tlsOn bool) error {
 	}
 	first := addrs[0]
 	params := make([]string, 0, len(addrs)+1)
+	schemeTLS := false // a rediss:// address
 	for i, a := range addrs {
 		if i > 0 {
 			params = append(params, "addr="+a.host)
 		}
-		tlsOn = tlsOn || a.tls
+		schemeTLS = schemeTLS || a.tls
 	}
 	var userinfo string
 	if strings.EqualFold(mode, "sentinel") {
@@ -682,11 +683,20 @@ func (r redisMapping) mapTCP(addr, mode string, tlsOn bool) error {
 	} else {
 		userinfo = r.serverCredentials(first)
 	}
-	scheme, how := "redis://", "redis://, plaintext"
-	if tlsOn {
-		scheme, how = "rediss://", "rediss://, TLS"
+	scheme := "redis://"
+	switch {
+	case schemeTLS && !tlsOn:
+		// The scheme decides: REDIS_TLS=false does not turn a rediss:// address plaintext.
+		if _, ok := r.get("REDIS_TLS"); ok {
+			r.ignore("REDIS_TLS", "REDIS_URL has a rediss:// address, which turns TLS on whatever REDIS_TLS says")
+		}
+		scheme, tlsOn = "rediss://", true
+	case tlsOn:
+		scheme = "rediss://"
+		r.used("REDIS_TLS", "rediss://, TLS")
+	default:
+		r.used("REDIS_TLS", "redis://, plaintext")
 	}
-	r.used("REDIS_TLS", how)
 	setRedisURL(r.mapping, scheme, userinfo, first.host, first.db, params)
 	mapRedisTLSFiles(r.mapping, tlsOn, "REDIS_TLS is not true")
 	return nil

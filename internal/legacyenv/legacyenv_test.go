@@ -729,3 +729,32 @@ func TestEveryLegacyVariableSetFalseIsReported(t *testing.T) {
 		t.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=false beside RATELIMIT_EXT_XDS_TLS: notes %v", notes)
 	}
 }
+
+// REDIS_TLS's note says what decided TLS: REDIS_TLS=true turns it on for a plain
+// address, a rediss:// address turns it on whatever REDIS_TLS says, so REDIS_TLS=false
+// beside one has no effect.
+func TestLegacyRedisTLSNote(t *testing.T) {
+	for _, tc := range []struct {
+		env       fakeEnv
+		url, note string
+	}{
+		{fakeEnv{"REDIS_URL": "h:6379", "REDIS_TLS": "true"}, "rediss://h:6379", "used: rediss://, TLS (RATELIMIT_EXT_REDIS_URL)"},
+		{fakeEnv{"REDIS_URL": "h:6379", "REDIS_TLS": "false"}, "redis://h:6379", "used: redis://, plaintext (RATELIMIT_EXT_REDIS_URL)"},
+		{fakeEnv{"REDIS_URL": "rediss://h:6380", "REDIS_TLS": "true"}, "rediss://h:6380", "used: rediss://, TLS (RATELIMIT_EXT_REDIS_URL)"},
+		{fakeEnv{"REDIS_URL": "rediss://h:6380", "REDIS_TLS": "false"}, "rediss://h:6380",
+			"ignored: REDIS_URL has a rediss:// address, which turns TLS on whatever REDIS_TLS says"},
+		{fakeEnv{"REDIS_URL": "redis://a:6379,rediss://b:6379", "REDIS_TYPE": "cluster", "REDIS_TLS": "FALSE"}, "rediss://a:6379?addr=b:6379",
+			"ignored: REDIS_URL has a rediss:// address, which turns TLS on whatever REDIS_TLS says"},
+	} {
+		notes, err := apply(tc.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tc.env["RATELIMIT_EXT_REDIS_URL"]; got != tc.url {
+			t.Errorf("%v: RATELIMIT_EXT_REDIS_URL = %q, want %q", tc.env, got, tc.url)
+		}
+		if i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == "REDIS_TLS" }); i < 0 || notes[i].Outcome != tc.note {
+			t.Errorf("%v: want REDIS_TLS: %q in %v", tc.env, tc.note, notes)
+		}
+	}
+}
