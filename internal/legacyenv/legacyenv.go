@@ -393,9 +393,11 @@ func mapLegacyListeners(m *mapping) error {
 		case !hostSet:
 			host = "0.0.0.0"
 		}
-		if _, err := strconv.Atoi(port); err != nil {
-			return fmt.Errorf("%s=%q is not a port number", l.portVar, port)
+		n, ok := portNumber(port)
+		if !ok {
+			return fmt.Errorf("%s=%q is not a port number: want 1 to 65535, in digits", l.portVar, port)
 		}
+		port = strconv.Itoa(n)
 		if !portSet {
 			m.set(l.hostVar, l.flag, net.JoinHostPort(host, port))
 			continue
@@ -411,6 +413,15 @@ func mapLegacyListeners(m *mapping) error {
 		}
 	}
 	return nil
+}
+
+// portNumber reads a port: 1 to 65535, in plain digits (no sign, no other base).
+func portNumber(s string) (int, bool) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 1 && n <= 65535
 }
 
 // logrusLevels are the levels of envoyproxy/ratelimit's logger (logrus) that slog does

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -755,6 +756,49 @@ func TestLegacyRedisTLSNote(t *testing.T) {
 		}
 		if i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == "REDIS_TLS" }); i < 0 || notes[i].Outcome != tc.note {
 			t.Errorf("%v: want REDIS_TLS: %q in %v", tc.env, tc.note, notes)
+		}
+	}
+}
+
+// PORT and GRPC_PORT are port numbers, 1 to 65535 in plain digits: anything else (a
+// sign, another base, out of range) stops the start naming the variable, rather than
+// becoming an address that fails to listen or means something else.
+func TestLegacyPortsAreChecked(t *testing.T) {
+	for _, tc := range []struct {
+		env  fakeEnv
+		want map[string]string // our variables afterwards; nil: an error naming the variable
+	}{
+		{fakeEnv{"PORT": "+80"}, nil},
+		{fakeEnv{"GRPC_PORT": "99999"}, nil},
+		{fakeEnv{"PORT": "0"}, nil},
+		{fakeEnv{"GRPC_PORT": "-1", "GRPC_HOST": "127.0.0.1"}, nil},
+		{fakeEnv{"PORT": "0x50"}, nil},
+		{fakeEnv{"PORT": "65536"}, nil},
+		{fakeEnv{"PORT": "8080 "}, map[string]string{"RATELIMIT_EXT_HTTP_ADDR": "0.0.0.0:8080"}},
+		{fakeEnv{"PORT": "1", "GRPC_PORT": "65535"}, map[string]string{"RATELIMIT_EXT_HTTP_ADDR": "0.0.0.0:1", "RATELIMIT_EXT_GRPC_ADDR": "0.0.0.0:65535"}},
+		{fakeEnv{"GRPC_PORT": "08081"}, map[string]string{"RATELIMIT_EXT_GRPC_ADDR": "0.0.0.0:8081"}},
+	} {
+		_, err := apply(tc.env)
+		if tc.want == nil {
+			var name string
+			for k, v := range tc.env {
+				if strings.HasSuffix(k, "PORT") {
+					name = k + "=" + strconv.Quote(v) + " is not a port number"
+				}
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), name) {
+				t.Errorf("%v: error %v, want one starting %q", tc.env, err, name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		for k, v := range tc.want {
+			if tc.env[k] != v {
+				t.Errorf("%v: %s = %q, want %q", tc.env, k, tc.env[k], v)
+			}
 		}
 	}
 }
