@@ -976,7 +976,14 @@ func mapLegacyMetrics(m *mapping) error {
 	if !on {
 		return nil
 	}
-	if addr, ok := m.get("PROMETHEUS_ADDR"); ok {
+	addr, addrSet := m.get("PROMETHEUS_ADDR")
+	if by := m.takenBy("metrics-addr"); by != "" {
+		// Ours says whether /metrics has a port of its own, and which.
+		m.ignore("USE_PROMETHEUS", by)
+		if addrSet {
+			m.ignore("PROMETHEUS_ADDR", by)
+		}
+	} else if addrSet {
 		m.set("PROMETHEUS_ADDR", "metrics-addr", addr)
 		m.note("USE_PROMETHEUS", "used: /metrics also gets a port of its own (PROMETHEUS_ADDR)")
 	} else {

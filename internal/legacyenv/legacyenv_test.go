@@ -802,3 +802,40 @@ func TestLegacyPortsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// Beside our own metrics address (flag or variable), USE_PROMETHEUS=true and
+// PROMETHEUS_ADDR are both reported ignored for it: neither says it opened a port.
+func TestLegacyPrometheusBesideOurMetricsAddr(t *testing.T) {
+	for _, tc := range []struct {
+		env  fakeEnv
+		args []string
+		by   string
+	}{
+		{fakeEnv{"USE_PROMETHEUS": "true", "PROMETHEUS_ADDR": ":19001"}, []string{"--metrics-addr", ":9999"}, "--metrics-addr is given"},
+		{fakeEnv{"USE_PROMETHEUS": "true", "PROMETHEUS_ADDR": ":19001", "RATELIMIT_EXT_METRICS_ADDR": ":9999"}, nil, "RATELIMIT_EXT_METRICS_ADDR is set"},
+		{fakeEnv{"USE_PROMETHEUS": "true"}, []string{"--metrics-addr=:9999"}, "--metrics-addr is given"},
+	} {
+		ours := tc.env["RATELIMIT_EXT_METRICS_ADDR"]
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range tc.env {
+			if strings.HasPrefix(k, "RATELIMIT_EXT_") {
+				continue
+			}
+			var got []string
+			for _, n := range notes {
+				if n.Name == k {
+					got = append(got, n.Outcome)
+				}
+			}
+			if !slices.Equal(got, []string{"ignored: " + tc.by}) {
+				t.Errorf("%v beside %s: %s: notes %q, want only that it is ignored for it", tc.env, tc.by, k, got)
+			}
+		}
+		if tc.env["RATELIMIT_EXT_METRICS_ADDR"] != ours {
+			t.Errorf("%v: RATELIMIT_EXT_METRICS_ADDR = %q", tc.env, tc.env["RATELIMIT_EXT_METRICS_ADDR"])
+		}
+	}
+}
