@@ -34,7 +34,7 @@ func TestCalendarMonthsRefuseMonthRulesAtStart(t *testing.T) {
 	}
 	defer held.Close()
 	code, out := runStderr(t, "serve", "--config-dir", dir, "--grpc-addr", held.Addr().String(), "--http-addr", "127.0.0.1:0")
-	if code != 1 || !strings.Contains(out, "1 limit has unit: month (q: org)") {
+	if code != 1 || !strings.Contains(out, "1 limit has unit: month (q: org (q.yaml:4))") {
 		t.Errorf("serve with a month limit and calendar months asked for: exit %d, stderr %.300q; want 1 and the reason", code, out)
 	}
 }

@@ -498,16 +498,21 @@ func CalendarMonthsAsked() bool {
 }
 
 // MonthLimitsRefused is the error for rules with month limits while calendar months
-// are asked for, nil when there are none (or they are not asked for).
+// are asked for, nil when there are none (or they are not asked for). It names the
+// first five, each where it is written (monthLimitName).
 func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 	if !asked || rs == nil {
 		return nil
 	}
 	var paths []string
 	for _, d := range rs.Domains() {
+		perPath := map[string]int{} // limits per descriptor
+		for _, l := range rs.Limits(d) {
+			perPath[l.Path]++
+		}
 		for _, l := range rs.Limits(d) {
 			if l.Unit == "month" {
-				paths = append(paths, d+": "+l.Path)
+				paths = append(paths, monthLimitName(d, l, perPath[l.Path] > 1))
 			}
 		}
 	}
@@ -519,6 +524,23 @@ func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 		limits, they = "limit has", "it"
 	}
 	return fmt.Errorf("%s=true, and %d %s unit: month (%s): %s would count 30 days from the Unix epoch here, not calendar months; unset %[1]s (or set it false) to accept that", calendarMonthsVar, len(paths), limits, strings.Join(paths[:min(len(paths), 5)], ", "), they)
+}
+
+// monthLimitName names a limit for MonthLimitsRefused: its domain, its descriptor's
+// path (its ID, path#index, when the descriptor has several limits) and where it is
+// written: "q: org (rules.yaml:4)", "q: org#1 (rules.yaml:4)".
+func monthLimitName(domain string, l *descriptors.Limit, several bool) string {
+	name := domain + ": " + l.Path
+	if several {
+		name = domain + ": " + l.ID
+	}
+	switch {
+	case l.File != "" && l.Line > 0:
+		name += fmt.Sprintf(" (%s:%d)", l.File, l.Line)
+	case l.File != "":
+		name += " (" + l.File + ")"
+	}
+	return name
 }
 
 // mapLegacyBackend refuses a store envoyproxy/ratelimit was told to use that is not

@@ -229,15 +229,31 @@ func TestCalendarMonthsRefuseMonthRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := MonthLimitsRefused(true, month); err == nil || !strings.Contains(err.Error(), "=true, and 1 limit has unit: month (q: org): it would count") {
+	if err := MonthLimitsRefused(true, month); err == nil || !strings.Contains(err.Error(), "=true, and 1 limit has unit: month (q: org (q.yaml:4)): it would count") {
 		t.Errorf("a month limit with calendar months asked for: %v, want an error naming it", err)
 	}
 	two, err := descriptors.Parse("q.yaml", []byte("domain: q\ndescriptors:\n  - key: org\n    rate_limits: [{unit: month, requests_per_unit: 1000}, {unit: month, requests_per_unit: 9}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := MonthLimitsRefused(true, two); err == nil || !strings.Contains(err.Error(), "=true, and 2 limits have unit: month (q: org, q: org): they would count") {
+	// Two on one descriptor, written on one line: told apart by their index (the
+	// limit's ID, as /debug/config shows it).
+	if err := MonthLimitsRefused(true, two); err == nil || !strings.Contains(err.Error(), "=true, and 2 limits have unit: month (q: org#0 (q.yaml:4), q: org#1 (q.yaml:4)): they would count") {
 		t.Errorf("two month limits with calendar months asked for: %v", err)
+	}
+	// The first five are named, each where it is written.
+	var yaml strings.Builder
+	yaml.WriteString("domain: q\ndescriptors:\n")
+	for _, k := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		yaml.WriteString("  - key: " + k + "\n    rate_limits:\n      - {unit: month, requests_per_unit: 1}\n      - {unit: day, requests_per_unit: 1}\n")
+	}
+	seven, err := descriptors.Parse("m.yaml", []byte(yaml.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "=true, and 7 limits have unit: month (q: a#0 (m.yaml:5), q: b#0 (m.yaml:9), q: c#0 (m.yaml:13), q: d#0 (m.yaml:17), q: e#0 (m.yaml:21)): they would count"
+	if err := MonthLimitsRefused(true, seven); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("seven month limits: %v, want %q", err, want)
 	}
 	if err := MonthLimitsRefused(true, day); err != nil {
 		t.Errorf("no month limit: %v", err)
