@@ -138,7 +138,11 @@ var ignoredLegacy = map[string]string{
 // Env is the environment the mapping reads and writes, and what of ours it yields to.
 type Env struct {
 	Lookup func(string) (string, bool)
-	Set    func(string, string) error
+	// Set sets one of our variables. Its failure is not reported: the variable is left
+	// unset and gets no note. That is silent on purpose, as os.Setenv (FromOS) fails only
+	// for a name that is empty or holds '=' or NUL, or a value that holds NUL: our names
+	// never do, and values read from the environment cannot, so it never fails there.
+	Set func(string, string) error
 	// Given names the flags the command line gives: a flag wins over their variables as
 	// our own variable does.
 	Given map[string]bool
@@ -229,7 +233,8 @@ func (m *mapping) set(legacy, flag, value string) { m.assign(legacy, flag, value
 // setSecret is set for a value that must not reach the log (a password, a token).
 func (m *mapping) setSecret(legacy, flag, value string) { m.assign(legacy, flag, value, false) }
 
-// assign is set (show) and setSecret (not show). A variable Env.Set refuses gets no note.
+// assign is set (show) and setSecret (not show). A variable Env.Set refuses gets no
+// note (silently: os.Setenv never refuses ours, Env.Set says why).
 func (m *mapping) assign(legacy, flag, value string, show bool) {
 	ours := VarName(flag)
 	if by := m.takenBy(flag); by != "" {
