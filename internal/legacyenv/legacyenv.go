@@ -949,6 +949,8 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		useTLS = b
 		if b {
 			m.note("GRPC_SERVER_USE_TLS", "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)")
+		} else if by := m.takenBy("grpc-tls-cert"); by != "" {
+			m.ignore("GRPC_SERVER_USE_TLS", by+": gRPC is served over TLS from our settings")
 		} else {
 			m.ignore("GRPC_SERVER_USE_TLS", "gRPC is served in plaintext, the default")
 		}

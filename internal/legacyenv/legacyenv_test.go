@@ -855,3 +855,26 @@ func TestLegacyPrometheusBesideOurMetricsAddr(t *testing.T) {
 		}
 	}
 }
+
+// GRPC_SERVER_USE_TLS=false beside our own certificate says that ours serves TLS, not
+// that gRPC is plaintext.
+func TestLegacyGRPCTLSFalseBesideOurCertificate(t *testing.T) {
+	for _, tc := range []struct {
+		env  fakeEnv
+		args []string
+		want string
+	}{
+		{fakeEnv{"GRPC_SERVER_USE_TLS": "false"}, []string{"--grpc-tls-cert=/ours.crt"}, "--grpc-tls-cert is given: gRPC is served over TLS from our settings"},
+		{fakeEnv{"GRPC_SERVER_USE_TLS": "false", "RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt"}, nil, "RATELIMIT_EXT_GRPC_TLS_CERT is set: gRPC is served over TLS from our settings"},
+		{fakeEnv{"GRPC_SERVER_USE_TLS": "false"}, nil, "gRPC is served in plaintext, the default"},
+	} {
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == "GRPC_SERVER_USE_TLS" })
+		if i < 0 || !strings.HasSuffix(notes[i].Outcome, tc.want) {
+			t.Errorf("%v %q: notes %+v, want GRPC_SERVER_USE_TLS ending %q", tc.env, tc.args, notes, tc.want)
+		}
+	}
+}
