@@ -268,6 +268,21 @@ func (m *mapping) note(legacy, outcome string) {
 	m.notes = append(m.notes, Note{Name: legacy, Outcome: outcome})
 }
 
+// boolean reads a legacy switch: on, and whether it is set at all. A value that is not
+// true or false (in strconv.ParseBool's spellings, as envconfig reads it there) is an
+// error naming it.
+func (m *mapping) boolean(legacy string) (on, set bool, err error) {
+	v, set := m.get(legacy)
+	if !set {
+		return false, false, nil
+	}
+	on, err = strconv.ParseBool(v)
+	if err != nil {
+		return false, true, fmt.Errorf("%s=%q: want true or false", legacy, v)
+	}
+	return on, true, nil
+}
+
 // refuseGRPCUDS stops the start when GRPC_UDS is set: Envoy would be pointed at a
 // socket nobody listens on, so stop, as for TLS without a certificate.
 func refuseGRPCUDS(m *mapping) error {
@@ -455,14 +470,10 @@ func mapLegacyLogging(m *mapping) {
 // There is no such switch here (quota_mode is a rule's), and serving its limits as hard
 // limits would deny requests it allowed: true stops the process.
 func mapQuotaMode(m *mapping) error {
-	v, ok := m.get("QUOTA_MODE")
-	if !ok {
-		return nil
-	}
-	on, err := strconv.ParseBool(v)
+	on, set, err := m.boolean("QUOTA_MODE")
 	switch {
-	case err != nil:
-		return fmt.Errorf("QUOTA_MODE=%q: want true or false", v)
+	case err != nil || !set:
+		return err
 	case on:
 		return errors.New("QUOTA_MODE=true: quota mode for every limit is not supported; set quota_mode: true on the rule entries that should be soft limits (docs/configuration.md)")
 	}
@@ -478,14 +489,10 @@ const calendarMonthsVar = "USE_CALENDAR_MONTH_RATE_LIMIT"
 
 // mapCalendarMonth reports USE_CALENDAR_MONTH_RATE_LIMIT; serve acts on it with the rules.
 func mapCalendarMonth(m *mapping) error {
-	v, ok := m.get(calendarMonthsVar)
-	if !ok {
-		return nil
-	}
-	on, err := strconv.ParseBool(v)
+	on, set, err := m.boolean(calendarMonthsVar)
 	switch {
-	case err != nil:
-		return fmt.Errorf("%s=%q: want true or false", calendarMonthsVar, v)
+	case err != nil || !set:
+		return err
 	case on:
 		// Not ignored: it refuses month limits (serve, with the rules; MonthLimitsRefused).
 		m.note(calendarMonthsVar, "rules with a month limit stop the start, and such rules loaded later are applied and logged as errors: calendar months are not supported, and unit: month counts 30 days from the Unix epoch here (unset it, or set it false, to accept 30-day months)")
@@ -604,13 +611,9 @@ func mapLegacyRedis(m *mapping) error {
 		}
 		return nil
 	}
-	tlsOn := false
-	if v, ok := m.get("REDIS_TLS"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("REDIS_TLS=%q: want true or false", v)
-		}
-		tlsOn = b
+	tlsOn, _, err := m.boolean("REDIS_TLS")
+	if err != nil {
+		return err
 	}
 	addr, ok := m.get("REDIS_URL")
 	if !ok {
@@ -940,14 +943,12 @@ var legacyGRPCTLS = []struct{ legacy, flag string }{
 // without a certificate and a key (theirs or ours) is an error: serving plaintext
 // instead would break every call.
 func mapLegacyGRPCTLS(m *mapping) error {
-	useTLS := false
-	if v, ok := m.get("GRPC_SERVER_USE_TLS"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("GRPC_SERVER_USE_TLS=%q: want true or false", v)
-		}
-		useTLS = b
-		if b {
+	useTLS, set, err := m.boolean("GRPC_SERVER_USE_TLS")
+	if err != nil {
+		return err
+	}
+	if set {
+		if useTLS {
 			m.note("GRPC_SERVER_USE_TLS", "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)")
 		} else if by := m.takenBy("grpc-tls-cert"); by != "" {
 			m.ignore("GRPC_SERVER_USE_TLS", by+": gRPC is served over TLS from our settings")
@@ -986,16 +987,12 @@ func mapLegacyGRPCTLS(m *mapping) error {
 // mapLegacyMetrics gives metrics the port of their own that USE_PROMETHEUS=true opens
 // there (PROMETHEUS_ADDR, default :9090). /metrics stays on the HTTP port as well.
 func mapLegacyMetrics(m *mapping) error {
-	on := false
-	if v, ok := m.get("USE_PROMETHEUS"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("USE_PROMETHEUS=%q: want true or false", v)
-		}
-		on = b
-		if !b {
-			m.ignore("USE_PROMETHEUS", "metrics are always on, at /metrics on the HTTP port")
-		}
+	on, set, err := m.boolean("USE_PROMETHEUS")
+	if err != nil {
+		return err
+	}
+	if set && !on {
+		m.ignore("USE_PROMETHEUS", "metrics are always on, at /metrics on the HTTP port")
 	}
 	for _, v := range []string{"PROMETHEUS_ADDR", "PROMETHEUS_PATH"} {
 		if _, ok := m.get(v); ok && !on {
@@ -1110,18 +1107,16 @@ func mapXDSBackoff(m *mapping) error {
 			m.set("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "xds-backoff-initial", v)
 		}
 	}
-	jitter := true
-	if v, ok := m.get("XDS_CLIENT_BACKOFF_JITTER"); ok {
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("XDS_CLIENT_BACKOFF_JITTER=%q: want true or false", v)
-		}
-		jitter = on
-		if on {
-			m.ignore("XDS_CLIENT_BACKOFF_JITTER", "jitter is on by default; XDS_CLIENT_BACKOFF_RANDOM_FACTOR sets how much")
-		} else {
-			m.set("XDS_CLIENT_BACKOFF_JITTER", "xds-backoff-jitter", "0")
-		}
+	on, set, err := m.boolean("XDS_CLIENT_BACKOFF_JITTER")
+	if err != nil {
+		return err
+	}
+	jitter := on || !set // on by default
+	switch {
+	case set && on:
+		m.ignore("XDS_CLIENT_BACKOFF_JITTER", "jitter is on by default; XDS_CLIENT_BACKOFF_RANDOM_FACTOR sets how much")
+	case set:
+		m.set("XDS_CLIENT_BACKOFF_JITTER", "xds-backoff-jitter", "0")
 	}
 	if v, ok := m.get("XDS_CLIENT_BACKOFF_RANDOM_FACTOR"); ok {
 		if jitter {
@@ -1156,15 +1151,13 @@ func mapXDSHeaders(m *mapping) error {
 // mapXDSTLS maps CONFIG_GRPC_XDS_SERVER_USE_TLS and the TLS files it turns on
 // (legacyXDSTLS): without it they are ignored, as there.
 func mapXDSTLS(m *mapping) error {
-	useTLS := false
-	if v, ok := m.get("CONFIG_GRPC_XDS_SERVER_USE_TLS"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("CONFIG_GRPC_XDS_SERVER_USE_TLS=%q: want true or false", v)
-		}
-		useTLS = b
+	useTLS, set, err := m.boolean("CONFIG_GRPC_XDS_SERVER_USE_TLS")
+	if err != nil {
+		return err
+	}
+	if set {
 		switch by := m.takenBy("xds-tls"); {
-		case b:
+		case useTLS:
 			m.set("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls", "true")
 		case by != "":
 			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", by)
@@ -1187,16 +1180,11 @@ func mapXDSTLS(m *mapping) error {
 // mapXDSStartWithoutRules maps FORCE_START_WITHOUT_INITIAL_CONFIG: whether to serve
 // with no rules (and report ready) until the xDS server sends some.
 func mapXDSStartWithoutRules(m *mapping) error {
-	v, ok := m.get("FORCE_START_WITHOUT_INITIAL_CONFIG")
-	if !ok {
-		return nil
+	on, set, err := m.boolean("FORCE_START_WITHOUT_INITIAL_CONFIG")
+	if set && err == nil {
+		m.set("FORCE_START_WITHOUT_INITIAL_CONFIG", "xds-start-without-rules", strconv.FormatBool(on))
 	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return fmt.Errorf("FORCE_START_WITHOUT_INITIAL_CONFIG=%q: want true or false", v)
-	}
-	m.set("FORCE_START_WITHOUT_INITIAL_CONFIG", "xds-start-without-rules", strconv.FormatBool(b))
-	return nil
+	return err
 }
 
 // flagsGiven names the flags a command line gives (-name, --name, with =value or not),

@@ -191,23 +191,28 @@ func TestLegacyEnvironment(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_LOG_LEVEL": "warn"}, ""},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := apply(c.in)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("error %v, want one containing %q", err, c.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range c.want {
-				if c.in[k] != v {
-					t.Errorf("%s = %q, want %q", k, c.in[k], v)
-				}
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkApply(t, c.in, nil, c.want, c.err) })
+	}
+}
+
+// checkApply maps env with the flags given and checks the outcome: an error containing
+// wantErr, or else our variables afterwards holding want.
+func checkApply(t *testing.T, env fakeEnv, given map[string]bool, want map[string]string, wantErr string) {
+	t.Helper()
+	_, err := Apply(env.env(given))
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error %v, want one containing %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q", k, env[k], v)
+		}
 	}
 }
 
@@ -695,23 +700,7 @@ func TestLegacyGRPCTLSBesideOurs(t *testing.T) {
 			"GRPC_SERVER_TLS_KEY": "/theirs.key", "GRPC_CLIENT_TLS_SAN": "envoy.internal"}, []string{"--grpc-tls-client-ca", "/ca.crt"},
 			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CLIENT_SAN": "envoy.internal"}, ""},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Apply(tc.env.env(flagsGiven(tc.args)))
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("error %v, want one containing %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range tc.want {
-				if tc.env[k] != v {
-					t.Errorf("%s = %q, want %q", k, tc.env[k], v)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkApply(t, tc.env, flagsGiven(tc.args), tc.want, tc.err) })
 	}
 }
 
@@ -875,6 +864,37 @@ func TestLegacyGRPCTLSFalseBesideOurCertificate(t *testing.T) {
 		i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == "GRPC_SERVER_USE_TLS" })
 		if i < 0 || !strings.HasSuffix(notes[i].Outcome, tc.want) {
 			t.Errorf("%v %q: notes %+v, want GRPC_SERVER_USE_TLS ending %q", tc.env, tc.args, notes, tc.want)
+		}
+	}
+}
+
+// Each of their switches takes true or false (as strconv.ParseBool spells them); any
+// other value stops the start with an error naming the variable and its value.
+func TestLegacySwitchesRefuseOtherValues(t *testing.T) {
+	xds := fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "xds:18000"}
+	for _, tc := range []struct {
+		name string
+		base fakeEnv
+	}{
+		{"QUOTA_MODE", nil}, {"USE_CALENDAR_MONTH_RATE_LIMIT", nil}, {"GRPC_SERVER_USE_TLS", nil},
+		{"USE_PROMETHEUS", nil}, {"REDIS_TLS", fakeEnv{"REDIS_URL": "redis:6379"}},
+		{"XDS_CLIENT_BACKOFF_JITTER", xds}, {"CONFIG_GRPC_XDS_SERVER_USE_TLS", xds},
+		{"FORCE_START_WITHOUT_INITIAL_CONFIG", xds},
+	} {
+		for _, v := range []string{"maybe", "TRUE", "0"} {
+			env := maps.Clone(tc.base)
+			if env == nil {
+				env = fakeEnv{}
+			}
+			env[tc.name] = v
+			_, err := apply(env)
+			refused := err != nil && strings.Contains(err.Error(), tc.name+`="maybe": want true or false`)
+			if v == "maybe" && !refused {
+				t.Errorf("%s=maybe: error %v, want one naming it and asking for true or false", tc.name, err)
+			}
+			if v != "maybe" && err != nil && strings.Contains(err.Error(), "want true or false") {
+				t.Errorf("%s=%s refused: %v", tc.name, v, err)
+			}
 		}
 	}
 }
