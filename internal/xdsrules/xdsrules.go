@@ -107,10 +107,19 @@ type Subscriber struct {
 	// Owned by the subscription goroutine.
 	acked       string  // version_info of the last ACKed response
 	appliedHash string  // hash of the rule set last handed to apply (for the log)
-	nacked      string  // version_info of the last response, when it was NACKed (logged and counted once)
-	streamNack  string  // the same, on the current stream (its repeats are paced)
+	nacked      nack    // the last response, when it was NACKed (logged and counted once)
+	streamNack  nack    // the same, on the current stream (its repeats are paced)
 	renacks     retries // paces NACKs of the same version sent again
 }
+
+// nack is the version_info of a NACKed response, or none: a server may leave
+// version_info empty, and such a response is still one that was NACKed.
+type nack struct {
+	version string
+	set     bool
+}
+
+func (n nack) is(version string) bool { return n.set && n.version == version }
 
 // Start validates o and begins subscribing in the background. apply receives each rule
 // set that compiled, from one goroutine. Start does not wait for the server: until the
@@ -224,7 +233,7 @@ func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
 		return false, err
 	}
 	// A NACK on a new stream goes at once, even of the version last NACKed.
-	s.streamNack = ""
+	s.streamNack = nack{}
 	// A new stream has no nonce yet, and asks with an empty version_info for whatever the
 	// server has: a server that restarted may count its versions from 1 again, and one
 	// that landed on the version we serve with other content would send nothing (a
@@ -284,19 +293,19 @@ func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.D
 	if err != nil {
 		var delay time.Duration
 		version := resp.GetVersionInfo()
-		if version == s.streamNack {
+		if s.streamNack.is(version) {
 			delay = min(s.renacks.next(), maxRenackWait) // jitter included
 		} else {
 			s.renacks.reset()
-			s.streamNack = version
+			s.streamNack = nack{version, true}
 		}
-		if version == s.nacked {
+		if s.nacked.is(version) {
 			s.opts.Log.Debug("xDS update rejected again (NACK)", "version", version, "nack_in", delay.Round(time.Millisecond))
 		} else {
 			if s.opts.OnLoad != nil { // once per version, not per copy sent again
 				s.opts.OnLoad(nil, err)
 			}
-			s.nacked = version
+			s.nacked = nack{version, true}
 			s.opts.Log.Error("xDS update rejected (NACK); the rules in place keep serving",
 				"version", version, "acked_version", s.acked, "error", err)
 		}
@@ -304,7 +313,7 @@ func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.D
 		reply.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: truncate(err.Error(), maxErrorDetail)}
 		return reply, delay
 	}
-	s.nacked, s.streamNack = "", ""
+	s.nacked, s.streamNack = nack{}, nack{}
 	// A reconnect usually brings the same version again; the decider keeps what
 	// depends on the rules (the local over-limit cache) when they did not change.
 	changed := rs.Hash() != s.appliedHash

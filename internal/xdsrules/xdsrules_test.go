@@ -185,12 +185,44 @@ func TestNACKsCountedOncePerVersion(t *testing.T) {
 			t.Fatalf("a repeated NACK waits %v, want more than 0 and at most %v", d, maxRenackWait)
 		}
 	}
-	s.streamNack = "" // a new stream (Subscriber.stream)
+	s.streamNack = nack{} // a new stream (Subscriber.stream)
 	if _, d := s.handle(broken); d != 0 {
 		t.Fatalf("the first NACK on a new stream waits %v, want none", d)
 	}
 	if good, rejected := l.counts(); good != 0 || rejected != 1 {
 		t.Errorf("OnLoad saw %d good and %d rejected, want one rejected version", good, rejected)
+	}
+}
+
+// A broken response without a version_info (a server need not set one) is the first
+// rejected update like any other: logged at error level and counted, and NACKed at
+// once. An empty version is not "nothing NACKed yet", nor "the version last NACKed"
+// after a good update.
+func TestNACKOfAnUnversionedResponse(t *testing.T) {
+	l := &loads{}
+	s := &Subscriber{opts: Options{Log: quiet, OnLoad: l.onLoad}, node: &corev3.Node{Id: nodeID}, apply: func(*descriptors.RuleSet) {},
+		renacks: retries{b: renackBackoff(Backoff{Initial: time.Hour, Max: time.Hour})}}
+	broken := &discoveryv3.DiscoveryResponse{TypeUrl: TypeURL,
+		Resources: []*anypb.Any{mustAny(t, &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{{Key: "k"}, {Key: "k"}}})}}
+	if reply, d := s.handle(broken); d != 0 || reply.GetErrorDetail() == nil {
+		t.Fatalf("the first NACK of an unversioned response: wait %v, error_detail %v; want a NACK at once", d, reply.GetErrorDetail())
+	}
+	if good, rejected := l.counts(); good != 0 || rejected != 1 {
+		t.Fatalf("OnLoad saw %d good and %d rejected, want the rejected update counted", good, rejected)
+	}
+	if _, d := s.handle(broken); d <= 0 {
+		t.Fatalf("the same unversioned response again is NACKed after %v, want a pause", d)
+	}
+	// A good unversioned response, then the broken one again: a new rejection.
+	good := &discoveryv3.DiscoveryResponse{TypeUrl: TypeURL, Resources: []*anypb.Any{mustAny(t, edgeConfig(1))}}
+	if reply, _ := s.handle(good); reply.GetErrorDetail() != nil {
+		t.Fatalf("good response NACKed: %v", reply.GetErrorDetail())
+	}
+	if _, d := s.handle(broken); d != 0 {
+		t.Fatalf("a broken update after a good one waits %v, want none", d)
+	}
+	if good, rejected := l.counts(); good != 1 || rejected != 2 {
+		t.Errorf("OnLoad saw %d good and %d rejected, want 1 and 2", good, rejected)
 	}
 }
 
