@@ -1137,12 +1137,18 @@ func mapXDSHeaders(m *mapping) error {
 		return nil
 	}
 	var kv []string
+	n := 0
 	for item := range strings.SplitSeq(v, ",") {
-		if k, val, found := strings.Cut(item, ":"); found {
-			kv = append(kv, strings.TrimSpace(k)+"="+strings.TrimSpace(val))
-		} else if strings.TrimSpace(item) != "" {
-			return fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: %q is not key:value", item)
+		if strings.TrimSpace(item) == "" {
+			continue
 		}
+		n++
+		k, val, found := strings.Cut(item, ":")
+		if k = strings.TrimSpace(k); !found || k == "" {
+			// Named by its place, not its text: a malformed item may be a token.
+			return fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: item %d is not key:value (its text is not shown: it may hold a secret)", n)
+		}
+		kv = append(kv, k+"="+strings.TrimSpace(val))
 	}
 	m.setSecret("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "xds-headers", strings.Join(kv, ","))
 	return nil

@@ -373,6 +373,21 @@ func TestLegacySecretsAreNotLogged(t *testing.T) {
 	}
 }
 
+// A malformed CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS item (our key=value format
+// where theirs is key:value, or a bare token) is named by its place, not its text,
+// which may be a token, as --xds-headers does.
+func TestLegacyHeadersErrorHidesTheItem(t *testing.T) {
+	for _, v := range []string{"authorization=Bearer s3cret", "x-tenant:a, s3cret", ":s3cret"} {
+		_, err := apply(fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS": v})
+		if err == nil || !strings.Contains(err.Error(), "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS") || !strings.Contains(err.Error(), "key:value") {
+			t.Fatalf("%q: error %v, want one naming the variable and its format", v, err)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: error %q shows the item, which may be a secret", v, err)
+		}
+	}
+}
+
 // Variables we do not map are reported, with what to use instead.
 func TestLegacyEnvironmentReportsIgnored(t *testing.T) {
 	env := fakeEnv{"USE_STATSD": "true", "NEAR_LIMIT_RATIO": "0.9", "LOCAL_CACHE_SIZE_IN_BYTES": "1000000"}
