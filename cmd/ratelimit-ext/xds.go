@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -96,7 +97,44 @@ func (x *xdsSettings) resolve() error {
 	if _, err := pairs("--xds-headers", x.headers); err != nil {
 		return err
 	}
+	if err := grpcHeaders(x.headers); err != nil {
+		return err
+	}
 	return x.tls.pairGiven()
+}
+
+// reservedHeaders are the headers gRPC sets itself: it drops them from the metadata
+// given without a word.
+var reservedHeaders = []string{"content-type", "user-agent", "te", "grpc-encoding", "grpc-message",
+	"grpc-message-type", "grpc-status", "grpc-status-details-bin", "grpc-timeout"}
+
+// grpcHeaders refuses --xds-headers (already checked by pairs) that gRPC would not
+// send: a key or value it refuses would fail every stream to open (retried forever,
+// the replica without rules), and a pseudo-header or one gRPC sets itself would be
+// dropped. Keys are sent in lower case. Errors name the item by its place, as pairs
+// does, and never show a value (it may be a token).
+func grpcHeaders(s string) error {
+	n := 0
+	for item := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		n++
+		k, v, _ := strings.Cut(item, "=")
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		switch {
+		case strings.HasPrefix(k, ":") || slices.Contains(reservedHeaders, k):
+			return fmt.Errorf("--xds-headers: item %d: %q is a header gRPC sets itself; it would not be sent", n, k)
+		case strings.IndexFunc(k, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+		}) >= 0:
+			return fmt.Errorf("--xds-headers: item %d: the key has a character other than letters, digits, '-', '_' and '.', which gRPC refuses (its text is not shown: it may hold a secret)", n)
+		case strings.HasSuffix(k, "-bin"): // a binary value: any bytes
+		case strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0:
+			return fmt.Errorf("--xds-headers: item %d (%q): the value has a character other than printable ASCII, which gRPC refuses (a binary value needs a key ending in -bin)", n, k)
+		}
+	}
+	return nil
 }
 
 // pairs parses "key=value,key=value"; empty items (a trailing comma) are skipped. The

@@ -64,6 +64,20 @@ func TestConfigSource(t *testing.T) {
 	if _, err := loadServeConfig([]string{"--xds-server", "x:1", "--xds-headers", "authorization:Bearer SECRET"}); err == nil || strings.Contains(err.Error(), "SECRET") {
 		t.Errorf("a malformed --xds-headers item: %v, want an error without its text", err)
 	}
+	// Headers gRPC refuses to send (every stream would fail to open, retried forever
+	// while the replica stays without rules) or drops without a word are refused at
+	// start, naming the key and never the value.
+	for _, h := range []string{"x auth=SECRET", "X-Tenant/ID=SECRET", "authorization=Bearer SECRET\u00e9", "te=SECRET", "grpc-timeout=SECRET", ":authority=SECRET", "user-agent=SECRET"} {
+		_, err := loadServeConfig([]string{"--xds-server", "x:1", "--xds-headers", h})
+		if err == nil || !strings.Contains(err.Error(), "--xds-headers") {
+			t.Errorf("--xds-headers %q: error %v, want one naming --xds-headers", h, err)
+		} else if strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("--xds-headers %q: error %q shows the value", h, err)
+		}
+	}
+	if _, err := loadServeConfig([]string{"--xds-server", "x:1", "--xds-headers", "Authorization=Bearer a.b-c_d~e+f/g=, x-token-bin=\u00ff"}); err != nil {
+		t.Errorf("valid headers refused: %v", err)
+	}
 	t.Setenv("RATELIMIT_EXT_XDS_BACKOFF_JITTER", "lots")
 	if _, err := loadServeConfig(nil); err == nil || !strings.Contains(err.Error(), "RATELIMIT_EXT_XDS_BACKOFF_JITTER") {
 		t.Errorf("a malformed jitter in the environment: %v", err)
