@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 	}
 	rs, err := descriptors.Compile(files...)
 	if err != nil {
-		return nil, withoutLines(err)
+		return nil, withoutLines(err, files)
 	}
 	return rs, nil
 }
@@ -221,15 +222,26 @@ func quotaMode(d *rlsconfv3.RateLimitDescriptor) bool {
 
 // withoutLines rewrites a load error without line numbers: they count lines of the
 // generated document, which the operator never sees; the field path ("descriptors[1]
-// .rate_limit.unit") locates the problem in the resource itself.
-func withoutLines(err error) error {
+// .rate_limit.unit") locates the problem in the resource itself, and a duplicate
+// entry's "(first at line N)" becomes the first entry's path.
+func withoutLines(err error, files []descriptors.File) error {
 	var le *descriptors.LoadError
 	if !errors.As(err, &le) {
 		return err
 	}
+	paths := map[string]map[int]string{} // by file: each descriptor entry's path by its line
 	lines := make([]string, 0, len(le.Errors)+1)
 	for _, ce := range le.Errors {
-		msg := ce.Msg
+		msg := firstAtLine.ReplaceAllStringFunc(ce.Msg, func(m string) string {
+			if paths[ce.File] == nil {
+				paths[ce.File] = entryPaths(files, ce.File)
+			}
+			line, _ := strconv.Atoi(firstAtLine.FindStringSubmatch(m)[1])
+			if p, ok := paths[ce.File][line]; ok {
+				return "(first at " + p + ")"
+			}
+			return "(first seen earlier)"
+		})
 		if ce.DefinedIn != "" {
 			msg += " (already defined in " + ce.DefinedIn + ")"
 		}
@@ -243,4 +255,36 @@ func withoutLines(err error) error {
 		lines = append(lines, fmt.Sprintf("(%d more errors omitted)", le.Omitted))
 	}
 	return errors.New(strings.Join(lines, "\n"))
+}
+
+// firstAtLine is how the compiler points at the first of two duplicate entries.
+var firstAtLine = regexp.MustCompile(`\(first at line (\d+)\)`)
+
+// entryPaths maps the line of each descriptor entry of the generated document named
+// name to the entry's field path (descriptors[1].descriptors[0]).
+func entryPaths(files []descriptors.File, name string) map[int]string {
+	out := map[int]string{}
+	i := slices.IndexFunc(files, func(f descriptors.File) bool { return f.Name == name })
+	if i < 0 {
+		return out
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(files[i].Data, &doc) != nil || len(doc.Content) == 0 {
+		return out
+	}
+	var walk func(m *yaml.Node, path string)
+	walk = func(m *yaml.Node, path string) {
+		for k := 0; m.Kind == yaml.MappingNode && k+1 < len(m.Content); k += 2 {
+			if m.Content[k].Value != "descriptors" {
+				continue
+			}
+			for j, item := range m.Content[k+1].Content {
+				p := path + "descriptors[" + strconv.Itoa(j) + "]"
+				out[item.Line] = p
+				walk(item, p+".")
+			}
+		}
+	}
+	walk(doc.Content[0], "")
+	return out
 }

@@ -322,7 +322,7 @@ func TestCompileUnwrapsResources(t *testing.T) {
 	}
 }
 
-var lineNumber = regexp.MustCompile(`xds:[^:\s]*:\d+:`)
+var lineNumber = regexp.MustCompile(`xds:[^:\s]*:\d+:|\bline \d`)
 
 // Broken resources are errors naming the resource and the field, with no line numbers
 // (they would count lines of a document nobody sees).
@@ -344,7 +344,11 @@ func TestCompileErrors(t *testing.T) {
 			[]string{"xds:r1: descriptors[0].rate_limit.unit", `"9"`}},
 		{"duplicate descriptor", []*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
 			{Key: "k", Value: "v", RateLimit: limit(second, 1)}, {Key: "k", Value: "v", RateLimit: limit(second, 2)}}})},
-			[]string{"xds:r1: descriptors[1]", "duplicate"}},
+			[]string{"xds:r1: descriptors[1]", "duplicate", "(first at descriptors[0])"}},
+		{"duplicate nested descriptor", []*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
+			{Key: "a", RateLimit: limit(second, 1)},
+			{Key: "b", Descriptors: []*descT{{Key: "x", RateLimit: limit(second, 1)}, {Key: "k", RateLimit: limit(second, 1)}, {Key: "k", RateLimit: limit(second, 2)}}}}})},
+			[]string{"xds:r1: descriptors[1].descriptors[2]", "duplicate", "(first at descriptors[1].descriptors[1])"}},
 		{"no domain", []*anypb.Any{mustAny(t, &cfgT{Name: "r1"})},
 			[]string{"xds:r1: domain"}},
 		{"one domain in two resources", []*anypb.Any{
