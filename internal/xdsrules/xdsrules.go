@@ -107,7 +107,7 @@ type Subscriber struct {
 	// Owned by the subscription goroutine.
 	acked       string  // version_info of the last ACKed response
 	appliedHash string  // hash of the rule set last handed to apply (for the log)
-	nacked      nack    // the last response, when it was NACKed (logged and counted once)
+	nacked      nack    // the last response, when it was NACKed (logged and counted once), and its error
 	streamNack  nack    // the same, on the current stream (its repeats are paced)
 	renacks     retries // paces NACKs of the same version sent again
 }
@@ -117,6 +117,7 @@ type Subscriber struct {
 type nack struct {
 	version string
 	set     bool
+	err     string // the compile error: the same version with other content (a restarted server counting from 1 again) is another rejection
 }
 
 func (n nack) is(version string) bool { return n.set && n.version == version }
@@ -297,15 +298,15 @@ func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.D
 			delay = min(s.renacks.next(), maxRenackWait) // jitter included
 		} else {
 			s.renacks.reset()
-			s.streamNack = nack{version, true}
+			s.streamNack = nack{version: version, set: true}
 		}
-		if s.nacked.is(version) {
+		if s.nacked.is(version) && s.nacked.err == err.Error() {
 			s.opts.Log.Debug("xDS update rejected again (NACK)", "version", version, "nack_in", delay.Round(time.Millisecond))
 		} else {
 			if s.opts.OnLoad != nil { // once per version, not per copy sent again
 				s.opts.OnLoad(nil, err)
 			}
-			s.nacked = nack{version, true}
+			s.nacked = nack{version, true, err.Error()}
 			s.opts.Log.Error("xDS update rejected (NACK); the rules in place keep serving",
 				"version", version, "acked_version", s.acked, "error", err)
 		}

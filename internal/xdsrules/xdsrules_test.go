@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testlog"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
 )
 
@@ -223,6 +224,29 @@ func TestNACKOfAnUnversionedResponse(t *testing.T) {
 	}
 	if good, rejected := l.counts(); good != 1 || rejected != 2 {
 		t.Errorf("OnLoad saw %d good and %d rejected, want 1 and 2", good, rejected)
+	}
+}
+
+// A restarted server may count its versions from the start again: a version NACKed
+// before that comes back with other broken content, which is a new rejection, logged
+// at error level with its own error and counted, not a repeat of the old one.
+func TestNACKOfAReusedVersionWithOtherContent(t *testing.T) {
+	l := &loads{}
+	log := &testlog.Buffer{}
+	s := &Subscriber{opts: Options{Log: slog.New(slog.NewTextHandler(log, nil)), OnLoad: l.onLoad}, node: &corev3.Node{Id: nodeID},
+		renacks: retries{b: renackBackoff(fastBackoff)}}
+	broken := func(key string) *discoveryv3.DiscoveryResponse {
+		return &discoveryv3.DiscoveryResponse{VersionInfo: "2", TypeUrl: TypeURL,
+			Resources: []*anypb.Any{mustAny(t, &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{{Key: key}, {Key: key}}})}}
+	}
+	s.handle(broken("old"))
+	s.streamNack = nack{} // the server restarted: a new stream
+	s.handle(broken("new"))
+	if good, rejected := l.counts(); good != 0 || rejected != 2 {
+		t.Errorf("OnLoad saw %d good and %d rejected, want two rejected updates", good, rejected)
+	}
+	if !strings.Contains(log.String(), `key \"new\"`) {
+		t.Errorf("the new content's error was not logged at error level:\n%s", log)
 	}
 }
 
