@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
@@ -91,16 +93,9 @@ func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
 // readDecideRequest decodes the body, one JSON object and nothing after it, into in; on
 // failure it returns the HTTP status to answer with.
 func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest) (int, error) {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxDecideBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(in)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDecideBody))
 	if err == nil {
-		switch rest := dec.Decode(&struct{}{}); {
-		case errors.As(rest, new(*http.MaxBytesError)):
-			err = rest // a first object that fits, in a body that does not
-		case rest != io.EOF:
-			err = errors.New("data after the request object")
-		}
+		err = decodeDecideRequest(body, in)
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -110,6 +105,62 @@ func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest
 		return http.StatusBadRequest, fmt.Errorf("bad JSON: %w", err)
 	}
 	return 0, nil
+}
+
+// decodeDecideRequest decodes body, one JSON object and nothing after it, into in.
+func decodeDecideRequest(body []byte, in *decideRequest) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(in); err != nil {
+		return err
+	}
+	if dec.Decode(&struct{}{}) != io.EOF {
+		return errors.New("data after the request object")
+	}
+	return duplicateMember(body)
+}
+
+// duplicateMember returns an error naming the first member that appears twice in one
+// object of body, a valid JSON text. encoding/json keeps the last value (and matches
+// names to fields without regard to case), so the request it decodes may not be the one
+// another reader of the text sees: a request that says two things is refused instead.
+func duplicateMember(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var objects [][]string // the names seen in each open object or array (nil) around the token
+	wantName := false      // the next token is a member name or the end of an object
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if name, ok := tok.(string); ok && wantName {
+			top := &objects[len(objects)-1]
+			for _, seen := range *top {
+				switch {
+				case seen == name:
+					return fmt.Errorf("member %q appears twice in one object", name)
+				case strings.EqualFold(seen, name): // the same field to encoding/json
+					return fmt.Errorf("member %q appears twice in one object (first as %q: names match without regard to case)", name, seen)
+				}
+			}
+			*top = append(*top, name)
+			wantName = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			objects = append(objects, []string{})
+		case json.Delim('['):
+			objects = append(objects, nil)
+		case json.Delim('}'), json.Delim(']'):
+			objects = objects[:len(objects)-1]
+		}
+		// After a value, or the start of an object, a name follows if an object is open.
+		wantName = len(objects) > 0 && objects[len(objects)-1] != nil
+	}
 }
 
 func toDecideResponse(res *decide.Result) decideResponse {

@@ -1,0 +1,55 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
+)
+
+// refuses posts each body and wants a 400 whose error contains want, and nothing
+// charged: the address x, which each body names somewhere, still has both of its
+// units left afterwards.
+func refuses(t *testing.T, cases map[string]struct{ body, want string }) {
+	t.Helper()
+	obs := &invalidCounter{}
+	url := serveAPI(t, httpapi.New(newDecider(t, decide.Options{}), quiet(), obs)) + "/v1/decide"
+	for name, c := range cases {
+		code, resp := do(t, "POST", url, c.body)
+		var answer struct{ Error string }
+		if err := json.Unmarshal([]byte(resp), &answer); code != http.StatusBadRequest || err != nil || !strings.Contains(answer.Error, c.want) {
+			t.Errorf("%s: %d %.300s, want 400 with an error saying %q", name, code, resp, c.want)
+		}
+	}
+	if obs.invalid != len(cases) || obs.other != 0 {
+		t.Errorf("observed %d invalid and %d other requests, want %d invalid", obs.invalid, obs.other, len(cases))
+	}
+	if got := postDecide(t, url, `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}],"hits_addend":0}]}`); got.Statuses[0].LimitRemaining != 2 {
+		t.Errorf("a refused request charged a limit: %d of 2 left", got.Statuses[0].LimitRemaining)
+	}
+}
+
+// A member named twice in one object is refused: encoding/json would keep the last
+// value (and match names without regard to case), so the request decided would not be
+// the one another reader of the same text sees, and nothing would say so.
+func TestDecideRefusesDuplicateMembers(t *testing.T) {
+	refuses(t, map[string]struct{ body, want string }{
+		"domain twice":           {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}]}],"domain":"other"}`, `"domain" appears twice`},
+		"domain in another case": {`{"domain":"web","Domain":"other","descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, `"Domain" appears twice`},
+		"value twice":            {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"y","value":"x"}]}]}`, `"value" appears twice`},
+		"hits_addend twice":      {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}],"hits_addend":0,"hits_addend":1}]}`, `"hits_addend" appears twice`},
+		"descriptors twice":      {`{"domain":"web","descriptors":[],"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, `"descriptors" appears twice`},
+	})
+}
+
+// The same names in different objects are no duplicates.
+func TestDecideTakesTheSameNamesInDifferentObjects(t *testing.T) {
+	url := serveAPI(t, httpapi.New(newDecider(t, decide.Options{}), quiet(), nil)) + "/v1/decide"
+	got := postDecide(t, url, `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}],"hits_addend":1},{"entries":[{"key":"ip","value":"y"}],"hits_addend":2}]}`)
+	if len(got.Statuses) != 2 || got.Statuses[0].LimitRemaining != 1 || got.Statuses[1].LimitRemaining != 0 {
+		t.Fatalf("%+v", got)
+	}
+}
