@@ -8,8 +8,11 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -109,6 +112,9 @@ func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest
 
 // decodeDecideRequest decodes body, one JSON object and nothing after it, into in.
 func decodeDecideRequest(body []byte, in *decideRequest) error {
+	if err := notUTF8(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(in); err != nil {
@@ -117,7 +123,60 @@ func decodeDecideRequest(body []byte, in *decideRequest) error {
 	if dec.Decode(&struct{}{}) != io.EOF {
 		return errors.New("data after the request object")
 	}
+	if err := loneSurrogate(body); err != nil {
+		return err
+	}
 	return duplicateMember(body)
+}
+
+// notUTF8 refuses a body that is not UTF-8, as JSON must be (RFC 8259 §8.1).
+// encoding/json reads each byte that is not part of UTF-8 as U+FFFD, so values that
+// differ in such bytes would share one counter, and not the one ShouldRateLimit charges
+// for the same bytes (internal/utf8codec reads each as '!').
+func notUTF8(body []byte) error {
+	if utf8.Valid(body) {
+		return nil
+	}
+	i := 0
+	for {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n == 1 {
+			return fmt.Errorf("the body is not valid UTF-8 at byte %d (0x%02x); JSON text is UTF-8", i, body[i])
+		}
+		i += n
+	}
+}
+
+// loneSurrogate refuses a \u escape in body, a valid JSON text, that is half of a UTF-16
+// surrogate pair without the other half: it stands for no character, and encoding/json
+// would read it as U+FFFD, as notUTF8 says of stray bytes.
+func loneSurrogate(body []byte) error {
+	// In a valid JSON text a backslash only starts an escape, inside a string.
+	for i := bytes.IndexByte(body, '\\'); i >= 0; {
+		next := i + 2 // past a one-character escape
+		if body[i+1] == 'u' {
+			next = i + 6
+			switch r := escapedUnit(body[i+2 : i+6]); {
+			case utf16.IsSurrogate(r) && r < 0xdc00 && next+6 <= len(body) && body[next] == '\\' && body[next+1] == 'u' &&
+				utf16.DecodeRune(r, escapedUnit(body[next+2:next+6])) != utf8.RuneError:
+				next += 6 // a pair
+			case utf16.IsSurrogate(r):
+				return fmt.Errorf("the escape %s at byte %d is half of a UTF-16 surrogate pair, not a character", body[i:i+6], i)
+			}
+		}
+		j := bytes.IndexByte(body[next:], '\\')
+		if j < 0 {
+			return nil
+		}
+		i = next + j
+	}
+	return nil
+}
+
+// escapedUnit is the UTF-16 code unit of the four hex digits of a \u escape.
+func escapedUnit(hex []byte) rune {
+	v, _ := strconv.ParseUint(string(hex), 16, 16) // valid JSON: four hex digits
+	return rune(v)
 }
 
 // duplicateMember returns an error naming the first member that appears twice in one

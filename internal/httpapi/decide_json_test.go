@@ -53,3 +53,29 @@ func TestDecideTakesTheSameNamesInDifferentObjects(t *testing.T) {
 		t.Fatalf("%+v", got)
 	}
 }
+
+// A body that is not UTF-8, or a string escape that is half of a UTF-16 surrogate pair,
+// is refused. encoding/json would read each such byte or escape as U+FFFD: distinct
+// values would share one counter, and not the one ShouldRateLimit charges for the same
+// bytes (it reads them as '!', internal/utf8codec).
+func TestDecideRefusesTextThatIsNotUTF8(t *testing.T) {
+	refuses(t, map[string]struct{ body, want string }{
+		"a Latin-1 byte in a value": {"{\"domain\":\"web\",\"descriptors\":[{\"entries\":[{\"key\":\"ip\",\"value\":\"x\xe9\"}]}]}", "not valid UTF-8 at byte 65 (0xe9)"},
+		"a byte in the domain":      {"{\"domain\":\"w\xffeb\",\"descriptors\":[{\"entries\":[{\"key\":\"ip\",\"value\":\"x\"}]}]}", "not valid UTF-8 at byte 12 (0xff)"},
+		"a lone high surrogate":     {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x\ud800"}]}]}`, `\ud800 at byte 65 is half of a UTF-16 surrogate pair`},
+		"a lone low surrogate":      {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x\uDC00\u0041"}]}]}`, `\uDC00 at byte 65 is half`},
+		"two high surrogates":       {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x\ud800\ud800"}]}]}`, `\ud800 at byte 65 is half`},
+	})
+}
+
+// Escapes that are UTF-16 pairs, text that only looks like an escape, and U+FFFD itself
+// are values like any other.
+func TestDecideTakesEscapedUnicode(t *testing.T) {
+	url := serveAPI(t, httpapi.New(newDecider(t, decide.Options{}), quiet(), nil)) + "/v1/decide"
+	for _, value := range []string{`\ud83d\ude00`, `\\ud800`, `\ufffd`, "\ufffd", `\u00e9`} {
+		got := postDecide(t, url, `{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"`+value+`"}]}]}`)
+		if got.OverallCode != "OK" {
+			t.Errorf("value %s: %+v", value, got)
+		}
+	}
+}
