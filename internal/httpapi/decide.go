@@ -107,6 +107,11 @@ func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest
 	case err != nil:
 		return http.StatusBadRequest, fmt.Errorf("bad JSON: %w", err)
 	}
+	for i, d := range in.Descriptors {
+		if len(d.Entries) == 0 { // {}, null or "entries": []: a slip, which would answer OK
+			return http.StatusBadRequest, fmt.Errorf("%w: descriptor %d has no entries, so it would match no rule", decide.ErrInvalid, i)
+		}
+	}
 	return 0, nil
 }
 

@@ -79,3 +79,17 @@ func TestDecideTakesEscapedUnicode(t *testing.T) {
 		}
 	}
 }
+
+// A descriptor without entries (missing, null or empty) is refused: it can match no
+// rule, so answering OK would say a request passes when it only named nothing (a
+// misplaced bracket, say), while a real descriptor beside it was charged.
+func TestDecideRefusesADescriptorWithoutEntries(t *testing.T) {
+	const x = `{"entries":[{"key":"ip","value":"x"}]}`
+	refuses(t, map[string]struct{ body, want string }{
+		"an empty object":    {`{"domain":"web","descriptors":[` + x + `,{}]}`, "descriptor 1 has no entries"},
+		"null":               {`{"domain":"web","descriptors":[null,` + x + `]}`, "descriptor 0 has no entries"},
+		"no entries":         {`{"domain":"web","descriptors":[` + x + `,{"entries":[]}]}`, "descriptor 1 has no entries"},
+		"null entries":       {`{"domain":"web","descriptors":[{"entries":null,"hits_addend":1},` + x + `]}`, "descriptor 0 has no entries"},
+		"an entry misplaced": {`{"domain":"web","descriptors":[{"entries":[]},{"entries":[{"key":"ip","value":"x"}]}]}`, "descriptor 0 has no entries"},
+	})
+}
