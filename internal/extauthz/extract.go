@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-	"cmp"
 	"errors"
 	"math"
 	"net/netip"
@@ -70,8 +69,12 @@ func newRequest(attrs *authv3.AttributeContext) *request {
 		// first. Conditions see every line joined with ",", as Envoy's header matchers
 		// do (allLines). Invalid UTF-8 becomes '!', as Envoy does for the headers map
 		// (descriptor values must be UTF-8).
+		// The lines of a repeated header are collected and joined once: appending each
+		// to the joined value so far would copy it again for every line, quadratic in a
+		// check of many lines.
 		if hm := r.http.GetHeaderMap().GetHeaders(); len(hm) > 0 {
 			r.headers = make(map[string]string, len(hm))
+			var lines map[string][]string // of the repeated headers only
 			for _, h := range hm {
 				k := strings.ToLower(h.GetKey())
 				v := string(h.GetRawValue())
@@ -83,10 +86,20 @@ func newRequest(attrs *authv3.AttributeContext) *request {
 				switch {
 				case !seen:
 					r.headers[k] = v
-				case r.joined == nil:
-					r.joined = map[string]string{k: first + "," + v}
+				case lines == nil:
+					lines = map[string][]string{k: {first, v}}
 				default:
-					r.joined[k] = cmp.Or(r.joined[k], first) + "," + v
+					ls := lines[k]
+					if ls == nil {
+						ls = []string{first}
+					}
+					lines[k] = append(ls, v)
+				}
+			}
+			if lines != nil {
+				r.joined = make(map[string]string, len(lines))
+				for k, ls := range lines {
+					r.joined[k] = strings.Join(ls, ",")
 				}
 			}
 		}

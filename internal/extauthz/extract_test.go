@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -514,5 +515,30 @@ func TestHeaderMapValueFields(t *testing.T) {
 	}}
 	if got, want := show(t, x, a), "api_key=k1 | host=a.example"; got != want {
 		t.Errorf("%q, want %q", got, want)
+	}
+}
+
+// A header repeated on many header_map lines is joined once: appending each line to the
+// joined value so far copied it again for every line, so a check of 20,000 one-byte
+// lines (160 KB) allocated about 400 MB, and one at --max-request-bytes (4 MiB, half
+// a million lines) hundreds of gigabytes and a minute of CPU, from any client that
+// reaches the gRPC port. The work must stay in proportion to the check.
+func TestRepeatedHeaderLinesJoinedInLinearTime(t *testing.T) {
+	x := spec(t, "{when: {headers: [{name: x-plan, exact: free}]}, entries: [{generic_key: {descriptor_value: llm}}]}")
+	const n = 20_000
+	a := check{}.attrs()
+	a.Request.Http.HeaderMap = &corev3.HeaderMap{}
+	for range n {
+		a.Request.Http.HeaderMap.Headers = append(a.Request.Http.HeaderMap.Headers, &corev3.HeaderValue{Key: "x-plan", RawValue: []byte("b")})
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ds, _ := Extract(x, a, false)
+	runtime.ReadMemStats(&after)
+	if len(ds) != 0 {
+		t.Errorf("the joined lines matched exact free: %v", render(ds))
+	}
+	if got, most := after.TotalAlloc-before.TotalAlloc, uint64(8<<20); got > most {
+		t.Errorf("Extract allocated %d bytes for %d lines of one header, want at most %d", got, n, most)
 	}
 }
