@@ -112,7 +112,8 @@ const APIName = "ext_authz"
 // Check decides one request. It answers OK (allowed, with rate-limit headers),
 // PERMISSION_DENIED with HTTP 429 (over a limit), or, when the store fails, what the
 // failure mode says. A check that yields no descriptor (no domain, no ext_authz section,
-// or nothing applies to this request) is allowed without touching the store. A check the
+// or nothing applies to this request) is allowed without touching the store; one for a
+// domain the rules do not define (or with none) is observed as an unknown domain. A check the
 // store failure policy answers with fail_open is allowed without rate-limit headers.
 func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
@@ -123,13 +124,15 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 	}
 	if domain == "" {
 		s.warnOnce("", false, "ext_authz check without a domain: set the context extension \"domain\" in Envoy or --ext-authz-default-domain; allowing")
+		s.observeUnknown(start, domain)
 		return allowed(nil), nil
 	}
 	rules := s.decider.Rules()
 	spec := rules.ExtAuthz(domain)
 	if spec == nil {
-		if rules.Limits(domain) == nil {
+		if !rules.HasDomain(domain) {
 			s.warnOnce(logged(domain), true, "ext_authz check for an unknown domain; allowing", "domain", logged(domain))
+			s.observeUnknown(start, domain)
 		} else {
 			s.warnOnce(domain, false, "ext_authz check for a domain without an ext_authz section; allowing", "domain", domain)
 		}
@@ -151,6 +154,16 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 		return s.failure(ctx, err)
 	}
 	return s.respond(res), nil
+}
+
+// observeUnknown reports a check allowed because the rules do not define its domain (or
+// it has none) as the decider reports such a ShouldRateLimit: one request, OK, for an
+// unknown domain (ratelimit_ext_unknown_domain_requests_total), since nothing limits
+// those checks.
+func (s *Server) observeUnknown(start time.Time, domain string) {
+	if s.observe != nil {
+		s.observe.Observe(APIName, start, &decide.Request{Domain: domain}, &decide.Result{UnknownDomain: true}, nil)
+	}
 }
 
 // respond renders a decision as a CheckResponse: the same fields the RLS door asks

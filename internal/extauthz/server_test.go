@@ -582,16 +582,20 @@ func TestCheckInvalidAndCanceled(t *testing.T) {
 }
 
 type recorder struct {
-	mu   sync.Mutex
-	apis []string
-	errs []error
+	mu      sync.Mutex
+	apis    []string
+	errs    []error
+	unknown []string // the domains of the checks observed as for an unknown domain
 }
 
-func (r *recorder) Observe(api string, _ time.Time, _ *decide.Request, _ *decide.Result, err error) {
+func (r *recorder) Observe(api string, _ time.Time, req *decide.Request, res *decide.Result, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.apis = append(r.apis, api)
 	r.errs = append(r.errs, err)
+	if res != nil && res.UnknownDomain {
+		r.unknown = append(r.unknown, req.Domain)
+	}
 }
 
 func TestCheckObserved(t *testing.T) {
@@ -602,6 +606,34 @@ func TestCheckObserved(t *testing.T) {
 	e.check(s, req("/nothing", "192.0.2.100")) // no descriptor: not decided, not observed
 	if fmt.Sprint(rec.apis) != "[ext_authz]" {
 		t.Errorf("observed %v", rec.apis)
+	}
+}
+
+// A check for a domain the rules do not define is observed as one, as ShouldRateLimit's
+// are (ratelimit_ext_unknown_domain_requests_total{api="ext_authz"}): a domain misspelt
+// in Envoy's context extension or in --ext-authz-default-domain, or rules that were not
+// mounted, lift every limit, and docs/metrics.md's alert on that metric must see it.
+// So is a check with no domain at all. A domain the rules define without an ext_authz
+// section is a different matter (a warning, not an unknown domain).
+func TestCheckForAnUnknownDomainIsObserved(t *testing.T) {
+	e := newEnv(t)
+	rs, err := descriptors.Compile(descriptors.File{Name: "edge.yaml", Data: []byte(serverRules)},
+		descriptors.File{Name: "plain.yaml", Data: []byte("domain: plain\ndescriptors:\n  - {key: remote_address, rate_limit: {unit: minute, requests_per_unit: 3}}\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.decider.SetRules(rs)
+	rec := &recorder{}
+	s := New(e.decider, defaultOpts, rec)
+	for _, domain := range []string{"edge", "egde", "plain", ""} {
+		r := req("/ip", "192.0.2.103")
+		r.Attributes.ContextExtensions[DomainExtension] = domain
+		if a := e.check(s, r); a.http != 200 {
+			t.Fatalf("domain %q: %+v", domain, a)
+		}
+	}
+	if fmt.Sprintf("%q", rec.unknown) != `["egde" ""]` || len(rec.apis) != 3 || rec.apis[1] != APIName {
+		t.Errorf("observed %v, unknown domains %q; want edge decided, egde and no domain observed as unknown, plain not observed", rec.apis, rec.unknown)
 	}
 }
 
