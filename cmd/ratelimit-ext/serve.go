@@ -463,7 +463,8 @@ func newServers(c *serveConfig, decider *decide.Decider, m *metrics.Metrics, tls
 
 // newRuleWarner is the warner of every rule set served: at start and at each reload.
 func newRuleWarner(c *serveConfig, policyDomains []string, log *slog.Logger) *ruleWarner {
-	w := &ruleWarner{log: log, policyDomains: policyDomains, bounds: c.bounds, calendarMonths: legacyenv.CalendarMonthsAsked()}
+	w := &ruleWarner{log: log, policyDomains: policyDomains, authzDomain: c.extAuthz.DefaultDomain,
+		bounds: c.bounds, calendarMonths: legacyenv.CalendarMonthsAsked()}
 	if c.xds.source == sourceFile {
 		w.dir = c.configDir
 	}

@@ -72,6 +72,7 @@ func (s *storeConfig) failurePolicy(memory limiter.MemoryOptions) decide.Failure
 type ruleWarner struct {
 	log           *slog.Logger
 	policyDomains []string
+	authzDomain   string // --ext-authz-default-domain, or ""
 	bounds        decide.Bounds
 	dir           string // the config directory the warnings' file names are relative to, or ""
 	// calendarMonths: envoyproxy/ratelimit's USE_CALENDAR_MONTH_RATE_LIMIT is on, so
@@ -87,6 +88,7 @@ func (w *ruleWarner) warn(rs *descriptors.RuleSet) {
 		w.log.Error("rules applied with month limits that do not count calendar months", "error", err)
 	}
 	warnUnruledPolicyDomains(w.log, w.policyDomains, rs)
+	warnExtAuthzDefaultDomain(w.log, w.authzDomain, rs)
 	warnExtAuthzOverBound(w.log, rs, w.bounds)
 	note := skippedNote(rs)
 	ws, total := ruleWarnings(rs, w.bounds)
@@ -162,6 +164,20 @@ func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptor
 		if !rs.HasDomain(d) {
 			log.Warn("--store-failure-policy-domains names a domain the rules do not define", "domain", d, "rules", rs.Summary())
 		}
+	}
+}
+
+// warnExtAuthzDefaultDomain logs when --ext-authz-default-domain (Istio's checks carry
+// no domain of their own) names a domain the rules do not define, or one without an
+// ext_authz section: every such check is allowed, so a typo, or rules not mounted,
+// would lift every limit of the ext_authz door without a word until the first check.
+func warnExtAuthzDefaultDomain(log *slog.Logger, domain string, rs *descriptors.RuleSet) {
+	switch {
+	case domain == "" || rs == nil:
+	case !rs.HasDomain(domain):
+		log.Warn("--ext-authz-default-domain names a domain the rules do not define: checks without a domain of their own are allowed", "domain", domain, "rules", rs.Summary())
+	case rs.ExtAuthz(domain) == nil:
+		log.Warn("--ext-authz-default-domain names a domain without an ext_authz section: checks without a domain of their own are allowed", "domain", domain)
 	}
 }
 

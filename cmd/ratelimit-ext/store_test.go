@@ -295,6 +295,59 @@ func TestUnruledPolicyDomainIsWarned(t *testing.T) {
 	}
 }
 
+// --ext-authz-default-domain naming a domain the rules do not define, or one without an
+// ext_authz section, is warned of (every check without a domain would be allowed); one
+// with a section is not.
+func TestExtAuthzDefaultDomainIsChecked(t *testing.T) {
+	rs, err := descriptors.Parse("edge.yaml", []byte(`domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit: {unit: second, requests_per_unit: 1}
+ext_authz:
+  descriptors:
+    - entries: [{remote_address: {}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := descriptors.Parse("plain.yaml", []byte("domain: plain\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rules  *descriptors.RuleSet
+		domain string
+		want   string
+	}{
+		{rs, "edge", ""},
+		{rs, "", ""},
+		{rs, "egde", "names a domain the rules do not define"},
+		{plain, "plain", "names a domain without an ext_authz section"},
+	} {
+		var buf bytes.Buffer
+		warnExtAuthzDefaultDomain(slog.New(slog.NewTextHandler(&buf, nil)), tc.domain, tc.rules)
+		switch {
+		case tc.want == "" && buf.Len() != 0:
+			t.Errorf("domain %q: a warning:\n%s", tc.domain, buf.String())
+		case tc.want != "" && !strings.Contains(buf.String(), tc.want) || tc.want != "" && !strings.Contains(buf.String(), "domain="+tc.domain):
+			t.Errorf("domain %q: no warning saying %q:\n%s", tc.domain, tc.want, buf.String())
+		}
+	}
+}
+
+// serve checks --ext-authz-default-domain against the rules it serves.
+func TestServeWarnsOfAnUnruledExtAuthzDefaultDomain(t *testing.T) {
+	s := startBinary(t, buildBinary(t), "--ext-authz-default-domain", "egde")
+	const warning = `"msg":"--ext-authz-default-domain names a domain the rules do not define: checks without a domain of their own are allowed","domain":"egde"`
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.log(), warning) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(s.log(), warning) {
+		t.Errorf("no warning for the undefined default domain egde:\n%s", s.log())
+	}
+}
+
 // An ext_authz section that can build more descriptors than --max-descriptors is named
 // in a warning at start.
 func TestExtAuthzSectionOverTheBoundIsWarned(t *testing.T) {
