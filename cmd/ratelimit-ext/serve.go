@@ -29,6 +29,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/extauthz"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/grpcopts"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/httpapi"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/legacyenv"
@@ -384,7 +385,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 		return err
 	}
 	defer follower.Close()
-	srv.api.UseReadiness(startReadiness(ctx, decider, srv.health.Server, m, log))
+	srv.api.UseReadiness(startReadiness(ctx, decider, srv.health.Server, m, log, extauthz.ServiceName))
 	return srv.serveUntilSignal(ctx, stop, c, st.engineName, rules, log)
 }
 

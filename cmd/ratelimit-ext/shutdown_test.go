@@ -546,3 +546,28 @@ func TestSIGTERMEndsHealthWatches(t *testing.T) {
 		t.Fatalf("exit code %d with a health Watch open, want 0", code)
 	}
 }
+
+// grpc.health.v1 answers for every service the gRPC port serves: the whole server, the
+// RateLimitService and the ext_authz door's Authorization (an Envoy cluster's gRPC
+// health check names the service it checks).
+func TestHealthNamesEveryService(t *testing.T) {
+	s := startBinary(t, buildBinary(t))
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+	for _, service := range []string{"", "envoy.service.ratelimit.v3.RateLimitService", "envoy.service.auth.v3.Authorization"} {
+		var resp *healthpb.HealthCheckResponse
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			resp, err = health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: service})
+			if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %q: %v, %v; want SERVING", service, resp, err)
+		}
+	}
+}

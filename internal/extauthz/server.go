@@ -106,6 +106,10 @@ func New(d *decide.Decider, opts Options, obs decide.Observer) *Server {
 // Register adds the server to a gRPC server.
 func (s *Server) Register(gs *grpc.Server) { authv3.RegisterAuthorizationServer(gs, s) }
 
+// ServiceName is the Authorization service's name as grpc.health.v1 clients ask for it
+// (an Envoy cluster's gRPC health check with service_name set, say).
+var ServiceName = authv3.Authorization_ServiceDesc.ServiceName
+
 // APIName labels ext_authz checks in metrics.
 const APIName = "ext_authz"
 
