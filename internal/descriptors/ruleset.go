@@ -235,6 +235,15 @@ func (rs *RuleSet) Warnings() (warnings []ConfigError, total int) {
 	return rs.warnings.items, rs.warnings.total
 }
 
+// RewriteWarnings replaces each warning kept with f's rewrite of it: for rules compiled
+// from generated documents (rules from xDS), whose line numbers the operator never sees.
+// Call it before the rule set is shared.
+func (rs *RuleSet) RewriteWarnings(f func(ConfigError) ConfigError) {
+	for i, w := range rs.warnings.items {
+		rs.warnings.items[i] = f(w)
+	}
+}
+
 // SkippedFiles returns files under LoadDir's directory that it did not read because
 // their names do not end in .yaml or .yml (dot-files aside), at most ten of them, and
 // how many there were in all. envoyproxy/ratelimit reads every file of its directory,

@@ -59,9 +59,14 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 		files = append(files, descriptors.File{Name: sourceName(cfg), Data: data}) // bounded by --xds-max-message-bytes, not MaxFileSize
 	}
 	rs, err := descriptors.Compile(files...)
+	lines := &linePaths{files: files}
 	if err != nil {
-		return nil, withoutLines(err, files)
+		return nil, withoutLines(err, lines)
 	}
+	rs.RewriteWarnings(func(w descriptors.ConfigError) descriptors.ConfigError {
+		w.Line, w.Msg = 0, lines.rewrite(w.File, w.Msg)
+		return w
+	})
 	return rs, nil
 }
 
@@ -222,26 +227,16 @@ func quotaMode(d *rlsconfv3.RateLimitDescriptor) bool {
 
 // withoutLines rewrites a load error without line numbers: they count lines of the
 // generated document, which the operator never sees; the field path ("descriptors[1]
-// .rate_limit.unit") locates the problem in the resource itself, and a duplicate
-// entry's "(first at line N)" becomes the first entry's path.
-func withoutLines(err error, files []descriptors.File) error {
+// .rate_limit.unit") locates the problem in the resource itself, and a message's
+// "at line N" (a duplicate entry's first) becomes that entry's path.
+func withoutLines(err error, lp *linePaths) error {
 	var le *descriptors.LoadError
 	if !errors.As(err, &le) {
 		return err
 	}
-	paths := map[string]map[int]string{} // by file: each descriptor entry's path by its line
 	lines := make([]string, 0, len(le.Errors)+1)
 	for _, ce := range le.Errors {
-		msg := firstAtLine.ReplaceAllStringFunc(ce.Msg, func(m string) string {
-			if paths[ce.File] == nil {
-				paths[ce.File] = entryPaths(files, ce.File)
-			}
-			line, _ := strconv.Atoi(firstAtLine.FindStringSubmatch(m)[1])
-			if p, ok := paths[ce.File][line]; ok {
-				return "(first at " + p + ")"
-			}
-			return "(first seen earlier)"
-		})
+		msg := lp.rewrite(ce.File, ce.Msg)
 		if ce.DefinedIn != "" {
 			msg += " (already defined in " + ce.DefinedIn + ")"
 		}
@@ -257,8 +252,34 @@ func withoutLines(err error, files []descriptors.File) error {
 	return errors.New(strings.Join(lines, "\n"))
 }
 
-// firstAtLine is how the compiler points at the first of two duplicate entries.
-var firstAtLine = regexp.MustCompile(`\(first at line (\d+)\)`)
+// atLine is how the compiler's messages point at another entry of the same document:
+// "(first at line 13)", "the value pattern \"*\" at line 9".
+var atLine = regexp.MustCompile(`at line (\d+)`)
+
+// linePaths turns lines of the generated documents into the field paths of the
+// descriptor entries on them, reading each document once, when first asked.
+type linePaths struct {
+	files  []descriptors.File
+	byFile map[string]map[int]string
+}
+
+// rewrite replaces each "at line N" in msg, a message about file, with "at <the entry's
+// path>" (or "at an earlier entry" should no entry start on that line).
+func (lp *linePaths) rewrite(file, msg string) string {
+	return atLine.ReplaceAllStringFunc(msg, func(m string) string {
+		if lp.byFile == nil {
+			lp.byFile = map[string]map[int]string{}
+		}
+		if lp.byFile[file] == nil {
+			lp.byFile[file] = entryPaths(lp.files, file)
+		}
+		line, _ := strconv.Atoi(atLine.FindStringSubmatch(m)[1])
+		if p, ok := lp.byFile[file][line]; ok {
+			return "at " + p
+		}
+		return "at an earlier entry"
+	})
+}
 
 // entryPaths maps the line of each descriptor entry of the generated document named
 // name to the entry's field path (descriptors[1].descriptors[0]).

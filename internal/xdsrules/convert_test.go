@@ -382,6 +382,34 @@ func TestCompileErrors(t *testing.T) {
 	}
 }
 
+// The warnings of rules from xDS locate what they warn of by field path, as its errors
+// do, not by lines of the generated document: a replaces naming no limit, and a bare
+// key that a "*" entry before it hides.
+func TestCompileWarningsCiteNoLines(t *testing.T) {
+	rs, err := Compile([]*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
+		{Key: "x", RateLimit: limit(second, 1)},
+		{Key: "k", Value: "*", RateLimit: limit(second, 1)},
+		{Key: "k", RateLimit: &polT{Unit: second, RequestsPerUnit: 2,
+			Replaces: []*rlsconfv3.RateLimitReplace{{Name: "nothing"}}}},
+	}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, total := rs.Warnings()
+	var got []string
+	for _, w := range ws {
+		got = append(got, w.Error())
+	}
+	text := strings.Join(got, "\n")
+	if total != 2 || !strings.Contains(text, `xds:r1: descriptors[2]`) || !strings.Contains(text, `"*" at descriptors[1] matches`) ||
+		!strings.Contains(text, `no limit named "nothing"`) {
+		t.Errorf("%d warnings:\n%s\nwant the hidden entry at descriptors[2], hidden by descriptors[1], and the replaces naming nothing", total, text)
+	}
+	if lineNumber.MatchString(text) || strings.Contains(text, "line ") {
+		t.Errorf("warnings cite lines of the generated document:\n%s", text)
+	}
+}
+
 func TestTruncate(t *testing.T) {
 	long := strings.Repeat("é", 100) // two bytes each
 	got := truncate(long, 51)
