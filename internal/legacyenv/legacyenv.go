@@ -226,6 +226,13 @@ func (m *mapping) takenBy(flag string) string {
 // taken says whether our flag or variable for flag is set: it wins over theirs.
 func (m *mapping) taken(flag string) bool { return m.takenBy(flag) != "" }
 
+// ours says whether our flag for flag is given, or our variable set to something: an
+// empty variable (a chart's `value: ""`) wins over theirs, but gives no file, no address.
+func (m *mapping) ours(flag string) bool {
+	v, _ := m.env.Lookup(VarName(flag))
+	return m.env.Given[flag] || strings.TrimSpace(v) != ""
+}
+
 // set maps legacy onto our variable for flag, with value, unless ours is taken (then
 // legacy is ignored, and the note says by what).
 func (m *mapping) set(legacy, flag, value string) { m.assign(legacy, flag, value, true) }
@@ -413,6 +420,15 @@ func mapLegacyListeners(m *mapping) error {
 		case !hostSet:
 			host = "0.0.0.0"
 		}
+		if by := m.takenBy(l.flag); by != "" { // ours wins: theirs is reported ignored, not checked
+			if portSet {
+				m.ignore(l.portVar, by)
+			}
+			if hostSet {
+				m.ignore(l.hostVar, by)
+			}
+			continue
+		}
 		n, ok := portNumber(port)
 		if !ok {
 			return fmt.Errorf("%s=%q is not a port number: want 1 to 65535, in digits", l.portVar, port)
@@ -422,13 +438,8 @@ func mapLegacyListeners(m *mapping) error {
 			m.set(l.hostVar, l.flag, net.JoinHostPort(host, port))
 			continue
 		}
-		ours := m.taken(l.flag) // before set, which takes it
 		m.set(l.portVar, l.flag, net.JoinHostPort(host, port))
-		switch {
-		case !hostSet:
-		case ours:
-			m.ignore(l.hostVar, m.takenBy(l.flag))
-		default:
+		if hostSet {
 			m.note(l.hostVar, "used: the host of "+VarName(l.flag))
 		}
 	}
@@ -950,7 +961,7 @@ func mapLegacyGRPCTLS(m *mapping) error {
 	if set {
 		if useTLS {
 			m.note("GRPC_SERVER_USE_TLS", "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)")
-		} else if by := m.takenBy("grpc-tls-cert"); by != "" {
+		} else if by := m.takenBy("grpc-tls-cert"); m.ours("grpc-tls-cert") {
 			m.ignore("GRPC_SERVER_USE_TLS", by+": gRPC is served over TLS from our settings")
 		} else {
 			m.ignore("GRPC_SERVER_USE_TLS", "gRPC is served in plaintext, the default")
@@ -965,7 +976,7 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		return nil
 	}
 	// Each of the pair from their variable or our own (flag or variable).
-	has := func(legacy, flag string) bool { _, ok := m.get(legacy); return ok || m.taken(flag) }
+	has := func(legacy, flag string) bool { _, ok := m.get(legacy); return ok || m.ours(flag) }
 	if !has("GRPC_SERVER_TLS_CERT", "grpc-tls-cert") || !has("GRPC_SERVER_TLS_KEY", "grpc-tls-key") {
 		return errors.New("GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY")
 	}
@@ -1144,9 +1155,14 @@ func mapXDSHeaders(m *mapping) error {
 		}
 		n++
 		k, val, found := strings.Cut(item, ":")
-		if k = strings.TrimSpace(k); !found || k == "" {
+		switch k = strings.TrimSpace(k); {
+		case !found || k == "":
 			// Named by its place, not its text: a malformed item may be a token.
 			return fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: item %d is not key:value (its text is not shown: it may hold a secret)", n)
+		case strings.Contains(k, "="):
+			// Our key=value in their variable, with a ':' in the value (a token):
+			// cut at the ':', it would send another header than meant.
+			return fmt.Errorf("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: item %d has '=' before its ':': write key:value there (key=value is RATELIMIT_EXT_XDS_HEADERS' format)", n)
 		}
 		kv = append(kv, k+"="+strings.TrimSpace(val))
 	}

@@ -374,10 +374,11 @@ func TestLegacySecretsAreNotLogged(t *testing.T) {
 }
 
 // A malformed CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS item (our key=value format
-// where theirs is key:value, or a bare token) is named by its place, not its text,
+// where theirs is key:value, with or without a ':' in the token, or a bare token) is
+// named by its place, not its text,
 // which may be a token, as --xds-headers does.
 func TestLegacyHeadersErrorHidesTheItem(t *testing.T) {
-	for _, v := range []string{"authorization=Bearer s3cret", "x-tenant:a, s3cret", ":s3cret"} {
+	for _, v := range []string{"authorization=Bearer s3cret", "x-tenant:a, s3cret", ":s3cret", "authorization=Bearer s3cret:x"} {
 		_, err := apply(fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS": v})
 		if err == nil || !strings.Contains(err.Error(), "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS") || !strings.Contains(err.Error(), "key:value") {
 			t.Fatalf("%q: error %v, want one naming the variable and its format", v, err)
@@ -711,6 +712,9 @@ func TestLegacyGRPCTLSBesideOurs(t *testing.T) {
 			[]string{"--grpc-tls-cert", "/ours.crt"}, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
 		{"a key without a certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_KEY": "/theirs.key"},
 			nil, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
+		{"our variables set empty (a chart's value: \"\") give no certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true",
+			"RATELIMIT_EXT_GRPC_TLS_CERT": "", "RATELIMIT_EXT_GRPC_TLS_KEY": " "},
+			nil, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
 		{"their client SAN beside our client CA flag", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt",
 			"GRPC_SERVER_TLS_KEY": "/theirs.key", "GRPC_CLIENT_TLS_SAN": "envoy.internal"}, []string{"--grpc-tls-client-ca", "/ca.crt"},
 			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CLIENT_SAN": "envoy.internal"}, ""},
@@ -871,6 +875,7 @@ func TestLegacyGRPCTLSFalseBesideOurCertificate(t *testing.T) {
 		{fakeEnv{"GRPC_SERVER_USE_TLS": "false"}, []string{"--grpc-tls-cert=/ours.crt"}, "--grpc-tls-cert is given: gRPC is served over TLS from our settings"},
 		{fakeEnv{"GRPC_SERVER_USE_TLS": "false", "RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt"}, nil, "RATELIMIT_EXT_GRPC_TLS_CERT is set: gRPC is served over TLS from our settings"},
 		{fakeEnv{"GRPC_SERVER_USE_TLS": "false"}, nil, "gRPC is served in plaintext, the default"},
+		{fakeEnv{"GRPC_SERVER_USE_TLS": "false", "RATELIMIT_EXT_GRPC_TLS_CERT": ""}, nil, "gRPC is served in plaintext, the default"},
 	} {
 		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
 		if err != nil {
@@ -880,6 +885,25 @@ func TestLegacyGRPCTLSFalseBesideOurCertificate(t *testing.T) {
 		if i < 0 || !strings.HasSuffix(notes[i].Outcome, tc.want) {
 			t.Errorf("%v %q: notes %+v, want GRPC_SERVER_USE_TLS ending %q", tc.env, tc.args, notes, tc.want)
 		}
+	}
+}
+
+// Their listen port and host are only reported ignored, not checked, when our address
+// wins: PORT=0 beside RATELIMIT_EXT_HTTP_ADDR does not stop the start.
+func TestLegacyListenersBesideOurs(t *testing.T) {
+	env := fakeEnv{"PORT": "0", "HOST": "h", "RATELIMIT_EXT_HTTP_ADDR": "0.0.0.0:9000", "GRPC_PORT": "+1"}
+	notes, err := Apply(env.env(map[string]bool{"grpc-addr": true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"PORT", "HOST", "GRPC_PORT"} {
+		i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == name })
+		if i < 0 || !notes[i].Ignored {
+			t.Errorf("%s: notes %+v, want it reported ignored", name, notes)
+		}
+	}
+	if env["RATELIMIT_EXT_HTTP_ADDR"] != "0.0.0.0:9000" {
+		t.Errorf("RATELIMIT_EXT_HTTP_ADDR = %q, want ours unchanged", env["RATELIMIT_EXT_HTTP_ADDR"])
 	}
 }
 
