@@ -63,7 +63,7 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 	if err != nil {
 		return nil, withoutLines(err, lines)
 	}
-	rs.RewriteWarnings(func(w descriptors.ConfigError) descriptors.ConfigError {
+	rs.FromGeneratedDocuments(func(w descriptors.ConfigError) descriptors.ConfigError {
 		w.Line, w.Msg = 0, lines.rewrite(w.File, w.Msg)
 		return w
 	})

@@ -384,7 +384,7 @@ func TestCompileErrors(t *testing.T) {
 
 // The warnings of rules from xDS locate what they warn of by field path, as its errors
 // do, not by lines of the generated document: a replaces naming no limit, and a bare
-// key that a "*" entry before it hides.
+// key that a "*" entry before it hides; and its limits carry no line.
 func TestCompileWarningsCiteNoLines(t *testing.T) {
 	rs, err := Compile([]*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
 		{Key: "x", RateLimit: limit(second, 1)},
@@ -407,6 +407,13 @@ func TestCompileWarningsCiteNoLines(t *testing.T) {
 	}
 	if lineNumber.MatchString(text) || strings.Contains(text, "line ") {
 		t.Errorf("warnings cite lines of the generated document:\n%s", text)
+	}
+	// Nor do messages that name a limit by where it is written (the month refusal,
+	// the request-bound warnings): its file is the resource, without a line.
+	for _, l := range rs.Limits("d") {
+		if l.File != "xds:r1" || l.Line != 0 {
+			t.Errorf("limit %s is at %s:%d, want xds:r1 and no line", l.ID, l.File, l.Line)
+		}
 	}
 }
 
