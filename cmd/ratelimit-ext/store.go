@@ -157,7 +157,7 @@ func warnVanishedDomains(log *slog.Logger, serving, next *descriptors.RuleSet) {
 // default policy without a word. A later rule set may add the domain, so this is a
 // warning, checked again for every rule set applied.
 func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptors.RuleSet) {
-	if rs == nil {
+	if noDomainsYet(rs) {
 		return
 	}
 	for _, d := range domains {
@@ -167,13 +167,18 @@ func warnUnruledPolicyDomains(log *slog.Logger, domains []string, rs *descriptor
 	}
 }
 
+// noDomainsYet reports a rule set without a domain: xDS's placeholder before the first
+// rules (FORCE_START_WITHOUT_INITIAL_CONFIG), or an empty config directory, which serve
+// warns of on its own. Settings that name domains are not checked against it.
+func noDomainsYet(rs *descriptors.RuleSet) bool { return len(rs.Domains()) == 0 }
+
 // warnExtAuthzDefaultDomain logs when --ext-authz-default-domain (Istio's checks carry
 // no domain of their own) names a domain the rules do not define, or one without an
 // ext_authz section: every such check is allowed, so a typo, or rules not mounted,
 // would lift every limit of the ext_authz door without a word until the first check.
 func warnExtAuthzDefaultDomain(log *slog.Logger, domain string, rs *descriptors.RuleSet) {
 	switch {
-	case domain == "" || rs == nil:
+	case domain == "" || noDomainsYet(rs):
 	case !rs.HasDomain(domain):
 		log.Warn("--ext-authz-default-domain names a domain the rules do not define: checks without a domain of their own are allowed", "domain", domain, "rules", rs.Summary())
 	case rs.ExtAuthz(domain) == nil:

@@ -310,6 +310,10 @@ ext_authz:
 	if err != nil {
 		t.Fatal(err)
 	}
+	empty, err := descriptors.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
 	plain, err := descriptors.Parse("plain.yaml", []byte("domain: plain\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -323,6 +327,7 @@ ext_authz:
 		{rs, "", ""},
 		{rs, "egde", "names a domain the rules do not define"},
 		{plain, "plain", "names a domain without an ext_authz section"},
+		{empty, "edge", ""}, // xDS's placeholder before the first rules: nothing to check yet
 	} {
 		var buf bytes.Buffer
 		warnExtAuthzDefaultDomain(slog.New(slog.NewTextHandler(&buf, nil)), tc.domain, tc.rules)
