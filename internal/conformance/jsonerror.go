@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,10 +21,30 @@ func decodeError(path string, data []byte, err error) error {
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Offset >= 1 && te.Offset <= int64(len(data)) {
-		return fmt.Errorf("%s:%s: %s: a JSON %s where %s belongs", path,
-			position(data, valueStart(data, te.Offset)), jsonPath(te.Field), te.Value, jsonKind(te.Type))
+		return typeError{fmt.Sprintf("%s:%s: %s: %s", path, position(data, valueStart(data, te.Offset)),
+			cmp.Or(jsonPath(te.Field), "the file"), typeMismatch(te)), err}
 	}
 	return fmt.Errorf("%s: %w", path, err)
+}
+
+// typeError is a type error said in the file's terms; it unwraps to encoding/json's.
+type typeError struct {
+	msg string
+	err error
+}
+
+func (e typeError) Error() string { return e.msg }
+func (e typeError) Unwrap() error { return e.err }
+
+// typeMismatch says what te refused and what belongs there. A whole number too large
+// for the field reads as a JSON number where a whole number belongs, so it says so.
+func typeMismatch(te *json.UnmarshalTypeError) string {
+	want := jsonKind(te.Type)
+	literal, isNumber := strings.CutPrefix(te.Value, "number ")
+	if isNumber && want == "a whole number" && !strings.ContainsAny(literal, ".eE") {
+		return fmt.Sprintf("the number %s is out of range for %s", literal, te.Type)
+	}
+	return fmt.Sprintf("a JSON %s where %s belongs", te.Value, want)
 }
 
 // position is the 1-based line and column (in characters) of data[off].

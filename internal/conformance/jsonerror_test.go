@@ -1,6 +1,8 @@
 package conformance
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,6 +25,9 @@ func TestLoadErrorsSayWhere(t *testing.T) {
 			`:1:22: suites.name: a JSON object where a string belongs`},
 		{"array", "{\"contractVersion\": [\"5\"]}",
 			`:1:21: contractVersion: a JSON array where a string belongs`},
+		{"the file itself", "[1]", `:1:1: the file: a JSON array where an object belongs`},
+		{"out of range", "{\"suites\": [{\"ops\": [{\"now\": 99999999999999999999}]}]}",
+			`:1:30: suites.ops.now: the number 99999999999999999999 is out of range for int64`},
 		{"after a multibyte character", "{\"suites\": [{\"name\": \"é\", \"ops\": \"x\"}]}",
 			`:1:34: suites.ops: a JSON string where an array belongs`},
 	} {
@@ -34,6 +39,11 @@ func TestLoadErrorsSayWhere(t *testing.T) {
 			_, err := Load(path)
 			if err == nil || err.Error() != path+tc.want {
 				t.Errorf("Load: %v\nwant %s%s", err, path, tc.want)
+			}
+			var syntax *json.SyntaxError
+			var typ *json.UnmarshalTypeError
+			if !errors.As(err, &syntax) && !errors.As(err, &typ) {
+				t.Errorf("Load: %v does not unwrap to encoding/json's error", err)
 			}
 		})
 	}
