@@ -462,6 +462,11 @@ func (r *runner) complete() {
 	}
 }
 
+// allStarted reports whether Config.Requests were all sent (in the measured phase).
+func (r *runner) allStarted() bool {
+	return r.cfg.Requests > 0 && r.measured.Load() >= r.cfg.Requests
+}
+
 // countReached reports whether Config.Requests were all answered or failed.
 func (r *runner) countReached() bool {
 	return r.cfg.Requests > 0 && r.completed.Load() >= r.cfg.Requests
@@ -689,8 +694,8 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 // requests in order, so a request was never sent if no sender took it before the run
 // ended, or if the one that took it found the run over (dropped).
 func (r *runner) unsent(measureStart, end time.Time) int64 {
-	if r.cfg.Rate == 0 || r.countReached() {
-		return 0
+	if r.cfg.Rate == 0 || r.allStarted() {
+		return 0 // the count asked for was sent: senders stop taking requests then
 	}
 	dueBy := func(t time.Time) int64 { // requests due before t
 		return int64(math.Ceil(float64(t.Sub(r.openStart)) / r.interval))

@@ -470,6 +470,30 @@ func TestOpenLoopReportsUnsent(t *testing.T) {
 	}
 }
 
+// With --requests and --duration both, a run whose duration ends while the requests
+// asked for are still unanswered sent what it was asked to: nothing is unsent, though
+// the senders stopped taking requests once the last was sent. On a stepped clock:
+// 400/s, 3 requests, 4 senders, every answer held past the 50 ms duration.
+func TestOpenLoopCountSentIsNotUnsent(t *testing.T) {
+	srv, clk := newGate(func(string) bool { return true }), newFakeClock()
+	wait := runAsync(t, Config{
+		Targets: []string{serve(t, srv)}, Rate: 400, Requests: 3, Duration: 50 * time.Millisecond, MaxInFlight: 4, Timeout: time.Minute, clock: clk,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v2")},
+	})
+	clk.waitTimer(t, 50*time.Millisecond, "the end of the phase to be scheduled")
+	for k := int64(0); k < 3; k++ {
+		clk.Set(time.Duration(k) * 2500 * time.Microsecond)
+		srv.waitArrived(t, k+1)
+	}
+	clk.Set(50 * time.Millisecond) // the duration ends with the 3 held
+	clk.waitTimer(t, 50*time.Millisecond+time.Minute+time.Second, "the wait for the requests in flight")
+	srv.releaseAll()
+	rep := wait()
+	if rep.Unsent != 0 {
+		t.Errorf("%d unsent; want none: the 3 requests asked for were sent", rep.Unsent)
+	}
+}
+
 // In the open loop a slow answer delays no other request while senders are free, and
 // requests are sent when due, not before: on a stepped clock at 1000/s with 4 senders,
 // every request arrives at its due time (the clock is only moved on once it has) while
