@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -114,12 +115,7 @@ var reservedHeaders = []string{"content-type", "user-agent", "te", "grpc-encodin
 // dropped. Keys are sent in lower case. Errors name the item by its place, as pairs
 // does, and never show a value (it may be a token).
 func grpcHeaders(s string) error {
-	n := 0
-	for item := range strings.SplitSeq(s, ",") {
-		if strings.TrimSpace(item) == "" {
-			continue
-		}
-		n++
+	for n, item := range listItems(s) {
 		k, v, _ := strings.Cut(item, "=")
 		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
 		switch {
@@ -137,17 +133,28 @@ func grpcHeaders(s string) error {
 	return nil
 }
 
+// listItems yields the items of a comma-separated list with their places (from 1),
+// skipping empty ones (a trailing comma): errors name an item by its place.
+func listItems(s string) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		n := 0
+		for item := range strings.SplitSeq(s, ",") {
+			if strings.TrimSpace(item) == "" {
+				continue
+			}
+			if n++; !yield(n, item) {
+				return
+			}
+		}
+	}
+}
+
 // pairs parses "key=value,key=value"; empty items (a trailing comma) are skipped. The
 // error names a malformed item by its place, not its text: --xds-headers carries
 // tokens ("authorization:Bearer ..." with a colon for the '=').
 func pairs(flag, s string) (map[string]string, error) {
 	out := map[string]string{}
-	n := 0
-	for item := range strings.SplitSeq(s, ",") {
-		if strings.TrimSpace(item) == "" {
-			continue
-		}
-		n++
+	for n, item := range listItems(s) {
 		k, v, found := strings.Cut(item, "=")
 		k = strings.TrimSpace(k)
 		if !found || k == "" {
