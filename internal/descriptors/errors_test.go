@@ -403,6 +403,30 @@ func TestLoadErrors(t *testing.T) {
 		// A tab may indent a line in a flow collection: there the error is another's.
 		{"tab in a flow collection", "domain: d\ndescriptors: [\n\t{key: @k}\n]\n", []string{
 			"t.yaml:3: yaml: found character that cannot start any token"}},
+		// yaml.v3 numbers the lines of its parser's errors (unlike its scanner's) from 0:
+		// each names the line where the collection holding the mistake starts.
+		{"unclosed flow mapping", "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1\n  - key: j\n", []string{
+			"t.yaml:4: yaml: did not find expected ',' or '}'"}},
+		{"unclosed flow sequence", "domain: d\ndescriptors: [\n  {key: a},\n  {key: b}\n", []string{
+			"t.yaml:2: yaml: did not find expected ',' or ']'"}},
+		{"stray closing brace", "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}}\n", []string{
+			"t.yaml:3: yaml: did not find expected key"}},
+		{"list item without its space", "domain: d\ndescriptors:\n  - key: a\n  -key: b\n    value: c\n", []string{
+			"t.yaml:3: yaml: did not find expected '-' indicator"}},
+		{"list under a scalar", "domain: d\n- x\n", []string{
+			"t.yaml:2: yaml: did not find expected key"}},
+		{"duplicate directive", "%YAML 1.1\n%YAML 1.1\n---\ndomain: d\n", []string{
+			"t.yaml:2: yaml: found duplicate %YAML directive"}},
+		// At the end of the file the line is the last one, not the empty one after it.
+		{"unclosed at the end", "domain: [\n", []string{
+			"t.yaml:1: yaml: did not find expected node content"}},
+		// yaml.v3 gives no line for errors on the first line (its line 0).
+		{"scanner error on the first line", "domain: @x\n", []string{
+			"t.yaml:1: yaml: found character that cannot start any token"}},
+		{"mapping value on the first line", "domain: d: e\ndescriptors: []\n", []string{
+			"t.yaml:1: yaml: mapping values are not allowed in this context"}},
+		{"parser error on the first line", "!foo!bar x\n", []string{
+			"t.yaml:1: yaml: found undefined tag handle"}},
 		{"empty file", "# only a comment\n", []string{"t.yaml: file: empty; want a mapping with domain and descriptors"}},
 		{"several documents", "domain: a\n---\ndomain: b\n", []string{
 			"t.yaml:2: file: more than one YAML document; one domain per file"}},

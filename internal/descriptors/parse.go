@@ -195,9 +195,19 @@ func (p *fileParser) decode(data []byte) (root *yaml.Node) {
 }
 
 func (p *fileParser) yamlError(err error, data []byte) {
+	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 0
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		msg := m[2]
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+		if yamlParserMessages[msg] {
+			// yaml.v3 numbers its parser's lines from 0 (its scanner's from 1); past the
+			// last line (the end of the file) means the last line.
+			line = min(line+1, lineCount(data))
+		}
+	} else if yamlParserMessages[msg] || yamlScannerMessage(msg) {
+		line = 1 // yaml.v3 leaves the line out when it is its line 0, the first
+	}
+	if line > 0 {
 		switch {
 		case msg == tabIndentMessage:
 			line = tabIndentLine(data, line)
@@ -207,7 +217,6 @@ func (p *fileParser) yamlError(err error, data []byte) {
 		p.errorf(line, "yaml", "%s", msg)
 		return
 	}
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if msg == controlMessage {
 		if line, col, r, ok := firstControl(data); ok {
 			// yaml.v3 names no position for this one: find it.
@@ -224,6 +233,75 @@ const (
 	noTokenMessage = "found character that cannot start any token"
 	controlMessage = "control characters are not allowed"
 )
+
+// yamlParserMessages are the errors of yaml.v3's parser (v3.0.1, parserc.go), as
+// opposed to its scanner's: their line is the 0-based line of the collection that
+// holds the mistake (or of the mistake itself), one less than the line people count.
+var yamlParserMessages = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+}
+
+// yamlScannerMessage says whether msg is an error of yaml.v3's scanner (v3.0.1,
+// scannerc.go). Its errors come with a line, unless the line is the first.
+func yamlScannerMessage(msg string) bool {
+	switch msg {
+	case "block sequence entries are not allowed in this context",
+		"could not find expected ':'",
+		"could not find expected directive name",
+		"did not find URI escaped octet",
+		"did not find expected '!'",
+		"did not find expected alphabetic or numeric character",
+		"did not find expected comment or line break",
+		"did not find expected digit or '.' character",
+		"did not find expected hexdecimal number",
+		"did not find expected tag URI",
+		"did not find expected version number",
+		"did not find expected whitespace",
+		"did not find expected whitespace or line break",
+		"did not find the expected '>'",
+		tabIndentMessage,
+		"found a tab character where an indentation space is expected",
+		"found an incorrect leading UTF-8 octet",
+		"found an incorrect trailing UTF-8 octet",
+		"found an indentation indicator equal to 0",
+		noTokenMessage,
+		"found extremely long version number",
+		"found invalid Unicode character escape code",
+		"found unexpected document indicator",
+		"found unexpected end of stream",
+		"found unexpected non-alphabetical character",
+		"found unknown directive name",
+		"found unknown escape character",
+		"mapping keys are not allowed in this context",
+		"mapping values are not allowed in this context":
+		return true
+	}
+	return strings.HasPrefix(msg, "exceeded max depth of ")
+}
+
+// lineCount is the number of lines in data as YAML counts them (CR LF, LF and a lone
+// CR each end one); a final line break starts no line of its own.
+func lineCount(data []byte) int {
+	n := 1
+	for i, c := range data {
+		switch {
+		case i == len(data)-1 && (c == '\n' || c == '\r'):
+		case c == '\n', c == '\r' && (i+1 == len(data) || data[i+1] != '\n'):
+			n++
+		}
+	}
+	return n
+}
 
 // tabIsTheCause says whether err, yaml.v3's noTokenMessage at line, is a tab in that
 // line's indentation: the line is indented with a tab, and with spaces in its place the
