@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -217,6 +218,10 @@ func (p *fileParser) yamlError(err error, data []byte) {
 		p.errorf(line, "yaml", "%s", msg)
 		return
 	}
+	if line, ok := unknownAnchorLine(data, msg); ok {
+		p.errorf(line, "yaml", "%s", msg)
+		return
+	}
 	if msg == controlMessage {
 		if line, col, r, ok := firstControl(data); ok {
 			// yaml.v3 names no position for this one: find it.
@@ -287,6 +292,77 @@ func yamlScannerMessage(msg string) bool {
 		return true
 	}
 	return strings.HasPrefix(msg, "exceeded max depth of ")
+}
+
+// unknownAnchor is yaml.v3's error for an alias whose anchor is not (yet) defined,
+// which it reports without a line. Its anchor names are [0-9A-Za-z_-]+.
+var unknownAnchor = regexp.MustCompile(`^unknown anchor '([0-9A-Za-z_-]+)' referenced$`)
+
+// maxAnchorProbes bounds the parses unknownAnchorLine spends on one error.
+const maxAnchorProbes = 10
+
+// unknownAnchorLine finds the line of the alias an unknown-anchor error (msg) is
+// about: the first "*name" in data that, renamed, renames the error. The same text in a
+// comment or a quoted string changes nothing, and the first alias of the name in the
+// document is the one that fails (an anchor, once defined, stays defined).
+func unknownAnchorLine(data []byte, msg string) (int, bool) {
+	m := unknownAnchor.FindStringSubmatch(msg)
+	if m == nil {
+		return 0, false
+	}
+	alias := []byte("*" + m[1])
+	probe := "ratelimit-ext-probe"
+	for bytes.Contains(data, []byte(probe)) {
+		probe += "-"
+	}
+	want := "yaml: unknown anchor '" + probe + "' referenced"
+	for from, probes := 0, 0; probes < maxAnchorProbes; probes++ {
+		i := bytes.Index(data[from:], alias)
+		if i < 0 {
+			break
+		}
+		at, end := from+i, from+i+len(alias)
+		from = end
+		if end < len(data) && isAnchorChar(data[end]) {
+			probes-- // a longer name ("*r" in "*rate"): not a candidate
+			continue
+		}
+		trial := slices.Concat(data[:at], []byte("*"+probe), data[end:])
+		if err := firstYAMLError(trial); err != nil && err.Error() == want {
+			return lineAt(data, at), true
+		}
+	}
+	return 0, false
+}
+
+func isAnchorChar(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-'
+}
+
+// firstYAMLError decodes every document of data and returns the first error.
+func firstYAMLError(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// lineAt is the 1-based line of data's byte at offset (CR LF, LF and a lone CR each
+// end a line).
+func lineAt(data []byte, offset int) int {
+	n := 1
+	for i, c := range data[:offset] {
+		if c == '\n' || c == '\r' && (i+1 == len(data) || data[i+1] != '\n') {
+			n++
+		}
+	}
+	return n
 }
 
 // lineCount is the number of lines in data as YAML counts them (CR LF, LF and a lone
