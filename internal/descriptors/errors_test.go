@@ -232,6 +232,15 @@ func TestLoadErrors(t *testing.T) {
 			"      requests_per_unit: 1",
 			"      replaces: [{name: me}]",
 		), []string{`t.yaml:8: descriptors[0].rate_limit.replaces[0].name: names this limit's own name "me": it would replace itself (replaces removes every limit of that name)`}},
+		// A null or empty limit list carries no replaces either.
+		{"replaces beside a null rate_limit", head + lines(
+			"    rate_limit:",
+			"    replaces: [{name: x}]",
+		), []string{"t.yaml:5: descriptors[0].replaces: descriptor has no rate_limit to carry replaces"}},
+		{"replaces beside an empty rate_limits", head + lines(
+			"    rate_limits: []",
+			"    replaces: [{name: x}]",
+		), []string{"t.yaml:5: descriptors[0].replaces: descriptor has no rate_limit to carry replaces"}},
 		{"replaces without limits and malformed entries", head + lines(
 			"    replaces:",
 			"      - name: ''",

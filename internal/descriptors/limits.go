@@ -22,7 +22,7 @@ func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []
 	var items []*yaml.Node
 	var fieldOf func(i int) string
 	switch {
-	case f.keys["rate_limit"] != nil && f.keys["rate_limits"] != nil:
+	case f.has("rate_limit") && f.has("rate_limits"): // a null one is absent
 		p.errorf(f.keyLine("rate_limits"), f.at("rate_limits"), "rate_limit and rate_limits are exclusive; list every limit under rate_limits")
 		return nil
 	case f.has("rate_limit"):
@@ -42,7 +42,10 @@ func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []
 		limits = append(limits, l)
 	}
 	refs := p.replaces(f)
-	if len(refs) > 0 && f.keys["rate_limit"] == nil && f.keys["rate_limits"] == nil {
+	// No limit given: neither field, a null one, or an empty list (a rate_limits that
+	// is not a list is reported already).
+	rls := f.vals["rate_limits"]
+	if len(refs) > 0 && !f.has("rate_limit") && (rls == nil || rls.Kind == yaml.SequenceNode && len(rls.Content) == 0) {
 		p.errorf(f.keyLine("replaces"), f.at("replaces"), "descriptor has no rate_limit to carry replaces")
 	}
 	p.addReplaces(refs, limits)

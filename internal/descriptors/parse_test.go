@@ -240,6 +240,28 @@ func TestParseNullsAndScalars(t *testing.T) {
 	}
 }
 
+// A null rate_limit or rate_limits is absent like any other null field, so it does not
+// clash with the other one (a template that fills one of them and leaves the other
+// empty).
+func TestNullRateLimitBesideRateLimits(t *testing.T) {
+	rs := mustParse(t, lines(
+		"domain: d",
+		"descriptors:",
+		"  - key: a",
+		"    rate_limit: {unit: second, requests_per_unit: 1}",
+		"    rate_limits: ~",
+		"  - key: b",
+		"    rate_limit:",
+		"    rate_limits: [{unit: second, requests_per_unit: 2}, {unit: day, requests_per_unit: 3}]",
+	))
+	if l := rs.Match("d", []Entry{{"a", "x"}}); len(l) != 1 || l[0].RequestsPerUnit != 1 {
+		t.Errorf("a: got %v", ids(l))
+	}
+	if l := rs.Match("d", []Entry{{"b", "x"}}); len(l) != 2 || l[1].RequestsPerUnit != 3 {
+		t.Errorf("b: got %v", ids(l))
+	}
+}
+
 func TestParseAliases(t *testing.T) {
 	rs := mustParse(t, lines(
 		"domain: d",
