@@ -218,6 +218,13 @@ func (p *fileParser) yamlError(err error, data []byte) {
 		p.errorf(line, "yaml", "%s", msg)
 		return
 	}
+	if utf8Messages[msg] {
+		if line, col, b, ok := firstInvalidUTF8(data); ok {
+			// yaml.v3 names no position for these either: find the byte.
+			p.errorf(line, "yaml", "%s at column %d (byte 0x%02X); YAML files are UTF-8", msg, col, b)
+			return
+		}
+	}
 	if line, ok := unknownAnchorLine(data, msg); ok {
 		p.errorf(line, "yaml", "%s", msg)
 		return
@@ -398,6 +405,39 @@ func tabIsTheCause(data []byte, line int, err error) bool {
 	var doc yaml.Node
 	again := yaml.Unmarshal(bytes.Join(fixed, []byte("\n")), &doc)
 	return again == nil || again.Error() != err.Error()
+}
+
+// utf8Messages are yaml.v3's errors for bytes that are not UTF-8 (a file saved as
+// Latin-1, say), which it reports without a position.
+var utf8Messages = map[string]bool{
+	"invalid leading UTF-8 octet":        true,
+	"incomplete UTF-8 octet sequence":    true,
+	"invalid trailing UTF-8 octet":       true,
+	"invalid length of a UTF-8 sequence": true,
+	"invalid Unicode character":          true,
+}
+
+// firstInvalidUTF8 finds the first byte of data that does not start a valid UTF-8
+// character: its line and column, counted as firstControl counts them, and itself.
+// A UTF-16 file gets no position: ok is false.
+func firstInvalidUTF8(data []byte) (line, col int, b byte, ok bool) {
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return 0, 0, 0, false
+	}
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	line = 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		col++
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return line, col, data[i], true
+		case r == '\n' || r == '\r' && (i+1 == len(data) || data[i+1] != '\n'):
+			line, col = line+1, 0
+		}
+		i += size
+	}
+	return 0, 0, 0, false
 }
 
 // firstControl finds the first character YAML does not allow (YAML 1.2's c-printable,
