@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/storekey"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
 // downEngine is a store that is down: every call fails with ErrStore. (The Redis suites
@@ -104,6 +106,43 @@ func TestNoFailurePolicyForACallerThatGaveUp(t *testing.T) {
 	req := &Request{Domain: "p", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "v"}}}}}
 	if _, err := d.Decide(ctx, req); !errors.Is(err, limiter.ErrStore) {
 		t.Fatalf("a caller that gave up: %v, want the store error", err)
+	}
+	if fallbacks != 0 || local.Keys() != 0 {
+		t.Errorf("%d fallbacks counted and %d keys charged on the local engine, want none", fallbacks, local.Keys())
+	}
+}
+
+// deadlinePassed is a caller's context at the instant after its deadline, before the
+// context's timer has marked it done: Deadline lies in the past, Err is still nil.
+// A store call whose socket deadline that deadline set fails in exactly this window.
+type deadlinePassed struct{ context.Context }
+
+func (deadlinePassed) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A caller whose deadline has passed has given up, even in the instant before its
+// context says so: a Redis call that the deadline cut short (its reply may still come,
+// the script may have charged) gets the store's error, not the failure policy's answer,
+// as the circuit breaker does not count it (breaker.gaveUp). Before, the local policy
+// charged such a request a second time and a fallback was counted.
+func TestNoFailurePolicyAfterTheCallersDeadline(t *testing.T) {
+	srv := testredis.Start(t)
+	store, err := limiter.NewRedisEngine(limiter.RedisOptions{URL: srv.URL(), ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rs, err := descriptors.Parse("p.yaml", []byte("domain: p\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1})
+	defer local.Close()
+	fallbacks := 0
+	d := New(rs, store, Options{Keys: storekey.New("p:", 0),
+		Failure: FailurePolicy{Default: Local, Local: local, OnFallback: func(string, Policy) { fallbacks++ }}})
+	req := &Request{Domain: "p", Descriptors: []Descriptor{{Entries: []descriptors.Entry{{Key: "k", Value: "v"}}}}}
+	if _, err := d.Decide(deadlinePassed{context.Background()}, req); !errors.Is(err, limiter.ErrStore) {
+		t.Fatalf("a caller past its deadline: %v, want the store error", err)
 	}
 	if fallbacks != 0 || local.Keys() != 0 {
 		t.Errorf("%d fallbacks counted and %d keys charged on the local engine, want none", fallbacks, local.Keys())
