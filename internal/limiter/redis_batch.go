@@ -27,7 +27,8 @@ import (
 // from its own goroutine: a lone request pays no hand-off, no timer and no added wait.
 // A request that finds every lane busy queues; when a call comes back, its sender hands
 // the lane to the oldest queued caller and then wakes the callers of its own batch. The
-// new sender takes the queue (up to BatchMax requests) when it runs, so requests that
+// new sender takes the queue (up to BatchMax requests, MaxBatchLimits limits and
+// MaxLogLimit log entries; see takeLocked) when it runs, so requests that
 // queue in between still make this call: in BenchmarkRedisConcurrent that is 6–9% more
 // requests per call and 15% less Go CPU per request than taking the queue at hand-off.
 // The batch size therefore follows the load by itself: one at low load, many while
@@ -52,6 +53,15 @@ const (
 	DefaultRedisBatchMax   = 64 // requests per script call
 	DefaultRedisBatchLanes = 2  // script calls in flight (see docs/performance.md#batching)
 )
+
+// MaxBatchLimits bounds the limits (KEYS) of one batched script call, whatever BatchMax:
+// requests join a call only while its limits stay within it (a request alone may have
+// more). A call's Redis time grows with its limits, a few microseconds each, and Redis
+// serves nobody else meanwhile: 64 requests of 64 limits each in one call took Redis
+// about 10 ms, past the 8 ms read timeout, so every request of the call failed after
+// the script had charged it. 256 limits keep a call around a millisecond, and 64
+// requests of up to 4 limits still share one.
+const MaxBatchLimits = 256
 
 type batchCall struct {
 	ctx    context.Context
@@ -170,14 +180,17 @@ func logEntries(checks []LimitCheck) int64 {
 }
 
 // takeLocked returns a batch: first, then the oldest pending calls, up to max in all,
-// and, in order, only as many as keep the call's sliding_window_log entries within
-// what one limit may admit (MaxLogLimit; requests without log entries always fit):
-// each entry costs Redis about a microsecond, and Redis runs a call without serving
-// anyone else.
+// and, in order, only as many as keep the call's limits within MaxBatchLimits and its
+// sliding_window_log entries within what one limit may admit (MaxLogLimit; requests
+// without limits, or without log entries, always fit that bound): each limit costs Redis a few microseconds and each
+// entry about one, and Redis runs a call without serving anyone else.
 func (b *batcher) takeLocked(first *batchCall) []*batchCall {
-	n, logs := 0, first.logs
-	for n < min(len(b.pending), b.max-1) && (b.pending[n].logs == 0 || logs+b.pending[n].logs <= MaxLogLimit) {
+	n, logs, limits := 0, first.logs, len(first.checks)
+	for n < min(len(b.pending), b.max-1) &&
+		(len(b.pending[n].checks) == 0 || limits+len(b.pending[n].checks) <= MaxBatchLimits) &&
+		(b.pending[n].logs == 0 || logs+b.pending[n].logs <= MaxLogLimit) {
 		logs += b.pending[n].logs
+		limits += len(b.pending[n].checks)
 		n++
 	}
 	batch := make([]*batchCall, 0, n+1)

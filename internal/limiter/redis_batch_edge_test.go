@@ -544,3 +544,57 @@ func TestRedisBatchEdgeNoLaneLeak(t *testing.T) {
 	t.Logf("storm: %d requests, %d answered, %d expired; %d sent in %d calls, %d charged",
 		rounds*perRound, answered, expired, sent, storm.Calls-before.Calls, charged)
 }
+
+// A batched script call carries at most limiter.MaxBatchLimits limits among its requests
+// (one request's may be more), as it carries at most MaxLogLimit log units: Redis runs
+// a call without serving anyone else, and a call's time grows with its limits. Before
+// the bound, 64 requests of 64 limits each went out as one call of 4,096 keys, which
+// took Redis about 10 ms on a test machine, longer than the 8 ms default read timeout:
+// every request of the call failed after the script had charged it, although each
+// alone takes well under a millisecond.
+func TestRedisBatchEdgeLimitsBound(t *testing.T) {
+	const total, limits = 12, 64
+	e, srv := newWarmBatchedRedis(t, 1, 0) // BatchMax: the default, 64
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 10, PeriodMs: 60_000})
+	prefix := uniquePrefix(t)
+	logEveryCommand(t, srv)
+
+	first := stallLane(t, e, srv, oneCheck(p, prefix+":first", 1))
+	base := queuedInBatcher()
+	chans := make([]<-chan edgeResult, total)
+	for i := range chans {
+		checks := make([]limiter.LimitCheck, limits)
+		for j := range checks {
+			checks[j] = limiter.LimitCheck{Key: fmt.Sprintf("%s:%d:%d", prefix, i, j), Params: p, Cost: 1}
+		}
+		ch := make(chan edgeResult, 1)
+		go func() {
+			d := make([]limiter.Decision, len(checks))
+			out, err := e.Evaluate(context.Background(), edgeNow, checks, d)
+			ch <- edgeResult{limiter.Decision{Allowed: out.Allowed}, err}
+		}()
+		chans[i] = ch
+	}
+	waitEdge(t, fmt.Sprintf("%d requests to queue", total), func() bool { return queuedInBatcher() >= base+total })
+	srv.Resume()
+	if r := awaitResult(t, "the request in flight", first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	for i, ch := range chans {
+		if r := awaitResult(t, fmt.Sprintf("queued request %d", i), ch); r.err != nil || !r.d.Allowed {
+			t.Fatalf("queued request %d: allowed %v, %v", i, r.d.Allowed, r.err)
+		}
+	}
+	sizes := scriptCallKeys(t, srv)
+	sent := 0
+	for _, k := range sizes {
+		if k > limiter.MaxBatchLimits {
+			t.Errorf("a script call with %d limits, more than MaxBatchLimits %d (calls: %v)", k, limiter.MaxBatchLimits, sizes)
+		}
+		sent += k
+	}
+	if want := 1 + total*limits; sent != want {
+		t.Errorf("Redis saw script calls for %d limits %v, want %d (each once)", sent, sizes, want)
+	}
+	t.Logf("%d queued requests of %d limits in script calls of %v keys", total, limits, sizes)
+}
