@@ -157,6 +157,19 @@ func NewRedisEngineFromClient(c redis.UniversalClient) *RedisEngine {
 // after the other).
 var errCallBudget = errors.New("redis: the call's read + write timeouts ran out")
 
+// budgetSpent names the engine's bound as the cause of err when the call's budget ran
+// out (ctx's cause is errCallBudget): go-redis reports it as "context deadline
+// exceeded" (or a socket timeout set from that deadline), which otherwise reads as the
+// caller's deadline. err stays in the chain.
+func budgetSpent(ctx context.Context, budget time.Duration, err error) error {
+	var ne net.Error
+	timedOut := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+	if !timedOut || !errors.Is(context.Cause(ctx), errCallBudget) {
+		return err
+	}
+	return fmt.Errorf("no reply within the call's bound, the read + write timeouts (%v): %w", budget, err)
+}
+
 // callBudget is how long one script call may take in all, a dial included: the
 // client's write and read timeouts together (16 ms by default). The socket timeouts
 // bound a call on an open connection, not the dial of a new one (DialTimeout, 1 s):
@@ -298,7 +311,7 @@ func (e *RedisEngine) callOn(ctx context.Context, c redisProcessor, now int64, c
 	args := scriptArgs(1, func(int) (int64, []LimitCheck) { return now, checks })
 	reply, err := e.script.Run(ctx, c, args)
 	if err != nil {
-		return nil, err
+		return nil, budgetSpent(ctx, e.budget, err)
 	}
 	if want := redislua.ReplyPerRequest + redislua.ReplyPerLimit*len(checks); len(reply) != want {
 		return nil, fmt.Errorf("script reply has %d values for %d limits, want %d", len(reply), len(checks), want)

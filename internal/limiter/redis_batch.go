@@ -296,7 +296,7 @@ func (b *batcher) send(batch []*batchCall) {
 			retry = append(retry, &groups[i])
 			continue
 		}
-		groups[i].split()
+		groups[i].split(ctx, b.budget)
 	}
 	if len(retry) > 0 {
 		b.reload(ctx, retry)
@@ -391,9 +391,13 @@ func (b *batcher) sendEach(ctx context.Context, cmds []redis.Cmder) {
 }
 
 // split hands each request of the group its part of the reply, or the call's error (a
-// reply whose length does not add up is an error for all).
-func (g *group) split() {
+// reply whose length does not add up is an error for all; one that the batch's budget,
+// ctx, ended says so: budgetSpent).
+func (g *group) split(ctx context.Context, budget time.Duration) {
 	reply, err := g.cmd.Result()
+	if err != nil {
+		err = budgetSpent(ctx, budget, err)
+	}
 	want := 0
 	for _, c := range g.calls {
 		want += redislua.ReplyPerRequest + redislua.ReplyPerLimit*len(c.checks)
@@ -454,7 +458,7 @@ func (b *batcher) reload(ctx context.Context, retry []*group) {
 		b.sendEach(ctx, again)
 	}
 	for _, g := range retry {
-		g.split()
+		g.split(ctx, b.budget)
 	}
 }
 
