@@ -1,0 +1,58 @@
+package metrics
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// metricsDoc is docs/metrics.md.
+func metricsDoc(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Every alert of docs/metrics.md on a histogram quantile compares it with a bucket
+// boundary: between two boundaries histogram_quantile only interpolates, so a threshold
+// there (2 ms between 1.5 and 2.5 ms) fires on calls of 1.6 ms and can miss calls of
+// 2.4 ms. And the buckets the docs list are the ones exported.
+func TestHistogramAlertThresholdsAreBucketBoundaries(t *testing.T) {
+	doc := metricsDoc(t)
+	alert := regexp.MustCompile(`(?m)^histogram_quantile\(.*_bucket\b.*\) > ([0-9.]+)$`)
+	alerts := alert.FindAllStringSubmatch(doc, -1)
+	if len(alerts) < 2 {
+		t.Fatalf("found %d histogram alerts in docs/metrics.md, want the latency ones", len(alerts))
+	}
+	for _, a := range alerts {
+		v, err := strconv.ParseFloat(a[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(latencyBuckets, v) {
+			t.Errorf("alert threshold %v is not a bucket boundary (%v): %s", v, latencyBuckets, a[0])
+		}
+	}
+
+	listed := regexp.MustCompile(`Latency buckets \(both histograms\), in seconds: ([0-9.,\s]+)\.`).FindStringSubmatch(doc)
+	if listed == nil {
+		t.Fatal("docs/metrics.md lists no latency buckets")
+	}
+	var documented []float64
+	for _, s := range strings.Split(listed[1], ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			t.Fatalf("bucket %q: %v", s, err)
+		}
+		documented = append(documented, v)
+	}
+	if !slices.Equal(documented, latencyBuckets) {
+		t.Errorf("docs/metrics.md lists buckets %v, the histograms have %v", documented, latencyBuckets)
+	}
+}
