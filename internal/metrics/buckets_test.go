@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
 // metricsDoc is docs/metrics.md.
@@ -54,5 +56,24 @@ func TestHistogramAlertThresholdsAreBucketBoundaries(t *testing.T) {
 	}
 	if !slices.Equal(documented, latencyBuckets) {
 		t.Errorf("docs/metrics.md lists buckets %v, the histograms have %v", documented, latencyBuckets)
+	}
+}
+
+// A Redis call that its bound ended (the read + write timeouts, 16 ms by default) takes
+// at least that bound, and one that completed takes less: with a boundary there,
+// store_duration_seconds tells the calls that timed out from the ones that were merely
+// slow (docs/reliability.md: a hung Redis shows "store_duration_seconds at the
+// timeout"). Between 10 and 20 ms it could not: both fell in one bucket.
+func TestStoreHistogramSeparatesTheDefaultCallBudget(t *testing.T) {
+	budget := (limiter.DefaultRedisReadTimeout + limiter.DefaultRedisWriteTimeout).Seconds()
+	m := New()
+	scrapeNow := serveMetrics(t, m)
+	m.storeTime.WithLabelValues("redis").Observe(budget - 0.003)  // slow, but answered
+	m.storeTime.WithLabelValues("redis").Observe(budget + 0.0002) // ended by the bound
+	got := scrapeNow()
+	le := strconv.FormatFloat(budget, 'g', -1, 64)
+	if n, ok := got[`ratelimit_ext_store_duration_seconds_bucket{engine="redis",le="`+le+`"}`]; !ok || n != 1 {
+		t.Errorf("bucket le=%s: %v (present %v), want 1: the call the %v budget ended counted apart from the one that answered (buckets %v)",
+			le, n, ok, budget, latencyBuckets)
 	}
 }
