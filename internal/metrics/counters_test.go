@@ -193,3 +193,31 @@ func TestInstrumentedEngineForwardsPings(t *testing.T) {
 		t.Errorf("ping of the memory engine: %v, want nil", err)
 	}
 }
+
+// deadlineEngine fails a call when its caller's context ends, as a Redis call does
+// whose caller's deadline (Envoy's timeout) passes before Redis answers.
+type deadlineEngine struct{ limiter.Engine }
+
+func (deadlineEngine) Evaluate(ctx context.Context, _ int64, _ []limiter.LimitCheck, _ []limiter.Decision) (limiter.Outcome, error) {
+	<-ctx.Done()
+	return limiter.Outcome{}, fmt.Errorf("%w: redis: %w", limiter.ErrStore, ctx.Err())
+}
+
+// A call whose caller gave up, cancelled or past its own deadline (Envoy's timeout
+// shorter than the wait), is kind="canceled", as docs/metrics.md says ("the caller gave
+// up") and as the circuit breaker sees it (such a call does not count toward opening
+// it): not a store timeout. A deadline of the engine's own (the call's bound) under a
+// caller that is still waiting stays kind="timeout" (TestStoreErrorsAreCounted).
+func TestCallerDeadlineIsNotAStoreTimeout(t *testing.T) {
+	m := New()
+	scrapeNow := serveMetrics(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	if _, err := m.Engine("redis", deadlineEngine{}).Evaluate(ctx, 0, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the caller's deadline", err)
+	}
+	got := scrapeNow()
+	if n := got[`ratelimit_ext_store_errors_total{engine="redis",kind="canceled"}`]; n != 1 {
+		t.Errorf("kind=canceled: %v, want 1 (kind=timeout: %v)", n, got[`ratelimit_ext_store_errors_total{engine="redis",kind="timeout"}`])
+	}
+}
