@@ -136,7 +136,7 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 		if c.failures.Load() != 0 { // a read, not a write, on every healthy call
 			c.failures.Store(0)
 		}
-	case errors.Is(err, limiter.ErrStore) && !gaveUp(ctx):
+	case errors.Is(err, limiter.ErrStore) && !limiter.CallerGaveUp(ctx):
 		// A caller that gave up is not the store's fault (the store's own timeouts,
 		// shorter than Envoy's deadline, fail a call first); anything else counts,
 		// a batched call once, not once per request it carried.
@@ -148,17 +148,6 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 		}
 	}
 	return o, err
-}
-
-// gaveUp says whether ctx's caller has given up: cancelled, or its deadline passed. (A
-// call whose socket deadlines the caller's deadline set may fail an instant before ctx
-// says it is done.)
-func gaveUp(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
 }
 
 // Open reports whether a circuit is open (the whole store's, or a part's).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
@@ -72,7 +71,7 @@ func (f *FailurePolicy) Validate() error {
 // decisions.
 func (d *Decider) evaluate(ctx context.Context, domain string, now int64, p *plan, out []limiter.Decision) (o limiter.Outcome, failedOpen bool, err error) {
 	o, err = d.storeEvaluate(ctx, now, p, out)
-	if err == nil || !errors.Is(err, limiter.ErrStore) || gaveUp(ctx) {
+	if err == nil || !errors.Is(err, limiter.ErrStore) || limiter.CallerGaveUp(ctx) {
 		// A caller that gave up gets no answer anyway, and the store may have decided
 		// (its reply was not read in time): a local policy would charge a second time.
 		return o, false, err
@@ -89,16 +88,4 @@ func (d *Decider) evaluate(ctx context.Context, domain string, now int64, p *pla
 		return o, false, err
 	}
 	return o, false, err
-}
-
-// gaveUp says whether ctx's caller has given up: cancelled, or its deadline passed. A
-// store call whose socket deadlines the caller's deadline set fails an instant before
-// ctx says it is done, and its script may have run; the circuit breaker does not count
-// such a call either (breaker.gaveUp).
-func gaveUp(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
 }

@@ -122,7 +122,7 @@ func (deadlinePassed) Deadline() (time.Time, bool) { return time.Now().Add(-time
 // A caller whose deadline has passed has given up, even in the instant before its
 // context says so: a Redis call that the deadline cut short (its reply may still come,
 // the script may have charged) gets the store's error, not the failure policy's answer,
-// as the circuit breaker does not count it (breaker.gaveUp). Before, the local policy
+// as the circuit breaker does not count it (limiter.CallerGaveUp). Before, the local policy
 // charged such a request a second time and a fallback was counted.
 func TestNoFailurePolicyAfterTheCallersDeadline(t *testing.T) {
 	srv := testredis.Start(t)

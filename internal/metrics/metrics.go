@@ -331,23 +331,12 @@ func (i *instrumented) Evaluate(ctx context.Context, now int64, checks []limiter
 	i.m.storeTime.WithLabelValues(i.name).Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, limiter.ErrBadRequest) {
 		kind := errorKind(err)
-		if gaveUp(ctx) { // the caller's deadline, not the store's: as the breaker sees it
+		if limiter.CallerGaveUp(ctx) { // the caller's deadline, not the store's: as the breaker sees it
 			kind = "canceled"
 		}
 		i.m.storeErrors.WithLabelValues(i.name, kind).Inc()
 	}
 	return o, err
-}
-
-// gaveUp says whether ctx's caller has given up: cancelled, or its deadline passed (a
-// call whose socket deadlines the caller's deadline set may fail an instant before ctx
-// says it is done). As breaker.gaveUp.
-func gaveUp(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
 }
 
 // Ping forwards readiness checks to engines that have a store.
