@@ -12,7 +12,7 @@ import (
 func (m *Metrics) StoreHealth() (onCircuit func(open bool, cause error), onFallback func(domain string, p decide.Policy)) {
 	open := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "store_circuit_open",
-		Help: "Store circuit breakers open (store calls are skipped and the failure policy answers): 0 or 1, or on Redis Cluster one per domain whose master fails.",
+		Help: "Store circuit breakers open (store calls are skipped and the failure policy answers): 0 or 1, or on Redis Cluster one per hash slot in use whose master fails (about one per domain).",
 	})
 	fallbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "store_fallbacks_total",
