@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,8 +47,9 @@ func (a linkState) same(b linkState) bool {
 // something other than at the last look (last: as they resolved when the watches were
 // added; Start's catch-up load covers changes before that). It also follows the config
 // directory to wherever links above it lead: lastParent is where its parent directory
-// led then. (The directory itself re-pointed, `ln -sfn v2 config`, is an event in its
-// parent, which the watches see.)
+// led then; and to a new directory at the same place when no event said so (see
+// followReplacedRoot). (The directory itself re-pointed, `ln -sfn v2 config`, is an
+// event in its parent, which the watches see.)
 func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, lastParent string) {
 	defer w.done.Done()
 	t := time.NewTicker(linkPollEvery)
@@ -63,6 +65,10 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, last
 		if parent, err := filepath.EvalSymlinks(filepath.Dir(w.root)); err == nil && parent != lastParent {
 			w.followMovedRoot(lastParent, parent)
 			lastParent, moved = parent, true
+		}
+		if fi, err := os.Stat(w.root); err == nil && ctx.Err() == nil && w.rootReplaced(fi) {
+			w.followReplacedRoot(fi)
+			moved = true
 		}
 		now, cut := w.outsideLinks()
 		reload := moved || !sameLinks(last, now)
@@ -87,6 +93,33 @@ func (w *Watcher) followMovedRoot(from, to string) {
 	w.opts.Log.Info("config watcher: the config directory now resolves elsewhere (a link above it was re-pointed); reloading", "dir", w.opts.Dir, "parent_from", from, "parent_to", to)
 	if err := w.addTree(w.root); err != nil {
 		w.opts.Log.Warn("config watcher: cannot watch the re-pointed config directory; edits there need SIGHUP until it moves again", "dir", w.opts.Dir, "error", err)
+	}
+	if parent := filepath.Dir(w.root); parent != w.root {
+		_ = w.fsw.Add(parent) // best effort, as at start
+	}
+}
+
+// rootReplaced reports whether fi, the config directory now, is not the directory its
+// watches were added to, or is no longer watched at all: a directory deleted and made
+// again can have the same inode number, but its watch ended with the old one. A
+// directory whose watching failed is not tried again until it changes.
+func (w *Watcher) rootReplaced(fi os.FileInfo) bool {
+	same, failed := w.watchedRoot(fi)
+	return !same || !failed && !slices.Contains(w.fsw.WatchList(), w.root)
+}
+
+// followReplacedRoot handles the config directory found to be another directory than
+// the one its watches were added to, with no event on its name to say so: the target
+// of a symlinked config directory deleted and made again (the directory's own watch
+// ends, and the link, the name the parent's watch knows, does not change), or a
+// directory above it replaced by a rename (`mv current.new current`). The watches still
+// hold the old directory, or nothing: watch the new tree (and its parent); the poll
+// then reloads.
+func (w *Watcher) followReplacedRoot(fi os.FileInfo) {
+	w.opts.Log.Info("config watcher: the config directory was replaced (made again, or a directory above it replaced); reloading", "dir", w.opts.Dir)
+	if err := w.addTree(w.root); err != nil {
+		w.setWatchedRoot(fi, true) // tried once: a tree that cannot be watched must not reload at every poll
+		w.opts.Log.Warn("config watcher: cannot watch the replaced config directory; edits there need SIGHUP until it is replaced again", "dir", w.opts.Dir, "error", err)
 	}
 	if parent := filepath.Dir(w.root); parent != w.root {
 		_ = w.fsw.Add(parent) // best effort, as at start

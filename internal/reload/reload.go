@@ -19,7 +19,9 @@
 //     watches move to the new directory;
 //   - a link further above it re-pointed (envoyproxy/ratelimit's RUNTIME_ROOT swap,
 //     `current -> v2` with the rules in current/config), within about a second: the
-//     directory's resolved path is polled with the links (links.go).
+//     directory's resolved path is polled with the links (links.go); and so is the
+//     directory replaced without an event on its name (a symlinked directory's target
+//     deleted and made again, a directory above it replaced by a rename).
 //
 // Bursts of events are coalesced: a load runs once events have been quiet for Debounce,
 // and at the latest MaxDelay after the first event of a burst, so a steady trickle of
@@ -102,7 +104,10 @@ type Watcher struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
-	rewatching chan struct{}        // holds a token while a rewatch loop runs
+	rewatching chan struct{} // holds a token while a rewatch loop runs
+	rootMu     sync.Mutex
+	rootDir    os.FileInfo          // the directory Dir was when its tree was last watched (rootMu)
+	rootFailed bool                 // watching rootDir's tree failed (rootMu)
 	serving    *descriptors.RuleSet // the last rules applied; owned by the loop goroutine
 	// catchUp marks the first load, which looks for edits made between the caller's
 	// load and the watches: it stays silent when it finds the rules unchanged.
@@ -183,8 +188,31 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 // addTree watches dir and every directory below it, following symlinks to directories
 // (each real directory once), as loading does. ConfigMap's dot-directories are watched
 // too: their changes must trigger a reload even though loading skips their names.
+// Watching Dir's tree records which directory Dir then was (see pollLinks).
 func (w *Watcher) addTree(dir string) error {
-	return w.addDir(dir, map[string]bool{}, 0)
+	var root os.FileInfo
+	if dir == w.root {
+		root, _ = os.Stat(dir) // before the watches: a replacement meanwhile is seen later
+	}
+	err := w.addDir(dir, map[string]bool{}, 0)
+	if err == nil && root != nil {
+		w.setWatchedRoot(root, false)
+	}
+	return err
+}
+
+func (w *Watcher) setWatchedRoot(fi os.FileInfo, failed bool) {
+	w.rootMu.Lock()
+	w.rootDir, w.rootFailed = fi, failed
+	w.rootMu.Unlock()
+}
+
+// watchedRoot reports whether fi is the directory Dir was when its tree was last
+// watched, and whether that failed.
+func (w *Watcher) watchedRoot(fi os.FileInfo) (same, failed bool) {
+	w.rootMu.Lock()
+	defer w.rootMu.Unlock()
+	return w.rootDir != nil && os.SameFile(w.rootDir, fi), w.rootFailed
 }
 
 func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
