@@ -189,7 +189,18 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 // (each real directory once), as loading does. ConfigMap's dot-directories are watched
 // too: their changes must trigger a reload even though loading skips their names.
 // Watching Dir's tree records which directory Dir then was (see pollLinks).
+//
+// The watches held below dir's name are dropped first: dir may now be another directory
+// (a link re-pointed, a directory renamed over or made again), and a watch of the old
+// one kept under a name in the tree would report its edits as edits of the rules, and
+// hold an inotify watch for as long as it exists (deploy tools keep old releases).
+// Callers reload afterwards, which covers an edit made while nothing was watched.
 func (w *Watcher) addTree(dir string) error {
+	for _, p := range w.fsw.WatchList() {
+		if within(dir, p) {
+			_ = w.fsw.Remove(p) // a watch the kernel already ended is an error: nothing to do
+		}
+	}
 	var root os.FileInfo
 	if dir == w.root {
 		root, _ = os.Stat(dir) // before the watches: a replacement meanwhile is seen later
