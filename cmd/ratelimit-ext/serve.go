@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -132,6 +133,9 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 // name the flags.
 func (c *serveConfig) check() error {
 	if err := checkCounts(c); err != nil {
+		return err
+	}
+	if err := c.checkListenAddrs(); err != nil {
 		return err
 	}
 	if _, err := c.hostGuard(); err != nil {
@@ -503,6 +507,56 @@ func (s *servers) serveUntilSignal(ctx context.Context, stop context.CancelFunc,
 	s.api.Shutdown()    // and so do /readyz and /healthcheck, to whoever still asks
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	return shutdown(s.grpc, s.http, c.shutdownTimeout)
+}
+
+// checkListenAddrs refuses a listen address whose form net.Listen would refuse (no
+// port, a port out of range or unknown), and an empty --grpc-addr or --http-addr, which
+// would listen on a random port of every interface: a mistake in the settings, said in
+// the flag's words before anything starts, not a failure to listen later. The host is
+// not looked up here. An empty --metrics-addr or --pprof-addr is off.
+func (c *serveConfig) checkListenAddrs() error {
+	for _, a := range []struct {
+		flag, value, example string
+		optional             bool
+	}{
+		{"grpc-addr", c.grpcAddr, "127.0.0.1:8081", false},
+		{"http-addr", c.httpAddr, "127.0.0.1:8080", false},
+		{"metrics-addr", c.metricsAddr, "0.0.0.0:19001", true},
+		{"pprof-addr", c.perf.pprofAddr, "127.0.0.1:6060", true},
+	} {
+		if a.value == "" && a.optional {
+			continue
+		}
+		if why := listenAddrProblem(a.value); why != "" {
+			return fmt.Errorf("--%s %q: want host:port, e.g. %s (%s)", a.flag, a.value, a.example, why)
+		}
+	}
+	return nil
+}
+
+// listenAddrProblem says what is wrong with the form of a TCP listen address, or "".
+func listenAddrProblem(addr string) string {
+	if addr == "" {
+		return "0.0.0.0:PORT for every interface"
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return ae.Err
+		}
+		return err.Error()
+	}
+	if port != "" && strings.Trim(port, "0123456789") == "" {
+		if n, err := strconv.Atoi(port); err != nil || n > 65535 {
+			return "port " + port + ": want 0 to 65535"
+		}
+		return ""
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil { // a service name, as net.Listen takes
+		return fmt.Sprintf("unknown port %q", port)
+	}
+	return ""
 }
 
 // hostGuard is the check of HTTP callers' Host names (httpapi.HostGuard) that
