@@ -138,6 +138,9 @@ func (c *serveConfig) check() error {
 	if err := c.checkListenAddrs(); err != nil {
 		return err
 	}
+	if err := c.tls.check(); err != nil {
+		return err
+	}
 	if _, err := c.hostGuard(); err != nil {
 		return err
 	}

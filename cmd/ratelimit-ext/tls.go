@@ -37,15 +37,8 @@ func (t tlsFiles) serverOption(log *slog.Logger, inUse *tlsfiles.Registry) (grpc
 	if t.cert == "" && t.key == "" && t.clientCA == "" && t.clientSAN == "" {
 		return nil, nil
 	}
-	if t.cert == "" || t.key == "" {
-		if t.cert == "" && t.key == "" { // only client-certificate settings
-			return nil, errors.New("--grpc-tls-client-ca and --grpc-tls-client-san need the server's own certificate: --grpc-tls-cert and --grpc-tls-key")
-		}
-		return nil, errors.New("--grpc-tls-cert and --grpc-tls-key go together")
-	}
-	if t.clientSAN != "" && t.clientCA == "" {
-		// Without a CA no client certificate is asked for, so there is no name to check.
-		return nil, errors.New("--grpc-tls-client-san needs --grpc-tls-client-ca")
+	if err := t.check(); err != nil {
+		return nil, err
 	}
 	if err := readable(flagFile{"--grpc-tls-cert", t.cert}, flagFile{"--grpc-tls-key", t.key}); err != nil {
 		return nil, fmt.Errorf("gRPC TLS: %w", err)
@@ -68,6 +61,26 @@ func (t tlsFiles) serverOption(log *slog.Logger, inUse *tlsfiles.Registry) (grpc
 		tlsfiles.VerifyClients(cfg, pool)
 	}
 	return grpc.Creds(credentials.NewTLS(cfg)), nil
+}
+
+// check refuses settings that contradict each other; serveConfig.check calls it with
+// the other settings, so that they stop the start as a usage error, before any file
+// is read.
+func (t tlsFiles) check() error {
+	if t.cert == "" && t.key == "" && t.clientCA == "" && t.clientSAN == "" {
+		return nil
+	}
+	if t.cert == "" || t.key == "" {
+		if t.cert == "" && t.key == "" { // only client-certificate settings
+			return errors.New("--grpc-tls-client-ca and --grpc-tls-client-san need the server's own certificate: --grpc-tls-cert and --grpc-tls-key")
+		}
+		return errors.New("--grpc-tls-cert and --grpc-tls-key go together")
+	}
+	if t.clientSAN != "" && t.clientCA == "" {
+		// Without a CA no client certificate is asked for, so there is no name to check.
+		return errors.New("--grpc-tls-client-san needs --grpc-tls-client-ca")
+	}
+	return nil
 }
 
 // requireSAN accepts a client whose verified certificate names san: any certificate

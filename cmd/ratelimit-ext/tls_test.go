@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,33 @@ func TestClientTLSFollowsTheCABundle(t *testing.T) {
 	}
 	if err := dial(oldAddr, readOnce); err != nil {
 		t.Errorf("without a name, the bundle read at start: %v", err)
+	}
+}
+
+// The gRPC server's TLS settings that contradict each other are refused with the other
+// settings (one line, exit 2), as the xDS and Redis TLS settings are; they used to be
+// found only when the server was built, logged as "exiting", exit 1.
+func TestGRPCTLSSettingsAreCheckedAtStart(t *testing.T) {
+	isolateEnv(t)
+	none := t.TempDir() + "/none" // without the check, the missing rules stop the start first
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--grpc-tls-cert", "c.pem"}, "ratelimit-ext: --grpc-tls-cert and --grpc-tls-key go together"},
+		{[]string{"--grpc-tls-key", "k.pem"}, "ratelimit-ext: --grpc-tls-cert and --grpc-tls-key go together"},
+		{[]string{"--grpc-tls-client-ca", "ca.pem"}, "ratelimit-ext: --grpc-tls-client-ca and --grpc-tls-client-san need the server's own certificate: --grpc-tls-cert and --grpc-tls-key"},
+		{[]string{"--grpc-tls-cert", "c.pem", "--grpc-tls-key", "k.pem", "--grpc-tls-client-san", "envoy"}, "ratelimit-ext: --grpc-tls-client-san needs --grpc-tls-client-ca"},
+	} {
+		code, out := runStderr(t, append([]string{"serve", "--config-dir", none}, tc.args...)...)
+		if code != 2 || out != tc.want+"\n" {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit 2 and the one line:\n%s", tc.args, code, out, tc.want)
+		}
+	}
+	os.Setenv("RATELIMIT_EXT_GRPC_TLS_CERT", "c.pem")
+	defer os.Unsetenv("RATELIMIT_EXT_GRPC_TLS_CERT")
+	want := "ratelimit-ext: --grpc-tls-cert and --grpc-tls-key go together (--grpc-tls-cert is set by RATELIMIT_EXT_GRPC_TLS_CERT)\n"
+	if code, out := runStderr(t, "serve", "--config-dir", none); code != 2 || out != want {
+		t.Errorf("RATELIMIT_EXT_GRPC_TLS_CERT alone: exit %d, stderr:\n%s\nwant exit 2 and:\n%s", code, out, want)
 	}
 }
