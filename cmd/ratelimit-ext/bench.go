@@ -155,7 +155,7 @@ func parseBench(args []string) (*benchCommand, int) {
 		return benchFail("%v", err)
 	}
 	if fs.NArg() > 0 {
-		return benchFail("unexpected argument %q: bench takes only flags (%s)", fs.Arg(0), seeHelp("bench"))
+		return benchFail("unexpected argument %q: bench takes only flags (%s)%s", fs.Arg(0), seeHelp("bench"), boolValueHint(fs, args))
 	}
 	if *requests > 0 && !flagGiven(fs, "duration") {
 		*duration = 0 // a request count alone ends the run

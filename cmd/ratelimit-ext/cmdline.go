@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -97,3 +98,31 @@ func flagWants(f *flag.Flag) string {
 
 // seeHelp is the hint for a flag sub does not have.
 func seeHelp(sub string) string { return "see ratelimit-ext " + sub + " -h" }
+
+// boolValueHint ends the error about an unexpected argument that is the value of the
+// boolean flag before it, given apart (--watch false, as a Kubernetes args list easily
+// has it): the flag package takes a boolean's value only after '=', so --watch was set
+// to true and "false" left over. "" for any other argument. args is the command line
+// fs parsed.
+func boolValueHint(fs *flag.FlagSet, args []string) string {
+	i := len(args) - fs.NArg() - 1 // the argument before the first one left over
+	if fs.NArg() == 0 || i < 0 {
+		return ""
+	}
+	name, ok := strings.CutPrefix(args[i], "-")
+	if !ok || strings.Contains(name, "=") {
+		return ""
+	}
+	name = strings.TrimPrefix(name, "-")
+	f := fs.Lookup(name)
+	if f == nil {
+		return ""
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+		return ""
+	}
+	if _, err := strconv.ParseBool(fs.Arg(0)); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("; a boolean flag takes its value after '=': --%s=%s", name, fs.Arg(0))
+}

@@ -83,3 +83,26 @@ func TestUsageErrorsNameTheSubcommand(t *testing.T) {
 		}
 	}
 }
+
+// A boolean flag's value given apart (--watch false, as a Kubernetes args list easily
+// has it) is taken by the flag package as an argument, the flag being set to true: the
+// refusal says how to write it.
+func TestBooleanValueGivenApart(t *testing.T) {
+	isolateEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--watch", "false"}, `ratelimit-ext: unexpected argument "false": serve takes only flags (see ratelimit-ext serve -h); a boolean flag takes its value after '=': --watch=false`},
+		{[]string{"serve", "-shadow-mode", "True"}, `ratelimit-ext: unexpected argument "True": serve takes only flags (see ratelimit-ext serve -h); a boolean flag takes its value after '=': --shadow-mode=True`},
+		{[]string{"serve", "--watch=true", "false"}, `ratelimit-ext: unexpected argument "false": serve takes only flags (see ratelimit-ext serve -h)`},
+		{[]string{"serve", "--watch", "maybe"}, `ratelimit-ext: unexpected argument "maybe": serve takes only flags (see ratelimit-ext serve -h)`},
+		{[]string{"serve", "--watch", "--", "false"}, `ratelimit-ext: unexpected argument "false": serve takes only flags (see ratelimit-ext serve -h)`},
+		{[]string{"bench", "--json", "false"}, `ratelimit-ext bench: unexpected argument "false": bench takes only flags (see ratelimit-ext bench -h); a boolean flag takes its value after '=': --json=false`},
+	} {
+		code, out := runStderr(t, tc.args...)
+		if code != 2 || out != tc.want+"\n" {
+			t.Errorf("%q: exit %d, stderr:\n%s\nwant exit 2 and the one line:\n%s", tc.args, code, out, tc.want)
+		}
+	}
+}

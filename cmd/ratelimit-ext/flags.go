@@ -119,7 +119,7 @@ func (e *envFlags) parse(args []string) error {
 		return err
 	}
 	if e.fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: %s takes only flags (see ratelimit-ext %s -h)", e.fs.Arg(0), e.fs.Name(), e.fs.Name())
+		return fmt.Errorf("unexpected argument %q: %s takes only flags (see ratelimit-ext %s -h)%s", e.fs.Arg(0), e.fs.Name(), e.fs.Name(), boolValueHint(e.fs, args))
 	}
 	if len(e.errs) > 0 {
 		return fmt.Errorf("bad environment: %s", strings.Join(e.errs, "; "))
