@@ -52,6 +52,9 @@ func (s *storeConfig) check() error {
 		if s.parsed.PerDomain == nil {
 			s.parsed.PerDomain = map[string]decide.Policy{}
 		}
+		if q, ok := s.parsed.PerDomain[domain]; ok && q != p { // which one was meant?
+			return fmt.Errorf("--store-failure-policy-domains: %s is given two policies, %s and %s", domain, q, p)
+		}
 		s.parsed.PerDomain[domain] = p
 	}
 	return nil

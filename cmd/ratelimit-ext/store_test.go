@@ -133,6 +133,8 @@ func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
 		{[]string{"--store-failure-policy", "open"}, `--store-failure-policy: unknown store failure policy "open"`},
 		{[]string{"--store-failure-policy-domains", "edge=bogus"}, "--store-failure-policy-domains: edge: unknown"},
 		{[]string{"--store-failure-policy-domains", "edge"}, `--store-failure-policy-domains: "edge" is not domain=policy`},
+		// Two policies for one domain: the last one used to win, silently.
+		{[]string{"--store-failure-policy-domains", "edge=fail_open,billing=local,edge=fail_closed"}, "--store-failure-policy-domains: edge is given two policies, fail_open and fail_closed"},
 		{[]string{"--redis-pool-size", "-1"}, "--redis-pool-size -1: want 0"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-mode", "cluster", "--key-prefix", "app{1}:"}, `--key-prefix "app{1}:": no braces on Redis Cluster`},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-tls-ca", "ca.pem"}, "--redis-tls-ca is for a rediss:// --redis-url, not redis://"},
@@ -145,6 +147,7 @@ func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
 	}
 	for _, ok := range [][]string{
 		{"--store-failure-policy", "local", "--store-failure-policy-domains", "edge=fail_open, billing=fail_closed"},
+		{"--store-failure-policy-domains", "edge=fail_open,edge=fail_open"}, // the same policy twice says one thing
 		{"--redis-url", "rediss://127.0.0.1:1", "--redis-tls-ca", "ca.pem"},
 		{"--redis-url", "redis://127.0.0.1:1?max_retries=-1", "--redis-pool-size", "0"},
 	} {
