@@ -411,13 +411,13 @@ func TestLoadErrors(t *testing.T) {
 			"t.yaml: yaml: control characters are not allowed"}},
 		// Nor for bytes that are not UTF-8 (a file saved as Latin-1); the error finds them.
 		{"Latin-1 in a comment", "domain: d\n# Caf\xe9 limits\ndescriptors: []\n", []string{
-			"t.yaml:2: yaml: invalid trailing UTF-8 octet at column 6 (byte 0xE9); YAML files are UTF-8"}},
+			"t.yaml:2: yaml: byte 0xE9 at column 6 starts no UTF-8 character: YAML files are UTF-8 (was this one saved as Latin-1?)"}},
 		{"Latin-1 at the end of a value", "domain: d\ndescriptors:\n  - key: k\n    value: caf\xe9\n", []string{
-			"t.yaml:4: yaml: incomplete UTF-8 octet sequence at column 15 (byte 0xE9); YAML files are UTF-8"}},
+			"t.yaml:4: yaml: byte 0xE9 at column 15 starts no UTF-8 character: YAML files are UTF-8 (was this one saved as Latin-1?)"}},
 		{"UTF-16 surrogate in UTF-8", "domain: dé\r\ndescriptors:\r\n  - key: \xed\xa0\x80\r\n", []string{
-			"t.yaml:3: yaml: invalid Unicode character at column 10 (byte 0xED); YAML files are UTF-8"}},
+			"t.yaml:3: yaml: byte 0xED at column 10 starts no UTF-8 character: YAML files are UTF-8 (was this one saved as Latin-1?)"}},
 		{"truncated at the end", "\ufeffdomain: d\xc3", []string{
-			"t.yaml:1: yaml: incomplete UTF-8 octet sequence at column 10 (byte 0xC3); YAML files are UTF-8"}},
+			"t.yaml:1: yaml: byte 0xC3 at column 10 starts no UTF-8 character: YAML files are UTF-8 (was this one saved as Latin-1?)"}},
 		// A tab may indent a line in a flow collection: there the error is another's.
 		{"tab in a flow collection", "domain: d\ndescriptors: [\n\t{key: @k}\n]\n", []string{
 			"t.yaml:3: yaml: found character that cannot start any token"}},

@@ -221,7 +221,7 @@ func (p *fileParser) yamlError(err error, data []byte) {
 	if utf8Messages[msg] {
 		if line, col, b, ok := firstInvalidUTF8(data); ok {
 			// yaml.v3 names no position for these either: find the byte.
-			p.errorf(line, "yaml", "%s at column %d (byte 0x%02X); YAML files are UTF-8", msg, col, b)
+			p.errorf(line, "yaml", "byte 0x%02X at column %d starts no UTF-8 character: YAML files are UTF-8 (was this one saved as Latin-1?)", b, col)
 			return
 		}
 	}

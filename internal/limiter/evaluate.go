@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // LimitCheck is one limit of one request: the storage key it charges, its rule, its
@@ -20,6 +21,20 @@ type LimitCheck struct {
 type Outcome struct {
 	Now     int64 // the single now every limit was evaluated at (the store's clock when 0 was passed)
 	Allowed bool  // false iff some enforced (non-shadow) limit denied
+}
+
+// CallerGaveUp says whether ctx's caller has given up on a store call: cancelled, or
+// its deadline passed. A call whose socket deadlines the caller's deadline set fails an
+// instant before ctx says it is done, and its script may have run. Such a failure is
+// not the store's: the circuit breaker does not count it, the failure policy does not
+// answer it (a local policy would charge a second time), and metrics count it as
+// canceled, not as a store timeout.
+func CallerGaveUp(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // Engine decides every check of one request at one now, all or nothing (SPEC §5): if

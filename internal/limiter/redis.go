@@ -23,20 +23,6 @@ import (
 // the server maps it to gRPC UNAVAILABLE (SPEC §6).
 var ErrStore = errors.New("store unavailable")
 
-// CallerGaveUp says whether ctx's caller has given up on a store call: cancelled, or
-// its deadline passed. A call whose socket deadlines the caller's deadline set fails an
-// instant before ctx says it is done, and its script may have run. Such a failure is
-// not the store's: the circuit breaker does not count it, the failure policy does not
-// answer it (a local policy would charge a second time), and metrics count it as
-// canceled, not as a store timeout.
-func CallerGaveUp(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
-}
-
 // Defaults of RedisOptions. Envoy's rate-limit filter gives the whole call 20 ms by
 // default, and a healthy Redis answers a script in well under a millisecond: a read and
 // a write deadline of 8 ms each, which together bound a whole script call, a dial

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -595,6 +596,11 @@ func TestRedisBatchEdgeLimitsBound(t *testing.T) {
 	}
 	if want := 1 + total*limits; sent != want {
 		t.Errorf("Redis saw script calls for %d limits %v, want %d (each once)", sent, sizes, want)
+	}
+	// The queue, taken in order, fills each call to the bound exactly: requests are
+	// not sent one per call, nor cut one short.
+	if want := []int{1, limiter.MaxBatchLimits, limiter.MaxBatchLimits, limiter.MaxBatchLimits}; !slices.Equal(sizes, want) {
+		t.Errorf("script calls of %v keys, want %v", sizes, want)
 	}
 	t.Logf("%d queued requests of %d limits in script calls of %v keys", total, limits, sizes)
 }

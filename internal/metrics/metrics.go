@@ -331,7 +331,7 @@ func (i *instrumented) Evaluate(ctx context.Context, now int64, checks []limiter
 	i.m.storeTime.WithLabelValues(i.name).Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, limiter.ErrBadRequest) {
 		kind := errorKind(err)
-		if limiter.CallerGaveUp(ctx) { // the caller's deadline, not the store's: as the breaker sees it
+		if kind == "timeout" && limiter.CallerGaveUp(ctx) { // the caller's deadline, not the store's: as the breaker sees it
 			kind = "canceled"
 		}
 		i.m.storeErrors.WithLabelValues(i.name, kind).Inc()

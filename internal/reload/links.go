@@ -67,7 +67,7 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, last
 			lastParent, moved = parent, true
 		}
 		if fi, err := os.Stat(w.root); err == nil && ctx.Err() == nil && w.rootReplaced(fi) {
-			w.followReplacedRoot(fi)
+			w.followReplacedRoot(ctx, fi)
 			moved = true
 		}
 		now, cut := w.outsideLinks()
@@ -115,9 +115,9 @@ func (w *Watcher) rootReplaced(fi os.FileInfo) bool {
 // directory above it replaced by a rename (`mv current.new current`). The watches still
 // hold the old directory, or nothing: watch the new tree (and its parent); the poll
 // then reloads.
-func (w *Watcher) followReplacedRoot(fi os.FileInfo) {
+func (w *Watcher) followReplacedRoot(ctx context.Context, fi os.FileInfo) {
 	w.opts.Log.Info("config watcher: the config directory was replaced (made again, or a directory above it replaced); reloading", "dir", w.opts.Dir)
-	if err := w.addTree(w.root); err != nil {
+	if err := w.addTree(w.root); err != nil && ctx.Err() == nil { // not a watcher closed meanwhile
 		w.setWatchedRoot(fi, true) // tried once: a tree that cannot be watched must not reload at every poll
 		w.opts.Log.Warn("config watcher: cannot watch the replaced config directory; edits there need SIGHUP until it is replaced again", "dir", w.opts.Dir, "error", err)
 	}
