@@ -12,6 +12,13 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
+// hasRateLimits says whether f gives rate_limits: not null, and not an empty list (a
+// rate_limits that is not a list counts as given; p.list reports it).
+func hasRateLimits(f fields) bool {
+	rls := f.vals["rate_limits"]
+	return rls != nil && !(rls.Kind == yaml.SequenceNode && len(rls.Content) == 0)
+}
+
 // descriptorLimits parses rate_limit / rate_limits and the descriptor-level flags and
 // replaces of one descriptor entry.
 func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []*Limit {
@@ -21,8 +28,9 @@ func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []
 	meta := p.metadata(f)
 	var items []*yaml.Node
 	var fieldOf func(i int) string
+	listed := hasRateLimits(f)
 	switch {
-	case f.has("rate_limit") && f.has("rate_limits"): // a null one is absent
+	case f.has("rate_limit") && listed: // a null rate_limit, or a null or empty list, is absent
 		p.errorf(f.keyLine("rate_limits"), f.at("rate_limits"), "rate_limit and rate_limits are exclusive; list every limit under rate_limits")
 		return nil
 	case f.has("rate_limit"):
@@ -42,10 +50,7 @@ func (p *fileParser) descriptorLimits(f fields, path []Level, pathStr string) []
 		limits = append(limits, l)
 	}
 	refs := p.replaces(f)
-	// No limit given: neither field, a null one, or an empty list (a rate_limits that
-	// is not a list is reported already).
-	rls := f.vals["rate_limits"]
-	if len(refs) > 0 && !f.has("rate_limit") && (rls == nil || rls.Kind == yaml.SequenceNode && len(rls.Content) == 0) {
+	if len(refs) > 0 && !f.has("rate_limit") && !listed {
 		p.errorf(f.keyLine("replaces"), f.at("replaces"), "descriptor has no rate_limit to carry replaces")
 	}
 	p.addReplaces(refs, limits)

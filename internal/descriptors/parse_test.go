@@ -253,7 +253,13 @@ func TestNullRateLimitBesideRateLimits(t *testing.T) {
 		"  - key: b",
 		"    rate_limit:",
 		"    rate_limits: [{unit: second, requests_per_unit: 2}, {unit: day, requests_per_unit: 3}]",
+		"  - key: c",
+		"    rate_limit: {unit: second, requests_per_unit: 4}",
+		"    rate_limits: []",
 	))
+	if l := rs.Match("d", []Entry{{"c", "x"}}); len(l) != 1 || l[0].RequestsPerUnit != 4 {
+		t.Errorf("c (an empty rate_limits beside rate_limit): got %v", ids(l))
+	}
 	if l := rs.Match("d", []Entry{{"a", "x"}}); len(l) != 1 || l[0].RequestsPerUnit != 1 {
 		t.Errorf("a: got %v", ids(l))
 	}
