@@ -456,6 +456,8 @@ func TestLoadErrors(t *testing.T) {
 			"    value: \"*per_ip\"",
 			"    rate_limit: *per_ip",
 		), []string{"t.yaml:7: yaml: unknown anchor 'per_ip' referenced"}},
+		{"unknown anchor after many mentions in comments", strings.Repeat("# see *r\n", 30) + "domain: d\ndescriptors:\n  - {key: a, rate_limit: *r}\n", []string{
+			"t.yaml:33: yaml: unknown anchor 'r' referenced"}},
 		{"unknown anchor in a flow collection", "domain: d\ndescriptors: [{key: a, rate_limit: *r}]\n", []string{
 			"t.yaml:2: yaml: unknown anchor 'r' referenced"}},
 		{"anchor used before it is defined", "domain: d\ndescriptors:\n  - {key: a, rate_limit: *r}\n  - {key: b, rate_limit: &r {unit: second, requests_per_unit: 1}}\n  - {key: c, rate_limit: *r}\n", []string{

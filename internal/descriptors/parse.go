@@ -305,13 +305,12 @@ func yamlScannerMessage(msg string) bool {
 // which it reports without a line. Its anchor names are [0-9A-Za-z_-]+.
 var unknownAnchor = regexp.MustCompile(`^unknown anchor '([0-9A-Za-z_-]+)' referenced$`)
 
-// maxAnchorProbes bounds the parses unknownAnchorLine spends on one error.
-const maxAnchorProbes = 10
-
 // unknownAnchorLine finds the line of the alias an unknown-anchor error (msg) is
-// about: the first "*name" in data that, renamed, renames the error. The same text in a
-// comment or a quoted string changes nothing, and the first alias of the name in the
-// document is the one that fails (an anchor, once defined, stays defined).
+// about, with one more parse: every "*name" in data is renamed to a name of its own
+// ("*<probe>3" for the fourth), and the error then names the first real alias, the one
+// that failed (an anchor, once defined, stays defined, so the first alias of the name
+// in the document is the failing one). The same text in a comment or a quoted string
+// is renamed too, which changes nothing there.
 func unknownAnchorLine(data []byte, msg string) (int, bool) {
 	m := unknownAnchor.FindStringSubmatch(msg)
 	if m == nil {
@@ -322,24 +321,37 @@ func unknownAnchorLine(data []byte, msg string) (int, bool) {
 	for bytes.Contains(data, []byte(probe)) {
 		probe += "-"
 	}
-	want := "yaml: unknown anchor '" + probe + "' referenced"
-	for from, probes := 0, 0; probes < maxAnchorProbes; probes++ {
+	var at []int // the offsets of the candidates, renamed in order
+	trial := make([]byte, 0, len(data)+64)
+	for from := 0; ; {
 		i := bytes.Index(data[from:], alias)
 		if i < 0 {
+			trial = append(trial, data[from:]...)
 			break
 		}
-		at, end := from+i, from+i+len(alias)
+		end := from + i + len(alias)
+		if end < len(data) && isAnchorChar(data[end]) { // a longer name ("*r" in "*rate")
+			trial = append(trial, data[from:end]...)
+		} else {
+			trial = append(trial, data[from:from+i]...)
+			trial = append(trial, "*"+probe+strconv.Itoa(len(at))...)
+			at = append(at, from+i)
+		}
 		from = end
-		if end < len(data) && isAnchorChar(data[end]) {
-			probes-- // a longer name ("*r" in "*rate"): not a candidate
-			continue
-		}
-		trial := slices.Concat(data[:at], []byte("*"+probe), data[end:])
-		if err := firstYAMLError(trial); err != nil && err.Error() == want {
-			return lineAt(data, at), true
-		}
 	}
-	return 0, false
+	err := firstYAMLError(trial)
+	if err == nil || len(at) == 0 {
+		return 0, false
+	}
+	got := unknownAnchor.FindStringSubmatch(strings.TrimPrefix(err.Error(), "yaml: "))
+	if got == nil || !strings.HasPrefix(got[1], probe) {
+		return 0, false
+	}
+	k, convErr := strconv.Atoi(strings.TrimPrefix(got[1], probe))
+	if convErr != nil || k < 0 || k >= len(at) {
+		return 0, false
+	}
+	return lineAt(data, at[k]), true
 }
 
 func isAnchorChar(c byte) bool {
