@@ -5,9 +5,11 @@ package grpcopts
 
 import (
 	"runtime"
+	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/utf8codec"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Server returns the server options for serving ShouldRateLimit under load.
@@ -25,10 +27,23 @@ import (
 //
 // Call time: at most MaxCallTime per unary call (BoundCallTime, the server's one
 // InTapHandle: grpc-go takes only one).
+//
+// Keepalive: clients' pings are tolerated every KeepaliveMinTime, idle connections
+// included.
 func Server() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),
 		grpc.ForceServerCodecV2(utf8codec.Codec{}),
 		BoundCallTime(MaxCallTime),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveMinTime, PermitWithoutStream: true}),
 	}
 }
+
+// KeepaliveMinTime is the shortest interval between a client's keepalive pings that the
+// server tolerates, with or without calls open on the connection. grpc-go's default
+// (one ping per 5 minutes, none on a connection without calls) answers the third
+// quicker ping with GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and closes the
+// connection: that is what Envoy's connection_keepalive (which pings idle connections
+// too, commonly every 30 s or less) and grpc-go clients' keepalive (10 s at least) met.
+// A ping is one small frame; a client pinging faster than this is still cut off.
+const KeepaliveMinTime = 5 * time.Second
