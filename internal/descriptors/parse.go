@@ -372,28 +372,29 @@ func firstYAMLError(data []byte) error {
 	}
 }
 
-// lineAt is the 1-based line of data's byte at offset (CR LF, LF and a lone CR each
-// end a line).
+// isLineBreak says whether data[i] ends a line as YAML counts them: LF, or a CR that no
+// LF follows (CR LF ends one line, at its LF).
+func isLineBreak(data []byte, i int) bool {
+	return data[i] == '\n' || data[i] == '\r' && (i+1 == len(data) || data[i+1] != '\n')
+}
+
+// lineAt is the 1-based line of data's byte at offset.
 func lineAt(data []byte, offset int) int {
 	n := 1
-	for i, c := range data[:offset] {
-		if c == '\n' || c == '\r' && (i+1 == len(data) || data[i+1] != '\n') {
+	for i := range offset {
+		if isLineBreak(data, i) {
 			n++
 		}
 	}
 	return n
 }
 
-// lineCount is the number of lines in data as YAML counts them (CR LF, LF and a lone
-// CR each end one); a final line break starts no line of its own.
+// lineCount is the number of lines in data; a final line break starts no line of its
+// own.
 func lineCount(data []byte) int {
-	n := 1
-	for i, c := range data {
-		switch {
-		case i == len(data)-1 && (c == '\n' || c == '\r'):
-		case c == '\n', c == '\r' && (i+1 == len(data) || data[i+1] != '\n'):
-			n++
-		}
+	n := lineAt(data, len(data))
+	if len(data) > 0 && isLineBreak(data, len(data)-1) {
+		n--
 	}
 	return n
 }
@@ -429,22 +430,28 @@ var utf8Messages = map[string]bool{
 	"invalid Unicode character":          true,
 }
 
-// firstInvalidUTF8 finds the first byte of data that does not start a valid UTF-8
-// character: its line and column, counted as firstControl counts them, and itself.
-// A UTF-16 file gets no position: ok is false.
-func firstInvalidUTF8(data []byte) (line, col int, b byte, ok bool) {
+// scanText walks data's characters, counting positions as the error messages give
+// them (1-based lines and columns, columns in characters, a leading byte-order mark not
+// counted, CR LF, LF and a lone CR each ending a line), and stops at the first for which
+// stop says true (size 1 and utf8.RuneError: a byte that is not UTF-8): its line,
+// column and offset in data. A UTF-16 file (yaml.v3 reads those too) gets no position:
+// ok is false.
+func scanText(data []byte, stop func(r rune, size int) bool) (line, col, at int, ok bool) {
 	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
 		return 0, 0, 0, false
 	}
-	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	i := 0
+	if bytes.HasPrefix(data, []byte("\ufeff")) {
+		i = len("\ufeff")
+	}
 	line = 1
-	for i := 0; i < len(data); {
+	for i < len(data) {
 		r, size := utf8.DecodeRune(data[i:])
 		col++
-		switch {
-		case r == utf8.RuneError && size == 1:
-			return line, col, data[i], true
-		case r == '\n' || r == '\r' && (i+1 == len(data) || data[i+1] != '\n'):
+		if stop(r, size) {
+			return line, col, i, true
+		}
+		if isLineBreak(data, i) {
 			line, col = line+1, 0
 		}
 		i += size
@@ -452,27 +459,32 @@ func firstInvalidUTF8(data []byte) (line, col int, b byte, ok bool) {
 	return 0, 0, 0, false
 }
 
-// firstControl finds the first character YAML does not allow (YAML 1.2's c-printable,
-// as yaml.v3 checks it): its 1-based line and column (in characters, a leading
-// byte-order mark not counted; CR LF, LF and a lone CR each end a line), and itself.
-// A UTF-16 file (yaml.v3 reads those too) gets no position: ok is false.
-func firstControl(data []byte) (line, col int, char rune, ok bool) {
-	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+// firstInvalidUTF8 finds the first byte of data that does not start a valid UTF-8
+// character: its position (scanText) and itself.
+func firstInvalidUTF8(data []byte) (line, col int, b byte, ok bool) {
+	line, col, at, ok := scanText(data, func(r rune, size int) bool { return r == utf8.RuneError && size == 1 })
+	if !ok {
 		return 0, 0, 0, false
 	}
-	text := strings.TrimPrefix(string(data), "\ufeff")
-	line = 1
-	for i, r := range text {
-		col++
+	return line, col, data[at], true
+}
+
+// firstControl finds the first character YAML does not allow (YAML 1.2's c-printable,
+// as yaml.v3 checks it): its position (scanText) and itself.
+func firstControl(data []byte) (line, col int, char rune, ok bool) {
+	line, col, at, ok := scanText(data, func(r rune, _ int) bool {
 		switch {
-		case r == '\n' || r == '\r' && !strings.HasPrefix(text[i+1:], "\n"):
-			line, col = line+1, 0
-		case r == '\t' || r == '\r' || r == 0x85 || r == 0xFEFF || r == utf8.RuneError:
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0xfffe || r == 0xffff:
-			return line, col, r, true
+		case r == '\t' || r == '\n' || r == '\r' || r == 0x85 || r == 0xFEFF || r == utf8.RuneError:
+			return false
+		default:
+			return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0xfffe || r == 0xffff
 		}
+	})
+	if !ok {
+		return 0, 0, 0, false
 	}
-	return 0, 0, 0, false
+	char, _ = utf8.DecodeRune(data[at:])
+	return line, col, char, true
 }
 
 func (p *fileParser) parseRoot(root *yaml.Node) {
