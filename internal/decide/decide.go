@@ -249,7 +249,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		return res, nil
 	}
 	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p, decisions)
-	for err == nil && !failedOpen && !out.Allowed && p.quota && d.softenQuota(p, decisions) {
+	for round := 1; err == nil && !failedOpen && !out.Allowed && p.quota && round < maxQuotaRounds && d.softenQuota(p, decisions); round++ {
 		out, failedOpen, err = d.evaluate(ctx, req.Domain, req.Now, p, decisions)
 	}
 	if err != nil {

@@ -20,11 +20,19 @@ import (
 // usual); after a denial, unless it stands, the quota descriptors that are over become
 // shadow (evaluated, never denying, charging only where they allow) and the request is
 // evaluated again. A denied round consumes nothing, so only the last round charges.
-// The first round finds every quota descriptor that is over, so a second round is
-// usually the last; a further one happens only when other traffic exhausts another
-// quota descriptor in between. Each further round makes at least one more quota
-// descriptor shadow, so there are at most one round per quota descriptor plus one, and
-// requests without a quota descriptor over its limit take one round.
+// Each round shadows exactly the quota descriptors the round before found over, so a
+// descriptor that came back within its limit in between is enforced again: a round
+// that allows has enforced some quota descriptor within its limit, and the answer is
+// the rule's answer at the moment of that round. The first round finds every quota
+// descriptor that is over, so a second round is usually the last; a further one
+// happens only when other traffic changes a quota descriptor in between. Traffic that
+// keeps doing so could keep a request going, so after maxQuotaRounds a request still
+// denied stays denied. Requests without a quota descriptor over its limit take one
+// round.
+
+// maxQuotaRounds bounds the store calls of one request in quota mode: the usual two, a
+// third for a change by other traffic in between, and one more.
+const maxQuotaRounds = 4
 
 // descState is what a round says of one request descriptor.
 type descState uint8
@@ -67,8 +75,11 @@ func (d *Decider) softenQuota(p *plan, decisions []limiter.Decision) bool {
 		return false
 	}
 	for i, l := range p.limits {
-		if l.Quota && states[p.owner[i]] == quotaOver {
-			p.checks[i].Shadow = true
+		if l.Quota && !l.Shadow && !d.shadow {
+			// Shadow exactly the descriptors over now: one made shadow in an earlier
+			// round that is back within its limit is enforced again, so that the round
+			// that charges always enforces a quota descriptor within its limit.
+			p.checks[i].Shadow = states[p.owner[i]] == quotaOver
 		}
 	}
 	return true
