@@ -8,8 +8,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -131,7 +131,7 @@ func decodeDecideRequest(body []byte, in *decideRequest) error {
 	if err := loneSurrogate(body); err != nil {
 		return err
 	}
-	return duplicateMember(body)
+	return checkNames(body)
 }
 
 // notUTF8 refuses a body that is not UTF-8, as JSON must be (RFC 8259 §8.1).
@@ -184,11 +184,21 @@ func escapedUnit(hex []byte) rune {
 	return rune(v)
 }
 
-// duplicateMember returns an error naming the first member that appears twice in one
-// object of body, a valid JSON text. encoding/json keeps the last value (and matches
-// names to fields without regard to case), so the request it decodes may not be the one
+// requestNames are the member names of a request, at any depth, spelled as they must be.
+// encoding/json matches a name to a field without regard to case (and folds ſ to s),
+// so checkNames refuses the other spellings it took. One set serves every depth
+// because no two of these names differ only in case: a name the decoder took as a
+// field of one object is in the set only if it is that field's own spelling.
+var requestNames = map[string]bool{ // the request's, a descriptor's, an entry's
+	"domain": true, "descriptors": true, "hits_addend": true, "entries": true, "key": true, "value": true,
+}
+
+// checkNames returns an error naming the first member of body, a valid JSON text that
+// decoded into a decideRequest, that is not spelled as the request's field is, or that
+// appears twice in one object. encoding/json takes either (a name in another case as
+// the field, the last of two values), so the request it decodes may not be the one
 // another reader of the text sees: a request that says two things is refused instead.
-func duplicateMember(body []byte) error {
+func checkNames(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var objects [][]string // the names seen in each open object or array (nil) around the token
 	wantName := false      // the next token is a member name or the end of an object
@@ -201,14 +211,12 @@ func duplicateMember(body []byte) error {
 			return err
 		}
 		if name, ok := tok.(string); ok && wantName {
+			if !requestNames[name] {
+				return fmt.Errorf("json: unknown field %q", name) // as DisallowUnknownFields words it
+			}
 			top := &objects[len(objects)-1]
-			for _, seen := range *top {
-				switch {
-				case seen == name:
-					return fmt.Errorf("member %q appears twice in one object", name)
-				case strings.EqualFold(seen, name): // the same field to encoding/json
-					return fmt.Errorf("member %q appears twice in one object (first as %q: names match without regard to case)", name, seen)
-				}
+			if slices.Contains(*top, name) {
+				return fmt.Errorf("member %q appears twice in one object", name)
 			}
 			*top = append(*top, name)
 			wantName = false

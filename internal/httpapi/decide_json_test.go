@@ -33,15 +33,15 @@ func refuses(t *testing.T, cases map[string]struct{ body, want string }) {
 }
 
 // A member named twice in one object is refused: encoding/json would keep the last
-// value (and match names without regard to case), so the request decided would not be
-// the one another reader of the same text sees, and nothing would say so.
+// value, so the request decided would not be the one another reader of the same text
+// sees, and nothing would say so. (Named twice in two cases: see
+// TestDecideRefusesNamesInAnotherCase.)
 func TestDecideRefusesDuplicateMembers(t *testing.T) {
 	refuses(t, map[string]struct{ body, want string }{
-		"domain twice":           {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}]}],"domain":"other"}`, `"domain" appears twice`},
-		"domain in another case": {`{"domain":"web","Domain":"other","descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, `"Domain" appears twice`},
-		"value twice":            {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"y","value":"x"}]}]}`, `"value" appears twice`},
-		"hits_addend twice":      {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}],"hits_addend":0,"hits_addend":1}]}`, `"hits_addend" appears twice`},
-		"descriptors twice":      {`{"domain":"web","descriptors":[],"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, `"descriptors" appears twice`},
+		"domain twice":      {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}]}],"domain":"other"}`, `"domain" appears twice`},
+		"value twice":       {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"y","value":"x"}]}]}`, `"value" appears twice`},
+		"hits_addend twice": {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}],"hits_addend":0,"hits_addend":1}]}`, `"hits_addend" appears twice`},
+		"descriptors twice": {`{"domain":"web","descriptors":[],"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, `"descriptors" appears twice`},
 	})
 }
 
@@ -91,5 +91,25 @@ func TestDecideRefusesADescriptorWithoutEntries(t *testing.T) {
 		"no entries":         {`{"domain":"web","descriptors":[` + x + `,{"entries":[]}]}`, "descriptor 1 has no entries"},
 		"null entries":       {`{"domain":"web","descriptors":[{"entries":null,"hits_addend":1},` + x + `]}`, "descriptor 0 has no entries"},
 		"an entry misplaced": {`{"domain":"web","descriptors":[{"entries":[]},{"entries":[{"key":"ip","value":"x"}]}]}`, "descriptor 0 has no entries"},
+	})
+}
+
+// Member names match exactly: encoding/json alone would take a name in another case
+// (or with a letter that folds to one of it, as ſ folds to s) as the field, so a
+// misspelt request would be decided as if spelt right, while other unknown names are
+// refused. Each is refused as the unknown field it is, at every depth.
+func TestDecideRefusesNamesInAnotherCase(t *testing.T) {
+	const entry, ok = `{"key":"ip","value":"x"}`, `"entries":[{"key":"ip","value":"x"}]`
+	refuses(t, map[string]struct{ body, want string }{
+		"Domain":                     {`{"Domain":"web","descriptors":[{` + ok + `}]}`, `unknown field "Domain"`},
+		"domain twice, in two cases": {`{"domain":"web","Domain":"other","descriptors":[{` + ok + `}]}`, `unknown field "Domain"`},
+		"DESCRIPTORS":                {`{"domain":"web","DESCRIPTORS":[{` + ok + `}]}`, `unknown field "DESCRIPTORS"`},
+		"descriptors with ſ":         {`{"domain":"web","de\u017fcriptors":[{` + ok + `}]}`, `unknown field "deſcriptors"`},
+		"Hits_Addend":                {`{"domain":"web","Hits_Addend":0,"descriptors":[{` + ok + `}]}`, `unknown field "Hits_Addend"`},
+		"Entries":                    {`{"domain":"web","descriptors":[{"Entries":[` + entry + `]}]}`, `unknown field "Entries"`},
+		"a descriptor's HITS_ADDEND": {`{"domain":"web","descriptors":[{` + ok + `,"HITS_ADDEND":0}]}`, `unknown field "HITS_ADDEND"`},
+		"Key":                        {`{"domain":"web","descriptors":[{"entries":[{"Key":"ip","value":"x"}]}]}`, `unknown field "Key"`},
+		"VALUE":                      {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","VALUE":"x"}]}]}`, `unknown field "VALUE"`},
+		"vaLue in a second entry":    {`{"domain":"web","descriptors":[{"entries":[` + entry + `,{"key":"k","vaLue":"x"}]}]}`, `unknown field "vaLue"`},
 	})
 }
