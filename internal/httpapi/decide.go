@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -21,15 +23,17 @@ import (
 // maxDecideBody bounds the JSON decision endpoint's request body.
 const maxDecideBody = 1 << 20
 
+// decideRequest is the request as written; toRequest reads its numbers (kept as
+// written, so that an error can say which field is wrong and how).
 type decideRequest struct {
-	Domain      string `json:"domain"`
-	HitsAddend  uint64 `json:"hits_addend"`
+	Domain      string          `json:"domain"`
+	HitsAddend  json.RawMessage `json:"hits_addend"`
 	Descriptors []struct {
 		Entries []struct {
 			Key   string `json:"key"`
 			Value string `json:"value"`
 		} `json:"entries"`
-		HitsAddend *uint64 `json:"hits_addend,omitempty"`
+		HitsAddend json.RawMessage `json:"hits_addend"`
 	} `json:"descriptors"`
 }
 
@@ -63,20 +67,13 @@ type decideResponse struct {
 // (and charges the same state): a way to exercise rules with curl.
 func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	var in decideRequest
-	if code, err := readDecideRequest(w, r, &in); err != nil {
+	req, code, err := readDecideRequest(w, r)
+	if err != nil {
 		if a.obs != nil { // counted as an invalid request, as a bad decide.Request is
 			a.obs.Observe("decide", start, nil, nil, fmt.Errorf("%w: %w", decide.ErrInvalid, err))
 		}
 		writeJSON(w, code, map[string]string{"error": err.Error()})
 		return
-	}
-	req := &decide.Request{Domain: in.Domain, HitsAddend: in.HitsAddend, Descriptors: make([]decide.Descriptor, len(in.Descriptors))}
-	for i, d := range in.Descriptors {
-		for _, e := range d.Entries {
-			req.Descriptors[i].Entries = append(req.Descriptors[i].Entries, descriptors.Entry{Key: e.Key, Value: e.Value})
-		}
-		req.Descriptors[i].Cost = d.HitsAddend
 	}
 	res, err := a.decider.Decide(r.Context(), req)
 	if a.obs != nil {
@@ -93,26 +90,98 @@ func (a *API) decideHandler(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toDecideResponse(res))
 }
 
-// readDecideRequest decodes the body, one JSON object and nothing after it, into in; on
-// failure it returns the HTTP status to answer with.
-func readDecideRequest(w http.ResponseWriter, r *http.Request, in *decideRequest) (int, error) {
+// readDecideRequest reads the body, one JSON object and nothing after it, as the
+// request ShouldRateLimit would be given; on failure it returns the HTTP status to
+// answer with.
+func readDecideRequest(w http.ResponseWriter, r *http.Request) (*decide.Request, int, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDecideBody))
+	var in decideRequest
 	if err == nil {
-		err = decodeDecideRequest(body, in)
+		err = decodeDecideRequest(body, &in)
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", tooLarge.Limit)
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", tooLarge.Limit)
 	case err != nil:
-		return http.StatusBadRequest, fmt.Errorf("bad JSON: %w", err)
+		return nil, http.StatusBadRequest, fmt.Errorf("bad JSON: %w", err)
 	}
+	req, err := in.toRequest()
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	return req, 0, nil
+}
+
+// toRequest is the decide.Request in stands for. Its hits_addends must be numbers
+// ShouldRateLimit's proto can carry, so that the same request means the same there: the
+// request's is a uint32, a descriptor's a UInt64Value (absent when null or left out).
+func (in *decideRequest) toRequest() (*decide.Request, error) {
+	hits, ok := wholeNumber(in.HitsAddend, math.MaxUint32)
+	if !ok {
+		return nil, fmt.Errorf("%w: hits_addend %.40s is not a whole number from 0 to %d (a uint32, as ShouldRateLimit's)",
+			decide.ErrInvalid, in.HitsAddend, uint64(math.MaxUint32))
+	}
+	req := &decide.Request{Domain: in.Domain, HitsAddend: hits, Descriptors: make([]decide.Descriptor, len(in.Descriptors))}
 	for i, d := range in.Descriptors {
 		if len(d.Entries) == 0 { // {}, null or "entries": []: a slip, which would answer OK
-			return http.StatusBadRequest, fmt.Errorf("%w: descriptor %d has no entries, so it would match no rule", decide.ErrInvalid, i)
+			return nil, fmt.Errorf("%w: descriptor %d has no entries, so it would match no rule", decide.ErrInvalid, i)
 		}
+		for _, e := range d.Entries {
+			req.Descriptors[i].Entries = append(req.Descriptors[i].Entries, descriptors.Entry{Key: e.Key, Value: e.Value})
+		}
+		if absent(d.HitsAddend) {
+			continue
+		}
+		cost, ok := wholeNumber(d.HitsAddend, math.MaxUint64)
+		if !ok {
+			return nil, fmt.Errorf("%w: descriptor %d: hits_addend %.40s is not a whole number from 0 to %d (a UInt64Value, as ShouldRateLimit's)",
+				decide.ErrInvalid, i, d.HitsAddend, uint64(math.MaxUint64))
+		}
+		req.Descriptors[i].Cost = &cost
 	}
-	return 0, nil
+	return req, nil
+}
+
+// absent says a member's value, as decoded into a json.RawMessage, is left out or null.
+func absent(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+// wholeNumber reads raw, one JSON value, as a whole number from 0 to limit; absent is
+// 0. Like the proto's JSON mapping (protojson, so grpcurl) it takes a number in any
+// notation, 1e3 and 1000.0 as 1000, but not a string. It never writes out more than 20
+// digits (2^64 has 20), however large the exponent.
+func wholeNumber(raw json.RawMessage, limit uint64) (uint64, bool) {
+	if absent(raw) {
+		return 0, true
+	}
+	s := strings.ToLower(string(raw))
+	if s[0] != '-' && (s[0] < '0' || s[0] > '9') {
+		return 0, false // not a number: a string, true, an object...
+	}
+	neg := s[0] == '-'
+	mantissa, exp, _ := strings.Cut(strings.TrimPrefix(s, "-"), "e")
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	digits := strings.TrimLeft(whole+frac, "0")
+	if digits == "" {
+		return 0, true // 0, -0, 0.0e9
+	}
+	// Beyond ±2^31 no exponent of these digits (in a body of 1 MiB) makes a whole
+	// number below 2^64.
+	e, err := strconv.ParseInt(cmp.Or(exp, "0"), 10, 32)
+	if neg || err != nil {
+		return 0, false
+	}
+	// The value is digits × 10^shift: a whole number when shift is not negative once
+	// the trailing zeros of digits are counted in it.
+	significant := strings.TrimRight(digits, "0")
+	shift := int(e) - len(frac) + len(digits) - len(significant)
+	if shift < 0 || len(significant)+shift > 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(significant+strings.Repeat("0", shift), 10, 64)
+	return n, err == nil && n <= limit
 }
 
 // decodeDecideRequest decodes body, one JSON object and nothing after it, into in.
@@ -200,6 +269,8 @@ var requestNames = map[string]bool{ // the request's, a descriptor's, an entry's
 // another reader of the text sees: a request that says two things is refused instead.
 func checkNames(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
+	// Numbers as written: one no float64 holds (1e400) is toRequest's to refuse.
+	dec.UseNumber()
 	var objects [][]string // the names seen in each open object or array (nil) around the token
 	wantName := false      // the next token is a member name or the end of an object
 	for {
