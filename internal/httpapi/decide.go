@@ -18,6 +18,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 )
 
 // maxDecideBody bounds the JSON decision endpoint's request body.
@@ -318,9 +319,10 @@ func toDecideResponse(res *decide.Result) decideResponse {
 		}
 		if l := st.Limit; l != nil {
 			w := l.ReportedWindow()
-			s.CurrentLimit = &currentLimit{Name: l.Name, RequestsPerUnit: st.Decision.Limit, Unit: w.Unit,
-				UnitMultiplier: w.Multiplier, Algorithm: l.Params.Algorithm.String()}
-			s.LimitRemaining = st.Decision.Remaining
+			// Clamped as ShouldRateLimit's uint32 fields carry them (a rule may say 2^32).
+			s.CurrentLimit = &currentLimit{Name: l.Name, RequestsPerUnit: int64(ratelimitheaders.ClampU32(st.Decision.Limit)),
+				Unit: w.Unit, UnitMultiplier: w.Multiplier, Algorithm: l.Params.Algorithm.String()}
+			s.LimitRemaining = int64(ratelimitheaders.ClampU32(st.Decision.Remaining))
 			s.DurationUntilResetMs = max(0, st.Decision.ResetAt-res.Now)
 		} else if st.Unlimited {
 			s.LimitRemaining = math.MaxUint32 // as ShouldRateLimit answers

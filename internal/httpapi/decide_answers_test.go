@@ -109,3 +109,23 @@ func TestDecideStoreFailureIsServiceUnavailable(t *testing.T) {
 		t.Errorf("a failing store: %d %s, want 503 with %q", code, body, errNoStore)
 	}
 }
+
+// A limit above 2^32−1 (rules allow it) is reported as ShouldRateLimit's uint32 fields
+// carry it: requests_per_unit and limit_remaining at most 4294967295.
+func TestDecideReportsNumbersAsShouldRateLimit(t *testing.T) {
+	const big = `
+domain: web
+descriptors:
+  - key: bulk
+    rate_limit: {unit: hour, requests_per_unit: 4294967296}
+`
+	url := serveAPI(t, httpapi.New(newDeciderFor(t, big, decide.Options{}), quiet(), nil)) + "/v1/decide"
+	out := postDecide(t, url, `{"domain":"web","descriptors":[{"entries":[{"key":"bulk","value":"x"}]}]}`)
+	if len(out.Statuses) != 1 || out.Statuses[0].CurrentLimit == nil {
+		t.Fatalf("answer %+v: want one status with a limit", out)
+	}
+	if s := out.Statuses[0]; s.CurrentLimit.RequestsPerUnit != 4294967295 || s.LimitRemaining != 4294967295 {
+		t.Errorf("requests_per_unit %d, limit_remaining %d: want both 4294967295, as ShouldRateLimit reports",
+			s.CurrentLimit.RequestsPerUnit, s.LimitRemaining)
+	}
+}
