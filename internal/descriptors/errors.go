@@ -14,7 +14,14 @@ type ConfigError struct {
 	File  string // file name relative to the loaded directory (or as given to Parse/Compile)
 	Line  int    // 1-based; 0 when the problem concerns the whole file or directory
 	Field string // where in the file, e.g. "descriptors[0].rate_limit.unit"
-	Msg   string // what is wrong
+	Msg   string // what is wrong; with a Ref, the text before it
+	// Ref is another definition in the same file that the problem points at (a
+	// repeated entry's, field's or metadata key's first, the "*" pattern that hides an
+	// entry), and MsgEnd the text after it. The reference is kept apart from Msg so
+	// that rules from xDS, whose lines count a generated document nobody sees, can
+	// name it by its field path instead (Message).
+	Ref    *Ref
+	MsgEnd string
 	// DefinedIn and DefinedLine name where what the problem repeats was first defined
 	// (a duplicate domain), kept apart from Msg so that its file name is relative to
 	// the same directory as File.
@@ -22,10 +29,29 @@ type ConfigError struct {
 	DefinedLine int
 }
 
+// Ref locates a definition in a file.
+type Ref struct {
+	Line  int    // 1-based
+	Field string // its field path, e.g. "descriptors[0]"
+}
+
+// Message is what is wrong, with the reference (if any) written as "at " + where:
+// Msg + " at line 3" + MsgEnd, say.
+func (e ConfigError) Message(where string) string {
+	if e.Ref == nil {
+		return e.Msg
+	}
+	return e.Msg + " at " + where + e.MsgEnd
+}
+
 // Error formats the problem as "file:line: field: message" (without ":line" when Line is
-// 0), followed by " (already defined in file:line)" when DefinedIn is set.
+// 0), the reference written as "at line N", followed by " (already defined in
+// file:line)" when DefinedIn is set.
 func (e ConfigError) Error() string {
 	msg := e.Msg
+	if e.Ref != nil {
+		msg = e.Message(fmt.Sprintf("line %d", e.Ref.Line))
+	}
 	if e.DefinedIn != "" {
 		msg += fmt.Sprintf(" (already defined in %s:%d)", e.DefinedIn, e.DefinedLine)
 	}

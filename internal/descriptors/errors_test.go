@@ -729,3 +729,54 @@ func TestReplacesAliasBombIsBounded(t *testing.T) {
 		t.Fatalf("120,000 replaced names: %v, want the bound's error", err)
 	}
 }
+
+// The messages that point at another definition in the same file (a repeated entry's,
+// field's or metadata key's first, the "*" that hides an entry) carry it as Ref, line
+// and field path, so that rules from xDS can name it by path without parsing the text;
+// for files Error writes it as "at line N" inside the message.
+func TestReferencesAreStructured(t *testing.T) {
+	tests := []struct {
+		name    string
+		src     string
+		warning bool
+		ref     Ref
+		text    string // the problem's whole text
+	}{
+		{"duplicate entry", head + "  - key: k\n", false, Ref{Line: 3, Field: "descriptors[0]"},
+			`t.yaml:4: descriptors[1]: duplicate entry key "k" without value (first at line 3)`},
+		{"field given twice", head + "    key: j\n", false, Ref{Line: 3, Field: "descriptors[0].key"},
+			`t.yaml:4: descriptors[0].key: field given twice (first at line 3)`},
+		{"metadata key given twice", head + "    metadata:\n      a: 1\n      a: 2\n", false, Ref{Line: 5, Field: "descriptors[0].metadata.a"},
+			`t.yaml:6: descriptors[0].metadata.a: key given twice (first at line 5)`},
+		{"hidden by a star", head + "    rate_limit: {unit: second, requests_per_unit: 1}\n  - key: k\n    value: '*'\n    rate_limit: {unit: second, requests_per_unit: 1}\n",
+			true, Ref{Line: 5, Field: "descriptors[1]"},
+			`t.yaml:3: descriptors[0]: key "k" without value never matches: the value pattern "*" at line 5 matches every value first`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := Parse("t.yaml", []byte(tt.src))
+			var got []ConfigError
+			if tt.warning {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ = rs.Warnings()
+			} else {
+				var le *LoadError
+				if !errors.As(err, &le) {
+					t.Fatalf("error %v, want a *LoadError", err)
+				}
+				got = le.Errors
+			}
+			if len(got) != 1 {
+				t.Fatalf("%d problems, want 1: %v", len(got), got)
+			}
+			if got[0].Ref == nil || *got[0].Ref != tt.ref {
+				t.Errorf("Ref = %+v, want %+v", got[0].Ref, tt.ref)
+			}
+			if got[0].Error() != tt.text {
+				t.Errorf("Error() = %q, want %q", got[0].Error(), tt.text)
+			}
+		})
+	}
+}

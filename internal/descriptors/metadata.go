@@ -92,7 +92,7 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 		}
 		at := field + "." + k.Value
 		if line, dup := first[k.Value]; dup {
-			p.errorf(k.Line, at, "key given twice (first at line %d)", line)
+			p.refError(k.Line, at, Ref{line, at}, "key given twice (first", ")")
 			return nil, false
 		}
 		first[k.Value] = k.Line

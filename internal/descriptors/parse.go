@@ -121,21 +121,40 @@ type replaceRef struct {
 }
 
 func (p *fileParser) errorf(line int, field, format string, args ...any) {
+	p.addError(ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// refError records a problem that points at ref, another definition in the file: its
+// message is before, the reference ("at line N" in a file), then after.
+func (p *fileParser) refError(line int, field string, ref Ref, before, after string) {
+	p.addError(ConfigError{File: p.file, Line: line, Field: field, Msg: before, Ref: &ref, MsgEnd: after})
+}
+
+func (p *fileParser) addError(ce ConfigError) {
 	if len(p.errs) >= maxErrors {
 		p.omitted++ // keeps memory bounded however broken the file
 		return
 	}
-	p.errs = append(p.errs, ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, ce)
 }
 
 // warnf records something that loads, as in envoyproxy/ratelimit, but most likely is
 // not what was meant. Past maxWarnings a file's warnings are only counted.
 func (p *fileParser) warnf(line int, field, format string, args ...any) {
+	p.addWarning(ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// refWarning is warnf for a warning that points at ref, as refError.
+func (p *fileParser) refWarning(line int, field string, ref Ref, before, after string) {
+	p.addWarning(ConfigError{File: p.file, Line: line, Field: field, Msg: before, Ref: &ref, MsgEnd: after})
+}
+
+func (p *fileParser) addWarning(w ConfigError) {
 	if p.warns.total >= maxWarnings {
-		p.warns.total++ // counted only: keeps memory bounded, as errorf does
+		p.warns.total++ // counted only: keeps memory bounded, as addError does
 		return
 	}
-	p.warns.add(ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}, maxWarnings)
+	p.warns.add(w, maxWarnings)
 }
 
 // parseFile parses one file. It returns the domain when the file names one (even if
@@ -542,7 +561,7 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 		p.errorf(f.keyLine(name), f.at(name), "descriptors nested deeper than %d levels", MaxDepth)
 		return
 	}
-	seen := map[siblingKey]sibling{}
+	seen := map[siblingKey]Ref{}
 	for i, item := range items {
 		if !p.spend(&p.budget.entries, 1, item.Line, f.at(name)) {
 			return
@@ -553,7 +572,7 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 }
 
 // descriptor parses one descriptor entry and everything below it.
-func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, depth int, path []Level, pathStr string, seen map[siblingKey]sibling) {
+func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, depth int, path []Level, pathStr string, seen map[siblingKey]Ref) {
 	f, ok := p.mapping(item, field, descriptorFields)
 	if !ok {
 		return
@@ -564,11 +583,11 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 	if levelOK {
 		sk := siblingKey{level.Key, level.Kind, normalizePattern(level.Value)}
 		if first, dup := seen[sk]; dup {
-			p.errorf(f.line, field, "duplicate entry %s (first at line %d)", describeLevel(level), first.line)
+			p.refError(f.line, field, first, fmt.Sprintf("duplicate entry %s (first", describeLevel(level)), ")")
 		} else {
-			seen[sk] = sibling{f.line, field}
+			seen[sk] = Ref{f.line, field}
 			parent.attach(level, child)
-			p.warnHidden(level, sibling{f.line, field}, seen)
+			p.warnHidden(level, Ref{f.line, field}, seen)
 		}
 	}
 	part := pathPart(level)
@@ -584,20 +603,14 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 	p.descriptorList(child, f, "descriptors", depth+1, path, pathStr)
 }
 
-// sibling is where an entry was defined among its siblings.
-type sibling struct {
-	line  int
-	field string
-}
-
 // warnHidden warns of an entry that can never match because a sibling "*" pattern
 // matches every value before it: Match tries patterns in file order, then the bare key,
 // so the "*" hides the bare key wherever it is and every pattern after it. Such rules
 // load (they do in envoyproxy/ratelimit) but most likely do not do what was meant.
-func (p *fileParser) warnHidden(l Level, at sibling, seen map[siblingKey]sibling) {
+func (p *fileParser) warnHidden(l Level, at Ref, seen map[siblingKey]Ref) {
 	all, hasAll := seen[siblingKey{l.Key, PatternValue, "*"}]
-	hide := func(hidden sibling, what string) {
-		p.warnf(hidden.line, hidden.field, "%s never matches: the value pattern \"*\" at line %d matches every value first", what, all.line)
+	hide := func(hidden Ref, what string) {
+		p.refWarning(hidden.Line, hidden.Field, all, what+` never matches: the value pattern "*"`, " matches every value first")
 	}
 	switch {
 	case l.Kind == PatternValue && normalizePattern(l.Value) == "*":

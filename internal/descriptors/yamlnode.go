@@ -122,7 +122,7 @@ func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool
 	name, at := k.Value, f.at(k.Value)
 	switch {
 	case f.keys[name] != nil:
-		p.errorf(k.Line, at, "field given twice (first at line %d)", f.keys[name].Line)
+		p.refError(k.Line, at, Ref{f.keys[name].Line, at}, "field given twice (first", ")")
 	case slices.Contains(known, name):
 		return true
 	case slices.Contains(descriptorOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):

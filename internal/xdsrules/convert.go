@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,14 +58,10 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 		files = append(files, descriptors.File{Name: sourceName(cfg), Data: data}) // bounded by --xds-max-message-bytes, not MaxFileSize
 	}
 	rs, err := descriptors.Compile(files...)
-	lines := &linePaths{files: files}
 	if err != nil {
-		return nil, withoutLines(err, lines)
+		return nil, withoutLines(err)
 	}
-	rs.FromGeneratedDocuments(func(w descriptors.ConfigError) descriptors.ConfigError {
-		w.Line, w.Msg = 0, lines.rewrite(w.File, w.Msg)
-		return w
-	})
+	rs.FromGeneratedDocuments(withoutLine)
 	return rs, nil
 }
 
@@ -225,18 +220,17 @@ func quotaMode(d *rlsconfv3.RateLimitDescriptor) bool {
 	return on
 }
 
-// withoutLines rewrites a load error without line numbers: they count lines of the
-// generated document, which the operator never sees; the field path ("descriptors[1]
-// .rate_limit.unit") locates the problem in the resource itself, and a message's
-// "at line N" (a duplicate entry's first) becomes that entry's path.
-func withoutLines(err error, lp *linePaths) error {
+// withoutLines rewrites a load error without line numbers (withoutLine), and a
+// duplicate domain's first definition as its resource alone.
+func withoutLines(err error) error {
 	var le *descriptors.LoadError
 	if !errors.As(err, &le) {
 		return err
 	}
 	lines := make([]string, 0, len(le.Errors)+1)
 	for _, ce := range le.Errors {
-		msg := lp.rewrite(ce.File, ce.Msg)
+		ce = withoutLine(ce)
+		msg := ce.Msg
 		if ce.DefinedIn != "" {
 			msg += " (already defined in " + ce.DefinedIn + ")"
 		}
@@ -252,60 +246,14 @@ func withoutLines(err error, lp *linePaths) error {
 	return errors.New(strings.Join(lines, "\n"))
 }
 
-// atLine is how the compiler's messages point at another entry of the same document:
-// "(first at line 13)", "the value pattern \"*\" at line 9".
-var atLine = regexp.MustCompile(`at line (\d+)`)
-
-// linePaths turns lines of the generated documents into the field paths of the
-// descriptor entries on them, reading each document once, when first asked.
-type linePaths struct {
-	files  []descriptors.File
-	byFile map[string]map[int]string
-}
-
-// rewrite replaces each "at line N" in msg, a message about file, with "at <the entry's
-// path>" (or "at an earlier entry" should no entry start on that line).
-func (lp *linePaths) rewrite(file, msg string) string {
-	return atLine.ReplaceAllStringFunc(msg, func(m string) string {
-		if lp.byFile == nil {
-			lp.byFile = map[string]map[int]string{}
-		}
-		if lp.byFile[file] == nil {
-			lp.byFile[file] = entryPaths(lp.files, file)
-		}
-		line, _ := strconv.Atoi(atLine.FindStringSubmatch(m)[1])
-		if p, ok := lp.byFile[file][line]; ok {
-			return "at " + p
-		}
-		return "at an earlier entry"
-	})
-}
-
-// entryPaths maps the line of each descriptor entry of the generated document named
-// name to the entry's field path (descriptors[1].descriptors[0]).
-func entryPaths(files []descriptors.File, name string) map[int]string {
-	out := map[int]string{}
-	i := slices.IndexFunc(files, func(f descriptors.File) bool { return f.Name == name })
-	if i < 0 {
-		return out
+// withoutLine rewrites a problem of a generated document without line numbers: they
+// count lines of a document the operator never sees. Its field path ("descriptors[1]
+// .rate_limit.unit") locates the problem in the resource itself, and the entry it
+// points at, if any (a duplicate's first), is named by its path too.
+func withoutLine(ce descriptors.ConfigError) descriptors.ConfigError {
+	if ce.Ref != nil {
+		ce.Msg, ce.Ref, ce.MsgEnd = ce.Message(ce.Ref.Field), nil, ""
 	}
-	var doc yaml.Node
-	if yaml.Unmarshal(files[i].Data, &doc) != nil || len(doc.Content) == 0 {
-		return out
-	}
-	var walk func(m *yaml.Node, path string)
-	walk = func(m *yaml.Node, path string) {
-		for k := 0; m.Kind == yaml.MappingNode && k+1 < len(m.Content); k += 2 {
-			if m.Content[k].Value != "descriptors" {
-				continue
-			}
-			for j, item := range m.Content[k+1].Content {
-				p := path + "descriptors[" + strconv.Itoa(j) + "]"
-				out[item.Line] = p
-				walk(item, p+".")
-			}
-		}
-	}
-	walk(doc.Content[0], "")
-	return out
+	ce.Line = 0
+	return ce
 }

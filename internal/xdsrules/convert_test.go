@@ -462,3 +462,53 @@ func TestCompileNewerProtoFields(t *testing.T) {
 		t.Errorf("quota_mode from the newer proto's field 7 was dropped: %+v", ls)
 	}
 }
+
+// Every compiler message that points at another definition names it by field path in
+// rules from xDS, whatever its wording: the reference is a structured field of the
+// problem (descriptors.Ref), not "at line N" found in the text. Duplicate and hidden
+// entries come from RateLimitConfigs; a field or a metadata key given twice cannot (the
+// generated document writes each field once and has no metadata), so those two go
+// through the same rewriting from a hand-written document.
+func TestReferencesNameThePath(t *testing.T) {
+	const head = "domain: d\ndescriptors:\n  - key: k\n"
+	fromDocument := func(t *testing.T, src string) string {
+		t.Helper()
+		_, err := descriptors.Compile(descriptors.File{Name: "xds:r1", Data: []byte(src)})
+		if err == nil {
+			t.Fatal("compiled")
+		}
+		return withoutLines(err).Error()
+	}
+	fromResource := func(t *testing.T, ds ...*descT) string {
+		t.Helper()
+		rs, err := Compile([]*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: ds})})
+		if err != nil {
+			return err.Error()
+		}
+		ws, _ := rs.Warnings()
+		if len(ws) != 1 {
+			t.Fatalf("%d warnings, want 1: %v", len(ws), ws)
+		}
+		return ws[0].Error()
+	}
+	tests := []struct {
+		name, got, want string
+	}{
+		{"duplicate entry", fromResource(t, &descT{Key: "a", RateLimit: limit(second, 1)},
+			&descT{Key: "b", Descriptors: []*descT{{Key: "k", RateLimit: limit(second, 1)}, {Key: "k", RateLimit: limit(second, 2)}}}),
+			`xds:r1: descriptors[1].descriptors[1]: duplicate entry key "k" without value (first at descriptors[1].descriptors[0])`},
+		{"hidden by a star", fromResource(t, &descT{Key: "k", Value: "*", RateLimit: limit(second, 1)}, &descT{Key: "k", Value: "b*", RateLimit: limit(second, 2)}),
+			`xds:r1: descriptors[1]: key "k" value "b*" never matches: the value pattern "*" at descriptors[0] matches every value first`},
+		{"field given twice", fromDocument(t, head+"    key: j\n"),
+			`xds:r1: descriptors[0].key: field given twice (first at descriptors[0].key)`},
+		{"metadata key given twice", fromDocument(t, head+"    metadata: {a: 1, a: 2}\n"),
+			`xds:r1: descriptors[0].metadata.a: key given twice (first at descriptors[0].metadata.a)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("got  %s\nwant %s", tt.got, tt.want)
+			}
+		})
+	}
+}
