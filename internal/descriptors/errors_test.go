@@ -222,6 +222,37 @@ func TestLoadErrors(t *testing.T) {
 			"  - {key: k, value: 'a*'}",
 			"  - {key: k, value: 'a**'}",
 		), []string{`t.yaml:4: descriptors[1]: duplicate entry key "k" value "a**" (first at line 3)`}},
+		// A repeat through a YAML alias is reported where the alias is, not at its
+		// anchor, and so is a first definition that is an alias.
+		{"duplicate entry through an alias", lines(
+			"domain: d",
+			"descriptors:",
+			"  - &x {key: k}",
+			"  - key: j",
+			"  - *x",
+		), []string{`t.yaml:5: descriptors[2]: duplicate entry key "k" without value (first at line 3)`}},
+		{"duplicate entry, both aliases", lines(
+			"domain: d",
+			"descriptors:",
+			"  - key: a",
+			"    descriptors:",
+			"      - &x {key: k}",
+			"  - key: b",
+			"    descriptors:",
+			"      - *x",
+			"      - *x",
+		), []string{`t.yaml:9: descriptors[1].descriptors[1]: duplicate entry key "k" without value (first at line 8)`}},
+		{"field given twice through an alias", lines(
+			"domain: d",
+			"descriptors:",
+			"  - &f key: k",
+			"    *f : j",
+		), []string{"t.yaml:4: descriptors[0].key: field given twice (first at line 3)"}},
+		{"metadata key given twice through an alias", head + lines(
+			"    metadata:",
+			"      &a a: 1",
+			"      *a : 2",
+		), []string{"t.yaml:6: descriptors[0].metadata.a: key given twice (first at line 5)"}},
 		{"replaces itself", lines(
 			"domain: d",
 			"descriptors:",

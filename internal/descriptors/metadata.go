@@ -78,6 +78,7 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 	out := make(map[string]any, len(n.Content)/2)
 	first := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
+		line := n.Content[i].Line // where the key is written: an alias's own line
 		k := resolve(n.Content[i])
 		switch {
 		case k.Kind != yaml.ScalarNode || isNull(k):
@@ -91,11 +92,11 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 			return nil, false
 		}
 		at := field + "." + k.Value
-		if line, dup := first[k.Value]; dup {
-			p.refError(k.Line, at, Ref{line, at}, "key given twice (first", ")")
+		if firstLine, dup := first[k.Value]; dup {
+			p.refError(line, at, Ref{firstLine, at}, "key given twice (first", ")")
 			return nil, false
 		}
-		first[k.Value] = k.Line
+		first[k.Value] = line
 		v, ok := p.metaValue(n.Content[i+1], at, depth+1)
 		if !ok {
 			return nil, false

@@ -566,13 +566,15 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 		if !p.spend(&p.budget.entries, 1, item.Line, f.at(name)) {
 			return
 		}
-		field := fmt.Sprintf("%s[%d]", f.at(name), i)
-		p.descriptor(parent, item, field, depth, path, pathStr, seen)
+		// An entry repeated through an alias is told of where the alias is written.
+		at := Ref{Line: f.itemLine(name, i), Field: fmt.Sprintf("%s[%d]", f.at(name), i)}
+		p.descriptor(parent, item, at, depth, path, pathStr, seen)
 	}
 }
 
-// descriptor parses one descriptor entry and everything below it.
-func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, depth int, path []Level, pathStr string, seen map[siblingKey]Ref) {
+// descriptor parses one descriptor entry, written at at, and everything below it.
+func (p *fileParser) descriptor(parent *node, item *yaml.Node, at Ref, depth int, path []Level, pathStr string, seen map[siblingKey]Ref) {
+	field := at.Field
 	f, ok := p.mapping(item, field, descriptorFields)
 	if !ok {
 		return
@@ -583,15 +585,15 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, field string, dep
 	if levelOK {
 		sk := siblingKey{level.Key, level.Kind, normalizePattern(level.Value)}
 		if first, dup := seen[sk]; dup {
-			p.refError(f.line, field, first, fmt.Sprintf("duplicate entry %s (first", describeLevel(level)), ")")
+			p.refError(at.Line, field, first, fmt.Sprintf("duplicate entry %s (first", describeLevel(level)), ")")
 		} else {
-			seen[sk] = Ref{f.line, field}
+			seen[sk] = at
 			parent.attach(level, child)
-			p.warnHidden(level, Ref{f.line, field}, seen)
+			p.warnHidden(level, at, seen)
 		}
 	}
 	part := pathPart(level)
-	if !p.spend(&p.budget.pathBytes, len(pathStr)+1+len(part), f.line, field) {
+	if !p.spend(&p.budget.pathBytes, len(pathStr)+1+len(part), at.Line, field) {
 		return
 	}
 	path = append(path[:len(path):len(path)], level)

@@ -514,3 +514,26 @@ func TestEntriesHiddenByAStarWarn(t *testing.T) {
 		}
 	}
 }
+
+// An entry that a "*" hides is warned of where it is written: through an alias, at the
+// alias rather than at its anchor elsewhere in the file.
+func TestHiddenEntryThroughAnAlias(t *testing.T) {
+	rs := mustParse(t, lines(
+		"domain: d",
+		"descriptors:",
+		"  - &bare {key: k, rate_limit: {unit: second, requests_per_unit: 1}}",
+		"  - key: j",
+		"    descriptors:",
+		"      - {key: k, value: '*', rate_limit: {unit: second, requests_per_unit: 2}}",
+		"      - *bare",
+	))
+	ws, _ := rs.Warnings()
+	var got []string
+	for _, w := range ws {
+		got = append(got, w.Error())
+	}
+	want := []string{`t.yaml:7: descriptors[1].descriptors[1]: key "k" without value never matches: the value pattern "*" at line 6 matches every value first`}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

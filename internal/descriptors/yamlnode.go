@@ -25,6 +25,8 @@ var limitOnlyFields = []string{"unit", "requests_per_unit", "unlimited", "unit_m
 type fields struct {
 	path string // field path of the mapping itself, "" for the document root
 	line int
+	// keys are the nodes of the field names as written: for a name given through an
+	// alias, the alias, whose line is where the field is (its Value is not the name).
 	keys map[string]*yaml.Node
 	vals map[string]*yaml.Node
 	// merged: the mapping has a YAML merge key (refused), so fields it lacks may be in
@@ -100,13 +102,14 @@ func (p *fileParser) mapping(n *yaml.Node, path string, known []string) (fields,
 		return f, false
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		written := n.Content[i]
+		k, v := resolve(written), resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
 			p.errorf(k.Line, orRoot(path), "field names must be plain strings, got %s", kindName(k))
 			continue
 		}
-		if p.checkFieldName(f, k, known) {
-			f.keys[k.Value] = k
+		if p.checkFieldName(f, k.Value, written.Line, known) {
+			f.keys[k.Value] = written
 			if !isNull(v) {
 				f.vals[k.Value] = v
 			}
@@ -117,23 +120,23 @@ func (p *fileParser) mapping(n *yaml.Node, path string, known []string) (fields,
 	return f, true
 }
 
-// checkFieldName reports a repeated, misplaced or unknown field.
-func (p *fileParser) checkFieldName(f fields, k *yaml.Node, known []string) bool {
-	name, at := k.Value, f.at(k.Value)
+// checkFieldName reports a repeated, misplaced or unknown field, name, written at line.
+func (p *fileParser) checkFieldName(f fields, name string, line int, known []string) bool {
+	at := f.at(name)
 	switch {
 	case f.keys[name] != nil:
-		p.refError(k.Line, at, Ref{f.keys[name].Line, at}, "field given twice (first", ")")
+		p.refError(line, at, Ref{f.keys[name].Line, at}, "field given twice (first", ")")
 	case slices.Contains(known, name):
 		return true
 	case slices.Contains(descriptorOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):
-		p.errorf(k.Line, at, "belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect")
+		p.errorf(line, at, "belongs on the descriptor entry: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it up to get its effect")
 	case slices.Contains(limitOnlyFields, name) && (f.path == "" || slices.Contains(known, "rate_limit")):
 		// At the top of a file or on a descriptor entry: beside rate_limit.
-		p.errorf(k.Line, at, "belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect")
+		p.errorf(line, at, "belongs inside rate_limit: envoyproxy/ratelimit ignores it here, so delete it to keep that behaviour, or move it into rate_limit to get its effect")
 	case name == "<<":
-		p.errorf(k.Line, at, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")
+		p.errorf(line, at, "YAML merge keys are not supported; repeat the fields or use an alias for the whole value")
 	default:
-		p.errorf(k.Line, at, "unknown field (want %s)", strings.Join(known, ", "))
+		p.errorf(line, at, "unknown field (want %s)", strings.Join(known, ", "))
 	}
 	return false
 }
@@ -201,6 +204,10 @@ func (p *fileParser) boolean(f fields, name string) (b bool, ok bool) {
 	}
 	return b, true
 }
+
+// itemLine is the line where item i of the list in field name is written: for an
+// alias, the alias's own line rather than its anchor's.
+func (f fields) itemLine(name string, i int) int { return f.vals[name].Content[i].Line }
 
 // list returns the items of a sequence field (aliases resolved); nil when absent or
 // not a sequence (the latter is reported).
