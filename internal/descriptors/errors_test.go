@@ -216,12 +216,21 @@ func TestLoadErrors(t *testing.T) {
 			"      - key: b",
 			"      - {key: b}",
 		), []string{`t.yaml:6: descriptors[0].descriptors[1]: duplicate entry key "b" without value (first at line 5)`}},
+		// A run of '*' matches what one '*' does: "a**" is "a*" written another way,
+		// which the message says rather than calling it the same value.
 		{"duplicate pattern after normalization", lines(
 			"domain: d",
 			"descriptors:",
 			"  - {key: k, value: 'a*'}",
 			"  - {key: k, value: 'a**'}",
-		), []string{`t.yaml:4: descriptors[1]: duplicate entry key "k" value "a**" (first at line 3)`}},
+			"  - {key: k, value: '**b'}",
+			"  - {key: k, value: '*b'}",
+			"  - {key: k, value: '**b'}",
+		), []string{
+			`t.yaml:4: descriptors[1]: duplicate entry key "k" value "a**": it matches the same values as "a*" at line 3 (a run of '*' matches what one '*' does)`,
+			`t.yaml:6: descriptors[3]: duplicate entry key "k" value "*b": it matches the same values as "**b" at line 5 (a run of '*' matches what one '*' does)`,
+			`t.yaml:7: descriptors[4]: duplicate entry key "k" value "**b" (first at line 5)`,
+		}},
 		// A repeat through a YAML alias is reported where the alias is, not at its
 		// anchor, and so is a first definition that is an alias.
 		{"duplicate entry through an alias", lines(

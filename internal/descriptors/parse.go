@@ -561,7 +561,7 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 		p.errorf(f.keyLine(name), f.at(name), "descriptors nested deeper than %d levels", MaxDepth)
 		return
 	}
-	seen := map[siblingKey]Ref{}
+	seen := map[siblingKey]sibling{}
 	for i, item := range items {
 		if !p.spend(&p.budget.entries, 1, item.Line, f.at(name)) {
 			return
@@ -573,7 +573,7 @@ func (p *fileParser) descriptorList(parent *node, f fields, name string, depth i
 }
 
 // descriptor parses one descriptor entry, written at at, and everything below it.
-func (p *fileParser) descriptor(parent *node, item *yaml.Node, at Ref, depth int, path []Level, pathStr string, seen map[siblingKey]Ref) {
+func (p *fileParser) descriptor(parent *node, item *yaml.Node, at Ref, depth int, path []Level, pathStr string, seen map[siblingKey]sibling) {
 	field := at.Field
 	f, ok := p.mapping(item, field, descriptorFields)
 	if !ok {
@@ -585,9 +585,9 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, at Ref, depth int
 	if levelOK {
 		sk := siblingKey{level.Key, level.Kind, normalizePattern(level.Value)}
 		if first, dup := seen[sk]; dup {
-			p.refError(at.Line, field, first, fmt.Sprintf("duplicate entry %s (first", describeLevel(level)), ")")
+			p.duplicate(level, at, first)
 		} else {
-			seen[sk] = at
+			seen[sk] = sibling{at, level.Value}
 			parent.attach(level, child)
 			p.warnHidden(level, at, seen)
 		}
@@ -605,12 +605,32 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, at Ref, depth int
 	p.descriptorList(child, f, "descriptors", depth+1, path, pathStr)
 }
 
+// sibling is an entry as the siblings after it see it: where it is, and its value as
+// written ("a**", which matches what "a*" does).
+type sibling struct {
+	Ref
+	value string
+}
+
+// duplicate reports the entry l at at, which repeats its sibling first: the same key
+// and value, or a value pattern that differs only in runs of '*'.
+func (p *fileParser) duplicate(l Level, at Ref, first sibling) {
+	if first.value != l.Value {
+		p.refError(at.Line, at.Field, first.Ref,
+			fmt.Sprintf("duplicate entry %s: it matches the same values as %q", describeLevel(l), first.value),
+			" (a run of '*' matches what one '*' does)")
+		return
+	}
+	p.refError(at.Line, at.Field, first.Ref, fmt.Sprintf("duplicate entry %s (first", describeLevel(l)), ")")
+}
+
 // warnHidden warns of an entry that can never match because a sibling "*" pattern
 // matches every value before it: Match tries patterns in file order, then the bare key,
 // so the "*" hides the bare key wherever it is and every pattern after it. Such rules
 // load (they do in envoyproxy/ratelimit) but most likely do not do what was meant.
-func (p *fileParser) warnHidden(l Level, at Ref, seen map[siblingKey]Ref) {
-	all, hasAll := seen[siblingKey{l.Key, PatternValue, "*"}]
+func (p *fileParser) warnHidden(l Level, at Ref, seen map[siblingKey]sibling) {
+	star, hasAll := seen[siblingKey{l.Key, PatternValue, "*"}]
+	all := star.Ref
 	hide := func(hidden Ref, what string) {
 		p.refWarning(hidden.Line, hidden.Field, all, what+` never matches: the value pattern "*"`, " matches every value first")
 	}
@@ -618,7 +638,7 @@ func (p *fileParser) warnHidden(l Level, at Ref, seen map[siblingKey]Ref) {
 	case l.Kind == PatternValue && normalizePattern(l.Value) == "*":
 		if bare, ok := seen[siblingKey{l.Key, BareKey, ""}]; ok {
 			all = at
-			hide(bare, describeLevel(Level{Key: l.Key, Kind: BareKey}))
+			hide(bare.Ref, describeLevel(Level{Key: l.Key, Kind: BareKey}))
 		}
 	case !hasAll:
 	case l.Kind == BareKey, l.Kind == PatternValue:

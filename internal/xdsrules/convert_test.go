@@ -497,6 +497,8 @@ func TestReferencesNameThePath(t *testing.T) {
 		{"duplicate entry", fromResource(t, &descT{Key: "a", RateLimit: limit(second, 1)},
 			&descT{Key: "b", Descriptors: []*descT{{Key: "k", RateLimit: limit(second, 1)}, {Key: "k", RateLimit: limit(second, 2)}}}),
 			`xds:r1: descriptors[1].descriptors[1]: duplicate entry key "k" without value (first at descriptors[1].descriptors[0])`},
+		{"the same pattern written another way", fromResource(t, &descT{Key: "k", Value: "a*", RateLimit: limit(second, 1)}, &descT{Key: "k", Value: "a**", RateLimit: limit(second, 2)}),
+			`xds:r1: descriptors[1]: duplicate entry key "k" value "a**": it matches the same values as "a*" at descriptors[0] (a run of '*' matches what one '*' does)`},
 		{"hidden by a star", fromResource(t, &descT{Key: "k", Value: "*", RateLimit: limit(second, 1)}, &descT{Key: "k", Value: "b*", RateLimit: limit(second, 2)}),
 			`xds:r1: descriptors[1]: key "k" value "b*" never matches: the value pattern "*" at descriptors[0] matches every value first`},
 		{"field given twice", fromDocument(t, head+"    key: j\n"),
