@@ -262,6 +262,26 @@ func TestLoadErrors(t *testing.T) {
 			"      &a a: 1",
 			"      *a : 2",
 		), []string{"t.yaml:6: descriptors[0].metadata.a: key given twice (first at line 5)"}},
+		// yaml.v3 reads a !!binary scalar as its base64 text, which would then be matched
+		// as the value: rules are text, so it is refused wherever text is read.
+		{"!!binary values", lines(
+			"domain: !!binary ZA==",
+			"descriptors:",
+			"  - key: k",
+			"    value: !!binary aGVsbG8=",
+			"    rate_limit: {unit: second, requests_per_unit: 1}",
+			"  - key: j",
+			"    metadata: {a: !!binary aGVsbG8=}",
+			"    rate_limit: {unit: !<tag:yaml.org,2002:binary> c2Vjb25k, requests_per_unit: 1}",
+			"  - key: i",
+			"    metadata: {!!binary YQ==: 1}",
+		), []string{
+			"t.yaml:1: domain: want a string, got !!binary data (rules are text: write it as a string)",
+			"t.yaml:4: descriptors[0].value: want a string, got !!binary data (rules are text: write it as a string)",
+			"t.yaml:7: descriptors[1].metadata.a: want text, a number, a boolean or null, got !!binary data (rules are text: write it as a string)",
+			"t.yaml:8: descriptors[1].rate_limit.unit: want a string, got !!binary data (rules are text: write it as a string)",
+			"t.yaml:10: descriptors[2].metadata: metadata keys must be strings, got !!binary data (rules are text: write it as a string)",
+		}},
 		{"replaces itself", lines(
 			"domain: d",
 			"descriptors:",

@@ -81,7 +81,7 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 		line := n.Content[i].Line // where the key is written: an alias's own line
 		k := resolve(n.Content[i])
 		switch {
-		case k.Kind != yaml.ScalarNode || isNull(k):
+		case k.Kind != yaml.ScalarNode || isNull(k) || isBinary(k):
 			p.errorf(k.Line, field, "metadata keys must be strings, got %s", kindName(k))
 			return nil, false
 		case k.Tag == "!!merge":
@@ -114,7 +114,8 @@ var yaml11Bools = map[string]bool{
 }
 
 // metaScalar keeps YAML's type for null, booleans and numbers and the text for anything
-// else (strings, timestamps, custom tags), reading values as envoyproxy/ratelimit does.
+// else (strings, timestamps, custom tags), reading values as envoyproxy/ratelimit does;
+// !!binary data, whose text is base64, is refused.
 func (p *fileParser) metaScalar(n *yaml.Node, field string) (any, bool) {
 	if b, ok := yaml11Bools[n.Value]; ok && n.Tag == "!!str" && n.Style == 0 {
 		return b, true
@@ -122,6 +123,9 @@ func (p *fileParser) metaScalar(n *yaml.Node, field string) (any, bool) {
 	switch n.Tag {
 	case "!!null":
 		return nil, true
+	case "!!binary":
+		p.errorf(n.Line, field, "want text, a number, a boolean or null, got %s", kindName(n))
+		return nil, false
 	case "!!bool":
 		var b bool
 		if err := n.Decode(&b); err == nil {

@@ -73,6 +73,12 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
+// isBinary says whether n is tagged !!binary: yaml.v3 gives its base64 text as its
+// value, which read as text would be another value than the one meant.
+func isBinary(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!binary"
+}
+
 // kindName describes a node for "want X, got Y" messages.
 func kindName(n *yaml.Node) string {
 	switch n.Kind {
@@ -84,6 +90,8 @@ func kindName(n *yaml.Node) string {
 		switch {
 		case isNull(n):
 			return "null"
+		case isBinary(n):
+			return "!!binary data (rules are text: write it as a string)"
 		case n.Tag == "!!str":
 			return fmt.Sprintf("the string %q", n.Value)
 		}
@@ -149,13 +157,14 @@ func orRoot(path string) string {
 }
 
 // str returns a scalar field's text. ok is false when the field is absent or not a
-// scalar (the latter is reported). Any scalar is accepted, so `value: 8080` is "8080".
+// scalar (the latter is reported). Any scalar but !!binary data is accepted, so
+// `value: 8080` is "8080".
 func (p *fileParser) str(f fields, name string) (s string, line int, ok bool) {
 	v := f.vals[name]
 	if v == nil {
 		return "", f.keyLine(name), false
 	}
-	if v.Kind != yaml.ScalarNode {
+	if v.Kind != yaml.ScalarNode || isBinary(v) {
 		p.errorf(v.Line, f.at(name), "want a string, got %s", kindName(v))
 		return "", v.Line, false
 	}
