@@ -88,7 +88,8 @@
 //   - Any '*' in a value makes it a pattern; there is no escape for a literal '*'
 //     (a pattern "a*" also matches the value "a*"). Runs of '*' equal one '*'.
 //     Keys and values with control characters are rejected (typically the trailing
-//     newline of a YAML block scalar).
+//     newline of a YAML block scalar), except a tab in a value: Envoy can take one
+//     from a request header, where HTTP allows it.
 //   - Numbers must be YAML integers: quoted numbers and floats are errors, as in
 //     envoyproxy/ratelimit. Booleans accept YAML 1.1 yes/no/on/off, as its loader did.
 //   - Unit and algorithm names are case-insensitive ("SECOND", "Gcra"); Limit.Unit is

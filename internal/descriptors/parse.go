@@ -675,7 +675,7 @@ func (p *fileParser) level(f fields) (Level, bool) {
 		return l, !f.has("value")
 	case value == "":
 		return l, true // no value, as envoyproxy/ratelimit reads it (Envoy Gateway writes value: "")
-	case !p.printable(value, line, f.at("value")):
+	case !p.printableValue(value, line, f.at("value")):
 		return l, false
 	}
 	l.Value, l.Kind = value, ExactValue
@@ -697,11 +697,23 @@ func (p *fileParser) levelFlags(f fields, l *Level, levelOK bool) {
 	l.ValueToMetric, _ = p.boolean(f, "value_to_metric")
 }
 
-// printable rejects control characters: request descriptor keys and values cannot hold
-// them, so one in the config is a mistake (often a block scalar's trailing newline).
+// printable rejects control characters in a domain or a descriptor key: Envoy's
+// configuration names them, so one in the rules is a mistake (often a block scalar's
+// trailing newline).
 func (p *fileParser) printable(s string, line int, field string) bool {
+	return p.withoutControls(s, "", line, field)
+}
+
+// printableValue is printable for a descriptor value, which may hold a tab: Envoy
+// takes values from request headers, and HTTP allows a tab inside a header value.
+func (p *fileParser) printableValue(s string, line int, field string) bool {
+	return p.withoutControls(s, "\t", line, field)
+}
+
+// withoutControls reports the first control character of s that is not in allowed.
+func (p *fileParser) withoutControls(s, allowed string, line int, field string) bool {
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		if (r < 0x20 || r == 0x7f) && !strings.ContainsRune(allowed, r) {
 			p.errorf(line, field, "contains control character %U", r)
 			return false
 		}

@@ -537,3 +537,33 @@ func TestHiddenEntryThroughAnAlias(t *testing.T) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A descriptor value may hold a tab (Envoy takes values from request headers, and
+// HTTP allows a tab inside a header value), quoted or in a plain scalar, exact or in a
+// pattern; other control characters, and a tab in a key or the domain, stay errors.
+func TestTabInAValue(t *testing.T) {
+	rs := mustParse(t, lines(
+		"domain: d",
+		"descriptors:",
+		`  - {key: k, value: "a\tb", rate_limit: {unit: second, requests_per_unit: 1}}`,
+		"  - {key: k, value: c\td, rate_limit: {unit: second, requests_per_unit: 2}}",
+		`  - {key: k, value: "e\t*", rate_limit: {unit: second, requests_per_unit: 3}}`,
+	))
+	for v, rpu := range map[string]int64{"a\tb": 1, "c\td": 2, "e\tf": 3} {
+		if ls := rs.Match("d", []Entry{{"k", v}}); len(ls) != 1 || ls[0].RequestsPerUnit != rpu {
+			t.Errorf("k=%q matched %v, want the limit of %d", v, ids(ls), rpu)
+		}
+	}
+	if got := ids(rs.Limits("d")); !reflect.DeepEqual(got, []string{"k=a%09b#0", "k=c%09d#0", "k=e%09*#0"}) {
+		t.Errorf("IDs %q: the tab must be escaped", got)
+	}
+	for _, src := range []string{
+		"domain: d\ndescriptors:\n  - {key: \"k\\tj\", rate_limit: {unit: second, requests_per_unit: 1}}\n",
+		"domain: \"d\\te\"\ndescriptors: []\n",
+		"domain: d\ndescriptors:\n  - {key: k, value: \"a\\rb\", rate_limit: {unit: second, requests_per_unit: 1}}\n",
+	} {
+		if _, err := Parse("t.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), "contains control character") {
+			t.Errorf("%q: error %v, want a control character refused", src, err)
+		}
+	}
+}

@@ -514,3 +514,21 @@ func TestReferencesNameThePath(t *testing.T) {
 		})
 	}
 }
+
+// A tab in a descriptor value (one Envoy can take from a request header) compiles from
+// xDS as it loads from a file; other control characters are refused in both.
+func TestCompileTabInAValue(t *testing.T) {
+	rs, err := Compile([]*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
+		{Key: "k", Value: "a\tb", RateLimit: limit(second, 1)}}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls := rs.Match("d", []descriptors.Entry{{Key: "k", Value: "a\tb"}}); len(ls) != 1 {
+		t.Errorf("k=\"a\\tb\" matched %d limits, want 1", len(ls))
+	}
+	_, err = Compile([]*anypb.Any{mustAny(t, &cfgT{Name: "r1", Domain: "d", Descriptors: []*descT{
+		{Key: "k", Value: "a\nb", RateLimit: limit(second, 1)}}})})
+	if err == nil || !strings.Contains(err.Error(), "xds:r1: descriptors[0].value: contains control character U+000A") {
+		t.Errorf("a newline in a value: %v", err)
+	}
+}
