@@ -10,7 +10,10 @@ import (
 // ended or failed to open: Initial, doubling on each consecutive failure up to Max,
 // each wait drawn at random from [d·(1−Jitter), d·(1+Jitter)] so that a fleet that lost
 // its server together does not reconnect in lockstep. It starts over at Initial once a
-// stream has delivered a response. The same values drive gRPC's own connection backoff.
+// stream has delivered a response that was accepted: a stream that ended with only
+// rejected (NACKed) responses is a failure too, so a server that closes the stream
+// after each NACK is not reconnected to every Initial forever. The same values drive
+// gRPC's own connection backoff.
 type Backoff struct {
 	Initial, Max time.Duration
 	Jitter       float64 // 0 ≤ Jitter < 1

@@ -13,9 +13,9 @@
 //     maxRenackWait: such a server sends its next version (the fix) only once it has
 //     the NACK;
 //   - when the stream breaks or cannot be opened, the rules in place keep serving and
-//     a new stream is opened after a backoff (Backoff); it asks with an empty version
-//     for whatever the server has (a restarted server may count its versions from 1
-//     again).
+//     a new stream is opened after a backoff (Backoff), which grows until a stream
+//     delivers rules that are accepted; it asks with an empty version for whatever the
+//     server has (a restarted server may count its versions from 1 again).
 //
 // One goroutine runs the subscription, so apply is never called concurrently; Close
 // ends it and waits for it.
@@ -101,6 +101,7 @@ type Subscriber struct {
 	node   *corev3.Node
 	conn   *grpc.ClientConn
 	apply  func(*descriptors.RuleSet)
+	pause  func(context.Context, time.Duration) bool // sleep; tests record the backoff with it
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -126,6 +127,17 @@ func (n nack) is(version string) bool { return n.set && n.version == version }
 // set that compiled, from one goroutine. Start does not wait for the server: until the
 // first good response apply is not called (the caller decides what serves meanwhile).
 func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*Subscriber, error) {
+	s, err := newSubscriber(o, apply)
+	if err != nil {
+		return nil, err
+	}
+	s.start(ctx)
+	return s, nil
+}
+
+// newSubscriber validates o and connects lazily (gRPC dials on the first stream); start
+// begins the subscription.
+func newSubscriber(o Options, apply func(*descriptors.RuleSet)) (*Subscriber, error) {
 	if o.Server == "" {
 		return nil, errors.New("xds: no server address")
 	}
@@ -161,11 +173,15 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*S
 	if err != nil {
 		return nil, fmt.Errorf("xds: server %q: %w", o.Server, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	s := &Subscriber{opts: o, node: node(o), conn: conn, apply: apply, cancel: cancel, done: make(chan struct{}),
-		renacks: retries{b: renackBackoff(o.Backoff)}}
+	return &Subscriber{opts: o, node: node(o), conn: conn, apply: apply, pause: sleep,
+		renacks: retries{b: renackBackoff(o.Backoff)}}, nil
+}
+
+// start runs the subscription's goroutine until Close.
+func (s *Subscriber) start(ctx context.Context) {
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.done = make(chan struct{})
 	go s.run(ctx)
-	return s, nil
 }
 
 func node(o Options) *corev3.Node {
@@ -187,23 +203,26 @@ func (s *Subscriber) Close() error {
 	return s.conn.Close()
 }
 
-// run opens streams until ctx ends, waiting a backoff between them.
+// run opens streams until ctx ends, waiting a backoff between them. A stream counts as
+// a failed attempt unless it delivered rules that were accepted: a server that ends
+// the stream after every NACK would otherwise be reconnected to every
+// Backoff.Initial for as long as its config stays broken.
 func (s *Subscriber) run(ctx context.Context) {
 	defer close(s.done)
 	r := retries{b: s.opts.Backoff}
 	for {
-		responded, err := s.stream(ctx)
+		accepted, err := s.stream(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if responded {
+		if accepted {
 			r.reset()
 		}
 		wait := r.next()
 		// acked_version says what keeps serving meanwhile ("" before the first config).
 		s.opts.Log.Warn("xDS stream ended; retrying", "server", s.opts.Server,
 			"error", err, "retry_in", wait.Round(time.Millisecond), "acked_version", s.acked)
-		if !sleep(ctx, wait) {
+		if !s.pause(ctx, wait) {
 			return
 		}
 	}
@@ -221,9 +240,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// stream runs one ADS stream until it breaks or ctx ends. responded says whether the
-// server sent anything on it.
-func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
+// stream runs one ADS stream until it breaks or ctx ends. accepted says whether a
+// response on it compiled (and was applied and ACKed).
+func (s *Subscriber) stream(ctx context.Context) (accepted bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream
 	if len(s.opts.Headers) > 0 {
@@ -242,13 +261,14 @@ func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
 	if err := send(st, &discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL}); err != nil {
 		return false, err
 	}
+	responded := false
 	for {
 		resp, err := st.Recv()
 		if errors.Is(err, io.EOF) {
-			return responded, errors.New("the server closed the stream")
+			return accepted, errors.New("the server closed the stream")
 		}
 		if err != nil {
-			return responded, err
+			return accepted, err
 		}
 		if !responded {
 			s.opts.Log.Info("xDS stream up", "server", s.opts.Server, "node", s.opts.NodeID)
@@ -265,11 +285,12 @@ func (s *Subscriber) stream(ctx context.Context) (responded bool, err error) {
 			continue
 		}
 		reply, delay := s.handle(resp)
+		accepted = accepted || reply.GetErrorDetail() == nil
 		if delay > 0 && !sleep(ctx, delay) {
-			return responded, ctx.Err()
+			return accepted, ctx.Err()
 		}
 		if err := send(st, reply); err != nil {
-			return responded, err
+			return accepted, err
 		}
 	}
 }

@@ -169,6 +169,85 @@ func TestRepeatedNACKsArePaced(t *testing.T) {
 	}
 }
 
+// A control plane that ends the stream after each NACK (and the client's reply to
+// anything) gets its reconnects paced by a growing backoff, not one every
+// --xds-backoff-initial forever: a stream whose responses were all rejected is a
+// failed attempt. The backoff starts over after a stream that delivered rules this
+// client accepted. The waits are the ones the subscriber computes (no jitter here),
+// recorded in place of sleeping.
+func TestBackoffGrowsWhileStreamsEndAfterNACKs(t *testing.T) {
+	cp := xdstest.Start(t, "127.0.0.1:0")
+	cp.CloseAfterReplies(true)
+	broken := &cfgT{Name: "edge", Domain: "edge", Descriptors: []*descT{{Key: "k"}, {Key: "k"}}}
+	cp.Set(t, nodeID, "broken-1", broken)
+	pauses := startPaused(t, cp.Addr, Backoff{Initial: 10 * time.Millisecond, Max: 80 * time.Millisecond})
+	for i, want := range []time.Duration{10, 20, 40, 80, 80} {
+		if i > 0 {
+			pauses.resume()
+		}
+		if got := pauses.next(t); got != want*time.Millisecond {
+			t.Fatalf("wait %d after a stream that only NACKed: %v, want %v", i+1, got, want*time.Millisecond)
+		}
+	}
+	cp.Set(t, nodeID, "good", edgeConfig(1)) // the next stream delivers rules
+	pauses.resume()
+	if got := pauses.next(t); got != 10*time.Millisecond {
+		t.Fatalf("wait after a stream that delivered accepted rules: %v, want the initial 10ms", got)
+	}
+	cp.Set(t, nodeID, "broken-2", broken)
+	pauses.resume()
+	if got := pauses.next(t); got != 20*time.Millisecond {
+		t.Fatalf("wait after the next stream, which only NACKed: %v, want 20ms", got)
+	}
+	pauses.resume()
+}
+
+// pauses receives each wait of a subscriber's reconnect loop, which holds until resume.
+type pauses struct {
+	waits   chan time.Duration
+	proceed chan struct{}
+}
+
+func (p *pauses) next(t *testing.T) time.Duration {
+	t.Helper()
+	select {
+	case d := <-p.waits:
+		return d
+	case <-time.After(xdstest.Wait):
+		t.Fatalf("no reconnect within %v", xdstest.Wait)
+		return 0
+	}
+}
+
+func (p *pauses) resume() { p.proceed <- struct{}{} }
+
+// startPaused starts a subscriber to server whose waits between streams go to the
+// returned pauses instead of sleeping; it is closed when the test ends.
+func startPaused(t *testing.T, server string, b Backoff) *pauses {
+	t.Helper()
+	p := &pauses{waits: make(chan time.Duration), proceed: make(chan struct{})}
+	s, err := newSubscriber(Options{Server: server, NodeID: nodeID, Backoff: b, Log: quiet}, func(*descriptors.RuleSet) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pause = func(ctx context.Context, d time.Duration) bool {
+		select {
+		case p.waits <- d:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case <-p.proceed:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	s.start(context.Background())
+	t.Cleanup(func() { _ = s.Close() })
+	return p
+}
+
 // A broken version is logged and counted once however often it comes, on its stream
 // or on a new one after a reconnect; its repeats on a stream wait at most
 // maxRenackWait, jitter included, and the first NACK on a new stream goes at once.

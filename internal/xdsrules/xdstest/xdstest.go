@@ -5,8 +5,10 @@ package xdstest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,7 +83,14 @@ type ControlPlane struct {
 	Responses *Log[*discoveryv3.DiscoveryResponse]
 	Streams   *Log[metadata.MD] // the metadata of each stream, as it opened
 	gs        *grpc.Server
+
+	closeAfterReplies atomic.Bool
 }
+
+// CloseAfterReplies makes the server end each stream, with an error, as soon as the
+// client replies (ACK or NACK) to a response on it, as some control planes do after
+// a NACK; the reply is still recorded.
+func (cp *ControlPlane) CloseAfterReplies(on bool) { cp.closeAfterReplies.Store(on) }
 
 // Start serves on addr ("127.0.0.1:0" for any port; the address of a stopped server to
 // restart it there) with an empty cache. The server stops when the test ends.
@@ -100,6 +109,9 @@ func Start(t testing.TB, addr string, opts ...grpc.ServerOption) *ControlPlane {
 		},
 		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
 			cp.Requests.add(proto.Clone(req).(*discoveryv3.DiscoveryRequest))
+			if req.GetResponseNonce() != "" && cp.closeAfterReplies.Load() {
+				return errors.New("xdstest: closing the stream after the client's reply")
+			}
 			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, _ int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
