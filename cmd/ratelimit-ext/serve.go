@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -57,6 +56,7 @@ type serveConfig struct {
 	memoryMaxKeys, maxKeyLen, maxRequestBytes int
 	maxStreams                                int // per gRPC connection
 	connAge, connAgeGrace                     time.Duration
+	keepaliveTime                             time.Duration // --grpc-keepalive-time
 	memoryMaxMiB                              int
 	shadow, retryAfter, watch                 bool
 	headers                                   ratelimitheaders.Options // Retry-After is retryAfter
@@ -195,6 +195,9 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	// again. envoyproxy/ratelimit's defaults (GRPC_MAX_CONNECTION_AGE, _GRACE).
 	f.DurationVar(&c.connAge, "grpc-max-connection-age", 24*time.Hour, "close a gRPC connection after this long (±10%; GOAWAY: the client opens another, RPCs in flight finish), so traffic spreads over replicas added since; 0: never")
 	f.DurationVar(&c.connAgeGrace, "grpc-max-connection-age-grace", time.Hour, "after --grpc-max-connection-age, how long RPCs in flight on the connection may still run before it is closed")
+	// A load balancer or NAT between Envoy and the service forgets an idle connection
+	// without a word, and the next call on it fails (grpcopts.DefaultKeepaliveTime).
+	f.DurationVar(&c.keepaliveTime, "grpc-keepalive-time", grpcopts.DefaultKeepaliveTime, "ping a gRPC connection idle this long (HTTP/2 PING), so a load balancer's idle timeout does not drop it, and close it when a ping goes unanswered for 20 s; at least 1s, 0: never")
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
 	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
 	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
@@ -236,6 +239,9 @@ func checkCounts(c *serveConfig) error {
 	}
 	if c.connAge < 0 || c.connAgeGrace < 0 {
 		return fmt.Errorf("--grpc-max-connection-age %v, --grpc-max-connection-age-grace %v: want 0 (never) or a positive duration", c.connAge, c.connAgeGrace)
+	}
+	if c.keepaliveTime < 0 || c.keepaliveTime > 0 && c.keepaliveTime < time.Second {
+		return fmt.Errorf("--grpc-keepalive-time %v: want 0 (never) or at least 1s (grpc-go's floor)", c.keepaliveTime)
 	}
 	if c.maxStreams > maxConcurrentStreams {
 		return fmt.Errorf("--grpc-max-concurrent-streams %d: want at most %d", c.maxStreams, maxConcurrentStreams)
@@ -584,15 +590,14 @@ func isHostNameRune(r rune) bool {
 }
 
 // grpcServerOptions are the gRPC server's settings: panics answered as errors, the
-// request and stream bounds, stream workers and keepalive (grpcopts, shared with the
-// benchmark ceiling) and TLS when configured.
+// request and stream bounds, stream workers and keepalive enforcement (grpcopts, shared
+// with the benchmark ceiling), the server's pings and connection ageing, and TLS when
+// configured.
 func grpcServerOptions(c *serveConfig, log *slog.Logger, tlsInUse *tlsfiles.Registry) ([]grpc.ServerOption, error) {
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverInterceptor(log)),
 		grpc.MaxRecvMsgSize(c.maxRequestBytes), grpc.MaxConcurrentStreams(uint32(c.maxStreams))}
 	opts = append(opts, grpcopts.Server()...)
-	if c.connAge > 0 {
-		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.connAge, MaxConnectionAgeGrace: c.connAgeGrace}))
-	}
+	opts = append(opts, grpcopts.KeepaliveParams(c.keepaliveTime, c.connAge, c.connAgeGrace))
 	creds, err := c.tls.serverOption(log, tlsInUse)
 	if err != nil {
 		return nil, err

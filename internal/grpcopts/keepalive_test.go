@@ -1,6 +1,7 @@
 package grpcopts
 
 import (
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -71,6 +72,26 @@ func TestKeepalivePingsAreTolerated(t *testing.T) {
 		}
 		if f, ok := f.(*http2.GoAwayFrame); ok {
 			t.Fatalf("after %d pings %v apart: GOAWAY %v %q", pings, KeepaliveMinTime, f.ErrCode, f.DebugData())
+		}
+	}
+}
+
+// The server's keepalive parameters: the ping interval given, and 0 meaning no pings
+// at all (grpc-go reads 0 as its 2 h default, which would still ping); the connection
+// age travels in the same option, as grpc-go keeps only the last KeepaliveParams.
+func TestServerParameters(t *testing.T) {
+	for _, tc := range []struct {
+		pingIdle, maxAge, grace time.Duration
+		wantTime                time.Duration
+	}{
+		{time.Minute, 24 * time.Hour, time.Hour, time.Minute},
+		{time.Second, 0, 0, time.Second},
+		{0, 24 * time.Hour, time.Hour, math.MaxInt64},
+	} {
+		p := serverParameters(tc.pingIdle, tc.maxAge, tc.grace)
+		if p.Time != tc.wantTime || p.Timeout != KeepaliveTimeout || p.MaxConnectionAge != tc.maxAge || p.MaxConnectionAgeGrace != tc.grace {
+			t.Errorf("serverParameters(%v, %v, %v) = %+v, want Time %v, Timeout %v and the age as given",
+				tc.pingIdle, tc.maxAge, tc.grace, p, tc.wantTime, KeepaliveTimeout)
 		}
 	}
 }
