@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/tlsfiles"
@@ -30,6 +31,7 @@ type xdsSettings struct {
 	tls                                   clientTLS
 	maxMessageBytes                       int
 	backoff                               xdsrules.Backoff
+	keepalive                             time.Duration
 	startWithoutRules                     bool
 }
 
@@ -49,6 +51,7 @@ func xdsFlags(f *envFlags, x *xdsSettings) {
 	f.DurationVar(&x.backoff.Initial, "xds-backoff-initial", xdsrules.DefaultBackoff.Initial, "wait before reconnecting to the xDS server; doubles after each failed attempt")
 	f.DurationVar(&x.backoff.Max, "xds-backoff-max", xdsrules.DefaultBackoff.Max, "longest wait between attempts to reach the xDS server")
 	f.Float64Var(&x.backoff.Jitter, "xds-backoff-jitter", xdsrules.DefaultBackoff.Jitter, "spread each wait at random by ± this fraction of it (0 to below 1)")
+	f.DurationVar(&x.keepalive, "xds-keepalive-time", xdsrules.DefaultKeepalive, "ping the xDS server when nothing came from it for this long, and reconnect when a ping goes unanswered for 20 s (grpc-go servers refuse pings more often than every 5m unless told otherwise); at least 10s, 0: never")
 	f.BoolVar(&x.startWithoutRules, "xds-start-without-rules", false, "until the xDS server sends rules, serve with none (every request OK) and report ready, instead of answering UNAVAILABLE and reporting not ready")
 }
 
@@ -82,6 +85,8 @@ func (x *xdsSettings) resolve() error {
 		return fmt.Errorf("--xds-backoff-max %v is below --xds-backoff-initial %v", x.backoff.Max, x.backoff.Initial)
 	case !(x.backoff.Jitter >= 0 && x.backoff.Jitter < 1):
 		return fmt.Errorf("--xds-backoff-jitter %v: want at least 0 and below 1", x.backoff.Jitter)
+	case x.keepalive < 0 || x.keepalive > 0 && x.keepalive < xdsrules.MinKeepalive:
+		return fmt.Errorf("--xds-keepalive-time %v: want 0 (never) or at least %v", x.keepalive, xdsrules.MinKeepalive)
 	}
 	if x.source == sourceFile {
 		if x.startWithoutRules {
@@ -185,7 +190,7 @@ func (x *xdsSettings) options(log *slog.Logger, inUse *tlsfiles.Registry, onLoad
 	}
 	return xdsrules.Options{
 		Server: x.server, NodeID: x.nodeID, NodeMetadata: meta, Headers: headers, TLS: tc,
-		MaxMessageBytes: x.maxMessageBytes, Backoff: x.backoff, UserAgent: "ratelimit-ext",
+		MaxMessageBytes: x.maxMessageBytes, Backoff: x.backoff, Keepalive: x.keepalive, UserAgent: "ratelimit-ext",
 		Log: log.With("component", "xds"), OnLoad: onLoad,
 	}, nil
 }

@@ -34,7 +34,7 @@ func TestConfigSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.xds.source != sourceXDS || c.xds.nodeID != "default" || c.xds.backoff != xdsrules.DefaultBackoff ||
-		c.xds.maxMessageBytes != xdsrules.DefaultMaxMessageBytes {
+		c.xds.maxMessageBytes != xdsrules.DefaultMaxMessageBytes || c.xds.keepalive != xdsrules.DefaultKeepalive {
 		t.Errorf("--xds-server alone: %+v; want xds with the defaults", c.xds)
 	}
 
@@ -54,6 +54,8 @@ func TestConfigSource(t *testing.T) {
 		{[]string{"--xds-server", "x:1", "--xds-backoff-initial", "0s"}, "--xds-backoff-initial"},
 		{[]string{"--xds-server", "x:1", "--xds-backoff-initial", "2m", "--xds-backoff-max", "1m"}, "--xds-backoff-max 1m0s is below"},
 		{[]string{"--xds-server", "x:1", "--xds-max-message-bytes", "0"}, "--xds-max-message-bytes"},
+		{[]string{"--xds-server", "x:1", "--xds-keepalive-time", "-1s"}, "--xds-keepalive-time -1s: want 0"},
+		{[]string{"--xds-server", "x:1", "--xds-keepalive-time", "5s"}, "--xds-keepalive-time 5s: want 0"},
 		{[]string{"--xds-server", "x:1", "--xds-tls-cert", "c.pem"}, "go together"},
 	} {
 		if _, err := loadServeConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -88,7 +90,7 @@ func TestXDSOptions(t *testing.T) {
 	c, err := loadServeConfig([]string{"--xds-server", "xds.svc:18000", "--xds-node-id", "rl-1",
 		"--xds-node-metadata", "zone=eu-1, team = edge,", "--xds-headers", "authorization=Bearer abc=",
 		"--xds-backoff-initial", "2s", "--xds-backoff-max", "30s", "--xds-backoff-jitter", "0.2",
-		"--xds-max-message-bytes", "8388608"})
+		"--xds-max-message-bytes", "8388608", "--xds-keepalive-time", "30s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestXDSOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.Server != "xds.svc:18000" || o.NodeID != "rl-1" || o.TLS != nil || o.MaxMessageBytes != 8<<20 ||
-		o.Backoff != (xdsrules.Backoff{Initial: 2 * time.Second, Max: 30 * time.Second, Jitter: 0.2}) {
+		o.Backoff != (xdsrules.Backoff{Initial: 2 * time.Second, Max: 30 * time.Second, Jitter: 0.2}) || o.Keepalive != 30*time.Second {
 		t.Errorf("options %+v", o)
 	}
 	if len(o.NodeMetadata) != 2 || o.NodeMetadata["zone"] != "eu-1" || o.NodeMetadata["team"] != "edge" {

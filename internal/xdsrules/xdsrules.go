@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -62,6 +63,18 @@ func renackBackoff(b Backoff) Backoff {
 	return b
 }
 
+// DefaultKeepalive is Options.Keepalive's recommended value: as often as grpc-go
+// servers accept by default (one ping per 5 minutes; a client pinging more often gets
+// GOAWAY too_many_pings), which go-control-plane's and Envoy Gateway's keep. With
+// keepaliveTimeout, a dead link is found within about 5 minutes 20 s.
+const DefaultKeepalive = 5 * time.Minute
+
+// MinKeepalive is grpc-go's floor for a client's keepalive (it raises a shorter one).
+const MinKeepalive = 10 * time.Second
+
+// keepaliveTimeout is how long a keepalive ping may go unanswered (grpc-go's default).
+const keepaliveTimeout = 20 * time.Second
+
 // maxErrorDetail bounds the NACK's error message: a broken update can produce a
 // thousand problems, and the server only needs enough to point at the cause.
 const maxErrorDetail = 16 << 10
@@ -83,6 +96,9 @@ type Options struct {
 	MaxMessageBytes int
 	// Backoff paces reconnection (default DefaultBackoff).
 	Backoff Backoff
+	// Keepalive is how long the connection may go without anything read from the
+	// server before the client pings it (0: never; else at least MinKeepalive).
+	Keepalive time.Duration
 	// UserAgent names this client in the node (user_agent_name).
 	UserAgent string
 	// Log gets one line per applied or rejected update and per broken stream.
@@ -156,20 +172,13 @@ func newSubscriber(o Options, apply func(*descriptors.RuleSet)) (*Subscriber, er
 	if err := o.Backoff.validate(); err != nil {
 		return nil, fmt.Errorf("xds: %w", err)
 	}
+	if o.Keepalive < 0 || o.Keepalive > 0 && o.Keepalive < MinKeepalive {
+		return nil, fmt.Errorf("xds: keepalive %v: want 0 (none) or at least %v", o.Keepalive, MinKeepalive)
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	creds := insecure.NewCredentials()
-	if o.TLS != nil {
-		creds = credentials.NewTLS(o.TLS)
-	}
-	conn, err := grpc.NewClient(o.Server,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageBytes)),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: o.Backoff.Initial, Multiplier: 2, Jitter: o.Backoff.Jitter, MaxDelay: o.Backoff.Max},
-			MinConnectTimeout: 20 * time.Second,
-		}))
+	conn, err := grpc.NewClient(o.Server, dialOptions(o)...)
 	if err != nil {
 		return nil, fmt.Errorf("xds: server %q: %w", o.Server, err)
 	}
@@ -182,6 +191,36 @@ func (s *Subscriber) start(ctx context.Context) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.done = make(chan struct{})
 	go s.run(ctx)
+}
+
+// dialOptions are the connection's settings: TLS, the response bound, the connection
+// backoff (the stream's) and keepalive.
+//
+// Keepalive pings the server once the connection has been silent for o.Keepalive, and
+// closes it when the ping is not answered within keepaliveTimeout (which is also the
+// socket's TCP_USER_TIMEOUT), so the stream breaks and is reopened. TCP alone finds a
+// dead link late, and meanwhile rule updates stop without a word: grpc-go leaves TCP
+// keepalive at the system's settings (Linux: a first probe after 2 hours), a TCP proxy
+// in between answers those probes itself, and data left unacknowledged is
+// retransmitted for about 15 minutes. No pings without a stream (grpc-go servers
+// refuse those by default); the ADS stream is open whenever the connection is up.
+func dialOptions(o Options) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS)
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageBytes)),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: o.Backoff.Initial, Multiplier: 2, Jitter: o.Backoff.Jitter, MaxDelay: o.Backoff.Max},
+			MinConnectTimeout: 20 * time.Second,
+		}),
+	}
+	if o.Keepalive > 0 {
+		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: o.Keepalive, Timeout: keepaliveTimeout}))
+	}
+	return opts
 }
 
 func node(o Options) *corev3.Node {

@@ -169,6 +169,31 @@ func TestRepeatedNACKsArePaced(t *testing.T) {
 	}
 }
 
+// The subscription pings the server after Options.Keepalive without anything read
+// from it, so a dead link (or a dead server behind a proxy that keeps the TCP
+// connection up) is found within Keepalive plus the ping's timeout, not when TCP gives
+// up: until then rule updates stop without a word. grpc-go's keepalive pings carry
+// zero data, which tells them from its flow-control (BDP) pings. The wait is gRPC's
+// floor of 10 s; the test runs alongside the others.
+func TestKeepalivePingsTheServer(t *testing.T) {
+	t.Parallel()
+	cp := xdstest.Start(t, "127.0.0.1:0")
+	cp.Set(t, nodeID, "v1", edgeConfig(1))
+	startService(t, cp.Addr, Options{Keepalive: MinKeepalive})
+	cp.ACK(t, cp.Response(t, "v1"))
+	cp.Pings.NextWithin(t, "keepalive ping", func(data [8]byte) bool { return data == [8]byte{} }, MinKeepalive+xdstest.Wait)
+}
+
+// The default keepalive is within what grpc-go servers accept by default: pings at
+// most once per 5 minutes, which a control plane built on grpc-go (go-control-plane's,
+// Envoy Gateway's) keeps unless told otherwise; a client pinging more often gets
+// GOAWAY too_many_pings at the third ping.
+func TestDefaultKeepaliveSuitsGRPCGoServers(t *testing.T) {
+	if DefaultKeepalive < 5*time.Minute {
+		t.Fatalf("DefaultKeepalive %v is below grpc-go's default enforcement (5m)", DefaultKeepalive)
+	}
+}
+
 // A control plane that ends the stream after each NACK (and the client's reply to
 // anything) gets its reconnects paced by a growing backoff, not one every
 // --xds-backoff-initial forever: a stream whose responses were all rejected is a
@@ -375,6 +400,8 @@ func TestOptionsAreValidated(t *testing.T) {
 		{"zero initial backoff", Options{Server: "localhost:1", NodeID: "n", Backoff: Backoff{Max: time.Second}}, "initial wait"},
 		{"max below initial", Options{Server: "localhost:1", NodeID: "n", Backoff: Backoff{Initial: time.Second, Max: time.Millisecond}}, "longest wait"},
 		{"jitter of 1", Options{Server: "localhost:1", NodeID: "n", Backoff: Backoff{Initial: time.Second, Max: time.Second, Jitter: 1}}, "jitter"},
+		{"negative keepalive", Options{Server: "localhost:1", NodeID: "n", Keepalive: -time.Second}, "keepalive"},
+		{"keepalive below gRPC's floor", Options{Server: "localhost:1", NodeID: "n", Keepalive: 5 * time.Second}, "keepalive"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := Start(context.Background(), c.o, apply)

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testgrpc"
 )
 
 // Wait bounds every wait of this package: tests wait on conditions, never sleep.
@@ -52,7 +54,13 @@ func (l *Log[T]) add(v T) {
 // skipping the others, and when it was recorded. It fails the test after Wait.
 func (l *Log[T]) Next(t testing.TB, what string, match func(T) bool) (T, time.Time) {
 	t.Helper()
-	deadline := time.NewTimer(Wait)
+	return l.NextWithin(t, what, match, Wait)
+}
+
+// NextWithin is Next waiting up to wait, for what takes longer than Wait to come.
+func (l *Log[T]) NextWithin(t testing.TB, what string, match func(T) bool, wait time.Duration) (T, time.Time) {
+	t.Helper()
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		l.mu.Lock()
@@ -68,7 +76,7 @@ func (l *Log[T]) Next(t testing.TB, what string, match func(T) bool) (T, time.Ti
 		select {
 		case <-l.signal:
 		case <-deadline.C:
-			t.Fatalf("xdstest: no %s within %v", what, Wait)
+			t.Fatalf("xdstest: no %s within %v", what, wait)
 			var zero T
 			return zero, time.Time{}
 		}
@@ -82,6 +90,7 @@ type ControlPlane struct {
 	Requests  *Log[*discoveryv3.DiscoveryRequest]
 	Responses *Log[*discoveryv3.DiscoveryResponse]
 	Streams   *Log[metadata.MD] // the metadata of each stream, as it opened
+	Pings     *Log[[8]byte]     // the data of each HTTP/2 PING a client sent (not the ACKs)
 	gs        *grpc.Server
 
 	closeAfterReplies atomic.Bool
@@ -99,7 +108,7 @@ func Start(t testing.TB, addr string, opts ...grpc.ServerOption) *ControlPlane {
 	cp := &ControlPlane{
 		Cache:    cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
 		Requests: newLog[*discoveryv3.DiscoveryRequest](), Responses: newLog[*discoveryv3.DiscoveryResponse](),
-		Streams: newLog[metadata.MD](),
+		Streams: newLog[metadata.MD](), Pings: newLog[[8]byte](),
 	}
 	callbacks := serverv3.CallbackFuncs{
 		StreamOpenFunc: func(ctx context.Context, _ int64, _ string) error {
@@ -132,7 +141,7 @@ func Start(t testing.TB, addr string, opts ...grpc.ServerOption) *ControlPlane {
 	cp.Addr = lis.Addr().String()
 	cp.gs = grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(cp.gs, serverv3.NewServer(context.Background(), cp.Cache, callbacks))
-	go cp.gs.Serve(lis)
+	go cp.gs.Serve(pingListener{lis, cp.Pings})
 	t.Cleanup(cp.gs.Stop)
 	return cp
 }
@@ -184,4 +193,18 @@ func (cp *ControlPlane) ACK(t testing.TB, resp *discoveryv3.DiscoveryResponse) *
 			resp.GetVersionInfo(), resp.GetNonce(), req.GetVersionInfo(), req.GetTypeUrl(), req.GetErrorDetail())
 	}
 	return req
+}
+
+// pingListener records the PINGs its connections' clients send.
+type pingListener struct {
+	net.Listener
+	pings *Log[[8]byte]
+}
+
+func (l pingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return testgrpc.WatchPings(conn, true, l.pings.add), nil
 }
