@@ -79,7 +79,11 @@ func decode(res *anypb.Any) (*rlsconfv3.RateLimitConfig, error) {
 			return nil, fmt.Errorf("decoding the Resource wrapper: %w", err)
 		}
 		if w.GetResource() == nil {
-			// A TTL heartbeat: it would keep a resource this client no longer has by name.
+			// A TTL heartbeat, which asks to keep the named resource's last content: every
+			// response here is compiled as the whole rule set and no resource is kept by
+			// name, and a heartbeat lists only the resources with a TTL, so taking it as
+			// the whole set would drop every other domain's limits. NACKed, the rules in
+			// place serve on (docs/configuration.md#rules-from-an-xds-server).
 			return nil, fmt.Errorf("resource %q: a Resource without a resource (TTL heartbeat) is not supported", w.GetName())
 		}
 		res = w.GetResource()
