@@ -94,9 +94,7 @@ func (w *Watcher) followMovedRoot(from, to string) {
 	if err := w.addTree(w.root); err != nil {
 		w.opts.Log.Warn("config watcher: cannot watch the re-pointed config directory; edits there need SIGHUP until it moves again", "dir", w.opts.Dir, "error", err)
 	}
-	if parent := filepath.Dir(w.root); parent != w.root {
-		_ = w.fsw.Add(parent) // best effort, as at start
-	}
+	w.watchParent()
 }
 
 // rootReplaced reports whether fi, the config directory now, is not the directory its
@@ -121,9 +119,7 @@ func (w *Watcher) followReplacedRoot(ctx context.Context, fi os.FileInfo) {
 		w.setWatchedRoot(fi, true) // tried once: a tree that cannot be watched must not reload at every poll
 		w.opts.Log.Warn("config watcher: cannot watch the replaced config directory; edits there need SIGHUP until it is replaced again", "dir", w.opts.Dir, "error", err)
 	}
-	if parent := filepath.Dir(w.root); parent != w.root {
-		_ = w.fsw.Add(parent) // best effort, as at start
-	}
+	w.watchParent()
 }
 
 func sameLinks(a, b map[string]linkState) bool {

@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -150,13 +151,7 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 			cancel()
 			return nil, err
 		}
-		// The parent tells us when the directory itself is replaced. Best effort: an
-		// unreadable parent only loses that case (a vanished directory is still polled).
-		if parent := filepath.Dir(root); parent != root {
-			if err := fsw.Add(parent); err != nil {
-				o.Log.Debug("config watcher: not watching the parent directory", "dir", parent, "error", err)
-			}
-		}
+		w.watchParent()
 		w.done.Add(2)
 		go w.events(ctx)
 		go w.pollLinks(ctx, links, realParent)
@@ -210,6 +205,27 @@ func (w *Watcher) addTree(dir string) error {
 		w.setWatchedRoot(root, false)
 	}
 	return err
+}
+
+// watchParent watches the config directory's parent, which tells us when the directory
+// itself is replaced. Best effort: an unreadable parent only loses that case (a
+// vanished directory is still polled).
+//
+// A watch already held under the parent's name is removed first: the name may now lead
+// to another directory (a link above re-pointed, a directory above renamed over), and
+// fsnotify's Add under a name it watches forgets the old watch without ending it, so
+// the kernel would keep watching the old release for as long as it exists.
+func (w *Watcher) watchParent() {
+	parent := filepath.Dir(w.root)
+	if parent == w.root {
+		return
+	}
+	if slices.Contains(w.fsw.WatchList(), parent) {
+		_ = w.fsw.Remove(parent) // a watch the kernel already ended is an error: nothing to do
+	}
+	if err := w.fsw.Add(parent); err != nil {
+		w.opts.Log.Debug("config watcher: not watching the parent directory", "dir", parent, "error", err)
+	}
 }
 
 func (w *Watcher) setWatchedRoot(fi os.FileInfo, failed bool) {
