@@ -11,8 +11,8 @@ import (
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
 )
 
-// Rule files that are links to files outside the config directory are not seen by the
-// directory's watches: an edit of the target, a new file renamed onto it, or a link
+// Rule files that are links to files outside the config directory (or into one of its
+// dot-directories, which are not watched) are not seen by the directory's watches: an edit of the target, a new file renamed onto it, or a link
 // re-pointed anywhere along the chain (a `current -> rev2` of a git deploy) changes
 // what loading reads without an event in the tree. Such links are polled: every
 // linkPollEvery the tree's links are resolved again and their targets' identity, size
@@ -135,8 +135,8 @@ func sameLinks(a, b map[string]linkState) bool {
 }
 
 // outsideLinks returns the rule files of the tree, walked as loading walks it (dot
-// names skipped, linked directories followed), that are links to files outside it or
-// that do not resolve, with what they resolve to: at most maxLinks of them (cut says
+// names skipped, linked directories followed), that are links to files its watches do
+// not see (outside it, or in a dot-directory) or that do not resolve, with what they resolve to: at most maxLinks of them (cut says
 // there were more).
 func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
 	root, err := filepath.EvalSymlinks(w.root)
@@ -158,7 +158,7 @@ func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
 		}
 		for _, e := range entries {
 			p := filepath.Join(dir, e.Name())
-			if strings.HasPrefix(e.Name(), ".") {
+			if isDotName(e.Name()) {
 				continue
 			}
 			if e.IsDir() {
@@ -177,8 +177,8 @@ func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
 				continue
 			}
 			target, err := filepath.EvalSymlinks(p)
-			if err == nil && within(root, target) {
-				continue // a ConfigMap's ..data/edge.yaml: the tree's watches see it
+			if err == nil && watchedBelow(root, target) {
+				continue // the tree's watches see it
 			}
 			if len(out) >= maxLinks {
 				cut = true
@@ -189,6 +189,18 @@ func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
 	}
 	walk(w.root, 0)
 	return out, cut
+}
+
+// watchedBelow reports whether the tree's watches see changes of file, a real path:
+// it is in the tree root, and neither it nor a directory on the way is a dot-name,
+// which the watches skip (a ConfigMap's ..<timestamp>/edge.yaml, a file in .shared/;
+// a dot-file's events are not taken for a rule's).
+func watchedBelow(root, file string) bool {
+	rel, err := filepath.Rel(root, file)
+	if err != nil || !within(root, file) {
+		return false
+	}
+	return !slices.ContainsFunc(strings.Split(rel, string(filepath.Separator)), isDotName)
 }
 
 // within reports whether path is dir or below it.

@@ -4,10 +4,11 @@
 // so does a directory left without any limit (ErrNoLimits).
 //
 // What is watched: the directory itself (following it if it is a symlink), every
-// directory below it (following symlinked directories, as loading does), and its
-// parent, for events that name the directory itself. Rule files that are links to files
-// outside the tree (`edge.yaml -> /srv/rules/edge.yaml`, a file a deploy tool or a git
-// checkout manages) are looked at again every linkPollEvery instead (links.go). So
+// directory below it that loading reads (following symlinked directories, skipping
+// dot-directories such as .git), and its parent, for events that name the directory
+// itself. Rule files that are links to files outside the tree (`edge.yaml ->
+// /srv/rules/edge.yaml`, a file a deploy tool or a git checkout manages) or into a
+// dot-directory are looked at again every linkPollEvery instead (links.go). So
 // these are all picked up:
 //   - edits in place, new and removed files, new subdirectories;
 //   - a linked file outside the tree edited, replaced, or reached through a re-pointed
@@ -37,6 +38,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -180,10 +182,13 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 	return w, nil
 }
 
-// addTree watches dir and every directory below it, following symlinks to directories
-// (each real directory once), as loading does. ConfigMap's dot-directories are watched
-// too: their changes must trigger a reload even though loading skips their names.
-// Watching Dir's tree records which directory Dir then was (see pollLinks).
+// addTree watches dir and every directory below it that loading reads, following
+// symlinks to directories (each real directory once) and skipping dot-directories, as
+// loading does. A .git directory would otherwise turn every `git fetch` into reloads
+// and hold a watch per directory of its objects; a ConfigMap's ..<timestamp>
+// directories need none (the kubelet swaps them with an event in dir), and a rule file
+// linked into a dot-directory is polled instead (outsideLinks). Watching Dir's tree
+// records which directory Dir then was (see pollLinks).
 //
 // The watches held below dir's name are dropped first: dir may now be another directory
 // (a link re-pointed, a directory renamed over or made again), and a watch of the old
@@ -260,6 +265,9 @@ func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
 	}
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
+		if isDotName(e.Name()) {
+			continue // loading skips it
+		}
 		if e.Type()&os.ModeSymlink != 0 {
 			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
 				continue
@@ -330,8 +338,8 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) (reload bool) {
 	case !mayHoldRules(name):
 		return false // e.g. a log written into the directory: reloading on it would feed itself
 	case ev.Has(fsnotify.Create):
-		if fi, err := os.Stat(name); err == nil && fi.IsDir() {
-			_ = w.addTree(name) // a new subdirectory (or ConfigMap's new data dir): watch it too
+		if fi, err := os.Stat(name); err == nil && fi.IsDir() && !isDotName(filepath.Base(name)) {
+			_ = w.addTree(name) // a new subdirectory: watch it too
 		}
 	}
 	return true
@@ -349,6 +357,9 @@ func mayHoldRules(name string) bool {
 	fi, err := os.Lstat(name)
 	return err != nil || !fi.Mode().IsRegular()
 }
+
+// isDotName says whether loading skips a directory entry of this name.
+func isDotName(name string) bool { return strings.HasPrefix(name, ".") }
 
 // rewatch looks for the directory again until it is back, then watches it and reloads.
 // One loop at a time.
