@@ -1,6 +1,10 @@
 package reload
 
-import "time"
+import (
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
 
 // The tests poll linked rule files every 20 ms rather than every second: none of them
 // times the poll, and waiting for polls (two, to see a change made before the wait)
@@ -9,16 +13,36 @@ func init() { linkPollEvery = 20 * time.Millisecond }
 
 // Hooks are a Watcher's test hooks (see hooks): After stands in for time.After in the
 // Debounce and MaxDelay waits; Handled, Polled and Loaded are told of each event
-// handled, poll of the links done and load done. A nil one is as in production.
+// handled, poll of the links done and load done. NewWatcher and Add are asked before
+// fsnotify's NewWatcher and each Add: an error they return is returned instead (an
+// inotify limit reached, say). A nil one is as in production.
 type Hooks struct {
-	After   func(time.Duration) <-chan time.Time
-	Handled func(path string, reload bool)
-	Polled  func(reload bool)
-	Loaded  func()
+	After      func(time.Duration) <-chan time.Time
+	Handled    func(path string, reload bool)
+	Polled     func(reload bool)
+	Loaded     func()
+	NewWatcher func() error
+	Add        func(name string) error
 }
 
 // WithHooks returns o with its Watcher's test hooks set to h.
 func WithHooks(o Options, h Hooks) Options {
 	o.hooks = hooks{after: h.After, handled: h.Handled, polled: h.Polled, loaded: h.Loaded}
+	if h.NewWatcher != nil {
+		o.hooks.newWatcher = func() (*fsnotify.Watcher, error) {
+			if err := h.NewWatcher(); err != nil {
+				return nil, err
+			}
+			return fsnotify.NewWatcher()
+		}
+	}
+	if h.Add != nil {
+		o.hooks.add = func(fsw *fsnotify.Watcher, name string) error {
+			if err := h.Add(name); err != nil {
+				return err
+			}
+			return fsw.Add(name)
+		}
+	}
 	return o
 }

@@ -43,14 +43,11 @@ func (a linkState) same(b linkState) bool {
 		a.info.ModTime().Equal(b.info.ModTime())
 }
 
-// pollLinks triggers a reload whenever the tree's linked rule files resolve to
+// poll triggers a reload whenever the polled rule files (polledFiles) resolve to
 // something other than at the last look (last: as they resolved when the watches were
-// added; Start's catch-up load covers changes before that). It also follows the config
-// directory to wherever links above it lead: lastParent is where its parent directory
-// led then; and to a new directory at the same place when no event said so (see
-// followReplacedRoot). (The directory itself re-pointed, `ln -sfn v2 config`, is an
-// event in its parent, which the watches see.)
-func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, lastParent string) {
+// added; Start's catch-up load covers changes before that). While the tree is watched
+// it also follows the config directory to wherever links above it lead (followRoot).
+func (w *Watcher) poll(ctx context.Context, last map[string]linkState, lastParent string) {
 	defer w.done.Done()
 	t := time.NewTicker(linkPollEvery)
 	defer t.Stop()
@@ -62,26 +59,40 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, last
 		case <-t.C:
 		}
 		moved := false
-		if parent, err := filepath.EvalSymlinks(filepath.Dir(w.root)); err == nil && parent != lastParent {
-			w.followMovedRoot(lastParent, parent)
-			lastParent, moved = parent, true
+		if w.fsw != nil { // else nothing is watched: every rule file is polled
+			lastParent, moved = w.followRoot(ctx, lastParent)
 		}
-		if fi, err := os.Stat(w.root); err == nil && ctx.Err() == nil && w.rootReplaced(fi) {
-			w.followReplacedRoot(ctx, fi)
-			moved = true
-		}
-		now, cut := w.outsideLinks()
+		now, cut := w.polledFiles()
 		reload := moved || !sameLinks(last, now)
 		if reload {
 			w.Trigger()
 		}
 		if cut && !warned {
 			warned = true
-			w.opts.Log.Warn("config watcher: too many rule files linked to files outside the directory; changes of the ones past the bound need SIGHUP", "polled", maxLinks)
+			w.opts.Log.Warn("config watcher: too many rule files to poll (linked outside the directory, or all of them while an inotify limit is reached); changes of the ones past the bound need SIGHUP", "polled", maxLinks)
 		}
 		last = now
 		w.opts.hooks.polled(reload)
 	}
+}
+
+// followRoot moves the watches to wherever the config directory now is: lastParent is
+// where its parent directory led at the last look, and the one returned where it leads
+// now; moved says the watches moved. The directory's parent may lead elsewhere through
+// a link above it (followMovedRoot), or the directory be another one at the same place
+// with no event to say so (followReplacedRoot). (The directory itself re-pointed,
+// `ln -sfn v2 config`, is an event in its parent, which the watches see.)
+func (w *Watcher) followRoot(ctx context.Context, lastParent string) (parent string, moved bool) {
+	parent = lastParent
+	if p, err := filepath.EvalSymlinks(filepath.Dir(w.root)); err == nil && p != lastParent {
+		w.followMovedRoot(lastParent, p)
+		parent, moved = p, true
+	}
+	if fi, err := os.Stat(w.root); err == nil && ctx.Err() == nil && w.rootReplaced(fi) {
+		w.followReplacedRoot(ctx, fi)
+		moved = true
+	}
+	return parent, moved
 }
 
 // followMovedRoot handles the config directory's parent resolving to another directory
@@ -91,7 +102,7 @@ func (w *Watcher) pollLinks(ctx context.Context, last map[string]linkState, last
 // watch the new tree (and its parent); the poll then reloads.
 func (w *Watcher) followMovedRoot(from, to string) {
 	w.opts.Log.Info("config watcher: the config directory now resolves elsewhere (a link above it was re-pointed); reloading", "dir", w.opts.Dir, "parent_from", from, "parent_to", to)
-	if err := w.addTree(w.root); err != nil {
+	if err := w.addTree(w.root); err != nil && !isInotifyLimit(err) { // a limit: polled, and warned of
 		w.opts.Log.Warn("config watcher: cannot watch the re-pointed config directory; edits there need SIGHUP until it moves again", "dir", w.opts.Dir, "error", err)
 	}
 	w.watchParent()
@@ -117,7 +128,9 @@ func (w *Watcher) followReplacedRoot(ctx context.Context, fi os.FileInfo) {
 	w.opts.Log.Info("config watcher: the config directory was replaced (made again, or a directory above it replaced); reloading", "dir", w.opts.Dir)
 	if err := w.addTree(w.root); err != nil && ctx.Err() == nil { // not a watcher closed meanwhile
 		w.setWatchedRoot(fi, true) // tried once: a tree that cannot be watched must not reload at every poll
-		w.opts.Log.Warn("config watcher: cannot watch the replaced config directory; edits there need SIGHUP until it is replaced again", "dir", w.opts.Dir, "error", err)
+		if !isInotifyLimit(err) {  // a limit: polled, and warned of
+			w.opts.Log.Warn("config watcher: cannot watch the replaced config directory; edits there need SIGHUP until it is replaced again", "dir", w.opts.Dir, "error", err)
+		}
 	}
 	w.watchParent()
 }
@@ -134,11 +147,13 @@ func sameLinks(a, b map[string]linkState) bool {
 	return true
 }
 
-// outsideLinks returns the rule files of the tree, walked as loading walks it (dot
-// names skipped, linked directories followed), that are links to files its watches do
-// not see (outside it, or in a dot-directory) or that do not resolve, with what they resolve to: at most maxLinks of them (cut says
-// there were more).
-func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
+// polledFiles returns the rule files of the tree, walked as loading walks it (dot
+// names skipped, linked directories followed), that the watches do not see, with what
+// they resolve to: links to files outside the tree or in a dot-directory, and links
+// that do not resolve; or, once an inotify limit left some of the tree unwatched
+// (pollAll), every rule file. At most maxLinks of them (cut says there were more).
+func (w *Watcher) polledFiles() (files map[string]linkState, cut bool) {
+	all := w.pollAll.Load()
 	root, err := filepath.EvalSymlinks(w.root)
 	if err != nil {
 		return nil, false
@@ -165,7 +180,7 @@ func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
 				walk(p, depth+1)
 				continue
 			}
-			if e.Type()&os.ModeSymlink == 0 {
+			if e.Type()&os.ModeSymlink == 0 && !all {
 				continue
 			}
 			info, err := os.Stat(p)
@@ -177,7 +192,7 @@ func (w *Watcher) outsideLinks() (links map[string]linkState, cut bool) {
 				continue
 			}
 			target, err := filepath.EvalSymlinks(p)
-			if err == nil && watchedBelow(root, target) {
+			if err == nil && !all && watchedBelow(root, target) {
 				continue // the tree's watches see it
 			}
 			if len(out) >= maxLinks {

@@ -24,6 +24,9 @@
 //     directory replaced without an event on its name (a symlinked directory's target
 //     deleted and made again, a directory above it replaced by a rename).
 //
+// An inotify limit reached (no watcher, or no watch left for a directory) stops neither
+// the start nor the reloads: every rule file is then polled instead (limits.go).
+//
 // Bursts of events are coalesced: a load runs once events have been quiet for Debounce,
 // and at the latest MaxDelay after the first event of a burst, so a steady trickle of
 // writes cannot postpone a reload forever.
@@ -40,6 +43,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +78,9 @@ type hooks struct {
 	handled func(path string, reload bool)       // an event handled; did it ask for a reload
 	polled  func(reload bool)                    // a poll of the links done; did it ask
 	loaded  func()                               // a load done, even a catch-up reporting nothing
+	// fsnotify's NewWatcher and Add, which tests make fail as when an inotify limit is reached
+	newWatcher func() (*fsnotify.Watcher, error)
+	add        func(fsw *fsnotify.Watcher, name string) error
 }
 
 func (h *hooks) setDefaults() {
@@ -88,6 +95,12 @@ func (h *hooks) setDefaults() {
 	}
 	if h.loaded == nil {
 		h.loaded = func() {}
+	}
+	if h.newWatcher == nil {
+		h.newWatcher = fsnotify.NewWatcher
+	}
+	if h.add == nil {
+		h.add = (*fsnotify.Watcher).Add
 	}
 }
 
@@ -107,6 +120,10 @@ type Watcher struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
+	// pollAll says that an inotify limit left some of the tree unwatched: every rule
+	// file is polled (limits.go), not only the links the watches cannot see.
+	pollAll    atomic.Bool
+	limitOnce  sync.Once     // the warning that pollAll was set
 	rewatching chan struct{} // holds a token while a rewatch loop runs
 	rootMu     sync.Mutex
 	rootDir    os.FileInfo          // the directory Dir was when its tree was last watched (rootMu)
@@ -138,29 +155,10 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 	w := &Watcher{opts: o, root: root, apply: apply, kick: make(chan struct{}, 1), cancel: cancel,
 		rewatching: make(chan struct{}, 1), serving: o.Serving}
 	if o.Watch {
-		fsw, err := fsnotify.NewWatcher()
-		if err != nil {
+		if err := w.watch(ctx); err != nil {
 			cancel()
 			return nil, err
 		}
-		w.fsw = fsw
-		// Where the directory's parent and its linked rule files lead before the
-		// watches are added: what changes from here on is found by the poll.
-		realParent, _ := filepath.EvalSymlinks(filepath.Dir(root))
-		links, _ := w.outsideLinks()
-		if err := w.addTree(root); err != nil {
-			fsw.Close()
-			cancel()
-			return nil, err
-		}
-		w.watchParent()
-		w.done.Add(2)
-		go w.events(ctx)
-		go w.pollLinks(ctx, links, realParent)
-		// The caller loaded the rules before the watches existed: an edit in between
-		// made no event. Load once more to catch it.
-		w.catchUp = true
-		w.Trigger()
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -182,13 +180,47 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 	return w, nil
 }
 
+// watch starts following the tree: its watches and the poll, or the poll alone when an
+// inotify limit leaves no watcher or no watch for Dir itself (limits.go).
+func (w *Watcher) watch(ctx context.Context) error {
+	// Where the directory's parent and its polled rule files lead before the watches
+	// are added: what changes from here on is found by the poll.
+	realParent, _ := filepath.EvalSymlinks(filepath.Dir(w.root))
+	polled, _ := w.polledFiles()
+	fsw, err := w.opts.hooks.newWatcher()
+	if err == nil {
+		w.fsw = fsw
+		if err = w.addTree(w.root); err != nil {
+			fsw.Close()
+			w.fsw = nil
+		}
+	}
+	switch {
+	case err == nil:
+		w.watchParent()
+		w.done.Add(1)
+		go w.events(ctx)
+	case w.limitReached(err):
+		polled, _ = w.polledFiles() // now every rule file
+	default:
+		return err
+	}
+	w.done.Add(1)
+	go w.poll(ctx, polled, realParent)
+	// The caller loaded the rules before the watches existed: an edit in between
+	// made no event. Load once more to catch it.
+	w.catchUp = true
+	w.Trigger()
+	return nil
+}
+
 // addTree watches dir and every directory below it that loading reads, following
 // symlinks to directories (each real directory once) and skipping dot-directories, as
 // loading does. A .git directory would otherwise turn every `git fetch` into reloads
 // and hold a watch per directory of its objects; a ConfigMap's ..<timestamp>
 // directories need none (the kubelet swaps them with an event in dir), and a rule file
-// linked into a dot-directory is polled instead (outsideLinks). Watching Dir's tree
-// records which directory Dir then was (see pollLinks).
+// linked into a dot-directory is polled instead (polledFiles). Watching Dir's tree
+// records which directory Dir then was (see followRoot).
 //
 // The watches held below dir's name are dropped first: dir may now be another directory
 // (a link re-pointed, a directory renamed over or made again), and a watch of the old
@@ -228,7 +260,7 @@ func (w *Watcher) watchParent() {
 	if slices.Contains(w.fsw.WatchList(), parent) {
 		_ = w.fsw.Remove(parent) // a watch the kernel already ended is an error: nothing to do
 	}
-	if err := w.fsw.Add(parent); err != nil {
+	if err := w.opts.hooks.add(w.fsw, parent); err != nil {
 		w.opts.Log.Debug("config watcher: not watching the parent directory", "dir", parent, "error", err)
 	}
 }
@@ -256,7 +288,8 @@ func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
 		return nil
 	}
 	seen[real] = true
-	if err := w.fsw.Add(dir); err != nil { // Add follows a symlink to its directory
+	if err := w.opts.hooks.add(w.fsw, dir); err != nil { // Add follows a symlink to its directory
+		w.limitReached(err)
 		return err
 	}
 	entries, err := os.ReadDir(dir)
@@ -276,9 +309,10 @@ func (w *Watcher) addDir(dir string, seen map[string]bool, depth int) error {
 			continue
 		}
 		// A subdirectory that vanishes meanwhile is not an error: its parent's events
-		// trigger the reload that matters. Any other failure (e.g. the inotify watch
-		// limit) is logged at whatever depth, since changes there would go unseen.
-		if err := w.addDir(p, seen, depth+1); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// trigger the reload that matters. An inotify limit reached has its own warning
+		// and the poll sees what the watches miss. Any other failure is logged at
+		// whatever depth, since changes there would go unseen.
+		if err := w.addDir(p, seen, depth+1); err != nil && !errors.Is(err, os.ErrNotExist) && !isInotifyLimit(err) {
 			w.opts.Log.Warn("config watcher: cannot watch a subdirectory", "dir", p, "error", err)
 		}
 	}
@@ -376,7 +410,9 @@ func (w *Watcher) rewatch(ctx context.Context) {
 		t := time.NewTicker(rewatchEvery)
 		defer t.Stop()
 		for {
-			if err := w.addTree(w.root); err == nil {
+			// An inotify limit reached will not go away by trying again: the poll covers
+			// the directory (limitReached).
+			if err := w.addTree(w.root); err == nil || isInotifyLimit(err) {
 				w.Trigger()
 				return
 			}

@@ -159,6 +159,18 @@ func watch(t *testing.T, dir string, o reload.Options) *harness {
 // watcher starts, as the server loads its rules first.
 func watchAfter(t *testing.T, dir string, o reload.Options, between func()) *harness {
 	t.Helper()
+	return watchWith(t, dir, o, between, reload.Hooks{})
+}
+
+// watchHooked is watch with the watcher's After, NewWatcher and Add hooks taken from
+// hooks (the harness sets the others).
+func watchHooked(t *testing.T, dir string, o reload.Options, hooks reload.Hooks) *harness {
+	t.Helper()
+	return watchWith(t, dir, o, func() {}, hooks)
+}
+
+func watchWith(t *testing.T, dir string, o reload.Options, between func(), hooks reload.Hooks) *harness {
+	t.Helper()
 	rs, err := descriptors.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -177,11 +189,10 @@ func watchAfter(t *testing.T, dir string, o reload.Options, between func()) *har
 			h.failures.Add(1)
 		}
 	}
-	o = reload.WithHooks(o, reload.Hooks{
-		Handled: func(path string, reload bool) { h.record(step{path: path, reload: reload}) },
-		Polled:  func(reload bool) { h.record(step{poll: true, reload: reload}) },
-		Loaded:  func() { h.record(step{load: true}) },
-	})
+	hooks.Handled = func(path string, reload bool) { h.record(step{path: path, reload: reload}) }
+	hooks.Polled = func(reload bool) { h.record(step{poll: true, reload: reload}) }
+	hooks.Loaded = func() { h.record(step{load: true}) }
+	o = reload.WithHooks(o, hooks)
 	w, err := reload.Start(context.Background(), o, h.decider.SetRules)
 	if err != nil {
 		t.Fatal(err)
