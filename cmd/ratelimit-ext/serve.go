@@ -329,6 +329,12 @@ func durationText(_ []string, a slog.Attr) slog.Attr {
 }
 
 func serve(args []string) int {
+	// SIGHUP is asked for first: until then Go's default for it is to end the process,
+	// and an operator or a config-management tool may send one while the server starts.
+	// One sent before the rules are followed waits in hup for the follower.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	c, err := loadServeConfig(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -350,7 +356,7 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext:", err)
 		return 1
 	}
-	if err := runServer(c, rules, log); err != nil {
+	if err := runServer(c, rules, hup, log); err != nil {
 		log.Error("exiting", "error", err)
 		return 1
 	}
@@ -363,7 +369,7 @@ func serve(args []string) int {
 // after the servers have drained (or one failed), in reverse: the /metrics listener
 // (serveUntilSignal's own), the follower, the signal watch, the local policy's engine,
 // and last the engine (closeEngine waits at most a second for it).
-func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) error {
+func runServer(c *serveConfig, rules *descriptors.RuleSet, hup <-chan os.Signal, log *slog.Logger) error {
 	m := metrics.New()
 	tlsInUse := new(tlsfiles.Registry) // every TLS file the process reads, for metrics
 	m.TLSFiles(tlsInUse)
@@ -393,7 +399,7 @@ func runServer(c *serveConfig, rules *descriptors.RuleSet, log *slog.Logger) err
 	defer stop()
 	warner := newRuleWarner(c, st.policyDomains, log)
 	warner.warn(rules) // before any reload can report a newer rule set
-	follower, err := followRules(ctx, c, rules, decider, warner, m, tlsInUse, log)
+	follower, err := followRules(ctx, c, rules, hup, decider, warner, m, tlsInUse, log)
 	if err != nil {
 		return err
 	}
@@ -660,15 +666,15 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 // followRules keeps the decider's rules in step with their source, the config directory
 // or the xDS server, through the same path: each good rule set is handed to the
 // decider (an atomic swap) and every outcome counted in the config_loads metrics; a bad
-// one leaves the rules in place.
-func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, d *decide.Decider, warner *ruleWarner, m *metrics.Metrics, tlsInUse *tlsfiles.Registry, log *slog.Logger) (io.Closer, error) {
+// one leaves the rules in place. hup delivers SIGHUP, registered since the start.
+func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, hup <-chan os.Signal, d *decide.Decider, warner *ruleWarner, m *metrics.Metrics, tlsInUse *tlsfiles.Registry, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) {
 		warnVanishedDomains(log, d.Rules(), rs)
 		d.SetRules(rs)
 		warner.warn(rs)
 	}
 	if c.xds.source == sourceFile {
-		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded}, apply)
+		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded, Hangups: hup}, apply)
 	}
 	o, err := c.xds.options(log, tlsInUse, m.ConfigLoaded)
 	if err != nil {
@@ -679,7 +685,7 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 	if err != nil {
 		return nil, err
 	}
-	logSIGHUP(ctx, log)
+	logSIGHUP(ctx, hup, log)
 	return sub, nil
 }
 

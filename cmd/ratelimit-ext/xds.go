@@ -7,10 +7,8 @@ import (
 	"iter"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
@@ -195,13 +193,10 @@ func (x *xdsSettings) options(log *slog.Logger, inUse *tlsfiles.Registry, onLoad
 	}, nil
 }
 
-// logSIGHUP keeps SIGHUP, which reloads rule files, from ending the process when rules
-// come from xDS (its default action is to terminate); it only says why nothing happens.
-func logSIGHUP(ctx context.Context, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// logSIGHUP says why SIGHUP (hup), which reloads rule files, does nothing when rules
+// come from xDS; serve asked for it, so that it does not end the process.
+func logSIGHUP(ctx context.Context, hup <-chan os.Signal, log *slog.Logger) {
 	go func() {
-		defer signal.Stop(hup)
 		for {
 			select {
 			case <-ctx.Done():

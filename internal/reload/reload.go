@@ -66,6 +66,11 @@ type Options struct {
 	Serving *descriptors.RuleSet
 	// OnLoad, when set, is told the outcome of every load attempt (for metrics).
 	OnLoad func(rs *descriptors.RuleSet, err error)
+	// Hangups, when set, delivers SIGHUP: the caller registered it (signal.Notify)
+	// before loading the rules, so that one sent during the start neither ends the
+	// process (Go's default until the signal is asked for) nor is lost; a SIGHUP
+	// waiting in it reloads once Start runs. Nil: Start registers its own.
+	Hangups <-chan os.Signal
 
 	hooks hooks // for tests only (export_test.go)
 }
@@ -160,24 +165,31 @@ func Start(ctx context.Context, o Options, apply func(*descriptors.RuleSet)) (*W
 			return nil, err
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	hup, stop := o.Hangups, func() {}
+	if hup == nil { // registered before Start returns: a SIGHUP after it reloads
+		own := make(chan os.Signal, 1)
+		signal.Notify(own, syscall.SIGHUP)
+		hup, stop = own, func() { signal.Stop(own) }
+	}
 	w.done.Add(2)
-	go func() {
-		defer w.done.Done()
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				o.Log.Info("SIGHUP: reloading rules", "dir", o.Dir)
-				w.Trigger()
-			}
-		}
-	}()
+	go w.hangups(ctx, hup, stop)
 	go w.loop(ctx)
 	return w, nil
+}
+
+// hangups reloads on each SIGHUP from hup until ctx ends, then calls stop.
+func (w *Watcher) hangups(ctx context.Context, hup <-chan os.Signal, stop func()) {
+	defer w.done.Done()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			w.opts.Log.Info("SIGHUP: reloading rules", "dir", w.opts.Dir)
+			w.Trigger()
+		}
+	}
 }
 
 // watch starts following the tree: its watches and the poll, or the poll alone when an

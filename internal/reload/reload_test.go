@@ -739,6 +739,22 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 }
 
+// A SIGHUP the caller received before Start (Options.Hangups, registered before the
+// rules were loaded) reloads once the watcher runs: an edit made between the caller's
+// load and Start, which nothing else would find without watching, is served.
+func TestSIGHUPBeforeStartReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "edge.yaml")
+	write(t, path, rules("v1"))
+	hup := make(chan os.Signal, 1)
+	h := watchAfter(t, dir, reload.Options{Watch: false, Hangups: hup}, func() {
+		write(t, path, rules("v2"))
+		hup <- syscall.SIGHUP
+	})
+	h.waitFor(t, "v2", 2*time.Second)
+	h.waitLog(t, "the SIGHUP", "SIGHUP: reloading rules")
+}
+
 // 100 rapid edits (in place, so some loads see a half-written file) while clients call
 // ShouldRateLimit over a real gRPC connection: no RPC fails, every answer comes from a
 // complete rule set, and the last edit's rules end up serving.
