@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -29,14 +31,18 @@ func headerFlags(f *envFlags, o *ratelimitheaders.Options) {
 	f.BoolVar(&o.DynamicMetadata, "response-dynamic-metadata", false, "set ShouldRateLimit's dynamic_metadata as envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA=true does: the descriptors, quota_mode violations and the rules' metadata of the descriptors within their limits")
 }
 
-// checkHeaderFlags validates the header switches after parsing.
+// checkHeaderFlags validates the header switches after parsing. Its errors say
+// "--flag value: what is wrong", as the other settings errors do; Validate's own name
+// their subject in its words, which after the flag's name would say it twice.
 func checkHeaderFlags(o *ratelimitheaders.Options) error {
 	jitter := ratelimitheaders.Options{RetryAfterJitter: o.RetryAfterJitter}
-	if err := jitter.Validate(); err != nil {
-		return fmt.Errorf("--retry-after-jitter: %w", err)
+	if jitter.Validate() != nil {
+		return fmt.Errorf("--retry-after-jitter %v: want 0 to %v", o.RetryAfterJitter, ratelimitheaders.MaxJitter)
 	}
+	header := o.UpstreamRemainingHeader // Validate lower-cases it
 	if err := o.Validate(); err != nil {
-		return fmt.Errorf("--upstream-remaining-header: %w", err)
+		why := cmp.Or(errors.Unwrap(err), err) // without Validate's "upstream header %q: "
+		return fmt.Errorf("--upstream-remaining-header %q: %w", header, why)
 	}
 	return nil
 }

@@ -79,8 +79,8 @@ func checkRedisMode(o limiter.RedisOptions) error {
 		}
 	}
 	mode, err := limiter.ParseRedisMode(string(o.Mode))
-	if err != nil {
-		return fmt.Errorf("--redis-mode: %w", err)
+	if err != nil { // its error says "redis mode", as the flag's name does
+		return fmt.Errorf("--redis-mode %q: want single, cluster or sentinel", o.Mode)
 	}
 	if err := parseRedisURL(o.URL, mode); err != nil {
 		return err

@@ -30,12 +30,16 @@ func storeFlags(f *envFlags, s *storeConfig) {
 	f.DurationVar(&s.probeInterval, "store-probe-interval", breaker.DefaultProbeInterval, "while the circuit is open, how often the store is probed")
 }
 
+// policyWant ends the errors about a policy name. decide.ParsePolicy's own error names
+// its subject ("unknown store failure policy"), which the flag's name already does.
+const policyWant = "want fail_closed, fail_open or local"
+
 // check parses the policy flags with the other settings, so that a mistake in them stops
 // the start in the flags' words, whichever engine serves.
 func (s *storeConfig) check() error {
 	var err error
 	if s.parsed.Default, err = decide.ParsePolicy(s.policy); err != nil {
-		return fmt.Errorf("--store-failure-policy: %w", err)
+		return fmt.Errorf("--store-failure-policy %q: %s", s.policy, policyWant)
 	}
 	for _, item := range strings.Split(s.domainPolicies, ",") {
 		if item = strings.TrimSpace(item); item == "" {
@@ -47,7 +51,7 @@ func (s *storeConfig) check() error {
 		}
 		p, err := decide.ParsePolicy(name)
 		if err != nil {
-			return fmt.Errorf("--store-failure-policy-domains: %s: %w", domain, err)
+			return fmt.Errorf("--store-failure-policy-domains: %s=%s: %s", domain, name, policyWant)
 		}
 		if s.parsed.PerDomain == nil {
 			s.parsed.PerDomain = map[string]decide.Policy{}

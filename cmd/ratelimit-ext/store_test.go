@@ -130,8 +130,8 @@ func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--store-failure-policy", "open"}, `--store-failure-policy: unknown store failure policy "open"`},
-		{[]string{"--store-failure-policy-domains", "edge=bogus"}, "--store-failure-policy-domains: edge: unknown"},
+		{[]string{"--store-failure-policy", "open"}, `--store-failure-policy "open": want fail_closed, fail_open or local`},
+		{[]string{"--store-failure-policy-domains", "edge=bogus"}, "--store-failure-policy-domains: edge=bogus: want"},
 		{[]string{"--store-failure-policy-domains", "edge"}, `--store-failure-policy-domains: "edge" is not domain=policy`},
 		// Two policies for one domain: the last one used to win, silently.
 		{[]string{"--store-failure-policy-domains", "edge=fail_open,billing=local,edge=fail_closed"}, "--store-failure-policy-domains: edge is given two policies, fail_open and fail_closed"},
@@ -234,7 +234,7 @@ func TestFlagErrorsNameTheirEnvironmentVariable(t *testing.T) {
 		}
 		os.Unsetenv("RATELIMIT_EXT_LOG_LEVEL") // set by the legacy mapping
 	}
-	if _, err := loadServeConfig([]string{"--retry-after-jitter", "2h"}); err == nil || !strings.HasPrefix(err.Error(), "--retry-after-jitter: ") {
+	if _, err := loadServeConfig([]string{"--retry-after-jitter", "2h"}); err == nil || !strings.HasPrefix(err.Error(), "--retry-after-jitter 2h0m0s: ") {
 		t.Errorf("jitter: %v, want an error naming only --retry-after-jitter", err)
 	}
 }

@@ -32,8 +32,9 @@ const (
 	ProblemType = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 )
 
-// maxJitter bounds --retry-after-jitter: a larger spread would only be a longer wait.
-const maxJitter = time.Hour
+// MaxJitter bounds RetryAfterJitter (--retry-after-jitter): a larger spread would only
+// be a longer wait.
+const MaxJitter = time.Hour
 
 // sfIntegerMax is the largest Integer a structured field can carry (RFC 9651 §3.3.1).
 const sfIntegerMax = 999_999_999_999_999
@@ -69,8 +70,8 @@ type Options struct {
 
 // Validate checks the options and lower-cases the upstream header name.
 func (o *Options) Validate() error {
-	if o.RetryAfterJitter < 0 || o.RetryAfterJitter > maxJitter {
-		return fmt.Errorf("retry-after jitter %v: want 0 to %v", o.RetryAfterJitter, maxJitter)
+	if o.RetryAfterJitter < 0 || o.RetryAfterJitter > MaxJitter {
+		return fmt.Errorf("retry-after jitter %v: want 0 to %v", o.RetryAfterJitter, MaxJitter)
 	}
 	if h := o.UpstreamRemainingHeader; h != "" {
 		if err := validHeaderName(h); err != nil {
