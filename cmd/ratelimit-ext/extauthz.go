@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"os"
 
 	"google.golang.org/grpc"
 
@@ -35,9 +34,9 @@ func extAuthzFlags(f *envFlags, o *extAuthzSettings) {
 // parsedVar registers a string flag whose value set validates and applies: a bad
 // command-line value fails flag parsing, a bad environment value is reported by parse.
 func (e *envFlags) parsedVar(name, def, usage string, set func(string) error) {
-	if v, ok := os.LookupEnv(envName(name)); ok {
+	if v, ok := e.lookup(name); ok {
 		if err := set(v); err != nil {
-			e.errs = append(e.errs, fmt.Sprintf("%s=%q: %v", envName(name), v, err))
+			e.malformed(name, v, err.Error())
 		}
 	}
 	e.fs.Func(name, e.usage(name, fmt.Sprintf("%s (default %s)", usage, def)), set)

@@ -15,11 +15,39 @@ import (
 
 // envFlags registers flags whose defaults can be set by environment variables, so every
 // setting has a flag and an environment variable (docs/configuration.md lists them).
-// A malformed environment value is reported, not silently ignored.
+// A variable set empty (or to spaces only) counts as unset, as envoyproxy/ratelimit's
+// do (internal/legacyenv): a manifest's FOO= leaves the default. A malformed value is
+// an error, unless the command line gives the flag, which wins: then it is only
+// reported (overridden).
 type envFlags struct {
-	fs   *flag.FlagSet
-	errs []string
-	env  []string // the flags whose environment variable is set
+	fs         *flag.FlagSet
+	bad        []badEnv // malformed variables
+	unknown    []string // errors about RATELIMIT_EXT_ variables that name no flag
+	env        []string // the flags whose environment variable is set
+	overridden []badEnv // by parse: the malformed variables whose flag the command line gives
+}
+
+// badEnv is a malformed environment variable: msg says what is wrong with it.
+type badEnv struct{ flag, msg string }
+
+// ignoredText says that the variable is ignored, as the command line gives its flag.
+func (b badEnv) ignoredText() string {
+	return fmt.Sprintf("%s; ignored: the command line gives --%s, which wins", b.msg, b.flag)
+}
+
+// lookup reads the variable of flag name; one set empty or to spaces counts as unset.
+func (e *envFlags) lookup(name string) (string, bool) {
+	v, ok := os.LookupEnv(envName(name))
+	if !ok || strings.TrimSpace(v) == "" {
+		return "", false
+	}
+	e.env = append(e.env, name)
+	return v, true
+}
+
+// malformed records that the variable of flag name holds v, which is not what want says.
+func (e *envFlags) malformed(name, v, want string) {
+	e.bad = append(e.bad, badEnv{name, fmt.Sprintf("%s=%q: %s", envName(name), v, want)})
 }
 
 func newEnvFlags(name string) *envFlags {
@@ -39,19 +67,17 @@ func (e *envFlags) usage(name, usage string) string {
 // variable when that is set. The non-Var forms return a new variable.
 
 func (e *envFlags) StringVar(p *string, name, def, usage string) {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		e.env = append(e.env, name)
+	if v, ok := e.lookup(name); ok {
 		def = v
 	}
 	e.fs.StringVar(p, name, def, e.usage(name, usage))
 }
 
 func (e *envFlags) BoolVar(p *bool, name string, def bool, usage string) {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		e.env = append(e.env, name)
+	if v, ok := e.lookup(name); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want true or false", envName(name), v))
+			e.malformed(name, v, "want true or false")
 		}
 		def = b
 	}
@@ -59,11 +85,10 @@ func (e *envFlags) BoolVar(p *bool, name string, def bool, usage string) {
 }
 
 func (e *envFlags) IntVar(p *int, name string, def int, usage string) {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		e.env = append(e.env, name)
+	if v, ok := e.lookup(name); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want an integer", envName(name), v))
+			e.malformed(name, v, "want an integer")
 		}
 		def = n
 	}
@@ -71,11 +96,10 @@ func (e *envFlags) IntVar(p *int, name string, def int, usage string) {
 }
 
 func (e *envFlags) DurationVar(p *time.Duration, name string, def time.Duration, usage string) {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		e.env = append(e.env, name)
+	if v, ok := e.lookup(name); ok {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want a duration such as 10ms", envName(name), v))
+			e.malformed(name, v, "want a duration such as 10ms")
 		}
 		def = d
 	}
@@ -83,11 +107,10 @@ func (e *envFlags) DurationVar(p *time.Duration, name string, def time.Duration,
 }
 
 func (e *envFlags) Float64Var(p *float64, name string, def float64, usage string) {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		e.env = append(e.env, name)
+	if v, ok := e.lookup(name); ok {
 		x, err := strconv.ParseFloat(v, 64)
 		if err != nil {
-			e.errs = append(e.errs, fmt.Sprintf("%s=%q: want a number such as 0.5", envName(name), v))
+			e.malformed(name, v, "want a number such as 0.5")
 		}
 		def = x
 	}
@@ -113,7 +136,8 @@ func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.
 }
 
 // parse parses args, which must all be flags, and reports environment errors together
-// with flag errors.
+// with flag errors. A malformed variable whose flag args give is not an error: the
+// flag wins, and the variable goes to e.overridden.
 func (e *envFlags) parse(args []string) error {
 	if err := e.fs.Parse(args); err != nil {
 		return err
@@ -121,21 +145,37 @@ func (e *envFlags) parse(args []string) error {
 	if e.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: %s takes only flags (see ratelimit-ext %s -h)%s", e.fs.Arg(0), e.fs.Name(), e.fs.Name(), boolValueHint(e.fs, args))
 	}
-	if len(e.errs) > 0 {
-		return fmt.Errorf("bad environment: %s", strings.Join(e.errs, "; "))
+	errs := e.unknown
+	for _, b := range e.bad {
+		if e.given(b.flag) {
+			e.overridden = append(e.overridden, b)
+		} else {
+			errs = append(errs, b.msg)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bad environment: %s", strings.Join(errs, "; "))
 	}
 	return nil
 }
 
+// given says whether the command line gives flag name (after parse).
+func (e *envFlags) given(name string) bool {
+	found := false
+	e.fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
 // rejectUnknownEnv makes a RATELIMIT_EXT_ variable that names no flag an error: a
-// misspelt setting of the server must not be silently ignored. Call before parse.
+// misspelt setting of the server must not be silently ignored (one set empty is unset,
+// so it sets nothing). Call before parse.
 func (e *envFlags) rejectUnknownEnv() {
 	known := map[string]bool{}
 	e.fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
 	for _, kv := range os.Environ() {
 		name, value, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "RATELIMIT_EXT_") && !known[name] && !serviceLink(name, value) {
-			e.errs = append(e.errs, fmt.Sprintf("%s is not a setting (see ratelimit-ext %s -h)", name, e.fs.Name()))
+		if strings.HasPrefix(name, "RATELIMIT_EXT_") && !known[name] && strings.TrimSpace(value) != "" && !serviceLink(name, value) {
+			e.unknown = append(e.unknown, fmt.Sprintf("%s is not a setting (see ratelimit-ext %s -h)", name, e.fs.Name()))
 		}
 	}
 }

@@ -27,7 +27,8 @@ func TestBadListenAddressesAreUsageErrors(t *testing.T) {
 		{[]string{"--http-addr", "127.0.0.1:abc"}, "-", `ratelimit-ext: --http-addr "127.0.0.1:abc": want host:port, e.g. 127.0.0.1:8080 (unknown port "abc")`},
 		{[]string{"--metrics-addr", "bogus"}, "-", `ratelimit-ext: --metrics-addr "bogus": want host:port, e.g. 0.0.0.0:19001 (missing port in address)`},
 		{[]string{"--pprof-addr", "6060"}, "-", `ratelimit-ext: --pprof-addr "6060": want host:port, e.g. 127.0.0.1:6060 (missing port in address)`},
-		{nil, "", `ratelimit-ext: --grpc-addr "": want host:port, e.g. 127.0.0.1:8081 (0.0.0.0:PORT for every interface) (--grpc-addr is set by RATELIMIT_EXT_GRPC_ADDR)`},
+		// (An empty variable is unset, and leaves the default: TestEmptyVariablesAreUnset.)
+		{nil, "localhost", `ratelimit-ext: --grpc-addr "localhost": want host:port, e.g. 127.0.0.1:8081 (missing port in address) (--grpc-addr is set by RATELIMIT_EXT_GRPC_ADDR)`},
 	} {
 		os.Unsetenv("RATELIMIT_EXT_GRPC_ADDR")
 		if tc.env != "-" {

@@ -47,6 +47,7 @@ import (
 // environment variable (docs/configuration.md).
 type serveConfig struct {
 	legacy                                    []legacyenv.Note // envoyproxy/ratelimit variables seen
+	envOverridden                             []badEnv         // malformed variables whose flags the command line gives
 	grpcAddr, httpAddr, configDir, keyPrefix  string
 	engine                                    string // as given; check resolves it to memory or redis
 	metricsAddr                               string
@@ -123,6 +124,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	if err := parseFlags(f.fs, args, f.parse, seeHelp("serve")); err != nil {
 		return nil, err
 	}
+	c.envOverridden = f.overridden
 	if err := c.check(); err != nil {
 		return nil, f.explain(err, legacyenv.Variables(legacy))
 	}
@@ -346,6 +348,7 @@ func serve(args []string) int {
 	log := c.log
 	routeRedisLogs(log)
 	legacyenv.Log(log, c.legacy)
+	c.warnIgnored(log)
 	rules, err := initialRules(c)
 	if err == nil {
 		err = legacyenv.MonthLimitsRefused(legacyenv.CalendarMonthsAsked(), rules)

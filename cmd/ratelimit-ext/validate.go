@@ -114,6 +114,9 @@ func runConformance(args []string) int {
 		}
 		return fail(2, err)
 	}
+	for _, b := range f.overridden {
+		fmt.Fprintf(os.Stderr, "%swarning: %s\n", conformanceSays, b.ignoredText())
+	}
 	if *vectors == "" {
 		return fail(2, errors.New("--vectors FILE is required"))
 	}

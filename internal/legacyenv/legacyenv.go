@@ -3,7 +3,9 @@
 // onto our own RATELIMIT_EXT_ variable when that is not set, or reported at startup as
 // ignored, with the reason. Precedence: a flag, then RATELIMIT_EXT_*, then these, then
 // the defaults (the container image's are built into the binary, so that these still
-// win over them).
+// win over them). A variable set empty or to spaces, ours or theirs, counts as unset. A
+// malformed value of theirs stops the start only when it would be used: beside our own
+// setting of it, it is reported ignored.
 package legacyenv
 
 import (
@@ -212,12 +214,13 @@ func (m *mapping) get(name string) (string, bool) {
 }
 
 // takenBy says what of ours sets flag, winning over theirs: the flag on the command
-// line, or our variable ("" when neither).
+// line, or our variable ("" when neither). Our variable set empty (a chart's
+// `value: ""`) is unset, as theirs is (get), and as the flags read it.
 func (m *mapping) takenBy(flag string) string {
 	if m.env.Given[flag] {
 		return "--" + flag + " is given"
 	}
-	if _, ok := m.env.Lookup(VarName(flag)); ok {
+	if v, _ := m.env.Lookup(VarName(flag)); strings.TrimSpace(v) != "" {
 		return VarName(flag) + " is set"
 	}
 	return ""
@@ -226,11 +229,15 @@ func (m *mapping) takenBy(flag string) string {
 // taken says whether our flag or variable for flag is set: it wins over theirs.
 func (m *mapping) taken(flag string) bool { return m.takenBy(flag) != "" }
 
-// ours says whether our flag for flag is given, or our variable set to something: an
-// empty variable (a chart's `value: ""`) wins over theirs, but gives no file, no address.
-func (m *mapping) ours(flag string) bool {
-	v, _ := m.env.Lookup(VarName(flag))
-	return m.env.Given[flag] || strings.TrimSpace(v) != ""
+// overriddenBy says what of ours wins over legacy, which is malformed (err says how),
+// and reports legacy ignored for that: "" when nothing does, and err stands. A value
+// that would not be used must not stop the start.
+func (m *mapping) overriddenBy(legacy, flag string, err error) string {
+	by := m.takenBy(flag)
+	if by != "" {
+		m.ignore(legacy, err.Error()+"; "+by)
+	}
+	return by
 }
 
 // set maps legacy onto our variable for flag, with value, unless ours is taken (then
@@ -288,6 +295,16 @@ func (m *mapping) boolean(legacy string) (on, set bool, err error) {
 		return false, true, fmt.Errorf("%s=%q: want true or false", legacy, v)
 	}
 	return on, true, nil
+}
+
+// booleanFor is boolean for a switch that our flag (or variable) for flag overrides:
+// malformed beside it, the switch is reported ignored and read as unset.
+func (m *mapping) booleanFor(legacy, flag string) (on, set bool, err error) {
+	on, set, err = m.boolean(legacy)
+	if err != nil && m.overriddenBy(legacy, flag, err) != "" {
+		return false, false, nil
+	}
+	return on, set, err
 }
 
 // refuseGRPCUDS stops the start when GRPC_UDS is set: Envoy would be pointed at a
@@ -636,7 +653,10 @@ func mapLegacyRedis(m *mapping) error {
 	// envoyproxy/ratelimit's default socket type is unix; a TCP address without it set
 	// is far more common here, so an unset type means TCP unless the URL is a path.
 	socket, set := m.get("REDIS_SOCKET_TYPE")
-	mode, _ := m.get("REDIS_TYPE")
+	mode, err := redisType(m)
+	if err != nil {
+		return err
+	}
 	unix := strings.EqualFold(socket, "unix") || (!set && strings.HasPrefix(addr, "/"))
 	switch {
 	case !unix:
@@ -652,6 +672,20 @@ func mapLegacyRedis(m *mapping) error {
 	// A cluster or Sentinel beside REDIS_SOCKET_TYPE=unix: TCP, as there.
 	r.ignore("REDIS_SOCKET_TYPE", "REDIS_TYPE="+mode+": its servers are reached over TCP, as there")
 	return r.mapTCP(addr, mode, tlsOn)
+}
+
+// redisType reads REDIS_TYPE. One envoyproxy/ratelimit does not know is an error,
+// unless our --redis-mode wins: then it is reported ignored and read as unset.
+func redisType(m *mapping) (string, error) {
+	mode, _ := m.get("REDIS_TYPE")
+	switch strings.ToLower(mode) {
+	case "", "single", "cluster", "sentinel":
+		return mode, nil
+	}
+	if err := badRedisType(mode); m.overriddenBy("REDIS_TYPE", "redis-mode", err) == "" {
+		return "", err
+	}
+	return "", nil
 }
 
 // badRedisType is the error for a REDIS_TYPE envoyproxy/ratelimit does not know.
@@ -677,9 +711,10 @@ type redisMapping struct {
 	auth string // REDIS_AUTH: "password" or "user:password"
 }
 
-// used notes how legacy, when set, shaped the Redis URL.
+// used notes how legacy, when set and not reported ignored, shaped the Redis URL.
 func (r redisMapping) used(legacy, how string) {
-	if _, ok := r.get(legacy); ok {
+	ignored := slices.ContainsFunc(r.notes, func(n Note) bool { return n.Name == legacy && n.Ignored })
+	if _, ok := r.get(legacy); ok && !ignored {
 		r.note(legacy, "used: "+how+" (RATELIMIT_EXT_REDIS_URL)")
 	}
 }
@@ -954,14 +989,14 @@ var legacyGRPCTLS = []struct{ legacy, flag string }{
 // without a certificate and a key (theirs or ours) is an error: serving plaintext
 // instead would break every call.
 func mapLegacyGRPCTLS(m *mapping) error {
-	useTLS, set, err := m.boolean("GRPC_SERVER_USE_TLS")
+	useTLS, set, err := m.booleanFor("GRPC_SERVER_USE_TLS", "grpc-tls-cert")
 	if err != nil {
 		return err
 	}
 	if set {
 		if useTLS {
 			m.note("GRPC_SERVER_USE_TLS", "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)")
-		} else if by := m.takenBy("grpc-tls-cert"); m.ours("grpc-tls-cert") {
+		} else if by := m.takenBy("grpc-tls-cert"); by != "" {
 			m.ignore("GRPC_SERVER_USE_TLS", by+": gRPC is served over TLS from our settings")
 		} else {
 			m.ignore("GRPC_SERVER_USE_TLS", "gRPC is served in plaintext, the default")
@@ -976,7 +1011,7 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		return nil
 	}
 	// Each of the pair from their variable or our own (flag or variable).
-	has := func(legacy, flag string) bool { _, ok := m.get(legacy); return ok || m.ours(flag) }
+	has := func(legacy, flag string) bool { _, ok := m.get(legacy); return ok || m.taken(flag) }
 	if !has("GRPC_SERVER_TLS_CERT", "grpc-tls-cert") || !has("GRPC_SERVER_TLS_KEY", "grpc-tls-key") {
 		return errors.New("GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY")
 	}
@@ -998,7 +1033,7 @@ func mapLegacyGRPCTLS(m *mapping) error {
 // mapLegacyMetrics gives metrics the port of their own that USE_PROMETHEUS=true opens
 // there (PROMETHEUS_ADDR, default :9090). /metrics stays on the HTTP port as well.
 func mapLegacyMetrics(m *mapping) error {
-	on, set, err := m.boolean("USE_PROMETHEUS")
+	on, set, err := m.booleanFor("USE_PROMETHEUS", "metrics-addr")
 	if err != nil {
 		return err
 	}
@@ -1068,7 +1103,12 @@ func mapLegacyXDS(m *mapping) (bool, error) {
 		return false, nil
 	case "GRPC_XDS_SOTW":
 	default:
-		return false, fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
+		err := fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
+		if m.overriddenBy("CONFIG_TYPE", "config-source", err) == "" {
+			return false, err
+		}
+		ignoreLegacyXDS(m)
+		return false, nil
 	}
 	m.set("CONFIG_TYPE", "config-source", "xds") // --config-source's value for rules from xDS
 	server, ok := m.get("CONFIG_GRPC_XDS_SERVER_URL")
@@ -1118,7 +1158,7 @@ func mapXDSBackoff(m *mapping) error {
 			m.set("CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "xds-backoff-initial", v)
 		}
 	}
-	on, set, err := m.boolean("XDS_CLIENT_BACKOFF_JITTER")
+	on, set, err := m.booleanFor("XDS_CLIENT_BACKOFF_JITTER", "xds-backoff-jitter")
 	if err != nil {
 		return err
 	}
@@ -1147,6 +1187,10 @@ func mapXDSHeaders(m *mapping) error {
 	if !ok {
 		return nil
 	}
+	if by := m.takenBy("xds-headers"); by != "" { // ours wins: theirs is not checked
+		m.ignore("CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", by)
+		return nil
+	}
 	var kv []string
 	n := 0
 	for item := range strings.SplitSeq(v, ",") {
@@ -1173,7 +1217,7 @@ func mapXDSHeaders(m *mapping) error {
 // mapXDSTLS maps CONFIG_GRPC_XDS_SERVER_USE_TLS and the TLS files it turns on
 // (legacyXDSTLS): without it they are ignored, as there.
 func mapXDSTLS(m *mapping) error {
-	useTLS, set, err := m.boolean("CONFIG_GRPC_XDS_SERVER_USE_TLS")
+	useTLS, set, err := m.booleanFor("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls")
 	if err != nil {
 		return err
 	}
@@ -1202,7 +1246,7 @@ func mapXDSTLS(m *mapping) error {
 // mapXDSStartWithoutRules maps FORCE_START_WITHOUT_INITIAL_CONFIG: whether to serve
 // with no rules (and report ready) until the xDS server sends some.
 func mapXDSStartWithoutRules(m *mapping) error {
-	on, set, err := m.boolean("FORCE_START_WITHOUT_INITIAL_CONFIG")
+	on, set, err := m.booleanFor("FORCE_START_WITHOUT_INITIAL_CONFIG", "xds-start-without-rules")
 	if set && err == nil {
 		m.set("FORCE_START_WITHOUT_INITIAL_CONFIG", "xds-start-without-rules", strconv.FormatBool(on))
 	}

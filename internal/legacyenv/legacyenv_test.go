@@ -937,3 +937,54 @@ func TestLegacySwitchesRefuseOtherValues(t *testing.T) {
 		}
 	}
 }
+
+// A malformed variable of theirs is reported ignored, not refused, when our flag or our
+// variable for the same setting is set: ours wins, so their value would not be used.
+// Without ours, it still stops the start (TestLegacyEnvironment).
+func TestMalformedLegacyValueBesideOurs(t *testing.T) {
+	xds := func(e fakeEnv) fakeEnv { e["CONFIG_TYPE"] = "GRPC_XDS_SOTW"; return e }
+	for _, tc := range []struct {
+		env    fakeEnv
+		args   []string
+		legacy string // the malformed variable
+		by     string // what wins, as the note says
+	}{
+		{fakeEnv{"CONFIG_TYPE": "GRPC_XDS_DELTA"}, []string{"--config-source=file"}, "CONFIG_TYPE", "--config-source is given"},
+		{fakeEnv{"CONFIG_TYPE": "GRPC_XDS_DELTA", "RATELIMIT_EXT_CONFIG_SOURCE": "file"}, nil, "CONFIG_TYPE", "RATELIMIT_EXT_CONFIG_SOURCE is set"},
+		{xds(fakeEnv{"XDS_CLIENT_BACKOFF_JITTER": "maybe"}), []string{"--xds-backoff-jitter", "0.1"}, "XDS_CLIENT_BACKOFF_JITTER", "--xds-backoff-jitter is given"},
+		{xds(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "yes please"}), []string{"--xds-tls=false"}, "CONFIG_GRPC_XDS_SERVER_USE_TLS", "--xds-tls is given"},
+		{xds(fakeEnv{"FORCE_START_WITHOUT_INITIAL_CONFIG": "maybe", "RATELIMIT_EXT_XDS_START_WITHOUT_RULES": "true"}), nil,
+			"FORCE_START_WITHOUT_INITIAL_CONFIG", "RATELIMIT_EXT_XDS_START_WITHOUT_RULES is set"},
+		{xds(fakeEnv{"CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS": "token"}), []string{"--xds-headers", "a=b"}, "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "--xds-headers is given"},
+		{fakeEnv{"USE_PROMETHEUS": "yes please"}, []string{"--metrics-addr=:19001"}, "USE_PROMETHEUS", "--metrics-addr is given"},
+		{fakeEnv{"GRPC_SERVER_USE_TLS": "on"}, []string{"--grpc-tls-cert", "/c", "--grpc-tls-key", "/k"}, "GRPC_SERVER_USE_TLS", "--grpc-tls-cert is given"},
+		{fakeEnv{"REDIS_URL": "a:1", "REDIS_TYPE": "ring"}, []string{"--redis-mode=cluster"}, "REDIS_TYPE", "--redis-mode is given"},
+	} {
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Errorf("%v %q: %v, want %s reported ignored", tc.env, tc.args, err, tc.legacy)
+			continue
+		}
+		i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == tc.legacy })
+		if i < 0 || !notes[i].Ignored || !strings.Contains(notes[i].Outcome, tc.by) {
+			t.Errorf("%v %q: notes %+v, want %s ignored as %s", tc.env, tc.args, notes, tc.legacy, tc.by)
+		}
+	}
+}
+
+// Our variable set empty, or to spaces, counts as unset, as theirs do: theirs maps.
+func TestOurEmptyVariableIsUnset(t *testing.T) {
+	for _, tc := range []struct {
+		env        fakeEnv
+		ours, want string
+	}{
+		{fakeEnv{"REDIS_URL": "r:6379", "RATELIMIT_EXT_REDIS_URL": ""}, "RATELIMIT_EXT_REDIS_URL", "redis://r:6379"},
+		{fakeEnv{"SHADOW_MODE": "true", "RATELIMIT_EXT_SHADOW_MODE": " "}, "RATELIMIT_EXT_SHADOW_MODE", "true"},
+		{fakeEnv{"PORT": "9000", "RATELIMIT_EXT_HTTP_ADDR": ""}, "RATELIMIT_EXT_HTTP_ADDR", "0.0.0.0:9000"},
+		{fakeEnv{"USE_PROMETHEUS": "true", "RATELIMIT_EXT_METRICS_ADDR": ""}, "RATELIMIT_EXT_METRICS_ADDR", ":9090"},
+	} {
+		if _, err := apply(tc.env); err != nil || tc.env[tc.ours] != tc.want {
+			t.Errorf("%v: %s = %q (%v), want %q", tc.env, tc.ours, tc.env[tc.ours], err, tc.want)
+		}
+	}
+}
