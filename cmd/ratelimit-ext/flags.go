@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -165,6 +166,10 @@ func (e *envFlags) given(name string) bool {
 	e.fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
 	return found
 }
+
+// set says whether the command line or the environment sets flag name (after parse):
+// whether it may differ from its default.
+func (e *envFlags) set(name string) bool { return e.given(name) || slices.Contains(e.env, name) }
 
 // rejectUnknownEnv makes a RATELIMIT_EXT_ variable that names no flag an error: a
 // misspelt setting of the server must not be silently ignored (one set empty is unset,

@@ -48,6 +48,7 @@ import (
 type serveConfig struct {
 	legacy                                    []legacyenv.Note // envoyproxy/ratelimit variables seen
 	envOverridden                             []badEnv         // malformed variables whose flags the command line gives
+	unused                                    []unusedSettings // set, but not read in the mode chosen (noteUnused)
 	grpcAddr, httpAddr, configDir, keyPrefix  string
 	engine                                    string // as given; check resolves it to memory or redis
 	metricsAddr                               string
@@ -125,7 +126,11 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	c.envOverridden = f.overridden
-	if err := c.check(); err != nil {
+	err = c.check()
+	if err == nil {
+		err = c.noteUnused(f)
+	}
+	if err != nil {
 		return nil, f.explain(err, legacyenv.Variables(legacy))
 	}
 	return c, nil

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,16 +100,19 @@ func (s *server) log() string {
 	return strings.Join(s.lines, "\n")
 }
 
-// startBinary runs bin serve with a temporary config (one generous limit on key k) and
-// the given flags, and waits for its "serving" line.
+// startBinary runs bin serve with a temporary config (one generous limit on key k),
+// unless flags name an xDS server, and the given flags, and waits for its "serving" line.
 func startBinary(t *testing.T, bin string, flags ...string) *server {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {name: k, unit: hour, requests_per_unit: 1000000000}\n"), 0o644); err != nil {
-		t.Fatal(err)
+	args := []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json"}
+	if !slices.Contains(flags, "--xds-server") { // beside it, --config-dir is refused
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte("domain: edge\ndescriptors:\n  - key: k\n    rate_limit: {name: k, unit: hour, requests_per_unit: 1000000000}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config-dir", dir, "--watch=false")
 	}
-	args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--config-dir", dir, "--log-format", "json", "--watch=false"}, flags...)
+	args = append(args, flags...)
 	var env []string
 	for _, kv := range os.Environ() { // the test's own settings must not leak in
 		if !strings.HasPrefix(kv, "RATELIMIT_EXT_") {

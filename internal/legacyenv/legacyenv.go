@@ -369,18 +369,23 @@ func ignoreUnmapped(m *mapping) {
 }
 
 // mapLegacyRuntime maps RUNTIME_ROOT, RUNTIME_SUBDIRECTORY and RUNTIME_APPDIRECTORY to
-// --config-dir, or says why they are ignored (rules from xDS). A directory they name
-// under the default root that is not there is an error; with none of them set,
-// envoyproxy/ratelimit's default directory is read when it exists.
+// --config-dir, or says why they are ignored (rules from xDS, theirs or ours). A
+// directory they name under the default root that is not there is an error; with none
+// of them set, envoyproxy/ratelimit's default directory is read when it exists.
 func mapLegacyRuntime(m *mapping, xds bool) error {
 	runtimeVars := []string{"RUNTIME_ROOT", "RUNTIME_SUBDIRECTORY", "RUNTIME_APPDIRECTORY"}
 	firstRuntime := slices.IndexFunc(runtimeVars, func(v string) bool { _, ok := m.get(v); return ok })
+	why := "rules come from the xDS server (CONFIG_TYPE=GRPC_XDS_SOTW)"
+	if by := m.takenBy("xds-server"); by != "" && !xds {
+		why, xds = "rules come from the xDS server ("+by+")", true
+	}
 	switch {
 	case xds:
-		// Envoy Gateway sets them though its rules come over xDS; they are unused there too.
+		// Envoy Gateway sets them though its rules come over xDS; they are unused there
+		// too. Mapped, they would set a --config-dir that serve refuses beside an xDS server.
 		for _, v := range runtimeVars {
 			if _, ok := m.get(v); ok {
-				m.ignore(v, "rules come from the xDS server (CONFIG_TYPE=GRPC_XDS_SOTW)")
+				m.ignore(v, why)
 			}
 		}
 	case firstRuntime >= 0:

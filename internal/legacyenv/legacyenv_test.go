@@ -313,6 +313,7 @@ func TestLegacyDefaultRulesDirectory(t *testing.T) {
 		{"our setting wins", true, fakeEnv{"RATELIMIT_EXT_CONFIG_DIR": "/rules"}, "/rules"},
 		{"their directory does not exist", false, fakeEnv{}, ""},
 		{"rules from xDS", true, fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW"}, ""},
+		{"rules from our xDS server", true, fakeEnv{"RATELIMIT_EXT_XDS_SERVER": "xds:18000"}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dirExists = func(dir string) bool { return c.exists && dir == "/srv/runtime_data/current/config" }
