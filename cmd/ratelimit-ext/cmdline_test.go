@@ -25,7 +25,8 @@ func TestBadFlagsAreOneLine(t *testing.T) {
 		{[]string{"serve", "--shutdown-timeout"}, "ratelimit-ext: --shutdown-timeout needs a value: want a duration such as 10ms"},
 		{[]string{"serve", "--grpc-addr"}, "ratelimit-ext: --grpc-addr needs a value"},
 		{[]string{"serve", "---x"}, "ratelimit-ext: bad flag syntax: ---x (see ratelimit-ext serve -h)"},
-		{[]string{"validate", "--unknown-flag", "config"}, "ratelimit-ext validate: unknown flag --unknown-flag (validate takes no flags, only DIR or FILE...)"},
+		{[]string{"validate", "--unknown-flag", "config"}, "ratelimit-ext validate: unknown flag --unknown-flag (see ratelimit-ext validate -h)"},
+		{[]string{"validate", "--max-entries", "0", "config"}, "ratelimit-ext validate: --max-entries 0: want at least 1"},
 		{[]string{"conformance", "--unknown-flag"}, "ratelimit-ext conformance: unknown flag --unknown-flag (see ratelimit-ext conformance -h)"},
 		{[]string{"conformance", "--base", "1m"}, `ratelimit-ext conformance: --base "1m": want an integer`},
 		{[]string{"conformance", "--redis-read-timeout", "5"}, `ratelimit-ext conformance: --redis-read-timeout "5": want a duration such as 10ms`},
@@ -53,7 +54,7 @@ func TestHelpFlagsPrintTheUsage(t *testing.T) {
 		{[]string{"--help"}, "usage:", 100},
 		{[]string{"serve", "-h"}, "usage:", 100},
 		{[]string{"help", "serve"}, "usage:", 100},
-		{[]string{"validate", "--help"}, "usage: ratelimit-ext validate DIR | FILE... (no flags)", 1},
+		{[]string{"validate", "--help"}, "usage: ratelimit-ext validate [flags] DIR | FILE...", 10},
 		{[]string{"conformance", "-h"}, "Usage of conformance:", 20},
 		{[]string{"bench", "--help"}, "usage: ratelimit-ext bench [flags]", 50},
 	} {

@@ -137,8 +137,7 @@ func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.
 }
 
 // parse parses args, which must all be flags, and reports environment errors together
-// with flag errors. A malformed variable whose flag args give is not an error: the
-// flag wins, and the variable goes to e.overridden.
+// with flag errors (envError).
 func (e *envFlags) parse(args []string) error {
 	if err := e.fs.Parse(args); err != nil {
 		return err
@@ -146,6 +145,22 @@ func (e *envFlags) parse(args []string) error {
 	if e.fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: %s takes only flags (see ratelimit-ext %s -h)%s", e.fs.Arg(0), e.fs.Name(), e.fs.Name(), boolValueHint(e.fs, args))
 	}
+	return e.envError()
+}
+
+// parseWithArgs is parse for a subcommand that takes arguments after its flags
+// (validate's DIR or FILE...): they are left in e.fs.Args().
+func (e *envFlags) parseWithArgs(args []string) error {
+	if err := e.fs.Parse(args); err != nil {
+		return err
+	}
+	return e.envError()
+}
+
+// envError reports the environment's errors, after the flags are parsed. A malformed
+// variable whose flag the command line gives is not one: the flag wins, and the
+// variable goes to e.overridden.
+func (e *envFlags) envError() error {
 	errs := e.unknown
 	for _, b := range e.bad {
 		if e.given(b.flag) {

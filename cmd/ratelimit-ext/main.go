@@ -1,14 +1,14 @@
 // Command ratelimit-ext is a rate-limit service for Envoy.
 //
 //	ratelimit-ext [serve] [flags]         serve config/ (the default subcommand)
-//	ratelimit-ext validate DIR|FILE...    check a rules directory, or rule files
+//	ratelimit-ext validate DIR|FILE...    check a rules directory, or rule files, as serve would
 //	ratelimit-ext conformance [flags]     replay golden vectors through an engine
 //	ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint (docs/performance.md)
 //	ratelimit-ext version                 the build's version (also --version)
 //	ratelimit-ext help [SUBCOMMAND]       the subcommands, or one's flags
 //
 // Run `ratelimit-ext <subcommand> -h` for flags; serve's have environment variables
-// (RATELIMIT_EXT_*), and so do conformance's Redis flags.
+// (RATELIMIT_EXT_*), and so do conformance's Redis flags and validate's bounds.
 package main
 
 import (
@@ -23,13 +23,13 @@ import (
 // flags by `ratelimit-ext -h`.
 const subcommands = `usage:
   ratelimit-ext [serve] [flags]         serve the rules of --config-dir (the default subcommand)
-  ratelimit-ext validate DIR|FILE...    check a rules directory, or rule files
+  ratelimit-ext validate DIR|FILE...    check a rules directory, or rule files (as serve would)
   ratelimit-ext conformance [flags]     replay golden vectors through an engine
   ratelimit-ext bench [flags]           load any ShouldRateLimit endpoint
   ratelimit-ext version                 the build's version (also --version)
   ratelimit-ext help [subcommand]       this summary, or a subcommand's flags
 Run 'ratelimit-ext <subcommand> -h' for its flags; serve's have environment variables
-(RATELIMIT_EXT_*), and so do conformance's Redis flags.
+(RATELIMIT_EXT_*), and so do conformance's Redis flags and validate's bounds.
 `
 
 func main() {

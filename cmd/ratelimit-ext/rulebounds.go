@@ -44,6 +44,30 @@ func rulesOverBound(rs *descriptors.RuleSet, b decide.Bounds) (list []descriptor
 	return out[:min(len(out), maxOverBound)], len(out)
 }
 
+// ruleBoundFlags registers the request bounds rules can be over (rulesOverBound):
+// serve's, and validate's, so that it warns as serve does with the same settings.
+func ruleBoundFlags(f *envFlags, b *decide.Bounds) {
+	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
+	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
+	f.IntVar(&b.MaxDomainLen, "max-domain-bytes", b.MaxDomainLen, "bytes of the domain")
+}
+
+// checkRuleBounds refuses a bound of ruleBoundFlags below 1, as checkCounts refuses
+// serve's other counts: a request bound of 0 would refuse every request.
+func checkRuleBounds(b decide.Bounds) error {
+	for _, n := range []struct {
+		flag  string
+		value int
+	}{
+		{"max-entries", b.MaxEntries}, {"max-entry-key-bytes", b.MaxKeyLen}, {"max-domain-bytes", b.MaxDomainLen},
+	} {
+		if n.value < 1 {
+			return fmt.Errorf("--%s %d: want at least 1", n.flag, n.value)
+		}
+	}
+	return nil
+}
+
 // maxOverBound bounds the lines rulesOverBound's caller prints.
 const maxOverBound = 10
 

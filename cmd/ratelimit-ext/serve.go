@@ -206,18 +206,19 @@ func boundFlags(f *envFlags, c *serveConfig) {
 	// without a word, and the next call on it fails (grpcopts.DefaultKeepaliveTime).
 	f.DurationVar(&c.keepaliveTime, "grpc-keepalive-time", grpcopts.DefaultKeepaliveTime, "ping a gRPC connection idle this long (HTTP/2 PING), so a load balancer's idle timeout does not drop it, and close it when a ping goes unanswered for 20 s; at least 1s, 0: never")
 	f.IntVar(&b.MaxDescriptors, "max-descriptors", b.MaxDescriptors, "descriptors per request")
-	f.IntVar(&b.MaxEntries, "max-entries", b.MaxEntries, "entries per descriptor")
-	f.IntVar(&b.MaxKeyLen, "max-entry-key-bytes", b.MaxKeyLen, "bytes of one descriptor entry key")
+	ruleBoundFlags(f, b) // --max-entries, --max-entry-key-bytes, --max-domain-bytes
 	// Kept so that deployments that set it still start; values have no bound of their
 	// own (decide.Bounds says why).
 	f.IntVar(new(int), "max-entry-value-bytes", 4096, "deprecated, no effect: a long value is matched as it is and stored under a hashed key; --max-request-bytes bounds requests")
-	f.IntVar(&b.MaxDomainLen, "max-domain-bytes", b.MaxDomainLen, "bytes of the domain")
 	f.IntVar(&c.maxCost, "max-hits-addend", int(b.MaxCost), "largest hits_addend (cost) of a request or descriptor; a larger cost counts as this")
 }
 
 // checkCounts refuses bounds, sizes and intervals below 1: a request bound of 0 would
 // refuse every request, and the packages below would take 0 for their default.
 func checkCounts(c *serveConfig) error {
+	if err := checkRuleBounds(c.bounds); err != nil {
+		return err
+	}
 	for _, n := range []struct {
 		flag  string
 		value int
@@ -225,9 +226,6 @@ func checkCounts(c *serveConfig) error {
 		{"max-request-bytes", c.maxRequestBytes},
 		{"grpc-max-concurrent-streams", c.maxStreams},
 		{"max-descriptors", c.bounds.MaxDescriptors},
-		{"max-entries", c.bounds.MaxEntries},
-		{"max-entry-key-bytes", c.bounds.MaxKeyLen},
-		{"max-domain-bytes", c.bounds.MaxDomainLen},
 		{"max-hits-addend", c.maxCost},
 		{"max-key-length", c.maxKeyLen},
 		{"memory-max-keys", c.memoryMaxKeys},

@@ -9,44 +9,92 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/conformance"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/legacyenv"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
 
 // validate loads a rules directory, or rule files, and prints every error or a one-line
-// summary.
+// summary. It refuses what serve refuses at start for the same rules and environment
+// (month limits with USE_CALENDAR_MONTH_RATE_LIMIT=true), and warns of rules over the
+// request bounds its flags (serve's, with their variables) set, as serve does.
 func validate(args []string) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ratelimit-ext validate DIR | FILE... (no flags): checks every rule file below DIR as the server loads it, or the files given as one rule set; exit 1 with every error")
+	f := newEnvFlags("validate")
+	f.fs.Usage = func() {
+		fmt.Fprint(f.fs.Output(), validateUsage)
+		f.fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, fs.Parse, "validate takes no flags, only DIR or FILE..."); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	bounds := decide.DefaultBounds
+	ruleBoundFlags(f, &bounds)
+	err := parseFlags(f.fs, args, f.parseWithArgs, seeHelp("validate"))
+	if err == nil {
+		err = validateSettings(f, bounds)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext validate:", err)
 		return 2
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
+	if f.fs.NArg() == 0 {
+		f.fs.Usage()
 		return 2
 	}
-	rs, dir, err := loadForValidate(fs.Args())
+	for _, b := range f.overridden {
+		fmt.Fprintln(os.Stderr, "warning:", b.ignoredText())
+	}
+	return validateRules(f.fs.Args(), bounds)
+}
+
+const validateUsage = `usage: ratelimit-ext validate [flags] DIR | FILE...
+Checks every rule file below DIR as the server loads it, or the files given as one
+rule set; exit 1 with every error. It refuses what serve refuses at start for the
+same rules (month limits with USE_CALENDAR_MONTH_RATE_LIMIT=true), and warns of rules
+over the request bounds below as serve does with the same flags or variables (serve's
+other RATELIMIT_EXT_* variables are left alone). Flags go before DIR or FILE.
+
+Flags of validate:
+`
+
+// validateSettings checks validate's command line and environment as serve checks
+// its own: the bounds, flags before the files, USE_CALENDAR_MONTH_RATE_LIMIT's value.
+func validateSettings(f *envFlags, bounds decide.Bounds) error {
+	if err := checkRuleBounds(bounds); err != nil {
+		return f.explain(err, nil)
+	}
+	for _, a := range f.fs.Args() {
+		if strings.HasPrefix(a, "-") { // the flag package stops at the first file
+			return fmt.Errorf("%s: flags go before DIR or FILE (see ratelimit-ext validate -h)", a)
+		}
+	}
+	_, err := legacyenv.CalendarMonths(os.LookupEnv)
+	return err
+}
+
+// validateRules loads paths (one directory, or files), prints every error or the
+// summary and the warnings serve would log for bounds, and returns the exit status.
+func validateRules(paths []string, bounds decide.Bounds) int {
+	rs, dir, err := loadForValidate(paths)
 	var usage usageError
 	if errors.As(err, &usage) {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext validate:", err)
 		return 2
+	}
+	if err == nil {
+		err = legacyenv.MonthLimitsRefusedIn(dir, legacyenv.CalendarMonthsAsked(), rs) // serve's refusal at start
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Printf("ok: %s\n", rs.Summary())
-	ws, total := ruleWarnings(rs, decide.DefaultBounds) // serve's defaults: validate has no flags
+	ws, total := ruleWarnings(rs, bounds)
 	for _, w := range ws {
 		if dir != "" {
 			w.File = filepath.Join(dir, w.File)

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -538,14 +539,29 @@ func mapCalendarMonth(m *mapping) error {
 // CalendarMonthsAsked says whether the environment turns envoyproxy/ratelimit's
 // calendar months on (mapCalendarMonth has refused any other value).
 func CalendarMonthsAsked() bool {
-	on, err := strconv.ParseBool(strings.TrimSpace(os.Getenv(calendarMonthsVar)))
+	on, err := CalendarMonths(os.LookupEnv)
 	return err == nil && on
+}
+
+// CalendarMonths reads USE_CALENDAR_MONTH_RATE_LIMIT from lookup, as serve does (Apply):
+// on or not, and the error for a value that is not true or false. For validate, which
+// refuses what serve refuses without mapping the rest.
+func CalendarMonths(lookup func(string) (string, bool)) (bool, error) {
+	m := &mapping{env: Env{Lookup: lookup}}
+	on, _, err := m.boolean(calendarMonthsVar)
+	return on, err
 }
 
 // MonthLimitsRefused is the error for rules with month limits while calendar months
 // are asked for, nil when there are none (or they are not asked for). It names the
 // first five, each where it is written (monthLimitName).
 func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
+	return MonthLimitsRefusedIn("", asked, rs)
+}
+
+// MonthLimitsRefusedIn is MonthLimitsRefused for rules loaded from dir, which it puts
+// before the file names ("" for none): validate names files from the working directory.
+func MonthLimitsRefusedIn(dir string, asked bool, rs *descriptors.RuleSet) error {
 	if !asked || rs == nil {
 		return nil
 	}
@@ -557,7 +573,7 @@ func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 		}
 		for _, l := range rs.Limits(d) {
 			if l.Unit == "month" {
-				paths = append(paths, monthLimitName(d, l, perPath[l.Path] > 1))
+				paths = append(paths, monthLimitName(dir, d, l, perPath[l.Path] > 1))
 			}
 		}
 	}
@@ -573,17 +589,21 @@ func MonthLimitsRefused(asked bool, rs *descriptors.RuleSet) error {
 
 // monthLimitName names a limit for MonthLimitsRefused: its domain, its descriptor's
 // path (its ID, path#index, when the descriptor has several limits) and where it is
-// written: "q: org (rules.yaml:4)", "q: org#1 (rules.yaml:4)".
-func monthLimitName(domain string, l *descriptors.Limit, several bool) string {
+// written, in dir: "q: org (rules.yaml:4)", "q: org#1 (rules.yaml:4)".
+func monthLimitName(dir, domain string, l *descriptors.Limit, several bool) string {
 	name := domain + ": " + l.Path
 	if several {
 		name = domain + ": " + l.ID
 	}
+	file := l.File
+	if file != "" && dir != "" {
+		file = filepath.Join(dir, file)
+	}
 	switch {
-	case l.File != "" && l.Line > 0:
-		name += fmt.Sprintf(" (%s:%d)", l.File, l.Line)
-	case l.File != "":
-		name += " (" + l.File + ")"
+	case file != "" && l.Line > 0:
+		name += fmt.Sprintf(" (%s:%d)", file, l.Line)
+	case file != "":
+		name += " (" + file + ")"
 	}
 	return name
 }
