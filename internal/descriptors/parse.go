@@ -630,14 +630,14 @@ func (p *fileParser) duplicate(l Level, at Ref, first sibling) {
 // load (they do in envoyproxy/ratelimit) but most likely do not do what was meant.
 func (p *fileParser) warnHidden(l Level, at Ref, seen map[siblingKey]sibling) {
 	star, hasAll := seen[siblingKey{l.Key, PatternValue, "*"}]
-	all := star.Ref
+	all, written := star.Ref, star.value // written: "*", or "**" as the file spells it
 	hide := func(hidden Ref, what string) {
-		p.refWarning(hidden.Line, hidden.Field, all, what+` never matches: the value pattern "*"`, " matches every value first")
+		p.refWarning(hidden.Line, hidden.Field, all, fmt.Sprintf("%s never matches: the value pattern %q", what, written), " matches every value first")
 	}
 	switch {
 	case l.Kind == PatternValue && normalizePattern(l.Value) == "*":
 		if bare, ok := seen[siblingKey{l.Key, BareKey, ""}]; ok {
-			all = at
+			all, written = at, l.Value
 			hide(bare.Ref, describeLevel(Level{Key: l.Key, Kind: BareKey}))
 		}
 	case !hasAll:

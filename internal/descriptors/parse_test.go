@@ -491,9 +491,12 @@ func TestEntriesHiddenByAStarWarn(t *testing.T) {
 		"    rate_limit: {unit: second, requests_per_unit: 5}",
 		"  - key: j", // 17: another key, bare
 		"    rate_limit: {unit: second, requests_per_unit: 6}",
-		"  - key: j", // 19: a star after the bare key
+		"  - key: j", // 19: a star after the bare key, written as two
 		"    value: '**'",
 		"    rate_limit: {unit: second, requests_per_unit: 7}",
+		"  - key: j", // 22: a pattern after that star
+		"    value: 'c*'",
+		"    rate_limit: {unit: second, requests_per_unit: 8}",
 	))
 	ws, total := rs.Warnings()
 	var got []string
@@ -503,7 +506,8 @@ func TestEntriesHiddenByAStarWarn(t *testing.T) {
 	want := []string{
 		`t.yaml:3: descriptors[0]: key "k" without value never matches: the value pattern "*" at line 8 matches every value first`,
 		`t.yaml:11: descriptors[3]: key "k" value "b*" never matches: the value pattern "*" at line 8 matches every value first`,
-		`t.yaml:17: descriptors[5]: key "j" without value never matches: the value pattern "*" at line 19 matches every value first`,
+		`t.yaml:17: descriptors[5]: key "j" without value never matches: the value pattern "**" at line 19 matches every value first`,
+		`t.yaml:22: descriptors[7]: key "j" value "c*" never matches: the value pattern "**" at line 19 matches every value first`,
 	}
 	if total != len(want) || !reflect.DeepEqual(got, want) {
 		t.Errorf("warnings (%d):\n%s\nwant:\n%s", total, strings.Join(got, "\n"), strings.Join(want, "\n"))
