@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -664,9 +666,26 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 	}
 	rules, err := descriptors.LoadDir(c.configDir)
 	if err != nil {
-		return nil, fmt.Errorf("loading the rules of --config-dir %s:\n%w", c.configDir, err)
+		return nil, fmt.Errorf("loading the rules of --config-dir %s%s:\n%w", c.configDir, lookedUpIn(c.configDir), err)
 	}
 	return rules, nil
+}
+
+// lookedUpIn says where a relative directory that does not exist was looked for: the
+// default, config, is relative to the working directory, and a binary started
+// elsewhere than in the repository does not find it.
+func lookedUpIn(dir string) string {
+	if filepath.IsAbs(dir) {
+		return ""
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	return " (relative to the working directory: " + abs + ")"
 }
 
 // followRules keeps the decider's rules in step with their source, the config directory
