@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"log/slog"
 	"strings"
@@ -31,17 +30,14 @@ func xdsOnly(name string) bool {
 }
 
 // noteUnused lists in c.unused the settings f's command line and environment set that
-// the engine and the rule source check chose leave without effect; serve warns of them
-// (warnIgnored). Settings at their defaults are not listed. --config-dir set beside an
-// xDS server is an error instead: the rules the operator named would never be read,
-// and every limit would be the xDS server's (none at all with --xds-start-without-rules,
-// until it sends some), as with --config-source=file beside --xds-server.
-func (c *serveConfig) noteUnused(f *envFlags) error {
-	if c.xds.source == sourceXDS && f.set("config-dir") {
-		return errors.New("--config-dir is set, but rules come from the xDS server (--xds-server): drop one of them")
-	}
+// the engine and the rule source chosen leave without effect; serve warns of them
+// (warnIgnored). Settings not set are not listed (a flag given at its default value
+// is). --config-dir beside an xDS server is one of them: the rules come from the xDS
+// server (explicitly named), and a deployment that names both, such as the Kubernetes
+// manifest's directory plus a server added later, keeps starting.
+func (c *serveConfig) noteUnused(f *envFlags) {
 	legacy := legacyenv.Variables(c.legacy)
-	var redis, xds, watch []string
+	var redis, xds, dir []string
 	f.fs.VisitAll(func(fl *flag.Flag) {
 		if !f.set(fl.Name) {
 			return
@@ -55,20 +51,19 @@ func (c *serveConfig) noteUnused(f *envFlags) error {
 			redis = append(redis, name)
 		case c.xds.source == sourceFile && xdsOnly(fl.Name):
 			xds = append(xds, name)
-		case c.xds.source == sourceXDS && fl.Name == "watch":
-			watch = append(watch, name)
+		case c.xds.source == sourceXDS && (fl.Name == "watch" || fl.Name == "config-dir"):
+			dir = append(dir, name)
 		}
 	})
 	for _, u := range []unusedSettings{
 		{"the engine is memory (no --redis-url): only the Redis engine reads them", redis},
 		{"rules come from --config-dir (no --xds-server): only the xDS client reads them", xds},
-		{"rules come from the xDS server (--xds-server), which pushes every change: it watches no directory", watch},
+		{"rules come from the xDS server (--xds-server), which pushes every change: no directory is read or watched", dir},
 	} {
 		if len(u.settings) > 0 {
 			c.unused = append(c.unused, u)
 		}
 	}
-	return nil
 }
 
 // warnIgnored logs at start, as warnings, what the operator set that has no effect: a

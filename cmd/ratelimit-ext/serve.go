@@ -128,13 +128,10 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	c.envOverridden = f.overridden
-	err = c.check()
-	if err == nil {
-		err = c.noteUnused(f)
-	}
-	if err != nil {
+	if err = c.check(); err != nil {
 		return nil, f.explain(err, legacyenv.Variables(legacy))
 	}
+	c.noteUnused(f)
 	return c, nil
 }
 
