@@ -86,8 +86,9 @@ func (d *Decider) softenQuota(p *plan, decisions []limiter.Decision) bool {
 }
 
 // quotaWaitFor is the check a denied request waits for (-1: none): the denying limit
-// outside quota mode with the longest wait, and, when every quota descriptor is over,
-// the longer of that and the soonest one of them comes back (its denying limit with the
+// outside quota mode with the longest wait, and, when every quota descriptor is over
+// (or none of those limits denied: the rounds ran out), the longer of that and the
+// soonest one of the quota descriptors over comes back (its denying limit with the
 // longest wait). Ties go to the first, and to the limit outside quota mode.
 func (d *Decider) quotaWaitFor(p *plan, decisions []limiter.Decision) int {
 	states, _ := d.quotaStates(p, decisions)
@@ -108,7 +109,10 @@ func (d *Decider) quotaWaitFor(p *plan, decisions []limiter.Decision) int {
 			hard = i
 		}
 	}
-	if slices.Contains(states, quotaUnder) || !slices.Contains(states, quotaOver) {
+	// With a quota descriptor under, the denial is the ordinary limit's; unless none
+	// denied: the request ran out of rounds (maxQuotaRounds) while its enforced quota
+	// descriptors were over, and waits for the soonest of them, as when all are over.
+	if !slices.Contains(states, quotaOver) || hard >= 0 && slices.Contains(states, quotaUnder) {
 		return hard
 	}
 	soonest := -1

@@ -135,6 +135,11 @@ func TestQuotaRoundsAreBounded(t *testing.T) {
 		t.Errorf("%d rounds, want the bound %d", f.engine.calls, maxQuotaRounds)
 	}
 	if !res.OverLimit {
-		t.Error("a request that ran out of rounds was allowed")
+		t.Fatal("a request that ran out of rounds was allowed")
+	}
+	// Its last round found slow over and fast back within: it waits for slow, as every
+	// denial names the limit it waits for (Retry-After, the RateLimit headers).
+	if res.WaitFor == nil || res.WaitFor.Limit.Path != "slow" || res.RetryAfterMs() <= 0 {
+		t.Errorf("denied after the last round, waits for %+v (%d ms); want slow's limit and its wait", res.WaitFor, res.RetryAfterMs())
 	}
 }
