@@ -26,6 +26,10 @@ type envFlags struct {
 	unknown    []string // errors about RATELIMIT_EXT_ variables that name no flag
 	env        []string // the flags whose environment variable is set
 	overridden []badEnv // by parse: the malformed variables whose flag the command line gives
+	// legacy maps each of our variables that an envoyproxy/ratelimit variable was
+	// mapped onto to that variable (serve sets it before the flags are defined): a
+	// malformed value is named by the variable the operator set.
+	legacy map[string]string
 }
 
 // badEnv is a malformed environment variable: msg says what is wrong with it.
@@ -47,8 +51,14 @@ func (e *envFlags) lookup(name string) (string, bool) {
 }
 
 // malformed records that the variable of flag name holds v, which is not what want says.
+// A value mapped from envoyproxy/ratelimit's variable is named by that variable, as the
+// operator wrote it: it is the one to fix, and ours may not be set anywhere they can see.
 func (e *envFlags) malformed(name, v, want string) {
-	e.bad = append(e.bad, badEnv{name, fmt.Sprintf("%s=%q: %s", envName(name), v, want)})
+	msg := fmt.Sprintf("%s=%q: %s", envName(name), v, want)
+	if legacy, ok := e.legacy[envName(name)]; ok {
+		msg = fmt.Sprintf("%s=%q (envoyproxy/ratelimit's, mapped to %s): %s", legacy, strings.TrimSpace(os.Getenv(legacy)), envName(name), want)
+	}
+	e.bad = append(e.bad, badEnv{name, msg})
 }
 
 func newEnvFlags(name string) *envFlags {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -221,4 +222,77 @@ func TestLegacyVariablesYieldToServeFlags(t *testing.T) {
 			t.Errorf("%s: %s, want it ignored for --redis-url", n.Name, n.Outcome)
 		}
 	}
+}
+
+// Each envoyproxy/ratelimit variable that is mapped, set to a value that does not fit
+// and would be used, stops the start with an error that names it: the operator set it,
+// not the variable of ours it is mapped onto. Whether the mapping or our own flag
+// parsing finds the fault, the operator must be told which of their variables to fix.
+// Left out: the values only using them can fault (HOST and GRPC_HOST, listened on;
+// CONFIG_GRPC_XDS_SERVER_URL, dialled; the TLS files and RUNTIME_*, read at start),
+// and LOG_FORMAT, which takes any value as there.
+func TestMalformedLegacyValueIsNamed(t *testing.T) {
+	xds := map[string]string{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "xds:18000"}
+	redis := map[string]string{"REDIS_URL": "r:6379"}
+	for _, tc := range []struct {
+		legacy, value string
+		base          map[string]string // what else it needs to be used
+	}{
+		{"SHADOW_MODE", "maybe", nil},
+		{"RESPONSE_DYNAMIC_METADATA", "maybe", nil},
+		{"REDIS_POOL_SIZE", "lots", redis},
+		{"REDIS_POOL_SIZE", "-3", redis},
+		{"GRPC_MAX_CONNECTION_AGE", "a day", nil},
+		{"GRPC_MAX_CONNECTION_AGE_GRACE", "an hour", nil},
+		{"LOG_LEVEL", "loud", nil},
+		{"CACHE_KEY_PREFIX", "{app}", map[string]string{"REDIS_URL": "a:6379,b:6379", "REDIS_TYPE": "cluster"}},
+		{"PORT", "eighty", nil},
+		{"GRPC_PORT", "+1", nil},
+		{"QUOTA_MODE", "maybe", nil},
+		{"USE_CALENDAR_MONTH_RATE_LIMIT", "maybe", nil},
+		{"GRPC_SERVER_USE_TLS", "maybe", nil},
+		{"USE_PROMETHEUS", "maybe", nil},
+		{"PROMETHEUS_ADDR", "nineteen", map[string]string{"USE_PROMETHEUS": "true"}},
+		{"BACKEND_TYPE", "cassandra", nil},
+		{"REDIS_URL", "http://r:6379", nil},
+		{"REDIS_TYPE", "ring", redis},
+		{"REDIS_TLS", "maybe", redis},
+		{"GRPC_UDS", "/tmp/rl.sock", nil},
+		{"CONFIG_TYPE", "GRPC_XDS_DELTA", nil},
+		{"CONFIG_GRPC_XDS_NODE_METADATA", "novalue", xds},
+		{"CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS", "token", xds},
+		{"CONFIG_GRPC_XDS_SERVER_USE_TLS", "maybe", xds},
+		{"XDS_CLIENT_BACKOFF_INITIAL_INTERVAL", "soon", xds},
+		{"XDS_CLIENT_BACKOFF_MAX_INTERVAL", "later", xds},
+		{"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "soon", xds},
+		{"XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "half", xds},
+		{"XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "2", xds},
+		{"XDS_CLIENT_BACKOFF_JITTER", "maybe", xds},
+		{"XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES", "4MiB", xds},
+		{"FORCE_START_WITHOUT_INITIAL_CONFIG", "maybe", xds},
+	} {
+		isolateEnv(t)
+		for k, v := range tc.base {
+			t.Setenv(k, v)
+		}
+		t.Setenv(tc.legacy, tc.value)
+		_, err := loadServeConfig(nil)
+		if err == nil || !namesVariable(err.Error(), tc.legacy) {
+			t.Errorf("%s=%q: error %v, want one that names %s", tc.legacy, tc.value, err, tc.legacy)
+		}
+	}
+	// The value as the operator wrote it (the mapping passes words on in lower case),
+	// and the setting of ours it is mapped onto.
+	isolateEnv(t)
+	t.Setenv("SHADOW_MODE", " Maybe")
+	want := `SHADOW_MODE="Maybe" (envoyproxy/ratelimit's, mapped to RATELIMIT_EXT_SHADOW_MODE): want true or false`
+	if _, err := loadServeConfig(nil); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("SHADOW_MODE=Maybe: error %v, want %q", err, want)
+	}
+}
+
+// namesVariable says whether text names the variable name itself, not merely a longer
+// one that ends with it (RATELIMIT_EXT_SHADOW_MODE does not name SHADOW_MODE).
+func namesVariable(text, name string) bool {
+	return regexp.MustCompile(`(^|[^A-Z0-9_])` + regexp.QuoteMeta(name) + `($|[^A-Z0-9_])`).MatchString(text)
 }

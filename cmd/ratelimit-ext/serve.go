@@ -94,6 +94,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	f := newEnvFlags("serve")
+	f.legacy = legacyenv.Variables(legacy)
 	f.fs.Usage = func() { // serve is the default subcommand: -h alone lands here
 		fmt.Fprint(f.fs.Output(), subcommands, "\nFlags of serve:\n")
 		f.fs.PrintDefaults()
