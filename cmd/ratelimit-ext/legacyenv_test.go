@@ -296,3 +296,33 @@ func TestMalformedLegacyValueIsNamed(t *testing.T) {
 func namesVariable(text, name string) bool {
 	return regexp.MustCompile(`(^|[^A-Z0-9_])` + regexp.QuoteMeta(name) + `($|[^A-Z0-9_])`).MatchString(text)
 }
+
+// Our explicit "no TLS" to the xDS server wins over CONFIG_GRPC_XDS_SERVER_USE_TLS=true:
+// serve is left with no TLS setting for the xDS client at all (any --xds-tls-* would
+// turn TLS back on), flag or variable.
+func TestOurXDSTLSOffWinsOverTheirs(t *testing.T) {
+	for _, tc := range []struct {
+		ours map[string]string
+		args []string
+	}{
+		{nil, []string{"--xds-tls=false"}},
+		{map[string]string{"RATELIMIT_EXT_XDS_TLS": "false"}, nil},
+	} {
+		isolateEnv(t)
+		for k, v := range envoyGatewayEnv() {
+			if strings.HasPrefix(k, "CONFIG_") {
+				t.Setenv(k, v)
+			}
+		}
+		for k, v := range tc.ours {
+			t.Setenv(k, v)
+		}
+		c, err := loadServeConfig(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x := c.xds.tls; x.on || x.ca != "" || x.cert != "" || x.key != "" || x.serverName != "" {
+			t.Errorf("%v %v: xDS TLS settings %+v, want none", tc.ours, tc.args, x)
+		}
+	}
+}

@@ -146,9 +146,11 @@ type Env struct {
 	// for a name that is empty or holds '=' or NUL, or a value that holds NUL: our names
 	// never do, and values read from the environment cannot, so it never fails there.
 	Set func(string, string) error
-	// Given names the flags the command line gives: a flag wins over their variables as
-	// our own variable does.
-	Given map[string]bool
+	// Given maps each flag the command line gives to the value written after its '='
+	// ("" without one: --name alone, or --name value): a flag wins over their variables
+	// as our own variable does, and a switch's value (--xds-tls=false) decides how theirs
+	// are read.
+	Given map[string]string
 }
 
 // FromOS applies the legacy variables of the process environment, beside the flags
@@ -218,7 +220,7 @@ func (m *mapping) get(name string) (string, bool) {
 // line, or our variable ("" when neither). Our variable set empty (a chart's
 // `value: ""`) is unset, as theirs is (get), and as the flags read it.
 func (m *mapping) takenBy(flag string) string {
-	if m.env.Given[flag] {
+	if _, given := m.env.Given[flag]; given {
 		return "--" + flag + " is given"
 	}
 	if v, _ := m.env.Lookup(VarName(flag)); strings.TrimSpace(v) != "" {
@@ -229,6 +231,21 @@ func (m *mapping) takenBy(flag string) string {
 
 // taken says whether our flag or variable for flag is set: it wins over theirs.
 func (m *mapping) taken(flag string) bool { return m.takenBy(flag) != "" }
+
+// ourSwitch reads our boolean flag: the command line's (--flag alone is true), else our
+// variable's. decided is false when neither sets it, or when its value is not a
+// boolean: then parsing the flags stops the start, whatever theirs say.
+func (m *mapping) ourSwitch(flag string) (on, decided bool) {
+	v, given := m.env.Given[flag]
+	if given && v == "" {
+		return true, true
+	}
+	if !given {
+		v, _ = m.env.Lookup(VarName(flag))
+	}
+	on, err := strconv.ParseBool(v)
+	return on, err == nil
+}
 
 // overriddenBy says what of ours wins over legacy, which is malformed (err says how),
 // and reports legacy ignored for that: "" when nothing does, and err stands. A value
@@ -1240,11 +1257,17 @@ func mapXDSHeaders(m *mapping) error {
 }
 
 // mapXDSTLS maps CONFIG_GRPC_XDS_SERVER_USE_TLS and the TLS files it turns on
-// (legacyXDSTLS): without it they are ignored, as there.
+// (legacyXDSTLS): without it they are ignored, as there. Our --xds-tls, when set,
+// decides instead: mapped beside ours set false, a file would turn TLS back on (any
+// --xds-tls-* setting implies it), and ours would lose.
 func mapXDSTLS(m *mapping) error {
 	useTLS, set, err := m.booleanFor("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls")
 	if err != nil {
 		return err
+	}
+	why := "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true"
+	if ours, decided := m.ourSwitch("xds-tls"); decided {
+		useTLS, why = ours, m.takenBy("xds-tls")+": it turns TLS off"
 	}
 	if set {
 		switch by := m.takenBy("xds-tls"); {
@@ -1261,7 +1284,7 @@ func mapXDSTLS(m *mapping) error {
 			if useTLS {
 				m.set(x.legacy, x.flag, v)
 			} else {
-				m.ignore(x.legacy, "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true")
+				m.ignore(x.legacy, why)
 			}
 		}
 	}
@@ -1279,17 +1302,17 @@ func mapXDSStartWithoutRules(m *mapping) error {
 }
 
 // flagsGiven names the flags a command line gives (-name, --name, with =value or not),
-// before they are parsed: a value that looks like a flag only adds a name no mapping
-// asks about.
-func flagsGiven(args []string) map[string]bool {
-	given := map[string]bool{}
+// each with its =value, before they are parsed: a value that looks like a flag only
+// adds a name no mapping asks about.
+func flagsGiven(args []string) map[string]string {
+	given := map[string]string{}
 	for _, a := range args {
 		if a == "--" {
 			break
 		}
 		if name, ok := strings.CutPrefix(a, "-"); ok {
-			name, _, _ = strings.Cut(strings.TrimPrefix(name, "-"), "=")
-			given[name] = true
+			name, value, _ := strings.Cut(strings.TrimPrefix(name, "-"), "=")
+			given[name] = value
 		}
 	}
 	return given

@@ -21,7 +21,7 @@ func (e fakeEnv) set(k, v string) error          { e[k] = v; return nil }
 
 // env is e as the mapping's environment, beside a command line that gives the flags in
 // given.
-func (e fakeEnv) env(given map[string]bool) Env {
+func (e fakeEnv) env(given map[string]string) Env {
 	return Env{Lookup: e.lookup, Set: e.set, Given: given}
 }
 
@@ -197,7 +197,7 @@ func TestLegacyEnvironment(t *testing.T) {
 
 // checkApply maps env with the flags given and checks the outcome: an error containing
 // wantErr, or else our variables afterwards holding want.
-func checkApply(t *testing.T, env fakeEnv, given map[string]bool, want map[string]string, wantErr string) {
+func checkApply(t *testing.T, env fakeEnv, given map[string]string, want map[string]string, wantErr string) {
 	t.Helper()
 	_, err := Apply(env.env(given))
 	if wantErr != "" {
@@ -893,7 +893,7 @@ func TestLegacyGRPCTLSFalseBesideOurCertificate(t *testing.T) {
 // wins: PORT=0 beside RATELIMIT_EXT_HTTP_ADDR does not stop the start.
 func TestLegacyListenersBesideOurs(t *testing.T) {
 	env := fakeEnv{"PORT": "0", "HOST": "h", "RATELIMIT_EXT_HTTP_ADDR": "0.0.0.0:9000", "GRPC_PORT": "+1"}
-	notes, err := Apply(env.env(map[string]bool{"grpc-addr": true}))
+	notes, err := Apply(env.env(map[string]string{"grpc-addr": ""}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -987,5 +987,52 @@ func TestOurEmptyVariableIsUnset(t *testing.T) {
 		if _, err := apply(tc.env); err != nil || tc.env[tc.ours] != tc.want {
 			t.Errorf("%v: %s = %q (%v), want %q", tc.env, tc.ours, tc.env[tc.ours], err, tc.want)
 		}
+	}
+}
+
+// Our --xds-tls (flag or variable) decides whether the xDS connection is over TLS, and
+// so whether their TLS files are used: beside ours set false they are reported ignored
+// and map onto nothing (any --xds-tls-* of ours would turn TLS back on), beside ours set
+// true they are used whatever CONFIG_GRPC_XDS_SERVER_USE_TLS says. Without ours, theirs
+// decides, as there.
+func TestLegacyXDSTLSFilesFollowOurSwitch(t *testing.T) {
+	files := fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_TLS_CACERT": "/ca.crt",
+		"CONFIG_GRPC_XDS_CLIENT_TLS_CERT": "/tls.crt", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY": "/tls.key",
+		"CONFIG_GRPC_XDS_SERVER_TLS_SAN": "xds.internal"}
+	with := func(extra fakeEnv) fakeEnv { e := maps.Clone(files); maps.Copy(e, extra); return e }
+	for _, tc := range []struct {
+		name   string
+		env    fakeEnv
+		args   []string
+		mapped bool   // their files onto ours
+		why    string // else the note on each
+	}{
+		{"their true beside our flag false", with(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "true"}), []string{"--xds-tls=false"},
+			false, "--xds-tls is given: it turns TLS off"},
+		{"their true beside our variable false", with(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "true", "RATELIMIT_EXT_XDS_TLS": "false"}), nil,
+			false, "RATELIMIT_EXT_XDS_TLS is set: it turns TLS off"},
+		{"their false beside our variable true", with(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "false", "RATELIMIT_EXT_XDS_TLS": "true"}), nil,
+			true, ""},
+		{"theirs unset beside our flag", with(nil), []string{"--xds-tls"}, true, ""},
+		{"their malformed beside our flag true", with(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "yes"}), []string{"-xds-tls=1"}, true, ""},
+		{"their true alone", with(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "true"}), nil, true, ""},
+		{"their true beside our empty variable", with(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "true", "RATELIMIT_EXT_XDS_TLS": " "}), nil, true, ""},
+		{"theirs unset alone", with(nil), nil, false, "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range legacyXDSTLS {
+				ours, set := tc.env[VarName(x.flag)]
+				if set != tc.mapped || tc.mapped && ours != files[x.legacy] {
+					t.Errorf("%s = %q (set: %v), want it set to theirs: %v", VarName(x.flag), ours, set, tc.mapped)
+				}
+				if !tc.mapped && !slices.Contains(notes, ignoredNote(x.legacy, tc.why)) {
+					t.Errorf("%s: notes %+v, want it ignored: %s", x.legacy, notes, tc.why)
+				}
+			}
+		})
 	}
 }
