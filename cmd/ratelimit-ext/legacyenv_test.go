@@ -326,3 +326,17 @@ func TestOurXDSTLSOffWinsOverTheirs(t *testing.T) {
 		}
 	}
 }
+
+// Our --config-source=file wins over CONFIG_TYPE=GRPC_XDS_SOTW: serve loads, with rules
+// from files, instead of refusing the xDS server their variables would have set.
+func TestOurFileSourceWinsOverTheirXDS(t *testing.T) {
+	for _, args := range [][]string{{"--config-source", "file"}, {"--config-source=file"}} {
+		isolateEnv(t)
+		t.Setenv("CONFIG_TYPE", "GRPC_XDS_SOTW")
+		t.Setenv("CONFIG_GRPC_XDS_SERVER_URL", "xds:18000")
+		c, err := loadServeConfig(args)
+		if err != nil || c.xds.source != sourceFile || c.xds.server != "" {
+			t.Errorf("%q: %v, want rules from files and no xDS server", args, err)
+		}
+	}
+}

@@ -146,10 +146,10 @@ type Env struct {
 	// for a name that is empty or holds '=' or NUL, or a value that holds NUL: our names
 	// never do, and values read from the environment cannot, so it never fails there.
 	Set func(string, string) error
-	// Given maps each flag the command line gives to the value written after its '='
-	// ("" without one: --name alone, or --name value): a flag wins over their variables
-	// as our own variable does, and a switch's value (--xds-tls=false) decides how theirs
-	// are read.
+	// Given maps each flag the command line gives to its value (--name=value, or
+	// --name value; "" for a switch given alone): a flag wins over their variables as
+	// our own variable does, and its value (--xds-tls=false, --config-source=file)
+	// decides how theirs are read.
 	Given map[string]string
 }
 
@@ -232,16 +232,26 @@ func (m *mapping) takenBy(flag string) string {
 // taken says whether our flag or variable for flag is set: it wins over theirs.
 func (m *mapping) taken(flag string) bool { return m.takenBy(flag) != "" }
 
-// ourSwitch reads our boolean flag: the command line's (--flag alone is true), else our
-// variable's. decided is false when neither sets it, or when its value is not a
-// boolean: then parsing the flags stops the start, whatever theirs say.
-func (m *mapping) ourSwitch(flag string) (on, decided bool) {
-	v, given := m.env.Given[flag]
-	if given && v == "" {
-		return true, true
+// ours reads the value our flag or variable gives flag: the command line's ("" for a
+// flag given alone), else our variable's; set says whether either sets it.
+func (m *mapping) ours(flag string) (value string, set bool) {
+	if v, given := m.env.Given[flag]; given {
+		return v, true
 	}
-	if !given {
-		v, _ = m.env.Lookup(VarName(flag))
+	v, _ := m.env.Lookup(VarName(flag))
+	return strings.TrimSpace(v), strings.TrimSpace(v) != ""
+}
+
+// ourSwitch reads our boolean flag (--flag alone is true). decided is false when
+// neither our flag nor our variable sets it, or when its value is not a boolean: then
+// parsing the flags stops the start, whatever theirs say.
+func (m *mapping) ourSwitch(flag string) (on, decided bool) {
+	v, set := m.ours(flag)
+	if !set {
+		return false, false
+	}
+	if v == "" {
+		return true, true
 	}
 	on, err := strconv.ParseBool(v)
 	return on, err == nil
@@ -1141,15 +1151,22 @@ func mapLegacyXDS(m *mapping) (bool, error) {
 	configType, _ := m.get("CONFIG_TYPE")
 	switch strings.ToUpper(configType) {
 	case "", "FILE":
-		ignoreLegacyXDS(m)
+		ignoreLegacyXDS(m, "CONFIG_TYPE is not GRPC_XDS_SOTW")
 		return false, nil
 	case "GRPC_XDS_SOTW":
+		// Our --config-source=file wins: mapped, their server would be refused beside it.
+		if source, _ := m.ours("config-source"); source == "file" {
+			by := m.takenBy("config-source")
+			m.ignore("CONFIG_TYPE", by)
+			ignoreLegacyXDS(m, by+": rules come from files")
+			return false, nil
+		}
 	default:
 		err := fmt.Errorf("CONFIG_TYPE=%s: want FILE or GRPC_XDS_SOTW", configType)
 		if m.overriddenBy("CONFIG_TYPE", "config-source", err) == "" {
 			return false, err
 		}
-		ignoreLegacyXDS(m)
+		ignoreLegacyXDS(m, "CONFIG_TYPE is not GRPC_XDS_SOTW")
 		return false, nil
 	}
 	m.set("CONFIG_TYPE", "config-source", "xds") // --config-source's value for rules from xDS
@@ -1172,9 +1189,9 @@ func mapLegacyXDS(m *mapping) (bool, error) {
 	return true, nil
 }
 
-// ignoreLegacyXDS reports every xDS client variable that is set as ignored: rules do
-// not come from xDS.
-func ignoreLegacyXDS(m *mapping) {
+// ignoreLegacyXDS reports every xDS client variable that is set as ignored, for why:
+// rules do not come from xDS.
+func ignoreLegacyXDS(m *mapping, why string) {
 	xdsVars := []string{"CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS",
 		"CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL", "CONFIG_GRPC_XDS_SERVER_USE_TLS",
 		"XDS_CLIENT_BACKOFF_JITTER", "XDS_CLIENT_BACKOFF_RANDOM_FACTOR", "FORCE_START_WITHOUT_INITIAL_CONFIG"}
@@ -1183,7 +1200,7 @@ func ignoreLegacyXDS(m *mapping) {
 	}
 	for _, v := range xdsVars {
 		if _, ok := m.get(v); ok {
-			m.ignore(v, "CONFIG_TYPE is not GRPC_XDS_SOTW")
+			m.ignore(v, why)
 		}
 	}
 }
@@ -1302,18 +1319,25 @@ func mapXDSStartWithoutRules(m *mapping) error {
 }
 
 // flagsGiven names the flags a command line gives (-name, --name, with =value or not),
-// each with its =value, before they are parsed: a value that looks like a flag only
+// each with its value, before they are parsed: a value that looks like a flag only
 // adds a name no mapping asks about.
 func flagsGiven(args []string) map[string]string {
 	given := map[string]string{}
-	for _, a := range args {
+	for i, a := range args {
 		if a == "--" {
 			break
 		}
-		if name, ok := strings.CutPrefix(a, "-"); ok {
-			name, value, _ := strings.Cut(strings.TrimPrefix(name, "-"), "=")
-			given[name] = value
+		name, ok := strings.CutPrefix(a, "-")
+		if !ok {
+			continue
 		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(name, "-"), "=")
+		if !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			// --name value. After a switch (--xds-tls alone) it is a stray argument,
+			// which serve refuses: no setting is made from it.
+			value = args[i+1]
+		}
+		given[name] = value
 	}
 	return given
 }

@@ -1036,3 +1036,43 @@ func TestLegacyXDSTLSFilesFollowOurSwitch(t *testing.T) {
 		})
 	}
 }
+
+// Our --config-source=file (flag, either form, or variable) wins over
+// CONFIG_TYPE=GRPC_XDS_SOTW: their xDS client variables are reported ignored for it and
+// set no xDS server of ours (beside which serve refuses --config-source=file), and the
+// RUNTIME_* variables map as they do with rules from files.
+func TestLegacyXDSBesideOurFileSource(t *testing.T) {
+	theirs := fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL": "xds:18000",
+		"CONFIG_GRPC_XDS_NODE_ID": "n", "CONFIG_GRPC_XDS_SERVER_USE_TLS": "true", "RUNTIME_ROOT": "/data"}
+	for _, tc := range []struct {
+		ours fakeEnv
+		args []string
+		by   string
+	}{
+		{fakeEnv{}, []string{"--config-source=file"}, "--config-source is given"},
+		{fakeEnv{}, []string{"--config-source", "file"}, "--config-source is given"},
+		{fakeEnv{"RATELIMIT_EXT_CONFIG_SOURCE": "file"}, nil, "RATELIMIT_EXT_CONFIG_SOURCE is set"},
+	} {
+		env := maps.Clone(theirs)
+		maps.Copy(env, tc.ours)
+		notes, err := Apply(env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Errorf("%v %q: %v", tc.ours, tc.args, err)
+			continue
+		}
+		for _, k := range []string{"RATELIMIT_EXT_XDS_SERVER", "RATELIMIT_EXT_XDS_NODE_ID", "RATELIMIT_EXT_XDS_TLS"} {
+			if v, ok := env[k]; ok {
+				t.Errorf("%v %q: %s=%s set, want their xDS variables unused", tc.ours, tc.args, k, v)
+			}
+		}
+		if env["RATELIMIT_EXT_CONFIG_DIR"] != "/data/config" {
+			t.Errorf("%v %q: RATELIMIT_EXT_CONFIG_DIR = %q, want RUNTIME_ROOT's /data/config", tc.ours, tc.args, env["RATELIMIT_EXT_CONFIG_DIR"])
+		}
+		for _, k := range []string{"CONFIG_TYPE", "CONFIG_GRPC_XDS_SERVER_URL", "CONFIG_GRPC_XDS_NODE_ID", "CONFIG_GRPC_XDS_SERVER_USE_TLS"} {
+			i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == k })
+			if i < 0 || !notes[i].Ignored || !strings.Contains(notes[i].Outcome, tc.by) {
+				t.Errorf("%v %q: notes %+v, want %s ignored as %s", tc.ours, tc.args, notes, k, tc.by)
+			}
+		}
+	}
+}
