@@ -340,3 +340,15 @@ func TestOurFileSourceWinsOverTheirXDS(t *testing.T) {
 		}
 	}
 }
+
+// Our --engine=memory wins over their REDIS_URL: serve loads with the memory engine,
+// instead of refusing the Redis URL their variables would have set beside it.
+func TestOurMemoryEngineWinsOverTheirRedis(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("REDIS_URL", "r:6379")
+	t.Setenv("RATELIMIT_EXT_ENGINE", "memory")
+	c, err := loadServeConfig(nil)
+	if err != nil || c.engine != "memory" || c.redis().URL != "" {
+		t.Errorf("REDIS_URL beside RATELIMIT_EXT_ENGINE=memory: %v, want the memory engine and no Redis URL", err)
+	}
+}

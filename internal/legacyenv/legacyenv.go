@@ -682,8 +682,13 @@ var legacyRedisConnection = []string{"REDIS_URL", "REDIS_SOCKET_TYPE", "REDIS_TY
 // "master,host:port,host:port"); each address may also be a redis:// URL. A URL that
 // carries a password is not logged. With our own Redis URL (flag or variable), they
 // are all reported ignored, as a whole: a mode or TLS file of theirs would not fit ours.
+// So with our --engine=memory: a Redis URL beside it is refused.
 func mapLegacyRedis(m *mapping) error {
-	if by := m.takenBy("redis-url"); by != "" {
+	by := m.takenBy("redis-url")
+	if engine, _ := m.ours("engine"); by == "" && engine == "memory" {
+		by = m.takenBy("engine") + ": the engine is memory"
+	}
+	if by != "" {
 		for _, v := range legacyRedisConnection {
 			if _, ok := m.get(v); ok {
 				m.ignore(v, by)

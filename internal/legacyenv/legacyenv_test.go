@@ -1076,3 +1076,38 @@ func TestLegacyXDSBesideOurFileSource(t *testing.T) {
 		}
 	}
 }
+
+// Our --engine=memory (flag or variable) wins over their Redis: the connection
+// variables are each reported ignored for it and set no Redis URL of ours (beside which
+// serve refuses --engine=memory), as beside our own Redis URL.
+func TestLegacyRedisBesideOurMemoryEngine(t *testing.T) {
+	theirs := fakeEnv{"REDIS_URL": "r:6379", "REDIS_TLS": "true", "REDIS_AUTH": "pw", "REDIS_TLS_CACERT": "/ca.crt"}
+	for _, tc := range []struct {
+		ours fakeEnv
+		args []string
+		by   string
+	}{
+		{fakeEnv{"RATELIMIT_EXT_ENGINE": "memory"}, nil, "RATELIMIT_EXT_ENGINE is set"},
+		{fakeEnv{}, []string{"--engine", "memory"}, "--engine is given"},
+		{fakeEnv{}, []string{"-engine=memory"}, "--engine is given"},
+	} {
+		env := maps.Clone(theirs)
+		maps.Copy(env, tc.ours)
+		notes, err := Apply(env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Errorf("%v %q: %v", tc.ours, tc.args, err)
+			continue
+		}
+		for k, v := range env {
+			if strings.HasPrefix(k, "RATELIMIT_EXT_REDIS_") {
+				t.Errorf("%v %q: %s=%s set, want their Redis unused", tc.ours, tc.args, k, v)
+			}
+		}
+		for k := range theirs {
+			i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == k })
+			if i < 0 || !notes[i].Ignored || !strings.Contains(notes[i].Outcome, tc.by) {
+				t.Errorf("%v %q: notes %+v, want %s ignored as %s", tc.ours, tc.args, notes, k, tc.by)
+			}
+		}
+	}
+}
