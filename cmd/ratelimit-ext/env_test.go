@@ -68,7 +68,7 @@ func TestMalformedVariableBesideItsFlag(t *testing.T) {
 func TestEmptyVariablesAreUnset(t *testing.T) {
 	isolateEnv(t)
 	for _, name := range []string{"WATCH", "MAX_ENTRIES", "SHUTDOWN_TIMEOUT", "XDS_BACKOFF_JITTER",
-		"EXT_AUTHZ_FAILURE_MODE", "KEY_PREFIX", "GRPC_ADDR", "LOG_LEVEL", "NOT_A_SETTING"} {
+		"EXT_AUTHZ_FAILURE_MODE", "GRPC_ADDR", "LOG_LEVEL", "NOT_A_SETTING"} {
 		t.Setenv("RATELIMIT_EXT_"+name, "")
 	}
 	t.Setenv("RATELIMIT_EXT_HTTP_ADDR", "  ")
@@ -78,12 +78,39 @@ func TestEmptyVariablesAreUnset(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !c.watch || c.bounds.MaxEntries != 32 || c.shutdownTimeout != 10*time.Second || c.xds.backoff.Jitter != 0.5 ||
-		c.extAuthz.FailureMode != extauthz.ModeEnvoy || c.keyPrefix != "rlx:" || c.grpcAddr != defaultGRPCAddr ||
+		c.extAuthz.FailureMode != extauthz.ModeEnvoy || c.grpcAddr != defaultGRPCAddr ||
 		c.httpAddr != defaultHTTPAddr {
 		t.Errorf("empty variables changed the defaults: %+v", c)
 	}
 	if c.logLevel != "warn" {
 		t.Errorf("log level %q: LOG_LEVEL=warn lost to an empty RATELIMIT_EXT_LOG_LEVEL", c.logLevel)
+	}
+}
+
+// RATELIMIT_EXT_KEY_PREFIX set empty is no prefix, as it always was: read as unset, it
+// would move every counter to new keys on an upgrade. Spaces only still count as
+// unset, and envoyproxy/ratelimit's CACHE_KEY_PREFIX loses to our empty one.
+func TestEmptyKeyPrefixIsNoPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"RATELIMIT_EXT_KEY_PREFIX": ""}, ""},
+		{map[string]string{"RATELIMIT_EXT_KEY_PREFIX": "", "CACHE_KEY_PREFIX": "theirs:"}, ""},
+		{map[string]string{"RATELIMIT_EXT_KEY_PREFIX": "  "}, "rlx:"},
+		{map[string]string{"CACHE_KEY_PREFIX": "theirs:"}, "theirs:"},
+	} {
+		isolateEnv(t)
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		c, err := loadServeConfig(nil)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		if c.keyPrefix != tc.want {
+			t.Errorf("%v: key prefix %q, want %q", tc.env, c.keyPrefix, tc.want)
+		}
 	}
 }
 

@@ -40,10 +40,11 @@ func (b badEnv) ignoredText() string {
 	return fmt.Sprintf("%s; ignored: the command line gives --%s, which wins", b.msg, b.flag)
 }
 
-// lookup reads the variable of flag name; one set empty or to spaces counts as unset.
+// lookup reads the variable of flag name; one set empty or to spaces counts as unset,
+// but for the flags whose empty value means something (legacyenv.SetEmpty).
 func (e *envFlags) lookup(name string) (string, bool) {
-	v, ok := os.LookupEnv(envName(name))
-	if !ok || strings.TrimSpace(v) == "" {
+	v, ok := legacyenv.Ours(os.LookupEnv, name)
+	if !ok {
 		return "", false
 	}
 	e.env = append(e.env, name)

@@ -165,6 +165,21 @@ func VarName(flag string) string {
 	return "RATELIMIT_EXT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// SetEmpty says whether our variable for flag, set empty, sets the flag to the empty
+// string instead of counting as unset: for --key-prefix the empty value (no prefix) is
+// one an operator means, and one that earlier versions honoured, so reading it as the
+// default would move every counter to new keys on an upgrade.
+func SetEmpty(flag string) bool { return flag == "key-prefix" }
+
+// Ours reads our variable for flag: set when it has a value, or is empty and SetEmpty.
+func Ours(lookup func(string) (string, bool), flag string) (string, bool) {
+	v, ok := lookup(VarName(flag))
+	if !ok || strings.TrimSpace(v) == "" && !(v == "" && SetEmpty(flag)) {
+		return "", false
+	}
+	return v, true
+}
+
 // Apply maps envoyproxy/ratelimit's variables found in e onto our own and returns a
 // note per variable seen. A value we cannot honour that would change behaviour
 // silently (an unknown CONFIG_TYPE) is an error; the notes returned with it are those
@@ -223,7 +238,7 @@ func (m *mapping) takenBy(flag string) string {
 	if _, given := m.env.Given[flag]; given {
 		return "--" + flag + " is given"
 	}
-	if v, _ := m.env.Lookup(VarName(flag)); strings.TrimSpace(v) != "" {
+	if _, ok := Ours(m.env.Lookup, flag); ok {
 		return VarName(flag) + " is set"
 	}
 	return ""
