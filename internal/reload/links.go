@@ -12,9 +12,10 @@ import (
 )
 
 // Rule files that are links to files outside the config directory (or into one of its
-// dot-directories, which are not watched) are not seen by the directory's watches: an edit of the target, a new file renamed onto it, or a link
-// re-pointed anywhere along the chain (a `current -> rev2` of a git deploy) changes
-// what loading reads without an event in the tree. Such links are polled: every
+// dot-directories, which are not watched) are not seen by the directory's watches: an
+// edit of the target, a new file renamed onto it, or a link re-pointed anywhere along
+// the chain (a `current -> rev2` of a git deploy) changes what loading reads without
+// an event in the tree. Such links are polled: every
 // linkPollEvery the tree's links are resolved again and their targets' identity, size
 // and time compared with the last look; any change triggers a reload. Polling, unlike
 // watching the targets' directories, also follows a target directory deleted and made
