@@ -202,6 +202,25 @@ type requestMemory struct {
 // inlineStatuses is how many descriptors a request holds without further allocations.
 const inlineStatuses = 2
 
+// result is the Result of req before any limit is decided: a status per descriptor,
+// marked where the plan found it unlimited or its cost clamped.
+func (mem *requestMemory) result(req *Request) *Result {
+	res, p := &mem.res, &mem.plan
+	res.Now = req.Now
+	if n := len(req.Descriptors); n <= inlineStatuses {
+		res.Statuses = mem.statuses[:n:n]
+	} else {
+		res.Statuses = make([]Status, n)
+	}
+	for _, i := range p.unlimited {
+		res.Statuses[i].Unlimited = true
+	}
+	for _, i := range p.clamped {
+		res.Statuses[i].CostClamped = true
+	}
+	return res
+}
+
 // Decide evaluates a request all or nothing.
 func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	if req.Domain == "" {
@@ -220,19 +239,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 	mem := new(requestMemory)
 	p := &mem.plan
 	d.plan(rules, req, p)
-	res := &mem.res
-	res.Now = req.Now
-	if n := len(req.Descriptors); n <= inlineStatuses {
-		res.Statuses = mem.statuses[:n:n]
-	} else {
-		res.Statuses = make([]Status, n)
-	}
-	for _, i := range p.unlimited {
-		res.Statuses[i].Unlimited = true
-	}
-	for _, i := range p.clamped {
-		res.Statuses[i].CostClamped = true
-	}
+	res := mem.result(req)
 	if len(p.checks) == 0 {
 		res.UnknownDomain = !rules.HasDomain(req.Domain) // checks imply a known domain
 		return res, nil
