@@ -214,19 +214,7 @@ func (r *request) value(s *descriptors.Source) (v string, ok bool, reason string
 		}
 		return a.String(), true, ""
 	case descriptors.SourceMaskedRemoteAddress:
-		a, reason := r.remoteAddress(s)
-		if reason != "" {
-			return "", false, reason
-		}
-		bits := s.V4Prefix
-		if a.Is6() {
-			bits = s.V6Prefix
-		}
-		p, err := a.Prefix(bits)
-		if err != nil { // cannot happen: bits are validated against the family
-			return "", false, err.Error()
-		}
-		return p.String(), true, ""
+		return r.maskedRemoteAddress(s)
 	case descriptors.SourceRequestHeaders:
 		v, ok := r.header(s.Header)
 		switch {
@@ -239,28 +227,9 @@ func (r *request) value(s *descriptors.Source) (v string, ok bool, reason string
 	case descriptors.SourceGenericKey:
 		return s.DescriptorValue, true, ""
 	case descriptors.SourceHeaderValueMatch:
-		matched := true
-		for i := range s.Headers {
-			h := &s.Headers[i]
-			if v, ok := r.allLines(h.Name); !h.Match(v, ok) {
-				matched = false
-				break
-			}
-		}
-		if matched != s.ExpectMatch {
-			return "", false, "headers do not match as expected"
-		}
-		return s.DescriptorValue, true, ""
+		return r.headerValueMatch(s)
 	case descriptors.SourcePath:
-		switch {
-		case r.path == "":
-			return "", false, "no request path"
-		case s.Match != nil && !s.Match.Match(r.path):
-			return "", false, r.why(func() string { return s.Match.String() + " does not match" })
-		case s.DescriptorValue != "":
-			return s.DescriptorValue, true, ""
-		}
-		return r.path, true, ""
+		return r.pathValue(s)
 	case descriptors.SourceMethod:
 		return r.nonEmpty(":method", "no request method")
 	case descriptors.SourceHost:
@@ -277,6 +246,54 @@ func (r *request) value(s *descriptors.Source) (v string, ok bool, reason string
 		return "", false, r.why(func() string { return "context extension " + strconv.Quote(s.Key) + " is not set" })
 	}
 	return "", false, r.why(func() string { return "unknown source " + string(s.Kind) })
+}
+
+// maskedRemoteAddress is the client address masked to the source's prefix length for
+// its family.
+func (r *request) maskedRemoteAddress(s *descriptors.Source) (string, bool, string) {
+	a, reason := r.remoteAddress(s)
+	if reason != "" {
+		return "", false, reason
+	}
+	bits := s.V4Prefix
+	if a.Is6() {
+		bits = s.V6Prefix
+	}
+	p, err := a.Prefix(bits)
+	if err != nil { // cannot happen: bits are validated against the family
+		return "", false, err.Error()
+	}
+	return p.String(), true, ""
+}
+
+// headerValueMatch is the source's value when every header matcher matches (or, with
+// expect_match false, when not all do).
+func (r *request) headerValueMatch(s *descriptors.Source) (string, bool, string) {
+	matched := true
+	for i := range s.Headers {
+		h := &s.Headers[i]
+		if v, ok := r.allLines(h.Name); !h.Match(v, ok) {
+			matched = false
+			break
+		}
+	}
+	if matched != s.ExpectMatch {
+		return "", false, "headers do not match as expected"
+	}
+	return s.DescriptorValue, true, ""
+}
+
+// pathValue is the request path (or the source's value), if the path matches.
+func (r *request) pathValue(s *descriptors.Source) (string, bool, string) {
+	switch {
+	case r.path == "":
+		return "", false, "no request path"
+	case s.Match != nil && !s.Match.Match(r.path):
+		return "", false, r.why(func() string { return s.Match.String() + " does not match" })
+	case s.DescriptorValue != "":
+		return s.DescriptorValue, true, ""
+	}
+	return r.path, true, ""
 }
 
 func (r *request) nonEmpty(header, reason string) (string, bool, string) {
