@@ -113,41 +113,8 @@ func benchFail(format string, a ...any) (*benchCommand, int) {
 // parseBench reads the flags into a load generator configuration: nil and the exit
 // code when they are wrong (2) or only asked for help (0).
 func parseBench(args []string) (*benchCommand, int) {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), benchUsage)
-		fs.PrintDefaults()
-	}
-	targets := &listFlag{vals: []string{"127.0.0.1:8081"}, sep: ","}
-	fs.Var(targets, "target", "server address host:port; repeat or separate by commas for several (round robin)")
-	descs := &listFlag{vals: []string{"remote_address=10.1.{key}"}}
-	fs.Var(descs, "descriptor", "descriptor template key=value[,key=value...]; repeat for several descriptors")
-	pids := &listFlag{sep: ","}
-	fs.Var(pids, "watch-pid", "name=pid of a local process (the server, Redis) whose CPU to report; repeatable (Linux)")
-	conns := fs.Int("conns", 0, "gRPC connections in total, a multiple of the targets (default one per target)")
-	workers := fs.Int("workers", 32, "closed loop: requests in flight")
-	rate := fs.Float64("rate", 0, "open loop: requests per second (overrides --workers)")
-	maxInFlight := fs.Int("max-in-flight", 1024, "open loop: bound on concurrent requests")
-	duration := fs.Duration("duration", 10*time.Second, "measured phase (not applied with --requests unless given)")
-	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured phase before it")
-	requests := fs.Int64("requests", 0, "end the measured phase when this many requests are answered (0: --duration only)")
-	timeout := fs.Duration("timeout", time.Second, "deadline of each request")
-	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "how long each connection may take to become ready at the start")
-	domain := fs.String("domain", "edge", "rate-limit domain")
-	perRequest := fs.Int("descriptors-per-request", 0, "descriptors per request, taking the templates in turn from one request to the next (default: one per template)")
-	keys := fs.Int("keys", 1000, "distinct {key} values (key cardinality)")
-	cost := fs.Uint("cost", 0, "request hits_addend (0: unset, which servers count as 1)")
-	seed := fs.Uint64("seed", 0, "seed of the key choices (0: fixed default)")
 	b := &benchCommand{}
-	fs.BoolVar(&b.json, "json", false, "print the report as JSON instead of text")
-	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
-	tlsFlags := clientTLS{prefix: "--"}
-	fs.BoolVar(&tlsFlags.on, "tls", false, "connect over TLS, verifying the server against the system roots (any other --tls-* implies it)")
-	fs.StringVar(&tlsFlags.ca, "tls-ca", "", "PEM CA bundle to verify the server with instead of the system roots")
-	fs.StringVar(&tlsFlags.cert, "tls-cert", "", "PEM client certificate, for servers that require one (mTLS)")
-	fs.StringVar(&tlsFlags.key, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&tlsFlags.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: --authority when set, else the target's host)")
-	authority := fs.String("authority", "", "the :authority to send (default: the target's host:port), e.g. a mesh's routing name")
+	fs, extra := benchFlags(b)
 	if err := parseFlags(fs, args, fs.Parse, seeHelp("bench")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -157,45 +124,96 @@ func parseBench(args []string) (*benchCommand, int) {
 	if fs.NArg() > 0 {
 		return benchFail("unexpected argument %q: bench takes only flags (%s)%s", fs.Arg(0), seeHelp("bench"), boolValueHint(fs, args))
 	}
-	if *requests > 0 && !flagGiven(fs, "duration") {
-		*duration = 0 // a request count alone ends the run
+	if b.cfg.Requests > 0 && !flagGiven(fs, "duration") {
+		b.cfg.Duration = 0 // a request count alone ends the run
 	}
-	b.cfg = loadgen.Config{
-		Targets: targets.vals, Conns: *conns, Workers: *workers, Rate: *rate, MaxInFlight: *maxInFlight,
-		Duration: *duration, Warmup: *warmup, Requests: *requests, Timeout: *timeout, ConnectTimeout: *connectTimeout,
-		Domain: *domain, PerRequest: *perRequest, Keys: *keys, Seed: *seed, Authority: *authority,
+	if err := extra.apply(&b.cfg); err != nil {
+		return benchFail("%v", err)
 	}
-	tc, err := tlsFlags.config(nil, nil)
+	return b, 0
+}
+
+// benchExtra are bench's flags that do not map one to one onto a loadgen.Config field.
+type benchExtra struct {
+	targets, descs, pids *listFlag
+	cost                 *uint
+	tls                  clientTLS
+}
+
+// benchFlags registers bench's flags: most straight into b.cfg, the rest in the
+// benchExtra returned, for apply.
+func benchFlags(b *benchCommand) (*flag.FlagSet, *benchExtra) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	x := &benchExtra{targets: &listFlag{vals: []string{"127.0.0.1:8081"}, sep: ","},
+		descs: &listFlag{vals: []string{"remote_address=10.1.{key}"}}, pids: &listFlag{sep: ","}, tls: clientTLS{prefix: "--"}}
+	c := &b.cfg
+	fs.Var(x.targets, "target", "server address host:port; repeat or separate by commas for several (round robin)")
+	fs.Var(x.descs, "descriptor", "descriptor template key=value[,key=value...]; repeat for several descriptors")
+	fs.Var(x.pids, "watch-pid", "name=pid of a local process (the server, Redis) whose CPU to report; repeatable (Linux)")
+	fs.IntVar(&c.Conns, "conns", 0, "gRPC connections in total, a multiple of the targets (default one per target)")
+	fs.IntVar(&c.Workers, "workers", 32, "closed loop: requests in flight")
+	fs.Float64Var(&c.Rate, "rate", 0, "open loop: requests per second (overrides --workers)")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", 1024, "open loop: bound on concurrent requests")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase (not applied with --requests unless given)")
+	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured phase before it")
+	fs.Int64Var(&c.Requests, "requests", 0, "end the measured phase when this many requests are answered (0: --duration only)")
+	fs.DurationVar(&c.Timeout, "timeout", time.Second, "deadline of each request")
+	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 5*time.Second, "how long each connection may take to become ready at the start")
+	fs.StringVar(&c.Domain, "domain", "edge", "rate-limit domain")
+	fs.IntVar(&c.PerRequest, "descriptors-per-request", 0, "descriptors per request, taking the templates in turn from one request to the next (default: one per template)")
+	fs.IntVar(&c.Keys, "keys", 1000, "distinct {key} values (key cardinality)")
+	x.cost = fs.Uint("cost", 0, "request hits_addend (0: unset, which servers count as 1)")
+	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the key choices (0: fixed default)")
+	fs.BoolVar(&b.json, "json", false, "print the report as JSON instead of text")
+	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
+	fs.BoolVar(&x.tls.on, "tls", false, "connect over TLS, verifying the server against the system roots (any other --tls-* implies it)")
+	fs.StringVar(&x.tls.ca, "tls-ca", "", "PEM CA bundle to verify the server with instead of the system roots")
+	fs.StringVar(&x.tls.cert, "tls-cert", "", "PEM client certificate, for servers that require one (mTLS)")
+	fs.StringVar(&x.tls.key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&x.tls.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: --authority when set, else the target's host)")
+	fs.StringVar(&c.Authority, "authority", "", "the :authority to send (default: the target's host:port), e.g. a mesh's routing name")
+	return fs, x
+}
+
+// apply completes c from the flags that need reading: the targets, TLS, the cost, the
+// descriptor templates and the processes to watch; and checks the whole.
+func (x *benchExtra) apply(c *loadgen.Config) error {
+	c.Targets = x.targets.vals
+	tc, err := x.tls.config(nil, nil)
 	if err != nil {
-		return benchFail("%v", err)
+		return err
 	}
-	b.cfg.TLS = tc
-	if *cost > 1<<32-1 {
-		return benchFail("--cost exceeds 2^32-1")
+	c.TLS = tc
+	if *x.cost > 1<<32-1 {
+		return errors.New("--cost exceeds 2^32-1")
 	}
-	if err := checkBenchSettings(b.cfg); err != nil {
-		return benchFail("%v", err)
+	if err := checkBenchSettings(*c); err != nil {
+		return err
 	}
-	b.cfg.Cost = uint32(*cost)
-	for _, d := range descs.vals {
+	c.Cost = uint32(*x.cost)
+	for _, d := range x.descs.vals {
 		t, err := loadgen.ParseTemplate(d)
 		if err != nil {
-			return benchFail("--descriptor %q: %v", d, err)
+			return fmt.Errorf("--descriptor %q: %v", d, err)
 		}
-		b.cfg.Descriptors = append(b.cfg.Descriptors, t)
+		c.Descriptors = append(c.Descriptors, t)
 	}
-	for _, p := range pids.vals {
+	for _, p := range x.pids.vals {
 		name, v, ok := strings.Cut(p, "=")
 		pid, err := strconv.Atoi(v)
 		if !ok || err != nil || name == "" {
-			return benchFail("--watch-pid %q: want name=pid", p)
+			return fmt.Errorf("--watch-pid %q: want name=pid", p)
 		}
-		if b.cfg.WatchPIDs == nil {
-			b.cfg.WatchPIDs = map[string]int{}
+		if c.WatchPIDs == nil {
+			c.WatchPIDs = map[string]int{}
 		}
-		b.cfg.WatchPIDs[name] = pid
+		c.WatchPIDs[name] = pid
 	}
-	return b, 0
+	return nil
 }
 
 // flagGiven reports whether the command line set the flag.
