@@ -133,9 +133,10 @@ type serviceSpec struct {
 }
 
 type pdbSpec struct {
-	MinAvailable   any           `yaml:"minAvailable"`
-	MaxUnavailable any           `yaml:"maxUnavailable"`
-	Selector       labelSelector `yaml:"selector"`
+	MinAvailable               any           `yaml:"minAvailable"`
+	MaxUnavailable             any           `yaml:"maxUnavailable"`
+	Selector                   labelSelector `yaml:"selector"`
+	UnhealthyPodEvictionPolicy string        `yaml:"unhealthyPodEvictionPolicy"`
 }
 
 // loadManifests decodes every YAML document of every file in deploy/kubernetes.
@@ -356,6 +357,12 @@ func TestServiceDeployment(t *testing.T) {
 	}
 	if pdb.MinAvailable == nil && pdb.MaxUnavailable == nil {
 		t.Errorf("PDB: want minAvailable or maxUnavailable")
+	}
+	// Readiness follows Redis, so a Redis outage leaves every replica unready; under the
+	// default policy (IfHealthyBudget) the budget then refuses to evict any of them and
+	// node drains hang until Redis is back. Unready pods serve nothing worth guarding.
+	if pdb.UnhealthyPodEvictionPolicy != "AlwaysAllow" {
+		t.Errorf("PDB: unhealthyPodEvictionPolicy %q, want AlwaysAllow (drains must not wait on unready pods)", pdb.UnhealthyPodEvictionPolicy)
 	}
 
 	// The trial Redis is what RATELIMIT_EXT_REDIS_URL names.
