@@ -63,9 +63,11 @@ type deploymentSpec struct {
 type podSpec struct {
 	TerminationGracePeriodSeconds *int  `yaml:"terminationGracePeriodSeconds"`
 	EnableServiceLinks            *bool `yaml:"enableServiceLinks"`
+	AutomountServiceAccountToken  *bool `yaml:"automountServiceAccountToken"`
 	SecurityContext               struct {
-		RunAsNonRoot *bool  `yaml:"runAsNonRoot"`
-		RunAsUser    *int64 `yaml:"runAsUser"`
+		RunAsNonRoot   *bool           `yaml:"runAsNonRoot"`
+		RunAsUser      *int64          `yaml:"runAsUser"`
+		SeccompProfile *seccompProfile `yaml:"seccompProfile"`
 	} `yaml:"securityContext"`
 	Containers []container `yaml:"containers"`
 	Volumes    []struct {
@@ -111,7 +113,15 @@ type container struct {
 	SecurityContext struct {
 		ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
 		AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+		Capabilities             struct {
+			Drop []string `yaml:"drop"`
+		} `yaml:"capabilities"`
+		SeccompProfile *seccompProfile `yaml:"seccompProfile"`
 	} `yaml:"securityContext"`
+}
+
+type seccompProfile struct {
+	Type string `yaml:"type"`
 }
 
 type probe struct {
@@ -275,18 +285,7 @@ func TestServiceDeployment(t *testing.T) {
 		t.Errorf("RATELIMIT_EXT_REDIS_URL %q, want a redis:// URL", env["RATELIMIT_EXT_REDIS_URL"])
 	}
 
-	// Security: non-root with a numeric user (the image's USER is a name the kubelet
-	// cannot verify), read-only root, requests and limits.
-	sc := pod.SecurityContext
-	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
-		t.Errorf("pod securityContext: want runAsNonRoot true and a numeric non-zero runAsUser")
-	}
-	if p := c.SecurityContext.ReadOnlyRootFilesystem; p == nil || !*p {
-		t.Errorf("container securityContext: want readOnlyRootFilesystem true")
-	}
-	if p := c.SecurityContext.AllowPrivilegeEscalation; p == nil || *p {
-		t.Errorf("container securityContext: want allowPrivilegeEscalation false")
-	}
+	// Requests and limits (the security settings: TestPodSecurity).
 	for _, r := range []string{"cpu", "memory"} {
 		if c.Resources.Requests[r] == "" || c.Resources.Limits[r] == "" {
 			t.Errorf("resources: want requests and limits for %s, got %+v", r, c.Resources)
@@ -374,6 +373,61 @@ func TestServiceDeployment(t *testing.T) {
 	if len(rsvc.Ports) != 1 || env["RATELIMIT_EXT_REDIS_URL"] != "redis://redis:"+strconv.Itoa(rsvc.Ports[0].Port) {
 		t.Errorf("RATELIMIT_EXT_REDIS_URL %q does not name the redis Service", env["RATELIMIT_EXT_REDIS_URL"])
 	}
+}
+
+// TestPodSecurity: every Deployment meets the "restricted" Pod Security Standard, so
+// the kit applies in a namespace that enforces it, and goes without the API token.
+func TestPodSecurity(t *testing.T) {
+	seen := 0
+	for _, o := range loadManifests(t) {
+		if o.Kind != "Deployment" {
+			continue
+		}
+		seen++
+		pod := decodeSpec[deploymentSpec](t, o).Template.Spec
+		where := o.file + ": Deployment " + o.Metadata.Name
+		for _, problem := range podSecurityProblems(pod) {
+			t.Errorf("%s: %s", where, problem)
+		}
+	}
+	if seen < 2 {
+		t.Fatalf("found %d Deployments, want the service's and Redis'", seen)
+	}
+}
+
+// podSecurityProblems lists what keeps pod from the restricted profile.
+func podSecurityProblems(pod podSpec) []string {
+	var out []string
+	sc := pod.SecurityContext
+	// A numeric user: an image's USER given as a name cannot be checked by the kubelet
+	// against runAsNonRoot.
+	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+		out = append(out, "pod securityContext: want runAsNonRoot true and a numeric non-zero runAsUser")
+	}
+	if p := pod.AutomountServiceAccountToken; p == nil || *p {
+		out = append(out, "want automountServiceAccountToken false (nothing here calls the Kubernetes API)")
+	}
+	for _, c := range pod.Containers {
+		csc := c.SecurityContext
+		if p := csc.ReadOnlyRootFilesystem; p == nil || !*p {
+			out = append(out, c.Name+": want readOnlyRootFilesystem true")
+		}
+		if p := csc.AllowPrivilegeEscalation; p == nil || *p {
+			out = append(out, c.Name+": want allowPrivilegeEscalation false")
+		}
+		if !slices.Contains(csc.Capabilities.Drop, "ALL") {
+			out = append(out, c.Name+": want capabilities.drop [ALL]")
+		}
+		// The container's profile, else the pod's.
+		profile := sc.SeccompProfile
+		if csc.SeccompProfile != nil {
+			profile = csc.SeccompProfile
+		}
+		if profile == nil || (profile.Type != "RuntimeDefault" && profile.Type != "Localhost") {
+			out = append(out, c.Name+": want seccompProfile RuntimeDefault (on the pod or the container)")
+		}
+	}
+	return out
 }
 
 // servedPaths reads internal/httpapi's mux registrations ("GET /healthz").
