@@ -41,4 +41,7 @@ COPY config/ /etc/ratelimit-ext/config/
 USER nonroot
 # 8080: HTTP (/healthz, /readyz, /healthcheck). 8081: gRPC envoy.service.ratelimit.v3.RateLimitService.
 EXPOSE 8080 8081
+# No HEALTHCHECK: Docker runs it inside the container, where there is no shell, no curl
+# and no probe subcommand to run, and Kubernetes ignores it anyway. Probe from outside:
+# GET /healthz (liveness) and /readyz (readiness) on 8080, as deploy/kubernetes does.
 ENTRYPOINT ["/usr/local/bin/ratelimit-ext"]
