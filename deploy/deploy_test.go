@@ -745,6 +745,19 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
+	// Every query but the job variable's own selects the chosen jobs: a Prometheus that
+	// scrapes several deployments would otherwise add them together.
+	byJob := regexp.MustCompile(`ratelimit_ext_[a-zA-Z0-9_]+(\{job=~"\$job"[,}])?`)
+	for _, q := range queries {
+		if q == "label_values(ratelimit_ext_ready, job)" {
+			continue
+		}
+		for _, m := range byJob.FindAllStringSubmatch(q, -1) {
+			if m[1] == "" {
+				t.Errorf("%s is not selected by $job in: %s", m[0], q)
+			}
+		}
+	}
 	// The panels the dashboard promises (docs/deploy.md).
 	for _, n := range []string{
 		"ratelimit_ext_decisions_total", "ratelimit_ext_requests_total",
