@@ -4,7 +4,8 @@
 // circuit opens: calls fail at once with limiter.ErrStore (and the store failure policy
 // answers them) while a background probe pings the store, firstProbe after opening and
 // then every ProbeInterval; the first successful ping closes the circuit. A call counts
-// as failed when the store failed it, not when its caller gave up.
+// as failed when the store failed it, not when its caller gave up, nor when the circuit
+// opened while it was in flight (its failure is the one the opening answered).
 //
 // A store whose parts fail on their own (the hash slots of a Redis Cluster, each on one
 // master) names a part per request (Partitioner): each part has a circuit of its own,
@@ -74,6 +75,10 @@ type circuit struct {
 	probe    string // PingPartition's argument
 	open     atomic.Bool
 	failures atomic.Int64
+	// opened counts the openings. A call counts only if the circuit did not open while
+	// it ran: one in flight when it opened is evidence of the failure that opened it,
+	// which the probe that closed it found over.
+	opened   atomic.Uint64
 	closedAt time.Time // when the circuit last closed (under Engine.mu)
 }
 
@@ -127,6 +132,7 @@ func (e *Engine) circuitFor(checks []limiter.LimitCheck) *circuit {
 // Evaluate implements limiter.Engine.
 func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.LimitCheck, out []limiter.Decision) (limiter.Outcome, error) {
 	c := e.circuitFor(checks)
+	opened := c.opened.Load() // before open: an opening after this read is seen below
 	if c.open.Load() {
 		return limiter.Outcome{}, fmt.Errorf("%w: %w", limiter.ErrStore, ErrOpen)
 	}
@@ -136,10 +142,11 @@ func (e *Engine) Evaluate(ctx context.Context, now int64, checks []limiter.Limit
 		if c.failures.Load() != 0 { // a read, not a write, on every healthy call
 			c.failures.Store(0)
 		}
-	case errors.Is(err, limiter.ErrStore) && !limiter.CallerGaveUp(ctx):
+	case errors.Is(err, limiter.ErrStore) && !limiter.CallerGaveUp(ctx) && c.opened.Load() == opened:
 		// A caller that gave up is not the store's fault (the store's own timeouts,
-		// shorter than Envoy's deadline, fail a call first); anything else counts,
-		// a batched call once, not once per request it carried.
+		// shorter than Envoy's deadline, fail a call first), nor is a call the circuit
+		// opened during (see circuit.opened); anything else counts, a batched call
+		// once, not once per request it carried.
 		if call, ok := limiter.FailedCall(err); ok && !call.CountOnce() {
 			break
 		}
@@ -162,6 +169,7 @@ func (e *Engine) trip(c *circuit, cause error) {
 	if c.open.Load() || e.closed.Load() {
 		return
 	}
+	c.opened.Add(1)
 	c.open.Store(true)
 	e.nOpen.Add(1)
 	if e.opts.OnChange != nil {

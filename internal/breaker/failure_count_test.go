@@ -204,3 +204,75 @@ func TestFailureAfterCloseOpensNothing(t *testing.T) {
 		t.Fatalf("after Close: open %v, %d circuit changes; want closed, none", e.Open(), len(ch))
 	}
 }
+
+// stalledStore answers each call when the test sends it an answer, and every ping at
+// once: a store that stalled and is back, with calls still in flight from the stall.
+type stalledStore struct {
+	entered chan struct{}
+	answer  chan error
+}
+
+func (s *stalledStore) Evaluate(_ context.Context, now int64, _ []limiter.LimitCheck, _ []limiter.Decision) (limiter.Outcome, error) {
+	s.entered <- struct{}{}
+	if err := <-s.answer; err != nil {
+		return limiter.Outcome{}, err
+	}
+	return limiter.Outcome{Now: now, Allowed: true}, nil
+}
+
+func (s *stalledStore) Ping(context.Context) error { return nil }
+func (s *stalledStore) Close() error               { return nil }
+
+// Calls in flight when a stall opened the circuit, and failing only after the probe
+// closed it, are evidence of the stall the probe found over: they do not reopen the
+// circuit (which, within ProbeInterval of closing, would stay open a whole interval).
+// Calls made after the close still count.
+func TestFailuresOfCallsFromBeforeTheOpeningDoNotReopen(t *testing.T) {
+	s := &stalledStore{entered: make(chan struct{}, 6), answer: make(chan error)}
+	o := Options{Threshold: 3, ProbeInterval: time.Hour}
+	ch := changes(&o)
+	e := New(s, s, o)
+	waits := steppedProbes(e)
+	defer e.Close()
+	stalled := fmt.Errorf("%w: i/o timeout", limiter.ErrStore)
+	call := func(n int) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				evaluate(context.Background(), e)
+			}()
+		}
+		for range n {
+			<-s.entered
+		}
+		return &wg
+	}
+	inFlight := call(6)
+	for range 3 {
+		s.answer <- stalled
+	}
+	if !nextChange(t, ch) {
+		t.Fatal("3 failures did not open the circuit")
+	}
+	nextWait(t, waits).fire <- time.Now()
+	if nextChange(t, ch) {
+		t.Fatal("want the probe to close the circuit")
+	}
+	for range 3 {
+		s.answer <- stalled
+	}
+	inFlight.Wait()
+	if e.Open() {
+		t.Fatal("failures of calls made before the circuit opened reopened it after the probe closed it")
+	}
+	after := call(3)
+	for range 3 {
+		s.answer <- stalled
+	}
+	after.Wait()
+	if !e.Open() {
+		t.Fatal("3 failures of calls made after the close did not reopen the circuit")
+	}
+}
