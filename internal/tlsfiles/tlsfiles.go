@@ -37,8 +37,8 @@ type watched struct {
 // fixed mount) is seen then. A variable for tests.
 var retryFailed = 10 * time.Second
 
-// version names the files' state by their sizes and modification times, or says why
-// one cannot be read (err is then that reason).
+// version names the files' state by their sizes, modification times and identities
+// (fileID), or says why one cannot be read (err is then that reason).
 func version(files ...string) (string, error) {
 	var b strings.Builder
 	for _, f := range files {
@@ -46,7 +46,7 @@ func version(files ...string) (string, error) {
 		if err != nil {
 			return "unreadable: " + err.Error(), err
 		}
-		fmt.Fprintf(&b, "%d@%d;", st.Size(), st.ModTime().UnixNano())
+		fmt.Fprintf(&b, "%d@%d#%s;", st.Size(), st.ModTime().UnixNano(), fileID(st))
 	}
 	return b.String(), nil
 }
