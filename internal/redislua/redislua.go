@@ -61,11 +61,24 @@ var Request = NewScript(requestSource)
 func Files() embed.FS { return files }
 
 // Manifest is manifest.json: the contract between the Go engine and the scripts.
+//
+// ContractVersion names the contract, and ContractDigests ties each version to its
+// content, so that the two move together (SPEC §9). The content is the manifest's
+// description of the scripts (all of it but contractVersion, contractDigests and the
+// scripts' sha256) and the project's golden vectors in testdata/ (less their
+// contractVersion field), as canonical JSON; ContractDigests maps every version from 1
+// to the current one to the sha256 of that content. The drift gate
+// (contract_digest_test.go) fails when the content changes under the same version
+// (current's digest differs), and when a version is bumped over the same content (two
+// versions with one digest): bumping the version label, in the manifest or in the
+// vector files, does not count as a change. Entries are never removed or rewritten:
+// the record says which vectors each version was proven against.
 type Manifest struct {
-	ContractVersion string           `json:"contractVersion"`
-	DecisionFields  []string         `json:"decisionFields"`
-	AlgorithmCodes  map[string]int   `json:"algorithmCodes"`
-	Scripts         []ManifestScript `json:"scripts"`
+	ContractVersion string            `json:"contractVersion"`
+	ContractDigests map[string]string `json:"contractDigests"`
+	DecisionFields  []string          `json:"decisionFields"`
+	AlgorithmCodes  map[string]int    `json:"algorithmCodes"`
+	Scripts         []ManifestScript  `json:"scripts"`
 }
 
 // ManifestScript describes one script.
