@@ -85,6 +85,10 @@ func Load(path string) (*File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, decodeError(path, data, err)
 	}
+	// A field the runner would not read is refused, not ignored.
+	if err := checkShape(path, data); err != nil {
+		return nil, err
+	}
 	return &f, nil
 }
 
