@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -186,5 +187,62 @@ func TestConformanceAsTheDocumentedACLUser(t *testing.T) {
 	code, out := runStderr(t, append(args, "--key-prefix", "other:")...)
 	if code != 1 || !strings.Contains(out, "NOPERM") {
 		t.Errorf("conformance under a prefix the user may not write: exit %d, stderr %q; want 1 and Redis's NOPERM", code, out)
+	}
+}
+
+// What conformance says for each outcome an operator meets: a pass ends with the
+// summary; a mismatch prints its FAIL line naming suite, op and field (exit 1); a
+// malformed file is refused at its line and column before anything replays (exit 1);
+// an unreachable Redis names the store's error and the step it stopped at (exit 1).
+func TestConformanceSaysWhatFailed(t *testing.T) {
+	isolateEnv(t)
+	raw, err := os.ReadFile("../../testdata/request-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, from, to string) string {
+		edited := strings.Replace(string(raw), from, to, 1)
+		if edited == string(raw) {
+			t.Fatalf("%s: %q is not in the vectors", name, from)
+		}
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	wrong := write("wrong.json", `"remaining": 2`, `"remaining": 99`)
+	malformed := write("malformed.json", `"costs"`, `"cots"`)
+	before := string(raw[:strings.Index(string(raw), `"costs"`)])
+	cots := fmt.Sprintf("%d:%d", strings.Count(before, "\n")+1, len(before)-strings.LastIndex(before, "\n"))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "redis://" + l.Addr().String()
+	l.Close()
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stdout bool
+		code   int
+		want   string
+	}{
+		{"all pass", []string{"--vectors", "../../testdata/request-vectors.json"}, true, 0, "11 passed, 0 failed, 0 skipped\n"},
+		{"a wrong expectation", []string{"--vectors", wrong}, true, 1,
+			"FAIL request request/all-or-nothing-two-keys: op 0 (now 0, replayed at 60000) limit 0: remaining 2, want 99\n"},
+		{"a malformed file", []string{"--vectors", malformed}, false, 1,
+			conformanceSays + malformed + ":" + cots + `: suites[0] "request/all-or-nothing-two-keys": ops[0]: unknown field "cots" (want now, costs or expect)` + "\n"},
+		{"Redis unreachable", []string{"--vectors", "../../testdata/request-vectors.json", "--redis-url", closed, "--redis-dial-timeout", "200ms"}, false, 1,
+			conformanceSays + `suite "request/all-or-nothing-two-keys": op 0: store unavailable: redis: dial tcp ` + l.Addr().String() + ": connect: connection refused\n"},
+	} {
+		run := runStderr
+		if tc.stdout {
+			run = runStdout
+		}
+		code, out := run(t, append([]string{"conformance"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, output:\n%s\nwant exit %d and a line %q", tc.name, code, out, tc.code, tc.want)
+		}
 	}
 }

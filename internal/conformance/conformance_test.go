@@ -77,8 +77,22 @@ func TestReplayDetectsMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if results[0].Mismatch == "" {
-		t.Fatal("a changed expectation replayed without a mismatch")
+	// It names the op, its time in the file and as replayed, the limit and each field
+	// that differs, with the expectation as replayed (base added to resetAt).
+	want := "op 0 (now 0, replayed at 60000) limit 0: remaining 2, want 3"
+	if results[0].Mismatch != want {
+		t.Fatalf("mismatch %q, want %q", results[0].Mismatch, want)
+	}
+	f.Suites[0].Ops[0].Expect.Decisions[0].Remaining--
+	f.Suites[0].Ops[0].Expect.Decisions[1].Allowed = false
+	f.Suites[0].Ops[0].Expect.Decisions[1].ResetAt++
+	results, err = Replay(context.Background(), limiter.NewMemoryEngine(limiter.MemoryOptions{Sweep: -1}), f, bases[0], "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = "op 0 (now 0, replayed at 60000) limit 1: allowed true, want false; resetAt 61000, want 61001"
+	if results[0].Mismatch != want {
+		t.Fatalf("mismatch %q, want %q", results[0].Mismatch, want)
 	}
 }
 

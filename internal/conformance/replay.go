@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
 )
@@ -128,11 +129,12 @@ func replaySuite(ctx context.Context, engine limiter.Engine, s *Suite, checks []
 		if err != nil {
 			return "", fmt.Errorf("op %d: %w", n, err)
 		}
+		step := fmt.Sprintf("op %d (now %d, replayed at %d)", n, op.Now, op.Now+base)
 		want := op.Expect.Decisions
 		if s.Primitive != "request" {
 			want = []Decision{op.Expect.Decision}
 		} else if out.Allowed != op.Expect.Allowed {
-			return fmt.Sprintf("op %d (now %d): request allowed=%v, want %v", n, op.Now, out.Allowed, op.Expect.Allowed), nil
+			return fmt.Sprintf("%s: request allowed %v, want %v", step, out.Allowed, op.Expect.Allowed), nil
 		}
 		if len(want) != len(got) {
 			return "", fmt.Errorf("op %d: %d expected decisions for %d limits", n, len(want), len(got))
@@ -140,8 +142,8 @@ func replaySuite(ctx context.Context, engine limiter.Engine, s *Suite, checks []
 		for i := range got {
 			w := want[i]
 			w.ResetAt += base
-			if g := fromLimiter(got[i]); g != w {
-				return fmt.Sprintf("op %d (now %d) limit %d: got %+v, want %+v", n, op.Now, i, g, w), nil
+			if diff := differences(fromLimiter(got[i]), w); diff != "" {
+				return fmt.Sprintf("%s limit %d: %s", step, i, diff), nil
 			}
 		}
 	}
@@ -169,4 +171,21 @@ func (op *Op) setCosts(checks []limiter.LimitCheck) error {
 
 func fromLimiter(d limiter.Decision) Decision {
 	return Decision{Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining, ResetAt: d.ResetAt, RetryAfterMs: d.RetryAfterMs}
+}
+
+// differences names each field in which got differs from want: "remaining 2, want 3;
+// resetAt 61000, want 61001", or "" when they are equal.
+func differences(got, want Decision) string {
+	var out []string
+	add := func(name string, g, w any) {
+		if g != w {
+			out = append(out, fmt.Sprintf("%s %v, want %v", name, g, w))
+		}
+	}
+	add("allowed", got.Allowed, want.Allowed)
+	add("limit", got.Limit, want.Limit)
+	add("remaining", got.Remaining, want.Remaining)
+	add("resetAt", got.ResetAt, want.ResetAt)
+	add("retryAfterMs", got.RetryAfterMs, want.RetryAfterMs)
+	return strings.Join(out, "; ")
 }
