@@ -92,7 +92,7 @@ func checkContractDigests(current string, digests map[string]string, digest stri
 		seen[d] = key
 	}
 	if got := digests[current]; got != "" && got != digest {
-		problems = append(problems, fmt.Sprintf("the contract's content (the manifest's description of the scripts, or the vectors in testdata/) has digest %s, but contractDigests[%q] records %s: the contract cannot change under one version: bump contractVersion to %d (manifest.json, every vector file, request.lua's header) and add \"%d\": %q", digest, current, got, n+1, n+1, digest))
+		problems = append(problems, fmt.Sprintf("the contract's content (the manifest's description of the scripts, or the vectors in testdata/) has digest %s, but contractDigests[%q] records %s: if the layout or a decision changed, bump contractVersion to %d (manifest.json, every vector file, request.lua's header) and add \"%d\": %q; if vectors were only added for what version %s already decides, record %q under %q", digest, current, got, n+1, n+1, digest, current, digest, current))
 	}
 	return problems
 }
@@ -183,10 +183,10 @@ func TestDriftContractDigestCatches(t *testing.T) {
 			digest(manifest, func(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }), ""},
 		{"a vector changed, same version", m.ContractVersion, m.ContractDigests,
 			digest(manifest, func(s string) string { return strings.Replace(s, `"remaining": 2`, `"remaining": 3`, 1) }),
-			"the contract cannot change under one version"},
+			"if the layout or a decision changed, bump contractVersion"},
 		{"the manifest's layout changed, same version", m.ContractVersion, m.ContractDigests,
 			digest(bytes.Replace(manifest, []byte(`"r: the number`), []byte(`"r: the count`), 1), same),
-			"the contract cannot change under one version"},
+			"if the layout or a decision changed, bump contractVersion"},
 		{"version fields bumped, vectors the same", next, withNext(onlyBumped), onlyBumped, "have the same content"},
 		{"version bumped without a digest", next, m.ContractDigests, now, "no entry for version " + next},
 		{"version bumped with new vectors", next, withNext(bumpedAndChanged), bumpedAndChanged, ""},
