@@ -69,10 +69,12 @@ func Files() embed.FS { return files }
 // contractVersion field), as canonical JSON; ContractDigests maps every version from 1
 // to the current one to the sha256 of that content. The drift gate
 // (contract_digest_test.go) fails when the content changes under the same version
-// (current's digest differs), and when a version is bumped over the same content (two
+// (current's digest differs) until the change is classed: a new layout or decision
+// takes a new version, vectors added for what the version already decides are
+// recorded under it. It fails too when a version is bumped over the same content (two
 // versions with one digest): bumping the version label, in the manifest or in the
-// vector files, does not count as a change. Entries are never removed or rewritten:
-// the record says which vectors each version was proven against.
+// vector files, does not count as a change. Earlier versions' entries are never
+// removed or rewritten: the record says which vectors each version was proven against.
 type Manifest struct {
 	ContractVersion string            `json:"contractVersion"`
 	ContractDigests map[string]string `json:"contractDigests"`
