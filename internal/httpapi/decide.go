@@ -62,6 +62,9 @@ type decideResponse struct {
 	OverallCode  string         `json:"overall_code"`
 	Statuses     []decideStatus `json:"statuses"`
 	RetryAfterMs int64          `json:"retry_after_ms,omitempty"`
+	// UnknownDomain says the rules define no such domain: ShouldRateLimit answers it
+	// OK without a word, and a misspelt domain would look here like a passing request.
+	UnknownDomain bool `json:"unknown_domain,omitempty"`
 }
 
 // decideHandler answers POST /v1/decide with the same decision ShouldRateLimit gives
@@ -308,7 +311,8 @@ func checkNames(body []byte) error {
 }
 
 func toDecideResponse(res *decide.Result) decideResponse {
-	out := decideResponse{OverallCode: "OK", Statuses: make([]decideStatus, len(res.Statuses)), RetryAfterMs: res.RetryAfterMs()}
+	out := decideResponse{OverallCode: "OK", Statuses: make([]decideStatus, len(res.Statuses)), RetryAfterMs: res.RetryAfterMs(),
+		UnknownDomain: res.UnknownDomain}
 	if res.OverLimit {
 		out.OverallCode = "OVER_LIMIT"
 	}

@@ -129,3 +129,25 @@ descriptors:
 			s.CurrentLimit.RequestsPerUnit, s.LimitRemaining)
 	}
 }
+
+// A domain the rules do not define is answered OK, as ShouldRateLimit answers it, and
+// says so: a misspelt domain must not look like a request within its limits.
+func TestDecideSaysTheDomainIsUnknown(t *testing.T) {
+	url := serveAPI(t, httpapi.New(newDecider(t, decide.Options{}), quiet(), nil)) + "/v1/decide"
+	for _, tc := range []struct {
+		domain  string
+		unknown bool
+	}{{"wbe", true}, {"web", false}} {
+		code, body := do(t, "POST", url, `{"domain":"`+tc.domain+`","descriptors":[{"entries":[{"key":"ip","value":"10.0.0.9"}]}]}`)
+		var out struct {
+			OverallCode   string `json:"overall_code"`
+			UnknownDomain bool   `json:"unknown_domain"`
+		}
+		if err := json.Unmarshal([]byte(body), &out); code != http.StatusOK || err != nil {
+			t.Fatalf("%s: %d %s (%v)", tc.domain, code, body, err)
+		}
+		if out.OverallCode != "OK" || out.UnknownDomain != tc.unknown {
+			t.Errorf("domain %q: %s; want OK with unknown_domain %v", tc.domain, body, tc.unknown)
+		}
+	}
+}
