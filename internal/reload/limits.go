@@ -22,7 +22,7 @@ func inotifyLimit(err error) (sysctl string, ok bool) {
 	case errors.Is(err, syscall.ENOSPC):
 		return "fs.inotify.max_user_watches", true
 	case errors.Is(err, syscall.EMFILE):
-		return "fs.inotify.max_user_instances", true
+		return "fs.inotify.max_user_instances (or the open-file limit, ulimit -n)", true
 	}
 	return "", false
 }
