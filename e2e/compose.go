@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -171,12 +172,16 @@ func (f *composeFile) serviceNames() []string {
 // dockerfile is what the harness takes from the Dockerfile.
 type dockerfile struct {
 	BuildCmd   string            // the `go build` RUN command, verbatim
+	BuildArgs  map[string]string // the ARGs its stage declares before it, with their defaults
 	OutPath    string            // its -o path inside the build stage
 	BinPaths   []string          // where the final stage puts the binary (each copy)
 	Entrypoint []string          // ENTRYPOINT of the final stage (exec form)
 	Cmd        []string          // CMD of the final stage (exec form), if any
 	Env        map[string]string // ENV of the final stage
 	User       string
+
+	globalArgs map[string]string // ARGs before the first FROM (only FROM lines see them)
+	stageArgs  map[string]string // ARGs of the stage being read; nil before the first FROM
 }
 
 var outFlag = regexp.MustCompile(`(?:^|\s)-o\s+(\S+)`)
@@ -193,7 +198,7 @@ func parseDockerfile(data []byte) (*dockerfile, error) {
 	if finalFrom < 0 {
 		return nil, errors.New("Dockerfile: no FROM")
 	}
-	d := &dockerfile{Env: map[string]string{}}
+	d := &dockerfile{Env: map[string]string{}, globalArgs: map[string]string{}}
 	for i, in := range instrs {
 		if err := d.read(in, i > finalFrom); err != nil {
 			return nil, err
@@ -242,6 +247,10 @@ func dockerInstrs(data []byte) []dockerInstr {
 // stage, the runtime settings only from the final stage.
 func (d *dockerfile) read(in dockerInstr, final bool) error {
 	switch {
+	case in.op == "FROM":
+		d.stageArgs = map[string]string{} // a stage starts with no ARGs of its own
+	case in.op == "ARG":
+		d.readArg(in.args)
 	case in.op == "RUN" && strings.Contains(in.args, "go build"):
 		return d.readBuild(in)
 	case final && in.op == "COPY":
@@ -287,8 +296,49 @@ func (d *dockerfile) readBuild(in dockerInstr) error {
 	if m == nil {
 		return fmt.Errorf("Dockerfile:%d: the `go build` RUN has no -o <path>", in.line)
 	}
-	d.BuildCmd, d.OutPath = in.args, m[1]
+	for _, v := range shellVar.FindAllStringSubmatch(in.args, -1) {
+		if _, ok := d.stageArgs[v[1]]; !ok {
+			return fmt.Errorf("Dockerfile:%d: the `go build` RUN uses $%s, which no ARG of its stage declares (Docker would expand it to nothing)", in.line, v[1])
+		}
+	}
+	d.BuildCmd, d.BuildArgs, d.OutPath = in.args, maps.Clone(d.stageArgs), m[1]
 	return nil
+}
+
+// shellVar is a $NAME or ${NAME} reference in a RUN command.
+var shellVar = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
+
+// readArg records `ARG NAME[=default] ...`. Before the first FROM it declares a global,
+// which a stage sees only by declaring the name again (taking the global's default).
+func (d *dockerfile) readArg(args string) {
+	for _, f := range strings.Fields(args) {
+		name, def, hasDef := strings.Cut(f, "=")
+		def = strings.Trim(def, `"'`)
+		if d.stageArgs == nil {
+			d.globalArgs[name] = def
+			continue
+		}
+		if !hasDef {
+			def = d.globalArgs[name]
+		}
+		d.stageArgs[name] = def
+	}
+}
+
+// buildEnv is the environment the `go build` line runs in: base plus each ARG of its
+// stage, set as Docker sets it, to the value passed in args or else to its default
+// (Docker passes TARGETOS and TARGETARCH only under BuildKit; a declared ARG with no
+// value is empty, which the go command takes as the host's platform).
+func (d *dockerfile) buildEnv(base []string, args map[string]string) []string {
+	env := slices.Clone(base)
+	for _, name := range slices.Sorted(maps.Keys(d.BuildArgs)) {
+		v, ok := args[name]
+		if !ok {
+			v = d.BuildArgs[name]
+		}
+		env = append(env, name+"="+v) // the last of a name wins (os/exec)
+	}
+	return env
 }
 
 // check makes sure the image runs what the harness builds: a build, the final stage's

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -187,7 +190,7 @@ func TestDockerfileBuildsWithGoModsGo(t *testing.T) {
 	if m == nil {
 		t.Fatal("go.mod has no go line")
 	}
-	from := regexp.MustCompile(`(?m)^FROM golang:(\S+) AS build$`).FindStringSubmatch(readDockerfile(t))
+	from := regexp.MustCompile(`(?m)^FROM (?:--platform=\S+ )?golang:(\S+) AS build$`).FindStringSubmatch(readDockerfile(t))
 	if from == nil || from[1] != string(m[1]) {
 		t.Errorf("Dockerfile build stage: FROM golang:%v, want golang:%s (go.mod's go line)", from, m[1])
 	}
@@ -204,5 +207,92 @@ func TestDockerfileContinuationSkipsBlankLinesAndComments(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("instructions %+v, want %+v", got, want)
+	}
+}
+
+// A multi-platform build (docker buildx build --platform linux/amd64,linux/arm64) runs
+// the build stage on the builder's own platform and cross-compiles for each target, so
+// no Go toolchain runs under emulation: the stage is FROM --platform=$BUILDPLATFORM and
+// its `go build` takes GOOS/GOARCH from TARGETOS/TARGETARCH. A plain `docker build`
+// without BuildKit (and the e2e harness) leaves them empty: the host's platform.
+// The build line's environment, up to `go build`, is run here with `go env` instead.
+func TestDockerfileCrossCompilesForTheTargetPlatform(t *testing.T) {
+	df := readDockerfile(t)
+	if !regexp.MustCompile(`(?m)^FROM --platform=\$BUILDPLATFORM golang:\S+ AS build$`).MatchString(df) {
+		t.Error("the build stage is not FROM --platform=$BUILDPLATFORM: a multi-platform build would run Go under emulation")
+	}
+	d, err := parseDockerfile([]byte(df))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(d.BuildCmd, "go build")
+	if i < 0 {
+		t.Fatalf("build command %q has no `go build`", d.BuildCmd)
+	}
+	goEnv := d.BuildCmd[:i] + "go env GOOS GOARCH"
+	host := runtime.GOOS + " " + runtime.GOARCH
+	cases := []struct {
+		name  string
+		stray string            // a variable of the caller's environment
+		args  map[string]string // build arguments as Docker passes them
+		want  string
+	}{
+		{"no target (legacy builder, e2e harness)", "", nil, host},
+		{"no target, TARGETARCH in the caller's environment", "TARGETARCH=arm64", nil, host},
+		{"buildx linux/arm64", "", map[string]string{"TARGETOS": "linux", "TARGETARCH": "arm64"}, "linux arm64"},
+		{"buildx linux/amd64", "", map[string]string{"TARGETOS": "linux", "TARGETARCH": "amd64"}, "linux amd64"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := os.Environ()
+			if tc.stray != "" {
+				base = append(base, tc.stray)
+			}
+			cmd := exec.Command("sh", "-c", goEnv)
+			cmd.Env = d.buildEnv(base, tc.args)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", goEnv, err, out)
+			}
+			if got := strings.Join(strings.Fields(string(out)), " "); got != tc.want {
+				t.Errorf("%s builds for %q, want %q", goEnv, got, tc.want)
+			}
+		})
+	}
+}
+
+// A variable the `go build` line uses must be an ARG of its stage: Docker expands
+// anything else to empty, so an undeclared TARGETARCH would put the builder's binary
+// into every platform's image.
+func TestDockerfileBuildLineVariablesMustBeDeclared(t *testing.T) {
+	const build = "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=${TARGETARCH} go build -o /out/a ./cmd/a\n" +
+		"FROM scratch\nCOPY --from=build /out/a /a\nENTRYPOINT [\"/a\"]\n"
+	cases := []struct {
+		name            string
+		global, inStage string // ARG lines before the first FROM, and in the build stage
+		wantErr         string
+		wantArgs        map[string]string
+	}{
+		{"both declared", "", "ARG TARGETOS TARGETARCH\n", "", map[string]string{"TARGETOS": "", "TARGETARCH": ""}},
+		{"declared with a default", "", "ARG TARGETOS=linux\nARG TARGETARCH\n", "", map[string]string{"TARGETOS": "linux", "TARGETARCH": ""}},
+		{"one missing", "", "ARG TARGETOS\n", "TARGETARCH", nil},
+		{"declared before FROM only", "ARG TARGETOS TARGETARCH\n", "", "TARGETOS", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := parseDockerfile([]byte(tc.global + "FROM golang:1 AS build\n" + tc.inStage + build))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(d.BuildArgs, tc.wantArgs) {
+				t.Errorf("build arguments %v, want %v", d.BuildArgs, tc.wantArgs)
+			}
+		})
 	}
 }

@@ -106,7 +106,8 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		{"envoy points at an unknown host", []edit{{"envoy", "address: ratelimit-2,", "address: ratelimit-3,"}}, `"ratelimit-3" is not a compose service`},
 		{"a flag moves a replica's gRPC port", []edit{{"compose", "  ratelimit-1:\n    build: .\n", "  ratelimit-1:\n    build: .\n    command: [\"--grpc-addr=0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
 		{"the image's CMD moves the gRPC port", []edit{{"dockerfile", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\n", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\nCMD [\"--grpc-addr\", \"0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
-		{"build line split", []edit{{"dockerfile", "RUN CGO_ENABLED=0 go build", "RUN CGO_ENABLED=0 \\\n    go build"}}, "one line"},
+		{"build line split", []edit{{"dockerfile", "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build", "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \\\n    go build"}}, "one line"},
+		{"build line uses an undeclared ARG", []edit{{"dockerfile", "\nARG TARGETARCH\n", "\n"}}, "$TARGETARCH, which no ARG of its stage declares"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

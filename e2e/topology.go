@@ -76,6 +76,7 @@ func BuildService(root, workDir string) (*Build, error) {
 	})
 	cmd := exec.Command("sh", "-c", cmdline)
 	cmd.Dir = root
+	cmd.Env = df.buildEnv(os.Environ(), nil) // no target platform: the host's
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("building with the Dockerfile's command `%s`: %v\n%s", cmdline, err, out)
