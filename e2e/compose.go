@@ -21,11 +21,15 @@ type composeFile struct {
 	Version  string                     `yaml:"version"`
 	Name     string                     `yaml:"name"`
 	Services map[string]*composeService `yaml:"services"`
+	// Every other top-level key. Only extensions (x-...) may be there: Compose ignores
+	// them, and they hold the YAML anchors services merge in with `<<: *name`.
+	Extensions map[string]any `yaml:",inline"`
 }
 
 type composeService struct {
 	Image       string       `yaml:"image"`
 	Build       composeBuild `yaml:"build"`
+	PullPolicy  string       `yaml:"pull_policy"`
 	Command     stringList   `yaml:"command"`
 	Environment envMap       `yaml:"environment"`
 	Volumes     []string     `yaml:"volumes"`
@@ -143,6 +147,11 @@ func parseCompose(data []byte) (*composeFile, error) {
 	var f composeFile
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("docker-compose.yml: %w (the e2e harness only maps the keys it knows; teach e2e/compose.go the new one)", err)
+	}
+	for k := range f.Extensions {
+		if !strings.HasPrefix(k, "x-") {
+			return nil, fmt.Errorf("docker-compose.yml: unknown top-level key %q (the e2e harness only maps the keys it knows; teach e2e/compose.go the new one)", k)
+		}
 	}
 	if len(f.Services) == 0 {
 		return nil, errors.New("docker-compose.yml: no services")

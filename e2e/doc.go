@@ -7,13 +7,16 @@
 //
 //   - redis (image redis:*) → redis-server with the compose command's arguments plus
 //     --port <free> --bind 127.0.0.1.
-//   - services with `build: .` → the binary the Dockerfile builds (its `go build` RUN line
-//     is run verbatim, with only the output path changed, in an environment holding the
-//     ARGs of its stage at their defaults, as Docker runs it: TARGETOS and TARGETARCH
-//     empty, so the host's platform), the image's ENTRYPOINT arguments and ENV, then the
-//     service's `command` and `environment`. The binary's built-in
-//     defaults that name an address or a path (the image's listen addresses and rules
-//     directory, set with -X in that line; read from `serve -h`) are mapped like variables.
+//   - services with `build: .`, and those running the image such a service builds and
+//     names (`image:`, with pull_policy: never) → the binary the Dockerfile builds: its
+//     `go build` RUN line run verbatim, with only the output path changed, in an
+//     environment holding the ARGs of its stage at their defaults, as Docker runs it
+//     (TARGETOS and TARGETARCH empty: the host's platform). Then the image's ENTRYPOINT
+//     arguments and ENV, then the service's `command` and `environment`. The binary's
+//     built-in defaults that name an address or a path (the image's listen addresses and
+//     rules directory, set with -X in that line; read from `serve -h`) are mapped like
+//     variables. Top-level x- blocks merged into services with `<<: *anchor` are read as
+//     Compose reads them.
 //   - envoy (image envoyproxy/envoy:*) → $ENVOY_BIN -c <envoy.yaml rewritten to loopback>.
 //   - hashicorp/http-echo → an in-process HTTP server answering the configured text.
 //

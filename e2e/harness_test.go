@@ -83,7 +83,7 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	type edit struct{ file, old, new string }
-	const redisURL = "      RATELIMIT_EXT_REDIS_URL: redis://redis:6379\n" // a line of each replica's environment
+	const redisURL = "    RATELIMIT_EXT_REDIS_URL: redis://redis:6379\n" // a line of the replicas' shared environment
 	cases := []struct {
 		name  string
 		edits []edit
@@ -93,8 +93,8 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		{"variable of another program", []edit{{"compose", "RATELIMIT_EXT_REDIS_URL:", "REDIS_URL:"}}, "only RATELIMIT_EXT_"},
 		{"unknown host", []edit{{"compose", "redis://redis:6379", "redis://cache:6379"}}, `"cache" is not a compose service`},
 		{"wrong port", []edit{{"compose", "redis://redis:6379", "redis://redis:6380"}}, "does not listen on port 6380"},
-		{"listening on the container's loopback", []edit{{"compose", redisURL, redisURL + "      RATELIMIT_EXT_GRPC_ADDR: 127.0.0.1:8081\n"}}, "own loopback"},
-		{"path outside the mounts", []edit{{"compose", redisURL, redisURL + "      RATELIMIT_EXT_CONFIG_DIR: /etc/rules\n"}}, "not inside a volume"},
+		{"listening on the container's loopback", []edit{{"compose", redisURL, redisURL + "    RATELIMIT_EXT_GRPC_ADDR: 127.0.0.1:8081\n"}}, "own loopback"},
+		{"path outside the mounts", []edit{{"compose", redisURL, redisURL + "    RATELIMIT_EXT_CONFIG_DIR: /etc/rules\n"}}, "not inside a volume"},
 		{"unknown image", []edit{{"compose", "\nservices:\n", "\nservices:\n  web:\n    image: nginx:1\n"}}, "no local stand-in"},
 		{"unknown key", []edit{{"compose", "    restart: unless-stopped\n", "    restart: unless-stopped\n    healthcheck: {test: [CMD, true]}\n"}}, "healthcheck"},
 		{"named volume", []edit{{"compose", "./config:/etc/ratelimit-ext/config:ro", "rules:/etc/ratelimit-ext/config:ro"}}, "named volumes"},
@@ -104,7 +104,11 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		{"echo on its default port", []edit{{"compose", `command: ["-listen=:8080", "-text=ok"]`, `command: ["-text=ok"]`}}, "upstream does not listen on 8080"},
 		{"envoy points at a port nobody serves", []edit{{"envoy", "port_value: 8081", "port_value: 9091"}}, "does not listen on 9091"},
 		{"envoy points at an unknown host", []edit{{"envoy", "address: ratelimit-2,", "address: ratelimit-3,"}}, `"ratelimit-3" is not a compose service`},
-		{"a flag moves a replica's gRPC port", []edit{{"compose", "  ratelimit-1:\n    build: .\n", "  ratelimit-1:\n    build: .\n    command: [\"--grpc-addr=0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
+		{"a flag moves a replica's gRPC port", []edit{{"compose", "    build: .\n", "    build: .\n    command: [\"--grpc-addr=0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
+		{"a top-level key that is no extension", []edit{{"compose", "\nservices:\n", "\nvolumes: {}\nservices:\n"}}, `"volumes"`},
+		{"the built image may come from a registry", []edit{{"compose", "    pull_policy: build\n", ""}}, "ratelimit-1: image ratelimit-ext:local with build: set pull_policy: build"},
+		{"a replica may pull the built image", []edit{{"compose", "    pull_policy: never\n", ""}}, "ratelimit-2: runs the image ratelimit-1 builds: set pull_policy: never"},
+		{"a replica's image nobody builds", []edit{{"compose", "  ratelimit-2:\n    <<: *ratelimit\n", "  ratelimit-2:\n    <<: *ratelimit\n    image: ratelimit-ext:other\n"}}, `image "ratelimit-ext:other": the harness has no local stand-in`},
 		{"the image's CMD moves the gRPC port", []edit{{"dockerfile", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\n", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\nCMD [\"--grpc-addr\", \"0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
 		{"build line split", []edit{{"dockerfile", "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build", "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \\\n    go build"}}, "one line"},
 		{"build line uses an undeclared ARG", []edit{{"dockerfile", "\nARG TARGETARCH\n", "\n"}}, "$TARGETARCH, which no ARG of its stage declares"},
@@ -166,7 +170,7 @@ func TestComposeFollowsTheReplicasFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const service, upstream = "  ratelimit-1:\n    build: .\n", "address: ratelimit-1, port_value: 8081"
+	const service, upstream = "  ratelimit-1:\n    <<: *ratelimit\n    build: .\n", "address: ratelimit-1, port_value: 8081"
 	if !strings.Contains(string(in.Compose), service) || !strings.Contains(string(envoyYAML), upstream) {
 		t.Fatal("docker-compose.yml or envoy/envoy.yaml changed; update this test")
 	}
@@ -192,5 +196,34 @@ func TestComposeFollowsTheReplicasFlags(t *testing.T) {
 	}
 	if strings.Contains(env, "RATELIMIT_EXT_GRPC_ADDR") || !strings.Contains(env, "RATELIMIT_EXT_HTTP_ADDR") {
 		t.Errorf("environment keeps the address the flag overrides, or lost the HTTP one:\n%s", env)
+	}
+}
+
+// docker-compose.yml builds the image once: one service builds it from the Dockerfile
+// under a name, and every other ratelimit-ext replica runs that name, never pulled.
+func TestComposeBuildsTheImageOnce(t *testing.T) {
+	in := needInputs(t)
+	cf, err := parseCompose(in.Compose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var builders []string
+	for _, name := range cf.serviceNames() {
+		if cf.Services[name].Build.Context != "" {
+			builders = append(builders, name)
+		}
+	}
+	if len(builders) != 1 {
+		t.Fatalf("services %v build the image; want one, whose image the other replicas run", builders)
+	}
+	plan, err := MakePlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := cf.Services[builders[0]].Image
+	for _, sp := range plan.Services {
+		if s := cf.Services[sp.Name]; sp.Kind == kindRatelimit && (s.Image != image || image == "") {
+			t.Errorf("replica %s runs image %q, want %s's image (%q)", sp.Name, s.Image, builders[0], image)
+		}
 	}
 }

@@ -223,14 +223,22 @@ func (p *planner) requireCount(kind string, lo, hi int) {
 func (p *planner) classify(name string, s *composeService) string {
 	switch {
 	case s.Build.Context != "":
-		if s.Image != "" {
-			p.errorf("service %s: both build and image", name)
+		// Its image, if named, is the tag of the build; without pull_policy: build,
+		// Compose would first pull that name from a registry and might run that.
+		if s.Image != "" && s.PullPolicy != "build" {
+			p.errorf("service %s: image %s with build: set pull_policy: build (Compose would pull the name from a registry first)", name, s.Image)
 		}
 		if path.Clean(s.Build.Context) != "." {
 			p.errorf("service %s: build context %q: the harness builds the repository root (.)", name, s.Build.Context)
 		}
 		if df := s.Build.Dockerfile; df != "" && path.Clean(df) != "Dockerfile" {
 			p.errorf("service %s: dockerfile %q: the harness reads ./Dockerfile", name, df)
+		}
+		return kindRatelimit
+	case p.builder(s.Image) != "":
+		// Another replica of the image a service builds: the same binary.
+		if s.PullPolicy != "never" {
+			p.errorf("service %s: runs the image %s builds: set pull_policy: never (Compose would look for %s in a registry)", name, p.builder(s.Image), s.Image)
 		}
 		return kindRatelimit
 	case strings.HasPrefix(s.Image, "redis:"):
@@ -245,6 +253,16 @@ func (p *planner) classify(name string, s *composeService) string {
 		return kindEcho
 	}
 	p.errorf("service %s: image %q: the harness has no local stand-in for it (teach e2e/plan.go)", name, s.Image)
+	return ""
+}
+
+// builder names the service that builds image, or is "".
+func (p *planner) builder(image string) string {
+	for _, n := range p.cf.serviceNames() {
+		if s := p.cf.Services[n]; image != "" && s.Image == image && s.Build.Context != "" {
+			return n
+		}
+	}
 	return ""
 }
 
