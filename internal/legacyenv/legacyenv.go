@@ -317,6 +317,11 @@ func (m *mapping) setDefault(legacy, flag, value string) {
 	}
 }
 
+// mapped says whether this mapping set our variable for flag (from one of theirs).
+func (m *mapping) mapped(flag string) bool {
+	return slices.ContainsFunc(m.notes, func(n Note) bool { return n.MappedTo == VarName(flag) })
+}
+
 // ignore reports legacy as having no effect, and why.
 func (m *mapping) ignore(legacy, why string) { m.notes = append(m.notes, ignoredNote(legacy, why)) }
 
@@ -773,7 +778,7 @@ func ignoreRedisWithoutURL(m *mapping) {
 			m.ignore(v, "REDIS_URL is not set")
 		}
 	}
-	mapRedisTLSFiles(m, false, "REDIS_URL is not set")
+	_ = mapRedisTLSFiles(m, false, "REDIS_URL is not set") // off: no error
 }
 
 // redisMapping maps REDIS_URL, with the variables that only shape it (REDIS_AUTH,
@@ -808,8 +813,7 @@ func (r redisMapping) mapSocket(path, mode string, tlsOn bool) error {
 		r.used("REDIS_TLS", "a unix:// socket, plaintext")
 	}
 	ignoreSentinelAuth(r.mapping, "REDIS_SOCKET_TYPE is unix")
-	mapRedisTLSFiles(r.mapping, false, "REDIS_SOCKET_TYPE is unix")
-	return nil
+	return mapRedisTLSFiles(r.mapping, false, "REDIS_SOCKET_TYPE is unix")
 }
 
 // mapTCP maps TCP addresses: one server's, a cluster's nodes', or a Sentinel master's
@@ -857,8 +861,7 @@ func (r redisMapping) mapTCP(addr, mode string, tlsOn bool) error {
 		r.used("REDIS_TLS", "redis://, plaintext")
 	}
 	setRedisURL(r.mapping, scheme, userinfo, first.host, first.db, params)
-	mapRedisTLSFiles(r.mapping, tlsOn, "REDIS_TLS is not true")
-	return nil
+	return mapRedisTLSFiles(r.mapping, tlsOn, "REDIS_TLS is not true")
 }
 
 // mapMode maps REDIS_TYPE (mode) and returns the addresses among parts, REDIS_URL's
@@ -1034,17 +1037,56 @@ var legacyRedisTLSFiles = []struct{ legacy, flag string }{
 	{"REDIS_TLS_CACERT", "redis-tls-ca"},
 }
 
-// mapRedisTLSFiles maps the Redis TLS files when on, else reports them ignored with why.
-func mapRedisTLSFiles(m *mapping, on bool, why string) {
+// mapRedisTLSFiles maps the Redis TLS files when on, else reports them ignored with
+// why. The error is setFile's: a half of our client certificate beside theirs.
+func mapRedisTLSFiles(m *mapping, on bool, why string) error {
 	for _, x := range legacyRedisTLSFiles {
 		if v, ok := m.get(x.legacy); ok {
-			if on {
-				m.set(x.legacy, x.flag, v)
-			} else {
+			if !on {
 				m.ignore(x.legacy, why)
+			} else if err := m.setFile(x.legacy, x.flag, v); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
+}
+
+// keyPairs pairs each flag of a certificate with its key's, both ways: the gRPC
+// server's, and the xDS and Redis clients'.
+var keyPairs = map[string]string{
+	"grpc-tls-cert": "grpc-tls-key", "grpc-tls-key": "grpc-tls-cert",
+	"xds-tls-cert": "xds-tls-key", "xds-tls-key": "xds-tls-cert",
+	"redis-tls-cert": "redis-tls-key", "redis-tls-key": "redis-tls-cert",
+}
+
+// setFile is set for a TLS file of theirs that is to be used. A certificate and its key
+// come from one side: with either half of ours set (flag or variable), theirs is
+// ignored, as its other half is. A certificate from one side and a key from the other
+// almost never match, and the mismatch would show as a key error at start, or at the
+// next rotation. Ours with this half missing is an error, naming both: with it
+// ignored, our own check would refuse the half pair without saying that theirs was there.
+func (m *mapping) setFile(legacy, flag, value string) error {
+	other, paired := keyPairs[flag]
+	if !paired {
+		m.set(legacy, flag, value)
+		return nil
+	}
+	if by := m.takenBy(flag); by != "" {
+		m.ignore(legacy, by+": a certificate and its key come from one side, and ours wins")
+		return nil
+	}
+	by := m.takenBy(other)
+	if by == "" || m.mapped(other) { // ours for the other half was mapped from theirs
+		m.set(legacy, flag, value)
+		return nil
+	}
+	half, ours := "key", "certificate"
+	if strings.HasSuffix(flag, "-cert") {
+		half, ours = ours, half
+	}
+	return fmt.Errorf("%s is not used beside our %s (%s): a certificate and its key come from one side, ours or envoyproxy/ratelimit's, else they almost never match; set our %s too (--%s, or %s), or unset ours to use theirs",
+		legacy, ours, by, half, flag, VarName(flag))
 }
 
 // legacyGRPCTLS are the gRPC server's TLS variables, used (as there) only with
@@ -1066,9 +1108,11 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		return err
 	}
 	if set {
-		if useTLS {
+		if by := ourGRPCPair(m); useTLS && by != "" {
+			m.note("GRPC_SERVER_USE_TLS", "used: gRPC is served over TLS, with our certificate and key ("+by+")")
+		} else if useTLS {
 			m.note("GRPC_SERVER_USE_TLS", "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)")
-		} else if by := m.takenBy("grpc-tls-cert"); by != "" {
+		} else if by != "" {
 			m.ignore("GRPC_SERVER_USE_TLS", by+": gRPC is served over TLS from our settings")
 		} else {
 			m.ignore("GRPC_SERVER_USE_TLS", "gRPC is served in plaintext, the default")
@@ -1082,9 +1126,12 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		}
 		return nil
 	}
-	// Each of the pair from their variable or our own (flag or variable).
+	// The pair from their variables or from ours (flag or variable): with a half of
+	// ours, ours decides (setFile), and our own check refuses it incomplete.
 	has := func(legacy, flag string) bool { _, ok := m.get(legacy); return ok || m.taken(flag) }
-	if !has("GRPC_SERVER_TLS_CERT", "grpc-tls-cert") || !has("GRPC_SERVER_TLS_KEY", "grpc-tls-key") {
+	_, theirCert := m.get("GRPC_SERVER_TLS_CERT")
+	_, theirKey := m.get("GRPC_SERVER_TLS_KEY")
+	if ourGRPCPair(m) == "" && !(theirCert && theirKey) {
 		return errors.New("GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY")
 	}
 	clientCA := has("GRPC_CLIENT_TLS_CACERT", "grpc-tls-client-ca")
@@ -1096,10 +1143,18 @@ func mapLegacyGRPCTLS(m *mapping) error {
 			// There, without a client CA no client certificate is asked for.
 			m.ignore(x.legacy, "no client CA (GRPC_CLIENT_TLS_CACERT): client certificates are not asked for")
 		default:
-			m.set(x.legacy, x.flag, v)
+			if err := m.setFile(x.legacy, x.flag, v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// ourGRPCPair says what of ours sets either half of the gRPC server's certificate and
+// key ("" when neither): then the pair is ours.
+func ourGRPCPair(m *mapping) string {
+	return cmp.Or(m.takenBy("grpc-tls-cert"), m.takenBy("grpc-tls-key"))
 }
 
 // mapLegacyMetrics gives metrics the port of their own that USE_PROMETHEUS=true opens
@@ -1318,10 +1373,10 @@ func mapXDSTLS(m *mapping) error {
 	}
 	for _, x := range legacyXDSTLS {
 		if v, ok := m.get(x.legacy); ok {
-			if useTLS {
-				m.set(x.legacy, x.flag, v)
-			} else {
+			if !useTLS {
 				m.ignore(x.legacy, why)
+			} else if err := m.setFile(x.legacy, x.flag, v); err != nil {
+				return err
 			}
 		}
 	}

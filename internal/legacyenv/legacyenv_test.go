@@ -136,9 +136,9 @@ func TestLegacyEnvironment(t *testing.T) {
 		{"a client SAN without a client CA checks nothing, as there", fakeEnv{"GRPC_SERVER_USE_TLS": "true",
 			"GRPC_SERVER_TLS_CERT": "/certs/tls.crt", "GRPC_SERVER_TLS_KEY": "/certs/tls.key", "GRPC_CLIENT_TLS_SAN": "envoy.internal"},
 			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CLIENT_SAN": ""}, ""},
-		{"our own gRPC certificate wins", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt",
-			"GRPC_SERVER_TLS_KEY": "/theirs.key", "RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt"},
-			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt", "RATELIMIT_EXT_GRPC_TLS_KEY": "/theirs.key"}, ""},
+		{"our own gRPC certificate and key win, both", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt",
+			"GRPC_SERVER_TLS_KEY": "/theirs.key", "RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt", "RATELIMIT_EXT_GRPC_TLS_KEY": "/ours.key"},
+			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "/ours.crt", "RATELIMIT_EXT_GRPC_TLS_KEY": "/ours.key"}, ""},
 		{"Prometheus on its own port", fakeEnv{"USE_PROMETHEUS": "true", "PROMETHEUS_ADDR": ":19001"},
 			map[string]string{"RATELIMIT_EXT_METRICS_ADDR": ":19001"}, ""},
 		{"Prometheus on their default port", fakeEnv{"USE_PROMETHEUS": "TRUE"},
@@ -690,9 +690,10 @@ func TestLegacyRedisConnectionBesideOurURL(t *testing.T) {
 	}
 }
 
-// GRPC_SERVER_USE_TLS=true needs a certificate and a key, from their variables or from
-// ours, flags on the command line included; a client CA of ours, flag or variable, is
-// one for GRPC_CLIENT_TLS_SAN.
+// GRPC_SERVER_USE_TLS=true needs a certificate and a key, both from their variables or
+// both from ours, flags on the command line included (TestCertificatePairFromOneSide):
+// a half of ours with nothing of theirs is left to serve's own check, which names our
+// flags. A client CA of ours, flag or variable, is one for GRPC_CLIENT_TLS_SAN.
 func TestLegacyGRPCTLSBesideOurs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -702,15 +703,15 @@ func TestLegacyGRPCTLSBesideOurs(t *testing.T) {
 		err  string
 	}{
 		{"our certificate flag, their key", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_KEY": "/theirs.key"},
-			[]string{"--grpc-tls-cert", "/ours.crt"}, map[string]string{"RATELIMIT_EXT_GRPC_TLS_KEY": "/theirs.key"}, ""},
+			[]string{"--grpc-tls-cert", "/ours.crt"}, nil, "GRPC_SERVER_TLS_KEY is not used beside our certificate (--grpc-tls-cert is given)"},
 		{"our certificate and key flags", fakeEnv{"GRPC_SERVER_USE_TLS": "true"},
 			[]string{"--grpc-tls-cert=/ours.crt", "--grpc-tls-key=/ours.key"}, map[string]string{}, ""},
 		{"our key variable, their certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt",
-			"RATELIMIT_EXT_GRPC_TLS_KEY": "/ours.key"}, nil, map[string]string{"RATELIMIT_EXT_GRPC_TLS_CERT": "/theirs.crt"}, ""},
+			"RATELIMIT_EXT_GRPC_TLS_KEY": "/ours.key"}, nil, nil, "GRPC_SERVER_TLS_CERT is not used beside our key (RATELIMIT_EXT_GRPC_TLS_KEY is set)"},
 		{"a certificate without a key", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/theirs.crt"},
 			nil, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
-		{"our certificate flag without a key", fakeEnv{"GRPC_SERVER_USE_TLS": "true"},
-			[]string{"--grpc-tls-cert", "/ours.crt"}, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
+		{"our certificate flag without a key: left to our own check", fakeEnv{"GRPC_SERVER_USE_TLS": "true"},
+			[]string{"--grpc-tls-cert", "/ours.crt"}, map[string]string{"RATELIMIT_EXT_GRPC_TLS_KEY": ""}, ""},
 		{"a key without a certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_KEY": "/theirs.key"},
 			nil, nil, "GRPC_SERVER_USE_TLS=true needs GRPC_SERVER_TLS_CERT and GRPC_SERVER_TLS_KEY"},
 		{"our variables set empty (a chart's value: \"\") give no certificate", fakeEnv{"GRPC_SERVER_USE_TLS": "true",
@@ -721,6 +722,74 @@ func TestLegacyGRPCTLSBesideOurs(t *testing.T) {
 			map[string]string{"RATELIMIT_EXT_GRPC_TLS_CLIENT_SAN": "envoy.internal"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkApply(t, tc.env, flagsGiven(tc.args), tc.want, tc.err) })
+	}
+}
+
+// A certificate and its key come from one side: with either half of ours set (flag or
+// variable), neither of theirs is used, for each pair the service has. Each of theirs
+// is reported ignored, naming what of ours wins. A half of ours beside their other half
+// stops the start with an error naming both: they would almost never match.
+func TestCertificatePairFromOneSide(t *testing.T) {
+	for _, p := range []struct {
+		on                fakeEnv // what makes theirs used
+		certVar, keyVar   string
+		certFlag, keyFlag string
+	}{
+		{fakeEnv{"GRPC_SERVER_USE_TLS": "true"}, "GRPC_SERVER_TLS_CERT", "GRPC_SERVER_TLS_KEY", "grpc-tls-cert", "grpc-tls-key"},
+		{fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_USE_TLS": "true"},
+			"CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY", "xds-tls-cert", "xds-tls-key"},
+		{fakeEnv{"REDIS_URL": "redis.svc:6380", "REDIS_TLS": "true"},
+			"REDIS_TLS_CLIENT_CERT", "REDIS_TLS_CLIENT_KEY", "redis-tls-cert", "redis-tls-key"},
+	} {
+		for _, ours := range []struct {
+			name string
+			env  fakeEnv
+			args []string
+			half bool // only one half of ours: an error
+		}{
+			{"both our flags", nil, []string{"--" + p.certFlag, "/ours.crt", "--" + p.keyFlag + "=/ours.key"}, false},
+			{"both our variables", fakeEnv{VarName(p.certFlag): "/ours.crt", VarName(p.keyFlag): "/ours.key"}, nil, false},
+			{"our certificate variable, our key flag", fakeEnv{VarName(p.certFlag): "/ours.crt"}, []string{"--" + p.keyFlag, "/ours.key"}, false},
+			{"our certificate flag alone", nil, []string{"--" + p.certFlag, "/ours.crt"}, true},
+			{"our key variable alone", fakeEnv{VarName(p.keyFlag): "/ours.key"}, nil, true},
+		} {
+			t.Run(p.certVar+"/"+ours.name, func(t *testing.T) {
+				env := fakeEnv{p.certVar: "/theirs.crt", p.keyVar: "/theirs.key"}
+				maps.Copy(env, p.on)
+				maps.Copy(env, ours.env)
+				notes, err := Apply(env.env(flagsGiven(ours.args)))
+				if ours.half {
+					// The error names our half that is set, and their other half.
+					half, other := "--"+p.certFlag, p.keyVar
+					if len(ours.env) > 0 {
+						half, other = VarName(p.keyFlag), p.certVar
+					}
+					if err == nil || !strings.Contains(err.Error(), half) || !strings.Contains(err.Error(), other) {
+						t.Fatalf("error %v, want one naming %s and %s", err, half, other)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Each of theirs is ignored for our setting of its half.
+				for v, flag := range map[string]string{p.certVar: p.certFlag, p.keyVar: p.keyFlag} {
+					by := VarName(flag) + " is set"
+					if _, given := flagsGiven(ours.args)[flag]; given {
+						by = "--" + flag + " is given"
+					}
+					i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == v })
+					if i < 0 || !notes[i].Ignored || !strings.HasPrefix(notes[i].Outcome, "ignored: "+by+": a certificate and its key come from one side") {
+						t.Errorf("%s: want it ignored for %q in %v", v, by, notes)
+					}
+				}
+				for _, flag := range []string{p.certFlag, p.keyFlag} {
+					if v := env[VarName(flag)]; strings.HasPrefix(v, "/theirs") {
+						t.Errorf("%s=%s: theirs mapped beside ours", VarName(flag), v)
+					}
+				}
+			})
+		}
 	}
 }
 
