@@ -127,6 +127,7 @@ func parseBench(args []string) (*benchCommand, int) {
 	if b.cfg.Requests > 0 && !flagGiven(fs, "duration") {
 		b.cfg.Duration = 0 // a request count alone ends the run
 	}
+	extra.tls.onSet = flagGiven(fs, "tls") // its "false" beside a TLS file is refused
 	if err := extra.apply(&b.cfg); err != nil {
 		return benchFail("%v", err)
 	}
@@ -170,7 +171,7 @@ func benchFlags(b *benchCommand) (*flag.FlagSet, *benchExtra) {
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the key choices (0: fixed default)")
 	fs.BoolVar(&b.json, "json", false, "print the report as JSON instead of text")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
-	fs.BoolVar(&x.tls.on, "tls", false, "connect over TLS, verifying the server against the system roots (any other --tls-* implies it)")
+	fs.BoolVar(&x.tls.on, "tls", false, "connect over TLS, verifying the server against the system roots (any other --tls-* implies it: false beside one is refused)")
 	fs.StringVar(&x.tls.ca, "tls-ca", "", "PEM CA bundle to verify the server with instead of the system roots")
 	fs.StringVar(&x.tls.cert, "tls-cert", "", "PEM client certificate, for servers that require one (mTLS)")
 	fs.StringVar(&x.tls.key, "tls-key", "", "PEM private key of --tls-cert")

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testpki"
 )
 
 // Settings the load generator would quietly replace by a default are refused, naming
@@ -102,5 +104,21 @@ func TestBenchExitStatus(t *testing.T) {
 	}
 	if code, out := bench("--domain", "edge", "--timeout", "1ns"); code != 1 || !strings.Contains(out, "DeadlineExceeded 20") {
 		t.Errorf("every request past its deadline: exit %d\n%s", code, out)
+	}
+}
+
+// --tls=false beside a TLS file or name, each of which turns TLS on, is refused (exit
+// 2, with serve's message for --xds-tls: TestXDSTLSOffBesideOurFilesIsRefused); the
+// file alone still implies TLS.
+func TestBenchTLSOffBesideFilesIsRefused(t *testing.T) {
+	ca := testpki.New(t)
+	for _, args := range [][]string{{"--tls=false", "--tls-ca", ca.File}, {"--tls-server-name", "rls.internal", "--tls=false"}} {
+		if _, code := parseBench(args); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	b, code := parseBench([]string{"--tls-ca", ca.File})
+	if code != 0 || b.cfg.TLS == nil {
+		t.Errorf("--tls-ca alone: exit %d, want TLS", code)
 	}
 }

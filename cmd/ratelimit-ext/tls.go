@@ -100,9 +100,12 @@ func requireSAN(san string) func([][]byte, [][]*x509.Certificate) error {
 // clientTLS are a client's TLS settings from the flags prefix+"tls", prefix+"tls-ca"
 // and so on: the xDS subscription's ("--xds-") and the load generator's ("--").
 type clientTLS struct {
-	prefix                    string
-	use                       string // names the files for metrics: use+"_client", use+"_ca"
-	on                        bool
+	prefix string
+	use    string // names the files for metrics: use+"_client", use+"_ca"
+	on     bool
+	// onSet says whether the switch (prefix+"tls") is set, flag or variable: set
+	// false beside a file or name, it contradicts them (check).
+	onSet                     bool
 	ca, cert, key, serverName string
 	// defaultName is the name gRPC verifies when serverName is empty, when the caller
 	// knows it (the xDS server's host): with a name the CA bundle is read again when it
@@ -121,7 +124,7 @@ func (c clientTLS) config(log *slog.Logger, inUse *tlsfiles.Registry) (*tls.Conf
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.serverName}
-	if err := c.pairGiven(); err != nil {
+	if err := c.check(); err != nil {
 		return nil, err
 	}
 	if c.cert != "" {
@@ -197,6 +200,29 @@ func readable(files ...flagFile) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// check refuses settings that contradict each other: the switch set off beside a file
+// or name, which imply TLS (each alone turns it on, so the "off" would go unheard),
+// and a certificate without its key.
+func (c clientTLS) check() error {
+	if c.onSet && !c.on {
+		var tlsSettings []string
+		for _, f := range []flagFile{{"tls-ca", c.ca}, {"tls-cert", c.cert}, {"tls-key", c.key}, {"tls-server-name", c.serverName}} {
+			if f.path != "" {
+				tlsSettings = append(tlsSettings, c.prefix+f.flag)
+			}
+		}
+		if n := len(tlsSettings); n > 0 {
+			them, turn := strings.Join(tlsSettings, " and "), "turns"
+			if n > 1 {
+				turn = "turn"
+			}
+			return fmt.Errorf("%stls=false contradicts %s, which %s TLS on: unset %[1]stls (or set it true) for TLS, or unset %[2]s for plaintext",
+				c.prefix, them, turn)
+		}
+	}
+	return c.pairGiven()
 }
 
 // pairGiven refuses a client certificate without its key, or a key without it.

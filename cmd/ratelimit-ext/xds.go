@@ -40,7 +40,7 @@ func xdsFlags(f *envFlags, x *xdsSettings) {
 	f.StringVar(&x.nodeMetadata, "xds-node-metadata", "", "node metadata sent to the xDS server: key=value,key=value")
 	f.StringVar(&x.headers, "xds-headers", "", "gRPC metadata sent when the xDS stream opens: key=value,key=value (e.g. authorization=Bearer ...)")
 	x.tls.prefix, x.tls.use = "--xds-", "xds"
-	f.BoolVar(&x.tls.on, "xds-tls", false, "connect to the xDS server over TLS (any other --xds-tls-* setting implies it)")
+	f.BoolVar(&x.tls.on, "xds-tls", false, "connect to the xDS server over TLS (any other --xds-tls-* setting implies it: false beside one is refused)")
 	f.StringVar(&x.tls.ca, "xds-tls-ca", "", "PEM CA bundle that signs the xDS server's certificate (default: the system roots; reloaded when the file changes)")
 	f.StringVar(&x.tls.cert, "xds-tls-cert", "", "PEM client certificate for the xDS server (mTLS; reloaded when the file changes)")
 	f.StringVar(&x.tls.key, "xds-tls-key", "", "PEM private key of --xds-tls-cert")
@@ -104,7 +104,7 @@ func (x *xdsSettings) resolve() error {
 	if err := grpcHeaders(x.headers); err != nil {
 		return err
 	}
-	return x.tls.pairGiven()
+	return x.tls.check()
 }
 
 // reservedHeaders are the headers gRPC sets itself: it drops them from the metadata

@@ -199,3 +199,51 @@ func TestXDSTLSFilesAreListed(t *testing.T) {
 		t.Errorf("listed %+v, want xds_client (expiring %v) and xds_ca", got, client.TLS.Leaf.NotAfter)
 	}
 }
+
+// An explicit "no TLS" to the xDS server (--xds-tls=false, or RATELIMIT_EXT_XDS_TLS=false)
+// beside a TLS file or name of ours contradicts itself: it is refused at start, naming
+// both, instead of the files quietly turning TLS on. The files alone still imply TLS.
+func TestXDSTLSOffBesideOurFilesIsRefused(t *testing.T) {
+	ca := testpki.New(t)
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want []string // "" for no error; else what the error names
+	}{
+		{nil, []string{"--xds-tls=false", "--xds-tls-ca", ca.File}, []string{"--xds-tls=false", "--xds-tls-ca"}},
+		{nil, []string{"--xds-tls=false", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem"}, []string{"--xds-tls=false", "--xds-tls-cert", "--xds-tls-key"}},
+		{nil, []string{"--xds-tls=0", "--xds-tls-server-name", "xds.internal"}, []string{"--xds-tls=false", "--xds-tls-server-name"}},
+		{map[string]string{"RATELIMIT_EXT_XDS_TLS": "false"}, []string{"--xds-tls-ca", ca.File},
+			[]string{"--xds-tls=false", "--xds-tls-ca", "--xds-tls is set by RATELIMIT_EXT_XDS_TLS"}},
+		{map[string]string{"RATELIMIT_EXT_XDS_TLS_CA": ca.File}, []string{"--xds-tls=false"},
+			[]string{"--xds-tls=false", "--xds-tls-ca", "--xds-tls-ca is set by RATELIMIT_EXT_XDS_TLS_CA"}},
+		{nil, []string{"--xds-tls-ca", ca.File}, nil},                                             // the file implies TLS
+		{nil, []string{"--xds-tls=true", "--xds-tls-ca", ca.File}, nil},                           // no contradiction
+		{map[string]string{"RATELIMIT_EXT_XDS_TLS": " "}, []string{"--xds-tls-ca", ca.File}, nil}, // set empty: unset
+		{nil, []string{"--xds-tls=false"}, nil},
+	} {
+		isolateEnv(t)
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		c, err := loadServeConfig(append([]string{"--xds-server", "xds.svc:18000"}, tc.args...))
+		if tc.want == nil {
+			if err != nil {
+				t.Errorf("%v %v: %v", tc.env, tc.args, err)
+				continue
+			}
+			if c.xds.tls.ca != "" {
+				cfg, err := c.xds.tls.config(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+				if err != nil || cfg == nil {
+					t.Errorf("%v %v: TLS config %v, %v; want TLS", tc.env, tc.args, cfg, err)
+				}
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%v %v: error %v, want one naming %q", tc.env, tc.args, err, w)
+			}
+		}
+	}
+}
