@@ -4,10 +4,11 @@
 //
 // A file is looked at (one stat) at each handshake, which long-lived gRPC and Redis
 // connections make rare, and at each Status, which a Registry's metrics ask for at
-// every scrape; a change is a new size or modification time. A change that
-// does not load (a half-written file, a key that does not match its certificate) is
-// reported once and the previous material is kept, so that a bad rotation does not
-// take a working service down; it is tried again every ten seconds.
+// every scrape; a change is a new size, modification time or file identity (device
+// and inode, where the platform has them: fileID). A change that does not load (a
+// half-written file, a key that does not match its certificate) is reported once and
+// the previous material is kept, so that a bad rotation does not take a working
+// service down; it is tried again every ten seconds.
 package tlsfiles
 
 import (
