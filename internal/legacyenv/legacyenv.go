@@ -233,7 +233,8 @@ func (m *mapping) get(name string) (string, bool) {
 
 // takenBy says what of ours sets flag, winning over theirs: the flag on the command
 // line, or our variable ("" when neither). Our variable set empty (a chart's
-// `value: ""`) is unset, as theirs is (get), and as the flags read it.
+// `value: ""`) is unset, as theirs is (get), and as the flags read it (Ours), but for
+// a flag whose empty value means something (SetEmpty).
 func (m *mapping) takenBy(flag string) string {
 	if _, given := m.env.Given[flag]; given {
 		return "--" + flag + " is given"
@@ -253,8 +254,8 @@ func (m *mapping) ours(flag string) (value string, set bool) {
 	if v, given := m.env.Given[flag]; given {
 		return v, true
 	}
-	v, _ := m.env.Lookup(VarName(flag))
-	return strings.TrimSpace(v), strings.TrimSpace(v) != ""
+	v, set := Ours(m.env.Lookup, flag)
+	return strings.TrimSpace(v), set
 }
 
 // ourSwitch reads our boolean flag (--flag alone is true). decided is false when
