@@ -692,6 +692,18 @@ func promQL(v any, key string, out *[]string) {
 	}
 }
 
+// dashboardVariable is the templating variable of the dashboard named name, or nil.
+func dashboardVariable(dash map[string]any, name string) map[string]any {
+	templating, _ := dash["templating"].(map[string]any)
+	list, _ := templating["list"].([]any)
+	for _, v := range list {
+		if m, ok := v.(map[string]any); ok && m["name"] == name {
+			return m
+		}
+	}
+	return nil
+}
+
 func TestDashboard(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("grafana", "ratelimit-ext.json"))
 	if err != nil {
@@ -745,8 +757,11 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	// Every query but the job variable's own selects the chosen jobs: a Prometheus that
-	// scrapes several deployments would otherwise add them together.
+	// Every query but the job variable's own selects the chosen job, one at a time: a
+	// Prometheus that scrapes several deployments would otherwise add them together.
+	if job := dashboardVariable(dash, "job"); job == nil || job["multi"] != false || job["includeAll"] != false {
+		t.Errorf("the job variable %v must pick one job (multi and includeAll false)", job)
+	}
 	byJob := regexp.MustCompile(`ratelimit_ext_[a-zA-Z0-9_]+(\{job=~"\$job"[,}])?`)
 	for _, q := range queries {
 		if q == "label_values(ratelimit_ext_ready, job)" {
