@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -196,7 +197,7 @@ func decodeDecideRequest(body []byte, in *decideRequest) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(in); err != nil {
-		return err
+		return readable(err)
 	}
 	if dec.Decode(&struct{}{}) != io.EOF {
 		return errors.New("data after the request object")
@@ -205,6 +206,39 @@ func decodeDecideRequest(body []byte, in *decideRequest) error {
 		return err
 	}
 	return checkNames(body)
+}
+
+// readable words a decoding error by the request's field names and JSON's kinds of
+// value: encoding/json's own says "Go struct field" and prints Go types.
+func readable(err error) error {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("empty body: want one JSON object, the request")
+	case errors.As(err, &te):
+		field := strings.TrimPrefix(te.Field, ".")
+		if field == "" {
+			return fmt.Errorf("the request is a JSON %s: want an object", te.Value)
+		}
+		return fmt.Errorf("%s: want %s, got a JSON %s", field, jsonKind(te.Type), te.Value)
+	}
+	return err
+}
+
+// jsonKind names the JSON value a Go type of the request reads.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		if t == reflect.TypeFor[json.RawMessage]() {
+			return "a number"
+		}
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "a " + t.Kind().String()
 }
 
 // notUTF8 refuses a body that is not UTF-8, as JSON must be (RFC 8259 §8.1).
