@@ -336,6 +336,36 @@ func TestExtAuthz(t *testing.T) {
 		}
 	})
 
+	// A gRPC request over the limit fails with RESOURCE_EXHAUSTED (8), not the
+	// UNAVAILABLE (14) Envoy maps a 429 to for gRPC, which clients retry at once: the
+	// service puts grpc-status among the denied headers, and Envoy's trailers-only
+	// answer keeps it. An HTTP request over the same limit still gets a plain 429.
+	t.Run("GRPCDenial", func(t *testing.T) {
+		ip := newIP()
+		var rs []reply
+		for range 6 {
+			rs = append(rs, sendGRPC(t, ea.url, "/ip", xff(ip)...))
+		}
+		wantCodes(t, "6 gRPC requests from "+ip, rs, 200, 200, 200, 200, 200, 200)
+		for i, r := range rs[:5] {
+			if v := r.h.Get("grpc-status"); v != "" {
+				t.Errorf("allowed gRPC request %d: grpc-status %q from Envoy, want the upstream's answer", i, v)
+			}
+		}
+		deny := rs[5]
+		header(t, deny, "content-type", "application/grpc")
+		header(t, deny, "grpc-status", "8")
+		header(t, deny, "x-ratelimit-remaining", "0")
+		if deny.h.Get("retry-after") == "" {
+			t.Error("the gRPC denial has no retry-after")
+		}
+		r := ea.get(t, "/ip", xff(ip)...)
+		wantCodes(t, "an HTTP request after the gRPC ones", []reply{r}, 429)
+		if v := r.h.Get("grpc-status"); v != "" {
+			t.Errorf("HTTP denial: grpc-status %q, want none", v)
+		}
+	})
+
 	// Requests no descriptor applies to, and routes with the check disabled, pass
 	// without rate-limit headers.
 	t.Run("Unlimited", func(t *testing.T) {
@@ -353,4 +383,40 @@ func TestExtAuthz(t *testing.T) {
 	if n := ea.stat(t, prefix+"denied"); n == 0 {
 		t.Error("the ext_authz filter counted no denied check")
 	}
+}
+
+// h2cClient speaks HTTP/2 without TLS (prior knowledge), as gRPC clients do to Envoy.
+var h2cClient = func() *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr}
+}()
+
+// sendGRPC sends a request shaped like a gRPC call (HTTP/2 POST, content-type
+// application/grpc, an empty message) to the Envoy at base. Envoy answers a denied
+// one with a trailers-only gRPC response: HTTP 200 and grpc-status among the headers.
+func sendGRPC(t *testing.T, base, path string, hdr ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader("\x00\x00\x00\x00\x00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("content-type", "application/grpc")
+	req.Header.Set("te", "trailers")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	r := reply{sent: time.Now()}
+	resp, err := h2cClient.Do(req)
+	if err != nil {
+		t.Fatalf("gRPC-shaped POST %s%s: %v", base, path, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r.recv = time.Now()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("POST %s%s: answered over %s, want HTTP/2", base, path, resp.Proto)
+	}
+	r.code, r.h, r.body = resp.StatusCode, resp.Header, string(body)
+	return r
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -157,7 +158,7 @@ func (s *Server) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Ch
 	if err != nil {
 		return s.failure(ctx, err)
 	}
-	return s.respond(res), nil
+	return s.respond(res, attrs), nil
 }
 
 // observeUnknown reports a check allowed because the rules do not define its domain (or
@@ -170,10 +171,11 @@ func (s *Server) observeUnknown(start time.Time, domain string) {
 	}
 }
 
-// respond renders a decision as a CheckResponse: the same fields the RLS door asks
-// Envoy to add (ratelimitheaders.Render), plus draft-03 headers, which Envoy renders itself for the
-// rate-limit filter but not for ext_authz.
-func (s *Server) respond(res *decide.Result) *authv3.CheckResponse {
+// respond renders a decision on the request attrs as a CheckResponse: the same fields
+// the RLS door asks Envoy to add (ratelimitheaders.Render), plus draft-03 headers, which
+// Envoy renders itself for the rate-limit filter but not for ext_authz, and for a denied
+// gRPC request its gRPC status (grpcStatusHeader).
+func (s *Server) respond(res *decide.Result, attrs *authv3.AttributeContext) *authv3.CheckResponse {
 	var hs []ratelimitheaders.Header
 	if s.opts.XRateLimitHeaders {
 		hs = ratelimitheaders.Draft03Headers(res)
@@ -187,7 +189,29 @@ func (s *Server) respond(res *decide.Result) *authv3.CheckResponse {
 		}
 		return resp
 	}
+	if isGRPC(attrs) {
+		hs = append(hs, grpcStatusHeader)
+	}
 	return denied(codes.PermissionDenied, "over the rate limit", typev3.StatusCode_TooManyRequests, hs, string(r.Body))
+}
+
+// grpcStatusHeader makes a denied gRPC request fail with RESOURCE_EXHAUSTED (8), the
+// status gRPC gives to rate limits. Envoy answers a denied gRPC request with a
+// trailers-only gRPC response and, unless the denied headers carry a grpc-status,
+// maps the HTTP status to one: 429 becomes UNAVAILABLE (14), which gRPC clients and
+// retry policies retry at once. It ignores CheckResponse.status for this. Only gRPC
+// requests get it: to an HTTP client it would be a stray header.
+var grpcStatusHeader = ratelimitheaders.Header{Name: "grpc-status", Value: strconv.Itoa(int(codes.ResourceExhausted))}
+
+// isGRPC says whether Envoy treats the checked request as gRPC, by its content type
+// as Envoy's Grpc::Common::hasGrpcContentType does: "application/grpc" or
+// "application/grpc+<codec>". gRPC-Web ("application/grpc-web") is not: Envoy answers it
+// as HTTP, unless its grpc_web filter, ahead of ext_authz, has turned the request into
+// gRPC. Envoy must send content-type (allowed_headers).
+func isGRPC(attrs *authv3.AttributeContext) bool {
+	ct, _ := newRequest(attrs).header("content-type")
+	rest, ok := strings.CutPrefix(ct, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+')
 }
 
 // failure answers a check the decider could not decide.

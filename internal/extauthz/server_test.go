@@ -801,3 +801,60 @@ func TestLoggedDomain(t *testing.T) {
 		}
 	}
 }
+
+// A gRPC request over the limit gets grpc-status 8 (RESOURCE_EXHAUSTED) among the denied
+// headers: Envoy answers a gRPC request's local reply with the grpc-status it finds
+// there, and otherwise maps the 429 to 14 (UNAVAILABLE), which gRPC clients retry at
+// once. Other requests, allowed ones, and a fail-closed 503 (UNAVAILABLE is right
+// there) get none. The content type is recognised as Envoy does (application/grpc, or
+// application/grpc+<codec>; not gRPC-Web), from either header encoding.
+func TestCheckGRPCDenialIsResourceExhausted(t *testing.T) {
+	for _, tc := range []struct {
+		name, contentType string
+		raw               bool // encode_raw_headers: header_map instead of headers
+		want              string
+	}{
+		{"grpc", "application/grpc", false, "8"},
+		{"grpc+proto", "application/grpc+proto", false, "8"},
+		{"grpc, raw headers", "application/grpc", true, "8"},
+		{"grpc-web", "application/grpc-web", false, ""},
+		{"grpc-web+proto", "application/grpc-web+proto", false, ""},
+		{"json", "application/json", false, ""},
+		{"no content type", "", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			s := e.server(defaultOpts)
+			check := func() answer {
+				r := req("/key", "", "x-api-key", "k1")
+				h := r.Attributes.Request.Http
+				if tc.contentType != "" {
+					h.Headers["content-type"] = tc.contentType
+				}
+				if tc.raw {
+					hm := &corev3.HeaderMap{}
+					for k, v := range h.Headers {
+						hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
+					}
+					h.Headers, h.HeaderMap = nil, hm
+				}
+				return e.check(s, r)
+			}
+			for i := range 3 {
+				if a := check(); a.http != 200 || a.headers["grpc-status"] != "" {
+					t.Fatalf("allowed %d: %+v", i, a)
+				}
+			}
+			a := check()
+			if a.http != 429 || a.headers["grpc-status"] != tc.want || a.headers["retry-after"] != "1" {
+				t.Errorf("denied: %+v, want grpc-status %q", a, tc.want)
+			}
+			e.engine.fail.Store(true)
+			o := defaultOpts
+			o.FailureMode = ModeDeny
+			if a := e.check(e.server(o), req("/key", "", "x-api-key", "k1", "content-type", tc.contentType)); a.http != 503 || len(a.headers) != 0 {
+				t.Errorf("fail-closed deny: %+v", a)
+			}
+		})
+	}
+}
