@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/jsonkind"
 )
 
 // decodeError puts the position of a JSON error in front of it: encoding/json reports a
@@ -39,7 +41,7 @@ func (e typeError) Unwrap() error { return e.err }
 // typeMismatch says what te refused and what belongs there. A whole number too large
 // for the field reads as a JSON number where a whole number belongs, so it says so.
 func typeMismatch(te *json.UnmarshalTypeError) string {
-	want := jsonKind(te.Type)
+	want := jsonkind.Of(te.Type)
 	literal, isNumber := strings.CutPrefix(te.Value, "number ")
 	if isNumber && want == "a whole number" && !strings.ContainsAny(literal, ".eE") {
 		return fmt.Sprintf("the number %s is out of range for %s", literal, te.Type)
@@ -90,31 +92,6 @@ func escaped(data []byte, i int64) bool {
 // isLiteralByte reports whether b can be part of a JSON number, true, false or null.
 func isLiteralByte(b byte) bool {
 	return b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b == '-' || b == '+' || b == '.' || b == 'E'
-}
-
-// jsonKind says in JSON's words what a Go type accepts.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Pointer:
-		return jsonKind(t.Elem())
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a whole number"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.String:
-		if t == reflect.TypeFor[json.Number]() {
-			return "a number"
-		}
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	}
-	return "a " + t.String()
 }
 
 // jsonPath is a type error's field path as the file spells it: encoding/json also

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/decide"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/jsonkind"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/ratelimitheaders"
 )
 
@@ -220,25 +220,9 @@ func readable(err error) error {
 		if field == "" {
 			return fmt.Errorf("the request is a JSON %s: want an object", te.Value)
 		}
-		return fmt.Errorf("%s: want %s, got a JSON %s", field, jsonKind(te.Type), te.Value)
+		return fmt.Errorf("%s: want %s, got a JSON %s", field, jsonkind.Of(te.Type), te.Value)
 	}
 	return err
-}
-
-// jsonKind names the JSON value a Go type of the request reads.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Slice:
-		if t == reflect.TypeFor[json.RawMessage]() {
-			return "a number"
-		}
-		return "a list"
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	}
-	return "a " + t.Kind().String()
 }
 
 // notUTF8 refuses a body that is not UTF-8, as JSON must be (RFC 8259 §8.1).

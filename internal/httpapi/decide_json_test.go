@@ -121,7 +121,7 @@ func TestDecideNamesWrongKindsInTheRequestsTerms(t *testing.T) {
 		"empty body":      {``, "bad JSON: empty body: want one JSON object, the request"},
 		"a list":          {`[{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}]`, "bad JSON: the request is a JSON array: want an object"},
 		"domain a number": {`{"domain":5,"descriptors":[{"entries":[{"key":"ip","value":"x"}]}]}`, "bad JSON: domain: want a string, got a JSON number"},
-		"descriptors {}":  {`{"domain":"web","descriptors":{"entries":[{"key":"ip","value":"x"}]}}`, "bad JSON: descriptors: want a list, got a JSON object"},
+		"descriptors {}":  {`{"domain":"web","descriptors":{"entries":[{"key":"ip","value":"x"}]}}`, "bad JSON: descriptors: want an array, got a JSON object"},
 		"entry a number":  {`{"domain":"web","descriptors":[{"entries":[5,{"key":"ip","value":"x"}]}]}`, "bad JSON: descriptors.entries: want an object, got a JSON number"},
 		"value a number":  {`{"domain":"web","descriptors":[{"entries":[{"key":"ip","value":1},{"key":"ip","value":"x"}]}]}`, "bad JSON: descriptors.entries.value: want a string, got a JSON number"},
 		"key a bool":      {`{"domain":"web","descriptors":[{"entries":[{"key":true,"value":"x"}]}]}`, "bad JSON: descriptors.entries.key: want a string, got a JSON bool"},
