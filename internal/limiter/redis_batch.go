@@ -182,8 +182,9 @@ func logEntries(checks []LimitCheck) int64 {
 // takeLocked returns a batch: first, then the oldest pending calls, up to max in all,
 // and, in order, only as many as keep the call's limits within MaxBatchLimits and its
 // sliding_window_log entries within what one limit may admit (MaxLogLimit; requests
-// without limits, or without log entries, always fit that bound): each limit costs Redis a few microseconds and each
-// entry about one, and Redis runs a call without serving anyone else.
+// without limits, or without log entries, always fit that bound): each limit costs
+// Redis a few microseconds and each entry about one, and Redis runs a call without
+// serving anyone else.
 func (b *batcher) takeLocked(first *batchCall) []*batchCall {
 	n, logs, limits := 0, first.logs, len(first.checks)
 	for n < min(len(b.pending), b.max-1) &&
