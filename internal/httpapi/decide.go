@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -280,8 +281,23 @@ func escapedUnit(hex []byte) rune {
 // so checkNames refuses the other spellings it took. One set serves every depth
 // because no two of these names differ only in case: a name the decoder took as a
 // field of one object is in the set only if it is that field's own spelling.
-var requestNames = map[string]bool{ // the request's, a descriptor's, an entry's
-	"domain": true, "descriptors": true, "hits_addend": true, "entries": true, "key": true, "value": true,
+var requestNames = fieldNames(reflect.TypeFor[decideRequest](), map[string]bool{})
+
+// fieldNames adds to names the JSON names of t's fields and of the structs within
+// them (a descriptor's, an entry's), read from their tags: the request's one spelling.
+func fieldNames(t reflect.Type, names map[string]bool) map[string]bool {
+	for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return names
+	}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		names[name] = true
+		fieldNames(f.Type, names)
+	}
+	return names
 }
 
 // checkNames returns an error naming the first member of body, a valid JSON text that
