@@ -255,10 +255,7 @@ func (d *Decider) Decide(ctx context.Context, req *Request) (*Result, error) {
 		d.report(res, p, decisions)
 		return res, nil
 	}
-	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p, decisions)
-	for round := 1; err == nil && !failedOpen && !out.Allowed && p.quota && round < maxQuotaRounds && d.softenQuota(p, decisions); round++ {
-		out, failedOpen, err = d.evaluate(ctx, req.Domain, req.Now, p, decisions)
-	}
+	out, failedOpen, err := d.evaluateRounds(ctx, req, p, decisions)
 	if err != nil {
 		if errors.Is(err, limiter.ErrBadRequest) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)

@@ -1,6 +1,7 @@
 package decide
 
 import (
+	"context"
 	"slices"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/limiter"
@@ -33,6 +34,19 @@ import (
 // maxQuotaRounds bounds the store calls of one request in quota mode: the usual two, a
 // third for a change by other traffic in between, and one more.
 const maxQuotaRounds = 4
+
+// evaluateRounds asks the store for the request's decisions, and in quota mode again
+// while a denial does not stand (softenQuota), at most maxQuotaRounds times in all.
+func (d *Decider) evaluateRounds(ctx context.Context, req *Request, p *plan, decisions []limiter.Decision) (limiter.Outcome, bool, error) {
+	out, failedOpen, err := d.evaluate(ctx, req.Domain, req.Now, p, decisions)
+	for round := 1; round < maxQuotaRounds; round++ {
+		if err != nil || failedOpen || out.Allowed || !p.quota || !d.softenQuota(p, decisions) {
+			break
+		}
+		out, failedOpen, err = d.evaluate(ctx, req.Domain, req.Now, p, decisions)
+	}
+	return out, failedOpen, err
+}
 
 // descState is what a round says of one request descriptor.
 type descState uint8
