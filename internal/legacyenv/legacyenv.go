@@ -741,7 +741,7 @@ func mapLegacyRedis(m *mapping) error {
 		r.used("REDIS_SOCKET_TYPE", "a TCP address")
 		return r.mapTCP(addr, mode, tlsOn)
 	case !strings.EqualFold(mode, "cluster") && !strings.EqualFold(mode, "sentinel"):
-		return r.mapSocket(addr, mode, tlsOn)
+		return r.mapSocket(addr, tlsOn)
 	case slices.ContainsFunc(strings.Split(addr, ","), func(a string) bool { return strings.HasPrefix(strings.TrimSpace(a), "/") }):
 		// There a cluster's nodes and the sentinels are dialled over TCP whatever
 		// REDIS_SOCKET_TYPE says: a path is no address of theirs, and it does not start.
@@ -760,15 +760,11 @@ func redisType(m *mapping) (string, error) {
 	case "", "single", "cluster", "sentinel":
 		return mode, nil
 	}
-	if err := badRedisType(mode); m.overriddenBy("REDIS_TYPE", "redis-mode", err) == "" {
+	err := fmt.Errorf("REDIS_TYPE=%s: want single, cluster or sentinel", mode)
+	if m.overriddenBy("REDIS_TYPE", "redis-mode", err) == "" {
 		return "", err
 	}
 	return "", nil
-}
-
-// badRedisType is the error for a REDIS_TYPE envoyproxy/ratelimit does not know.
-func badRedisType(mode string) error {
-	return fmt.Errorf("REDIS_TYPE=%s: want single, cluster or sentinel", mode)
 }
 
 // ignoreRedisWithoutURL reports the variables that would shape REDIS_URL, when it is
@@ -797,13 +793,10 @@ func (r redisMapping) used(legacy, how string) {
 	}
 }
 
-// mapSocket maps a unix socket's path: one standalone server (mode, REDIS_TYPE, can
-// only be single), without TLS (tlsOn is REDIS_TLS; Redis serves TLS on TCP only, and
-// a unix:// URL has none).
-func (r redisMapping) mapSocket(path, mode string, tlsOn bool) error {
-	if !strings.EqualFold(mode, "single") && mode != "" {
-		return badRedisType(mode)
-	}
+// mapSocket maps a unix socket's path: one standalone server (mapLegacyRedis comes
+// here only when REDIS_TYPE is unset or single), without TLS (tlsOn is REDIS_TLS;
+// Redis serves TLS on TCP only, and a unix:// URL has none).
+func (r redisMapping) mapSocket(path string, tlsOn bool) error {
 	setRedisURL(r.mapping, "unix://", redisUserinfo(r.auth), path, "", nil)
 	r.used("REDIS_SOCKET_TYPE", "a unix:// socket")
 	r.used("REDIS_TYPE", "one Redis server")
@@ -866,11 +859,10 @@ func (r redisMapping) mapTCP(addr, mode string, tlsOn bool) error {
 }
 
 // mapMode maps REDIS_TYPE (mode) and returns the addresses among parts, REDIS_URL's
-// comma-separated items: with Sentinel, the first item is the master's name.
+// comma-separated items: with Sentinel, the first item is the master's name. mode is
+// unset, single, cluster or sentinel (redisType refused any other).
 func (r redisMapping) mapMode(mode string, parts []string) ([]string, error) {
 	switch strings.ToLower(mode) {
-	case "", "single":
-		r.used("REDIS_TYPE", "one Redis server")
 	case "cluster":
 		r.set("REDIS_TYPE", "redis-mode", "cluster")
 	case "sentinel":
@@ -880,8 +872,8 @@ func (r redisMapping) mapMode(mode string, parts []string) ([]string, error) {
 		r.set("REDIS_TYPE", "redis-mode", "sentinel")
 		r.set("REDIS_TYPE", "redis-sentinel-master", parts[0])
 		return parts[1:], nil
-	default:
-		return nil, badRedisType(mode)
+	default: // unset or single
+		r.used("REDIS_TYPE", "one Redis server")
 	}
 	return parts, nil
 }
