@@ -28,7 +28,8 @@ type envFlags struct {
 	overridden []badEnv // by parse: the malformed variables whose flag the command line gives
 	// legacy maps each of our variables that an envoyproxy/ratelimit variable was
 	// mapped onto to that variable (serve sets it before the flags are defined): a
-	// malformed value is named by the variable the operator set.
+	// malformed value, a setting an error names (explain) and one without effect
+	// (noteUnused) are named by the variable the operator set.
 	legacy map[string]string
 }
 
@@ -244,20 +245,18 @@ func serviceLink(name, value string) bool {
 // explain adds to an error about flags which of them the environment set (not the
 // command line): an operator who never typed --log-level learns that
 // RATELIMIT_EXT_LOG_LEVEL, or the envoyproxy/ratelimit variable mapped onto it
-// (legacy: our variable -> theirs), holds the value.
-func (e *envFlags) explain(err error, legacy map[string]string) error {
+// (e.legacy), holds the value.
+func (e *envFlags) explain(err error) error {
 	if err == nil {
 		return nil
 	}
-	given := map[string]bool{}
-	e.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var from []string
 	for _, name := range e.env {
-		if given[name] || !mentionsFlag(err.Error(), name) {
+		if e.given(name) || !mentionsFlag(err.Error(), name) {
 			continue
 		}
 		src := envName(name)
-		if l, ok := legacy[src]; ok {
+		if l, ok := e.legacy[src]; ok {
 			src = l + ", mapped to " + src
 		}
 		from = append(from, "--"+name+" is set by "+src)

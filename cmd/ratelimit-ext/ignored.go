@@ -4,8 +4,6 @@ import (
 	"flag"
 	"log/slog"
 	"strings"
-
-	"github.com/ratelimit-ext/ratelimit-ext/internal/legacyenv"
 )
 
 // unusedSettings are settings the operator set (by flag or environment variable) that
@@ -36,14 +34,13 @@ func xdsOnly(name string) bool {
 // server (explicitly named), and a deployment that names both, such as the Kubernetes
 // manifest's directory plus a server added later, keeps starting.
 func (c *serveConfig) noteUnused(f *envFlags) {
-	legacy := legacyenv.Variables(c.legacy)
 	var redis, xds, dir []string
 	f.fs.VisitAll(func(fl *flag.Flag) {
 		if !f.set(fl.Name) {
 			return
 		}
 		name := "--" + fl.Name
-		if from, ok := legacy[envName(fl.Name)]; ok && !f.given(fl.Name) {
+		if from, ok := f.legacy[envName(fl.Name)]; ok && !f.given(fl.Name) {
 			name += " (" + from + ")"
 		}
 		switch {

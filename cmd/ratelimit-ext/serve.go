@@ -131,7 +131,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	c.envOverridden = f.overridden
 	c.xds.tls.onSet = f.set("xds-tls") // its "false" beside a TLS file is refused
 	if err = c.check(); err != nil {
-		return nil, f.explain(err, legacyenv.Variables(legacy))
+		return nil, f.explain(err)
 	}
 	c.noteUnused(f)
 	return c, nil

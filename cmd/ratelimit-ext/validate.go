@@ -66,7 +66,7 @@ Flags of validate:
 // its own: the bounds, flags before the files, USE_CALENDAR_MONTH_RATE_LIMIT's value.
 func validateSettings(f *envFlags, bounds decide.Bounds) error {
 	if err := checkRuleBounds(bounds); err != nil {
-		return f.explain(err, nil)
+		return f.explain(err)
 	}
 	for _, a := range f.fs.Args() {
 		if strings.HasPrefix(a, "-") { // the flag package stops at the first file
