@@ -44,6 +44,18 @@ func (e ConfigError) Message(where string) string {
 	return e.Msg + " at " + where + e.MsgEnd
 }
 
+// WithoutLines is the problem without line numbers, for a generated document (rules
+// from xDS) whose lines the operator never sees: its field path ("descriptors[1]
+// .rate_limit.unit") locates it in the source, and the definition it points at, if
+// any (a duplicate's first), is named by its field path too.
+func (e ConfigError) WithoutLines() ConfigError {
+	if e.Ref != nil {
+		e.Msg, e.Ref, e.MsgEnd = e.Message(e.Ref.Field), nil, ""
+	}
+	e.Line = 0
+	return e
+}
+
 // Error formats the problem as "file:line: field: message" (without ":line" when Line is
 // 0), the reference written as "at line N", followed by " (already defined in
 // file:line)" when DefinedIn is set.

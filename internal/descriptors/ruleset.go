@@ -237,16 +237,16 @@ func (rs *RuleSet) Warnings() (warnings []ConfigError, total int) {
 
 // FromGeneratedDocuments readies a rule set compiled from generated documents (rules
 // from xDS), whose line numbers the operator never sees: its limits lose their lines
-// (Limit.Line 0: messages that name a limit give its file alone), and each warning kept
-// is replaced with rewrite's version of it. Call it before the rule set is shared.
-func (rs *RuleSet) FromGeneratedDocuments(rewrite func(ConfigError) ConfigError) {
+// (Limit.Line 0: messages that name a limit give its file alone), and so do its
+// warnings (ConfigError.WithoutLines). Call it before the rule set is shared.
+func (rs *RuleSet) FromGeneratedDocuments() {
 	for _, d := range rs.domains {
 		for _, l := range d.limits {
 			l.Line = 0
 		}
 	}
 	for i, w := range rs.warnings.items {
-		rs.warnings.items[i] = rewrite(w)
+		rs.warnings.items[i] = w.WithoutLines()
 	}
 }
 

@@ -61,7 +61,7 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 	if err != nil {
 		return nil, withoutLines(err)
 	}
-	rs.FromGeneratedDocuments(withoutLine)
+	rs.FromGeneratedDocuments()
 	return rs, nil
 }
 
@@ -224,8 +224,8 @@ func quotaMode(d *rlsconfv3.RateLimitDescriptor) bool {
 	return on
 }
 
-// withoutLines rewrites a load error without line numbers (withoutLine), and a
-// duplicate domain's first definition as its resource alone.
+// withoutLines rewrites a load error without line numbers (ConfigError.WithoutLines),
+// and a duplicate domain's first definition as its resource alone.
 func withoutLines(err error) error {
 	var le *descriptors.LoadError
 	if !errors.As(err, &le) {
@@ -233,7 +233,7 @@ func withoutLines(err error) error {
 	}
 	lines := make([]string, 0, len(le.Errors)+1)
 	for _, ce := range le.Errors {
-		ce = withoutLine(ce)
+		ce = ce.WithoutLines()
 		msg := ce.Msg
 		if ce.DefinedIn != "" {
 			msg += " (already defined in " + ce.DefinedIn + ")"
@@ -248,16 +248,4 @@ func withoutLines(err error) error {
 		lines = append(lines, fmt.Sprintf("(%d more errors omitted)", le.Omitted))
 	}
 	return errors.New(strings.Join(lines, "\n"))
-}
-
-// withoutLine rewrites a problem of a generated document without line numbers: they
-// count lines of a document the operator never sees. Its field path ("descriptors[1]
-// .rate_limit.unit") locates the problem in the resource itself, and the entry it
-// points at, if any (a duplicate's first), is named by its path too.
-func withoutLine(ce descriptors.ConfigError) descriptors.ConfigError {
-	if ce.Ref != nil {
-		ce.Msg, ce.Ref, ce.MsgEnd = ce.Message(ce.Ref.Field), nil, ""
-	}
-	ce.Line = 0
-	return ce
 }
