@@ -235,6 +235,3 @@ func (p *fileParser) list(f fields, name string) []*yaml.Node {
 	}
 	return items
 }
-
-// yamlLine extracts the line from a yaml.v3 syntax error ("yaml: line 3: ...").
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
