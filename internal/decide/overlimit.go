@@ -27,10 +27,10 @@ func (d *Decider) storeEvaluate(ctx context.Context, now int64, p *plan, out []l
 	if d.cache == nil || p.override {
 		return d.engine.Evaluate(ctx, now, p.checks, out)
 	}
-	sent := d.cache.Mono()
+	sent := d.cache.Stamp()
 	o, err := d.engine.Evaluate(ctx, now, p.checks, out)
 	if err == nil && !o.Allowed {
-		d.cache.Remember(overlimit.Call{Now: now, StoreNow: o.Now, Sent: sent, Recv: d.cache.Mono()}, p.checks, out)
+		d.cache.Remember(overlimit.Call{Now: now, StoreNow: o.Now, Sent: sent, Recv: d.cache.Stamp()}, p.checks, out)
 	}
 	return o, err
 }

@@ -166,12 +166,16 @@ func newCachePair(t *testing.T, engA, engB limiter.Engine, prefixA, prefixB stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	var clock func() overlimit.Stamp // nil: the cache's own clocks
+	if mono != nil {
+		clock = func() overlimit.Stamp { ms := mono(); return overlimit.Stamp{Mono: ms, Wall: ms} }
+	}
 	p := &cachePair{
 		cached: New(rs, engA, Options{Keys: storekey.New(prefixA, 0)}),
 		plain:  New(rs, engB, Options{Keys: storekey.New(prefixB, 0)}),
 		otherA: New(rs, engA, Options{Keys: storekey.New(prefixA, 0)}),
 		otherB: New(rs, engB, Options{Keys: storekey.New(prefixB, 0)}),
-		cache:  overlimit.New(overlimit.Options{MaxAge: time.Hour, Mono: mono, ExplicitNow: mono == nil}),
+		cache:  overlimit.New(overlimit.Options{MaxAge: time.Hour, Clock: clock, ExplicitNow: mono == nil}),
 	}
 	p.cached = reconfigured(p.cached, func(o *Options) { o.OverLimit = p.cache })
 	return p
@@ -398,7 +402,7 @@ func TestOverLimitCacheMatchesRedis(t *testing.T) {
 }
 
 // Requests with now = 0 on Redis, as Envoy sends them: the store's clock is Redis's own
-// (TIME), which the cache brackets with Go's monotonic clock around real round trips,
+// (TIME), which the cache brackets with this process's clocks around real round trips,
 // with the serving MaxAge. Every cached answer must be a denial whose now is not ahead
 // of Redis's clock (read right after) and that the store, asked at that now, gives
 // field for field. (No second store here: with a real clock two stores cannot be kept

@@ -41,8 +41,8 @@ func TestLookupAnswersOnlyWhatTheStoreWouldDeny(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mono := int64(5000)
-			c := New(Options{Mono: func() int64 { return mono }})
-			c.Remember(Call{Now: 0, StoreNow: t0, Sent: 5000, Recv: 5000}, []limiter.LimitCheck{tc.remember}, []limiter.Decision{tc.d})
+			c := New(Options{Clock: func() Stamp { return both(mono) }})
+			c.Remember(Call{Now: 0, StoreNow: t0, Sent: both(5000), Recv: both(5000)}, []limiter.LimitCheck{tc.remember}, []limiter.Decision{tc.d})
 			mono = 5010
 			d := make([]limiter.Decision, 1)
 			if _, ok := c.Lookup(0, []limiter.LimitCheck{tc.hit}, d); !ok {
@@ -66,8 +66,8 @@ func TestLookupKeepsClocksApart(t *testing.T) {
 	d := make([]limiter.Decision, 1)
 
 	mono := int64(5000)
-	c := New(Options{Mono: func() int64 { return mono }})
-	c.Remember(Call{Now: 0, StoreNow: t0, Sent: 5000, Recv: 5000}, check, deny)
+	c := New(Options{Clock: func() Stamp { return both(mono) }})
+	c.Remember(Call{Now: 0, StoreNow: t0, Sent: both(5000), Recv: both(5000)}, check, deny)
 	mono = 5010
 	if _, ok := c.Lookup(0, check, d); !ok {
 		t.Fatal("store clock: not answered")
@@ -76,8 +76,8 @@ func TestLookupKeepsClocksApart(t *testing.T) {
 		t.Error("explicit now answered without ExplicitNow")
 	}
 
-	e := New(Options{Mono: func() int64 { return mono }, ExplicitNow: true})
-	e.Remember(Call{Now: t0, StoreNow: t0, Sent: 5000, Recv: 5000}, check, deny)
+	e := New(Options{Clock: func() Stamp { return both(mono) }, ExplicitNow: true})
+	e.Remember(Call{Now: t0, StoreNow: t0, Sent: both(5000), Recv: both(5000)}, check, deny)
 	if _, ok := e.Lookup(t0+10, check, d); !ok {
 		t.Fatal("ExplicitNow: explicit now not answered")
 	}
@@ -100,7 +100,7 @@ func TestMaxAgeIsInclusive(t *testing.T) {
 		hit  bool
 	}{{"at MaxAge", 1000, true}, {"past MaxAge", 1001, false}} {
 		t.Run("explicit "+tc.name, func(t *testing.T) {
-			c := New(Options{ExplicitNow: true, Mono: func() int64 { return 0 }})
+			c := New(Options{ExplicitNow: true, Clock: func() Stamp { return both(0) }})
 			c.Remember(Call{Now: t0, StoreNow: t0}, check, deny)
 			if _, ok := c.Lookup(t0+tc.age, check, d); ok != tc.hit {
 				t.Errorf("answered %v, want %v", ok, tc.hit)
@@ -108,8 +108,8 @@ func TestMaxAgeIsInclusive(t *testing.T) {
 		})
 		t.Run("store clock "+tc.name, func(t *testing.T) {
 			mono := int64(5000)
-			c := New(Options{Mono: func() int64 { return mono }})
-			c.Remember(Call{Now: 0, StoreNow: t0, Sent: 5000, Recv: 5000}, check, deny)
+			c := New(Options{Clock: func() Stamp { return both(mono) }})
+			c.Remember(Call{Now: 0, StoreNow: t0, Sent: both(5000), Recv: both(5000)}, check, deny)
 			mono = 5000 + tc.age
 			if _, ok := c.Lookup(0, check, d); ok != tc.hit {
 				t.Errorf("answered %v, want %v", ok, tc.hit)
@@ -127,7 +127,7 @@ func TestFullShardDropsTheOldestEntry(t *testing.T) {
 	deny := []limiter.Decision{{Limit: 3, ResetAt: 1_700_000_010_000, RetryAfterMs: 9000}}
 	mono := int64(1000)
 	// Two entries per shard, and three keys of one shard.
-	c := New(Options{MaxEntries: 2 * shardCount, Mono: func() int64 { return mono }})
+	c := New(Options{MaxEntries: 2 * shardCount, Clock: func() Stamp { return both(mono) }})
 	var keys []string
 	for i := 0; len(keys) < 3; i++ {
 		if k := fmt.Sprint("k", i); len(keys) == 0 || c.shard(k) == c.shard(keys[0]) {
@@ -136,7 +136,7 @@ func TestFullShardDropsTheOldestEntry(t *testing.T) {
 	}
 	for i, k := range keys {
 		mono = 1000 + 100*int64(i)
-		c.Remember(Call{StoreNow: t0, Sent: mono, Recv: mono}, []limiter.LimitCheck{{Key: k, Params: fw, Cost: 1}}, deny)
+		c.Remember(Call{StoreNow: t0, Sent: both(mono), Recv: both(mono)}, []limiter.LimitCheck{{Key: k, Params: fw, Cost: 1}}, deny)
 	}
 	d := make([]limiter.Decision, 1)
 	for i, k := range keys {

@@ -48,16 +48,29 @@
 // step back.
 //
 // This process cannot read the store's clock. The cache brackets it with its own
-// monotonic clock: the entry keeps the local times just before the store call (sent)
-// and just after its answer (recv); the store read t0 in between. Some time e later,
-// the store's clock reads at most t0 + (e since sent) + 1 and at least
-// t0 + (e since recv) − 1, give or take 0.1% for clock rate differences. The cache
-// answers only if the upper bound is still inside the frozen interval, and answers at
-// the lower bound: the decision is then the store's exact decision at a store time no
-// later than the real one (remaining, resetAt and limit identical; retryAfter and the
-// reset duration longer by at most one round trip plus 2 ms, so Retry-After is never
-// early). An entry is trusted for at most MaxAge (default 1 s) after the store call,
-// which bounds what a stepped store clock could do.
+// clocks: the entry keeps the local times just before the store call (sent) and just
+// after its answer (recv); the store read t0 in between. Some time e later, the store's
+// clock reads at most t0 + (e since sent) + 1 and at least t0 + (e since recv) − 1,
+// give or take 0.1% for clock rate differences. The cache answers only if the upper
+// bound is still inside the frozen interval, and answers at the lower bound: the
+// decision is then the store's exact decision at a store time no later than the real
+// one (remaining, resetAt and limit identical; retryAfter and the reset duration
+// longer by at most one round trip plus 2 ms, so Retry-After is never early). An entry
+// is trusted for at most MaxAge (default 1 s) after the store call, which bounds what a
+// stepped store clock could do.
+//
+// Each local time is read on two clocks at once (one time.Now): Go's monotonic clock,
+// which no one steps but which stops while the host is suspended (a sleeping laptop, a
+// paused or migrated VM), and the wall clock, which can be stepped but, set right on
+// resume, shows the time the store's clock went on for. The upper bound and MaxAge
+// count e on whichever has gone further, so a suspend can only expire entries (a wall
+// clock stepped back changes nothing; one stepped forward expires entries early, which
+// costs store calls, never a wrong answer). The lower bound counts e on the monotonic
+// clock alone: a wall clock stepped forward must not make it late and retryAfter
+// early; after a suspend it lags, and retryAfter is longer by up to the time suspended
+// (at most MaxAge, which the wall clock also bounds). A suspend the wall clock does not
+// show (a paused VM whose clock nothing sets right) is not seen: for up to MaxAge after
+// it, the cache may deny what the store would allow.
 //
 // One more assumption is documented rather than checked: every replica sharing the
 // store serves the same rules for a key. During a rolling config change, a replica with
@@ -93,9 +106,21 @@ type Options struct {
 	// ExplicitNow also answers and remembers requests that pass their own now. Only for
 	// callers whose nows never step back (replays, tests): see the package comment.
 	ExplicitNow bool
-	// Mono is a monotonic clock in milliseconds (default: time since the cache was
-	// made, from Go's monotonic clock). Tests inject one.
-	Mono func() int64
+	// Clock reads this process's two clocks (default: one time.Now, which carries
+	// both readings). Tests inject one.
+	Clock func() Stamp
+}
+
+// Stamp is one reading of this process's two clocks, in milliseconds: Mono on Go's
+// monotonic clock (counted from the cache's making), Wall on the wall clock (Unix time).
+type Stamp struct{ Mono, Wall int64 }
+
+// longestSince is the time from s to now on whichever clock has gone further. The
+// monotonic clock stops while the host is suspended, the store's clock and (once set
+// right) the wall clock do not; a wall clock stepped back then changes nothing, one
+// stepped forward only makes an entry look older (a store call, never a wrong answer).
+func (s Stamp) longestSince(now Stamp) int64 {
+	return max(now.Mono-s.Mono, now.Wall-s.Wall)
 }
 
 // Cache is safe for concurrent use.
@@ -104,7 +129,7 @@ type Cache struct {
 	perShard int
 	maxAge   int64
 	explicit bool
-	mono     func() int64
+	clock    func() Stamp
 	seed     maphash.Seed
 	size     atomic.Int64
 
@@ -131,8 +156,8 @@ type entry struct {
 	retryAt int64 // t0 + retryAfterMs
 	until   int64 // the state is frozen for store times < until
 	clock   bool  // t0 was the store's clock (the request passed now = 0)
-	sent    int64 // local monotonic ms before the store call
-	recv    int64 // local monotonic ms after its answer; MaxAge counts from it
+	sent    Stamp // the local clocks before the store call
+	recv    Stamp // the local clocks after its answer; MaxAge counts from it
 }
 
 // New returns an empty cache.
@@ -143,15 +168,18 @@ func New(o Options) *Cache {
 	if o.MaxAge <= 0 {
 		o.MaxAge = DefaultMaxAge
 	}
-	if o.Mono == nil {
+	if o.Clock == nil {
 		base := time.Now()
-		o.Mono = func() int64 { return int64(time.Since(base) / time.Millisecond) }
+		o.Clock = func() Stamp {
+			t := time.Now() // t.Sub(base) reads the monotonic clock, UnixMilli the wall clock
+			return Stamp{Mono: int64(t.Sub(base) / time.Millisecond), Wall: t.UnixMilli()}
+		}
 	}
 	c := &Cache{
 		perShard: max(1, o.MaxEntries/shardCount),
 		maxAge:   o.MaxAge.Milliseconds(),
 		explicit: o.ExplicitNow,
-		mono:     o.Mono,
+		clock:    o.Clock,
 		seed:     maphash.MakeSeed(),
 	}
 	for i := range c.shards {
@@ -160,8 +188,8 @@ func New(o Options) *Cache {
 	return c
 }
 
-// Mono reads the cache's monotonic clock: stamp a store call with it before and after.
-func (c *Cache) Mono() int64 { return c.mono() }
+// Stamp reads the cache's clocks: stamp a store call with it before and after.
+func (c *Cache) Stamp() Stamp { return c.clock() }
 
 func (c *Cache) shard(key string) *shard {
 	return &c.shards[maphash.String(c.seed, key)%shardCount]
@@ -190,23 +218,13 @@ func (c *Cache) Lookup(now int64, checks []limiter.LimitCheck, decisions []limit
 		}
 		found = append(found, e)
 	}
-	// One now for the whole request: the latest lower bound of the store's clock
-	// (for now = 0) that every entry allows.
 	at := now
-	m := int64(0)
+	var local Stamp
 	if now == 0 {
-		m = c.mono()
-		for i := range found {
-			e := &found[i]
-			if !e.clock {
-				return 0, false
-			}
-			sinceSent, sinceRecv := m-e.sent, m-e.recv
-			up := e.t0 + sinceSent + 1 + drift(sinceSent)
-			if up >= e.until {
-				return 0, false
-			}
-			at = max(at, e.t0, e.t0+sinceRecv-1-drift(sinceRecv))
+		local = c.clock()
+		var ok bool
+		if at, ok = storeClockAt(found, local); !ok {
+			return 0, false
 		}
 	}
 	for i := range found {
@@ -214,7 +232,7 @@ func (c *Cache) Lookup(now int64, checks []limiter.LimitCheck, decisions []limit
 		if at < e.t0 || at >= e.until || at-e.t0 > c.maxAge {
 			return 0, false
 		}
-		if now == 0 && m-e.recv > c.maxAge {
+		if now == 0 && c.stale(e, local) {
 			return 0, false
 		}
 	}
@@ -225,6 +243,33 @@ func (c *Cache) Lookup(now int64, checks []limiter.LimitCheck, decisions []limit
 	c.hits.Add(1)
 	return at, true
 }
+
+// storeClockAt picks one now for a whole request on the store's clock: the latest lower
+// bound of that clock that every entry allows. ok is false if an entry is not on the
+// store's clock or its upper bound may have left the frozen interval. The upper bound
+// counts the time since the call on the clock that has gone further (a suspended host
+// stops only the monotonic one); the lower bound counts it on the monotonic clock alone,
+// since a wall clock stepped forward would put it ahead of the store and make
+// retryAfter early.
+func storeClockAt(found []entry, local Stamp) (at int64, ok bool) {
+	for i := range found {
+		e := &found[i]
+		if !e.clock {
+			return 0, false
+		}
+		sinceSent := e.sent.longestSince(local)
+		if e.t0+sinceSent+1+drift(sinceSent) >= e.until {
+			return 0, false
+		}
+		sinceRecv := local.Mono - e.recv.Mono
+		at = max(at, e.t0, e.t0+sinceRecv-1-drift(sinceRecv))
+	}
+	return at, true
+}
+
+// stale reports whether an entry is older than MaxAge at local time now, on either
+// clock: Lookup no longer answers it, and a full shard drops it first.
+func (c *Cache) stale(e *entry, now Stamp) bool { return e.recv.longestSince(now) > c.maxAge }
 
 // drift is a 0.1% allowance (at least 1 ms per started second) for the store's clock
 // running at a slightly different rate than this process's.
@@ -239,8 +284,8 @@ func drift(elapsedMs int64) int64 {
 type Call struct {
 	Now      int64 // the now the request passed (0: the store's clock)
 	StoreNow int64 // the now the store evaluated at (limiter.Outcome.Now)
-	Sent     int64 // Mono() just before the call
-	Recv     int64 // Mono() just after it answered
+	Sent     Stamp // Stamp() just before the call
+	Recv     Stamp // Stamp() just after it answered
 }
 
 // Remember records the denials of one store call that leave their keys frozen.
@@ -322,16 +367,16 @@ func (c *Cache) put(key string, e entry) {
 
 // evictLocked makes room in a full shard: it drops every stale entry among a sample of
 // 16 (map order is random), or else the sampled entry stored longest ago.
-func (c *Cache) evictLocked(sh *shard, nowMono int64) {
+func (c *Cache) evictLocked(sh *shard, now Stamp) {
 	var victim string
 	oldest := int64(-1)
 	seen, dropped := 0, 0
 	for k, e := range sh.m {
-		if nowMono-e.recv > c.maxAge {
+		if c.stale(&e, now) {
 			delete(sh.m, k)
 			dropped++
-		} else if oldest < 0 || e.recv < oldest {
-			victim, oldest = k, e.recv
+		} else if oldest < 0 || e.recv.Mono < oldest {
+			victim, oldest = k, e.recv.Mono
 		}
 		if seen++; seen >= 16 {
 			break

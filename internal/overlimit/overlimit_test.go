@@ -112,12 +112,12 @@ func TestNotRemembered(t *testing.T) {
 // bound must stay inside the frozen interval.
 func TestStoreClockBrackets(t *testing.T) {
 	var mono int64 = 5000
-	c := New(Options{Mono: func() int64 { return mono }, MaxAge: 1 << 40})
+	c := New(Options{Clock: func() Stamp { return both(mono) }, MaxAge: 1 << 40})
 	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 3, PeriodMs: 10_000})
 	check := []limiter.LimitCheck{{Key: "k", Params: p, Cost: 1}}
 	const t0 = 1_700_000_001_000 // window ends at ...10_000
 	// sent at mono 5000, answered at 5004 (a 4 ms round trip)
-	c.Remember(Call{Now: 0, StoreNow: t0, Sent: 5000, Recv: 5004}, check,
+	c.Remember(Call{Now: 0, StoreNow: t0, Sent: both(5000), Recv: both(5004)}, check,
 		[]limiter.Decision{{Limit: 3, ResetAt: 1_700_000_010_000, RetryAfterMs: 9000}})
 	d := make([]limiter.Decision, 1)
 	mono = 6004 // 1 s after the answer
@@ -153,7 +153,7 @@ func TestStoreClockBrackets(t *testing.T) {
 
 func TestMaxAgeAndBounds(t *testing.T) {
 	var mono int64
-	c := New(Options{Mono: func() int64 { return mono }, MaxEntries: 64})
+	c := New(Options{Clock: func() Stamp { return both(mono) }, MaxEntries: 64})
 	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1, PeriodMs: 3_600_000})
 	deny := []limiter.Decision{{Limit: 1, ResetAt: 1_700_003_600_000, RetryAfterMs: 3_600_000}}
 	for i := range 1000 {
