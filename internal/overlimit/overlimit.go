@@ -93,7 +93,9 @@ import (
 const (
 	DefaultMaxEntries = 65536
 	DefaultMaxAge     = time.Second
-	shardCount        = 32
+	// shardCount is the number of shards of a cache of at least that many keys; a
+	// smaller one uses fewer (shardsFor).
+	shardCount = 32
 	// maxRetryMs bounds the retryAfter of cached gcra denials: below it, tat − now stays
 	// under the engines' clamp of 2^32 ms, where the formulas are linear in time.
 	maxRetryMs = int64(1) << 31
@@ -126,7 +128,7 @@ func (s Stamp) longestSince(now Stamp) int64 {
 // Cache is safe for concurrent use.
 type Cache struct {
 	shards   [shardCount]shard
-	perShard int
+	mask     uint64 // a key's shard is its hash's low bits: shards[:mask+1] are in use
 	maxAge   int64
 	explicit bool
 	clock    func() Stamp
@@ -136,13 +138,14 @@ type Cache struct {
 	hits, stores atomic.Uint64
 }
 
-// shard is padded to 128 bytes: the 32 bytes two neighbours use are then never on one
+// shard is padded to 128 bytes: the 40 bytes two neighbours use are then never on one
 // 64-byte cache line, wherever the array starts, so lookups on one shard do not slow
 // down another's.
 type shard struct {
-	mu sync.RWMutex       // 24 bytes
-	m  map[string]entry   // 8
-	_  [128 - 24 - 8]byte // padding
+	mu  sync.RWMutex           // 24 bytes
+	m   map[string]entry       // 8
+	max int                    // 8: the most keys it holds
+	_   [128 - 24 - 8 - 8]byte // padding
 }
 
 // entry is one frozen denial.
@@ -175,24 +178,47 @@ func New(o Options) *Cache {
 			return Stamp{Mono: int64(t.Sub(base) / time.Millisecond), Wall: t.UnixMilli()}
 		}
 	}
+	n := shardsFor(o.MaxEntries)
 	c := &Cache{
-		perShard: max(1, o.MaxEntries/shardCount),
+		mask:     uint64(n - 1),
 		maxAge:   o.MaxAge.Milliseconds(),
 		explicit: o.ExplicitNow,
 		clock:    o.Clock,
 		seed:     maphash.MakeSeed(),
 	}
-	for i := range c.shards {
-		c.shards[i].m = make(map[string]entry)
+	for i := range c.inUse() {
+		sh := &c.shards[i]
+		sh.m = make(map[string]entry)
+		// The first MaxEntries % n shards hold one key more: together they hold
+		// MaxEntries exactly.
+		sh.max = o.MaxEntries / n
+		if i < o.MaxEntries%n {
+			sh.max++
+		}
 	}
 	return c
 }
+
+// shardsFor returns how many shards a cache of size keys uses: shardCount, or for a
+// smaller size the largest power of two not above it, so that every shard holds at
+// least one key (a shard of none could never remember its keys) and a key's shard is
+// still a mask of its hash.
+func shardsFor(size int) int {
+	n := shardCount
+	for n > size {
+		n /= 2
+	}
+	return n
+}
+
+// inUse returns the shards keys go to.
+func (c *Cache) inUse() []shard { return c.shards[:c.mask+1] }
 
 // Stamp reads the cache's clocks: stamp a store call with it before and after.
 func (c *Cache) Stamp() Stamp { return c.clock() }
 
 func (c *Cache) shard(key string) *shard {
-	return &c.shards[maphash.String(c.seed, key)%shardCount]
+	return &c.shards[maphash.String(c.seed, key)&c.mask]
 }
 
 // Lookup answers a whole request from the cache if it can: when every check hits, it
@@ -355,7 +381,7 @@ func (c *Cache) put(key string, e entry) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	if _, ok := sh.m[key]; !ok {
-		if len(sh.m) >= c.perShard {
+		if len(sh.m) >= sh.max {
 			c.evictLocked(sh, e.recv)
 		}
 		c.size.Add(1)
@@ -391,7 +417,7 @@ func (c *Cache) evictLocked(sh *shard, now Stamp) {
 
 // Clear forgets everything (a rule reload).
 func (c *Cache) Clear() {
-	for i := range c.shards {
+	for i := range c.inUse() {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		c.size.Add(-int64(len(sh.m)))

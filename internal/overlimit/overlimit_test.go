@@ -176,3 +176,31 @@ func TestMaxAgeAndBounds(t *testing.T) {
 		t.Errorf("%d entries after Clear", n)
 	}
 }
+
+// A full cache holds exactly MaxEntries keys, as many as Lookup answers, for sizes below
+// the number of shards, at it, and above it whether or not they divide evenly.
+func TestHoldsExactlyMaxEntries(t *testing.T) {
+	p := params(t, limiter.Params{Algorithm: limiter.FixedWindow, Limit: 1, PeriodMs: 3_600_000})
+	deny := []limiter.Decision{{Limit: 1, ResetAt: 1_700_003_600_000, RetryAfterMs: 3_600_000}}
+	for _, size := range []int{1, 2, 5, 31, 32, 33, 100, 1000} {
+		t.Run(fmt.Sprint("size-", size), func(t *testing.T) {
+			c := New(Options{MaxEntries: size, Clock: func() Stamp { return both(0) }})
+			// enough keys that every shard is filled, whatever the hash seed
+			checks := make([]limiter.LimitCheck, 20*size+200)
+			for i := range checks {
+				checks[i] = limiter.LimitCheck{Key: fmt.Sprint("k", i), Params: p, Cost: 1}
+				c.Remember(Call{StoreNow: 1_700_000_000_000}, checks[i:i+1], deny)
+			}
+			answered := 0
+			d := make([]limiter.Decision, 1)
+			for i := range checks {
+				if _, ok := c.Lookup(0, checks[i:i+1], d); ok {
+					answered++
+				}
+			}
+			if n := c.Stats().Entries; n != int64(size) || answered != size {
+				t.Errorf("%d entries counted, %d keys answered, want %d", n, answered, size)
+			}
+		})
+	}
+}
