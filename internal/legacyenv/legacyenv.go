@@ -1360,6 +1360,10 @@ func mapXDSTLS(m *mapping) error {
 			m.set("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls", "true")
 		case by != "":
 			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", by)
+		case ourXDSTLSFile(m) != "":
+			// Not "false is the default": the operator who wrote false must learn that
+			// the connection is over TLS all the same.
+			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", ourXDSTLSFile(m)+", which turns TLS on and wins: the xDS connection is over TLS")
 		default:
 			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", "false is the default")
 		}
@@ -1374,6 +1378,16 @@ func mapXDSTLS(m *mapping) error {
 		}
 	}
 	return nil
+}
+
+// ourXDSTLSFile says what of ours sets a TLS file or name of the xDS client ("" when
+// none): any of them turns xDS TLS on without --xds-tls.
+func ourXDSTLSFile(m *mapping) string {
+	by := ""
+	for _, x := range legacyXDSTLS {
+		by = cmp.Or(by, m.takenBy(x.flag))
+	}
+	return by
 }
 
 // mapXDSStartWithoutRules maps FORCE_START_WITHOUT_INITIAL_CONFIG: whether to serve

@@ -958,6 +958,36 @@ func TestLegacyGRPCTLSFalseBesideOurCertificate(t *testing.T) {
 	}
 }
 
+// CONFIG_GRPC_XDS_SERVER_USE_TLS=false beside a TLS file or name of ours (which turns
+// xDS TLS on) says that ours turns TLS on and wins, not that false is the default: the
+// operator who meant "no TLS" learns that the connection is over TLS.
+func TestLegacyXDSTLSFalseBesideOurFiles(t *testing.T) {
+	const onByOurs = ", which turns TLS on and wins: the xDS connection is over TLS"
+	xdsOff := fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_USE_TLS": "false"}
+	with := func(extra fakeEnv) fakeEnv { e := maps.Clone(xdsOff); maps.Copy(e, extra); return e }
+	for _, tc := range []struct {
+		env  fakeEnv
+		args []string
+		want string
+	}{
+		{with(nil), []string{"--xds-tls-ca=/ours.crt"}, "--xds-tls-ca is given" + onByOurs},
+		{with(fakeEnv{"RATELIMIT_EXT_XDS_TLS_CA": "/ours.crt"}), nil, "RATELIMIT_EXT_XDS_TLS_CA is set" + onByOurs},
+		{with(fakeEnv{"RATELIMIT_EXT_XDS_TLS_CERT": "/c.crt", "RATELIMIT_EXT_XDS_TLS_KEY": "/c.key"}), nil, "RATELIMIT_EXT_XDS_TLS_CERT is set" + onByOurs},
+		{with(nil), []string{"--xds-tls-server-name", "xds.internal"}, "--xds-tls-server-name is given" + onByOurs},
+		{with(fakeEnv{"RATELIMIT_EXT_XDS_TLS": "false", "RATELIMIT_EXT_XDS_TLS_CA": "/ours.crt"}), nil, "RATELIMIT_EXT_XDS_TLS is set"}, // ours decides (and serve refuses the pair)
+		{with(nil), nil, "false is the default"},
+		{with(fakeEnv{"RATELIMIT_EXT_XDS_TLS_CA": " "}), nil, "false is the default"}, // set empty: unset
+	} {
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ignoredNote("CONFIG_GRPC_XDS_SERVER_USE_TLS", tc.want); !slices.Contains(notes, want) {
+			t.Errorf("%v %q: notes %+v, want %+v", tc.env, tc.args, notes, want)
+		}
+	}
+}
+
 // Their listen port and host are only reported ignored, not checked, when our address
 // wins: PORT=0 beside RATELIMIT_EXT_HTTP_ADDR does not stop the start.
 func TestLegacyListenersBesideOurs(t *testing.T) {
