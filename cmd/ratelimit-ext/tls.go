@@ -203,9 +203,17 @@ func readable(files ...flagFile) error {
 }
 
 // check refuses settings that contradict each other: the switch set off beside a file
-// or name, which imply TLS (each alone turns it on, so the "off" would go unheard),
-// and a certificate without its key.
+// or name (offContradicted), and a certificate without its key.
 func (c clientTLS) check() error {
+	if err := c.offContradicted(); err != nil {
+		return err
+	}
+	return c.pairGiven()
+}
+
+// offContradicted refuses the switch set off beside a file or name, which imply TLS
+// (each alone turns it on, so the "off" would go unheard).
+func (c clientTLS) offContradicted() error {
 	if c.onSet && !c.on {
 		var tlsSettings []string
 		for _, f := range []flagFile{{"tls-ca", c.ca}, {"tls-cert", c.cert}, {"tls-key", c.key}, {"tls-server-name", c.serverName}} {
@@ -222,7 +230,7 @@ func (c clientTLS) check() error {
 				c.prefix, them, turn)
 		}
 	}
-	return c.pairGiven()
+	return nil
 }
 
 // pairGiven refuses a client certificate without its key, or a key without it.

@@ -86,6 +86,13 @@ func (x *xdsSettings) resolve() error {
 	case x.keepalive < 0 || x.keepalive > 0 && x.keepalive < xdsrules.MinKeepalive:
 		return fmt.Errorf("--xds-keepalive-time %v: want 0 (never) or at least %v", x.keepalive, xdsrules.MinKeepalive)
 	}
+	// --xds-tls=false beside a TLS file is refused with rules from files too, where
+	// neither has effect, as every contradiction of TLS settings is (TLS files beside a
+	// redis:// URL, bench's --tls=false beside its files): refused when it is written,
+	// not later, when the rules move to xDS.
+	if err := x.tls.offContradicted(); err != nil {
+		return err
+	}
 	if x.source == sourceFile {
 		if x.startWithoutRules {
 			return errors.New("--xds-start-without-rules needs --config-source=xds: rules from files are loaded before serving")
@@ -104,7 +111,7 @@ func (x *xdsSettings) resolve() error {
 	if err := grpcHeaders(x.headers); err != nil {
 		return err
 	}
-	return x.tls.check()
+	return x.tls.pairGiven() // the switch is checked above
 }
 
 // reservedHeaders are the headers gRPC sets itself: it drops them from the metadata

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,7 +204,19 @@ func TestXDSTLSFilesAreListed(t *testing.T) {
 // An explicit "no TLS" to the xDS server (--xds-tls=false, or RATELIMIT_EXT_XDS_TLS=false)
 // beside a TLS file or name of ours contradicts itself: it is refused at start, naming
 // both, instead of the files quietly turning TLS on. The files alone still imply TLS.
+// So it is with rules from files, where neither has effect: as TLS files beside a
+// redis:// URL, and bench's --tls=false beside its files, the contradiction is refused
+// when it is written, not when the rules move to xDS.
 func TestXDSTLSOffBesideOurFilesIsRefused(t *testing.T) {
+	for name, source := range map[string][]string{"xds": {"--xds-server", "xds.svc:18000"},
+		"config-source file": {"--config-source=file"}, "no xds-server": nil} {
+		t.Run(name, func(t *testing.T) { testXDSTLSOffBesideOurFiles(t, source) })
+	}
+}
+
+// testXDSTLSOffBesideOurFiles is TestXDSTLSOffBesideOurFilesIsRefused with the rules
+// from source (serve's flags that choose it).
+func testXDSTLSOffBesideOurFiles(t *testing.T, source []string) {
 	ca := testpki.New(t)
 	for _, tc := range []struct {
 		env  map[string]string
@@ -226,7 +239,7 @@ func TestXDSTLSOffBesideOurFilesIsRefused(t *testing.T) {
 		for k, v := range tc.env {
 			t.Setenv(k, v)
 		}
-		c, err := loadServeConfig(append([]string{"--xds-server", "xds.svc:18000"}, tc.args...))
+		c, err := loadServeConfig(append(slices.Clone(source), tc.args...))
 		if tc.want == nil {
 			if err != nil {
 				t.Errorf("%v %v: %v", tc.env, tc.args, err)
