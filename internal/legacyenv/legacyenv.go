@@ -1219,6 +1219,9 @@ func mapLegacyXDS(m *mapping) (bool, error) {
 	configType, _ := m.get("CONFIG_TYPE")
 	switch strings.ToUpper(configType) {
 	case "", "FILE":
+		if configType != "" {
+			noteFileSource(m)
+		}
 		ignoreLegacyXDS(m, "CONFIG_TYPE is not GRPC_XDS_SOTW")
 		return false, nil
 	case "GRPC_XDS_SOTW":
@@ -1239,10 +1242,13 @@ func mapLegacyXDS(m *mapping) (bool, error) {
 	}
 	m.set("CONFIG_TYPE", "config-source", "xds") // --config-source's value for rules from xDS
 	server, ok := m.get("CONFIG_GRPC_XDS_SERVER_URL")
-	if !ok {
-		m.set("CONFIG_TYPE", "xds-server", xdsServerDefault) // their default
-	} else {
+	switch {
+	case ok:
 		m.set("CONFIG_GRPC_XDS_SERVER_URL", "xds-server", server)
+	case !m.taken("xds-server"):
+		// Their default. Beside ours nothing is set, and nothing is reported: reported
+		// ignored, CONFIG_TYPE would read as unused, though it chose xDS.
+		m.set("CONFIG_TYPE", "xds-server", xdsServerDefault)
 	}
 	for _, x := range legacyXDSSimple {
 		if v, ok := m.get(x.legacy); ok {
@@ -1255,6 +1261,16 @@ func mapLegacyXDS(m *mapping) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// noteFileSource says what became of CONFIG_TYPE=FILE: rules from files, unless our
+// xDS server (flag or variable) wins.
+func noteFileSource(m *mapping) {
+	if by := m.takenBy("xds-server"); by != "" {
+		m.ignore("CONFIG_TYPE", by+": rules come from the xDS server")
+		return
+	}
+	m.note("CONFIG_TYPE", "used: rules come from files (--config-source=file), the default")
 }
 
 // ignoreLegacyXDS reports every xDS client variable that is set as ignored, for why:

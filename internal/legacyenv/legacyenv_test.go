@@ -1136,6 +1136,36 @@ func TestLegacyXDSTLSFilesFollowOurSwitch(t *testing.T) {
 	}
 }
 
+// CONFIG_TYPE gets notes that say where the rules come from, and only those: FILE is
+// used (the default), or ignored beside our xDS server, which wins; GRPC_XDS_SOTW is
+// mapped, and our server beside it is no reason to report it ignored (their default
+// server is what our server replaces, and CONFIG_GRPC_XDS_SERVER_URL is not set).
+func TestLegacyConfigTypeNotes(t *testing.T) {
+	toXDS := Note{Name: "CONFIG_TYPE", Outcome: "mapped to RATELIMIT_EXT_CONFIG_SOURCE=xds", MappedTo: "RATELIMIT_EXT_CONFIG_SOURCE"}
+	for _, tc := range []struct {
+		env  fakeEnv
+		args []string
+		want []Note // CONFIG_TYPE's
+	}{
+		{fakeEnv{"CONFIG_TYPE": "FILE"}, nil, []Note{{Name: "CONFIG_TYPE", Outcome: "used: rules come from files (--config-source=file), the default"}}},
+		{fakeEnv{"CONFIG_TYPE": "file", "RATELIMIT_EXT_CONFIG_SOURCE": "file"}, nil, []Note{{Name: "CONFIG_TYPE", Outcome: "used: rules come from files (--config-source=file), the default"}}},
+		{fakeEnv{"CONFIG_TYPE": "FILE"}, []string{"--xds-server", "x:1"}, []Note{ignoredNote("CONFIG_TYPE", "--xds-server is given: rules come from the xDS server")}},
+		{fakeEnv{"CONFIG_TYPE": "FILE", "RATELIMIT_EXT_XDS_SERVER": "x:1"}, nil, []Note{ignoredNote("CONFIG_TYPE", "RATELIMIT_EXT_XDS_SERVER is set: rules come from the xDS server")}},
+		{fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "RATELIMIT_EXT_XDS_SERVER": "x:1"}, nil, []Note{toXDS}},
+		{fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW"}, []string{"--xds-server=x:1"}, []Note{toXDS}},
+		{fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW"}, nil, []Note{toXDS, {Name: "CONFIG_TYPE", Outcome: "mapped to RATELIMIT_EXT_XDS_SERVER=localhost:18000", MappedTo: "RATELIMIT_EXT_XDS_SERVER"}}},
+	} {
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := slices.DeleteFunc(notes, func(n Note) bool { return n.Name != "CONFIG_TYPE" })
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%v %q: CONFIG_TYPE's notes %+v, want %+v", tc.env, tc.args, got, tc.want)
+		}
+	}
+}
+
 // Our --config-source=file (flag, either form, or variable) wins over
 // CONFIG_TYPE=GRPC_XDS_SOTW: their xDS client variables are reported ignored for it and
 // set no xDS server of ours (beside which serve refuses --config-source=file), and the
