@@ -1366,9 +1366,13 @@ func mapXDSTLS(m *mapping) error {
 	if err != nil {
 		return err
 	}
-	why := "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true"
+	// A TLS file or name of ours turns TLS on without any switch: the notes say so, or
+	// an operator who wrote false, or left theirs unset, would read that TLS is off.
+	why, ourFile := "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true", ourXDSTLSFile(m)
 	if ours, decided := m.ourSwitch("xds-tls"); decided {
 		useTLS, why = ours, m.takenBy("xds-tls")+": it turns TLS off"
+	} else if ourFile != "" {
+		why += " (the connection is over TLS all the same, as " + ourFile + ", but without this setting)"
 	}
 	if set {
 		switch by := m.takenBy("xds-tls"); {
@@ -1376,10 +1380,8 @@ func mapXDSTLS(m *mapping) error {
 			m.set("CONFIG_GRPC_XDS_SERVER_USE_TLS", "xds-tls", "true")
 		case by != "":
 			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", by)
-		case ourXDSTLSFile(m) != "":
-			// Not "false is the default": the operator who wrote false must learn that
-			// the connection is over TLS all the same.
-			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", ourXDSTLSFile(m)+", which turns TLS on and wins: the xDS connection is over TLS")
+		case ourFile != "":
+			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", ourFile+", which turns TLS on and wins: the xDS connection is over TLS")
 		default:
 			m.ignore("CONFIG_GRPC_XDS_SERVER_USE_TLS", "false is the default")
 		}

@@ -2,6 +2,7 @@ package legacyenv
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -984,6 +985,35 @@ func TestLegacyXDSTLSFalseBesideOurFiles(t *testing.T) {
 		}
 		if want := ignoredNote("CONFIG_GRPC_XDS_SERVER_USE_TLS", tc.want); !slices.Contains(notes, want) {
 			t.Errorf("%v %q: notes %+v, want %+v", tc.env, tc.args, notes, want)
+		}
+	}
+}
+
+// Their TLS files without CONFIG_GRPC_XDS_SERVER_USE_TLS=true are ignored, as there;
+// beside a TLS file or name of ours, which turns TLS on, their notes say that the
+// connection is over TLS all the same, without them (their client certificate is not
+// sent), not only that their switch is off.
+func TestLegacyXDSTLSFilesBesideOurCA(t *testing.T) {
+	const without = "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true (the connection is over TLS all the same, as %s, but without this setting)"
+	files := fakeEnv{"CONFIG_TYPE": "GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_CLIENT_TLS_CERT": "/tls.crt", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY": "/tls.key"}
+	with := func(extra fakeEnv) fakeEnv { e := maps.Clone(files); maps.Copy(e, extra); return e }
+	for _, tc := range []struct {
+		env  fakeEnv
+		args []string
+		why  string
+	}{
+		{with(fakeEnv{"RATELIMIT_EXT_XDS_TLS_CA": "/ca.crt"}), nil, fmt.Sprintf(without, "RATELIMIT_EXT_XDS_TLS_CA is set")},
+		{with(fakeEnv{"CONFIG_GRPC_XDS_SERVER_USE_TLS": "false"}), []string{"--xds-tls-ca=/ca.crt"}, fmt.Sprintf(without, "--xds-tls-ca is given")},
+		{with(nil), nil, "CONFIG_GRPC_XDS_SERVER_USE_TLS is not true"},
+	} {
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"CONFIG_GRPC_XDS_CLIENT_TLS_CERT", "CONFIG_GRPC_XDS_CLIENT_TLS_KEY"} {
+			if want := ignoredNote(v, tc.why); !slices.Contains(notes, want) {
+				t.Errorf("%v %q: notes %+v, want %+v", tc.env, tc.args, notes, want)
+			}
 		}
 	}
 }
