@@ -1399,13 +1399,15 @@ func mapXDSTLS(m *mapping) error {
 }
 
 // ourXDSTLSFile says what of ours sets a TLS file or name of the xDS client ("" when
-// none): any of them turns xDS TLS on without --xds-tls.
+// none): any of them turns xDS TLS on without --xds-tls, but one given empty
+// (--xds-tls-ca=) does not.
 func ourXDSTLSFile(m *mapping) string {
-	by := ""
 	for _, x := range legacyXDSTLS {
-		by = cmp.Or(by, m.takenBy(x.flag))
+		if v, _ := m.ours(x.flag); v != "" {
+			return m.takenBy(x.flag)
+		}
 	}
-	return by
+	return ""
 }
 
 // mapXDSStartWithoutRules maps FORCE_START_WITHOUT_INITIAL_CONFIG: whether to serve

@@ -978,6 +978,7 @@ func TestLegacyXDSTLSFalseBesideOurFiles(t *testing.T) {
 		{with(fakeEnv{"RATELIMIT_EXT_XDS_TLS": "false", "RATELIMIT_EXT_XDS_TLS_CA": "/ours.crt"}), nil, "RATELIMIT_EXT_XDS_TLS is set"}, // ours decides (and serve refuses the pair)
 		{with(nil), nil, "false is the default"},
 		{with(fakeEnv{"RATELIMIT_EXT_XDS_TLS_CA": " "}), nil, "false is the default"}, // set empty: unset
+		{with(nil), []string{"--xds-tls-ca="}, "false is the default"},                // given empty: no CA, no TLS
 	} {
 		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
 		if err != nil {
