@@ -2,6 +2,8 @@ package reload
 
 import (
 	"context"
+	"hash/maphash"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,8 +18,8 @@ import (
 // edit of the target, a new file renamed onto it, or a link re-pointed anywhere along
 // the chain (a `current -> rev2` of a git deploy) changes what loading reads without
 // an event in the tree. Such links are polled: every
-// linkPollEvery the tree's links are resolved again and their targets' identity, size
-// and time compared with the last look; any change triggers a reload. Polling, unlike
+// linkPollEvery the tree's links are resolved again and their targets' identity, size,
+// time and content compared with the last look; any change triggers a reload. Polling, unlike
 // watching the targets' directories, also follows a target directory deleted and made
 // again, and needs no watch to be added or dropped as the links change.
 
@@ -28,20 +30,52 @@ var linkPollEvery = time.Second
 // maxLinks bounds the linked rule files polled (the rest need SIGHUP).
 const maxLinks = 1000
 
-// linkState is what a linked rule file resolves to: the target's path and its file
-// information (nil while it does not resolve).
+// linkState is what a linked rule file resolves to: the target's path, its file
+// information (nil while it does not resolve) and a digest of its content.
 type linkState struct {
 	target string
 	info   os.FileInfo
+	digest uint64
 }
 
-// same reports whether a and b show the same version of the same file.
+// same reports whether a and b show the same version of the same file. Identity, size
+// and time alone miss a file rewritten in place with the same size within one tick of
+// its filesystem's timestamps (coarse on some filesystems), or with its time put back
+// (`cp -p` onto it, a tool that keeps times): the digest sees those.
 func (a linkState) same(b linkState) bool {
 	if a.target != b.target || (a.info == nil) != (b.info == nil) {
 		return false
 	}
 	return a.info == nil || os.SameFile(a.info, b.info) && a.info.Size() == b.info.Size() &&
-		a.info.ModTime().Equal(b.info.ModTime())
+		a.info.ModTime().Equal(b.info.ModTime()) && a.digest == b.digest
+}
+
+// digestSeed seeds contentDigest: digests are only compared within the process.
+var digestSeed = maphash.MakeSeed()
+
+// contentDigest hashes the content of the polled rule file at path, whose information
+// is info (0: nothing to hash). Every poll reads every polled file: even when its
+// identity, size or time already say it changed, the digest of the new content is
+// what the next poll compares. Rule files are small, and the cost is bounded as
+// loading bounds it: a file above descriptors.MaxFileSize is not read (loading refuses
+// it whatever it holds), so a poll reads at most maxLinks files of at most that size.
+// Only regular files are read, as loading reads them: opening a FIFO named like a rule
+// file would block the poll for good.
+func contentDigest(path string, info os.FileInfo) uint64 {
+	if info == nil || !info.Mode().IsRegular() || info.Size() > descriptors.MaxFileSize {
+		return 0
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0 // loading reports it; a file readable again has a digest again
+	}
+	defer f.Close()
+	var h maphash.Hash
+	h.SetSeed(digestSeed)
+	if _, err := io.Copy(&h, io.LimitReader(f, descriptors.MaxFileSize+1)); err != nil {
+		return 0
+	}
+	return h.Sum64()
 }
 
 // poll triggers a reload whenever the polled rule files (polledFiles) resolve to
@@ -200,7 +234,7 @@ func (w *Watcher) polledFiles() (files map[string]linkState, cut bool) {
 				cut = true
 				continue
 			}
-			out[p] = linkState{target: target, info: info}
+			out[p] = linkState{target: target, info: info, digest: contentDigest(p, info)}
 		}
 	}
 	walk(w.root, 0)

@@ -1,8 +1,10 @@
 package reload_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,4 +97,51 @@ func TestUnchangedReloadIsReported(t *testing.T) {
 	if h.loads.Load() == loads { // OnLoad is told before the line is logged
 		t.Error("the unchanged reload was logged but not reported to OnLoad")
 	}
+}
+
+// A polled rule file rewritten in place with the same size and its modification time
+// put back (a tool that keeps times, `cp -p` onto it, or two writes within one tick of
+// a filesystem's coarse timestamps) reloads: only its content says it changed. Both
+// kinds of polled file: a link to a file outside the directory, and every rule file
+// once an inotify limit left the tree unwatched.
+func TestPolledFileRewrittenWithSameSizeAndTimeReloads(t *testing.T) {
+	noInstanceLeft := reload.Hooks{NewWatcher: func() error {
+		return fmt.Errorf("couldn't initialize inotify: %w", syscall.EMFILE)
+	}}
+	tests := []struct {
+		name   string
+		layout func(t *testing.T) (dir, file string)
+		hooks  reload.Hooks
+	}{
+		{"a link to a file outside the directory", linkedOutside, reload.Hooks{}},
+		{"a file in the directory, after an inotify limit", inTheDirectory, noInstanceLeft},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, file := tt.layout(t)
+			h := watchWith(t, dir, reload.Options{Watch: true}, func() { write(t, file, rules("v2")) }, tt.hooks)
+			h.waitFor(t, "v2", 5*time.Second)
+			fi, err := os.Stat(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Right after a poll, so that the next one sees the file only once its time
+			// is put back (the write alone, with a new time, would reload anyway).
+			h.waitSteps(t, h.mark(), "a poll", func(s step) bool { return s.poll })
+			write(t, file, rules("v3")) // as long as v2's, in place
+			if err := os.Chtimes(file, fi.ModTime(), fi.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			h.waitFor(t, "v3", 5*time.Second)
+		})
+	}
+}
+
+// inTheDirectory lays out dir/edge.yaml holding rules v1 and returns dir and the file.
+func inTheDirectory(t *testing.T) (dir, file string) {
+	t.Helper()
+	dir = t.TempDir()
+	file = filepath.Join(dir, "edge.yaml")
+	write(t, file, rules("v1"))
+	return dir, file
 }
