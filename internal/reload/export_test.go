@@ -1,6 +1,7 @@
 package reload
 
 import (
+	"testing"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -45,4 +46,12 @@ func WithHooks(o Options, h Hooks) Options {
 		}
 	}
 	return o
+}
+
+// RetryWatchesEvery makes the Watchers started from now until t ends try to watch the
+// tree again every d, rather than every minute, while an inotify limit keeps it polled.
+func RetryWatchesEvery(t testing.TB, d time.Duration) {
+	old := limitRetryEvery
+	limitRetryEvery = d
+	t.Cleanup(func() { limitRetryEvery = old })
 }

@@ -81,16 +81,25 @@ func contentDigest(path string, info os.FileInfo) uint64 {
 // poll triggers a reload whenever the polled rule files (polledFiles) resolve to
 // something other than at the last look (last: as they resolved when the watches were
 // added; Start's catch-up load covers changes before that). While the tree is watched
-// it also follows the config directory to wherever links above it lead (followRoot).
+// it also follows the config directory to wherever links above it lead (followRoot);
+// while an inotify limit keeps every rule file polled, it tries every limitRetryEvery
+// to watch the tree again (retryAfterLimit).
 func (w *Watcher) poll(ctx context.Context, last map[string]linkState, lastParent string) {
 	defer w.done.Done()
 	t := time.NewTicker(linkPollEvery)
 	defer t.Stop()
+	retry := time.NewTicker(limitRetryEvery)
+	defer retry.Stop()
 	warned := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-retry.C:
+			if w.pollingAll() {
+				lastParent, last = w.retryAfterLimit(ctx, lastParent, last)
+			}
+			continue
 		case <-t.C:
 		}
 		moved := false
@@ -109,6 +118,19 @@ func (w *Watcher) poll(ctx context.Context, last map[string]linkState, lastParen
 		last = now
 		w.opts.hooks.polled(reload)
 	}
+}
+
+// retryAfterLimit tries to watch the whole tree again (retryWatches). Once it is, only
+// the links are polled: they are what the poll compares from then on, and a reload
+// catches up with edits the watches may have missed while they were being added.
+func (w *Watcher) retryAfterLimit(ctx context.Context, lastParent string, last map[string]linkState) (string, map[string]linkState) {
+	parent, watching := w.retryWatches(ctx, lastParent)
+	if !watching {
+		return parent, last
+	}
+	now, _ := w.polledFiles()
+	w.Trigger()
+	return parent, now
 }
 
 // followRoot moves the watches to wherever the config directory now is: lastParent is
@@ -188,7 +210,7 @@ func sameLinks(a, b map[string]linkState) bool {
 // that do not resolve; or, once an inotify limit left some of the tree unwatched
 // (pollAll), every rule file. At most maxLinks of them (cut says there were more).
 func (w *Watcher) polledFiles() (files map[string]linkState, cut bool) {
-	all := w.pollAll.Load()
+	all := w.pollingAll()
 	root, err := filepath.EvalSymlinks(w.root)
 	if err != nil {
 		return nil, false

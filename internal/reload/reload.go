@@ -25,7 +25,8 @@
 //     deleted and made again, a directory above it replaced by a rename).
 //
 // An inotify limit reached (no watcher, or no watch left for a directory) stops neither
-// the start nor the reloads: every rule file is then polled instead (limits.go).
+// the start nor the reloads: every rule file is then polled instead, and watching is
+// tried again every minute, so that raising the limit needs no restart (limits.go).
 //
 // Bursts of events are coalesced: a load runs once events have been quiet for Debounce,
 // and at the latest MaxDelay after the first event of a burst, so a steady trickle of
@@ -43,7 +44,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -117,23 +117,28 @@ const rewatchEvery = 200 * time.Millisecond
 
 // Watcher reloads rules until Close.
 type Watcher struct {
-	opts   Options
-	root   string // absolute Dir
-	apply  func(*descriptors.RuleSet)
+	opts  Options
+	root  string // absolute Dir
+	apply func(*descriptors.RuleSet)
+	// fsw is nil while there is no watcher (an inotify limit at the start); once set,
+	// by Start or by the poll's retry (limits.go), it is kept until Close.
 	fsw    *fsnotify.Watcher
 	kick   chan struct{}
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
 	// pollAll says that an inotify limit left some of the tree unwatched: every rule
-	// file is polled (limits.go), not only the links the watches cannot see.
-	pollAll    atomic.Bool
-	limitOnce  sync.Once     // the warning that pollAll was set
-	rewatching chan struct{} // holds a token while a rewatch loop runs
-	rootMu     sync.Mutex
-	rootDir    os.FileInfo          // the directory Dir was when its tree was last watched (rootMu)
-	rootFailed bool                 // watching rootDir's tree failed (rootMu)
-	serving    *descriptors.RuleSet // the last rules applied; owned by the loop goroutine
+	// file is polled (limits.go), not only the links the watches cannot see, until
+	// watching the whole tree again succeeds. limitsReached counts the limits reached,
+	// so that a try can tell whether one was reached meanwhile.
+	limitMu       sync.Mutex
+	pollAll       bool          // (limitMu)
+	limitsReached int64         // (limitMu)
+	rewatching    chan struct{} // holds a token while a rewatch loop runs
+	rootMu        sync.Mutex
+	rootDir       os.FileInfo          // the directory Dir was when its tree was last watched (rootMu)
+	rootFailed    bool                 // watching rootDir's tree failed (rootMu)
+	serving       *descriptors.RuleSet // the last rules applied; owned by the loop goroutine
 	// catchUp marks the first load, which looks for edits made between the caller's
 	// load and the watches: it stays silent when it finds the rules unchanged.
 	catchUp bool
@@ -422,8 +427,8 @@ func (w *Watcher) rewatch(ctx context.Context) {
 		t := time.NewTicker(rewatchEvery)
 		defer t.Stop()
 		for {
-			// An inotify limit reached will not go away by trying again: the poll covers
-			// the directory (limitReached).
+			// An inotify limit reached will not go away by trying again at once: the poll
+			// covers the directory, and tries to watch it again every minute (limits.go).
 			if err := w.addTree(w.root); err == nil || isInotifyLimit(err) {
 				w.Trigger()
 				return
@@ -503,14 +508,15 @@ func (w *Watcher) load() {
 	w.opts.Log.Info("config reloaded", "dir", w.opts.Dir, "changed", changed, "rules", rs.Summary(), "hash", rs.Hash())
 }
 
-// Close stops watching and waits for the goroutines to end.
+// Close stops watching and waits for the goroutines to end. The watcher is closed
+// after they end: the poll may have made it (watching again after an inotify limit).
 func (w *Watcher) Close() error {
 	w.cancel()
+	w.done.Wait()
 	var err error
 	if w.fsw != nil {
 		err = w.fsw.Close()
 	}
-	w.done.Wait()
 	if errors.Is(err, fsnotify.ErrClosed) {
 		return nil
 	}
