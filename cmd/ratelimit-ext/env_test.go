@@ -87,6 +87,66 @@ func TestEmptyVariablesAreUnset(t *testing.T) {
 	}
 }
 
+// A flag given empty (--redis-url= from a templated command line whose value came out
+// empty), or as spaces, counts as not given, as a variable set empty does: the variable
+// below it applies, ours or envoyproxy/ratelimit's, else the default; what is served
+// is what the start's notes say. --key-prefix= is the exception: no prefix.
+func TestFlagsGivenEmptyAreUnset(t *testing.T) {
+	const theirTLS = "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)"
+	tlsOn := map[string]string{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/certs/tls.crt", "GRPC_SERVER_TLS_KEY": "/certs/tls.key"}
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		ok   func(*serveConfig) bool
+		said string // in the start's notes and warnings ("" for nothing to check)
+	}{
+		{tlsOn, []string{"--grpc-tls-cert=", "--grpc-tls-key="},
+			func(c *serveConfig) bool { return c.tls.cert == "/certs/tls.crt" && c.tls.key == "/certs/tls.key" }, theirTLS},
+		{tlsOn, []string{"--grpc-tls-cert", "", "--grpc-tls-key", " "},
+			func(c *serveConfig) bool { return c.tls.cert == "/certs/tls.crt" && c.tls.key == "/certs/tls.key" }, theirTLS},
+		{map[string]string{"REDIS_URL": "r:6379"}, []string{"--redis-url="},
+			func(c *serveConfig) bool { return c.engine == "redis" && c.redis().URL == "redis://r:6379" }, "mapped to RATELIMIT_EXT_REDIS_URL=redis://r:6379"},
+		{map[string]string{"RATELIMIT_EXT_WATCH": "false"}, []string{"--watch="}, func(c *serveConfig) bool { return !c.watch }, ""},
+		// A switch given alone is given (true), and takes no value: "" after it is not one.
+		{map[string]string{"RATELIMIT_EXT_WATCH": "false"}, []string{"--watch", "--grpc-addr", ""},
+			func(c *serveConfig) bool { return c.watch && c.grpcAddr == defaultGRPCAddr }, ""},
+		{map[string]string{"LOG_LEVEL": "warn"}, []string{"--log-level="}, func(c *serveConfig) bool { return c.logLevel == "warn" }, ""},
+		{nil, []string{"--grpc-addr", "", "--http-addr=", "--max-entries="}, func(c *serveConfig) bool {
+			return c.grpcAddr == defaultGRPCAddr && c.httpAddr == defaultHTTPAddr && c.bounds.MaxEntries == 32
+		}, ""},
+		{nil, []string{"--xds-server", "x:1", "--xds-node-id", ""}, func(c *serveConfig) bool { return c.xds.nodeID == "default" }, ""},
+		{map[string]string{"CACHE_KEY_PREFIX": "theirs:"}, []string{"--key-prefix="}, func(c *serveConfig) bool { return c.keyPrefix == "" }, ""},
+		{map[string]string{"RATELIMIT_EXT_KEY_PREFIX": "ours:"}, []string{"--key-prefix", ""}, func(c *serveConfig) bool { return c.keyPrefix == "" }, ""},
+		{map[string]string{"CACHE_KEY_PREFIX": "theirs:"}, []string{"--key-prefix= "}, func(c *serveConfig) bool { return c.keyPrefix == "theirs:" }, ""},
+	} {
+		isolateEnv(t)
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		c, err := loadServeConfig(tc.args)
+		if err != nil || !tc.ok(c) {
+			t.Errorf("%v %q: %v; want each flag given empty read as not given (but --key-prefix=: no prefix)", tc.env, tc.args, err)
+			continue
+		}
+		if said := ignoredAtStart(c); !strings.Contains(said, tc.said) {
+			t.Errorf("%v %q: the start says %q, want %q", tc.env, tc.args, said, tc.said)
+		}
+	}
+}
+
+// A Redis setting given empty on the memory engine sets nothing: no warning that it has
+// no effect.
+func TestFlagGivenEmptyIsNotWarnedUnused(t *testing.T) {
+	isolateEnv(t)
+	c, err := loadServeConfig([]string{"--redis-tls-ca=", "--redis-mode", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if said := ignoredAtStart(c); strings.Contains(said, "settings have no effect") {
+		t.Errorf("the start says %q, want no settings named without effect", said)
+	}
+}
+
 // RATELIMIT_EXT_KEY_PREFIX set empty is no prefix, as it always was: read as unset, it
 // would move every counter to new keys on an upgrade. Spaces only still count as
 // unset, and envoyproxy/ratelimit's CACHE_KEY_PREFIX loses to our empty one.

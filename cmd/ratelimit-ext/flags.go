@@ -17,9 +17,9 @@ import (
 // envFlags registers flags whose defaults can be set by environment variables, so every
 // setting has a flag and an environment variable (docs/configuration.md lists them).
 // A variable set empty (or to spaces only) counts as unset, as envoyproxy/ratelimit's
-// do (internal/legacyenv): a manifest's FOO= leaves the default. A malformed value is
-// an error, unless the command line gives the flag, which wins: then it is only
-// reported (overridden).
+// do (internal/legacyenv): a manifest's FOO= leaves the default. So does a flag given
+// empty (withoutBlank). A malformed value is an error, unless the command line gives
+// the flag, which wins: then it is only reported (overridden).
 type envFlags struct {
 	fs         *flag.FlagSet
 	bad        []badEnv // malformed variables
@@ -151,6 +151,7 @@ func (e *envFlags) Duration(name string, def time.Duration, usage string) *time.
 // parse parses args, which must all be flags, and reports environment errors together
 // with flag errors (envError).
 func (e *envFlags) parse(args []string) error {
+	args = withoutBlank(e.fs, args)
 	if err := e.fs.Parse(args); err != nil {
 		return err
 	}
@@ -163,10 +164,54 @@ func (e *envFlags) parse(args []string) error {
 // parseWithArgs is parse for a subcommand that takes arguments after its flags
 // (validate's DIR or FILE...): they are left in e.fs.Args().
 func (e *envFlags) parseWithArgs(args []string) error {
-	if err := e.fs.Parse(args); err != nil {
+	if err := e.fs.Parse(withoutBlank(e.fs, args)); err != nil {
 		return err
 	}
 	return e.envError()
+}
+
+// withoutBlank is args without the flags of fs given a blank value (--redis-url=,
+// --redis-url "", or spaces; legacyenv.Blank): such a flag counts as not given, as its
+// variable set empty does, so the variable or the default below it holds. A templated
+// command line whose value came out empty must not hide what the environment sets:
+// envoyproxy/ratelimit's variables are mapped by the same rule (legacyenv), and a flag
+// read empty here while the mapping took it as ours would serve other than the start's
+// notes say. --key-prefix= stays: it means no prefix. A switch given alone (--watch)
+// takes no value, so the argument after it is not its value. The scan stops where the
+// flag package stops: at "--" or the first argument that is not a flag.
+func withoutBlank(fs *flag.FlagSet, args []string) []string {
+	kept := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, ok := strings.CutPrefix(a, "-")
+		if !ok || a == "-" || a == "--" {
+			return append(kept, args[i:]...)
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(name, "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case f == nil: // an unknown flag, or bad syntax: Parse reports it
+		case hasValue:
+			if legacyenv.Blank(name, value) {
+				continue
+			}
+		case !isBoolFlag(f) && i+1 < len(args):
+			if legacyenv.Blank(name, args[i+1]) {
+				i++
+				continue
+			}
+			kept = append(kept, a)
+			i, a = i+1, args[i+1]
+		}
+		kept = append(kept, a)
+	}
+	return kept
+}
+
+// isBoolFlag says whether f is a switch: given alone, it is true.
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // envError reports the environment's errors, after the flags are parsed. A malformed

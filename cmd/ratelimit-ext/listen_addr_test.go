@@ -9,7 +9,8 @@ import (
 // range or not a number, or nothing at all) is a mistake in the settings: one line
 // naming the flag, and exit 2, before anything starts. It used to reach net.Listen
 // and end the process with a logged "exiting" and exit 1; an empty --grpc-addr or
-// --http-addr even served, on a random port of every interface.
+// --http-addr even served, on a random port of every interface (now it is unset, and
+// the default holds).
 func TestBadListenAddressesAreUsageErrors(t *testing.T) {
 	isolateEnv(t)
 	// Without the check, the missing directory stops the start first (exit 1), so a
@@ -20,14 +21,13 @@ func TestBadListenAddressesAreUsageErrors(t *testing.T) {
 		env  string // RATELIMIT_EXT_GRPC_ADDR's value, when not "-"
 		want string
 	}{
-		{[]string{"--grpc-addr", ""}, "-", `ratelimit-ext: --grpc-addr "": want host:port, e.g. 127.0.0.1:8081 (0.0.0.0:PORT for every interface)`},
-		{[]string{"--http-addr", ""}, "-", `ratelimit-ext: --http-addr "": want host:port, e.g. 127.0.0.1:8080 (0.0.0.0:PORT for every interface)`},
 		{[]string{"--http-addr", "localhost"}, "-", `ratelimit-ext: --http-addr "localhost": want host:port, e.g. 127.0.0.1:8080 (missing port in address)`},
 		{[]string{"--grpc-addr", "127.0.0.1:99999"}, "-", `ratelimit-ext: --grpc-addr "127.0.0.1:99999": want host:port, e.g. 127.0.0.1:8081 (port 99999: want 0 to 65535)`},
 		{[]string{"--http-addr", "127.0.0.1:abc"}, "-", `ratelimit-ext: --http-addr "127.0.0.1:abc": want host:port, e.g. 127.0.0.1:8080 (unknown port "abc")`},
 		{[]string{"--metrics-addr", "bogus"}, "-", `ratelimit-ext: --metrics-addr "bogus": want host:port, e.g. 0.0.0.0:19001 (missing port in address)`},
 		{[]string{"--pprof-addr", "6060"}, "-", `ratelimit-ext: --pprof-addr "6060": want host:port, e.g. 127.0.0.1:6060 (missing port in address)`},
-		// (An empty variable is unset, and leaves the default: TestEmptyVariablesAreUnset.)
+		// (An empty variable, or flag, is unset, and leaves the default:
+		// TestEmptyVariablesAreUnset, TestFlagsGivenEmptyAreUnset.)
 		{nil, "localhost", `ratelimit-ext: --grpc-addr "localhost": want host:port, e.g. 127.0.0.1:8081 (missing port in address) (--grpc-addr is set by RATELIMIT_EXT_GRPC_ADDR)`},
 	} {
 		os.Unsetenv("RATELIMIT_EXT_GRPC_ADDR")

@@ -47,7 +47,6 @@ func TestConfigSource(t *testing.T) {
 		{[]string{"--config-source", "file", "--xds-server", "x:1"}, "--config-source is file"},
 		{[]string{"--config-source", "consul"}, `"consul": want file or xds`},
 		{[]string{"--xds-start-without-rules"}, "needs --config-source=xds"},
-		{[]string{"--xds-server", "x:1", "--xds-node-id", ""}, "--xds-node-id is empty"},
 		{[]string{"--xds-server", "x:1", "--xds-node-metadata", "zone=eu, team"}, "--xds-node-metadata: item 2 is not key=value"},
 		{[]string{"--xds-server", "x:1", "--xds-headers", "=v"}, "--xds-headers"},
 		{[]string{"--xds-server", "x:1", "--xds-backoff-jitter", "1"}, "--xds-backoff-jitter"},

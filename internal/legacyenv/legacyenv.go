@@ -3,9 +3,9 @@
 // onto our own RATELIMIT_EXT_ variable when that is not set, or reported at startup as
 // ignored, with the reason. Precedence: a flag, then RATELIMIT_EXT_*, then these, then
 // the defaults (the container image's are built into the binary, so that these still
-// win over them). A variable set empty or to spaces, ours or theirs, counts as unset. A
-// malformed value of theirs stops the start only when it would be used: beside our own
-// setting of it, it is reported ignored.
+// win over them). A variable set empty or to spaces, ours or theirs, counts as unset, and
+// so does our flag given so (Blank). A malformed value of theirs stops the start only
+// when it would be used: beside our own setting of it, it is reported ignored.
 package legacyenv
 
 import (
@@ -149,7 +149,7 @@ type Env struct {
 	// Given maps each flag the command line gives to its value (--name=value, or
 	// --name value; "" for a switch given alone): a flag wins over their variables as
 	// our own variable does, and its value (--xds-tls=false, --config-source=file)
-	// decides how theirs are read.
+	// decides how theirs are read. A flag given a blank value (Blank) is not in it.
 	Given map[string]string
 }
 
@@ -171,10 +171,19 @@ func VarName(flag string) string {
 // default would move every counter to new keys on an upgrade.
 func SetEmpty(flag string) bool { return flag == "key-prefix" }
 
-// Ours reads our variable for flag: set when it has a value, or is empty and SetEmpty.
+// Blank says whether value, which our variable for flag holds or the command line
+// gives flag, counts as unset: empty or spaces only (a chart's `value: ""`, a templated
+// --redis-url= whose value came out empty), but "" for a flag that SetEmpty. A flag
+// given blank is as if not given, the same rule as for the variable, so that the
+// command line and the environment cannot disagree on whether ours is set.
+func Blank(flag, value string) bool {
+	return strings.TrimSpace(value) == "" && !(value == "" && SetEmpty(flag))
+}
+
+// Ours reads our variable for flag: set when it is not Blank.
 func Ours(lookup func(string) (string, bool), flag string) (string, bool) {
 	v, ok := lookup(VarName(flag))
-	if !ok || strings.TrimSpace(v) == "" && !(v == "" && SetEmpty(flag)) {
+	if !ok || Blank(flag, v) {
 		return "", false
 	}
 	return v, true
@@ -234,7 +243,8 @@ func (m *mapping) get(name string) (string, bool) {
 // takenBy says what of ours sets flag, winning over theirs: the flag on the command
 // line, or our variable ("" when neither). Our variable set empty (a chart's
 // `value: ""`) is unset, as theirs is (get), and as the flags read it (Ours), but for
-// a flag whose empty value means something (SetEmpty).
+// a flag whose empty value means something (SetEmpty); so is our flag given empty,
+// which is not in Given (flagsGiven).
 func (m *mapping) takenBy(flag string) string {
 	if _, given := m.env.Given[flag]; given {
 		return "--" + flag + " is given"
@@ -1399,15 +1409,14 @@ func mapXDSTLS(m *mapping) error {
 }
 
 // ourXDSTLSFile says what of ours sets a TLS file or name of the xDS client ("" when
-// none): any of them turns xDS TLS on without --xds-tls, but one given empty
-// (--xds-tls-ca=) does not.
+// none): any of them turns xDS TLS on without --xds-tls (one given or set empty is
+// unset, and turns nothing on).
 func ourXDSTLSFile(m *mapping) string {
+	by := ""
 	for _, x := range legacyXDSTLS {
-		if v, _ := m.ours(x.flag); v != "" {
-			return m.takenBy(x.flag)
-		}
+		by = cmp.Or(by, m.takenBy(x.flag))
 	}
-	return ""
+	return by
 }
 
 // mapXDSStartWithoutRules maps FORCE_START_WITHOUT_INITIAL_CONFIG: whether to serve
@@ -1422,7 +1431,11 @@ func mapXDSStartWithoutRules(m *mapping) error {
 
 // flagsGiven names the flags a command line gives (-name, --name, with =value or not),
 // each with its value, before they are parsed: a value that looks like a flag only
-// adds a name no mapping asks about.
+// adds a name no mapping asks about. A flag given a Blank value is left out, as the
+// flags leave it unset (cmd/ratelimit-ext's envFlags): --grpc-tls-cert= does not make
+// the certificate ours, and so hide theirs, while the server reads none. (A switch
+// followed by "" is left out too, where the flags read it as given alone: serve then
+// refuses the stray "", so nothing is served either way.)
 func flagsGiven(args []string) map[string]string {
 	given := map[string]string{}
 	for i, a := range args {
@@ -1437,7 +1450,10 @@ func flagsGiven(args []string) map[string]string {
 		if !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
 			// --name value. After a switch (--xds-tls alone) it is a stray argument,
 			// which serve refuses: no setting is made from it.
-			value = args[i+1]
+			value, hasValue = args[i+1], true
+		}
+		if hasValue && Blank(name, value) {
+			continue // a switch given alone (--xds-tls) has no value, and is given
 		}
 		given[name] = value
 	}

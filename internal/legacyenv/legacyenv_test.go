@@ -1120,6 +1120,46 @@ func TestOurEmptyVariableIsUnset(t *testing.T) {
 	}
 }
 
+// Our flag given empty (--redis-url= from a templated command line), or as spaces,
+// counts as not given, as our variable set empty does: theirs maps, and the notes say
+// so. --key-prefix= is the exception (no prefix, as RATELIMIT_EXT_KEY_PREFIX= is), and a
+// switch given alone (--shadow-mode) is given.
+func TestOurFlagGivenEmptyIsUnset(t *testing.T) {
+	tlsOn := fakeEnv{"GRPC_SERVER_USE_TLS": "true", "GRPC_SERVER_TLS_CERT": "/certs/tls.crt", "GRPC_SERVER_TLS_KEY": "/certs/tls.key"}
+	for _, tc := range []struct {
+		env        fakeEnv
+		args       []string
+		ours, want string // our variable afterwards
+		note       Note   // one of the notes
+	}{
+		{maps.Clone(tlsOn), []string{"--grpc-tls-cert=", "--grpc-tls-key="}, "RATELIMIT_EXT_GRPC_TLS_CERT", "/certs/tls.crt",
+			Note{Name: "GRPC_SERVER_USE_TLS", Outcome: "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)"}},
+		{maps.Clone(tlsOn), []string{"--grpc-tls-cert", "", "--grpc-tls-key", " "}, "RATELIMIT_EXT_GRPC_TLS_KEY", "/certs/tls.key",
+			Note{Name: "GRPC_SERVER_USE_TLS", Outcome: "used: gRPC is served over TLS (GRPC_SERVER_TLS_CERT, GRPC_SERVER_TLS_KEY)"}},
+		{fakeEnv{"REDIS_URL": "r:6379"}, []string{"--redis-url="}, "RATELIMIT_EXT_REDIS_URL", "redis://r:6379",
+			Note{Name: "REDIS_URL", Outcome: "mapped to RATELIMIT_EXT_REDIS_URL=redis://r:6379", MappedTo: "RATELIMIT_EXT_REDIS_URL"}},
+		{fakeEnv{"SHADOW_MODE": "true"}, []string{"-shadow-mode="}, "RATELIMIT_EXT_SHADOW_MODE", "true",
+			Note{Name: "SHADOW_MODE", Outcome: "mapped to RATELIMIT_EXT_SHADOW_MODE=true", MappedTo: "RATELIMIT_EXT_SHADOW_MODE"}},
+		{fakeEnv{"USE_PROMETHEUS": "true"}, []string{"--metrics-addr", ""}, "RATELIMIT_EXT_METRICS_ADDR", ":9090",
+			Note{Name: "USE_PROMETHEUS", Outcome: "mapped to RATELIMIT_EXT_METRICS_ADDR=:9090", MappedTo: "RATELIMIT_EXT_METRICS_ADDR"}},
+		{fakeEnv{"CACHE_KEY_PREFIX": "theirs:"}, []string{"--key-prefix="}, "RATELIMIT_EXT_KEY_PREFIX", "",
+			ignoredNote("CACHE_KEY_PREFIX", "--key-prefix is given")},
+		{fakeEnv{"CACHE_KEY_PREFIX": "theirs:"}, []string{"--key-prefix= "}, "RATELIMIT_EXT_KEY_PREFIX", "theirs:",
+			Note{Name: "CACHE_KEY_PREFIX", Outcome: "mapped to RATELIMIT_EXT_KEY_PREFIX=theirs:", MappedTo: "RATELIMIT_EXT_KEY_PREFIX"}},
+		{fakeEnv{"SHADOW_MODE": "true"}, []string{"--shadow-mode"}, "RATELIMIT_EXT_SHADOW_MODE", "",
+			ignoredNote("SHADOW_MODE", "--shadow-mode is given")},
+	} {
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Errorf("%v %q: %v", tc.env, tc.args, err)
+			continue
+		}
+		if tc.env[tc.ours] != tc.want || !slices.Contains(notes, tc.note) {
+			t.Errorf("%v %q: %s = %q, notes %+v; want %q and %+v", tc.env, tc.args, tc.ours, tc.env[tc.ours], notes, tc.want, tc.note)
+		}
+	}
+}
+
 // Our --xds-tls (flag or variable) decides whether the xDS connection is over TLS, and
 // so whether their TLS files are used: beside ours set false they are reported ignored
 // and map onto nothing (any --xds-tls-* of ours would turn TLS back on), beside ours set
