@@ -205,6 +205,17 @@ func TestExtAuthz(t *testing.T) {
 	const prefix = extAuthzStats
 	errorsBefore := ea.stat(t, prefix+"error") + ea.stat(t, prefix+"failure_mode_allowed")
 
+	// Envoy is ready once its first health checks are done: both replicas passed them,
+	// so they serve the service envoy/ext_authz.yaml's health check asks about.
+	t.Run("HealthChecked", func(t *testing.T) {
+		for _, sp := range topo.Services(kindRatelimit) {
+			addr := "127.0.0.1:" + strconv.Itoa(sp.Ports[sp.GRPC])
+			if flags := rlsHealthAt(t, ea.admin, addr); flags != "healthy" {
+				t.Errorf("%s: %q in the ext_authz Envoy, want healthy", sp.Name, flags)
+			}
+		}
+	})
+
 	// Per client address through ext_authz: per-ip, sliding_window_log, 5 per 60 s. The
 	// client comes from X-Forwarded-For (one trusted hop), like the rate-limit filter's.
 	t.Run("PerClientIP", func(t *testing.T) {
