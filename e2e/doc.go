@@ -20,6 +20,12 @@
 //   - envoy (image envoyproxy/envoy:*) → $ENVOY_BIN -c <envoy.yaml rewritten to loopback>.
 //   - hashicorp/http-echo → an in-process HTTP server answering the configured text.
 //
+// A replica with read_only, cap_drop: [ALL] or no-new-privileges runs as its container
+// would (confine_linux.go): the test binary starts in its place, sets no_new_privs,
+// forbids with Landlock every write outside /dev and the read-write mounts, drops every
+// capability and executes the binary. Without Landlock (or off Linux) the suite warns and
+// runs it unconfined. Other services' hardening keys are validated only.
+//
 // Values are translated the way Docker would route them: `<service>:<port>` (also inside a
 // URL) becomes 127.0.0.1:<that service's local port>, a listen address 0.0.0.0:<port>
 // becomes 127.0.0.1:<free port>, and a container path inside a bind mount becomes the

@@ -112,6 +112,11 @@ func TestComposeMappingRejectsMistakes(t *testing.T) {
 		{"the image's CMD moves the gRPC port", []edit{{"dockerfile", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\n", "\nENTRYPOINT [\"/usr/local/bin/ratelimit-ext\"]\nCMD [\"--grpc-addr\", \"0.0.0.0:9000\"]\n"}}, "ratelimit-1:8081: service ratelimit-1 does not listen on 8081"},
 		{"build line split", []edit{{"dockerfile", "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build", "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \\\n    go build"}}, "one line"},
 		{"build line uses an undeclared ARG", []edit{{"dockerfile", "\nARG TARGETARCH\n", "\n"}}, "$TARGETARCH, which no ARG of its stage declares"},
+		{"a security option the harness cannot check", []edit{{"compose", `security_opt: ["no-new-privileges:true"]`, `security_opt: ["seccomp=unconfined"]`}}, `security_opt "seccomp=unconfined"`},
+		{"no-new-privileges with a typo", []edit{{"compose", `"no-new-privileges:true"`, `"no-new-privileges:ture"`}}, `security_opt "no-new-privileges:ture"`},
+		{"a capability in lower case", []edit{{"compose", "cap_drop: [ALL]", "cap_drop: [all]"}}, `cap_drop "all"`},
+		{"read_only as a string", []edit{{"compose", "read_only: true", `read_only: "yes"`}}, `"yes": want true or false`},
+		{"root as the user", []edit{{"compose", "user: redis", "user: \"0:0\""}}, `service redis: user "0:0" runs the service as root`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -224,6 +229,36 @@ func TestComposeBuildsTheImageOnce(t *testing.T) {
 	for _, sp := range plan.Services {
 		if s := cf.Services[sp.Name]; sp.Kind == kindRatelimit && (s.Image != image || image == "") {
 			t.Errorf("replica %s runs image %q, want %s's image (%q)", sp.Name, s.Image, builders[0], image)
+		}
+	}
+}
+
+// Every service of docker-compose.yml runs hardened, as deploy/kubernetes does
+// (deploy_test.go, TestPodSecurity): a read-only root filesystem, no capabilities, no
+// privilege gain, and a user other than root (its own, or the Dockerfile's USER for
+// the image the harness builds).
+func TestComposeServicesAreHardened(t *testing.T) {
+	in := needInputs(t)
+	cf, err := parseCompose(in.Compose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	df, err := parseDockerfile(in.Dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range cf.serviceNames() {
+		s := cf.Services[name]
+		readOnly, dropAll, noNewPrivs := s.hardened()
+		if !readOnly || !dropAll || !noNewPrivs {
+			t.Errorf("service %s: read_only %v, cap_drop ALL %v, no-new-privileges %v; want all three", name, readOnly, dropAll, noNewPrivs)
+		}
+		user := s.User
+		if user == "" && s.Image == "ratelimit-ext:local" {
+			user = df.User
+		}
+		if user == "" || rootUser.MatchString(user) {
+			t.Errorf("service %s: runs as %q; want a user other than root", name, user)
 		}
 	}
 }

@@ -24,6 +24,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(confineEnv) != "" {
+		os.Exit(runConfined()) // started as a confined service's wrapper, not to test
+	}
 	flag.Parse()
 	os.Exit(runMain(m))
 }

