@@ -85,6 +85,25 @@ func checkBenchSettings(c loadgen.Config) error {
 		return errors.New("--duration and --warmup want 0 or more, --timeout and --connect-timeout more than 0")
 	case c.Duration == 0 && c.Requests == 0:
 		return errors.New("--duration 0 without --requests: the run would never end")
+	case c.Domain == "":
+		return errors.New("--domain: want the rate-limit domain of the server's rules")
+	}
+	return checkBenchShares(c)
+}
+
+// checkBenchShares refuses connections that the targets, or the closed loop's workers,
+// cannot share evenly: loadgen.Run would refuse them too, but as a failed run (exit 1)
+// rather than as the mistake in the flags that they are.
+func checkBenchShares(c loadgen.Config) error {
+	conns := c.Conns
+	if conns == 0 {
+		conns = len(c.Targets) // the default: one per target
+	}
+	switch {
+	case conns%len(c.Targets) != 0:
+		return fmt.Errorf("--conns %d: want a multiple of the %d targets, so that each gets the same share", conns, len(c.Targets))
+	case c.Rate == 0 && c.Workers < conns:
+		return fmt.Errorf("--workers %d: want at least one per connection (%d), or connections sit idle", c.Workers, conns)
 	}
 	return nil
 }

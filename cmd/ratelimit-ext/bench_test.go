@@ -30,6 +30,10 @@ func TestBenchRefusesSettingsItWouldReplace(t *testing.T) {
 		{[]string{"--descriptors-per-request", "-1"}, "--descriptors-per-request"},
 		{[]string{"--connect-timeout", "0s"}, "--connect-timeout"},
 		{[]string{"--target", ""}, "--target"},
+		// Settings the load generator itself refuses are mistakes in the flags too.
+		{[]string{"--domain="}, "--domain"},
+		{[]string{"--workers", "1", "--conns", "2"}, "--workers 1"},
+		{[]string{"--target", "127.0.0.1:1,127.0.0.1:2", "--conns", "3"}, "--conns 3"},
 	} {
 		args := append([]string{"bench", "--target", "127.0.0.1:1"}, tc.args...)
 		if tc.args[0] == "--target" {
