@@ -267,8 +267,10 @@ func dialAll(ctx context.Context, cfg *Config) ([]*grpc.ClientConn, error) {
 	return conns, nil
 }
 
-func waitReady(ctx context.Context, c *grpc.ClientConn, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// waitReady waits for c to be ready, for at most timeout; a run stopped meanwhile
+// (parent ends: Ctrl-C) is reported as such, not as a target slow to connect.
+func waitReady(parent context.Context, c *grpc.ClientConn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	c.Connect()
 	for {
@@ -277,6 +279,9 @@ func waitReady(ctx context.Context, c *grpc.ClientConn, timeout time.Duration) e
 			return nil
 		}
 		if !c.WaitForStateChange(ctx, s) {
+			if err := parent.Err(); err != nil {
+				return fmt.Errorf("stopped while connecting (state %v): %w", s, err)
+			}
 			return fmt.Errorf("not ready within %v (state %v)", timeout, s)
 		}
 	}

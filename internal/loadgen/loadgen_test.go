@@ -837,3 +837,23 @@ func TestUnreadyTargetSaysWhy(t *testing.T) {
 		t.Errorf("error %v: want the reason, connection refused", err)
 	}
 }
+
+// A run stopped while it waits for a connection says so, rather than that the target
+// was not ready within --connect-timeout, which had not passed (a Ctrl-C at a target
+// that never answers used to read "not ready within 5s").
+func TestStoppedWhileConnectingSaysSo(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: the connection stays unready
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = Run(ctx, Config{
+		Targets: []string{lis.Addr().String()}, Workers: 1, Requests: 1, ConnectTimeout: time.Hour,
+		Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")},
+	})
+	if err == nil || strings.Contains(err.Error(), "not ready within") || !strings.Contains(err.Error(), "stopped while connecting") {
+		t.Errorf("error %v: want it to say the run was stopped while connecting", err)
+	}
+}
