@@ -195,7 +195,7 @@ func benchFlags(b *benchCommand) (*flag.FlagSet, *benchExtra) {
 	fs.StringVar(&x.tls.cert, "tls-cert", "", "PEM client certificate, for servers that require one (mTLS)")
 	fs.StringVar(&x.tls.key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&x.tls.serverName, "tls-server-name", "", "name to verify in the server's certificate (default: --authority when set, else the target's host)")
-	fs.StringVar(&c.Authority, "authority", "", "the :authority to send (default: the target's host:port), e.g. a mesh's routing name")
+	fs.StringVar(&c.Authority, "authority", "", "the :authority to send (default: --tls-server-name when set, else the target's host:port), e.g. a mesh's routing name; the certificate is still verified against --tls-server-name")
 	return fs, x
 }
 

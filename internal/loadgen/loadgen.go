@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,12 +124,39 @@ func dialOptions(cfg *Config) []grpc.DialOption {
 	creds := insecure.NewCredentials()
 	if cfg.TLS != nil {
 		creds = credentials.NewTLS(cfg.TLS)
+		if cfg.Authority != "" && cfg.TLS.ServerName != "" {
+			creds = nameApart{creds, cfg.TLS.ServerName}
+		}
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if cfg.Authority != "" {
 		opts = append(opts, grpc.WithAuthority(cfg.Authority))
 	}
 	return opts
+}
+
+// nameApart are TLS credentials that verify the server's certificate against name
+// (and send it as SNI) whatever the :authority: gRPC would otherwise take the TLS
+// server name as the authority, refuse a connection whose WithAuthority differs, and
+// verify the authority's host instead. Config.Authority and the name verified are set
+// apart on purpose (a mesh's routing name, and the name in the certificate).
+type nameApart struct {
+	credentials.TransportCredentials
+	name string
+}
+
+func (c nameApart) ClientHandshake(ctx context.Context, _ string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return c.TransportCredentials.ClientHandshake(ctx, c.name, conn)
+}
+
+func (c nameApart) Info() credentials.ProtocolInfo {
+	info := c.TransportCredentials.Info()
+	info.ServerName = "" //nolint:staticcheck // deprecated, but it is the field gRPC reads for the authority
+	return info
+}
+
+func (c nameApart) Clone() credentials.TransportCredentials {
+	return nameApart{c.TransportCredentials.Clone(), c.name}
 }
 
 // Latency histograms record microseconds from 1 µs to 1 minute with 3 significant

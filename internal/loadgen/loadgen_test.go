@@ -3,6 +3,8 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math"
 	"net"
@@ -15,10 +17,13 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/nooprls"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/testpki"
 )
 
 func mustTemplate(t *testing.T, s string) Template {
@@ -855,5 +860,71 @@ func TestStoppedWhileConnectingSaysSo(t *testing.T) {
 	})
 	if err == nil || strings.Contains(err.Error(), "not ready within") || !strings.Contains(err.Error(), "stopped while connecting") {
 		t.Errorf("error %v: want it to say the run was stopped while connecting", err)
+	}
+}
+
+// authorityRecorder answers OK and keeps the :authority of the last request.
+type authorityRecorder struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	mu        sync.Mutex
+	authority string
+}
+
+func (s *authorityRecorder) ShouldRateLimit(ctx context.Context, _ *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.mu.Lock()
+	s.authority = strings.Join(md[":authority"], ",")
+	s.mu.Unlock()
+	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
+}
+
+// Over TLS, the name verified (TLS.ServerName, --tls-server-name) and the :authority
+// sent (Authority, --authority) are set apart, as a mesh's routing name asks: gRPC
+// takes TLS credentials' server name as the authority, and refused a different one
+// ("authority from transport creds ... and dial option ... don't match"). The
+// certificate is still verified against the name given.
+func TestTLSServerNameAndAuthorityApart(t *testing.T) {
+	ca := testpki.New(t)
+	srv := &authorityRecorder{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLS(ca.Issue(t, "rls", []string{"rls.internal"}, x509.ExtKeyUsageServerAuth), false))))
+	rlsv3.RegisterRateLimitServiceServer(gs, srv)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	for _, tc := range []struct {
+		serverName, authority, wantAuthority string // wantAuthority "": the connection fails
+	}{
+		{"rls.internal", "mesh.route:8081", "mesh.route:8081"},
+		{"wrong.name", "mesh.route:8081", ""},
+		{"", "rls.internal", "rls.internal"},
+		{"rls.internal", "", "rls.internal"},
+		{"rls.internal", "rls.internal", "rls.internal"},
+	} {
+		connect := 5 * time.Second
+		if tc.wantAuthority == "" {
+			connect = 300 * time.Millisecond // to be refused: no need to wait long
+		}
+		rep, err := Run(context.Background(), Config{
+			Targets: []string{lis.Addr().String()}, Workers: 1, Requests: 1, ConnectTimeout: connect,
+			TLS:    &tls.Config{RootCAs: ca.Pool, ServerName: tc.serverName, MinVersion: tls.VersionTLS12},
+			Domain: "d", Descriptors: []Template{mustTemplate(t, "k=v")}, Authority: tc.authority,
+		})
+		srv.mu.Lock()
+		got := srv.authority
+		srv.authority = ""
+		srv.mu.Unlock()
+		if tc.wantAuthority == "" {
+			if err == nil || !strings.Contains(err.Error(), "wrong.name") {
+				t.Errorf("name %q: error %v, want the certificate refused for the name", tc.serverName, err)
+			}
+			continue
+		}
+		if err != nil || rep.OK != 1 || got != tc.wantAuthority {
+			t.Errorf("name %q, authority %q: error %v, server saw :authority %q; want one answer to %q",
+				tc.serverName, tc.authority, err, got, tc.wantAuthority)
+		}
 	}
 }
