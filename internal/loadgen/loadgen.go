@@ -1,6 +1,6 @@
 // Package loadgen drives load against any Envoy RateLimitService (ShouldRateLimit)
 // endpoint and reports what it saw: requests per second, OK and OVER_LIMIT counts,
-// errors by gRPC code, latency percentiles from an HDR histogram, and the CPU the
+// errors by gRPC code (in all and per target), latency percentiles from an HDR histogram, and the CPU the
 // generator itself used (so that, on a shared machine, its share can be told apart).
 //
 // Two ways to load a server:
@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		n = min(n, cfg.Workers)
 	}
 	for range n {
-		r.shards = append(r.shards, newStats(cfg.Rate > 0))
+		r.shards = append(r.shards, newStats(cfg.Rate > 0, len(cfg.Targets)))
 	}
 	return r.run(ctx)
 }
@@ -376,12 +376,35 @@ type stats struct {
 	ok, over, unknown       int64
 	noLimit                 int64 // answers whose statuses named no limit
 	clamped                 int64 // latencies above the histograms' minute
-	errs                    [codes.Unauthenticated + 1]int64
-	otherErrs               int64
+	errs                    errorCounts
+	targets                 []targetStats // by Config.Targets index
 }
 
-func newStats(open bool) *stats {
-	s := &stats{latency: newHist(), answered: newHist()}
+// targetStats is what a group of senders saw of one target: counts and the sum of
+// the latencies (for their mean), without a histogram per target (about 140 KB each,
+// per shard).
+type targetStats struct {
+	requests, answered int64
+	latency            time.Duration
+	errs               errorCounts
+}
+
+// errorCounts counts failed requests by gRPC code.
+type errorCounts struct {
+	byCode [codes.Unauthenticated + 1]int64
+	other  int64 // codes beyond the known ones
+}
+
+func (e *errorCounts) count(err error) {
+	if c := status.Code(err); int(c) < len(e.byCode) {
+		e.byCode[c]++
+	} else {
+		e.other++
+	}
+}
+
+func newStats(open bool, targets int) *stats {
+	s := &stats{latency: newHist(), answered: newHist(), targets: make([]targetStats, targets)}
 	if open {
 		s.queue, s.service = newHist(), newHist()
 	}
@@ -398,6 +421,8 @@ type sender struct {
 	req  rawRequest
 	resp rawResponse
 	st   *stats
+	// target is the Config.Targets index of the last request's connection.
+	target int
 }
 
 func (r *runner) newSender(id int) *sender {
@@ -413,8 +438,10 @@ func (r *runner) newSender(id int) *sender {
 	}
 }
 
-// call sends one request and returns its service time and outcome.
-func (s *sender) call(ctx context.Context, conn *grpc.ClientConn) (time.Duration, error) {
+// call sends one request on connection conn (an index into the run's) and returns
+// its service time and outcome.
+func (s *sender) call(ctx context.Context, conn int) (time.Duration, error) {
+	s.target = conn % len(s.r.cfg.Targets) // connection i is to target i mod the targets (dialAll)
 	for i := range s.keys {
 		s.keys[i] = s.rng.IntN(s.r.cfg.Keys)
 	}
@@ -425,7 +452,7 @@ func (s *sender) call(ctx context.Context, conn *grpc.ClientConn) (time.Duration
 	s.req.b = s.buf
 	ctx, cancel := context.WithTimeout(ctx, s.r.cfg.Timeout)
 	start := time.Now()
-	err := conn.Invoke(ctx, Method, &s.req, &s.resp, grpc.ForceCodec(rawCodec{}))
+	err := s.r.conns[conn].Invoke(ctx, Method, &s.req, &s.resp, grpc.ForceCodec(rawCodec{}))
 	d := time.Since(start)
 	cancel()
 	if err != nil {
@@ -453,14 +480,15 @@ func (s *sender) record(ctx context.Context, err error, latency, queue, service 
 		record(st.queue, queue)
 		record(st.service, service)
 	}
+	t := &st.targets[s.target]
+	t.requests++
+	t.latency += latency
 	if err != nil {
-		if c := status.Code(err); int(c) < len(st.errs) {
-			st.errs[c]++
-		} else {
-			st.otherErrs++
-		}
+		st.errs.count(err)
+		t.errs.count(err)
 		return
 	}
+	t.answered++
 	record(st.answered, latency)
 	if !s.resp.limited {
 		st.noLimit++
@@ -475,8 +503,9 @@ func (s *sender) record(ctx context.Context, err error, latency, queue, service 
 	}
 }
 
-func (r *runner) conn() *grpc.ClientConn {
-	return r.conns[int(r.connRR.Add(1)%uint64(len(r.conns)))]
+// conn is the index of the next connection, round robin.
+func (r *runner) conn() int {
+	return int(r.connRR.Add(1) % uint64(len(r.conns)))
 }
 
 // startMeasuring counts one measured request start; false once Config.Requests have
@@ -644,7 +673,7 @@ func (r *runner) drain(wg *sync.WaitGroup, cancel context.CancelFunc) {
 // failure (errorPause).
 func (r *runner) closedWorker(ctx context.Context, id int) {
 	s := r.newSender(id)
-	conn := r.conns[id%len(r.conns)]
+	conn := id % len(r.conns)
 	for {
 		var err error
 		switch r.phase.Load() {

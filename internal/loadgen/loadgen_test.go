@@ -607,11 +607,11 @@ func TestRequestsWithoutWarmupSendsExactlyThatMany(t *testing.T) {
 // A latency above the histograms' minute is recorded as a minute, and counted and
 // reported as clamped rather than passed off as a minute.
 func TestClampedLatenciesAreReported(t *testing.T) {
-	st := newStats(false)
+	st := newStats(false, 1)
 	s := &sender{r: &runner{}, st: st}
 	s.record(context.Background(), nil, 90*time.Second, 0, 0)
 	s.record(context.Background(), nil, time.Millisecond, 0, 0)
-	r := &runner{shards: []*stats{st}, cfg: &Config{}}
+	r := &runner{shards: []*stats{st}, cfg: &Config{Targets: []string{"x"}}}
 	rep := r.report(time.Second, cpuSample{}, nil)
 	if rep.Clamped != 1 || rep.Latency.Max < 59_000 || rep.Latency.Max > 61_000 {
 		t.Fatalf("clamped %d, max %.0f ms; want 1 clamped at about a minute", rep.Clamped, rep.Latency.Max)
@@ -925,6 +925,45 @@ func TestTLSServerNameAndAuthorityApart(t *testing.T) {
 		if err != nil || rep.OK != 1 || got != tc.wantAuthority {
 			t.Errorf("name %q, authority %q: error %v, server saw :authority %q; want one answer to %q",
 				tc.serverName, tc.authority, err, got, tc.wantAuthority)
+		}
+	}
+}
+
+// With several targets the report gives each its requests, answers, errors by code and
+// mean latency, so that a replica failing (or slower than the others) shows as such
+// instead of in the totals only. The first target answers, the second fails every
+// request; in both loops the load goes to both.
+func TestReportByTarget(t *testing.T) {
+	for _, load := range []Config{{Workers: 4}, {Rate: 2000, MaxInFlight: 8}} {
+		good, bad := serve(t, nooprls.Server{}), serve(t, &refuser{})
+		cfg := load
+		cfg.Targets, cfg.Requests, cfg.Timeout = []string{good, bad}, 200, 30*time.Second
+		cfg.Domain, cfg.Descriptors = "d", []Template{mustTemplate(t, "k=v")}
+		rep, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.ByTarget) != 2 {
+			t.Fatalf("workers %d rate %v: %d targets in the report, want 2", load.Workers, load.Rate, len(rep.ByTarget))
+		}
+		g, b := rep.ByTarget[0], rep.ByTarget[1]
+		if g.Target != good || g.Requests == 0 || g.Answered != g.Requests || len(g.Errors) != 0 || g.MeanLatency <= 0 {
+			t.Errorf("workers %d rate %v: the answering target: %+v", load.Workers, load.Rate, g)
+		}
+		if b.Target != bad || b.Requests == 0 || b.Answered != 0 || b.Errors["Unavailable"] != b.Requests {
+			t.Errorf("workers %d rate %v: the failing target: %+v", load.Workers, load.Rate, b)
+		}
+		if g.Requests+b.Requests != rep.Requests {
+			t.Errorf("workers %d rate %v: %d + %d requests by target, %d in all", load.Workers, load.Rate, g.Requests, b.Requests, rep.Requests)
+		}
+		var text bytes.Buffer
+		if err := rep.Text(&text); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{good + ": " + fmt.Sprint(g.Requests) + " requests, errors 0", bad + ": " + fmt.Sprint(b.Requests) + " requests, errors: Unavailable"} {
+			if !strings.Contains(text.String(), want) {
+				t.Errorf("workers %d rate %v: the text report lacks %q:\n%s", load.Workers, load.Rate, want, text.String())
+			}
 		}
 	}
 }

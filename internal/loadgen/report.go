@@ -50,6 +50,9 @@ type Report struct {
 	// OK without one when no rule matches (a wrong domain or descriptor).
 	NoLimit int64            `json:"answersNamingNoLimit"`
 	Errors  map[string]int64 `json:"errors"` // by gRPC code name
+	// ByTarget has a row per Config.Targets entry, in its order: a replica that fails
+	// or answers slowly shows apart from the others.
+	ByTarget []TargetReport `json:"byTarget"`
 
 	// Latency: closed loop, from send to answer; open loop, from the intended send time.
 	// Errors are included; AnsweredLatency leaves them out (set when there were errors,
@@ -65,6 +68,15 @@ type Report struct {
 
 	ClientCPU CPU            `json:"clientCpu"`
 	Processes map[string]CPU `json:"processCpu,omitempty"` // Config.WatchPIDs
+}
+
+// TargetReport is what one target was sent and how it did.
+type TargetReport struct {
+	Target      string           `json:"target"`
+	Requests    int64            `json:"requests"` // errors included
+	Answered    int64            `json:"answered"`
+	Errors      map[string]int64 `json:"errors"`        // by gRPC code name
+	MeanLatency float64          `json:"meanLatencyMs"` // errors included, as Latency
 }
 
 // Percentiles of one histogram, in milliseconds.
@@ -102,11 +114,12 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 func (r *runner) report(elapsed time.Duration, self cpuSample, procs map[string]procSample) *Report {
 	rep := describeRun(r.cfg)
 	rep.Seconds = elapsed.Seconds()
-	all := newStats(r.cfg.Rate > 0)
+	all := newStats(r.cfg.Rate > 0, len(r.cfg.Targets))
 	for _, s := range r.shards {
 		all.add(s)
 	}
 	rep.count(all)
+	rep.countTargets(r.cfg.Targets, all.targets)
 	rep.Requests = all.latency.TotalCount()
 	if rep.Seconds > 0 {
 		rep.RPS = float64(rep.Requests) / rep.Seconds
@@ -165,10 +178,36 @@ func (st *stats) add(s *stats) {
 	st.unknown += s.unknown
 	st.noLimit += s.noLimit
 	st.clamped += s.clamped
-	for c, n := range s.errs {
-		st.errs[c] += n
+	st.errs.add(&s.errs)
+	for i := range st.targets {
+		t, o := &st.targets[i], &s.targets[i]
+		t.requests += o.requests
+		t.answered += o.answered
+		t.latency += o.latency
+		t.errs.add(&o.errs)
 	}
-	st.otherErrs += s.otherErrs
+}
+
+// add adds o's counts to e's.
+func (e *errorCounts) add(o *errorCounts) {
+	for c, n := range o.byCode {
+		e.byCode[c] += n
+	}
+	e.other += o.other
+}
+
+// byName are the counts by their gRPC code's name, only the codes that occurred.
+func (e *errorCounts) byName() map[string]int64 {
+	m := map[string]int64{}
+	for c, n := range e.byCode {
+		if n > 0 {
+			m[codes.Code(c).String()] = n
+		}
+	}
+	if e.other > 0 {
+		m["Other"] = e.other
+	}
+	return m
 }
 
 // count copies st's counts of answers and errors into the report; errors by their
@@ -176,13 +215,18 @@ func (st *stats) add(s *stats) {
 func (rep *Report) count(st *stats) {
 	rep.OK, rep.OverLimit, rep.Unknown = st.ok, st.over, st.unknown
 	rep.NoLimit, rep.Clamped = st.noLimit, st.clamped
-	for c, n := range st.errs {
-		if n > 0 {
-			rep.Errors[codes.Code(c).String()] = n
+	rep.Errors = st.errs.byName()
+}
+
+// countTargets fills ByTarget from the targets' stats, in the order of names.
+func (rep *Report) countTargets(names []string, targets []targetStats) {
+	rep.ByTarget = make([]TargetReport, len(targets))
+	for i, t := range targets {
+		tr := TargetReport{Target: names[i], Requests: t.requests, Answered: t.answered, Errors: t.errs.byName()}
+		if t.requests > 0 {
+			tr.MeanLatency = float64(t.latency) / float64(time.Millisecond) / float64(t.requests)
 		}
-	}
-	if st.otherErrs > 0 {
-		rep.Errors["Other"] = st.otherErrs
+		rep.ByTarget[i] = tr
 	}
 }
 
@@ -200,6 +244,7 @@ func (rep *Report) Text(w io.Writer) error {
 	rep.writeLoad(&b)
 	rep.writeThroughput(&b)
 	rep.writeAnswers(&b)
+	rep.writeTargets(&b)
 	rep.writeLatencies(&b)
 	rep.writeCPU(&b)
 	_, err := io.WriteString(w, b.String())
@@ -255,17 +300,40 @@ func (rep *Report) writeAnswers(b *strings.Builder) {
 	if rep.NoLimit > 0 {
 		fmt.Fprintf(b, " (%d naming no limit)", rep.NoLimit)
 	}
-	if len(rep.Errors) > 0 {
-		b.WriteString(", errors:")
-		for _, n := range slices.Sorted(maps.Keys(rep.Errors)) {
-			fmt.Fprintf(b, " %s %d", n, rep.Errors[n])
-		}
-	} else {
-		b.WriteString(", errors 0")
-	}
+	b.WriteString(", ")
+	writeErrors(b, rep.Errors)
 	b.WriteByte('\n')
 	if answers := rep.OK + rep.OverLimit + rep.Unknown; answers > 0 && rep.NoLimit == answers {
 		b.WriteString("NO LIMIT MATCHED: no answer named a limit; check --domain and --descriptor against the server's rules (servers allow what no rule matches)\n")
+	}
+}
+
+// writeTargets writes a row per target when there are several: its requests, errors
+// by code and mean latency.
+func (rep *Report) writeTargets(b *strings.Builder) {
+	if len(rep.ByTarget) < 2 {
+		return
+	}
+	for i, t := range rep.ByTarget {
+		head := "by target"
+		if i > 0 {
+			head = ""
+		}
+		fmt.Fprintf(b, "%-10s %s: %d requests, ", head, t.Target, t.Requests)
+		writeErrors(b, t.Errors)
+		fmt.Fprintf(b, ", mean %.3f ms\n", t.MeanLatency)
+	}
+}
+
+// writeErrors writes errors by gRPC code, in name order, or that there were none.
+func writeErrors(b *strings.Builder, errs map[string]int64) {
+	if len(errs) == 0 {
+		b.WriteString("errors 0")
+		return
+	}
+	b.WriteString("errors:")
+	for _, n := range slices.Sorted(maps.Keys(errs)) {
+		fmt.Fprintf(b, " %s %d", n, errs[n])
 	}
 }
 
