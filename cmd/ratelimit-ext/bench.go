@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,9 +51,10 @@ each request's intended send time; queueing reported separately). Descriptor val
 use {key} (a number drawn from [0, --keys) per descriptor) and {d} (the descriptor's
 position in the request).
 
-Exit status: 0 after a clean run; 1 when the run could not start or, after the report,
-when it was interrupted, measured nothing, had failed requests or (open loop) did not
-sustain the rate; 2 for a mistake in the flags.
+Exit status: 0 after a clean run; 1 when the run could not start (with --json, stdout
+then holds {"error": "..."}) or, after the report, when it was interrupted, measured
+nothing, had failed requests or (open loop) did not sustain the rate; 2 for a mistake
+in the flags.
 
 examples:
   ratelimit-ext bench --target 127.0.0.1:8081 --domain edge --descriptor 'remote_address=10.1.{key}' --keys 100000
@@ -247,6 +249,11 @@ func flagGiven(fs *flag.FlagSet, name string) (given bool) {
 func (b *benchCommand) run() int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext bench:", err)
+		if b.json { // a script that reads the report from stdout gets JSON all the same
+			_ = json.NewEncoder(os.Stdout).Encode(struct {
+				Error string `json:"error"`
+			}{err.Error()})
+		}
 		return 1
 	}
 	if b.cpuProfile != "" {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +126,22 @@ func TestBenchTLSOffBesideFilesIsRefused(t *testing.T) {
 	b, code := parseBench([]string{"--tls-ca", ca.File})
 	if code != 0 || b.cfg.TLS == nil {
 		t.Errorf("--tls-ca alone: exit %d, want TLS", code)
+	}
+}
+
+// With --json, a run that cannot start still prints JSON on stdout, naming the error,
+// so that a script reading the report gets one (it used to get nothing, and an error
+// on stderr only).
+func TestBenchJSONOnFailure(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now: connections are refused
+	code, out := runStdout(t, "bench", "--target", addr, "--json", "--requests", "1", "--connect-timeout", "300ms")
+	var got struct{ Error string }
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 1 || !strings.Contains(got.Error, "connection refused") {
+		t.Errorf("exit %d, stdout %q (%v); want 1 and JSON naming the refused connection", code, out, err)
 	}
 }
