@@ -717,7 +717,7 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 			defer timer.Stop()
 			for {
 				k := r.next.Add(1) - 1
-				due := r.openStart.Add(time.Duration(float64(k) * r.interval))
+				due := r.due(k)
 				if r.clock.Now().Before(due) {
 					timer.ResetAt(due)
 					select {
@@ -749,6 +749,20 @@ func (r *runner) openLoop(ctx context.Context, wg *sync.WaitGroup) {
 		}()
 	}
 }
+
+// due is when the open loop's request k is due. An offset beyond maxOffset (a rate
+// far below one request a century) is held there: converted to a Duration it would
+// wrap to the far past, and every request would be due at once.
+func (r *runner) due(k int64) time.Time {
+	if k == 0 {
+		return r.openStart // and not 0 × an infinite interval (NaN)
+	}
+	return r.openStart.Add(time.Duration(min(float64(k)*r.interval, maxOffset)))
+}
+
+// maxOffset is the latest an open-loop request is due, from the start: about 146
+// years, within a time.Duration.
+const maxOffset = float64(1 << 62)
 
 // unsent is how many of the open loop's requests due in the measured phase were never
 // sent, leaving out those due in its first and last unsentGrace (a request sent and cut

@@ -967,3 +967,15 @@ func TestReportByTarget(t *testing.T) {
 		}
 	}
 }
+
+// The open loop's schedule stays in order at rates so low that a request's offset
+// overflows a time.Duration: it used to wrap to the far past, and every request was
+// sent at once, at the fastest rate the senders could.
+func TestOpenLoopScheduleSaturates(t *testing.T) {
+	for _, rate := range []float64{1, 1e-10, 1e-300} {
+		r := &runner{openStart: t0, interval: float64(time.Second) / rate}
+		if d0, d1, d2 := r.due(0), r.due(1), r.due(2); !d0.Equal(t0) || !d1.After(d0) || d2.Before(d1) {
+			t.Errorf("rate %v/s: requests due at %v, %v, %v; want the first at the start and the others after it, in order", rate, d0, d1, d2)
+		}
+	}
+}
