@@ -6,6 +6,8 @@
 # with CI=true it fails.
 #
 #   make bench   the standard benchmark (docs/performance.md); not part of `make test`
+#   make compat  the differential test against envoyproxy/ratelimit (docs/testing.md);
+#                not part of `make test`
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,7 +19,7 @@ export ENVOY_BIN
 
 FUZZTIME ?= 60s
 
-.PHONY: bench fuzz test check deps redis-server envoy compose-tool unit e2e compose-check clean
+.PHONY: bench compat fuzz test check deps redis-server envoy compose-tool unit e2e compose-check clean
 
 test: deps check unit e2e compose-check
 
@@ -61,8 +63,8 @@ compose-tool:
 # free loopback port).
 unit:
 	@mkdir -p $(TOOLS)
-	@echo ">>> go test -race (all packages but e2e); full log in $(TOOLS)/unit.log"
-	@rc=0; $(GO) test -race -count=1 -v $$($(GO) list ./... | grep -v /e2e) > $(TOOLS)/unit.log 2>&1 || rc=$$?; \
+	@echo ">>> go test -race (all packages but e2e and compat); full log in $(TOOLS)/unit.log"
+	@rc=0; $(GO) test -race -count=1 -v $$($(GO) list ./... | grep -v -e /e2e -e /compat) > $(TOOLS)/unit.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |ok |FAIL|panic:)|!!!' $(TOOLS)/unit.log || true; \
 	if [ $$rc -ne 0 ]; then echo ">>> failures:"; grep -E -A40 '^\s*--- FAIL' $(TOOLS)/unit.log | head -400; fi; \
 	exit $$rc
@@ -103,6 +105,18 @@ bench: redis-server
 	$(TOOLS)/bench/benchsuite -bin $(TOOLS)/bench/ratelimit-ext \
 	  -reference $(TOOLS)/bench/reference-$(REFERENCE_VERSION)/service_cmd \
 	  -json $(TOOLS)/bench/results.json $(BENCH_FLAGS)
+
+# The differential test against envoyproxy/ratelimit (docs/testing.md): the version
+# `bench` measures, built from the Go module proxy the same way, and the service, each on
+# its own private redis-server, answer the same requests on the same rule files.
+# REFERENCE_BIN runs another build of it instead.
+REFERENCE_BIN ?= $(abspath $(TOOLS))/bench/reference-$(REFERENCE_VERSION)/service_cmd
+compat: redis-server
+	@if [ "$(REFERENCE_BIN)" = "$(abspath $(TOOLS))/bench/reference-$(REFERENCE_VERSION)/service_cmd" ]; then \
+	  GOBIN=$(dir $(REFERENCE_BIN)) $(GO) install github.com/envoyproxy/ratelimit/src/service_cmd@$(REFERENCE_VERSION) || \
+	  { echo "!!! could not build envoyproxy/ratelimit $(REFERENCE_VERSION) (it needs the Go module proxy): nothing to compare with"; exit 1; }; \
+	fi
+	REFERENCE_BIN=$(REFERENCE_BIN) $(GO) test -count=1 -v ./compat/
 
 clean:
 	rm -rf $(TOOLS)

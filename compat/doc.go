@@ -1,0 +1,12 @@
+// Package compat holds the differential test against envoyproxy/ratelimit: its
+// service_cmd binary and this service run side by side, each on its own private
+// redis-server, from the same directory of rule files written in envoyproxy/ratelimit's
+// own format and with the same envoyproxy/ratelimit environment variables; the same
+// ShouldRateLimit requests go to both and their answers are compared. It is the
+// evidence behind docs/migrating.md's "rules load as they are and match the same way".
+//
+// The test is run by `make compat` (which builds the pinned reference first) and is
+// not part of `make test`: building the reference needs the Go module proxy. Without
+// the reference binary (REFERENCE_BIN) or redis-server it skips loudly, and fails
+// under CI=true. docs/testing.md describes it.
+package compat
