@@ -1,7 +1,9 @@
-// Package deploy holds the deployment kit (Kubernetes manifests, Grafana dashboard; see
-// docs/deploy.md). Its tests hold the kit to the code: the probes hit endpoints the HTTP
-// server registers, every RATELIMIT_EXT_* variable is a real flag, the rules in the
-// ConfigMap load, and the dashboard queries only metrics the service exports.
+// Package deploy holds the deployment kit (Kubernetes manifests, Grafana dashboard,
+// Prometheus alerting rules; see docs/deploy.md). Its tests hold the kit to the code: the
+// probes hit endpoints the HTTP server registers, every RATELIMIT_EXT_* variable is a
+// real flag, the rules in the ConfigMap load, the dashboard queries only metrics the
+// service exports, and the alerts only metrics, labels and values it exports
+// (alerts_test.go).
 package deploy
 
 import (

@@ -21,27 +21,10 @@ func metricsDoc(t *testing.T) string {
 	return string(b)
 }
 
-// Every alert of docs/metrics.md on a histogram quantile compares it with a bucket
-// boundary: between two boundaries histogram_quantile only interpolates, so a threshold
-// there (2 ms between 1.5 and 2.5 ms) fires on calls of 1.6 ms and can miss calls of
-// 2.4 ms. And the buckets the docs list are the ones exported.
-func TestHistogramAlertThresholdsAreBucketBoundaries(t *testing.T) {
+// The buckets docs/metrics.md lists are the ones exported. (That the alerts' latency
+// thresholds are bucket boundaries is checked with the rules file, in package deploy.)
+func TestDocumentedBucketsAreExported(t *testing.T) {
 	doc := metricsDoc(t)
-	alert := regexp.MustCompile(`(?m)^histogram_quantile\(.*_bucket\b.*\) > ([0-9.]+)$`)
-	alerts := alert.FindAllStringSubmatch(doc, -1)
-	if len(alerts) < 2 {
-		t.Fatalf("found %d histogram alerts in docs/metrics.md, want the latency ones", len(alerts))
-	}
-	for _, a := range alerts {
-		v, err := strconv.ParseFloat(a[1], 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Contains(latencyBuckets, v) {
-			t.Errorf("alert threshold %v is not a bucket boundary (%v): %s", v, latencyBuckets, a[0])
-		}
-	}
-
 	listed := regexp.MustCompile(`Latency buckets \(both histograms\), in seconds: ([0-9.,\s]+)\.`).FindStringSubmatch(doc)
 	if listed == nil {
 		t.Fatal("docs/metrics.md lists no latency buckets")

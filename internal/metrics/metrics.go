@@ -49,8 +49,8 @@ const (
 )
 
 // latencyBuckets resolve sub-millisecond answers: Envoy waits on every request. The
-// thresholds of the alerts in docs/metrics.md (2 ms, 5 ms) are boundaries: between two,
-// histogram_quantile only interpolates. So is a Redis call's default bound (the read +
+// thresholds of the latency alerts (2 ms, 5 ms; deploy/prometheus) are boundaries:
+// between two, histogram_quantile only interpolates. So is a Redis call's default bound (the read +
 // write timeouts, 16 ms), which the calls it ends exceed and the ones that answer do
 // not; and Envoy's default filter timeout, 20 ms.
 var latencyBuckets = []float64{
