@@ -1122,11 +1122,7 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		}
 	}
 	if !useTLS {
-		for _, x := range legacyGRPCTLS {
-			if _, ok := m.get(x.legacy); ok {
-				m.ignore(x.legacy, "GRPC_SERVER_USE_TLS is not true")
-			}
-		}
+		ignoreLegacyGRPCTLS(m)
 		return nil
 	}
 	// The pair from their variables or from ours (flag or variable): with a half of
@@ -1152,6 +1148,22 @@ func mapLegacyGRPCTLS(m *mapping) error {
 		}
 	}
 	return nil
+}
+
+// ignoreLegacyGRPCTLS reports their gRPC server TLS files ignored, as GRPC_SERVER_USE_TLS
+// is not true. Our certificate and key serve TLS whatever theirs says: the notes say so,
+// or an operator who set their client CA would read that TLS is off, not that client
+// certificates are not required.
+func ignoreLegacyGRPCTLS(m *mapping) {
+	why := "GRPC_SERVER_USE_TLS is not true"
+	if by := ourGRPCPair(m); by != "" {
+		why += " (gRPC is served over TLS all the same, as " + by + ", but without this setting)"
+	}
+	for _, x := range legacyGRPCTLS {
+		if _, ok := m.get(x.legacy); ok {
+			m.ignore(x.legacy, why)
+		}
+	}
 }
 
 // ourGRPCPair says what of ours sets either half of the gRPC server's certificate and

@@ -959,6 +959,37 @@ func TestLegacyGRPCTLSFalseBesideOurCertificate(t *testing.T) {
 	}
 }
 
+// Their gRPC server TLS files without GRPC_SERVER_USE_TLS=true are ignored, as there;
+// beside our certificate and key, which serve gRPC over TLS whatever their switch says,
+// their notes say that it is over TLS all the same, without them: an operator who set
+// GRPC_CLIENT_TLS_CACERT learns that client certificates are not required, not only
+// that their switch is off. (As their xDS TLS files say: TestLegacyXDSTLSFilesBesideOurCA.)
+func TestLegacyGRPCTLSFilesBesideOurCertificate(t *testing.T) {
+	const without = "GRPC_SERVER_USE_TLS is not true (gRPC is served over TLS all the same, as %s, but without this setting)"
+	files := fakeEnv{"GRPC_CLIENT_TLS_CACERT": "/ca.crt", "GRPC_CLIENT_TLS_SAN": "client"}
+	with := func(extra fakeEnv) fakeEnv { e := maps.Clone(files); maps.Copy(e, extra); return e }
+	for _, tc := range []struct {
+		env  fakeEnv
+		args []string
+		why  string
+	}{
+		{with(fakeEnv{"RATELIMIT_EXT_GRPC_TLS_CERT": "/c.crt", "RATELIMIT_EXT_GRPC_TLS_KEY": "/c.key"}), nil, fmt.Sprintf(without, "RATELIMIT_EXT_GRPC_TLS_CERT is set")},
+		{with(fakeEnv{"GRPC_SERVER_USE_TLS": "false"}), []string{"--grpc-tls-cert=/c.crt", "--grpc-tls-key=/c.key"}, fmt.Sprintf(without, "--grpc-tls-cert is given")},
+		{with(nil), nil, "GRPC_SERVER_USE_TLS is not true"},
+		{with(nil), []string{"--grpc-tls-cert=", "--grpc-tls-key="}, "GRPC_SERVER_USE_TLS is not true"}, // given empty: no certificate, no TLS
+	} {
+		notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"GRPC_CLIENT_TLS_CACERT", "GRPC_CLIENT_TLS_SAN"} {
+			if want := ignoredNote(v, tc.why); !slices.Contains(notes, want) {
+				t.Errorf("%v %q: notes %+v, want %+v", tc.env, tc.args, notes, want)
+			}
+		}
+	}
+}
+
 // CONFIG_GRPC_XDS_SERVER_USE_TLS=false beside a TLS file or name of ours (which turns
 // xDS TLS on) says that ours turns TLS on and wins, not that false is the default: the
 // operator who meant "no TLS" learns that the connection is over TLS.
