@@ -5,8 +5,8 @@
 // ShouldRateLimit requests go to both and their answers are compared. It is the
 // evidence behind docs/migrating.md's "rules load as they are and match the same way".
 //
-// The test is run by `make compat` (which builds the pinned reference first) and is
-// not part of `make test`: building the reference needs the Go module proxy. Without
-// the reference binary (REFERENCE_BIN) or redis-server it skips loudly, and fails
-// under CI=true. docs/testing.md describes it.
+// `make test` runs it on a fixed seed, and `make compat` alone on a new one; both build
+// the pinned reference first (from the Go module proxy). Without the reference binary
+// (REFERENCE_BIN) or redis-server it skips loudly, and fails under CI=true.
+// docs/testing.md describes it.
 package compat
