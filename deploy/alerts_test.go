@@ -144,12 +144,28 @@ func TestAlertRulesUseExportedMetrics(t *testing.T) {
 		for _, err := range checkQuery(q, fams) {
 			t.Errorf("%s: %v", r.Alert, err)
 		}
-		for _, l := range templateLabels(r) {
-			if !targetLabels[l] && !queryHasLabel(q, fams, l) {
-				t.Errorf("%s: an annotation reads $labels.%s, which no metric of the expression has", r.Alert, l)
-			}
+		for _, err := range checkTemplateLabels(templateLabels(r), q, fams) {
+			t.Errorf("%s: %v", r.Alert, err)
 		}
 	}
+}
+
+// checkTemplateLabels returns the labels an alert's annotations read that its
+// expression's result does not have: no metric of it has the label, or an aggregation
+// drops it (job and instance too). Every aggregation counts: without vector matching
+// (which the reader refuses), both sides of a binary operation keep the same labels,
+// so one that drops a label drops it from the result.
+func checkTemplateLabels(labels []string, q query, fams map[string]*family) []error {
+	var errs []error
+	for _, l := range labels {
+		switch {
+		case !targetLabels[l] && !queryHasLabel(q, fams, l):
+			errs = append(errs, fmt.Errorf("an annotation reads $labels.%s, which no metric of the expression has", l))
+		case slices.ContainsFunc(q.groupings, func(g grouping) bool { return slices.Contains(g.labels, l) == g.without }):
+			errs = append(errs, fmt.Errorf("an annotation reads $labels.%s, which an aggregation drops", l))
+		}
+	}
+	return errs
 }
 
 // checkQuery returns what q uses that fams do not export.
@@ -262,6 +278,43 @@ func TestCheckQueryFindsMistakes(t *testing.T) {
 	good := `sum by (job, instance, api, le) (rate(ratelimit_ext_request_duration_seconds_bucket{api=~"rls|decide", le="0.005"}[5m]))`
 	if q, err := parseQuery(good); err != nil || len(checkQuery(q, fams)) != 0 {
 		t.Errorf("%s: %v %v, want no error", good, err, checkQuery(q, fams))
+	}
+}
+
+// An annotation that reads a label the expression's result does not have renders it
+// empty: the checks find it, whether no metric has the label or an aggregation drops it.
+func TestTemplateLabelsFindsMistakes(t *testing.T) {
+	fams := exportedFamilies(t)
+	for _, c := range []struct{ expr, label, want string }{
+		{`ratelimit_ext_ready == 0`, "api", "no metric of the expression has"},
+		{`max by (job) (ratelimit_ext_store_circuit_open) > 0`, "instance", "an aggregation drops"},
+		{`sum by (job) (rate(ratelimit_ext_requests_total[5m])) > 0`, "api", "an aggregation drops"},
+		{`sum without (api) (rate(ratelimit_ext_requests_total[5m])) > 0`, "api", "an aggregation drops"},
+		{`sum(rate(ratelimit_ext_requests_total[5m])) > 0`, "job", "an aggregation drops"},
+		{`count by (job) (count by (job, hash) (ratelimit_ext_config_info)) > 1`, "hash", "an aggregation drops"},
+	} {
+		q, err := parseQuery(c.expr)
+		if err != nil {
+			t.Fatalf("%s: %v", c.expr, err)
+		}
+		errs := checkTemplateLabels([]string{c.label}, q, fams)
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), c.want) {
+			t.Errorf("%s, $labels.%s: %v, want one error saying %q", c.expr, c.label, errs, c.want)
+		}
+	}
+	for _, c := range []struct{ expr, label string }{
+		{`ratelimit_ext_ready == 0`, "instance"},
+		{`sum by (job, api) (rate(ratelimit_ext_requests_total[5m])) > 0`, "api"},
+		{`sum without (instance) (rate(ratelimit_ext_requests_total[5m])) > 0`, "api"},
+		{`histogram_quantile(0.99, sum by (job, api, le) (rate(ratelimit_ext_request_duration_seconds_bucket[5m]))) > 0.005`, "api"},
+	} {
+		q, err := parseQuery(c.expr)
+		if err != nil {
+			t.Fatalf("%s: %v", c.expr, err)
+		}
+		if errs := checkTemplateLabels([]string{c.label}, q, fams); len(errs) != 0 {
+			t.Errorf("%s, $labels.%s: %v, want no error", c.expr, c.label, errs)
+		}
 	}
 }
 

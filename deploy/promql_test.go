@@ -135,7 +135,8 @@ type selector struct {
 	matchers []matcher
 }
 
-// grouping is a `by` or `without` clause and the selectors of the aggregation it belongs to.
+// grouping is an aggregation's `by` or `without` clause and the selectors it aggregates.
+// An aggregation without a clause is read as `by ()`: its result keeps no label.
 type grouping struct {
 	without   bool
 	labels    []string
@@ -300,7 +301,7 @@ func (p *parser) closing(i int) (int, error) {
 	return 0, fmt.Errorf("unclosed ( at token %d", i)
 }
 
-// aggregation reads `agg by (…) (…)` or `agg (…) by (…)` at i, if it has a clause.
+// aggregation reads `agg by (…) (…)`, `agg (…) by (…)` or `agg (…)` at i.
 func (p *parser) aggregation(i int) error {
 	g := grouping{}
 	open := i + 1
@@ -323,12 +324,11 @@ func (p *parser) aggregation(i int) error {
 	if clause < 0 && (p.is(end+1, tIdent, "by") || p.is(end+1, tIdent, "without")) {
 		clause = end + 1
 	}
-	if clause < 0 {
-		return nil
-	}
-	g.without = p.toks[clause].text == "without"
-	if g.labels, _, err = p.labelList(clause + 1); err != nil {
-		return err
+	if clause >= 0 {
+		g.without = p.toks[clause].text == "without"
+		if g.labels, _, err = p.labelList(clause + 1); err != nil {
+			return err
+		}
 	}
 	for k, at := range p.selAt {
 		if at > open && at < end {
@@ -391,12 +391,16 @@ func TestParseQuery(t *testing.T) {
 			},
 		},
 		{
-			// Each histogram_quantile with its comparison, and aggregations without clauses.
+			// Each histogram_quantile with its comparison; an aggregation without a clause
+			// groups by no label.
 			expr: `histogram_quantile(0.99, sum without (instance) (rate(h_bucket{e="r"}[5m]))) > 0.002
 				or max(g) >= 1e-3 or histogram_quantile(0.5, rate(h2_bucket[1m])) <= 2.5e-3`,
 			want: query{
 				selectors: []selector{{"h_bucket", []matcher{{"e", "=", "r"}}}, {"g", nil}, {"h2_bucket", nil}},
-				groupings: []grouping{{without: true, labels: []string{"instance"}, selectors: []selector{{"h_bucket", []matcher{{"e", "=", "r"}}}}}},
+				groupings: []grouping{
+					{without: true, labels: []string{"instance"}, selectors: []selector{{"h_bucket", []matcher{{"e", "=", "r"}}}}},
+					{selectors: []selector{{"g", nil}}},
+				},
 				thresholds: []threshold{
 					{"h_bucket", ">", 0.002}, {"h2_bucket", "<=", 0.0025},
 				},
