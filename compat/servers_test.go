@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ratelimit-ext/ratelimit-ext/internal/reference"
 	"github.com/ratelimit-ext/ratelimit-ext/internal/testredis"
 )
 
@@ -92,20 +93,12 @@ func buildOurs(t *testing.T, dir string) string {
 func startServer(t *testing.T, name, bin, runtimeRoot string) *server {
 	t.Helper()
 	rds := testredis.Start(t)
-	grpcAddr, httpAddr, debugAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	addrs := reference.Addrs{GRPC: freeAddr(t), HTTP: freeAddr(t), Debug: freeAddr(t)}
 	cmd := exec.Command(bin)
 	// Only these settings: a variable left in the caller's shell (REDIS_AUTH,
 	// LOCAL_CACHE_SIZE_IN_BYTES, RATELIMIT_EXT_...) would change what is compared.
-	cmd.Env = append(minimalEnv(),
-		"USE_STATSD=false", "LOG_LEVEL=warn",
-		"REDIS_SOCKET_TYPE=tcp", "REDIS_URL="+rds.Addr(),
-		"RUNTIME_ROOT="+runtimeRoot, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false",
-		"GRPC_HOST=127.0.0.1", "GRPC_PORT="+port(grpcAddr),
-		"HOST=127.0.0.1", "PORT="+port(httpAddr),
-		"DEBUG_HOST=127.0.0.1", "DEBUG_PORT="+port(debugAddr),
-	)
-	// Without statsd the reference logs every stat every 10 s whatever LOG_LEVEL says:
-	// to a file, quoted when something fails.
+	cmd.Env = reference.Env(rds.Addr(), runtimeRoot, addrs)
+	// The reference's stats, logged every 10 s, go to a file, quoted when something fails.
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -123,10 +116,10 @@ func startServer(t *testing.T, name, bin, runtimeRoot string) *server {
 		<-exited
 	})
 	s := &server{name: name, redis: rds, log: logPath}
-	if err := waitHealthy("http://"+httpAddr+"/healthcheck", exited); err != nil {
+	if err := waitHealthy(addrs.ReadyURL(), exited); err != nil {
 		t.Fatalf("%s did not become ready: %v\n%s", name, err, s.tail())
 	}
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addrs.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,17 +189,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
-
-// minimalEnv is the caller's PATH, HOME and TMPDIR, and nothing else.
-func minimalEnv() []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
 }

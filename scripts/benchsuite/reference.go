@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/loadgen"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/reference"
 )
 
 // referenceRules are benchRules in envoyproxy/ratelimit's own format: it refuses keys it
@@ -45,38 +45,18 @@ func referenceProc(bin, dir, redisAddr string) (*proc, error) {
 		}
 		addrs[i] = a
 	}
-	port := func(a string) string { _, p, _ := net.SplitHostPort(a); return p }
-	grpcAddr, httpAddr, debugAddr := addrs[0], addrs[1], addrs[2]
+	listen := reference.Addrs{GRPC: addrs[0], HTTP: addrs[1], Debug: addrs[2]}
 	cmd := exec.Command(bin)
 	// Only these settings: a variable of its own left in the caller's shell (REDIS_AUTH,
 	// LOCAL_CACHE_SIZE_IN_BYTES, ...) would change the defaults it is measured with.
-	cmd.Env = append(minimalEnv(),
-		"USE_STATSD=false", "LOG_LEVEL=warn",
-		"REDIS_SOCKET_TYPE=tcp", "REDIS_URL="+redisAddr,
-		"RUNTIME_ROOT="+root, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false",
-		"GRPC_HOST=127.0.0.1", "GRPC_PORT="+port(grpcAddr),
-		"HOST=127.0.0.1", "PORT="+port(httpAddr),
-		"DEBUG_HOST=127.0.0.1", "DEBUG_PORT="+port(debugAddr),
-	)
-	// Without statsd it logs every stat every 10 s, whatever LOG_LEVEL says: to a file.
+	cmd.Env = reference.Env(redisAddr, root, listen)
+	// Its stats, logged every 10 s, go to a file.
 	log, err := os.Create(filepath.Join(dir, "reference.log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = log, log
-	return &proc{name: srvReference, cmd: cmd, grpc: grpcAddr, redis: true,
-		ready: "http://" + httpAddr + "/healthcheck"}, nil
-}
-
-// minimalEnv is the caller's PATH, HOME and TMPDIR, and nothing else.
-func minimalEnv() []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
+	return &proc{name: srvReference, cmd: cmd, grpc: listen.GRPC, redis: true, ready: listen.ReadyURL()}, nil
 }
 
 // printAgainstReference prints, for each scenario envoyproxy/ratelimit ran in, every
