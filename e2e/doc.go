@@ -24,7 +24,8 @@
 // would (confine_linux.go): the test binary starts in its place, sets no_new_privs,
 // forbids with Landlock every write outside /dev and the read-write mounts, drops every
 // capability and executes the binary. Without Landlock (or off Linux) the suite warns and
-// runs it unconfined. Other services' hardening keys are validated only.
+// runs it unconfined, and the confinement tests skip loudly (with CI=true they fail).
+// Other services' hardening keys are validated only.
 //
 // Values are translated the way Docker would route them: `<service>:<port>` (also inside a
 // URL) becomes 127.0.0.1:<that service's local port>, a listen address 0.0.0.0:<port>
