@@ -1,7 +1,6 @@
 package tlsfiles_test
 
 import (
-	"bytes"
 	"crypto/x509"
 	"os"
 	"path/filepath"
@@ -18,13 +17,7 @@ import (
 func TestPoolFollowsASwapThatKeepsSizeAndTime(t *testing.T) {
 	oldCA, newCA := testpki.New(t), testpki.New(t)
 	dir := t.TempDir()
-	oldPEM, newPEM := readFile(t, oldCA.File), readFile(t, newCA.File)
-	// Text around PEM blocks is ignored: pad the shorter to the longer's size.
-	if n := len(newPEM) - len(oldPEM); n > 0 {
-		oldPEM = append(oldPEM, bytes.Repeat([]byte("\n"), n)...)
-	} else {
-		newPEM = append(newPEM, bytes.Repeat([]byte("\n"), -n)...)
-	}
+	oldPEM, newPEM := padToSameSize(readFile(t, oldCA.File), readFile(t, newCA.File))
 	at := time.Now().Add(-time.Hour)
 	a, b := filepath.Join(dir, "a.crt"), filepath.Join(dir, "b.crt")
 	writeWithTime(t, a, oldPEM, at)

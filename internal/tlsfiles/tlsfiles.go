@@ -5,7 +5,8 @@
 // A file is looked at (one stat) at each handshake, which long-lived gRPC and Redis
 // connections make rare, and at each Status, which a Registry's metrics ask for at
 // every scrape; a change is a new size, modification time or file identity (device
-// and inode, where the platform has them: fileID). A change that does not load (a
+// and inode, where the platform has them: fileID), or new content, which is read
+// again at most once a second (see watched.version). A change that does not load (a
 // half-written file, a key that does not match its certificate) is reported once and
 // the previous material is kept, so that a bad rotation does not take a working
 // service down; it is tried again every ten seconds.
@@ -30,17 +31,51 @@ type watched struct {
 	mu             sync.Mutex
 	loaded, failed string // versions, as version names them
 	failedAt       time.Time
+	last           look
 	log            *slog.Logger
 }
 
+// look is what version last found: the files' state (as stats names it), the digests
+// of their content then, and when those were taken.
+type look struct {
+	stats, digests string
+	at             time.Time
+}
+
 // retryFailed is how long a version that failed to load is left alone before it is
-// tried again: a repair that changes neither a file's size nor its time (a chmod, a
-// fixed mount) is seen then. A variable for tests.
+// tried again: a repair that the version does not show (a file whose reading failed for
+// a reason outside it, such as a mount's error) is seen then. A variable for tests.
 var retryFailed = 10 * time.Second
 
+// rehashEvery is how often files whose size, time and identity have not changed are
+// read again to compare their content. A variable for tests.
+var rehashEvery = time.Second
+
 // version names the files' state by their sizes, modification times and identities
-// (fileID), or says why one cannot be read (err is then that reason).
-func version(files ...string) (string, error) {
+// (stats), and their content (digests), or says why one cannot be read (err is then
+// that reason). stats and err are what stats returned, taken before mu is held, as
+// the handshake path's only cost when the files are unchanged. Callers hold mu.
+//
+// Size, time and identity miss a file rewritten in place with the same size and its
+// time put back (`cp -p` onto it, a secret-sync tool that keeps times) or within one
+// tick of a coarse filesystem clock; the content shows those. But the files are looked
+// at on the handshake path, so they are read only when their stats changed or the last
+// read is rehashEvery old: at most once a second for unchanged files, whatever the
+// rate of handshakes and scrapes; a rewrite that keeps stats is seen at the first look
+// a second or more after the last read.
+func (w *watched) version(stats string, err error, files ...string) (string, error) {
+	if err != nil {
+		return stats, err
+	}
+	if stats != w.last.stats || time.Since(w.last.at) >= rehashEvery {
+		w.last = look{stats: stats, digests: digests(files), at: time.Now()}
+	}
+	return stats + w.last.digests, nil
+}
+
+// stats names the files' sizes, modification times and identities (fileID), or says
+// why one cannot be read (err is then that reason).
+func stats(files ...string) (string, error) {
 	var b strings.Builder
 	for _, f := range files {
 		st, err := os.Stat(f)
@@ -95,7 +130,8 @@ type KeyPair struct {
 // load.
 func LoadKeyPair(certFile, keyFile string, log *slog.Logger) (*KeyPair, error) {
 	k := &KeyPair{certFile: certFile, keyFile: keyFile, w: watched{log: log}}
-	v, err := version(certFile, keyFile)
+	st, err := stats(certFile, keyFile)
+	v, err := k.w.version(st, err, certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -116,9 +152,10 @@ func (k *KeyPair) Certificate() *tls.Certificate {
 
 // current is Certificate, and whether changed files failed to load, as one snapshot.
 func (k *KeyPair) current() (cert *tls.Certificate, failing bool) {
-	v, err := version(k.certFile, k.keyFile)
+	st, err := stats(k.certFile, k.keyFile)
 	k.w.mu.Lock()
 	defer k.w.mu.Unlock()
+	v, err := k.w.version(st, err, k.certFile, k.keyFile)
 	if !k.w.due(v) {
 		return k.cert, k.w.failed != ""
 	}
@@ -171,7 +208,8 @@ type Pool struct {
 // load.
 func LoadPool(file string, log *slog.Logger) (*Pool, error) {
 	p := &Pool{file: file, w: watched{log: log}}
-	v, err := version(file)
+	st, err := stats(file)
+	v, err := p.w.version(st, err, file)
 	if err != nil {
 		return nil, err
 	}
@@ -202,9 +240,10 @@ func (p *Pool) Current() *x509.CertPool {
 
 // current is Current, and whether a changed file failed to load, as one snapshot.
 func (p *Pool) current() (_ *x509.CertPool, failing bool) {
-	v, err := version(p.file)
+	st, err := stats(p.file)
 	p.w.mu.Lock()
 	defer p.w.mu.Unlock()
+	v, err := p.w.version(st, err, p.file)
 	if !p.w.due(v) {
 		return p.pool, p.w.failed != ""
 	}
