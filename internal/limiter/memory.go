@@ -24,13 +24,11 @@ type MemoryOptions struct {
 
 // MemoryEngine keeps state in process. Keys are spread over shards so that unrelated
 // keys do not contend; a request locks the shards of its keys in index order, which
-// makes it atomic and deadlock-free. Memory is bounded by MaxKeys and MaxBytes, per
-// shard: when a shard is full, expired state is dropped first, then, among a sample, the
-// state that holds the fewest units (see evict).
+// makes it atomic and deadlock-free. Memory is bounded by MaxKeys and MaxBytes, split
+// between the shards (share): when a shard is full, expired state is dropped first,
+// then, among a sample, the state that holds the fewest units (see evict).
 type MemoryEngine struct {
 	shards    []memShard
-	perShard  int
-	shardMax  int64 // bytes per shard
 	seed      maphash.Seed
 	clock     func() int64
 	evictions atomic.Uint64
@@ -41,10 +39,12 @@ type MemoryEngine struct {
 }
 
 type memShard struct {
-	mu    sync.Mutex
-	data  map[string]State
-	bytes int64    // entrySize of every entry in data
-	_     [40]byte // 24 bytes above + 40: one shard per 64-byte cache line
+	mu       sync.Mutex
+	data     map[string]State
+	bytes    int64    // entrySize of every entry in data
+	maxKeys  int      // its share of MaxKeys
+	maxBytes int64    // its share of MaxBytes
+	_        [24]byte // 40 bytes above + 24: one shard per 64-byte cache line
 }
 
 // entrySize approximates what one entry costs the heap: the key's bytes, the map slot
@@ -88,21 +88,33 @@ func NewMemoryEngine(o MemoryOptions) *MemoryEngine {
 		o.MaxBytes = defaultMaxBytes()
 	}
 	m := &MemoryEngine{
-		shards:   make([]memShard, o.Shards),
-		perShard: max(1, o.MaxKeys/o.Shards),
-		shardMax: max(1, o.MaxBytes/int64(o.Shards)),
-		seed:     maphash.MakeSeed(),
-		clock:    o.Clock,
-		stop:     make(chan struct{}),
+		shards: make([]memShard, o.Shards),
+		seed:   maphash.MakeSeed(),
+		clock:  o.Clock,
+		stop:   make(chan struct{}),
 	}
 	for i := range m.shards {
-		m.shards[i].data = make(map[string]State)
+		sh := &m.shards[i]
+		sh.data = make(map[string]State)
+		sh.maxKeys = int(share(int64(o.MaxKeys), o.Shards, i))
+		sh.maxBytes = share(o.MaxBytes, o.Shards, i)
 	}
 	if o.Sweep > 0 {
 		m.done.Add(1)
 		go m.sweepLoop(o.Sweep)
 	}
 	return m
+}
+
+// share is shard i's part of a bound of total split between n shards: total/n, and one
+// more for the first total%n shards, so that the parts add up to total exactly (an
+// even total/n for each would hold up to n-1 less: 960 keys of 1,000 in 64 shards).
+func share(total int64, n, i int) int64 {
+	part := total / int64(n)
+	if int64(i) < total%int64(n) {
+		part++
+	}
+	return part
 }
 
 // Evaluate implements Engine.
@@ -189,7 +201,7 @@ func (v memView) Store(key string, st State) {
 		sh.bytes -= entrySize(key, old)
 	}
 	size := entrySize(key, st)
-	for (!exists && len(sh.data) >= v.m.perShard) || sh.bytes+size > v.m.shardMax {
+	for (!exists && len(sh.data) >= sh.maxKeys) || sh.bytes+size > sh.maxBytes {
 		if !v.evict(sh) {
 			break
 		}

@@ -135,6 +135,30 @@ func TestMemoryEngineFewerKeysThanShards(t *testing.T) {
 	}
 }
 
+// A full engine holds exactly MaxKeys keys, for bounds below the number of shards, at
+// it, and above it whether or not the shards divide them evenly.
+func TestMemoryEngineHoldsExactlyMaxKeys(t *testing.T) {
+	p := mustParams(t, Params{Algorithm: FixedWindow, Limit: 10, PeriodMs: 3_600_000})
+	out := make([]Decision, 1)
+	for _, tc := range []struct{ maxKeys, shards int }{
+		{1, 0}, {10, 0}, {63, 0}, {64, 0}, {65, 0}, {100, 0}, {1000, 0}, {7, 4}, {1001, 4},
+	} {
+		t.Run(fmt.Sprintf("%d keys, %d shards", tc.maxKeys, tc.shards), func(t *testing.T) {
+			e := NewMemoryEngine(MemoryOptions{MaxKeys: tc.maxKeys, Shards: tc.shards, Sweep: -1}) // 0: 64 shards
+			defer e.Close()
+			// enough keys that every shard is filled, whatever the hash seed
+			for i := range 20*tc.maxKeys + 200 {
+				if _, err := e.Evaluate(context.Background(), 0, []LimitCheck{{Key: fmt.Sprint("k", i), Params: p, Cost: 1}}, out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := e.Keys(); n != tc.maxKeys {
+				t.Errorf("%d keys held when full, want MaxKeys %d", n, tc.maxKeys)
+			}
+		})
+	}
+}
+
 // The number of stored keys never exceeds MaxKeys; expired state goes before live state.
 func TestMemoryEngineBoundedKeys(t *testing.T) {
 	clock := int64(1_000_000)
