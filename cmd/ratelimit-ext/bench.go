@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -66,18 +65,13 @@ flags:
 `
 
 // checkBenchSettings refuses values the load generator would otherwise replace by a
-// default without a word (0 keys as 1, a zero duration as 10 s), or could not use.
+// default without a word (0 keys as 1, a zero duration as 10 s). What it cannot use at
+// all, loadgen.Config.Validate refuses (benchValidate).
 func checkBenchSettings(c loadgen.Config) error {
 	switch {
-	case len(c.Targets) == 0:
-		return errors.New("--target: want host:port")
 	case c.Keys < 1:
 		return fmt.Errorf("--keys %d: want at least 1", c.Keys)
-	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
-		return fmt.Errorf("--rate %v: want requests per second (0: closed loop)", c.Rate)
-	case c.Rate == 0 && c.Workers < 1:
-		return fmt.Errorf("--workers %d: want at least 1 (or an open loop with --rate)", c.Workers)
-	case c.Rate > 0 && (c.MaxInFlight < 1 || c.MaxInFlight > loadgen.MaxInFlightLimit):
+	case c.Rate > 0 && c.MaxInFlight < 1:
 		return fmt.Errorf("--max-in-flight %d: want 1 to %d", c.MaxInFlight, loadgen.MaxInFlightLimit)
 	case c.Conns < 0 || c.PerRequest < 0:
 		return errors.New("--conns and --descriptors-per-request want 0 (the default) or more")
@@ -87,27 +81,29 @@ func checkBenchSettings(c loadgen.Config) error {
 		return errors.New("--duration and --warmup want 0 or more, --timeout and --connect-timeout more than 0")
 	case c.Duration == 0 && c.Requests == 0:
 		return errors.New("--duration 0 without --requests: the run would never end")
-	case c.Domain == "":
-		return errors.New("--domain: want the rate-limit domain of the server's rules")
-	}
-	return checkBenchShares(c)
-}
-
-// checkBenchShares refuses connections that the targets, or the closed loop's workers,
-// cannot share evenly: loadgen.Run would refuse them too, but as a failed run (exit 1)
-// rather than as the mistake in the flags that they are.
-func checkBenchShares(c loadgen.Config) error {
-	conns := c.Conns
-	if conns == 0 {
-		conns = len(c.Targets) // the default: one per target
-	}
-	switch {
-	case conns%len(c.Targets) != 0:
-		return fmt.Errorf("--conns %d: want a multiple of the %d targets, so that each gets the same share", conns, len(c.Targets))
-	case c.Rate == 0 && c.Workers < conns:
-		return fmt.Errorf("--workers %d: want at least one per connection (%d), or connections sit idle", c.Workers, conns)
 	}
 	return nil
+}
+
+// benchFlagOf names the flag that sets each loadgen.Config field a ConfigError can
+// name.
+var benchFlagOf = map[string]string{
+	"Targets": "--target", "Conns": "--conns", "Workers": "--workers", "Rate": "--rate",
+	"MaxInFlight": "--max-in-flight", "Domain": "--domain", "Descriptors": "--descriptor",
+}
+
+// benchValidate is loadgen.Config.Validate, naming flags rather than fields: what
+// loadgen.Run would refuse as a failed run (exit 1) is a mistake in the flags (exit 2).
+func benchValidate(c loadgen.Config) error {
+	var ce *loadgen.ConfigError
+	if err := c.Validate(); !errors.As(err, &ce) {
+		return err // nil: the configuration is fine
+	}
+	name, ok := benchFlagOf[ce.Field]
+	if !ok {
+		name = "loadgen.Config." + ce.Field // a field bench has no flag for: a bug here
+	}
+	return errors.New(ce.Describe(name))
 }
 
 func bench(args []string) int {
@@ -235,7 +231,7 @@ func (x *benchExtra) apply(c *loadgen.Config) error {
 		}
 		c.WatchPIDs[name] = pid
 	}
-	return nil
+	return benchValidate(*c)
 }
 
 // flagGiven reports whether the command line set the flag.

@@ -36,6 +36,7 @@ func TestBenchRefusesSettingsItWouldReplace(t *testing.T) {
 		{[]string{"--domain="}, "--domain"},
 		{[]string{"--workers", "1", "--conns", "2"}, "--workers 1"},
 		{[]string{"--target", "127.0.0.1:1,127.0.0.1:2", "--conns", "3"}, "--conns 3"},
+		{[]string{"--max-in-flight", "100001"}, "--max-in-flight 100001"}, // refused in a closed loop too
 	} {
 		args := append([]string{"bench", "--target", "127.0.0.1:1"}, tc.args...)
 		if tc.args[0] == "--target" {
@@ -143,5 +144,15 @@ func TestBenchJSONOnFailure(t *testing.T) {
 	var got struct{ Error string }
 	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 1 || !strings.Contains(got.Error, "connection refused") {
 		t.Errorf("exit %d, stdout %q (%v); want 1 and JSON naming the refused connection", code, out, err)
+	}
+}
+
+// Every flag that bench names for a loadgen.Config field is one of bench's flags.
+func TestBenchFlagOfNamesBenchFlags(t *testing.T) {
+	fs, _ := benchFlags(&benchCommand{})
+	for field, name := range benchFlagOf {
+		if fs.Lookup(strings.TrimPrefix(name, "--")) == nil {
+			t.Errorf("Config.%s is named %s, which is not a bench flag", field, name)
+		}
 	}
 }

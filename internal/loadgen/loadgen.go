@@ -188,33 +188,71 @@ func record(h *hdrhistogram.Histogram, d time.Duration) (clamped bool) {
 	return us > histMax
 }
 
-func (c *Config) setDefaults() error {
-	if len(c.Targets) == 0 {
-		return errors.New("loadgen: no target address")
+// ConfigError is a mistake in a Config, which Run refuses before it connects: a
+// caller that fills a Config from its own settings (a command's flags) can tell it
+// from a failed run, and name the setting at fault (Describe).
+type ConfigError struct {
+	Field string // the Config field at fault, e.g. "Workers"
+	Value string // its value, or "" when the mistake is that it is unset
+	Want  string // what would do, in words that name no other field
+}
+
+func (e *ConfigError) Error() string { return "loadgen: " + e.Describe(e.Field) }
+
+// Describe says what is wrong, calling the field name (a flag's, say): "name value:
+// want ...".
+func (e *ConfigError) Describe(name string) string {
+	if e.Value != "" {
+		name += " " + e.Value
 	}
+	return name + ": want " + e.Want
+}
+
+// Validate returns the first mistake in c, as a *ConfigError, or nil when Run can use
+// it; fields left zero are fine where Run gives them a default.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Targets) == 0:
+		return &ConfigError{Field: "Targets", Want: "host:port"}
+	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
+		return &ConfigError{"Rate", fmt.Sprint(c.Rate), "requests per second (0: closed loop)"}
+	case c.MaxInFlight > MaxInFlightLimit:
+		return &ConfigError{"MaxInFlight", fmt.Sprint(c.MaxInFlight),
+			fmt.Sprintf("at most %d (each is a goroutine with its own buffers)", MaxInFlightLimit)}
+	case c.Domain == "":
+		return &ConfigError{Field: "Domain", Want: "the rate-limit domain of the server's rules"}
+	case len(c.Descriptors) == 0:
+		return &ConfigError{Field: "Descriptors", Want: "at least one descriptor template"}
+	}
+	return c.checkShares()
+}
+
+// checkShares refuses connections that the targets, or the closed loop's workers,
+// cannot share evenly.
+func (c Config) checkShares() error {
+	conns := c.Conns
+	if conns <= 0 {
+		conns = len(c.Targets) // the default: one per target
+	}
+	switch {
+	case conns%len(c.Targets) != 0:
+		return &ConfigError{"Conns", fmt.Sprint(conns),
+			fmt.Sprintf("a multiple of the %d targets, so that each gets the same share", len(c.Targets))}
+	case c.Rate == 0 && c.Workers < 1:
+		return &ConfigError{"Workers", fmt.Sprint(c.Workers), "at least 1 (closed loop), or a rate (open loop)"}
+	case c.Rate == 0 && c.Workers < conns:
+		return &ConfigError{"Workers", fmt.Sprint(c.Workers), fmt.Sprintf("at least one per connection (%d), or connections sit idle", conns)}
+	}
+	return nil
+}
+
+// setDefaults fills in the fields left zero; c has been validated.
+func (c *Config) setDefaults() {
 	if c.Conns <= 0 {
 		c.Conns = len(c.Targets)
 	}
-	if c.Conns%len(c.Targets) != 0 {
-		return fmt.Errorf("loadgen: %d connections for %d targets: want a multiple, so that each target gets the same share", c.Conns, len(c.Targets))
-	}
-	if c.Rate < 0 {
-		return errors.New("loadgen: negative rate")
-	}
-	if c.Rate == 0 && c.Workers <= 0 {
-		return errors.New("loadgen: set workers (closed loop) or a rate (open loop)")
-	}
-	if c.Rate == 0 && c.Workers < c.Conns {
-		return fmt.Errorf("loadgen: %d workers for %d connections: want at least one per connection, or connections (and targets) sit idle", c.Workers, c.Conns)
-	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
-	}
-	if c.MaxInFlight > MaxInFlightLimit {
-		return fmt.Errorf("loadgen: %d requests in flight: at most %d (each is a goroutine with its own buffers)", c.MaxInFlight, MaxInFlightLimit)
-	}
-	if math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
-		return fmt.Errorf("loadgen: rate %v: want a number of requests per second", c.Rate)
 	}
 	if c.Duration <= 0 && c.Requests <= 0 {
 		c.Duration = 10 * time.Second
@@ -225,12 +263,6 @@ func (c *Config) setDefaults() error {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 5 * time.Second
 	}
-	if c.Domain == "" {
-		return errors.New("loadgen: no domain")
-	}
-	if len(c.Descriptors) == 0 {
-		return errors.New("loadgen: no descriptor template")
-	}
 	if c.PerRequest <= 0 {
 		c.PerRequest = len(c.Descriptors)
 	}
@@ -240,14 +272,15 @@ func (c *Config) setDefaults() error {
 	if c.Seed == 0 {
 		c.Seed = 0x6c6f6164
 	}
-	return nil
 }
 
-// Run connects, warms up, measures and reports. It returns early when ctx ends.
+// Run connects, warms up, measures and reports. It returns early when ctx ends. A
+// Config that cannot run is refused before connecting, with Validate's *ConfigError.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if err := cfg.setDefaults(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.setDefaults()
 	conns, err := dialAll(ctx, &cfg)
 	if err != nil {
 		return nil, err

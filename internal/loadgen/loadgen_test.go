@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -561,23 +562,57 @@ func TestOpenLoopMeasuresByDueTime(t *testing.T) {
 	}
 }
 
+// A Config that cannot run is refused, by Validate and by Run before it connects, as a
+// *ConfigError naming the field at fault; one whose zero fields take defaults is not.
 func TestConfigErrors(t *testing.T) {
 	tp := []Template{{}}
-	for _, c := range []Config{
-		{},
-		{Targets: []string{"x"}, Domain: "d", Descriptors: tp},
-		{Targets: []string{"x"}, Workers: 1, Descriptors: tp},
-		{Targets: []string{"x"}, Workers: 1, Domain: "d"},
-		{Targets: []string{"x"}, Rate: -1, Domain: "d", Descriptors: tp},
-		{Targets: []string{"x", "y"}, Conns: 3, Workers: 3, Domain: "d", Descriptors: tp}, // an uneven share
-		{Targets: []string{"x"}, Conns: 4, Workers: 2, Domain: "d", Descriptors: tp},      // idle connections
-		{Targets: []string{"x"}, Rate: math.NaN(), Domain: "d", Descriptors: tp},
-		{Targets: []string{"x"}, Rate: math.Inf(1), Domain: "d", Descriptors: tp},
-		{Targets: []string{"x"}, Rate: 10, MaxInFlight: MaxInFlightLimit + 1, Domain: "d", Descriptors: tp},
+	for _, tc := range []struct {
+		c     Config
+		field string
+	}{
+		{Config{}, "Targets"},
+		{Config{Targets: []string{"x"}, Domain: "d", Descriptors: tp}, "Workers"},
+		{Config{Targets: []string{"x"}, Workers: 1, Descriptors: tp}, "Domain"},
+		{Config{Targets: []string{"x"}, Workers: 1, Domain: "d"}, "Descriptors"},
+		{Config{Targets: []string{"x"}, Rate: -1, Domain: "d", Descriptors: tp}, "Rate"},
+		{Config{Targets: []string{"x", "y"}, Conns: 3, Workers: 3, Domain: "d", Descriptors: tp}, "Conns"}, // an uneven share
+		{Config{Targets: []string{"x"}, Conns: 4, Workers: 2, Domain: "d", Descriptors: tp}, "Workers"},    // idle connections
+		{Config{Targets: []string{"x"}, Rate: math.NaN(), Domain: "d", Descriptors: tp}, "Rate"},
+		{Config{Targets: []string{"x"}, Rate: math.Inf(1), Domain: "d", Descriptors: tp}, "Rate"},
+		{Config{Targets: []string{"x"}, Rate: 10, MaxInFlight: MaxInFlightLimit + 1, Domain: "d", Descriptors: tp}, "MaxInFlight"},
+		{Config{Targets: []string{"x"}, Workers: 1, MaxInFlight: MaxInFlightLimit + 1, Domain: "d", Descriptors: tp}, "MaxInFlight"},
 	} {
-		if _, err := Run(context.Background(), c); err == nil {
-			t.Errorf("%+v accepted", c)
+		var ce *ConfigError
+		if err := tc.c.Validate(); !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%+v: Validate says %v, want a *ConfigError on %s", tc.c, err, tc.field)
 		}
+		if _, err := Run(context.Background(), tc.c); !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%+v: Run says %v, want a *ConfigError on %s", tc.c, err, tc.field)
+		}
+	}
+	for _, c := range []Config{
+		{Targets: []string{"x"}, Workers: 1, Domain: "d", Descriptors: tp},
+		{Targets: []string{"x", "y"}, Rate: 5, Domain: "d", Descriptors: tp},
+	} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v, with defaults to take: %v", c, err)
+		}
+	}
+}
+
+// A ConfigError names its field by the name it is given: a command names its flags.
+func TestConfigErrorNamesTheFieldAsAsked(t *testing.T) {
+	err := Config{Targets: []string{"x"}, Conns: 4, Workers: 2, Domain: "d", Descriptors: []Template{{}}}.Validate()
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("%v: not a *ConfigError", err)
+	}
+	const want = "at least one per connection (4), or connections sit idle"
+	if got := err.Error(); got != "loadgen: Workers 2: want "+want {
+		t.Errorf("Error() = %q", got)
+	}
+	if got := ce.Describe("--workers"); got != "--workers 2: want "+want {
+		t.Errorf("Describe(--workers) = %q", got)
 	}
 }
 
