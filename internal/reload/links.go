@@ -2,8 +2,6 @@ package reload
 
 import (
 	"context"
-	"hash/maphash"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ratelimit-ext/ratelimit-ext/internal/descriptors"
+	"github.com/ratelimit-ext/ratelimit-ext/internal/filedigest"
 )
 
 // Rule files that are links to files outside the config directory (or into one of its
@@ -50,32 +49,21 @@ func (a linkState) same(b linkState) bool {
 		a.info.ModTime().Equal(b.info.ModTime()) && a.digest == b.digest
 }
 
-// digestSeed seeds contentDigest: digests are only compared within the process.
-var digestSeed = maphash.MakeSeed()
-
-// contentDigest hashes the content of the polled rule file at path, whose information
-// is info (0: nothing to hash). Every poll reads every polled file: even when its
+// contentDigest is the digest of the polled rule file at path, whose information is
+// info (0: nothing to read). Every poll reads every polled file: even when its
 // identity, size or time already say it changed, the digest of the new content is
 // what the next poll compares. Rule files are small, and the cost is bounded as
 // loading bounds it: a file above descriptors.MaxFileSize is not read (loading refuses
 // it whatever it holds), so a poll reads at most maxLinks files of at most that size.
-// Only regular files are read, as loading reads them: opening a FIFO named like a rule
-// file would block the poll for good.
+// Only regular files are read (filedigest.Of), as loading reads them: opening a FIFO
+// named like a rule file would block the poll for good. A file that cannot be read has
+// digest 0: loading reports it, and once readable it has a digest again.
 func contentDigest(path string, info os.FileInfo) uint64 {
-	if info == nil || !info.Mode().IsRegular() || info.Size() > descriptors.MaxFileSize {
+	if info == nil {
 		return 0
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0 // loading reports it; a file readable again has a digest again
-	}
-	defer f.Close()
-	var h maphash.Hash
-	h.SetSeed(digestSeed)
-	if _, err := io.Copy(&h, io.LimitReader(f, descriptors.MaxFileSize+1)); err != nil {
-		return 0
-	}
-	return h.Sum64()
+	d, _ := filedigest.Of(path, descriptors.MaxFileSize)
+	return d
 }
 
 // poll triggers a reload whenever the polled rule files (polledFiles) resolve to

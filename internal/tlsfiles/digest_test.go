@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
-// Only regular files up to maxDigested bytes are read; the same content has the same
-// digest, other content another.
-func TestDigestReadsOnlySmallRegularFiles(t *testing.T) {
+// Files up to maxDigested bytes are named by their content; a larger one (or one that
+// cannot be read) by "-", and left to size, time and identity.
+func TestDigestsReadOnlySmallFiles(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
 		path := filepath.Join(dir, name)
@@ -20,26 +21,21 @@ func TestDigestReadsOnlySmallRegularFiles(t *testing.T) {
 	}
 	a, b := write("a", []byte("one")), write("b", []byte("two"))
 	bound := write("bound", bytes.Repeat([]byte("x"), maxDigested))
-	tests := []struct {
-		name string
-		path string
-		read bool
-	}{
-		{"small file", a, true},
-		{"file at the bound", bound, true},
-		{"file past the bound", write("big", bytes.Repeat([]byte("x"), maxDigested+1)), false},
-		{"directory", dir, false},
-		{"missing file", filepath.Join(dir, "missing"), false},
+	big := write("big", bytes.Repeat([]byte("x"), maxDigested+1))
+	got := strings.Split(digests([]string{a, b, bound, big, filepath.Join(dir, "missing")}), ";")
+	if len(got) != 6 || got[5] != "" {
+		t.Fatalf("digests %q: want five entries, each ended by ;", got)
 	}
-	for _, tc := range tests {
-		if _, ok := digest(tc.path); ok != tc.read {
-			t.Errorf("%s: read %v, want %v", tc.name, ok, tc.read)
-		}
+	if got[0] == "-" || got[1] == "-" || got[0] == got[1] {
+		t.Errorf("small files %q, %q: want two different digests", got[0], got[1])
 	}
-	da, _ := digest(a)
-	db, _ := digest(b)
-	again, _ := digest(write("a again", []byte("one")))
-	if da == db || da != again {
-		t.Errorf("digests one=%x two=%x one again=%x: want one's equal and two's different", da, db, again)
+	if got[2] == "-" {
+		t.Errorf("a file of maxDigested bytes is not read")
+	}
+	if got[3] != "-" || got[4] != "-" {
+		t.Errorf("a file past maxDigested and a missing one: %q, %q, want - for both", got[3], got[4])
+	}
+	if again := digests([]string{write("a again", []byte("one"))}); again != got[0]+";" {
+		t.Errorf("the same content in another file: %q, want %q", again, got[0]+";")
 	}
 }
