@@ -184,11 +184,10 @@ descriptors:
 // restart forgets every counter (docs/docker-compose.md: "a Redis restart starts every
 // counter from zero"): within one window an exact limit of L admits at most L per Redis
 // lifetime, i.e. at most L × (Redis lifetimes during the window) in all; here one restart,
-// so 2 × L. (docs/reliability.md's "Redis restarted" row does not say this yet; it
-// should.) Nothing else may add admissions: the
-// failure policy is fail_closed (no local decisions), a reload that keeps a limit's
-// algorithm and period keeps its key and count (docs/redis.md, Keys), and a killed
-// replica holds no state. Per lifetime: admissions received before the stop was
+// so 2 × L (docs/reliability.md's "Redis restarted" row says the same). Nothing else
+// may add admissions: the failure policy is fail_closed (no local decisions), a reload
+// that keeps a limit's algorithm and period keeps its key and count (docs/redis.md,
+// Keys), and a killed replica holds no state. Per lifetime: admissions received before the stop was
 // signalled were decided by the first Redis; admissions sent after it had exited, by
 // the second; each group holds at most L, with distinct `remaining` values. (Calls that
 // ran in Redis but whose answer was lost, e.g. in flight on the killed replica, are not
