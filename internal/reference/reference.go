@@ -23,14 +23,31 @@ func (a Addrs) ReadyURL() string { return "http://" + a.HTTP + "/healthcheck" }
 // PATH, HOME and TMPDIR: a variable of its own left in the caller's shell (REDIS_AUTH,
 // LOCAL_CACHE_SIZE_IN_BYTES, ...) would change what it does.
 func Env(redisAddr, runtimeRoot string, a Addrs) []string {
+	return env(redisAddr, a,
+		"RUNTIME_ROOT="+runtimeRoot, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false")
+}
+
+// XDSEnv is Env with the rules from the xDS server at xdsServer (plaintext), for node
+// nodeID, instead of files: the variables Envoy Gateway starts the service with,
+// FORCE_START_WITHOUT_INITIAL_CONFIG included, so the service serves (with no rules)
+// before the first config arrives.
+func XDSEnv(redisAddr, xdsServer, nodeID string, a Addrs) []string {
+	return env(redisAddr, a,
+		"CONFIG_TYPE=GRPC_XDS_SOTW", "CONFIG_GRPC_XDS_SERVER_URL="+xdsServer, "CONFIG_GRPC_XDS_NODE_ID="+nodeID,
+		"FORCE_START_WITHOUT_INITIAL_CONFIG=true")
+}
+
+// env is the settings both kinds of rule source share, then rules, then the caller's
+// PATH, HOME and TMPDIR.
+func env(redisAddr string, a Addrs, rules ...string) []string {
 	env := []string{
 		"USE_STATSD=false", "LOG_LEVEL=warn",
 		"REDIS_SOCKET_TYPE=tcp", "REDIS_URL=" + redisAddr,
-		"RUNTIME_ROOT=" + runtimeRoot, "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false",
 		"GRPC_HOST=127.0.0.1", "GRPC_PORT=" + port(a.GRPC),
 		"HOST=127.0.0.1", "PORT=" + port(a.HTTP),
 		"DEBUG_HOST=127.0.0.1", "DEBUG_PORT=" + port(a.Debug),
 	}
+	env = append(env, rules...)
 	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
