@@ -97,7 +97,11 @@ func startServer(t *testing.T, name, bin, runtimeRoot string) *server {
 	cmd := exec.Command(bin)
 	// Only these settings: a variable left in the caller's shell (REDIS_AUTH,
 	// LOCAL_CACHE_SIZE_IN_BYTES, RATELIMIT_EXT_...) would change what is compared.
-	cmd.Env = reference.Env(rds.Addr(), runtimeRoot, addrs)
+	// And Redis read and write timeouts of a second for this service (the reference
+	// ignores them): its own 8 ms, sized under Envoy's 20 ms, would turn a loaded
+	// machine's scheduling delays into UNAVAILABLE answers, where the reference waits up
+	// to its REDIS_TIMEOUT, 10 s. A store failure is not what is compared.
+	cmd.Env = append(reference.Env(rds.Addr(), runtimeRoot, addrs), "RATELIMIT_EXT_REDIS_READ_TIMEOUT=1s", "RATELIMIT_EXT_REDIS_WRITE_TIMEOUT=1s")
 	// The reference's stats, logged every 10 s, go to a file, quoted when something fails.
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
