@@ -120,7 +120,8 @@ reference:
 	echo "!!! could not build envoyproxy/ratelimit $(REFERENCE_VERSION): the differential test will skip (and fail under CI=true), the benchmark leaves its rows out"
 
 # The differential test (docs/testing.md): the service and envoyproxy/ratelimit, each on
-# its own private redis-server, answer the same requests on the same rule files.
+# its own private redis-server, answer the same requests on the same rule files, then on
+# the same rules from one xDS server.
 compat: redis-server reference
 	COMPAT_SEED=$(COMPAT_SEED) $(GO) test -count=1 -v ./compat/
 

@@ -31,7 +31,8 @@ const (
 
 // TestCompat starts envoyproxy/ratelimit and this service on the same rule files (the
 // hand-written table cases' and randomFiles generated ones) and compares their answers:
-// the table cases first, then the random requests.
+// the table cases first, then the random requests. TestCompatXDS compares the same
+// corpus delivered over xDS.
 //
 // Every sequence of requests has a domain of its own (a copy of its file's rules under
 // another name), so that it starts from counters no earlier sequence touched, in Redis
@@ -39,6 +40,34 @@ const (
 // second (docs/performance.md) and so outlives a FLUSHALL.
 func TestCompat(t *testing.T) {
 	refBin := referenceBin(t)
+	c := newCorpus(t, false)
+	root := t.TempDir()
+	writeConfigDir(t, filepath.Join(root, "ratelimit", "config"), c)
+	ours := buildOurs(t, t.TempDir())
+	env := fileRules(root)
+	p := &pair{ref: startServer(t, "envoyproxy-ratelimit", refBin, env), ours: startServer(t, "ratelimit-ext", ours, env)}
+
+	c.compare(t, p)
+	// Last, as it charges a table case's counter.
+	t.Run("counters are in each Redis", func(t *testing.T) { testBothStore(t, p) })
+	p.logTally(t)
+}
+
+// corpus is what is compared, drawn from one seed: the table cases and randomFiles
+// generated files with their requests.
+type corpus struct {
+	seed  uint64
+	g     *generator // drawn from seed; draws on for the updates of TestCompatXDS
+	xds   bool       // for rules over xDS: only what a RateLimitConfig can carry
+	plans []*filePlan
+	cases []tableCase
+}
+
+// newCorpus draws the corpus from $COMPAT_SEED, or from a new seed. For xDS (a
+// RateLimitConfig has no share_threshold nor value_to_metric) the files are the same
+// draw without those two fields, and the table rules without the share_threshold one.
+func newCorpus(t *testing.T, xds bool) *corpus {
+	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("COMPAT_SEED"); s != "" {
 		var err error
@@ -47,34 +76,47 @@ func TestCompat(t *testing.T) {
 		}
 	}
 	t.Logf("seed %d (COMPAT_SEED=%d repeats this run)", seed, seed)
-	g := &generator{rng: rand.New(rand.NewPCG(seed, 0))}
-	plans := make([]*filePlan, randomFiles)
-	for i := range plans {
-		plans[i] = g.plan(fmt.Sprintf("random%d", i))
+	c := &corpus{seed: seed, xds: xds, cases: tableCases()}
+	c.g = &generator{rng: rand.New(rand.NewPCG(seed, 0)), xds: xds}
+	c.plans = make([]*filePlan, randomFiles)
+	for i := range c.plans {
+		c.plans[i] = c.g.plan(fmt.Sprintf("random%d", i))
 	}
-	cases := tableCases()
+	return c
+}
 
-	root := t.TempDir()
-	writeConfigDir(t, filepath.Join(root, "ratelimit", "config"), plans, cases)
-	ours := buildOurs(t, t.TempDir())
-	p := &pair{ref: startServer(t, "envoyproxy-ratelimit", refBin, root), ours: startServer(t, "ratelimit-ext", ours, root)}
+// tableYAML is the table rules under domain, as this corpus delivers them.
+func (c *corpus) tableYAML(domain string) string {
+	if c.xds {
+		return xdsTableYAML(domain)
+	}
+	return tableYAML(domain)
+}
 
-	t.Run("table", func(t *testing.T) { testTable(t, p, cases) })
-	t.Run("random", func(t *testing.T) {
-		failures := 0
-		for _, fp := range plans {
-			if report := fp.run(t, p); report != "" {
-				failures++
-				t.Errorf("seed %d, file %s.yaml (each sequence its own copy of it, named by its domain):\n%s\n--- %s.yaml ---\n%s",
-					seed, fp.name, report, fp.name, fp.file.yaml(fp.name))
-			}
-			if failures == 3 {
-				t.Fatalf("stopping after %d files that differ (seed %d)", failures, seed)
-			}
+// compare runs the table cases, then the random sequences.
+func (c *corpus) compare(t *testing.T, p *pair) {
+	t.Run("table", func(t *testing.T) { testTable(t, p, c) })
+	t.Run("random", func(t *testing.T) { testRandom(t, p, c.seed, c.plans) })
+}
+
+// testRandom compares both services on each plan's sequences, and stops after three
+// files that differ.
+func testRandom(t *testing.T, p *pair, seed uint64, plans []*filePlan) {
+	failures := 0
+	for _, fp := range plans {
+		if report := fp.run(t, p); report != "" {
+			failures++
+			t.Errorf("seed %d, file %s.yaml (each sequence its own copy of it, named by its domain):\n%s\n--- %s.yaml ---\n%s",
+				seed, fp.name, report, fp.name, fp.file.yaml(fp.name))
 		}
-	})
-	// Last, as it charges a table case's counter.
-	t.Run("counters are in each Redis", func(t *testing.T) { testBothStore(t, p) })
+		if failures == 3 {
+			t.Fatalf("stopping after %d files that differ (seed %d)", failures, seed)
+		}
+	}
+}
+
+// logTally logs what was compared, and both logs' ends when something differed.
+func (p *pair) logTally(t *testing.T) {
 	t.Logf("compared: %v", &p.tally)
 	if t.Failed() {
 		t.Log(p.ref.tail())
@@ -201,24 +243,31 @@ func window(f *ruleFile, ds []*ratelimitv3.RateLimitDescriptor) int64 {
 }
 
 // writeConfigDir writes a copy of each file for each domain that uses it.
-func writeConfigDir(t *testing.T, dir string, plans []*filePlan, cases []tableCase) {
+func writeConfigDir(t *testing.T, dir string, c *corpus) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	write := func(domain, content string) {
+	for domain, content := range c.documents() {
 		if err := os.WriteFile(filepath.Join(dir, domain+".yaml"), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := range cases {
-		write(tableDomain(i), tableYAML(tableDomain(i)))
+}
+
+// documents are the corpus's rule documents by domain: a copy of the table rules for
+// each table case, and of each file for each of its sequences.
+func (c *corpus) documents() map[string]string {
+	docs := map[string]string{}
+	for i := range c.cases {
+		docs[tableDomain(i)] = c.tableYAML(tableDomain(i))
 	}
-	for _, fp := range plans {
+	for _, fp := range c.plans {
 		for _, s := range fp.sequences {
-			write(s.domain, fp.file.yaml(s.domain))
+			docs[s.domain] = fp.file.yaml(s.domain)
 		}
 	}
+	return docs
 }
 
 // testBothStore checks that both services keep their counters in their own Redis: what

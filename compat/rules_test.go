@@ -58,7 +58,8 @@ const maxDepth = 3
 // generator draws rule files and requests from one seeded source.
 type generator struct {
 	rng   *rand.Rand
-	names int // limit names handed out so far in the current file
+	names int  // limit names handed out so far in the current file
+	xds   bool // draw no share_threshold nor value_to_metric (a RateLimitConfig has neither)
 }
 
 func (g *generator) chance(p float64) bool { return g.rng.Float64() < p }
@@ -127,8 +128,9 @@ func (g *generator) rule(key, value string, depth int) *rule {
 		r.limit.name = "shadow" + strconv.Itoa(g.names)
 	}
 	r.detailed = g.chance(0.1)
-	r.valueToMetric = g.chance(0.1)
-	r.share = strings.HasSuffix(value, "*") && g.chance(0.4)
+	// Drawn over xDS too, so that a seed draws the same files, less these fields.
+	r.valueToMetric = g.chance(0.1) && !g.xds
+	r.share = strings.HasSuffix(value, "*") && g.chance(0.4) && !g.xds
 	return r
 }
 

@@ -86,11 +86,19 @@ func buildOurs(t *testing.T, dir string) string {
 	return bin
 }
 
-// startServer runs bin with envoyproxy/ratelimit's environment variables (the same
-// for both servers: ours maps them, docs/migrating.md) on its own Redis and free
-// loopback ports, reading the rules under runtimeRoot/ratelimit/config, and waits
-// until its /healthcheck answers 200.
-func startServer(t *testing.T, name, bin, runtimeRoot string) *server {
+// envFunc is the environment a server starts with, given its Redis and listen
+// addresses: reference.Env or reference.XDSEnv, the same for both servers (ours maps
+// envoyproxy/ratelimit's variables, docs/migrating.md).
+type envFunc func(redisAddr string, a reference.Addrs) []string
+
+// fileRules is the environment of rules read from runtimeRoot/ratelimit/config.
+func fileRules(runtimeRoot string) envFunc {
+	return func(redisAddr string, a reference.Addrs) []string { return reference.Env(redisAddr, runtimeRoot, a) }
+}
+
+// startServer runs bin with env (envoyproxy/ratelimit's variables) on its own Redis and
+// free loopback ports, and waits until its /healthcheck answers 200.
+func startServer(t *testing.T, name, bin string, env envFunc) *server {
 	t.Helper()
 	rds := testredis.Start(t)
 	addrs := reference.Addrs{GRPC: freeAddr(t), HTTP: freeAddr(t), Debug: freeAddr(t)}
@@ -101,7 +109,7 @@ func startServer(t *testing.T, name, bin, runtimeRoot string) *server {
 	// ignores them): its own 8 ms, sized under Envoy's 20 ms, would turn a loaded
 	// machine's scheduling delays into UNAVAILABLE answers, where the reference waits up
 	// to its REDIS_TIMEOUT, 10 s. A store failure is not what is compared.
-	cmd.Env = append(reference.Env(rds.Addr(), runtimeRoot, addrs), "RATELIMIT_EXT_REDIS_READ_TIMEOUT=1s", "RATELIMIT_EXT_REDIS_WRITE_TIMEOUT=1s")
+	cmd.Env = append(env(rds.Addr(), addrs), "RATELIMIT_EXT_REDIS_READ_TIMEOUT=1s", "RATELIMIT_EXT_REDIS_WRITE_TIMEOUT=1s")
 	// The reference's stats, logged every 10 s, go to a file, quoted when something fails.
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
