@@ -435,9 +435,19 @@ func podSecurityProblems(pod podSpec) []string {
 // servedPaths reads internal/httpapi's mux registrations ("GET /healthz").
 func servedPaths(t *testing.T) map[string]bool {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(repoRoot, "internal", "httpapi", "*.go"))
-	re := regexp.MustCompile(`Handle(?:Func)?\("GET (/[^" ]*)"`)
-	paths := map[string]bool{}
+	paths := sourceMatches(t, filepath.Join("internal", "httpapi", "*.go"), regexp.MustCompile(`Handle(?:Func)?\("GET (/[^" ]*)"`))
+	if len(paths) == 0 {
+		t.Fatal("found no GET registrations in internal/httpapi")
+	}
+	return paths
+}
+
+// sourceMatches returns what re's first group matches in the Go files (not the tests)
+// that glob, relative to the repository's root, names.
+func sourceMatches(t *testing.T, glob string, re *regexp.Regexp) map[string]bool {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(repoRoot, glob))
+	found := map[string]bool{}
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
@@ -447,13 +457,10 @@ func servedPaths(t *testing.T) map[string]bool {
 			t.Fatal(err)
 		}
 		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
-			paths[m[1]] = true
+			found[m[1]] = true
 		}
 	}
-	if len(paths) == 0 {
-		t.Fatal("found no GET registrations in internal/httpapi")
-	}
-	return paths
+	return found
 }
 
 // TestProbes: the probes use the endpoints internal/httpapi serves, on the port the

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -191,21 +190,8 @@ func (e *exporter) gather(t *testing.T) map[string]*family {
 // requests under, and the ext_authz door's constant.
 func apiNames(t *testing.T) []string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(repoRoot, "internal", "*", "*.go"))
-	observe := regexp.MustCompile(`\.Observe\("(\w+)"`)
-	names := map[string]bool{extauthz.APIName: true}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range observe.FindAllStringSubmatch(string(src), -1) {
-			names[m[1]] = true
-		}
-	}
+	names := sourceMatches(t, filepath.Join("internal", "*", "*.go"), regexp.MustCompile(`\.Observe\("(\w+)"`))
+	names[extauthz.APIName] = true
 	if len(names) < 3 {
 		t.Fatalf("api names %v: want the three doors", names)
 	}
