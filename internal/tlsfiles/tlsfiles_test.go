@@ -330,8 +330,9 @@ func TestVerifyServersChecksTheDialledName(t *testing.T) {
 // A version that failed to load is tried again after a while, so that a repair that
 // the file's version does not show is seen; it is reported once however often it
 // fails. (The repair here keeps size and time, and content is not read again for the
-// test's duration: that is how a repair such as a chmod, which changes none of them,
-// looks.)
+// test's duration: that is how a repair looks that changes none of the three, such as
+// a read that failed only while loading, on a mount's error. A chmod that makes a file
+// readable is not one: the file's digest goes from unread to read.)
 func TestFailedVersionIsTriedAgain(t *testing.T) {
 	defer tlsfiles.SetRehashEvery(time.Hour)()
 	ca := testpki.New(t)
