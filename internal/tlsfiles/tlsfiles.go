@@ -17,13 +17,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -137,7 +135,7 @@ func LoadKeyPair(certFile, keyFile string, log *slog.Logger) (*KeyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := loadKeyPair(certFile, keyFile)
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +161,7 @@ func (k *KeyPair) current() (cert *tls.Certificate, failing bool) {
 	}
 	var c tls.Certificate
 	if err == nil {
-		c, err = loadKeyPair(k.certFile, k.keyFile)
+		c, err = tls.LoadX509KeyPair(k.certFile, k.keyFile)
 	}
 	if err != nil {
 		k.w.fail(v, k.certFile+", "+k.keyFile, err)
@@ -223,7 +221,7 @@ func LoadPool(file string, log *slog.Logger) (*Pool, error) {
 }
 
 func readPool(file string) (*x509.CertPool, error) {
-	pem, err := readFile(file)
+	pem, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
@@ -364,47 +362,4 @@ func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, name string) err
 	}
 	_, err := cs.PeerCertificates[0].Verify(opts)
 	return err
-}
-
-// maxFile bounds a certificate, key or CA bundle file: a system-wide CA bundle is some
-// 200 kB, and a file far larger is a mistake (the wrong path), not material to load.
-const maxFile = 16 << 20
-
-// readFile reads a certificate, key or CA bundle file: a regular file of at most
-// maxFile bytes. It is opened without waiting (O_NONBLOCK) and looked at once open:
-// opening a FIFO at the path to read it would wait for a writer, and loading runs on
-// the handshake path, holding the lock every other handshake needs.
-func readFile(file string) ([]byte, error) {
-	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	switch {
-	case err != nil:
-		return nil, err
-	case !st.Mode().IsRegular():
-		return nil, fmt.Errorf("%s: not a regular file (%v)", file, st.Mode().Type())
-	case st.Size() > maxFile:
-		return nil, fmt.Errorf("%s: %d bytes, more than a certificate, key or CA bundle takes (at most %d)", file, st.Size(), maxFile)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err == nil && len(b) > maxFile {
-		err = fmt.Errorf("%s: grew past %d bytes while read", file, maxFile)
-	}
-	return b, err
-}
-
-// loadKeyPair is tls.LoadX509KeyPair, reading the files with readFile.
-func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
-	certPEM, err := readFile(certFile)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	keyPEM, err := readFile(keyFile)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.X509KeyPair(certPEM, keyPEM)
 }
