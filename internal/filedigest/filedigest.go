@@ -8,29 +8,24 @@ package filedigest
 import (
 	"hash/maphash"
 	"io"
-	"os"
-	"syscall"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/regularfile"
 )
 
 var seed = maphash.MakeSeed()
 
 // Of returns the digest of path's content, and whether it read it: only a regular file
-// (a link is followed) of at most limit bytes is read, so that a FIFO put in a file's
-// place cannot block the caller and an absurd file is not read through. The file is
-// opened without waiting (O_NONBLOCK: a FIFO's open would wait for a writer) and then
-// looked at, so a FIFO swapped in after any earlier look is caught too. A file it does
-// not read (missing, unreadable, a directory, too large, grown past limit while read)
-// is the caller's to report when it loads it.
+// (a link is followed) of at most limit bytes is read, opened without waiting, as
+// regularfile.Open opens it, so that a FIFO put in a file's place (even between an
+// earlier look and the open) cannot block the caller and an absurd file is not read
+// through. A file it does not read (missing, unreadable, a directory, too large, grown
+// past limit while read) is the caller's to report when it loads it.
 func Of(path string, limit int64) (uint64, bool) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := regularfile.Open(path, limit)
 	if err != nil {
 		return 0, false
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() || st.Size() > limit {
-		return 0, false
-	}
 	var h maphash.Hash
 	h.SetSeed(seed)
 	n, err := io.Copy(&h, io.LimitReader(f, limit+1))
