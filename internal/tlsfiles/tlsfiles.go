@@ -10,6 +10,11 @@
 // half-written file, a key that does not match its certificate) is reported once and
 // the previous material is kept, so that a bad rotation does not take a working
 // service down; it is tried again every ten seconds.
+//
+// The files are read as regular files of at most maxFile bytes, opened without waiting
+// (readFile): anything else at the path (a FIFO, a directory, a device, the wrong file)
+// is refused with its name, at load or as a change that does not load, rather than
+// hanging the start or, holding the lock every handshake needs, every handshake.
 package tlsfiles
 
 import (
@@ -23,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/regularfile"
 )
 
 // watched remembers which version of some files is in use, and which version failed
@@ -135,7 +142,7 @@ func LoadKeyPair(certFile, keyFile string, log *slog.Logger) (*KeyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	c, err := loadKeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +168,7 @@ func (k *KeyPair) current() (cert *tls.Certificate, failing bool) {
 	}
 	var c tls.Certificate
 	if err == nil {
-		c, err = tls.LoadX509KeyPair(k.certFile, k.keyFile)
+		c, err = loadKeyPair(k.certFile, k.keyFile)
 	}
 	if err != nil {
 		k.w.fail(v, k.certFile+", "+k.keyFile, err)
@@ -221,7 +228,7 @@ func LoadPool(file string, log *slog.Logger) (*Pool, error) {
 }
 
 func readPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pem, err := readFile(file)
 	if err != nil {
 		return nil, err
 	}
@@ -362,4 +369,27 @@ func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, name string) err
 	}
 	_, err := cs.PeerCertificates[0].Verify(opts)
 	return err
+}
+
+// maxFile bounds a certificate, key or CA bundle file: a system-wide CA bundle is some
+// 200 kB, and a file far larger is the wrong path, not material to load.
+const maxFile = 16 << 20
+
+// readFile reads a certificate, key or CA bundle file (regularfile.Read): a FIFO at
+// the path must not block the loading, which a handshake waits on.
+func readFile(file string) ([]byte, error) {
+	return regularfile.Read(file, maxFile)
+}
+
+// loadKeyPair is tls.LoadX509KeyPair, reading the files with readFile.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := readFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := readFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
