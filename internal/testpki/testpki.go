@@ -64,10 +64,22 @@ func New(t testing.TB) *CA {
 // name is issued once per CA: files already written are never replaced.
 func (ca *CA) Issue(t testing.TB, name string, sans []string, usages ...x509.ExtKeyUsage) Cert {
 	t.Helper()
-	key := newKey(t)
 	now := time.Now()
+	return ca.issue(t, name, sans, now.Add(-validity), now.Add(validity), usages)
+}
+
+// IssueExpired is Issue for a certificate whose validity began with the CA's and ended
+// a minute ago, for tests that an expired certificate is refused.
+func (ca *CA) IssueExpired(t testing.TB, name string, sans []string, usages ...x509.ExtKeyUsage) Cert {
+	t.Helper()
+	return ca.issue(t, name, sans, ca.cert.NotBefore, time.Now().Add(-time.Minute), usages)
+}
+
+func (ca *CA) issue(t testing.TB, name string, sans []string, notBefore, notAfter time.Time, usages []x509.ExtKeyUsage) Cert {
+	t.Helper()
+	key := newKey(t)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: now.Add(-validity), NotAfter: now.Add(validity),
+		NotBefore: notBefore, NotAfter: notAfter,
 		// Signing the handshake is the one use an ECDSA leaf key has in TLS. Go does not
 		// check KeyUsage; OpenSSL (redis-server) does, so it must not name less.
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usages}

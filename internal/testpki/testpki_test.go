@@ -44,6 +44,14 @@ func TestIssue(t *testing.T) {
 		t.Error("verified against another CA")
 	}
 
+	expired := ca.IssueExpired(t, "expired", []string{"svc.internal"}, x509.ExtKeyUsageServerAuth).TLS.Leaf
+	if _, err := expired.Verify(x509.VerifyOptions{Roots: ca.Pool, DNSName: "svc.internal"}); err == nil {
+		t.Error("an expired certificate verified")
+	}
+	if _, err := expired.Verify(x509.VerifyOptions{Roots: ca.Pool, DNSName: "svc.internal", CurrentTime: expired.NotAfter.Add(-time.Minute)}); err != nil {
+		t.Errorf("the expired certificate, within its validity: %v", err)
+	}
+
 	loaded, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		t.Fatal(err)
