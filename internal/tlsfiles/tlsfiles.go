@@ -352,6 +352,29 @@ func VerifyServers(cfg *tls.Config, p *Pool, name string) bool {
 	return true
 }
 
+// VerifyServerChains is VerifyServers without the name check, for a server reached by
+// an address its certificate does not name (an IP address, a service alias): the
+// chain up to a CA of p as the file holds it at each handshake (the system roots when
+// p is nil), for server authentication and within its validity, whatever names the
+// certificate carries. It never accepts a certificate of another CA. crypto/tls
+// always checks the name, so its check is turned off and this one takes its place. It
+// does nothing to a configuration that skips verification, and reports whether it
+// took effect.
+func VerifyServerChains(cfg *tls.Config, p *Pool) bool {
+	if cfg.InsecureSkipVerify {
+		return false
+	}
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		var roots *x509.CertPool // nil: x509 verifies against the system roots
+		if p != nil {
+			roots = p.Current()
+		}
+		return verifyChain(cs, roots, "")
+	}
+	return true
+}
+
 func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, name string) error {
 	if name == "" {
 		name = cs.ServerName
@@ -360,6 +383,13 @@ func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, name string) err
 		// x509 skips the name check for an empty name: never accept that silently.
 		return errors.New("tls: no server name to verify the server's certificate against")
 	}
+	return verifyChain(cs, roots, name)
+}
+
+// verifyChain verifies the server's certificate through the chain it sent up to roots,
+// for server authentication, and that it names name; an empty name skips that check
+// alone (VerifyServerChains).
+func verifyChain(cs tls.ConnectionState, roots *x509.CertPool, name string) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("tls: the server sent no certificate")
 	}
