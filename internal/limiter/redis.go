@@ -58,6 +58,13 @@ type RedisOptions struct {
 	TLSCertFile           string
 	TLSKeyFile            string
 	TLSInsecureSkipVerify bool
+	// The name the server's certificate must carry is the URL's host (in cluster and
+	// sentinel mode the first one's, for every connection). TLSServerName verifies it
+	// against (and sends as SNI) that name instead; TLSSkipHostnameVerification skips
+	// the name check alone, still verifying the chain up to the CA, the usage and the
+	// validity (tlsfiles.VerifyServerChains). At most one of the two.
+	TLSServerName               string
+	TLSSkipHostnameVerification bool
 	// Log hears what the engine cannot return as an error: a rotated TLS file that did
 	// not load (the files are read again when they change). Nil: not reported.
 	Log *slog.Logger
@@ -224,7 +231,8 @@ func setDuration(dst *time.Duration, explicit, def time.Duration) {
 }
 
 func applyTLS(cfg *tls.Config, o RedisOptions) error {
-	wantsTLS := o.TLSCAFile != "" || o.TLSCertFile != "" || o.TLSKeyFile != "" || o.TLSInsecureSkipVerify
+	wantsTLS := o.TLSCAFile != "" || o.TLSCertFile != "" || o.TLSKeyFile != "" || o.TLSInsecureSkipVerify ||
+		o.TLSServerName != "" || o.TLSSkipHostnameVerification
 	if cfg == nil {
 		if wantsTLS {
 			return errors.New("redis: TLS options need a rediss:// URL")
@@ -248,16 +256,39 @@ func applyTLS(cfg *tls.Config, o RedisOptions) error {
 	if o.TLSInsecureSkipVerify {
 		cfg.InsecureSkipVerify = true
 	}
+	return applyServerVerification(cfg, o)
+}
+
+// applyServerVerification sets how cfg verifies the server: against the CA bundle, read
+// again at each handshake, or the system roots; for the name cfg holds (go-redis's,
+// the URL's host), the one TLSServerName gives, or none (TLSSkipHostnameVerification).
+func applyServerVerification(cfg *tls.Config, o RedisOptions) error {
+	switch {
+	case o.TLSServerName != "" && o.TLSSkipHostnameVerification:
+		return errors.New("redis: a server name to verify against and skipping the name check contradict each other: set one")
+	case cfg.InsecureSkipVerify && (o.TLSServerName != "" || o.TLSSkipHostnameVerification):
+		// Either option promises a verified chain, which skip_verify drops.
+		return errors.New("redis: skip_verify (in the URL) verifies nothing: a server name or skipping the name check alone does not go with it")
+	}
+	if o.TLSServerName != "" {
+		cfg.ServerName = o.TLSServerName
+	}
+	var pool *tlsfiles.Pool // nil: the system roots
 	if o.TLSCAFile != "" {
-		pool, err := tlsfiles.LoadPool(o.TLSCAFile, o.Log)
-		if err != nil {
+		var err error
+		if pool, err = tlsfiles.LoadPool(o.TLSCAFile, o.Log); err != nil {
 			return fmt.Errorf("redis: TLS CA file: %w", err)
 		}
-		// go-redis names the server in cfg (the URL's host), so the bundle can be read
-		// again at each handshake.
-		if tlsfiles.VerifyServers(cfg, pool, cfg.ServerName) { // skip_verify: the bundle is never read
-			o.TLSInUse.Add("redis_ca", pool)
-		}
+	}
+	var verified bool // false: crypto/tls verifies, or skip_verify, which never reads the bundle
+	switch {
+	case o.TLSSkipHostnameVerification:
+		verified = tlsfiles.VerifyServerChains(cfg, pool)
+	case pool != nil:
+		verified = tlsfiles.VerifyServers(cfg, pool, cfg.ServerName)
+	}
+	if verified && pool != nil {
+		o.TLSInUse.Add("redis_ca", pool)
 	}
 	return nil
 }

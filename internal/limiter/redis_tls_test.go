@@ -173,3 +173,84 @@ func TestRedisTLSFilesAreReadAgain(t *testing.T) {
 		t.Fatalf("after rotating the files the way Redis was rotated: %v", last)
 	}
 }
+
+// The server's certificate is verified for its chain, usage and validity whether or not
+// its name is. TLSSkipHostnameVerification accepts a certificate of the CA that does
+// not name the URL's host (127.0.0.1), and never one from another CA or an expired
+// one; TLSServerName verifies the certificate against that name instead of the host.
+func TestRedisTLSServerNameOptions(t *testing.T) {
+	ca, other := testpki.New(t), testpki.New(t)
+	client := ca.Issue(t, "ratelimit-ext", nil, x509.ExtKeyUsageClientAuth)
+	start := func(server testpki.Cert) *testredis.Server {
+		// The helper's own client only waits for the server: it trusts any certificate.
+		return testredis.StartTLS(t, testredis.TLSFiles{CertFile: server.CertFile, KeyFile: server.KeyFile, CAFile: ca.File},
+			&tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{client.TLS}, MinVersion: tls.VersionTLS12})
+	}
+	named := start(ca.Issue(t, "named", []string{"redis.internal"}, x509.ExtKeyUsageServerAuth))
+	foreign := start(other.Issue(t, "foreign", []string{"127.0.0.1", "redis.internal"}, x509.ExtKeyUsageServerAuth))
+	expired := start(ca.IssueExpired(t, "expired", []string{"127.0.0.1", "redis.internal"}, x509.ExtKeyUsageServerAuth))
+
+	skip := limiter.RedisOptions{TLSCAFile: ca.File, TLSSkipHostnameVerification: true}
+	for _, tc := range []struct {
+		name string
+		srv  *testredis.Server
+		o    limiter.RedisOptions
+		err  string // "": the call succeeds
+	}{
+		{"another name, verified", named, limiter.RedisOptions{TLSCAFile: ca.File}, "x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs"},
+		{"another name, the name skipped", named, skip, ""},
+		{"another name, against the name it carries", named, limiter.RedisOptions{TLSCAFile: ca.File, TLSServerName: "redis.internal"}, ""},
+		{"another name, against a name it lacks", named, limiter.RedisOptions{TLSCAFile: ca.File, TLSServerName: "other.internal"},
+			"x509: certificate is valid for redis.internal, not other.internal"},
+		{"another name, the name skipped, the system roots", named, limiter.RedisOptions{TLSSkipHostnameVerification: true}, "x509: certificate signed by unknown authority"},
+		{"another CA, the name skipped", foreign, skip, "x509: certificate signed by unknown authority"},
+		{"expired, the name skipped", expired, skip, "x509: certificate has expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.o
+			o.URL, o.ReadTimeout, o.WriteTimeout = tc.srv.URL(), 5*time.Second, 5*time.Second
+			o.TLSCertFile, o.TLSKeyFile = client.CertFile, client.KeyFile
+			e, err := limiter.NewRedisEngine(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			p := params(t, limiter.Params{Algorithm: limiter.GCRA, Limit: 10, PeriodMs: 1000})
+			_, err = e.Evaluate(context.Background(), 0, oneCheck(p, uniquePrefix(t), 1), make([]limiter.Decision, 1))
+			switch {
+			case tc.err == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.err != "" && (!errors.Is(err, limiter.ErrStore) || !strings.Contains(err.Error(), tc.err)):
+				t.Errorf("error %v, want ErrStore saying %q", err, tc.err)
+			}
+		})
+	}
+}
+
+// The name options are for TLS, in every mode, and each contradicts the other and the
+// URL's skip_verify (which verifies nothing): the engine refuses them.
+func TestRedisTLSServerNameOptionsAreChecked(t *testing.T) {
+	for _, tc := range []struct {
+		o    limiter.RedisOptions
+		want string
+	}{
+		{limiter.RedisOptions{URL: "redis://127.0.0.1:1", TLSSkipHostnameVerification: true}, "TLS options need a rediss:// URL"},
+		{limiter.RedisOptions{URL: "redis://127.0.0.1:1", TLSServerName: "redis.internal"}, "TLS options need a rediss:// URL"},
+		{limiter.RedisOptions{URL: "redis://127.0.0.1:1?addr=127.0.0.1:2", Mode: limiter.RedisCluster, TLSSkipHostnameVerification: true},
+			"TLS options need a rediss:// URL"},
+		{limiter.RedisOptions{URL: "redis://127.0.0.1:1?master_name=m", Mode: limiter.RedisSentinel, TLSServerName: "redis.internal"},
+			"TLS options need a rediss:// URL"},
+		{limiter.RedisOptions{URL: "rediss://127.0.0.1:1", TLSSkipHostnameVerification: true, TLSServerName: "redis.internal"},
+			"a server name to verify against and skipping the name check"},
+		{limiter.RedisOptions{URL: "rediss://127.0.0.1:1?skip_verify=true", TLSSkipHostnameVerification: true}, "skip_verify"},
+		{limiter.RedisOptions{URL: "rediss://127.0.0.1:1?skip_verify=true", TLSServerName: "redis.internal"}, "skip_verify"},
+	} {
+		e, err := limiter.NewRedisEngine(tc.o)
+		if err == nil {
+			e.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error saying %q", tc.o, err, tc.want)
+		}
+	}
+}
