@@ -17,7 +17,7 @@ import (
 
 // checkRedisOptions reports mistakes in the Redis flags in their own words with the
 // other settings, before anything starts: a negative pool size, and with a URL those
-// of checkRedisMode and TLS files beside a URL that is not rediss://.
+// of checkRedisMode and checkRedisTLS.
 func checkRedisOptions(o limiter.RedisOptions) error {
 	if o.PoolSize < 0 {
 		return fmt.Errorf("--redis-pool-size %d: want 0 (10 per CPU) or more", o.PoolSize)
@@ -42,14 +42,39 @@ func checkRedisOptions(o limiter.RedisOptions) error {
 	if err := checkRedisMode(o); err != nil {
 		return err
 	}
-	if u, err := url.Parse(o.URL); err == nil && u.Scheme != "rediss" {
-		for _, f := range []struct{ flag, value string }{
-			{"--redis-tls-ca", o.TLSCAFile}, {"--redis-tls-cert", o.TLSCertFile}, {"--redis-tls-key", o.TLSKeyFile},
-		} {
-			if f.value != "" {
-				return fmt.Errorf("%s is for a rediss:// --redis-url, not %s://", f.flag, u.Scheme)
-			}
+	return checkRedisTLS(o)
+}
+
+// checkRedisTLS reports the --redis-tls-* flags beside a URL that is not rediss://, and
+// the name flags set together or beside the URL's skip_verify (which verifies nothing,
+// where either promises a verified chain). The engine refuses all of these too.
+func checkRedisTLS(o limiter.RedisOptions) error {
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil // the engine says what is wrong with the URL
+	}
+	for _, f := range []struct {
+		flag string
+		set  bool
+	}{
+		{"--redis-tls-ca", o.TLSCAFile != ""}, {"--redis-tls-cert", o.TLSCertFile != ""}, {"--redis-tls-key", o.TLSKeyFile != ""},
+		{"--redis-tls-server-name", o.TLSServerName != ""}, {"--redis-tls-skip-hostname-verification", o.TLSSkipHostnameVerification},
+	} {
+		if f.set && u.Scheme != "rediss" {
+			return fmt.Errorf("%s is for a rediss:// --redis-url, not %s://", f.flag, u.Scheme)
 		}
+	}
+	flag := "--redis-tls-server-name"
+	switch {
+	case o.TLSServerName != "" && o.TLSSkipHostnameVerification:
+		return errors.New("--redis-tls-server-name and --redis-tls-skip-hostname-verification: set one (the first checks the certificate's name against it, the second checks no name)")
+	case o.TLSSkipHostnameVerification:
+		flag = "--redis-tls-skip-hostname-verification"
+	case o.TLSServerName == "":
+		return nil
+	}
+	if v := u.Query().Get("skip_verify"); v == "true" || v == "1" {
+		return fmt.Errorf("%s: skip_verify in --redis-url verifies nothing, where %s verifies the certificate's chain: drop one", flag, flag)
 	}
 	return nil
 }

@@ -290,11 +290,16 @@ func redisFlags(f *envFlags, ioTimeout time.Duration, readNote string) func() li
 	ca := f.String("redis-tls-ca", "", "PEM CA bundle to verify a rediss:// server (reloaded when the file changes)")
 	cert := f.String("redis-tls-cert", "", "PEM client certificate for rediss:// (mTLS; reloaded when the file changes)")
 	key := f.String("redis-tls-key", "", "PEM client key for rediss:// (mTLS)")
+	serverName := f.String("redis-tls-server-name", "", "name a rediss:// server's certificate must carry (and the SNI sent), instead of the URL's host")
+	var skipName bool
+	f.BoolVar(&skipName, "redis-tls-skip-hostname-verification", false,
+		"rediss://: verify the server's certificate chain (--redis-tls-ca, else the system roots) but not its name, for a Redis its certificate does not name")
 	return func() limiter.RedisOptions {
 		return limiter.RedisOptions{
 			URL: *url, Mode: limiter.RedisMode(*mode), SentinelMaster: *master,
 			PoolSize: *pool, DialTimeout: *dial, ReadTimeout: *read, WriteTimeout: *write,
 			TLSCAFile: *ca, TLSCertFile: *cert, TLSKeyFile: *key,
+			TLSServerName: *serverName, TLSSkipHostnameVerification: skipName,
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,12 @@ func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-mode", "cluster", "--key-prefix", "app{1}:"}, `--key-prefix "app{1}:": no braces on Redis Cluster`},
 		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-tls-ca", "ca.pem"}, "--redis-tls-ca is for a rediss:// --redis-url, not redis://"},
 		{[]string{"--redis-url", "unix:///tmp/r.sock", "--redis-tls-key", "k.pem"}, "--redis-tls-key is for a rediss:// --redis-url, not unix://"},
+		{[]string{"--redis-url", "redis://127.0.0.1:1", "--redis-tls-skip-hostname-verification"}, "--redis-tls-skip-hostname-verification is for a rediss:// --redis-url, not redis://"},
+		{[]string{"--redis-url", "unix:///tmp/r.sock", "--redis-tls-server-name", "redis.internal"}, "--redis-tls-server-name is for a rediss:// --redis-url, not unix://"},
+		{[]string{"--redis-url", "rediss://127.0.0.1:1", "--redis-tls-server-name", "redis.internal", "--redis-tls-skip-hostname-verification"},
+			"--redis-tls-server-name and --redis-tls-skip-hostname-verification: set one"},
+		{[]string{"--redis-url", "rediss://127.0.0.1:1?skip_verify=true", "--redis-tls-skip-hostname-verification"},
+			"--redis-tls-skip-hostname-verification: skip_verify in --redis-url verifies nothing"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1?max_retries=2"}, "--redis-url: max_retries=2 in the URL: retries are not allowed"},
 	} {
 		if _, err := loadServeConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -150,11 +157,17 @@ func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
 		{"--store-failure-policy-domains", "edge=fail_open,edge=fail_open"}, // the same policy twice says one thing
 		{"--redis-url", "rediss://127.0.0.1:1", "--redis-tls-ca", "ca.pem"},
 		{"--redis-url", "redis://127.0.0.1:1?max_retries=-1", "--redis-pool-size", "0"},
+		{"--redis-url", "rediss://127.0.0.1:1", "--redis-tls-skip-hostname-verification"},
+		{"--redis-url", "rediss://127.0.0.1:1", "--redis-tls-server-name", "redis.internal"},
 	} {
 		c, err := loadServeConfig(ok)
 		if err != nil {
 			t.Errorf("%v: %v", ok, err)
 			continue
+		}
+		if o := c.redis(); slices.Contains(ok, "--redis-tls-skip-hostname-verification") != o.TLSSkipHostnameVerification ||
+			slices.Contains(ok, "--redis-tls-server-name") != (o.TLSServerName == "redis.internal") {
+			t.Errorf("%v: Redis options %+v", ok, o)
 		}
 		if ok[0] == "--store-failure-policy" && (c.store.parsed.Default != decide.Local || c.store.parsed.PerDomain["billing"] != decide.FailClosed) {
 			t.Errorf("%v: parsed %+v", ok, c.store.parsed)
