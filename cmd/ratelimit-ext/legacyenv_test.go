@@ -257,6 +257,7 @@ func TestMalformedLegacyValueIsNamed(t *testing.T) {
 		{"REDIS_URL", "http://r:6379", nil},
 		{"REDIS_TYPE", "ring", redis},
 		{"REDIS_TLS", "maybe", redis},
+		{"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "maybe", map[string]string{"REDIS_URL": "r:6380", "REDIS_TLS": "true"}},
 		{"GRPC_UDS", "/tmp/rl.sock", nil},
 		{"CONFIG_TYPE", "GRPC_XDS_DELTA", nil},
 		{"CONFIG_GRPC_XDS_NODE_METADATA", "novalue", xds},
@@ -288,6 +289,36 @@ func TestMalformedLegacyValueIsNamed(t *testing.T) {
 	want := `SHADOW_MODE="Maybe" (envoyproxy/ratelimit's, mapped to RATELIMIT_EXT_SHADOW_MODE): want true or false`
 	if _, err := loadServeConfig(nil); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("SHADOW_MODE=Maybe: error %v, want %q", err, want)
+	}
+}
+
+// REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true beside REDIS_TLS=true reaches the Redis
+// engine's options as a chain-only check; beside our own server name it is ignored,
+// and the start goes on with that name checked.
+func TestLegacySkipHostnameVerificationReachesRedis(t *testing.T) {
+	for _, tc := range []struct {
+		ours       map[string]string
+		skip       bool
+		serverName string
+	}{
+		{nil, true, ""},
+		{map[string]string{"RATELIMIT_EXT_REDIS_TLS_SERVER_NAME": "redis.internal"}, false, "redis.internal"},
+	} {
+		isolateEnv(t)
+		for k, v := range map[string]string{"REDIS_URL": "10.0.0.7:6380", "REDIS_TLS": "true", "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION": "true"} {
+			t.Setenv(k, v)
+		}
+		for k, v := range tc.ours {
+			t.Setenv(k, v)
+		}
+		c, err := loadServeConfig(nil)
+		if err != nil {
+			t.Errorf("%v: %v", tc.ours, err)
+			continue
+		}
+		if o := c.redis(); o.URL != "rediss://10.0.0.7:6380" || o.TLSSkipHostnameVerification != tc.skip || o.TLSServerName != tc.serverName {
+			t.Errorf("%v: Redis options %+v, want skip %v and server name %q", tc.ours, o, tc.skip, tc.serverName)
+		}
 	}
 }
 

@@ -90,7 +90,6 @@ var ignoredLegacy = map[string]string{
 	"RUNTIME_IGNOREDOTFILES":                  "dot-files are always ignored",
 	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "/healthcheck and readiness always wait for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, the empty start counts)",
 	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "/healthcheck never follows the store (as with this off); /readyz and grpc.health.v1 always do: probe /readyz for readiness that includes Redis",
-	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION":    "the Redis server's certificate is always verified, host name included",
 	"MERGE_DOMAIN_CONFIG":                     "each domain must be in one file or xDS resource: a second one with the same domain is an error (over xDS the update is NACKed)",
 	"DEBUG_HOST":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"DEBUG_PORT":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
@@ -705,10 +704,11 @@ func mapLegacyBackend(m *mapping) error {
 // legacyRedisConnection are the variables that say how to reach Redis: with our own
 // Redis URL, none of them is used (or checked).
 var legacyRedisConnection = []string{"REDIS_URL", "REDIS_SOCKET_TYPE", "REDIS_TYPE", "REDIS_AUTH",
-	"REDIS_SENTINEL_AUTH", "REDIS_TLS", "REDIS_TLS_CLIENT_CERT", "REDIS_TLS_CLIENT_KEY", "REDIS_TLS_CACERT"}
+	"REDIS_SENTINEL_AUTH", "REDIS_TLS", "REDIS_TLS_CLIENT_CERT", "REDIS_TLS_CLIENT_KEY", "REDIS_TLS_CACERT",
+	"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION"}
 
 // mapLegacyRedis turns REDIS_SOCKET_TYPE, REDIS_URL, REDIS_AUTH, REDIS_TLS and
-// REDIS_TYPE into a Redis URL and mode, and REDIS_TLS_* into our TLS files.
+// REDIS_TYPE into a Redis URL and mode, and REDIS_TLS_* into our TLS settings.
 // envoyproxy/ratelimit's REDIS_URL is host:port (or a socket path, or for Sentinel
 // "master,host:port,host:port"); each address may also be a redis:// URL. A URL that
 // carries a password is not logged. With our own Redis URL (flag or variable), they
@@ -785,7 +785,7 @@ func ignoreRedisWithoutURL(m *mapping) {
 			m.ignore(v, "REDIS_URL is not set")
 		}
 	}
-	_ = mapRedisTLSFiles(m, false, "REDIS_URL is not set") // off: no error
+	_ = mapRedisTLS(m, false, "REDIS_URL is not set") // off: no error
 }
 
 // redisMapping maps REDIS_URL, with the variables that only shape it (REDIS_AUTH,
@@ -817,7 +817,7 @@ func (r redisMapping) mapSocket(path string, tlsOn bool) error {
 		r.used("REDIS_TLS", "a unix:// socket, plaintext")
 	}
 	ignoreSentinelAuth(r.mapping, "REDIS_SOCKET_TYPE is unix")
-	return mapRedisTLSFiles(r.mapping, false, "REDIS_SOCKET_TYPE is unix")
+	return mapRedisTLS(r.mapping, false, "REDIS_SOCKET_TYPE is unix")
 }
 
 // mapTCP maps TCP addresses: one server's, a cluster's nodes', or a Sentinel master's
@@ -865,7 +865,7 @@ func (r redisMapping) mapTCP(addr, mode string, tlsOn bool) error {
 		r.used("REDIS_TLS", "redis://, plaintext")
 	}
 	setRedisURL(r.mapping, scheme, userinfo, first.host, first.db, params)
-	return mapRedisTLSFiles(r.mapping, tlsOn, "REDIS_TLS is not true")
+	return mapRedisTLS(r.mapping, tlsOn, "REDIS_TLS is not true")
 }
 
 // mapMode maps REDIS_TYPE (mode) and returns the addresses among parts, REDIS_URL's
@@ -1040,9 +1040,10 @@ var legacyRedisTLSFiles = []struct{ legacy, flag string }{
 	{"REDIS_TLS_CACERT", "redis-tls-ca"},
 }
 
-// mapRedisTLSFiles maps the Redis TLS files when on, else reports them ignored with
-// why. The error is setFile's: a half of our client certificate beside theirs.
-func mapRedisTLSFiles(m *mapping, on bool, why string) error {
+// mapRedisTLS maps the Redis TLS files and REDIS_TLS_SKIP_HOSTNAME_VERIFICATION when
+// on, else reports them ignored with why. The error is setFile's (a half of our client
+// certificate beside theirs) or mapSkipHostname's.
+func mapRedisTLS(m *mapping, on bool, why string) error {
 	for _, x := range legacyRedisTLSFiles {
 		if v, ok := m.get(x.legacy); ok {
 			if !on {
@@ -1052,6 +1053,32 @@ func mapRedisTLSFiles(m *mapping, on bool, why string) error {
 			}
 		}
 	}
+	return mapSkipHostname(m, on, why)
+}
+
+// mapSkipHostname maps REDIS_TLS_SKIP_HOSTNAME_VERIFICATION onto our switch when TLS
+// is on: there too the chain is verified (up to REDIS_TLS_CACERT, else the system
+// roots) but not the name. Beside our server name it is ignored: that checks the name
+// against a name of the operator's, and the two together are refused. Malformed, it
+// stops the start unless our switch is set; it is not read where it is ignored.
+func mapSkipHostname(m *mapping, on bool, why string) error {
+	const legacy, flag = "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "redis-tls-skip-hostname-verification"
+	if _, ok := m.get(legacy); !ok {
+		return nil
+	}
+	if !on {
+		m.ignore(legacy, why)
+		return nil
+	}
+	if by := m.takenBy("redis-tls-server-name"); by != "" {
+		m.ignore(legacy, by+": the server's certificate must carry that name")
+		return nil
+	}
+	skip, set, err := m.booleanFor(legacy, flag)
+	if err != nil || !set {
+		return err
+	}
+	m.set(legacy, flag, strconv.FormatBool(skip))
 	return nil
 }
 

@@ -650,7 +650,9 @@ func TestLegacyRedisConnectionBesideOurURL(t *testing.T) {
 	theirs := []fakeEnv{
 		{"REDIS_URL": "a:6379,b:6379", "REDIS_TYPE": "cluster", "REDIS_POOL_SIZE": "20"},
 		{"REDIS_URL": "mymaster,s1:26379", "REDIS_TYPE": "sentinel", "REDIS_AUTH": "pw", "REDIS_SENTINEL_AUTH": "sp"},
-		{"REDIS_URL": "h:6380", "REDIS_TLS": "true", "REDIS_TLS_CLIENT_CERT": "/c.crt", "REDIS_TLS_CLIENT_KEY": "/c.key", "REDIS_TLS_CACERT": "/ca.crt"},
+		{"REDIS_URL": "h:6380", "REDIS_TLS": "true", "REDIS_TLS_CLIENT_CERT": "/c.crt", "REDIS_TLS_CLIENT_KEY": "/c.key", "REDIS_TLS_CACERT": "/ca.crt",
+			"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION": "true"},
+		{"REDIS_URL": "h:6380", "REDIS_TLS": "true", "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION": "maybe"},
 		{"REDIS_URL": "redis://", "REDIS_SOCKET_TYPE": "tcp"},
 		{"REDIS_URL": "h:6379", "REDIS_TYPE": "ring"},
 		{"REDIS_URL": "h:6379", "REDIS_TLS": "yes"},
@@ -1312,7 +1314,8 @@ func TestLegacyXDSBesideOurFileSource(t *testing.T) {
 // variables are each reported ignored for it and set no Redis URL of ours (beside which
 // serve refuses --engine=memory), as beside our own Redis URL.
 func TestLegacyRedisBesideOurMemoryEngine(t *testing.T) {
-	theirs := fakeEnv{"REDIS_URL": "r:6379", "REDIS_TLS": "true", "REDIS_AUTH": "pw", "REDIS_TLS_CACERT": "/ca.crt"}
+	theirs := fakeEnv{"REDIS_URL": "r:6379", "REDIS_TLS": "true", "REDIS_AUTH": "pw", "REDIS_TLS_CACERT": "/ca.crt",
+		"REDIS_TLS_SKIP_HOSTNAME_VERIFICATION": "true"}
 	for _, tc := range []struct {
 		ours fakeEnv
 		args []string
@@ -1340,5 +1343,69 @@ func TestLegacyRedisBesideOurMemoryEngine(t *testing.T) {
 				t.Errorf("%v %q: notes %+v, want %s ignored as %s", tc.ours, tc.args, notes, k, tc.by)
 			}
 		}
+	}
+}
+
+// REDIS_TLS_SKIP_HOSTNAME_VERIFICATION maps onto our switch where their REDIS_TLS
+// applies, as the TLS files do: there too it verifies the chain but not the name. Where
+// TLS is off, with our own Redis URL, and beside our server name (which checks the
+// name against it) it is reported ignored; malformed, it stops the start only where
+// it would be used and our switch is not set.
+func TestLegacyRedisSkipHostnameVerification(t *testing.T) {
+	const skip, ours = "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "RATELIMIT_EXT_REDIS_TLS_SKIP_HOSTNAME_VERIFICATION"
+	tlsOn := fakeEnv{"REDIS_URL": "10.0.0.7:6380", "REDIS_TLS": "true"}
+	with := func(base fakeEnv, kv ...string) fakeEnv {
+		env := maps.Clone(base)
+		if env == nil {
+			env = fakeEnv{}
+		}
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return env
+	}
+	for _, tc := range []struct {
+		name  string
+		env   fakeEnv
+		args  []string
+		value string // our variable afterwards ("": unset)
+		note  string // the start of the note on theirs
+		err   string
+	}{
+		{"with REDIS_TLS", with(tlsOn, skip, "true"), nil, "true", "mapped to " + ours + "=true", ""},
+		{"in another spelling", with(tlsOn, skip, "TRUE"), nil, "true", "mapped to " + ours + "=true", ""},
+		{"false", with(tlsOn, skip, "false"), nil, "false", "mapped to " + ours + "=false", ""},
+		{"a rediss:// address turns TLS on", fakeEnv{"REDIS_URL": "rediss://10.0.0.7:6380", skip: "true"}, nil, "true", "mapped to " + ours + "=true", ""},
+		{"a cluster over TLS", with(tlsOn, "REDIS_URL", "10.0.0.7:6380,10.0.0.8:6380", "REDIS_TYPE", "cluster", skip, "true"), nil, "true", "mapped to", ""},
+		{"without REDIS_TLS", fakeEnv{"REDIS_URL": "10.0.0.7:6379", skip: "true"}, nil, "", "ignored: REDIS_TLS is not true", ""},
+		{"on a socket", with(tlsOn, "REDIS_URL", "/var/run/redis.sock", skip, "true"), nil, "", "ignored: REDIS_SOCKET_TYPE is unix", ""},
+		{"without REDIS_URL", fakeEnv{skip: "true"}, nil, "", "ignored: REDIS_URL is not set", ""},
+		{"beside our Redis URL", with(tlsOn, skip, "true", "RATELIMIT_EXT_REDIS_URL", "rediss://mine:6380"), nil, "", "ignored: RATELIMIT_EXT_REDIS_URL is set", ""},
+		{"beside our switch", with(tlsOn, skip, "true"), []string{"--redis-tls-skip-hostname-verification=false"}, "",
+			"ignored: --redis-tls-skip-hostname-verification is given", ""},
+		{"beside our server name", with(tlsOn, skip, "true", "RATELIMIT_EXT_REDIS_TLS_SERVER_NAME", "redis.internal"), nil, "",
+			"ignored: RATELIMIT_EXT_REDIS_TLS_SERVER_NAME is set", ""},
+		{"malformed", with(tlsOn, skip, "maybe"), nil, "", "", skip + `="maybe": want true or false`},
+		{"malformed beside our switch", with(tlsOn, skip, "maybe", ours, "true"), nil, "true", "ignored: " + skip + `="maybe"`, ""},
+		{"malformed without TLS", fakeEnv{"REDIS_URL": "10.0.0.7:6379", skip: "maybe"}, nil, "", "ignored: REDIS_TLS is not true", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			notes, err := Apply(tc.env.env(flagsGiven(tc.args)))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.env[ours]; got != tc.value {
+				t.Errorf("%s = %q, want %q", ours, got, tc.value)
+			}
+			if i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == skip }); i < 0 || !strings.HasPrefix(notes[i].Outcome, tc.note) {
+				t.Errorf("want a note on %s starting %q in %v", skip, tc.note, notes)
+			}
+		})
 	}
 }
