@@ -20,10 +20,22 @@ func Parse(name string, data []byte) (*RuleSet, error) {
 	return Compile(File{Name: name, Data: data})
 }
 
+// Options says how rules load. The zero value loads them as SPEC §7 says, one file per
+// domain; the package's functions LoadDir, LoadFiles and Compile use it.
+type Options struct {
+	// MergeDomains lets several files name one domain, as envoyproxy/ratelimit's
+	// MERGE_DOMAIN_CONFIG does: their top-level entries are joined into that domain
+	// (merge.go). Without it a second file of a domain is a "duplicate domain" error.
+	MergeDomains bool
+}
+
 // Compile compiles files, in the order given, into one RuleSet. Every problem of every
 // file is collected into a *LoadError; with any problem there is no RuleSet.
-func Compile(files ...File) (*RuleSet, error) {
-	c := newCompiler()
+func Compile(files ...File) (*RuleSet, error) { return Options{}.Compile(files...) }
+
+// Compile is the package's Compile with o.
+func (o Options) Compile(files ...File) (*RuleSet, error) {
+	c := newCompiler(o)
 	for _, f := range files {
 		c.add(f)
 	}
@@ -32,27 +44,36 @@ func Compile(files ...File) (*RuleSet, error) {
 
 // compiler accumulates files into a RuleSet.
 type compiler struct {
+	opts   Options
 	rs     *RuleSet
 	errs   LoadError
 	budget budget
 	hash   hash.Hash
+	// parts are, with MergeDomains, the domains of each file by domain name, merged
+	// into one by finish.
+	parts map[string][]*domain
 }
 
-func newCompiler() *compiler {
-	return &compiler{rs: &RuleSet{domains: map[string]*domain{}}, budget: newBudget(), hash: sha256.New()}
+func newCompiler(o Options) *compiler {
+	return &compiler{opts: o, rs: &RuleSet{domains: map[string]*domain{}}, budget: newBudget(), hash: sha256.New(), parts: map[string][]*domain{}}
 }
 
 func (c *compiler) add(f File) {
 	c.hashFile(f)
-	d, p := parseFile(f, &c.budget)
+	d, p := parseFile(f, &c.budget, c.opts.MergeDomains)
 	errs := p.errs
 	if d != nil {
-		if prev := c.rs.domains[d.name]; prev != nil {
+		if prev := c.rs.domains[d.name]; prev != nil && !c.opts.MergeDomains {
 			errs = append(errs, ConfigError{File: f.Name, Line: d.line, Field: "domain",
 				Msg: fmt.Sprintf("duplicate domain %q", d.name), DefinedIn: prev.file, DefinedLine: prev.line})
 			sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 		} else {
-			c.rs.domains[d.name] = d
+			if prev == nil {
+				c.rs.domains[d.name] = d
+			}
+			if c.opts.MergeDomains {
+				c.parts[d.name] = append(c.parts[d.name], d)
+			}
 			c.rs.count += len(d.limits)
 		}
 	}
@@ -82,6 +103,7 @@ func (c *compiler) hashFile(f File) {
 func (c *compiler) fail(e ConfigError) { c.errs.add(e) }
 
 func (c *compiler) finish() (*RuleSet, error) {
+	c.mergeDomains()
 	if !c.errs.empty() {
 		errs := c.errs
 		return nil, &errs

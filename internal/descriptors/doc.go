@@ -6,7 +6,7 @@
 // One domain per file, a superset of the envoyproxy/ratelimit format, so its files load
 // unchanged:
 //
-//	domain: edge                 # required, unique across the loaded directory
+//	domain: edge                 # required, unique across the loaded directory (but see Options.MergeDomains)
 //	algorithm: sliding_window    # optional default for the file (default fixed_window)
 //	descriptors:
 //	  - key: remote_address      # required

@@ -19,12 +19,14 @@ type dumpDomain struct {
 	Domain   string        `json:"domain"`
 	File     string        `json:"file"`
 	Line     int           `json:"line"`
+	Files    []string      `json:"files,omitempty"` // a merged domain's files (Options.MergeDomains)
 	Limits   []dumpLimit   `json:"limits"`
 	ExtAuthz *dumpExtAuthz `json:"ext_authz,omitempty"`
 }
 
 // dumpExtAuthz shows each ext_authz descriptor as one readable line per part.
 type dumpExtAuthz struct {
+	File        string             `json:"file,omitempty"` // in a merged domain, which of its files
 	Line        int                `json:"line"`
 	Descriptors []dumpExtAuthzDesc `json:"descriptors"`
 }
@@ -65,12 +67,15 @@ func (rs *RuleSet) Dump() any {
 	out := dumpRuleSet{Hash: rs.Hash(), Summary: rs.Summary(), Domains: []dumpDomain{}}
 	for _, name := range rs.Domains() {
 		d := rs.domains[name]
-		dd := dumpDomain{Domain: name, File: d.file, Line: d.line, Limits: make([]dumpLimit, 0, len(d.limits))}
+		dd := dumpDomain{Domain: name, File: d.file, Line: d.line, Files: d.files, Limits: make([]dumpLimit, 0, len(d.limits))}
 		for _, l := range d.limits {
 			dd.Limits = append(dd.Limits, dumpOne(l))
 		}
 		if d.extAuthz != nil {
 			dd.ExtAuthz = dumpExtAuthzOf(d.extAuthz)
+			if d.files != nil {
+				dd.ExtAuthz.File = d.extAuthz.File
+			}
 		}
 		out.Domains = append(out.Domains, dd)
 	}

@@ -491,13 +491,20 @@ func (p *fileParser) descriptorText(f fields, name string) (string, bool) {
 // A typo in descriptor_key would otherwise silently switch limiting off. Descriptors
 // with skip_if_absent entries can take several shapes and are not checked.
 func (p *fileParser) checkReachable(f fields, d ExtAuthzDescriptor) {
-	if p.dom == nil {
+	if p.dom == nil || p.merging {
 		return
 	}
-	nodes := []*node{p.dom.root}
+	if msg, ok := unreachable(p.dom, d); ok {
+		p.errorf(f.line, f.path, "%s", msg)
+	}
+}
+
+// unreachable returns checkReachable's message when d reaches no limit of dom.
+func unreachable(dom *domain, d ExtAuthzDescriptor) (string, bool) {
+	nodes := []*node{dom.root}
 	for _, s := range d.Entries {
 		if s.SkipIfAbsent {
-			return
+			return "", false
 		}
 		seen := map[*node]bool{}
 		var next []*node
@@ -509,7 +516,7 @@ func (p *fileParser) checkReachable(f fields, d ExtAuthzDescriptor) {
 				}
 			}
 			if len(next) > maxReachCheck {
-				return // too wide to walk cheaply: give the benefit of the doubt
+				return "", false // too wide to walk cheaply: give the benefit of the doubt
 			}
 		}
 		if nodes = next; len(nodes) == 0 {
@@ -518,15 +525,15 @@ func (p *fileParser) checkReachable(f fields, d ExtAuthzDescriptor) {
 	}
 	for _, n := range nodes {
 		if len(n.limits) > 0 {
-			return
+			return "", false
 		}
 	}
 	parts := make([]string, len(d.Entries))
 	for i, s := range d.Entries {
 		parts[i] = s.DescriptorKey + "=" + s.describeValue()
 	}
-	p.errorf(f.line, f.path, "the descriptor [%s] matches no limit of domain %q; check the descriptor keys against the rules' keys and nesting",
-		strings.Join(parts, ", "), p.dom.name)
+	return fmt.Sprintf("the descriptor [%s] matches no limit of domain %q; check the descriptor keys against the rules' keys and nesting",
+		strings.Join(parts, ", "), dom.name), true
 }
 
 // constant returns the entry's value when it does not depend on the request.

@@ -288,9 +288,11 @@ func (p *fileParser) checkReplaces() {
 	}
 	for _, r := range p.refs {
 		if _, ok := p.names[r.name]; !ok {
-			// envoyproxy/ratelimit loads it; it removes nothing, so the replaced limit
-			// (renamed, or deleted meanwhile) would apply unless it is gone too.
-			p.warnf(r.line, r.field, "no limit named %q in domain %q: this replaces nothing", r.name, p.dom.name)
+			if p.merging { // another file of the domain may have it: the merge warns
+				p.dom.unresolved = append(p.dom.unresolved, r)
+				continue
+			}
+			p.addWarning(replacesNothing(p.file, r, p.dom.name))
 			continue
 		}
 		for _, l := range r.owners {
@@ -300,4 +302,12 @@ func (p *fileParser) checkReplaces() {
 			}
 		}
 	}
+}
+
+// replacesNothing is the warning for a replaces, in file, that names no limit of its
+// domain: envoyproxy/ratelimit loads it; it removes nothing, so the replaced limit
+// (renamed, or deleted meanwhile) would apply unless it is gone too.
+func replacesNothing(file string, r replaceRef, domain string) ConfigError {
+	return ConfigError{File: file, Line: r.line, Field: r.field,
+		Msg: fmt.Sprintf("no limit named %q in domain %q: this replaces nothing", r.name, domain)}
 }

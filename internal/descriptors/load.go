@@ -22,8 +22,11 @@ const maxDirDepth = 32
 // Other regular files are passed over and named by the RuleSet's SkippedFiles.
 // File names in errors and limits are relative to dir, with "/" separators. An empty
 // dir is a valid, empty RuleSet. Errors are always a *LoadError.
-func LoadDir(dir string) (*RuleSet, error) {
-	c := newCompiler()
+func LoadDir(dir string) (*RuleSet, error) { return Options{}.LoadDir(dir) }
+
+// LoadDir is the package's LoadDir with o.
+func (o Options) LoadDir(dir string) (*RuleSet, error) {
+	c := newCompiler(o)
 	w := &walker{root: dir, c: c, seen: map[string]bool{}}
 	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
 		msg := "not a directory"
@@ -41,8 +44,11 @@ func LoadDir(dir string) (*RuleSet, error) {
 // LoadDir's checks on each (a regular file, at most MaxFileSize) and each real file
 // read once (the same file named twice, or through a ConfigMap's ..data link, is not
 // a duplicate domain). Files are named as given. Errors are always a *LoadError.
-func LoadFiles(paths ...string) (*RuleSet, error) {
-	c := newCompiler()
+func LoadFiles(paths ...string) (*RuleSet, error) { return Options{}.LoadFiles(paths...) }
+
+// LoadFiles is the package's LoadFiles with o.
+func (o Options) LoadFiles(paths ...string) (*RuleSet, error) {
+	c := newCompiler(o)
 	w := &walker{c: c, seen: map[string]bool{}}
 	for _, p := range paths {
 		abs, err := filepath.Abs(p) // one real path however p is spelled

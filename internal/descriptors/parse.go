@@ -106,6 +106,9 @@ type fileParser struct {
 	dom     *domain
 	names   map[string]int // limit name -> line of first use
 	refs    []replaceRef
+	// merging: other files may add to the domain (Options.MergeDomains), so the checks
+	// that need the whole domain are left to the merge (compiler.checkDomain).
+	merging bool
 }
 
 // replaceRef is one `replaces` entry, checked once the whole domain is known.
@@ -156,8 +159,8 @@ func (p *fileParser) addWarning(w ConfigError) {
 // parseFile parses one file. It returns the domain when the file names one (even if
 // the file has errors, so duplicate domains are still found) and the file's parser,
 // whose errs are sorted by line.
-func parseFile(f File, b *budget) (*domain, *fileParser) {
-	p := &fileParser{file: f.Name, budget: b, names: map[string]int{}}
+func parseFile(f File, b *budget, merging bool) (*domain, *fileParser) {
+	p := &fileParser{file: f.Name, budget: b, names: map[string]int{}, merging: merging}
 	if root := p.decode(f.Data); root != nil {
 		p.parseRoot(root)
 		p.checkReplaces()
@@ -294,6 +297,9 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, at Ref, depth int
 			seen[sk] = sibling{at, level.Value}
 			parent.attach(level, child)
 			p.warnHidden(level, at, seen)
+			if depth == 1 && p.dom != nil {
+				p.dom.top = append(p.dom.top, topEntry{level, child, at})
+			}
 		}
 	}
 	part := pathPart(level)

@@ -192,6 +192,19 @@ type domain struct {
 	limits []*Limit // file order
 	// extAuthz is the domain's ext_authz section, nil without one.
 	extAuthz *ExtAuthz
+	// top are the top-level entries in file order, files the files the domain was
+	// merged from (nil for one file), and unresolved the replaces that name no limit
+	// of their own file: what merging files into one domain needs (merge.go).
+	top        []topEntry
+	files      []string
+	unresolved []replaceRef
+}
+
+// topEntry is one top-level descriptor entry of a file, where it is written.
+type topEntry struct {
+	level Level
+	node  *node
+	at    Ref
 }
 
 // RuleSet is a compiled configuration. It is immutable and safe for concurrent use;
