@@ -35,6 +35,12 @@ const resourceWrapperURL = "type.googleapis.com/envoy.service.discovery.v3.Resou
 // server may send the same set in any order, and the rule set's hash (logs, the
 // config_info metric) must not change when nothing else did.
 func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
+	return CompileWith(descriptors.Options{}, resources)
+}
+
+// CompileWith is Compile with o, as rule files load with it: with o.MergeDomains,
+// resources that name one domain are merged as files are.
+func CompileWith(o descriptors.Options, resources []*anypb.Any) (*descriptors.RuleSet, error) {
 	configs := make([]*rlsconfv3.RateLimitConfig, 0, len(resources))
 	names := map[string]int{}
 	for i, res := range resources {
@@ -57,7 +63,7 @@ func Compile(resources []*anypb.Any) (*descriptors.RuleSet, error) {
 		}
 		files = append(files, descriptors.File{Name: sourceName(cfg), Data: data}) // bounded by --xds-max-message-bytes, not MaxFileSize
 	}
-	rs, err := descriptors.Compile(files...)
+	rs, err := o.Compile(files...)
 	if err != nil {
 		return nil, withoutLines(err)
 	}

@@ -103,6 +103,9 @@ type Options struct {
 	UserAgent string
 	// Log gets one line per applied or rejected update and per broken stream.
 	Log *slog.Logger
+	// Rules says how the resources compile, as it says how rule files load: with
+	// MergeDomains, several resources may name one domain (CompileWith).
+	Rules descriptors.Options
 	// OnLoad, when set, is told the outcome of every update (for metrics), after apply.
 	OnLoad func(rs *descriptors.RuleSet, err error)
 	// OnStream, when set, is told when a stream comes up (its first response: the
@@ -350,7 +353,7 @@ func send(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesCli
 // NACK to send and how long to wait before sending it.
 func (s *Subscriber) handle(resp *discoveryv3.DiscoveryResponse) (*discoveryv3.DiscoveryRequest, time.Duration) {
 	reply := &discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: TypeURL, ResponseNonce: resp.GetNonce()}
-	rs, err := Compile(resp.GetResources())
+	rs, err := CompileWith(s.opts.Rules, resp.GetResources())
 	if err != nil {
 		var delay time.Duration
 		version := resp.GetVersionInfo()
