@@ -54,7 +54,10 @@ import (
 
 // Options configures a Watcher.
 type Options struct {
-	Dir      string
+	Dir string
+	// Rules says how Dir loads (descriptors.Options): as it loaded at the start, so
+	// that with MergeDomains a reload merges the files of a domain as a whole again.
+	Rules    descriptors.Options
 	Watch    bool          // watch the directory; SIGHUP reloads either way
 	Debounce time.Duration // quiet time before a burst of events is loaded (default 100 ms)
 	// MaxDelay is the longest wait after the first event of a burst (default, and when
@@ -484,7 +487,7 @@ func (w *Watcher) settle(ctx context.Context) bool {
 var ErrNoLimits = errors.New("the new rules have no limits at all, which would lift every limit: refused (to serve without limits, restart on the empty rules)")
 
 func (w *Watcher) load() {
-	rs, err := descriptors.LoadDir(w.opts.Dir)
+	rs, err := w.opts.Rules.LoadDir(w.opts.Dir)
 	if err == nil && rs.LimitCount() == 0 && w.serving.LimitCount() > 0 {
 		rs, err = nil, fmt.Errorf("%s: %w", w.opts.Dir, ErrNoLimits)
 	}

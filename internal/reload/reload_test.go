@@ -171,7 +171,7 @@ func watchHooked(t *testing.T, dir string, o reload.Options, hooks reload.Hooks)
 
 func watchWith(t *testing.T, dir string, o reload.Options, between func(), hooks reload.Hooks) *harness {
 	t.Helper()
-	rs, err := descriptors.LoadDir(dir)
+	rs, err := o.Rules.LoadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
