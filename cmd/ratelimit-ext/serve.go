@@ -73,6 +73,7 @@ type serveConfig struct {
 	xds                                       xdsSettings
 	redis                                     func() limiter.RedisOptions
 	perf                                      perfSettings
+	rules                                     descriptors.Options // how the rules load (ruleLoadFlags)
 }
 
 // The defaults of where serve listens and reads its rules. A plain build keeps to
@@ -113,6 +114,7 @@ func loadServeConfig(args []string) (*serveConfig, error) {
 	f.BoolVar(&c.shadow, "shadow-mode", false, "evaluate and count every limit but never deny")
 	f.BoolVar(&c.retryAfter, "retry-after-header", true, "add Retry-After (whole seconds, rounded up) to OVER_LIMIT responses")
 	f.BoolVar(&c.watch, "watch", true, "reload the config dir when files change (SIGHUP always reloads; --config-source=file)")
+	ruleLoadFlags(f, &c.rules)
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight requests")
@@ -668,7 +670,7 @@ func initialRules(c *serveConfig) (*descriptors.RuleSet, error) {
 		}
 		return nil, nil
 	}
-	rules, err := descriptors.LoadDir(c.configDir)
+	rules, err := c.rules.LoadDir(c.configDir)
 	if err != nil {
 		return nil, fmt.Errorf("loading the rules of --config-dir %s%s:\n%w", c.configDir, lookedUpIn(c.configDir), err)
 	}
@@ -703,13 +705,14 @@ func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSe
 		warner.warn(rs)
 	}
 	if c.xds.source == sourceFile {
-		return reload.Start(ctx, reload.Options{Dir: c.configDir, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded, Hangups: hup}, apply)
+		return reload.Start(ctx, reload.Options{Dir: c.configDir, Rules: c.rules, Watch: c.watch, Log: log, Serving: loaded, OnLoad: m.ConfigLoaded, Hangups: hup}, apply)
 	}
 	o, err := c.xds.options(log, tlsInUse, m.ConfigLoaded)
 	if err != nil {
 		return nil, err
 	}
 	o.OnStream = m.XDS()
+	o.Rules = c.rules
 	sub, err := xdsrules.Start(ctx, o, apply)
 	if err != nil {
 		return nil, err

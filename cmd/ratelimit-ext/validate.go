@@ -24,6 +24,10 @@ import (
 // (month limits with USE_CALENDAR_MONTH_RATE_LIMIT=true), and warns of rules over the
 // request bounds its flags (serve's, with their variables) set, as serve does.
 func validate(args []string) int {
+	if err := legacyenv.RulesFromOS(args); err != nil { // MERGE_DOMAIN_CONFIG, as serve maps it
+		fmt.Fprintln(os.Stderr, "ratelimit-ext validate:", err)
+		return 2
+	}
 	f := newEnvFlags("validate")
 	f.fs.Usage = func() {
 		fmt.Fprint(f.fs.Output(), validateUsage)
@@ -31,6 +35,8 @@ func validate(args []string) int {
 	}
 	bounds := decide.DefaultBounds
 	ruleBoundFlags(f, &bounds)
+	var load descriptors.Options
+	ruleLoadFlags(f, &load)
 	err := parseFlags(f.fs, args, f.parseWithArgs, seeHelp("validate"))
 	if err == nil {
 		err = validateSettings(f, bounds)
@@ -49,15 +55,17 @@ func validate(args []string) int {
 	for _, b := range f.overridden {
 		fmt.Fprintln(os.Stderr, "warning:", b.ignoredText())
 	}
-	return validateRules(f.fs.Args(), bounds)
+	return validateRules(f.fs.Args(), load, bounds)
 }
 
 const validateUsage = `usage: ratelimit-ext validate [flags] DIR | FILE...
 Checks every rule file below DIR as the server loads it, or the files given as one
 rule set; exit 1 with every error. It refuses what serve refuses at start for the
-same rules (month limits with USE_CALENDAR_MONTH_RATE_LIMIT=true), and warns of rules
-over the request bounds below as serve does with the same flags or variables (serve's
-other RATELIMIT_EXT_* variables are left alone). Flags go before DIR or FILE.
+same rules (month limits with USE_CALENDAR_MONTH_RATE_LIMIT=true), merges the files
+of a domain when serve would (--merge-domains below, or MERGE_DOMAIN_CONFIG=true), and
+warns of rules over the request bounds below as serve does with the same flags or
+variables (serve's other RATELIMIT_EXT_* variables are left alone). Flags go before
+DIR or FILE.
 
 Flags of validate:
 `
@@ -79,8 +87,8 @@ func validateSettings(f *envFlags, bounds decide.Bounds) error {
 
 // validateRules loads paths (one directory, or files), prints every error or the
 // summary and the warnings serve would log for bounds, and returns the exit status.
-func validateRules(paths []string, bounds decide.Bounds) int {
-	rs, dir, err := loadForValidate(paths)
+func validateRules(paths []string, load descriptors.Options, bounds decide.Bounds) int {
+	rs, dir, err := loadForValidate(paths, load)
 	var usage usageError
 	if errors.As(err, &usage) {
 		fmt.Fprintln(os.Stderr, "ratelimit-ext validate:", err)
@@ -117,21 +125,21 @@ func validateRules(paths []string, bounds decide.Bounds) int {
 // name), or files (a pre-commit hook's list, say) compiled together, so a domain defined
 // twice among them is caught. A usageError says the arguments mix the two or name
 // several directories.
-func loadForValidate(paths []string) (rs *descriptors.RuleSet, dir string, err error) {
+func loadForValidate(paths []string, load descriptors.Options) (rs *descriptors.RuleSet, dir string, err error) {
 	for _, p := range paths {
 		info, err := os.Stat(p)
 		if err == nil && info.IsDir() {
 			if len(paths) > 1 {
 				return nil, "", usageError(p + " is a directory; give one directory, or rule files")
 			}
-			rs, err := descriptors.LoadDir(p)
+			rs, err := load.LoadDir(p)
 			return rs, p, fromWorkingDir(err, p)
 		}
 		if err == nil && !descriptors.IsRuleFile(p) { // a missing file gets its own error
 			fmt.Fprintf(os.Stderr, "warning: %s: the server reads only *.yaml and *.yml files that are not dot-files\n", p)
 		}
 	}
-	rs, err = descriptors.LoadFiles(paths...)
+	rs, err = load.LoadFiles(paths...)
 	return rs, "", err
 }
 

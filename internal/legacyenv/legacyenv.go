@@ -90,7 +90,6 @@ var ignoredLegacy = map[string]string{
 	"RUNTIME_IGNOREDOTFILES":                  "dot-files are always ignored",
 	"HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED": "/healthcheck and readiness always wait for rules (with FORCE_START_WITHOUT_INITIAL_CONFIG, the empty start counts)",
 	"REDIS_HEALTH_CHECK_ACTIVE_CONNECTION":    "/healthcheck never follows the store (as with this off); /readyz and grpc.health.v1 always do: probe /readyz for readiness that includes Redis",
-	"MERGE_DOMAIN_CONFIG":                     "each domain must be in one file or xDS resource: a second one with the same domain is an error (over xDS the update is NACKed)",
 	"DEBUG_HOST":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"DEBUG_PORT":                              "there is no debug port: /debug/config is on the HTTP port, profiles on --pprof-addr",
 	"STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT": "a denied request never consumes anything here",
@@ -203,7 +202,7 @@ func Apply(e Env) ([]Note, error) {
 	// error stops the rest.
 	mapRuntime := func(m *mapping) error { return mapLegacyRuntime(m, xds) } // needs xds
 	for _, mapGroup := range []func(*mapping) error{
-		refuseGRPCUDS, mapQuotaMode, mapCalendarMonth, mapLegacyBackend, mapRuntime, mapLegacyListeners,
+		refuseGRPCUDS, mapQuotaMode, mapCalendarMonth, mapMergeDomains, mapLegacyBackend, mapRuntime, mapLegacyListeners,
 	} {
 		if err := mapGroup(m); err != nil {
 			return m.notes, err
@@ -221,6 +220,31 @@ func Apply(e Env) ([]Note, error) {
 	ignoreUnmapped(m)
 	sort.SliceStable(m.notes, func(i, j int) bool { return m.notes[i].Name < m.notes[j].Name })
 	return m.notes, nil
+}
+
+// ApplyRules is Apply for validate, which loads rules as serve does but leaves serve's
+// other settings alone: it maps only the variables that change how rules load.
+func ApplyRules(e Env) ([]Note, error) {
+	m := &mapping{env: e}
+	err := mapMergeDomains(m)
+	return m.notes, err
+}
+
+// RulesFromOS applies ApplyRules to the process environment, beside the flags args gives.
+func RulesFromOS(args []string) error {
+	_, err := ApplyRules(Env{Lookup: os.LookupEnv, Set: os.Setenv, Given: flagsGiven(args)})
+	return err
+}
+
+// mapMergeDomains maps MERGE_DOMAIN_CONFIG, envoyproxy/ratelimit's switch to merge the
+// files (or xDS resources) that name one domain, onto --merge-domains.
+func mapMergeDomains(m *mapping) error {
+	on, set, err := m.booleanFor("MERGE_DOMAIN_CONFIG", "merge-domains")
+	if err != nil || !set {
+		return err
+	}
+	m.set("MERGE_DOMAIN_CONFIG", "merge-domains", strconv.FormatBool(on))
+	return nil
 }
 
 // mapping is one run of Apply: the environment it reads and writes, and the notes so

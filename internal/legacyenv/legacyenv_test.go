@@ -1082,7 +1082,7 @@ func TestLegacySwitchesRefuseOtherValues(t *testing.T) {
 		{"QUOTA_MODE", nil}, {"USE_CALENDAR_MONTH_RATE_LIMIT", nil}, {"GRPC_SERVER_USE_TLS", nil},
 		{"USE_PROMETHEUS", nil}, {"REDIS_TLS", fakeEnv{"REDIS_URL": "redis:6379"}},
 		{"XDS_CLIENT_BACKOFF_JITTER", xds}, {"CONFIG_GRPC_XDS_SERVER_USE_TLS", xds},
-		{"FORCE_START_WITHOUT_INITIAL_CONFIG", xds},
+		{"FORCE_START_WITHOUT_INITIAL_CONFIG", xds}, {"MERGE_DOMAIN_CONFIG", nil},
 	} {
 		for _, v := range []string{"maybe", "TRUE", "0"} {
 			env := maps.Clone(tc.base)
@@ -1407,5 +1407,57 @@ func TestLegacyRedisSkipHostnameVerification(t *testing.T) {
 				t.Errorf("want a note on %s starting %q in %v", skip, tc.note, notes)
 			}
 		})
+	}
+}
+
+// MERGE_DOMAIN_CONFIG maps onto --merge-domains, read as envoyproxy/ratelimit reads
+// booleans (strconv.ParseBool's spellings); ours wins over it, and a malformed value
+// beside ours is only reported. ApplyRules (validate's) maps it the same way.
+func TestLegacyMergeDomainConfig(t *testing.T) {
+	const ours = "RATELIMIT_EXT_MERGE_DOMAINS"
+	for _, tc := range []struct {
+		env     fakeEnv
+		args    []string
+		want    string // our variable after the mapping; "" for unset
+		outcome string // MERGE_DOMAIN_CONFIG's note
+		err     string
+	}{
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "true"}, want: "true", outcome: "mapped to RATELIMIT_EXT_MERGE_DOMAINS=true"},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": " 1 "}, want: "true", outcome: "mapped to RATELIMIT_EXT_MERGE_DOMAINS=true"},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "TRUE"}, want: "true", outcome: "mapped to RATELIMIT_EXT_MERGE_DOMAINS=true"},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "false"}, want: "false", outcome: "mapped to RATELIMIT_EXT_MERGE_DOMAINS=false"},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "F"}, want: "false", outcome: "mapped to RATELIMIT_EXT_MERGE_DOMAINS=false"},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": ""}},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "maybe"}, err: `MERGE_DOMAIN_CONFIG="maybe": want true or false`},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "true", ours: "false"}, want: "false", outcome: "ignored: RATELIMIT_EXT_MERGE_DOMAINS is set"},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "true"}, args: []string{"--merge-domains=false"}, outcome: "ignored: --merge-domains is given"},
+		{env: fakeEnv{"MERGE_DOMAIN_CONFIG": "maybe"}, args: []string{"--merge-domains"},
+			outcome: `ignored: MERGE_DOMAIN_CONFIG="maybe": want true or false; --merge-domains is given`},
+	} {
+		for name, apply := range map[string]func(Env) ([]Note, error){"Apply": Apply, "ApplyRules": ApplyRules} {
+			env := maps.Clone(tc.env)
+			notes, err := apply(env.env(flagsGiven(tc.args)))
+			if tc.err != "" || err != nil {
+				if err == nil || err.Error() != tc.err {
+					t.Errorf("%s(%v %q): error %v, want %q", name, tc.env, tc.args, err, tc.err)
+				}
+				continue
+			}
+			if got := env[ours]; got != tc.want {
+				t.Errorf("%s(%v %q): %s=%q, want %q", name, tc.env, tc.args, ours, got, tc.want)
+			}
+			i := slices.IndexFunc(notes, func(n Note) bool { return n.Name == "MERGE_DOMAIN_CONFIG" })
+			switch {
+			case tc.outcome == "" && i >= 0:
+				t.Errorf("%s(%v): note %+v, want none", name, tc.env, notes[i])
+			case tc.outcome != "" && (i < 0 || notes[i].Outcome != tc.outcome):
+				t.Errorf("%s(%v %q): notes %+v, want MERGE_DOMAIN_CONFIG %q", name, tc.env, tc.args, notes, tc.outcome)
+			}
+		}
+	}
+	// ApplyRules maps nothing else: validate leaves serve's other settings alone.
+	env := fakeEnv{"MERGE_DOMAIN_CONFIG": "true", "SHADOW_MODE": "true", "GRPC_UDS": "/s"}
+	if notes, err := ApplyRules(env.env(nil)); err != nil || len(notes) != 1 || env["RATELIMIT_EXT_SHADOW_MODE"] != "" {
+		t.Errorf("ApplyRules: notes %+v, error %v, env %v; want MERGE_DOMAIN_CONFIG's note alone", notes, err, env)
 	}
 }
