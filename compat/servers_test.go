@@ -118,17 +118,14 @@ func startServer(t *testing.T, name, bin string, env envFunc) *server {
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphan if the test dies
-	if err := cmd.Start(); err != nil {
+	p, err := startProc(cmd)
+	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logFile.Close() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	go func() { <-p.done; logFile.Close() }()
+	t.Cleanup(p.stop)
 	s := &server{name: name, redis: rds, log: logPath}
-	if err := waitHealthy(addrs.ReadyURL(), exited); err != nil {
+	if err := waitHealthy(addrs.ReadyURL(), p); err != nil {
 		t.Fatalf("%s did not become ready: %v\n%s", name, err, s.tail())
 	}
 	conn, err := grpc.NewClient(addrs.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -140,13 +137,37 @@ func startServer(t *testing.T, name, bin string, env envFunc) *server {
 	return s
 }
 
+// proc is a started process: done is closed once it has exited, and err then says how.
+// Closing done, rather than sending on a channel, lets everyone who waits see the exit:
+// waitHealthy, and stop after it.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func startProc(cmd *exec.Cmd) (*proc, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// stop kills the process, if it still runs, and waits for it.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // waitHealthy polls url until it answers 200; the deadline only bounds a failure.
-func waitHealthy(url string, exited <-chan error) error {
+func waitHealthy(url string, p *proc) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("exited: %v", err)
+		case <-p.done:
+			return fmt.Errorf("exited: %v", p.err)
 		default:
 		}
 		resp, err := http.Get(url)
