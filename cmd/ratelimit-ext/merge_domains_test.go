@@ -91,3 +91,20 @@ func TestServeMergesDomainsWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+// A warning that points into another file of the domain names both files from the
+// working directory, as validate's other messages do.
+func TestValidateNamesBothFilesOfAMergedWarning(t *testing.T) {
+	isolateEnv(t)
+	dir := t.TempDir()
+	for name, value := range map[string]string{"a.yaml": `"*"`, "b.yaml": `""`} {
+		rule := "domain: edge\ndescriptors:\n  - key: user\n    value: " + value + "\n    rate_limit: {unit: minute, requests_per_unit: 1}\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(rule), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "warning: " + filepath.Join(dir, "b.yaml") + `:3: descriptors[0]: key "user" without value never matches: the value pattern "*" at ` + filepath.Join(dir, "a.yaml") + ":3 matches every value first"
+	if code, out := runStderr(t, "validate", "--merge-domains", dir); code != 0 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, %q; want 0 and %q", code, out, want)
+	}
+}

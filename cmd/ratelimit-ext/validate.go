@@ -105,7 +105,7 @@ func validateRules(paths []string, load descriptors.Options, bounds decide.Bound
 	ws, total := ruleWarnings(rs, bounds)
 	for _, w := range ws {
 		if dir != "" {
-			w.File = filepath.Join(dir, w.File)
+			w = warningFromWorkingDir(w, dir)
 		}
 		fmt.Fprintln(os.Stderr, "warning:", w.Error())
 	}
@@ -253,6 +253,18 @@ func printResults(results []conformance.Result) int {
 		return 1
 	}
 	return 0
+}
+
+// warningFromWorkingDir is fromWorkingDir for one warning: its file, and the other
+// file it points at in a merged domain (Ref.File).
+func warningFromWorkingDir(w descriptors.ConfigError, dir string) descriptors.ConfigError {
+	w.File = filepath.Join(dir, w.File)
+	if w.Ref != nil && w.Ref.File != "" {
+		ref := *w.Ref // a copy: the rule set's is shared
+		ref.File = filepath.Join(dir, ref.File)
+		w.Ref = &ref
+	}
+	return w
 }
 
 // fromWorkingDir makes the file names of a load error relative to the working

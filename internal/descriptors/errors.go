@@ -15,9 +15,9 @@ type ConfigError struct {
 	Line  int    // 1-based; 0 when the problem concerns the whole file or directory
 	Field string // where in the file, e.g. "descriptors[0].rate_limit.unit"
 	Msg   string // what is wrong; with a Ref, the text before it
-	// Ref is another definition in the same file that the problem points at (a
-	// repeated entry's, field's or metadata key's first, the "*" pattern that hides an
-	// entry), and MsgEnd the text after it. The reference is kept apart from Msg so
+	// Ref is another definition that the problem points at (a repeated entry's,
+	// field's or metadata key's first, the "*" pattern that hides an entry), in the
+	// same file unless Ref.File says, and MsgEnd the text after it. The reference is kept apart from Msg so
 	// that rules from xDS, whose lines count a generated document nobody sees, can
 	// name it by its field path instead (Message).
 	Ref    *Ref
@@ -33,6 +33,23 @@ type ConfigError struct {
 type Ref struct {
 	Line  int    // 1-based
 	Field string // its field path, e.g. "descriptors[0]"
+	// File is set when the definition is in another file than the problem (files
+	// merged into one domain), named relative to the same directory as its File.
+	File string
+}
+
+// where is the reference as Message writes it, with lines ("line 3", or "b.yaml:3" in
+// another file) or, for generated documents, with field paths.
+func (r *Ref) where(lines bool) string {
+	switch {
+	case lines && r.File != "":
+		return fmt.Sprintf("%s:%d", r.File, r.Line)
+	case lines:
+		return fmt.Sprintf("line %d", r.Line)
+	case r.File != "":
+		return r.File + " " + r.Field
+	}
+	return r.Field
 }
 
 // Message is what is wrong, with the reference (if any) written as "at " + where:
@@ -50,7 +67,7 @@ func (e ConfigError) Message(where string) string {
 // any (a duplicate's first), is named by its field path too.
 func (e ConfigError) WithoutLines() ConfigError {
 	if e.Ref != nil {
-		e.Msg, e.Ref, e.MsgEnd = e.Message(e.Ref.Field), nil, ""
+		e.Msg, e.Ref, e.MsgEnd = e.Message(e.Ref.where(false)), nil, ""
 	}
 	e.Line = 0
 	return e
@@ -62,7 +79,7 @@ func (e ConfigError) WithoutLines() ConfigError {
 func (e ConfigError) Error() string {
 	msg := e.Msg
 	if e.Ref != nil {
-		msg = e.Message(fmt.Sprintf("line %d", e.Ref.Line))
+		msg = e.Message(e.Ref.where(true))
 	}
 	if e.DefinedIn != "" {
 		msg += fmt.Sprintf(" (already defined in %s:%d)", e.DefinedIn, e.DefinedLine)

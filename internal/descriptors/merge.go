@@ -83,9 +83,11 @@ func (c *compiler) mergeEntry(m *domain, e mergedEntry, seen map[siblingKey]merg
 func (c *compiler) warnHiddenAcross(e mergedEntry, seen map[siblingKey]mergedEntry) {
 	l := e.level
 	hide := func(hidden, star mergedEntry) {
+		at := star.at
+		at.File = star.file
 		c.rs.warnings.add(ConfigError{File: hidden.file, Line: hidden.at.Line, Field: hidden.at.Field,
-			Msg: fmt.Sprintf("%s never matches: the value pattern %q in %s", describeLevel(hidden.level), star.level.Value, star.file),
-			Ref: &star.at, MsgEnd: " matches every value first (files merged into one domain are tried in name order)"}, maxWarnings)
+			Msg: fmt.Sprintf("%s never matches: the value pattern %q", describeLevel(hidden.level), star.level.Value),
+			Ref: &at, MsgEnd: " matches every value first (files merged into one domain are tried in name order)"}, maxWarnings)
 	}
 	star, hasStar := seen[siblingKey{l.Key, PatternValue, "*"}]
 	switch {

@@ -319,8 +319,8 @@ func TestMergeDomainsWarnsOfEntriesHiddenAcrossFiles(t *testing.T) {
 		got = append(got, w.Error())
 	}
 	want := []string{
-		`team-b.yaml:8: descriptors[1]: key "tenant" without value never matches: the value pattern "*" in y.yaml at line 3 matches every value first (files merged into one domain are tried in name order)`,
-		`z.yaml:3: descriptors[0]: key "tenant" value "x*" never matches: the value pattern "*" in y.yaml at line 3 matches every value first (files merged into one domain are tried in name order)`,
+		`team-b.yaml:8: descriptors[1]: key "tenant" without value never matches: the value pattern "*" at y.yaml:3 matches every value first (files merged into one domain are tried in name order)`,
+		`z.yaml:3: descriptors[0]: key "tenant" value "x*" never matches: the value pattern "*" at y.yaml:3 matches every value first (files merged into one domain are tried in name order)`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -93,7 +93,7 @@ func (p *fileParser) metaMapping(n *yaml.Node, field string, depth int) (any, bo
 		}
 		at := field + "." + k.Value
 		if firstLine, dup := first[k.Value]; dup {
-			p.refError(line, at, Ref{firstLine, at}, "key given twice (first", ")")
+			p.refError(line, at, Ref{Line: firstLine, Field: at}, "key given twice (first", ")")
 			return nil, false
 		}
 		first[k.Value] = line

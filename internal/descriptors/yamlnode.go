@@ -133,7 +133,7 @@ func (p *fileParser) checkFieldName(f fields, name string, line int, known []str
 	at := f.at(name)
 	switch {
 	case f.keys[name] != nil:
-		p.refError(line, at, Ref{f.keys[name].Line, at}, "field given twice (first", ")")
+		p.refError(line, at, Ref{Line: f.keys[name].Line, Field: at}, "field given twice (first", ")")
 	case slices.Contains(known, name):
 		return true
 	case slices.Contains(descriptorOnlyFields, name) && !strings.HasPrefix(f.path, "ext_authz"):

@@ -60,6 +60,22 @@ func TestCompileWithMergeDomains(t *testing.T) {
 	}
 }
 
+// A warning that points into another resource of the domain names it by resource and
+// field path, as warnings of rules from xDS do.
+func TestCompileWithMergeDomainsWarnsWithoutLines(t *testing.T) {
+	star := &cfgT{Name: "a", Domain: "edge", Descriptors: []*descT{{Key: "user", Value: "*", RateLimit: limit(minute, 1)}}}
+	bare := &cfgT{Name: "b", Domain: "edge", Descriptors: []*descT{{Key: "user", RateLimit: limit(minute, 2)}}}
+	rs, err := CompileWith(descriptors.Options{MergeDomains: true}, []*anypb.Any{mustAny(t, bare), mustAny(t, star)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, _ := rs.Warnings()
+	want := `xds:b: descriptors[0]: key "user" without value never matches: the value pattern "*" at xds:a descriptors[0] matches every value first (files merged into one domain are tried in name order)`
+	if len(ws) != 1 || ws[0].Error() != want {
+		t.Errorf("warnings %v, want %q", ws, want)
+	}
+}
+
 // Over a subscription: with Options.Rules merging domains, two resources for one
 // domain are ACKed and both decide; without it the update is NACKed.
 func TestSubscriptionMergesDomainsWhenAsked(t *testing.T) {
