@@ -9,6 +9,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/regularfile"
 )
 
 // maxDirDepth bounds directory recursion; symlink cycles are caught earlier by the
@@ -150,8 +152,11 @@ func (w *walker) file(rel, abs string, info fs.FileInfo) {
 	w.c.add(File{Name: rel, Data: data})
 }
 
+// readAtMost reads up to n bytes of name, opened as regularfile opens it (without
+// waiting, and checked on the open file): a FIFO swapped in since the walker looked at
+// the path must not block the load, and with it every later reload.
 func readAtMost(name string, n int64) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := regularfile.Open(name, n)
 	if err != nil {
 		return nil, err
 	}

@@ -6,8 +6,9 @@
 // Secret or ConfigMap mount uses them.
 //
 // It is the one place that opens such files this way: internal/filedigest, which
-// compares their content, and internal/tlsfiles, which loads them, both open through
-// it, so that what one refuses the other refuses too.
+// compares their content, internal/tlsfiles, which loads certificates, and
+// internal/descriptors, which reads rule files, all open through it, so that what one
+// refuses the others refuse too.
 package regularfile
 
 import (
