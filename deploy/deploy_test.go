@@ -71,6 +71,12 @@ type podSpec struct {
 		RunAsUser      *int64          `yaml:"runAsUser"`
 		SeccompProfile *seccompProfile `yaml:"seccompProfile"`
 	} `yaml:"securityContext"`
+	TopologySpreadConstraints []struct {
+		MaxSkew           int           `yaml:"maxSkew"`
+		TopologyKey       string        `yaml:"topologyKey"`
+		WhenUnsatisfiable string        `yaml:"whenUnsatisfiable"`
+		LabelSelector     labelSelector `yaml:"labelSelector"`
+	} `yaml:"topologySpreadConstraints"`
 	Containers []container `yaml:"containers"`
 	Volumes    []struct {
 		Name      string `yaml:"name"`
@@ -379,6 +385,28 @@ func TestServiceDeployment(t *testing.T) {
 
 // TestPodSecurity: every Deployment meets the "restricted" Pod Security Standard, so
 // the kit applies in a namespace that enforces it, and goes without the API token.
+// The replicas are spread over zones and over nodes, each a preference (a cluster of
+// one zone or one node still runs both), and each constraint counts the Deployment's
+// own pods: a selector that matches none spreads nothing, without a word.
+func TestReplicasSpread(t *testing.T) {
+	dep := decodeSpec[deploymentSpec](t, find(t, loadManifests(t), "ratelimit-ext.yaml", "Deployment", "ratelimit-ext"))
+	spread := map[string]bool{}
+	for _, c := range dep.Template.Spec.TopologySpreadConstraints {
+		if !subset(c.LabelSelector.MatchLabels, dep.Template.Metadata.Labels) {
+			t.Errorf("spread over %s: selector %v does not select the Deployment's pods %v", c.TopologyKey, c.LabelSelector.MatchLabels, dep.Template.Metadata.Labels)
+		}
+		if c.MaxSkew != 1 || c.WhenUnsatisfiable != "ScheduleAnyway" {
+			t.Errorf("spread over %s: maxSkew %d, %s; want 1, ScheduleAnyway", c.TopologyKey, c.MaxSkew, c.WhenUnsatisfiable)
+		}
+		spread[c.TopologyKey] = true
+	}
+	for _, key := range []string{"topology.kubernetes.io/zone", "kubernetes.io/hostname"} {
+		if !spread[key] {
+			t.Errorf("no topology spread constraint over %s", key)
+		}
+	}
+}
+
 func TestPodSecurity(t *testing.T) {
 	seen := 0
 	for _, o := range loadManifests(t) {
