@@ -62,6 +62,20 @@ func TestServeBinaryMergesDomainsWithTheirVariable(t *testing.T) {
 			t.Fatalf("the reload did not merge the files:\n%s", s.log())
 		}
 	}
+
+	// b.yaml deleted: the domain stays, b.yaml's limits go, and the reload says so.
+	if err := os.Remove(filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	want := `"msg":"a rule file's limits are gone from its domain: the requests they limited are no longer limited by them","domain":"edge","file":"b.yaml"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.log(), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning that b.yaml's limits are gone:\n%s", s.log())
+		}
+	}
 }
 
 // Over xDS, --merge-domains merges two RateLimitConfig resources of one domain: the

@@ -701,6 +701,7 @@ func lookedUpIn(dir string) string {
 func followRules(ctx context.Context, c *serveConfig, loaded *descriptors.RuleSet, hup <-chan os.Signal, d *decide.Decider, warner *ruleWarner, m *metrics.Metrics, tlsInUse *tlsfiles.Registry, log *slog.Logger) (io.Closer, error) {
 	apply := func(rs *descriptors.RuleSet) {
 		warnVanishedDomains(log, d.Rules(), rs)
+		warnVanishedFiles(log, d.Rules(), rs)
 		d.SetRules(rs)
 		warner.warn(rs)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -155,6 +157,36 @@ func warnVanishedDomains(log *slog.Logger, serving, next *descriptors.RuleSet) {
 	for _, d := range serving.Domains() {
 		if !next.HasDomain(d) {
 			log.Warn("a domain's rules are gone: its requests are no longer limited", "domain", d, "rules", next.Summary())
+		}
+	}
+}
+
+// warnVanishedFiles is warnVanishedDomains for a file of a domain that stays: with
+// --merge-domains a domain outlives one of its files, so one team's file deleted by
+// mistake lifts that team's limits without its domain vanishing. It logs each file of
+// a kept domain that the serving rules have limits from and the next ones have none
+// from, when none of those limits' identities is in the next ones either (a file
+// renamed, its limits with it, lifts nothing).
+func warnVanishedFiles(log *slog.Logger, serving, next *descriptors.RuleSet) {
+	for _, d := range serving.Domains() {
+		if !next.HasDomain(d) {
+			continue // warnVanishedDomains names it
+		}
+		files, ids := map[string]bool{}, map[string]bool{}
+		for _, l := range next.Limits(d) {
+			files[l.File], ids[l.ID] = true, true
+		}
+		kept := map[string]bool{} // a serving file, by whether a limit of it is kept
+		for _, l := range serving.Limits(d) {
+			if !files[l.File] {
+				kept[l.File] = kept[l.File] || ids[l.ID]
+			}
+		}
+		for _, f := range slices.Sorted(maps.Keys(kept)) {
+			if !kept[f] {
+				log.Warn("a rule file's limits are gone from its domain: the requests they limited are no longer limited by them",
+					"domain", d, "file", f, "rules", next.Summary())
+			}
 		}
 	}
 }

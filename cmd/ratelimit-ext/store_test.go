@@ -534,6 +534,51 @@ func TestVanishedDomainIsWarned(t *testing.T) {
 	}
 }
 
+// With --merge-domains a domain outlives one of its files: a reload that drops every
+// limit of a file of a domain it keeps (the file deleted) lifts those limits as a
+// dropped domain lifts its own, and is warned of with the file named. A file edited,
+// or renamed with its limits, and a domain gone whole (warnVanishedDomains') are not.
+func TestVanishedFileOfAKeptDomainIsWarned(t *testing.T) {
+	team := func(key string) string {
+		return "domain: edge\ndescriptors:\n  - key: " + key + "\n    rate_limit: {unit: second, requests_per_unit: 1}\n"
+	}
+	merged := func(files map[string]string) *descriptors.RuleSet {
+		t.Helper()
+		var fs []descriptors.File
+		for name, data := range files {
+			fs = append(fs, descriptors.File{Name: name, Data: []byte(data)})
+		}
+		rs, err := descriptors.Options{MergeDomains: true}.Compile(fs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	serving := merged(map[string]string{"a.yaml": team("user"), "b.yaml": team("key")})
+	for _, tc := range []struct {
+		name string
+		next *descriptors.RuleSet
+		want string // the file named in the warning; "" for none
+	}{
+		{"a file deleted", merged(map[string]string{"a.yaml": team("user")}), "b.yaml"},
+		{"a file edited", merged(map[string]string{"a.yaml": team("user"), "b.yaml": team("other")}), ""},
+		{"a file renamed", merged(map[string]string{"a.yaml": team("user"), "c.yaml": team("key")}), ""},
+		{"the domain gone", merged(map[string]string{"x.yaml": "domain: x\n" + strings.SplitN(team("user"), "\n", 2)[1]}), ""},
+	} {
+		var logs bytes.Buffer
+		warnVanishedFiles(slog.New(slog.NewTextHandler(&logs, nil)), serving, tc.next)
+		out := logs.String()
+		if tc.want == "" && out != "" || tc.want != "" && (!strings.Contains(out, "domain=edge file="+tc.want) || strings.Count(out, "\n") != 1) {
+			t.Errorf("%s: log:\n%s\nwant one warning naming %q, or none for \"\"", tc.name, out, tc.want)
+		}
+	}
+	var logs bytes.Buffer
+	warnVanishedFiles(slog.New(slog.NewTextHandler(&logs, nil)), nil, serving) // the first rules (xDS)
+	if logs.Len() != 0 {
+		t.Errorf("a warning with no rules serving before:\n%s", logs.String())
+	}
+}
+
 // The running service warns when a reload drops a domain: billing.yaml deleted while
 // edge.yaml stays.
 func TestReloadWarnsOfAVanishedDomain(t *testing.T) {
