@@ -105,7 +105,7 @@ func validateRules(paths []string, load descriptors.Options, bounds decide.Bound
 	ws, total := ruleWarnings(rs, bounds)
 	for _, w := range ws {
 		if dir != "" {
-			w = warningFromWorkingDir(w, dir)
+			w = configErrorFromWorkingDir(w, dir)
 		}
 		fmt.Fprintln(os.Stderr, "warning:", w.Error())
 	}
@@ -255,18 +255,6 @@ func printResults(results []conformance.Result) int {
 	return 0
 }
 
-// warningFromWorkingDir is fromWorkingDir for one warning: its file, and the other
-// file it points at in a merged domain (Ref.File).
-func warningFromWorkingDir(w descriptors.ConfigError, dir string) descriptors.ConfigError {
-	w.File = filepath.Join(dir, w.File)
-	if w.Ref != nil && w.Ref.File != "" {
-		ref := *w.Ref // a copy: the rule set's is shared
-		ref.File = filepath.Join(dir, ref.File)
-		w.Ref = &ref
-	}
-	return w
-}
-
 // fromWorkingDir makes the file names of a load error relative to the working
 // directory, as the directory was given, so that "config/edge.yaml:4" opens from where
 // validate ran; the loader names files relative to the directory it loads.
@@ -276,12 +264,25 @@ func fromWorkingDir(err error, dir string) error {
 		return err
 	}
 	for i := range le.Errors {
-		if e := &le.Errors[i]; e.Field != "dir" || e.File != dir { // the directory itself is named as given
-			e.File = filepath.Join(dir, e.File)
-			if e.DefinedIn != "" {
-				e.DefinedIn = filepath.Join(dir, e.DefinedIn)
-			}
+		if e := le.Errors[i]; e.Field != "dir" || e.File != dir { // the directory itself is named as given
+			le.Errors[i] = configErrorFromWorkingDir(e, dir)
 		}
 	}
 	return le
+}
+
+// configErrorFromWorkingDir is fromWorkingDir for one error or warning: its file, the
+// file a duplicate was first defined in (DefinedIn), and the other file it points at in
+// a merged domain (Ref.File).
+func configErrorFromWorkingDir(e descriptors.ConfigError, dir string) descriptors.ConfigError {
+	e.File = filepath.Join(dir, e.File)
+	if e.DefinedIn != "" {
+		e.DefinedIn = filepath.Join(dir, e.DefinedIn)
+	}
+	if e.Ref != nil && e.Ref.File != "" {
+		ref := *e.Ref // a copy: the rule set's is shared
+		ref.File = filepath.Join(dir, ref.File)
+		e.Ref = &ref
+	}
+	return e
 }
