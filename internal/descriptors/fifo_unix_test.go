@@ -3,32 +3,45 @@
 package descriptors
 
 import (
+	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
 // A rule file is read only as a regular file, checked on the file it opened: a FIFO
-// swapped in between the walker's look at the path and the read (a deploy tool
-// replacing files) is refused, not waited on, which would hold up every later reload.
-func TestReadingAFIFODoesNotBlock(t *testing.T) {
-	fifo := filepath.Join(t.TempDir(), "edge.yaml")
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+// swapped in after the walker looked at the path (a deploy tool replacing files) is
+// refused with an error naming it, not waited on, which would hold up the load and
+// every later reload.
+func TestAFIFOSwappedInAfterTheLookIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.yaml")
+	if err := os.WriteFile(path, []byte("domain: edge\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path) // the walker's look: a regular file
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := readAtMost(fifo, MaxFileSize+1)
+		c := newCompiler(Options{})
+		(&walker{c: c, seen: map[string]bool{}}).file("edge.yaml", path, info)
+		_, err := c.finish()
 		done <- err
 	}()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(describeErr(err), "not a regular file (a FIFO)") {
-			t.Errorf("reading a FIFO: %v, want an error saying it is not a regular file", err)
+		if want := "edge.yaml: file: cannot read: not a regular file (a FIFO)"; err == nil || err.Error() != want {
+			t.Errorf("loading a FIFO: %v, want %q", err, want)
 		}
 	case <-time.After(10 * time.Second): // not a timing assert: a blocked open never returns
-		t.Fatal("reading a FIFO blocked")
+		t.Fatal("loading a FIFO blocked")
 	}
 }

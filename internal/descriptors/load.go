@@ -3,7 +3,6 @@ package descriptors
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -140,28 +139,15 @@ func (w *walker) file(rel, abs string, info fs.FileInfo) {
 		w.c.fail(ConfigError{File: rel, Field: "file", Msg: tooLarge(info.Size())})
 		return
 	}
-	data, err := readAtMost(abs, MaxFileSize+1)
-	switch {
-	case err != nil:
+	// Read as regularfile reads it (opened without waiting, checked on the open file):
+	// a FIFO swapped in since the look above must not block the load, and with it every
+	// later reload; a file that grew past the bound since is refused too.
+	data, err := regularfile.Read(abs, MaxFileSize)
+	if err != nil {
 		w.c.fail(ConfigError{File: rel, Field: "file", Msg: describeErr(err)})
-		return
-	case len(data) > MaxFileSize: // it grew since the Stat
-		w.c.fail(ConfigError{File: rel, Field: "file", Msg: tooLarge(int64(len(data)))})
 		return
 	}
 	w.c.add(File{Name: rel, Data: data})
-}
-
-// readAtMost reads up to n bytes of name, opened as regularfile opens it (without
-// waiting, and checked on the open file): a FIFO swapped in since the walker looked at
-// the path must not block the load, and with it every later reload.
-func readAtMost(name string, n int64) ([]byte, error) {
-	f, err := regularfile.Open(name, n)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, n))
 }
 
 func isYAML(name string) bool {

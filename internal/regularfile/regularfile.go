@@ -20,7 +20,8 @@ import (
 )
 
 // Open opens path to read it when it is a regular file (a link is followed) of at most
-// limit bytes; otherwise it returns an error that names path and says what it is.
+// limit bytes; otherwise it returns an error that names path and says what it is (an
+// *fs.PathError, so a caller that names the file itself can take the path out).
 // The file is opened without waiting (O_NONBLOCK, which reads of a regular file
 // ignore) and then looked at through the open file, so a FIFO swapped in after any
 // earlier look is caught too.
@@ -50,7 +51,7 @@ func Read(path string, limit int64) ([]byte, error) {
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err == nil && int64(len(b)) > limit {
-		err = fmt.Errorf("%s: grew larger than %s while it was read", path, size(limit))
+		err = &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("grew larger than %s while it was read", size(limit))}
 	}
 	return b, err
 }
@@ -59,9 +60,9 @@ func Read(path string, limit int64) ([]byte, error) {
 func check(path string, st fs.FileInfo, limit int64) error {
 	switch {
 	case !st.Mode().IsRegular():
-		return fmt.Errorf("%s: not a regular file (%s)", path, kind(st.Mode()))
+		return &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("not a regular file (%s)", kind(st.Mode()))}
 	case st.Size() > limit:
-		return fmt.Errorf("%s: %d bytes, larger than %s", path, st.Size(), size(limit))
+		return &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%d bytes, larger than %s", st.Size(), size(limit))}
 	}
 	return nil
 }
