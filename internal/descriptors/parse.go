@@ -137,17 +137,13 @@ func (p *fileParser) addError(ce ConfigError) {
 	p.errs = append(p.errs, ce)
 }
 
-// warnf records something that loads, as in envoyproxy/ratelimit, but most likely is
-// not what was meant. Past maxWarnings a file's warnings are only counted.
-func (p *fileParser) warnf(line int, field, format string, args ...any) {
-	p.addWarning(ConfigError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
-}
-
-// refWarning is warnf for a warning that points at ref, as refError.
+// refWarning records a warning that points at ref, as refError does an error.
 func (p *fileParser) refWarning(line int, field string, ref Ref, before, after string) {
 	p.addWarning(ConfigError{File: p.file, Line: line, Field: field, Msg: before, Ref: &ref, MsgEnd: after})
 }
 
+// addWarning records something that loads, as in envoyproxy/ratelimit, but most likely
+// is not what was meant. Past maxWarnings a file's warnings are only counted.
 func (p *fileParser) addWarning(w ConfigError) {
 	if p.warns.total >= maxWarnings {
 		p.warns.total++ // counted only: keeps memory bounded, as addError does
