@@ -50,15 +50,20 @@ type compiler struct {
 	budget budget
 	hash   hash.Hash
 	// parts are, with MergeDomains, the domains of each file by domain name, merged
-	// into one by finish.
+	// into one by finish, in the order of their order keys (addOrdered).
 	parts map[string][]*domain
+	order map[*domain]string
 }
 
 func newCompiler(o Options) *compiler {
-	return &compiler{opts: o, rs: &RuleSet{domains: map[string]*domain{}}, budget: newBudget(), hash: sha256.New(), parts: map[string][]*domain{}}
+	return &compiler{opts: o, rs: &RuleSet{domains: map[string]*domain{}}, budget: newBudget(), hash: sha256.New(), parts: map[string][]*domain{}, order: map[*domain]string{}}
 }
 
-func (c *compiler) add(f File) {
+func (c *compiler) add(f File) { c.addOrdered(f, f.Name) }
+
+// addOrdered is add for a file whose domain, merged with other files', takes its place
+// among them by order rather than by its name (mergeDomains).
+func (c *compiler) addOrdered(f File, order string) {
 	c.hashFile(f)
 	d, p := parseFile(f, &c.budget, c.opts.MergeDomains)
 	errs := p.errs
@@ -73,6 +78,7 @@ func (c *compiler) add(f File) {
 			}
 			if c.opts.MergeDomains {
 				c.parts[d.name] = append(c.parts[d.name], d)
+				c.order[d] = order
 			}
 			c.rs.count += len(d.limits)
 		}

@@ -50,7 +50,7 @@ func LoadFiles(paths ...string) (*RuleSet, error) { return Options{}.LoadFiles(p
 // LoadFiles is the package's LoadFiles with o.
 func (o Options) LoadFiles(paths ...string) (*RuleSet, error) {
 	c := newCompiler(o)
-	w := &walker{c: c, seen: map[string]bool{}}
+	w := &walker{c: c, seen: map[string]bool{}, byAbsPath: true}
 	for _, p := range paths {
 		abs, err := filepath.Abs(p) // one real path however p is spelled
 		var info fs.FileInfo
@@ -73,6 +73,10 @@ type walker struct {
 	root string
 	c    *compiler
 	seen map[string]bool // real paths already read
+	// byAbsPath orders the files of a merged domain by their absolute paths
+	// (LoadFiles: names are as given, however spelled), else by their names (LoadDir:
+	// relative to the directory, which orders them as their absolute paths do).
+	byAbsPath bool
 }
 
 // firstVisit reports whether the real path behind p has not been seen yet.
@@ -147,7 +151,11 @@ func (w *walker) file(rel, abs string, info fs.FileInfo) {
 		w.c.fail(ConfigError{File: rel, Field: "file", Msg: describeErr(err)})
 		return
 	}
-	w.c.add(File{Name: rel, Data: data})
+	order := rel
+	if w.byAbsPath {
+		order = abs
+	}
+	w.c.addOrdered(File{Name: rel, Data: data}, order)
 }
 
 func isYAML(name string) bool {

@@ -16,8 +16,9 @@ import (
 // ID (and so its storage key) is the one it would have in a single file holding every
 // file's entries: no two can be the same.
 //
-// Files are merged in name order, not in the order they loaded, so that no decision
-// depends on that order: which of two files' value patterns a request value meets
+// Files are merged in name order (LoadFiles: the order of their absolute paths, which
+// for the files of one directory is the order LoadDir's relative names give), not in
+// the order they loaded, so that no decision depends on that order: which of two files' value patterns a request value meets
 // first, which file a duplicate is reported in. (envoyproxy/ratelimit merges in the
 // order of a Go map's iteration, which may differ at every load.)
 
@@ -26,7 +27,7 @@ import (
 func (c *compiler) mergeDomains() {
 	for _, name := range slices.Sorted(maps.Keys(c.parts)) {
 		parts := c.parts[name]
-		slices.SortStableFunc(parts, func(a, b *domain) int { return strings.Compare(a.file, b.file) })
+		slices.SortStableFunc(parts, func(a, b *domain) int { return strings.Compare(c.order[a], c.order[b]) })
 		d := parts[0]
 		if len(parts) > 1 {
 			d = c.merge(parts)

@@ -2,6 +2,7 @@ package descriptors
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -328,4 +329,42 @@ func TestMergeDomainsWarnsOfEntriesHiddenAcrossFiles(t *testing.T) {
 	if ls := rs.Match("edge", []Entry{{"tenant", "xy"}}); len(ls) != 1 || ls[0].File != "y.yaml" {
 		t.Errorf("tenant=xy matched %v, want y.yaml's limit", ids(ls))
 	}
+}
+
+// validate FILE... (LoadFiles) merges a domain's files in the order serve's LoadDir
+// does, however the names are spelled: by the files' absolute paths, not by the names
+// as given ("d/./b.yaml" sorts before "d/a.yaml" as text), so overlapping value patterns
+// of two files resolve the same way in both.
+func TestLoadFilesMergesInTheDirectorysOrder(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, value, limit string) {
+		t.Helper()
+		yaml := lines("domain: edge", "descriptors:", "  - key: k",
+			`    value: "`+value+`"`, "    rate_limit: {name: "+limit+", unit: hour, requests_per_unit: 1}")
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", "1*", "from-a")
+	write("b.yaml", "12*", "from-b")
+	served, err := mergeOn.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validated, err := mergeOn.LoadFiles(dir+"/./b.yaml", filepath.Join(dir, "a.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rs := range map[string]*RuleSet{"LoadDir": served, "LoadFiles": validated} {
+		if ls := rs.Match("edge", []Entry{{"k", "123"}}); len(ls) != 1 || ls[0].Name != "from-a" {
+			t.Errorf("%s: k=123 matches %d limits (the first %q), want a.yaml's limit alone (a.yaml's patterns are tried first)", name, len(ls), firstName(ls))
+		}
+	}
+}
+
+func firstName(ls []*Limit) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	return ls[0].Name
 }
