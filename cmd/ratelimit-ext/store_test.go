@@ -146,6 +146,8 @@ func TestStoreAndRedisSettingsAreCheckedAtStart(t *testing.T) {
 			"--redis-tls-server-name and --redis-tls-skip-hostname-verification: set one"},
 		{[]string{"--redis-url", "rediss://127.0.0.1:1?skip_verify=true", "--redis-tls-skip-hostname-verification"},
 			"--redis-tls-skip-hostname-verification: skip_verify in --redis-url verifies nothing"},
+		{[]string{"--redis-url", "rediss://127.0.0.1:1?skip_verify=1", "--redis-tls-server-name", "redis.internal"},
+			"--redis-tls-server-name: skip_verify in --redis-url verifies nothing"},
 		{[]string{"--redis-url", "redis://127.0.0.1:1?max_retries=2"}, "--redis-url: max_retries=2 in the URL: retries are not allowed"},
 	} {
 		if _, err := loadServeConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
