@@ -3,6 +3,7 @@ package compat
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -106,8 +107,8 @@ func testRandom(t *testing.T, p *pair, seed uint64, plans []*filePlan) {
 	for _, fp := range plans {
 		if report := fp.run(t, p); report != "" {
 			failures++
-			t.Errorf("seed %d, file %s.yaml (each sequence its own copy of it, named by its domain):\n%s\n--- %s.yaml ---\n%s",
-				seed, fp.name, report, fp.name, fp.file.yaml(fp.name))
+			t.Errorf("seed %d, file %s.yaml (each sequence its own copy of it, named by its domain):\n%s\n%s",
+				seed, fp.name, report, fp.listing())
 		}
 		if failures == 3 {
 			t.Fatalf("stopping after %d files that differ (seed %d)", failures, seed)
@@ -129,7 +130,31 @@ func (p *pair) logTally(t *testing.T) {
 type filePlan struct {
 	name      string
 	file      *ruleFile
+	parts     []*ruleFile // file split into files of one domain (TestCompatMergedRandom); nil: one file
 	sequences []planned
+}
+
+// documents are the rule documents of the file's copy for domain, by file name
+// (without .yaml): the file, or each of its parts.
+func (fp *filePlan) documents(domain string) map[string]string {
+	if fp.parts == nil {
+		return map[string]string{domain: fp.file.yaml(domain)}
+	}
+	docs := map[string]string{}
+	for i, part := range fp.parts {
+		docs[fmt.Sprintf("%s-part%d", domain, i)] = part.yaml(domain)
+	}
+	return docs
+}
+
+// listing is the file's rules, or its parts', under fp.name, for a report.
+func (fp *filePlan) listing() string {
+	docs := fp.documents(fp.name)
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(docs)) {
+		fmt.Fprintf(&b, "--- %s.yaml ---\n%s", name, docs[name])
+	}
+	return b.String()
 }
 
 type planned struct {
@@ -248,15 +273,16 @@ func writeConfigDir(t *testing.T, dir string, c *corpus) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for domain, content := range c.documents() {
-		if err := os.WriteFile(filepath.Join(dir, domain+".yaml"), []byte(content), 0o644); err != nil {
+	for name, content := range c.documents() {
+		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-// documents are the corpus's rule documents by domain: a copy of the table rules for
-// each table case, and of each file for each of its sequences.
+// documents are the corpus's rule documents by file name (without .yaml), which is
+// their domain unless a file is split: a copy of the table rules for each table case,
+// and of each file (or its parts) for each of its sequences.
 func (c *corpus) documents() map[string]string {
 	docs := map[string]string{}
 	for i := range c.cases {
@@ -264,7 +290,7 @@ func (c *corpus) documents() map[string]string {
 	}
 	for _, fp := range c.plans {
 		for _, s := range fp.sequences {
-			docs[s.domain] = fp.file.yaml(s.domain)
+			maps.Copy(docs, fp.documents(s.domain))
 		}
 	}
 	return docs
