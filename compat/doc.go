@@ -6,7 +6,7 @@
 // the same with the rules from one xDS server, as Envoy Gateway delivers them, and
 // compares an update and two configs both must refuse; the TestCompatMergedDomains
 // tests do it with MERGE_DOMAIN_CONFIG=true on domains split over several files (the
-// random ones in TestCompatMergedRandom). It is the evidence behind
+// random ones in TestCompatMergedRandom, and over xDS in TestCompatMergedRandomXDS). It is the evidence behind
 // docs/migrating.md's "rules load as they are and match the same way".
 //
 // `make test` runs it on a fixed seed, and `make compat` alone on a new one; both build

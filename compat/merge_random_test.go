@@ -3,6 +3,8 @@ package compat
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/ratelimit-ext/ratelimit-ext/internal/xdsrules/xdstest"
 )
 
 // mergedFiles is how many of the corpus's random files TestCompatMergedRandom splits:
@@ -69,4 +71,27 @@ func (g *generator) split(f *ruleFile) []*ruleFile {
 		part.rules = append(part.rules, byKey[keys[k]]...)
 	}
 	return parts
+}
+
+// TestCompatMergedRandomXDS is TestCompatMergedRandom with the rules from an xDS server,
+// as Envoy Gateway runs envoyproxy/ratelimit: each part of a split file is a
+// RateLimitConfig resource of its own, and with MERGE_DOMAIN_CONFIG=true both services
+// merge the resources of one domain.
+func TestCompatMergedRandomXDS(t *testing.T) {
+	refBin := referenceBin(t)
+	c := newCorpus(t, true)
+	c.cases, c.plans = nil, c.plans[:mergedFiles]
+	for _, fp := range c.plans {
+		fp.parts = c.g.split(fp.file)
+	}
+	x := &xdsPair{cp: xdstest.Start(t, "127.0.0.1:0")}
+	x.push(t, "v1", c.configs(t))
+	ours := buildOurs(t, t.TempDir())
+	x.pair = &pair{
+		ref:  startServer(t, "envoyproxy-ratelimit", refBin, withMergedDomains(xdsRules(x.cp.Addr, refNode))),
+		ours: startServer(t, "ratelimit-ext", ours, withMergedDomains(xdsRules(x.cp.Addr, ourNode))),
+	}
+	x.waitServing(t, "v1")
+	testRandom(t, x.pair, c.seed, c.plans)
+	x.logTally(t)
 }

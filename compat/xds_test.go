@@ -93,15 +93,18 @@ type xdsPair struct {
 	cp *xdstest.ControlPlane
 }
 
-// configs are the corpus's documents as RateLimitConfig resources, in domain order.
+// configs are the corpus's documents as RateLimitConfig resources, each named after
+// its document (a domain's, or a part's of a split file: the parts of one domain are
+// resources of their own), in name order.
 func (c *corpus) configs(t *testing.T) []*rlsconfv3.RateLimitConfig {
 	t.Helper()
 	var out []*rlsconfv3.RateLimitConfig
-	for _, doc := range c.documents() {
+	for name, doc := range c.documents() {
 		cfg, err := rateLimitConfig(doc)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, doc)
 		}
+		cfg.Name = name
 		out = append(out, cfg)
 	}
 	slices.SortFunc(out, func(a, b *rlsconfv3.RateLimitConfig) int { return strings.Compare(a.GetName(), b.GetName()) })
