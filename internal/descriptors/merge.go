@@ -34,6 +34,9 @@ func (c *compiler) mergeDomains() {
 		}
 		c.rs.domains[name] = d
 		c.checkDomain(d, parts)
+		for _, p := range parts { // what only merging needed: not kept with the rules
+			p.top, p.unresolved = nil, nil
+		}
 	}
 }
 
@@ -82,7 +85,6 @@ func (c *compiler) mergeEntry(m *domain, e mergedEntry, seen map[siblingKey]merg
 // pattern "*" hides the bare key, and the patterns of files merged after its own.
 // Entries of the entry's own file were checked when it was parsed.
 func (c *compiler) warnHiddenAcross(e mergedEntry, seen map[siblingKey]mergedEntry) {
-	l := e.level
 	hide := func(hidden, star mergedEntry) {
 		at := star.at
 		at.File = star.file
@@ -90,14 +92,12 @@ func (c *compiler) warnHiddenAcross(e mergedEntry, seen map[siblingKey]mergedEnt
 			Msg: fmt.Sprintf("%s never matches: the value pattern %q", describeLevel(hidden.level), star.level.Value),
 			Ref: &at, MsgEnd: " matches every value first (files merged into one domain are tried in name order)"}, maxWarnings)
 	}
-	star, hasStar := seen[siblingKey{l.Key, PatternValue, "*"}]
-	switch {
-	case l.Kind == PatternValue && normalizePattern(l.Value) == "*":
-		if bare, ok := seen[siblingKey{l.Key, BareKey, ""}]; ok && bare.file != e.file {
-			hide(bare, e)
-		}
-	case !hasStar || star.file == e.file:
-	case l.Kind == BareKey, l.Kind == PatternValue:
+	star, hasStar := seen[siblingKey{e.level.Key, PatternValue, "*"}]
+	bare, hasBare := seen[siblingKey{e.level.Key, BareKey, ""}]
+	switch hidesBare, hidden := starHides(e.level, hasStar && star.file != e.file, hasBare && bare.file != e.file); {
+	case hidesBare:
+		hide(bare, e)
+	case hidden:
 		hide(e, star)
 	}
 }

@@ -293,7 +293,7 @@ func (p *fileParser) descriptor(parent *node, item *yaml.Node, at Ref, depth int
 			seen[sk] = sibling{at, level.Value}
 			parent.attach(level, child)
 			p.warnHidden(level, at, seen)
-			if depth == 1 && p.dom != nil {
+			if depth == 1 && p.merging && p.dom != nil {
 				p.dom.top = append(p.dom.top, topEntry{level, child, at})
 			}
 		}
@@ -336,20 +336,29 @@ func (p *fileParser) duplicate(l Level, at Ref, first sibling) {
 // load (they do in envoyproxy/ratelimit) but most likely do not do what was meant.
 func (p *fileParser) warnHidden(l Level, at Ref, seen map[siblingKey]sibling) {
 	star, hasAll := seen[siblingKey{l.Key, PatternValue, "*"}]
+	bare, hasBare := seen[siblingKey{l.Key, BareKey, ""}]
 	all, written := star.Ref, star.value // written: "*", or "**" as the file spells it
 	hide := func(hidden Ref, what string) {
 		p.refWarning(hidden.Line, hidden.Field, all, fmt.Sprintf("%s never matches: the value pattern %q", what, written), " matches every value first")
 	}
-	switch {
-	case l.Kind == PatternValue && normalizePattern(l.Value) == "*":
-		if bare, ok := seen[siblingKey{l.Key, BareKey, ""}]; ok {
-			all, written = at, l.Value
-			hide(bare.Ref, describeLevel(Level{Key: l.Key, Kind: BareKey}))
-		}
-	case !hasAll:
-	case l.Kind == BareKey, l.Kind == PatternValue:
+	switch hidesBare, hidden := starHides(l, hasAll, hasBare); {
+	case hidesBare:
+		all, written = at, l.Value
+		hide(bare.Ref, describeLevel(Level{Key: l.Key, Kind: BareKey}))
+	case hidden:
 		hide(at, describeLevel(l))
 	}
+}
+
+// starHides says what a value pattern "*" hides when l joins the entries of its key at
+// one level, which are tried in order (patterns first, the bare key last): when l is
+// the "*", the bare key before it (hidesBare, given bareBefore); otherwise l itself, a
+// pattern or the bare key, when a "*" came before it (hidden, given starBefore).
+func starHides(l Level, starBefore, bareBefore bool) (hidesBare, hidden bool) {
+	if l.Kind == PatternValue && normalizePattern(l.Value) == "*" {
+		return bareBefore, false
+	}
+	return false, starBefore && (l.Kind == BareKey || l.Kind == PatternValue)
 }
 
 func describeLevel(l Level) string {

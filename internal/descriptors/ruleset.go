@@ -192,9 +192,10 @@ type domain struct {
 	limits []*Limit // file order
 	// extAuthz is the domain's ext_authz section, nil without one.
 	extAuthz *ExtAuthz
-	// top are the top-level entries in file order, files the files the domain was
-	// merged from (nil for one file), and unresolved the replaces that name no limit
-	// of their own file: what merging files into one domain needs (merge.go).
+	// files are the files the domain was merged from (nil for one file). While files
+	// are merged (Options.MergeDomains), top are a file's top-level entries in file
+	// order and unresolved its replaces that name no limit of the file: what merging
+	// needs (merge.go), dropped once it is done.
 	top        []topEntry
 	files      []string
 	unresolved []replaceRef
