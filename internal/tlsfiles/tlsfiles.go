@@ -342,14 +342,9 @@ func VerifyClients(cfg *tls.Config, p *Pool) {
 // own check is turned off and this one takes its place. It does nothing to a
 // configuration that skips verification, and reports whether it took effect.
 func VerifyServers(cfg *tls.Config, p *Pool, name string) bool {
-	if cfg.InsecureSkipVerify {
-		return false
-	}
-	cfg.InsecureSkipVerify = true // crypto/tls would read RootCAs once; the check below reads p
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		return verifyServer(cs, p.Current(), name)
-	}
-	return true
+	return verifyAtHandshakes(cfg, p, func(cs tls.ConnectionState, roots *x509.CertPool) error {
+		return verifyServer(cs, roots, name)
+	})
 }
 
 // VerifyServerChains is VerifyServers without the name check, for a server reached by
@@ -361,6 +356,16 @@ func VerifyServers(cfg *tls.Config, p *Pool, name string) bool {
 // does nothing to a configuration that skips verification, and reports whether it
 // took effect.
 func VerifyServerChains(cfg *tls.Config, p *Pool) bool {
+	return verifyAtHandshakes(cfg, p, func(cs tls.ConnectionState, roots *x509.CertPool) error {
+		return verifyChain(cs, roots, "")
+	})
+}
+
+// verifyAtHandshakes has cfg check each server with check, against p's CAs as the file
+// holds them at that handshake (nil p: the system roots), in place of crypto/tls's own
+// check, which reads RootCAs once and always checks the name. It leaves a configuration
+// that skips verification alone, and reports whether it took effect.
+func verifyAtHandshakes(cfg *tls.Config, p *Pool, check func(tls.ConnectionState, *x509.CertPool) error) bool {
 	if cfg.InsecureSkipVerify {
 		return false
 	}
@@ -370,7 +375,7 @@ func VerifyServerChains(cfg *tls.Config, p *Pool) bool {
 		if p != nil {
 			roots = p.Current()
 		}
-		return verifyChain(cs, roots, "")
+		return check(cs, roots)
 	}
 	return true
 }
