@@ -84,7 +84,12 @@ func TestUnhealthyReplicaGetsNoDecisions(t *testing.T) {
 	p, addr := topo.Proc(sp.Name), "127.0.0.1:"+strconv.Itoa(sp.Ports[sp.GRPC])
 	for _, o := range replicaOutages {
 		t.Run(o.name, func(t *testing.T) {
-			waitEnvoyHealthy(t, sp.Name, addr) // an earlier test may have stopped Redis
+			// An earlier test may have stopped Redis, and Envoy may still have a replica
+			// ejected for it: at most one of the two can be ejected (max_ejection_percent),
+			// so with the other one out, the one stopped here could not be.
+			for _, r := range replicas {
+				waitEnvoyHealthy(t, r.Name, "127.0.0.1:"+strconv.Itoa(r.Ports[r.GRPC]))
+			}
 			hdr := overLimitClient(t)
 			if err := o.down(p); err != nil {
 				t.Fatal(err)
