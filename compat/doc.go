@@ -6,8 +6,9 @@
 // the same with the rules from one xDS server, as Envoy Gateway delivers them, and
 // compares an update and two configs both must refuse; the TestCompatMergedDomains
 // tests do it with MERGE_DOMAIN_CONFIG=true on domains split over several files (the
-// random ones in TestCompatMergedRandom, and over xDS in TestCompatMergedRandomXDS). It is the evidence behind
-// docs/migrating.md's "rules load as they are and match the same way".
+// random ones in TestCompatMergedRandom, and over xDS in TestCompatMergedRandomXDS).
+// It is the evidence behind docs/migrating.md's "rules load as they are and match the
+// same way".
 //
 // `make test` runs it on a fixed seed, and `make compat` alone on a new one; both build
 // the pinned reference first (from the Go module proxy). Without the reference binary

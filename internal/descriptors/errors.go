@@ -17,9 +17,9 @@ type ConfigError struct {
 	Msg   string // what is wrong; with a Ref, the text before it
 	// Ref is another definition that the problem points at (a repeated entry's,
 	// field's or metadata key's first, the "*" pattern that hides an entry), in the
-	// same file unless Ref.File says, and MsgEnd the text after it. The reference is kept apart from Msg so
-	// that rules from xDS, whose lines count a generated document nobody sees, can
-	// name it by its field path instead (Message).
+	// same file unless Ref.File says, and MsgEnd the text after it. The reference is
+	// kept apart from Msg so that rules from xDS, whose lines count a generated
+	// document nobody sees, can name it by its field path instead (Message).
 	Ref    *Ref
 	MsgEnd string
 	// DefinedIn and DefinedLine name where what the problem repeats was first defined

@@ -18,9 +18,10 @@ import (
 //
 // Files are merged in name order (LoadFiles: the order of their absolute paths, which
 // for the files of one directory is the order LoadDir's relative names give), not in
-// the order they loaded, so that no decision depends on that order: which of two files' value patterns a request value meets
-// first, which file a duplicate is reported in. (envoyproxy/ratelimit merges in the
-// order of a Go map's iteration, which may differ at every load.)
+// the order they loaded, so that no decision depends on that order: which of two
+// files' value patterns a request value meets first, which file a duplicate is
+// reported in. (envoyproxy/ratelimit merges in the order of a Go map's iteration,
+// which may differ at every load.)
 
 // mergeDomains merges each domain's files into one domain and runs the checks that
 // need the whole domain. Without MergeDomains there is nothing to do.
